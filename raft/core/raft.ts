@@ -1,0 +1,1240 @@
+// The Raft consensus core: a pure, deterministic state machine in the style of etcd-io/raft. It has
+// no timers, sockets, disk, clock or ambient randomness: time is `tick()`, input is `step(message)`,
+// `propose(data)`, `readIndex(context)` and friends, and output is a `Ready` that the driver must
+// persist before it sends. Given the same inputs and PRNG seed it produces the same outputs, which is
+// what lets the simulator replay thousands of faulty schedules. It must never block, await or throw
+// anything but a typed RaftError (bad request) or RaftInvariantError (broken protocol state).
+
+import { type InjectedBug, type RaftConfig, type RaftConfigInput, validateRaftConfig } from "./config.js";
+import { invariant, NotLeaderError, RaftError } from "./errors.js";
+import { RaftLog } from "./log.js";
+import {
+  decodeMembershipChange,
+  encodeMembershipChange,
+  MembershipState,
+  validateNodeId,
+} from "./membership.js";
+import { Progress } from "./progress.js";
+import type {
+  AppendMessage,
+  AppendResponseMessage,
+  Entry,
+  EntryType,
+  HardState,
+  HeartbeatMessage,
+  HeartbeatResponseMessage,
+  LogOffset,
+  Membership,
+  MembershipChange,
+  Message,
+  NodeId,
+  PersistentState,
+  PreVoteMessage,
+  ReadState,
+  Role,
+  Snapshot,
+  SnapshotChunkMessage,
+  SnapshotMeta,
+  SnapshotResponseMessage,
+  VoteMessage,
+} from "./types.js";
+
+/** Volatile state worth observing (leader changes, role); not persisted. */
+export interface SoftState {
+  readonly role: Role;
+  readonly leader: NodeId | null;
+  readonly term: number;
+}
+
+/**
+ * One batch of work for the driver, handed out by `ready()` and acknowledged by `advance()`.
+ * The driver must, in this order:
+ *  1. install `snapshot` (if any) into the state machine and the log store, durably;
+ *  2. persist `entries` (replacing any stored entries from `entries[0].index` on) and `hardState`
+ *     (if not null) atomically, with an fsync when `mustSync`;
+ *  3. only then send `messages` (a vote or an append acknowledgement must never precede its fsync);
+ *  4. apply `committedEntries` in order, and serve each of `readStates` once it has applied `index`;
+ *  5. call `advance()`.
+ * The core may be stepped and ticked between `ready()` and `advance()`; it never hands out a
+ * second Ready before the first is advanced.
+ */
+export interface Ready {
+  readonly softState: SoftState;
+  readonly hardState: HardState | null;
+  readonly snapshot: Snapshot | null;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly committedEntries: readonly Entry[];
+  readonly readStates: readonly ReadState[];
+  readonly mustSync: boolean;
+}
+
+/** Where a proposal landed: it succeeded if the entry applied at `index` has this `term`. */
+export interface ProposalPosition {
+  readonly index: number;
+  readonly term: number;
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId | null;
+  readonly leader: NodeId | null;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly membership: Membership;
+  readonly leadTransferee: NodeId | null;
+  readonly progress: ReadonlyMap<NodeId, { match: number; next: number; state: string }>;
+}
+
+export interface RaftStartOptions {
+  /** The application's applied index; committed entries above it are handed out again after a restart. */
+  readonly applied?: number;
+}
+
+interface ReadRound {
+  readonly round: number;
+  readonly acks: Set<NodeId>;
+  readonly reads: { context: string; from: NodeId; index: number }[];
+}
+
+interface SnapshotReception {
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  readonly term: number;
+  readonly chunks: Uint8Array[];
+  received: number;
+}
+
+const contextLengthMax = 256;
+
+/** The log of a brand-new cluster: one committed membership entry per initial member, identical on every node. */
+export function bootstrapState(membership: Membership): PersistentState {
+  const changes: MembershipChange[] = [
+    ...membership.voters.map((node) => ({ kind: "addVoter", node }) as const),
+    ...membership.learners.map((node) => ({ kind: "addLearner", node }) as const),
+  ];
+  invariant(membership.voters.length > 0, "a cluster needs at least one voter");
+  const entries = changes.map((change, i) => ({
+    index: i + 1,
+    term: 1,
+    type: "config" as const,
+    data: encodeMembershipChange(change),
+  }));
+  return {
+    hardState: { term: 1, vote: null, commit: entries.length },
+    snapshot: null,
+    offset: { index: 0, term: 0 },
+    entries,
+  };
+}
+
+/** The persistent state of a node joining an existing cluster: empty; the leader sends it everything. */
+export function emptyState(): PersistentState {
+  return {
+    hardState: { term: 0, vote: null, commit: 0 },
+    snapshot: null,
+    offset: { index: 0, term: 0 },
+    entries: [],
+  };
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly config: RaftConfig;
+  private readonly bugs: ReadonlySet<InjectedBug>;
+
+  private term: number;
+  private vote: NodeId | null;
+  private leader: NodeId | null = null;
+  private role: Role = "follower";
+  private readonly log: RaftLog;
+  private membership: MembershipState;
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+
+  private votes = new Map<NodeId, boolean>();
+  private progress = new Map<NodeId, Progress>();
+  private leadTransferee: NodeId | null = null;
+  /** No membership change may be proposed until the entry at this index is applied. */
+  private pendingMembershipIndex = 0;
+  private uncommittedBytes = 0;
+  /** The leader appended entries that are not yet sent; coalesced into one broadcast per Ready. */
+  private broadcastPending = false;
+
+  private readRounds: ReadRound[] = [];
+  /** Reads that arrived before the leader committed an entry of its own term (section 8). */
+  private readsAwaitingCommit: { context: string; from: NodeId }[] = [];
+  private nextReadRound = 1;
+  private readRoundOpen: ReadRound | null = null;
+
+  /** The newest snapshot this node holds (sent to followers that fell behind the compacted log). */
+  private snapshot: Snapshot | null;
+  /** A snapshot received from the leader, to be installed by the driver through Ready. */
+  private pendingSnapshot: Snapshot | null = null;
+  private snapshotReception: SnapshotReception | null = null;
+
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  private persistedHardState: HardState;
+  private handedOut: {
+    readonly lastEntry: { index: number; term: number } | null;
+    readonly committedEntries: readonly Entry[];
+    readonly snapshot: Snapshot | null;
+    readonly hardState: HardState | null;
+  } | null = null;
+
+  constructor(configInput: RaftConfigInput, state: PersistentState, options: RaftStartOptions = {}) {
+    this.config = validateRaftConfig(configInput);
+    this.id = this.config.id;
+    this.bugs = this.config.injectedBugs;
+    this.term = state.hardState.term;
+    this.vote = state.hardState.vote;
+    this.persistedHardState = state.hardState;
+    this.snapshot = state.snapshot;
+    const snapshotIndex = state.snapshot?.meta.index ?? 0;
+    invariant(state.offset.index <= snapshotIndex, "the log is compacted beyond the snapshot");
+    invariant(state.hardState.commit >= snapshotIndex, "a snapshot beyond the commit index");
+    const applied = Math.min(
+      Math.max(options.applied ?? snapshotIndex, snapshotIndex),
+      state.hardState.commit,
+    );
+    this.log = new RaftLog(state.offset, state.entries, state.hardState.commit, applied);
+    this.membership = new MembershipState(state.snapshot?.meta.membership ?? { voters: [], learners: [] });
+    // Membership changes take effect when applied; replay those the application already applied.
+    for (let index = snapshotIndex + 1; index <= applied; index++) {
+      const entry = this.log.entry(index);
+      invariant(entry !== undefined, `entry ${index} below applied ${applied} is missing`);
+      if (entry.type === "config") this.membership.apply(decodeMembershipChange(entry.data));
+    }
+    this.becomeFollower(this.term, null);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** One logical clock tick. Election and heartbeat timeouts are counted in ticks. */
+  tick(): void {
+    if (this.role === "leader") this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Starts an election now, as if the election timeout had fired. */
+  campaign(): void {
+    this.hup(false);
+  }
+
+  /** Proposes application data. Returns where it landed; throws a RaftError when it cannot be taken. */
+  propose(data: Uint8Array): ProposalPosition {
+    if (!(data instanceof Uint8Array))
+      throw new RaftError("INVALID_ARGUMENT", "proposal data must be a Uint8Array");
+    return this.appendProposal("normal", data);
+  }
+
+  /** Proposes a one-server membership change; only one may be pending at a time. */
+  proposeMembershipChange(change: MembershipChange): ProposalPosition {
+    validateNodeId(change.node);
+    this.checkCanPropose(0);
+    if (this.pendingMembershipIndex > this.log.applied) {
+      throw new RaftError(
+        "MEMBERSHIP_CHANGE_PENDING",
+        `a membership change (index ${this.pendingMembershipIndex}) is not applied yet; retry after it is`,
+      );
+    }
+    this.membership.validate(change);
+    const position = this.appendProposal("config", encodeMembershipChange(change));
+    this.pendingMembershipIndex = position.index;
+    return position;
+  }
+
+  /**
+   * Requests a linearizable read. The core answers with a ReadState carrying `context` once a
+   * quorum has confirmed this leadership after the request (on a follower: through the leader).
+   */
+  readIndex(context: string): void {
+    if (typeof context !== "string" || context.length === 0 || context.length > contextLengthMax) {
+      throw new RaftError(
+        "INVALID_ARGUMENT",
+        `a read context must be a string of 1 to ${contextLengthMax} characters`,
+      );
+    }
+    if (this.role === "leader") {
+      this.enqueueRead(context, this.id);
+    } else if (this.leader !== null) {
+      this.send({ type: "readIndex", from: this.id, to: this.leader, term: this.term, context });
+    } else {
+      throw new NotLeaderError(null);
+    }
+  }
+
+  /** Hands leadership to `target` (section 3.10): stop proposals, bring it up to date, then TimeoutNow. */
+  transferLeadership(target: NodeId): void {
+    validateNodeId(target);
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
+    if (target === this.id) {
+      this.leadTransferee = null;
+      return;
+    }
+    if (!this.membership.isVoter(target)) throw new RaftError("INVALID_ARGUMENT", `${target} is not a voter`);
+    if (this.leadTransferee === target) return;
+    this.leadTransferee = target;
+    // The transfer must finish within an election timeout, or it is abandoned (tickLeader).
+    this.electionElapsed = 0;
+    const progress = this.progress.get(target);
+    invariant(progress !== undefined, `no progress for voter ${target}`);
+    if (progress.match === this.log.lastIndex()) this.sendTimeoutNow(target);
+    else this.sendAppend(target, true);
+  }
+
+  /** Handles one message from a peer. */
+  step(message: Message): void {
+    if (message.to !== this.id || message.from === this.id) return;
+    if (message.term > this.term) {
+      if (message.type === "preVote" || message.type === "vote") {
+        const forced = message.type === "vote" && message.transfer;
+        const inLease =
+          this.config.checkQuorum && this.leader !== null && this.electionElapsed < this.config.electionTicks;
+        // A node that still hears from a leader ignores elections (leader stickiness, section 4.2.3).
+        if (!forced && inLease) return;
+      }
+      if (message.type === "preVote" || (message.type === "preVoteResponse" && message.granted)) {
+        // Pre-votes never change anyone's term: that is their point.
+      } else if (
+        message.type === "append" ||
+        message.type === "heartbeat" ||
+        message.type === "snapshotChunk"
+      ) {
+        this.becomeFollower(message.term, message.from);
+      } else {
+        this.becomeFollower(message.term, null);
+      }
+    } else if (message.term < this.term) {
+      if (
+        (this.config.checkQuorum || this.config.preVote) &&
+        (message.type === "append" || message.type === "heartbeat")
+      ) {
+        // A stale leader would otherwise never learn that it was replaced (it cannot win pre-votes
+        // against us, and we ignore it): tell it our term so it steps down.
+        this.send({
+          type: "appendResponse",
+          from: this.id,
+          to: message.from,
+          term: this.term,
+          success: false,
+          index: 0,
+          hintIndex: 0,
+          hintTerm: 0,
+        });
+      } else if (message.type === "preVote") {
+        this.send({
+          type: "preVoteResponse",
+          from: this.id,
+          to: message.from,
+          term: this.term,
+          granted: false,
+        });
+      }
+      return;
+    }
+
+    if (message.type === "preVote" || message.type === "vote") {
+      this.handleVoteRequest(message);
+      return;
+    }
+    switch (this.role) {
+      case "leader":
+        this.stepLeader(message);
+        return;
+      case "candidate":
+      case "preCandidate":
+        this.stepCandidate(message);
+        return;
+      case "follower":
+        this.stepFollower(message);
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ready / advance
+
+  hasReady(): boolean {
+    return (
+      this.broadcastPending ||
+      this.readRoundOpen !== null ||
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.pendingSnapshot !== null ||
+      this.log.lastIndex() > this.log.stableIndex ||
+      this.log.committed > this.log.applying ||
+      this.hardStateChanged()
+    );
+  }
+
+  ready(): Ready {
+    invariant(this.handedOut === null, "ready() called again before advance()");
+    this.flush();
+    const hardState = this.hardStateChanged() ? this.hardState() : null;
+    const snapshot = this.pendingSnapshot;
+    const entries = this.log.unstableEntries();
+    const committedEntries = this.log.entriesToApply();
+    const lastCommitted = committedEntries.at(-1);
+    if (lastCommitted !== undefined) this.log.applying = lastCommitted.index;
+    const lastEntry = entries.at(-1);
+    const ready: Ready = {
+      softState: this.softState(),
+      hardState,
+      snapshot,
+      entries,
+      messages: this.messages,
+      committedEntries,
+      readStates: this.readStates,
+      mustSync:
+        entries.length > 0 ||
+        snapshot !== null ||
+        (hardState !== null &&
+          (hardState.term !== this.persistedHardState.term ||
+            hardState.vote !== this.persistedHardState.vote)),
+    };
+    this.messages = [];
+    this.readStates = [];
+    this.handedOut = {
+      lastEntry: lastEntry === undefined ? null : { index: lastEntry.index, term: lastEntry.term },
+      committedEntries,
+      snapshot,
+      hardState,
+    };
+    return ready;
+  }
+
+  /** The driver finished the last Ready: persisted, sent, applied. */
+  advance(): void {
+    const done = this.handedOut;
+    invariant(done !== null, "advance() without a Ready");
+    this.handedOut = null;
+    if (done.snapshot !== null) {
+      if (this.pendingSnapshot === done.snapshot) this.pendingSnapshot = null;
+      this.log.applied = Math.max(this.log.applied, done.snapshot.meta.index);
+    }
+    if (done.lastEntry !== null) this.log.stableTo(done.lastEntry.index, done.lastEntry.term);
+    if (done.hardState !== null) this.persistedHardState = done.hardState;
+    // Entries that a snapshot received meanwhile already covers must not touch its membership.
+    const coveredThrough = this.pendingSnapshot?.meta.index ?? 0;
+    for (const entry of done.committedEntries) {
+      if (entry.index <= this.log.applied) continue;
+      this.log.applied = entry.index;
+      if (entry.type === "config" && entry.index > coveredThrough)
+        this.applyMembershipChange(decodeMembershipChange(entry.data));
+      if (this.role === "leader")
+        this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entry.data.length);
+    }
+    // The leader counts its own log only once it is on disk.
+    if (this.role === "leader" && this.maybeCommit()) this.broadcastPending = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Snapshots and compaction (asked for by the application)
+
+  /** What a snapshot of the application's state at its applied index must record. */
+  snapshotMetaAtApplied(): SnapshotMeta {
+    const index = this.log.applied;
+    const term = this.log.term(index);
+    invariant(term !== undefined, `no term for applied index ${index}`);
+    return { index, term, membership: this.membership.toMembership() };
+  }
+
+  /**
+   * The driver has durably saved `snapshot` (taken at the applied index). The core keeps it to send
+   * to followers and drops log entries through `compactThrough` (at most the snapshot's index).
+   * Returns the new compaction point, which the driver applies to its log store.
+   */
+  compact(snapshot: Snapshot, compactThrough: number): LogOffset {
+    invariant(snapshot.meta.index <= this.log.applied, "a snapshot beyond the applied index");
+    if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index) this.snapshot = snapshot;
+    return this.log.compact(Math.min(compactThrough, snapshot.meta.index, this.log.stableIndex));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Observation
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, { match: number; next: number; state: string }>();
+    for (const [id, pr] of this.progress)
+      progress.set(id, { match: pr.match, next: pr.next, state: pr.state });
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      firstIndex: this.log.firstIndex(),
+      membership: this.membership.toMembership(),
+      leadTransferee: this.leadTransferee,
+      progress,
+    };
+  }
+
+  softState(): SoftState {
+    return { role: this.role, leader: this.leader, term: this.term };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  /** The entry at `index` if the in-memory log still holds it (for checks and tests). */
+  entryAt(index: number): Entry | undefined {
+    return this.log.entry(index);
+  }
+
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Roles
+
+  private reset(term: number): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.leader = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout =
+      this.config.electionTicks + this.config.random.nextInt(this.config.electionTicks);
+    this.leadTransferee = null;
+    this.votes = new Map();
+    this.progress = new Map();
+    this.readRounds = [];
+    this.readsAwaitingCommit = [];
+    this.readRoundOpen = null;
+    this.uncommittedBytes = 0;
+    this.broadcastPending = false;
+    this.snapshotReception = null;
+  }
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    this.reset(term);
+    this.role = "follower";
+    this.leader = leader;
+  }
+
+  private becomePreCandidate(): void {
+    invariant(this.role !== "leader", "a leader cannot become a pre-candidate");
+    // A pre-candidate keeps its term and vote: nothing changes unless the pre-vote wins.
+    this.role = "preCandidate";
+    this.votes = new Map();
+    this.leader = null;
+  }
+
+  private becomeCandidate(): void {
+    invariant(this.role !== "leader", "a leader cannot become a candidate");
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = "candidate";
+  }
+
+  private becomeLeader(): void {
+    invariant(this.role === "candidate", `only a candidate can become leader (was ${this.role})`);
+    this.reset(this.term);
+    this.role = "leader";
+    this.leader = this.id;
+    for (const member of this.membership.members()) {
+      if (member === this.id) continue;
+      this.progress.set(member, this.newProgress());
+    }
+    // An empty entry of the new term: committing it commits everything before it (section 5.4.2),
+    // and ReadIndex waits for it (section 6.4).
+    this.log.append({
+      index: this.log.lastIndex() + 1,
+      term: this.term,
+      type: "normal",
+      data: new Uint8Array(0),
+    });
+    this.pendingMembershipIndex = this.log.lastIndex();
+    this.broadcastPending = true;
+  }
+
+  private newProgress(): Progress {
+    return new Progress(
+      this.log.lastIndex() + 1,
+      this.config.inflightMessagesMax,
+      this.config.inflightBytesMax,
+    );
+  }
+
+  private promotable(): boolean {
+    return this.membership.isVoter(this.id);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Elections
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.config.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.config.checkQuorum && !this.quorumActive()) {
+        // CheckQuorum: a leader cut off from a majority steps down, so its clients go elsewhere.
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      this.leadTransferee = null;
+    }
+    if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat(0);
+    }
+  }
+
+  private quorumActive(): boolean {
+    const active = new Set<NodeId>([this.id]);
+    for (const [id, progress] of this.progress) {
+      if (progress.recentActive) active.add(id);
+      progress.recentActive = false;
+    }
+    return this.membership.hasQuorum(active);
+  }
+
+  private hasUnappliedMembershipChanges(): boolean {
+    for (let index = this.log.applied + 1; index <= this.log.committed; index++) {
+      if (this.log.entry(index)?.type === "config") return true;
+    }
+    return false;
+  }
+
+  private hup(transfer: boolean): void {
+    if (this.role === "leader" || !this.promotable()) return;
+    // A committed but unapplied membership change could mean we count votes with a stale voter set.
+    if (this.hasUnappliedMembershipChanges()) return;
+    if (this.config.preVote && !transfer) this.startElection("preVote", false);
+    else this.startElection("vote", transfer);
+  }
+
+  private startElection(kind: "preVote" | "vote", transfer: boolean): void {
+    if (kind === "preVote") this.becomePreCandidate();
+    else this.becomeCandidate();
+    const electionTerm = kind === "preVote" ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.membership.tally(this.votes) === "won") {
+      if (kind === "preVote") this.startElection("vote", false);
+      else this.becomeLeader();
+      return;
+    }
+    for (const voter of [...this.membership.voters].sort()) {
+      if (voter === this.id) continue;
+      const base = {
+        from: this.id,
+        to: voter,
+        term: electionTerm,
+        lastIndex: this.log.lastIndex(),
+        lastTerm: this.log.lastTerm(),
+      };
+      const request: PreVoteMessage | VoteMessage =
+        kind === "preVote" ? { ...base, type: "preVote" } : { ...base, type: "vote", transfer };
+      this.send(request);
+    }
+  }
+
+  private handleVoteRequest(message: PreVoteMessage | VoteMessage): void {
+    const responseType = message.type === "preVote" ? "preVoteResponse" : "voteResponse";
+    const canVote =
+      this.vote === message.from ||
+      (this.vote === null && this.leader === null) ||
+      (message.type === "preVote" && message.term > this.term);
+    if (canVote && this.log.isUpToDate(message.lastIndex, message.lastTerm)) {
+      // A granted response carries the request's term, so the candidate counts it (not ours, which may be lower).
+      this.send({ type: responseType, from: this.id, to: message.from, term: message.term, granted: true });
+      if (message.type === "vote") {
+        this.electionElapsed = 0;
+        this.vote = message.from;
+      }
+    } else {
+      this.send({ type: responseType, from: this.id, to: message.from, term: this.term, granted: false });
+    }
+  }
+
+  private stepCandidate(message: Message): void {
+    switch (message.type) {
+      case "append":
+      case "heartbeat":
+      case "snapshotChunk":
+        // Someone won this term.
+        this.becomeFollower(this.term, message.from);
+        this.stepFollower(message);
+        return;
+      case "preVoteResponse":
+      case "voteResponse": {
+        const expected = this.role === "preCandidate" ? "preVoteResponse" : "voteResponse";
+        if (message.type !== expected) return;
+        this.votes.set(message.from, message.granted);
+        const outcome = this.membership.tally(this.votes);
+        if (outcome === "won") {
+          if (this.role === "preCandidate") this.startElection("vote", false);
+          else this.becomeLeader();
+        } else if (outcome === "lost") {
+          this.becomeFollower(this.term, null);
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Follower
+
+  private stepFollower(message: Message): void {
+    switch (message.type) {
+      case "append":
+        this.electionElapsed = 0;
+        this.leader = message.from;
+        this.handleAppend(message);
+        return;
+      case "heartbeat":
+        this.electionElapsed = 0;
+        this.leader = message.from;
+        this.handleHeartbeat(message);
+        return;
+      case "snapshotChunk":
+        this.electionElapsed = 0;
+        this.leader = message.from;
+        this.handleSnapshotChunk(message);
+        return;
+      case "timeoutNow":
+        // Leadership transfer: campaign at once, skipping pre-vote and the leader lease.
+        this.hup(true);
+        return;
+      case "readIndexResponse":
+        this.readStates.push({ index: message.index, context: message.context });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppend(message: AppendMessage): void {
+    const respond = (success: boolean, index: number, hintIndex = 0, hintTerm = 0): void =>
+      this.send({
+        type: "appendResponse",
+        from: this.id,
+        to: message.from,
+        term: this.term,
+        success,
+        index,
+        hintIndex,
+        hintTerm,
+      });
+    if (message.prevIndex < this.log.committed) {
+      // Everything up to our commit index already matches; tell the leader where we really are.
+      respond(true, this.log.committed);
+      return;
+    }
+    const prevMatches =
+      this.log.matchTerm(message.prevIndex, message.prevTerm) ||
+      (this.bugs.has("skipPrevCheck") &&
+        message.prevIndex <= this.log.lastIndex() &&
+        message.prevIndex >= this.log.offsetIndex());
+    if (!prevMatches) {
+      // Fast backtracking (etcd's findConflictByTerm): skip every entry whose term is above the
+      // leader's prevTerm, so one round trip skips a whole term of divergent entries.
+      const hint = this.log.findConflictByTerm(
+        Math.min(message.prevIndex, this.log.lastIndex()),
+        message.prevTerm,
+      );
+      respond(false, message.prevIndex, hint.index, hint.term);
+      return;
+    }
+    const lastNew = this.log.appendFromLeader(message.prevIndex, message.entries);
+    this.log.commitTo(Math.min(message.commit, lastNew));
+    respond(true, lastNew);
+  }
+
+  private handleHeartbeat(message: HeartbeatMessage): void {
+    // The leader sends min(our match, its commit), so this never passes what we hold.
+    this.log.commitTo(message.commit);
+    this.send({
+      type: "heartbeatResponse",
+      from: this.id,
+      to: message.from,
+      term: this.term,
+      readRound: message.readRound,
+    });
+  }
+
+  private handleSnapshotChunk(message: SnapshotChunkMessage): void {
+    const respond = (nextOffset: number, installed: boolean): void =>
+      this.send({
+        type: "snapshotResponse",
+        from: this.id,
+        to: message.from,
+        term: this.term,
+        snapshotIndex: message.meta.index,
+        snapshotTerm: message.meta.term,
+        nextOffset,
+        installed,
+      });
+    if (
+      message.meta.index <= this.log.committed ||
+      this.log.matchTerm(message.meta.index, message.meta.term)
+    ) {
+      // We already hold everything the snapshot covers.
+      this.snapshotReception = null;
+      this.log.commitTo(Math.min(message.meta.index, this.log.lastIndex()));
+      respond(message.totalBytes, true);
+      return;
+    }
+    if (message.offset === 0) {
+      if (message.totalBytes > this.config.snapshotBytesMax) return; // Refused: over our limit.
+      this.snapshotReception = {
+        meta: message.meta,
+        totalBytes: message.totalBytes,
+        term: this.term,
+        chunks: [],
+        received: 0,
+      };
+    }
+    const reception = this.snapshotReception;
+    if (
+      reception === null ||
+      reception.meta.index !== message.meta.index ||
+      reception.meta.term !== message.meta.term ||
+      reception.term !== this.term
+    ) {
+      respond(0, false);
+      return;
+    }
+    if (message.offset !== reception.received) {
+      // A lost or reordered chunk: say where to resume.
+      respond(reception.received, false);
+      return;
+    }
+    reception.chunks.push(message.chunk);
+    reception.received += message.chunk.length;
+    if (reception.received < reception.totalBytes) {
+      respond(reception.received, false);
+      return;
+    }
+    this.snapshotReception = null;
+    const data = concatBytes(reception.chunks, reception.totalBytes);
+    this.restoreSnapshot({ meta: reception.meta, data });
+    respond(reception.totalBytes, true);
+  }
+
+  private restoreSnapshot(snapshot: Snapshot): void {
+    this.log.restore({ index: snapshot.meta.index, term: snapshot.meta.term });
+    this.membership = new MembershipState(snapshot.meta.membership);
+    this.snapshot = snapshot;
+    this.pendingSnapshot = snapshot;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Leader
+
+  private stepLeader(message: Message): void {
+    switch (message.type) {
+      case "appendResponse":
+        this.handleAppendResponse(message);
+        return;
+      case "heartbeatResponse":
+        this.handleHeartbeatResponse(message);
+        return;
+      case "snapshotResponse":
+        this.handleSnapshotResponse(message);
+        return;
+      case "readIndex":
+        if (!this.membership.isMember(message.from)) return;
+        if (this.readQueueLength() >= this.config.pendingReadsMax) return; // The follower's read times out.
+        this.enqueueRead(message.context, message.from);
+        return;
+      case "append":
+      case "heartbeat":
+      case "snapshotChunk":
+        invariant(false, `two leaders in term ${this.term}: ${this.id} and ${message.from}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private checkCanPropose(bytes: number): void {
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
+    if (this.leadTransferee !== null) {
+      throw new RaftError(
+        "TRANSFER_IN_PROGRESS",
+        `leadership is being transferred to ${this.leadTransferee}`,
+      );
+    }
+    if (bytes > this.config.entryBytesMax) {
+      throw new RaftError(
+        "PROPOSAL_TOO_LARGE",
+        `proposal of ${bytes} bytes exceeds entryBytesMax (${this.config.entryBytesMax})`,
+      );
+    }
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.config.uncommittedBytesMax) {
+      throw new RaftError(
+        "UNCOMMITTED_BYTES_EXCEEDED",
+        `${this.uncommittedBytes} bytes are proposed but not committed (limit ${this.config.uncommittedBytesMax}); retry later`,
+      );
+    }
+  }
+
+  private appendProposal(type: EntryType, data: Uint8Array): ProposalPosition {
+    this.checkCanPropose(data.length);
+    const entry: Entry = { index: this.log.lastIndex() + 1, term: this.term, type, data };
+    this.log.append(entry);
+    this.uncommittedBytes += data.length;
+    this.broadcastPending = true;
+    return { index: entry.index, term: entry.term };
+  }
+
+  private applyMembershipChange(change: MembershipChange): void {
+    this.membership.apply(change);
+    if (this.role !== "leader") return;
+    if (!this.membership.isVoter(this.id)) {
+      // Removed (or never a voter): hand over by stepping down; the others elect a leader.
+      this.becomeFollower(this.term, null);
+      return;
+    }
+    for (const member of this.membership.members()) {
+      if (member !== this.id && !this.progress.has(member)) this.progress.set(member, this.newProgress());
+    }
+    for (const id of [...this.progress.keys()]) {
+      if (!this.membership.isMember(id)) this.progress.delete(id);
+    }
+    if (this.leadTransferee !== null && !this.membership.isVoter(this.leadTransferee))
+      this.leadTransferee = null;
+    // The quorum changed: more entries may be committed now, and new members need the log.
+    this.maybeCommit();
+    this.broadcastPending = true;
+  }
+
+  private matchOf(id: NodeId): number {
+    if (id === this.id) return this.log.stableIndex;
+    return this.progress.get(id)?.match ?? 0;
+  }
+
+  /** Commits what a quorum holds, but only by counting replicas of an entry of this term (section 5.4.2). */
+  private maybeCommit(): boolean {
+    const index = this.membership.committedIndex((id) => this.matchOf(id));
+    if (index <= this.log.committed) return false;
+    if (this.log.term(index) !== this.term && !this.bugs.has("commitPreviousTerm")) return false;
+    this.log.commitTo(index);
+    if (this.readsAwaitingCommit.length > 0 && this.log.term(this.log.committed) === this.term) {
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const read of waiting) this.startRead(read.context, read.from);
+    }
+    return true;
+  }
+
+  /** Sends new entries (coalesced proposals) and commit updates to every follower. */
+  private flush(): void {
+    if (this.role !== "leader") {
+      this.broadcastPending = false;
+      this.readRoundOpen = null;
+      return;
+    }
+    if (this.broadcastPending) {
+      this.broadcastPending = false;
+      for (const id of this.progress.keys()) this.sendAppends(id, true);
+    }
+    if (this.readRoundOpen !== null) {
+      const round = this.readRoundOpen;
+      this.readRoundOpen = null;
+      this.broadcastHeartbeat(round.round);
+    }
+  }
+
+  /** Sends appends to `to` until it is paused or up to date (pipelining in the replicate state). */
+  private sendAppends(to: NodeId, sendIfEmpty: boolean): void {
+    let sent = this.sendAppend(to, sendIfEmpty);
+    while (sent && this.progress.get(to)?.state === "replicate") sent = this.sendAppend(to, false);
+  }
+
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const progress = this.progress.get(to);
+    if (progress === undefined || progress.isPaused()) return false;
+    const prevIndex = progress.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined) {
+      invariant(prevIndex < this.log.firstIndex(), `next ${progress.next} is beyond the log of ${this.id}`);
+      return this.startSnapshotTransfer(to, progress);
+    }
+    const entries =
+      progress.next <= this.log.lastIndex()
+        ? this.log.slice(progress.next, this.log.lastIndex() + 1, this.config.messageBytesMax)
+        : [];
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({
+      type: "append",
+      from: this.id,
+      to,
+      term: this.term,
+      prevIndex,
+      prevTerm,
+      entries,
+      commit: this.log.committed,
+    });
+    const last = entries.at(-1);
+    if (progress.state === "replicate" && last !== undefined) {
+      let bytes = 0;
+      for (const entry of entries) bytes += entry.data.length;
+      progress.next = last.index + 1;
+      progress.inflights.add(last.index, bytes);
+    } else if (progress.state === "probe") {
+      progress.probeSent = true;
+    }
+    return true;
+  }
+
+  private handleAppendResponse(message: AppendResponseMessage): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    if (!message.success) {
+      const probeFrom =
+        message.hintTerm > 0
+          ? this.log.findConflictByTerm(message.hintIndex, message.hintTerm).index
+          : message.hintIndex;
+      if (progress.maybeDecreaseTo(message.index, probeFrom)) {
+        if (progress.state === "replicate") progress.becomeProbe();
+        this.sendAppend(message.from, true);
+      }
+      return;
+    }
+    const updated = progress.maybeUpdate(message.index);
+    if (progress.state === "replicate") progress.inflights.freeTo(message.index);
+    if (updated) {
+      if (progress.state === "probe") progress.becomeReplicate();
+      else if (
+        progress.state === "snapshot" &&
+        progress.snapshot !== null &&
+        progress.match >= progress.snapshot.meta.index
+      ) {
+        progress.becomeProbe();
+        progress.becomeReplicate();
+      }
+      if (this.maybeCommit()) this.broadcastPending = true;
+      if (message.from === this.leadTransferee && progress.match === this.log.lastIndex()) {
+        this.sendTimeoutNow(message.from);
+      }
+    }
+    this.sendAppends(message.from, false);
+  }
+
+  private handleHeartbeatResponse(message: HeartbeatResponseMessage): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    progress.probeSent = false;
+    if (progress.state === "snapshot") {
+      this.resumeSnapshotTransfer(message.from, progress);
+    } else if (progress.match < this.log.lastIndex()) {
+      // Appends may have been lost: free a slot so a (possibly empty) append can find out.
+      if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirst();
+      this.sendAppend(message.from, true);
+    }
+    if (message.readRound > 0) this.acknowledgeReadRound(message.readRound, message.from);
+  }
+
+  private broadcastHeartbeat(readRound: number): void {
+    for (const [id, progress] of this.progress) {
+      const commit = Math.min(progress.match, this.log.committed);
+      this.send({ type: "heartbeat", from: this.id, to: id, term: this.term, commit, readRound });
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // InstallSnapshot, chunked and resumable
+
+  private startSnapshotTransfer(to: NodeId, progress: Progress): boolean {
+    const snapshot = this.snapshot;
+    invariant(snapshot !== null, `the log of ${this.id} is compacted but it holds no snapshot`);
+    progress.becomeSnapshot({
+      meta: snapshot.meta,
+      totalBytes: snapshot.data.length,
+      sentOffset: 0,
+      ackedOffset: 0,
+      ackedAtLastHeartbeat: -1,
+    });
+    this.sendSnapshotChunks(to, progress);
+    return true;
+  }
+
+  private sendSnapshotChunks(to: NodeId, progress: Progress): void {
+    const transfer = progress.snapshot;
+    const snapshot = this.snapshot;
+    if (transfer === null || snapshot === null) return;
+    if (snapshot.meta.index !== transfer.meta.index) {
+      // A newer snapshot replaced the one in transfer: start over with it.
+      this.startSnapshotTransfer(to, progress);
+      return;
+    }
+    const windowBytes = this.config.snapshotChunkBytes * this.config.snapshotChunksInflightMax;
+    do {
+      if (transfer.sentOffset - transfer.ackedOffset >= windowBytes) return;
+      const end = Math.min(transfer.totalBytes, transfer.sentOffset + this.config.snapshotChunkBytes);
+      this.send({
+        type: "snapshotChunk",
+        from: this.id,
+        to,
+        term: this.term,
+        meta: transfer.meta,
+        totalBytes: transfer.totalBytes,
+        offset: transfer.sentOffset,
+        chunk: snapshot.data.subarray(transfer.sentOffset, end),
+      });
+      transfer.sentOffset = end;
+    } while (transfer.sentOffset < transfer.totalBytes);
+  }
+
+  /** On a heartbeat answer: if the follower made no progress since the last one, resend from where it is. */
+  private resumeSnapshotTransfer(to: NodeId, progress: Progress): void {
+    const transfer = progress.snapshot;
+    if (transfer === null) return;
+    if (transfer.ackedOffset === transfer.ackedAtLastHeartbeat) {
+      transfer.sentOffset = transfer.ackedOffset;
+      this.sendSnapshotChunks(to, progress);
+    }
+    transfer.ackedAtLastHeartbeat = transfer.ackedOffset;
+  }
+
+  private handleSnapshotResponse(message: SnapshotResponseMessage): void {
+    const progress = this.progress.get(message.from);
+    if (progress === undefined) return;
+    progress.recentActive = true;
+    const transfer = progress.snapshot;
+    if (message.installed) {
+      // The follower holds the log through the snapshot's index (persisted before it answered).
+      progress.maybeUpdate(message.snapshotIndex);
+      if (progress.state === "snapshot") {
+        progress.becomeProbe();
+        this.sendAppend(message.from, true);
+      }
+      if (this.maybeCommit()) this.broadcastPending = true;
+      return;
+    }
+    if (
+      progress.state !== "snapshot" ||
+      transfer === null ||
+      transfer.meta.index !== message.snapshotIndex ||
+      transfer.meta.term !== message.snapshotTerm
+    ) {
+      return;
+    }
+    if (message.nextOffset < transfer.ackedOffset) {
+      // The follower lost its partial copy (restart, new term): start from its offset.
+      transfer.sentOffset = message.nextOffset;
+    }
+    transfer.ackedOffset = message.nextOffset;
+    if (transfer.sentOffset < transfer.ackedOffset) transfer.sentOffset = transfer.ackedOffset;
+    this.sendSnapshotChunks(message.from, progress);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // ReadIndex (section 6.4)
+
+  private readQueueLength(): number {
+    let count = this.readsAwaitingCommit.length;
+    for (const round of this.readRounds) count += round.reads.length;
+    return count;
+  }
+
+  private enqueueRead(context: string, from: NodeId): void {
+    if (this.readQueueLength() >= this.config.pendingReadsMax) {
+      throw new RaftError("READ_QUEUE_FULL", `${this.config.pendingReadsMax} reads are pending; retry later`);
+    }
+    if (this.log.term(this.log.committed) !== this.term) {
+      // Until an entry of this term commits, our commit index may lag the cluster's.
+      this.readsAwaitingCommit.push({ context, from });
+      return;
+    }
+    this.startRead(context, from);
+  }
+
+  private startRead(context: string, from: NodeId): void {
+    const index = this.log.committed;
+    if (
+      (this.membership.voters.size === 1 && this.membership.isVoter(this.id)) ||
+      this.bugs.has("readWithoutQuorum")
+    ) {
+      this.answerRead(context, from, index);
+      return;
+    }
+    // Reads arriving between two Readys share one heartbeat round.
+    if (this.readRoundOpen === null) {
+      this.readRoundOpen = { round: this.nextReadRound++, acks: new Set([this.id]), reads: [] };
+      this.readRounds.push(this.readRoundOpen);
+    }
+    this.readRoundOpen.reads.push({ context, from, index });
+  }
+
+  private acknowledgeReadRound(round: number, from: NodeId): void {
+    if (!this.membership.isVoter(from)) return;
+    // An answer to round r confirms leadership after every earlier round was registered, too.
+    for (const pending of this.readRounds) {
+      if (pending.round > round) break;
+      pending.acks.add(from);
+    }
+    while (this.readRounds.length > 0) {
+      const first = this.readRounds[0];
+      if (first === undefined || !this.membership.hasQuorum(first.acks)) break;
+      this.readRounds.shift();
+      if (first === this.readRoundOpen) this.readRoundOpen = null;
+      for (const read of first.reads) this.answerRead(read.context, read.from, read.index);
+    }
+  }
+
+  private answerRead(context: string, from: NodeId, index: number): void {
+    if (from === this.id) this.readStates.push({ index, context });
+    else this.send({ type: "readIndexResponse", from: this.id, to: from, term: this.term, context, index });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private send(message: Message): void {
+    this.messages.push(message);
+  }
+
+  private hardStateChanged(): boolean {
+    const persisted = this.persistedHardState;
+    return (
+      persisted.term !== this.term || persisted.vote !== this.vote || persisted.commit !== this.log.committed
+    );
+  }
+}
+
+function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
+  const data = new Uint8Array(totalBytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return data;
+}

@@ -1,0 +1,166 @@
+// The vocabulary of the consensus core: log entries, persistent state, snapshots and the messages
+// peers exchange. Plain data only, so a driver can serialize it however its transport likes and a
+// simulator can copy, drop, duplicate and reorder it freely. Nothing here may hold a secret in the
+// clear: entry data is whatever the application proposes (strongroom proposes ciphertext).
+
+/** A member's stable name, e.g. "n1". */
+export type NodeId = string;
+
+/** What the application proposed, or a membership change. A leader's first entry is an empty normal entry. */
+export type EntryType = "normal" | "config";
+
+export interface Entry {
+  readonly index: number;
+  readonly term: number;
+  readonly type: EntryType;
+  readonly data: Uint8Array;
+}
+
+/** The state Raft must persist before it answers anyone (Figure 2 of the paper, plus the commit index). */
+export interface HardState {
+  readonly term: number;
+  /** The candidate voted for in `term`, or null. */
+  readonly vote: NodeId | null;
+  readonly commit: number;
+}
+
+/** Who may vote (voters) and who only follows the log (learners). */
+export interface Membership {
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+}
+
+/** One membership change: one server at a time (Ongaro's dissertation, section 4.1). */
+export type MembershipChange =
+  | { readonly kind: "addVoter"; readonly node: NodeId }
+  | { readonly kind: "addLearner"; readonly node: NodeId }
+  | { readonly kind: "removeNode"; readonly node: NodeId };
+
+export interface SnapshotMeta {
+  /** The last log index the snapshot covers. */
+  readonly index: number;
+  readonly term: number;
+  /** The membership in force at `index`. */
+  readonly membership: Membership;
+}
+
+export interface Snapshot {
+  readonly meta: SnapshotMeta;
+  /** The application's state at `meta.index`, opaque to Raft. */
+  readonly data: Uint8Array;
+}
+
+/** The last entry a log compaction dropped; the log continues at `index + 1`. */
+export interface LogOffset {
+  readonly index: number;
+  readonly term: number;
+}
+
+/** Everything a node had persisted, handed to the core when it starts or restarts. */
+export interface PersistentState {
+  readonly hardState: HardState;
+  readonly snapshot: Snapshot | null;
+  readonly offset: LogOffset;
+  /** Contiguous entries from `offset.index + 1`. */
+  readonly entries: readonly Entry[];
+}
+
+/** A linearizable read confirmed by a quorum: serve it once the state machine applied `index`. */
+export interface ReadState {
+  readonly index: number;
+  readonly context: string;
+}
+
+export type Role = "follower" | "preCandidate" | "candidate" | "leader";
+
+interface MessageBase {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+}
+
+export interface PreVoteMessage extends MessageBase {
+  readonly type: "preVote";
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+}
+export interface VoteMessage extends MessageBase {
+  readonly type: "vote";
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+  /** Sent on a leadership transfer: voters grant it even while they still hear from the old leader. */
+  readonly transfer: boolean;
+}
+export interface VoteResponseMessage extends MessageBase {
+  readonly type: "preVoteResponse" | "voteResponse";
+  readonly granted: boolean;
+}
+export interface AppendMessage extends MessageBase {
+  readonly type: "append";
+  readonly prevIndex: number;
+  readonly prevTerm: number;
+  readonly entries: readonly Entry[];
+  readonly commit: number;
+}
+export interface AppendResponseMessage extends MessageBase {
+  readonly type: "appendResponse";
+  readonly success: boolean;
+  /** On success the follower's last index matching the leader; on rejection the rejected prevIndex. */
+  readonly index: number;
+  /** Fast backtracking (rejections only): the follower's guess of the last index that could match, and its term. */
+  readonly hintIndex: number;
+  readonly hintTerm: number;
+}
+export interface HeartbeatMessage extends MessageBase {
+  readonly type: "heartbeat";
+  readonly commit: number;
+  /** The leader's pending ReadIndex round, echoed back so the leader can count a quorum for it. */
+  readonly readRound: number;
+}
+export interface HeartbeatResponseMessage extends MessageBase {
+  readonly type: "heartbeatResponse";
+  readonly readRound: number;
+}
+export interface SnapshotChunkMessage extends MessageBase {
+  readonly type: "snapshotChunk";
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  readonly offset: number;
+  readonly chunk: Uint8Array;
+}
+export interface SnapshotResponseMessage extends MessageBase {
+  readonly type: "snapshotResponse";
+  readonly snapshotIndex: number;
+  readonly snapshotTerm: number;
+  /** The byte offset the follower expects next; equals the total once the snapshot is installed. */
+  readonly nextOffset: number;
+  readonly installed: boolean;
+}
+export interface TimeoutNowMessage extends MessageBase {
+  readonly type: "timeoutNow";
+}
+export interface ReadIndexMessage extends MessageBase {
+  readonly type: "readIndex";
+  readonly context: string;
+}
+export interface ReadIndexResponseMessage extends MessageBase {
+  readonly type: "readIndexResponse";
+  readonly context: string;
+  readonly index: number;
+}
+
+export type Message =
+  | PreVoteMessage
+  | VoteMessage
+  | VoteResponseMessage
+  | AppendMessage
+  | AppendResponseMessage
+  | HeartbeatMessage
+  | HeartbeatResponseMessage
+  | SnapshotChunkMessage
+  | SnapshotResponseMessage
+  | TimeoutNowMessage
+  | ReadIndexMessage
+  | ReadIndexResponseMessage;
+
+export type MessageType = Message["type"];
