@@ -1,0 +1,216 @@
+// The properties of Figure 3 of the Raft paper, checked as the simulation runs: election safety,
+// log matching, leader completeness, state machine safety, and a commit index that never goes
+// back. A broken property throws SafetyViolation, which stops the seed and names the property.
+
+import { Buffer } from "node:buffer";
+import type { Entry, LogOffset, NodeId, RaftCore } from "../core/index.js";
+
+export type SafetyProperty =
+  | "election-safety"
+  | "log-matching"
+  | "leader-completeness"
+  | "state-machine-safety"
+  | "commit-monotonic"
+  | "invariant"
+  | "liveness"
+  | "linearizability";
+
+export class SafetyViolation extends Error {
+  override readonly name = "SafetyViolation";
+  constructor(
+    readonly property: SafetyProperty,
+    message: string,
+  ) {
+    super(`${property}: ${message}`);
+  }
+}
+
+interface EntryRecord {
+  readonly term: number;
+  readonly data: Uint8Array;
+}
+
+/** What a node has on its (simulated) disk: the log is checked where it is durable. */
+export interface DurableLog {
+  readonly offset: LogOffset;
+  readonly entries: readonly Entry[];
+}
+
+export class SafetyChecker {
+  private readonly leaders = new Map<number, NodeId>();
+  /** (index, term) → the entry's data and the term before it: log matching by induction. */
+  private readonly seen = new Map<string, { data: Uint8Array; prevTerm: number }>();
+  /** index → the entry committed there, as first learned from any node. */
+  private readonly committed: (EntryRecord | undefined)[] = [];
+  private readonly applied: (EntryRecord | undefined)[] = [];
+  private readonly persistedCommit = new Map<NodeId, number>();
+  private readonly liveCommit = new Map<NodeId, number>();
+  committedIndexMax = 0;
+
+  onLeader(id: NodeId, term: number, core: RaftCore): void {
+    const existing = this.leaders.get(term);
+    if (existing !== undefined && existing !== id) {
+      throw new SafetyViolation("election-safety", `two leaders in term ${term}: ${existing} and ${id}`);
+    }
+    this.leaders.set(term, id);
+    // Leader completeness: a new leader holds every entry committed before its term.
+    const first = core.status().firstIndex;
+    for (let index = first; index <= this.committedIndexMax; index++) {
+      const record = this.committed[index];
+      if (record === undefined) continue;
+      const ours = core.entryAt(index);
+      if (ours === undefined || ours.term !== record.term || !sameBytes(ours.data, record.data)) {
+        throw new SafetyViolation(
+          "leader-completeness",
+          `${id}, leader of term ${term}, lacks entry ${index} (term ${record.term}) committed earlier; it has ${
+            ours === undefined ? "nothing" : `term ${ours.term}`
+          }`,
+        );
+      }
+    }
+  }
+
+  /** After a node persisted new entries `from`..end and a commit index. */
+  /** Returns the range of indexes this persist newly committed, as far as this node is concerned. */
+  onPersist(id: NodeId, log: DurableLog, fromIndex: number, commit: number): { from: number; to: number } {
+    const termAt = (index: number): number | undefined =>
+      index === log.offset.index ? log.offset.term : log.entries[index - log.offset.index - 1]?.term;
+    for (
+      let index = Math.max(fromIndex, log.offset.index + 1);
+      index <= log.offset.index + log.entries.length;
+      index++
+    ) {
+      const entry = log.entries[index - log.offset.index - 1];
+      if (entry === undefined) continue;
+      const prevTerm = termAt(index - 1);
+      if (prevTerm === undefined) continue;
+      const key = `${index}/${entry.term}`;
+      const known = this.seen.get(key);
+      if (known === undefined) {
+        this.seen.set(key, { data: entry.data, prevTerm });
+      } else if (known.prevTerm !== prevTerm || !sameBytes(known.data, entry.data)) {
+        throw new SafetyViolation(
+          "log-matching",
+          `${id} holds entry ${index} of term ${entry.term} ${
+            known.prevTerm !== prevTerm
+              ? `after term ${prevTerm}, elsewhere after term ${known.prevTerm}`
+              : "with other data than another node"
+          }`,
+        );
+      }
+    }
+    const previous = this.persistedCommit.get(id) ?? 0;
+    if (commit < previous) {
+      throw new SafetyViolation("commit-monotonic", `${id} persisted commit ${commit} after ${previous}`);
+    }
+    this.persistedCommit.set(id, commit);
+    for (let index = Math.max(previous + 1, log.offset.index + 1); index <= commit; index++) {
+      const entry = log.entries[index - log.offset.index - 1];
+      if (entry !== undefined) this.recordCommitted(id, entry);
+    }
+    return { from: previous + 1, to: commit };
+  }
+
+  onSnapshotInstalled(id: NodeId, index: number, term: number): void {
+    const record = this.committed[index];
+    if (record !== undefined && record.term !== term) {
+      throw new SafetyViolation(
+        "state-machine-safety",
+        `${id} installed a snapshot at ${index} of term ${term}; ${record.term} was committed there`,
+      );
+    }
+    const previous = this.persistedCommit.get(id) ?? 0;
+    if (index > previous) this.persistedCommit.set(id, index);
+  }
+
+  /** The in-memory commit index of a running node never goes back. */
+  onLiveCommit(id: NodeId, commit: number): void {
+    const previous = this.liveCommit.get(id) ?? 0;
+    if (commit < previous)
+      throw new SafetyViolation("commit-monotonic", `${id} commit went from ${previous} to ${commit}`);
+    this.liveCommit.set(id, commit);
+  }
+
+  onRestart(id: NodeId): void {
+    this.liveCommit.delete(id);
+  }
+
+  onApply(id: NodeId, entry: Entry): void {
+    const record = this.applied[entry.index];
+    if (record === undefined) {
+      this.applied[entry.index] = { term: entry.term, data: entry.data };
+    } else if (record.term !== entry.term || !sameBytes(record.data, entry.data)) {
+      throw new SafetyViolation(
+        "state-machine-safety",
+        `${id} applied entry ${entry.index} of term ${entry.term}; another node applied term ${record.term} there`,
+      );
+    }
+    this.recordCommitted(id, entry);
+  }
+
+  /**
+   * The lemma behind leader completeness, checked the moment a leader commits: every node that
+   * could still win an election (its durable log is at least as up to date as those of a majority
+   * of voters) holds the committed entry. Catching this at commit time finds unsafe commits long
+   * before a later leader actually overwrites them.
+   */
+  onLeaderCommitted(
+    id: NodeId,
+    voters: readonly NodeId[],
+    logs: ReadonlyMap<NodeId, DurableLog>,
+    fromIndex: number,
+    toIndex: number,
+  ): void {
+    const tails = new Map<NodeId, { index: number; term: number }>();
+    for (const voter of voters) {
+      const log = logs.get(voter);
+      if (log === undefined) continue;
+      const last = log.entries.at(-1);
+      tails.set(
+        voter,
+        last === undefined
+          ? { index: log.offset.index, term: log.offset.term }
+          : { index: last.index, term: last.term },
+      );
+    }
+    const quorum = Math.floor(voters.length / 2) + 1;
+    for (const [candidate, tail] of tails) {
+      const supporters = [...tails.values()].filter(
+        (other) => tail.term > other.term || (tail.term === other.term && tail.index >= other.index),
+      ).length;
+      if (supporters < quorum) continue;
+      const log = logs.get(candidate);
+      if (log === undefined) continue;
+      for (let index = Math.max(fromIndex, log.offset.index + 1); index <= toIndex; index++) {
+        const record = this.committed[index];
+        const ours = log.entries[index - log.offset.index - 1];
+        if (record !== undefined && (ours === undefined || ours.term !== record.term)) {
+          throw new SafetyViolation(
+            "leader-completeness",
+            `${id} committed entry ${index} (term ${record.term}), but ${candidate} lacks it and could still be elected ` +
+              `(its log ends at ${tail.index}/${tail.term}, at least as up to date as ${supporters} of ${voters.length} voters)`,
+          );
+        }
+      }
+    }
+  }
+
+  private recordCommitted(id: NodeId, entry: Entry): void {
+    const record = this.committed[entry.index];
+    if (record === undefined) {
+      this.committed[entry.index] = { term: entry.term, data: entry.data };
+      if (entry.index > this.committedIndexMax) this.committedIndexMax = entry.index;
+    } else if (record.term !== entry.term || !sameBytes(record.data, entry.data)) {
+      throw new SafetyViolation(
+        "state-machine-safety",
+        `${id} committed entry ${entry.index} of term ${entry.term}; term ${record.term} was committed there before`,
+      );
+    }
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
+}

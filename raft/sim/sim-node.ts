@@ -1,0 +1,285 @@
+// One simulated node: a Raft core, a disk that keeps only what a Ready persisted, and the key-value
+// state machine. It follows the Ready contract exactly (persist, then send, then apply, then
+// advance) and synchronously, so a whole cluster runs deterministically in one thread. A crash
+// drops the core and everything in memory; a restart rebuilds the core from the disk alone.
+
+import {
+  type Entry,
+  type HardState,
+  type LogOffset,
+  type Message,
+  type NodeId,
+  type PersistentState,
+  type RaftConfigInput,
+  RaftCore,
+  type Snapshot,
+  type SoftState,
+} from "../core/index.js";
+import { KvStateMachine } from "./kv-state-machine.js";
+import type { SafetyChecker } from "./safety-checker.js";
+
+export interface SimDisk {
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  offset: LogOffset;
+  entries: Entry[];
+}
+
+/** What a node reports back to the simulator. */
+export interface SimNodeHooks {
+  readonly checker: SafetyChecker;
+  send(message: Message): void;
+  /** A proposal's entry was applied (result) or replaced by another entry ("failed"). */
+  writeDone(operation: number, result: boolean | null | "failed"): void;
+  readDone(operation: number, value: string | null): void;
+  roleChanged(id: NodeId, previous: SoftState, current: SoftState, core: RaftCore): void;
+  /** A config entry was applied on this node. */
+  membershipApplied(id: NodeId, entry: Entry): void;
+  /** This node, as leader, persisted a higher commit index. */
+  leaderCommitted(id: NodeId, core: RaftCore, from: number, to: number): void;
+  /** The node crashed on its own (crashAfterPersists); these operations were waiting on it. */
+  crashed(id: NodeId, orphaned: number[]): void;
+  trace(line: string): void;
+}
+
+export interface SimNodeOptions {
+  readonly config: Omit<RaftConfigInput, "id">;
+  /** The forget-vote bug: the vote is never written to disk. */
+  readonly forgetVote: boolean;
+  /** Take a snapshot once this many entries were applied since the last one. */
+  readonly snapshotEveryEntries: number;
+  /** Entries kept in the log behind a snapshot, for slightly lagging followers. */
+  readonly retainEntries: number;
+}
+
+export class SimNode {
+  core: RaftCore | null = null;
+  disk: SimDisk;
+  kv = new KvStateMachine();
+  /** Removed from the cluster and shut down for good. */
+  decommissioned = false;
+  /** Crash right after this many more Readys are persisted, before that last one's messages go out (0: never). */
+  crashAfterPersists = 0;
+  /** The time of the next tick. */
+  nextTickAt: number;
+  readonly tickInterval: number;
+  restarts = 0;
+
+  private softState: SoftState = { role: "follower", leader: null, term: 0 };
+  private readonly proposals = new Map<number, { term: number; operation: number }>();
+  private readonly reads = new Map<string, number>();
+  private readsReady: { index: number; operation: number; key: string }[] = [];
+  private readonly readKeys = new Map<number, string>();
+
+  constructor(
+    readonly id: NodeId,
+    initial: PersistentState,
+    private readonly options: SimNodeOptions,
+    private readonly hooks: SimNodeHooks,
+    tickInterval: number,
+    firstTickAt: number,
+  ) {
+    this.disk = {
+      hardState: initial.hardState,
+      snapshot: initial.snapshot,
+      offset: initial.offset,
+      entries: [...initial.entries],
+    };
+    this.tickInterval = tickInterval;
+    this.nextTickAt = firstTickAt;
+    this.start();
+  }
+
+  isUp(): boolean {
+    return this.core !== null;
+  }
+
+  /** Builds the core from the disk only, as a real process would after a restart. */
+  start(): void {
+    const state: PersistentState = {
+      hardState: this.disk.hardState,
+      snapshot: this.disk.snapshot,
+      offset: this.disk.offset,
+      entries: [...this.disk.entries],
+    };
+    this.core = new RaftCore({ ...this.options.config, id: this.id }, state);
+    this.kv = new KvStateMachine();
+    if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
+    this.softState = this.core.softState();
+    this.hooks.checker.onRestart(this.id);
+    this.process();
+  }
+
+  /** Returns the operations that were waiting here: their outcome is now unknown. */
+  crash(): number[] {
+    this.core = null;
+    this.crashAfterPersists = 0;
+    const orphaned = [
+      ...[...this.proposals.values()].map((p) => p.operation),
+      ...this.reads.values(),
+      ...this.readsReady.map((r) => r.operation),
+    ];
+    this.proposals.clear();
+    this.reads.clear();
+    this.readsReady = [];
+    this.readKeys.clear();
+    return orphaned;
+  }
+
+  tick(): void {
+    this.core?.tick();
+    this.process();
+  }
+
+  step(message: Message): void {
+    this.core?.step(message);
+    this.process();
+  }
+
+  trackProposal(index: number, term: number, operation: number): void {
+    this.proposals.set(index, { term, operation });
+  }
+
+  trackRead(context: string, operation: number, key: string): void {
+    this.reads.set(context, operation);
+    this.readKeys.set(operation, key);
+  }
+
+  /** Operations waiting on this node, with the time they gave up. */
+  pendingOperations(): number[] {
+    return [
+      ...[...this.proposals.values()].map((p) => p.operation),
+      ...this.reads.values(),
+      ...this.readsReady.map((r) => r.operation),
+    ];
+  }
+
+  forget(operation: number): void {
+    for (const [index, proposal] of this.proposals)
+      if (proposal.operation === operation) this.proposals.delete(index);
+    for (const [context, op] of this.reads) if (op === operation) this.reads.delete(context);
+    this.readsReady = this.readsReady.filter((r) => r.operation !== operation);
+    this.readKeys.delete(operation);
+  }
+
+  /** Runs Ready cycles until the core has nothing more to hand out. */
+  process(): void {
+    let core = this.core;
+    while (core?.hasReady()) {
+      const ready = core.ready();
+      this.observeRole(core, ready.softState);
+
+      // 1. Persist: snapshot, then entries and hard state.
+      if (ready.snapshot !== null) {
+        const meta = ready.snapshot.meta;
+        this.disk.snapshot = ready.snapshot;
+        this.disk.offset = { index: meta.index, term: meta.term };
+        this.disk.entries = [];
+        this.kv.restore(meta.index, ready.snapshot.data);
+        this.hooks.checker.onSnapshotInstalled(this.id, meta.index, meta.term);
+        this.hooks.trace(
+          `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${ready.snapshot.data.length} bytes)`,
+        );
+      }
+      const first = ready.entries[0];
+      if (first !== undefined) {
+        const keep = first.index - this.disk.offset.index - 1;
+        if (keep < this.disk.entries.length) this.disk.entries.length = Math.max(0, keep);
+        for (const entry of ready.entries) this.disk.entries.push(entry);
+      }
+      if (ready.hardState !== null) {
+        this.disk.hardState = this.options.forgetVote ? { ...ready.hardState, vote: null } : ready.hardState;
+      }
+      const newlyCommitted = this.hooks.checker.onPersist(
+        this.id,
+        this.disk,
+        first?.index ?? Infinity,
+        this.disk.hardState.commit,
+      );
+      if (newlyCommitted.from <= newlyCommitted.to && ready.softState.role === "leader") {
+        this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
+      }
+      if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+        this.hooks.trace(
+          `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
+        );
+        this.hooks.crashed(this.id, this.crash());
+        return;
+      }
+
+      // 2. Send.
+      for (const message of ready.messages) this.hooks.send(message);
+
+      // 3. Apply.
+      for (const entry of ready.committedEntries) {
+        if (entry.index <= this.kv.applied) continue;
+        this.hooks.checker.onApply(this.id, entry);
+        let result: boolean | null = null;
+        if (entry.type === "normal") result = this.kv.apply(entry.index, entry.data);
+        else this.kv.skip(entry.index);
+        const proposal = this.proposals.get(entry.index);
+        if (proposal !== undefined) {
+          this.proposals.delete(entry.index);
+          this.hooks.writeDone(proposal.operation, proposal.term === entry.term ? result : "failed");
+        }
+        if (entry.type === "config") this.hooks.membershipApplied(this.id, entry);
+      }
+      for (const readState of ready.readStates) {
+        const operation = this.reads.get(readState.context);
+        if (operation === undefined) continue;
+        this.reads.delete(readState.context);
+        this.readsReady.push({ index: readState.index, operation, key: this.readKeys.get(operation) ?? "" });
+      }
+
+      // 4. Advance.
+      core.advance();
+      this.hooks.checker.onLiveCommit(this.id, core.hardState().commit);
+      this.serveReads();
+      this.maybeSnapshot(core);
+      this.observeRole(core, core.softState());
+      core = this.core;
+    }
+  }
+
+  private serveReads(): void {
+    if (this.readsReady.length === 0) return;
+    const waiting: typeof this.readsReady = [];
+    for (const read of this.readsReady) {
+      if (read.index <= this.kv.applied) {
+        this.readKeys.delete(read.operation);
+        this.hooks.readDone(read.operation, this.kv.get(read.key));
+      } else {
+        waiting.push(read);
+      }
+    }
+    this.readsReady = waiting;
+  }
+
+  private maybeSnapshot(core: RaftCore): void {
+    const snapshotIndex = this.disk.snapshot?.meta.index ?? 0;
+    if (this.kv.applied - snapshotIndex < this.options.snapshotEveryEntries) return;
+    const meta = core.snapshotMetaAtApplied();
+    if (meta.index !== this.kv.applied) return;
+    const snapshot: Snapshot = { meta, data: this.kv.snapshot() };
+    this.disk.snapshot = snapshot;
+    const offset = core.compact(snapshot, meta.index - this.options.retainEntries);
+    const drop = offset.index - this.disk.offset.index;
+    if (drop > 0) {
+      this.disk.entries = this.disk.entries.slice(drop);
+      this.disk.offset = offset;
+    }
+    this.hooks.trace(`${this.id} took snapshot at ${meta.index}, log now from ${offset.index + 1}`);
+  }
+
+  private observeRole(core: RaftCore, current: SoftState): void {
+    const previous = this.softState;
+    if (
+      previous.role === current.role &&
+      previous.leader === current.leader &&
+      previous.term === current.term
+    )
+      return;
+    this.softState = current;
+    this.hooks.roleChanged(this.id, previous, current, core);
+  }
+}

@@ -1,0 +1,734 @@
+// The deterministic simulator: one seed is one universe. A cluster of simulated nodes runs on a
+// simulated clock and network while a seeded nemesis crashes and restarts nodes, partitions them
+// (symmetric, one-way, leader isolation, bridge), makes links lossy, slow and duplicating, changes
+// membership, transfers leadership, and nodes take snapshots, all while clients put, get and
+// compare-and-set a few keys. Safety is checked at every step; at the end the faults heal and the
+// cluster must elect a leader and commit a write within a bounded time (liveness), and the client
+// history must be linearizable. Same seed, same run, same verdict.
+
+import {
+  type CheckOptions,
+  checkLinearizability,
+  type RegisterInput,
+  type RegisterOperation,
+  registerModel,
+} from "../../chaos/checker/index.js";
+import {
+  bootstrapState,
+  decodeMembershipChange,
+  emptyState,
+  type InjectedBug,
+  type Message,
+  type NodeId,
+  NotLeaderError,
+  RaftError,
+  RaftInvariantError,
+  type RaftStatus,
+  SeededRandom,
+} from "../core/index.js";
+import { encodeCommand } from "./kv-state-machine.js";
+import { calmNetwork, type NetworkConditions, SimNetwork } from "./network.js";
+import { SafetyChecker, SafetyViolation } from "./safety-checker.js";
+import { SimNode, type SimNodeOptions } from "./sim-node.js";
+
+export const simBugs = [
+  "commit-previous-term",
+  "forget-vote",
+  "read-without-quorum",
+  "skip-prev-check",
+] as const;
+export type SimBug = (typeof simBugs)[number];
+
+const coreBugs: Record<SimBug, InjectedBug | null> = {
+  "commit-previous-term": "commitPreviousTerm",
+  "forget-vote": null,
+  "read-without-quorum": "readWithoutQuorum",
+  "skip-prev-check": "skipPrevCheck",
+};
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Simulated time units of the faulty phase (a node ticks about every 10). */
+  readonly steps: number;
+  readonly voters: 3 | 5;
+  /** Learners at start; by default the seed picks 0 or 1. */
+  readonly learners?: number;
+  readonly bug?: SimBug;
+  readonly trace?: (line: string) => void;
+  readonly checkerStepsMax?: number;
+}
+
+export interface SimStats {
+  timeUnits: number;
+  leaderElections: number;
+  writesOk: number;
+  readsOk: number;
+  unknownOutcomes: number;
+  crashes: number;
+  partitions: number;
+  snapshotsInstalled: number;
+  membershipChanges: number;
+  transfers: number;
+  messagesSent: number;
+  messagesDropped: number;
+  linearizability: "linearizable" | "not-linearizable" | "unknown" | "not-checked";
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly violation: SafetyViolation | null;
+  readonly stats: SimStats;
+}
+
+const tickInterval = 10;
+const electionTicks = 10;
+const keys = ["a", "b", "c"];
+const clientCount = 3;
+const operationTimeout = 40 * tickInterval;
+const livenessTimeMax = 60 * electionTicks * tickInterval;
+
+interface PendingOperation {
+  readonly id: number;
+  readonly client: number;
+  readonly input: RegisterInput;
+  readonly call: number;
+  readonly deadline: number;
+  readonly node: NodeId;
+}
+
+export function runSimulation(options: SimOptions): SimResult {
+  return new Simulation(options).run();
+}
+
+class Simulation {
+  private readonly random: SeededRandom;
+  private readonly faultRandom: SeededRandom;
+  private readonly clientRandom: SeededRandom;
+  private readonly network: SimNetwork;
+  private readonly checker = new SafetyChecker();
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly spares: NodeId[] = [];
+  private readonly nodeOptions: SimNodeOptions;
+  private readonly stats: SimStats = {
+    timeUnits: 0,
+    leaderElections: 0,
+    writesOk: 0,
+    readsOk: 0,
+    unknownOutcomes: 0,
+    crashes: 0,
+    partitions: 0,
+    snapshotsInstalled: 0,
+    membershipChanges: 0,
+    transfers: 0,
+    messagesSent: 0,
+    messagesDropped: 0,
+    linearizability: "not-checked",
+  };
+  private now = 0;
+  /** History time: a counter bumped at every call and return, so real-time order is exact. */
+  private historyClock = 0;
+  private nextOperation = 1;
+  private readonly pending = new Map<number, PendingOperation>();
+  private readonly clientBusy = new Set<number>();
+  private readonly leaderHint = new Map<number, NodeId>();
+  private readonly lastSeen = new Map<string, string | null>();
+  private readonly history: RegisterOperation[] = [];
+  private readonly faultEvery: number;
+  private readonly newLeaderCrashChance: number;
+  private phase: "faulty" | "healed" = "faulty";
+  private readonly trace: (line: string) => void;
+  private finalWrite: { operation: number; index: number | null } | null = null;
+
+  constructor(private readonly options: SimOptions) {
+    this.random = new SeededRandom(options.seed);
+    this.faultRandom = this.random.fork();
+    this.clientRandom = this.random.fork();
+    this.network = new SimNetwork(this.random.fork());
+    const parameters = this.random.fork();
+    const traceLine = options.trace;
+    this.trace =
+      traceLine === undefined
+        ? () => {}
+        : (line) => traceLine(`[t=${String(this.now).padStart(6, "0")}] ${line}`);
+    const bug = options.bug === undefined ? null : coreBugs[options.bug];
+    // Per-seed limits, small enough that appends split, pipelines fill and snapshots go in chunks.
+    this.nodeOptions = {
+      config: {
+        random: parameters.fork(),
+        electionTicks,
+        // Most seeds run the production setting; some run without PreVote or CheckQuorum, which
+        // must stay safe too (and lets a stale leader linger, exposing read bugs).
+        preVote: parameters.chance(0.75),
+        checkQuorum: parameters.chance(0.75),
+        heartbeatTicks: 2,
+        messageBytesMax: parameters.pick([64, 256, 4096]),
+        inflightMessagesMax: parameters.pick([1, 4, 64]),
+        inflightBytesMax: 64 * 1024,
+        snapshotChunkBytes: parameters.pick([32, 128, 1024]),
+        snapshotChunksInflightMax: parameters.pick([1, 2, 4]),
+        ...(bug === null ? {} : { injectedBugs: new Set([bug]) }),
+      },
+      forgetVote: options.bug === "forget-vote",
+      snapshotEveryEntries: parameters.pick([10, 25, 60, 1_000_000]),
+      retainEntries: parameters.pick([0, 2, 8]),
+    };
+    this.faultEvery = parameters.pick([40, 80, 160, 320]);
+    this.newLeaderCrashChance = parameters.pick([0, 0.1, 0.3]);
+    const learners = options.learners ?? parameters.pick([0, 1]);
+    const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
+    const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
+    const initial = bootstrapState({ voters: voterIds, learners: learnerIds });
+    for (const id of [...voterIds, ...learnerIds]) this.addNode(id, initial);
+    for (let i = 0; i < 2; i++) this.spares.push(`n${options.voters + learners + i + 1}`);
+    this.trace(
+      `seed ${options.seed}: voters ${voterIds.join(",")}${learnerIds.length > 0 ? ` learners ${learnerIds.join(",")}` : ""}; ` +
+        `messageBytesMax ${this.nodeOptions.config.messageBytesMax}, inflight ${this.nodeOptions.config.inflightMessagesMax}, ` +
+        `snapshot every ${this.nodeOptions.snapshotEveryEntries} (chunks of ${this.nodeOptions.config.snapshotChunkBytes}), ` +
+        `preVote ${this.nodeOptions.config.preVote}, checkQuorum ${this.nodeOptions.config.checkQuorum}, ` +
+        `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}`,
+    );
+  }
+
+  run(): SimResult {
+    let violation: SafetyViolation | null = null;
+    try {
+      for (; this.now < this.options.steps; this.now++) {
+        if (this.faultRandom.nextInt(this.faultEvery) === 0) this.injectFault();
+        this.advanceTime();
+        this.runClients();
+      }
+      this.heal();
+      this.checkLiveness();
+      this.expireAll();
+      this.checkHistory();
+    } catch (error) {
+      if (error instanceof SafetyViolation) violation = error;
+      else if (error instanceof RaftInvariantError)
+        violation = new SafetyViolation("invariant", error.message);
+      else throw error;
+      this.trace(`VIOLATION ${violation.message}`);
+    }
+    this.stats.timeUnits = this.now;
+    this.stats.messagesSent = this.network.sent;
+    this.stats.messagesDropped = this.network.dropped;
+    return { seed: this.options.seed, violation, stats: this.stats };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Time
+
+  private advanceTime(): void {
+    for (const message of this.network.deliverDue(this.now)) {
+      const node = this.nodes.get(message.to);
+      if (node === undefined || !node.isUp()) continue;
+      this.trace(`${message.from}→${message.to} ${describeMessage(message)}`);
+      node.step(message);
+    }
+    for (const node of this.nodes.values()) {
+      if (this.now < node.nextTickAt) continue;
+      node.nextTickAt += node.tickInterval;
+      if (node.isUp()) node.tick();
+    }
+    for (const operation of this.pending.values()) {
+      if (operation.deadline <= this.now) this.giveUp(operation.id, "timed out");
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Nodes
+
+  private addNode(id: NodeId, initial: ReturnType<typeof emptyState>): SimNode {
+    // Slightly different clock rates per node, so ticks drift against each other.
+    const interval = tickInterval - 1 + this.random.nextInt(3);
+    const node = new SimNode(
+      id,
+      initial,
+      this.nodeOptions,
+      {
+        checker: this.checker,
+        send: (message) => this.network.send(message, this.now),
+        writeDone: (operation, result) => this.writeDone(operation, result),
+        readDone: (operation, value) => this.readDone(operation, value),
+        roleChanged: (nodeId, previous, current, core) => {
+          if (current.role === "leader" && previous.role !== "leader") {
+            this.stats.leaderElections++;
+            this.trace(`${nodeId} became leader of term ${current.term}`);
+            this.checker.onLeader(nodeId, current.term, core);
+            // New leaders are the most fragile moment (Figure 8): sometimes kill one mid-way through its first appends.
+            const node = this.nodes.get(nodeId);
+            if (
+              node !== undefined &&
+              this.phase === "faulty" &&
+              this.faultRandom.chance(this.newLeaderCrashChance)
+            ) {
+              node.crashAfterPersists = 1 + this.faultRandom.nextInt(6);
+              this.trace(
+                `nemesis: crash new leader ${nodeId} after ${node.crashAfterPersists} more persists`,
+              );
+            }
+          } else if (previous.role !== current.role) {
+            this.trace(`${nodeId} ${previous.role}→${current.role} (term ${current.term})`);
+          }
+        },
+        membershipApplied: (nodeId, entry) => {
+          const change = decodeMembershipChange(entry.data);
+          if (change.kind !== "removeNode") return;
+          const removed = this.nodes.get(change.node);
+          if (removed === undefined || removed.decommissioned) return;
+          // The removal is committed: the operator shuts the removed node down for good.
+          this.trace(`${change.node} decommissioned (removal applied on ${nodeId})`);
+          this.crashNode(removed);
+          removed.decommissioned = true;
+        },
+        leaderCommitted: (nodeId, core, from, to) => {
+          const disks = new Map<NodeId, SimNode["disk"]>();
+          for (const node of this.nodes.values()) if (!node.decommissioned) disks.set(node.id, node.disk);
+          this.checker.onLeaderCommitted(nodeId, core.status().membership.voters, disks, from, to);
+        },
+        crashed: (nodeId, orphaned) => {
+          for (const operation of orphaned) this.giveUp(operation, `${nodeId} crashed`);
+          this.network.discardFor(nodeId);
+        },
+        trace: (line) => {
+          if (line.includes("installed snapshot")) this.stats.snapshotsInstalled++;
+          this.trace(line);
+        },
+      },
+      interval,
+      this.now + 1 + this.random.nextInt(interval),
+    );
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  private upNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((node) => node.isUp());
+  }
+
+  private leader(): SimNode | null {
+    let best: SimNode | null = null;
+    let bestTerm = -1;
+    for (const node of this.upNodes()) {
+      const soft = node.core?.softState();
+      if (soft !== undefined && soft.role === "leader" && soft.term > bestTerm) {
+        best = node;
+        bestTerm = soft.term;
+      }
+    }
+    return best;
+  }
+
+  private crashNode(node: SimNode): void {
+    if (!node.isUp()) return;
+    for (const operation of node.crash()) this.giveUp(operation, `${node.id} crashed`);
+    this.network.discardFor(node.id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The nemesis
+
+  private injectFault(): void {
+    const random = this.faultRandom;
+    const roll = random.nextInt(100);
+    const leader = this.leader();
+    const up = this.upNodes().filter((node) => !node.decommissioned);
+    const down = [...this.nodes.values()].filter((node) => !node.isUp() && !node.decommissioned);
+    if (roll < 18) {
+      if (up.length === 0) return;
+      const victim = leader !== null && random.chance(0.5) ? leader : random.pick(up);
+      this.stats.crashes++;
+      if (random.chance(0.5)) {
+        victim.crashAfterPersists = 1 + random.nextInt(3);
+        this.trace(`nemesis: crash ${victim.id} after ${victim.crashAfterPersists} more persists`);
+      } else {
+        this.trace(`nemesis: crash ${victim.id}`);
+        this.crashNode(victim);
+      }
+    } else if (roll < 36) {
+      if (down.length === 0) return;
+      const node = random.pick(down);
+      node.restarts++;
+      this.trace(`nemesis: restart ${node.id}`);
+      node.start();
+    } else if (roll < 56) {
+      this.partition(leader);
+    } else if (roll < 66) {
+      this.trace("nemesis: heal partitions");
+      this.network.heal();
+    } else if (roll < 78) {
+      const conditions: NetworkConditions = random.pick([
+        calmNetwork,
+        { dropRate: 0.1, duplicateRate: 0.05, delayMin: 1, delayMax: 10 },
+        { dropRate: 0, duplicateRate: 0, delayMin: 1, delayMax: 60 },
+        { dropRate: 0.25, duplicateRate: 0.1, delayMin: 1, delayMax: 120 },
+      ]);
+      this.network.conditions = conditions;
+      this.trace(
+        `nemesis: network drop ${conditions.dropRate} duplicate ${conditions.duplicateRate} delay ${conditions.delayMin}-${conditions.delayMax}`,
+      );
+    } else if (roll < 92) {
+      this.changeMembership(leader);
+    } else {
+      if (leader?.core == null) return;
+      const voters = leader.core.status().membership.voters.filter((id) => id !== leader.id);
+      if (voters.length === 0) return;
+      const target = random.pick(voters);
+      try {
+        leader.core.transferLeadership(target);
+        this.stats.transfers++;
+        this.trace(`nemesis: transfer leadership ${leader.id} → ${target}`);
+      } catch (error) {
+        if (!(error instanceof RaftError)) throw error;
+      }
+      leader.process();
+    }
+  }
+
+  private partition(leader: SimNode | null): void {
+    const random = this.faultRandom;
+    const members = [...this.nodes.values()].filter((node) => !node.decommissioned).map((node) => node.id);
+    if (members.length < 2) return;
+    this.network.heal();
+    this.stats.partitions++;
+    const kind = random.pick(["isolate-leader", "split", "one-way", "bridge"] as const);
+    const shuffled = [...members];
+    for (let i = shuffled.length - 1; i > 0; i--) {
+      const j = random.nextInt(i + 1);
+      const a = shuffled[i];
+      const b = shuffled[j];
+      if (a !== undefined && b !== undefined) {
+        shuffled[i] = b;
+        shuffled[j] = a;
+      }
+    }
+    if (kind === "isolate-leader" && leader !== null) {
+      const rest = members.filter((id) => id !== leader.id);
+      this.network.partition([[leader.id], rest]);
+      this.trace(`nemesis: isolate leader ${leader.id} from ${rest.join(",")}`);
+    } else if (kind === "one-way") {
+      const target = leader?.id ?? random.pick(members);
+      const inbound = random.chance(0.5);
+      for (const other of members) {
+        if (other === target) continue;
+        if (inbound) this.network.block(other, target);
+        else this.network.block(target, other);
+      }
+      this.trace(`nemesis: one-way partition, ${target} ${inbound ? "hears nobody" : "reaches nobody"}`);
+    } else if (kind === "bridge" && shuffled.length >= 3) {
+      const [bridge, ...rest] = shuffled;
+      const half = Math.ceil(rest.length / 2);
+      const left = rest.slice(0, half);
+      const right = rest.slice(half);
+      this.network.partition([left, right]);
+      this.trace(`nemesis: bridge ${bridge} between ${left.join(",")} | ${right.join(",")}`);
+    } else {
+      const cut = 1 + random.nextInt(shuffled.length - 1);
+      const left = shuffled.slice(0, cut);
+      const right = shuffled.slice(cut);
+      this.network.partition([left, right]);
+      this.trace(`nemesis: partition ${left.join(",")} | ${right.join(",")}`);
+    }
+  }
+
+  private changeMembership(leader: SimNode | null): void {
+    const core = leader?.core;
+    if (leader === null || core == null) return;
+    const random = this.faultRandom;
+    const membership = core.status().membership;
+    const options: (() => void)[] = [];
+    const propose = (change: Parameters<typeof core.proposeMembershipChange>[0]): void => {
+      try {
+        const position = core.proposeMembershipChange(change);
+        this.stats.membershipChanges++;
+        this.trace(`nemesis: propose ${change.kind} ${change.node} at ${position.index}`);
+      } catch (error) {
+        if (!(error instanceof RaftError)) throw error;
+        this.trace(`nemesis: ${change.kind} ${change.node} refused: ${error.message}`);
+      }
+      leader.process();
+    };
+    const spare = this.spares[0];
+    if (
+      spare !== undefined &&
+      membership.voters.length + membership.learners.length < this.options.voters + 2
+    ) {
+      options.push(() => {
+        if (!this.nodes.has(spare)) this.addNode(spare, emptyState());
+        if (this.nodes.get(spare)?.isUp() !== true) return;
+        this.spares.shift();
+        propose({ kind: "addLearner", node: spare });
+      });
+    }
+    const learner = membership.learners[0];
+    if (learner !== undefined) options.push(() => propose({ kind: "addVoter", node: learner }));
+    if (membership.voters.length > this.options.voters) {
+      options.push(() => propose({ kind: "removeNode", node: random.pick(membership.voters) }));
+    }
+    if (learner !== undefined) options.push(() => propose({ kind: "removeNode", node: learner }));
+    if (options.length > 0) random.pick(options)();
+  }
+
+  private heal(): void {
+    this.trace("heal: network calm, partitions healed, crashed nodes restarted");
+    this.phase = "healed";
+    this.network.heal();
+    this.network.conditions = calmNetwork;
+    for (const node of this.nodes.values()) {
+      node.crashAfterPersists = 0;
+      if (!node.isUp() && !node.decommissioned) node.start();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Clients
+
+  private runClients(): void {
+    const random = this.clientRandom;
+    for (let client = 0; client < clientCount; client++) {
+      if (this.clientBusy.has(client) || !random.chance(0.06)) continue;
+      const key = random.pick(keys);
+      const roll = random.nextInt(10);
+      let input: RegisterInput;
+      if (roll < 4) input = { kind: "put", key, value: `v${this.nextOperation}` };
+      else if (roll < 8) input = { kind: "get", key };
+      else
+        input = {
+          kind: "cas",
+          key,
+          expected: this.lastSeen.get(key) ?? null,
+          value: `v${this.nextOperation}`,
+        };
+      this.invoke(client, input);
+    }
+  }
+
+  private invoke(client: number, input: RegisterInput): number | null {
+    const random = this.clientRandom;
+    const hint = this.leaderHint.get(client);
+    const candidates = this.upNodes().filter((node) => !node.decommissioned);
+    const hinted = hint === undefined ? undefined : this.nodes.get(hint);
+    // Clients mostly follow their leader hint, but sometimes try any node (as a load balancer would).
+    const useHint = hinted?.isUp() === true && !hinted.decommissioned && random.chance(0.8);
+    const node = useHint ? hinted : candidates.length > 0 ? random.pick(candidates) : undefined;
+    const core = node?.core;
+    if (node === undefined || core == null) return null;
+    const id = this.nextOperation++;
+    const operation: PendingOperation = {
+      id,
+      client,
+      input,
+      call: ++this.historyClock,
+      deadline: this.now + operationTimeout,
+      node: node.id,
+    };
+    try {
+      if (input.kind === "get") {
+        const context = `read-${id}`;
+        core.readIndex(context);
+        node.trackRead(context, id, input.key);
+      } else {
+        const position = core.propose(encodeCommand({ operation: id, input }));
+        node.trackProposal(position.index, position.term, id);
+      }
+    } catch (error) {
+      if (error instanceof NotLeaderError) {
+        if (error.leaderHint === null) this.leaderHint.delete(client);
+        else this.leaderHint.set(client, error.leaderHint);
+        return null;
+      }
+      if (error instanceof RaftError) return null;
+      throw error;
+    }
+    this.pending.set(id, operation);
+    this.clientBusy.add(client);
+    this.trace(`client ${client} invokes #${id} ${describeInput(input)} at ${node.id}`);
+    node.process();
+    return id;
+  }
+
+  private writeDone(id: number, result: boolean | null | "failed"): void {
+    const operation = this.pending.get(id);
+    if (operation === undefined) return;
+    this.finish(operation);
+    if (result === "failed") {
+      this.trace(`#${id} failed: its entry was replaced`);
+      return;
+    }
+    const output = operation.input.kind === "cas" ? result === true : null;
+    this.history.push({
+      id,
+      client: operation.client,
+      input: operation.input,
+      output,
+      call: operation.call,
+      return: ++this.historyClock,
+    });
+    this.stats.writesOk++;
+    if (operation.input.kind !== "get" && (operation.input.kind === "put" || output === true)) {
+      this.lastSeen.set(operation.input.key, operation.input.value);
+    }
+    this.trace(`#${id} ok → ${JSON.stringify(output)}`);
+    if (this.finalWrite?.operation === id)
+      this.finalWrite.index = this.nodes.get(operation.node)?.kv.applied ?? null;
+  }
+
+  private readDone(id: number, value: string | null): void {
+    const operation = this.pending.get(id);
+    if (operation === undefined) return;
+    this.finish(operation);
+    this.history.push({
+      id,
+      client: operation.client,
+      input: operation.input,
+      output: value,
+      call: operation.call,
+      return: ++this.historyClock,
+    });
+    this.stats.readsOk++;
+    this.lastSeen.set(operation.input.key, value);
+    this.trace(`#${id} ok → ${JSON.stringify(value)}`);
+  }
+
+  private giveUp(id: number, why: string): void {
+    const operation = this.pending.get(id);
+    if (operation === undefined) return;
+    this.finish(operation);
+    this.nodes.get(operation.node)?.forget(id);
+    this.leaderHint.delete(operation.client);
+    this.stats.unknownOutcomes++;
+    this.trace(`#${id} outcome unknown: ${why}`);
+    // A read with an unknown outcome changed nothing; a write may or may not have happened.
+    if (operation.input.kind !== "get") {
+      this.history.push({
+        id,
+        client: operation.client,
+        input: operation.input,
+        output: undefined,
+        call: operation.call,
+        return: Infinity,
+      });
+    }
+  }
+
+  private finish(operation: PendingOperation): void {
+    this.pending.delete(operation.id);
+    this.clientBusy.delete(operation.client);
+  }
+
+  private expireAll(): void {
+    for (const id of [...this.pending.keys()]) this.giveUp(id, "simulation ended");
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // End-of-run checks
+
+  /** After healing, a leader must emerge and a write must commit and reach every member in bounded time. */
+  private checkLiveness(): void {
+    const deadline = this.now + livenessTimeMax;
+    const finalClient = clientCount;
+    let operation: number | null = null;
+    for (; this.now < deadline; this.now++) {
+      this.advanceTime();
+      if (
+        this.finalWrite === null ||
+        (!this.pending.has(this.finalWrite.operation) && this.finalWrite.index === null)
+      ) {
+        if (this.now % tickInterval === 0) {
+          operation = this.invoke(finalClient, {
+            kind: "put",
+            key: "final",
+            value: `final-${this.options.seed}`,
+          });
+          if (operation !== null) this.finalWrite = { operation, index: null };
+        }
+        continue;
+      }
+      const index = this.finalWrite.index;
+      if (index === null) continue;
+      const leader = this.leader();
+      const core = leader?.core;
+      if (leader === null || core == null) continue;
+      const members = this.memberNodes(core.status());
+      if (members.every((node) => node.isUp() && node.kv.applied >= index)) {
+        this.trace(
+          `liveness: final write applied at ${index} on ${members.map((node) => node.id).join(",")}`,
+        );
+        return;
+      }
+    }
+    const leader = this.leader();
+    throw new SafetyViolation(
+      "liveness",
+      `${livenessTimeMax} time units after healing, ${
+        leader === null
+          ? "no leader was elected"
+          : this.finalWrite?.index == null
+            ? `leader ${leader.id} did not commit a write`
+            : "not every member applied the final write"
+      }`,
+    );
+  }
+
+  private memberNodes(status: RaftStatus): SimNode[] {
+    const ids = [...status.membership.voters, ...status.membership.learners];
+    return ids
+      .map((id) => this.nodes.get(id))
+      .filter((node): node is SimNode => node !== undefined && !node.decommissioned);
+  }
+
+  private checkHistory(): void {
+    const checkOptions: CheckOptions = { stepsMax: this.options.checkerStepsMax ?? 2_000_000 };
+    const verdict = checkLinearizability(registerModel, this.history, checkOptions);
+    this.stats.linearizability = verdict.result;
+    if (verdict.result === "not-linearizable") {
+      const lines = verdict.operations
+        .map((operation) => `  ${registerModel.describe(operation)}`)
+        .join("\n");
+      throw new SafetyViolation(
+        "linearizability",
+        `key ${verdict.partition} has no linearization:\n${lines}`,
+      );
+    }
+    if (verdict.result === "unknown") this.trace(`linearizability unknown: ${verdict.reason}`);
+  }
+}
+
+function describeInput(input: RegisterInput): string {
+  switch (input.kind) {
+    case "put":
+      return `put(${input.key}, ${input.value})`;
+    case "get":
+      return `get(${input.key})`;
+    case "cas":
+      return `cas(${input.key}, ${JSON.stringify(input.expected)} → ${input.value})`;
+  }
+}
+
+export function describeMessage(message: Message): string {
+  switch (message.type) {
+    case "preVote":
+    case "vote":
+      return `${message.type} term ${message.term} last ${message.lastIndex}/${message.lastTerm}`;
+    case "preVoteResponse":
+    case "voteResponse":
+      return `${message.type} term ${message.term} ${message.granted ? "granted" : "rejected"}`;
+    case "append":
+      return `append term ${message.term} prev ${message.prevIndex}/${message.prevTerm} +${message.entries.length} commit ${message.commit}`;
+    case "appendResponse":
+      return `appendResponse term ${message.term} ${message.success ? `ok ${message.index}` : `reject ${message.index} hint ${message.hintIndex}/${message.hintTerm}`}`;
+    case "heartbeat":
+      return `heartbeat term ${message.term} commit ${message.commit}${message.readRound > 0 ? ` read ${message.readRound}` : ""}`;
+    case "heartbeatResponse":
+      return `heartbeatResponse term ${message.term}${message.readRound > 0 ? ` read ${message.readRound}` : ""}`;
+    case "snapshotChunk":
+      return `snapshotChunk ${message.meta.index}/${message.meta.term} bytes ${message.offset}-${message.offset + message.chunk.length}/${message.totalBytes}`;
+    case "snapshotResponse":
+      return `snapshotResponse ${message.snapshotIndex} next ${message.nextOffset}${message.installed ? " installed" : ""}`;
+    case "timeoutNow":
+      return `timeoutNow term ${message.term}`;
+    case "readIndex":
+      return `readIndex ${message.context}`;
+    case "readIndexResponse":
+      return `readIndexResponse ${message.context} at ${message.index}`;
+  }
+}
