@@ -1,0 +1,13 @@
+// The Raft driver and the interfaces it runs against.
+export { InProcessNetwork } from "./in-process-transport.js";
+export { type LogStore, LogStoreError } from "./log-store.js";
+export { MemoryLogStore } from "./memory-log-store.js";
+export {
+  type Proposed,
+  RaftNode,
+  RaftNodeError,
+  type RaftNodeErrorCode,
+  type RaftNodeOptions,
+  type StateMachine,
+} from "./raft-node.js";
+export type { Transport } from "./transport.js";

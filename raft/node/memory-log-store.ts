@@ -1,0 +1,97 @@
+// A LogStore in memory, for tests and in-process clusters. It enforces the same rules as the
+// durable store (contiguous entries, compaction only behind a snapshot), so the shared conformance
+// suite holds it to the same contract. "Durable" here means: it survives a RaftNode being stopped
+// and started again on the same store object.
+
+import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../core/index.js";
+import { type LogStore, LogStoreError } from "./log-store.js";
+
+export class MemoryLogStore implements LogStore {
+  private hardState: HardState = { term: 0, vote: null, commit: 0 };
+  private snapshot: Snapshot | null = null;
+  private offset: LogOffset = { index: 0, term: 0 };
+  private entries: Entry[] = [];
+  private closed = false;
+
+  async load(): Promise<PersistentState> {
+    this.assertOpen();
+    return {
+      hardState: this.hardState,
+      snapshot: this.snapshot,
+      offset: this.offset,
+      entries: [...this.entries],
+    };
+  }
+
+  async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
+    this.assertOpen();
+    const first = entries[0];
+    if (first !== undefined) {
+      const lastIndex = this.offset.index + this.entries.length;
+      if (first.index <= this.offset.index)
+        throw new LogStoreError(
+          `append at ${first.index} into the compacted log (through ${this.offset.index})`,
+        );
+      if (first.index > lastIndex + 1)
+        throw new LogStoreError(`append at ${first.index} leaves a gap after ${lastIndex}`);
+      entries.forEach((entry, i) => {
+        if (entry.index !== first.index + i)
+          throw new LogStoreError(`entries are not contiguous at ${entry.index}`);
+      });
+    }
+    // Validate everything before changing anything: the update is all or nothing.
+    if (first !== undefined) {
+      this.entries.length = first.index - this.offset.index - 1;
+      for (const entry of entries) this.entries.push(entry);
+    }
+    if (hardState !== null) this.hardState = hardState;
+  }
+
+  async installSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    this.snapshot = snapshot;
+    this.offset = { index: snapshot.meta.index, term: snapshot.meta.term };
+    this.entries = [];
+    if (this.hardState.commit < snapshot.meta.index)
+      this.hardState = { ...this.hardState, commit: snapshot.meta.index };
+  }
+
+  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+    if (this.snapshot !== null && snapshot.meta.index < this.snapshot.meta.index) {
+      throw new LogStoreError(
+        `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshot.meta.index}`,
+      );
+    }
+    this.snapshot = snapshot;
+  }
+
+  async compact(offset: LogOffset): Promise<void> {
+    this.assertOpen();
+    if (offset.index <= this.offset.index) return;
+    const snapshotIndex = this.snapshot?.meta.index ?? 0;
+    if (offset.index > snapshotIndex)
+      throw new LogStoreError(`compact through ${offset.index} beyond the snapshot at ${snapshotIndex}`);
+    const lastIndex = this.offset.index + this.entries.length;
+    if (offset.index > lastIndex)
+      throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${lastIndex}`);
+    const entry = this.entries[offset.index - this.offset.index - 1];
+    if (entry?.term !== offset.term)
+      throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
+    this.entries = this.entries.slice(offset.index - this.offset.index);
+    this.offset = offset;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  /** Opens the store again after close(), as a restarted process would open its files. */
+  reopen(): void {
+    this.closed = false;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LogStoreError("the log store is closed");
+  }
+}

@@ -1,0 +1,399 @@
+// The driver: runs the pure Raft core against a real clock, a LogStore and a Transport. It is the
+// one place that owns the Ready contract (persist, then send, then apply, then advance), applies
+// committed entries to the application's state machine, and settles proposals and reads with
+// their outcome. It must never send a message before the state it depends on is durable, and never
+// apply an entry twice in one run.
+
+import { randomInt } from "node:crypto";
+import {
+  bootstrapState,
+  type Entry,
+  type Membership,
+  type MembershipChange,
+  type Message,
+  type NodeId,
+  type RaftConfigInput,
+  RaftCore,
+  RaftInvariantError,
+  type RaftStatus,
+  type ReadState,
+  SeededRandom,
+  type Snapshot,
+  type SoftState,
+} from "../core/index.js";
+import type { LogStore } from "./log-store.js";
+import type { Transport } from "./transport.js";
+
+/** The application replicated by Raft. Apply must be deterministic: same entries, same state. */
+export interface StateMachine<Result> {
+  /** Applies one committed entry (config entries are passed too, with type "config"). */
+  apply(entry: Entry): Promise<Result> | Result;
+  /** The state at the last applied index. */
+  snapshot(): Promise<Uint8Array> | Uint8Array;
+  restore(snapshot: Snapshot): Promise<void> | void;
+  /** The last index applied durably (0 for a state machine that lives in memory only). */
+  appliedIndex(): number;
+}
+
+export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED";
+
+/** A failure of the driver rather than the core: the outcome of a proposal or read it concerns. */
+export class RaftNodeError extends Error {
+  override readonly name = "RaftNodeError";
+  constructor(
+    readonly code: RaftNodeErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export interface RaftNodeOptions<Result> {
+  readonly id: NodeId;
+  readonly logStore: LogStore;
+  readonly transport: Transport;
+  readonly stateMachine: StateMachine<Result>;
+  /** Core settings (election and heartbeat ticks, limits); `random` defaults to a randomly seeded PRNG. */
+  readonly raft?: Omit<RaftConfigInput, "id" | "random"> & Partial<Pick<RaftConfigInput, "random">>;
+  /** The initial members when the store is empty and this node founds a new cluster. */
+  readonly bootstrap?: Membership;
+  /** Milliseconds per logical tick. */
+  readonly tickMs?: number;
+  /** A proposal or read not settled within this many milliseconds fails with TIMEOUT (outcome unknown). */
+  readonly requestTimeoutMs?: number;
+  /** Take a snapshot and compact the log once this many entries were applied since the last snapshot. */
+  readonly snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot so slightly lagging followers catch up without one. */
+  readonly retainEntries?: number;
+  /** Called when this node's role, leader or term changes. */
+  readonly onSoftState?: (state: SoftState) => void;
+  /** Called once if the node stops on a fatal error (a broken invariant, a failed write to disk). */
+  readonly onFatal?: (error: Error) => void;
+}
+
+export interface Proposed<Result> {
+  readonly index: number;
+  readonly result: Result;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+const defaults = {
+  tickMs: 100,
+  requestTimeoutMs: 10_000,
+  snapshotEveryEntries: 10_000,
+  retainEntries: 1_000,
+} as const;
+
+export class RaftNode<Result> {
+  readonly id: NodeId;
+  private readonly core: RaftCore;
+  private readonly options: RaftNodeOptions<Result>;
+  private readonly tickTimer: NodeJS.Timeout;
+  private readonly proposals = new Map<number, { term: number; waiter: Waiter<Proposed<Result>> }>();
+  private readonly reads = new Map<string, Waiter<number>>();
+  /** Reads confirmed at an index the state machine has not applied yet, in arrival order. */
+  private readsAwaitingApply: { readState: ReadState; waiter: Waiter<number> }[] = [];
+  private readSequence = 0;
+  private applied: number;
+  private snapshotIndex: number;
+  private processing = false;
+  private processAgain = false;
+  private stopped = false;
+  private softState: SoftState;
+
+  private constructor(
+    options: RaftNodeOptions<Result>,
+    core: RaftCore,
+    applied: number,
+    snapshotIndex: number,
+  ) {
+    this.options = options;
+    this.id = options.id;
+    this.core = core;
+    this.applied = applied;
+    this.snapshotIndex = snapshotIndex;
+    this.softState = core.softState();
+    options.transport.listen((message) => this.receive(message));
+    this.tickTimer = setInterval(() => this.tick(), options.tickMs ?? defaults.tickMs);
+    // Ticks keep a cluster alive, not the process: a process with only Raft timers may exit.
+    this.tickTimer.unref();
+  }
+
+  /** Loads the node's state from its log store (bootstrapping a new cluster if asked) and starts it. */
+  static async start<Result>(options: RaftNodeOptions<Result>): Promise<RaftNode<Result>> {
+    let state = await options.logStore.load();
+    const empty = state.hardState.term === 0 && state.snapshot === null && state.entries.length === 0;
+    if (empty && options.bootstrap !== undefined) {
+      state = bootstrapState(options.bootstrap);
+      await options.logStore.append(state.entries, state.hardState);
+    }
+    const snapshotIndex = state.snapshot?.meta.index ?? 0;
+    let applied = options.stateMachine.appliedIndex();
+    if (state.snapshot !== null && applied < snapshotIndex) {
+      await options.stateMachine.restore(state.snapshot);
+      applied = snapshotIndex;
+    }
+    const random = options.raft?.random ?? new SeededRandom(randomInt(0, 2 ** 32 - 1));
+    const core = new RaftCore({ ...options.raft, id: options.id, random }, state, { applied });
+    const node = new RaftNode(options, core, applied, snapshotIndex);
+    node.schedule();
+    return node;
+  }
+
+  /** Proposes `data`; resolves once it is applied here with the state machine's result. */
+  propose(data: Uint8Array): Promise<Proposed<Result>> {
+    this.assertRunning();
+    const position = this.core.propose(data);
+    const promise = this.trackProposal(position.index, position.term);
+    this.schedule();
+    return promise;
+  }
+
+  /** Proposes a membership change; resolves once it is applied here. */
+  proposeMembershipChange(change: MembershipChange): Promise<Proposed<Result>> {
+    this.assertRunning();
+    const position = this.core.proposeMembershipChange(change);
+    const promise = this.trackProposal(position.index, position.term);
+    this.schedule();
+    return promise;
+  }
+
+  /**
+   * A linearizable read barrier: resolves with an index once this node has applied everything
+   * committed before the call, as confirmed by a quorum. Read the state machine after it resolves.
+   */
+  readIndex(): Promise<number> {
+    this.assertRunning();
+    const context = `${this.id}:${++this.readSequence}`;
+    this.core.readIndex(context);
+    const promise = new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reads.delete(context);
+        this.readsAwaitingApply = this.readsAwaitingApply.filter(
+          (read) => read.readState.context !== context,
+        );
+        reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
+      }, this.requestTimeout());
+      this.reads.set(context, { resolve, reject, timer });
+    });
+    this.schedule();
+    return promise;
+  }
+
+  transferLeadership(target: NodeId): void {
+    this.assertRunning();
+    this.core.transferLeadership(target);
+    this.schedule();
+  }
+
+  /** Starts an election now (tests and operators' "campaign" command). */
+  campaign(): void {
+    this.assertRunning();
+    this.core.campaign();
+    this.schedule();
+  }
+
+  status(): RaftStatus {
+    return this.core.status();
+  }
+
+  isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /** Stops ticking and receiving; pending proposals and reads fail with STOPPED. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.tickTimer);
+    this.failAll(new RaftNodeError("STOPPED", "the node stopped"));
+    await this.options.transport.close();
+    // Let an in-flight persist finish before the store closes under it.
+    while (this.processing) await new Promise((resolve) => setImmediate(resolve));
+    await this.options.logStore.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.guard(() => this.core.tick());
+    this.schedule();
+  }
+
+  private receive(message: Message): void {
+    if (this.stopped) return;
+    this.guard(() => this.core.step(message));
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.processing) {
+      this.processAgain = true;
+      return;
+    }
+    this.processing = true;
+    void this.processReadies().finally(() => {
+      this.processing = false;
+    });
+  }
+
+  private async processReadies(): Promise<void> {
+    try {
+      do {
+        this.processAgain = false;
+        while (!this.stopped && this.core.hasReady()) await this.handleReady();
+      } while (this.processAgain && !this.stopped);
+    } catch (error) {
+      this.fatal(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  private async handleReady(): Promise<void> {
+    const ready = this.core.ready();
+    const store = this.options.logStore;
+    // 1. Persist. Nothing below may happen before these writes are durable.
+    if (ready.snapshot !== null) {
+      await store.installSnapshot(ready.snapshot);
+      await this.options.stateMachine.restore(ready.snapshot);
+      this.applied = ready.snapshot.meta.index;
+      this.snapshotIndex = ready.snapshot.meta.index;
+    }
+    if (ready.entries.length > 0 || ready.hardState !== null)
+      await store.append(ready.entries, ready.hardState);
+    if (this.stopped) return;
+    // 2. Send.
+    this.options.transport.send(ready.messages);
+    // 3. Apply.
+    for (const entry of ready.committedEntries) {
+      if (entry.index <= this.applied) continue;
+      const result = await this.options.stateMachine.apply(entry);
+      this.applied = entry.index;
+      this.settleProposal(entry, result);
+    }
+    for (const readState of ready.readStates) {
+      const waiter = this.reads.get(readState.context);
+      if (waiter === undefined) continue;
+      this.reads.delete(readState.context);
+      this.readsAwaitingApply.push({ readState, waiter });
+    }
+    // 4. Advance.
+    this.core.advance();
+    this.settleReads();
+    this.noticeSoftState(ready.softState);
+    this.noticeSoftState(this.core.softState());
+    await this.maybeSnapshot();
+  }
+
+  private settleProposal(entry: Entry, result: Result): void {
+    const proposal = this.proposals.get(entry.index);
+    if (proposal === undefined) return;
+    this.proposals.delete(entry.index);
+    clearTimeout(proposal.waiter.timer);
+    if (proposal.term === entry.term) {
+      proposal.waiter.resolve({ index: entry.index, result });
+    } else {
+      // Another leader's entry took this index: ours was never committed and never will be.
+      proposal.waiter.reject(
+        new RaftNodeError("PROPOSAL_DROPPED", "the proposal was discarded by a leader change; retry"),
+      );
+    }
+  }
+
+  private settleReads(): void {
+    if (this.readsAwaitingApply.length === 0) return;
+    const waiting: typeof this.readsAwaitingApply = [];
+    for (const read of this.readsAwaitingApply) {
+      if (read.readState.index <= this.applied) {
+        clearTimeout(read.waiter.timer);
+        read.waiter.resolve(read.readState.index);
+      } else {
+        waiting.push(read);
+      }
+    }
+    this.readsAwaitingApply = waiting;
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const every = this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries;
+    if (this.applied - this.snapshotIndex < every) return;
+    const meta = this.core.snapshotMetaAtApplied();
+    if (meta.index !== this.applied) return;
+    const snapshot: Snapshot = { meta, data: await this.options.stateMachine.snapshot() };
+    await this.options.logStore.saveSnapshot(snapshot);
+    this.snapshotIndex = meta.index;
+    const offset = this.core.compact(
+      snapshot,
+      meta.index - (this.options.retainEntries ?? defaults.retainEntries),
+    );
+    await this.options.logStore.compact(offset);
+  }
+
+  private trackProposal(index: number, term: number): Promise<Proposed<Result>> {
+    return new Promise<Proposed<Result>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.proposals.delete(index);
+        reject(new RaftNodeError("TIMEOUT", `proposal at ${index} not applied in time; it may still commit`));
+      }, this.requestTimeout());
+      this.proposals.set(index, { term, waiter: { resolve, reject, timer } });
+    });
+  }
+
+  private noticeSoftState(state: SoftState): void {
+    const previous = this.softState;
+    if (previous.role === state.role && previous.leader === state.leader && previous.term === state.term)
+      return;
+    this.softState = state;
+    this.options.onSoftState?.(state);
+  }
+
+  private guard(action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      if (error instanceof RaftInvariantError) this.fatal(error);
+      else throw error;
+    }
+  }
+
+  private fatal(error: Error): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.tickTimer);
+    this.failAll(new RaftNodeError("STOPPED", `the node stopped: ${error.message}`, { cause: error }));
+    this.options.onFatal?.(error);
+  }
+
+  private failAll(error: RaftNodeError): void {
+    for (const { waiter } of this.proposals.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.proposals.clear();
+    for (const waiter of this.reads.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.reads.clear();
+    for (const { waiter } of this.readsAwaitingApply) {
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
+    }
+    this.readsAwaitingApply = [];
+  }
+
+  private assertRunning(): void {
+    if (this.stopped) throw new RaftNodeError("STOPPED", "the node is stopped");
+  }
+
+  private requestTimeout(): number {
+    return this.options.requestTimeoutMs ?? defaults.requestTimeoutMs;
+  }
+}
