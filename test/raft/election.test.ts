@@ -1,0 +1,204 @@
+// Leader election (Raft paper section 5.2, dissertation chapters 3 and 9): one leader per term,
+// votes persisted before they are sent, the election restriction, PreVote and CheckQuorum.
+
+import { describe, expect, it } from "vitest";
+import { bootstrapState, type Message, RaftCore, SeededRandom } from "../../raft/core/index.js";
+import { ScenarioCluster } from "./scenario-cluster.js";
+
+/** A member of a new three-node cluster, its bootstrap entries applied (so it knows the voters). */
+function bootstrappedCore(id: string, seed: number): RaftCore {
+  const core = new RaftCore(
+    { id, random: new SeededRandom(seed), electionTicks: 10 },
+    bootstrapState({ voters: ["n1", "n2", "n3"], learners: [] }),
+  );
+  while (core.hasReady()) {
+    core.ready();
+    core.advance();
+  }
+  return core;
+}
+
+describe("leader election", () => {
+  it("a candidate with votes from a majority becomes leader and the others follow it", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    expect(cluster.leaders()).toEqual(["n1"]);
+    for (const id of ["n2", "n3"]) {
+      expect(cluster.core(id).softState()).toEqual({
+        role: "follower",
+        leader: "n1",
+        term: cluster.core("n1").softState().term,
+      });
+    }
+  });
+
+  it("election safety: a split vote elects nobody in that term, and a later term elects exactly one leader", () => {
+    const cluster = ScenarioCluster.create(4, { config: { preVote: false } });
+    // n1 and n2 campaign at once; n3 hears n1 first, n4 hears n2 first: two votes each, quorum is three.
+    cluster.filter = (message) =>
+      !(
+        message.type === "vote" &&
+        ((message.to === "n3" && message.from === "n2") || (message.to === "n4" && message.from === "n1"))
+      );
+    cluster.campaign("n1");
+    cluster.campaign("n2");
+    cluster.stabilize();
+    expect(cluster.leaders()).toEqual([]);
+    expect(cluster.core("n1").softState().term).toBe(2);
+    cluster.filter = () => true;
+    const leadersByTerm = new Map<number, Set<string>>();
+    for (let tick = 0; tick < 100 && cluster.leaders().length === 0; tick++) {
+      cluster.tickAll();
+      cluster.stabilize();
+      for (const id of cluster.leaders()) {
+        const term = cluster.core(id).softState().term;
+        leadersByTerm.set(term, (leadersByTerm.get(term) ?? new Set()).add(id));
+      }
+    }
+    expect(cluster.leaders()).toHaveLength(1);
+    for (const leaders of leadersByTerm.values()) expect(leaders.size).toBe(1);
+    expect(leadersByTerm.has(2)).toBe(false);
+  });
+
+  it("the election restriction: a candidate whose log lacks committed entries cannot win (section 5.4.1)", () => {
+    const cluster = ScenarioCluster.create(3, { config: { preVote: false, checkQuorum: false } });
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    cluster.propose("n1", "committed-without-n3");
+    cluster.stabilize();
+    cluster.heal();
+    cluster.campaign("n3");
+    cluster.stabilize();
+    expect(cluster.core("n3").softState().role).not.toBe("leader");
+    const responses = cluster.sent.filter((m) => m.type === "voteResponse" && m.to === "n3");
+    expect(responses.length).toBeGreaterThan(0);
+    expect(responses.every((m) => m.type === "voteResponse" && !m.granted)).toBe(true);
+  });
+
+  it("a vote is in the Ready's hard state (to be persisted with fsync) together with the response that reveals it", () => {
+    const core = bootstrappedCore("n2", 1);
+    const request: Message = {
+      type: "vote",
+      from: "n1",
+      to: "n2",
+      term: 2,
+      lastIndex: 3,
+      lastTerm: 1,
+      transfer: false,
+    };
+    core.step(request);
+    const ready = core.ready();
+    expect(ready.hardState).toEqual({ term: 2, vote: "n1", commit: 3 });
+    expect(ready.mustSync).toBe(true);
+    expect(ready.messages).toEqual([{ type: "voteResponse", from: "n2", to: "n1", term: 2, granted: true }]);
+  });
+
+  it("a node votes at most once per term, even after a crash and restart", () => {
+    const cluster = ScenarioCluster.create(3, { config: { preVote: false } });
+    cluster.isolate("n2");
+    cluster.campaign("n1");
+    cluster.stabilize();
+    expect(cluster.core("n3").hardState().vote).toBe("n1");
+    const term = cluster.core("n3").hardState().term;
+    cluster.crash("n3");
+    cluster.restart("n3");
+    expect(cluster.core("n3").hardState()).toMatchObject({ term, vote: "n1" });
+    const competing: Message = {
+      type: "vote",
+      from: "n2",
+      to: "n3",
+      term,
+      lastIndex: 100,
+      lastTerm: term,
+      transfer: false,
+    };
+    cluster.core("n3").step(competing);
+    const ready = cluster.core("n3").ready();
+    expect(ready.messages).toContainEqual({
+      type: "voteResponse",
+      from: "n3",
+      to: "n2",
+      term,
+      granted: false,
+    });
+    cluster.core("n3").advance();
+  });
+
+  it("election timeouts are randomized between electionTicks and twice that", () => {
+    const observed = new Set<number>();
+    for (let seed = 1; seed <= 40; seed++) {
+      const core = bootstrappedCore("n1", seed);
+      let ticks = 0;
+      while (core.softState().role === "follower" && ticks < 100) {
+        core.tick();
+        ticks++;
+      }
+      expect(ticks).toBeGreaterThanOrEqual(10);
+      expect(ticks).toBeLessThan(20);
+      observed.add(ticks);
+    }
+    expect(observed.size).toBeGreaterThan(3);
+  });
+
+  it("CheckQuorum: a leader cut off from a majority steps down within two election timeouts", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.isolate("n1");
+    cluster.tick("n1", 20);
+    expect(cluster.core("n1").softState()).toMatchObject({ role: "follower", leader: null });
+  });
+
+  it("PreVote: a node rejoining after a partition cannot disrupt a healthy leader", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    const term = cluster.core("n1").softState().term;
+    cluster.isolate("n3");
+    for (let i = 0; i < 100; i++) {
+      cluster.tickAll();
+      cluster.stabilize();
+    }
+    // n3 kept pre-voting but never raised its term.
+    expect(cluster.core("n3").softState().term).toBe(term);
+    cluster.heal();
+    for (let i = 0; i < 30; i++) {
+      cluster.tickAll();
+      cluster.stabilize();
+    }
+    expect(cluster.leaders()).toEqual(["n1"]);
+    expect(cluster.core("n1").softState().term).toBe(term);
+    expect(cluster.core("n3").softState()).toMatchObject({ role: "follower", leader: "n1" });
+  });
+
+  it("without PreVote the same rejoining node raises its term and deposes the leader (why PreVote is on)", () => {
+    const cluster = ScenarioCluster.create(3, { config: { preVote: false, checkQuorum: false } });
+    cluster.elect("n1");
+    const term = cluster.core("n1").softState().term;
+    cluster.isolate("n3");
+    cluster.tick("n3", 100);
+    expect(cluster.core("n3").softState().term).toBeGreaterThan(term + 3);
+    cluster.heal();
+    cluster.tick("n1");
+    cluster.stabilize();
+    expect(cluster.core("n1").softState().term).toBeGreaterThan(term);
+    expect(cluster.core("n1").softState().role).not.toBe("leader");
+  });
+
+  it("with CheckQuorum, a voter that hears from its leader ignores vote requests (leader stickiness)", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    const term = cluster.core("n2").softState().term;
+    const request: Message = {
+      type: "vote",
+      from: "n3",
+      to: "n2",
+      term: term + 1,
+      lastIndex: 100,
+      lastTerm: term,
+      transfer: false,
+    };
+    cluster.core("n2").step(request);
+    cluster.process("n2");
+    expect(cluster.core("n2").softState()).toMatchObject({ term, leader: "n1" });
+    expect(cluster.core("n2").hardState().vote).not.toBe("n3");
+  });
+});

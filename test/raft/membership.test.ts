@@ -1,0 +1,183 @@
+// Learners, one-server-at-a-time membership changes (dissertation section 4.1) and leadership
+// transfer (section 3.10).
+
+import { describe, expect, it } from "vitest";
+import { bootstrapState, emptyState, RaftCore, SeededRandom } from "../../raft/core/index.js";
+import { ScenarioCluster } from "./scenario-cluster.js";
+
+function settle(cluster: ScenarioCluster, rounds = 5): void {
+  for (let i = 0; i < rounds; i++) {
+    cluster.tickAll();
+    cluster.stabilize();
+  }
+}
+
+describe("learners", () => {
+  it("a learner never campaigns, however long it hears nothing", () => {
+    const cluster = ScenarioCluster.create(3, { learners: 1 });
+    const term = cluster.core("n4").softState().term;
+    cluster.isolate("n4");
+    cluster.tick("n4", 200);
+    expect(cluster.core("n4").softState()).toEqual({ role: "follower", leader: null, term });
+    expect(cluster.sent.filter((m) => m.from === "n4")).toEqual([]);
+  });
+
+  it("a learner's vote is never counted", () => {
+    const cluster = ScenarioCluster.create(3, { learners: 1, config: { preVote: false } });
+    // n1 can reach only the learner n4: its vote must not make n1 leader.
+    cluster.partition(["n1", "n4"], ["n2", "n3"]);
+    cluster.campaign("n1");
+    cluster.stabilize();
+    expect(cluster.core("n1").softState().role).toBe("candidate");
+    expect(cluster.sent.some((m) => m.type === "vote" && m.to === "n4")).toBe(false);
+  });
+
+  it("a learner receives the log, and once promoted it counts toward the quorum", () => {
+    const cluster = ScenarioCluster.create(3, { learners: 1 });
+    cluster.elect("n1");
+    cluster.propose("n1", "a");
+    settle(cluster);
+    expect(cluster.node("n4").applied).toEqual(["a"]);
+    expect(cluster.core("n1").status().membership).toEqual({ voters: ["n1", "n2", "n3"], learners: ["n4"] });
+    cluster.core("n1").proposeMembershipChange({ kind: "addVoter", node: "n4" });
+    settle(cluster);
+    expect(cluster.core("n4").status().membership).toEqual({
+      voters: ["n1", "n2", "n3", "n4"],
+      learners: [],
+    });
+    // Four voters: with n2 and n3 down, n1 and n4 are no quorum.
+    cluster.isolate("n2");
+    cluster.isolate("n3");
+    const stuck = cluster.propose("n1", "needs-three");
+    settle(cluster);
+    expect(cluster.core("n1").hardState().commit).toBeLessThan(stuck.index);
+  });
+});
+
+describe("membership changes", () => {
+  it("a new, empty node catches up from the leader as a learner, then becomes a voter", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    for (const value of ["a", "b"]) cluster.propose("n1", value);
+    cluster.stabilize();
+    cluster.addNode("n4", emptyState());
+    cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n4" });
+    settle(cluster);
+    expect(cluster.node("n4").applied).toEqual(["a", "b"]);
+    cluster.core("n1").proposeMembershipChange({ kind: "addVoter", node: "n4" });
+    settle(cluster);
+    for (const id of ["n1", "n2", "n3", "n4"]) {
+      expect(cluster.core(id).status().membership.voters).toEqual(["n1", "n2", "n3", "n4"]);
+    }
+  });
+
+  it("allows one membership change at a time: a second one waits until the first is applied", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n4" });
+    expect(() => cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n5" })).toThrowError(
+      expect.objectContaining({ code: "MEMBERSHIP_CHANGE_PENDING" }),
+    );
+    settle(cluster);
+    expect(() =>
+      cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n5" }),
+    ).not.toThrow();
+  });
+
+  it("refuses changes that make no sense with INVALID_MEMBERSHIP_CHANGE", () => {
+    const cluster = ScenarioCluster.create(1);
+    cluster.elect("n1");
+    settle(cluster, 1);
+    const core = cluster.core("n1");
+    expect(() => core.proposeMembershipChange({ kind: "addVoter", node: "n1" })).toThrowError(
+      /already a voter/,
+    );
+    expect(() => core.proposeMembershipChange({ kind: "removeNode", node: "n9" })).toThrowError(
+      /not a member/,
+    );
+    expect(() => core.proposeMembershipChange({ kind: "removeNode", node: "n1" })).toThrowError(/last voter/);
+    expect(() => core.proposeMembershipChange({ kind: "addLearner", node: "" })).toThrowError(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
+  });
+
+  it("a leader that removes itself steps down once the change applies, and the others elect a leader", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.core("n1").proposeMembershipChange({ kind: "removeNode", node: "n1" });
+    cluster.stabilize();
+    expect(cluster.core("n1").softState().role).toBe("follower");
+    cluster.crash("n1");
+    for (let i = 0; i < 60 && cluster.leaders().length === 0; i++) settle(cluster, 1);
+    const [leader] = cluster.leaders();
+    expect(["n2", "n3"]).toContain(leader);
+    expect(cluster.core(leader as string).status().membership.voters).toEqual(["n2", "n3"]);
+  });
+
+  it("a node does not campaign while a committed membership change is unapplied", () => {
+    // Restarted with the three bootstrap changes committed but not yet handed to the application.
+    const core = new RaftCore(
+      { id: "n1", random: new SeededRandom(3), preVote: false },
+      bootstrapState({ voters: ["n1", "n2", "n3"], learners: [] }),
+      { applied: 2 },
+    );
+    core.campaign();
+    expect(core.softState()).toMatchObject({ role: "follower", term: 1 });
+    const ready = core.ready();
+    expect(ready.committedEntries.map((entry) => entry.index)).toEqual([3]);
+    core.advance();
+    core.campaign();
+    expect(core.softState()).toMatchObject({ role: "candidate", term: 2 });
+  });
+});
+
+describe("leadership transfer", () => {
+  it("hands leadership to an up-to-date voter at once", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    const term = cluster.core("n1").softState().term;
+    cluster.core("n1").transferLeadership("n2");
+    cluster.stabilize();
+    expect(cluster.leaders()).toEqual(["n2"]);
+    expect(cluster.core("n2").softState().term).toBe(term + 1);
+    expect(cluster.sent.some((m) => m.type === "timeoutNow" && m.to === "n2")).toBe(true);
+  });
+
+  it("brings a lagging target up to date before handing over, so nothing committed is lost", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    for (const value of ["a", "b", "c"]) cluster.propose("n1", value);
+    cluster.stabilize();
+    cluster.heal();
+    cluster.core("n1").transferLeadership("n3");
+    cluster.stabilize();
+    expect(cluster.leaders()).toEqual(["n3"]);
+    settle(cluster);
+    expect(cluster.node("n3").applied).toEqual(["a", "b", "c"]);
+  });
+
+  it("refuses proposals during a transfer, and gives up on it after an election timeout", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    cluster.core("n1").transferLeadership("n3");
+    expect(() => cluster.propose("n1", "x")).toThrowError(
+      expect.objectContaining({ code: "TRANSFER_IN_PROGRESS" }),
+    );
+    cluster.tick("n1", 10);
+    cluster.stabilize();
+    expect(cluster.core("n1").status().leadTransferee).toBeNull();
+    expect(() => cluster.propose("n1", "x")).not.toThrow();
+  });
+
+  it("refuses a transfer to a learner or a stranger, and on a follower", () => {
+    const cluster = ScenarioCluster.create(3, { learners: 1 });
+    cluster.elect("n1");
+    expect(() => cluster.core("n1").transferLeadership("n4")).toThrowError(/not a voter/);
+    expect(() => cluster.core("n1").transferLeadership("n9")).toThrowError(/not a voter/);
+    expect(() => cluster.core("n2").transferLeadership("n3")).toThrowError(
+      expect.objectContaining({ code: "NOT_LEADER" }),
+    );
+  });
+});
