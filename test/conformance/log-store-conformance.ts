@@ -1,0 +1,151 @@
+// The contract every LogStore must keep, as a suite any implementation runs against itself: the
+// in-memory store here, the LevelDB store in the storage issue. `open` returns a store over the
+// same persistent location each time it is called with the same `location`, so "durable across a
+// restart" can be tested.
+
+import { describe, expect, it } from "vitest";
+import type { Entry, HardState, Snapshot } from "../../raft/core/index.js";
+import type { LogStore } from "../../raft/node/index.js";
+
+export interface LogStoreFactory {
+  /** A fresh, empty location for one test. */
+  newLocation(): Promise<string>;
+  open(location: string): Promise<LogStore>;
+}
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+const entry = (index: number, term: number, text = `e${index}t${term}`): Entry => ({
+  index,
+  term,
+  type: "normal",
+  data: bytes(text),
+});
+const range = (from: number, to: number, term: number): Entry[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => entry(from + i, term));
+const snapshotAt = (index: number, term: number): Snapshot => ({
+  meta: { index, term, membership: { voters: ["n1", "n2", "n3"], learners: [] } },
+  data: bytes(`state@${index}`),
+});
+
+export function logStoreConformance(name: string, factory: LogStoreFactory): void {
+  describe(`LogStore conformance: ${name}`, () => {
+    const reopen = async (location: string, store: LogStore): Promise<LogStore> => {
+      await store.close();
+      return factory.open(location);
+    };
+
+    it("an empty store loads as term 0, no snapshot, no entries", async () => {
+      const store = await factory.open(await factory.newLocation());
+      expect(await store.load()).toEqual({
+        hardState: { term: 0, vote: null, commit: 0 },
+        snapshot: null,
+        offset: { index: 0, term: 0 },
+        entries: [],
+      });
+      await store.close();
+    });
+
+    it("keeps appended entries and the hard state across a restart", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      const hardState: HardState = { term: 2, vote: "n1", commit: 3 };
+      await store.append(range(1, 5, 2), hardState);
+      store = await reopen(location, store);
+      const state = await store.load();
+      expect(state.hardState).toEqual(hardState);
+      expect(state.entries).toEqual(range(1, 5, 2));
+      await store.close();
+    });
+
+    it("an append from an index replaces every stored entry from there on (conflict truncation)", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 10, 1), null);
+      await store.append([entry(6, 2), entry(7, 2)], { term: 2, vote: null, commit: 5 });
+      store = await reopen(location, store);
+      const state = await store.load();
+      expect(state.entries).toEqual([...range(1, 5, 1), entry(6, 2), entry(7, 2)]);
+      await store.close();
+    });
+
+    it("a hard state alone (no entries) is stored", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 2, 1), null);
+      await store.append([], { term: 7, vote: null, commit: 2 });
+      expect((await store.load()).hardState).toEqual({ term: 7, vote: null, commit: 2 });
+      await store.close();
+    });
+
+    it("refuses an append that would leave a gap, and changes nothing", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 3, 1), { term: 1, vote: null, commit: 1 });
+      await expect(store.append([entry(5, 1)], { term: 9, vote: null, commit: 9 })).rejects.toThrow(/gap/);
+      const state = await store.load();
+      expect(state.entries).toEqual(range(1, 3, 1));
+      expect(state.hardState.term).toBe(1);
+      await store.close();
+    });
+
+    it("a saved snapshot and a compaction behind it survive a restart", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 10, 1), { term: 1, vote: null, commit: 10 });
+      await store.saveSnapshot(snapshotAt(8, 1));
+      await store.compact({ index: 6, term: 1 });
+      store = await reopen(location, store);
+      const state = await store.load();
+      expect(state.snapshot).toEqual(snapshotAt(8, 1));
+      expect(state.offset).toEqual({ index: 6, term: 1 });
+      expect(state.entries).toEqual(range(7, 10, 1));
+      await store.close();
+    });
+
+    it("refuses to compact beyond the snapshot, or with the wrong term", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 10, 1), null);
+      await store.saveSnapshot(snapshotAt(5, 1));
+      await expect(store.compact({ index: 6, term: 1 })).rejects.toThrow(/beyond the snapshot/);
+      await expect(store.compact({ index: 4, term: 9 })).rejects.toThrow(/term/);
+      expect((await store.load()).entries).toHaveLength(10);
+      await store.close();
+    });
+
+    it("refuses an append into the compacted part of the log", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 10, 1), null);
+      await store.saveSnapshot(snapshotAt(5, 1));
+      await store.compact({ index: 5, term: 1 });
+      await expect(store.append([entry(3, 2)], null)).rejects.toThrow(/compacted/);
+      await store.close();
+    });
+
+    it("installing a snapshot from the leader replaces the whole log", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 4, 1), { term: 1, vote: null, commit: 2 });
+      await store.installSnapshot(snapshotAt(20, 3));
+      await store.append([entry(21, 3)], null);
+      store = await reopen(location, store);
+      const state = await store.load();
+      expect(state.snapshot).toEqual(snapshotAt(20, 3));
+      expect(state.offset).toEqual({ index: 20, term: 3 });
+      expect(state.entries).toEqual([entry(21, 3)]);
+      expect(state.hardState.commit).toBe(20);
+      await store.close();
+    });
+
+    it("refuses to replace a snapshot by an older one", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 10, 1), null);
+      await store.saveSnapshot(snapshotAt(8, 1));
+      await expect(store.saveSnapshot(snapshotAt(4, 1))).rejects.toThrow(/older/);
+      await store.close();
+    });
+
+    it("refuses to be used after close", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.close();
+      await expect(store.load()).rejects.toThrow(/closed/);
+    });
+  });
+}

@@ -1,0 +1,227 @@
+// The driver on a real clock: RaftNode instances over MemoryLogStores and an in-process network,
+// proposing, reading, failing over, restarting from their stores and catching up by snapshot.
+
+import { afterEach, describe, expect, it } from "vitest";
+import type { Entry, Snapshot } from "../../raft/core/index.js";
+import {
+  InProcessNetwork,
+  MemoryLogStore,
+  RaftNode,
+  type RaftNodeError,
+  type StateMachine,
+} from "../../raft/node/index.js";
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A list of applied values, kept in memory (so it restarts empty and is rebuilt from the log). */
+class ListMachine implements StateMachine<number> {
+  values: string[] = [];
+  private applied = 0;
+  apply(entry: Entry): number {
+    this.applied = entry.index;
+    if (entry.type === "normal" && entry.data.length > 0) this.values.push(decoder.decode(entry.data));
+    return this.values.length;
+  }
+  snapshot(): Uint8Array {
+    return encoder.encode(JSON.stringify(this.values));
+  }
+  restore(snapshot: Snapshot): void {
+    this.values = JSON.parse(decoder.decode(snapshot.data)) as string[];
+    this.applied = snapshot.meta.index;
+  }
+  appliedIndex(): number {
+    return this.applied;
+  }
+}
+
+interface Member {
+  node: RaftNode<number>;
+  store: MemoryLogStore;
+  machine: ListMachine;
+}
+
+const running: RaftNode<number>[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((node) => node.stop()));
+});
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+class TestCluster {
+  readonly network = new InProcessNetwork();
+  readonly members = new Map<string, Member>();
+  constructor(private readonly options: { snapshotEveryEntries?: number; retainEntries?: number } = {}) {}
+
+  async start(
+    id: string,
+    bootstrap: string[] | null,
+    store = new MemoryLogStore(),
+    machine = new ListMachine(),
+  ): Promise<Member> {
+    store.reopen();
+    const node = await RaftNode.start<number>({
+      id,
+      logStore: store,
+      transport: this.network.connect(id),
+      stateMachine: machine,
+      tickMs: 10,
+      requestTimeoutMs: 2000,
+      ...(bootstrap === null ? {} : { bootstrap: { voters: bootstrap, learners: [] } }),
+      ...this.options,
+    });
+    running.push(node);
+    const member = { node, store, machine };
+    this.members.set(id, member);
+    return member;
+  }
+
+  static async create(
+    size: number,
+    options: { snapshotEveryEntries?: number; retainEntries?: number } = {},
+  ): Promise<TestCluster> {
+    const cluster = new TestCluster(options);
+    const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+    for (const id of ids) await cluster.start(id, ids);
+    return cluster;
+  }
+
+  member(id: string): Member {
+    const member = this.members.get(id);
+    if (member === undefined) throw new Error(`no member ${id}`);
+    return member;
+  }
+
+  async leader(except: string[] = []): Promise<Member> {
+    let found: Member | undefined;
+    await waitFor("a leader", () => {
+      found = [...this.members.values()].find(
+        (m) => !m.node.isStopped() && !except.includes(m.node.id) && m.node.status().role === "leader",
+      );
+      return found !== undefined;
+    });
+    return found as Member;
+  }
+}
+
+const bytes = (text: string) => encoder.encode(text);
+
+describe("RaftNode", () => {
+  it("elects a leader, and a proposal resolves once applied, then reaches every node", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    const proposed = await leader.node.propose(bytes("hello"));
+    expect(proposed.result).toBe(1);
+    await waitFor("replication", () =>
+      [...cluster.members.values()].every((m) => m.machine.values.join() === "hello"),
+    );
+  });
+
+  it("a follower refuses a proposal with NOT_LEADER naming the leader", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    await leader.node.propose(bytes("x"));
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await waitFor("the follower to know the leader", () => follower.node.status().leader === leader.node.id);
+    expect(() => follower.node.propose(bytes("y"))).toThrowError(
+      expect.objectContaining({ code: "NOT_LEADER", leaderHint: leader.node.id }),
+    );
+  });
+
+  it("a read after a write, on any node, sees the write (linearizable ReadIndex)", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    for (const member of cluster.members.values()) {
+      await waitFor("a known leader", () => member.node.status().leader !== null);
+    }
+    for (let i = 0; i < 5; i++) {
+      await leader.node.propose(bytes(`w${i}`));
+      for (const member of cluster.members.values()) {
+        await member.node.readIndex();
+        expect(member.machine.values.at(-1)).toBe(`w${i}`);
+      }
+    }
+  });
+
+  it("fails over when the leader is cut off, keeps taking writes, and the old leader rejoins as a follower", async () => {
+    const cluster = await TestCluster.create(3);
+    const old = await cluster.leader();
+    await old.node.propose(bytes("before"));
+    cluster.network.isolate(old.node.id);
+    const stranded = old.node.propose(bytes("stranded")).then(
+      () => "applied",
+      (error: RaftNodeError) => error.code,
+    );
+    const next = await cluster.leader([old.node.id]);
+    await next.node.propose(bytes("after"));
+    cluster.network.heal();
+    await waitFor(
+      "the old leader to follow",
+      () => old.node.status().role === "follower" && old.node.status().leader === next.node.id,
+    );
+    expect(await stranded).toMatch(/PROPOSAL_DROPPED|TIMEOUT/);
+    await waitFor("the old leader to catch up", () => old.machine.values.join() === "before,after");
+  });
+
+  it("a node restarted on its log store replays its log and catches up", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    for (let i = 0; i < 5; i++) await leader.node.propose(bytes(`v${i}`));
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await waitFor("replication", () => follower.machine.values.length === 5);
+    await follower.node.stop();
+    await leader.node.propose(bytes("while-down"));
+    const restarted = await cluster.start(follower.node.id, null, follower.store);
+    await waitFor(
+      "the restarted node to catch up",
+      () => restarted.machine.values.join() === "v0,v1,v2,v3,v4,while-down",
+    );
+  });
+
+  it("compacts its log into snapshots, and a node that was down catches up by InstallSnapshot", async () => {
+    const cluster = await TestCluster.create(3, { snapshotEveryEntries: 5, retainEntries: 0 });
+    const leader = await cluster.leader();
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await follower.node.stop();
+    for (let i = 0; i < 20; i++) await leader.node.propose(bytes(`v${i}`));
+    expect(leader.node.status().firstIndex).toBeGreaterThan(10);
+    const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
+    await waitFor("catch-up", () => restarted.machine.values.length === 20);
+    expect((await restarted.store.load()).snapshot?.meta.index).toBeGreaterThan(10);
+  });
+
+  it("a new node joins as a learner, receives the data, and is promoted to voter", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    await leader.node.propose(bytes("existing"));
+    const joiner = await cluster.start("n4", null);
+    await leader.node.proposeMembershipChange({ kind: "addLearner", node: "n4" });
+    await waitFor("the learner to catch up", () => joiner.machine.values.join() === "existing");
+    await leader.node.proposeMembershipChange({ kind: "addVoter", node: "n4" });
+    await waitFor("the promotion to reach the new node", () =>
+      joiner.node.status().membership.voters.includes("n4"),
+    );
+    expect(leader.node.status().membership).toEqual({ voters: ["n1", "n2", "n3", "n4"], learners: [] });
+  });
+
+  it("stopping a node fails its pending proposals with STOPPED, and later calls too", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    cluster.network.isolate(leader.node.id);
+    const outcome = leader.node.propose(bytes("never")).then(
+      () => "applied",
+      (error: RaftNodeError) => error.code,
+    );
+    await leader.node.stop();
+    expect(await outcome).toBe("STOPPED");
+    expect(() => leader.node.propose(bytes("late"))).toThrowError(
+      expect.objectContaining({ code: "STOPPED" }),
+    );
+  });
+});
