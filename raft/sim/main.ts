@@ -6,7 +6,7 @@
 import { parseArgs } from "node:util";
 import { runSimulation, type SimBug, type SimResult, simBugs } from "./simulator.js";
 
-const usage = `usage: npm run sim -- (--seeds N | --seed S [--trace]) [--steps M] [--nodes 3|5] [--learners K] [--bug ${simBugs.join("|")}]`;
+const usage = `usage: npm run sim -- (--seeds N [--from F] [--stop-on-violation] | --seed S [--trace]) [--steps M] [--nodes 3|5] [--learners K] [--bug ${simBugs.join("|")}]`;
 
 function fail(message: string): never {
   process.stderr.write(`sim: ${message}\n${usage}\n`);
@@ -81,7 +81,7 @@ function main(): void {
       const replay = [`npm run sim -- --seed ${seed} --trace --steps ${steps} --nodes ${nodes}`];
       if (learners !== undefined) replay.push(`--learners ${learners}`);
       if (bug !== undefined) replay.push(`--bug ${bug}`);
-      write(`seed ${seed}: VIOLATION of ${result.violation.property}: ${result.violation.message}`);
+      write(`seed ${seed}: VIOLATION of ${result.violation.property}: ${result.violation.detail}`);
       write(`  replay: ${replay.join(" ")}`);
       if (values["stop-on-violation"] === true) break;
     }

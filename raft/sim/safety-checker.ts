@@ -19,9 +19,10 @@ export class SafetyViolation extends Error {
   override readonly name = "SafetyViolation";
   constructor(
     readonly property: SafetyProperty,
-    message: string,
+    /** What broke, without the property's name. */
+    readonly detail: string,
   ) {
-    super(`${property}: ${message}`);
+    super(`${property}: ${detail}`);
   }
 }
 
