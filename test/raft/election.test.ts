@@ -153,17 +153,11 @@ describe("leader election", () => {
     cluster.elect("n1");
     const term = cluster.core("n1").softState().term;
     cluster.isolate("n3");
-    for (let i = 0; i < 100; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(100);
     // n3 kept pre-voting but never raised its term.
     expect(cluster.core("n3").softState().term).toBe(term);
     cluster.heal();
-    for (let i = 0; i < 30; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(30);
     expect(cluster.leaders()).toEqual(["n1"]);
     expect(cluster.core("n1").softState().term).toBe(term);
     expect(cluster.core("n3").softState()).toMatchObject({ role: "follower", leader: "n1" });

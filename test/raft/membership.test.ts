@@ -5,13 +5,6 @@ import { describe, expect, it } from "vitest";
 import { bootstrapState, emptyState, RaftCore, SeededRandom } from "../../raft/core/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
-function settle(cluster: ScenarioCluster, rounds = 5): void {
-  for (let i = 0; i < rounds; i++) {
-    cluster.tickAll();
-    cluster.stabilize();
-  }
-}
-
 describe("learners", () => {
   it("a learner never campaigns, however long it hears nothing", () => {
     const cluster = ScenarioCluster.create(3, { learners: 1 });
@@ -36,11 +29,11 @@ describe("learners", () => {
     const cluster = ScenarioCluster.create(3, { learners: 1 });
     cluster.elect("n1");
     cluster.propose("n1", "a");
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n4").applied).toEqual(["a"]);
     expect(cluster.core("n1").status().membership).toEqual({ voters: ["n1", "n2", "n3"], learners: ["n4"] });
     cluster.core("n1").proposeMembershipChange({ kind: "addVoter", node: "n4" });
-    settle(cluster);
+    cluster.settle();
     expect(cluster.core("n4").status().membership).toEqual({
       voters: ["n1", "n2", "n3", "n4"],
       learners: [],
@@ -49,7 +42,7 @@ describe("learners", () => {
     cluster.isolate("n2");
     cluster.isolate("n3");
     const stuck = cluster.propose("n1", "needs-three");
-    settle(cluster);
+    cluster.settle();
     expect(cluster.core("n1").hardState().commit).toBeLessThan(stuck.index);
   });
 });
@@ -62,10 +55,10 @@ describe("membership changes", () => {
     cluster.stabilize();
     cluster.addNode("n4", emptyState());
     cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n4" });
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n4").applied).toEqual(["a", "b"]);
     cluster.core("n1").proposeMembershipChange({ kind: "addVoter", node: "n4" });
-    settle(cluster);
+    cluster.settle();
     for (const id of ["n1", "n2", "n3", "n4"]) {
       expect(cluster.core(id).status().membership.voters).toEqual(["n1", "n2", "n3", "n4"]);
     }
@@ -78,7 +71,7 @@ describe("membership changes", () => {
     expect(() => cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n5" })).toThrowError(
       expect.objectContaining({ code: "MEMBERSHIP_CHANGE_PENDING" }),
     );
-    settle(cluster);
+    cluster.settle();
     expect(() =>
       cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n5" }),
     ).not.toThrow();
@@ -87,7 +80,7 @@ describe("membership changes", () => {
   it("refuses changes that make no sense with INVALID_MEMBERSHIP_CHANGE", () => {
     const cluster = ScenarioCluster.create(1);
     cluster.elect("n1");
-    settle(cluster, 1);
+    cluster.settle(1);
     const core = cluster.core("n1");
     expect(() => core.proposeMembershipChange({ kind: "addVoter", node: "n1" })).toThrowError(
       /already a voter/,
@@ -108,7 +101,7 @@ describe("membership changes", () => {
     cluster.stabilize();
     expect(cluster.core("n1").softState().role).toBe("follower");
     cluster.crash("n1");
-    for (let i = 0; i < 60 && cluster.leaders().length === 0; i++) settle(cluster, 1);
+    for (let i = 0; i < 60 && cluster.leaders().length === 0; i++) cluster.settle(1);
     const [leader] = cluster.leaders();
     expect(["n2", "n3"]).toContain(leader);
     expect(cluster.core(leader as string).status().membership.voters).toEqual(["n2", "n3"]);
@@ -153,7 +146,7 @@ describe("leadership transfer", () => {
     cluster.core("n1").transferLeadership("n3");
     cluster.stabilize();
     expect(cluster.leaders()).toEqual(["n3"]);
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n3").applied).toEqual(["a", "b", "c"]);
   });
 

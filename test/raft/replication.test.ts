@@ -114,10 +114,7 @@ describe("log replication", () => {
     cluster.propose(newLeader as string, "kept");
     cluster.stabilize();
     cluster.heal();
-    for (let i = 0; i < 5; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(5);
     for (const id of ["n1", "n2", "n3"]) {
       expect(cluster.node(id).applied).toContain("kept");
       expect(cluster.node(id).applied).not.toContain("lost");
@@ -148,10 +145,7 @@ describe("log replication", () => {
     expect(cluster.leaders().filter((id) => id !== "n3")).toEqual([second]);
     const sentBefore = cluster.sent.length;
     cluster.heal();
-    for (let i = 0; i < 5; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(5);
     const rejections = cluster.sent
       .slice(sentBefore)
       .filter((m) => m.type === "appendResponse" && m.from === "n3" && m.to === second && !m.success).length;
@@ -188,10 +182,7 @@ describe("log replication", () => {
       .filter((m) => m.type === "append" && m.to === "n2" && m.entries.length > 0);
     expect(appends).toHaveLength(3);
     cluster.stabilize();
-    for (let i = 0; i < 3; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(3);
     expect(cluster.node("n2").applied).toHaveLength(10);
   });
 
@@ -204,10 +195,7 @@ describe("log replication", () => {
     cluster.stabilize();
     const sentBefore = cluster.sent.length;
     cluster.heal();
-    for (let i = 0; i < 5; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(5);
     const appends = cluster.sent
       .slice(sentBefore)
       .filter((m) => m.type === "append" && m.to === "n2" && m.entries.length > 0);
@@ -265,10 +253,7 @@ describe("log replication", () => {
     }
     expect(cluster.node("n3").applied).toEqual([]);
     cluster.filter = () => true;
-    for (let i = 0; i < 5; i++) {
-      cluster.tickAll();
-      cluster.stabilize();
-    }
+    cluster.settle(5);
     expect(cluster.node("n3").applied).toEqual(cluster.node("n1").applied);
   });
 

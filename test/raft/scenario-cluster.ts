@@ -200,6 +200,14 @@ export class ScenarioCluster {
     return delivered;
   }
 
+  /** Lets time pass: every node ticks once, then all messages are delivered; `rounds` times. */
+  settle(rounds = 5): void {
+    for (let i = 0; i < rounds; i++) {
+      this.tickAll();
+      this.stabilize();
+    }
+  }
+
   /** Delivers only the messages queued now, not those they cause. */
   deliverQueued(): number {
     const batch = this.queue;

@@ -4,13 +4,6 @@
 import { describe, expect, it } from "vitest";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
-function settle(cluster: ScenarioCluster, rounds = 5): void {
-  for (let i = 0; i < rounds; i++) {
-    cluster.tickAll();
-    cluster.stabilize();
-  }
-}
-
 describe("snapshots", () => {
   it("a snapshot brings a far-behind follower back after the leader compacted its log", () => {
     const cluster = ScenarioCluster.create(3);
@@ -18,11 +11,11 @@ describe("snapshots", () => {
     cluster.isolate("n3");
     const values = Array.from({ length: 50 }, (_, i) => `v${i}`);
     for (const value of values) cluster.propose("n1", value);
-    settle(cluster, 2);
+    cluster.settle(2);
     const snapshot = cluster.snapshot("n1");
     expect(cluster.core("n1").status().firstIndex).toBe(snapshot.meta.index + 1);
     cluster.heal();
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n3").snapshotsInstalled).toBe(1);
     expect(cluster.node("n3").applied).toEqual(values);
     expect(cluster.core("n3").status()).toMatchObject({
@@ -31,7 +24,7 @@ describe("snapshots", () => {
     });
     // And it keeps replicating normally after that.
     cluster.propose("n1", "after");
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n3").applied).toEqual([...values, "after"]);
   });
 
@@ -42,7 +35,7 @@ describe("snapshots", () => {
     cluster.elect("n1");
     cluster.isolate("n3");
     for (let i = 0; i < 20; i++) cluster.propose("n1", `value-${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     const snapshot = cluster.snapshot("n1");
     const total = snapshot.data.length;
     expect(total).toBeGreaterThan(100);
@@ -55,7 +48,7 @@ describe("snapshots", () => {
       return true;
     };
     cluster.heal();
-    settle(cluster, 20);
+    cluster.settle(20);
     const chunks = cluster.sent.filter((m) => m.type === "snapshotChunk" && m.to === "n3");
     expect(droppedOffset).toBe(32);
     expect(cluster.node("n3").snapshotsInstalled).toBe(1);
@@ -70,10 +63,10 @@ describe("snapshots", () => {
     cluster.elect("n1");
     cluster.isolate("n3");
     for (let i = 0; i < 20; i++) cluster.propose("n1", `value-${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     cluster.snapshot("n1");
     cluster.heal();
-    settle(cluster, 5);
+    cluster.settle(5);
     expect(cluster.node("n3").snapshotsInstalled).toBe(0);
     expect(cluster.node("n3").applied).toEqual([]);
   });
@@ -82,14 +75,14 @@ describe("snapshots", () => {
     const cluster = ScenarioCluster.create(3);
     cluster.elect("n1");
     for (let i = 0; i < 10; i++) cluster.propose("n1", `a${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     cluster.snapshot("n2", 3);
     for (let i = 0; i < 5; i++) cluster.propose("n1", `b${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     const before = [...cluster.node("n2").applied];
     cluster.crash("n2");
     cluster.restart("n2");
-    settle(cluster, 2);
+    cluster.settle(2);
     expect(cluster.node("n2").applied).toEqual(before);
   });
 
@@ -97,13 +90,13 @@ describe("snapshots", () => {
     const cluster = ScenarioCluster.create(3);
     cluster.elect("n1");
     for (let i = 0; i < 10; i++) cluster.propose("n1", `a${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     cluster.isolate("n3");
     for (let i = 0; i < 3; i++) cluster.propose("n1", `b${i}`);
-    settle(cluster, 2);
+    cluster.settle(2);
     cluster.snapshot("n1", 10);
     cluster.heal();
-    settle(cluster);
+    cluster.settle();
     expect(cluster.node("n3").snapshotsInstalled).toBe(0);
     expect(cluster.node("n3").applied).toEqual(cluster.node("n1").applied);
   });
