@@ -42,7 +42,14 @@ export class RaftInvariantError extends Error {
   override readonly name = "RaftInvariantError";
 }
 
-/** Guards an invariant; throws RaftInvariantError (the driver must stop the node) when it is broken. */
-export function invariant(condition: boolean, message: string | (() => string)): asserts condition {
-  if (!condition) throw new RaftInvariantError(typeof message === "string" ? message : message());
+/**
+ * Guards an invariant; throws RaftInvariantError (the driver must stop the node) when it is broken.
+ * On hot paths write `if (!condition) broken(\`...\`)` instead, so the message is only built on failure.
+ */
+export function invariant(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new RaftInvariantError(message);
+}
+
+export function broken(message: string): never {
+  throw new RaftInvariantError(message);
 }

@@ -3,8 +3,11 @@
 // uncompacted log in memory (compaction bounds it); the driver mirrors every change into its
 // LogStore through Ready.
 
-import { invariant } from "./errors.js";
+import { broken, invariant } from "./errors.js";
 import type { Entry, LogOffset } from "./types.js";
+
+/** Shared by every Ready with nothing in a list: most Readys carry only messages or a commit. */
+const noEntries: readonly Entry[] = Object.freeze([]);
 
 export class RaftLog {
   /** The last compacted entry; the log continues at offset.index + 1. */
@@ -75,12 +78,12 @@ export class RaftLog {
 
   /** Entries in [low, high), at most `bytesMax` of data but always at least one. */
   slice(low: number, high: number, bytesMax: number): Entry[] {
-    invariant(low > this.offset.index, `slice from ${low} reaches into the compacted log`);
+    if (low <= this.offset.index) broken(`slice from ${low} reaches into the compacted log`);
     const result: Entry[] = [];
     let bytes = 0;
     for (let index = low; index < high && index <= this.lastIndex(); index++) {
       const entry = this.entry(index);
-      invariant(entry !== undefined, `missing entry ${index}`);
+      if (entry === undefined) broken(`missing entry ${index}`);
       bytes += entry.data.length;
       if (result.length > 0 && bytes > bytesMax) break;
       result.push(entry);
@@ -90,7 +93,7 @@ export class RaftLog {
 
   /** A leader appends its own new entries. */
   append(entry: Entry): void {
-    invariant(entry.index === this.lastIndex() + 1, `append at ${entry.index} after ${this.lastIndex()}`);
+    if (entry.index !== this.lastIndex() + 1) broken(`append at ${entry.index} after ${this.lastIndex()}`);
     this.entries.push(entry);
   }
 
@@ -105,13 +108,11 @@ export class RaftLog {
       const ours = this.term(entry.index);
       if (ours === entry.term) continue;
       if (ours !== undefined) {
-        invariant(
-          entry.index > this.committed,
-          () => `conflict at committed index ${entry.index} (commit ${this.committed})`,
-        );
+        if (entry.index <= this.committed)
+          broken(`conflict at committed index ${entry.index} (commit ${this.committed})`);
         this.truncateFrom(entry.index);
       }
-      invariant(entry.index === this.lastIndex() + 1, `gap before ${entry.index}`);
+      if (entry.index !== this.lastIndex() + 1) broken(`gap before ${entry.index}`);
       this.entries.push(entry);
     }
     return lastNew;
@@ -124,19 +125,20 @@ export class RaftLog {
 
   commitTo(index: number): boolean {
     if (index <= this.committed) return false;
-    invariant(index <= this.lastIndex(), `commit ${index} is beyond the last index ${this.lastIndex()}`);
+    if (index > this.lastIndex()) broken(`commit ${index} is beyond the last index ${this.lastIndex()}`);
     this.committed = index;
     return true;
   }
 
   /** Entries not yet persisted. */
-  unstableEntries(): Entry[] {
+  unstableEntries(): readonly Entry[] {
+    if (this.stableIndex >= this.lastIndex()) return noEntries;
     return this.entries.slice(this.stableIndex - this.offset.index);
   }
 
   /** Committed entries the application has not been handed yet. */
-  entriesToApply(): Entry[] {
-    if (this.committed <= this.applying) return [];
+  entriesToApply(): readonly Entry[] {
+    if (this.committed <= this.applying) return noEntries;
     return this.entries.slice(this.applying - this.offset.index, this.committed - this.offset.index);
   }
 

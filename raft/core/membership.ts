@@ -76,10 +76,24 @@ export class MembershipState {
     }
   }
 
+  /** Reused by committedIndex, which runs on every acknowledgement a leader gets. */
+  private readonly matchScratch: number[] = [];
+
   /** The highest index that a quorum of voters has reached, given each voter's match index. */
   committedIndex(matchOf: (id: NodeId) => number): number {
-    const matches = [...this.voters].map(matchOf).sort((a, b) => b - a);
-    return matches[this.quorum() - 1] ?? 0;
+    // Insertion sort, descending, in a reused array: Array.prototype.sort allocates on every call.
+    const matches = this.matchScratch;
+    let count = 0;
+    for (const voter of this.voters) {
+      const match = matchOf(voter);
+      let i = count++;
+      while (i > 0 && (matches[i - 1] ?? 0) < match) {
+        matches[i] = matches[i - 1] ?? 0;
+        i--;
+      }
+      matches[i] = match;
+    }
+    return count === 0 ? 0 : (matches[this.quorum() - 1] ?? 0);
   }
 
   /** "won" once a quorum granted, "lost" once a quorum can no longer grant, else "pending". */

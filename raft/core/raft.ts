@@ -110,6 +110,8 @@ interface SnapshotReception {
 }
 
 const contextLengthMax = 256;
+const noMessages: readonly Message[] = Object.freeze([]);
+const noReadStates: readonly ReadState[] = Object.freeze([]);
 
 /** The log of a brand-new cluster: one committed membership entry per initial member, identical on every node. */
 export function bootstrapState(membership: Membership): PersistentState {
@@ -181,6 +183,8 @@ export class RaftCore {
 
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
+  /** Handed out again while unchanged, so a Ready costs no new object for it. */
+  private lastSoftState: SoftState = { role: "follower", leader: null, term: 0 };
   private persistedHardState: HardState;
   private handedOut: {
     readonly lastEntry: { index: number; term: number } | null;
@@ -391,9 +395,9 @@ export class RaftCore {
       hardState,
       snapshot,
       entries,
-      messages: this.messages,
+      messages: this.messages.length === 0 ? noMessages : this.messages,
       committedEntries,
-      readStates: this.readStates,
+      readStates: this.readStates.length === 0 ? noReadStates : this.readStates,
       mustSync:
         entries.length > 0 ||
         snapshot !== null ||
@@ -401,8 +405,8 @@ export class RaftCore {
           (hardState.term !== this.persistedHardState.term ||
             hardState.vote !== this.persistedHardState.vote)),
     };
-    this.messages = [];
-    this.readStates = [];
+    if (this.messages.length > 0) this.messages = [];
+    if (this.readStates.length > 0) this.readStates = [];
     this.handedOut = {
       lastEntry: lastEntry === undefined ? null : { index: lastEntry.index, term: lastEntry.term },
       committedEntries,
@@ -483,7 +487,10 @@ export class RaftCore {
   }
 
   softState(): SoftState {
-    return { role: this.role, leader: this.leader, term: this.term };
+    const last = this.lastSoftState;
+    if (last.role === this.role && last.leader === this.leader && last.term === this.term) return last;
+    this.lastSoftState = { role: this.role, leader: this.leader, term: this.term };
+    return this.lastSoftState;
   }
 
   hardState(): HardState {
@@ -734,20 +741,9 @@ export class RaftCore {
   }
 
   private handleAppend(message: AppendMessage): void {
-    const respond = (success: boolean, index: number, hintIndex = 0, hintTerm = 0): void =>
-      this.send({
-        type: "appendResponse",
-        from: this.id,
-        to: message.from,
-        term: this.term,
-        success,
-        index,
-        hintIndex,
-        hintTerm,
-      });
     if (message.prevIndex < this.log.committed) {
       // Everything up to our commit index already matches; tell the leader where we really are.
-      respond(true, this.log.committed);
+      this.respondToAppend(message, true, this.log.committed, 0, 0);
       return;
     }
     const prevMatches =
@@ -762,12 +758,31 @@ export class RaftCore {
         Math.min(message.prevIndex, this.log.lastIndex()),
         message.prevTerm,
       );
-      respond(false, message.prevIndex, hint.index, hint.term);
+      this.respondToAppend(message, false, message.prevIndex, hint.index, hint.term);
       return;
     }
     const lastNew = this.log.appendFromLeader(message.prevIndex, message.entries);
     this.log.commitTo(Math.min(message.commit, lastNew));
-    respond(true, lastNew);
+    this.respondToAppend(message, true, lastNew, 0, 0);
+  }
+
+  private respondToAppend(
+    message: AppendMessage,
+    success: boolean,
+    index: number,
+    hintIndex: number,
+    hintTerm: number,
+  ): void {
+    this.send({
+      type: "appendResponse",
+      from: this.id,
+      to: message.from,
+      term: this.term,
+      success,
+      index,
+      hintIndex,
+      hintTerm,
+    });
   }
 
   private handleHeartbeat(message: HeartbeatMessage): void {
