@@ -4,7 +4,7 @@
 //    the cost of the consensus logic itself.
 //  - node: RaftNode drivers over MemoryLogStores and the in-process network, on real timers:
 //    adds the Ready loop, promises and message batching.
-// Allocation is the heap growth over a further sample of 2,048 entries, with a young generation
+// Allocation is the heap growth over a further sample of 1,024 entries, with a young generation
 // large enough that no garbage collection runs in between (a sample during which one did shows "gc").
 // Run with: npm run bench:raft [-- --entries N] (the script sets --expose-gc and a fixed 512 MiB young generation)
 
@@ -31,7 +31,7 @@ new PerformanceObserver((list) => {
   gcRuns += list.getEntries().length;
 }).observe({ entryTypes: ["gc"] });
 
-const allocationSampleEntries = 2048;
+const allocationSampleEntries = 1024;
 
 async function measureHeapAsync<T>(work: () => Promise<T>): Promise<{ result: T; bytes: number | null }> {
   gc?.();

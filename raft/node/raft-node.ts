@@ -60,7 +60,7 @@ export interface RaftNodeOptions<Result> {
   readonly bootstrap?: Membership;
   /** Milliseconds per logical tick. */
   readonly tickMs?: number;
-  /** A proposal or read not settled within this many milliseconds fails with TIMEOUT (outcome unknown). */
+  /** A proposal or read not settled within this many milliseconds (checked each tick) fails with TIMEOUT (outcome unknown). */
   readonly requestTimeoutMs?: number;
   /** Take a snapshot and compact the log once this many entries were applied since the last snapshot. */
   readonly snapshotEveryEntries?: number;
@@ -80,7 +80,8 @@ export interface Proposed<Result> {
 interface Waiter<T> {
   resolve(value: T): void;
   reject(error: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which it fails with TIMEOUT; checked on every tick (no timer per request). */
+  deadline: number;
 }
 
 const defaults = {
@@ -173,14 +174,7 @@ export class RaftNode<Result> {
     const context = `${this.id}:${++this.readSequence}`;
     this.core.readIndex(context);
     const promise = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.reads.delete(context);
-        this.readsAwaitingApply = this.readsAwaitingApply.filter(
-          (read) => read.readState.context !== context,
-        );
-        reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
-      }, this.requestTimeout());
-      this.reads.set(context, { resolve, reject, timer });
+      this.reads.set(context, { resolve, reject, deadline: this.deadline() });
     });
     this.schedule();
     return promise;
@@ -223,13 +217,47 @@ export class RaftNode<Result> {
 
   private tick(): void {
     if (this.stopped) return;
-    this.guard(() => this.core.tick());
+    try {
+      this.core.tick();
+    } catch (error) {
+      this.fatalIfInvariant(error);
+    }
+    this.expireRequests();
     this.schedule();
+  }
+
+  /** Fails proposals and reads past their deadline: their outcome is unknown, the caller decides. */
+  private expireRequests(): void {
+    const now = performance.now();
+    for (const [index, proposal] of this.proposals) {
+      if (proposal.waiter.deadline > now) continue;
+      this.proposals.delete(index);
+      proposal.waiter.reject(
+        new RaftNodeError("TIMEOUT", `proposal at ${index} not applied in time; it may still commit`),
+      );
+    }
+    for (const [context, waiter] of this.reads) {
+      if (waiter.deadline > now) continue;
+      this.reads.delete(context);
+      waiter.reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
+    }
+    if (this.readsAwaitingApply.some((read) => read.waiter.deadline <= now)) {
+      const waiting: typeof this.readsAwaitingApply = [];
+      for (const read of this.readsAwaitingApply) {
+        if (read.waiter.deadline > now) waiting.push(read);
+        else read.waiter.reject(new RaftNodeError("TIMEOUT", "read not applied in time"));
+      }
+      this.readsAwaitingApply = waiting;
+    }
   }
 
   private receive(message: Message): void {
     if (this.stopped) return;
-    this.guard(() => this.core.step(message));
+    try {
+      this.core.step(message);
+    } catch (error) {
+      this.fatalIfInvariant(error);
+    }
     this.schedule();
   }
 
@@ -240,11 +268,12 @@ export class RaftNode<Result> {
       return;
     }
     this.processing = true;
-    void this.processReadies().finally(() => {
-      this.processing = false;
-    });
+    // Start on a microtask, not inside the caller: proposals made in one synchronous burst then
+    // go out in one Ready, one append per follower and one fsync.
+    queueMicrotask(() => void this.processReadies());
   }
 
+  /** The single loop that handles Readys; `processing` keeps a second one from starting. */
   private async processReadies(): Promise<void> {
     try {
       do {
@@ -253,6 +282,8 @@ export class RaftNode<Result> {
       } while (this.processAgain && !this.stopped);
     } catch (error) {
       this.fatal(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.processing = false;
     }
   }
 
@@ -274,7 +305,9 @@ export class RaftNode<Result> {
     // 3. Apply.
     for (const entry of ready.committedEntries) {
       if (entry.index <= this.applied) continue;
-      const result = await this.options.stateMachine.apply(entry);
+      // Await only a state machine that is asynchronous: an await per entry costs a promise.
+      const applying = this.options.stateMachine.apply(entry);
+      const result = applying instanceof Promise ? await applying : applying;
       this.applied = entry.index;
       this.settleProposal(entry, result);
     }
@@ -289,14 +322,18 @@ export class RaftNode<Result> {
     this.settleReads();
     this.noticeSoftState(ready.softState);
     this.noticeSoftState(this.core.softState());
-    await this.maybeSnapshot();
+    if (
+      this.applied - this.snapshotIndex >=
+      (this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries)
+    ) {
+      await this.takeSnapshot();
+    }
   }
 
   private settleProposal(entry: Entry, result: Result): void {
     const proposal = this.proposals.get(entry.index);
     if (proposal === undefined) return;
     this.proposals.delete(entry.index);
-    clearTimeout(proposal.waiter.timer);
     if (proposal.term === entry.term) {
       proposal.waiter.resolve({ index: entry.index, result });
     } else {
@@ -312,7 +349,6 @@ export class RaftNode<Result> {
     const waiting: typeof this.readsAwaitingApply = [];
     for (const read of this.readsAwaitingApply) {
       if (read.readState.index <= this.applied) {
-        clearTimeout(read.waiter.timer);
         read.waiter.resolve(read.readState.index);
       } else {
         waiting.push(read);
@@ -321,9 +357,7 @@ export class RaftNode<Result> {
     this.readsAwaitingApply = waiting;
   }
 
-  private async maybeSnapshot(): Promise<void> {
-    const every = this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries;
-    if (this.applied - this.snapshotIndex < every) return;
+  private async takeSnapshot(): Promise<void> {
     const meta = this.core.snapshotMetaAtApplied();
     if (meta.index !== this.applied) return;
     const snapshot: Snapshot = { meta, data: await this.options.stateMachine.snapshot() };
@@ -338,11 +372,7 @@ export class RaftNode<Result> {
 
   private trackProposal(index: number, term: number): Promise<Proposed<Result>> {
     return new Promise<Proposed<Result>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.proposals.delete(index);
-        reject(new RaftNodeError("TIMEOUT", `proposal at ${index} not applied in time; it may still commit`));
-      }, this.requestTimeout());
-      this.proposals.set(index, { term, waiter: { resolve, reject, timer } });
+      this.proposals.set(index, { term, waiter: { resolve, reject, deadline: this.deadline() } });
     });
   }
 
@@ -354,13 +384,9 @@ export class RaftNode<Result> {
     this.options.onSoftState?.(state);
   }
 
-  private guard(action: () => void): void {
-    try {
-      action();
-    } catch (error) {
-      if (error instanceof RaftInvariantError) this.fatal(error);
-      else throw error;
-    }
+  private fatalIfInvariant(error: unknown): void {
+    if (error instanceof RaftInvariantError) this.fatal(error);
+    else throw error;
   }
 
   private fatal(error: Error): void {
@@ -372,20 +398,11 @@ export class RaftNode<Result> {
   }
 
   private failAll(error: RaftNodeError): void {
-    for (const { waiter } of this.proposals.values()) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
+    for (const { waiter } of this.proposals.values()) waiter.reject(error);
     this.proposals.clear();
-    for (const waiter of this.reads.values()) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
+    for (const waiter of this.reads.values()) waiter.reject(error);
     this.reads.clear();
-    for (const { waiter } of this.readsAwaitingApply) {
-      clearTimeout(waiter.timer);
-      waiter.reject(error);
-    }
+    for (const { waiter } of this.readsAwaitingApply) waiter.reject(error);
     this.readsAwaitingApply = [];
   }
 
@@ -393,7 +410,7 @@ export class RaftNode<Result> {
     if (this.stopped) throw new RaftNodeError("STOPPED", "the node is stopped");
   }
 
-  private requestTimeout(): number {
-    return this.options.requestTimeoutMs ?? defaults.requestTimeoutMs;
+  private deadline(): number {
+    return performance.now() + (this.options.requestTimeoutMs ?? defaults.requestTimeoutMs);
   }
 }
