@@ -25,7 +25,7 @@ const program = new Command()
 program
   .command("dev")
   .description(
-    "run a three-node Raft cluster in this process and narrate an election, writes, reads and a failover",
+    "run a Raft cluster (3 or 5 nodes) in this process and narrate an election, writes, reads and a failover",
   )
   .option("--nodes <count>", "cluster size (3 or 5)", positiveInteger("--nodes"), 3)
   .option("--tick-ms <ms>", "milliseconds per Raft tick", positiveInteger("--tick-ms"), 50)

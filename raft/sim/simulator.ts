@@ -353,6 +353,7 @@ class Simulation {
     } else if (roll < 56) {
       this.partition(leader);
     } else if (roll < 66) {
+      if (!this.network.hasPartition()) return;
       this.trace("nemesis: heal partitions");
       this.network.heal();
     } else if (roll < 78) {
@@ -626,7 +627,6 @@ class Simulation {
   private checkLiveness(): void {
     const deadline = this.now + livenessTimeMax;
     const finalClient = clientCount;
-    let operation: number | null = null;
     for (; this.now < deadline; this.now++) {
       this.advanceTime();
       if (
@@ -634,7 +634,7 @@ class Simulation {
         (!this.pending.has(this.finalWrite.operation) && this.finalWrite.index === null)
       ) {
         if (this.now % tickInterval === 0) {
-          operation = this.invoke(finalClient, {
+          const operation = this.invoke(finalClient, {
             kind: "put",
             key: "final",
             value: `final-${this.options.seed}`,

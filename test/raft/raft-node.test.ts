@@ -224,4 +224,45 @@ describe("RaftNode", () => {
       expect.objectContaining({ code: "STOPPED" }),
     );
   });
+
+  it("stops on a failed disk write instead of sending what it could not persist, and fails what was pending", async () => {
+    // A store that fails its next append once armed: the disk filled up or went away.
+    class FailingStore extends MemoryLogStore {
+      armed = false;
+      override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
+        if (this.armed) throw new Error("disk full");
+        return super.append(...args);
+      }
+    }
+    const network = new InProcessNetwork();
+    const ids = ["n1"];
+    const store = new FailingStore();
+    let fatal: Error | null = null;
+    const node = await RaftNode.start<number>({
+      id: "n1",
+      logStore: store,
+      transport: network.connect("n1"),
+      stateMachine: new ListMachine(),
+      tickMs: 10,
+      bootstrap: { voters: ids, learners: [] },
+      onFatal: (error) => {
+        fatal = error;
+      },
+    });
+    running.push(node);
+    await waitFor("leadership", () => node.status().role === "leader");
+    await node.propose(bytes("kept"));
+    store.armed = true;
+    const outcome = node.propose(bytes("lost")).then(
+      () => "applied",
+      (error: RaftNodeError) => error.code,
+    );
+    expect(await outcome).toBe("STOPPED");
+    expect(node.isStopped()).toBe(true);
+    expect((fatal as Error | null)?.message).toBe("disk full");
+    store.armed = false;
+    expect((await store.load()).entries.map((entry) => new TextDecoder().decode(entry.data))).not.toContain(
+      "lost",
+    );
+  });
 });
