@@ -31,6 +31,14 @@ interface EntryRecord {
   readonly data: Uint8Array;
 }
 
+interface CommittedRecord extends EntryRecord {
+  /**
+   * The term in which it was committed: the lowest term of any node seen knowing it committed
+   * (the committing leader's, since nobody learns a commit before its leader does).
+   */
+  commitTerm: number;
+}
+
 /** What a node has on its (simulated) disk: the log is checked where it is durable. */
 export interface DurableLog {
   readonly offset: LogOffset;
@@ -42,7 +50,7 @@ export class SafetyChecker {
   /** (index, term) → the entry's data and the term before it: log matching by induction. */
   private readonly seen = new Map<string, { data: Uint8Array; prevTerm: number }>();
   /** index → the entry committed there, as first learned from any node. */
-  private readonly committed: (EntryRecord | undefined)[] = [];
+  private readonly committed: (CommittedRecord | undefined)[] = [];
   private readonly applied: (EntryRecord | undefined)[] = [];
   private readonly persistedCommit = new Map<NodeId, number>();
   private readonly liveCommit = new Map<NodeId, number>();
@@ -54,16 +62,17 @@ export class SafetyChecker {
       throw new SafetyViolation("election-safety", `two leaders in term ${term}: ${existing} and ${id}`);
     }
     this.leaders.set(term, id);
-    // Leader completeness: a new leader holds every entry committed before its term.
+    // Leader completeness: a new leader holds every entry committed in an earlier term. (A leader
+    // of an older term can still be elected late, by votes cast before that commit: it need not.)
     const first = core.status().firstIndex;
     for (let index = first; index <= this.committedIndexMax; index++) {
       const record = this.committed[index];
-      if (record === undefined) continue;
+      if (record === undefined || record.commitTerm >= term) continue;
       const ours = core.entryAt(index);
       if (ours === undefined || ours.term !== record.term || !sameBytes(ours.data, record.data)) {
         throw new SafetyViolation(
           "leader-completeness",
-          `${id}, leader of term ${term}, lacks entry ${index} (term ${record.term}) committed earlier; it has ${
+          `${id}, leader of term ${term}, lacks entry ${index} (term ${record.term}) committed in term ${record.commitTerm}; it has ${
             ours === undefined ? "nothing" : `term ${ours.term}`
           }`,
         );
@@ -73,7 +82,13 @@ export class SafetyChecker {
 
   /** After a node persisted new entries `from`..end and a commit index. */
   /** Returns the range of indexes this persist newly committed, as far as this node is concerned. */
-  onPersist(id: NodeId, log: DurableLog, fromIndex: number, commit: number): { from: number; to: number } {
+  onPersist(
+    id: NodeId,
+    log: DurableLog,
+    fromIndex: number,
+    commit: number,
+    term: number,
+  ): { from: number; to: number } {
     const termAt = (index: number): number | undefined =>
       index === log.offset.index ? log.offset.term : log.entries[index - log.offset.index - 1]?.term;
     for (
@@ -107,7 +122,7 @@ export class SafetyChecker {
     this.persistedCommit.set(id, commit);
     for (let index = Math.max(previous + 1, log.offset.index + 1); index <= commit; index++) {
       const entry = log.entries[index - log.offset.index - 1];
-      if (entry !== undefined) this.recordCommitted(id, entry);
+      if (entry !== undefined) this.recordCommitted(id, entry, term);
     }
     return { from: previous + 1, to: commit };
   }
@@ -136,7 +151,8 @@ export class SafetyChecker {
     this.liveCommit.delete(id);
   }
 
-  onApply(id: NodeId, entry: Entry): void {
+  /** `term` is the applying node's current term. */
+  onApply(id: NodeId, entry: Entry, term: number): void {
     const record = this.applied[entry.index];
     if (record === undefined) {
       this.applied[entry.index] = { term: entry.term, data: entry.data };
@@ -146,7 +162,7 @@ export class SafetyChecker {
         `${id} applied entry ${entry.index} of term ${entry.term}; another node applied term ${record.term} there`,
       );
     }
-    this.recordCommitted(id, entry);
+    this.recordCommitted(id, entry, term);
   }
 
   /**
@@ -196,12 +212,15 @@ export class SafetyChecker {
     }
   }
 
-  private recordCommitted(id: NodeId, entry: Entry): void {
+  private recordCommitted(id: NodeId, entry: Entry, observerTerm: number): void {
     const record = this.committed[entry.index];
     if (record === undefined) {
-      this.committed[entry.index] = { term: entry.term, data: entry.data };
+      this.committed[entry.index] = { term: entry.term, data: entry.data, commitTerm: observerTerm };
       if (entry.index > this.committedIndexMax) this.committedIndexMax = entry.index;
-    } else if (record.term !== entry.term || !sameBytes(record.data, entry.data)) {
+      return;
+    }
+    record.commitTerm = Math.min(record.commitTerm, observerTerm);
+    if (record.term !== entry.term || !sameBytes(record.data, entry.data)) {
       throw new SafetyViolation(
         "state-machine-safety",
         `${id} committed entry ${entry.index} of term ${entry.term}; term ${record.term} was committed there before`,

@@ -195,6 +195,7 @@ export class SimNode {
         this.disk,
         first?.index ?? Infinity,
         this.disk.hardState.commit,
+        this.disk.hardState.term,
       );
       if (newlyCommitted.from <= newlyCommitted.to && ready.softState.role === "leader") {
         this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
@@ -213,7 +214,7 @@ export class SimNode {
       // 3. Apply.
       for (const entry of ready.committedEntries) {
         if (entry.index <= this.kv.applied) continue;
-        this.hooks.checker.onApply(this.id, entry);
+        this.hooks.checker.onApply(this.id, entry, this.disk.hardState.term);
         let result: boolean | null = null;
         if (entry.type === "normal") result = this.kv.apply(entry.index, entry.data);
         else this.kv.skip(entry.index);
