@@ -1,4 +1,5 @@
 // The public surface of the consensus core. Drivers, the simulator and tests import from here.
+
 export {
   type InjectedBug,
   type RaftConfig,
@@ -6,6 +7,7 @@ export {
   raftConfigDefaults,
   validateRaftConfig,
 } from "./config.js";
+export { describeMessage } from "./describe.js";
 export { invariant, NotLeaderError, RaftError, type RaftErrorCode, RaftInvariantError } from "./errors.js";
 export { decodeMembershipChange, encodeMembershipChange } from "./membership.js";
 export {

@@ -71,6 +71,8 @@ export interface SnapshotTransfer {
   readonly totalBytes: number;
   /** The next byte offset to send. */
   sentOffset: number;
+  /** At least one chunk must go out from sentOffset even if nothing remains there (an empty snapshot, a resend). */
+  chunkOwed: boolean;
   /** The follower confirmed it holds everything before this offset. */
   ackedOffset: number;
   /** The acked offset at the previous heartbeat: no progress since then means chunks were lost. */

@@ -932,16 +932,18 @@ export class RaftCore {
       return;
     }
     for (const member of this.membership.members()) {
-      if (member !== this.id && !this.progress.has(member)) this.progress.set(member, this.newProgress());
+      if (member === this.id || this.progress.has(member)) continue;
+      // A new member needs the log: start probing it now rather than at the next heartbeat.
+      this.progress.set(member, this.newProgress());
+      this.sendAppend(member, true);
     }
     for (const id of [...this.progress.keys()]) {
       if (!this.membership.isMember(id)) this.progress.delete(id);
     }
     if (this.leadTransferee !== null && !this.membership.isVoter(this.leadTransferee))
       this.leadTransferee = null;
-    // The quorum changed: more entries may be committed now, and new members need the log.
-    this.maybeCommit();
-    this.broadcastPending = true;
+    // The quorum changed: more entries may be committed now.
+    if (this.maybeCommit()) this.broadcastPending = true;
   }
 
   private matchOf(id: NodeId): number {
@@ -1094,6 +1096,7 @@ export class RaftCore {
       meta: snapshot.meta,
       totalBytes: snapshot.data.length,
       sentOffset: 0,
+      chunkOwed: true,
       ackedOffset: 0,
       ackedAtLastHeartbeat: -1,
     });
@@ -1111,7 +1114,7 @@ export class RaftCore {
       return;
     }
     const windowBytes = this.config.snapshotChunkBytes * this.config.snapshotChunksInflightMax;
-    do {
+    while (transfer.sentOffset < transfer.totalBytes || transfer.chunkOwed) {
       if (transfer.sentOffset - transfer.ackedOffset >= windowBytes) return;
       const end = Math.min(transfer.totalBytes, transfer.sentOffset + this.config.snapshotChunkBytes);
       this.send({
@@ -1125,7 +1128,8 @@ export class RaftCore {
         chunk: snapshot.data.subarray(transfer.sentOffset, end),
       });
       transfer.sentOffset = end;
-    } while (transfer.sentOffset < transfer.totalBytes);
+      transfer.chunkOwed = false;
+    }
   }
 
   /** On a heartbeat answer: if the follower made no progress since the last one, resend from where it is. */
@@ -1134,6 +1138,7 @@ export class RaftCore {
     if (transfer === null) return;
     if (transfer.ackedOffset === transfer.ackedAtLastHeartbeat) {
       transfer.sentOffset = transfer.ackedOffset;
+      transfer.chunkOwed = true;
       this.sendSnapshotChunks(to, progress);
     }
     transfer.ackedAtLastHeartbeat = transfer.ackedOffset;

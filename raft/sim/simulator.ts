@@ -16,9 +16,9 @@ import {
 import {
   bootstrapState,
   decodeMembershipChange,
+  describeMessage,
   emptyState,
   type InjectedBug,
-  type Message,
   type NodeId,
   NotLeaderError,
   RaftError,
@@ -701,34 +701,5 @@ function describeInput(input: RegisterInput): string {
       return `get(${input.key})`;
     case "cas":
       return `cas(${input.key}, ${JSON.stringify(input.expected)} → ${input.value})`;
-  }
-}
-
-export function describeMessage(message: Message): string {
-  switch (message.type) {
-    case "preVote":
-    case "vote":
-      return `${message.type} term ${message.term} last ${message.lastIndex}/${message.lastTerm}`;
-    case "preVoteResponse":
-    case "voteResponse":
-      return `${message.type} term ${message.term} ${message.granted ? "granted" : "rejected"}`;
-    case "append":
-      return `append term ${message.term} prev ${message.prevIndex}/${message.prevTerm} +${message.entries.length} commit ${message.commit}`;
-    case "appendResponse":
-      return `appendResponse term ${message.term} ${message.success ? `ok ${message.index}` : `reject ${message.index} hint ${message.hintIndex}/${message.hintTerm}`}`;
-    case "heartbeat":
-      return `heartbeat term ${message.term} commit ${message.commit}${message.readRound > 0 ? ` read ${message.readRound}` : ""}`;
-    case "heartbeatResponse":
-      return `heartbeatResponse term ${message.term}${message.readRound > 0 ? ` read ${message.readRound}` : ""}`;
-    case "snapshotChunk":
-      return `snapshotChunk ${message.meta.index}/${message.meta.term} bytes ${message.offset}-${message.offset + message.chunk.length}/${message.totalBytes}`;
-    case "snapshotResponse":
-      return `snapshotResponse ${message.snapshotIndex} next ${message.nextOffset}${message.installed ? " installed" : ""}`;
-    case "timeoutNow":
-      return `timeoutNow term ${message.term}`;
-    case "readIndex":
-      return `readIndex ${message.context}`;
-    case "readIndexResponse":
-      return `readIndexResponse ${message.context} at ${message.index}`;
   }
 }
