@@ -41,6 +41,11 @@ export type ConfigOverrides = Partial<Omit<RaftConfigInput, "id" | "random">>;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+/** The scenario application's state is the list of applied values (an empty snapshot: none). */
+function appliedFromSnapshot(snapshot: Snapshot): string[] {
+  return snapshot.data.length === 0 ? [] : (JSON.parse(decoder.decode(snapshot.data)) as string[]);
+}
+
 export function text(value: string): Uint8Array {
   return encoder.encode(value);
 }
@@ -54,6 +59,8 @@ export class ScenarioCluster {
   private seed = 1;
   /** Called on each message before delivery; return false to drop it. */
   filter: (message: Message) => boolean = () => true;
+  /** Called for each message delivered (not dropped), e.g. to write a transcript. */
+  onDeliver: (message: Message) => void = () => {};
 
   /** A cluster of `voters` voters (n1..nV) and `learners` learners, bootstrapped, no leader yet. */
   static create(
@@ -244,6 +251,7 @@ export class ScenarioCluster {
     if (this.cut.has(`${message.from}>${message.to}`) || !this.filter(message)) return;
     const node = this.nodes.get(message.to);
     if (node?.core == null) return;
+    this.onDeliver(message);
     node.core.step(message);
     this.process(message.to);
   }
@@ -259,7 +267,7 @@ export class ScenarioCluster {
         node.disk.offset = { index: ready.snapshot.meta.index, term: ready.snapshot.meta.term };
         node.disk.entries = [];
         node.appliedIndex = ready.snapshot.meta.index;
-        node.applied = (JSON.parse(decoder.decode(ready.snapshot.data)) as string[]).slice();
+        node.applied = appliedFromSnapshot(ready.snapshot);
         node.snapshotsInstalled++;
       }
       const first = ready.entries[0];

@@ -100,4 +100,22 @@ describe("snapshots", () => {
     expect(cluster.node("n3").snapshotsInstalled).toBe(0);
     expect(cluster.node("n3").applied).toEqual(cluster.node("n1").applied);
   });
+
+  it("an empty snapshot (0 bytes of state) goes as one empty chunk and is installed", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    cluster.propose("n1", "a");
+    cluster.settle(2);
+    const core = cluster.core("n1");
+    const meta = core.snapshotMetaAtApplied();
+    core.compact({ meta, data: new Uint8Array(0) }, meta.index);
+    cluster.heal();
+    cluster.settle(3);
+    const chunks = cluster.sent.filter((m) => m.type === "snapshotChunk" && m.to === "n3");
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0]).toMatchObject({ offset: 0, totalBytes: 0 });
+    expect(cluster.node("n3").snapshotsInstalled).toBe(1);
+    expect(cluster.core("n3").status()).toMatchObject({ commit: meta.index, applied: meta.index });
+  });
 });
