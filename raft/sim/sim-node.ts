@@ -63,7 +63,7 @@ export class SimNode {
   /** The time of the next tick. */
   nextTickAt: number;
   readonly tickInterval: number;
-  restarts = 0;
+  snapshotsInstalled = 0;
 
   private softState: SoftState = { role: "follower", leader: null, term: 0 };
   private readonly proposals = new Map<number, { term: number; operation: number }>();
@@ -115,9 +115,9 @@ export class SimNode {
     this.core = null;
     this.crashAfterPersists = 0;
     const orphaned = [
-      ...[...this.proposals.values()].map((p) => p.operation),
+      ...[...this.proposals.values()].map((proposal) => proposal.operation),
       ...this.reads.values(),
-      ...this.readsReady.map((r) => r.operation),
+      ...this.readsReady.map((read) => read.operation),
     ];
     this.proposals.clear();
     this.reads.clear();
@@ -145,15 +145,6 @@ export class SimNode {
     this.readKeys.set(operation, key);
   }
 
-  /** Operations waiting on this node, with the time they gave up. */
-  pendingOperations(): number[] {
-    return [
-      ...[...this.proposals.values()].map((p) => p.operation),
-      ...this.reads.values(),
-      ...this.readsReady.map((r) => r.operation),
-    ];
-  }
-
   forget(operation: number): void {
     for (const [index, proposal] of this.proposals)
       if (proposal.operation === operation) this.proposals.delete(index);
@@ -177,6 +168,7 @@ export class SimNode {
         this.disk.entries = [];
         this.kv.restore(meta.index, ready.snapshot.data);
         this.hooks.checker.onSnapshotInstalled(this.id, meta.index, meta.term);
+        this.snapshotsInstalled++;
         this.hooks.trace(
           `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${ready.snapshot.data.length} bytes)`,
         );
