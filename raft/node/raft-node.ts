@@ -121,9 +121,9 @@ export class RaftNode<Result> {
     this.snapshotIndex = snapshotIndex;
     this.softState = core.softState();
     options.transport.listen((message) => this.receive(message));
+    // The tick timer keeps the process alive until stop(): a caller awaiting a proposal must not
+    // see the process exit under it because nothing else was scheduled.
     this.tickTimer = setInterval(() => this.tick(), options.tickMs ?? defaults.tickMs);
-    // Ticks keep a cluster alive, not the process: a process with only Raft timers may exit.
-    this.tickTimer.unref();
   }
 
   /** Loads the node's state from its log store (bootstrapping a new cluster if asked) and starts it. */
