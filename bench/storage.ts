@@ -1,0 +1,85 @@
+// `npm run bench:storage`: the durable Raft log on this machine's disk. Synced appends per second
+// (each batch is one LevelDB write with sync: true, i.e. one fsync) at batch sizes 1, 16, 128 and
+// 1024, with 256-byte entries. The barrier and state machine rows come with the rest of the
+// storage issue.
+// Run with: npm run bench:storage [-- --seconds S]
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { Entry } from "../raft/core/index.js";
+import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
+
+const entryBytes = 256;
+
+async function benchAppends(directory: string, batch: number, seconds: number) {
+  const store = await LevelLogStore.open(directory);
+  const data = new Uint8Array(entryBytes).fill(1);
+  let next = 1;
+  let batches = 0;
+  const latencies: number[] = [];
+  const start = performance.now();
+  while (performance.now() - start < seconds * 1000) {
+    const entries: Entry[] = Array.from({ length: batch }, (_, i) => ({
+      index: next + i,
+      term: 1,
+      type: "normal",
+      data,
+    }));
+    const before = performance.now();
+    await store.append(entries, { term: 1, vote: null, commit: next - 1 });
+    latencies.push(performance.now() - before);
+    next += batch;
+    batches++;
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  await store.close();
+  latencies.sort((a, b) => a - b);
+  const quantile = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  return {
+    batch,
+    batchesPerSecond: batches / elapsed,
+    entriesPerSecond: (next - 1) / elapsed,
+    p50: quantile(0.5),
+    p99: quantile(0.99),
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seconds: { type: "string" } } });
+  const seconds = values.seconds === undefined ? 3 : Number(values.seconds);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    process.stderr.write(`bench:storage: --seconds must be a positive number, got "${values.seconds}"\n`);
+    process.exit(2);
+  }
+  const root = mkdtempSync(join(tmpdir(), "strongroom-bench-storage-"));
+  process.stdout.write(
+    `bench:storage: LevelLogStore in ${root}, ${entryBytes}-byte entries, ${seconds} s per row, node ${process.version}\n\n`,
+  );
+  const rows = [];
+  try {
+    for (const batch of [1, 16, 128, 1024])
+      rows.push(await benchAppends(join(root, `b${batch}`), batch, seconds));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  const header = ["batch", "synced appends/s", "entries/s", "p50 ms", "p99 ms"];
+  const lines = rows.map((row) => [
+    String(row.batch),
+    Math.round(row.batchesPerSecond).toLocaleString("en-US"),
+    Math.round(row.entriesPerSecond).toLocaleString("en-US"),
+    row.p50.toFixed(2),
+    row.p99.toFixed(2),
+  ]);
+  const widths = header.map((title, i) =>
+    Math.max(title.length, ...lines.map((line) => (line[i] ?? "").length)),
+  );
+  const format = (cells: string[]) =>
+    `| ${cells.map((cell, i) => cell.padStart(widths[i] ?? 0)).join(" | ")} |`;
+  process.stdout.write(`${format(header)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|\n`);
+  for (const line of lines) process.stdout.write(`${format(line)}\n`);
+}
+
+await main();
