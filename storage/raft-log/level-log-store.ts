@@ -68,7 +68,13 @@ export class LevelLogStore implements LogStore {
       });
     }
     const store = new LevelLogStore(directory, db);
-    await store.load();
+    try {
+      await store.load();
+    } catch (error) {
+      // Release the directory's lock: the caller reports the damage, it must not also be locked out.
+      await store.close();
+      throw error;
+    }
     return store;
   }
 
