@@ -109,7 +109,15 @@ describe("barrier", () => {
     const terms = ciphertexts.map((c) => new DataView(c.buffer, c.byteOffset).getUint32(1));
     expect(terms).toEqual([1, 1, 1, 2, 2, 2, 3]);
     expect(changes).toEqual([2, 3]);
-    expect(ciphertexts.map((c) => text(barrier.decrypt("p", c)))).toEqual(["v0", "v1", "v2", "v3", "v4", "v5", "v6"]);
+    expect(ciphertexts.map((c) => text(barrier.decrypt("p", c)))).toEqual([
+      "v0",
+      "v1",
+      "v2",
+      "v3",
+      "v4",
+      "v5",
+      "v6",
+    ]);
   });
 
   it("refuses a key it does not hold with UNKNOWN_KEY_TERM", () => {
