@@ -1,0 +1,121 @@
+// The commands of the secret state machine, as they travel in the Raft log: MessagePack
+// (msgpackr, without its record extension, so an encoding depends on nothing but the command)
+// with a schema version. Everything a command needs to apply deterministically is inside it: the
+// ciphertext (encrypted by the proposer through the barrier), the time (the proposer's clock),
+// the check-and-set expectation. Never a plaintext value.
+
+import { Packr } from "msgpackr";
+import { StateError } from "./errors.js";
+
+export const commandSchemaVersion = 1;
+
+export interface SecretMetadataChanges {
+  readonly maxVersions?: number;
+  readonly casRequired?: boolean;
+  /** Versions older than this are no longer served (0: never). */
+  readonly deleteVersionAfterMs?: number;
+  readonly owner?: string;
+  /** How often the secret should rotate (0: no schedule). */
+  readonly rotationPeriodMs?: number;
+  /** Replaces the whole custom metadata map. */
+  readonly custom?: Readonly<Record<string, string>>;
+}
+
+export type SecretCommand =
+  | {
+      readonly op: "kv.put";
+      readonly path: string;
+      readonly ciphertext: Uint8Array;
+      readonly cas: number | null;
+      readonly at: number;
+    }
+  | {
+      readonly op: "kv.delete";
+      readonly path: string;
+      readonly versions: readonly number[];
+      readonly at: number;
+    }
+  | {
+      readonly op: "kv.undelete";
+      readonly path: string;
+      readonly versions: readonly number[];
+      readonly at: number;
+    }
+  | {
+      readonly op: "kv.destroy";
+      readonly path: string;
+      readonly versions: readonly number[];
+      readonly at: number;
+    }
+  | {
+      readonly op: "kv.metadata";
+      readonly path: string;
+      readonly changes: SecretMetadataChanges;
+      readonly at: number;
+    }
+  | { readonly op: "kv.deleteAll"; readonly path: string; readonly at: number };
+
+export type SecretCommandOp = SecretCommand["op"];
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+export function encodeCommand(command: SecretCommand): Uint8Array {
+  return packr.pack({ v: commandSchemaVersion, ...command });
+}
+
+/** Decodes and checks the shape of a command read from the log; never trusts it. */
+export function decodeCommand(data: Uint8Array): SecretCommand {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (error) {
+    throw new StateError("MALFORMED_COMMAND", "a log entry is not a MessagePack command", { cause: error });
+  }
+  const fail = (why: string): never => {
+    throw new StateError("MALFORMED_COMMAND", `malformed command: ${why}`);
+  };
+  if (typeof raw !== "object" || raw === null) return fail("not a map");
+  const record = raw as Record<string, unknown>;
+  if (record.v !== commandSchemaVersion) fail(`unknown schema version ${String(record.v)}`);
+  const { op, path, at } = record;
+  if (typeof path !== "string") fail("path is not a string");
+  if (typeof at !== "number" || !Number.isFinite(at)) fail("at is not a time");
+  const versions = (): number[] => {
+    const list = record.versions;
+    if (!Array.isArray(list) || !list.every((n) => Number.isSafeInteger(n) && n > 0))
+      fail("versions is not a list of positive integers");
+    return list as number[];
+  };
+  const p = path as string;
+  const t = at as number;
+  switch (op) {
+    case "kv.put": {
+      const { ciphertext, cas } = record;
+      if (!(ciphertext instanceof Uint8Array)) fail("ciphertext is not bytes");
+      if (cas !== null && !(Number.isSafeInteger(cas) && (cas as number) >= 0))
+        fail("cas is neither null nor a version");
+      const bytes = ciphertext as Uint8Array;
+      return {
+        op,
+        path: p,
+        ciphertext: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        cas: cas as number | null,
+        at: t,
+      };
+    }
+    case "kv.delete":
+    case "kv.undelete":
+    case "kv.destroy":
+      return { op, path: p, versions: versions(), at: t };
+    case "kv.metadata": {
+      const changes = record.changes;
+      if (typeof changes !== "object" || changes === null || Array.isArray(changes))
+        fail("changes is not a map");
+      return { op, path: p, changes: changes as SecretMetadataChanges, at: t };
+    }
+    case "kv.deleteAll":
+      return { op, path: p, at: t };
+    default:
+      return fail(`unknown operation ${JSON.stringify(op)}`);
+  }
+}

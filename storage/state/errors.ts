@@ -1,0 +1,22 @@
+// Errors of the secret state machine. Each has a stable code that the server maps to a gRPC
+// status (INVALID_ARGUMENT, NOT_FOUND, ABORTED for CAS, ...). Messages name paths and limits,
+// never a value.
+
+export type StateErrorCode =
+  | "INVALID_ARGUMENT"
+  | "VALUE_TOO_LARGE"
+  | "NOT_FOUND"
+  | "CAS_MISMATCH"
+  | "CAS_REQUIRED"
+  | "MALFORMED_COMMAND";
+
+export class StateError extends Error {
+  override readonly name = "StateError";
+  constructor(
+    readonly code: StateErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,126 @@
+// The limits of the secret state machine, named and validated in one place. Paths, values and
+// metadata are checked where a command is built (so a bad request gets a clear error before it
+// reaches Raft) and again where it is applied (so a bad entry can never corrupt state).
+
+import { StateError } from "./errors.js";
+
+export interface StateLimits {
+  /** Path length in bytes. */
+  readonly pathBytesMax: number;
+  /** Plaintext bytes of one version (1 MiB, like etcd and Vault). */
+  readonly valueBytesMax: number;
+  /** Versions kept per secret unless its metadata says otherwise. */
+  readonly maxVersionsDefault: number;
+  /** The highest max_versions a secret may ask for. */
+  readonly maxVersionsMax: number;
+  readonly customMetadataKeysMax: number;
+  readonly customMetadataKeyBytesMax: number;
+  readonly customMetadataValueBytesMax: number;
+  /** Names one List page returns at most. */
+  readonly listPageMax: number;
+}
+
+export const defaultStateLimits: StateLimits = {
+  pathBytesMax: 512,
+  valueBytesMax: 1024 * 1024,
+  maxVersionsDefault: 10,
+  maxVersionsMax: 1000,
+  customMetadataKeysMax: 64,
+  customMetadataKeyBytesMax: 128,
+  customMetadataValueBytesMax: 512,
+  listPageMax: 1000,
+};
+
+const encoder = new TextEncoder();
+/** One path segment: letters, digits, '.', '_', '-' (and not "." or ".."). */
+const segmentPattern = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * A secret's path: segments joined by '/', each of letters, digits, '.', '_' or '-'; no empty,
+ * '.' or '..' segment, no leading or trailing '/'. The charset keeps paths safe as storage keys
+ * (no NUL) and unambiguous in logs and policies.
+ */
+export function validatePath(
+  path: unknown,
+  limits: StateLimits = defaultStateLimits,
+): asserts path is string {
+  const fail = (why: string): never => {
+    throw new StateError(
+      "INVALID_ARGUMENT",
+      `invalid path ${JSON.stringify(String(path).slice(0, 80))}: ${why}`,
+    );
+  };
+  if (typeof path !== "string" || path.length === 0) fail("a path must be a non-empty string");
+  const text = path as string;
+  if (encoder.encode(text).length > limits.pathBytesMax) fail(`longer than ${limits.pathBytesMax} bytes`);
+  for (const segment of text.split("/")) {
+    if (segment === "") fail("empty segment (leading, trailing or double '/')");
+    if (segment === "." || segment === "..") fail("'.' and '..' are not allowed as segments");
+    if (!segmentPattern.test(segment)) fail("only letters, digits, '.', '_', '-' and '/' are allowed");
+  }
+}
+
+/** A List prefix: empty (everything) or a path, optionally ending in '/'. */
+export function validatePrefix(
+  prefix: unknown,
+  limits: StateLimits = defaultStateLimits,
+): asserts prefix is string {
+  if (prefix === "") return;
+  if (typeof prefix !== "string") throw new StateError("INVALID_ARGUMENT", "a prefix must be a string");
+  validatePath(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix, limits);
+}
+
+export function validateValueSize(plaintextBytes: number, limits: StateLimits = defaultStateLimits): void {
+  if (plaintextBytes > limits.valueBytesMax) {
+    throw new StateError(
+      "VALUE_TOO_LARGE",
+      `a value of ${plaintextBytes} bytes exceeds the limit of ${limits.valueBytesMax}`,
+    );
+  }
+}
+
+export function validateMaxVersions(
+  maxVersions: unknown,
+  limits: StateLimits = defaultStateLimits,
+): asserts maxVersions is number {
+  if (
+    !Number.isSafeInteger(maxVersions) ||
+    (maxVersions as number) < 1 ||
+    (maxVersions as number) > limits.maxVersionsMax
+  ) {
+    throw new StateError(
+      "INVALID_ARGUMENT",
+      `max_versions must be an integer from 1 to ${limits.maxVersionsMax}`,
+    );
+  }
+}
+
+export function validateCustomMetadata(
+  custom: unknown,
+  limits: StateLimits = defaultStateLimits,
+): asserts custom is Record<string, string> {
+  if (typeof custom !== "object" || custom === null || Array.isArray(custom)) {
+    throw new StateError("INVALID_ARGUMENT", "custom metadata must be an object of string values");
+  }
+  const entries = Object.entries(custom);
+  if (entries.length > limits.customMetadataKeysMax) {
+    throw new StateError(
+      "INVALID_ARGUMENT",
+      `custom metadata has ${entries.length} keys; the limit is ${limits.customMetadataKeysMax}`,
+    );
+  }
+  for (const [key, value] of entries) {
+    if (key.length === 0 || encoder.encode(key).length > limits.customMetadataKeyBytesMax) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        `a custom metadata key must be 1 to ${limits.customMetadataKeyBytesMax} bytes`,
+      );
+    }
+    if (typeof value !== "string" || encoder.encode(value).length > limits.customMetadataValueBytesMax) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        `custom metadata ${JSON.stringify(key)} must be a string of at most ${limits.customMetadataValueBytesMax} bytes`,
+      );
+    }
+  }
+}
