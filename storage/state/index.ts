@@ -1,0 +1,11 @@
+// The secret state machine: versioned KV v2 semantics over barrier ciphertext, on LevelDB.
+export { decodeCommand, encodeCommand, type SecretCommand, type SecretMetadataChanges } from "./commands.js";
+export { StateError, type StateErrorCode } from "./errors.js";
+export { defaultStateLimits, type StateLimits, validatePath } from "./limits.js";
+export {
+  type ApplyResult,
+  type SecretMetadata,
+  SecretStateMachine,
+  type SecretVersion,
+  type VersionRecord,
+} from "./secret-state.js";

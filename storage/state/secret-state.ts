@@ -1,0 +1,412 @@
+// The secret state machine: a versioned key-value store with KV v2 semantics on LevelDB, changed
+// only by applying committed Raft entries. Values arrive and are stored as barrier ciphertext; this
+// module never sees a plaintext value or a key. Apply is deterministic (times come from the
+// command, never the local clock) and writes its effects with the applied index in one atomic
+// batch, so a replay after a crash is exact: entries at or below the applied index are skipped.
+//
+// Key layout:
+//   0x01                                      applied index        MessagePack {index}
+//   0x02 + path                               secret metadata      MessagePack SecretMetadata
+//   0x03 + path + 0x00 + version (u32 BE)     one version          barrier ciphertext
+// Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
+
+import { ClassicLevel } from "classic-level";
+import { Packr } from "msgpackr";
+import { decodeCommand, type SecretCommand, type SecretMetadataChanges } from "./commands.js";
+import { StateError, type StateErrorCode } from "./errors.js";
+import {
+  defaultStateLimits,
+  type StateLimits,
+  validateCustomMetadata,
+  validateMaxVersions,
+  validatePath,
+  validatePrefix,
+} from "./limits.js";
+
+export interface VersionRecord {
+  readonly created: number;
+  readonly deleted: number | null;
+  readonly destroyed: boolean;
+}
+
+export interface SecretMetadata {
+  readonly created: number;
+  readonly updated: number;
+  /** The newest version (0 before the first write). */
+  readonly current: number;
+  readonly maxVersions: number;
+  readonly casRequired: boolean;
+  readonly deleteVersionAfterMs: number;
+  readonly owner: string;
+  readonly rotationPeriodMs: number;
+  readonly custom: Readonly<Record<string, string>>;
+  /** Kept versions by number (trimmed ones are gone). */
+  readonly versions: Readonly<Record<string, VersionRecord>>;
+}
+
+export type ApplyResult =
+  | { readonly ok: true; readonly version: number | null }
+  | { readonly ok: false; readonly code: StateErrorCode; readonly message: string };
+
+export interface SecretVersion {
+  readonly version: number;
+  readonly ciphertext: Uint8Array;
+  readonly metadata: SecretMetadata;
+}
+
+type Batch = ({ type: "put"; key: Uint8Array; value: Uint8Array } | { type: "del"; key: Uint8Array })[];
+
+const appliedKey = Uint8Array.of(0x01);
+const metadataKind = 0x02;
+const versionKind = 0x03;
+/** Ciphertext overhead of the barrier: version, term, nonce, tag. */
+const ciphertextOverheadBytes = 33;
+const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Applies may skip the fsync: the Raft log already holds them durably and replays whatever the
+ * state machine lost. flush() makes everything applied durable before the log is compacted.
+ */
+const unsynced = { sync: false } as const;
+const synced = { sync: true } as const;
+
+export class SecretStateMachine {
+  private applied = 0;
+
+  private constructor(
+    readonly directory: string,
+    private readonly db: ClassicLevel<Uint8Array, Uint8Array>,
+    private readonly limits: StateLimits,
+  ) {}
+
+  static async open(
+    directory: string,
+    limits: StateLimits = defaultStateLimits,
+  ): Promise<SecretStateMachine> {
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
+      keyEncoding: "view",
+      valueEncoding: "view",
+    });
+    try {
+      await db.open();
+    } catch (error) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        `cannot open the secret store in ${directory}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const machine = new SecretStateMachine(directory, db, limits);
+    const applied = await db.get(appliedKey);
+    machine.applied = applied === undefined ? 0 : (packr.unpack(applied) as { index: number }).index;
+    return machine;
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /**
+   * Applies the committed entry at `index`. A command that cannot apply (a CAS mismatch, a bad
+   * path) gives a failed result, the same on every replica; either way the applied index moves.
+   */
+  async apply(index: number, data: Uint8Array): Promise<ApplyResult> {
+    if (index <= this.applied)
+      return { ok: false, code: "INVALID_ARGUMENT", message: `entry ${index} was already applied` };
+    const batch: Batch = [];
+    let result: ApplyResult;
+    try {
+      result = await this.plan(decodeCommand(data), batch);
+    } catch (error) {
+      if (!(error instanceof StateError)) throw error;
+      batch.length = 0;
+      result = { ok: false, code: error.code, message: error.message };
+    }
+    batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
+    await this.db.batch(batch, unsynced);
+    this.applied = index;
+    return result;
+  }
+
+  /** Makes every apply so far durable (one synced write flushes LevelDB's log). */
+  async flush(): Promise<void> {
+    await this.db.batch(
+      [{ type: "put", key: appliedKey, value: packr.pack({ index: this.applied }) }],
+      synced,
+    );
+  }
+
+  async metadata(path: string): Promise<SecretMetadata | null> {
+    validatePath(path, this.limits);
+    const value = await this.db.get(metadataKey(path));
+    return value === undefined ? null : (packr.unpack(value) as SecretMetadata);
+  }
+
+  /**
+   * The ciphertext of `version` (default: the newest) of `path`, if it is served: not deleted,
+   * destroyed, trimmed or expired at `now`. NOT_FOUND says which.
+   */
+  async read(path: string, version: number | null, now: number): Promise<SecretVersion> {
+    if (version !== null && (!Number.isSafeInteger(version) || version < 1)) {
+      throw new StateError("INVALID_ARGUMENT", "a version is a positive integer");
+    }
+    const metadata = await this.metadata(path);
+    if (metadata === null || metadata.current === 0)
+      throw new StateError("NOT_FOUND", `no secret at ${path}`);
+    const wanted = version ?? metadata.current;
+    const record = metadata.versions[String(wanted)];
+    const missing = (why: string): never => {
+      throw new StateError("NOT_FOUND", `version ${wanted} of ${path} ${why}`);
+    };
+    if (record === undefined)
+      missing(wanted > metadata.current ? "does not exist" : "was trimmed (max_versions)");
+    const kept = record as VersionRecord;
+    if (kept.destroyed) missing("was destroyed");
+    if (kept.deleted !== null) missing("is deleted");
+    if (metadata.deleteVersionAfterMs > 0 && now >= kept.created + metadata.deleteVersionAfterMs)
+      missing("has expired");
+    const ciphertext = await this.db.get(versionKey(path, wanted));
+    if (ciphertext === undefined)
+      throw new StateError("NOT_FOUND", `version ${wanted} of ${path} has no stored value`);
+    return { version: wanted, ciphertext: new Uint8Array(ciphertext), metadata };
+  }
+
+  /** Paths under `prefix` in order, after `after` (exclusive), at most `limit`; `next` continues. */
+  async list(
+    prefix: string,
+    after: string | null,
+    limit: number,
+  ): Promise<{ paths: string[]; next: string | null }> {
+    validatePrefix(prefix, this.limits);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.listPageMax) {
+      throw new StateError("INVALID_ARGUMENT", `a page holds 1 to ${this.limits.listPageMax} names`);
+    }
+    if (after !== null && !after.startsWith(prefix))
+      throw new StateError("INVALID_ARGUMENT", "the page cursor is not under the prefix");
+    const start = metadataKey(prefix);
+    const range = after === null ? { gte: start } : { gt: metadataKey(after) };
+    const paths: string[] = [];
+    let next: string | null = null;
+    for await (const key of this.db.keys({ ...range, lt: prefixEnd(start) })) {
+      const path = decoder.decode(key.subarray(1));
+      if (paths.length === limit) {
+        next = paths.at(-1) ?? null;
+        break;
+      }
+      paths.push(path);
+    }
+    return { paths, next };
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Validates `command` against the current state and fills `batch` with its effects. */
+  private async plan(command: SecretCommand, batch: Batch): Promise<ApplyResult> {
+    validatePath(command.path, this.limits);
+    const existing = await this.readMetadataRecord(command.path);
+    switch (command.op) {
+      case "kv.put":
+        return this.planPut(command, existing, batch);
+      case "kv.delete":
+      case "kv.undelete":
+      case "kv.destroy":
+        return this.planVersionChange(command, existing, batch);
+      case "kv.metadata":
+        return this.planMetadata(command, existing, batch);
+      case "kv.deleteAll": {
+        if (existing === null) throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
+        for (const version of Object.keys(existing.versions))
+          batch.push({ type: "del", key: versionKey(command.path, Number(version)) });
+        batch.push({ type: "del", key: metadataKey(command.path) });
+        return { ok: true, version: null };
+      }
+    }
+  }
+
+  private planPut(
+    command: Extract<SecretCommand, { op: "kv.put" }>,
+    existing: SecretMetadata | null,
+    batch: Batch,
+  ): ApplyResult {
+    const plaintextBytes = command.ciphertext.length - ciphertextOverheadBytes;
+    if (plaintextBytes < 0)
+      throw new StateError("INVALID_ARGUMENT", `the value for ${command.path} is not a barrier ciphertext`);
+    if (plaintextBytes > this.limits.valueBytesMax) {
+      throw new StateError(
+        "VALUE_TOO_LARGE",
+        `a value of ${plaintextBytes} bytes exceeds the limit of ${this.limits.valueBytesMax}`,
+      );
+    }
+    const base = existing ?? this.newMetadata(command.at);
+    if (command.cas === null && base.casRequired) {
+      throw new StateError(
+        "CAS_REQUIRED",
+        `${command.path} requires check-and-set: give the current version (${base.current})`,
+      );
+    }
+    if (command.cas !== null && command.cas !== base.current) {
+      throw new StateError(
+        "CAS_MISMATCH",
+        `check-and-set expected version ${command.cas} of ${command.path}; it is at ${base.current}`,
+      );
+    }
+    const version = base.current + 1;
+    const versions: Record<string, VersionRecord> = {
+      ...base.versions,
+      [String(version)]: { created: command.at, deleted: null, destroyed: false },
+    };
+    const metadata = this.trim(
+      command.path,
+      { ...base, current: version, updated: command.at, versions },
+      batch,
+    );
+    batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
+    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(metadata) });
+    return { ok: true, version };
+  }
+
+  private planVersionChange(
+    command: Extract<SecretCommand, { op: "kv.delete" | "kv.undelete" | "kv.destroy" }>,
+    existing: SecretMetadata | null,
+    batch: Batch,
+  ): ApplyResult {
+    if (existing === null || existing.current === 0)
+      throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
+    // No versions named: the newest (Vault's behaviour for delete).
+    const targets = command.versions.length === 0 ? [existing.current] : command.versions;
+    const versions: Record<string, VersionRecord> = { ...existing.versions };
+    for (const version of targets) {
+      const record = versions[String(version)];
+      if (record === undefined || record.destroyed) continue;
+      if (command.op === "kv.delete")
+        versions[String(version)] = { ...record, deleted: record.deleted ?? command.at };
+      else if (command.op === "kv.undelete") versions[String(version)] = { ...record, deleted: null };
+      else {
+        versions[String(version)] = { ...record, destroyed: true };
+        batch.push({ type: "del", key: versionKey(command.path, version) });
+      }
+    }
+    batch.push({
+      type: "put",
+      key: metadataKey(command.path),
+      value: packr.pack({ ...existing, updated: command.at, versions }),
+    });
+    return { ok: true, version: null };
+  }
+
+  private planMetadata(
+    command: Extract<SecretCommand, { op: "kv.metadata" }>,
+    existing: SecretMetadata | null,
+    batch: Batch,
+  ): ApplyResult {
+    const changes: SecretMetadataChanges = command.changes;
+    if (changes.maxVersions !== undefined) validateMaxVersions(changes.maxVersions, this.limits);
+    if (changes.custom !== undefined) validateCustomMetadata(changes.custom, this.limits);
+    for (const field of ["deleteVersionAfterMs", "rotationPeriodMs"] as const) {
+      const value = changes[field];
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+        throw new StateError("INVALID_ARGUMENT", `${field} must be a non-negative integer of milliseconds`);
+      }
+    }
+    if (changes.casRequired !== undefined && typeof changes.casRequired !== "boolean") {
+      throw new StateError("INVALID_ARGUMENT", "casRequired must be true or false");
+    }
+    if (
+      changes.owner !== undefined &&
+      (typeof changes.owner !== "string" || encoder.encode(changes.owner).length > 256)
+    ) {
+      throw new StateError("INVALID_ARGUMENT", "owner must be a string of at most 256 bytes");
+    }
+    const base = existing ?? this.newMetadata(command.at);
+    const updated: SecretMetadata = {
+      ...base,
+      ...(changes.maxVersions === undefined ? {} : { maxVersions: changes.maxVersions }),
+      ...(changes.casRequired === undefined ? {} : { casRequired: changes.casRequired }),
+      ...(changes.deleteVersionAfterMs === undefined
+        ? {}
+        : { deleteVersionAfterMs: changes.deleteVersionAfterMs }),
+      ...(changes.owner === undefined ? {} : { owner: changes.owner }),
+      ...(changes.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: changes.rotationPeriodMs }),
+      ...(changes.custom === undefined ? {} : { custom: { ...changes.custom } }),
+      updated: command.at,
+    };
+    batch.push({
+      type: "put",
+      key: metadataKey(command.path),
+      value: packr.pack(this.trim(command.path, updated, batch)),
+    });
+    return { ok: true, version: null };
+  }
+
+  /** Drops the oldest versions beyond max_versions, their ciphertexts with them. */
+  private trim(path: string, metadata: SecretMetadata, batch: Batch): SecretMetadata {
+    const kept = Object.keys(metadata.versions)
+      .map(Number)
+      .sort((a, b) => a - b);
+    if (kept.length <= metadata.maxVersions) return metadata;
+    const versions: Record<string, VersionRecord> = { ...metadata.versions };
+    for (const version of kept.slice(0, kept.length - metadata.maxVersions)) {
+      delete versions[String(version)];
+      batch.push({ type: "del", key: versionKey(path, version) });
+    }
+    return { ...metadata, versions };
+  }
+
+  private newMetadata(at: number): SecretMetadata {
+    return {
+      created: at,
+      updated: at,
+      current: 0,
+      maxVersions: this.limits.maxVersionsDefault,
+      casRequired: false,
+      deleteVersionAfterMs: 0,
+      owner: "",
+      rotationPeriodMs: 0,
+      custom: {},
+      versions: {},
+    };
+  }
+
+  private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
+    const value = await this.db.get(metadataKey(path));
+    return value === undefined ? null : (packr.unpack(value) as SecretMetadata);
+  }
+}
+
+function metadataKey(path: string): Uint8Array {
+  const pathBytes = encoder.encode(path);
+  const key = new Uint8Array(1 + pathBytes.length);
+  key[0] = metadataKind;
+  key.set(pathBytes, 1);
+  return key;
+}
+
+function versionKey(path: string, version: number): Uint8Array {
+  const pathBytes = encoder.encode(path);
+  const key = new Uint8Array(1 + pathBytes.length + 1 + 4);
+  key[0] = versionKind;
+  key.set(pathBytes, 1);
+  key[1 + pathBytes.length] = 0x00;
+  new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
+  return key;
+}
+
+/** The first key after every key that starts with `start`. */
+function prefixEnd(start: Uint8Array): Uint8Array {
+  const end = new Uint8Array(start);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] ?? 0) < 0xff) {
+      end[i] = (end[i] ?? 0) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Uint8Array.of(0xff, 0xff);
+}

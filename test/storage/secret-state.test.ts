@@ -1,0 +1,194 @@
+// The secret state machine with KV v2 semantics: versions, check-and-set, soft delete, undelete,
+// destroy, max_versions, expiry, metadata limits, listing, and the applied index that makes a
+// replay after a restart exact. Values go through a real barrier, as a proposer would send them.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { Barrier, Keyring } from "../../storage/barrier/index.js";
+import {
+  encodeCommand,
+  type SecretCommand,
+  SecretStateMachine,
+  type StateError,
+} from "../../storage/state/index.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-secret-state-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let stores = 0;
+const open: SecretStateMachine[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((machine) => machine.close()));
+});
+
+const barrier = new Barrier();
+barrier.unseal(Keyring.create(0));
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+/** A state machine and a proposer that numbers entries and encrypts values through the barrier. */
+async function fixture(directory = join(root, `s${++stores}`)) {
+  const machine = await SecretStateMachine.open(directory);
+  open.push(machine);
+  let index = machine.appliedIndex();
+  const apply = (command: SecretCommand) => machine.apply(++index, encodeCommand(command));
+  const put = (path: string, value: string, options: { cas?: number | null; at?: number } = {}) =>
+    apply({
+      op: "kv.put",
+      path,
+      ciphertext: barrier.encrypt(path, bytes(value)),
+      cas: options.cas ?? null,
+      at: options.at ?? 1000,
+    });
+  const get = async (path: string, version: number | null = null, now = 2000) => {
+    const found = await machine.read(path, version, now);
+    return new TextDecoder().decode(barrier.decrypt(path, found.ciphertext));
+  };
+  const failure = async (read: Promise<unknown>) =>
+    read.then(
+      () => null,
+      (error: StateError) => `${error.code}: ${error.message}`,
+    );
+  return { machine, apply, put, get, failure, directory };
+}
+
+describe("secret state machine", () => {
+  it("keeps versions: each put adds one, and any kept version can be read", async () => {
+    const { put, get } = await fixture();
+    expect(await put("app/db/password", "one")).toEqual({ ok: true, version: 1 });
+    expect(await put("app/db/password", "two")).toEqual({ ok: true, version: 2 });
+    expect(await get("app/db/password")).toBe("two");
+    expect(await get("app/db/password", 1)).toBe("one");
+  });
+
+  it("check-and-set: cas=0 means 'must not exist', cas=n 'current version is n'; a mismatch changes nothing", async () => {
+    const { put, get, machine } = await fixture();
+    expect(await put("k", "first", { cas: 0 })).toEqual({ ok: true, version: 1 });
+    expect(await put("k", "again", { cas: 0 })).toMatchObject({
+      ok: false,
+      code: "CAS_MISMATCH",
+      message: "check-and-set expected version 0 of k; it is at 1",
+    });
+    expect(await put("k", "second", { cas: 1 })).toEqual({ ok: true, version: 2 });
+    expect(await put("k", "stale", { cas: 1 })).toMatchObject({ ok: false, code: "CAS_MISMATCH" });
+    expect(await get("k")).toBe("second");
+    expect((await machine.metadata("k"))?.current).toBe(2);
+  });
+
+  it("cas_required refuses a put without check-and-set", async () => {
+    const { apply, put } = await fixture();
+    await apply({ op: "kv.metadata", path: "k", changes: { casRequired: true }, at: 1 });
+    expect(await put("k", "v")).toMatchObject({ ok: false, code: "CAS_REQUIRED" });
+    expect(await put("k", "v", { cas: 0 })).toEqual({ ok: true, version: 1 });
+  });
+
+  it("trims the oldest versions beyond max_versions, ciphertext and all", async () => {
+    const { apply, put, get, failure, machine } = await fixture();
+    await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 3 }, at: 1 });
+    for (let i = 1; i <= 5; i++) await put("k", `v${i}`);
+    expect(Object.keys((await machine.metadata("k"))?.versions ?? {})).toEqual(["3", "4", "5"]);
+    expect(await failure(get("k", 2))).toBe("NOT_FOUND: version 2 of k was trimmed (max_versions)");
+    expect(await get("k", 3)).toBe("v3");
+    // Lowering max_versions trims at once.
+    await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 1 }, at: 2 });
+    expect(Object.keys((await machine.metadata("k"))?.versions ?? {})).toEqual(["5"]);
+  });
+
+  it("soft delete hides a version, undelete brings it back, destroy erases it for good", async () => {
+    const { apply, put, get, failure } = await fixture();
+    await put("k", "v1");
+    await put("k", "v2");
+    expect(await apply({ op: "kv.delete", path: "k", versions: [], at: 1500 })).toEqual({
+      ok: true,
+      version: null,
+    });
+    expect(await failure(get("k"))).toBe("NOT_FOUND: version 2 of k is deleted");
+    expect(await get("k", 1)).toBe("v1");
+    await apply({ op: "kv.undelete", path: "k", versions: [2], at: 1600 });
+    expect(await get("k")).toBe("v2");
+    await apply({ op: "kv.destroy", path: "k", versions: [2], at: 1700 });
+    expect(await failure(get("k"))).toBe("NOT_FOUND: version 2 of k was destroyed");
+    await apply({ op: "kv.undelete", path: "k", versions: [2], at: 1800 });
+    expect(await failure(get("k"))).toBe("NOT_FOUND: version 2 of k was destroyed");
+  });
+
+  it("stops serving versions older than delete_version_after, by the time given to read", async () => {
+    const { apply, put, get, failure } = await fixture();
+    await apply({ op: "kv.metadata", path: "k", changes: { deleteVersionAfterMs: 500 }, at: 1 });
+    await put("k", "v", { at: 1000 });
+    expect(await get("k", null, 1499)).toBe("v");
+    expect(await failure(get("k", null, 1500))).toBe("NOT_FOUND: version 1 of k has expired");
+  });
+
+  it("deleteAll removes the secret, its metadata and every version", async () => {
+    const { apply, put, failure, machine } = await fixture();
+    await put("k", "v");
+    await apply({ op: "kv.deleteAll", path: "k", at: 2 });
+    expect(await machine.metadata("k")).toBeNull();
+    expect(await failure(machine.read("k", 1, 0))).toBe("NOT_FOUND: no secret at k");
+    expect(await put("k", "again", { cas: 0 })).toEqual({ ok: true, version: 1 });
+  });
+
+  it("lists paths under a prefix, in order, a page at a time", async () => {
+    const { put, machine } = await fixture();
+    for (const path of ["app/a", "app/b", "app/c/d", "apps/x", "other/y"]) await put(path, "v");
+    const first = await machine.list("app/", null, 2);
+    expect(first).toEqual({ paths: ["app/a", "app/b"], next: "app/b" });
+    expect(await machine.list("app/", first.next, 2)).toEqual({ paths: ["app/c/d"], next: null });
+    expect((await machine.list("", null, 10)).paths).toEqual([
+      "app/a",
+      "app/b",
+      "app/c/d",
+      "apps/x",
+      "other/y",
+    ]);
+    await expect(machine.list("app/", null, 0)).rejects.toThrow(/a page holds 1 to 1000 names/);
+    await expect(machine.list("app/", "other/y", 5)).rejects.toThrow(/cursor is not under the prefix/);
+  });
+
+  it("refuses bad input with a clear, deterministic result and moves the applied index anyway", async () => {
+    const { apply, put, machine } = await fixture();
+    expect(await put("a//b", "v")).toMatchObject({
+      ok: false,
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/empty segment/),
+    });
+    expect(await put("a/../b", "v")).toMatchObject({ ok: false, code: "INVALID_ARGUMENT" });
+    expect(await put("a b", "v")).toMatchObject({
+      ok: false,
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/only letters/),
+    });
+    expect(await put("k", "x".repeat(1024 * 1024 + 1))).toMatchObject({ ok: false, code: "VALUE_TOO_LARGE" });
+    expect(await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 0 }, at: 1 })).toMatchObject({
+      ok: false,
+      code: "INVALID_ARGUMENT",
+    });
+    const tooMany = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+    expect(await apply({ op: "kv.metadata", path: "k", changes: { custom: tooMany }, at: 1 })).toMatchObject({
+      ok: false,
+      message: "custom metadata has 65 keys; the limit is 64",
+    });
+    expect(await machine.apply(machine.appliedIndex() + 1, bytes("not msgpack at all"))).toMatchObject({
+      ok: false,
+      code: "MALFORMED_COMMAND",
+    });
+    expect(machine.appliedIndex()).toBe(7);
+    expect(await machine.metadata("k")).toBeNull();
+  });
+
+  it("remembers its applied index across a restart, so a replay skips what was applied", async () => {
+    const first = await fixture();
+    await first.put("k", "v1");
+    await first.put("k", "v2");
+    await first.machine.flush();
+    await first.machine.close();
+    open.splice(open.indexOf(first.machine), 1);
+    const again = await fixture(first.directory);
+    expect(again.machine.appliedIndex()).toBe(2);
+    expect(
+      await again.machine.apply(2, encodeCommand({ op: "kv.deleteAll", path: "k", at: 9 })),
+    ).toMatchObject({ ok: false });
+    expect(await again.get("k")).toBe("v2");
+  });
+});
