@@ -87,6 +87,15 @@ export class Barrier {
     return term;
   }
 
+  /**
+   * Raises the count of encryptions under `term` to at least `count` — what the replicated state
+   * says was applied under it — so a new leader does not restart the count toward the GCM limit.
+   */
+  noteEncryptions(term: number, count: number): void {
+    const key = this.unsealed().key(term);
+    if (key !== undefined && count > key.encryptions) key.encryptions = count;
+  }
+
   encrypt(path: string, plaintext: Uint8Array): Uint8Array {
     validatePath(path);
     if (!(plaintext instanceof Uint8Array))

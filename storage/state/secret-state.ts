@@ -8,6 +8,7 @@
 //   0x01                                      applied index        MessagePack {index}
 //   0x02 + path                               secret metadata      MessagePack SecretMetadata
 //   0x03 + path + 0x00 + version (u32 BE)     one version          barrier ciphertext
+//   0x04 + key term (u32 BE)                  encryptions          u64 BE: values applied under that key
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 
 import { ClassicLevel } from "classic-level";
@@ -59,6 +60,7 @@ type Batch = ({ type: "put"; key: Uint8Array; value: Uint8Array } | { type: "del
 const appliedKey = Uint8Array.of(0x01);
 const metadataKind = 0x02;
 const versionKind = 0x03;
+const encryptionsKind = 0x04;
 /** Ciphertext overhead of the barrier: version, term, nonce, tag. */
 const ciphertextOverheadBytes = 33;
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -231,11 +233,11 @@ export class SecretStateMachine {
     }
   }
 
-  private planPut(
+  private async planPut(
     command: Extract<SecretCommand, { op: "kv.put" }>,
     existing: SecretMetadata | null,
     batch: Batch,
-  ): ApplyResult {
+  ): Promise<ApplyResult> {
     const plaintextBytes = command.ciphertext.length - ciphertextOverheadBytes;
     if (plaintextBytes < 0)
       throw new StateError("INVALID_ARGUMENT", `the value for ${command.path} is not a barrier ciphertext`);
@@ -258,6 +260,8 @@ export class SecretStateMachine {
         `check-and-set expected version ${command.cas} of ${command.path}; it is at ${base.current}`,
       );
     }
+    if (command.ciphertext[0] !== 1)
+      throw new StateError("INVALID_ARGUMENT", `the value for ${command.path} is not a barrier ciphertext`);
     const version = base.current + 1;
     const versions: Record<string, VersionRecord> = {
       ...base.versions,
@@ -270,7 +274,41 @@ export class SecretStateMachine {
     );
     batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
     batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(metadata) });
+    await this.countEncryption(command.ciphertext, batch);
     return { ok: true, version };
+  }
+
+  /**
+   * Counts the values applied under each barrier key term, in replicated state: only the leader
+   * encrypts, and a new leader must know how far the active key has gone before the GCM limit.
+   */
+  private async countEncryption(ciphertext: Uint8Array, batch: Batch): Promise<void> {
+    const term = new DataView(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength).getUint32(1);
+    const key = encryptionsKey(term);
+    const stored = await this.db.get(key);
+    const count =
+      stored === undefined
+        ? 0n
+        : new DataView(stored.buffer, stored.byteOffset, stored.byteLength).getBigUint64(0);
+    const value = new Uint8Array(8);
+    new DataView(value.buffer).setBigUint64(0, count + 1n);
+    batch.push({ type: "put", key, value });
+  }
+
+  /** Values applied under each barrier key term, for the leader's barrier to continue counting from. */
+  async encryptionCounts(): Promise<Map<number, number>> {
+    const counts = new Map<number, number>();
+    for await (const [key, value] of this.db.iterator({
+      gte: encryptionsKey(0),
+      lt: Uint8Array.of(encryptionsKind + 1),
+    })) {
+      const term = new DataView(key.buffer, key.byteOffset, key.byteLength).getUint32(1);
+      counts.set(
+        term,
+        Number(new DataView(value.buffer, value.byteOffset, value.byteLength).getBigUint64(0)),
+      );
+    }
+    return counts;
   }
 
   private planVersionChange(
@@ -396,6 +434,13 @@ function versionKey(path: string, version: number): Uint8Array {
   key.set(pathBytes, 1);
   key[1 + pathBytes.length] = 0x00;
   new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
+  return key;
+}
+
+function encryptionsKey(term: number): Uint8Array {
+  const key = new Uint8Array(5);
+  key[0] = encryptionsKind;
+  new DataView(key.buffer).setUint32(1, term);
   return key;
 }
 

@@ -191,4 +191,34 @@ describe("secret state machine", () => {
     ).toMatchObject({ ok: false });
     expect(await again.get("k")).toBe("v2");
   });
+
+  it("counts the values applied under each barrier key term, for a new leader's barrier to continue from", async () => {
+    const { machine } = await fixture();
+    const local = new Barrier({ rotateAfterEncryptions: 3 });
+    local.unseal(Keyring.create(0));
+    let index = machine.appliedIndex();
+    for (let i = 0; i < 5; i++) {
+      const path = `k${i}`;
+      await machine.apply(
+        ++index,
+        encodeCommand({ op: "kv.put", path, ciphertext: local.encrypt(path, bytes("v")), cas: null, at: i }),
+      );
+    }
+    expect(await machine.encryptionCounts()).toEqual(
+      new Map([
+        [1, 3],
+        [2, 2],
+      ]),
+    );
+    // A barrier that takes over continues from the replicated counts, and so rotates on time.
+    const successor = new Barrier({ rotateAfterEncryptions: 3 });
+    const keyring = Keyring.create(0);
+    keyring.rotate(1);
+    successor.unseal(keyring);
+    for (const [term, count] of await machine.encryptionCounts()) successor.noteEncryptions(term, count);
+    successor.encrypt("y", bytes("v"));
+    expect(successor.activeTerm()).toBe(2);
+    successor.encrypt("y", bytes("v"));
+    expect(successor.activeTerm()).toBe(3);
+  });
 });
