@@ -9,6 +9,7 @@
 //   0x02 + path                               secret metadata      MessagePack SecretMetadata
 //   0x03 + path + 0x00 + version (u32 BE)     one version          barrier ciphertext
 //   0x04 + key term (u32 BE)                  encryptions          u64 BE: values applied under that key
+//   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 
 import { ClassicLevel } from "classic-level";
@@ -23,6 +24,7 @@ import {
   validatePath,
   validatePrefix,
 } from "./limits.js";
+import { readSnapshot, SnapshotWriter } from "./snapshot-format.js";
 
 export interface VersionRecord {
   readonly created: number;
@@ -61,6 +63,8 @@ const appliedKey = Uint8Array.of(0x01);
 const metadataKind = 0x02;
 const versionKind = 0x03;
 const encryptionsKind = 0x04;
+/** Written (synced) before a restore starts and removed when it ends: present at open, the data is partial. */
+const restoringKey = Uint8Array.of(0x7f);
 /** Ciphertext overhead of the barrier: version, term, nonce, tag. */
 const ciphertextOverheadBytes = 33;
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -105,6 +109,9 @@ export class SecretStateMachine {
     const machine = new SecretStateMachine(directory, db, limits);
     const applied = await db.get(appliedKey);
     machine.applied = applied === undefined ? 0 : (packr.unpack(applied) as { index: number }).index;
+    // A restore cut short by a crash left partial data: report nothing applied, so the driver
+    // restores the snapshot again (it is durable in the Raft log store) before replaying entries.
+    if ((await db.get(restoringKey)) !== undefined) machine.applied = 0;
     return machine;
   }
 
@@ -132,6 +139,50 @@ export class SecretStateMachine {
     await this.db.batch(batch, unsynced);
     this.applied = index;
     return result;
+  }
+
+  /** Records that the entry at `index` (an empty or membership entry) was applied: nothing else changes. */
+  async skip(index: number): Promise<void> {
+    if (index <= this.applied) return;
+    await this.db.batch([{ type: "put", key: appliedKey, value: packr.pack({ index }) }], unsynced);
+    this.applied = index;
+  }
+
+  /**
+   * The whole state at the applied index, as checksummed chunks (snapshot-format.ts). One
+   * iterator reads it, so it is a consistent point in time even while applies continue.
+   */
+  async snapshot(): Promise<Uint8Array> {
+    const writer = new SnapshotWriter(this.applied);
+    for await (const [key, value] of this.db.iterator()) {
+      if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
+      writer.add({ key, value });
+    }
+    return writer.finish();
+  }
+
+  /** Replaces the whole state with a snapshot, after checking every chunk of it. */
+  async restore(data: Uint8Array): Promise<void> {
+    const { appliedIndex, records } = readSnapshot(data);
+    await this.db.batch([{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
+    await this.db.clear({ gt: restoringKey });
+    await this.db.clear({ lt: restoringKey });
+    for (let start = 0; start < records.length; start += 1024) {
+      const batch: Batch = records.slice(start, start + 1024).map((record) => ({
+        type: "put",
+        key: new Uint8Array(record.key),
+        value: new Uint8Array(record.value),
+      }));
+      await this.db.batch(batch, unsynced);
+    }
+    await this.db.batch(
+      [
+        { type: "put", key: appliedKey, value: packr.pack({ index: appliedIndex }) },
+        { type: "del", key: restoringKey },
+      ],
+      synced,
+    );
+    this.applied = appliedIndex;
   }
 
   /** Makes every apply so far durable (one synced write flushes LevelDB's log). */

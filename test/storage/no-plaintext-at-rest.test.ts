@@ -1,11 +1,11 @@
 // No secret in the clear on disk. Secrets holding a unique marker are written the way a leader
 // writes them — encrypted by the barrier, proposed as commands into the Raft log (LevelLogStore),
 // applied to the state machine — then every byte of both data directories is scanned for the
-// marker, raw and base64. A control run that stores the marker in the clear proves the scan
+// marker, raw and base64, with the state machine's snapshot. A control run that stores the marker in the clear proves the scan
 // would find it through LevelDB's files (its log and its tables, after a reopen).
 
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -56,6 +56,8 @@ async function writeSecrets(directory: string, marker: string, encrypt: boolean)
     data: wrapKeyring(keyring, rootKey),
   });
   await state.flush();
+  // The state machine's snapshot, as it would be stored and sent to another node, is scanned too.
+  writeFileSync(join(directory, "state-machine.snapshot"), await state.snapshot());
   await Promise.all([log.close(), state.close()]);
   // Reopen and close: LevelDB replays its log into table files, so both kinds of file are scanned.
   await (await LevelLogStore.open(join(directory, "raft"))).close();
