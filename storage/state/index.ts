@@ -2,6 +2,7 @@
 export { decodeCommand, encodeCommand, type SecretCommand, type SecretMetadataChanges } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
 export { defaultStateLimits, type StateLimits, validatePath } from "./limits.js";
+export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,
   type SecretMetadata,

@@ -1,8 +1,9 @@
 // No secret in the clear on disk. Secrets holding a unique marker are written the way a leader
 // writes them — encrypted by the barrier, proposed as commands into the Raft log (LevelLogStore),
-// applied to the state machine — then every byte of both data directories is scanned for the
-// marker, raw and base64, with the state machine's snapshot. A control run that stores the marker in the clear proves the scan
-// would find it through LevelDB's files (its log and its tables, after a reopen).
+// applied to the state machine — then every byte of both data directories and of the state
+// machine's snapshot is scanned for the marker, raw and base64. A control run that stores the
+// marker in the clear proves the scan would find it through LevelDB's files (its log and its
+// tables, after a reopen).
 
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
