@@ -53,7 +53,25 @@ export type SecretCommand =
       readonly changes: SecretMetadataChanges;
       readonly at: number;
     }
-  | { readonly op: "kv.deleteAll"; readonly path: string; readonly at: number };
+  | { readonly op: "kv.deleteAll"; readonly path: string; readonly at: number }
+  | {
+      readonly op: "sys.put";
+      readonly area: SystemArea;
+      /** The record's name in its area (a policy name, a token's keyed hash, a lease id, ...). */
+      readonly path: string;
+      /** Barrier ciphertext (the keyring: wrapped by the root key). */
+      readonly value: Uint8Array;
+      readonly at: number;
+    }
+  | { readonly op: "sys.delete"; readonly area: SystemArea; readonly path: string; readonly at: number };
+
+/**
+ * The reserved areas for what the server keeps beside secrets, each as encrypted as a secret:
+ * policies, token records (only keyed hashes of token ids name them), leases, the keyring
+ * (wrapped by the root key) and the audit HMAC key. Users' paths can never reach them.
+ */
+export const systemAreas = ["policy", "token", "lease", "keyring", "audit-key"] as const;
+export type SystemArea = (typeof systemAreas)[number];
 
 export type SecretCommandOp = SecretCommand["op"];
 
@@ -115,6 +133,23 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
     }
     case "kv.deleteAll":
       return { op, path: p, at: t };
+    case "sys.put":
+    case "sys.delete": {
+      const area = record.area;
+      if (typeof area !== "string" || !(systemAreas as readonly string[]).includes(area))
+        fail("area is not a system area");
+      if (op === "sys.delete") return { op, area: area as SystemArea, path: p, at: t };
+      const value = record.value;
+      if (!(value instanceof Uint8Array) || value.length === 0) fail("value is not bytes");
+      const bytes = value as Uint8Array;
+      return {
+        op,
+        area: area as SystemArea,
+        path: p,
+        value: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        at: t,
+      };
+    }
     default:
       return fail(`unknown operation ${JSON.stringify(op)}`);
   }

@@ -1,5 +1,12 @@
 // The secret state machine: versioned KV v2 semantics over barrier ciphertext, on LevelDB.
-export { decodeCommand, encodeCommand, type SecretCommand, type SecretMetadataChanges } from "./commands.js";
+export {
+  decodeCommand,
+  encodeCommand,
+  type SecretCommand,
+  type SecretMetadataChanges,
+  type SystemArea,
+  systemAreas,
+} from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
 export { defaultStateLimits, type StateLimits, validatePath } from "./limits.js";
 export { RaftSecretStateMachine } from "./raft-state-machine.js";

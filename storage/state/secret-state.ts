@@ -9,12 +9,19 @@
 //   0x02 + path                               secret metadata      MessagePack SecretMetadata
 //   0x03 + path + 0x00 + version (u32 BE)     one version          barrier ciphertext
 //   0x04 + key term (u32 BE)                  encryptions          u64 BE: values applied under that key
+//   0x05 + area (u8) + name                   system record        barrier ciphertext (keyring: root-key wrapped)
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 
 import { ClassicLevel } from "classic-level";
 import { Packr } from "msgpackr";
-import { decodeCommand, type SecretCommand, type SecretMetadataChanges } from "./commands.js";
+import {
+  decodeCommand,
+  type SecretCommand,
+  type SecretMetadataChanges,
+  type SystemArea,
+  systemAreas,
+} from "./commands.js";
 import { StateError, type StateErrorCode } from "./errors.js";
 import {
   defaultStateLimits,
@@ -63,6 +70,7 @@ const appliedKey = Uint8Array.of(0x01);
 const metadataKind = 0x02;
 const versionKind = 0x03;
 const encryptionsKind = 0x04;
+const systemKind = 0x05;
 /** Written (synced) before a restore starts and removed when it ends: present at open, the data is partial. */
 const restoringKey = Uint8Array.of(0x7f);
 /** Ciphertext overhead of the barrier: version, term, nonce, tag. */
@@ -228,6 +236,36 @@ export class SecretStateMachine {
     return { version: wanted, ciphertext: new Uint8Array(ciphertext), metadata };
   }
 
+  /** A record of a reserved system area, as stored (ciphertext), or null. */
+  async systemRecord(area: SystemArea, name: string): Promise<Uint8Array | null> {
+    validatePath(name, this.limits);
+    const value = await this.db.get(systemKey(area, name));
+    return value === undefined ? null : new Uint8Array(value);
+  }
+
+  /** Names in a system area in order, after `after` (exclusive), at most `limit`. */
+  async listSystem(
+    area: SystemArea,
+    after: string | null,
+    limit: number,
+  ): Promise<{ names: string[]; next: string | null }> {
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.listPageMax) {
+      throw new StateError("INVALID_ARGUMENT", `a page holds 1 to ${this.limits.listPageMax} names`);
+    }
+    const start = systemKey(area, "");
+    const names: string[] = [];
+    let next: string | null = null;
+    const range = after === null ? { gte: start } : { gt: systemKey(area, after) };
+    for await (const key of this.db.keys({ ...range, lt: prefixEnd(start) })) {
+      if (names.length === limit) {
+        next = names.at(-1) ?? null;
+        break;
+      }
+      names.push(decoder.decode(key.subarray(2)));
+    }
+    return { names, next };
+  }
+
   /** Paths under `prefix` in order, after `after` (exclusive), at most `limit`; `next` continues. */
   async list(
     prefix: string,
@@ -264,6 +302,23 @@ export class SecretStateMachine {
   /** Validates `command` against the current state and fills `batch` with its effects. */
   private async plan(command: SecretCommand, batch: Batch): Promise<ApplyResult> {
     validatePath(command.path, this.limits);
+    if (command.op === "sys.put") {
+      if (command.value.length > this.limits.valueBytesMax + ciphertextOverheadBytes) {
+        throw new StateError(
+          "VALUE_TOO_LARGE",
+          `a ${command.area} record of ${command.value.length} bytes exceeds the limit`,
+        );
+      }
+      batch.push({ type: "put", key: systemKey(command.area, command.path), value: command.value });
+      return { ok: true, version: null };
+    }
+    if (command.op === "sys.delete") {
+      if ((await this.db.get(systemKey(command.area, command.path))) === undefined) {
+        throw new StateError("NOT_FOUND", `no ${command.area} record ${command.path}`);
+      }
+      batch.push({ type: "del", key: systemKey(command.area, command.path) });
+      return { ok: true, version: null };
+    }
     const existing = await this.readMetadataRecord(command.path);
     switch (command.op) {
       case "kv.put":
@@ -485,6 +540,15 @@ function versionKey(path: string, version: number): Uint8Array {
   key.set(pathBytes, 1);
   key[1 + pathBytes.length] = 0x00;
   new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
+  return key;
+}
+
+function systemKey(area: SystemArea, name: string): Uint8Array {
+  const nameBytes = encoder.encode(name);
+  const key = new Uint8Array(2 + nameBytes.length);
+  key[0] = systemKind;
+  key[1] = systemAreas.indexOf(area);
+  key.set(nameBytes, 2);
   return key;
 }
 
