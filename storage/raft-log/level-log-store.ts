@@ -73,6 +73,12 @@ export class LevelLogStore implements LogStore {
     } catch (error) {
       // Release the directory's lock: the caller reports the damage, it must not also be locked out.
       await store.close();
+      if ((error as { code?: string }).code === "LEVEL_CORRUPTION") {
+        throw new LogStoreError(
+          `the Raft log in ${directory} is corrupt (LevelDB: ${(error as Error).message})`,
+          { cause: error },
+        );
+      }
       throw error;
     }
     return store;

@@ -8,7 +8,8 @@ export type StateErrorCode =
   | "NOT_FOUND"
   | "CAS_MISMATCH"
   | "CAS_REQUIRED"
-  | "MALFORMED_COMMAND";
+  | "MALFORMED_COMMAND"
+  | "STORAGE_CORRUPT";
 
 export class StateError extends Error {
   override readonly name = "StateError";

@@ -115,12 +115,21 @@ export class SecretStateMachine {
       );
     }
     const machine = new SecretStateMachine(directory, db, limits);
-    const applied = await db.get(appliedKey);
-    machine.applied = applied === undefined ? 0 : (packr.unpack(applied) as { index: number }).index;
+    try {
+      await machine.guard(machine.loadAppliedIndex());
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+    return machine;
+  }
+
+  private async loadAppliedIndex(): Promise<void> {
+    const applied = await this.db.get(appliedKey);
+    this.applied = applied === undefined ? 0 : (packr.unpack(applied) as { index: number }).index;
     // A restore cut short by a crash left partial data: report nothing applied, so the driver
     // restores the snapshot again (it is durable in the Raft log store) before replaying entries.
-    if ((await db.get(restoringKey)) !== undefined) machine.applied = 0;
-    return machine;
+    if ((await this.db.get(restoringKey)) !== undefined) this.applied = 0;
   }
 
   appliedIndex(): number {
@@ -132,6 +141,31 @@ export class SecretStateMachine {
    * path) gives a failed result, the same on every replica; either way the applied index moves.
    */
   async apply(index: number, data: Uint8Array): Promise<ApplyResult> {
+    return this.guard(this.applyUnguarded(index, data));
+  }
+
+  /**
+   * LevelDB reports a damaged file as LEVEL_CORRUPTION without saying which store it was: say it,
+   * with the directory, as a typed error the node stops on (never applied, never served).
+   */
+  private async guard<T>(work: Promise<T>): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      if ((error as { code?: string }).code === "LEVEL_CORRUPTION") {
+        throw new StateError(
+          "STORAGE_CORRUPT",
+          `the secret store in ${this.directory} is corrupt (LevelDB: ${(error as Error).message})`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw error;
+    }
+  }
+
+  private async applyUnguarded(index: number, data: Uint8Array): Promise<ApplyResult> {
     if (index <= this.applied)
       return { ok: false, code: "INVALID_ARGUMENT", message: `entry ${index} was already applied` };
     const batch: Batch = [];
@@ -160,7 +194,11 @@ export class SecretStateMachine {
    * The whole state at the applied index, as checksummed chunks (snapshot-format.ts). One
    * iterator reads it, so it is a consistent point in time even while applies continue.
    */
-  async snapshot(): Promise<Uint8Array> {
+  snapshot(): Promise<Uint8Array> {
+    return this.guard(this.snapshotUnguarded());
+  }
+
+  private async snapshotUnguarded(): Promise<Uint8Array> {
     const writer = new SnapshotWriter(this.applied);
     for await (const [key, value] of this.db.iterator()) {
       if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
@@ -203,7 +241,7 @@ export class SecretStateMachine {
 
   async metadata(path: string): Promise<SecretMetadata | null> {
     validatePath(path, this.limits);
-    const value = await this.db.get(metadataKey(path));
+    const value = await this.guard(this.db.get(metadataKey(path)));
     return value === undefined ? null : (packr.unpack(value) as SecretMetadata);
   }
 
@@ -211,7 +249,11 @@ export class SecretStateMachine {
    * The ciphertext of `version` (default: the newest) of `path`, if it is served: not deleted,
    * destroyed, trimmed or expired at `now`. NOT_FOUND says which.
    */
-  async read(path: string, version: number | null, now: number): Promise<SecretVersion> {
+  read(path: string, version: number | null, now: number): Promise<SecretVersion> {
+    return this.guard(this.readUnguarded(path, version, now));
+  }
+
+  private async readUnguarded(path: string, version: number | null, now: number): Promise<SecretVersion> {
     if (version !== null && (!Number.isSafeInteger(version) || version < 1)) {
       throw new StateError("INVALID_ARGUMENT", "a version is a positive integer");
     }
@@ -239,12 +281,20 @@ export class SecretStateMachine {
   /** A record of a reserved system area, as stored (ciphertext), or null. */
   async systemRecord(area: SystemArea, name: string): Promise<Uint8Array | null> {
     validatePath(name, this.limits);
-    const value = await this.db.get(systemKey(area, name));
+    const value = await this.guard(this.db.get(systemKey(area, name)));
     return value === undefined ? null : new Uint8Array(value);
   }
 
   /** Names in a system area in order, after `after` (exclusive), at most `limit`. */
-  async listSystem(
+  listSystem(
+    area: SystemArea,
+    after: string | null,
+    limit: number,
+  ): Promise<{ names: string[]; next: string | null }> {
+    return this.guard(this.listSystemUnguarded(area, after, limit));
+  }
+
+  private async listSystemUnguarded(
     area: SystemArea,
     after: string | null,
     limit: number,
@@ -267,7 +317,15 @@ export class SecretStateMachine {
   }
 
   /** Paths under `prefix` in order, after `after` (exclusive), at most `limit`; `next` continues. */
-  async list(
+  list(
+    prefix: string,
+    after: string | null,
+    limit: number,
+  ): Promise<{ paths: string[]; next: string | null }> {
+    return this.guard(this.listUnguarded(prefix, after, limit));
+  }
+
+  private async listUnguarded(
     prefix: string,
     after: string | null,
     limit: number,
@@ -402,7 +460,11 @@ export class SecretStateMachine {
   }
 
   /** Values applied under each barrier key term, for the leader's barrier to continue counting from. */
-  async encryptionCounts(): Promise<Map<number, number>> {
+  encryptionCounts(): Promise<Map<number, number>> {
+    return this.guard(this.encryptionCountsUnguarded());
+  }
+
+  private async encryptionCountsUnguarded(): Promise<Map<number, number>> {
     const counts = new Map<number, number>();
     for await (const [key, value] of this.db.iterator({
       gte: encryptionsKey(0),

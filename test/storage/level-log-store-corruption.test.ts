@@ -76,3 +76,36 @@ it("a missing entry in the middle of the log is a gap, reported as such", async 
     `the Raft log in ${directory} has a gap: entry 3 follows 1`,
   );
 });
+
+it("a damaged LevelDB table file is reported as a corrupt Raft log, naming the directory", async () => {
+  const { readdirSync, readFileSync, writeFileSync } = await import("node:fs");
+  const directory = join(root, "table");
+  const store = await LevelLogStore.open(directory);
+  // Enough compressible entries that LevelDB writes (snappy-compressed) table files.
+  for (let i = 0; i < 20; i++) {
+    const entries = Array.from({ length: 100 }, (_, j) => ({
+      index: i * 100 + j + 1,
+      term: 1,
+      type: "normal" as const,
+      data: new TextEncoder().encode(`entry ${i * 100 + j + 1} `.repeat(20)),
+    }));
+    await store.append(entries, { term: 1, vote: null, commit: 0 });
+  }
+  await store.close();
+  const raw = new ClassicLevel(directory);
+  await raw.open();
+  await raw.compactRange("\u0000", "\u00ff");
+  await raw.close();
+  const table = readdirSync(directory).find((name) => name.endsWith(".ldb"));
+  expect(table).toBeDefined();
+  const bytes = readFileSync(join(directory, table as string));
+  for (const offset of [200, 5000, 20000])
+    if (offset < bytes.length) bytes[offset] = (bytes[offset] ?? 0) ^ 0xff;
+  writeFileSync(join(directory, table as string), bytes);
+  const failure = await LevelLogStore.open(directory).then(
+    () => "opened",
+    (error: Error) => error.message,
+  );
+  // LevelDB notices the damaged block (its own checksum or compression) before our CRC would.
+  expect(failure).toMatch(`the Raft log in ${directory} is corrupt (LevelDB: Corruption:`);
+});

@@ -357,3 +357,41 @@ describe("reserved system areas", () => {
     });
   });
 });
+
+describe("damaged files", () => {
+  it("a damaged table file is reported as STORAGE_CORRUPT naming the directory, never served", async () => {
+    const { readdirSync, readFileSync, writeFileSync } = await import("node:fs");
+    const { ClassicLevel } = await import("classic-level");
+    const first = await fixture();
+    // Metadata compresses well, so LevelDB stores it in snappy-compressed table blocks.
+    for (let i = 0; i < 400; i++) {
+      await first.apply({
+        op: "kv.metadata",
+        path: `app/s${i}`,
+        changes: { owner: "owner ".repeat(40) },
+        at: i,
+      });
+    }
+    await first.machine.close();
+    open.splice(open.indexOf(first.machine), 1);
+    const raw = new ClassicLevel(first.directory);
+    await raw.open();
+    await raw.compactRange("\u0000", "\u00ff");
+    await raw.close();
+    const table = readdirSync(first.directory).find((name) => name.endsWith(".ldb")) as string;
+    const content = readFileSync(join(first.directory, table));
+    for (let offset = 100; offset < content.length - 100; offset += 997)
+      content[offset] = (content[offset] ?? 0) ^ 0xff;
+    writeFileSync(join(first.directory, table), content);
+    // LevelDB may notice at open (reading the applied index) or when the damaged block is read.
+    const failure = await fixture(first.directory)
+      .then((again) => again.machine.snapshot())
+      .then(
+        () => "served",
+        (error: StateError) => `${error.code}: ${error.message}`,
+      );
+    expect(failure).toMatch(
+      `STORAGE_CORRUPT: the secret store in ${first.directory} is corrupt (LevelDB: Corruption:`,
+    );
+  });
+});
