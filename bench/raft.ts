@@ -12,6 +12,7 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { bootstrapState, type Entry, type Message, RaftCore, SeededRandom } from "../raft/core/index.js";
 import { InProcessNetwork, MemoryLogStore, RaftNode, type StateMachine } from "../raft/node/index.js";
+import { printTable as printRows } from "./table.js";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 const entryBytes = 256;
@@ -204,13 +205,7 @@ function printTable(rows: Row[]): void {
     row.messagesPerEntry.toFixed(3),
     row.bytesPerEntry === null ? "gc" : Math.round(row.bytesPerEntry).toLocaleString("en-US"),
   ]);
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...lines.map((line) => (line[i] ?? "").length)),
-  );
-  const format = (cells: string[]) =>
-    `| ${cells.map((cell, i) => cell.padStart(widths[i] ?? 0)).join(" | ")} |`;
-  process.stdout.write(`${format(header)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|\n`);
-  for (const line of lines) process.stdout.write(`${format(line)}\n`);
+  printRows(header, lines);
 }
 
 async function main(): Promise<void> {

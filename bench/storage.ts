@@ -13,6 +13,7 @@ import type { Entry } from "../raft/core/index.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { encodeCommand, SecretStateMachine } from "../storage/state/index.js";
+import { printTable } from "./table.js";
 
 const entryBytes = 256;
 
@@ -100,16 +101,6 @@ async function benchApplies(directory: string, seconds: number) {
   await machine.close();
   barrier.seal();
   return { applies: index, appliesPerSecond: index / elapsed, flushMs };
-}
-
-function printTable(header: string[], lines: string[][]): void {
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...lines.map((line) => (line[i] ?? "").length)),
-  );
-  const format = (cells: string[]) =>
-    `| ${cells.map((cell, i) => cell.padStart(widths[i] ?? 0)).join(" | ")} |`;
-  process.stdout.write(`${format(header)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|\n`);
-  for (const line of lines) process.stdout.write(`${format(line)}\n`);
 }
 
 async function main(): Promise<void> {

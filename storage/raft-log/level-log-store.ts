@@ -13,7 +13,6 @@
 //   0x10 + index (u64 BE) entry            crc32 (u32 BE) | term (u64 BE) | type (u8) | data
 
 import { crc32 } from "node:zlib";
-import { ClassicLevel } from "classic-level";
 import type {
   Entry,
   EntryType,
@@ -24,8 +23,7 @@ import type {
   SnapshotMeta,
 } from "../../raft/core/index.js";
 import { type LogStore, LogStoreError } from "../../raft/node/index.js";
-
-type Batch = ({ type: "put"; key: Uint8Array; value: Uint8Array } | { type: "del"; key: Uint8Array })[];
+import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
 
 const hardStateKey = Uint8Array.of(0x01);
 const offsetKey = Uint8Array.of(0x02);
@@ -42,26 +40,23 @@ const decoder = new TextDecoder();
 const synced = { sync: true } as const;
 
 export class LevelLogStore implements LogStore {
-  private db: ClassicLevel<Uint8Array, Uint8Array> | null;
+  private db: BinaryLevel | null;
   private offset: LogOffset = { index: 0, term: 0 };
   private lastIndex = 0;
   private snapshotIndex = 0;
 
   private constructor(
     readonly directory: string,
-    db: ClassicLevel<Uint8Array, Uint8Array>,
+    db: BinaryLevel,
   ) {
     this.db = db;
   }
 
   /** Opens (creating if needed) the store in `directory`. One process at a time: LevelDB locks it. */
   static async open(directory: string): Promise<LevelLogStore> {
-    const db = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
-      keyEncoding: "view",
-      valueEncoding: "view",
-    });
+    let db: BinaryLevel;
     try {
-      await db.open();
+      db = await openBinaryLevel(directory);
     } catch (error) {
       throw new LogStoreError(`cannot open the Raft log in ${directory}: ${(error as Error).message}`, {
         cause: error,
@@ -73,7 +68,7 @@ export class LevelLogStore implements LogStore {
     } catch (error) {
       // Release the directory's lock: the caller reports the damage, it must not also be locked out.
       await store.close();
-      if ((error as { code?: string }).code === "LEVEL_CORRUPTION") {
+      if (isLevelCorruption(error)) {
         throw new LogStoreError(
           `the Raft log in ${directory} is corrupt (LevelDB: ${(error as Error).message})`,
           { cause: error },
@@ -128,7 +123,7 @@ export class LevelLogStore implements LogStore {
   async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
     const db = this.open();
     const first = entries[0];
-    const batch: Batch = [];
+    const batch: LevelBatch = [];
     if (first !== undefined) {
       if (first.index <= this.offset.index) {
         throw new LogStoreError(
@@ -156,7 +151,7 @@ export class LevelLogStore implements LogStore {
 
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
-    const batch: Batch = [];
+    const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
       batch.push({ type: "del", key: entryKey(index) });
     const offset: LogOffset = { index: snapshot.meta.index, term: snapshot.meta.term };
@@ -206,7 +201,7 @@ export class LevelLogStore implements LogStore {
     const stored = value === undefined ? undefined : this.decodeEntry(offset.index, value);
     if (stored?.term !== offset.term)
       throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
-    const batch: Batch = [];
+    const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= offset.index; index++)
       batch.push({ type: "del", key: entryKey(index) });
     batch.push({ type: "put", key: offsetKey, value: encodeRecord(offset) });
@@ -220,7 +215,7 @@ export class LevelLogStore implements LogStore {
     await db?.close();
   }
 
-  private open(): ClassicLevel<Uint8Array, Uint8Array> {
+  private open(): BinaryLevel {
     if (this.db === null) throw new LogStoreError("the log store is closed");
     return this.db;
   }

@@ -13,8 +13,8 @@
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 
-import { ClassicLevel } from "classic-level";
 import { Packr } from "msgpackr";
+import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
 import {
   decodeCommand,
   type SecretCommand,
@@ -64,8 +64,6 @@ export interface SecretVersion {
   readonly metadata: SecretMetadata;
 }
 
-type Batch = ({ type: "put"; key: Uint8Array; value: Uint8Array } | { type: "del"; key: Uint8Array })[];
-
 const appliedKey = Uint8Array.of(0x01);
 const metadataKind = 0x02;
 const versionKind = 0x03;
@@ -91,7 +89,7 @@ export class SecretStateMachine {
 
   private constructor(
     readonly directory: string,
-    private readonly db: ClassicLevel<Uint8Array, Uint8Array>,
+    private readonly db: BinaryLevel,
     private readonly limits: StateLimits,
   ) {}
 
@@ -99,12 +97,9 @@ export class SecretStateMachine {
     directory: string,
     limits: StateLimits = defaultStateLimits,
   ): Promise<SecretStateMachine> {
-    const db = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
-      keyEncoding: "view",
-      valueEncoding: "view",
-    });
+    let db: BinaryLevel;
     try {
-      await db.open();
+      db = await openBinaryLevel(directory);
     } catch (error) {
       throw new StateError(
         "INVALID_ARGUMENT",
@@ -152,7 +147,7 @@ export class SecretStateMachine {
     try {
       return await work;
     } catch (error) {
-      if ((error as { code?: string }).code === "LEVEL_CORRUPTION") {
+      if (isLevelCorruption(error)) {
         throw new StateError(
           "STORAGE_CORRUPT",
           `the secret store in ${this.directory} is corrupt (LevelDB: ${(error as Error).message})`,
@@ -168,7 +163,7 @@ export class SecretStateMachine {
   private async applyUnguarded(index: number, data: Uint8Array): Promise<ApplyResult> {
     if (index <= this.applied)
       return { ok: false, code: "INVALID_ARGUMENT", message: `entry ${index} was already applied` };
-    const batch: Batch = [];
+    const batch: LevelBatch = [];
     let result: ApplyResult;
     try {
       result = await this.plan(decodeCommand(data), batch);
@@ -214,7 +209,7 @@ export class SecretStateMachine {
     await this.db.clear({ gt: restoringKey });
     await this.db.clear({ lt: restoringKey });
     for (let start = 0; start < records.length; start += 1024) {
-      const batch: Batch = records.slice(start, start + 1024).map((record) => ({
+      const batch: LevelBatch = records.slice(start, start + 1024).map((record) => ({
         type: "put",
         key: new Uint8Array(record.key),
         value: new Uint8Array(record.value),
@@ -299,21 +294,8 @@ export class SecretStateMachine {
     after: string | null,
     limit: number,
   ): Promise<{ names: string[]; next: string | null }> {
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.listPageMax) {
-      throw new StateError("INVALID_ARGUMENT", `a page holds 1 to ${this.limits.listPageMax} names`);
-    }
     const start = systemKey(area, "");
-    const names: string[] = [];
-    let next: string | null = null;
-    const range = after === null ? { gte: start } : { gt: systemKey(area, after) };
-    for await (const key of this.db.keys({ ...range, lt: prefixEnd(start) })) {
-      if (names.length === limit) {
-        next = names.at(-1) ?? null;
-        break;
-      }
-      names.push(decoder.decode(key.subarray(2)));
-    }
-    return { names, next };
+    return this.pageOfNames(start, after === null ? null : systemKey(area, after), limit, 2);
   }
 
   /** Paths under `prefix` in order, after `after` (exclusive), at most `limit`; `next` continues. */
@@ -331,24 +313,38 @@ export class SecretStateMachine {
     limit: number,
   ): Promise<{ paths: string[]; next: string | null }> {
     validatePrefix(prefix, this.limits);
+    if (after !== null && !after.startsWith(prefix)) {
+      throw new StateError("INVALID_ARGUMENT", "the page cursor is not under the prefix");
+    }
+    const page = await this.pageOfNames(
+      metadataKey(prefix),
+      after === null ? null : metadataKey(after),
+      limit,
+      1,
+    );
+    return { paths: page.names, next: page.next };
+  }
+
+  /**
+   * One page of the names of keys starting with `start`, after the key `after` (exclusive); a
+   * name is the key without its first `kindBytes`. `next` is the cursor when more remain.
+   */
+  private async pageOfNames(
+    start: Uint8Array,
+    after: Uint8Array | null,
+    limit: number,
+    kindBytes: number,
+  ): Promise<{ names: string[]; next: string | null }> {
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.listPageMax) {
       throw new StateError("INVALID_ARGUMENT", `a page holds 1 to ${this.limits.listPageMax} names`);
     }
-    if (after !== null && !after.startsWith(prefix))
-      throw new StateError("INVALID_ARGUMENT", "the page cursor is not under the prefix");
-    const start = metadataKey(prefix);
-    const range = after === null ? { gte: start } : { gt: metadataKey(after) };
-    const paths: string[] = [];
-    let next: string | null = null;
+    const range = after === null ? { gte: start } : { gt: after };
+    const names: string[] = [];
     for await (const key of this.db.keys({ ...range, lt: prefixEnd(start) })) {
-      const path = decoder.decode(key.subarray(1));
-      if (paths.length === limit) {
-        next = paths.at(-1) ?? null;
-        break;
-      }
-      paths.push(path);
+      if (names.length === limit) return { names, next: names.at(-1) ?? null };
+      names.push(decoder.decode(key.subarray(kindBytes)));
     }
-    return { paths, next };
+    return { names, next: null };
   }
 
   async close(): Promise<void> {
@@ -358,7 +354,7 @@ export class SecretStateMachine {
   // -------------------------------------------------------------------------------------------
 
   /** Validates `command` against the current state and fills `batch` with its effects. */
-  private async plan(command: SecretCommand, batch: Batch): Promise<ApplyResult> {
+  private async plan(command: SecretCommand, batch: LevelBatch): Promise<ApplyResult> {
     validatePath(command.path, this.limits);
     if (command.op === "sys.put") {
       if (command.value.length > this.limits.valueBytesMax + ciphertextOverheadBytes) {
@@ -400,7 +396,7 @@ export class SecretStateMachine {
   private async planPut(
     command: Extract<SecretCommand, { op: "kv.put" }>,
     existing: SecretMetadata | null,
-    batch: Batch,
+    batch: LevelBatch,
   ): Promise<ApplyResult> {
     const plaintextBytes = command.ciphertext.length - ciphertextOverheadBytes;
     if (plaintextBytes < 0)
@@ -446,7 +442,7 @@ export class SecretStateMachine {
    * Counts the values applied under each barrier key term, in replicated state: only the leader
    * encrypts, and a new leader must know how far the active key has gone before the GCM limit.
    */
-  private async countEncryption(ciphertext: Uint8Array, batch: Batch): Promise<void> {
+  private async countEncryption(ciphertext: Uint8Array, batch: LevelBatch): Promise<void> {
     const term = new DataView(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength).getUint32(1);
     const key = encryptionsKey(term);
     const stored = await this.db.get(key);
@@ -482,7 +478,7 @@ export class SecretStateMachine {
   private planVersionChange(
     command: Extract<SecretCommand, { op: "kv.delete" | "kv.undelete" | "kv.destroy" }>,
     existing: SecretMetadata | null,
-    batch: Batch,
+    batch: LevelBatch,
   ): ApplyResult {
     if (existing === null || existing.current === 0)
       throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
@@ -511,7 +507,7 @@ export class SecretStateMachine {
   private planMetadata(
     command: Extract<SecretCommand, { op: "kv.metadata" }>,
     existing: SecretMetadata | null,
-    batch: Batch,
+    batch: LevelBatch,
   ): ApplyResult {
     const changes: SecretMetadataChanges = command.changes;
     if (changes.maxVersions !== undefined) validateMaxVersions(changes.maxVersions, this.limits);
@@ -553,7 +549,7 @@ export class SecretStateMachine {
   }
 
   /** Drops the oldest versions beyond max_versions, their ciphertexts with them. */
-  private trim(path: string, metadata: SecretMetadata, batch: Batch): SecretMetadata {
+  private trim(path: string, metadata: SecretMetadata, batch: LevelBatch): SecretMetadata {
     const kept = Object.keys(metadata.versions)
       .map(Number)
       .sort((a, b) => a - b);
