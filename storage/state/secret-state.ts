@@ -286,28 +286,13 @@ export class SecretStateMachine {
     after: string | null,
     limit: number,
   ): Promise<{ names: string[]; next: string | null }> {
-    return this.guard(this.listSystemUnguarded(area, after, limit));
-  }
-
-  private async listSystemUnguarded(
-    area: SystemArea,
-    after: string | null,
-    limit: number,
-  ): Promise<{ names: string[]; next: string | null }> {
-    const start = systemKey(area, "");
-    return this.pageOfNames(start, after === null ? null : systemKey(area, after), limit, 2);
+    return this.guard(
+      this.pageOfNames(systemKey(area, ""), after === null ? null : systemKey(area, after), limit, 2),
+    );
   }
 
   /** Paths under `prefix` in order, after `after` (exclusive), at most `limit`; `next` continues. */
-  list(
-    prefix: string,
-    after: string | null,
-    limit: number,
-  ): Promise<{ paths: string[]; next: string | null }> {
-    return this.guard(this.listUnguarded(prefix, after, limit));
-  }
-
-  private async listUnguarded(
+  async list(
     prefix: string,
     after: string | null,
     limit: number,
@@ -316,11 +301,9 @@ export class SecretStateMachine {
     if (after !== null && !after.startsWith(prefix)) {
       throw new StateError("INVALID_ARGUMENT", "the page cursor is not under the prefix");
     }
-    const page = await this.pageOfNames(
-      metadataKey(prefix),
-      after === null ? null : metadataKey(after),
-      limit,
-      1,
+    const start = metadataKey(prefix);
+    const page = await this.guard(
+      this.pageOfNames(start, after === null ? null : metadataKey(after), limit, 1),
     );
     return { paths: page.names, next: page.next };
   }

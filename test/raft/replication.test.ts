@@ -13,6 +13,20 @@ import {
 } from "../../raft/core/index.js";
 import { ScenarioCluster, text } from "./scenario-cluster.js";
 
+/** n2's answer, in term 4, that its log matches the leader's through `index`. */
+function n2Acknowledges(index: number): Message {
+  return {
+    type: "appendResponse",
+    from: "n2",
+    to: "n1",
+    term: 4,
+    success: true,
+    index,
+    hintIndex: 0,
+    hintTerm: 0,
+  };
+}
+
 function drain(core: RaftCore): Message[] {
   const messages: Message[] = [];
   while (core.hasReady()) {
@@ -49,16 +63,7 @@ function figure8Leader(bugs: InjectedBug[] = []): RaftCore {
   drain(core);
   expect(core.softState()).toMatchObject({ role: "leader", term: 4 });
   expect(core.termAt(5)).toBe(4);
-  core.step({
-    type: "appendResponse",
-    from: "n2",
-    to: "n1",
-    term: 4,
-    success: true,
-    index: 4,
-    hintIndex: 0,
-    hintTerm: 0,
-  });
+  core.step(n2Acknowledges(4));
   drain(core);
   return core;
 }
@@ -78,16 +83,7 @@ describe("log replication", () => {
     const core = figure8Leader();
     // x is on a majority (n1, n2) but is of term 2; committing it could be undone by a term-3 leader.
     expect(core.hardState().commit).toBe(3);
-    core.step({
-      type: "appendResponse",
-      from: "n2",
-      to: "n1",
-      term: 4,
-      success: true,
-      index: 5,
-      hintIndex: 0,
-      hintTerm: 0,
-    });
+    core.step(n2Acknowledges(5));
     drain(core);
     // Once the term-4 no-op is on a majority, it commits, and x with it.
     expect(core.hardState().commit).toBe(5);
