@@ -8,10 +8,11 @@ export interface LogStore {
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
   load(): Promise<PersistentState>;
   /**
-   * Atomically and durably: drop stored entries from `entries[0].index` on, store `entries`, and
-   * store `hardState` when it is not null. Entries must continue the stored log without a gap.
+   * Atomically (and durably unless `options.sync` is false): drop stored entries from
+   * `entries[0].index` on, store `entries`, and store `hardState` when it is not null. Entries must
+   * continue the stored log without a gap.
    */
-  append(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
+  append(entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions): Promise<void>;
   /** Durably replace the log with a snapshot received from the leader: no entries remain. */
   installSnapshot(snapshot: Snapshot): Promise<void>;
   /** Durably keep a snapshot the node took itself; the log is untouched. */
@@ -19,6 +20,15 @@ export interface LogStore {
   /** Drop entries through `offset.index`, which a saved snapshot covers. */
   compact(offset: LogOffset): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface AppendOptions {
+  /**
+   * Wait for fsync (the default). The driver passes Ready.mustSync: only a change of entries, term
+   * or vote must be on disk before the messages that depend on it; a commit index that moved
+   * alone may be lost in a crash (it is learned again from the leader), so it costs no fsync.
+   */
+  readonly sync?: boolean;
 }
 
 /** Thrown by a LogStore for a request that would corrupt the log (a bug in the caller). */

@@ -4,7 +4,7 @@
 // and started again on the same store object.
 
 import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../core/index.js";
-import { type LogStore, LogStoreError } from "./log-store.js";
+import { type AppendOptions, type LogStore, LogStoreError } from "./log-store.js";
 
 export class MemoryLogStore implements LogStore {
   private hardState: HardState = { term: 0, vote: null, commit: 0 };
@@ -23,7 +23,11 @@ export class MemoryLogStore implements LogStore {
     };
   }
 
-  async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
+  async append(
+    entries: readonly Entry[],
+    hardState: HardState | null,
+    _options?: AppendOptions,
+  ): Promise<void> {
     this.assertOpen();
     const first = entries[0];
     if (first !== undefined) {

@@ -298,7 +298,7 @@ export class RaftNode<Result> {
       this.snapshotIndex = ready.snapshot.meta.index;
     }
     if (ready.entries.length > 0 || ready.hardState !== null)
-      await store.append(ready.entries, ready.hardState);
+      await store.append(ready.entries, ready.hardState, { sync: ready.mustSync });
     if (this.stopped) return;
     // 2. Send.
     this.options.transport.send(ready.messages);

@@ -22,7 +22,7 @@ import type {
   Snapshot,
   SnapshotMeta,
 } from "../../raft/core/index.js";
-import { type LogStore, LogStoreError } from "../../raft/node/index.js";
+import { type AppendOptions, type LogStore, LogStoreError } from "../../raft/node/index.js";
 import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
 
 const hardStateKey = Uint8Array.of(0x01);
@@ -120,7 +120,11 @@ export class LevelLogStore implements LogStore {
     return { hardState, snapshot, offset, entries };
   }
 
-  async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
+  async append(
+    entries: readonly Entry[],
+    hardState: HardState | null,
+    options: AppendOptions = {},
+  ): Promise<void> {
     const db = this.open();
     const first = entries[0];
     const batch: LevelBatch = [];
@@ -145,7 +149,7 @@ export class LevelLogStore implements LogStore {
     }
     if (hardState !== null) batch.push({ type: "put", key: hardStateKey, value: encodeRecord(hardState) });
     if (batch.length === 0) return;
-    await db.batch(batch, synced);
+    await db.batch(batch, { sync: options.sync ?? true });
     if (first !== undefined) this.lastIndex = first.index + entries.length - 1;
   }
 

@@ -68,6 +68,16 @@ export function logStoreConformance(name: string, factory: LogStoreFactory): voi
       await store.close();
     });
 
+    it("a commit-only change written without fsync (sync: false) is stored like any other", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 3, 1), { term: 1, vote: "n1", commit: 1 });
+      await store.append([], { term: 1, vote: "n1", commit: 3 }, { sync: false });
+      store = await reopen(location, store);
+      expect((await store.load()).hardState).toEqual({ term: 1, vote: "n1", commit: 3 });
+      await store.close();
+    });
+
     it("a hard state alone (no entries) is stored", async () => {
       const store = await factory.open(await factory.newLocation());
       await store.append(range(1, 2, 1), null);
