@@ -59,7 +59,7 @@ export type SecretCommand =
       readonly area: SystemArea;
       /** The record's name in its area (a policy name, a token's keyed hash, a lease id, ...). */
       readonly path: string;
-      /** Barrier ciphertext (the keyring: wrapped by the root key). */
+      /** Barrier ciphertext (the keyring: wrapped by the root key; the seal record: see systemAreas). */
       readonly value: Uint8Array;
       readonly at: number;
     }
@@ -68,9 +68,12 @@ export type SecretCommand =
 /**
  * The reserved areas for what the server keeps beside secrets, each as encrypted as a secret:
  * policies, token records (only keyed hashes of token ids name them), leases, the keyring
- * (wrapped by the root key) and the audit HMAC key. Users' paths can never reach them.
+ * (wrapped by the root key) and the audit HMAC key; and the seal record (hsm/seal-record.ts),
+ * which a sealed node must read to unseal and so is not barrier-encrypted: it holds only the root
+ * key wrapped by each seal, share digests and check values. Users' paths can never reach them.
+ * New areas go at the end: an area's position is part of its records' keys.
  */
-export const systemAreas = ["policy", "token", "lease", "keyring", "audit-key"] as const;
+export const systemAreas = ["policy", "token", "lease", "keyring", "audit-key", "seal"] as const;
 export type SystemArea = (typeof systemAreas)[number];
 
 export type SecretCommandOp = SecretCommand["op"];

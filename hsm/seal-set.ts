@@ -1,0 +1,122 @@
+// The seals of one node, built from the replicated seal record: a Shamir seal when the record has
+// unseal shares, a PKCS#11 seal when it has an HSM protector and this node is configured for the
+// token. With both ("seal HA"), either one alone unseals: the HSM every day, the shares when the
+// HSM or its key is lost. The node holds the root key of whichever seal unsealed first.
+
+import { SealError } from "./errors.js";
+import type { Pkcs11Client } from "./pkcs11/pkcs11-client.js";
+import { Pkcs11Seal } from "./pkcs11/pkcs11-seal.js";
+import type { Seal, SealStatus } from "./seal.js";
+import { pkcs11ProtectorOf, type SealRecord, type SealType, shamirProtectorOf } from "./seal-record.js";
+import { ShamirSeal } from "./shares/shamir-seal.js";
+import type { ShareCollectorOptions } from "./shares/share-collector.js";
+
+export interface SealSetOptions {
+  /** This node's client for the HSM; without it an HSM protector cannot be used here. */
+  readonly pkcs11Client?: Pkcs11Client;
+  readonly shareAttempt?: ShareCollectorOptions;
+}
+
+export interface SealSetStatus {
+  readonly sealed: boolean;
+  /** The protectors in the seal record. */
+  readonly types: readonly SealType[];
+  readonly unsealedBy: SealType | null;
+  /** The Shamir seal's status (threshold, shares, progress, nonce), if the record has one. */
+  readonly shamir: SealStatus | null;
+  /** Whether this node can use the record's HSM protector (it is configured for the token). */
+  readonly hsmUsable: boolean;
+  /** The recovery shares of an HSM-only seal. */
+  readonly recovery: { readonly threshold: number; readonly shares: number } | null;
+}
+
+export class SealSet {
+  private readonly shamir: ShamirSeal | null;
+  private readonly pkcs11: Pkcs11Seal | null;
+  private unsealedBy: Seal | null = null;
+
+  constructor(
+    readonly record: SealRecord,
+    options: SealSetOptions = {},
+  ) {
+    const shamir = shamirProtectorOf(record);
+    const hsm = pkcs11ProtectorOf(record);
+    this.shamir = shamir === undefined ? null : new ShamirSeal(record, shamir, options.shareAttempt);
+    this.pkcs11 =
+      hsm === undefined || options.pkcs11Client === undefined
+        ? null
+        : new Pkcs11Seal(record, hsm, options.pkcs11Client);
+  }
+
+  status(): SealSetStatus {
+    return {
+      sealed: this.unsealedBy === null,
+      types: this.record.protectors.map((protector) => protector.type),
+      unsealedBy: this.unsealedBy?.type ?? null,
+      shamir: this.shamir?.status() ?? null,
+      hsmUsable: this.pkcs11 !== null,
+      recovery:
+        this.record.recovery === null
+          ? null
+          : { threshold: this.record.recovery.threshold, shares: this.record.recovery.count },
+    };
+  }
+
+  /** True when the record has an HSM protector this node can use (so it should auto-unseal). */
+  canAutoUnseal(): boolean {
+    return this.pkcs11 !== null;
+  }
+
+  /** One unseal share from an operator; resolves to the status after it. */
+  async unsealWithShare(share: string, nonce?: string): Promise<SealSetStatus> {
+    if (this.unsealedBy !== null) return this.status();
+    if (this.shamir === null) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        "this cluster has no unseal shares: it unseals with its HSM (recovery shares authorize operations, they do not unseal)",
+      );
+    }
+    await this.shamir.unseal(nonce === undefined ? { share } : { share, nonce });
+    if (!this.shamir.status().sealed) this.unsealedBy = this.shamir;
+    return this.status();
+  }
+
+  /** Asks the HSM for the root key. */
+  async unsealWithHsm(): Promise<SealSetStatus> {
+    if (this.unsealedBy !== null) return this.status();
+    if (this.pkcs11 === null) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        pkcs11ProtectorOf(this.record) === undefined
+          ? "this cluster has no HSM seal"
+          : "this node is not configured for the cluster's HSM (no pkcs11 section in its config)",
+      );
+    }
+    await this.pkcs11.unseal();
+    this.unsealedBy = this.pkcs11;
+    this.shamir?.resetAttempt();
+    return this.status();
+  }
+
+  /** Discards a half-entered Shamir attempt. */
+  resetShareAttempt(): void {
+    this.shamir?.resetAttempt();
+  }
+
+  rootKey(): Uint8Array {
+    if (this.unsealedBy === null) throw new SealError("SEALED", "the node is sealed: unseal it first");
+    return this.unsealedBy.rootKey();
+  }
+
+  seal(): void {
+    this.shamir?.seal();
+    this.pkcs11?.seal();
+    this.unsealedBy = null;
+  }
+
+  close(): void {
+    this.seal();
+    this.shamir?.close();
+    this.pkcs11?.close();
+  }
+}
