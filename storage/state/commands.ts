@@ -76,6 +76,17 @@ export type SecretCommand =
 export const systemAreas = ["policy", "token", "lease", "keyring", "audit-key", "seal"] as const;
 export type SystemArea = (typeof systemAreas)[number];
 
+/**
+ * The system records every node looks for by name. Both are written by the leader at init; the
+ * seal record again by rekey, seal migration and HSM key rotation, the keyring by rotation.
+ */
+export const wellKnownRecords = {
+  /** hsm/seal-record.ts as JSON: how the root key is protected. Read while sealed. */
+  seal: { area: "seal", name: "current" },
+  /** The keyring wrapped by the root key (storage/barrier/root-key-wrap.ts). */
+  keyring: { area: "keyring", name: "current" },
+} as const satisfies Record<string, { area: SystemArea; name: string }>;
+
 export type SecretCommandOp = SecretCommand["op"];
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });

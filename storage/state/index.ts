@@ -6,6 +6,7 @@ export {
   type SecretMetadataChanges,
   type SystemArea,
   systemAreas,
+  wellKnownRecords,
 } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
 export { defaultStateLimits, type StateLimits, validatePath } from "./limits.js";

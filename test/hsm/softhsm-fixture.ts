@@ -6,7 +6,12 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { initializedLibrary, pkcs11Binding, resetLibrary } from "../../hsm/pkcs11/pkcs11-library.js";
+import {
+  initializedLibrary,
+  type Pkcs11Module,
+  pkcs11Binding,
+  resetLibrary,
+} from "../../hsm/pkcs11/pkcs11-library.js";
 
 const libraryCandidates = [
   "/usr/lib/softhsm/libsofthsm2.so",
@@ -81,6 +86,29 @@ export class SoftHsm {
 
   /** Destroys every object labelled `keyLabel` on the token (an operator deleting the key). */
   deleteKey(token: SoftHsmToken, keyLabel: string): number {
+    return this.withUserSession(token, (module, session) => {
+      const objects = findByLabel(module, session, keyLabel);
+      for (const object of objects) module.C_DestroyObject(session, object);
+      return objects.length;
+    });
+  }
+
+  /** The first byte of each asked CK_BBOOL attribute of the key labelled `keyLabel` (1 true, 0 false). */
+  keyFlags(token: SoftHsmToken, keyLabel: string, types: readonly number[]): number[] {
+    return this.withUserSession(token, (module, session) => {
+      const [key] = findByLabel(module, session, keyLabel);
+      if (key === undefined) throw new Error(`no key labelled ${keyLabel}`);
+      const attributes = module.C_GetAttributeValue(
+        session,
+        key,
+        types.map((type) => ({ type })),
+      );
+      return attributes.map((attribute) => (attribute.value as Buffer)[0] ?? -1);
+    });
+  }
+
+  /** Runs `action` in a session logged in as the token's user (private objects are visible). */
+  private withUserSession<T>(token: SoftHsmToken, action: (module: Pkcs11Module, session: Buffer) => T): T {
     const pkcs11 = pkcs11Binding();
     const { module } = initializedLibrary(this.libraryPath);
     const slot = module
@@ -94,11 +122,7 @@ export class SoftHsm {
       } catch (error) {
         if (!(error instanceof Error) || !error.message.includes("CKR_USER_ALREADY_LOGGED_IN")) throw error;
       }
-      module.C_FindObjectsInit(session, [{ type: pkcs11.CKA_LABEL, value: keyLabel }]);
-      const objects = module.C_FindObjects(session, 16);
-      module.C_FindObjectsFinal(session);
-      for (const object of objects) module.C_DestroyObject(session, object);
-      return objects.length;
+      return action(module, session);
     } finally {
       module.C_CloseSession(session);
     }
@@ -107,5 +131,15 @@ export class SoftHsm {
   cleanup(): void {
     resetLibrary(this.libraryPath);
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+function findByLabel(module: Pkcs11Module, session: Buffer, label: string): Buffer[] {
+  const pkcs11 = pkcs11Binding();
+  module.C_FindObjectsInit(session, [{ type: pkcs11.CKA_LABEL, value: label }]);
+  try {
+    return module.C_FindObjects(session, 16);
+  } finally {
+    module.C_FindObjectsFinal(session);
   }
 }
