@@ -9,7 +9,8 @@
 //   0x02 + path                               secret metadata      MessagePack SecretMetadata
 //   0x03 + path + 0x00 + version (u32 BE)     one version          barrier ciphertext
 //   0x04 + key term (u32 BE)                  encryptions          u64 BE: values applied under that key
-//   0x05 + area (u8) + name                   system record        barrier ciphertext (keyring: root-key wrapped)
+//   0x05 + area (u8) + name                   system record        barrier ciphertext (keyring: root-key wrapped;
+//                                                                  seal: the seal record, see commands.ts)
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 

@@ -25,6 +25,7 @@ import { SealSet } from "../../hsm/seal-set.js";
 import { ShareCollector } from "../../hsm/shares/share-collector.js";
 import { decryptShare } from "../../hsm/shares/share-encryption.js";
 import { Keyring, unwrapKeyring, wrapKeyring } from "../../storage/barrier/index.js";
+import { defaultStateLimits } from "../../storage/state/index.js";
 import { SoftHsm } from "./softhsm-fixture.js";
 
 const hsm = new SoftHsm();
@@ -86,6 +87,15 @@ describe("init", () => {
     expect(init.unsealShares?.shares).toHaveLength(5);
     expect(init.recoveryShares).toBeNull();
     expect(decodeSealRecord(encodeSealRecord(init.record))).toEqual(init.record);
+  });
+
+  it("the largest share set (255 of 255) unseals, and its record fits in one replicated value", async () => {
+    const init = await initializeSeal({ shamir: { count: 255, threshold: 255 } });
+    const encoded = encodeSealRecord(init.record);
+    expect(encoded.length).toBeLessThan(defaultStateLimits.valueBytesMax);
+    const shares = [...(init.unsealShares?.shares ?? [])].reverse();
+    const seals = await unsealWithShares(init.record, shares);
+    expect(Buffer.from(seals.rootKey()).equals(Buffer.from(init.rootKey))).toBe(true);
   });
 
   it("refuses what cannot work", async () => {

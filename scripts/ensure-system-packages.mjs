@@ -1,0 +1,31 @@
+// Runs before `npm test` (npm's pretest): the seal tests talk to a real SoftHSM2, a Debian package
+// that npm cannot install. When it is missing, install it if this is root on a machine with apt;
+// otherwise stop with the exact command to run, rather than failing later inside a test.
+
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+
+/** Debian packages, each with a file that proves it is installed. */
+const packages = [
+  { name: "softhsm2", proof: ["/usr/bin/softhsm2-util"] },
+  {
+    name: "libsofthsm2",
+    proof: ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"],
+  },
+];
+
+const missing = packages.filter((pkg) => !pkg.proof.some((path) => existsSync(path))).map((pkg) => pkg.name);
+if (missing.length === 0) process.exit(0);
+
+const command = `apt-get install -y ${missing.join(" ")}`;
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+if (!isRoot || !existsSync("/usr/bin/apt-get")) {
+  process.stderr.write(
+    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests).\nInstall it with:\n  sudo ${command}\n`,
+  );
+  process.exit(1);
+}
+process.stdout.write(`installing ${missing.join(", ")} for the seal tests: ${command}\n`);
+const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+execFileSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
+execFileSync("apt-get", ["install", "-y", "-q", ...missing], { stdio: "inherit", env });
