@@ -15,6 +15,7 @@ import { registerSealMetrics } from "../../hsm/seal-metrics.js";
 import { initializeSeal, rewrapWithHsmKey } from "../../hsm/seal-operations.js";
 import { encodeSealRecord, type SealRecord } from "../../hsm/seal-record.js";
 import { SealSet } from "../../hsm/seal-set.js";
+import { eventually } from "../support/eventually.js";
 import { SoftHsm, type SoftHsmToken } from "./softhsm-fixture.js";
 
 const hsm = new SoftHsm();
@@ -55,15 +56,6 @@ async function unsealError(record: SealRecord, config: Pkcs11Config): Promise<Se
     seals.close();
   }
   throw new Error("the unseal succeeded");
-}
-
-/** Polls until `condition` holds, for at most `timeoutMs`. */
-async function eventually(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not reached in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 describe("init", () => {
@@ -246,7 +238,7 @@ describe("unseal faults", () => {
     });
     registerSealMetrics(registry, { seals: () => seals, autoUnsealer: () => unsealer });
     await unsealer.start();
-    await eventually(() => unsealer.status().failures >= 3);
+    await eventually(() => unsealer.status().failures >= 3, 5000);
     const waiting = unsealer.status();
     expect(waiting.state === "waiting" || waiting.state === "trying").toBe(true);
     expect(waiting.lastError?.code).toBe("HSM_UNAVAILABLE");
@@ -258,7 +250,7 @@ describe("unseal faults", () => {
     expect(metrics).toMatch(/^strongroom_seal_auto_unseal_failures\{code="HSM_UNAVAILABLE"\} [3-9]\d*$/m);
 
     hsm.restoreToken(removable);
-    await eventually(() => unsealer.status().state === "unsealed");
+    await eventually(() => unsealer.status().state === "unsealed", 5000);
     expect(seals.status()).toMatchObject({ sealed: false, unsealedBy: "pkcs11" });
     expect(Buffer.from(seals.rootKey()).equals(Buffer.from(rootKey))).toBe(true);
     expect(new Set(failures)).toEqual(new Set(["HSM_UNAVAILABLE"]));

@@ -6,10 +6,9 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { build } from "esbuild";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Pkcs11Client } from "../../hsm/pkcs11/pkcs11-client.js";
 import type { Pkcs11Config } from "../../hsm/pkcs11/pkcs11-config.js";
@@ -17,29 +16,24 @@ import { initializeSeal } from "../../hsm/seal-operations.js";
 import { encodeSealRecord } from "../../hsm/seal-record.js";
 import { Barrier, Keyring, wrapKeyring } from "../../storage/barrier/index.js";
 import { encodeCommand, SecretStateMachine, wellKnownRecords } from "../../storage/state/index.js";
+import { bundleChild } from "../support/bundle-child.js";
+import { eventually } from "../support/eventually.js";
 import { SoftHsm } from "./softhsm-fixture.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-seal-restart-"));
-const bundleDirectory = new URL("../../node_modules/.cache/strongroom/", import.meta.url).pathname;
-const nodeScript = join(bundleDirectory, "auto-unseal-node.mjs");
+let nodeScript = "";
 const hsm = new SoftHsm();
 const token = hsm.initToken("restart");
 const secretPath = "payments/stripe-key";
 const secretValue = randomBytes(64);
 
 beforeAll(async () => {
-  mkdirSync(bundleDirectory, { recursive: true });
-  await build({
-    entryPoints: [new URL("./fixtures/auto-unseal-node.ts", import.meta.url).pathname],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: nodeScript,
-    // Native addons are loaded from node_modules, not bundled.
-    external: ["classic-level", "pkcs11js"],
-    logLevel: "silent",
-  });
+  // Native addons are loaded from node_modules, not bundled.
+  nodeScript = await bundleChild(
+    new URL("./fixtures/auto-unseal-node.ts", import.meta.url),
+    "auto-unseal-node",
+    ["classic-level", "pkcs11js"],
+  );
 });
 afterAll(() => {
   hsm.cleanup();
@@ -108,25 +102,21 @@ function startNode(directory: string, config: Pkcs11Config): NodeProcess {
   return { child, lines, exited };
 }
 
-async function eventually(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not reached in time");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+function configFor(keyLabel: string, mechanism: Pkcs11Config["mechanism"]): Pkcs11Config {
+  return {
+    libraryPath: hsm.libraryPath,
+    tokenLabel: token.label,
+    pinFile: token.pinFile,
+    keyLabel,
+    mechanism,
+  };
 }
 
 const expectedLine = `value ${createHash("sha256").update(secretValue).digest("hex")}`;
 
 it("a restarted node unseals by itself through the HSM and serves the secret", async () => {
   const directory = join(root, "node-a");
-  const config: Pkcs11Config = {
-    libraryPath: hsm.libraryPath,
-    tokenLabel: token.label,
-    pinFile: token.pinFile,
-    keyLabel: "restart-a",
-    mechanism: "aes-gcm",
-  };
+  const config = configFor("restart-a", "aes-gcm");
   await initializedState(directory, config);
   const node = startNode(directory, config);
   expect(await node.exited).toBe(0);
@@ -135,19 +125,13 @@ it("a restarted node unseals by itself through the HSM and serves the secret", a
 
 it("a node started while the token is gone stays sealed, retries, and unseals when it is back", async () => {
   const directory = join(root, "node-b");
-  const config: Pkcs11Config = {
-    libraryPath: hsm.libraryPath,
-    tokenLabel: token.label,
-    pinFile: token.pinFile,
-    keyLabel: "restart-b",
-    mechanism: "aes-key-wrap-pad",
-  };
+  const config = configFor("restart-b", "aes-key-wrap-pad");
   await initializedState(directory, config);
   hsm.removeToken(token);
   let restored = false;
   try {
     const node = startNode(directory, config);
-    await eventually(() => node.lines.length >= 3);
+    await eventually(() => node.lines.length >= 3, 10_000);
     expect(node.lines.slice(0, 3)).toEqual([
       "failed HSM_UNAVAILABLE",
       "failed HSM_UNAVAILABLE",

@@ -5,36 +5,25 @@
 // Seeded: RAFT_LOG_CRASH_SEED replays a run.
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { build } from "esbuild";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { SeededRandom } from "../../raft/core/index.js";
 import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { bundleChild } from "../support/bundle-child.js";
 import { entryData } from "./fixtures/raft-log-data.js";
 
 const cycles = Number(process.env.RAFT_LOG_CRASH_CYCLES ?? 200);
 const seed = Number(process.env.RAFT_LOG_CRASH_SEED ?? 20261127);
 const root = mkdtempSync(join(tmpdir(), "strongroom-raft-log-crash-"));
-// Inside the project, so the bundle resolves classic-level (a native addon, left out of it) from node_modules.
-const bundleDirectory = new URL("../../node_modules/.cache/strongroom/", import.meta.url).pathname;
-const writer = join(bundleDirectory, "raft-log-writer.mjs");
+let writer = "";
 
 beforeAll(async () => {
-  mkdirSync(bundleDirectory, { recursive: true });
-  // Bundled once so each child starts as plain node in tens of milliseconds, not through tsx.
-  await build({
-    entryPoints: [new URL("./fixtures/raft-log-writer.ts", import.meta.url).pathname],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: writer,
-    external: ["classic-level"],
-    logLevel: "silent",
-  });
+  writer = await bundleChild(new URL("./fixtures/raft-log-writer.ts", import.meta.url), "raft-log-writer", [
+    "classic-level",
+  ]);
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
