@@ -165,7 +165,7 @@ function validateProtector(value: unknown, position: number, fail: (why: string)
     if (typeof keyLabel !== "string" || keyLabel === "") fail("the PKCS#11 protector has no keyLabel");
     if (!pkcs11Mechanisms.includes(mechanism as Pkcs11Mechanism))
       fail(`unknown PKCS#11 mechanism ${JSON.stringify(mechanism)}`);
-    if (typeof wrappedRootKey !== "string" || Buffer.from(wrappedRootKey, "base64").length < rootKeyBytes) {
+    if (!isBase64(wrappedRootKey) || Buffer.from(wrappedRootKey as string, "base64").length < rootKeyBytes) {
       fail("the PKCS#11 protector's wrappedRootKey is malformed");
     }
     return {
@@ -182,10 +182,10 @@ function shamirAssociatedData(shares: ShareSetDescriptor): Uint8Array {
   return new TextEncoder().encode(`strongroom root key v1 shamir ${shares.id}`);
 }
 
+function isBase64(value: unknown): boolean {
+  return typeof value === "string" && /^[A-Za-z0-9+/]*={0,2}$/.test(value);
+}
+
 function isBase64Bytes(value: unknown, length: number): boolean {
-  return (
-    typeof value === "string" &&
-    /^[A-Za-z0-9+/]*={0,2}$/.test(value) &&
-    Buffer.from(value, "base64").length === length
-  );
+  return isBase64(value) && Buffer.from(value as string, "base64").length === length;
 }

@@ -96,19 +96,31 @@ export class Pkcs11Client {
     return this.withSession((module, session, pkcs11) => {
       const key = this.checkedKey(module, session, pkcs11, keyLabel);
       this.checkMechanism(module, session, pkcs11, mechanism);
+      // pkcs11js takes Buffers: a copy of the root key, zeroed as soon as the token has it.
+      const plaintext = Buffer.from(rootKey);
       if (mechanism === "aes-gcm") {
         const iv = randomBytes(gcmIvBytes);
-        module.C_EncryptInit(session, gcmMechanism(pkcs11, iv), key);
-        const ciphertext = module.C_Encrypt(session, Buffer.from(rootKey), Buffer.alloc(rootKeyBytes + 32));
-        return new Uint8Array(Buffer.concat([iv, ciphertext]));
+        try {
+          module.C_EncryptInit(session, gcmMechanism(pkcs11, iv), key);
+          const ciphertext = module.C_Encrypt(session, plaintext, Buffer.alloc(rootKeyBytes + 32));
+          return new Uint8Array(Buffer.concat([iv, ciphertext]));
+        } finally {
+          plaintext.fill(0);
+        }
       }
-      const temporary = module.C_CreateObject(session, [
-        { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_SECRET_KEY },
-        { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_AES },
-        { type: pkcs11.CKA_TOKEN, value: false },
-        { type: pkcs11.CKA_EXTRACTABLE, value: true },
-        { type: pkcs11.CKA_VALUE, value: Buffer.from(rootKey) },
-      ]);
+      let temporary: Handle;
+      try {
+        // A session object (gone when the session closes), destroyed right after the wrap.
+        temporary = module.C_CreateObject(session, [
+          { type: pkcs11.CKA_CLASS, value: pkcs11.CKO_SECRET_KEY },
+          { type: pkcs11.CKA_KEY_TYPE, value: pkcs11.CKK_AES },
+          { type: pkcs11.CKA_TOKEN, value: false },
+          { type: pkcs11.CKA_EXTRACTABLE, value: true },
+          { type: pkcs11.CKA_VALUE, value: plaintext },
+        ]);
+      } finally {
+        plaintext.fill(0);
+      }
       try {
         const wrapped = module.C_WrapKey(
           session,
