@@ -12,12 +12,17 @@ export class InProcessNetwork {
   dropped = 0;
 
   connect(id: NodeId): Transport {
+    let closed = false;
     return {
-      send: (messages) => this.send(messages),
+      send: (messages) => {
+        // A closed transport is gone from the network: it neither sends nor receives.
+        if (!closed) this.send(messages);
+      },
       listen: (handler) => {
         this.handlers.set(id, handler);
       },
       close: async () => {
+        closed = true;
         this.handlers.delete(id);
       },
     };

@@ -1,0 +1,59 @@
+// The peer port: a gRPC server for strongroom.raft.v1.Peer over mutual TLS with the cluster CA
+// only, so a client certificate (client CA) fails the handshake before any RPC. Separate from the
+// client port, as etcd (2379/2380) and Vault (8200/8201) separate theirs.
+
+import { type handleUnaryCall, Server } from "@grpc/grpc-js";
+import {
+  type ForwardRequest,
+  type ForwardResponse,
+  type PeerServer,
+  PeerService,
+} from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import { serverCredentials } from "../tls/credentials.js";
+import type { TlsFiles } from "../tls/tls-files.js";
+import {
+  defaultPeerTransportLimits,
+  type GrpcPeerTransport,
+  type PeerTransportLimits,
+  peerChannelOptions,
+} from "./peer-transport.js";
+
+export interface PeerListenerOptions {
+  /** host:port to listen on (port 0: any free port). */
+  readonly address: string;
+  readonly tls: TlsFiles;
+  readonly transport: GrpcPeerTransport;
+  readonly forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+  readonly limits?: PeerTransportLimits;
+}
+
+export interface PeerListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startPeerListener(options: PeerListenerOptions): Promise<PeerListener> {
+  const server = new Server(peerChannelOptions(options.limits ?? defaultPeerTransportLimits));
+  const implementation: PeerServer = {
+    stream: (call, callback) => options.transport.acceptStream(call, callback),
+    forward: options.forward,
+  };
+  server.addService(PeerService, implementation);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.address, serverCredentials(options.tls), (error, boundPort) =>
+      error === null ? resolve(boundPort) : reject(error),
+    );
+  });
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Streams from peers never end on their own: give them a moment, then cut them.
+        const timer = setTimeout(() => server.forceShutdown(), 1000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

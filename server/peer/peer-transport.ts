@@ -1,0 +1,280 @@
+// The Raft transport between node processes: one gRPC client stream per peer (Peer.Stream) over
+// mutual TLS with the cluster CA. Messages from one Ready go out as one batch. send() never blocks
+// and never throws: each peer has a bounded queue, HTTP/2 flow control pushes back when the peer
+// falls behind, and what does not fit is dropped and counted (Raft retries by itself). A peer that
+// is down costs a failed stream and a reconnect with backoff, nothing else.
+//
+// Both directions check identity: the dialer accepts only a server certificate naming the node it
+// dials, and the receiver accepts a stream only from a certificate naming a node, and only
+// messages that say they come from that node and are addressed to this one.
+
+import {
+  type ClientWritableStream,
+  type ServerReadableStream,
+  type sendUnaryData,
+  status,
+} from "@grpc/grpc-js";
+import {
+  type MessageBatch,
+  PeerClient,
+  type RaftMessage,
+  type StreamClosed,
+} from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import type { Message, NodeId } from "../../raft/core/index.js";
+import type { Transport } from "../../raft/node/index.js";
+import { channelCredentials } from "../tls/credentials.js";
+import { nodeIdOf } from "../tls/identity.js";
+import type { TlsFiles } from "../tls/tls-files.js";
+import { fromWire, type PeerMessageError, toWire } from "./raft-message-codec.js";
+
+export interface PeerTransportLimits {
+  /** Bytes queued for one peer before new messages to it are dropped. */
+  readonly queueBytesMax: number;
+  /** Bytes in one batch on the wire (a snapshot chunk larger than this goes alone). */
+  readonly batchBytesMax: number;
+}
+
+export const defaultPeerTransportLimits: PeerTransportLimits = {
+  queueBytesMax: 64 * 1024 * 1024,
+  batchBytesMax: 4 * 1024 * 1024,
+};
+
+/** gRPC channel options for peers, explicit rather than grpc-js's defaults (see each comment). */
+export function peerChannelOptions(limits: PeerTransportLimits): Record<string, number> {
+  return {
+    // A batch (or a snapshot chunk) must fit; 4 MiB of headroom above the largest batch.
+    "grpc.max_send_message_length": limits.batchBytesMax + 4 * 1024 * 1024,
+    "grpc.max_receive_message_length": limits.batchBytesMax + 4 * 1024 * 1024,
+    // Notice a dead peer within seconds, not at the next TCP timeout.
+    "grpc.keepalive_time_ms": 5_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    // A restarted peer is dialled again quickly: failover time depends on it.
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 2_000,
+  };
+}
+
+export interface PeerTransportOptions {
+  readonly nodeId: NodeId;
+  /** Where each peer's Peer service listens (host:port), by node id. */
+  readonly peers: ReadonlyMap<NodeId, string>;
+  /** The cluster CA bundle and this node's certificate. */
+  readonly tls: TlsFiles;
+  readonly limits?: PeerTransportLimits;
+  /** Called when messages to a peer are dropped (queue full, peer unknown or unreachable). */
+  readonly onDrop?: (peer: NodeId, messages: number, why: string) => void;
+  /** Called when a stream to a peer fails (unreachable, TLS refused, refused by the peer). */
+  readonly onStreamError?: (peer: NodeId, details: string) => void;
+}
+
+interface Outbox {
+  readonly peer: NodeId;
+  queue: { readonly message: RaftMessage; readonly bytes: number }[];
+  queuedBytes: number;
+  client: PeerClient | null;
+  stream: ClientWritableStream<MessageBatch> | null;
+  /** True while waiting for the stream to drain. */
+  blocked: boolean;
+}
+
+export class GrpcPeerTransport implements Transport {
+  private handler: ((message: Message) => void) | null = null;
+  private readonly outboxes = new Map<NodeId, Outbox>();
+  private readonly limits: PeerTransportLimits;
+  private flushScheduled = false;
+  private closed = false;
+  private readonly stopWatchingTls: () => void;
+
+  constructor(private readonly options: PeerTransportOptions) {
+    this.limits = options.limits ?? defaultPeerTransportLimits;
+    // New certificates apply to new connections: drop the clients, the next send dials again.
+    this.stopWatchingTls = options.tls.onChange(() => {
+      for (const outbox of this.outboxes.values()) this.disconnect(outbox);
+    });
+  }
+
+  send(messages: readonly Message[]): void {
+    if (this.closed) return;
+    for (const message of messages) {
+      const outbox = this.outboxFor(message.to);
+      if (outbox === null) {
+        this.options.onDrop?.(message.to, 1, "unknown peer");
+        continue;
+      }
+      const wire = toWire(message);
+      const bytes = estimatedBytes(message);
+      if (outbox.queuedBytes + bytes > this.limits.queueBytesMax) {
+        this.options.onDrop?.(message.to, 1, "queue full");
+        continue;
+      }
+      outbox.queue.push({ message: wire, bytes });
+      outbox.queuedBytes += bytes;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // Everything sent in this turn of the event loop (one Ready) leaves as one batch per peer.
+      setImmediate(() => {
+        this.flushScheduled = false;
+        for (const outbox of this.outboxes.values()) this.flush(outbox);
+      });
+    }
+  }
+
+  listen(handler: (message: Message) => void): void {
+    this.handler = handler;
+  }
+
+  /**
+   * The receiving side of Peer.Stream: checks the sender's certificate, then hands every message
+   * to the Raft node. Registered by the peer listener.
+   */
+  acceptStream(
+    call: ServerReadableStream<MessageBatch, StreamClosed>,
+    callback: sendUnaryData<StreamClosed>,
+  ): void {
+    const peer = nodeIdOf(call.getAuthContext()?.sslPeerCertificate);
+    let batches = 0;
+    let refused = false;
+    const refuse = (code: status, details: string): void => {
+      if (refused) return;
+      refused = true;
+      callback({ code, details });
+      call.destroy();
+    };
+    if (peer === null) {
+      refuse(status.PERMISSION_DENIED, "the peer certificate names no node (SAN URI strongroom://node/<id>)");
+      return;
+    }
+    call.on("data", (batch: MessageBatch) => {
+      if (refused) return;
+      batches += 1;
+      for (const wire of batch.messages) {
+        if (wire.from !== peer || wire.to !== this.options.nodeId) {
+          refuse(
+            status.PERMISSION_DENIED,
+            `node ${peer} sent a message from ${wire.from} to ${wire.to}; it may only send its own messages to ${this.options.nodeId}`,
+          );
+          return;
+        }
+        let message: Message;
+        try {
+          message = fromWire(wire);
+        } catch (error) {
+          refuse(status.INVALID_ARGUMENT, (error as PeerMessageError).message);
+          return;
+        }
+        if (!this.closed) this.handler?.(message);
+      }
+    });
+    call.on("end", () => {
+      if (!refused) callback(null, { batches });
+    });
+    call.on("error", () => {
+      // The sender went away; it dials again when it has something to send.
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopWatchingTls();
+    for (const outbox of this.outboxes.values()) this.disconnect(outbox);
+    this.outboxes.clear();
+  }
+
+  private outboxFor(peer: NodeId): Outbox | null {
+    let outbox = this.outboxes.get(peer);
+    if (outbox === undefined) {
+      if (!this.options.peers.has(peer)) return null;
+      outbox = { peer, queue: [], queuedBytes: 0, client: null, stream: null, blocked: false };
+      this.outboxes.set(peer, outbox);
+    }
+    return outbox;
+  }
+
+  private flush(outbox: Outbox): void {
+    while (outbox.queue.length > 0 && !outbox.blocked && !this.closed) {
+      const stream = this.streamTo(outbox);
+      const batch: RaftMessage[] = [];
+      let batchBytes = 0;
+      while (outbox.queue.length > 0) {
+        const next = outbox.queue[0];
+        if (next === undefined || (batch.length > 0 && batchBytes + next.bytes > this.limits.batchBytesMax))
+          break;
+        outbox.queue.shift();
+        outbox.queuedBytes -= next.bytes;
+        batch.push(next.message);
+        batchBytes += next.bytes;
+      }
+      const writable = stream.write({ messages: batch });
+      if (!writable) {
+        outbox.blocked = true;
+        stream.once("drain", () => {
+          outbox.blocked = false;
+          this.flush(outbox);
+        });
+      }
+    }
+  }
+
+  private streamTo(outbox: Outbox): ClientWritableStream<MessageBatch> {
+    if (outbox.stream !== null) return outbox.stream;
+    const address = this.options.peers.get(outbox.peer) ?? "";
+    if (outbox.client === null) {
+      const expected = outbox.peer;
+      outbox.client = new PeerClient(
+        address,
+        channelCredentials(this.options.tls, (certificate) => {
+          const named = nodeIdOf(certificate);
+          return named === expected
+            ? undefined
+            : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
+        }),
+        peerChannelOptions(this.limits),
+      );
+    }
+    const stream = outbox.client.stream((error) => {
+      // The stream ended (peer down, refused, or closed by us): the next flush opens another.
+      if (outbox.stream === stream) {
+        outbox.stream = null;
+        outbox.blocked = false;
+      }
+      if (error === null || this.closed) return;
+      this.options.onStreamError?.(outbox.peer, error.details);
+      if (outbox.queue.length > 0) {
+        this.options.onDrop?.(outbox.peer, outbox.queue.length, "stream failed");
+        outbox.queue = [];
+        outbox.queuedBytes = 0;
+      }
+    });
+    stream.on("error", () => {
+      // Reported through the callback above.
+    });
+    outbox.stream = stream;
+    return stream;
+  }
+
+  private disconnect(outbox: Outbox): void {
+    outbox.stream?.end();
+    outbox.stream = null;
+    outbox.blocked = false;
+    outbox.client?.close();
+    outbox.client = null;
+  }
+}
+
+/** A message's size on the wire, near enough for the queue bound: its payload bytes plus headers. */
+function estimatedBytes(message: Message): number {
+  const overhead = 64;
+  if (message.type === "append") {
+    return overhead + message.entries.reduce((sum, entry) => sum + entry.data.length + 32, 0);
+  }
+  if (message.type === "snapshotChunk") {
+    return (
+      overhead +
+      message.chunk.length +
+      64 * (message.meta.membership.voters.length + message.meta.membership.learners.length)
+    );
+  }
+  return overhead;
+}

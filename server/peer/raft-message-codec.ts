@@ -1,0 +1,171 @@
+// Raft messages to and from their wire form (strongroom.raft.v1.RaftMessage). The core's message
+// types and the proto's oneof cases share their names, so the mapping is one case per type. What
+// arrives from a peer is checked here before the core sees it: a body that is missing or of the
+// wrong shape is refused (PeerMessageError), never passed on half-filled.
+
+import {
+  EntryType,
+  type RaftMessage,
+  type Entry as WireEntry,
+  type Membership as WireMembership,
+  type SnapshotMeta as WireSnapshotMeta,
+} from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import type { Entry, Membership, Message, SnapshotMeta } from "../../raft/core/index.js";
+
+export class PeerMessageError extends Error {
+  override readonly name = "PeerMessageError";
+}
+
+export function toWire(message: Message): RaftMessage {
+  const { from, to, term } = message;
+  const wire = (body: RaftMessage["body"]): RaftMessage => ({ from, to, term, body });
+  switch (message.type) {
+    case "preVote":
+      return wire({ $case: "preVote", value: { lastIndex: message.lastIndex, lastTerm: message.lastTerm } });
+    case "vote":
+      return wire({
+        $case: "vote",
+        value: { lastIndex: message.lastIndex, lastTerm: message.lastTerm, transfer: message.transfer },
+      });
+    case "preVoteResponse":
+    case "voteResponse":
+      return wire({ $case: message.type, value: { granted: message.granted } });
+    case "append":
+      return wire({
+        $case: "append",
+        value: {
+          prevIndex: message.prevIndex,
+          prevTerm: message.prevTerm,
+          entries: message.entries.map(entryToWire),
+          commit: message.commit,
+        },
+      });
+    case "appendResponse":
+      return wire({
+        $case: "appendResponse",
+        value: {
+          success: message.success,
+          index: message.index,
+          hintIndex: message.hintIndex,
+          hintTerm: message.hintTerm,
+        },
+      });
+    case "heartbeat":
+      return wire({ $case: "heartbeat", value: { commit: message.commit, readRound: message.readRound } });
+    case "heartbeatResponse":
+      return wire({ $case: "heartbeatResponse", value: { readRound: message.readRound } });
+    case "snapshotChunk":
+      return wire({
+        $case: "snapshotChunk",
+        value: {
+          meta: metaToWire(message.meta),
+          totalBytes: message.totalBytes,
+          offset: message.offset,
+          chunk: message.chunk,
+        },
+      });
+    case "snapshotResponse":
+      return wire({
+        $case: "snapshotResponse",
+        value: {
+          snapshotIndex: message.snapshotIndex,
+          snapshotTerm: message.snapshotTerm,
+          nextOffset: message.nextOffset,
+          installed: message.installed,
+        },
+      });
+    case "timeoutNow":
+      return wire({ $case: "timeoutNow", value: {} });
+    case "readIndex":
+      return wire({ $case: "readIndex", value: { context: message.context } });
+    case "readIndexResponse":
+      return wire({ $case: "readIndexResponse", value: { context: message.context, index: message.index } });
+  }
+}
+
+export function fromWire(wire: RaftMessage): Message {
+  const { from, to, term, body } = wire;
+  if (body === undefined) throw new PeerMessageError(`a Raft message from ${from} has no body`);
+  const base = { from, to, term };
+  switch (body.$case) {
+    case "preVote":
+      return { ...base, type: "preVote", lastIndex: body.value.lastIndex, lastTerm: body.value.lastTerm };
+    case "vote":
+      return { ...base, type: "vote", ...body.value };
+    case "preVoteResponse":
+    case "voteResponse":
+      return { ...base, type: body.$case, granted: body.value.granted };
+    case "append":
+      return {
+        ...base,
+        type: "append",
+        prevIndex: body.value.prevIndex,
+        prevTerm: body.value.prevTerm,
+        entries: body.value.entries.map(entryFromWire),
+        commit: body.value.commit,
+      };
+    case "appendResponse":
+      return { ...base, type: "appendResponse", ...body.value };
+    case "heartbeat":
+      return { ...base, type: "heartbeat", commit: body.value.commit, readRound: body.value.readRound };
+    case "heartbeatResponse":
+      return { ...base, type: "heartbeatResponse", readRound: body.value.readRound };
+    case "snapshotChunk":
+      return {
+        ...base,
+        type: "snapshotChunk",
+        meta: metaFromWire(body.value.meta, from),
+        totalBytes: body.value.totalBytes,
+        offset: body.value.offset,
+        chunk: body.value.chunk,
+      };
+    case "snapshotResponse":
+      return { ...base, type: "snapshotResponse", ...body.value };
+    case "timeoutNow":
+      return { ...base, type: "timeoutNow" };
+    case "readIndex":
+      return { ...base, type: "readIndex", context: body.value.context };
+    case "readIndexResponse":
+      return { ...base, type: "readIndexResponse", context: body.value.context, index: body.value.index };
+  }
+}
+
+function entryToWire(entry: Entry): WireEntry {
+  return {
+    index: entry.index,
+    term: entry.term,
+    type: entry.type === "config" ? EntryType.ENTRY_TYPE_CONFIG : EntryType.ENTRY_TYPE_NORMAL,
+    data: entry.data,
+  };
+}
+
+function entryFromWire(entry: WireEntry): Entry {
+  if (entry.type !== EntryType.ENTRY_TYPE_NORMAL && entry.type !== EntryType.ENTRY_TYPE_CONFIG) {
+    throw new PeerMessageError(`entry ${entry.index} has an unknown type ${entry.type}`);
+  }
+  return {
+    index: entry.index,
+    term: entry.term,
+    type: entry.type === EntryType.ENTRY_TYPE_CONFIG ? "config" : "normal",
+    data: entry.data,
+  };
+}
+
+function metaToWire(meta: SnapshotMeta): WireSnapshotMeta {
+  return { index: meta.index, term: meta.term, membership: membershipToWire(meta.membership) };
+}
+
+function metaFromWire(meta: WireSnapshotMeta | undefined, from: string): SnapshotMeta {
+  if (meta === undefined || meta.membership === undefined) {
+    throw new PeerMessageError(`a snapshot chunk from ${from} has no snapshot metadata`);
+  }
+  return { index: meta.index, term: meta.term, membership: membershipFromWire(meta.membership) };
+}
+
+function membershipToWire(membership: Membership): WireMembership {
+  return { voters: [...membership.voters], learners: [...membership.learners] };
+}
+
+function membershipFromWire(membership: WireMembership): Membership {
+  return { voters: membership.voters, learners: membership.learners };
+}

@@ -1,0 +1,141 @@
+// A listener's or dialer's TLS material (CA bundle, certificate, private key), read from files and
+// read again when they change, so certificates rotate without a restart. A change is checked
+// before it is used (the key must match the certificate, the certificate must be in its validity
+// period); a bad change is reported and the material in use stays. Files are polled (fs.watchFile)
+// because rotation tools replace files by rename or swap symlinks (Kubernetes secrets), which
+// inotify-based watching misses.
+
+import { X509Certificate } from "node:crypto";
+import { readFileSync, type StatWatcher, unwatchFile, watchFile } from "node:fs";
+import { createSecureContext } from "node:tls";
+
+export interface TlsFilePaths {
+  /** PEM bundle of the CA(s) whose certificates the other side must present. */
+  readonly caFile: string;
+  readonly certificateFile: string;
+  readonly privateKeyFile: string;
+}
+
+export interface TlsMaterial {
+  readonly ca: Buffer;
+  readonly certificate: Buffer;
+  readonly privateKey: Buffer;
+}
+
+export class TlsConfigError extends Error {
+  override readonly name = "TlsConfigError";
+}
+
+/** Every listener and dialer of strongroom speaks TLS 1.3 only. */
+export const tlsMinVersion = "TLSv1.3";
+
+export interface TlsFilesOptions {
+  /** How often the files are checked for a change (default 1 s). */
+  readonly pollIntervalMs?: number;
+  readonly now?: () => number;
+  /** Called when a change was refused (the old material stays in use). */
+  readonly onReloadError?: (error: TlsConfigError) => void;
+}
+
+export class TlsFiles {
+  private material: TlsMaterial;
+  private readonly listeners = new Set<(material: TlsMaterial) => void>();
+  private readonly watchers: StatWatcher[] = [];
+  private readonly watched: string[];
+
+  constructor(
+    readonly paths: TlsFilePaths,
+    private readonly options: TlsFilesOptions = {},
+  ) {
+    this.material = readTlsMaterial(paths, options.now ?? Date.now);
+    this.watched = [paths.caFile, paths.certificateFile, paths.privateKeyFile];
+    const interval = options.pollIntervalMs ?? 1000;
+    for (const file of this.watched) {
+      this.watchers.push(watchFile(file, { interval, persistent: false }, () => this.reload()));
+    }
+  }
+
+  current(): TlsMaterial {
+    return this.material;
+  }
+
+  onChange(listener: (material: TlsMaterial) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads the files again now (the poll does this on its own). */
+  reload(): void {
+    let next: TlsMaterial;
+    try {
+      next = readTlsMaterial(this.paths, this.options.now ?? Date.now);
+    } catch (error) {
+      this.options.onReloadError?.(error as TlsConfigError);
+      return;
+    }
+    const same =
+      next.ca.equals(this.material.ca) &&
+      next.certificate.equals(this.material.certificate) &&
+      next.privateKey.equals(this.material.privateKey);
+    if (same) return;
+    this.material = next;
+    for (const listener of this.listeners) listener(next);
+  }
+
+  close(): void {
+    for (const file of this.watched) unwatchFile(file);
+    this.watchers.length = 0;
+    this.listeners.clear();
+  }
+}
+
+/** Reads and checks TLS material; every problem is a TlsConfigError naming the file and the fix. */
+export function readTlsMaterial(paths: TlsFilePaths, now: () => number = Date.now): TlsMaterial {
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new TlsConfigError(
+        `cannot read the ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      );
+    }
+  };
+  const material: TlsMaterial = {
+    ca: read(paths.caFile, "CA bundle"),
+    certificate: read(paths.certificateFile, "certificate"),
+    privateKey: read(paths.privateKeyFile, "private key"),
+  };
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(material.certificate);
+    new X509Certificate(material.ca);
+  } catch (error) {
+    throw new TlsConfigError(
+      `${paths.certificateFile} or ${paths.caFile} is not a PEM certificate: ${(error as Error).message}`,
+    );
+  }
+  const time = now();
+  if (Date.parse(certificate.validTo) < time) {
+    throw new TlsConfigError(
+      `the certificate ${paths.certificateFile} expired on ${new Date(certificate.validTo).toISOString()}`,
+    );
+  }
+  if (Date.parse(certificate.validFrom) > time) {
+    throw new TlsConfigError(
+      `the certificate ${paths.certificateFile} is not valid before ${new Date(certificate.validFrom).toISOString()} (clock skew?)`,
+    );
+  }
+  try {
+    createSecureContext({
+      ca: material.ca,
+      cert: material.certificate,
+      key: material.privateKey,
+      minVersion: tlsMinVersion,
+    });
+  } catch (error) {
+    throw new TlsConfigError(
+      `${paths.privateKeyFile} does not fit ${paths.certificateFile} (or one is malformed): ${(error as Error).message}`,
+    );
+  }
+  return material;
+}

@@ -1,0 +1,199 @@
+// The Raft transport between node processes, over real sockets and real mutual TLS 1.3: the shared
+// Transport contract, the refusals (a client certificate, another cluster's CA, a node speaking
+// for another, a listener that is not the node dialled), and three RaftNodes electing a leader
+// and committing through it.
+
+import { type ServiceError, status } from "@grpc/grpc-js";
+import { afterAll, describe, expect, it } from "vitest";
+import { type MessageBatch, PeerClient } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import type { Entry, Message, NodeId } from "../../raft/core/index.js";
+import { MemoryLogStore, RaftNode, type StateMachine } from "../../raft/node/index.js";
+import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
+import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
+import { toWire } from "../../server/peer/raft-message-codec.js";
+import { channelCredentials } from "../../server/tls/credentials.js";
+import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
+import { transportConformance } from "../conformance/transport-conformance.js";
+import { eventually } from "../support/eventually.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("peer");
+afterAll(() => pki.cleanup());
+
+interface PeerNode {
+  readonly id: NodeId;
+  readonly transport: GrpcPeerTransport;
+  readonly listener: PeerListener;
+  readonly tls: TlsFiles;
+  readonly drops: string[];
+  readonly streamErrors: string[];
+}
+
+/** Nodes n1..nN, each with its transport and peer listener on 127.0.0.1, all knowing each other. */
+async function startPeers(count: number, paths: (id: NodeId) => TlsFilePaths = (id) => pki.node(id)) {
+  const addresses = new Map<NodeId, string>();
+  const nodes: PeerNode[] = [];
+  for (let i = 1; i <= count; i++) {
+    const id = `n${i}`;
+    const tls = new TlsFiles(paths(id));
+    const drops: string[] = [];
+    const streamErrors: string[] = [];
+    const transport = new GrpcPeerTransport({
+      nodeId: id,
+      peers: addresses,
+      tls,
+      onDrop: (peer, messages, why) => drops.push(`${peer} ${messages} ${why}`),
+      onStreamError: (peer, details) => streamErrors.push(`${peer}: ${details}`),
+    });
+    const listener = await startPeerListener({
+      address: "127.0.0.1:0",
+      tls,
+      transport,
+      forward: (_call, callback) =>
+        callback({ code: status.UNIMPLEMENTED, details: "no forwarding in this test" }),
+    });
+    addresses.set(id, `127.0.0.1:${listener.port}`);
+    nodes.push({ id, transport, listener, tls, drops, streamErrors });
+  }
+  return {
+    nodes,
+    addresses,
+    node: (id: NodeId) => nodes.find((node) => node.id === id) ?? fail(`no node ${id}`),
+    async close() {
+      for (const node of nodes) {
+        await node.transport.close();
+        await node.listener.close();
+        node.tls.close();
+      }
+    },
+  };
+}
+
+function fail(why: string): never {
+  throw new Error(why);
+}
+
+/** Opens a raw Peer.Stream with some certificate and writes one batch; resolves to how it ended. */
+function rawStream(
+  address: string,
+  paths: TlsFilePaths,
+  messages: readonly Message[],
+): Promise<ServiceError | null> {
+  const tls = new TlsFiles(paths);
+  const client = new PeerClient(address, channelCredentials(tls));
+  return new Promise((resolve) => {
+    const stream = client.stream((error) => {
+      client.close();
+      tls.close();
+      resolve(error);
+    });
+    stream.on("error", () => {});
+    const batch: MessageBatch = { messages: messages.map(toWire) };
+    stream.write(batch);
+    setTimeout(() => stream.end(), 300);
+  });
+}
+
+transportConformance("GrpcPeerTransport (mutual TLS 1.3 on loopback)", {
+  async create(count) {
+    const peers = await startPeers(count);
+    return {
+      transports: new Map(peers.nodes.map((node) => [node.id, node.transport])),
+      close: () => peers.close(),
+    };
+  },
+});
+
+describe("peer transport security", () => {
+  it("refuses a client certificate, and a node certificate of another cluster's CA, at the handshake", async () => {
+    const peers = await startPeers(2);
+    const received: Message[] = [];
+    peers.node("n2").transport.listen((message) => received.push(message));
+    const address = peers.addresses.get("n2") ?? "";
+    const message: Message = { from: "n1", to: "n2", term: 1, type: "timeoutNow" };
+
+    const asClient = await rawStream(address, pki.client("alice"), [message]);
+    expect(asClient?.code).toBe(status.UNAVAILABLE);
+    const otherCluster = new TestPki("other");
+    // A node certificate from another CA, trusting ours (so only the server side can refuse it).
+    const foreign = otherCluster.write(
+      "foreign-n1",
+      (await import("../../server/tls/dev-pki.js")).issueNodeCertificate(otherCluster.clusterCa, {
+        nodeId: "n1",
+        hosts: ["127.0.0.1"],
+      }),
+      pki.clusterCa,
+    );
+    const asForeignNode = await rawStream(address, foreign, [message]);
+    expect(asForeignNode?.code).toBe(status.UNAVAILABLE);
+    otherCluster.cleanup();
+    expect(received).toEqual([]);
+    await peers.close();
+  });
+
+  it("refuses a node that sends messages in another node's name", async () => {
+    const peers = await startPeers(3);
+    const received: Message[] = [];
+    peers.node("n2").transport.listen((message) => received.push(message));
+    const spoofed: Message = { from: "n1", to: "n2", term: 99, type: "timeoutNow" };
+    const error = await rawStream(peers.addresses.get("n2") ?? "", pki.node("n3"), [spoofed]);
+    expect(error?.code).toBe(status.PERMISSION_DENIED);
+    expect(error?.details).toBe(
+      "node n3 sent a message from n1 to n2; it may only send its own messages to n2",
+    );
+    expect(received).toEqual([]);
+    await peers.close();
+  });
+
+  it("does not send to a listener whose certificate names another node", async () => {
+    const peers = await startPeers(3);
+    const received: Message[] = [];
+    peers.node("n3").transport.listen((message) => received.push(message));
+    // n1 believes n2 lives where n3 listens.
+    peers.addresses.set("n2", peers.addresses.get("n3") ?? "");
+    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    await eventually(() => peers.node("n1").streamErrors.length > 0, 5000);
+    expect(peers.node("n1").streamErrors[0]).toMatch(/^n2: .*names node n3, not n2/);
+    expect(received).toEqual([]);
+    await peers.close();
+  });
+});
+
+describe("Raft over the gRPC transport", () => {
+  it("three nodes elect a leader and commit what it proposes on every node", async () => {
+    const peers = await startPeers(3);
+    const applied = new Map<NodeId, string[]>();
+    const nodes = await Promise.all(
+      peers.nodes.map((peer) => {
+        const values: string[] = [];
+        applied.set(peer.id, values);
+        const machine: StateMachine<number> = {
+          apply(entry: Entry) {
+            if (entry.type === "normal" && entry.data.length > 0)
+              values.push(new TextDecoder().decode(entry.data));
+            return values.length;
+          },
+          snapshot: () => new Uint8Array(0),
+          restore() {},
+          appliedIndex: () => 0,
+        };
+        return RaftNode.start<number>({
+          id: peer.id,
+          logStore: new MemoryLogStore(),
+          transport: peer.transport,
+          stateMachine: machine,
+          tickMs: 10,
+          bootstrap: { voters: ["n1", "n2", "n3"], learners: [] },
+        });
+      }),
+    );
+    await eventually(() => nodes.some((node) => node.status().role === "leader"), 10_000);
+    const leader = nodes.find((node) => node.status().role === "leader") ?? fail("no leader");
+    for (let i = 0; i < 20; i++) await leader.propose(new TextEncoder().encode(`value-${i}`));
+    const expected = Array.from({ length: 20 }, (_, i) => `value-${i}`);
+    await eventually(() => [...applied.values()].every((values) => values.length === 20), 10_000);
+    for (const values of applied.values()) expect(values).toEqual(expected);
+    await Promise.all(nodes.map((node) => node.stop()));
+    await peers.close();
+  });
+});
