@@ -1,0 +1,124 @@
+// Certificates as operators meet them: the dev PKI's certificates verify with Node's TLS and name
+// who they belong to; a bad certificate file fails at start with a message that says what is wrong;
+// a rotated certificate is picked up without a restart, and a bad rotation is refused while the
+// old certificate stays in use.
+
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { clientIdentityOf, nodeIdOf } from "../../server/tls/identity.js";
+import { readTlsMaterial, type TlsConfigError, TlsFiles } from "../../server/tls/tls-files.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("tls");
+afterAll(() => pki.cleanup());
+
+describe("dev PKI", () => {
+  it("issues node certificates signed by the cluster CA, naming the node and its addresses", () => {
+    const paths = pki.node("n1", ["127.0.0.2", "node-1.example"]);
+    const certificate = new X509Certificate(readFileSync(paths.certificateFile));
+    const ca = new X509Certificate(pki.clusterCa.certificatePem);
+    expect(certificate.verify(ca.publicKey)).toBe(true);
+    expect(certificate.checkIssued(ca)).toBe(true);
+    expect(certificate.subjectAltName).toBe(
+      "URI:strongroom://node/n1, IP Address:127.0.0.2, DNS:node-1.example",
+    );
+    expect(certificate.checkIP("127.0.0.2")).toBe("127.0.0.2");
+    expect(certificate.checkHost("node-1.example")).toBe("node-1.example");
+    expect(certificate.keyUsage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
+    expect(ca.ca).toBe(true);
+  });
+
+  it("issues client certificates signed by the client CA, for client authentication only", () => {
+    const paths = pki.client("alice");
+    const certificate = new X509Certificate(readFileSync(paths.certificateFile));
+    expect(certificate.verify(new X509Certificate(pki.clientCa.certificatePem).publicKey)).toBe(true);
+    expect(certificate.verify(new X509Certificate(pki.clusterCa.certificatePem).publicKey)).toBe(false);
+    expect(certificate.keyUsage).toEqual(["1.3.6.1.5.5.7.3.2"]);
+    expect(certificate.subject).toContain("CN=alice");
+  });
+});
+
+describe("identities", () => {
+  it("reads a node id and a client identity, and never one for the other", () => {
+    expect(nodeIdOf({ subjectaltname: "URI:strongroom://node/n2, IP Address:127.0.0.1" } as never)).toBe(
+      "n2",
+    );
+    expect(clientIdentityOf({ subjectaltname: "URI:strongroom://node/n2" } as never)).toBeNull();
+    expect(clientIdentityOf({ subjectaltname: "URI:strongroom://client/alice" } as never)).toBe("alice");
+    expect(nodeIdOf({ subjectaltname: "URI:strongroom://client/alice" } as never)).toBeNull();
+    expect(clientIdentityOf({ subject: { CN: "build-bot" } } as never)).toBe("build-bot");
+    expect(
+      nodeIdOf({ subjectaltname: "URI:strongroom://node/n1, URI:strongroom://node/n2" } as never),
+    ).toBeNull();
+    expect(nodeIdOf({ subjectaltname: "URI:strongroom://node/../etc" } as never)).toBeNull();
+    expect(nodeIdOf(null)).toBeNull();
+  });
+});
+
+describe("TLS files", () => {
+  function errorOf(action: () => unknown): TlsConfigError {
+    try {
+      action();
+    } catch (error) {
+      return error as TlsConfigError;
+    }
+    throw new Error("no error");
+  }
+
+  it("names an expired certificate, one not yet valid, a key that does not fit, and a missing file", () => {
+    const expired = pki.node("old", ["127.0.0.1"], {
+      notBefore: new Date("2020-01-01T00:00:00Z"),
+      notAfter: new Date("2021-01-01T00:00:00Z"),
+    });
+    expect(errorOf(() => readTlsMaterial(expired)).message).toBe(
+      `the certificate ${expired.certificateFile} expired on 2021-01-01T00:00:00.000Z`,
+    );
+    const future = pki.node("future", ["127.0.0.1"], { notBefore: new Date(Date.now() + 86_400_000) });
+    expect(errorOf(() => readTlsMaterial(future)).message).toMatch(
+      /is not valid before .* \(clock skew\?\)$/,
+    );
+    const mismatched = { ...pki.node("a"), privateKeyFile: pki.node("b").privateKeyFile };
+    expect(errorOf(() => readTlsMaterial(mismatched)).message).toMatch(
+      new RegExp(`${mismatched.privateKeyFile} does not fit ${mismatched.certificateFile}`),
+    );
+    const missing = { ...pki.node("c"), caFile: "/nonexistent/ca.pem" };
+    expect(errorOf(() => readTlsMaterial(missing)).message).toBe(
+      "cannot read the CA bundle /nonexistent/ca.pem: ENOENT",
+    );
+  });
+
+  it("picks up a rotated certificate, and keeps the old one when the new files are bad", () => {
+    const paths = pki.node("rotating");
+    const errors: string[] = [];
+    const files = new TlsFiles(paths, { onReloadError: (error) => errors.push(error.message) });
+    const changes: string[] = [];
+    files.onChange((material) => changes.push(new X509Certificate(material.certificate).serialNumber));
+    const first = new X509Certificate(files.current().certificate).serialNumber;
+
+    const next = pki.node("rotating-next");
+    copyFileSync(next.certificateFile, paths.certificateFile);
+    copyFileSync(next.privateKeyFile, paths.privateKeyFile);
+    files.reload();
+    const second = new X509Certificate(files.current().certificate).serialNumber;
+    expect(second).not.toBe(first);
+    expect(changes).toEqual([second]);
+
+    // Half a rotation: a new certificate whose key has not arrived yet.
+    copyFileSync(pki.node("rotating-third").certificateFile, paths.certificateFile);
+    files.reload();
+    expect(new X509Certificate(files.current().certificate).serialNumber).toBe(second);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/does not fit/);
+
+    // The rotation completed as it was: nothing changes, nothing is reported.
+    copyFileSync(next.certificateFile, paths.certificateFile);
+    files.reload();
+    expect(changes).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    writeFileSync(paths.caFile, "not a certificate");
+    files.reload();
+    expect(errors[1]).toMatch(/is not a PEM certificate/);
+    files.close();
+  });
+});
