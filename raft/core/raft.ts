@@ -159,6 +159,8 @@ export class RaftCore {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
+  /** See setCampaignAllowed. */
+  private campaignAllowed = true;
 
   private votes = new Map<NodeId, boolean>();
   private progress = new Map<NodeId, Progress>();
@@ -231,6 +233,15 @@ export class RaftCore {
   /** Starts an election now, as if the election timeout had fired. */
   campaign(): void {
     this.hup(false);
+  }
+
+  /**
+   * Whether this node may stand for election (its timeout, campaign() and a transfer's TimeoutNow).
+   * A node that may not still votes, replicates and applies. strongroom disallows it while a node
+   * is sealed: a leader that cannot decrypt could not serve or propose.
+   */
+  setCampaignAllowed(allowed: boolean): void {
+    this.campaignAllowed = allowed;
   }
 
   /** Proposes application data. Returns where it landed; throws a RaftError when it cannot be taken. */
@@ -581,7 +592,7 @@ export class RaftCore {
   }
 
   private promotable(): boolean {
-    return this.membership.isVoter(this.id);
+    return this.campaignAllowed && this.membership.isVoter(this.id);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -193,6 +193,11 @@ export class RaftNode<Result> {
     this.schedule();
   }
 
+  /** Whether this node may stand for election (see RaftCore.setCampaignAllowed). */
+  setCampaignAllowed(allowed: boolean): void {
+    this.core.setCampaignAllowed(allowed);
+  }
+
   status(): RaftStatus {
     return this.core.status();
   }

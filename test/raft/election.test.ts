@@ -195,4 +195,26 @@ describe("leader election", () => {
     expect(cluster.core("n2").softState()).toMatchObject({ term, leader: "n1" });
     expect(cluster.core("n2").hardState().vote).not.toBe("n3");
   });
+
+  it("a node that may not campaign (sealed) never stands for election, not even when asked to take over, yet votes", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.core("n1").setCampaignAllowed(false);
+    cluster.core("n2").setCampaignAllowed(false);
+    for (let tick = 0; tick < 100; tick++) {
+      cluster.tickAll();
+      cluster.stabilize();
+    }
+    // Only n3 may campaign; it needs a vote from n1 or n2, which still vote.
+    expect(cluster.leaders()).toEqual(["n3"]);
+    cluster.core("n3").transferLeadership("n1");
+    for (let tick = 0; tick < 30; tick++) {
+      cluster.tickAll();
+      cluster.stabilize();
+    }
+    expect(cluster.leaders()).toEqual(["n3"]);
+    cluster.core("n1").setCampaignAllowed(true);
+    cluster.core("n3").transferLeadership("n1");
+    cluster.stabilize();
+    expect(cluster.leaders()).toEqual(["n1"]);
+  });
 });
