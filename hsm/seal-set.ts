@@ -6,8 +6,14 @@
 import { SealError } from "./errors.js";
 import type { Pkcs11Client } from "./pkcs11/pkcs11-client.js";
 import { Pkcs11Seal } from "./pkcs11/pkcs11-seal.js";
-import type { Seal, SealStatus } from "./seal.js";
-import { pkcs11ProtectorOf, type SealRecord, type SealType, shamirProtectorOf } from "./seal-record.js";
+import { HeldRootKey, type Seal, type SealStatus } from "./seal.js";
+import {
+  pkcs11ProtectorOf,
+  type SealRecord,
+  type SealType,
+  shamirProtectorOf,
+  verifyRootKey,
+} from "./seal-record.js";
 import { ShamirSeal } from "./shares/shamir-seal.js";
 import type { ShareCollectorOptions } from "./shares/share-collector.js";
 
@@ -21,7 +27,8 @@ export interface SealSetStatus {
   readonly sealed: boolean;
   /** The protectors in the seal record. */
   readonly types: readonly SealType[];
-  readonly unsealedBy: SealType | null;
+  /** Which seal gave the root key; "carried" when it was kept across a change of the record. */
+  readonly unsealedBy: SealType | "carried" | null;
   /** The Shamir seal's status (threshold, shares, progress, nonce), if the record has one. */
   readonly shamir: SealStatus | null;
   /** Whether this node can use the record's HSM protector (it is configured for the token). */
@@ -34,6 +41,8 @@ export class SealSet {
   private readonly shamir: ShamirSeal | null;
   private readonly pkcs11: Pkcs11Seal | null;
   private unsealedBy: Seal | null = null;
+  /** A root key carried over from the previous record of an unsealed node (see adoptRootKey). */
+  private readonly adopted = new HeldRootKey();
 
   constructor(
     readonly record: SealRecord,
@@ -50,9 +59,9 @@ export class SealSet {
 
   status(): SealSetStatus {
     return {
-      sealed: this.unsealedBy === null,
+      sealed: this.unsealedBy === null && !this.adopted.held,
       types: this.record.protectors.map((protector) => protector.type),
-      unsealedBy: this.unsealedBy?.type ?? null,
+      unsealedBy: this.unsealedBy?.type ?? (this.adopted.held ? "carried" : null),
       shamir: this.shamir?.status() ?? null,
       hsmUsable: this.pkcs11 !== null,
       recovery:
@@ -69,7 +78,7 @@ export class SealSet {
 
   /** One unseal share from an operator; resolves to the status after it. */
   async unsealWithShare(share: string, nonce?: string): Promise<SealSetStatus> {
-    if (this.unsealedBy !== null) return this.status();
+    if (!this.status().sealed) return this.status();
     if (this.shamir === null) {
       throw new SealError(
         "INVALID_ARGUMENT",
@@ -83,7 +92,7 @@ export class SealSet {
 
   /** Asks the HSM for the root key. */
   async unsealWithHsm(): Promise<SealSetStatus> {
-    if (this.unsealedBy !== null) return this.status();
+    if (!this.status().sealed) return this.status();
     if (this.pkcs11 === null) {
       throw new SealError(
         "INVALID_ARGUMENT",
@@ -98,19 +107,36 @@ export class SealSet {
     return this.status();
   }
 
+  /**
+   * Takes the root key of a node that was unsealed under the previous seal record (a rekey or
+   * migration changes how the key is protected, never the key), after checking it against this
+   * record. The set owns the buffer from then on.
+   */
+  adoptRootKey(rootKey: Uint8Array): void {
+    try {
+      verifyRootKey(this.record, rootKey, "the key kept across the seal record change");
+    } catch (error) {
+      rootKey.fill(0);
+      throw error;
+    }
+    this.adopted.take(rootKey);
+  }
+
   /** Discards a half-entered Shamir attempt. */
   resetShareAttempt(): void {
     this.shamir?.resetAttempt();
   }
 
   rootKey(): Uint8Array {
-    if (this.unsealedBy === null) throw new SealError("SEALED", "the node is sealed: unseal it first");
-    return this.unsealedBy.rootKey();
+    if (this.unsealedBy !== null) return this.unsealedBy.rootKey();
+    if (this.adopted.held) return this.adopted.get("shamir");
+    throw new SealError("SEALED", "the node is sealed: unseal it first");
   }
 
   seal(): void {
     this.shamir?.seal();
     this.pkcs11?.seal();
+    this.adopted.clear();
     this.unsealedBy = null;
   }
 

@@ -46,6 +46,13 @@ export class TestPki {
     );
   }
 
+  /** The client CA's certificate as a file: what a node's client port trusts. */
+  clientCaFile(): string {
+    const file = join(this.root, "client-ca.pem");
+    writeFileSync(file, this.clientCa.certificatePem);
+    return file;
+  }
+
   /** Writes a certificate pair and the CA it trusts under `name`, and returns the paths. */
   write(name: string, pair: PemPair, trusted: PemPair): TlsFilePaths {
     const directory = join(this.root, name);

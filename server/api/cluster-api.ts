@@ -1,0 +1,154 @@
+// strongroom.v1.Cluster: this node's view of the cluster, membership changes (one server at a
+// time, as the Raft core allows) and leadership transfer. A new member's addresses are replicated
+// (a member record) before it is added, so every node can reach it when the change applies.
+
+import {
+  type AddMemberRequest,
+  ClusterService,
+  type Member,
+  type MemberRequest,
+  type MembershipResponse,
+  type StatusResponse,
+  type TransferLeaderResponse,
+} from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import type { MembershipChange } from "../../raft/core/index.js";
+import type { RaftNode } from "../../raft/node/index.js";
+import { type ApplyResult, encodeCommand, StateError } from "../../storage/state/index.js";
+import { NodeError } from "../errors.js";
+import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
+import type { RequestContext } from "../request.js";
+import type { SealKeeper } from "../seal-keeper.js";
+import { checkedName } from "../tls/identity.js";
+import { type AnyApiMethod, method } from "./api-method.js";
+
+export interface ClusterApiParts {
+  readonly nodeId: string;
+  readonly region: string;
+  readonly zone: string;
+  readonly raft: () => RaftNode<ApplyResult | null>;
+  readonly keeper: SealKeeper;
+  readonly members: MemberDirectory;
+}
+
+export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
+  const api = new ClusterApi(parts);
+  const service = ClusterService;
+  return {
+    status: method(service.status, "local", async () => api.status()),
+    members: method(service.members, "local", async () => ({ members: api.members() })),
+    addMember: method(service.addMember, "leader", (request) => api.addMember(request)),
+    promoteLearner: method(service.promoteLearner, "leader", (request) =>
+      api.change({ kind: "addVoter", node: api.knownMember(request) }),
+    ),
+    removeMember: method(service.removeMember, "leader", (request) =>
+      api.change({ kind: "removeNode", node: api.knownMember(request) }),
+    ),
+    transferLeader: method(service.transferLeader, "leader", (request, context) =>
+      api.transfer(request, context),
+    ),
+  };
+}
+
+class ClusterApi {
+  constructor(private readonly parts: ClusterApiParts) {}
+
+  status(): StatusResponse {
+    const status = this.parts.raft().status();
+    const seal = this.parts.keeper.status();
+    return {
+      nodeId: this.parts.nodeId,
+      role: status.role,
+      term: status.term,
+      leaderId: status.leader ?? "",
+      commitIndex: status.commit,
+      appliedIndex: status.applied,
+      initialized: seal.initialized,
+      sealed: seal.sealed,
+      region: this.parts.region,
+      zone: this.parts.zone,
+    };
+  }
+
+  members(): Member[] {
+    const status = this.parts.raft().status();
+    const describe = (id: string, voter: boolean): Member => ({
+      nodeId: id,
+      voter,
+      peerAddress: this.parts.members.peers.get(id) ?? "",
+      clientAddress: this.parts.members.clients.get(id) ?? "",
+      leader: status.leader === id,
+    });
+    return [
+      ...status.membership.voters.map((id) => describe(id, true)),
+      ...status.membership.learners.map((id) => describe(id, false)),
+    ];
+  }
+
+  async addMember(request: AddMemberRequest): Promise<MembershipResponse> {
+    const id = validNodeId(request.nodeId);
+    if (this.members().some((member) => member.nodeId === id)) {
+      throw new NodeError("INVALID_ARGUMENT", `${id} is already a member`);
+    }
+    for (const [what, address] of [
+      ["peer_address", request.peerAddress],
+      ["client_address", request.clientAddress],
+    ] as const) {
+      if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address)) {
+        throw new NodeError("INVALID_ARGUMENT", `${what} must be host:port, got ${JSON.stringify(address)}`);
+      }
+    }
+    const { result } = await this.parts.raft().propose(
+      encodeCommand({
+        op: "sys.put",
+        area: memberArea,
+        path: id,
+        value: encodeMemberAddresses({
+          peerAddress: request.peerAddress,
+          clientAddress: request.clientAddress,
+        }),
+        at: Date.now(),
+      }),
+    );
+    if (result !== null && !result.ok) throw new StateError(result.code, result.message);
+    // Operators add a learner, let it catch up, then promote it: a voter that is far behind
+    // weakens the quorum until it catches up (docs/operations.md).
+    return this.change({ kind: request.voter ? "addVoter" : "addLearner", node: id });
+  }
+
+  async change(change: MembershipChange): Promise<MembershipResponse> {
+    const { index } = await this.parts.raft().proposeMembershipChange(change);
+    return { members: this.members(), revision: index };
+  }
+
+  async transfer(request: MemberRequest, context: RequestContext): Promise<TransferLeaderResponse> {
+    const target = this.knownMember(request);
+    const raft = this.parts.raft();
+    if (raft.status().leader === target) return { leaderId: target };
+    raft.transferLeadership(target);
+    while (Date.now() < context.deadline) {
+      const leader = raft.status().leader;
+      if (leader === target) return { leaderId: target };
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new NodeError(
+      "DEADLINE_EXCEEDED",
+      `${target} did not take over before the deadline (is it sealed or behind?)`,
+    );
+  }
+
+  knownMember(request: MemberRequest): string {
+    const id = validNodeId(request.nodeId);
+    if (!this.members().some((member) => member.nodeId === id)) {
+      throw new NodeError("INVALID_ARGUMENT", `${id} is not a member`);
+    }
+    return id;
+  }
+}
+
+function validNodeId(id: string): string {
+  try {
+    return checkedName(id, "node id");
+  } catch (error) {
+    throw new NodeError("INVALID_ARGUMENT", (error as Error).message);
+  }
+}

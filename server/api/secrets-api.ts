@@ -1,0 +1,246 @@
+// strongroom.v1.Secrets: the handlers. Writes run on the leader (the executor forwards them):
+// the value is encrypted by the barrier here, before it is proposed, so the Raft log, the state
+// machine and every replica only ever see ciphertext. Reads run on the node that received them,
+// after the read barrier, and decrypt in memory.
+
+import {
+  type GetMetadataRequest,
+  type GetRequest,
+  type GetResponse,
+  type HistoryResponse,
+  type ListRequest,
+  type ListResponse,
+  type PutRequest,
+  type PutResponse,
+  type SecretMetadata,
+  SecretsService,
+  type UpdateMetadataRequest,
+  type VersionsRequest,
+  type WriteResponse,
+} from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import type { RaftNode } from "../../raft/node/index.js";
+import type { Barrier } from "../../storage/barrier/index.js";
+import {
+  type ApplyResult,
+  encodeCommand,
+  type SecretCommand,
+  type SecretMetadataChanges,
+  type SecretStateMachine,
+  StateError,
+  type StateLimits,
+  type SecretMetadata as StoredMetadata,
+  validatePath,
+} from "../../storage/state/index.js";
+import { NodeError } from "../errors.js";
+import type { ReadBarrier } from "../read-barrier.js";
+import type { RequestContext } from "../request.js";
+import type { SealKeeper } from "../seal-keeper.js";
+import { type AnyApiMethod, method } from "./api-method.js";
+
+export interface SecretsApiParts {
+  readonly raft: () => RaftNode<ApplyResult | null>;
+  readonly state: SecretStateMachine;
+  readonly barrier: Barrier;
+  readonly keeper: SealKeeper;
+  readonly reads: ReadBarrier;
+  readonly limits: StateLimits;
+}
+
+export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMethod> {
+  const api = new SecretsApi(parts);
+  const service = SecretsService;
+  // Every secrets call is refused at once by a sealed or uninitialized node, before any routing.
+  const serving = () => api.requireServing(null);
+  return {
+    put: method(service.put, "leader", (request, context) => api.put(request, context), serving),
+    get: method(service.get, "local", (request, context) => api.get(request, context), serving),
+    delete: method(
+      service.delete,
+      "leader",
+      (request, context) => api.versions("kv.delete", request, context),
+      serving,
+    ),
+    undelete: method(
+      service.undelete,
+      "leader",
+      (request, context) => api.versions("kv.undelete", request, context),
+      serving,
+    ),
+    destroy: method(
+      service.destroy,
+      "leader",
+      (request, context) => api.versions("kv.destroy", request, context),
+      serving,
+    ),
+    list: method(service.list, "local", (request, context) => api.list(request, context), serving),
+    getMetadata: method(
+      service.getMetadata,
+      "local",
+      (request, context) => api.getMetadata(request, context),
+      serving,
+    ),
+    updateMetadata: method(
+      service.updateMetadata,
+      "leader",
+      (request, context) => api.updateMetadata(request, context),
+      serving,
+    ),
+    history: method(service.history, "local", (request, context) => api.history(request, context), serving),
+  };
+}
+
+class SecretsApi {
+  constructor(private readonly parts: SecretsApiParts) {}
+
+  async put(request: PutRequest, context: RequestContext): Promise<PutResponse> {
+    this.requireServing(context);
+    validatePath(request.path, this.parts.limits);
+    if (request.value.length > this.parts.limits.valueBytesMax) {
+      throw new StateError(
+        "VALUE_TOO_LARGE",
+        `the value of ${request.path} is ${request.value.length} bytes; the limit is ${this.parts.limits.valueBytesMax}`,
+      );
+    }
+    const ciphertext = this.parts.barrier.encrypt(request.path, request.value);
+    const { index, result } = await this.propose({
+      op: "kv.put",
+      path: request.path,
+      ciphertext,
+      cas: request.cas ?? null,
+      at: Date.now(),
+    });
+    return { version: result.version ?? 0, revision: index };
+  }
+
+  async get(request: GetRequest, context: RequestContext): Promise<GetResponse> {
+    this.requireServing(context);
+    validatePath(request.path, this.parts.limits);
+    const revision = await this.parts.reads.wait(request.consistency, request.maxStalenessMs, context);
+    const found = await this.parts.state.read(
+      request.path,
+      request.version === 0 ? null : request.version,
+      Date.now(),
+    );
+    const value = this.parts.barrier.decrypt(request.path, found.ciphertext);
+    return {
+      value,
+      version: found.version,
+      revision,
+      createdMs: found.metadata.versions[String(found.version)]?.created ?? 0,
+    };
+  }
+
+  async versions(
+    op: "kv.delete" | "kv.undelete" | "kv.destroy",
+    request: VersionsRequest,
+    context: RequestContext,
+  ): Promise<WriteResponse> {
+    this.requireServing(context);
+    validatePath(request.path, this.parts.limits);
+    const { index } = await this.propose({
+      op,
+      path: request.path,
+      versions: request.versions,
+      at: Date.now(),
+    });
+    return { revision: index };
+  }
+
+  async list(request: ListRequest, context: RequestContext): Promise<ListResponse> {
+    this.requireServing(context);
+    const limit = request.limit === 0 ? 100 : request.limit;
+    if (limit > this.parts.limits.listPageMax) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        `limit ${limit} is above the largest page, ${this.parts.limits.listPageMax}`,
+      );
+    }
+    await this.parts.reads.wait(request.consistency, 0, context);
+    const page = await this.parts.state.list(
+      request.prefix,
+      request.after === "" ? null : request.after,
+      limit,
+    );
+    return { paths: page.paths, next: page.next ?? "" };
+  }
+
+  async getMetadata(request: GetMetadataRequest, context: RequestContext): Promise<SecretMetadata> {
+    return toWireMetadata(request.path, await this.metadataOf(request, context));
+  }
+
+  async history(request: GetMetadataRequest, context: RequestContext): Promise<HistoryResponse> {
+    const metadata = await this.metadataOf(request, context);
+    return {
+      versions: Object.entries(metadata.versions)
+        .map(([version, record]) => ({
+          version: Number(version),
+          createdMs: record.created,
+          deletedMs: record.deleted ?? 0,
+          destroyed: record.destroyed,
+        }))
+        .sort((a, b) => a.version - b.version),
+    };
+  }
+
+  async updateMetadata(request: UpdateMetadataRequest, context: RequestContext): Promise<WriteResponse> {
+    this.requireServing(context);
+    validatePath(request.path, this.parts.limits);
+    const changes: SecretMetadataChanges = {
+      ...(request.maxVersions === undefined ? {} : { maxVersions: request.maxVersions }),
+      ...(request.casRequired === undefined ? {} : { casRequired: request.casRequired }),
+      ...(request.deleteVersionAfterMs === undefined
+        ? {}
+        : { deleteVersionAfterMs: request.deleteVersionAfterMs }),
+      ...(request.owner === undefined ? {} : { owner: request.owner }),
+      ...(request.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: request.rotationPeriodMs }),
+      ...(request.replaceCustom ? { custom: request.custom } : {}),
+    };
+    const { index } = await this.propose({ op: "kv.metadata", path: request.path, changes, at: Date.now() });
+    return { revision: index };
+  }
+
+  private async metadataOf(request: GetMetadataRequest, context: RequestContext): Promise<StoredMetadata> {
+    this.requireServing(context);
+    validatePath(request.path, this.parts.limits);
+    await this.parts.reads.wait(request.consistency, 0, context);
+    const metadata = await this.parts.state.metadata(request.path);
+    if (metadata === null) throw new StateError("NOT_FOUND", `no secret at ${request.path}`);
+    return metadata;
+  }
+
+  /** Proposes a command and waits until it is applied here; a refused apply becomes its StateError. */
+  private async propose(
+    command: SecretCommand,
+  ): Promise<{ index: number; result: { version: number | null } }> {
+    const { index, result } = await this.parts.raft().propose(encodeCommand(command));
+    if (result === null) throw new NodeError("INTERNAL", "the command applied without a result");
+    if (!result.ok) throw new StateError(result.code, result.message);
+    return { index, result };
+  }
+
+  /** Refuses work on an uninitialized or sealed node; a sealed leader asks the follower to try again. */
+  requireServing(context: RequestContext | null): void {
+    if (!this.parts.keeper.initialized())
+      throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
+    if (!this.parts.keeper.sealed()) return;
+    if (context?.forwardedBy) {
+      throw new NodeError("LEADER_SEALED", "the leader is sealed; leadership is moving to an unsealed node");
+    }
+    throw new NodeError("SEALED", "this node is sealed: unseal it to serve secrets");
+  }
+}
+
+function toWireMetadata(path: string, metadata: StoredMetadata): SecretMetadata {
+  return {
+    path,
+    createdMs: metadata.created,
+    updatedMs: metadata.updated,
+    currentVersion: metadata.current,
+    maxVersions: metadata.maxVersions,
+    casRequired: metadata.casRequired,
+    deleteVersionAfterMs: metadata.deleteVersionAfterMs,
+    owner: metadata.owner,
+    rotationPeriodMs: metadata.rotationPeriodMs,
+    custom: { ...metadata.custom },
+  };
+}

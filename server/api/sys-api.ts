@@ -1,0 +1,276 @@
+// strongroom.v1.Sys: init, unseal, seal, status, rekey, seal migration and keyring rotation, on
+// top of the seal library (hsm/) and the seal keeper. What changes how the root key or the data
+// keys are protected is proposed as the well-known system records (seal record, wrapped keyring),
+// so every node applies the same change; each node's seal keeper reloads them on apply. Shares are
+// collected on the leader (rekey, migration) or on the node being unsealed (unseal), one per call.
+
+import {
+  authorizingShareSet,
+  encodeSealRecord,
+  initializeSeal,
+  migrateSeal,
+  rekeyShares,
+  type SealInitOptions,
+  type SealRecord,
+  type ShareOptions as SealShareOptions,
+  ShareCollector,
+} from "../../hsm/index.js";
+import {
+  type InitRequest,
+  type InitResponse,
+  type MigrateSealRequest,
+  type MigrateSealResponse,
+  type RekeyRequest,
+  type RekeyResponse,
+  type RotateKeyringResponse,
+  type SealStatusResponse,
+  type ShareOptions,
+  SysService,
+} from "../../proto/gen/strongroom/v1/sys.gen.js";
+import type { RaftNode } from "../../raft/node/index.js";
+import { Keyring, unwrapKeyring, wrapKeyring } from "../../storage/barrier/index.js";
+import {
+  type ApplyResult,
+  encodeCommand,
+  type SecretStateMachine,
+  StateError,
+  wellKnownRecords,
+} from "../../storage/state/index.js";
+import { NodeError } from "../errors.js";
+import type { SealKeeper } from "../seal-keeper.js";
+import { type AnyApiMethod, method } from "./api-method.js";
+
+export interface SysApiParts {
+  readonly nodeId: string;
+  readonly raft: () => RaftNode<ApplyResult | null>;
+  readonly state: SecretStateMachine;
+  readonly keeper: SealKeeper;
+  readonly shareAttemptTimeoutMs: number;
+}
+
+export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
+  const api = new SysApi(parts);
+  const service = SysService;
+  return {
+    init: method(service.init, "leader", (request) => api.init(request)),
+    unseal: method(service.unseal, "local", async (request) => {
+      if (request.reset) parts.keeper.resetShareAttempt();
+      else await parts.keeper.unsealWithShare(request.share, request.nonce);
+      return api.status();
+    }),
+    seal: method(service.seal, "local", async () => {
+      parts.keeper.seal();
+      return api.status();
+    }),
+    sealStatus: method(service.sealStatus, "local", async () => api.status()),
+    rekey: method(service.rekey, "leader", (request) => api.rekey(request)),
+    migrateSeal: method(service.migrateSeal, "leader", (request) => api.migrate(request)),
+    rotateKeyring: method(service.rotateKeyring, "leader", () => api.rotateKeyring()),
+  };
+}
+
+class SysApi {
+  private initializing = false;
+  private readonly rekeyCollector: ShareCollector;
+  private rekeyTarget: SealShareOptions | null = null;
+  private readonly migrationCollector: ShareCollector;
+  private migrationTarget: MigrateSealRequest | null = null;
+
+  constructor(private readonly parts: SysApiParts) {
+    this.rekeyCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
+    this.migrationCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
+  }
+
+  status(): SealStatusResponse {
+    const { initialized, sealed, seals, hsmState, hsmLastError } = this.parts.keeper.status();
+    return {
+      nodeId: this.parts.nodeId,
+      initialized,
+      sealed,
+      sealTypes: [...(seals?.types ?? [])],
+      threshold: seals?.shamir?.threshold ?? (seals === null ? 0 : 1),
+      shares: seals?.shamir?.shares ?? 0,
+      progress: seals?.shamir?.progress ?? 0,
+      nonce: seals?.shamir?.nonce ?? "",
+      unsealedBy: seals?.unsealedBy ?? "",
+      hsmState,
+      hsmLastError,
+      recoveryThreshold: seals?.recovery?.threshold ?? 0,
+      recoveryShares: seals?.recovery?.shares ?? 0,
+    };
+  }
+
+  async init(request: InitRequest): Promise<InitResponse> {
+    if (this.initializing)
+      throw new NodeError("ALREADY_INITIALIZED", "an init is already running on the leader");
+    this.initializing = true;
+    try {
+      // A linearizable look at the state: no seal record may exist, on any node.
+      await this.parts.raft().readIndex();
+      if (this.parts.keeper.initialized())
+        throw new NodeError("ALREADY_INITIALIZED", "the cluster is already initialized");
+      const options: SealInitOptions = {
+        ...(hasShares(request.shamir) ? { shamir: shareOptions(request.shamir) } : {}),
+        ...(request.hsm
+          ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: request.generateHsmKey } }
+          : {}),
+        ...(hasShares(request.recovery) ? { recovery: shareOptions(request.recovery) } : {}),
+      };
+      const result = await initializeSeal(options);
+      const keyring = Keyring.create(Date.now());
+      let wrappedKeyring: Uint8Array;
+      try {
+        wrappedKeyring = wrapKeyring(keyring, result.rootKey);
+      } finally {
+        keyring.zero();
+        result.rootKey.fill(0);
+      }
+      // The keyring first: a cluster counts as initialized once the seal record is applied, and
+      // then its keyring must already be there.
+      await this.putSystemRecord(wellKnownRecords.keyring, wrappedKeyring);
+      await this.putSealRecord(result.record);
+      return {
+        unsealShares: [...(result.unsealShares?.shares ?? [])],
+        unsealThreshold: result.unsealShares?.threshold ?? 0,
+        recoveryShares: [...(result.recoveryShares?.shares ?? [])],
+        recoveryThreshold: result.recoveryShares?.threshold ?? 0,
+        sharesEncrypted: result.unsealShares?.encrypted ?? result.recoveryShares?.encrypted ?? false,
+      };
+    } finally {
+      this.initializing = false;
+    }
+  }
+
+  async rekey(request: RekeyRequest): Promise<RekeyResponse> {
+    const record = this.parts.keeper.currentRecord();
+    const set = authorizingShareSet(record);
+    if (request.reset) {
+      this.rekeyCollector.reset();
+      this.rekeyTarget = null;
+      return { complete: false, ...this.rekeyCollector.progress(set), shares: [], sharesEncrypted: false };
+    }
+    if (this.rekeyCollector.progress(set).progress === 0) {
+      if (!hasShares(request.newShares)) {
+        throw new NodeError(
+          "INVALID_ARGUMENT",
+          "the first share of a rekey comes with the new share count and threshold",
+        );
+      }
+      this.rekeyTarget = shareOptions(request.newShares);
+    }
+    const target = this.rekeyTarget;
+    if (target === null) throw new NodeError("INVALID_ARGUMENT", "no rekey is in progress");
+    const submission = await this.rekeyCollector.submit(set, request.share, request.nonce);
+    if (!submission.complete)
+      return { complete: false, ...this.rekeyCollector.progress(set), shares: [], sharesEncrypted: false };
+    try {
+      const rekeyed = await rekeyShares(record, submission.secret, target);
+      await this.putSealRecord(rekeyed.record);
+      return {
+        complete: true,
+        progress: 0,
+        threshold: rekeyed.shares.threshold,
+        nonce: submission.nonce,
+        shares: [...rekeyed.shares.shares],
+        sharesEncrypted: rekeyed.shares.encrypted,
+      };
+    } finally {
+      submission.secret.fill(0);
+      this.rekeyTarget = null;
+    }
+  }
+
+  async migrate(request: MigrateSealRequest): Promise<MigrateSealResponse> {
+    const record = this.parts.keeper.currentRecord();
+    const set = authorizingShareSet(record);
+    const progress = () => ({
+      complete: false,
+      ...this.migrationCollector.progress(set),
+      sealTypes: typesOf(record),
+    });
+    if (request.reset) {
+      this.migrationCollector.reset();
+      this.migrationTarget = null;
+      return progress();
+    }
+    if (this.migrationCollector.progress(set).progress === 0) {
+      if (!request.shamir && !request.hsm) {
+        throw new NodeError(
+          "INVALID_ARGUMENT",
+          "the first share of a migration names the target: shamir, hsm or both",
+        );
+      }
+      this.migrationTarget = request;
+    }
+    const target = this.migrationTarget;
+    if (target === null) throw new NodeError("INVALID_ARGUMENT", "no migration is in progress");
+    const submission = await this.migrationCollector.submit(set, request.share, request.nonce);
+    if (!submission.complete) return progress();
+    try {
+      const next = migrateSeal(record, this.parts.keeper.rootKey(), submission.secret, {
+        shamir: target.shamir,
+        ...(target.hsm
+          ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: target.generateHsmKey } }
+          : {}),
+      });
+      await this.putSealRecord(next);
+      return { complete: true, progress: 0, threshold: 0, nonce: submission.nonce, sealTypes: typesOf(next) };
+    } finally {
+      submission.secret.fill(0);
+      this.migrationTarget = null;
+    }
+  }
+
+  /**
+   * A new data key. The leader does not switch its own barrier first: it proposes the rotated
+   * keyring, and every node (itself included) opens it when the entry applies, so no value is
+   * ever written under a key term a replica cannot know yet.
+   */
+  async rotateKeyring(): Promise<RotateKeyringResponse> {
+    if (this.parts.keeper.sealed()) throw new NodeError("SEALED", "the leader is sealed");
+    const { keyring: record } = wellKnownRecords;
+    const wrapped = await this.parts.state.systemRecord(record.area, record.name);
+    if (wrapped === null)
+      throw new NodeError("NOT_INITIALIZED", "the keyring is missing from the replicated state");
+    const keyring = unwrapKeyring(wrapped, this.parts.keeper.rootKey());
+    try {
+      const term = keyring.rotate(Date.now());
+      const index = await this.putSystemRecord(record, wrapKeyring(keyring, this.parts.keeper.rootKey()));
+      return { term, revision: index };
+    } finally {
+      keyring.zero();
+    }
+  }
+
+  private async putSealRecord(record: SealRecord): Promise<void> {
+    await this.putSystemRecord(wellKnownRecords.seal, encodeSealRecord(record));
+    await this.parts.keeper.reload();
+  }
+
+  private async putSystemRecord(
+    record: (typeof wellKnownRecords)[keyof typeof wellKnownRecords],
+    value: Uint8Array,
+  ): Promise<number> {
+    const { index, result } = await this.parts
+      .raft()
+      .propose(encodeCommand({ op: "sys.put", area: record.area, path: record.name, value, at: Date.now() }));
+    if (result !== null && !result.ok) throw new StateError(result.code, result.message);
+    return index;
+  }
+}
+
+function hasShares(options: ShareOptions | undefined): options is ShareOptions {
+  return options !== undefined && options.count > 0;
+}
+
+function shareOptions(options: ShareOptions): SealShareOptions {
+  return {
+    count: options.count,
+    threshold: options.threshold,
+    ...(options.operatorKeys.length > 0 ? { operatorKeys: options.operatorKeys } : {}),
+  };
+}
+
+function typesOf(record: SealRecord): string[] {
+  return record.protectors.map((protector) => protector.type);
+}

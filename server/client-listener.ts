@@ -1,0 +1,100 @@
+// The client port: Secrets, Sys and Cluster over mutual TLS 1.3, trusting only the client CA (a
+// peer certificate fails the handshake). Each call gets its context here - the identity from the
+// verified certificate, a deadline no later than the node's cap - and is run by the executor;
+// every error leaves through the one error table (errors.ts).
+
+import {
+  type handleUnaryCall,
+  Server,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { ClusterService } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import { SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
+import type { AnyApiMethod } from "./api/api-method.js";
+import { NodeError, toServiceError } from "./errors.js";
+import type { Executor } from "./executor.js";
+import { serverCredentials } from "./tls/credentials.js";
+import { clientIdentityOf } from "./tls/identity.js";
+import type { TlsFiles } from "./tls/tls-files.js";
+
+export interface ClientListenerOptions {
+  readonly address: string;
+  readonly tls: TlsFiles;
+  readonly executor: Executor;
+  readonly secrets: Record<string, AnyApiMethod>;
+  readonly sys: Record<string, AnyApiMethod>;
+  readonly cluster: Record<string, AnyApiMethod>;
+  readonly timeoutMs: number;
+  readonly messageBytesMax: number;
+}
+
+export interface ClientListener {
+  readonly port: number;
+  /** Stops taking calls; calls in flight get until `graceMs` to finish. */
+  close(graceMs: number): Promise<void>;
+}
+
+export async function startClientListener(options: ClientListenerOptions): Promise<ClientListener> {
+  const server = new Server({
+    // An oversized request is refused by gRPC (RESOURCE_EXHAUSTED) before it is decoded.
+    "grpc.max_receive_message_length": options.messageBytesMax,
+    "grpc.max_send_message_length": options.messageBytesMax,
+  });
+  const services: [ServiceDefinition, Record<string, AnyApiMethod>][] = [
+    [SecretsService, options.secrets],
+    [SysService, options.sys],
+    [ClusterService, options.cluster],
+  ];
+  for (const [definition, methods] of services) {
+    const implementation: UntypedServiceImplementation = {};
+    for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
+    server.addService(definition, implementation);
+  }
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.address, serverCredentials(options.tls), (error, bound) =>
+      error === null ? resolve(bound) : reject(error),
+    );
+  });
+  return {
+    port,
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const identity = clientIdentityOf(call.getAuthContext()?.sslPeerCertificate);
+    if (identity === null) {
+      callback(
+        toServiceError(new NodeError("UNAUTHENTICATED", "the client certificate names no client identity")),
+      );
+      return;
+    }
+    const clientDeadline = call.getDeadline();
+    const cap = Date.now() + options.timeoutMs;
+    const deadline =
+      clientDeadline instanceof Date
+        ? Math.min(clientDeadline.getTime(), cap)
+        : Math.min(clientDeadline, cap);
+    options.executor
+      .execute(method, call.request, {
+        method: method.definition.path,
+        identity,
+        deadline,
+        forwardedBy: null,
+      })
+      .then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(toServiceError(error)),
+      );
+  };
+}

@@ -1,0 +1,189 @@
+// A node's configuration: one YAML file, validated by a schema with one clear error per problem,
+// then overridden from the environment (STRONGROOM__<path with __ between keys>=<YAML value>,
+// e.g. STRONGROOM__listen__client=0.0.0.0:8200). Defaults are the safe choice; anything that
+// weakens security has no default and must be written down. The HSM PIN is never part of the
+// config: the pkcs11 section names a file or a variable that holds it.
+
+import { readFileSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const address = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, "must be host:port (IPv6 in brackets)")
+  .refine(
+    (value) => Number(value.slice(value.lastIndexOf(":") + 1)) <= 65535,
+    "the port must be at most 65535",
+  );
+const nodeId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "1 to 63 letters, digits, '.', '_' or '-'");
+const file = z.string().min(1, "must be a file path");
+const tlsFiles = z.strictObject({ caFile: file, certificateFile: file, privateKeyFile: file });
+
+const member = z.strictObject({
+  id: nodeId,
+  /** Where the member's peer port is reached. */
+  peerAddress: address,
+  /** Where the member's client port is reached (for leader hints and forwarding clients). */
+  clientAddress: address,
+});
+
+export const nodeConfigSchema = z
+  .strictObject({
+    nodeId,
+    /** Raft log, state machine: one directory per node. */
+    dataDir: file,
+    listen: z.strictObject({
+      /** Clients: mutual TLS with the client CA. */
+      client: address,
+      /** Peers: mutual TLS with the cluster CA. */
+      peer: address,
+      /** Plaintext health and metrics (no secret, no path). Absent: not served. */
+      http: address.optional(),
+    }),
+    tls: z.strictObject({
+      /** Cluster CA bundle and this node's certificate (for the peer port and for dialing peers). */
+      peer: tlsFiles,
+      /** Client CA bundle and the certificate this node shows clients. */
+      client: tlsFiles,
+    }),
+    /** The founding members (this node among them), the same list on every founding node. */
+    members: z.array(member).min(1).max(7),
+    region: z.string().max(64).default(""),
+    zone: z.string().max(64).default(""),
+    raft: z
+      .strictObject({
+        tickMs: z.number().int().min(1).max(1000).default(50),
+        electionTicks: z.number().int().min(2).max(1000).default(10),
+        heartbeatTicks: z.number().int().min(1).max(100).default(1),
+        snapshotEveryEntries: z.number().int().min(10).default(10_000),
+      })
+      .default({ tickMs: 50, electionTicks: 10, heartbeatTicks: 1, snapshotEveryEntries: 10_000 }),
+    requests: z
+      .strictObject({
+        /** Longest a request may take; a client deadline shorter than this wins. */
+        timeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+        /** The largest request message the client port accepts. */
+        messageBytesMax: z
+          .number()
+          .int()
+          .min(4096)
+          .max(64 * 1024 * 1024)
+          .default(2 * 1024 * 1024),
+      })
+      .default({ timeoutMs: 10_000, messageBytesMax: 2 * 1024 * 1024 }),
+    seal: z
+      .strictObject({
+        /** The HSM this node unseals with (see docs/seal.md); absent: Shamir shares only. */
+        pkcs11: z.record(z.string(), z.unknown()).optional(),
+        /** A half-finished unseal attempt is discarded after this long. */
+        shareAttemptTimeoutMs: z.number().int().min(1000).default(600_000),
+      })
+      .default({ shareAttemptTimeoutMs: 600_000 }),
+    log: z
+      .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
+      .default({ level: "info" }),
+  })
+  .superRefine((config, context) => {
+    const ids = config.members.map((entry) => entry.id);
+    if (!ids.includes(config.nodeId)) {
+      context.addIssue({
+        code: "custom",
+        path: ["members"],
+        message: `must include this node (${config.nodeId})`,
+      });
+    }
+    const duplicate = ids.find((id, index) => ids.indexOf(id) !== index);
+    if (duplicate !== undefined) {
+      context.addIssue({ code: "custom", path: ["members"], message: `lists ${duplicate} twice` });
+    }
+    if (config.raft.heartbeatTicks >= config.raft.electionTicks) {
+      context.addIssue({
+        code: "custom",
+        path: ["raft", "heartbeatTicks"],
+        message: "must be below electionTicks",
+      });
+    }
+  });
+
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(
+    readonly problems: readonly string[],
+    source: string,
+  ) {
+    super(
+      `${source} has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+  }
+}
+
+const envPrefix = "STRONGROOM__";
+
+/** Reads, overrides and validates a config file. Relative file paths are taken from the file's directory. */
+export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError([`cannot be read: ${(error as NodeJS.ErrnoException).code ?? error}`], path);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError([`is not valid YAML: ${(error as Error).message}`], path);
+  }
+  const config = parseNodeConfig(applyEnvOverrides(document, env), path);
+  return resolvePaths(config, resolve(path, ".."));
+}
+
+export function parseNodeConfig(document: unknown, source = "the config"): NodeConfig {
+  const result = nodeConfigSchema.safeParse(document);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map(
+        (issue) => `${issue.path.length === 0 ? "(top)" : issue.path.join(".")}: ${issue.message}`,
+      ),
+      source,
+    );
+  }
+  return result.data;
+}
+
+function applyEnvOverrides(document: unknown, env: NodeJS.ProcessEnv): unknown {
+  const root = (typeof document === "object" && document !== null ? structuredClone(document) : {}) as Record<
+    string,
+    unknown
+  >;
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(envPrefix) || value === undefined) continue;
+    const keys = name.slice(envPrefix.length).split("__");
+    let target = root;
+    for (const key of keys.slice(0, -1)) {
+      const next = target[key];
+      if (typeof next !== "object" || next === null) target[key] = {};
+      target = target[key] as Record<string, unknown>;
+    }
+    target[keys[keys.length - 1] ?? ""] = parseYaml(value);
+  }
+  return root;
+}
+
+function resolvePaths(config: NodeConfig, base: string): NodeConfig {
+  const absolute = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
+  const files = (paths: NodeConfig["tls"]["peer"]) => ({
+    caFile: absolute(paths.caFile),
+    certificateFile: absolute(paths.certificateFile),
+    privateKeyFile: absolute(paths.privateKeyFile),
+  });
+  return {
+    ...config,
+    dataDir: absolute(config.dataDir),
+    tls: { peer: files(config.tls.peer), client: files(config.tls.client) },
+  };
+}

@@ -1,0 +1,170 @@
+// The one table from every error of the layers below (state machine, barrier, seals, Raft, the
+// node itself) to a gRPC status, with a stable machine-readable reason in the trailers
+// (`strongroom-reason`) and, when a leader is known, where to go (`strongroom-leader`). Handlers
+// throw; only the service adapter calls toServiceError. A message never carries a value, a share
+// or a key: the layers below guarantee it for theirs, and the node's own messages name paths only.
+
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { SealError, type SealErrorCode } from "../hsm/errors.js";
+import { NotLeaderError, RaftError, type RaftErrorCode } from "../raft/core/index.js";
+import { RaftNodeError, type RaftNodeErrorCode } from "../raft/node/index.js";
+import { BarrierError, type BarrierErrorCode } from "../storage/barrier/index.js";
+import { StateError, type StateErrorCode } from "../storage/state/index.js";
+
+export type NodeErrorCode =
+  | "INVALID_ARGUMENT"
+  | "NOT_INITIALIZED"
+  | "ALREADY_INITIALIZED"
+  | "SEALED"
+  | "LEADER_SEALED"
+  | "NO_LEADER"
+  | "DEADLINE_EXCEEDED"
+  | "SHUTTING_DOWN"
+  | "UNAUTHENTICATED"
+  | "FORWARD_FAILED"
+  | "INTERNAL";
+
+export class NodeError extends Error {
+  override readonly name = "NodeError";
+  constructor(
+    readonly code: NodeErrorCode,
+    message: string,
+    options?: ErrorOptions & { leaderHint?: string | null },
+  ) {
+    super(message, options);
+    this.leaderHint = options?.leaderHint ?? null;
+  }
+  readonly leaderHint: string | null;
+}
+
+/** An error the leader answered a forwarded request with, passed on to the client as it was. */
+export class ForwardedError extends Error {
+  override readonly name = "ForwardedError";
+  constructor(
+    readonly grpcCode: status,
+    readonly reason: string,
+    message: string,
+    readonly leaderHint: string | null,
+  ) {
+    super(message);
+  }
+}
+
+/** Trailer keys; documented in docs/api.md. */
+export const reasonTrailer = "strongroom-reason";
+export const leaderTrailer = "strongroom-leader";
+
+const nodeStatuses: Record<NodeErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  NOT_INITIALIZED: status.FAILED_PRECONDITION,
+  ALREADY_INITIALIZED: status.FAILED_PRECONDITION,
+  SEALED: status.FAILED_PRECONDITION,
+  LEADER_SEALED: status.UNAVAILABLE,
+  NO_LEADER: status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  SHUTTING_DOWN: status.UNAVAILABLE,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  FORWARD_FAILED: status.UNAVAILABLE,
+  INTERNAL: status.INTERNAL,
+};
+
+const stateStatuses: Record<StateErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  VALUE_TOO_LARGE: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  CAS_MISMATCH: status.ABORTED,
+  CAS_REQUIRED: status.FAILED_PRECONDITION,
+  MALFORMED_COMMAND: status.INTERNAL,
+  STORAGE_CORRUPT: status.INTERNAL,
+};
+
+const sealStatuses: Record<SealErrorCode, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  SEALED: status.FAILED_PRECONDITION,
+  SHARE_MISTYPED: status.INVALID_ARGUMENT,
+  SHARE_MISMATCH: status.INVALID_ARGUMENT,
+  SHARE_DUPLICATE: status.INVALID_ARGUMENT,
+  NONCE_MISMATCH: status.FAILED_PRECONDITION,
+  SEAL_RECORD_INVALID: status.INTERNAL,
+  ROOT_KEY_MISMATCH: status.FAILED_PRECONDITION,
+  HSM_UNAVAILABLE: status.UNAVAILABLE,
+  HSM_PIN_INCORRECT: status.FAILED_PRECONDITION,
+  HSM_KEY_NOT_FOUND: status.FAILED_PRECONDITION,
+  HSM_KEY_AMBIGUOUS: status.FAILED_PRECONDITION,
+  HSM_MECHANISM_UNSUPPORTED: status.FAILED_PRECONDITION,
+  HSM_UNWRAP_FAILED: status.FAILED_PRECONDITION,
+  HSM_ERROR: status.INTERNAL,
+};
+
+const barrierStatuses: Record<BarrierErrorCode, status> = {
+  SEALED: status.FAILED_PRECONDITION,
+  UNKNOWN_KEY_TERM: status.INTERNAL,
+  INTEGRITY: status.INTERNAL,
+  CIPHERTEXT_FORMAT: status.INTERNAL,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+};
+
+const raftStatuses: Record<RaftErrorCode, status> = {
+  NOT_LEADER: status.UNAVAILABLE,
+  TRANSFER_IN_PROGRESS: status.UNAVAILABLE,
+  PROPOSAL_TOO_LARGE: status.RESOURCE_EXHAUSTED,
+  UNCOMMITTED_BYTES_EXCEEDED: status.RESOURCE_EXHAUSTED,
+  MEMBERSHIP_CHANGE_PENDING: status.FAILED_PRECONDITION,
+  INVALID_MEMBERSHIP_CHANGE: status.INVALID_ARGUMENT,
+  READ_QUEUE_FULL: status.RESOURCE_EXHAUSTED,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  INVALID_CONFIG: status.INTERNAL,
+};
+
+const raftNodeStatuses: Record<RaftNodeErrorCode, status> = {
+  PROPOSAL_DROPPED: status.UNAVAILABLE,
+  // The outcome is unknown: the write may still commit. Clients must not assume it failed.
+  TIMEOUT: status.DEADLINE_EXCEEDED,
+  STOPPED: status.UNAVAILABLE,
+};
+
+export interface MappedError {
+  readonly code: status;
+  /** Stable and machine-readable, e.g. SEALED, CAS_MISMATCH, NOT_LEADER. */
+  readonly reason: string;
+  readonly message: string;
+  readonly leaderHint: string | null;
+}
+
+/** Maps any error to its status and reason; an unknown error is INTERNAL with a generic message. */
+export function mapError(error: unknown): MappedError {
+  const mapped = (
+    code: status,
+    reason: string,
+    message: string,
+    leaderHint: string | null = null,
+  ): MappedError => ({
+    code,
+    reason,
+    message,
+    leaderHint,
+  });
+  if (error instanceof NodeError)
+    return mapped(nodeStatuses[error.code], error.code, error.message, error.leaderHint);
+  if (error instanceof ForwardedError)
+    return mapped(error.grpcCode, error.reason, error.message, error.leaderHint);
+  if (error instanceof StateError) return mapped(stateStatuses[error.code], error.code, error.message);
+  if (error instanceof SealError) return mapped(sealStatuses[error.code], error.code, error.message);
+  if (error instanceof BarrierError)
+    return mapped(barrierStatuses[error.code], `BARRIER_${error.code}`, error.message);
+  if (error instanceof NotLeaderError)
+    return mapped(status.UNAVAILABLE, "NOT_LEADER", error.message, error.leaderHint);
+  if (error instanceof RaftError) return mapped(raftStatuses[error.code], error.code, error.message);
+  if (error instanceof RaftNodeError) return mapped(raftNodeStatuses[error.code], error.code, error.message);
+  // Unknown errors may carry anything in their message: never pass it to the client.
+  return mapped(status.INTERNAL, "INTERNAL", "internal error (see the node's log)");
+}
+
+/** The error a gRPC handler answers with: status, message and the reason and leader trailers. */
+export function toServiceError(error: unknown): Partial<ServiceError> {
+  const { code, reason, message, leaderHint } = mapError(error);
+  const metadata = new Metadata();
+  metadata.set(reasonTrailer, reason);
+  if (leaderHint !== null) metadata.set(leaderTrailer, leaderHint);
+  return { code, details: message, metadata };
+}

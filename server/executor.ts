@@ -1,0 +1,80 @@
+// Runs an API method where it belongs. A "local" method runs here. A "leader" method runs here if
+// this node leads; otherwise it is forwarded to the leader, and while there is none (an election)
+// it waits, within the request's deadline, instead of failing at once. A write that never reached
+// the log (this node lost the lead before proposing, or the proposal was dropped) is retried; one
+// whose outcome is unknown (a timeout after proposing) is not.
+
+import { NotLeaderError } from "../raft/core/index.js";
+import { RaftNodeError } from "../raft/node/index.js";
+import type { AnyApiMethod } from "./api/api-method.js";
+import { ForwardedError, NodeError } from "./errors.js";
+import type { Forwarder } from "./forwarder.js";
+import { type Handler, type Interceptor, intercepted, type RequestContext } from "./request.js";
+
+export interface ExecutorOptions {
+  readonly leader: () => { readonly isLeader: boolean; readonly leaderId: string | null };
+  readonly forwarder: Forwarder;
+  readonly interceptors: readonly Interceptor[];
+  /** How often to look for a leader again while there is none. */
+  readonly leaderPollMs?: number;
+}
+
+export class Executor {
+  private readonly handlers = new Map<AnyApiMethod, Handler<unknown, unknown>>();
+
+  constructor(private readonly options: ExecutorOptions) {}
+
+  async execute(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
+    const handler = this.handlerOf(method);
+    if (context.forwardedBy === null) method.guard?.();
+    if (method.route === "local") return handler(request, context);
+    const pollMs = this.options.leaderPollMs ?? 20;
+    let lastLeaderHint: string | null = null;
+    for (;;) {
+      const { isLeader, leaderId } = this.options.leader();
+      lastLeaderHint = leaderId ?? lastLeaderHint;
+      try {
+        if (isLeader) return await handler(request, context);
+        if (leaderId !== null && context.forwardedBy === null) {
+          return await this.options.forwarder.forward(leaderId, method, request, context);
+        }
+        if (context.forwardedBy !== null) throw new NotLeaderError(leaderId);
+      } catch (error) {
+        if (!isRetryable(error) || context.forwardedBy !== null) throw error;
+      }
+      if (Date.now() + pollMs >= context.deadline) {
+        throw new NodeError(
+          "NO_LEADER",
+          "no leader could take the request before its deadline (an election?)",
+          {
+            leaderHint: lastLeaderHint,
+          },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  }
+
+  private handlerOf(method: AnyApiMethod): Handler<unknown, unknown> {
+    let handler = this.handlers.get(method);
+    if (handler === undefined) {
+      handler = intercepted(this.options.interceptors, method.handler);
+      this.handlers.set(method, handler);
+    }
+    return handler;
+  }
+}
+
+/** Errors after which the request certainly did not take effect, so trying again is safe. */
+function isRetryable(error: unknown): boolean {
+  if (error instanceof NotLeaderError) return true;
+  if (error instanceof RaftNodeError) return error.code === "PROPOSAL_DROPPED";
+  if (error instanceof ForwardedError) {
+    // The leader refused before proposing: it lost the lead, dropped the proposal, or is sealed
+    // (leadership is moving to an unsealed node).
+    return ["NOT_LEADER", "PROPOSAL_DROPPED", "NO_LEADER", "LEADER_SEALED"].includes(error.reason);
+  }
+  // The leader could not be reached, so nothing was sent (FORWARD_FAILED, sent but unanswered, is not retried).
+  if (error instanceof NodeError) return error.code === "NO_LEADER";
+  return false;
+}

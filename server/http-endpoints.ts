@@ -1,0 +1,67 @@
+// The plaintext port for load balancers, Kubernetes probes and Prometheus: health answers with a
+// status code that says what the node is (as Vault's sys/health does) and a body with no secret,
+// path or identity in it; /metrics is the prom-client registry.
+//
+//   GET /v1/sys/health   200 leader, unsealed · 429 follower, unsealed · 503 sealed · 501 not initialized
+//   GET /v1/sys/live     200 while the process serves (for liveness: does not depend on quorum)
+//   GET /metrics         Prometheus text format
+
+import { createServer, type Server } from "node:http";
+import type { Registry } from "prom-client";
+
+export interface HealthView {
+  readonly initialized: boolean;
+  readonly sealed: boolean;
+  readonly leader: boolean;
+  readonly nodeId: string;
+  readonly term: number;
+}
+
+export interface HttpEndpoints {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttpEndpoints(
+  address: string,
+  health: () => HealthView,
+  registry: Registry,
+): Promise<HttpEndpoints> {
+  const server: Server = createServer((request, response) => {
+    const url = request.url ?? "";
+    if (request.method !== "GET") {
+      response.writeHead(405).end();
+      return;
+    }
+    if (url === "/v1/sys/live") {
+      response.writeHead(200, { "content-type": "application/json" }).end('{"live":true}');
+      return;
+    }
+    if (url === "/v1/sys/health") {
+      const view = health();
+      const code = !view.initialized ? 501 : view.sealed ? 503 : view.leader ? 200 : 429;
+      response.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(view));
+      return;
+    }
+    if (url === "/metrics") {
+      registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": registry.contentType }).end(text),
+        () => response.writeHead(500).end(),
+      );
+      return;
+    }
+    response.writeHead(404).end();
+  });
+  const separator = address.lastIndexOf(":");
+  const host = address.slice(0, separator).replace(/^\[|\]$/g, "");
+  const port = Number(address.slice(separator + 1));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address();
+  return {
+    port: typeof bound === "object" && bound !== null ? bound.port : port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,343 @@
+// One strongroom node: the parts composed, nothing more. The Raft log and the secret state on
+// LevelDB, the Raft driver over the mutual-TLS peer transport, the barrier and the seal keeper,
+// the API methods behind one executor (routing, forwarding, interceptors), the client and peer
+// ports, and the plaintext health and metrics port. Each part lives in its own file; this one
+// only wires them and owns start-up and shutdown order.
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Gauge, Registry } from "prom-client";
+import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
+import type { Message } from "../raft/core/index.js";
+import { RaftNode, type Transport } from "../raft/node/index.js";
+import { Barrier } from "../storage/barrier/index.js";
+import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
+import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../storage/state/index.js";
+import type { AnyApiMethod } from "./api/api-method.js";
+import { clusterMethods } from "./api/cluster-api.js";
+import { secretsMethods } from "./api/secrets-api.js";
+import { sysMethods } from "./api/sys-api.js";
+import { type ClientListener, startClientListener } from "./client-listener.js";
+import type { NodeConfig } from "./config.js";
+import { Executor } from "./executor.js";
+import { Forwarder, forwardHandler } from "./forwarder.js";
+import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
+import { createLogger, type Logger } from "./logger.js";
+import { MemberDirectory } from "./member-directory.js";
+import { ObservedStateMachine } from "./observed-state-machine.js";
+import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
+import { GrpcPeerTransport } from "./peer/peer-transport.js";
+import { ReadBarrier } from "./read-barrier.js";
+import type { Interceptor } from "./request.js";
+import { SealKeeper } from "./seal-keeper.js";
+import { TlsFiles } from "./tls/tls-files.js";
+
+export interface NodeStartOptions {
+  readonly logger?: Logger;
+  /** Interceptors around every API handler (the access-control issue adds authorization and audit). */
+  readonly interceptors?: readonly Interceptor[];
+}
+
+export interface NodePorts {
+  readonly client: number;
+  readonly peer: number;
+  readonly http: number | null;
+}
+
+export class StrongroomNode {
+  private stopping = false;
+  private handoffTimer: NodeJS.Timeout | null = null;
+  private handoffCursor = 0;
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly ports: NodePorts,
+    private readonly parts: {
+      readonly logger: Logger;
+      readonly raft: RaftNode<ApplyResult | null>;
+      readonly logStore: LevelLogStore;
+      readonly state: SecretStateMachine;
+      readonly keeper: SealKeeper;
+      readonly transport: GrpcPeerTransport;
+      readonly forwarder: Forwarder;
+      readonly clientListener: ClientListener;
+      readonly peerListener: PeerListener;
+      readonly http: HttpEndpoints | null;
+      readonly tls: readonly TlsFiles[];
+    },
+  ) {}
+
+  static async start(config: NodeConfig, options: NodeStartOptions = {}): Promise<StrongroomNode> {
+    const logger = options.logger ?? createLogger(config.nodeId, config.log.level);
+    mkdirSync(config.dataDir, { recursive: true });
+    const logStore = await LevelLogStore.open(join(config.dataDir, "raft"));
+    const state = await SecretStateMachine.open(join(config.dataDir, "state"));
+    const barrier = new Barrier();
+    const onReloadError = (error: Error) =>
+      logger.error({ error: error.message }, "a TLS file change was refused");
+    const peerTls = new TlsFiles(config.tls.peer, { onReloadError });
+    const clientTls = new TlsFiles(config.tls.client, { onReloadError });
+    const members = new MemberDirectory(config.nodeId, config.members);
+    await members.reload(state);
+
+    let raft: RaftNode<ApplyResult | null> | null = null;
+    const raftNode = (): RaftNode<ApplyResult | null> => {
+      if (raft === null) throw new Error("the Raft node is not started yet");
+      return raft;
+    };
+    const updateCampaign = () => {
+      // A sealed node of an initialized cluster must not lead: it could neither serve nor propose.
+      raft?.setCampaignAllowed(!keeper.initialized() || !keeper.sealed());
+    };
+    const keeper = new SealKeeper({
+      state,
+      barrier,
+      ...(config.seal.pkcs11 === undefined ? {} : { pkcs11: validatePkcs11Config(config.seal.pkcs11) }),
+      shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
+      onChange: () => {
+        updateCampaign();
+        logger.info({ sealed: keeper.sealed(), initialized: keeper.initialized() }, "seal state changed");
+      },
+      onAutoUnsealFailure: (message) => logger.warn({ cause: message }, "HSM auto-unseal failed; retrying"),
+    });
+
+    const reads = new ReadBarrier(raftNode);
+    const transport = new GrpcPeerTransport({
+      nodeId: config.nodeId,
+      peers: members.peers,
+      tls: peerTls,
+      onStreamError: (peer, details) => logger.debug({ peer, details }, "peer stream failed"),
+    });
+    const observedTransport: Transport = {
+      send: (messages) => transport.send(messages),
+      listen: (handler) =>
+        transport.listen((message: Message) => {
+          reads.heardFrom(message.from);
+          handler(message);
+        }),
+      close: () => transport.close(),
+    };
+    const stateMachine = new ObservedStateMachine(state, () => {
+      keeper
+        .reload()
+        .catch((error: unknown) => logger.error({ error: (error as Error).message }, "seal reload failed"));
+      members
+        .reload(state)
+        .catch((error: unknown) => logger.error({ error: (error as Error).message }, "member reload failed"));
+    });
+    raft = await RaftNode.start({
+      id: config.nodeId,
+      logStore,
+      transport: observedTransport,
+      stateMachine,
+      raft: { electionTicks: config.raft.electionTicks, heartbeatTicks: config.raft.heartbeatTicks },
+      tickMs: config.raft.tickMs,
+      requestTimeoutMs: config.requests.timeoutMs,
+      snapshotEveryEntries: config.raft.snapshotEveryEntries,
+      bootstrap: { voters: config.members.map((member) => member.id), learners: [] },
+      onSoftState: (soft) =>
+        logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed"),
+      onFatal: (error) => logger.fatal({ error: error.message }, "the Raft node stopped on a fatal error"),
+    });
+    await keeper.reload();
+    updateCampaign();
+
+    const forwarder = new Forwarder(members.peers, peerTls);
+    const executor = new Executor({
+      leader: () => {
+        const status = raftNode().status();
+        return { isLeader: status.role === "leader", leaderId: status.leader };
+      },
+      forwarder,
+      interceptors: options.interceptors ?? [],
+    });
+    const secrets = secretsMethods({
+      raft: raftNode,
+      state,
+      barrier,
+      keeper,
+      reads,
+      limits: defaultStateLimits,
+    });
+    const sys = sysMethods({
+      nodeId: config.nodeId,
+      raft: raftNode,
+      state,
+      keeper,
+      shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
+    });
+    const cluster = clusterMethods({
+      nodeId: config.nodeId,
+      region: config.region,
+      zone: config.zone,
+      raft: raftNode,
+      keeper,
+      members,
+    });
+    const byPath = new Map<string, AnyApiMethod>(
+      [secrets, sys, cluster].flatMap((table) =>
+        Object.values(table).map((entry) => [entry.definition.path, entry] as const),
+      ),
+    );
+    const peerListener = await startPeerListener({
+      address: config.listen.peer,
+      tls: peerTls,
+      transport,
+      forward: forwardHandler(
+        byPath,
+        (entry, request, context) => executor.execute(entry, request, context),
+        config.requests.timeoutMs,
+      ),
+    });
+    const clientListener = await startClientListener({
+      address: config.listen.client,
+      tls: clientTls,
+      executor,
+      secrets,
+      sys,
+      cluster,
+      timeoutMs: config.requests.timeoutMs,
+      messageBytesMax: config.requests.messageBytesMax,
+    });
+
+    const registry = new Registry();
+    registerSealMetrics(registry, {
+      seals: () => keeper.sealSet(),
+      autoUnsealer: () => keeper.autoUnsealer(),
+    });
+    registerRaftMetrics(registry, raftNode);
+    const http =
+      config.listen.http === undefined
+        ? null
+        : await startHttpEndpoints(
+            config.listen.http,
+            () => {
+              const status = raftNode().status();
+              return {
+                initialized: keeper.initialized(),
+                sealed: keeper.sealed(),
+                leader: status.role === "leader",
+                nodeId: config.nodeId,
+                term: status.term,
+              };
+            },
+            registry,
+          );
+
+    const node = new StrongroomNode(
+      config,
+      { client: clientListener.port, peer: peerListener.port, http: http?.port ?? null },
+      {
+        logger,
+        raft,
+        logStore,
+        state,
+        keeper,
+        transport,
+        forwarder,
+        clientListener,
+        peerListener,
+        http,
+        tls: [peerTls, clientTls],
+      },
+    );
+    node.startSealedLeaderHandoff();
+    logger.info({ ports: node.ports }, "node started");
+    return node;
+  }
+
+  isLeader(): boolean {
+    return this.parts.raft.status().role === "leader";
+  }
+
+  sealStatus(): { readonly initialized: boolean; readonly sealed: boolean } {
+    return { initialized: this.parts.keeper.initialized(), sealed: this.parts.keeper.sealed() };
+  }
+
+  /**
+   * Graceful shutdown: a leader hands leadership to a peer first; calls in flight get `graceMs`
+   * to finish; then every part stops in reverse order, the state flushed to disk last.
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const { raft, logger } = this.parts;
+    if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
+    await this.handOffLeadership(Math.min(graceMs, 2000));
+    await this.parts.clientListener.close(graceMs);
+    await raft.stop();
+    this.parts.forwarder.close();
+    await this.parts.peerListener.close();
+    await this.parts.http?.close();
+    this.parts.keeper.close();
+    await this.parts.state.flush();
+    await this.parts.state.close();
+    await this.parts.logStore.close();
+    for (const files of this.parts.tls) files.close();
+    logger.info("node stopped");
+  }
+
+  private async handOffLeadership(waitMs: number): Promise<void> {
+    const { raft } = this.parts;
+    const status = raft.status();
+    if (status.role !== "leader") return;
+    const target = [...status.progress.entries()]
+      .filter(([id]) => id !== this.config.nodeId && status.membership.voters.includes(id))
+      .sort((a, b) => b[1].match - a[1].match)[0]?.[0];
+    if (target === undefined) return;
+    raft.transferLeadership(target);
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline && raft.status().role === "leader") {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
+   * A sealed leader (an operator sealed it, or the cluster was just initialized and this leader
+   * is not unsealed yet) cannot serve or propose: it offers leadership to each voter in turn until
+   * an unsealed one takes it (a sealed voter refuses to campaign).
+   */
+  private startSealedLeaderHandoff(): void {
+    const { raft, keeper } = this.parts;
+    const everyMs = this.config.raft.tickMs * this.config.raft.electionTicks * 2;
+    this.handoffTimer = setInterval(() => {
+      const status = raft.status();
+      if (status.role !== "leader" || !keeper.initialized() || !keeper.sealed()) return;
+      const others = status.membership.voters.filter((id) => id !== this.config.nodeId);
+      if (others.length === 0) return;
+      const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
+      raft.transferLeadership(target);
+    }, everyMs);
+    this.handoffTimer.unref();
+  }
+}
+
+function registerRaftMetrics(registry: Registry, raft: () => RaftNode<unknown>): void {
+  const gauge = (
+    name: string,
+    help: string,
+    read: (status: ReturnType<RaftNode<unknown>["status"]>) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(raft().status()));
+      },
+    });
+  gauge("strongroom_raft_term", "The current Raft term.", (status) => status.term);
+  gauge(
+    "strongroom_raft_commit_index",
+    "The highest log index known to be committed.",
+    (status) => status.commit,
+  );
+  gauge(
+    "strongroom_raft_applied_index",
+    "The highest log index applied to the state machine.",
+    (status) => status.applied,
+  );
+  gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
+    status.role === "leader" ? 1 : 0,
+  );
+}

@@ -1,0 +1,64 @@
+// When a read may be served, by consistency: linearizable reads wait for a ReadIndex round (a
+// quorum confirms the leader, and this node - leader or follower - has applied up to the index);
+// stale reads are served from local state at once if this node heard from its leader within the
+// bound, and fall back to linearizable otherwise. Waiting for a leader happens within the
+// request's deadline.
+
+import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import type { NodeId } from "../raft/core/index.js";
+import type { RaftNode } from "../raft/node/index.js";
+import { NodeError } from "./errors.js";
+import type { RequestContext } from "./request.js";
+
+export class ReadBarrier {
+  private readonly lastHeard = new Map<NodeId, number>();
+
+  constructor(private readonly raft: () => RaftNode<unknown>) {}
+
+  /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
+  heardFrom(peer: NodeId): void {
+    this.lastHeard.set(peer, Date.now());
+  }
+
+  /** Resolves once a read at this consistency may be served from local state; returns the applied index then. */
+  async wait(consistency: Consistency, maxStalenessMs: number, context: RequestContext): Promise<number> {
+    const raft = this.raft();
+    if (consistency === Consistency.CONSISTENCY_STALE) {
+      const status = raft.status();
+      if (status.role === "leader") return status.applied;
+      const heard = status.leader === null ? undefined : this.lastHeard.get(status.leader);
+      if (heard !== undefined && Date.now() - heard <= maxStalenessMs) return status.applied;
+    }
+    for (;;) {
+      if (raft.status().leader !== null) {
+        return await withDeadline(raft.readIndex(), context.deadline);
+      }
+      if (Date.now() + 20 >= context.deadline) {
+        throw new NodeError(
+          "NO_LEADER",
+          "no leader to confirm a linearizable read before the deadline (an election?)",
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+function withDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new NodeError("DEADLINE_EXCEEDED", "the read could not be confirmed before its deadline")),
+      Math.max(0, deadline - Date.now()),
+    );
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

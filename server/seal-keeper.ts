@@ -1,0 +1,206 @@
+// The node's seal state: the seal record and keyring as the replicated state holds them, the
+// seals built from the record, the HSM auto-unseal loop, and the barrier they open. A node is
+// initialized once the seal record is applied; it is unsealed once a seal gave the root key and the
+// root key opened the keyring into the barrier. The root key stays with the seal set (in memory)
+// so that a rotated keyring can be opened when it is applied, and is zeroed on seal().
+
+import {
+  AutoUnsealer,
+  decodeSealRecord,
+  Pkcs11Client,
+  type Pkcs11Config,
+  type SealRecord,
+  SealSet,
+  type SealSetStatus,
+} from "../hsm/index.js";
+import { type Barrier, unwrapKeyring } from "../storage/barrier/index.js";
+import { type SecretStateMachine, wellKnownRecords } from "../storage/state/index.js";
+import { NodeError } from "./errors.js";
+
+export interface SealKeeperOptions {
+  readonly state: SecretStateMachine;
+  readonly barrier: Barrier;
+  /** This node's HSM, if it has one. */
+  readonly pkcs11?: Pkcs11Config;
+  readonly shareAttemptTimeoutMs: number;
+  /** Called whenever the node becomes sealed or unsealed, or initialized. */
+  readonly onChange: () => void;
+  /** Called with each failed HSM auto-unseal attempt. */
+  readonly onAutoUnsealFailure?: (message: string) => void;
+}
+
+export interface SealKeeperStatus {
+  readonly initialized: boolean;
+  readonly sealed: boolean;
+  readonly seals: SealSetStatus | null;
+  readonly hsmState: string;
+  readonly hsmLastError: string;
+}
+
+export class SealKeeper {
+  private record: SealRecord | null = null;
+  private recordBytes: Uint8Array | null = null;
+  private seals: SealSet | null = null;
+  private unsealer: AutoUnsealer | null = null;
+  private readonly pkcs11Client: Pkcs11Client | null;
+  /** Reloads run one at a time, in the order the changes were applied. */
+  private reloading: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: SealKeeperOptions) {
+    this.pkcs11Client = options.pkcs11 === undefined ? null : new Pkcs11Client(options.pkcs11);
+  }
+
+  /** The HSM client for init and migration on this node, or an error naming why there is none. */
+  hsmClient(): Pkcs11Client {
+    if (this.pkcs11Client === null) {
+      throw new NodeError("INVALID_ARGUMENT", "this node has no HSM configured (seal.pkcs11 in its config)");
+    }
+    return this.pkcs11Client;
+  }
+
+  initialized(): boolean {
+    return this.record !== null;
+  }
+
+  sealed(): boolean {
+    return this.options.barrier.isSealed();
+  }
+
+  currentRecord(): SealRecord {
+    if (this.record === null)
+      throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
+    return this.record;
+  }
+
+  /** The root key while unsealed (the seal set's own buffer). */
+  rootKey(): Uint8Array {
+    if (this.seals === null) throw new NodeError("SEALED", "the node is sealed");
+    return this.seals.rootKey();
+  }
+
+  /** The seal set and auto-unsealer in use (for metrics), or null. */
+  sealSet(): SealSet | null {
+    return this.seals;
+  }
+
+  autoUnsealer(): AutoUnsealer | null {
+    return this.unsealer;
+  }
+
+  status(): SealKeeperStatus {
+    const auto = this.unsealer?.status();
+    return {
+      initialized: this.initialized(),
+      sealed: this.sealed(),
+      seals: this.seals?.status() ?? null,
+      hsmState: auto?.state ?? "",
+      hsmLastError: auto?.lastError?.message ?? "",
+    };
+  }
+
+  /** Reads the seal record and keyring again (after they were applied or a snapshot restored). */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadNow());
+    return this.reloading;
+  }
+
+  private async reloadNow(): Promise<void> {
+    const { seal, keyring } = wellKnownRecords;
+    const bytes = await this.options.state.systemRecord(seal.area, seal.name);
+    const recordChanged = !sameBytes(bytes, this.recordBytes);
+    if (recordChanged) {
+      const wasUnsealed = this.seals !== null && !this.seals.status().sealed;
+      const rootKey = wasUnsealed ? Uint8Array.from(this.rootKey()) : null;
+      this.stopSeals();
+      this.recordBytes = bytes;
+      this.record = bytes === null ? null : decodeSealRecord(bytes);
+      if (this.record !== null) {
+        this.seals = new SealSet(this.record, {
+          ...(this.pkcs11Client === null ? {} : { pkcs11Client: this.pkcs11Client }),
+          shareAttempt: { attemptTimeoutMs: this.options.shareAttemptTimeoutMs },
+        });
+        // A rekey or migration does not change the root key: an unsealed node stays unsealed.
+        if (rootKey !== null) this.seals.adoptRootKey(rootKey);
+        else this.startAutoUnseal();
+      }
+      this.options.onChange();
+    }
+    // A rotated keyring is opened with the root key this node holds.
+    if (!this.sealed() && this.seals !== null) {
+      const wrapped = await this.options.state.systemRecord(keyring.area, keyring.name);
+      if (wrapped !== null) this.options.barrier.unseal(unwrapKeyring(wrapped, this.seals.rootKey()));
+    }
+  }
+
+  /** One Shamir share from an operator; opens the barrier when it completes the threshold. */
+  async unsealWithShare(share: string, nonce: string): Promise<SealSetStatus> {
+    const seals = this.requireSeals();
+    const status = await seals.unsealWithShare(share, nonce === "" ? undefined : nonce);
+    if (!status.sealed) await this.openBarrier();
+    return seals.status();
+  }
+
+  resetShareAttempt(): void {
+    this.seals?.resetShareAttempt();
+  }
+
+  /** Zeroes every key on this node; it serves nothing until unsealed again (HSM: by an operator's retry). */
+  seal(): void {
+    this.options.barrier.seal();
+    this.seals?.seal();
+    this.unsealer?.stop();
+    this.options.onChange();
+  }
+
+  /** After seal(): lets an HSM node unseal itself again. */
+  retryAutoUnseal(): void {
+    if (this.unsealer === null) this.startAutoUnseal();
+    else void this.unsealer.retryNow();
+  }
+
+  close(): void {
+    this.stopSeals();
+    this.options.barrier.seal();
+    this.pkcs11Client?.close();
+  }
+
+  private requireSeals(): SealSet {
+    if (this.seals === null)
+      throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
+    return this.seals;
+  }
+
+  private startAutoUnseal(): void {
+    const seals = this.seals;
+    if (seals === null || !seals.canAutoUnseal()) return;
+    this.unsealer = new AutoUnsealer(
+      async () => {
+        await seals.unsealWithHsm();
+        await this.openBarrier();
+      },
+      { onFailure: (error) => this.options.onAutoUnsealFailure?.(`${error.code}: ${error.message}`) },
+    );
+    void this.unsealer.start();
+  }
+
+  private async openBarrier(): Promise<void> {
+    const { keyring } = wellKnownRecords;
+    const wrapped = await this.options.state.systemRecord(keyring.area, keyring.name);
+    if (wrapped === null)
+      throw new NodeError("NOT_INITIALIZED", "the keyring is missing from the replicated state");
+    this.options.barrier.unseal(unwrapKeyring(wrapped, this.rootKey()));
+    this.options.onChange();
+  }
+
+  private stopSeals(): void {
+    this.unsealer?.stop();
+    this.unsealer = null;
+    this.seals?.close();
+    this.seals = null;
+  }
+}
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

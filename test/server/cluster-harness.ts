@@ -1,0 +1,144 @@
+// A small harness for end-to-end tests of real nodes: certificates from the test PKI, a config per
+// node on its own 127.0.0.x address, and typed gRPC clients with a client certificate. Nodes run
+// in this process (StrongroomNode.start) or as child processes (`strongroom server`), both over
+// real sockets, real mutual TLS and real LevelDB directories.
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type ChannelCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { stringify } from "yaml";
+import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
+import { type NodeConfig, parseNodeConfig } from "../../server/config.js";
+import { channelCredentials } from "../../server/tls/credentials.js";
+import { TlsFiles } from "../../server/tls/tls-files.js";
+import type { TestPki } from "./pki-fixture.js";
+
+export interface NodeSpec {
+  readonly id: string;
+  readonly host: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly httpPort: number;
+}
+
+/** Specs for n1..nN on 127.0.0.(offset+i), with ports from `basePort`. */
+export function nodeSpecs(count: number, basePort: number, hostOffset = 10): NodeSpec[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: `n${i + 1}`,
+    host: `127.0.0.${hostOffset + i + 1}`,
+    clientPort: basePort,
+    peerPort: basePort + 1,
+    httpPort: basePort + 2,
+  }));
+}
+
+/** A config for each node, written as YAML under `root/<id>/config.yaml` too (for child processes). */
+export function writeConfigs(
+  pki: TestPki,
+  root: string,
+  specs: readonly NodeSpec[],
+  extra: (spec: NodeSpec) => Record<string, unknown> = () => ({}),
+): Map<string, { config: NodeConfig; file: string }> {
+  const configs = new Map<string, { config: NodeConfig; file: string }>();
+  const members = specs.map((spec) => ({
+    id: spec.id,
+    peerAddress: `${spec.host}:${spec.peerPort}`,
+    clientAddress: `${spec.host}:${spec.clientPort}`,
+  }));
+  for (const spec of specs) {
+    const directory = join(root, spec.id);
+    mkdirSync(directory, { recursive: true });
+    const peer = pki.node(spec.id, [spec.host, "localhost"]);
+    const document = {
+      nodeId: spec.id,
+      dataDir: join(directory, "data"),
+      listen: {
+        client: `${spec.host}:${spec.clientPort}`,
+        peer: `${spec.host}:${spec.peerPort}`,
+        http: `${spec.host}:${spec.httpPort}`,
+      },
+      // The client port shows clients the node certificate and trusts the client CA.
+      tls: { peer, client: { ...peer, caFile: pki.clientCaFile() } },
+      members,
+      raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 },
+      log: { level: "warn" },
+      ...extra(spec),
+    };
+    const file = join(directory, "config.yaml");
+    writeFileSync(file, stringify(document));
+    configs.set(spec.id, { config: parseNodeConfig(document), file });
+  }
+  return configs;
+}
+
+export interface Clients {
+  readonly secrets: SecretsClient;
+  readonly sys: SysClient;
+  readonly cluster: ClusterClient;
+  close(): void;
+}
+
+export function clientsFor(address: string, pki: TestPki, name = "operator"): Clients {
+  const tls = new TlsFiles(pki.client(name));
+  const credentials: ChannelCredentials = channelCredentials(tls);
+  const secrets = new SecretsClient(address, credentials);
+  const sys = new SysClient(address, credentials);
+  const cluster = new ClusterClient(address, credentials);
+  return {
+    secrets,
+    sys,
+    cluster,
+    close() {
+      secrets.close();
+      sys.close();
+      cluster.close();
+      tls.close();
+    },
+  };
+}
+
+type Callback<Response> = (error: ServiceError | null, response: Response) => void;
+
+/** Calls a generated unary method as a promise, with a deadline. */
+export function call<Request, Response>(
+  method: (
+    request: Request,
+    metadata: Metadata,
+    options: { deadline: number },
+    callback: Callback<Response>,
+  ) => unknown,
+  request: Request,
+  timeoutMs = 10_000,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    method(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
+      error === null ? resolve(response) : reject(error),
+    );
+  });
+}
+
+/** The gRPC error of a call expected to fail, with its reason trailer. */
+export async function callError<Request, Response>(
+  method: (
+    request: Request,
+    metadata: Metadata,
+    options: { deadline: number },
+    callback: Callback<Response>,
+  ) => unknown,
+  request: Request,
+): Promise<{ code: number; details: string; reason: string; leader: string }> {
+  try {
+    await call(method, request);
+  } catch (error) {
+    const serviceError = error as ServiceError;
+    return {
+      code: serviceError.code,
+      details: serviceError.details,
+      reason: String(serviceError.metadata?.get("strongroom-reason")[0] ?? ""),
+      leader: String(serviceError.metadata?.get("strongroom-leader")[0] ?? ""),
+    };
+  }
+  throw new Error("the call succeeded");
+}

@@ -1,0 +1,165 @@
+// A three-node cluster in this process, over real sockets, mutual TLS and LevelDB: the life of a
+// new cluster as operators and clients meet it. Init through a follower, every node sealed until
+// unsealed with its shares, writes through a follower forwarded to the leader, linearizable reads
+// on another follower, the errors a client relies on (sealed, CAS conflict, bad path, too large),
+// and the health endpoint's codes.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, expect, it } from "vitest";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { StrongroomNode } from "../../server/node.js";
+import { eventually } from "../support/eventually.js";
+import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("cluster");
+const root = mkdtempSync(join(tmpdir(), "strongroom-cluster-"));
+const specs = nodeSpecs(3, 17_000 + Math.floor(Math.random() * 2000) * 3);
+const configs = writeConfigs(pki, root, specs);
+const nodes: StrongroomNode[] = [];
+const clients = new Map<string, Clients>();
+
+afterAll(async () => {
+  for (const client of clients.values()) client.close();
+  await Promise.all(nodes.map((node) => node.stop(500)));
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+function client(id: string): Clients {
+  const found = clients.get(id);
+  if (found === undefined) throw new Error(`no client for ${id}`);
+  return found;
+}
+
+async function leaderId(): Promise<string> {
+  let leader = "";
+  await eventually(() => {
+    leader = nodes.find((node) => node.isLeader())?.config.nodeId ?? "";
+    return leader !== "";
+  }, 10_000);
+  return leader;
+}
+
+it("a new cluster: init through a follower, unseal every node, write and read through followers", async () => {
+  for (const spec of specs) {
+    const entry = configs.get(spec.id);
+    if (entry === undefined) throw new Error(`no config for ${spec.id}`);
+    nodes.push(await StrongroomNode.start(entry.config));
+    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+  }
+  const leader = await leaderId();
+  const [followerA, followerB] = specs.map((spec) => spec.id).filter((id) => id !== leader) as [
+    string,
+    string,
+  ];
+
+  const uninitialized = await callError(client(followerA).secrets.get.bind(client(followerA).secrets), {
+    path: "app/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_UNSPECIFIED,
+    maxStalenessMs: 0,
+  });
+  expect(uninitialized).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "NOT_INITIALIZED" });
+
+  const init = await call(client(followerA).sys.init.bind(client(followerA).sys), {
+    shamir: { count: 3, threshold: 2, operatorKeys: [] },
+    hsm: false,
+    generateHsmKey: false,
+    recovery: undefined,
+  });
+  expect(init.unsealShares).toHaveLength(3);
+  expect(init.unsealThreshold).toBe(2);
+  const again = await callError(client(followerB).sys.init.bind(client(followerB).sys), {
+    shamir: { count: 3, threshold: 2, operatorKeys: [] },
+    hsm: false,
+    generateHsmKey: false,
+    recovery: undefined,
+  });
+  expect(again).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "ALREADY_INITIALIZED" });
+
+  // Every node is initialized and sealed; a sealed node refuses secrets.
+  for (const spec of specs) {
+    await eventually(() => nodes.every((node) => node.sealStatus().initialized), 5000);
+    const sealStatus = await call(client(spec.id).sys.sealStatus.bind(client(spec.id).sys), {});
+    expect(sealStatus).toMatchObject({
+      initialized: true,
+      sealed: true,
+      threshold: 2,
+      shares: 3,
+      sealTypes: ["shamir"],
+    });
+  }
+  const sealed = await callError(client(followerB).secrets.put.bind(client(followerB).secrets), {
+    path: "app/db",
+    value: new TextEncoder().encode("hunter2"),
+  });
+  expect(sealed).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "SEALED" });
+
+  // Unseal each node with two shares (a different pair on each).
+  for (const [position, spec] of specs.entries()) {
+    const sys = client(spec.id).sys;
+    const first = await call(sys.unseal.bind(sys), {
+      share: init.unsealShares[position] ?? "",
+      nonce: "",
+      reset: false,
+    });
+    expect(first).toMatchObject({ sealed: true, progress: 1, threshold: 2 });
+    const second = await call(sys.unseal.bind(sys), {
+      share: init.unsealShares[(position + 1) % 3] ?? "",
+      nonce: first.nonce,
+      reset: false,
+    });
+    expect(second).toMatchObject({ sealed: false, unsealedBy: "shamir" });
+  }
+
+  // A write through one follower, a linearizable read through the other.
+  const writer = client(followerA).secrets;
+  const put = await call(writer.put.bind(writer), {
+    path: "app/db",
+    value: new TextEncoder().encode("hunter2"),
+  });
+  expect(put.version).toBe(1);
+  const reader = client(followerB).secrets;
+  const read = await call(reader.get.bind(reader), {
+    path: "app/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  });
+  expect(new TextDecoder().decode(read.value)).toBe("hunter2");
+  expect(read.version).toBe(1);
+  expect(read.revision).toBeGreaterThanOrEqual(put.revision);
+
+  // Check-and-set: a stale expectation is ABORTED, the right one writes version 2.
+  const conflict = await callError(writer.put.bind(writer), {
+    path: "app/db",
+    value: new Uint8Array([1]),
+    cas: 0,
+  });
+  expect(conflict).toMatchObject({ code: status.ABORTED, reason: "CAS_MISMATCH" });
+  const second = await call(writer.put.bind(writer), { path: "app/db", value: new Uint8Array([2]), cas: 1 });
+  expect(second.version).toBe(2);
+
+  // Bad input: a bad path and a value over the limit, each with its reason.
+  const badPath = await callError(writer.put.bind(writer), {
+    path: "../etc/passwd",
+    value: new Uint8Array([1]),
+  });
+  expect(badPath).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT" });
+  expect(badPath.details).toMatch(/invalid path/);
+  const tooLarge = await callError(writer.put.bind(writer), {
+    path: "app/big",
+    value: new Uint8Array(1024 * 1024 + 1),
+  });
+  expect(tooLarge).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "VALUE_TOO_LARGE" });
+
+  // Health: the leader 200, followers 429.
+  for (const spec of specs) {
+    const response = await fetch(`http://${spec.host}:${spec.httpPort}/v1/sys/health`);
+    expect(response.status).toBe(spec.id === (await leaderId()) ? 200 : 429);
+  }
+});
