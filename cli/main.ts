@@ -1,8 +1,9 @@
-// The `strongroom` command. Today it has the development demo and the Raft simulator; the operator,
-// kv, cluster and audit commands arrive with the server (see docs/ and the open issues).
+// The `strongroom` command: `server` runs a node; `dev` the narrated in-process Raft demo. The
+// operator, kv, cluster and audit commands arrive with the CLI issue.
 
 import { Command, InvalidArgumentError } from "commander";
 import { runDevDemo } from "./dev-demo.js";
+import { runServer } from "./server-command.js";
 
 function positiveInteger(name: string) {
   return (value: string): number => {
@@ -39,6 +40,14 @@ program
       tickMs: options.tickMs,
       print: (line) => process.stdout.write(`${line}\n`),
     });
+  });
+
+program
+  .command("server")
+  .description("run a strongroom node (see docs/operations.md for the config file)")
+  .requiredOption("--config <file>", "the node's YAML config file")
+  .action(async (options: { config: string }) => {
+    await runServer(options.config);
   });
 
 await program.parseAsync(process.argv);

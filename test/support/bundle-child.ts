@@ -8,8 +8,15 @@ import { build } from "esbuild";
 // Inside the project, so a bundle resolves native addons (left out of it) from node_modules.
 const bundleDirectory = new URL("../../node_modules/.cache/strongroom/", import.meta.url).pathname;
 
-/** Bundles `entry` (a TypeScript file) into one ESM file and returns its path; `external` names native addons. */
-export async function bundleChild(entry: URL, name: string, external: readonly string[]): Promise<string> {
+/**
+ * Bundles `entry` (a TypeScript file) into one ESM file and returns its path. `external` names
+ * the packages loaded from node_modules instead ("packages": every package, only our code bundled).
+ */
+export async function bundleChild(
+  entry: URL,
+  name: string,
+  external: readonly string[] | "packages",
+): Promise<string> {
   mkdirSync(bundleDirectory, { recursive: true });
   const outfile = join(bundleDirectory, `${name}.mjs`);
   await build({
@@ -19,7 +26,7 @@ export async function bundleChild(entry: URL, name: string, external: readonly s
     format: "esm",
     target: "node20",
     outfile,
-    external: [...external],
+    ...(external === "packages" ? { packages: "external" as const } : { external: [...external] }),
     logLevel: "silent",
   });
   return outfile;

@@ -1,0 +1,35 @@
+// `strongroom server --config FILE`: runs one node until SIGTERM or SIGINT, then shuts it down
+// gracefully (a leader hands over first; calls in flight get time to finish). A config with
+// problems is refused at start with one line per problem, and exit code 2.
+
+import { ConfigError, loadNodeConfig } from "../server/config.js";
+import { StrongroomNode } from "../server/node.js";
+import { TlsConfigError } from "../server/tls/tls-files.js";
+
+export async function runServer(configFile: string): Promise<void> {
+  let node: StrongroomNode;
+  try {
+    node = await StrongroomNode.start(loadNodeConfig(configFile));
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof TlsConfigError) {
+      process.stderr.write(`strongroom server: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`strongroom server: ${signal}, shutting down\n`);
+    node.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`strongroom server: shutdown failed: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}

@@ -1,0 +1,88 @@
+// Nodes as child processes (`strongroom server --config FILE`), each on its own 127.0.0.x address,
+// killed with real signals. The CLI is bundled once; each process starts as plain node.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { bundleChild } from "../support/bundle-child.js";
+import type { NodeSpec } from "./cluster-harness.js";
+
+let cliScript: string | null = null;
+
+export async function bundledCli(): Promise<string> {
+  cliScript ??= await bundleChild(
+    new URL("../../cli/main.ts", import.meta.url),
+    "strongroom-cli",
+    "packages",
+  );
+  return cliScript;
+}
+
+export class NodeProcess {
+  private child: ChildProcess | null = null;
+  private exit: Promise<number | null> = Promise.resolve(null);
+  readonly stderr: string[] = [];
+
+  constructor(
+    readonly spec: NodeSpec,
+    private readonly configFile: string,
+    private readonly env: NodeJS.ProcessEnv = {},
+  ) {}
+
+  async start(): Promise<void> {
+    const script = await bundledCli();
+    const child = spawn(process.execPath, [script, "server", "--config", this.configFile], {
+      env: { ...process.env, ...this.env },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      // Bounded: only the last lines are kept, for a failing test's message.
+      this.stderr.push(chunk.toString());
+      if (this.stderr.length > 50) this.stderr.shift();
+    });
+    this.child = child;
+    this.exit = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    await this.waitForHealth();
+  }
+
+  /** Answers health at all (any status code): the process is up and serving. */
+  async waitForHealth(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.child?.exitCode !== null) throw new Error(`${this.spec.id} exited: ${this.stderr.join("")}`);
+      try {
+        await fetch(this.healthUrl(), { signal: AbortSignal.timeout(500) });
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    throw new Error(`${this.spec.id} did not answer health in ${timeoutMs} ms: ${this.stderr.join("")}`);
+  }
+
+  async healthStatus(): Promise<number> {
+    const response = await fetch(this.healthUrl(), { signal: AbortSignal.timeout(1000) });
+    return response.status;
+  }
+
+  /** SIGKILL: no shutdown, no flush. */
+  async kill(): Promise<void> {
+    this.child?.kill("SIGKILL");
+    await this.exit;
+    this.child = null;
+  }
+
+  /** SIGTERM: the graceful shutdown; resolves with the exit code. */
+  async terminate(): Promise<number | null> {
+    this.child?.kill("SIGTERM");
+    const code = await this.exit;
+    this.child = null;
+    return code;
+  }
+
+  get address(): string {
+    return `${this.spec.host}:${this.spec.clientPort}`;
+  }
+
+  private healthUrl(): string {
+    return `http://${this.spec.host}:${this.spec.httpPort}/v1/sys/health`;
+  }
+}
