@@ -9,7 +9,12 @@ import { TlsConfigError } from "../server/tls/tls-files.js";
 export async function runServer(configFile: string): Promise<void> {
   let node: StrongroomNode;
   try {
-    node = await StrongroomNode.start(loadNodeConfig(configFile));
+    node = await StrongroomNode.start(loadNodeConfig(configFile), {
+      onFatal: (error) => {
+        process.stderr.write(`strongroom server: stopped: ${error.message}\n`);
+        process.exit(1);
+      },
+    });
   } catch (error) {
     if (error instanceof ConfigError || error instanceof TlsConfigError) {
       process.stderr.write(`strongroom server: ${error.message}\n`);

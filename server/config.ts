@@ -49,8 +49,18 @@ export const nodeConfigSchema = z
       /** Client CA bundle and the certificate this node shows clients. */
       client: tlsFiles,
     }),
-    /** The founding members (this node among them), the same list on every founding node. */
+    /**
+     * The members this node knows at start (itself among them). For a new cluster, the founding
+     * members, the same list on every founding node; for a node joining an existing cluster, enough
+     * members to reach it (the rest is learned from the replicated state).
+     */
     members: z.array(member).min(1).max(7),
+    /**
+     * "new": this node founds a cluster with `members` (on its first start only, when its data
+     * directory is empty). "existing": it joins a cluster that added it (Cluster.AddMember) and
+     * waits for the leader to replicate the log to it; it never founds a cluster of its own.
+     */
+    clusterState: z.enum(["new", "existing"]).default("new"),
     region: z.string().max(64).default(""),
     zone: z.string().max(64).default(""),
     raft: z

@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Gauge, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
-import type { Message } from "../raft/core/index.js";
+import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
@@ -36,6 +36,8 @@ export interface NodeStartOptions {
   readonly logger?: Logger;
   /** Interceptors around every API handler (the access-control issue adds authorization and audit). */
   readonly interceptors?: readonly Interceptor[];
+  /** Called once if the node stops on a fatal error (a broken Raft invariant, a failed disk write). */
+  readonly onFatal?: (error: Error) => void;
 }
 
 export interface NodePorts {
@@ -108,10 +110,17 @@ export class StrongroomNode {
       tls: peerTls,
       onStreamError: (peer, details) => logger.debug({ peer, details }, "peer stream failed"),
     });
+    // Every Raft message in and out at the trace level: what to read when replication stalls.
+    const tracing = logger.isLevelEnabled("trace");
     const observedTransport: Transport = {
-      send: (messages) => transport.send(messages),
+      send: (messages) => {
+        if (tracing)
+          for (const message of messages) logger.trace({ raft: describeMessage(message) }, "raft send");
+        transport.send(messages);
+      },
       listen: (handler) =>
         transport.listen((message: Message) => {
+          if (tracing) logger.trace({ raft: describeMessage(message) }, "raft receive");
           reads.heardFrom(message.from);
           handler(message);
         }),
@@ -134,10 +143,18 @@ export class StrongroomNode {
       tickMs: config.raft.tickMs,
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
-      bootstrap: { voters: config.members.map((member) => member.id), learners: [] },
+      ...(config.clusterState === "new"
+        ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
+        : {}),
       onSoftState: (soft) =>
         logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed"),
-      onFatal: (error) => logger.fatal({ error: error.message }, "the Raft node stopped on a fatal error"),
+      onFatal: (error) => {
+        const hint = /belongs to another cluster/.test(error.message)
+          ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"
+          : "";
+        logger.fatal({ error: `${error.message}${hint}` }, "the Raft node stopped on a fatal error");
+        options.onFatal?.(new Error(`${error.message}${hint}`, { cause: error }));
+      },
     });
     await keeper.reload();
     updateCampaign();

@@ -6,7 +6,7 @@
 // anything but a typed RaftError (bad request) or RaftInvariantError (broken protocol state).
 
 import { type InjectedBug, type RaftConfig, type RaftConfigInput, validateRaftConfig } from "./config.js";
-import { invariant, NotLeaderError, RaftError } from "./errors.js";
+import { broken, invariant, NotLeaderError, RaftError } from "./errors.js";
 import { RaftLog } from "./log.js";
 import {
   decodeMembershipChange,
@@ -753,7 +753,19 @@ export class RaftCore {
 
   private handleAppend(message: AppendMessage): void {
     if (message.prevIndex < this.log.committed) {
-      // Everything up to our commit index already matches; tell the leader where we really are.
+      // Everything up to our commit index must already match (leader completeness). An entry that
+      // differs from a committed one means this log is not the cluster's: another cluster's, or a
+      // node that founded a cluster of its own instead of joining. Going on would hide it forever.
+      for (const entry of message.entries) {
+        if (entry.index > this.log.committed) break;
+        const ours = this.log.term(entry.index);
+        if (ours !== undefined && ours !== entry.term) {
+          broken(
+            `the leader ${message.from}'s entry ${entry.index} (term ${entry.term}) differs from this node's committed entry ${entry.index} (term ${ours}): this node's log belongs to another cluster`,
+          );
+        }
+      }
+      // Tell the leader where we really are.
       this.respondToAppend(message, true, this.log.committed, 0, 0);
       return;
     }

@@ -173,4 +173,22 @@ describe("leadership transfer", () => {
       expect.objectContaining({ code: "NOT_LEADER" }),
     );
   });
+
+  it("a node that founded a cluster of its own instead of joining is stopped with the reason, not left stalled", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.propose("n1", "before the join");
+    cluster.stabilize();
+    // n4 was started as a founder (its own four-voter bootstrap, committed) rather than as a joiner.
+    cluster.addNode("n4", bootstrapState({ voters: ["n1", "n2", "n3", "n4"], learners: [] }));
+    cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n4" });
+    expect(() => {
+      for (let round = 0; round < 20; round++) {
+        cluster.tickAll();
+        cluster.stabilize();
+      }
+    }).toThrow(
+      /entry 4 \(term 2\) differs from this node's committed entry 4 \(term 1\): this node's log belongs to another cluster/,
+    );
+  });
 });

@@ -63,7 +63,7 @@ export function writeConfigs(
       tls: { peer, client: { ...peer, caFile: pki.clientCaFile() } },
       members,
       raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1 },
-      log: { level: "warn" },
+      log: { level: process.env.STRONGROOM_TEST_LOG ?? "warn" },
       ...extra(spec),
     };
     const file = join(directory, "config.yaml");

@@ -1,0 +1,256 @@
+// What the client port refuses, on a real node over real TLS: no client certificate, a
+// certificate of another CA, an expired one, a peer (node) certificate, a request larger than the
+// limit, and a malformed request; and the cluster operations: a learner added, promoted and a voter
+// removed, leadership transferred, and a rekey that keeps every node unsealed.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { credentials, type ServiceError, status } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import { Consistency, SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { StrongroomNode } from "../../server/node.js";
+import { channelCredentials } from "../../server/tls/credentials.js";
+import { createCertificateAuthority, issueClientCertificate } from "../../server/tls/dev-pki.js";
+import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
+import { eventually } from "../support/eventually.js";
+import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("refusals");
+const root = mkdtempSync(join(tmpdir(), "strongroom-refusals-"));
+const specs = nodeSpecs(4, 25_000 + Math.floor(Math.random() * 2000) * 3, 60);
+const founders = specs.slice(0, 3);
+const configs = writeConfigs(pki, root, founders);
+// The fourth node joins later: its config lists the founders and itself.
+const joinerConfigs = writeConfigs(pki, join(root, "joiner"), specs);
+const nodes = new Map<string, StrongroomNode>();
+const clients = new Map<string, Clients>();
+let shares: string[] = [];
+
+function clientOf(id: string): Clients {
+  const found = clients.get(id);
+  if (found === undefined) throw new Error(`no client for ${id}`);
+  return found;
+}
+
+async function leaderId(): Promise<string> {
+  let leader = "";
+  await eventually(() => {
+    leader = [...nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
+    return leader !== "";
+  }, 10_000);
+  return leader;
+}
+
+async function unseal(id: string): Promise<void> {
+  const sys = clientOf(id).sys;
+  for (const share of shares.slice(0, 2))
+    await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
+}
+
+beforeAll(async () => {
+  for (const spec of founders) {
+    const entry = configs.get(spec.id);
+    if (entry === undefined) throw new Error(`no config for ${spec.id}`);
+    nodes.set(spec.id, await StrongroomNode.start(entry.config));
+    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+  }
+  await leaderId();
+  const sys = clientOf("n1").sys;
+  const init = await call(sys.init.bind(sys), {
+    shamir: { count: 3, threshold: 2, operatorKeys: [] },
+    hsm: false,
+    generateHsmKey: false,
+    recovery: undefined,
+  });
+  shares = init.unsealShares;
+  for (const spec of founders) await unseal(spec.id);
+}, 60_000);
+
+afterAll(async () => {
+  for (const client of clients.values()) client.close();
+  await Promise.all([...nodes.values()].map((node) => node.stop(500)));
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** A Get with some credentials; resolves to the gRPC error (or null on success). */
+async function getWith(address: string, paths: TlsFilePaths | null): Promise<ServiceError | null> {
+  const tls = paths === null ? null : new TlsFiles(paths);
+  const secrets = new SecretsClient(
+    address,
+    tls === null ? credentials.createSsl(Buffer.from(pki.clusterCa.certificatePem)) : channelCredentials(tls),
+  );
+  try {
+    await call(
+      secrets.get.bind(secrets),
+      {
+        path: "app/x",
+        version: 0,
+        consistency: Consistency.CONSISTENCY_UNSPECIFIED,
+        maxStalenessMs: 0,
+      },
+      3000,
+    );
+    return null;
+  } catch (error) {
+    return error as ServiceError;
+  } finally {
+    secrets.close();
+    tls?.close();
+  }
+}
+
+describe("the client port refuses", () => {
+  const address = () => `${founders[0]?.host}:${founders[0]?.clientPort}`;
+
+  it("a client without a certificate, with another CA's, with an expired one, and a node's certificate", async () => {
+    expect((await getWith(address(), null))?.code).toBe(status.UNAVAILABLE);
+    const otherCa = createCertificateAuthority("another client CA");
+    const foreign = pki.write(
+      "foreign-client",
+      issueClientCertificate(otherCa, { name: "mallory" }),
+      pki.clusterCa,
+    );
+    expect((await getWith(address(), foreign))?.code).toBe(status.UNAVAILABLE);
+    const expired = pki.client("late", {
+      notBefore: new Date("2020-01-01"),
+      notAfter: new Date("2021-01-01"),
+    });
+    // Our own TlsFiles refuses to load an expired certificate: build the credentials by hand.
+    const { createSecureContext } = await import("node:tls");
+    const { readFileSync } = await import("node:fs");
+    const expiredClient = new SecretsClient(
+      address(),
+      credentials.createFromSecureContext(
+        createSecureContext({
+          ca: readFileSync(expired.caFile),
+          cert: readFileSync(expired.certificateFile),
+          key: readFileSync(expired.privateKeyFile),
+        }),
+      ),
+    );
+    const expiredError = await call(
+      expiredClient.get.bind(expiredClient),
+      {
+        path: "app/x",
+        version: 0,
+        consistency: Consistency.CONSISTENCY_UNSPECIFIED,
+        maxStalenessMs: 0,
+      },
+      3000,
+    ).catch((error: ServiceError) => error);
+    expiredClient.close();
+    expect((expiredError as ServiceError).code).toBe(status.UNAVAILABLE);
+    // A node certificate is from the cluster CA, which the client port does not trust.
+    expect((await getWith(address(), pki.node("n9")))?.code).toBe(status.UNAVAILABLE);
+    // The right certificate works (the secret does not exist yet).
+    expect((await getWith(address(), pki.client("alice")))?.code).toBe(status.NOT_FOUND);
+  });
+
+  it("a request over the size limit, and a malformed one", async () => {
+    const secrets = clientOf("n1").secrets;
+    const oversized = await callError(secrets.put.bind(secrets), {
+      path: "app/huge",
+      value: new Uint8Array(3 * 1024 * 1024),
+    });
+    expect(oversized.code).toBe(status.RESOURCE_EXHAUSTED);
+    // Bytes that are not a PutRequest, sent through a raw client.
+    const tls = new TlsFiles(pki.client("raw"));
+    const raw = new ClusterClient(address(), channelCredentials(tls));
+    const malformed = await new Promise<ServiceError | null>((resolve) => {
+      raw.makeUnaryRequest(
+        "/strongroom.v1.Secrets/Put",
+        (value: Buffer) => value,
+        (value: Buffer) => value,
+        Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]),
+        (error) => resolve(error),
+      );
+    });
+    raw.close();
+    tls.close();
+    expect(malformed?.code).toBe(status.INTERNAL);
+  });
+});
+
+describe("cluster operations", () => {
+  it("adds a learner that catches up, promotes it, removes a voter, and transfers leadership", async () => {
+    const secrets = clientOf("n1").secrets;
+    await call(secrets.put.bind(secrets), { path: "ops/before-join", value: new TextEncoder().encode("v1") });
+    const joiner = specs[3];
+    const joinerConfig = joinerConfigs.get("n4");
+    if (joiner === undefined || joinerConfig === undefined) throw new Error("no joiner");
+    const cluster = clientOf("n2").cluster;
+    const added = await call(cluster.addMember.bind(cluster), {
+      nodeId: "n4",
+      peerAddress: `${joiner.host}:${joiner.peerPort}`,
+      clientAddress: `${joiner.host}:${joiner.clientPort}`,
+      voter: false,
+    });
+    expect(added.members.find((member) => member.nodeId === "n4")).toMatchObject({ voter: false });
+    // The joiner founds nothing of its own: it learns the log, membership included, from the leader.
+    nodes.set("n4", await StrongroomNode.start({ ...joinerConfig.config, clusterState: "existing" }));
+    clients.set("n4", clientsFor(`${joiner.host}:${joiner.clientPort}`, pki));
+    await eventually(() => nodes.get("n4")?.sealStatus().initialized === true, 10_000);
+    await unseal("n4");
+    const read = await call(clientOf("n4").secrets.get.bind(clientOf("n4").secrets), {
+      path: "ops/before-join",
+      version: 0,
+      consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+      maxStalenessMs: 0,
+    });
+    expect(new TextDecoder().decode(read.value)).toBe("v1");
+
+    const promoted = await call(cluster.promoteLearner.bind(cluster), { nodeId: "n4" });
+    expect(
+      promoted.members
+        .filter((member) => member.voter)
+        .map((member) => member.nodeId)
+        .sort(),
+    ).toEqual(["n1", "n2", "n3", "n4"]);
+
+    const target = "n4";
+    const transferred = await call(cluster.transferLeader.bind(cluster), { nodeId: target });
+    expect(transferred.leaderId).toBe(target);
+    expect(await leaderId()).toBe(target);
+
+    const removed = await call(cluster.removeMember.bind(cluster), { nodeId: "n3" });
+    expect(removed.members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n4"]);
+    const unknown = await callError(cluster.removeMember.bind(cluster), { nodeId: "n7" });
+    expect(unknown).toMatchObject({ code: status.INVALID_ARGUMENT, details: "n7 is not a member" });
+  });
+
+  it("rekeys through the leader: new shares work, old ones do not, every node stays unsealed", async () => {
+    const sys = clientOf("n1").sys;
+    const first = await call(sys.rekey.bind(sys), {
+      share: shares[0] ?? "",
+      nonce: "",
+      newShares: { count: 4, threshold: 3, operatorKeys: [] },
+      reset: false,
+    });
+    expect(first).toMatchObject({ complete: false, progress: 1, threshold: 2 });
+    const done = await call(sys.rekey.bind(sys), {
+      share: shares[1] ?? "",
+      nonce: first.nonce,
+      newShares: undefined,
+      reset: false,
+    });
+    expect(done.complete).toBe(true);
+    expect(done.shares).toHaveLength(4);
+    for (const id of ["n1", "n2", "n4"]) {
+      await eventually(() => nodes.get(id)?.sealStatus().sealed === false, 5000);
+      const status = await call(clientOf(id).sys.sealStatus.bind(clientOf(id).sys), {});
+      expect(status).toMatchObject({ sealed: false, shares: 4, threshold: 3 });
+    }
+    // Sealing one node: the old shares no longer open it, the new ones do.
+    const n2 = clientOf("n2").sys;
+    await call(n2.seal.bind(n2), {});
+    const old = await callError(n2.unseal.bind(n2), { share: shares[0] ?? "", nonce: "", reset: false });
+    expect(old).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "SHARE_MISMATCH" });
+    for (const share of done.shares.slice(1))
+      await call(n2.unseal.bind(n2), { share, nonce: "", reset: false });
+    expect((await call(n2.sealStatus.bind(n2), {})).sealed).toBe(false);
+  });
+});
