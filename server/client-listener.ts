@@ -1,4 +1,4 @@
-// The client port: Secrets, Sys and Cluster over mutual TLS 1.3, trusting only the client CA (a
+// The client port: Secrets, Sys and Cluster (and gRPC health and reflection) over mutual TLS 1.3, trusting only the client CA (a
 // peer certificate fails the handshake). Each call gets its context here - the identity from the
 // verified certificate, a deadline no later than the node's cap - and is run by the executor;
 // every error leaves through the one error table (errors.ts).
@@ -15,6 +15,7 @@ import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
+import type { StandardServices } from "./grpc-standard-services.js";
 import { serverCredentials } from "./tls/credentials.js";
 import { clientIdentityOf } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
@@ -28,6 +29,8 @@ export interface ClientListenerOptions {
   readonly cluster: Record<string, AnyApiMethod>;
   readonly timeoutMs: number;
   readonly messageBytesMax: number;
+  /** Health and reflection. */
+  readonly standard: StandardServices;
 }
 
 export interface ClientListener {
@@ -52,6 +55,7 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
     server.addService(definition, implementation);
   }
+  options.standard.addTo(server);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, serverCredentials(options.tls), (error, bound) =>
       error === null ? resolve(bound) : reject(error),

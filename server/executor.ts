@@ -4,7 +4,7 @@
 // the log (this node lost the lead before proposing, or the proposal was dropped) is retried; one
 // whose outcome is unknown (a timeout after proposing) is not.
 
-import { NotLeaderError } from "../raft/core/index.js";
+import { NotLeaderError, RaftError } from "../raft/core/index.js";
 import { RaftNodeError } from "../raft/node/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { ForwardedError, NodeError } from "./errors.js";
@@ -68,11 +68,15 @@ export class Executor {
 /** Errors after which the request certainly did not take effect, so trying again is safe. */
 function isRetryable(error: unknown): boolean {
   if (error instanceof NotLeaderError) return true;
+  // A leadership transfer refuses proposals until it completes or times out.
+  if (error instanceof RaftError) return error.code === "TRANSFER_IN_PROGRESS";
   if (error instanceof RaftNodeError) return error.code === "PROPOSAL_DROPPED";
   if (error instanceof ForwardedError) {
     // The leader refused before proposing: it lost the lead, dropped the proposal, or is sealed
     // (leadership is moving to an unsealed node).
-    return ["NOT_LEADER", "PROPOSAL_DROPPED", "NO_LEADER", "LEADER_SEALED"].includes(error.reason);
+    return ["NOT_LEADER", "PROPOSAL_DROPPED", "NO_LEADER", "LEADER_SEALED", "TRANSFER_IN_PROGRESS"].includes(
+      error.reason,
+    );
   }
   // The leader could not be reached, so nothing was sent (FORWARD_FAILED, sent but unanswered, is not retried).
   if (error instanceof NodeError) return error.code === "NO_LEADER";

@@ -21,6 +21,7 @@ import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { Executor } from "./executor.js";
 import { Forwarder, forwardHandler } from "./forwarder.js";
+import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
@@ -91,6 +92,7 @@ export class StrongroomNode {
       // A sealed node of an initialized cluster must not lead: it could neither serve nor propose.
       raft?.setCampaignAllowed(!keeper.initialized() || !keeper.sealed());
     };
+    const standard = new StandardServices();
     const keeper = new SealKeeper({
       state,
       barrier,
@@ -98,6 +100,7 @@ export class StrongroomNode {
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
       onChange: () => {
         updateCampaign();
+        standard.setServing(keeper.initialized() && !keeper.sealed());
         logger.info({ sealed: keeper.sealed(), initialized: keeper.initialized() }, "seal state changed");
       },
       onAutoUnsealFailure: (message) => logger.warn({ cause: message }, "HSM auto-unseal failed; retrying"),
@@ -215,7 +218,9 @@ export class StrongroomNode {
       cluster,
       timeoutMs: config.requests.timeoutMs,
       messageBytesMax: config.requests.messageBytesMax,
+      standard,
     });
+    standard.setServing(keeper.initialized() && !keeper.sealed());
 
     const registry = new Registry();
     registerSealMetrics(registry, {

@@ -7,10 +7,22 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { status } from "@grpc/grpc-js";
+import {
+  type ChannelCredentials,
+  type ClientDuplexStream,
+  loadPackageDefinition,
+  makeGenericClientConstructor,
+  type ServiceClientConstructor,
+  type ServiceDefinition,
+  status,
+} from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { service as healthService } from "grpc-health-check";
 import { afterAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { StrongroomNode } from "../../server/node.js";
+import { channelCredentials } from "../../server/tls/credentials.js";
+import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
 import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
@@ -99,6 +111,9 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   });
   expect(sealed).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "SEALED" });
 
+  const probe = channelCredentials(new TlsFiles(pki.client("probe")));
+  expect(await healthOf(`${specs[0]?.host}:${specs[0]?.clientPort}`, probe)).toBe("NOT_SERVING");
+
   // Unseal each node with two shares (a different pair on each).
   for (const [position, spec] of specs.entries()) {
     const sys = client(spec.id).sys;
@@ -157,9 +172,64 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   });
   expect(tooLarge).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "VALUE_TOO_LARGE" });
 
+  // gRPC health and reflection on the client port, with the same client certificate.
+  const address = `${specs[0]?.host}:${specs[0]?.clientPort}`;
+  const credentials = probe;
+  expect(await healthOf(address, credentials)).toBe("SERVING");
+  const reflectionDefinition = loadPackageDefinition(
+    loadSync("grpc/reflection/v1/reflection.proto", {
+      includeDirs: [new URL("../../node_modules/@grpc/reflection/build/proto", import.meta.url).pathname],
+    }),
+  ) as unknown as { grpc: { reflection: { v1: { ServerReflection: ServiceClientConstructor } } } };
+  const reflection = new reflectionDefinition.grpc.reflection.v1.ServerReflection(
+    address,
+    credentials,
+  ) as unknown as {
+    ServerReflectionInfo(): ClientDuplexStream<
+      unknown,
+      { listServicesResponse?: { service: { name: string }[] } }
+    >;
+    close(): void;
+  };
+  const services = await new Promise<string[]>((resolve, reject) => {
+    const stream = reflection.ServerReflectionInfo();
+    stream.on("data", (response: { listServicesResponse?: { service: { name: string }[] } }) => {
+      resolve((response.listServicesResponse?.service ?? []).map((entry) => entry.name));
+      stream.end();
+    });
+    stream.on("error", reject);
+    stream.write({ listServices: "" });
+  });
+  reflection.close();
+  expect(services).toEqual(
+    expect.arrayContaining(["strongroom.v1.Secrets", "strongroom.v1.Sys", "strongroom.v1.Cluster"]),
+  );
+
   // Health: the leader 200, followers 429.
   for (const spec of specs) {
     const response = await fetch(`http://${spec.host}:${spec.httpPort}/v1/sys/health`);
     expect(response.status).toBe(spec.id === (await leaderId()) ? 200 : 429);
   }
 });
+
+/** The gRPC health status of strongroom.v1.Secrets at `address`. */
+async function healthOf(address: string, credentials: ChannelCredentials): Promise<string> {
+  const HealthClient = makeGenericClientConstructor(healthService as ServiceDefinition, "Health");
+  const health = new HealthClient(address, credentials) as unknown as {
+    check(
+      request: { service: string },
+      callback: (error: Error | null, response: { status: string }) => void,
+    ): void;
+    close(): void;
+  };
+  try {
+    const checked = await new Promise<{ status: string }>((resolve, reject) =>
+      health.check({ service: "strongroom.v1.Secrets" }, (error, response) =>
+        error === null ? resolve(response) : reject(error),
+      ),
+    );
+    return checked.status;
+  } finally {
+    health.close();
+  }
+}
