@@ -1,0 +1,131 @@
+// A three-process cluster sealed by a real SoftHSM2 token: init with the HSM makes every node
+// unseal by itself (no operator), a node killed with SIGKILL and restarted unseals by itself and
+// catches up on what was written while it was down, and a node started while the token is away
+// stays sealed until it is back.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { SoftHsm } from "../hsm/softhsm-fixture.js";
+import { type Clients, call, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+import { NodeProcess } from "./process-cluster.js";
+
+const hsm = new SoftHsm();
+const token = hsm.initToken("cluster");
+const pki = new TestPki("hsm-cluster");
+const root = mkdtempSync(join(tmpdir(), "strongroom-hsm-cluster-"));
+const specs = nodeSpecs(3, 29_000 + Math.floor(Math.random() * 2000) * 3, 80);
+const configs = writeConfigs(pki, root, specs, () => ({
+  seal: {
+    pkcs11: {
+      libraryPath: hsm.libraryPath,
+      tokenLabel: token.label,
+      pinFile: token.pinFile,
+      keyLabel: "cluster-root",
+      mechanism: "aes-gcm",
+    },
+  },
+}));
+const processes = specs.map(
+  (spec) => new NodeProcess(spec, configs.get(spec.id)?.file ?? "", { SOFTHSM2_CONF: hsm.configPath }),
+);
+const clients = new Map(
+  specs.map((spec) => [spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki)] as const),
+);
+
+function clientOf(id: string): Clients {
+  const found = clients.get(id);
+  if (found === undefined) throw new Error(`no client for ${id}`);
+  return found;
+}
+
+async function healthCode(node: NodeProcess): Promise<number> {
+  return node.healthStatus().catch(() => 0);
+}
+
+async function read(id: string, path: string): Promise<string> {
+  const secrets = clientOf(id).secrets;
+  const response = await call(secrets.get.bind(secrets), {
+    path,
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  });
+  return new TextDecoder().decode(response.value);
+}
+
+beforeAll(async () => {
+  await Promise.all(processes.map((node) => node.start()));
+}, 60_000);
+
+afterAll(async () => {
+  for (const client of clients.values()) client.close();
+  await Promise.all(processes.map((node) => node.kill()));
+  pki.cleanup();
+  hsm.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+it("init with the HSM unseals every node by itself; a killed node restarts unsealed and catches up", async () => {
+  const sys = clientOf("n2").sys;
+  // The cluster may still be electing its first leader: Init waits for one within its deadline.
+  const init = await call(sys.init.bind(sys), {
+    shamir: undefined,
+    hsm: true,
+    generateHsmKey: true,
+    recovery: { count: 3, threshold: 2, operatorKeys: [] },
+  });
+  expect(init.unsealShares).toEqual([]);
+  expect(init.recoveryShares).toHaveLength(3);
+  for (const node of processes) {
+    const deadline = Date.now() + 15_000;
+    while (![200, 429].includes(await healthCode(node))) {
+      if (Date.now() > deadline) throw new Error(`${node.spec.id} did not unseal by itself`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  const status = await call(sys.sealStatus.bind(sys), {});
+  expect(status).toMatchObject({
+    initialized: true,
+    sealed: false,
+    unsealedBy: "pkcs11",
+    sealTypes: ["pkcs11"],
+  });
+
+  const secrets = clientOf("n1").secrets;
+  await call(secrets.put.bind(secrets), { path: "hsm/before", value: new TextEncoder().encode("one") });
+  const victim = processes[2];
+  if (victim === undefined) throw new Error("no third node");
+  await victim.kill();
+  await call(secrets.put.bind(secrets), { path: "hsm/while-down", value: new TextEncoder().encode("two") });
+  await victim.start();
+  const deadline = Date.now() + 15_000;
+  while (![200, 429].includes(await healthCode(victim))) {
+    if (Date.now() > deadline) throw new Error("the restarted node did not unseal by itself");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(await read("n3", "hsm/before")).toBe("one");
+  expect(await read("n3", "hsm/while-down")).toBe("two");
+
+  // Started while the token is away, a node stays sealed (503), then unseals when it returns.
+  await victim.kill();
+  hsm.removeToken(token);
+  try {
+    await victim.start();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await healthCode(victim)).toBe(503);
+    const view = await call(clientOf("n3").sys.sealStatus.bind(clientOf("n3").sys), {});
+    expect(view.hsmLastError).toMatch(/HSM_UNAVAILABLE|not present/);
+  } finally {
+    hsm.restoreToken(token);
+  }
+  const back = Date.now() + 40_000;
+  while (![200, 429].includes(await healthCode(victim))) {
+    if (Date.now() > back) throw new Error("the node did not unseal when the token came back");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  expect(await read("n3", "hsm/while-down")).toBe("two");
+}, 120_000);
