@@ -147,3 +147,49 @@ it("SIGKILL of the leader under load: writes continue, nothing acknowledged is l
   await unseal(firstLeader, [init.unsealShares[2] ?? "", init.unsealShares[0] ?? ""]);
   await readAll(firstLeader);
 }, 120_000);
+
+it("SIGTERM of the leader: it hands leadership over, exits 0, and every acknowledged write survives", async () => {
+  const ids = specs.map((spec) => spec.id);
+  const leader = await leaderOf(ids);
+  const others = ids.filter((id) => id !== leader);
+  const acknowledged = new Map<string, string>();
+  let stop = false;
+  const writer = async (id: string) => {
+    for (let i = 0; !stop && i < 5000; i++) {
+      const path = `term/${id}/k${i}`;
+      const secrets = clientOf(id).secrets;
+      try {
+        await call(secrets.put.bind(secrets), { path, value: new TextEncoder().encode(path) }, 3000);
+        acknowledged.set(path, path);
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  };
+  const load = Promise.all(others.map((id) => writer(id)));
+  await eventually(() => acknowledged.size >= 30, 20_000);
+  const leaderProcess = processes.find((node) => node.spec.id === leader);
+  const exitCode = await leaderProcess?.terminate();
+  expect(exitCode).toBe(0);
+  // Handed over before it exited: a survivor already leads (an election would take 200-400 ms).
+  const views = await Promise.all(
+    others.map((id) => call(clientOf(id).cluster.status.bind(clientOf(id).cluster), {})),
+  );
+  expect(views.filter((view) => view.role === "leader")).toHaveLength(1);
+  const before = acknowledged.size;
+  await eventually(() => acknowledged.size >= before + 30, 20_000);
+  stop = true;
+  await load;
+  for (const id of others) {
+    const secrets = clientOf(id).secrets;
+    for (const path of acknowledged.keys()) {
+      const read = await call(secrets.get.bind(secrets), {
+        path,
+        version: 0,
+        consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+        maxStalenessMs: 0,
+      });
+      expect(new TextDecoder().decode(read.value)).toBe(path);
+    }
+  }
+}, 120_000);
