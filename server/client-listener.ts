@@ -4,13 +4,18 @@
 // every error leaves through the one error table (errors.ts).
 
 import {
+  type handleServerStreamingCall,
   type handleUnaryCall,
   Server,
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ClusterService } from "../proto/gen/strongroom/v1/cluster.gen.js";
-import { SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import {
+  SecretsService,
+  type WatchEvent,
+  type WatchRequest,
+} from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { NodeError, toServiceError } from "./errors.js";
@@ -31,6 +36,8 @@ export interface ClientListenerOptions {
   readonly messageBytesMax: number;
   /** Health and reflection. */
   readonly standard: StandardServices;
+  /** Secrets.Watch, the one streaming method. */
+  readonly watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
 }
 
 export interface ClientListener {
@@ -53,6 +60,7 @@ export async function startClientListener(options: ClientListenerOptions): Promi
   for (const [definition, methods] of services) {
     const implementation: UntypedServiceImplementation = {};
     for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
+    if (definition === SecretsService) implementation.watch = options.watch;
     server.addService(definition, implementation);
   }
   options.standard.addTo(server);

@@ -92,6 +92,15 @@ export const nodeConfigSchema = z
         shareAttemptTimeoutMs: z.number().int().min(1000).default(600_000),
       })
       .default({ shareAttemptTimeoutMs: 600_000 }),
+    watch: z
+      .strictObject({
+        /** Changes kept so a watcher can resume from a revision. */
+        historyMax: z.number().int().min(100).max(1_000_000).default(10_000),
+        /** Events queued for a watcher that is not reading before its stream is ended. */
+        queueMax: z.number().int().min(10).max(100_000).default(1_000),
+        watchersMax: z.number().int().min(1).max(100_000).default(1_000),
+      })
+      .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000 }),
     log: z
       .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .default({ level: "info" }),

@@ -22,6 +22,8 @@ export type NodeErrorCode =
   | "SHUTTING_DOWN"
   | "UNAUTHENTICATED"
   | "FORWARD_FAILED"
+  | "RESOURCE_EXHAUSTED"
+  | "HISTORY_COMPACTED"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -65,6 +67,8 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   SHUTTING_DOWN: status.UNAVAILABLE,
   UNAUTHENTICATED: status.UNAUTHENTICATED,
   FORWARD_FAILED: status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  HISTORY_COMPACTED: status.OUT_OF_RANGE,
   INTERNAL: status.INTERNAL,
 };
 

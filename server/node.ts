@@ -15,8 +15,9 @@ import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../storage/state/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { clusterMethods } from "./api/cluster-api.js";
-import { secretsMethods } from "./api/secrets-api.js";
+import { requireServing, secretsMethods } from "./api/secrets-api.js";
 import { sysMethods } from "./api/sys-api.js";
+import { watchHandler } from "./api/watch-handler.js";
 import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { Executor } from "./executor.js";
@@ -32,6 +33,7 @@ import { ReadBarrier } from "./read-barrier.js";
 import type { Interceptor } from "./request.js";
 import { SealKeeper } from "./seal-keeper.js";
 import { TlsFiles } from "./tls/tls-files.js";
+import { WatchHub } from "./watch-hub.js";
 
 export interface NodeStartOptions {
   readonly logger?: Logger;
@@ -129,13 +131,16 @@ export class StrongroomNode {
         }),
       close: () => transport.close(),
     };
-    const stateMachine = new ObservedStateMachine(state, () => {
-      keeper
-        .reload()
-        .catch((error: unknown) => logger.error({ error: (error as Error).message }, "seal reload failed"));
-      members
-        .reload(state)
-        .catch((error: unknown) => logger.error({ error: (error as Error).message }, "member reload failed"));
+    const watches = new WatchHub(config.watch, () => state.appliedIndex());
+    const logFailure = (what: string) => (error: unknown) =>
+      logger.error({ error: (error as Error).message }, what);
+    const stateMachine = new ObservedStateMachine(state, {
+      onSystemChange: () => {
+        keeper.reload().catch(logFailure("seal reload failed"));
+        members.reload(state).catch(logFailure("member reload failed"));
+      },
+      onSecretChange: (revision, command, version) => watches.record(revision, command, version),
+      onRestore: () => watches.reset(),
     });
     raft = await RaftNode.start({
       id: config.nodeId,
@@ -219,6 +224,7 @@ export class StrongroomNode {
       timeoutMs: config.requests.timeoutMs,
       messageBytesMax: config.requests.messageBytesMax,
       standard,
+      watch: watchHandler(watches, () => requireServing(keeper, null), defaultStateLimits),
     });
     standard.setServing(keeper.initialized() && !keeper.sealed());
 

@@ -1,7 +1,7 @@
-// The secret state machine as the node runs it: RaftSecretStateMachine, plus a notice after an
-// entry changed what the node keeps in memory beside the state - the seal record and the keyring
-// (the seal keeper reloads them), the members' addresses (the member directory reloads them) -
-// or after a snapshot replaced the whole state.
+// The secret state machine as the node runs it: RaftSecretStateMachine, plus notices of what an
+// applied entry changed beyond the state itself - the seal record and the keyring (the seal
+// keeper reloads them), the members' addresses (the member directory reloads them), a secret
+// (watchers hear of it) - and of a snapshot that replaced the whole state.
 
 import type { Entry, Snapshot } from "../raft/core/index.js";
 import type { StateMachine } from "../raft/node/index.js";
@@ -9,6 +9,7 @@ import {
   type ApplyResult,
   decodeCommand,
   RaftSecretStateMachine,
+  type SecretCommand,
   type SecretStateMachine,
   wellKnownRecords,
 } from "../storage/state/index.js";
@@ -20,20 +21,35 @@ const watchedAreas: ReadonlySet<string> = new Set([
   memberArea,
 ]);
 
+export interface StateObserver {
+  /** The seal record, the keyring or a member record changed, or a snapshot was restored. */
+  readonly onSystemChange: () => void;
+  /** A secret changed at `revision` (its Raft index). */
+  readonly onSecretChange: (revision: number, command: SecretCommand, version: number | null) => void;
+  /** A snapshot replaced the state. */
+  readonly onRestore: () => void;
+}
+
 export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
   private readonly inner: RaftSecretStateMachine;
 
   constructor(
     readonly secrets: SecretStateMachine,
-    private readonly onSystemChange: () => void,
+    private readonly observer: StateObserver,
   ) {
     this.inner = new RaftSecretStateMachine(secrets);
   }
 
   async apply(entry: Entry): Promise<ApplyResult | null> {
     const result = await this.inner.apply(entry);
-    if (result?.ok === true && entry.type === "normal" && touchesWatchedArea(entry.data))
-      this.onSystemChange();
+    // Refused commands changed nothing; empty and membership entries carry no command.
+    if (result === null || !result.ok) return result;
+    const command = decodeCommand(entry.data);
+    if (command.op === "sys.put" || command.op === "sys.delete") {
+      if (watchedAreas.has(command.area)) this.observer.onSystemChange();
+    } else {
+      this.observer.onSecretChange(entry.index, command, result.version);
+    }
     return result;
   }
 
@@ -43,15 +59,11 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
 
   async restore(snapshot: Snapshot): Promise<void> {
     await this.inner.restore(snapshot);
-    this.onSystemChange();
+    this.observer.onRestore();
+    this.observer.onSystemChange();
   }
 
   appliedIndex(): number {
     return this.inner.appliedIndex();
   }
-}
-
-function touchesWatchedArea(data: Uint8Array): boolean {
-  const command = decodeCommand(data);
-  return (command.op === "sys.put" || command.op === "sys.delete") && watchedAreas.has(command.area);
 }

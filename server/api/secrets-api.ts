@@ -50,7 +50,7 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
   const api = new SecretsApi(parts);
   const service = SecretsService;
   // Every secrets call is refused at once by a sealed or uninitialized node, before any routing.
-  const serving = () => api.requireServing(null);
+  const serving = () => requireServing(parts.keeper, null);
   return {
     put: method(service.put, "leader", (request, context) => api.put(request, context), serving),
     get: method(service.get, "local", (request, context) => api.get(request, context), serving),
@@ -93,7 +93,7 @@ class SecretsApi {
   constructor(private readonly parts: SecretsApiParts) {}
 
   async put(request: PutRequest, context: RequestContext): Promise<PutResponse> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
     if (request.value.length > this.parts.limits.valueBytesMax) {
       throw new StateError(
@@ -113,7 +113,7 @@ class SecretsApi {
   }
 
   async get(request: GetRequest, context: RequestContext): Promise<GetResponse> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
     const revision = await this.parts.reads.wait(request.consistency, request.maxStalenessMs, context);
     const found = await this.parts.state.read(
@@ -135,7 +135,7 @@ class SecretsApi {
     request: VersionsRequest,
     context: RequestContext,
   ): Promise<WriteResponse> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
     const { index } = await this.propose({
       op,
@@ -147,7 +147,7 @@ class SecretsApi {
   }
 
   async list(request: ListRequest, context: RequestContext): Promise<ListResponse> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     const limit = request.limit === 0 ? 100 : request.limit;
     if (limit > this.parts.limits.listPageMax) {
       throw new StateError(
@@ -183,7 +183,7 @@ class SecretsApi {
   }
 
   async updateMetadata(request: UpdateMetadataRequest, context: RequestContext): Promise<WriteResponse> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
     const changes: SecretMetadataChanges = {
       ...(request.maxVersions === undefined ? {} : { maxVersions: request.maxVersions }),
@@ -200,7 +200,7 @@ class SecretsApi {
   }
 
   private async metadataOf(request: GetMetadataRequest, context: RequestContext): Promise<StoredMetadata> {
-    this.requireServing(context);
+    requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
     await this.parts.reads.wait(request.consistency, 0, context);
     const metadata = await this.parts.state.metadata(request.path);
@@ -217,17 +217,17 @@ class SecretsApi {
     if (!result.ok) throw new StateError(result.code, result.message);
     return { index, result };
   }
+}
 
-  /** Refuses work on an uninitialized or sealed node; a sealed leader asks the follower to try again. */
-  requireServing(context: RequestContext | null): void {
-    if (!this.parts.keeper.initialized())
-      throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
-    if (!this.parts.keeper.sealed()) return;
-    if (context?.forwardedBy) {
-      throw new NodeError("LEADER_SEALED", "the leader is sealed; leadership is moving to an unsealed node");
-    }
-    throw new NodeError("SEALED", "this node is sealed: unseal it to serve secrets");
+/** Refuses work on an uninitialized or sealed node; a sealed leader asks the follower to try again. */
+export function requireServing(keeper: SealKeeper, context: RequestContext | null): void {
+  if (!keeper.initialized())
+    throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
+  if (!keeper.sealed()) return;
+  if (context?.forwardedBy) {
+    throw new NodeError("LEADER_SEALED", "the leader is sealed; leadership is moving to an unsealed node");
   }
+  throw new NodeError("SEALED", "this node is sealed: unseal it to serve secrets");
 }
 
 function toWireMetadata(path: string, metadata: StoredMetadata): SecretMetadata {

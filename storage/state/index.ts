@@ -9,7 +9,7 @@ export {
   wellKnownRecords,
 } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
-export { defaultStateLimits, type StateLimits, validatePath } from "./limits.js";
+export { defaultStateLimits, type StateLimits, validatePath, validatePrefix } from "./limits.js";
 export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,

@@ -9,7 +9,12 @@ import { join } from "node:path";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
-import { Consistency, SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import {
+  ChangeKind,
+  Consistency,
+  SecretsClient,
+  type WatchEvent,
+} from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { StrongroomNode } from "../../server/node.js";
 import { channelCredentials } from "../../server/tls/credentials.js";
 import { createCertificateAuthority, issueClientCertificate } from "../../server/tls/dev-pki.js";
@@ -253,4 +258,34 @@ describe("cluster operations", () => {
       await call(n2.unseal.bind(n2), { share, nonce: "", reset: false });
     expect((await call(n2.sealStatus.bind(n2), {})).sealed).toBe(false);
   });
+});
+
+describe("watch", () => {
+  it("streams changes under a prefix from another node, and resumes from a revision", async () => {
+    const events: WatchEvent[] = [];
+    const n2 = clientOf("n2").secrets;
+    const stream = n2.watch({ prefix: "watched/", fromRevision: 0 });
+    stream.on("data", (event: WatchEvent) => events.push(event));
+    stream.on("error", () => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const n1 = clientOf("n1").secrets;
+    const first = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([1]) });
+    await call(n1.put.bind(n1), { path: "elsewhere/b", value: new Uint8Array([1]) });
+    const second = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([2]) });
+    await eventually(() => events.length >= 2, 5000);
+    expect(events).toEqual([
+      { revision: first.revision, path: "watched/a", kind: ChangeKind.CHANGE_KIND_PUT, version: 1 },
+      { revision: second.revision, path: "watched/a", kind: ChangeKind.CHANGE_KIND_PUT, version: 2 },
+    ]);
+    stream.cancel();
+
+    // Resume after the first event: only the second is replayed.
+    const resumed: WatchEvent[] = [];
+    const again = n2.watch({ prefix: "watched/", fromRevision: first.revision });
+    again.on("data", (event: WatchEvent) => resumed.push(event));
+    again.on("error", () => {});
+    await eventually(() => resumed.length >= 1, 5000);
+    expect(resumed.map((event) => event.revision)).toEqual([second.revision]);
+    again.cancel();
+  }, 60_000);
 });

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -66,6 +68,69 @@ export function consistencyToJSON(object: Consistency): string {
     case Consistency.CONSISTENCY_STALE:
       return "CONSISTENCY_STALE";
     case Consistency.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum ChangeKind {
+  CHANGE_KIND_UNSPECIFIED = 0,
+  CHANGE_KIND_PUT = 1,
+  CHANGE_KIND_DELETE = 2,
+  CHANGE_KIND_UNDELETE = 3,
+  CHANGE_KIND_DESTROY = 4,
+  CHANGE_KIND_METADATA = 5,
+  CHANGE_KIND_DELETE_ALL = 6,
+  UNRECOGNIZED = -1,
+}
+
+export function changeKindFromJSON(object: any): ChangeKind {
+  switch (object) {
+    case 0:
+    case "CHANGE_KIND_UNSPECIFIED":
+      return ChangeKind.CHANGE_KIND_UNSPECIFIED;
+    case 1:
+    case "CHANGE_KIND_PUT":
+      return ChangeKind.CHANGE_KIND_PUT;
+    case 2:
+    case "CHANGE_KIND_DELETE":
+      return ChangeKind.CHANGE_KIND_DELETE;
+    case 3:
+    case "CHANGE_KIND_UNDELETE":
+      return ChangeKind.CHANGE_KIND_UNDELETE;
+    case 4:
+    case "CHANGE_KIND_DESTROY":
+      return ChangeKind.CHANGE_KIND_DESTROY;
+    case 5:
+    case "CHANGE_KIND_METADATA":
+      return ChangeKind.CHANGE_KIND_METADATA;
+    case 6:
+    case "CHANGE_KIND_DELETE_ALL":
+      return ChangeKind.CHANGE_KIND_DELETE_ALL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ChangeKind.UNRECOGNIZED;
+  }
+}
+
+export function changeKindToJSON(object: ChangeKind): string {
+  switch (object) {
+    case ChangeKind.CHANGE_KIND_UNSPECIFIED:
+      return "CHANGE_KIND_UNSPECIFIED";
+    case ChangeKind.CHANGE_KIND_PUT:
+      return "CHANGE_KIND_PUT";
+    case ChangeKind.CHANGE_KIND_DELETE:
+      return "CHANGE_KIND_DELETE";
+    case ChangeKind.CHANGE_KIND_UNDELETE:
+      return "CHANGE_KIND_UNDELETE";
+    case ChangeKind.CHANGE_KIND_DESTROY:
+      return "CHANGE_KIND_DESTROY";
+    case ChangeKind.CHANGE_KIND_METADATA:
+      return "CHANGE_KIND_METADATA";
+    case ChangeKind.CHANGE_KIND_DELETE_ALL:
+      return "CHANGE_KIND_DELETE_ALL";
+    case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -178,6 +243,25 @@ export interface VersionState {
 
 export interface HistoryResponse {
   versions: VersionState[];
+}
+
+export interface WatchRequest {
+  prefix: string;
+  /**
+   * Send every change after this revision first (0: only changes from now on). A revision older
+   * than the node's history fails with OUT_OF_RANGE (reason HISTORY_COMPACTED): List, then watch
+   * from now.
+   */
+  fromRevision: number;
+}
+
+export interface WatchEvent {
+  /** The Raft index of the change: pass the last one seen as from_revision to resume. */
+  revision: number;
+  path: string;
+  kind: ChangeKind;
+  /** For a put, the version it created. */
+  version: number;
 }
 
 function createBasePutRequest(): PutRequest {
@@ -1762,6 +1846,190 @@ export const HistoryResponse: MessageFns<HistoryResponse> = {
   },
 };
 
+function createBaseWatchRequest(): WatchRequest {
+  return { prefix: "", fromRevision: 0 };
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(message: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.fromRevision !== 0) {
+      writer.uint32(16).uint64(message.fromRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromRevision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      fromRevision: isSet(object.fromRevision)
+        ? globalThis.Number(object.fromRevision)
+        : isSet(object.from_revision)
+        ? globalThis.Number(object.from_revision)
+        : 0,
+    };
+  },
+
+  toJSON(message: WatchRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.fromRevision !== 0) {
+      obj.fromRevision = Math.round(message.fromRevision);
+    }
+    return obj;
+  },
+};
+
+function createBaseWatchEvent(): WatchEvent {
+  return { revision: 0, path: "", kind: 0, version: 0 };
+}
+
+export const WatchEvent: MessageFns<WatchEvent> = {
+  encode(message: WatchEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.version !== 0) {
+      writer.uint32(32).uint32(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEvent {
+    return {
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      kind: isSet(object.kind) ? changeKindFromJSON(object.kind) : 0,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+    };
+  },
+
+  toJSON(message: WatchEvent): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.kind !== 0) {
+      obj.kind = changeKindToJSON(message.kind);
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+};
+
 export type SecretsService = typeof SecretsService;
 export const SecretsService = {
   /** Writes a new version. With `cas`, only if the current version is `cas` (0: must not exist). */
@@ -1852,6 +2120,19 @@ export const SecretsService = {
     responseSerialize: (value: HistoryResponse): Buffer => Buffer.from(HistoryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): HistoryResponse => HistoryResponse.decode(value),
   },
+  /**
+   * Changes under a prefix as they are applied on the serving node, from `from_revision` (resume
+   * after a disconnect) or from now. Events name what changed, never a value: read it with Get.
+   */
+  watch: {
+    path: "/strongroom.v1.Secrets/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: WatchEvent): Buffer => Buffer.from(WatchEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchEvent => WatchEvent.decode(value),
+  },
 } as const;
 
 export interface SecretsServer extends UntypedServiceImplementation {
@@ -1870,6 +2151,11 @@ export interface SecretsServer extends UntypedServiceImplementation {
   updateMetadata: handleUnaryCall<UpdateMetadataRequest, WriteResponse>;
   /** Every kept version of a secret with its state (no values). */
   history: handleUnaryCall<GetMetadataRequest, HistoryResponse>;
+  /**
+   * Changes under a prefix as they are applied on the serving node, from `from_revision` (resume
+   * after a disconnect) or from now. Events name what changed, never a value: read it with Get.
+   */
+  watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
 }
 
 export interface SecretsClient extends Client {
@@ -2005,6 +2291,12 @@ export interface SecretsClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: HistoryResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Changes under a prefix as they are applied on the serving node, from `from_revision` (resume
+   * after a disconnect) or from now. Events name what changed, never a value: read it with Get.
+   */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
+  watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
 }
 
 export const SecretsClient = makeGenericClientConstructor(SecretsService, "strongroom.v1.Secrets") as unknown as {

@@ -1,0 +1,139 @@
+// Watch: changes to secrets, as they are applied on this node, delivered to the streams that
+// asked for their prefix. A bounded history of recent changes lets a consumer that lost its stream
+// resume from the last revision it saw; one older than the history is refused (list and start
+// over), as etcd refuses a compacted revision. Every watcher has a bounded queue: a consumer that
+// stops reading is cut off with a clear error instead of growing the node's memory.
+
+import { ChangeKind, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import type { SecretCommand } from "../storage/state/index.js";
+import { NodeError } from "./errors.js";
+
+export interface WatchLimits {
+  /** Changes kept for resuming. */
+  readonly historyMax: number;
+  /** Events queued for one watcher that is not reading before it is cut off. */
+  readonly queueMax: number;
+  /** Concurrent watchers on this node. */
+  readonly watchersMax: number;
+}
+
+export const defaultWatchLimits: WatchLimits = { historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000 };
+
+/** Where a watcher's events go: `push` says whether the consumer can take more right now. */
+export interface WatchSink {
+  push(event: WatchEvent): boolean;
+  /** Called once when the hub ends the watch (with the reason). */
+  end(error: NodeError): void;
+}
+
+interface Watcher {
+  readonly prefix: string;
+  readonly sink: WatchSink;
+  readonly queue: WatchEvent[];
+  blocked: boolean;
+}
+
+const kinds: Partial<Record<SecretCommand["op"], ChangeKind>> = {
+  "kv.put": ChangeKind.CHANGE_KIND_PUT,
+  "kv.delete": ChangeKind.CHANGE_KIND_DELETE,
+  "kv.undelete": ChangeKind.CHANGE_KIND_UNDELETE,
+  "kv.destroy": ChangeKind.CHANGE_KIND_DESTROY,
+  "kv.metadata": ChangeKind.CHANGE_KIND_METADATA,
+  "kv.deleteAll": ChangeKind.CHANGE_KIND_DELETE_ALL,
+};
+
+export class WatchHub {
+  private readonly history: WatchEvent[] = [];
+  private readonly watchers = new Set<Watcher>();
+  /** The oldest revision a resume can start after (events after it are all in the history). */
+  private historyStart = 0;
+
+  constructor(
+    private readonly limits: WatchLimits = defaultWatchLimits,
+    private readonly appliedIndex: () => number,
+  ) {
+    this.historyStart = appliedIndex();
+  }
+
+  /** Records an applied command (only secret changes become events). */
+  record(revision: number, command: SecretCommand, version: number | null): void {
+    const kind = kinds[command.op];
+    if (kind === undefined || !("path" in command)) return;
+    const event: WatchEvent = { revision, path: command.path, kind, version: version ?? 0 };
+    this.history.push(event);
+    if (this.history.length > this.limits.historyMax) {
+      const dropped = this.history.shift();
+      this.historyStart = dropped?.revision ?? this.historyStart;
+    }
+    for (const watcher of this.watchers) {
+      if (event.path.startsWith(watcher.prefix)) this.deliver(watcher, event);
+    }
+  }
+
+  /** A snapshot replaced the state: changes before it cannot be told apart, so history restarts. */
+  reset(): void {
+    this.history.length = 0;
+    this.historyStart = this.appliedIndex();
+  }
+
+  /**
+   * Starts a watch: replays the history after `fromRevision` (0: none), then follows new changes.
+   * Returns the function that ends it.
+   */
+  subscribe(prefix: string, fromRevision: number, sink: WatchSink): () => void {
+    if (this.watchers.size >= this.limits.watchersMax) {
+      throw new NodeError(
+        "RESOURCE_EXHAUSTED",
+        `this node serves at most ${this.limits.watchersMax} watches`,
+      );
+    }
+    if (fromRevision > 0 && fromRevision < this.historyStart) {
+      throw new NodeError(
+        "HISTORY_COMPACTED",
+        `revision ${fromRevision} is older than this node's watch history (it starts after ${this.historyStart}): list, then watch from now`,
+      );
+    }
+    const watcher: Watcher = { prefix, sink, queue: [], blocked: false };
+    this.watchers.add(watcher);
+    if (fromRevision > 0) {
+      for (const event of this.history) {
+        if (event.revision > fromRevision && event.path.startsWith(prefix)) this.deliver(watcher, event);
+      }
+    }
+    return () => this.watchers.delete(watcher);
+  }
+
+  /** The consumer can take more: flushes what was queued while it could not. */
+  drained(sinkOwner: WatchSink): void {
+    for (const watcher of this.watchers) {
+      if (watcher.sink !== sinkOwner) continue;
+      watcher.blocked = false;
+      while (watcher.queue.length > 0 && !watcher.blocked) {
+        const event = watcher.queue.shift();
+        if (event !== undefined) watcher.blocked = !watcher.sink.push(event);
+      }
+    }
+  }
+
+  watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  private deliver(watcher: Watcher, event: WatchEvent): void {
+    if (!watcher.blocked) {
+      watcher.blocked = !watcher.sink.push(event);
+      return;
+    }
+    watcher.queue.push(event);
+    if (watcher.queue.length > this.limits.queueMax) {
+      this.watchers.delete(watcher);
+      watcher.queue.length = 0;
+      watcher.sink.end(
+        new NodeError(
+          "RESOURCE_EXHAUSTED",
+          `the watcher fell more than ${this.limits.queueMax} events behind; resume from the last revision it received`,
+        ),
+      );
+    }
+  }
+}
