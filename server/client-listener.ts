@@ -4,13 +4,19 @@
 // every error leaves through the one error table (errors.ts).
 
 import {
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   Server,
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ClusterService } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import {
+  ClusterService,
+  type RestoreSnapshotResponse,
+  type SaveSnapshotRequest,
+  type SnapshotChunk,
+} from "../proto/gen/strongroom/v1/cluster.gen.js";
 import {
   SecretsService,
   type WatchEvent,
@@ -36,8 +42,10 @@ export interface ClientListenerOptions {
   readonly messageBytesMax: number;
   /** Health and reflection. */
   readonly standard: StandardServices;
-  /** Secrets.Watch, the one streaming method. */
+  /** The streaming methods: Secrets.Watch, Cluster.SaveSnapshot and Cluster.RestoreSnapshot. */
   readonly watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
+  readonly saveSnapshot: handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk>;
+  readonly restoreSnapshot: handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse>;
 }
 
 export interface ClientListener {
@@ -61,6 +69,10 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     const implementation: UntypedServiceImplementation = {};
     for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
     if (definition === SecretsService) implementation.watch = options.watch;
+    if (definition === ClusterService) {
+      implementation.saveSnapshot = options.saveSnapshot;
+      implementation.restoreSnapshot = options.restoreSnapshot;
+    }
     server.addService(definition, implementation);
   }
   options.standard.addTo(server);

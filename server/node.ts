@@ -16,6 +16,7 @@ import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../sto
 import type { AnyApiMethod } from "./api/api-method.js";
 import { clusterMethods } from "./api/cluster-api.js";
 import { requireServing, secretsMethods } from "./api/secrets-api.js";
+import { restoreSnapshotHandler, saveSnapshotHandler } from "./api/snapshot-handlers.js";
 import { sysMethods } from "./api/sys-api.js";
 import { watchHandler } from "./api/watch-handler.js";
 import { type ClientListener, startClientListener } from "./client-listener.js";
@@ -147,7 +148,12 @@ export class StrongroomNode {
       logStore,
       transport: observedTransport,
       stateMachine,
-      raft: { electionTicks: config.raft.electionTicks, heartbeatTicks: config.raft.heartbeatTicks },
+      raft: {
+        electionTicks: config.raft.electionTicks,
+        heartbeatTicks: config.raft.heartbeatTicks,
+        // A value at the limit, encrypted and framed as a command, must fit in one entry.
+        entryBytesMax: defaultStateLimits.valueBytesMax + 64 * 1024,
+      },
       tickMs: config.raft.tickMs,
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
@@ -199,6 +205,7 @@ export class StrongroomNode {
       keeper,
       members,
     });
+    const snapshotParts = { raft: raftNode, state, keeper, snapshotBytesMax: 1024 * 1024 * 1024 };
     const byPath = new Map<string, AnyApiMethod>(
       [secrets, sys, cluster].flatMap((table) =>
         Object.values(table).map((entry) => [entry.definition.path, entry] as const),
@@ -225,6 +232,8 @@ export class StrongroomNode {
       messageBytesMax: config.requests.messageBytesMax,
       standard,
       watch: watchHandler(watches, () => requireServing(keeper, null), defaultStateLimits),
+      saveSnapshot: saveSnapshotHandler(snapshotParts),
+      restoreSnapshot: restoreSnapshotHandler(snapshotParts),
     });
     standard.setServing(keeper.initialized() && !keeper.sealed());
 

@@ -47,6 +47,9 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     const command = decodeCommand(entry.data);
     if (command.op === "sys.put" || command.op === "sys.delete") {
       if (watchedAreas.has(command.area)) this.observer.onSystemChange();
+    } else if (command.op === "state.load") {
+      // A restore may bring the seal record and the keyring.
+      this.observer.onSystemChange();
     } else {
       this.observer.onSecretChange(entry.index, command, result.version);
     }

@@ -63,7 +63,17 @@ export type SecretCommand =
       readonly value: Uint8Array;
       readonly at: number;
     }
-  | { readonly op: "sys.delete"; readonly area: SystemArea; readonly path: string; readonly at: number };
+  | { readonly op: "sys.delete"; readonly area: SystemArea; readonly path: string; readonly at: number }
+  | {
+      /**
+       * Records of a snapshot being restored into an uninitialized cluster, written as they are
+       * (ciphertext and metadata; checked against their checksums on the leader before proposing).
+       */
+      readonly op: "state.load";
+      readonly path: "";
+      readonly records: readonly { readonly key: Uint8Array; readonly value: Uint8Array }[];
+      readonly at: number;
+    };
 
 /**
  * The reserved areas for what the server keeps beside secrets, each as encrypted as a secret:
@@ -165,6 +175,21 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
         value: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         at: t,
       };
+    }
+    case "state.load": {
+      const records = record.records;
+      if (!Array.isArray(records)) return fail("records is not a list");
+      const checked = records.map((entry: unknown) => {
+        const { key, value } = (entry ?? {}) as { key?: unknown; value?: unknown };
+        if (!(key instanceof Uint8Array) || key.length === 0 || !(value instanceof Uint8Array)) {
+          return fail("a record is not a key and a value");
+        }
+        return {
+          key: new Uint8Array(key.buffer, key.byteOffset, key.byteLength),
+          value: new Uint8Array(value.buffer, value.byteOffset, value.byteLength),
+        };
+      });
+      return { op, path: "", records: checked, at: t };
     }
     default:
       return fail(`unknown operation ${JSON.stringify(op)}`);

@@ -16,5 +16,7 @@ export {
   type SecretMetadata,
   SecretStateMachine,
   type SecretVersion,
+  systemAreaOfKey,
   type VersionRecord,
 } from "./secret-state.js";
+export { readSnapshot, type SnapshotRecord } from "./snapshot-format.js";

@@ -339,6 +339,7 @@ export class SecretStateMachine {
 
   /** Validates `command` against the current state and fills `batch` with its effects. */
   private async plan(command: SecretCommand, batch: LevelBatch): Promise<ApplyResult> {
+    if (command.op === "state.load") return this.planLoad(command, batch);
     validatePath(command.path, this.limits);
     if (command.op === "sys.put") {
       if (command.value.length > this.limits.valueBytesMax + ciphertextOverheadBytes) {
@@ -375,6 +376,21 @@ export class SecretStateMachine {
         return { ok: true, version: null };
       }
     }
+  }
+
+  /** Writes restored records as they are; only data kinds, never the applied index or a marker. */
+  private planLoad(command: Extract<SecretCommand, { op: "state.load" }>, batch: LevelBatch): ApplyResult {
+    const loadable = new Set([metadataKind, versionKind, encryptionsKind, systemKind]);
+    for (const record of command.records) {
+      if (!loadable.has(record.key[0] ?? -1)) {
+        throw new StateError(
+          "INVALID_ARGUMENT",
+          `a restored record has a key of unknown kind ${record.key[0]}`,
+        );
+      }
+      batch.push({ type: "put", key: record.key, value: record.value });
+    }
+    return { ok: true, version: null };
   }
 
   private async planPut(
@@ -583,6 +599,12 @@ function versionKey(path: string, version: number): Uint8Array {
   key[1 + pathBytes.length] = 0x00;
   new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
   return key;
+}
+
+/** The system area a stored key belongs to, or null for any other kind of key. */
+export function systemAreaOfKey(key: Uint8Array): SystemArea | null {
+  if (key[0] !== systemKind) return null;
+  return systemAreas[key[1] ?? -1] ?? null;
 }
 
 function systemKey(area: SystemArea, name: string): Uint8Array {

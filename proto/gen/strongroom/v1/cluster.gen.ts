@@ -11,7 +11,11 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -80,6 +84,23 @@ export interface MembershipResponse {
 
 export interface TransferLeaderResponse {
   leaderId: string;
+}
+
+export interface SaveSnapshotRequest {
+}
+
+export interface SnapshotChunk {
+  data: Uint8Array;
+  /** In the first chunk: the snapshot's size and the index it was taken at. */
+  totalBytes: number;
+  appliedIndex: number;
+  /** In the last chunk: the SHA-256 of all the data. */
+  sha256: Uint8Array;
+}
+
+export interface RestoreSnapshotResponse {
+  records: number;
+  revision: number;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -904,6 +925,238 @@ export const TransferLeaderResponse: MessageFns<TransferLeaderResponse> = {
   },
 };
 
+function createBaseSaveSnapshotRequest(): SaveSnapshotRequest {
+  return {};
+}
+
+export const SaveSnapshotRequest: MessageFns<SaveSnapshotRequest> = {
+  encode(_: SaveSnapshotRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SaveSnapshotRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSaveSnapshotRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SaveSnapshotRequest {
+    return {};
+  },
+
+  toJSON(_: SaveSnapshotRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseSnapshotChunk(): SnapshotChunk {
+  return { data: new Uint8Array(0), totalBytes: 0, appliedIndex: 0, sha256: new Uint8Array(0) };
+}
+
+export const SnapshotChunk: MessageFns<SnapshotChunk> = {
+  encode(message: SnapshotChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(16).uint64(message.totalBytes);
+    }
+    if (message.appliedIndex !== 0) {
+      writer.uint32(24).uint64(message.appliedIndex);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(34).bytes(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = reader.bytes();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.appliedIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotChunk {
+    return {
+      data: isSet(object.data) ? bytesFromBase64(object.data) : new Uint8Array(0),
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      appliedIndex: isSet(object.appliedIndex)
+        ? globalThis.Number(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? globalThis.Number(object.applied_index)
+        : 0,
+      sha256: isSet(object.sha256) ? bytesFromBase64(object.sha256) : new Uint8Array(0),
+    };
+  },
+
+  toJSON(message: SnapshotChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.appliedIndex !== 0) {
+      obj.appliedIndex = Math.round(message.appliedIndex);
+    }
+    if (message.sha256.length !== 0) {
+      obj.sha256 = base64FromBytes(message.sha256);
+    }
+    return obj;
+  },
+};
+
+function createBaseRestoreSnapshotResponse(): RestoreSnapshotResponse {
+  return { records: 0, revision: 0 };
+}
+
+export const RestoreSnapshotResponse: MessageFns<RestoreSnapshotResponse> = {
+  encode(message: RestoreSnapshotResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.records !== 0) {
+      writer.uint32(8).uint64(message.records);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreSnapshotResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreSnapshotResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.records = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreSnapshotResponse {
+    return {
+      records: isSet(object.records) ? globalThis.Number(object.records) : 0,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+    };
+  },
+
+  toJSON(message: RestoreSnapshotResponse): unknown {
+    const obj: any = {};
+    if (message.records !== 0) {
+      obj.records = Math.round(message.records);
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+};
+
 export type ClusterService = typeof ClusterService;
 export const ClusterService = {
   /** This node's view: role, term, leader, indexes, seal state, region. */
@@ -964,6 +1217,33 @@ export const ClusterService = {
       Buffer.from(TransferLeaderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TransferLeaderResponse => TransferLeaderResponse.decode(value),
   },
+  /**
+   * A consistent copy of the whole state (ciphertext only: values under the barrier, the keyring
+   * under the root key), in chunks; the last chunk carries the SHA-256 of all the data.
+   */
+  saveSnapshot: {
+    path: "/strongroom.v1.Cluster/SaveSnapshot" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SaveSnapshotRequest): Buffer => Buffer.from(SaveSnapshotRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SaveSnapshotRequest => SaveSnapshotRequest.decode(value),
+    responseSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
+  },
+  /**
+   * Loads a saved snapshot into a new, uninitialized cluster (send it to the leader). The cluster
+   * then has the saved seal: it unseals with the same shares, recovery keys or HSM key.
+   */
+  restoreSnapshot: {
+    path: "/strongroom.v1.Cluster/RestoreSnapshot" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
+    responseSerialize: (value: RestoreSnapshotResponse): Buffer =>
+      Buffer.from(RestoreSnapshotResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreSnapshotResponse => RestoreSnapshotResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServer extends UntypedServiceImplementation {
@@ -976,6 +1256,16 @@ export interface ClusterServer extends UntypedServiceImplementation {
   removeMember: handleUnaryCall<MemberRequest, MembershipResponse>;
   /** Asks the leader to hand leadership to `node_id`. */
   transferLeader: handleUnaryCall<MemberRequest, TransferLeaderResponse>;
+  /**
+   * A consistent copy of the whole state (ciphertext only: values under the barrier, the keyring
+   * under the root key), in chunks; the last chunk carries the SHA-256 of all the data.
+   */
+  saveSnapshot: handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk>;
+  /**
+   * Loads a saved snapshot into a new, uninitialized cluster (send it to the leader). The cluster
+   * then has the saved seal: it unseals with the same shares, recovery keys or HSM key.
+   */
+  restoreSnapshot: handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse>;
 }
 
 export interface ClusterClient extends Client {
@@ -1072,6 +1362,36 @@ export interface ClusterClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TransferLeaderResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A consistent copy of the whole state (ciphertext only: values under the barrier, the keyring
+   * under the root key), in chunks; the last chunk carries the SHA-256 of all the data.
+   */
+  saveSnapshot(request: SaveSnapshotRequest, options?: Partial<CallOptions>): ClientReadableStream<SnapshotChunk>;
+  saveSnapshot(
+    request: SaveSnapshotRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SnapshotChunk>;
+  /**
+   * Loads a saved snapshot into a new, uninitialized cluster (send it to the leader). The cluster
+   * then has the saved seal: it unseals with the same shares, recovery keys or HSM key.
+   */
+  restoreSnapshot(
+    callback: (error: ServiceError | null, response: RestoreSnapshotResponse) => void,
+  ): ClientWritableStream<SnapshotChunk>;
+  restoreSnapshot(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreSnapshotResponse) => void,
+  ): ClientWritableStream<SnapshotChunk>;
+  restoreSnapshot(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreSnapshotResponse) => void,
+  ): ClientWritableStream<SnapshotChunk>;
+  restoreSnapshot(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreSnapshotResponse) => void,
+  ): ClientWritableStream<SnapshotChunk>;
 }
 
 export const ClusterClient = makeGenericClientConstructor(ClusterService, "strongroom.v1.Cluster") as unknown as {
@@ -1079,6 +1399,31 @@ export const ClusterClient = makeGenericClientConstructor(ClusterService, "stron
   service: typeof ClusterService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
