@@ -9,6 +9,7 @@ import {
   type handleUnaryCall,
   Server,
   type ServiceDefinition,
+  status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import {
@@ -26,6 +27,7 @@ import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
+import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
 import { serverCredentials } from "./tls/credentials.js";
 import { clientIdentityOf } from "./tls/identity.js";
@@ -46,6 +48,7 @@ export interface ClientListenerOptions {
   readonly watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
   readonly saveSnapshot: handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk>;
   readonly restoreSnapshot: handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse>;
+  readonly metrics: GrpcMetrics;
 }
 
 export interface ClientListener {
@@ -95,7 +98,12 @@ export async function startClientListener(options: ClientListenerOptions): Promi
 }
 
 function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnaryCall<unknown, unknown> {
-  return (call, callback) => {
+  return (call, rawCallback) => {
+    const done = options.metrics.start(method.definition.path);
+    const callback: typeof rawCallback = (error, response) => {
+      done(error === null ? status.OK : (error.code ?? status.UNKNOWN));
+      rawCallback(error, response);
+    };
     const identity = clientIdentityOf(call.getAuthContext()?.sslPeerCertificate);
     if (identity === null) {
       callback(

@@ -23,6 +23,7 @@ import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { Executor } from "./executor.js";
 import { Forwarder, forwardHandler } from "./forwarder.js";
+import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -205,6 +206,7 @@ export class StrongroomNode {
       keeper,
       members,
     });
+    const registry = new Registry();
     const snapshotParts = { raft: raftNode, state, keeper, snapshotBytesMax: 1024 * 1024 * 1024 };
     const byPath = new Map<string, AnyApiMethod>(
       [secrets, sys, cluster].flatMap((table) =>
@@ -234,10 +236,10 @@ export class StrongroomNode {
       watch: watchHandler(watches, () => requireServing(keeper, null), defaultStateLimits),
       saveSnapshot: saveSnapshotHandler(snapshotParts),
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
+      metrics: new GrpcMetrics(registry),
     });
     standard.setServing(keeper.initialized() && !keeper.sealed());
 
-    const registry = new Registry();
     registerSealMetrics(registry, {
       seals: () => keeper.sealSet(),
       autoUnsealer: () => keeper.autoUnsealer(),

@@ -205,6 +205,22 @@ it("a new cluster: init through a follower, unseal every node, write and read th
     expect.arrayContaining(["strongroom.v1.Secrets", "strongroom.v1.Sys", "strongroom.v1.Cluster"]),
   );
 
+  // Metrics: calls by method and code (the writer's node saw the CAS conflict), Raft and seal state.
+  const writerSpec = specs.find((spec) => spec.id === followerA);
+  const metrics = await (await fetch(`http://${writerSpec?.host}:${writerSpec?.httpPort}/metrics`)).text();
+  expect(metrics).toMatch(
+    /^strongroom_grpc_server_handled_total\{method="\/strongroom.v1.Secrets\/Put",code="OK"\} [2-9]/m,
+  );
+  expect(metrics).toMatch(
+    /^strongroom_grpc_server_handled_total\{method="\/strongroom.v1.Secrets\/Put",code="ABORTED"\} 1$/m,
+  );
+  expect(metrics).toMatch(
+    /^strongroom_grpc_server_handling_seconds_count\{method="\/strongroom.v1.Secrets\/Put"\} \d+/m,
+  );
+  expect(metrics).toMatch(/^strongroom_raft_term [1-9]/m);
+  expect(metrics).toMatch(/^strongroom_seal_sealed 0$/m);
+  expect(metrics).not.toContain("hunter2");
+
   // Health: the leader 200, followers 429.
   for (const spec of specs) {
     const response = await fetch(`http://${spec.host}:${spec.httpPort}/v1/sys/health`);
