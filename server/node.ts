@@ -29,6 +29,7 @@ import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
+import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
 import { ReadBarrier } from "./read-barrier.js";
@@ -111,11 +112,18 @@ export class StrongroomNode {
     });
 
     const reads = new ReadBarrier(raftNode);
+    const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
       nodeId: config.nodeId,
       peers: members.peers,
       tls: peerTls,
-      onStreamError: (peer, details) => logger.debug({ peer, details }, "peer stream failed"),
+      onStreamError: (peer, details) => {
+        const explained = explainPeerFailure(peer, members.peers.get(peer) ?? "?", details);
+        // Logged once per cause, not at every retry.
+        if (peerErrors.get(peer) !== explained)
+          logger.warn({ peer, cause: explained }, "cannot reach a peer");
+        peerErrors.set(peer, explained);
+      },
     });
     // Every Raft message in and out at the trace level: what to read when replication stalls.
     const tracing = logger.isLevelEnabled("trace");
@@ -129,6 +137,7 @@ export class StrongroomNode {
         transport.listen((message: Message) => {
           if (tracing) logger.trace({ raft: describeMessage(message) }, "raft receive");
           reads.heardFrom(message.from);
+          peerErrors.delete(message.from);
           handler(message);
         }),
       close: () => transport.close(),
@@ -205,6 +214,7 @@ export class StrongroomNode {
       raft: raftNode,
       keeper,
       members,
+      peerErrors,
     });
     const registry = new Registry();
     const snapshotParts = { raft: raftNode, state, keeper, snapshotBytesMax: 1024 * 1024 * 1024 };

@@ -28,6 +28,8 @@ export interface ClusterApiParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
   readonly keeper: SealKeeper;
   readonly members: MemberDirectory;
+  /** Why a peer cannot be reached, by node id (cleared when a message from it arrives). */
+  readonly peerErrors: ReadonlyMap<string, string>;
 }
 
 export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
@@ -77,6 +79,7 @@ class ClusterApi {
       peerAddress: this.parts.members.peers.get(id) ?? "",
       clientAddress: this.parts.members.clients.get(id) ?? "",
       leader: status.leader === id,
+      connectionError: this.parts.peerErrors.get(id) ?? "",
     });
     return [
       ...status.membership.voters.map((id) => describe(id, true)),

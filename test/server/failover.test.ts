@@ -120,6 +120,13 @@ it("SIGKILL of the leader under load: writes continue, nothing acknowledged is l
   expect(failoverMs).toBeLessThan(5000);
 
   const survivors = ids.filter((id) => id !== firstLeader);
+  // The survivors say why they cannot reach the dead node.
+  const survivorCluster = clientOf(survivors[0] ?? "").cluster;
+  const deadMember = (await call(survivorCluster.members.bind(survivorCluster), {})).members.find(
+    (member) => member.nodeId === firstLeader,
+  );
+  expect(deadMember?.connectionError).toMatch(new RegExp(`^${firstLeader} at .* refuses connections`));
+
   const readAll = async (id: string) => {
     const secrets = clientOf(id).secrets;
     for (const [path, value] of acknowledged) {

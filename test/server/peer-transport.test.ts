@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { type MessageBatch, PeerClient } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { Entry, Message, NodeId } from "../../raft/core/index.js";
 import { MemoryLogStore, RaftNode, type StateMachine } from "../../raft/node/index.js";
+import { explainPeerFailure } from "../../server/peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
 import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
 import { toWire } from "../../server/peer/raft-message-codec.js";
@@ -195,5 +196,39 @@ describe("Raft over the gRPC transport", () => {
     for (const values of applied.values()) expect(values).toEqual(expected);
     await Promise.all(nodes.map((node) => node.stop()));
     await peers.close();
+  });
+});
+
+describe("peer connection failures, explained", () => {
+  it("names a certificate without a SAN for the address used, a foreign CA, and a peer that is down", async () => {
+    const peers = await startPeers(2, (id) => (id === "n2" ? pki.node("n2", ["localhost"]) : pki.node(id)));
+    const n1 = peers.node("n1");
+    n1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    await eventually(() => n1.streamErrors.length > 0, 5000);
+    const explain = (line: string) =>
+      explainPeerFailure("n2", peers.addresses.get("n2") ?? "", line.slice("n2: ".length));
+    expect(explain(n1.streamErrors[0] ?? "")).toMatch(
+      /^n2 at 127\.0\.0\.1:\d+: its certificate has no SAN for the address used/,
+    );
+    await peers.close();
+
+    const other = new TestPki("stranger");
+    const strangers = await startPeers(2, (id) => (id === "n2" ? other.node("n2") : pki.node(id)));
+    const s1 = strangers.node("n1");
+    s1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    await eventually(() => s1.streamErrors.length > 0, 5000);
+    expect(explainPeerFailure("n2", "x", (s1.streamErrors[0] ?? "").slice(4))).toMatch(
+      /not signed by a CA this node trusts/,
+    );
+    await strangers.close();
+    other.cleanup();
+
+    expect(
+      explainPeerFailure(
+        "n3",
+        "127.0.0.9:1",
+        "No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.9:1",
+      ),
+    ).toBe("n3 at 127.0.0.9:1 refuses connections: is it running, and is the address right?");
   });
 });

@@ -60,6 +60,8 @@ export interface Member {
   /** Its client address, as this node knows it. */
   clientAddress: string;
   leader: boolean;
+  /** Why this node cannot reach it, when it cannot (e.g. its certificate has no SAN for the address). */
+  connectionError: string;
 }
 
 export interface MembersResponse {
@@ -414,7 +416,7 @@ export const MembersRequest: MessageFns<MembersRequest> = {
 };
 
 function createBaseMember(): Member {
-  return { nodeId: "", voter: false, peerAddress: "", clientAddress: "", leader: false };
+  return { nodeId: "", voter: false, peerAddress: "", clientAddress: "", leader: false, connectionError: "" };
 }
 
 export const Member: MessageFns<Member> = {
@@ -433,6 +435,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.leader !== false) {
       writer.uint32(40).bool(message.leader);
+    }
+    if (message.connectionError !== "") {
+      writer.uint32(50).string(message.connectionError);
     }
     return writer;
   },
@@ -490,6 +495,14 @@ export const Member: MessageFns<Member> = {
             message.leader = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.connectionError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -521,6 +534,11 @@ export const Member: MessageFns<Member> = {
         ? globalThis.String(object.client_address)
         : "",
       leader: isSet(object.leader) ? globalThis.Boolean(object.leader) : false,
+      connectionError: isSet(object.connectionError)
+        ? globalThis.String(object.connectionError)
+        : isSet(object.connection_error)
+        ? globalThis.String(object.connection_error)
+        : "",
     };
   },
 
@@ -540,6 +558,9 @@ export const Member: MessageFns<Member> = {
     }
     if (message.leader !== false) {
       obj.leader = message.leader;
+    }
+    if (message.connectionError !== "") {
+      obj.connectionError = message.connectionError;
     }
     return obj;
   },
