@@ -2,7 +2,7 @@
 // secret - values, shares, tokens, PINs, keys - so that a careless log call still prints
 // "[redacted]". The node's own log calls never pass such fields; this is the second line.
 
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 
 const redactedFields = [
   "value",
@@ -17,8 +17,8 @@ const redactedFields = [
   "authorization",
 ];
 
-export function createLogger(nodeId: string, level: string): Logger {
-  return pino({
+export function createLogger(nodeId: string, level: string, destination?: DestinationStream): Logger {
+  const options = {
     level,
     base: { node: nodeId },
     redact: {
@@ -29,7 +29,8 @@ export function createLogger(nodeId: string, level: string): Logger {
       ],
       censor: "[redacted]",
     },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
 
 export type { Logger };

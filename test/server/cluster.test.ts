@@ -4,9 +4,11 @@
 // on another follower, the errors a client relies on (sealed, CAS conflict, bad path, too large),
 // and the health endpoint's codes.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import {
   type ChannelCredentials,
   type ClientDuplexStream,
@@ -149,6 +151,15 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   expect(read.version).toBe(1);
   expect(read.revision).toBeGreaterThanOrEqual(put.revision);
 
+  // A bounded-stale read on a follower that heard from its leader within the bound.
+  const stale = await call(reader.get.bind(reader), {
+    path: "app/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_STALE,
+    maxStalenessMs: 5000,
+  });
+  expect(new TextDecoder().decode(stale.value)).toBe("hunter2");
+
   // Check-and-set: a stale expectation is ABORTED, the right one writes version 2.
   const conflict = await callError(writer.put.bind(writer), {
     path: "app/db",
@@ -249,3 +260,40 @@ async function healthOf(address: string, credentials: ChannelCredentials): Promi
     health.close();
   }
 }
+
+it("rotates the client-port certificate without a restart: new connections see the new one", async () => {
+  const spec = specs[0];
+  const entry = configs.get(spec?.id ?? "");
+  if (spec === undefined || entry === undefined) throw new Error("no node");
+  const serialNow = () =>
+    new Promise<string>((resolve, reject) => {
+      const client = pki.client("rotation-probe");
+      const socket = tlsConnect({
+        host: spec.host,
+        port: spec.clientPort,
+        ca: readFileSync(client.caFile),
+        cert: readFileSync(client.certificateFile),
+        key: readFileSync(client.privateKeyFile),
+        ALPNProtocols: ["h2"],
+        servername: "localhost",
+      });
+      socket.once("secureConnect", () => {
+        resolve(socket.getPeerCertificate().serialNumber);
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+  const before = await serialNow();
+  const next = pki.node(spec.id, [spec.host, "localhost"]);
+  copyFileSync(next.certificateFile, entry.config.tls.client.certificateFile);
+  copyFileSync(next.privateKeyFile, entry.config.tls.client.privateKeyFile);
+  const expected = new X509Certificate(readFileSync(next.certificateFile)).serialNumber;
+  expect(expected).not.toBe(before);
+  const deadline = Date.now() + 10_000;
+  let seen = before;
+  while (seen !== expected && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    seen = await serialNow();
+  }
+  expect(seen.toUpperCase()).toBe(expected.toUpperCase());
+});
