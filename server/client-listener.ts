@@ -7,6 +7,7 @@ import {
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
+  Metadata,
   Server,
   type ServiceDefinition,
   status,
@@ -25,7 +26,7 @@ import {
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
-import { NodeError, toServiceError } from "./errors.js";
+import { leaderTrailer, NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
@@ -49,6 +50,8 @@ export interface ClientListenerOptions {
   readonly saveSnapshot: handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk>;
   readonly restoreSnapshot: handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse>;
   readonly metrics: GrpcMetrics;
+  /** The leader this node knows of, sent with every answer so a client can go there next time. */
+  readonly leaderId: () => string | null;
 }
 
 export interface ClientListener {
@@ -102,7 +105,14 @@ function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnar
     const done = options.metrics.start(method.definition.path);
     const callback: typeof rawCallback = (error, response) => {
       done(error === null ? status.OK : (error.code ?? status.UNKNOWN));
-      rawCallback(error, response);
+      if (error !== null) {
+        rawCallback(error, response);
+        return;
+      }
+      const trailer = new Metadata();
+      const leader = options.leaderId();
+      if (leader !== null) trailer.set(leaderTrailer, leader);
+      rawCallback(null, response, trailer);
     };
     const identity = clientIdentityOf(call.getAuthContext()?.sslPeerCertificate);
     if (identity === null) {

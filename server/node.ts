@@ -6,7 +6,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Gauge, Registry } from "prom-client";
+import { Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
 import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
@@ -32,6 +32,7 @@ import { ObservedStateMachine } from "./observed-state-machine.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
+import { RaftMetrics } from "./raft-metrics.js";
 import { ReadBarrier } from "./read-barrier.js";
 import type { Interceptor } from "./request.js";
 import { SealKeeper } from "./seal-keeper.js";
@@ -81,6 +82,7 @@ export class StrongroomNode {
     const logStore = await LevelLogStore.open(join(config.dataDir, "raft"));
     const state = await SecretStateMachine.open(join(config.dataDir, "state"));
     const barrier = new Barrier();
+    const registry = new Registry();
     const onReloadError = (error: Error) =>
       logger.error({ error: error.message }, "a TLS file change was refused");
     const peerTls = new TlsFiles(config.tls.peer, { onReloadError });
@@ -153,9 +155,10 @@ export class StrongroomNode {
       onSecretChange: (revision, command, version) => watches.record(revision, command, version),
       onRestore: () => watches.reset(),
     });
+    const raftMetrics = new RaftMetrics(registry, raftNode);
     raft = await RaftNode.start({
       id: config.nodeId,
-      logStore,
+      logStore: raftMetrics.instrument(logStore),
       transport: observedTransport,
       stateMachine,
       raft: {
@@ -170,8 +173,10 @@ export class StrongroomNode {
       ...(config.clusterState === "new"
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
         : {}),
-      onSoftState: (soft) =>
-        logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed"),
+      onSoftState: (soft) => {
+        raftMetrics.noteLeader(soft.leader);
+        logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed");
+      },
       onFatal: (error) => {
         const hint = /belongs to another cluster/.test(error.message)
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"
@@ -216,7 +221,6 @@ export class StrongroomNode {
       members,
       peerErrors,
     });
-    const registry = new Registry();
     const snapshotParts = { raft: raftNode, state, keeper, snapshotBytesMax: 1024 * 1024 * 1024 };
     const byPath = new Map<string, AnyApiMethod>(
       [secrets, sys, cluster].flatMap((table) =>
@@ -247,6 +251,7 @@ export class StrongroomNode {
       saveSnapshot: saveSnapshotHandler(snapshotParts),
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
       metrics: new GrpcMetrics(registry),
+      leaderId: () => raftNode().status().leader,
     });
     standard.setServing(keeper.initialized() && !keeper.sealed());
 
@@ -254,7 +259,6 @@ export class StrongroomNode {
       seals: () => keeper.sealSet(),
       autoUnsealer: () => keeper.autoUnsealer(),
     });
-    registerRaftMetrics(registry, raftNode);
     const http =
       config.listen.http === undefined
         ? null
@@ -359,34 +363,4 @@ export class StrongroomNode {
     }, everyMs);
     this.handoffTimer.unref();
   }
-}
-
-function registerRaftMetrics(registry: Registry, raft: () => RaftNode<unknown>): void {
-  const gauge = (
-    name: string,
-    help: string,
-    read: (status: ReturnType<RaftNode<unknown>["status"]>) => number,
-  ) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read(raft().status()));
-      },
-    });
-  gauge("strongroom_raft_term", "The current Raft term.", (status) => status.term);
-  gauge(
-    "strongroom_raft_commit_index",
-    "The highest log index known to be committed.",
-    (status) => status.commit,
-  );
-  gauge(
-    "strongroom_raft_applied_index",
-    "The highest log index applied to the state machine.",
-    (status) => status.applied,
-  );
-  gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
-    status.role === "leader" ? 1 : 0,
-  );
 }

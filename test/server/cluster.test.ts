@@ -151,6 +151,15 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   expect(read.version).toBe(1);
   expect(read.revision).toBeGreaterThanOrEqual(put.revision);
 
+  // Every answer names the leader (a trailer), so a client can send its next write there.
+  const leaderNamed = await new Promise<string>((resolve, reject) => {
+    const pending = writer.put({ path: "app/trailer", value: new Uint8Array([1]) }, (error) => {
+      if (error !== null) reject(error);
+    });
+    pending.on("status", (answer) => resolve(String(answer.metadata.get("strongroom-leader")[0] ?? "")));
+  });
+  expect(leaderNamed).toBe(await leaderId());
+
   // A bounded-stale read on a follower that heard from its leader within the bound.
   const stale = await call(reader.get.bind(reader), {
     path: "app/db",
@@ -229,6 +238,8 @@ it("a new cluster: init through a follower, unseal every node, write and read th
     /^strongroom_grpc_server_handling_seconds_count\{method="\/strongroom.v1.Secrets\/Put"\} \d+/m,
   );
   expect(metrics).toMatch(/^strongroom_raft_term [1-9]/m);
+  expect(metrics).toMatch(/^strongroom_raft_leader_changes_total [1-9]/m);
+  expect(metrics).toMatch(/^strongroom_raft_log_append_seconds_count\{sync="true"\} [1-9]/m);
   expect(metrics).toMatch(/^strongroom_seal_sealed 0$/m);
   expect(metrics).not.toContain("hunter2");
 

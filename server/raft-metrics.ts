@@ -1,0 +1,95 @@
+// The Raft SLIs of a node as Prometheus metrics: term, commit and applied index, leadership and
+// leader changes read from the driver at scrape time; the time each Raft log append takes (with or
+// without fsync) and snapshot sizes measured around the log store, which is where the node waits
+// for the disk.
+
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../raft/core/index.js";
+import type { AppendOptions, LogStore, RaftNode } from "../raft/node/index.js";
+
+export class RaftMetrics {
+  private readonly leaderChanges: Counter;
+  private readonly appendSeconds: Histogram<"sync">;
+  private readonly snapshotBytes: Gauge;
+
+  constructor(registry: Registry, raft: () => RaftNode<unknown>) {
+    const gauge = (
+      name: string,
+      help: string,
+      read: (status: ReturnType<RaftNode<unknown>["status"]>) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read(raft().status()));
+        },
+      });
+    gauge("strongroom_raft_term", "The current Raft term.", (status) => status.term);
+    gauge(
+      "strongroom_raft_commit_index",
+      "The highest log index known to be committed.",
+      (status) => status.commit,
+    );
+    gauge(
+      "strongroom_raft_applied_index",
+      "The highest log index applied to the state machine.",
+      (status) => status.applied,
+    );
+    gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
+      status.role === "leader" ? 1 : 0,
+    );
+    this.leaderChanges = new Counter({
+      name: "strongroom_raft_leader_changes_total",
+      help: "Times this node saw the leader change (including to none).",
+      registers: [registry],
+    });
+    this.appendSeconds = new Histogram({
+      name: "strongroom_raft_log_append_seconds",
+      help: "Time to persist one Raft Ready to the log store, by whether it was fsynced.",
+      labelNames: ["sync"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    });
+    this.snapshotBytes = new Gauge({
+      name: "strongroom_raft_snapshot_bytes",
+      help: "Size of the last snapshot this node saved or installed.",
+      registers: [registry],
+    });
+  }
+
+  private leader: string | null = null;
+
+  /** Called with every soft state change; counts the ones that change the leader. */
+  noteLeader(leader: string | null): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this.leaderChanges.inc();
+  }
+
+  /** The log store, timed. */
+  instrument(store: LogStore): LogStore {
+    return {
+      load: (): Promise<PersistentState> => store.load(),
+      append: async (entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions) => {
+        const stop = this.appendSeconds.startTimer({ sync: options?.sync === false ? "false" : "true" });
+        try {
+          await store.append(entries, hardState, options);
+        } finally {
+          stop();
+        }
+      },
+      installSnapshot: async (snapshot: Snapshot) => {
+        await store.installSnapshot(snapshot);
+        this.snapshotBytes.set(snapshot.data.length);
+      },
+      saveSnapshot: async (snapshot: Snapshot) => {
+        await store.saveSnapshot(snapshot);
+        this.snapshotBytes.set(snapshot.data.length);
+      },
+      compact: (offset: LogOffset) => store.compact(offset),
+      close: () => store.close(),
+    };
+  }
+}
