@@ -9,11 +9,14 @@ import {
   encodeSealRecord,
   initializeSeal,
   migrateSeal,
+  Pkcs11Client,
   rekeyShares,
+  rewrapWithHsmKey,
   type SealInitOptions,
   type SealRecord,
   type ShareOptions as SealShareOptions,
   ShareCollector,
+  validatePkcs11Config,
 } from "../../hsm/index.js";
 import {
   type InitRequest,
@@ -22,6 +25,7 @@ import {
   type MigrateSealResponse,
   type RekeyRequest,
   type RekeyResponse,
+  type RotateHsmKeyRequest,
   type RotateKeyringResponse,
   type SealStatusResponse,
   type ShareOptions,
@@ -66,6 +70,10 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
     rekey: method(service.rekey, "leader", (request) => api.rekey(request)),
     migrateSeal: method(service.migrateSeal, "leader", (request) => api.migrate(request)),
     rotateKeyring: method(service.rotateKeyring, "leader", () => api.rotateKeyring()),
+    rotateHsmKey: method(service.rotateHsmKey, "leader", async (request) => {
+      await api.rotateHsmKey(request);
+      return api.status();
+    }),
   };
 }
 
@@ -239,6 +247,25 @@ class SysApi {
       return { term, revision: index };
     } finally {
       keyring.zero();
+    }
+  }
+
+  /** Wraps the root key under another key of the same token; every node unwraps with it from then on. */
+  async rotateHsmKey(request: RotateHsmKeyRequest): Promise<void> {
+    if (this.parts.keeper.sealed()) throw new NodeError("SEALED", "the leader is sealed");
+    const current = this.parts.keeper.hsmClient().config;
+    const mechanism = request.mechanism === "" ? current.mechanism : request.mechanism;
+    const client = new Pkcs11Client(
+      validatePkcs11Config({ ...current, keyLabel: request.keyLabel, mechanism }),
+    );
+    try {
+      const next = rewrapWithHsmKey(this.parts.keeper.currentRecord(), this.parts.keeper.rootKey(), {
+        client,
+        generateKey: request.generateKey,
+      });
+      await this.putSealRecord(next);
+    } finally {
+      client.close();
     }
   }
 

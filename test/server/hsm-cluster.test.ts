@@ -128,4 +128,22 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   expect(await read("n3", "hsm/while-down")).toBe("two");
+
+  // HSM key rotation: the root key is wrapped under a new key; with the old key deleted, a
+  // restarted node still unseals by itself (the record names the new key).
+  const rotated = await call(sys.rotateHsmKey.bind(sys), {
+    keyLabel: "cluster-root-2",
+    mechanism: "",
+    generateKey: true,
+  });
+  expect(rotated).toMatchObject({ sealed: false, sealTypes: ["pkcs11"] });
+  expect(hsm.deleteKey(token, "cluster-root")).toBe(1);
+  await victim.kill();
+  await victim.start();
+  const rotatedBack = Date.now() + 20_000;
+  while (![200, 429].includes(await healthCode(victim))) {
+    if (Date.now() > rotatedBack) throw new Error("the node did not unseal with the rotated HSM key");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  expect(await read("n3", "hsm/before")).toBe("one");
 }, 120_000);

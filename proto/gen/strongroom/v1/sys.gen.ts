@@ -132,6 +132,13 @@ export interface RotateKeyringResponse {
   revision: number;
 }
 
+export interface RotateHsmKeyRequest {
+  keyLabel: string;
+  /** "aes-gcm" or "aes-key-wrap-pad"; empty keeps the current mechanism. */
+  mechanism: string;
+  generateKey: boolean;
+}
+
 function createBaseShareOptions(): ShareOptions {
   return { count: 0, threshold: 0, operatorKeys: [] };
 }
@@ -1565,6 +1572,104 @@ export const RotateKeyringResponse: MessageFns<RotateKeyringResponse> = {
   },
 };
 
+function createBaseRotateHsmKeyRequest(): RotateHsmKeyRequest {
+  return { keyLabel: "", mechanism: "", generateKey: false };
+}
+
+export const RotateHsmKeyRequest: MessageFns<RotateHsmKeyRequest> = {
+  encode(message: RotateHsmKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyLabel !== "") {
+      writer.uint32(10).string(message.keyLabel);
+    }
+    if (message.mechanism !== "") {
+      writer.uint32(18).string(message.mechanism);
+    }
+    if (message.generateKey !== false) {
+      writer.uint32(24).bool(message.generateKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateHsmKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateHsmKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyLabel = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mechanism = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.generateKey = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateHsmKeyRequest {
+    return {
+      keyLabel: isSet(object.keyLabel)
+        ? globalThis.String(object.keyLabel)
+        : isSet(object.key_label)
+        ? globalThis.String(object.key_label)
+        : "",
+      mechanism: isSet(object.mechanism) ? globalThis.String(object.mechanism) : "",
+      generateKey: isSet(object.generateKey)
+        ? globalThis.Boolean(object.generateKey)
+        : isSet(object.generate_key)
+        ? globalThis.Boolean(object.generate_key)
+        : false,
+    };
+  },
+
+  toJSON(message: RotateHsmKeyRequest): unknown {
+    const obj: any = {};
+    if (message.keyLabel !== "") {
+      obj.keyLabel = message.keyLabel;
+    }
+    if (message.mechanism !== "") {
+      obj.mechanism = message.mechanism;
+    }
+    if (message.generateKey !== false) {
+      obj.generateKey = message.generateKey;
+    }
+    return obj;
+  },
+};
+
 export type SysService = typeof SysService;
 export const SysService = {
   /**
@@ -1640,6 +1745,19 @@ export const SysService = {
       Buffer.from(RotateKeyringResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RotateKeyringResponse => RotateKeyringResponse.decode(value),
   },
+  /**
+   * HSM key rotation: wraps the root key under another key of the token (generated if asked) and
+   * retires the old key from the seal record (the old key stays in the HSM for old snapshots).
+   */
+  rotateHsmKey: {
+    path: "/strongroom.v1.Sys/RotateHsmKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateHsmKeyRequest): Buffer => Buffer.from(RotateHsmKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateHsmKeyRequest => RotateHsmKeyRequest.decode(value),
+    responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
+  },
 } as const;
 
 export interface SysServer extends UntypedServiceImplementation {
@@ -1659,6 +1777,11 @@ export interface SysServer extends UntypedServiceImplementation {
   migrateSeal: handleUnaryCall<MigrateSealRequest, MigrateSealResponse>;
   /** Adds a new data key to the keyring; new writes use it, old values stay readable. */
   rotateKeyring: handleUnaryCall<RotateKeyringRequest, RotateKeyringResponse>;
+  /**
+   * HSM key rotation: wraps the root key under another key of the token (generated if asked) and
+   * retires the old key from the seal record (the old key stays in the HSM for old snapshots).
+   */
+  rotateHsmKey: handleUnaryCall<RotateHsmKeyRequest, SealStatusResponse>;
 }
 
 export interface SysClient extends Client {
@@ -1772,6 +1895,25 @@ export interface SysClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RotateKeyringResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * HSM key rotation: wraps the root key under another key of the token (generated if asked) and
+   * retires the old key from the seal record (the old key stays in the HSM for old snapshots).
+   */
+  rotateHsmKey(
+    request: RotateHsmKeyRequest,
+    callback: (error: ServiceError | null, response: SealStatusResponse) => void,
+  ): ClientUnaryCall;
+  rotateHsmKey(
+    request: RotateHsmKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SealStatusResponse) => void,
+  ): ClientUnaryCall;
+  rotateHsmKey(
+    request: RotateHsmKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SealStatusResponse) => void,
   ): ClientUnaryCall;
 }
 
