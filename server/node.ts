@@ -26,6 +26,7 @@ import { Forwarder, forwardHandler } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
+import { handOverLeadership } from "./leadership.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
@@ -316,7 +317,7 @@ export class StrongroomNode {
     this.stopping = true;
     const { raft, logger } = this.parts;
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
-    await this.handOffLeadership(Math.min(graceMs, 2000));
+    await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();
     this.parts.forwarder.close();
@@ -328,21 +329,6 @@ export class StrongroomNode {
     await this.parts.logStore.close();
     for (const files of this.parts.tls) files.close();
     logger.info("node stopped");
-  }
-
-  private async handOffLeadership(waitMs: number): Promise<void> {
-    const { raft } = this.parts;
-    const status = raft.status();
-    if (status.role !== "leader") return;
-    const target = [...status.progress.entries()]
-      .filter(([id]) => id !== this.config.nodeId && status.membership.voters.includes(id))
-      .sort((a, b) => b[1].match - a[1].match)[0]?.[0];
-    if (target === undefined) return;
-    raft.transferLeadership(target);
-    const deadline = Date.now() + waitMs;
-    while (Date.now() < deadline && raft.status().role === "leader") {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
   }
 
   /**

@@ -41,6 +41,7 @@ import {
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
+import { handOverLeadership } from "../leadership.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 
@@ -58,11 +59,19 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
   return {
     init: method(service.init, "leader", (request) => api.init(request)),
     unseal: method(service.unseal, "local", async (request) => {
+      // Right after Init, this node may not have applied the seal record yet: catch up first
+      // (a linearizable read barrier), so "init, then unseal every node" works at once.
+      if (!parts.keeper.initialized()) {
+        await parts.raft().readIndex();
+        await parts.keeper.reload();
+      }
       if (request.reset) parts.keeper.resetShareAttempt();
       else await parts.keeper.unsealWithShare(request.share, request.nonce);
       return api.status();
     }),
-    seal: method(service.seal, "local", async () => {
+    seal: method(service.seal, "local", async (_request, context) => {
+      // A leader hands over first, so the cluster keeps a leader that can serve.
+      await handOverLeadership(parts.raft(), Math.min(2000, Math.max(0, context.deadline - Date.now())));
       parts.keeper.seal();
       return api.status();
     }),

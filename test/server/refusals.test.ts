@@ -257,6 +257,16 @@ describe("cluster operations", () => {
     for (const share of done.shares.slice(1))
       await call(n2.unseal.bind(n2), { share, nonce: "", reset: false });
     expect((await call(n2.sealStatus.bind(n2), {})).sealed).toBe(false);
+
+    // Sealing the leader: it hands leadership over first, so another node leads when Seal returns.
+    const leader = await leaderId();
+    const leaderSys = clientOf(leader).sys;
+    await call(leaderSys.seal.bind(leaderSys), {});
+    expect(nodes.get(leader)?.isLeader()).toBe(false);
+    expect([...nodes.entries()].filter(([id, node]) => id !== leader && node.isLeader())).toHaveLength(1);
+    for (const share of done.shares.slice(0, 3)) {
+      await call(leaderSys.unseal.bind(leaderSys), { share, nonce: "", reset: false });
+    }
   });
 });
 
