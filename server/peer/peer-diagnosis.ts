@@ -6,7 +6,9 @@ export function explainPeerFailure(peer: string, address: string, details: strin
   const where = `${peer} at ${address}`;
   if (/ECONNREFUSED/.test(details))
     return `${where} refuses connections: is it running, and is the address right?`;
-  if (/ECONNRESET|EPIPE/.test(details)) return `${where} closed the connection (it stopped, or restarted)`;
+  if (/ECONNRESET|EPIPE|Connection dropped|socket hang up/.test(details)) {
+    return `${where} closed the connection (it stopped, or restarted)`;
+  }
   if (/ENOTFOUND|EAI_AGAIN/.test(details)) return `${where}: the host name does not resolve`;
   if (/not in the cert's list|does not match certificate's altnames/.test(details)) {
     return `${where}: its certificate has no SAN for the address used; reissue it with that IP address or DNS name`;

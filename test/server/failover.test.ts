@@ -122,7 +122,8 @@ it("SIGKILL of the leader under load: writes continue, nothing acknowledged is l
   const survivors = ids.filter((id) => id !== firstLeader);
   // The survivors say why they cannot reach the dead node: the connection it reset when it died, or
   // its refusal of new ones.
-  const survivorCluster = clientOf(survivors[0] ?? "").cluster;
+  // Asked of the new leader, which keeps trying to reach the dead node.
+  const survivorCluster = clientOf(await leaderOf(survivors)).cluster;
   const deadline = Date.now() + 15_000;
   let cause = "";
   const dead = /refuses connections|closed the connection/;
