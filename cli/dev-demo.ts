@@ -1,4 +1,4 @@
-// `strongroom dev` (what `npm start` runs until the server exists): a three-node Raft cluster in
+// `strongroom demo`: a three-node Raft cluster in
 // this process, on real timers with an in-process network, narrating what happens: an election,
 // replicated writes, linearizable reads from every node, a leader cut off and a measured failover,
 // and the old leader catching up after the partition heals. It stores no secrets and opens no ports.

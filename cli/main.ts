@@ -1,8 +1,11 @@
-// The `strongroom` command: `server` runs a node; `dev` the narrated in-process Raft demo. The
-// operator, kv, cluster and audit commands arrive with the CLI issue.
+// The `strongroom` command: `server` runs a node; `dev` a local cluster of real nodes (npm start);
+// `kv put|get` and `operator status` talk to a cluster; `demo` narrates the Raft core in one
+// process. The rest of the operator CLI arrives with the CLI issue.
 
 import { Command, InvalidArgumentError } from "commander";
+import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
+import { registerClientCommands } from "./kv-commands.js";
 import { runServer } from "./server-command.js";
 
 function positiveInteger(name: string) {
@@ -13,6 +16,16 @@ function positiveInteger(name: string) {
     return parsed;
   };
 }
+
+// grpc-js sets the TLS server name to the address when it dials an IP address, which Node warns
+// about (DEP0123) on every connection; the name is not used for anything, so the warning is noise.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+  const code =
+    typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === "DEP0123") return;
+  emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
 
 const program = new Command()
   .name("strongroom")
@@ -26,13 +39,49 @@ const program = new Command()
 program
   .command("dev")
   .description(
+    "run a local cluster of real nodes: initialized, unsealed, with a development PKI (what npm start runs)",
+  )
+  .option("--dir <directory>", "where data, certificates and the dev shares go", ".strongroom-dev")
+  .option("--host <address>", "the loopback address the nodes listen on", "127.0.0.1")
+  .option(
+    "--base-port <port>",
+    "node i uses base+10(i-1) (client), +1 (peer), +2 (HTTP)",
+    positiveInteger("--base-port"),
+    8200,
+  )
+  .option("--nodes <count>", "cluster size (3 or 5)", positiveInteger("--nodes"), 3)
+  .action(async (options: { dir: string; host: string; basePort: number; nodes: number }) => {
+    if (options.nodes !== 3 && options.nodes !== 5) {
+      process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
+      process.exit(2);
+    }
+    const cluster = await startDevCluster({
+      directory: options.dir,
+      host: options.host,
+      basePort: options.basePort,
+      nodes: options.nodes,
+      print: (line) => process.stdout.write(`${line}\n`),
+    });
+    const stop = () => {
+      cluster.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+
+program
+  .command("demo")
+  .description(
     "run a Raft cluster (3 or 5 nodes) in this process and narrate an election, writes, reads and a failover",
   )
   .option("--nodes <count>", "cluster size (3 or 5)", positiveInteger("--nodes"), 3)
   .option("--tick-ms <ms>", "milliseconds per Raft tick", positiveInteger("--tick-ms"), 50)
   .action(async (options: { nodes: number; tickMs: number }) => {
     if (options.nodes !== 3 && options.nodes !== 5) {
-      process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
+      process.stderr.write("strongroom demo: --nodes must be 3 or 5\n");
       process.exit(2);
     }
     await runDevDemo({
@@ -41,6 +90,8 @@ program
       print: (line) => process.stdout.write(`${line}\n`),
     });
   });
+
+registerClientCommands(program);
 
 program
   .command("server")

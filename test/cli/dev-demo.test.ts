@@ -1,4 +1,4 @@
-// `npm start` today: the narrated in-process cluster must elect, replicate, read, fail over and heal.
+// `strongroom demo`: the narrated in-process Raft cluster must elect, replicate, read, fail over and heal.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { expect, it } from "vitest";
@@ -17,9 +17,9 @@ it("the dev demo elects a leader, fails over when it is cut off, and the old lea
   expect(text).toMatch(/n\d is a follower of n\d again and has config\/version=4/);
 });
 
-it("strongroom dev rejects a bad --nodes with exit code 2", { timeout: 30_000 }, async () => {
+it("strongroom demo rejects a bad --nodes with exit code 2", { timeout: 30_000 }, async () => {
   const run = promisify(execFile);
-  const failure = await run("npx", ["tsx", "cli/main.ts", "dev", "--nodes", "4"]).then(
+  const failure = await run("npx", ["tsx", "cli/main.ts", "demo", "--nodes", "4"]).then(
     () => null,
     (error: { code: number; stderr: string }) => error,
   );

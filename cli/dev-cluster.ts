@@ -1,0 +1,212 @@
+// `strongroom dev` (what `npm start` runs): a real three-node cluster on this machine, for trying
+// strongroom out. Each node is a full StrongroomNode (LevelDB, mutual-TLS gRPC, Raft) on
+// 127.0.0.1 with its own ports, in this process. On the first run it makes a development PKI,
+// initializes the cluster with Shamir shares and keeps the shares in the dev directory; on every
+// run it unseals the nodes with them. That is for development only: a real cluster's shares are
+// never written next to its data. It prints how to talk to the cluster and writes an env file.
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { type NodeConfig, parseNodeConfig } from "../server/config.js";
+import { createLogger } from "../server/logger.js";
+import { StrongroomNode } from "../server/node.js";
+import {
+  createCertificateAuthority,
+  issueClientCertificate,
+  issueNodeCertificate,
+  type PemPair,
+} from "../server/tls/dev-pki.js";
+import { connect, unary } from "./client-connection.js";
+
+export interface DevClusterOptions {
+  /** Where data, certificates, shares and the env file go. */
+  readonly directory: string;
+  readonly host: string;
+  /** Node i listens on basePort + 10·(i−1) (client), +1 (peer), +2 (HTTP). */
+  readonly basePort: number;
+  readonly nodes: number;
+  readonly print: (line: string) => void;
+}
+
+export interface DevCluster {
+  readonly env: Readonly<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+const shareCount = 3;
+const shareThreshold = 2;
+
+export async function startDevCluster(options: DevClusterOptions): Promise<DevCluster> {
+  const directory = resolve(options.directory);
+  const pki = join(directory, "pki");
+  mkdirSync(pki, { recursive: true });
+  const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+  const port = (i: number, offset: number) => options.basePort + 10 * i + offset;
+  const files = writeDevPki(pki, ids, options.host);
+  const members = ids.map((id, i) => ({
+    id,
+    peerAddress: `${options.host}:${port(i, 1)}`,
+    clientAddress: `${options.host}:${port(i, 0)}`,
+  }));
+  const configs: NodeConfig[] = ids.map((id, i) =>
+    parseNodeConfig({
+      nodeId: id,
+      dataDir: join(directory, "data", id),
+      listen: {
+        client: `${options.host}:${port(i, 0)}`,
+        peer: `${options.host}:${port(i, 1)}`,
+        http: `${options.host}:${port(i, 2)}`,
+      },
+      tls: {
+        peer: { caFile: files.clusterCa, certificateFile: files.node(id), privateKeyFile: files.nodeKey(id) },
+        client: {
+          caFile: files.clientCa,
+          certificateFile: files.node(id),
+          privateKeyFile: files.nodeKey(id),
+        },
+      },
+      members,
+      log: { level: "warn" },
+    }),
+  );
+  const nodes: StrongroomNode[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((node) => node.stop(1000)));
+  };
+  try {
+    for (const config of configs) {
+      // Logs go to stderr, so the narration on stdout stays readable.
+      nodes.push(
+        await StrongroomNode.start(config, { logger: createLogger(config.nodeId, "warn", process.stderr) }),
+      );
+    }
+    options.print(
+      `started ${ids.length} nodes on ${options.host}: client ports ${ids.map((_, i) => port(i, 0)).join(", ")}`,
+    );
+    const env: Record<string, string> = {
+      STRONGROOM_ADDR: members.map((member) => member.clientAddress).join(","),
+      STRONGROOM_CACERT: files.clusterCa,
+      STRONGROOM_CLIENT_CERT: files.client,
+      STRONGROOM_CLIENT_KEY: files.clientKey,
+    };
+    await initializeAndUnseal(directory, env, ids.length, options.print);
+    const envFile = join(directory, "env");
+    writeFileSync(
+      envFile,
+      `${Object.entries(env)
+        .map(([name, value]) => `export ${name}=${value}`)
+        .join("\n")}\n`,
+    );
+    options.print("ready: every node is initialized and unsealed");
+    options.print("");
+    options.print("talk to it (in another terminal):");
+    options.print(`  source ${envFile}`);
+    options.print("  echo -n 's3cr3t' | npx tsx cli/main.ts kv put app/db");
+    options.print("  npx tsx cli/main.ts kv get app/db --reveal");
+    options.print("  npx tsx cli/main.ts operator status");
+    options.print(`  curl http://${options.host}:${port(0, 2)}/v1/sys/health`);
+    options.print("stop it with Ctrl-C; the data stays in the dev directory for the next start");
+    return { env, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Inits the cluster on its first start (keeping the shares in the dev directory), then unseals every node. */
+async function initializeAndUnseal(
+  directory: string,
+  env: Record<string, string>,
+  nodeCount: number,
+  print: (line: string) => void,
+): Promise<void> {
+  const sharesFile = join(directory, "dev-unseal-shares.json");
+  const connection = connect({}, env);
+  try {
+    const status = await connection.call((clients) =>
+      unary(clients.sys.sealStatus.bind(clients.sys), {}, 30_000),
+    );
+    let shares: string[];
+    if (!status.initialized) {
+      const init = await connection.call((clients) =>
+        unary(
+          clients.sys.init.bind(clients.sys),
+          {
+            shamir: { count: shareCount, threshold: shareThreshold, operatorKeys: [] },
+            hsm: false,
+            generateHsmKey: false,
+            recovery: undefined,
+          },
+          30_000,
+        ),
+      );
+      shares = init.unsealShares;
+      writeFileSync(
+        sharesFile,
+        JSON.stringify({ warning: "development only: never keep unseal shares with the data", shares }),
+        {
+          mode: 0o600,
+        },
+      );
+      print(
+        `initialized with ${shareCount} Shamir shares (threshold ${shareThreshold}), kept in ${sharesFile} (dev only)`,
+      );
+    } else {
+      shares = (JSON.parse(readFileSync(sharesFile, "utf8")) as { shares: string[] }).shares;
+    }
+    for (const address of env.STRONGROOM_ADDR?.split(",") ?? []) {
+      const node = connect({ addr: address }, env);
+      try {
+        for (const share of shares.slice(0, shareThreshold)) {
+          await node.call((clients) =>
+            unary(clients.sys.unseal.bind(clients.sys), { share, nonce: "", reset: false }, 30_000),
+          );
+        }
+      } finally {
+        node.close();
+      }
+    }
+    print(`unsealed ${nodeCount} nodes`);
+  } finally {
+    connection.close();
+  }
+}
+
+interface DevPkiFiles {
+  readonly clusterCa: string;
+  readonly clientCa: string;
+  readonly client: string;
+  readonly clientKey: string;
+  node(id: string): string;
+  nodeKey(id: string): string;
+}
+
+/** The development PKI, made once and reused on later starts. */
+function writeDevPki(directory: string, ids: readonly string[], host: string): DevPkiFiles {
+  const path = (name: string) => join(directory, name);
+  const files: DevPkiFiles = {
+    clusterCa: path("cluster-ca.pem"),
+    clientCa: path("client-ca.pem"),
+    client: path("client.pem"),
+    clientKey: path("client-key.pem"),
+    node: (id) => path(`${id}.pem`),
+    nodeKey: (id) => path(`${id}-key.pem`),
+  };
+  if (existsSync(files.clusterCa) && ids.every((id) => existsSync(files.node(id)))) return files;
+  const write = (pair: PemPair, certificate: string, key: string) => {
+    writeFileSync(certificate, pair.certificatePem);
+    writeFileSync(key, pair.privateKeyPem, { mode: 0o600 });
+  };
+  const clusterCa = createCertificateAuthority("strongroom dev cluster CA");
+  const clientCa = createCertificateAuthority("strongroom dev client CA");
+  writeFileSync(files.clusterCa, clusterCa.certificatePem);
+  writeFileSync(files.clientCa, clientCa.certificatePem);
+  for (const id of ids)
+    write(
+      issueNodeCertificate(clusterCa, { nodeId: id, hosts: [host, "localhost"] }),
+      files.node(id),
+      files.nodeKey(id),
+    );
+  write(issueClientCertificate(clientCa, { name: "dev-operator" }), files.client, files.clientKey);
+  return files;
+}

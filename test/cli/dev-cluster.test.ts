@@ -1,0 +1,124 @@
+// `npm start` as a newcomer meets it: `strongroom dev` starts three real nodes, makes a dev PKI,
+// initializes and unseals the cluster, and says how to talk to it; `strongroom kv put | get` and
+// `operator status` do so with the env file it wrote; Ctrl-C stops it cleanly, and the next start
+// finds the data and the shares and unseals again.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { bundledCli } from "../server/process-cluster.js";
+
+const directory = mkdtempSync(join(tmpdir(), "strongroom-dev-"));
+const basePort = 41_000 + Math.floor(Math.random() * 1000) * 10;
+let cli = "";
+let dev: ChildProcess | null = null;
+let devOutput = "";
+
+beforeAll(async () => {
+  cli = await bundledCli();
+}, 60_000);
+afterAll(() => {
+  dev?.kill("SIGKILL");
+  rmSync(directory, { recursive: true, force: true });
+});
+
+function startDev(): Promise<void> {
+  devOutput = "";
+  const child = spawn(process.execPath, [cli, "dev", "--dir", directory, "--base-port", String(basePort)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  dev = child;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dev did not get ready:\n${devOutput}`)), 60_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      devOutput += chunk.toString();
+      if (devOutput.includes("stop it with Ctrl-C")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      devOutput += chunk.toString();
+    });
+    child.on("exit", (code) => reject(new Error(`dev exited with ${code}:\n${devOutput}`)));
+  });
+}
+
+function stopDev(): Promise<number | null> {
+  const child = dev;
+  dev = null;
+  if (child === null) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    child.on("exit", (code) => resolve(code));
+    child.kill("SIGINT");
+  });
+}
+
+/** The env the dev cluster wrote (export NAME=value lines). */
+function devEnv(): Record<string, string> {
+  const text = readFileSync(join(directory, "env"), "utf8");
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter((line) => line.startsWith("export "))
+      .map((line) => line.slice("export ".length).split("=", 2) as [string, string]),
+  );
+}
+
+function strongroom(
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: { ...process.env, ...devEnv() },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input ?? "");
+  });
+}
+
+it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes back unsealed", async () => {
+  await startDev();
+  expect(devOutput).toMatch(/started 3 nodes on 127\.0\.0\.1/);
+  expect(devOutput).toMatch(/initialized with 3 Shamir shares \(threshold 2\)/);
+  expect(devOutput).toMatch(/ready: every node is initialized and unsealed/);
+  expect(devOutput).not.toMatch(/DEP0123/);
+
+  const put = await strongroom(["kv", "put", "app/db"], "s3cr3t");
+  expect(put).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^app\/db: version 1 \(revision \d+\)\n$/),
+  });
+  const hidden = await strongroom(["kv", "get", "app/db"]);
+  expect(hidden.code).toBe(0);
+  expect(hidden.stdout).toMatch(/^app\/db: version 1, 6 bytes, created .* \(--reveal to show the value\)\n$/);
+  expect(hidden.stdout).not.toContain("s3cr3t");
+  expect(await strongroom(["kv", "get", "app/db", "--reveal"])).toMatchObject({ code: 0, stdout: "s3cr3t" });
+  const missing = await strongroom(["kv", "get", "app/none"]);
+  expect(missing).toMatchObject({ code: 1, stderr: "strongroom: no secret at app/none (NOT_FOUND)\n" });
+  const status = await strongroom(["operator", "status"]);
+  expect(status.code).toBe(0);
+  expect(status.stdout).toMatch(/^sealed {10}false$/m);
+  // A usage problem (no address to talk to) exits 2.
+  const noAddress = await strongroom(["kv", "put", "app/x", "--addr", ""], "v");
+  expect(noAddress).toMatchObject({ code: 2, stderr: expect.stringMatching(/STRONGROOM_ADDR is not set/) });
+
+  expect(await stopDev()).toBe(0);
+  await startDev();
+  expect(devOutput).not.toMatch(/initialized with/);
+  expect(devOutput).toMatch(/unsealed 3 nodes/);
+  expect(await strongroom(["kv", "get", "app/db", "--reveal"])).toMatchObject({ code: 0, stdout: "s3cr3t" });
+  expect(await stopDev()).toBe(0);
+}, 120_000);
