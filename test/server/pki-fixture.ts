@@ -18,6 +18,7 @@ export class TestPki {
   readonly root = mkdtempSync(join(tmpdir(), "strongroom-pki-"));
   readonly clusterCa: PemPair;
   readonly clientCa: PemPair;
+  private issued = 0;
 
   constructor(name = "test") {
     this.clusterCa = createCertificateAuthority(`strongroom ${name} cluster CA`);
@@ -30,8 +31,10 @@ export class TestPki {
     hosts: readonly string[] = ["127.0.0.1", "localhost"],
     validity: Validity = {},
   ): TlsFilePaths {
+    // A directory per call: another cluster's certificates must never overwrite (and so rotate)
+    // those of a node that is still running.
     return this.write(
-      `node-${nodeId}`,
+      `node-${nodeId}-${++this.issued}`,
       issueNodeCertificate(this.clusterCa, { nodeId, hosts, ...validity }),
       this.clusterCa,
     );
@@ -40,7 +43,7 @@ export class TestPki {
   /** A client's files: its certificate (client CA), and the cluster CA bundle that signs servers. */
   client(name: string, validity: Validity = {}): TlsFilePaths {
     return this.write(
-      `client-${name}`,
+      `client-${name}-${++this.issued}`,
       issueClientCertificate(this.clientCa, { name, ...validity }),
       this.clusterCa,
     );
