@@ -3,6 +3,7 @@
 // process. The rest of the operator CLI arrives with the CLI issue.
 
 import { Command, InvalidArgumentError } from "commander";
+import { registerAuditCommands } from "./audit-command.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
 import { registerClientCommands } from "./kv-commands.js";
@@ -92,6 +93,7 @@ program
   });
 
 registerClientCommands(program);
+registerAuditCommands(program);
 
 program
   .command("server")

@@ -1,0 +1,48 @@
+// `strongroom audit verify FILE... [--key-file FILE]`: checks audit files against the chain they
+// carry (server/audit/audit-verify.ts) and prints each problem with its file and line. Without
+// the audit key it checks the chain; with it (32 bytes, raw or hex) also every checkpoint's MAC,
+// which a forger without the key cannot make. Exit 0: intact; 1: tampering or damage found; 2: usage.
+
+import { existsSync, readFileSync } from "node:fs";
+import type { Command } from "commander";
+import { verifyAuditFiles } from "../server/audit/audit-verify.js";
+
+export function registerAuditCommands(program: Command): void {
+  program
+    .command("audit")
+    .description("audit trail tools")
+    .command("verify")
+    .argument("<files...>", "the audit files of one node, oldest first")
+    .option("--key-file <file>", "the cluster's audit key (32 bytes, raw or hex), to check checkpoints too")
+    .description("check audit files for edited, deleted, reordered or truncated entries")
+    .action((files: string[], options: { keyFile?: string }) => {
+      let key: Uint8Array | null = null;
+      if (options.keyFile !== undefined) {
+        if (!existsSync(options.keyFile)) {
+          process.stderr.write(`strongroom audit verify: the key file ${options.keyFile} does not exist\n`);
+          process.exit(2);
+        }
+        const raw = readFileSync(options.keyFile);
+        const text = raw.toString("utf8").trim();
+        key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, "hex") : raw;
+        if (key.length !== 32) {
+          process.stderr.write(
+            "strongroom audit verify: the audit key must be 32 bytes (raw, or 64 hex digits)\n",
+          );
+          process.exit(2);
+        }
+      }
+      for (const file of files) {
+        if (!existsSync(file)) {
+          process.stderr.write(`strongroom audit verify: ${file} does not exist\n`);
+          process.exit(2);
+        }
+      }
+      const result = verifyAuditFiles(files, key);
+      for (const problem of result.problems) process.stdout.write(`${problem}\n`);
+      process.stdout.write(
+        `${files.length} file(s), ${result.entries} entries, ${result.checkpoints} checkpoints${key === null ? " (MACs not checked: no --key-file)" : ""}: ${result.problems.length === 0 ? "intact" : `${result.problems.length} problem(s)`}\n`,
+      );
+      process.exit(result.problems.length === 0 ? 0 : 1);
+    });
+}

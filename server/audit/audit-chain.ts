@@ -1,0 +1,64 @@
+// The audit trail's format: JSON lines, each carrying the SHA-256 of the line before it (`prev`),
+// so editing, deleting or reordering a line breaks the chain where it happened. Every file starts
+// with a header that carries the hash of the previous file's last line, so rotation keeps one
+// chain across files and a deleted file shows. Periodic checkpoints carry an HMAC of the chain so
+// far under the cluster's audit key: without the key nobody can rewrite a file and its chain
+// consistently. A file that was closed cleanly ends with a checkpoint; one that does not was cut
+// short (or its node crashed), and the verifier says so.
+//
+// Sensitive fields never appear in the clear: they are replaced by "hmac-sha256:<hex>" under the
+// audit key, so an auditor holding a value can check whether it was read, and the log cannot leak it.
+
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+
+export const auditFormatVersion = 1;
+export const genesisHash = "0".repeat(64);
+
+export type AuditEntryType = "header" | "request" | "response" | "checkpoint";
+
+/** What a line holds besides the chain fields the writer adds. */
+export interface AuditRecord {
+  readonly type: "request" | "response";
+  readonly requestId: string;
+  readonly identity: string;
+  readonly method: string;
+  readonly path?: string;
+  readonly capability?: string;
+  /** Response: "allowed", "denied", "error". */
+  readonly outcome?: string;
+  /** Response: the gRPC status name. */
+  readonly code?: string;
+  readonly latencyMs?: number;
+  /** Fields whose values were replaced by their HMAC (e.g. a value written, a token). */
+  readonly hashed?: Readonly<Record<string, string>>;
+}
+
+export interface AuditLine {
+  readonly v: number;
+  readonly seq: number;
+  readonly time: string;
+  readonly node: string;
+  readonly type: AuditEntryType;
+  readonly prev: string;
+  readonly [field: string]: unknown;
+}
+
+export function hashLine(line: string): string {
+  return createHash("sha256").update(line).digest("hex");
+}
+
+/** The HMAC a sensitive value is replaced with. */
+export function hashSensitive(auditKey: Uint8Array, value: Uint8Array | string): string {
+  return `hmac-sha256:${createHmac("sha256", auditKey).update(value).digest("hex")}`;
+}
+
+/** A checkpoint's MAC over the chain so far (the hash of the line before it) and its sequence number. */
+export function checkpointMac(auditKey: Uint8Array, seq: number, prev: string): string {
+  return createHmac("sha256", auditKey).update(`strongroom audit checkpoint v1 ${seq} ${prev}`).digest("hex");
+}
+
+export function macMatches(expected: string, actual: string): boolean {
+  const a = Buffer.from(expected, "hex");
+  const b = Buffer.from(actual, "hex");
+  return a.length === b.length && a.length > 0 && timingSafeEqual(a, b);
+}

@@ -1,0 +1,179 @@
+// One audit file sink: appends chained lines (audit-chain.ts) to numbered files in a directory
+// (audit-000001.jsonl, ...), fsyncing before an append resolves, so "the entry is durable" is true
+// when a request proceeds. Appends that arrive together share one write and one fsync (group
+// commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
+// next file; every start opens a new file linked to the last line of the previous one, so a file
+// cut short by a crash stays as it was, and the verifier reports it.
+
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { type AuditRecord, auditFormatVersion, checkpointMac, genesisHash, hashLine } from "./audit-chain.js";
+
+export interface AuditFileOptions {
+  readonly directory: string;
+  readonly node: string;
+  readonly auditKey: Uint8Array;
+  /** A file is rotated once it is larger than this. */
+  readonly maxFileBytes: number;
+  /** A checkpoint after every this many entries. */
+  readonly checkpointEvery: number;
+  readonly now?: () => Date;
+}
+
+const filePattern = /^audit-(\d{6})\.jsonl$/;
+
+export function auditFileName(index: number): string {
+  return `audit-${String(index).padStart(6, "0")}.jsonl`;
+}
+
+/** The audit files of a directory, oldest first. */
+export function listAuditFiles(directory: string): string[] {
+  return readdirSync(directory)
+    .filter((name) => filePattern.test(name))
+    .sort()
+    .map((name) => join(directory, name));
+}
+
+export class AuditFile {
+  private descriptor: number;
+  private fileIndex: number;
+  private fileBytes = 0;
+  private seq: number;
+  private prev: string;
+  private sinceCheckpoint = 0;
+  private pending: { record: AuditRecord; resolve: () => void; reject: (error: Error) => void }[] = [];
+  private flushing = false;
+  private closed = false;
+
+  private constructor(
+    private readonly options: AuditFileOptions,
+    state: { fileIndex: number; seq: number; prev: string },
+  ) {
+    this.fileIndex = state.fileIndex;
+    this.seq = state.seq;
+    this.prev = state.prev;
+    this.descriptor = this.openFile();
+  }
+
+  /** Opens the sink, continuing the chain of the files already in the directory. */
+  static open(options: AuditFileOptions): AuditFile {
+    mkdirSync(options.directory, { recursive: true });
+    const files = listAuditFiles(options.directory);
+    const last = files.at(-1);
+    let state = { fileIndex: 1, seq: 0, prev: genesisHash };
+    if (last !== undefined) {
+      const index = Number(filePattern.exec(last.slice(last.lastIndexOf("/") + 1))?.[1] ?? "0");
+      state = { fileIndex: index + 1, seq: 0, prev: genesisHash };
+      // The chain goes on from the last complete line; one cut short by a crash is left out (and
+      // reported by the verifier).
+      const lines = readFileSync(last, "utf8").split("\n");
+      for (let i = lines.length - 1; i >= 0; i--) {
+        const line = lines[i] ?? "";
+        const seq = seqOf(line);
+        if (seq !== null) {
+          state = { fileIndex: index + 1, seq, prev: hashLine(line) };
+          break;
+        }
+      }
+    }
+    return new AuditFile(options, state);
+  }
+
+  /** Appends one entry; resolves once it is on disk (fsynced). */
+  append(record: AuditRecord): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the audit file is closed"));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, resolve, reject });
+      if (!this.flushing) queueMicrotask(() => this.flush());
+    });
+  }
+
+  /** Ends the file with a checkpoint and closes it. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.writeLines([this.checkpointLine()]);
+    fsyncSync(this.descriptor);
+    closeSync(this.descriptor);
+    this.closed = true;
+  }
+
+  private flush(): void {
+    if (this.flushing || this.pending.length === 0) return;
+    this.flushing = true;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      const lines: string[] = [];
+      for (const { record } of batch) {
+        lines.push(this.line({ ...record }));
+        this.sinceCheckpoint += 1;
+        if (this.sinceCheckpoint >= this.options.checkpointEvery) lines.push(this.checkpointLine());
+      }
+      this.writeLines(lines);
+      fsyncSync(this.descriptor);
+      for (const { resolve } of batch) resolve();
+      if (this.fileBytes > this.options.maxFileBytes) this.rotate();
+    } catch (error) {
+      for (const { reject } of batch) reject(error as Error);
+    } finally {
+      this.flushing = false;
+    }
+    if (this.pending.length > 0) queueMicrotask(() => this.flush());
+  }
+
+  private rotate(): void {
+    this.writeLines([this.checkpointLine()]);
+    fsyncSync(this.descriptor);
+    closeSync(this.descriptor);
+    this.fileIndex += 1;
+    this.fileBytes = 0;
+    this.descriptor = this.openFile();
+  }
+
+  private openFile(): number {
+    const descriptor = openSync(join(this.options.directory, auditFileName(this.fileIndex)), "wx", 0o600);
+    this.descriptor = descriptor;
+    this.writeLines([this.line({ type: "header", file: auditFileName(this.fileIndex) })]);
+    fsyncSync(descriptor);
+    return descriptor;
+  }
+
+  private checkpointLine(): string {
+    this.sinceCheckpoint = 0;
+    return this.line({
+      type: "checkpoint",
+      mac: checkpointMac(this.options.auditKey, this.seq + 1, this.prev),
+    });
+  }
+
+  /** One chained line: the next sequence number, the time, the node, the previous line's hash. */
+  private line(fields: Record<string, unknown>): string {
+    this.seq += 1;
+    const line = JSON.stringify({
+      v: auditFormatVersion,
+      seq: this.seq,
+      time: (this.options.now?.() ?? new Date()).toISOString(),
+      node: this.options.node,
+      prev: this.prev,
+      ...fields,
+    });
+    this.prev = hashLine(line);
+    return line;
+  }
+
+  private writeLines(lines: readonly string[]): void {
+    const text = Buffer.from(`${lines.join("\n")}\n`);
+    writeSync(this.descriptor, text);
+    this.fileBytes += text.length;
+  }
+}
+
+function seqOf(line: string): number | null {
+  try {
+    const parsed = JSON.parse(line) as { seq?: unknown };
+    return typeof parsed.seq === "number" ? parsed.seq : null;
+  } catch {
+    return null;
+  }
+}

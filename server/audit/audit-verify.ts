@@ -1,0 +1,84 @@
+// `strongroom audit verify`: checks audit files, in order, against the chain they carry. Every
+// line must parse, follow the previous line's sequence number, and name the previous line's hash;
+// each file must start with a header linked to the previous file; with the audit key, every
+// checkpoint's MAC must match. Each problem is reported with its file and line and what it means:
+// an edited line, a deleted or reordered one, a missing file, a forged checkpoint, a truncated end.
+
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { checkpointMac, hashLine, macMatches } from "./audit-chain.js";
+
+export interface AuditVerification {
+  readonly entries: number;
+  readonly checkpoints: number;
+  readonly problems: readonly string[];
+}
+
+export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array | null): AuditVerification {
+  const problems: string[] = [];
+  let prev: string | null = null;
+  let seq: number | null = null;
+  let entries = 0;
+  let checkpoints = 0;
+  let lastType = "";
+  for (const file of files) {
+    const name = basename(file);
+    const text = readFileSync(file, "utf8");
+    if (text.length > 0 && !text.endsWith("\n")) {
+      problems.push(
+        `${name}: the last line is incomplete (the file was truncated, or its node crashed mid-write)`,
+      );
+    }
+    const lines = text.split("\n");
+    if (lines.at(-1) === "") lines.pop();
+    lines.forEach((line, position) => {
+      const where = `${name}:${position + 1}`;
+      let entry: { seq?: unknown; prev?: unknown; type?: unknown; mac?: unknown };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        if (!(position === lines.length - 1 && !text.endsWith("\n")))
+          problems.push(`${where}: not a JSON line (edited or damaged)`);
+        return;
+      }
+      if (typeof entry.seq !== "number" || typeof entry.prev !== "string") {
+        problems.push(`${where}: no sequence number or chain hash (not an audit line)`);
+        return;
+      }
+      if (position === 0 && entry.type !== "header")
+        problems.push(`${where}: the file does not start with a header (its start was cut off)`);
+      if (seq !== null && entry.seq !== seq + 1) {
+        problems.push(
+          entry.seq > seq + 1
+            ? `${where}: entries ${seq + 1}${entry.seq - 1 > seq + 1 ? `-${entry.seq - 1}` : ""} are missing (deleted${position === 0 ? ", or a whole file" : ""})`
+            : `${where}: entry ${entry.seq} comes after ${seq} (reordered or duplicated)`,
+        );
+      } else if (prev !== null && entry.prev !== prev) {
+        problems.push(
+          `${where}: the previous line (entry ${seq}) was edited: its hash does not match the chain`,
+        );
+      }
+      if (entry.type === "checkpoint") {
+        checkpoints += 1;
+        if (
+          auditKey !== null &&
+          (typeof entry.mac !== "string" ||
+            !macMatches(checkpointMac(auditKey, entry.seq, entry.prev), entry.mac))
+        ) {
+          problems.push(`${where}: the checkpoint's MAC does not match (the chain before it was rewritten)`);
+        }
+      } else if (entry.type === "request" || entry.type === "response") {
+        entries += 1;
+      }
+      lastType = String(entry.type);
+      seq = entry.seq;
+      prev = hashLine(line);
+    });
+  }
+  if (files.length > 0 && lastType !== "checkpoint" && problems.length === 0) {
+    problems.push(
+      "the last file does not end with a checkpoint: entries after the last checkpoint may have been cut off (or the node is running or crashed)",
+    );
+  }
+  return { entries, checkpoints, problems };
+}

@@ -1,0 +1,238 @@
+// The audit trail's files on a real disk: appends are chained and fsynced, rotation keeps one chain
+// across files, a restart continues it, sensitive values appear only as HMACs, and the verifier
+// catches each kind of tampering - an edited, deleted, reordered or duplicated line, a deleted
+// file, a rewritten file with forged checkpoints, a truncated end - and says where.
+
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  appendFileSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type AuditRecord, checkpointMac, hashLine, hashSensitive } from "../../server/audit/audit-chain.js";
+import { AuditFile, listAuditFiles } from "../../server/audit/audit-file.js";
+import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import { bundledCli } from "./process-cluster.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-audit-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const auditKey = new Uint8Array(randomBytes(32));
+let directories = 0;
+
+function request(i: number, extra: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    type: "request",
+    requestId: `r${i}`,
+    identity: "alice",
+    method: "/strongroom.v1.Secrets/Get",
+    path: `app/k${i}`,
+    ...extra,
+  };
+}
+
+/** A directory with `count` request entries written through the sink and closed cleanly. */
+async function writeTrail(
+  count: number,
+  options: { maxFileBytes?: number; checkpointEvery?: number } = {},
+): Promise<string> {
+  const directory = join(root, `trail-${++directories}`);
+  const sink = AuditFile.open({
+    directory,
+    node: "n1",
+    auditKey,
+    maxFileBytes: options.maxFileBytes ?? 1024 * 1024,
+    checkpointEvery: options.checkpointEvery ?? 10,
+  });
+  // One at a time, as requests of one client arrive (appends that arrive together share one write,
+  // and a file rotates between writes).
+  for (let i = 0; i < count; i++) await sink.append(request(i));
+  sink.close();
+  return directory;
+}
+
+function lines(file: string): string[] {
+  return readFileSync(file, "utf8").trimEnd().split("\n");
+}
+
+describe("writing", () => {
+  it("writes appends that arrive together in one group, each resolved once it is on disk", async () => {
+    const directory = join(root, `trail-${++directories}`);
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 1 << 20,
+      checkpointEvery: 1000,
+    });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => sink.append(request(i))));
+    expect(lines(listAuditFiles(directory)[0] ?? "")).toHaveLength(51);
+    sink.close();
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
+      entries: 50,
+      problems: [],
+    });
+  });
+
+  it("chains every line to the one before, and verifies clean with and without the key", async () => {
+    const directory = await writeTrail(25);
+    const [file] = listAuditFiles(directory);
+    const all = lines(file ?? "");
+    expect(JSON.parse(all[0] ?? "{}")).toMatchObject({ type: "header", seq: 1, node: "n1" });
+    for (let i = 1; i < all.length; i++)
+      expect(JSON.parse(all[i] ?? "{}").prev).toBe(hashLine(all[i - 1] ?? ""));
+    expect(JSON.parse(all.at(-1) ?? "{}").type).toBe("checkpoint");
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toEqual({
+      entries: 25,
+      checkpoints: 3,
+      problems: [],
+    });
+    expect(verifyAuditFiles(listAuditFiles(directory), null).problems).toEqual([]);
+  });
+
+  it("rotates by size and continues the chain across files and across a restart", async () => {
+    const directory = await writeTrail(200, { maxFileBytes: 4096 });
+    expect(listAuditFiles(directory).length).toBeGreaterThan(3);
+    const sink = AuditFile.open({ directory, node: "n1", auditKey, maxFileBytes: 4096, checkpointEvery: 10 });
+    await sink.append(request(1000));
+    sink.close();
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
+      entries: 201,
+      problems: [],
+    });
+  });
+
+  it("holds a sensitive value only as its HMAC under the audit key", async () => {
+    const directory = join(root, `trail-${++directories}`);
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 1 << 20,
+      checkpointEvery: 10,
+    });
+    const marker = "value-marker-5b1e";
+    await sink.append(request(1, { hashed: { value: hashSensitive(auditKey, marker) } }));
+    sink.close();
+    const text = listAuditFiles(directory)
+      .map((file) => readFileSync(file, "utf8"))
+      .join("");
+    expect(text).not.toContain(marker);
+    expect(text).toContain(hashSensitive(auditKey, marker));
+  });
+});
+
+describe("verify catches tampering", () => {
+  const tamper = async (change: (files: string[]) => void): Promise<readonly string[]> => {
+    const directory = await writeTrail(30, { maxFileBytes: 2048 });
+    const files = listAuditFiles(directory);
+    change(files);
+    return verifyAuditFiles(listAuditFiles(directory), auditKey).problems;
+  };
+  const rewrite = (file: string, edit: (all: string[]) => string[]) =>
+    writeFileSync(file, `${edit(lines(file)).join("\n")}\n`);
+
+  it("an edited line", async () => {
+    const problems = await tamper((files) =>
+      rewrite(files[0] ?? "", (all) =>
+        all.map((line, i) => (i === 3 ? line.replace('"alice"', '"mallory"') : line)),
+      ),
+    );
+    expect(problems[0]).toMatch(/^audit-000001\.jsonl:5: the previous line \(entry 4\) was edited/);
+  });
+
+  it("a deleted line", async () => {
+    const problems = await tamper((files) => rewrite(files[0] ?? "", (all) => all.filter((_, i) => i !== 3)));
+    expect(problems[0]).toMatch(/^audit-000001\.jsonl:4: entries 4 are missing \(deleted\)/);
+  });
+
+  it("two lines swapped", async () => {
+    const problems = await tamper((files) =>
+      rewrite(files[0] ?? "", (all) => {
+        const swapped = [...all];
+        [swapped[3], swapped[4]] = [all[4] ?? "", all[3] ?? ""];
+        return swapped;
+      }),
+    );
+    expect(problems[0]).toMatch(/^audit-000001\.jsonl:4: entries 4 are missing|reordered/);
+    expect(problems.some((problem) => /reordered or duplicated/.test(problem))).toBe(true);
+  });
+
+  it("a deleted file in the middle", async () => {
+    const problems = await tamper((files) => unlinkSync(files[1] ?? ""));
+    expect(problems[0]).toMatch(
+      /^audit-000003\.jsonl:1: entries \d+-\d+ are missing \(deleted, or a whole file\)/,
+    );
+  });
+
+  it("a file rewritten with a consistent chain: only the key reveals it", async () => {
+    const directory = await writeTrail(12, { checkpointEvery: 100 });
+    const [file] = listAuditFiles(directory);
+    // Rebuild the whole chain with one entry changed, as an attacker without the key would.
+    const forged: string[] = [];
+    let prev = "";
+    for (const line of lines(file ?? "")) {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (entry.requestId === "r5") entry.identity = "mallory";
+      if (forged.length > 0) entry.prev = prev;
+      if (entry.type === "checkpoint")
+        entry.mac = checkpointMac(new Uint8Array(32), entry.seq as number, prev);
+      const text = JSON.stringify(entry);
+      forged.push(text);
+      prev = hashLine(text);
+    }
+    writeFileSync(file ?? "", `${forged.join("\n")}\n`);
+    expect(verifyAuditFiles([file ?? ""], null).problems).toEqual([]);
+    expect(verifyAuditFiles([file ?? ""], auditKey).problems).toEqual([
+      "audit-000001.jsonl:14: the checkpoint's MAC does not match (the chain before it was rewritten)",
+    ]);
+  });
+
+  it("a truncated end: a cut line, and whole entries after the last checkpoint", async () => {
+    const cut = await tamper((files) => {
+      const last = files.at(-1) ?? "";
+      truncateSync(last, readFileSync(last).length - 10);
+    });
+    expect(cut[0]).toMatch(/the last line is incomplete/);
+    const dropped = await tamper((files) => rewrite(files.at(-1) ?? "", (all) => all.slice(0, -1)));
+    expect(dropped).toEqual([
+      "the last file does not end with a checkpoint: entries after the last checkpoint may have been cut off (or the node is running or crashed)",
+    ]);
+    const appended = await tamper((files) => appendFileSync(files.at(-1) ?? "", "not json\n"));
+    expect(appended[0]).toMatch(/not a JSON line \(edited or damaged\)/);
+  });
+});
+
+describe("strongroom audit verify", () => {
+  it("says intact (exit 0), names each problem (exit 1), and refuses a missing file (exit 2)", async () => {
+    const cli = await bundledCli();
+    const verify = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, [cli, "audit", "verify", ...args], (error, stdout, stderr) =>
+          resolve({ code: error === null ? 0 : ((error as { code?: number }).code ?? null), stdout, stderr }),
+        );
+      });
+    const directory = await writeTrail(12, { checkpointEvery: 5 });
+    const keyFile = join(directory, "audit.key");
+    writeFileSync(keyFile, Buffer.from(auditKey).toString("hex"));
+    const files = listAuditFiles(directory);
+    const intact = await verify([...files, "--key-file", keyFile]);
+    expect(intact).toMatchObject({ code: 0, stdout: "1 file(s), 12 entries, 3 checkpoints: intact\n" });
+    writeFileSync(files[0] ?? "", readFileSync(files[0] ?? "", "utf8").replace('"r3"', '"r33"'));
+    const tampered = await verify(files);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stdout).toMatch(/^audit-000001\.jsonl:6: the previous line \(entry 5\) was edited/);
+    expect(tampered.stdout).toMatch(/\(MACs not checked: no --key-file\): 1 problem\(s\)\n$/);
+    expect(await verify([join(directory, "nope.jsonl")])).toMatchObject({
+      code: 2,
+      stderr: `strongroom audit verify: ${join(directory, "nope.jsonl")} does not exist\n`,
+    });
+  }, 60_000);
+});
