@@ -26,12 +26,12 @@ import {
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
-import { leaderTrailer, NodeError, toServiceError } from "./errors.js";
+import { leaderTrailer, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
 import { serverCredentials } from "./tls/credentials.js";
-import { clientIdentityOf } from "./tls/identity.js";
+import { requireClientIdentity } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
 export interface ClientListenerOptions {
@@ -114,11 +114,11 @@ function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnar
       if (leader !== null) trailer.set(leaderTrailer, leader);
       rawCallback(null, response, trailer);
     };
-    const identity = clientIdentityOf(call.getAuthContext()?.sslPeerCertificate);
-    if (identity === null) {
-      callback(
-        toServiceError(new NodeError("UNAUTHENTICATED", "the client certificate names no client identity")),
-      );
+    let identity: string;
+    try {
+      identity = requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
+    } catch (error) {
+      callback(toServiceError(error));
       return;
     }
     const clientDeadline = call.getDeadline();

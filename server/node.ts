@@ -78,16 +78,42 @@ export class StrongroomNode {
   ) {}
 
   static async start(config: NodeConfig, options: NodeStartOptions = {}): Promise<StrongroomNode> {
+    // What was opened so far, undone in reverse if a later step fails (a port in use, a bad
+    // certificate), so a failed start leaves no LevelDB lock, timer or listener behind.
+    const undo: (() => unknown)[] = [];
+    try {
+      return await StrongroomNode.assemble(config, options, undo);
+    } catch (error) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch {
+          // Undoing is best effort; the start's own error is the one to report.
+        }
+      }
+      throw error;
+    }
+  }
+
+  private static async assemble(
+    config: NodeConfig,
+    options: NodeStartOptions,
+    undo: (() => unknown)[],
+  ): Promise<StrongroomNode> {
     const logger = options.logger ?? createLogger(config.nodeId, config.log.level);
     mkdirSync(config.dataDir, { recursive: true });
     const logStore = await LevelLogStore.open(join(config.dataDir, "raft"));
+    undo.push(() => logStore.close());
     const state = await SecretStateMachine.open(join(config.dataDir, "state"));
+    undo.push(() => state.close());
     const barrier = new Barrier();
     const registry = new Registry();
     const onReloadError = (error: Error) =>
       logger.error({ error: error.message }, "a TLS file change was refused");
     const peerTls = new TlsFiles(config.tls.peer, { onReloadError });
+    undo.push(() => peerTls.close());
     const clientTls = new TlsFiles(config.tls.client, { onReloadError });
+    undo.push(() => clientTls.close());
     const members = new MemberDirectory(config.nodeId, config.members);
     await members.reload(state);
 
@@ -186,6 +212,9 @@ export class StrongroomNode {
         options.onFatal?.(new Error(`${error.message}${hint}`, { cause: error }));
       },
     });
+    const startedRaft = raft;
+    undo.push(() => startedRaft.stop());
+    undo.push(() => keeper.close());
     await keeper.reload();
     updateCampaign();
 
@@ -238,6 +267,7 @@ export class StrongroomNode {
         config.requests.timeoutMs,
       ),
     });
+    undo.push(() => peerListener.close());
     const clientListener = await startClientListener({
       address: config.listen.client,
       tls: clientTls,
@@ -254,6 +284,7 @@ export class StrongroomNode {
       metrics: new GrpcMetrics(registry),
       leaderId: () => raftNode().status().leader,
     });
+    undo.push(() => clientListener.close(0));
     standard.setServing(keeper.initialized() && !keeper.sealed());
 
     registerSealMetrics(registry, {

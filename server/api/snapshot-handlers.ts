@@ -26,7 +26,7 @@ import {
 } from "../../storage/state/index.js";
 import { NodeError, toServiceError } from "../errors.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { clientIdentityOf } from "../tls/identity.js";
+import { requireClientIdentity } from "../tls/identity.js";
 
 const chunkBytes = 1024 * 1024;
 /** Records per proposal stay well under the Raft entry limit. */
@@ -45,7 +45,7 @@ export function saveSnapshotHandler(
 ): handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk> {
   return (call) => {
     const run = async () => {
-      requireClient(call.getAuthContext()?.sslPeerCertificate);
+      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
       await parts.raft().readIndex();
       const data = await parts.state.snapshot();
       const digest = createHash("sha256").update(data).digest();
@@ -80,7 +80,7 @@ export function restoreSnapshotHandler(
       callback(toServiceError(error));
     };
     try {
-      requireClient(call.getAuthContext()?.sslPeerCertificate);
+      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
       const status = parts.raft().status();
       if (status.role !== "leader") {
         throw new NodeError("NO_LEADER", "send the snapshot to the leader", { leaderHint: status.leader });
@@ -156,10 +156,4 @@ async function restore(
   await propose();
   await parts.keeper.reload();
   return { records: ordered.length, revision };
-}
-
-function requireClient(certificate: Parameters<typeof clientIdentityOf>[0]): void {
-  if (clientIdentityOf(certificate) === null) {
-    throw new NodeError("UNAUTHENTICATED", "the client certificate names no client identity");
-  }
 }

@@ -6,8 +6,8 @@
 import type { handleServerStreamingCall } from "@grpc/grpc-js";
 import type { WatchEvent, WatchRequest } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { type StateLimits, validatePrefix } from "../../storage/state/index.js";
-import { NodeError, toServiceError } from "../errors.js";
-import { clientIdentityOf } from "../tls/identity.js";
+import { toServiceError } from "../errors.js";
+import { requireClientIdentity } from "../tls/identity.js";
 import type { WatchHub, WatchSink } from "../watch-hub.js";
 
 export function watchHandler(
@@ -18,9 +18,7 @@ export function watchHandler(
   return (call) => {
     const fail = (error: unknown) => call.emit("error", toServiceError(error));
     try {
-      if (clientIdentityOf(call.getAuthContext()?.sslPeerCertificate) === null) {
-        throw new NodeError("UNAUTHENTICATED", "the client certificate names no client identity");
-      }
+      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
       requireServing();
       if (call.request.prefix !== "") validatePrefix(call.request.prefix, limits);
     } catch (error) {

@@ -5,6 +5,7 @@
 // these functions also refuse the other kind's URI.
 
 import type { PeerCertificate } from "node:tls";
+import { NodeError } from "../errors.js";
 
 const nodeUriPrefix = "strongroom://node/";
 const clientUriPrefix = "strongroom://client/";
@@ -53,4 +54,12 @@ function urisOf(certificate: PeerCertificate | null | undefined): string[] {
     .split(", ")
     .filter((entry) => entry.startsWith("URI:"))
     .map((entry) => entry.slice(4));
+}
+
+/** The client identity of a call's verified certificate, or an UNAUTHENTICATED error. */
+export function requireClientIdentity(certificate: PeerCertificate | null | undefined): string {
+  const identity = clientIdentityOf(certificate);
+  if (identity === null)
+    throw new NodeError("UNAUTHENTICATED", "the client certificate names no client identity");
+  return identity;
 }

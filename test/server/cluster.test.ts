@@ -6,6 +6,7 @@
 
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
@@ -307,4 +308,23 @@ it("rotates the client-port certificate without a restart: new connections see t
     seen = await serialNow();
   }
   expect(seen.toUpperCase()).toBe(expected.toUpperCase());
+});
+
+it("a start that fails (its port is taken) releases everything: the same data directory starts next time", async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", () => resolve()));
+  const taken = (blocker.address() as AddressInfo).port;
+  const lone = nodeSpecs(1, 0, 200)[0];
+  const entry = writeConfigs(pki, join(root, "lone"), lone === undefined ? [] : [lone]).get("n1");
+  if (entry === undefined) throw new Error("no config");
+  const busy = { ...entry.config, listen: { client: `127.0.0.1:${taken}`, peer: "127.0.0.1:0" } };
+  await expect(StrongroomNode.start(busy)).rejects.toThrow(
+    /address already in use|EADDRINUSE|No address added/,
+  );
+  blocker.close();
+  const node = await StrongroomNode.start({
+    ...busy,
+    listen: { client: "127.0.0.1:0", peer: "127.0.0.1:0" },
+  });
+  await node.stop(100);
 });
