@@ -5,7 +5,7 @@
 // config: the pkcs11 section names a file or a variable that holds it.
 
 import { readFileSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
@@ -101,6 +101,18 @@ export const nodeConfigSchema = z
         watchersMax: z.number().int().min(1).max(100_000).default(1_000),
       })
       .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000 }),
+    audit: z
+      .strictObject({
+        /** One sink per directory (default: <dataDir>/audit); a call proceeds when one has its entry. */
+        directories: z.array(file).min(1).max(8).optional(),
+        maxFileBytes: z
+          .number()
+          .int()
+          .min(4096)
+          .default(64 * 1024 * 1024),
+        checkpointEvery: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .default({ maxFileBytes: 64 * 1024 * 1024, checkpointEvery: 1000 }),
     log: z
       .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .default({ level: "info" }),
@@ -202,6 +214,10 @@ function resolvePaths(config: NodeConfig, base: string): NodeConfig {
   });
   return {
     ...config,
+    audit: {
+      ...config.audit,
+      directories: (config.audit.directories ?? [join(config.dataDir, "audit")]).map(absolute),
+    },
     dataDir: absolute(config.dataDir),
     tls: { peer: files(config.tls.peer), client: files(config.tls.client) },
   };

@@ -23,6 +23,7 @@ export type NodeErrorCode =
   | "FORWARD_FAILED"
   | "RESOURCE_EXHAUSTED"
   | "HISTORY_COMPACTED"
+  | "AUDIT_UNAVAILABLE"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -67,6 +68,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   FORWARD_FAILED: status.UNAVAILABLE,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   HISTORY_COMPACTED: status.OUT_OF_RANGE,
+  AUDIT_UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
 };
 

@@ -20,12 +20,21 @@ export interface ExecutorOptions {
 }
 
 export class Executor {
-  private readonly handlers = new Map<AnyApiMethod, Handler<unknown, unknown>>();
+  private readonly runners = new Map<AnyApiMethod, Handler<unknown, unknown>>();
 
   constructor(private readonly options: ExecutorOptions) {}
 
-  async execute(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
-    const handler = this.handlerOf(method);
+  /**
+   * Runs a call: the interceptors (audit, and authorization to come) around everything this node
+   * does with it, routing and forwarding included, so the node that took a call records it even
+   * when the leader serves it (the leader records it too, as forwarded).
+   */
+  execute(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
+    return this.runnerOf(method)(request, context);
+  }
+
+  private async route(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
+    const handler = method.handler as Handler<unknown, unknown>;
     if (context.forwardedBy === null) method.guard?.();
     if (method.route === "local") return handler(request, context);
     const pollMs = this.options.leaderPollMs ?? 20;
@@ -55,13 +64,15 @@ export class Executor {
     }
   }
 
-  private handlerOf(method: AnyApiMethod): Handler<unknown, unknown> {
-    let handler = this.handlers.get(method);
-    if (handler === undefined) {
-      handler = intercepted(this.options.interceptors, method.handler);
-      this.handlers.set(method, handler);
+  private runnerOf(method: AnyApiMethod): Handler<unknown, unknown> {
+    let runner = this.runners.get(method);
+    if (runner === undefined) {
+      runner = intercepted(this.options.interceptors, (request, context) =>
+        this.route(method, request, context),
+      );
+      this.runners.set(method, runner);
     }
-    return handler;
+    return runner;
   }
 }
 

@@ -19,6 +19,7 @@ import { requireServing, secretsMethods } from "./api/secrets-api.js";
 import { restoreSnapshotHandler, saveSnapshotHandler } from "./api/snapshot-handlers.js";
 import { sysMethods } from "./api/sys-api.js";
 import { watchHandler } from "./api/watch-handler.js";
+import { AuditTrail } from "./audit/audit-trail.js";
 import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { Executor } from "./executor.js";
@@ -74,6 +75,7 @@ export class StrongroomNode {
       readonly peerListener: PeerListener;
       readonly http: HttpEndpoints | null;
       readonly tls: readonly TlsFiles[];
+      readonly audit: AuditTrail;
     },
   ) {}
 
@@ -218,6 +220,15 @@ export class StrongroomNode {
     await keeper.reload();
     updateCampaign();
 
+    const audit = new AuditTrail({
+      directories: config.audit.directories ?? [join(config.dataDir, "audit")],
+      node: config.nodeId,
+      maxFileBytes: config.audit.maxFileBytes,
+      checkpointEvery: config.audit.checkpointEvery,
+      rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
+      registry,
+    });
+    undo.push(() => audit.close());
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leader: () => {
@@ -225,7 +236,8 @@ export class StrongroomNode {
         return { isLeader: status.role === "leader", leaderId: status.leader };
       },
       forwarder,
-      interceptors: options.interceptors ?? [],
+      // The audit trail is outermost: every call is recorded, refused ones included.
+      interceptors: [audit.interceptor(), ...(options.interceptors ?? [])],
     });
     const secrets = secretsMethods({
       raft: raftNode,
@@ -324,6 +336,7 @@ export class StrongroomNode {
         peerListener,
         http,
         tls: [peerTls, clientTls],
+        audit,
       },
     );
     node.startSealedLeaderHandoff();
@@ -355,6 +368,7 @@ export class StrongroomNode {
     await this.parts.peerListener.close();
     await this.parts.http?.close();
     this.parts.keeper.close();
+    this.parts.audit.close();
     await this.parts.state.flush();
     await this.parts.state.close();
     await this.parts.logStore.close();

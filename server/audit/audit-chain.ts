@@ -29,6 +29,8 @@ export interface AuditRecord {
   /** Response: the gRPC status name. */
   readonly code?: string;
   readonly latencyMs?: number;
+  /** The follower that forwarded the call to this node (the leader), if any. */
+  readonly forwardedBy?: string;
   /** Fields whose values were replaced by their HMAC (e.g. a value written, a token). */
   readonly hashed?: Readonly<Record<string, string>>;
 }

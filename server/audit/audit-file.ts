@@ -12,7 +12,8 @@ import { type AuditRecord, auditFormatVersion, checkpointMac, genesisHash, hashL
 export interface AuditFileOptions {
   readonly directory: string;
   readonly node: string;
-  readonly auditKey: Uint8Array;
+  /** The key of checkpoint MACs; null while it is not known (a sealed node): no checkpoints then. */
+  readonly auditKey: Uint8Array | null;
   /** A file is rotated once it is larger than this. */
   readonly maxFileBytes: number;
   /** A checkpoint after every this many entries. */
@@ -44,11 +45,13 @@ export class AuditFile {
   private pending: { record: AuditRecord; resolve: () => void; reject: (error: Error) => void }[] = [];
   private flushing = false;
   private closed = false;
+  private auditKey: Uint8Array | null;
 
   private constructor(
     private readonly options: AuditFileOptions,
     state: { fileIndex: number; seq: number; prev: string },
   ) {
+    this.auditKey = options.auditKey === null ? null : Uint8Array.from(options.auditKey);
     this.fileIndex = state.fileIndex;
     this.seq = state.seq;
     this.prev = state.prev;
@@ -79,6 +82,12 @@ export class AuditFile {
     return new AuditFile(options, state);
   }
 
+  /** Sets (or, with null, forgets) the key of checkpoint MACs. */
+  setAuditKey(key: Uint8Array | null): void {
+    this.auditKey?.fill(0);
+    this.auditKey = key === null ? null : Uint8Array.from(key);
+  }
+
   /** Appends one entry; resolves once it is on disk (fsynced). */
   append(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit file is closed"));
@@ -92,10 +101,12 @@ export class AuditFile {
   close(): void {
     if (this.closed) return;
     this.flush();
-    this.writeLines([this.checkpointLine()]);
+    const checkpoint = this.checkpointLine();
+    if (checkpoint !== null) this.writeLines([checkpoint]);
     fsyncSync(this.descriptor);
     closeSync(this.descriptor);
     this.closed = true;
+    this.auditKey?.fill(0);
   }
 
   private flush(): void {
@@ -108,7 +119,9 @@ export class AuditFile {
       for (const { record } of batch) {
         lines.push(this.line({ ...record }));
         this.sinceCheckpoint += 1;
-        if (this.sinceCheckpoint >= this.options.checkpointEvery) lines.push(this.checkpointLine());
+        const checkpoint =
+          this.sinceCheckpoint >= this.options.checkpointEvery ? this.checkpointLine() : null;
+        if (checkpoint !== null) lines.push(checkpoint);
       }
       this.writeLines(lines);
       fsyncSync(this.descriptor);
@@ -123,7 +136,8 @@ export class AuditFile {
   }
 
   private rotate(): void {
-    this.writeLines([this.checkpointLine()]);
+    const checkpoint = this.checkpointLine();
+    if (checkpoint !== null) this.writeLines([checkpoint]);
     fsyncSync(this.descriptor);
     closeSync(this.descriptor);
     this.fileIndex += 1;
@@ -139,12 +153,11 @@ export class AuditFile {
     return descriptor;
   }
 
-  private checkpointLine(): string {
+  /** A checkpoint, or null while the key is unknown (the chain goes on; MACs resume with the key). */
+  private checkpointLine(): string | null {
+    if (this.auditKey === null) return null;
     this.sinceCheckpoint = 0;
-    return this.line({
-      type: "checkpoint",
-      mac: checkpointMac(this.options.auditKey, this.seq + 1, this.prev),
-    });
+    return this.line({ type: "checkpoint", mac: checkpointMac(this.auditKey, this.seq + 1, this.prev) });
   }
 
   /** One chained line: the next sequence number, the time, the node, the previous line's hash. */

@@ -1,0 +1,201 @@
+// The node's audit trail: every call on the client port gets a request entry before any work and
+// a response entry after it, in every configured sink (audit-file.ts). "No audit, no answer": a
+// call proceeds only once at least one sink has its request entry on disk, and is refused with
+// UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can take it. A failing sink does not take the
+// node down while another works; it is counted, shown in metrics, and retried on every entry.
+//
+// Sensitive fields (a value written, a share) are never written: while the node is unsealed they
+// become an HMAC under the audit key, which is derived from the root key (so every unsealed node
+// has it, and it is stored nowhere); while sealed, they are written as "[redacted]" and no
+// checkpoint is written (its MAC needs the key).
+
+import { createHmac, randomUUID } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { mapError, NodeError } from "../errors.js";
+import type { Interceptor, RequestContext } from "../request.js";
+import { type AuditRecord, hashSensitive } from "./audit-chain.js";
+import { AuditFile } from "./audit-file.js";
+
+export interface AuditTrailOptions {
+  readonly directories: readonly string[];
+  readonly node: string;
+  readonly maxFileBytes: number;
+  readonly checkpointEvery: number;
+  /** The root key while unsealed (the audit key is derived from it), or null while sealed. */
+  readonly rootKey: () => Uint8Array | null;
+  readonly registry: Registry;
+}
+
+/** Request fields whose values never reach the audit trail in the clear. */
+const sensitiveFields = ["value", "share"];
+
+/** The capability a method needs (for the audit entry now; for authorization with policies later). */
+const capabilities: Record<string, string> = {
+  Put: "update",
+  Get: "read",
+  Delete: "delete",
+  Undelete: "update",
+  Destroy: "destroy",
+  List: "list",
+  GetMetadata: "read",
+  UpdateMetadata: "update",
+  History: "read",
+  Watch: "read",
+};
+
+export function deriveAuditKey(rootKey: Uint8Array): Uint8Array {
+  return new Uint8Array(createHmac("sha256", rootKey).update("strongroom audit key v1").digest());
+}
+
+export class AuditTrail {
+  private readonly sinks: { directory: string; file: AuditFile | null; failing: boolean }[];
+  private readonly failures: Counter<"directory">;
+
+  constructor(private readonly options: AuditTrailOptions) {
+    if (options.directories.length === 0)
+      throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory");
+    this.sinks = options.directories.map((directory) => ({ directory, file: null, failing: false }));
+    this.failures = new Counter({
+      name: "strongroom_audit_sink_failures_total",
+      help: "Audit entries a sink failed to write, by sink directory.",
+      labelNames: ["directory"],
+      registers: [options.registry],
+    });
+    const sinks = this.sinks;
+    new Gauge({
+      name: "strongroom_audit_sinks_failing",
+      help: "Audit sinks whose last write failed.",
+      registers: [options.registry],
+      collect() {
+        this.set(sinks.filter((sink) => sink.failing).length);
+      },
+    });
+  }
+
+  /** The interceptor that writes the entries around every call. */
+  interceptor(): Interceptor {
+    return async (context, request, next) => {
+      const requestId = randomUUID();
+      const started = performance.now();
+      const base = this.baseRecord(context, request, requestId);
+      await this.write({ ...base, type: "request" });
+      try {
+        const response = await next();
+        await this.write({
+          ...base,
+          type: "response",
+          outcome: "ok",
+          code: "OK",
+          latencyMs: elapsed(started),
+        });
+        return response;
+      } catch (error) {
+        const mapped = mapError(error);
+        const outcome = mapped.code === status.PERMISSION_DENIED ? "denied" : "error";
+        // The call failed either way; its response entry is written on a best-effort basis.
+        await this.write({
+          ...base,
+          type: "response",
+          outcome,
+          code: statusName(mapped.code),
+          latencyMs: elapsed(started),
+        }).catch(() => {});
+        throw error;
+      }
+    };
+  }
+
+  /** Writes one entry to every sink; resolves when at least one has it on disk. */
+  async write(record: AuditRecord): Promise<void> {
+    const rootKey = this.options.rootKey();
+    const auditKey = rootKey === null ? null : deriveAuditKey(rootKey);
+    const results = await Promise.all(
+      this.sinks.map(async (sink) => {
+        try {
+          sink.file ??= AuditFile.open({
+            directory: sink.directory,
+            node: this.options.node,
+            auditKey: auditKey ?? new Uint8Array(32),
+            maxFileBytes: this.options.maxFileBytes,
+            checkpointEvery: this.options.checkpointEvery,
+          });
+          sink.file.setAuditKey(auditKey);
+          await sink.file.append(record);
+          sink.failing = false;
+          return true;
+        } catch {
+          this.failures.inc({ directory: sink.directory });
+          sink.failing = true;
+          // A broken file is reopened (a new file, linked to the chain) on the next entry.
+          sink.file = null;
+          return false;
+        }
+      }),
+    );
+    auditKey?.fill(0);
+    if (!results.some((written) => written)) {
+      throw new NodeError(
+        "AUDIT_UNAVAILABLE",
+        "no audit sink could record the request, so it was not served",
+      );
+    }
+  }
+
+  /** Failing sinks, for health. */
+  failingSinks(): string[] {
+    return this.sinks.filter((sink) => sink.failing).map((sink) => sink.directory);
+  }
+
+  close(): void {
+    for (const sink of this.sinks) {
+      try {
+        sink.file?.close();
+      } catch {
+        // A sink that cannot be closed cleanly leaves a file without its final checkpoint; the
+        // verifier reports it.
+      }
+      sink.file = null;
+    }
+  }
+
+  private baseRecord(
+    context: RequestContext,
+    request: unknown,
+    requestId: string,
+  ): Omit<AuditRecord, "type"> {
+    const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
+      string,
+      unknown
+    >;
+    const method = context.method;
+    const shortName = method.slice(method.lastIndexOf("/") + 1);
+    const rootKey = this.options.rootKey();
+    const hashed: Record<string, string> = {};
+    for (const field of sensitiveFields) {
+      const value = fields[field];
+      if (value instanceof Uint8Array || (typeof value === "string" && value !== "")) {
+        hashed[field] = rootKey === null ? "[redacted]" : hashSensitive(deriveAuditKey(rootKey), value);
+      }
+    }
+    return {
+      requestId,
+      identity: context.identity,
+      method,
+      ...(typeof fields.path === "string" ? { path: fields.path } : {}),
+      ...(capabilities[shortName] === undefined || !method.includes(".Secrets/")
+        ? {}
+        : { capability: capabilities[shortName] }),
+      ...(context.forwardedBy === null ? {} : { forwardedBy: context.forwardedBy }),
+      ...(Object.keys(hashed).length === 0 ? {} : { hashed }),
+    };
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1000;
+}
+
+function statusName(code: status): string {
+  return (Object.entries(status).find(([, value]) => value === code)?.[0] ?? String(code)) as string;
+}

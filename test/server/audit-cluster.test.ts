@@ -1,0 +1,191 @@
+// The audit trail on a running cluster: every call - served, forwarded or refused - has a request
+// entry and a response entry on the node that took it; values appear only as HMACs; the chain
+// verifies. Sinks on small tmpfs mounts (the test mounts them: it runs as root, as CI does) fill up:
+// with one full the node keeps serving, with all full it refuses with AUDIT_UNAVAILABLE, and it
+// serves again once there is room.
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { listAuditFiles } from "../../server/audit/audit-file.js";
+import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import { StrongroomNode } from "../../server/node.js";
+import { eventually } from "../support/eventually.js";
+import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("audit");
+const root = mkdtempSync(join(tmpdir(), "strongroom-audit-cluster-"));
+const small = [join(root, "small-a"), join(root, "small-b")];
+const specs = nodeSpecs(3, 37_000 + Math.floor(Math.random() * 1000) * 3, 120);
+const nodes = new Map<string, StrongroomNode>();
+const clients = new Map<string, Clients>();
+const auditDirectories = (id: string) => (id === "n1" ? small : [join(root, id, "audit")]);
+
+function clientOf(id: string): Clients {
+  const found = clients.get(id);
+  if (found === undefined) throw new Error(`no client for ${id}`);
+  return found;
+}
+
+beforeAll(async () => {
+  for (const directory of small) {
+    mkdirSync(directory, { recursive: true });
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", directory]);
+  }
+  const configs = writeConfigs(pki, root, specs, (spec) => ({
+    audit: { directories: auditDirectories(spec.id) },
+  }));
+  for (const spec of specs) {
+    const entry = configs.get(spec.id);
+    if (entry === undefined) throw new Error("no config");
+    nodes.set(spec.id, await StrongroomNode.start(entry.config));
+    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+  }
+  await eventually(() => [...nodes.values()].some((node) => node.isLeader()), 10_000);
+  const sys = clientOf("n2").sys;
+  const init = await call(sys.init.bind(sys), {
+    shamir: { count: 1, threshold: 1, operatorKeys: [] },
+    hsm: false,
+    generateHsmKey: false,
+    recovery: undefined,
+  });
+  for (const spec of specs) {
+    const target = clientOf(spec.id).sys;
+    await call(target.unseal.bind(target), { share: init.unsealShares[0] ?? "", nonce: "", reset: false });
+  }
+}, 60_000);
+
+afterAll(async () => {
+  for (const client of clients.values()) client.close();
+  await Promise.all([...nodes.values()].map((node) => node.stop(500)));
+  // Lazy: a file a stopped node left open elsewhere must not fail the clean-up.
+  for (const directory of small) execFileSync("umount", ["-l", directory]);
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+interface Entry {
+  type: string;
+  requestId?: string;
+  method?: string;
+  path?: string;
+  identity?: string;
+  outcome?: string;
+  code?: string;
+  forwardedBy?: string;
+  hashed?: Record<string, string>;
+}
+
+function entriesOf(directories: readonly string[]): Entry[] {
+  return directories.flatMap((directory) =>
+    listAuditFiles(directory).flatMap((file) =>
+      readFileSync(file, "utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+        .map((line) => JSON.parse(line) as Entry),
+    ),
+  );
+}
+
+it("records every call twice, with values only as HMACs, on a chain that verifies", async () => {
+  const marker = "audit-marker-9c4d2e";
+  const n3 = clientOf("n3").secrets;
+  await call(n3.put.bind(n3), { path: "audited/db", value: new TextEncoder().encode(marker) });
+  await call(n3.get.bind(n3), {
+    path: "audited/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  });
+  const refused = await callError(n3.put.bind(n3), { path: "../bad", value: new Uint8Array([1]) });
+  expect(refused.code).toBe(status.INVALID_ARGUMENT);
+
+  const entries = entriesOf(auditDirectories("n3")).filter(
+    (entry) => entry.type === "request" || entry.type === "response",
+  );
+  const byId = new Map<string, Entry[]>();
+  for (const entry of entries)
+    byId.set(entry.requestId ?? "", [...(byId.get(entry.requestId ?? "") ?? []), entry]);
+  // Audit completeness: every request id has exactly one request and one response entry.
+  for (const [, pair] of byId)
+    expect(pair.map((entry) => entry.type).sort()).toEqual(["request", "response"]);
+  const puts = entries.filter(
+    (entry) => entry.method === "/strongroom.v1.Secrets/Put" && entry.type === "response",
+  );
+  expect(puts.map((entry) => [entry.path, entry.outcome, entry.code])).toEqual(
+    expect.arrayContaining([
+      ["audited/db", "ok", "OK"],
+      ["../bad", "error", "INVALID_ARGUMENT"],
+    ]),
+  );
+  const putRequest = entries.find(
+    (entry) => entry.type === "request" && entry.path === "audited/db" && entry.method?.endsWith("/Put"),
+  );
+  expect(putRequest?.identity).toBe("operator");
+  expect(putRequest?.hashed?.value).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+
+  // The leader recorded the forwarded write too, naming the follower that forwarded it.
+  const leader = [...nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
+  if (leader !== "n3") {
+    const forwarded = entriesOf(auditDirectories(leader)).find(
+      (entry) => entry.path === "audited/db" && entry.forwardedBy === "n3",
+    );
+    expect(forwarded).toBeDefined();
+  }
+
+  for (const spec of specs) {
+    for (const directory of auditDirectories(spec.id)) {
+      for (const file of listAuditFiles(directory)) expect(readFileSync(file, "utf8")).not.toContain(marker);
+      const verified = verifyAuditFiles(listAuditFiles(directory), null);
+      // Running nodes have not written their closing checkpoint yet; nothing else may be wrong.
+      expect(verified.problems.filter((problem) => !/does not end with a checkpoint/.test(problem))).toEqual(
+        [],
+      );
+    }
+  }
+});
+
+it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all are, and recovers", async () => {
+  const n1 = clientOf("n1").secrets;
+  const request = {
+    path: "audited/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  };
+  const fill = (directory: string) => {
+    try {
+      writeFileSync(join(directory, "filler"), Buffer.alloc(128 * 1024));
+    } catch {
+      // ENOSPC: the mount is full now, which is the point.
+    }
+  };
+  const failingSinks = async () => {
+    const metrics = await (await fetch(`http://${specs[0]?.host}:${specs[0]?.httpPort}/metrics`)).text();
+    return Number(/^strongroom_audit_sinks_failing (\d+)$/m.exec(metrics)?.[1] ?? "-1");
+  };
+
+  // One sink full: calls go on (the audit file's last page fills first, then writes fail).
+  fill(small[0] ?? "");
+  for (let i = 0; i < 60 && (await failingSinks()) === 0; i++) await call(n1.get.bind(n1), request);
+  expect(await failingSinks()).toBe(1);
+  await call(n1.get.bind(n1), request);
+
+  // Both full: the node refuses rather than serve unaudited.
+  fill(small[1] ?? "");
+  let refusal: Awaited<ReturnType<typeof callError>> | null = null;
+  for (let i = 0; i < 60 && refusal === null; i++) {
+    refusal = await callError(n1.get.bind(n1), request).catch(() => null);
+  }
+  expect(refusal).toMatchObject({ code: status.UNAVAILABLE, reason: "AUDIT_UNAVAILABLE" });
+
+  // Room again: the sinks reopen (a new file, linked to the chain) and the node serves.
+  for (const directory of small) rmSync(join(directory, "filler"), { force: true });
+  await call(n1.get.bind(n1), request);
+  expect(await failingSinks()).toBe(0);
+});
