@@ -5,8 +5,9 @@
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type ChannelCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { ChannelCredentials, ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
+import { unary } from "../../cli/client-connection.js";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
@@ -99,34 +100,12 @@ export function clientsFor(address: string, pki: TestPki, name = "operator"): Cl
   };
 }
 
-type Callback<Response> = (error: ServiceError | null, response: Response) => void;
-
-/** Calls a generated unary method as a promise, with a deadline. */
-export function call<Request, Response>(
-  method: (
-    request: Request,
-    metadata: Metadata,
-    options: { deadline: number },
-    callback: Callback<Response>,
-  ) => unknown,
-  request: Request,
-  timeoutMs = 10_000,
-): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    method(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (error, response) =>
-      error === null ? resolve(response) : reject(error),
-    );
-  });
-}
+/** Calls a generated unary method as a promise, with a deadline (the CLI's own helper). */
+export const call = unary;
 
 /** The gRPC error of a call expected to fail, with its reason trailer. */
 export async function callError<Request, Response>(
-  method: (
-    request: Request,
-    metadata: Metadata,
-    options: { deadline: number },
-    callback: Callback<Response>,
-  ) => unknown,
+  method: Parameters<typeof unary<Request, Response>>[0],
   request: Request,
 ): Promise<{ code: number; details: string; reason: string; leader: string }> {
   try {
