@@ -26,7 +26,8 @@ import {
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
-import { leaderTrailer, toServiceError } from "./errors.js";
+import type { AuditTrail } from "./audit/audit-trail.js";
+import { leaderTrailer, NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
@@ -52,6 +53,8 @@ export interface ClientListenerOptions {
   readonly metrics: GrpcMetrics;
   /** The leader this node knows of, sent with every answer so a client can go there next time. */
   readonly leaderId: () => string | null;
+  /** Records the streaming calls too (unary ones are recorded by the executor's interceptors). */
+  readonly audit: AuditTrail;
 }
 
 export interface ClientListener {
@@ -74,10 +77,20 @@ export async function startClientListener(options: ClientListenerOptions): Promi
   for (const [definition, methods] of services) {
     const implementation: UntypedServiceImplementation = {};
     for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
-    if (definition === SecretsService) implementation.watch = options.watch;
+    if (definition === SecretsService) {
+      implementation.watch = auditedServerStream(SecretsService.watch.path, options.watch, options);
+    }
     if (definition === ClusterService) {
-      implementation.saveSnapshot = options.saveSnapshot;
-      implementation.restoreSnapshot = options.restoreSnapshot;
+      implementation.saveSnapshot = auditedServerStream(
+        ClusterService.saveSnapshot.path,
+        options.saveSnapshot,
+        options,
+      );
+      implementation.restoreSnapshot = auditedClientStream(
+        ClusterService.restoreSnapshot.path,
+        options.restoreSnapshot,
+        options,
+      );
     }
     server.addService(definition, implementation);
   }
@@ -138,5 +151,81 @@ function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnar
         (response) => callback(null, response),
         (error: unknown) => callback(toServiceError(error)),
       );
+  };
+}
+
+function streamContext(
+  method: string,
+  certificate: Parameters<typeof requireClientIdentity>[0],
+  timeoutMs: number,
+) {
+  return {
+    method,
+    identity: requireClientIdentity(certificate),
+    deadline: Date.now() + timeoutMs,
+    forwardedBy: null,
+  };
+}
+
+/** A server-streaming handler with its request entry before it starts and its response entry when it ends. */
+function auditedServerStream<Request, Response>(
+  method: string,
+  handler: handleServerStreamingCall<Request, Response>,
+  options: ClientListenerOptions,
+): handleServerStreamingCall<Request, Response> {
+  return (call) => {
+    let context: ReturnType<typeof streamContext>;
+    try {
+      context = streamContext(method, call.getAuthContext()?.sslPeerCertificate, options.timeoutMs);
+    } catch (error) {
+      call.emit("error", toServiceError(error));
+      return;
+    }
+    options.audit.begin(context, call.request).then(
+      (finish) => {
+        let finished = false;
+        const once = (error: unknown) => {
+          if (finished) return;
+          finished = true;
+          finish(error).catch(() => {});
+        };
+        call.on("error", (error: unknown) => once(error));
+        call.on("finish", () => once(null));
+        call.on("cancelled", () =>
+          once(new NodeError("DEADLINE_EXCEEDED", "the client cancelled the stream")),
+        );
+        handler(call);
+      },
+      (error: unknown) => call.emit("error", toServiceError(error)),
+    );
+  };
+}
+
+/** A client-streaming handler with its request entry when it starts and its response entry with the answer. */
+function auditedClientStream<Request, Response>(
+  method: string,
+  handler: handleClientStreamingCall<Request, Response>,
+  options: ClientListenerOptions,
+): handleClientStreamingCall<Request, Response> {
+  return (call, callback) => {
+    let context: ReturnType<typeof streamContext>;
+    try {
+      context = streamContext(method, call.getAuthContext()?.sslPeerCertificate, options.timeoutMs);
+    } catch (error) {
+      callback(toServiceError(error));
+      return;
+    }
+    // The request entry must be on disk before the stream's data is taken: pause it until then.
+    call.pause();
+    options.audit.begin(context, {}).then(
+      (finish) => {
+        handler(call, (error, value) => {
+          finish(error ?? null).catch(() => {});
+          callback(error, value);
+        });
+        call.resume();
+      },
+      (error: unknown) => callback(toServiceError(error)),
+    );
   };
 }

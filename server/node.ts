@@ -295,6 +295,7 @@ export class StrongroomNode {
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
       metrics: new GrpcMetrics(registry),
       leaderId: () => raftNode().status().leader,
+      audit,
     });
     undo.push(() => clientListener.close(0));
     standard.setServing(keeper.initialized() && !keeper.sealed());

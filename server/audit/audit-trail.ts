@@ -73,36 +73,49 @@ export class AuditTrail {
     });
   }
 
-  /** The interceptor that writes the entries around every call. */
+  /** The interceptor that writes the entries around every unary call. */
   interceptor(): Interceptor {
     return async (context, request, next) => {
-      const requestId = randomUUID();
-      const started = performance.now();
-      const base = this.baseRecord(context, request, requestId);
-      await this.write({ ...base, type: "request" });
+      const finish = await this.begin(context, request);
       try {
         const response = await next();
-        await this.write({
+        await finish(null);
+        return response;
+      } catch (error) {
+        // The call failed either way; its response entry is written on a best-effort basis.
+        await finish(error).catch(() => {});
+        throw error;
+      }
+    };
+  }
+
+  /**
+   * Writes the request entry of a call (refusing it when no sink can), and returns what writes its
+   * response entry: with null when it succeeded, with the error otherwise. For streaming calls,
+   * which do not pass through the interceptor chain.
+   */
+  async begin(context: RequestContext, request: unknown): Promise<(error: unknown) => Promise<void>> {
+    const started = performance.now();
+    const base = this.baseRecord(context, request, randomUUID());
+    await this.write({ ...base, type: "request" });
+    return (error) => {
+      if (error === null) {
+        return this.write({
           ...base,
           type: "response",
           outcome: "ok",
           code: "OK",
           latencyMs: elapsed(started),
         });
-        return response;
-      } catch (error) {
-        const mapped = mapError(error);
-        const outcome = mapped.code === status.PERMISSION_DENIED ? "denied" : "error";
-        // The call failed either way; its response entry is written on a best-effort basis.
-        await this.write({
-          ...base,
-          type: "response",
-          outcome,
-          code: statusName(mapped.code),
-          latencyMs: elapsed(started),
-        }).catch(() => {});
-        throw error;
       }
+      const mapped = mapError(error);
+      return this.write({
+        ...base,
+        type: "response",
+        outcome: mapped.code === status.PERMISSION_DENIED ? "denied" : "error",
+        code: statusName(mapped.code),
+        latencyMs: elapsed(started),
+      });
     };
   }
 

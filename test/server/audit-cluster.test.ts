@@ -150,6 +150,33 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
   }
 });
 
+it("records the streaming calls too: a watch and a snapshot", async () => {
+  const n3 = clientOf("n3");
+  const watch = n3.secrets.watch({ prefix: "audited/", fromRevision: 0 });
+  watch.on("error", () => {});
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  watch.cancel();
+  await new Promise<void>((resolve, reject) => {
+    const stream = n3.cluster.saveSnapshot({});
+    stream.on("data", () => {});
+    stream.on("end", () => resolve());
+    stream.on("error", reject);
+  });
+  await eventually(() => {
+    const entries = entriesOf(auditDirectories("n3"));
+    const pairs = (method: string) =>
+      entries.filter((entry) => entry.method === method).map((entry) => entry.type);
+    return (
+      pairs("/strongroom.v1.Secrets/Watch").sort().join() === "request,response" &&
+      pairs("/strongroom.v1.Cluster/SaveSnapshot").sort().join() === "request,response"
+    );
+  }, 5000);
+  const snapshotResponse = entriesOf(auditDirectories("n3")).find(
+    (entry) => entry.method === "/strongroom.v1.Cluster/SaveSnapshot" && entry.type === "response",
+  );
+  expect(snapshotResponse).toMatchObject({ outcome: "ok", code: "OK", identity: "operator" });
+});
+
 it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all are, and recovers", async () => {
   const n1 = clientOf("n1").secrets;
   const request = {
