@@ -7,7 +7,6 @@ import type { Entry, Snapshot } from "../raft/core/index.js";
 import type { StateMachine } from "../raft/node/index.js";
 import {
   type ApplyResult,
-  decodeCommand,
   RaftSecretStateMachine,
   type SecretCommand,
   type SecretStateMachine,
@@ -38,22 +37,21 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     private readonly observer: StateObserver,
   ) {
     this.inner = new RaftSecretStateMachine(secrets);
+    // Told of each command that changed the state, as the state machine decoded it.
+    secrets.onApplied((index, command, version) => {
+      if (command.op === "sys.put" || command.op === "sys.delete") {
+        if (watchedAreas.has(command.area)) observer.onSystemChange();
+      } else if (command.op === "state.load") {
+        // A restore may bring the seal record and the keyring.
+        observer.onSystemChange();
+      } else {
+        observer.onSecretChange(index, command, version);
+      }
+    });
   }
 
-  async apply(entry: Entry): Promise<ApplyResult | null> {
-    const result = await this.inner.apply(entry);
-    // Refused commands changed nothing; empty and membership entries carry no command.
-    if (result === null || !result.ok) return result;
-    const command = decodeCommand(entry.data);
-    if (command.op === "sys.put" || command.op === "sys.delete") {
-      if (watchedAreas.has(command.area)) this.observer.onSystemChange();
-    } else if (command.op === "state.load") {
-      // A restore may bring the seal record and the keyring.
-      this.observer.onSystemChange();
-    } else {
-      this.observer.onSecretChange(entry.index, command, result.version);
-    }
-    return result;
+  apply(entry: Entry): Promise<ApplyResult | null> {
+    return this.inner.apply(entry);
   }
 
   snapshot(): Promise<Uint8Array> {

@@ -87,6 +87,8 @@ const synced = { sync: true } as const;
 
 export class SecretStateMachine {
   private applied = 0;
+  private appliedListener: ((index: number, command: SecretCommand, version: number | null) => void) | null =
+    null;
 
   private constructor(
     readonly directory: string,
@@ -166,8 +168,10 @@ export class SecretStateMachine {
       return { ok: false, code: "INVALID_ARGUMENT", message: `entry ${index} was already applied` };
     const batch: LevelBatch = [];
     let result: ApplyResult;
+    let command: SecretCommand | null = null;
     try {
-      result = await this.plan(decodeCommand(data), batch);
+      command = decodeCommand(data);
+      result = await this.plan(command, batch);
     } catch (error) {
       if (!(error instanceof StateError)) throw error;
       batch.length = 0;
@@ -176,7 +180,17 @@ export class SecretStateMachine {
     batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
     await this.db.batch(batch, unsynced);
     this.applied = index;
+    if (result.ok && command !== null) this.appliedListener?.(index, command, result.version);
     return result;
+  }
+
+  /**
+   * Registers the one listener told of every command that changed the state (after it is
+   * written), with the command as applied - so an owner reacting to changes (the node's watchers,
+   * its seal keeper) does not decode each entry a second time.
+   */
+  onApplied(listener: (index: number, command: SecretCommand, version: number | null) => void): void {
+    this.appliedListener = listener;
   }
 
   /** Records that the entry at `index` (an empty or membership entry) was applied: nothing else changes. */

@@ -177,6 +177,19 @@ describe("secret state machine", () => {
     expect(await machine.metadata("k")).toBeNull();
   });
 
+  it("tells its listener of each command that changed the state, as applied, and of no refused one", async () => {
+    const { machine, put, apply } = await fixture();
+    const heard: [number, string, string, number | null][] = [];
+    machine.onApplied((index, command, version) => heard.push([index, command.op, command.path, version]));
+    await put("app/a", "one");
+    await put("app/a", "stale", { cas: 0 });
+    await apply({ op: "kv.delete", path: "app/a", versions: [], at: 1000 });
+    expect(heard).toEqual([
+      [1, "kv.put", "app/a", 1],
+      [3, "kv.delete", "app/a", null],
+    ]);
+  });
+
   it("remembers its applied index across a restart, so a replay skips what was applied", async () => {
     const first = await fixture();
     await first.put("k", "v1");
