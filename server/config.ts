@@ -82,8 +82,15 @@ export const nodeConfigSchema = z
           .min(4096)
           .max(64 * 1024 * 1024)
           .default(2 * 1024 * 1024),
+        /** The largest snapshot RestoreSnapshot accepts (it is held in memory while it is checked). */
+        snapshotBytesMax: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .max(16 * 1024 * 1024 * 1024)
+          .default(1024 * 1024 * 1024),
       })
-      .default({ timeoutMs: 10_000, messageBytesMax: 2 * 1024 * 1024 }),
+      .default({ timeoutMs: 10_000, messageBytesMax: 2 * 1024 * 1024, snapshotBytesMax: 1024 * 1024 * 1024 }),
     seal: z
       .strictObject({
         /** The HSM this node unseals with (see docs/seal.md); absent: Shamir shares only. */

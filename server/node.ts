@@ -252,6 +252,7 @@ export class StrongroomNode {
       raft: raftNode,
       state,
       keeper,
+      reads,
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
     });
     const cluster = clusterMethods({
@@ -263,7 +264,14 @@ export class StrongroomNode {
       members,
       peerErrors,
     });
-    const snapshotParts = { raft: raftNode, state, keeper, snapshotBytesMax: 1024 * 1024 * 1024 };
+    const snapshotParts = {
+      raft: raftNode,
+      state,
+      keeper,
+      snapshotBytesMax: config.requests.snapshotBytesMax,
+      reads,
+      timeoutMs: config.requests.timeoutMs,
+    };
     const byPath = new Map<string, AnyApiMethod>(
       [secrets, sys, cluster].flatMap((table) =>
         Object.values(table).map((entry) => [entry.definition.path, entry] as const),

@@ -13,6 +13,7 @@ import type {
   SaveSnapshotRequest,
   SnapshotChunk,
 } from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import type { RaftNode } from "../../raft/node/index.js";
 import {
   type ApplyResult,
@@ -25,6 +26,7 @@ import {
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import { NodeError, toServiceError } from "../errors.js";
+import type { ReadBarrier } from "../read-barrier.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { requireClientIdentity } from "../tls/identity.js";
 
@@ -38,6 +40,9 @@ export interface SnapshotParts {
   readonly keeper: SealKeeper;
   /** The largest snapshot a restore accepts (it is held in memory while it is checked). */
   readonly snapshotBytesMax: number;
+  readonly reads: ReadBarrier;
+  /** How long the read barrier before a save may wait (for a leader, say). */
+  readonly timeoutMs: number;
 }
 
 export function saveSnapshotHandler(
@@ -45,8 +50,14 @@ export function saveSnapshotHandler(
 ): handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk> {
   return (call) => {
     const run = async () => {
-      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
-      await parts.raft().readIndex();
+      const identity = requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
+      const deadline = Date.now() + parts.timeoutMs;
+      await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, {
+        method: "/strongroom.v1.Cluster/SaveSnapshot",
+        identity,
+        deadline,
+        forwardedBy: null,
+      });
       const data = await parts.state.snapshot();
       const digest = createHash("sha256").update(data).digest();
       for (let offset = 0; offset < data.length || offset === 0; offset += chunkBytes) {

@@ -18,6 +18,7 @@ import {
   ShareCollector,
   validatePkcs11Config,
 } from "../../hsm/index.js";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import {
   type InitRequest,
   type InitResponse,
@@ -42,6 +43,7 @@ import {
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { handOverLeadership } from "../leadership.js";
+import type { ReadBarrier } from "../read-barrier.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 
@@ -50,6 +52,7 @@ export interface SysApiParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
   readonly state: SecretStateMachine;
   readonly keeper: SealKeeper;
+  readonly reads: ReadBarrier;
   readonly shareAttemptTimeoutMs: number;
 }
 
@@ -58,11 +61,12 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
   const service = SysService;
   return {
     init: method(service.init, "leader", (request) => api.init(request)),
-    unseal: method(service.unseal, "local", async (request) => {
+    unseal: method(service.unseal, "local", async (request, context) => {
       // Right after Init, this node may not have applied the seal record yet: catch up first
-      // (a linearizable read barrier), so "init, then unseal every node" works at once.
+      // (a linearizable read barrier, which waits out an election within the deadline), so
+      // "init, then unseal every node" works at once.
       if (!parts.keeper.initialized()) {
-        await parts.raft().readIndex();
+        await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
         await parts.keeper.reload();
       }
       if (request.reset) parts.keeper.resetShareAttempt();

@@ -54,7 +54,11 @@ describe("node config", () => {
       snapshotEveryEntries: 10_000,
     });
     expect(config.clusterState).toBe("new");
-    expect(config.requests.timeoutMs).toBe(10_000);
+    expect(config.requests).toEqual({
+      timeoutMs: 10_000,
+      messageBytesMax: 2 * 1024 * 1024,
+      snapshotBytesMax: 1024 * 1024 * 1024,
+    });
   });
 
   it("reports every problem at once, one per line, naming the field", () => {
