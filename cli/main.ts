@@ -3,6 +3,7 @@
 // process. The rest of the operator CLI arrives with the CLI issue.
 
 import { Command, InvalidArgumentError } from "commander";
+import "./ip-servername-warning.js";
 import { registerAuditCommands } from "./audit-command.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
@@ -17,16 +18,6 @@ function positiveInteger(name: string) {
     return parsed;
   };
 }
-
-// grpc-js sets the TLS server name to the address when it dials an IP address, which Node warns
-// about (DEP0123) on every connection; the name is not used for anything, so the warning is noise.
-const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
-process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
-  const code =
-    typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
-  if (code === "DEP0123") return;
-  emitWarning(warning, ...rest);
-}) as typeof process.emitWarning;
 
 const program = new Command()
   .name("strongroom")

@@ -1,0 +1,215 @@
+// `npm run bench:failover [-- --rounds N --tick-ms T]`: leader failover time of a real cluster.
+// Three `strongroom server` processes on 127.0.0.201-203 (mutual TLS, LevelDB, fsync on), Shamir
+// sealed; one writer per node keeps writing through its node. Each round SIGKILLs the leader and
+// measures, from the moment the process is gone, the time to the first acknowledged write that was
+// sent after it; then restarts and unseals the node before the next round. Prints a table per
+// round and the median and maximum.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { stringify } from "yaml";
+import { type Connection, connect, unary } from "../cli/client-connection.js";
+import "../cli/ip-servername-warning.js";
+import {
+  createCertificateAuthority,
+  issueClientCertificate,
+  issueNodeCertificate,
+  type PemPair,
+} from "../server/tls/dev-pki.js";
+import { printTable } from "./table.js";
+
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "5" }, "tick-ms": { type: "string", default: "50" } },
+});
+const rounds = Number(values.rounds);
+const tickMs = Number(values["tick-ms"]);
+if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50 || !Number.isInteger(tickMs) || tickMs < 5) {
+  process.stderr.write("bench:failover: --rounds 1..50, --tick-ms at least 5\n");
+  process.exit(2);
+}
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-bench-failover-"));
+const ids = ["n1", "n2", "n3"];
+const host = (i: number) => `127.0.0.${201 + i}`;
+const port = 7300;
+const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+
+function writePem(pair: PemPair, name: string): { certificateFile: string; privateKeyFile: string } {
+  writeFileSync(join(root, `${name}.pem`), pair.certificatePem);
+  writeFileSync(join(root, `${name}-key.pem`), pair.privateKeyPem, { mode: 0o600 });
+  return { certificateFile: join(root, `${name}.pem`), privateKeyFile: join(root, `${name}-key.pem`) };
+}
+
+const clusterCa = createCertificateAuthority("bench cluster CA");
+const clientCa = createCertificateAuthority("bench client CA");
+writeFileSync(join(root, "cluster-ca.pem"), clusterCa.certificatePem);
+writeFileSync(join(root, "client-ca.pem"), clientCa.certificatePem);
+const client = writePem(issueClientCertificate(clientCa, { name: "bench" }), "client");
+const members = ids.map((id, i) => ({
+  id,
+  peerAddress: `${host(i)}:${port + 1}`,
+  clientAddress: `${host(i)}:${port}`,
+}));
+const configFiles = ids.map((id, i) => {
+  const files = writePem(issueNodeCertificate(clusterCa, { nodeId: id, hosts: [host(i)] }), id);
+  const file = join(root, `${id}.yaml`);
+  writeFileSync(
+    file,
+    stringify({
+      nodeId: id,
+      dataDir: join(root, "data", id),
+      listen: {
+        client: `${host(i)}:${port}`,
+        peer: `${host(i)}:${port + 1}`,
+        http: `${host(i)}:${port + 2}`,
+      },
+      tls: {
+        peer: { caFile: join(root, "cluster-ca.pem"), ...files },
+        client: { caFile: join(root, "client-ca.pem"), ...files },
+      },
+      members,
+      raft: { tickMs, electionTicks: 10, heartbeatTicks: 1 },
+      log: { level: "error" },
+    }),
+  );
+  return file;
+});
+mkdirSync(join(root, "data"), { recursive: true });
+
+const processes = new Map<string, ChildProcess>();
+async function startNode(i: number): Promise<void> {
+  const id = ids[i] ?? "";
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", cli, "server", "--config", configFiles[i] ?? ""],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  processes.set(id, child);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      await fetch(`http://${host(i)}:${port + 2}/v1/sys/live`, { signal: AbortSignal.timeout(500) });
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${id} did not start`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+async function kill(id: string): Promise<void> {
+  const child = processes.get(id);
+  if (child === undefined) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGKILL");
+  await exited;
+  processes.delete(id);
+}
+
+const connections = ids.map((_, i) =>
+  connect({
+    addr: `${host(i)}:${port}`,
+    cacert: join(root, "cluster-ca.pem"),
+    clientCert: client.certificateFile,
+    clientKey: client.privateKeyFile,
+  }),
+);
+const connectionOf = (id: string): Connection => connections[ids.indexOf(id)] as Connection;
+
+async function leader(): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    for (const id of processes.keys()) {
+      const status = await connectionOf(id)
+        .call((clients) => unary(clients.cluster.status.bind(clients.cluster), {}, 1000))
+        .catch(() => null);
+      if (status?.role === "leader") return id;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error("no leader");
+}
+
+async function unseal(id: string, share: string): Promise<void> {
+  await connectionOf(id).call((clients) =>
+    unary(clients.sys.unseal.bind(clients.sys), { share, nonce: "", reset: false }, 30_000),
+  );
+}
+
+try {
+  for (let i = 0; i < ids.length; i++) await startNode(i);
+  await leader();
+  const init = await connectionOf("n1").call((clients) =>
+    unary(
+      clients.sys.init.bind(clients.sys),
+      {
+        shamir: { count: 1, threshold: 1, operatorKeys: [] },
+        hsm: false,
+        generateHsmKey: false,
+        recovery: undefined,
+      },
+      30_000,
+    ),
+  );
+  const share = init.unsealShares[0] ?? "";
+  for (const id of ids) await unseal(id, share);
+
+  const results: string[][] = [];
+  const measured: number[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const victim = await leader();
+    const acks: { sentAt: number; ackedAt: number }[] = [];
+    let stop = false;
+    let sequence = 0;
+    const writer = async (id: string) => {
+      while (!stop) {
+        const sentAt = Date.now();
+        try {
+          await connectionOf(id).call((clients) =>
+            unary(
+              clients.secrets.put.bind(clients.secrets),
+              { path: `bench/k${sequence++}`, value: new Uint8Array(64) },
+              3000,
+            ),
+          );
+          acks.push({ sentAt, ackedAt: Date.now() });
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      }
+    };
+    const writers = ids.filter((id) => id !== victim).map((id) => writer(id));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await kill(victim);
+    const killedAt = Date.now();
+    const deadline = killedAt + 30_000;
+    while (!acks.some((ack) => ack.sentAt >= killedAt) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    stop = true;
+    await Promise.all(writers);
+    const first = Math.min(...acks.filter((ack) => ack.sentAt >= killedAt).map((ack) => ack.ackedAt));
+    const failoverMs = first - killedAt;
+    measured.push(failoverMs);
+    results.push([String(round), victim, String(failoverMs)]);
+    await startNode(ids.indexOf(victim));
+    await unseal(victim, share);
+  }
+  const sorted = [...measured].sort((a, b) => a - b);
+  process.stdout.write(
+    `failover of a 3-node cluster on loopback, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
+  );
+  printTable(["round", "killed leader", "failover ms"], results);
+  process.stdout.write(
+    `median ${sorted[Math.floor((sorted.length - 1) / 2)]} ms, max ${sorted.at(-1)} ms over ${rounds} rounds\n`,
+  );
+} finally {
+  for (const connection of connections) connection.close();
+  for (const id of [...processes.keys()]) await kill(id);
+  rmSync(root, { recursive: true, force: true });
+}

@@ -1,0 +1,13 @@
+// Imported for its effect by the programs that dial nodes by IP address (the strongroom command,
+// the benchmarks). grpc-js sets the TLS server name to the address when it dials an IP address,
+// which Node warns about (DEP0123) on every connection; the name is not used for anything (the
+// certificate is checked against the address), so the warning is noise. Every other warning passes.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+  const code =
+    typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === "DEP0123") return;
+  emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
+
+export {};
