@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { bundledCli } from "../server/process-cluster.js";
 
 const directory = mkdtempSync(join(tmpdir(), "strongroom-dev-"));
-const basePort = 41_000 + Math.floor(Math.random() * 1000) * 10;
+const basePort = 41_000;
 let cli = "";
 let dev: ChildProcess | null = null;
 let devOutput = "";
@@ -26,9 +26,13 @@ afterAll(() => {
 
 function startDev(): Promise<void> {
   devOutput = "";
-  const child = spawn(process.execPath, [cli, "dev", "--dir", directory, "--base-port", String(basePort)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [cli, "dev", "--dir", directory, "--host", "127.0.0.240", "--base-port", String(basePort)],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   dev = child;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`dev did not get ready:\n${devOutput}`)), 60_000);
@@ -91,7 +95,7 @@ function strongroom(
 
 it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes back unsealed", async () => {
   await startDev();
-  expect(devOutput).toMatch(/started 3 nodes on 127\.0\.0\.1/);
+  expect(devOutput).toMatch(/started 3 nodes on 127\.0\.0\.240/);
   expect(devOutput).toMatch(/initialized with 3 Shamir shares \(threshold 2\)/);
   expect(devOutput).toMatch(/ready: every node is initialized and unsealed/);
   expect(devOutput).not.toMatch(/DEP0123/);

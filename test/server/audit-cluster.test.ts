@@ -13,24 +13,18 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
-import { StrongroomNode } from "../../server/node.js";
 import { eventually } from "../support/eventually.js";
-import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("audit");
 const root = mkdtempSync(join(tmpdir(), "strongroom-audit-cluster-"));
 const small = [join(root, "small-a"), join(root, "small-b")];
-const specs = nodeSpecs(3, 37_000 + Math.floor(Math.random() * 1000) * 3, 120);
-const nodes = new Map<string, StrongroomNode>();
-const clients = new Map<string, Clients>();
+const specs = nodeSpecs(3, 37_000, 120);
+const running = new InProcessCluster(pki);
+const nodes = running.nodes;
+const clientOf = (id: string) => running.client(id);
 const auditDirectories = (id: string) => (id === "n1" ? small : [join(root, id, "audit")]);
-
-function clientOf(id: string): Clients {
-  const found = clients.get(id);
-  if (found === undefined) throw new Error(`no client for ${id}`);
-  return found;
-}
 
 beforeAll(async () => {
   for (const directory of small) {
@@ -43,10 +37,9 @@ beforeAll(async () => {
   for (const spec of specs) {
     const entry = configs.get(spec.id);
     if (entry === undefined) throw new Error("no config");
-    nodes.set(spec.id, await StrongroomNode.start(entry.config));
-    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+    await running.start(spec, entry.config);
   }
-  await eventually(() => [...nodes.values()].some((node) => node.isLeader()), 10_000);
+  await running.leaderId();
   const sys = clientOf("n2").sys;
   const init = await call(sys.init.bind(sys), {
     shamir: { count: 1, threshold: 1, operatorKeys: [] },
@@ -61,8 +54,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const client of clients.values()) client.close();
-  await Promise.all([...nodes.values()].map((node) => node.stop(500)));
+  await running.stop();
   // Lazy: a file a stopped node left open elsewhere must not fail the clean-up.
   for (const directory of small) execFileSync("umount", ["-l", directory]);
   pki.cleanup();

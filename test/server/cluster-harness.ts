@@ -12,8 +12,10 @@ import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
 import { type NodeConfig, parseNodeConfig } from "../../server/config.js";
+import { StrongroomNode } from "../../server/node.js";
 import { channelCredentials } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
+import { eventually } from "../support/eventually.js";
 import type { TestPki } from "./pki-fixture.js";
 
 export interface NodeSpec {
@@ -24,7 +26,10 @@ export interface NodeSpec {
   readonly httpPort: number;
 }
 
-/** Specs for n1..nN on 127.0.0.(offset+i), with ports from `basePort`. */
+/**
+ * Specs for n1..nN on 127.0.0.(offset+i), with ports from `basePort`. Every test file uses its own
+ * range of loopback addresses, so fixed ports never collide between files running in parallel.
+ */
 export function nodeSpecs(count: number, basePort: number, hostOffset = 10): NodeSpec[] {
   return Array.from({ length: count }, (_, i) => ({
     id: `n${i + 1}`,
@@ -120,4 +125,41 @@ export async function callError<Request, Response>(
     };
   }
   throw new Error("the call succeeded");
+}
+
+/** Nodes started in this process (StrongroomNode.start) with a client to each, and their clean-up. */
+export class InProcessCluster {
+  readonly nodes = new Map<string, StrongroomNode>();
+  private readonly clients = new Map<string, Clients>();
+
+  constructor(private readonly pki: TestPki) {}
+
+  /** Starts the node of `spec` with `config` and opens a client (identity "operator") to it. */
+  async start(spec: NodeSpec, config: NodeConfig): Promise<StrongroomNode> {
+    const node = await StrongroomNode.start(config);
+    this.nodes.set(spec.id, node);
+    this.clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, this.pki));
+    return node;
+  }
+
+  client(id: string): Clients {
+    const found = this.clients.get(id);
+    if (found === undefined) throw new Error(`no client for ${id}`);
+    return found;
+  }
+
+  /** The id of the node that leads, once one does. */
+  async leaderId(timeoutMs = 10_000): Promise<string> {
+    let leader = "";
+    await eventually(() => {
+      leader = [...this.nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
+      return leader !== "";
+    }, timeoutMs);
+    return leader;
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients.values()) client.close();
+    await Promise.all([...this.nodes.values()].map((node) => node.stop(500)));
+  }
 }

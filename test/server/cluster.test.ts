@@ -27,44 +27,28 @@ import { StrongroomNode } from "../../server/node.js";
 import { channelCredentials } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
-import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("cluster");
 const root = mkdtempSync(join(tmpdir(), "strongroom-cluster-"));
-const specs = nodeSpecs(3, 17_000 + Math.floor(Math.random() * 2000) * 3);
+const specs = nodeSpecs(3, 17_000);
 const configs = writeConfigs(pki, root, specs);
-const nodes: StrongroomNode[] = [];
-const clients = new Map<string, Clients>();
+const cluster = new InProcessCluster(pki);
+const client = (id: string) => cluster.client(id);
+const leaderId = () => cluster.leaderId();
 
 afterAll(async () => {
-  for (const client of clients.values()) client.close();
-  await Promise.all(nodes.map((node) => node.stop(500)));
+  await cluster.stop();
   pki.cleanup();
   rmSync(root, { recursive: true, force: true });
 });
-
-function client(id: string): Clients {
-  const found = clients.get(id);
-  if (found === undefined) throw new Error(`no client for ${id}`);
-  return found;
-}
-
-async function leaderId(): Promise<string> {
-  let leader = "";
-  await eventually(() => {
-    leader = nodes.find((node) => node.isLeader())?.config.nodeId ?? "";
-    return leader !== "";
-  }, 10_000);
-  return leader;
-}
 
 it("a new cluster: init through a follower, unseal every node, write and read through followers", async () => {
   for (const spec of specs) {
     const entry = configs.get(spec.id);
     if (entry === undefined) throw new Error(`no config for ${spec.id}`);
-    nodes.push(await StrongroomNode.start(entry.config));
-    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+    await cluster.start(spec, entry.config);
   }
   const leader = await leaderId();
   const [followerA, followerB] = specs.map((spec) => spec.id).filter((id) => id !== leader) as [
@@ -98,7 +82,7 @@ it("a new cluster: init through a follower, unseal every node, write and read th
 
   // Every node is initialized and sealed; a sealed node refuses secrets.
   for (const spec of specs) {
-    await eventually(() => nodes.every((node) => node.sealStatus().initialized), 5000);
+    await eventually(() => [...cluster.nodes.values()].every((node) => node.sealStatus().initialized), 5000);
     const sealStatus = await call(client(spec.id).sys.sealStatus.bind(client(spec.id).sys), {});
     expect(sealStatus).toMatchObject({
       initialized: true,

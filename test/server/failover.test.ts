@@ -16,7 +16,7 @@ import { NodeProcess } from "./process-cluster.js";
 
 const pki = new TestPki("failover");
 const root = mkdtempSync(join(tmpdir(), "strongroom-failover-"));
-const specs = nodeSpecs(3, 21_000 + Math.floor(Math.random() * 2000) * 3, 40);
+const specs = nodeSpecs(3, 21_000, 40);
 const configs = writeConfigs(pki, root, specs);
 const processes = specs.map((spec) => new NodeProcess(spec, configs.get(spec.id)?.file ?? ""));
 const clients = new Map(

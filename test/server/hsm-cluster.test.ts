@@ -17,7 +17,7 @@ const hsm = new SoftHsm();
 const token = hsm.initToken("cluster");
 const pki = new TestPki("hsm-cluster");
 const root = mkdtempSync(join(tmpdir(), "strongroom-hsm-cluster-"));
-const specs = nodeSpecs(3, 29_000 + Math.floor(Math.random() * 2000) * 3, 80);
+const specs = nodeSpecs(3, 29_000, 80);
 const configs = writeConfigs(pki, root, specs, () => ({
   seal: {
     pkcs11: {
@@ -44,6 +44,15 @@ function clientOf(id: string): Clients {
 
 async function healthCode(node: NodeProcess): Promise<number> {
   return node.healthStatus().catch(() => 0);
+}
+
+/** Waits until the node reports itself unsealed and serving (health 200 or 429). */
+async function untilUnsealed(node: NodeProcess, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (![200, 429].includes(await healthCode(node))) {
+    if (Date.now() > deadline) throw new Error(what);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 async function read(id: string, path: string): Promise<string> {
@@ -80,13 +89,7 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   });
   expect(init.unsealShares).toEqual([]);
   expect(init.recoveryShares).toHaveLength(3);
-  for (const node of processes) {
-    const deadline = Date.now() + 15_000;
-    while (![200, 429].includes(await healthCode(node))) {
-      if (Date.now() > deadline) throw new Error(`${node.spec.id} did not unseal by itself`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+  for (const node of processes) await untilUnsealed(node, 15_000, `${node.spec.id} did not unseal by itself`);
   const status = await call(sys.sealStatus.bind(sys), {});
   expect(status).toMatchObject({
     initialized: true,
@@ -102,11 +105,7 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   await victim.kill();
   await call(secrets.put.bind(secrets), { path: "hsm/while-down", value: new TextEncoder().encode("two") });
   await victim.start();
-  const deadline = Date.now() + 15_000;
-  while (![200, 429].includes(await healthCode(victim))) {
-    if (Date.now() > deadline) throw new Error("the restarted node did not unseal by itself");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await untilUnsealed(victim, 15_000, "the restarted node did not unseal by itself");
   expect(await read("n3", "hsm/before")).toBe("one");
   expect(await read("n3", "hsm/while-down")).toBe("two");
 
@@ -122,11 +121,7 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   } finally {
     hsm.restoreToken(token);
   }
-  const back = Date.now() + 40_000;
-  while (![200, 429].includes(await healthCode(victim))) {
-    if (Date.now() > back) throw new Error("the node did not unseal when the token came back");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await untilUnsealed(victim, 40_000, "the node did not unseal when the token came back");
   expect(await read("n3", "hsm/while-down")).toBe("two");
 
   // HSM key rotation: the root key is wrapped under a new key; with the old key deleted, a
@@ -140,10 +135,6 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   expect(hsm.deleteKey(token, "cluster-root")).toBe(1);
   await victim.kill();
   await victim.start();
-  const rotatedBack = Date.now() + 20_000;
-  while (![200, 429].includes(await healthCode(victim))) {
-    if (Date.now() > rotatedBack) throw new Error("the node did not unseal with the rotated HSM key");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await untilUnsealed(victim, 20_000, "the node did not unseal with the rotated HSM key");
   expect(await read("n3", "hsm/before")).toBe("one");
 }, 120_000);

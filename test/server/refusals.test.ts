@@ -15,39 +15,25 @@ import {
   SecretsClient,
   type WatchEvent,
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import { StrongroomNode } from "../../server/node.js";
 import { channelCredentials } from "../../server/tls/credentials.js";
 import { createCertificateAuthority, issueClientCertificate } from "../../server/tls/dev-pki.js";
 import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
-import { type Clients, call, callError, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("refusals");
 const root = mkdtempSync(join(tmpdir(), "strongroom-refusals-"));
-const specs = nodeSpecs(4, 25_000 + Math.floor(Math.random() * 2000) * 3, 60);
+const specs = nodeSpecs(4, 25_000, 60);
 const founders = specs.slice(0, 3);
 const configs = writeConfigs(pki, root, founders);
 // The fourth node joins later: its config lists the founders and itself.
 const joinerConfigs = writeConfigs(pki, join(root, "joiner"), specs);
-const nodes = new Map<string, StrongroomNode>();
-const clients = new Map<string, Clients>();
+const running = new InProcessCluster(pki);
+const nodes = running.nodes;
+const clientOf = (id: string) => running.client(id);
+const leaderId = () => running.leaderId();
 let shares: string[] = [];
-
-function clientOf(id: string): Clients {
-  const found = clients.get(id);
-  if (found === undefined) throw new Error(`no client for ${id}`);
-  return found;
-}
-
-async function leaderId(): Promise<string> {
-  let leader = "";
-  await eventually(() => {
-    leader = [...nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
-    return leader !== "";
-  }, 10_000);
-  return leader;
-}
 
 async function unseal(id: string): Promise<void> {
   const sys = clientOf(id).sys;
@@ -59,8 +45,7 @@ beforeAll(async () => {
   for (const spec of founders) {
     const entry = configs.get(spec.id);
     if (entry === undefined) throw new Error(`no config for ${spec.id}`);
-    nodes.set(spec.id, await StrongroomNode.start(entry.config));
-    clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki));
+    await running.start(spec, entry.config);
   }
   await leaderId();
   const sys = clientOf("n1").sys;
@@ -75,8 +60,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const client of clients.values()) client.close();
-  await Promise.all([...nodes.values()].map((node) => node.stop(500)));
+  await running.stop();
   pki.cleanup();
   rmSync(root, { recursive: true, force: true });
 });
@@ -196,8 +180,7 @@ describe("cluster operations", () => {
     });
     expect(added.members.find((member) => member.nodeId === "n4")).toMatchObject({ voter: false });
     // The joiner founds nothing of its own: it learns the log, membership included, from the leader.
-    nodes.set("n4", await StrongroomNode.start({ ...joinerConfig.config, clusterState: "existing" }));
-    clients.set("n4", clientsFor(`${joiner.host}:${joiner.clientPort}`, pki));
+    await running.start(joiner, { ...joinerConfig.config, clusterState: "existing" });
     await eventually(() => nodes.get("n4")?.sealStatus().initialized === true, 10_000);
     await unseal("n4");
     const read = await call(clientOf("n4").secrets.get.bind(clientOf("n4").secrets), {

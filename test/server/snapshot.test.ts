@@ -20,7 +20,7 @@ import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("snapshot");
 const root = mkdtempSync(join(tmpdir(), "strongroom-snapshot-"));
-const base = 33_000 + Math.floor(Math.random() * 1000) * 3;
+const base = 33_000;
 const running: StrongroomNode[] = [];
 const openClients: Clients[] = [];
 
