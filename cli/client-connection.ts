@@ -1,10 +1,11 @@
 // How the CLI reaches a cluster, like the tools operators know: STRONGROOM_ADDR (one or several
 // host:port, comma-separated), STRONGROOM_CACERT, STRONGROOM_CLIENT_CERT and STRONGROOM_CLIENT_KEY,
-// each overridable by a flag. A call goes to the first address that answers; a node that is down
+// each overridable by a flag, and STRONGROOM_TOKEN (optional: sent as `authorization: Bearer`). A call goes to the first address that answers; a node that is down
 // or unreachable is skipped (any node serves any call: followers forward writes).
 
 import { createSecureContext } from "node:tls";
-import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { AccessClient } from "../proto/gen/strongroom/v1/access.gen.js";
 import { ClusterClient } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { SecretsClient } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../proto/gen/strongroom/v1/sys.gen.js";
@@ -15,6 +16,7 @@ export interface ConnectionOptions {
   readonly cacert?: string;
   readonly clientCert?: string;
   readonly clientKey?: string;
+  readonly token?: string;
 }
 
 export class UsageError extends Error {
@@ -32,6 +34,21 @@ export interface Clients {
   readonly secrets: SecretsClient;
   readonly sys: SysClient;
   readonly cluster: ClusterClient;
+  readonly access: AccessClient;
+}
+
+/**
+ * Channel credentials that also send a token with every call (`authorization: Bearer <token>`),
+ * read at each call so a holder can switch tokens; none while `token()` is null.
+ */
+export function withToken(channel: ChannelCredentials, token: () => string | null): ChannelCredentials {
+  const perCall = credentials.createFromMetadataGenerator((_target, callback) => {
+    const metadata = new Metadata();
+    const current = token();
+    if (current !== null) metadata.set("authorization", `Bearer ${current}`);
+    callback(null, metadata);
+  });
+  return credentials.combineChannelCredentials(channel, perCall);
 }
 
 export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = process.env): Connection {
@@ -53,19 +70,24 @@ export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = pro
     certificateFile: pick(options.clientCert, "STRONGROOM_CLIENT_CERT"),
     privateKeyFile: pick(options.clientKey, "STRONGROOM_CLIENT_KEY"),
   });
-  const channel = credentials.createFromSecureContext(
-    createSecureContext({
-      ca: material.ca,
-      cert: material.certificate,
-      key: material.privateKey,
-      minVersion: tlsMinVersion,
-    }),
+  const token = options.token ?? env.STRONGROOM_TOKEN ?? "";
+  const channel = withToken(
+    credentials.createFromSecureContext(
+      createSecureContext({
+        ca: material.ca,
+        cert: material.certificate,
+        key: material.privateKey,
+        minVersion: tlsMinVersion,
+      }),
+    ),
+    () => (token === "" ? null : token),
   );
   const opened = addresses.map((address) => ({
     address,
     secrets: new SecretsClient(address, channel),
     sys: new SysClient(address, channel),
     cluster: new ClusterClient(address, channel),
+    access: new AccessClient(address, channel),
   }));
   return {
     async call(run) {
@@ -85,6 +107,7 @@ export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = pro
         clients.secrets.close();
         clients.sys.close();
         clients.cluster.close();
+        clients.access.close();
       }
     },
   };

@@ -89,13 +89,15 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
       STRONGROOM_CLIENT_CERT: files.client,
       STRONGROOM_CLIENT_KEY: files.clientKey,
     };
-    await initializeAndUnseal(directory, env, ids.length, options.print);
+    env.STRONGROOM_TOKEN = await initializeAndUnseal(directory, env, ids.length, options.print);
     const envFile = join(directory, "env");
+    // It holds the root token: readable by its owner only.
     writeFileSync(
       envFile,
       `${Object.entries(env)
         .map(([name, value]) => `export ${name}=${value}`)
         .join("\n")}\n`,
+      { mode: 0o600 },
     );
     options.print("ready: every node is initialized and unsealed");
     options.print("");
@@ -113,13 +115,16 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
   }
 }
 
-/** Inits the cluster on its first start (keeping the shares in the dev directory), then unseals every node. */
+/**
+ * Inits the cluster on its first start (keeping the shares and the root token in the dev
+ * directory), then unseals every node. Returns the root token.
+ */
 async function initializeAndUnseal(
   directory: string,
   env: Record<string, string>,
   nodeCount: number,
   print: (line: string) => void,
-): Promise<void> {
+): Promise<string> {
   const sharesFile = join(directory, "dev-unseal-shares.json");
   const connection = connect({}, env);
   try {
@@ -127,6 +132,7 @@ async function initializeAndUnseal(
       unary(clients.sys.sealStatus.bind(clients.sys), {}, 30_000),
     );
     let shares: string[];
+    let rootToken: string;
     if (!status.initialized) {
       const init = await connection.call((clients) =>
         unary(
@@ -141,18 +147,28 @@ async function initializeAndUnseal(
         ),
       );
       shares = init.unsealShares;
+      rootToken = init.rootToken;
       writeFileSync(
         sharesFile,
-        JSON.stringify({ warning: "development only: never keep unseal shares with the data", shares }),
-        {
-          mode: 0o600,
-        },
+        JSON.stringify({
+          warning: "development only: never keep unseal shares or the root token with the data",
+          shares,
+          rootToken,
+        }),
+        { mode: 0o600 },
       );
       print(
-        `initialized with ${shareCount} Shamir shares (threshold ${shareThreshold}), kept in ${sharesFile} (dev only)`,
+        `initialized with ${shareCount} Shamir shares (threshold ${shareThreshold}) and a root token, kept in ${sharesFile} (dev only)`,
       );
     } else {
-      shares = (JSON.parse(readFileSync(sharesFile, "utf8")) as { shares: string[] }).shares;
+      const kept = JSON.parse(readFileSync(sharesFile, "utf8")) as { shares: string[]; rootToken?: string };
+      shares = kept.shares;
+      if (kept.rootToken === undefined) {
+        throw new Error(
+          `${sharesFile} has no root token (it was written by an older version): remove ${directory} to start over`,
+        );
+      }
+      rootToken = kept.rootToken;
     }
     for (const address of env.STRONGROOM_ADDR?.split(",") ?? []) {
       const node = connect({ addr: address }, env);
@@ -167,6 +183,7 @@ async function initializeAndUnseal(
       }
     }
     print(`unsealed ${nodeCount} nodes`);
+    return rootToken;
   } finally {
     connection.close();
   }

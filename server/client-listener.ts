@@ -1,7 +1,8 @@
-// The client port: Secrets, Sys and Cluster (and gRPC health and reflection) over mutual TLS 1.3, trusting only the client CA (a
-// peer certificate fails the handshake). Each call gets its context here - the identity from the
-// verified certificate, a deadline no later than the node's cap - and is run by the executor;
-// every error leaves through the one error table (errors.ts).
+// The client port: Secrets, Sys, Cluster and Access (and gRPC health and reflection) over mutual
+// TLS 1.3, trusting only the client CA (a peer certificate fails the handshake). Each call gets its
+// context here - the identity from the verified certificate, the token from the `authorization`
+// metadata, a deadline no later than the node's cap - and is run by the executor; streaming calls
+// are audited and authorized here. Every error leaves through the one error table (errors.ts).
 
 import {
   type handleClientStreamingCall,
@@ -13,6 +14,7 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
 import {
   ClusterService,
   type RestoreSnapshotResponse,
@@ -25,14 +27,16 @@ import {
   type WatchRequest,
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
+import { tokenOfAuthorization } from "./access/token-ids.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import type { AuditTrail } from "./audit/audit-trail.js";
 import { leaderTrailer, NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
+import type { RequestContext } from "./request.js";
 import { serverCredentials } from "./tls/credentials.js";
-import { requireClientIdentity } from "./tls/identity.js";
+import { type IdentitySource, requireClientIdentity } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
 export interface ClientListenerOptions {
@@ -42,20 +46,37 @@ export interface ClientListenerOptions {
   readonly secrets: Record<string, AnyApiMethod>;
   readonly sys: Record<string, AnyApiMethod>;
   readonly cluster: Record<string, AnyApiMethod>;
+  readonly access: Record<string, AnyApiMethod>;
+  readonly identitySource: IdentitySource;
   readonly timeoutMs: number;
   readonly messageBytesMax: number;
   /** Health and reflection. */
   readonly standard: StandardServices;
   /** The streaming methods: Secrets.Watch, Cluster.SaveSnapshot and Cluster.RestoreSnapshot. */
-  readonly watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
-  readonly saveSnapshot: handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk>;
-  readonly restoreSnapshot: handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse>;
+  readonly watch: ServerStreamHandler<WatchRequest, WatchEvent>;
+  readonly saveSnapshot: ServerStreamHandler<SaveSnapshotRequest, SnapshotChunk>;
+  readonly restoreSnapshot: ClientStreamHandler<SnapshotChunk, RestoreSnapshotResponse>;
   readonly metrics: GrpcMetrics;
   /** The leader this node knows of, sent with every answer so a client can go there next time. */
   readonly leaderId: () => string | null;
   /** Records the streaming calls too (unary ones are recorded by the executor's interceptors). */
   readonly audit: AuditTrail;
+  /** Authorizes the streaming calls (unary ones are authorized by the executor's interceptors). */
+  readonly authorize: (context: RequestContext, request: unknown) => Promise<void>;
 }
+
+/** A server-streaming handler, given the call's context (audited and authorized already). */
+export type ServerStreamHandler<Request, Response> = (
+  call: Parameters<handleServerStreamingCall<Request, Response>>[0],
+  context: RequestContext,
+) => void;
+
+/** A client-streaming handler, given the call's context (audited and authorized already). */
+export type ClientStreamHandler<Request, Response> = (
+  call: Parameters<handleClientStreamingCall<Request, Response>>[0],
+  callback: Parameters<handleClientStreamingCall<Request, Response>>[1],
+  context: RequestContext,
+) => void;
 
 export interface ClientListener {
   readonly port: number;
@@ -73,6 +94,7 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     [SecretsService, options.secrets],
     [SysService, options.sys],
     [ClusterService, options.cluster],
+    [AccessService, options.access],
   ];
   for (const [definition, methods] of services) {
     const implementation: UntypedServiceImplementation = {};
@@ -127,62 +149,66 @@ function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnar
       if (leader !== null) trailer.set(leaderTrailer, leader);
       rawCallback(null, response, trailer);
     };
-    let identity: string;
+    let context: RequestContext;
     try {
-      identity = requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
+      context = callContext(method.definition.path, call, options);
     } catch (error) {
       callback(toServiceError(error));
       return;
     }
-    const clientDeadline = call.getDeadline();
-    const cap = Date.now() + options.timeoutMs;
-    const deadline =
-      clientDeadline instanceof Date
-        ? Math.min(clientDeadline.getTime(), cap)
-        : Math.min(clientDeadline, cap);
-    options.executor
-      .execute(method, call.request, {
-        method: method.definition.path,
-        identity,
-        deadline,
-        forwardedBy: null,
-      })
-      .then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(toServiceError(error)),
-      );
+    options.executor.execute(method, call.request, context).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(toServiceError(error)),
+    );
   };
 }
 
-function streamContext(
+/** What the node knows of a call: who (certificate identity, token), what, and until when. */
+function callContext(
   method: string,
-  certificate: Parameters<typeof requireClientIdentity>[0],
-  timeoutMs: number,
-) {
-  return {
-    method,
-    identity: requireClientIdentity(certificate),
-    deadline: Date.now() + timeoutMs,
-    forwardedBy: null,
-  };
+  call: {
+    getAuthContext(): { sslPeerCertificate?: Parameters<typeof requireClientIdentity>[0] } | null;
+    getDeadline(): Date | number;
+    metadata: Metadata;
+  },
+  options: ClientListenerOptions,
+): RequestContext {
+  const identity = requireClientIdentity(call.getAuthContext()?.sslPeerCertificate, options.identitySource);
+  const authorization = call.metadata.get("authorization");
+  if (authorization.length > 1)
+    throw new NodeError("TOKEN_INVALID", "a call carries at most one authorization value");
+  const token = tokenOfAuthorization(typeof authorization[0] === "string" ? authorization[0] : undefined);
+  const clientDeadline = call.getDeadline();
+  const cap = Date.now() + options.timeoutMs;
+  const deadline =
+    clientDeadline instanceof Date ? Math.min(clientDeadline.getTime(), cap) : Math.min(clientDeadline, cap);
+  return { method, identity, token, deadline, forwardedBy: null };
 }
 
 /** A server-streaming handler with its request entry before it starts and its response entry when it ends. */
 function auditedServerStream<Request, Response>(
   method: string,
-  handler: handleServerStreamingCall<Request, Response>,
+  handler: ServerStreamHandler<Request, Response>,
   options: ClientListenerOptions,
 ): handleServerStreamingCall<Request, Response> {
   return (call) => {
-    let context: ReturnType<typeof streamContext>;
+    let context: RequestContext;
     try {
-      context = streamContext(method, call.getAuthContext()?.sslPeerCertificate, options.timeoutMs);
+      // A stream lives as long as the client keeps it: its deadline is for the set-up only.
+      context = callContext(method, call, options);
     } catch (error) {
       call.emit("error", toServiceError(error));
       return;
     }
     options.audit.begin(context, call.request).then(
-      (finish) => {
+      async (finish) => {
+        try {
+          await options.authorize(context, call.request);
+        } catch (error) {
+          await finish(error).catch(() => {});
+          call.emit("error", toServiceError(error));
+          return;
+        }
         let finished = false;
         const once = (error: unknown) => {
           if (finished) return;
@@ -194,7 +220,7 @@ function auditedServerStream<Request, Response>(
         call.on("cancelled", () =>
           once(new NodeError("DEADLINE_EXCEEDED", "the client cancelled the stream")),
         );
-        handler(call);
+        handler(call, context);
       },
       (error: unknown) => call.emit("error", toServiceError(error)),
     );
@@ -204,25 +230,37 @@ function auditedServerStream<Request, Response>(
 /** A client-streaming handler with its request entry when it starts and its response entry with the answer. */
 function auditedClientStream<Request, Response>(
   method: string,
-  handler: handleClientStreamingCall<Request, Response>,
+  handler: ClientStreamHandler<Request, Response>,
   options: ClientListenerOptions,
 ): handleClientStreamingCall<Request, Response> {
   return (call, callback) => {
-    let context: ReturnType<typeof streamContext>;
+    let context: RequestContext;
     try {
-      context = streamContext(method, call.getAuthContext()?.sslPeerCertificate, options.timeoutMs);
+      context = callContext(method, call, options);
     } catch (error) {
       callback(toServiceError(error));
       return;
     }
-    // The request entry must be on disk before the stream's data is taken: pause it until then.
+    // The request entry must be on disk, and the caller authorized, before the stream's data is
+    // taken: pause it until then.
     call.pause();
     options.audit.begin(context, {}).then(
-      (finish) => {
-        handler(call, (error, value) => {
-          finish(error ?? null).catch(() => {});
-          callback(error, value);
-        });
+      async (finish) => {
+        try {
+          await options.authorize(context, {});
+        } catch (error) {
+          await finish(error).catch(() => {});
+          callback(toServiceError(error));
+          return;
+        }
+        handler(
+          call,
+          (error, value) => {
+            finish(error ?? null).catch(() => {});
+            callback(error, value);
+          },
+          context,
+        );
         call.resume();
       },
       (error: unknown) => callback(toServiceError(error)),

@@ -120,6 +120,43 @@ export const nodeConfigSchema = z
         checkpointEvery: z.number().int().min(1).max(100_000).default(1000),
       })
       .default({ maxFileBytes: 64 * 1024 * 1024, checkpointEvery: 1000 }),
+    auth: z
+      .strictObject({
+        /**
+         * Where a client's identity comes from: its strongroom://client/<name> SAN URI, its
+         * subject CN, or the URI if it has one and the CN otherwise.
+         */
+        identitySource: z.enum(["uri-or-cn", "uri", "cn"]).default("uri-or-cn"),
+        /** A new token's lifetime when its creator asks for none. */
+        tokenTtlMs: z.number().int().min(1000).default(3_600_000),
+        /** The longest any token (but the root token) may live, renewals included. */
+        tokenMaxTtlMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(32 * 24 * 3_600_000),
+        /** Tokens the cluster holds at once (every node keeps them all in memory). */
+        tokensMax: z.number().int().min(10).max(10_000_000).default(100_000),
+        policiesMax: z.number().int().min(1).max(100_000).default(1000),
+        /** The largest policy document. */
+        policyBytesMax: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024)
+          .default(64 * 1024),
+        /** How often the leader removes expired tokens and tokens whose parent was revoked. */
+        tidyIntervalMs: z.number().int().min(100).default(60_000),
+      })
+      .default({
+        identitySource: "uri-or-cn",
+        tokenTtlMs: 3_600_000,
+        tokenMaxTtlMs: 32 * 24 * 3_600_000,
+        tokensMax: 100_000,
+        policiesMax: 1000,
+        policyBytesMax: 64 * 1024,
+        tidyIntervalMs: 60_000,
+      }),
     log: z
       .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })
       .default({ level: "info" }),
@@ -136,6 +173,13 @@ export const nodeConfigSchema = z
     const duplicate = ids.find((id, index) => ids.indexOf(id) !== index);
     if (duplicate !== undefined) {
       context.addIssue({ code: "custom", path: ["members"], message: `lists ${duplicate} twice` });
+    }
+    if (config.auth.tokenTtlMs > config.auth.tokenMaxTtlMs) {
+      context.addIssue({
+        code: "custom",
+        path: ["auth", "tokenTtlMs"],
+        message: "must not be above tokenMaxTtlMs",
+      });
     }
     if (config.raft.heartbeatTicks >= config.raft.electionTicks) {
       context.addIssue({

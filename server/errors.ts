@@ -24,6 +24,11 @@ export type NodeErrorCode =
   | "RESOURCE_EXHAUSTED"
   | "HISTORY_COMPACTED"
   | "AUDIT_UNAVAILABLE"
+  | "PERMISSION_DENIED"
+  | "TOKEN_INVALID"
+  | "RATE_LIMITED"
+  | "NOT_FOUND"
+  | "ACCESS_UNAVAILABLE"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -31,12 +36,21 @@ export class NodeError extends Error {
   constructor(
     readonly code: NodeErrorCode,
     message: string,
-    options?: ErrorOptions & { leaderHint?: string | null },
+    options?: ErrorOptions & {
+      leaderHint?: string | null;
+      retryAfterMs?: number;
+      /** Why, for the audit trail only (it may name policies): never sent to the client. */
+      auditDetail?: string;
+    },
   ) {
     super(message, options);
     this.leaderHint = options?.leaderHint ?? null;
+    this.retryAfterMs = options?.retryAfterMs ?? null;
+    this.auditDetail = options?.auditDetail ?? null;
   }
   readonly leaderHint: string | null;
+  readonly retryAfterMs: number | null;
+  readonly auditDetail: string | null;
 }
 
 /** An error the leader answered a forwarded request with, passed on to the client as it was. */
@@ -55,6 +69,8 @@ export class ForwardedError extends Error {
 /** Trailer keys; documented in docs/api.md. */
 export const reasonTrailer = "strongroom-reason";
 export const leaderTrailer = "strongroom-leader";
+/** With RATE_LIMITED: how long to wait before trying again, in milliseconds. */
+export const retryAfterTrailer = "strongroom-retry-after-ms";
 
 const nodeStatuses: Record<NodeErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -69,6 +85,11 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   HISTORY_COMPACTED: status.OUT_OF_RANGE,
   AUDIT_UNAVAILABLE: status.UNAVAILABLE,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  TOKEN_INVALID: status.UNAUTHENTICATED,
+  RATE_LIMITED: status.RESOURCE_EXHAUSTED,
+  NOT_FOUND: status.NOT_FOUND,
+  ACCESS_UNAVAILABLE: status.UNAVAILABLE,
   INTERNAL: status.INTERNAL,
 };
 
@@ -170,5 +191,7 @@ export function toServiceError(error: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
   metadata.set(reasonTrailer, reason);
   if (leaderHint !== null) metadata.set(leaderTrailer, leaderHint);
+  if (error instanceof NodeError && error.retryAfterMs !== null)
+    metadata.set(retryAfterTrailer, String(error.retryAfterMs));
   return { code, details: message, metadata };
 }

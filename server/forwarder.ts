@@ -1,6 +1,6 @@
 // Requests a follower cannot serve (writes, operations that propose) go to the leader over the
 // peer channel (Peer.Forward, mutual TLS with the cluster CA): the request as the client sent it,
-// the client's identity and the time left. The leader runs it as its own and answers with the
+// the client's identity and token (the leader authorizes it again) and the time left. The leader runs it as its own and answers with the
 // response or the error (status, reason, leader hint), which the follower passes on unchanged.
 // The leader never forwards again: a leader that lost its role answers NOT_LEADER.
 
@@ -42,6 +42,7 @@ export class Forwarder {
       method: method.definition.path,
       request: method.definition.requestSerialize(request),
       clientIdentity: context.identity,
+      clientToken: context.token ?? "",
       deadlineMs: Math.max(1, context.deadline - Date.now()),
     };
     const answer = await new Promise<ForwardResponse>((resolve, reject) => {
@@ -150,6 +151,7 @@ export function forwardHandler(
     const context: RequestContext = {
       method: method.definition.path,
       identity: call.request.clientIdentity,
+      token: call.request.clientToken === "" ? null : call.request.clientToken,
       deadline: Date.now() + Math.min(call.request.deadlineMs, deadlineMsMax),
       forwardedBy: peer,
     };

@@ -13,6 +13,10 @@ import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../storage/state/index.js";
+import { AccessView } from "./access/access-view.js";
+import { Authorizer } from "./access/authorizer.js";
+import { TokenBackoff } from "./access/token-backoff.js";
+import { AccessApi, accessMethods } from "./api/access-api.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { clusterMethods } from "./api/cluster-api.js";
 import { requireServing, secretsMethods } from "./api/secrets-api.js";
@@ -43,7 +47,7 @@ import { WatchHub } from "./watch-hub.js";
 
 export interface NodeStartOptions {
   readonly logger?: Logger;
-  /** Interceptors around every API handler (the access-control issue adds authorization and audit). */
+  /** Interceptors around every API handler, inside the node's own audit and authorization. */
   readonly interceptors?: readonly Interceptor[];
   /** Called once if the node stops on a fatal error (a broken Raft invariant, a failed disk write). */
   readonly onFatal?: (error: Error) => void;
@@ -76,6 +80,7 @@ export class StrongroomNode {
       readonly http: HttpEndpoints | null;
       readonly tls: readonly TlsFiles[];
       readonly audit: AuditTrail;
+      readonly tidyTimer: NodeJS.Timeout;
     },
   ) {}
 
@@ -118,6 +123,8 @@ export class StrongroomNode {
     undo.push(() => clientTls.close());
     const members = new MemberDirectory(config.nodeId, config.members);
     await members.reload(state);
+    const accessView = new AccessView(state, barrier);
+    await accessView.reload();
 
     let raft: RaftNode<ApplyResult | null> | null = null;
     const raftNode = (): RaftNode<ApplyResult | null> => {
@@ -135,6 +142,7 @@ export class StrongroomNode {
       ...(config.seal.pkcs11 === undefined ? {} : { pkcs11: validatePkcs11Config(config.seal.pkcs11) }),
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
       onChange: () => {
+        if (keeper.sealed()) accessView.forgetDecrypted();
         updateCampaign();
         standard.setServing(keeper.initialized() && !keeper.sealed());
         logger.info({ sealed: keeper.sealed(), initialized: keeper.initialized() }, "seal state changed");
@@ -177,12 +185,16 @@ export class StrongroomNode {
     const logFailure = (what: string) => (error: unknown) =>
       logger.error({ error: (error as Error).message }, what);
     const stateMachine = new ObservedStateMachine(state, {
+      onSystemRecord: (command) => accessView.applied(command),
       onSystemChange: () => {
         keeper.reload().catch(logFailure("seal reload failed"));
         members.reload(state).catch(logFailure("member reload failed"));
       },
       onSecretChange: (revision, command, version) => watches.record(revision, command, version),
-      onRestore: () => watches.reset(),
+      onRestore: () => {
+        watches.reset();
+        accessView.reload().catch(logFailure("access records reload failed"));
+      },
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
     raft = await RaftNode.start({
@@ -229,6 +241,14 @@ export class StrongroomNode {
       registry,
     });
     undo.push(() => audit.close());
+    const authorizer = new Authorizer({
+      view: accessView,
+      initialized: () => keeper.initialized(),
+      rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
+      secretExists: async (path) => (await state.metadata(path)) !== null,
+      backoff: new TokenBackoff(),
+      registry,
+    });
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leader: () => {
@@ -237,7 +257,7 @@ export class StrongroomNode {
       },
       forwarder,
       // The audit trail is outermost: every call is recorded, refused ones included.
-      interceptors: [audit.interceptor(), ...(options.interceptors ?? [])],
+      interceptors: [audit.interceptor(), authorizer.interceptor(), ...(options.interceptors ?? [])],
     });
     const secrets = secretsMethods({
       raft: raftNode,
@@ -264,6 +284,16 @@ export class StrongroomNode {
       members,
       peerErrors,
     });
+    const accessApi = new AccessApi({
+      raft: raftNode,
+      barrier,
+      keeper,
+      reads,
+      view: accessView,
+      authorizer,
+      limits: config.auth,
+    });
+    const access = accessMethods(accessApi, keeper);
     const snapshotParts = {
       raft: raftNode,
       state,
@@ -273,7 +303,7 @@ export class StrongroomNode {
       timeoutMs: config.requests.timeoutMs,
     };
     const byPath = new Map<string, AnyApiMethod>(
-      [secrets, sys, cluster].flatMap((table) =>
+      [secrets, sys, cluster, access].flatMap((table) =>
         Object.values(table).map((entry) => [entry.definition.path, entry] as const),
       ),
     );
@@ -295,15 +325,23 @@ export class StrongroomNode {
       secrets,
       sys,
       cluster,
+      access,
+      identitySource: config.auth.identitySource,
       timeoutMs: config.requests.timeoutMs,
       messageBytesMax: config.requests.messageBytesMax,
       standard,
-      watch: watchHandler(watches, () => requireServing(keeper, null), defaultStateLimits),
+      watch: watchHandler(
+        watches,
+        () => requireServing(keeper, null),
+        defaultStateLimits,
+        (context, path) => authorizer.mayReadNow(context, path),
+      ),
       saveSnapshot: saveSnapshotHandler(snapshotParts),
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
       metrics: new GrpcMetrics(registry),
       leaderId: () => raftNode().status().leader,
       audit,
+      authorize: (context, request) => authorizer.check(context, request),
     });
     undo.push(() => clientListener.close(0));
     standard.setServing(keeper.initialized() && !keeper.sealed());
@@ -330,6 +368,13 @@ export class StrongroomNode {
             registry,
           );
 
+    // The leader removes expired and orphaned tokens now and then (every node refuses them already).
+    const tidyTimer = setInterval(() => {
+      if (raftNode().status().role !== "leader" || keeper.sealed() || !keeper.initialized()) return;
+      accessApi.tidy().catch(logFailure("token tidy failed"));
+    }, config.auth.tidyIntervalMs);
+    tidyTimer.unref();
+    undo.push(() => clearInterval(tidyTimer));
     const node = new StrongroomNode(
       config,
       { client: clientListener.port, peer: peerListener.port, http: http?.port ?? null },
@@ -346,6 +391,7 @@ export class StrongroomNode {
         http,
         tls: [peerTls, clientTls],
         audit,
+        tidyTimer,
       },
     );
     node.startSealedLeaderHandoff();
@@ -370,6 +416,7 @@ export class StrongroomNode {
     this.stopping = true;
     const { raft, logger } = this.parts;
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
+    clearInterval(this.parts.tidyTimer);
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();

@@ -1,7 +1,8 @@
 // The secret state machine as the node runs it: RaftSecretStateMachine, plus notices of what an
-// applied entry changed beyond the state itself - the seal record and the keyring (the seal
-// keeper reloads them), the members' addresses (the member directory reloads them), a secret
-// (watchers hear of it) - and of a snapshot that replaced the whole state.
+// applied entry changed beyond the state itself - access records (the access view takes them),
+// the seal record and the keyring (the seal keeper reloads them), the members' addresses (the
+// member directory reloads them), a secret (watchers hear of it) - and of a snapshot that
+// replaced the whole state.
 
 import type { Entry, Snapshot } from "../raft/core/index.js";
 import type { StateMachine } from "../raft/node/index.js";
@@ -21,6 +22,8 @@ const watchedAreas: ReadonlySet<string> = new Set([
 ]);
 
 export interface StateObserver {
+  /** A system record was written or deleted, or records were loaded (state.load), as it applied. */
+  readonly onSystemRecord: (command: SecretCommand) => void;
   /** The seal record, the keyring or a member record changed, or a snapshot was restored. */
   readonly onSystemChange: () => void;
   /** A secret changed at `revision` (its Raft index). */
@@ -40,9 +43,11 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     // Told of each command that changed the state, as the state machine decoded it.
     secrets.onApplied((index, command, version) => {
       if (command.op === "sys.put" || command.op === "sys.delete") {
+        observer.onSystemRecord(command);
         if (watchedAreas.has(command.area)) observer.onSystemChange();
       } else if (command.op === "state.load") {
         // A restore may bring the seal record and the keyring.
+        observer.onSystemRecord(command);
         observer.onSystemChange();
       } else {
         observer.onSecretChange(index, command, version);

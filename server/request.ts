@@ -1,13 +1,14 @@
 // What every request carries through the node, and the one place where cross-cutting concerns
-// plug in: an interceptor chain around every handler (identity today; authorization, audit and
-// rate limits in the access-control issue), whether the request came from a client or was
-// forwarded by a follower.
+// plug in: an interceptor chain around every handler (audit, authorization, rate limits),
+// whether the request came from a client or was forwarded by a follower.
 
 export interface RequestContext {
   /** The full gRPC method, e.g. "/strongroom.v1.Secrets/Put". */
   readonly method: string;
   /** The client's identity, from its verified certificate (on the node it first reached). */
   readonly identity: string;
+  /** The token the client presented in its `authorization` metadata, or null. Never logged. */
+  readonly token: string | null;
   /** When the request must be answered by (ms since the epoch). */
   readonly deadline: number;
   /** The node that forwarded this request to the leader, or null when the client came here. */

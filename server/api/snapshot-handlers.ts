@@ -7,7 +7,6 @@
 // cluster's own are kept.
 
 import { createHash } from "node:crypto";
-import type { handleClientStreamingCall, handleServerStreamingCall } from "@grpc/grpc-js";
 import type {
   RestoreSnapshotResponse,
   SaveSnapshotRequest,
@@ -25,10 +24,10 @@ import {
   systemAreaOfKey,
   wellKnownRecords,
 } from "../../storage/state/index.js";
+import type { ClientStreamHandler, ServerStreamHandler } from "../client-listener.js";
 import { NodeError, toServiceError } from "../errors.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { requireClientIdentity } from "../tls/identity.js";
 
 const chunkBytes = 1024 * 1024;
 /** Records per proposal stay well under the Raft entry limit. */
@@ -47,16 +46,12 @@ export interface SnapshotParts {
 
 export function saveSnapshotHandler(
   parts: SnapshotParts,
-): handleServerStreamingCall<SaveSnapshotRequest, SnapshotChunk> {
-  return (call) => {
+): ServerStreamHandler<SaveSnapshotRequest, SnapshotChunk> {
+  return (call, context) => {
     const run = async () => {
-      const identity = requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
-      const deadline = Date.now() + parts.timeoutMs;
       await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, {
-        method: "/strongroom.v1.Cluster/SaveSnapshot",
-        identity,
-        deadline,
-        forwardedBy: null,
+        ...context,
+        deadline: Date.now() + parts.timeoutMs,
       });
       const data = await parts.state.snapshot();
       const digest = createHash("sha256").update(data).digest();
@@ -79,7 +74,7 @@ export function saveSnapshotHandler(
 
 export function restoreSnapshotHandler(
   parts: SnapshotParts,
-): handleClientStreamingCall<SnapshotChunk, RestoreSnapshotResponse> {
+): ClientStreamHandler<SnapshotChunk, RestoreSnapshotResponse> {
   return (call, callback) => {
     const chunks: Uint8Array[] = [];
     let received = 0;
@@ -91,7 +86,6 @@ export function restoreSnapshotHandler(
       callback(toServiceError(error));
     };
     try {
-      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
       const status = parts.raft().status();
       if (status.role !== "leader") {
         throw new NodeError("NO_LEADER", "send the snapshot to the leader", { leaderHint: status.leader });

@@ -33,17 +33,21 @@ import {
   SysService,
 } from "../../proto/gen/strongroom/v1/sys.gen.js";
 import type { RaftNode } from "../../raft/node/index.js";
-import { Keyring, unwrapKeyring, wrapKeyring } from "../../storage/barrier/index.js";
+import { Barrier, Keyring, unwrapKeyring, wrapKeyring } from "../../storage/barrier/index.js";
 import {
   type ApplyResult,
   encodeCommand,
   type SecretStateMachine,
   StateError,
+  type SystemArea,
   wellKnownRecords,
 } from "../../storage/state/index.js";
+import { accessAreas, barrierContext, encodeRecord, rootTokenRecord } from "../access/access-records.js";
+import { deriveTokenKey, newAccessor, newToken, tokenHash } from "../access/token-ids.js";
 import { NodeError } from "../errors.js";
 import { handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
+import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 
@@ -60,7 +64,7 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
   const api = new SysApi(parts);
   const service = SysService;
   return {
-    init: method(service.init, "leader", (request) => api.init(request)),
+    init: method(service.init, "leader", (request, context) => api.init(request, context)),
     unseal: method(service.unseal, "local", async (request, context) => {
       // Right after Init, this node may not have applied the seal record yet: catch up first
       // (a linearizable read barrier, which waits out an election within the deadline), so
@@ -121,7 +125,7 @@ class SysApi {
     };
   }
 
-  async init(request: InitRequest): Promise<InitResponse> {
+  async init(request: InitRequest, context: RequestContext): Promise<InitResponse> {
     if (this.initializing)
       throw new NodeError("ALREADY_INITIALIZED", "an init is already running on the leader");
     this.initializing = true;
@@ -139,16 +143,30 @@ class SysApi {
       };
       const result = await initializeSeal(options);
       const keyring = Keyring.create(Date.now());
+      const rootToken = newToken();
       let wrappedKeyring: Uint8Array;
+      let rootTokenName: string;
+      let sealedRootToken: Uint8Array;
       try {
         wrappedKeyring = wrapKeyring(keyring, result.rootKey);
+        // The root token's record, encrypted with the new keyring like every access record.
+        const tokenKey = deriveTokenKey(result.rootKey);
+        rootTokenName = tokenHash(tokenKey, rootToken);
+        tokenKey.fill(0);
+        const barrier = new Barrier();
+        barrier.unseal(keyring);
+        sealedRootToken = barrier.encrypt(
+          barrierContext(accessAreas.token, rootTokenName),
+          encodeRecord(rootTokenRecord(context.identity, newAccessor(), Date.now())),
+        );
       } finally {
         keyring.zero();
         result.rootKey.fill(0);
       }
-      // The keyring first: a cluster counts as initialized once the seal record is applied, and
-      // then its keyring must already be there.
+      // The keyring and the root token first: a cluster counts as initialized once the seal
+      // record is applied, and then they must already be there.
       await this.putSystemRecord(wellKnownRecords.keyring, wrappedKeyring);
+      await this.putSystemRecord({ area: accessAreas.token, name: rootTokenName }, sealedRootToken);
       await this.putSealRecord(result.record);
       return {
         unsealShares: [...(result.unsealShares?.shares ?? [])],
@@ -156,6 +174,7 @@ class SysApi {
         recoveryShares: [...(result.recoveryShares?.shares ?? [])],
         recoveryThreshold: result.recoveryShares?.threshold ?? 0,
         sharesEncrypted: result.unsealShares?.encrypted ?? result.recoveryShares?.encrypted ?? false,
+        rootToken,
       };
     } finally {
       this.initializing = false;
@@ -288,7 +307,7 @@ class SysApi {
   }
 
   private async putSystemRecord(
-    record: (typeof wellKnownRecords)[keyof typeof wellKnownRecords],
+    record: { readonly area: SystemArea; readonly name: string },
     value: Uint8Array,
   ): Promise<number> {
     const { index, result } = await this.parts

@@ -1,24 +1,27 @@
 // Secrets.Watch on the client port: a server stream of changes under a prefix (watch-hub.ts). The
 // node must be initialized and unsealed, as for any secrets call; the stream follows gRPC flow
 // control (it queues while the client does not read, up to the hub's bound, then ends the stream
-// with RESOURCE_EXHAUSTED) and ends when the client cancels.
+// with RESOURCE_EXHAUSTED) and ends when the client cancels. The caller was authorized to read
+// the prefix when the stream opened; each event is checked again against the access records of
+// the moment, so an event under a denied sub-path is not sent, and a revoked or expired token
+// ends the stream.
 
-import type { handleServerStreamingCall } from "@grpc/grpc-js";
 import type { WatchEvent, WatchRequest } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { type StateLimits, validatePrefix } from "../../storage/state/index.js";
-import { toServiceError } from "../errors.js";
-import { requireClientIdentity } from "../tls/identity.js";
+import type { ServerStreamHandler } from "../client-listener.js";
+import { type NodeError, toServiceError } from "../errors.js";
+import type { RequestContext } from "../request.js";
 import type { WatchHub, WatchSink } from "../watch-hub.js";
 
 export function watchHandler(
   hub: WatchHub,
   requireServing: () => void,
   limits: StateLimits,
-): handleServerStreamingCall<WatchRequest, WatchEvent> {
-  return (call) => {
+  mayRead: (context: RequestContext, path: string) => boolean,
+): ServerStreamHandler<WatchRequest, WatchEvent> {
+  return (call, context) => {
     const fail = (error: unknown) => call.emit("error", toServiceError(error));
     try {
-      requireClientIdentity(call.getAuthContext()?.sslPeerCertificate);
       requireServing();
       if (call.request.prefix !== "") validatePrefix(call.request.prefix, limits);
     } catch (error) {
@@ -27,13 +30,25 @@ export function watchHandler(
     }
     let ended = false;
     const sink: WatchSink = {
-      push: (event) => call.write(event),
+      push: (event) => {
+        if (ended) return true;
+        try {
+          if (!mayRead(context, event.path)) return true;
+        } catch (error) {
+          // The token was revoked or expired (or the node sealed): end the stream, and leave the
+          // hub once subscribe() has returned (this may run inside it, replaying history).
+          if (!ended) sink.end(error as NodeError);
+          queueMicrotask(() => unsubscribe());
+          return true;
+        }
+        return call.write(event);
+      },
       end: (error) => {
         ended = true;
         fail(error);
       },
     };
-    let unsubscribe: () => void;
+    let unsubscribe: () => void = () => {};
     try {
       unsubscribe = hub.subscribe(call.request.prefix, call.request.fromRevision, sink);
     } catch (error) {

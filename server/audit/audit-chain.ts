@@ -24,10 +24,14 @@ export interface AuditRecord {
   readonly method: string;
   readonly path?: string;
   readonly capability?: string;
-  /** Response: "allowed", "denied", "error". */
+  /** Response: "ok", "denied", "error". */
   readonly outcome?: string;
   /** Response: the gRPC status name. */
   readonly code?: string;
+  /** Response: the strongroom reason of a refusal (e.g. PERMISSION_DENIED, TOKEN_INVALID). */
+  readonly reason?: string;
+  /** Response: why access control refused, naming the deciding policy and rule (never sent to the client). */
+  readonly detail?: string;
   readonly latencyMs?: number;
   /** The follower that forwarded the call to this node (the leader), if any. */
   readonly forwardedBy?: string;

@@ -28,7 +28,7 @@ export interface AuditTrailOptions {
 }
 
 /** Request fields whose values never reach the audit trail in the clear. */
-const sensitiveFields = ["value", "share"];
+const sensitiveFields = ["value", "share", "document"];
 
 /** The capability a method needs (for the audit entry now; for authorization with policies later). */
 const capabilities: Record<string, string> = {
@@ -109,11 +109,14 @@ export class AuditTrail {
         });
       }
       const mapped = mapError(error);
+      const denied = [status.PERMISSION_DENIED, status.UNAUTHENTICATED].includes(mapped.code);
       return this.write({
         ...base,
         type: "response",
-        outcome: mapped.code === status.PERMISSION_DENIED ? "denied" : "error",
+        outcome: denied ? "denied" : "error",
         code: statusName(mapped.code),
+        reason: mapped.reason,
+        ...(error instanceof NodeError && error.auditDetail !== null ? { detail: error.auditDetail } : {}),
         latencyMs: elapsed(started),
       });
     };
@@ -185,12 +188,15 @@ export class AuditTrail {
     const shortName = method.slice(method.lastIndexOf("/") + 1);
     const rootKey = this.options.rootKey();
     const hashed: Record<string, string> = {};
+    const hash = (value: Uint8Array | string) =>
+      rootKey === null ? "[redacted]" : hashSensitive(deriveAuditKey(rootKey), value);
     for (const field of sensitiveFields) {
       const value = fields[field];
-      if (value instanceof Uint8Array || (typeof value === "string" && value !== "")) {
-        hashed[field] = rootKey === null ? "[redacted]" : hashSensitive(deriveAuditKey(rootKey), value);
-      }
+      if (value instanceof Uint8Array || (typeof value === "string" && value !== ""))
+        hashed[field] = hash(value);
     }
+    // The caller's token, as an auditor holding a token can recognize it: HMAC(audit key, token).
+    if (context.token !== null) hashed.token = hash(context.token);
     return {
       requestId,
       identity: context.identity,

@@ -1,6 +1,6 @@
 // Who is on the other end of a TLS connection, read from the certificate Node's TLS verified: a
 // node names itself with the SAN URI strongroom://node/<id>, a client with
-// strongroom://client/<name> (or, failing that, its subject CN). A peer certificate is never a
+// strongroom://client/<name> or its subject CN, as the node's config says (auth.identitySource). A peer certificate is never a
 // client identity and a client certificate never a node: each listener trusts only its own CA, and
 // these functions also refuse the other kind's URI.
 
@@ -27,14 +27,24 @@ export function nodeIdOf(certificate: PeerCertificate | null | undefined): strin
   return namePattern.test(id) ? id : null;
 }
 
-/** The client identity of a verified client certificate: its client SAN URI, else its subject CN. */
-export function clientIdentityOf(certificate: PeerCertificate | null | undefined): string | null {
+/**
+ * Where a client's identity comes from: "uri", its strongroom://client/<name> SAN URI; "cn", its
+ * subject CN; "uri-or-cn", the URI when it has one, else the CN.
+ */
+export type IdentitySource = "uri-or-cn" | "uri" | "cn";
+
+/** The client identity of a verified client certificate, or null when it names none (or two). */
+export function clientIdentityOf(
+  certificate: PeerCertificate | null | undefined,
+  source: IdentitySource = "uri-or-cn",
+): string | null {
   const uris = urisOf(certificate);
   if (uris.some((uri) => uri.startsWith(nodeUriPrefix))) return null;
   const named = uris.filter((uri) => uri.startsWith(clientUriPrefix));
   if (named.length > 1) return null;
-  const name =
-    named.length === 1 ? (named[0] ?? "").slice(clientUriPrefix.length) : (certificate?.subject?.CN ?? "");
+  const fromUri = named.length === 1 ? (named[0] ?? "").slice(clientUriPrefix.length) : null;
+  const fromCn = certificate?.subject?.CN ?? null;
+  const name = source === "uri" ? fromUri : source === "cn" ? fromCn : (fromUri ?? fromCn);
   return typeof name === "string" && namePattern.test(name) ? name : null;
 }
 
@@ -57,9 +67,17 @@ function urisOf(certificate: PeerCertificate | null | undefined): string[] {
 }
 
 /** The client identity of a call's verified certificate, or an UNAUTHENTICATED error. */
-export function requireClientIdentity(certificate: PeerCertificate | null | undefined): string {
-  const identity = clientIdentityOf(certificate);
-  if (identity === null)
-    throw new NodeError("UNAUTHENTICATED", "the client certificate names no client identity");
+export function requireClientIdentity(
+  certificate: PeerCertificate | null | undefined,
+  source: IdentitySource = "uri-or-cn",
+): string {
+  const identity = clientIdentityOf(certificate, source);
+  if (identity === null) {
+    const where = source === "uri" ? "SAN URI" : source === "cn" ? "subject CN" : "SAN URI or subject CN";
+    throw new NodeError(
+      "UNAUTHENTICATED",
+      `the client certificate names no client identity (in its ${where}, as this node reads it)`,
+    );
+  }
   return identity;
 }

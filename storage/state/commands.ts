@@ -78,14 +78,23 @@ export type SecretCommand =
 /**
  * The reserved areas for what the server keeps beside secrets, each as encrypted as a secret:
  * policies, token records (only keyed hashes of token ids name them), leases, the keyring
- * (wrapped by the root key) and the audit HMAC key; and the seal record (hsm/seal-record.ts),
+ * (wrapped by the root key), the audit HMAC key and identity bindings; and the seal record (hsm/seal-record.ts),
  * which a sealed node must read to unseal and so is not barrier-encrypted: it holds only the root
  * key wrapped by each seal, share digests and check values. Likewise the member records (a node's
  * peer and client addresses, by node id), which every node needs to reach the others. Users'
  * paths can never reach them.
  * New areas go at the end: an area's position is part of its records' keys.
  */
-export const systemAreas = ["policy", "token", "lease", "keyring", "audit-key", "seal", "member"] as const;
+export const systemAreas = [
+  "policy",
+  "token",
+  "lease",
+  "keyring",
+  "audit-key",
+  "seal",
+  "member",
+  "identity",
+] as const;
 export type SystemArea = (typeof systemAreas)[number];
 
 /**

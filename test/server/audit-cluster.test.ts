@@ -14,7 +14,7 @@ import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
 import { eventually } from "../support/eventually.js";
-import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, callError, clientsFor, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("audit");
@@ -22,6 +22,7 @@ const root = mkdtempSync(join(tmpdir(), "strongroom-audit-cluster-"));
 const small = [join(root, "small-a"), join(root, "small-b")];
 const specs = nodeSpecs(3, 37_000, 120);
 const running = new InProcessCluster(pki);
+let rootToken = "";
 const nodes = running.nodes;
 const clientOf = (id: string) => running.client(id);
 const auditDirectories = (id: string) => (id === "n1" ? small : [join(root, id, "audit")]);
@@ -47,6 +48,8 @@ beforeAll(async () => {
     generateHsmKey: false,
     recovery: undefined,
   });
+  rootToken = init.rootToken;
+  running.useToken(rootToken);
   for (const spec of specs) {
     const target = clientOf(spec.id).sys;
     await call(target.unseal.bind(target), { share: init.unsealShares[0] ?? "", nonce: "", reset: false });
@@ -68,6 +71,8 @@ interface Entry {
   path?: string;
   identity?: string;
   outcome?: string;
+  reason?: string;
+  detail?: string;
   code?: string;
   forwardedBy?: string;
   hashed?: Record<string, string>;
@@ -96,6 +101,14 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
   });
   const refused = await callError(n3.put.bind(n3), { path: "../bad", value: new Uint8Array([1]) });
   expect(refused.code).toBe(status.INVALID_ARGUMENT);
+  // A caller with neither token nor binding is refused, and the refusal recorded with its cause.
+  const stranger = clientsFor(`${specs[2]?.host}:${specs[2]?.clientPort}`, pki, "stranger");
+  const denied = await callError(stranger.secrets.put.bind(stranger.secrets), {
+    path: "audited/db",
+    value: new TextEncoder().encode(marker),
+  });
+  stranger.close();
+  expect(denied.code).toBe(status.PERMISSION_DENIED);
 
   const entries = entriesOf(auditDirectories("n3")).filter(
     (entry) => entry.type === "request" || entry.type === "response",
@@ -115,11 +128,20 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
       ["../bad", "error", "INVALID_ARGUMENT"],
     ]),
   );
+  const refusal = puts.find((entry) => entry.identity === "stranger");
+  expect(refusal).toMatchObject({
+    outcome: "denied",
+    code: "PERMISSION_DENIED",
+    reason: "PERMISSION_DENIED",
+  });
+  expect(refusal?.detail).toBe("no policy grants anything on audited/db");
   const putRequest = entries.find(
     (entry) => entry.type === "request" && entry.path === "audited/db" && entry.method?.endsWith("/Put"),
   );
   expect(putRequest?.identity).toBe("operator");
   expect(putRequest?.hashed?.value).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+  // The token too: an auditor holding it can recognize it; the file never holds it.
+  expect(putRequest?.hashed?.token).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
 
   // The leader recorded the forwarded write too, naming the follower that forwarded it.
   const leader = [...nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
@@ -132,7 +154,10 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
 
   for (const spec of specs) {
     for (const directory of auditDirectories(spec.id)) {
-      for (const file of listAuditFiles(directory)) expect(readFileSync(file, "utf8")).not.toContain(marker);
+      for (const file of listAuditFiles(directory)) {
+        expect(readFileSync(file, "utf8")).not.toContain(marker);
+        expect(readFileSync(file, "utf8")).not.toContain(rootToken);
+      }
       const verified = verifyAuditFiles(listAuditFiles(directory), null);
       // Running nodes have not written their closing checkpoint yet; nothing else may be wrong.
       expect(verified.problems.filter((problem) => !/does not end with a checkpoint/.test(problem))).toEqual(

@@ -7,7 +7,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChannelCredentials, ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
-import { unary } from "../../cli/client-connection.js";
+import { unary, withToken } from "../../cli/client-connection.js";
+import { AccessClient } from "../../proto/gen/strongroom/v1/access.gen.js";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
@@ -83,23 +84,38 @@ export interface Clients {
   readonly secrets: SecretsClient;
   readonly sys: SysClient;
   readonly cluster: ClusterClient;
+  readonly access: AccessClient;
+  /** Sends `token` with every later call (null: none). */
+  useToken(token: string | null): void;
   close(): void;
 }
 
-export function clientsFor(address: string, pki: TestPki, name = "operator"): Clients {
+export function clientsFor(
+  address: string,
+  pki: TestPki,
+  name = "operator",
+  token: string | null = null,
+): Clients {
   const tls = new TlsFiles(pki.client(name));
-  const credentials: ChannelCredentials = channelCredentials(tls);
+  let current = token;
+  const credentials: ChannelCredentials = withToken(channelCredentials(tls), () => current);
   const secrets = new SecretsClient(address, credentials);
   const sys = new SysClient(address, credentials);
   const cluster = new ClusterClient(address, credentials);
+  const access = new AccessClient(address, credentials);
   return {
     secrets,
     sys,
     cluster,
+    access,
+    useToken(next) {
+      current = next;
+    },
     close() {
       secrets.close();
       sys.close();
       cluster.close();
+      access.close();
       tls.close();
     },
   };
@@ -131,14 +147,24 @@ export async function callError<Request, Response>(
 export class InProcessCluster {
   readonly nodes = new Map<string, StrongroomNode>();
   private readonly clients = new Map<string, Clients>();
+  private token: string | null = null;
 
   constructor(private readonly pki: TestPki) {}
+
+  /** Sends `token` (the root token from init, say) with every call of every client from now on. */
+  useToken(token: string | null): void {
+    this.token = token;
+    for (const client of this.clients.values()) client.useToken(token);
+  }
 
   /** Starts the node of `spec` with `config` and opens a client (identity "operator") to it. */
   async start(spec: NodeSpec, config: NodeConfig): Promise<StrongroomNode> {
     const node = await StrongroomNode.start(config);
     this.nodes.set(spec.id, node);
-    this.clients.set(spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, this.pki));
+    this.clients.set(
+      spec.id,
+      clientsFor(`${spec.host}:${spec.clientPort}`, this.pki, "operator", this.token),
+    );
     return node;
   }
 

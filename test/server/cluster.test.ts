@@ -72,6 +72,7 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   });
   expect(init.unsealShares).toHaveLength(3);
   expect(init.unsealThreshold).toBe(2);
+  expect(init.rootToken).toMatch(/^sr\.[A-Za-z0-9_-]{43}$/);
   const again = await callError(client(followerB).sys.init.bind(client(followerB).sys), {
     shamir: { count: 3, threshold: 2, operatorKeys: [] },
     hsm: false,
@@ -117,6 +118,15 @@ it("a new cluster: init through a follower, unseal every node, write and read th
     });
     expect(second).toMatchObject({ sealed: false, unsealedBy: "shamir" });
   }
+
+  // Without a token or a binding for its identity, a client may do nothing; with the root token, anything.
+  const anonymous = await callError(client(followerA).secrets.put.bind(client(followerA).secrets), {
+    path: "app/db",
+    value: new TextEncoder().encode("hunter2"),
+  });
+  expect(anonymous).toMatchObject({ code: status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
+  expect(anonymous.details).toBe("operator may not create app/db");
+  cluster.useToken(init.rootToken);
 
   // A write through one follower, a linearizable read through the other.
   const writer = client(followerA).secrets;

@@ -71,6 +71,7 @@ it("SIGKILL of the leader under load: writes continue, nothing acknowledged is l
     recovery: undefined,
   });
   const shares = init.unsealShares.slice(0, 2);
+  for (const id of ids) clientOf(id).useToken(init.rootToken);
   for (const id of ids) await unseal(id, shares);
 
   // Writers: one per node, each sending through its node; an acknowledged write is recorded.

@@ -88,6 +88,7 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
     recovery: { count: 3, threshold: 2, operatorKeys: [] },
   });
   expect(init.unsealShares).toEqual([]);
+  for (const spec of specs) clientOf(spec.id).useToken(init.rootToken);
   expect(init.recoveryShares).toHaveLength(3);
   for (const node of processes) await untilUnsealed(node, 15_000, `${node.spec.id} did not unseal by itself`);
   const status = await call(sys.sealStatus.bind(sys), {});

@@ -56,6 +56,7 @@ beforeAll(async () => {
     recovery: undefined,
   });
   shares = init.unsealShares;
+  running.useToken(init.rootToken);
   for (const spec of founders) await unseal(spec.id);
 }, 60_000);
 
@@ -135,8 +136,10 @@ describe("the client port refuses", () => {
     expect((expiredError as ServiceError).code).toBe(status.UNAVAILABLE);
     // A node certificate is from the cluster CA, which the client port does not trust.
     expect((await getWith(address(), pki.node("n9")))?.code).toBe(status.UNAVAILABLE);
-    // The right certificate works (the secret does not exist yet).
-    expect((await getWith(address(), pki.client("alice")))?.code).toBe(status.NOT_FOUND);
+    // The right certificate passes the handshake: access control answers (alice holds no token).
+    const alice = await getWith(address(), pki.client("alice"));
+    expect(alice?.code).toBe(status.PERMISSION_DENIED);
+    expect(alice?.details).toBe("alice may not read app/x");
   });
 
   it("a request over the size limit, and a malformed one", async () => {

@@ -92,6 +92,7 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
     generateHsmKey: false,
     recovery: undefined,
   });
+  for (const client of source.clients) client.useToken(init.rootToken);
   await unsealAll(source.clients, init.unsealShares.slice(0, 2));
   const marker = "plaintext-marker-7f3a9c";
   const secrets = new Map<string, Uint8Array>([
@@ -133,6 +134,8 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   expect(restored.records).toBeGreaterThan(3);
   for (const node of target.nodes) await eventually(() => node.sealStatus().initialized, 5000);
   await unsealAll(target.clients, [init.unsealShares[2] ?? "", init.unsealShares[0] ?? ""]);
+  // The restored cluster has the saved tokens too: the old root token works there.
+  for (const client of target.clients) client.useToken(init.rootToken);
   for (const client of target.clients) {
     for (const [path, value] of secrets) {
       const read = await call(client.secrets.get.bind(client.secrets), {

@@ -54,6 +54,8 @@ export interface InitResponse {
   recoveryShares: string[];
   recoveryThreshold: number;
   sharesEncrypted: boolean;
+  /** The root token: every policy, no expiry. Shown once; revoke it once other access is set up. */
+  rootToken: string;
 }
 
 export interface UnsealRequest {
@@ -343,7 +345,14 @@ export const InitRequest: MessageFns<InitRequest> = {
 };
 
 function createBaseInitResponse(): InitResponse {
-  return { unsealShares: [], unsealThreshold: 0, recoveryShares: [], recoveryThreshold: 0, sharesEncrypted: false };
+  return {
+    unsealShares: [],
+    unsealThreshold: 0,
+    recoveryShares: [],
+    recoveryThreshold: 0,
+    sharesEncrypted: false,
+    rootToken: "",
+  };
 }
 
 export const InitResponse: MessageFns<InitResponse> = {
@@ -362,6 +371,9 @@ export const InitResponse: MessageFns<InitResponse> = {
     }
     if (message.sharesEncrypted !== false) {
       writer.uint32(40).bool(message.sharesEncrypted);
+    }
+    if (message.rootToken !== "") {
+      writer.uint32(50).string(message.rootToken);
     }
     return writer;
   },
@@ -419,6 +431,14 @@ export const InitResponse: MessageFns<InitResponse> = {
             message.sharesEncrypted = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rootToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -458,6 +478,11 @@ export const InitResponse: MessageFns<InitResponse> = {
         : isSet(object.shares_encrypted)
         ? globalThis.Boolean(object.shares_encrypted)
         : false,
+      rootToken: isSet(object.rootToken)
+        ? globalThis.String(object.rootToken)
+        : isSet(object.root_token)
+        ? globalThis.String(object.root_token)
+        : "",
     };
   },
 
@@ -477,6 +502,9 @@ export const InitResponse: MessageFns<InitResponse> = {
     }
     if (message.sharesEncrypted !== false) {
       obj.sharesEncrypted = message.sharesEncrypted;
+    }
+    if (message.rootToken !== "") {
+      obj.rootToken = message.rootToken;
     }
     return obj;
   },

@@ -191,6 +191,11 @@ export interface ForwardRequest {
   clientIdentity: string;
   /** The client's deadline, in milliseconds from now. */
   deadlineMs: number;
+  /**
+   * The client's token, as it presented it (empty without one); the leader checks it again. It
+   * travels only inside the peer channel's mutual TLS and is never stored or logged.
+   */
+  clientToken: string;
 }
 
 export interface ForwardResponse {
@@ -1914,7 +1919,7 @@ export const ReadIndexResponse: MessageFns<ReadIndexResponse> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { method: "", request: new Uint8Array(0), clientIdentity: "", deadlineMs: 0 };
+  return { method: "", request: new Uint8Array(0), clientIdentity: "", deadlineMs: 0, clientToken: "" };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -1930,6 +1935,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.deadlineMs !== 0) {
       writer.uint32(32).uint64(message.deadlineMs);
+    }
+    if (message.clientToken !== "") {
+      writer.uint32(42).string(message.clientToken);
     }
     return writer;
   },
@@ -1979,6 +1987,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.deadlineMs = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.clientToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2005,6 +2021,11 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         : isSet(object.deadline_ms)
         ? globalThis.Number(object.deadline_ms)
         : 0,
+      clientToken: isSet(object.clientToken)
+        ? globalThis.String(object.clientToken)
+        : isSet(object.client_token)
+        ? globalThis.String(object.client_token)
+        : "",
     };
   },
 
@@ -2021,6 +2042,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.deadlineMs !== 0) {
       obj.deadlineMs = Math.round(message.deadlineMs);
+    }
+    if (message.clientToken !== "") {
+      obj.clientToken = message.clientToken;
     }
     return obj;
   },

@@ -1,0 +1,225 @@
+// Who a caller is and what it may do. A caller is its certificate's identity and, when it presents
+// one in the `authorization` metadata, a token: with a token it acts under the token's policies;
+// without, under the policies bound to its identity. Each call is then checked against the method's
+// permission (method-permissions.ts) with the pure policy engine: deny by default, an explicit deny
+// wins, the most specific rule decides. Runs as an interceptor on the node that took the call and
+// again on the leader when the call is forwarded (with the same identity and token), so a stale
+// follower can never grant what the leader's state does not.
+
+import { Counter, type Registry } from "prom-client";
+import { NodeError } from "../errors.js";
+import { authorize, type Capability, type Policy, validatePolicy } from "../policy/policy.js";
+import type { Interceptor, RequestContext } from "../request.js";
+import { bindingCovers, type TokenRecord } from "./access-records.js";
+import type { AccessRecords, AccessView } from "./access-view.js";
+import { methodPermissions } from "./method-permissions.js";
+import type { TokenBackoff } from "./token-backoff.js";
+import { deriveTokenKey, tokenHash } from "./token-ids.js";
+
+/** The built-in policy of the root token: everything, sudo included. It cannot be written or deleted. */
+export const rootPolicyName = "root";
+const rootPolicy: Policy = validatePolicy({
+  name: rootPolicyName,
+  rules: [{ path: "*", capabilities: ["create", "read", "update", "delete", "list", "destroy", "sudo"] }],
+});
+
+/** A token's parent chain is checked up to this depth (a deeper chain is refused at creation). */
+export const tokenDepthMax = 32;
+
+export interface Caller {
+  readonly identity: string;
+  /** The keyed hash of the caller's token, or null when it presented none. */
+  readonly tokenHash: string | null;
+  readonly token: TokenRecord | null;
+  /** The names of the policies the caller acts under. */
+  readonly policyNames: readonly string[];
+  readonly policies: readonly Policy[];
+}
+
+export interface AuthorizerOptions {
+  readonly view: AccessView;
+  /** Before init there is nothing to protect and no one can hold a token: every call is open. */
+  readonly initialized: () => boolean;
+  /** The root key while unsealed (the token key is derived from it), else null. */
+  readonly rootKey: () => Uint8Array | null;
+  /** Whether a secret is stored at `path` (a write there needs create if not, update if so). */
+  readonly secretExists: (path: string) => Promise<boolean>;
+  readonly backoff: TokenBackoff;
+  readonly registry: Registry;
+  readonly now?: () => number;
+}
+
+export class Authorizer {
+  private readonly now: () => number;
+  private readonly refusals: Counter<"reason">;
+
+  constructor(private readonly options: AuthorizerOptions) {
+    this.now = options.now ?? Date.now;
+    this.refusals = new Counter({
+      name: "strongroom_requests_refused_total",
+      help: "Calls refused by access control, by reason (PERMISSION_DENIED, TOKEN_INVALID, RATE_LIMITED).",
+      labelNames: ["reason"],
+      registers: [options.registry],
+    });
+  }
+
+  interceptor(): Interceptor {
+    return async (context, request, next) => {
+      await this.check(context, request);
+      return next();
+    };
+  }
+
+  /** Refuses the call unless the caller may make it (PERMISSION_DENIED, TOKEN_INVALID, SEALED). */
+  async check(context: RequestContext, request: unknown): Promise<void> {
+    try {
+      await this.checkPermission(context, request);
+    } catch (error) {
+      if (
+        error instanceof NodeError &&
+        ["PERMISSION_DENIED", "TOKEN_INVALID", "RATE_LIMITED"].includes(error.code)
+      )
+        this.refusals.inc({ reason: error.code });
+      throw error;
+    }
+  }
+
+  /** The caller of a call that passed check(), for handlers that decide more (token operations). */
+  async caller(context: RequestContext): Promise<Caller> {
+    return this.resolve(await this.options.view.records(), context);
+  }
+
+  /** Refuses unless `caller` has `capability` (and sudo, if asked) on `path`. */
+  require(caller: Caller, path: string, capability: Capability, sudo = false): void {
+    const decision = authorize(caller.policies, path, capability);
+    if (!decision.allowed) throw denied(caller, capability, path, decision.reason);
+    if (sudo) {
+      const elevated = authorize(caller.policies, path, "sudo");
+      if (!elevated.allowed) throw denied(caller, "sudo", path, elevated.reason);
+    }
+  }
+
+  /**
+   * For a running stream (Watch): whether its caller may still read `path`, on the records as they
+   * are now. Throws TOKEN_INVALID once its token is revoked or expired, so the stream ends.
+   */
+  mayReadNow(context: RequestContext, path: string): boolean {
+    if (!this.options.initialized()) return true;
+    const caller = this.resolve(this.options.view.recordsNow(), context);
+    return authorize(caller.policies, path, "read").allowed;
+  }
+
+  /** Whether `names` are all within the policies of `caller` (root covers every policy). */
+  covers(caller: Caller, names: readonly string[]): boolean {
+    if (caller.policyNames.includes(rootPolicyName)) return true;
+    return names.every((name) => caller.policyNames.includes(name));
+  }
+
+  /** The policies of `names` that exist (root is built in). */
+  policiesOf(records: AccessRecords, names: readonly string[]): Policy[] {
+    const found: Policy[] = [];
+    for (const name of names) {
+      if (name === rootPolicyName) found.push(rootPolicy);
+      else {
+        const policy = records.policies.get(name)?.policy;
+        if (policy !== undefined) found.push(policy);
+      }
+    }
+    return found;
+  }
+
+  /** The token record of `hash` if it and every ancestor is present and unexpired, else null. */
+  validToken(records: AccessRecords, hash: string): TokenRecord | null {
+    const now = this.now();
+    const own = records.tokens.get(hash);
+    let current = own;
+    for (let depth = 0; current !== undefined; depth++) {
+      if (depth > tokenDepthMax) return null;
+      if (current.expiresAt !== 0 && now >= current.expiresAt) return null;
+      if (current.parent === null) return own ?? null;
+      current = records.tokens.get(current.parent);
+    }
+    return null;
+  }
+
+  /** The keyed hash of a token (needs an unsealed node). */
+  hashOf(token: string): string {
+    const rootKey = this.options.rootKey();
+    if (rootKey === null) throw new NodeError("SEALED", "this node is sealed, so it cannot check tokens");
+    const key = deriveTokenKey(rootKey);
+    try {
+      return tokenHash(key, token);
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  private async checkPermission(context: RequestContext, request: unknown): Promise<void> {
+    const permission = methodPermissions.get(context.method);
+    if (permission === undefined) {
+      throw new NodeError("PERMISSION_DENIED", `${context.method} is not open to clients`);
+    }
+    if (permission.kind === "open" || !this.options.initialized()) return;
+    if (this.options.rootKey() === null) {
+      // A sealed leader asks the forwarding follower to try again (leadership is moving).
+      if (context.forwardedBy !== null)
+        throw new NodeError(
+          "LEADER_SEALED",
+          "the leader is sealed; leadership is moving to an unsealed node",
+        );
+      throw new NodeError("SEALED", "this node is sealed: unseal it to serve requests");
+    }
+    const caller = await this.caller(context);
+    if (permission.kind === "caller") return;
+    const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
+      string,
+      unknown
+    >;
+    const path = permission.path(fields);
+    let capability: Capability;
+    if (permission.capability === "write") {
+      capability = (await this.options.secretExists(path)) ? "update" : "create";
+    } else capability = permission.capability;
+    this.require(caller, path, capability, permission.sudo);
+  }
+
+  private resolve(records: AccessRecords, context: RequestContext): Caller {
+    const { identity, token } = context;
+    if (token === null) {
+      const names = new Set<string>();
+      for (const binding of records.bindings.values()) {
+        if (bindingCovers(binding.identity, identity)) for (const name of binding.policies) names.add(name);
+      }
+      const policyNames = [...names].sort();
+      return {
+        identity,
+        tokenHash: null,
+        token: null,
+        policyNames,
+        policies: this.policiesOf(records, policyNames),
+      };
+    }
+    this.options.backoff.check(identity);
+    const hash = this.hashOf(token);
+    const record = this.validToken(records, hash);
+    if (record === null) {
+      this.options.backoff.failed(identity);
+      throw new NodeError("TOKEN_INVALID", "the token is not valid: unknown, expired or revoked");
+    }
+    this.options.backoff.succeeded(identity);
+    return {
+      identity,
+      tokenHash: hash,
+      token: record,
+      policyNames: record.policies,
+      policies: this.policiesOf(records, record.policies),
+    };
+  }
+}
+
+function denied(caller: Caller, capability: string, path: string, why: string): NodeError {
+  // The client learns what was refused, never which policies exist or what they say.
+  return new NodeError("PERMISSION_DENIED", `${caller.identity} may not ${capability} ${path}`, {
+    auditDetail: why,
+  });
+}

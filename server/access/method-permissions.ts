@@ -1,0 +1,90 @@
+// What each API method needs, in one table: the policy path and capability it is checked against
+// (secrets: the secret's path; operations on the cluster itself: a path under "sys/"), or "open"
+// for the calls that must work before anyone can hold a token or whose own proof is the request
+// (init; unseal, rekey and seal migration, authorized by key shares; seal status and cluster
+// status, which name no secret), or "caller" for calls any valid caller may make and whose handler
+// decides the rest (token operations). A method missing from the table is refused: new methods fail
+// closed until they are given a line here.
+
+import { validatePath, validatePrefix } from "../../storage/state/index.js";
+import type { Capability } from "../policy/policy.js";
+
+export type Permission =
+  | { readonly kind: "open" }
+  | { readonly kind: "caller" }
+  | {
+      readonly kind: "path";
+      readonly path: (request: Record<string, unknown>) => string;
+      /** "write": create when nothing is stored at the path yet, update otherwise. */
+      readonly capability: Capability | "write";
+      /** Also needs sudo on the same path. */
+      readonly sudo: boolean;
+    };
+
+const open: Permission = { kind: "open" };
+const caller: Permission = { kind: "caller" };
+
+function on(
+  path: (request: Record<string, unknown>) => string,
+  capability: Capability | "write",
+  sudo = false,
+): Permission {
+  return { kind: "path", path, capability, sudo };
+}
+
+// A malformed path is refused as such (INVALID_ARGUMENT) before it is checked against policies.
+const requestPath = (request: Record<string, unknown>) => {
+  const path = String(request.path ?? "");
+  validatePath(path);
+  return path;
+};
+const requestPrefix = (request: Record<string, unknown>) => {
+  const prefix = String(request.prefix ?? "");
+  if (prefix !== "") validatePrefix(prefix);
+  return prefix;
+};
+const fixed = (path: string) => () => path;
+
+export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string, Permission>([
+  ["/strongroom.v1.Secrets/Put", on(requestPath, "write")],
+  ["/strongroom.v1.Secrets/Get", on(requestPath, "read")],
+  ["/strongroom.v1.Secrets/Delete", on(requestPath, "delete")],
+  ["/strongroom.v1.Secrets/Undelete", on(requestPath, "update")],
+  ["/strongroom.v1.Secrets/Destroy", on(requestPath, "destroy")],
+  ["/strongroom.v1.Secrets/List", on(requestPrefix, "list")],
+  ["/strongroom.v1.Secrets/GetMetadata", on(requestPath, "read")],
+  ["/strongroom.v1.Secrets/UpdateMetadata", on(requestPath, "update")],
+  ["/strongroom.v1.Secrets/History", on(requestPath, "read")],
+  ["/strongroom.v1.Secrets/Watch", on(requestPrefix, "read")],
+
+  ["/strongroom.v1.Sys/Init", open],
+  ["/strongroom.v1.Sys/Unseal", open],
+  ["/strongroom.v1.Sys/SealStatus", open],
+  ["/strongroom.v1.Sys/Rekey", open],
+  ["/strongroom.v1.Sys/MigrateSeal", open],
+  ["/strongroom.v1.Sys/Seal", on(fixed("sys/seal"), "update", true)],
+  ["/strongroom.v1.Sys/RotateKeyring", on(fixed("sys/rotate"), "update", true)],
+  ["/strongroom.v1.Sys/RotateHsmKey", on(fixed("sys/seal/hsm-key"), "update", true)],
+
+  ["/strongroom.v1.Cluster/Status", open],
+  ["/strongroom.v1.Cluster/Members", open],
+  ["/strongroom.v1.Cluster/AddMember", on(fixed("sys/cluster/members"), "update", true)],
+  ["/strongroom.v1.Cluster/PromoteLearner", on(fixed("sys/cluster/members"), "update", true)],
+  ["/strongroom.v1.Cluster/RemoveMember", on(fixed("sys/cluster/members"), "update", true)],
+  ["/strongroom.v1.Cluster/TransferLeader", on(fixed("sys/cluster/leader"), "update", true)],
+  ["/strongroom.v1.Cluster/SaveSnapshot", on(fixed("sys/snapshot"), "read", true)],
+  ["/strongroom.v1.Cluster/RestoreSnapshot", on(fixed("sys/snapshot"), "update", true)],
+
+  ["/strongroom.v1.Access/WritePolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "write")],
+  ["/strongroom.v1.Access/ReadPolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "read")],
+  ["/strongroom.v1.Access/ListPolicies", on(fixed("sys/policies/"), "list")],
+  ["/strongroom.v1.Access/DeletePolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "delete")],
+  // Binding an identity grants policies: sudo, as for anything that hands out privileges.
+  ["/strongroom.v1.Access/BindIdentity", on(fixed("sys/identities"), "update", true)],
+  ["/strongroom.v1.Access/UnbindIdentity", on(fixed("sys/identities"), "delete", true)],
+  ["/strongroom.v1.Access/ListBindings", on(fixed("sys/identities"), "read")],
+  ["/strongroom.v1.Access/CreateToken", caller],
+  ["/strongroom.v1.Access/RenewToken", caller],
+  ["/strongroom.v1.Access/RevokeToken", caller],
+  ["/strongroom.v1.Access/LookupToken", caller],
+]);

@@ -1,0 +1,379 @@
+// strongroom.v1.Access: policies, identity bindings and tokens. Changes run on the leader and are
+// proposed as records of the access areas (server/access/access-records.ts), encrypted by the
+// barrier like any secret; every node's access view takes them as they apply. Reads wait for a
+// linearizable read barrier, so a client sees its own changes on any node. Which calls a caller
+// may make is decided by the authorizer; the token rules beyond it (a new token's policies within
+// the creator's, self-service on one's own token) are here.
+
+import {
+  AccessService,
+  type AccessWriteResponse,
+  type BindIdentityRequest,
+  type CreateTokenRequest,
+  type CreateTokenResponse,
+  type IdentityBinding,
+  type ListBindingsResponse,
+  type ListPoliciesResponse,
+  type PolicyDocument,
+  type PolicyRequest,
+  type RenewTokenRequest,
+  type TokenAccessorRequest,
+  type TokenInfo,
+  type UnbindIdentityRequest,
+  type WritePolicyRequest,
+} from "../../proto/gen/strongroom/v1/access.gen.js";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import type { RaftNode } from "../../raft/node/index.js";
+import type { Barrier } from "../../storage/barrier/index.js";
+import {
+  type ApplyResult,
+  encodeCommand,
+  type SecretCommand,
+  StateError,
+} from "../../storage/state/index.js";
+import {
+  accessAreas,
+  barrierContext,
+  bindingRecordName,
+  checkIdentityPattern,
+  encodeRecord,
+  type TokenRecord,
+} from "../access/access-records.js";
+import type { AccessRecords, AccessView } from "../access/access-view.js";
+import { type Authorizer, type Caller, rootPolicyName, tokenDepthMax } from "../access/authorizer.js";
+import { checkAccessor, newAccessor, newToken } from "../access/token-ids.js";
+import type { NodeConfig } from "../config.js";
+import { NodeError } from "../errors.js";
+import { PolicyError, parsePolicy } from "../policy/policy.js";
+import type { ReadBarrier } from "../read-barrier.js";
+import type { RequestContext } from "../request.js";
+import type { SealKeeper } from "../seal-keeper.js";
+import { type AnyApiMethod, method } from "./api-method.js";
+import { requireServing } from "./secrets-api.js";
+
+export interface AccessApiParts {
+  readonly raft: () => RaftNode<ApplyResult | null>;
+  readonly barrier: Barrier;
+  readonly keeper: SealKeeper;
+  readonly reads: ReadBarrier;
+  readonly view: AccessView;
+  readonly authorizer: Authorizer;
+  readonly limits: NodeConfig["auth"];
+}
+
+export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string, AnyApiMethod> {
+  const service = AccessService;
+  const serving = () => requireServing(keeper, null);
+  return {
+    writePolicy: method(service.writePolicy, "leader", (r, c) => api.writePolicy(r, c), serving),
+    readPolicy: method(service.readPolicy, "local", (r, c) => api.readPolicy(r, c), serving),
+    listPolicies: method(service.listPolicies, "local", (_r, c) => api.listPolicies(c), serving),
+    deletePolicy: method(service.deletePolicy, "leader", (r, c) => api.deletePolicy(r, c), serving),
+    bindIdentity: method(service.bindIdentity, "leader", (r, c) => api.bindIdentity(r, c), serving),
+    unbindIdentity: method(service.unbindIdentity, "leader", (r, c) => api.unbindIdentity(r, c), serving),
+    listBindings: method(service.listBindings, "local", (_r, c) => api.listBindings(c), serving),
+    createToken: method(service.createToken, "leader", (r, c) => api.createToken(r, c), serving),
+    renewToken: method(service.renewToken, "leader", (r, c) => api.renewToken(r, c), serving),
+    revokeToken: method(service.revokeToken, "leader", (r, c) => api.revokeToken(r, c), serving),
+    lookupToken: method(service.lookupToken, "local", (r, c) => api.lookupToken(r, c), serving),
+  };
+}
+
+const displayNamePattern = /^[\x20-\x7e]{0,64}$/;
+const policiesPerBindingMax = 64;
+
+export class AccessApi {
+  constructor(private readonly parts: AccessApiParts) {}
+
+  async writePolicy(request: WritePolicyRequest, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    if (request.name === rootPolicyName)
+      throw new NodeError("INVALID_ARGUMENT", "the root policy is built in and cannot be written");
+    const bytes = Buffer.byteLength(request.document);
+    if (bytes > this.parts.limits.policyBytesMax) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `the policy document is ${bytes} bytes; the limit is ${this.parts.limits.policyBytesMax}`,
+      );
+    }
+    let name: string;
+    try {
+      name = parsePolicy(request.document).name;
+    } catch (error) {
+      if (error instanceof PolicyError) throw new NodeError("INVALID_ARGUMENT", error.message);
+      throw error;
+    }
+    if (name !== request.name) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `the document names policy ${name}, but the request writes ${JSON.stringify(request.name)}`,
+      );
+    }
+    const records = await this.parts.view.records();
+    if (!records.policies.has(name) && records.policies.size >= this.parts.limits.policiesMax) {
+      throw new NodeError(
+        "RESOURCE_EXHAUSTED",
+        `the cluster holds its limit of ${this.parts.limits.policiesMax} policies`,
+      );
+    }
+    return {
+      revision: await this.putRecord(accessAreas.policy, name, encodeRecord({ document: request.document })),
+    };
+  }
+
+  async readPolicy(request: PolicyRequest, context: RequestContext): Promise<PolicyDocument> {
+    const records = await this.linearizableRecords(context);
+    if (request.name === rootPolicyName) {
+      return { name: rootPolicyName, document: "# built in: every capability on every path\n", tenant: "" };
+    }
+    const found = records.policies.get(request.name);
+    if (found === undefined)
+      throw new NodeError("NOT_FOUND", `no policy named ${JSON.stringify(request.name)}`);
+    return { name: request.name, document: found.document, tenant: found.policy.tenant ?? "" };
+  }
+
+  async listPolicies(context: RequestContext): Promise<ListPoliciesResponse> {
+    const records = await this.linearizableRecords(context);
+    return { names: [rootPolicyName, ...[...records.policies.keys()].sort()] };
+  }
+
+  async deletePolicy(request: PolicyRequest, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    if (request.name === rootPolicyName)
+      throw new NodeError("INVALID_ARGUMENT", "the root policy is built in and cannot be deleted");
+    const records = await this.parts.view.records();
+    if (!records.policies.has(request.name))
+      throw new NodeError("NOT_FOUND", `no policy named ${JSON.stringify(request.name)}`);
+    // Bindings and tokens that name it keep the name; it grants nothing until written again.
+    return { revision: await this.deleteRecord(accessAreas.policy, request.name) };
+  }
+
+  async bindIdentity(request: BindIdentityRequest, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    const identity = checkIdentityPattern(request.identity);
+    const policies = [...new Set(request.policies)].sort();
+    if (policies.length === 0 || policies.length > policiesPerBindingMax) {
+      throw new NodeError("INVALID_ARGUMENT", `a binding names 1 to ${policiesPerBindingMax} policies`);
+    }
+    this.requireExisting(await this.parts.view.records(), policies);
+    const record = encodeRecord({ identity, policies });
+    return { revision: await this.putRecord(accessAreas.binding, bindingRecordName(identity), record) };
+  }
+
+  async unbindIdentity(
+    request: UnbindIdentityRequest,
+    context: RequestContext,
+  ): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    const name = bindingRecordName(checkIdentityPattern(request.identity));
+    const records = await this.parts.view.records();
+    if (!records.bindings.has(name))
+      throw new NodeError("NOT_FOUND", `no binding for ${JSON.stringify(request.identity)}`);
+    return { revision: await this.deleteRecord(accessAreas.binding, name) };
+  }
+
+  async listBindings(context: RequestContext): Promise<ListBindingsResponse> {
+    const records = await this.linearizableRecords(context);
+    const bindings: IdentityBinding[] = [...records.bindings.values()]
+      .map((binding) => ({ identity: binding.identity, policies: [...binding.policies] }))
+      .sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
+    return { bindings };
+  }
+
+  async createToken(request: CreateTokenRequest, context: RequestContext): Promise<CreateTokenResponse> {
+    requireServing(this.parts.keeper, context);
+    const { authorizer, limits } = this.parts;
+    const caller = await authorizer.caller(context);
+    const records = await this.parts.view.records();
+    const policies =
+      request.policies.length === 0 ? [...caller.policyNames] : [...new Set(request.policies)].sort();
+    if (policies.length === 0) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        "a token needs at least one policy, and the caller has none to give it",
+      );
+    }
+    this.requireExisting(records, policies);
+    if (policies.includes(rootPolicyName) && !caller.policyNames.includes(rootPolicyName)) {
+      throw new NodeError("PERMISSION_DENIED", `${caller.identity} may not create a root token`);
+    }
+    // A token within the caller's own policies needs no grant; more, or an orphan, needs sudo.
+    const orphan = request.orphan || caller.tokenHash === null;
+    if (!authorizer.covers(caller, policies) || (request.orphan && caller.tokenHash !== null)) {
+      authorizer.require(caller, "sys/tokens/create", "update", true);
+    }
+    if (!displayNamePattern.test(request.displayName)) {
+      throw new NodeError("INVALID_ARGUMENT", "a display name is at most 64 printable ASCII characters");
+    }
+    const maxTtlMs = request.maxTtlMs === 0 ? limits.tokenMaxTtlMs : request.maxTtlMs;
+    const ttlMs = request.ttlMs === 0 ? Math.min(limits.tokenTtlMs, maxTtlMs) : request.ttlMs;
+    if (maxTtlMs > limits.tokenMaxTtlMs) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `max_ttl_ms is above this cluster's limit of ${limits.tokenMaxTtlMs} ms`,
+      );
+    }
+    if (ttlMs > maxTtlMs) throw new NodeError("INVALID_ARGUMENT", "ttl_ms is above max_ttl_ms");
+    if (!orphan && depthOf(records, caller.tokenHash) >= tokenDepthMax) {
+      throw new NodeError("INVALID_ARGUMENT", `a token may have at most ${tokenDepthMax} ancestors`);
+    }
+    if (records.tokens.size >= limits.tokensMax) {
+      throw new NodeError("RESOURCE_EXHAUSTED", `the cluster holds its limit of ${limits.tokensMax} tokens`);
+    }
+    const now = Date.now();
+    const record: TokenRecord = {
+      accessor: newAccessor(),
+      policies,
+      displayName: request.displayName,
+      createdBy: caller.identity,
+      createdAt: now,
+      expiresAt: now + ttlMs,
+      maxExpiresAt: now + maxTtlMs,
+      ttlMs,
+      renewable: request.renewable,
+      parent: orphan ? null : caller.tokenHash,
+    };
+    const token = newToken();
+    await this.putRecord(accessAreas.token, authorizer.hashOf(token), encodeRecord(record));
+    return { token, info: this.info(records, record) };
+  }
+
+  async renewToken(request: RenewTokenRequest, context: RequestContext): Promise<TokenInfo> {
+    requireServing(this.parts.keeper, context);
+    const { hash, record, records } = await this.target(request.accessor, "update", context);
+    if (!record.renewable) throw new NodeError("INVALID_ARGUMENT", "the token is not renewable");
+    const now = Date.now();
+    const incrementMs = request.incrementMs === 0 ? record.ttlMs : request.incrementMs;
+    const expiresAt =
+      record.maxExpiresAt === 0 ? now + incrementMs : Math.min(now + incrementMs, record.maxExpiresAt);
+    const renewed: TokenRecord = { ...record, expiresAt };
+    await this.putRecord(accessAreas.token, hash, encodeRecord(renewed));
+    return this.info(records, renewed);
+  }
+
+  /** Revokes a token: every node refuses it, and its descendants, once the deletion applies. */
+  async revokeToken(request: TokenAccessorRequest, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    const { hash, records } = await this.target(request.accessor, "delete", context);
+    const revision = await this.deleteRecord(accessAreas.token, hash);
+    // Descendants are refused already (a token is valid only with its whole parent chain); their
+    // records go now, or at the next tidy if this leader stops first.
+    for (const descendant of descendantsOf(records, hash)) {
+      await this.deleteRecord(accessAreas.token, descendant).catch(() => {});
+    }
+    return { revision };
+  }
+
+  async lookupToken(request: TokenAccessorRequest, context: RequestContext): Promise<TokenInfo> {
+    await this.linearizableRecords(context);
+    const { record, records } = await this.target(request.accessor, "read", context);
+    return this.info(records, record);
+  }
+
+  /** Removes expired tokens and tokens whose parent is gone (run by the leader now and then). */
+  async tidy(): Promise<number> {
+    const records = await this.parts.view.records();
+    let removed = 0;
+    for (const hash of [...records.tokens.keys()]) {
+      if (this.parts.authorizer.validToken(records, hash) !== null) continue;
+      await this.deleteRecord(accessAreas.token, hash);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** The caller's own token (empty accessor), or the token of `accessor` if the caller may touch it. */
+  private async target(
+    accessor: string,
+    capability: "read" | "update" | "delete",
+    context: RequestContext,
+  ): Promise<{ hash: string; record: TokenRecord; records: AccessRecords }> {
+    const { authorizer } = this.parts;
+    const caller: Caller = await authorizer.caller(context);
+    const records = await this.parts.view.records();
+    if (accessor === "") {
+      if (caller.tokenHash === null || caller.token === null) {
+        throw new NodeError("INVALID_ARGUMENT", "no token was presented: present one, or name an accessor");
+      }
+      return { hash: caller.tokenHash, record: caller.token, records };
+    }
+    checkAccessor(accessor);
+    authorizer.require(caller, `sys/tokens/accessors/${accessor}`, capability);
+    const hash = records.accessors.get(accessor);
+    const record = hash === undefined ? undefined : records.tokens.get(hash);
+    if (hash === undefined || record === undefined)
+      throw new NodeError("NOT_FOUND", `no token has accessor ${accessor}`);
+    return { hash, record, records };
+  }
+
+  private info(records: AccessRecords, record: TokenRecord): TokenInfo {
+    const tenants = new Set(record.policies.map((name) => records.policies.get(name)?.policy.tenant ?? null));
+    const [tenant] = [...tenants];
+    return {
+      accessor: record.accessor,
+      policies: [...record.policies],
+      displayName: record.displayName,
+      createdBy: record.createdBy,
+      createdAtMs: record.createdAt,
+      expiresAtMs: record.expiresAt,
+      maxExpiresAtMs: record.maxExpiresAt,
+      ttlMs: record.ttlMs,
+      renewable: record.renewable,
+      orphan: record.parent === null,
+      tenant: tenants.size === 1 && typeof tenant === "string" ? tenant : "",
+    };
+  }
+
+  private requireExisting(records: AccessRecords, policies: readonly string[]): void {
+    const missing = policies.filter((name) => name !== rootPolicyName && !records.policies.has(name));
+    if (missing.length > 0) throw new NodeError("NOT_FOUND", `no policy named ${missing.join(", ")}`);
+  }
+
+  private async linearizableRecords(context: RequestContext): Promise<AccessRecords> {
+    requireServing(this.parts.keeper, context);
+    await this.parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
+    return this.parts.view.records();
+  }
+
+  private putRecord(
+    area: (typeof accessAreas)[keyof typeof accessAreas],
+    name: string,
+    plaintext: Uint8Array,
+  ) {
+    const value = this.parts.barrier.encrypt(barrierContext(area, name), plaintext);
+    return this.propose({ op: "sys.put", area, path: name, value, at: Date.now() });
+  }
+
+  private deleteRecord(area: (typeof accessAreas)[keyof typeof accessAreas], name: string) {
+    return this.propose({ op: "sys.delete", area, path: name, at: Date.now() });
+  }
+
+  private async propose(command: SecretCommand): Promise<number> {
+    const { index, result } = await this.parts.raft().propose(encodeCommand(command));
+    if (result !== null && !result.ok) throw new StateError(result.code, result.message);
+    return index;
+  }
+}
+
+function depthOf(records: AccessRecords, hash: string | null): number {
+  let depth = 0;
+  for (let current = hash; current !== null && depth <= tokenDepthMax; depth++) {
+    current = records.tokens.get(current)?.parent ?? null;
+  }
+  return depth;
+}
+
+function descendantsOf(records: AccessRecords, root: string): string[] {
+  const children = new Map<string, string[]>();
+  for (const [hash, record] of records.tokens) {
+    if (record.parent !== null) children.set(record.parent, [...(children.get(record.parent) ?? []), hash]);
+  }
+  const found: string[] = [];
+  const queue = [...(children.get(root) ?? [])];
+  while (queue.length > 0) {
+    const next = queue.shift() as string;
+    found.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return found;
+}
