@@ -14,7 +14,7 @@ import { bindingCovers, type TokenRecord } from "./access-records.js";
 import type { AccessRecords, AccessView } from "./access-view.js";
 import { methodPermissions } from "./method-permissions.js";
 import type { TokenBackoff } from "./token-backoff.js";
-import { deriveTokenKey, tokenHash } from "./token-ids.js";
+import { deriveTokenKey, isWellFormedToken, tokenHash } from "./token-ids.js";
 
 /** The built-in policy of the root token: everything, sudo included. It cannot be written or deleted. */
 export const rootPolicyName = "root";
@@ -200,11 +200,17 @@ export class Authorizer {
       };
     }
     this.options.backoff.check(identity);
-    const hash = this.hashOf(token);
-    const record = this.validToken(records, hash);
+    const wellFormed = isWellFormedToken(token);
+    const hash = wellFormed ? this.hashOf(token) : "";
+    const record = wellFormed ? this.validToken(records, hash) : null;
     if (record === null) {
       this.options.backoff.failed(identity);
-      throw new NodeError("TOKEN_INVALID", "the token is not valid: unknown, expired or revoked");
+      throw new NodeError(
+        "TOKEN_INVALID",
+        wellFormed
+          ? "the token is not valid: unknown, expired or revoked"
+          : 'the authorization metadata is not "Bearer " and a strongroom token',
+      );
     }
     this.options.backoff.succeeded(identity);
     return {

@@ -7,7 +7,7 @@
 import { NodeError } from "../errors.js";
 
 export interface TokenBackoffOptions {
-  /** Failures allowed before the first wait. */
+  /** Failures answered at once; the next presentation after them waits. */
   readonly freeFailures: number;
   readonly baseMs: number;
   readonly maxMs: number;
@@ -49,8 +49,7 @@ export class TokenBackoff {
     const previous = this.failures.get(identity);
     const count = (previous?.count ?? 0) + 1;
     const over = count - this.options.freeFailures;
-    const waitMs =
-      over <= 0 ? 0 : Math.min(this.options.maxMs, this.options.baseMs * 2 ** Math.min(over - 1, 30));
+    const waitMs = over < 0 ? 0 : Math.min(this.options.maxMs, this.options.baseMs * 2 ** Math.min(over, 30));
     this.failures.delete(identity);
     this.failures.set(identity, { count, until: this.now() + waitMs });
     if (this.failures.size > this.options.identitiesMax) {

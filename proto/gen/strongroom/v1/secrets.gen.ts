@@ -176,7 +176,10 @@ export interface WriteResponse {
 }
 
 export interface ListRequest {
-  /** Lists paths starting with this prefix ("" lists everything the caller may see). */
+  /**
+   * Lists paths starting with this prefix ("" lists every path). Needs `list` on the prefix itself:
+   * a rule "app/*" allows listing "app/" and below, never "" or "ap".
+   */
   prefix: string;
   /** The last path of the previous page; "" for the first page. */
   after: string;
