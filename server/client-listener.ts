@@ -63,6 +63,8 @@ export interface ClientListenerOptions {
   readonly audit: AuditTrail;
   /** Authorizes the streaming calls (unary ones are authorized by the executor's interceptors). */
   readonly authorize: (context: RequestContext, request: unknown) => Promise<void>;
+  /** Calls (HTTP/2 streams) one connection may have open at once. */
+  readonly streamsPerConnectionMax: number;
 }
 
 /** A server-streaming handler, given the call's context (audited and authorized already). */
@@ -89,6 +91,7 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     // An oversized request is refused by gRPC (RESOURCE_EXHAUSTED) before it is decoded.
     "grpc.max_receive_message_length": options.messageBytesMax,
     "grpc.max_send_message_length": options.messageBytesMax,
+    "grpc.max_concurrent_streams": options.streamsPerConnectionMax,
   });
   const services: [ServiceDefinition, Record<string, AnyApiMethod>][] = [
     [SecretsService, options.secrets],

@@ -82,6 +82,8 @@ export const nodeConfigSchema = z
           .min(4096)
           .max(64 * 1024 * 1024)
           .default(2 * 1024 * 1024),
+        /** Calls (HTTP/2 streams) one client connection may have open at once. */
+        streamsPerConnectionMax: z.number().int().min(1).max(10_000).default(256),
         /** The largest snapshot RestoreSnapshot accepts (it is held in memory while it is checked). */
         snapshotBytesMax: z
           .number()
@@ -90,7 +92,12 @@ export const nodeConfigSchema = z
           .max(16 * 1024 * 1024 * 1024)
           .default(1024 * 1024 * 1024),
       })
-      .default({ timeoutMs: 10_000, messageBytesMax: 2 * 1024 * 1024, snapshotBytesMax: 1024 * 1024 * 1024 }),
+      .default({
+        timeoutMs: 10_000,
+        messageBytesMax: 2 * 1024 * 1024,
+        streamsPerConnectionMax: 256,
+        snapshotBytesMax: 1024 * 1024 * 1024,
+      }),
     seal: z
       .strictObject({
         /** The HSM this node unseals with (see docs/seal.md); absent: Shamir shares only. */
@@ -106,8 +113,10 @@ export const nodeConfigSchema = z
         /** Events queued for a watcher that is not reading before its stream is ended. */
         queueMax: z.number().int().min(10).max(100_000).default(1_000),
         watchersMax: z.number().int().min(1).max(100_000).default(1_000),
+        /** Watches one identity may hold open on a node at once. */
+        watchersPerIdentityMax: z.number().int().min(1).max(100_000).default(100),
       })
-      .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000 }),
+      .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000, watchersPerIdentityMax: 100 }),
     audit: z
       .strictObject({
         /** One sink per directory (default: <dataDir>/audit); a call proceeds when one has its entry. */
@@ -147,6 +156,20 @@ export const nodeConfigSchema = z
           .default(64 * 1024),
         /** How often the leader removes expired tokens and tokens whose parent was revoked. */
         tidyIntervalMs: z.number().int().min(100).default(60_000),
+        /**
+         * Per-identity rate limits, by policy path prefix (the longest matching prefix decides;
+         * "" covers every call). See server/access/rate-limiter.ts.
+         */
+        rateLimits: z
+          .array(
+            z.strictObject({
+              prefix: z.string().max(512),
+              perSecond: z.number().positive().max(1_000_000),
+              burst: z.number().int().min(1).max(10_000_000),
+            }),
+          )
+          .max(64)
+          .default([{ prefix: "", perSecond: 10_000, burst: 20_000 }]),
       })
       .default({
         identitySource: "uri-or-cn",
@@ -156,6 +179,7 @@ export const nodeConfigSchema = z
         policiesMax: 1000,
         policyBytesMax: 64 * 1024,
         tidyIntervalMs: 60_000,
+        rateLimits: [{ prefix: "", perSecond: 10_000, burst: 20_000 }],
       }),
     log: z
       .strictObject({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info") })

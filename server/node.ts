@@ -15,6 +15,8 @@ import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../storage/state/index.js";
 import { AccessView } from "./access/access-view.js";
 import { Authorizer } from "./access/authorizer.js";
+import { RateLimiter } from "./access/rate-limiter.js";
+import { RefusalMetrics } from "./access/refusal-metrics.js";
 import { TokenBackoff } from "./access/token-backoff.js";
 import { AccessApi, accessMethods } from "./api/access-api.js";
 import type { AnyApiMethod } from "./api/api-method.js";
@@ -241,14 +243,16 @@ export class StrongroomNode {
       registry,
     });
     undo.push(() => audit.close());
+    const refusals = new RefusalMetrics(registry);
     const authorizer = new Authorizer({
       view: accessView,
       initialized: () => keeper.initialized(),
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       secretExists: async (path) => (await state.metadata(path)) !== null,
       backoff: new TokenBackoff(),
-      registry,
+      refusals,
     });
+    const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leader: () => {
@@ -257,7 +261,12 @@ export class StrongroomNode {
       },
       forwarder,
       // The audit trail is outermost: every call is recorded, refused ones included.
-      interceptors: [audit.interceptor(), authorizer.interceptor(), ...(options.interceptors ?? [])],
+      interceptors: [
+        audit.interceptor(),
+        rateLimiter.interceptor(),
+        authorizer.interceptor(),
+        ...(options.interceptors ?? []),
+      ],
     });
     const secrets = secretsMethods({
       raft: raftNode,
@@ -330,18 +339,23 @@ export class StrongroomNode {
       timeoutMs: config.requests.timeoutMs,
       messageBytesMax: config.requests.messageBytesMax,
       standard,
-      watch: watchHandler(
-        watches,
-        () => requireServing(keeper, null),
-        defaultStateLimits,
-        (context, path) => authorizer.mayReadNow(context, path),
-      ),
+      watch: watchHandler({
+        hub: watches,
+        requireServing: () => requireServing(keeper, null),
+        limits: defaultStateLimits,
+        mayRead: (context, path) => authorizer.mayReadNow(context, path),
+        perIdentityMax: config.watch.watchersPerIdentityMax,
+      }),
       saveSnapshot: saveSnapshotHandler(snapshotParts),
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
       metrics: new GrpcMetrics(registry),
       leaderId: () => raftNode().status().leader,
       audit,
-      authorize: (context, request) => authorizer.check(context, request),
+      authorize: (context, request) => {
+        rateLimiter.check(context, request);
+        return authorizer.check(context, request);
+      },
+      streamsPerConnectionMax: config.requests.streamsPerConnectionMax,
     });
     undo.push(() => clientListener.close(0));
     standard.setServing(keeper.initialized() && !keeper.sealed());

@@ -6,13 +6,13 @@
 // again on the leader when the call is forwarded (with the same identity and token), so a stale
 // follower can never grant what the leader's state does not.
 
-import { Counter, type Registry } from "prom-client";
 import { NodeError } from "../errors.js";
 import { authorize, type Capability, type Policy, validatePolicy } from "../policy/policy.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { bindingCovers, type TokenRecord } from "./access-records.js";
 import type { AccessRecords, AccessView } from "./access-view.js";
 import { methodPermissions } from "./method-permissions.js";
+import type { RefusalMetrics } from "./refusal-metrics.js";
 import type { TokenBackoff } from "./token-backoff.js";
 import { deriveTokenKey, isWellFormedToken, tokenHash } from "./token-ids.js";
 
@@ -45,22 +45,15 @@ export interface AuthorizerOptions {
   /** Whether a secret is stored at `path` (a write there needs create if not, update if so). */
   readonly secretExists: (path: string) => Promise<boolean>;
   readonly backoff: TokenBackoff;
-  readonly registry: Registry;
+  readonly refusals: RefusalMetrics;
   readonly now?: () => number;
 }
 
 export class Authorizer {
   private readonly now: () => number;
-  private readonly refusals: Counter<"reason">;
 
   constructor(private readonly options: AuthorizerOptions) {
     this.now = options.now ?? Date.now;
-    this.refusals = new Counter({
-      name: "strongroom_requests_refused_total",
-      help: "Calls refused by access control, by reason (PERMISSION_DENIED, TOKEN_INVALID, RATE_LIMITED).",
-      labelNames: ["reason"],
-      registers: [options.registry],
-    });
   }
 
   interceptor(): Interceptor {
@@ -75,11 +68,7 @@ export class Authorizer {
     try {
       await this.checkPermission(context, request);
     } catch (error) {
-      if (
-        error instanceof NodeError &&
-        ["PERMISSION_DENIED", "TOKEN_INVALID", "RATE_LIMITED"].includes(error.code)
-      )
-        this.refusals.inc({ reason: error.code });
+      this.options.refusals.note(error);
       throw error;
     }
   }

@@ -1,7 +1,8 @@
 // Secrets.Watch on the client port: a server stream of changes under a prefix (watch-hub.ts). The
 // node must be initialized and unsealed, as for any secrets call; the stream follows gRPC flow
 // control (it queues while the client does not read, up to the hub's bound, then ends the stream
-// with RESOURCE_EXHAUSTED) and ends when the client cancels. The caller was authorized to read
+// with RESOURCE_EXHAUSTED) and ends when the client cancels. One identity may hold a bounded number
+// of watches on a node. The caller was authorized to read
 // the prefix when the stream opened; each event is checked again against the access records of
 // the moment, so an event under a denied sub-path is not sent, and a revoked or expired token
 // ends the stream.
@@ -9,21 +10,34 @@
 import type { WatchEvent, WatchRequest } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { type StateLimits, validatePrefix } from "../../storage/state/index.js";
 import type { ServerStreamHandler } from "../client-listener.js";
-import { type NodeError, toServiceError } from "../errors.js";
+import { NodeError, toServiceError } from "../errors.js";
 import type { RequestContext } from "../request.js";
 import type { WatchHub, WatchSink } from "../watch-hub.js";
 
-export function watchHandler(
-  hub: WatchHub,
-  requireServing: () => void,
-  limits: StateLimits,
-  mayRead: (context: RequestContext, path: string) => boolean,
-): ServerStreamHandler<WatchRequest, WatchEvent> {
+export interface WatchHandlerOptions {
+  readonly hub: WatchHub;
+  readonly requireServing: () => void;
+  readonly limits: StateLimits;
+  /** Whether the stream's caller may read `path` now (throws once its token is no longer valid). */
+  readonly mayRead: (context: RequestContext, path: string) => boolean;
+  /** Watches one identity may hold open on this node. */
+  readonly perIdentityMax: number;
+}
+
+export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<WatchRequest, WatchEvent> {
+  const { hub, requireServing, limits, mayRead, perIdentityMax } = options;
+  const openByIdentity = new Map<string, number>();
   return (call, context) => {
     const fail = (error: unknown) => call.emit("error", toServiceError(error));
     try {
       requireServing();
       if (call.request.prefix !== "") validatePrefix(call.request.prefix, limits);
+      if ((openByIdentity.get(context.identity) ?? 0) >= perIdentityMax) {
+        throw new NodeError(
+          "RESOURCE_EXHAUSTED",
+          `${context.identity} holds ${perIdentityMax} watches on this node, its limit`,
+        );
+      }
     } catch (error) {
       fail(error);
       return;
@@ -50,7 +64,17 @@ export function watchHandler(
     };
     let unsubscribe: () => void = () => {};
     try {
-      unsubscribe = hub.subscribe(call.request.prefix, call.request.fromRevision, sink);
+      const leave = hub.subscribe(call.request.prefix, call.request.fromRevision, sink);
+      openByIdentity.set(context.identity, (openByIdentity.get(context.identity) ?? 0) + 1);
+      let left = false;
+      unsubscribe = () => {
+        if (left) return;
+        left = true;
+        leave();
+        const open = (openByIdentity.get(context.identity) ?? 1) - 1;
+        if (open === 0) openByIdentity.delete(context.identity);
+        else openByIdentity.set(context.identity, open);
+      };
     } catch (error) {
       fail(error);
       return;

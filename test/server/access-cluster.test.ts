@@ -27,7 +27,14 @@ import { TestPki } from "./pki-fixture.js";
 const pki = new TestPki("access");
 const root = mkdtempSync(join(tmpdir(), "strongroom-access-"));
 const specs = nodeSpecs(3, 45_000, 140);
-const configs = writeConfigs(pki, root, specs);
+const configs = writeConfigs(pki, root, specs, () => ({
+  auth: {
+    rateLimits: [
+      { prefix: "", perSecond: 10_000, burst: 20_000 },
+      { prefix: "limited/", perSecond: 1, burst: 2 },
+    ],
+  },
+}));
 const running = new InProcessCluster(pki);
 const opened: Clients[] = [];
 let rootToken = "";
@@ -506,6 +513,35 @@ describe("tokens", () => {
       code: status.UNAUTHENTICATED,
       reason: "TOKEN_INVALID",
     });
+  });
+
+  it("an identity over its rate limit is refused with a retry-after hint; others are not", async () => {
+    const secrets = asRoot(2).secrets;
+    const outcomes: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      outcomes.push(
+        await outcomeOf(() => call(secrets.put.bind(secrets), { path: "limited/x", value: bytes("v") })),
+      );
+    }
+    expect(outcomes).toEqual(["ok", "ok", "RATE_LIMITED"]);
+    const error = await call(secrets.put.bind(secrets), { path: "limited/x", value: bytes("v") }).catch(
+      (caught: ServiceError) => caught,
+    );
+    expect((error as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
+    const retryAfter = Number((error as ServiceError).metadata.get("strongroom-retry-after-ms")[0]);
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(1000);
+    // Other paths, and other identities, are not held back.
+    expect(
+      await outcomeOf(() => call(secrets.put.bind(secrets), { path: "tok/free", value: bytes("v") })),
+    ).toBe("ok");
+    const other = clientAs(2, "someone-else").secrets;
+    expect(await outcomeOf(() => call(other.get.bind(other), readRequest("limited/x")))).toBe(
+      "PERMISSION_DENIED",
+    );
+    const metrics = await (await fetch(`http://${specs[2]?.host}:${specs[2]?.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/strongroom_requests_refused_total\{reason="RATE_LIMITED"\} [1-9]/);
+    expect(metrics).toMatch(/strongroom_requests_refused_total\{reason="PERMISSION_DENIED"\} [1-9]/);
   });
 
   it("the root token can revoke itself, and is refused on every node after", async () => {

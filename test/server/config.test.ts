@@ -57,7 +57,13 @@ describe("node config", () => {
     expect(config.requests).toEqual({
       timeoutMs: 10_000,
       messageBytesMax: 2 * 1024 * 1024,
+      streamsPerConnectionMax: 256,
       snapshotBytesMax: 1024 * 1024 * 1024,
+    });
+    expect(config.auth).toMatchObject({
+      identitySource: "uri-or-cn",
+      tokenTtlMs: 3_600_000,
+      rateLimits: [{ prefix: "", perSecond: 10_000, burst: 20_000 }],
     });
   });
 
@@ -72,6 +78,7 @@ describe("node config", () => {
       ],
       raft: { tickMs: 0, electionTicks: 5, heartbeatTicks: 5 },
       seal: { shareAttemptTimeoutMs: 5 },
+      auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
       colour: "blue",
     });
     const problems = problemsOf(file);
@@ -83,9 +90,13 @@ describe("node config", () => {
         expect.stringMatching(/^raft\.tickMs: /),
         expect.stringMatching(/^seal\.shareAttemptTimeoutMs: /),
         expect.stringMatching(/colour/),
+        expect.stringMatching(
+          /^auth\.identitySource: Invalid option: expected one of "uri-or-cn"\|"uri"\|"cn"/,
+        ),
+        expect.stringMatching(/^auth\.rateLimits\.0\.perSecond: /),
       ]),
     );
-    expect(problems.length).toBeGreaterThanOrEqual(6);
+    expect(problems.length).toBeGreaterThanOrEqual(8);
     expect(() => loadNodeConfig(file, {})).toThrow(
       new RegExp(`^${file.replaceAll("/", "\\/")} has \\d+ problems:\\n  - `),
     );
@@ -107,6 +118,10 @@ describe("node config", () => {
         "raft.heartbeatTicks: must be below electionTicks",
       ]),
     );
+    const ttl = problemsOf(
+      write("ttl.yaml", { ...valid, auth: { tokenTtlMs: 7_200_000, tokenMaxTtlMs: 3_600_000 } }),
+    );
+    expect(ttl).toEqual(["auth.tokenTtlMs: must not be above tokenMaxTtlMs"]);
   });
 
   it("takes overrides from the environment, and names a file that is missing or not YAML", () => {

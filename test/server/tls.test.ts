@@ -54,6 +54,17 @@ describe("identities", () => {
     expect(nodeIdOf({ subjectaltname: "URI:strongroom://node/../etc" } as never)).toBeNull();
     expect(nodeIdOf(null)).toBeNull();
   });
+
+  it("takes a client's identity from the source the node is configured with", () => {
+    const both = { subjectaltname: "URI:strongroom://client/alice", subject: { CN: "build-bot" } } as never;
+    const cnOnly = { subject: { CN: "build-bot" } } as never;
+    expect(clientIdentityOf(both, "uri-or-cn")).toBe("alice");
+    expect(clientIdentityOf(both, "uri")).toBe("alice");
+    expect(clientIdentityOf(both, "cn")).toBe("build-bot");
+    expect(clientIdentityOf(cnOnly, "uri")).toBeNull();
+    expect(clientIdentityOf(cnOnly, "uri-or-cn")).toBe("build-bot");
+    expect(clientIdentityOf({ subject: { CN: "has space" } } as never, "cn")).toBeNull();
+  });
 });
 
 describe("TLS files", () => {
