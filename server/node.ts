@@ -283,6 +283,7 @@ export class StrongroomNode {
       keeper,
       reads,
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
+      issueRootToken: (createdBy) => accessApi.issueRootToken(createdBy),
     });
     const cluster = clusterMethods({
       nodeId: config.nodeId,

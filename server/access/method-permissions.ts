@@ -65,6 +65,9 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Sys/Seal", on(fixed("sys/seal"), "update", true)],
   ["/strongroom.v1.Sys/RotateKeyring", on(fixed("sys/rotate"), "update", true)],
   ["/strongroom.v1.Sys/RotateHsmKey", on(fixed("sys/seal/hsm-key"), "update", true)],
+  // The shares are the proof, as for rekey: anyone may hand them in.
+  ["/strongroom.v1.Sys/GenerateRoot", open],
+  ["/strongroom.v1.Sys/AuditHash", on(fixed("sys/audit-hash"), "update")],
 
   ["/strongroom.v1.Cluster/Status", open],
   ["/strongroom.v1.Cluster/Members", open],

@@ -37,6 +37,7 @@ import {
   bindingRecordName,
   checkIdentityPattern,
   encodeRecord,
+  rootTokenRecord,
   type TokenRecord,
 } from "../access/access-records.js";
 import type { AccessRecords, AccessView } from "../access/access-view.js";
@@ -268,6 +269,15 @@ export class AccessApi {
     await this.linearizableRecords(context);
     const { record, records } = await this.target(request.accessor, "read", context);
     return this.info(records, record);
+  }
+
+  /** A new root token (GenerateRoot, once a threshold of shares authorized it). */
+  async issueRootToken(createdBy: string): Promise<string> {
+    requireServing(this.parts.keeper, null);
+    const token = newToken();
+    const record = rootTokenRecord(createdBy, newAccessor(), Date.now());
+    await this.putRecord(accessAreas.token, this.parts.authorizer.hashOf(token), encodeRecord(record));
+    return token;
   }
 
   /** Removes expired tokens and tokens whose parent is gone (run by the leader now and then). */

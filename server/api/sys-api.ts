@@ -6,6 +6,7 @@
 
 import {
   authorizingShareSet,
+  checkAuthorization,
   encodeSealRecord,
   initializeSeal,
   migrateSeal,
@@ -20,6 +21,8 @@ import {
 } from "../../hsm/index.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import {
+  type GenerateRootRequest,
+  type GenerateRootResponse,
   type InitRequest,
   type InitResponse,
   type MigrateSealRequest,
@@ -44,12 +47,15 @@ import {
 } from "../../storage/state/index.js";
 import { accessAreas, barrierContext, encodeRecord, rootTokenRecord } from "../access/access-records.js";
 import { deriveTokenKey, newAccessor, newToken, tokenHash } from "../access/token-ids.js";
+import { hashSensitive } from "../audit/audit-chain.js";
+import { deriveAuditKey } from "../audit/audit-trail.js";
 import { NodeError } from "../errors.js";
 import { handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method } from "./api-method.js";
+import { requireServing } from "./secrets-api.js";
 
 export interface SysApiParts {
   readonly nodeId: string;
@@ -58,6 +64,8 @@ export interface SysApiParts {
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
   readonly shareAttemptTimeoutMs: number;
+  /** Proposes a new root token record and returns the token (access-api.ts). */
+  readonly issueRootToken: (createdBy: string) => Promise<string>;
 }
 
 export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
@@ -91,6 +99,18 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
       await api.rotateHsmKey(request);
       return api.status();
     }),
+    generateRoot: method(service.generateRoot, "leader", (request, context) =>
+      api.generateRoot(request, context),
+    ),
+    auditHash: method(service.auditHash, "local", async (request) => {
+      requireServing(parts.keeper, null);
+      const key = deriveAuditKey(parts.keeper.rootKey());
+      try {
+        return { hash: hashSensitive(key, request.input) };
+      } finally {
+        key.fill(0);
+      }
+    }),
   };
 }
 
@@ -99,11 +119,13 @@ class SysApi {
   private readonly rekeyCollector: ShareCollector;
   private rekeyTarget: SealShareOptions | null = null;
   private readonly migrationCollector: ShareCollector;
+  private readonly generateRootCollector: ShareCollector;
   private migrationTarget: MigrateSealRequest | null = null;
 
   constructor(private readonly parts: SysApiParts) {
     this.rekeyCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
     this.migrationCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
+    this.generateRootCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
   }
 
   status(): SealStatusResponse {
@@ -259,6 +281,30 @@ class SysApi {
       submission.secret.fill(0);
       this.migrationTarget = null;
     }
+  }
+
+  /**
+   * A new root token, once a threshold of the authorizing shares has been given (one per call, on
+   * the leader). The shares are checked against the seal record's digests; they unlock nothing
+   * here - they only prove that enough share holders agree.
+   */
+  async generateRoot(request: GenerateRootRequest, context: RequestContext): Promise<GenerateRootResponse> {
+    const record = this.parts.keeper.currentRecord();
+    const set = authorizingShareSet(record);
+    const progress = () => ({ complete: false, ...this.generateRootCollector.progress(set), rootToken: "" });
+    if (request.reset) {
+      this.generateRootCollector.reset();
+      return progress();
+    }
+    const submission = await this.generateRootCollector.submit(set, request.share, request.nonce);
+    if (!submission.complete) return progress();
+    try {
+      checkAuthorization(record, submission.secret);
+    } finally {
+      submission.secret.fill(0);
+    }
+    const rootToken = await this.parts.issueRootToken(context.identity);
+    return { complete: true, progress: 0, threshold: 0, nonce: submission.nonce, rootToken };
   }
 
   /**

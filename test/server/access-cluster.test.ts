@@ -2,16 +2,18 @@
 // each capability against allowed, not granted and explicitly denied paths (calls spread over the
 // nodes, so followers authorize and forward, and the leader authorizes again); sudo; a policy change
 // enforced on a node as soon as it has applied it; tenant isolation; tokens (children, renewal,
-// expiry, revocation refused on every node within one apply, brute-force backoff); and the root
-// token's own revocation.
+// expiry, revocation refused on every node within one apply, brute-force backoff); rate limits; the
+// root token's own revocation and a new one from the unseal shares; and the audit hash an auditor
+// checks entries with.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CreateTokenRequest } from "../../proto/gen/strongroom/v1/access.gen.js";
 import { Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { eventually } from "../support/eventually.js";
 import {
   type Clients,
@@ -38,6 +40,7 @@ const configs = writeConfigs(pki, root, specs, () => ({
 const running = new InProcessCluster(pki);
 const opened: Clients[] = [];
 let rootToken = "";
+let unsealShare = "";
 
 /** A client of node `index` (0..2) as certificate identity `name`, presenting `token` if given. */
 function clientAs(index: number, name: string, token: string | null = null): Clients {
@@ -110,6 +113,7 @@ beforeAll(async () => {
     recovery: undefined,
   });
   rootToken = init.rootToken;
+  unsealShare = init.unsealShares[0] ?? "";
   for (const spec of specs) {
     const target = running.client(spec.id).sys;
     await call(target.unseal.bind(target), { share: init.unsealShares[0] ?? "", nonce: "", reset: false });
@@ -557,5 +561,43 @@ describe("tokens", () => {
     }
     const glass = clientAs(1, "break-glass").secrets;
     expect(await outcomeOf(() => call(glass.get.bind(glass), readRequest("tok/n0")))).toBe("ok");
+
+    // A threshold of unseal shares makes a new root token; a wrong share does not.
+    const sys = clientAs(2, "share-holder").sys;
+    const wrong = await callError(sys.generateRoot.bind(sys), {
+      share: "not-a-share",
+      nonce: "",
+      reset: false,
+    });
+    expect(wrong.code).toBe(status.INVALID_ARGUMENT);
+    const generated = await call(sys.generateRoot.bind(sys), { share: unsealShare, nonce: "", reset: false });
+    expect(generated).toMatchObject({ complete: true });
+    expect(generated.rootToken).toMatch(/^sr\./);
+    expect(generated.rootToken).not.toBe(rootToken);
+    rootToken = generated.rootToken;
+    const again = asRoot(0).secrets;
+    expect(await outcomeOf(() => call(again.get.bind(again), readRequest("tok/n0")))).toBe("ok");
+  });
+
+  it("an auditor can tell whether an audit entry holds a given value, without the log holding it", async () => {
+    const value = bytes("audited-value-51c2");
+    const secrets = asRoot(1).secrets;
+    await call(secrets.put.bind(secrets), { path: "tok/audited", value });
+    const sys = asRoot(1).sys;
+    const { hash } = await call(sys.auditHash.bind(sys), { input: value });
+    expect(hash).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    const dataDir = configs.get("n2")?.config.dataDir ?? "";
+    const lines = listAuditFiles(join(dataDir, "audit")).flatMap((file) =>
+      readFileSync(file, "utf8").split("\n"),
+    );
+    const entry = lines.find(
+      (line) => line.includes('"path":"tok/audited"') && line.includes('"type":"request"'),
+    );
+    expect(entry).toContain(hash);
+    expect(lines.join("\n")).not.toContain("audited-value-51c2");
+    const refused = await callError(clientAs(1, "nobody").sys.auditHash.bind(clientAs(1, "nobody").sys), {
+      input: value,
+    });
+    expect(refused.code).toBe(status.PERMISSION_DENIED);
   });
 });

@@ -141,6 +141,31 @@ export interface RotateHsmKeyRequest {
   generateKey: boolean;
 }
 
+export interface GenerateRootRequest {
+  share: string;
+  nonce: string;
+  reset: boolean;
+}
+
+export interface GenerateRootResponse {
+  complete: boolean;
+  progress: number;
+  threshold: number;
+  nonce: string;
+  /** With the last share: the new root token (every policy, no expiry). Shown once. */
+  rootToken: string;
+}
+
+export interface AuditHashRequest {
+  /** What to hash, as the audit entry would have seen it (a value's bytes, a token's text). */
+  input: Uint8Array;
+}
+
+export interface AuditHashResponse {
+  /** "hmac-sha256:" and the hex digest, as in the audit entries. */
+  hash: string;
+}
+
 function createBaseShareOptions(): ShareOptions {
   return { count: 0, threshold: 0, operatorKeys: [] };
 }
@@ -1698,6 +1723,336 @@ export const RotateHsmKeyRequest: MessageFns<RotateHsmKeyRequest> = {
   },
 };
 
+function createBaseGenerateRootRequest(): GenerateRootRequest {
+  return { share: "", nonce: "", reset: false };
+}
+
+export const GenerateRootRequest: MessageFns<GenerateRootRequest> = {
+  encode(message: GenerateRootRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.share !== "") {
+      writer.uint32(10).string(message.share);
+    }
+    if (message.nonce !== "") {
+      writer.uint32(18).string(message.nonce);
+    }
+    if (message.reset !== false) {
+      writer.uint32(24).bool(message.reset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateRootRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateRootRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.share = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nonce = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.reset = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateRootRequest {
+    return {
+      share: isSet(object.share) ? globalThis.String(object.share) : "",
+      nonce: isSet(object.nonce) ? globalThis.String(object.nonce) : "",
+      reset: isSet(object.reset) ? globalThis.Boolean(object.reset) : false,
+    };
+  },
+
+  toJSON(message: GenerateRootRequest): unknown {
+    const obj: any = {};
+    if (message.share !== "") {
+      obj.share = message.share;
+    }
+    if (message.nonce !== "") {
+      obj.nonce = message.nonce;
+    }
+    if (message.reset !== false) {
+      obj.reset = message.reset;
+    }
+    return obj;
+  },
+};
+
+function createBaseGenerateRootResponse(): GenerateRootResponse {
+  return { complete: false, progress: 0, threshold: 0, nonce: "", rootToken: "" };
+}
+
+export const GenerateRootResponse: MessageFns<GenerateRootResponse> = {
+  encode(message: GenerateRootResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.complete !== false) {
+      writer.uint32(8).bool(message.complete);
+    }
+    if (message.progress !== 0) {
+      writer.uint32(16).uint32(message.progress);
+    }
+    if (message.threshold !== 0) {
+      writer.uint32(24).uint32(message.threshold);
+    }
+    if (message.nonce !== "") {
+      writer.uint32(34).string(message.nonce);
+    }
+    if (message.rootToken !== "") {
+      writer.uint32(42).string(message.rootToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerateRootResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerateRootResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.complete = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.progress = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.threshold = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.nonce = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rootToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerateRootResponse {
+    return {
+      complete: isSet(object.complete) ? globalThis.Boolean(object.complete) : false,
+      progress: isSet(object.progress) ? globalThis.Number(object.progress) : 0,
+      threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+      nonce: isSet(object.nonce) ? globalThis.String(object.nonce) : "",
+      rootToken: isSet(object.rootToken)
+        ? globalThis.String(object.rootToken)
+        : isSet(object.root_token)
+        ? globalThis.String(object.root_token)
+        : "",
+    };
+  },
+
+  toJSON(message: GenerateRootResponse): unknown {
+    const obj: any = {};
+    if (message.complete !== false) {
+      obj.complete = message.complete;
+    }
+    if (message.progress !== 0) {
+      obj.progress = Math.round(message.progress);
+    }
+    if (message.threshold !== 0) {
+      obj.threshold = Math.round(message.threshold);
+    }
+    if (message.nonce !== "") {
+      obj.nonce = message.nonce;
+    }
+    if (message.rootToken !== "") {
+      obj.rootToken = message.rootToken;
+    }
+    return obj;
+  },
+};
+
+function createBaseAuditHashRequest(): AuditHashRequest {
+  return { input: new Uint8Array(0) };
+}
+
+export const AuditHashRequest: MessageFns<AuditHashRequest> = {
+  encode(message: AuditHashRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.input.length !== 0) {
+      writer.uint32(10).bytes(message.input);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditHashRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditHashRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.input = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditHashRequest {
+    return { input: isSet(object.input) ? bytesFromBase64(object.input) : new Uint8Array(0) };
+  },
+
+  toJSON(message: AuditHashRequest): unknown {
+    const obj: any = {};
+    if (message.input.length !== 0) {
+      obj.input = base64FromBytes(message.input);
+    }
+    return obj;
+  },
+};
+
+function createBaseAuditHashResponse(): AuditHashResponse {
+  return { hash: "" };
+}
+
+export const AuditHashResponse: MessageFns<AuditHashResponse> = {
+  encode(message: AuditHashResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hash !== "") {
+      writer.uint32(10).string(message.hash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditHashResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditHashResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditHashResponse {
+    return { hash: isSet(object.hash) ? globalThis.String(object.hash) : "" };
+  },
+
+  toJSON(message: AuditHashResponse): unknown {
+    const obj: any = {};
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    return obj;
+  },
+};
+
 export type SysService = typeof SysService;
 export const SysService = {
   /**
@@ -1786,6 +2141,33 @@ export const SysService = {
     responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
+  /**
+   * A new root token, given one authorizing share per call (unseal shares, or the recovery shares
+   * of an HSM seal): the way back in after the root token was revoked or lost.
+   */
+  generateRoot: {
+    path: "/strongroom.v1.Sys/GenerateRoot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GenerateRootRequest): Buffer => Buffer.from(GenerateRootRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GenerateRootRequest => GenerateRootRequest.decode(value),
+    responseSerialize: (value: GenerateRootResponse): Buffer =>
+      Buffer.from(GenerateRootResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GenerateRootResponse => GenerateRootResponse.decode(value),
+  },
+  /**
+   * The HMAC under this cluster's audit key of a value, as audit entries show it: an auditor checks
+   * whether an entry holds a given value (or token) without the log holding it.
+   */
+  auditHash: {
+    path: "/strongroom.v1.Sys/AuditHash" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditHashRequest): Buffer => Buffer.from(AuditHashRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditHashRequest => AuditHashRequest.decode(value),
+    responseSerialize: (value: AuditHashResponse): Buffer => Buffer.from(AuditHashResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditHashResponse => AuditHashResponse.decode(value),
+  },
 } as const;
 
 export interface SysServer extends UntypedServiceImplementation {
@@ -1810,6 +2192,16 @@ export interface SysServer extends UntypedServiceImplementation {
    * retires the old key from the seal record (the old key stays in the HSM for old snapshots).
    */
   rotateHsmKey: handleUnaryCall<RotateHsmKeyRequest, SealStatusResponse>;
+  /**
+   * A new root token, given one authorizing share per call (unseal shares, or the recovery shares
+   * of an HSM seal): the way back in after the root token was revoked or lost.
+   */
+  generateRoot: handleUnaryCall<GenerateRootRequest, GenerateRootResponse>;
+  /**
+   * The HMAC under this cluster's audit key of a value, as audit entries show it: an auditor checks
+   * whether an entry holds a given value (or token) without the log holding it.
+   */
+  auditHash: handleUnaryCall<AuditHashRequest, AuditHashResponse>;
 }
 
 export interface SysClient extends Client {
@@ -1943,6 +2335,44 @@ export interface SysClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SealStatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * A new root token, given one authorizing share per call (unseal shares, or the recovery shares
+   * of an HSM seal): the way back in after the root token was revoked or lost.
+   */
+  generateRoot(
+    request: GenerateRootRequest,
+    callback: (error: ServiceError | null, response: GenerateRootResponse) => void,
+  ): ClientUnaryCall;
+  generateRoot(
+    request: GenerateRootRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GenerateRootResponse) => void,
+  ): ClientUnaryCall;
+  generateRoot(
+    request: GenerateRootRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GenerateRootResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The HMAC under this cluster's audit key of a value, as audit entries show it: an auditor checks
+   * whether an entry holds a given value (or token) without the log holding it.
+   */
+  auditHash(
+    request: AuditHashRequest,
+    callback: (error: ServiceError | null, response: AuditHashResponse) => void,
+  ): ClientUnaryCall;
+  auditHash(
+    request: AuditHashRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditHashResponse) => void,
+  ): ClientUnaryCall;
+  auditHash(
+    request: AuditHashRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditHashResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const SysClient = makeGenericClientConstructor(SysService, "strongroom.v1.Sys") as unknown as {
@@ -1950,6 +2380,31 @@ export const SysClient = makeGenericClientConstructor(SysService, "strongroom.v1
   service: typeof SysService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
+}
 
 function longToNumber(int64: { toString(): string }): number {
   const num = globalThis.Number(int64.toString());
