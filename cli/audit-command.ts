@@ -40,6 +40,14 @@ export function registerAuditCommands(program: Command): void {
       }
       const result = verifyAuditFiles(files, key);
       for (const problem of result.problems) process.stdout.write(`${problem}\n`);
+      if (
+        result.unanswered.length > 0 &&
+        !result.problems.some((problem) => problem.includes("no response entry"))
+      ) {
+        process.stdout.write(
+          `${result.unanswered.length} request(s) without a response entry yet (in flight when the trail was read, or at a crash)\n`,
+        );
+      }
       process.stdout.write(
         `${files.length} file(s), ${result.entries} entries, ${result.checkpoints} checkpoints${key === null ? " (MACs not checked: no --key-file)" : ""}: ${result.problems.length === 0 ? "intact" : `${result.problems.length} problem(s)`}\n`,
       );

@@ -15,6 +15,8 @@ export interface HealthView {
   readonly leader: boolean;
   readonly nodeId: string;
   readonly term: number;
+  /** Audit sinks whose last write failed (the node serves while one sink works). */
+  readonly auditSinksFailing: number;
 }
 
 export interface HttpEndpoints {

@@ -378,6 +378,7 @@ export class StrongroomNode {
                 leader: status.role === "leader",
                 nodeId: config.nodeId,
                 term: status.term,
+                auditSinksFailing: audit.failingSinks().length,
               };
             },
             registry,

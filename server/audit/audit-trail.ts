@@ -51,6 +51,8 @@ export function deriveAuditKey(rootKey: Uint8Array): Uint8Array {
 export class AuditTrail {
   private readonly sinks: { directory: string; file: AuditFile | null; failing: boolean }[];
   private readonly failures: Counter<"directory">;
+  private readonly responsesLost: Counter;
+  private inFlight = 0;
 
   constructor(private readonly options: AuditTrailOptions) {
     if (options.directories.length === 0)
@@ -61,6 +63,18 @@ export class AuditTrail {
       help: "Audit entries a sink failed to write, by sink directory.",
       labelNames: ["directory"],
       registers: [options.registry],
+    });
+    // Completeness: every request entry gets its response entry, unless this counter says otherwise.
+    this.responsesLost = new Counter({
+      name: "strongroom_audit_responses_lost_total",
+      help: "Calls whose request entry was written but whose response entry no sink could take.",
+      registers: [options.registry],
+    });
+    const open: Gauge = new Gauge({
+      name: "strongroom_audit_requests_open",
+      help: "Calls with a request entry and no response entry yet (in flight).",
+      registers: [options.registry],
+      collect: () => open.set(this.inFlight),
     });
     const sinks = this.sinks;
     new Gauge({
@@ -98,28 +112,43 @@ export class AuditTrail {
     const started = performance.now();
     const base = this.baseRecord(context, request, randomUUID());
     await this.write({ ...base, type: "request" });
-    return (error) => {
-      if (error === null) {
-        return this.write({
-          ...base,
-          type: "response",
-          outcome: "ok",
-          code: "OK",
-          latencyMs: elapsed(started),
-        });
+    this.inFlight += 1;
+    let finished = false;
+    return async (error) => {
+      if (finished) return;
+      finished = true;
+      this.inFlight -= 1;
+      try {
+        await this.writeResponse(base, started, error);
+      } catch (failure) {
+        // A request entry without its response: the trail is incomplete for this call.
+        this.responsesLost.inc();
+        throw failure;
       }
-      const mapped = mapError(error);
-      const denied = [status.PERMISSION_DENIED, status.UNAUTHENTICATED].includes(mapped.code);
+    };
+  }
+
+  private writeResponse(base: Omit<AuditRecord, "type">, started: number, error: unknown): Promise<void> {
+    if (error === null) {
       return this.write({
         ...base,
         type: "response",
-        outcome: denied ? "denied" : "error",
-        code: statusName(mapped.code),
-        reason: mapped.reason,
-        ...(error instanceof NodeError && error.auditDetail !== null ? { detail: error.auditDetail } : {}),
+        outcome: "ok",
+        code: "OK",
         latencyMs: elapsed(started),
       });
-    };
+    }
+    const mapped = mapError(error);
+    const denied = [status.PERMISSION_DENIED, status.UNAUTHENTICATED].includes(mapped.code);
+    return this.write({
+      ...base,
+      type: "response",
+      outcome: denied ? "denied" : "error",
+      code: statusName(mapped.code),
+      reason: mapped.reason,
+      ...(error instanceof NodeError && error.auditDetail !== null ? { detail: error.auditDetail } : {}),
+      latencyMs: elapsed(started),
+    });
   }
 
   /** Writes one entry to every sink; resolves when at least one has it on disk. */

@@ -3,6 +3,9 @@
 // each file must start with a header linked to the previous file; with the audit key, every
 // checkpoint's MAC must match. Each problem is reported with its file and line and what it means:
 // an edited line, a deleted or reordered one, a missing file, a forged checkpoint, a truncated end.
+// Completeness too: every request entry must have its response entry. A trail that ends in a
+// checkpoint (its node closed it) with a request unanswered has lost an entry; a trail cut short
+// (a running or crashed node) may have calls that were in flight, which are reported as such.
 
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
@@ -12,6 +15,8 @@ export interface AuditVerification {
   readonly entries: number;
   readonly checkpoints: number;
   readonly problems: readonly string[];
+  /** Request ids with a request entry and no response entry. */
+  readonly unanswered: readonly string[];
 }
 
 export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array | null): AuditVerification {
@@ -21,6 +26,7 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
   let entries = 0;
   let checkpoints = 0;
   let lastType = "";
+  const open = new Set<string>();
   for (const file of files) {
     const name = basename(file);
     const text = readFileSync(file, "utf8");
@@ -33,7 +39,7 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
     if (lines.at(-1) === "") lines.pop();
     lines.forEach((line, position) => {
       const where = `${name}:${position + 1}`;
-      let entry: { seq?: unknown; prev?: unknown; type?: unknown; mac?: unknown };
+      let entry: { seq?: unknown; prev?: unknown; type?: unknown; mac?: unknown; requestId?: unknown };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
@@ -69,6 +75,10 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
         }
       } else if (entry.type === "request" || entry.type === "response") {
         entries += 1;
+        const id = String(entry.requestId);
+        if (entry.type === "request") open.add(id);
+        else if (!open.delete(id))
+          problems.push(`${where}: a response to request ${id}, whose request entry is missing`);
       }
       lastType = String(entry.type);
       seq = entry.seq;
@@ -80,5 +90,9 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
       "the last file does not end with a checkpoint: entries after the last checkpoint may have been cut off (or the node is running or crashed)",
     );
   }
-  return { entries, checkpoints, problems };
+  const unanswered = [...open];
+  if (lastType === "checkpoint") {
+    for (const id of unanswered) problems.push(`request ${id} has no response entry (one was lost)`);
+  }
+  return { entries, checkpoints, problems, unanswered };
 }

@@ -219,6 +219,9 @@ it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all ar
   for (let i = 0; i < 60 && (await failingSinks()) === 0; i++) await call(n1.get.bind(n1), request);
   expect(await failingSinks()).toBe(1);
   await call(n1.get.bind(n1), request);
+  // Health shows it too.
+  const health = await fetch(`http://${specs[0]?.host}:${specs[0]?.httpPort}/v1/sys/health`);
+  expect(((await health.json()) as { auditSinksFailing: number }).auditSinksFailing).toBe(1);
 
   // Both full: the node refuses rather than serve unaudited.
   fill(small[1] ?? "");

@@ -38,10 +38,13 @@ function request(i: number, extra: Partial<AuditRecord> = {}): AuditRecord {
   };
 }
 
-/** A directory with `count` request entries written through the sink and closed cleanly. */
+/**
+ * A directory with `count` request entries written through the sink and closed cleanly; with
+ * `answered`, each followed by its response entry.
+ */
 async function writeTrail(
   count: number,
-  options: { maxFileBytes?: number; checkpointEvery?: number } = {},
+  options: { maxFileBytes?: number; checkpointEvery?: number; answered?: boolean } = {},
 ): Promise<string> {
   const directory = join(root, `trail-${++directories}`);
   const sink = AuditFile.open({
@@ -53,7 +56,11 @@ async function writeTrail(
   });
   // One at a time, as requests of one client arrive (appends that arrive together share one write,
   // and a file rotates between writes).
-  for (let i = 0; i < count; i++) await sink.append(request(i));
+  for (let i = 0; i < count; i++) {
+    await sink.append(request(i));
+    if (options.answered !== false)
+      await sink.append(request(i, { type: "response", outcome: "ok", code: "OK" }));
+  }
   sink.close();
   return directory;
 }
@@ -72,11 +79,16 @@ describe("writing", () => {
       maxFileBytes: 1 << 20,
       checkpointEvery: 1000,
     });
-    await Promise.all(Array.from({ length: 50 }, (_, i) => sink.append(request(i))));
-    expect(lines(listAuditFiles(directory)[0] ?? "")).toHaveLength(51);
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => [
+        sink.append(request(i)),
+        sink.append(request(i, { type: "response", outcome: "ok", code: "OK" })),
+      ]).flat(),
+    );
+    expect(lines(listAuditFiles(directory)[0] ?? "")).toHaveLength(101);
     sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
-      entries: 50,
+      entries: 100,
       problems: [],
     });
   });
@@ -90,9 +102,10 @@ describe("writing", () => {
       expect(JSON.parse(all[i] ?? "{}").prev).toBe(hashLine(all[i - 1] ?? ""));
     expect(JSON.parse(all.at(-1) ?? "{}").type).toBe("checkpoint");
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toEqual({
-      entries: 25,
-      checkpoints: 3,
+      entries: 50,
+      checkpoints: 6,
       problems: [],
+      unanswered: [],
     });
     expect(verifyAuditFiles(listAuditFiles(directory), null).problems).toEqual([]);
   });
@@ -102,11 +115,36 @@ describe("writing", () => {
     expect(listAuditFiles(directory).length).toBeGreaterThan(3);
     const sink = AuditFile.open({ directory, node: "n1", auditKey, maxFileBytes: 4096, checkpointEvery: 10 });
     await sink.append(request(1000));
+    await sink.append(request(1000, { type: "response", outcome: "ok", code: "OK" }));
     sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
-      entries: 201,
+      entries: 402,
       problems: [],
     });
+  });
+
+  it("counts a request still without its response as in flight while the trail is open", async () => {
+    const directory = join(root, `trail-${++directories}`);
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 1 << 20,
+      checkpointEvery: 1000,
+    });
+    await sink.append(request(1));
+    await sink.append(request(1, { type: "response", outcome: "ok", code: "OK" }));
+    await sink.append(request(2));
+    const running = verifyAuditFiles(listAuditFiles(directory), auditKey);
+    expect(running.unanswered).toEqual(["r2"]);
+    expect(running.problems).toEqual([
+      expect.stringMatching(/^the last file does not end with a checkpoint/),
+    ]);
+    // Closed with the request still unanswered, the trail has lost an entry.
+    sink.close();
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey).problems).toEqual([
+      "request r2 has no response entry (one was lost)",
+    ]);
   });
 
   it("holds a sensitive value only as its HMAC under the audit key", async () => {
@@ -191,7 +229,7 @@ describe("verify catches tampering", () => {
     writeFileSync(file ?? "", `${forged.join("\n")}\n`);
     expect(verifyAuditFiles([file ?? ""], null).problems).toEqual([]);
     expect(verifyAuditFiles([file ?? ""], auditKey).problems).toEqual([
-      "audit-000001.jsonl:14: the checkpoint's MAC does not match (the chain before it was rewritten)",
+      "audit-000001.jsonl:26: the checkpoint's MAC does not match (the chain before it was rewritten)",
     ]);
   });
 
@@ -224,12 +262,17 @@ describe("strongroom audit verify", () => {
     writeFileSync(keyFile, Buffer.from(auditKey).toString("hex"));
     const files = listAuditFiles(directory);
     const intact = await verify([...files, "--key-file", keyFile]);
-    expect(intact).toMatchObject({ code: 0, stdout: "1 file(s), 12 entries, 3 checkpoints: intact\n" });
+    expect(intact).toMatchObject({ code: 0, stdout: "1 file(s), 24 entries, 5 checkpoints: intact\n" });
     writeFileSync(files[0] ?? "", readFileSync(files[0] ?? "", "utf8").replace('"r3"', '"r33"'));
     const tampered = await verify(files);
     expect(tampered.code).toBe(1);
-    expect(tampered.stdout).toMatch(/^audit-000001\.jsonl:6: the previous line \(entry 5\) was edited/);
-    expect(tampered.stdout).toMatch(/\(MACs not checked: no --key-file\): 1 problem\(s\)\n$/);
+    expect(tampered.stdout).toMatch(/^audit-000001\.jsonl:10: the previous line \(entry 9\) was edited/);
+    // The edited request id also leaves its response without a request, and itself unanswered.
+    expect(tampered.stdout).toContain(
+      "audit-000001.jsonl:10: a response to request r3, whose request entry is missing",
+    );
+    expect(tampered.stdout).toContain("request r33 has no response entry (one was lost)");
+    expect(tampered.stdout).toMatch(/\(MACs not checked: no --key-file\): 3 problem\(s\)\n$/);
     expect(await verify([join(directory, "nope.jsonl")])).toMatchObject({
       code: 2,
       stderr: `strongroom audit verify: ${join(directory, "nope.jsonl")} does not exist\n`,
