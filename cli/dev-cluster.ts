@@ -102,10 +102,11 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     options.print("ready: every node is initialized and unsealed");
     options.print("");
     options.print("talk to it (in another terminal):");
-    options.print(`  source ${envFile}`);
+    options.print(`  source ${envFile}    # STRONGROOM_TOKEN in it is the root token (dev only)`);
     options.print("  echo -n 's3cr3t' | npx tsx cli/main.ts kv put app/db");
     options.print("  npx tsx cli/main.ts kv get app/db --reveal");
     options.print("  npx tsx cli/main.ts operator status");
+    options.print("  npx tsx cli/main.ts policy list");
     options.print(`  curl http://${options.host}:${port(0, 2)}/v1/sys/health`);
     options.print("stop it with Ctrl-C; the data stays in the dev directory for the next start");
     return { env, stop };

@@ -5,62 +5,10 @@
 // Vault's.
 
 import { readFileSync } from "node:fs";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import {
-  type ConnectionOptions,
-  connect,
-  describeCallError,
-  UsageError,
-  unary,
-} from "./client-connection.js";
-
-interface Output {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  readonly exit: (code: number) => void;
-  readonly stdin: () => Promise<Buffer>;
-}
-
-const processOutput: Output = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
-  exit: (code) => process.exit(code),
-  stdin: async () => {
-    if (process.stdin.isTTY)
-      throw new UsageError("pipe the value on stdin, or give --file (values are never arguments)");
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
-  },
-};
-
-function connectionFlags(command: Command): Command {
-  return command
-    .option("--addr <addresses>", "node addresses, comma-separated (default: STRONGROOM_ADDR)")
-    .option("--cacert <file>", "CA bundle of the nodes' certificates (default: STRONGROOM_CACERT)")
-    .option("--client-cert <file>", "client certificate (default: STRONGROOM_CLIENT_CERT)")
-    .option("--client-key <file>", "client key (default: STRONGROOM_CLIENT_KEY)");
-}
-
-function nonNegativeInteger(name: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isSafeInteger(parsed) || parsed < 0)
-      throw new InvalidArgumentError(`${name} must be a non-negative integer.`);
-    return parsed;
-  };
-}
-
-/** Runs a command body, mapping failures to stderr and exit codes (2 usage, 1 anything else). */
-async function run(output: Output, body: () => Promise<void>): Promise<void> {
-  try {
-    await body();
-  } catch (error) {
-    output.err(`strongroom: ${describeCallError(error)}\n`);
-    output.exit(error instanceof UsageError ? 2 : 1);
-  }
-}
+import { type ConnectionOptions, connect, unary } from "./client-connection.js";
+import { connectionFlags, nonNegativeInteger, type Output, processOutput, run } from "./command-support.js";
 
 export function registerClientCommands(program: Command, output: Output = processOutput): void {
   const kv = program.command("kv").description("read and write secrets");

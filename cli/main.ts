@@ -4,6 +4,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import "./ip-servername-warning.js";
+import { registerAccessCommands } from "./access-commands.js";
 import { registerAuditCommands } from "./audit-command.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
@@ -84,6 +85,7 @@ program
   });
 
 registerClientCommands(program);
+registerAccessCommands(program);
 registerAuditCommands(program);
 
 program

@@ -74,10 +74,11 @@ function devEnv(): Record<string, string> {
 function strongroom(
   args: string[],
   input?: string,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [cli, ...args], {
-      env: { ...process.env, ...devEnv() },
+      env: { ...process.env, ...devEnv(), ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stdout = "";
@@ -119,6 +120,8 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   const noAddress = await strongroom(["kv", "put", "app/x", "--addr", ""], "v");
   expect(noAddress).toMatchObject({ code: 2, stderr: expect.stringMatching(/STRONGROOM_ADDR is not set/) });
 
+  await accessFromTheCommandLine();
+
   expect(await stopDev()).toBe(0);
   await startDev();
   expect(devOutput).not.toMatch(/initialized with/);
@@ -126,3 +129,65 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   expect(await strongroom(["kv", "get", "app/db", "--reveal"])).toMatchObject({ code: 0, stdout: "s3cr3t" });
   expect(await stopDev()).toBe(0);
 }, 120_000);
+
+/** Policies, bindings, tokens and a new root token, through the CLI against the dev cluster. */
+async function accessFromTheCommandLine(): Promise<void> {
+  const policy = "name: app-reader\nrules:\n  - path: app/*\n    capabilities: [read, list]\n";
+  expect(await strongroom(["policy", "write", "app-reader"], policy)).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^policy app-reader written \(revision \d+\)\n$/),
+  });
+  expect((await strongroom(["policy", "list"])).stdout).toBe("root\napp-reader\n");
+  expect((await strongroom(["policy", "read", "app-reader"])).stdout).toBe(policy);
+  const bad = await strongroom(
+    ["policy", "write", "bad"],
+    "name: bad\nrules:\n  - path: a/*\n    capabilities: [fly]\n",
+  );
+  expect(bad).toMatchObject({ code: 1, stderr: expect.stringContaining('unknown capability "fly"') });
+  expect((await strongroom(["policy", "bind", "ci-*", "app-reader"])).code).toBe(0);
+  expect((await strongroom(["policy", "bindings"])).stdout).toMatch(/^ci-\* +app-reader$/m);
+
+  const created = await strongroom([
+    "token",
+    "create",
+    "--policy",
+    "app-reader",
+    "--ttl",
+    "1h",
+    "--renewable",
+  ]);
+  expect(created.code).toBe(0);
+  const token = /^token +(sr\.\S+)$/m.exec(created.stdout)?.[1] ?? "";
+  expect(token).not.toBe("");
+  expect(created.stdout).toMatch(/^policies +app-reader$/m);
+  const asReader = { STRONGROOM_TOKEN: token };
+  expect(await strongroom(["kv", "get", "app/db", "--reveal"], "", asReader)).toMatchObject({
+    code: 0,
+    stdout: "s3cr3t",
+  });
+  const write = await strongroom(["kv", "put", "app/db"], "nope", asReader);
+  expect(write).toMatchObject({ code: 1, stderr: expect.stringContaining("(PERMISSION_DENIED)") });
+  expect((await strongroom(["token", "lookup"], "", asReader)).stdout).toMatch(/^renewable +true$/m);
+  expect((await strongroom(["token", "revoke"], "", asReader)).code).toBe(0);
+  const revoked = await strongroom(["kv", "get", "app/db"], "", asReader);
+  expect(revoked).toMatchObject({ code: 1, stderr: expect.stringContaining("(TOKEN_INVALID)") });
+  expect((await strongroom(["token", "create", "--ttl", "5x"])).code).toBe(2);
+
+  // A new root token from the (dev-only) kept shares, given on stdin.
+  const kept = JSON.parse(readFileSync(join(directory, "dev-unseal-shares.json"), "utf8")) as {
+    shares: string[];
+  };
+  const generated = await strongroom(["operator", "generate-root"], kept.shares.slice(0, 2).join("\n"));
+  expect(generated.code).toBe(0);
+  expect(generated.stderr).toBe("1/2 shares\n");
+  const rootToken = generated.stdout.trim();
+  expect(rootToken).toMatch(/^sr\./);
+  expect(
+    await strongroom(["kv", "get", "app/db", "--reveal"], "", { STRONGROOM_TOKEN: rootToken }),
+  ).toMatchObject({
+    code: 0,
+    stdout: "s3cr3t",
+  });
+  const unsealed = await strongroom(["operator", "unseal", "--all"], kept.shares.slice(0, 2).join("\n"));
+  expect(unsealed).toMatchObject({ code: 0, stdout: "n1: unsealed\nn2: unsealed\nn3: unsealed\n" });
+}

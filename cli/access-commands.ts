@@ -1,0 +1,315 @@
+// `strongroom policy ...`, `strongroom token ...` and the share-driven `operator` commands
+// (unseal, generate-root): access control from the terminal. The token to act with comes from
+// STRONGROOM_TOKEN (never a flag: flags show in the process list); shares come from stdin, one per
+// line, or from a hidden prompt. A created token is printed once: it is stored nowhere.
+
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
+import { type ConnectionOptions, connect, UsageError, unary } from "./client-connection.js";
+import {
+  connectionFlags,
+  duration,
+  type Output,
+  processOutput,
+  promptHidden,
+  run,
+  stdinLines,
+} from "./command-support.js";
+
+/** Runs `body` with a connection from `options`, closing it after. */
+async function withConnection<T>(
+  options: ConnectionOptions,
+  body: (connection: ReturnType<typeof connect>) => Promise<T>,
+): Promise<T> {
+  const connection = connect(options);
+  try {
+    return await body(connection);
+  } finally {
+    connection.close();
+  }
+}
+
+function printToken(output: Output, info: TokenInfo): void {
+  const rows: [string, string][] = [
+    ["accessor", info.accessor],
+    ["policies", info.policies.join(", ")],
+    ["display name", info.displayName || "-"],
+    ["created by", info.createdBy],
+    ["created", new Date(info.createdAtMs).toISOString()],
+    ["expires", info.expiresAtMs === 0 ? "never" : new Date(info.expiresAtMs).toISOString()],
+    ["renewable", String(info.renewable)],
+    ["orphan", String(info.orphan)],
+    ["tenant", info.tenant || "-"],
+  ];
+  for (const [name, value] of rows) output.out(`${name.padEnd(14)}${value}\n`);
+}
+
+/** Shares from stdin (one per line) or, at a terminal, from hidden prompts until `done`. */
+async function* shares(output: Output): AsyncGenerator<string> {
+  if (!process.stdin.isTTY || output !== processOutput) {
+    yield* await stdinLines(output);
+    return;
+  }
+  for (let position = 1; ; position++) yield await promptHidden(`share ${position} (hidden): `);
+}
+
+export function registerAccessCommands(program: Command, output: Output = processOutput): void {
+  const policy = program.command("policy").description("policies and identity bindings");
+
+  connectionFlags(
+    policy.command("write").argument("<name>").argument("[file]", "YAML or JSON; stdin if absent"),
+  )
+    .description("create or replace a policy")
+    .action((name: string, file: string | undefined, options: ConnectionOptions) =>
+      run(output, async () => {
+        const document =
+          file === undefined ? (await output.stdin()).toString("utf8") : readFileSync(file, "utf8");
+        const written = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.writePolicy.bind(clients.access), { name, document }),
+          ),
+        );
+        output.out(`policy ${name} written (revision ${written.revision})\n`);
+      }),
+    );
+
+  connectionFlags(policy.command("read").argument("<name>"))
+    .description("print a policy's document")
+    .action((name: string, options: ConnectionOptions) =>
+      run(output, async () => {
+        const read = await withConnection(options, (connection) =>
+          connection.call((clients) => unary(clients.access.readPolicy.bind(clients.access), { name })),
+        );
+        output.out(read.document.endsWith("\n") ? read.document : `${read.document}\n`);
+      }),
+    );
+
+  connectionFlags(policy.command("list"))
+    .description("the names of all policies")
+    .action((options: ConnectionOptions) =>
+      run(output, async () => {
+        const listed = await withConnection(options, (connection) =>
+          connection.call((clients) => unary(clients.access.listPolicies.bind(clients.access), {})),
+        );
+        for (const name of listed.names) output.out(`${name}\n`);
+      }),
+    );
+
+  connectionFlags(policy.command("delete").argument("<name>"))
+    .description("delete a policy (bindings and tokens that name it keep the name, granting nothing)")
+    .action((name: string, options: ConnectionOptions) =>
+      run(output, async () => {
+        const deleted = await withConnection(options, (connection) =>
+          connection.call((clients) => unary(clients.access.deletePolicy.bind(clients.access), { name })),
+        );
+        output.out(`policy ${name} deleted (revision ${deleted.revision})\n`);
+      }),
+    );
+
+  connectionFlags(
+    policy
+      .command("bind")
+      .argument("<identity>", 'a client identity, or a prefix ending in "*"')
+      .argument("<policies...>"),
+  )
+    .description("bind a certificate identity to policies (replaces its binding)")
+    .action((identity: string, policies: string[], options: ConnectionOptions) =>
+      run(output, async () => {
+        const bound = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.bindIdentity.bind(clients.access), { identity, policies }),
+          ),
+        );
+        output.out(`${identity} -> ${policies.join(", ")} (revision ${bound.revision})\n`);
+      }),
+    );
+
+  connectionFlags(policy.command("unbind").argument("<identity>"))
+    .description("remove an identity's binding")
+    .action((identity: string, options: ConnectionOptions) =>
+      run(output, async () => {
+        const removed = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.unbindIdentity.bind(clients.access), { identity }),
+          ),
+        );
+        output.out(`${identity} unbound (revision ${removed.revision})\n`);
+      }),
+    );
+
+  connectionFlags(policy.command("bindings"))
+    .description("every identity binding")
+    .action((options: ConnectionOptions) =>
+      run(output, async () => {
+        const listed = await withConnection(options, (connection) =>
+          connection.call((clients) => unary(clients.access.listBindings.bind(clients.access), {})),
+        );
+        for (const binding of listed.bindings)
+          output.out(`${binding.identity.padEnd(24)}${binding.policies.join(", ")}\n`);
+      }),
+    );
+
+  const token = program.command("token").description("tokens (the caller's own comes from STRONGROOM_TOKEN)");
+
+  connectionFlags(token.command("create"))
+    .description("a new token: a child of the caller's, within its policies unless sudo")
+    .option("--policy <name>", "a policy of the new token (repeat; default: the caller's)", collect, [])
+    .option("--ttl <duration>", "its lifetime, e.g. 1h (default: the cluster's)", duration("--ttl"), 0)
+    .option("--max-ttl <duration>", "the hard limit on its lifetime with renewals", duration("--max-ttl"), 0)
+    .option("--renewable", "it may be renewed", false)
+    .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
+    .option("--display-name <name>", "a name to recognize it by", "")
+    .action(
+      (
+        options: ConnectionOptions & {
+          policy: string[];
+          ttl: number;
+          maxTtl: number;
+          renewable: boolean;
+          orphan: boolean;
+          displayName: string;
+        },
+      ) =>
+        run(output, async () => {
+          const created = await withConnection(options, (connection) =>
+            connection.call((clients) =>
+              unary(clients.access.createToken.bind(clients.access), {
+                policies: options.policy,
+                ttlMs: options.ttl,
+                maxTtlMs: options.maxTtl,
+                renewable: options.renewable,
+                orphan: options.orphan,
+                displayName: options.displayName,
+              }),
+            ),
+          );
+          output.out(`${"token".padEnd(14)}${created.token}\n`);
+          if (created.info !== undefined) printToken(output, created.info);
+        }),
+    );
+
+  connectionFlags(token.command("lookup"))
+    .description("describe the caller's token, or the token of --accessor")
+    .option("--accessor <accessor>", "another token's accessor", "")
+    .action((options: ConnectionOptions & { accessor: string }) =>
+      run(output, async () => {
+        const info = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.lookupToken.bind(clients.access), { accessor: options.accessor }),
+          ),
+        );
+        printToken(output, info);
+      }),
+    );
+
+  connectionFlags(token.command("renew"))
+    .description("extend the caller's token, or the token of --accessor")
+    .option("--accessor <accessor>", "another token's accessor", "")
+    .option("--increment <duration>", "by how much (default: its TTL)", duration("--increment"), 0)
+    .action((options: ConnectionOptions & { accessor: string; increment: number }) =>
+      run(output, async () => {
+        const info = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.renewToken.bind(clients.access), {
+              accessor: options.accessor,
+              incrementMs: options.increment,
+            }),
+          ),
+        );
+        printToken(output, info);
+      }),
+    );
+
+  connectionFlags(token.command("revoke"))
+    .description("revoke the caller's token, or the token of --accessor, with its descendants")
+    .option("--accessor <accessor>", "another token's accessor", "")
+    .action((options: ConnectionOptions & { accessor: string }) =>
+      run(output, async () => {
+        const revoked = await withConnection(options, (connection) =>
+          connection.call((clients) =>
+            unary(clients.access.revokeToken.bind(clients.access), { accessor: options.accessor }),
+          ),
+        );
+        output.out(`revoked (revision ${revoked.revision}): refused on each node once it applies it\n`);
+      }),
+    );
+
+  const operator = program.commands.find((command) => command.name() === "operator");
+  if (operator === undefined) throw new Error("register the operator commands first");
+
+  connectionFlags(operator.command("unseal"))
+    .description("give unseal shares (stdin, one per line, or hidden prompts) to a node, or --all nodes")
+    .option("--all", "every node in STRONGROOM_ADDR / --addr, in turn", false)
+    .action((options: ConnectionOptions & { all: boolean }) =>
+      run(output, async () => {
+        const given: string[] = [];
+        const addresses = (options.addr ?? process.env.STRONGROOM_ADDR ?? "")
+          .split(",")
+          .filter((a) => a !== "");
+        const targets = options.all ? addresses : [undefined];
+        let sealedLeft = 0;
+        for (const target of targets) {
+          await withConnection(
+            { ...options, ...(target === undefined ? {} : { addr: target }) },
+            async (connection) => {
+              let status = await connection.call((clients) =>
+                unary(clients.sys.sealStatus.bind(clients.sys), {}),
+              );
+              let position = 0;
+              const source = shares(output);
+              while (status.sealed) {
+                let share = given[position];
+                if (share === undefined) {
+                  const next = await source.next();
+                  if (next.done) break;
+                  share = next.value;
+                  given.push(share);
+                }
+                position++;
+                const submitted = share;
+                status = await connection.call((clients) =>
+                  unary(clients.sys.unseal.bind(clients.sys), {
+                    share: submitted,
+                    nonce: status.nonce,
+                    reset: false,
+                  }),
+                );
+              }
+              output.out(
+                `${status.nodeId}: ${status.sealed ? `sealed (${status.progress}/${status.threshold} shares)` : "unsealed"}\n`,
+              );
+              if (status.sealed) sealedLeft++;
+            },
+          );
+        }
+        if (sealedLeft > 0) throw new UsageError(`${sealedLeft} node(s) still sealed: give more shares`);
+      }),
+    );
+
+  connectionFlags(operator.command("generate-root"))
+    .description("a new root token from a threshold of unseal (or recovery) shares: stdin or hidden prompts")
+    .action((options: ConnectionOptions) =>
+      run(output, async () => {
+        await withConnection(options, async (connection) => {
+          let nonce = "";
+          for await (const share of shares(output)) {
+            const step = await connection.call((clients) =>
+              unary(clients.sys.generateRoot.bind(clients.sys), { share, nonce, reset: false }),
+            );
+            if (step.complete) {
+              output.out(`${step.rootToken}\n`);
+              return;
+            }
+            nonce = step.nonce;
+            output.err(`${step.progress}/${step.threshold} shares\n`);
+          }
+          throw new UsageError("not enough shares were given");
+        });
+      }),
+    );
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

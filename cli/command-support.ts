@@ -1,0 +1,100 @@
+// What every client command shares: where its output goes (so tests can capture it), the
+// connection flags, argument parsers, and how a failure becomes a message on stderr and an exit
+// code (0 ok, 1 error, 2 usage).
+
+import { type Command, InvalidArgumentError } from "commander";
+import { describeCallError, UsageError } from "./client-connection.js";
+
+export interface Output {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly exit: (code: number) => void;
+  readonly stdin: () => Promise<Buffer>;
+}
+
+export const processOutput: Output = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  exit: (code) => process.exit(code),
+  stdin: async () => {
+    if (process.stdin.isTTY)
+      throw new UsageError("pipe the value on stdin, or give --file (values are never arguments)");
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  },
+};
+
+export function connectionFlags(command: Command): Command {
+  return command
+    .option("--addr <addresses>", "node addresses, comma-separated (default: STRONGROOM_ADDR)")
+    .option("--cacert <file>", "CA bundle of the nodes' certificates (default: STRONGROOM_CACERT)")
+    .option("--client-cert <file>", "client certificate (default: STRONGROOM_CLIENT_CERT)")
+    .option("--client-key <file>", "client key (default: STRONGROOM_CLIENT_KEY)");
+}
+
+export function nonNegativeInteger(name: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer.`);
+    return parsed;
+  };
+}
+
+/** Runs a command body, mapping failures to stderr and exit codes (2 usage, 1 anything else). */
+export async function run(output: Output, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    output.err(`strongroom: ${describeCallError(error)}\n`);
+    output.exit(error instanceof UsageError ? 2 : 1);
+  }
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration flag: "90s", "15m", "1h", "7d", "500ms", or plain milliseconds. */
+export function duration(name: string) {
+  return (value: string): number => {
+    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim());
+    if (match === null) throw new InvalidArgumentError(`${name} is a duration such as 90s, 15m, 1h or 7d.`);
+    const amount = Number(match[1]) * (durationUnits[match[2] ?? "ms"] ?? 1);
+    if (!Number.isSafeInteger(amount)) throw new InvalidArgumentError(`${name} is too long.`);
+    return amount;
+  };
+}
+
+/** Lines of stdin, trimmed, without empty ones (shares, one per line). */
+export async function stdinLines(output: Output): Promise<string[]> {
+  return (await output.stdin())
+    .toString("utf8")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "");
+}
+
+/** Reads one line from the terminal without echoing it (a share, a token). */
+export async function promptHidden(prompt: string): Promise<string> {
+  const input = process.stdin;
+  if (!input.isTTY) throw new UsageError("no terminal to prompt on: pipe the input on stdin");
+  process.stderr.write(prompt);
+  input.setRawMode(true);
+  input.resume();
+  let line = "";
+  try {
+    for await (const chunk of input) {
+      for (const character of (chunk as Buffer).toString("utf8")) {
+        if (character === "\u0003") throw new UsageError("interrupted");
+        if (character === "\r" || character === "\n") return line;
+        if (character === "\u007f") line = line.slice(0, -1);
+        else line += character;
+      }
+    }
+    return line;
+  } finally {
+    input.setRawMode(false);
+    input.pause();
+    process.stderr.write("\n");
+  }
+}
