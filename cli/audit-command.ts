@@ -1,3 +1,5 @@
+// `strongroom audit key` and `audit hash`: the audit key for an auditor (sudo), and the audit HMAC
+// of a value (to find it in entries without the log holding it).
 // `strongroom audit verify FILE... [--key-file FILE]`: checks audit files against the chain they
 // carry (server/audit/audit-verify.ts) and prints each problem with its file and line. Without
 // the audit key it checks the chain; with it (32 bytes, raw or hex) also every checkpoint's MAC,
@@ -6,11 +8,46 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { verifyAuditFiles } from "../server/audit/audit-verify.js";
+import { type ConnectionOptions, connect, unary } from "./client-connection.js";
+import { connectionFlags, type Output, processOutput, run } from "./command-support.js";
 
-export function registerAuditCommands(program: Command): void {
-  program
-    .command("audit")
-    .description("audit trail tools")
+export function registerAuditCommands(program: Command, output: Output = processOutput): void {
+  const audit = program.command("audit").description("audit trail tools");
+
+  connectionFlags(audit.command("key"))
+    .description("write the cluster's audit key (hex) to stdout, for `audit verify --key-file` (needs sudo)")
+    .action((options: ConnectionOptions) =>
+      run(output, async () => {
+        const connection = connect(options);
+        try {
+          const { key } = await connection.call((clients) =>
+            unary(clients.sys.auditKey.bind(clients.sys), {}),
+          );
+          output.out(`${Buffer.from(key).toString("hex")}\n`);
+        } finally {
+          connection.close();
+        }
+      }),
+    );
+
+  connectionFlags(audit.command("hash"))
+    .description("the audit HMAC of a value given on stdin, to find it in audit entries")
+    .action((options: ConnectionOptions) =>
+      run(output, async () => {
+        const input = await output.stdin();
+        const connection = connect(options);
+        try {
+          const { hash } = await connection.call((clients) =>
+            unary(clients.sys.auditHash.bind(clients.sys), { input }),
+          );
+          output.out(`${hash}\n`);
+        } finally {
+          connection.close();
+        }
+      }),
+    );
+
+  audit
     .command("verify")
     .argument("<files...>", "the audit files of one node, oldest first")
     .option("--key-file <file>", "the cluster's audit key (32 bytes, raw or hex), to check checkpoints too")

@@ -68,6 +68,7 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   // The shares are the proof, as for rekey: anyone may hand them in.
   ["/strongroom.v1.Sys/GenerateRoot", open],
   ["/strongroom.v1.Sys/AuditHash", on(fixed("sys/audit-hash"), "update")],
+  ["/strongroom.v1.Sys/AuditKey", on(fixed("sys/audit-key"), "read", true)],
 
   ["/strongroom.v1.Cluster/Status", open],
   ["/strongroom.v1.Cluster/Members", open],

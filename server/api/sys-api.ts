@@ -102,6 +102,10 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
     generateRoot: method(service.generateRoot, "leader", (request, context) =>
       api.generateRoot(request, context),
     ),
+    auditKey: method(service.auditKey, "local", async () => {
+      requireServing(parts.keeper, null);
+      return { key: deriveAuditKey(parts.keeper.rootKey()) };
+    }),
     auditHash: method(service.auditHash, "local", async (request) => {
       requireServing(parts.keeper, null);
       const key = deriveAuditKey(parts.keeper.rootKey());

@@ -4,7 +4,7 @@
 // finds the data and the shares and unseals again.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -123,6 +123,23 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   await accessFromTheCommandLine();
 
   expect(await stopDev()).toBe(0);
+  // Closed cleanly, n1's audit trail verifies with the audit key `audit key` gave, and not with another.
+  const auditDirectory = join(directory, "data", "n1", "audit");
+  const files = readdirSync(auditDirectory).map((name) => join(auditDirectory, name));
+  const verified = await strongroom([
+    "audit",
+    "verify",
+    ...files,
+    "--key-file",
+    join(directory, "audit.key"),
+  ]);
+  expect(verified).toMatchObject({ code: 0, stdout: expect.stringMatching(/checkpoints: intact\n$/) });
+  writeFileSync(join(directory, "other.key"), "ab".repeat(32));
+  const forged = await strongroom(["audit", "verify", ...files, "--key-file", join(directory, "other.key")]);
+  expect(forged).toMatchObject({
+    code: 1,
+    stdout: expect.stringContaining("the checkpoint's MAC does not match"),
+  });
   await startDev();
   expect(devOutput).not.toMatch(/initialized with/);
   expect(devOutput).toMatch(/unsealed 3 nodes/);
@@ -188,6 +205,11 @@ async function accessFromTheCommandLine(): Promise<void> {
     code: 0,
     stdout: "s3cr3t",
   });
+  // The audit key, for an auditor to check checkpoints (used once the cluster has stopped).
+  const key = await strongroom(["audit", "key"], "", { STRONGROOM_TOKEN: rootToken });
+  expect(key.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+  writeFileSync(join(directory, "audit.key"), key.stdout);
+  expect((await strongroom(["audit", "key"], "", asReader)).code).toBe(1);
   const unsealed = await strongroom(["operator", "unseal", "--all"], kept.shares.slice(0, 2).join("\n"));
   expect(unsealed).toMatchObject({ code: 0, stdout: "n1: unsealed\nn2: unsealed\nn3: unsealed\n" });
 }

@@ -166,6 +166,14 @@ export interface AuditHashResponse {
   hash: string;
 }
 
+export interface AuditKeyRequest {
+}
+
+export interface AuditKeyResponse {
+  /** 32 bytes. */
+  key: Uint8Array;
+}
+
 function createBaseShareOptions(): ShareOptions {
   return { count: 0, threshold: 0, operatorKeys: [] };
 }
@@ -2053,6 +2061,108 @@ export const AuditHashResponse: MessageFns<AuditHashResponse> = {
   },
 };
 
+function createBaseAuditKeyRequest(): AuditKeyRequest {
+  return {};
+}
+
+export const AuditKeyRequest: MessageFns<AuditKeyRequest> = {
+  encode(_: AuditKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AuditKeyRequest {
+    return {};
+  },
+
+  toJSON(_: AuditKeyRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseAuditKeyResponse(): AuditKeyResponse {
+  return { key: new Uint8Array(0) };
+}
+
+export const AuditKeyResponse: MessageFns<AuditKeyResponse> = {
+  encode(message: AuditKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key.length !== 0) {
+      writer.uint32(10).bytes(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditKeyResponse {
+    return { key: isSet(object.key) ? bytesFromBase64(object.key) : new Uint8Array(0) };
+  },
+
+  toJSON(message: AuditKeyResponse): unknown {
+    const obj: any = {};
+    if (message.key.length !== 0) {
+      obj.key = base64FromBytes(message.key);
+    }
+    return obj;
+  },
+};
+
 export type SysService = typeof SysService;
 export const SysService = {
   /**
@@ -2168,6 +2278,20 @@ export const SysService = {
     responseSerialize: (value: AuditHashResponse): Buffer => Buffer.from(AuditHashResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuditHashResponse => AuditHashResponse.decode(value),
   },
+  /**
+   * The audit key itself, for an auditor to check checkpoint MACs offline (`audit verify
+   * --key-file`). Whoever holds it can also test guesses against hashed fields and forge
+   * checkpoints: sudo only.
+   */
+  auditKey: {
+    path: "/strongroom.v1.Sys/AuditKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditKeyRequest): Buffer => Buffer.from(AuditKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditKeyRequest => AuditKeyRequest.decode(value),
+    responseSerialize: (value: AuditKeyResponse): Buffer => Buffer.from(AuditKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditKeyResponse => AuditKeyResponse.decode(value),
+  },
 } as const;
 
 export interface SysServer extends UntypedServiceImplementation {
@@ -2202,6 +2326,12 @@ export interface SysServer extends UntypedServiceImplementation {
    * whether an entry holds a given value (or token) without the log holding it.
    */
   auditHash: handleUnaryCall<AuditHashRequest, AuditHashResponse>;
+  /**
+   * The audit key itself, for an auditor to check checkpoint MACs offline (`audit verify
+   * --key-file`). Whoever holds it can also test guesses against hashed fields and forge
+   * checkpoints: sudo only.
+   */
+  auditKey: handleUnaryCall<AuditKeyRequest, AuditKeyResponse>;
 }
 
 export interface SysClient extends Client {
@@ -2372,6 +2502,26 @@ export interface SysClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuditHashResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The audit key itself, for an auditor to check checkpoint MACs offline (`audit verify
+   * --key-file`). Whoever holds it can also test guesses against hashed fields and forge
+   * checkpoints: sudo only.
+   */
+  auditKey(
+    request: AuditKeyRequest,
+    callback: (error: ServiceError | null, response: AuditKeyResponse) => void,
+  ): ClientUnaryCall;
+  auditKey(
+    request: AuditKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditKeyResponse) => void,
+  ): ClientUnaryCall;
+  auditKey(
+    request: AuditKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditKeyResponse) => void,
   ): ClientUnaryCall;
 }
 
