@@ -104,20 +104,7 @@ beforeAll(async () => {
     if (entry === undefined) throw new Error("no config");
     await running.start(spec, entry.config);
   }
-  await running.leaderId();
-  const sys = running.client("n1").sys;
-  const init = await call(sys.init.bind(sys), {
-    shamir: { count: 1, threshold: 1, operatorKeys: [] },
-    hsm: false,
-    generateHsmKey: false,
-    recovery: undefined,
-  });
-  rootToken = init.rootToken;
-  unsealShare = init.unsealShares[0] ?? "";
-  for (const spec of specs) {
-    const target = running.client(spec.id).sys;
-    await call(target.unseal.bind(target), { share: init.unsealShares[0] ?? "", nonce: "", reset: false });
-  }
+  ({ rootToken, share: unsealShare } = await running.initializeWithOneShare("n1"));
 }, 60_000);
 
 afterAll(async () => {

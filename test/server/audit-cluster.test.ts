@@ -40,20 +40,7 @@ beforeAll(async () => {
     if (entry === undefined) throw new Error("no config");
     await running.start(spec, entry.config);
   }
-  await running.leaderId();
-  const sys = clientOf("n2").sys;
-  const init = await call(sys.init.bind(sys), {
-    shamir: { count: 1, threshold: 1, operatorKeys: [] },
-    hsm: false,
-    generateHsmKey: false,
-    recovery: undefined,
-  });
-  rootToken = init.rootToken;
-  running.useToken(rootToken);
-  for (const spec of specs) {
-    const target = clientOf(spec.id).sys;
-    await call(target.unseal.bind(target), { share: init.unsealShares[0] ?? "", nonce: "", reset: false });
-  }
+  rootToken = (await running.initializeWithOneShare("n2")).rootToken;
 }, 60_000);
 
 afterAll(async () => {

@@ -38,14 +38,8 @@ function request(i: number, extra: Partial<AuditRecord> = {}): AuditRecord {
   };
 }
 
-/**
- * A directory with `count` request entries written through the sink and closed cleanly; with
- * `answered`, each followed by its response entry.
- */
-async function writeTrail(
-  count: number,
-  options: { maxFileBytes?: number; checkpointEvery?: number; answered?: boolean } = {},
-): Promise<string> {
+/** A new trail directory and an open sink writing it. */
+function openSink(options: { maxFileBytes?: number; checkpointEvery?: number } = {}) {
   const directory = join(root, `trail-${++directories}`);
   const sink = AuditFile.open({
     directory,
@@ -54,6 +48,18 @@ async function writeTrail(
     maxFileBytes: options.maxFileBytes ?? 1024 * 1024,
     checkpointEvery: options.checkpointEvery ?? 10,
   });
+  return { directory, sink };
+}
+
+/**
+ * A directory with `count` request entries written through the sink and closed cleanly; with
+ * `answered`, each followed by its response entry.
+ */
+async function writeTrail(
+  count: number,
+  options: { maxFileBytes?: number; checkpointEvery?: number; answered?: boolean } = {},
+): Promise<string> {
+  const { directory, sink } = openSink(options);
   // One at a time, as requests of one client arrive (appends that arrive together share one write,
   // and a file rotates between writes).
   for (let i = 0; i < count; i++) {
@@ -71,14 +77,7 @@ function lines(file: string): string[] {
 
 describe("writing", () => {
   it("writes appends that arrive together in one group, each resolved once it is on disk", async () => {
-    const directory = join(root, `trail-${++directories}`);
-    const sink = AuditFile.open({
-      directory,
-      node: "n1",
-      auditKey,
-      maxFileBytes: 1 << 20,
-      checkpointEvery: 1000,
-    });
+    const { directory, sink } = openSink({ checkpointEvery: 1000 });
     await Promise.all(
       Array.from({ length: 50 }, (_, i) => [
         sink.append(request(i)),
@@ -124,14 +123,7 @@ describe("writing", () => {
   });
 
   it("counts a request still without its response as in flight while the trail is open", async () => {
-    const directory = join(root, `trail-${++directories}`);
-    const sink = AuditFile.open({
-      directory,
-      node: "n1",
-      auditKey,
-      maxFileBytes: 1 << 20,
-      checkpointEvery: 1000,
-    });
+    const { directory, sink } = openSink({ checkpointEvery: 1000 });
     await sink.append(request(1));
     await sink.append(request(1, { type: "response", outcome: "ok", code: "OK" }));
     await sink.append(request(2));
@@ -148,14 +140,7 @@ describe("writing", () => {
   });
 
   it("holds a sensitive value only as its HMAC under the audit key", async () => {
-    const directory = join(root, `trail-${++directories}`);
-    const sink = AuditFile.open({
-      directory,
-      node: "n1",
-      auditKey,
-      maxFileBytes: 1 << 20,
-      checkpointEvery: 10,
-    });
+    const { directory, sink } = openSink();
     const marker = "value-marker-5b1e";
     await sink.append(request(1, { hashed: { value: hashSensitive(auditKey, marker) } }));
     sink.close();

@@ -174,6 +174,28 @@ export class InProcessCluster {
     return found;
   }
 
+  /**
+   * Inits the running nodes with one Shamir share through `via`, unseals every node with it, and
+   * sends the root token with every call from then on. Answers the share and the root token.
+   */
+  async initializeWithOneShare(via: string): Promise<{ share: string; rootToken: string }> {
+    await this.leaderId();
+    const sys = this.client(via).sys;
+    const init = await call(sys.init.bind(sys), {
+      shamir: { count: 1, threshold: 1, operatorKeys: [] },
+      hsm: false,
+      generateHsmKey: false,
+      recovery: undefined,
+    });
+    const share = init.unsealShares[0] ?? "";
+    for (const id of this.nodes.keys()) {
+      const target = this.client(id).sys;
+      await call(target.unseal.bind(target), { share, nonce: "", reset: false });
+    }
+    this.useToken(init.rootToken);
+    return { share, rootToken: init.rootToken };
+  }
+
   /** The id of the node that leads, once one does. */
   async leaderId(timeoutMs = 10_000): Promise<string> {
     let leader = "";
