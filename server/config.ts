@@ -121,6 +121,14 @@ export const nodeConfigSchema = z
       .strictObject({
         /** One sink per directory (default: <dataDir>/audit); a call proceeds when one has its entry. */
         directories: z.array(file).min(1).max(8).optional(),
+        /**
+         * Collectors to stream entries to as well: "unix:<path>" or "tcp:<host>:<port>". A call
+         * proceeds when any sink, file or socket, has taken its entry.
+         */
+        sockets: z
+          .array(z.string().regex(/^(?:unix:.+|tcp:.+:\d{1,5})$/, "must be unix:<path> or tcp:<host>:<port>"))
+          .max(8)
+          .default([]),
         maxFileBytes: z
           .number()
           .int()
@@ -128,7 +136,7 @@ export const nodeConfigSchema = z
           .default(64 * 1024 * 1024),
         checkpointEvery: z.number().int().min(1).max(100_000).default(1000),
       })
-      .default({ maxFileBytes: 64 * 1024 * 1024, checkpointEvery: 1000 }),
+      .default({ sockets: [], maxFileBytes: 64 * 1024 * 1024, checkpointEvery: 1000 }),
     auth: z
       .strictObject({
         /**

@@ -236,6 +236,7 @@ export class StrongroomNode {
 
     const audit = new AuditTrail({
       directories: config.audit.directories ?? [join(config.dataDir, "audit")],
+      sockets: config.audit.sockets,
       node: config.nodeId,
       maxFileBytes: config.audit.maxFileBytes,
       checkpointEvery: config.audit.checkpointEvery,

@@ -16,9 +16,12 @@ import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { type AuditRecord, hashSensitive } from "./audit-chain.js";
 import { AuditFile } from "./audit-file.js";
+import { AuditSocket } from "./audit-socket.js";
 
 export interface AuditTrailOptions {
   readonly directories: readonly string[];
+  /** Collectors to stream entries to ("unix:<path>", "tcp:<host>:<port>"), besides the files. */
+  readonly sockets?: readonly string[];
   readonly node: string;
   readonly maxFileBytes: number;
   readonly checkpointEvery: number;
@@ -48,20 +51,49 @@ export function deriveAuditKey(rootKey: Uint8Array): Uint8Array {
   return new Uint8Array(createHmac("sha256", rootKey).update("strongroom audit key v1").digest());
 }
 
+/** One place entries go: a file sink or a socket sink, opened on first use and after a failure. */
+interface Sink {
+  readonly name: string;
+  readonly open: () => AuditFile | AuditSocket;
+  opened: AuditFile | AuditSocket | null;
+  failing: boolean;
+}
+
 export class AuditTrail {
-  private readonly sinks: { directory: string; file: AuditFile | null; failing: boolean }[];
-  private readonly failures: Counter<"directory">;
+  private readonly sinks: Sink[];
+  private readonly failures: Counter<"sink">;
   private readonly responsesLost: Counter;
   private inFlight = 0;
 
   constructor(private readonly options: AuditTrailOptions) {
-    if (options.directories.length === 0)
-      throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory");
-    this.sinks = options.directories.map((directory) => ({ directory, file: null, failing: false }));
+    const sockets = options.sockets ?? [];
+    if (options.directories.length + sockets.length === 0)
+      throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory or socket");
+    this.sinks = [
+      ...options.directories.map((directory) => ({
+        name: directory,
+        open: () =>
+          AuditFile.open({
+            directory,
+            node: options.node,
+            auditKey: null,
+            maxFileBytes: options.maxFileBytes,
+            checkpointEvery: options.checkpointEvery,
+          }),
+        opened: null,
+        failing: false,
+      })),
+      ...sockets.map((address) => ({
+        name: address,
+        open: () => new AuditSocket({ address, node: options.node, connectTimeoutMs: 1000 }),
+        opened: null,
+        failing: false,
+      })),
+    ];
     this.failures = new Counter({
       name: "strongroom_audit_sink_failures_total",
-      help: "Audit entries a sink failed to write, by sink directory.",
-      labelNames: ["directory"],
+      help: "Audit entries a sink failed to write, by sink (a directory or a socket address).",
+      labelNames: ["sink"],
       registers: [options.registry],
     });
     // Completeness: every request entry gets its response entry, unless this counter says otherwise.
@@ -158,22 +190,22 @@ export class AuditTrail {
     const results = await Promise.all(
       this.sinks.map(async (sink) => {
         try {
-          sink.file ??= AuditFile.open({
-            directory: sink.directory,
-            node: this.options.node,
-            auditKey: auditKey ?? new Uint8Array(32),
-            maxFileBytes: this.options.maxFileBytes,
-            checkpointEvery: this.options.checkpointEvery,
-          });
-          sink.file.setAuditKey(auditKey);
-          await sink.file.append(record);
+          sink.opened ??= sink.open();
+          if (sink.opened instanceof AuditFile) sink.opened.setAuditKey(auditKey);
+          await sink.opened.append(record);
           sink.failing = false;
           return true;
         } catch {
-          this.failures.inc({ directory: sink.directory });
+          this.failures.inc({ sink: sink.name });
           sink.failing = true;
-          // A broken file is reopened (a new file, linked to the chain) on the next entry.
-          sink.file = null;
+          // A broken file is reopened (a new file, linked to the chain), a socket dialled again,
+          // on the next entry.
+          try {
+            sink.opened?.close();
+          } catch {
+            // Closing a broken sink may fail too; it is dropped either way.
+          }
+          sink.opened = null;
           return false;
         }
       }),
@@ -189,18 +221,18 @@ export class AuditTrail {
 
   /** Failing sinks, for health. */
   failingSinks(): string[] {
-    return this.sinks.filter((sink) => sink.failing).map((sink) => sink.directory);
+    return this.sinks.filter((sink) => sink.failing).map((sink) => sink.name);
   }
 
   close(): void {
     for (const sink of this.sinks) {
       try {
-        sink.file?.close();
+        sink.opened?.close();
       } catch {
         // A sink that cannot be closed cleanly leaves a file without its final checkpoint; the
         // verifier reports it.
       }
-      sink.file = null;
+      sink.opened = null;
     }
   }
 

@@ -79,6 +79,7 @@ describe("node config", () => {
       raft: { tickMs: 0, electionTicks: 5, heartbeatTicks: 5 },
       seal: { shareAttemptTimeoutMs: 5 },
       auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
+      audit: { sockets: ["syslog://localhost"] },
       colour: "blue",
     });
     const problems = problemsOf(file);
@@ -94,9 +95,10 @@ describe("node config", () => {
           /^auth\.identitySource: Invalid option: expected one of "uri-or-cn"\|"uri"\|"cn"/,
         ),
         expect.stringMatching(/^auth\.rateLimits\.0\.perSecond: /),
+        "audit.sockets.0: must be unix:<path> or tcp:<host>:<port>",
       ]),
     );
-    expect(problems.length).toBeGreaterThanOrEqual(8);
+    expect(problems.length).toBeGreaterThanOrEqual(9);
     expect(() => loadNodeConfig(file, {})).toThrow(
       new RegExp(`^${file.replaceAll("/", "\\/")} has \\d+ problems:\\n  - `),
     );

@@ -1,0 +1,115 @@
+// The audit trail's sinks, real ones: a directory of files and a collector on a Unix socket. An
+// entry goes to both; with the collector down the trail goes on through the file and counts the
+// socket as failing, and dials again once it is back; with the directory broken the collector alone
+// takes the entries; with neither, the call is refused (AUDIT_UNAVAILABLE).
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Registry } from "prom-client";
+import { afterAll, expect, it } from "vitest";
+import { AuditTrail } from "../../server/audit/audit-trail.js";
+import { NodeError } from "../../server/errors.js";
+import type { RequestContext } from "../../server/request.js";
+import { eventually } from "../support/eventually.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-audit-trail-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** A collector on a Unix socket that keeps the lines it receives. */
+function collector(path: string): Promise<{ lines: string[]; stop: () => Promise<void> }> {
+  const lines: string[] = [];
+  const connections = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    connections.add(socket);
+    let buffered = "";
+    socket.on("data", (chunk) => {
+      buffered += chunk.toString("utf8");
+      const parts = buffered.split("\n");
+      buffered = parts.pop() ?? "";
+      lines.push(...parts);
+    });
+    socket.on("close", () => connections.delete(socket));
+  });
+  return new Promise((resolve) =>
+    server.listen(path, () =>
+      resolve({
+        lines,
+        stop: () =>
+          new Promise<void>((done) => {
+            for (const socket of connections) socket.destroy();
+            server.close(() => done());
+          }),
+      }),
+    ),
+  );
+}
+
+const context = (method: string): RequestContext => ({
+  method,
+  identity: "alice",
+  token: null,
+  deadline: Date.now() + 10_000,
+  forwardedBy: null,
+});
+
+it("writes to a file and a socket collector; goes on with either one; refuses with neither", async () => {
+  const socketPath = join(root, "collector.sock");
+  const directory = join(root, "files");
+  const registry = new Registry();
+  const trail = new AuditTrail({
+    directories: [directory],
+    sockets: [`unix:${socketPath}`],
+    node: "n1",
+    maxFileBytes: 1 << 20,
+    checkpointEvery: 100,
+    rootKey: () => new Uint8Array(32).fill(9),
+    registry,
+  });
+  const call = async (path: string) => {
+    const finish = await trail.begin(context("/strongroom.v1.Secrets/Get"), { path });
+    await finish(null);
+  };
+
+  let running = await collector(socketPath);
+  await call("app/one");
+  await eventually(() => running.lines.length === 2, 5000);
+  const first = JSON.parse(running.lines[0] ?? "{}") as Record<string, unknown>;
+  expect(first).toMatchObject({ node: "n1", seq: 1, type: "request", identity: "alice", path: "app/one" });
+  expect(JSON.parse(running.lines[1] ?? "{}")).toMatchObject({ seq: 2, type: "response", outcome: "ok" });
+
+  // The collector goes away: the file takes the entries, the socket counts as failing.
+  await running.stop();
+  await call("app/two");
+  expect(trail.failingSinks()).toEqual([`unix:${socketPath}`]);
+  expect(await registry.metrics()).toMatch(
+    new RegExp(
+      `strongroom_audit_sink_failures_total\\{sink="unix:${socketPath.replaceAll("/", "\\/")}"\\} [1-9]`,
+    ),
+  );
+
+  // It comes back: the next entry reaches it.
+  rmSync(socketPath, { force: true });
+  running = await collector(socketPath);
+  await call("app/three");
+  await eventually(() => running.lines.some((line) => line.includes("app/three")), 5000);
+  expect(trail.failingSinks()).toEqual([]);
+
+  // The directory breaks (a file where it should be): the collector alone takes the entries.
+  trail.close();
+  rmSync(directory, { recursive: true, force: true });
+  writeFileSync(directory, "not a directory");
+  await call("app/four");
+  expect(trail.failingSinks()).toEqual([directory]);
+  await eventually(() => running.lines.some((line) => line.includes("app/four")), 5000);
+
+  // Neither: refused.
+  await running.stop();
+  const refusal = await trail
+    .begin(context("/strongroom.v1.Secrets/Get"), { path: "app/five" })
+    .catch((e) => e);
+  expect(refusal).toBeInstanceOf(NodeError);
+  expect((refusal as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  trail.close();
+});
