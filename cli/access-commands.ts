@@ -10,6 +10,7 @@ import { type ConnectionOptions, connect, UsageError, unary } from "./client-con
 import {
   connectionFlags,
   duration,
+  nonNegativeInteger,
   type Output,
   processOutput,
   promptHidden,
@@ -41,6 +42,7 @@ function printToken(output: Output, info: TokenInfo): void {
     ["renewable", String(info.renewable)],
     ["orphan", String(info.orphan)],
     ["tenant", info.tenant || "-"],
+    ["uses left", info.usesLeft === 0 ? "no limit" : String(info.usesLeft)],
   ];
   for (const [name, value] of rows) output.out(`${name.padEnd(14)}${value}\n`);
 }
@@ -160,6 +162,12 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--renewable", "it may be renewed", false)
     .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
     .option("--display-name <name>", "a name to recognize it by", "")
+    .option(
+      "--uses <count>",
+      "how many calls it may make (default: no limit)",
+      nonNegativeInteger("--uses"),
+      0,
+    )
     .action(
       (
         options: ConnectionOptions & {
@@ -169,6 +177,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
           renewable: boolean;
           orphan: boolean;
           displayName: string;
+          uses: number;
         },
       ) =>
         run(output, async () => {
@@ -181,6 +190,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
                 renewable: options.renewable,
                 orphan: options.orphan,
                 displayName: options.displayName,
+                numUses: options.uses,
               }),
             ),
           );

@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
+import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
 import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
@@ -28,6 +29,7 @@ import { watchHandler } from "./api/watch-handler.js";
 import { AuditTrail } from "./audit/audit-trail.js";
 import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
+import { NodeError } from "./errors.js";
 import { Executor } from "./executor.js";
 import { Forwarder, forwardHandler } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
@@ -252,6 +254,15 @@ export class StrongroomNode {
       secretExists: async (path) => (await state.metadata(path)) !== null,
       backoff: new TokenBackoff(),
       refusals,
+      // On the leader itself, or through the peer channel to it (a call between nodes only).
+      consumeTokenUse: async (context) => {
+        const spend = { ...context, method: AccessService.consumeTokenUse.path };
+        const { role, leader } = raftNode().status();
+        if (role === "leader") await accessApi.consumeTokenUse(spend);
+        else if (leader === null)
+          throw new NodeError("NO_LEADER", "no leader to spend the token's use on; retry");
+        else await forwarder.forward(leader, access.consumeTokenUse as AnyApiMethod, {}, spend);
+      },
     });
     const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
     const forwarder = new Forwarder(members.peers, peerTls);

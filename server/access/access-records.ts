@@ -42,6 +42,8 @@ export interface TokenRecord {
   readonly renewable: boolean;
   /** The keyed hash of the parent token, or null for an orphan (the root token, or one made from a certificate identity). */
   readonly parent: string | null;
+  /** Calls it may still make, or null for no limit (the record goes with the last one). */
+  readonly usesLeft: number | null;
 }
 
 const identityPattern = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,62}|[A-Za-z0-9._-]{0,62}\*)$/;
@@ -96,11 +98,16 @@ export function decodeTokenRecord(bytes: Uint8Array): TokenRecord {
     typeof record.createdBy !== "string" ||
     !numbers.every((n) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0) ||
     typeof record.renewable !== "boolean" ||
-    !(record.parent === null || typeof record.parent === "string")
+    !(record.parent === null || typeof record.parent === "string") ||
+    !(
+      record.usesLeft === undefined ||
+      record.usesLeft === null ||
+      (Number.isSafeInteger(record.usesLeft) && record.usesLeft > 0)
+    )
   ) {
     throw corrupt("token");
   }
-  return record as TokenRecord;
+  return { ...(record as TokenRecord), usesLeft: record.usesLeft ?? null };
 }
 
 function parse(bytes: Uint8Array): unknown {
@@ -137,5 +144,6 @@ export function rootTokenRecord(createdBy: string, accessor: string, now: number
     ttlMs: 0,
     renewable: false,
     parent: null,
+    usesLeft: null,
   };
 }

@@ -6,7 +6,12 @@
 // seals. A snapshot restore reloads the whole view.
 
 import type { Barrier } from "../../storage/barrier/index.js";
-import type { SecretCommand, SecretStateMachine, SystemArea } from "../../storage/state/index.js";
+import {
+  recordDigest,
+  type SecretCommand,
+  type SecretStateMachine,
+  type SystemArea,
+} from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { type Policy, parsePolicy } from "../policy/policy.js";
 import {
@@ -95,6 +100,12 @@ export class AccessView {
     if (!areas.includes(command.area)) return;
     if (this.pending !== null) this.pending.push(command);
     this.take(command);
+  }
+
+  /** The SHA-256 of a record as stored now, for a check-and-set of its next change (null: none). */
+  digestOf(area: SystemArea, name: string): Uint8Array | null {
+    const record = this.stored.get(recordKey(area, name));
+    return record === undefined ? null : recordDigest(record.value);
   }
 
   /** Drops every decrypted record (the node sealed); ciphertext stays. */

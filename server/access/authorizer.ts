@@ -46,6 +46,8 @@ export interface AuthorizerOptions {
   readonly secretExists: (path: string) => Promise<boolean>;
   readonly backoff: TokenBackoff;
   readonly refusals: RefusalMetrics;
+  /** Spends one use of the caller's use-limited token on the leader; TOKEN_INVALID when none is left. */
+  readonly consumeTokenUse: (context: RequestContext) => Promise<void>;
   readonly now?: () => number;
 }
 
@@ -148,6 +150,11 @@ export class Authorizer {
     if (permission === undefined) {
       throw new NodeError("PERMISSION_DENIED", `${context.method} is not open to clients`);
     }
+    if (permission.kind === "peer") {
+      if (context.forwardedBy === null)
+        throw new NodeError("PERMISSION_DENIED", `${context.method} is for nodes, not clients`);
+      return;
+    }
     if (permission.kind === "open" || !this.options.initialized()) return;
     if (this.options.rootKey() === null) {
       // A sealed leader asks the forwarding follower to try again (leadership is moving).
@@ -159,17 +166,23 @@ export class Authorizer {
       throw new NodeError("SEALED", "this node is sealed: unseal it to serve requests");
     }
     const caller = await this.caller(context);
-    if (permission.kind === "caller") return;
-    const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
-      string,
-      unknown
-    >;
-    const path = permission.path(fields);
-    let capability: Capability;
-    if (permission.capability === "write") {
-      capability = (await this.options.secretExists(path)) ? "update" : "create";
-    } else capability = permission.capability;
-    this.require(caller, path, capability, permission.sudo);
+    if (permission.kind === "path") {
+      const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
+        string,
+        unknown
+      >;
+      const path = permission.path(fields);
+      let capability: Capability;
+      if (permission.capability === "write") {
+        capability = (await this.options.secretExists(path)) ? "update" : "create";
+      } else capability = permission.capability;
+      this.require(caller, path, capability, permission.sudo);
+    }
+    // A use-limited token spends one use, on the leader, for the node that took the call (the
+    // leader does not spend another when that node forwards the call).
+    if (caller.token?.usesLeft != null && context.forwardedBy === null) {
+      await this.options.consumeTokenUse(context);
+    }
   }
 
   private resolve(records: AccessRecords, context: RequestContext): Caller {

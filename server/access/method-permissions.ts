@@ -4,13 +4,15 @@
 // (init; unseal, rekey and seal migration, authorized by key shares; seal status and cluster
 // status, which name no secret), or "caller" for calls any valid caller may make and whose handler
 // decides the rest (token operations). A method missing from the table is refused: new methods fail
-// closed until they are given a line here.
+// closed until they are given a line here. "peer" marks the calls one node makes of another.
 
 import { validatePath, validatePrefix } from "../../storage/state/index.js";
 import type { Capability } from "../policy/policy.js";
 
 export type Permission =
   | { readonly kind: "open" }
+  /** Between nodes only: refused to clients. */
+  | { readonly kind: "peer" }
   | { readonly kind: "caller" }
   | {
       readonly kind: "path";
@@ -91,4 +93,5 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Access/RenewToken", caller],
   ["/strongroom.v1.Access/RevokeToken", caller],
   ["/strongroom.v1.Access/LookupToken", caller],
+  ["/strongroom.v1.Access/ConsumeTokenUse", { kind: "peer" }],
 ]);

@@ -77,6 +77,7 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
     renewToken: method(service.renewToken, "leader", (r, c) => api.renewToken(r, c), serving),
     revokeToken: method(service.revokeToken, "leader", (r, c) => api.revokeToken(r, c), serving),
     lookupToken: method(service.lookupToken, "local", (r, c) => api.lookupToken(r, c), serving),
+    consumeTokenUse: method(service.consumeTokenUse, "leader", (_r, c) => api.consumeTokenUse(c), serving),
   };
 }
 
@@ -84,6 +85,9 @@ const displayNamePattern = /^[\x20-\x7e]{0,64}$/;
 const policiesPerBindingMax = 64;
 
 export class AccessApi {
+  /** Use spends in progress on this leader, by token hash. */
+  private readonly spending = new Map<string, Promise<void>>();
+
   constructor(private readonly parts: AccessApiParts) {}
 
   async writePolicy(request: WritePolicyRequest, context: RequestContext): Promise<AccessWriteResponse> {
@@ -233,6 +237,7 @@ export class AccessApi {
       ttlMs,
       renewable: request.renewable,
       parent: orphan ? null : caller.tokenHash,
+      usesLeft: request.numUses === 0 ? null : request.numUses,
     };
     const token = newToken();
     await this.putRecord(accessAreas.token, authorizer.hashOf(token), encodeRecord(record));
@@ -269,6 +274,61 @@ export class AccessApi {
     await this.linearizableRecords(context);
     const { record, records } = await this.target(request.accessor, "read", context);
     return this.info(records, record);
+  }
+
+  /**
+   * Spends one use of the caller's use-limited token (on the leader): the record is rewritten with
+   * one use less, or deleted with its last use, as a check-and-set on the record read, so two
+   * nodes (or an old and a new leader) can never spend the same use twice.
+   */
+  async consumeTokenUse(context: RequestContext): Promise<TokenInfo> {
+    requireServing(this.parts.keeper, context);
+    const { authorizer, view } = this.parts;
+    if (context.token === null) throw new NodeError("INVALID_ARGUMENT", "no token was presented");
+    const hash = authorizer.hashOf(context.token);
+    const spend = async (): Promise<TokenInfo> => {
+      for (let attempt = 1; ; attempt++) {
+        const records = await view.records();
+        const record = authorizer.validToken(records, hash);
+        const digest = view.digestOf(accessAreas.token, hash);
+        if (record === null || digest === null || record.usesLeft === 0) {
+          throw new NodeError(
+            "TOKEN_INVALID",
+            "the token is not valid: unknown, expired, revoked or used up",
+          );
+        }
+        if (record.usesLeft === null) return this.info(records, record);
+        const spent: TokenRecord = { ...record, usesLeft: record.usesLeft - 1 };
+        try {
+          if (spent.usesLeft === 0) {
+            await this.propose({
+              op: "sys.delete",
+              area: accessAreas.token,
+              path: hash,
+              at: Date.now(),
+              ifDigest: digest,
+            });
+          } else {
+            await this.putRecord(accessAreas.token, hash, encodeRecord(spent), digest);
+          }
+          return this.info(records, spent);
+        } catch (error) {
+          if (!(error instanceof StateError && error.code === "CAS_MISMATCH") || attempt >= 5) throw error;
+        }
+      }
+    };
+    // One spend at a time per token on this leader; the check-and-set covers everything else.
+    const previous = this.spending.get(hash) ?? Promise.resolve();
+    const running = previous.then(spend, spend);
+    const settled = running.then(
+      () => {},
+      () => {},
+    );
+    this.spending.set(hash, settled);
+    settled.then(() => {
+      if (this.spending.get(hash) === settled) this.spending.delete(hash);
+    });
+    return running;
   }
 
   /** A new root token (GenerateRoot, once a threshold of shares authorized it). */
@@ -330,6 +390,7 @@ export class AccessApi {
       ttlMs: record.ttlMs,
       renewable: record.renewable,
       orphan: record.parent === null,
+      usesLeft: record.usesLeft ?? 0,
       tenant: tenants.size === 1 && typeof tenant === "string" ? tenant : "",
     };
   }
@@ -349,9 +410,17 @@ export class AccessApi {
     area: (typeof accessAreas)[keyof typeof accessAreas],
     name: string,
     plaintext: Uint8Array,
+    ifDigest?: Uint8Array,
   ) {
     const value = this.parts.barrier.encrypt(barrierContext(area, name), plaintext);
-    return this.propose({ op: "sys.put", area, path: name, value, at: Date.now() });
+    return this.propose({
+      op: "sys.put",
+      area,
+      path: name,
+      value,
+      at: Date.now(),
+      ...(ifDigest === undefined ? {} : { ifDigest }),
+    });
   }
 
   private deleteRecord(area: (typeof accessAreas)[keyof typeof accessAreas], name: string) {

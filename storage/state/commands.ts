@@ -62,8 +62,16 @@ export type SecretCommand =
       /** Barrier ciphertext (the keyring: wrapped by the root key; the seal record: see systemAreas). */
       readonly value: Uint8Array;
       readonly at: number;
+      /** Check-and-set: the SHA-256 of the value the record must hold now (absent: no check). */
+      readonly ifDigest?: Uint8Array;
     }
-  | { readonly op: "sys.delete"; readonly area: SystemArea; readonly path: string; readonly at: number }
+  | {
+      readonly op: "sys.delete";
+      readonly area: SystemArea;
+      readonly path: string;
+      readonly at: number;
+      readonly ifDigest?: Uint8Array;
+    }
   | {
       /**
        * Records of a snapshot being restored into an uninitialized cluster, written as they are
@@ -173,7 +181,11 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
       const area = record.area;
       if (typeof area !== "string" || !(systemAreas as readonly string[]).includes(area))
         fail("area is not a system area");
-      if (op === "sys.delete") return { op, area: area as SystemArea, path: p, at: t };
+      const { ifDigest } = record;
+      if (ifDigest !== undefined && !(ifDigest instanceof Uint8Array && ifDigest.length === 32))
+        fail("ifDigest is not a SHA-256 digest");
+      const check = ifDigest === undefined ? {} : { ifDigest: Uint8Array.from(ifDigest as Uint8Array) };
+      if (op === "sys.delete") return { op, area: area as SystemArea, path: p, at: t, ...check };
       const value = record.value;
       if (!(value instanceof Uint8Array) || value.length === 0) fail("value is not bytes");
       const bytes = value as Uint8Array;
@@ -183,6 +195,7 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
         path: p,
         value: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         at: t,
+        ...check,
       };
     }
     case "state.load": {

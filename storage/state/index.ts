@@ -13,6 +13,7 @@ export { defaultStateLimits, type StateLimits, validatePath, validatePrefix } fr
 export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,
+  recordDigest,
   type SecretMetadata,
   SecretStateMachine,
   type SecretVersion,

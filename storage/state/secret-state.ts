@@ -14,6 +14,7 @@
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 
+import { createHash } from "node:crypto";
 import { Packr } from "msgpackr";
 import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
 import {
@@ -362,6 +363,8 @@ export class SecretStateMachine {
           `a ${command.area} record of ${command.value.length} bytes exceeds the limit`,
         );
       }
+      if (command.ifDigest !== undefined)
+        await this.checkRecordDigest(command.area, command.path, command.ifDigest);
       batch.push({ type: "put", key: systemKey(command.area, command.path), value: command.value });
       return { ok: true, version: null };
     }
@@ -369,6 +372,8 @@ export class SecretStateMachine {
       if ((await this.db.get(systemKey(command.area, command.path))) === undefined) {
         throw new StateError("NOT_FOUND", `no ${command.area} record ${command.path}`);
       }
+      if (command.ifDigest !== undefined)
+        await this.checkRecordDigest(command.area, command.path, command.ifDigest);
       batch.push({ type: "del", key: systemKey(command.area, command.path) });
       return { ok: true, version: null };
     }
@@ -389,6 +394,14 @@ export class SecretStateMachine {
         batch.push({ type: "del", key: metadataKey(command.path) });
         return { ok: true, version: null };
       }
+    }
+  }
+
+  /** A system record's check-and-set: it must hold the value whose SHA-256 is `digest`. */
+  private async checkRecordDigest(area: SystemArea, name: string, digest: Uint8Array): Promise<void> {
+    const current = await this.db.get(systemKey(area, name));
+    if (current === undefined || !recordDigest(current).equals(digest)) {
+      throw new StateError("CAS_MISMATCH", `the ${area} record ${name} changed since it was read`);
     }
   }
 
@@ -613,6 +626,11 @@ function versionKey(path: string, version: number): Uint8Array {
   key[1 + pathBytes.length] = 0x00;
   new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
   return key;
+}
+
+/** The SHA-256 of a stored system record, as a check-and-set of sys.put and sys.delete names it. */
+export function recordDigest(value: Uint8Array): Buffer {
+  return createHash("sha256").update(value).digest();
 }
 
 /** The system area a stored key belongs to, or null for any other kind of key. */

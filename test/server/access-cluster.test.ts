@@ -88,6 +88,7 @@ async function createToken(clients: Clients, request: Partial<CreateTokenRequest
     renewable: false,
     orphan: false,
     displayName: "",
+    numUses: 0,
     ...request,
   });
 }
@@ -369,6 +370,7 @@ describe("tenants", () => {
       renewable: false,
       orphan: false,
       displayName: "",
+      numUses: 0,
     });
     expect(grab).toMatchObject({
       code: status.PERMISSION_DENIED,
@@ -437,6 +439,7 @@ describe("tokens", () => {
       renewable: false,
       orphan: false,
       displayName: "",
+      numUses: 0,
     });
     expect(more.code).toBe(status.PERMISSION_DENIED);
 
@@ -481,6 +484,31 @@ describe("tokens", () => {
     }
     const gone = await callError(lookup.lookupToken.bind(lookup), { accessor: parent.info?.accessor ?? "" });
     expect(gone.code).toBe(status.NOT_FOUND);
+  });
+
+  it("a token with a use limit serves that many calls, on any node, and no more", async () => {
+    const limited = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 3 });
+    expect(limited.info?.usesLeft).toBe(3);
+    const outcomes: string[] = [];
+    for (let index = 0; index < 4; index++) {
+      const secrets = clientAs(index, "limited", limited.token).secrets;
+      outcomes.push(await outcomeOf(() => call(secrets.get.bind(secrets), readRequest("tok/n0"))));
+    }
+    expect(outcomes).toEqual(["ok", "ok", "ok", "TOKEN_INVALID"]);
+    // Spent concurrently through all three nodes, the uses still add up.
+    const raced = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 3 });
+    const racing = await Promise.all(
+      [0, 1, 2, 0, 1, 2].map((index) => {
+        const secrets = clientAs(index, "racer", raced.token).secrets;
+        return outcomeOf(() => call(secrets.get.bind(secrets), readRequest("tok/n0")));
+      }),
+    );
+    expect(racing.filter((outcome) => outcome === "ok")).toHaveLength(3);
+    expect(racing.filter((outcome) => outcome === "TOKEN_INVALID")).toHaveLength(3);
+    // A client cannot call what nodes use to spend a use.
+    const access = clientAs(1, "limited").access;
+    const internal = await callError(access.consumeTokenUse.bind(access), {});
+    expect(internal).toMatchObject({ code: status.PERMISSION_DENIED });
   });
 
   it("an identity that keeps presenting invalid tokens is made to wait", async () => {

@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { Barrier, Keyring } from "../../storage/barrier/index.js";
 import {
+  decodeCommand,
   encodeCommand,
+  recordDigest,
   type SecretCommand,
   SecretStateMachine,
   type StateError,
@@ -352,6 +354,61 @@ describe("reserved system areas", () => {
     const other = await fixture();
     await other.machine.restore(snapshot);
     expect((await other.machine.listSystem("policy", null, 10)).names).toEqual(["writers"]);
+  });
+
+  it("checks a system record's value before a put or delete that names its digest (check-and-set)", async () => {
+    const { apply, machine } = await fixture();
+    const first = bytes("first");
+    await apply({ op: "sys.put", area: "token", path: "t1", value: first, at: 1 });
+    const stale = recordDigest(bytes("something else"));
+    expect(
+      await apply({
+        op: "sys.put",
+        area: "token",
+        path: "t1",
+        value: bytes("second"),
+        at: 2,
+        ifDigest: stale,
+      }),
+    ).toMatchObject({ ok: false, code: "CAS_MISMATCH" });
+    expect(
+      await apply({ op: "sys.put", area: "token", path: "t2", value: bytes("new"), at: 2, ifDigest: stale }),
+    ).toMatchObject({ ok: false, code: "CAS_MISMATCH" });
+    expect(
+      await apply({
+        op: "sys.put",
+        area: "token",
+        path: "t1",
+        value: bytes("second"),
+        at: 2,
+        ifDigest: recordDigest(first),
+      }),
+    ).toEqual({ ok: true, version: null });
+    expect(
+      await apply({ op: "sys.delete", area: "token", path: "t1", at: 3, ifDigest: recordDigest(first) }),
+    ).toMatchObject({
+      ok: false,
+      code: "CAS_MISMATCH",
+    });
+    expect(
+      await apply({
+        op: "sys.delete",
+        area: "token",
+        path: "t1",
+        at: 3,
+        ifDigest: recordDigest(bytes("second")),
+      }),
+    ).toEqual({ ok: true, version: null });
+    expect(await machine.systemRecord("token", "t1")).toBeNull();
+    // The digest travels through the log encoding and back.
+    const encoded = encodeCommand({ op: "sys.delete", area: "token", path: "t9", at: 4, ifDigest: stale });
+    expect(decodeCommand(encoded)).toEqual({
+      op: "sys.delete",
+      area: "token",
+      path: "t9",
+      at: 4,
+      ifDigest: Uint8Array.from(stale),
+    });
   });
 
   it("refuses an unknown area in a command read from the log", async () => {

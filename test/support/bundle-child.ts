@@ -1,7 +1,8 @@
 // For tests that run parts of strongroom as real child processes: the child's entry point is
 // bundled once, so each child starts as plain node in tens of milliseconds rather than through tsx.
 
-import { mkdirSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 
@@ -19,15 +20,19 @@ export async function bundleChild(
 ): Promise<string> {
   mkdirSync(bundleDirectory, { recursive: true });
   const outfile = join(bundleDirectory, `${name}.mjs`);
+  // Test files run in parallel workers, each bundling: each writes its own file and renames it
+  // into place (atomic), so a child never starts from a bundle another worker is half-way writing.
+  const partial = join(bundleDirectory, `${name}.${process.pid}.${randomUUID()}.mjs`);
   await build({
     entryPoints: [entry.pathname],
     bundle: true,
     platform: "node",
     format: "esm",
     target: "node20",
-    outfile,
+    outfile: partial,
     ...(external === "packages" ? { packages: "external" as const } : { external: [...external] }),
     logLevel: "silent",
   });
+  renameSync(partial, outfile);
   return outfile;
 }

@@ -92,6 +92,8 @@ export interface CreateTokenRequest {
   /** No parent: revoking the caller's token leaves this one (needs sudo on sys/tokens/create). */
   orphan: boolean;
   displayName: string;
+  /** How many calls the token may make (0: no limit); it is revoked by its last one. */
+  numUses: number;
 }
 
 export interface CreateTokenResponse {
@@ -126,6 +128,11 @@ export interface TokenInfo {
   orphan: boolean;
   /** The tenant all of its policies belong to, or empty. */
   tenant: string;
+  /** Calls it may still make (0: no limit). */
+  usesLeft: number;
+}
+
+export interface ConsumeTokenUseRequest {
 }
 
 function createBaseAccessWriteResponse(): AccessWriteResponse {
@@ -826,7 +833,7 @@ export const ListBindingsResponse: MessageFns<ListBindingsResponse> = {
 };
 
 function createBaseCreateTokenRequest(): CreateTokenRequest {
-  return { policies: [], ttlMs: 0, maxTtlMs: 0, renewable: false, orphan: false, displayName: "" };
+  return { policies: [], ttlMs: 0, maxTtlMs: 0, renewable: false, orphan: false, displayName: "", numUses: 0 };
 }
 
 export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
@@ -848,6 +855,9 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     }
     if (message.displayName !== "") {
       writer.uint32(50).string(message.displayName);
+    }
+    if (message.numUses !== 0) {
+      writer.uint32(56).uint32(message.numUses);
     }
     return writer;
   },
@@ -913,6 +923,14 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
             message.displayName = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.numUses = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -945,6 +963,11 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
         : isSet(object.display_name)
         ? globalThis.String(object.display_name)
         : "",
+      numUses: isSet(object.numUses)
+        ? globalThis.Number(object.numUses)
+        : isSet(object.num_uses)
+        ? globalThis.Number(object.num_uses)
+        : 0,
     };
   },
 
@@ -967,6 +990,9 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     }
     if (message.displayName !== "") {
       obj.displayName = message.displayName;
+    }
+    if (message.numUses !== 0) {
+      obj.numUses = Math.round(message.numUses);
     }
     return obj;
   },
@@ -1197,6 +1223,7 @@ function createBaseTokenInfo(): TokenInfo {
     renewable: false,
     orphan: false,
     tenant: "",
+    usesLeft: 0,
   };
 }
 
@@ -1234,6 +1261,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.tenant !== "") {
       writer.uint32(90).string(message.tenant);
+    }
+    if (message.usesLeft !== 0) {
+      writer.uint32(96).uint32(message.usesLeft);
     }
     return writer;
   },
@@ -1339,6 +1369,14 @@ export const TokenInfo: MessageFns<TokenInfo> = {
             message.tenant = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.usesLeft = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1388,6 +1426,11 @@ export const TokenInfo: MessageFns<TokenInfo> = {
       renewable: isSet(object.renewable) ? globalThis.Boolean(object.renewable) : false,
       orphan: isSet(object.orphan) ? globalThis.Boolean(object.orphan) : false,
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      usesLeft: isSet(object.usesLeft)
+        ? globalThis.Number(object.usesLeft)
+        : isSet(object.uses_left)
+        ? globalThis.Number(object.uses_left)
+        : 0,
     };
   },
 
@@ -1426,6 +1469,53 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     if (message.tenant !== "") {
       obj.tenant = message.tenant;
     }
+    if (message.usesLeft !== 0) {
+      obj.usesLeft = Math.round(message.usesLeft);
+    }
+    return obj;
+  },
+};
+
+function createBaseConsumeTokenUseRequest(): ConsumeTokenUseRequest {
+  return {};
+}
+
+export const ConsumeTokenUseRequest: MessageFns<ConsumeTokenUseRequest> = {
+  encode(_: ConsumeTokenUseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeTokenUseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeTokenUseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ConsumeTokenUseRequest {
+    return {};
+  },
+
+  toJSON(_: ConsumeTokenUseRequest): unknown {
+    const obj: any = {};
     return obj;
   },
 };
@@ -1540,6 +1630,20 @@ export const AccessService = {
     responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
+  /**
+   * Between nodes only (clients are refused): the node that took a call made with a use-limited
+   * token spends one of its uses on the leader before serving it.
+   */
+  consumeTokenUse: {
+    path: "/strongroom.v1.Access/ConsumeTokenUse" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConsumeTokenUseRequest): Buffer =>
+      Buffer.from(ConsumeTokenUseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConsumeTokenUseRequest => ConsumeTokenUseRequest.decode(value),
+    responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
+  },
 } as const;
 
 export interface AccessServer extends UntypedServiceImplementation {
@@ -1560,6 +1664,11 @@ export interface AccessServer extends UntypedServiceImplementation {
   revokeToken: handleUnaryCall<TokenAccessorRequest, AccessWriteResponse>;
   /** Describes the caller's token (empty accessor) or the token of `accessor`. */
   lookupToken: handleUnaryCall<TokenAccessorRequest, TokenInfo>;
+  /**
+   * Between nodes only (clients are refused): the node that took a call made with a use-limited
+   * token spends one of its uses on the leader before serving it.
+   */
+  consumeTokenUse: handleUnaryCall<ConsumeTokenUseRequest, TokenInfo>;
 }
 
 export interface AccessClient extends Client {
@@ -1730,6 +1839,25 @@ export interface AccessClient extends Client {
   ): ClientUnaryCall;
   lookupToken(
     request: TokenAccessorRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TokenInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Between nodes only (clients are refused): the node that took a call made with a use-limited
+   * token spends one of its uses on the leader before serving it.
+   */
+  consumeTokenUse(
+    request: ConsumeTokenUseRequest,
+    callback: (error: ServiceError | null, response: TokenInfo) => void,
+  ): ClientUnaryCall;
+  consumeTokenUse(
+    request: ConsumeTokenUseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TokenInfo) => void,
+  ): ClientUnaryCall;
+  consumeTokenUse(
+    request: ConsumeTokenUseRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TokenInfo) => void,
