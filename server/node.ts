@@ -127,7 +127,7 @@ export class StrongroomNode {
     undo.push(() => clientTls.close());
     const members = new MemberDirectory(config.nodeId, config.members);
     await members.reload(state);
-    const accessView = new AccessView(state, barrier);
+    const accessView = new AccessView(state, barrier, registry);
     await accessView.reload();
 
     let raft: RaftNode<ApplyResult | null> | null = null;

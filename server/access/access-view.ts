@@ -5,6 +5,7 @@
 // request needs them (only an unsealed node can); decrypted records are dropped when the node
 // seals. A snapshot restore reloads the whole view.
 
+import { Gauge, type Registry } from "prom-client";
 import type { Barrier } from "../../storage/barrier/index.js";
 import {
   recordDigest,
@@ -54,7 +55,21 @@ export class AccessView {
   constructor(
     private readonly state: SecretStateMachine,
     private readonly barrier: Barrier,
-  ) {}
+    registry?: Registry,
+  ) {
+    if (registry === undefined) return;
+    const stored = this.stored;
+    new Gauge({
+      name: "strongroom_access_records",
+      help: "Access records this node holds, by area (policy, identity, token); tokens are bounded by auth.tokensMax.",
+      labelNames: ["area"],
+      registers: [registry],
+      collect() {
+        for (const area of areas) this.set({ area }, 0);
+        for (const { area } of stored.values()) this.inc({ area });
+      },
+    });
+  }
 
   /** Reads every access record from the state: at start, and after a restore replaced it. */
   reload(): Promise<void> {

@@ -346,8 +346,21 @@ export class AccessApi {
     let removed = 0;
     for (const hash of [...records.tokens.keys()]) {
       if (this.parts.authorizer.validToken(records, hash) !== null) continue;
-      await this.deleteRecord(accessAreas.token, hash);
-      removed++;
+      // Only the record as it was read: one renewed or replaced since stays.
+      const digest = this.parts.view.digestOf(accessAreas.token, hash);
+      if (digest === null) continue;
+      try {
+        await this.propose({
+          op: "sys.delete",
+          area: accessAreas.token,
+          path: hash,
+          at: Date.now(),
+          ifDigest: digest,
+        });
+        removed++;
+      } catch (error) {
+        if (!(error instanceof StateError && ["CAS_MISMATCH", "NOT_FOUND"].includes(error.code))) throw error;
+      }
     }
     return removed;
   }
@@ -370,9 +383,10 @@ export class AccessApi {
     checkAccessor(accessor);
     authorizer.require(caller, `sys/tokens/accessors/${accessor}`, capability);
     const hash = records.accessors.get(accessor);
-    const record = hash === undefined ? undefined : records.tokens.get(hash);
-    if (hash === undefined || record === undefined)
-      throw new NodeError("NOT_FOUND", `no token has accessor ${accessor}`);
+    // An expired token, or one whose parent was revoked, is gone already: it cannot be renewed back.
+    const record = hash === undefined ? null : authorizer.validToken(records, hash);
+    if (hash === undefined || record === null)
+      throw new NodeError("NOT_FOUND", `no valid token has accessor ${accessor}`);
     return { hash, record, records };
   }
 

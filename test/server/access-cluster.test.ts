@@ -35,6 +35,8 @@ const configs = writeConfigs(pki, root, specs, () => ({
       { prefix: "", perSecond: 10_000, burst: 20_000 },
       { prefix: "limited/", perSecond: 1, burst: 2 },
     ],
+    // The leader removes expired tokens' records soon after they expire.
+    tidyIntervalMs: 300,
   },
 }));
 const running = new InProcessCluster(pki);
@@ -431,6 +433,15 @@ describe("tokens", () => {
     const holder = clientAs(0, "tok-holder", parent.token);
     const child = await createToken(holder, { ttlMs: 1500, maxTtlMs: 2500, renewable: true });
     expect(child.info).toMatchObject({ policies: ["tok"], orphan: false, renewable: true, ttlMs: 1500 });
+    const tokensOn = async (index: number) => {
+      const spec = specs[index];
+      const metrics = await (await fetch(`http://${spec?.host}:${spec?.httpPort}/metrics`)).text();
+      return Number(/^strongroom_access_records\{area="token"\} (\d+)$/m.exec(metrics)?.[1] ?? "-1");
+    };
+    // A linearizable lookup on n1 first: n1 has applied the child's creation when it answers.
+    const onFirst = asRoot(0).access;
+    await call(onFirst.lookupToken.bind(onFirst), { accessor: child.info?.accessor ?? "" });
+    const withChild = await tokensOn(0);
     // More than the parent's policies needs sudo on sys/tokens/create.
     const more = await callError(holder.access.createToken.bind(holder.access), {
       policies: ["tok", "web"],
@@ -458,6 +469,13 @@ describe("tokens", () => {
       const secrets = clientAs(index, "tok-child", child.token).secrets;
       const expired = await callError(secrets.get.bind(secrets), readRequest("tok/n0"));
       expect(expired).toMatchObject({ code: status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    }
+    const lookup = asRoot(1).access;
+    const gone = await callError(lookup.lookupToken.bind(lookup), { accessor: child.info?.accessor ?? "" });
+    expect(gone.code).toBe(status.NOT_FOUND);
+    // And its record goes from every node (the leader's tidy), so it no longer counts.
+    for (let index = 0; index < 3; index++) {
+      await eventually(async () => (await tokensOn(index)) === withChild - 1, 5000);
     }
   });
 

@@ -68,8 +68,12 @@ function describeModel(model: LogModel): string {
   return `offset ${model.offset}, snapshot ${model.snapshotIndex}, entries ${indexes[0] ?? "-"}..${indexes.at(-1) ?? "-"}`;
 }
 
-/** When to kill: this long after it said it is ready (mid-writing), or after the spawn (maybe mid-start-up). */
-type KillMoment = { readonly afterReadyMs: number } | { readonly afterSpawnMs: number };
+/**
+ * When to kill: this long after it began its first change (mid-writing; counted from the first
+ * change, not from start-up, so a machine slowed by other work still kills it while it writes), or
+ * after the spawn (maybe mid-start-up).
+ */
+type KillMoment = { readonly afterWritingMs: number } | { readonly afterSpawnMs: number };
 
 /**
  * Runs the writer once and SIGKILLs it at `moment`. Returns the model after the last acknowledged
@@ -97,9 +101,11 @@ function runAndKill(
     let timer = "afterSpawnMs" in moment ? setTimeout(kill, moment.afterSpawnMs) : undefined;
     createInterface({ input: child.stdout }).on("line", (line) => {
       const [word, ...rest] = line.split(" ");
-      if (word === "ready" && "afterReadyMs" in moment) timer = setTimeout(kill, moment.afterReadyMs);
-      else if (word === "begin") inFlight = parseChange(rest);
-      else if (word === "ack" && inFlight !== null) {
+      if (word === "begin") {
+        inFlight = parseChange(rest);
+        if (timer === undefined && "afterWritingMs" in moment)
+          timer = setTimeout(kill, moment.afterWritingMs);
+      } else if (word === "ack" && inFlight !== null) {
         acknowledged = applyChange(acknowledged, inFlight);
         inFlight = null;
         acks++;
@@ -124,7 +130,7 @@ it(`keeps every acknowledged change through ${cycles} SIGKILLs (seed ${seed})`, 
   for (let cycle = 1; cycle <= cycles; cycle++) {
     // Most kills land while it writes; one in five during start-up (opening, recovering the log).
     const moment: KillMoment = random.chance(0.8)
-      ? { afterReadyMs: random.nextInt(40) }
+      ? { afterWritingMs: random.nextInt(40) }
       : { afterSpawnMs: random.nextInt(80) };
     const run = await runAndKill(directory, random.nextUint32(), moment, model);
     const context = `cycle ${cycle} (replay with RAFT_LOG_CRASH_SEED=${seed})`;
