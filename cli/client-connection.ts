@@ -4,7 +4,8 @@
 // or unreachable is skipped (any node serves any call: followers forward writes).
 
 import { createSecureContext } from "node:tls";
-import { type ChannelCredentials, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { withToken } from "../client/credentials.js";
 import { AccessClient } from "../proto/gen/strongroom/v1/access.gen.js";
 import { ClusterClient } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { SecretsClient } from "../proto/gen/strongroom/v1/secrets.gen.js";
@@ -35,20 +36,6 @@ export interface Clients {
   readonly sys: SysClient;
   readonly cluster: ClusterClient;
   readonly access: AccessClient;
-}
-
-/**
- * Channel credentials that also send a token with every call (`authorization: Bearer <token>`),
- * read at each call so a holder can switch tokens; none while `token()` is null.
- */
-export function withToken(channel: ChannelCredentials, token: () => string | null): ChannelCredentials {
-  const perCall = credentials.createFromMetadataGenerator((_target, callback) => {
-    const metadata = new Metadata();
-    const current = token();
-    if (current !== null) metadata.set("authorization", `Bearer ${current}`);
-    callback(null, metadata);
-  });
-  return credentials.combineChannelCredentials(channel, perCall);
 }
 
 export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = process.env): Connection {

@@ -1,0 +1,284 @@
+// The TypeScript SDK: createClient({ endpoints, tls, token }) gives a typed method for every unary
+// RPC of the four services (client.secrets.put, client.sys.sealStatus, client.cluster.members,
+// client.access.createToken, ...), each with a deadline, retries where they are safe
+// (retry-policy.ts), per-endpoint circuit breakers and leader preference (endpoint-pool.ts); a
+// Watch that reconnects (watcher.ts); and an opt-in read cache (read-cache.ts).
+
+import { type Client, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { BrokenCircuitError } from "cockatiel";
+import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
+import { ClusterService } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import { type GetRequest, type GetResponse, SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
+import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "./credentials.js";
+import { type Endpoint, EndpointPool } from "./endpoint-pool.js";
+import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
+import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
+import { backoffMs, decide } from "./retry-policy.js";
+import { startWatch, type Watch, type WatchHandlers } from "./watcher.js";
+
+export interface ClientOptions {
+  /** Node client addresses, "host:port": a list, or one string with commas. */
+  readonly endpoints: readonly string[] | string;
+  readonly tls: ClientTls | ClientTlsFiles;
+  /** The token to send, or a function read at every call (null: none). */
+  readonly token?: string | null | (() => string | null);
+  /** Each call's deadline, retries included (default 10 s). */
+  readonly deadlineMs?: number;
+  /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
+  readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
+  /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
+  readonly breaker?: { readonly consecutiveFailures?: number; readonly halfOpenAfterMs?: number };
+  /** The read cache for secrets.get of the newest version; off unless given (see docs/sdk.md). */
+  readonly cache?: Partial<ReadCacheOptions> & {
+    /** Prefixes to watch for changes, dropping cached entries as they change (needs read on each). */
+    readonly watchPrefixes?: readonly string[];
+  };
+}
+
+export interface CallOptions {
+  readonly deadlineMs?: number;
+}
+
+interface UnaryDefinition {
+  readonly path: string;
+  readonly requestStream: boolean;
+  readonly responseStream: boolean;
+  readonly requestSerialize: (value: never) => Buffer;
+  readonly responseDeserialize: (value: Buffer) => unknown;
+}
+
+/** A promise-returning method for every unary RPC of a generated service definition. */
+export type UnaryMethods<Service> = {
+  [Name in keyof Service as Service[Name] extends {
+    readonly requestStream: false;
+    readonly responseStream: false;
+  }
+    ? Name
+    : never]: Service[Name] extends {
+    readonly requestSerialize: (value: infer Request) => Buffer;
+    readonly responseDeserialize: (value: Buffer) => infer Response;
+  }
+    ? (request: Request, options?: CallOptions) => Promise<Response>
+    : never;
+};
+
+/** Calls that change nothing: retried after any transient failure, on any node. */
+const readOnly = new Set<string>([
+  SecretsService.get.path,
+  SecretsService.list.path,
+  SecretsService.getMetadata.path,
+  SecretsService.history.path,
+  SysService.sealStatus.path,
+  SysService.auditHash.path,
+  SysService.auditKey.path,
+  ClusterService.status.path,
+  ClusterService.members.path,
+  AccessService.readPolicy.path,
+  AccessService.listPolicies.path,
+  AccessService.listBindings.path,
+  AccessService.lookupToken.path,
+]);
+
+/** Calls that only make sense on the node they are sent to: never moved to another endpoint. */
+const nodeLocal = new Set<string>([SysService.unseal.path, SysService.seal.path]);
+
+export class StrongroomClient {
+  readonly secrets: UnaryMethods<typeof SecretsService>;
+  readonly sys: UnaryMethods<typeof SysService>;
+  readonly cluster: UnaryMethods<typeof ClusterService>;
+  readonly access: UnaryMethods<typeof AccessService>;
+  private readonly pool: EndpointPool;
+  private readonly deadlineMs: number;
+  private readonly retry: { baseMs: number; maxMs: number };
+  private readonly cache: ReadCache<GetResponse> | null;
+  private readonly cacheWatches: Watch[] = [];
+
+  constructor(options: ClientOptions) {
+    const endpoints = (
+      typeof options.endpoints === "string" ? options.endpoints.split(",") : [...options.endpoints]
+    )
+      .map((endpoint) => endpoint.trim())
+      .filter((endpoint) => endpoint !== "");
+    if (endpoints.length === 0) throw new TypeError("createClient: give at least one endpoint (host:port)");
+    for (const endpoint of endpoints) {
+      if (!/^[^\s:]+:\d{1,5}$/.test(endpoint) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(endpoint))
+        throw new TypeError(`createClient: ${JSON.stringify(endpoint)} is not host:port`);
+    }
+    const token = options.token;
+    const tokenOf = typeof token === "function" ? token : () => token ?? null;
+    this.deadlineMs = positive(options.deadlineMs ?? 10_000, "deadlineMs");
+    this.retry = {
+      baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
+      maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
+    };
+    this.pool = new EndpointPool(endpoints, withToken(tlsCredentials(options.tls), tokenOf), {
+      consecutiveFailures: positive(options.breaker?.consecutiveFailures ?? 5, "breaker.consecutiveFailures"),
+      halfOpenAfterMs: positive(options.breaker?.halfOpenAfterMs ?? 5000, "breaker.halfOpenAfterMs"),
+    });
+    this.cache =
+      options.cache === undefined
+        ? null
+        : new ReadCache<GetResponse>({
+            ttlMs: positive(options.cache.ttlMs ?? 30_000, "cache.ttlMs"),
+            jitter: fraction(options.cache.jitter ?? 0.1, "cache.jitter"),
+            maxEntries: positive(options.cache.maxEntries ?? 1000, "cache.maxEntries"),
+            staleIfError: options.cache.staleIfError ?? true,
+          });
+    this.secrets = this.methods(SecretsService);
+    this.sys = this.methods(SysService);
+    this.cluster = this.methods(ClusterService);
+    this.access = this.methods(AccessService);
+    if (this.cache !== null && options.cache !== undefined) {
+      const get = this.secrets.get;
+      const cache = this.cache;
+      this.secrets = {
+        ...this.secrets,
+        get: (request: GetRequest, callOptions?: CallOptions) =>
+          request.version !== 0
+            ? get(request, callOptions)
+            : cache.get(request.path, () => get(request, callOptions), isUnreachable),
+      };
+      for (const prefix of options.cache.watchPrefixes ?? []) {
+        this.cacheWatches.push(
+          this.watch(prefix, 0, {
+            onEvent: (event) => cache.invalidate(event.path),
+            onGap: () => cache.clear(),
+          }),
+        );
+      }
+    }
+  }
+
+  /** Follows changes under `prefix` (from now, or after `fromRevision`), reconnecting as needed. */
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
+    return startWatch(this.pool, prefix, fromRevision, handlers, this.retry);
+  }
+
+  /** The read cache's counters (all zero when the cache is off). */
+  cacheStats(): ReadCacheStats {
+    return (
+      this.cache?.stats() ?? {
+        hits: 0,
+        misses: 0,
+        staleServed: 0,
+        hitRatio: 0,
+        entries: 0,
+        lastStaleAgeMs: 0,
+      }
+    );
+  }
+
+  close(): void {
+    for (const watch of this.cacheWatches) watch.close();
+    this.pool.close();
+  }
+
+  private methods<Service extends object>(service: Service): UnaryMethods<Service> {
+    const methods: Record<string, (request: unknown, options?: CallOptions) => Promise<unknown>> = {};
+    for (const [name, definition] of Object.entries(service) as [string, UnaryDefinition][]) {
+      if (definition.requestStream || definition.responseStream) continue;
+      methods[name] = (request, options) =>
+        this.invoke(definition, request, options?.deadlineMs ?? this.deadlineMs);
+    }
+    return methods as UnaryMethods<Service>;
+  }
+
+  /** One call: attempts on the endpoints in order, retrying what is safe to retry, inside the deadline. */
+  private async invoke(definition: UnaryDefinition, request: unknown, deadlineMs: number): Promise<unknown> {
+    const deadline = Date.now() + deadlineMs;
+    const idempotent = readOnly.has(definition.path);
+    const endpoints = this.pool.order(!idempotent);
+    const movable = !nodeLocal.has(definition.path);
+    let index = 0;
+    let attempt = 0;
+    let brokenInARow = 0;
+    for (;;) {
+      const endpoint = endpoints[index % endpoints.length] as Endpoint;
+      attempt++;
+      try {
+        const { response, leader } = await endpoint.breaker.execute(() =>
+          unaryCall(endpoint.client, definition, request, deadline),
+        );
+        this.pool.noteAnswer(endpoint, leader);
+        return response;
+      } catch (error) {
+        let wait: number;
+        if (error instanceof BrokenCircuitError) {
+          // This endpoint is resting; the next one, and a pause once every one is.
+          index++;
+          brokenInARow++;
+          if (brokenInARow < endpoints.length && movable) continue;
+          wait = backoffMs(attempt, this.retry.baseMs, this.retry.maxMs) + this.retry.baseMs;
+          brokenInARow = 0;
+          if (Date.now() + wait >= deadline) {
+            throw new StrongroomError("every endpoint's circuit breaker is open", status.UNAVAILABLE, "", {
+              attempts: attempt,
+            });
+          }
+        } else {
+          brokenInARow = 0;
+          const serviceError = error as ServiceError;
+          if (typeof serviceError.code !== "number") throw error;
+          const decision = decide(serviceError, idempotent);
+          const failure = fromServiceError(serviceError, endpoint.address, attempt);
+          if (!decision.retry) throw failure;
+          if (decision.switchEndpoint && movable) index++;
+          wait = Math.max(decision.waitAtLeastMs, backoffMs(attempt, this.retry.baseMs, this.retry.maxMs));
+          if (Date.now() + wait >= deadline) throw failure;
+        }
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+}
+
+export function createClient(options: ClientOptions): StrongroomClient {
+  return new StrongroomClient(options);
+}
+
+function unaryCall(
+  client: Client,
+  definition: UnaryDefinition,
+  request: unknown,
+  deadline: number,
+): Promise<{ response: unknown; leader: string | null }> {
+  return new Promise((resolve, reject) => {
+    let leader: string | null = null;
+    const call = client.makeUnaryRequest(
+      definition.path,
+      definition.requestSerialize as (value: unknown) => Buffer,
+      definition.responseDeserialize,
+      request,
+      new Metadata(),
+      { deadline },
+      (error, response) => (error === null ? resolve({ response, leader }) : reject(error)),
+    );
+    call.on("status", (callStatus) => {
+      const named = callStatus.metadata.get(leaderTrailer)[0];
+      if (named !== undefined) leader = String(named);
+    });
+  });
+}
+
+/** A failure that says the cluster could not be reached (a cached value may be served instead). */
+function isUnreachable(error: unknown): boolean {
+  return (
+    error instanceof StrongroomError &&
+    (error.code === status.UNAVAILABLE ||
+      error.code === status.DEADLINE_EXCEEDED ||
+      error.reason === "SEALED")
+  );
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new TypeError(`createClient: ${name} must be a positive number`);
+  return value;
+}
+
+function fraction(value: number, name: string): number {
+  if (!Number.isFinite(value) || value < 0 || value > 1)
+    throw new TypeError(`createClient: ${name} must be between 0 and 1`);
+  return value;
+}

@@ -1,0 +1,88 @@
+// The SDK's one error type: every failed call rejects with a StrongroomError carrying the gRPC
+// status, the server's stable reason (the `strongroom-reason` trailer, e.g. NOT_FOUND,
+// PERMISSION_DENIED, CAS_MISMATCH), the leader hint and a retry-after hint, plus whether the call
+// may have taken effect (`outcomeUnknown`: a write that timed out may still commit).
+
+import { type ServiceError, status } from "@grpc/grpc-js";
+
+export class StrongroomError extends Error {
+  override readonly name = "StrongroomError";
+
+  constructor(
+    message: string,
+    /** The gRPC status code. */
+    readonly code: status,
+    /** The server's reason ("" for a failure below the API: no connection, a cancelled call). */
+    readonly reason: string,
+    readonly details: {
+      readonly leaderHint?: string | null;
+      readonly retryAfterMs?: number | null;
+      readonly outcomeUnknown?: boolean;
+      readonly endpoint?: string;
+      readonly attempts?: number;
+    } = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+
+  get leaderHint(): string | null {
+    return this.details.leaderHint ?? null;
+  }
+
+  get retryAfterMs(): number | null {
+    return this.details.retryAfterMs ?? null;
+  }
+
+  /** True when a write may have been applied although it failed (a timeout after it was sent). */
+  get outcomeUnknown(): boolean {
+    return this.details.outcomeUnknown ?? false;
+  }
+
+  /** The status by name ("NOT_FOUND"), for messages and switches. */
+  get statusName(): string {
+    return status[this.code] ?? String(this.code);
+  }
+}
+
+/** The trailers the server answers with (docs/api.md). */
+export const reasonTrailer = "strongroom-reason";
+export const leaderTrailer = "strongroom-leader";
+export const retryAfterTrailer = "strongroom-retry-after-ms";
+
+export function fromServiceError(error: ServiceError, endpoint: string, attempts: number): StrongroomError {
+  const first = (key: string) => {
+    const value = error.metadata?.get(key)[0];
+    return value === undefined ? null : String(value);
+  };
+  const reason = first(reasonTrailer) ?? "";
+  const retryAfter = first(retryAfterTrailer);
+  return new StrongroomError(
+    `${error.details || status[error.code]}${reason === "" ? "" : ` (${reason})`}`,
+    error.code,
+    reason,
+    {
+      leaderHint: first(leaderTrailer),
+      retryAfterMs: retryAfter === null ? null : Number(retryAfter),
+      outcomeUnknown:
+        error.code === status.DEADLINE_EXCEEDED ||
+        reason === "TIMEOUT" ||
+        reason === "FORWARD_FAILED" ||
+        (error.code === status.UNAVAILABLE && reason === "" && !neverSent(error)),
+      endpoint,
+      attempts,
+    },
+    { cause: error },
+  );
+}
+
+/** A failure before the request left this process (no connection could be made). */
+export function neverSent(error: ServiceError): boolean {
+  return (
+    error.code === status.UNAVAILABLE &&
+    (error.metadata?.get(reasonTrailer).length ?? 0) === 0 &&
+    /No connection established|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/.test(
+      error.details ?? "",
+    )
+  );
+}

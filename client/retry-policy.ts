@@ -1,0 +1,63 @@
+// When a failed call is tried again, and how long to wait first. Reads are retried after any
+// failure that is not the answer itself (unavailable, a timeout, a sealed node); a write only when
+// it certainly did not take effect: it never left this process, or the cluster refused it before
+// proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). A write whose
+// outcome is unknown (a timeout after it was sent) is never retried: the caller decides, reading
+// first or writing with check-and-set. Waits are exponential with full jitter, inside the deadline.
+
+import { type ServiceError, status } from "@grpc/grpc-js";
+import { neverSent, reasonTrailer, retryAfterTrailer } from "./errors.js";
+
+/** Reasons with which the cluster refused a call before doing anything. */
+const refusedBeforeWork = new Set([
+  "NO_LEADER",
+  "NOT_LEADER",
+  "LEADER_SEALED",
+  "TRANSFER_IN_PROGRESS",
+  "PROPOSAL_DROPPED",
+  "AUDIT_UNAVAILABLE",
+  "ACCESS_UNAVAILABLE",
+  "SEALED",
+  "RATE_LIMITED",
+  "READ_QUEUE_FULL",
+]);
+
+export interface RetryDecision {
+  readonly retry: boolean;
+  /** Try another endpoint next (this one is down, sealed or not serving). */
+  readonly switchEndpoint: boolean;
+  /** The server asked to wait at least this long. */
+  readonly waitAtLeastMs: number;
+}
+
+export function decide(error: ServiceError, idempotent: boolean): RetryDecision {
+  const reason = String(error.metadata?.get(reasonTrailer)[0] ?? "");
+  const retryAfter = Number(error.metadata?.get(retryAfterTrailer)[0] ?? 0);
+  const waitAtLeastMs = Number.isFinite(retryAfter) ? retryAfter : 0;
+  if (refusedBeforeWork.has(reason)) {
+    return { retry: true, switchEndpoint: reason === "SEALED", waitAtLeastMs };
+  }
+  if (neverSent(error)) return { retry: true, switchEndpoint: true, waitAtLeastMs };
+  if (!idempotent) return { retry: false, switchEndpoint: false, waitAtLeastMs };
+  const transient =
+    error.code === status.UNAVAILABLE ||
+    error.code === status.DEADLINE_EXCEEDED ||
+    error.code === status.CANCELLED ||
+    reason === "TIMEOUT";
+  return { retry: transient, switchEndpoint: transient, waitAtLeastMs };
+}
+
+/** Whether the failure speaks of the endpoint itself (for its circuit breaker). */
+export function isEndpointFailure(error: ServiceError): boolean {
+  return neverSent(error) || (error.code === status.UNAVAILABLE && !error.metadata?.get(reasonTrailer)[0]);
+}
+
+/** Exponential backoff with full jitter: a random wait up to base·2^attempt, capped. */
+export function backoffMs(
+  attempt: number,
+  baseMs: number,
+  maxMs: number,
+  random: () => number = Math.random,
+): number {
+  return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20)));
+}

@@ -1,0 +1,81 @@
+// A Watch that survives failures: it follows changes under a prefix and, when its stream ends (the
+// node went down, a leader change, a deploy), opens it again on the next endpoint from the last
+// revision it delivered, with backoff, until it is closed. An event is delivered once even across
+// reconnections. A history the node no longer has (HISTORY_COMPACTED) is reported: the caller
+// re-reads what it cares about, and the watch goes on from now.
+
+import { type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import type { EndpointPool } from "./endpoint-pool.js";
+import { fromServiceError, reasonTrailer, type StrongroomError } from "./errors.js";
+import { backoffMs } from "./retry-policy.js";
+
+export interface WatchHandlers {
+  readonly onEvent: (event: WatchEvent) => void;
+  /** A failure it recovers from by itself (it reconnects); for logs and metrics. */
+  readonly onError?: (error: StrongroomError) => void;
+  /** The history was compacted past the last revision seen: changes may have been missed. */
+  readonly onGap?: () => void;
+}
+
+export interface Watch {
+  close(): void;
+}
+
+export function startWatch(
+  pool: EndpointPool,
+  prefix: string,
+  fromRevision: number,
+  handlers: WatchHandlers,
+  retry: { baseMs: number; maxMs: number },
+): Watch {
+  let closed = false;
+  let revision = fromRevision;
+  let stream: ClientReadableStream<WatchEvent> | null = null;
+  let attempt = 0;
+  let endpointIndex = 0;
+  let timer: NodeJS.Timeout | null = null;
+
+  const open = () => {
+    if (closed) return;
+    const endpoints = pool.order(false);
+    const endpoint = endpoints[endpointIndex % endpoints.length];
+    if (endpoint === undefined) return;
+    const opened = endpoint.client.makeServerStreamRequest(
+      SecretsService.watch.path,
+      SecretsService.watch.requestSerialize,
+      SecretsService.watch.responseDeserialize,
+      { prefix, fromRevision: revision },
+      new Metadata(),
+      {},
+    ) as ClientReadableStream<WatchEvent>;
+    stream = opened;
+    opened.on("data", (event: WatchEvent) => {
+      attempt = 0;
+      if (event.revision <= revision && revision !== 0) return;
+      revision = event.revision;
+      handlers.onEvent(event);
+    });
+    opened.on("error", (error: ServiceError) => {
+      if (closed || error.code === status.CANCELLED) return;
+      const reason = String(error.metadata?.get(reasonTrailer)[0] ?? "");
+      if (reason === "HISTORY_COMPACTED") {
+        handlers.onGap?.();
+        revision = 0;
+      } else {
+        handlers.onError?.(fromServiceError(error, endpoint.address, attempt + 1));
+        endpointIndex++;
+      }
+      attempt++;
+      timer = setTimeout(open, backoffMs(attempt, retry.baseMs, retry.maxMs) + retry.baseMs);
+    });
+  };
+  open();
+  return {
+    close() {
+      closed = true;
+      if (timer !== null) clearTimeout(timer);
+      stream?.cancel();
+    },
+  };
+}

@@ -1,0 +1,137 @@
+// The SDK's pure parts: which failures are retried (reads and writes apart), the backoff's bounds,
+// and the read cache's TTL with jitter, size bound and stale-if-error, on a fake clock.
+
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { describe, expect, it } from "vitest";
+import { fromServiceError } from "../../client/errors.js";
+import { ReadCache } from "../../client/read-cache.js";
+import { backoffMs, decide } from "../../client/retry-policy.js";
+
+function failure(code: status, details: string, reason?: string, retryAfterMs?: number): ServiceError {
+  const metadata = new Metadata();
+  if (reason !== undefined) metadata.set("strongroom-reason", reason);
+  if (retryAfterMs !== undefined) metadata.set("strongroom-retry-after-ms", String(retryAfterMs));
+  return Object.assign(new Error(details), { code, details, metadata }) as ServiceError;
+}
+
+describe("retry policy", () => {
+  it("retries a write only when it certainly did not take effect", () => {
+    const cases: [ServiceError, boolean][] = [
+      [failure(status.UNAVAILABLE, "No connection established"), true],
+      [failure(status.UNAVAILABLE, "no leader", "NO_LEADER"), true],
+      [failure(status.UNAVAILABLE, "sealed leader", "LEADER_SEALED"), true],
+      [failure(status.FAILED_PRECONDITION, "sealed", "SEALED"), true],
+      [failure(status.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", 250), true],
+      [failure(status.UNAVAILABLE, "Connection dropped"), false],
+      [failure(status.DEADLINE_EXCEEDED, "Deadline exceeded"), false],
+      [failure(status.DEADLINE_EXCEEDED, "timed out", "TIMEOUT"), false],
+      [failure(status.UNAVAILABLE, "leader did not answer", "FORWARD_FAILED"), false],
+      [failure(status.ABORTED, "cas", "CAS_MISMATCH"), false],
+    ];
+    expect(cases.map(([error]) => decide(error, false).retry)).toEqual(cases.map(([, retry]) => retry));
+    expect(
+      decide(failure(status.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", 250), false).waitAtLeastMs,
+    ).toBe(250);
+  });
+
+  it("retries a read after any transient failure, never after an answer", () => {
+    expect(decide(failure(status.UNAVAILABLE, "Connection dropped"), true)).toMatchObject({
+      retry: true,
+      switchEndpoint: true,
+    });
+    expect(decide(failure(status.DEADLINE_EXCEEDED, "Deadline exceeded"), true).retry).toBe(true);
+    expect(decide(failure(status.NOT_FOUND, "no secret", "NOT_FOUND"), true).retry).toBe(false);
+    expect(decide(failure(status.PERMISSION_DENIED, "no", "PERMISSION_DENIED"), true).retry).toBe(false);
+  });
+
+  it("waits a random time up to base·2^attempt, capped", () => {
+    expect(backoffMs(3, 50, 2000, () => 0.999)).toBe(399);
+    expect(backoffMs(10, 50, 2000, () => 0.5)).toBe(1000);
+    expect(backoffMs(1, 50, 2000, () => 0)).toBe(0);
+  });
+
+  it("says when a failed write's outcome is unknown", () => {
+    expect(fromServiceError(failure(status.UNAVAILABLE, "Connection dropped"), "a:1", 1).outcomeUnknown).toBe(
+      true,
+    );
+    expect(
+      fromServiceError(failure(status.UNAVAILABLE, "No connection established"), "a:1", 1).outcomeUnknown,
+    ).toBe(false);
+    expect(fromServiceError(failure(status.ABORTED, "cas", "CAS_MISMATCH"), "a:1", 1).outcomeUnknown).toBe(
+      false,
+    );
+  });
+});
+
+describe("read cache", () => {
+  function setUp(jitter = 0) {
+    let now = 0;
+    const cache = new ReadCache<string>(
+      { ttlMs: 100, jitter, maxEntries: 2, staleIfError: true },
+      () => now,
+      () => 1,
+    );
+    let fetches = 0;
+    let down = false;
+    const get = (key: string) =>
+      cache.get(
+        key,
+        async () => {
+          fetches++;
+          if (down) throw new Error("unreachable");
+          return `${key}@${now}`;
+        },
+        () => true,
+      );
+    return {
+      cache,
+      get,
+      advance: (ms: number) => (now += ms),
+      fetches: () => fetches,
+      setDown: (value: boolean) => (down = value),
+    };
+  }
+
+  it("answers from a fresh entry, fetches again once it expired", async () => {
+    const { get, advance, fetches, cache } = setUp();
+    expect(await get("a")).toBe("a@0");
+    advance(99);
+    expect(await get("a")).toBe("a@0");
+    advance(1);
+    expect(await get("a")).toBe("a@100");
+    expect(fetches()).toBe(2);
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 2 });
+  });
+
+  it("shortens lifetimes by the jitter", async () => {
+    const { get, advance, fetches } = setUp(0.5);
+    await get("a");
+    advance(50);
+    await get("a");
+    expect(fetches()).toBe(2);
+  });
+
+  it("keeps at most its bound, dropping the least recently used", async () => {
+    const { get, fetches, cache } = setUp();
+    await get("a");
+    await get("b");
+    await get("a");
+    await get("c");
+    expect(cache.stats().entries).toBe(2);
+    await get("a");
+    await get("b");
+    expect(fetches()).toBe(4);
+  });
+
+  it("answers an expired entry while the source is down, and fails what it never had", async () => {
+    const { get, advance, setDown, cache } = setUp();
+    await get("a");
+    advance(500);
+    setDown(true);
+    expect(await get("a")).toBe("a@0");
+    expect(cache.stats()).toMatchObject({ staleServed: 1, lastStaleAgeMs: 500 });
+    await expect(get("b")).rejects.toThrow("unreachable");
+    cache.invalidate("a");
+    await expect(get("a")).rejects.toThrow("unreachable");
+  });
+});
