@@ -71,13 +71,23 @@ function devEnv(): Record<string, string> {
   );
 }
 
+/** Runs `strongroom ARGS` (the bundled CLI) in the dev cluster's env, with `input` on stdin. */
 function strongroom(
   args: string[],
   input?: string,
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runNode([cli, ...args], input, env);
+}
+
+/** Runs node with `args` in the dev cluster's env (the root token in STRONGROOM_TOKEN). */
+function runNode(
+  args: string[],
+  input?: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], {
+    const child = spawn(process.execPath, args, {
       env: { ...process.env, ...devEnv(), ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -121,6 +131,21 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   expect(noAddress).toMatchObject({ code: 2, stderr: expect.stringMatching(/STRONGROOM_ADDR is not set/) });
 
   await accessFromTheCommandLine();
+
+  // The README's SDK example, as it is written there, against this cluster.
+  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const example = /## From an application[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+  const exampleFile = join(directory, "readme-example.mts");
+  writeFileSync(
+    exampleFile,
+    example.replace(
+      'from "strongroom"',
+      `from ${JSON.stringify(new URL("../../client/index.ts", import.meta.url).pathname)}`,
+    ),
+  );
+  const tsx = new URL("../../node_modules/tsx/dist/cli.mjs", import.meta.url).pathname;
+  const ran = await runNode([tsx, exampleFile]);
+  expect(ran).toMatchObject({ code: 0, stdout: expect.stringMatching(/^\d+ hello\n$/) });
 
   expect(await stopDev()).toBe(0);
   // Closed cleanly, n1's audit trail verifies with the audit key `audit key` gave, and not with another.
