@@ -45,10 +45,15 @@ interface UnaryDefinition {
   readonly requestStream: boolean;
   readonly responseStream: boolean;
   readonly requestSerialize: (value: never) => Buffer;
+  readonly requestDeserialize: (value: Buffer) => unknown;
   readonly responseDeserialize: (value: Buffer) => unknown;
 }
 
-/** A promise-returning method for every unary RPC of a generated service definition. */
+/**
+ * A promise-returning method for every unary RPC of a generated service definition. A request's
+ * fields may be left out: they take the proto defaults (version 0 is the newest, consistency 0 is
+ * linearizable, ...).
+ */
 export type UnaryMethods<Service> = {
   [Name in keyof Service as Service[Name] extends {
     readonly requestStream: false;
@@ -59,7 +64,7 @@ export type UnaryMethods<Service> = {
     readonly requestSerialize: (value: infer Request) => Buffer;
     readonly responseDeserialize: (value: Buffer) => infer Response;
   }
-    ? (request: Request, options?: CallOptions) => Promise<Response>
+    ? (request: Partial<Request>, options?: CallOptions) => Promise<Response>
     : never;
 };
 
@@ -134,8 +139,8 @@ export class StrongroomClient {
       const cache = this.cache;
       this.secrets = {
         ...this.secrets,
-        get: (request: GetRequest, callOptions?: CallOptions) =>
-          request.version !== 0
+        get: (request: Partial<GetRequest>, callOptions?: CallOptions) =>
+          (request.version ?? 0) !== 0 || request.path === undefined
             ? get(request, callOptions)
             : cache.get(request.path, () => get(request, callOptions), isUnreachable),
       };
@@ -178,8 +183,14 @@ export class StrongroomClient {
     const methods: Record<string, (request: unknown, options?: CallOptions) => Promise<unknown>> = {};
     for (const [name, definition] of Object.entries(service) as [string, UnaryDefinition][]) {
       if (definition.requestStream || definition.responseStream) continue;
+      // The proto defaults, as an empty message decodes.
+      const defaults = definition.requestDeserialize(Buffer.alloc(0)) as object;
       methods[name] = (request, options) =>
-        this.invoke(definition, request, options?.deadlineMs ?? this.deadlineMs);
+        this.invoke(
+          definition,
+          { ...defaults, ...(request as object) },
+          options?.deadlineMs ?? this.deadlineMs,
+        );
     }
     return methods as UnaryMethods<Service>;
   }
@@ -235,6 +246,31 @@ export class StrongroomClient {
 
 export function createClient(options: ClientOptions): StrongroomClient {
   return new StrongroomClient(options);
+}
+
+/**
+ * A client configured as the CLI is: STRONGROOM_ADDR, STRONGROOM_CACERT, STRONGROOM_CLIENT_CERT,
+ * STRONGROOM_CLIENT_KEY and (optional) STRONGROOM_TOKEN; `options` add to or override them.
+ */
+export function clientFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  options: Partial<ClientOptions> = {},
+): StrongroomClient {
+  const need = (name: string): string => {
+    const value = env[name];
+    if (value === undefined || value === "") throw new TypeError(`clientFromEnv: ${name} is not set`);
+    return value;
+  };
+  return createClient({
+    endpoints: options.endpoints ?? need("STRONGROOM_ADDR"),
+    tls: options.tls ?? {
+      caFile: need("STRONGROOM_CACERT"),
+      certFile: need("STRONGROOM_CLIENT_CERT"),
+      keyFile: need("STRONGROOM_CLIENT_KEY"),
+    },
+    token: env.STRONGROOM_TOKEN ?? null,
+    ...options,
+  });
 }
 
 function unaryCall(

@@ -84,6 +84,8 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
   expect(put.version).toBe(1);
   const read = await client.secrets.get(linearizable("sdk/typed"));
   expect(text(read.value)).toBe("v1");
+  // Fields left out take the proto defaults: the newest version, read linearizably.
+  expect((await client.secrets.get({ path: "sdk/typed" })).version).toBe(1);
   const missing = await client.secrets.get(linearizable("sdk/none")).catch((error: unknown) => error);
   expect(missing).toBeInstanceOf(StrongroomError);
   expect(missing).toMatchObject({ code: status.NOT_FOUND, reason: "NOT_FOUND", statusName: "NOT_FOUND" });
