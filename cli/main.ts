@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import "./ip-servername-warning.js";
 import { registerAccessCommands } from "./access-commands.js";
+import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
@@ -87,6 +88,7 @@ program
 registerClientCommands(program);
 registerAccessCommands(program);
 registerAuditCommands(program);
+registerAgentCommand(program);
 
 program
   .command("server")

@@ -1,0 +1,55 @@
+// The agent's own plaintext port: GET /v1/agent/health (200 once every file has been rendered,
+// 503 before; the body lists each file's version, last rendering and last error, never a value)
+// and GET /metrics (Prometheus).
+
+import { createServer } from "node:http";
+import type { Registry } from "prom-client";
+import type { Agent } from "./agent.js";
+
+export async function startAgentHttp(
+  address: string,
+  agent: Agent,
+  registry: Registry,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = createServer((request, response) => {
+    if (request.method !== "GET") {
+      response.writeHead(405).end();
+      return;
+    }
+    if (request.url === "/v1/agent/health") {
+      const status = agent.status();
+      const body = {
+        ready: status.ready,
+        secrets: status.secrets.map(({ path, file, version, renderedAt, lastError }) => ({
+          path,
+          file,
+          version,
+          renderedAt: renderedAt === null ? null : new Date(renderedAt).toISOString(),
+          lastError,
+        })),
+      };
+      response
+        .writeHead(status.ready ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify(body));
+      return;
+    }
+    if (request.url === "/metrics") {
+      registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": registry.contentType }).end(text),
+        () => response.writeHead(500).end(),
+      );
+      return;
+    }
+    response.writeHead(404).end();
+  });
+  const separator = address.lastIndexOf(":");
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(address.slice(separator + 1)), address.slice(0, separator), () => resolve());
+  });
+  const bound = server.address();
+  return {
+    port: typeof bound === "object" && bound !== null ? bound.port : 0,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,151 @@
+// `strongroom agent` as a real child process against a real 3-node cluster: it renders a secret
+// to a raw file and a templated one (atomically, mode 0600), sees a new version through Watch and
+// rewrites both and runs the reload command once, serves health and metrics, keeps the files when
+// every node is gone, and stops cleanly on SIGTERM. A bad config exits 2 naming its problems.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { call, InProcessCluster, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
+import { TestPki } from "../server/pki-fixture.js";
+import { bundledCli } from "../server/process-cluster.js";
+import { eventually } from "../support/eventually.js";
+
+const pki = new TestPki("agent");
+const root = mkdtempSync(join(tmpdir(), "strongroom-agent-"));
+const specs = nodeSpecs(3, 49_000, 180);
+const configs = writeConfigs(pki, root, specs);
+const running = new InProcessCluster(pki);
+const httpAddress = "127.0.0.180:49050";
+let agent: ChildProcess | null = null;
+let agentLog = "";
+
+beforeAll(async () => {
+  for (const spec of specs) {
+    const entry = configs.get(spec.id);
+    if (entry === undefined) throw new Error("no config");
+    await running.start(spec, entry.config);
+  }
+  const { rootToken } = await running.initializeWithOneShare("n1");
+  writeFileSync(join(root, "token"), rootToken, { mode: 0o600 });
+}, 60_000);
+
+afterAll(async () => {
+  agent?.kill("SIGKILL");
+  await running.stop();
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function put(value: string): Promise<void> {
+  const secrets = running.client("n2").secrets;
+  await call(secrets.put.bind(secrets), { path: "app/db", value: new TextEncoder().encode(value) });
+}
+
+function runCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return bundledCli().then(
+    (cli) =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+        let stderr = "";
+        child.stderr.on("data", (chunk: Buffer) => {
+          stderr += chunk.toString();
+        });
+        child.on("exit", (code) => resolve({ code, stderr }));
+      }),
+  );
+}
+
+it("renders files, follows a new version with one reload, and keeps the files through an outage", async () => {
+  await put("s3cr3t-v1");
+  const client = pki.client("agent");
+  const raw = join(root, "db-password");
+  const templated = join(root, "db.env");
+  const marker = join(root, "reloads");
+  const configFile = join(root, "agent.yaml");
+  writeFileSync(
+    configFile,
+    stringify({
+      cluster: {
+        endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+        caFile: client.caFile,
+        certFile: client.certificateFile,
+        keyFile: client.privateKeyFile,
+        tokenFile: join(root, "token"),
+      },
+      secrets: [
+        { path: "app/db", file: raw },
+        { path: "app/db", file: templated, template: "DB_PASSWORD={{ value }}\nDB_VERSION={{ version }}\n" },
+      ],
+      reload: {
+        command: [
+          process.execPath,
+          "-e",
+          `require("fs").appendFileSync(${JSON.stringify(marker)}, "reloaded\\n")`,
+        ],
+      },
+      http: httpAddress,
+      refreshIntervalMs: 1000,
+    }),
+  );
+  agent = spawn(process.execPath, [await bundledCli(), "agent", "--config", configFile], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  agent.stderr?.on("data", (chunk: Buffer) => {
+    agentLog += chunk.toString();
+  });
+
+  await eventually(() => existsSync(templated) && existsSync(raw), 15_000);
+  expect(readFileSync(raw, "utf8")).toBe("s3cr3t-v1");
+  expect(readFileSync(templated, "utf8")).toBe("DB_PASSWORD=s3cr3t-v1\nDB_VERSION=1\n");
+  expect(statSync(raw).mode & 0o777).toBe(0o600);
+  const health = await fetch(`http://${httpAddress}/v1/agent/health`);
+  expect(health.status).toBe(200);
+  const body = (await health.json()) as { ready: boolean; secrets: { version: number }[] };
+  expect(body.ready).toBe(true);
+  expect(JSON.stringify(body)).not.toContain("s3cr3t");
+  expect(existsSync(marker)).toBe(false);
+
+  // A new version: both files follow, and the reload command runs once for the pair.
+  const changedAt = Date.now();
+  await put("s3cr3t-v2");
+  await eventually(() => readFileSync(templated, "utf8").includes("s3cr3t-v2"), 5000);
+  expect(Date.now() - changedAt).toBeLessThan(2000);
+  expect(readFileSync(raw, "utf8")).toBe("s3cr3t-v2");
+  await eventually(() => existsSync(marker), 5000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  expect(readFileSync(marker, "utf8")).toBe("reloaded\n");
+
+  // Every node gone: the files stay as they were, and health and metrics say the refresh fails.
+  await running.stop();
+  await eventually(async () => {
+    const metrics = await (await fetch(`http://${httpAddress}/metrics`)).text();
+    return /^strongroom_agent_secrets_failing 2$/m.test(metrics);
+  }, 15_000);
+  expect(readFileSync(raw, "utf8")).toBe("s3cr3t-v2");
+  expect(readFileSync(templated, "utf8")).toBe("DB_PASSWORD=s3cr3t-v2\nDB_VERSION=2\n");
+  expect((await fetch(`http://${httpAddress}/v1/agent/health`)).status).toBe(200);
+  expect(agentLog).toMatch(/keeping the last good file/);
+  expect(agentLog).not.toContain("s3cr3t");
+
+  const exited = new Promise<number | null>((resolve) => agent?.once("exit", (code) => resolve(code)));
+  agent.kill("SIGTERM");
+  expect(await exited).toBe(0);
+  agent = null;
+}, 60_000);
+
+it("refuses a bad config with exit code 2, naming each problem", async () => {
+  const configFile = join(root, "bad.yaml");
+  writeFileSync(
+    configFile,
+    stringify({ secrets: [{ path: "app/db", file: "x", mode: "999" }], http: "nowhere", colour: 1 }),
+  );
+  const result = await runCli(["agent", "--config", configFile]);
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain("secrets.0.mode: must be an octal mode such as 0600");
+  expect(result.stderr).toContain("http: must be host:port");
+  expect(result.stderr).toMatch(/colour/);
+});
