@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { type Connection, connect, unary } from "../cli/client-connection.js";
+import { createClient, type StrongroomClient } from "../client/index.js";
 import "../cli/ip-servername-warning.js";
 import {
   createCertificateAuthority,
@@ -111,22 +111,27 @@ async function kill(id: string): Promise<void> {
   processes.delete(id);
 }
 
+let rootToken: string | null = null;
+// One SDK client per node, so each writer stays on its node (as separate applications would).
 const connections = ids.map((_, i) =>
-  connect({
-    addr: `${host(i)}:${port}`,
-    cacert: join(root, "cluster-ca.pem"),
-    clientCert: client.certificateFile,
-    clientKey: client.privateKeyFile,
+  createClient({
+    endpoints: [`${host(i)}:${port}`],
+    tls: {
+      caFile: join(root, "cluster-ca.pem"),
+      certFile: client.certificateFile,
+      keyFile: client.privateKeyFile,
+    },
+    token: () => rootToken,
   }),
 );
-const connectionOf = (id: string): Connection => connections[ids.indexOf(id)] as Connection;
+const connectionOf = (id: string): StrongroomClient => connections[ids.indexOf(id)] as StrongroomClient;
 
 async function leader(): Promise<string> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     for (const id of processes.keys()) {
       const status = await connectionOf(id)
-        .call((clients) => unary(clients.cluster.status.bind(clients.cluster), {}, 1000))
+        .cluster.status({}, { deadlineMs: 1000 })
         .catch(() => null);
       if (status?.role === "leader") return id;
     }
@@ -136,27 +141,23 @@ async function leader(): Promise<string> {
 }
 
 async function unseal(id: string, share: string): Promise<void> {
-  await connectionOf(id).call((clients) =>
-    unary(clients.sys.unseal.bind(clients.sys), { share, nonce: "", reset: false }, 30_000),
-  );
+  await connectionOf(id).sys.unseal({ share, nonce: "", reset: false }, { deadlineMs: 30_000 });
 }
 
 try {
   for (let i = 0; i < ids.length; i++) await startNode(i);
   await leader();
-  const init = await connectionOf("n1").call((clients) =>
-    unary(
-      clients.sys.init.bind(clients.sys),
-      {
-        shamir: { count: 1, threshold: 1, operatorKeys: [] },
-        hsm: false,
-        generateHsmKey: false,
-        recovery: undefined,
-      },
-      30_000,
-    ),
+  const init = await connectionOf("n1").sys.init(
+    {
+      shamir: { count: 1, threshold: 1, operatorKeys: [] },
+      hsm: false,
+      generateHsmKey: false,
+      recovery: undefined,
+    },
+    { deadlineMs: 30_000 },
   );
   const share = init.unsealShares[0] ?? "";
+  rootToken = init.rootToken;
   for (const id of ids) await unseal(id, share);
 
   const results: string[][] = [];
@@ -170,12 +171,9 @@ try {
       while (!stop) {
         const sentAt = Date.now();
         try {
-          await connectionOf(id).call((clients) =>
-            unary(
-              clients.secrets.put.bind(clients.secrets),
-              { path: `bench/k${sequence++}`, value: new Uint8Array(64) },
-              3000,
-            ),
+          await connectionOf(id).secrets.put(
+            { path: `bench/k${sequence++}`, value: new Uint8Array(64) },
+            { deadlineMs: 3000 },
           );
           acks.push({ sentAt, ackedAt: Date.now() });
         } catch {

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
-import { type ConnectionOptions, connect, UsageError, unary } from "./client-connection.js";
+import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   connectionFlags,
   duration,
@@ -17,19 +17,6 @@ import {
   run,
   stdinLines,
 } from "./command-support.js";
-
-/** Runs `body` with a connection from `options`, closing it after. */
-async function withConnection<T>(
-  options: ConnectionOptions,
-  body: (connection: ReturnType<typeof connect>) => Promise<T>,
-): Promise<T> {
-  const connection = connect(options);
-  try {
-    return await body(connection);
-  } finally {
-    connection.close();
-  }
-}
 
 function printToken(output: Output, info: TokenInfo): void {
   const rows: [string, string][] = [
@@ -67,11 +54,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
       run(output, async () => {
         const document =
           file === undefined ? (await output.stdin()).toString("utf8") : readFileSync(file, "utf8");
-        const written = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.writePolicy.bind(clients.access), { name, document }),
-          ),
-        );
+        const written = await withClient(options, (client) => client.access.writePolicy({ name, document }));
         output.out(`policy ${name} written (revision ${written.revision})\n`);
       }),
     );
@@ -80,9 +63,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("print a policy's document")
     .action((name: string, options: ConnectionOptions) =>
       run(output, async () => {
-        const read = await withConnection(options, (connection) =>
-          connection.call((clients) => unary(clients.access.readPolicy.bind(clients.access), { name })),
-        );
+        const read = await withClient(options, (client) => client.access.readPolicy({ name }));
         output.out(read.document.endsWith("\n") ? read.document : `${read.document}\n`);
       }),
     );
@@ -91,9 +72,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("the names of all policies")
     .action((options: ConnectionOptions) =>
       run(output, async () => {
-        const listed = await withConnection(options, (connection) =>
-          connection.call((clients) => unary(clients.access.listPolicies.bind(clients.access), {})),
-        );
+        const listed = await withClient(options, (client) => client.access.listPolicies({}));
         for (const name of listed.names) output.out(`${name}\n`);
       }),
     );
@@ -102,9 +81,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("delete a policy (bindings and tokens that name it keep the name, granting nothing)")
     .action((name: string, options: ConnectionOptions) =>
       run(output, async () => {
-        const deleted = await withConnection(options, (connection) =>
-          connection.call((clients) => unary(clients.access.deletePolicy.bind(clients.access), { name })),
-        );
+        const deleted = await withClient(options, (client) => client.access.deletePolicy({ name }));
         output.out(`policy ${name} deleted (revision ${deleted.revision})\n`);
       }),
     );
@@ -118,10 +95,8 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("bind a certificate identity to policies (replaces its binding)")
     .action((identity: string, policies: string[], options: ConnectionOptions) =>
       run(output, async () => {
-        const bound = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.bindIdentity.bind(clients.access), { identity, policies }),
-          ),
+        const bound = await withClient(options, (client) =>
+          client.access.bindIdentity({ identity, policies }),
         );
         output.out(`${identity} -> ${policies.join(", ")} (revision ${bound.revision})\n`);
       }),
@@ -131,11 +106,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("remove an identity's binding")
     .action((identity: string, options: ConnectionOptions) =>
       run(output, async () => {
-        const removed = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.unbindIdentity.bind(clients.access), { identity }),
-          ),
-        );
+        const removed = await withClient(options, (client) => client.access.unbindIdentity({ identity }));
         output.out(`${identity} unbound (revision ${removed.revision})\n`);
       }),
     );
@@ -144,9 +115,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("every identity binding")
     .action((options: ConnectionOptions) =>
       run(output, async () => {
-        const listed = await withConnection(options, (connection) =>
-          connection.call((clients) => unary(clients.access.listBindings.bind(clients.access), {})),
-        );
+        const listed = await withClient(options, (client) => client.access.listBindings({}));
         for (const binding of listed.bindings)
           output.out(`${binding.identity.padEnd(24)}${binding.policies.join(", ")}\n`);
       }),
@@ -181,18 +150,16 @@ export function registerAccessCommands(program: Command, output: Output = proces
         },
       ) =>
         run(output, async () => {
-          const created = await withConnection(options, (connection) =>
-            connection.call((clients) =>
-              unary(clients.access.createToken.bind(clients.access), {
-                policies: options.policy,
-                ttlMs: options.ttl,
-                maxTtlMs: options.maxTtl,
-                renewable: options.renewable,
-                orphan: options.orphan,
-                displayName: options.displayName,
-                numUses: options.uses,
-              }),
-            ),
+          const created = await withClient(options, (client) =>
+            client.access.createToken({
+              policies: options.policy,
+              ttlMs: options.ttl,
+              maxTtlMs: options.maxTtl,
+              renewable: options.renewable,
+              orphan: options.orphan,
+              displayName: options.displayName,
+              numUses: options.uses,
+            }),
           );
           output.out(`${"token".padEnd(14)}${created.token}\n`);
           if (created.info !== undefined) printToken(output, created.info);
@@ -204,10 +171,8 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--accessor <accessor>", "another token's accessor", "")
     .action((options: ConnectionOptions & { accessor: string }) =>
       run(output, async () => {
-        const info = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.lookupToken.bind(clients.access), { accessor: options.accessor }),
-          ),
+        const info = await withClient(options, (client) =>
+          client.access.lookupToken({ accessor: options.accessor }),
         );
         printToken(output, info);
       }),
@@ -219,13 +184,11 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--increment <duration>", "by how much (default: its TTL)", duration("--increment"), 0)
     .action((options: ConnectionOptions & { accessor: string; increment: number }) =>
       run(output, async () => {
-        const info = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.renewToken.bind(clients.access), {
-              accessor: options.accessor,
-              incrementMs: options.increment,
-            }),
-          ),
+        const info = await withClient(options, (client) =>
+          client.access.renewToken({
+            accessor: options.accessor,
+            incrementMs: options.increment,
+          }),
         );
         printToken(output, info);
       }),
@@ -236,10 +199,8 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--accessor <accessor>", "another token's accessor", "")
     .action((options: ConnectionOptions & { accessor: string }) =>
       run(output, async () => {
-        const revoked = await withConnection(options, (connection) =>
-          connection.call((clients) =>
-            unary(clients.access.revokeToken.bind(clients.access), { accessor: options.accessor }),
-          ),
+        const revoked = await withClient(options, (client) =>
+          client.access.revokeToken({ accessor: options.accessor }),
         );
         output.out(`revoked (revision ${revoked.revision}): refused on each node once it applies it\n`);
       }),
@@ -260,12 +221,10 @@ export function registerAccessCommands(program: Command, output: Output = proces
         const targets = options.all ? addresses : [undefined];
         let sealedLeft = 0;
         for (const target of targets) {
-          await withConnection(
+          await withClient(
             { ...options, ...(target === undefined ? {} : { addr: target }) },
-            async (connection) => {
-              let status = await connection.call((clients) =>
-                unary(clients.sys.sealStatus.bind(clients.sys), {}),
-              );
+            async (client) => {
+              let status = await client.sys.sealStatus({});
               let position = 0;
               const source = shares(output);
               while (status.sealed) {
@@ -278,13 +237,11 @@ export function registerAccessCommands(program: Command, output: Output = proces
                 }
                 position++;
                 const submitted = share;
-                status = await connection.call((clients) =>
-                  unary(clients.sys.unseal.bind(clients.sys), {
-                    share: submitted,
-                    nonce: status.nonce,
-                    reset: false,
-                  }),
-                );
+                status = await client.sys.unseal({
+                  share: submitted,
+                  nonce: status.nonce,
+                  reset: false,
+                });
               }
               output.out(
                 `${status.nodeId}: ${status.sealed ? `sealed (${status.progress}/${status.threshold} shares)` : "unsealed"}\n`,
@@ -301,12 +258,10 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .description("a new root token from a threshold of unseal (or recovery) shares: stdin or hidden prompts")
     .action((options: ConnectionOptions) =>
       run(output, async () => {
-        await withConnection(options, async (connection) => {
+        await withClient(options, async (client) => {
           let nonce = "";
           for await (const share of shares(output)) {
-            const step = await connection.call((clients) =>
-              unary(clients.sys.generateRoot.bind(clients.sys), { share, nonce, reset: false }),
-            );
+            const step = await client.sys.generateRoot({ share, nonce, reset: false });
             if (step.complete) {
               output.out(`${step.rootToken}\n`);
               return;

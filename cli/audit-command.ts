@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { verifyAuditFiles } from "../server/audit/audit-verify.js";
-import { type ConnectionOptions, connect, unary } from "./client-connection.js";
+import { type ConnectionOptions, withClient } from "./client-connection.js";
 import { connectionFlags, type Output, processOutput, run } from "./command-support.js";
 
 export function registerAuditCommands(program: Command, output: Output = processOutput): void {
@@ -18,15 +18,8 @@ export function registerAuditCommands(program: Command, output: Output = process
     .description("write the cluster's audit key (hex) to stdout, for `audit verify --key-file` (needs sudo)")
     .action((options: ConnectionOptions) =>
       run(output, async () => {
-        const connection = connect(options);
-        try {
-          const { key } = await connection.call((clients) =>
-            unary(clients.sys.auditKey.bind(clients.sys), {}),
-          );
-          output.out(`${Buffer.from(key).toString("hex")}\n`);
-        } finally {
-          connection.close();
-        }
+        const { key } = await withClient(options, (client) => client.sys.auditKey({}));
+        output.out(`${Buffer.from(key).toString("hex")}\n`);
       }),
     );
 
@@ -35,15 +28,8 @@ export function registerAuditCommands(program: Command, output: Output = process
     .action((options: ConnectionOptions) =>
       run(output, async () => {
         const input = await output.stdin();
-        const connection = connect(options);
-        try {
-          const { hash } = await connection.call((clients) =>
-            unary(clients.sys.auditHash.bind(clients.sys), { input }),
-          );
-          output.out(`${hash}\n`);
-        } finally {
-          connection.close();
-        }
+        const { hash } = await withClient(options, (client) => client.sys.auditHash({ input }));
+        output.out(`${hash}\n`);
       }),
     );
 

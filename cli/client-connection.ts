@@ -1,44 +1,28 @@
 // How the CLI reaches a cluster, like the tools operators know: STRONGROOM_ADDR (one or several
 // host:port, comma-separated), STRONGROOM_CACERT, STRONGROOM_CLIENT_CERT and STRONGROOM_CLIENT_KEY,
-// each overridable by a flag, and STRONGROOM_TOKEN (optional: sent as `authorization: Bearer`). A call goes to the first address that answers; a node that is down
-// or unreachable is skipped (any node serves any call: followers forward writes).
+// each overridable by a flag, and STRONGROOM_TOKEN (optional: sent as `authorization: Bearer`;
+// never a flag, so it does not show in the process list). Calls go through the SDK (client/):
+// any node serves any call, a node that is down is skipped, safe retries happen within the deadline.
 
-import { createSecureContext } from "node:tls";
-import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { withToken } from "../client/credentials.js";
-import { AccessClient } from "../proto/gen/strongroom/v1/access.gen.js";
-import { ClusterClient } from "../proto/gen/strongroom/v1/cluster.gen.js";
-import { SecretsClient } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import { SysClient } from "../proto/gen/strongroom/v1/sys.gen.js";
-import { readTlsMaterial, tlsMinVersion } from "../server/tls/tls-files.js";
+import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import { createClient, type StrongroomClient, StrongroomError } from "../client/index.js";
 
 export interface ConnectionOptions {
   readonly addr?: string;
   readonly cacert?: string;
   readonly clientCert?: string;
   readonly clientKey?: string;
-  readonly token?: string;
 }
 
 export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-export interface Connection {
-  /** Runs `call` against each address in turn until one answers (anything but UNAVAILABLE). */
-  call<Response>(run: (clients: Clients) => Promise<Response>): Promise<Response>;
-  close(): void;
-}
-
-export interface Clients {
-  readonly address: string;
-  readonly secrets: SecretsClient;
-  readonly sys: SysClient;
-  readonly cluster: ClusterClient;
-  readonly access: AccessClient;
-}
-
-export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = process.env): Connection {
+/** An SDK client from the flags, falling back to the environment. */
+export function sdkClient(
+  options: ConnectionOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): StrongroomClient {
   const pick = (flag: string | undefined, name: string): string => {
     const value = flag ?? env[name];
     if (value === undefined || value === "") {
@@ -48,61 +32,35 @@ export function connect(options: ConnectionOptions, env: NodeJS.ProcessEnv = pro
     }
     return value;
   };
-  const addresses = pick(options.addr, "STRONGROOM_ADDR")
-    .split(",")
-    .map((address) => address.trim())
-    .filter((address) => address !== "");
-  const material = readTlsMaterial({
-    caFile: pick(options.cacert, "STRONGROOM_CACERT"),
-    certificateFile: pick(options.clientCert, "STRONGROOM_CLIENT_CERT"),
-    privateKeyFile: pick(options.clientKey, "STRONGROOM_CLIENT_KEY"),
+  const token = env.STRONGROOM_TOKEN ?? "";
+  return createClient({
+    endpoints: pick(options.addr, "STRONGROOM_ADDR"),
+    tls: {
+      caFile: pick(options.cacert, "STRONGROOM_CACERT"),
+      certFile: pick(options.clientCert, "STRONGROOM_CLIENT_CERT"),
+      keyFile: pick(options.clientKey, "STRONGROOM_CLIENT_KEY"),
+    },
+    token: token === "" ? null : token,
   });
-  const token = options.token ?? env.STRONGROOM_TOKEN ?? "";
-  const channel = withToken(
-    credentials.createFromSecureContext(
-      createSecureContext({
-        ca: material.ca,
-        cert: material.certificate,
-        key: material.privateKey,
-        minVersion: tlsMinVersion,
-      }),
-    ),
-    () => (token === "" ? null : token),
-  );
-  const opened = addresses.map((address) => ({
-    address,
-    secrets: new SecretsClient(address, channel),
-    sys: new SysClient(address, channel),
-    cluster: new ClusterClient(address, channel),
-    access: new AccessClient(address, channel),
-  }));
-  return {
-    async call(run) {
-      let lastError: unknown = null;
-      for (const clients of opened) {
-        try {
-          return await run(clients);
-        } catch (error) {
-          if ((error as ServiceError).code !== status.UNAVAILABLE) throw error;
-          lastError = error;
-        }
-      }
-      throw lastError;
-    },
-    close() {
-      for (const clients of opened) {
-        clients.secrets.close();
-        clients.sys.close();
-        clients.cluster.close();
-        clients.access.close();
-      }
-    },
-  };
+}
+
+/** Runs `body` with a client from `options`, closing it after. */
+export async function withClient<T>(
+  options: ConnectionOptions,
+  body: (client: StrongroomClient) => Promise<T>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<T> {
+  const client = sdkClient(options, env);
+  try {
+    return await body(client);
+  } finally {
+    client.close();
+  }
 }
 
 type Callback<Response> = (error: ServiceError | null, response: Response) => void;
 
-/** A generated unary method as a promise with a deadline. */
+/** A generated unary method as a promise with a deadline (for tests that use raw clients). */
 export function unary<Request, Response>(
   method: (
     request: Request,
@@ -122,9 +80,15 @@ export function unary<Request, Response>(
 
 /** One line for stderr from a failed call: the message and the stable reason. */
 export function describeCallError(error: unknown): string {
+  if (error instanceof StrongroomError) {
+    const leader = error.leaderHint === null ? "" : ` (leader: ${error.leaderHint})`;
+    const unknown = error.outcomeUnknown
+      ? " (the write may or may not have been applied: read before retrying)"
+      : "";
+    return `${error.message}${leader}${unknown}`;
+  }
   const serviceError = error as ServiceError;
   if (typeof serviceError?.code !== "number") return (error as Error)?.message ?? String(error);
   const reason = serviceError.metadata?.get("strongroom-reason")[0];
-  const leader = serviceError.metadata?.get("strongroom-leader")[0];
-  return `${serviceError.details}${reason === undefined ? "" : ` (${String(reason)})`}${leader === undefined ? "" : ` [leader: ${String(leader)}]`}`;
+  return `${serviceError.details}${reason === undefined ? "" : ` (${String(reason)})`}`;
 }

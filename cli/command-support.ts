@@ -3,6 +3,7 @@
 // code (0 ok, 1 error, 2 usage).
 
 import { type Command, InvalidArgumentError } from "commander";
+import { stringify as stringifyYaml } from "yaml";
 import { describeCallError, UsageError } from "./client-connection.js";
 
 export interface Output {
@@ -97,4 +98,38 @@ export async function promptHidden(prompt: string): Promise<string> {
     input.pause();
     process.stderr.write("\n");
   }
+}
+
+export type Format = "table" | "json" | "yaml";
+
+/** Adds --format (table, json or yaml) to a command. */
+export function formatFlag(command: Command): Command {
+  return command.option(
+    "--format <format>",
+    "output: table (default), json or yaml",
+    (value: string): Format => {
+      if (value !== "table" && value !== "json" && value !== "yaml")
+        throw new InvalidArgumentError("--format is table, json or yaml.");
+      return value;
+    },
+    "table",
+  );
+}
+
+/** Writes `data` as JSON or YAML (bytes as base64), or `table` for people. */
+export function emit(output: Output, format: Format, data: unknown, table: () => string): void {
+  const plain = JSON.parse(
+    JSON.stringify(data, (_key, value: unknown) =>
+      value instanceof Uint8Array ? Buffer.from(value).toString("base64") : value,
+    ),
+  ) as unknown;
+  if (format === "json") output.out(`${JSON.stringify(plain, null, 2)}\n`);
+  else if (format === "yaml") output.out(stringifyYaml(plain));
+  else output.out(table());
+}
+
+/** Rows of name and value, aligned. */
+export function rows(entries: readonly (readonly [string, string])[]): string {
+  const width = Math.max(0, ...entries.map(([name]) => name.length)) + 2;
+  return entries.map(([name, value]) => `${name.padEnd(width)}${value}\n`).join("");
 }

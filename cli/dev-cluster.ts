@@ -16,7 +16,7 @@ import {
   issueNodeCertificate,
   type PemPair,
 } from "../server/tls/dev-pki.js";
-import { connect, unary } from "./client-connection.js";
+import { sdkClient } from "./client-connection.js";
 
 export interface DevClusterOptions {
   /** Where data, certificates, shares and the env file go. */
@@ -127,25 +127,20 @@ async function initializeAndUnseal(
   print: (line: string) => void,
 ): Promise<string> {
   const sharesFile = join(directory, "dev-unseal-shares.json");
-  const connection = connect({}, env);
+  const client = sdkClient({}, env);
   try {
-    const status = await connection.call((clients) =>
-      unary(clients.sys.sealStatus.bind(clients.sys), {}, 30_000),
-    );
+    const status = await client.sys.sealStatus({}, { deadlineMs: 30_000 });
     let shares: string[];
     let rootToken: string;
     if (!status.initialized) {
-      const init = await connection.call((clients) =>
-        unary(
-          clients.sys.init.bind(clients.sys),
-          {
-            shamir: { count: shareCount, threshold: shareThreshold, operatorKeys: [] },
-            hsm: false,
-            generateHsmKey: false,
-            recovery: undefined,
-          },
-          30_000,
-        ),
+      const init = await client.sys.init(
+        {
+          shamir: { count: shareCount, threshold: shareThreshold, operatorKeys: [] },
+          hsm: false,
+          generateHsmKey: false,
+          recovery: undefined,
+        },
+        { deadlineMs: 30_000 },
       );
       shares = init.unsealShares;
       rootToken = init.rootToken;
@@ -172,12 +167,10 @@ async function initializeAndUnseal(
       rootToken = kept.rootToken;
     }
     for (const address of env.STRONGROOM_ADDR?.split(",") ?? []) {
-      const node = connect({ addr: address }, env);
+      const node = sdkClient({ addr: address }, env);
       try {
         for (const share of shares.slice(0, shareThreshold)) {
-          await node.call((clients) =>
-            unary(clients.sys.unseal.bind(clients.sys), { share, nonce: "", reset: false }, 30_000),
-          );
+          await node.sys.unseal({ share, nonce: "", reset: false }, { deadlineMs: 30_000 });
         }
       } finally {
         node.close();
@@ -186,7 +179,7 @@ async function initializeAndUnseal(
     print(`unsealed ${nodeCount} nodes`);
     return rootToken;
   } finally {
-    connection.close();
+    client.close();
   }
 }
 

@@ -1,19 +1,47 @@
-// `strongroom kv put | get` and `strongroom operator status`: the first client commands (the rest
-// of the operator CLI comes with the CLI issue). A secret never needs to be on the command line: a
-// value comes from stdin or a file, and `kv get` shows a value only when asked (--reveal).
-// Exit codes: 0 ok, 1 error, 2 usage; `operator status` exits 2 when the node is sealed, like
-// Vault's.
+// `strongroom kv ...` and `strongroom operator status`. A secret never needs to be on the command
+// line: a value comes from stdin or a file, and `kv get` shows a value only when asked (--reveal,
+// or --format json|yaml, which carry it base64-encoded). Exit codes: 0 ok, 1 error, 2 usage;
+// `operator status` exits 2 when the node is sealed, like Vault's.
 
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import { type ConnectionOptions, connect, unary } from "./client-connection.js";
-import { connectionFlags, nonNegativeInteger, type Output, processOutput, run } from "./command-support.js";
+import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
+import {
+  connectionFlags,
+  duration,
+  emit,
+  type Format,
+  formatFlag,
+  nonNegativeInteger,
+  type Output,
+  processOutput,
+  rows,
+  run,
+} from "./command-support.js";
+
+type Formatted = ConnectionOptions & { format: Format };
+
+const consistency = (stale: number | undefined) => ({
+  consistency: stale === undefined ? Consistency.CONSISTENCY_LINEARIZABLE : Consistency.CONSISTENCY_STALE,
+  maxStalenessMs: stale ?? 0,
+});
+
+const when = (ms: number) => (ms === 0 ? "-" : new Date(ms).toISOString());
+
+function versionsArgument(value: string): number[] {
+  const versions = value.split(",").map(Number);
+  if (!versions.every((version) => Number.isSafeInteger(version) && version > 0))
+    throw new UsageError("--versions is a comma-separated list of versions, e.g. 3,4");
+  return versions;
+}
 
 export function registerClientCommands(program: Command, output: Output = processOutput): void {
   const kv = program.command("kv").description("read and write secrets");
+  const command = (name: string) => formatFlag(connectionFlags(kv.command(name)));
 
-  connectionFlags(kv.command("put").argument("<path>", "the secret's path"))
+  command("put")
+    .argument("<path>", "the secret's path")
     .description("write a new version of a secret; the value comes from stdin or --file")
     .option("--file <file>", "read the value from this file instead of stdin")
     .option(
@@ -21,73 +49,245 @@ export function registerClientCommands(program: Command, output: Output = proces
       "only if the secret is at this version (0: must not exist)",
       nonNegativeInteger("--cas"),
     )
-    .action((path: string, options: ConnectionOptions & { file?: string; cas?: number }) =>
+    .action((path: string, options: Formatted & { file?: string; cas?: number }) =>
       run(output, async () => {
         const value = options.file === undefined ? await output.stdin() : readFileSync(options.file);
-        const connection = connect(options);
-        try {
-          const written = await connection.call((clients) =>
-            unary(clients.secrets.put.bind(clients.secrets), {
-              path,
-              value,
-              ...(options.cas === undefined ? {} : { cas: options.cas }),
-            }),
-          );
-          output.out(`${path}: version ${written.version} (revision ${written.revision})\n`);
-        } finally {
-          connection.close();
-        }
+        const written = await withClient(options, (client) =>
+          client.secrets.put({ path, value, ...(options.cas === undefined ? {} : { cas: options.cas }) }),
+        );
+        emit(
+          output,
+          options.format,
+          { path, ...written },
+          () => `${path}: version ${written.version} (revision ${written.revision})\n`,
+        );
       }),
     );
 
-  connectionFlags(kv.command("get").argument("<path>", "the secret's path"))
-    .description("read a secret's version; its value is shown only with --reveal")
+  command("patch")
+    .argument("<path>", "the secret's path (its value a JSON object)")
+    .description("merge a JSON object from stdin into a secret's JSON value (check-and-set on its version)")
+    .action((path: string, options: Formatted) =>
+      run(output, async () => {
+        let changes: unknown;
+        try {
+          changes = JSON.parse((await output.stdin()).toString("utf8"));
+        } catch {
+          throw new UsageError("kv patch reads a JSON object on stdin");
+        }
+        if (typeof changes !== "object" || changes === null || Array.isArray(changes))
+          throw new UsageError("kv patch reads a JSON object on stdin");
+        const written = await withClient(options, async (client) => {
+          const current = await client.secrets.get({ path });
+          let value: unknown;
+          try {
+            value = JSON.parse(Buffer.from(current.value).toString("utf8"));
+          } catch {
+            throw new UsageError(`${path} does not hold a JSON object, so it cannot be patched`);
+          }
+          if (typeof value !== "object" || value === null || Array.isArray(value))
+            throw new UsageError(`${path} does not hold a JSON object, so it cannot be patched`);
+          const merged = Buffer.from(JSON.stringify({ ...value, ...changes }));
+          // Check-and-set: a change made in between fails this patch rather than being lost.
+          return client.secrets.put({ path, value: merged, cas: current.version });
+        });
+        emit(
+          output,
+          options.format,
+          { path, ...written },
+          () => `${path}: version ${written.version} (revision ${written.revision})\n`,
+        );
+      }),
+    );
+
+  command("get")
+    .argument("<path>", "the secret's path")
+    .description("read a secret's version; its value is shown only with --reveal (or in json/yaml)")
     .option("--version <version>", "this version (default: the newest)", nonNegativeInteger("--version"), 0)
     .option("--reveal", "write the value itself to stdout", false)
     .option("--stale <ms>", "accept a local read this many milliseconds stale", nonNegativeInteger("--stale"))
-    .action(
-      (path: string, options: ConnectionOptions & { version: number; reveal: boolean; stale?: number }) =>
+    .action((path: string, options: Formatted & { version: number; reveal: boolean; stale?: number }) =>
+      run(output, async () => {
+        const read = await withClient(options, (client) =>
+          client.secrets.get({ path, version: options.version, ...consistency(options.stale) }),
+        );
+        if (options.reveal && options.format === "table") {
+          output.out(Buffer.from(read.value).toString("utf8"));
+          return;
+        }
+        emit(
+          output,
+          options.format,
+          { path, ...read },
+          () =>
+            `${path}: version ${read.version}, ${read.value.length} bytes, created ${when(read.createdMs)} (--reveal to show the value)\n`,
+        );
+      }),
+    );
+
+  for (const [name, description] of [
+    ["delete", "soft-delete versions (default: the newest); undelete brings them back"],
+    ["undelete", "bring soft-deleted versions back"],
+    ["destroy", "erase versions' values for good"],
+  ] as const) {
+    command(name)
+      .argument("<path>", "the secret's path")
+      .description(description)
+      .option("--versions <list>", "comma-separated versions (default: the newest)", versionsArgument, [])
+      .action((path: string, options: Formatted & { versions: number[] }) =>
         run(output, async () => {
-          const connection = connect(options);
-          try {
-            const read = await connection.call((clients) =>
-              unary(clients.secrets.get.bind(clients.secrets), {
-                path,
-                version: options.version,
-                consistency:
-                  options.stale === undefined
-                    ? Consistency.CONSISTENCY_LINEARIZABLE
-                    : Consistency.CONSISTENCY_STALE,
-                maxStalenessMs: options.stale ?? 0,
-              }),
-            );
-            if (options.reveal) output.out(Buffer.from(read.value).toString("utf8"));
-            else {
-              output.out(
-                `${path}: version ${read.version}, ${read.value.length} bytes, created ${new Date(read.createdMs).toISOString()} (--reveal to show the value)\n`,
-              );
-            }
-          } finally {
-            connection.close();
-          }
+          const written = await withClient(options, (client) =>
+            client.secrets[name]({ path, versions: options.versions }),
+          );
+          emit(
+            output,
+            options.format,
+            { path, ...written },
+            () => `${path}: ${name}d (revision ${written.revision})\n`,
+          );
+        }),
+      );
+  }
+
+  command("list")
+    .argument("[prefix]", 'a prefix ending in "/" (default: everything the caller may list)', "")
+    .description("paths under a prefix, every page")
+    .option("--stale <ms>", "accept a local read this many milliseconds stale", nonNegativeInteger("--stale"))
+    .action((prefix: string, options: Formatted & { stale?: number }) =>
+      run(output, async () => {
+        const paths = await withClient(options, async (client) => {
+          const all: string[] = [];
+          let after = "";
+          do {
+            const page = await client.secrets.list({
+              prefix,
+              after,
+              limit: 1000,
+              ...consistency(options.stale),
+            });
+            all.push(...page.paths);
+            after = page.next;
+          } while (after !== "");
+          return all;
+        });
+        emit(output, options.format, { paths }, () => paths.map((path) => `${path}\n`).join(""));
+      }),
+    );
+
+  command("metadata")
+    .argument("<path>", "the secret's path")
+    .description("show a secret's metadata, or change it with the options below")
+    .option("--max-versions <n>", "versions kept", nonNegativeInteger("--max-versions"))
+    .option("--cas-required <bool>", "writes must give --cas (true or false)")
+    .option(
+      "--delete-version-after <duration>",
+      "versions older than this are not served (0: never)",
+      duration("--delete-version-after"),
+    )
+    .option("--owner <owner>", "who owns the secret")
+    .option(
+      "--rotation-period <duration>",
+      "how often it should rotate (0: no schedule)",
+      duration("--rotation-period"),
+    )
+    .action(
+      (
+        path: string,
+        options: Formatted & {
+          maxVersions?: number;
+          casRequired?: string;
+          deleteVersionAfter?: number;
+          owner?: string;
+          rotationPeriod?: number;
+        },
+      ) =>
+        run(output, async () => {
+          if (options.casRequired !== undefined && !["true", "false"].includes(options.casRequired))
+            throw new UsageError("--cas-required is true or false");
+          const changes = {
+            ...(options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions }),
+            ...(options.casRequired === undefined ? {} : { casRequired: options.casRequired === "true" }),
+            ...(options.deleteVersionAfter === undefined
+              ? {}
+              : { deleteVersionAfterMs: options.deleteVersionAfter }),
+            ...(options.owner === undefined ? {} : { owner: options.owner }),
+            ...(options.rotationPeriod === undefined ? {} : { rotationPeriodMs: options.rotationPeriod }),
+          };
+          const metadata = await withClient(options, async (client) => {
+            if (Object.keys(changes).length > 0) await client.secrets.updateMetadata({ path, ...changes });
+            return client.secrets.getMetadata({ path });
+          });
+          emit(output, options.format, metadata, () => metadataTable(metadata));
         }),
     );
 
-  const operator = program.command("operator").description("operate the seal and the cluster");
-  connectionFlags(operator.command("status"))
-    .description("seal and Raft status of the first node that answers; exits 2 when it is sealed")
-    .action((options: ConnectionOptions) =>
+  command("history")
+    .argument("<path>", "the secret's path")
+    .description("every kept version with its state (never a value)")
+    .action((path: string, options: Formatted) =>
       run(output, async () => {
-        const connection = connect(options);
-        try {
-          const [seal, raft] = await connection.call(
-            async (clients) =>
-              [
-                await unary(clients.sys.sealStatus.bind(clients.sys), {}),
-                await unary(clients.cluster.status.bind(clients.cluster), {}),
-              ] as const,
-          );
-          const rows: [string, string][] = [
+        const history = await withClient(options, (client) => client.secrets.history({ path }));
+        emit(output, options.format, history, () =>
+          history.versions
+            .map(
+              (version) =>
+                `${String(version.version).padEnd(8)}${when(version.createdMs)}  ${version.destroyed ? "destroyed" : version.deletedMs !== 0 ? `deleted ${when(version.deletedMs)}` : "live"}\n`,
+            )
+            .join(""),
+        );
+      }),
+    );
+
+  command("watch")
+    .argument("[prefix]", "changes under this prefix (default: every change the caller may read)", "")
+    .description("print changes as they happen (one line, or one JSON object, each) until Ctrl-C or --count")
+    .option("--from <revision>", "resume after this revision", nonNegativeInteger("--from"), 0)
+    .option("--count <n>", "stop after this many changes", nonNegativeInteger("--count"))
+    .action((prefix: string, options: Formatted & { from: number; count?: number }) =>
+      run(output, () =>
+        withClient(
+          options,
+          (client) =>
+            new Promise<void>((resolve, reject) => {
+              let seen = 0;
+              const watch = client.watch(prefix, options.from, {
+                onEvent: (event) => {
+                  if (options.format === "table")
+                    output.out(
+                      `${event.revision}  ${event.path}  ${kindName(event.kind)}  version ${event.version}\n`,
+                    );
+                  else output.out(`${JSON.stringify({ ...event, kind: kindName(event.kind) })}\n`);
+                  if (options.count !== undefined && ++seen >= options.count) {
+                    watch.close();
+                    resolve();
+                  }
+                },
+                onError: (error) => {
+                  if (error.reason === "PERMISSION_DENIED" || error.reason === "TOKEN_INVALID") {
+                    watch.close();
+                    reject(error);
+                  }
+                },
+              });
+              process.once("SIGINT", () => {
+                watch.close();
+                resolve();
+              });
+            }),
+        ),
+      ),
+    );
+
+  const operator = program.command("operator").description("operate the seal and the cluster");
+  formatFlag(connectionFlags(operator.command("status")))
+    .description("seal and Raft status of the first node that answers; exits 2 when it is sealed")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const [seal, raft] = await withClient(options, (client) =>
+          Promise.all([client.sys.sealStatus({}), client.cluster.status({})]),
+        );
+        emit(output, options.format, { seal, raft }, () =>
+          rows([
             ["node", seal.nodeId],
             ["initialized", String(seal.initialized)],
             ["sealed", String(seal.sealed)],
@@ -97,12 +297,30 @@ export function registerClientCommands(program: Command, output: Output = proces
             ["leader", raft.leaderId || "-"],
             ["term", String(raft.term)],
             ["applied index", String(raft.appliedIndex)],
-          ];
-          for (const [name, value] of rows) output.out(`${name.padEnd(16)}${value}\n`);
-          if (seal.sealed) output.exit(2);
-        } finally {
-          connection.close();
-        }
+          ]),
+        );
+        if (seal.sealed) output.exit(2);
       }),
     );
+}
+
+function kindName(kind: number): string {
+  return (
+    ["unspecified", "put", "delete", "undelete", "destroy", "metadata", "delete-all"][kind] ?? String(kind)
+  );
+}
+
+function metadataTable(metadata: SecretMetadata): string {
+  return rows([
+    ["path", metadata.path],
+    ["current version", String(metadata.currentVersion)],
+    ["created", when(metadata.createdMs)],
+    ["updated", when(metadata.updatedMs)],
+    ["max versions", String(metadata.maxVersions)],
+    ["cas required", String(metadata.casRequired)],
+    ["delete after", metadata.deleteVersionAfterMs === 0 ? "never" : `${metadata.deleteVersionAfterMs} ms`],
+    ["owner", metadata.owner || "-"],
+    ["rotation period", metadata.rotationPeriodMs === 0 ? "-" : `${metadata.rotationPeriodMs} ms`],
+    ...Object.entries(metadata.custom).map(([key, value]) => [`custom ${key}`, value] as const),
+  ]);
 }
