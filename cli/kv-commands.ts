@@ -4,7 +4,7 @@
 // `operator status` exits 2 when the node is sealed, like Vault's.
 
 import { readFileSync } from "node:fs";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
@@ -32,7 +32,7 @@ const when = (ms: number) => (ms === 0 ? "-" : new Date(ms).toISOString());
 function versionsArgument(value: string): number[] {
   const versions = value.split(",").map(Number);
   if (!versions.every((version) => Number.isSafeInteger(version) && version > 0))
-    throw new UsageError("--versions is a comma-separated list of versions, e.g. 3,4");
+    throw new InvalidArgumentError("--versions is a comma-separated list of versions, e.g. 3,4");
   return versions;
 }
 

@@ -7,6 +7,7 @@ import "./ip-servername-warning.js";
 import { registerAccessCommands } from "./access-commands.js";
 import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";
+import { registerClusterCommands } from "./cluster-commands.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
 import { registerClientCommands } from "./kv-commands.js";
@@ -87,6 +88,7 @@ program
 
 registerClientCommands(program);
 registerAccessCommands(program);
+registerClusterCommands(program);
 registerAuditCommands(program);
 registerAgentCommand(program);
 

@@ -4,10 +4,14 @@
 // (retry-policy.ts), per-endpoint circuit breakers and leader preference (endpoint-pool.ts); a
 // Watch that reconnects (watcher.ts); and an opt-in read cache (read-cache.ts).
 
-import { type Client, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { type Client, type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { BrokenCircuitError } from "cockatiel";
 import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
-import { ClusterService } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import {
+  ClusterService,
+  type RestoreSnapshotResponse,
+  type SnapshotChunk,
+} from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type GetRequest, type GetResponse, SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "./credentials.js";
@@ -158,6 +162,66 @@ export class StrongroomClient {
   /** Follows changes under `prefix` (from now, or after `fromRevision`), reconnecting as needed. */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
     return startWatch(this.pool, prefix, fromRevision, handlers, this.retry);
+  }
+
+  /**
+   * A consistent copy of the whole state (ciphertext only), chunk by chunk, from the first node
+   * that serves it; `onChunk` may be async (the stream waits for it). Resolves when the last chunk,
+   * with its SHA-256, has arrived.
+   */
+  async saveSnapshot(onChunk: (chunk: SnapshotChunk) => void | Promise<void>): Promise<void> {
+    let lastError: unknown = null;
+    for (const endpoint of this.pool.order(false)) {
+      try {
+        const stream = endpoint.client.makeServerStreamRequest(
+          ClusterService.saveSnapshot.path,
+          ClusterService.saveSnapshot.requestSerialize,
+          ClusterService.saveSnapshot.responseDeserialize,
+          {},
+          new Metadata(),
+          {},
+        ) as ClientReadableStream<SnapshotChunk>;
+        for await (const chunk of stream) await onChunk(chunk as SnapshotChunk);
+        return;
+      } catch (error) {
+        const failure =
+          typeof (error as ServiceError).code === "number"
+            ? fromServiceError(error as ServiceError, endpoint.address, 1)
+            : error;
+        // Another node may serve it; a refusal (permission, sealed) is the answer.
+        if (!(failure instanceof StrongroomError) || failure.code !== status.UNAVAILABLE) throw failure;
+        lastError = failure;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Loads a saved snapshot into a new, uninitialized cluster, through its leader. */
+  async restoreSnapshot(chunks: readonly SnapshotChunk[]): Promise<RestoreSnapshotResponse> {
+    let lastError: unknown = null;
+    for (const endpoint of this.pool.order(true)) {
+      try {
+        return await new Promise<RestoreSnapshotResponse>((resolve, reject) => {
+          const call = endpoint.client.makeClientStreamRequest(
+            ClusterService.restoreSnapshot.path,
+            ClusterService.restoreSnapshot.requestSerialize,
+            ClusterService.restoreSnapshot.responseDeserialize,
+            new Metadata(),
+            { deadline: Date.now() + Math.max(this.deadlineMs, 60_000) },
+            (error, response) =>
+              error === null ? resolve(response as RestoreSnapshotResponse) : reject(error),
+          );
+          for (const chunk of chunks) call.write(chunk);
+          call.end();
+        });
+      } catch (error) {
+        const failure = fromServiceError(error as ServiceError, endpoint.address, 1);
+        // Only the leader takes a restore: the others answer NO_LEADER (with a hint).
+        if (failure.reason !== "NO_LEADER" && failure.code !== status.UNAVAILABLE) throw failure;
+        lastError = failure;
+      }
+    }
+    throw lastError;
   }
 
   /** The read cache's counters (all zero when the cache is off). */

@@ -1,0 +1,330 @@
+// `strongroom cluster ...` (members, membership changes, leadership, snapshots) and the operator
+// commands around the seal: init, seal, rotate (the keyring), rekey and migrate-seal (shares on
+// stdin, one per line, or at hidden prompts). Init prints the shares and the root token once: they
+// go to stdout only (redirect them somewhere safe), never to a file of ours.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import type { Member, SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
+import {
+  connectionFlags,
+  emit,
+  type Format,
+  formatFlag,
+  nonNegativeInteger,
+  type Output,
+  processOutput,
+  rows,
+  run,
+  stdinLines,
+} from "./command-support.js";
+
+type Formatted = ConnectionOptions & { format: Format };
+
+function membersTable(members: readonly Member[]): string {
+  return members
+    .map(
+      (member) =>
+        `${member.nodeId.padEnd(12)}${(member.leader ? "leader" : member.voter ? "voter" : "learner").padEnd(9)}${member.clientAddress.padEnd(24)}${member.peerAddress}${member.connectionError === "" ? "" : `  (${member.connectionError})`}\n`,
+    )
+    .join("");
+}
+
+export function registerClusterCommands(program: Command, output: Output = processOutput): void {
+  const cluster = program.command("cluster").description("members, leadership and snapshots");
+  const command = (name: string) => formatFlag(connectionFlags(cluster.command(name)));
+
+  command("status")
+    .description("the Raft view of the first node that answers")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const status = await withClient(options, (client) => client.cluster.status({}));
+        emit(output, options.format, status, () =>
+          rows([
+            ["node", status.nodeId],
+            ["role", status.role],
+            ["leader", status.leaderId || "-"],
+            ["term", String(status.term)],
+            ["commit index", String(status.commitIndex)],
+            ["applied index", String(status.appliedIndex)],
+            ["region / zone", `${status.region || "-"} / ${status.zone || "-"}`],
+          ]),
+        );
+      }),
+    );
+
+  command("members")
+    .description("voters and learners, their addresses, and which the node cannot reach")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const { members } = await withClient(options, (client) => client.cluster.members({}));
+        emit(output, options.format, { members }, () => membersTable(members));
+      }),
+    );
+
+  command("join")
+    .argument("<node-id>")
+    .requiredOption("--peer-address <host:port>", "where the other nodes reach it")
+    .requiredOption("--client-address <host:port>", "where clients reach it")
+    .option("--voter", "add it as a voter at once (default: a learner, promoted once caught up)", false)
+    .description("add a node (start it with clusterState: existing first)")
+    .action(
+      (nodeId: string, options: Formatted & { peerAddress: string; clientAddress: string; voter: boolean }) =>
+        run(output, async () => {
+          const changed = await withClient(options, (client) =>
+            client.cluster.addMember({
+              nodeId,
+              peerAddress: options.peerAddress,
+              clientAddress: options.clientAddress,
+              voter: options.voter,
+            }),
+          );
+          emit(output, options.format, changed, () => membersTable(changed.members));
+        }),
+    );
+
+  for (const [name, method, description] of [
+    ["promote", "promoteLearner", "make a learner a voter"],
+    ["remove", "removeMember", "remove a voter or learner"],
+  ] as const) {
+    command(name)
+      .argument("<node-id>")
+      .description(description)
+      .action((nodeId: string, options: Formatted) =>
+        run(output, async () => {
+          const changed = await withClient(options, (client) => client.cluster[method]({ nodeId }));
+          emit(output, options.format, changed, () => membersTable(changed.members));
+        }),
+      );
+  }
+
+  command("transfer-leader")
+    .argument("<node-id>")
+    .description("hand leadership to a member")
+    .action((nodeId: string, options: Formatted) =>
+      run(output, async () => {
+        const moved = await withClient(options, (client) => client.cluster.transferLeader({ nodeId }));
+        emit(output, options.format, moved, () => `leader: ${moved.leaderId}\n`);
+      }),
+    );
+
+  const snapshot = cluster.command("snapshot").description("backups");
+  connectionFlags(snapshot.command("save"))
+    .argument("<file>", "where to write it")
+    .description("save a consistent copy of the whole state (ciphertext only) to a file")
+    .action((file: string, options: ConnectionOptions) =>
+      run(output, async () => {
+        const chunks: SnapshotChunk[] = [];
+        let total = 0;
+        let received = 0;
+        await withClient(options, (client) =>
+          client.saveSnapshot((chunk) => {
+            chunks.push(chunk);
+            total ||= chunk.totalBytes;
+            received += chunk.data.length;
+            if (total > 0) output.err(`\r${Math.floor((received / total) * 100)}% of ${total} bytes`);
+          }),
+        );
+        output.err("\n");
+        // The file keeps the chunks as they came, each length-prefixed, so restore can check the SHA-256.
+        const frames = chunks.map((chunk) => {
+          const body = Buffer.from(
+            JSON.stringify({
+              ...chunk,
+              data: Buffer.from(chunk.data).toString("base64"),
+              sha256: Buffer.from(chunk.sha256).toString("base64"),
+            }),
+          );
+          const length = Buffer.alloc(4);
+          length.writeUInt32BE(body.length);
+          return Buffer.concat([length, body]);
+        });
+        writeFileSync(file, Buffer.concat(frames), { mode: 0o600 });
+        output.out(`saved ${received} bytes at index ${chunks[0]?.appliedIndex ?? 0} to ${file}\n`);
+      }),
+    );
+
+  formatFlag(connectionFlags(snapshot.command("restore")))
+    .argument("<file>", "a file from snapshot save")
+    .description("load a saved snapshot into a new, uninitialized cluster")
+    .action((file: string, options: Formatted) =>
+      run(output, async () => {
+        const bytes = readFileSync(file);
+        const chunks: SnapshotChunk[] = [];
+        for (let offset = 0; offset < bytes.length; ) {
+          if (offset + 4 > bytes.length) throw new UsageError(`${file} is not a snapshot file (cut short)`);
+          const length = bytes.readUInt32BE(offset);
+          let frame: { data: string; totalBytes: number; appliedIndex: number; sha256: string };
+          try {
+            frame = JSON.parse(bytes.subarray(offset + 4, offset + 4 + length).toString("utf8"));
+          } catch {
+            throw new UsageError(`${file} is not a snapshot file`);
+          }
+          chunks.push({
+            data: Buffer.from(frame.data, "base64"),
+            totalBytes: frame.totalBytes,
+            appliedIndex: frame.appliedIndex,
+            sha256: Buffer.from(frame.sha256, "base64"),
+          });
+          offset += 4 + length;
+        }
+        const restored = await withClient(options, (client) => client.restoreSnapshot(chunks));
+        emit(
+          output,
+          options.format,
+          restored,
+          () => `restored ${restored.records} records (revision ${restored.revision})\n`,
+        );
+      }),
+    );
+
+  const operator = program.commands.find((candidate) => candidate.name() === "operator");
+  if (operator === undefined) throw new Error("register the operator commands first");
+  const op = (name: string) => formatFlag(connectionFlags(operator.command(name)));
+
+  op("init")
+    .description("initialize a new cluster; prints the shares and the root token once")
+    .option("--shares <n>", "unseal shares (Shamir)", nonNegativeInteger("--shares"), 5)
+    .option("--threshold <n>", "shares needed to unseal", nonNegativeInteger("--threshold"), 3)
+    .option(
+      "--hsm",
+      "protect the root key with the nodes' HSM (with --shares 0: HSM only, with recovery shares)",
+      false,
+    )
+    .option("--generate-hsm-key", "make the HSM key (refused if its label exists)", false)
+    .option(
+      "--operator-key <file>",
+      "a PEM public key per share: shares come out encrypted to them (repeat)",
+      collect,
+      [],
+    )
+    .action(
+      (
+        options: Formatted & {
+          shares: number;
+          threshold: number;
+          hsm: boolean;
+          generateHsmKey: boolean;
+          operatorKey: string[];
+        },
+      ) =>
+        run(output, async () => {
+          const shareOptions = {
+            count: options.shares,
+            threshold: options.threshold,
+            operatorKeys: options.operatorKey.map((file) => readFileSync(file, "utf8")),
+          };
+          const hsmOnly = options.hsm && options.shares === 0;
+          const init = await withClient(options, (client) =>
+            client.sys.init({
+              shamir: hsmOnly ? undefined : shareOptions,
+              hsm: options.hsm,
+              generateHsmKey: options.generateHsmKey,
+              recovery: hsmOnly
+                ? { count: 5, threshold: 3, operatorKeys: shareOptions.operatorKeys }
+                : undefined,
+            }),
+          );
+          emit(output, options.format, init, () =>
+            [
+              ...init.unsealShares.map((share, i) => `unseal share ${i + 1}: ${share}\n`),
+              ...init.recoveryShares.map((share, i) => `recovery share ${i + 1}: ${share}\n`),
+              `threshold: ${init.unsealThreshold || init.recoveryThreshold}\n`,
+              `root token: ${init.rootToken}\n`,
+              "keep each share with a different person; revoke the root token once access is set up\n",
+            ].join(""),
+          );
+        }),
+    );
+
+  op("seal")
+    .description("seal the first node in STRONGROOM_ADDR (--addr to pick one); needs sudo on sys/seal")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const status = await withClient(options, (client) => client.sys.seal({}));
+        emit(output, options.format, status, () => `${status.nodeId}: sealed\n`);
+      }),
+    );
+
+  op("rotate")
+    .description("add a new data key to the keyring (new writes use it); needs sudo on sys/rotate")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const rotated = await withClient(options, (client) => client.sys.rotateKeyring({}));
+        emit(
+          output,
+          options.format,
+          rotated,
+          () => `key term ${rotated.term} (revision ${rotated.revision})\n`,
+        );
+      }),
+    );
+
+  op("rekey")
+    .description(
+      "new shares for the authorizing set, given a threshold of current ones (stdin, one per line)",
+    )
+    .option("--shares <n>", "new share count", nonNegativeInteger("--shares"), 5)
+    .option("--threshold <n>", "new threshold", nonNegativeInteger("--threshold"), 3)
+    .action((options: Formatted & { shares: number; threshold: number }) =>
+      run(output, async () => {
+        const given = await stdinLines(output);
+        const result = await withClient(options, async (client) => {
+          let nonce = "";
+          for (const share of given) {
+            const step = await client.sys.rekey({
+              share,
+              nonce,
+              newShares: { count: options.shares, threshold: options.threshold, operatorKeys: [] },
+              reset: false,
+            });
+            if (step.complete) return step;
+            nonce = step.nonce;
+            output.err(`${step.progress}/${step.threshold} shares\n`);
+          }
+          throw new UsageError("not enough shares were given");
+        });
+        emit(output, options.format, result, () =>
+          [
+            ...result.shares.map((share, i) => `new share ${i + 1}: ${share}\n`),
+            `threshold: ${result.threshold}\n`,
+          ].join(""),
+        );
+      }),
+    );
+
+  op("migrate-seal")
+    .description("move between Shamir, HSM and both, given a threshold of authorizing shares (stdin)")
+    .option("--shamir", "Shamir shares in the target", false)
+    .option("--hsm", "the HSM in the target", false)
+    .option("--generate-hsm-key", "make the HSM key", false)
+    .action((options: Formatted & { shamir: boolean; hsm: boolean; generateHsmKey: boolean }) =>
+      run(output, async () => {
+        if (!options.shamir && !options.hsm) throw new UsageError("name the target: --shamir, --hsm or both");
+        const given = await stdinLines(output);
+        const result = await withClient(options, async (client) => {
+          let nonce = "";
+          for (const share of given) {
+            const step = await client.sys.migrateSeal({
+              share,
+              nonce,
+              shamir: options.shamir,
+              hsm: options.hsm,
+              generateHsmKey: options.generateHsmKey,
+              reset: false,
+            });
+            if (step.complete) return step;
+            nonce = step.nonce;
+            output.err(`${step.progress}/${step.threshold} shares\n`);
+          }
+          throw new UsageError("not enough shares were given");
+        });
+        emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
+      }),
+    );
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

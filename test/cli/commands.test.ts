@@ -1,0 +1,191 @@
+// The CLI end to end, as an operator drives it: `strongroom` child processes against a real 3-node
+// cluster over mutual TLS, every command group, `--format json` parsed, exit codes, shares and
+// values only on stdin. Init and unseal, the kv group, cluster status and members, leadership,
+// snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { InProcessCluster, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
+import { TestPki } from "../server/pki-fixture.js";
+import { bundledCli } from "../server/process-cluster.js";
+
+const pki = new TestPki("cli");
+const root = mkdtempSync(join(tmpdir(), "strongroom-cli-"));
+const specs = nodeSpecs(3, 51_000, 220);
+const configs = writeConfigs(pki, root, specs);
+const running = new InProcessCluster(pki);
+const addresses = specs.map((spec) => `${spec.host}:${spec.clientPort}`);
+let cli = "";
+let token = "";
+
+beforeAll(async () => {
+  cli = await bundledCli();
+  for (const spec of specs) {
+    const entry = configs.get(spec.id);
+    if (entry === undefined) throw new Error("no config");
+    await running.start(spec, entry.config);
+  }
+  await running.leaderId();
+}, 60_000);
+
+afterAll(async () => {
+  await running.stop();
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+function strongroom(
+  args: string[],
+  input = "",
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const client = pki.client("operator");
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: {
+        ...process.env,
+        STRONGROOM_ADDR: addresses.join(","),
+        STRONGROOM_CACERT: client.caFile,
+        STRONGROOM_CLIENT_CERT: client.certificateFile,
+        STRONGROOM_CLIENT_KEY: client.privateKeyFile,
+        STRONGROOM_TOKEN: token,
+        ...env,
+      },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+async function json<T>(args: string[], input = ""): Promise<T> {
+  const result = await strongroom([...args, "--format", "json"], input);
+  expect(result, `${args.join(" ")}: ${result.stderr}`).toMatchObject({ code: 0 });
+  return JSON.parse(result.stdout) as T;
+}
+
+it("init, unseal every node, and the kv group", async () => {
+  const init = await json<{ unsealShares: string[]; unsealThreshold: number; rootToken: string }>([
+    "operator",
+    "init",
+    "--shares",
+    "3",
+    "--threshold",
+    "2",
+  ]);
+  expect(init.unsealShares).toHaveLength(3);
+  expect(init.unsealThreshold).toBe(2);
+  token = init.rootToken;
+  const unsealed = await strongroom(
+    ["operator", "unseal", "--all"],
+    init.unsealShares.slice(0, 2).join("\n"),
+  );
+  expect(unsealed).toMatchObject({ code: 0, stdout: "n1: unsealed\nn2: unsealed\nn3: unsealed\n" });
+  writeFileSync(join(root, "shares"), init.unsealShares.join("\n"));
+
+  const put = await json<{ version: number }>(["kv", "put", "app/config"], '{"user":"app","pool":5}');
+  expect(put.version).toBe(1);
+  const patched = await json<{ version: number }>(["kv", "patch", "app/config"], '{"pool":10}');
+  expect(patched.version).toBe(2);
+  const read = await json<{ value: string; version: number }>(["kv", "get", "app/config"]);
+  expect(JSON.parse(Buffer.from(read.value, "base64").toString())).toEqual({ user: "app", pool: 10 });
+  expect((await strongroom(["kv", "patch", "app/config"], "not json")).code).toBe(2);
+  await json(["kv", "put", "app/other"], "x");
+  expect((await json<{ paths: string[] }>(["kv", "list", "app/"])).paths).toEqual([
+    "app/config",
+    "app/other",
+  ]);
+  await json(["kv", "delete", "app/other"]);
+  const gone = await strongroom(["kv", "get", "app/other"]);
+  expect(gone).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_FOUND)") });
+  await json(["kv", "undelete", "app/other", "--versions", "1"]);
+  expect((await strongroom(["kv", "get", "app/other", "--reveal"])).stdout).toBe("x");
+  await json(["kv", "destroy", "app/other", "--versions", "1"]);
+  const metadata = await json<{ maxVersions: number; owner: string }>([
+    "kv",
+    "metadata",
+    "app/config",
+    "--max-versions",
+    "4",
+    "--owner",
+    "team-a",
+  ]);
+  expect(metadata).toMatchObject({ maxVersions: 4, owner: "team-a" });
+  const history = await json<{ versions: { version: number }[] }>(["kv", "history", "app/config"]);
+  expect(history.versions.map((entry) => entry.version)).toEqual([1, 2]);
+  expect((await strongroom(["kv", "delete", "app/config", "--versions", "x"])).code).toBe(2);
+
+  // A watch sees the next change (--count stops it).
+  const watching = strongroom(["kv", "watch", "app/", "--count", "1", "--format", "json"]);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await json(["kv", "put", "app/watched"], "w");
+  const watched = await watching;
+  expect(watched.code).toBe(0);
+  expect(JSON.parse(watched.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 1 });
+}, 60_000);
+
+it("cluster status, members, leadership, snapshots and keyring rotation", async () => {
+  const status = await json<{ leaderId: string; role: string }>(["cluster", "status"]);
+  expect(status.leaderId).toMatch(/^n[123]$/);
+  const { members } = await json<{ members: { nodeId: string; voter: boolean; leader: boolean }[] }>([
+    "cluster",
+    "members",
+  ]);
+  expect(members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n3"]);
+  const target = members.find((member) => !member.leader)?.nodeId ?? "";
+  const moved = await json<{ leaderId: string }>(["cluster", "transfer-leader", target]);
+  expect(moved.leaderId).toBe(target);
+
+  const file = join(root, "backup.snapshot");
+  const saved = await strongroom(["cluster", "snapshot", "save", file]);
+  expect(saved).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^saved \d+ bytes at index \d+ to /),
+  });
+  // Restoring is for a new cluster only; this one is initialized.
+  const refused = await strongroom(["cluster", "snapshot", "restore", file]);
+  expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("ALREADY_INITIALIZED") });
+  writeFileSync(join(root, "junk"), "not a snapshot");
+  expect((await strongroom(["cluster", "snapshot", "restore", join(root, "junk")])).code).toBe(2);
+
+  const rotated = await json<{ term: number }>(["operator", "rotate"]);
+  expect(rotated.term).toBe(2);
+}, 60_000);
+
+it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, unseal it with the new shares", async () => {
+  const { shares: old } = {
+    shares: (await import("node:fs")).readFileSync(join(root, "shares"), "utf8").split("\n"),
+  };
+  const rekeyed = await json<{ shares: string[]; threshold: number }>(
+    ["operator", "rekey", "--shares", "3", "--threshold", "2"],
+    old.slice(0, 2).join("\n"),
+  );
+  expect(rekeyed.shares).toHaveLength(3);
+  const node = addresses[2] ?? "";
+  const sealed = await json<{ sealed: boolean }>(["operator", "seal", "--addr", node]);
+  expect(sealed.sealed).toBe(true);
+  const status = await strongroom(["operator", "status", "--addr", node]);
+  expect(status.code).toBe(2);
+  expect(status.stdout).toMatch(/^sealed +true$/m);
+  const stale = await strongroom(["operator", "unseal", "--addr", node], old.slice(0, 2).join("\n"));
+  expect(stale.code).toBe(1);
+  const unsealed = await strongroom(
+    ["operator", "unseal", "--addr", node],
+    rekeyed.shares.slice(1, 3).join("\n"),
+  );
+  expect(unsealed).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
+  // Usage errors exit 2.
+  expect((await strongroom(["operator", "status", "--format", "xml"])).code).toBe(2);
+  expect((await strongroom(["cluster", "join", "n9"])).code).toBe(2);
+}, 60_000);
