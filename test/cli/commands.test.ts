@@ -164,9 +164,7 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
 }, 60_000);
 
 it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, unseal it with the new shares", async () => {
-  const { shares: old } = {
-    shares: (await import("node:fs")).readFileSync(join(root, "shares"), "utf8").split("\n"),
-  };
+  const old = readFileSync(join(root, "shares"), "utf8").split("\n");
   const rekeyed = await json<{ shares: string[]; threshold: number }>(
     ["operator", "rekey", "--shares", "3", "--threshold", "2"],
     old.slice(0, 2).join("\n"),
