@@ -108,7 +108,10 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     options.print("  npx tsx cli/main.ts operator status");
     options.print("  npx tsx cli/main.ts policy list");
     options.print(`  curl http://${options.host}:${port(0, 2)}/v1/sys/health`);
-    options.print("stop it with Ctrl-C; the data stays in the dev directory for the next start");
+    options.print(
+      "stop it with Ctrl-C; the data stays for the next start (npm start -- --reset starts afresh)",
+    );
+    options.print("strongroom dev cluster ready");
     return { env, stop };
   } catch (error) {
     await stop();

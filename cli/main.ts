@@ -1,7 +1,8 @@
 // The `strongroom` command: `server` runs a node; `dev` a local cluster of real nodes (npm start);
-// `kv put|get` and `operator status` talk to a cluster; `demo` narrates the Raft core in one
-// process. The rest of the operator CLI arrives with the CLI issue.
+// `kv`, `policy`, `token`, `operator`, `cluster` and `audit` talk to a cluster (docs/cli.md);
+// `agent` is the sidecar; `demo` narrates the Raft core in one process.
 
+import { rmSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import "./ip-servername-warning.js";
 import { registerAccessCommands } from "./access-commands.js";
@@ -45,11 +46,13 @@ program
     8200,
   )
   .option("--nodes <count>", "cluster size (3 or 5)", positiveInteger("--nodes"), 3)
-  .action(async (options: { dir: string; host: string; basePort: number; nodes: number }) => {
+  .option("--reset", "delete the dev directory first: a new PKI, a new cluster", false)
+  .action(async (options: { dir: string; host: string; basePort: number; nodes: number; reset: boolean }) => {
     if (options.nodes !== 3 && options.nodes !== 5) {
       process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
       process.exit(2);
     }
+    if (options.reset) rmSync(options.dir, { recursive: true, force: true });
     const cluster = await startDevCluster({
       directory: options.dir,
       host: options.host,

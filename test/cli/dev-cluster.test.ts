@@ -24,11 +24,11 @@ afterAll(() => {
   rmSync(directory, { recursive: true, force: true });
 });
 
-function startDev(): Promise<void> {
+function startDev(extra: string[] = []): Promise<void> {
   devOutput = "";
   const child = spawn(
     process.execPath,
-    [cli, "dev", "--dir", directory, "--host", "127.0.0.240", "--base-port", String(basePort)],
+    [cli, "dev", "--dir", directory, "--host", "127.0.0.240", "--base-port", String(basePort), ...extra],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -38,7 +38,7 @@ function startDev(): Promise<void> {
     const timer = setTimeout(() => reject(new Error(`dev did not get ready:\n${devOutput}`)), 60_000);
     child.stdout?.on("data", (chunk: Buffer) => {
       devOutput += chunk.toString();
-      if (devOutput.includes("stop it with Ctrl-C")) {
+      if (devOutput.includes("strongroom dev cluster ready\n")) {
         clearTimeout(timer);
         resolve();
       }
@@ -109,6 +109,7 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   expect(devOutput).toMatch(/started 3 nodes on 127\.0\.0\.240/);
   expect(devOutput).toMatch(/initialized with 3 Shamir shares \(threshold 2\)/);
   expect(devOutput).toMatch(/ready: every node is initialized and unsealed/);
+  expect(devOutput).toMatch(/\nstrongroom dev cluster ready\n/);
   expect(devOutput).not.toMatch(/DEP0123/);
 
   const put = await strongroom(["kv", "put", "app/db"], "s3cr3t");
@@ -169,6 +170,15 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   expect(devOutput).not.toMatch(/initialized with/);
   expect(devOutput).toMatch(/unsealed 3 nodes/);
   expect(await strongroom(["kv", "get", "app/db", "--reveal"])).toMatchObject({ code: 0, stdout: "s3cr3t" });
+  expect(await stopDev()).toBe(0);
+
+  // --reset starts afresh: a new cluster, without the old secret.
+  await startDev(["--reset"]);
+  expect(devOutput).toMatch(/initialized with 3 Shamir shares/);
+  expect(await strongroom(["kv", "get", "app/db"])).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("(NOT_FOUND)"),
+  });
   expect(await stopDev()).toBe(0);
 }, 120_000);
 
