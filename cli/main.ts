@@ -12,6 +12,7 @@ import { registerClusterCommands } from "./cluster-commands.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
 import { registerClientCommands } from "./kv-commands.js";
+import { registerPkiCommands } from "./pki-commands.js";
 import { runServer } from "./server-command.js";
 
 function positiveInteger(name: string) {
@@ -92,6 +93,7 @@ program
 registerClientCommands(program);
 registerAccessCommands(program);
 registerClusterCommands(program);
+registerPkiCommands(program);
 registerAuditCommands(program);
 registerAgentCommand(program);
 
