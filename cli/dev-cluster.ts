@@ -1,9 +1,11 @@
 // `strongroom dev` (what `npm start` runs): a real three-node cluster on this machine, for trying
 // strongroom out. Each node is a full StrongroomNode (LevelDB, mutual-TLS gRPC, Raft) on
-// 127.0.0.1 with its own ports, in this process. On the first run it makes a development PKI,
-// initializes the cluster with Shamir shares and keeps the shares in the dev directory; on every
-// run it unseals the nodes with them. That is for development only: a real cluster's shares are
-// never written next to its data. It prints how to talk to the cluster and writes an env file.
+// 127.0.0.1 with its own ports, in this process. On the first run it makes a development PKI and
+// initializes the cluster - sealed by a SoftHSM token of its own when SoftHSM2 is installed (the
+// nodes then unseal themselves), else with Shamir shares it hands to every node on each start - and
+// keeps the shares and the root token in the dev directory. That is for development only: a real
+// cluster's shares are never written next to its data. It prints how to talk to the cluster and
+// writes an env file.
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -17,6 +19,7 @@ import {
   type PemPair,
 } from "../server/tls/dev-pki.js";
 import { sdkClient } from "./client-connection.js";
+import { prepareDevHsm } from "./dev-hsm.js";
 
 export interface DevClusterOptions {
   /** Where data, certificates, shares and the env file go. */
@@ -25,6 +28,8 @@ export interface DevClusterOptions {
   /** Node i listens on basePort + 10·(i−1) (client), +1 (peer), +2 (HTTP). */
   readonly basePort: number;
   readonly nodes: number;
+  /** "auto": the dev SoftHSM token when SoftHSM2 is installed, else Shamir shares. */
+  readonly seal: "auto" | "shamir" | "hsm";
   readonly print: (line: string) => void;
 }
 
@@ -43,6 +48,11 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
   const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
   const port = (i: number, offset: number) => options.basePort + 10 * i + offset;
   const files = writeDevPki(pki, ids, options.host);
+  const hsm = options.seal === "shamir" ? null : prepareDevHsm(directory);
+  if (options.seal === "hsm" && hsm === null)
+    throw new Error(
+      "SoftHSM2 is not installed: run sudo apt-get install -y softhsm2 libsofthsm2 (or use --seal shamir)",
+    );
   const members = ids.map((id, i) => ({
     id,
     peerAddress: `${options.host}:${port(i, 1)}`,
@@ -67,6 +77,7 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
       },
       members,
       log: { level: "warn" },
+      ...(hsm === null ? {} : { seal: { pkcs11: hsm } }),
     }),
   );
   const nodes: StrongroomNode[] = [];
@@ -89,7 +100,7 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
       STRONGROOM_CLIENT_CERT: files.client,
       STRONGROOM_CLIENT_KEY: files.clientKey,
     };
-    env.STRONGROOM_TOKEN = await initializeAndUnseal(directory, env, ids.length, options.print);
+    env.STRONGROOM_TOKEN = await initializeAndUnseal(directory, env, hsm !== null, options.print);
     const envFile = join(directory, "env");
     // It holds the root token: readable by its owner only.
     writeFileSync(
@@ -119,68 +130,87 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
   }
 }
 
+/** What the dev directory keeps of the cluster's init (development only). */
+interface KeptInit {
+  readonly seal: "shamir" | "pkcs11";
+  /** Unseal shares (Shamir) or recovery shares (HSM). */
+  readonly shares: string[];
+  readonly rootToken: string;
+}
+
 /**
- * Inits the cluster on its first start (keeping the shares and the root token in the dev
- * directory), then unseals every node. Returns the root token.
+ * Inits the cluster on its first start - with the dev SoftHSM token when there is one, else with
+ * Shamir shares - keeping the shares and the root token in the dev directory; then sees every node
+ * unsealed (the HSM unseals them by itself; Shamir shares are handed to each). Returns the root token.
  */
 async function initializeAndUnseal(
   directory: string,
   env: Record<string, string>,
-  nodeCount: number,
+  hsm: boolean,
   print: (line: string) => void,
 ): Promise<string> {
   const sharesFile = join(directory, "dev-unseal-shares.json");
   const client = sdkClient({}, env);
   try {
     const status = await client.sys.sealStatus({}, { deadlineMs: 30_000 });
-    let shares: string[];
-    let rootToken: string;
+    let kept: KeptInit;
     if (!status.initialized) {
+      const shareOptions = { count: shareCount, threshold: shareThreshold, operatorKeys: [] };
       const init = await client.sys.init(
-        {
-          shamir: { count: shareCount, threshold: shareThreshold, operatorKeys: [] },
-          hsm: false,
-          generateHsmKey: false,
-          recovery: undefined,
-        },
+        hsm
+          ? { shamir: undefined, hsm: true, generateHsmKey: true, recovery: shareOptions }
+          : { shamir: shareOptions, hsm: false, generateHsmKey: false, recovery: undefined },
         { deadlineMs: 30_000 },
       );
-      shares = init.unsealShares;
-      rootToken = init.rootToken;
+      kept = {
+        seal: hsm ? "pkcs11" : "shamir",
+        shares: hsm ? init.recoveryShares : init.unsealShares,
+        rootToken: init.rootToken,
+      };
       writeFileSync(
         sharesFile,
         JSON.stringify({
-          warning: "development only: never keep unseal shares or the root token with the data",
-          shares,
-          rootToken,
+          warning: "development only: never keep shares or the root token with the data",
+          ...kept,
         }),
         { mode: 0o600 },
       );
       print(
-        `initialized with ${shareCount} Shamir shares (threshold ${shareThreshold}) and a root token, kept in ${sharesFile} (dev only)`,
+        hsm
+          ? `initialized with the SoftHSM seal (a token under ${join(directory, "softhsm")}), ${shareCount} recovery shares (threshold ${shareThreshold}) and a root token, kept in ${sharesFile} (dev only)`
+          : `initialized with ${shareCount} Shamir shares (threshold ${shareThreshold}) and a root token, kept in ${sharesFile} (dev only)`,
       );
     } else {
-      const kept = JSON.parse(readFileSync(sharesFile, "utf8")) as { shares: string[]; rootToken?: string };
-      shares = kept.shares;
-      if (kept.rootToken === undefined) {
+      const read = JSON.parse(readFileSync(sharesFile, "utf8")) as Partial<KeptInit>;
+      if (read.rootToken === undefined || read.shares === undefined) {
         throw new Error(
-          `${sharesFile} has no root token (it was written by an older version): remove ${directory} to start over`,
+          `${sharesFile} has no root token (it was written by an older version): run npm start -- --reset`,
         );
       }
-      rootToken = kept.rootToken;
+      kept = { seal: read.seal ?? "shamir", shares: read.shares, rootToken: read.rootToken };
     }
-    for (const address of env.STRONGROOM_ADDR?.split(",") ?? []) {
+    const addresses = env.STRONGROOM_ADDR?.split(",") ?? [];
+    for (const address of addresses) {
       const node = sdkClient({ addr: address }, env);
       try {
-        for (const share of shares.slice(0, shareThreshold)) {
-          await node.sys.unseal({ share, nonce: "", reset: false }, { deadlineMs: 30_000 });
+        if (kept.seal === "pkcs11") {
+          // The HSM unseals each node by itself (auto-unseal); wait for it.
+          const deadline = Date.now() + 30_000;
+          while ((await node.sys.sealStatus({}, { deadlineMs: 5000 })).sealed) {
+            if (Date.now() > deadline) throw new Error(`${address} did not unseal with the SoftHSM token`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        } else {
+          for (const share of kept.shares.slice(0, shareThreshold)) {
+            await node.sys.unseal({ share, nonce: "", reset: false }, { deadlineMs: 30_000 });
+          }
         }
       } finally {
         node.close();
       }
     }
-    print(`unsealed ${nodeCount} nodes`);
-    return rootToken;
+    print(`unsealed ${addresses.length} nodes${kept.seal === "pkcs11" ? " (by the HSM)" : ""}`);
+    return kept.rootToken;
   } finally {
     client.close();
   }

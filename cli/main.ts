@@ -48,28 +48,43 @@ program
   )
   .option("--nodes <count>", "cluster size (3 or 5)", positiveInteger("--nodes"), 3)
   .option("--reset", "delete the dev directory first: a new PKI, a new cluster", false)
-  .action(async (options: { dir: string; host: string; basePort: number; nodes: number; reset: boolean }) => {
-    if (options.nodes !== 3 && options.nodes !== 5) {
-      process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
-      process.exit(2);
-    }
-    if (options.reset) rmSync(options.dir, { recursive: true, force: true });
-    const cluster = await startDevCluster({
-      directory: options.dir,
-      host: options.host,
-      basePort: options.basePort,
-      nodes: options.nodes,
-      print: (line) => process.stdout.write(`${line}\n`),
-    });
-    const stop = () => {
-      cluster.stop().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
+  .option("--seal <kind>", "auto (SoftHSM when installed, else Shamir), shamir or hsm", "auto")
+  .action(
+    async (options: {
+      dir: string;
+      host: string;
+      basePort: number;
+      nodes: number;
+      reset: boolean;
+      seal: string;
+    }) => {
+      if (options.seal !== "auto" && options.seal !== "shamir" && options.seal !== "hsm") {
+        process.stderr.write("strongroom dev: --seal must be auto, shamir or hsm\n");
+        process.exit(2);
+      }
+      if (options.nodes !== 3 && options.nodes !== 5) {
+        process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
+        process.exit(2);
+      }
+      if (options.reset) rmSync(options.dir, { recursive: true, force: true });
+      const cluster = await startDevCluster({
+        directory: options.dir,
+        host: options.host,
+        basePort: options.basePort,
+        nodes: options.nodes,
+        seal: options.seal,
+        print: (line) => process.stdout.write(`${line}\n`),
+      });
+      const stop = () => {
+        cluster.stop().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    },
+  );
 
 program
   .command("demo")
