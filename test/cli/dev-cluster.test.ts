@@ -135,6 +135,21 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
 
   await accessFromTheCommandLine();
 
+  // The example commands it printed, run as printed (from the repository, in its env).
+  const printed = devOutput
+    .slice(devOutput.indexOf("talk to it"))
+    .split("\n")
+    .filter((line) => line.startsWith("  ") && line.includes("cli/main.ts"))
+    .map((line) => line.trim());
+  expect(printed.length).toBeGreaterThanOrEqual(4);
+  for (const command of printed) {
+    const ran = await runNode([
+      "-e",
+      `require("child_process").execSync(${JSON.stringify(command)}, { stdio: "inherit" })`,
+    ]);
+    expect(ran, `${command}: ${ran.stderr}`).toMatchObject({ code: 0 });
+  }
+
   // The README's SDK example, as it is written there, against this cluster.
   const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
   const example = /## From an application[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
