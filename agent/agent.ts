@@ -36,6 +36,7 @@ export class Agent {
   private timer: NodeJS.Timeout | null = null;
   private reloadTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private refreshing = false;
   private readonly renders: Counter;
   private readonly failures: Counter;
   private readonly reloads: Counter<"outcome">;
@@ -109,8 +110,15 @@ export class Agent {
     for (const watch of this.watches) watch.close();
   }
 
+  /** Re-reads every secret; a round still running (the cluster slow or down) is not doubled. */
   private async refreshAll(): Promise<void> {
-    for (const path of new Set(this.options.secrets.map((secret) => secret.path))) await this.refresh(path);
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      for (const path of new Set(this.options.secrets.map((secret) => secret.path))) await this.refresh(path);
+    } finally {
+      this.refreshing = false;
+    }
   }
 
   /** Reads `path` and rewrites each of its files whose content changed. */

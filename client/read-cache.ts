@@ -7,6 +7,8 @@
 // unreachable), a revoked token keeps reading what is cached, and values stay in this process's
 // memory for their lifetime. Leave it off where a read must be linearizable.
 
+import { uniform } from "./retry-policy.js";
+
 export interface ReadCacheOptions {
   readonly ttlMs: number;
   /** 0..1: each entry lives ttl·(1 − jitter·random). */
@@ -42,7 +44,7 @@ export class ReadCache<Value> {
   constructor(
     private readonly options: ReadCacheOptions,
     private readonly now: () => number = Date.now,
-    private readonly random: () => number = Math.random,
+    private readonly random: () => number = uniform,
   ) {}
 
   /**

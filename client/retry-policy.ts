@@ -5,6 +5,7 @@
 // outcome is unknown (a timeout after it was sent) is never retried: the caller decides, reading
 // first or writing with check-and-set. Waits are exponential with full jitter, inside the deadline.
 
+import { randomInt } from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { neverSent, reasonTrailer, retryAfterTrailer } from "./errors.js";
 
@@ -52,12 +53,17 @@ export function isEndpointFailure(error: ServiceError): boolean {
   return neverSent(error) || (error.code === status.UNAVAILABLE && !error.metadata?.get(reasonTrailer)[0]);
 }
 
+/** A uniform random number in [0, 1), for jitter (node:crypto, as everywhere in the project). */
+export function uniform(): number {
+  return randomInt(0, 2 ** 31) / 2 ** 31;
+}
+
 /** Exponential backoff with full jitter: a random wait up to base·2^attempt, capped. */
 export function backoffMs(
   attempt: number,
   baseMs: number,
   maxMs: number,
-  random: () => number = Math.random,
+  random: () => number = uniform,
 ): number {
   return Math.floor(random() * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20)));
 }
