@@ -8,6 +8,7 @@ import "./ip-servername-warning.js";
 import { registerAccessCommands } from "./access-commands.js";
 import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";
+import { registerChaosCommand } from "./chaos-command.js";
 import { registerClusterCommands } from "./cluster-commands.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
@@ -111,6 +112,7 @@ registerClusterCommands(program);
 registerPkiCommands(program);
 registerAuditCommands(program);
 registerAgentCommand(program);
+registerChaosCommand(program);
 
 program
   .command("server")

@@ -6,7 +6,7 @@
 
 import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { NodeId } from "../raft/core/index.js";
-import type { RaftNode } from "../raft/node/index.js";
+import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 import { NodeError } from "./errors.js";
 import type { RequestContext } from "./request.js";
 
@@ -31,7 +31,12 @@ export class ReadBarrier {
     }
     for (;;) {
       if (raft.status().leader !== null) {
-        return await withDeadline(raft.readIndex(), context.deadline);
+        try {
+          return await withDeadline(raft.readIndex(), context.deadline);
+        } catch (error) {
+          // Asked of a leader that then lost its role: ask the new one, within the deadline.
+          if (!(error instanceof RaftNodeError && error.code === "PROPOSAL_DROPPED")) throw error;
+        }
       }
       if (Date.now() + 20 >= context.deadline) {
         throw new NodeError(

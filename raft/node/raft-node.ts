@@ -386,6 +386,17 @@ export class RaftNode<Result> {
     if (previous.role === state.role && previous.leader === state.leader && previous.term === state.term)
       return;
     this.softState = state;
+    // A read index asked of the old leader (or by this node as the old leader) is never answered
+    // now: refuse those reads at once, so their callers ask the new leader instead of waiting out
+    // their deadline. Reads already confirmed (awaiting apply) are unaffected.
+    if (previous.leader !== state.leader || previous.term !== state.term) {
+      const dropped = new RaftNodeError(
+        "PROPOSAL_DROPPED",
+        "the read was not confirmed before a leader change; retry",
+      );
+      for (const waiter of this.reads.values()) waiter.reject(dropped);
+      this.reads.clear();
+    }
     this.options.onSoftState?.(state);
   }
 

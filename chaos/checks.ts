@@ -1,0 +1,104 @@
+// What a run must show: a linearizable history (per key, unknown outcomes allowed to have applied
+// or not, final reads after the heal included, so a lost acknowledged write fails it too), no node
+// that died by itself, and the SLOs: success rate, read and write p99, and failover time (a leader
+// fault → the first successful write sent after it).
+
+import { checkLinearizability, type RegisterOperation, registerModel } from "./checker/index.js";
+import type { Experiment } from "./experiment.js";
+import type { WorkloadResult } from "./workload.js";
+
+export interface FaultEvent {
+  readonly nemesis: string;
+  readonly target: string;
+  readonly atMs: number;
+  readonly healedAtMs: number;
+}
+
+export interface SloResult {
+  readonly name: string;
+  readonly value: number;
+  readonly target: string;
+  readonly pass: boolean;
+}
+
+export interface RunChecks {
+  readonly linearizability: string;
+  readonly linearizabilityDetail: string;
+  readonly crashedNodes: readonly string[];
+  readonly failoversMs: readonly (number | null)[];
+  readonly slos: readonly SloResult[];
+  readonly pass: boolean;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
+export function checkRun(
+  experiment: Experiment,
+  workload: WorkloadResult,
+  finalReads: readonly RegisterOperation[],
+  faults: readonly FaultEvent[],
+  crashedNodes: readonly string[],
+): RunChecks {
+  const history = [...workload.operations, ...finalReads];
+  const verdict = checkLinearizability(registerModel, history, { stepsMax: 20_000_000 });
+  const linearizabilityDetail =
+    verdict.result === "not-linearizable"
+      ? `key ${verdict.partition}: ${verdict.operations
+          .slice(Math.max(0, verdict.linearizedCount - 2), verdict.linearizedCount + 3)
+          .map((operation) => registerModel.describe(operation))
+          .join("; ")}`
+      : verdict.result === "unknown"
+        ? verdict.reason
+        : `${history.length} operations`;
+  // Failover: for a fault on the leader, the first write sent after it that succeeded.
+  const writes = workload.operations.filter(
+    (operation) => operation.input.kind === "put" && operation.return !== Infinity,
+  );
+  const failoversMs = faults
+    .filter((fault) => fault.nemesis.endsWith("-leader"))
+    .map((fault) => {
+      const first = writes.filter((write) => write.call >= fault.atMs).sort((a, b) => a.return - b.return)[0];
+      return first === undefined ? null : first.return - fault.atMs;
+    });
+  const successRate = workload.attempted === 0 ? 0 : workload.succeeded / workload.attempted;
+  const worstFailover = failoversMs.some((value) => value === null)
+    ? Number.POSITIVE_INFINITY
+    : Math.max(0, ...(failoversMs as number[]));
+  const slos: SloResult[] = [
+    {
+      name: "success rate",
+      value: successRate,
+      target: `>= ${experiment.slo.successRateMin}`,
+      pass: successRate >= experiment.slo.successRateMin,
+    },
+    {
+      name: "failover ms (worst)",
+      value: worstFailover,
+      target: `<= ${experiment.slo.failoverMsMax}`,
+      pass: worstFailover <= experiment.slo.failoverMsMax,
+    },
+  ];
+  const p99 = (name: string, values: readonly number[], max: number | undefined) => {
+    const value = percentile(values, 99);
+    slos.push({
+      name,
+      value,
+      target: max === undefined ? "-" : `<= ${max}`,
+      pass: max === undefined || value <= max,
+    });
+  };
+  p99("write p99 ms", workload.writeLatenciesMs, experiment.slo.writeP99MsMax);
+  p99("read p99 ms", workload.readLatenciesMs, experiment.slo.readP99MsMax);
+  return {
+    linearizability: verdict.result,
+    linearizabilityDetail,
+    crashedNodes,
+    failoversMs,
+    slos,
+    pass: verdict.result === "linearizable" && crashedNodes.length === 0 && slos.every((slo) => slo.pass),
+  };
+}

@@ -1,0 +1,207 @@
+// The `process` cluster driver: each node a `strongroom server` child process on its own
+// 127.0.0.x address, with a fresh development PKI and data directories under the run's directory.
+// Faults are real signals: SIGKILL (no shutdown, no flush), SIGSTOP and SIGCONT. A killed node is
+// restarted from its data directory and unsealed again, as an operator would.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { createClient, type StrongroomClient } from "../client/index.js";
+import {
+  createCertificateAuthority,
+  issueClientCertificate,
+  issueNodeCertificate,
+  type PemPair,
+} from "../server/tls/dev-pki.js";
+
+export interface ProcessClusterOptions {
+  readonly directory: string;
+  readonly size: number;
+  readonly tickMs: number;
+  /** 127.0.0.<hostBase + i> for node i; ports from `basePort`. */
+  readonly hostBase: number;
+  readonly basePort: number;
+  /** How to run the strongroom CLI: the node executable's arguments before "server". */
+  readonly command: readonly string[];
+}
+
+interface NodeEntry {
+  readonly id: string;
+  readonly host: string;
+  readonly configFile: string;
+  child: ChildProcess | null;
+  paused: boolean;
+}
+
+export class ProcessCluster {
+  readonly nodes: NodeEntry[];
+  readonly tls: { caFile: string; certFile: string; keyFile: string };
+  private share = "";
+  private token: string | null = null;
+
+  constructor(private readonly options: ProcessClusterOptions) {
+    // Every run starts from nothing: a directory left by an earlier run is cleared.
+    rmSync(options.directory, { recursive: true, force: true });
+    mkdirSync(options.directory, { recursive: true });
+    const write = (name: string, content: string, mode = 0o644) => {
+      const file = join(options.directory, name);
+      writeFileSync(file, content, { mode });
+      return file;
+    };
+    const clusterCa = createCertificateAuthority("chaos cluster CA");
+    const clientCa = createCertificateAuthority("chaos client CA");
+    const clusterCaFile = write("cluster-ca.pem", clusterCa.certificatePem);
+    const clientCaFile = write("client-ca.pem", clientCa.certificatePem);
+    const pair = (name: string, issued: PemPair) => ({
+      certificateFile: write(`${name}.pem`, issued.certificatePem),
+      privateKeyFile: write(`${name}-key.pem`, issued.privateKeyPem, 0o600),
+    });
+    const client = pair("workload", issueClientCertificate(clientCa, { name: "chaos-workload" }));
+    this.tls = { caFile: clusterCaFile, certFile: client.certificateFile, keyFile: client.privateKeyFile };
+    const ids = Array.from({ length: options.size }, (_, i) => `n${i + 1}`);
+    const host = (i: number) => `127.0.0.${options.hostBase + i}`;
+    const members = ids.map((id, i) => ({
+      id,
+      peerAddress: `${host(i)}:${options.basePort + 1}`,
+      clientAddress: `${host(i)}:${options.basePort}`,
+    }));
+    this.nodes = ids.map((id, i) => {
+      const files = pair(id, issueNodeCertificate(clusterCa, { nodeId: id, hosts: [host(i)] }));
+      const configFile = write(
+        `${id}.yaml`,
+        stringify({
+          nodeId: id,
+          dataDir: join(options.directory, "data", id),
+          listen: {
+            client: `${host(i)}:${options.basePort}`,
+            peer: `${host(i)}:${options.basePort + 1}`,
+            http: `${host(i)}:${options.basePort + 2}`,
+          },
+          tls: { peer: { caFile: clusterCaFile, ...files }, client: { caFile: clientCaFile, ...files } },
+          members,
+          raft: { tickMs: options.tickMs, electionTicks: 10, heartbeatTicks: 1 },
+          log: { level: "error" },
+        }),
+      );
+      return { id, host: host(i), configFile, child: null, paused: false };
+    });
+  }
+
+  /** Every node's client address, for the workload's SDK clients. */
+  endpoints(): string[] {
+    return this.nodes.map((node) => `${node.host}:${this.options.basePort}`);
+  }
+
+  /** Starts every node, initializes the cluster (one Shamir share) and unseals every node. */
+  async start(): Promise<string> {
+    await Promise.all(this.nodes.map((node) => this.spawnNode(node)));
+    const client = this.client(this.endpoints());
+    try {
+      const init = await client.sys.init(
+        { shamir: { count: 1, threshold: 1, operatorKeys: [] }, hsm: false, generateHsmKey: false },
+        { deadlineMs: 30_000 },
+      );
+      this.share = init.unsealShares[0] ?? "";
+      this.token = init.rootToken;
+    } finally {
+      client.close();
+    }
+    for (const node of this.nodes) await this.unseal(node);
+    return this.token ?? "";
+  }
+
+  /** The node that leads now, if any answers so (asking each node). */
+  async leader(): Promise<NodeEntry | null> {
+    for (const node of this.nodes) {
+      if (node.child === null || node.paused) continue;
+      const client = this.client([`${node.host}:${this.options.basePort}`]);
+      try {
+        const status = await client.cluster.status({}, { deadlineMs: 500 });
+        if (status.role === "leader") return node;
+      } catch {
+        // Down or slow: not the leader we are looking for.
+      } finally {
+        client.close();
+      }
+    }
+    return null;
+  }
+
+  kill(node: NodeEntry): void {
+    node.child?.kill("SIGKILL");
+    node.child = null;
+    node.paused = false;
+  }
+
+  pause(node: NodeEntry): void {
+    node.child?.kill("SIGSTOP");
+    node.paused = true;
+  }
+
+  resume(node: NodeEntry): void {
+    node.child?.kill("SIGCONT");
+    node.paused = false;
+  }
+
+  /** Brings a killed node back from its data directory, unsealed. */
+  async restart(node: NodeEntry): Promise<void> {
+    await this.spawnNode(node);
+    await this.unseal(node);
+  }
+
+  /** Whether every node process is still running (a node that died by itself is a finding). */
+  crashed(): string[] {
+    return this.nodes
+      .filter((node) => node.child !== null && node.child.exitCode !== null)
+      .map((node) => node.id);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        const child = node.child;
+        if (child === null) return;
+        if (node.paused) child.kill("SIGCONT");
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        child.kill("SIGKILL");
+        await exited;
+        node.child = null;
+      }),
+    );
+  }
+
+  /** An SDK client with the root token (for the workload and the checks). */
+  client(endpoints: readonly string[]): StrongroomClient {
+    return createClient({ endpoints, tls: this.tls, token: () => this.token, deadlineMs: 10_000 });
+  }
+
+  private async spawnNode(node: NodeEntry): Promise<void> {
+    const [executable, ...args] = this.options.command;
+    const child = spawn(executable ?? process.execPath, [...args, "server", "--config", node.configFile], {
+      stdio: ["ignore", "ignore", "ignore"],
+    });
+    node.child = child;
+    const health = `http://${node.host}:${this.options.basePort + 2}/v1/sys/live`;
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`${node.id} exited at start (code ${child.exitCode})`);
+      try {
+        await fetch(health, { signal: AbortSignal.timeout(500) });
+        return;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`${node.id} did not start in 20 s`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  private async unseal(node: NodeEntry): Promise<void> {
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      await client.sys.unseal({ share: this.share, nonce: "", reset: false }, { deadlineMs: 30_000 });
+    } finally {
+      client.close();
+    }
+  }
+}

@@ -1,0 +1,127 @@
+// The workload: SDK clients (each its own, as separate applications are) reading and writing a
+// small key space for a set time, every operation recorded with its call and return times and its
+// outcome. A write that failed after it was sent (the SDK says outcomeUnknown) stays in the history
+// with an unknown outcome: it may or may not have applied, and the checker treats it so. A call that
+// certainly did nothing (a refused write, a failed read) is counted, not recorded.
+
+import type { StrongroomClient } from "../client/index.js";
+import { StrongroomError } from "../client/index.js";
+import type { SeededRandom } from "../raft/core/index.js";
+import type { RegisterOperation } from "./checker/index.js";
+
+export interface WorkloadOptions {
+  readonly clients: number;
+  readonly keys: number;
+  readonly readRatio: number;
+  readonly durationMs: number;
+  readonly timeoutMs: number;
+}
+
+export interface WorkloadResult {
+  readonly operations: RegisterOperation[];
+  attempted: number;
+  succeeded: number;
+  /** Failures by reason (the SDK's, or "unknown" for a write whose outcome is unknown). */
+  readonly failures: Map<string, number>;
+  readonly readLatenciesMs: number[];
+  readonly writeLatenciesMs: number[];
+}
+
+export const keyName = (index: number) => `chaos/k${index}`;
+
+export async function runWorkload(
+  newClient: () => StrongroomClient,
+  options: WorkloadOptions,
+  random: SeededRandom,
+  clock: () => number,
+): Promise<WorkloadResult> {
+  const result: WorkloadResult = {
+    operations: [],
+    attempted: 0,
+    succeeded: 0,
+    failures: new Map(),
+    readLatenciesMs: [],
+    writeLatenciesMs: [],
+  };
+  const end = clock() + options.durationMs;
+  let nextId = 0;
+  const fail = (reason: string) => result.failures.set(reason, (result.failures.get(reason) ?? 0) + 1);
+  const runClient = async (clientId: number, choices: SeededRandom) => {
+    const client = newClient();
+    let sequence = 0;
+    // In the history, a client's operations never overlap; after an unknown outcome (which never
+    // returns) the client goes on as a new history client, as Jepsen and Porcupine do.
+    let historyClient = clientId;
+    try {
+      while (clock() < end) {
+        const key = keyName(choices.nextInt(options.keys));
+        const read = choices.nextFloat() < options.readRatio;
+        const value = `c${clientId}-${sequence++}`;
+        const call = clock();
+        result.attempted++;
+        try {
+          if (read) {
+            let found: string | null;
+            try {
+              const answer = await client.secrets.get({ path: key }, { deadlineMs: options.timeoutMs });
+              found = Buffer.from(answer.value).toString("utf8");
+            } catch (error) {
+              if (!(error instanceof StrongroomError && error.reason === "NOT_FOUND")) throw error;
+              found = null;
+            }
+            const returned = clock();
+            result.operations.push({
+              id: nextId++,
+              client: historyClient,
+              input: { kind: "get", key },
+              output: found,
+              call,
+              return: returned,
+            });
+            result.readLatenciesMs.push(returned - call);
+          } else {
+            await client.secrets.put(
+              { path: key, value: Buffer.from(value) },
+              { deadlineMs: options.timeoutMs },
+            );
+            const returned = clock();
+            result.operations.push({
+              id: nextId++,
+              client: historyClient,
+              input: { kind: "put", key, value },
+              output: null,
+              call,
+              return: returned,
+            });
+            result.writeLatenciesMs.push(returned - call);
+          }
+          result.succeeded++;
+        } catch (error) {
+          const failure = error instanceof StrongroomError ? error : null;
+          process.stderr.write(
+            `${clock().toFixed(0)} client ${clientId} ${read ? "get" : "put"} ${key}: ${failure?.message ?? String(error)} [${failure?.details.endpoint}] attempts ${failure?.details.attempts}\n`,
+          );
+          if (!read && (failure === null || failure.outcomeUnknown)) {
+            // It may have applied: in the history with an unknown outcome.
+            result.operations.push({
+              id: nextId++,
+              client: historyClient,
+              input: { kind: "put", key, value },
+              output: undefined,
+              call,
+              return: Infinity,
+            });
+            historyClient += options.clients;
+            fail("unknown");
+          } else {
+            fail(failure?.reason || failure?.statusName || "error");
+          }
+        }
+      }
+    } finally {
+      client.close();
+    }
+  };
+  await Promise.all(Array.from({ length: options.clients }, (_, i) => runClient(i, random.fork())));
+  return result;
+}

@@ -1,0 +1,91 @@
+// The chaos harness on real node processes: the shipped leader-kill experiment (shortened) must
+// pass - a linearizable history with nothing lost and failover under a second each time - with its
+// report written; a pause of the leader keeps the history linearizable; and an experiment file with
+// problems is refused with each one named.
+
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { loadExperiment, parseExperiment } from "../../chaos/experiment.js";
+import { runExperiment } from "../../chaos/run-experiment.js";
+import { bundledCli } from "../server/process-cluster.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-chaos-"));
+let command: string[] = [];
+const lines: string[] = [];
+
+beforeAll(async () => {
+  command = [process.execPath, await bundledCli()];
+}, 60_000);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const experimentFile = (name: string) =>
+  new URL(`../../chaos/experiments/${name}.yaml`, import.meta.url).pathname;
+
+it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failover under a second", async () => {
+  const shipped = loadExperiment(experimentFile("leader-kill"));
+  const experiment = {
+    ...shipped,
+    workload: { ...shipped.workload, durationMs: 9000 },
+    faults: [
+      { atMs: 1500, nemesis: "kill-leader" as const, healAfterMs: 2000 },
+      { atMs: 5000, nemesis: "kill-leader" as const, healAfterMs: 2000 },
+    ],
+  };
+  const out = join(root, "leader-kill");
+  const report = await runExperiment(experiment, {
+    seed: 7,
+    out,
+    command,
+    hostBase: 250,
+    basePort: 53_000,
+    log: (line) => lines.push(line),
+  });
+  const printed = lines.join("\n");
+  expect(report.checks.linearizability, printed).toBe("linearizable");
+  expect(report.faults.map((fault) => fault.nemesis)).toEqual(["kill-leader", "kill-leader"]);
+  expect(report.checks.failoversMs).toHaveLength(2);
+  for (const failover of report.checks.failoversMs) expect(failover, printed).toBeLessThan(1000);
+  expect(report.checks.crashedNodes).toEqual([]);
+  expect(report.checks.pass, printed).toBe(true);
+  expect(report.operations).toBeGreaterThan(500);
+  expect(printed).toMatch(/fault kill-leader: n\d/);
+  expect(printed).toMatch(/verdict: PASS/);
+  const written = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as { seed: number };
+  expect(written.seed).toBe(7);
+  // The history: every operation that succeeded or may have, and a final read of every key.
+  const history = readFileSync(join(out, "history.jsonl"), "utf8")
+    .split("\n")
+    .map((line) => JSON.parse(line) as { input: { kind: string } });
+  expect(history.length).toBeGreaterThanOrEqual(report.succeeded + experiment.workload.keys);
+  expect(history.filter((operation) => operation.input.kind === "get").length).toBeGreaterThan(
+    experiment.workload.keys,
+  );
+}, 120_000);
+
+it("refuses an experiment with problems, naming each", () => {
+  expect(() =>
+    parseExperiment(
+      {
+        name: "Bad Name",
+        workload: { clients: 0, keys: 1, readRatio: 2, durationMs: 5000 },
+        faults: [{ atMs: 0, nemesis: "meteor", healAfterMs: 0 }],
+        colour: "red",
+      },
+      "bad.yaml",
+    ),
+  ).toThrow(
+    /bad\.yaml has \d+ problem\(s\):[\s\S]*name: [\s\S]*workload\.clients[\s\S]*workload\.readRatio[\s\S]*faults\.0\.nemesis/,
+  );
+  expect(() =>
+    parseExperiment(
+      {
+        name: "late",
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 4000, nemesis: "kill-leader", healAfterMs: 2000 }],
+      },
+      "late.yaml",
+    ),
+  ).toThrow("late.yaml: faults.0 is not healed before the workload ends");
+});
