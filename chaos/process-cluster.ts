@@ -24,6 +24,8 @@ export interface ProcessClusterOptions {
   readonly basePort: number;
   /** How to run the strongroom CLI: the node executable's arguments before "server". */
   readonly command: readonly string[];
+  /** Extra environment of the node processes (a test's STRONGROOM_TEST_FAULTS). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 interface NodeEntry {
@@ -179,6 +181,7 @@ export class ProcessCluster {
   private async spawnNode(node: NodeEntry): Promise<void> {
     const [executable, ...args] = this.options.command;
     const child = spawn(executable ?? process.execPath, [...args, "server", "--config", node.configFile], {
+      env: { ...process.env, ...this.options.env },
       stdio: ["ignore", "ignore", "ignore"],
     });
     node.child = child;

@@ -22,6 +22,8 @@ export interface RunOptions {
   readonly hostBase?: number;
   readonly basePort?: number;
   readonly log: (line: string) => void;
+  /** Extra environment of the node processes (STRONGROOM_TEST_FAULTS, for the harness's own tests). */
+  readonly nodeEnv?: Readonly<Record<string, string>>;
 }
 
 export interface Report {
@@ -47,6 +49,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     hostBase: options.hostBase ?? 100,
     basePort: options.basePort ?? 39_000,
     command: options.command,
+    ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
   });
   const started = performance.now();
   const clock = () => performance.now() - started;

@@ -98,9 +98,6 @@ export async function runWorkload(
           result.succeeded++;
         } catch (error) {
           const failure = error instanceof StrongroomError ? error : null;
-          process.stderr.write(
-            `${clock().toFixed(0)} client ${clientId} ${read ? "get" : "put"} ${key}: ${failure?.message ?? String(error)} [${failure?.details.endpoint}] attempts ${failure?.details.attempts}\n`,
-          );
           if (!read && (failure === null || failure.outcomeUnknown)) {
             // It may have applied: in the history with an unknown outcome.
             result.operations.push({

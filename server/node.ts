@@ -46,6 +46,7 @@ import { RaftMetrics } from "./raft-metrics.js";
 import { ReadBarrier } from "./read-barrier.js";
 import type { Interceptor } from "./request.js";
 import { SealKeeper } from "./seal-keeper.js";
+import { activeTestFaults } from "./test-faults.js";
 import { TlsFiles } from "./tls/tls-files.js";
 import { WatchHub } from "./watch-hub.js";
 
@@ -154,7 +155,10 @@ export class StrongroomNode {
       onAutoUnsealFailure: (message) => logger.warn({ cause: message }, "HSM auto-unseal failed; retrying"),
     });
 
-    const reads = new ReadBarrier(raftNode);
+    const testFaults = activeTestFaults();
+    if (testFaults.size > 0)
+      logger.warn({ testFaults: [...testFaults] }, "TEST FAULTS ARE ON: this node is deliberately broken");
+    const reads = new ReadBarrier(raftNode, testFaults.has("stale-reads"));
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
       nodeId: config.nodeId,

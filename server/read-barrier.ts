@@ -13,7 +13,11 @@ import type { RequestContext } from "./request.js";
 export class ReadBarrier {
   private readonly lastHeard = new Map<NodeId, number>();
 
-  constructor(private readonly raft: () => RaftNode<unknown>) {}
+  constructor(
+    private readonly raft: () => RaftNode<unknown>,
+    /** The test fault "stale-reads": skip the ReadIndex round (server/test-faults.ts). */
+    private readonly staleReadsFault = false,
+  ) {}
 
   /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
   heardFrom(peer: NodeId): void {
@@ -23,6 +27,7 @@ export class ReadBarrier {
   /** Resolves once a read at this consistency may be served from local state; returns the applied index then. */
   async wait(consistency: Consistency, maxStalenessMs: number, context: RequestContext): Promise<number> {
     const raft = this.raft();
+    if (this.staleReadsFault) return raft.status().applied;
     if (consistency === Consistency.CONSISTENCY_STALE) {
       const status = raft.status();
       if (status.role === "leader") return status.applied;

@@ -1,7 +1,8 @@
 // The chaos harness on real node processes: the shipped leader-kill experiment (shortened) must
 // pass - a linearizable history with nothing lost and failover under a second each time - with its
-// report written; a pause of the leader keeps the history linearizable; and an experiment file with
-// problems is refused with each one named.
+// report written; the same harness must fail a cluster deliberately broken (reads without
+// ReadIndex, STRONGROOM_TEST_FAULTS=stale-reads) once its leader is paused; and an experiment file
+// with problems is refused with each one named.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -62,6 +63,33 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   expect(history.filter((operation) => operation.input.kind === "get").length).toBeGreaterThan(
     experiment.workload.keys,
   );
+}, 120_000);
+
+it("catches a broken node: with reads served without ReadIndex, a paused leader answers stale reads", async () => {
+  const experiment = parseExperiment(
+    {
+      name: "stale-reads",
+      cluster: { size: 3, tickMs: 20 },
+      workload: { clients: 6, keys: 2, readRatio: 0.7, durationMs: 7000, timeoutMs: 5000 },
+      faults: [
+        { atMs: 1000, nemesis: "pause-leader", healAfterMs: 1500 },
+        { atMs: 4000, nemesis: "pause-leader", healAfterMs: 1500 },
+      ],
+    },
+    "stale-reads",
+  );
+  const report = await runExperiment(experiment, {
+    seed: 3,
+    out: join(root, "stale-reads"),
+    command,
+    hostBase: 250,
+    basePort: 53_000,
+    log: () => {},
+    nodeEnv: { STRONGROOM_TEST_FAULTS: "stale-reads" },
+  });
+  expect(report.checks.linearizability).toBe("not-linearizable");
+  expect(report.checks.linearizabilityDetail).toMatch(/^key chaos\/k\d: /);
+  expect(report.checks.pass).toBe(false);
 }, 120_000);
 
 it("refuses an experiment with problems, naming each", () => {
