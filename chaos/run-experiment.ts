@@ -1,7 +1,7 @@
 // Runs one experiment: a cluster of real node processes, the workload, the faults at their times
 // (targets chosen by the seed), then the heal, final reads of every key, the checks and the SLOs.
-// Prints one line per event (fault, heal, leader change, verdict) and writes DIR/report.json and
-// DIR/history.jsonl. The same seed gives the same workload choices and fault targets.
+// Prints one line per event (fault, heal, leader change, verdict) and writes DIR/report.json,
+// DIR/report.html and DIR/history.jsonl. The same seed gives the same workload choices and fault targets.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import type { RegisterOperation } from "./checker/index.js";
 import { checkRun, type FaultEvent, percentile, type RunChecks } from "./checks.js";
 import type { Experiment } from "./experiment.js";
 import { ProcessCluster } from "./process-cluster.js";
+import { renderReportHtml } from "./report-html.js";
 import { keyName, runWorkload } from "./workload.js";
 
 export interface RunOptions {
@@ -59,6 +60,8 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     await cluster.start();
     say("cluster initialized and unsealed");
 
+    // Times in the report and the history are from here, the workload's start.
+    const workloadStart = clock();
     // Leader changes, as the nodes report them.
     const leaderChanges: { atMs: number; leader: string }[] = [];
     let watching = true;
@@ -67,7 +70,8 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       while (watching) {
         const leader = (await cluster.leader())?.id ?? "none";
         if (leader !== last) {
-          leaderChanges.push({ atMs: clock(), leader });
+          // On the workload's clock, as the faults and the history are.
+          leaderChanges.push({ atMs: clock() - workloadStart, leader });
           say(`leader: ${leader}`);
           last = leader;
         }
@@ -75,7 +79,6 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       }
     })();
 
-    const workloadStart = clock();
     const faultRandom = random.fork();
     const faults: FaultEvent[] = [];
     const injections = experiment.faults.map(async (fault) => {
@@ -163,6 +166,10 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       checks,
     };
     writeFileSync(join(options.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(
+      join(options.out, "report.html"),
+      renderReportHtml(report, [...workload.operations, ...finalReads]),
+    );
     writeFileSync(
       join(options.out, "history.jsonl"),
       [...workload.operations, ...finalReads]

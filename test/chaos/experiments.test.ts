@@ -55,6 +55,17 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   expect(printed).toMatch(/verdict: PASS/);
   const written = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as { seed: number };
   expect(written.seed).toBe(7);
+  // The page for people: self-contained (no script, nothing fetched), the verdict, the charts.
+  const page = readFileSync(join(out, "report.html"), "utf8");
+  expect(page).toContain('leader-kill: <span class="pass">PASS</span>');
+  expect(page.match(/<svg /g)).toHaveLength(2);
+  expect(page).not.toMatch(/<script|https?:\/\//);
+  // Leader changes on the workload's clock: one shortly after each kill.
+  for (const fault of report.faults) {
+    expect(
+      report.leaderChanges.some((change) => change.atMs > fault.atMs && change.atMs < fault.atMs + 1500),
+    ).toBe(true);
+  }
   // The history: every operation that succeeded or may have, and a final read of every key.
   const history = readFileSync(join(out, "history.jsonl"), "utf8")
     .split("\n")
