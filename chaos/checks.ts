@@ -59,7 +59,7 @@ export function checkRun(
     (operation) => operation.input.kind === "put" && operation.return !== Infinity,
   );
   const failoversMs = faults
-    .filter((fault) => fault.nemesis.endsWith("-leader"))
+    .filter((fault) => fault.nemesis.includes("-leader"))
     .map((fault) => {
       const first = writes.filter((write) => write.call >= fault.atMs).sort((a, b) => a.return - b.return)[0];
       return first === undefined ? null : first.return - fault.atMs;

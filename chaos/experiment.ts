@@ -6,7 +6,15 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
-export const nemeses = ["kill-leader", "kill-random", "pause-leader", "pause-random"] as const;
+export const nemeses = [
+  "kill-leader",
+  "kill-random",
+  "pause-leader",
+  "pause-random",
+  /** One-way: the node hears no other node, they still hear it (chaos/partitions.ts). */
+  "partition-leader-inbound",
+  "partition-random-inbound",
+] as const;
 export type NemesisName = (typeof nemeses)[number];
 
 const experimentSchema = z.strictObject({

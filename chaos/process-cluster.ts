@@ -90,6 +90,11 @@ export class ProcessCluster {
     });
   }
 
+  /** The port every node's peer listener is on (on its own address). */
+  get peerPort(): number {
+    return this.options.basePort + 1;
+  }
+
   /** Every node's client address, for the workload's SDK clients. */
   endpoints(): string[] {
     return this.nodes.map((node) => `${node.host}:${this.options.basePort}`);

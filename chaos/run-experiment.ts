@@ -10,6 +10,7 @@ import { SeededRandom } from "../raft/core/index.js";
 import type { RegisterOperation } from "./checker/index.js";
 import { checkRun, type FaultEvent, percentile, type RunChecks } from "./checks.js";
 import type { Experiment } from "./experiment.js";
+import { Partitions } from "./partitions.js";
 import { ProcessCluster } from "./process-cluster.js";
 import { renderReportHtml } from "./report-html.js";
 import { keyName, runWorkload } from "./workload.js";
@@ -52,6 +53,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     command: options.command,
     ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
   });
+  const partitions = new Partitions();
   const started = performance.now();
   const clock = () => performance.now() - started;
   const say = (line: string) => options.log(`${(clock() / 1000).toFixed(3).padStart(8)}s  ${line}`);
@@ -85,20 +87,25 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       await sleepUntil(clock, workloadStart + fault.atMs);
       const leader = await cluster.leader();
       const running = cluster.nodes.filter((node) => node.child !== null && !node.paused);
-      const target = fault.nemesis.endsWith("-leader") ? leader : faultRandom.pick(running);
+      const target = fault.nemesis.includes("-leader") ? leader : faultRandom.pick(running);
       if (target === null || target === undefined) {
         say(`${fault.nemesis}: no target (no leader, or no running node); skipped`);
         return;
       }
       const atMs = clock();
-      if (fault.nemesis.startsWith("kill")) cluster.kill(target);
-      else cluster.pause(target);
+      const kind = fault.nemesis.split("-")[0];
+      if (kind === "kill") cluster.kill(target);
+      else if (kind === "pause") cluster.pause(target);
+      else partitions.cutInbound(target.host, cluster.peerPort);
       say(`fault ${fault.nemesis}: ${target.id}`);
       await sleepUntil(clock, atMs + fault.healAfterMs);
-      if (fault.nemesis.startsWith("kill")) await cluster.restart(target);
-      else cluster.resume(target);
+      if (kind === "kill") await cluster.restart(target);
+      else if (kind === "pause") cluster.resume(target);
+      else partitions.heal();
       const healedAtMs = clock();
-      say(`healed ${target.id} (${fault.nemesis.startsWith("kill") ? "restarted and unsealed" : "resumed"})`);
+      say(
+        `healed ${target.id} (${kind === "kill" ? "restarted and unsealed" : kind === "pause" ? "resumed" : "partition removed"})`,
+      );
       faults.push({
         nemesis: fault.nemesis,
         target: target.id,
@@ -186,6 +193,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(options.out, "report.json")})`);
     return report;
   } finally {
+    partitions.heal();
     await cluster.stop();
   }
 }

@@ -36,7 +36,9 @@ export function decide(error: ServiceError, idempotent: boolean): RetryDecision 
   const retryAfter = Number(error.metadata?.get(retryAfterTrailer)[0] ?? 0);
   const waitAtLeastMs = Number.isFinite(retryAfter) ? retryAfter : 0;
   if (refusedBeforeWork.has(reason)) {
-    return { retry: true, switchEndpoint: reason === "SEALED", waitAtLeastMs };
+    // A sealed node, or one that knows no leader (cut off from the others, perhaps), is left for
+    // another; the rest (an election under way, a rate limit) are waited out where they are.
+    return { retry: true, switchEndpoint: reason === "SEALED" || reason === "NO_LEADER", waitAtLeastMs };
   }
   if (neverSent(error)) return { retry: true, switchEndpoint: true, waitAtLeastMs };
   if (!idempotent) return { retry: false, switchEndpoint: false, waitAtLeastMs };

@@ -1,5 +1,5 @@
-// Runs before `npm test` (npm's pretest): the seal tests talk to a real SoftHSM2, a Debian package
-// that npm cannot install. When it is missing, install it if this is root on a machine with apt;
+// Runs before `npm test` (npm's pretest): the seal tests talk to a real SoftHSM2 and the chaos
+// tests partition nodes with nftables, Debian packages that npm cannot install. When it is missing, install it if this is root on a machine with apt;
 // otherwise stop with the exact command to run, rather than failing later inside a test.
 
 import { execFileSync } from "node:child_process";
@@ -12,6 +12,8 @@ const packages = [
     name: "libsofthsm2",
     proof: ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"],
   },
+  // The chaos harness's network partitions (nft, run as root like the rest of the suite).
+  { name: "nftables", proof: ["/usr/sbin/nft"] },
 ];
 
 const missing = packages.filter((pkg) => !pkg.proof.some((path) => existsSync(path))).map((pkg) => pkg.name);
@@ -21,11 +23,11 @@ const command = `apt-get install -y ${missing.join(" ")}`;
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 if (!isRoot || !existsSync("/usr/bin/apt-get")) {
   process.stderr.write(
-    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests).\nInstall it with:\n  sudo ${command}\n`,
+    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests, nftables for the chaos tests).\nInstall it with:\n  sudo ${command}\n`,
   );
   process.exit(1);
 }
-process.stdout.write(`installing ${missing.join(", ")} for the seal tests: ${command}\n`);
+process.stdout.write(`installing ${missing.join(", ")} for the tests: ${command}\n`);
 const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
 execFileSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
 execFileSync("apt-get", ["install", "-y", "-q", ...missing], { stdio: "inherit", env });

@@ -146,6 +146,8 @@ const raftNodeStatuses: Record<RaftNodeErrorCode, status> = {
   // The outcome is unknown: the write may still commit. Clients must not assume it failed.
   TIMEOUT: status.DEADLINE_EXCEEDED,
   STOPPED: status.UNAVAILABLE,
+  // Like TIMEOUT, the outcome is unknown.
+  LEADER_CHANGED: status.UNAVAILABLE,
 };
 
 export interface MappedError {

@@ -35,7 +35,7 @@ export interface StateMachine<Result> {
   appliedIndex(): number;
 }
 
-export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED";
+export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED" | "LEADER_CHANGED";
 
 /** A failure of the driver rather than the core: the outcome of a proposal or read it concerns. */
 export class RaftNodeError extends Error {
@@ -396,6 +396,17 @@ export class RaftNode<Result> {
       );
       for (const waiter of this.reads.values()) waiter.reject(dropped);
       this.reads.clear();
+    }
+    // A leader that lost its role (cut off, or deposed) cannot tell whether its pending proposals
+    // will commit - the new leader decides - so their callers are answered now, as outcome
+    // unknown, rather than at their deadline (etcd answers "leader changed" the same way).
+    if (previous.role === "leader" && state.role !== "leader") {
+      const changed = new RaftNodeError(
+        "LEADER_CHANGED",
+        "this node lost the leadership before the write committed; it may or may not commit",
+      );
+      for (const { waiter } of this.proposals.values()) waiter.reject(changed);
+      this.proposals.clear();
     }
     this.options.onSoftState?.(state);
   }

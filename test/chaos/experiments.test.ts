@@ -76,6 +76,41 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   );
 }, 120_000);
 
+const partitionLog: string[] = [];
+
+it("partition-leader: the leader hears no other node; it steps down, a new one serves, nothing stale", async () => {
+  const shipped = loadExperiment(experimentFile("partition-leader"));
+  const experiment = {
+    ...shipped,
+    workload: { ...shipped.workload, durationMs: 6000 },
+    faults: [{ atMs: 1500, nemesis: "partition-leader-inbound" as const, healAfterMs: 2500 }],
+  };
+  const report = await runExperiment(experiment, {
+    seed: 5,
+    out: join(root, "partition"),
+    command,
+    hostBase: 250,
+    basePort: 53_000,
+    log: (line) => partitionLog.push(line),
+  });
+  const printed = partitionLog.join("\n");
+  expect(report.checks.linearizability, printed).toBe("linearizable");
+  expect(report.faults).toHaveLength(1);
+  // A new leader, other than the one cut off, during the partition.
+  const [fault] = report.faults;
+  expect(
+    report.leaderChanges.some(
+      (change) =>
+        change.atMs > (fault?.atMs ?? 0) &&
+        change.atMs < (fault?.healedAtMs ?? 0) &&
+        change.leader !== fault?.target &&
+        change.leader !== "none",
+    ),
+    printed,
+  ).toBe(true);
+  expect(report.checks.pass, printed).toBe(true);
+}, 120_000);
+
 it("catches a broken node: with reads served without ReadIndex, a paused leader answers stale reads", async () => {
   const experiment = parseExperiment(
     {

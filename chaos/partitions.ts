@@ -1,0 +1,47 @@
+// One-way network partitions between nodes on loopback, with nftables: every packet to a node's
+// peer port is dropped, so it hears nothing from the other nodes (no votes, no acknowledgements,
+// no forwarded calls) while they still hear it, and clients still reach every node's client port.
+// It is the one-way partition of the Jepsen vocabulary, and it tests a leader's lease and read
+// path: the cut-off leader must step down and never serve a stale read. (A symmetric partition
+// needs each node's outgoing connections on its own address - the netns driver, to come: on
+// loopback they all leave from 127.0.0.1.) Each run has its own table, removed at heal and at the
+// end of the run. Needs root and the nft command (Debian's nftables).
+
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+
+export class Partitions {
+  private readonly table = `strongroom_chaos_${randomBytes(4).toString("hex")}`;
+  private active = false;
+
+  /** Drops every packet to `host`'s peer port (the node hears no other node). */
+  cutInbound(host: string, peerPort: number): void {
+    this.heal();
+    nft(`table inet ${this.table} {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip daddr ${host} tcp dport ${peerPort} drop
+  }
+}
+`);
+    this.active = true;
+  }
+
+  /** Removes every partition this run made. */
+  heal(): void {
+    if (!this.active) return;
+    nft(`delete table inet ${this.table}\n`);
+    this.active = false;
+  }
+}
+
+function nft(script: string): void {
+  try {
+    execFileSync("nft", ["-f", "-"], { input: script, stdio: ["pipe", "ignore", "pipe"] });
+  } catch (error) {
+    const stderr = String((error as { stderr?: Buffer }).stderr ?? "");
+    throw new Error(
+      `nft failed (partitions need root and Debian's nftables: apt-get install -y nftables): ${stderr.trim() || (error as Error).message}`,
+    );
+  }
+}
