@@ -14,6 +14,8 @@ export const nemeses = [
   /** One-way: the node hears no other node, they still hear it (chaos/partitions.ts). */
   "partition-leader-inbound",
   "partition-random-inbound",
+  /** Every node in turn: SIGTERM (a leader hands over), restart, unseal - as an upgrade does. */
+  "rolling-restart",
 ] as const;
 export type NemesisName = (typeof nemeses)[number];
 

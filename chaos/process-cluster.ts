@@ -151,6 +151,16 @@ export class ProcessCluster {
     node.paused = false;
   }
 
+  /** SIGTERM: the graceful shutdown (a leader hands over first); resolves once it exited. */
+  async terminate(node: NodeEntry): Promise<void> {
+    const child = node.child;
+    if (child === null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    node.child = null;
+  }
+
   /** Brings a killed node back from its data directory, unsealed. */
   async restart(node: NodeEntry): Promise<void> {
     await this.spawnNode(node);

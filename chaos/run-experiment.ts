@@ -85,6 +85,22 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     const faults: FaultEvent[] = [];
     const injections = experiment.faults.map(async (fault) => {
       await sleepUntil(clock, workloadStart + fault.atMs);
+      if (fault.nemesis === "rolling-restart") {
+        const atMs = clock();
+        for (const node of cluster.nodes) {
+          say(`rolling restart: stopping ${node.id} (SIGTERM)`);
+          await cluster.terminate(node);
+          await cluster.restart(node);
+          say(`rolling restart: ${node.id} back, unsealed`);
+        }
+        faults.push({
+          nemesis: fault.nemesis,
+          target: "all",
+          atMs: atMs - workloadStart,
+          healedAtMs: clock() - workloadStart,
+        });
+        return;
+      }
       const leader = await cluster.leader();
       const running = cluster.nodes.filter((node) => node.child !== null && !node.paused);
       const target = fault.nemesis.includes("-leader") ? leader : faultRandom.pick(running);
