@@ -76,28 +76,41 @@ export async function stdinLines(output: Output): Promise<string[]> {
 }
 
 /** Reads one line from the terminal without echoing it (a share, a token). */
-export async function promptHidden(prompt: string): Promise<string> {
+export function promptHidden(prompt: string): Promise<string> {
   const input = process.stdin;
-  if (!input.isTTY) throw new UsageError("no terminal to prompt on: pipe the input on stdin");
-  process.stderr.write(prompt);
+  if (!input.isTTY)
+    return Promise.reject(new UsageError("no terminal to prompt on: pipe the input on stdin"));
+  // Echo off before the prompt shows, so nothing typed at once is echoed either.
   input.setRawMode(true);
-  input.resume();
-  let line = "";
-  try {
-    for await (const chunk of input) {
-      for (const character of (chunk as Buffer).toString("utf8")) {
-        if (character === "\u0003") throw new UsageError("interrupted");
-        if (character === "\r" || character === "\n") return line;
-        if (character === "\u007f") line = line.slice(0, -1);
-        else line += character;
+  process.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    let line = "";
+    // A 'data' listener rather than for-await: leaving a for-await loop destroys stdin, and the
+    // next prompt would find it gone.
+    const finish = () => {
+      input.off("data", take);
+      input.setRawMode(false);
+      input.pause();
+      process.stderr.write("\n");
+    };
+    const take = (chunk: Buffer) => {
+      for (const character of chunk.toString("utf8")) {
+        if (character === "\u0003") {
+          finish();
+          reject(new UsageError("interrupted"));
+          return;
+        }
+        if (character === "\r" || character === "\n") {
+          finish();
+          resolve(line);
+          return;
+        }
+        line = character === "\u007f" ? line.slice(0, -1) : line + character;
       }
-    }
-    return line;
-  } finally {
-    input.setRawMode(false);
-    input.pause();
-    process.stderr.write("\n");
-  }
+    };
+    input.on("data", take);
+    input.resume();
+  });
 }
 
 export type Format = "table" | "json" | "yaml";

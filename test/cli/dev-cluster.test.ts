@@ -257,6 +257,13 @@ async function accessFromTheCommandLine(): Promise<void> {
     code: 0,
     stdout: "s3cr3t",
   });
+  // At a terminal (a pseudo-terminal from util-linux's script), the shares are asked for with
+  // hidden prompts: the terminal never shows them.
+  const terminal = await atTerminal(["operator", "generate-root"], kept.shares.slice(0, 2));
+  expect(terminal.output).toContain("share 1 (hidden): ");
+  expect(terminal.output).toContain("share 2 (hidden): ");
+  expect(terminal.output).toMatch(/sr\.[A-Za-z0-9_-]{43}/);
+  for (const share of kept.shares.slice(0, 2)) expect(terminal.output).not.toContain(share);
   // The audit key, for an auditor to check checkpoints (used once the cluster has stopped).
   const key = await strongroom(["audit", "key"], "", { STRONGROOM_TOKEN: rootToken });
   expect(key.stdout).toMatch(/^[0-9a-f]{64}\n$/);
@@ -264,4 +271,29 @@ async function accessFromTheCommandLine(): Promise<void> {
   expect((await strongroom(["audit", "key"], "", asReader)).code).toBe(1);
   const unsealed = await strongroom(["operator", "unseal", "--all"], kept.shares.slice(0, 2).join("\n"));
   expect(unsealed).toMatchObject({ code: 0, stdout: "n1: unsealed\nn2: unsealed\nn3: unsealed\n" });
+}
+
+/** Runs `strongroom ARGS` on a pseudo-terminal, typing each answer when a hidden prompt appears. */
+function atTerminal(
+  args: string[],
+  answers: readonly string[],
+): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, cli, ...args].map((word) => `'${word}'`).join(" ");
+  return new Promise((resolve) => {
+    const child = spawn("script", ["-qec", command, "/dev/null"], {
+      env: { ...process.env, ...devEnv() },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    let answered = 0;
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      // A prompt is answered once it shows, as a person would.
+      while (answered < answers.length && output.includes(`share ${answered + 1} (hidden): `)) {
+        child.stdin.write(`${answers[answered]}\r`);
+        answered++;
+      }
+    });
+    child.on("exit", (code) => resolve({ code, output }));
+  });
 }
