@@ -17,6 +17,12 @@ export interface ExecutorOptions {
   readonly interceptors: readonly Interceptor[];
   /** How often to look for a leader again while there is none. */
   readonly leaderPollMs?: number;
+  /**
+   * How long a call waits for a leader (an election) before NO_LEADER, within its deadline: long
+   * enough for an election, short enough that a client of a node cut off from the others goes to
+   * another node rather than waiting out its deadline here.
+   */
+  readonly leaderWaitMs?: number;
 }
 
 export class Executor {
@@ -38,6 +44,10 @@ export class Executor {
     if (context.forwardedBy === null) method.guard?.();
     if (method.route === "local") return handler(request, context);
     const pollMs = this.options.leaderPollMs ?? 20;
+    const giveUpAt = Math.min(
+      context.deadline,
+      Date.now() + (this.options.leaderWaitMs ?? Number.POSITIVE_INFINITY),
+    );
     let lastLeaderHint: string | null = null;
     for (;;) {
       const { isLeader, leaderId } = this.options.leader();
@@ -51,7 +61,7 @@ export class Executor {
       } catch (error) {
         if (!isRetryable(error) || context.forwardedBy !== null) throw error;
       }
-      if (Date.now() + pollMs >= context.deadline) {
+      if (Date.now() + pollMs >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",
           "no leader could take the request before its deadline (an election?)",

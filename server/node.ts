@@ -158,7 +158,9 @@ export class StrongroomNode {
     const testFaults = activeTestFaults();
     if (testFaults.size > 0)
       logger.warn({ testFaults: [...testFaults] }, "TEST FAULTS ARE ON: this node is deliberately broken");
-    const reads = new ReadBarrier(raftNode, testFaults.has("stale-reads"));
+    // A call waits for a leader up to three election timeouts (an election, and a split vote).
+    const leaderWaitMs = 3 * config.raft.electionTicks * config.raft.tickMs;
+    const reads = new ReadBarrier(raftNode, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
       nodeId: config.nodeId,
@@ -271,6 +273,7 @@ export class StrongroomNode {
     const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
+      leaderWaitMs,
       leader: () => {
         const status = raftNode().status();
         return { isLeader: status.role === "leader", leaderId: status.leader };

@@ -17,6 +17,8 @@ export class ReadBarrier {
     private readonly raft: () => RaftNode<unknown>,
     /** The test fault "stale-reads": skip the ReadIndex round (server/test-faults.ts). */
     private readonly staleReadsFault = false,
+    /** How long a read waits for a leader before NO_LEADER (see ExecutorOptions.leaderWaitMs). */
+    private readonly leaderWaitMs = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
@@ -34,6 +36,7 @@ export class ReadBarrier {
       const heard = status.leader === null ? undefined : this.lastHeard.get(status.leader);
       if (heard !== undefined && Date.now() - heard <= maxStalenessMs) return status.applied;
     }
+    const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
     for (;;) {
       if (raft.status().leader !== null) {
         try {
@@ -43,7 +46,7 @@ export class ReadBarrier {
           if (!(error instanceof RaftNodeError && error.code === "PROPOSAL_DROPPED")) throw error;
         }
       }
-      if (Date.now() + 20 >= context.deadline) {
+      if (Date.now() + 20 >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",
           "no leader to confirm a linearizable read before the deadline (an election?)",
