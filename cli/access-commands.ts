@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
+  collect,
   connectionFlags,
   duration,
   nonNegativeInteger,
@@ -273,8 +274,4 @@ export function registerAccessCommands(program: Command, output: Output = proces
         });
       }),
     );
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { ExperimentError, loadExperiment } from "../chaos/experiment.js";
 import { runExperiment } from "../chaos/run-experiment.js";
-import { nonNegativeInteger } from "./command-support.js";
+import { integerBetween, nonNegativeInteger } from "./command-support.js";
 
 export function registerChaosCommand(program: Command): void {
   program
@@ -29,10 +29,15 @@ export function registerChaosCommand(program: Command): void {
     .option(
       "--port <n>",
       "the nodes' base port (client; +1 peer, +2 HTTP)",
-      nonNegativeInteger("--port"),
+      integerBetween("--port", 1024, 65_533),
       39_000,
     )
-    .option("--host-base <n>", "node i listens on 127.0.0.<n+i>", nonNegativeInteger("--host-base"), 100)
+    .option(
+      "--host-base <n>",
+      "node i listens on 127.0.0.<n+i> (5 nodes at most)",
+      integerBetween("--host-base", 2, 250),
+      100,
+    )
     .action(async (file: string, options: { seed: number; out?: string; port: number; hostBase: number }) => {
       let experiment: ReturnType<typeof loadExperiment>;
       try {

@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import type { Member, SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
+  collect,
   connectionFlags,
   emit,
   type Format,
@@ -323,8 +324,4 @@ export function registerClusterCommands(program: Command, output: Output = proce
         emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
       }),
     );
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }

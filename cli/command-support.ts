@@ -146,3 +146,18 @@ export function rows(entries: readonly (readonly [string, string])[]): string {
   const width = Math.max(0, ...entries.map(([name]) => name.length)) + 2;
   return entries.map(([name, value]) => `${name.padEnd(width)}${value}\n`).join("");
 }
+
+/** A repeatable option's values (commander calls it once per occurrence). */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** An integer flag within bounds. */
+export function integerBetween(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max)
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
+    return parsed;
+  };
+}

@@ -3,22 +3,16 @@
 // at every start, as with a real HSM. The token's PIN is kept next to it: for development only.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-
-const libraryCandidates = [
-  "/usr/lib/softhsm/libsofthsm2.so",
-  "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/local/lib/softhsm/libsofthsm2.so",
-];
+import { findSoftHsmLibrary } from "../hsm/pkcs11/softhsm-library.js";
 
 const tokenLabel = "strongroom-dev";
 
 /** The seal.pkcs11 section for the dev nodes, or null when SoftHSM2 is not installed. */
 export function prepareDevHsm(directory: string): Record<string, unknown> | null {
-  const libraryPath = libraryCandidates.find((path) => existsSync(path));
-  if (libraryPath === undefined || !hasSoftHsmUtil()) return null;
+  const libraryPath = findSoftHsmLibrary();
+  if (libraryPath === null || !hasSoftHsmUtil()) return null;
   const root = join(directory, "softhsm");
   const tokens = join(root, "tokens");
   const configPath = join(root, "softhsm2.conf");

@@ -14,7 +14,7 @@ import {
   type PemPair,
 } from "../server/tls/dev-pki.js";
 import { UsageError } from "./client-connection.js";
-import { nonNegativeInteger, type Output, processOutput, run } from "./command-support.js";
+import { collect, integerBetween, type Output, processOutput, run } from "./command-support.js";
 
 const authorities = {
   cluster: { certificate: "cluster-ca.pem", key: "cluster-ca-key.pem", name: "strongroom cluster CA" },
@@ -48,7 +48,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
   pki
     .command("ca")
     .requiredOption("--dir <directory>", "where the CAs go")
-    .option("--days <n>", "validity", nonNegativeInteger("--days"), 3650)
+    .option("--days <n>", "validity", integerBetween("--days", 1, 36_500), 3650)
     .description("make the cluster CA (signs nodes) and the client CA (signs clients)")
     .action((options: { dir: string; days: number }) =>
       run(output, async () => {
@@ -76,7 +76,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
       collect,
       [],
     )
-    .option("--days <n>", "validity", nonNegativeInteger("--days"), 365)
+    .option("--days <n>", "validity", integerBetween("--days", 1, 36_500), 365)
     .description("a node certificate from the cluster CA (server and client authentication)")
     .action((nodeId: string, options: { dir: string; host: string[]; days: number }) =>
       run(output, async () => {
@@ -100,7 +100,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
     .command("client")
     .argument("<name>", "the client's identity")
     .requiredOption("--dir <directory>", "where the CAs are, and where the certificate goes")
-    .option("--days <n>", "validity", nonNegativeInteger("--days"), 365)
+    .option("--days <n>", "validity", integerBetween("--days", 1, 36_500), 365)
     .description("a client certificate from the client CA, naming strongroom://client/<name>")
     .action((name: string, options: { dir: string; days: number }) =>
       run(output, async () => {
@@ -114,8 +114,4 @@ export function registerPkiCommands(program: Command, output: Output = processOu
         output.out(`${writePair(options.dir, name, pair).join("\n")}\n`);
       }),
     );
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }

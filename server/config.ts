@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { isAuditSocketAddress } from "./audit/audit-socket.js";
 
 const address = z
   .string()
@@ -126,7 +127,7 @@ export const nodeConfigSchema = z
          * proceeds when any sink, file or socket, has taken its entry.
          */
         sockets: z
-          .array(z.string().regex(/^(?:unix:.+|tcp:.+:\d{1,5})$/, "must be unix:<path> or tcp:<host>:<port>"))
+          .array(z.string().refine(isAuditSocketAddress, "must be unix:<path> or tcp:<host>:<port>"))
           .max(8)
           .default([]),
         maxFileBytes: z

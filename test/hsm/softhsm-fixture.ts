@@ -3,7 +3,7 @@
 // back, a key deleted. Nothing here imitates PKCS#11: every call goes to libsofthsm2.so.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -12,17 +12,11 @@ import {
   pkcs11Binding,
   resetLibrary,
 } from "../../hsm/pkcs11/pkcs11-library.js";
-
-const libraryCandidates = [
-  "/usr/lib/softhsm/libsofthsm2.so",
-  "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-  "/usr/local/lib/softhsm/libsofthsm2.so",
-];
+import { findSoftHsmLibrary } from "../../hsm/pkcs11/softhsm-library.js";
 
 export function softHsmLibraryPath(): string {
-  const found = libraryCandidates.find((path) => existsSync(path));
-  if (found === undefined) {
+  const found = findSoftHsmLibrary();
+  if (found === null) {
     throw new Error(
       "SoftHSM2 is not installed: run `apt-get install softhsm2` (the seal tests use a real SoftHSM)",
     );
