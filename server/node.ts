@@ -158,8 +158,10 @@ export class StrongroomNode {
     const testFaults = activeTestFaults();
     if (testFaults.size > 0)
       logger.warn({ testFaults: [...testFaults] }, "TEST FAULTS ARE ON: this node is deliberately broken");
-    // A call waits for a leader up to three election timeouts (an election, and a split vote).
-    const leaderWaitMs = 3 * config.raft.electionTicks * config.raft.tickMs;
+    // A call waits for a leader up to three election timeouts (an election, and a split vote), and
+    // at least 2 s: a loaded machine's elections run long, and a client without retries has only
+    // this wait (CI measured elections past 600 ms at 20 ms ticks).
+    const leaderWaitMs = Math.max(2000, 3 * config.raft.electionTicks * config.raft.tickMs);
     const reads = new ReadBarrier(raftNode, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
