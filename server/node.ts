@@ -31,6 +31,7 @@ import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { NodeError } from "./errors.js";
 import { Executor } from "./executor.js";
+import { failpointsFromEnv } from "./failpoints.js";
 import { Forwarder, forwardHandler } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
@@ -86,6 +87,8 @@ export class StrongroomNode {
       readonly tls: readonly TlsFiles[];
       readonly audit: AuditTrail;
       readonly tidyTimer: NodeJS.Timeout;
+      /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
+      readonly releaseFailpointSignal: () => void;
     },
   ) {}
 
@@ -158,6 +161,22 @@ export class StrongroomNode {
     const testFaults = activeTestFaults();
     if (testFaults.size > 0)
       logger.warn({ testFaults: [...testFaults] }, "TEST FAULTS ARE ON: this node is deliberately broken");
+    const failpoints = failpointsFromEnv();
+    let releaseFailpointSignal = () => {};
+    if (failpoints !== null) {
+      const reloadFailpoints = () => {
+        const problem = failpoints.reload();
+        if (problem !== null) logger.error({ problem }, "test failpoints refused; all disarmed");
+        logger.warn(
+          { failpoints: failpoints.describe() },
+          "TEST FAILPOINTS ARE ON: this node may crash or stall on purpose",
+        );
+      };
+      reloadFailpoints();
+      process.on("SIGUSR2", reloadFailpoints);
+      releaseFailpointSignal = () => process.off("SIGUSR2", reloadFailpoints);
+      undo.push(releaseFailpointSignal);
+    }
     // A call waits for a leader up to three election timeouts (an election, and a split vote), and
     // at least 2 s: a loaded machine's elections run long, and a client without retries has only
     // this wait (CI measured elections past 600 ms at 20 ms ticks).
@@ -223,6 +242,7 @@ export class StrongroomNode {
       tickMs: config.raft.tickMs,
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
+      ...(failpoints === null ? {} : { failpoint: failpoints.hit }),
       ...(config.clusterState === "new"
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
         : {}),
@@ -429,6 +449,7 @@ export class StrongroomNode {
         tls: [peerTls, clientTls],
         audit,
         tidyTimer,
+        releaseFailpointSignal,
       },
     );
     node.startSealedLeaderHandoff();
@@ -454,6 +475,7 @@ export class StrongroomNode {
     const { raft, logger } = this.parts;
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
     clearInterval(this.parts.tidyTimer);
+    this.parts.releaseFailpointSignal();
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();

@@ -4,10 +4,12 @@ export { type AppendOptions, type LogStore, LogStoreError } from "./log-store.js
 export { MemoryLogStore } from "./memory-log-store.js";
 export {
   type Proposed,
+  type RaftFailpoint,
   RaftNode,
   RaftNodeError,
   type RaftNodeErrorCode,
   type RaftNodeOptions,
+  raftFailpoints,
   type StateMachine,
 } from "./raft-node.js";
 export type { Transport } from "./transport.js";

@@ -70,7 +70,27 @@ export interface RaftNodeOptions<Result> {
   readonly onSoftState?: (state: SoftState) => void;
   /** Called once if the node stops on a fatal error (a broken invariant, a failed write to disk). */
   readonly onFatal?: (error: Error) => void;
+  /**
+   * Test-only: called at each failpoint of a Ready's handling (the chaos harness's crash points and
+   * disk stalls); it may kill the process or return a promise to wait on. Absent in production.
+   */
+  readonly failpoint?: (point: RaftFailpoint) => Promise<void> | undefined;
 }
+
+/** Where in handling a Ready a test can crash or stall the node (see `failpoint`). */
+export const raftFailpoints = [
+  /** Entries or hard state about to be written to the log store: a crash loses them (never acknowledged). */
+  "before-persist",
+  /** Written and synced, nothing sent yet: a crash after the write, before the acknowledgement. */
+  "after-persist",
+  /** Committed entries about to be applied to the state machine. */
+  "before-apply",
+  /** Committed entries applied, the Ready not yet advanced. */
+  "after-apply",
+  /** A leader's snapshot written to the log store, the state machine not yet restored from it. */
+  "during-snapshot-install",
+] as const;
+export type RaftFailpoint = (typeof raftFailpoints)[number];
 
 export interface Proposed<Result> {
   readonly index: number;
@@ -296,18 +316,24 @@ export class RaftNode<Result> {
     const ready = this.core.ready();
     const store = this.options.logStore;
     // 1. Persist. Nothing below may happen before these writes are durable.
+    const failpoint = this.options.failpoint;
     if (ready.snapshot !== null) {
       await store.installSnapshot(ready.snapshot);
+      if (failpoint !== undefined) await failpoint("during-snapshot-install");
       await this.options.stateMachine.restore(ready.snapshot);
       this.applied = ready.snapshot.meta.index;
       this.snapshotIndex = ready.snapshot.meta.index;
     }
-    if (ready.entries.length > 0 || ready.hardState !== null)
+    if (ready.entries.length > 0 || ready.hardState !== null) {
+      if (failpoint !== undefined) await failpoint("before-persist");
       await store.append(ready.entries, ready.hardState, { sync: ready.mustSync });
+      if (failpoint !== undefined) await failpoint("after-persist");
+    }
     if (this.stopped) return;
     // 2. Send.
     this.options.transport.send(ready.messages);
     // 3. Apply.
+    if (failpoint !== undefined && ready.committedEntries.length > 0) await failpoint("before-apply");
     for (const entry of ready.committedEntries) {
       if (entry.index <= this.applied) continue;
       // Await only a state machine that is asynchronous: an await per entry costs a promise.
@@ -316,6 +342,7 @@ export class RaftNode<Result> {
       this.applied = entry.index;
       this.settleProposal(entry, result);
     }
+    if (failpoint !== undefined && ready.committedEntries.length > 0) await failpoint("after-apply");
     for (const readState of ready.readStates) {
       const waiter = this.reads.get(readState.context);
       if (waiter === undefined) continue;
