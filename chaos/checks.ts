@@ -1,8 +1,10 @@
 // What a run must show: a linearizable history (per key, unknown outcomes allowed to have applied
 // or not, final reads after the heal included, so a lost acknowledged write fails it too), no node
-// that died by itself, and the SLOs: success rate, read and write p99, and failover time (a leader
-// fault → the first successful write sent after it).
+// that died by itself, every node's audit trail complete, and the SLOs: success rate, read and
+// write p99, and failover time (a fault that took the leader → the first successful write sent
+// after it).
 
+import type { NodeAudit } from "./audit-check.js";
 import { checkLinearizability, type RegisterOperation, registerModel } from "./checker/index.js";
 import type { Experiment } from "./experiment.js";
 import type { WorkloadResult } from "./workload.js";
@@ -10,6 +12,10 @@ import type { WorkloadResult } from "./workload.js";
 export interface FaultEvent {
   readonly nemesis: string;
   readonly target: string;
+  /** What it did and how it was healed. */
+  readonly detail: string;
+  /** It took the leader away while a quorum remained: failover is measured after it. */
+  readonly takesLeader: boolean;
   readonly atMs: number;
   readonly healedAtMs: number;
 }
@@ -25,6 +31,8 @@ export interface RunChecks {
   readonly linearizability: string;
   readonly linearizabilityDetail: string;
   readonly crashedNodes: readonly string[];
+  /** Each node's audit trail, checked after a graceful stop. */
+  readonly audit: readonly NodeAudit[];
   readonly failoversMs: readonly (number | null)[];
   readonly slos: readonly SloResult[];
   readonly pass: boolean;
@@ -42,6 +50,7 @@ export function checkRun(
   finalReads: readonly RegisterOperation[],
   faults: readonly FaultEvent[],
   crashedNodes: readonly string[],
+  audit: readonly NodeAudit[],
 ): RunChecks {
   const history = [...workload.operations, ...finalReads];
   const verdict = checkLinearizability(registerModel, history, { stepsMax: 20_000_000 });
@@ -59,7 +68,7 @@ export function checkRun(
     (operation) => operation.input.kind === "put" && operation.return !== Infinity,
   );
   const failoversMs = faults
-    .filter((fault) => fault.nemesis.includes("-leader"))
+    .filter((fault) => fault.takesLeader)
     .map((fault) => {
       const first = writes.filter((write) => write.call >= fault.atMs).sort((a, b) => a.return - b.return)[0];
       return first === undefined ? null : first.return - fault.atMs;
@@ -100,8 +109,13 @@ export function checkRun(
     linearizability: verdict.result,
     linearizabilityDetail,
     crashedNodes,
+    audit,
     failoversMs,
     slos,
-    pass: verdict.result === "linearizable" && crashedNodes.length === 0 && slos.every((slo) => slo.pass),
+    pass:
+      verdict.result === "linearizable" &&
+      crashedNodes.length === 0 &&
+      audit.every((node) => node.pass) &&
+      slos.every((slo) => slo.pass),
   };
 }

@@ -5,19 +5,63 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { raftFailpoints } from "../raft/node/index.js";
 
 export const nemeses = [
+  /** SIGKILL (no shutdown, no flush), then restart from the data directory and unseal. */
   "kill-leader",
   "kill-random",
+  /** A minority (1 of 3, 2 of 5) or a majority (quorum lost until the heal), all restarted at the heal. */
+  "kill-minority",
+  "kill-majority",
+  /** SIGSTOP, then SIGCONT. */
   "pause-leader",
   "pause-random",
-  /** One-way: the node hears no other node, they still hear it (chaos/partitions.ts). */
+  /** One-way: the node hears no other node, they still hear it. */
   "partition-leader-inbound",
   "partition-random-inbound",
+  /** Symmetric (netns): the leader alone on one side. */
+  "partition-leader",
+  /** Symmetric (netns): a random minority on one side, the majority on the other. */
+  "partition-majority-minority",
+  /** Packet loss on every link of the node, each way (netns; `percent`). */
+  "loss-leader",
+  "loss-random",
+  /** More delay on every link of the node, each way (netns; `delayMs`). */
+  "latency-leader",
+  "latency-random",
+  /** The node's wall clock off by `skewMs` (libfaketime; its monotonic clock is left alone). */
+  "clock-skew-leader",
+  "clock-skew-random",
+  /** Every write to the Raft log takes `stallMs` longer: a slow disk (a test failpoint). */
+  "disk-stall-leader",
+  "disk-stall-random",
+  /** The node kills itself at a crash point (`point`, or one drawn by the seed), then restarts. */
+  "crash-point-leader",
+  "crash-point-random",
   /** Every node in turn: SIGTERM (a leader hands over), restart, unseal - as an upgrade does. */
   "rolling-restart",
 ] as const;
 export type NemesisName = (typeof nemeses)[number];
+
+/** Nemeses that need each node in a namespace of its own (cluster.driver: netns). */
+export const netnsNemeses: ReadonlySet<NemesisName> = new Set([
+  "partition-leader",
+  "partition-majority-minority",
+  "loss-leader",
+  "loss-random",
+  "latency-leader",
+  "latency-random",
+]);
+
+/** Nemeses that take the leader away, after which failover is measured. */
+export const leaderLosingNemeses: ReadonlySet<NemesisName> = new Set([
+  "kill-leader",
+  "pause-leader",
+  "partition-leader-inbound",
+  "partition-leader",
+  "crash-point-leader",
+]);
 
 const experimentSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9-]{1,64}$/, "lower-case letters, digits and '-'"),
@@ -27,8 +71,28 @@ const experimentSchema = z.strictObject({
       size: z.union([z.literal(3), z.literal(5)]).default(3),
       /** Raft tick: 20 ms is the LAN profile (elections in 200-400 ms). */
       tickMs: z.number().int().min(5).max(1000).default(20),
+      /** process: child processes on 127.0.0.x; netns: each node in a network namespace of its own (root). */
+      driver: z.enum(["process", "netns"]).default("process"),
+      /** Each node's region, in node order (netns): links between regions get `network.links`' latency. */
+      regions: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
+      /** The Raft log is compacted after this many entries (small: snapshot installs under load). */
+      snapshotEveryEntries: z.number().int().min(10).default(10_000),
     })
-    .default({ size: 3, tickMs: 20 }),
+    .default({ size: 3, tickMs: 20, driver: "process", snapshotEveryEntries: 10_000 }),
+  /** The latency between regions (netns): each pair's round trip and jitter. */
+  network: z
+    .strictObject({
+      links: z
+        .array(
+          z.strictObject({
+            between: z.tuple([z.string(), z.string()]),
+            rttMs: z.number().min(0).max(5000),
+            jitterMs: z.number().min(0).max(5000).default(0),
+          }),
+        )
+        .max(100),
+    })
+    .optional(),
   workload: z.strictObject({
     clients: z.number().int().min(1).max(64),
     keys: z.number().int().min(1).max(1000),
@@ -45,6 +109,16 @@ const experimentSchema = z.strictObject({
         nemesis: z.enum(nemeses),
         /** The fault is healed (the node restarted and unsealed, or resumed) after this long. */
         healAfterMs: z.number().int().min(0),
+        /** loss-*: the share of packets lost, each way (default 10). */
+        percent: z.number().min(0.1).max(100).optional(),
+        /** latency-*: the delay added each way (default 100). */
+        delayMs: z.number().int().min(1).max(10_000).optional(),
+        /** clock-skew-*: how far the node's wall clock is set off (negative: behind; default 30 s). */
+        skewMs: z.number().int().min(-86_400_000).max(86_400_000).optional(),
+        /** disk-stall-*: how much longer each write to the Raft log takes (default 500). */
+        stallMs: z.number().int().min(1).max(60_000).optional(),
+        /** crash-point-*: where the node dies; absent: one drawn by the seed. */
+        point: z.enum(raftFailpoints).optional(),
       }),
     )
     .max(1000),
@@ -75,11 +149,25 @@ export function parseExperiment(document: unknown, source: string): Experiment {
     throw new ExperimentError(`${source} has ${problems.length} problem(s):\n${problems.join("\n")}`);
   }
   const experiment = parsed.data;
+  const problems: string[] = [];
+  const { cluster } = experiment;
   for (const [position, fault] of experiment.faults.entries()) {
-    if (fault.atMs + fault.healAfterMs > experiment.workload.durationMs) {
-      throw new ExperimentError(`${source}: faults.${position} is not healed before the workload ends`);
-    }
+    if (fault.atMs + fault.healAfterMs > experiment.workload.durationMs)
+      problems.push(`faults.${position} is not healed before the workload ends`);
+    if (netnsNemeses.has(fault.nemesis) && cluster.driver !== "netns")
+      problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
   }
+  if (cluster.regions !== undefined && cluster.regions.length !== cluster.size)
+    problems.push(`cluster.regions names ${cluster.regions.length} regions for ${cluster.size} nodes`);
+  if (experiment.network !== undefined) {
+    if (cluster.driver !== "netns") problems.push("network needs cluster.driver: netns");
+    if (cluster.regions === undefined) problems.push("network needs cluster.regions");
+    for (const [position, link] of experiment.network.links.entries())
+      for (const region of link.between)
+        if (!cluster.regions?.includes(region))
+          problems.push(`network.links.${position}: no node is in region ${JSON.stringify(region)}`);
+  }
+  if (problems.length > 0) throw new ExperimentError(`${source}: ${problems.join("; ")}`);
   return experiment;
 }
 

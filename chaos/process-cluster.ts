@@ -8,6 +8,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
+import type { FailpointControl } from "../server/failpoints.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,
@@ -26,12 +27,27 @@ export interface ProcessClusterOptions {
   readonly command: readonly string[];
   /** Extra environment of the node processes (a test's STRONGROOM_TEST_FAULTS). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Each node's address (the netns driver's); default 127.0.0.<hostBase + i>. */
+  readonly hosts?: readonly string[];
+  /** What a node's command runs inside (the netns driver's `ip netns exec NAME`); default nothing. */
+  readonly launcher?: (nodeIndex: number) => readonly string[];
+  /** Test failpoints on (server/failpoints.ts): crash points and disk stalls can be armed. */
+  readonly failpoints?: boolean;
+  /** libfaketime's library: each node's wall clock can be set off (`skewClock`); monotonic time is not. */
+  readonly faketimeLibrary?: string;
+  /** The Raft log is compacted after this many entries (default: the node's). */
+  readonly snapshotEveryEntries?: number;
 }
 
-interface NodeEntry {
+export interface NodeEntry {
   readonly id: string;
+  readonly index: number;
   readonly host: string;
   readonly configFile: string;
+  /** The node's failpoint control file (read at start and on SIGUSR2). */
+  readonly failpointFile: string;
+  /** libfaketime's offset file for this node ("+0" when its clock is right). */
+  readonly clockFile: string;
   child: ChildProcess | null;
   paused: boolean;
 }
@@ -62,7 +78,7 @@ export class ProcessCluster {
     const client = pair("workload", issueClientCertificate(clientCa, { name: "chaos-workload" }));
     this.tls = { caFile: clusterCaFile, certFile: client.certificateFile, keyFile: client.privateKeyFile };
     const ids = Array.from({ length: options.size }, (_, i) => `n${i + 1}`);
-    const host = (i: number) => `127.0.0.${options.hostBase + i}`;
+    const host = (i: number) => options.hosts?.[i] ?? `127.0.0.${options.hostBase + i}`;
     const members = ids.map((id, i) => ({
       id,
       peerAddress: `${host(i)}:${options.basePort + 1}`,
@@ -82,11 +98,29 @@ export class ProcessCluster {
           },
           tls: { peer: { caFile: clusterCaFile, ...files }, client: { caFile: clientCaFile, ...files } },
           members,
-          raft: { tickMs: options.tickMs, electionTicks: 10, heartbeatTicks: 1 },
+          raft: {
+            tickMs: options.tickMs,
+            electionTicks: 10,
+            heartbeatTicks: 1,
+            ...(options.snapshotEveryEntries === undefined
+              ? {}
+              : { snapshotEveryEntries: options.snapshotEveryEntries }),
+          },
           log: { level: "error" },
         }),
       );
-      return { id, host: host(i), configFile, child: null, paused: false };
+      const failpointFile = write(`${id}.failpoints.json`, "{}\n");
+      const clockFile = write(`${id}.clock`, "+0\n");
+      return {
+        id,
+        index: i,
+        host: host(i),
+        configFile,
+        failpointFile,
+        clockFile,
+        child: null,
+        paused: false,
+      };
     });
   }
 
@@ -135,7 +169,24 @@ export class ProcessCluster {
     return null;
   }
 
+  /** The nodes whose process runs and is not paused. */
+  running(): NodeEntry[] {
+    return this.nodes.filter(
+      (node) =>
+        node.child !== null && !node.paused && node.child.exitCode === null && node.child.signalCode === null,
+    );
+  }
+
+  /** The ids of nodes the harness killed at least once (SIGKILL or a crash point). */
+  readonly killed = new Set<string>();
+
+  /** Where a node writes its audit trail (the default: its data directory's audit/). */
+  auditDirectory(node: NodeEntry): string {
+    return join(this.options.directory, "data", node.id, "audit");
+  }
+
   kill(node: NodeEntry): void {
+    if (node.child !== null) this.killed.add(node.id);
     node.child?.kill("SIGKILL");
     node.child = null;
     node.paused = false;
@@ -170,8 +221,36 @@ export class ProcessCluster {
   /** Whether every node process is still running (a node that died by itself is a finding). */
   crashed(): string[] {
     return this.nodes
-      .filter((node) => node.child !== null && node.child.exitCode !== null)
+      .filter(
+        (node) => node.child !== null && (node.child.exitCode !== null || node.child.signalCode !== null),
+      )
       .map((node) => node.id);
+  }
+
+  /**
+   * SIGTERM to every node (each closes its audit trail with a checkpoint), SIGKILL to any not gone
+   * after `graceMs`. Returns the nodes that had to be killed.
+   */
+  async stopGracefully(graceMs = 10_000): Promise<string[]> {
+    const forced: string[] = [];
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        const child = node.child;
+        if (child === null || child.exitCode !== null || child.signalCode !== null) {
+          node.child = null;
+          return;
+        }
+        if (node.paused) child.kill("SIGCONT");
+        child.kill("SIGTERM");
+        if (!(await this.exited(node, graceMs))) {
+          forced.push(node.id);
+          child.kill("SIGKILL");
+          await this.exited(node, graceMs);
+        }
+        node.child = null;
+      }),
+    );
+    return forced;
   }
 
   async stop(): Promise<void> {
@@ -188,15 +267,89 @@ export class ProcessCluster {
     );
   }
 
+  /** The cluster's audit key (for checking the nodes' trails' checkpoints). */
+  async auditKey(): Promise<Uint8Array> {
+    const client = this.client(this.endpoints());
+    try {
+      return (await client.sys.auditKey({}, { deadlineMs: 30_000 })).key;
+    } finally {
+      client.close();
+    }
+  }
+
   /** An SDK client with the root token (for the workload and the checks). */
   client(endpoints: readonly string[]): StrongroomClient {
     return createClient({ endpoints, tls: this.tls, token: () => this.token, deadlineMs: 10_000 });
   }
 
+  /**
+   * Arms test failpoints in a running node (or disarms them with `{}`): the control file is
+   * rewritten and the node told to reread it.
+   */
+  armFailpoints(node: NodeEntry, control: FailpointControl): void {
+    if (this.options.failpoints !== true) throw new Error("this cluster was started without test failpoints");
+    writeFileSync(node.failpointFile, `${JSON.stringify(control)}\n`);
+    node.child?.kill("SIGUSR2");
+  }
+
+  /** Resolves true once the node's process exited (a crash point hit), false after `timeoutMs`. */
+  async exited(node: NodeEntry, timeoutMs: number): Promise<boolean> {
+    const child = node.child;
+    if (child === null) return true;
+    if (child.exitCode !== null || child.signalCode !== null) return true;
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        child.off("exit", onExit);
+        resolve(false);
+      }, timeoutMs);
+      const onExit = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      child.once("exit", onExit);
+    });
+  }
+
+  /** Forgets a process the harness made exit (a crash point), so it is not reported as a crash. */
+  forget(node: NodeEntry): void {
+    this.killed.add(node.id);
+    node.child = null;
+    node.paused = false;
+  }
+
+  /**
+   * Sets a node's wall clock off by `offsetMs` (libfaketime rereads the file every second); its
+   * monotonic clock, which Raft's timers use, is left alone, as a real clock step would.
+   */
+  skewClock(node: NodeEntry, offsetMs: number): void {
+    if (this.options.faketimeLibrary === undefined)
+      throw new Error("this cluster was started without libfaketime (clock skew)");
+    const sign = offsetMs < 0 ? "-" : "+";
+    writeFileSync(node.clockFile, `${sign}${Math.abs(offsetMs) / 1000}s\n`);
+  }
+
+  private nodeEnv(node: NodeEntry): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.options.env };
+    if (this.options.failpoints === true) env.STRONGROOM_TEST_FAILPOINTS = node.failpointFile;
+    if (this.options.faketimeLibrary !== undefined) {
+      env.LD_PRELOAD = this.options.faketimeLibrary;
+      env.FAKETIME_TIMESTAMP_FILE = node.clockFile;
+      env.FAKETIME_CACHE_DURATION = "1";
+      env.DONT_FAKE_MONOTONIC = "1";
+    }
+    return env;
+  }
+
   private async spawnNode(node: NodeEntry): Promise<void> {
-    const [executable, ...args] = this.options.command;
-    const child = spawn(executable ?? process.execPath, [...args, "server", "--config", node.configFile], {
-      env: { ...process.env, ...this.options.env },
+    const [executable, ...args] = [
+      ...(this.options.launcher?.(node.index) ?? []),
+      ...this.options.command,
+      "server",
+      "--config",
+      node.configFile,
+    ];
+    const child = spawn(executable ?? process.execPath, args, {
+      env: this.nodeEnv(node),
       stdio: ["ignore", "ignore", "ignore"],
     });
     node.child = child;

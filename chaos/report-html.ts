@@ -53,7 +53,7 @@ export function renderReportHtml(report: Report, operations: readonly RegisterOp
   const faults = report.faults
     .map(
       (fault) =>
-        `<tr><td>${escapeHtml(fault.nemesis)}</td><td>${escapeHtml(fault.target)}</td><td>${Math.round(fault.atMs)}</td><td>${Math.round(fault.healedAtMs)}</td></tr>`,
+        `<tr><td>${escapeHtml(fault.nemesis)}</td><td>${escapeHtml(fault.target)}</td><td>${escapeHtml(fault.detail)}</td><td>${Math.round(fault.atMs)}</td><td>${Math.round(fault.healedAtMs)}</td></tr>`,
     )
     .join("");
   return `<!doctype html>
@@ -63,7 +63,7 @@ export function renderReportHtml(report: Report, operations: readonly RegisterOp
 <h1>${escapeHtml(report.experiment)}: <span class="${report.checks.pass ? "pass" : "fail"}">${report.checks.pass ? "PASS" : "FAIL"}</span></h1>
 <p>seed ${report.seed} · ${report.operations} operations, ${report.succeeded} succeeded · linearizability: <b>${escapeHtml(report.checks.linearizability)}</b> (${escapeHtml(report.checks.linearizabilityDetail)})${report.checks.crashedNodes.length > 0 ? ` · nodes that died: ${escapeHtml(report.checks.crashedNodes.join(", "))}` : ""}</p>
 <h2>SLOs</h2><table><tr><th>SLO</th><th>value</th><th>target</th><th></th></tr>${slos}</table>
-<h2>Faults</h2><table><tr><th>nemesis</th><th>node</th><th>at ms</th><th>healed at ms</th></tr>${faults}</table>
+<h2>Faults</h2><table><tr><th>nemesis</th><th>node</th><th>what</th><th>at ms</th><th>healed at ms</th></tr>${faults}</table>
 ${chart("Throughput (operations/s)", throughput, "ops/s")}
 ${chart("Slowest operation per 250 ms (ms)", latencyMax, "ms")}
 <p>Shaded: fault windows. Dashed: leader changes.</p>

@@ -3,13 +3,16 @@
 // Prints one line per event (fault, heal, leader change, verdict) and writes DIR/report.json,
 // DIR/report.html and DIR/history.jsonl. The same seed gives the same workload choices and fault targets.
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StrongroomError } from "../client/index.js";
 import { SeededRandom } from "../raft/core/index.js";
+import { checkAuditTrail } from "./audit-check.js";
 import type { RegisterOperation } from "./checker/index.js";
 import { checkRun, type FaultEvent, percentile, type RunChecks } from "./checks.js";
 import type { Experiment } from "./experiment.js";
+import { type FaultContext, injectFault } from "./nemeses.js";
+import { NetnsNetwork } from "./netns-network.js";
 import { Partitions } from "./partitions.js";
 import { ProcessCluster } from "./process-cluster.js";
 import { renderReportHtml } from "./report-html.js";
@@ -44,21 +47,48 @@ export interface Report {
 export async function runExperiment(experiment: Experiment, options: RunOptions): Promise<Report> {
   const random = new SeededRandom(options.seed);
   mkdirSync(options.out, { recursive: true });
+  const hostBase = options.hostBase ?? 100;
+  const basePort = options.basePort ?? 39_000;
+  const nemesesUsed = new Set(experiment.faults.map((fault) => fault.nemesis));
+  const network =
+    experiment.cluster.driver === "netns"
+      ? new NetnsNetwork({
+          size: experiment.cluster.size,
+          tag: hostBase,
+          clientPort: basePort,
+          peerPort: basePort + 1,
+          proxyBasePort: basePort + 10,
+        })
+      : null;
   const cluster = new ProcessCluster({
     directory: join(options.out, "cluster"),
     size: experiment.cluster.size,
     tickMs: experiment.cluster.tickMs,
-    hostBase: options.hostBase ?? 100,
-    basePort: options.basePort ?? 39_000,
+    hostBase,
+    basePort,
     command: options.command,
+    snapshotEveryEntries: experiment.cluster.snapshotEveryEntries,
     ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
+    ...(network === null ? {} : { hosts: network.hosts, launcher: (index) => network.launcher(index) }),
+    failpoints: [...nemesesUsed].some(
+      (name) => name.startsWith("disk-stall") || name.startsWith("crash-point"),
+    ),
+    ...([...nemesesUsed].some((name) => name.startsWith("clock-skew"))
+      ? { faketimeLibrary: requireFaketimeLibrary() }
+      : {}),
   });
   const partitions = new Partitions();
   const started = performance.now();
   const clock = () => performance.now() - started;
   const say = (line: string) => options.log(`${(clock() / 1000).toFixed(3).padStart(8)}s  ${line}`);
   try {
-    say(`${experiment.name}: starting ${experiment.cluster.size} nodes (seed ${options.seed})`);
+    say(
+      `${experiment.name}: starting ${experiment.cluster.size} nodes (seed ${options.seed}, driver ${experiment.cluster.driver})`,
+    );
+    if (network !== null) {
+      await network.create();
+      applyRegionLatency(experiment, network, say);
+    }
     await cluster.start();
     say("cluster initialized and unsealed");
 
@@ -81,52 +111,30 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       }
     })();
 
-    const faultRandom = random.fork();
+    const faultContext: FaultContext = { cluster, network, partitions, random: random.fork(), say };
     const faults: FaultEvent[] = [];
     const injections = experiment.faults.map(async (fault) => {
       await sleepUntil(clock, workloadStart + fault.atMs);
-      if (fault.nemesis === "rolling-restart") {
-        const atMs = clock();
-        for (const node of cluster.nodes) {
-          say(`rolling restart: stopping ${node.id} (SIGTERM)`);
-          await cluster.terminate(node);
-          await cluster.restart(node);
-          say(`rolling restart: ${node.id} back, unsealed`);
-        }
-        faults.push({
-          nemesis: fault.nemesis,
-          target: "all",
-          atMs: atMs - workloadStart,
-          healedAtMs: clock() - workloadStart,
-        });
-        return;
-      }
-      const leader = await cluster.leader();
-      const running = cluster.nodes.filter((node) => node.child !== null && !node.paused);
-      const target = fault.nemesis.includes("-leader") ? leader : faultRandom.pick(running);
-      if (target === null || target === undefined) {
+      const before = clock();
+      const injected = await injectFault(fault, faultContext);
+      // From when the fault took effect (finding the leader takes a moment), but a rolling
+      // restart is one long fault from its start.
+      const atMs = fault.nemesis === "rolling-restart" ? before : clock();
+      if (injected === null) {
         say(`${fault.nemesis}: no target (no leader, or no running node); skipped`);
         return;
       }
-      const atMs = clock();
-      const kind = fault.nemesis.split("-")[0];
-      if (kind === "kill") cluster.kill(target);
-      else if (kind === "pause") cluster.pause(target);
-      else partitions.cutInbound(target.host, cluster.peerPort);
-      say(`fault ${fault.nemesis}: ${target.id}`);
+      say(`fault ${fault.nemesis}: ${injected.target} (${injected.detail})`);
       await sleepUntil(clock, atMs + fault.healAfterMs);
-      if (kind === "kill") await cluster.restart(target);
-      else if (kind === "pause") cluster.resume(target);
-      else partitions.heal();
-      const healedAtMs = clock();
-      say(
-        `healed ${target.id} (${kind === "kill" ? "restarted and unsealed" : kind === "pause" ? "resumed" : "partition removed"})`,
-      );
+      const healing = await injected.heal();
+      say(`healed ${injected.target}: ${healing}`);
       faults.push({
         nemesis: fault.nemesis,
-        target: target.id,
+        target: injected.target,
+        detail: `${injected.detail}; ${healing}`,
+        takesLeader: injected.takesLeader,
         atMs: atMs - workloadStart,
-        healedAtMs: healedAtMs - workloadStart,
+        healedAtMs: clock() - workloadStart,
       });
     });
     const workload = await runWorkload(
@@ -168,7 +176,22 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     watching = false;
     await watchLeader;
 
-    const checks = checkRun(experiment, workload, finalReads, faults, cluster.crashed());
+    // Every node stopped gracefully (its audit trail closed), then every trail checked.
+    const crashed = cluster.crashed();
+    const auditKey = await cluster.auditKey();
+    const forced = await cluster.stopGracefully();
+    if (forced.length > 0) say(`nodes that did not stop on SIGTERM in 10 s: ${forced.join(", ")}`);
+    const audits = cluster.nodes.map((node) =>
+      checkAuditTrail(node.id, cluster.auditDirectory(node), auditKey, cluster.killed.has(node.id)),
+    );
+    auditKey.fill(0);
+    for (const audit of audits) {
+      say(
+        `audit ${audit.node}: ${audit.entries} entries, ${audit.pass ? "complete" : `FAIL: ${audit.problems.slice(0, 3).join("; ")}`}${audit.inFlightAtKill > 0 ? ` (${audit.inFlightAtKill} requests in flight when it was killed)` : ""}`,
+      );
+    }
+
+    const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits);
     const report: Report = {
       experiment: experiment.name,
       seed: options.seed,
@@ -211,7 +234,45 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
   } finally {
     partitions.heal();
     await cluster.stop();
+    await network?.destroy();
   }
+}
+
+/** Each pair of nodes in different regions gets its regions' round trip (or none if not listed). */
+function applyRegionLatency(
+  experiment: Experiment,
+  network: NetnsNetwork,
+  say: (line: string) => void,
+): void {
+  const regions = experiment.cluster.regions;
+  const links = experiment.network?.links ?? [];
+  if (regions === undefined || links.length === 0) return;
+  for (const [a, regionA] of regions.entries()) {
+    for (const [b, regionB] of regions.entries()) {
+      if (b <= a) continue;
+      const link = links.find(
+        ({ between: [x, y] }) => (x === regionA && y === regionB) || (x === regionB && y === regionA),
+      );
+      if (link !== undefined) network.setLinkLatency(a, b, link.rttMs, link.jitterMs);
+    }
+  }
+  say(
+    `regions: ${regions.map((region, index) => `n${index + 1}@${region}`).join(" ")}; ${links
+      .map((link) => `${link.between.join("-")} ${link.rttMs}±${link.jitterMs} ms`)
+      .join(", ")}`,
+  );
+}
+
+const faketimeLibraries = [
+  "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+  "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+] as const;
+
+function requireFaketimeLibrary(): string {
+  const found = faketimeLibraries.find((path) => existsSync(path));
+  if (found === undefined)
+    throw new Error("clock skew needs libfaketime: apt-get install -y libfaketime (Debian's package)");
+  return found;
 }
 
 async function sleepUntil(clock: () => number, atMs: number): Promise<void> {

@@ -1,6 +1,7 @@
 // Runs before `npm test` (npm's pretest): the seal tests talk to a real SoftHSM2 and the chaos
-// tests partition nodes with nftables, Debian packages that npm cannot install. When it is missing, install it if this is root on a machine with apt;
-// otherwise stop with the exact command to run, rather than failing later inside a test.
+// tests partition nodes with nftables in network namespaces and skew clocks with libfaketime,
+// Debian packages that npm cannot install. When one is missing, install it if this is root on a
+// machine with apt; otherwise stop with the exact command to run, rather than fail inside a test.
 
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -12,8 +13,17 @@ const packages = [
     name: "libsofthsm2",
     proof: ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"],
   },
-  // The chaos harness's network partitions (nft, run as root like the rest of the suite).
+  // The chaos harness's network partitions (nft, run as root like the rest of the suite), its
+  // netns driver (ip), and its clock-skew nemesis (libfaketime in the node processes).
   { name: "nftables", proof: ["/usr/sbin/nft"] },
+  { name: "iproute2", proof: ["/usr/sbin/ip", "/usr/bin/ip", "/bin/ip"] },
+  {
+    name: "libfaketime",
+    proof: [
+      "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+      "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    ],
+  },
 ];
 
 const missing = packages.filter((pkg) => !pkg.proof.some((path) => existsSync(path))).map((pkg) => pkg.name);
@@ -23,7 +33,7 @@ const command = `apt-get install -y ${missing.join(" ")}`;
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 if (!isRoot || !existsSync("/usr/bin/apt-get")) {
   process.stderr.write(
-    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests, nftables for the chaos tests).\nInstall it with:\n  sudo ${command}\n`,
+    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests; nftables, iproute2 and libfaketime for the chaos tests).\nInstall it with:\n  sudo ${command}\n`,
   );
   process.exit(1);
 }

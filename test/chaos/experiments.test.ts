@@ -169,4 +169,30 @@ it("refuses an experiment with problems, naming each", () => {
       "late.yaml",
     ),
   ).toThrow("late.yaml: faults.0 is not healed before the workload ends");
+  // Network faults need each node in a namespace of its own; regions must name every node, and
+  // links only regions that exist.
+  expect(() =>
+    parseExperiment(
+      {
+        name: "netless",
+        cluster: { size: 3, regions: ["a", "b"] },
+        network: { links: [{ between: ["a", "mars"], rttMs: 10 }] },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 1000, nemesis: "partition-majority-minority", healAfterMs: 1000 }],
+      },
+      "netless.yaml",
+    ),
+  ).toThrow(
+    'netless.yaml: faults.0: partition-majority-minority needs cluster.driver: netns; cluster.regions names 2 regions for 3 nodes; network needs cluster.driver: netns; network.links.0: no node is in region "mars"',
+  );
+  expect(() =>
+    parseExperiment(
+      {
+        name: "nowhere",
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 1000, nemesis: "crash-point-random", point: "mid-lunch", healAfterMs: 1000 }],
+      },
+      "nowhere.yaml",
+    ),
+  ).toThrow(/nowhere\.yaml has 1 problem\(s\):\n {2}- faults\.0\.point: /);
 });

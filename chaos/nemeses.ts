@@ -1,0 +1,212 @@
+// The nemeses: each fault of an experiment injected into the running cluster, on targets the seed
+// chooses (or the leader), and the heal that undoes it. A fault with no target (no leader at that
+// moment) is skipped and said so. What each nemesis does is listed in chaos/experiment.ts.
+
+import type { SeededRandom } from "../raft/core/index.js";
+import { type RaftFailpoint, raftFailpoints } from "../raft/node/index.js";
+import { type Experiment, leaderLosingNemeses, type NemesisName } from "./experiment.js";
+import type { NetnsNetwork } from "./netns-network.js";
+import type { Partitions } from "./partitions.js";
+import type { NodeEntry, ProcessCluster } from "./process-cluster.js";
+
+export type Fault = Experiment["faults"][number];
+
+export interface FaultContext {
+  readonly cluster: ProcessCluster;
+  /** The netns driver's network; null with the process driver. */
+  readonly network: NetnsNetwork | null;
+  /** One-way partitions on loopback (the process driver's). */
+  readonly partitions: Partitions;
+  readonly random: SeededRandom;
+  readonly say: (line: string) => void;
+}
+
+export interface InjectedFault {
+  /** The nodes it hit ("n1", "n1+n3", "all"). */
+  readonly target: string;
+  /** What the fault did, for the event line ("crash at after-persist"). */
+  readonly detail: string;
+  /** Whether it took the leader away while a quorum remained: failover is measured after it. */
+  readonly takesLeader: boolean;
+  /** Undoes the fault; resolves with what it did, for the event line. */
+  heal(): Promise<string>;
+}
+
+export async function injectFault(fault: Fault, context: FaultContext): Promise<InjectedFault | null> {
+  const { cluster, random } = context;
+  const nemesis: NemesisName = fault.nemesis;
+  const running = () => cluster.running();
+
+  if (nemesis === "rolling-restart") {
+    for (const node of cluster.nodes) {
+      context.say(`rolling restart: stopping ${node.id} (SIGTERM)`);
+      await cluster.terminate(node);
+      await cluster.restart(node);
+      context.say(`rolling restart: ${node.id} back, unsealed`);
+    }
+    return {
+      target: "all",
+      detail: "every node restarted in turn",
+      takesLeader: false,
+      heal: async () => "nothing left to heal",
+    };
+  }
+  if (nemesis === "kill-minority" || nemesis === "kill-majority") {
+    const size = cluster.nodes.length;
+    const count = nemesis === "kill-minority" ? Math.floor((size - 1) / 2) : Math.floor(size / 2) + 1;
+    const leader = await cluster.leader();
+    const victims = shuffled(running(), random).slice(0, count);
+    for (const node of victims) cluster.kill(node);
+    return {
+      target: ids(victims),
+      detail: `SIGKILL ${victims.length} of ${size}`,
+      // Without a quorum there is nothing to fail over to until the heal.
+      takesLeader: nemesis === "kill-minority" && leader !== null && victims.includes(leader),
+      heal: async () => {
+        await Promise.all(victims.map((node) => cluster.restart(node)));
+        return "restarted and unsealed";
+      },
+    };
+  }
+  if (nemesis === "partition-majority-minority") {
+    const network = requireNetwork(context, nemesis);
+    const indexes = shuffled(
+      cluster.nodes.map((node) => node.index),
+      random,
+    );
+    const minority = indexes.slice(0, Math.floor((indexes.length - 1) / 2));
+    const majority = indexes.slice(minority.length);
+    const leader = await cluster.leader();
+    network.partition([minority, majority]);
+    const names = (group: number[]) => group.map((index) => cluster.nodes[index]?.id).join("+");
+    return {
+      target: names(minority),
+      detail: `${names(minority)} | ${names(majority)}`,
+      takesLeader: leader !== null && minority.includes(leader.index),
+      heal: async () => {
+        network.heal();
+        return "partition removed";
+      },
+    };
+  }
+
+  const target = nemesis.endsWith("-leader") ? await cluster.leader() : pickOrNull(running(), random);
+  if (target === null) return null;
+  const single = (detail: string, heal: () => Promise<string> | string): InjectedFault => ({
+    target: target.id,
+    detail,
+    takesLeader: leaderLosingNemeses.has(nemesis),
+    heal: async () => await heal(),
+  });
+  switch (nemesis) {
+    case "kill-leader":
+    case "kill-random":
+      cluster.kill(target);
+      return single("SIGKILL", async () => {
+        await cluster.restart(target);
+        return "restarted and unsealed";
+      });
+    case "pause-leader":
+    case "pause-random":
+      cluster.pause(target);
+      return single("SIGSTOP", () => {
+        cluster.resume(target);
+        return "resumed";
+      });
+    case "partition-leader-inbound":
+    case "partition-random-inbound":
+      if (context.network !== null) context.network.cutInbound(target.index);
+      else context.partitions.cutInbound(target.host, cluster.peerPort);
+      return single("hears no other node", () => {
+        if (context.network !== null) context.network.heal();
+        else context.partitions.heal();
+        return "partition removed";
+      });
+    case "partition-leader": {
+      const network = requireNetwork(context, nemesis);
+      const others = cluster.nodes.filter((node) => node !== target).map((node) => node.index);
+      network.partition([[target.index], others]);
+      return single("cut off from every other node", () => {
+        network.heal();
+        return "partition removed";
+      });
+    }
+    case "loss-leader":
+    case "loss-random": {
+      const network = requireNetwork(context, nemesis);
+      const percent = fault.percent ?? 10;
+      network.lossy(target.index, percent);
+      return single(`${percent}% of packets lost on its links`, () => {
+        network.heal();
+        return "loss removed";
+      });
+    }
+    case "latency-leader":
+    case "latency-random": {
+      const network = requireNetwork(context, nemesis);
+      const delayMs = fault.delayMs ?? 100;
+      network.slowNode(target.index, delayMs);
+      return single(`+${delayMs} ms each way on its links`, () => {
+        network.heal();
+        return "latency removed";
+      });
+    }
+    case "clock-skew-leader":
+    case "clock-skew-random": {
+      const skewMs = fault.skewMs ?? 30_000;
+      cluster.skewClock(target, skewMs);
+      return single(`wall clock ${skewMs >= 0 ? "+" : ""}${skewMs} ms`, () => {
+        cluster.skewClock(target, 0);
+        return "clock set right";
+      });
+    }
+    case "disk-stall-leader":
+    case "disk-stall-random": {
+      const stallMs = fault.stallMs ?? 500;
+      cluster.armFailpoints(target, { "before-persist": { sleepMs: stallMs } });
+      return single(`every log write ${stallMs} ms slower`, () => {
+        cluster.armFailpoints(target, {});
+        return "disk fast again";
+      });
+    }
+    case "crash-point-leader":
+    case "crash-point-random": {
+      const point: RaftFailpoint = fault.point ?? random.pick(raftFailpoints);
+      cluster.armFailpoints(target, { [point]: "crash" });
+      return single(`crash at ${point}`, async () => {
+        // The point is hit by the next Ready that reaches it; one that never came (no snapshot to
+        // install) is disarmed and said so.
+        const died = await cluster.exited(target, 0);
+        if (died) cluster.forget(target);
+        cluster.armFailpoints(target, {});
+        if (!died) return `crash point ${point} not reached; disarmed`;
+        await cluster.restart(target);
+        return `died at ${point}; restarted and unsealed`;
+      });
+    }
+    default:
+      throw new Error(`no nemesis ${nemesis}`);
+  }
+}
+
+function requireNetwork(context: FaultContext, nemesis: NemesisName): NetnsNetwork {
+  if (context.network === null) throw new Error(`${nemesis} needs cluster.driver: netns`);
+  return context.network;
+}
+
+function pickOrNull(nodes: readonly NodeEntry[], random: SeededRandom): NodeEntry | null {
+  return nodes.length === 0 ? null : random.pick(nodes);
+}
+
+function shuffled<T>(items: readonly T[], random: SeededRandom): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = random.nextInt(i + 1);
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy;
+}
+
+function ids(nodes: readonly NodeEntry[]): string {
+  return nodes.map((node) => node.id).join("+");
+}
