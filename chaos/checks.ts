@@ -33,6 +33,8 @@ export interface RunChecks {
   readonly crashedNodes: readonly string[];
   /** Each node's audit trail, checked after a graceful stop. */
   readonly audit: readonly NodeAudit[];
+  /** Faults the harness could not inject or heal (each fails the run). */
+  readonly harnessErrors: readonly string[];
   readonly failoversMs: readonly (number | null)[];
   readonly slos: readonly SloResult[];
   readonly pass: boolean;
@@ -51,6 +53,7 @@ export function checkRun(
   faults: readonly FaultEvent[],
   crashedNodes: readonly string[],
   audit: readonly NodeAudit[],
+  harnessErrors: readonly string[] = [],
 ): RunChecks {
   const history = [...workload.operations, ...finalReads];
   const verdict = checkLinearizability(registerModel, history, { stepsMax: 20_000_000 });
@@ -110,10 +113,12 @@ export function checkRun(
     linearizabilityDetail,
     crashedNodes,
     audit,
+    harnessErrors,
     failoversMs,
     slos,
     pass:
       verdict.result === "linearizable" &&
+      harnessErrors.length === 0 &&
       crashedNodes.length === 0 &&
       audit.every((node) => node.pass) &&
       slos.every((slo) => slo.pass),

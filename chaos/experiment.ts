@@ -41,6 +41,16 @@ export const nemeses = [
   "crash-point-random",
   /** Every node in turn: SIGTERM (a leader hands over), restart, unseal - as an upgrade does. */
   "rolling-restart",
+  /**
+   * The HSM goes away (its token's files moved) and a random node is restarted meanwhile: it must
+   * stay sealed while the others serve, and unseal itself once the HSM is back (seal: hsm).
+   */
+  "hsm-outage",
+  /**
+   * A random follower removed from the cluster and stopped; at the heal a new node joins as a
+   * learner, catches up and is promoted to voter (process driver).
+   */
+  "replace-member",
 ] as const;
 export type NemesisName = (typeof nemeses)[number];
 
@@ -77,8 +87,19 @@ const experimentSchema = z.strictObject({
       regions: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
       /** The Raft log is compacted after this many entries (small: snapshot installs under load). */
       snapshotEveryEntries: z.number().int().min(10).default(10_000),
+      /** Entries kept behind a snapshot (small: a node that was down catches up by a snapshot). */
+      retainEntries: z.number().int().min(0).default(1000),
+      /** shamir: one unseal share entered at every start; hsm: a SoftHSM token (auto-unseal). */
+      seal: z.enum(["shamir", "hsm"]).default("shamir"),
     })
-    .default({ size: 3, tickMs: 20, driver: "process", snapshotEveryEntries: 10_000 }),
+    .default({
+      size: 3,
+      tickMs: 20,
+      driver: "process",
+      snapshotEveryEntries: 10_000,
+      retainEntries: 1000,
+      seal: "shamir",
+    }),
   /** The latency between regions (netns): each pair's round trip and jitter. */
   network: z
     .strictObject({
@@ -156,6 +177,10 @@ export function parseExperiment(document: unknown, source: string): Experiment {
       problems.push(`faults.${position} is not healed before the workload ends`);
     if (netnsNemeses.has(fault.nemesis) && cluster.driver !== "netns")
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
+    if (fault.nemesis === "hsm-outage" && cluster.seal !== "hsm")
+      problems.push(`faults.${position}: hsm-outage needs cluster.seal: hsm`);
+    if (fault.nemesis === "replace-member" && cluster.driver !== "process")
+      problems.push(`faults.${position}: replace-member needs cluster.driver: process`);
   }
   if (cluster.regions !== undefined && cluster.regions.length !== cluster.size)
     problems.push(`cluster.regions names ${cluster.regions.length} regions for ${cluster.size} nodes`);

@@ -2,6 +2,7 @@
 // chooses (or the leader), and the heal that undoes it. A fault with no target (no leader at that
 // moment) is skipped and said so. What each nemesis does is listed in chaos/experiment.ts.
 
+import { renameSync } from "node:fs";
 import type { SeededRandom } from "../raft/core/index.js";
 import { type RaftFailpoint, raftFailpoints } from "../raft/node/index.js";
 import { type Experiment, leaderLosingNemeses, type NemesisName } from "./experiment.js";
@@ -90,6 +91,9 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     };
   }
 
+  if (nemesis === "hsm-outage") return await hsmOutage(context);
+  if (nemesis === "replace-member") return await replaceMember(context);
+
   const target = nemesis.endsWith("-leader") ? await cluster.leader() : pickOrNull(running(), random);
   if (target === null) return null;
   const single = (detail: string, heal: () => Promise<string> | string): InjectedFault => ({
@@ -172,6 +176,8 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     case "crash-point-leader":
     case "crash-point-random": {
       const point: RaftFailpoint = fault.point ?? random.pick(raftFailpoints);
+      if (point === "during-snapshot-install")
+        return await crashDuringSnapshotInstall(target, fault, context);
       cluster.armFailpoints(target, { [point]: "crash" });
       return single(`crash at ${point}`, async () => {
         // The point is hit by the next Ready that reaches it; one that never came (no snapshot to
@@ -187,6 +193,116 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     default:
       throw new Error(`no nemesis ${nemesis}`);
   }
+}
+
+/**
+ * A snapshot is installed only on a node that fell behind the leader's compacted log: the node is
+ * killed, left down for half of the fault while the others write on, and started again with the
+ * point armed; it dies when the leader's snapshot arrives, and is restarted disarmed at the heal.
+ */
+async function crashDuringSnapshotInstall(
+  target: NodeEntry,
+  fault: Fault,
+  context: FaultContext,
+): Promise<InjectedFault> {
+  const { cluster } = context;
+  cluster.kill(target);
+  await sleep(fault.healAfterMs / 2);
+  cluster.armFailpoints(target, { "during-snapshot-install": "crash" });
+  await cluster.launch(target);
+  return {
+    target: target.id,
+    detail: "down, then restarted to crash during-snapshot-install",
+    takesLeader: leaderLosingNemeses.has(fault.nemesis),
+    heal: async () => {
+      const died = await cluster.exited(target, 0);
+      if (died) cluster.forget(target);
+      else cluster.kill(target);
+      cluster.armFailpoints(target, {});
+      await cluster.restart(target);
+      return died
+        ? "died at during-snapshot-install; restarted and unsealed"
+        : "crash point during-snapshot-install not reached (no snapshot was sent); restarted";
+    },
+  };
+}
+
+/** The HSM away while a node restarts: it must stay sealed, then unseal itself once it is back. */
+async function hsmOutage(context: FaultContext): Promise<InjectedFault | null> {
+  const { cluster } = context;
+  const hsm = cluster.hsm;
+  if (hsm === null) throw new Error("hsm-outage needs cluster.seal: hsm");
+  const target = pickOrNull(cluster.running(), context.random);
+  if (target === null) return null;
+  const away = `${hsm.tokenDirectory}.away`;
+  renameSync(hsm.tokenDirectory, away);
+  cluster.kill(target);
+  await cluster.launch(target);
+  return {
+    target: target.id,
+    detail: "HSM token gone; the node restarted",
+    takesLeader: false,
+    heal: async () => {
+      const sealedWithoutHsm = await cluster.sealed(target);
+      renameSync(away, hsm.tokenDirectory);
+      const back = performance.now();
+      await cluster.unseal(target, 60_000);
+      return `${sealedWithoutHsm ? "stayed sealed without the HSM" : "UNSEALED WITHOUT THE HSM"}; HSM back, unsealed itself ${Math.round(performance.now() - back)} ms later`;
+    },
+  };
+}
+
+/**
+ * A membership change under load (and whatever other faults the experiment runs meanwhile): a
+ * follower removed and stopped; at the heal a new node added as a learner, started, caught up and
+ * promoted - the operator's procedure (docs/operations.md).
+ */
+async function replaceMember(context: FaultContext): Promise<InjectedFault | null> {
+  const { cluster } = context;
+  const leader = await cluster.leader();
+  const followers = cluster.running().filter((node) => node !== leader);
+  const target = pickOrNull(followers, context.random);
+  if (target === null) return null;
+  const started = performance.now();
+  await cluster.changeMembership(
+    (client) => client.cluster.removeMember({ nodeId: target.id }),
+    (members) => !members.some((member) => member.nodeId === target.id),
+  );
+  const removedMs = performance.now() - started;
+  // Stopped as an operator would (SIGTERM: calls in flight may finish).
+  await cluster.terminate(target);
+  cluster.retire(target);
+  return {
+    target: target.id,
+    detail: `${target.id} removed in ${Math.round(removedMs)} ms and stopped in ${Math.round(performance.now() - started - removedMs)} ms`,
+    takesLeader: false,
+    heal: async () => {
+      const joiner = cluster.newMember();
+      await cluster.changeMembership(
+        (client) =>
+          client.cluster.addMember({
+            nodeId: joiner.id,
+            peerAddress: `${joiner.host}:${cluster.peerPort}`,
+            clientAddress: `${joiner.host}:${cluster.clientPort}`,
+            voter: false,
+          }),
+        (members) => members.some((member) => member.nodeId === joiner.id),
+      );
+      cluster.admit(joiner);
+      await cluster.launch(joiner);
+      await cluster.unseal(joiner);
+      const caughtUpMs = await cluster.catchUp(joiner, 30_000);
+      await cluster.changeMembership(
+        (client) => client.cluster.promoteLearner({ nodeId: joiner.id }),
+        (members) => members.some((member) => member.nodeId === joiner.id && member.voter),
+      );
+      return `${joiner.id} joined as a learner, caught up in ${Math.round(caughtUpMs)} ms, promoted to voter`;
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function requireNetwork(context: FaultContext, nemesis: NemesisName): NetnsNetwork {

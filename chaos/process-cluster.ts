@@ -8,6 +8,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
+import { prepareSoftHsmToken, type SoftHsmToken } from "../hsm/pkcs11/softhsm-token.js";
 import type { FailpointControl } from "../server/failpoints.js";
 import {
   createCertificateAuthority,
@@ -37,6 +38,10 @@ export interface ProcessClusterOptions {
   readonly faketimeLibrary?: string;
   /** The Raft log is compacted after this many entries (default: the node's). */
   readonly snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot (default: the node's). */
+  readonly retainEntries?: number;
+  /** shamir (default): one unseal share, entered at every start; hsm: a SoftHSM token, auto-unseal. */
+  readonly seal?: "shamir" | "hsm";
 }
 
 export interface NodeEntry {
@@ -53,75 +58,231 @@ export interface NodeEntry {
 }
 
 export class ProcessCluster {
-  readonly nodes: NodeEntry[];
+  /** The members now (a replaced node leaves this list for `retired`). */
+  readonly nodes: NodeEntry[] = [];
+  /** Nodes removed from the cluster by a membership change (their trails are still checked). */
+  readonly retired: NodeEntry[] = [];
   readonly tls: { caFile: string; certFile: string; keyFile: string };
+  /** The SoftHSM token that seals the cluster (seal: hsm), or null (one Shamir share). */
+  readonly hsm: SoftHsmToken | null;
   private share = "";
   private token: string | null = null;
+  private readonly clusterCa: PemPair;
+  private readonly files: { readonly clusterCa: string; readonly clientCa: string };
+  /** The next node's number (n<k>) and address index: never reused. */
+  private nextIndex = 0;
 
   constructor(private readonly options: ProcessClusterOptions) {
     // Every run starts from nothing: a directory left by an earlier run is cleared.
     rmSync(options.directory, { recursive: true, force: true });
     mkdirSync(options.directory, { recursive: true });
-    const write = (name: string, content: string, mode = 0o644) => {
-      const file = join(options.directory, name);
-      writeFileSync(file, content, { mode });
-      return file;
-    };
-    const clusterCa = createCertificateAuthority("chaos cluster CA");
+    this.clusterCa = createCertificateAuthority("chaos cluster CA");
     const clientCa = createCertificateAuthority("chaos client CA");
-    const clusterCaFile = write("cluster-ca.pem", clusterCa.certificatePem);
-    const clientCaFile = write("client-ca.pem", clientCa.certificatePem);
-    const pair = (name: string, issued: PemPair) => ({
-      certificateFile: write(`${name}.pem`, issued.certificatePem),
-      privateKeyFile: write(`${name}-key.pem`, issued.privateKeyPem, 0o600),
-    });
-    const client = pair("workload", issueClientCertificate(clientCa, { name: "chaos-workload" }));
-    this.tls = { caFile: clusterCaFile, certFile: client.certificateFile, keyFile: client.privateKeyFile };
-    const ids = Array.from({ length: options.size }, (_, i) => `n${i + 1}`);
-    const host = (i: number) => options.hosts?.[i] ?? `127.0.0.${options.hostBase + i}`;
-    const members = ids.map((id, i) => ({
+    this.files = {
+      clusterCa: this.write("cluster-ca.pem", this.clusterCa.certificatePem),
+      clientCa: this.write("client-ca.pem", clientCa.certificatePem),
+    };
+    const client = this.pair("workload", issueClientCertificate(clientCa, { name: "chaos-workload" }));
+    this.tls = {
+      caFile: this.files.clusterCa,
+      certFile: client.certificateFile,
+      keyFile: client.privateKeyFile,
+    };
+    if (options.seal === "hsm") {
+      this.hsm = prepareSoftHsmToken(options.directory, "strongroom-chaos");
+      if (this.hsm === null)
+        throw new Error(
+          "seal: hsm needs SoftHSM2: apt-get install -y softhsm2 libsofthsm2 (Debian's packages)",
+        );
+    } else {
+      this.hsm = null;
+    }
+    const founders = Array.from({ length: options.size }, (_, i) => this.memberAt(i));
+    for (const member of founders) this.nodes.push(this.createNode(member, founders, "new"));
+    this.nextIndex = options.size;
+  }
+
+  /**
+   * A new node's entry, for a membership change: its certificate and config (joining the cluster
+   * through the current members), not started. Process driver only (an address of its own on
+   * loopback).
+   */
+  newMember(): NodeEntry {
+    if (this.options.hosts !== undefined) throw new Error("membership changes need the process driver");
+    const member = this.memberAt(this.nextIndex++);
+    const known = this.nodes.map((node) => this.memberAt(node.index));
+    return this.createNode(member, [...known, member], "existing");
+  }
+
+  /** Moves a node removed from the membership out of `nodes`. */
+  retire(node: NodeEntry): void {
+    const position = this.nodes.indexOf(node);
+    if (position >= 0) this.nodes.splice(position, 1);
+    this.retired.push(node);
+  }
+
+  /** Adds a started joiner to `nodes`. */
+  admit(node: NodeEntry): void {
+    this.nodes.push(node);
+  }
+
+  private memberAt(index: number) {
+    const host = this.options.hosts?.[index] ?? `127.0.0.${this.options.hostBase + index}`;
+    return {
+      id: `n${index + 1}`,
+      index,
+      host,
+      peerAddress: `${host}:${this.options.basePort + 1}`,
+      clientAddress: `${host}:${this.options.basePort}`,
+    };
+  }
+
+  private createNode(
+    member: ReturnType<ProcessCluster["memberAt"]>,
+    members: readonly ReturnType<ProcessCluster["memberAt"]>[],
+    clusterState: "new" | "existing",
+  ): NodeEntry {
+    const { id, host } = member;
+    const { options } = this;
+    const files = this.pair(id, issueNodeCertificate(this.clusterCa, { nodeId: id, hosts: [host] }));
+    const configFile = this.write(
+      `${id}.yaml`,
+      stringify({
+        nodeId: id,
+        dataDir: join(options.directory, "data", id),
+        listen: {
+          client: `${host}:${options.basePort}`,
+          peer: `${host}:${options.basePort + 1}`,
+          http: `${host}:${options.basePort + 2}`,
+        },
+        tls: {
+          peer: { caFile: this.files.clusterCa, ...files },
+          client: { caFile: this.files.clientCa, ...files },
+        },
+        members: members.map(({ id, peerAddress, clientAddress }) => ({ id, peerAddress, clientAddress })),
+        clusterState,
+        raft: {
+          tickMs: options.tickMs,
+          electionTicks: 10,
+          heartbeatTicks: 1,
+          ...(options.snapshotEveryEntries === undefined
+            ? {}
+            : { snapshotEveryEntries: options.snapshotEveryEntries }),
+          ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
+        },
+        ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11 } }),
+        log: { level: "error" },
+      }),
+    );
+    return {
       id,
-      peerAddress: `${host(i)}:${options.basePort + 1}`,
-      clientAddress: `${host(i)}:${options.basePort}`,
-    }));
-    this.nodes = ids.map((id, i) => {
-      const files = pair(id, issueNodeCertificate(clusterCa, { nodeId: id, hosts: [host(i)] }));
-      const configFile = write(
-        `${id}.yaml`,
-        stringify({
-          nodeId: id,
-          dataDir: join(options.directory, "data", id),
-          listen: {
-            client: `${host(i)}:${options.basePort}`,
-            peer: `${host(i)}:${options.basePort + 1}`,
-            http: `${host(i)}:${options.basePort + 2}`,
-          },
-          tls: { peer: { caFile: clusterCaFile, ...files }, client: { caFile: clientCaFile, ...files } },
-          members,
-          raft: {
-            tickMs: options.tickMs,
-            electionTicks: 10,
-            heartbeatTicks: 1,
-            ...(options.snapshotEveryEntries === undefined
-              ? {}
-              : { snapshotEveryEntries: options.snapshotEveryEntries }),
-          },
-          log: { level: "error" },
-        }),
-      );
-      const failpointFile = write(`${id}.failpoints.json`, "{}\n");
-      const clockFile = write(`${id}.clock`, "+0\n");
-      return {
-        id,
-        index: i,
-        host: host(i),
-        configFile,
-        failpointFile,
-        clockFile,
-        child: null,
-        paused: false,
-      };
-    });
+      index: member.index,
+      host,
+      configFile,
+      failpointFile: this.write(`${id}.failpoints.json`, "{}\n"),
+      clockFile: this.write(`${id}.clock`, "+0\n"),
+      child: null,
+      paused: false,
+    };
+  }
+
+  private write(name: string, content: string, mode = 0o644): string {
+    const file = join(this.options.directory, name);
+    writeFileSync(file, content, { mode });
+    return file;
+  }
+
+  private pair(name: string, issued: PemPair) {
+    return {
+      certificateFile: this.write(`${name}.pem`, issued.certificatePem),
+      privateKeyFile: this.write(`${name}-key.pem`, issued.privateKeyPem, 0o600),
+    };
+  }
+
+  /** The port every node's client listener is on (on its own address). */
+  get clientPort(): number {
+    return this.options.basePort;
+  }
+
+  /** Whether the node says it is sealed (false when it does not answer). */
+  async sealed(node: NodeEntry): Promise<boolean> {
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      return (await client.cluster.status({}, { deadlineMs: 2000 })).sealed;
+    } catch {
+      return false;
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * A membership change through the members (it goes to the leader), until `done` says the
+   * membership shows it: a change whose outcome is unknown (the leader changed under it, as in an
+   * experiment that kills leaders) is looked for, and made again if it did not happen.
+   */
+  async changeMembership(
+    change: (client: StrongroomClient) => Promise<unknown>,
+    done: (members: readonly { readonly nodeId: string; readonly voter: boolean }[]) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<void> {
+    const client = this.client(this.endpoints());
+    const deadline = performance.now() + timeoutMs;
+    try {
+      for (;;) {
+        let failure: unknown = null;
+        try {
+          await change(client);
+          return;
+        } catch (error) {
+          failure = error;
+        }
+        try {
+          if (done((await client.cluster.members({}, { deadlineMs: 2000 })).members)) return;
+        } catch {
+          // No answer yet: the change is tried again.
+        }
+        if (performance.now() > deadline) throw failure;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * Waits until the node has applied what the leader had committed when the wait began; resolves
+   * with how long that took.
+   */
+  async catchUp(node: NodeEntry, timeoutMs: number): Promise<number> {
+    const started = performance.now();
+    const leader = await this.leader();
+    const target = leader === null ? 0 : await this.commitIndexOf(leader);
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      for (;;) {
+        try {
+          const status = await client.cluster.status({}, { deadlineMs: 1000 });
+          if (status.appliedIndex >= target) return performance.now() - started;
+        } catch {
+          // Busy installing a snapshot: asked again below.
+        }
+        if (performance.now() - started > timeoutMs)
+          throw new Error(`${node.id} did not catch up to index ${target} in ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  private async commitIndexOf(node: NodeEntry): Promise<number> {
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      return (await client.cluster.status({}, { deadlineMs: 2000 })).commitIndex;
+    } finally {
+      client.close();
+    }
   }
 
   /** The port every node's peer listener is on (on its own address). */
@@ -136,11 +297,27 @@ export class ProcessCluster {
 
   /** Starts every node, initializes the cluster (one Shamir share) and unseals every node. */
   async start(): Promise<string> {
+    // A node left running by an earlier run (on the same addresses) would answer in our nodes'
+    // place: refuse to start rather than test it.
+    for (const node of this.nodes) {
+      const health = `http://${node.host}:${this.options.basePort + 2}/v1/sys/live`;
+      const answered = await fetch(health, { signal: AbortSignal.timeout(500) }).then(
+        () => true,
+        () => false,
+      );
+      if (answered)
+        throw new Error(
+          `something already answers on ${node.host}:${this.options.basePort + 2} (a node left by an earlier run?); stop it or choose other --host-base/--port`,
+        );
+    }
     await Promise.all(this.nodes.map((node) => this.spawnNode(node)));
     const client = this.client(this.endpoints());
     try {
+      const oneShare = { count: 1, threshold: 1, operatorKeys: [] };
       const init = await client.sys.init(
-        { shamir: { count: 1, threshold: 1, operatorKeys: [] }, hsm: false, generateHsmKey: false },
+        this.hsm === null
+          ? { shamir: oneShare, hsm: false, generateHsmKey: false }
+          : { hsm: true, generateHsmKey: true, recovery: oneShare },
         { deadlineMs: 30_000 },
       );
       this.share = init.unsealShares[0] ?? "";
@@ -331,6 +508,7 @@ export class ProcessCluster {
   private nodeEnv(node: NodeEntry): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.options.env };
     if (this.options.failpoints === true) env.STRONGROOM_TEST_FAILPOINTS = node.failpointFile;
+    if (this.hsm !== null) env.SOFTHSM2_CONF = this.hsm.configPath;
     if (this.options.faketimeLibrary !== undefined) {
       env.LD_PRELOAD = this.options.faketimeLibrary;
       env.FAKETIME_TIMESTAMP_FILE = node.clockFile;
@@ -367,10 +545,36 @@ export class ProcessCluster {
     }
   }
 
-  private async unseal(node: NodeEntry): Promise<void> {
+  /**
+   * Starts a node's process and waits for its health endpoint, without unsealing it (a joiner, or
+   * a node that is to crash before it could be unsealed).
+   */
+  async launch(node: NodeEntry): Promise<void> {
+    await this.spawnNode(node);
+  }
+
+  /**
+   * Unseals a started node: with the share (Shamir), or by waiting for it to unseal itself from
+   * the HSM (within `timeoutMs`: its auto-unsealer retries with backoff while the HSM is away).
+   */
+  async unseal(node: NodeEntry, timeoutMs = 30_000): Promise<void> {
     const client = this.client([`${node.host}:${this.options.basePort}`]);
     try {
-      await client.sys.unseal({ share: this.share, nonce: "", reset: false }, { deadlineMs: 30_000 });
+      if (this.hsm === null) {
+        await client.sys.unseal({ share: this.share, nonce: "", reset: false }, { deadlineMs: timeoutMs });
+        return;
+      }
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        try {
+          if (!(await client.cluster.status({}, { deadlineMs: 1000 })).sealed) return;
+        } catch {
+          // Starting, or busy: asked again below.
+        }
+        if (performance.now() > deadline)
+          throw new Error(`${node.id} did not unseal itself in ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     } finally {
       client.close();
     }

@@ -68,6 +68,8 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     basePort,
     command: options.command,
     snapshotEveryEntries: experiment.cluster.snapshotEveryEntries,
+    retainEntries: experiment.cluster.retainEntries,
+    seal: experiment.cluster.seal,
     ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
     ...(network === null ? {} : { hosts: network.hosts, launcher: (index) => network.launcher(index) }),
     failpoints: [...nemesesUsed].some(
@@ -113,13 +115,15 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
 
     const faultContext: FaultContext = { cluster, network, partitions, random: random.fork(), say };
     const faults: FaultEvent[] = [];
-    const injections = experiment.faults.map(async (fault) => {
+    const injectAndHeal = async (fault: (typeof experiment.faults)[number]) => {
       await sleepUntil(clock, workloadStart + fault.atMs);
       const before = clock();
       const injected = await injectFault(fault, faultContext);
-      // From when the fault took effect (finding the leader takes a moment), but a rolling
-      // restart is one long fault from its start.
-      const atMs = fault.nemesis === "rolling-restart" ? before : clock();
+      // From when the fault took effect (finding the leader takes a moment); a fault whose
+      // injection takes long (restarts, a member's removal) from its start.
+      const atMs = ["rolling-restart", "replace-member", "hsm-outage"].includes(fault.nemesis)
+        ? before
+        : clock();
       if (injected === null) {
         say(`${fault.nemesis}: no target (no leader, or no running node); skipped`);
         return;
@@ -136,6 +140,18 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
         atMs: atMs - workloadStart,
         healedAtMs: clock() - workloadStart,
       });
+    };
+    // A nemesis that fails (a membership change that never went through) fails the run, with
+    // its reason; it does not stop the run.
+    const harnessErrors: string[] = [];
+    const injections = experiment.faults.map(async (fault, position) => {
+      try {
+        await injectAndHeal(fault);
+      } catch (error) {
+        const message = `faults.${position} (${fault.nemesis}): ${(error as Error).message}`;
+        harnessErrors.push(message);
+        say(`fault failed: ${message}`);
+      }
     });
     const workload = await runWorkload(
       () => cluster.client(cluster.endpoints()),
@@ -181,7 +197,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     const auditKey = await cluster.auditKey();
     const forced = await cluster.stopGracefully();
     if (forced.length > 0) say(`nodes that did not stop on SIGTERM in 10 s: ${forced.join(", ")}`);
-    const audits = cluster.nodes.map((node) =>
+    const audits = [...cluster.nodes, ...cluster.retired].map((node) =>
       checkAuditTrail(node.id, cluster.auditDirectory(node), auditKey, cluster.killed.has(node.id)),
     );
     auditKey.fill(0);
@@ -191,7 +207,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       );
     }
 
-    const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits);
+    const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits, harnessErrors);
     const report: Report = {
       experiment: experiment.name,
       seed: options.seed,
@@ -227,6 +243,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     say(`linearizability: ${checks.linearizability} (${checks.linearizabilityDetail})`);
     for (const slo of checks.slos)
       say(`slo ${slo.name}: ${round(slo.value)} (target ${slo.target}) ${slo.pass ? "pass" : "FAIL"}`);
+    for (const error of checks.harnessErrors) say(`harness error: ${error}`);
     if (checks.crashedNodes.length > 0)
       say(`nodes that died by themselves: ${checks.crashedNodes.join(", ")}`);
     say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(options.out, "report.json")})`);

@@ -70,8 +70,16 @@ export const nodeConfigSchema = z
         electionTicks: z.number().int().min(2).max(1000).default(10),
         heartbeatTicks: z.number().int().min(1).max(100).default(1),
         snapshotEveryEntries: z.number().int().min(10).default(10_000),
+        /** Entries kept behind a snapshot, so a follower that lags by fewer needs no snapshot. */
+        retainEntries: z.number().int().min(0).max(1_000_000).default(1000),
       })
-      .default({ tickMs: 50, electionTicks: 10, heartbeatTicks: 1, snapshotEveryEntries: 10_000 }),
+      .default({
+        tickMs: 50,
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        snapshotEveryEntries: 10_000,
+        retainEntries: 1000,
+      }),
     requests: z
       .strictObject({
         /** Longest a request may take; a client deadline shorter than this wins. */

@@ -242,6 +242,7 @@ export class StrongroomNode {
       tickMs: config.raft.tickMs,
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
+      retainEntries: config.raft.retainEntries,
       ...(failpoints === null ? {} : { failpoint: failpoints.hit }),
       ...(config.clusterState === "new"
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
