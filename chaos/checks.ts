@@ -5,7 +5,12 @@
 // after it).
 
 import type { NodeAudit } from "./audit-check.js";
-import { checkLinearizability, type RegisterOperation, registerModel } from "./checker/index.js";
+import {
+  checkLinearizability,
+  type RegisterOperation,
+  registerModel,
+  shrinkCounterexample,
+} from "./checker/index.js";
 import type { Experiment } from "./experiment.js";
 import type { WorkloadResult } from "./workload.js";
 
@@ -35,6 +40,14 @@ export interface RunChecks {
   readonly audit: readonly NodeAudit[];
   /** Faults the harness could not inject or heal (each fails the run). */
   readonly harnessErrors: readonly string[];
+  /**
+   * Acknowledged writes the final reads show lost: the key's final value was written by a write
+   * that finished before the acknowledged one began (or the key is gone). Linearizability fails
+   * them too; this counts them.
+   */
+  readonly lostWrites: number;
+  /** For a history that is not linearizable: the smallest failing sub-history found (one key). */
+  readonly counterexample: readonly RegisterOperation[];
   readonly failoversMs: readonly (number | null)[];
   readonly slos: readonly SloResult[];
   readonly pass: boolean;
@@ -66,6 +79,11 @@ export function checkRun(
       : verdict.result === "unknown"
         ? verdict.reason
         : `${history.length} operations`;
+  const lostWrites = countLostWrites(workload.operations, finalReads);
+  const counterexample =
+    verdict.result === "not-linearizable"
+      ? shrinkCounterexample(verdict.operations, { budgetMs: 10_000, stepsMax: 1_000_000 })
+      : [];
   // Failover: for a fault on the leader, the first write sent after it that succeeded.
   const writes = workload.operations.filter(
     (operation) => operation.input.kind === "put" && operation.return !== Infinity,
@@ -114,13 +132,38 @@ export function checkRun(
     crashedNodes,
     audit,
     harnessErrors,
+    lostWrites,
+    counterexample,
     failoversMs,
     slos,
     pass:
       verdict.result === "linearizable" &&
       harnessErrors.length === 0 &&
+      lostWrites === 0 &&
       crashedNodes.length === 0 &&
       audit.every((node) => node.pass) &&
       slos.every((slo) => slo.pass),
   };
+}
+
+function countLostWrites(
+  operations: readonly RegisterOperation[],
+  finalReads: readonly RegisterOperation[],
+): number {
+  let lost = 0;
+  for (const final of finalReads) {
+    const key = final.input.key;
+    const writes = operations.filter(
+      (operation) => operation.input.kind === "put" && operation.input.key === key,
+    );
+    const finalWrite = writes.find(
+      (operation) => operation.input.kind === "put" && operation.input.value === final.output,
+    );
+    for (const write of writes) {
+      if (write.return === Infinity || write === finalWrite) continue;
+      // Acknowledged, and the value that survived was written entirely before it: it was lost.
+      if (finalWrite === undefined ? final.output === null : finalWrite.return < write.call) lost += 1;
+    }
+  }
+  return lost;
 }

@@ -205,3 +205,19 @@ export function loadExperiment(file: string): Experiment {
   }
   return parseExperiment(document, file);
 }
+
+/**
+ * The experiment `times` times over, back to back on one cluster (a soak): the workload runs
+ * `times` × its duration and the fault schedule repeats each period (targets drawn afresh).
+ */
+export function repeatExperiment(experiment: Experiment, times: number): Experiment {
+  if (!Number.isInteger(times) || times < 1) throw new ExperimentError("repeat must be a positive integer");
+  const period = experiment.workload.durationMs;
+  return {
+    ...experiment,
+    workload: { ...experiment.workload, durationMs: period * times },
+    faults: Array.from({ length: times }, (_, round) =>
+      experiment.faults.map((fault) => ({ ...fault, atMs: fault.atMs + round * period })),
+    ).flat(),
+  };
+}

@@ -94,7 +94,8 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
   if (nemesis === "hsm-outage") return await hsmOutage(context);
   if (nemesis === "replace-member") return await replaceMember(context);
 
-  const target = nemesis.endsWith("-leader") ? await cluster.leader() : pickOrNull(running(), random);
+  // "-leader" nemeses hit the leader ("partition-leader-inbound" too), the others a node the seed picks.
+  const target = nemesis.includes("-leader") ? await cluster.leader() : pickOrNull(running(), random);
   if (target === null) return null;
   const single = (detail: string, heal: () => Promise<string> | string): InjectedFault => ({
     target: target.id,

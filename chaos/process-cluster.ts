@@ -383,9 +383,9 @@ export class ProcessCluster {
   async terminate(node: NodeEntry): Promise<void> {
     const child = node.child;
     if (child === null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
-    await exited;
+    if (!(await this.exited(node, 30_000))) child.kill("SIGKILL");
+    await this.exited(node, 10_000);
     node.child = null;
   }
 
@@ -436,9 +436,9 @@ export class ProcessCluster {
         const child = node.child;
         if (child === null) return;
         if (node.paused) child.kill("SIGCONT");
-        const exited = new Promise((resolve) => child.once("exit", resolve));
         child.kill("SIGKILL");
-        await exited;
+        // A process that already exited (at start, say) has no exit event to come.
+        await this.exited(node, 10_000);
         node.child = null;
       }),
     );

@@ -1,7 +1,7 @@
 // The run's report for people: one self-contained HTML file (no script, no external asset) with
 // the verdict, the SLO table, throughput and latency over time as inline SVG with the fault
-// windows shaded and leader changes marked, and, for a linearizability failure, the operations
-// around it. Values never appear: the history holds only the workload's own generated strings.
+// windows shaded and leader changes marked, and, for a linearizability failure, the smallest
+// failing sub-history on a timeline. Values never appear: the history holds only the workload's own generated strings.
 
 import type { RegisterOperation } from "./checker/index.js";
 import type { Report } from "./run-experiment.js";
@@ -67,8 +67,55 @@ export function renderReportHtml(report: Report, operations: readonly RegisterOp
 ${chart("Throughput (operations/s)", throughput, "ops/s")}
 ${chart("Slowest operation per 250 ms (ms)", latencyMax, "ms")}
 <p>Shaded: fault windows. Dashed: leader changes.</p>
+${counterexampleTimeline(report.checks.counterexample)}
 </body></html>
 `;
+}
+
+/**
+ * The smallest failing sub-history on a timeline: one row per client, each operation a bar from
+ * its call to its return (open-ended and dashed when its outcome is unknown), labelled with what it
+ * did and got. No linearization of these operations exists.
+ */
+function counterexampleTimeline(operations: readonly RegisterOperation[]): string {
+  if (operations.length === 0) return "";
+  const clients = [...new Set(operations.map((operation) => operation.client))].sort((a, b) => a - b);
+  const returns = operations.map((operation) =>
+    operation.return === Infinity ? operation.call : operation.return,
+  );
+  const start = Math.min(...operations.map((operation) => operation.call));
+  const end = Math.max(...returns, start + 1);
+  const span = end - start;
+  const width = 900;
+  const row = 34;
+  const left = 90;
+  const x = (ms: number) => left + ((ms - start) / span) * (width - left - 20);
+  const bars = operations
+    .map((operation) => {
+      const y = clients.indexOf(operation.client) * row + 8;
+      const known = operation.return !== Infinity;
+      const x1 = x(operation.call);
+      const x2 = known ? Math.max(x1 + 3, x(operation.return)) : width - 10;
+      const label =
+        operation.input.kind === "put"
+          ? `put ${operation.input.value}${known ? "" : " (unknown)"}`
+          : operation.input.kind === "get"
+            ? `get → ${operation.output === undefined ? "?" : String(operation.output)}`
+            : `cas ${String(operation.input.expected)}→${operation.input.value}`;
+      const fill = operation.input.kind === "get" ? "#d2e3fc" : "#fde7c2";
+      return `<rect x="${x1.toFixed(1)}" y="${y}" width="${(x2 - x1).toFixed(1)}" height="18" fill="${fill}" stroke="#5f6368"${known ? "" : ' stroke-dasharray="4 3"'}><title>${escapeHtml(`${label}: called ${operation.call.toFixed(1)} ms, ${known ? `returned ${operation.return.toFixed(1)} ms` : "outcome unknown"}`)}</title></rect><text x="${(x1 + 3).toFixed(1)}" y="${y + 13}" font-size="11">${escapeHtml(label)}</text>`;
+    })
+    .join("");
+  const labels = clients
+    .map(
+      (client, index) =>
+        `<text x="4" y="${index * row + 21}" font-size="11">${client >= 1_000_000_000 ? "final read" : `client ${client}`}</text>`,
+    )
+    .join("");
+  const height = clients.length * row + 24;
+  return `<h2>Not linearizable: the smallest failing history found (${operations.length} operations on ${escapeHtml(operations[0]?.input.key ?? "")})</h2>
+<p>No order of these operations, each taking effect between its call and its return, explains what they returned. ${start.toFixed(1)}-${end.toFixed(1)} ms on the workload's clock.</p>
+<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">${labels}${bars}<text x="${left}" y="${height - 4}" font-size="11">${start.toFixed(1)} ms</text><text x="${width - 90}" y="${height - 4}" font-size="11">${end.toFixed(1)} ms</text></svg>`;
 }
 
 function escapeHtml(text: string): string {

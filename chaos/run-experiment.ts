@@ -4,7 +4,7 @@
 // DIR/report.html and DIR/history.jsonl. The same seed gives the same workload choices and fault targets.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { StrongroomError } from "../client/index.js";
 import { SeededRandom } from "../raft/core/index.js";
 import { checkAuditTrail } from "./audit-check.js";
@@ -46,7 +46,9 @@ export interface Report {
 
 export async function runExperiment(experiment: Experiment, options: RunOptions): Promise<Report> {
   const random = new SeededRandom(options.seed);
-  mkdirSync(options.out, { recursive: true });
+  // Absolute: the nodes' configs name their files, and a node reads a relative path from its config's folder.
+  const out = resolve(options.out);
+  mkdirSync(out, { recursive: true });
   const hostBase = options.hostBase ?? 100;
   const basePort = options.basePort ?? 39_000;
   const nemesesUsed = new Set(experiment.faults.map((fault) => fault.nemesis));
@@ -61,7 +63,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
         })
       : null;
   const cluster = new ProcessCluster({
-    directory: join(options.out, "cluster"),
+    directory: join(out, "cluster"),
     size: experiment.cluster.size,
     tickMs: experiment.cluster.tickMs,
     hostBase,
@@ -227,13 +229,13 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       },
       checks,
     };
-    writeFileSync(join(options.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(
-      join(options.out, "report.html"),
+      join(out, "report.html"),
       renderReportHtml(report, [...workload.operations, ...finalReads]),
     );
     writeFileSync(
-      join(options.out, "history.jsonl"),
+      join(out, "history.jsonl"),
       [...workload.operations, ...finalReads]
         .map((operation) =>
           JSON.stringify({ ...operation, return: operation.return === Infinity ? null : operation.return }),
@@ -246,7 +248,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     for (const error of checks.harnessErrors) say(`harness error: ${error}`);
     if (checks.crashedNodes.length > 0)
       say(`nodes that died by themselves: ${checks.crashedNodes.join(", ")}`);
-    say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(options.out, "report.json")})`);
+    say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(out, "report.json")})`);
     return report;
   } finally {
     partitions.heal();

@@ -1,13 +1,15 @@
-// `strongroom chaos run EXPERIMENT.yaml [--seed S] [--out DIR]`: runs a chaos experiment against a
-// cluster of real node processes started for it (chaos/), printing one line per event and a
-// verdict. Exit 0 when every check and SLO passes, 1 when one fails, 2 on a bad experiment file.
+// `strongroom chaos run EXPERIMENT.yaml... [--seed S] [--out DIR] [--repeat N]`: runs chaos
+// experiments, one after another, each against a cluster of real node processes started for it
+// (chaos/), printing one line per event and a verdict, then a table of every run. Exit 0 when
+// every check and SLO passes, 1 when one fails, 2 on a bad experiment file.
 
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { ExperimentError, loadExperiment } from "../chaos/experiment.js";
+import { type Experiment, ExperimentError, loadExperiment, repeatExperiment } from "../chaos/experiment.js";
 import { runExperiment } from "../chaos/run-experiment.js";
+import { type SummaryRow, summarize, summaryTable } from "../chaos/run-summary.js";
 import { integerBetween, nonNegativeInteger } from "./command-support.js";
 
 export function registerChaosCommand(program: Command): void {
@@ -15,7 +17,7 @@ export function registerChaosCommand(program: Command): void {
     .command("chaos")
     .description("chaos experiments against real node processes")
     .command("run")
-    .argument("<experiment>", "an experiment file (chaos/experiments/*.yaml)")
+    .argument("<experiments...>", "experiment files (chaos/experiments/*.yaml), run one after another")
     .option(
       "--seed <n>",
       "the seed of the workload's choices and the faults' targets",
@@ -24,39 +26,59 @@ export function registerChaosCommand(program: Command): void {
     )
     .option(
       "--out <directory>",
-      "where the cluster, report.json and history.jsonl go (default: a new temporary directory)",
+      "where each run's cluster, report.json, report.html and history.jsonl go, in a folder per experiment (default: a new temporary directory)",
+    )
+    .option(
+      "--repeat <n>",
+      "run each experiment n times over on one cluster: n times the workload, the faults repeated each period (a soak)",
+      integerBetween("--repeat", 1, 1000),
+      1,
     )
     .option(
       "--port <n>",
       "the nodes' base port (client; +1 peer, +2 HTTP)",
-      integerBetween("--port", 1024, 65_533),
+      integerBetween("--port", 1024, 65_000),
       39_000,
     )
     .option(
       "--host-base <n>",
-      "node i listens on 127.0.0.<n+i> (5 nodes at most)",
+      "node i listens on 127.0.0.<n+i> (netns driver: 10.77.<n>.<i+1>)",
       integerBetween("--host-base", 2, 250),
       100,
     )
-    .action(async (file: string, options: { seed: number; out?: string; port: number; hostBase: number }) => {
-      let experiment: ReturnType<typeof loadExperiment>;
-      try {
-        experiment = loadExperiment(file);
-      } catch (error) {
-        if (!(error instanceof ExperimentError)) throw error;
-        process.stderr.write(`strongroom chaos: ${error.message}\n`);
-        process.exit(2);
-      }
-      const out = options.out ?? mkdtempSync(join(tmpdir(), `strongroom-chaos-${experiment.name}-`));
-      const report = await runExperiment(experiment, {
-        seed: options.seed,
-        out,
-        // The nodes run this same command: the node executable with this process's own entry point.
-        command: [process.execPath, ...process.execArgv, process.argv[1] ?? ""],
-        basePort: options.port,
-        hostBase: options.hostBase,
-        log: (line) => process.stdout.write(`${line}\n`),
-      });
-      process.exit(report.checks.pass ? 0 : 1);
-    });
+    .action(
+      async (
+        files: string[],
+        options: { seed: number; out?: string; repeat: number; port: number; hostBase: number },
+      ) => {
+        // Every file is checked before the first run starts.
+        const experiments: Experiment[] = [];
+        for (const file of files) {
+          try {
+            experiments.push(repeatExperiment(loadExperiment(file), options.repeat));
+          } catch (error) {
+            if (!(error instanceof ExperimentError)) throw error;
+            process.stderr.write(`strongroom chaos: ${error.message}\n`);
+            process.exit(2);
+          }
+        }
+        const out = options.out ?? mkdtempSync(join(tmpdir(), "strongroom-chaos-"));
+        const rows: SummaryRow[] = [];
+        for (const experiment of experiments) {
+          const report = await runExperiment(experiment, {
+            seed: options.seed,
+            out: experiments.length === 1 && options.out !== undefined ? out : join(out, experiment.name),
+            // The nodes run this same command: the node executable with this process's own entry point.
+            command: [process.execPath, ...process.execArgv, process.argv[1] ?? ""],
+            basePort: options.port,
+            hostBase: options.hostBase,
+            log: (line) => process.stdout.write(`${line}\n`),
+          });
+          rows.push(summarize(report));
+        }
+        if (rows.length > 1) process.stdout.write(`\n${summaryTable(rows)}\n`);
+        writeFileSync(join(out, "summary.json"), `${JSON.stringify(rows, null, 2)}\n`);
+        process.exit(rows.every((row) => row.pass) ? 0 : 1);
+      },
+    );
 }

@@ -9,6 +9,7 @@ import { RaftNodeError } from "../raft/node/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { ForwardedError, NodeError } from "./errors.js";
 import type { Forwarder } from "./forwarder.js";
+import { cutOffError } from "./peer-contact.js";
 import { type Handler, type Interceptor, intercepted, type RequestContext } from "./request.js";
 
 export interface ExecutorOptions {
@@ -23,6 +24,8 @@ export interface ExecutorOptions {
    * another node rather than waiting out its deadline here.
    */
   readonly leaderWaitMs?: number;
+  /** Whether this node is cut off from every other member: a call waiting for a leader gives up at once. */
+  readonly cutOff?: () => boolean;
 }
 
 export class Executor {
@@ -61,6 +64,7 @@ export class Executor {
       } catch (error) {
         if (!isRetryable(error) || context.forwardedBy !== null) throw error;
       }
+      if (this.options.cutOff?.() === true) throw cutOffError();
       if (Date.now() + pollMs >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",

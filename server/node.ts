@@ -43,6 +43,7 @@ import { ObservedStateMachine } from "./observed-state-machine.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
+import { PeerContact } from "./peer-contact.js";
 import { RaftMetrics } from "./raft-metrics.js";
 import { ReadBarrier } from "./read-barrier.js";
 import type { Interceptor } from "./request.js";
@@ -181,7 +182,9 @@ export class StrongroomNode {
     // at least 2 s: a loaded machine's elections run long, and a client without retries has only
     // this wait (CI measured elections past 600 ms at 20 ms ticks).
     const leaderWaitMs = Math.max(2000, 3 * config.raft.electionTicks * config.raft.tickMs);
-    const reads = new ReadBarrier(raftNode, testFaults.has("stale-reads"), leaderWaitMs);
+    // Silence from every member for two election timeouts: cut off (a healthy leader is heard every tick).
+    const contact = new PeerContact(2 * config.raft.electionTicks * config.raft.tickMs);
+    const reads = new ReadBarrier(raftNode, contact, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
       nodeId: config.nodeId,
@@ -206,7 +209,7 @@ export class StrongroomNode {
       listen: (handler) =>
         transport.listen((message: Message) => {
           if (tracing) logger.trace({ raft: describeMessage(message) }, "raft receive");
-          reads.heardFrom(message.from);
+          contact.heardFrom(message.from);
           peerErrors.delete(message.from);
           handler(message);
         }),
@@ -297,6 +300,7 @@ export class StrongroomNode {
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leaderWaitMs,
+      cutOff: () => contact.cutOff(),
       leader: () => {
         const status = raftNode().status();
         return { isLeader: status.role === "leader", leaderId: status.leader };

@@ -5,26 +5,21 @@
 // request's deadline.
 
 import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import type { NodeId } from "../raft/core/index.js";
 import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 import { NodeError } from "./errors.js";
+import { cutOffError, type PeerContact } from "./peer-contact.js";
 import type { RequestContext } from "./request.js";
 
 export class ReadBarrier {
-  private readonly lastHeard = new Map<NodeId, number>();
-
   constructor(
     private readonly raft: () => RaftNode<unknown>,
+    /** When other members were last heard from (stale reads; a cut-off node gives up at once). */
+    private readonly contact: PeerContact,
     /** The test fault "stale-reads": skip the ReadIndex round (server/test-faults.ts). */
     private readonly staleReadsFault = false,
     /** How long a read waits for a leader before NO_LEADER (see ExecutorOptions.leaderWaitMs). */
     private readonly leaderWaitMs = Number.POSITIVE_INFINITY,
   ) {}
-
-  /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
-  heardFrom(peer: NodeId): void {
-    this.lastHeard.set(peer, Date.now());
-  }
 
   /** Resolves once a read at this consistency may be served from local state; returns the applied index then. */
   async wait(consistency: Consistency, maxStalenessMs: number, context: RequestContext): Promise<number> {
@@ -33,7 +28,7 @@ export class ReadBarrier {
     if (consistency === Consistency.CONSISTENCY_STALE) {
       const status = raft.status();
       if (status.role === "leader") return status.applied;
-      const heard = status.leader === null ? undefined : this.lastHeard.get(status.leader);
+      const heard = status.leader === null ? undefined : this.contact.lastHeardFrom(status.leader);
       if (heard !== undefined && Date.now() - heard <= maxStalenessMs) return status.applied;
     }
     const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
@@ -46,6 +41,7 @@ export class ReadBarrier {
           if (!(error instanceof RaftNodeError && error.code === "PROPOSAL_DROPPED")) throw error;
         }
       }
+      if (this.contact.cutOff()) throw cutOffError();
       if (Date.now() + 20 >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",

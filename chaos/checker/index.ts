@@ -7,3 +7,4 @@ export {
   type RegisterOutput,
   registerModel,
 } from "./register-model.js";
+export { type ShrinkOptions, shrinkCounterexample } from "./shrink.js";

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { loadExperiment, parseExperiment } from "../../chaos/experiment.js";
+import { loadExperiment, parseExperiment, repeatExperiment } from "../../chaos/experiment.js";
 import { runExperiment } from "../../chaos/run-experiment.js";
 import { bundledCli } from "../server/process-cluster.js";
 
@@ -143,6 +143,15 @@ it("catches a broken node: with reads served without ReadIndex, a paused leader 
   expect(report.checks.linearizability).toBe("not-linearizable");
   expect(report.checks.linearizabilityDetail).toMatch(/^key chaos\/k\d: /);
   expect(report.checks.pass).toBe(false);
+  // The smallest failing history: a handful of operations, among them a read that returned a
+  // value already overwritten; drawn on a timeline in the report.
+  const counterexample = report.checks.counterexample;
+  expect(counterexample.length).toBeGreaterThanOrEqual(3);
+  expect(counterexample.length).toBeLessThanOrEqual(8);
+  expect(counterexample.some((operation) => operation.input.kind === "get")).toBe(true);
+  const page = readFileSync(join(root, "stale-reads", "report.html"), "utf8");
+  expect(page).toContain("Not linearizable: the smallest failing history found");
+  expect(page.match(/<svg /g)).toHaveLength(3);
 }, 120_000);
 
 it("refuses an experiment with problems, naming each", () => {
@@ -195,4 +204,30 @@ it("refuses an experiment with problems, naming each", () => {
       "nowhere.yaml",
     ),
   ).toThrow(/nowhere\.yaml has 1 problem\(s\):\n {2}- faults\.0\.point: /);
+});
+
+it("repeats an experiment for a soak: the workload n times as long, the faults every period", () => {
+  const base = parseExperiment(
+    {
+      name: "twice",
+      workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 10_000 },
+      faults: [
+        { atMs: 1000, nemesis: "kill-leader", healAfterMs: 2000 },
+        { atMs: 5000, nemesis: "pause-random", healAfterMs: 1000 },
+      ],
+    },
+    "twice.yaml",
+  );
+  const soak = repeatExperiment(base, 3);
+  expect(soak.workload.durationMs).toBe(30_000);
+  expect(soak.faults.map((fault) => [fault.atMs, fault.nemesis])).toEqual([
+    [1000, "kill-leader"],
+    [5000, "pause-random"],
+    [11_000, "kill-leader"],
+    [15_000, "pause-random"],
+    [21_000, "kill-leader"],
+    [25_000, "pause-random"],
+  ]);
+  expect(repeatExperiment(base, 1)).toEqual(base);
+  expect(() => repeatExperiment(base, 0)).toThrow("repeat must be a positive integer");
 });

@@ -52,6 +52,7 @@ describe("node config", () => {
       electionTicks: 10,
       heartbeatTicks: 1,
       snapshotEveryEntries: 10_000,
+      retainEntries: 1000,
     });
     expect(config.clusterState).toBe("new");
     expect(config.requests).toEqual({
