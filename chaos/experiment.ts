@@ -138,7 +138,7 @@ const experimentSchema = z.strictObject({
         skewMs: z.number().int().min(-86_400_000).max(86_400_000).optional(),
         /** disk-stall-*: how much longer each write to the Raft log takes (default 500). */
         stallMs: z.number().int().min(1).max(60_000).optional(),
-        /** crash-point-*: where the node dies; absent: one drawn by the seed. */
+        /** crash-point-*: where the node dies; absent: one drawn by the seed (not during-snapshot-install). */
         point: z.enum(raftFailpoints).optional(),
       }),
     )

@@ -176,7 +176,10 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     }
     case "crash-point-leader":
     case "crash-point-random": {
-      const point: RaftFailpoint = fault.point ?? random.pick(raftFailpoints);
+      // Drawn among the points every Ready passes; a snapshot install only when asked for (it
+      // needs the log compacted past the node: crashDuringSnapshotInstall).
+      const point: RaftFailpoint =
+        fault.point ?? random.pick(raftFailpoints.filter((name) => name !== "during-snapshot-install"));
       if (point === "during-snapshot-install")
         return await crashDuringSnapshotInstall(target, fault, context);
       cluster.armFailpoints(target, { [point]: "crash" });

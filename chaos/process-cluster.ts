@@ -4,7 +4,7 @@
 // restarted from its data directory and unsealed again, as an operator would.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
@@ -171,7 +171,8 @@ export class ProcessCluster {
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
         },
         ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11 } }),
-        log: { level: "error" },
+        // Every start appends to <id>.log beside the config: what to read when a run fails.
+        log: { level: "info" },
       }),
     );
     return {
@@ -519,6 +520,7 @@ export class ProcessCluster {
   }
 
   private async spawnNode(node: NodeEntry): Promise<void> {
+    const logFile = openSync(join(this.options.directory, `${node.id}.log`), "a");
     const [executable, ...args] = [
       ...(this.options.launcher?.(node.index) ?? []),
       ...this.options.command,
@@ -528,8 +530,10 @@ export class ProcessCluster {
     ];
     const child = spawn(executable ?? process.execPath, args, {
       env: this.nodeEnv(node),
-      stdio: ["ignore", "ignore", "ignore"],
+      stdio: ["ignore", logFile, logFile],
     });
+    // The child has its own copy of the descriptor.
+    closeSync(logFile);
     node.child = child;
     const health = `http://${node.host}:${this.options.basePort + 2}/v1/sys/live`;
     const deadline = Date.now() + 20_000;

@@ -123,9 +123,10 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       const injected = await injectFault(fault, faultContext);
       // From when the fault took effect (finding the leader takes a moment); a fault whose
       // injection takes long (restarts, a member's removal) from its start.
-      const atMs = ["rolling-restart", "replace-member", "hsm-outage"].includes(fault.nemesis)
-        ? before
-        : clock();
+      const fromStart =
+        ["rolling-restart", "replace-member", "hsm-outage"].includes(fault.nemesis) ||
+        fault.point === "during-snapshot-install";
+      const atMs = fromStart ? before : clock();
       if (injected === null) {
         say(`${fault.nemesis}: no target (no leader, or no running node); skipped`);
         return;

@@ -49,9 +49,12 @@ export function peerChannelOptions(limits: PeerTransportLimits): Record<string, 
     "grpc.keepalive_time_ms": 5_000,
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
-    // A restarted peer is dialled again quickly: failover time depends on it.
+    // A restarted peer is dialled again quickly: failover time depends on it. The chaos harness
+    // measured a 1.4 s election after two nodes came back in turn: a 2 s ceiling had let the
+    // backoff grow while a peer was down, and the survivor could not reach the restarted one (whose
+    // vote it needed) until its next attempt. A dead peer dialled four times a second costs nothing.
     "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.max_reconnect_backoff_ms": 2_000,
+    "grpc.max_reconnect_backoff_ms": 250,
   };
 }
 
