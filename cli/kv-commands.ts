@@ -19,6 +19,7 @@ import {
   rows,
   run,
 } from "./command-support.js";
+import { describeGenerator, type GeneratorFlag, parseGeneratorFlag } from "./generator-flag.js";
 
 type Formatted = ConnectionOptions & { format: Format };
 
@@ -187,8 +188,18 @@ export function registerClientCommands(program: Command, output: Output = proces
     .option("--owner <owner>", "who owns the secret")
     .option(
       "--rotation-period <duration>",
-      "how often it should rotate (0: no schedule)",
+      "how often the cluster rotates it (0: no schedule; needs --generator)",
       duration("--rotation-period"),
+    )
+    .option(
+      "--generator <spec>",
+      "what a rotation writes: random-bytes:LENGTH[:hex|raw], password:LENGTH[:lower=N,upper=N,digits=N,symbols=N], ed25519, rsa:BITS, or none",
+      parseGeneratorFlag,
+    )
+    .option(
+      "--rotation-overlap <duration>",
+      "how long the version a rotation replaced stays readable (0: not after the rotation)",
+      duration("--rotation-overlap"),
     )
     .action(
       (
@@ -199,6 +210,8 @@ export function registerClientCommands(program: Command, output: Output = proces
           deleteVersionAfter?: number;
           owner?: string;
           rotationPeriod?: number;
+          generator?: GeneratorFlag;
+          rotationOverlap?: number;
         },
       ) =>
         run(output, async () => {
@@ -212,6 +225,12 @@ export function registerClientCommands(program: Command, output: Output = proces
               : { deleteVersionAfterMs: options.deleteVersionAfter }),
             ...(options.owner === undefined ? {} : { owner: options.owner }),
             ...(options.rotationPeriod === undefined ? {} : { rotationPeriodMs: options.rotationPeriod }),
+            ...(options.rotationOverlap === undefined ? {} : { rotationOverlapMs: options.rotationOverlap }),
+            ...(options.generator === undefined
+              ? {}
+              : options.generator.clear
+                ? { clearGenerator: true }
+                : { generator: options.generator.generator }),
           };
           const metadata = await withClient(options, async (client) => {
             if (Object.keys(changes).length > 0) await client.secrets.updateMetadata({ path, ...changes });
@@ -219,6 +238,21 @@ export function registerClientCommands(program: Command, output: Output = proces
           });
           emit(output, options.format, metadata, () => metadataTable(metadata));
         }),
+    );
+
+  command("rotate")
+    .argument("<path>", "the secret's path")
+    .description("rotate a secret now: a new version from its generator (set with kv metadata --generator)")
+    .action((path: string, options: Formatted) =>
+      run(output, async () => {
+        const rotated = await withClient(options, (client) => client.secrets.rotate({ path }));
+        emit(
+          output,
+          options.format,
+          rotated,
+          () => `${path}: rotated to version ${rotated.version} (revision ${rotated.revision})\n`,
+        );
+      }),
     );
 
   command("history")
@@ -321,6 +355,16 @@ function metadataTable(metadata: SecretMetadata): string {
     ["delete after", metadata.deleteVersionAfterMs === 0 ? "never" : `${metadata.deleteVersionAfterMs} ms`],
     ["owner", metadata.owner || "-"],
     ["rotation period", metadata.rotationPeriodMs === 0 ? "-" : `${metadata.rotationPeriodMs} ms`],
+    ["generator", describeGenerator(metadata.generator)],
+    ["rotation overlap", `${metadata.rotationOverlapMs} ms`],
+    ["last rotated", metadata.lastRotatedMs === 0 ? "never" : when(metadata.lastRotatedMs)],
+    ["next rotation", metadata.nextRotationMs === 0 ? "-" : when(metadata.nextRotationMs)],
+    [
+      "rotation failures",
+      metadata.rotationFailures === 0
+        ? "0"
+        : `${metadata.rotationFailures} (last: ${metadata.lastRotationError})`,
+    ],
     ...Object.entries(metadata.custom).map(([key, value]) => [`custom ${key}`, value] as const),
   ]);
 }

@@ -126,6 +126,14 @@ export const nodeConfigSchema = z
         watchersPerIdentityMax: z.number().int().min(1).max(100_000).default(100),
       })
       .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000, watchersPerIdentityMax: 100 }),
+    rotation: z
+      .strictObject({
+        /** How often the leader looks for secrets due to rotate. */
+        sweepMs: z.number().int().min(100).max(3_600_000).default(1000),
+        /** Rotations started per sweep, at most (a backlog drains over several sweeps). */
+        perSweepMax: z.number().int().min(1).max(10_000).default(50),
+      })
+      .default({ sweepMs: 1000, perSweepMax: 50 }),
     audit: z
       .strictObject({
         /** One sink per directory (default: <dataDir>/audit); a call proceeds when one has its entry. */

@@ -99,6 +99,7 @@ const stateStatuses: Record<StateErrorCode, status> = {
   NOT_FOUND: status.NOT_FOUND,
   CAS_MISMATCH: status.ABORTED,
   CAS_REQUIRED: status.FAILED_PRECONDITION,
+  NOT_ROTATING: status.FAILED_PRECONDITION,
   MALFORMED_COMMAND: status.INTERNAL,
   STORAGE_CORRUPT: status.INTERNAL,
 };

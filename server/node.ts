@@ -37,6 +37,7 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { handOverLeadership } from "./leadership.js";
+import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
@@ -90,6 +91,7 @@ export class StrongroomNode {
       readonly tidyTimer: NodeJS.Timeout;
       /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
       readonly releaseFailpointSignal: () => void;
+      readonly rotator: Rotator;
     },
   ) {}
 
@@ -314,7 +316,22 @@ export class StrongroomNode {
         ...(options.interceptors ?? []),
       ],
     });
+    const rotator = new Rotator(
+      {
+        raft: raftNode,
+        state,
+        barrier,
+        serving: () => raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed(),
+        registry,
+        onFailure: (path, reason) =>
+          logger.warn({ path, reason }, "a rotation failed; retrying with backoff"),
+      },
+      config.rotation,
+    );
+    rotator.start();
+    undo.push(() => rotator.stop());
     const secrets = secretsMethods({
+      rotator,
       raft: raftNode,
       state,
       barrier,
@@ -455,6 +472,7 @@ export class StrongroomNode {
         audit,
         tidyTimer,
         releaseFailpointSignal,
+        rotator,
       },
     );
     node.startSealedLeaderHandoff();
@@ -481,6 +499,7 @@ export class StrongroomNode {
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
     clearInterval(this.parts.tidyTimer);
     this.parts.releaseFailpointSignal();
+    this.parts.rotator.stop();
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();

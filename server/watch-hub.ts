@@ -39,6 +39,8 @@ const kinds: Partial<Record<SecretCommand["op"], ChangeKind>> = {
   "kv.undelete": ChangeKind.CHANGE_KIND_UNDELETE,
   "kv.destroy": ChangeKind.CHANGE_KIND_DESTROY,
   "kv.metadata": ChangeKind.CHANGE_KIND_METADATA,
+  // A failed rotation changes the metadata (its failure count and reason).
+  "kv.rotationFailed": ChangeKind.CHANGE_KIND_METADATA,
   "kv.deleteAll": ChangeKind.CHANGE_KIND_DELETE_ALL,
 };
 

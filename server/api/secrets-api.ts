@@ -32,12 +32,16 @@ import {
   validatePath,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
+import { generatorFromWire, generatorToWire } from "../lifecycle/generator-wire.js";
+import type { Rotator } from "../lifecycle/rotator.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 
 export interface SecretsApiParts {
+  /** Rotations (scheduled by the leader, and Rotate). */
+  readonly rotator: Rotator;
   readonly raft: () => RaftNode<ApplyResult | null>;
   readonly state: SecretStateMachine;
   readonly barrier: Barrier;
@@ -86,6 +90,16 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
       serving,
     ),
     history: method(service.history, "local", (request, context) => api.history(request, context), serving),
+    rotate: method(
+      service.rotate,
+      "leader",
+      async (request, context) => {
+        requireServing(parts.keeper, context);
+        validatePath(request.path, parts.limits);
+        return await parts.rotator.rotateNow(request.path);
+      },
+      serving,
+    ),
   };
 }
 
@@ -194,6 +208,8 @@ class SecretsApi {
       ...(request.owner === undefined ? {} : { owner: request.owner }),
       ...(request.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: request.rotationPeriodMs }),
       ...(request.replaceCustom ? { custom: request.custom } : {}),
+      ...(request.rotationOverlapMs === undefined ? {} : { rotationOverlapMs: request.rotationOverlapMs }),
+      ...generatorChange(request),
     };
     const { index } = await this.propose({ op: "kv.metadata", path: request.path, changes, at: Date.now() });
     return { revision: index };
@@ -242,5 +258,21 @@ function toWireMetadata(path: string, metadata: StoredMetadata): SecretMetadata 
     owner: metadata.owner,
     rotationPeriodMs: metadata.rotationPeriodMs,
     custom: { ...metadata.custom },
+    generator: generatorToWire(metadata.generator),
+    rotationOverlapMs: metadata.rotationOverlapMs,
+    lastRotatedMs: metadata.lastRotated,
+    nextRotationMs: metadata.nextRotationAt,
+    rotationFailures: metadata.rotationFailures,
+    lastRotationError: metadata.lastRotationError,
   };
+}
+
+/** UpdateMetadata's generator: set (validated), cleared, or left as it is. */
+function generatorChange(request: UpdateMetadataRequest): Pick<SecretMetadataChanges, "generator"> {
+  if (request.clearGenerator) {
+    if (request.generator !== undefined)
+      throw new NodeError("INVALID_ARGUMENT", "give a generator or clear_generator, not both");
+    return { generator: null };
+  }
+  return request.generator === undefined ? {} : { generator: generatorFromWire(request.generator) };
 }

@@ -19,6 +19,13 @@ export interface SecretMetadataChanges {
   readonly rotationPeriodMs?: number;
   /** Replaces the whole custom metadata map. */
   readonly custom?: Readonly<Record<string, string>>;
+  /**
+   * What a rotation writes (server/lifecycle/generators.ts; opaque here, validated by the
+   * proposer); null removes it and with it the schedule.
+   */
+  readonly generator?: Readonly<Record<string, unknown>> | null;
+  /** How long the version a rotation replaced stays readable (0: not after the rotation). */
+  readonly rotationOverlapMs?: number;
 }
 
 export type SecretCommand =
@@ -27,6 +34,15 @@ export type SecretCommand =
       readonly path: string;
       readonly ciphertext: Uint8Array;
       readonly cas: number | null;
+      readonly at: number;
+      /** Written by a rotation: the version it replaces stops being served after the overlap. */
+      readonly rotation?: true;
+    }
+  | {
+      /** A rotation that failed: counted, its reason kept, the next attempt scheduled with backoff. */
+      readonly op: "kv.rotationFailed";
+      readonly path: string;
+      readonly error: string;
       readonly at: number;
     }
   | {
@@ -156,13 +172,20 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
       if (cas !== null && !(Number.isSafeInteger(cas) && (cas as number) >= 0))
         fail("cas is neither null nor a version");
       const bytes = ciphertext as Uint8Array;
+      if (record.rotation !== undefined && record.rotation !== true) fail("rotation is not true");
       return {
         op,
         path: p,
         ciphertext: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         cas: cas as number | null,
         at: t,
+        ...(record.rotation === true ? { rotation: true as const } : {}),
       };
+    }
+    case "kv.rotationFailed": {
+      const { error } = record;
+      if (typeof error !== "string") fail("error is not a string");
+      return { op, path: p, error: error as string, at: t };
     }
     case "kv.delete":
     case "kv.undelete":

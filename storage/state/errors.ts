@@ -8,6 +8,8 @@ export type StateErrorCode =
   | "NOT_FOUND"
   | "CAS_MISMATCH"
   | "CAS_REQUIRED"
+  /** A rotation of a secret that has no rotation policy (generator and period). */
+  | "NOT_ROTATING"
   | "MALFORMED_COMMAND"
   | "STORAGE_CORRUPT";
 

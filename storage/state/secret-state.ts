@@ -39,6 +39,8 @@ export interface VersionRecord {
   readonly created: number;
   readonly deleted: number | null;
   readonly destroyed: boolean;
+  /** A rotation replaced it: it is not served from this time on (its overlap ended). */
+  readonly retireAt?: number;
 }
 
 export interface SecretMetadata {
@@ -54,6 +56,23 @@ export interface SecretMetadata {
   readonly custom: Readonly<Record<string, string>>;
   /** Kept versions by number (trimmed ones are gone). */
   readonly versions: Readonly<Record<string, VersionRecord>>;
+  /** What a rotation writes (opaque here: server/lifecycle/generators.ts), or null: not rotated. */
+  readonly generator: Readonly<Record<string, unknown>> | null;
+  readonly rotationOverlapMs: number;
+  /** When its value last changed on a rotating secret (a rotation or a write), 0: never. */
+  readonly lastRotated: number;
+  /** When the leader rotates it next (0: not scheduled); set by every apply that changes it. */
+  readonly nextRotationAt: number;
+  /** Rotations failed since the last one that succeeded, and the last one's reason. */
+  readonly rotationFailures: number;
+  readonly lastRotationError: string;
+}
+
+/** A secret whose rotation is due: its path, the version a rotation replaces, and since when. */
+export interface DueRotation {
+  readonly path: string;
+  readonly version: number;
+  readonly dueAt: number;
 }
 
 export type ApplyResult =
@@ -88,6 +107,10 @@ const synced = { sync: true } as const;
 
 export class SecretStateMachine {
   private applied = 0;
+  /** Every rotating secret's next rotation (path → version it replaces, when): the leader's schedule. */
+  private readonly rotations = new Map<string, { readonly version: number; readonly dueAt: number }>();
+  /** Schedule changes of the command being applied, made only once its batch is written. */
+  private scheduleChanges: [string, SecretMetadata | null][] = [];
   private appliedListener: ((index: number, command: SecretCommand, version: number | null) => void) | null =
     null;
 
@@ -116,6 +139,7 @@ export class SecretStateMachine {
     const machine = new SecretStateMachine(directory, db, limits);
     try {
       await machine.guard(machine.loadAppliedIndex());
+      await machine.guard(machine.loadRotationSchedule());
     } catch (error) {
       await db.close();
       throw error;
@@ -133,6 +157,35 @@ export class SecretStateMachine {
 
   appliedIndex(): number {
     return this.applied;
+  }
+
+  /** Reads every secret's schedule into memory (at open, and after a restore or a load). */
+  private async loadRotationSchedule(): Promise<void> {
+    this.rotations.clear();
+    for await (const [key, value] of this.db.iterator({
+      gte: Uint8Array.of(metadataKind),
+      lt: Uint8Array.of(metadataKind + 1),
+    })) {
+      this.noteSchedule(decoder.decode(key.subarray(1)), normalizeMetadata(packr.unpack(value)));
+    }
+  }
+
+  private noteSchedule(path: string, metadata: SecretMetadata | null): void {
+    if (metadata === null || metadata.nextRotationAt === 0) this.rotations.delete(path);
+    else this.rotations.set(path, { version: metadata.current, dueAt: metadata.nextRotationAt });
+  }
+
+  /** Secrets whose rotation is due at `now`, the longest overdue first, at most `limit`. */
+  dueRotations(now: number, limit: number): DueRotation[] {
+    const due: DueRotation[] = [];
+    for (const [path, { version, dueAt }] of this.rotations)
+      if (dueAt <= now) due.push({ path, version, dueAt });
+    return due.sort((a, b) => a.dueAt - b.dueAt).slice(0, limit);
+  }
+
+  /** How many secrets are scheduled to rotate. */
+  scheduledRotations(): number {
+    return this.rotations.size;
   }
 
   /**
@@ -170,17 +223,22 @@ export class SecretStateMachine {
     const batch: LevelBatch = [];
     let result: ApplyResult;
     let command: SecretCommand | null = null;
+    this.scheduleChanges = [];
     try {
       command = decodeCommand(data);
       result = await this.plan(command, batch);
     } catch (error) {
       if (!(error instanceof StateError)) throw error;
       batch.length = 0;
+      this.scheduleChanges = [];
       result = { ok: false, code: error.code, message: error.message };
     }
     batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
     await this.db.batch(batch, unsynced);
     this.applied = index;
+    for (const [path, metadata] of this.scheduleChanges) this.noteSchedule(path, metadata);
+    this.scheduleChanges = [];
+    if (result.ok && command?.op === "state.load") await this.loadRotationSchedule();
     if (result.ok && command !== null) this.appliedListener?.(index, command, result.version);
     return result;
   }
@@ -240,6 +298,7 @@ export class SecretStateMachine {
       synced,
     );
     this.applied = appliedIndex;
+    await this.loadRotationSchedule();
   }
 
   /** Makes every apply so far durable (one synced write flushes LevelDB's log). */
@@ -253,7 +312,7 @@ export class SecretStateMachine {
   async metadata(path: string): Promise<SecretMetadata | null> {
     validatePath(path, this.limits);
     const value = await this.guard(this.db.get(metadataKey(path)));
-    return value === undefined ? null : (packr.unpack(value) as SecretMetadata);
+    return value === undefined ? null : normalizeMetadata(packr.unpack(value));
   }
 
   /**
@@ -283,6 +342,8 @@ export class SecretStateMachine {
     if (kept.deleted !== null) missing("is deleted");
     if (metadata.deleteVersionAfterMs > 0 && now >= kept.created + metadata.deleteVersionAfterMs)
       missing("has expired");
+    if (kept.retireAt !== undefined && now >= kept.retireAt)
+      missing("was replaced by a rotation and its overlap has ended");
     const ciphertext = await this.db.get(versionKey(path, wanted));
     if (ciphertext === undefined)
       throw new StateError("NOT_FOUND", `version ${wanted} of ${path} has no stored value`);
@@ -387,11 +448,14 @@ export class SecretStateMachine {
         return this.planVersionChange(command, existing, batch);
       case "kv.metadata":
         return this.planMetadata(command, existing, batch);
+      case "kv.rotationFailed":
+        return this.planRotationFailed(command, existing, batch);
       case "kv.deleteAll": {
         if (existing === null) throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
         for (const version of Object.keys(existing.versions))
           batch.push({ type: "del", key: versionKey(command.path, Number(version)) });
         batch.push({ type: "del", key: metadataKey(command.path) });
+        this.scheduleChanges.push([command.path, null]);
         return { ok: true, version: null };
       }
     }
@@ -454,11 +518,31 @@ export class SecretStateMachine {
       ...base.versions,
       [String(version)]: { created: command.at, deleted: null, destroyed: false },
     };
+    // A rotation retires the version it replaces once the overlap ends.
+    const replaced = versions[String(base.current)];
+    if (command.rotation === true && replaced !== undefined)
+      versions[String(base.current)] = { ...replaced, retireAt: command.at + base.rotationOverlapMs };
+    const rotating = base.generator !== null && base.rotationPeriodMs > 0;
     const metadata = this.trim(
       command.path,
-      { ...base, current: version, updated: command.at, versions },
+      {
+        ...base,
+        current: version,
+        updated: command.at,
+        versions,
+        // A new value on a rotating secret, by rotation or by hand, starts its next period.
+        ...(rotating
+          ? {
+              lastRotated: command.at,
+              nextRotationAt: nextRotation(command.path, version, command.at, base),
+              rotationFailures: 0,
+              lastRotationError: "",
+            }
+          : {}),
+      },
       batch,
     );
+    this.scheduleChanges.push([command.path, metadata]);
     batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
     batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(metadata) });
     await this.countEncryption(command.ciphertext, batch);
@@ -554,8 +638,24 @@ export class SecretStateMachine {
     ) {
       throw new StateError("INVALID_ARGUMENT", "owner must be a string of at most 256 bytes");
     }
+    if (
+      changes.rotationOverlapMs !== undefined &&
+      (!Number.isSafeInteger(changes.rotationOverlapMs) || changes.rotationOverlapMs < 0)
+    ) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        "rotationOverlapMs must be a non-negative integer of milliseconds",
+      );
+    }
+    if (
+      changes.generator !== undefined &&
+      changes.generator !== null &&
+      (typeof changes.generator !== "object" || Array.isArray(changes.generator))
+    ) {
+      throw new StateError("INVALID_ARGUMENT", "generator must be a map or null");
+    }
     const base = existing ?? this.newMetadata(command.at);
-    const updated: SecretMetadata = {
+    const changed: SecretMetadata = {
       ...base,
       ...(changes.maxVersions === undefined ? {} : { maxVersions: changes.maxVersions }),
       ...(changes.casRequired === undefined ? {} : { casRequired: changes.casRequired }),
@@ -565,13 +665,58 @@ export class SecretStateMachine {
       ...(changes.owner === undefined ? {} : { owner: changes.owner }),
       ...(changes.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: changes.rotationPeriodMs }),
       ...(changes.custom === undefined ? {} : { custom: { ...changes.custom } }),
+      ...(changes.generator === undefined ? {} : { generator: changes.generator }),
+      ...(changes.rotationOverlapMs === undefined ? {} : { rotationOverlapMs: changes.rotationOverlapMs }),
       updated: command.at,
     };
-    batch.push({
-      type: "put",
-      key: metadataKey(command.path),
-      value: packr.pack(this.trim(command.path, updated, batch)),
-    });
+    // The schedule follows the policy: a period from the last rotation (or from now, the first
+    // time); due at once if that is past; none without a period or a generator.
+    const scheduleChanged =
+      changes.rotationPeriodMs !== undefined || changes.generator !== undefined || base.nextRotationAt === 0;
+    const updated: SecretMetadata = scheduleChanged
+      ? {
+          ...changed,
+          nextRotationAt: Math.max(
+            command.at,
+            nextRotation(
+              command.path,
+              changed.current,
+              changed.lastRotated > 0 ? changed.lastRotated : command.at,
+              changed,
+            ),
+          ),
+        }
+      : changed;
+    const scheduled =
+      updated.generator === null || updated.rotationPeriodMs === 0
+        ? { ...updated, nextRotationAt: 0 }
+        : updated;
+    const trimmed = this.trim(command.path, scheduled, batch);
+    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(trimmed) });
+    this.scheduleChanges.push([command.path, trimmed]);
+    return { ok: true, version: null };
+  }
+
+  /** Counts a failed rotation and schedules the next attempt: 2 s, 4 s, ... at most a period. */
+  private planRotationFailed(
+    command: Extract<SecretCommand, { op: "kv.rotationFailed" }>,
+    existing: SecretMetadata | null,
+    batch: LevelBatch,
+  ): ApplyResult {
+    if (existing === null) throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
+    if (existing.nextRotationAt === 0)
+      throw new StateError("NOT_ROTATING", `${command.path} is not scheduled to rotate`);
+    const failures = existing.rotationFailures + 1;
+    const backoffMs = Math.min(existing.rotationPeriodMs, 1000 * 2 ** Math.min(failures, 20));
+    const updated: SecretMetadata = {
+      ...existing,
+      rotationFailures: failures,
+      lastRotationError: command.error.slice(0, 512),
+      nextRotationAt: command.at + Math.max(1000, backoffMs),
+      updated: command.at,
+    };
+    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(updated) });
+    this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
   }
 
@@ -601,13 +746,45 @@ export class SecretStateMachine {
       rotationPeriodMs: 0,
       custom: {},
       versions: {},
+      generator: null,
+      rotationOverlapMs: 0,
+      lastRotated: 0,
+      nextRotationAt: 0,
+      rotationFailures: 0,
+      lastRotationError: "",
     };
   }
 
   private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
     const value = await this.db.get(metadataKey(path));
-    return value === undefined ? null : (packr.unpack(value) as SecretMetadata);
+    return value === undefined ? null : normalizeMetadata(packr.unpack(value));
   }
+}
+
+/** A stored record, with the fields that records written before they existed lack filled in. */
+function normalizeMetadata(raw: unknown): SecretMetadata {
+  const record = raw as Partial<SecretMetadata> & Omit<SecretMetadata, "generator">;
+  return {
+    ...record,
+    generator: record.generator ?? null,
+    rotationOverlapMs: record.rotationOverlapMs ?? 0,
+    lastRotated: record.lastRotated ?? 0,
+    nextRotationAt: record.nextRotationAt ?? 0,
+    rotationFailures: record.rotationFailures ?? 0,
+    lastRotationError: record.lastRotationError ?? "",
+  };
+}
+
+/**
+ * When a secret written at `from` (as `version`) rotates next: a period later, plus a jitter of up
+ * to a tenth of the period (at most an hour) so that secrets created together do not rotate in one
+ * burst. The jitter is a hash of the path and version: every replica computes the same time.
+ */
+function nextRotation(path: string, version: number, from: number, metadata: SecretMetadata): number {
+  if (metadata.generator === null || metadata.rotationPeriodMs <= 0) return 0;
+  const spread = Math.min(metadata.rotationPeriodMs * 0.1, 3_600_000);
+  const hash = createHash("sha256").update(`${path}\u0000${version}`).digest();
+  return from + metadata.rotationPeriodMs + Math.floor((hash.readUInt32BE(0) / 0x1_0000_0000) * spread);
 }
 
 function metadataKey(path: string): Uint8Array {

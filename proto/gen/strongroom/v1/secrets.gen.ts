@@ -210,11 +210,65 @@ export interface SecretMetadata {
   owner: string;
   rotationPeriodMs: number;
   custom: { [key: string]: string };
+  /** What a rotation writes; absent: the secret is not rotated by the cluster. */
+  generator:
+    | RotationGenerator
+    | undefined;
+  /** How long the version a rotation replaced stays readable (0: not after the rotation). */
+  rotationOverlapMs: number;
+  /** When the cluster last rotated the secret (0: never), and when it rotates it next (0: not scheduled). */
+  lastRotatedMs: number;
+  nextRotationMs: number;
+  /** Rotations that failed since the last one that succeeded, and why the last failed. */
+  rotationFailures: number;
+  lastRotationError: string;
 }
 
 export interface SecretMetadata_CustomEntry {
   key: string;
   value: string;
+}
+
+/** How a rotation makes the next value. */
+export interface RotationGenerator {
+  kind:
+    | { $case: "randomBytes"; value: RandomBytesGenerator }
+    | { $case: "password"; value: PasswordGenerator }
+    | { $case: "ed25519"; value: Ed25519Generator }
+    | { $case: "rsa"; value: RsaGenerator }
+    | undefined;
+}
+
+/** `length` random bytes (16-4096), encoded as `encoding`: base64 (default), hex or raw. */
+export interface RandomBytesGenerator {
+  length: number;
+  encoding: string;
+}
+
+/** A password of `length` (8-256) characters with at least `min_*` of each class (default 1 each). */
+export interface PasswordGenerator {
+  length: number;
+  minLower?: number | undefined;
+  minUpper?: number | undefined;
+  minDigits?: number | undefined;
+  minSymbols?:
+    | number
+    | undefined;
+  /** The symbols allowed (default !#$%&()*+,-.:;<=>?@[]^_{|}~); empty with min_symbols 0: none. */
+  symbols?: string | undefined;
+}
+
+/** An Ed25519 key pair: the PKCS#8 private key then the SPKI public key, PEM. */
+export interface Ed25519Generator {
+}
+
+/** An RSA key pair of `bits` (2048, 3072 or 4096), PEM as for Ed25519. */
+export interface RsaGenerator {
+  bits: number;
+}
+
+export interface RotateRequest {
+  path: string;
 }
 
 export interface UpdateMetadataRequest {
@@ -229,6 +283,10 @@ export interface UpdateMetadataRequest {
   /** Replaces the custom metadata when `replace_custom` is true. */
   custom: { [key: string]: string };
   replaceCustom: boolean;
+  /** Sets the rotation generator; `clear_generator` removes it (the secret stops rotating). */
+  generator: RotationGenerator | undefined;
+  clearGenerator: boolean;
+  rotationOverlapMs?: number | undefined;
 }
 
 export interface UpdateMetadataRequest_CustomEntry {
@@ -1064,6 +1122,12 @@ function createBaseSecretMetadata(): SecretMetadata {
     owner: "",
     rotationPeriodMs: 0,
     custom: {},
+    generator: undefined,
+    rotationOverlapMs: 0,
+    lastRotatedMs: 0,
+    nextRotationMs: 0,
+    rotationFailures: 0,
+    lastRotationError: "",
   };
 }
 
@@ -1099,6 +1163,24 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
     globalThis.Object.entries(message.custom).forEach(([key, value]: [string, string]) => {
       SecretMetadata_CustomEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
     });
+    if (message.generator !== undefined) {
+      RotationGenerator.encode(message.generator, writer.uint32(90).fork()).join();
+    }
+    if (message.rotationOverlapMs !== 0) {
+      writer.uint32(96).uint64(message.rotationOverlapMs);
+    }
+    if (message.lastRotatedMs !== 0) {
+      writer.uint32(104).int64(message.lastRotatedMs);
+    }
+    if (message.nextRotationMs !== 0) {
+      writer.uint32(112).int64(message.nextRotationMs);
+    }
+    if (message.rotationFailures !== 0) {
+      writer.uint32(120).uint32(message.rotationFailures);
+    }
+    if (message.lastRotationError !== "") {
+      writer.uint32(130).string(message.lastRotationError);
+    }
     return writer;
   },
 
@@ -1198,6 +1280,54 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
             }
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.generator = RotationGenerator.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rotationOverlapMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.lastRotatedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.nextRotationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.rotationFailures = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.lastRotationError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1263,6 +1393,32 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
           {},
         )
         : {},
+      generator: isSet(object.generator) ? RotationGenerator.fromJSON(object.generator) : undefined,
+      rotationOverlapMs: isSet(object.rotationOverlapMs)
+        ? globalThis.Number(object.rotationOverlapMs)
+        : isSet(object.rotation_overlap_ms)
+        ? globalThis.Number(object.rotation_overlap_ms)
+        : 0,
+      lastRotatedMs: isSet(object.lastRotatedMs)
+        ? globalThis.Number(object.lastRotatedMs)
+        : isSet(object.last_rotated_ms)
+        ? globalThis.Number(object.last_rotated_ms)
+        : 0,
+      nextRotationMs: isSet(object.nextRotationMs)
+        ? globalThis.Number(object.nextRotationMs)
+        : isSet(object.next_rotation_ms)
+        ? globalThis.Number(object.next_rotation_ms)
+        : 0,
+      rotationFailures: isSet(object.rotationFailures)
+        ? globalThis.Number(object.rotationFailures)
+        : isSet(object.rotation_failures)
+        ? globalThis.Number(object.rotation_failures)
+        : 0,
+      lastRotationError: isSet(object.lastRotationError)
+        ? globalThis.String(object.lastRotationError)
+        : isSet(object.last_rotation_error)
+        ? globalThis.String(object.last_rotation_error)
+        : "",
     };
   },
 
@@ -1303,6 +1459,24 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
           obj.custom[k] = v;
         });
       }
+    }
+    if (message.generator !== undefined) {
+      obj.generator = RotationGenerator.toJSON(message.generator);
+    }
+    if (message.rotationOverlapMs !== 0) {
+      obj.rotationOverlapMs = Math.round(message.rotationOverlapMs);
+    }
+    if (message.lastRotatedMs !== 0) {
+      obj.lastRotatedMs = Math.round(message.lastRotatedMs);
+    }
+    if (message.nextRotationMs !== 0) {
+      obj.nextRotationMs = Math.round(message.nextRotationMs);
+    }
+    if (message.rotationFailures !== 0) {
+      obj.rotationFailures = Math.round(message.rotationFailures);
+    }
+    if (message.lastRotationError !== "") {
+      obj.lastRotationError = message.lastRotationError;
     }
     return obj;
   },
@@ -1383,6 +1557,510 @@ export const SecretMetadata_CustomEntry: MessageFns<SecretMetadata_CustomEntry> 
   },
 };
 
+function createBaseRotationGenerator(): RotationGenerator {
+  return { kind: undefined };
+}
+
+export const RotationGenerator: MessageFns<RotationGenerator> = {
+  encode(message: RotationGenerator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.kind?.$case) {
+      case "randomBytes":
+        RandomBytesGenerator.encode(message.kind.value, writer.uint32(10).fork()).join();
+        break;
+      case "password":
+        PasswordGenerator.encode(message.kind.value, writer.uint32(18).fork()).join();
+        break;
+      case "ed25519":
+        Ed25519Generator.encode(message.kind.value, writer.uint32(26).fork()).join();
+        break;
+      case "rsa":
+        RsaGenerator.encode(message.kind.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotationGenerator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotationGenerator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = { $case: "randomBytes", value: RandomBytesGenerator.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = { $case: "password", value: PasswordGenerator.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.kind = { $case: "ed25519", value: Ed25519Generator.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = { $case: "rsa", value: RsaGenerator.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotationGenerator {
+    return {
+      kind: isSet(object.randomBytes)
+        ? { $case: "randomBytes", value: RandomBytesGenerator.fromJSON(object.randomBytes) }
+        : isSet(object.random_bytes)
+        ? { $case: "randomBytes", value: RandomBytesGenerator.fromJSON(object.random_bytes) }
+        : isSet(object.password)
+        ? { $case: "password", value: PasswordGenerator.fromJSON(object.password) }
+        : isSet(object.ed25519)
+        ? { $case: "ed25519", value: Ed25519Generator.fromJSON(object.ed25519) }
+        : isSet(object.rsa)
+        ? { $case: "rsa", value: RsaGenerator.fromJSON(object.rsa) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: RotationGenerator): unknown {
+    const obj: any = {};
+    if (message.kind?.$case === "randomBytes") {
+      obj.randomBytes = RandomBytesGenerator.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "password") {
+      obj.password = PasswordGenerator.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "ed25519") {
+      obj.ed25519 = Ed25519Generator.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "rsa") {
+      obj.rsa = RsaGenerator.toJSON(message.kind.value);
+    }
+    return obj;
+  },
+};
+
+function createBaseRandomBytesGenerator(): RandomBytesGenerator {
+  return { length: 0, encoding: "" };
+}
+
+export const RandomBytesGenerator: MessageFns<RandomBytesGenerator> = {
+  encode(message: RandomBytesGenerator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.length !== 0) {
+      writer.uint32(8).uint32(message.length);
+    }
+    if (message.encoding !== "") {
+      writer.uint32(18).string(message.encoding);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RandomBytesGenerator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRandomBytesGenerator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.encoding = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RandomBytesGenerator {
+    return {
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      encoding: isSet(object.encoding) ? globalThis.String(object.encoding) : "",
+    };
+  },
+
+  toJSON(message: RandomBytesGenerator): unknown {
+    const obj: any = {};
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.encoding !== "") {
+      obj.encoding = message.encoding;
+    }
+    return obj;
+  },
+};
+
+function createBasePasswordGenerator(): PasswordGenerator {
+  return {
+    length: 0,
+    minLower: undefined,
+    minUpper: undefined,
+    minDigits: undefined,
+    minSymbols: undefined,
+    symbols: undefined,
+  };
+}
+
+export const PasswordGenerator: MessageFns<PasswordGenerator> = {
+  encode(message: PasswordGenerator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.length !== 0) {
+      writer.uint32(8).uint32(message.length);
+    }
+    if (message.minLower !== undefined) {
+      writer.uint32(16).uint32(message.minLower);
+    }
+    if (message.minUpper !== undefined) {
+      writer.uint32(24).uint32(message.minUpper);
+    }
+    if (message.minDigits !== undefined) {
+      writer.uint32(32).uint32(message.minDigits);
+    }
+    if (message.minSymbols !== undefined) {
+      writer.uint32(40).uint32(message.minSymbols);
+    }
+    if (message.symbols !== undefined) {
+      writer.uint32(50).string(message.symbols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PasswordGenerator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePasswordGenerator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minLower = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.minUpper = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.minDigits = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.minSymbols = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.symbols = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PasswordGenerator {
+    return {
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      minLower: isSet(object.minLower)
+        ? globalThis.Number(object.minLower)
+        : isSet(object.min_lower)
+        ? globalThis.Number(object.min_lower)
+        : undefined,
+      minUpper: isSet(object.minUpper)
+        ? globalThis.Number(object.minUpper)
+        : isSet(object.min_upper)
+        ? globalThis.Number(object.min_upper)
+        : undefined,
+      minDigits: isSet(object.minDigits)
+        ? globalThis.Number(object.minDigits)
+        : isSet(object.min_digits)
+        ? globalThis.Number(object.min_digits)
+        : undefined,
+      minSymbols: isSet(object.minSymbols)
+        ? globalThis.Number(object.minSymbols)
+        : isSet(object.min_symbols)
+        ? globalThis.Number(object.min_symbols)
+        : undefined,
+      symbols: isSet(object.symbols) ? globalThis.String(object.symbols) : undefined,
+    };
+  },
+
+  toJSON(message: PasswordGenerator): unknown {
+    const obj: any = {};
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.minLower !== undefined) {
+      obj.minLower = Math.round(message.minLower);
+    }
+    if (message.minUpper !== undefined) {
+      obj.minUpper = Math.round(message.minUpper);
+    }
+    if (message.minDigits !== undefined) {
+      obj.minDigits = Math.round(message.minDigits);
+    }
+    if (message.minSymbols !== undefined) {
+      obj.minSymbols = Math.round(message.minSymbols);
+    }
+    if (message.symbols !== undefined) {
+      obj.symbols = message.symbols;
+    }
+    return obj;
+  },
+};
+
+function createBaseEd25519Generator(): Ed25519Generator {
+  return {};
+}
+
+export const Ed25519Generator: MessageFns<Ed25519Generator> = {
+  encode(_: Ed25519Generator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Ed25519Generator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEd25519Generator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Ed25519Generator {
+    return {};
+  },
+
+  toJSON(_: Ed25519Generator): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseRsaGenerator(): RsaGenerator {
+  return { bits: 0 };
+}
+
+export const RsaGenerator: MessageFns<RsaGenerator> = {
+  encode(message: RsaGenerator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bits !== 0) {
+      writer.uint32(8).uint32(message.bits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RsaGenerator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRsaGenerator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bits = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RsaGenerator {
+    return { bits: isSet(object.bits) ? globalThis.Number(object.bits) : 0 };
+  },
+
+  toJSON(message: RsaGenerator): unknown {
+    const obj: any = {};
+    if (message.bits !== 0) {
+      obj.bits = Math.round(message.bits);
+    }
+    return obj;
+  },
+};
+
+function createBaseRotateRequest(): RotateRequest {
+  return { path: "" };
+}
+
+export const RotateRequest: MessageFns<RotateRequest> = {
+  encode(message: RotateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateRequest {
+    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+  },
+
+  toJSON(message: RotateRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+};
+
 function createBaseUpdateMetadataRequest(): UpdateMetadataRequest {
   return {
     path: "",
@@ -1393,6 +2071,9 @@ function createBaseUpdateMetadataRequest(): UpdateMetadataRequest {
     rotationPeriodMs: undefined,
     custom: {},
     replaceCustom: false,
+    generator: undefined,
+    clearGenerator: false,
+    rotationOverlapMs: undefined,
   };
 }
 
@@ -1421,6 +2102,15 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     });
     if (message.replaceCustom !== false) {
       writer.uint32(64).bool(message.replaceCustom);
+    }
+    if (message.generator !== undefined) {
+      RotationGenerator.encode(message.generator, writer.uint32(74).fork()).join();
+    }
+    if (message.clearGenerator !== false) {
+      writer.uint32(80).bool(message.clearGenerator);
+    }
+    if (message.rotationOverlapMs !== undefined) {
+      writer.uint32(88).uint64(message.rotationOverlapMs);
     }
     return writer;
   },
@@ -1505,6 +2195,30 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
             message.replaceCustom = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.generator = RotationGenerator.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.clearGenerator = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.rotationOverlapMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1560,6 +2274,17 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
         : isSet(object.replace_custom)
         ? globalThis.Boolean(object.replace_custom)
         : false,
+      generator: isSet(object.generator) ? RotationGenerator.fromJSON(object.generator) : undefined,
+      clearGenerator: isSet(object.clearGenerator)
+        ? globalThis.Boolean(object.clearGenerator)
+        : isSet(object.clear_generator)
+        ? globalThis.Boolean(object.clear_generator)
+        : false,
+      rotationOverlapMs: isSet(object.rotationOverlapMs)
+        ? globalThis.Number(object.rotationOverlapMs)
+        : isSet(object.rotation_overlap_ms)
+        ? globalThis.Number(object.rotation_overlap_ms)
+        : undefined,
     };
   },
 
@@ -1594,6 +2319,15 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     }
     if (message.replaceCustom !== false) {
       obj.replaceCustom = message.replaceCustom;
+    }
+    if (message.generator !== undefined) {
+      obj.generator = RotationGenerator.toJSON(message.generator);
+    }
+    if (message.clearGenerator !== false) {
+      obj.clearGenerator = message.clearGenerator;
+    }
+    if (message.rotationOverlapMs !== undefined) {
+      obj.rotationOverlapMs = Math.round(message.rotationOverlapMs);
     }
     return obj;
   },
@@ -2136,6 +2870,16 @@ export const SecretsService = {
     responseSerialize: (value: WatchEvent): Buffer => Buffer.from(WatchEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchEvent => WatchEvent.decode(value),
   },
+  /** Rotates a secret now: a new version from its generator (the secret must have one). */
+  rotate: {
+    path: "/strongroom.v1.Secrets/Rotate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateRequest): Buffer => Buffer.from(RotateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateRequest => RotateRequest.decode(value),
+    responseSerialize: (value: PutResponse): Buffer => Buffer.from(PutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutResponse => PutResponse.decode(value),
+  },
 } as const;
 
 export interface SecretsServer extends UntypedServiceImplementation {
@@ -2159,6 +2903,8 @@ export interface SecretsServer extends UntypedServiceImplementation {
    * after a disconnect) or from now. Events name what changed, never a value: read it with Get.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
+  /** Rotates a secret now: a new version from its generator (the secret must have one). */
+  rotate: handleUnaryCall<RotateRequest, PutResponse>;
 }
 
 export interface SecretsClient extends Client {
@@ -2300,6 +3046,22 @@ export interface SecretsClient extends Client {
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
   watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchEvent>;
+  /** Rotates a secret now: a new version from its generator (the secret must have one). */
+  rotate(
+    request: RotateRequest,
+    callback: (error: ServiceError | null, response: PutResponse) => void,
+  ): ClientUnaryCall;
+  rotate(
+    request: RotateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutResponse) => void,
+  ): ClientUnaryCall;
+  rotate(
+    request: RotateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const SecretsClient = makeGenericClientConstructor(SecretsService, "strongroom.v1.Secrets") as unknown as {

@@ -1,0 +1,104 @@
+// `kv metadata --generator SPEC`: a rotation generator in one word, for the command line.
+//
+//   random-bytes:LENGTH[:base64|hex|raw]   e.g. random-bytes:32
+//   password:LENGTH[:lower=N,upper=N,digits=N,symbols=N]   e.g. password:24:symbols=0
+//   ed25519
+//   rsa:BITS                               e.g. rsa:3072
+//   none                                   stop rotating (the generator is removed)
+//
+// The server validates the values (lengths, minimums); this only reads the shape.
+
+import type { RotationGenerator } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { UsageError } from "./client-connection.js";
+
+export type GeneratorFlag =
+  | { readonly clear: true }
+  | { readonly clear: false; readonly generator: RotationGenerator };
+
+export function parseGeneratorFlag(text: string): GeneratorFlag {
+  const [kind, first, second, ...rest] = text.split(":");
+  const number = (value: string | undefined, what: string) => {
+    if (value === undefined || !/^\d+$/.test(value))
+      throw new UsageError(`--generator ${kind}: ${what} must be a number`);
+    return Number(value);
+  };
+  const extra = (allowed: number) => {
+    if ([first, second, ...rest].filter((part) => part !== undefined).length > allowed)
+      throw new UsageError(`--generator ${kind}: too many parts in ${JSON.stringify(text)}`);
+  };
+  switch (kind) {
+    case "none":
+      extra(0);
+      return { clear: true };
+    case "random-bytes":
+      extra(2);
+      return {
+        clear: false,
+        generator: {
+          kind: {
+            $case: "randomBytes",
+            value: { length: number(first, "the length"), encoding: second ?? "" },
+          },
+        },
+      };
+    case "password": {
+      extra(2);
+      const minimums: Record<string, number> = {};
+      for (const pair of (second ?? "").split(",").filter((part) => part !== "")) {
+        const [name, value] = pair.split("=");
+        if (name === undefined || !["lower", "upper", "digits", "symbols"].includes(name))
+          throw new UsageError(
+            `--generator password: ${JSON.stringify(name)} is not lower, upper, digits or symbols`,
+          );
+        minimums[name] = number(value, name);
+      }
+      return {
+        clear: false,
+        generator: {
+          kind: {
+            $case: "password",
+            value: {
+              length: number(first, "the length"),
+              ...(minimums.lower === undefined ? {} : { minLower: minimums.lower }),
+              ...(minimums.upper === undefined ? {} : { minUpper: minimums.upper }),
+              ...(minimums.digits === undefined ? {} : { minDigits: minimums.digits }),
+              ...(minimums.symbols === undefined ? {} : { minSymbols: minimums.symbols }),
+            },
+          },
+        },
+      };
+    }
+    case "ed25519":
+      extra(0);
+      return { clear: false, generator: { kind: { $case: "ed25519", value: {} } } };
+    case "rsa":
+      extra(1);
+      return {
+        clear: false,
+        generator: { kind: { $case: "rsa", value: { bits: number(first, "the bits") } } },
+      };
+    default:
+      throw new UsageError(
+        `--generator: ${JSON.stringify(kind)} is not random-bytes:LENGTH, password:LENGTH, ed25519, rsa:BITS or none`,
+      );
+  }
+}
+
+/** The generator as the flag spells it, for the metadata table. */
+export function describeGenerator(generator: RotationGenerator | undefined): string {
+  const kind = generator?.kind;
+  switch (kind?.$case) {
+    case "randomBytes":
+      return `random-bytes:${kind.value.length}:${kind.value.encoding}`;
+    case "password": {
+      const { length, minLower, minUpper, minDigits, minSymbols } = kind.value;
+      return `password:${length}:lower=${minLower},upper=${minUpper},digits=${minDigits},symbols=${minSymbols}`;
+    }
+    case "ed25519":
+      return "ed25519";
+    case "rsa":
+      return `rsa:${kind.value.bits}`;
+    default:
+      return "-";
+  }
+}
