@@ -1,15 +1,16 @@
 // `kv metadata --generator SPEC`: a rotation generator in one word, for the command line.
 //
 //   random-bytes:LENGTH[:base64|hex|raw]   e.g. random-bytes:32
-//   password:LENGTH[:lower=N,upper=N,digits=N,symbols=N]   e.g. password:24:symbols=0
+//   password:LENGTH[:lower=N,upper=N,digits=N,symbols=N]   at least N of each class; symbols=0
+//                                          leaves symbols out entirely (e.g. password:24:symbols=0)
 //   ed25519
 //   rsa:BITS                               e.g. rsa:3072
 //   none                                   stop rotating (the generator is removed)
 //
 // The server validates the values (lengths, minimums); this only reads the shape.
 
+import { InvalidArgumentError } from "commander";
 import type { RotationGenerator } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import { UsageError } from "./client-connection.js";
 
 export type GeneratorFlag =
   | { readonly clear: true }
@@ -19,12 +20,12 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
   const [kind, first, second, ...rest] = text.split(":");
   const number = (value: string | undefined, what: string) => {
     if (value === undefined || !/^\d+$/.test(value))
-      throw new UsageError(`--generator ${kind}: ${what} must be a number`);
+      throw new InvalidArgumentError(`--generator ${kind}: ${what} must be a number`);
     return Number(value);
   };
   const extra = (allowed: number) => {
     if ([first, second, ...rest].filter((part) => part !== undefined).length > allowed)
-      throw new UsageError(`--generator ${kind}: too many parts in ${JSON.stringify(text)}`);
+      throw new InvalidArgumentError(`--generator ${kind}: too many parts in ${JSON.stringify(text)}`);
   };
   switch (kind) {
     case "none":
@@ -47,7 +48,7 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
       for (const pair of (second ?? "").split(",").filter((part) => part !== "")) {
         const [name, value] = pair.split("=");
         if (name === undefined || !["lower", "upper", "digits", "symbols"].includes(name))
-          throw new UsageError(
+          throw new InvalidArgumentError(
             `--generator password: ${JSON.stringify(name)} is not lower, upper, digits or symbols`,
           );
         minimums[name] = number(value, name);
@@ -63,6 +64,8 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
               ...(minimums.upper === undefined ? {} : { minUpper: minimums.upper }),
               ...(minimums.digits === undefined ? {} : { minDigits: minimums.digits }),
               ...(minimums.symbols === undefined ? {} : { minSymbols: minimums.symbols }),
+              // symbols=0 leaves symbols out entirely (some systems refuse them).
+              ...(minimums.symbols === 0 ? { symbols: "" } : {}),
             },
           },
         },
@@ -78,7 +81,7 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
         generator: { kind: { $case: "rsa", value: { bits: number(first, "the bits") } } },
       };
     default:
-      throw new UsageError(
+      throw new InvalidArgumentError(
         `--generator: ${JSON.stringify(kind)} is not random-bytes:LENGTH, password:LENGTH, ed25519, rsa:BITS or none`,
       );
   }

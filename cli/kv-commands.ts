@@ -196,6 +196,8 @@ export function registerClientCommands(program: Command, output: Output = proces
       "what a rotation writes: random-bytes:LENGTH[:hex|raw], password:LENGTH[:lower=N,upper=N,digits=N,symbols=N], ed25519, rsa:BITS, or none",
       parseGeneratorFlag,
     )
+    .option("--expires-at <time>", "when the whole secret expires: an ISO 8601 time, or never", expiryTime)
+    .option("--expires-in <duration>", "the secret expires this long from now", duration("--expires-in"))
     .option(
       "--rotation-overlap <duration>",
       "how long the version a rotation replaced stays readable (0: not after the rotation)",
@@ -212,11 +214,17 @@ export function registerClientCommands(program: Command, output: Output = proces
           rotationPeriod?: number;
           generator?: GeneratorFlag;
           rotationOverlap?: number;
+          expiresAt?: number;
+          expiresIn?: number;
         },
       ) =>
         run(output, async () => {
           if (options.casRequired !== undefined && !["true", "false"].includes(options.casRequired))
             throw new UsageError("--cas-required is true or false");
+          if (options.expiresAt !== undefined && options.expiresIn !== undefined)
+            throw new UsageError("give --expires-at or --expires-in, not both");
+          const expiresAtMs =
+            options.expiresIn !== undefined ? Date.now() + options.expiresIn : options.expiresAt;
           const changes = {
             ...(options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions }),
             ...(options.casRequired === undefined ? {} : { casRequired: options.casRequired === "true" }),
@@ -226,6 +234,7 @@ export function registerClientCommands(program: Command, output: Output = proces
             ...(options.owner === undefined ? {} : { owner: options.owner }),
             ...(options.rotationPeriod === undefined ? {} : { rotationPeriodMs: options.rotationPeriod }),
             ...(options.rotationOverlap === undefined ? {} : { rotationOverlapMs: options.rotationOverlap }),
+            ...(expiresAtMs === undefined ? {} : { expiresAtMs }),
             ...(options.generator === undefined
               ? {}
               : options.generator.clear
@@ -238,6 +247,37 @@ export function registerClientCommands(program: Command, output: Output = proces
           });
           emit(output, options.format, metadata, () => metadataTable(metadata));
         }),
+    );
+
+  command("stale")
+    .argument("[prefix]", 'a prefix ending in "/" (default: everything the caller may list)', "")
+    .description(
+      "secrets that need an operator: expired, expiring soon, or overdue for rotation (exit 3 if any)",
+    )
+    .option(
+      "--expiring-within <duration>",
+      "list secrets expiring within this long too",
+      duration("--expiring-within"),
+      7 * 24 * 3_600_000,
+    )
+    .action((prefix: string, options: Formatted & { expiringWithin: number }) =>
+      run(output, async () => {
+        const report = await withClient(options, (client) =>
+          client.secrets.stale({ prefix, expiringWithinMs: options.expiringWithin, limit: 1000 }),
+        );
+        emit(output, options.format, report, () =>
+          report.secrets.length === 0
+            ? "nothing stale\n"
+            : rows(
+                report.secrets.map((secret) => [
+                  secret.path,
+                  `${secret.reason} ${when(secret.atMs)}${secret.owner === "" ? "" : ` (owner ${secret.owner})`}`,
+                ]),
+              ) + (report.truncated ? "(more: narrow the prefix)\n" : ""),
+        );
+        // A non-zero exit a cron job or a CI step can act on.
+        if (report.secrets.length > 0) output.exit(3);
+      }),
     );
 
   command("rotate")
@@ -338,6 +378,17 @@ export function registerClientCommands(program: Command, output: Output = proces
     );
 }
 
+/** --expires-at: an ISO 8601 time (ms since the epoch), or "never" (0: the expiry removed). */
+function expiryTime(text: string): number {
+  if (text === "never") return 0;
+  const at = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(at))
+    throw new InvalidArgumentError(
+      `--expires-at takes an ISO 8601 time (e.g. 2027-01-31T00:00:00Z) or never, not ${JSON.stringify(text)}`,
+    );
+  return at;
+}
+
 function kindName(kind: number): string {
   return (
     ["unspecified", "put", "delete", "undelete", "destroy", "metadata", "delete-all"][kind] ?? String(kind)
@@ -359,6 +410,7 @@ function metadataTable(metadata: SecretMetadata): string {
     ["rotation overlap", `${metadata.rotationOverlapMs} ms`],
     ["last rotated", metadata.lastRotatedMs === 0 ? "never" : when(metadata.lastRotatedMs)],
     ["next rotation", metadata.nextRotationMs === 0 ? "-" : when(metadata.nextRotationMs)],
+    ["expires", metadata.expiresAtMs === 0 ? "never" : when(metadata.expiresAtMs)],
     [
       "rotation failures",
       metadata.rotationFailures === 0

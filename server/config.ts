@@ -126,9 +126,10 @@ export const nodeConfigSchema = z
         watchersPerIdentityMax: z.number().int().min(1).max(100_000).default(100),
       })
       .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000, watchersPerIdentityMax: 100 }),
+    /** The leader's lifecycle sweeps: secrets due to rotate, and expired secrets to erase. */
     rotation: z
       .strictObject({
-        /** How often the leader looks for secrets due to rotate. */
+        /** How often the leader looks for secrets due to rotate (and expired ones to erase). */
         sweepMs: z.number().int().min(100).max(3_600_000).default(1000),
         /** Rotations started per sweep, at most (a backlog drains over several sweeps). */
         perSweepMax: z.number().int().min(1).max(10_000).default(50),

@@ -100,6 +100,7 @@ const stateStatuses: Record<StateErrorCode, status> = {
   CAS_MISMATCH: status.ABORTED,
   CAS_REQUIRED: status.FAILED_PRECONDITION,
   NOT_ROTATING: status.FAILED_PRECONDITION,
+  EXPIRED: status.NOT_FOUND,
   MALFORMED_COMMAND: status.INTERNAL,
   STORAGE_CORRUPT: status.INTERNAL,
 };

@@ -37,6 +37,7 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { handOverLeadership } from "./leadership.js";
+import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
 import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
@@ -92,6 +93,7 @@ export class StrongroomNode {
       /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
       readonly releaseFailpointSignal: () => void;
       readonly rotator: Rotator;
+      readonly expirySweeper: ExpirySweeper;
     },
   ) {}
 
@@ -330,6 +332,19 @@ export class StrongroomNode {
     );
     rotator.start();
     undo.push(() => rotator.stop());
+    const expirySweeper = new ExpirySweeper(
+      {
+        raft: raftNode,
+        state,
+        serving: () => raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed(),
+        registry,
+        onError: (path, reason) =>
+          logger.warn({ path, reason }, "erasing an expired secret failed; retrying"),
+      },
+      config.rotation,
+    );
+    expirySweeper.start();
+    undo.push(() => expirySweeper.stop());
     const secrets = secretsMethods({
       rotator,
       raft: raftNode,
@@ -473,6 +488,7 @@ export class StrongroomNode {
         tidyTimer,
         releaseFailpointSignal,
         rotator,
+        expirySweeper,
       },
     );
     node.startSealedLeaderHandoff();
@@ -500,6 +516,7 @@ export class StrongroomNode {
     clearInterval(this.parts.tidyTimer);
     this.parts.releaseFailpointSignal();
     this.parts.rotator.stop();
+    this.parts.expirySweeper.stop();
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();

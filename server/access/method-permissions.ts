@@ -58,6 +58,8 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Secrets/UpdateMetadata", on(requestPath, "update")],
   ["/strongroom.v1.Secrets/History", on(requestPath, "read")],
   ["/strongroom.v1.Secrets/Watch", on(requestPrefix, "read")],
+  // The report names paths under the prefix, as List does.
+  ["/strongroom.v1.Secrets/Stale", on(requestPrefix, "list")],
   // A rotation writes a new version, as a Put does.
   ["/strongroom.v1.Secrets/Rotate", on(requestPath, "write")],
 

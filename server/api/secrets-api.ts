@@ -4,6 +4,7 @@
 // after the read barrier, and decrypt in memory.
 
 import {
+  Consistency,
   type GetMetadataRequest,
   type GetRequest,
   type GetResponse,
@@ -14,6 +15,8 @@ import {
   type PutResponse,
   type SecretMetadata,
   SecretsService,
+  type StaleRequest,
+  type StaleResponse,
   type UpdateMetadataRequest,
   type VersionsRequest,
   type WriteResponse,
@@ -90,6 +93,7 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
       serving,
     ),
     history: method(service.history, "local", (request, context) => api.history(request, context), serving),
+    stale: method(service.stale, "local", (request, context) => api.stale(request, context), serving),
     rotate: method(
       service.rotate,
       "leader",
@@ -178,6 +182,28 @@ class SecretsApi {
     return { paths: page.paths, next: page.next ?? "" };
   }
 
+  async stale(request: StaleRequest, context: RequestContext): Promise<StaleResponse> {
+    requireServing(this.parts.keeper, context);
+    const limit = request.limit === 0 ? 1000 : request.limit;
+    if (limit > 1000) throw new StateError("INVALID_ARGUMENT", `limit ${limit} is above the largest, 1000`);
+    await this.parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
+    const report = await this.parts.state.staleSecrets(
+      request.prefix,
+      Date.now(),
+      request.expiringWithinMs,
+      limit,
+    );
+    return {
+      secrets: report.secrets.map((secret) => ({
+        path: secret.path,
+        reason: secret.reason,
+        atMs: secret.at,
+        owner: secret.owner,
+      })),
+      truncated: report.truncated,
+    };
+  }
+
   async getMetadata(request: GetMetadataRequest, context: RequestContext): Promise<SecretMetadata> {
     return toWireMetadata(request.path, await this.metadataOf(request, context));
   }
@@ -209,6 +235,7 @@ class SecretsApi {
       ...(request.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: request.rotationPeriodMs }),
       ...(request.replaceCustom ? { custom: request.custom } : {}),
       ...(request.rotationOverlapMs === undefined ? {} : { rotationOverlapMs: request.rotationOverlapMs }),
+      ...(request.expiresAtMs === undefined ? {} : { expiresAt: request.expiresAtMs }),
       ...generatorChange(request),
     };
     const { index } = await this.propose({ op: "kv.metadata", path: request.path, changes, at: Date.now() });
@@ -264,6 +291,7 @@ function toWireMetadata(path: string, metadata: StoredMetadata): SecretMetadata 
     nextRotationMs: metadata.nextRotationAt,
     rotationFailures: metadata.rotationFailures,
     lastRotationError: metadata.lastRotationError,
+    expiresAtMs: metadata.expiresAt,
   };
 }
 

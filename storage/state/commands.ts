@@ -26,6 +26,8 @@ export interface SecretMetadataChanges {
   readonly generator?: Readonly<Record<string, unknown>> | null;
   /** How long the version a rotation replaced stays readable (0: not after the rotation). */
   readonly rotationOverlapMs?: number;
+  /** When the whole secret expires (ms since the epoch; 0: never). */
+  readonly expiresAt?: number;
 }
 
 export type SecretCommand =

@@ -10,6 +10,8 @@ export type StateErrorCode =
   | "CAS_REQUIRED"
   /** A rotation of a secret that has no rotation policy (generator and period). */
   | "NOT_ROTATING"
+  /** The secret expired (expires_at), or the version did (delete_version_after). */
+  | "EXPIRED"
   | "MALFORMED_COMMAND"
   | "STORAGE_CORRUPT";
 

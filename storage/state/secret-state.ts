@@ -66,6 +66,17 @@ export interface SecretMetadata {
   /** Rotations failed since the last one that succeeded, and the last one's reason. */
   readonly rotationFailures: number;
   readonly lastRotationError: string;
+  /** After this time no version is served, and the leader erases the values (0: never). */
+  readonly expiresAt: number;
+}
+
+/** A secret an operator should look at (the Stale report). */
+export interface StaleSecret {
+  readonly path: string;
+  readonly reason: "expired" | "expiring" | "rotation-overdue";
+  /** When it expired or expires, or when its rotation was due. */
+  readonly at: number;
+  readonly owner: string;
 }
 
 /** A secret whose rotation is due: its path, the version a rotation replaces, and since when. */
@@ -109,6 +120,8 @@ export class SecretStateMachine {
   private applied = 0;
   /** Every rotating secret's next rotation (path → version it replaces, when): the leader's schedule. */
   private readonly rotations = new Map<string, { readonly version: number; readonly dueAt: number }>();
+  /** Secrets with an expiry and values still stored (path → when): the leader's cleanup list. */
+  private readonly expiries = new Map<string, number>();
   /** Schedule changes of the command being applied, made only once its batch is written. */
   private scheduleChanges: [string, SecretMetadata | null][] = [];
   private appliedListener: ((index: number, command: SecretCommand, version: number | null) => void) | null =
@@ -166,13 +179,67 @@ export class SecretStateMachine {
       gte: Uint8Array.of(metadataKind),
       lt: Uint8Array.of(metadataKind + 1),
     })) {
-      this.noteSchedule(decoder.decode(key.subarray(1)), normalizeMetadata(packr.unpack(value)));
+      const path = decoder.decode(key.subarray(1));
+      this.noteSchedule(path, this.decodeMetadata(path, value));
     }
   }
 
   private noteSchedule(path: string, metadata: SecretMetadata | null): void {
     if (metadata === null || metadata.nextRotationAt === 0) this.rotations.delete(path);
     else this.rotations.set(path, { version: metadata.current, dueAt: metadata.nextRotationAt });
+    const stored =
+      metadata !== null && Object.values(metadata.versions).some((version) => !version.destroyed);
+    if (metadata === null || metadata.expiresAt === 0 || !stored) this.expiries.delete(path);
+    else this.expiries.set(path, metadata.expiresAt);
+  }
+
+  /** Expired secrets whose values are still stored (for the leader to erase), at most `limit`. */
+  expiredSecrets(now: number, limit: number): string[] {
+    const expired: string[] = [];
+    for (const [path, expiresAt] of this.expiries) {
+      if (expiresAt > now) continue;
+      expired.push(path);
+      if (expired.length === limit) break;
+    }
+    return expired;
+  }
+
+  /** How many secrets have expired and still hold values (erased by the leader soon). */
+  expiredCount(now: number): number {
+    let count = 0;
+    for (const expiresAt of this.expiries.values()) if (expiresAt <= now) count += 1;
+    return count;
+  }
+
+  /**
+   * Secrets under `prefix` that need an operator at `now`: expired (or expiring within
+   * `withinMs`) and overdue for rotation, in path order; at most `limit`, `truncated` if more.
+   */
+  async staleSecrets(
+    prefix: string,
+    now: number,
+    withinMs: number,
+    limit: number,
+  ): Promise<{ secrets: StaleSecret[]; truncated: boolean }> {
+    validatePrefix(prefix, this.limits);
+    const start = metadataKey(prefix);
+    const secrets: StaleSecret[] = [];
+    for await (const [key, value] of this.db.iterator({ gte: start, lt: prefixEnd(start) })) {
+      const path = decoder.decode(key.subarray(1));
+      const metadata = this.decodeMetadata(path, value);
+      const found: StaleSecret[] = [];
+      if (metadata.expiresAt > 0 && metadata.expiresAt <= now)
+        found.push({ path, reason: "expired", at: metadata.expiresAt, owner: metadata.owner });
+      else if (metadata.expiresAt > 0 && metadata.expiresAt <= now + withinMs)
+        found.push({ path, reason: "expiring", at: metadata.expiresAt, owner: metadata.owner });
+      if (metadata.nextRotationAt > 0 && metadata.nextRotationAt <= now)
+        found.push({ path, reason: "rotation-overdue", at: metadata.nextRotationAt, owner: metadata.owner });
+      for (const entry of found) {
+        if (secrets.length === limit) return { secrets, truncated: true };
+        secrets.push(entry);
+      }
+    }
+    return { secrets, truncated: false };
   }
 
   /** Secrets whose rotation is due at `now`, the longest overdue first, at most `limit`. */
@@ -312,7 +379,7 @@ export class SecretStateMachine {
   async metadata(path: string): Promise<SecretMetadata | null> {
     validatePath(path, this.limits);
     const value = await this.guard(this.db.get(metadataKey(path)));
-    return value === undefined ? null : normalizeMetadata(packr.unpack(value));
+    return value === undefined ? null : this.decodeMetadata(path, value);
   }
 
   /**
@@ -330,6 +397,8 @@ export class SecretStateMachine {
     const metadata = await this.metadata(path);
     if (metadata === null || metadata.current === 0)
       throw new StateError("NOT_FOUND", `no secret at ${path}`);
+    if (metadata.expiresAt > 0 && now >= metadata.expiresAt)
+      throw new StateError("EXPIRED", `${path} expired at ${new Date(metadata.expiresAt).toISOString()}`);
     const wanted = version ?? metadata.current;
     const record = metadata.versions[String(wanted)];
     const missing = (why: string): never => {
@@ -341,7 +410,10 @@ export class SecretStateMachine {
     if (kept.destroyed) missing("was destroyed");
     if (kept.deleted !== null) missing("is deleted");
     if (metadata.deleteVersionAfterMs > 0 && now >= kept.created + metadata.deleteVersionAfterMs)
-      missing("has expired");
+      throw new StateError(
+        "EXPIRED",
+        `version ${wanted} of ${path} has expired (older than delete_version_after, ${metadata.deleteVersionAfterMs} ms)`,
+      );
     if (kept.retireAt !== undefined && now >= kept.retireAt)
       missing("was replaced by a rotation and its overlap has ended");
     const ciphertext = await this.db.get(versionKey(path, wanted));
@@ -607,11 +679,10 @@ export class SecretStateMachine {
         batch.push({ type: "del", key: versionKey(command.path, version) });
       }
     }
-    batch.push({
-      type: "put",
-      key: metadataKey(command.path),
-      value: packr.pack({ ...existing, updated: command.at, versions }),
-    });
+    const updated: SecretMetadata = { ...existing, updated: command.at, versions };
+    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(updated) });
+    // Destroying every value takes an expired secret off the cleanup list.
+    this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
   }
 
@@ -637,6 +708,15 @@ export class SecretStateMachine {
       (typeof changes.owner !== "string" || encoder.encode(changes.owner).length > 256)
     ) {
       throw new StateError("INVALID_ARGUMENT", "owner must be a string of at most 256 bytes");
+    }
+    if (
+      changes.expiresAt !== undefined &&
+      (!Number.isSafeInteger(changes.expiresAt) || changes.expiresAt < 0)
+    ) {
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        "expiresAt must be a time in milliseconds since the epoch, or 0",
+      );
     }
     if (
       changes.rotationOverlapMs !== undefined &&
@@ -667,6 +747,7 @@ export class SecretStateMachine {
       ...(changes.custom === undefined ? {} : { custom: { ...changes.custom } }),
       ...(changes.generator === undefined ? {} : { generator: changes.generator }),
       ...(changes.rotationOverlapMs === undefined ? {} : { rotationOverlapMs: changes.rotationOverlapMs }),
+      ...(changes.expiresAt === undefined ? {} : { expiresAt: changes.expiresAt }),
       updated: command.at,
     };
     // The schedule follows the policy: a period from the last rotation (or from now, the first
@@ -752,12 +833,29 @@ export class SecretStateMachine {
       nextRotationAt: 0,
       rotationFailures: 0,
       lastRotationError: "",
+      expiresAt: 0,
     };
   }
 
   private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
     const value = await this.db.get(metadataKey(path));
-    return value === undefined ? null : normalizeMetadata(packr.unpack(value));
+    return value === undefined ? null : this.decodeMetadata(path, value);
+  }
+
+  /**
+   * A stored metadata record. LevelDB does not verify checksums on every read, so a damaged block
+   * can come back as bytes that do not decode: that is corruption too, and is reported as such.
+   */
+  private decodeMetadata(path: string, value: Uint8Array): SecretMetadata {
+    try {
+      return normalizeMetadata(packr.unpack(value));
+    } catch (error) {
+      throw new StateError(
+        "STORAGE_CORRUPT",
+        `the secret store in ${this.directory} is corrupt (the metadata of ${path} does not decode: ${(error as Error).message})`,
+        { cause: error },
+      );
+    }
   }
 }
 
@@ -772,6 +870,7 @@ function normalizeMetadata(raw: unknown): SecretMetadata {
     nextRotationAt: record.nextRotationAt ?? 0,
     rotationFailures: record.rotationFailures ?? 0,
     lastRotationError: record.lastRotationError ?? "",
+    expiresAt: record.expiresAt ?? 0,
   };
 }
 

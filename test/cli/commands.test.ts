@@ -135,6 +135,56 @@ it("init, unseal every node, and the kv group", async () => {
   expect(JSON.parse(watched.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 1 });
 }, 60_000);
 
+it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {
+  await json(["kv", "put", "life/db"], "by hand");
+  const rotating = await json<{ generator: unknown; rotationOverlapMs: number; nextRotationMs: number }>([
+    "kv",
+    "metadata",
+    "life/db",
+    "--generator",
+    "password:20:symbols=0,digits=5",
+    "--rotation-overlap",
+    "1m",
+  ]);
+  expect(rotating.generator).toMatchObject({ kind: { $case: "password" } });
+  expect(rotating.rotationOverlapMs).toBe(60_000);
+  // No period: rotated only when asked.
+  expect(rotating.nextRotationMs).toBe(0);
+  const rotated = await strongroom(["kv", "rotate", "life/db"]);
+  expect(rotated.code).toBe(0);
+  expect(rotated.stdout).toMatch(/^life\/db: rotated to version 2 \(revision \d+\)\n$/);
+  const value = (await strongroom(["kv", "get", "life/db", "--reveal"])).stdout;
+  expect(value).toMatch(/^[a-zA-Z0-9]{20}$/);
+  expect(value.match(/[0-9]/g)?.length ?? 0).toBeGreaterThanOrEqual(5);
+  // The replaced version is readable during the overlap.
+  expect((await strongroom(["kv", "get", "life/db", "--version", "1", "--reveal"])).stdout).toBe("by hand");
+  const table = await strongroom(["kv", "metadata", "life/db"]);
+  expect(table.stdout).toMatch(/generator +password:20:lower=1,upper=1,digits=5,symbols=0/);
+
+  // Nothing stale yet under life/; then one secret expiring within the window: exit 3.
+  expect(await strongroom(["kv", "stale", "life/"])).toMatchObject({ code: 0, stdout: "nothing stale\n" });
+  await json(["kv", "metadata", "life/db", "--expires-in", "2d"]);
+  const stale = await strongroom(["kv", "stale", "life/"]);
+  expect(stale.code).toBe(3);
+  expect(stale.stdout).toMatch(/^life\/db +expiring \d{4}-/);
+  expect((await strongroom(["kv", "stale", "life/", "--expiring-within", "1h"])).code).toBe(0);
+  await json(["kv", "metadata", "life/db", "--expires-at", "never"]);
+  expect((await strongroom(["kv", "stale", "life/"])).code).toBe(0);
+
+  // Bad flags: usage errors (exit 2) naming the problem; a generator the server refuses: exit 1.
+  const badKind = await strongroom(["kv", "metadata", "life/db", "--generator", "dsa:1024"]);
+  expect(badKind).toMatchObject({ code: 2, stderr: expect.stringContaining("is not random-bytes:LENGTH") });
+  const badTime = await strongroom(["kv", "metadata", "life/db", "--expires-at", "tomorrow"]);
+  expect(badTime).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--expires-at takes an ISO 8601 time"),
+  });
+  const refused = await strongroom(["kv", "metadata", "life/db", "--generator", "rsa:1024"]);
+  expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("(INVALID_ARGUMENT)") });
+  const notRotating = await strongroom(["kv", "rotate", "app/config"]);
+  expect(notRotating).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_ROTATING)") });
+}, 60_000);
+
 it("cluster status, members, leadership, snapshots and keyring rotation", async () => {
   const status = await json<{ leaderId: string; role: string }>(["cluster", "status"]);
   expect(status.leaderId).toMatch(/^n[123]$/);

@@ -183,3 +183,33 @@ it("Rotate rotates now; bad generators and secrets without one are refused", asy
     true,
   );
 }, 30_000);
+
+it("an expired secret is refused on every node, erased by the leader, and listed by Stale", async () => {
+  const client = sdk();
+  const path = "expiring/vendor-key";
+  await client.secrets.put({ path, value: bytes("v1") });
+  await client.secrets.put({ path, value: bytes("v2") });
+  const expiresAtMs = Date.now() + 1500;
+  await client.secrets.updateMetadata({ path, expiresAtMs, owner: "payments" });
+  expect(text((await client.secrets.get({ path })).value)).toBe("v2");
+  const soon = await client.secrets.stale({ prefix: "expiring/", expiringWithinMs: 60_000, limit: 0 });
+  expect(soon.secrets).toEqual([{ path, reason: "expiring", atMs: expiresAtMs, owner: "payments" }]);
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAtMs + 50 - Date.now())));
+  for (const endpoint of endpoints) {
+    const refused = await sdk(endpoint)
+      .secrets.get({ path })
+      .catch((error: unknown) => error);
+    expect(refused).toMatchObject({ reason: "EXPIRED" });
+    expect(String((refused as Error).message)).toContain(
+      `${path} expired at ${new Date(expiresAtMs).toISOString()}`,
+    );
+  }
+  // The leader erases every stored value within a sweep or two; the metadata stays for the report.
+  await eventually(
+    async () => (await client.secrets.history({ path })).versions.every((version) => version.destroyed),
+    3000,
+  );
+  const report = await client.secrets.stale({ prefix: "expiring/", expiringWithinMs: 0, limit: 0 });
+  expect(report.secrets).toEqual([{ path, reason: "expired", atMs: expiresAtMs, owner: "payments" }]);
+  expect(report.truncated).toBe(false);
+}, 30_000);

@@ -189,3 +189,53 @@ it("finds the schedule again after a restart, and after the secret is deleted it
   expect(again.machine.dueRotations(10 * hour, 10).map((due) => due.path)).toEqual(["s/one"]);
   expect(again.machine.scheduledRotations()).toBe(1);
 });
+
+it("a secret past expires_at is refused as EXPIRED, listed by the stale report, and on the cleanup list until erased", async () => {
+  const { apply, put, machine } = await fixture();
+  await put("exp/a", 1000);
+  await put("exp/b", 1000);
+  await put("exp/c", 1000);
+  await put("other/d", 1000);
+  await apply({ op: "kv.metadata", path: "exp/a", changes: { expiresAt: 5000, owner: "team-a" }, at: 1000 });
+  await apply({ op: "kv.metadata", path: "exp/b", changes: { expiresAt: 50_000 }, at: 1000 });
+  await apply({ op: "kv.metadata", path: "exp/c", changes: { rotationPeriodMs: hour, generator }, at: 1000 });
+  await apply({ op: "kv.metadata", path: "other/d", changes: { expiresAt: 2000 }, at: 1000 });
+  expect((await machine.read("exp/a", null, 4999)).version).toBe(1);
+  await expect(machine.read("exp/a", null, 5000)).rejects.toThrow(
+    "exp/a expired at 1970-01-01T00:00:05.000Z",
+  );
+  await expect(machine.read("exp/a", 1, 6000)).rejects.toMatchObject({ code: "EXPIRED" });
+  // The report: expired, expiring within the window, overdue for rotation; under the prefix only.
+  const report = await machine.staleSecrets("exp/", 2 * hour, 0, 100);
+  expect(report).toEqual({
+    secrets: [
+      { path: "exp/a", reason: "expired", at: 5000, owner: "team-a" },
+      { path: "exp/b", reason: "expired", at: 50_000, owner: "" },
+      {
+        path: "exp/c",
+        reason: "rotation-overdue",
+        at: (await machine.metadata("exp/c"))?.nextRotationAt,
+        owner: "",
+      },
+    ],
+    truncated: false,
+  });
+  expect(
+    (await machine.staleSecrets("exp/", 6000, 50_000, 100)).secrets.map((s) => `${s.path} ${s.reason}`),
+  ).toEqual(["exp/a expired", "exp/b expiring"]);
+  expect((await machine.staleSecrets("exp/", 2 * hour, 0, 2)).truncated).toBe(true);
+  // The leader's cleanup list: expired and still holding values; erased ones leave it.
+  expect(machine.expiredSecrets(6000, 10).sort()).toEqual(["exp/a", "other/d"]);
+  expect(machine.expiredCount(6000)).toBe(2);
+  await apply({ op: "kv.destroy", path: "exp/a", versions: [1], at: 6000 });
+  expect(machine.expiredSecrets(6000, 10)).toEqual(["other/d"]);
+  // Renewing the expiry (0: never) takes it off too.
+  await apply({ op: "kv.metadata", path: "other/d", changes: { expiresAt: 0 }, at: 6000 });
+  expect(machine.expiredSecrets(10 * hour, 10)).toEqual(["exp/b"]);
+  expect(
+    await apply({ op: "kv.metadata", path: "exp/b", changes: { expiresAt: -1 }, at: 6000 }),
+  ).toMatchObject({
+    ok: false,
+    code: "INVALID_ARGUMENT",
+  });
+});

@@ -210,8 +210,8 @@ class Read implements fc.AsyncCommand<Model, Real> {
       const record = secret.versions.get(wanted);
       const expired =
         record !== undefined && secret.deleteAfter > 0 && now >= record.created + secret.deleteAfter;
-      if (record !== undefined && !record.deleted && !record.destroyed && !expired)
-        expected = `${wanted}=${record.value}`;
+      if (record !== undefined && !record.deleted && !record.destroyed)
+        expected = expired ? "EXPIRED" : `${wanted}=${record.value}`;
     }
     expectEqual(actual, expected, this.toString());
   }

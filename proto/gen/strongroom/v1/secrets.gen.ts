@@ -222,6 +222,11 @@ export interface SecretMetadata {
   /** Rotations that failed since the last one that succeeded, and why the last failed. */
   rotationFailures: number;
   lastRotationError: string;
+  /**
+   * After this time (ms since the epoch) no version is served and the leader erases the values
+   * (0: never).
+   */
+  expiresAtMs: number;
 }
 
 export interface SecretMetadata_CustomEntry {
@@ -271,6 +276,29 @@ export interface RotateRequest {
   path: string;
 }
 
+export interface StaleRequest {
+  /** A prefix ending in "/" (or empty: everything the caller may list). */
+  prefix: string;
+  /** Secrets expiring within this many milliseconds are listed too (0: only expired ones). */
+  expiringWithinMs: number;
+  /** At most this many secrets (default and largest: 1,000); `truncated` says more were found. */
+  limit: number;
+}
+
+export interface StaleSecret {
+  path: string;
+  /** "expired", "expiring" or "rotation-overdue". */
+  reason: string;
+  /** When it expired or expires, or when its rotation was due (ms since the epoch). */
+  atMs: number;
+  owner: string;
+}
+
+export interface StaleResponse {
+  secrets: StaleSecret[];
+  truncated: boolean;
+}
+
 export interface UpdateMetadataRequest {
   path: string;
   maxVersions?: number | undefined;
@@ -286,7 +314,11 @@ export interface UpdateMetadataRequest {
   /** Sets the rotation generator; `clear_generator` removes it (the secret stops rotating). */
   generator: RotationGenerator | undefined;
   clearGenerator: boolean;
-  rotationOverlapMs?: number | undefined;
+  rotationOverlapMs?:
+    | number
+    | undefined;
+  /** When the whole secret expires (ms since the epoch); 0 removes the expiry. */
+  expiresAtMs?: number | undefined;
 }
 
 export interface UpdateMetadataRequest_CustomEntry {
@@ -1128,6 +1160,7 @@ function createBaseSecretMetadata(): SecretMetadata {
     nextRotationMs: 0,
     rotationFailures: 0,
     lastRotationError: "",
+    expiresAtMs: 0,
   };
 }
 
@@ -1180,6 +1213,9 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
     }
     if (message.lastRotationError !== "") {
       writer.uint32(130).string(message.lastRotationError);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(136).int64(message.expiresAtMs);
     }
     return writer;
   },
@@ -1328,6 +1364,14 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
             message.lastRotationError = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1419,6 +1463,11 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
         : isSet(object.last_rotation_error)
         ? globalThis.String(object.last_rotation_error)
         : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
     };
   },
 
@@ -1477,6 +1526,9 @@ export const SecretMetadata: MessageFns<SecretMetadata> = {
     }
     if (message.lastRotationError !== "") {
       obj.lastRotationError = message.lastRotationError;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
     }
     return obj;
   },
@@ -2061,6 +2113,284 @@ export const RotateRequest: MessageFns<RotateRequest> = {
   },
 };
 
+function createBaseStaleRequest(): StaleRequest {
+  return { prefix: "", expiringWithinMs: 0, limit: 0 };
+}
+
+export const StaleRequest: MessageFns<StaleRequest> = {
+  encode(message: StaleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.expiringWithinMs !== 0) {
+      writer.uint32(16).uint64(message.expiringWithinMs);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StaleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStaleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expiringWithinMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StaleRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      expiringWithinMs: isSet(object.expiringWithinMs)
+        ? globalThis.Number(object.expiringWithinMs)
+        : isSet(object.expiring_within_ms)
+        ? globalThis.Number(object.expiring_within_ms)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: StaleRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.expiringWithinMs !== 0) {
+      obj.expiringWithinMs = Math.round(message.expiringWithinMs);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+};
+
+function createBaseStaleSecret(): StaleSecret {
+  return { path: "", reason: "", atMs: 0, owner: "" };
+}
+
+export const StaleSecret: MessageFns<StaleSecret> = {
+  encode(message: StaleSecret, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(24).int64(message.atMs);
+    }
+    if (message.owner !== "") {
+      writer.uint32(34).string(message.owner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StaleSecret {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStaleSecret();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StaleSecret {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+    };
+  },
+
+  toJSON(message: StaleSecret): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    return obj;
+  },
+};
+
+function createBaseStaleResponse(): StaleResponse {
+  return { secrets: [], truncated: false };
+}
+
+export const StaleResponse: MessageFns<StaleResponse> = {
+  encode(message: StaleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.secrets) {
+      StaleSecret.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(16).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StaleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStaleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secrets.push(StaleSecret.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StaleResponse {
+    return {
+      secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => StaleSecret.fromJSON(e)) : [],
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+    };
+  },
+
+  toJSON(message: StaleResponse): unknown {
+    const obj: any = {};
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => StaleSecret.toJSON(e));
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    return obj;
+  },
+};
+
 function createBaseUpdateMetadataRequest(): UpdateMetadataRequest {
   return {
     path: "",
@@ -2074,6 +2404,7 @@ function createBaseUpdateMetadataRequest(): UpdateMetadataRequest {
     generator: undefined,
     clearGenerator: false,
     rotationOverlapMs: undefined,
+    expiresAtMs: undefined,
   };
 }
 
@@ -2111,6 +2442,9 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     }
     if (message.rotationOverlapMs !== undefined) {
       writer.uint32(88).uint64(message.rotationOverlapMs);
+    }
+    if (message.expiresAtMs !== undefined) {
+      writer.uint32(96).int64(message.expiresAtMs);
     }
     return writer;
   },
@@ -2219,6 +2553,14 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
             message.rotationOverlapMs = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2285,6 +2627,11 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
         : isSet(object.rotation_overlap_ms)
         ? globalThis.Number(object.rotation_overlap_ms)
         : undefined,
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : undefined,
     };
   },
 
@@ -2328,6 +2675,9 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     }
     if (message.rotationOverlapMs !== undefined) {
       obj.rotationOverlapMs = Math.round(message.rotationOverlapMs);
+    }
+    if (message.expiresAtMs !== undefined) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
     }
     return obj;
   },
@@ -2880,6 +3230,16 @@ export const SecretsService = {
     responseSerialize: (value: PutResponse): Buffer => Buffer.from(PutResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PutResponse => PutResponse.decode(value),
   },
+  /** Secrets under a prefix that need an operator: expired, expiring soon, or overdue for rotation. */
+  stale: {
+    path: "/strongroom.v1.Secrets/Stale" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StaleRequest): Buffer => Buffer.from(StaleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StaleRequest => StaleRequest.decode(value),
+    responseSerialize: (value: StaleResponse): Buffer => Buffer.from(StaleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StaleResponse => StaleResponse.decode(value),
+  },
 } as const;
 
 export interface SecretsServer extends UntypedServiceImplementation {
@@ -2905,6 +3265,8 @@ export interface SecretsServer extends UntypedServiceImplementation {
   watch: handleServerStreamingCall<WatchRequest, WatchEvent>;
   /** Rotates a secret now: a new version from its generator (the secret must have one). */
   rotate: handleUnaryCall<RotateRequest, PutResponse>;
+  /** Secrets under a prefix that need an operator: expired, expiring soon, or overdue for rotation. */
+  stale: handleUnaryCall<StaleRequest, StaleResponse>;
 }
 
 export interface SecretsClient extends Client {
@@ -3061,6 +3423,22 @@ export interface SecretsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PutResponse) => void,
+  ): ClientUnaryCall;
+  /** Secrets under a prefix that need an operator: expired, expiring soon, or overdue for rotation. */
+  stale(
+    request: StaleRequest,
+    callback: (error: ServiceError | null, response: StaleResponse) => void,
+  ): ClientUnaryCall;
+  stale(
+    request: StaleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StaleResponse) => void,
+  ): ClientUnaryCall;
+  stale(
+    request: StaleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StaleResponse) => void,
   ): ClientUnaryCall;
 }
 
