@@ -318,12 +318,15 @@ export class StrongroomNode {
         ...(options.interceptors ?? []),
       ],
     });
+    // The leader's lifecycle sweeps act only while this node leads and can decrypt.
+    const leadsAndServes = () =>
+      raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed();
     const rotator = new Rotator(
       {
         raft: raftNode,
         state,
         barrier,
-        serving: () => raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed(),
+        serving: leadsAndServes,
         registry,
         onFailure: (path, reason) =>
           logger.warn({ path, reason }, "a rotation failed; retrying with backoff"),
@@ -336,7 +339,7 @@ export class StrongroomNode {
       {
         raft: raftNode,
         state,
-        serving: () => raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed(),
+        serving: leadsAndServes,
         registry,
         onError: (path, reason) =>
           logger.warn({ path, reason }, "erasing an expired secret failed; retrying"),

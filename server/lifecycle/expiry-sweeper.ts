@@ -12,6 +12,7 @@ import {
   type SecretStateMachine,
   StateError,
 } from "../../storage/state/index.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 export interface ExpirySweeperParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
@@ -23,14 +24,14 @@ export interface ExpirySweeperParts {
 }
 
 export class ExpirySweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private sweeping = false;
+  private readonly sweeps: PeriodicTask;
   private readonly erased: Counter;
 
   constructor(
     private readonly parts: ExpirySweeperParts,
     private readonly options: { readonly sweepMs: number; readonly perSweepMax: number },
   ) {
+    this.sweeps = new PeriodicTask(options.sweepMs, parts.serving, () => this.sweep());
     this.erased = new Counter({
       name: "strongroom_expired_secrets_erased_total",
       help: "Expired secrets whose values the leader erased.",
@@ -48,26 +49,17 @@ export class ExpirySweeper {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.timer = setInterval(() => void this.sweep(), this.options.sweepMs);
-    this.timer.unref();
+    this.sweeps.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.sweeps.stop();
   }
 
   private async sweep(): Promise<void> {
-    if (this.sweeping || !this.parts.serving()) return;
-    this.sweeping = true;
-    try {
-      for (const path of this.parts.state.expiredSecrets(Date.now(), this.options.perSweepMax)) {
-        if (!this.parts.serving()) return;
-        await this.erase(path);
-      }
-    } finally {
-      this.sweeping = false;
+    for (const path of this.parts.state.expiredSecrets(Date.now(), this.options.perSweepMax)) {
+      if (!this.parts.serving()) return;
+      await this.erase(path);
     }
   }
 

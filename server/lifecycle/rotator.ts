@@ -23,6 +23,7 @@ import {
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { type GeneratorSpec, generateValue, parseGenerator } from "./generators.js";
+import { PeriodicTask } from "./periodic-task.js";
 
 export interface RotatorParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
@@ -44,7 +45,7 @@ export interface RotatorOptions {
 export type RotationOutcome = "rotated" | "superseded" | "failed";
 
 export class Rotator {
-  private timer: NodeJS.Timeout | null = null;
+  private readonly sweeps: PeriodicTask;
   private readonly inFlight = new Set<string>();
   private readonly rotations: Counter<"result">;
 
@@ -52,6 +53,7 @@ export class Rotator {
     private readonly parts: RotatorParts,
     private readonly options: RotatorOptions,
   ) {
+    this.sweeps = new PeriodicTask(options.sweepMs, parts.serving, () => this.sweep());
     this.rotations = new Counter({
       name: "strongroom_rotations_total",
       help: "Rotations by result: rotated, superseded (another rotation of that version came first), failed.",
@@ -78,14 +80,11 @@ export class Rotator {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.timer = setInterval(() => void this.sweep(), this.options.sweepMs);
-    this.timer.unref();
+    this.sweeps.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.sweeps.stop();
   }
 
   /**
@@ -103,7 +102,6 @@ export class Rotator {
 
   /** One sweep: every due secret not already being rotated, the longest overdue first. */
   private async sweep(): Promise<void> {
-    if (!this.parts.serving()) return;
     const due = this.parts.state.dueRotations(Date.now(), this.options.perSweepMax + this.inFlight.size);
     await Promise.all(
       due
