@@ -47,8 +47,9 @@ export const nemeses = [
    */
   "hsm-outage",
   /**
-   * A random follower removed from the cluster and stopped; at the heal a new node joins as a
-   * learner, catches up and is promoted to voter (process driver).
+   * A random follower removed from the cluster and stopped; at the heal a new node (a new id, at
+   * the removed node's address) joins as a learner, catches up and is promoted to voter (process
+   * driver).
    */
   "replace-member",
 ] as const;

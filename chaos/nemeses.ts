@@ -281,7 +281,7 @@ async function replaceMember(context: FaultContext): Promise<InjectedFault | nul
     detail: `${target.id} removed in ${Math.round(removedMs)} ms and stopped in ${Math.round(performance.now() - started - removedMs)} ms`,
     takesLeader: false,
     heal: async () => {
-      const joiner = cluster.newMember();
+      const joiner = cluster.newMember(target);
       await cluster.changeMembership(
         (client) =>
           client.cluster.addMember({

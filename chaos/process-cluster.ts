@@ -69,8 +69,8 @@ export class ProcessCluster {
   private token: string | null = null;
   private readonly clusterCa: PemPair;
   private readonly files: { readonly clusterCa: string; readonly clientCa: string };
-  /** The next node's number (n<k>) and address index: never reused. */
-  private nextIndex = 0;
+  /** The next new node's number (n<k>): never reused (addresses are). */
+  private nextIdNumber = 0;
 
   constructor(private readonly options: ProcessClusterOptions) {
     // Every run starts from nothing: a directory left by an earlier run is cleared.
@@ -99,18 +99,19 @@ export class ProcessCluster {
     }
     const founders = Array.from({ length: options.size }, (_, i) => this.memberAt(i));
     for (const member of founders) this.nodes.push(this.createNode(member, founders, "new"));
-    this.nextIndex = options.size;
+    this.nextIdNumber = options.size + 1;
   }
 
   /**
-   * A new node's entry, for a membership change: its certificate and config (joining the cluster
-   * through the current members), not started. Process driver only (an address of its own on
-   * loopback).
+   * A new node's entry, for a membership change: a new id, its certificate and config (joining
+   * the cluster through the current members), not started. It takes the address of the node it
+   * replaces, as a replacement behind the same DNS name would, so that clients configured with the
+   * cluster's addresses keep reaching it. Process driver only.
    */
-  newMember(): NodeEntry {
+  newMember(replacing: NodeEntry): NodeEntry {
     if (this.options.hosts !== undefined) throw new Error("membership changes need the process driver");
-    const member = this.memberAt(this.nextIndex++);
-    const known = this.nodes.map((node) => this.memberAt(node.index));
+    const member = this.memberAt(replacing.index, this.nextIdNumber++);
+    const known = this.nodes.map((node) => this.memberAt(node.index, Number(node.id.slice(1))));
     return this.createNode(member, [...known, member], "existing");
   }
 
@@ -126,10 +127,11 @@ export class ProcessCluster {
     this.nodes.push(node);
   }
 
-  private memberAt(index: number) {
+  /** Node n<idNumber> on address slot `index`. */
+  private memberAt(index: number, idNumber = index + 1) {
     const host = this.options.hosts?.[index] ?? `127.0.0.${this.options.hostBase + index}`;
     return {
-      id: `n${index + 1}`,
+      id: `n${idNumber}`,
       index,
       host,
       peerAddress: `${host}:${this.options.basePort + 1}`,

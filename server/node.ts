@@ -186,7 +186,7 @@ export class StrongroomNode {
     // at least 2 s: a loaded machine's elections run long, and a client without retries has only
     // this wait (CI measured elections past 600 ms at 20 ms ticks).
     const leaderWaitMs = Math.max(2000, 3 * config.raft.electionTicks * config.raft.tickMs);
-    // Silence from every member for two election timeouts: cut off (a healthy leader is heard every tick).
+    // Silence from all but a minority for two election timeouts: cut off (a healthy leader is heard every tick).
     const contact = new PeerContact(2 * config.raft.electionTicks * config.raft.tickMs);
     const reads = new ReadBarrier(raftNode, contact, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
@@ -304,7 +304,7 @@ export class StrongroomNode {
     const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leaderWaitMs,
-      cutOff: () => contact.cutOff(),
+      cutOff: () => contact.cutOff(config.nodeId, raftNode().status().membership.voters),
       leader: () => {
         const status = raftNode().status();
         return { isLeader: status.role === "leader", leaderId: status.leader };

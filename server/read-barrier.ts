@@ -41,7 +41,7 @@ export class ReadBarrier {
           if (!(error instanceof RaftNodeError && error.code === "PROPOSAL_DROPPED")) throw error;
         }
       }
-      if (this.contact.cutOff()) throw cutOffError();
+      if (this.contact.cutOff(raft.status().id, raft.status().membership.voters)) throw cutOffError();
       if (Date.now() + 20 >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",
