@@ -86,7 +86,8 @@ export function checkRun(
       : [];
   // Failover: for a fault on the leader, the first write sent after it that succeeded.
   const writes = workload.operations.filter(
-    (operation) => operation.input.kind === "put" && operation.return !== Infinity,
+    // A check-and-set answered either way was committed (a mismatch is decided when it applies).
+    (operation) => operation.input.kind !== "get" && operation.return !== Infinity,
   );
   const failoversMs = faults
     .filter((fault) => fault.takesLeader)
@@ -153,11 +154,14 @@ function countLostWrites(
   let lost = 0;
   for (const final of finalReads) {
     const key = final.input.key;
+    // Writes: puts, and check-and-sets that swapped (or may have: unknown outcome).
     const writes = operations.filter(
-      (operation) => operation.input.kind === "put" && operation.input.key === key,
+      (operation) =>
+        operation.input.key === key &&
+        (operation.input.kind === "put" || (operation.input.kind === "cas" && operation.output !== false)),
     );
     const finalWrite = writes.find(
-      (operation) => operation.input.kind === "put" && operation.input.value === final.output,
+      (operation) => operation.input.kind !== "get" && operation.input.value === final.output,
     );
     for (const write of writes) {
       if (write.return === Infinity || write === finalWrite) continue;

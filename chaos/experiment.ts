@@ -24,6 +24,8 @@ export const nemeses = [
   "partition-leader",
   /** Symmetric (netns): a random minority on one side, the majority on the other. */
   "partition-majority-minority",
+  /** Symmetric (netns): two sides that reach nothing of each other, one node in the middle reaching both. */
+  "partition-bridge",
   /** Packet loss on every link of the node, each way (netns; `percent`). */
   "loss-leader",
   "loss-random",
@@ -59,6 +61,7 @@ export type NemesisName = (typeof nemeses)[number];
 export const netnsNemeses: ReadonlySet<NemesisName> = new Set([
   "partition-leader",
   "partition-majority-minority",
+  "partition-bridge",
   "loss-leader",
   "loss-random",
   "latency-leader",
@@ -120,6 +123,8 @@ const experimentSchema = z.strictObject({
     keys: z.number().int().min(1).max(1000),
     /** The share of operations that are reads (the rest are writes). */
     readRatio: z.number().min(0).max(1),
+    /** The share of writes that are check-and-sets: a read, then a write on the version it saw. */
+    casRatio: z.number().min(0).max(1).default(0.25),
     durationMs: z.number().int().min(1000).max(3_600_000),
     /** Each operation's deadline, the SDK's retries included. */
     timeoutMs: z.number().int().min(100).max(60_000).default(5000),

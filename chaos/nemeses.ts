@@ -95,6 +95,28 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
   if (nemesis === "replace-member") return await replaceMember(context);
 
   // "-leader" nemeses hit the leader ("partition-leader-inbound" too), the others a node the seed picks.
+  if (nemesis === "partition-bridge") {
+    const network = requireNetwork(context, nemesis);
+    const [middle = 0, ...others] = shuffled(
+      cluster.nodes.map((node) => node.index),
+      random,
+    );
+    const left = others.slice(0, Math.floor(others.length / 2));
+    const right = others.slice(left.length);
+    network.partitionWithBridge(left, middle, right);
+    const names = (group: readonly number[]) => group.map((index) => cluster.nodes[index]?.id).join("+");
+    return {
+      target: names([middle]),
+      detail: `${names(left)} | ${names([middle])} | ${names(right)}`,
+      // The leader may stay (if it is the middle node or keeps a majority through it) or move.
+      takesLeader: false,
+      heal: async () => {
+        network.heal();
+        return "bridge removed";
+      },
+    };
+  }
+
   const target = nemesis.includes("-leader") ? await cluster.leader() : pickOrNull(running(), random);
   if (target === null) return null;
   const single = (detail: string, heal: () => Promise<string> | string): InjectedFault => ({

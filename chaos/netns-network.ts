@@ -134,6 +134,20 @@ export class NetnsNetwork {
     }
   }
 
+  /**
+   * A bridge: the two sides reach nothing of each other, and the node in the middle reaches both
+   * (Jepsen's "bridge": each side alone is a minority, the middle node makes either a majority).
+   */
+  partitionWithBridge(left: readonly number[], middle: number, right: readonly number[]): void {
+    for (const [index, filter] of this.filters.entries()) {
+      filter.blocked.clear();
+      if (index === middle) continue;
+      const other = left.includes(index) ? right : left;
+      for (const node of other) filter.blocked.add(node);
+    }
+    for (const index of this.hosts.keys()) this.applyRules(index);
+  }
+
   /** One way: no other node's packets reach `index`; its own still reach them. */
   cutInbound(index: number): void {
     for (const [other, filter] of this.filters.entries()) {

@@ -13,6 +13,8 @@ export interface WorkloadOptions {
   readonly clients: number;
   readonly keys: number;
   readonly readRatio: number;
+  /** The share of writes that are check-and-sets (a read, then a write on the version it saw). */
+  readonly casRatio: number;
   readonly durationMs: number;
   readonly timeoutMs: number;
 }
@@ -28,6 +30,21 @@ export interface WorkloadResult {
 }
 
 export const keyName = (index: number) => `chaos/k${index}`;
+
+/** A key's value (null when it has none yet) and version (0 then). */
+async function readKey(
+  client: StrongroomClient,
+  key: string,
+  timeoutMs: number,
+): Promise<{ value: string | null; version: number }> {
+  try {
+    const answer = await client.secrets.get({ path: key }, { deadlineMs: timeoutMs });
+    return { value: Buffer.from(answer.value).toString("utf8"), version: answer.version };
+  } catch (error) {
+    if (!(error instanceof StrongroomError && error.reason === "NOT_FOUND")) throw error;
+    return { value: null, version: 0 };
+  }
+}
 
 export async function runWorkload(
   newClient: () => StrongroomClient,
@@ -56,29 +73,54 @@ export async function runWorkload(
       while (clock() < end) {
         const key = keyName(choices.nextInt(options.keys));
         const read = choices.nextFloat() < options.readRatio;
+        const compareAndSet = !read && choices.nextFloat() < options.casRatio;
         const value = `c${clientId}-${sequence++}`;
-        const call = clock();
+        let call = clock();
         result.attempted++;
+        // A check-and-set's expectation: the value (unique per write) at the version it saw.
+        let expected: string | null = null;
+        // Whether a write was sent (a failure then may have applied); a check-and-set's read is not.
+        let writing = !read && !compareAndSet;
         try {
-          if (read) {
-            let found: string | null;
-            try {
-              const answer = await client.secrets.get({ path: key }, { deadlineMs: options.timeoutMs });
-              found = Buffer.from(answer.value).toString("utf8");
-            } catch (error) {
-              if (!(error instanceof StrongroomError && error.reason === "NOT_FOUND")) throw error;
-              found = null;
-            }
+          if (read || compareAndSet) {
+            const found = await readKey(client, key, options.timeoutMs);
             const returned = clock();
             result.operations.push({
               id: nextId++,
               client: historyClient,
               input: { kind: "get", key },
-              output: found,
+              output: found.value,
               call,
               return: returned,
             });
             result.readLatenciesMs.push(returned - call);
+            if (compareAndSet) {
+              // The write on the version read: it applies only if the key is still at that
+              // version - that is, still holds that value, since every write's value is unique.
+              expected = found.value;
+              call = clock();
+              writing = true;
+              let swapped = true;
+              try {
+                await client.secrets.put(
+                  { path: key, value: Buffer.from(value), cas: found.version },
+                  { deadlineMs: options.timeoutMs },
+                );
+              } catch (error) {
+                if (!(error instanceof StrongroomError && error.reason === "CAS_MISMATCH")) throw error;
+                swapped = false;
+              }
+              const swappedAt = clock();
+              result.operations.push({
+                id: nextId++,
+                client: historyClient,
+                input: { kind: "cas", key, expected, value },
+                output: swapped,
+                call,
+                return: swappedAt,
+              });
+              result.writeLatenciesMs.push(swappedAt - call);
+            }
           } else {
             await client.secrets.put(
               { path: key, value: Buffer.from(value) },
@@ -98,12 +140,12 @@ export async function runWorkload(
           result.succeeded++;
         } catch (error) {
           const failure = error instanceof StrongroomError ? error : null;
-          if (!read && (failure === null || failure.outcomeUnknown)) {
+          if (writing && (failure === null || failure.outcomeUnknown)) {
             // It may have applied: in the history with an unknown outcome.
             result.operations.push({
               id: nextId++,
               client: historyClient,
-              input: { kind: "put", key, value },
+              input: compareAndSet ? { kind: "cas", key, expected, value } : { kind: "put", key, value },
               output: undefined,
               call,
               return: Infinity,

@@ -74,6 +74,12 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   expect(history.filter((operation) => operation.input.kind === "get").length).toBeGreaterThan(
     experiment.workload.keys,
   );
+  // Check-and-sets too (a quarter of the writes), some refused because another write came first.
+  const casOutputs = history
+    .filter((operation) => operation.input.kind === "cas")
+    .map((operation) => (operation as { output?: boolean }).output);
+  expect(casOutputs.filter((output) => output === true).length).toBeGreaterThan(20);
+  expect(casOutputs.filter((output) => output === false).length).toBeGreaterThan(0);
 }, 120_000);
 
 const partitionLog: string[] = [];

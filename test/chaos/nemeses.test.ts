@@ -67,16 +67,17 @@ it("crash points: nodes die inside a Ready, come back, and nothing acknowledged 
   expect(report.checks.pass, printed).toBe(true);
 }, 120_000);
 
-it("netns: a symmetric partition of the leader, then a minority against the majority", async () => {
+it("netns: a symmetric partition of the leader, a minority against the majority, then a bridge", async () => {
   const lines: string[] = [];
   const experiment = parseExperiment(
     {
       name: "partitions-short",
       cluster: { size: 5, tickMs: 20, driver: "netns" },
-      workload: { clients: 4, keys: 4, readRatio: 0.6, durationMs: 8000, timeoutMs: 5000 },
+      workload: { clients: 4, keys: 4, readRatio: 0.6, durationMs: 11_500, timeoutMs: 5000 },
       faults: [
         { atMs: 1000, nemesis: "partition-leader", healAfterMs: 2500 },
         { atMs: 4500, nemesis: "partition-majority-minority", healAfterMs: 2500 },
+        { atMs: 8000, nemesis: "partition-bridge", healAfterMs: 2500 },
       ],
     },
     "partitions-short",
@@ -90,9 +91,10 @@ it("netns: a symmetric partition of the leader, then a minority against the majo
   });
   const printed = lines.join("\n");
   expect(report.checks.linearizability, printed).toBe("linearizable");
-  const [isolated, split] = report.faults;
+  const [isolated, split, bridged] = report.faults;
   expect(isolated?.detail).toMatch(/^cut off from every other node/);
   expect(split?.detail).toMatch(/^n\d\+n\d \| n\d\+n\d\+n\d;/);
+  expect(bridged?.detail).toMatch(/^n\d\+n\d \| n\d \| n\d\+n\d; bridge removed$/);
   // While the leader was cut off, another node led: the partition was real, both ways.
   expect(
     report.leaderChanges.some(
