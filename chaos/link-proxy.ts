@@ -22,6 +22,8 @@ export class LinkProxy {
   constructor(
     private readonly listen: { readonly host: string; readonly port: number },
     private readonly target: { readonly host: string; readonly port: number },
+    /** Uniform in [0, 1), for the jitter: the run's seeded generator, so a seed replays it. */
+    private readonly random: () => number,
   ) {}
 
   /** The link's own delay (its regions' distance). */
@@ -88,7 +90,7 @@ export class LinkProxy {
     from.on("data", (chunk: Buffer) => {
       const { delayMs, jitterMs } = this.delay;
       const base = delayMs + this.extraDelayMs;
-      const drawn = Math.max(0, base + (Math.random() * 2 - 1) * jitterMs);
+      const drawn = Math.max(0, base + (this.random() * 2 - 1) * jitterMs);
       lastDueAt = Math.max(performance.now() + drawn, lastDueAt);
       queue.push({ chunk, dueAt: lastDueAt });
       if (timer === null) timer = setTimeout(flush, Math.max(0, lastDueAt - performance.now()));

@@ -25,6 +25,8 @@ export interface NetnsNetworkOptions {
   readonly peerPort: number;
   /** The first of the harness's proxy ports (2 per ordered pair of nodes). */
   readonly proxyBasePort: number;
+  /** Uniform in [0, 1), for the links' jitter (the run's seeded generator). */
+  readonly random: () => number;
 }
 
 /** What a node's outgoing packets to each other node suffer: dropped, or dropped at random. */
@@ -94,6 +96,7 @@ export class NetnsNetwork {
           const proxy = new LinkProxy(
             { host: this.proxyAddress, port: this.proxyPort(from, to, kind) },
             { host: this.hosts[to] ?? "", port },
+            this.options.random,
           );
           await proxy.start();
           this.proxies.set(`${from}>${to}>${kind}`, proxy);

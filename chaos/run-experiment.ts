@@ -60,6 +60,11 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
           clientPort: basePort,
           peerPort: basePort + 1,
           proxyBasePort: basePort + 10,
+          // Its own generator from the seed, so the workload's and the faults' draws stay as they were.
+          random: (() => {
+            const jitter = new SeededRandom(options.seed ^ 0x5eed);
+            return () => jitter.nextFloat();
+          })(),
         })
       : null;
   const cluster = new ProcessCluster({
