@@ -46,7 +46,6 @@ export type RotationOutcome = "rotated" | "superseded" | "failed";
 
 export class Rotator {
   private readonly sweeps: PeriodicTask;
-  private readonly inFlight = new Set<string>();
   private readonly rotations: Counter<"result">;
 
   constructor(
@@ -100,19 +99,16 @@ export class Rotator {
     return await this.propose(path, metadata.current, parseGenerator(metadata.generator));
   }
 
-  /** One sweep: every due secret not already being rotated, the longest overdue first. */
+  /**
+   * One sweep: the due secrets, the longest overdue first, at most perSweepMax. Sweeps never
+   * overlap (PeriodicTask), so a secret is never rotated twice at once by this node.
+   */
   private async sweep(): Promise<void> {
-    const due = this.parts.state.dueRotations(Date.now(), this.options.perSweepMax + this.inFlight.size);
-    await Promise.all(
-      due
-        .filter((entry) => !this.inFlight.has(entry.path))
-        .slice(0, this.options.perSweepMax)
-        .map((entry) => this.rotateDue(entry.path, entry.version)),
-    );
+    const due = this.parts.state.dueRotations(Date.now(), this.options.perSweepMax);
+    await Promise.all(due.map((entry) => this.rotateDue(entry.path, entry.version)));
   }
 
   private async rotateDue(path: string, version: number): Promise<RotationOutcome> {
-    this.inFlight.add(path);
     try {
       const metadata = await this.parts.state.metadata(path);
       if (metadata === null || metadata.generator === null || metadata.current !== version)
@@ -134,8 +130,6 @@ export class Rotator {
         // Not recorded (leadership moved): the secret is still due, and is tried again.
       });
       return "failed";
-    } finally {
-      this.inFlight.delete(path);
     }
   }
 
