@@ -39,6 +39,7 @@ import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { handOverLeadership } from "./leadership.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
 import { Rotator } from "./lifecycle/rotator.js";
+import { SystemRecords } from "./system-records.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
@@ -375,9 +376,9 @@ export class StrongroomNode {
       members,
       peerErrors,
     });
+    const systemRecords = new SystemRecords({ raft: raftNode, barrier, state });
     const accessApi = new AccessApi({
-      raft: raftNode,
-      barrier,
+      records: systemRecords,
       keeper,
       reads,
       view: accessView,

@@ -1,8 +1,6 @@
 // The replicated records of access control, as JSON inside barrier ciphertext in their system
-// areas: a policy (its document as written, by name), an identity binding (by the identity or
-// prefix it binds), a token (by the keyed hash of the token). The barrier binds each ciphertext
-// to "sys:<area>/<name>" - a context no secret path can have (':' is not allowed in one) - so a
-// record cannot be moved to another name or passed off as a secret.
+// areas (server/system-records.ts): a policy (its document as written, by name), an identity
+// binding (by the identity or prefix it binds), a token (by the keyed hash of the token).
 
 import type { SystemArea } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
@@ -12,10 +10,6 @@ export const accessAreas = {
   binding: "identity",
   token: "token",
 } as const satisfies Record<string, SystemArea>;
-
-export function barrierContext(area: SystemArea, name: string): string {
-  return `sys:${area}/${name}`;
-}
 
 export interface PolicyRecord {
   /** The document as the operator wrote it (YAML or JSON); parsed again when loaded. */

@@ -15,10 +15,10 @@ import {
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { type Policy, parsePolicy } from "../policy/policy.js";
+import { barrierContext } from "../system-records.js";
 import {
   accessAreas,
   type BindingRecord,
-  barrierContext,
   decodeBindingRecord,
   decodePolicyRecord,
   decodeTokenRecord,

@@ -23,17 +23,9 @@ import {
   type WritePolicyRequest,
 } from "../../proto/gen/strongroom/v1/access.gen.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import type { RaftNode } from "../../raft/node/index.js";
-import type { Barrier } from "../../storage/barrier/index.js";
-import {
-  type ApplyResult,
-  encodeCommand,
-  type SecretCommand,
-  StateError,
-} from "../../storage/state/index.js";
+import { StateError } from "../../storage/state/index.js";
 import {
   accessAreas,
-  barrierContext,
   bindingRecordName,
   checkIdentityPattern,
   encodeRecord,
@@ -49,12 +41,12 @@ import { PolicyError, parsePolicy } from "../policy/policy.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
+import type { SystemRecords } from "../system-records.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 
 export interface AccessApiParts {
-  readonly raft: () => RaftNode<ApplyResult | null>;
-  readonly barrier: Barrier;
+  readonly records: SystemRecords;
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
   readonly view: AccessView;
@@ -301,13 +293,7 @@ export class AccessApi {
         const spent: TokenRecord = { ...record, usesLeft: record.usesLeft - 1 };
         try {
           if (spent.usesLeft === 0) {
-            await this.propose({
-              op: "sys.delete",
-              area: accessAreas.token,
-              path: hash,
-              at: Date.now(),
-              ifDigest: digest,
-            });
+            await this.parts.records.delete(accessAreas.token, hash, digest);
           } else {
             await this.putRecord(accessAreas.token, hash, encodeRecord(spent), digest);
           }
@@ -350,13 +336,7 @@ export class AccessApi {
       const digest = this.parts.view.digestOf(accessAreas.token, hash);
       if (digest === null) continue;
       try {
-        await this.propose({
-          op: "sys.delete",
-          area: accessAreas.token,
-          path: hash,
-          at: Date.now(),
-          ifDigest: digest,
-        });
+        await this.parts.records.delete(accessAreas.token, hash, digest);
         removed++;
       } catch (error) {
         if (!(error instanceof StateError && ["CAS_MISMATCH", "NOT_FOUND"].includes(error.code))) throw error;
@@ -425,26 +405,12 @@ export class AccessApi {
     name: string,
     plaintext: Uint8Array,
     ifDigest?: Uint8Array,
-  ) {
-    const value = this.parts.barrier.encrypt(barrierContext(area, name), plaintext);
-    return this.propose({
-      op: "sys.put",
-      area,
-      path: name,
-      value,
-      at: Date.now(),
-      ...(ifDigest === undefined ? {} : { ifDigest }),
-    });
+  ): Promise<number> {
+    return this.parts.records.put(area, name, plaintext, ifDigest);
   }
 
-  private deleteRecord(area: (typeof accessAreas)[keyof typeof accessAreas], name: string) {
-    return this.propose({ op: "sys.delete", area, path: name, at: Date.now() });
-  }
-
-  private async propose(command: SecretCommand): Promise<number> {
-    const { index, result } = await this.parts.raft().propose(encodeCommand(command));
-    if (result !== null && !result.ok) throw new StateError(result.code, result.message);
-    return index;
+  private deleteRecord(area: (typeof accessAreas)[keyof typeof accessAreas], name: string): Promise<number> {
+    return this.parts.records.delete(area, name);
   }
 }
 

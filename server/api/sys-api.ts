@@ -45,7 +45,8 @@ import {
   type SystemArea,
   wellKnownRecords,
 } from "../../storage/state/index.js";
-import { accessAreas, barrierContext, encodeRecord, rootTokenRecord } from "../access/access-records.js";
+import { accessAreas, encodeRecord, rootTokenRecord } from "../access/access-records.js";
+import { barrierContext } from "../system-records.js";
 import { deriveTokenKey, newAccessor, newToken, tokenHash } from "../access/token-ids.js";
 import { hashSensitive } from "../audit/audit-chain.js";
 import { deriveAuditKey } from "../audit/audit-trail.js";

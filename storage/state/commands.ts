@@ -120,6 +120,12 @@ export const systemAreas = [
   "seal",
   "member",
   "identity",
+  /** The PKI engine's CA (its key inside the barrier ciphertext) and roles. */
+  "pki",
+  /** Revoked certificates not yet expired: what the revocation list names. */
+  "crl",
+  /** Identities refused on every node after an emergency revocation. */
+  "disabled-identity",
 ] as const;
 export type SystemArea = (typeof systemAreas)[number];
 

@@ -135,6 +135,48 @@ export interface TokenInfo {
 export interface ConsumeTokenUseRequest {
 }
 
+export interface RevokeIdentityRequest {
+  identity: string;
+  /** Also rotate every secret the identity could read (those with a generator; the others are listed). */
+  rotateReadable: boolean;
+  /** Revoke its tokens and leases but do not disable it (its certificate keeps working). */
+  keepEnabled: boolean;
+  /** Why, kept with the disabled identity and in the audit trail. */
+  reason: string;
+}
+
+export interface RevokeIdentityResponse {
+  /** The Raft index from which every node refuses the identity (0 when keep_enabled). */
+  disabledAtRevision: number;
+  /** Accessors of the revoked tokens, descendants included. */
+  tokensRevoked: string[];
+  /** Ids of the revoked leases other than tokens (certificates). */
+  leasesRevoked: string[];
+  secretsRotated: string[];
+  /** Readable secrets without a generator: rotate them by hand (kv put). */
+  secretsToRotateByHand: string[];
+  /** The last Raft index of the revocation: every node has done all of it once it applied this. */
+  revision: number;
+}
+
+export interface EnableIdentityRequest {
+  identity: string;
+}
+
+export interface ListDisabledIdentitiesRequest {
+}
+
+export interface DisabledIdentity {
+  identity: string;
+  disabledAtMs: number;
+  disabledBy: string;
+  reason: string;
+}
+
+export interface ListDisabledIdentitiesResponse {
+  identities: DisabledIdentity[];
+}
+
 function createBaseAccessWriteResponse(): AccessWriteResponse {
   return { revision: 0 };
 }
@@ -1520,6 +1562,558 @@ export const ConsumeTokenUseRequest: MessageFns<ConsumeTokenUseRequest> = {
   },
 };
 
+function createBaseRevokeIdentityRequest(): RevokeIdentityRequest {
+  return { identity: "", rotateReadable: false, keepEnabled: false, reason: "" };
+}
+
+export const RevokeIdentityRequest: MessageFns<RevokeIdentityRequest> = {
+  encode(message: RevokeIdentityRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    if (message.rotateReadable !== false) {
+      writer.uint32(16).bool(message.rotateReadable);
+    }
+    if (message.keepEnabled !== false) {
+      writer.uint32(24).bool(message.keepEnabled);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeIdentityRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeIdentityRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rotateReadable = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keepEnabled = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeIdentityRequest {
+    return {
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      rotateReadable: isSet(object.rotateReadable)
+        ? globalThis.Boolean(object.rotateReadable)
+        : isSet(object.rotate_readable)
+        ? globalThis.Boolean(object.rotate_readable)
+        : false,
+      keepEnabled: isSet(object.keepEnabled)
+        ? globalThis.Boolean(object.keepEnabled)
+        : isSet(object.keep_enabled)
+        ? globalThis.Boolean(object.keep_enabled)
+        : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RevokeIdentityRequest): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.rotateReadable !== false) {
+      obj.rotateReadable = message.rotateReadable;
+    }
+    if (message.keepEnabled !== false) {
+      obj.keepEnabled = message.keepEnabled;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+};
+
+function createBaseRevokeIdentityResponse(): RevokeIdentityResponse {
+  return {
+    disabledAtRevision: 0,
+    tokensRevoked: [],
+    leasesRevoked: [],
+    secretsRotated: [],
+    secretsToRotateByHand: [],
+    revision: 0,
+  };
+}
+
+export const RevokeIdentityResponse: MessageFns<RevokeIdentityResponse> = {
+  encode(message: RevokeIdentityResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.disabledAtRevision !== 0) {
+      writer.uint32(8).uint64(message.disabledAtRevision);
+    }
+    for (const v of message.tokensRevoked) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.leasesRevoked) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.secretsRotated) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.secretsToRotateByHand) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(48).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeIdentityResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeIdentityResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.disabledAtRevision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tokensRevoked.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leasesRevoked.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.secretsRotated.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.secretsToRotateByHand.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeIdentityResponse {
+    return {
+      disabledAtRevision: isSet(object.disabledAtRevision)
+        ? globalThis.Number(object.disabledAtRevision)
+        : isSet(object.disabled_at_revision)
+        ? globalThis.Number(object.disabled_at_revision)
+        : 0,
+      tokensRevoked: globalThis.Array.isArray(object?.tokensRevoked)
+        ? object.tokensRevoked.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.tokens_revoked)
+        ? object.tokens_revoked.map((e: any) => globalThis.String(e))
+        : [],
+      leasesRevoked: globalThis.Array.isArray(object?.leasesRevoked)
+        ? object.leasesRevoked.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.leases_revoked)
+        ? object.leases_revoked.map((e: any) => globalThis.String(e))
+        : [],
+      secretsRotated: globalThis.Array.isArray(object?.secretsRotated)
+        ? object.secretsRotated.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.secrets_rotated)
+        ? object.secrets_rotated.map((e: any) => globalThis.String(e))
+        : [],
+      secretsToRotateByHand: globalThis.Array.isArray(object?.secretsToRotateByHand)
+        ? object.secretsToRotateByHand.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.secrets_to_rotate_by_hand)
+        ? object.secrets_to_rotate_by_hand.map((e: any) => globalThis.String(e))
+        : [],
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+    };
+  },
+
+  toJSON(message: RevokeIdentityResponse): unknown {
+    const obj: any = {};
+    if (message.disabledAtRevision !== 0) {
+      obj.disabledAtRevision = Math.round(message.disabledAtRevision);
+    }
+    if (message.tokensRevoked?.length) {
+      obj.tokensRevoked = message.tokensRevoked;
+    }
+    if (message.leasesRevoked?.length) {
+      obj.leasesRevoked = message.leasesRevoked;
+    }
+    if (message.secretsRotated?.length) {
+      obj.secretsRotated = message.secretsRotated;
+    }
+    if (message.secretsToRotateByHand?.length) {
+      obj.secretsToRotateByHand = message.secretsToRotateByHand;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+};
+
+function createBaseEnableIdentityRequest(): EnableIdentityRequest {
+  return { identity: "" };
+}
+
+export const EnableIdentityRequest: MessageFns<EnableIdentityRequest> = {
+  encode(message: EnableIdentityRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnableIdentityRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnableIdentityRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnableIdentityRequest {
+    return { identity: isSet(object.identity) ? globalThis.String(object.identity) : "" };
+  },
+
+  toJSON(message: EnableIdentityRequest): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    return obj;
+  },
+};
+
+function createBaseListDisabledIdentitiesRequest(): ListDisabledIdentitiesRequest {
+  return {};
+}
+
+export const ListDisabledIdentitiesRequest: MessageFns<ListDisabledIdentitiesRequest> = {
+  encode(_: ListDisabledIdentitiesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDisabledIdentitiesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDisabledIdentitiesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListDisabledIdentitiesRequest {
+    return {};
+  },
+
+  toJSON(_: ListDisabledIdentitiesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseDisabledIdentity(): DisabledIdentity {
+  return { identity: "", disabledAtMs: 0, disabledBy: "", reason: "" };
+}
+
+export const DisabledIdentity: MessageFns<DisabledIdentity> = {
+  encode(message: DisabledIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== "") {
+      writer.uint32(10).string(message.identity);
+    }
+    if (message.disabledAtMs !== 0) {
+      writer.uint32(16).uint64(message.disabledAtMs);
+    }
+    if (message.disabledBy !== "") {
+      writer.uint32(26).string(message.disabledBy);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DisabledIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDisabledIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.disabledAtMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.disabledBy = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DisabledIdentity {
+    return {
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+      disabledAtMs: isSet(object.disabledAtMs)
+        ? globalThis.Number(object.disabledAtMs)
+        : isSet(object.disabled_at_ms)
+        ? globalThis.Number(object.disabled_at_ms)
+        : 0,
+      disabledBy: isSet(object.disabledBy)
+        ? globalThis.String(object.disabledBy)
+        : isSet(object.disabled_by)
+        ? globalThis.String(object.disabled_by)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DisabledIdentity): unknown {
+    const obj: any = {};
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    if (message.disabledAtMs !== 0) {
+      obj.disabledAtMs = Math.round(message.disabledAtMs);
+    }
+    if (message.disabledBy !== "") {
+      obj.disabledBy = message.disabledBy;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+};
+
+function createBaseListDisabledIdentitiesResponse(): ListDisabledIdentitiesResponse {
+  return { identities: [] };
+}
+
+export const ListDisabledIdentitiesResponse: MessageFns<ListDisabledIdentitiesResponse> = {
+  encode(message: ListDisabledIdentitiesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.identities) {
+      DisabledIdentity.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDisabledIdentitiesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDisabledIdentitiesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identities.push(DisabledIdentity.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDisabledIdentitiesResponse {
+    return {
+      identities: globalThis.Array.isArray(object?.identities)
+        ? object.identities.map((e: any) => DisabledIdentity.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListDisabledIdentitiesResponse): unknown {
+    const obj: any = {};
+    if (message.identities?.length) {
+      obj.identities = message.identities.map((e) => DisabledIdentity.toJSON(e));
+    }
+    return obj;
+  },
+};
+
 export type AccessService = typeof AccessService;
 export const AccessService = {
   /** Creates or replaces a policy from its YAML or JSON document (see docs/security.md). */
@@ -1644,6 +2238,45 @@ export const AccessService = {
     responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
+  /**
+   * Emergency revocation after a compromise: disables the identity (every node refuses its calls,
+   * certificate or token), revokes every token it created and every lease issued to it, and can
+   * rotate every secret it could read. Answers what it did. Needs sudo on sys/revoke.
+   */
+  revokeIdentity: {
+    path: "/strongroom.v1.Access/RevokeIdentity" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeIdentityRequest): Buffer =>
+      Buffer.from(RevokeIdentityRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeIdentityRequest => RevokeIdentityRequest.decode(value),
+    responseSerialize: (value: RevokeIdentityResponse): Buffer =>
+      Buffer.from(RevokeIdentityResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeIdentityResponse => RevokeIdentityResponse.decode(value),
+  },
+  /** Lets a disabled identity make calls again (its revoked tokens and leases stay revoked). */
+  enableIdentity: {
+    path: "/strongroom.v1.Access/EnableIdentity" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EnableIdentityRequest): Buffer =>
+      Buffer.from(EnableIdentityRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnableIdentityRequest => EnableIdentityRequest.decode(value),
+    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
+  },
+  listDisabledIdentities: {
+    path: "/strongroom.v1.Access/ListDisabledIdentities" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDisabledIdentitiesRequest): Buffer =>
+      Buffer.from(ListDisabledIdentitiesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDisabledIdentitiesRequest => ListDisabledIdentitiesRequest.decode(value),
+    responseSerialize: (value: ListDisabledIdentitiesResponse): Buffer =>
+      Buffer.from(ListDisabledIdentitiesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDisabledIdentitiesResponse =>
+      ListDisabledIdentitiesResponse.decode(value),
+  },
 } as const;
 
 export interface AccessServer extends UntypedServiceImplementation {
@@ -1669,6 +2302,15 @@ export interface AccessServer extends UntypedServiceImplementation {
    * token spends one of its uses on the leader before serving it.
    */
   consumeTokenUse: handleUnaryCall<ConsumeTokenUseRequest, TokenInfo>;
+  /**
+   * Emergency revocation after a compromise: disables the identity (every node refuses its calls,
+   * certificate or token), revokes every token it created and every lease issued to it, and can
+   * rotate every secret it could read. Answers what it did. Needs sudo on sys/revoke.
+   */
+  revokeIdentity: handleUnaryCall<RevokeIdentityRequest, RevokeIdentityResponse>;
+  /** Lets a disabled identity make calls again (its revoked tokens and leases stay revoked). */
+  enableIdentity: handleUnaryCall<EnableIdentityRequest, AccessWriteResponse>;
+  listDisabledIdentities: handleUnaryCall<ListDisabledIdentitiesRequest, ListDisabledIdentitiesResponse>;
 }
 
 export interface AccessClient extends Client {
@@ -1861,6 +2503,57 @@ export interface AccessClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TokenInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * Emergency revocation after a compromise: disables the identity (every node refuses its calls,
+   * certificate or token), revokes every token it created and every lease issued to it, and can
+   * rotate every secret it could read. Answers what it did. Needs sudo on sys/revoke.
+   */
+  revokeIdentity(
+    request: RevokeIdentityRequest,
+    callback: (error: ServiceError | null, response: RevokeIdentityResponse) => void,
+  ): ClientUnaryCall;
+  revokeIdentity(
+    request: RevokeIdentityRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeIdentityResponse) => void,
+  ): ClientUnaryCall;
+  revokeIdentity(
+    request: RevokeIdentityRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeIdentityResponse) => void,
+  ): ClientUnaryCall;
+  /** Lets a disabled identity make calls again (its revoked tokens and leases stay revoked). */
+  enableIdentity(
+    request: EnableIdentityRequest,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  enableIdentity(
+    request: EnableIdentityRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  enableIdentity(
+    request: EnableIdentityRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  listDisabledIdentities(
+    request: ListDisabledIdentitiesRequest,
+    callback: (error: ServiceError | null, response: ListDisabledIdentitiesResponse) => void,
+  ): ClientUnaryCall;
+  listDisabledIdentities(
+    request: ListDisabledIdentitiesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDisabledIdentitiesResponse) => void,
+  ): ClientUnaryCall;
+  listDisabledIdentities(
+    request: ListDisabledIdentitiesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDisabledIdentitiesResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,222 @@
+// The X.509 work of the PKI engine: the internal CA's self-signed certificate, leaf certificates
+// signed by it, and the signed revocation list (an X.509 v2 CRL, RFC 5280 §5). node-forge builds and
+// signs the structures (it has no CRL support, so the CRL is assembled from its ASN.1 helpers);
+// keys come from Node's crypto, off the event loop. Nothing here parses input from outside: the CA
+// is what this module made and the engine stored through the barrier.
+
+import { generateKeyPair, randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import forge from "node-forge";
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+export interface IssuedCertificate {
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+  /** Hexadecimal, lower case. */
+  readonly serial: string;
+  readonly notAfter: number;
+}
+
+export interface CaMaterial {
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+}
+
+export interface LeafRequest {
+  readonly commonName: string;
+  readonly dnsNames: readonly string[];
+  readonly notAfter: number;
+  readonly serverAuth: boolean;
+}
+
+export interface RevokedEntry {
+  readonly serial: string;
+  readonly revokedAt: number;
+}
+
+const caModulusBits = 3072;
+const leafModulusBits = 2048;
+/** Issued certificates are valid from a little before now: clocks of consumers may lag. */
+const backdateMs = 60_000;
+
+/** A self-signed CA certificate and its key, valid until `notAfter`. */
+export async function createCa(commonName: string, notAfter: number): Promise<IssuedCertificate> {
+  const keys = await newKeyPair(caModulusBits);
+  const certificate = newCertificate(keys.publicKey, notAfter);
+  const subject = [
+    { name: "commonName", value: commonName },
+    { name: "organizationName", value: "strongroom" },
+  ];
+  certificate.setSubject(subject);
+  certificate.setIssuer(subject);
+  certificate.setExtensions([
+    // No intermediate below it: it signs leaves only.
+    { name: "basicConstraints", cA: true, critical: true, pathLenConstraint: 0 },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
+    { name: "subjectKeyIdentifier" },
+  ]);
+  certificate.sign(keys.privateKey, forge.md.sha256.create());
+  return issued(certificate, keys.privateKeyPem);
+}
+
+/** A new key pair and a certificate for it, signed by the CA. */
+export async function issueLeaf(ca: CaMaterial, request: LeafRequest): Promise<IssuedCertificate> {
+  const caCertificate = forge.pki.certificateFromPem(ca.certificatePem);
+  const caKey = forge.pki.privateKeyFromPem(ca.privateKeyPem);
+  const keys = await newKeyPair(leafModulusBits);
+  const certificate = newCertificate(keys.publicKey, request.notAfter);
+  certificate.setSubject([{ name: "commonName", value: request.commonName }]);
+  certificate.setIssuer(caCertificate.subject.attributes);
+  const names = [...new Set([request.commonName, ...request.dnsNames])];
+  certificate.setExtensions([
+    { name: "basicConstraints", cA: false, critical: true },
+    { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: "extKeyUsage", clientAuth: true, ...(request.serverAuth ? { serverAuth: true } : {}) },
+    { name: "subjectAltName", altNames: names.map((value) => ({ type: 2, value })) },
+    { name: "subjectKeyIdentifier" },
+    {
+      name: "authorityKeyIdentifier",
+      keyIdentifier: caCertificate.generateSubjectKeyIdentifier().getBytes(),
+    },
+  ]);
+  certificate.sign(caKey, forge.md.sha256.create());
+  return issued(certificate, keys.privateKeyPem);
+}
+
+/**
+ * The CA's revocation list of `revoked`, valid from `thisUpdate` to `nextUpdate`, numbered
+ * `number` (the CRL number extension, which consumers use to tell a newer list from an older one).
+ */
+export function signCrl(
+  ca: CaMaterial,
+  revoked: readonly RevokedEntry[],
+  thisUpdate: number,
+  nextUpdate: number,
+  number: number,
+): string {
+  const { asn1 } = forge;
+  const caCertificate = forge.pki.certificateFromPem(ca.certificatePem);
+  const caKey = forge.pki.privateKeyFromPem(ca.privateKeyPem) as forge.pki.rsa.PrivateKey;
+  const sha256WithRsa = () =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(
+        asn1.Class.UNIVERSAL,
+        asn1.Type.OID,
+        false,
+        asn1.oidToDer(forge.pki.oids.sha256WithRSAEncryption as string).getBytes(),
+      ),
+      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, ""),
+    ]);
+  const entries = revoked.map((entry) =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, forge.util.hexToBytes(entry.serial)),
+      time(entry.revokedAt),
+    ]),
+  );
+  const extensions = asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      extension(
+        "2.5.29.35",
+        // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+          asn1.create(
+            asn1.Class.CONTEXT_SPECIFIC,
+            0,
+            false,
+            caCertificate.generateSubjectKeyIdentifier().getBytes(),
+          ),
+        ]),
+      ),
+      extension("2.5.29.20", asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, integerBytes(number))),
+    ]),
+  ]);
+  const tbs = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    // v2
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, String.fromCharCode(1)),
+    sha256WithRsa(),
+    forge.pki.distinguishedNameToAsn1(caCertificate.subject),
+    time(thisUpdate),
+    time(nextUpdate),
+    ...(entries.length === 0 ? [] : [asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, entries)]),
+    extensions,
+  ]);
+  const digest = forge.md.sha256.create();
+  digest.update(asn1.toDer(tbs).getBytes());
+  const signature = caKey.sign(digest);
+  const crl = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    tbs,
+    sha256WithRsa(),
+    // A BIT STRING's first byte is the count of unused bits.
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, String.fromCharCode(0) + signature),
+  ]);
+  return forge.pem.encode({ type: "X509 CRL", body: asn1.toDer(crl).getBytes() }, { maxline: 64 });
+}
+
+/** The serial of a PEM certificate this module issued, as `issued` names it. */
+export function serialOf(certificatePem: string): string {
+  return forge.pki.certificateFromPem(certificatePem).serialNumber.toLowerCase();
+}
+
+function extension(oid: string, value: forge.asn1.Asn1): forge.asn1.Asn1 {
+  const { asn1 } = forge;
+  return asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(oid).getBytes()),
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, asn1.toDer(value).getBytes()),
+  ]);
+}
+
+/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050. */
+function time(at: number): forge.asn1.Asn1 {
+  const { asn1 } = forge;
+  const date = new Date(Math.floor(at / 1000) * 1000);
+  return date.getUTCFullYear() < 2050
+    ? asn1.create(asn1.Class.UNIVERSAL, asn1.Type.UTCTIME, false, asn1.dateToUtcTime(date))
+    : asn1.create(asn1.Class.UNIVERSAL, asn1.Type.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(date));
+}
+
+/** A non-negative integer as minimal DER content bytes. */
+function integerBytes(value: number): string {
+  let hex = value.toString(16);
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  if (Number.parseInt(hex.slice(0, 2), 16) >= 0x80) hex = `00${hex}`;
+  return forge.util.hexToBytes(hex);
+}
+
+async function newKeyPair(bits: number): Promise<{
+  publicKey: forge.pki.rsa.PublicKey;
+  privateKey: forge.pki.rsa.PrivateKey;
+  privateKeyPem: string;
+}> {
+  const pair = await generateKeyPairAsync("rsa", {
+    modulusLength: bits,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
+  return {
+    publicKey: forge.pki.publicKeyFromPem(pair.publicKey),
+    privateKey: forge.pki.privateKeyFromPem(pair.privateKey) as forge.pki.rsa.PrivateKey,
+    privateKeyPem: pair.privateKey,
+  };
+}
+
+function newCertificate(publicKey: forge.pki.rsa.PublicKey, notAfter: number): forge.pki.Certificate {
+  const certificate = forge.pki.createCertificate();
+  certificate.publicKey = publicKey;
+  // A 127-bit positive serial whose first byte is never 0 (minimal DER, never read as negative).
+  const serial = randomBytes(16);
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x10;
+  certificate.serialNumber = serial.toString("hex");
+  certificate.validity.notBefore = new Date(Date.now() - backdateMs);
+  certificate.validity.notAfter = new Date(notAfter);
+  return certificate;
+}
+
+function issued(certificate: forge.pki.Certificate, privateKeyPem: string): IssuedCertificate {
+  return {
+    certificatePem: forge.pki.certificateToPem(certificate),
+    privateKeyPem,
+    serial: certificate.serialNumber.toLowerCase(),
+    notAfter: certificate.validity.notAfter.getTime(),
+  };
+}
