@@ -1,6 +1,6 @@
 // The TypeScript SDK: createClient({ endpoints, tls, token }) gives a typed method for every unary
-// RPC of the four services (client.secrets.put, client.sys.sealStatus, client.cluster.members,
-// client.access.createToken, ...), each with a deadline, retries where they are safe
+// RPC of the six services (client.secrets.put, client.sys.sealStatus, client.cluster.members,
+// client.access.createToken, client.pki.issue, client.leases.revoke, ...), each with a deadline, retries where they are safe
 // (retry-policy.ts), per-endpoint circuit breakers and leader preference (endpoint-pool.ts); a
 // Watch that reconnects (watcher.ts); and an opt-in read cache (read-cache.ts).
 
@@ -12,6 +12,8 @@ import {
   type RestoreSnapshotResponse,
   type SnapshotChunk,
 } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import { LeasesService } from "../proto/gen/strongroom/v1/leases.gen.js";
+import { PkiService } from "../proto/gen/strongroom/v1/pki.gen.js";
 import { type GetRequest, type GetResponse, SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "./credentials.js";
@@ -87,6 +89,13 @@ const readOnly = new Set<string>([
   AccessService.listPolicies.path,
   AccessService.listBindings.path,
   AccessService.lookupToken.path,
+  AccessService.listDisabledIdentities.path,
+  PkiService.getCa.path,
+  PkiService.getCrl.path,
+  PkiService.readRole.path,
+  PkiService.listRoles.path,
+  LeasesService.list.path,
+  LeasesService.lookup.path,
 ]);
 
 /** Calls that only make sense on the node they are sent to: never moved to another endpoint. */
@@ -97,6 +106,10 @@ export class StrongroomClient {
   readonly sys: UnaryMethods<typeof SysService>;
   readonly cluster: UnaryMethods<typeof ClusterService>;
   readonly access: UnaryMethods<typeof AccessService>;
+  /** The PKI engine: the internal CA, roles, issued certificates and the revocation list. */
+  readonly pki: UnaryMethods<typeof PkiService>;
+  /** Leases of tokens and issued certificates. */
+  readonly leases: UnaryMethods<typeof LeasesService>;
   private readonly pool: EndpointPool;
   private readonly deadlineMs: number;
   private readonly retry: { baseMs: number; maxMs: number };
@@ -138,6 +151,8 @@ export class StrongroomClient {
     this.sys = this.methods(SysService);
     this.cluster = this.methods(ClusterService);
     this.access = this.methods(AccessService);
+    this.pki = this.methods(PkiService);
+    this.leases = this.methods(LeasesService);
     if (this.cache !== null && options.cache !== undefined) {
       const get = this.secrets.get;
       const cache = this.cache;

@@ -21,6 +21,8 @@ import {
   type SaveSnapshotRequest,
   type SnapshotChunk,
 } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import { LeasesService } from "../proto/gen/strongroom/v1/leases.gen.js";
+import { PkiService } from "../proto/gen/strongroom/v1/pki.gen.js";
 import {
   SecretsService,
   type WatchEvent,
@@ -47,6 +49,8 @@ export interface ClientListenerOptions {
   readonly sys: Record<string, AnyApiMethod>;
   readonly cluster: Record<string, AnyApiMethod>;
   readonly access: Record<string, AnyApiMethod>;
+  readonly pki: Record<string, AnyApiMethod>;
+  readonly leases: Record<string, AnyApiMethod>;
   readonly identitySource: IdentitySource;
   readonly timeoutMs: number;
   readonly messageBytesMax: number;
@@ -98,6 +102,8 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     [SysService, options.sys],
     [ClusterService, options.cluster],
     [AccessService, options.access],
+    [PkiService, options.pki],
+    [LeasesService, options.leases],
   ];
   for (const [definition, methods] of services) {
     const implementation: UntypedServiceImplementation = {};

@@ -135,6 +135,34 @@ export const nodeConfigSchema = z
         perSweepMax: z.number().int().min(1).max(10_000).default(50),
       })
       .default({ sweepMs: 1000, perSweepMax: 50 }),
+    /** Leases of dynamic credentials (tokens, issued certificates) and the PKI engine's list. */
+    leases: z
+      .strictObject({
+        /** Live leases one identity may hold: tokens it created plus certificates issued to it. */
+        perIdentityMax: z.number().int().min(1).max(1_000_000).default(1000),
+        /** Certificate leases the cluster holds at once (every node keeps them in memory). */
+        max: z.number().int().min(10).max(10_000_000).default(100_000),
+        /** How often the leader removes expired certificate leases. */
+        sweepMs: z.number().int().min(100).max(3_600_000).default(1000),
+        perSweepMax: z.number().int().min(1).max(100_000).default(500),
+        /** How long a served revocation list is valid; consumers fetch it again before that. */
+        crlValidityMs: z
+          .number()
+          .int()
+          .min(60_000)
+          .max(30 * 24 * 3_600_000)
+          .default(3_600_000),
+        /** Revoked, unexpired certificates the list may hold. */
+        revokedMax: z.number().int().min(10).max(1_000_000).default(10_000),
+      })
+      .default({
+        perIdentityMax: 1000,
+        max: 100_000,
+        sweepMs: 1000,
+        perSweepMax: 500,
+        crlValidityMs: 3_600_000,
+        revokedMax: 10_000,
+      }),
     audit: z
       .strictObject({
         /** One sink per directory (default: <dataDir>/audit); a call proceeds when one has its entry. */

@@ -29,6 +29,14 @@ export type NodeErrorCode =
   | "RATE_LIMITED"
   | "NOT_FOUND"
   | "ACCESS_UNAVAILABLE"
+  /** The PKI engine has no CA yet (Pki.CreateCa makes one). */
+  | "NO_CA"
+  /** Pki.CreateCa when the cluster has a CA already. */
+  | "CA_EXISTS"
+  /** A lease that cannot be renewed (a certificate: issue a new one). */
+  | "NOT_RENEWABLE"
+  /** The caller's identity was disabled by an emergency revocation. */
+  | "IDENTITY_DISABLED"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -90,6 +98,10 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   RATE_LIMITED: status.RESOURCE_EXHAUSTED,
   NOT_FOUND: status.NOT_FOUND,
   ACCESS_UNAVAILABLE: status.UNAVAILABLE,
+  NO_CA: status.FAILED_PRECONDITION,
+  CA_EXISTS: status.FAILED_PRECONDITION,
+  NOT_RENEWABLE: status.FAILED_PRECONDITION,
+  IDENTITY_DISABLED: status.PERMISSION_DENIED,
   INTERNAL: status.INTERNAL,
 };
 

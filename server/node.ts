@@ -22,6 +22,9 @@ import { TokenBackoff } from "./access/token-backoff.js";
 import { AccessApi, accessMethods } from "./api/access-api.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { clusterMethods } from "./api/cluster-api.js";
+import { leasesMethods } from "./api/leases-api.js";
+import { pkiMethods } from "./api/pki-api.js";
+import { revocationMethods } from "./api/revocation-api.js";
 import { requireServing, secretsMethods } from "./api/secrets-api.js";
 import { restoreSnapshotHandler, saveSnapshotHandler } from "./api/snapshot-handlers.js";
 import { sysMethods } from "./api/sys-api.js";
@@ -37,9 +40,10 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { handOverLeadership } from "./leadership.js";
+import { IdentityRevocation } from "./leases/identity-revocation.js";
+import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
 import { Rotator } from "./lifecycle/rotator.js";
-import { SystemRecords } from "./system-records.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
@@ -47,10 +51,12 @@ import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
 import { PeerContact } from "./peer-contact.js";
+import { PkiEngine } from "./pki/pki-engine.js";
 import { RaftMetrics } from "./raft-metrics.js";
 import { ReadBarrier } from "./read-barrier.js";
 import type { Interceptor } from "./request.js";
 import { SealKeeper } from "./seal-keeper.js";
+import { SystemRecords } from "./system-records.js";
 import { activeTestFaults } from "./test-faults.js";
 import { TlsFiles } from "./tls/tls-files.js";
 import { WatchHub } from "./watch-hub.js";
@@ -93,8 +99,8 @@ export class StrongroomNode {
       readonly tidyTimer: NodeJS.Timeout;
       /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
       readonly releaseFailpointSignal: () => void;
-      readonly rotator: Rotator;
-      readonly expirySweeper: ExpirySweeper;
+      /** The leader's periodic work (rotations, expiry, lease sweeps), stopped first. */
+      readonly leaderTasks: readonly { stop(): void }[];
     },
   ) {}
 
@@ -383,9 +389,38 @@ export class StrongroomNode {
       reads,
       view: accessView,
       authorizer,
-      limits: config.auth,
+      limits: { ...config.auth, leasesPerIdentityMax: config.leases.perIdentityMax },
     });
-    const access = accessMethods(accessApi, keeper);
+    const pkiEngine = new PkiEngine(systemRecords, config.leases);
+    const leaseManager = new LeaseManager(
+      {
+        view: accessView,
+        records: systemRecords,
+        pki: pkiEngine,
+        tokens: accessApi,
+        serving: leadsAndServes,
+        registry,
+        onError: (what, reason) =>
+          logger.warn({ lease: what, reason }, "a lease sweep step failed; retrying"),
+      },
+      config.leases,
+    );
+    leaseManager.start();
+    undo.push(() => leaseManager.stop());
+    const revocation = new IdentityRevocation({
+      view: accessView,
+      records: systemRecords,
+      leases: leaseManager,
+      authorizer,
+      state,
+      rotator,
+    });
+    const access = {
+      ...accessMethods(accessApi, keeper),
+      ...revocationMethods({ revocation, keeper, reads }),
+    };
+    const pki = pkiMethods({ engine: pkiEngine, leases: leaseManager, keeper, reads });
+    const leases = leasesMethods({ leases: leaseManager, keeper, reads });
     const snapshotParts = {
       raft: raftNode,
       state,
@@ -395,7 +430,7 @@ export class StrongroomNode {
       timeoutMs: config.requests.timeoutMs,
     };
     const byPath = new Map<string, AnyApiMethod>(
-      [secrets, sys, cluster, access].flatMap((table) =>
+      [secrets, sys, cluster, access, pki, leases].flatMap((table) =>
         Object.values(table).map((entry) => [entry.definition.path, entry] as const),
       ),
     );
@@ -418,6 +453,8 @@ export class StrongroomNode {
       sys,
       cluster,
       access,
+      pki,
+      leases,
       identitySource: config.auth.identitySource,
       timeoutMs: config.requests.timeoutMs,
       messageBytesMax: config.requests.messageBytesMax,
@@ -491,8 +528,7 @@ export class StrongroomNode {
         audit,
         tidyTimer,
         releaseFailpointSignal,
-        rotator,
-        expirySweeper,
+        leaderTasks: [rotator, expirySweeper, leaseManager],
       },
     );
     node.startSealedLeaderHandoff();
@@ -519,8 +555,7 @@ export class StrongroomNode {
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
     clearInterval(this.parts.tidyTimer);
     this.parts.releaseFailpointSignal();
-    this.parts.rotator.stop();
-    this.parts.expirySweeper.stop();
+    for (const task of this.parts.leaderTasks) task.stop();
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     await this.parts.clientListener.close(graceMs);
     await raft.stop();

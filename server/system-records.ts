@@ -4,6 +4,7 @@
 // off as a secret. Writes are proposed through Raft from the leader; a refused change comes back
 // as the state machine's StateError (CAS_MISMATCH, NOT_FOUND, ...).
 
+import type { z } from "zod";
 import type { RaftNode } from "../raft/node/index.js";
 import type { Barrier } from "../storage/barrier/index.js";
 import {
@@ -14,9 +15,25 @@ import {
   StateError,
   type SystemArea,
 } from "../storage/state/index.js";
+import { NodeError } from "./errors.js";
 
 export function barrierContext(area: SystemArea, name: string): string {
   return `sys:${area}/${name}`;
+}
+
+const decoder = new TextDecoder();
+
+/** A record's JSON plaintext checked against its schema; INTERNAL naming the kind when it is not. */
+export function decodeJsonRecord<T>(schema: z.ZodType<T>, kind: string, bytes: Uint8Array): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new NodeError("INTERNAL", `a ${kind} record does not decode`);
+  }
+  const checked = schema.safeParse(parsed);
+  if (!checked.success) throw new NodeError("INTERNAL", `a ${kind} record does not have the expected fields`);
+  return checked.data;
 }
 
 export interface SystemRecordsParts {

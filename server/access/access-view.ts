@@ -1,5 +1,5 @@
-// The node's view of access control: every policy, identity binding and token record, kept in
-// memory so that a request is authorized without a disk read. Applied commands update it as they
+// The node's view of access control: every policy, identity binding, token, lease and disabled
+// identity record, kept in memory so that a request is authorized without a disk read. Applied commands update it as they
 // apply (synchronously, before the next request can see the state), so a change takes effect on a
 // node at the index where it applies there. Records are kept as ciphertext and decrypted when a
 // request needs them (only an unsealed node can); decrypted records are dropped when the node
@@ -14,6 +14,13 @@ import {
   type SystemArea,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
+import {
+  type CertificateLease,
+  type DisabledIdentityRecord,
+  decodeCertificateLease,
+  decodeDisabledIdentity,
+  leaseAreas,
+} from "../leases/lease-records.js";
 import { type Policy, parsePolicy } from "../policy/policy.js";
 import { barrierContext } from "../system-records.js";
 import {
@@ -25,7 +32,7 @@ import {
   type TokenRecord,
 } from "./access-records.js";
 
-const areas: readonly SystemArea[] = Object.values(accessAreas);
+const areas: readonly SystemArea[] = [...Object.values(accessAreas), ...Object.values(leaseAreas)];
 
 type RecordCommand = Extract<SecretCommand, { op: "sys.put" | "sys.delete" }>;
 
@@ -37,6 +44,10 @@ export interface AccessRecords {
   readonly tokens: ReadonlyMap<string, TokenRecord>;
   /** Token hash by accessor. */
   readonly accessors: ReadonlyMap<string, string>;
+  /** Certificate leases by lease id (tokens are leases too, seen through `tokens`). */
+  readonly leases: ReadonlyMap<string, CertificateLease>;
+  /** Identities every node refuses, by identity. */
+  readonly disabledIdentities: ReadonlyMap<string, DisabledIdentityRecord>;
 }
 
 export class AccessView {
@@ -46,6 +57,8 @@ export class AccessView {
   private readonly bindings = new Map<string, BindingRecord>();
   private readonly tokens = new Map<string, TokenRecord>();
   private readonly accessors = new Map<string, string>();
+  private readonly leases = new Map<string, CertificateLease>();
+  private readonly disabledIdentities = new Map<string, DisabledIdentityRecord>();
   /** Record keys changed since they were last decrypted. */
   private readonly dirty = new Set<string>();
   /** Commands applied while a reload is reading the state, replayed after it. */
@@ -61,7 +74,7 @@ export class AccessView {
     const stored = this.stored;
     new Gauge({
       name: "strongroom_access_records",
-      help: "Access records this node holds, by area (policy, identity, token); tokens are bounded by auth.tokensMax.",
+      help: "Access records this node holds, by area (policy, identity, token, lease, disabled-identity); tokens are bounded by auth.tokensMax.",
       labelNames: ["area"],
       registers: [registry],
       collect() {
@@ -129,6 +142,8 @@ export class AccessView {
     this.bindings.clear();
     this.tokens.clear();
     this.accessors.clear();
+    this.leases.clear();
+    this.disabledIdentities.clear();
     for (const key of this.stored.keys()) this.dirty.add(key);
   }
 
@@ -151,6 +166,8 @@ export class AccessView {
       bindings: this.bindings,
       tokens: this.tokens,
       accessors: this.accessors,
+      leases: this.leases,
+      disabledIdentities: this.disabledIdentities,
     };
   }
 
@@ -171,6 +188,8 @@ export class AccessView {
       if (old !== undefined) this.accessors.delete(old.accessor);
       this.tokens.delete(name);
     } else if (area === accessAreas.policy) this.policies.delete(name);
+    else if (area === leaseAreas.lease) this.leases.delete(name);
+    else if (area === leaseAreas.disabled) this.disabledIdentities.delete(name);
     else this.bindings.delete(name);
     const record = this.stored.get(key);
     if (record === undefined) return;
@@ -189,6 +208,10 @@ export class AccessView {
     } else if (area === accessAreas.policy) {
       const { document } = decodePolicyRecord(plaintext);
       this.policies.set(name, { policy: parsePolicy(document), document });
+    } else if (area === leaseAreas.lease) {
+      this.leases.set(name, decodeCertificateLease(plaintext));
+    } else if (area === leaseAreas.disabled) {
+      this.disabledIdentities.set(name, decodeDisabledIdentity(plaintext));
     } else {
       this.bindings.set(name, decodeBindingRecord(plaintext));
     }

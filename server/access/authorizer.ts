@@ -187,6 +187,14 @@ export class Authorizer {
 
   private resolve(records: AccessRecords, context: RequestContext): Caller {
     const { identity, token } = context;
+    const disabled = records.disabledIdentities.get(identity);
+    if (disabled !== undefined) {
+      throw new NodeError(
+        "IDENTITY_DISABLED",
+        `${identity} was disabled at ${new Date(disabled.disabledAt).toISOString()}: an operator can enable it again`,
+        { auditDetail: `disabled by ${disabled.disabledBy}: ${disabled.reason}` },
+      );
+    }
     if (token === null) {
       const names = new Set<string>();
       for (const binding of records.bindings.values()) {

@@ -98,4 +98,25 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Access/RevokeToken", caller],
   ["/strongroom.v1.Access/LookupToken", caller],
   ["/strongroom.v1.Access/ConsumeTokenUse", { kind: "peer" }],
+  // Emergency revocation takes credentials from others and can rotate everything: sudo.
+  ["/strongroom.v1.Access/RevokeIdentity", on(fixed("sys/revoke"), "update", true)],
+  ["/strongroom.v1.Access/EnableIdentity", on(fixed("sys/revoke"), "update", true)],
+  ["/strongroom.v1.Access/ListDisabledIdentities", on(fixed("sys/revoke"), "read")],
+
+  // The CA's key signs whatever the roles allow: creating it and writing roles need sudo.
+  ["/strongroom.v1.Pki/CreateCa", on(fixed("sys/pki/ca"), "update", true)],
+  // The CA certificate and the revocation list are public to every caller.
+  ["/strongroom.v1.Pki/GetCa", caller],
+  ["/strongroom.v1.Pki/GetCrl", caller],
+  ["/strongroom.v1.Pki/WriteRole", on((r) => `sys/pki/roles/${String(r.name ?? "")}`, "update", true)],
+  ["/strongroom.v1.Pki/ReadRole", on((r) => `sys/pki/roles/${String(r.name ?? "")}`, "read")],
+  ["/strongroom.v1.Pki/ListRoles", on(fixed("sys/pki/roles/"), "list")],
+  ["/strongroom.v1.Pki/DeleteRole", on((r) => `sys/pki/roles/${String(r.name ?? "")}`, "delete", true)],
+  ["/strongroom.v1.Pki/Issue", on((r) => `sys/pki/issue/${String(r.role ?? "")}`, "update")],
+
+  ["/strongroom.v1.Leases/List", on((r) => `sys/leases/${String(r.prefix ?? "")}`, "list")],
+  ["/strongroom.v1.Leases/Lookup", on((r) => `sys/leases/${String(r.id ?? "")}`, "read")],
+  ["/strongroom.v1.Leases/Renew", on((r) => `sys/leases/${String(r.id ?? "")}`, "update")],
+  ["/strongroom.v1.Leases/Revoke", on((r) => `sys/leases/${String(r.id ?? "")}`, "delete")],
+  ["/strongroom.v1.Leases/RevokePrefix", on((r) => `sys/leases/${String(r.prefix ?? "")}`, "delete", true)],
 ]);

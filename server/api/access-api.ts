@@ -37,6 +37,7 @@ import { type Authorizer, type Caller, rootPolicyName, tokenDepthMax } from "../
 import { checkAccessor, newAccessor, newToken } from "../access/token-ids.js";
 import type { NodeConfig } from "../config.js";
 import { NodeError } from "../errors.js";
+import { requireLeaseRoom } from "../leases/lease-manager.js";
 import { PolicyError, parsePolicy } from "../policy/policy.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
@@ -51,7 +52,7 @@ export interface AccessApiParts {
   readonly reads: ReadBarrier;
   readonly view: AccessView;
   readonly authorizer: Authorizer;
-  readonly limits: NodeConfig["auth"];
+  readonly limits: NodeConfig["auth"] & { readonly leasesPerIdentityMax: number };
 }
 
 export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string, AnyApiMethod> {
@@ -214,6 +215,8 @@ export class AccessApi {
     if (!orphan && depthOf(records, caller.tokenHash) >= tokenDepthMax) {
       throw new NodeError("INVALID_ARGUMENT", `a token may have at most ${tokenDepthMax} ancestors`);
     }
+    // A token is a lease of its creator's: one identity holds at most leases.perIdentityMax.
+    requireLeaseRoom(records, caller.identity, limits.leasesPerIdentityMax, Date.now());
     if (records.tokens.size >= limits.tokensMax) {
       throw new NodeError("RESOURCE_EXHAUSTED", `the cluster holds its limit of ${limits.tokensMax} tokens`);
     }
@@ -239,27 +242,45 @@ export class AccessApi {
   async renewToken(request: RenewTokenRequest, context: RequestContext): Promise<TokenInfo> {
     requireServing(this.parts.keeper, context);
     const { hash, record, records } = await this.target(request.accessor, "update", context);
-    if (!record.renewable) throw new NodeError("INVALID_ARGUMENT", "the token is not renewable");
+    return this.info(records, await this.renewTokenRecord(hash, record, request.incrementMs));
+  }
+
+  /** Extends a token by `incrementMs` from now (0: its own TTL), never past its hard limit. */
+  async renewTokenRecord(hash: string, record: TokenRecord, incrementMs: number): Promise<TokenRecord> {
+    if (!record.renewable) throw new NodeError("NOT_RENEWABLE", "the token is not renewable");
     const now = Date.now();
-    const incrementMs = request.incrementMs === 0 ? record.ttlMs : request.incrementMs;
+    const increment = incrementMs === 0 ? record.ttlMs : incrementMs;
     const expiresAt =
-      record.maxExpiresAt === 0 ? now + incrementMs : Math.min(now + incrementMs, record.maxExpiresAt);
+      record.maxExpiresAt === 0 ? now + increment : Math.min(now + increment, record.maxExpiresAt);
     const renewed: TokenRecord = { ...record, expiresAt };
     await this.putRecord(accessAreas.token, hash, encodeRecord(renewed));
-    return this.info(records, renewed);
+    return renewed;
   }
 
   /** Revokes a token: every node refuses it, and its descendants, once the deletion applies. */
   async revokeToken(request: TokenAccessorRequest, context: RequestContext): Promise<AccessWriteResponse> {
     requireServing(this.parts.keeper, context);
-    const { hash, records } = await this.target(request.accessor, "delete", context);
+    const { hash } = await this.target(request.accessor, "delete", context);
+    return { revision: (await this.revokeTokenHash(hash)).revision };
+  }
+
+  /**
+   * Revokes the token of `hash` and its descendants; answers the index from which every node
+   * refuses them all and the accessors revoked.
+   */
+  async revokeTokenHash(hash: string): Promise<{ revision: number; accessors: string[] }> {
+    const records = await this.parts.view.records();
+    const accessor = records.tokens.get(hash)?.accessor;
     const revision = await this.deleteRecord(accessAreas.token, hash);
     // Descendants are refused already (a token is valid only with its whole parent chain); their
     // records go now, or at the next tidy if this leader stops first.
+    const accessors = accessor === undefined ? [] : [accessor];
     for (const descendant of descendantsOf(records, hash)) {
+      const descendantAccessor = records.tokens.get(descendant)?.accessor;
+      if (descendantAccessor !== undefined) accessors.push(descendantAccessor);
       await this.deleteRecord(accessAreas.token, descendant).catch(() => {});
     }
-    return { revision };
+    return { revision, accessors };
   }
 
   async lookupToken(request: TokenAccessorRequest, context: RequestContext): Promise<TokenInfo> {

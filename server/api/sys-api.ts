@@ -46,7 +46,6 @@ import {
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import { accessAreas, encodeRecord, rootTokenRecord } from "../access/access-records.js";
-import { barrierContext } from "../system-records.js";
 import { deriveTokenKey, newAccessor, newToken, tokenHash } from "../access/token-ids.js";
 import { hashSensitive } from "../audit/audit-chain.js";
 import { deriveAuditKey } from "../audit/audit-trail.js";
@@ -55,6 +54,7 @@ import { handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
+import { barrierContext } from "../system-records.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 

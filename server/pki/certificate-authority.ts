@@ -128,7 +128,10 @@ export function signCrl(
           ),
         ]),
       ),
-      extension("2.5.29.20", asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, integerBytes(number))),
+      extension(
+        "2.5.29.20",
+        asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, integerBytes(number)),
+      ),
     ]),
   ]);
   const tbs = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [

@@ -11,6 +11,8 @@ import { unary } from "../../cli/client-connection.js";
 import { withToken } from "../../client/credentials.js";
 import { AccessClient } from "../../proto/gen/strongroom/v1/access.gen.js";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import { LeasesClient } from "../../proto/gen/strongroom/v1/leases.gen.js";
+import { PkiClient } from "../../proto/gen/strongroom/v1/pki.gen.js";
 import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
 import { type NodeConfig, parseNodeConfig } from "../../server/config.js";
@@ -86,6 +88,8 @@ export interface Clients {
   readonly sys: SysClient;
   readonly cluster: ClusterClient;
   readonly access: AccessClient;
+  readonly pki: PkiClient;
+  readonly leases: LeasesClient;
   /** Sends `token` with every later call (null: none). */
   useToken(token: string | null): void;
   close(): void;
@@ -104,11 +108,15 @@ export function clientsFor(
   const sys = new SysClient(address, credentials);
   const cluster = new ClusterClient(address, credentials);
   const access = new AccessClient(address, credentials);
+  const pkiClient = new PkiClient(address, credentials);
+  const leases = new LeasesClient(address, credentials);
   return {
     secrets,
     sys,
     cluster,
     access,
+    pki: pkiClient,
+    leases,
     useToken(next) {
       current = next;
     },
@@ -117,6 +125,8 @@ export function clientsFor(
       sys.close();
       cluster.close();
       access.close();
+      pkiClient.close();
+      leases.close();
       tls.close();
     },
   };
