@@ -13,6 +13,7 @@ import { registerClusterCommands } from "./cluster-commands.js";
 import { startDevCluster } from "./dev-cluster.js";
 import { runDevDemo } from "./dev-demo.js";
 import { registerClientCommands } from "./kv-commands.js";
+import { registerLifecycleCommands } from "./lifecycle-commands.js";
 import { registerPkiCommands } from "./pki-commands.js";
 import { runServer } from "./server-command.js";
 
@@ -110,6 +111,7 @@ registerClientCommands(program);
 registerAccessCommands(program);
 registerClusterCommands(program);
 registerPkiCommands(program);
+registerLifecycleCommands(program);
 registerAuditCommands(program);
 registerAgentCommand(program);
 registerChaosCommand(program);

@@ -84,10 +84,7 @@ export class PkiEngine {
   async ca(): Promise<CaRecord> {
     const bytes = await this.records.read(pkiAreas.pki, caRecordName);
     if (bytes === null)
-      throw new NodeError(
-        "NO_CA",
-        "the cluster has no CA yet: create one with `strongroom pki-engine create-ca`",
-      );
+      throw new NodeError("NO_CA", "the cluster has no CA yet: create one with `strongroom certs create-ca`");
     return decodeCaRecord(bytes);
   }
 

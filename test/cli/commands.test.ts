@@ -4,7 +4,7 @@
 // snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -184,6 +184,89 @@ it("kv rotation and expiry: a generator and an overlap set, rotate now, the stal
   const notRotating = await strongroom(["kv", "rotate", "app/config"]);
   expect(notRotating).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_ROTATING)") });
 }, 60_000);
+
+it("certs, leases and revoke: the internal CA, a role, an issued certificate, its lease revoked onto the list, an identity revoked", async () => {
+  const ca = await json<{ serial: string }>([
+    "certs",
+    "create-ca",
+    "--common-name",
+    "cli CA",
+    "--ttl",
+    "30d",
+  ]);
+  expect(ca.serial).toMatch(/^[0-9a-f]+$/);
+  expect((await strongroom(["certs", "ca"])).stdout).toMatch(/^-----BEGIN CERTIFICATE-----/);
+  expect(await strongroom(["certs", "role", "write", "web"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("give at least one --allow pattern"),
+  });
+  expect(
+    (await strongroom(["certs", "role", "write", "web", "--allow", "*.svc.test", "--ttl", "nope"])).code,
+  ).toBe(2);
+  await json(["certs", "role", "write", "web", "--allow", "*.svc.test", "--ttl", "10m", "--max-ttl", "1h"]);
+  expect(await json(["certs", "role", "read", "web"])).toEqual({
+    name: "web",
+    allowedNames: ["*.svc.test"],
+    ttlMs: 600_000,
+    maxTtlMs: 3_600_000,
+    serverAuth: false,
+  });
+  const out = join(root, "issued");
+  const issued = await strongroom(["certs", "issue", "web", "api.svc.test", "--out", out]);
+  expect(issued, issued.stderr).toMatchObject({ code: 0 });
+  const lease = /lease\s+(\S+)/.exec(issued.stdout)?.[1] ?? "";
+  expect(lease).toMatch(/^pki\/issue\/web\/[0-9a-f]+$/);
+  expect(statSync(join(out, "key.pem")).mode & 0o777).toBe(0o600);
+  expect(readFileSync(join(out, "cert.pem"), "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----/);
+  const refused = await strongroom(["certs", "issue", "web", "api.other.test"]);
+  expect(refused).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("does not allow api.other.test"),
+  });
+  const listed = await json<{ leases: { id: string }[] }>(["leases", "list", "pki/issue/"]);
+  expect(listed.leases.map((entry) => entry.id)).toEqual([lease]);
+  const revoked = await strongroom(["revoke", "--lease", lease]);
+  expect(revoked, revoked.stderr).toMatchObject({ code: 0 });
+  for (const address of addresses)
+    expect(revoked.stdout).toMatch(new RegExp(`applied on ${address}\\s+after \\d+ ms`));
+  const serial = lease.slice(lease.lastIndexOf("/") + 1);
+  expect((await json<{ revokedSerials: string[] }>(["certs", "crl"])).revokedSerials).toEqual([serial]);
+  expect(await strongroom(["revoke", "--lease", lease, "--prefix", "pki/"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("exactly one of"),
+  });
+  expect((await strongroom(["revoke", "--prefix", "pki/", "--rotate"])).code).toBe(2);
+
+  // An identity revoked: its calls refused, listed as disabled, enabled again.
+  expect((await strongroom(["policy", "bind", "victim", "root"])).code).toBe(0);
+  const victim = pki.client("victim");
+  const asVictim = (args: string[]) =>
+    strongroom(args, "", {
+      STRONGROOM_CLIENT_CERT: victim.certificateFile,
+      STRONGROOM_CLIENT_KEY: victim.privateKeyFile,
+      STRONGROOM_TOKEN: "",
+    });
+  expect((await asVictim(["kv", "list", "app/"])).code).toBe(0);
+  const report = await json<{ disabledAtRevision: number; appliedAfterMs: Record<string, number> }>([
+    "revoke",
+    "--identity",
+    "victim",
+    "--reason",
+    "cli test",
+  ]);
+  expect(report.disabledAtRevision).toBeGreaterThan(0);
+  expect(Object.keys(report.appliedAfterMs).sort()).toEqual([...addresses].sort());
+  expect(await asVictim(["kv", "list", "app/"])).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("(IDENTITY_DISABLED)"),
+  });
+  expect((await strongroom(["identity", "disabled"])).stdout).toMatch(
+    /^victim\s+since .* by operator: cli test\n$/,
+  );
+  await json(["identity", "enable", "victim"]);
+  expect((await asVictim(["kv", "list", "app/"])).code).toBe(0);
+  expect((await strongroom(["policy", "unbind", "victim"])).code).toBe(0);
+});
 
 it("cluster status, members, leadership, snapshots and keyring rotation", async () => {
   const status = await json<{ leaderId: string; role: string }>(["cluster", "status"]);
