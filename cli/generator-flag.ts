@@ -5,12 +5,15 @@
 //                                          leaves symbols out entirely (e.g. password:24:symbols=0)
 //   ed25519
 //   rsa:BITS                               e.g. rsa:3072
+//   x509:ROLE:COMMON_NAME[:ttl=DURATION,dns=NAME,dns=NAME]
+//                                          a certificate from the cluster's CA under a role
 //   none                                   stop rotating (the generator is removed)
 //
 // The server validates the values (lengths, minimums); this only reads the shape.
 
 import { InvalidArgumentError } from "commander";
 import type { RotationGenerator } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { duration } from "./command-support.js";
 
 export type GeneratorFlag =
   | { readonly clear: true }
@@ -80,9 +83,30 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
         clear: false,
         generator: { kind: { $case: "rsa", value: { bits: number(first, "the bits") } } },
       };
+    case "x509": {
+      extra(3);
+      const [options] = rest;
+      if (first === undefined || first === "" || second === undefined || second === "")
+        throw new InvalidArgumentError("--generator x509: give ROLE:COMMON_NAME");
+      const dnsNames: string[] = [];
+      let ttlMs = 0;
+      for (const pair of (options ?? "").split(",").filter((part) => part !== "")) {
+        const [name, value] = pair.split("=");
+        if (name === "dns" && value !== undefined && value !== "") dnsNames.push(value);
+        else if (name === "ttl" && value !== undefined) ttlMs = duration("--generator x509: ttl")(value);
+        else
+          throw new InvalidArgumentError(
+            `--generator x509: ${JSON.stringify(pair)} is not ttl=DURATION or dns=NAME`,
+          );
+      }
+      return {
+        clear: false,
+        generator: { kind: { $case: "x509", value: { role: first, commonName: second, dnsNames, ttlMs } } },
+      };
+    }
     default:
       throw new InvalidArgumentError(
-        `--generator: ${JSON.stringify(kind)} is not random-bytes:LENGTH, password:LENGTH, ed25519, rsa:BITS or none`,
+        `--generator: ${JSON.stringify(kind)} is not random-bytes:LENGTH, password:LENGTH, ed25519, rsa:BITS, x509:ROLE:NAME or none`,
       );
   }
 }
@@ -101,6 +125,11 @@ export function describeGenerator(generator: RotationGenerator | undefined): str
       return "ed25519";
     case "rsa":
       return `rsa:${kind.value.bits}`;
+    case "x509": {
+      const { role, commonName, dnsNames, ttlMs } = kind.value;
+      const options = [...(ttlMs === 0 ? [] : [`ttl=${ttlMs}ms`]), ...dnsNames.map((name) => `dns=${name}`)];
+      return `x509:${role}:${commonName}${options.length === 0 ? "" : `:${options.join(",")}`}`;
+    }
     default:
       return "-";
   }

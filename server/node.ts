@@ -337,6 +337,12 @@ export class StrongroomNode {
         registry,
         onFailure: (path, reason) =>
           logger.warn({ path, reason }, "a rotation failed; retrying with backoff"),
+        // An x509 generator's certificate: issued under its role, a lease of the secret's.
+        issueCertificate: async (path, spec) => {
+          const issued = await pkiEngine.issue(spec.role, spec.commonName, spec.dnsNames, spec.ttlMs);
+          await leaseManager.recordCertificate(`secret:${path}`, spec.role, issued);
+          return { ...issued, caPem: (await pkiEngine.ca()).certificatePem };
+        },
       },
       config.rotation,
     );
@@ -363,6 +369,9 @@ export class StrongroomNode {
       keeper,
       reads,
       limits: defaultStateLimits,
+      requireIssuer: async (context, role) => {
+        authorizer.require(await authorizer.caller(context), `sys/pki/issue/${role}`, "update");
+      },
     });
     const sys = sysMethods({
       nodeId: config.nodeId,

@@ -51,6 +51,11 @@ export interface SecretsApiParts {
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
   readonly limits: StateLimits;
+  /**
+   * Refuses unless the caller may have certificates issued under `role` (update on
+   * sys/pki/issue/<role>): setting an x509 generator issues them in the caller's stead.
+   */
+  readonly requireIssuer: (context: RequestContext, role: string) => Promise<void>;
 }
 
 export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMethod> {
@@ -238,6 +243,8 @@ class SecretsApi {
       ...(request.expiresAtMs === undefined ? {} : { expiresAt: request.expiresAtMs }),
       ...generatorChange(request),
     };
+    if (changes.generator?.kind === "x509")
+      await this.parts.requireIssuer(context, String(changes.generator.role));
     const { index } = await this.propose({ op: "kv.metadata", path: request.path, changes, at: Date.now() });
     return { revision: index };
   }

@@ -36,10 +36,19 @@ export function generatorFromWire(wire: RotationGenerator): GeneratorSpec {
     case "rsa":
       candidate = { kind: "rsa", bits: kind.value.bits };
       break;
+    case "x509":
+      candidate = {
+        kind: "x509",
+        role: kind.value.role,
+        commonName: kind.value.commonName,
+        dnsNames: kind.value.dnsNames,
+        ttlMs: kind.value.ttlMs,
+      };
+      break;
     default:
       throw new NodeError(
         "INVALID_ARGUMENT",
-        "the generator names no kind (random_bytes, password, ed25519 or rsa)",
+        "the generator names no kind (random_bytes, password, ed25519, rsa or x509)",
       );
   }
   try {
@@ -77,5 +86,17 @@ export function generatorToWire(
       return { kind: { $case: "ed25519", value: {} } };
     case "rsa":
       return { kind: { $case: "rsa", value: { bits: spec.bits } } };
+    case "x509":
+      return {
+        kind: {
+          $case: "x509",
+          value: {
+            role: spec.role,
+            commonName: spec.commonName,
+            dnsNames: [...spec.dnsNames],
+            ttlMs: spec.ttlMs,
+          },
+        },
+      };
   }
 }

@@ -40,9 +40,30 @@ export const generatorSchema = z.discriminatedUnion("kind", [
     kind: z.literal("rsa"),
     bits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]),
   }),
+  /**
+   * A certificate from the cluster's internal CA under a PKI role: the value is a PEM bundle of
+   * the certificate, its PKCS#8 key and the CA certificate. Names and lifetime are checked
+   * against the role when the certificate is issued.
+   */
+  z.strictObject({
+    kind: z.literal("x509"),
+    role: z.string().min(1).max(63),
+    commonName: z.string().min(1).max(253),
+    dnsNames: z.array(z.string().min(1).max(253)).max(20).default([]),
+    /** 0: the role's default. */
+    ttlMs: z.number().int().min(0).default(0),
+  }),
 ]);
 
 export type GeneratorSpec = z.infer<typeof generatorSchema>;
+export type X509GeneratorSpec = Extract<GeneratorSpec, { kind: "x509" }>;
+
+/** What a generator may need of the node: the PKI engine, for x509. */
+export interface GeneratorParts {
+  readonly issueCertificate?: (
+    spec: X509GeneratorSpec,
+  ) => Promise<{ certificatePem: string; privateKeyPem: string; caPem: string }>;
+}
 
 export class GeneratorError extends Error {
   override readonly name = "GeneratorError";
@@ -73,8 +94,14 @@ export function parseGenerator(input: unknown): GeneratorSpec {
  * A new value from the generator. Key pairs are made off the event loop (an RSA-4096 key takes
  * a second or more, which would stall the leader's heartbeats).
  */
-export async function generateValue(spec: GeneratorSpec): Promise<Uint8Array> {
+export async function generateValue(spec: GeneratorSpec, parts: GeneratorParts = {}): Promise<Uint8Array> {
   switch (spec.kind) {
+    case "x509": {
+      if (parts.issueCertificate === undefined)
+        throw new GeneratorError("an x509 generator needs the cluster's PKI engine");
+      const issued = await parts.issueCertificate(spec);
+      return new TextEncoder().encode(`${issued.certificatePem}${issued.privateKeyPem}${issued.caPem}`);
+    }
     case "random-bytes": {
       const bytes = randomBytes(spec.length);
       if (spec.encoding === "raw") return new Uint8Array(bytes);

@@ -22,7 +22,7 @@ import {
   StateError,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
-import { type GeneratorSpec, generateValue, parseGenerator } from "./generators.js";
+import { type GeneratorSpec, generateValue, parseGenerator, type X509GeneratorSpec } from "./generators.js";
 import { PeriodicTask } from "./periodic-task.js";
 
 export interface RotatorParts {
@@ -33,6 +33,11 @@ export interface RotatorParts {
   readonly serving: () => boolean;
   readonly registry: Registry;
   readonly onFailure?: (path: string, reason: string) => void;
+  /** Issues the certificate of an x509 generator for the secret at `path` (the PKI engine). */
+  readonly issueCertificate?: (
+    path: string,
+    spec: X509GeneratorSpec,
+  ) => Promise<{ certificatePem: string; privateKeyPem: string; caPem: string }>;
 }
 
 export interface RotatorOptions {
@@ -138,7 +143,11 @@ export class Rotator {
     version: number,
     generator: GeneratorSpec,
   ): Promise<{ version: number; revision: number }> {
-    const value = await generateValue(generator);
+    const issue = this.parts.issueCertificate;
+    const value = await generateValue(
+      generator,
+      issue === undefined ? {} : { issueCertificate: (spec) => issue(path, spec) },
+    );
     try {
       const ciphertext = this.parts.barrier.encrypt(path, value);
       const result = await this.submit({

@@ -153,7 +153,7 @@ export function signCrl(
     // A BIT STRING's first byte is the count of unused bits.
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, String.fromCharCode(0) + signature),
   ]);
-  return forge.pem.encode({ type: "X509 CRL", body: asn1.toDer(crl).getBytes() }, { maxline: 64 });
+  return unixLines(forge.pem.encode({ type: "X509 CRL", body: asn1.toDer(crl).getBytes() }, { maxline: 64 }));
 }
 
 /** The serial of a PEM certificate this module issued, as `issued` names it. */
@@ -215,9 +215,14 @@ function newCertificate(publicKey: forge.pki.rsa.PublicKey, notAfter: number): f
   return certificate;
 }
 
+/** node-forge ends PEM lines with CRLF; Node's crypto, OpenSSL's tools and bundles use LF. */
+function unixLines(pem: string): string {
+  return pem.replaceAll("\r\n", "\n");
+}
+
 function issued(certificate: forge.pki.Certificate, privateKeyPem: string): IssuedCertificate {
   return {
-    certificatePem: forge.pki.certificateToPem(certificate),
+    certificatePem: unixLines(forge.pki.certificateToPem(certificate)),
     privateKeyPem,
     serial: certificate.serialNumber.toLowerCase(),
     notAfter: certificate.validity.notAfter.getTime(),

@@ -1,10 +1,11 @@
 // The rotation generators make values a consumer can use: random bytes of the length and
 // encoding asked, passwords that meet their character policy, key pairs that parse and match
-// (a signature made with the private key verifies with the public one). Bad parameters are
-// refused with the problem named.
+// (a signature made with the private key verifies with the public one), certificates from the
+// PKI engine as a PEM bundle. Bad parameters are refused with the problem named.
 
 import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { expect, it } from "vitest";
+import { describeGenerator, parseGeneratorFlag } from "../../cli/generator-flag.js";
 import { GeneratorError, generateValue, parseGenerator } from "../../server/lifecycle/generators.js";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -78,4 +79,42 @@ it("refuses bad parameters, naming the problem", () => {
   );
   expect(() => parseGenerator({ kind: "rsa", bits: 1024 })).toThrow(/bits/);
   expect(() => parseGenerator({ kind: "dsa" })).toThrow(/kind/);
+});
+
+it("an x509 generator: its parameters checked, the PKI engine asked for the certificate, the value a PEM bundle", async () => {
+  expect(() => parseGenerator({ kind: "x509", role: "", commonName: "a.svc.test" })).toThrow(/role: /);
+  expect(() => parseGenerator({ kind: "x509", role: "web", commonName: "a", ttlMs: -1 })).toThrow(/ttlMs: /);
+  const spec = parseGenerator({ kind: "x509", role: "web", commonName: "a.svc.test" });
+  expect(spec).toEqual({ kind: "x509", role: "web", commonName: "a.svc.test", dnsNames: [], ttlMs: 0 });
+  await expect(generateValue(spec)).rejects.toThrow("an x509 generator needs the cluster's PKI engine");
+  const asked: unknown[] = [];
+  const value = await generateValue(spec, {
+    issueCertificate: async (request) => {
+      asked.push(request);
+      return { certificatePem: "CERT\n", privateKeyPem: "KEY\n", caPem: "CA\n" };
+    },
+  });
+  expect(asked).toEqual([spec]);
+  expect(text(value)).toBe("CERT\nKEY\nCA\n");
+});
+
+it("the CLI's --generator spelling of each kind reads back as it was written", () => {
+  for (const spelling of [
+    "random-bytes:32:hex",
+    "password:24:lower=1,upper=1,digits=1,symbols=0",
+    "ed25519",
+    "rsa:3072",
+    "x509:web:api.svc.test",
+    "x509:web:api.svc.test:ttl=3600000ms,dns=b.svc.test,dns=c.svc.test",
+  ]) {
+    const parsed = parseGeneratorFlag(spelling);
+    if (parsed.clear) throw new Error("not a generator");
+    const described = describeGenerator(parsed.generator);
+    expect(described.startsWith(spelling.split(":")[0] ?? "")).toBe(true);
+    if (spelling.startsWith("x509") || spelling === "ed25519" || spelling === "rsa:3072")
+      expect(described).toBe(spelling);
+  }
+  expect(() => parseGeneratorFlag("x509:web")).toThrow("--generator x509: give ROLE:COMMON_NAME");
+  expect(() => parseGeneratorFlag("x509:web:a.svc.test:size=3")).toThrow(/is not ttl=DURATION or dns=NAME/);
+  expect(() => parseGeneratorFlag("x509:web:a.svc.test:ttl=soon")).toThrow(/duration/);
 });

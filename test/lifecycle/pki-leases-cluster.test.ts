@@ -326,6 +326,64 @@ describe("issued certificates and their leases", () => {
   });
 });
 
+describe("an x509 rotation generator", () => {
+  it("needs the grant to issue under its role, and rotates to a new certificate from the CA each time", async () => {
+    const admin = operator();
+    await admin.access.writePolicy({
+      name: "cert-owner",
+      document: JSON.stringify({
+        name: "cert-owner",
+        rules: [{ path: "certs/*", capabilities: ["create", "read", "update"] }],
+      }),
+    });
+    const bound = await admin.access.bindIdentity({ identity: "svc-c", policies: ["cert-owner"] });
+    await appliedEverywhere(bound.revision);
+    const owner = sdk("svc-c");
+    await owner.secrets.put({ path: "certs/api", value: new TextEncoder().encode("none yet") });
+    const generator = {
+      kind: {
+        $case: "x509" as const,
+        value: { role: "web", commonName: "api.svc.test", dnsNames: ["worker-1"], ttlMs: 300_000 },
+      },
+    };
+    // Update on the secret is not enough: the generator issues certificates under role web.
+    const refused = (await owner.secrets
+      .updateMetadata({ path: "certs/api", generator, rotationPeriodMs: 3_600_000 })
+      .catch((caught: unknown) => caught)) as StrongroomError;
+    expect(`${refused.reason}: ${refused.message}`).toMatch(
+      /^PERMISSION_DENIED: svc-c may not update sys\/pki\/issue\/web/,
+    );
+    await admin.secrets.updateMetadata({ path: "certs/api", generator, rotationPeriodMs: 3_600_000 });
+    expect((await admin.secrets.getMetadata({ path: "certs/api" })).generator).toEqual(generator);
+    const serials: string[] = [];
+    for (const expected of [2, 3]) {
+      const rotated = await admin.secrets.rotate({ path: "certs/api" });
+      expect(rotated.version).toBe(expected);
+      const bundle = new TextDecoder().decode((await owner.secrets.get({ path: "certs/api" })).value);
+      const blocks = bundle.match(/-----BEGIN [A-Z ]+-----[^-]+-----END [A-Z ]+-----\n/g) ?? [];
+      expect(blocks.map((block) => /BEGIN ([A-Z ]+)-----/.exec(block)?.[1])).toEqual([
+        "CERTIFICATE",
+        "PRIVATE KEY",
+        "CERTIFICATE",
+      ]);
+      const [certificatePem, keyPem, caPem] = blocks as [string, string, string];
+      const certificate = new X509Certificate(certificatePem);
+      expect(certificate.verify(new X509Certificate(caPem).publicKey)).toBe(true);
+      expect(certificate.checkHost("worker-1")).toBe("worker-1");
+      const fromKey = createPublicKey(createPrivateKey(keyPem)).export({ type: "spki", format: "der" });
+      expect(Buffer.compare(fromKey, certificate.publicKey.export({ type: "spki", format: "der" }))).toBe(0);
+      const serial = certificate.serialNumber.toLowerCase();
+      serials.push(serial);
+      // Each one is a lease of the secret's, revocable like any issued certificate.
+      expect(await admin.leases.lookup({ id: `pki/issue/web/${serial}` })).toMatchObject({
+        identity: "secret:certs/api",
+      });
+    }
+    expect(new Set(serials).size).toBe(2);
+    await admin.leases.revokePrefix({ prefix: "pki/issue/web/" });
+  });
+});
+
 describe("emergency revocation", () => {
   it("refuses the identity on every node, revokes its credentials, rotates what it could read", async () => {
     const admin = operator();

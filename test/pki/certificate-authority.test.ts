@@ -149,3 +149,11 @@ describe("the revocation list", () => {
     }
   });
 });
+
+it("writes PEM with LF line ends, as Node and OpenSSL do, so bundles concatenate cleanly", () => {
+  const now = Date.now();
+  for (const pem of [ca.certificatePem, goodLeaf.certificatePem, signCrl(ca, [], now, now + hour, 1)]) {
+    expect(pem).not.toContain("\r");
+    expect(pem.endsWith("-----\n")).toBe(true);
+  }
+});

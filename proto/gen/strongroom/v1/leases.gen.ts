@@ -34,7 +34,10 @@ export interface Lease {
   id: string;
   /** "token" or "certificate". */
   kind: string;
-  /** The client identity it was issued to. */
+  /**
+   * The client identity it was issued to; "secret:<path>" for a certificate an x509 rotation
+   * generator issued for that secret.
+   */
   identity: string;
   issuedAtMs: number;
   expiresAtMs: number;

@@ -241,6 +241,7 @@ export interface RotationGenerator {
     | { $case: "password"; value: PasswordGenerator }
     | { $case: "ed25519"; value: Ed25519Generator }
     | { $case: "rsa"; value: RsaGenerator }
+    | { $case: "x509"; value: X509Generator }
     | undefined;
 }
 
@@ -270,6 +271,20 @@ export interface Ed25519Generator {
 /** An RSA key pair of `bits` (2048, 3072 or 4096), PEM as for Ed25519. */
 export interface RsaGenerator {
   bits: number;
+}
+
+/**
+ * A certificate and key from the cluster's internal CA under a PKI role (pki.proto); the value is
+ * a PEM bundle: the certificate, its PKCS#8 private key, the CA certificate. Setting it needs
+ * update on sys/pki/issue/<role>, as issuing does. Each certificate is a lease of
+ * "secret:<path>". Make ttl_ms longer than the rotation period plus the overlap.
+ */
+export interface X509Generator {
+  role: string;
+  commonName: string;
+  dnsNames: string[];
+  /** 0: the role's default lifetime. */
+  ttlMs: number;
 }
 
 export interface RotateRequest {
@@ -1628,6 +1643,9 @@ export const RotationGenerator: MessageFns<RotationGenerator> = {
       case "rsa":
         RsaGenerator.encode(message.kind.value, writer.uint32(34).fork()).join();
         break;
+      case "x509":
+        X509Generator.encode(message.kind.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1677,6 +1695,14 @@ export const RotationGenerator: MessageFns<RotationGenerator> = {
             message.kind = { $case: "rsa", value: RsaGenerator.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.kind = { $case: "x509", value: X509Generator.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1701,6 +1727,8 @@ export const RotationGenerator: MessageFns<RotationGenerator> = {
         ? { $case: "ed25519", value: Ed25519Generator.fromJSON(object.ed25519) }
         : isSet(object.rsa)
         ? { $case: "rsa", value: RsaGenerator.fromJSON(object.rsa) }
+        : isSet(object.x509)
+        ? { $case: "x509", value: X509Generator.fromJSON(object.x509) }
         : undefined,
     };
   },
@@ -1715,6 +1743,8 @@ export const RotationGenerator: MessageFns<RotationGenerator> = {
       obj.ed25519 = Ed25519Generator.toJSON(message.kind.value);
     } else if (message.kind?.$case === "rsa") {
       obj.rsa = RsaGenerator.toJSON(message.kind.value);
+    } else if (message.kind?.$case === "x509") {
+      obj.x509 = X509Generator.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -2050,6 +2080,123 @@ export const RsaGenerator: MessageFns<RsaGenerator> = {
     const obj: any = {};
     if (message.bits !== 0) {
       obj.bits = Math.round(message.bits);
+    }
+    return obj;
+  },
+};
+
+function createBaseX509Generator(): X509Generator {
+  return { role: "", commonName: "", dnsNames: [], ttlMs: 0 };
+}
+
+export const X509Generator: MessageFns<X509Generator> = {
+  encode(message: X509Generator, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.role !== "") {
+      writer.uint32(10).string(message.role);
+    }
+    if (message.commonName !== "") {
+      writer.uint32(18).string(message.commonName);
+    }
+    for (const v of message.dnsNames) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.ttlMs !== 0) {
+      writer.uint32(32).uint64(message.ttlMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): X509Generator {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseX509Generator();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.commonName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dnsNames.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ttlMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): X509Generator {
+    return {
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      commonName: isSet(object.commonName)
+        ? globalThis.String(object.commonName)
+        : isSet(object.common_name)
+        ? globalThis.String(object.common_name)
+        : "",
+      dnsNames: globalThis.Array.isArray(object?.dnsNames)
+        ? object.dnsNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dns_names)
+        ? object.dns_names.map((e: any) => globalThis.String(e))
+        : [],
+      ttlMs: isSet(object.ttlMs)
+        ? globalThis.Number(object.ttlMs)
+        : isSet(object.ttl_ms)
+        ? globalThis.Number(object.ttl_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: X509Generator): unknown {
+    const obj: any = {};
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.commonName !== "") {
+      obj.commonName = message.commonName;
+    }
+    if (message.dnsNames?.length) {
+      obj.dnsNames = message.dnsNames;
+    }
+    if (message.ttlMs !== 0) {
+      obj.ttlMs = Math.round(message.ttlMs);
     }
     return obj;
   },
