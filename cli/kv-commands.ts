@@ -252,7 +252,7 @@ export function registerClientCommands(program: Command, output: Output = proces
   command("stale")
     .argument("[prefix]", 'a prefix ending in "/" (default: everything the caller may list)', "")
     .description(
-      "secrets that need an operator: expired, expiring soon, or overdue for rotation (exit 3 if any)",
+      "secrets that need an operator: expired, expiring soon, overdue for rotation, or unread for long (exit 3 if any)",
     )
     .option(
       "--expiring-within <duration>",
@@ -260,18 +260,38 @@ export function registerClientCommands(program: Command, output: Output = proces
       duration("--expiring-within"),
       7 * 24 * 3_600_000,
     )
-    .action((prefix: string, options: Formatted & { expiringWithin: number }) =>
+    .option(
+      "--unread-for <duration>",
+      "list secrets no node has served for this long too, e.g. 90d",
+      duration("--unread-for"),
+      0,
+    )
+    .action((prefix: string, options: Formatted & { expiringWithin: number; unreadFor: number }) =>
       run(output, async () => {
         const report = await withClient(options, (client) =>
-          client.secrets.stale({ prefix, expiringWithinMs: options.expiringWithin, limit: 1000 }),
+          client.secrets.stale({
+            prefix,
+            expiringWithinMs: options.expiringWithin,
+            limit: 1000,
+            unreadForMs: options.unreadFor,
+          }),
         );
+        // What the unread part could not see, on stderr so that --format json stays parseable.
+        if (options.unreadFor > 0 && report.readsTrackedSinceMs > Date.now() - options.unreadFor)
+          output.err(
+            `note: reads are recorded since ${when(report.readsTrackedSinceMs)}, less than --unread-for ago: no secret is listed unread yet\n`,
+          );
+        if (report.membersNotAnswering.length > 0)
+          output.err(
+            `note: ${report.membersNotAnswering.join(", ")} did not answer for their reads: a secret only they served may be listed unread\n`,
+          );
         emit(output, options.format, report, () =>
           report.secrets.length === 0
             ? "nothing stale\n"
             : rows(
                 report.secrets.map((secret) => [
                   secret.path,
-                  `${secret.reason} ${when(secret.atMs)}${secret.owner === "" ? "" : ` (owner ${secret.owner})`}`,
+                  `${secret.reason === "unread" ? `unread, ${secret.atMs === 0 ? "not read since reads were recorded" : `last read ${when(secret.atMs)}`}` : `${secret.reason} ${when(secret.atMs)}`}${secret.owner === "" ? "" : ` (owner ${secret.owner})`}`,
                 ]),
               ) + (report.truncated ? "(more: narrow the prefix)\n" : ""),
         );

@@ -1,4 +1,4 @@
-// Runs an API method where it belongs. A "local" method runs here. A "leader" method runs here if
+// Runs an API method where it belongs. A "local" or "peer" method runs here. A "leader" method runs here if
 // this node leads; otherwise it is forwarded to the leader, and while there is none (an election)
 // it waits, within the request's deadline, instead of failing at once. A write that never reached
 // the log (this node lost the lead before proposing, or the proposal was dropped) is retried; one
@@ -45,7 +45,7 @@ export class Executor {
   private async route(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
     const handler = method.handler as Handler<unknown, unknown>;
     if (context.forwardedBy === null) method.guard?.();
-    if (method.route === "local") return handler(request, context);
+    if (method.route !== "leader") return handler(request, context);
     const pollMs = this.options.leaderPollMs ?? 20;
     const giveUpAt = Math.min(
       context.deadline,

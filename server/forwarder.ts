@@ -106,7 +106,8 @@ export class Forwarder {
 }
 
 /**
- * The leader's side of Peer.Forward: decodes the request of a known, leader-routed method, runs it
+ * The receiving side of Peer.Forward (on the leader, or on the node a "peer" method was asked
+ * of): decodes the request of a known leader- or peer-routed method, runs it
  * with the client's identity and the forwarder's deadline, and answers with the response or the
  * mapped error. Only a peer certificate (cluster CA, naming a node) reaches this port.
  */
@@ -135,7 +136,7 @@ export function forwardHandler(
       callback({ code: status.PERMISSION_DENIED, details: "the peer certificate names no node" });
       return;
     }
-    if (method === undefined || method.route !== "leader") {
+    if (method === undefined || method.route === "local") {
       failed(new NodeError("INVALID_ARGUMENT", `${call.request.method} is not a method that is forwarded`));
       return;
     }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
 import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
+import type { ReadTimesRequest, ReadTimesResponse } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
@@ -43,6 +44,7 @@ import { handOverLeadership } from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
+import { type ReadTimes, ReadTracker } from "./lifecycle/read-tracker.js";
 import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
@@ -60,6 +62,9 @@ import { SystemRecords } from "./system-records.js";
 import { activeTestFaults } from "./test-faults.js";
 import { TlsFiles } from "./tls/tls-files.js";
 import { WatchHub } from "./watch-hub.js";
+
+/** Secrets whose last read a node records, at most (beyond, the least recently read are forgotten). */
+const readTrackerPathsMax = 1_000_000;
 
 export interface NodeStartOptions {
   readonly logger?: Logger;
@@ -101,6 +106,7 @@ export class StrongroomNode {
       readonly releaseFailpointSignal: () => void;
       /** The leader's periodic work (rotations, expiry, lease sweeps), stopped first. */
       readonly leaderTasks: readonly { stop(): void }[];
+      readonly readTracker: ReadTracker;
     },
   ) {}
 
@@ -361,7 +367,39 @@ export class StrongroomNode {
     );
     expirySweeper.start();
     undo.push(() => expirySweeper.stop());
+    const readTracker = new ReadTracker(join(config.dataDir, "last-reads.json"), readTrackerPathsMax);
+    readTracker.load();
+    readTracker.start();
+    undo.push(() => readTracker.stop());
     const secrets = secretsMethods({
+      readTracker,
+      // Every other member's record of reads, each given a few seconds at most.
+      peerReadTimes: async (prefix, context) => {
+        const { membership } = raftNode().status();
+        const others = [...membership.voters, ...membership.learners].filter((id) => id !== config.nodeId);
+        const asked = { ...context, deadline: Math.min(context.deadline, Date.now() + 3000) };
+        const settled = await Promise.allSettled(
+          others.map((id) =>
+            forwarder.forward<ReadTimesRequest, ReadTimesResponse>(
+              id,
+              secrets.readTimes as AnyApiMethod,
+              { prefix },
+              asked,
+            ),
+          ),
+        );
+        const answers: ReadTimes[] = [];
+        const missing: string[] = [];
+        for (const [position, outcome] of settled.entries()) {
+          if (outcome.status === "fulfilled")
+            answers.push({
+              lastRead: new Map(Object.entries(outcome.value.lastReadMs)),
+              since: outcome.value.trackedSinceMs,
+            });
+          else missing.push(others[position] ?? "");
+        }
+        return { answers, missing };
+      },
       rotator,
       raft: raftNode,
       state,
@@ -538,6 +576,7 @@ export class StrongroomNode {
         tidyTimer,
         releaseFailpointSignal,
         leaderTasks: [rotator, expirySweeper, leaseManager],
+        readTracker,
       },
     );
     node.startSealedLeaderHandoff();
@@ -573,6 +612,7 @@ export class StrongroomNode {
     await this.parts.http?.close();
     this.parts.keeper.close();
     this.parts.audit.close();
+    this.parts.readTracker.stop();
     await this.parts.state.flush();
     await this.parts.state.close();
     await this.parts.logStore.close();

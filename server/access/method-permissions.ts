@@ -62,6 +62,8 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Secrets/Stale", on(requestPrefix, "list")],
   // A rotation writes a new version, as a Put does.
   ["/strongroom.v1.Secrets/Rotate", on(requestPath, "write")],
+  // One node asks another for its reads, for a Stale report the client was authorized for.
+  ["/strongroom.v1.Secrets/ReadTimes", { kind: "peer" }],
 
   ["/strongroom.v1.Sys/Init", open],
   ["/strongroom.v1.Sys/Unseal", open],

@@ -16,11 +16,15 @@ export interface MethodDefinition<Request, Response> {
   readonly responseDeserialize: (value: Buffer) => Response;
 }
 
-export type Route = "leader" | "local";
+/**
+ * "leader": writes and operations that propose (a follower forwards them to the leader); "local":
+ * reads and status, run on the node that took the call; "peer": asked of one particular node by
+ * another (over the peer channel, like a forwarded call) and run there.
+ */
+export type Route = "leader" | "local" | "peer";
 
 export interface ApiMethod<Request, Response> {
   readonly definition: MethodDefinition<Request, Response>;
-  /** "leader": writes and operations that propose (a follower forwards them); "local": reads, status. */
   readonly route: Route;
   readonly handler: Handler<Request, Response>;
   /** Checked on the node the client reached, before the request is routed (e.g. "not sealed"). */

@@ -13,6 +13,7 @@ import {
   type ListResponse,
   type PutRequest,
   type PutResponse,
+  type ReadTimesResponse,
   type SecretMetadata,
   SecretsService,
   type StaleRequest,
@@ -36,6 +37,7 @@ import {
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { generatorFromWire, generatorToWire } from "../lifecycle/generator-wire.js";
+import { mergeReadTimes, type ReadTimes, type ReadTracker } from "../lifecycle/read-tracker.js";
 import type { Rotator } from "../lifecycle/rotator.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
@@ -56,6 +58,13 @@ export interface SecretsApiParts {
    * sys/pki/issue/<role>): setting an x509 generator issues them in the caller's stead.
    */
   readonly requireIssuer: (context: RequestContext, role: string) => Promise<void>;
+  /** This node's record of reads (for Stale's unread part, and ReadTimes). */
+  readonly readTracker: ReadTracker;
+  /** Every other member's reads under a prefix, and the members that did not answer. */
+  readonly peerReadTimes: (
+    prefix: string,
+    context: RequestContext,
+  ) => Promise<{ answers: ReadTimes[]; missing: string[] }>;
 }
 
 export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMethod> {
@@ -99,6 +108,16 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
     ),
     history: method(service.history, "local", (request, context) => api.history(request, context), serving),
     stale: method(service.stale, "local", (request, context) => api.stale(request, context), serving),
+    readTimes: method(
+      service.readTimes,
+      "peer",
+      async (request, context): Promise<ReadTimesResponse> => {
+        requireServing(parts.keeper, context);
+        const times = parts.readTracker.readTimes(request.prefix);
+        return { lastReadMs: Object.fromEntries(times.lastRead), trackedSinceMs: times.since };
+      },
+      serving,
+    ),
     rotate: method(
       service.rotate,
       "leader",
@@ -145,6 +164,7 @@ class SecretsApi {
       Date.now(),
     );
     const value = this.parts.barrier.decrypt(request.path, found.ciphertext);
+    this.parts.readTracker.noteRead(request.path);
     return {
       value,
       version: found.version,
@@ -192,13 +212,28 @@ class SecretsApi {
     const limit = request.limit === 0 ? 1000 : request.limit;
     if (limit > 1000) throw new StateError("INVALID_ARGUMENT", `limit ${limit} is above the largest, 1000`);
     await this.parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
+    const now = Date.now();
+    let unread: { before: number; lastRead: ReadonlyMap<string, number> } | undefined;
+    let tracking: { since: number; missing: string[] } = { since: 0, missing: [] };
+    if (request.unreadForMs > 0) {
+      const peers = await this.parts.peerReadTimes(request.prefix, context);
+      const merged = mergeReadTimes([this.parts.readTracker.readTimes(request.prefix), ...peers.answers]);
+      const before = now - request.unreadForMs;
+      tracking = { since: merged.since, missing: peers.missing };
+      // Reads before a member began recording are unknown: claim nothing unread until it has
+      // recorded for the whole window.
+      if (merged.since <= before) unread = { before, lastRead: merged.lastRead };
+    }
     const report = await this.parts.state.staleSecrets(
       request.prefix,
-      Date.now(),
+      now,
       request.expiringWithinMs,
       limit,
+      unread,
     );
     return {
+      readsTrackedSinceMs: tracking.since,
+      membersNotAnswering: tracking.missing,
       secrets: report.secrets.map((secret) => ({
         path: secret.path,
         reason: secret.reason,

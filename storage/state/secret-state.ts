@@ -73,8 +73,8 @@ export interface SecretMetadata {
 /** A secret an operator should look at (the Stale report). */
 export interface StaleSecret {
   readonly path: string;
-  readonly reason: "expired" | "expiring" | "rotation-overdue";
-  /** When it expired or expires, or when its rotation was due. */
+  readonly reason: "expired" | "expiring" | "rotation-overdue" | "unread";
+  /** When it expired or expires, when its rotation was due, or when it was last read (0: never seen). */
   readonly at: number;
   readonly owner: string;
 }
@@ -220,6 +220,8 @@ export class SecretStateMachine {
     now: number,
     withinMs: number,
     limit: number,
+    /** Also list secrets created before `before` and not read since (`lastRead`: reads by path). */
+    unread?: { readonly before: number; readonly lastRead: ReadonlyMap<string, number> },
   ): Promise<{ secrets: StaleSecret[]; truncated: boolean }> {
     validatePrefix(prefix, this.limits);
     const start = metadataKey(prefix);
@@ -234,6 +236,14 @@ export class SecretStateMachine {
         found.push({ path, reason: "expiring", at: metadata.expiresAt, owner: metadata.owner });
       if (metadata.nextRotationAt > 0 && metadata.nextRotationAt <= now)
         found.push({ path, reason: "rotation-overdue", at: metadata.nextRotationAt, owner: metadata.owner });
+      const lastRead = unread?.lastRead.get(path) ?? 0;
+      if (
+        unread !== undefined &&
+        metadata.current > 0 &&
+        metadata.created < unread.before &&
+        lastRead < unread.before
+      )
+        found.push({ path, reason: "unread", at: lastRead, owner: metadata.owner });
       for (const entry of found) {
         if (secrets.length === limit) return { secrets, truncated: true };
         secrets.push(entry);

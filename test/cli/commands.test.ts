@@ -183,6 +183,24 @@ it("kv rotation and expiry: a generator and an overlap set, rotate now, the stal
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("(INVALID_ARGUMENT)") });
   const notRotating = await strongroom(["kv", "rotate", "app/config"]);
   expect(notRotating).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_ROTATING)") });
+
+  // Unread: reads are not replicated, so the report (asked of n1) asks every member. quiet/old is
+  // read through n2 and then not for the window, quiet/read through n3 within it, quiet/never
+  // not at all.
+  for (const name of ["old", "read", "never"]) await json(["kv", "put", `quiet/${name}`], name);
+  const via = (index: number) => ["--addr", addresses[index] ?? ""];
+  expect((await strongroom(["kv", "get", "quiet/old", "--reveal", ...via(1)])).stdout).toBe("old");
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  expect((await strongroom(["kv", "get", "quiet/read", "--reveal", ...via(2)])).stdout).toBe("read");
+  const unread = await strongroom(["kv", "stale", "quiet/", "--unread-for", "2s", ...via(0)]);
+  expect(unread, unread.stderr).toMatchObject({ code: 3, stderr: "" });
+  expect(unread.stdout).toMatch(
+    /^quiet\/never +unread, not read since reads were recorded\nquiet\/old +unread, last read \d{4}-\d\d-\d\dT[\d:.]+Z\n$/,
+  );
+  // A window longer than the members have recorded for: nothing claimed, and a note says why.
+  const tooLong = await strongroom(["kv", "stale", "quiet/", "--unread-for", "30d", ...via(0)]);
+  expect(tooLong).toMatchObject({ code: 0, stdout: "nothing stale\n" });
+  expect(tooLong.stderr).toMatch(/^note: reads are recorded since .*, less than --unread-for ago/);
 }, 60_000);
 
 it("certs, leases and revoke: the internal CA, a role, an issued certificate, its lease revoked onto the list, an identity revoked", async () => {

@@ -298,13 +298,21 @@ export interface StaleRequest {
   expiringWithinMs: number;
   /** At most this many secrets (default and largest: 1,000); `truncated` says more were found. */
   limit: number;
+  /**
+   * Secrets no node has served for this many milliseconds are listed too (0: not asked). Every
+   * member is asked for its reads; see reads_tracked_since_ms.
+   */
+  unreadForMs: number;
 }
 
 export interface StaleSecret {
   path: string;
-  /** "expired", "expiring" or "rotation-overdue". */
+  /** "expired", "expiring", "rotation-overdue" or "unread". */
   reason: string;
-  /** When it expired or expires, or when its rotation was due (ms since the epoch). */
+  /**
+   * When it expired or expires, when its rotation was due, or when it was last read (0: not since
+   * reads were tracked) (ms since the epoch).
+   */
   atMs: number;
   owner: string;
 }
@@ -312,6 +320,27 @@ export interface StaleSecret {
 export interface StaleResponse {
   secrets: StaleSecret[];
   truncated: boolean;
+  /**
+   * With unread_for_ms: since when every member has recorded its reads. Unread secrets are listed
+   * only when this is at least unread_for_ms ago (before, a read may have gone unrecorded).
+   */
+  readsTrackedSinceMs: number;
+  /** Members that did not answer for their reads: a secret only they served may be listed unread. */
+  membersNotAnswering: string[];
+}
+
+export interface ReadTimesRequest {
+  prefix: string;
+}
+
+export interface ReadTimesResponse {
+  lastReadMs: { [key: string]: number };
+  trackedSinceMs: number;
+}
+
+export interface ReadTimesResponse_LastReadMsEntry {
+  key: string;
+  value: number;
 }
 
 export interface UpdateMetadataRequest {
@@ -2261,7 +2290,7 @@ export const RotateRequest: MessageFns<RotateRequest> = {
 };
 
 function createBaseStaleRequest(): StaleRequest {
-  return { prefix: "", expiringWithinMs: 0, limit: 0 };
+  return { prefix: "", expiringWithinMs: 0, limit: 0, unreadForMs: 0 };
 }
 
 export const StaleRequest: MessageFns<StaleRequest> = {
@@ -2274,6 +2303,9 @@ export const StaleRequest: MessageFns<StaleRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(24).uint32(message.limit);
+    }
+    if (message.unreadForMs !== 0) {
+      writer.uint32(32).uint64(message.unreadForMs);
     }
     return writer;
   },
@@ -2315,6 +2347,14 @@ export const StaleRequest: MessageFns<StaleRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.unreadForMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2336,6 +2376,11 @@ export const StaleRequest: MessageFns<StaleRequest> = {
         ? globalThis.Number(object.expiring_within_ms)
         : 0,
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      unreadForMs: isSet(object.unreadForMs)
+        ? globalThis.Number(object.unreadForMs)
+        : isSet(object.unread_for_ms)
+        ? globalThis.Number(object.unread_for_ms)
+        : 0,
     };
   },
 
@@ -2349,6 +2394,9 @@ export const StaleRequest: MessageFns<StaleRequest> = {
     }
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.unreadForMs !== 0) {
+      obj.unreadForMs = Math.round(message.unreadForMs);
     }
     return obj;
   },
@@ -2464,7 +2512,7 @@ export const StaleSecret: MessageFns<StaleSecret> = {
 };
 
 function createBaseStaleResponse(): StaleResponse {
-  return { secrets: [], truncated: false };
+  return { secrets: [], truncated: false, readsTrackedSinceMs: 0, membersNotAnswering: [] };
 }
 
 export const StaleResponse: MessageFns<StaleResponse> = {
@@ -2474,6 +2522,12 @@ export const StaleResponse: MessageFns<StaleResponse> = {
     }
     if (message.truncated !== false) {
       writer.uint32(16).bool(message.truncated);
+    }
+    if (message.readsTrackedSinceMs !== 0) {
+      writer.uint32(24).int64(message.readsTrackedSinceMs);
+    }
+    for (const v of message.membersNotAnswering) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -2507,6 +2561,22 @@ export const StaleResponse: MessageFns<StaleResponse> = {
             message.truncated = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.readsTrackedSinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.membersNotAnswering.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2523,6 +2593,16 @@ export const StaleResponse: MessageFns<StaleResponse> = {
     return {
       secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => StaleSecret.fromJSON(e)) : [],
       truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      readsTrackedSinceMs: isSet(object.readsTrackedSinceMs)
+        ? globalThis.Number(object.readsTrackedSinceMs)
+        : isSet(object.reads_tracked_since_ms)
+        ? globalThis.Number(object.reads_tracked_since_ms)
+        : 0,
+      membersNotAnswering: globalThis.Array.isArray(object?.membersNotAnswering)
+        ? object.membersNotAnswering.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.members_not_answering)
+        ? object.members_not_answering.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2533,6 +2613,259 @@ export const StaleResponse: MessageFns<StaleResponse> = {
     }
     if (message.truncated !== false) {
       obj.truncated = message.truncated;
+    }
+    if (message.readsTrackedSinceMs !== 0) {
+      obj.readsTrackedSinceMs = Math.round(message.readsTrackedSinceMs);
+    }
+    if (message.membersNotAnswering?.length) {
+      obj.membersNotAnswering = message.membersNotAnswering;
+    }
+    return obj;
+  },
+};
+
+function createBaseReadTimesRequest(): ReadTimesRequest {
+  return { prefix: "" };
+}
+
+export const ReadTimesRequest: MessageFns<ReadTimesRequest> = {
+  encode(message: ReadTimesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTimesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTimesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadTimesRequest {
+    return { prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "" };
+  },
+
+  toJSON(message: ReadTimesRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    return obj;
+  },
+};
+
+function createBaseReadTimesResponse(): ReadTimesResponse {
+  return { lastReadMs: {}, trackedSinceMs: 0 };
+}
+
+export const ReadTimesResponse: MessageFns<ReadTimesResponse> = {
+  encode(message: ReadTimesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.lastReadMs).forEach(([key, value]: [string, number]) => {
+      ReadTimesResponse_LastReadMsEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    if (message.trackedSinceMs !== 0) {
+      writer.uint32(16).int64(message.trackedSinceMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTimesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTimesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = ReadTimesResponse_LastReadMsEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.lastReadMs[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.trackedSinceMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadTimesResponse {
+    return {
+      lastReadMs: isObject(object.lastReadMs)
+        ? (globalThis.Object.entries(object.lastReadMs) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.last_read_ms)
+        ? (globalThis.Object.entries(object.last_read_ms) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      trackedSinceMs: isSet(object.trackedSinceMs)
+        ? globalThis.Number(object.trackedSinceMs)
+        : isSet(object.tracked_since_ms)
+        ? globalThis.Number(object.tracked_since_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ReadTimesResponse): unknown {
+    const obj: any = {};
+    if (message.lastReadMs) {
+      const entries = globalThis.Object.entries(message.lastReadMs) as [string, number][];
+      if (entries.length > 0) {
+        obj.lastReadMs = {};
+        entries.forEach(([k, v]) => {
+          obj.lastReadMs[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.trackedSinceMs !== 0) {
+      obj.trackedSinceMs = Math.round(message.trackedSinceMs);
+    }
+    return obj;
+  },
+};
+
+function createBaseReadTimesResponse_LastReadMsEntry(): ReadTimesResponse_LastReadMsEntry {
+  return { key: "", value: 0 };
+}
+
+export const ReadTimesResponse_LastReadMsEntry: MessageFns<ReadTimesResponse_LastReadMsEntry> = {
+  encode(message: ReadTimesResponse_LastReadMsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadTimesResponse_LastReadMsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadTimesResponse_LastReadMsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadTimesResponse_LastReadMsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: ReadTimesResponse_LastReadMsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
     }
     return obj;
   },
@@ -3387,6 +3720,19 @@ export const SecretsService = {
     responseSerialize: (value: StaleResponse): Buffer => Buffer.from(StaleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StaleResponse => StaleResponse.decode(value),
   },
+  /**
+   * Between nodes only (clients are refused): when this node last served each secret under a
+   * prefix, for another node's Stale report (reads are not replicated).
+   */
+  readTimes: {
+    path: "/strongroom.v1.Secrets/ReadTimes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReadTimesRequest): Buffer => Buffer.from(ReadTimesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadTimesRequest => ReadTimesRequest.decode(value),
+    responseSerialize: (value: ReadTimesResponse): Buffer => Buffer.from(ReadTimesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReadTimesResponse => ReadTimesResponse.decode(value),
+  },
 } as const;
 
 export interface SecretsServer extends UntypedServiceImplementation {
@@ -3414,6 +3760,11 @@ export interface SecretsServer extends UntypedServiceImplementation {
   rotate: handleUnaryCall<RotateRequest, PutResponse>;
   /** Secrets under a prefix that need an operator: expired, expiring soon, or overdue for rotation. */
   stale: handleUnaryCall<StaleRequest, StaleResponse>;
+  /**
+   * Between nodes only (clients are refused): when this node last served each secret under a
+   * prefix, for another node's Stale report (reads are not replicated).
+   */
+  readTimes: handleUnaryCall<ReadTimesRequest, ReadTimesResponse>;
 }
 
 export interface SecretsClient extends Client {
@@ -3586,6 +3937,25 @@ export interface SecretsClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StaleResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Between nodes only (clients are refused): when this node last served each secret under a
+   * prefix, for another node's Stale report (reads are not replicated).
+   */
+  readTimes(
+    request: ReadTimesRequest,
+    callback: (error: ServiceError | null, response: ReadTimesResponse) => void,
+  ): ClientUnaryCall;
+  readTimes(
+    request: ReadTimesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReadTimesResponse) => void,
+  ): ClientUnaryCall;
+  readTimes(
+    request: ReadTimesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReadTimesResponse) => void,
   ): ClientUnaryCall;
 }
 
