@@ -1,6 +1,7 @@
 // `strongroom agent` as a real child process against a real 3-node cluster: it renders a secret
 // to a raw file and a templated one (atomically, mode 0600), sees a new version through Watch and
-// rewrites both and runs the reload command once, serves health and metrics, keeps the files when
+// rewrites both and runs the reload command once, follows a scheduled rotation the same way, serves
+// health and metrics, keeps the files when
 // every node is gone, and stops cleanly on SIGTERM. A bad config exits 2 naming its problems.
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -9,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { createClient } from "../../client/index.js";
 import { call, InProcessCluster, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { bundledCli } from "../server/process-cluster.js";
@@ -119,17 +121,49 @@ it("renders files, follows a new version with one reload, and keeps the files th
   await new Promise((resolve) => setTimeout(resolve, 500));
   expect(readFileSync(marker, "utf8")).toBe("reloaded\n");
 
+  // Scheduled rotation under the agent: a password generator and a 2-second period. The leader
+  // rotates, the agent renders the new value and reloads once more; then the rotation is stopped.
+  const operator = pki.client("operator");
+  const sdk = createClient({
+    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+    tls: { caFile: operator.caFile, certFile: operator.certificateFile, keyFile: operator.privateKeyFile },
+    token: readFileSync(join(root, "token"), "utf8"),
+  });
+  const scheduledAt = Date.now();
+  await sdk.secrets.updateMetadata({
+    path: "app/db",
+    rotationPeriodMs: 2000,
+    generator: {
+      kind: {
+        $case: "password",
+        value: { length: 24, minLower: 1, minUpper: 1, minDigits: 1, minSymbols: 0, symbols: "" },
+      },
+    },
+  });
+  await eventually(
+    () => /^DB_PASSWORD=[A-Za-z0-9]{24}\nDB_VERSION=3\n$/.test(readFileSync(templated, "utf8")),
+    10_000,
+  );
+  // The period plus at most 10% jitter, a sweep, and the Watch to the agent.
+  expect(Date.now() - scheduledAt).toBeLessThan(2000 * 1.1 + 1000 + 1500);
+  await sdk.secrets.updateMetadata({ path: "app/db", clearGenerator: true });
+  sdk.close();
+  const rotated = readFileSync(raw, "utf8");
+  expect(rotated).toMatch(/^[A-Za-z0-9]{24}$/);
+  await eventually(() => readFileSync(marker, "utf8") === "reloaded\nreloaded\n", 5000);
+
   // Every node gone: the files stay as they were, and health and metrics say the refresh fails.
   await running.stop();
   await eventually(async () => {
     const metrics = await (await fetch(`http://${httpAddress}/metrics`)).text();
     return /^strongroom_agent_secrets_failing 2$/m.test(metrics);
   }, 15_000);
-  expect(readFileSync(raw, "utf8")).toBe("s3cr3t-v2");
-  expect(readFileSync(templated, "utf8")).toBe("DB_PASSWORD=s3cr3t-v2\nDB_VERSION=2\n");
+  expect(readFileSync(raw, "utf8")).toBe(rotated);
+  expect(readFileSync(templated, "utf8")).toBe(`DB_PASSWORD=${rotated}\nDB_VERSION=3\n`);
   expect((await fetch(`http://${httpAddress}/v1/agent/health`)).status).toBe(200);
   expect(agentLog).toMatch(/keeping the last good file/);
   expect(agentLog).not.toContain("s3cr3t");
+  expect(agentLog).not.toContain(rotated);
 
   const exited = new Promise<number | null>((resolve) => agent?.once("exit", (code) => resolve(code)));
   agent.kill("SIGTERM");
