@@ -44,6 +44,19 @@ const backdateMs = 60_000;
 export async function createCa(commonName: string, notAfter: number): Promise<IssuedCertificate> {
   const keys = await newKeyPair(caModulusBits);
   const certificate = newCertificate(keys.publicKey, notAfter);
+  makeSelfSignedCa(certificate, commonName, keys.privateKey);
+  return issued(certificate, keys.privateKeyPem);
+}
+
+/**
+ * Makes `certificate` a CA of `commonName` (organization strongroom) that signs leaves only, and
+ * signs it with its own key. Shared with the development PKI (server/tls/dev-pki.ts).
+ */
+export function makeSelfSignedCa(
+  certificate: forge.pki.Certificate,
+  commonName: string,
+  privateKey: forge.pki.rsa.PrivateKey,
+): void {
   const subject = [
     { name: "commonName", value: commonName },
     { name: "organizationName", value: "strongroom" },
@@ -56,8 +69,7 @@ export async function createCa(commonName: string, notAfter: number): Promise<Is
     { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
     { name: "subjectKeyIdentifier" },
   ]);
-  certificate.sign(keys.privateKey, forge.md.sha256.create());
-  return issued(certificate, keys.privateKeyPem);
+  certificate.sign(privateKey, forge.md.sha256.create());
 }
 
 /** A new key pair and a certificate for it, signed by the CA. */

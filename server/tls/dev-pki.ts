@@ -7,6 +7,7 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
+import { makeSelfSignedCa } from "../pki/certificate-authority.js";
 import { clientIdentityUri, nodeIdentityUri } from "./identity.js";
 
 export interface PemPair {
@@ -28,18 +29,7 @@ const rsaModulusBits = 2048;
 export function createCertificateAuthority(commonName: string, validity: Validity = {}): PemPair {
   const { publicKey, privateKey } = newKeyPair();
   const certificate = newCertificate(publicKey, validity);
-  const subject = [
-    { name: "commonName", value: commonName },
-    { name: "organizationName", value: "strongroom" },
-  ];
-  certificate.setSubject(subject);
-  certificate.setIssuer(subject);
-  certificate.setExtensions([
-    { name: "basicConstraints", cA: true, critical: true, pathLenConstraint: 0 },
-    { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
-    { name: "subjectKeyIdentifier" },
-  ]);
-  certificate.sign(privateKey, forge.md.sha256.create());
+  makeSelfSignedCa(certificate, commonName, privateKey);
   return pemPair(certificate, privateKey);
 }
 
@@ -126,9 +116,10 @@ function newKeyPair(): { publicKey: forge.pki.rsa.PublicKey; privateKey: forge.p
 function newCertificate(publicKey: forge.pki.rsa.PublicKey, validity: Validity): forge.pki.Certificate {
   const certificate = forge.pki.createCertificate();
   certificate.publicKey = publicKey;
-  // A positive 128-bit serial (the high bit cleared so DER does not read it as negative).
+  // A positive serial whose first byte is never 0: the high bit cleared so DER does not read it as
+  // negative, a low bit set so it is never a leading zero (OpenSSL refuses such padding).
   const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x10;
   certificate.serialNumber = serial.toString("hex");
   const notBefore = validity.notBefore ?? new Date(Date.now() - 60_000);
   const days = validity.validDays ?? defaultValidDays;
