@@ -99,7 +99,12 @@ export class LeaseManager {
     private readonly limits: LeaseLimits,
   ) {
     this.now = parts.now ?? Date.now;
-    this.sweeps = new PeriodicTask(limits.sweepMs, parts.serving, () => this.sweep());
+    this.sweeps = new PeriodicTask(
+      limits.sweepMs,
+      parts.serving,
+      () => this.sweep(),
+      (error) => parts.onError?.("sweep", error instanceof Error ? error.message : String(error)),
+    );
     this.revoked = new Counter({
       name: "strongroom_leases_revoked_total",
       help: "Leases the leader revoked, by reason: revoked (asked for) or expired (the sweep).",

@@ -31,7 +31,12 @@ export class ExpirySweeper {
     private readonly parts: ExpirySweeperParts,
     private readonly options: { readonly sweepMs: number; readonly perSweepMax: number },
   ) {
-    this.sweeps = new PeriodicTask(options.sweepMs, parts.serving, () => this.sweep());
+    this.sweeps = new PeriodicTask(
+      options.sweepMs,
+      parts.serving,
+      () => this.sweep(),
+      (error) => parts.onError?.("(sweep)", error instanceof Error ? error.message : String(error)),
+    );
     this.erased = new Counter({
       name: "strongroom_expired_secrets_erased_total",
       help: "Expired secrets whose values the leader erased.",

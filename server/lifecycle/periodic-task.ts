@@ -1,6 +1,7 @@
 // A task the leader runs every so often (rotation sweeps, expiry cleanup): started and stopped with
 // the node, skipped while this node may not act (not the leader, sealed), and never run twice at
-// once - a sweep slower than its interval is not stacked on.
+// once - a sweep slower than its interval is not stacked on. A run that fails is reported and the
+// next one comes at its time: a sweep's failure must never take the node down.
 
 export class PeriodicTask {
   private timer: NodeJS.Timeout | null = null;
@@ -10,6 +11,7 @@ export class PeriodicTask {
     private readonly everyMs: number,
     private readonly mayRun: () => boolean,
     private readonly task: () => Promise<void>,
+    private readonly onError: (error: unknown) => void,
   ) {}
 
   start(): void {
@@ -28,6 +30,8 @@ export class PeriodicTask {
     this.running = true;
     try {
       await this.task();
+    } catch (error) {
+      this.onError(error);
     } finally {
       this.running = false;
     }

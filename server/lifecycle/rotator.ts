@@ -57,7 +57,12 @@ export class Rotator {
     private readonly parts: RotatorParts,
     private readonly options: RotatorOptions,
   ) {
-    this.sweeps = new PeriodicTask(options.sweepMs, parts.serving, () => this.sweep());
+    this.sweeps = new PeriodicTask(
+      options.sweepMs,
+      parts.serving,
+      () => this.sweep(),
+      (error) => parts.onFailure?.("(sweep)", error instanceof Error ? error.message : String(error)),
+    );
     this.rotations = new Counter({
       name: "strongroom_rotations_total",
       help: "Rotations by result: rotated, superseded (another rotation of that version came first), failed.",

@@ -1,5 +1,6 @@
 // The leader's periodic task: runs every interval while it may, is skipped while it may not (a
-// follower, a sealed node), never runs twice at once however slow a run is, and stops.
+// follower, a sealed node), never runs twice at once however slow a run is, reports a failed run and
+// goes on, and stops.
 
 import { expect, it } from "vitest";
 import { PeriodicTask } from "../../server/lifecycle/periodic-task.js";
@@ -21,6 +22,9 @@ it("runs while it may, one run at a time, and stops", async () => {
       await sleep(35); // slower than the interval
       running -= 1;
     },
+    (error) => {
+      throw error;
+    },
   );
   task.start();
   await sleep(60);
@@ -34,4 +38,23 @@ it("runs while it may, one run at a time, and stops", async () => {
   const stoppedAt = runs;
   await sleep(100);
   expect(runs).toBe(stoppedAt);
+});
+
+it("reports a run that fails and runs again at its time", async () => {
+  const errors: unknown[] = [];
+  let runs = 0;
+  const task = new PeriodicTask(
+    10,
+    () => true,
+    async () => {
+      runs += 1;
+      if (runs === 1) throw new Error("the first run fails");
+    },
+    (error) => errors.push(error),
+  );
+  task.start();
+  await sleep(100);
+  task.stop();
+  expect(errors).toEqual([new Error("the first run fails")]);
+  expect(runs).toBeGreaterThanOrEqual(3);
 });
