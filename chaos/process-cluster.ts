@@ -42,6 +42,10 @@ export interface ProcessClusterOptions {
   readonly retainEntries?: number;
   /** shamir (default): one unseal share, entered at every start; hsm: a SoftHSM token, auto-unseal. */
   readonly seal?: "shamir" | "hsm";
+  /** More of every node's config (top-level sections, e.g. a benchmark's `auth.rateLimits`). */
+  readonly nodeConfig?: Readonly<Record<string, unknown>>;
+  /** The nodes' log level (default info). */
+  readonly logLevel?: "error" | "warn" | "info";
 }
 
 export interface NodeEntry {
@@ -173,8 +177,9 @@ export class ProcessCluster {
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
         },
         ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11 } }),
+        ...options.nodeConfig,
         // Every start appends to <id>.log beside the config: what to read when a run fails.
-        log: { level: "info" },
+        log: { level: options.logLevel ?? "info" },
       }),
     );
     return {

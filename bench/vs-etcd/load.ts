@@ -1,0 +1,119 @@
+// One benchmark run against one system: the load split over worker threads (so the generator is
+// not the bottleneck on its own event loop), the servers' CPU and memory and the generator's own
+// CPU sampled around the measured window, and the latencies merged into percentiles.
+
+import { Worker } from "node:worker_threads";
+import type { WorkerJob, WorkerResult } from "./load-worker.js";
+import { cpuSeconds, rssMiB } from "./process-stats.js";
+import type { TargetSpec } from "./targets.js";
+
+export interface RunSpec {
+  readonly target: TargetSpec;
+  /** The server processes, for their CPU and memory. */
+  readonly serverPids: readonly number[];
+  readonly mode: "closed" | "open";
+  readonly concurrency: number;
+  readonly ratePerSecond: number;
+  readonly readFraction: number;
+  readonly valueBytes: number;
+  readonly keys: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly workers: number;
+  readonly seed: number;
+}
+
+export interface RunResult {
+  readonly ops: number;
+  readonly opsPerSecond: number;
+  readonly errors: number;
+  readonly errorSamples: string[];
+  readonly shed: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  /** CPU seconds all server processes spent per 1,000 operations. */
+  readonly serverCpuPer1000: number;
+  /** The load generator's own CPU over the window, in cores (1.0: one core busy). */
+  readonly generatorCores: number;
+  /** Resident memory of each server process at the end, MiB. */
+  readonly rssMiB: number[];
+}
+
+const workerUrl = new URL("./load-worker-entry.mjs", import.meta.url);
+
+export async function runLoad(spec: RunSpec): Promise<RunResult> {
+  // Workers get their jobs now and begin together a little later (connections made first).
+  const startAt = Date.now() + 500;
+  const workers = Math.max(
+    1,
+    Math.min(spec.workers, spec.mode === "closed" ? spec.concurrency : spec.workers),
+  );
+  const jobs: WorkerJob[] = Array.from({ length: workers }, (_, index) => ({
+    target: spec.target,
+    mode: spec.mode,
+    concurrency: Math.floor(spec.concurrency / workers) + (index < spec.concurrency % workers ? 1 : 0),
+    ratePerSecond: spec.ratePerSecond / workers,
+    readFraction: spec.readFraction,
+    valueBytes: spec.valueBytes,
+    keys: spec.keys,
+    startAt,
+    warmupMs: spec.warmupMs,
+    durationMs: spec.durationMs,
+    seed: spec.seed * 7919 + index + 1,
+    inFlightMax: 20_000,
+  }));
+  const results = jobs.map(
+    (job) =>
+      new Promise<WorkerResult>((resolve, reject) => {
+        const worker = new Worker(workerUrl, { workerData: job });
+        worker.once("message", (result: WorkerResult) => resolve(result));
+        worker.once("error", reject);
+        worker.once("exit", (code) => {
+          if (code !== 0) reject(new Error(`a load worker exited with ${code}`));
+        });
+      }),
+  );
+  // Settled together from now on, so that a worker failing early is not an unhandled rejection.
+  const settled = Promise.all(results);
+  settled.catch(() => {});
+  // CPU sampled at the window's edges (the warm-up is not counted).
+  const windowStart = startAt + spec.warmupMs;
+  await sleepUntil(windowStart);
+  const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
+  const selfBefore = cpuSeconds("self");
+  await sleepUntil(windowStart + spec.durationMs);
+  const serverCpuAfter = spec.serverPids.map((pid) => cpuSeconds(pid));
+  const selfAfter = cpuSeconds("self");
+  const rss = spec.serverPids.map((pid) => Math.round(rssMiB(pid)));
+  const finished = await settled;
+
+  const total = finished.reduce((sum, result) => sum + result.latencies.length, 0);
+  const latencies = new Float64Array(total);
+  let offset = 0;
+  for (const result of finished) {
+    latencies.set(result.latencies, offset);
+    offset += result.latencies.length;
+  }
+  latencies.sort();
+  const percentile = (p: number) =>
+    total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
+  const serverCpu = serverCpuAfter.reduce((sum, after, i) => sum + after - (serverCpuBefore[i] ?? 0), 0);
+  return {
+    ops: total,
+    opsPerSecond: total / (spec.durationMs / 1000),
+    errors: finished.reduce((sum, result) => sum + result.errors, 0),
+    errorSamples: finished.flatMap((result) => result.errorSamples).slice(0, 5),
+    shed: finished.reduce((sum, result) => sum + result.shed, 0),
+    p50Ms: percentile(50),
+    p99Ms: percentile(99),
+    p999Ms: percentile(99.9),
+    serverCpuPer1000: total === 0 ? 0 : (serverCpu / total) * 1000,
+    generatorCores: (selfAfter - selfBefore) / (spec.durationMs / 1000),
+    rssMiB: rss,
+  };
+}
+
+function sleepUntil(at: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+}

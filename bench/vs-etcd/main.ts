@@ -1,0 +1,274 @@
+// `npm run bench:vs-etcd [-- --quick] [--out DIR] [--duration S] [--rate R] [--workers N]`:
+// strongroom and etcd side by side on this machine. A 3-node strongroom cluster (mutual TLS, Shamir
+// seal, audit on, fsync on) on 127.0.0.211-213 and a 3-member etcd (mutual TLS, fsync on) on
+// 127.0.0.221-223, both started here with their own data directories; the same load generator
+// (load.ts: worker threads, a generated grpc-js client, one channel per endpoint per worker,
+// requests spread over the members) drives each in turn. Workloads: 256 B and 4 KiB values;
+// writes only, linearizable reads only, 90/10 reads and writes; 1, 16, 64 and 256 requests in
+// flight (closed loop); and a fixed-rate open-loop run. Prints a table per workload, writes
+// results.json and results.md to --out, and ends with the line
+//   vs-etcd: write <r>x, read <r>x, write-p99 <r>x
+// (strongroom / etcd at 64 clients, 256 B). --quick: 256 B, writes and reads, 1/16/64 clients,
+// a short window each: about two minutes.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ProcessCluster } from "../../chaos/process-cluster.js";
+import { printTable } from "../table.js";
+import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
+import { type RunResult, runLoad } from "./load.js";
+import { connect, type SystemName, type TargetSpec } from "./targets.js";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    out: { type: "string", default: ".bench/vs-etcd" },
+    duration: { type: "string" },
+    rate: { type: "string", default: "400" },
+    workers: { type: "string", default: "2" },
+    seed: { type: "string", default: "1" },
+  },
+});
+const quick = values.quick ?? false;
+const durationMs = Number(values.duration ?? (quick ? 5 : 10)) * 1000;
+const rate = Number(values.rate);
+const workers = Number(values.workers);
+const seed = Number(values.seed);
+if (
+  !(durationMs >= 1000 && durationMs <= 600_000) ||
+  !(rate > 0 && rate <= 100_000) ||
+  !Number.isInteger(workers) ||
+  workers < 1 ||
+  workers > 16 ||
+  !Number.isSafeInteger(seed)
+) {
+  process.stderr.write(
+    "bench:vs-etcd: --duration 1..600 (s), --rate 1..100000 (/s), --workers 1..16, --seed N\n",
+  );
+  process.exit(2);
+}
+
+const sizes = quick ? [256] : [256, 4096];
+const mixes: { name: string; readFraction: number }[] = quick
+  ? [
+      { name: "write", readFraction: 0 },
+      { name: "read", readFraction: 1 },
+    ]
+  : [
+      { name: "write", readFraction: 0 },
+      { name: "read", readFraction: 1 },
+      { name: "90/10", readFraction: 0.9 },
+    ];
+const concurrencies = quick ? [1, 16, 64] : [1, 16, 64, 256];
+const keys = 1000;
+const warmupMs = quick ? 1000 : 2000;
+
+interface Cell {
+  readonly system: SystemName;
+  readonly valueBytes: number;
+  readonly mix: string;
+  readonly mode: "closed" | "open";
+  readonly concurrency: number;
+  readonly ratePerSecond: number;
+  readonly result: RunResult;
+}
+
+async function prefill(target: TargetSpec, valueBytes: number): Promise<void> {
+  const connection = connect(target, target.endpoints[0] ?? "");
+  const value = new Uint8Array(valueBytes).fill(7);
+  let next = 0;
+  const writer = async () => {
+    for (let key = next++; key < keys; key = next++)
+      await connection.write(`k${key}`, value, Date.now() + 30_000);
+  };
+  await Promise.all(Array.from({ length: 32 }, writer));
+  connection.close();
+}
+
+async function main(): Promise<void> {
+  const etcdVersion = ensureEtcd();
+  const directory = mkdtempSync(join(tmpdir(), "strongroom-vs-etcd-"));
+  const strongroom = new ProcessCluster({
+    directory: join(directory, "strongroom"),
+    size: 3,
+    tickMs: 50,
+    hostBase: 211,
+    basePort: 7400,
+    command: [process.execPath, "--import", "tsx", new URL("../../cli/main.ts", import.meta.url).pathname],
+    // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
+    nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
+    logLevel: "warn",
+  });
+  const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: 221 });
+  const cells: Cell[] = [];
+  try {
+    process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
+    const token = await strongroom.start();
+    await etcd.start();
+    const targets: Record<SystemName, { spec: TargetSpec; pids: number[] }> = {
+      strongroom: {
+        spec: { system: "strongroom", endpoints: strongroom.endpoints(), tls: strongroom.tls, token },
+        pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
+      },
+      etcd: {
+        spec: { system: "etcd", endpoints: etcd.endpoints(), tls: etcd.tls, token: null },
+        pids: etcd.pids(),
+      },
+    };
+    const run = async (
+      system: SystemName,
+      valueBytes: number,
+      mix: { name: string; readFraction: number },
+      mode: "closed" | "open",
+      concurrency: number,
+      ratePerSecond: number,
+    ) => {
+      const { spec, pids } = targets[system];
+      const result = await runLoad({
+        target: spec,
+        serverPids: pids,
+        mode,
+        concurrency,
+        ratePerSecond,
+        readFraction: mix.readFraction,
+        valueBytes,
+        keys,
+        warmupMs,
+        durationMs,
+        workers,
+        seed,
+      });
+      cells.push({ system, valueBytes, mix: mix.name, mode, concurrency, ratePerSecond, result });
+      const errors = result.errors === 0 ? "" : `, ${result.errors} errors (${result.errorSamples[0] ?? ""})`;
+      process.stderr.write(
+        `${system} ${valueBytes} B ${mix.name} ${mode === "closed" ? `${concurrency} clients` : `${ratePerSecond}/s`}: ${Math.round(result.opsPerSecond)} ops/s, p99 ${result.p99Ms.toFixed(1)} ms${errors}\n`,
+      );
+    };
+    for (const valueBytes of sizes) {
+      for (const system of ["strongroom", "etcd"] as const) await prefill(targets[system].spec, valueBytes);
+      // Interleaved, so that a drift of the machine weighs on both alike.
+      for (const mix of mixes)
+        for (const concurrency of concurrencies)
+          for (const system of ["strongroom", "etcd"] as const)
+            await run(system, valueBytes, mix, "closed", concurrency, 0);
+      // Open loop at a fixed rate, well under both systems' capacity: latency without coordinated omission.
+      for (const mix of mixes.filter((m) => m.name !== "90/10"))
+        for (const system of ["strongroom", "etcd"] as const)
+          await run(system, valueBytes, mix, "open", 0, mix.readFraction === 1 ? rate * 2 : rate);
+    }
+  } finally {
+    await strongroom.stopGracefully(10_000).catch(() => []);
+    await etcd.stop();
+    rmSync(directory, { recursive: true, force: true });
+  }
+  report(cells, etcdVersion);
+}
+
+function report(cells: readonly Cell[], etcdVersion: string): void {
+  const out = values.out ?? ".bench/vs-etcd";
+  mkdirSync(out, { recursive: true });
+  const ms = (value: number) => value.toFixed(1);
+  const ratio = (a: number, b: number) => (b === 0 ? "-" : `${(a / b).toFixed(2)}x`);
+  const header = [
+    "load",
+    "sr ops/s",
+    "etcd ops/s",
+    "sr/etcd",
+    "sr p50",
+    "etcd p50",
+    "sr p99",
+    "etcd p99",
+    "sr p99.9",
+    "etcd p99.9",
+    "sr cpu s/1k",
+    "etcd cpu s/1k",
+    "sr RSS MiB",
+    "etcd RSS MiB",
+    "gen cores",
+  ];
+  const markdown: string[] = [
+    `# strongroom vs etcd (${new Date().toISOString()})`,
+    "",
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    "",
+  ];
+  const groups = new Map<string, Cell[]>();
+  for (const cell of cells) {
+    const name = `${cell.valueBytes} B, ${cell.mix}, ${cell.mode === "closed" ? "closed loop" : "open loop"}`;
+    groups.set(name, [...(groups.get(name) ?? []), cell]);
+  }
+  for (const [name, group] of groups) {
+    const lines: string[][] = [];
+    const loads = [
+      ...new Set(group.map((cell) => (cell.mode === "closed" ? cell.concurrency : cell.ratePerSecond))),
+    ];
+    for (const load of loads) {
+      const of = (system: SystemName) =>
+        group.find(
+          (cell) =>
+            cell.system === system &&
+            (cell.mode === "closed" ? cell.concurrency : cell.ratePerSecond) === load,
+        )?.result;
+      const sr = of("strongroom");
+      const et = of("etcd");
+      if (sr === undefined || et === undefined) continue;
+      lines.push([
+        group[0]?.mode === "closed" ? `${load} clients` : `${load}/s`,
+        String(Math.round(sr.opsPerSecond)),
+        String(Math.round(et.opsPerSecond)),
+        ratio(sr.opsPerSecond, et.opsPerSecond),
+        ms(sr.p50Ms),
+        ms(et.p50Ms),
+        ms(sr.p99Ms),
+        ms(et.p99Ms),
+        ms(sr.p999Ms),
+        ms(et.p999Ms),
+        sr.serverCpuPer1000.toFixed(2),
+        et.serverCpuPer1000.toFixed(2),
+        sr.rssMiB.join("/"),
+        et.rssMiB.join("/"),
+        `${sr.generatorCores.toFixed(2)}/${et.generatorCores.toFixed(2)}`,
+      ]);
+    }
+    process.stdout.write(`\n${name}\n`);
+    printTable(header, lines);
+    markdown.push(`## ${name}`, "", `| ${header.join(" | ")} |`, `|${header.map(() => " ---: ").join("|")}|`);
+    for (const line of lines) markdown.push(`| ${line.join(" | ")} |`);
+    markdown.push("");
+  }
+  writeFileSync(
+    join(out, "results.json"),
+    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, cells }, null, 2),
+  );
+  const at = (system: SystemName, mix: string) =>
+    cells.find(
+      (c) =>
+        c.system === system &&
+        c.valueBytes === 256 &&
+        c.mix === mix &&
+        c.mode === "closed" &&
+        c.concurrency === 64,
+    )?.result;
+  const [srWrite, etWrite, srRead, etRead] = [
+    at("strongroom", "write"),
+    at("etcd", "write"),
+    at("strongroom", "read"),
+    at("etcd", "read"),
+  ];
+  const summary =
+    srWrite && etWrite && srRead && etRead
+      ? `vs-etcd: write ${(srWrite.opsPerSecond / etWrite.opsPerSecond).toFixed(2)}x, read ${(srRead.opsPerSecond / etRead.opsPerSecond).toFixed(2)}x, write-p99 ${(srWrite.p99Ms / etWrite.p99Ms).toFixed(2)}x`
+      : "vs-etcd: the 64-client 256 B runs are missing";
+  markdown.push(summary, "");
+  writeFileSync(join(out, "results.md"), markdown.join("\n"));
+  process.stdout.write(`\nresults: ${join(out, "results.json")}, ${join(out, "results.md")}\n${summary}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench:vs-etcd: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});
