@@ -611,7 +611,7 @@ export class StrongroomNode {
     await this.parts.peerListener.close();
     await this.parts.http?.close();
     this.parts.keeper.close();
-    this.parts.audit.close();
+    await this.parts.audit.close();
     this.parts.readTracker.stop();
     await this.parts.state.flush();
     await this.parts.state.close();

@@ -13,7 +13,7 @@
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ProcessCluster } from "../../chaos/process-cluster.js";
 import { printTable } from "../table.js";
@@ -29,6 +29,13 @@ const { values } = parseArgs({
     rate: { type: "string", default: "400" },
     workers: { type: "string", default: "2" },
     seed: { type: "string", default: "1" },
+    // Subsets, for profiling one cell: e.g. --systems strongroom --mixes write --clients 64.
+    systems: { type: "string", default: "strongroom,etcd" },
+    mixes: { type: "string" },
+    clients: { type: "string" },
+    "no-open-loop": { type: "boolean", default: false },
+    // Runs the strongroom nodes with --cpu-prof, writing their profiles to this directory.
+    profile: { type: "string" },
   },
 });
 const quick = values.quick ?? false;
@@ -51,7 +58,7 @@ if (
 }
 
 const sizes = quick ? [256] : [256, 4096];
-const mixes: { name: string; readFraction: number }[] = quick
+const allMixes: { name: string; readFraction: number }[] = quick
   ? [
       { name: "write", readFraction: 0 },
       { name: "read", readFraction: 1 },
@@ -61,7 +68,20 @@ const mixes: { name: string; readFraction: number }[] = quick
       { name: "read", readFraction: 1 },
       { name: "90/10", readFraction: 0.9 },
     ];
-const concurrencies = quick ? [1, 16, 64] : [1, 16, 64, 256];
+const mixes = allMixes.filter(
+  (mix) => values.mixes === undefined || values.mixes.split(",").includes(mix.name),
+);
+const concurrencies =
+  values.clients === undefined
+    ? quick
+      ? [1, 16, 64]
+      : [1, 16, 64, 256]
+    : values.clients.split(",").map(Number);
+const systems = (values.systems ?? "")
+  .split(",")
+  .filter((name): name is SystemName => name === "strongroom" || name === "etcd");
+const openLoop = !(values["no-open-loop"] ?? false);
+const profileDirectory = values.profile === undefined ? null : resolve(values.profile);
 const keys = 1000;
 const warmupMs = quick ? 1000 : 2000;
 
@@ -96,7 +116,13 @@ async function main(): Promise<void> {
     tickMs: 50,
     hostBase: 211,
     basePort: 7400,
-    command: [process.execPath, "--import", "tsx", new URL("../../cli/main.ts", import.meta.url).pathname],
+    command: [
+      process.execPath,
+      ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
+      "--import",
+      "tsx",
+      new URL("../../cli/main.ts", import.meta.url).pathname,
+    ],
     // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
     nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
     logLevel: "warn",
@@ -147,15 +173,14 @@ async function main(): Promise<void> {
       );
     };
     for (const valueBytes of sizes) {
-      for (const system of ["strongroom", "etcd"] as const) await prefill(targets[system].spec, valueBytes);
+      for (const system of systems) await prefill(targets[system].spec, valueBytes);
       // Interleaved, so that a drift of the machine weighs on both alike.
       for (const mix of mixes)
         for (const concurrency of concurrencies)
-          for (const system of ["strongroom", "etcd"] as const)
-            await run(system, valueBytes, mix, "closed", concurrency, 0);
+          for (const system of systems) await run(system, valueBytes, mix, "closed", concurrency, 0);
       // Open loop at a fixed rate, well under both systems' capacity: latency without coordinated omission.
-      for (const mix of mixes.filter((m) => m.name !== "90/10"))
-        for (const system of ["strongroom", "etcd"] as const)
+      for (const mix of mixes.filter((m) => openLoop && m.name !== "90/10"))
+        for (const system of systems)
           await run(system, valueBytes, mix, "open", 0, mix.readFraction === 1 ? rate * 2 : rate);
     }
   } finally {

@@ -1,12 +1,25 @@
 // One audit file sink: appends chained lines (audit-chain.ts) to numbered files in a directory
-// (audit-000001.jsonl, ...), fsyncing before an append resolves, so "the entry is durable" is true
-// when a request proceeds. Appends that arrive together share one write and one fsync (group
-// commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
+// (audit-000001.jsonl, ...), syncing before an append resolves, so "the entry is durable" is true
+// when a request proceeds. The write and the fdatasync run on libuv's thread pool, never on the
+// event loop (a synchronous fsync per entry stalled every call and the node's Raft heartbeats under
+// load), and one is in flight at a time: every append that arrives meanwhile goes into the next
+// write and sync together (group commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
 // next file; every start opens a new file linked to the last line of the previous one, so a file
 // cut short by a crash stays as it was, and the verifier reports it.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fdatasync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  write,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { type AuditRecord, auditFormatVersion, checkpointMac, genesisHash, hashLine } from "./audit-chain.js";
 
 export interface AuditFileOptions {
@@ -43,7 +56,10 @@ export class AuditFile {
   private prev: string;
   private sinceCheckpoint = 0;
   private pending: { record: AuditRecord; resolve: () => void; reject: (error: Error) => void }[] = [];
-  private flushing = false;
+  /** The write-and-sync loop while it runs (one at a time), or null. */
+  private flushing: Promise<void> | null = null;
+  /** Set once a write or sync failed: the file may hold a partial line, so it takes no more. */
+  private broken: Error | null = null;
   private closed = false;
   private auditKey: Uint8Array | null;
 
@@ -88,51 +104,69 @@ export class AuditFile {
     this.auditKey = key === null ? null : Uint8Array.from(key);
   }
 
-  /** Appends one entry; resolves once it is on disk (fsynced). */
+  /** Appends one entry; resolves once it is on disk (written and synced). */
   append(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit file is closed"));
+    if (this.broken !== null) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.pending.push({ record, resolve, reject });
-      if (!this.flushing) queueMicrotask(() => this.flush());
+      // Entries of this tick are gathered first; a loop already running takes them next.
+      if (this.flushing === null) {
+        this.flushing = new Promise<void>((started) => queueMicrotask(started)).then(() => this.flushLoop());
+      }
     });
   }
 
-  /** Ends the file with a checkpoint and closes it. */
-  close(): void {
+  /** Waits for the entries in flight, then ends the file with a checkpoint and closes it. */
+  async close(): Promise<void> {
     if (this.closed) return;
-    this.flush();
-    const checkpoint = this.checkpointLine();
-    if (checkpoint !== null) this.writeLines([checkpoint]);
-    fsyncSync(this.descriptor);
-    closeSync(this.descriptor);
     this.closed = true;
-    this.auditKey?.fill(0);
+    await this.flushing;
+    try {
+      if (this.broken === null) {
+        const checkpoint = this.checkpointLine();
+        if (checkpoint !== null) this.writeLines([checkpoint]);
+        fsyncSync(this.descriptor);
+      }
+    } finally {
+      closeSync(this.descriptor);
+      this.auditKey?.fill(0);
+    }
   }
 
-  private flush(): void {
-    if (this.flushing || this.pending.length === 0) return;
-    this.flushing = true;
-    const batch = this.pending;
-    this.pending = [];
+  /** Writes and syncs the pending entries, batch after batch, until none is left. */
+  private async flushLoop(): Promise<void> {
     try {
-      const lines: string[] = [];
-      for (const { record } of batch) {
-        lines.push(this.line({ ...record }));
-        this.sinceCheckpoint += 1;
-        const checkpoint =
-          this.sinceCheckpoint >= this.options.checkpointEvery ? this.checkpointLine() : null;
-        if (checkpoint !== null) lines.push(checkpoint);
+      while (this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        if (this.broken !== null) {
+          for (const { reject } of batch) reject(this.broken);
+          continue;
+        }
+        try {
+          const lines: string[] = [];
+          for (const { record } of batch) {
+            lines.push(this.line({ ...record }));
+            this.sinceCheckpoint += 1;
+            const checkpoint =
+              this.sinceCheckpoint >= this.options.checkpointEvery ? this.checkpointLine() : null;
+            if (checkpoint !== null) lines.push(checkpoint);
+          }
+          const text = Buffer.from(`${lines.join("\n")}\n`);
+          await writeFully(this.descriptor, text);
+          this.fileBytes += text.length;
+          await fdatasyncAsync(this.descriptor);
+          for (const { resolve } of batch) resolve();
+          if (this.fileBytes > this.options.maxFileBytes) this.rotate();
+        } catch (error) {
+          this.broken = error instanceof Error ? error : new Error(String(error));
+          for (const { reject } of batch) reject(this.broken);
+        }
       }
-      this.writeLines(lines);
-      fsyncSync(this.descriptor);
-      for (const { resolve } of batch) resolve();
-      if (this.fileBytes > this.options.maxFileBytes) this.rotate();
-    } catch (error) {
-      for (const { reject } of batch) reject(error as Error);
     } finally {
-      this.flushing = false;
+      this.flushing = null;
     }
-    if (this.pending.length > 0) queueMicrotask(() => this.flush());
   }
 
   private rotate(): void {
@@ -179,6 +213,17 @@ export class AuditFile {
     const text = Buffer.from(`${lines.join("\n")}\n`);
     writeSync(this.descriptor, text);
     this.fileBytes += text.length;
+  }
+}
+
+const writeAsync = promisify(write);
+const fdatasyncAsync = promisify(fdatasync);
+
+/** Writes all of `bytes` at the end of the file (a write may take fewer bytes than asked). */
+async function writeFully(descriptor: number, bytes: Buffer): Promise<void> {
+  for (let offset = 0; offset < bytes.length; ) {
+    const { bytesWritten } = await writeAsync(descriptor, bytes, offset, bytes.length - offset, null);
+    offset += bytesWritten;
   }
 }
 

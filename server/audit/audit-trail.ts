@@ -200,12 +200,12 @@ export class AuditTrail {
           sink.failing = true;
           // A broken file is reopened (a new file, linked to the chain), a socket dialled again,
           // on the next entry.
-          try {
-            sink.opened?.close();
-          } catch {
-            // Closing a broken sink may fail too; it is dropped either way.
-          }
+          // Closing a broken sink may fail too; it is dropped either way.
+          const broken = sink.opened;
           sink.opened = null;
+          Promise.resolve()
+            .then(() => broken?.close())
+            .catch(() => {});
           return false;
         }
       }),
@@ -224,16 +224,20 @@ export class AuditTrail {
     return this.sinks.filter((sink) => sink.failing).map((sink) => sink.name);
   }
 
-  close(): void {
-    for (const sink of this.sinks) {
-      try {
-        sink.opened?.close();
-      } catch {
-        // A sink that cannot be closed cleanly leaves a file without its final checkpoint; the
-        // verifier reports it.
-      }
-      sink.opened = null;
-    }
+  /** Closes every sink once its entries in flight are on disk. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.sinks.map(async (sink) => {
+        const opened = sink.opened;
+        sink.opened = null;
+        try {
+          await opened?.close();
+        } catch {
+          // A sink that cannot be closed cleanly leaves a file without its final checkpoint; the
+          // verifier reports it.
+        }
+      }),
+    );
   }
 
   private baseRecord(

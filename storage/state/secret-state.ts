@@ -106,6 +106,14 @@ const restoringKey = Uint8Array.of(0x7f);
 /** Ciphertext overhead of the barrier: version, term, nonce, tag. */
 const ciphertextOverheadBytes = 33;
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+
+/** Secrets whose metadata record a node keeps in memory, at most (the least recently used go first). */
+const metadataCacheMax = 50_000;
+
+/** A key as a map key: its bytes, one latin1 character each. */
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+}
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -126,6 +134,28 @@ export class SecretStateMachine {
   private scheduleChanges: [string, SecretMetadata | null][] = [];
   private appliedListener: ((index: number, command: SecretCommand, version: number | null) => void) | null =
     null;
+  /**
+   * Applied writes not in LevelDB yet, by key (its bytes as a latin1 string): the value, or null
+   * for a deletion, with the sequence number of the write that set it. Reads look here first.
+   */
+  private readonly unwritten = new Map<string, { readonly value: Uint8Array | null; readonly seq: number }>();
+  /** The operations of the next LevelDB write, and which `unwritten` entries they settle. */
+  private queued: LevelBatch = [];
+  private queuedSeqs: [string, number][] = [];
+  private writeSeq = 0;
+  /** The writer loop while it runs (one at a time), or null. */
+  private writing: Promise<void> | null = null;
+  /** A LevelDB write that failed: every later apply and read that must settle throws it. */
+  private writeFailure: Error | null = null;
+  /**
+   * Secrets' metadata records as LevelDB holds them (null: no such secret), the most recently used
+   * last: every apply and every authorization reads one, and a LevelDB get costs more than the
+   * rest of an apply. Kept right by every write (they all pass through enqueue) and cleared by a
+   * restore.
+   */
+  private readonly metadataCache = new Map<string, Uint8Array | null>();
+  /** Metadata keys being read from LevelDB now, and whether a write of one was applied meanwhile. */
+  private readonly metadataReads = new Map<string, { readers: number; written: boolean }>();
 
   private constructor(
     readonly directory: string,
@@ -174,6 +204,7 @@ export class SecretStateMachine {
 
   /** Reads every secret's schedule into memory (at open, and after a restore or a load). */
   private async loadRotationSchedule(): Promise<void> {
+    await this.settle();
     this.rotations.clear();
     for await (const [key, value] of this.db.iterator({
       gte: Uint8Array.of(metadataKind),
@@ -224,6 +255,7 @@ export class SecretStateMachine {
     unread?: { readonly before: number; readonly lastRead: ReadonlyMap<string, number> },
   ): Promise<{ secrets: StaleSecret[]; truncated: boolean }> {
     validatePrefix(prefix, this.limits);
+    await this.settle();
     const start = metadataKey(prefix);
     const secrets: StaleSecret[] = [];
     for await (const [key, value] of this.db.iterator({ gte: start, lt: prefixEnd(start) })) {
@@ -311,7 +343,7 @@ export class SecretStateMachine {
       result = { ok: false, code: error.code, message: error.message };
     }
     batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
-    await this.db.batch(batch, unsynced);
+    this.enqueue(batch);
     this.applied = index;
     for (const [path, metadata] of this.scheduleChanges) this.noteSchedule(path, metadata);
     this.scheduleChanges = [];
@@ -332,7 +364,7 @@ export class SecretStateMachine {
   /** Records that the entry at `index` (an empty or membership entry) was applied: nothing else changes. */
   async skip(index: number): Promise<void> {
     if (index <= this.applied) return;
-    await this.db.batch([{ type: "put", key: appliedKey, value: packr.pack({ index }) }], unsynced);
+    this.enqueue([{ type: "put", key: appliedKey, value: packr.pack({ index }) }]);
     this.applied = index;
   }
 
@@ -345,6 +377,7 @@ export class SecretStateMachine {
   }
 
   private async snapshotUnguarded(): Promise<Uint8Array> {
+    await this.settle();
     const writer = new SnapshotWriter(this.applied);
     for await (const [key, value] of this.db.iterator()) {
       if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
@@ -356,6 +389,9 @@ export class SecretStateMachine {
   /** Replaces the whole state with a snapshot, after checking every chunk of it. */
   async restore(data: Uint8Array): Promise<void> {
     const { appliedIndex, records } = readSnapshot(data);
+    await this.settle();
+    this.metadataCache.clear();
+    for (const reading of this.metadataReads.values()) reading.written = true;
     await this.db.batch([{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
     await this.db.clear({ gt: restoringKey });
     await this.db.clear({ lt: restoringKey });
@@ -380,6 +416,7 @@ export class SecretStateMachine {
 
   /** Makes every apply so far durable (one synced write flushes LevelDB's log). */
   async flush(): Promise<void> {
+    await this.settle();
     await this.db.batch(
       [{ type: "put", key: appliedKey, value: packr.pack({ index: this.applied }) }],
       synced,
@@ -388,7 +425,7 @@ export class SecretStateMachine {
 
   async metadata(path: string): Promise<SecretMetadata | null> {
     validatePath(path, this.limits);
-    const value = await this.guard(this.db.get(metadataKey(path)));
+    const value = await this.guard(this.get(metadataKey(path)));
     return value === undefined ? null : this.decodeMetadata(path, value);
   }
 
@@ -426,7 +463,7 @@ export class SecretStateMachine {
       );
     if (kept.retireAt !== undefined && now >= kept.retireAt)
       missing("was replaced by a rotation and its overlap has ended");
-    const ciphertext = await this.db.get(versionKey(path, wanted));
+    const ciphertext = await this.get(versionKey(path, wanted));
     if (ciphertext === undefined)
       throw new StateError("NOT_FOUND", `version ${wanted} of ${path} has no stored value`);
     return { version: wanted, ciphertext: new Uint8Array(ciphertext), metadata };
@@ -435,7 +472,7 @@ export class SecretStateMachine {
   /** A record of a reserved system area, as stored (ciphertext), or null. */
   async systemRecord(area: SystemArea, name: string): Promise<Uint8Array | null> {
     validatePath(name, this.limits);
-    const value = await this.guard(this.db.get(systemKey(area, name)));
+    const value = await this.guard(this.get(systemKey(area, name)));
     return value === undefined ? null : new Uint8Array(value);
   }
 
@@ -480,6 +517,7 @@ export class SecretStateMachine {
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > this.limits.listPageMax) {
       throw new StateError("INVALID_ARGUMENT", `a page holds 1 to ${this.limits.listPageMax} names`);
     }
+    await this.settle();
     const range = after === null ? { gte: start } : { gt: after };
     const names: string[] = [];
     for await (const key of this.db.keys({ ...range, lt: prefixEnd(start) })) {
@@ -490,7 +528,95 @@ export class SecretStateMachine {
   }
 
   async close(): Promise<void> {
+    // What was applied goes to LevelDB first; a failed write is lost (the Raft log replays it).
+    await this.settle().catch(() => {});
     await this.db.close();
+  }
+
+  /** A key's value: an applied write not in LevelDB yet, else the metadata cache's, else LevelDB's. */
+  private async get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    const name = keyString(key);
+    const pending = this.unwritten.get(name);
+    if (pending !== undefined) return pending.value ?? undefined;
+    if (key[0] !== metadataKind) return this.db.get(key);
+    const cached = this.metadataCache.get(name);
+    if (cached !== undefined) {
+      this.metadataCache.delete(name);
+      this.metadataCache.set(name, cached);
+      return cached ?? undefined;
+    }
+    const reading = this.metadataReads.get(name) ?? { readers: 0, written: false };
+    reading.readers += 1;
+    this.metadataReads.set(name, reading);
+    try {
+      const stored = await this.db.get(key);
+      // A write of this key applied while LevelDB was read is newer than what was read: cache
+      // only a value nothing has replaced.
+      if (!reading.written) this.cacheMetadata(name, stored ?? null);
+      return stored;
+    } finally {
+      reading.readers -= 1;
+      if (reading.readers === 0) this.metadataReads.delete(name);
+    }
+  }
+
+  private cacheMetadata(name: string, value: Uint8Array | null): void {
+    this.metadataCache.delete(name);
+    this.metadataCache.set(name, value);
+    if (this.metadataCache.size > metadataCacheMax) {
+      const oldest = this.metadataCache.keys().next().value;
+      if (oldest !== undefined) this.metadataCache.delete(oldest);
+    }
+  }
+
+  /**
+   * Takes an applied entry's writes: visible to every read at once, written to LevelDB behind the
+   * applies, in order, with the writes of the entries applied meanwhile in the same LevelDB write.
+   * An apply then costs no disk round trip of its own: committed entries apply at memory speed.
+   * Unsynced, as before: the Raft log holds every entry durably, and the applied index is written
+   * in the same ordered writes, so a restart replays whatever had not reached LevelDB.
+   */
+  private enqueue(batch: LevelBatch): void {
+    if (this.writeFailure !== null) throw this.writeFailure;
+    for (const operation of batch) {
+      const key = keyString(operation.key);
+      const seq = ++this.writeSeq;
+      const value = operation.type === "put" ? operation.value : null;
+      this.unwritten.set(key, { value, seq });
+      if (operation.key[0] === metadataKind) {
+        this.cacheMetadata(key, value);
+        const reading = this.metadataReads.get(key);
+        if (reading !== undefined) reading.written = true;
+      }
+      this.queued.push(operation);
+      this.queuedSeqs.push([key, seq]);
+    }
+    this.writing ??= this.writeLoop();
+  }
+
+  private async writeLoop(): Promise<void> {
+    try {
+      // Let the rest of this burst of applies join the first write.
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.queued.length > 0) {
+        const batch = this.queued;
+        const seqs = this.queuedSeqs;
+        this.queued = [];
+        this.queuedSeqs = [];
+        await this.db.batch(batch, unsynced);
+        for (const [key, seq] of seqs) if (this.unwritten.get(key)?.seq === seq) this.unwritten.delete(key);
+      }
+    } catch (error) {
+      this.writeFailure = error instanceof Error ? error : new Error(String(error));
+    } finally {
+      this.writing = null;
+    }
+  }
+
+  /** Waits until every applied write is in LevelDB (before iterating, snapshotting, syncing). */
+  private async settle(): Promise<void> {
+    while (this.writing !== null) await this.writing;
+    if (this.writeFailure !== null) throw this.writeFailure;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -512,7 +638,7 @@ export class SecretStateMachine {
       return { ok: true, version: null };
     }
     if (command.op === "sys.delete") {
-      if ((await this.db.get(systemKey(command.area, command.path))) === undefined) {
+      if ((await this.get(systemKey(command.area, command.path))) === undefined) {
         throw new StateError("NOT_FOUND", `no ${command.area} record ${command.path}`);
       }
       if (command.ifDigest !== undefined)
@@ -545,7 +671,7 @@ export class SecretStateMachine {
 
   /** A system record's check-and-set: it must hold the value whose SHA-256 is `digest`. */
   private async checkRecordDigest(area: SystemArea, name: string, digest: Uint8Array): Promise<void> {
-    const current = await this.db.get(systemKey(area, name));
+    const current = await this.get(systemKey(area, name));
     if (current === undefined || !recordDigest(current).equals(digest)) {
       throw new StateError("CAS_MISMATCH", `the ${area} record ${name} changed since it was read`);
     }
@@ -638,7 +764,7 @@ export class SecretStateMachine {
   private async countEncryption(ciphertext: Uint8Array, batch: LevelBatch): Promise<void> {
     const term = new DataView(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength).getUint32(1);
     const key = encryptionsKey(term);
-    const stored = await this.db.get(key);
+    const stored = await this.get(key);
     const count =
       stored === undefined
         ? 0n
@@ -654,6 +780,7 @@ export class SecretStateMachine {
   }
 
   private async encryptionCountsUnguarded(): Promise<Map<number, number>> {
+    await this.settle();
     const counts = new Map<number, number>();
     for await (const [key, value] of this.db.iterator({
       gte: encryptionsKey(0),
@@ -848,7 +975,7 @@ export class SecretStateMachine {
   }
 
   private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
-    const value = await this.db.get(metadataKey(path));
+    const value = await this.get(metadataKey(path));
     return value === undefined ? null : this.decodeMetadata(path, value);
   }
 

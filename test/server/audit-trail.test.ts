@@ -97,7 +97,7 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
   expect(trail.failingSinks()).toEqual([]);
 
   // The directory breaks (a file where it should be): the collector alone takes the entries.
-  trail.close();
+  await trail.close();
   rmSync(directory, { recursive: true, force: true });
   writeFileSync(directory, "not a directory");
   await call("app/four");
@@ -111,5 +111,5 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
     .catch((e) => e);
   expect(refusal).toBeInstanceOf(NodeError);
   expect((refusal as NodeError).code).toBe("AUDIT_UNAVAILABLE");
-  trail.close();
+  await trail.close();
 });

@@ -67,7 +67,7 @@ async function writeTrail(
     if (options.answered !== false)
       await sink.append(request(i, { type: "response", outcome: "ok", code: "OK" }));
   }
-  sink.close();
+  await sink.close();
   return directory;
 }
 
@@ -85,7 +85,7 @@ describe("writing", () => {
       ]).flat(),
     );
     expect(lines(listAuditFiles(directory)[0] ?? "")).toHaveLength(101);
-    sink.close();
+    await sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
       entries: 100,
       problems: [],
@@ -115,7 +115,7 @@ describe("writing", () => {
     const sink = AuditFile.open({ directory, node: "n1", auditKey, maxFileBytes: 4096, checkpointEvery: 10 });
     await sink.append(request(1000));
     await sink.append(request(1000, { type: "response", outcome: "ok", code: "OK" }));
-    sink.close();
+    await sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
       entries: 402,
       problems: [],
@@ -133,7 +133,7 @@ describe("writing", () => {
       expect.stringMatching(/^the last file does not end with a checkpoint/),
     ]);
     // Closed with the request still unanswered, the trail has lost an entry.
-    sink.close();
+    await sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey).problems).toEqual([
       "request r2 has no response entry (one was lost)",
     ]);
@@ -143,7 +143,7 @@ describe("writing", () => {
     const { directory, sink } = openSink();
     const marker = "value-marker-5b1e";
     await sink.append(request(1, { hashed: { value: hashSensitive(auditKey, marker) } }));
-    sink.close();
+    await sink.close();
     const text = listAuditFiles(directory)
       .map((file) => readFileSync(file, "utf8"))
       .join("");

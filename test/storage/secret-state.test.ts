@@ -240,6 +240,29 @@ describe("secret state machine", () => {
   });
 });
 
+describe("writes behind the applies", () => {
+  it("serves an applied write at once, lists it, and has every apply after a reopen", async () => {
+    const first = await fixture();
+    for (let i = 0; i < 200; i++) {
+      await first.put(`burst/k${String(i).padStart(3, "0")}`, `v${i}`);
+      // Read back at once: from the writes not in LevelDB yet, or from LevelDB.
+      expect(await first.get(`burst/k${String(i).padStart(3, "0")}`)).toBe(`v${i}`);
+    }
+    await first.apply({ op: "kv.deleteAll", path: "burst/k000", at: 3000 });
+    expect(await first.machine.metadata("burst/k000")).toBeNull();
+    const listed = await first.machine.list("burst/", null, 1000);
+    expect(listed.paths).toHaveLength(199);
+    expect(listed.paths[0]).toBe("burst/k001");
+    expect(await first.machine.encryptionCounts()).toEqual(new Map([[1, 200]]));
+    await first.machine.close();
+    open.splice(open.indexOf(first.machine), 1);
+    const again = await fixture(first.directory);
+    expect(again.machine.appliedIndex()).toBe(201);
+    expect(await again.get("burst/k199")).toBe("v199");
+    expect(await again.machine.metadata("burst/k000")).toBeNull();
+  });
+});
+
 describe("state machine snapshots", () => {
   it("restores on another node the exact state: versions, metadata, counts and the applied index", async () => {
     const source = await fixture();
@@ -265,6 +288,8 @@ describe("state machine snapshots", () => {
     expect(await target.failure(target.get("app/b"))).toMatch(/is deleted/);
     expect((await target.machine.metadata("app/a"))?.owner).toBe("team-a");
     expect((await target.machine.list("", null, 100)).paths).toEqual(["app/a", "app/b"]);
+    // Nothing of the state before the restore is served, cached metadata included.
+    expect(await target.machine.metadata("stale/path")).toBeNull();
     expect(await target.machine.encryptionCounts()).toEqual(new Map([[1, 4]]));
   });
 
