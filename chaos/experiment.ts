@@ -20,6 +20,8 @@ export const nemeses = [
   /** One-way: the node hears no other node, they still hear it. */
   "partition-leader-inbound",
   "partition-random-inbound",
+  /** One-way, a follower: it stops learning of writes while the others go on. */
+  "partition-follower-inbound",
   /** Symmetric (netns): the leader alone on one side. */
   "partition-leader",
   /** Symmetric (netns): a random minority on one side, the majority on the other. */
@@ -128,6 +130,11 @@ const experimentSchema = z.strictObject({
     durationMs: z.number().int().min(1000).max(3_600_000),
     /** Each operation's deadline, the SDK's retries included. */
     timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    /**
+     * Each client talks to one node only (client i to node i mod size), as behind a per-node load
+     * balancer: reads are served by every node, not mostly by the leader the SDK prefers.
+     */
+    pinned: z.boolean().default(false),
   }),
   faults: z
     .array(

@@ -94,7 +94,8 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
   if (nemesis === "hsm-outage") return await hsmOutage(context);
   if (nemesis === "replace-member") return await replaceMember(context);
 
-  // "-leader" nemeses hit the leader ("partition-leader-inbound" too), the others a node the seed picks.
+  // "-leader" nemeses hit the leader ("partition-leader-inbound" too), "-follower" ones a node the
+  // seed picks among the others, the rest a node the seed picks.
   if (nemesis === "partition-bridge") {
     const network = requireNetwork(context, nemesis);
     const [middle = 0, ...others] = shuffled(
@@ -117,7 +118,16 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     };
   }
 
-  const target = nemesis.includes("-leader") ? await cluster.leader() : pickOrNull(running(), random);
+  const target = nemesis.includes("-leader")
+    ? await cluster.leader()
+    : nemesis.includes("-follower")
+      ? await cluster.leader().then((leader) =>
+          pickOrNull(
+            running().filter((node) => node !== leader),
+            random,
+          ),
+        )
+      : pickOrNull(running(), random);
   if (target === null) return null;
   const single = (detail: string, heal: () => Promise<string> | string): InjectedFault => ({
     target: target.id,
@@ -142,6 +152,7 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
       });
     case "partition-leader-inbound":
     case "partition-random-inbound":
+    case "partition-follower-inbound":
       if (context.network !== null) context.network.cutInbound(target.index);
       else context.partitions.cutInbound(target.host, cluster.peerPort);
       return single("hears no other node", () => {

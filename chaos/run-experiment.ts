@@ -162,7 +162,12 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       }
     });
     const workload = await runWorkload(
-      () => cluster.client(cluster.endpoints()),
+      (index) => {
+        const endpoints = cluster.endpoints();
+        return cluster.client(
+          experiment.workload.pinned ? [endpoints[index % endpoints.length] ?? ""] : endpoints,
+        );
+      },
       experiment.workload,
       random.fork(),
       () => clock() - workloadStart,

@@ -19,6 +19,9 @@ export interface WorkloadOptions {
   readonly timeoutMs: number;
 }
 
+/** A new SDK client for workload client `index`. */
+export type ClientFactory = (index: number) => StrongroomClient;
+
 export interface WorkloadResult {
   readonly operations: RegisterOperation[];
   attempted: number;
@@ -47,7 +50,7 @@ async function readKey(
 }
 
 export async function runWorkload(
-  newClient: () => StrongroomClient,
+  newClient: ClientFactory,
   options: WorkloadOptions,
   random: SeededRandom,
   clock: () => number,
@@ -64,7 +67,7 @@ export async function runWorkload(
   let nextId = 0;
   const fail = (reason: string) => result.failures.set(reason, (result.failures.get(reason) ?? 0) + 1);
   const runClient = async (clientId: number, choices: SeededRandom) => {
-    const client = newClient();
+    const client = newClient(clientId);
     let sequence = 0;
     // In the history, a client's operations never overlap; after an unknown outcome (which never
     // returns) the client goes on as a new history client, as Jepsen and Porcupine do.
