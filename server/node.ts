@@ -301,6 +301,7 @@ export class StrongroomNode {
       initialized: () => keeper.initialized(),
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       secretExists: async (path) => (await state.metadata(path)) !== null,
+      isLeader: () => raftNode().status().role === "leader",
       backoff: new TokenBackoff(),
       refusals,
       // On the leader itself, or through the peer channel to it (a call between nodes only).

@@ -44,6 +44,8 @@ export interface AuthorizerOptions {
   readonly rootKey: () => Uint8Array | null;
   /** Whether a secret is stored at `path` (a write there needs create if not, update if so). */
   readonly secretExists: (path: string) => Promise<boolean>;
+  /** Whether this node leads now (a follower's state may lag the leader's by a few entries). */
+  readonly isLeader: () => boolean;
   readonly backoff: TokenBackoff;
   readonly refusals: RefusalMetrics;
   /** Spends one use of the caller's use-limited token on the leader; TOKEN_INVALID when none is left. */
@@ -175,6 +177,17 @@ export class Authorizer {
       let capability: Capability;
       if (permission.capability === "write") {
         capability = (await this.options.secretExists(path)) ? "update" : "create";
+        // A follower may not have applied the write that created (or the delete that removed) the
+        // secret yet: there either capability lets the call go on, and the leader, which forwards
+        // nothing, decides on its own state.
+        if (context.forwardedBy === null && !this.options.isLeader()) {
+          const other: Capability = capability === "update" ? "create" : "update";
+          if (
+            !authorize(caller.policies, path, capability).allowed &&
+            authorize(caller.policies, path, other).allowed
+          )
+            capability = other;
+        }
       } else capability = permission.capability;
       this.require(caller, path, capability, permission.sudo);
     }
