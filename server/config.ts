@@ -152,8 +152,6 @@ export const nodeConfigSchema = z
           .min(60_000)
           .max(30 * 24 * 3_600_000)
           .default(3_600_000),
-        /** Revoked, unexpired certificates the list may hold. */
-        revokedMax: z.number().int().min(10).max(1_000_000).default(10_000),
       })
       .default({
         perIdentityMax: 1000,
@@ -161,7 +159,6 @@ export const nodeConfigSchema = z
         sweepMs: 1000,
         perSweepMax: 500,
         crlValidityMs: 3_600_000,
-        revokedMax: 10_000,
       }),
     audit: z
       .strictObject({

@@ -34,6 +34,7 @@ import {
   type StateLimits,
   type SecretMetadata as StoredMetadata,
   validatePath,
+  validatePrefix,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { generatorFromWire, generatorToWire } from "../lifecycle/generator-wire.js";
@@ -113,6 +114,7 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
       "peer",
       async (request, context): Promise<ReadTimesResponse> => {
         requireServing(parts.keeper, context);
+        if (request.prefix !== "") validatePrefix(request.prefix, parts.limits);
         const times = parts.readTracker.readTimes(request.prefix);
         return { lastReadMs: Object.fromEntries(times.lastRead), trackedSinceMs: times.since };
       },

@@ -6,6 +6,7 @@
 // other way round). Paths are not secret (they are in the audit trail too); values never come here.
 
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { z } from "zod";
 
 const fileSchema = z.strictObject({
@@ -24,6 +25,8 @@ export class ReadTracker {
   private readonly reads = new Map<string, number>();
   private since: number;
   private dirty = false;
+  private writing = false;
+  private stopped = false;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -51,13 +54,17 @@ export class ReadTracker {
   }
 
   start(persistEveryMs = 60_000): void {
-    this.timer = setInterval(() => this.persist(), persistEveryMs);
+    this.timer = setInterval(() => void this.persistInBackground(), persistEveryMs);
     this.timer.unref();
   }
 
+  /** Stops the periodic writes and writes the record one last time. */
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.stopped = true;
+    // A periodic write in flight will not be renamed into place: this one must be.
+    if (this.writing) this.dirty = true;
     this.persist();
   }
 
@@ -80,13 +87,37 @@ export class ReadTracker {
     return { lastRead, since: this.since };
   }
 
-  /** Writes the record (to a temporary file, then renamed over the old one). */
+  /** Writes the record now (to a temporary file, then renamed over the old one). */
   persist(): void {
     if (!this.dirty) return;
     const temporary = `${this.file}.tmp`;
-    writeFileSync(temporary, JSON.stringify({ since: this.since, reads: Object.fromEntries(this.reads) }));
+    writeFileSync(temporary, this.serialized());
     renameSync(temporary, this.file);
     this.dirty = false;
+  }
+
+  /**
+   * The periodic write, off the event loop (a large record takes a while to write); one at a
+   * time, and never renamed over what stop() wrote after it.
+   */
+  private async persistInBackground(): Promise<void> {
+    if (!this.dirty || this.writing) return;
+    this.writing = true;
+    this.dirty = false;
+    const temporary = `${this.file}.periodic.tmp`;
+    try {
+      await writeFile(temporary, this.serialized());
+      if (!this.stopped) renameSync(temporary, this.file);
+    } catch {
+      // Tried again at the next period (and at stop).
+      this.dirty = true;
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private serialized(): string {
+    return JSON.stringify({ since: this.since, reads: Object.fromEntries(this.reads) });
   }
 }
 

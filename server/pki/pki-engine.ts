@@ -32,8 +32,6 @@ import {
 export interface PkiEngineOptions {
   /** How long a signed revocation list is valid; consumers fetch it again before. */
   readonly crlValidityMs: number;
-  /** Revoked certificates the list may hold (each one stays until its certificate expires). */
-  readonly revokedMax: number;
   readonly now?: () => number;
 }
 
@@ -145,14 +143,12 @@ export class PkiEngine {
     });
   }
 
-  /** Puts a certificate on the revocation list until it expires. */
+  /**
+   * Puts a certificate on the revocation list until it expires. Never refused for the list's size:
+   * a compromised certificate must always be revocable (the list is bounded by the certificates
+   * issued and not expired, which leases.max and the roles' lifetimes bound).
+   */
   async revoke(serial: string, notAfter: number): Promise<number> {
-    const revoked = await this.records.names(pkiAreas.crl, "", this.options.revokedMax + 1);
-    if (revoked.length >= this.options.revokedMax && !revoked.includes(serial))
-      throw new NodeError(
-        "RESOURCE_EXHAUSTED",
-        `the revocation list holds its limit of ${this.options.revokedMax} certificates`,
-      );
     const record: RevokedRecord = { serial, revokedAt: this.now(), notAfter };
     return this.records.put(pkiAreas.crl, serial, encodePkiRecord(record));
   }
@@ -162,7 +158,7 @@ export class PkiEngine {
     const ca = await this.ca();
     const now = this.now();
     const entries: RevokedRecord[] = [];
-    for (const serial of await this.records.names(pkiAreas.crl, "", this.options.revokedMax)) {
+    for (const serial of await this.records.names(pkiAreas.crl, "", Number.MAX_SAFE_INTEGER)) {
       const bytes = await this.records.read(pkiAreas.crl, serial);
       if (bytes === null) continue;
       const entry = decodeRevokedRecord(bytes);
@@ -186,7 +182,7 @@ export class PkiEngine {
   async tidyCrl(): Promise<number> {
     const now = this.now();
     let removed = 0;
-    for (const serial of await this.records.names(pkiAreas.crl, "", this.options.revokedMax)) {
+    for (const serial of await this.records.names(pkiAreas.crl, "", Number.MAX_SAFE_INTEGER)) {
       const bytes = await this.records.read(pkiAreas.crl, serial);
       if (bytes === null || decodeRevokedRecord(bytes).notAfter > now) continue;
       await this.records.delete(pkiAreas.crl, serial);

@@ -411,6 +411,9 @@ export class SecretStateMachine {
       synced,
     );
     this.applied = appliedIndex;
+    // Reads served while the store was being replaced may have cached what they saw mid-way.
+    this.metadataCache.clear();
+    for (const reading of this.metadataReads.values()) reading.written = true;
     await this.loadRotationSchedule();
   }
 

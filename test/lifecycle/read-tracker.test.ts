@@ -1,5 +1,5 @@
 // A node's record of reads for the Stale report's unread part: kept across a restart (written to
-// disk, reloaded, `since` kept), bounded (the least recently read forgotten first), a damaged file
+// disk every period and at stop, reloaded, `since` kept), bounded (the least recently read forgotten first), a damaged file
 // starting a new record, and the members' records merged (the latest read anywhere, the latest
 // start of recording).
 
@@ -84,5 +84,23 @@ it("merges the members' records: the latest read of each path, the latest start"
       ["b", 50],
     ]),
     since: 7,
+  });
+});
+
+it("writes the record every period in the background, and stop() still writes the last reads", async () => {
+  const path = file();
+  let now = 1_000;
+  const tracker = new ReadTracker(path, 10, () => now);
+  tracker.load();
+  tracker.start(20);
+  tracker.noteRead("app/a");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ since: 1_000, reads: { "app/a": 1_000 } });
+  now = 2_000;
+  tracker.noteRead("app/b");
+  tracker.stop();
+  expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({
+    since: 1_000,
+    reads: { "app/a": 1_000, "app/b": 2_000 },
   });
 });
