@@ -571,12 +571,25 @@ export class ProcessCluster {
   async unseal(node: NodeEntry, timeoutMs = 30_000): Promise<void> {
     const client = this.client([`${node.host}:${this.options.basePort}`]);
     try {
-      if (this.hsm === null) {
-        await client.sys.unseal({ share: this.share, nonce: "", reset: false }, { deadlineMs: timeoutMs });
-        return;
-      }
       const deadline = performance.now() + timeoutMs;
       for (;;) {
+        if (this.hsm === null) {
+          // As an operator would: a share that did not arrive (a connection dropped while the node
+          // starts) is handed in again, until the node says it is unsealed.
+          try {
+            await client.sys.unseal({ share: this.share, nonce: "", reset: false }, { deadlineMs: 5000 });
+            return;
+          } catch (error) {
+            if (performance.now() > deadline) throw error;
+            const sealed = await client.cluster
+              .status({}, { deadlineMs: 1000 })
+              .then((status) => status.sealed)
+              .catch(() => true);
+            if (!sealed) return;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            continue;
+          }
+        }
         try {
           if (!(await client.cluster.status({}, { deadlineMs: 1000 })).sealed) return;
         } catch {
