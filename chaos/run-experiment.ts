@@ -121,8 +121,10 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     })();
 
     const faultContext: FaultContext = { cluster, network, partitions, random: random.fork(), say };
-    const faults: FaultEvent[] = [];
-    const injectAndHeal = async (fault: (typeof experiment.faults)[number]) => {
+    // By the fault's place in the experiment, not by when it healed: faults can overlap and a
+    // slow heal (a member's replacement) can end after a later fault's.
+    const faultsByPosition: (FaultEvent | undefined)[] = [];
+    const injectAndHeal = async (fault: (typeof experiment.faults)[number], position: number) => {
       await sleepUntil(clock, workloadStart + fault.atMs);
       const before = clock();
       const injected = await injectFault(fault, faultContext);
@@ -140,21 +142,21 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       await sleepUntil(clock, atMs + fault.healAfterMs);
       const healing = await injected.heal();
       say(`healed ${injected.target}: ${healing}`);
-      faults.push({
+      faultsByPosition[position] = {
         nemesis: fault.nemesis,
         target: injected.target,
         detail: `${injected.detail}; ${healing}`,
         takesLeader: injected.takesLeader,
         atMs: atMs - workloadStart,
         healedAtMs: clock() - workloadStart,
-      });
+      };
     };
     // A nemesis that fails (a membership change that never went through) fails the run, with
     // its reason; it does not stop the run.
     const harnessErrors: string[] = [];
     const injections = experiment.faults.map(async (fault, position) => {
       try {
-        await injectAndHeal(fault);
+        await injectAndHeal(fault, position);
       } catch (error) {
         const message = `faults.${position} (${fault.nemesis}): ${(error as Error).message}`;
         harnessErrors.push(message);
@@ -173,6 +175,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       () => clock() - workloadStart,
     );
     await Promise.all(injections);
+    const faults = faultsByPosition.filter((fault) => fault !== undefined);
     say(`workload done: ${workload.attempted} operations, ${workload.succeeded} succeeded`);
 
     // After the heal: every key read back, linearizably, as the last operations of the history.

@@ -37,6 +37,8 @@ export type NodeErrorCode =
   | "NOT_RENEWABLE"
   /** The caller's identity was disabled by an emergency revocation. */
   | "IDENTITY_DISABLED"
+  /** This node was removed from the cluster: another member serves the call. */
+  | "REMOVED"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -98,6 +100,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   RATE_LIMITED: status.RESOURCE_EXHAUSTED,
   NOT_FOUND: status.NOT_FOUND,
   ACCESS_UNAVAILABLE: status.UNAVAILABLE,
+  REMOVED: status.UNAVAILABLE,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,
@@ -162,6 +165,8 @@ const raftNodeStatuses: Record<RaftNodeErrorCode, status> = {
   STOPPED: status.UNAVAILABLE,
   // Like TIMEOUT, the outcome is unknown.
   LEADER_CHANGED: status.UNAVAILABLE,
+  // Nothing was proposed or read: another member can serve the call.
+  REMOVED: status.UNAVAILABLE,
 };
 
 export interface MappedError {

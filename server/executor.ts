@@ -26,6 +26,8 @@ export interface ExecutorOptions {
   readonly leaderWaitMs?: number;
   /** Whether this node is cut off from every other member: a call waiting for a leader gives up at once. */
   readonly cutOff?: () => boolean;
+  /** Whether this node was removed from the cluster: calls for the leader are refused at once. */
+  readonly removed?: () => boolean;
 }
 
 export class Executor {
@@ -46,6 +48,9 @@ export class Executor {
     const handler = method.handler as Handler<unknown, unknown>;
     if (context.forwardedBy === null) method.guard?.();
     if (method.route !== "leader") return handler(request, context);
+    if (this.options.removed?.() === true) {
+      throw new NodeError("REMOVED", "this node was removed from the cluster; ask another member");
+    }
     const pollMs = this.options.leaderPollMs ?? 20;
     const giveUpAt = Math.min(
       context.deadline,

@@ -271,6 +271,8 @@ export class StrongroomNode {
         raftMetrics.noteLeader(soft.leader);
         logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed");
       },
+      onRemoved: () =>
+        logger.warn("this node was removed from the cluster: it refuses calls that need one; stop it"),
       onFatal: (error) => {
         const hint = /belongs to another cluster/.test(error.message)
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"
@@ -319,6 +321,7 @@ export class StrongroomNode {
     const executor = new Executor({
       leaderWaitMs,
       cutOff: () => contact.cutOff(config.nodeId, raftNode().status().membership.voters),
+      removed: () => raftNode().isRemoved(),
       leader: () => {
         const status = raftNode().status();
         return { isLeader: status.role === "leader", leaderId: status.leader };
@@ -605,20 +608,33 @@ export class StrongroomNode {
     clearInterval(this.parts.tidyTimer);
     this.parts.releaseFailpointSignal();
     for (const task of this.parts.leaderTasks) task.stop();
+    // How long each step took, in the last log line: a slow shutdown says where it waited.
+    const phases: Record<string, number> = {};
+    let phaseStart = performance.now();
+    const took = (phase: string) => {
+      const now = performance.now();
+      phases[phase] = Math.round(now - phaseStart);
+      phaseStart = now;
+    };
     await handOverLeadership(raft, Math.min(graceMs, 2000));
+    took("handOverMs");
     await this.parts.clientListener.close(graceMs);
+    took("clientCallsMs");
     await raft.stop();
     this.parts.forwarder.close();
     await this.parts.peerListener.close();
+    took("raftAndPeersMs");
     await this.parts.http?.close();
     this.parts.keeper.close();
     await this.parts.audit.close();
     this.parts.readTracker.stop();
+    took("auditMs");
     await this.parts.state.flush();
     await this.parts.state.close();
     await this.parts.logStore.close();
     for (const files of this.parts.tls) files.close();
-    logger.info("node stopped");
+    took("storageMs");
+    logger.info(phases, "node stopped");
   }
 
   /**

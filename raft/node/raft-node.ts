@@ -35,7 +35,7 @@ export interface StateMachine<Result> {
   appliedIndex(): number;
 }
 
-export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED" | "LEADER_CHANGED";
+export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED" | "LEADER_CHANGED" | "REMOVED";
 
 /** A failure of the driver rather than the core: the outcome of a proposal or read it concerns. */
 export class RaftNodeError extends Error {
@@ -68,6 +68,8 @@ export interface RaftNodeOptions<Result> {
   readonly retainEntries?: number;
   /** Called when this node's role, leader or term changes. */
   readonly onSoftState?: (state: SoftState) => void;
+  /** Called once when this node applies its own removal from the membership. */
+  readonly onRemoved?: () => void;
   /** Called once if the node stops on a fatal error (a broken invariant, a failed write to disk). */
   readonly onFatal?: (error: Error) => void;
   /**
@@ -127,6 +129,9 @@ export class RaftNode<Result> {
   private processAgain = false;
   private stopped = false;
   private softState: SoftState;
+  /** Whether this node was in the membership it applied, since it started; then whether it left it. */
+  private wasMember = false;
+  private removed = false;
 
   private constructor(
     options: RaftNodeOptions<Result>,
@@ -163,6 +168,7 @@ export class RaftNode<Result> {
     const random = options.raft?.random ?? new SeededRandom(randomInt(0, 2 ** 32 - 1));
     const core = new RaftCore({ ...options.raft, id: options.id, random }, state, { applied });
     const node = new RaftNode(options, core, applied, snapshotIndex);
+    node.noticeMembership();
     node.schedule();
     return node;
   }
@@ -170,6 +176,7 @@ export class RaftNode<Result> {
   /** Proposes `data`; resolves once it is applied here with the state machine's result. */
   propose(data: Uint8Array): Promise<Proposed<Result>> {
     this.assertRunning();
+    this.assertMember();
     const position = this.core.propose(data);
     const promise = this.trackProposal(position.index, position.term);
     this.schedule();
@@ -191,6 +198,7 @@ export class RaftNode<Result> {
    */
   readIndex(): Promise<number> {
     this.assertRunning();
+    this.assertMember();
     const context = `${this.id}:${++this.readSequence}`;
     this.core.readIndex(context);
     const promise = new Promise<number>((resolve, reject) => {
@@ -224,6 +232,11 @@ export class RaftNode<Result> {
 
   isStopped(): boolean {
     return this.stopped;
+  }
+
+  /** Whether this node applied its own removal from the cluster: it serves nothing that needs one. */
+  isRemoved(): boolean {
+    return this.removed;
   }
 
   /** Stops ticking and receiving; pending proposals and reads fail with STOPPED. */
@@ -351,6 +364,8 @@ export class RaftNode<Result> {
     }
     // 4. Advance.
     this.core.advance();
+    if (ready.snapshot !== null || ready.committedEntries.some((entry) => entry.type === "config"))
+      this.noticeMembership();
     this.settleReads();
     this.noticeSoftState(ready.softState);
     this.noticeSoftState(this.core.softState());
@@ -400,6 +415,37 @@ export class RaftNode<Result> {
       meta.index - (this.options.retainEntries ?? defaults.retainEntries),
     );
     await this.options.logStore.compact(offset);
+  }
+
+  /**
+   * A node that applied its own removal is told nothing more by the cluster: its pending reads
+   * and proposals would wait out their deadlines. They fail now, and so does every later one,
+   * so that clients go to a member at once.
+   */
+  private noticeMembership(): void {
+    const membership = this.core.status().membership;
+    const isMember = membership.voters.includes(this.id) || membership.learners.includes(this.id);
+    if (isMember) {
+      this.wasMember = true;
+      this.removed = false;
+      return;
+    }
+    if (!this.wasMember || this.removed) return;
+    this.removed = true;
+    const removed = this.removedError();
+    for (const waiter of this.reads.values()) waiter.reject(removed);
+    this.reads.clear();
+    for (const { waiter } of this.proposals.values()) waiter.reject(removed);
+    this.proposals.clear();
+    this.options.onRemoved?.();
+  }
+
+  private assertMember(): void {
+    if (this.removed) throw this.removedError();
+  }
+
+  private removedError(): RaftNodeError {
+    return new RaftNodeError("REMOVED", `${this.id} was removed from the cluster; ask another member`);
   }
 
   private trackProposal(index: number, term: number): Promise<Proposed<Result>> {

@@ -54,11 +54,13 @@ it("replace-member under load, then a crash during a snapshot install; nothing l
   const experiment = parseExperiment(
     {
       name: "membership-short",
-      cluster: { size: 3, tickMs: 20, snapshotEveryEntries: 100, retainEntries: 20 },
-      workload: { clients: 4, keys: 4, readRatio: 0.5, durationMs: 14000, timeoutMs: 5000 },
+      cluster: { size: 3, tickMs: 20, snapshotEveryEntries: 50, retainEntries: 10 },
+      workload: { clients: 4, keys: 4, readRatio: 0.5, durationMs: 16000, timeoutMs: 5000 },
+      // The crash comes once the replacement is over, even when the removed node took the
+      // whole grace period to stop (calls in flight on it wait out their deadline).
       faults: [
-        { atMs: 500, nemesis: "replace-member", healAfterMs: 7000 },
-        { atMs: 8500, nemesis: "crash-point-random", point: "during-snapshot-install", healAfterMs: 4000 },
+        { atMs: 500, nemesis: "replace-member", healAfterMs: 5000 },
+        { atMs: 11_000, nemesis: "crash-point-random", point: "during-snapshot-install", healAfterMs: 5000 },
       ],
       slo: { successRateMin: 0.99 },
     },
@@ -73,10 +75,12 @@ it("replace-member under load, then a crash during a snapshot install; nothing l
   });
   const printed = lines.join("\n");
   const [replaced, crashed] = report.faults;
-  expect(replaced?.detail, printed).toMatch(
+  expect(replaced?.detail ?? "(no such fault in the report)", printed).toMatch(
     /^n\d removed in \d+ ms and stopped in \d+ ms; n4 joined as a learner, caught up in \d+ ms, promoted to voter$/,
   );
-  expect(crashed?.detail, printed).toMatch(/died at during-snapshot-install; restarted and unsealed$/);
+  expect(crashed?.detail ?? "(no such fault in the report)", printed).toMatch(
+    /died at during-snapshot-install; restarted and unsealed$/,
+  );
   expect(report.checks.linearizability, printed).toBe("linearizable");
   // The removed node's trail is checked too, and closes cleanly (it was stopped, not killed).
   expect(report.checks.audit.map((audit) => audit.node).sort()).toEqual(["n1", "n2", "n3", "n4"]);

@@ -107,6 +107,17 @@ describe("membership changes", () => {
     expect(cluster.core(leader as string).status().membership.voters).toEqual(["n2", "n3"]);
   });
 
+  it("a removed follower applies its own removal (the node layer then refuses its calls)", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.core("n1").proposeMembershipChange({ kind: "removeNode", node: "n3" });
+    cluster.stabilize();
+    expect(cluster.core("n1").status().membership.voters).toEqual(["n1", "n2"]);
+    // The commit reaches n3 in the appends sent with it, before the leader forgets n3.
+    expect(cluster.core("n3").status().membership).toEqual({ voters: ["n1", "n2"], learners: [] });
+    expect(cluster.core("n3").status().applied).toBe(cluster.core("n1").status().applied);
+  });
+
   it("a node does not campaign while a committed membership change is unapplied", () => {
     // Restarted with the three bootstrap changes committed but not yet handed to the application.
     const core = new RaftCore(

@@ -211,6 +211,25 @@ describe("RaftNode", () => {
     expect(leader.node.status().membership).toEqual({ voters: ["n1", "n2", "n3", "n4"], learners: [] });
   });
 
+  it("a removed node refuses reads and proposals at once with REMOVED", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    const removed = [...cluster.members.values()].find((member) => member !== leader) as Member;
+    expect(removed.node.isRemoved()).toBe(false);
+    await leader.node.proposeMembershipChange({ kind: "removeNode", node: removed.node.id });
+    await waitFor("the removal to reach the removed node", () => removed.node.isRemoved());
+    for (const call of [() => removed.node.readIndex(), () => removed.node.propose(bytes("x"))]) {
+      expect(call).toThrowError(
+        expect.objectContaining({
+          code: "REMOVED",
+          message: `${removed.node.id} was removed from the cluster; ask another member`,
+        }),
+      );
+    }
+    // The others go on.
+    await leader.node.propose(bytes("after"));
+  });
+
   it("stopping a node fails its pending proposals with STOPPED, and later calls too", async () => {
     const cluster = await TestCluster.create(3);
     const leader = await cluster.leader();
