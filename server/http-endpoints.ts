@@ -3,6 +3,8 @@
 // path or identity in it; /metrics is the prom-client registry.
 //
 //   GET /v1/sys/health   200 leader, unsealed · 429 follower, unsealed · 503 sealed · 501 not initialized
+//   GET /v1/sys/ready    200 initialized, unsealed, a member and a leader known · 503 otherwise
+//                        (for readiness: a client sent here is served, by this node or the leader)
 //   GET /v1/sys/live     200 while the process serves (for liveness: does not depend on quorum)
 //   GET /metrics         Prometheus text format
 
@@ -15,6 +17,10 @@ export interface HealthView {
   readonly leader: boolean;
   readonly nodeId: string;
   readonly term: number;
+  /** Whether this node knows a leader (its own calls can be served or forwarded). */
+  readonly leaderKnown: boolean;
+  /** Whether this node was removed from the cluster (it refuses calls that need one). */
+  readonly removed: boolean;
   /** Audit sinks whose last write failed (the node serves while one sink works). */
   readonly auditSinksFailing: number;
 }
@@ -43,6 +49,14 @@ export async function startHttpEndpoints(
       const view = health();
       const code = !view.initialized ? 501 : view.sealed ? 503 : view.leader ? 200 : 429;
       response.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(view));
+      return;
+    }
+    if (url === "/v1/sys/ready") {
+      const view = health();
+      const ready = view.initialized && !view.sealed && !view.removed && view.leaderKnown;
+      response
+        .writeHead(ready ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify({ ready, ...view }));
       return;
     }
     if (url === "/metrics") {

@@ -548,6 +548,8 @@ export class StrongroomNode {
                 leader: status.role === "leader",
                 nodeId: config.nodeId,
                 term: status.term,
+                leaderKnown: status.leader !== null,
+                removed: raftNode().isRemoved(),
                 auditSinksFailing: audit.failingSinks().length,
               };
             },

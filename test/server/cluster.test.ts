@@ -93,6 +93,10 @@ it("a new cluster: init through a follower, unseal every node, write and read th
       sealTypes: ["shamir"],
     });
   }
+  // Readiness (Kubernetes): not ready while sealed, the body says why.
+  const sealedReady = await fetch(`http://${specs[0]?.host}:${specs[0]?.httpPort}/v1/sys/ready`);
+  expect(sealedReady.status).toBe(503);
+  expect(await sealedReady.json()).toMatchObject({ ready: false, initialized: true, sealed: true });
   const sealed = await callError(client(followerB).secrets.put.bind(client(followerB).secrets), {
     path: "app/db",
     value: new TextEncoder().encode("hunter2"),
@@ -238,10 +242,18 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   expect(metrics).toMatch(/^strongroom_seal_sealed 0$/m);
   expect(metrics).not.toContain("hunter2");
 
-  // Health: the leader 200, followers 429.
+  // Health: the leader 200, followers 429. Readiness: every unsealed member 200.
   for (const spec of specs) {
     const response = await fetch(`http://${spec.host}:${spec.httpPort}/v1/sys/health`);
     expect(response.status).toBe(spec.id === (await leaderId()) ? 200 : 429);
+    const ready = await fetch(`http://${spec.host}:${spec.httpPort}/v1/sys/ready`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      ready: true,
+      sealed: false,
+      removed: false,
+      leaderKnown: true,
+    });
   }
 });
 
