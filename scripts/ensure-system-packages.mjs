@@ -24,6 +24,8 @@ const packages = [
       "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
     ],
   },
+  // The deploy tests check the systemd unit with systemd-analyze.
+  { name: "systemd", proof: ["/usr/bin/systemd-analyze"] },
 ];
 
 const missing = packages.filter((pkg) => !pkg.proof.some((path) => existsSync(path))).map((pkg) => pkg.name);
@@ -33,7 +35,7 @@ const command = `apt-get install -y ${missing.join(" ")}`;
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 if (!isRoot || !existsSync("/usr/bin/apt-get")) {
   process.stderr.write(
-    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests; nftables, iproute2 and libfaketime for the chaos tests).\nInstall it with:\n  sudo ${command}\n`,
+    `strongroom's tests need ${missing.join(", ")} (a real SoftHSM2 for the seal tests; nftables, iproute2 and libfaketime for the chaos tests; systemd-analyze for the deploy tests).\nInstall it with:\n  sudo ${command}\n`,
   );
   process.exit(1);
 }
