@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // The container suite has its own config and command (npm run test:containers).
+    exclude: ["test/containers/**", "**/node_modules/**"],
     // A hung test must fail, not stall CI; the simulator suites set their own, longer budget.
     testTimeout: 30_000,
     hookTimeout: 30_000,
