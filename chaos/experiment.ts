@@ -91,6 +91,11 @@ const experimentSchema = z.strictObject({
       driver: z.enum(["process", "netns"]).default("process"),
       /** Each node's region, in node order (netns): links between regions get `network.links`' latency. */
       regions: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
+      /** The region the leader should be in (the nodes' preferredLeaderRegion; needs regions). */
+      preferredLeaderRegion: z
+        .string()
+        .regex(/^[a-z0-9-]{1,32}$/)
+        .optional(),
       /** The Raft log is compacted after this many entries (small: snapshot installs under load). */
       snapshotEveryEntries: z.number().int().min(10).default(10_000),
       /** Entries kept behind a snapshot (small: a node that was down catches up by a snapshot). */
@@ -197,6 +202,13 @@ export function parseExperiment(document: unknown, source: string): Experiment {
   }
   if (cluster.regions !== undefined && cluster.regions.length !== cluster.size)
     problems.push(`cluster.regions names ${cluster.regions.length} regions for ${cluster.size} nodes`);
+  if (
+    cluster.preferredLeaderRegion !== undefined &&
+    !cluster.regions?.includes(cluster.preferredLeaderRegion)
+  )
+    problems.push(
+      `cluster.preferredLeaderRegion ${JSON.stringify(cluster.preferredLeaderRegion)} is no node's region`,
+    );
   if (experiment.network !== undefined) {
     if (cluster.driver !== "netns") problems.push("network needs cluster.driver: netns");
     if (cluster.regions === undefined) problems.push("network needs cluster.regions");

@@ -46,6 +46,8 @@ export interface ProcessClusterOptions {
   readonly nodeConfig?: Readonly<Record<string, unknown>>;
   /** The nodes' log level (default info). */
   readonly logLevel?: "error" | "warn" | "info";
+  /** Each node's region, by address slot: in its config and in every member list. */
+  readonly regions?: readonly string[];
 }
 
 export interface NodeEntry {
@@ -140,6 +142,7 @@ export class ProcessCluster {
       host,
       peerAddress: `${host}:${this.options.basePort + 1}`,
       clientAddress: `${host}:${this.options.basePort}`,
+      region: this.options.regions?.[index] ?? "",
     };
   }
 
@@ -165,7 +168,13 @@ export class ProcessCluster {
           peer: { caFile: this.files.clusterCa, ...files },
           client: { caFile: this.files.clientCa, ...files },
         },
-        members: members.map(({ id, peerAddress, clientAddress }) => ({ id, peerAddress, clientAddress })),
+        members: members.map(({ id, peerAddress, clientAddress, region }) => ({
+          id,
+          peerAddress,
+          clientAddress,
+          ...(region === "" ? {} : { region }),
+        })),
+        ...(member.region === "" ? {} : { region: member.region }),
         clusterState,
         raft: {
           tickMs: options.tickMs,

@@ -16,7 +16,7 @@ import { NetnsNetwork } from "./netns-network.js";
 import { Partitions } from "./partitions.js";
 import { ProcessCluster } from "./process-cluster.js";
 import { renderReportHtml } from "./report-html.js";
-import { keyName, runWorkload } from "./workload.js";
+import { keyName, runWorkload, type WorkloadResult } from "./workload.js";
 
 export interface RunOptions {
   readonly seed: number;
@@ -41,6 +41,11 @@ export interface Report {
   readonly faults: readonly FaultEvent[];
   readonly leaderChanges: readonly { readonly atMs: number; readonly leader: string }[];
   readonly latencyMs: Record<string, number>;
+  /**
+   * With regions and pinned clients (client i on node i mod n): each region's read and write
+   * latencies, as its clients saw them.
+   */
+  readonly latencyByRegionMs?: Record<string, Record<string, number>>;
   readonly checks: RunChecks;
 }
 
@@ -77,6 +82,10 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     snapshotEveryEntries: experiment.cluster.snapshotEveryEntries,
     retainEntries: experiment.cluster.retainEntries,
     seal: experiment.cluster.seal,
+    ...(experiment.cluster.regions === undefined ? {} : { regions: experiment.cluster.regions }),
+    ...(experiment.cluster.preferredLeaderRegion === undefined
+      ? {}
+      : { nodeConfig: { preferredLeaderRegion: experiment.cluster.preferredLeaderRegion } }),
     ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
     ...(network === null ? {} : { hosts: network.hosts, launcher: (index) => network.launcher(index) }),
     failpoints: [...nemesesUsed].some(
@@ -166,8 +175,15 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     const workload = await runWorkload(
       (index) => {
         const endpoints = cluster.endpoints();
+        if (!experiment.workload.pinned) return cluster.client(endpoints);
+        // Pinned: client i is next to node i mod size; with regions, it reaches its region's nodes
+        // (as a client in a region does), so a write from a region without the leader is forwarded.
+        const home = index % endpoints.length;
+        const regions = experiment.cluster.regions;
         return cluster.client(
-          experiment.workload.pinned ? [endpoints[index % endpoints.length] ?? ""] : endpoints,
+          regions === undefined
+            ? [endpoints[home] ?? ""]
+            : endpoints.filter((_, node) => regions[node] === regions[home]),
         );
       },
       experiment.workload,
@@ -224,6 +240,12 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     }
 
     const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits, harnessErrors);
+    const byRegion = latencyByRegion(experiment, workload);
+    for (const [region, figures] of Object.entries(byRegion ?? {})) {
+      say(
+        `region ${region}: reads p50/p99 ${figures.readP50}/${figures.readP99} ms, writes p50/p99 ${figures.writeP50}/${figures.writeP99} ms`,
+      );
+    }
     const report: Report = {
       experiment: experiment.name,
       seed: options.seed,
@@ -241,6 +263,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
         writeP99: percentile(workload.writeLatenciesMs, 99),
         writeP999: percentile(workload.writeLatenciesMs, 99.9),
       },
+      ...(byRegion === undefined ? {} : { latencyByRegionMs: byRegion }),
       checks,
     };
     writeFileSync(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
@@ -315,4 +338,35 @@ async function sleepUntil(clock: () => number, atMs: number): Promise<void> {
 
 function round(value: number): string {
   return Number.isFinite(value) ? String(Math.round(value * 10_000) / 10_000) : String(value);
+}
+
+/** Each region's latencies, when clients are pinned to nodes (client i on node i mod n) with regions. */
+function latencyByRegion(
+  experiment: Experiment,
+  workload: WorkloadResult,
+): Record<string, Record<string, number>> | undefined {
+  const regions = experiment.cluster.regions;
+  if (regions === undefined || experiment.workload.pinned !== true) return undefined;
+  const grouped = new Map<string, { reads: number[]; writes: number[] }>();
+  for (const [clientId, own] of workload.latenciesByClient) {
+    const region = regions[clientId % regions.length] ?? "";
+    const group = grouped.get(region) ?? { reads: [], writes: [] };
+    group.reads.push(...own.reads);
+    group.writes.push(...own.writes);
+    grouped.set(region, group);
+  }
+  const round = (value: number) => Math.round(value * 10) / 10;
+  return Object.fromEntries(
+    [...grouped].map(([region, group]) => [
+      region,
+      {
+        reads: group.reads.length,
+        readP50: round(percentile(group.reads, 50)),
+        readP99: round(percentile(group.reads, 99)),
+        writes: group.writes.length,
+        writeP50: round(percentile(group.writes, 50)),
+        writeP99: round(percentile(group.writes, 99)),
+      },
+    ]),
+  );
 }

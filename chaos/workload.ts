@@ -30,6 +30,18 @@ export interface WorkloadResult {
   readonly failures: Map<string, number>;
   readonly readLatenciesMs: number[];
   readonly writeLatenciesMs: number[];
+  /** The same latencies by workload client (a pinned client's are its node's: per-region figures). */
+  readonly latenciesByClient: Map<number, { readonly reads: number[]; readonly writes: number[] }>;
+}
+
+function noteLatency(result: WorkloadResult, kind: "reads" | "writes", clientId: number, ms: number): void {
+  (kind === "reads" ? result.readLatenciesMs : result.writeLatenciesMs).push(ms);
+  let own = result.latenciesByClient.get(clientId);
+  if (own === undefined) {
+    own = { reads: [], writes: [] };
+    result.latenciesByClient.set(clientId, own);
+  }
+  own[kind].push(ms);
 }
 
 export const keyName = (index: number) => `chaos/k${index}`;
@@ -62,6 +74,7 @@ export async function runWorkload(
     failures: new Map(),
     readLatenciesMs: [],
     writeLatenciesMs: [],
+    latenciesByClient: new Map(),
   };
   const end = clock() + options.durationMs;
   let nextId = 0;
@@ -96,7 +109,7 @@ export async function runWorkload(
               call,
               return: returned,
             });
-            result.readLatenciesMs.push(returned - call);
+            noteLatency(result, "reads", clientId, returned - call);
             if (compareAndSet) {
               // The write on the version read: it applies only if the key is still at that
               // version - that is, still holds that value, since every write's value is unique.
@@ -122,7 +135,7 @@ export async function runWorkload(
                 call,
                 return: swappedAt,
               });
-              result.writeLatenciesMs.push(swappedAt - call);
+              noteLatency(result, "writes", clientId, swappedAt - call);
             }
           } else {
             await client.secrets.put(
@@ -138,7 +151,7 @@ export async function runWorkload(
               call,
               return: returned,
             });
-            result.writeLatenciesMs.push(returned - call);
+            noteLatency(result, "writes", clientId, returned - call);
           }
           result.succeeded++;
         } catch (error) {

@@ -27,7 +27,7 @@ function membersTable(members: readonly Member[]): string {
   return members
     .map(
       (member) =>
-        `${member.nodeId.padEnd(12)}${(member.leader ? "leader" : member.voter ? "voter" : "learner").padEnd(9)}${member.clientAddress.padEnd(24)}${member.peerAddress}${member.connectionError === "" ? "" : `  (${member.connectionError})`}\n`,
+        `${member.nodeId.padEnd(12)}${(member.leader ? "leader" : member.voter ? "voter" : "learner").padEnd(9)}${member.clientAddress.padEnd(24)}${member.peerAddress.padEnd(24)}${[member.region, member.zone].filter((label) => label !== "").join("/")}${member.connectionError === "" ? "" : `  (${member.connectionError})`}\n`,
     )
     .join("");
 }
@@ -69,9 +69,20 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .requiredOption("--peer-address <host:port>", "where the other nodes reach it")
     .requiredOption("--client-address <host:port>", "where clients reach it")
     .option("--voter", "add it as a voter at once (default: a learner, promoted once caught up)", false)
+    .option("--region <name>", "where it runs (leader placement, clients' region preference)", "")
+    .option("--zone <name>", "its zone within the region", "")
     .description("add a node (start it with clusterState: existing first)")
     .action(
-      (nodeId: string, options: Formatted & { peerAddress: string; clientAddress: string; voter: boolean }) =>
+      (
+        nodeId: string,
+        options: Formatted & {
+          peerAddress: string;
+          clientAddress: string;
+          voter: boolean;
+          region: string;
+          zone: string;
+        },
+      ) =>
         run(output, async () => {
           const changed = await withClient(options, (client) =>
             client.cluster.addMember({
@@ -79,6 +90,8 @@ export function registerClusterCommands(program: Command, output: Output = proce
               peerAddress: options.peerAddress,
               clientAddress: options.clientAddress,
               voter: options.voter,
+              region: options.region,
+              zone: options.zone,
             }),
           );
           emit(output, options.format, changed, () => membersTable(changed.members));

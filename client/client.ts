@@ -35,6 +35,11 @@ export interface ClientOptions {
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
   readonly breaker?: { readonly consecutiveFailures?: number; readonly halfOpenAfterMs?: number };
+  /**
+   * The client's region: calls go first to endpoints whose node is in it (learned from
+   * Cluster.Status), writes to the leader first wherever it is (docs/multi-region.md).
+   */
+  readonly region?: string;
   /** The read cache for secrets.get of the newest version; off unless given (see docs/sdk.md). */
   readonly cache?: Partial<ReadCacheOptions> & {
     /** Prefixes to watch for changes, dropping cached entries as they change (needs read on each). */
@@ -134,10 +139,18 @@ export class StrongroomClient {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
     };
-    this.pool = new EndpointPool(endpoints, withToken(tlsCredentials(options.tls), tokenOf), {
-      consecutiveFailures: positive(options.breaker?.consecutiveFailures ?? 5, "breaker.consecutiveFailures"),
-      halfOpenAfterMs: positive(options.breaker?.halfOpenAfterMs ?? 5000, "breaker.halfOpenAfterMs"),
-    });
+    this.pool = new EndpointPool(
+      endpoints,
+      withToken(tlsCredentials(options.tls), tokenOf),
+      {
+        consecutiveFailures: positive(
+          options.breaker?.consecutiveFailures ?? 5,
+          "breaker.consecutiveFailures",
+        ),
+        halfOpenAfterMs: positive(options.breaker?.halfOpenAfterMs ?? 5000, "breaker.halfOpenAfterMs"),
+      },
+      options.region === undefined || options.region === "" ? null : options.region,
+    );
     this.cache =
       options.cache === undefined
         ? null
@@ -278,6 +291,7 @@ export class StrongroomClient {
   private async invoke(definition: UnaryDefinition, request: unknown, deadlineMs: number): Promise<unknown> {
     const deadline = Date.now() + deadlineMs;
     const idempotent = readOnly.has(definition.path);
+    await this.pool.located();
     const endpoints = this.pool.order(!idempotent);
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
@@ -348,6 +362,7 @@ export function clientFromEnv(
       keyFile: need("STRONGROOM_CLIENT_KEY"),
     },
     token: env.STRONGROOM_TOKEN ?? null,
+    ...(env.STRONGROOM_REGION === undefined ? {} : { region: env.STRONGROOM_REGION }),
     ...options,
   });
 }

@@ -15,6 +15,8 @@ export interface Endpoint {
   readonly client: Client;
   readonly breaker: CircuitBreakerPolicy;
   nodeId: string | null;
+  /** The node's region, once Cluster.Status has said it (null: not known yet). */
+  region: string | null;
 }
 
 export interface BreakerOptions {
@@ -27,8 +29,16 @@ export class EndpointPool {
   private lastGood = 0;
   private leaderId: string | null = null;
   private discovering: Promise<void> | null = null;
+  /** The first discovery, which calls wait for when the client has a region. */
+  private locating: Promise<void> | null = null;
 
-  constructor(addresses: readonly string[], credentials: ChannelCredentials, breaker: BreakerOptions) {
+  constructor(
+    addresses: readonly string[],
+    credentials: ChannelCredentials,
+    breaker: BreakerOptions,
+    /** The client's region: its endpoints there are tried first (null: no preference). */
+    private readonly region: string | null = null,
+  ) {
     this.endpoints = addresses.map((address) => ({
       address,
       client: new Client(address, credentials),
@@ -40,14 +50,40 @@ export class EndpointPool {
         },
       ),
       nodeId: null,
+      region: null,
     }));
+    // Which endpoint is in which region is learned before the first call, not at a leader change.
+    if (region !== null) {
+      this.discover();
+      this.locating = this.discovering;
+    }
   }
 
-  /** Endpoints in the order to try them: the leader first for writes, else the last that answered. */
+  /** Resolves once the endpoints' regions are known (at once without a region, or after the first time). */
+  async located(): Promise<void> {
+    if (this.locating === null) return;
+    await this.locating;
+    this.locating = null;
+  }
+
+  /**
+   * Endpoints in the order to try them: the leader first for writes; then, with a region, the
+   * endpoints in it (a linearizable read is served by the nearest node, one round trip to the
+   * leader); each group from the last endpoint that answered.
+   */
   order(preferLeader: boolean): Endpoint[] {
     const first = preferLeader ? this.leaderEndpoint() : undefined;
     const start = first === undefined ? this.lastGood : this.endpoints.indexOf(first);
-    return this.endpoints.map((_, i) => this.endpoints[(start + i) % this.endpoints.length] as Endpoint);
+    const rotated = this.endpoints.map(
+      (_, i) => this.endpoints[(start + i) % this.endpoints.length] as Endpoint,
+    );
+    if (this.region === null) return rotated;
+    const rest = rotated.filter((endpoint) => endpoint !== first);
+    return [
+      ...(first === undefined ? [] : [first]),
+      ...rest.filter((endpoint) => endpoint.region === this.region),
+      ...rest.filter((endpoint) => endpoint.region !== this.region),
+    ];
   }
 
   /** Notes an answer from `endpoint`, and the leader it named. */
@@ -82,7 +118,10 @@ export class EndpointPool {
               new Metadata(),
               { deadline: Date.now() + 2000 },
               (error, response?: StatusResponse) => {
-                if (error === null && response !== undefined) endpoint.nodeId = response.nodeId;
+                if (error === null && response !== undefined) {
+                  endpoint.nodeId = response.nodeId;
+                  endpoint.region = response.region;
+                }
                 resolve();
               },
             );

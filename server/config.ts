@@ -29,6 +29,9 @@ const member = z.strictObject({
   peerAddress: address,
   /** Where the member's client port is reached (for leader hints and forwarding clients). */
   clientAddress: address,
+  /** Where it runs: the leader's placement (preferredLeaderRegion) and clients' region preference. */
+  region: z.string().max(64).optional(),
+  zone: z.string().max(64).optional(),
 });
 
 export const nodeConfigSchema = z
@@ -64,6 +67,11 @@ export const nodeConfigSchema = z
     clusterState: z.enum(["new", "existing"]).default("new"),
     region: z.string().max(64).default(""),
     zone: z.string().max(64).default(""),
+    /**
+     * The region the leader should be in (docs/multi-region.md): a leader elsewhere hands
+     * leadership to a caught-up voter there. The same on every node; empty: anywhere.
+     */
+    preferredLeaderRegion: z.string().max(64).default(""),
     raft: z
       .strictObject({
         tickMs: z.number().int().min(1).max(1000).default(50),

@@ -13,16 +13,28 @@ export const memberArea = "member";
 export interface MemberAddresses {
   readonly peerAddress: string;
   readonly clientAddress: string;
+  /** Where it runs (empty: not given). */
+  readonly region?: string;
+  readonly zone?: string;
+}
+
+export interface MemberLocation {
+  readonly region: string;
+  readonly zone: string;
 }
 
 export class MemberDirectory {
   /** Peer addresses of every other member. */
   readonly peers = new Map<NodeId, string>();
   readonly clients = new Map<NodeId, string>();
+  /** Each member's region and zone, as the config or its AddMember said. */
+  readonly locations = new Map<NodeId, MemberLocation>();
 
   constructor(
     private readonly selfId: NodeId,
     founders: readonly ({ readonly id: NodeId } & MemberAddresses)[],
+    /** This node's own region and zone (its config's), which win over what a list says of it. */
+    private readonly selfLocation: MemberLocation = { region: "", zone: "" },
   ) {
     for (const member of founders) this.set(member.id, member);
   }
@@ -44,13 +56,44 @@ export class MemberDirectory {
   private set(id: NodeId, addresses: MemberAddresses): void {
     if (id !== this.selfId) this.peers.set(id, addresses.peerAddress);
     this.clients.set(id, addresses.clientAddress);
+    this.locations.set(
+      id,
+      id === this.selfId && this.selfLocation.region !== ""
+        ? this.selfLocation
+        : { region: addresses.region ?? "", zone: addresses.zone ?? "" },
+    );
   }
 }
 
 export function encodeMemberAddresses(addresses: MemberAddresses): Uint8Array {
   return new TextEncoder().encode(
-    JSON.stringify({ peerAddress: addresses.peerAddress, clientAddress: addresses.clientAddress }),
+    JSON.stringify({
+      peerAddress: addresses.peerAddress,
+      clientAddress: addresses.clientAddress,
+      region: addresses.region ?? "",
+      zone: addresses.zone ?? "",
+    }),
   );
+}
+
+/**
+ * The regions whose loss takes the voters below a quorum: with voters spread well (5 over 3
+ * regions, 2-2-1) there are none. Voters without a region are not counted as in any.
+ */
+export function regionsHoldingQuorum(
+  voters: readonly NodeId[],
+  locations: ReadonlyMap<NodeId, MemberLocation>,
+): string[] {
+  const quorum = Math.floor(voters.length / 2) + 1;
+  const perRegion = new Map<string, number>();
+  for (const voter of voters) {
+    const region = locations.get(voter)?.region ?? "";
+    if (region !== "") perRegion.set(region, (perRegion.get(region) ?? 0) + 1);
+  }
+  return [...perRegion]
+    .filter(([, count]) => voters.length - count < quorum)
+    .map(([region]) => region)
+    .sort();
 }
 
 function decodeMemberAddresses(bytes: Uint8Array): MemberAddresses {
@@ -58,5 +101,10 @@ function decodeMemberAddresses(bytes: Uint8Array): MemberAddresses {
   if (typeof value.peerAddress !== "string" || typeof value.clientAddress !== "string") {
     throw new NodeError("INTERNAL", "a member record in the replicated state is malformed");
   }
-  return { peerAddress: value.peerAddress, clientAddress: value.clientAddress };
+  return {
+    peerAddress: value.peerAddress,
+    clientAddress: value.clientAddress,
+    region: typeof value.region === "string" ? value.region : "",
+    zone: typeof value.zone === "string" ? value.zone : "",
+  };
 }

@@ -40,14 +40,16 @@ import { Forwarder, forwardHandler } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
+import { LeaderPlacement } from "./leader-placement.js";
 import { handOverLeadership } from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
+import { PeriodicTask } from "./lifecycle/periodic-task.js";
 import { type ReadTimes, ReadTracker } from "./lifecycle/read-tracker.js";
 import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
-import { MemberDirectory } from "./member-directory.js";
+import { MemberDirectory, regionsHoldingQuorum } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
@@ -147,7 +149,10 @@ export class StrongroomNode {
     undo.push(() => peerTls.close());
     const clientTls = new TlsFiles(config.tls.client, { onReloadError });
     undo.push(() => clientTls.close());
-    const members = new MemberDirectory(config.nodeId, config.members);
+    const members = new MemberDirectory(config.nodeId, config.members, {
+      region: config.region,
+      zone: config.zone,
+    });
     await members.reload(state);
     const accessView = new AccessView(state, barrier, registry);
     await accessView.reload();
@@ -371,6 +376,46 @@ export class StrongroomNode {
     );
     expirySweeper.start();
     undo.push(() => expirySweeper.stop());
+    // The leader moves to the preferred region when a voter there is caught up (docs/multi-region.md).
+    const placement = new LeaderPlacement(
+      () => ({
+        status: raftNode().status(),
+        locations: members.locations,
+        preferredRegion: config.preferredLeaderRegion,
+      }),
+      (target) => raftNode().transferLeadership(target),
+      (target, region) =>
+        logger.info({ target, region }, "handing leadership to a voter in the preferred region"),
+      Date.now,
+      // A handover to a voter that cannot take it (sealed: the leader cannot tell) holds proposals
+      // for up to an election timeout: first tried again after four of them, at least 2 s.
+      Math.max(2000, 4 * config.raft.tickMs * config.raft.electionTicks),
+    );
+    let quorumRegionsSaid = "";
+    const placementTask = new PeriodicTask(
+      config.raft.tickMs * config.raft.electionTicks * 2,
+      leadsAndServes,
+      async () => {
+        // Voters spread over regions (more than one named): say when one region's loss loses the quorum.
+        const { voters } = raftNode().status().membership;
+        const named = new Set(
+          voters.map((id) => members.locations.get(id)?.region ?? "").filter((r) => r !== ""),
+        );
+        const holding = named.size > 1 ? regionsHoldingQuorum(voters, members.locations) : [];
+        if (holding.join(",") !== quorumRegionsSaid) {
+          quorumRegionsSaid = holding.join(",");
+          if (holding.length > 0)
+            logger.warn(
+              { regions: holding },
+              "losing one of these regions loses the quorum: spread the voters",
+            );
+        }
+        if (config.preferredLeaderRegion !== "") placement.check();
+      },
+      (error) => logger.warn({ error: String(error) }, "leader placement check failed"),
+    );
+    placementTask.start();
+    undo.push(() => placementTask.stop());
     const readTracker = new ReadTracker(join(config.dataDir, "last-reads.json"), readTrackerPathsMax);
     readTracker.load();
     readTracker.start();
@@ -581,7 +626,7 @@ export class StrongroomNode {
         audit,
         tidyTimer,
         releaseFailpointSignal,
-        leaderTasks: [rotator, expirySweeper, leaseManager],
+        leaderTasks: [rotator, expirySweeper, leaseManager, placementTask],
         readTracker,
       },
     );

@@ -80,6 +80,8 @@ class ClusterApi {
       clientAddress: this.parts.members.clients.get(id) ?? "",
       leader: status.leader === id,
       connectionError: this.parts.peerErrors.get(id) ?? "",
+      region: this.parts.members.locations.get(id)?.region ?? "",
+      zone: this.parts.members.locations.get(id)?.zone ?? "",
     });
     return [
       ...status.membership.voters.map((id) => describe(id, true)),
@@ -91,6 +93,12 @@ class ClusterApi {
     const id = validNodeId(request.nodeId);
     if (this.members().some((member) => member.nodeId === id)) {
       throw new NodeError("INVALID_ARGUMENT", `${id} is already a member`);
+    }
+    for (const [what, label] of [
+      ["region", request.region],
+      ["zone", request.zone],
+    ] as const) {
+      if (label.length > 64) throw new NodeError("INVALID_ARGUMENT", `${what} is longer than 64 characters`);
     }
     for (const [what, address] of [
       ["peer_address", request.peerAddress],
@@ -108,6 +116,8 @@ class ClusterApi {
         value: encodeMemberAddresses({
           peerAddress: request.peerAddress,
           clientAddress: request.clientAddress,
+          region: request.region,
+          zone: request.zone,
         }),
         at: Date.now(),
       }),

@@ -180,8 +180,15 @@ describe("cluster operations", () => {
       peerAddress: `${joiner.host}:${joiner.peerPort}`,
       clientAddress: `${joiner.host}:${joiner.clientPort}`,
       voter: false,
+      region: "eu-west",
+      zone: "eu-west-1b",
     });
-    expect(added.members.find((member) => member.nodeId === "n4")).toMatchObject({ voter: false });
+    // Its location is replicated with its addresses: every node lists it.
+    expect(added.members.find((member) => member.nodeId === "n4")).toMatchObject({
+      voter: false,
+      region: "eu-west",
+      zone: "eu-west-1b",
+    });
     // The joiner founds nothing of its own: it learns the log, membership included, from the leader.
     await running.start(joiner, { ...joinerConfig.config, clusterState: "existing" });
     await eventually(() => nodes.get("n4")?.sealStatus().initialized === true, 10_000);

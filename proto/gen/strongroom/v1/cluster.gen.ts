@@ -62,6 +62,9 @@ export interface Member {
   leader: boolean;
   /** Why this node cannot reach it, when it cannot (e.g. its certificate has no SAN for the address). */
   connectionError: string;
+  /** Where it runs, as its config or AddMember said (empty: not given). */
+  region: string;
+  zone: string;
 }
 
 export interface MembersResponse {
@@ -73,6 +76,9 @@ export interface AddMemberRequest {
   peerAddress: string;
   clientAddress: string;
   voter: boolean;
+  /** Where the new node runs: the leader's placement and the SDK's region preference use it. */
+  region: string;
+  zone: string;
 }
 
 export interface MemberRequest {
@@ -416,7 +422,16 @@ export const MembersRequest: MessageFns<MembersRequest> = {
 };
 
 function createBaseMember(): Member {
-  return { nodeId: "", voter: false, peerAddress: "", clientAddress: "", leader: false, connectionError: "" };
+  return {
+    nodeId: "",
+    voter: false,
+    peerAddress: "",
+    clientAddress: "",
+    leader: false,
+    connectionError: "",
+    region: "",
+    zone: "",
+  };
 }
 
 export const Member: MessageFns<Member> = {
@@ -438,6 +453,12 @@ export const Member: MessageFns<Member> = {
     }
     if (message.connectionError !== "") {
       writer.uint32(50).string(message.connectionError);
+    }
+    if (message.region !== "") {
+      writer.uint32(58).string(message.region);
+    }
+    if (message.zone !== "") {
+      writer.uint32(66).string(message.zone);
     }
     return writer;
   },
@@ -503,6 +524,22 @@ export const Member: MessageFns<Member> = {
             message.connectionError = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.region = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -539,6 +576,8 @@ export const Member: MessageFns<Member> = {
         : isSet(object.connection_error)
         ? globalThis.String(object.connection_error)
         : "",
+      region: isSet(object.region) ? globalThis.String(object.region) : "",
+      zone: isSet(object.zone) ? globalThis.String(object.zone) : "",
     };
   },
 
@@ -561,6 +600,12 @@ export const Member: MessageFns<Member> = {
     }
     if (message.connectionError !== "") {
       obj.connectionError = message.connectionError;
+    }
+    if (message.region !== "") {
+      obj.region = message.region;
+    }
+    if (message.zone !== "") {
+      obj.zone = message.zone;
     }
     return obj;
   },
@@ -627,7 +672,7 @@ export const MembersResponse: MessageFns<MembersResponse> = {
 };
 
 function createBaseAddMemberRequest(): AddMemberRequest {
-  return { nodeId: "", peerAddress: "", clientAddress: "", voter: false };
+  return { nodeId: "", peerAddress: "", clientAddress: "", voter: false, region: "", zone: "" };
 }
 
 export const AddMemberRequest: MessageFns<AddMemberRequest> = {
@@ -643,6 +688,12 @@ export const AddMemberRequest: MessageFns<AddMemberRequest> = {
     }
     if (message.voter !== false) {
       writer.uint32(32).bool(message.voter);
+    }
+    if (message.region !== "") {
+      writer.uint32(42).string(message.region);
+    }
+    if (message.zone !== "") {
+      writer.uint32(50).string(message.zone);
     }
     return writer;
   },
@@ -692,6 +743,22 @@ export const AddMemberRequest: MessageFns<AddMemberRequest> = {
             message.voter = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.region = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.zone = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -722,6 +789,8 @@ export const AddMemberRequest: MessageFns<AddMemberRequest> = {
         ? globalThis.String(object.client_address)
         : "",
       voter: isSet(object.voter) ? globalThis.Boolean(object.voter) : false,
+      region: isSet(object.region) ? globalThis.String(object.region) : "",
+      zone: isSet(object.zone) ? globalThis.String(object.zone) : "",
     };
   },
 
@@ -738,6 +807,12 @@ export const AddMemberRequest: MessageFns<AddMemberRequest> = {
     }
     if (message.voter !== false) {
       obj.voter = message.voter;
+    }
+    if (message.region !== "") {
+      obj.region = message.region;
+    }
+    if (message.zone !== "") {
+      obj.zone = message.zone;
     }
     return obj;
   },
