@@ -63,6 +63,10 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     return this.inner.snapshot();
   }
 
+  captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+    return this.inner.captureSnapshot();
+  }
+
   async restore(snapshot: Snapshot): Promise<void> {
     await this.inner.restore(snapshot);
     this.observer.onRestore();

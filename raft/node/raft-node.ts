@@ -30,6 +30,12 @@ export interface StateMachine<Result> {
   apply(entry: Entry): Promise<Result> | Result;
   /** The state at the last applied index. */
   snapshot(): Promise<Uint8Array> | Uint8Array;
+  /**
+   * Optional, for a large state: captures the state at the last applied index (quickly: the node
+   * waits for it) and answers a function that reads the capture out later, while entries go on
+   * being applied. The node's Ready loop then never waits for a whole snapshot to be built.
+   */
+  captureSnapshot?(): Promise<() => Promise<Uint8Array>>;
   restore(snapshot: Snapshot): Promise<void> | void;
   /** The last index applied durably (0 for a state machine that lives in memory only). */
   appliedIndex(): number;
@@ -132,6 +138,10 @@ export class RaftNode<Result> {
   /** Whether this node was in the membership it applied, since it started; then whether it left it. */
   private wasMember = false;
   private removed = false;
+  /** A snapshot being read out of the state machine, off the Ready loop (captureSnapshot). */
+  private building: Promise<void> | null = null;
+  /** One built and waiting for the loop to save it and compact the log. */
+  private built: Snapshot | null = null;
 
   private constructor(
     options: RaftNodeOptions<Result>,
@@ -246,8 +256,9 @@ export class RaftNode<Result> {
     clearInterval(this.tickTimer);
     this.failAll(new RaftNodeError("STOPPED", "the node stopped"));
     await this.options.transport.close();
-    // Let an in-flight persist finish before the store closes under it.
+    // Let an in-flight persist, and a snapshot being read out, finish before the stores close.
     while (this.processing) await new Promise((resolve) => setImmediate(resolve));
+    await this.building;
     await this.options.logStore.close();
   }
 
@@ -317,6 +328,8 @@ export class RaftNode<Result> {
       do {
         this.processAgain = false;
         while (!this.stopped && this.core.hasReady()) await this.handleReady();
+        // A snapshot built off the loop is saved between Readys, as one taken in the loop was.
+        if (!this.stopped && this.built !== null) await this.saveBuiltSnapshot();
       } while (this.processAgain && !this.stopped);
     } catch (error) {
       this.fatal(error instanceof Error ? error : new Error(String(error)));
@@ -336,6 +349,8 @@ export class RaftNode<Result> {
       await this.options.stateMachine.restore(ready.snapshot);
       this.applied = ready.snapshot.meta.index;
       this.snapshotIndex = ready.snapshot.meta.index;
+      // A snapshot of our own being built is older than the leader's: it is never saved.
+      this.built = null;
     }
     if (ready.entries.length > 0 || ready.hardState !== null) {
       if (failpoint !== undefined) await failpoint("before-persist");
@@ -370,8 +385,9 @@ export class RaftNode<Result> {
     this.noticeSoftState(ready.softState);
     this.noticeSoftState(this.core.softState());
     if (
+      this.building === null &&
       this.applied - this.snapshotIndex >=
-      (this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries)
+        (this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries)
     ) {
       await this.takeSnapshot();
     }
@@ -404,15 +420,48 @@ export class RaftNode<Result> {
     this.readsAwaitingApply = waiting;
   }
 
+  /**
+   * Snapshots the state at the applied index. A state machine that can capture (a large one)
+   * is read out off the loop - the loop goes on sending heartbeats and applying entries - and
+   * the loop saves the result and compacts when it is ready; a small one is read here.
+   */
   private async takeSnapshot(): Promise<void> {
     const meta = this.core.snapshotMetaAtApplied();
     if (meta.index !== this.applied) return;
-    const snapshot: Snapshot = { meta, data: await this.options.stateMachine.snapshot() };
+    const machine = this.options.stateMachine;
+    if (machine.captureSnapshot === undefined) {
+      await this.saveAndCompact({ meta, data: await machine.snapshot() });
+      return;
+    }
+    const read = await machine.captureSnapshot();
+    this.building = read().then(
+      (data) => {
+        this.building = null;
+        if (this.stopped) return;
+        this.built = { meta, data };
+        this.schedule();
+      },
+      (error: unknown) => {
+        this.building = null;
+        this.fatal(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  }
+
+  /** Saves the snapshot built off the loop, unless one the leader sent has overtaken it. */
+  private async saveBuiltSnapshot(): Promise<void> {
+    const snapshot = this.built;
+    this.built = null;
+    if (snapshot === null || snapshot.meta.index <= this.snapshotIndex) return;
+    await this.saveAndCompact(snapshot);
+  }
+
+  private async saveAndCompact(snapshot: Snapshot): Promise<void> {
     await this.options.logStore.saveSnapshot(snapshot);
-    this.snapshotIndex = meta.index;
+    this.snapshotIndex = snapshot.meta.index;
     const offset = this.core.compact(
       snapshot,
-      meta.index - (this.options.retainEntries ?? defaults.retainEntries),
+      snapshot.meta.index - (this.options.retainEntries ?? defaults.retainEntries),
     );
     await this.options.logStore.compact(offset);
   }

@@ -19,6 +19,10 @@ export class RaftSecretStateMachine implements StateMachine<ApplyResult | null> 
     return this.secrets.snapshot();
   }
 
+  captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+    return this.secrets.captureSnapshot();
+  }
+
   restore(snapshot: Snapshot): Promise<void> {
     return this.secrets.restore(snapshot.data);
   }

@@ -368,22 +368,38 @@ export class SecretStateMachine {
     this.applied = index;
   }
 
-  /**
-   * The whole state at the applied index, as checksummed chunks (snapshot-format.ts). One
-   * iterator reads it, so it is a consistent point in time even while applies continue.
-   */
-  snapshot(): Promise<Uint8Array> {
-    return this.guard(this.snapshotUnguarded());
+  /** The whole state at the applied index, as checksummed chunks (snapshot-format.ts). */
+  async snapshot(): Promise<Uint8Array> {
+    return (await this.captureSnapshot())();
   }
 
-  private async snapshotUnguarded(): Promise<Uint8Array> {
-    await this.settle();
-    const writer = new SnapshotWriter(this.applied);
-    for await (const [key, value] of this.db.iterator()) {
-      if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
-      writer.add({ key, value });
+  /**
+   * Captures the state at the applied index - every applied write in LevelDB, then a LevelDB
+   * snapshot, a consistent point in time - and answers the function that reads it out as
+   * checksummed chunks. Applies may go on meanwhile: they are not in the capture. The caller
+   * must make sure no apply runs until this resolves (the Raft node awaits it in its loop).
+   */
+  async captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+    await this.guard(this.settle());
+    const index = this.applied;
+    const captured = this.db.snapshot();
+    return () => this.guard(this.readCapture(captured, index));
+  }
+
+  private async readCapture(
+    captured: ReturnType<BinaryLevel["snapshot"]>,
+    index: number,
+  ): Promise<Uint8Array> {
+    try {
+      const writer = new SnapshotWriter(index);
+      for await (const [key, value] of this.db.iterator({ snapshot: captured })) {
+        if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
+        writer.add({ key, value });
+      }
+      return writer.finish();
+    } finally {
+      await captured.close();
     }
-    return writer.finish();
   }
 
   /** Replaces the whole state with a snapshot, after checking every chunk of it. */

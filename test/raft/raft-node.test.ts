@@ -35,6 +35,29 @@ class ListMachine implements StateMachine<number> {
   }
 }
 
+/**
+ * A ListMachine that snapshots the way a large state does: it captures its values at once, and
+ * the snapshot is read out only when the test opens the gate.
+ */
+class CapturingMachine extends ListMachine {
+  captures = 0;
+  private openGate: () => void = () => {};
+  private gate = new Promise<void>((resolve) => {
+    this.openGate = resolve;
+  });
+  open(): void {
+    this.openGate();
+  }
+  async captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+    this.captures++;
+    const captured = [...this.values];
+    return async () => {
+      await this.gate;
+      return encoder.encode(JSON.stringify(captured));
+    };
+  }
+}
+
 interface Member {
   node: RaftNode<number>;
   store: MemoryLogStore;
@@ -195,6 +218,34 @@ describe("RaftNode", () => {
     const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
     await waitFor("catch-up", () => restarted.machine.values.length === 20);
     expect((await restarted.store.load()).snapshot?.meta.index).toBeGreaterThan(10);
+  });
+
+  it("reads a captured snapshot out off the loop: entries commit meanwhile, the saved one is the capture", async () => {
+    const cluster = new TestCluster({ snapshotEveryEntries: 5, retainEntries: 0 });
+    const machine = new CapturingMachine();
+    const solo = await cluster.start("n1", ["n1"], new MemoryLogStore(), machine);
+    await cluster.leader();
+    for (let i = 0; i < 6; i++) await solo.node.propose(bytes(`v${i}`));
+    expect(machine.captures).toBe(1);
+    // The gate is shut: the snapshot is not read out, and the node goes on committing.
+    for (let i = 6; i < 20; i++) await solo.node.propose(bytes(`v${i}`));
+    expect(machine.values).toHaveLength(20);
+    expect((await solo.store.load()).snapshot).toBeNull();
+    expect(machine.captures).toBe(1);
+    machine.open();
+    await waitFor("the snapshot to be saved", () => solo.node.status().firstIndex > 1);
+    const stored = (await solo.store.load()).snapshot;
+    if (stored === null) throw new Error("no snapshot saved");
+    // The capture, at the index it was captured at: not the values applied since.
+    const captured = JSON.parse(decoder.decode(stored.data)) as string[];
+    expect(captured).toEqual(machine.values.slice(0, captured.length));
+    expect(captured.length).toBeGreaterThan(0);
+    expect(captured.length).toBeLessThan(20);
+    // Restarted from the store: the snapshot plus the entries after it, each once.
+    await solo.node.stop();
+    const restarted = await cluster.start("n1", null, solo.store, new ListMachine());
+    await waitFor("the replay", () => restarted.machine.values.length === 20);
+    expect(restarted.machine.values).toEqual(Array.from({ length: 20 }, (_, i) => `v${i}`));
   });
 
   it("a new node joins as a learner, receives the data, and is promoted to voter", async () => {
