@@ -31,6 +31,12 @@ export interface ClientOptions {
   readonly token?: string | null | (() => string | null);
   /** Each call's deadline, retries included (default 10 s). */
   readonly deadlineMs?: number;
+  /**
+   * Reads: how long one attempt may wait before the next endpoint is tried (default 2 s). A
+   * paused or stalled node would otherwise hold a read to its deadline. Writes are not retried
+   * once they may have been sent (their outcome is unknown), so they wait out the deadline.
+   */
+  readonly attemptTimeoutMs?: number;
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
@@ -117,6 +123,7 @@ export class StrongroomClient {
   readonly leases: UnaryMethods<typeof LeasesService>;
   private readonly pool: EndpointPool;
   private readonly deadlineMs: number;
+  private readonly attemptTimeoutMs: number;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
   private readonly cacheWatches: Watch[] = [];
@@ -135,6 +142,7 @@ export class StrongroomClient {
     const token = options.token;
     const tokenOf = typeof token === "function" ? token : () => token ?? null;
     this.deadlineMs = positive(options.deadlineMs ?? 10_000, "deadlineMs");
+    this.attemptTimeoutMs = positive(options.attemptTimeoutMs ?? 2000, "attemptTimeoutMs");
     this.retry = {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
@@ -301,8 +309,13 @@ export class StrongroomClient {
       const endpoint = endpoints[index % endpoints.length] as Endpoint;
       attempt++;
       try {
+        // A read that another endpoint can serve does not wait on one node for its whole deadline.
+        const attemptDeadline =
+          idempotent && movable && endpoints.length > 1
+            ? Math.min(deadline, Date.now() + this.attemptTimeoutMs)
+            : deadline;
         const { response, leader } = await endpoint.breaker.execute(() =>
-          unaryCall(endpoint.client, definition, request, deadline),
+          unaryCall(endpoint.client, definition, request, attemptDeadline),
         );
         this.pool.noteAnswer(endpoint, leader);
         return response;

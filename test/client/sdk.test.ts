@@ -117,6 +117,35 @@ it("a watch sees a change within a second", async () => {
   expect((events[0]?.at ?? Number.POSITIVE_INFINITY) - sentAt).toBeLessThan(1000);
 });
 
+it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
+  await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
+  // A follower, first in the client's list: the read goes to it first.
+  let pausedIndex = -1;
+  for (const [index, endpoint] of endpoints.entries()) {
+    const view = await sdk({ endpoints: [endpoint] }).cluster.status({});
+    if (view.role !== "leader") pausedIndex = index;
+  }
+  const paused = endpoints[pausedIndex] ?? "";
+  processes[pausedIndex]?.signal("SIGSTOP");
+  try {
+    const client = createClient({
+      endpoints: [paused, ...endpoints.filter((endpoint) => endpoint !== paused)],
+      tls: tlsOf("app"),
+      token: () => rootToken,
+      deadlineMs: 15_000,
+      attemptTimeoutMs: 500,
+    });
+    opened.push(client);
+    const started = performance.now();
+    const read = await client.secrets.get(linearizable("sdk/paused"));
+    expect(text(read.value)).toBe("here");
+    // One attempt's timeout on the paused node, then another node: far from the 15 s deadline.
+    expect(performance.now() - started).toBeLessThan(3000);
+  } finally {
+    processes[pausedIndex]?.signal("SIGCONT");
+  }
+});
+
 it("the leader is SIGKILLed mid-loop: no error reaches the caller, no write is lost or applied twice", async () => {
   const client = sdk();
   const leaderIndex = async () => {

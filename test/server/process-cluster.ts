@@ -63,6 +63,11 @@ export class NodeProcess {
     return response.status;
   }
 
+  /** Sends `signal` (SIGSTOP pauses the node, SIGCONT resumes it). */
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
   /** SIGKILL: no shutdown, no flush. */
   async kill(): Promise<void> {
     this.child?.kill("SIGKILL");
