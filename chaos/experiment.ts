@@ -87,8 +87,13 @@ const experimentSchema = z.strictObject({
       size: z.union([z.literal(3), z.literal(5)]).default(3),
       /** Raft tick: 20 ms is the LAN profile (elections in 200-400 ms). */
       tickMs: z.number().int().min(5).max(1000).default(20),
-      /** process: child processes on 127.0.0.x; netns: each node in a network namespace of its own (root). */
-      driver: z.enum(["process", "netns"]).default("process"),
+      /**
+       * process: child processes on 127.0.0.x; netns: each node in a network namespace of its own
+       * (root); docker: each node a container of deploy/Dockerfile's image (a Docker engine, root).
+       */
+      driver: z.enum(["process", "netns", "docker"]).default("process"),
+      /** docker: the image to run (default: built from deploy/Dockerfile, chaos/docker-image.ts). */
+      image: z.string().min(1).max(256).optional(),
       /** Each node's region, in node order (netns): links between regions get `network.links`' latency. */
       regions: z.array(z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
       /** The region the leader should be in (the nodes' preferredLeaderRegion; needs regions). */
@@ -199,7 +204,16 @@ export function parseExperiment(document: unknown, source: string): Experiment {
       problems.push(`faults.${position}: hsm-outage needs cluster.seal: hsm`);
     if (fault.nemesis === "replace-member" && cluster.driver !== "process")
       problems.push(`faults.${position}: replace-member needs cluster.driver: process`);
+    // libfaketime is preloaded into the node's process, which the container's image does not have.
+    if (fault.nemesis.startsWith("clock-skew") && cluster.driver === "docker")
+      problems.push(`faults.${position}: ${fault.nemesis} is not available with cluster.driver: docker`);
   }
+  if (cluster.driver === "docker" && cluster.seal === "hsm")
+    problems.push(
+      "cluster.seal: hsm is not available with cluster.driver: docker (the image has no SoftHSM token)",
+    );
+  if (cluster.image !== undefined && cluster.driver !== "docker")
+    problems.push("cluster.image needs cluster.driver: docker");
   if (cluster.regions !== undefined && cluster.regions.length !== cluster.size)
     problems.push(`cluster.regions names ${cluster.regions.length} regions for ${cluster.size} nodes`);
   if (

@@ -32,6 +32,11 @@ export interface ProcessClusterOptions {
   readonly hosts?: readonly string[];
   /** What a node's command runs inside (the netns driver's `ip netns exec NAME`); default nothing. */
   readonly launcher?: (nodeIndex: number) => readonly string[];
+  /**
+   * How a signal reaches a node (the docker driver's: `docker kill`, `docker pause`); default: to
+   * its child process.
+   */
+  readonly signaller?: (nodeIndex: number, signal: NodeJS.Signals) => void;
   /** Test failpoints on (server/failpoints.ts): crash points and disk stalls can be armed. */
   readonly failpoints?: boolean;
   /** libfaketime's library: each node's wall clock can be set off (`skewClock`); monotonic time is not. */
@@ -381,27 +386,34 @@ export class ProcessCluster {
 
   kill(node: NodeEntry): void {
     if (node.child !== null) this.killed.add(node.id);
-    node.child?.kill("SIGKILL");
+    this.signal(node, "SIGKILL");
     node.child = null;
     node.paused = false;
   }
 
   pause(node: NodeEntry): void {
-    node.child?.kill("SIGSTOP");
+    this.signal(node, "SIGSTOP");
     node.paused = true;
   }
 
   resume(node: NodeEntry): void {
-    node.child?.kill("SIGCONT");
+    this.signal(node, "SIGCONT");
     node.paused = false;
+  }
+
+  /** Sends `signal` to a running node, the driver's way. */
+  private signal(node: NodeEntry, signal: NodeJS.Signals): void {
+    if (node.child === null) return;
+    if (this.options.signaller === undefined) node.child.kill(signal);
+    else this.options.signaller(node.index, signal);
   }
 
   /** SIGTERM: the graceful shutdown (a leader hands over first); resolves once it exited. */
   async terminate(node: NodeEntry): Promise<void> {
     const child = node.child;
     if (child === null) return;
-    child.kill("SIGTERM");
-    if (!(await this.exited(node, 30_000))) child.kill("SIGKILL");
+    this.signal(node, "SIGTERM");
+    if (!(await this.exited(node, 30_000))) this.signal(node, "SIGKILL");
     await this.exited(node, 10_000);
     node.child = null;
   }
@@ -434,11 +446,11 @@ export class ProcessCluster {
           node.child = null;
           return;
         }
-        if (node.paused) child.kill("SIGCONT");
-        child.kill("SIGTERM");
+        if (node.paused) this.signal(node, "SIGCONT");
+        this.signal(node, "SIGTERM");
         if (!(await this.exited(node, graceMs))) {
           forced.push(node.id);
-          child.kill("SIGKILL");
+          this.signal(node, "SIGKILL");
           await this.exited(node, graceMs);
         }
         node.child = null;
@@ -452,8 +464,8 @@ export class ProcessCluster {
       this.nodes.map(async (node) => {
         const child = node.child;
         if (child === null) return;
-        if (node.paused) child.kill("SIGCONT");
-        child.kill("SIGKILL");
+        if (node.paused) this.signal(node, "SIGCONT");
+        this.signal(node, "SIGKILL");
         // A process that already exited (at start, say) has no exit event to come.
         await this.exited(node, 10_000);
         node.child = null;
@@ -483,7 +495,7 @@ export class ProcessCluster {
   armFailpoints(node: NodeEntry, control: FailpointControl): void {
     if (this.options.failpoints !== true) throw new Error("this cluster was started without test failpoints");
     writeFileSync(node.failpointFile, `${JSON.stringify(control)}\n`);
-    node.child?.kill("SIGUSR2");
+    this.signal(node, "SIGUSR2");
   }
 
   /** Resolves true once the node's process exited (a crash point hit), false after `timeoutMs`. */

@@ -10,6 +10,8 @@ import { SeededRandom } from "../raft/core/index.js";
 import { checkAuditTrail } from "./audit-check.js";
 import type { RegisterOperation } from "./checker/index.js";
 import { checkRun, type FaultEvent, percentile, type RunChecks } from "./checks.js";
+import { dockerDriver } from "./docker-driver.js";
+import { nodeImage, requireDocker } from "./docker-image.js";
 import type { Experiment } from "./experiment.js";
 import { type FaultContext, injectFault } from "./nemeses.js";
 import { NetnsNetwork } from "./netns-network.js";
@@ -72,13 +74,25 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
           })(),
         })
       : null;
+  if (experiment.cluster.driver === "docker") await requireDocker();
+  const docker =
+    experiment.cluster.driver === "docker"
+      ? dockerDriver({
+          image: experiment.cluster.image ?? (await nodeImage((line) => options.log(`docker: ${line}`))),
+          directory: join(out, "cluster"),
+          runId: String(basePort),
+          environment: ["STRONGROOM_TEST_FAILPOINTS", ...Object.keys(options.nodeEnv ?? {})],
+        })
+      : null;
+  docker?.removeAll(experiment.cluster.size);
   const cluster = new ProcessCluster({
     directory: join(out, "cluster"),
     size: experiment.cluster.size,
     tickMs: experiment.cluster.tickMs,
     hostBase,
     basePort,
-    command: options.command,
+    // The image's entrypoint runs the CLI.
+    command: docker === null ? options.command : [],
     snapshotEveryEntries: experiment.cluster.snapshotEveryEntries,
     retainEntries: experiment.cluster.retainEntries,
     seal: experiment.cluster.seal,
@@ -88,6 +102,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       : { nodeConfig: { preferredLeaderRegion: experiment.cluster.preferredLeaderRegion } }),
     ...(options.nodeEnv === undefined ? {} : { env: options.nodeEnv }),
     ...(network === null ? {} : { hosts: network.hosts, launcher: (index) => network.launcher(index) }),
+    ...(docker === null ? {} : { launcher: docker.launcher, signaller: docker.signaller }),
     failpoints: [...nemesesUsed].some(
       (name) => name.startsWith("disk-stall") || name.startsWith("crash-point"),
     ),
@@ -291,6 +306,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     partitions.heal();
     await cluster.stop();
     await network?.destroy();
+    docker?.removeAll(experiment.cluster.size);
   }
 }
 

@@ -7,7 +7,7 @@
 // leader stays where it is: availability first, placement second.
 
 import type { RaftStatus } from "../raft/core/index.js";
-import type { MemberLocation } from "./member-directory.js";
+import { type MemberLocation, regionsHoldingQuorum } from "./member-directory.js";
 
 export interface PlacementView {
   readonly status: RaftStatus;
@@ -34,21 +34,45 @@ export function placementTarget(view: PlacementView): string | null {
   return best?.id ?? null;
 }
 
+export interface PlacementEvents {
+  /** Leadership was offered to `target`, a voter of the preferred `region`. */
+  readonly onHandover: (target: string, region: string) => void;
+  /** The regions whose loss would lose the quorum changed (voters spread over several regions). */
+  readonly onQuorumRegions: (regions: readonly string[]) => void;
+}
+
 export class LeaderPlacement {
   private caughtUpBefore: string | null = null;
   private readonly notBefore = new Map<string, { at: number; backoffMs: number }>();
+  private quorumRegionsSaid = "";
 
   constructor(
     private readonly view: () => PlacementView,
     private readonly transfer: (target: string) => void,
-    private readonly onHandover: (target: string, region: string) => void,
+    private readonly events: PlacementEvents,
     private readonly now: () => number = Date.now,
     private readonly firstBackoffMs = 10_000,
   ) {}
 
-  /** One check; returns the voter leadership was offered to, if any. */
+  /** The leader's periodic look: the voters' spread, then where the leader should be. */
   check(): string | null {
     const view = this.view();
+    this.checkSpread(view);
+    return this.place(view);
+  }
+
+  /** Says when one region's loss would lose the quorum, once per change (voters in 2+ regions). */
+  private checkSpread(view: PlacementView): void {
+    const { voters } = view.status.membership;
+    const named = new Set(voters.map((id) => view.locations.get(id)?.region ?? "").filter((r) => r !== ""));
+    const holding = named.size > 1 ? regionsHoldingQuorum(voters, view.locations) : [];
+    if (holding.join(",") === this.quorumRegionsSaid) return;
+    this.quorumRegionsSaid = holding.join(",");
+    if (holding.length > 0) this.events.onQuorumRegions(holding);
+  }
+
+  /** Offers leadership to the preferred region's best voter; returns it, if it did. */
+  private place(view: PlacementView): string | null {
     const target = placementTarget(view);
     const previous = this.caughtUpBefore;
     this.caughtUpBefore = target;
@@ -59,7 +83,7 @@ export class LeaderPlacement {
     const backoffMs = waiting === undefined ? this.firstBackoffMs : Math.min(waiting.backoffMs * 2, 300_000);
     this.notBefore.set(target, { at: this.now() + backoffMs, backoffMs });
     this.transfer(target);
-    this.onHandover(target, view.preferredRegion);
+    this.events.onHandover(target, view.preferredRegion);
     return target;
   }
 }

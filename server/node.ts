@@ -49,7 +49,7 @@ import { PeriodicTask } from "./lifecycle/periodic-task.js";
 import { type ReadTimes, ReadTracker } from "./lifecycle/read-tracker.js";
 import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
-import { MemberDirectory, regionsHoldingQuorum } from "./member-directory.js";
+import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
@@ -384,33 +384,22 @@ export class StrongroomNode {
         preferredRegion: config.preferredLeaderRegion,
       }),
       (target) => raftNode().transferLeadership(target),
-      (target, region) =>
-        logger.info({ target, region }, "handing leadership to a voter in the preferred region"),
+      {
+        onHandover: (target, region) =>
+          logger.info({ target, region }, "handing leadership to a voter in the preferred region"),
+        onQuorumRegions: (regions) =>
+          logger.warn({ regions }, "losing one of these regions loses the quorum: spread the voters"),
+      },
       Date.now,
       // A handover to a voter that cannot take it (sealed: the leader cannot tell) holds proposals
       // for up to an election timeout: first tried again after four of them, at least 2 s.
       Math.max(2000, 4 * config.raft.tickMs * config.raft.electionTicks),
     );
-    let quorumRegionsSaid = "";
     const placementTask = new PeriodicTask(
       config.raft.tickMs * config.raft.electionTicks * 2,
       leadsAndServes,
       async () => {
-        // Voters spread over regions (more than one named): say when one region's loss loses the quorum.
-        const { voters } = raftNode().status().membership;
-        const named = new Set(
-          voters.map((id) => members.locations.get(id)?.region ?? "").filter((r) => r !== ""),
-        );
-        const holding = named.size > 1 ? regionsHoldingQuorum(voters, members.locations) : [];
-        if (holding.join(",") !== quorumRegionsSaid) {
-          quorumRegionsSaid = holding.join(",");
-          if (holding.length > 0)
-            logger.warn(
-              { regions: holding },
-              "losing one of these regions loses the quorum: spread the voters",
-            );
-        }
-        if (config.preferredLeaderRegion !== "") placement.check();
+        placement.check();
       },
       (error) => logger.warn({ error: String(error) }, "leader placement check failed"),
     );

@@ -213,6 +213,38 @@ it("refuses an experiment with problems, naming each", () => {
   ).toThrow(
     'netless.yaml: faults.0: partition-majority-minority needs cluster.driver: netns; cluster.regions names 2 regions for 3 nodes; network needs cluster.driver: netns; network.links.0: no node is in region "mars"',
   );
+  // The docker driver: no libfaketime or SoftHSM in the image; an image only for it; a preferred
+  // leader region that is some node's.
+  expect(() =>
+    parseExperiment(
+      {
+        name: "boxed",
+        cluster: {
+          size: 3,
+          driver: "docker",
+          seal: "hsm",
+          regions: ["a", "a", "b"],
+          preferredLeaderRegion: "c",
+        },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 1000, nemesis: "clock-skew-random", healAfterMs: 1000 }],
+      },
+      "boxed.yaml",
+    ),
+  ).toThrow(
+    'boxed.yaml: faults.0: clock-skew-random is not available with cluster.driver: docker; cluster.seal: hsm is not available with cluster.driver: docker (the image has no SoftHSM token); cluster.preferredLeaderRegion "c" is no node\'s region',
+  );
+  expect(() =>
+    parseExperiment(
+      {
+        name: "imaged",
+        cluster: { size: 3, image: "strongroom:test" },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [],
+      },
+      "imaged.yaml",
+    ),
+  ).toThrow("imaged.yaml: cluster.image needs cluster.driver: docker");
   expect(() =>
     parseExperiment(
       {

@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { nodeImage, requireDocker } from "../../chaos/docker-image.js";
 import { createClient, type StrongroomClient } from "../../client/index.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { eventually } from "../support/eventually.js";
-import { nodeImage, requireDocker } from "./node-image.js";
 
 // The image's user: its mounted files must be readable by it.
 const nodeUser = 10001;

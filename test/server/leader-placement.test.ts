@@ -103,7 +103,7 @@ describe("LeaderPlacement", () => {
     const placement = new LeaderPlacement(
       () => ({ status: view, locations: regions, preferredRegion: "eu" }),
       (target) => transfers.push(target),
-      () => {},
+      { onHandover: () => {}, onQuorumRegions: () => {} },
       () => now,
       1000,
     );
@@ -126,6 +126,29 @@ describe("LeaderPlacement", () => {
     expect(placement.check()).toBeNull();
     expect(placement.check()).toBe("n2");
     expect(transfers).toEqual(["n2", "n2", "n2", "n2"]);
+  });
+});
+
+describe("the voters' spread", () => {
+  it("is said once per change, and only for voters over several regions", () => {
+    let view = status({ match: { n2: 100, n3: 100 } });
+    let spread = locations({ n1: "eu", n2: "eu", n3: "us" });
+    const said: string[][] = [];
+    const placement = new LeaderPlacement(
+      () => ({ status: view, locations: spread, preferredRegion: "" }),
+      () => {},
+      { onHandover: () => {}, onQuorumRegions: (regions) => said.push([...regions]) },
+    );
+    placement.check();
+    placement.check();
+    expect(said).toEqual([["eu"]]);
+    // Five voters, 2-2-1: nothing to say; one region only: nothing either.
+    view = status({ match: { n2: 100, n3: 100, n4: 100, n5: 100 } });
+    spread = locations({ n1: "eu", n2: "eu", n3: "us", n4: "us", n5: "ap" });
+    placement.check();
+    spread = locations({ n1: "eu", n2: "eu", n3: "eu", n4: "eu", n5: "eu" });
+    placement.check();
+    expect(said).toEqual([["eu"]]);
   });
 });
 

@@ -1,9 +1,11 @@
-// The strongroom image for the container suite, built from what this machine has: no registry is
-// reachable, so the base image is a Debian root filesystem made by debootstrap from Debian's
-// packages, with this machine's own Node runtime, npm, Node headers (node-gyp builds pkcs11js
-// against them) and CA bundle (the npm registry is reached through the machine's TLS proxy), loaded
-// with `docker import`. deploy/Dockerfile is then built on it, unchanged but for its base-image
-// arguments. Both images are tagged by what went into them, and reused while that is unchanged.
+// The strongroom image for the container suite and the chaos harness's docker driver, built from
+// what this machine has. No registry is reachable, so the base image is a Debian root filesystem
+// made by debootstrap from Debian's packages, with this machine's own Node runtime, npm, Node
+// headers (node-gyp builds pkcs11js against them) and CA bundle (the npm registry is reached
+// through the machine's TLS proxy), loaded with `docker import`. deploy/Dockerfile is then built on
+// it, unchanged but for its base-image arguments. The base image is tagged by what went into it and
+// reused while that is unchanged; the node image is rebuilt each time (Docker's layer cache keeps
+// that short when the sources did not change).
 
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -13,7 +15,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
-const repository = new URL("../../", import.meta.url).pathname;
+const repository = new URL("../", import.meta.url).pathname;
 /** What the base image needs: tini for the runtime stage, a compiler for the build stage. */
 const basePackages = ["tini", "ca-certificates", "python3", "make", "g++"];
 
