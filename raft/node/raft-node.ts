@@ -384,8 +384,10 @@ export class RaftNode<Result> {
     this.settleReads();
     this.noticeSoftState(ready.softState);
     this.noticeSoftState(this.core.softState());
+    // One snapshot at a time: none while one is read out or waits to be saved.
     if (
       this.building === null &&
+      this.built === null &&
       this.applied - this.snapshotIndex >=
         (this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries)
     ) {
