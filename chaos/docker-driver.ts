@@ -30,9 +30,13 @@ export function dockerDriver(options: DockerDriverOptions): DockerDriver {
   const name = (index: number) => `strongroom-chaos-${options.runId}-n${index + 1}`;
   const docker = (args: readonly string[]) => {
     try {
-      execFileSync("docker", args, { stdio: "ignore", timeout: 30_000 });
-    } catch {
-      // The container may be gone already (it exited, or was killed): nothing to signal.
+      execFileSync("docker", args, { stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 });
+    } catch (error) {
+      const said = String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim();
+      // A container already gone (it exited, or was killed) has nothing left to signal or remove;
+      // any other failure is a fault the harness could not inject, and fails the run.
+      if (/No such container|is not running|is not paused/.test(said)) return;
+      throw new Error(`docker ${args.join(" ")}: ${said}`);
     }
   };
   return {
