@@ -102,10 +102,17 @@ export async function baseImage(log: (line: string) => void): Promise<string> {
   return tag;
 }
 
-/** The node image from deploy/Dockerfile on the base image; rebuilt when the sources changed. */
-export async function nodeImage(log: (line: string) => void): Promise<string> {
+/**
+ * The node image from deploy/Dockerfile on the base image (Docker's layer cache keeps a rebuild
+ * of unchanged sources short); `softhsm: true` builds the SoftHSM variant.
+ */
+export async function nodeImage(
+  log: (line: string) => void,
+  variant: { readonly softhsm?: boolean } = {},
+): Promise<string> {
   const base = await baseImage(log);
-  const tag = "strongroom:containers-test";
+  const softhsm = variant.softhsm === true;
+  const tag = softhsm ? "strongroom:containers-test-softhsm" : "strongroom:containers-test";
   log(`docker build -f deploy/Dockerfile -t ${tag} (on ${base})`);
   // The build stage fetches from the npm registry: host networking, as the machine reaches it.
   await run(
@@ -120,6 +127,8 @@ export async function nodeImage(log: (line: string) => void): Promise<string> {
       `BUILD_IMAGE=${base}`,
       "--build-arg",
       `RUNTIME_IMAGE=${base}`,
+      "--build-arg",
+      `WITH_SOFTHSM=${softhsm}`,
       "-t",
       tag,
       ".",
