@@ -69,7 +69,7 @@ it("has SoftHSM2, usable by the node's user on a read-only root", async () => {
     "module.load('/usr/lib/softhsm/libsofthsm2.so');",
     "module.C_Initialize();",
     "const slots = module.C_GetSlotList(true);",
-    "console.log(module.C_GetTokenInfo(slots[0]).label.trim());",
+    "process.stdout.write(module.C_GetTokenInfo(slots[0]).label.trim());",
     "module.C_Finalize();",
   ].join(" ");
   const loaded = await docker(["--entrypoint", "node", image, "-e", probe]);
