@@ -21,6 +21,8 @@ const refusedBeforeWork = new Set([
   "SEALED",
   "RATE_LIMITED",
   "READ_QUEUE_FULL",
+  // The node was removed from the cluster: it refused before proposing or reading.
+  "REMOVED",
 ]);
 
 export interface RetryDecision {
@@ -36,9 +38,13 @@ export function decide(error: ServiceError, idempotent: boolean): RetryDecision 
   const retryAfter = Number(error.metadata?.get(retryAfterTrailer)[0] ?? 0);
   const waitAtLeastMs = Number.isFinite(retryAfter) ? retryAfter : 0;
   if (refusedBeforeWork.has(reason)) {
-    // A sealed node, or one that knows no leader (cut off from the others, perhaps), is left for
-    // another; the rest (an election under way, a rate limit) are waited out where they are.
-    return { retry: true, switchEndpoint: reason === "SEALED" || reason === "NO_LEADER", waitAtLeastMs };
+    // A sealed node, one that knows no leader (cut off from the others, perhaps) or one removed
+    // from the cluster is left for another; the rest (an election, a rate limit) are waited out.
+    return {
+      retry: true,
+      switchEndpoint: reason === "SEALED" || reason === "NO_LEADER" || reason === "REMOVED",
+      waitAtLeastMs,
+    };
   }
   if (neverSent(error)) return { retry: true, switchEndpoint: true, waitAtLeastMs };
   if (!idempotent) return { retry: false, switchEndpoint: false, waitAtLeastMs };

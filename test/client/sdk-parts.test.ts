@@ -21,6 +21,7 @@ describe("retry policy", () => {
       [failure(status.UNAVAILABLE, "no leader", "NO_LEADER"), true],
       [failure(status.UNAVAILABLE, "sealed leader", "LEADER_SEALED"), true],
       [failure(status.FAILED_PRECONDITION, "sealed", "SEALED"), true],
+      [failure(status.UNAVAILABLE, "removed from the cluster", "REMOVED"), true],
       [failure(status.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", 250), true],
       [failure(status.UNAVAILABLE, "Connection dropped"), false],
       [failure(status.DEADLINE_EXCEEDED, "Deadline exceeded"), false],
@@ -32,6 +33,8 @@ describe("retry policy", () => {
     expect(
       decide(failure(status.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", 250), false).waitAtLeastMs,
     ).toBe(250);
+    // A removed node is left for a member.
+    expect(decide(failure(status.UNAVAILABLE, "removed", "REMOVED"), false).switchEndpoint).toBe(true);
   });
 
   it("retries a read after any transient failure, never after an answer", () => {
