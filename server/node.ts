@@ -62,6 +62,7 @@ import type { Interceptor } from "./request.js";
 import { SealKeeper } from "./seal-keeper.js";
 import { SystemRecords } from "./system-records.js";
 import { activeTestFaults } from "./test-faults.js";
+import { memoizePeerCertificates } from "./tls/peer-certificate-memo.js";
 import { TlsFiles } from "./tls/tls-files.js";
 import { WatchHub } from "./watch-hub.js";
 
@@ -116,6 +117,7 @@ export class StrongroomNode {
     // What was opened so far, undone in reverse if a later step fails (a port in use, a bad
     // certificate), so a failed start leaves no LevelDB lock, timer or listener behind.
     const undo: (() => unknown)[] = [];
+    memoizePeerCertificates();
     try {
       return await StrongroomNode.assemble(config, options, undo);
     } catch (error) {
