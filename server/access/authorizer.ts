@@ -9,6 +9,7 @@
 import { NodeError } from "../errors.js";
 import { authorize, type Capability, type Policy, validatePolicy } from "../policy/policy.js";
 import type { Interceptor, RequestContext } from "../request.js";
+import { RootDerivedKey } from "../root-derived-key.js";
 import { bindingCovers, type TokenRecord } from "./access-records.js";
 import type { AccessRecords, AccessView } from "./access-view.js";
 import { methodPermissions } from "./method-permissions.js";
@@ -55,6 +56,7 @@ export interface AuthorizerOptions {
 
 export class Authorizer {
   private readonly now: () => number;
+  private readonly tokenKey = new RootDerivedKey(deriveTokenKey);
 
   constructor(private readonly options: AuthorizerOptions) {
     this.now = options.now ?? Date.now;
@@ -138,13 +140,11 @@ export class Authorizer {
   /** The keyed hash of a token (needs an unsealed node). */
   hashOf(token: string): string {
     const rootKey = this.options.rootKey();
-    if (rootKey === null) throw new NodeError("SEALED", "this node is sealed, so it cannot check tokens");
-    const key = deriveTokenKey(rootKey);
-    try {
-      return tokenHash(key, token);
-    } finally {
-      key.fill(0);
+    if (rootKey === null) {
+      this.tokenKey.forget();
+      throw new NodeError("SEALED", "this node is sealed, so it cannot check tokens");
     }
+    return tokenHash(this.tokenKey.of(rootKey), token);
   }
 
   private async checkPermission(context: RequestContext, request: unknown): Promise<void> {

@@ -61,7 +61,9 @@ export class AuditFile {
   /** Set once a write or sync failed: the file may hold a partial line, so it takes no more. */
   private broken: Error | null = null;
   private closed = false;
+  /** This file's copy of the audit key (zeroed when replaced or closed), and the buffer it copies. */
   private auditKey: Uint8Array | null;
+  private auditKeyGiven: Uint8Array | null = null;
 
   private constructor(
     private readonly options: AuditFileOptions,
@@ -100,6 +102,9 @@ export class AuditFile {
 
   /** Sets (or, with null, forgets) the key of checkpoint MACs. */
   setAuditKey(key: Uint8Array | null): void {
+    // The trail hands the same buffer while the key stays the same: copy it only when it changes.
+    if (key === this.auditKeyGiven) return;
+    this.auditKeyGiven = key;
     this.auditKey?.fill(0);
     this.auditKey = key === null ? null : Uint8Array.from(key);
   }

@@ -14,6 +14,7 @@ import { status } from "@grpc/grpc-js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
+import { RootDerivedKey } from "../root-derived-key.js";
 import { type AuditRecord, hashSensitive } from "./audit-chain.js";
 import { AuditFile } from "./audit-file.js";
 import { AuditSocket } from "./audit-socket.js";
@@ -64,6 +65,7 @@ export class AuditTrail {
   private readonly failures: Counter<"sink">;
   private readonly responsesLost: Counter;
   private inFlight = 0;
+  private readonly auditKey = new RootDerivedKey(deriveAuditKey);
 
   constructor(private readonly options: AuditTrailOptions) {
     const sockets = options.sockets ?? [];
@@ -183,10 +185,17 @@ export class AuditTrail {
     });
   }
 
+  /** The audit key while the node is unsealed, else null (and the key kept so far is zeroed). */
+  private currentAuditKey(): Uint8Array | null {
+    const rootKey = this.options.rootKey();
+    if (rootKey !== null) return this.auditKey.of(rootKey);
+    this.auditKey.forget();
+    return null;
+  }
+
   /** Writes one entry to every sink; resolves when at least one has it on disk. */
   async write(record: AuditRecord): Promise<void> {
-    const rootKey = this.options.rootKey();
-    const auditKey = rootKey === null ? null : deriveAuditKey(rootKey);
+    const auditKey = this.currentAuditKey();
     const results = await Promise.all(
       this.sinks.map(async (sink) => {
         try {
@@ -210,7 +219,6 @@ export class AuditTrail {
         }
       }),
     );
-    auditKey?.fill(0);
     if (!results.some((written) => written)) {
       throw new NodeError(
         "AUDIT_UNAVAILABLE",
@@ -238,6 +246,7 @@ export class AuditTrail {
         }
       }),
     );
+    this.auditKey.forget();
   }
 
   private baseRecord(
@@ -251,10 +260,10 @@ export class AuditTrail {
     >;
     const method = context.method;
     const shortName = method.slice(method.lastIndexOf("/") + 1);
-    const rootKey = this.options.rootKey();
+    const auditKey = this.currentAuditKey();
     const hashed: Record<string, string> = {};
     const hash = (value: Uint8Array | string) =>
-      rootKey === null ? "[redacted]" : hashSensitive(deriveAuditKey(rootKey), value);
+      auditKey === null ? "[redacted]" : hashSensitive(auditKey, value);
     for (const field of sensitiveFields) {
       const value = fields[field];
       if (value instanceof Uint8Array || (typeof value === "string" && value !== ""))
