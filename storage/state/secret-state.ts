@@ -142,6 +142,13 @@ export class SecretStateMachine {
   /** The operations of the next LevelDB write, and which `unwritten` entries they settle. */
   private queued: LevelBatch = [];
   private queuedSeqs: [string, number][] = [];
+  /**
+   * Where each key's operation is in `queued`. A key written again before the write goes out
+   * (the applied index by every entry, a counter, a hot secret's metadata) replaces its
+   * operation: one LevelDB write is atomic, so only each key's last value matters, and the
+   * applied index alone was one of every four operations.
+   */
+  private queuedAt = new Map<string, number>();
   private writeSeq = 0;
   /** The writer loop while it runs (one at a time), or null. */
   private writing: Promise<void> | null = null;
@@ -607,8 +614,15 @@ export class SecretStateMachine {
         const reading = this.metadataReads.get(key);
         if (reading !== undefined) reading.written = true;
       }
-      this.queued.push(operation);
-      this.queuedSeqs.push([key, seq]);
+      const at = this.queuedAt.get(key);
+      if (at === undefined) {
+        this.queuedAt.set(key, this.queued.length);
+        this.queued.push(operation);
+        this.queuedSeqs.push([key, seq]);
+      } else {
+        this.queued[at] = operation;
+        this.queuedSeqs[at] = [key, seq];
+      }
     }
     this.writing ??= this.writeLoop();
   }
@@ -622,6 +636,7 @@ export class SecretStateMachine {
         const seqs = this.queuedSeqs;
         this.queued = [];
         this.queuedSeqs = [];
+        this.queuedAt = new Map();
         await this.db.batch(batch, unsynced);
         for (const [key, seq] of seqs) if (this.unwritten.get(key)?.seq === seq) this.unwritten.delete(key);
       }
