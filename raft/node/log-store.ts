@@ -17,6 +17,11 @@ export interface LogStore {
   installSnapshot(snapshot: Snapshot): Promise<void>;
   /** Durably keep a snapshot the node took itself; the log is untouched. */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
+  /**
+   * Optional: durably write a snapshot the node took without keeping it yet, so that a large one is
+   * written while the driver's loop goes on; saveSnapshot of the same snapshot then only records it.
+   */
+  stageSnapshot?(snapshot: Snapshot): Promise<void>;
   /** Drop entries through `offset.index`, which a saved snapshot covers. */
   compact(offset: LogOffset): Promise<void>;
   close(): Promise<void>;

@@ -436,11 +436,17 @@ export class RaftNode<Result> {
       return;
     }
     const read = await machine.captureSnapshot();
-    this.building = read().then(
-      (data) => {
+    const stage = async (): Promise<Snapshot> => {
+      const snapshot = { meta, data: await read() };
+      // Written beside the loop too: saving it in the loop then only records it.
+      await this.options.logStore.stageSnapshot?.(snapshot);
+      return snapshot;
+    };
+    this.building = stage().then(
+      (snapshot) => {
         this.building = null;
         if (this.stopped) return;
-        this.built = { meta, data };
+        this.built = snapshot;
         this.schedule();
       },
       (error: unknown) => {

@@ -8,8 +8,10 @@
 // Key layout (one byte of kind, then the key):
 //   0x01                  hard state       JSON {term, vote, commit}
 //   0x02                  log offset       JSON {index, term} of the last compacted entry
-//   0x03                  snapshot meta    JSON {index, term, membership}
-//   0x04                  snapshot data    raw bytes
+//   0x03                  snapshot record  JSON {index, term, membership, file, bytes, crc32}
+//   0x04                  snapshot data    raw bytes: stores written before snapshot files only
+//
+// The snapshot's data is a file the record names (snapshot-files.ts).
 //   0x10 + index (u64 BE) entry            crc32 (u32 BE) | term (u64 BE) | type (u8) | data
 
 import { crc32 } from "node:zlib";
@@ -24,11 +26,13 @@ import type {
 } from "../../raft/core/index.js";
 import { type AppendOptions, type LogStore, LogStoreError } from "../../raft/node/index.js";
 import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
+import { type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
 
 const hardStateKey = Uint8Array.of(0x01);
 const offsetKey = Uint8Array.of(0x02);
 const snapshotMetaKey = Uint8Array.of(0x03);
-const snapshotDataKey = Uint8Array.of(0x04);
+/** Where stores written before snapshot files kept the data; read when a record names no file. */
+const legacySnapshotDataKey = Uint8Array.of(0x04);
 const entryKind = 0x10;
 const entryHeaderBytes = 4 + 8 + 1;
 const entryTypes: readonly EntryType[] = ["normal", "config"];
@@ -44,12 +48,18 @@ export class LevelLogStore implements LogStore {
   private offset: LogOffset = { index: 0, term: 0 };
   private lastIndex = 0;
   private snapshotIndex = 0;
+  /** The file the snapshot record names (null: none, or a legacy store's data in LevelDB). */
+  private snapshotFile: string | null = null;
+  /** Snapshots written beside the loop (stageSnapshot), by file name, for saveSnapshot to record. */
+  private readonly staged = new Map<string, SnapshotFileRef>();
+  private readonly files: SnapshotFiles;
 
   private constructor(
     readonly directory: string,
     db: BinaryLevel,
   ) {
     this.db = db;
+    this.files = new SnapshotFiles(directory);
   }
 
   /** Opens (creating if needed) the store in `directory`. One process at a time: LevelDB locks it. */
@@ -90,16 +100,24 @@ export class LevelLogStore implements LogStore {
       index: 0,
       term: 0,
     };
-    const meta = this.parseRecord<SnapshotMeta>(await db.get(snapshotMetaKey), "snapshot metadata");
+    const record = this.parseRecord<SnapshotRecord>(await db.get(snapshotMetaKey), "snapshot metadata");
     let snapshot: Snapshot | null = null;
-    if (meta !== null) {
-      const data = await db.get(snapshotDataKey);
-      if (data === undefined)
-        throw new LogStoreError(
-          `the Raft log in ${this.directory} has snapshot metadata but no snapshot data`,
-        );
-      snapshot = { meta, data: copy(data) };
+    if (record !== null) {
+      const { file, bytes, crc32: checksum, ...meta } = record;
+      if (file !== undefined && bytes !== undefined && checksum !== undefined) {
+        snapshot = { meta, data: await this.files.read({ file, bytes, crc32: checksum }) };
+      } else {
+        const data = await db.get(legacySnapshotDataKey);
+        if (data === undefined)
+          throw new LogStoreError(
+            `the Raft log in ${this.directory} has snapshot metadata but no snapshot data`,
+          );
+        snapshot = { meta, data: copy(data) };
+      }
+      this.snapshotFile = file ?? null;
     }
+    // Files no record names: a snapshot written but not recorded, or replaced, before a crash.
+    this.files.removeUnnamed(this.snapshotFile);
     const entries: Entry[] = [];
     for await (const [key, value] of db.iterator({
       gt: entryKey(offset.index),
@@ -155,12 +173,12 @@ export class LevelLogStore implements LogStore {
 
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
+    const ref = await this.files.write(snapshot.meta, snapshot.data);
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
       batch.push({ type: "del", key: entryKey(index) });
     const offset: LogOffset = { index: snapshot.meta.index, term: snapshot.meta.term };
-    batch.push({ type: "put", key: snapshotMetaKey, value: encodeRecord(snapshot.meta) });
-    batch.push({ type: "put", key: snapshotDataKey, value: snapshot.data });
+    batch.push(...snapshotRecordWrites(snapshot.meta, ref));
     batch.push({ type: "put", key: offsetKey, value: encodeRecord(offset) });
     const hardState = await this.storedHardState();
     if (hardState.commit < snapshot.meta.index) {
@@ -173,7 +191,19 @@ export class LevelLogStore implements LogStore {
     await db.batch(batch, synced);
     this.offset = offset;
     this.lastIndex = offset.index;
-    this.snapshotIndex = offset.index;
+    await this.recorded(snapshot.meta, ref);
+  }
+
+  /**
+   * Writes a snapshot the node took as its file, durably, without making it the node's snapshot:
+   * the Raft node calls this beside its loop, and saveSnapshot of the same snapshot in the loop
+   * then only writes the record. A snapshot staged and never saved (one from the leader overtook
+   * it) is removed by a later save or at open.
+   */
+  async stageSnapshot(snapshot: Snapshot): Promise<void> {
+    this.open();
+    const ref = await this.files.write(snapshot.meta, snapshot.data);
+    this.staged.set(ref.file, ref);
   }
 
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
@@ -183,14 +213,28 @@ export class LevelLogStore implements LogStore {
         `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshotIndex}`,
       );
     }
-    await db.batch(
-      [
-        { type: "put", key: snapshotMetaKey, value: encodeRecord(snapshot.meta) },
-        { type: "put", key: snapshotDataKey, value: snapshot.data },
-      ],
-      synced,
-    );
-    this.snapshotIndex = snapshot.meta.index;
+    const ref = await this.stagedOrWritten(snapshot);
+    await db.batch(snapshotRecordWrites(snapshot.meta, ref), synced);
+    await this.recorded(snapshot.meta, ref);
+  }
+
+  /** The file of a snapshot the node took: the one staged for it, or written now. */
+  private async stagedOrWritten(snapshot: Snapshot): Promise<SnapshotFileRef> {
+    const name = SnapshotFiles.nameOf(snapshot.meta);
+    const staged = this.staged.get(name);
+    this.staged.delete(name);
+    if (staged !== undefined && staged.bytes === snapshot.data.length) return staged;
+    return this.files.write(snapshot.meta, snapshot.data);
+  }
+
+  /** Once a record names `ref`, the files it replaced go (never before: a crash keeps the old one). */
+  private async recorded(meta: SnapshotMeta, ref: SnapshotFileRef): Promise<void> {
+    this.snapshotIndex = meta.index;
+    this.snapshotFile = ref.file;
+    for (const name of this.staged.keys()) {
+      if (name <= ref.file) this.staged.delete(name);
+    }
+    await this.files.removeStale(ref.file, meta.index);
   }
 
   async compact(offset: LogOffset): Promise<void> {
@@ -287,6 +331,18 @@ function encodeEntry(entry: Entry): Uint8Array {
 /** CRC-32 over the index and the stored bytes: a value copied under another key fails too. */
 function entryChecksum(index: number, body: Uint8Array): number {
   return crc32(body, crc32(entryKey(index)));
+}
+
+/** The snapshot record: the snapshot's meta and its file. Legacy records have no file fields. */
+type SnapshotRecord = SnapshotMeta & Partial<SnapshotFileRef>;
+
+/** Writes that make `ref` the snapshot: its record, and no legacy data left in LevelDB. */
+function snapshotRecordWrites(meta: SnapshotMeta, ref: SnapshotFileRef): LevelBatch {
+  const record: SnapshotRecord = { ...meta, ...ref };
+  return [
+    { type: "put", key: snapshotMetaKey, value: encodeRecord(record) },
+    { type: "del", key: legacySnapshotDataKey },
+  ];
 }
 
 function encodeRecord(record: object): Uint8Array {

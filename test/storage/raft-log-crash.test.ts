@@ -1,11 +1,12 @@
 // Crash safety of the LevelDB Raft log with real processes: a child appends, rewrites and compacts
 // in a loop and is SIGKILLed at a random moment, again and again. After every kill the store must
 // open without repair and hold exactly what the child had acknowledged (persisted, so promised to
-// the cluster), plus the change in flight whole or not at all. Cycles: 200 in npm test; RAFT_LOG_CRASH_CYCLES for a soak (npm run soak:raft-log).
+// the cluster), plus the change in flight whole or not at all; the snapshot's file whole, and no
+// other snapshot file left. Cycles: 200 in npm test; RAFT_LOG_CRASH_CYCLES for a soak (npm run soak:raft-log).
 // Seeded: RAFT_LOG_CRASH_SEED replays a run.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -150,6 +151,14 @@ it(`keeps every acknowledged change through ${cycles} SIGKILLs (seed ${seed})`, 
     };
     for (const entry of state.entries)
       expect(entry.data, `${context}: entry ${entry.index}`).toEqual(entryData(entry.index, entry.term));
+    // The snapshot's file is whole, and no other file (a half-written or replaced one) is left.
+    if (state.snapshot !== null) {
+      const { index, term } = state.snapshot.meta;
+      expect(state.snapshot.data, `${context}: snapshot ${index}`).toEqual(entryData(index, term));
+    }
+    expect(readdirSync(join(directory, "snapshots")), `${context}: snapshot files`).toHaveLength(
+      state.snapshot === null ? 0 : 1,
+    );
     const candidates = [
       run.acknowledged,
       ...(run.inFlight === null ? [] : [applyChange(run.acknowledged, run.inFlight)]),

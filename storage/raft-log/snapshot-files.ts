@@ -1,0 +1,132 @@
+// A node's Raft snapshots as files beside its LevelDB log (<raft>/snapshots/), not as one LevelDB
+// value. A snapshot is the whole state (tens of MiB with 4 KiB secrets): as a LevelDB value it was
+// copied on the event loop, written to LevelDB's journal, then rewritten by every compaction that
+// touched it. As a file it is written once, by libuv's thread pool, and can be written while the
+// Raft loop goes on (LevelLogStore.stageSnapshot).
+//
+// A file becomes the snapshot only when the log's snapshot record names it, with its length and
+// CRC-32; the file is durable (written, fsynced, renamed into place, directory fsynced) before that
+// record is written. A crash at any point leaves the previous record naming the previous file,
+// which is removed only after the new record is durable; files no record names are removed when
+// the store opens.
+
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import type { SnapshotMeta } from "../../raft/core/index.js";
+import { LogStoreError } from "../../raft/node/index.js";
+
+/** What the log's snapshot record holds of the file: which, how long, and its checksum. */
+export interface SnapshotFileRef {
+  readonly file: string;
+  readonly bytes: number;
+  readonly crc32: number;
+}
+
+const namePattern = /^(\d{20})-(\d{20})\.snap$/;
+/** Checksummed and written a slice at a time, with the event loop served between slices. */
+const sliceBytes = 4 * 1024 * 1024;
+
+export class SnapshotFiles {
+  readonly directory: string;
+  /** Files being written now: never removed from under their writer. */
+  private readonly writing = new Set<string>();
+
+  constructor(logDirectory: string) {
+    this.directory = join(logDirectory, "snapshots");
+    mkdirSync(this.directory, { recursive: true });
+  }
+
+  /** The file name of the snapshot at `meta`: its index and term, so names sort by index. */
+  static nameOf(meta: Pick<SnapshotMeta, "index" | "term">): string {
+    return `${String(meta.index).padStart(20, "0")}-${String(meta.term).padStart(20, "0")}.snap`;
+  }
+
+  /** Writes `data` durably as the file of `meta` and answers its reference for the log's record. */
+  async write(meta: SnapshotMeta, data: Uint8Array): Promise<SnapshotFileRef> {
+    const file = SnapshotFiles.nameOf(meta);
+    // A name of its own: the leader's snapshot and the node's own may be written at once.
+    const temporary = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+    this.writing.add(file);
+    this.writing.add(temporary);
+    try {
+      let checksum = 0;
+      const handle = await open(join(this.directory, temporary), "w", 0o600);
+      try {
+        for (let start = 0; start < data.length; start += sliceBytes) {
+          const slice = data.subarray(start, start + sliceBytes);
+          checksum = crc32(slice, checksum);
+          let written = 0;
+          while (written < slice.length) {
+            const { bytesWritten } = await handle.write(slice, written, slice.length - written);
+            written += bytesWritten;
+          }
+        }
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+      await rename(join(this.directory, temporary), join(this.directory, file));
+      await this.syncDirectory();
+      return { file, bytes: data.length, crc32: checksum };
+    } finally {
+      this.writing.delete(file);
+      this.writing.delete(temporary);
+    }
+  }
+
+  /** Reads the file a record names, refusing one that is missing, short, long or damaged. */
+  async read(ref: SnapshotFileRef): Promise<Uint8Array> {
+    if (!namePattern.test(ref.file))
+      throw new LogStoreError(
+        `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
+      );
+    const path = join(this.directory, ref.file);
+    let data: Uint8Array;
+    try {
+      data = new Uint8Array(await readFile(path));
+    } catch (error) {
+      throw new LogStoreError(`the snapshot file ${path} cannot be read: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    if (data.length !== ref.bytes || crc32(data) !== ref.crc32) {
+      throw new LogStoreError(
+        `the snapshot file ${path} is damaged: ${data.length} bytes where ${ref.bytes} were written, or its checksum differs`,
+      );
+    }
+    return data;
+  }
+
+  /**
+   * Removes every snapshot file but `keep` (the one the record names; none with null) whose index
+   * is at most `throughIndex`, and every leftover temporary file - except files being written.
+   */
+  async removeStale(keep: string | null, throughIndex: number): Promise<void> {
+    for (const name of readdirSync(this.directory)) {
+      if (name === keep || this.writing.has(name)) continue;
+      const match = namePattern.exec(name);
+      const stale = match === null ? name.endsWith(".tmp") : Number(match[1]) <= throughIndex;
+      if (stale) await rm(join(this.directory, name), { force: true });
+    }
+  }
+
+  /** At open, nothing is being written: every file but the one the record names goes. */
+  removeUnnamed(keep: string | null): void {
+    for (const name of readdirSync(this.directory)) {
+      if (name !== keep) rmSync(join(this.directory, name), { force: true, recursive: true });
+    }
+  }
+
+  /** A rename is durable once the directory holding it is synced. */
+  private async syncDirectory(): Promise<void> {
+    const handle = await open(this.directory, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}

@@ -1,0 +1,167 @@
+// Snapshots as files beside the LevelDB log: a saved snapshot comes back after a reopen, from a file
+// the record names (no snapshot bytes in LevelDB); a snapshot staged beside the loop is recorded by
+// its save without being written again; files a crash left behind are removed at open while the
+// record keeps naming the snapshot that was saved; a damaged or missing file is refused by name; a
+// store written before snapshot files opens with its snapshot and moves it to a file on its next save.
+
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ClassicLevel } from "classic-level";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Snapshot } from "../../raft/core/index.js";
+import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-log-snapshots-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const membership = { voters: ["n1"], learners: [] };
+const snapshotAt = (index: number, bytes = 64 * 1024): Snapshot => ({
+  meta: { index, term: 2, membership },
+  data: new Uint8Array(randomBytes(bytes)),
+});
+
+async function storeWithEntries(
+  name: string,
+  count: number,
+): Promise<{ directory: string; store: LevelLogStore }> {
+  const directory = join(root, name);
+  const store = await LevelLogStore.open(directory);
+  const entries = Array.from({ length: count }, (_, i) => ({
+    index: i + 1,
+    term: 2,
+    type: "normal" as const,
+    data: new TextEncoder().encode(`e${i + 1}`),
+  }));
+  await store.append(entries, { term: 2, vote: null, commit: count });
+  return { directory, store };
+}
+
+const snapshotFiles = (directory: string) => readdirSync(join(directory, "snapshots")).sort();
+
+async function rawLevel(directory: string): Promise<ClassicLevel<Uint8Array, Uint8Array>> {
+  const raw = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
+    keyEncoding: "view",
+    valueEncoding: "view",
+  });
+  await raw.open();
+  return raw;
+}
+
+describe("LevelLogStore snapshot files", () => {
+  it("keeps a saved snapshot in one file, removes the one it replaced, and loads it after a reopen", async () => {
+    const { directory, store } = await storeWithEntries("saved", 40);
+    const first = snapshotAt(10);
+    await store.saveSnapshot(first);
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000010-00000000000000000002.snap"]);
+    const second = snapshotAt(30, 3 * 1024 * 1024 + 17);
+    await store.saveSnapshot(second);
+    await store.compact({ index: 25, term: 2 });
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000030-00000000000000000002.snap"]);
+    await store.close();
+
+    const raw = await rawLevel(directory);
+    // No snapshot bytes in LevelDB: only the record naming the file.
+    expect(await raw.get(Uint8Array.of(0x04))).toBeUndefined();
+    const record = JSON.parse(new TextDecoder().decode(await raw.get(Uint8Array.of(0x03))));
+    expect(record).toMatchObject({
+      index: 30,
+      term: 2,
+      file: "00000000000000000030-00000000000000000002.snap",
+    });
+    expect(record.bytes).toBe(second.data.length);
+    await raw.close();
+
+    const reopened = await LevelLogStore.open(directory);
+    const state = await reopened.load();
+    expect(state.snapshot?.meta).toEqual(second.meta);
+    expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(second.data))).toBe(true);
+    expect(state.offset).toEqual({ index: 25, term: 2 });
+    expect(state.entries.map((entry) => entry.index)).toEqual(Array.from({ length: 15 }, (_, i) => 26 + i));
+    await reopened.close();
+  });
+
+  it("records a staged snapshot without writing it again; a staged one never saved is removed at open", async () => {
+    const { directory, store } = await storeWithEntries("staged", 40);
+    const saved = snapshotAt(20);
+    await store.stageSnapshot(saved);
+    const file = join(directory, "snapshots", "00000000000000000020-00000000000000000002.snap");
+    const written = statSync(file);
+    await store.saveSnapshot(saved);
+    const recorded = statSync(file);
+    expect(recorded.ino).toBe(written.ino);
+    expect(recorded.mtimeMs).toBe(written.mtimeMs);
+    // A crash after staging the next snapshot, before its save: the file is there, unrecorded.
+    await store.stageSnapshot(snapshotAt(35));
+    expect(snapshotFiles(directory)).toHaveLength(2);
+    await store.close();
+    writeFileSync(
+      join(directory, "snapshots", "00000000000000000036-00000000000000000002.snap.1a2b.tmp"),
+      "partial",
+    );
+
+    const reopened = await LevelLogStore.open(directory);
+    const state = await reopened.load();
+    expect(state.snapshot?.meta.index).toBe(20);
+    expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(saved.data))).toBe(true);
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000020-00000000000000000002.snap"]);
+    await reopened.close();
+  });
+
+  it("installs a leader's snapshot as a file, dropping every entry", async () => {
+    const { directory, store } = await storeWithEntries("installed", 10);
+    await store.saveSnapshot(snapshotAt(5));
+    const sent = snapshotAt(50);
+    await store.installSnapshot(sent);
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000050-00000000000000000002.snap"]);
+    await store.close();
+    const reopened = await LevelLogStore.open(directory);
+    const state = await reopened.load();
+    expect(state.snapshot?.meta.index).toBe(50);
+    expect(state.entries).toEqual([]);
+    expect(state.offset).toEqual({ index: 50, term: 2 });
+    expect(state.hardState.commit).toBe(50);
+    await reopened.close();
+  });
+
+  it("refuses a damaged, truncated or missing snapshot file, naming it", async () => {
+    const { directory, store } = await storeWithEntries("damaged", 20);
+    await store.saveSnapshot(snapshotAt(10));
+    await store.close();
+    const file = join(directory, "snapshots", "00000000000000000010-00000000000000000002.snap");
+    const original = readFileSync(file);
+
+    const flipped = Buffer.from(original);
+    flipped[1000] = (flipped[1000] ?? 0) ^ 0x01;
+    writeFileSync(file, flipped);
+    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
+
+    writeFileSync(file, original.subarray(0, original.length - 1));
+    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
+
+    rmSync(file);
+    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} cannot be read`);
+  });
+
+  it("opens a store whose snapshot is still in LevelDB, and moves it to a file on the next save", async () => {
+    const { directory, store } = await storeWithEntries("legacy", 30);
+    await store.close();
+    const legacy = snapshotAt(12);
+    const raw = await rawLevel(directory);
+    await raw.put(Uint8Array.of(0x03), new TextEncoder().encode(JSON.stringify(legacy.meta)));
+    await raw.put(Uint8Array.of(0x04), legacy.data);
+    await raw.close();
+
+    const reopened = await LevelLogStore.open(directory);
+    const state = await reopened.load();
+    expect(state.snapshot?.meta).toEqual(legacy.meta);
+    expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(legacy.data))).toBe(true);
+    await reopened.saveSnapshot(snapshotAt(25));
+    await reopened.close();
+    const after = await rawLevel(directory);
+    expect(await after.get(Uint8Array.of(0x04))).toBeUndefined();
+    await after.close();
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000025-00000000000000000002.snap"]);
+  });
+});
