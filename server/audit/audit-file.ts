@@ -1,15 +1,16 @@
 // One audit file sink: appends chained lines (audit-chain.ts) to numbered files in a directory
 // (audit-000001.jsonl, ...), syncing before an append resolves, so "the entry is durable" is true
-// when a request proceeds. The write and the fdatasync run on libuv's thread pool, never on the
-// event loop (a synchronous fsync per entry stalled every call and the node's Raft heartbeats under
-// load), and one is in flight at a time: every append that arrives meanwhile goes into the next
-// write and sync together (group commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
+// when a request proceeds. The file is opened with O_DSYNC, so a write returns once its data is
+// durable (as a write then an fdatasync would): one job on libuv's thread pool per batch, not two,
+// and never on the event loop (a synchronous fsync per entry stalled every call and the node's Raft
+// heartbeats under load). One write is in flight at a time: every append that arrives meanwhile
+// goes into the next write (group commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
 // next file; every start opens a new file linked to the last line of the previous one, so a file
 // cut short by a crash stays as it was, and the verifier reports it.
 
 import {
   closeSync,
-  fdatasync,
+  constants,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -159,9 +160,9 @@ export class AuditFile {
             if (checkpoint !== null) lines.push(checkpoint);
           }
           const text = Buffer.from(`${lines.join("\n")}\n`);
+          // Durable when it returns: the file is O_DSYNC.
           await writeFully(this.descriptor, text);
           this.fileBytes += text.length;
-          await fdatasyncAsync(this.descriptor);
           for (const { resolve } of batch) resolve();
           if (this.fileBytes > this.options.maxFileBytes) this.rotate();
         } catch (error) {
@@ -185,7 +186,11 @@ export class AuditFile {
   }
 
   private openFile(): number {
-    const descriptor = openSync(join(this.options.directory, auditFileName(this.fileIndex)), "wx", 0o600);
+    const descriptor = openSync(
+      join(this.options.directory, auditFileName(this.fileIndex)),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
+      0o600,
+    );
     this.descriptor = descriptor;
     this.writeLines([this.line({ type: "header", file: auditFileName(this.fileIndex) })]);
     fsyncSync(descriptor);
@@ -222,7 +227,6 @@ export class AuditFile {
 }
 
 const writeAsync = promisify(write);
-const fdatasyncAsync = promisify(fdatasync);
 
 /** Writes all of `bytes` at the end of the file (a write may take fewer bytes than asked). */
 async function writeFully(descriptor: number, bytes: Buffer): Promise<void> {

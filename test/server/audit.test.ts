@@ -7,8 +7,11 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
+  constants,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   truncateSync,
   unlinkSync,
@@ -90,6 +93,25 @@ describe("writing", () => {
       entries: 100,
       problems: [],
     });
+  });
+
+  it("writes every file synchronously (O_DSYNC): a write that returned is on disk", async () => {
+    const { directory, sink } = openSink({ maxFileBytes: 2048 });
+    for (let i = 0; i < 20; i++) await sink.append(request(i));
+    // The open file, as the kernel sees it: its descriptor's flags (octal) in /proc.
+    const file = listAuditFiles(directory).at(-1) ?? "";
+    expect(listAuditFiles(directory).length).toBeGreaterThan(1);
+    const descriptor = readdirSync("/proc/self/fd").find((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === file;
+      } catch {
+        return false;
+      }
+    });
+    expect(descriptor, `no descriptor open on ${file}`).toBeDefined();
+    const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"))?.[1];
+    expect(Number.parseInt(flags ?? "0", 8) & constants.O_DSYNC).toBe(constants.O_DSYNC);
+    await sink.close();
   });
 
   it("chains every line to the one before, and verifies clean with and without the key", async () => {
