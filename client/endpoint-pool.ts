@@ -41,7 +41,8 @@ export class EndpointPool {
   ) {
     this.endpoints = addresses.map((address) => ({
       address,
-      client: new Client(address, credentials),
+      // channelz (gRPC's introspection service) is not served by the SDK: skip its per-call bookkeeping.
+      client: new Client(address, credentials, { "grpc.enable_channelz": 0 }),
       breaker: circuitBreaker(
         handleWhen((error) => isEndpointFailure(error as never)),
         {

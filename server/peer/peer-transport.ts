@@ -55,6 +55,8 @@ export function peerChannelOptions(limits: PeerTransportLimits): Record<string, 
     // vote it needed) until its next attempt. A dead peer dialled four times a second costs nothing.
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 250,
+    // Nothing reads channelz here, and its per-call bookkeeping is paid on every message and call.
+    "grpc.enable_channelz": 0,
   };
 }
 
