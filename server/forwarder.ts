@@ -1,10 +1,13 @@
 // Requests a follower cannot serve (writes, operations that propose) go to the leader over the
-// peer channel (Peer.Forward, mutual TLS with the cluster CA): the request as the client sent it,
-// the client's identity and token (the leader authorizes it again) and the time left. The leader runs it as its own and answers with the
-// response or the error (status, reason, leader hint), which the follower passes on unchanged.
-// The leader never forwards again: a leader that lost its role answers NOT_LEADER.
+// peer channel (mutual TLS with the cluster CA): the request as the client sent it, the client's
+// identity and token (the leader authorizes it again) and the time left. The leader runs it as its
+// own and answers with the response or the error (status, reason, leader hint), which the follower
+// passes on unchanged. The leader never forwards again: a leader that lost its role answers
+// NOT_LEADER. Requests travel over one stream per leader (Peer.ForwardStream, forward-stream.ts);
+// a leader that does not serve it yet (a rolling upgrade) gets a call per request (Peer.Forward)
+// for a minute, then the stream is tried again. The receiving side is forward-receiver.ts.
 
-import { Metadata, type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import {
   type ForwardRequest,
   type ForwardResponse,
@@ -12,22 +15,34 @@ import {
 } from "../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { NodeId } from "../raft/core/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
-import { ForwardedError, mapError, NodeError } from "./errors.js";
+import { ForwardedError, NodeError } from "./errors.js";
+import { ForwardStream, ForwardStreamUnimplemented } from "./forward-stream.js";
 import { defaultPeerTransportLimits, peerChannelOptions } from "./peer/peer-transport.js";
 import type { RequestContext } from "./request.js";
 import { channelCredentials } from "./tls/credentials.js";
 import { nodeIdOf } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
+/** How long a node that refused ForwardStream gets a call per request before the stream is tried again. */
+const unaryFallbackMs = 60_000;
+
+interface LeaderChannel {
+  readonly address: string;
+  readonly client: PeerClient;
+  readonly stream: ForwardStream;
+  /** Until when requests go by Peer.Forward (the node refused the stream); 0: the stream. */
+  unaryUntil: number;
+}
+
 export class Forwarder {
-  private readonly clients = new Map<NodeId, { address: string; client: PeerClient }>();
+  private readonly channels = new Map<NodeId, LeaderChannel>();
   private readonly stopWatchingTls: () => void;
 
   constructor(
     private readonly peers: ReadonlyMap<NodeId, string>,
     private readonly tls: TlsFiles,
   ) {
-    this.stopWatchingTls = tls.onChange(() => this.closeClients());
+    this.stopWatchingTls = tls.onChange(() => this.closeChannels());
   }
 
   /** Runs `method` on `leader` and returns its response, or throws the leader's error. */
@@ -37,7 +52,7 @@ export class Forwarder {
     request: Request,
     context: RequestContext,
   ): Promise<Response> {
-    const client = this.clientFor(leader);
+    const channel = this.channelFor(leader);
     const forwardRequest: ForwardRequest = {
       method: method.definition.path,
       request: method.definition.requestSerialize(request),
@@ -45,8 +60,47 @@ export class Forwarder {
       clientToken: context.token ?? "",
       deadlineMs: Math.max(1, context.deadline - Date.now()),
     };
-    const answer = await new Promise<ForwardResponse>((resolve, reject) => {
-      client.forward(forwardRequest, new Metadata(), { deadline: context.deadline }, (error, response) => {
+    const answer = await this.send(leader, channel, forwardRequest, context.deadline);
+    if (answer.code !== status.OK) {
+      throw new ForwardedError(
+        answer.code,
+        answer.reason,
+        answer.message,
+        answer.leaderId === "" ? null : answer.leaderId,
+      );
+    }
+    return method.definition.responseDeserialize(Buffer.from(answer.response)) as Response;
+  }
+
+  /** Requests this node is forwarding now, over every stream. */
+  inFlight(): number {
+    let count = 0;
+    for (const channel of this.channels.values()) count += channel.stream.inFlight;
+    return count;
+  }
+
+  close(): void {
+    this.stopWatchingTls();
+    this.closeChannels();
+  }
+
+  private async send(
+    leader: NodeId,
+    channel: LeaderChannel,
+    forwardRequest: ForwardRequest,
+    deadline: number,
+  ): Promise<ForwardResponse> {
+    if (Date.now() >= channel.unaryUntil) {
+      try {
+        return await channel.stream.send(forwardRequest, deadline);
+      } catch (error) {
+        if (!(error instanceof ForwardStreamUnimplemented)) throw error;
+        // Nothing sent on the refused stream ran: send it again, a call at a time.
+        channel.unaryUntil = Date.now() + unaryFallbackMs;
+      }
+    }
+    return new Promise<ForwardResponse>((resolve, reject) => {
+      channel.client.forward(forwardRequest, new Metadata(), { deadline }, (error, response) => {
         if (error === null) {
           resolve(response);
           return;
@@ -64,28 +118,14 @@ export class Forwarder {
         );
       });
     });
-    if (answer.code !== status.OK) {
-      throw new ForwardedError(
-        answer.code,
-        answer.reason,
-        answer.message,
-        answer.leaderId === "" ? null : answer.leaderId,
-      );
-    }
-    return method.definition.responseDeserialize(Buffer.from(answer.response)) as Response;
   }
 
-  close(): void {
-    this.stopWatchingTls();
-    this.closeClients();
-  }
-
-  private clientFor(leader: NodeId): PeerClient {
+  private channelFor(leader: NodeId): LeaderChannel {
     const address = this.peers.get(leader);
     if (address === undefined) throw new NodeError("NO_LEADER", `the leader ${leader} has no known address`);
-    const known = this.clients.get(leader);
-    if (known !== undefined && known.address === address) return known.client;
-    known?.client.close();
+    const known = this.channels.get(leader);
+    if (known !== undefined && known.address === address) return known;
+    if (known !== undefined) closeChannel(known);
     const client = new PeerClient(
       address,
       channelCredentials(this.tls, (certificate) =>
@@ -95,77 +135,23 @@ export class Forwarder {
       ),
       peerChannelOptions(defaultPeerTransportLimits),
     );
-    this.clients.set(leader, { address, client });
-    return client;
+    const channel: LeaderChannel = {
+      address,
+      client,
+      stream: new ForwardStream(client, leader),
+      unaryUntil: 0,
+    };
+    this.channels.set(leader, channel);
+    return channel;
   }
 
-  private closeClients(): void {
-    for (const { client } of this.clients.values()) client.close();
-    this.clients.clear();
+  private closeChannels(): void {
+    for (const channel of this.channels.values()) closeChannel(channel);
+    this.channels.clear();
   }
 }
 
-/**
- * The receiving side of Peer.Forward (on the leader, or on the node a "peer" method was asked
- * of): decodes the request of a known leader- or peer-routed method, runs it
- * with the client's identity and the forwarder's deadline, and answers with the response or the
- * mapped error. Only a peer certificate (cluster CA, naming a node) reaches this port.
- */
-export function forwardHandler(
-  methods: ReadonlyMap<string, AnyApiMethod>,
-  execute: (method: AnyApiMethod, request: unknown, context: RequestContext) => Promise<unknown>,
-  deadlineMsMax: number,
-) {
-  return (
-    call: ServerUnaryCall<ForwardRequest, ForwardResponse>,
-    callback: sendUnaryData<ForwardResponse>,
-  ): void => {
-    const peer = nodeIdOf(call.getAuthContext()?.sslPeerCertificate);
-    const failed = (error: unknown): void => {
-      const mapped = mapError(error);
-      callback(null, {
-        response: new Uint8Array(0),
-        code: mapped.code,
-        message: mapped.message,
-        reason: mapped.reason,
-        leaderId: mapped.leaderHint ?? "",
-      });
-    };
-    const method = methods.get(call.request.method);
-    if (peer === null) {
-      callback({ code: status.PERMISSION_DENIED, details: "the peer certificate names no node" });
-      return;
-    }
-    if (method === undefined || method.route === "local") {
-      failed(new NodeError("INVALID_ARGUMENT", `${call.request.method} is not a method that is forwarded`));
-      return;
-    }
-    let request: unknown;
-    try {
-      request = method.definition.requestDeserialize(Buffer.from(call.request.request));
-    } catch {
-      failed(
-        new NodeError("INVALID_ARGUMENT", `the forwarded ${call.request.method} request does not decode`),
-      );
-      return;
-    }
-    const context: RequestContext = {
-      method: method.definition.path,
-      identity: call.request.clientIdentity,
-      token: call.request.clientToken === "" ? null : call.request.clientToken,
-      deadline: Date.now() + Math.min(call.request.deadlineMs, deadlineMsMax),
-      forwardedBy: peer,
-    };
-    execute(method, request, context).then(
-      (response) =>
-        callback(null, {
-          response: method.definition.responseSerialize(response),
-          code: status.OK,
-          message: "",
-          reason: "",
-          leaderId: "",
-        }),
-      failed,
-    );
-  };
+function closeChannel(channel: LeaderChannel): void {
+  channel.stream.close();
+  channel.client.close();
 }

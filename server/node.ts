@@ -36,7 +36,8 @@ import type { NodeConfig } from "./config.js";
 import { NodeError } from "./errors.js";
 import { Executor } from "./executor.js";
 import { failpointsFromEnv } from "./failpoints.js";
-import { Forwarder, forwardHandler } from "./forwarder.js";
+import { ForwardReceiver } from "./forward-receiver.js";
+import { Forwarder } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
@@ -525,11 +526,11 @@ export class StrongroomNode {
       address: config.listen.peer,
       tls: peerTls,
       transport,
-      forward: forwardHandler(
-        byPath,
-        (entry, request, context) => executor.execute(entry, request, context),
-        config.requests.timeoutMs,
-      ),
+      forwarding: new ForwardReceiver({
+        methods: byPath,
+        execute: (entry, request, context) => executor.execute(entry, request, context),
+        deadlineMsMax: config.requests.timeoutMs,
+      }),
     });
     undo.push(() => peerListener.close());
     const clientListener = await startClientListener({

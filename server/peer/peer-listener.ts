@@ -2,13 +2,9 @@
 // only, so a client certificate (client CA) fails the handshake before any RPC. Separate from the
 // client port, as etcd (2379/2380) and Vault (8200/8201) separate theirs.
 
-import { type handleUnaryCall, Server } from "@grpc/grpc-js";
-import {
-  type ForwardRequest,
-  type ForwardResponse,
-  type PeerServer,
-  PeerService,
-} from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import { Server } from "@grpc/grpc-js";
+import { type PeerServer, PeerService } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import type { ForwardingHandlers } from "../forward-receiver.js";
 import { serverCredentials } from "../tls/credentials.js";
 import type { TlsFiles } from "../tls/tls-files.js";
 import {
@@ -23,7 +19,8 @@ export interface PeerListenerOptions {
   readonly address: string;
   readonly tls: TlsFiles;
   readonly transport: GrpcPeerTransport;
-  readonly forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+  /** Serves requests other nodes forward here (Forward and ForwardStream). */
+  readonly forwarding: ForwardingHandlers;
   readonly limits?: PeerTransportLimits;
 }
 
@@ -36,7 +33,8 @@ export async function startPeerListener(options: PeerListenerOptions): Promise<P
   const server = new Server(peerChannelOptions(options.limits ?? defaultPeerTransportLimits));
   const implementation: PeerServer = {
     stream: (call, callback) => options.transport.acceptStream(call, callback),
-    forward: options.forward,
+    forward: options.forwarding.unary(),
+    forwardStream: options.forwarding.stream(),
   };
   server.addService(PeerService, implementation);
   const port = await new Promise<number>((resolve, reject) => {

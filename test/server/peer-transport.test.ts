@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { type MessageBatch, PeerClient } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { Entry, Message, NodeId } from "../../raft/core/index.js";
 import { MemoryLogStore, RaftNode, type StateMachine } from "../../raft/node/index.js";
+import { ForwardReceiver } from "../../server/forward-receiver.js";
 import { explainPeerFailure } from "../../server/peer/peer-diagnosis.js";
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
 import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
@@ -50,8 +51,8 @@ async function startPeers(count: number, paths: (id: NodeId) => TlsFilePaths = (
       address: "127.0.0.1:0",
       tls,
       transport,
-      forward: (_call, callback) =>
-        callback({ code: status.UNIMPLEMENTED, details: "no forwarding in this test" }),
+      // No method is forwarded in this test: every forwarded request is refused by name.
+      forwarding: new ForwardReceiver({ methods: new Map(), execute: async () => null, deadlineMsMax: 1000 }),
     });
     addresses.set(id, `127.0.0.1:${listener.port}`);
     nodes.push({ id, transport, listener, tls, drops, streamErrors });

@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
   type ClientWritableStream,
+  type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -196,6 +198,18 @@ export interface ForwardRequest {
    * travels only inside the peer channel's mutual TLS and is never stored or logged.
    */
   clientToken: string;
+}
+
+export interface ForwardedCall {
+  /** Unique on its stream, chosen by the follower. */
+  id: number;
+  request: ForwardRequest | undefined;
+}
+
+export interface ForwardedAnswer {
+  /** The id of the call it answers. */
+  id: number;
+  response: ForwardResponse | undefined;
 }
 
 export interface ForwardResponse {
@@ -2050,6 +2064,156 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
   },
 };
 
+function createBaseForwardedCall(): ForwardedCall {
+  return { id: 0, request: undefined };
+}
+
+export const ForwardedCall: MessageFns<ForwardedCall> = {
+  encode(message: ForwardedCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.request !== undefined) {
+      ForwardRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardedCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardedCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = ForwardRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardedCall {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      request: isSet(object.request) ? ForwardRequest.fromJSON(object.request) : undefined,
+    };
+  },
+
+  toJSON(message: ForwardedCall): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.request !== undefined) {
+      obj.request = ForwardRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+};
+
+function createBaseForwardedAnswer(): ForwardedAnswer {
+  return { id: 0, response: undefined };
+}
+
+export const ForwardedAnswer: MessageFns<ForwardedAnswer> = {
+  encode(message: ForwardedAnswer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.response !== undefined) {
+      ForwardResponse.encode(message.response, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardedAnswer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardedAnswer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.response = ForwardResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardedAnswer {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      response: isSet(object.response) ? ForwardResponse.fromJSON(object.response) : undefined,
+    };
+  },
+
+  toJSON(message: ForwardedAnswer): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.response !== undefined) {
+      obj.response = ForwardResponse.toJSON(message.response);
+    }
+    return obj;
+  },
+};
+
 function createBaseForwardResponse(): ForwardResponse {
   return { response: new Uint8Array(0), code: 0, message: "", reason: "", leaderId: "" };
 }
@@ -2191,7 +2355,10 @@ export const PeerService = {
     responseSerialize: (value: StreamClosed): Buffer => Buffer.from(StreamClosed.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamClosed => StreamClosed.decode(value),
   },
-  /** A client request received by a follower, carried to the leader, which serves it as its own. */
+  /**
+   * A client request received by a follower, carried to the leader, which serves it as its own.
+   * Kept for followers that do not use ForwardStream yet (a rolling upgrade).
+   */
   forward: {
     path: "/strongroom.raft.v1.Peer/Forward" as const,
     requestStream: false as const,
@@ -2200,6 +2367,20 @@ export const PeerService = {
     requestDeserialize: (value: Buffer): ForwardRequest => ForwardRequest.decode(value),
     responseSerialize: (value: ForwardResponse): Buffer => Buffer.from(ForwardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ForwardResponse => ForwardResponse.decode(value),
+  },
+  /**
+   * The same, for many requests over one long-lived stream per follower and leader: each request
+   * carries an id its answer repeats, and answers come back in any order. A gRPC call per forwarded
+   * request cost both nodes an HTTP/2 stream with its headers and trailers.
+   */
+  forwardStream: {
+    path: "/strongroom.raft.v1.Peer/ForwardStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ForwardedCall): Buffer => Buffer.from(ForwardedCall.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForwardedCall => ForwardedCall.decode(value),
+    responseSerialize: (value: ForwardedAnswer): Buffer => Buffer.from(ForwardedAnswer.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForwardedAnswer => ForwardedAnswer.decode(value),
   },
 } as const;
 
@@ -2211,8 +2392,17 @@ export interface PeerServer extends UntypedServiceImplementation {
    * receiver ends the stream with a status when it refuses the sender (PERMISSION_DENIED).
    */
   stream: handleClientStreamingCall<MessageBatch, StreamClosed>;
-  /** A client request received by a follower, carried to the leader, which serves it as its own. */
+  /**
+   * A client request received by a follower, carried to the leader, which serves it as its own.
+   * Kept for followers that do not use ForwardStream yet (a rolling upgrade).
+   */
   forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+  /**
+   * The same, for many requests over one long-lived stream per follower and leader: each request
+   * carries an id its answer repeats, and answers come back in any order. A gRPC call per forwarded
+   * request cost both nodes an HTTP/2 stream with its headers and trailers.
+   */
+  forwardStream: handleBidiStreamingCall<ForwardedCall, ForwardedAnswer>;
 }
 
 export interface PeerClient extends Client {
@@ -2236,7 +2426,10 @@ export interface PeerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StreamClosed) => void,
   ): ClientWritableStream<MessageBatch>;
-  /** A client request received by a follower, carried to the leader, which serves it as its own. */
+  /**
+   * A client request received by a follower, carried to the leader, which serves it as its own.
+   * Kept for followers that do not use ForwardStream yet (a rolling upgrade).
+   */
   forward(
     request: ForwardRequest,
     callback: (error: ServiceError | null, response: ForwardResponse) => void,
@@ -2252,6 +2445,14 @@ export interface PeerClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ForwardResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The same, for many requests over one long-lived stream per follower and leader: each request
+   * carries an id its answer repeats, and answers come back in any order. A gRPC call per forwarded
+   * request cost both nodes an HTTP/2 stream with its headers and trailers.
+   */
+  forwardStream(): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
+  forwardStream(options: Partial<CallOptions>): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
+  forwardStream(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
 }
 
 export const PeerClient = makeGenericClientConstructor(PeerService, "strongroom.raft.v1.Peer") as unknown as {

@@ -1,0 +1,123 @@
+// One follower's stream of forwarded requests to one node (Peer.ForwardStream): opened on first use,
+// kept while it works, opened again on the next request after it fails. Each request gets an id;
+// the answer carrying that id settles it, in whatever order answers come. A request's deadline is
+// kept here too (the stream itself has none). When the stream fails, every request still waiting
+// fails: with NO_LEADER when no connection was ever made (nothing was sent, so retrying is safe),
+// else FORWARD_FAILED (the node may have run it: the outcome is unknown).
+
+import { type ClientDuplexStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import type {
+  ForwardedAnswer,
+  ForwardedCall,
+  ForwardRequest,
+  ForwardResponse,
+  PeerClient,
+} from "../proto/gen/strongroom/raft/v1/peer.gen.js";
+import type { NodeId } from "../raft/core/index.js";
+import { NodeError } from "./errors.js";
+
+/** The node does not serve ForwardStream (an older version): nothing sent on it was run. */
+export class ForwardStreamUnimplemented extends Error {
+  override readonly name = "ForwardStreamUnimplemented";
+}
+
+interface Waiting {
+  readonly resolve: (response: ForwardResponse) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+export class ForwardStream {
+  private call: ClientDuplexStream<ForwardedCall, ForwardedAnswer> | null = null;
+  private nextId = 1;
+  private readonly waiting = new Map<number, Waiting>();
+
+  constructor(
+    private readonly client: PeerClient,
+    private readonly target: NodeId,
+  ) {}
+
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
+    return this.waiting.size;
+  }
+
+  /** Sends `request` and resolves with the node's answer, or rejects by `deadline` (ms since the epoch). */
+  send(request: ForwardRequest, deadline: number): Promise<ForwardResponse> {
+    const call = this.call ?? this.open();
+    const id = this.nextId++;
+    return new Promise<ForwardResponse>((resolve, reject) => {
+      const timer = setTimeout(
+        () => {
+          this.waiting.delete(id);
+          reject(
+            new NodeError("FORWARD_FAILED", `the leader ${this.target} did not answer before the deadline`, {
+              leaderHint: this.target,
+            }),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      this.waiting.set(id, { resolve, reject, timer });
+      call.write({ id, request });
+    });
+  }
+
+  /** Ends the stream; requests still waiting fail (FORWARD_FAILED). */
+  close(): void {
+    const call = this.call;
+    if (call === null) return;
+    this.fail(call, { code: status.CANCELLED, details: "the forwarder was closed" });
+    call.cancel();
+  }
+
+  private open(): ClientDuplexStream<ForwardedCall, ForwardedAnswer> {
+    const call = this.client.forwardStream(new Metadata());
+    call.on("data", (answer: ForwardedAnswer) => {
+      const waiting = this.waiting.get(answer.id);
+      if (waiting === undefined) return; // its deadline passed: the caller was told already
+      this.waiting.delete(answer.id);
+      clearTimeout(waiting.timer);
+      if (answer.response === undefined) {
+        waiting.reject(
+          new NodeError("FORWARD_FAILED", `the leader ${this.target} answered without a response`, {
+            leaderHint: this.target,
+          }),
+        );
+        return;
+      }
+      waiting.resolve(answer.response);
+    });
+    call.on("error", (error: ServiceError) => this.fail(call, error));
+    call.on("end", () =>
+      this.fail(call, { code: status.UNAVAILABLE, details: `the leader ${this.target} ended the stream` }),
+    );
+    this.call = call;
+    return call;
+  }
+
+  private fail(
+    call: ClientDuplexStream<ForwardedCall, ForwardedAnswer>,
+    error: Pick<ServiceError, "code" | "details">,
+  ): void {
+    if (this.call !== call) return;
+    this.call = null;
+    // No connection means nothing was sent: safe to retry elsewhere. Any other failure may have
+    // come after the node received a request: its outcome is unknown.
+    const neverSent =
+      error.code === status.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(error.details);
+    const failure =
+      error.code === status.UNIMPLEMENTED
+        ? new ForwardStreamUnimplemented(`${this.target} does not serve ForwardStream`)
+        : new NodeError(
+            neverSent ? "NO_LEADER" : "FORWARD_FAILED",
+            `the leader ${this.target} could not ${neverSent ? "be reached" : "answer"}: ${error.details}`,
+            { leaderHint: this.target },
+          );
+    for (const waiting of this.waiting.values()) {
+      clearTimeout(waiting.timer);
+      waiting.reject(failure);
+    }
+    this.waiting.clear();
+  }
+}

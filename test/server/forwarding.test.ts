@@ -1,0 +1,205 @@
+// Forwarding between two nodes over real sockets and mutual TLS: a Forwarder on the follower and
+// the leader's peer listener with its ForwardReceiver; the leader's execution is the test's. Many
+// requests share one stream and each gets its own answer, whatever order they finish in; the
+// leader's errors pass through with their reason; a request past its deadline fails by it; the
+// leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
+// (nothing sent); a leader of an older version, without the stream, is served a call at a time.
+
+import { Server, type ServerCredentials, status } from "@grpc/grpc-js";
+import { afterAll, describe, expect, it } from "vitest";
+import { PeerService } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import {
+  type PutRequest,
+  type PutResponse,
+  SecretsService,
+} from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { method } from "../../server/api/api-method.js";
+import { ForwardedError, NodeError } from "../../server/errors.js";
+import { ForwardReceiver } from "../../server/forward-receiver.js";
+import { Forwarder } from "../../server/forwarder.js";
+import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
+import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
+import type { RequestContext } from "../../server/request.js";
+import { serverCredentials } from "../../server/tls/credentials.js";
+import { TlsFiles } from "../../server/tls/tls-files.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("forwarding");
+const closers: (() => unknown)[] = [];
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+  pki.cleanup();
+});
+
+const put = method<PutRequest, PutResponse>(SecretsService.put, "leader", async () => ({
+  version: 0,
+  revision: 0,
+}));
+const methods = new Map([[SecretsService.put.path, put]]);
+
+type Execute = (request: PutRequest, context: RequestContext) => Promise<PutResponse>;
+
+/** The leader "n1": a peer listener whose forwarded requests run `execute`; counts its streams. */
+async function startLeader(execute: Execute, port = 0) {
+  const tls = new TlsFiles(pki.node("n1", ["127.0.0.1"]));
+  const transport = new GrpcPeerTransport({ nodeId: "n1", peers: new Map(), tls });
+  const receiver = new ForwardReceiver({
+    methods,
+    execute: (_method, request, context) => execute(request as PutRequest, context),
+    deadlineMsMax: 30_000,
+  });
+  let streams = 0;
+  const serveStream = receiver.stream();
+  const listener: PeerListener = await startPeerListener({
+    address: `127.0.0.1:${port}`,
+    tls,
+    transport,
+    forwarding: {
+      unary: () => receiver.unary(),
+      stream: () => (call) => {
+        streams += 1;
+        serveStream(call);
+      },
+    },
+  });
+  const stop = async () => {
+    await listener.close();
+    await transport.close();
+    tls.close();
+  };
+  return { port: listener.port, streams: () => streams, stop };
+}
+
+/** The follower "n2": a Forwarder that knows n1 at `port`. */
+function follower(port: number): Forwarder {
+  const tls = new TlsFiles(pki.node("n2", ["127.0.0.1"]));
+  const forwarder = new Forwarder(new Map([["n1", `127.0.0.1:${port}`]]), tls);
+  closers.push(() => {
+    forwarder.close();
+    tls.close();
+  });
+  return forwarder;
+}
+
+const contextFor = (deadlineMs = 10_000): RequestContext => ({
+  method: SecretsService.put.path,
+  identity: "alice",
+  token: null,
+  deadline: Date.now() + deadlineMs,
+  forwardedBy: null,
+});
+
+const forwardPut = (forwarder: Forwarder, path: string, deadlineMs?: number) =>
+  forwarder.forward<PutRequest, PutResponse>(
+    "n1",
+    put,
+    { path, value: new TextEncoder().encode(path) },
+    contextFor(deadlineMs),
+  );
+
+describe("forwarding over one stream", () => {
+  it("answers each of many requests with its own response, out of order, over one stream", async () => {
+    const seen: string[] = [];
+    const leader = await startLeader(async (request, context) => {
+      seen.push(`${context.identity} via ${context.forwardedBy}`);
+      const n = Number(request.path.slice(2));
+      // Later requests finish first.
+      await new Promise((resolve) => setTimeout(resolve, 200 - n));
+      return { version: n, revision: 1000 + n };
+    });
+    closers.push(leader.stop);
+    const forwarder = follower(leader.port);
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, n) => forwardPut(forwarder, `p/${n}`)));
+    expect(answers.map((answer) => answer.version)).toEqual(Array.from({ length: 200 }, (_, n) => n));
+    expect(answers.map((answer) => answer.revision)).toEqual(Array.from({ length: 200 }, (_, n) => 1000 + n));
+    expect(new Set(seen)).toEqual(new Set(["alice via n2"]));
+    expect(leader.streams()).toBe(1);
+    expect(forwarder.inFlight()).toBe(0);
+  });
+
+  it("passes the leader's error on with its reason, and fails a request at its deadline", async () => {
+    const leader = await startLeader(async (request) => {
+      if (request.path === "p/refused")
+        throw new NodeError("PERMISSION_DENIED", "alice may not update p/refused");
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      return { version: 1, revision: 1 };
+    });
+    closers.push(leader.stop);
+    const forwarder = follower(leader.port);
+    const refused = await forwardPut(forwarder, "p/refused").catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ForwardedError);
+    expect(refused).toMatchObject({ grpcCode: status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
+    const started = Date.now();
+    const late = await forwardPut(forwarder, "p/slow", 300).catch((error: unknown) => error);
+    expect(late).toBeInstanceOf(NodeError);
+    expect((late as NodeError).code).toBe("FORWARD_FAILED");
+    expect((late as Error).message).toMatch(/did not answer before the deadline/);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // The stream outlives a request that timed out: the next one goes through it.
+    const again = await forwardPut(forwarder, "p/refused").catch((error: unknown) => error);
+    expect(again).toMatchObject({ reason: "PERMISSION_DENIED" });
+    expect(leader.streams()).toBe(1);
+  });
+
+  it("fails what a leader that went away had, unknown outcome; the next request opens a new stream", async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = await startLeader(async () => {
+      await held;
+      return { version: 1, revision: 1 };
+    });
+    const forwarder = follower(first.port);
+    const pending = Promise.all([forwardPut(forwarder, "p/a"), forwardPut(forwarder, "p/b")]).catch(
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await first.stop();
+    release();
+    const failure = await pending;
+    expect(failure).toBeInstanceOf(NodeError);
+    expect((failure as NodeError).code).toBe("FORWARD_FAILED");
+    // Nothing listens there now: never sent, so NO_LEADER (the executor may retry it).
+    const unreachable = await forwardPut(forwarder, "p/c").catch((error: unknown) => error);
+    expect((unreachable as NodeError).code).toBe("NO_LEADER");
+    // The leader back on the same port: a new stream.
+    const second = await startLeader(async () => ({ version: 2, revision: 2 }), first.port);
+    closers.push(second.stop);
+    let answer: PutResponse | null = null;
+    for (let attempt = 0; attempt < 50 && answer === null; attempt++) {
+      answer = await forwardPut(forwarder, "p/d").catch(() => null);
+      if (answer === null) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(answer?.version).toBe(2);
+    expect(second.streams()).toBe(1);
+  });
+
+  it("sends a call per request to a leader without the stream (an older version)", async () => {
+    const tls = new TlsFiles(pki.node("n1", ["127.0.0.1"]));
+    const receiver = new ForwardReceiver({
+      methods,
+      execute: async (_method, request) => ({ version: (request as PutRequest).path.length, revision: 3 }),
+      deadlineMsMax: 30_000,
+    });
+    // The old peer service: Forward only (ForwardStream is answered UNIMPLEMENTED by gRPC).
+    const { forwardStream: _absent, ...oldService } = PeerService;
+    const server = new Server();
+    server.addService(oldService as unknown as typeof PeerService, {
+      stream: () => {},
+      forward: receiver.unary(),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", serverCredentials(tls) as ServerCredentials, (error, bound) =>
+        error === null ? resolve(bound) : reject(error),
+      ),
+    );
+    closers.push(() => {
+      server.forceShutdown();
+      tls.close();
+    });
+    const forwarder = follower(port);
+    const answers = await Promise.all([forwardPut(forwarder, "p/x"), forwardPut(forwarder, "p/xyz")]);
+    expect(answers.map((answer) => answer.version)).toEqual([3, 5]);
+  });
+});
