@@ -96,8 +96,8 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     "grpc.max_receive_message_length": options.messageBytesMax,
     "grpc.max_send_message_length": options.messageBytesMax,
     "grpc.max_concurrent_streams": options.streamsPerConnectionMax,
-    // Nothing reads channelz here, and its per-call bookkeeping is paid on every call.
-    "grpc.enable_channelz": 0,
+    // channelz stays on for servers: grpc-js 1.14 tracks a server's sessions for forceShutdown
+    // only with it, so without it a stop waited out every open stream (a Watch) to its deadline.
   });
   const services: [ServiceDefinition, Record<string, AnyApiMethod>][] = [
     [SecretsService, options.secrets],

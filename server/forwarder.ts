@@ -17,7 +17,7 @@ import type { NodeId } from "../raft/core/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { ForwardedError, NodeError } from "./errors.js";
 import { ForwardStream, ForwardStreamUnimplemented } from "./forward-stream.js";
-import { defaultPeerTransportLimits, peerChannelOptions } from "./peer/peer-transport.js";
+import { defaultPeerTransportLimits, peerClientChannelOptions } from "./peer/peer-transport.js";
 import type { RequestContext } from "./request.js";
 import { channelCredentials } from "./tls/credentials.js";
 import { nodeIdOf } from "./tls/identity.js";
@@ -133,7 +133,7 @@ export class Forwarder {
           ? undefined
           : `the certificate at ${address} does not name node ${leader}`,
       ),
-      peerChannelOptions(defaultPeerTransportLimits),
+      peerClientChannelOptions(defaultPeerTransportLimits),
     );
     const channel: LeaderChannel = {
       address,

@@ -55,9 +55,15 @@ export function peerChannelOptions(limits: PeerTransportLimits): Record<string, 
     // vote it needed) until its next attempt. A dead peer dialled four times a second costs nothing.
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 250,
-    // Nothing reads channelz here, and its per-call bookkeeping is paid on every message and call.
-    "grpc.enable_channelz": 0,
   };
+}
+
+/**
+ * A channel to a peer: the peer options, without channelz - nothing reads it, and its bookkeeping
+ * is paid on every call. Servers keep it (client-listener.ts says why).
+ */
+export function peerClientChannelOptions(limits: PeerTransportLimits): Record<string, number> {
+  return { ...peerChannelOptions(limits), "grpc.enable_channelz": 0 };
 }
 
 export interface PeerTransportOptions {
@@ -235,7 +241,7 @@ export class GrpcPeerTransport implements Transport {
             ? undefined
             : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
         }),
-        peerChannelOptions(this.limits),
+        peerClientChannelOptions(this.limits),
       );
     }
     const stream = outbox.client.stream((error) => {
