@@ -10,8 +10,6 @@ export class InProcessNetwork {
   private readonly cut = new Set<string>();
   delivered = 0;
   dropped = 0;
-  /** Messages delivered, by type (what a test of batching counts). */
-  readonly deliveredByType = new Map<Message["type"], number>();
 
   connect(id: NodeId): Transport {
     let closed = false;
@@ -58,7 +56,6 @@ export class InProcessNetwork {
           continue;
         }
         this.delivered++;
-        this.deliveredByType.set(message.type, (this.deliveredByType.get(message.type) ?? 0) + 1);
         handler(message);
       }
     });

@@ -125,14 +125,7 @@ export class RaftNode<Result> {
   private readonly options: RaftNodeOptions<Result>;
   private readonly tickTimer: NodeJS.Timeout;
   private readonly proposals = new Map<number, { term: number; waiter: Waiter<Proposed<Result>> }>();
-  /** Reads waiting for their ReadIndex round, by the request's context: several may share one. */
-  private readonly reads = new Map<string, Waiter<number>[]>();
-  /**
-   * The ReadIndex request not yet handed out with a Ready, which a new read may join: every read
-   * in it began before the request leaves, so the index it confirms serves all of them (Raft
-   * §6.4). On a follower that is one request to the leader, one answer, for a burst of reads.
-   */
-  private joinableRead: string | null = null;
+  private readonly reads = new Map<string, Waiter<number>>();
   /** Reads confirmed at an index the state machine has not applied yet, in arrival order. */
   private readsAwaitingApply: { readState: ReadState; waiter: Waiter<number> }[] = [];
   private readSequence = 0;
@@ -216,18 +209,11 @@ export class RaftNode<Result> {
   readIndex(): Promise<number> {
     this.assertRunning();
     this.assertMember();
-    const joined = this.joinableRead === null ? undefined : this.reads.get(this.joinableRead);
-    if (joined !== undefined) {
-      return new Promise<number>((resolve, reject) => {
-        joined.push({ resolve, reject, deadline: this.deadline() });
-      });
-    }
     const context = `${this.id}:${++this.readSequence}`;
     this.core.readIndex(context);
     const promise = new Promise<number>((resolve, reject) => {
-      this.reads.set(context, [{ resolve, reject, deadline: this.deadline() }]);
+      this.reads.set(context, { resolve, reject, deadline: this.deadline() });
     });
-    this.joinableRead = context;
     this.schedule();
     return promise;
   }
@@ -299,15 +285,10 @@ export class RaftNode<Result> {
         new RaftNodeError("TIMEOUT", `proposal at ${index} not applied in time; it may still commit`),
       );
     }
-    for (const [context, waiters] of this.reads) {
-      if (waiters.every((waiter) => waiter.deadline > now)) continue;
-      const waiting = waiters.filter((waiter) => waiter.deadline > now);
-      for (const waiter of waiters) {
-        if (waiter.deadline <= now)
-          waiter.reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
-      }
-      if (waiting.length === 0) this.reads.delete(context);
-      else this.reads.set(context, waiting);
+    for (const [context, waiter] of this.reads) {
+      if (waiter.deadline > now) continue;
+      this.reads.delete(context);
+      waiter.reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
     }
     if (this.readsAwaitingApply.some((read) => read.waiter.deadline <= now)) {
       const waiting: typeof this.readsAwaitingApply = [];
@@ -359,8 +340,6 @@ export class RaftNode<Result> {
 
   private async handleReady(): Promise<void> {
     const ready = this.core.ready();
-    // The pending ReadIndex request goes out with this Ready: later reads need their own.
-    this.joinableRead = null;
     const store = this.options.logStore;
     // 1. Persist. Nothing below may happen before these writes are durable.
     const failpoint = this.options.failpoint;
@@ -393,10 +372,10 @@ export class RaftNode<Result> {
     }
     if (failpoint !== undefined && ready.committedEntries.length > 0) await failpoint("after-apply");
     for (const readState of ready.readStates) {
-      const waiters = this.reads.get(readState.context);
-      if (waiters === undefined) continue;
+      const waiter = this.reads.get(readState.context);
+      if (waiter === undefined) continue;
       this.reads.delete(readState.context);
-      for (const waiter of waiters) this.readsAwaitingApply.push({ readState, waiter });
+      this.readsAwaitingApply.push({ readState, waiter });
     }
     // 4. Advance.
     this.core.advance();
@@ -511,7 +490,8 @@ export class RaftNode<Result> {
     if (!this.wasMember || this.removed) return;
     this.removed = true;
     const removed = this.removedError();
-    this.rejectReads(removed);
+    for (const waiter of this.reads.values()) waiter.reject(removed);
+    this.reads.clear();
     for (const { waiter } of this.proposals.values()) waiter.reject(removed);
     this.proposals.clear();
     this.options.onRemoved?.();
@@ -544,7 +524,8 @@ export class RaftNode<Result> {
         "PROPOSAL_DROPPED",
         "the read was not confirmed before a leader change; retry",
       );
-      this.rejectReads(dropped);
+      for (const waiter of this.reads.values()) waiter.reject(dropped);
+      this.reads.clear();
     }
     // A leader that lost its role (cut off, or deposed) cannot tell whether its pending proposals
     // will commit - the new leader decides - so their callers are answered now, as outcome
@@ -573,17 +554,11 @@ export class RaftNode<Result> {
     this.options.onFatal?.(error);
   }
 
-  /** Fails every read still waiting for its ReadIndex round. */
-  private rejectReads(error: RaftNodeError): void {
-    for (const waiters of this.reads.values()) for (const waiter of waiters) waiter.reject(error);
-    this.reads.clear();
-    this.joinableRead = null;
-  }
-
   private failAll(error: RaftNodeError): void {
     for (const { waiter } of this.proposals.values()) waiter.reject(error);
     this.proposals.clear();
-    this.rejectReads(error);
+    for (const waiter of this.reads.values()) waiter.reject(error);
+    this.reads.clear();
     for (const { waiter } of this.readsAwaitingApply) waiter.reject(error);
     this.readsAwaitingApply = [];
   }
