@@ -102,22 +102,29 @@ export class ForwardStream {
   ): void {
     if (this.call !== call) return;
     this.call = null;
-    // No connection means nothing was sent: safe to retry elsewhere. Any other failure may have
-    // come after the node received a request: its outcome is unknown.
-    const neverSent =
-      error.code === status.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(error.details);
     const failure =
       error.code === status.UNIMPLEMENTED
         ? new ForwardStreamUnimplemented(`${this.target} does not serve ForwardStream`)
-        : new NodeError(
-            neverSent ? "NO_LEADER" : "FORWARD_FAILED",
-            `the leader ${this.target} could not ${neverSent ? "be reached" : "answer"}: ${error.details}`,
-            { leaderHint: this.target },
-          );
+        : forwardingFailure(this.target, error);
     for (const waiting of this.waiting.values()) {
       clearTimeout(waiting.timer);
       waiting.reject(failure);
     }
     this.waiting.clear();
   }
+}
+
+/**
+ * What a forwarded request that failed in transport is to the executor: NO_LEADER when no
+ * connection was made (nothing was sent, so retrying elsewhere is safe), else FORWARD_FAILED (it
+ * may have reached the leader: its outcome is unknown).
+ */
+export function forwardingFailure(leader: NodeId, error: Pick<ServiceError, "code" | "details">): NodeError {
+  const neverSent =
+    error.code === status.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(error.details);
+  return new NodeError(
+    neverSent ? "NO_LEADER" : "FORWARD_FAILED",
+    `the leader ${leader} could not ${neverSent ? "be reached" : "answer"}: ${error.details}`,
+    { leaderHint: leader },
+  );
 }

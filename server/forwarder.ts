@@ -16,7 +16,7 @@ import {
 import type { NodeId } from "../raft/core/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { ForwardedError, NodeError } from "./errors.js";
-import { ForwardStream, ForwardStreamUnimplemented } from "./forward-stream.js";
+import { ForwardStream, ForwardStreamUnimplemented, forwardingFailure } from "./forward-stream.js";
 import { defaultPeerTransportLimits, peerClientChannelOptions } from "./peer/peer-transport.js";
 import type { RequestContext } from "./request.js";
 import { channelCredentials } from "./tls/credentials.js";
@@ -105,17 +105,7 @@ export class Forwarder {
           resolve(response);
           return;
         }
-        // No connection means the request was never sent: safe to retry elsewhere. Any other
-        // failure may have happened after the leader received it: its outcome is unknown.
-        const neverSent =
-          error.code === status.UNAVAILABLE && /No connection established|ECONNREFUSED/.test(error.details);
-        reject(
-          new NodeError(
-            neverSent ? "NO_LEADER" : "FORWARD_FAILED",
-            `the leader ${leader} could not ${neverSent ? "be reached" : "answer"}: ${error.details}`,
-            { leaderHint: leader },
-          ),
-        );
+        reject(forwardingFailure(leader, error));
       });
     });
   }

@@ -5,7 +5,7 @@
 // leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
 // (nothing sent); a leader of an older version, without the stream, is served a call at a time.
 
-import { Server, type ServerCredentials, status } from "@grpc/grpc-js";
+import { Server, status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { PeerService } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
 import {
@@ -185,12 +185,12 @@ describe("forwarding over one stream", () => {
     // The old peer service: Forward only (ForwardStream is answered UNIMPLEMENTED by gRPC).
     const { forwardStream: _absent, ...oldService } = PeerService;
     const server = new Server();
-    server.addService(oldService as unknown as typeof PeerService, {
+    server.addService(oldService, {
       stream: () => {},
       forward: receiver.unary(),
     });
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync("127.0.0.1:0", serverCredentials(tls) as ServerCredentials, (error, bound) =>
+      server.bindAsync("127.0.0.1:0", serverCredentials(tls), (error, bound) =>
         error === null ? resolve(bound) : reject(error),
       ),
     );
