@@ -10,9 +10,9 @@
 //   0x02                  log offset       JSON {index, term} of the last compacted entry
 //   0x03                  snapshot record  JSON {index, term, membership, file, bytes, crc32}
 //   0x04                  snapshot data    raw bytes: stores written before snapshot files only
+//   0x10 + index (u64 BE) entry            crc32 (u32 BE) | term (u64 BE) | type (u8) | data
 //
 // The snapshot's data is a file the record names (snapshot-files.ts).
-//   0x10 + index (u64 BE) entry            crc32 (u32 BE) | term (u64 BE) | type (u8) | data
 
 import { crc32 } from "node:zlib";
 import type {
@@ -48,11 +48,11 @@ export class LevelLogStore implements LogStore {
   private offset: LogOffset = { index: 0, term: 0 };
   private lastIndex = 0;
   private snapshotIndex = 0;
-  /** The file the snapshot record names (null: none, or a legacy store's data in LevelDB). */
-  private snapshotFile: string | null = null;
   /** Snapshots written beside the loop (stageSnapshot), by file name, for saveSnapshot to record. */
   private readonly staged = new Map<string, SnapshotFileRef>();
   private readonly files: SnapshotFiles;
+  /** What open read, for the first load; dropped by any change to the store. */
+  private loadedAtOpen: PersistentState | null = null;
 
   private constructor(
     readonly directory: string,
@@ -74,7 +74,7 @@ export class LevelLogStore implements LogStore {
     }
     const store = new LevelLogStore(directory, db);
     try {
-      await store.load();
+      store.loadedAtOpen = await store.read();
     } catch (error) {
       // Release the directory's lock: the caller reports the damage, it must not also be locked out.
       await store.close();
@@ -89,7 +89,18 @@ export class LevelLogStore implements LogStore {
     return store;
   }
 
+  /**
+   * Everything stored. The first call after open answers what open read to check the store (the
+   * Raft node loads once at start), so the snapshot file is not read twice; later calls read again.
+   */
   async load(): Promise<PersistentState> {
+    this.open();
+    const loaded = this.loadedAtOpen;
+    this.loadedAtOpen = null;
+    return loaded ?? this.read();
+  }
+
+  private async read(): Promise<PersistentState> {
     const db = this.open();
     const hardState = this.parseRecord<HardState>(await db.get(hardStateKey), "hard state") ?? {
       term: 0,
@@ -102,6 +113,8 @@ export class LevelLogStore implements LogStore {
     };
     const record = this.parseRecord<SnapshotRecord>(await db.get(snapshotMetaKey), "snapshot metadata");
     let snapshot: Snapshot | null = null;
+    // The file the record names (null: none, or a legacy store's data in LevelDB).
+    let snapshotFile: string | null = null;
     if (record !== null) {
       const { file, bytes, crc32: checksum, ...meta } = record;
       if (file !== undefined && bytes !== undefined && checksum !== undefined) {
@@ -114,10 +127,10 @@ export class LevelLogStore implements LogStore {
           );
         snapshot = { meta, data: copy(data) };
       }
-      this.snapshotFile = file ?? null;
+      snapshotFile = file ?? null;
     }
     // Files no record names: a snapshot written but not recorded, or replaced, before a crash.
-    this.files.removeUnnamed(this.snapshotFile);
+    this.files.removeUnnamed(snapshotFile);
     const entries: Entry[] = [];
     for await (const [key, value] of db.iterator({
       gt: entryKey(offset.index),
@@ -144,6 +157,7 @@ export class LevelLogStore implements LogStore {
     options: AppendOptions = {},
   ): Promise<void> {
     const db = this.open();
+    this.loadedAtOpen = null;
     const first = entries[0];
     const batch: LevelBatch = [];
     if (first !== undefined) {
@@ -173,6 +187,7 @@ export class LevelLogStore implements LogStore {
 
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
+    this.loadedAtOpen = null;
     const ref = await this.files.write(snapshot.meta, snapshot.data);
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
@@ -208,6 +223,7 @@ export class LevelLogStore implements LogStore {
 
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
+    this.loadedAtOpen = null;
     if (snapshot.meta.index < this.snapshotIndex) {
       throw new LogStoreError(
         `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshotIndex}`,
@@ -230,7 +246,6 @@ export class LevelLogStore implements LogStore {
   /** Once a record names `ref`, the files it replaced go (never before: a crash keeps the old one). */
   private async recorded(meta: SnapshotMeta, ref: SnapshotFileRef): Promise<void> {
     this.snapshotIndex = meta.index;
-    this.snapshotFile = ref.file;
     for (const name of this.staged.keys()) {
       if (name <= ref.file) this.staged.delete(name);
     }
@@ -239,6 +254,7 @@ export class LevelLogStore implements LogStore {
 
   async compact(offset: LogOffset): Promise<void> {
     const db = this.open();
+    this.loadedAtOpen = null;
     if (offset.index <= this.offset.index) return;
     if (offset.index > this.snapshotIndex) {
       throw new LogStoreError(`compact through ${offset.index} beyond the snapshot at ${this.snapshotIndex}`);
@@ -260,6 +276,7 @@ export class LevelLogStore implements LogStore {
   async close(): Promise<void> {
     const db = this.db;
     this.db = null;
+    this.loadedAtOpen = null;
     await db?.close();
   }
 

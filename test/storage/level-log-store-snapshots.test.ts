@@ -109,6 +109,30 @@ describe("LevelLogStore snapshot files", () => {
     await reopened.close();
   });
 
+  it("reads the snapshot file once at start: the first load answers what open read, until a change", async () => {
+    const { directory, store } = await storeWithEntries("read-once", 20);
+    const saved = snapshotAt(10, 2 * 1024 * 1024);
+    await store.saveSnapshot(saved);
+    await store.close();
+
+    const reopened = await LevelLogStore.open(directory);
+    const file = join(directory, "snapshots", "00000000000000000010-00000000000000000002.snap");
+    const bytes = readFileSync(file);
+    rmSync(file);
+    // The file is gone, yet the first load has it: open read it, and the node's load does not again.
+    const first = await reopened.load();
+    expect(Buffer.from(first.snapshot?.data ?? []).equals(Buffer.from(saved.data))).toBe(true);
+    await expect(reopened.load()).rejects.toThrow(`the snapshot file ${file} cannot be read`);
+    writeFileSync(file, bytes);
+    await reopened.close();
+
+    // A change after open drops what open read: the next load sees it.
+    const changed = await LevelLogStore.open(directory);
+    await changed.append([{ index: 21, term: 2, type: "normal", data: new Uint8Array([1]) }], null);
+    expect((await changed.load()).entries.at(-1)?.index).toBe(21);
+    await changed.close();
+  });
+
   it("installs a leader's snapshot as a file, dropping every entry", async () => {
     const { directory, store } = await storeWithEntries("installed", 10);
     await store.saveSnapshot(snapshotAt(5));
