@@ -1,4 +1,4 @@
-// `npm run bench:vs-etcd [-- --quick] [--out DIR] [--duration S] [--rate R] [--workers N]`:
+// `npm run bench:vs-etcd [-- --quick] [--out DIR] [...]` (`-- --help` lists every option):
 // strongroom and etcd side by side on this machine. A 3-node strongroom cluster (mutual TLS, Shamir
 // seal, audit on, fsync on) on 127.0.0.211-213 and a 3-member etcd (mutual TLS, fsync on) on
 // 127.0.0.221-223, both started here with their own data directories; the same load generator
@@ -21,65 +21,107 @@ import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
 import { type RunResult, runLoad } from "./load.js";
 import { connect, type SystemName, type TargetSpec } from "./targets.js";
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    out: { type: "string", default: ".bench/vs-etcd" },
-    duration: { type: "string" },
-    rate: { type: "string", default: "400" },
-    workers: { type: "string", default: "2" },
-    seed: { type: "string", default: "1" },
-    // Subsets, for profiling one cell: e.g. --systems strongroom --mixes write --clients 64.
-    systems: { type: "string", default: "strongroom,etcd" },
-    mixes: { type: "string" },
-    clients: { type: "string" },
-    "no-open-loop": { type: "boolean", default: false },
-    // Runs the strongroom nodes with --cpu-prof, writing their profiles to this directory.
-    profile: { type: "string" },
-  },
-});
+const usage = `usage: npm run bench:vs-etcd -- [options]
+  --quick              a two-minute subset (256 B; write and read; 1, 16, 64 clients)
+  --out DIR            where results.json and results.md go (.bench/vs-etcd)
+  --duration S         seconds per cell, 1..600 (10; 5 with --quick)
+  --rate N             the open-loop rate, 1..100000 per second (400)
+  --workers N          load-generator worker threads, 1..16 (2)
+  --seed N             the seed of the keys each client picks (1)
+  subsets, for profiling one cell:
+  --systems LIST       strongroom,etcd
+  --sizes LIST         value sizes in bytes, 1..1048576 (256,4096; 256 with --quick)
+  --mixes LIST         write,read,90/10
+  --clients LIST       closed-loop concurrencies, 1..4096 (1,16,64,256; 1,16,64 with --quick)
+  --no-open-loop       skip the open-loop runs
+  --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
+`;
+
+function refuse(problem: string): never {
+  process.stderr.write(`bench:vs-etcd: ${problem}\n${usage}`);
+  process.exit(2);
+}
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        help: { type: "boolean", default: false },
+        quick: { type: "boolean", default: false },
+        out: { type: "string", default: ".bench/vs-etcd" },
+        duration: { type: "string" },
+        rate: { type: "string", default: "400" },
+        workers: { type: "string", default: "2" },
+        seed: { type: "string", default: "1" },
+        systems: { type: "string", default: "strongroom,etcd" },
+        sizes: { type: "string" },
+        mixes: { type: "string" },
+        clients: { type: "string" },
+        "no-open-loop": { type: "boolean", default: false },
+        profile: { type: "string" },
+      },
+    }).values;
+  } catch (error) {
+    refuse(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** A comma-separated list whose every item `parse` accepts; an empty item is refused like any other. */
+function listOf<T>(option: string, text: string, parse: (item: string) => T | undefined): T[] {
+  const items = text.split(",").map((item) => {
+    const parsed = parse(item.trim());
+    if (parsed === undefined) refuse(`--${option}: "${item}" is not one of the choices`);
+    return parsed;
+  });
+  return items;
+}
+
+function wholeIn(min: number, max: number): (item: string) => number | undefined {
+  return (item) => {
+    const value = Number(item);
+    return /^\d+$/.test(item) && value >= min && value <= max ? value : undefined;
+  };
+}
+
+const values = parseOptions();
+if (values.help === true) {
+  process.stdout.write(usage);
+  process.exit(0);
+}
 const quick = values.quick ?? false;
 const durationMs = Number(values.duration ?? (quick ? 5 : 10)) * 1000;
 const rate = Number(values.rate);
 const workers = Number(values.workers);
 const seed = Number(values.seed);
-if (
-  !(durationMs >= 1000 && durationMs <= 600_000) ||
-  !(rate > 0 && rate <= 100_000) ||
-  !Number.isInteger(workers) ||
-  workers < 1 ||
-  workers > 16 ||
-  !Number.isSafeInteger(seed)
-) {
-  process.stderr.write(
-    "bench:vs-etcd: --duration 1..600 (s), --rate 1..100000 (/s), --workers 1..16, --seed N\n",
-  );
-  process.exit(2);
-}
+if (!(durationMs >= 1000 && durationMs <= 600_000)) refuse("--duration takes 1..600 seconds");
+if (!(rate > 0 && rate <= 100_000)) refuse("--rate takes 1..100000 per second");
+if (!Number.isInteger(workers) || workers < 1 || workers > 16) refuse("--workers takes 1..16");
+if (!Number.isSafeInteger(seed)) refuse("--seed takes a whole number");
 
-const sizes = quick ? [256] : [256, 4096];
-const allMixes: { name: string; readFraction: number }[] = quick
-  ? [
-      { name: "write", readFraction: 0 },
-      { name: "read", readFraction: 1 },
-    ]
-  : [
-      { name: "write", readFraction: 0 },
-      { name: "read", readFraction: 1 },
-      { name: "90/10", readFraction: 0.9 },
-    ];
-const mixes = allMixes.filter(
-  (mix) => values.mixes === undefined || values.mixes.split(",").includes(mix.name),
-);
+const sizes =
+  values.sizes === undefined
+    ? quick
+      ? [256]
+      : [256, 4096]
+    : listOf("sizes", values.sizes, wholeIn(1, 1 << 20));
+const allMixes: { name: string; readFraction: number }[] = [
+  { name: "write", readFraction: 0 },
+  { name: "read", readFraction: 1 },
+  { name: "90/10", readFraction: 0.9 },
+];
+const mixes =
+  values.mixes === undefined
+    ? allMixes.filter((mix) => !quick || mix.name !== "90/10")
+    : listOf("mixes", values.mixes, (name) => allMixes.find((mix) => mix.name === name));
 const concurrencies =
   values.clients === undefined
     ? quick
       ? [1, 16, 64]
       : [1, 16, 64, 256]
-    : values.clients.split(",").map(Number);
-const systems = (values.systems ?? "")
-  .split(",")
-  .filter((name): name is SystemName => name === "strongroom" || name === "etcd");
+    : listOf("clients", values.clients, wholeIn(1, 4096));
+const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
+  name === "strongroom" || name === "etcd" ? name : undefined,
+);
 const openLoop = !(values["no-open-loop"] ?? false);
 const profileDirectory = values.profile === undefined ? null : resolve(values.profile);
 const keys = 1000;
