@@ -163,6 +163,13 @@ export class SecretStateMachine {
   private readonly metadataCache = new Map<string, Uint8Array | null>();
   /** Metadata keys being read from LevelDB now, and whether a write of one was applied meanwhile. */
   private readonly metadataReads = new Map<string, { readers: number; written: boolean }>();
+  /**
+   * Metadata records as objects, by the bytes they were packed into or decoded from: an apply and
+   * the authorization and reads after it use the object, not a MessagePack decode each (a tenth of
+   * an apply's work). Held only while the bytes are (in the cache above, or written behind); the
+   * objects are frozen, so no user of one can change what the next sees.
+   */
+  private readonly decodedMetadata = new WeakMap<Uint8Array, SecretMetadata>();
 
   private constructor(
     readonly directory: string,
@@ -786,7 +793,7 @@ export class SecretStateMachine {
     );
     this.scheduleChanges.push([command.path, metadata]);
     batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
-    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(metadata) });
+    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(metadata) });
     await this.countEncryption(command.ciphertext, batch);
     return { ok: true, version };
   }
@@ -851,7 +858,7 @@ export class SecretStateMachine {
       }
     }
     const updated: SecretMetadata = { ...existing, updated: command.at, versions };
-    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(updated) });
+    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(updated) });
     // Destroying every value takes an expired secret off the cleanup list.
     this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
@@ -944,7 +951,7 @@ export class SecretStateMachine {
         ? { ...updated, nextRotationAt: 0 }
         : updated;
     const trimmed = this.trim(command.path, scheduled, batch);
-    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(trimmed) });
+    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(trimmed) });
     this.scheduleChanges.push([command.path, trimmed]);
     return { ok: true, version: null };
   }
@@ -967,7 +974,7 @@ export class SecretStateMachine {
       nextRotationAt: command.at + Math.max(1000, backoffMs),
       updated: command.at,
     };
-    batch.push({ type: "put", key: metadataKey(command.path), value: packr.pack(updated) });
+    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(updated) });
     this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
   }
@@ -1008,6 +1015,13 @@ export class SecretStateMachine {
     };
   }
 
+  /** A metadata record's bytes, remembered with the object they came from (frozen from here on). */
+  private packMetadata(metadata: SecretMetadata): Uint8Array {
+    const bytes = packr.pack(metadata);
+    this.decodedMetadata.set(bytes, deepFreeze(metadata));
+    return bytes;
+  }
+
   private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
     const value = await this.get(metadataKey(path));
     return value === undefined ? null : this.decodeMetadata(path, value);
@@ -1018,8 +1032,12 @@ export class SecretStateMachine {
    * can come back as bytes that do not decode: that is corruption too, and is reported as such.
    */
   private decodeMetadata(path: string, value: Uint8Array): SecretMetadata {
+    const known = this.decodedMetadata.get(value);
+    if (known !== undefined) return known;
     try {
-      return normalizeMetadata(packr.unpack(value));
+      const metadata = deepFreeze(normalizeMetadata(packr.unpack(value)));
+      this.decodedMetadata.set(value, metadata);
+      return metadata;
     } catch (error) {
       throw new StateError(
         "STORAGE_CORRUPT",
@@ -1028,6 +1046,15 @@ export class SecretStateMachine {
       );
     }
   }
+}
+
+/** Freezes a plain record and every object in it: a shared metadata object stays as stored. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !ArrayBuffer.isView(value) && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const field of Object.values(value)) deepFreeze(field);
+  }
+  return value;
 }
 
 /** A stored record, with the fields that records written before they existed lack filled in. */

@@ -239,3 +239,39 @@ it("a secret past expires_at is refused as EXPIRED, listed by the stale report, 
     code: "INVALID_ARGUMENT",
   });
 });
+
+it("serves each secret's metadata as a frozen object, equal to what a reopened store decodes", async () => {
+  const { apply, put, machine, directory } = await fixture();
+  await put("svc/key", 1000);
+  await apply({
+    op: "kv.metadata",
+    path: "svc/key",
+    changes: {
+      rotationPeriodMs: hour,
+      rotationOverlapMs: 60_000,
+      generator,
+      owner: "team-a",
+      custom: { tier: "1" },
+    },
+    at: 1000,
+  });
+  await put("svc/key", 1000 + 2 * hour, { cas: 1, rotation: true });
+  await apply({ op: "kv.rotationFailed", path: "svc/key", error: "generator broke", at: 1000 + 4 * hour });
+  await apply({ op: "kv.delete", path: "svc/key", versions: [1], at: 1000 + 5 * hour });
+  const served = await machine.metadata("svc/key");
+  // The object an apply made is the one served: nothing a reader does to it reaches the next reader.
+  expect(served?.versions["1"]?.retireAt).toBe(1000 + 2 * hour + 60_000);
+  expect(() => {
+    (served as { owner: string }).owner = "someone else";
+  }).toThrow(TypeError);
+  expect(() => {
+    (served?.versions["2"] as { destroyed: boolean }).destroyed = true;
+  }).toThrow(TypeError);
+  expect(() => {
+    (served?.custom as Record<string, string>).tier = "0";
+  }).toThrow(TypeError);
+  await machine.close();
+  open.splice(open.indexOf(machine), 1);
+  const reopened = await fixture(directory);
+  expect(await reopened.machine.metadata("svc/key")).toStrictEqual(served);
+});

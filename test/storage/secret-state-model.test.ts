@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { afterAll, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { Barrier, Keyring } from "../../storage/barrier/index.js";
 import {
   type ApplyResult,
@@ -275,11 +275,14 @@ it("agrees with an in-memory model of KV v2 on random operation sequences", {
       const directory = join(root, `run-${++run}`);
       const machine = await SecretStateMachine.open(directory);
       const ran: { state?: { model: Model; real: Real } } = {};
+      // Each secret's metadata as served from the objects applies made (never decoded from bytes).
+      const served = new Map<string, unknown>();
       try {
         await fc.asyncModelRun(
           () => (ran.state = { model: new Map() as Model, real: { machine, barrier, index: 0, now: 1000 } }),
           sequence,
         );
+        for (const path of paths) served.set(path, await machine.metadata(path));
       } finally {
         await machine.close();
       }
@@ -295,6 +298,8 @@ it("agrees with an in-memory model of KV v2 on random operation sequences", {
           for (let back = 0; back <= 5; back++) await new Read(path, back, 0).run(model, again);
         }
         await new List("").run(model, again);
+        // Decoded from LevelDB, the metadata is what the applies' own objects said.
+        for (const path of paths) expect(await reopened.metadata(path)).toStrictEqual(served.get(path));
       } finally {
         await reopened.close();
       }
