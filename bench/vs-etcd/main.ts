@@ -278,25 +278,26 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
             cell.system === system &&
             (cell.mode === "closed" ? cell.concurrency : cell.ratePerSecond) === load,
         )?.result;
+      // A run of one system (--systems) shows its side, and "-" for the other's and the ratio.
       const sr = of("strongroom");
       const et = of("etcd");
-      if (sr === undefined || et === undefined) continue;
+      const each = (read: (result: RunResult) => string): [string, string] => [
+        sr === undefined ? "-" : read(sr),
+        et === undefined ? "-" : read(et),
+      ];
+      const [srOps, etOps] = each((result) => String(Math.round(result.opsPerSecond)));
+      const [srGenerator, etGenerator] = each((result) => result.generatorCores.toFixed(2));
       lines.push([
         group[0]?.mode === "closed" ? `${load} clients` : `${load}/s`,
-        String(Math.round(sr.opsPerSecond)),
-        String(Math.round(et.opsPerSecond)),
-        ratio(sr.opsPerSecond, et.opsPerSecond),
-        ms(sr.p50Ms),
-        ms(et.p50Ms),
-        ms(sr.p99Ms),
-        ms(et.p99Ms),
-        ms(sr.p999Ms),
-        ms(et.p999Ms),
-        sr.serverCpuPer1000.toFixed(2),
-        et.serverCpuPer1000.toFixed(2),
-        sr.rssMiB.join("/"),
-        et.rssMiB.join("/"),
-        `${sr.generatorCores.toFixed(2)}/${et.generatorCores.toFixed(2)}`,
+        srOps,
+        etOps,
+        sr === undefined || et === undefined ? "-" : ratio(sr.opsPerSecond, et.opsPerSecond),
+        ...each((result) => ms(result.p50Ms)),
+        ...each((result) => ms(result.p99Ms)),
+        ...each((result) => ms(result.p999Ms)),
+        ...each((result) => result.serverCpuPer1000.toFixed(2)),
+        ...each((result) => result.rssMiB.join("/")),
+        `${srGenerator}/${etGenerator}`,
       ]);
     }
     process.stdout.write(`\n${name}\n`);
@@ -327,7 +328,9 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   const summary =
     srWrite && etWrite && srRead && etRead
       ? `vs-etcd: write ${(srWrite.opsPerSecond / etWrite.opsPerSecond).toFixed(2)}x, read ${(srRead.opsPerSecond / etRead.opsPerSecond).toFixed(2)}x, write-p99 ${(srWrite.p99Ms / etWrite.p99Ms).toFixed(2)}x`
-      : "vs-etcd: the 64-client 256 B runs are missing";
+      : systems.length < 2
+        ? `vs-etcd: no ratio, only ${systems.join(",")} ran`
+        : "vs-etcd: the 64-client 256 B runs are missing";
   markdown.push(summary, "");
   writeFileSync(join(out, "results.md"), markdown.join("\n"));
   process.stdout.write(`\nresults: ${join(out, "results.json")}, ${join(out, "results.md")}\n${summary}\n`);
