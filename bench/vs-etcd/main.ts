@@ -34,6 +34,8 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --mixes LIST         write,read,90/10
   --clients LIST       closed-loop concurrencies, 1..4096 (1,16,64,256; 1,16,64 with --quick)
   --no-open-loop       skip the open-loop runs
+  --entry all|one      clients spread over every member (all, the default, as etcd's
+                       clients do), or all sent to each system's first member (one)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
 `;
 
@@ -58,6 +60,7 @@ function parseOptions() {
         mixes: { type: "string" },
         clients: { type: "string" },
         "no-open-loop": { type: "boolean", default: false },
+        entry: { type: "string", default: "all" },
         profile: { type: "string" },
       },
     }).values;
@@ -119,6 +122,10 @@ const concurrencies =
       ? [1, 16, 64]
       : [1, 16, 64, 256]
     : listOf("clients", values.clients, wholeIn(1, 4096));
+if (values.entry !== "all" && values.entry !== "one") refuse("--entry takes all or one");
+/** The members the clients send to: every one, or the first (where each system's entry costs show alone). */
+const entry = (endpoints: readonly string[]): readonly string[] =>
+  values.entry === "one" ? endpoints.slice(0, 1) : endpoints;
 const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
   name === "strongroom" || name === "etcd" ? name : undefined,
 );
@@ -177,11 +184,11 @@ async function main(): Promise<void> {
     await etcd.start();
     const targets: Record<SystemName, { spec: TargetSpec; pids: number[] }> = {
       strongroom: {
-        spec: { system: "strongroom", endpoints: strongroom.endpoints(), tls: strongroom.tls, token },
+        spec: { system: "strongroom", endpoints: entry(strongroom.endpoints()), tls: strongroom.tls, token },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
       },
       etcd: {
-        spec: { system: "etcd", endpoints: etcd.endpoints(), tls: etcd.tls, token: null },
+        spec: { system: "etcd", endpoints: entry(etcd.endpoints()), tls: etcd.tls, token: null },
         pids: etcd.pids(),
       },
     };
@@ -258,7 +265,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent to ${values.entry === "one" ? "each system's first member only" : "every member"}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -308,7 +315,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   }
   writeFileSync(
     join(out, "results.json"),
-    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, cells }, null, 2),
+    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry: values.entry, cells }, null, 2),
   );
   const at = (system: SystemName, mix: string) =>
     cells.find(
