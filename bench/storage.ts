@@ -1,11 +1,21 @@
 // `npm run bench:storage`: the durable Raft log on this machine's disk — synced appends per second
 // (each batch is one LevelDB write with sync: true, i.e. one fsync) at batch sizes 1, 16, 128 and
 // 1024, with 256-byte entries —, the secret state machine's applies per second, and the barrier's
-// AES-256-GCM cost per 256 B and 4 KiB value.
+// AES-256-GCM cost per 256 B and 4 KiB value, and the disk's own price of one synced 256 B write
+// (appending, as the audit files and LevelDB's log do, or into a preallocated file).
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fdatasyncSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -103,6 +113,39 @@ async function benchApplies(directory: string, seconds: number) {
   return { applies: index, appliesPerSecond: index / elapsed, flushMs };
 }
 
+/**
+ * Microseconds per synced 256-byte write: appended (the file grows, so each sync also commits the
+ * file system's metadata) or written over a preallocated file; by O_DSYNC or by fdatasync after
+ * each write. At most 2,000 writes and `seconds` per row.
+ */
+function benchDiskSync(directory: string, seconds: number) {
+  const chunk = Buffer.alloc(entryBytes, 0x61);
+  const writesMax = 2000;
+  const rows: { how: string; micros: number }[] = [];
+  for (const preallocated of [false, true]) {
+    for (const dsync of [true, false]) {
+      const file = join(directory, `sync-${preallocated}-${dsync}`);
+      writeFileSync(file, preallocated ? Buffer.alloc(writesMax * entryBytes) : Buffer.alloc(0));
+      const fd = openSync(file, constants.O_WRONLY | (dsync ? constants.O_DSYNC : 0));
+      if (preallocated) fdatasyncSync(fd);
+      const start = performance.now();
+      let writes = 0;
+      while (writes < writesMax && performance.now() - start < seconds * 1000) {
+        writeSync(fd, chunk, 0, entryBytes, writes * entryBytes);
+        if (!dsync) fdatasyncSync(fd);
+        writes++;
+      }
+      rows.push({
+        how: `${preallocated ? "into a preallocated file" : "appended"}, ${dsync ? "O_DSYNC" : "write + fdatasync"}`,
+        micros: ((performance.now() - start) * 1000) / writes,
+      });
+      closeSync(fd);
+      rmSync(file);
+    }
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: "string" } } });
   const seconds = values.seconds === undefined ? 3 : Number(values.seconds);
@@ -115,10 +158,12 @@ async function main(): Promise<void> {
     `bench:storage: LevelLogStore in ${root}, ${entryBytes}-byte entries, ${seconds} s per row, node ${process.version}\n\n`,
   );
   const rows = [];
+  let syncs: ReturnType<typeof benchDiskSync> = [];
   try {
     for (const batch of [1, 16, 128, 1024])
       rows.push(await benchAppends(join(root, `b${batch}`), batch, seconds));
     const applies = await benchApplies(join(root, "state"), seconds);
+    syncs = benchDiskSync(root, seconds);
     process.stdout.write(
       `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s ` +
         `(kv.put of 256-byte values, ${applies.applies} applied, then one flush of ${applies.flushMs.toFixed(2)} ms)\n\n`,
@@ -148,6 +193,11 @@ async function main(): Promise<void> {
         (size / row.encryptMicros).toFixed(0),
       ];
     }),
+  );
+  process.stdout.write("\n");
+  printTable(
+    ["one synced 256 B write", "µs"],
+    syncs.map((row) => [row.how, row.micros.toFixed(1)]),
   );
 }
 
