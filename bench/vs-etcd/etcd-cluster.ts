@@ -5,6 +5,7 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
@@ -96,6 +97,36 @@ export class EtcdCluster {
 
   endpoints(): string[] {
     return this.hosts.map((host) => `${host}:2379`);
+  }
+
+  /**
+   * The endpoint of the member that leads now, from each member's `/metrics`
+   * (`etcd_server_is_leader 1`), over the same mutual TLS; null if none says so.
+   */
+  async leaderEndpoint(): Promise<string | null> {
+    const tls = {
+      ca: readFileSync(this.tls.caFile),
+      key: readFileSync(this.tls.keyFile),
+      cert: readFileSync(this.tls.certFile),
+    };
+    for (const endpoint of this.endpoints()) {
+      const metrics = await new Promise<string>((resolve) => {
+        const asked = request(`https://${endpoint}/metrics`, { ...tls, timeout: 2000 }, (response) => {
+          let body = "";
+          response.setEncoding("utf8");
+          response.on("data", (chunk: string) => {
+            body += chunk;
+          });
+          response.on("end", () => resolve(body));
+          response.on("error", () => resolve(""));
+        });
+        asked.on("error", () => resolve(""));
+        asked.on("timeout", () => asked.destroy());
+        asked.end();
+      });
+      if (/^etcd_server_is_leader 1$/m.test(metrics)) return endpoint;
+    }
+    return null;
   }
 
   pids(): number[] {

@@ -34,8 +34,9 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --mixes LIST         write,read,90/10
   --clients LIST       closed-loop concurrencies, 1..4096 (1,16,64,256; 1,16,64 with --quick)
   --no-open-loop       skip the open-loop runs
-  --entry all|one      clients spread over every member (all, the default, as etcd's
-                       clients do), or all sent to each system's first member (one)
+  --entry WHERE        where clients send: all (spread over every member, the default, as
+                       etcd's clients do), leader or follower (each system's leader, or a
+                       member that does not lead, found once the cluster is up)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
 `;
 
@@ -122,10 +123,21 @@ const concurrencies =
       ? [1, 16, 64]
       : [1, 16, 64, 256]
     : listOf("clients", values.clients, wholeIn(1, 4096));
-if (values.entry !== "all" && values.entry !== "one") refuse("--entry takes all or one");
-/** The members the clients send to: every one, or the first (where each system's entry costs show alone). */
-const entry = (endpoints: readonly string[]): readonly string[] =>
-  values.entry === "one" ? endpoints.slice(0, 1) : endpoints;
+const entry = values.entry ?? "all";
+if (entry !== "all" && entry !== "leader" && entry !== "follower")
+  refuse("--entry takes all, leader or follower");
+
+/**
+ * The members the clients send to: every one, or the leader alone, or one follower alone (what a
+ * request costs entering at each, apart from what spreading them costs).
+ */
+function entryEndpoints(system: SystemName, endpoints: readonly string[], leader: string | null): string[] {
+  if (entry === "all") return [...endpoints];
+  if (leader === null) throw new Error(`--entry ${entry}: ${system} has no leader to tell apart`);
+  const chosen = entry === "leader" ? leader : endpoints.find((endpoint) => endpoint !== leader);
+  if (chosen === undefined) throw new Error(`--entry follower: ${system} has no follower`);
+  return [chosen];
+}
 const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
   name === "strongroom" || name === "etcd" ? name : undefined,
 );
@@ -182,13 +194,31 @@ async function main(): Promise<void> {
     process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
     const token = await strongroom.start();
     await etcd.start();
+    const leaderNode = entry === "all" ? null : await strongroom.leader();
+    const strongroomLeader =
+      leaderNode === null ? null : (strongroom.endpoints()[strongroom.nodes.indexOf(leaderNode)] ?? null);
+    const etcdLeader = entry === "all" ? null : await etcd.leaderEndpoint();
+    if (entry !== "all")
+      process.stderr.write(
+        `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients to the ${entry}\n`,
+      );
     const targets: Record<SystemName, { spec: TargetSpec; pids: number[] }> = {
       strongroom: {
-        spec: { system: "strongroom", endpoints: entry(strongroom.endpoints()), tls: strongroom.tls, token },
+        spec: {
+          system: "strongroom",
+          endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
+          tls: strongroom.tls,
+          token,
+        },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
       },
       etcd: {
-        spec: { system: "etcd", endpoints: entry(etcd.endpoints()), tls: etcd.tls, token: null },
+        spec: {
+          system: "etcd",
+          endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
+          tls: etcd.tls,
+          token: null,
+        },
         pids: etcd.pids(),
       },
     };
@@ -265,7 +295,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent to ${values.entry === "one" ? "each system's first member only" : "every member"}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent to ${entry === "all" ? "every member" : `each system's ${entry} only`}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -315,7 +345,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   }
   writeFileSync(
     join(out, "results.json"),
-    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry: values.entry, cells }, null, 2),
+    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry, cells }, null, 2),
   );
   const at = (system: SystemName, mix: string) =>
     cells.find(
