@@ -72,12 +72,11 @@ function parseOptions() {
 
 /** A comma-separated list whose every item `parse` accepts; an empty item is refused like any other. */
 function listOf<T>(option: string, text: string, parse: (item: string) => T | undefined): T[] {
-  const items = text.split(",").map((item) => {
+  return text.split(",").map((item) => {
     const parsed = parse(item.trim());
     if (parsed === undefined) refuse(`--${option}: "${item}" is not one of the choices`);
     return parsed;
   });
-  return items;
 }
 
 function wholeIn(min: number, max: number): (item: string) => number | undefined {
