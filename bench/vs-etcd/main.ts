@@ -131,7 +131,8 @@ if (entry !== "all" && entry !== "leader" && entry !== "follower")
  * request costs entering at each, apart from what spreading them costs).
  */
 function entryEndpoints(system: SystemName, endpoints: readonly string[], leader: string | null): string[] {
-  if (entry === "all") return [...endpoints];
+  // A system this run does not drive keeps every endpoint: its leader is not looked for.
+  if (entry === "all" || !systems.includes(system)) return [...endpoints];
   if (leader === null) throw new Error(`--entry ${entry}: ${system} has no leader to tell apart`);
   const chosen = entry === "leader" ? leader : endpoints.find((endpoint) => endpoint !== leader);
   if (chosen === undefined) throw new Error(`--entry follower: ${system} has no follower`);
@@ -193,10 +194,11 @@ async function main(): Promise<void> {
     process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
     const token = await strongroom.start();
     await etcd.start();
-    const leaderNode = entry === "all" ? null : await strongroom.leader();
+    const pinned = (system: SystemName) => entry !== "all" && systems.includes(system);
+    const leaderNode = pinned("strongroom") ? await strongroom.leader() : null;
     const strongroomLeader =
       leaderNode === null ? null : (strongroom.endpoints()[strongroom.nodes.indexOf(leaderNode)] ?? null);
-    const etcdLeader = entry === "all" ? null : await etcd.leaderEndpoint();
+    const etcdLeader = pinned("etcd") ? await etcd.leaderEndpoint() : null;
     if (entry !== "all")
       process.stderr.write(
         `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients to the ${entry}\n`,
