@@ -317,9 +317,14 @@ export class RaftNode<Result> {
       return;
     }
     this.processing = true;
-    // Start on a microtask, not inside the caller: proposals made in one synchronous burst then
-    // go out in one Ready, one append per follower and one fsync.
-    queueMicrotask(() => void this.processReadies());
+    // Start at the end of the event loop's turn, not inside the caller nor at the next microtask:
+    // every proposal, read and message of this turn then goes out in one Ready - one append per
+    // follower and one fsync. The calls of one turn reach propose() through promise chains of
+    // different lengths (authorization, audit), and a Ready taken at the first microtask held only
+    // the first few: the rest waited for its fsync and made a second Ready. Measured: with the
+    // audit's writes batched the same way, about 20% more writes per second at 64 clients
+    // (docs/performance.md).
+    setImmediate(() => void this.processReadies());
   }
 
   /** The single loop that handles Readys; `processing` keeps a second one from starting. */

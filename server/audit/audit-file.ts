@@ -4,7 +4,8 @@
 // durable (as a write then an fdatasync would): one job on libuv's thread pool per batch, not two,
 // and never on the event loop (a synchronous fsync per entry stalled every call and the node's Raft
 // heartbeats under load). One write is in flight at a time: every append that arrives meanwhile
-// goes into the next write (group commit). A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
+// goes into the next write (group commit), and each write waits for the end of the event loop's
+// turn, so that the calls whose input arrived in this turn share it. A file past `maxFileBytes` is closed with a checkpoint and the chain goes on in the
 // next file; every start opens a new file linked to the last line of the previous one, so a file
 // cut short by a crash stays as it was, and the verifier reports it.
 
@@ -33,6 +34,8 @@ export interface AuditFileOptions {
   /** A checkpoint after every this many entries. */
   readonly checkpointEvery: number;
   readonly now?: () => Date;
+  /** Told the number of entries of each durable write (how well appends share writes). */
+  readonly onWrite?: (entries: number) => void;
 }
 
 const filePattern = /^audit-(\d{6})\.jsonl$/;
@@ -116,10 +119,7 @@ export class AuditFile {
     if (this.broken !== null) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.pending.push({ record, resolve, reject });
-      // Entries of this tick are gathered first; a loop already running takes them next.
-      if (this.flushing === null) {
-        this.flushing = new Promise<void>((started) => queueMicrotask(started)).then(() => this.flushLoop());
-      }
+      this.flushing ??= this.flushLoop();
     });
   }
 
@@ -143,6 +143,13 @@ export class AuditFile {
   /** Writes and syncs the pending entries, batch after batch, until none is left. */
   private async flushLoop(): Promise<void> {
     try {
+      // Each batch is taken at the end of the event loop's turn, not at the next microtask: the
+      // calls of one turn (many requests read from one socket, every call a finished write
+      // released) reach their append through promise chains of different lengths, and a batch
+      // taken at the first microtask held only the first few, the rest waiting a whole write for
+      // the next one. Measured: fewer, larger writes and 10-15% more writes per second at 64
+      // clients (docs/performance.md).
+      await endOfTurn();
       while (this.pending.length > 0) {
         const batch = this.pending;
         this.pending = [];
@@ -163,12 +170,14 @@ export class AuditFile {
           // Durable when it returns: the file is O_DSYNC.
           await writeFully(this.descriptor, text);
           this.fileBytes += text.length;
+          this.options.onWrite?.(batch.length);
           for (const { resolve } of batch) resolve();
           if (this.fileBytes > this.options.maxFileBytes) this.rotate();
         } catch (error) {
           this.broken = error instanceof Error ? error : new Error(String(error));
           for (const { reject } of batch) reject(this.broken);
         }
+        if (this.pending.length > 0) await endOfTurn();
       }
     } finally {
       this.flushing = null;
@@ -227,6 +236,11 @@ export class AuditFile {
 }
 
 const writeAsync = promisify(write);
+
+/** Resolves in the event loop's check phase: after every I/O callback of this turn has run. */
+function endOfTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** Writes all of `bytes` at the end of the file (a write may take fewer bytes than asked). */
 async function writeFully(descriptor: number, bytes: Buffer): Promise<void> {

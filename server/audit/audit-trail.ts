@@ -11,7 +11,7 @@
 
 import { createHmac, randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
@@ -69,6 +69,12 @@ export class AuditTrail {
 
   constructor(private readonly options: AuditTrailOptions) {
     const sockets = options.sockets ?? [];
+    const writeEntries = new Histogram({
+      name: "strongroom_audit_write_entries",
+      help: "Entries per durable write of an audit file (group commit: calls arriving together share a write).",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [options.registry],
+    });
     if (options.directories.length + sockets.length === 0)
       throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory or socket");
     this.sinks = [
@@ -81,6 +87,7 @@ export class AuditTrail {
             auditKey: null,
             maxFileBytes: options.maxFileBytes,
             checkpointEvery: options.checkpointEvery,
+            onWrite: (entries) => writeEntries.observe(entries),
           }),
         opened: null,
         failing: false,

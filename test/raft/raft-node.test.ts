@@ -146,6 +146,29 @@ describe("RaftNode", () => {
     );
   });
 
+  it("proposals made in one turn of the event loop go out in one append, however many awaits led to each", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    await leader.node.propose(bytes("first"));
+    // Let the leader's loop go idle (the commit of "first" reaching the followers, and back).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const appended: number[] = [];
+    const append = leader.store.append.bind(leader.store);
+    leader.store.append = (entries, hardState, options) => {
+      if (entries.length > 0) appended.push(entries.length);
+      return append(entries, hardState, options);
+    };
+    // The i-th caller proposes after i awaits, as calls do after their authorization and audit.
+    const proposed = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        for (let hop = 0; hop < i; hop++) await Promise.resolve();
+        return leader.node.propose(bytes(`v${i}`));
+      }),
+    );
+    expect(proposed.map((p) => p.result)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(appended).toEqual([10]);
+  });
+
   it("a follower refuses a proposal with NOT_LEADER naming the leader", async () => {
     const cluster = await TestCluster.create(3);
     const leader = await cluster.leader();

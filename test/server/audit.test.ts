@@ -20,7 +20,13 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type AuditRecord, checkpointMac, hashLine, hashSensitive } from "../../server/audit/audit-chain.js";
+import {
+  type AuditLine,
+  type AuditRecord,
+  checkpointMac,
+  hashLine,
+  hashSensitive,
+} from "../../server/audit/audit-chain.js";
 import { AuditFile, listAuditFiles } from "../../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
 import { bundledCli } from "./process-cluster.js";
@@ -93,6 +99,37 @@ describe("writing", () => {
       entries: 100,
       problems: [],
     });
+  });
+
+  it("gathers a write at the end of the event loop's turn: appends after any number of awaits share it", async () => {
+    const directory = join(root, `trail-${++directories}`);
+    const writes: number[] = [];
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 1024 * 1024,
+      checkpointEvery: 1000,
+      onWrite: (entries) => writes.push(entries),
+    });
+    // The i-th call appends after i awaits, as calls reach the audit through promise chains.
+    const appends = (from: number) =>
+      Array.from({ length: 10 }, async (_, i) => {
+        for (let hop = 0; hop < i; hop++) await Promise.resolve();
+        await sink.append(request(from + i));
+      });
+    await Promise.all(appends(0));
+    // Appends made while a write is in flight share the next one.
+    const first = sink.append(request(10));
+    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.all([first, ...appends(11)]);
+    expect(writes).toEqual([10, 1, 10]);
+    await sink.close();
+    // The header, 21 entries in the order they were appended, and the closing checkpoint.
+    const written = lines(listAuditFiles(directory)[0] ?? "").map((line) => JSON.parse(line) as AuditLine);
+    expect(written.slice(1, -1).map((entry) => entry.requestId)).toEqual(
+      Array.from({ length: 21 }, (_, i) => `r${i}`),
+    );
   });
 
   it("writes every file synchronously (O_DSYNC): a write that returned is on disk", async () => {
