@@ -321,8 +321,8 @@ export class RaftNode<Result> {
     // every proposal, read and message of this turn then goes out in one Ready - one append per
     // follower and one fsync. The calls of one turn reach propose() through promise chains of
     // different lengths (authorization, audit), and a Ready taken at the first microtask held only
-    // the first few: the rest waited for its fsync and made a second Ready. Measured: with the
-    // audit's writes batched the same way, about 20% more writes per second at 64 clients
+    // the first few: the rest waited for its fsync and made a second Ready. Measured with the
+    // audit's writes batched the same way: 7-12% more writes per second at 64 clients
     // (docs/performance.md).
     setImmediate(() => void this.processReadies());
   }

@@ -69,14 +69,14 @@ export class AuditTrail {
 
   constructor(private readonly options: AuditTrailOptions) {
     const sockets = options.sockets ?? [];
+    if (options.directories.length + sockets.length === 0)
+      throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory or socket");
     const writeEntries = new Histogram({
       name: "strongroom_audit_write_entries",
       help: "Entries per durable write of an audit file (group commit: calls arriving together share a write).",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: [options.registry],
     });
-    if (options.directories.length + sockets.length === 0)
-      throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory or socket");
     this.sinks = [
       ...options.directories.map((directory) => ({
         name: directory,

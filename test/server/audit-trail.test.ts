@@ -78,6 +78,9 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
   const first = JSON.parse(running.lines[0] ?? "{}") as Record<string, unknown>;
   expect(first).toMatchObject({ node: "n1", seq: 1, type: "request", identity: "alice", path: "app/one" });
   expect(JSON.parse(running.lines[1] ?? "{}")).toMatchObject({ seq: 2, type: "response", outcome: "ok" });
+  // The file's durable writes, counted: the request entry, then (once the call ended) its response.
+  expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_sum 2$/m);
+  expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_count 2$/m);
 
   // The collector goes away: the file takes the entries, the socket counts as failing.
   await running.stop();
