@@ -290,6 +290,8 @@ describe("RaftNode", () => {
     const leader = await cluster.leader();
     const removed = [...cluster.members.values()].find((member) => member !== leader) as Member;
     expect(removed.node.isRemoved()).toBe(false);
+    // A new leader takes no membership change before it has applied its term's first entry.
+    await leader.node.propose(bytes("before"));
     await leader.node.proposeMembershipChange({ kind: "removeNode", node: removed.node.id });
     await waitFor("the removal to reach the removed node", () => removed.node.isRemoved());
     for (const call of [() => removed.node.readIndex(), () => removed.node.propose(bytes("x"))]) {
