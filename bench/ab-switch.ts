@@ -18,6 +18,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { printTable } from "./table.js";
+import { strongroomMetricsUrls } from "./vs-etcd/placement.js";
 
 const usage = `usage: npm run bench:ab-switch -- [options] [-- cell options of bench:vs-etcd]
   --phases N          phases, even, 2..200 (24): A, B, A, B, ...
@@ -57,27 +58,34 @@ if (!Number.isInteger(phaseSeconds) || phaseSeconds < 1 || phaseSeconds > 60)
   refuse(`--phase-seconds: "${parsed.values["phase-seconds"]}" is not a whole number from 1 to 60`);
 const cellOptions = parsed.positionals;
 const setHere = ["--systems", "--duration", "--out", "--quick", "--profile", "--no-open-loop"];
-for (const option of cellOptions) {
-  const name = option.split("=")[0] ?? option;
+for (const { name, value } of optionPairs(cellOptions)) {
   if (setHere.includes(name)) refuse(`${name} is set by bench:ab-switch, not passed on`);
-  if (/^--(mixes|sizes|clients)(=|$)/.test(option)) {
-    const value = option.includes("=") ? option.slice(option.indexOf("=") + 1) : null;
-    if (value?.includes(",")) refuse(`${name}: one value, not a list: one cell is measured`);
-  }
-}
-for (const [i, option] of cellOptions.entries()) {
-  if (/^--(mixes|sizes|clients)$/.test(option) && (cellOptions[i + 1] ?? "").includes(","))
-    refuse(`${option}: one value, not a list: one cell is measured`);
+  if (["--mixes", "--sizes", "--clients"].includes(name) && value?.includes(","))
+    refuse(`${name}: one value, not a list: one cell is measured`);
 }
 
-const metricsPorts = [1, 2, 3].map((i) => `http://127.0.0.${210 + i}:7402/metrics`);
+/** The pass-through options as name and value, whether written `--name=value` or `--name value`. */
+function optionPairs(options: readonly string[]): { name: string; value: string | null }[] {
+  const pairs: { name: string; value: string | null }[] = [];
+  for (let i = 0; i < options.length; i++) {
+    const option = options[i] ?? "";
+    const equals = option.indexOf("=");
+    if (equals >= 0) pairs.push({ name: option.slice(0, equals), value: option.slice(equals + 1) });
+    else if (options[i + 1] !== undefined && !options[i + 1]?.startsWith("--"))
+      pairs.push({ name: option, value: options[++i] ?? null });
+    else pairs.push({ name: option, value: null });
+  }
+  return pairs;
+}
+
+const metricsUrls = strongroomMetricsUrls();
 /** Calls answered OK on the client port, over every node (a forwarded write counts once: where it entered). */
 const answeredPattern =
   /^strongroom_grpc_server_handled_total\{method="\/strongroom\.v1\.Secrets\/(?:Put|Get)",code="OK"\} (\S+)$/gm;
 
 async function answered(): Promise<number> {
   const counts = await Promise.all(
-    metricsPorts.map(async (url) => {
+    metricsUrls.map(async (url) => {
       const text = await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text();
       let sum = 0;
       for (const match of text.matchAll(answeredPattern)) sum += Number(match[1]);

@@ -19,6 +19,7 @@ import { ProcessCluster } from "../../chaos/process-cluster.js";
 import { printTable } from "../table.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
 import { type RunResult, runLoad } from "./load.js";
+import { etcdHostBase, strongroomPlacement } from "./placement.js";
 import { connect, type SystemName, type TargetSpec } from "./targets.js";
 
 const usage = `usage: npm run bench:vs-etcd -- [options]
@@ -175,8 +176,7 @@ async function main(): Promise<void> {
     directory: join(directory, "strongroom"),
     size: 3,
     tickMs: 50,
-    hostBase: 211,
-    basePort: 7400,
+    ...strongroomPlacement,
     command: [
       process.execPath,
       ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
@@ -188,7 +188,7 @@ async function main(): Promise<void> {
     nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
     logLevel: "warn",
   });
-  const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: 221 });
+  const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });
   const cells: Cell[] = [];
   try {
     process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
