@@ -19,6 +19,7 @@ import {
   issueNodeCertificate,
   type PemPair,
 } from "../server/tls/dev-pki.js";
+import { builtServerCommand } from "./built-server.js";
 import { printTable } from "./table.js";
 
 const { values } = parseArgs({
@@ -35,7 +36,7 @@ const root = mkdtempSync(join(tmpdir(), "strongroom-bench-failover-"));
 const ids = ["n1", "n2", "n3"];
 const host = (i: number) => `127.0.0.${201 + i}`;
 const port = 7300;
-const cli = new URL("../cli/main.ts", import.meta.url).pathname;
+const [node = process.execPath, ...cli] = builtServerCommand();
 
 function writePem(pair: PemPair, name: string): { certificateFile: string; privateKeyFile: string } {
   writeFileSync(join(root, `${name}.pem`), pair.certificatePem);
@@ -82,13 +83,9 @@ mkdirSync(join(root, "data"), { recursive: true });
 const processes = new Map<string, ChildProcess>();
 async function startNode(i: number): Promise<void> {
   const id = ids[i] ?? "";
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", cli, "server", "--config", configFiles[i] ?? ""],
-    {
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
+  const child = spawn(node, [...cli, "server", "--config", configFiles[i] ?? ""], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   processes.set(id, child);
   const deadline = Date.now() + 30_000;
   for (;;) {

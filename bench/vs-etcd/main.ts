@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ProcessCluster } from "../../chaos/process-cluster.js";
+import { builtServerCommand } from "../built-server.js";
 import { printTable } from "../table.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
 import { type RunResult, runLoad } from "./load.js";
@@ -177,13 +178,9 @@ async function main(): Promise<void> {
     size: 3,
     tickMs: 50,
     ...strongroomPlacement,
-    command: [
-      process.execPath,
-      ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
-      "--import",
-      "tsx",
-      new URL("../../cli/main.ts", import.meta.url).pathname,
-    ],
+    command: builtServerCommand(
+      profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`],
+    ),
     // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
     nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
     logLevel: "warn",
