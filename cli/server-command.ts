@@ -10,6 +10,7 @@ export async function runServer(configFile: string): Promise<void> {
   let node: StrongroomNode;
   try {
     node = await StrongroomNode.start(loadNodeConfig(configFile), {
+      processMetrics: true,
       onFatal: (error) => {
         process.stderr.write(`strongroom server: stopped: ${error.message}\n`);
         process.exit(1);

@@ -6,7 +6,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Registry } from "prom-client";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
 import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
 import type { ReadTimesRequest, ReadTimesResponse } from "../proto/gen/strongroom/v1/secrets.gen.js";
@@ -76,7 +76,19 @@ export interface NodeStartOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Called once if the node stops on a fatal error (a broken Raft invariant, a failed disk write). */
   readonly onFatal?: (error: Error) => void;
+  /**
+   * Export the process's own metrics too (prom-client's defaults: RSS, heap by space, GC, event
+   * loop delay, CPU, open files), as `strongroom server` does. Off for nodes that share a process
+   * (tests): the figures would be the process's, not the node's.
+   */
+  readonly processMetrics?: boolean;
 }
+
+/**
+ * How often the event loop's delay is sampled for `nodejs_eventloop_lag_*`: a timer of its own,
+ * so 100 ms (10 wake-ups a second), not prom-client's default of 10 ms.
+ */
+const eventLoopSampleMs = 100;
 
 export interface NodePorts {
   readonly client: number;
@@ -146,6 +158,8 @@ export class StrongroomNode {
     undo.push(() => state.close());
     const barrier = new Barrier();
     const registry = new Registry();
+    if (options.processMetrics === true)
+      collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
     const onReloadError = (error: Error) =>
       logger.error({ error: error.message }, "a TLS file change was refused");
     const peerTls = new TlsFiles(config.tls.peer, { onReloadError });

@@ -60,6 +60,18 @@ async function unseal(id: string, shares: readonly string[]): Promise<void> {
   for (const share of shares) await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
 }
 
+it("a server process exports its own metrics beside the node's: memory, heap, GC, event loop", async () => {
+  for (const spec of specs) {
+    const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
+    expect(metrics).toMatch(/^nodejs_heap_size_used_bytes [1-9]/m);
+    expect(metrics).toMatch(/^nodejs_heap_space_size_used_bytes\{space="new"\} \d/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_lag_p99_seconds \d/m);
+    expect(metrics).toMatch(/^# TYPE nodejs_gc_duration_seconds histogram$/m);
+    expect(metrics).toMatch(/^strongroom_raft_term [1-9]/m);
+  }
+});
+
 it("SIGKILL of the leader under load: writes continue, nothing acknowledged is lost, the node comes back sealed and catches up", async () => {
   const ids = specs.map((spec) => spec.id);
   const firstLeader = await leaderOf(ids);
