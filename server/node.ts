@@ -325,13 +325,13 @@ export class StrongroomNode {
       initialized: () => keeper.initialized(),
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       secretExists: async (path) => (await state.metadata(path)) !== null,
-      isLeader: () => raftNode().status().role === "leader",
+      isLeader: () => raftNode().leadership().role === "leader",
       backoff: new TokenBackoff(),
       refusals,
       // On the leader itself, or through the peer channel to it (a call between nodes only).
       consumeTokenUse: async (context) => {
         const spend = { ...context, method: AccessService.consumeTokenUse.path };
-        const { role, leader } = raftNode().status();
+        const { role, leader } = raftNode().leadership();
         if (role === "leader") await accessApi.consumeTokenUse(spend);
         else if (leader === null)
           throw new NodeError("NO_LEADER", "no leader to spend the token's use on; retry");
@@ -345,8 +345,8 @@ export class StrongroomNode {
       cutOff: () => contact.cutOff(config.nodeId, raftNode().status().membership.voters),
       removed: () => raftNode().isRemoved(),
       leader: () => {
-        const status = raftNode().status();
-        return { isLeader: status.role === "leader", leaderId: status.leader };
+        const { role, leader } = raftNode().leadership();
+        return { isLeader: role === "leader", leaderId: leader };
       },
       forwarder,
       // The audit trail is outermost: every call is recorded, refused ones included.
@@ -571,7 +571,7 @@ export class StrongroomNode {
       saveSnapshot: saveSnapshotHandler(snapshotParts),
       restoreSnapshot: restoreSnapshotHandler(snapshotParts),
       metrics: new GrpcMetrics(registry),
-      leaderId: () => raftNode().status().leader,
+      leaderId: () => raftNode().leadership().leader,
       audit,
       authorize: (context, request) => {
         rateLimiter.check(context, request);
@@ -642,7 +642,7 @@ export class StrongroomNode {
   }
 
   isLeader(): boolean {
-    return this.parts.raft.status().role === "leader";
+    return this.parts.raft.leadership().role === "leader";
   }
 
   sealStatus(): { readonly initialized: boolean; readonly sealed: boolean } {

@@ -33,7 +33,7 @@ export class ReadBarrier {
     }
     const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
     for (;;) {
-      if (raft.status().leader !== null) {
+      if (raft.leadership().leader !== null) {
         try {
           return await withDeadline(raft.readIndex(), context.deadline);
         } catch (error) {

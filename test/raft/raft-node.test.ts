@@ -213,6 +213,13 @@ describe("RaftNode", () => {
     );
     // Never "applied": answered when the cut-off leader stepped down (outcome unknown), or dropped.
     expect(await stranded).toMatch(/LEADER_CHANGED|PROPOSAL_DROPPED|TIMEOUT/);
+    // leadership(), the cheap view a request's routing asks, says what status() says, on every node.
+    for (const member of cluster.members.values()) {
+      const { role, leader, term } = member.node.status();
+      expect(member.node.leadership()).toEqual({ role, leader, term });
+    }
+    expect(next.node.leadership()).toMatchObject({ role: "leader", leader: next.node.id });
+    expect(old.node.leadership()).toMatchObject({ role: "follower", leader: next.node.id });
     await waitFor("the old leader to catch up", () => old.machine.values.join() === "before,after");
   });
 
