@@ -6,17 +6,19 @@
 
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 
 /** Builds dist/ (`tsc -p tsconfig.build.json`, as `npm run build`) and says how to run the CLI. */
 export function builtServerCommand(nodeOptions: readonly string[] = []): string[] {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
-  const built = spawnSync(process.execPath, [tsc, "-p", `${root}tsconfig.build.json`], {
+  const built = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], {
     cwd: root,
     encoding: "utf8",
   });
   if (built.status !== 0)
     throw new Error(`building dist/ failed (npm run build):\n${built.stdout}${built.stderr}`);
-  return [process.execPath, ...nodeOptions, `${root}dist/cli/main.js`];
+  return [process.execPath, ...nodeOptions, join(root, "dist", "cli", "main.js")];
 }
