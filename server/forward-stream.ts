@@ -63,6 +63,18 @@ export class ForwardStream {
     });
   }
 
+  /**
+   * Fails every request waiting for an answer with `error`, and keeps the stream: an answer that
+   * comes later finds no one waiting and is dropped (as after a deadline).
+   */
+  abandon(error: Error): void {
+    for (const waiting of this.waiting.values()) {
+      clearTimeout(waiting.timer);
+      waiting.reject(error);
+    }
+    this.waiting.clear();
+  }
+
   /** Ends the stream; requests still waiting fail (FORWARD_FAILED). */
   close(): void {
     const call = this.call;

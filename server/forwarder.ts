@@ -72,6 +72,29 @@ export class Forwarder {
     return method.definition.responseDeserialize(Buffer.from(answer.response)) as Response;
   }
 
+  /**
+   * A new leader is known: the requests still waiting on any other node fail now, as outcome
+   * unknown (FORWARD_FAILED), instead of at their deadline. The old leader may have proposed them
+   * (the new one decides whether they commit), and it may never answer: cut off from the others,
+   * it cannot even learn it was replaced, and a partition can hold its stream for as long as it
+   * lasts (a chaos run saw writes held 3.4 s, until the partition healed). The client asks again,
+   * and reaches the new leader. A node that sees no leader (an election) keeps waiting: the old
+   * leader may still be the leader.
+   */
+  leaderChanged(leader: NodeId | null): void {
+    if (leader === null) return;
+    for (const [target, channel] of this.channels) {
+      if (target === leader || channel.stream.inFlight === 0) continue;
+      channel.stream.abandon(
+        new NodeError(
+          "FORWARD_FAILED",
+          `the leader changed to ${leader} while ${target} held the request: it may or may not commit; retry`,
+          { leaderHint: leader },
+        ),
+      );
+    }
+  }
+
   /** Requests this node is forwarding now, over every stream. */
   inFlight(): number {
     let count = 0;

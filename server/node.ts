@@ -270,6 +270,8 @@ export class StrongroomNode {
       },
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
+    const forwarder = new Forwarder(members.peers, peerTls);
+    undo.push(() => forwarder.close());
     raft = await RaftNode.start({
       id: config.nodeId,
       logStore: raftMetrics.instrument(logStore),
@@ -290,6 +292,7 @@ export class StrongroomNode {
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
         : {}),
       onSoftState: (soft) => {
+        forwarder.leaderChanged(soft.leader);
         raftMetrics.noteLeader(soft.leader);
         logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed");
       },
@@ -339,7 +342,6 @@ export class StrongroomNode {
       },
     });
     const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
-    const forwarder = new Forwarder(members.peers, peerTls);
     const executor = new Executor({
       leaderWaitMs,
       cutOff: () => contact.cutOff(config.nodeId, raftNode().status().membership.voters),

@@ -3,7 +3,8 @@
 // requests share one stream and each gets its own answer, whatever order they finish in; the
 // leader's errors pass through with their reason; a request past its deadline fails by it; the
 // leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
-// (nothing sent); a leader of an older version, without the stream, is served a call at a time.
+// (nothing sent); a new leader known fails what the old one holds at once; a leader of an older
+// version, without the stream, is served a call at a time.
 
 import { Server, status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
@@ -173,6 +174,45 @@ describe("forwarding over one stream", () => {
     }
     expect(answer?.version).toBe(2);
     expect(second.streams()).toBe(1);
+  });
+
+  it("fails what the old leader holds once a new leader is known, not at the deadline; the stream stays", async () => {
+    // A leader that never answers: cut off by a partition, it cannot even learn it was replaced.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const leader = await startLeader(async (request) => {
+      if (request.path !== "p/after") await held;
+      return { version: 7, revision: 7 };
+    });
+    closers.push(async () => {
+      release();
+      await leader.stop();
+    });
+    const forwarder = follower(leader.port);
+    const started = Date.now();
+    const pending = [forwardPut(forwarder, "p/a"), forwardPut(forwarder, "p/b")].map((call) =>
+      call.catch((error: unknown) => error),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // An election under way, or the same leader again: it may still answer, so they keep waiting.
+    forwarder.leaderChanged(null);
+    forwarder.leaderChanged("n1");
+    expect(forwarder.inFlight()).toBe(2);
+    // Another node leads now (this one, say): what n1 holds fails at once, outcome unknown.
+    forwarder.leaderChanged("n2");
+    for (const failure of await Promise.all(pending)) {
+      expect(failure).toBeInstanceOf(NodeError);
+      expect(failure).toMatchObject({ code: "FORWARD_FAILED", leaderHint: "n2" });
+      expect((failure as Error).message).toMatch(/leader changed to n2 while n1 held the request/);
+    }
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(forwarder.inFlight()).toBe(0);
+    // The stream itself was kept: n1, leader again, is reached over it; its late answers are dropped.
+    release();
+    expect((await forwardPut(forwarder, "p/after")).version).toBe(7);
+    expect(leader.streams()).toBe(1);
   });
 
   it("sends a call per request to a leader without the stream (an older version)", async () => {
