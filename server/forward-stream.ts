@@ -63,16 +63,22 @@ export class ForwardStream {
     });
   }
 
+  /** The id of the last request sent (0 before the first). */
+  get lastSent(): number {
+    return this.nextId - 1;
+  }
+
   /**
-   * Fails every request waiting for an answer with `error`, and keeps the stream: an answer that
-   * comes later finds no one waiting and is dropped (as after a deadline).
+   * Fails the requests up to id `through` still waiting for an answer with `error`, and keeps the
+   * stream: an answer that comes later finds no one waiting and is dropped (as after a deadline).
    */
-  abandon(error: Error): void {
-    for (const waiting of this.waiting.values()) {
+  abandon(through: number, error: Error): void {
+    for (const [id, waiting] of this.waiting) {
+      if (id > through) continue;
       clearTimeout(waiting.timer);
       waiting.reject(error);
+      this.waiting.delete(id);
     }
-    this.waiting.clear();
   }
 
   /** Ends the stream; requests still waiting fail (FORWARD_FAILED). */

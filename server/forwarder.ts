@@ -38,9 +38,15 @@ export class Forwarder {
   private readonly channels = new Map<NodeId, LeaderChannel>();
   private readonly stopWatchingTls: () => void;
 
+  /** The leader this node knows now (leaderChanged), or null. */
+  private leader: NodeId | null = null;
+  private readonly graceTimers = new Set<NodeJS.Timeout>();
+
   constructor(
     private readonly peers: ReadonlyMap<NodeId, string>,
     private readonly tls: TlsFiles,
+    /** How long requests held by a replaced leader may still be answered (leaderChanged): an election timeout. */
+    private readonly leaderChangeGraceMs = 500,
   ) {
     this.stopWatchingTls = tls.onChange(() => this.closeChannels());
   }
@@ -73,25 +79,34 @@ export class Forwarder {
   }
 
   /**
-   * A new leader is known: the requests still waiting on any other node fail now, as outcome
-   * unknown (FORWARD_FAILED), instead of at their deadline. The old leader may have proposed them
-   * (the new one decides whether they commit), and it may never answer: cut off from the others,
-   * it cannot even learn it was replaced, and a partition can hold its stream for as long as it
-   * lasts (a chaos run saw writes held 3.4 s, until the partition healed). The client asks again,
-   * and reaches the new leader. A node that sees no leader (an election) keeps waiting: the old
-   * leader may still be the leader.
+   * A new leader is known: the requests still waiting on any other node get one election timeout
+   * more to be answered, then fail, as outcome unknown (FORWARD_FAILED, the new leader as hint),
+   * instead of at their deadline. The old leader may have proposed them (the new one decides
+   * whether they commit), and it may never answer: cut off from the others, it cannot even learn
+   * it was replaced, and a partition can hold its stream for as long as it lasts (a chaos run saw
+   * writes held 3.4 s, until the partition healed). The time given first is for calls whose own
+   * success changed the leader (a leadership transfer, the leader's removal): their answer is on
+   * its way. A node that sees no leader (an election) keeps waiting: the old one may still lead.
    */
   leaderChanged(leader: NodeId | null): void {
+    this.leader = leader;
     if (leader === null) return;
     for (const [target, channel] of this.channels) {
       if (target === leader || channel.stream.inFlight === 0) continue;
-      channel.stream.abandon(
-        new NodeError(
-          "FORWARD_FAILED",
-          `the leader changed to ${leader} while ${target} held the request: it may or may not commit; retry`,
-          { leaderHint: leader },
-        ),
-      );
+      const sentThrough = channel.stream.lastSent;
+      const timer = setTimeout(() => {
+        this.graceTimers.delete(timer);
+        if (this.leader === target) return;
+        channel.stream.abandon(
+          sentThrough,
+          new NodeError(
+            "FORWARD_FAILED",
+            `the leader changed to ${leader} while ${target} held the request: it may or may not commit; retry`,
+            { leaderHint: leader },
+          ),
+        );
+      }, this.leaderChangeGraceMs);
+      this.graceTimers.add(timer);
     }
   }
 
@@ -103,6 +118,8 @@ export class Forwarder {
   }
 
   close(): void {
+    for (const timer of this.graceTimers) clearTimeout(timer);
+    this.graceTimers.clear();
     this.stopWatchingTls();
     this.closeChannels();
   }

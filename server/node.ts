@@ -270,7 +270,7 @@ export class StrongroomNode {
       },
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
-    const forwarder = new Forwarder(members.peers, peerTls);
+    const forwarder = new Forwarder(members.peers, peerTls, config.raft.electionTicks * config.raft.tickMs);
     undo.push(() => forwarder.close());
     raft = await RaftNode.start({
       id: config.nodeId,

@@ -3,7 +3,7 @@
 // requests share one stream and each gets its own answer, whatever order they finish in; the
 // leader's errors pass through with their reason; a request past its deadline fails by it; the
 // leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
-// (nothing sent); a new leader known fails what the old one holds at once; a leader of an older
+// (nothing sent); a new leader known fails what the old one holds after a grace; a leader of an older
 // version, without the stream, is served a call at a time.
 
 import { Server, status } from "@grpc/grpc-js";
@@ -176,40 +176,54 @@ describe("forwarding over one stream", () => {
     expect(second.streams()).toBe(1);
   });
 
-  it("fails what the old leader holds once a new leader is known, not at the deadline; the stream stays", async () => {
-    // A leader that never answers: cut off by a partition, it cannot even learn it was replaced.
+  it("fails what the old leader holds an election timeout after a new leader is known, not at the deadline", async () => {
+    // A leader that never answers "p/held": cut off by a partition, it cannot learn it was replaced.
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
     const leader = await startLeader(async (request) => {
-      if (request.path !== "p/after") await held;
+      if (request.path.startsWith("p/held")) await held;
+      if (request.path === "p/late") await new Promise((resolve) => setTimeout(resolve, 150));
       return { version: 7, revision: 7 };
     });
     closers.push(async () => {
       release();
       await leader.stop();
     });
-    const forwarder = follower(leader.port);
-    const started = Date.now();
-    const pending = [forwardPut(forwarder, "p/a"), forwardPut(forwarder, "p/b")].map((call) =>
+    const tls = new TlsFiles(pki.node("n2", ["127.0.0.1"]));
+    const graceMs = 400;
+    const forwarder = new Forwarder(new Map([["n1", `127.0.0.1:${leader.port}`]]), tls, graceMs);
+    closers.push(() => {
+      forwarder.close();
+      tls.close();
+    });
+    const pending = [forwardPut(forwarder, "p/held-a"), forwardPut(forwarder, "p/held-b")].map((call) =>
       call.catch((error: unknown) => error),
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
     // An election under way, or the same leader again: it may still answer, so they keep waiting.
     forwarder.leaderChanged(null);
     forwarder.leaderChanged("n1");
+    await new Promise((resolve) => setTimeout(resolve, graceMs + 200));
     expect(forwarder.inFlight()).toBe(2);
-    // Another node leads now (this one, say): what n1 holds fails at once, outcome unknown.
+    // A call whose answer comes within the grace (one that moved the leadership itself, say) succeeds.
+    const late = forwardPut(forwarder, "p/late");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const changedAt = Date.now();
     forwarder.leaderChanged("n2");
+    expect((await late).version).toBe(7);
+    // What n1 still holds after the grace fails, outcome unknown, naming the new leader.
     for (const failure of await Promise.all(pending)) {
       expect(failure).toBeInstanceOf(NodeError);
       expect(failure).toMatchObject({ code: "FORWARD_FAILED", leaderHint: "n2" });
       expect((failure as Error).message).toMatch(/leader changed to n2 while n1 held the request/);
     }
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - changedAt).toBeGreaterThanOrEqual(graceMs - 50);
+    expect(Date.now() - changedAt).toBeLessThan(5_000);
     expect(forwarder.inFlight()).toBe(0);
     // The stream itself was kept: n1, leader again, is reached over it; its late answers are dropped.
+    forwarder.leaderChanged("n1");
     release();
     expect((await forwardPut(forwarder, "p/after")).version).toBe(7);
     expect(leader.streams()).toBe(1);
