@@ -40,6 +40,9 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        etcd's clients do), leader or follower (each system's leader, or a
                        member that does not lead, found once the cluster is up)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
+  --node-options=FLAGS Node/V8 flags for the strongroom nodes, space-separated, each starting
+                       with "--" (--node-options="--max-semi-space-size=32"); compare runs
+                       with and without, alternated: a flag cannot be switched in a running node
 `;
 
 function refuse(problem: string): never {
@@ -65,6 +68,7 @@ function parseOptions() {
         "no-open-loop": { type: "boolean", default: false },
         entry: { type: "string", default: "all" },
         profile: { type: "string" },
+        "node-options": { type: "string", default: "" },
       },
     }).values;
   } catch (error) {
@@ -145,6 +149,10 @@ const systems = listOf("systems", values.systems ?? "", (name): SystemName | und
 );
 const openLoop = !(values["no-open-loop"] ?? false);
 const profileDirectory = values.profile === undefined ? null : resolve(values.profile);
+const nodeOptions = (values["node-options"] ?? "").split(/\s+/).filter((flag) => flag !== "");
+for (const flag of nodeOptions)
+  if (!/^--[a-z0-9-]+(=\S+)?$/.test(flag))
+    refuse(`--node-options: "${flag}" is not a --flag or --flag=value`);
 const keys = 1000;
 const warmupMs = quick ? 1000 : 2000;
 
@@ -178,9 +186,10 @@ async function main(): Promise<void> {
     size: 3,
     tickMs: 50,
     ...strongroomPlacement,
-    command: builtServerCommand(
-      profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`],
-    ),
+    command: builtServerCommand([
+      ...nodeOptions,
+      ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
+    ]),
     // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
     nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
     logLevel: "warn",
@@ -343,7 +352,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   }
   writeFileSync(
     join(out, "results.json"),
-    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry, cells }, null, 2),
+    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry, nodeOptions, cells }, null, 2),
   );
   const at = (system: SystemName, mix: string) =>
     cells.find(
