@@ -171,7 +171,7 @@ class SecretsApi {
       value,
       version: found.version,
       revision,
-      createdMs: found.metadata.versions[String(found.version)]?.created ?? 0,
+      createdMs: found.metadata.versions.get(found.version)?.created ?? 0,
     };
   }
 
@@ -253,14 +253,13 @@ class SecretsApi {
   async history(request: GetMetadataRequest, context: RequestContext): Promise<HistoryResponse> {
     const metadata = await this.metadataOf(request, context);
     return {
-      versions: Object.entries(metadata.versions)
-        .map(([version, record]) => ({
-          version: Number(version),
-          createdMs: record.created,
-          deletedMs: record.deleted ?? 0,
-          destroyed: record.destroyed,
-        }))
-        .sort((a, b) => a.version - b.version),
+      // Oldest first, as the state machine keeps them.
+      versions: [...metadata.versions].map(([version, record]) => ({
+        version,
+        createdMs: record.created,
+        deletedMs: record.deleted ?? 0,
+        destroyed: record.destroyed,
+      })),
     };
   }
 

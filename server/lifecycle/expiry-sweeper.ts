@@ -71,9 +71,9 @@ export class ExpirySweeper {
   private async erase(path: string): Promise<void> {
     const metadata = await this.parts.state.metadata(path);
     if (metadata === null) return;
-    const stored = Object.entries(metadata.versions)
+    const stored = [...metadata.versions]
       .filter(([, version]) => !version.destroyed)
-      .map(([version]) => Number(version));
+      .map(([version]) => version);
     if (stored.length === 0) return;
     try {
       const { result } = await this.parts

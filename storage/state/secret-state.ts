@@ -33,6 +33,7 @@ import {
   validatePath,
   validatePrefix,
 } from "./limits.js";
+import { decodeMetadata, encodeMetadata, freezeMetadata, storedVersions } from "./metadata-record.js";
 import { readSnapshot, SnapshotWriter } from "./snapshot-format.js";
 
 export interface VersionRecord {
@@ -54,8 +55,8 @@ export interface SecretMetadata {
   readonly owner: string;
   readonly rotationPeriodMs: number;
   readonly custom: Readonly<Record<string, string>>;
-  /** Kept versions by number (trimmed ones are gone). */
-  readonly versions: Readonly<Record<string, VersionRecord>>;
+  /** Kept versions by number, oldest first (trimmed ones are gone). A Map: see metadata-record.ts. */
+  readonly versions: ReadonlyMap<number, VersionRecord>;
   /** What a rotation writes (opaque here: server/lifecycle/generators.ts), or null: not rotated. */
   readonly generator: Readonly<Record<string, unknown>> | null;
   readonly rotationOverlapMs: number;
@@ -230,8 +231,7 @@ export class SecretStateMachine {
   private noteSchedule(path: string, metadata: SecretMetadata | null): void {
     if (metadata === null || metadata.nextRotationAt === 0) this.rotations.delete(path);
     else this.rotations.set(path, { version: metadata.current, dueAt: metadata.nextRotationAt });
-    const stored =
-      metadata !== null && Object.values(metadata.versions).some((version) => !version.destroyed);
+    const stored = metadata !== null && [...metadata.versions.values()].some((version) => !version.destroyed);
     if (metadata === null || metadata.expiresAt === 0 || !stored) this.expiries.delete(path);
     else this.expiries.set(path, metadata.expiresAt);
   }
@@ -476,7 +476,7 @@ export class SecretStateMachine {
     if (metadata.expiresAt > 0 && now >= metadata.expiresAt)
       throw new StateError("EXPIRED", `${path} expired at ${new Date(metadata.expiresAt).toISOString()}`);
     const wanted = version ?? metadata.current;
-    const record = metadata.versions[String(wanted)];
+    const record = metadata.versions.get(wanted);
     const missing = (why: string): never => {
       throw new StateError("NOT_FOUND", `version ${wanted} of ${path} ${why}`);
     };
@@ -691,8 +691,8 @@ export class SecretStateMachine {
         return this.planRotationFailed(command, existing, batch);
       case "kv.deleteAll": {
         if (existing === null) throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
-        for (const version of Object.keys(existing.versions))
-          batch.push({ type: "del", key: versionKey(command.path, Number(version)) });
+        for (const version of existing.versions.keys())
+          batch.push({ type: "del", key: versionKey(command.path, version) });
         batch.push({ type: "del", key: metadataKey(command.path) });
         this.scheduleChanges.push([command.path, null]);
         return { ok: true, version: null };
@@ -753,34 +753,34 @@ export class SecretStateMachine {
     if (command.ciphertext[0] !== 1)
       throw new StateError("INVALID_ARGUMENT", `the value for ${command.path} is not a barrier ciphertext`);
     const version = base.current + 1;
-    const versions: Record<string, VersionRecord> = {
-      ...base.versions,
-      [String(version)]: { created: command.at, deleted: null, destroyed: false },
-    };
+    // The new version and the newest max_versions - 1 before it stay; older ones go (one copy of
+    // the map per write: this is every write's path).
+    const kept = this.keepNewest(command.path, base.versions, base.maxVersions - 1, batch);
     // A rotation retires the version it replaces once the overlap ends.
-    const replaced = versions[String(base.current)];
-    if (command.rotation === true && replaced !== undefined)
-      versions[String(base.current)] = { ...replaced, retireAt: command.at + base.rotationOverlapMs };
+    const replaced = kept.at(-1);
+    if (command.rotation === true && replaced !== undefined && replaced[0] === base.current)
+      kept[kept.length - 1] = [
+        base.current,
+        { ...replaced[1], retireAt: command.at + base.rotationOverlapMs },
+      ];
+    kept.push([version, { created: command.at, deleted: null, destroyed: false }]);
+    const versions = storedVersions(kept);
     const rotating = base.generator !== null && base.rotationPeriodMs > 0;
-    const metadata = this.trim(
-      command.path,
-      {
-        ...base,
-        current: version,
-        updated: command.at,
-        versions,
-        // A new value on a rotating secret, by rotation or by hand, starts its next period.
-        ...(rotating
-          ? {
-              lastRotated: command.at,
-              nextRotationAt: nextRotation(command.path, version, command.at, base),
-              rotationFailures: 0,
-              lastRotationError: "",
-            }
-          : {}),
-      },
-      batch,
-    );
+    const metadata: SecretMetadata = {
+      ...base,
+      current: version,
+      updated: command.at,
+      versions,
+      // A new value on a rotating secret, by rotation or by hand, starts its next period.
+      ...(rotating
+        ? {
+            lastRotated: command.at,
+            nextRotationAt: nextRotation(command.path, version, command.at, base),
+            rotationFailures: 0,
+            lastRotationError: "",
+          }
+        : {}),
+    };
     this.scheduleChanges.push([command.path, metadata]);
     batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
     batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(metadata) });
@@ -835,19 +835,19 @@ export class SecretStateMachine {
       throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
     // No versions named: the newest (Vault's behaviour for delete).
     const targets = command.versions.length === 0 ? [existing.current] : command.versions;
-    const versions: Record<string, VersionRecord> = { ...existing.versions };
+    const changed = new Map(existing.versions);
     for (const version of targets) {
-      const record = versions[String(version)];
+      const record = changed.get(version);
       if (record === undefined || record.destroyed) continue;
       if (command.op === "kv.delete")
-        versions[String(version)] = { ...record, deleted: record.deleted ?? command.at };
-      else if (command.op === "kv.undelete") versions[String(version)] = { ...record, deleted: null };
+        changed.set(version, { ...record, deleted: record.deleted ?? command.at });
+      else if (command.op === "kv.undelete") changed.set(version, { ...record, deleted: null });
       else {
-        versions[String(version)] = { ...record, destroyed: true };
+        changed.set(version, { ...record, destroyed: true });
         batch.push({ type: "del", key: versionKey(command.path, version) });
       }
     }
-    const updated: SecretMetadata = { ...existing, updated: command.at, versions };
+    const updated: SecretMetadata = { ...existing, updated: command.at, versions: storedVersions(changed) };
     batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(updated) });
     // Destroying every value takes an expired secret off the cleanup list.
     this.scheduleChanges.push([command.path, updated]);
@@ -971,16 +971,28 @@ export class SecretStateMachine {
 
   /** Drops the oldest versions beyond max_versions, their ciphertexts with them. */
   private trim(path: string, metadata: SecretMetadata, batch: LevelBatch): SecretMetadata {
-    const kept = Object.keys(metadata.versions)
-      .map(Number)
-      .sort((a, b) => a - b);
-    if (kept.length <= metadata.maxVersions) return metadata;
-    const versions: Record<string, VersionRecord> = { ...metadata.versions };
-    for (const version of kept.slice(0, kept.length - metadata.maxVersions)) {
-      delete versions[String(version)];
-      batch.push({ type: "del", key: versionKey(path, version) });
+    if (metadata.versions.size <= metadata.maxVersions) return metadata;
+    const kept = this.keepNewest(path, metadata.versions, metadata.maxVersions, batch);
+    return { ...metadata, versions: storedVersions(kept) };
+  }
+
+  /** The newest `count` of `versions`, oldest first; the others' ciphertexts are deleted in `batch`. */
+  private keepNewest(
+    path: string,
+    versions: ReadonlyMap<number, VersionRecord>,
+    count: number,
+    batch: LevelBatch,
+  ): [number, VersionRecord][] {
+    // Oldest first: versions are added in ascending order and every copy keeps the order.
+    let dropped = Math.max(0, versions.size - count);
+    const kept: [number, VersionRecord][] = [];
+    for (const entry of versions) {
+      if (dropped > 0) {
+        dropped--;
+        batch.push({ type: "del", key: versionKey(path, entry[0]) });
+      } else kept.push(entry);
     }
-    return { ...metadata, versions };
+    return kept;
   }
 
   private newMetadata(at: number): SecretMetadata {
@@ -994,7 +1006,7 @@ export class SecretStateMachine {
       owner: "",
       rotationPeriodMs: 0,
       custom: {},
-      versions: {},
+      versions: storedVersions([]),
       generator: null,
       rotationOverlapMs: 0,
       lastRotated: 0,
@@ -1007,8 +1019,8 @@ export class SecretStateMachine {
 
   /** A metadata record's bytes, remembered with the object they came from (frozen from here on). */
   private packMetadata(metadata: SecretMetadata): Uint8Array {
-    const bytes = packr.pack(metadata);
-    this.decodedMetadata.set(bytes, deepFreeze(metadata));
+    const bytes = encodeMetadata(metadata);
+    this.decodedMetadata.set(bytes, freezeMetadata(metadata));
     return bytes;
   }
 
@@ -1025,7 +1037,7 @@ export class SecretStateMachine {
     const known = this.decodedMetadata.get(value);
     if (known !== undefined) return known;
     try {
-      const metadata = deepFreeze(normalizeMetadata(packr.unpack(value)));
+      const metadata = decodeMetadata(value);
       this.decodedMetadata.set(value, metadata);
       return metadata;
     } catch (error) {
@@ -1036,30 +1048,6 @@ export class SecretStateMachine {
       );
     }
   }
-}
-
-/** Freezes a plain record and every object in it: a shared metadata object stays as stored. */
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !ArrayBuffer.isView(value) && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const field of Object.values(value)) deepFreeze(field);
-  }
-  return value;
-}
-
-/** A stored record, with the fields that records written before they existed lack filled in. */
-function normalizeMetadata(raw: unknown): SecretMetadata {
-  const record = raw as Partial<SecretMetadata> & Omit<SecretMetadata, "generator">;
-  return {
-    ...record,
-    generator: record.generator ?? null,
-    rotationOverlapMs: record.rotationOverlapMs ?? 0,
-    lastRotated: record.lastRotated ?? 0,
-    nextRotationAt: record.nextRotationAt ?? 0,
-    rotationFailures: record.rotationFailures ?? 0,
-    lastRotationError: record.lastRotationError ?? "",
-    expiresAt: record.expiresAt ?? 0,
-  };
 }
 
 /**

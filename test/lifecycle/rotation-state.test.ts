@@ -260,13 +260,17 @@ it("serves each secret's metadata as a frozen object, equal to what a reopened s
   await apply({ op: "kv.delete", path: "svc/key", versions: [1], at: 1000 + 5 * hour });
   const served = await machine.metadata("svc/key");
   // The object an apply made is the one served: nothing a reader does to it reaches the next reader.
-  expect(served?.versions["1"]?.retireAt).toBe(1000 + 2 * hour + 60_000);
+  expect(served?.versions.get(1)?.retireAt).toBe(1000 + 2 * hour + 60_000);
   expect(() => {
     (served as { owner: string }).owner = "someone else";
   }).toThrow(TypeError);
   expect(() => {
-    (served?.versions["2"] as { destroyed: boolean }).destroyed = true;
+    (served?.versions.get(2) as { destroyed: boolean }).destroyed = true;
   }).toThrow(TypeError);
+  expect(() => {
+    (served?.versions as Map<number, unknown> | undefined)?.delete(1);
+  }).toThrow(TypeError);
+  expect(served?.versions.size).toBe(2);
   expect(() => {
     (served?.custom as Record<string, string>).tier = "0";
   }).toThrow(TypeError);

@@ -85,15 +85,26 @@ describe("secret state machine", () => {
   });
 
   it("trims the oldest versions beyond max_versions, ciphertext and all", async () => {
-    const { apply, put, get, failure, machine } = await fixture();
+    const { apply, put, get, failure, machine, directory } = await fixture();
     await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 3 }, at: 1 });
     for (let i = 1; i <= 5; i++) await put("k", `v${i}`);
-    expect(Object.keys((await machine.metadata("k"))?.versions ?? {})).toEqual(["3", "4", "5"]);
+    expect([...((await machine.metadata("k"))?.versions.keys() ?? [])]).toEqual([3, 4, 5]);
     expect(await failure(get("k", 2))).toBe("NOT_FOUND: version 2 of k was trimmed (max_versions)");
     expect(await get("k", 3)).toBe("v3");
     // Lowering max_versions trims at once.
     await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 1 }, at: 2 });
-    expect(Object.keys((await machine.metadata("k"))?.versions ?? {})).toEqual(["5"]);
+    expect([...((await machine.metadata("k"))?.versions.keys() ?? [])]).toEqual([5]);
+    // The trimmed versions' ciphertexts are gone from LevelDB, not only from the metadata.
+    await machine.close();
+    open.splice(open.indexOf(machine), 1);
+    const { ClassicLevel } = await import("classic-level");
+    const raw = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
+      keyEncoding: "view",
+      valueEncoding: "view",
+    });
+    const versionRecords = await raw.keys({ gte: Uint8Array.of(0x03), lt: Uint8Array.of(0x04) }).all();
+    await raw.close();
+    expect(versionRecords).toHaveLength(1);
   });
 
   it("soft delete hides a version, undelete brings it back, destroy erases it for good", async () => {
