@@ -19,6 +19,7 @@ export class TestPki {
   readonly clusterCa: PemPair;
   readonly clientCa: PemPair;
   private issued = 0;
+  private readonly clients = new Map<string, TlsFilePaths>();
 
   constructor(name = "test") {
     this.clusterCa = createCertificateAuthority(`strongroom ${name} cluster CA`);
@@ -40,8 +41,21 @@ export class TestPki {
     );
   }
 
-  /** A client's files: its certificate (client CA), and the cluster CA bundle that signs servers. */
-  client(name: string, validity: Validity = {}): TlsFilePaths {
+  /**
+   * A client's files: its certificate (client CA), and the cluster CA bundle that signs servers.
+   * Without a validity, one certificate per name, made on first use: a key pair takes 150 ms here,
+   * on the thread the in-process nodes share, and tests open hundreds of clients.
+   */
+  client(name: string, validity?: Validity): TlsFilePaths {
+    if (validity === undefined) {
+      const made = this.clients.get(name) ?? this.issueClient(name, {});
+      this.clients.set(name, made);
+      return made;
+    }
+    return this.issueClient(name, validity);
+  }
+
+  private issueClient(name: string, validity: Validity): TlsFilePaths {
     return this.write(
       `client-${name}-${++this.issued}`,
       issueClientCertificate(this.clientCa, { name, ...validity }),
