@@ -2,7 +2,10 @@
 // (each batch is one LevelDB write with sync: true, i.e. one fsync) at batch sizes 1, 16, 128 and
 // 1024, with 256-byte entries —, the secret state machine's applies per second, and the barrier's
 // AES-256-GCM cost per 256 B and 4 KiB value, and the disk's own price of one synced 256 B write
-// (appending, as the audit files and LevelDB's log do, or into a preallocated file).
+// (appending, as the audit files and LevelDB's log do, or into a preallocated file). For the
+// applies it also counts the scavenges (the npm script fixes the young generation at 16 MiB, so
+// each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
+// secret's version number (it needs --expose-gc, which the npm script gives).
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes } from "node:crypto";
@@ -18,11 +21,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { Entry } from "../raft/core/index.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { encodeCommand, SecretStateMachine } from "../storage/state/index.js";
+import { decodeMetadata, encodeMetadata, storedVersions } from "../storage/state/metadata-record.js";
 import { printTable } from "./table.js";
 
 const entryBytes = 256;
@@ -99,18 +104,76 @@ async function benchApplies(directory: string, seconds: number) {
     return encodeCommand({ op: "kv.put", path, ciphertext: barrier.encrypt(path, value), cas: null, at: i });
   });
   let index = 0;
+  let scavenges = 0;
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gcMs += entry.duration;
+      if ((entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === 1) scavenges++;
+    }
+  });
+  gc.observe({ entryTypes: ["gc"] });
   const start = performance.now();
   while (performance.now() - start < seconds * 1000) {
     index++;
     await machine.apply(index, commands[index % commands.length] as Uint8Array);
   }
   const elapsed = (performance.now() - start) / 1000;
+  // The observer is told asynchronously: let the last entries arrive.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  gc.disconnect();
   const flushStart = performance.now();
   await machine.flush();
   const flushMs = performance.now() - flushStart;
   await machine.close();
   barrier.seal();
-  return { applies: index, appliesPerSecond: index / elapsed, flushMs };
+  return { applies: index, appliesPerSecond: index / elapsed, flushMs, scavenges, gcMs, secrets: 512 };
+}
+
+/**
+ * Bytes one decoded metadata record holds (10 versions kept) by the secret's current version: what
+ * each of the state machine's 50,000 cached records costs. Null without --expose-gc.
+ */
+function benchMetadataMemory(): { version: number; bytes: number }[] | null {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return null;
+  return [10, 100, 400, 900, 5000].map((current) => {
+    const versions = Array.from(
+      { length: 10 },
+      (_, i): [number, { created: number; deleted: null; destroyed: boolean }] => [
+        current - 9 + i,
+        { created: 1_795_000_000_000 + i, deleted: null, destroyed: false },
+      ],
+    );
+    const bytes = encodeMetadata({
+      created: 1,
+      updated: 2,
+      current,
+      maxVersions: 10,
+      casRequired: false,
+      deleteVersionAfterMs: 0,
+      owner: "team-a",
+      rotationPeriodMs: 0,
+      custom: {},
+      versions: storedVersions(versions),
+      generator: null,
+      rotationOverlapMs: 0,
+      lastRotated: 0,
+      nextRotationAt: 0,
+      rotationFailures: 0,
+      lastRotationError: "",
+      expiresAt: 0,
+    });
+    const count = 10_000;
+    const held: unknown[] = [];
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < count; i++) held.push(decodeMetadata(bytes));
+    gc();
+    const after = process.memoryUsage().heapUsed;
+    // Read after the measurement, so the records are alive through it.
+    return { version: current, bytes: held.length === count ? (after - before) / count : 0 };
+  });
 }
 
 /**
@@ -167,7 +230,10 @@ async function main(): Promise<void> {
     syncs = benchDiskSync(root, seconds);
     process.stdout.write(
       `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s ` +
-        `(kv.put of 256-byte values, ${applies.applies} applied, then one flush of ${applies.flushMs.toFixed(2)} ms)\n\n`,
+        `(kv.put of 256-byte values over ${applies.secrets} secrets, ${applies.applies} applied, up to version ` +
+        `${Math.ceil(applies.applies / applies.secrets)}, then one flush of ${applies.flushMs.toFixed(2)} ms); ` +
+        `${applies.scavenges} scavenges, ${((applies.scavenges * 16 * 1024) / applies.applies).toFixed(1)} KiB allocated per apply ` +
+        `at a 16 MiB young generation, GC ${((100 * applies.gcMs) / 1000 / seconds).toFixed(1)}% of the time\n\n`,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -183,6 +249,18 @@ async function main(): Promise<void> {
     ]),
   );
   process.stdout.write("\n");
+  const metadataMemory = benchMetadataMemory();
+  if (metadataMemory === null) process.stdout.write("(metadata record memory: run with --expose-gc)\n\n");
+  else {
+    printTable(
+      ["a cached metadata record, 10 versions kept, current version", "bytes held"],
+      metadataMemory.map((row) => [
+        row.version.toLocaleString("en-US"),
+        Math.round(row.bytes).toLocaleString("en-US"),
+      ]),
+    );
+    process.stdout.write("\n");
+  }
   printTable(
     ["value bytes", "encrypt µs", "decrypt µs", "encrypt MB/s"],
     [256, 4096].map((size) => {
