@@ -17,6 +17,29 @@ export function encodeMetadata(metadata: SecretMetadata): Uint8Array {
   return packr.pack({ ...metadata, versions: new Map(metadata.versions) });
 }
 
+/** The metadata of a secret before its first write: no version, nothing set. */
+export function emptyMetadata(at: number, maxVersions: number): SecretMetadata {
+  return {
+    created: at,
+    updated: at,
+    current: 0,
+    maxVersions,
+    casRequired: false,
+    deleteVersionAfterMs: 0,
+    owner: "",
+    rotationPeriodMs: 0,
+    custom: {},
+    versions: storedVersions([]),
+    generator: null,
+    rotationOverlapMs: 0,
+    lastRotated: 0,
+    nextRotationAt: 0,
+    rotationFailures: 0,
+    lastRotationError: "",
+    expiresAt: 0,
+  };
+}
+
 /** The metadata of stored bytes, frozen; throws when the bytes are not a metadata record. */
 export function decodeMetadata(bytes: Uint8Array): SecretMetadata {
   const raw: unknown = packr.unpack(bytes);

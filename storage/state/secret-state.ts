@@ -33,7 +33,13 @@ import {
   validatePath,
   validatePrefix,
 } from "./limits.js";
-import { decodeMetadata, encodeMetadata, freezeMetadata, storedVersions } from "./metadata-record.js";
+import {
+  decodeMetadata,
+  emptyMetadata,
+  encodeMetadata,
+  freezeMetadata,
+  storedVersions,
+} from "./metadata-record.js";
 import { readSnapshot, SnapshotWriter } from "./snapshot-format.js";
 
 export interface VersionRecord {
@@ -231,7 +237,7 @@ export class SecretStateMachine {
   private noteSchedule(path: string, metadata: SecretMetadata | null): void {
     if (metadata === null || metadata.nextRotationAt === 0) this.rotations.delete(path);
     else this.rotations.set(path, { version: metadata.current, dueAt: metadata.nextRotationAt });
-    const stored = metadata !== null && [...metadata.versions.values()].some((version) => !version.destroyed);
+    const stored = metadata !== null && holdsAValue(metadata);
     if (metadata === null || metadata.expiresAt === 0 || !stored) this.expiries.delete(path);
     else this.expiries.set(path, metadata.expiresAt);
   }
@@ -737,7 +743,7 @@ export class SecretStateMachine {
         `a value of ${plaintextBytes} bytes exceeds the limit of ${this.limits.valueBytesMax}`,
       );
     }
-    const base = existing ?? this.newMetadata(command.at);
+    const base = existing ?? emptyMetadata(command.at, this.limits.maxVersionsDefault);
     if (command.cas === null && base.casRequired) {
       throw new StateError(
         "CAS_REQUIRED",
@@ -902,7 +908,7 @@ export class SecretStateMachine {
     ) {
       throw new StateError("INVALID_ARGUMENT", "generator must be a map or null");
     }
-    const base = existing ?? this.newMetadata(command.at);
+    const base = existing ?? emptyMetadata(command.at, this.limits.maxVersionsDefault);
     const changed: SecretMetadata = {
       ...base,
       ...(changes.maxVersions === undefined ? {} : { maxVersions: changes.maxVersions }),
@@ -995,28 +1001,6 @@ export class SecretStateMachine {
     return kept;
   }
 
-  private newMetadata(at: number): SecretMetadata {
-    return {
-      created: at,
-      updated: at,
-      current: 0,
-      maxVersions: this.limits.maxVersionsDefault,
-      casRequired: false,
-      deleteVersionAfterMs: 0,
-      owner: "",
-      rotationPeriodMs: 0,
-      custom: {},
-      versions: storedVersions([]),
-      generator: null,
-      rotationOverlapMs: 0,
-      lastRotated: 0,
-      nextRotationAt: 0,
-      rotationFailures: 0,
-      lastRotationError: "",
-      expiresAt: 0,
-    };
-  }
-
   /** A metadata record's bytes, remembered with the object they came from (frozen from here on). */
   private packMetadata(metadata: SecretMetadata): Uint8Array {
     const bytes = encodeMetadata(metadata);
@@ -1048,6 +1032,12 @@ export class SecretStateMachine {
       );
     }
   }
+}
+
+/** Whether any kept version still has its value (not destroyed). Every apply asks: no array. */
+function holdsAValue(metadata: SecretMetadata): boolean {
+  for (const version of metadata.versions.values()) if (!version.destroyed) return true;
+  return false;
 }
 
 /**

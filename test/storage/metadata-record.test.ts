@@ -5,6 +5,7 @@ import { Packr } from "msgpackr";
 import { describe, expect, it } from "vitest";
 import {
   decodeMetadata,
+  emptyMetadata,
   encodeMetadata,
   freezeMetadata,
   storedVersions,
@@ -13,23 +14,13 @@ import type { SecretMetadata, VersionRecord } from "../../storage/state/secret-s
 
 function metadataWith(versions: [number, VersionRecord][]): SecretMetadata {
   return {
-    created: 1,
+    ...emptyMetadata(1, 10),
     updated: 2,
     current: versions.at(-1)?.[0] ?? 0,
-    maxVersions: 10,
-    casRequired: false,
-    deleteVersionAfterMs: 0,
     owner: "team-a",
-    rotationPeriodMs: 0,
     custom: { tier: "1" },
     versions: storedVersions(versions),
     generator: { kind: "random", bytes: 32 },
-    rotationOverlapMs: 0,
-    lastRotated: 0,
-    nextRotationAt: 0,
-    rotationFailures: 0,
-    lastRotationError: "",
-    expiresAt: 0,
   };
 }
 
