@@ -84,6 +84,7 @@ export class RaftMetrics {
         await store.installSnapshot(snapshot);
         this.snapshotBytes.set(snapshot.data.length);
       },
+      stageSnapshot: (snapshot: Snapshot) => store.stageSnapshot(snapshot),
       saveSnapshot: async (snapshot: Snapshot) => {
         await store.saveSnapshot(snapshot);
         this.snapshotBytes.set(snapshot.data.length);

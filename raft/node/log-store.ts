@@ -18,10 +18,12 @@ export interface LogStore {
   /** Durably keep a snapshot the node took itself; the log is untouched. */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
   /**
-   * Optional: durably write a snapshot the node took without keeping it yet, so that a large one is
-   * written while the driver's loop goes on; saveSnapshot of the same snapshot then only records it.
+   * Durably write a snapshot the node took without keeping it yet, so that a large one is written
+   * while the driver's loop goes on; saveSnapshot of the same snapshot then only records it. A store
+   * with nothing to write ahead (in memory) does nothing. Required, so that a wrapper cannot drop
+   * it unnoticed (the metrics wrapper once did, and every snapshot was written inside the loop).
    */
-  stageSnapshot?(snapshot: Snapshot): Promise<void>;
+  stageSnapshot(snapshot: Snapshot): Promise<void>;
   /** Drop entries through `offset.index`, which a saved snapshot covers. */
   compact(offset: LogOffset): Promise<void>;
   close(): Promise<void>;

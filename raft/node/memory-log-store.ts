@@ -60,6 +60,11 @@ export class MemoryLogStore implements LogStore {
       this.hardState = { ...this.hardState, commit: snapshot.meta.index };
   }
 
+  /** Nothing to write ahead: saveSnapshot keeps the snapshot object itself. */
+  async stageSnapshot(_snapshot: Snapshot): Promise<void> {
+    this.assertOpen();
+  }
+
   async saveSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
     if (this.snapshot !== null && snapshot.meta.index < this.snapshot.meta.index) {

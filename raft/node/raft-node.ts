@@ -454,7 +454,7 @@ export class RaftNode<Result> {
     const stage = async (): Promise<Snapshot> => {
       const snapshot = { meta, data: await read() };
       // Written beside the loop too: saving it in the loop then only records it.
-      await this.options.logStore.stageSnapshot?.(snapshot);
+      await this.options.logStore.stageSnapshot(snapshot);
       return snapshot;
     };
     this.building = stage().then(

@@ -1,0 +1,59 @@
+// The node's log store is wrapped for its metrics (server/raft-metrics.ts). The wrapper must hand
+// every operation through: when it dropped stageSnapshot, every snapshot file of a running node was
+// written inside the Raft loop (no heartbeats meanwhile) instead of beside it.
+
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Registry } from "prom-client";
+import { afterAll, describe, expect, it } from "vitest";
+import type { Snapshot } from "../../raft/core/index.js";
+import { RaftMetrics } from "../../server/raft-metrics.js";
+import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-raft-metrics-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe("RaftMetrics.instrument", () => {
+  it("stages a snapshot file through the wrapper, records it on save without writing it again, and reports its size", async () => {
+    const directory = join(root, "staged");
+    const store = await LevelLogStore.open(directory);
+    const registry = new Registry();
+    const metrics = new RaftMetrics(registry, () => {
+      throw new Error("no Raft node in this test");
+    });
+    const wrapped = metrics.instrument(store);
+    const entries = [1, 2, 3].map((index) => ({
+      index,
+      term: 1,
+      type: "normal" as const,
+      data: Uint8Array.of(index),
+    }));
+    await wrapped.append(entries, { term: 1, vote: "n1", commit: 3 });
+    const snapshot: Snapshot = {
+      meta: { index: 3, term: 1, membership: { voters: ["n1"], learners: [] } },
+      data: new Uint8Array(randomBytes(100_000)),
+    };
+
+    await wrapped.stageSnapshot(snapshot);
+    const file = join(directory, "snapshots", "00000000000000000003-00000000000000000001.snap");
+    expect(readdirSync(join(directory, "snapshots"))).toEqual([
+      "00000000000000000003-00000000000000000001.snap",
+    ]);
+    const staged = statSync(file);
+    await wrapped.saveSnapshot(snapshot);
+    expect(statSync(file).ino).toBe(staged.ino);
+    expect(statSync(file).mtimeMs).toBe(staged.mtimeMs);
+    expect(await registry.getSingleMetricAsString("strongroom_raft_snapshot_bytes")).toContain(
+      "strongroom_raft_snapshot_bytes 100000",
+    );
+    const appends = await registry.getSingleMetricAsString("strongroom_raft_log_append_seconds");
+    expect(appends).toContain('strongroom_raft_log_append_seconds_count{sync="true"} 1');
+    await wrapped.close();
+
+    const reopened = await LevelLogStore.open(directory);
+    expect((await reopened.load()).snapshot?.meta.index).toBe(3);
+    await reopened.close();
+  });
+});
