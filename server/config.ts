@@ -80,6 +80,16 @@ export const nodeConfigSchema = z
         snapshotEveryEntries: z.number().int().min(10).default(10_000),
         /** Entries kept behind a snapshot, so a follower that lags by fewer needs no snapshot. */
         retainEntries: z.number().int().min(0).max(1_000_000).default(1000),
+        /**
+         * Bytes of applied entries the leader keeps in memory for followers that have not
+         * acknowledged them; older ones are read back from the Raft log on disk when sent.
+         */
+        followerCatchUpBytesMax: z
+          .number()
+          .int()
+          .min(0)
+          .max(1024 * 1024 * 1024)
+          .default(8 * 1024 * 1024),
       })
       .default({
         tickMs: 50,
@@ -87,6 +97,7 @@ export const nodeConfigSchema = z
         heartbeatTicks: 1,
         snapshotEveryEntries: 10_000,
         retainEntries: 1000,
+        followerCatchUpBytesMax: 8 * 1024 * 1024,
       }),
     requests: z
       .strictObject({

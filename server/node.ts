@@ -280,6 +280,7 @@ export class StrongroomNode {
       raft: {
         electionTicks: config.raft.electionTicks,
         heartbeatTicks: config.raft.heartbeatTicks,
+        followerCatchUpBytesMax: config.raft.followerCatchUpBytesMax,
         // A value at the limit, encrypted and framed as a command, must fit in one entry.
         entryBytesMax: defaultStateLimits.valueBytesMax + 64 * 1024,
       },

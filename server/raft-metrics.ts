@@ -37,6 +37,16 @@ export class RaftMetrics {
       "The highest log index applied to the state machine.",
       (status) => status.applied,
     );
+    gauge(
+      "strongroom_raft_log_entries_in_memory",
+      "Raft log entries whose data the node holds in memory (not yet applied, or not yet acknowledged by every follower); the rest is read back from disk.",
+      (status) => status.entriesInMemory,
+    );
+    gauge(
+      "strongroom_raft_log_entry_bytes_in_memory",
+      "The data bytes of the Raft log entries the node holds in memory.",
+      (status) => status.entryBytesInMemory,
+    );
     gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
       status.role === "leader" ? 1 : 0,
     );
@@ -72,6 +82,8 @@ export class RaftMetrics {
   instrument(store: LogStore): LogStore {
     return {
       load: (): Promise<PersistentState> => store.load(),
+      readEntries: (low: number, high: number, bytesMax: number): Entry[] =>
+        store.readEntries(low, high, bytesMax),
       append: async (entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions) => {
         const stop = this.appendSeconds.startTimer({ sync: options?.sync === false ? "false" : "true" });
         try {

@@ -31,6 +31,11 @@ export interface RaftConfig {
   readonly inflightMessagesMax: number;
   /** Entry bytes in flight to one follower. */
   readonly inflightBytesMax: number;
+  /**
+   * Bytes of persisted, applied entries a leader keeps in memory for followers that have not
+   * acknowledged them; beyond it the oldest are let go and read back from the log store when sent.
+   */
+  readonly followerCatchUpBytesMax: number;
   /** Bytes a leader holds proposed but not yet committed; proposals beyond it are refused. */
   readonly uncommittedBytesMax: number;
   /** The largest single proposal. */
@@ -56,6 +61,7 @@ export const raftConfigDefaults = {
   messageBytesMax: 1024 * 1024,
   inflightMessagesMax: 256,
   inflightBytesMax: 32 * 1024 * 1024,
+  followerCatchUpBytesMax: 8 * 1024 * 1024,
   uncommittedBytesMax: 64 * 1024 * 1024,
   entryBytesMax: 1024 * 1024,
   snapshotChunkBytes: 1024 * 1024,
@@ -86,6 +92,10 @@ export function validateRaftConfig(input: RaftConfigInput): RaftConfig {
   for (const field of positiveIntegers) {
     const value = config[field];
     if (!Number.isSafeInteger(value) || value <= 0) fail(`${field} must be a positive integer, got ${value}`);
+  }
+  // Zero is allowed: a leader then reads every entry a follower lacks back from the log store.
+  if (!Number.isSafeInteger(config.followerCatchUpBytesMax) || config.followerCatchUpBytesMax < 0) {
+    fail(`followerCatchUpBytesMax must be a non-negative integer, got ${config.followerCatchUpBytesMax}`);
   }
   if (config.heartbeatTicks >= config.electionTicks) {
     fail(`heartbeatTicks (${config.heartbeatTicks}) must be below electionTicks (${config.electionTicks})`);

@@ -1,10 +1,13 @@
 // The core's view of the replicated log: entries after the last compaction point, which of them
-// are persisted (stable), committed and handed to the application. The core keeps the
-// uncompacted log in memory (compaction bounds it); the driver mirrors every change into its
-// LogStore through Ready.
+// are persisted (stable), committed and handed to the application. The core keeps every entry's
+// term in memory, but an entry's data only while it may need it there: until it is persisted and
+// applied and (on a leader) every follower has it. Older entries are read back from the driver's
+// log store (StableEntryReader) for a follower that lags; the driver mirrors every change into
+// that store through Ready.
 
 import { broken, invariant } from "./errors.js";
-import type { Entry, LogOffset } from "./types.js";
+import { HeldEntries } from "./held-entries.js";
+import type { Entry, LogOffset, StableEntryReader } from "./types.js";
 
 /** Shared by every Ready with nothing in a list: most Readys carry only messages or a commit. */
 const noEntries: readonly Entry[] = Object.freeze([]);
@@ -12,7 +15,12 @@ const noEntries: readonly Entry[] = Object.freeze([]);
 export class RaftLog {
   /** The last compacted entry; the log continues at offset.index + 1. */
   private offset: LogOffset;
-  private entries: Entry[];
+  /** The term of every entry after the offset: terms[i] is the term of entry offset.index + 1 + i. */
+  private terms: number[];
+  /** The entries still held in memory: the last `held.length` of the log. */
+  private held: HeldEntries;
+  /** Where released entries are read back; without one, the log holds every entry. */
+  private readonly reader: StableEntryReader | null;
   /** Entries up to here are persisted (the driver acknowledged them through advance). */
   stableIndex: number;
   committed: number;
@@ -21,12 +29,20 @@ export class RaftLog {
   /** Entries up to here were applied (the application acknowledged them through advance). */
   applied: number;
 
-  constructor(offset: LogOffset, entries: readonly Entry[], committed: number, applied: number) {
+  constructor(
+    offset: LogOffset,
+    entries: readonly Entry[],
+    committed: number,
+    applied: number,
+    reader: StableEntryReader | null = null,
+  ) {
     this.offset = offset;
-    this.entries = [...entries];
-    entries.forEach((entry, i) => {
+    this.held = new HeldEntries(entries);
+    this.terms = entries.map((entry, i) => {
       invariant(entry.index === offset.index + 1 + i, `log entries are not contiguous at ${entry.index}`);
+      return entry.term;
     });
+    this.reader = reader;
     this.stableIndex = this.lastIndex();
     invariant(
       committed <= this.lastIndex(),
@@ -47,7 +63,17 @@ export class RaftLog {
   }
 
   lastIndex(): number {
-    return this.offset.index + this.entries.length;
+    return this.offset.index + this.terms.length;
+  }
+
+  /** The first entry held in memory (lastIndex() + 1 when none is). */
+  heldFrom(): number {
+    return this.lastIndex() + 1 - this.held.length;
+  }
+
+  /** How many entries are held in memory, and their data bytes. */
+  heldCount(): { entries: number; bytes: number } {
+    return { entries: this.held.length, bytes: this.held.bytes };
   }
 
   lastTerm(): number {
@@ -58,12 +84,15 @@ export class RaftLog {
   term(index: number): number | undefined {
     if (index === this.offset.index) return this.offset.term;
     if (index < this.offset.index || index > this.lastIndex()) return undefined;
-    return this.entries[index - this.offset.index - 1]?.term;
+    return this.terms[index - this.offset.index - 1];
   }
 
+  /** The entry at `index` (read back from the log store when released), or undefined when compacted or beyond the end. */
   entry(index: number): Entry | undefined {
-    if (index <= this.offset.index) return undefined;
-    return this.entries[index - this.offset.index - 1];
+    if (index <= this.offset.index || index > this.lastIndex()) return undefined;
+    const heldFrom = this.heldFrom();
+    if (index >= heldFrom) return this.held.at(index - heldFrom);
+    return this.readStable(index, index + 1, 0)[0];
   }
 
   matchTerm(index: number, term: number): boolean {
@@ -79,10 +108,19 @@ export class RaftLog {
   /** Entries in [low, high), at most `bytesMax` of data but always at least one. */
   slice(low: number, high: number, bytesMax: number): Entry[] {
     if (low <= this.offset.index) broken(`slice from ${low} reaches into the compacted log`);
-    const result: Entry[] = [];
+    const end = Math.min(high, this.lastIndex() + 1);
+    const heldFrom = this.heldFrom();
+    let result: Entry[] = [];
     let bytes = 0;
-    for (let index = low; index < high && index <= this.lastIndex(); index++) {
-      const entry = this.entry(index);
+    if (low < heldFrom && low < end) {
+      const storedEnd = Math.min(end, heldFrom);
+      result = this.readStable(low, storedEnd, bytesMax);
+      for (const entry of result) bytes += entry.data.length;
+      // The store stopped at the byte limit: the held entries would not fit either.
+      if (low + result.length < storedEnd) return result;
+    }
+    for (let index = Math.max(low, heldFrom); index < end; index++) {
+      const entry = this.held.at(index - heldFrom);
       if (entry === undefined) broken(`missing entry ${index}`);
       bytes += entry.data.length;
       if (result.length > 0 && bytes > bytesMax) break;
@@ -91,10 +129,30 @@ export class RaftLog {
     return result;
   }
 
+  private readStable(low: number, high: number, bytesMax: number): Entry[] {
+    if (this.reader === null) broken(`entry ${low} is neither held nor readable`);
+    if (high - 1 > this.stableIndex)
+      broken(`read of entry ${high - 1} beyond the stable index ${this.stableIndex}`);
+    const entries = this.reader.readEntries(low, high, bytesMax);
+    entries.forEach((entry, i) => {
+      invariant(
+        entry.index === low + i && entry.term === this.term(entry.index),
+        `the log store answered entry ${entry.index} (term ${entry.term}) for ${low + i} (term ${this.term(low + i)})`,
+      );
+    });
+    invariant(entries.length > 0, `the log store answered no entry from ${low}`);
+    return entries;
+  }
+
   /** A leader appends its own new entries. */
   append(entry: Entry): void {
     if (entry.index !== this.lastIndex() + 1) broken(`append at ${entry.index} after ${this.lastIndex()}`);
-    this.entries.push(entry);
+    this.hold(entry);
+  }
+
+  private hold(entry: Entry): void {
+    this.terms.push(entry.term);
+    this.held.push(entry);
   }
 
   /**
@@ -113,13 +171,17 @@ export class RaftLog {
         this.truncateFrom(entry.index);
       }
       if (entry.index !== this.lastIndex() + 1) broken(`gap before ${entry.index}`);
-      this.entries.push(entry);
+      this.hold(entry);
     }
     return lastNew;
   }
 
   private truncateFrom(index: number): void {
-    this.entries.length = index - this.offset.index - 1;
+    const heldFrom = this.heldFrom();
+    // Only uncommitted entries are replaced, and only committed, applied ones are released.
+    invariant(index >= heldFrom, `truncation at ${index} below the held entries (from ${heldFrom})`);
+    this.held.truncate(index - heldFrom);
+    this.terms.length = index - this.offset.index - 1;
     this.stableIndex = Math.min(this.stableIndex, index - 1);
   }
 
@@ -133,13 +195,14 @@ export class RaftLog {
   /** Entries not yet persisted. */
   unstableEntries(): readonly Entry[] {
     if (this.stableIndex >= this.lastIndex()) return noEntries;
-    return this.entries.slice(this.stableIndex - this.offset.index);
+    return this.held.slice(this.stableIndex + 1 - this.heldFrom());
   }
 
   /** Committed entries the application has not been handed yet. */
   entriesToApply(): readonly Entry[] {
     if (this.committed <= this.applying) return noEntries;
-    return this.entries.slice(this.applying - this.offset.index, this.committed - this.offset.index);
+    const heldFrom = this.heldFrom();
+    return this.held.slice(this.applying + 1 - heldFrom, this.committed + 1 - heldFrom);
   }
 
   /** The driver persisted entries up to (index, term); ignored when that entry was replaced meanwhile. */
@@ -169,7 +232,8 @@ export class RaftLog {
       `snapshot ${offset.index} does not pass commit ${this.committed}`,
     );
     this.offset = offset;
-    this.entries = [];
+    this.terms = [];
+    this.held.clear();
     this.stableIndex = offset.index;
     this.committed = offset.index;
     this.applying = offset.index;
@@ -182,9 +246,45 @@ export class RaftLog {
     if (index <= this.offset.index) return this.offset;
     const term = this.term(index);
     invariant(term !== undefined, `no term at ${index}`);
-    this.entries = this.entries.slice(index - this.offset.index);
+    this.dropHeldThrough(index);
+    this.terms = this.terms.slice(index - this.offset.index);
     this.offset = { index, term };
     return this.offset;
+  }
+
+  /**
+   * Lets go of the data of entries no longer needed in memory (they stay in the log store, which
+   * answers for them). Entries through `settled` (persisted and applied) may go; of those, the ones
+   * from `wantedFrom` on (a follower has not acknowledged them yet) stay while they take at most
+   * `wantedBytesMax`: a follower that stopped answering must not hold the log in memory.
+   */
+  release(settled: number, wantedFrom: number, wantedBytesMax: number): void {
+    if (this.reader === null) return;
+    invariant(
+      settled <= this.applied && settled <= this.stableIndex,
+      `release through ${settled} beyond applied ${this.applied} or stable ${this.stableIndex}`,
+    );
+    const heldFrom = this.heldFrom();
+    if (settled < heldFrom) return;
+    let through = Math.min(settled, wantedFrom - 1);
+    if (through < settled) {
+      // The bytes of the wanted settled entries: all held bytes but the unsettled ones and those
+      // released anyway (walked: both are short lists).
+      let wantedBytes = this.held.bytes;
+      for (let i = settled + 1 - heldFrom; i < this.held.length; i++)
+        wantedBytes -= this.held.at(i)?.data.length ?? 0;
+      for (let i = 0; i <= through - heldFrom; i++) wantedBytes -= this.held.at(i)?.data.length ?? 0;
+      while (through < settled && wantedBytes > wantedBytesMax) {
+        through++;
+        wantedBytes -= this.held.at(through - heldFrom)?.data.length ?? 0;
+      }
+    }
+    this.dropHeldThrough(through);
+  }
+
+  private dropHeldThrough(index: number): void {
+    const count = index + 1 - this.heldFrom();
+    if (count > 0) this.held.dropFirst(count);
   }
 
   offsetPoint(): LogOffset {

@@ -36,6 +36,7 @@ import type {
   SnapshotChunkMessage,
   SnapshotMeta,
   SnapshotResponseMessage,
+  StableEntryReader,
   VoteMessage,
 } from "./types.js";
 
@@ -85,6 +86,9 @@ export interface RaftStatus {
   readonly applied: number;
   readonly lastIndex: number;
   readonly firstIndex: number;
+  /** Entries whose data the core holds in memory, and their bytes (the rest is read back from the log store). */
+  readonly entriesInMemory: number;
+  readonly entryBytesInMemory: number;
   readonly membership: Membership;
   readonly leadTransferee: NodeId | null;
   readonly progress: ReadonlyMap<NodeId, { match: number; next: number; state: string }>;
@@ -93,6 +97,11 @@ export interface RaftStatus {
 export interface RaftStartOptions {
   /** The application's applied index; committed entries above it are handed out again after a restart. */
   readonly applied?: number;
+  /**
+   * The driver's log store, read back for entries the core let go of (see RaftLog). Without one the
+   * core holds every entry until it is compacted.
+   */
+  readonly stableEntries?: StableEntryReader;
 }
 
 interface ReadRound {
@@ -210,7 +219,13 @@ export class RaftCore {
       Math.max(options.applied ?? snapshotIndex, snapshotIndex),
       state.hardState.commit,
     );
-    this.log = new RaftLog(state.offset, state.entries, state.hardState.commit, applied);
+    this.log = new RaftLog(
+      state.offset,
+      state.entries,
+      state.hardState.commit,
+      applied,
+      options.stableEntries ?? null,
+    );
     this.membership = new MembershipState(state.snapshot?.meta.membership ?? { voters: [], learners: [] });
     // Membership changes take effect when applied; replay those the application already applied.
     for (let index = snapshotIndex + 1; index <= applied; index++) {
@@ -219,6 +234,7 @@ export class RaftCore {
       if (entry.type === "config") this.membership.apply(decodeMembershipChange(entry.data));
     }
     this.becomeFollower(this.term, null);
+    this.releaseEntries();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -450,6 +466,26 @@ export class RaftCore {
     }
     // The leader counts its own log only once it is on disk.
     if (this.role === "leader" && this.maybeCommit()) this.broadcastPending = true;
+    this.releaseEntries();
+  }
+
+  /**
+   * Lets the log drop the data of entries that are persisted and applied and, on a leader, that
+   * every follower acknowledged (within followerCatchUpBytesMax). What a follower needs later is
+   * read back from the log store. Called at every advance: that is when entries become settled.
+   */
+  private releaseEntries(): void {
+    let wantedFrom = Number.POSITIVE_INFINITY;
+    if (this.role === "leader") {
+      for (const [id, progress] of this.progress) {
+        if (id !== this.id) wantedFrom = Math.min(wantedFrom, progress.match + 1);
+      }
+    }
+    this.log.release(
+      Math.min(this.log.applied, this.log.stableIndex),
+      wantedFrom,
+      this.config.followerCatchUpBytesMax,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -481,6 +517,7 @@ export class RaftCore {
     const progress = new Map<NodeId, { match: number; next: number; state: string }>();
     for (const [id, pr] of this.progress)
       progress.set(id, { match: pr.match, next: pr.next, state: pr.state });
+    const held = this.log.heldCount();
     return {
       id: this.id,
       role: this.role,
@@ -491,6 +528,8 @@ export class RaftCore {
       applied: this.log.applied,
       lastIndex: this.log.lastIndex(),
       firstIndex: this.log.firstIndex(),
+      entriesInMemory: held.entries,
+      entryBytesInMemory: held.bytes,
       membership: this.membership.toMembership(),
       leadTransferee: this.leadTransferee,
       progress,

@@ -65,6 +65,18 @@ export interface PersistentState {
   readonly entries: readonly Entry[];
 }
 
+/**
+ * Entries the driver has persisted, read back synchronously (etcd-io/raft's Storage.Entries). The
+ * core keeps in memory only the entries it may still need there (not yet persisted, applied or
+ * acknowledged by every follower) and reads older ones through this when a lagging follower needs
+ * them. Asked only for entries at or below what the driver acknowledged as persisted and above
+ * the last compaction the core handed out.
+ */
+export interface StableEntryReader {
+  /** Entries in [low, high), at most `bytesMax` bytes of data but always at least one. */
+  readEntries(low: number, high: number, bytesMax: number): Entry[];
+}
+
 /** A linearizable read confirmed by a quorum: serve it once the state machine applied `index`. */
 export interface ReadState {
   readonly index: number;

@@ -2,9 +2,20 @@
 // contract demands and waits for each to be durable before it sends a message that depends on it.
 // Implementations: MemoryLogStore (tests, simulations) and, in the storage issue, LevelDB.
 
-import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../core/index.js";
+import type {
+  Entry,
+  HardState,
+  LogOffset,
+  PersistentState,
+  Snapshot,
+  StableEntryReader,
+} from "../core/index.js";
 
-export interface LogStore {
+/**
+ * The core reads entries back through readEntries (StableEntryReader), synchronously, for a follower
+ * that lags behind what it keeps in memory: only entries an append already stored, never compacted.
+ */
+export interface LogStore extends StableEntryReader {
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
   load(): Promise<PersistentState>;
   /**

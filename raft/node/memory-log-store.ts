@@ -51,6 +51,11 @@ export class MemoryLogStore implements LogStore {
     if (hardState !== null) this.hardState = hardState;
   }
 
+  readEntries(low: number, high: number, bytesMax: number): Entry[] {
+    this.assertOpen();
+    return readEntriesOf(this.offset, this.entries, low, high, bytesMax);
+  }
+
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
     this.snapshot = snapshot;
@@ -103,4 +108,33 @@ export class MemoryLogStore implements LogStore {
   private assertOpen(): void {
     if (this.closed) throw new LogStoreError("the log store is closed");
   }
+}
+
+/**
+ * Entries in [low, high) of a log held in memory as an array after `offset`, at most `bytesMax`
+ * bytes of data but always at least one (StableEntryReader.readEntries); the simulators' disks
+ * answer with it too. A read outside the log is refused: the core asked for what it must not.
+ */
+export function readEntriesOf(
+  offset: LogOffset,
+  entries: readonly Entry[],
+  low: number,
+  high: number,
+  bytesMax: number,
+): Entry[] {
+  const lastIndex = offset.index + entries.length;
+  if (low <= offset.index || high - 1 > lastIndex || low >= high) {
+    throw new LogStoreError(
+      `read of entries [${low}, ${high}) outside the stored log (${offset.index + 1} to ${lastIndex})`,
+    );
+  }
+  const result: Entry[] = [];
+  let bytes = 0;
+  for (let index = low; index < high; index++) {
+    const entry = entries[index - offset.index - 1] as Entry;
+    bytes += entry.data.length;
+    if (result.length > 0 && bytes > bytesMax) break;
+    result.push(entry);
+  }
+  return result;
 }

@@ -21,7 +21,7 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
-import type { LogStore } from "./log-store.js";
+import { type LogStore, LogStoreError } from "./log-store.js";
 import type { Transport } from "./transport.js";
 
 /** The application replicated by Raft. Apply must be deterministic: same entries, same state. */
@@ -176,7 +176,10 @@ export class RaftNode<Result> {
       applied = snapshotIndex;
     }
     const random = options.raft?.random ?? new SeededRandom(randomInt(0, 2 ** 32 - 1));
-    const core = new RaftCore({ ...options.raft, id: options.id, random }, state, { applied });
+    const core = new RaftCore({ ...options.raft, id: options.id, random }, state, {
+      applied,
+      stableEntries: options.logStore,
+    });
     const node = new RaftNode(options, core, applied, snapshotIndex);
     node.noticeMembership();
     node.schedule();
@@ -279,7 +282,7 @@ export class RaftNode<Result> {
     try {
       this.core.tick();
     } catch (error) {
-      this.fatalIfInvariant(error);
+      this.fatalIfBroken(error);
     }
     this.expireRequests();
     this.schedule();
@@ -315,7 +318,7 @@ export class RaftNode<Result> {
     try {
       this.core.step(message);
     } catch (error) {
-      this.fatalIfInvariant(error);
+      this.fatalIfBroken(error);
     }
     this.schedule();
   }
@@ -556,8 +559,12 @@ export class RaftNode<Result> {
     this.options.onSoftState?.(state);
   }
 
-  private fatalIfInvariant(error: unknown): void {
-    if (error instanceof RaftInvariantError) this.fatal(error);
+  /**
+   * A broken invariant, or a log store that cannot read back an entry the core let go of (the
+   * core reads them while it steps: a follower lagging), stops the node as a failed write does.
+   */
+  private fatalIfBroken(error: unknown): void {
+    if (error instanceof RaftInvariantError || error instanceof LogStoreError) this.fatal(error);
     else throw error;
   }
 

@@ -15,6 +15,7 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
+import { readEntriesOf } from "../node/memory-log-store.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import type { SafetyChecker } from "./safety-checker.js";
 
@@ -102,7 +103,13 @@ export class SimNode {
       offset: this.disk.offset,
       entries: [...this.disk.entries],
     };
-    this.core = new RaftCore({ ...this.options.config, id: this.id }, state);
+    this.core = new RaftCore({ ...this.options.config, id: this.id }, state, {
+      // Entries the core let go of are read back from the disk, which holds what Readys persisted.
+      stableEntries: {
+        readEntries: (low, high, bytesMax) =>
+          readEntriesOf(this.disk.offset, this.disk.entries, low, high, bytesMax),
+      },
+    });
     this.kv = new KvStateMachine();
     if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
     this.softState = this.core.softState();

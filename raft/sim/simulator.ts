@@ -156,29 +156,36 @@ class Simulation {
         : (line) => traceLine(`[t=${String(this.now).padStart(6, "0")}] ${line}`);
     const bug = options.bug === undefined ? null : coreBugs[options.bug];
     // Per-seed limits, small enough that appends split, pipelines fill and snapshots go in chunks.
-    this.nodeOptions = {
-      config: {
-        random: parameters.fork(),
-        electionTicks,
-        // Most seeds run the production setting; some run without PreVote or CheckQuorum, which
-        // must stay safe too (and lets a stale leader linger, exposing read bugs).
-        preVote: parameters.chance(0.75),
-        checkQuorum: parameters.chance(0.75),
-        heartbeatTicks: 2,
-        messageBytesMax: parameters.pick([64, 256, 4096]),
-        inflightMessagesMax: parameters.pick([1, 4, 64]),
-        inflightBytesMax: 64 * 1024,
-        snapshotChunkBytes: parameters.pick([32, 128, 1024]),
-        snapshotChunksInflightMax: parameters.pick([1, 2, 4]),
-        ...(bug === null ? {} : { injectedBugs: new Set([bug]) }),
-      },
-      forgetVote: options.bug === "forget-vote",
-      snapshotEveryEntries: parameters.pick([10, 25, 60, 1_000_000]),
-      retainEntries: parameters.pick([0, 2, 8]),
+    // Picked in a fixed order: a new option is picked last, so every seed's earlier picks (and so
+    // its run) stay what they were.
+    const config = {
+      random: parameters.fork(),
+      electionTicks,
+      // Most seeds run the production setting; some run without PreVote or CheckQuorum, which
+      // must stay safe too (and lets a stale leader linger, exposing read bugs).
+      preVote: parameters.chance(0.75),
+      checkQuorum: parameters.chance(0.75),
+      heartbeatTicks: 2,
+      messageBytesMax: parameters.pick([64, 256, 4096]),
+      inflightMessagesMax: parameters.pick([1, 4, 64]),
+      inflightBytesMax: 64 * 1024,
+      snapshotChunkBytes: parameters.pick([32, 128, 1024]),
+      snapshotChunksInflightMax: parameters.pick([1, 2, 4]),
+      ...(bug === null ? {} : { injectedBugs: new Set([bug]) }),
     };
+    const snapshotEveryEntries = parameters.pick([10, 25, 60, 1_000_000]);
+    const retainEntries = parameters.pick([0, 2, 8]);
     this.faultEvery = parameters.pick([40, 80, 160, 320]);
     this.newLeaderCrashChance = parameters.pick([0, 0.1, 0.3]);
     const learners = options.learners ?? parameters.pick([0, 1]);
+    // 0: a leader reads every entry a follower lacks back from the disk; 2^30: it keeps them all.
+    const followerCatchUpBytesMax = parameters.pick([0, 64, 1024, 2 ** 30]);
+    this.nodeOptions = {
+      config: { ...config, followerCatchUpBytesMax },
+      forgetVote: options.bug === "forget-vote",
+      snapshotEveryEntries,
+      retainEntries,
+    };
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
     const initial = bootstrapState({ voters: voterIds, learners: learnerIds });
@@ -189,6 +196,7 @@ class Simulation {
         `messageBytesMax ${this.nodeOptions.config.messageBytesMax}, inflight ${this.nodeOptions.config.inflightMessagesMax}, ` +
         `snapshot every ${this.nodeOptions.snapshotEveryEntries} (chunks of ${this.nodeOptions.config.snapshotChunkBytes}), ` +
         `preVote ${this.nodeOptions.config.preVote}, checkQuorum ${this.nodeOptions.config.checkQuorum}, ` +
+        `follower catch-up bytes in memory ${followerCatchUpBytesMax}, ` +
         `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}`,
     );
   }

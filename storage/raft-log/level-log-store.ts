@@ -185,6 +185,32 @@ export class LevelLogStore implements LogStore {
     if (first !== undefined) this.lastIndex = first.index + entries.length - 1;
   }
 
+  /**
+   * Entries read back for the Raft core, synchronously (it let go of them in memory): one LevelDB
+   * get each, from LevelDB's caches or the page cache for the recent entries a follower lags by.
+   * Blocks the loop for a cold read; only a lagging follower's catch-up comes here.
+   */
+  readEntries(low: number, high: number, bytesMax: number): Entry[] {
+    const db = this.open();
+    if (low <= this.offset.index || high - 1 > this.lastIndex || low >= high) {
+      throw new LogStoreError(
+        `read of entries [${low}, ${high}) outside the Raft log in ${this.directory} (${this.offset.index + 1} to ${this.lastIndex})`,
+      );
+    }
+    const result: Entry[] = [];
+    let bytes = 0;
+    for (let index = low; index < high; index++) {
+      const value = db.getSync(entryKey(index));
+      if (value === undefined)
+        throw new LogStoreError(`entry ${index} is missing from the Raft log in ${this.directory}`);
+      const entry = this.decodeEntry(index, value);
+      bytes += entry.data.length;
+      if (result.length > 0 && bytes > bytesMax) break;
+      result.push(entry);
+    }
+    return result;
+  }
+
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;

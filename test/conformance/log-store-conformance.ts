@@ -78,6 +78,25 @@ export function logStoreConformance(name: string, factory: LogStoreFactory): voi
       await store.close();
     });
 
+    it("reads stored entries back synchronously, within a byte limit but at least one, and refuses a read outside the log", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 10, 1), null);
+      await store.append([entry(8, 2), entry(9, 2)], { term: 2, vote: null, commit: 7 });
+      store = await reopen(location, store);
+      await store.load();
+      expect(store.readEntries(6, 10, 1_000)).toEqual([entry(6, 1), entry(7, 1), entry(8, 2), entry(9, 2)]);
+      // Each entry is 4 bytes ("e6t1"): 10 bytes take two, and a limit below one entry still gives one.
+      expect(store.readEntries(2, 9, 10)).toEqual([entry(2, 1), entry(3, 1)]);
+      expect(store.readEntries(5, 9, 0)).toEqual([entry(5, 1)]);
+      await store.saveSnapshot(snapshotAt(4, 1));
+      await store.compact({ index: 4, term: 1 });
+      expect(() => store.readEntries(4, 6, 1_000)).toThrowError(/outside/);
+      expect(() => store.readEntries(9, 11, 1_000)).toThrowError(/outside/);
+      expect(store.readEntries(5, 6, 1_000)).toEqual([entry(5, 1)]);
+      await store.close();
+    });
+
     it("a hard state alone (no entries) is stored", async () => {
       const store = await factory.open(await factory.newLocation());
       await store.append(range(1, 2, 1), null);

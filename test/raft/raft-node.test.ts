@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Entry, Snapshot } from "../../raft/core/index.js";
 import {
   InProcessNetwork,
+  LogStoreError,
   MemoryLogStore,
   RaftNode,
   type RaftNodeError,
@@ -366,6 +367,52 @@ describe("RaftNode", () => {
     store.armed = false;
     expect((await store.load()).entries.map((entry) => new TextDecoder().decode(entry.data))).not.toContain(
       "lost",
+    );
+  });
+  it("stops when its log store cannot read back an entry a lagging follower needs, as on a failed write", async () => {
+    // Stores whose reads fail once armed: the entry is missing or damaged on disk.
+    class UnreadableStore extends MemoryLogStore {
+      armed = false;
+      override readEntries(...args: Parameters<MemoryLogStore["readEntries"]>) {
+        if (this.armed) throw new LogStoreError("entry unreadable");
+        return super.readEntries(...args);
+      }
+    }
+    const network = new InProcessNetwork();
+    const ids = ["n1", "n2", "n3"];
+    const fatal = new Map<string, Error>();
+    const nodes = new Map<string, { node: RaftNode<number>; store: UnreadableStore }>();
+    for (const id of ids) {
+      const store = new UnreadableStore();
+      const node = await RaftNode.start<number>({
+        id,
+        logStore: store,
+        transport: network.connect(id),
+        stateMachine: new ListMachine(),
+        tickMs: 10,
+        // Nothing kept in memory for a follower that lags: its entries are read back.
+        raft: { followerCatchUpBytesMax: 0 },
+        bootstrap: { voters: ids, learners: [] },
+        onFatal: (error) => fatal.set(id, error),
+      });
+      running.push(node);
+      nodes.set(id, { node, store });
+    }
+    let leader = "";
+    await waitFor("a leader", () => {
+      leader = ids.find((id) => nodes.get(id)?.node.status().role === "leader") ?? "";
+      return leader !== "";
+    });
+    const lagging = ids.find((id) => id !== leader) as string;
+    network.isolate(lagging);
+    const leaderNode = nodes.get(leader)?.node as RaftNode<number>;
+    for (let i = 0; i < 5; i++) await leaderNode.propose(bytes(`while ${lagging} was away ${i}`));
+    for (const { store } of nodes.values()) store.armed = true;
+    network.heal();
+    await waitFor("the leader to stop", () => leaderNode.isStopped());
+    expect(fatal.get(leader)?.message).toBe("entry unreadable");
+    expect(() => leaderNode.propose(bytes("after"))).toThrowError(
+      expect.objectContaining({ code: "STOPPED" }),
     );
   });
 });

@@ -16,7 +16,9 @@ import {
   type ReadState,
   SeededRandom,
   type Snapshot,
+  type StableEntryReader,
 } from "../../raft/core/index.js";
+import { readEntriesOf } from "../../raft/node/memory-log-store.js";
 
 interface Disk {
   hardState: HardState;
@@ -34,6 +36,14 @@ export interface ScenarioNode {
   appliedIndex: number;
   readStates: ReadState[];
   snapshotsInstalled: number;
+}
+
+/** The core reads entries it let go of back from the node's disk (what Readys persisted). */
+function diskReader(node: ScenarioNode): StableEntryReader {
+  return {
+    readEntries: (low, high, bytesMax) =>
+      readEntriesOf(node.disk.offset, node.disk.entries, low, high, bytesMax),
+  };
 }
 
 export type ConfigOverrides = Partial<Omit<RaftConfigInput, "id" | "random">>;
@@ -157,6 +167,7 @@ export class ScenarioCluster {
     node.core = new RaftCore(
       { electionTicks: 10, heartbeatTicks: 1, ...this.config, id, random: new SeededRandom(this.seed++) },
       state,
+      { stableEntries: diskReader(node) },
     );
     // The application restores its state from the snapshot; Raft hands out what follows it.
     node.applied =

@@ -53,6 +53,7 @@ describe("node config", () => {
       heartbeatTicks: 1,
       snapshotEveryEntries: 10_000,
       retainEntries: 1000,
+      followerCatchUpBytesMax: 8 * 1024 * 1024,
     });
     expect(config.clusterState).toBe("new");
     expect(config.requests).toEqual({

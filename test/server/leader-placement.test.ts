@@ -29,6 +29,8 @@ function status(partial: {
     applied: partial.commit ?? 100,
     lastIndex: 100,
     firstIndex: 1,
+    entriesInMemory: 0,
+    entryBytesInMemory: 0,
     membership: { voters, learners: [] },
     leadTransferee: null,
     progress: new Map(
