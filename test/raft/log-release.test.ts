@@ -13,6 +13,21 @@ const memory = (cluster: ScenarioCluster, id: string) => {
   return { entries: status.entriesInMemory, bytes: status.entryBytesInMemory };
 };
 
+/** A log of three committed entries of term 2, "e1" to "e3". */
+function threeCommittedEntries(): PersistentState {
+  return {
+    hardState: { term: 2, vote: null, commit: 3 },
+    snapshot: null,
+    offset: { index: 0, term: 0 },
+    entries: [1, 2, 3].map((index) => ({
+      index,
+      term: 2,
+      type: "normal" as const,
+      data: text(`e${index}`),
+    })),
+  };
+}
+
 describe("entries held in memory", () => {
   it("are let go of on every node once persisted, applied and acknowledged by every follower", () => {
     const cluster = ScenarioCluster.create(3);
@@ -71,17 +86,7 @@ describe("entries held in memory", () => {
   });
 
   it("a log store that answers another entry than the one asked for stops the core with the indexes", () => {
-    const state: PersistentState = {
-      hardState: { term: 2, vote: null, commit: 3 },
-      snapshot: null,
-      offset: { index: 0, term: 0 },
-      entries: [1, 2, 3].map((index) => ({
-        index,
-        term: 2,
-        type: "normal" as const,
-        data: text(`e${index}`),
-      })),
-    };
+    const state = threeCommittedEntries();
     const core = new RaftCore({ id: "n1", random: new SeededRandom(1) }, state, {
       applied: 3,
       stableEntries: {
@@ -94,17 +99,7 @@ describe("entries held in memory", () => {
   });
 
   it("without a log store to read from, the core holds every entry", () => {
-    const state: PersistentState = {
-      hardState: { term: 2, vote: null, commit: 3 },
-      snapshot: null,
-      offset: { index: 0, term: 0 },
-      entries: [1, 2, 3].map((index) => ({
-        index,
-        term: 2,
-        type: "normal" as const,
-        data: text(`e${index}`),
-      })),
-    };
+    const state = threeCommittedEntries();
     const core = new RaftCore({ id: "n1", random: new SeededRandom(1) }, state, { applied: 3 });
     expect(core.status()).toMatchObject({ entriesInMemory: 3, entryBytesInMemory: 6 });
   });
