@@ -9,7 +9,11 @@ import { join } from "node:path";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
 import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
-import type { ReadTimesRequest, ReadTimesResponse } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import {
+  Consistency,
+  type ReadTimesRequest,
+  type ReadTimesResponse,
+} from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
@@ -330,6 +334,9 @@ export class StrongroomNode {
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       secretExists: async (path) => (await state.metadata(path)) !== null,
       isLeader: () => raftNode().leadership().role === "leader",
+      catchUp: async (context) => {
+        await reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
+      },
       backoff: new TokenBackoff(),
       refusals,
       // On the leader itself, or through the peer channel to it (a call between nodes only).

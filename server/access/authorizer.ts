@@ -47,6 +47,13 @@ export interface AuthorizerOptions {
   readonly secretExists: (path: string) => Promise<boolean>;
   /** Whether this node leads now (a follower's state may lag the leader's by a few entries). */
   readonly isLeader: () => boolean;
+  /**
+   * Resolves once this node has applied everything committed when it was called (a ReadIndex
+   * round). A follower asks before it refuses a token it does not know: one created a moment ago
+   * through the leader, or through this node (which answers once the leader applied it), may not
+   * be applied here yet.
+   */
+  readonly catchUp: (context: RequestContext) => Promise<void>;
   readonly backoff: TokenBackoff;
   readonly refusals: RefusalMetrics;
   /** Spends one use of the caller's use-limited token on the leader; TOKEN_INVALID when none is left. */
@@ -81,7 +88,23 @@ export class Authorizer {
 
   /** The caller of a call that passed check(), for handlers that decide more (token operations). */
   async caller(context: RequestContext): Promise<Caller> {
+    const records = await this.options.view.records();
+    if (!this.unknownTokenOnFollower(records, context)) return this.resolve(records, context);
+    // Refused only once this node caught up; when it cannot (no leader, the deadline), refused now.
+    await this.options.catchUp(context).catch(() => undefined);
     return this.resolve(await this.options.view.records(), context);
+  }
+
+  /**
+   * Whether the caller presents a well-formed token that this follower holds no record of. Not for
+   * an identity in its brute-force backoff: guesses must not cost a round to the leader each.
+   */
+  private unknownTokenOnFollower(records: AccessRecords, context: RequestContext): boolean {
+    const { token, identity } = context;
+    if (token === null || !isWellFormedToken(token) || this.options.isLeader()) return false;
+    if (records.disabledIdentities.has(identity)) return false;
+    this.options.backoff.check(identity);
+    return !records.tokens.has(this.hashOf(token));
   }
 
   /** Refuses unless `caller` has `capability` (and sudo, if asked) on `path`. */
