@@ -4,10 +4,6 @@
 
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { Registry } from "prom-client";
-import { Agent } from "../agent/agent.js";
-import { AgentConfigError, loadAgentConfig } from "../agent/agent-config.js";
-import { startAgentHttp } from "../agent/agent-http.js";
 import { clientFromEnv, createClient } from "../client/index.js";
 
 export function registerAgentCommand(program: Command): void {
@@ -18,6 +14,11 @@ export function registerAgentCommand(program: Command): void {
     )
     .requiredOption("--config <file>", "the agent's YAML config (see docs/agent.md)")
     .action(async (options: { config: string }) => {
+      // Loaded when the agent runs (metrics, its HTTP endpoint): other commands need none of it.
+      const { Registry } = await import("prom-client");
+      const { Agent } = await import("../agent/agent.js");
+      const { AgentConfigError, loadAgentConfig } = await import("../agent/agent-config.js");
+      const { startAgentHttp } = await import("../agent/agent-http.js");
       let loaded: ReturnType<typeof loadAgentConfig>;
       try {
         loaded = loadAgentConfig(options.config);

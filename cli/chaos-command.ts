@@ -7,9 +7,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { type Experiment, ExperimentError, loadExperiment, repeatExperiment } from "../chaos/experiment.js";
-import { runExperiment } from "../chaos/run-experiment.js";
-import { type SummaryRow, summarize, summaryTable } from "../chaos/run-summary.js";
+import type { Experiment } from "../chaos/experiment.js";
+import type { SummaryRow } from "../chaos/run-summary.js";
 import { integerBetween, nonNegativeInteger } from "./command-support.js";
 
 export function registerChaosCommand(program: Command): void {
@@ -51,6 +50,10 @@ export function registerChaosCommand(program: Command): void {
         files: string[],
         options: { seed: number; out?: string; repeat: number; port: number; hostBase: number },
       ) => {
+        // Loaded when a chaos run starts: the harness is heavy, and other commands need none of it.
+        const { ExperimentError, loadExperiment, repeatExperiment } = await import("../chaos/experiment.js");
+        const { runExperiment } = await import("../chaos/run-experiment.js");
+        const { summarize, summaryTable } = await import("../chaos/run-summary.js");
         // Every file is checked before the first run starts.
         const experiments: Experiment[] = [];
         for (const file of files) {

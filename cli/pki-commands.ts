@@ -7,14 +7,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
-import {
-  createCertificateAuthority,
-  issueClientCertificate,
-  issueNodeCertificate,
-  type PemPair,
-} from "../server/tls/dev-pki.js";
+import type { PemPair } from "../server/tls/dev-pki.js";
 import { UsageError } from "./client-connection.js";
 import { collect, integerBetween, type Output, processOutput, run } from "./command-support.js";
+
+/** The certificate code (node-forge), loaded by the pki commands only: the others need none of it. */
+const devPki = () => import("../server/tls/dev-pki.js");
 
 const authorities = {
   cluster: { certificate: "cluster-ca.pem", key: "cluster-ca-key.pem", name: "strongroom cluster CA" },
@@ -55,6 +53,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
         mkdirSync(options.dir, { recursive: true });
         if (existsSync(join(options.dir, authorities.cluster.key)))
           throw new UsageError(`${options.dir} already has CAs: they are not overwritten`);
+        const { createCertificateAuthority } = await devPki();
         for (const which of ["cluster", "client"] as const) {
           const pair = createCertificateAuthority(authorities[which].name, { validDays: options.days });
           writeFileSync(join(options.dir, authorities[which].certificate), pair.certificatePem);
@@ -81,6 +80,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
     .action((nodeId: string, options: { dir: string; host: string[]; days: number }) =>
       run(output, async () => {
         if (options.host.length === 0) throw new UsageError("give every --host the node is reached at");
+        const { issueNodeCertificate } = await devPki();
         let pair: PemPair;
         try {
           pair = issueNodeCertificate(authority(options.dir, "cluster"), {
@@ -104,6 +104,7 @@ export function registerPkiCommands(program: Command, output: Output = processOu
     .description("a client certificate from the client CA, naming strongroom://client/<name>")
     .action((name: string, options: { dir: string; days: number }) =>
       run(output, async () => {
+        const { issueClientCertificate } = await devPki();
         let pair: PemPair;
         try {
           pair = issueClientCertificate(authority(options.dir, "client"), { name, validDays: options.days });
