@@ -5,7 +5,9 @@
 // (appending, as the audit files and LevelDB's log do, or into a preallocated file). For the
 // applies it also counts the scavenges (the npm script fixes the young generation at 16 MiB, so
 // each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
-// secret's version number (it needs --expose-gc, which the npm script gives).
+// secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
+// Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
+// staged beside the loop first (what a node does: RaftNode stages, then saves).
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes } from "node:crypto";
@@ -196,6 +198,50 @@ function benchDiskSync(directory: string, seconds: number) {
   return rows;
 }
 
+/**
+ * The Raft loop's wait in saveSnapshot, the median of three: the snapshot's file written (and
+ * fsynced) there, or staged beside the loop by stageSnapshot first so that saving only records it.
+ */
+async function benchSnapshotSave(
+  directory: string,
+): Promise<{ mib: number; written: number; staged: number }[]> {
+  const store = await LevelLogStore.open(directory);
+  const rows = [];
+  let index = 0;
+  try {
+    for (const mib of [5, 40]) {
+      const waits = { written: [] as number[], staged: [] as number[] };
+      for (let round = 0; round < 3; round++) {
+        for (const how of ["written", "staged"] as const) {
+          index++;
+          await store.append([{ index, term: 1, type: "normal", data: Uint8Array.of(1) }], {
+            term: 1,
+            vote: null,
+            commit: index,
+          });
+          const snapshot = {
+            meta: { index, term: 1, membership: { voters: ["n1"], learners: [] } },
+            data: new Uint8Array(randomBytes(mib * 1024 * 1024)),
+          };
+          if (how === "staged") await store.stageSnapshot(snapshot);
+          const start = performance.now();
+          await store.saveSnapshot(snapshot);
+          waits[how].push(performance.now() - start);
+        }
+      }
+      rows.push({ mib, written: median(waits.written), staged: median(waits.staged) });
+    }
+  } finally {
+    await store.close();
+  }
+  return rows;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: "string" } } });
   const seconds = values.seconds === undefined ? 3 : Number(values.seconds);
@@ -209,11 +255,13 @@ async function main(): Promise<void> {
   );
   const rows = [];
   let syncs: ReturnType<typeof benchDiskSync> = [];
+  let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
   try {
     for (const batch of [1, 16, 128, 1024])
       rows.push(await benchAppends(join(root, `b${batch}`), batch, seconds));
     const applies = await benchApplies(join(root, "state"), seconds);
     syncs = benchDiskSync(root, seconds);
+    snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
     process.stdout.write(
       `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s ` +
         `(kv.put of 256-byte values over ${appliedSecrets} secrets, ${applies.applies} applied, up to version ` +
@@ -263,6 +311,15 @@ async function main(): Promise<void> {
   printTable(
     ["one synced 256 B write", "µs"],
     syncs.map((row) => [row.how, row.micros.toFixed(1)]),
+  );
+  process.stdout.write("\n");
+  printTable(
+    [
+      "snapshot",
+      "the Raft loop's wait in saveSnapshot: file written there, ms",
+      "staged beside the loop first, ms",
+    ],
+    snapshotSaves.map((row) => [`${row.mib} MiB`, row.written.toFixed(1), row.staged.toFixed(1)]),
   );
 }
 
