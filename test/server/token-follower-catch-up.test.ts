@@ -69,6 +69,8 @@ it("a follower that has not applied a new token's creation yet catches up and ac
 
   // Every apply on the follower now waits 1.5 s first: the token's creation among them.
   running.armFailpoints(follower, { "before-apply": { sleepMs: 1500 } });
+  // The node rereads its failpoints on SIGUSR2: give the signal a moment to be handled.
+  await new Promise((resolve) => setTimeout(resolve, 200));
   const created = await operator.access.createToken({
     policies: [],
     ttlMs: 60_000,
