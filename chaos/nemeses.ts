@@ -234,8 +234,9 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
 
 /**
  * A snapshot is installed only on a node that fell behind the leader's compacted log: the node is
- * killed, left down for half of the fault while the others write on, and started again with the
- * point armed; it dies when the leader's snapshot arrives, and is restarted disarmed at the heal.
+ * killed and left down while the others write on, at least half of the fault and until the
+ * leader's log starts past the node's (within the fault's time), then started again with the point
+ * armed; it dies when the leader's snapshot arrives, and is restarted disarmed at the heal.
  */
 async function crashDuringSnapshotInstall(
   target: NodeEntry,
@@ -243,8 +244,11 @@ async function crashDuringSnapshotInstall(
   context: FaultContext,
 ): Promise<InjectedFault> {
   const { cluster } = context;
+  // Where the node's log ends, about: its commit index, and the few entries it may hold beyond.
+  const logEnd = (await cluster.commitIndexOf(target).catch(() => 0)) + inFlightEntriesMax;
   cluster.kill(target);
   await sleep(fault.healAfterMs / 2);
+  await cluster.compactedPast(logEnd, fault.healAfterMs / 4);
   cluster.armFailpoints(target, { "during-snapshot-install": "crash" });
   await cluster.launch(target);
   return {
@@ -252,7 +256,8 @@ async function crashDuringSnapshotInstall(
     detail: "down, then restarted to crash during-snapshot-install",
     takesLeader: leaderLosingNemeses.has(fault.nemesis),
     heal: async () => {
-      const died = await cluster.exited(target, 0);
+      // A node started slowly under load may still be receiving the snapshot: wait a moment.
+      const died = await cluster.exited(target, snapshotArrivalWaitMs);
       if (died) cluster.forget(target);
       else cluster.kill(target);
       cluster.armFailpoints(target, {});
@@ -337,6 +342,11 @@ async function replaceMember(context: FaultContext): Promise<InjectedFault | nul
     },
   };
 }
+
+/** Entries a node may hold past its commit index (appended, not yet known committed). */
+const inFlightEntriesMax = 16;
+/** How long the heal of a snapshot-install crash waits for the crash it armed. */
+const snapshotArrivalWaitMs = 3000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

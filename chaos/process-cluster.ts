@@ -298,7 +298,30 @@ export class ProcessCluster {
     }
   }
 
-  private async commitIndexOf(node: NodeEntry): Promise<number> {
+  /**
+   * Waits until the leader's log starts after `index` (strongroom_raft_log_first_index), so that
+   * a node whose log ends at `index` can only catch up by a snapshot. False after `timeoutMs`.
+   */
+  async compactedPast(index: number, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const leader = await this.leader();
+      if (leader !== null) {
+        const metrics = await fetch(`http://${leader.host}:${this.options.basePort + 2}/metrics`, {
+          signal: AbortSignal.timeout(1000),
+        }).then(
+          (response) => response.text(),
+          () => "",
+        );
+        const first = Number(/^strongroom_raft_log_first_index (\d+)$/m.exec(metrics)?.[1] ?? 0);
+        if (first > index + 1) return true;
+      }
+      if (performance.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  async commitIndexOf(node: NodeEntry): Promise<number> {
     const client = this.client([`${node.host}:${this.options.basePort}`]);
     try {
       return (await client.cluster.status({}, { deadlineMs: 2000 })).commitIndex;

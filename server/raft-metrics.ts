@@ -38,6 +38,11 @@ export class RaftMetrics {
       (status) => status.applied,
     );
     gauge(
+      "strongroom_raft_log_first_index",
+      "The first index the Raft log still holds (older entries are compacted into the snapshot); a follower behind it needs a snapshot.",
+      (status) => status.firstIndex,
+    );
+    gauge(
       "strongroom_raft_log_entries_in_memory",
       "Raft log entries whose data the node holds in memory (not yet applied, or not yet acknowledged by every follower); the rest is read back from disk.",
       (status) => status.entriesInMemory,
