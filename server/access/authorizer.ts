@@ -88,23 +88,24 @@ export class Authorizer {
 
   /** The caller of a call that passed check(), for handlers that decide more (token operations). */
   async caller(context: RequestContext): Promise<Caller> {
-    const records = await this.options.view.records();
-    if (!this.unknownTokenOnFollower(records, context)) return this.resolve(records, context);
-    // Refused only once this node caught up; when it cannot (no leader, the deadline), refused now.
-    await this.options.catchUp(context).catch(() => undefined);
-    return this.resolve(await this.options.view.records(), context);
-  }
-
-  /**
-   * Whether the caller presents a well-formed token that this follower holds no record of. Not for
-   * an identity in its brute-force backoff: guesses must not cost a round to the leader each.
-   */
-  private unknownTokenOnFollower(records: AccessRecords, context: RequestContext): boolean {
+    let records = await this.options.view.records();
     const { token, identity } = context;
-    if (token === null || !isWellFormedToken(token) || this.options.isLeader()) return false;
-    if (records.disabledIdentities.has(identity)) return false;
-    this.options.backoff.check(identity);
-    return !records.tokens.has(this.hashOf(token));
+    const hash = token !== null && isWellFormedToken(token) ? this.hashOf(token) : null;
+    if (
+      hash !== null &&
+      !records.tokens.has(hash) &&
+      !this.options.isLeader() &&
+      !records.disabledIdentities.has(identity)
+    ) {
+      // A token this follower holds no record of may have been created a moment ago and not be
+      // applied here yet: catch up, then look again. Not for an identity in its brute-force
+      // backoff (guesses must not cost a round to the leader each); when this node cannot catch
+      // up (no leader, the deadline), the token is refused as it stands.
+      this.options.backoff.check(identity);
+      await this.options.catchUp(context).catch(() => undefined);
+      records = await this.options.view.records();
+    }
+    return this.resolve(records, context, hash);
   }
 
   /** Refuses unless `caller` has `capability` (and sudo, if asked) on `path`. */
@@ -221,7 +222,8 @@ export class Authorizer {
     }
   }
 
-  private resolve(records: AccessRecords, context: RequestContext): Caller {
+  /** `hash`: the token's keyed hash when the caller computed it already (it is an HMAC per call). */
+  private resolve(records: AccessRecords, context: RequestContext, hash: string | null = null): Caller {
     const { identity, token } = context;
     const disabled = records.disabledIdentities.get(identity);
     if (disabled !== undefined) {
@@ -247,8 +249,8 @@ export class Authorizer {
     }
     this.options.backoff.check(identity);
     const wellFormed = isWellFormedToken(token);
-    const hash = wellFormed ? this.hashOf(token) : "";
-    const record = wellFormed ? this.validToken(records, hash) : null;
+    const keyedHash = wellFormed ? (hash ?? this.hashOf(token)) : "";
+    const record = wellFormed ? this.validToken(records, keyedHash) : null;
     if (record === null) {
       this.options.backoff.failed(identity);
       throw new NodeError(
@@ -261,7 +263,7 @@ export class Authorizer {
     this.options.backoff.succeeded(identity);
     return {
       identity,
-      tokenHash: hash,
+      tokenHash: keyedHash,
       token: record,
       policyNames: record.policies,
       policies: this.policiesOf(records, record.policies),
