@@ -266,7 +266,9 @@ export class RaftLog {
     );
     const heldFrom = this.heldFrom();
     if (settled < heldFrom) return;
-    let through = Math.min(settled, wantedFrom - 1);
+    // Not below what is held: a follower down for long wants entries let go of long ago, and
+    // walking up from its match at every advance would cost as much as the outage was long.
+    let through = Math.max(Math.min(settled, wantedFrom - 1), heldFrom - 1);
     if (through < settled) {
       // The bytes of the wanted settled entries: all held bytes but the unsettled ones and those
       // released anyway (walked: both are short lists).
