@@ -53,3 +53,32 @@ export interface AppendOptions {
 export class LogStoreError extends Error {
   override readonly name = "LogStoreError";
 }
+
+/**
+ * Entries [low, high) of a stored log that holds `first` to `last`, taken one at a time through
+ * `read`: at most `bytesMax` bytes of data but always at least one (StableEntryReader.readEntries).
+ * A read outside the stored log is refused (the core asked for what it must not); `where` names
+ * the store in that error.
+ */
+export function readStoredEntries(
+  stored: { readonly first: number; readonly last: number; readonly where: string },
+  low: number,
+  high: number,
+  bytesMax: number,
+  read: (index: number) => Entry,
+): Entry[] {
+  if (low < stored.first || high - 1 > stored.last || low >= high) {
+    throw new LogStoreError(
+      `read of entries [${low}, ${high}) outside ${stored.where} (${stored.first} to ${stored.last})`,
+    );
+  }
+  const result: Entry[] = [];
+  let bytes = 0;
+  for (let index = low; index < high; index++) {
+    const entry = read(index);
+    bytes += entry.data.length;
+    if (result.length > 0 && bytes > bytesMax) break;
+    result.push(entry);
+  }
+  return result;
+}

@@ -4,7 +4,7 @@
 // and started again on the same store object.
 
 import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../core/index.js";
-import { type AppendOptions, type LogStore, LogStoreError } from "./log-store.js";
+import { type AppendOptions, type LogStore, LogStoreError, readStoredEntries } from "./log-store.js";
 
 export class MemoryLogStore implements LogStore {
   private hardState: HardState = { term: 0, vote: null, commit: 0 };
@@ -122,19 +122,12 @@ export function readEntriesOf(
   high: number,
   bytesMax: number,
 ): Entry[] {
-  const lastIndex = offset.index + entries.length;
-  if (low <= offset.index || high - 1 > lastIndex || low >= high) {
-    throw new LogStoreError(
-      `read of entries [${low}, ${high}) outside the stored log (${offset.index + 1} to ${lastIndex})`,
-    );
-  }
-  const result: Entry[] = [];
-  let bytes = 0;
-  for (let index = low; index < high; index++) {
-    const entry = entries[index - offset.index - 1] as Entry;
-    bytes += entry.data.length;
-    if (result.length > 0 && bytes > bytesMax) break;
-    result.push(entry);
-  }
-  return result;
+  const stored = { first: offset.index + 1, last: offset.index + entries.length, where: "the stored log" };
+  return readStoredEntries(
+    stored,
+    low,
+    high,
+    bytesMax,
+    (index) => entries[index - offset.index - 1] as Entry,
+  );
 }

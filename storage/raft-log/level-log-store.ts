@@ -24,7 +24,12 @@ import type {
   Snapshot,
   SnapshotMeta,
 } from "../../raft/core/index.js";
-import { type AppendOptions, type LogStore, LogStoreError } from "../../raft/node/index.js";
+import {
+  type AppendOptions,
+  type LogStore,
+  LogStoreError,
+  readStoredEntries,
+} from "../../raft/node/index.js";
 import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
 import { type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
 
@@ -192,23 +197,17 @@ export class LevelLogStore implements LogStore {
    */
   readEntries(low: number, high: number, bytesMax: number): Entry[] {
     const db = this.open();
-    if (low <= this.offset.index || high - 1 > this.lastIndex || low >= high) {
-      throw new LogStoreError(
-        `read of entries [${low}, ${high}) outside the Raft log in ${this.directory} (${this.offset.index + 1} to ${this.lastIndex})`,
-      );
-    }
-    const result: Entry[] = [];
-    let bytes = 0;
-    for (let index = low; index < high; index++) {
+    const stored = {
+      first: this.offset.index + 1,
+      last: this.lastIndex,
+      where: `the Raft log in ${this.directory}`,
+    };
+    return readStoredEntries(stored, low, high, bytesMax, (index) => {
       const value = db.getSync(entryKey(index));
       if (value === undefined)
         throw new LogStoreError(`entry ${index} is missing from the Raft log in ${this.directory}`);
-      const entry = this.decodeEntry(index, value);
-      bytes += entry.data.length;
-      if (result.length > 0 && bytes > bytesMax) break;
-      result.push(entry);
-    }
-    return result;
+      return this.decodeEntry(index, value);
+    });
   }
 
   async installSnapshot(snapshot: Snapshot): Promise<void> {
