@@ -7,7 +7,9 @@
 // each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
 // secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
 // Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
-// staged beside the loop first (what a node does: RaftNode stages, then saves).
+// staged beside the loop first (what a node does: RaftNode stages, then saves). And what a LevelDB
+// batch costs the event loop per operation, written as abstract-level's array batch or as our
+// writeBatch (a chained batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes } from "node:crypto";
@@ -27,6 +29,7 @@ import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { Entry } from "../raft/core/index.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
+import { type LevelBatch, openBinaryLevel, writeBatch } from "../storage/leveldb.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import { encodeCommand, SecretStateMachine } from "../storage/state/index.js";
 import {
@@ -237,6 +240,48 @@ async function benchSnapshotSave(
   return rows;
 }
 
+/**
+ * The event loop's time per operation to hand a batch of `size` operations (4 puts of 300 bytes
+ * to 1 delete, keys like a secret's version) to LevelDB, until the call returns its promise: the
+ * array form of abstract-level (`db.batch(array)`) against writeBatch. The two alternate in
+ * blocks of 50 batches; the median over the blocks.
+ */
+async function benchLevelBatch(
+  directory: string,
+  size: number,
+  seconds: number,
+): Promise<{ size: number; array: number; chained: number }> {
+  const db = await openBinaryLevel(directory);
+  const encoder = new TextEncoder();
+  let serial = 0;
+  const makeBatch = (): LevelBatch =>
+    Array.from({ length: size }, (_, i) => {
+      const key = encoder.encode(`v/secret/bench/key-${serial++}/${i}`);
+      return i % 5 === 4 ? { type: "del", key } : { type: "put", key, value: new Uint8Array(300) };
+    });
+  const perOperation = { array: [] as number[], chained: [] as number[] };
+  const deadline = performance.now() + seconds * 1000;
+  try {
+    while (performance.now() < deadline) {
+      for (const how of ["array", "chained"] as const) {
+        let micros = 0;
+        for (let round = 0; round < 50; round++) {
+          const batch = makeBatch();
+          const start = performance.now();
+          const written =
+            how === "array" ? db.batch(batch, { sync: false }) : writeBatch(db, batch, { sync: false });
+          micros += (performance.now() - start) * 1000;
+          await written;
+        }
+        perOperation[how].push(micros / 50 / size);
+      }
+    }
+  } finally {
+    await db.close();
+  }
+  return { size, array: median(perOperation.array), chained: median(perOperation.chained) };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -256,12 +301,15 @@ async function main(): Promise<void> {
   const rows = [];
   let syncs: ReturnType<typeof benchDiskSync> = [];
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
+  const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
     for (const batch of [1, 16, 128, 1024])
       rows.push(await benchAppends(join(root, `b${batch}`), batch, seconds));
     const applies = await benchApplies(join(root, "state"), seconds);
     syncs = benchDiskSync(root, seconds);
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
+    for (const size of [4, 32])
+      levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
       `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s ` +
         `(kv.put of 256-byte values over ${appliedSecrets} secrets, ${applies.applies} applied, up to version ` +
@@ -320,6 +368,11 @@ async function main(): Promise<void> {
       "staged beside the loop first, ms",
     ],
     snapshotSaves.map((row) => [`${row.mib} MiB`, row.written.toFixed(1), row.staged.toFixed(1)]),
+  );
+  process.stdout.write("\n");
+  printTable(
+    ["LevelDB batch, operations", "event loop µs per operation: db.batch(array)", "writeBatch (chained)"],
+    levelBatches.map((row) => [String(row.size), row.array.toFixed(2), row.chained.toFixed(2)]),
   );
 }
 

@@ -30,7 +30,13 @@ import {
   LogStoreError,
   readStoredEntries,
 } from "../../raft/node/index.js";
-import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
+import {
+  type BinaryLevel,
+  isLevelCorruption,
+  type LevelBatch,
+  openBinaryLevel,
+  writeBatch,
+} from "../leveldb.js";
 import { type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
 
 const hardStateKey = Uint8Array.of(0x01);
@@ -186,7 +192,7 @@ export class LevelLogStore implements LogStore {
     }
     if (hardState !== null) batch.push({ type: "put", key: hardStateKey, value: encodeRecord(hardState) });
     if (batch.length === 0) return;
-    await db.batch(batch, { sync: options.sync ?? true });
+    await writeBatch(db, batch, { sync: options.sync ?? true });
     if (first !== undefined) this.lastIndex = first.index + entries.length - 1;
   }
 
@@ -228,7 +234,7 @@ export class LevelLogStore implements LogStore {
         value: encodeRecord({ ...hardState, commit: snapshot.meta.index }),
       });
     }
-    await db.batch(batch, synced);
+    await writeBatch(db, batch, synced);
     this.offset = offset;
     this.lastIndex = offset.index;
     await this.recorded(snapshot.meta, ref);
@@ -255,7 +261,7 @@ export class LevelLogStore implements LogStore {
       );
     }
     const ref = await this.stagedOrWritten(snapshot);
-    await db.batch(snapshotRecordWrites(snapshot.meta, ref), synced);
+    await writeBatch(db, snapshotRecordWrites(snapshot.meta, ref), synced);
     await this.recorded(snapshot.meta, ref);
   }
 
@@ -294,7 +300,7 @@ export class LevelLogStore implements LogStore {
     for (let index = this.offset.index + 1; index <= offset.index; index++)
       batch.push({ type: "del", key: entryKey(index) });
     batch.push({ type: "put", key: offsetKey, value: encodeRecord(offset) });
-    await db.batch(batch, synced);
+    await writeBatch(db, batch, synced);
     this.offset = offset;
   }
 

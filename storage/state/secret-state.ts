@@ -16,7 +16,13 @@
 
 import { createHash } from "node:crypto";
 import { Packr } from "msgpackr";
-import { type BinaryLevel, isLevelCorruption, type LevelBatch, openBinaryLevel } from "../leveldb.js";
+import {
+  type BinaryLevel,
+  isLevelCorruption,
+  type LevelBatch,
+  openBinaryLevel,
+  writeBatch,
+} from "../leveldb.js";
 import {
   decodeCommand,
   type SecretCommand,
@@ -425,7 +431,7 @@ export class SecretStateMachine {
     const { appliedIndex, records } = readSnapshot(data);
     await this.settle();
     this.metadataCache.clear();
-    await this.db.batch([{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
+    await writeBatch(this.db, [{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
     await this.db.clear({ gt: restoringKey });
     await this.db.clear({ lt: restoringKey });
     for (let start = 0; start < records.length; start += 1024) {
@@ -434,9 +440,10 @@ export class SecretStateMachine {
         key: new Uint8Array(record.key),
         value: new Uint8Array(record.value),
       }));
-      await this.db.batch(batch, unsynced);
+      await writeBatch(this.db, batch, unsynced);
     }
-    await this.db.batch(
+    await writeBatch(
+      this.db,
       [
         { type: "put", key: appliedKey, value: packr.pack({ index: appliedIndex }) },
         { type: "del", key: restoringKey },
@@ -452,7 +459,8 @@ export class SecretStateMachine {
   /** Makes every apply so far durable (one synced write flushes LevelDB's log). */
   async flush(): Promise<void> {
     await this.settle();
-    await this.db.batch(
+    await writeBatch(
+      this.db,
       [{ type: "put", key: appliedKey, value: packr.pack({ index: this.applied }) }],
       synced,
     );
@@ -640,7 +648,7 @@ export class SecretStateMachine {
         this.queued = [];
         this.queuedSeqs = [];
         this.queuedAt = new Map();
-        await this.db.batch(batch, unsynced);
+        await writeBatch(this.db, batch, unsynced);
         for (const [key, seq] of seqs) if (this.unwritten.get(key)?.seq === seq) this.unwritten.delete(key);
       }
     } catch (error) {

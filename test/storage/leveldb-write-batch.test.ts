@@ -1,0 +1,59 @@
+// writeBatch, the one way strongroom's stores write LevelDB batches: every put and delete of a
+// batch lands together, in order, and a batch with a bad operation writes nothing and says why.
+// On a real LevelDB on disk, reopened to read what was written.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { type LevelBatch, openBinaryLevel, writeBatch } from "../../storage/leveldb.js";
+
+const root = mkdtempSync(join(tmpdir(), "strongroom-write-batch-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (value: Uint8Array | undefined) =>
+  value === undefined ? undefined : new TextDecoder().decode(value);
+
+it("puts and deletes of a batch land together and in order, and survive a reopen", async () => {
+  const directory = join(root, "ordered");
+  const db = await openBinaryLevel(directory);
+  await writeBatch(db, [{ type: "put", key: bytes("gone"), value: bytes("old") }], { sync: true });
+  const batch: LevelBatch = [
+    { type: "put", key: bytes("a"), value: bytes("first") },
+    { type: "put", key: bytes("a"), value: bytes("second") },
+    { type: "del", key: bytes("gone") },
+    { type: "put", key: bytes("b"), value: new Uint8Array([0, 255, 7]) },
+  ];
+  await writeBatch(db, batch, { sync: true });
+  await db.close();
+
+  const reopened = await openBinaryLevel(directory);
+  expect(text(await reopened.get(bytes("a")))).toBe("second");
+  expect(await reopened.get(bytes("gone"))).toBeUndefined();
+  expect([...((await reopened.get(bytes("b"))) ?? [])]).toEqual([0, 255, 7]);
+  await reopened.close();
+});
+
+it("a batch with a bad operation writes none of it and names the problem", async () => {
+  const db = await openBinaryLevel(join(root, "bad"));
+  const batch = [
+    { type: "put", key: bytes("kept-out"), value: bytes("x") },
+    { type: "put", key: null, value: bytes("y") },
+  ] as unknown as LevelBatch;
+  await expect(writeBatch(db, batch, { sync: false })).rejects.toThrow(/key/i);
+  expect(await db.get(bytes("kept-out"))).toBeUndefined();
+  // The refused batch was closed: the database still takes writes and closes cleanly.
+  await writeBatch(db, [{ type: "put", key: bytes("after"), value: bytes("ok") }], { sync: false });
+  expect(text(await db.get(bytes("after")))).toBe("ok");
+  await db.close();
+});
+
+it("an empty batch writes nothing, and a closed database refuses a batch", async () => {
+  const db = await openBinaryLevel(join(root, "closed"));
+  await writeBatch(db, [], { sync: true });
+  await db.close();
+  await expect(
+    writeBatch(db, [{ type: "put", key: bytes("k"), value: bytes("v") }], { sync: false }),
+  ).rejects.toThrow(/not open/i);
+});
