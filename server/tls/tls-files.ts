@@ -6,7 +6,7 @@
 // inotify-based watching misses.
 
 import { X509Certificate } from "node:crypto";
-import { readFileSync, type StatWatcher, unwatchFile, watchFile } from "node:fs";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createSecureContext } from "node:tls";
 
 export interface TlsFilePaths {
@@ -40,19 +40,16 @@ export interface TlsFilesOptions {
 export class TlsFiles {
   private material: TlsMaterial;
   private readonly listeners = new Set<(material: TlsMaterial) => void>();
-  private readonly watchers: StatWatcher[] = [];
-  private readonly watched: string[];
+  private readonly unwatch: (() => void)[] = [];
 
   constructor(
     readonly paths: TlsFilePaths,
     private readonly options: TlsFilesOptions = {},
   ) {
     this.material = readTlsMaterial(paths, options.now ?? Date.now);
-    this.watched = [paths.caFile, paths.certificateFile, paths.privateKeyFile];
     const interval = options.pollIntervalMs ?? 1000;
-    for (const file of this.watched) {
-      this.watchers.push(watchFile(file, { interval, persistent: false }, () => this.reload()));
-    }
+    for (const file of new Set([paths.caFile, paths.certificateFile, paths.privateKeyFile]))
+      this.unwatch.push(pollFile(file, interval, () => this.reload()));
   }
 
   current(): TlsMaterial {
@@ -83,10 +80,50 @@ export class TlsFiles {
   }
 
   close(): void {
-    for (const file of this.watched) unwatchFile(file);
-    this.watchers.length = 0;
+    for (const unwatch of this.unwatch.splice(0)) unwatch();
     this.listeners.clear();
   }
+}
+
+interface PolledFile {
+  readonly readers: Set<() => void>;
+  /** The one listener on Node's watcher of the file; it calls every reader. */
+  readonly poll: () => void;
+}
+
+const polledFiles = new Map<string, PolledFile>();
+
+/**
+ * Polls `file` and calls `onChange` when it changes, until the returned function is called. The
+ * listener, the server and the dialers of a node (and the nodes of one process, in tests) read the
+ * same CA file: one listener on Node's watcher per file, not one each (Node warns past ten on one
+ * watcher), and a close that stops its own reader only, not every reader of the file. The file's
+ * first reader sets the interval.
+ */
+function pollFile(file: string, intervalMs: number, onChange: () => void): () => void {
+  let polled = polledFiles.get(file);
+  if (polled === undefined) {
+    const readers = new Set<() => void>();
+    const created: PolledFile = {
+      readers,
+      poll: () => {
+        for (const reader of [...readers]) reader();
+      },
+    };
+    polled = created;
+    polledFiles.set(file, created);
+    watchFile(file, { interval: intervalMs, persistent: false }, created.poll);
+  }
+  const { readers, poll } = polled;
+  // A function of its own: the same onChange given twice is two readers, each stopped on its own.
+  const reader = (): void => onChange();
+  readers.add(reader);
+  return () => {
+    readers.delete(reader);
+    if (readers.size > 0 || polledFiles.get(file)?.poll !== poll) return;
+    polledFiles.delete(file);
+    unwatchFile(file, poll);
+  };
 }
 
 /** Reads and checks TLS material; every problem is a TlsConfigError naming the file and the fix. */

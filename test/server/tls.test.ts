@@ -132,4 +132,40 @@ describe("TLS files", () => {
     expect(errors[1]).toMatch(/is not a PEM certificate/);
     files.close();
   });
+
+  it("many readers of the same files share one poll; closing one leaves the others polling", async () => {
+    const paths = pki.node("shared");
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on("warning", onWarning);
+    try {
+      // A node's listener, server and dialers, times the nodes of one test process.
+      const readers = Array.from({ length: 12 }, () => new TlsFiles(paths, { pollIntervalMs: 20 }));
+      const changed = readers.map(() => 0);
+      readers.forEach((files, i) => {
+        files.onChange(() => {
+          changed[i] = (changed[i] ?? 0) + 1;
+        });
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain("MaxListenersExceededWarning");
+
+      readers[0]?.close();
+      readers[0]?.close();
+      const next = pki.node("shared-next");
+      copyFileSync(next.certificateFile, paths.certificateFile);
+      copyFileSync(next.privateKeyFile, paths.privateKeyFile);
+      const deadline = Date.now() + 5000;
+      while (changed.slice(1).some((count) => count === 0) && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(changed[0]).toBe(0);
+      expect(changed.slice(1).every((count) => count >= 1)).toBe(true);
+      const serial = new X509Certificate(readFileSync(next.certificateFile)).serialNumber;
+      for (const files of readers.slice(1))
+        expect(new X509Certificate(files.current().certificate).serialNumber).toBe(serial);
+      for (const files of readers) files.close();
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
 });
