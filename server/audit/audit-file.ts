@@ -36,7 +36,7 @@ export interface AuditFileOptions {
   readonly checkpointEvery: number;
   readonly now?: () => Date;
   /** Told the number of entries of each durable write (how well appends share writes). */
-  readonly onWrite?: (entries: number) => void;
+  readonly onWrite?: (entries: number, seconds: number) => void;
 }
 
 const filePattern = /^audit-(\d{6})\.jsonl$/;
@@ -169,9 +169,10 @@ export class AuditFile {
           }
           const text = Buffer.from(`${lines.join("\n")}\n`);
           // Durable when it returns: the file is O_DSYNC.
+          const started = performance.now();
           await writeFully(this.descriptor, text);
           this.fileBytes += text.length;
-          this.options.onWrite?.(batch.length);
+          this.options.onWrite?.(batch.length, (performance.now() - started) / 1000);
           for (const { resolve } of batch) resolve();
           if (this.fileBytes > this.options.maxFileBytes) this.rotate();
         } catch (error) {

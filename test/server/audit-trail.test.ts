@@ -81,6 +81,10 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
   // The file's durable writes, counted: the request entry, then (once the call ended) its response.
   expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_sum 2$/m);
   expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_count 2$/m);
+  // Each of them timed, under the directory's name.
+  expect(await registry.metrics()).toMatch(
+    new RegExp(`^strongroom_audit_write_seconds_count\\{sink="${directory}"\\} 2$`, "m"),
+  );
 
   // The collector goes away: the file takes the entries, the socket counts as failing.
   await running.stop();
