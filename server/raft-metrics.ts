@@ -4,7 +4,14 @@
 // for the disk.
 
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../raft/core/index.js";
+import type {
+  Entry,
+  HardState,
+  LogOffset,
+  PersistentState,
+  Snapshot,
+  SnapshotMeta,
+} from "../raft/core/index.js";
 import type { AppendOptions, LogStore, RaftNode } from "../raft/node/index.js";
 
 export class RaftMetrics {
@@ -52,6 +59,11 @@ export class RaftMetrics {
       "The data bytes of the Raft log entries the node holds in memory.",
       (status) => status.entryBytesInMemory,
     );
+    gauge(
+      "strongroom_raft_snapshot_bytes_in_memory",
+      "Bytes of the newest Raft snapshot the node holds in memory: one received and not yet on disk; a snapshot on disk is read back a chunk at a time when a follower needs it.",
+      (status) => status.snapshotBytesInMemory,
+    );
     gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
       status.role === "leader" ? 1 : 0,
     );
@@ -89,6 +101,8 @@ export class RaftMetrics {
       load: (): Promise<PersistentState> => store.load(),
       readEntries: (low: number, high: number, bytesMax: number): Entry[] =>
         store.readEntries(low, high, bytesMax),
+      readSnapshotChunk: (meta: SnapshotMeta, offset: number, length: number): Uint8Array =>
+        store.readSnapshotChunk(meta, offset, length),
       append: async (entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions) => {
         const stop = this.appendSeconds.startTimer({ sync: options?.sync === false ? "false" : "true" });
         try {

@@ -37,6 +37,7 @@ import type {
   SnapshotMeta,
   SnapshotResponseMessage,
   StableEntryReader,
+  StableSnapshotReader,
   VoteMessage,
 } from "./types.js";
 
@@ -89,6 +90,8 @@ export interface RaftStatus {
   /** Entries whose data the core holds in memory, and their bytes (the rest is read back from the log store). */
   readonly entriesInMemory: number;
   readonly entryBytesInMemory: number;
+  /** Bytes of the newest snapshot's data held in memory: none once persisted, with a snapshot reader. */
+  readonly snapshotBytesInMemory: number;
   readonly membership: Membership;
   readonly leadTransferee: NodeId | null;
   readonly progress: ReadonlyMap<NodeId, { match: number; next: number; state: string }>;
@@ -102,6 +105,18 @@ export interface RaftStartOptions {
    * core holds every entry until it is compacted.
    */
   readonly stableEntries?: StableEntryReader;
+  /**
+   * The driver's persisted snapshots, read back a chunk at a time for a follower that needs one.
+   * Without it the core keeps its newest snapshot's data in memory.
+   */
+  readonly stableSnapshots?: StableSnapshotReader;
+}
+
+/** The newest snapshot a node holds: its data only while no store can give it back (see above). */
+interface HeldSnapshot {
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  readonly data: Uint8Array | null;
 }
 
 interface ReadRound {
@@ -187,7 +202,8 @@ export class RaftCore {
   private readRoundOpen: ReadRound | null = null;
 
   /** The newest snapshot this node holds (sent to followers that fell behind the compacted log). */
-  private snapshot: Snapshot | null;
+  private snapshot: HeldSnapshot | null;
+  private readonly snapshotReader: StableSnapshotReader | null;
   /** A snapshot received from the leader, to be installed by the driver through Ready. */
   private pendingSnapshot: Snapshot | null = null;
   private snapshotReception: SnapshotReception | null = null;
@@ -211,7 +227,8 @@ export class RaftCore {
     this.term = state.hardState.term;
     this.vote = state.hardState.vote;
     this.persistedHardState = state.hardState;
-    this.snapshot = state.snapshot;
+    this.snapshotReader = options.stableSnapshots ?? null;
+    this.snapshot = state.snapshot === null ? null : this.holdSnapshot(state.snapshot, true);
     const snapshotIndex = state.snapshot?.meta.index ?? 0;
     invariant(state.offset.index <= snapshotIndex, "the log is compacted beyond the snapshot");
     invariant(state.hardState.commit >= snapshotIndex, "a snapshot beyond the commit index");
@@ -450,6 +467,14 @@ export class RaftCore {
     this.handedOut = null;
     if (done.snapshot !== null) {
       if (this.pendingSnapshot === done.snapshot) this.pendingSnapshot = null;
+      // Persisted now: a store that reads it back holds it for us.
+      const held = this.snapshot;
+      if (
+        held !== null &&
+        held.meta.index === done.snapshot.meta.index &&
+        held.meta.term === done.snapshot.meta.term
+      )
+        this.snapshot = this.holdSnapshot(done.snapshot, true);
       this.log.applied = Math.max(this.log.applied, done.snapshot.meta.index);
     }
     if (done.lastEntry !== null) this.log.stableTo(done.lastEntry.index, done.lastEntry.term);
@@ -506,7 +531,8 @@ export class RaftCore {
    */
   compact(snapshot: Snapshot, compactThrough: number): LogOffset {
     invariant(snapshot.meta.index <= this.log.applied, "a snapshot beyond the applied index");
-    if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index) this.snapshot = snapshot;
+    if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index)
+      this.snapshot = this.holdSnapshot(snapshot, true);
     return this.log.compact(Math.min(compactThrough, snapshot.meta.index, this.log.stableIndex));
   }
 
@@ -530,6 +556,7 @@ export class RaftCore {
       firstIndex: this.log.firstIndex(),
       entriesInMemory: held.entries,
       entryBytesInMemory: held.bytes,
+      snapshotBytesInMemory: this.snapshot?.data?.length ?? 0,
       membership: this.membership.toMembership(),
       leadTransferee: this.leadTransferee,
       progress,
@@ -921,7 +948,7 @@ export class RaftCore {
   private restoreSnapshot(snapshot: Snapshot): void {
     this.log.restore({ index: snapshot.meta.index, term: snapshot.meta.term });
     this.membership = new MembershipState(snapshot.meta.membership);
-    this.snapshot = snapshot;
+    this.snapshot = this.holdSnapshot(snapshot, false);
     this.pendingSnapshot = snapshot;
   }
 
@@ -1156,7 +1183,7 @@ export class RaftCore {
     invariant(snapshot !== null, `the log of ${this.id} is compacted but it holds no snapshot`);
     progress.becomeSnapshot({
       meta: snapshot.meta,
-      totalBytes: snapshot.data.length,
+      totalBytes: snapshot.totalBytes,
       sentOffset: 0,
       chunkOwed: true,
       ackedOffset: 0,
@@ -1187,11 +1214,33 @@ export class RaftCore {
         meta: transfer.meta,
         totalBytes: transfer.totalBytes,
         offset: transfer.sentOffset,
-        chunk: snapshot.data.subarray(transfer.sentOffset, end),
+        chunk: this.snapshotChunk(snapshot, transfer.sentOffset, end),
       });
       transfer.sentOffset = end;
       transfer.chunkOwed = false;
     }
+  }
+
+  /** Keeps `snapshot`, without its data once `persisted` where the store can give it back. */
+  private holdSnapshot(snapshot: Snapshot, persisted: boolean): HeldSnapshot {
+    return {
+      meta: snapshot.meta,
+      totalBytes: snapshot.data.length,
+      data: persisted && this.snapshotReader !== null ? null : snapshot.data,
+    };
+  }
+
+  /** Bytes [offset, end) of the held snapshot, from memory or read back from the store. */
+  private snapshotChunk(snapshot: HeldSnapshot, offset: number, end: number): Uint8Array {
+    if (snapshot.data !== null) return snapshot.data.subarray(offset, end);
+    if (end === offset) return new Uint8Array(0);
+    invariant(this.snapshotReader !== null, "a snapshot without its data and no store to read it from");
+    const chunk = this.snapshotReader.readSnapshotChunk(snapshot.meta, offset, end - offset);
+    invariant(
+      chunk.length === end - offset,
+      `the log store answered ${chunk.length} bytes of the snapshot at ${snapshot.meta.index} for ${end - offset} from ${offset}`,
+    );
+    return chunk;
   }
 
   /** On a heartbeat answer: if the follower made no progress since the last one, resend from where it is. */

@@ -77,6 +77,17 @@ export interface StableEntryReader {
   readEntries(low: number, high: number, bytesMax: number): Entry[];
 }
 
+/**
+ * Snapshots the driver has persisted, read back a chunk at a time to send to a follower. With one,
+ * the core keeps a snapshot's data in memory only until the driver persisted it: a node then holds
+ * no copy of its whole state. Asked only for the snapshot the core holds: the driver's newest, or
+ * the one before it until compact() hands the core the newest.
+ */
+export interface StableSnapshotReader {
+  /** Exactly `length` bytes from `offset` of the persisted snapshot at `meta`. */
+  readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array;
+}
+
 /** A linearizable read confirmed by a quorum: serve it once the state machine applied `index`. */
 export interface ReadState {
   readonly index: number;

@@ -1,6 +1,13 @@
 // The Raft driver and the interfaces it runs against.
 export { InProcessNetwork } from "./in-process-transport.js";
-export { type AppendOptions, type LogStore, LogStoreError, readStoredEntries } from "./log-store.js";
+export {
+  type AppendOptions,
+  checkSnapshotRead,
+  type LogStore,
+  LogStoreError,
+  readSnapshotChunkOf,
+  readStoredEntries,
+} from "./log-store.js";
 export { MemoryLogStore } from "./memory-log-store.js";
 export {
   type Proposed,

@@ -8,14 +8,19 @@ import type {
   LogOffset,
   PersistentState,
   Snapshot,
+  SnapshotMeta,
   StableEntryReader,
+  StableSnapshotReader,
 } from "../core/index.js";
 
 /**
  * The core reads entries back through readEntries (StableEntryReader), synchronously, for a follower
  * that lags behind what it keeps in memory: only entries an append already stored, never compacted.
+ * And the chunks of a snapshot it sends through readSnapshotChunk (StableSnapshotReader): of the
+ * newest snapshot saved or installed, or of the one before it (the core moves to the newest when
+ * the driver calls compact() after saveSnapshot returned).
  */
-export interface LogStore extends StableEntryReader {
+export interface LogStore extends StableEntryReader, StableSnapshotReader {
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
   load(): Promise<PersistentState>;
   /**
@@ -81,4 +86,56 @@ export function readStoredEntries(
     result.push(entry);
   }
   return result;
+}
+
+/**
+ * Checks a read of `length` bytes from `offset` of the snapshot at `meta` against the snapshots a
+ * store can read (StableSnapshotReader.readSnapshotChunk): `readable` finds one by its meta, with
+ * its size. A snapshot the store does not hold, or a range beyond its end, is refused: the core
+ * asked for what it must not. Returns the one found; `where` names the store in the errors.
+ */
+export function checkSnapshotRead<Held extends { readonly meta: SnapshotMeta; readonly bytes: number }>(
+  readable: readonly Held[],
+  meta: SnapshotMeta,
+  offset: number,
+  length: number,
+  where: string,
+): Held {
+  const held = readable.find(
+    (candidate) => candidate.meta.index === meta.index && candidate.meta.term === meta.term,
+  );
+  if (held === undefined) {
+    throw new LogStoreError(
+      `read of the snapshot at ${meta.index} (term ${meta.term}), which ${where} does not hold (it holds ${readable.map((candidate) => candidate.meta.index).join(", ") || "none"})`,
+    );
+  }
+  if (
+    !Number.isSafeInteger(offset) ||
+    !Number.isSafeInteger(length) ||
+    offset < 0 ||
+    length < 0 ||
+    offset + length > held.bytes
+  ) {
+    throw new LogStoreError(
+      `read of bytes [${offset}, ${offset + length}) of the snapshot at ${meta.index} in ${where}, which has ${held.bytes}`,
+    );
+  }
+  return held;
+}
+
+/**
+ * Snapshots held in memory whole (the in-memory store, the simulators' disks), read a chunk at a
+ * time. The chunk is a view of the snapshot's bytes, which nobody changes.
+ */
+export function readSnapshotChunkOf(
+  snapshots: readonly (Snapshot | null)[],
+  meta: SnapshotMeta,
+  offset: number,
+  length: number,
+  where: string,
+): Uint8Array {
+  const readable = snapshots
+    .filter((snapshot): snapshot is Snapshot => snapshot !== null)
+    .map((snapshot) => ({ meta: snapshot.meta, bytes: snapshot.data.length, data: snapshot.data }));
+  return checkSnapshotRead(readable, meta, offset, length, where).data.subarray(offset, offset + length);
 }

@@ -3,12 +3,20 @@
 // suite holds it to the same contract. "Durable" here means: it survives a RaftNode being stopped
 // and started again on the same store object.
 
-import type { Entry, HardState, LogOffset, PersistentState, Snapshot } from "../core/index.js";
-import { type AppendOptions, type LogStore, LogStoreError, readStoredEntries } from "./log-store.js";
+import type { Entry, HardState, LogOffset, PersistentState, Snapshot, SnapshotMeta } from "../core/index.js";
+import {
+  type AppendOptions,
+  type LogStore,
+  LogStoreError,
+  readSnapshotChunkOf,
+  readStoredEntries,
+} from "./log-store.js";
 
 export class MemoryLogStore implements LogStore {
   private hardState: HardState = { term: 0, vote: null, commit: 0 };
   private snapshot: Snapshot | null = null;
+  /** The snapshot before the newest, still readable until the core moves on (LogStore). */
+  private previousSnapshot: Snapshot | null = null;
   private offset: LogOffset = { index: 0, term: 0 };
   private entries: Entry[] = [];
   private closed = false;
@@ -56,9 +64,20 @@ export class MemoryLogStore implements LogStore {
     return readEntriesOf(this.offset, this.entries, low, high, bytesMax);
   }
 
+  readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
+    this.assertOpen();
+    return readSnapshotChunkOf(
+      [this.snapshot, this.previousSnapshot],
+      meta,
+      offset,
+      length,
+      "the stored log",
+    );
+  }
+
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     this.assertOpen();
-    this.snapshot = snapshot;
+    this.keepSnapshot(snapshot);
     this.offset = { index: snapshot.meta.index, term: snapshot.meta.term };
     this.entries = [];
     if (this.hardState.commit < snapshot.meta.index)
@@ -77,6 +96,11 @@ export class MemoryLogStore implements LogStore {
         `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshot.meta.index}`,
       );
     }
+    this.keepSnapshot(snapshot);
+  }
+
+  private keepSnapshot(snapshot: Snapshot): void {
+    if (this.snapshot !== snapshot) this.previousSnapshot = this.snapshot;
     this.snapshot = snapshot;
   }
 

@@ -179,6 +179,7 @@ export class RaftNode<Result> {
     const core = new RaftCore({ ...options.raft, id: options.id, random }, state, {
       applied,
       stableEntries: options.logStore,
+      stableSnapshots: options.logStore,
     });
     const node = new RaftNode(options, core, applied, snapshotIndex);
     node.noticeMembership();

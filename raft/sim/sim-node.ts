@@ -15,6 +15,7 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
+import { readSnapshotChunkOf } from "../node/log-store.js";
 import { readEntriesOf } from "../node/memory-log-store.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import type { SafetyChecker } from "./safety-checker.js";
@@ -108,6 +109,11 @@ export class SimNode {
       stableEntries: {
         readEntries: (low, high, bytesMax) =>
           readEntriesOf(this.disk.offset, this.disk.entries, low, high, bytesMax),
+      },
+      // And the snapshot it sends, from the disk: the core keeps no copy once it is persisted.
+      stableSnapshots: {
+        readSnapshotChunk: (meta, offset, length) =>
+          readSnapshotChunkOf([this.disk.snapshot], meta, offset, length, `${this.id}'s disk`),
       },
     });
     this.kv = new KvStateMachine();

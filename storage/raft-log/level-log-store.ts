@@ -26,6 +26,7 @@ import type {
 } from "../../raft/core/index.js";
 import {
   type AppendOptions,
+  checkSnapshotRead,
   type LogStore,
   LogStoreError,
   readStoredEntries,
@@ -38,6 +39,19 @@ import {
   writeBatch,
 } from "../leveldb.js";
 import { type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
+
+/** Where a recorded snapshot's bytes are read from: its open file (or a legacy store's data). */
+interface SnapshotSource {
+  read(offset: number, length: number): Uint8Array;
+  close(): void;
+}
+
+/** A recorded snapshot, read a range at a time for the Raft core (readSnapshotChunk). */
+interface ReadableSnapshot {
+  readonly meta: SnapshotMeta;
+  readonly bytes: number;
+  readonly source: SnapshotSource;
+}
 
 const hardStateKey = Uint8Array.of(0x01);
 const offsetKey = Uint8Array.of(0x02);
@@ -62,6 +76,11 @@ export class LevelLogStore implements LogStore {
   /** Snapshots written beside the loop (stageSnapshot), by file name, for saveSnapshot to record. */
   private readonly staged = new Map<string, SnapshotFileRef>();
   private readonly files: SnapshotFiles;
+  /**
+   * The newest recorded snapshot and the one before it, open: the core reads the one before until
+   * compact() hands it the newest, and the file stays readable after the newest's record removed it.
+   */
+  private readable: ReadableSnapshot[] = [];
   /** What open read, for the first load; dropped by any change to the store. */
   private loadedAtOpen: PersistentState | null = null;
 
@@ -142,6 +161,13 @@ export class LevelLogStore implements LogStore {
     }
     // Files no record names: a snapshot written but not recorded, or replaced, before a crash.
     this.files.removeUnnamed(snapshotFile);
+    this.closeReadable();
+    if (record !== null && snapshot !== null) {
+      const { file, bytes, crc32: checksum } = record;
+      if (file !== undefined && bytes !== undefined && checksum !== undefined)
+        this.keepReadable(snapshot.meta, bytes, this.files.openForReading({ file, bytes, crc32: checksum }));
+      else this.keepReadable(snapshot.meta, snapshot.data.length, inMemory(snapshot.data));
+    }
     const entries: Entry[] = [];
     for await (const [key, value] of db.iterator({
       gt: entryKey(offset.index),
@@ -274,9 +300,17 @@ export class LevelLogStore implements LogStore {
     return this.files.write(snapshot.meta, snapshot.data);
   }
 
+  readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
+    this.open();
+    const held = checkSnapshotRead(this.readable, meta, offset, length, `the Raft log in ${this.directory}`);
+    return held.source.read(offset, length);
+  }
+
   /** Once a record names `ref`, the files it replaced go (never before: a crash keeps the old one). */
   private async recorded(meta: SnapshotMeta, ref: SnapshotFileRef): Promise<void> {
     this.snapshotIndex = meta.index;
+    // Opened before the files it replaced are removed: the one before it is open already.
+    this.keepReadable(meta, ref.bytes, this.files.openForReading(ref));
     for (const name of this.staged.keys()) {
       if (name <= ref.file) this.staged.delete(name);
     }
@@ -308,7 +342,18 @@ export class LevelLogStore implements LogStore {
     const db = this.db;
     this.db = null;
     this.loadedAtOpen = null;
+    this.closeReadable();
     await db?.close();
+  }
+
+  /** Keeps `source` readable as the newest snapshot; the one before stays, older ones close. */
+  private keepReadable(meta: SnapshotMeta, bytes: number, source: SnapshotSource): void {
+    this.readable.unshift({ meta, bytes, source });
+    for (const old of this.readable.splice(2)) old.source.close();
+  }
+
+  private closeReadable(): void {
+    for (const held of this.readable.splice(0)) held.source.close();
   }
 
   private open(): BinaryLevel {
@@ -400,4 +445,9 @@ function encodeRecord(record: object): Uint8Array {
 /** LevelDB hands out views of its own buffers; entries outlive them. */
 function copy(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
+}
+
+/** A snapshot whose data a store written before snapshot files keeps in LevelDB, held as read. */
+function inMemory(data: Uint8Array): SnapshotSource {
+  return { read: (offset, length) => data.slice(offset, offset + length), close: () => {} };
 }

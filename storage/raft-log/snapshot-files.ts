@@ -11,7 +11,7 @@
 // the store opens.
 
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync } from "node:fs";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -101,6 +101,32 @@ export class SnapshotFiles {
   }
 
   /**
+   * Opens the file a record names for reading ranges of it (a leader sending it in chunks). It
+   * stays readable through the descriptor after a newer snapshot's record removed the file.
+   */
+  openForReading(ref: SnapshotFileRef): OpenSnapshotFile {
+    if (!namePattern.test(ref.file))
+      throw new LogStoreError(
+        `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
+      );
+    const path = join(this.directory, ref.file);
+    let descriptor: number;
+    try {
+      descriptor = openSync(path, "r");
+    } catch (error) {
+      throw new LogStoreError(`the snapshot file ${path} cannot be opened: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const size = fstatSync(descriptor).size;
+    if (size !== ref.bytes) {
+      closeSync(descriptor);
+      throw new LogStoreError(`the snapshot file ${path} has ${size} bytes where ${ref.bytes} were written`);
+    }
+    return new OpenSnapshotFile(path, descriptor);
+  }
+
+  /**
    * Removes every snapshot file but `keep` (the one the record names; none with null) whose index
    * is at most `throughIndex`, and every leftover temporary file - except files being written.
    */
@@ -128,5 +154,41 @@ export class SnapshotFiles {
     } finally {
       await handle.close();
     }
+  }
+}
+
+/** A snapshot file open for reading ranges, synchronously (the Raft core asks while it steps). */
+export class OpenSnapshotFile {
+  constructor(
+    readonly path: string,
+    private descriptor: number | null,
+  ) {}
+
+  /** Exactly `length` bytes from `offset`; a file that ends early is damaged. */
+  read(offset: number, length: number): Uint8Array {
+    if (this.descriptor === null) throw new LogStoreError(`the snapshot file ${this.path} is closed`);
+    const bytes = new Uint8Array(length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const read = readSync(this.descriptor, bytes, done, length - done, offset + done);
+        if (read === 0) break;
+        done += read;
+      }
+    } catch (error) {
+      throw new LogStoreError(`the snapshot file ${this.path} cannot be read: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    if (done < length)
+      throw new LogStoreError(
+        `the snapshot file ${this.path} ends at ${offset + done}, before ${offset + length}`,
+      );
+    return bytes;
+  }
+
+  close(): void {
+    if (this.descriptor !== null) closeSync(this.descriptor);
+    this.descriptor = null;
   }
 }

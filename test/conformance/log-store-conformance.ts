@@ -129,6 +129,41 @@ export function logStoreConformance(name: string, factory: LogStoreFactory): voi
       await store.close();
     });
 
+    it("reads the newest snapshot and the one before it a chunk at a time, after a restart the newest", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 30, 1), { term: 1, vote: null, commit: 30 });
+      const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk);
+      const first = snapshotAt(10, 1);
+      await store.saveSnapshot(first);
+      // "state@10": bytes 2 to 5 are "ate@".
+      expect(text(store.readSnapshotChunk(first.meta, 2, 4))).toBe("ate@");
+      const second = snapshotAt(20, 1);
+      await store.saveSnapshot(second);
+      // The core reads the one before until compact() hands it the newest.
+      expect(text(store.readSnapshotChunk(first.meta, 0, first.data.length))).toBe("state@10");
+      expect(text(store.readSnapshotChunk(second.meta, 6, 2))).toBe("20");
+      const third = snapshotAt(25, 1);
+      await store.saveSnapshot(third);
+      expect(() => store.readSnapshotChunk(first.meta, 0, 1)).toThrow(/snapshot at 10 .*does not hold/);
+      expect(text(store.readSnapshotChunk(second.meta, 0, 5))).toBe("state");
+      expect(() => store.readSnapshotChunk(third.meta, 4, 5)).toThrow(/bytes \[4, 9\) of the snapshot at 25/);
+      expect(() => store.readSnapshotChunk({ ...third.meta, term: 2 }, 0, 1)).toThrow(/does not hold/);
+      store = await reopen(location, store);
+      await store.load();
+      expect(text(store.readSnapshotChunk(third.meta, 0, third.data.length))).toBe("state@25");
+      await store.close();
+    });
+
+    it("a snapshot installed from the leader is read back a chunk at a time", async () => {
+      const store = await factory.open(await factory.newLocation());
+      await store.append(range(1, 4, 1), { term: 1, vote: null, commit: 2 });
+      const installed = snapshotAt(40, 3);
+      await store.installSnapshot(installed);
+      expect(new TextDecoder().decode(store.readSnapshotChunk(installed.meta, 6, 2))).toBe("40");
+      await store.close();
+    });
+
     it("refuses to compact beyond the snapshot, or with the wrong term", async () => {
       const store = await factory.open(await factory.newLocation());
       await store.append(range(1, 10, 1), null);

@@ -17,7 +17,9 @@ import {
   SeededRandom,
   type Snapshot,
   type StableEntryReader,
+  type StableSnapshotReader,
 } from "../../raft/core/index.js";
+import { readSnapshotChunkOf } from "../../raft/node/index.js";
 import { readEntriesOf } from "../../raft/node/memory-log-store.js";
 
 interface Disk {
@@ -36,13 +38,22 @@ export interface ScenarioNode {
   appliedIndex: number;
   readStates: ReadState[];
   snapshotsInstalled: number;
+  /** Chunks of a snapshot the core read back from the disk to send. */
+  snapshotChunksRead: number;
 }
 
-/** The core reads entries it let go of back from the node's disk (what Readys persisted). */
-function diskReader(node: ScenarioNode): StableEntryReader {
+/**
+ * The core reads entries it let go of, and the chunks of the snapshot it sends, back from the
+ * node's disk (what Readys persisted); the snapshot reads are counted.
+ */
+function diskReader(node: ScenarioNode): StableEntryReader & StableSnapshotReader {
   return {
     readEntries: (low, high, bytesMax) =>
       readEntriesOf(node.disk.offset, node.disk.entries, low, high, bytesMax),
+    readSnapshotChunk: (meta, offset, length) => {
+      node.snapshotChunksRead++;
+      return readSnapshotChunkOf([node.disk.snapshot], meta, offset, length, `${node.id}'s disk`);
+    },
   };
 }
 
@@ -103,6 +114,7 @@ export class ScenarioCluster {
       appliedIndex: 0,
       readStates: [],
       snapshotsInstalled: 0,
+      snapshotChunksRead: 0,
     };
     this.nodes.set(id, node);
     this.restart(id);
@@ -167,7 +179,7 @@ export class ScenarioCluster {
     node.core = new RaftCore(
       { electionTicks: 10, heartbeatTicks: 1, ...this.config, id, random: new SeededRandom(this.seed++) },
       state,
-      { stableEntries: diskReader(node) },
+      { stableEntries: diskReader(node), stableSnapshots: diskReader(node) },
     );
     // The application restores its state from the snapshot; Raft hands out what follows it.
     node.applied =

@@ -2,6 +2,7 @@
 // compacted, and a follower behind the compacted log gets InstallSnapshot, in chunks, resumable.
 
 import { describe, expect, it } from "vitest";
+import { RaftCore, SeededRandom } from "../../raft/core/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
 describe("snapshots", () => {
@@ -109,7 +110,9 @@ describe("snapshots", () => {
     cluster.settle(2);
     const core = cluster.core("n1");
     const meta = core.snapshotMetaAtApplied();
-    core.compact({ meta, data: new Uint8Array(0) }, meta.index);
+    const empty = { meta, data: new Uint8Array(0) };
+    cluster.node("n1").disk.snapshot = empty;
+    core.compact(empty, meta.index);
     cluster.heal();
     cluster.settle(3);
     const chunks = cluster.sent.filter((m) => m.type === "snapshotChunk" && m.to === "n3");
@@ -117,5 +120,42 @@ describe("snapshots", () => {
     expect(chunks[0]).toMatchObject({ offset: 0, totalBytes: 0 });
     expect(cluster.node("n3").snapshotsInstalled).toBe(1);
     expect(cluster.core("n3").status()).toMatchObject({ commit: meta.index, applied: meta.index });
+  });
+
+  it("a node keeps no copy of a snapshot once it is on disk: the leader reads the chunks it sends back from there", () => {
+    const cluster = ScenarioCluster.create(3, {
+      config: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 2 },
+    });
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    const values = Array.from({ length: 40 }, (_, i) => `value-${i}`);
+    for (const value of values) cluster.propose("n1", value);
+    cluster.settle(2);
+    const snapshot = cluster.snapshot("n1");
+    expect(snapshot.data.length).toBeGreaterThan(4 * 64);
+    expect(cluster.core("n1").status().snapshotBytesInMemory).toBe(0);
+    cluster.heal();
+    cluster.settle(10);
+    expect(cluster.node("n3").snapshotsInstalled).toBe(1);
+    expect(cluster.node("n3").applied).toEqual(values);
+    // Every chunk came from the disk, none from memory.
+    expect(cluster.node("n1").snapshotChunksRead).toBe(Math.ceil(snapshot.data.length / 64));
+    // The follower let go of the snapshot it received once it was installed, and a restart loads none.
+    expect(cluster.core("n3").status().snapshotBytesInMemory).toBe(0);
+    cluster.crash("n3");
+    cluster.restart("n3");
+    expect(cluster.core("n3").status().snapshotBytesInMemory).toBe(0);
+  });
+
+  it("without a store to read a snapshot back from, the core keeps its data", () => {
+    const data = new TextEncoder().encode("the state at 5");
+    const state = {
+      hardState: { term: 1, vote: null, commit: 5 },
+      snapshot: { meta: { index: 5, term: 1, membership: { voters: ["n1", "n2"], learners: [] } }, data },
+      offset: { index: 5, term: 1 },
+      entries: [],
+    };
+    const core = new RaftCore({ id: "n1", random: new SeededRandom(1) }, state);
+    expect(core.status().snapshotBytesInMemory).toBe(data.length);
   });
 });

@@ -31,6 +31,7 @@ function status(partial: {
     firstIndex: 1,
     entriesInMemory: 0,
     entryBytesInMemory: 0,
+    snapshotBytesInMemory: 0,
     membership: { voters, learners: [] },
     leadTransferee: null,
     progress: new Map(

@@ -48,6 +48,10 @@ describe("RaftMetrics.instrument", () => {
     expect(await registry.getSingleMetricAsString("strongroom_raft_snapshot_bytes")).toContain(
       "strongroom_raft_snapshot_bytes 100000",
     );
+    // The saved snapshot is read back through the wrapper, a chunk at a time, from the file.
+    expect([...wrapped.readSnapshotChunk(snapshot.meta, 99_990, 10)]).toEqual([
+      ...snapshot.data.subarray(99_990),
+    ]);
     const appends = await registry.getSingleMetricAsString("strongroom_raft_log_append_seconds");
     expect(appends).toContain('strongroom_raft_log_append_seconds_count{sync="true"} 1');
     await wrapped.close();

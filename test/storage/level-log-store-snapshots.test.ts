@@ -5,7 +5,15 @@
 // store written before snapshot files opens with its snapshot and moves it to a file on its next save.
 
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ClassicLevel } from "classic-level";
@@ -188,4 +196,26 @@ describe("LevelLogStore snapshot files", () => {
     await after.close();
     expect(snapshotFiles(directory)).toEqual(["00000000000000000025-00000000000000000002.snap"]);
   });
+});
+
+it("a snapshot file cut short under the store is refused when read back, naming the file", async () => {
+  const directory = join(root, "cut-short");
+  const store = await LevelLogStore.open(directory);
+  await store.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
+    term: 1,
+    vote: null,
+    commit: 1,
+  });
+  const snapshot = {
+    meta: { index: 1, term: 1, membership: { voters: ["n1"], learners: [] } },
+    data: new Uint8Array(4096).fill(7),
+  };
+  await store.saveSnapshot(snapshot);
+  const file = join(directory, "snapshots", "00000000000000000001-00000000000000000001.snap");
+  expect([...store.readSnapshotChunk(snapshot.meta, 4000, 96)]).toEqual(new Array(96).fill(7));
+  truncateSync(file, 1000);
+  expect(() => store.readSnapshotChunk(snapshot.meta, 900, 200)).toThrow(
+    new RegExp(`the snapshot file ${file} ends at 1000, before 1100`),
+  );
+  await store.close();
 });
