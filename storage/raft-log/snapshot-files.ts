@@ -79,11 +79,7 @@ export class SnapshotFiles {
 
   /** Reads the file a record names, refusing one that is missing, short, long or damaged. */
   async read(ref: SnapshotFileRef): Promise<Uint8Array> {
-    if (!namePattern.test(ref.file))
-      throw new LogStoreError(
-        `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
-      );
-    const path = join(this.directory, ref.file);
+    const path = this.pathOf(ref);
     let data: Uint8Array;
     try {
       data = new Uint8Array(await readFile(path));
@@ -105,11 +101,7 @@ export class SnapshotFiles {
    * stays readable through the descriptor after a newer snapshot's record removed the file.
    */
   openForReading(ref: SnapshotFileRef): OpenSnapshotFile {
-    if (!namePattern.test(ref.file))
-      throw new LogStoreError(
-        `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
-      );
-    const path = join(this.directory, ref.file);
+    const path = this.pathOf(ref);
     let descriptor: number;
     try {
       descriptor = openSync(path, "r");
@@ -144,6 +136,15 @@ export class SnapshotFiles {
     for (const name of readdirSync(this.directory)) {
       if (name !== keep) rmSync(join(this.directory, name), { force: true, recursive: true });
     }
+  }
+
+  /** The path of the file a record names, refusing a name that is not a snapshot file's. */
+  private pathOf(ref: SnapshotFileRef): string {
+    if (!namePattern.test(ref.file))
+      throw new LogStoreError(
+        `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
+      );
+    return join(this.directory, ref.file);
   }
 
   /** A rename is durable once the directory holding it is synced. */
