@@ -1,14 +1,51 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Test files that start no server on a fixed loopback address and time nothing against an SLO:
+ * the Raft core and its simulator, storage (in-process nodes, crash children with their own
+ * directories), seals (each file its own SoftHSM token directory), PKI, deploy files. They run
+ * two at a time, first; on 2 cores that halves their share of `npm test`'s 10-minute budget.
+ */
+const independentFiles = [
+  "test/raft/**/*.test.ts",
+  "test/storage/**/*.test.ts",
+  "test/conformance/**/*.test.ts",
+  "test/hsm/**/*.test.ts",
+  "test/pki/**/*.test.ts",
+  "test/deploy/**/*.test.ts",
+];
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    // The container suite has its own config and command (npm run test:containers).
-    exclude: ["test/containers/**", "**/node_modules/**"],
     // A hung test must fail, not stall CI; the simulator suites set their own, longer budget.
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "independent",
+          include: independentFiles,
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Clusters of processes and in-process nodes on fixed loopback addresses and ports, and
+          // chaos experiments timed against their SLOs: one file at a time, after the others, so
+          // that no two share an address or the CPU.
+          name: "clusters",
+          include: ["test/**/*.test.ts"],
+          // The container suite has its own config and command (npm run test:containers).
+          exclude: [...independentFiles, "test/containers/**", "**/node_modules/**"],
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
     coverage: {
       provider: "v8",
       include: [
