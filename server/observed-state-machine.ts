@@ -63,7 +63,7 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     return this.inner.snapshot();
   }
 
-  captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+  captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
     return this.inner.captureSnapshot();
   }
 

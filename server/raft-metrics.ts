@@ -11,6 +11,7 @@ import type {
   PersistentState,
   Snapshot,
   SnapshotMeta,
+  StoredSnapshot,
 } from "../raft/core/index.js";
 import type { AppendOptions, LogStore, RaftNode } from "../raft/node/index.js";
 
@@ -115,10 +116,11 @@ export class RaftMetrics {
         await store.installSnapshot(snapshot);
         this.snapshotBytes.set(snapshot.data.length);
       },
-      stageSnapshot: (snapshot: Snapshot) => store.stageSnapshot(snapshot),
-      saveSnapshot: async (snapshot: Snapshot) => {
+      stageSnapshot: (meta: SnapshotMeta, parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) =>
+        store.stageSnapshot(meta, parts),
+      saveSnapshot: async (snapshot: Snapshot | StoredSnapshot) => {
         await store.saveSnapshot(snapshot);
-        this.snapshotBytes.set(snapshot.data.length);
+        this.snapshotBytes.set("data" in snapshot ? snapshot.data.length : snapshot.totalBytes);
       },
       compact: (offset: LogOffset) => store.compact(offset),
       close: () => store.close(),

@@ -38,6 +38,7 @@ import type {
   SnapshotResponseMessage,
   StableEntryReader,
   StableSnapshotReader,
+  StoredSnapshot,
   VoteMessage,
 } from "./types.js";
 
@@ -525,11 +526,12 @@ export class RaftCore {
   }
 
   /**
-   * The driver has durably saved `snapshot` (taken at the applied index). The core keeps it to send
-   * to followers and drops log entries through `compactThrough` (at most the snapshot's index).
+   * The driver has durably saved `snapshot` (taken at the applied index): with its data, or stored
+   * without it (then the core reads it back through stableSnapshots). The core keeps it to send to
+   * followers and drops log entries through `compactThrough` (at most the snapshot's index).
    * Returns the new compaction point, which the driver applies to its log store.
    */
-  compact(snapshot: Snapshot, compactThrough: number): LogOffset {
+  compact(snapshot: Snapshot | StoredSnapshot, compactThrough: number): LogOffset {
     invariant(snapshot.meta.index <= this.log.applied, "a snapshot beyond the applied index");
     if (this.snapshot === null || snapshot.meta.index > this.snapshot.meta.index)
       this.snapshot = this.holdSnapshot(snapshot, true);
@@ -1222,7 +1224,14 @@ export class RaftCore {
   }
 
   /** Keeps `snapshot`, without its data once `persisted` where the store can give it back. */
-  private holdSnapshot(snapshot: Snapshot, persisted: boolean): HeldSnapshot {
+  private holdSnapshot(snapshot: Snapshot | StoredSnapshot, persisted: boolean): HeldSnapshot {
+    if (!("data" in snapshot)) {
+      invariant(
+        persisted && this.snapshotReader !== null,
+        `the snapshot at ${snapshot.meta.index} came without its data and no store can read it`,
+      );
+      return { meta: snapshot.meta, totalBytes: snapshot.totalBytes, data: null };
+    }
     return {
       meta: snapshot.meta,
       totalBytes: snapshot.data.length,

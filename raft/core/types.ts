@@ -50,6 +50,15 @@ export interface Snapshot {
   readonly data: Uint8Array;
 }
 
+/**
+ * A snapshot the driver persisted as the application read it out, never whole in memory: its meta
+ * and size. The core reads its bytes back through StableSnapshotReader.
+ */
+export interface StoredSnapshot {
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+}
+
 /** The last entry a log compaction dropped; the log continues at `index + 1`. */
 export interface LogOffset {
   readonly index: number;

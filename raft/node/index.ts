@@ -3,6 +3,7 @@ export { InProcessNetwork } from "./in-process-transport.js";
 export {
   type AppendOptions,
   checkSnapshotRead,
+  collectParts,
   type LogStore,
   LogStoreError,
   readSnapshotChunkOf,

@@ -11,6 +11,7 @@ import type {
   SnapshotMeta,
   StableEntryReader,
   StableSnapshotReader,
+  StoredSnapshot,
 } from "../core/index.js";
 
 /**
@@ -31,15 +32,22 @@ export interface LogStore extends StableEntryReader, StableSnapshotReader {
   append(entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions): Promise<void>;
   /** Durably replace the log with a snapshot received from the leader: no entries remain. */
   installSnapshot(snapshot: Snapshot): Promise<void>;
-  /** Durably keep a snapshot the node took itself; the log is untouched. */
-  saveSnapshot(snapshot: Snapshot): Promise<void>;
   /**
-   * Durably write a snapshot the node took without keeping it yet, so that a large one is written
-   * while the driver's loop goes on; saveSnapshot of the same snapshot then only records it. A store
-   * with nothing to write ahead (in memory) does nothing. Required, so that a wrapper cannot drop
-   * it unnoticed (the metrics wrapper once did, and every snapshot was written inside the loop).
+   * Durably keep a snapshot the node took itself: one with its data, or the one stageSnapshot
+   * answered (a snapshot not staged is refused). The log is untouched.
    */
-  stageSnapshot(snapshot: Snapshot): Promise<void>;
+  saveSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void>;
+  /**
+   * Durably write the snapshot at `meta` from its parts as the state machine reads them out,
+   * without keeping it yet: the driver's loop goes on meanwhile, and a store that writes a file
+   * holds one part at a time, never the whole state. saveSnapshot of the answer then only records
+   * it. Required, so that a wrapper cannot drop it unnoticed (the metrics wrapper once did, and
+   * every snapshot was written inside the loop).
+   */
+  stageSnapshot(
+    meta: SnapshotMeta,
+    parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<StoredSnapshot>;
   /** Drop entries through `offset.index`, which a saved snapshot covers. */
   compact(offset: LogOffset): Promise<void>;
   close(): Promise<void>;
@@ -138,4 +146,23 @@ export function readSnapshotChunkOf(
     .filter((snapshot): snapshot is Snapshot => snapshot !== null)
     .map((snapshot) => ({ meta: snapshot.meta, bytes: snapshot.data.length, data: snapshot.data }));
   return checkSnapshotRead(readable, meta, offset, length, where).data.subarray(offset, offset + length);
+}
+
+/** The parts of a snapshot as one buffer (a store that keeps it in memory, a small state machine). */
+export async function collectParts(
+  parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<Uint8Array> {
+  const collected: Uint8Array[] = [];
+  let totalBytes = 0;
+  for await (const part of parts) {
+    collected.push(part);
+    totalBytes += part.length;
+  }
+  const data = new Uint8Array(totalBytes);
+  let offset = 0;
+  for (const part of collected) {
+    data.set(part, offset);
+    offset += part.length;
+  }
+  return data;
 }

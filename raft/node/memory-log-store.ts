@@ -3,9 +3,18 @@
 // suite holds it to the same contract. "Durable" here means: it survives a RaftNode being stopped
 // and started again on the same store object.
 
-import type { Entry, HardState, LogOffset, PersistentState, Snapshot, SnapshotMeta } from "../core/index.js";
+import type {
+  Entry,
+  HardState,
+  LogOffset,
+  PersistentState,
+  Snapshot,
+  SnapshotMeta,
+  StoredSnapshot,
+} from "../core/index.js";
 import {
   type AppendOptions,
+  collectParts,
   type LogStore,
   LogStoreError,
   readSnapshotChunkOf,
@@ -17,6 +26,8 @@ export class MemoryLogStore implements LogStore {
   private snapshot: Snapshot | null = null;
   /** The snapshot before the newest, still readable until the core moves on (LogStore). */
   private previousSnapshot: Snapshot | null = null;
+  /** Snapshots staged and not yet saved, by index. */
+  private readonly staged = new Map<number, Snapshot>();
   private offset: LogOffset = { index: 0, term: 0 };
   private entries: Entry[] = [];
   private closed = false;
@@ -84,19 +95,35 @@ export class MemoryLogStore implements LogStore {
       this.hardState = { ...this.hardState, commit: snapshot.meta.index };
   }
 
-  /** Nothing to write ahead: saveSnapshot keeps the snapshot object itself. */
-  async stageSnapshot(_snapshot: Snapshot): Promise<void> {
+  /** Collects the parts: a store in memory holds the whole snapshot anyway. */
+  async stageSnapshot(
+    meta: SnapshotMeta,
+    parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<StoredSnapshot> {
     this.assertOpen();
+    const data = await collectParts(parts);
+    this.staged.set(meta.index, { meta, data });
+    return { meta, totalBytes: data.length };
   }
 
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+  async saveSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     this.assertOpen();
     if (this.snapshot !== null && snapshot.meta.index < this.snapshot.meta.index) {
       throw new LogStoreError(
         `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshot.meta.index}`,
       );
     }
-    this.keepSnapshot(snapshot);
+    const kept = "data" in snapshot ? snapshot : this.stagedAs(snapshot);
+    for (const index of this.staged.keys()) if (index <= kept.meta.index) this.staged.delete(index);
+    this.keepSnapshot(kept);
+  }
+
+  /** The staged snapshot `stored` stands for; one never staged is refused. */
+  private stagedAs(stored: StoredSnapshot): Snapshot {
+    const staged = this.staged.get(stored.meta.index);
+    if (staged?.meta.term !== stored.meta.term || staged.data.length !== stored.totalBytes)
+      throw new LogStoreError(`save of the snapshot at ${stored.meta.index}, which was not staged`);
+    return staged;
   }
 
   private keepSnapshot(snapshot: Snapshot): void {

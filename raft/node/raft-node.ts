@@ -20,6 +20,7 @@ import {
   SeededRandom,
   type Snapshot,
   type SoftState,
+  type StoredSnapshot,
 } from "../core/index.js";
 import { type LogStore, LogStoreError } from "./log-store.js";
 import type { Transport } from "./transport.js";
@@ -32,10 +33,11 @@ export interface StateMachine<Result> {
   snapshot(): Promise<Uint8Array> | Uint8Array;
   /**
    * Optional, for a large state: captures the state at the last applied index (quickly: the node
-   * waits for it) and answers a function that reads the capture out later, while entries go on
-   * being applied. The node's Ready loop then never waits for a whole snapshot to be built.
+   * waits for it) and answers a function that reads the capture out later, a part at a time,
+   * while entries go on being applied. The node's Ready loop then never waits for a whole snapshot
+   * to be built, and the log store writes the parts as they come: no node holds the whole state.
    */
-  captureSnapshot?(): Promise<() => Promise<Uint8Array>>;
+  captureSnapshot?(): Promise<() => AsyncIterable<Uint8Array>>;
   restore(snapshot: Snapshot): Promise<void> | void;
   /** The last index applied durably (0 for a state machine that lives in memory only). */
   appliedIndex(): number;
@@ -141,7 +143,7 @@ export class RaftNode<Result> {
   /** A snapshot being read out of the state machine, off the Ready loop (captureSnapshot). */
   private building: Promise<void> | null = null;
   /** One built and waiting for the loop to save it and compact the log. */
-  private built: Snapshot | null = null;
+  private built: StoredSnapshot | null = null;
 
   private constructor(
     options: RaftNodeOptions<Result>,
@@ -455,13 +457,8 @@ export class RaftNode<Result> {
       return;
     }
     const read = await machine.captureSnapshot();
-    const stage = async (): Promise<Snapshot> => {
-      const snapshot = { meta, data: await read() };
-      // Written beside the loop too: saving it in the loop then only records it.
-      await this.options.logStore.stageSnapshot(snapshot);
-      return snapshot;
-    };
-    this.building = stage().then(
+    // Written beside the loop as it is read out: saving it in the loop then only records it.
+    this.building = this.options.logStore.stageSnapshot(meta, read()).then(
       (snapshot) => {
         this.building = null;
         if (this.stopped) return;
@@ -483,7 +480,7 @@ export class RaftNode<Result> {
     await this.saveAndCompact(snapshot);
   }
 
-  private async saveAndCompact(snapshot: Snapshot): Promise<void> {
+  private async saveAndCompact(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     await this.options.logStore.saveSnapshot(snapshot);
     this.snapshotIndex = snapshot.meta.index;
     const offset = this.core.compact(

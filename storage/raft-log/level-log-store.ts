@@ -23,6 +23,7 @@ import type {
   PersistentState,
   Snapshot,
   SnapshotMeta,
+  StoredSnapshot,
 } from "../../raft/core/index.js";
 import {
   type AppendOptions,
@@ -245,7 +246,7 @@ export class LevelLogStore implements LogStore {
   async installSnapshot(snapshot: Snapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
-    const ref = await this.files.write(snapshot.meta, snapshot.data);
+    const ref = await this.files.write(snapshot.meta, [snapshot.data]);
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
       batch.push({ type: "del", key: entryKey(index) });
@@ -267,18 +268,22 @@ export class LevelLogStore implements LogStore {
   }
 
   /**
-   * Writes a snapshot the node took as its file, durably, without making it the node's snapshot:
-   * the Raft node calls this beside its loop, and saveSnapshot of the same snapshot in the loop
-   * then only writes the record. A snapshot staged and never saved (one from the leader overtook
-   * it) is removed by a later save or at open.
+   * Writes a snapshot the node took as its file, durably, a part at a time as the state machine
+   * reads it out, without making it the node's snapshot: the Raft node calls this beside its loop,
+   * and saveSnapshot of the answer in the loop then only writes the record. A snapshot staged and
+   * never saved (one from the leader overtook it) is removed by a later save or at open.
    */
-  async stageSnapshot(snapshot: Snapshot): Promise<void> {
+  async stageSnapshot(
+    meta: SnapshotMeta,
+    parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<StoredSnapshot> {
     this.open();
-    const ref = await this.files.write(snapshot.meta, snapshot.data);
+    const ref = await this.files.write(meta, parts);
     this.staged.set(ref.file, ref);
+    return { meta, totalBytes: ref.bytes };
   }
 
-  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+  async saveSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
     if (snapshot.meta.index < this.snapshotIndex) {
@@ -286,18 +291,30 @@ export class LevelLogStore implements LogStore {
         `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshotIndex}`,
       );
     }
-    const ref = await this.stagedOrWritten(snapshot);
+    const ref = "data" in snapshot ? await this.stagedOrWritten(snapshot) : this.stagedAs(snapshot);
     await writeBatch(db, snapshotRecordWrites(snapshot.meta, ref), synced);
     await this.recorded(snapshot.meta, ref);
   }
 
-  /** The file of a snapshot the node took: the one staged for it, or written now. */
+  /** The file of a snapshot the node took with its data: the one staged for it, or written now. */
   private async stagedOrWritten(snapshot: Snapshot): Promise<SnapshotFileRef> {
     const name = SnapshotFiles.nameOf(snapshot.meta);
     const staged = this.staged.get(name);
     this.staged.delete(name);
     if (staged !== undefined && staged.bytes === snapshot.data.length) return staged;
-    return this.files.write(snapshot.meta, snapshot.data);
+    return this.files.write(snapshot.meta, [snapshot.data]);
+  }
+
+  /** The file staged for `stored`; a snapshot never staged has none, and is refused. */
+  private stagedAs(stored: StoredSnapshot): SnapshotFileRef {
+    const name = SnapshotFiles.nameOf(stored.meta);
+    const staged = this.staged.get(name);
+    if (staged?.bytes !== stored.totalBytes)
+      throw new LogStoreError(
+        `save of the snapshot at ${stored.meta.index} in ${this.directory}, which was not staged`,
+      );
+    this.staged.delete(name);
+    return staged;
   }
 
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {

@@ -44,8 +44,15 @@ export class SnapshotFiles {
     return `${String(meta.index).padStart(20, "0")}-${String(meta.term).padStart(20, "0")}.snap`;
   }
 
-  /** Writes `data` durably as the file of `meta` and answers its reference for the log's record. */
-  async write(meta: SnapshotMeta, data: Uint8Array): Promise<SnapshotFileRef> {
+  /**
+   * Writes `parts` durably, in order, as the file of `meta` and answers its reference for the log's
+   * record. Parts are written as they come (a snapshot read out of the state machine is never
+   * whole in memory); a large part is written a slice at a time.
+   */
+  async write(
+    meta: SnapshotMeta,
+    parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<SnapshotFileRef> {
     const file = SnapshotFiles.nameOf(meta);
     // A name of its own: the leader's snapshot and the node's own may be written at once.
     const temporary = `${file}.${randomBytes(6).toString("hex")}.tmp`;
@@ -53,15 +60,19 @@ export class SnapshotFiles {
     this.writing.add(temporary);
     try {
       let checksum = 0;
+      let bytes = 0;
       const handle = await open(join(this.directory, temporary), "w", 0o600);
       try {
-        for (let start = 0; start < data.length; start += sliceBytes) {
-          const slice = data.subarray(start, start + sliceBytes);
-          checksum = crc32(slice, checksum);
-          let written = 0;
-          while (written < slice.length) {
-            const { bytesWritten } = await handle.write(slice, written, slice.length - written);
-            written += bytesWritten;
+        for await (const part of parts) {
+          for (let start = 0; start < part.length; start += sliceBytes) {
+            const slice = part.subarray(start, start + sliceBytes);
+            checksum = crc32(slice, checksum);
+            let written = 0;
+            while (written < slice.length) {
+              const { bytesWritten } = await handle.write(slice, written, slice.length - written);
+              written += bytesWritten;
+            }
+            bytes += slice.length;
           }
         }
         await handle.datasync();
@@ -70,7 +81,11 @@ export class SnapshotFiles {
       }
       await rename(join(this.directory, temporary), join(this.directory, file));
       await this.syncDirectory();
-      return { file, bytes: data.length, crc32: checksum };
+      return { file, bytes, crc32: checksum };
+    } catch (error) {
+      // Parts that failed mid-way (a state machine's read) leave no temporary file behind.
+      await rm(join(this.directory, temporary), { force: true });
+      throw error;
     } finally {
       this.writing.delete(file);
       this.writing.delete(temporary);

@@ -19,7 +19,7 @@ export class RaftSecretStateMachine implements StateMachine<ApplyResult | null> 
     return this.secrets.snapshot();
   }
 
-  captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+  captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
     return this.secrets.captureSnapshot();
   }
 

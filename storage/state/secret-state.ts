@@ -16,6 +16,7 @@
 
 import { createHash } from "node:crypto";
 import { Packr } from "msgpackr";
+import { collectParts } from "../../raft/node/index.js";
 import {
   type BinaryLevel,
   isLevelCorruption,
@@ -46,7 +47,7 @@ import {
   freezeMetadata,
   storedVersions,
 } from "./metadata-record.js";
-import { readSnapshot, SnapshotWriter } from "./snapshot-format.js";
+import { encodeSnapshot, readSnapshot, type SnapshotRecord } from "./snapshot-format.js";
 
 export interface VersionRecord {
   readonly created: number;
@@ -337,17 +338,18 @@ export class SecretStateMachine {
     try {
       return await work;
     } catch (error) {
-      if (isLevelCorruption(error)) {
-        throw new StateError(
-          "STORAGE_CORRUPT",
-          `the secret store in ${this.directory} is corrupt (LevelDB: ${(error as Error).message})`,
-          {
-            cause: error,
-          },
-        );
-      }
-      throw error;
+      throw this.storageError(error);
     }
+  }
+
+  /** A LevelDB corruption named as the store's; any other error as it is. */
+  private storageError(error: unknown): unknown {
+    if (!isLevelCorruption(error)) return error;
+    return new StateError(
+      "STORAGE_CORRUPT",
+      `the secret store in ${this.directory} is corrupt (LevelDB: ${(error as Error).message})`,
+      { cause: error },
+    );
   }
 
   private async applyUnguarded(index: number, data: Uint8Array): Promise<ApplyResult> {
@@ -394,35 +396,43 @@ export class SecretStateMachine {
 
   /** The whole state at the applied index, as checksummed chunks (snapshot-format.ts). */
   async snapshot(): Promise<Uint8Array> {
-    return (await this.captureSnapshot())();
+    return collectParts((await this.captureSnapshot())());
   }
 
   /**
    * Captures the state at the applied index - every applied write in LevelDB, then a LevelDB
    * snapshot, a consistent point in time - and answers the function that reads it out as
-   * checksummed chunks. Applies may go on meanwhile: they are not in the capture. The caller
-   * must make sure no apply runs until this resolves (the Raft node awaits it in its loop).
+   * checksummed chunks, a part at a time (a caller writing them to a file never holds the whole
+   * state). Applies may go on meanwhile: they are not in the capture. The caller must make sure
+   * no apply runs until this resolves (the Raft node awaits it in its loop).
    */
-  async captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+  async captureSnapshot(): Promise<() => AsyncGenerator<Uint8Array>> {
     await this.guard(this.settle());
     const index = this.applied;
     const captured = this.db.snapshot();
-    return () => this.guard(this.readCapture(captured, index));
+    return () => this.readCapture(captured, index);
   }
 
-  private async readCapture(
+  /** The capture as snapshot parts; the LevelDB snapshot is released when they end or fail. */
+  private async *readCapture(
     captured: ReturnType<BinaryLevel["snapshot"]>,
     index: number,
-  ): Promise<Uint8Array> {
+  ): AsyncGenerator<Uint8Array> {
     try {
-      const writer = new SnapshotWriter(index);
-      for await (const [key, value] of this.db.iterator({ snapshot: captured })) {
-        if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
-        writer.add({ key, value });
-      }
-      return writer.finish();
+      yield* encodeSnapshot(index, this.capturedRecords(captured));
+    } catch (error) {
+      throw this.storageError(error);
     } finally {
       await captured.close();
+    }
+  }
+
+  private async *capturedRecords(
+    captured: ReturnType<BinaryLevel["snapshot"]>,
+  ): AsyncGenerator<SnapshotRecord> {
+    for await (const [key, value] of this.db.iterator({ snapshot: captured })) {
+      if (key[0] === appliedKey[0] || key[0] === restoringKey[0]) continue;
+      yield { key, value };
     }
   }
 

@@ -21,71 +21,57 @@ export interface SnapshotRecord {
   readonly value: Uint8Array;
 }
 
-/** Builds a snapshot from records in key order. */
-export class SnapshotWriter {
-  private readonly parts: Uint8Array[] = [];
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private totalBytes = 0;
-
-  constructor(appliedIndex: number) {
-    const header = new Uint8Array(headerBytes);
-    header.set(magic, 0);
-    header[magic.length] = formatVersion;
-    new DataView(header.buffer).setBigUint64(magic.length + 1, BigInt(appliedIndex));
-    this.push(header);
-  }
-
-  add(record: SnapshotRecord): void {
-    const lengths = new Uint8Array(4);
-    new DataView(lengths.buffer).setUint32(0, record.key.length);
-    const valueLength = new Uint8Array(4);
-    new DataView(valueLength.buffer).setUint32(0, record.value.length);
-    for (const part of [lengths, record.key, valueLength, record.value]) {
-      this.pending.push(part);
-      this.pendingBytes += part.length;
+/**
+ * Encodes records (in key order) as a snapshot, a part at a time: the header, then each chunk's
+ * frame and payload as soon as 256 KiB of records are in it. A caller writing the parts to a file
+ * holds one chunk of the state in memory, never the whole of it.
+ */
+export async function* encodeSnapshot(
+  appliedIndex: number,
+  records: AsyncIterable<SnapshotRecord> | Iterable<SnapshotRecord>,
+): AsyncGenerator<Uint8Array> {
+  const header = new Uint8Array(headerBytes);
+  header.set(magic, 0);
+  header[magic.length] = formatVersion;
+  new DataView(header.buffer).setBigUint64(magic.length + 1, BigInt(appliedIndex));
+  yield header;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  for await (const record of records) {
+    const lengths = new Uint8Array(8);
+    const view = new DataView(lengths.buffer);
+    view.setUint32(0, record.key.length);
+    view.setUint32(4, record.value.length);
+    pending.push(lengths.subarray(0, 4), record.key, lengths.subarray(4), record.value);
+    pendingBytes += 8 + record.key.length + record.value.length;
+    if (pendingBytes >= chunkPayloadBytes) {
+      yield* chunkParts(concatenate(pending, pendingBytes));
+      pending = [];
+      pendingBytes = 0;
     }
-    if (this.pendingBytes >= chunkPayloadBytes) this.flushChunk();
   }
+  if (pendingBytes > 0) yield* chunkParts(concatenate(pending, pendingBytes));
+  // The empty last chunk: a snapshot cut short anywhere before it is refused.
+  yield* chunkParts(new Uint8Array(0));
+}
 
-  finish(): Uint8Array {
-    this.flushChunk();
-    this.pushChunk(new Uint8Array(0));
-    const out = new Uint8Array(this.totalBytes);
-    let offset = 0;
-    for (const part of this.parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
-    return out;
-  }
+/** A chunk's frame (length, CRC-32), then its payload unless empty. */
+function chunkParts(payload: Uint8Array): Uint8Array[] {
+  const frame = new Uint8Array(8);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.length);
+  view.setUint32(4, crc32(payload));
+  return payload.length > 0 ? [frame, payload] : [frame];
+}
 
-  private flushChunk(): void {
-    if (this.pendingBytes === 0) return;
-    const payload = new Uint8Array(this.pendingBytes);
-    let offset = 0;
-    for (const part of this.pending) {
-      payload.set(part, offset);
-      offset += part.length;
-    }
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.pushChunk(payload);
+function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Array {
+  const out = new Uint8Array(totalBytes);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
   }
-
-  private pushChunk(payload: Uint8Array): void {
-    const frame = new Uint8Array(8);
-    const view = new DataView(frame.buffer);
-    view.setUint32(0, payload.length);
-    view.setUint32(4, crc32(payload));
-    this.push(frame);
-    if (payload.length > 0) this.push(payload);
-  }
-
-  private push(part: Uint8Array): void {
-    this.parts.push(part);
-    this.totalBytes += part.length;
-  }
+  return out;
 }
 
 /** Checks every chunk and returns the applied index and the records; throws before yielding anything bad. */

@@ -129,6 +129,29 @@ export function logStoreConformance(name: string, factory: LogStoreFactory): voi
       await store.close();
     });
 
+    it("a snapshot staged from its parts is saved by what the stage answered; one never staged is refused", async () => {
+      const location = await factory.newLocation();
+      let store = await factory.open(location);
+      await store.append(range(1, 10, 1), { term: 1, vote: null, commit: 10 });
+      const whole = snapshotAt(8, 1);
+      async function* parts(): AsyncGenerator<Uint8Array> {
+        yield whole.data.subarray(0, 3);
+        yield whole.data.subarray(3, 3);
+        yield whole.data.subarray(3);
+      }
+      const stored = await store.stageSnapshot(whole.meta, parts());
+      expect(stored).toEqual({ meta: whole.meta, totalBytes: whole.data.length });
+      // Staged is not saved: a restart before the save finds no snapshot.
+      await expect(store.saveSnapshot({ meta: snapshotAt(9, 1).meta, totalBytes: 7 })).rejects.toThrow(
+        /save of the snapshot at 9.*which was not staged/,
+      );
+      await store.saveSnapshot(stored);
+      expect(store.readSnapshotChunk(whole.meta, 0, whole.data.length)).toEqual(whole.data);
+      store = await reopen(location, store);
+      expect((await store.load()).snapshot).toEqual(whole);
+      await store.close();
+    });
+
     it("reads the newest snapshot and the one before it a chunk at a time, after a restart the newest", async () => {
       const location = await factory.newLocation();
       let store = await factory.open(location);

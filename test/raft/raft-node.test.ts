@@ -49,12 +49,16 @@ class CapturingMachine extends ListMachine {
   open(): void {
     this.openGate();
   }
-  async captureSnapshot(): Promise<() => Promise<Uint8Array>> {
+  async captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
     this.captures++;
     const captured = [...this.values];
-    return async () => {
-      await this.gate;
-      return encoder.encode(JSON.stringify(captured));
+    const gate = this.gate;
+    // Read out in two parts, the second after the gate opens.
+    return async function* () {
+      const encoded = encoder.encode(JSON.stringify(captured));
+      yield encoded.subarray(0, 1);
+      await gate;
+      yield encoded.subarray(1);
     };
   }
 }

@@ -36,13 +36,17 @@ describe("RaftMetrics.instrument", () => {
       data: new Uint8Array(randomBytes(100_000)),
     };
 
-    await wrapped.stageSnapshot(snapshot);
+    const stored = await wrapped.stageSnapshot(snapshot.meta, [
+      snapshot.data.subarray(0, 40_000),
+      snapshot.data.subarray(40_000),
+    ]);
+    expect(stored).toEqual({ meta: snapshot.meta, totalBytes: 100_000 });
     const file = join(directory, "snapshots", "00000000000000000003-00000000000000000001.snap");
     expect(readdirSync(join(directory, "snapshots"))).toEqual([
       "00000000000000000003-00000000000000000001.snap",
     ]);
     const staged = statSync(file);
-    await wrapped.saveSnapshot(snapshot);
+    await wrapped.saveSnapshot(stored);
     expect(statSync(file).ino).toBe(staged.ino);
     expect(statSync(file).mtimeMs).toBe(staged.mtimeMs);
     expect(await registry.getSingleMetricAsString("strongroom_raft_snapshot_bytes")).toContain(

@@ -93,15 +93,16 @@ describe("LevelLogStore snapshot files", () => {
   it("records a staged snapshot without writing it again; a staged one never saved is removed at open", async () => {
     const { directory, store } = await storeWithEntries("staged", 40);
     const saved = snapshotAt(20);
-    await store.stageSnapshot(saved);
+    const stored = await store.stageSnapshot(saved.meta, [saved.data]);
     const file = join(directory, "snapshots", "00000000000000000020-00000000000000000002.snap");
     const written = statSync(file);
-    await store.saveSnapshot(saved);
+    await store.saveSnapshot(stored);
     const recorded = statSync(file);
     expect(recorded.ino).toBe(written.ino);
     expect(recorded.mtimeMs).toBe(written.mtimeMs);
     // A crash after staging the next snapshot, before its save: the file is there, unrecorded.
-    await store.stageSnapshot(snapshotAt(35));
+    const next = snapshotAt(35);
+    await store.stageSnapshot(next.meta, [next.data]);
     expect(snapshotFiles(directory)).toHaveLength(2);
     await store.close();
     writeFileSync(
@@ -114,6 +115,54 @@ describe("LevelLogStore snapshot files", () => {
     expect(state.snapshot?.meta.index).toBe(20);
     expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(saved.data))).toBe(true);
     expect(snapshotFiles(directory)).toEqual(["00000000000000000020-00000000000000000002.snap"]);
+    await reopened.close();
+  });
+
+  it("stages a snapshot from parts as they come, in order; refuses to save one never staged; a failed read-out leaves no file", async () => {
+    const { directory, store } = await storeWithEntries("parts", 40);
+    const whole = snapshotAt(20, 300 * 1024);
+    const cuts = [0, 1, 8, 70_000, 262_152, whole.data.length];
+    let handedOut = 0;
+    async function* parts(): AsyncGenerator<Uint8Array> {
+      for (let i = 1; i < cuts.length; i++) {
+        handedOut++;
+        // A copy handed out and dropped, as the state machine's read-out does with its chunks.
+        yield new Uint8Array(whole.data.subarray(cuts[i - 1], cuts[i]));
+      }
+    }
+    const stored = await store.stageSnapshot(whole.meta, parts());
+    expect(handedOut).toBe(cuts.length - 1);
+    expect(stored).toEqual({ meta: whole.meta, totalBytes: whole.data.length });
+    await store.saveSnapshot(stored);
+    expect(Buffer.from(store.readSnapshotChunk(whole.meta, 0, whole.data.length)).equals(whole.data)).toBe(
+      true,
+    );
+
+    // A snapshot the store never staged (or staged with another size) cannot be recorded.
+    await expect(store.saveSnapshot({ meta: { ...whole.meta, index: 30 }, totalBytes: 10 })).rejects.toThrow(
+      /save of the snapshot at 30 in .*, which was not staged/,
+    );
+    const other = snapshotAt(30);
+    const staged = await store.stageSnapshot(other.meta, [other.data]);
+    await expect(store.saveSnapshot({ ...staged, totalBytes: staged.totalBytes + 1 })).rejects.toThrow(
+      /which was not staged/,
+    );
+
+    // The state machine's read-out fails half-way: the stage fails with it, and no file stays.
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield new Uint8Array(1000);
+      throw new Error("the secret store is corrupt");
+    }
+    await expect(store.stageSnapshot({ ...whole.meta, index: 35 }, failing())).rejects.toThrow(
+      "the secret store is corrupt",
+    );
+    expect(snapshotFiles(directory).filter((name) => name.includes("000035-"))).toEqual([]);
+    await store.close();
+
+    const reopened = await LevelLogStore.open(directory);
+    const state = await reopened.load();
+    expect(state.snapshot?.meta.index).toBe(20);
+    expect(Buffer.from(state.snapshot?.data ?? []).equals(Buffer.from(whole.data))).toBe(true);
     await reopened.close();
   });
 
