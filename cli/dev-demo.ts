@@ -3,8 +3,15 @@
 // replicated writes, linearizable reads from every node, a leader cut off and a measured failover,
 // and the old leader catching up after the partition heals. It stores no secrets and opens no ports.
 
-import type { Entry, Snapshot } from "../raft/core/index.js";
-import { InProcessNetwork, MemoryLogStore, RaftNode, type StateMachine } from "../raft/node/index.js";
+import type { Entry } from "../raft/core/index.js";
+import {
+  collectParts,
+  InProcessNetwork,
+  MemoryLogStore,
+  RaftNode,
+  type SnapshotToRestore,
+  type StateMachine,
+} from "../raft/node/index.js";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -22,9 +29,10 @@ class DemoMachine implements StateMachine<void> {
   snapshot(): Uint8Array {
     return encoder.encode(JSON.stringify([...this.values]));
   }
-  restore(snapshot: Snapshot): void {
+  async restore(snapshot: SnapshotToRestore): Promise<void> {
+    const data = await collectParts(snapshot.read());
     this.values.clear();
-    for (const [key, value] of JSON.parse(decoder.decode(snapshot.data)) as [string, string][])
+    for (const [key, value] of JSON.parse(decoder.decode(data)) as [string, string][])
       this.values.set(key, value);
     this.applied = snapshot.meta.index;
   }

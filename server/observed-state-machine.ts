@@ -4,8 +4,8 @@
 // member directory reloads them), a secret (watchers hear of it) - and of a snapshot that
 // replaced the whole state.
 
-import type { Entry, Snapshot } from "../raft/core/index.js";
-import type { StateMachine } from "../raft/node/index.js";
+import type { Entry } from "../raft/core/index.js";
+import type { SnapshotToRestore, StateMachine } from "../raft/node/index.js";
 import {
   type ApplyResult,
   RaftSecretStateMachine,
@@ -67,7 +67,7 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
     return this.inner.captureSnapshot();
   }
 
-  async restore(snapshot: Snapshot): Promise<void> {
+  async restore(snapshot: SnapshotToRestore): Promise<void> {
     await this.inner.restore(snapshot);
     this.observer.onRestore();
     this.observer.onSystemChange();

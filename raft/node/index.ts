@@ -8,6 +8,7 @@ export {
   LogStoreError,
   readSnapshotChunkOf,
   readStoredEntries,
+  readStoredSnapshot,
 } from "./log-store.js";
 export { MemoryLogStore } from "./memory-log-store.js";
 export {
@@ -18,6 +19,7 @@ export {
   type RaftNodeErrorCode,
   type RaftNodeOptions,
   raftFailpoints,
+  type SnapshotToRestore,
   type StateMachine,
 } from "./raft-node.js";
 export type { Transport } from "./transport.js";

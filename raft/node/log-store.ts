@@ -166,3 +166,21 @@ export async function collectParts(
   }
   return data;
 }
+
+/** Bytes a stored snapshot is read back in (readStoredSnapshot): one synchronous read each. */
+const storedSnapshotPartBytes = 1024 * 1024;
+
+/**
+ * A snapshot the store holds, read back from the start a part at a time (a state machine
+ * restoring it), with the event loop served between parts.
+ */
+export async function* readStoredSnapshot(
+  reader: StableSnapshotReader,
+  snapshot: StoredSnapshot,
+): AsyncGenerator<Uint8Array> {
+  for (let offset = 0; offset < snapshot.totalBytes; offset += storedSnapshotPartBytes) {
+    const length = Math.min(storedSnapshotPartBytes, snapshot.totalBytes - offset);
+    yield reader.readSnapshotChunk(snapshot.meta, offset, length);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}

@@ -19,10 +19,11 @@ import {
   type ReadState,
   SeededRandom,
   type Snapshot,
+  type SnapshotMeta,
   type SoftState,
   type StoredSnapshot,
 } from "../core/index.js";
-import { type LogStore, LogStoreError } from "./log-store.js";
+import { type LogStore, LogStoreError, readStoredSnapshot } from "./log-store.js";
 import type { Transport } from "./transport.js";
 
 /** The application replicated by Raft. Apply must be deterministic: same entries, same state. */
@@ -38,9 +39,21 @@ export interface StateMachine<Result> {
    * to be built, and the log store writes the parts as they come: no node holds the whole state.
    */
   captureSnapshot?(): Promise<() => AsyncIterable<Uint8Array>>;
-  restore(snapshot: Snapshot): Promise<void> | void;
+  /** Replaces the state with a snapshot's (the leader's, or the node's own after a crash). */
+  restore(snapshot: SnapshotToRestore): Promise<void> | void;
   /** The last index applied durably (0 for a state machine that lives in memory only). */
   appliedIndex(): number;
+}
+
+/**
+ * A snapshot for a state machine to restore: its meta, and its bytes from the start, a part at a
+ * time, as often as `read` is called (a large one comes from the log store's file, never whole in
+ * memory; a state machine that checks it through before changing anything reads it twice).
+ */
+export interface SnapshotToRestore {
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  read(): AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 }
 
 export type RaftNodeErrorCode = "PROPOSAL_DROPPED" | "TIMEOUT" | "STOPPED" | "LEADER_CHANGED" | "REMOVED";
@@ -174,7 +187,7 @@ export class RaftNode<Result> {
     const snapshotIndex = state.snapshot?.meta.index ?? 0;
     let applied = options.stateMachine.appliedIndex();
     if (state.snapshot !== null && applied < snapshotIndex) {
-      await options.stateMachine.restore(state.snapshot);
+      await options.stateMachine.restore(toRestore(state.snapshot, options.logStore));
       applied = snapshotIndex;
     }
     const random = options.raft?.random ?? new SeededRandom(randomInt(0, 2 ** 32 - 1));
@@ -367,7 +380,7 @@ export class RaftNode<Result> {
     if (ready.snapshot !== null) {
       await store.installSnapshot(ready.snapshot);
       if (failpoint !== undefined) await failpoint("during-snapshot-install");
-      await this.options.stateMachine.restore(ready.snapshot);
+      await this.options.stateMachine.restore(toRestore(ready.snapshot, store));
       this.applied = ready.snapshot.meta.index;
       this.snapshotIndex = ready.snapshot.meta.index;
       // A snapshot of our own being built is older than the leader's: it is never saved.
@@ -590,4 +603,11 @@ export class RaftNode<Result> {
   private deadline(): number {
     return performance.now() + (this.options.requestTimeoutMs ?? defaults.requestTimeoutMs);
   }
+}
+
+/** A snapshot with its data hands the data; a stored one is read back from the log store's file. */
+function toRestore(snapshot: Snapshot | StoredSnapshot, store: LogStore): SnapshotToRestore {
+  if ("data" in snapshot)
+    return { meta: snapshot.meta, totalBytes: snapshot.data.length, read: () => [snapshot.data] };
+  return { ...snapshot, read: () => readStoredSnapshot(store, snapshot) };
 }

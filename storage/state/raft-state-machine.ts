@@ -2,8 +2,8 @@
 // Empty entries (a new leader's) and membership entries only move the applied index; snapshots
 // are the state machine's own (checksummed, ciphertext only).
 
-import type { Entry, Snapshot } from "../../raft/core/index.js";
-import type { StateMachine } from "../../raft/node/index.js";
+import type { Entry } from "../../raft/core/index.js";
+import type { SnapshotToRestore, StateMachine } from "../../raft/node/index.js";
 import type { ApplyResult, SecretStateMachine } from "./secret-state.js";
 
 export class RaftSecretStateMachine implements StateMachine<ApplyResult | null> {
@@ -23,8 +23,8 @@ export class RaftSecretStateMachine implements StateMachine<ApplyResult | null> 
     return this.secrets.captureSnapshot();
   }
 
-  restore(snapshot: Snapshot): Promise<void> {
-    return this.secrets.restore(snapshot.data);
+  restore(snapshot: SnapshotToRestore): Promise<void> {
+    return this.secrets.restore(() => snapshot.read());
   }
 
   appliedIndex(): number {

@@ -47,7 +47,7 @@ import {
   freezeMetadata,
   storedVersions,
 } from "./metadata-record.js";
-import { encodeSnapshot, readSnapshot, type SnapshotRecord } from "./snapshot-format.js";
+import { checkSnapshot, decodeSnapshot, encodeSnapshot, type SnapshotRecord } from "./snapshot-format.js";
 
 export interface VersionRecord {
   readonly created: number;
@@ -436,16 +436,28 @@ export class SecretStateMachine {
     }
   }
 
-  /** Replaces the whole state with a snapshot, after checking every chunk of it. */
-  async restore(data: Uint8Array): Promise<void> {
-    const { appliedIndex, records } = readSnapshot(data);
+  /**
+   * Replaces the whole state with a snapshot's, read from `read` (its bytes from the start, a part
+   * at a time, as often as called): once through to check every chunk, changing nothing if one is
+   * bad, then again to write it a chunk at a time. The whole snapshot is never in memory.
+   */
+  async restore(read: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+    const checkedIndex = await checkSnapshot(read());
     await this.settle();
     this.metadataCache.clear();
     await writeBatch(this.db, [{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
     await this.db.clear({ gt: restoringKey });
     await this.db.clear({ lt: restoringKey });
-    for (let start = 0; start < records.length; start += 1024) {
-      const batch: LevelBatch = records.slice(start, start + 1024).map((record) => ({
+    // Checked again as it is read: bytes that changed since the first pass fail the restore, and
+    // the marker above has it restored again from the start.
+    const { appliedIndex, chunks } = await decodeSnapshot(read());
+    if (appliedIndex !== checkedIndex)
+      throw new StateError(
+        "MALFORMED_COMMAND",
+        `the state machine snapshot changed while it was restored (applied index ${checkedIndex}, then ${appliedIndex})`,
+      );
+    for await (const records of chunks) {
+      const batch: LevelBatch = records.map((record) => ({
         type: "put",
         key: new Uint8Array(record.key),
         value: new Uint8Array(record.value),

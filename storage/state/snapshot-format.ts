@@ -76,44 +76,167 @@ function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Arr
 
 /** Checks every chunk and returns the applied index and the records; throws before yielding anything bad. */
 export function readSnapshot(data: Uint8Array): { appliedIndex: number; records: SnapshotRecord[] } {
-  const fail = (why: string): never => {
-    throw new StateError("MALFORMED_COMMAND", `the state machine snapshot is unusable: ${why}`);
-  };
-  if (data.length < headerBytes || !magic.every((byte, i) => data[i] === byte))
-    fail("it does not start with the snapshot header");
-  if (data[magic.length] !== formatVersion) fail(`unknown format version ${data[magic.length]}`);
+  const appliedIndex = parseHeader(data.subarray(0, headerBytes));
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const appliedIndex = Number(view.getBigUint64(magic.length + 1));
   const records: SnapshotRecord[] = [];
   let offset = headerBytes;
-  let chunk = 0;
-  for (;;) {
-    chunk++;
+  for (let chunk = 1; ; chunk++) {
     if (offset + 8 > data.length) fail(`it ends inside chunk ${chunk} (truncated)`);
     const length = view.getUint32(offset);
     const checksum = view.getUint32(offset + 4);
     offset += 8;
     if (length === 0) break;
     if (offset + length > data.length) fail(`chunk ${chunk} is truncated`);
-    const payload = data.subarray(offset, offset + length);
-    if (crc32(payload) !== checksum) fail(`chunk ${chunk} fails its checksum (corrupt)`);
+    records.push(...parsePayload(data.subarray(offset, offset + length), checksum, chunk));
     offset += length;
-    const payloadView = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-    let position = 0;
-    while (position < payload.length) {
-      if (position + 4 > payload.length) fail(`chunk ${chunk} has a torn record`);
-      const keyLength = payloadView.getUint32(position);
-      const key = payload.subarray(position + 4, position + 4 + keyLength);
-      position += 4 + keyLength;
-      if (position + 4 > payload.length) fail(`chunk ${chunk} has a torn record`);
-      const valueLength = payloadView.getUint32(position);
-      const value = payload.subarray(position + 4, position + 4 + valueLength);
-      position += 4 + valueLength;
-      if (position > payload.length || key.length !== keyLength || value.length !== valueLength)
-        fail(`chunk ${chunk} has a torn record`);
-      records.push({ key, value });
-    }
   }
   if (offset !== data.length) fail("there are bytes after its last chunk");
   return { appliedIndex, records };
+}
+
+/**
+ * Reads a snapshot from its parts as they come, a chunk at a time: the applied index at once,
+ * then each chunk's records once its checksum held. A fault is thrown when reached, after the
+ * chunks before it were handed out: a caller that must change nothing on a bad snapshot reads
+ * it through once first (checkSnapshot).
+ */
+export async function decodeSnapshot(
+  parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<{ appliedIndex: number; chunks: AsyncGenerator<SnapshotRecord[]> }> {
+  const reader = new PartReader(parts);
+  const header = await reader.take(headerBytes);
+  const appliedIndex = parseHeader(header);
+  async function* chunks(): AsyncGenerator<SnapshotRecord[]> {
+    try {
+      yield* readChunks();
+    } finally {
+      await reader.close();
+    }
+  }
+  async function* readChunks(): AsyncGenerator<SnapshotRecord[]> {
+    for (let chunk = 1; ; chunk++) {
+      const frame = await reader.take(8);
+      if (frame.length < 8) fail(`it ends inside chunk ${chunk} (truncated)`);
+      const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+      const length = view.getUint32(0);
+      const checksum = view.getUint32(4);
+      if (length === 0) break;
+      const payload = await reader.take(length);
+      if (payload.length < length) fail(`chunk ${chunk} is truncated`);
+      yield parsePayload(payload, checksum, chunk);
+    }
+    if (!(await reader.atEnd())) fail("there are bytes after its last chunk");
+  }
+  return { appliedIndex, chunks: chunks() };
+}
+
+/** Reads the whole snapshot through, checking every chunk, and answers its applied index. */
+export async function checkSnapshot(
+  parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<number> {
+  const { appliedIndex, chunks } = await decodeSnapshot(parts);
+  for await (const _records of chunks);
+  return appliedIndex;
+}
+
+function fail(why: string): never {
+  throw new StateError("MALFORMED_COMMAND", `the state machine snapshot is unusable: ${why}`);
+}
+
+/** The applied index a header names; a header that is short, foreign or of another version is refused. */
+function parseHeader(header: Uint8Array): number {
+  if (header.length < headerBytes || !magic.every((byte, i) => header[i] === byte))
+    fail("it does not start with the snapshot header");
+  if (header[magic.length] !== formatVersion) fail(`unknown format version ${header[magic.length]}`);
+  return Number(new DataView(header.buffer, header.byteOffset, headerBytes).getBigUint64(magic.length + 1));
+}
+
+/** The records of chunk number `chunk`, once its payload matches its checksum. */
+function parsePayload(payload: Uint8Array, checksum: number, chunk: number): SnapshotRecord[] {
+  if (crc32(payload) !== checksum) fail(`chunk ${chunk} fails its checksum (corrupt)`);
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const records: SnapshotRecord[] = [];
+  let position = 0;
+  while (position < payload.length) {
+    if (position + 4 > payload.length) fail(`chunk ${chunk} has a torn record`);
+    const keyLength = view.getUint32(position);
+    const key = payload.subarray(position + 4, position + 4 + keyLength);
+    position += 4 + keyLength;
+    if (position + 4 > payload.length) fail(`chunk ${chunk} has a torn record`);
+    const valueLength = view.getUint32(position);
+    const value = payload.subarray(position + 4, position + 4 + valueLength);
+    position += 4 + valueLength;
+    if (position > payload.length || key.length !== keyLength || value.length !== valueLength)
+      fail(`chunk ${chunk} has a torn record`);
+    records.push({ key, value });
+  }
+  return records;
+}
+
+/** Bytes taken in the lengths the format asks for from parts cut anywhere. */
+class PartReader {
+  private readonly iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array>;
+  private buffered: Uint8Array[] = [];
+  private bufferedBytes = 0;
+  private ended = false;
+
+  constructor(parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+    this.iterator = Symbol.asyncIterator in parts ? parts[Symbol.asyncIterator]() : parts[Symbol.iterator]();
+  }
+
+  /** The next `length` bytes, or fewer where the parts end first. */
+  async take(length: number): Promise<Uint8Array> {
+    while (this.bufferedBytes < length && (await this.pull()));
+    const first = this.buffered[0];
+    if (first !== undefined && first.length >= length) {
+      // Within one part: a view, no copy.
+      this.shift(length);
+      return first.subarray(0, length);
+    }
+    const out = new Uint8Array(Math.min(length, this.bufferedBytes));
+    let filled = 0;
+    while (filled < out.length) {
+      const part = this.buffered[0] as Uint8Array;
+      const used = Math.min(part.length, out.length - filled);
+      out.set(part.subarray(0, used), filled);
+      filled += used;
+      this.shift(used);
+    }
+    return out;
+  }
+
+  /** Whether every part has been taken. */
+  async atEnd(): Promise<boolean> {
+    while (this.bufferedBytes === 0 && (await this.pull()));
+    return this.bufferedBytes === 0;
+  }
+
+  /** Lets the parts' source go (a file's reader) when the decoding stops before their end. */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.iterator.return?.();
+  }
+
+  private async pull(): Promise<boolean> {
+    if (this.ended) return false;
+    const next = await this.iterator.next();
+    if (next.done === true) {
+      this.ended = true;
+      return false;
+    }
+    if (next.value.length > 0) {
+      this.buffered.push(next.value);
+      this.bufferedBytes += next.value.length;
+    }
+    return true;
+  }
+
+  /** Drops `length` bytes from the front of the first part. */
+  private shift(length: number): void {
+    const first = this.buffered[0] as Uint8Array;
+    if (length === first.length) this.buffered.shift();
+    else this.buffered[0] = first.subarray(length);
+    this.bufferedBytes -= length;
+  }
 }

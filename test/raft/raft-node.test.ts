@@ -2,13 +2,15 @@
 // proposing, reading, failing over, restarting from their stores and catching up by snapshot.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry, Snapshot } from "../../raft/core/index.js";
+import type { Entry } from "../../raft/core/index.js";
 import {
+  collectParts,
   InProcessNetwork,
   LogStoreError,
   MemoryLogStore,
   RaftNode,
   type RaftNodeError,
+  type SnapshotToRestore,
   type StateMachine,
 } from "../../raft/node/index.js";
 
@@ -27,8 +29,8 @@ class ListMachine implements StateMachine<number> {
   snapshot(): Uint8Array {
     return encoder.encode(JSON.stringify(this.values));
   }
-  restore(snapshot: Snapshot): void {
-    this.values = JSON.parse(decoder.decode(snapshot.data)) as string[];
+  async restore(snapshot: SnapshotToRestore): Promise<void> {
+    this.values = JSON.parse(decoder.decode(await collectParts(snapshot.read()))) as string[];
     this.applied = snapshot.meta.index;
   }
   appliedIndex(): number {

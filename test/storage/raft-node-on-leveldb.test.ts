@@ -5,8 +5,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import type { Entry, Snapshot } from "../../raft/core/index.js";
-import { InProcessNetwork, RaftNode, type StateMachine } from "../../raft/node/index.js";
+import type { Entry } from "../../raft/core/index.js";
+import {
+  collectParts,
+  InProcessNetwork,
+  RaftNode,
+  type SnapshotToRestore,
+  type StateMachine,
+} from "../../raft/node/index.js";
 import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-raft-node-level-"));
@@ -23,8 +29,8 @@ class ListMachine implements StateMachine<void> {
   snapshot(): Uint8Array {
     return new TextEncoder().encode(JSON.stringify(this.values));
   }
-  restore(snapshot: Snapshot): void {
-    this.values = JSON.parse(new TextDecoder().decode(snapshot.data)) as string[];
+  async restore(snapshot: SnapshotToRestore): Promise<void> {
+    this.values = JSON.parse(new TextDecoder().decode(await collectParts(snapshot.read()))) as string[];
     this.applied = snapshot.meta.index;
   }
   appliedIndex(): number {

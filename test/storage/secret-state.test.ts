@@ -292,7 +292,7 @@ describe("state machine snapshots", () => {
 
     const target = await fixture();
     await target.put("stale/path", "replaced by the restore");
-    await target.machine.restore(snapshot);
+    await target.machine.restore(() => [snapshot]);
     expect(target.machine.appliedIndex()).toBe(6);
     expect(await target.get("app/a")).toBe("a2");
     expect(await target.failure(target.get("app/a", 1))).toMatch(/trimmed/);
@@ -312,12 +312,55 @@ describe("state machine snapshots", () => {
     await target.put("mine", "kept");
     const damaged = new Uint8Array(snapshot);
     damaged[30] = (damaged[30] ?? 0) ^ 1;
-    await expect(target.machine.restore(damaged)).rejects.toThrow(/chunk 1 fails its checksum/);
-    await expect(target.machine.restore(snapshot.subarray(0, snapshot.length - 4))).rejects.toThrow(
+    await expect(target.machine.restore(() => [damaged])).rejects.toThrow(/chunk 1 fails its checksum/);
+    await expect(target.machine.restore(() => [snapshot.subarray(0, snapshot.length - 4)])).rejects.toThrow(
       /truncated/,
     );
-    await expect(target.machine.restore(new Uint8Array(10))).rejects.toThrow(/snapshot header/);
+    await expect(target.machine.restore(() => [new Uint8Array(10)])).rejects.toThrow(/snapshot header/);
     expect(await target.get("mine")).toBe("kept");
+  });
+
+  it("restores from parts cut anywhere; bytes that change between its check and its writes fail it, to be restored again", async () => {
+    const source = await fixture();
+    const value = "v".repeat(4096);
+    for (let i = 0; i < 80; i++) await source.put(`app/s${i}`, `${i}:${value}`);
+    const snapshot = await source.machine.snapshot();
+    // More than one 256 KiB chunk, so parts end inside frames, payloads and records.
+    expect(snapshot.length).toBeGreaterThan(300 * 1024);
+    const cutSizes = [1, 7, 4096, 100_000, 13];
+    function* cut(data: Uint8Array): Generator<Uint8Array> {
+      for (let start = 0, i = 0; start < data.length; i++) {
+        const size = cutSizes[i % cutSizes.length] as number;
+        yield data.subarray(start, start + size);
+        start += size;
+      }
+    }
+    const target = await fixture();
+    await target.put("stale", "replaced");
+    await target.machine.restore(() => cut(snapshot));
+    expect(target.machine.appliedIndex()).toBe(80);
+    expect(await target.get("app/s0")).toBe(`0:${value}`);
+    expect(await target.get("app/s79")).toBe(`79:${value}`);
+    expect((await target.machine.list("", null, 1000)).paths).toHaveLength(80);
+
+    // Anything after the last chunk is refused before the state is touched.
+    await expect(target.machine.restore(() => [snapshot, Uint8Array.of(0)])).rejects.toThrow(
+      /bytes after its last chunk/,
+    );
+    expect(target.machine.appliedIndex()).toBe(80);
+
+    // Checked whole, then damaged in its second chunk when read again to be written.
+    const damaged = new Uint8Array(snapshot);
+    damaged[damaged.length - 100] = (damaged[damaged.length - 100] ?? 0) ^ 1;
+    let reads = 0;
+    await expect(
+      target.machine.restore(() => (++reads === 1 ? cut(snapshot) : cut(damaged))),
+    ).rejects.toThrow(/chunk 2 fails its checksum/);
+    expect(reads).toBe(2);
+    await target.machine.close();
+    open.splice(open.indexOf(target.machine), 1);
+    const reopened = await fixture(target.directory);
+    expect(reopened.machine.appliedIndex()).toBe(0);
   });
 
   it("a restore cut short by a crash leaves the store reporting nothing applied, so it is restored again", async () => {
@@ -336,7 +379,7 @@ describe("state machine snapshots", () => {
     await raw.close();
     const reopened = await fixture(directory);
     expect(reopened.machine.appliedIndex()).toBe(0);
-    await reopened.machine.restore(snapshot);
+    await reopened.machine.restore(() => [snapshot]);
     expect(reopened.machine.appliedIndex()).toBe(1);
     expect(await reopened.get("k")).toBe("v");
   });
@@ -390,7 +433,7 @@ describe("reserved system areas", () => {
     // A restored snapshot carries the system areas too.
     const snapshot = await machine.snapshot();
     const other = await fixture();
-    await other.machine.restore(snapshot);
+    await other.machine.restore(() => [snapshot]);
     expect((await other.machine.listSystem("policy", null, 10)).names).toEqual(["writers"]);
   });
 
