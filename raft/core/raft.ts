@@ -29,6 +29,7 @@ import type {
   Message,
   NodeId,
   PersistentState,
+  PersistentStateWithData,
   PreVoteMessage,
   ReadState,
   Role,
@@ -139,7 +140,7 @@ const noMessages: readonly Message[] = Object.freeze([]);
 const noReadStates: readonly ReadState[] = Object.freeze([]);
 
 /** The log of a brand-new cluster: one committed membership entry per initial member, identical on every node. */
-export function bootstrapState(membership: Membership): PersistentState {
+export function bootstrapState(membership: Membership): PersistentStateWithData {
   const changes: MembershipChange[] = [
     ...membership.voters.map((node) => ({ kind: "addVoter", node }) as const),
     ...membership.learners.map((node) => ({ kind: "addLearner", node }) as const),
@@ -160,7 +161,7 @@ export function bootstrapState(membership: Membership): PersistentState {
 }
 
 /** The persistent state of a node joining an existing cluster: empty; the leader sends it everything. */
-export function emptyState(): PersistentState {
+export function emptyState(): PersistentStateWithData {
   return {
     hardState: { term: 0, vote: null, commit: 0 },
     snapshot: null,

@@ -68,11 +68,15 @@ export interface LogOffset {
 /** Everything a node had persisted, handed to the core when it starts or restarts. */
 export interface PersistentState {
   readonly hardState: HardState;
-  readonly snapshot: Snapshot | null;
+  /** With its data, or stored where the driver's StableSnapshotReader reads it back. */
+  readonly snapshot: Snapshot | StoredSnapshot | null;
   readonly offset: LogOffset;
   /** Contiguous entries from `offset.index + 1`. */
   readonly entries: readonly Entry[];
 }
+
+/** A persistent state whose snapshot, if any, carries its data: a new node's, a simulated disk's. */
+export type PersistentStateWithData = PersistentState & { readonly snapshot: Snapshot | null };
 
 /**
  * Entries the driver has persisted, read back synchronously (etcd-io/raft's Storage.Entries). The

@@ -10,6 +10,7 @@ import {
   type Message,
   type NodeId,
   type PersistentState,
+  type PersistentStateWithData,
   type RaftConfigInput,
   RaftCore,
   type Snapshot,
@@ -75,7 +76,7 @@ export class SimNode {
 
   constructor(
     readonly id: NodeId,
-    initial: PersistentState,
+    initial: PersistentStateWithData,
     private readonly options: SimNodeOptions,
     private readonly hooks: SimNodeHooks,
     tickInterval: number,

@@ -121,8 +121,9 @@ export class LevelLogStore implements LogStore {
   }
 
   /**
-   * Everything stored. The first call after open answers what open read to check the store (the
-   * Raft node loads once at start), so the snapshot file is not read twice; later calls read again.
+   * Everything stored; the snapshot in its file as a StoredSnapshot (read back through
+   * readSnapshotChunk). The first call after open answers what open read to check the store (the
+   * Raft node loads once at start), so the snapshot file is not checked twice; later calls read again.
    */
   async load(): Promise<PersistentState> {
     this.open();
@@ -143,13 +144,15 @@ export class LevelLogStore implements LogStore {
       term: 0,
     };
     const record = this.parseRecord<SnapshotRecord>(await db.get(snapshotMetaKey), "snapshot metadata");
-    let snapshot: Snapshot | null = null;
+    // A snapshot in its file is checked, not read into memory: the core and a restore read it back.
+    let snapshot: Snapshot | StoredSnapshot | null = null;
     // The file the record names (null: none, or a legacy store's data in LevelDB).
     let snapshotFile: string | null = null;
     if (record !== null) {
       const { file, bytes, crc32: checksum, ...meta } = record;
       if (file !== undefined && bytes !== undefined && checksum !== undefined) {
-        snapshot = { meta, data: await this.files.read({ file, bytes, crc32: checksum }) };
+        await this.files.check({ file, bytes, crc32: checksum });
+        snapshot = { meta, totalBytes: bytes };
       } else {
         const data = await db.get(legacySnapshotDataKey);
         if (data === undefined)
@@ -167,7 +170,8 @@ export class LevelLogStore implements LogStore {
       const { file, bytes, crc32: checksum } = record;
       if (file !== undefined && bytes !== undefined && checksum !== undefined)
         this.keepReadable(snapshot.meta, bytes, this.files.openForReading({ file, bytes, crc32: checksum }));
-      else this.keepReadable(snapshot.meta, snapshot.data.length, inMemory(snapshot.data));
+      else if ("data" in snapshot)
+        this.keepReadable(snapshot.meta, snapshot.data.length, inMemory(snapshot.data));
     }
     const entries: Entry[] = [];
     for await (const [key, value] of db.iterator({

@@ -12,7 +12,7 @@
 
 import { randomBytes } from "node:crypto";
 import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync } from "node:fs";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { SnapshotMeta } from "../../raft/core/index.js";
@@ -92,23 +92,37 @@ export class SnapshotFiles {
     }
   }
 
-  /** Reads the file a record names, refusing one that is missing, short, long or damaged. */
-  async read(ref: SnapshotFileRef): Promise<Uint8Array> {
+  /**
+   * Checks the file a record names, a slice at a time (never whole in memory), refusing one that
+   * is missing, short, long or damaged.
+   */
+  async check(ref: SnapshotFileRef): Promise<void> {
     const path = this.pathOf(ref);
-    let data: Uint8Array;
+    let bytes = 0;
+    let checksum = 0;
     try {
-      data = new Uint8Array(await readFile(path));
+      const handle = await open(path, "r");
+      try {
+        const slice = new Uint8Array(sliceBytes);
+        for (;;) {
+          const { bytesRead } = await handle.read(slice, 0, slice.length, bytes);
+          if (bytesRead === 0) break;
+          checksum = crc32(slice.subarray(0, bytesRead), checksum);
+          bytes += bytesRead;
+        }
+      } finally {
+        await handle.close();
+      }
     } catch (error) {
       throw new LogStoreError(`the snapshot file ${path} cannot be read: ${(error as Error).message}`, {
         cause: error,
       });
     }
-    if (data.length !== ref.bytes || crc32(data) !== ref.crc32) {
+    if (bytes !== ref.bytes || checksum !== ref.crc32) {
       throw new LogStoreError(
-        `the snapshot file ${path} is damaged: ${data.length} bytes where ${ref.bytes} were written, or its checksum differs`,
+        `the snapshot file ${path} is damaged: ${bytes} bytes where ${ref.bytes} were written, or its checksum differs`,
       );
     }
-    return data;
   }
 
   /**

@@ -13,6 +13,7 @@ import {
   type SnapshotToRestore,
   type StateMachine,
 } from "../../raft/node/index.js";
+import { snapshotData } from "../support/snapshot-data.js";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -274,7 +275,9 @@ describe("RaftNode", () => {
     const stored = (await solo.store.load()).snapshot;
     if (stored === null) throw new Error("no snapshot saved");
     // The capture, at the index it was captured at: not the values applied since.
-    const captured = JSON.parse(decoder.decode(stored.data)) as string[];
+    const captured = JSON.parse(
+      decoder.decode((await snapshotData(solo.store, stored)) ?? new Uint8Array()),
+    ) as string[];
     expect(captured).toEqual(machine.values.slice(0, captured.length));
     expect(captured.length).toBeGreaterThan(0);
     expect(captured.length).toBeLessThan(20);

@@ -11,6 +11,7 @@ import {
   type Message,
   type NodeId,
   type PersistentState,
+  type PersistentStateWithData,
   type RaftConfigInput,
   RaftCore,
   type ReadState,
@@ -100,7 +101,7 @@ export class ScenarioCluster {
   constructor(private readonly config: ConfigOverrides) {}
 
   /** Adds a node with the given persisted state (emptyState() for a node that will join). */
-  addNode(id: NodeId, state: PersistentState = emptyState()): ScenarioNode {
+  addNode(id: NodeId, state: PersistentStateWithData = emptyState()): ScenarioNode {
     const node: ScenarioNode = {
       id,
       core: null,
