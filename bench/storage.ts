@@ -7,8 +7,7 @@
 // each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
 // secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
 // Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
-// staged beside the loop first (what a node does: RaftNode stages, then saves), and the memory a
-// snapshot's read-out holds on its way into its file, collected whole or part by part. And what a LevelDB
+// staged beside the loop first (what a node does: RaftNode stages, then saves). And what a LevelDB
 // batch costs the event loop per operation, written as abstract-level's array batch or as our
 // writeBatch (a chained batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
@@ -29,7 +28,6 @@ import { join } from "node:path";
 import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { Entry } from "../raft/core/index.js";
-import { collectParts } from "../raft/node/index.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { type LevelBatch, openBinaryLevel, writeBatch } from "../storage/leveldb.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
@@ -244,83 +242,6 @@ async function benchSnapshotSave(
 }
 
 /**
- * The memory a snapshot's read-out holds on its way into its file: a state machine filled with
- * `mib` MiB of 4 KiB secrets (ciphertext), its capture read out and staged by the log store,
- * either collected whole first (as nodes did before the store took the parts) or part by part as
- * the store writes them (what RaftNode does). The peak of live ArrayBuffer bytes above the level
- * before the read-out, sampled (after a full collection) at every part. Null without --expose-gc.
- */
-async function benchSnapshotBuildMemory(
-  directory: string,
-  mib: number,
-): Promise<{ mib: number; stateBytes: number; whole: number; streamed: number } | null> {
-  const exposedGc = (globalThis as { gc?: () => void }).gc;
-  if (exposedGc === undefined) return null;
-  const gc: () => void = exposedGc;
-  const machine = await SecretStateMachine.open(join(directory, "state"));
-  const store = await LevelLogStore.open(join(directory, "log"));
-  const barrier = new Barrier();
-  barrier.unseal(Keyring.create(Date.now()));
-  const value = new Uint8Array(randomBytes(4096));
-  const secrets = (mib * 1024 * 1024) / 4096;
-  const peaks = { whole: 0, streamed: 0 };
-  let stateBytes = 0;
-  try {
-    for (let index = 1; index <= secrets; index++) {
-      const path = `bench/snapshot/secret${index}`;
-      const ciphertext = barrier.encrypt(path, value);
-      await machine.apply(index, encodeCommand({ op: "kv.put", path, ciphertext, cas: null, at: index }));
-    }
-    // The log the snapshots stand on: an entry per apply (they are compacted by nothing here).
-    const entries: Entry[] = Array.from({ length: secrets }, (_, i) => ({
-      index: i + 1,
-      term: 1,
-      type: "normal",
-      data: Uint8Array.of(1),
-    }));
-    await store.append(entries, { term: 1, vote: null, commit: secrets });
-    let index = secrets;
-    for (const how of ["whole", "streamed", "whole", "streamed"] as const) {
-      // An entry per round: each snapshot is of a new applied index, with a file of its own.
-      index++;
-      await machine.skip(index);
-      await store.append([{ index, term: 1, type: "normal", data: Uint8Array.of(1) }], {
-        term: 1,
-        vote: null,
-        commit: index,
-      });
-      const meta = { index, term: 1, membership: { voters: ["n1"], learners: [] } };
-      gc();
-      const base = process.memoryUsage().arrayBuffers;
-      let peak = 0;
-      async function* sampled(
-        parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-      ): AsyncGenerator<Uint8Array> {
-        for await (const part of parts) {
-          // Live bytes only: garbage waiting for a collection is not held.
-          gc();
-          peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
-          yield part;
-        }
-      }
-      const read = await machine.captureSnapshot();
-      const stored =
-        how === "whole"
-          ? await store.stageSnapshot(meta, sampled([await collectParts(sampled(read()))]))
-          : await store.stageSnapshot(meta, sampled(read()));
-      await store.saveSnapshot(stored);
-      stateBytes = stored.totalBytes;
-      peaks[how] = Math.max(peaks[how], peak);
-    }
-  } finally {
-    await machine.close();
-    await store.close();
-    barrier.seal();
-  }
-  return { mib, stateBytes, ...peaks };
-}
-
-/**
  * The event loop's time per operation to hand a batch of `size` operations (4 puts of 300 bytes
  * to 1 delete, keys like a secret's version) to LevelDB, until the call returns its promise: the
  * array form of abstract-level (`db.batch(array)`) against writeBatch. The two alternate in
@@ -381,7 +302,6 @@ async function main(): Promise<void> {
   const rows = [];
   let syncs: ReturnType<typeof benchDiskSync> = [];
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
-  const snapshotBuilds: NonNullable<Awaited<ReturnType<typeof benchSnapshotBuildMemory>>>[] = [];
   const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
     for (const batch of [1, 16, 128, 1024])
@@ -389,10 +309,6 @@ async function main(): Promise<void> {
     const applies = await benchApplies(join(root, "state"), seconds);
     syncs = benchDiskSync(root, seconds);
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
-    for (const mib of [16, 64]) {
-      const row = await benchSnapshotBuildMemory(join(root, `build${mib}`), mib);
-      if (row !== null) snapshotBuilds.push(row);
-    }
     for (const size of [4, 32])
       levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
@@ -455,25 +371,6 @@ async function main(): Promise<void> {
     snapshotSaves.map((row) => [`${row.mib} MiB`, row.written.toFixed(1), row.staged.toFixed(1)]),
   );
   process.stdout.write("\n");
-  if (snapshotBuilds.length === 0)
-    process.stdout.write("(snapshot read-out memory: run with --expose-gc)\n\n");
-  else {
-    printTable(
-      [
-        "state (4 KiB secrets)",
-        "snapshot MiB",
-        "peak MiB held reading it into its file: collected whole first",
-        "part by part (RaftNode)",
-      ],
-      snapshotBuilds.map((row) => [
-        `${row.mib} MiB of values`,
-        (row.stateBytes / 2 ** 20).toFixed(1),
-        (row.whole / 2 ** 20).toFixed(1),
-        (row.streamed / 2 ** 20).toFixed(1),
-      ]),
-    );
-    process.stdout.write("\n");
-  }
   printTable(
     ["LevelDB batch, operations", "event loop µs per operation: db.batch(array)", "writeBatch (chained)"],
     levelBatches.map((row) => [String(row.size), row.array.toFixed(2), row.chained.toFixed(2)]),

@@ -112,9 +112,11 @@ export class RaftMetrics {
           stop();
         }
       },
-      installSnapshot: async (snapshot: Snapshot) => {
+      receiveSnapshotChunk: (meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array) =>
+        store.receiveSnapshotChunk(meta, totalBytes, offset, chunk),
+      installSnapshot: async (snapshot: Snapshot | StoredSnapshot) => {
         await store.installSnapshot(snapshot);
-        this.snapshotBytes.set(snapshot.data.length);
+        this.snapshotBytes.set("data" in snapshot ? snapshot.data.length : snapshot.totalBytes);
       },
       stageSnapshot: (meta: SnapshotMeta, parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) =>
         store.stageSnapshot(meta, parts),

@@ -36,6 +36,7 @@ import type {
   Snapshot,
   SnapshotChunkMessage,
   SnapshotMeta,
+  SnapshotReceiver,
   SnapshotResponseMessage,
   StableEntryReader,
   StableSnapshotReader,
@@ -65,7 +66,8 @@ export interface SoftState {
 export interface Ready {
   readonly softState: SoftState;
   readonly hardState: HardState | null;
-  readonly snapshot: Snapshot | null;
+  /** A snapshot received to install: with its data, or stored by the snapshotReceiver. */
+  readonly snapshot: Snapshot | StoredSnapshot | null;
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
@@ -112,6 +114,11 @@ export interface RaftStartOptions {
    * Without it the core keeps its newest snapshot's data in memory.
    */
   readonly stableSnapshots?: StableSnapshotReader;
+  /**
+   * Where a received snapshot's chunks go as they arrive (it needs stableSnapshots too). Without
+   * one the core collects them and hands the snapshot's data in Ready.
+   */
+  readonly snapshotReceiver?: SnapshotReceiver;
 }
 
 /** The newest snapshot a node holds: its data only while no store can give it back (see above). */
@@ -207,7 +214,8 @@ export class RaftCore {
   private snapshot: HeldSnapshot | null;
   private readonly snapshotReader: StableSnapshotReader | null;
   /** A snapshot received from the leader, to be installed by the driver through Ready. */
-  private pendingSnapshot: Snapshot | null = null;
+  private pendingSnapshot: Snapshot | StoredSnapshot | null = null;
+  private readonly snapshotReceiver: SnapshotReceiver | null;
   private snapshotReception: SnapshotReception | null = null;
 
   private messages: Message[] = [];
@@ -218,7 +226,7 @@ export class RaftCore {
   private handedOut: {
     readonly lastEntry: { index: number; term: number } | null;
     readonly committedEntries: readonly Entry[];
-    readonly snapshot: Snapshot | null;
+    readonly snapshot: Snapshot | StoredSnapshot | null;
     readonly hardState: HardState | null;
   } | null = null;
 
@@ -230,6 +238,11 @@ export class RaftCore {
     this.vote = state.hardState.vote;
     this.persistedHardState = state.hardState;
     this.snapshotReader = options.stableSnapshots ?? null;
+    this.snapshotReceiver = options.snapshotReceiver ?? null;
+    invariant(
+      this.snapshotReceiver === null || this.snapshotReader !== null,
+      "a snapshot receiver without a reader: a snapshot received whole could not be read back",
+    );
     this.snapshot = state.snapshot === null ? null : this.holdSnapshot(state.snapshot, true);
     const snapshotIndex = state.snapshot?.meta.index ?? 0;
     invariant(state.offset.index <= snapshotIndex, "the log is compacted beyond the snapshot");
@@ -931,24 +944,37 @@ export class RaftCore {
       respond(0, false);
       return;
     }
-    if (message.offset !== reception.received) {
-      // A lost or reordered chunk: say where to resume.
+    if (
+      message.offset !== reception.received ||
+      reception.received + message.chunk.length > reception.totalBytes
+    ) {
+      // A lost or reordered chunk (or one past the end): say where to resume.
       respond(reception.received, false);
       return;
     }
-    reception.chunks.push(message.chunk);
+    if (this.snapshotReceiver === null) reception.chunks.push(message.chunk);
+    else
+      this.snapshotReceiver.receiveSnapshotChunk(
+        reception.meta,
+        reception.totalBytes,
+        reception.received,
+        message.chunk,
+      );
     reception.received += message.chunk.length;
     if (reception.received < reception.totalBytes) {
       respond(reception.received, false);
       return;
     }
     this.snapshotReception = null;
-    const data = concatBytes(reception.chunks, reception.totalBytes);
-    this.restoreSnapshot({ meta: reception.meta, data });
+    this.restoreSnapshot(
+      this.snapshotReceiver === null
+        ? { meta: reception.meta, data: concatBytes(reception.chunks, reception.totalBytes) }
+        : { meta: reception.meta, totalBytes: reception.totalBytes },
+    );
     respond(reception.totalBytes, true);
   }
 
-  private restoreSnapshot(snapshot: Snapshot): void {
+  private restoreSnapshot(snapshot: Snapshot | StoredSnapshot): void {
     this.log.restore({ index: snapshot.meta.index, term: snapshot.meta.term });
     this.membership = new MembershipState(snapshot.meta.membership);
     this.snapshot = this.holdSnapshot(snapshot, false);
@@ -1224,11 +1250,14 @@ export class RaftCore {
     }
   }
 
-  /** Keeps `snapshot`, without its data once `persisted` where the store can give it back. */
+  /**
+   * Keeps `snapshot`, without its data once `persisted` where the store can give it back. One
+   * without data (saved from parts, or received through the snapshotReceiver) the store reads back.
+   */
   private holdSnapshot(snapshot: Snapshot | StoredSnapshot, persisted: boolean): HeldSnapshot {
     if (!("data" in snapshot)) {
       invariant(
-        persisted && this.snapshotReader !== null,
+        this.snapshotReader !== null,
         `the snapshot at ${snapshot.meta.index} came without its data and no store can read it`,
       );
       return { meta: snapshot.meta, totalBytes: snapshot.totalBytes, data: null };

@@ -101,6 +101,21 @@ export interface StableSnapshotReader {
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array;
 }
 
+/**
+ * Where a follower's core puts the chunks of a snapshot it receives, as they arrive, instead of
+ * holding them: the driver keeps them (in a file), the core hands it the whole as a StoredSnapshot
+ * in Ready.snapshot to install, and the driver's StableSnapshotReader reads a snapshot received
+ * whole back from its last chunk on (before it is installed: the node may lead by then). No node
+ * then holds a received snapshot in memory. Synchronous: the core calls it while it steps.
+ */
+export interface SnapshotReceiver {
+  /**
+   * The bytes at `offset` of the snapshot at `meta`, `totalBytes` long, right after those received
+   * before; offset 0 starts a reception and drops an unfinished one.
+   */
+  receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void;
+}
+
 /** A linearizable read confirmed by a quorum: serve it once the state machine applied `index`. */
 export interface ReadState {
   readonly index: number;

@@ -9,6 +9,7 @@ export {
   readSnapshotChunkOf,
   readStoredEntries,
   readStoredSnapshot,
+  SnapshotCollector,
 } from "./log-store.js";
 export { MemoryLogStore } from "./memory-log-store.js";
 export {

@@ -9,6 +9,7 @@ import type {
   PersistentState,
   Snapshot,
   SnapshotMeta,
+  SnapshotReceiver,
   StableEntryReader,
   StableSnapshotReader,
   StoredSnapshot,
@@ -19,9 +20,11 @@ import type {
  * that lags behind what it keeps in memory: only entries an append already stored, never compacted.
  * And the chunks of a snapshot it sends through readSnapshotChunk (StableSnapshotReader): of the
  * newest snapshot saved or installed, or of the one before it (the core moves to the newest when
- * the driver calls compact() after saveSnapshot returned).
+ * the driver calls compact() after saveSnapshot returned), or of one received whole and not yet
+ * installed. A snapshot from the leader arrives through receiveSnapshotChunk (SnapshotReceiver),
+ * synchronously, a chunk at a time as the core accepts it; installSnapshot then makes it durable.
  */
-export interface LogStore extends StableEntryReader, StableSnapshotReader {
+export interface LogStore extends StableEntryReader, StableSnapshotReader, SnapshotReceiver {
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
   load(): Promise<PersistentState>;
   /**
@@ -30,8 +33,11 @@ export interface LogStore extends StableEntryReader, StableSnapshotReader {
    * continue the stored log without a gap.
    */
   append(entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions): Promise<void>;
-  /** Durably replace the log with a snapshot received from the leader: no entries remain. */
-  installSnapshot(snapshot: Snapshot): Promise<void>;
+  /**
+   * Durably replace the log with a snapshot received from the leader: no entries remain. One
+   * without its data is the snapshot receiveSnapshotChunk took whole (another is refused).
+   */
+  installSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void>;
   /**
    * Durably keep a snapshot the node took itself: one with its data, or the one stageSnapshot
    * answered (a snapshot not staged is refused). The log is untouched.
@@ -158,9 +164,13 @@ export async function collectParts(
     collected.push(part);
     totalBytes += part.length;
   }
+  return concatenate(collected, totalBytes);
+}
+
+function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Array {
   const data = new Uint8Array(totalBytes);
   let offset = 0;
-  for (const part of collected) {
+  for (const part of parts) {
     data.set(part, offset);
     offset += part.length;
   }
@@ -182,5 +192,61 @@ export async function* readStoredSnapshot(
     const length = Math.min(storedSnapshotPartBytes, snapshot.totalBytes - offset);
     yield reader.readSnapshotChunk(snapshot.meta, offset, length);
     await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * A SnapshotReceiver that collects a received snapshot in memory (the in-memory store, the
+ * simulator's nodes): chunks in order, a reception from offset 0 replacing an unfinished one, the
+ * snapshot received whole kept until installed, and read back meanwhile (`received`).
+ */
+export class SnapshotCollector implements SnapshotReceiver {
+  private receiving: { meta: SnapshotMeta; totalBytes: number; chunks: Uint8Array[]; bytes: number } | null =
+    null;
+  /** The snapshot received whole, not installed yet. */
+  received: Snapshot | null = null;
+
+  constructor(private readonly where: string) {}
+
+  receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void {
+    if (offset === 0) this.receiving = { meta, totalBytes, chunks: [], bytes: 0 };
+    const receiving = this.receiving;
+    if (
+      receiving === null ||
+      receiving.meta.index !== meta.index ||
+      receiving.meta.term !== meta.term ||
+      receiving.bytes !== offset ||
+      offset + chunk.length > totalBytes
+    )
+      throw new LogStoreError(
+        `${this.where} was handed bytes at ${offset} of the snapshot at ${meta.index} out of order`,
+      );
+    receiving.chunks.push(chunk);
+    receiving.bytes += chunk.length;
+    if (receiving.bytes < totalBytes) return;
+    this.received = { meta, data: concatenate(receiving.chunks, totalBytes) };
+    this.receiving = null;
+  }
+
+  /** The snapshot received whole that `stored` stands for; one not received whole is refused. */
+  take(stored: StoredSnapshot): Snapshot {
+    const received = this.received;
+    if (
+      received === null ||
+      received.meta.index !== stored.meta.index ||
+      received.meta.term !== stored.meta.term ||
+      received.data.length !== stored.totalBytes
+    )
+      throw new LogStoreError(
+        `${this.where} was asked to install the snapshot at ${stored.meta.index}, which was not received whole`,
+      );
+    this.received = null;
+    return received;
+  }
+
+  /** A crash or a restart: what was being received is gone. */
+  clear(): void {
+    this.receiving = null;
+    this.received = null;
   }
 }

@@ -19,6 +19,7 @@ import {
   LogStoreError,
   readSnapshotChunkOf,
   readStoredEntries,
+  SnapshotCollector,
 } from "./log-store.js";
 
 export class MemoryLogStore implements LogStore {
@@ -28,6 +29,8 @@ export class MemoryLogStore implements LogStore {
   private previousSnapshot: Snapshot | null = null;
   /** Snapshots staged and not yet saved, by index. */
   private readonly staged = new Map<number, Snapshot>();
+  /** A snapshot from the leader as it arrives, kept whole until installed. */
+  private readonly receiver = new SnapshotCollector("the stored log");
   private offset: LogOffset = { index: 0, term: 0 };
   private entries: Entry[] = [];
   private closed = false;
@@ -78,7 +81,7 @@ export class MemoryLogStore implements LogStore {
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
     this.assertOpen();
     return readSnapshotChunkOf(
-      [this.snapshot, this.previousSnapshot],
+      [this.snapshot, this.previousSnapshot, this.receiver.received],
       meta,
       offset,
       length,
@@ -86,8 +89,14 @@ export class MemoryLogStore implements LogStore {
     );
   }
 
-  async installSnapshot(snapshot: Snapshot): Promise<void> {
+  receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void {
     this.assertOpen();
+    this.receiver.receiveSnapshotChunk(meta, totalBytes, offset, chunk);
+  }
+
+  async installSnapshot(received: Snapshot | StoredSnapshot): Promise<void> {
+    this.assertOpen();
+    const snapshot = "data" in received ? received : this.receiver.take(received);
     this.keepSnapshot(snapshot);
     this.offset = { index: snapshot.meta.index, term: snapshot.meta.term };
     this.entries = [];
@@ -149,6 +158,8 @@ export class MemoryLogStore implements LogStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    // What a process had received and not installed does not survive it.
+    this.receiver.clear();
   }
 
   /** Opens the store again after close(), as a restarted process would open its files. */

@@ -195,6 +195,8 @@ export class RaftNode<Result> {
       applied,
       stableEntries: options.logStore,
       stableSnapshots: options.logStore,
+      // A snapshot from the leader goes to the store's file as it arrives, never whole in memory.
+      snapshotReceiver: options.logStore,
     });
     const node = new RaftNode(options, core, applied, snapshotIndex);
     node.noticeMembership();

@@ -16,7 +16,7 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
-import { readSnapshotChunkOf } from "../node/log-store.js";
+import { readSnapshotChunkOf, SnapshotCollector } from "../node/log-store.js";
 import { readEntriesOf } from "../node/memory-log-store.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import type { SafetyChecker } from "./safety-checker.js";
@@ -58,6 +58,11 @@ export interface SimNodeOptions {
 export class SimNode {
   core: RaftCore | null = null;
   disk: SimDisk;
+  /**
+   * The snapshot being received, a chunk at a time, and one received whole and not yet installed:
+   * the SnapshotReceiver's file, in the simulation's memory. Not on the disk: a crash loses them.
+   */
+  private readonly receiver: SnapshotCollector;
   kv = new KvStateMachine();
   /** Removed from the cluster and shut down for good. */
   decommissioned = false;
@@ -82,6 +87,7 @@ export class SimNode {
     tickInterval: number,
     firstTickAt: number,
   ) {
+    this.receiver = new SnapshotCollector(`${id}'s disk`);
     this.disk = {
       hardState: initial.hardState,
       snapshot: initial.snapshot,
@@ -111,11 +117,20 @@ export class SimNode {
         readEntries: (low, high, bytesMax) =>
           readEntriesOf(this.disk.offset, this.disk.entries, low, high, bytesMax),
       },
-      // And the snapshot it sends, from the disk: the core keeps no copy once it is persisted.
+      // And the snapshot it sends, from the disk (or one received whole, not yet installed): the
+      // core keeps no copy once it is persisted.
       stableSnapshots: {
         readSnapshotChunk: (meta, offset, length) =>
-          readSnapshotChunkOf([this.disk.snapshot], meta, offset, length, `${this.id}'s disk`),
+          readSnapshotChunkOf(
+            [this.disk.snapshot, this.receiver.received],
+            meta,
+            offset,
+            length,
+            `${this.id}'s disk`,
+          ),
       },
+      // A snapshot from the leader goes here as it arrives, as a real node's goes to a file.
+      snapshotReceiver: this.receiver,
     });
     this.kv = new KvStateMachine();
     if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
@@ -127,6 +142,7 @@ export class SimNode {
   /** Returns the operations that were waiting here: their outcome is now unknown. */
   crash(): number[] {
     this.core = null;
+    this.receiver.clear();
     this.crashAfterPersists = 0;
     const orphaned = [
       ...[...this.proposals.values()].map((proposal) => proposal.operation),
@@ -177,14 +193,16 @@ export class SimNode {
       // 1. Persist: snapshot, then entries and hard state.
       if (ready.snapshot !== null) {
         const meta = ready.snapshot.meta;
-        this.disk.snapshot = ready.snapshot;
+        // A snapshot from the leader: the receiver holds it whole (the Ready hands it without data).
+        const snapshot = "data" in ready.snapshot ? ready.snapshot : this.receiver.take(ready.snapshot);
+        this.disk.snapshot = snapshot;
         this.disk.offset = { index: meta.index, term: meta.term };
         this.disk.entries = [];
-        this.kv.restore(meta.index, ready.snapshot.data);
+        this.kv.restore(meta.index, snapshot.data);
         this.hooks.checker.onSnapshotInstalled(this.id, meta.index, meta.term);
         this.snapshotsInstalled++;
         this.hooks.trace(
-          `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${ready.snapshot.data.length} bytes)`,
+          `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${snapshot.data.length} bytes)`,
         );
       }
       const first = ready.entries[0];

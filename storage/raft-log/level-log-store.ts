@@ -39,7 +39,7 @@ import {
   openBinaryLevel,
   writeBatch,
 } from "../leveldb.js";
-import { type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
+import { type ReceivedSnapshotFile, type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
 
 /** Where a recorded snapshot's bytes are read from: its open file (or a legacy store's data). */
 interface SnapshotSource {
@@ -82,6 +82,10 @@ export class LevelLogStore implements LogStore {
    * compact() hands it the newest, and the file stays readable after the newest's record removed it.
    */
   private readable: ReadableSnapshot[] = [];
+  /** The snapshot the leader is sending now, written as its chunks arrive (receiveSnapshotChunk). */
+  private receiving: ReceivedSnapshotFile | null = null;
+  /** Snapshots received whole and not recorded yet: readable, and one of them being installed. */
+  private receivedWhole: ReceivedSnapshotFile[] = [];
   /** What open read, for the first load; dropped by any change to the store. */
   private loadedAtOpen: PersistentState | null = null;
 
@@ -247,10 +251,37 @@ export class LevelLogStore implements LogStore {
     });
   }
 
-  async installSnapshot(snapshot: Snapshot): Promise<void> {
+  /**
+   * Writes a chunk of the snapshot the leader is sending into its file as the core accepts it
+   * (synchronously, into the page cache); the file is synced only when installed. A reception
+   * from offset 0 replaces an unfinished one; a snapshot received whole replaces an older one
+   * received whole that no install has taken.
+   */
+  receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void {
+    this.open();
+    if (offset === 0) {
+      this.receiving?.discard();
+      this.receiving = this.files.receive(meta, totalBytes);
+    }
+    const receiving = this.receiving;
+    if (receiving === null || receiving.meta.index !== meta.index || receiving.meta.term !== meta.term)
+      throw new LogStoreError(
+        `the Raft log in ${this.directory} was handed bytes at ${offset} of the snapshot at ${meta.index} out of order (it is not being received)`,
+      );
+    receiving.append(offset, chunk);
+    if (!receiving.whole) return;
+    this.receiving = null;
+    for (const older of this.receivedWhole.filter((file) => !file.installing)) older.discard();
+    this.receivedWhole = [...this.receivedWhole.filter((file) => file.installing), receiving];
+  }
+
+  async installSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
-    const ref = await this.files.write(snapshot.meta, [snapshot.data]);
+    const ref =
+      "data" in snapshot
+        ? await this.files.write(snapshot.meta, [snapshot.data])
+        : await this.installReceived(snapshot);
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
       batch.push({ type: "del", key: entryKey(index) });
@@ -321,9 +352,30 @@ export class LevelLogStore implements LogStore {
     return staged;
   }
 
+  /** Makes the snapshot received whole that `stored` stands for durable under its own name. */
+  private async installReceived(stored: StoredSnapshot): Promise<SnapshotFileRef> {
+    const received = this.receivedWhole.find(
+      (file) =>
+        file.meta.index === stored.meta.index &&
+        file.meta.term === stored.meta.term &&
+        file.totalBytes === stored.totalBytes &&
+        !file.installing,
+    );
+    if (received === undefined)
+      throw new LogStoreError(
+        `install of the snapshot at ${stored.meta.index} in ${this.directory}, which was not received whole`,
+      );
+    received.installing = true;
+    return received.makeDurable();
+  }
+
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
     this.open();
-    const held = checkSnapshotRead(this.readable, meta, offset, length, `the Raft log in ${this.directory}`);
+    const readable = [
+      ...this.readable,
+      ...this.receivedWhole.map((file) => ({ meta: file.meta, bytes: file.totalBytes, source: file })),
+    ];
+    const held = checkSnapshotRead(readable, meta, offset, length, `the Raft log in ${this.directory}`);
     return held.source.read(offset, length);
   }
 
@@ -332,6 +384,14 @@ export class LevelLogStore implements LogStore {
     this.snapshotIndex = meta.index;
     // Opened before the files it replaced are removed: the one before it is open already.
     this.keepReadable(meta, ref.bytes, this.files.openForReading(ref));
+    // A received file installed now is read through the record's descriptor from here on.
+    for (const file of this.receivedWhole.filter(
+      (received) => SnapshotFiles.nameOf(received.meta) === ref.file,
+    ))
+      file.discard();
+    this.receivedWhole = this.receivedWhole.filter(
+      (received) => SnapshotFiles.nameOf(received.meta) !== ref.file,
+    );
     for (const name of this.staged.keys()) {
       if (name <= ref.file) this.staged.delete(name);
     }
@@ -364,6 +424,10 @@ export class LevelLogStore implements LogStore {
     this.db = null;
     this.loadedAtOpen = null;
     this.closeReadable();
+    // What was received and not installed does not outlive the process.
+    this.receiving?.discard();
+    this.receiving = null;
+    for (const file of this.receivedWhole.splice(0)) file.discard();
     await db?.close();
   }
 

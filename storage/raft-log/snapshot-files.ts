@@ -11,7 +11,17 @@
 // the store opens.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  fdatasync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -148,6 +158,42 @@ export class SnapshotFiles {
   }
 
   /**
+   * Starts the file of a snapshot received from the leader, written a chunk at a time as the Raft
+   * core accepts them, under a temporary name (never removed while it is in use here).
+   */
+  receive(meta: SnapshotMeta, totalBytes: number): ReceivedSnapshotFile {
+    const file = SnapshotFiles.nameOf(meta);
+    const temporary = `${file}.${randomBytes(6).toString("hex")}.tmp`;
+    const path = join(this.directory, temporary);
+    let descriptor: number;
+    try {
+      descriptor = openSync(path, "wx+", 0o600);
+    } catch (error) {
+      throw new LogStoreError(`the snapshot file ${path} cannot be created: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    this.writing.add(temporary);
+    return new ReceivedSnapshotFile(
+      meta,
+      totalBytes,
+      path,
+      descriptor,
+      async (ref) => {
+        this.writing.add(ref.file);
+        try {
+          await rename(path, join(this.directory, ref.file));
+          await this.syncDirectory();
+        } finally {
+          this.writing.delete(ref.file);
+          this.writing.delete(temporary);
+        }
+      },
+      () => this.writing.delete(temporary),
+    );
+  }
+
+  /**
    * Removes every snapshot file but `keep` (the one the record names; none with null) whose index
    * is at most `throughIndex`, and every leftover temporary file - except files being written.
    */
@@ -220,5 +266,91 @@ export class OpenSnapshotFile {
   close(): void {
     if (this.descriptor !== null) closeSync(this.descriptor);
     this.descriptor = null;
+  }
+}
+
+/**
+ * A snapshot received from the leader, as its file under a temporary name: written a chunk at a
+ * time, synchronously (the core hands each chunk while it steps; a write to the page cache), its
+ * CRC-32 kept as it goes, and readable once whole (the node may lead before it is installed).
+ * `makeDurable` syncs it and moves it under its own name; `discard` removes it.
+ */
+export class ReceivedSnapshotFile {
+  private bytes = 0;
+  private checksum = 0;
+  private readonly reader: OpenSnapshotFile;
+  /** Taken by an install: not discarded when a newer snapshot is received whole meanwhile. */
+  installing = false;
+
+  constructor(
+    readonly meta: SnapshotMeta,
+    readonly totalBytes: number,
+    readonly path: string,
+    private readonly descriptor: number,
+    private readonly moveIntoPlace: (ref: SnapshotFileRef) => Promise<void>,
+    private readonly forget: () => void,
+  ) {
+    this.reader = new OpenSnapshotFile(path, descriptor);
+  }
+
+  get whole(): boolean {
+    return this.bytes === this.totalBytes;
+  }
+
+  /** Writes `chunk` at `offset`, which must be where the bytes received so far end. */
+  append(offset: number, chunk: Uint8Array): void {
+    if (offset !== this.bytes || offset + chunk.length > this.totalBytes)
+      throw new LogStoreError(
+        `the snapshot file ${this.path} was handed bytes at ${offset} out of order (it holds ${this.bytes} of ${this.totalBytes})`,
+      );
+    try {
+      let written = 0;
+      while (written < chunk.length)
+        written += writeSync(this.descriptor, chunk, written, chunk.length - written, offset + written);
+    } catch (error) {
+      throw new LogStoreError(
+        `the snapshot file ${this.path} cannot be written: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    this.checksum = crc32(chunk, this.checksum);
+    this.bytes += chunk.length;
+  }
+
+  /** Exactly `length` bytes from `offset` of the snapshot received whole. */
+  read(offset: number, length: number): Uint8Array {
+    return this.reader.read(offset, length);
+  }
+
+  /** Makes the whole snapshot durable under its own name; answers its reference for the log's record. */
+  async makeDurable(): Promise<SnapshotFileRef> {
+    if (!this.whole)
+      throw new LogStoreError(
+        `the snapshot file ${this.path} holds ${this.bytes} of ${this.totalBytes} bytes`,
+      );
+    try {
+      await new Promise<void>((resolve, reject) =>
+        fdatasync(this.descriptor, (error) => (error === null ? resolve() : reject(error))),
+      );
+    } catch (error) {
+      throw new LogStoreError(
+        `the snapshot file ${this.path} cannot be synced: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    const ref = { file: SnapshotFiles.nameOf(this.meta), bytes: this.bytes, crc32: this.checksum };
+    await this.moveIntoPlace(ref);
+    return ref;
+  }
+
+  /** Closes it; removes the file unless it was moved into place. */
+  discard(): void {
+    this.reader.close();
+    rmSync(this.path, { force: true });
+    this.forget();
   }
 }

@@ -20,7 +20,7 @@ import {
   type StableEntryReader,
   type StableSnapshotReader,
 } from "../../raft/core/index.js";
-import { readSnapshotChunkOf } from "../../raft/node/index.js";
+import { readSnapshotChunkOf, SnapshotCollector } from "../../raft/node/index.js";
 import { readEntriesOf } from "../../raft/node/memory-log-store.js";
 
 interface Disk {
@@ -41,6 +41,9 @@ export interface ScenarioNode {
   snapshotsInstalled: number;
   /** Chunks of a snapshot the core read back from the disk to send. */
   snapshotChunksRead: number;
+  /** With `receiveSnapshots`: what the core handed its snapshot receiver, and the receiver. */
+  snapshotChunksReceived: number;
+  readonly receiver: SnapshotCollector;
 }
 
 /**
@@ -53,7 +56,13 @@ function diskReader(node: ScenarioNode): StableEntryReader & StableSnapshotReade
       readEntriesOf(node.disk.offset, node.disk.entries, low, high, bytesMax),
     readSnapshotChunk: (meta, offset, length) => {
       node.snapshotChunksRead++;
-      return readSnapshotChunkOf([node.disk.snapshot], meta, offset, length, `${node.id}'s disk`);
+      return readSnapshotChunkOf(
+        [node.disk.snapshot, node.receiver.received],
+        meta,
+        offset,
+        length,
+        `${node.id}'s disk`,
+      );
     },
   };
 }
@@ -87,9 +96,9 @@ export class ScenarioCluster {
   /** A cluster of `voters` voters (n1..nV) and `learners` learners, bootstrapped, no leader yet. */
   static create(
     voters: number,
-    options: { learners?: number; config?: ConfigOverrides } = {},
+    options: { learners?: number; config?: ConfigOverrides; receiveSnapshots?: boolean } = {},
   ): ScenarioCluster {
-    const cluster = new ScenarioCluster(options.config ?? {});
+    const cluster = new ScenarioCluster(options.config ?? {}, options.receiveSnapshots ?? false);
     const voterIds = Array.from({ length: voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: options.learners ?? 0 }, (_, i) => `n${voters + i + 1}`);
     const state = bootstrapState({ voters: voterIds, learners: learnerIds });
@@ -98,7 +107,14 @@ export class ScenarioCluster {
     return cluster;
   }
 
-  constructor(private readonly config: ConfigOverrides) {}
+  /**
+   * `receiveSnapshots`: each core hands the chunks of a snapshot it receives to a receiver (as a
+   * node's log store takes them into a file) rather than collecting them itself.
+   */
+  constructor(
+    private readonly config: ConfigOverrides,
+    private readonly receiveSnapshots = false,
+  ) {}
 
   /** Adds a node with the given persisted state (emptyState() for a node that will join). */
   addNode(id: NodeId, state: PersistentStateWithData = emptyState()): ScenarioNode {
@@ -116,6 +132,8 @@ export class ScenarioCluster {
       readStates: [],
       snapshotsInstalled: 0,
       snapshotChunksRead: 0,
+      snapshotChunksReceived: 0,
+      receiver: new SnapshotCollector(`${id}'s disk`),
     };
     this.nodes.set(id, node);
     this.restart(id);
@@ -165,6 +183,7 @@ export class ScenarioCluster {
   crash(id: NodeId): void {
     const node = this.node(id);
     node.core = null;
+    node.receiver.clear();
     this.queue = this.queue.filter((message) => message.to !== id);
   }
 
@@ -180,7 +199,18 @@ export class ScenarioCluster {
     node.core = new RaftCore(
       { electionTicks: 10, heartbeatTicks: 1, ...this.config, id, random: new SeededRandom(this.seed++) },
       state,
-      { stableEntries: diskReader(node), stableSnapshots: diskReader(node) },
+      {
+        stableEntries: diskReader(node),
+        stableSnapshots: diskReader(node),
+        snapshotReceiver: this.receiveSnapshots
+          ? {
+              receiveSnapshotChunk: (meta, totalBytes, offset, chunk) => {
+                node.snapshotChunksReceived++;
+                node.receiver.receiveSnapshotChunk(meta, totalBytes, offset, chunk);
+              },
+            }
+          : undefined,
+      },
     );
     // The application restores its state from the snapshot; Raft hands out what follows it.
     node.applied =
@@ -287,11 +317,12 @@ export class ScenarioCluster {
     while (core?.hasReady()) {
       const ready = core.ready();
       if (ready.snapshot !== null) {
-        node.disk.snapshot = ready.snapshot;
+        // Without its data: the receiver holds it whole.
+        node.disk.snapshot = "data" in ready.snapshot ? ready.snapshot : node.receiver.take(ready.snapshot);
         node.disk.offset = { index: ready.snapshot.meta.index, term: ready.snapshot.meta.term };
         node.disk.entries = [];
         node.appliedIndex = ready.snapshot.meta.index;
-        node.applied = appliedFromSnapshot(ready.snapshot);
+        node.applied = appliedFromSnapshot(node.disk.snapshot);
         node.snapshotsInstalled++;
       }
       const first = ready.entries[0];

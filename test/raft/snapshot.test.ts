@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import { RaftCore, SeededRandom } from "../../raft/core/index.js";
+import { readSnapshotChunkOf, SnapshotCollector } from "../../raft/node/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
 describe("snapshots", () => {
@@ -145,6 +146,86 @@ describe("snapshots", () => {
     cluster.crash("n3");
     cluster.restart("n3");
     expect(cluster.core("n3").status().snapshotBytesInMemory).toBe(0);
+  });
+
+  it("with a snapshot receiver, a follower hands each chunk on as it arrives, holds none, and gets the snapshot in Ready without its data", () => {
+    const cluster = ScenarioCluster.create(3, {
+      config: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 2 },
+      receiveSnapshots: true,
+    });
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    const values = Array.from({ length: 40 }, (_, i) => `value-${i}`);
+    for (const value of values) cluster.propose("n1", value);
+    cluster.settle(2);
+    const snapshot = cluster.snapshot("n1");
+    const chunks = Math.ceil(snapshot.data.length / 64);
+    // Half the chunks: the reception is under way, and the core holds none of it.
+    let delivered = 0;
+    cluster.filter = (message) => message.type !== "snapshotChunk" || ++delivered <= chunks / 2;
+    cluster.heal();
+    cluster.settle(10);
+    const follower = cluster.node("n3");
+    expect(follower.snapshotChunksReceived).toBe(Math.floor(chunks / 2));
+    expect(follower.snapshotsInstalled).toBe(0);
+    expect(cluster.core("n3").status().snapshotBytesInMemory).toBe(0);
+    // The rest, resumed where it stopped: installed from what the receiver holds.
+    cluster.filter = () => true;
+    cluster.settle(10);
+    expect(follower.snapshotChunksReceived).toBe(chunks);
+    expect(follower.snapshotsInstalled).toBe(1);
+    expect(follower.applied).toEqual(values);
+    expect(follower.disk.snapshot?.data).toEqual(snapshot.data);
+    expect(cluster.core("n3").status().snapshotBytesInMemory).toBe(0);
+
+    // One chunk, the whole snapshot: Ready names it (meta and size), the receiver holds the bytes.
+    const receiver = new SnapshotCollector("a test receiver");
+    const fresh = new RaftCore(
+      { id: "n9", random: new SeededRandom(2) },
+      {
+        hardState: { term: 0, vote: null, commit: 0 },
+        snapshot: null,
+        offset: { index: 0, term: 0 },
+        entries: [],
+      },
+      {
+        stableSnapshots: {
+          readSnapshotChunk: (meta, offset, length) =>
+            readSnapshotChunkOf([receiver.received], meta, offset, length, "the test receiver"),
+        },
+        snapshotReceiver: receiver,
+      },
+    );
+    fresh.step({
+      type: "snapshotChunk",
+      from: "n1",
+      to: "n9",
+      term: cluster.core("n1").status().term,
+      meta: snapshot.meta,
+      totalBytes: snapshot.data.length,
+      offset: 0,
+      chunk: snapshot.data,
+    });
+    const ready = fresh.ready();
+    expect(ready.snapshot).toEqual({ meta: snapshot.meta, totalBytes: snapshot.data.length });
+    expect(receiver.received?.data).toEqual(snapshot.data);
+    expect(fresh.status().snapshotBytesInMemory).toBe(0);
+  });
+
+  it("a core refuses a snapshot receiver without a reader: what it received could not be read back", () => {
+    expect(
+      () =>
+        new RaftCore(
+          { id: "n1", random: new SeededRandom(1) },
+          {
+            hardState: { term: 0, vote: null, commit: 0 },
+            snapshot: null,
+            offset: { index: 0, term: 0 },
+            entries: [],
+          },
+          { snapshotReceiver: new SnapshotCollector("a receiver") },
+        ),
+    ).toThrow(/a snapshot receiver without a reader/);
   });
 
   it("without a store to read a snapshot back from, the core keeps its data", () => {

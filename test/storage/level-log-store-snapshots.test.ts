@@ -217,6 +217,40 @@ describe("LevelLogStore snapshot files", () => {
     await reopened.close();
   });
 
+  it("writes a leader's snapshot to a file as its chunks arrive, installs it by moving that file, and leaves none unfinished", async () => {
+    const { directory, store } = await storeWithEntries("received", 10);
+    const sent = snapshotAt(30, 300 * 1024);
+    const chunk = 64 * 1024;
+    for (let offset = 0; offset < sent.data.length; offset += chunk) {
+      store.receiveSnapshotChunk(
+        sent.meta,
+        sent.data.length,
+        offset,
+        sent.data.subarray(offset, offset + chunk),
+      );
+      // Under a temporary name while it is received (and until installed), with what came so far.
+      const [name, ...others] = snapshotFiles(directory);
+      expect(others).toEqual([]);
+      expect(name).toMatch(/^00000000000000000030-00000000000000000002\.snap\.[0-9a-f]+\.tmp$/);
+      expect(statSync(join(directory, "snapshots", name as string)).size).toBe(
+        Math.min(offset + chunk, sent.data.length),
+      );
+    }
+    const received = statSync(join(directory, "snapshots", snapshotFiles(directory)[0] as string));
+    await store.installSnapshot({ meta: sent.meta, totalBytes: sent.data.length });
+    const file = join(directory, "snapshots", "00000000000000000030-00000000000000000002.snap");
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000030-00000000000000000002.snap"]);
+    // The same file, moved: not written a second time.
+    expect(statSync(file).ino).toBe(received.ino);
+    expect(readFileSync(file).equals(Buffer.from(sent.data))).toBe(true);
+    // A reception cut short by a stop leaves no file behind.
+    const next = snapshotAt(60, 100 * 1024);
+    store.receiveSnapshotChunk(next.meta, next.data.length, 0, next.data.subarray(0, chunk));
+    expect(snapshotFiles(directory)).toHaveLength(2);
+    await store.close();
+    expect(snapshotFiles(directory)).toEqual(["00000000000000000030-00000000000000000002.snap"]);
+  });
+
   it("refuses a damaged, truncated or missing snapshot file, naming it", async () => {
     const { directory, store } = await storeWithEntries("damaged", 20);
     await store.saveSnapshot(snapshotAt(10));
