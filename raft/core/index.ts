@@ -1,5 +1,6 @@
 // The public surface of the consensus core. Drivers, the simulator and tests import from here.
 
+export { concatBytes } from "./bytes.js";
 export {
   type InjectedBug,
   type RaftConfig,

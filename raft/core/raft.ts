@@ -5,6 +5,7 @@
 // what lets the simulator replay thousands of faulty schedules. It must never block, await or throw
 // anything but a typed RaftError (bad request) or RaftInvariantError (broken protocol state).
 
+import { concatBytes } from "./bytes.js";
 import { type InjectedBug, type RaftConfig, type RaftConfigInput, validateRaftConfig } from "./config.js";
 import { broken, invariant, NotLeaderError, RaftError } from "./errors.js";
 import { RaftLog } from "./log.js";
@@ -1397,14 +1398,4 @@ export class RaftCore {
       persisted.term !== this.term || persisted.vote !== this.vote || persisted.commit !== this.log.committed
     );
   }
-}
-
-function concatBytes(chunks: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const data = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const chunk of chunks) {
-    data.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return data;
 }

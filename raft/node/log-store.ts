@@ -2,17 +2,18 @@
 // contract demands and waits for each to be durable before it sends a message that depends on it.
 // Implementations: MemoryLogStore (tests, simulations) and, in the storage issue, LevelDB.
 
-import type {
-  Entry,
-  HardState,
-  LogOffset,
-  PersistentState,
-  Snapshot,
-  SnapshotMeta,
-  SnapshotReceiver,
-  StableEntryReader,
-  StableSnapshotReader,
-  StoredSnapshot,
+import {
+  concatBytes,
+  type Entry,
+  type HardState,
+  type LogOffset,
+  type PersistentState,
+  type Snapshot,
+  type SnapshotMeta,
+  type SnapshotReceiver,
+  type StableEntryReader,
+  type StableSnapshotReader,
+  type StoredSnapshot,
 } from "../core/index.js";
 
 /**
@@ -164,17 +165,7 @@ export async function collectParts(
     collected.push(part);
     totalBytes += part.length;
   }
-  return concatenate(collected, totalBytes);
-}
-
-function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const data = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const part of parts) {
-    data.set(part, offset);
-    offset += part.length;
-  }
-  return data;
+  return concatBytes(collected, totalBytes);
 }
 
 /** Bytes a stored snapshot is read back in (readStoredSnapshot): one synchronous read each. */
@@ -224,7 +215,7 @@ export class SnapshotCollector implements SnapshotReceiver {
     receiving.chunks.push(chunk);
     receiving.bytes += chunk.length;
     if (receiving.bytes < totalBytes) return;
-    this.received = { meta, data: concatenate(receiving.chunks, totalBytes) };
+    this.received = { meta, data: concatBytes(receiving.chunks, totalBytes) };
     this.receiving = null;
   }
 

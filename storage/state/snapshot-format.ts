@@ -9,6 +9,7 @@
 //   the last chunk is empty (length 0): a truncated snapshot is detected
 
 import { crc32 } from "node:zlib";
+import { concatBytes } from "../../raft/core/index.js";
 import { StateError } from "./errors.js";
 
 const magic = new TextEncoder().encode("SRSNAP");
@@ -45,12 +46,12 @@ export async function* encodeSnapshot(
     pending.push(lengths.subarray(0, 4), record.key, lengths.subarray(4), record.value);
     pendingBytes += 8 + record.key.length + record.value.length;
     if (pendingBytes >= chunkPayloadBytes) {
-      yield* chunkParts(concatenate(pending, pendingBytes));
+      yield* chunkParts(concatBytes(pending, pendingBytes));
       pending = [];
       pendingBytes = 0;
     }
   }
-  if (pendingBytes > 0) yield* chunkParts(concatenate(pending, pendingBytes));
+  if (pendingBytes > 0) yield* chunkParts(concatBytes(pending, pendingBytes));
   // The empty last chunk: a snapshot cut short anywhere before it is refused.
   yield* chunkParts(new Uint8Array(0));
 }
@@ -62,16 +63,6 @@ function chunkParts(payload: Uint8Array): Uint8Array[] {
   view.setUint32(0, payload.length);
   view.setUint32(4, crc32(payload));
   return payload.length > 0 ? [frame, payload] : [frame];
-}
-
-function concatenate(parts: readonly Uint8Array[], totalBytes: number): Uint8Array {
-  const out = new Uint8Array(totalBytes);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Checks every chunk and returns the applied index and the records; throws before yielding anything bad. */

@@ -2,7 +2,7 @@
 // compacted, and a follower behind the compacted log gets InstallSnapshot, in chunks, resumable.
 
 import { describe, expect, it } from "vitest";
-import { RaftCore, SeededRandom } from "../../raft/core/index.js";
+import { emptyState, RaftCore, SeededRandom } from "../../raft/core/index.js";
 import { readSnapshotChunkOf, SnapshotCollector } from "../../raft/node/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
@@ -180,22 +180,13 @@ describe("snapshots", () => {
 
     // One chunk, the whole snapshot: Ready names it (meta and size), the receiver holds the bytes.
     const receiver = new SnapshotCollector("a test receiver");
-    const fresh = new RaftCore(
-      { id: "n9", random: new SeededRandom(2) },
-      {
-        hardState: { term: 0, vote: null, commit: 0 },
-        snapshot: null,
-        offset: { index: 0, term: 0 },
-        entries: [],
+    const fresh = new RaftCore({ id: "n9", random: new SeededRandom(2) }, emptyState(), {
+      stableSnapshots: {
+        readSnapshotChunk: (meta, offset, length) =>
+          readSnapshotChunkOf([receiver.received], meta, offset, length, "the test receiver"),
       },
-      {
-        stableSnapshots: {
-          readSnapshotChunk: (meta, offset, length) =>
-            readSnapshotChunkOf([receiver.received], meta, offset, length, "the test receiver"),
-        },
-        snapshotReceiver: receiver,
-      },
-    );
+      snapshotReceiver: receiver,
+    });
     fresh.step({
       type: "snapshotChunk",
       from: "n1",
@@ -215,16 +206,9 @@ describe("snapshots", () => {
   it("a core refuses a snapshot receiver without a reader: what it received could not be read back", () => {
     expect(
       () =>
-        new RaftCore(
-          { id: "n1", random: new SeededRandom(1) },
-          {
-            hardState: { term: 0, vote: null, commit: 0 },
-            snapshot: null,
-            offset: { index: 0, term: 0 },
-            entries: [],
-          },
-          { snapshotReceiver: new SnapshotCollector("a receiver") },
-        ),
+        new RaftCore({ id: "n1", random: new SeededRandom(1) }, emptyState(), {
+          snapshotReceiver: new SnapshotCollector("a receiver"),
+        }),
     ).toThrow(/a snapshot receiver without a reader/);
   });
 
