@@ -1,9 +1,10 @@
 // `npm run bench:snapshot-memory`: the memory a node holds for a Raft snapshot of a state of 4 KiB
 // secrets (16 and 64 MiB of values), measured as live ArrayBuffer bytes (a full collection before
-// each sample; the npm script gives --expose-gc). Two tables: a node's own snapshot read out of
+// each sample; the npm script gives --expose-gc). Three tables: a node's own snapshot read out of
 // its state machine into its file, collected whole first (what nodes did) or part by part (what
-// RaftNode does now); and a follower receiving a leader's snapshot, installing and restoring it,
-// one RaftNode on LevelDB fed 1 MiB chunks by this script through the in-process transport.
+// RaftNode does now); a follower receiving a leader's snapshot, installing and restoring it, one
+// RaftNode on LevelDB fed 1 MiB chunks by this script through the in-process transport; and a
+// node's start (the log store's open and load) with a snapshot on disk.
 // Run with: npm run bench:snapshot-memory
 
 import { randomBytes } from "node:crypto";
@@ -190,15 +191,53 @@ async function benchFollowerInstallMemory(
   return { mib, stateBytes: data.length, peak, seconds: (performance.now() - started) / 1000 };
 }
 
+/**
+ * A node's start with a `mib` MiB snapshot: what LevelLogStore's open and the Raft node's load
+ * hold (the snapshot checked, not kept) and how long they take, the median of three opens.
+ */
+async function benchStartMemory(
+  directory: string,
+  mib: number,
+): Promise<{ mib: number; held: number; ms: number }> {
+  const saving = await LevelLogStore.open(directory);
+  await saving.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
+    term: 1,
+    vote: null,
+    commit: 1,
+  });
+  await saving.saveSnapshot({
+    meta: { index: 1, term: 1, membership: { voters: ["n1"], learners: [] } },
+    data: new Uint8Array(randomBytes(mib * 2 ** 20)),
+  });
+  await saving.close();
+  const rounds = [];
+  for (let round = 0; round < 3; round++) {
+    const base = liveAbove(0);
+    const started = performance.now();
+    const store = await LevelLogStore.open(directory);
+    const state = await store.load();
+    const ms = performance.now() - started;
+    const held = liveAbove(base);
+    if (state.snapshot === null) throw new Error("the snapshot saved is not loaded");
+    await store.close();
+    rounds.push({ held, ms });
+  }
+  rounds.sort((a, b) => a.ms - b.ms);
+  const median = rounds[1] as { held: number; ms: number };
+  return { mib, ...median };
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "strongroom-bench-snapshot-memory-"));
   process.stdout.write(`bench:snapshot-memory: in ${root}, node ${process.version}\n\n`);
   const builds = [];
   const installs = [];
+  const starts = [];
   try {
     for (const mib of [16, 64]) builds.push(await benchSnapshotBuildMemory(join(root, `build${mib}`), mib));
     for (const mib of [16, 64])
       installs.push(await benchFollowerInstallMemory(join(root, `install${mib}`), mib));
+    for (const mib of [16, 64]) starts.push(await benchStartMemory(join(root, `start${mib}`), mib));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -230,6 +269,11 @@ async function main(): Promise<void> {
       (row.peak / 2 ** 20).toFixed(1),
       row.seconds.toFixed(1),
     ]),
+  );
+  process.stdout.write("\n");
+  printTable(
+    ["a node's start with a snapshot of", "MiB held after open and load", "ms (median of 3)"],
+    starts.map((row) => [`${row.mib} MiB`, (row.held / 2 ** 20).toFixed(1), row.ms.toFixed(0)]),
   );
 }
 
