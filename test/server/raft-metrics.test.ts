@@ -64,4 +64,37 @@ describe("RaftMetrics.instrument", () => {
     expect((await reopened.load()).snapshot?.meta.index).toBe(3);
     await reopened.close();
   });
+
+  it("hands a leader's snapshot through to the store's file as it arrives, and reports its size once installed", async () => {
+    const directory = join(root, "received");
+    const store = await LevelLogStore.open(directory);
+    const registry = new Registry();
+    const metrics = new RaftMetrics(registry, () => {
+      throw new Error("no Raft node in this test");
+    });
+    const wrapped = metrics.instrument(store);
+    await wrapped.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
+      term: 1,
+      vote: null,
+      commit: 1,
+    });
+    const sent: Snapshot = {
+      meta: { index: 9, term: 2, membership: { voters: ["n1"], learners: [] } },
+      data: new Uint8Array(randomBytes(70_000)),
+    };
+    wrapped.receiveSnapshotChunk(sent.meta, 70_000, 0, sent.data.subarray(0, 50_000));
+    wrapped.receiveSnapshotChunk(sent.meta, 70_000, 50_000, sent.data.subarray(50_000));
+    // In the store's file already, before the install: read back through the wrapper.
+    expect(Buffer.from(wrapped.readSnapshotChunk(sent.meta, 0, 70_000)).equals(Buffer.from(sent.data))).toBe(
+      true,
+    );
+    await wrapped.installSnapshot({ meta: sent.meta, totalBytes: 70_000 });
+    expect(readdirSync(join(directory, "snapshots"))).toEqual([
+      "00000000000000000009-00000000000000000002.snap",
+    ]);
+    expect(await registry.getSingleMetricAsString("strongroom_raft_snapshot_bytes")).toContain(
+      "strongroom_raft_snapshot_bytes 70000",
+    );
+    await wrapped.close();
+  });
 });
