@@ -134,7 +134,7 @@ async function restore(
       "a snapshot is restored into a new cluster only (this one is initialized)",
     );
   }
-  const { records } = readSnapshot(data);
+  const { records } = await readSnapshot([data]);
   const sealKey = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
   const restorable = records.filter((record) => systemAreaOfKey(record.key) !== "member");
   const ordered = [...restorable.filter((record) => !sealKey(record)), ...restorable.filter(sealKey)];

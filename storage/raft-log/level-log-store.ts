@@ -260,7 +260,7 @@ export class LevelLogStore implements LogStore {
   receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void {
     this.open();
     if (offset === 0) {
-      this.receiving?.discard();
+      if (this.receiving !== null) this.files.discardReceived(this.receiving);
       this.receiving = this.files.receive(meta, totalBytes);
     }
     const receiving = this.receiving;
@@ -271,7 +271,8 @@ export class LevelLogStore implements LogStore {
     receiving.append(offset, chunk);
     if (!receiving.whole) return;
     this.receiving = null;
-    for (const older of this.receivedWhole.filter((file) => !file.installing)) older.discard();
+    for (const older of this.receivedWhole.filter((file) => !file.installing))
+      this.files.discardReceived(older);
     this.receivedWhole = [...this.receivedWhole.filter((file) => file.installing), receiving];
   }
 
@@ -366,7 +367,7 @@ export class LevelLogStore implements LogStore {
         `install of the snapshot at ${stored.meta.index} in ${this.directory}, which was not received whole`,
       );
     received.installing = true;
-    return received.makeDurable();
+    return this.files.placeReceived(received);
   }
 
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
@@ -388,7 +389,7 @@ export class LevelLogStore implements LogStore {
     for (const file of this.receivedWhole.filter(
       (received) => SnapshotFiles.nameOf(received.meta) === ref.file,
     ))
-      file.discard();
+      this.files.discardReceived(file);
     this.receivedWhole = this.receivedWhole.filter(
       (received) => SnapshotFiles.nameOf(received.meta) !== ref.file,
     );
@@ -425,9 +426,9 @@ export class LevelLogStore implements LogStore {
     this.loadedAtOpen = null;
     this.closeReadable();
     // What was received and not installed does not outlive the process.
-    this.receiving?.discard();
+    if (this.receiving !== null) this.files.discardReceived(this.receiving);
     this.receiving = null;
-    for (const file of this.receivedWhole.splice(0)) file.discard();
+    for (const file of this.receivedWhole.splice(0)) this.files.discardReceived(file);
     await db?.close();
   }
 

@@ -1,8 +1,9 @@
 // A node's Raft snapshots as files beside its LevelDB log (<raft>/snapshots/), not as one LevelDB
 // value. A snapshot is the whole state (tens of MiB with 4 KiB secrets): as a LevelDB value it was
 // copied on the event loop, written to LevelDB's journal, then rewritten by every compaction that
-// touched it. As a file it is written once, by libuv's thread pool, and can be written while the
-// Raft loop goes on (LevelLogStore.stageSnapshot).
+// touched it. As a file it is written once, by libuv's thread pool, part by part as the state
+// machine reads it out, while the Raft loop goes on (LevelLogStore.stageSnapshot); a leader's
+// snapshot is written as its chunks arrive (receive, then placeReceived).
 //
 // A file becomes the snapshot only when the log's snapshot record names it, with its length and
 // CRC-32; the file is durable (written, fsynced, renamed into place, directory fsynced) before that
@@ -174,23 +175,31 @@ export class SnapshotFiles {
       });
     }
     this.writing.add(temporary);
-    return new ReceivedSnapshotFile(
-      meta,
-      totalBytes,
-      path,
-      descriptor,
-      async (ref) => {
-        this.writing.add(ref.file);
-        try {
-          await rename(path, join(this.directory, ref.file));
-          await this.syncDirectory();
-        } finally {
-          this.writing.delete(ref.file);
-          this.writing.delete(temporary);
-        }
-      },
-      () => this.writing.delete(temporary),
-    );
+    return new ReceivedSnapshotFile(meta, totalBytes, temporary, path, descriptor);
+  }
+
+  /**
+   * Makes a snapshot received whole durable under its own name (synced, renamed into place, the
+   * directory synced) and answers its reference for the log's record.
+   */
+  async placeReceived(received: ReceivedSnapshotFile): Promise<SnapshotFileRef> {
+    const ref = await received.sync();
+    this.writing.add(ref.file);
+    try {
+      await rename(received.path, join(this.directory, ref.file));
+      await this.syncDirectory();
+    } finally {
+      this.writing.delete(ref.file);
+      this.writing.delete(received.temporary);
+    }
+    return ref;
+  }
+
+  /** Closes a received file; removes it unless it was moved into place. */
+  discardReceived(received: ReceivedSnapshotFile): void {
+    received.close();
+    rmSync(received.path, { force: true });
+    this.writing.delete(received.temporary);
   }
 
   /**
@@ -273,7 +282,7 @@ export class OpenSnapshotFile {
  * A snapshot received from the leader, as its file under a temporary name: written a chunk at a
  * time, synchronously (the core hands each chunk while it steps; a write to the page cache), its
  * CRC-32 kept as it goes, and readable once whole (the node may lead before it is installed).
- * `makeDurable` syncs it and moves it under its own name; `discard` removes it.
+ * SnapshotFiles places it under its own name or discards it.
  */
 export class ReceivedSnapshotFile {
   private bytes = 0;
@@ -285,10 +294,10 @@ export class ReceivedSnapshotFile {
   constructor(
     readonly meta: SnapshotMeta,
     readonly totalBytes: number,
+    /** Its name in the snapshots directory while it is received. */
+    readonly temporary: string,
     readonly path: string,
     private readonly descriptor: number,
-    private readonly moveIntoPlace: (ref: SnapshotFileRef) => Promise<void>,
-    private readonly forget: () => void,
   ) {
     this.reader = new OpenSnapshotFile(path, descriptor);
   }
@@ -324,8 +333,8 @@ export class ReceivedSnapshotFile {
     return this.reader.read(offset, length);
   }
 
-  /** Makes the whole snapshot durable under its own name; answers its reference for the log's record. */
-  async makeDurable(): Promise<SnapshotFileRef> {
+  /** Makes the whole snapshot's bytes durable; answers the reference its record will hold. */
+  async sync(): Promise<SnapshotFileRef> {
     if (!this.whole)
       throw new LogStoreError(
         `the snapshot file ${this.path} holds ${this.bytes} of ${this.totalBytes} bytes`,
@@ -342,15 +351,10 @@ export class ReceivedSnapshotFile {
         },
       );
     }
-    const ref = { file: SnapshotFiles.nameOf(this.meta), bytes: this.bytes, crc32: this.checksum };
-    await this.moveIntoPlace(ref);
-    return ref;
+    return { file: SnapshotFiles.nameOf(this.meta), bytes: this.bytes, crc32: this.checksum };
   }
 
-  /** Closes it; removes the file unless it was moved into place. */
-  discard(): void {
+  close(): void {
     this.reader.close();
-    rmSync(this.path, { force: true });
-    this.forget();
   }
 }

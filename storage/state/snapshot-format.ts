@@ -65,23 +65,16 @@ function chunkParts(payload: Uint8Array): Uint8Array[] {
   return payload.length > 0 ? [frame, payload] : [frame];
 }
 
-/** Checks every chunk and returns the applied index and the records; throws before yielding anything bad. */
-export function readSnapshot(data: Uint8Array): { appliedIndex: number; records: SnapshotRecord[] } {
-  const appliedIndex = parseHeader(data.subarray(0, headerBytes));
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+/**
+ * The applied index and every record, once every chunk was checked: nothing is answered from a bad
+ * snapshot. Holds all the records (a backup being restored; a node's own restore reads chunk by chunk).
+ */
+export async function readSnapshot(
+  parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<{ appliedIndex: number; records: SnapshotRecord[] }> {
+  const { appliedIndex, chunks } = await decodeSnapshot(parts);
   const records: SnapshotRecord[] = [];
-  let offset = headerBytes;
-  for (let chunk = 1; ; chunk++) {
-    if (offset + 8 > data.length) fail(`it ends inside chunk ${chunk} (truncated)`);
-    const length = view.getUint32(offset);
-    const checksum = view.getUint32(offset + 4);
-    offset += 8;
-    if (length === 0) break;
-    if (offset + length > data.length) fail(`chunk ${chunk} is truncated`);
-    records.push(...parsePayload(data.subarray(offset, offset + length), checksum, chunk));
-    offset += length;
-  }
-  if (offset !== data.length) fail("there are bytes after its last chunk");
+  for await (const chunk of chunks) for (const record of chunk) records.push(record);
   return { appliedIndex, records };
 }
 
