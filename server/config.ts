@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { auditDurabilities } from "./audit/audit-file.js";
 import { isAuditSocketAddress } from "./audit/audit-socket.js";
 
 const address = z
@@ -197,8 +198,21 @@ export const nodeConfigSchema = z
           .min(4096)
           .default(64 * 1024 * 1024),
         checkpointEvery: z.number().int().min(1).max(100_000).default(1000),
+        /**
+         * When a call may proceed: "disk" once its entry is on disk (outlives a power loss), "os"
+         * once the operating system has it (outlives the process, not the machine; each file is
+         * synced in the background every `syncIntervalMs` it was written).
+         */
+        durability: z.enum(auditDurabilities).default("disk"),
+        syncIntervalMs: z.number().int().min(10).max(60_000).default(1000),
       })
-      .default({ sockets: [], maxFileBytes: 64 * 1024 * 1024, checkpointEvery: 1000 }),
+      .default({
+        sockets: [],
+        maxFileBytes: 64 * 1024 * 1024,
+        checkpointEvery: 1000,
+        durability: "disk",
+        syncIntervalMs: 1000,
+      }),
     auth: z
       .strictObject({
         /**

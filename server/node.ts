@@ -323,6 +323,8 @@ export class StrongroomNode {
       node: config.nodeId,
       maxFileBytes: config.audit.maxFileBytes,
       checkpointEvery: config.audit.checkpointEvery,
+      durability: config.audit.durability,
+      syncIntervalMs: config.audit.syncIntervalMs,
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       registry,
     });

@@ -39,6 +39,8 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --entry WHERE        where clients send: all (spread over every member, the default, as
                        etcd's clients do), leader or follower (each system's leader, or a
                        member that does not lead, found once the cluster is up)
+  --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
+                       on disk before its call goes on) or os (handed to the OS; docs/operations.md)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
   --node-options=FLAGS Node/V8 flags for the strongroom nodes, space-separated, each starting
                        with "--" (--node-options="--max-semi-space-size=32"); compare runs
@@ -67,6 +69,7 @@ function parseOptions() {
         clients: { type: "string" },
         "no-open-loop": { type: "boolean", default: false },
         entry: { type: "string", default: "all" },
+        "audit-durability": { type: "string", default: "disk" },
         profile: { type: "string" },
         "node-options": { type: "string", default: "" },
       },
@@ -131,6 +134,8 @@ const concurrencies =
 const entry = values.entry ?? "all";
 if (entry !== "all" && entry !== "leader" && entry !== "follower")
   refuse("--entry takes all, leader or follower");
+const auditDurability = values["audit-durability"] ?? "disk";
+if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-durability takes disk or os");
 
 /**
  * The members the clients send to: every one, or the leader alone, or one follower alone (what a
@@ -191,7 +196,10 @@ async function main(): Promise<void> {
       ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
     ]),
     // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
-    nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
+    nodeConfig: {
+      auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] },
+      audit: { durability: auditDurability },
+    },
     logLevel: "warn",
   });
   const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });

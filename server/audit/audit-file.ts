@@ -1,18 +1,28 @@
 // One audit file sink: appends chained lines (audit-chain.ts) to numbered files in a directory
-// (audit-000001.jsonl, ...), syncing before an append resolves, so "the entry is durable" is true
-// when a request proceeds. The file is opened with O_DSYNC, so a write returns once its data is
-// durable (as a write then an fdatasync would): one job on libuv's thread pool per batch, not two,
-// and never on the event loop (a synchronous fsync per entry stalled every call and the node's Raft
-// heartbeats under load). One write is in flight at a time: every append that arrives meanwhile
-// goes into the next write (group commit), and each write waits for the end of the event loop's
-// turn, so that the calls whose input arrived in this turn share it. A file past `maxFileBytes` is
-// closed with a checkpoint and the chain goes on in the next file; every start opens a new file
-// linked to the last line of the previous one, so a file cut short by a crash stays as it was, and
-// the verifier reports it.
+// (audit-000001.jsonl, ...). When an append resolves depends on the sink's durability:
+//
+// - "disk" (the default): once the entry is on disk, so it outlives a power loss. The file is
+//   opened with O_DSYNC, so a write returns once its data is durable (as a write then an
+//   fdatasync would): one job on libuv's thread pool per batch, not two, and never on the event
+//   loop (a synchronous fsync per entry stalled every call and the node's Raft heartbeats under
+//   load).
+// - "os": once the operating system has the entry (a write(2) into the page cache, on the event
+//   loop: a few microseconds, where a trip through the thread pool costs 50-70 µs of CPU here),
+//   so it outlives the process (a crash, SIGKILL) but not the machine; the file is synced in the
+//   background every `syncIntervalMs` it was written, so a power loss loses at most that much of
+//   the trail. Vault's file audit device does not sync at all.
+//
+// One write is in flight at a time: every append that arrives meanwhile goes into the next write
+// (group commit), and each write waits for the end of the event loop's turn, so that the calls
+// whose input arrived in this turn share it. A file past `maxFileBytes` is closed with a
+// checkpoint and the chain goes on in the next file; every start opens a new file linked to the
+// last line of the previous one, so a file cut short by a crash stays as it was, and the verifier
+// reports it.
 
 import {
   closeSync,
   constants,
+  fdatasync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -25,8 +35,16 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { type AuditRecord, auditFormatVersion, checkpointMac, genesisHash, hashLine } from "./audit-chain.js";
 
+/** When an append resolves: its entry on disk, or handed to the operating system (see above). */
+export type AuditDurability = "disk" | "os";
+
+export const auditDurabilities: readonly AuditDurability[] = ["disk", "os"];
+
 export interface AuditFileOptions {
   readonly directory: string;
+  readonly durability: AuditDurability;
+  /** With durability "os": how often a file written since its last sync is synced, in ms. */
+  readonly syncIntervalMs: number;
   readonly node: string;
   /** The key of checkpoint MACs; null while it is not known (a sealed node): no checkpoints then. */
   readonly auditKey: Uint8Array | null;
@@ -35,8 +53,10 @@ export interface AuditFileOptions {
   /** A checkpoint after every this many entries. */
   readonly checkpointEvery: number;
   readonly now?: () => Date;
-  /** Told the number of entries of each durable write (how well appends share writes). */
+  /** Told the number of entries of each write (how well appends share writes) and its time. */
   readonly onWrite?: (entries: number, seconds: number) => void;
+  /** With durability "os": told each background sync's time, or its error. */
+  readonly onSync?: (seconds: number, error: Error | null) => void;
 }
 
 const filePattern = /^audit-(\d{6})\.jsonl$/;
@@ -69,6 +89,10 @@ export class AuditFile {
   /** This file's copy of the audit key (zeroed when replaced or closed), and the buffer it copies. */
   private auditKey: Uint8Array | null;
   private auditKeyGiven: Uint8Array | null = null;
+  /** With durability "os": the background sync's timer, whether one runs, and unsynced bytes. */
+  private readonly syncTimer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  private unsynced = false;
 
   private constructor(
     private readonly options: AuditFileOptions,
@@ -79,6 +103,11 @@ export class AuditFile {
     this.seq = state.seq;
     this.prev = state.prev;
     this.descriptor = this.openFile();
+    if (options.durability === "os") {
+      this.syncTimer = setInterval(() => this.syncInBackground(), options.syncIntervalMs);
+      // The timer alone does not keep the process running; close() syncs what is left.
+      this.syncTimer.unref();
+    }
   }
 
   /** Opens the sink, continuing the chain of the files already in the directory. */
@@ -114,7 +143,7 @@ export class AuditFile {
     this.auditKey = key === null ? null : Uint8Array.from(key);
   }
 
-  /** Appends one entry; resolves once it is on disk (written and synced). */
+  /** Appends one entry; resolves once it is on disk ("disk") or written to the OS ("os"). */
   append(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit file is closed"));
     if (this.broken !== null) return Promise.reject(this.broken);
@@ -128,7 +157,9 @@ export class AuditFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.syncTimer !== null) clearInterval(this.syncTimer);
     await this.flushing;
+    await this.syncing;
     try {
       if (this.broken === null) {
         const checkpoint = this.checkpointLine();
@@ -168,9 +199,14 @@ export class AuditFile {
             if (checkpoint !== null) lines.push(checkpoint);
           }
           const text = Buffer.from(`${lines.join("\n")}\n`);
-          // Durable when it returns: the file is O_DSYNC.
           const started = performance.now();
-          await writeFully(this.descriptor, text);
+          if (this.options.durability === "disk") {
+            // Durable when it returns: the file is O_DSYNC.
+            await writeFully(this.descriptor, text);
+          } else {
+            writeFullySync(this.descriptor, text);
+            this.unsynced = true;
+          }
           this.fileBytes += text.length;
           this.options.onWrite?.(batch.length, (performance.now() - started) / 1000);
           for (const { resolve } of batch) resolve();
@@ -186,10 +222,43 @@ export class AuditFile {
     }
   }
 
+  /**
+   * With durability "os": syncs the file if it was written since the last sync, on the thread
+   * pool. A failed sync breaks the file as a failed write does (the kernel may have dropped the
+   * unsynced pages, so the chain on disk may have a hole): the next append fails, and the trail
+   * opens a new file.
+   */
+  private syncInBackground(): void {
+    if (!this.unsynced || this.syncing !== null || this.broken !== null || this.closed) return;
+    this.unsynced = false;
+    const descriptor = this.descriptor;
+    const fileIndex = this.fileIndex;
+    const started = performance.now();
+    this.syncing = new Promise<void>((resolve) => {
+      fdatasync(descriptor, (error) => {
+        this.syncing = null;
+        // A file rotated meanwhile was synced and closed by rotate(): its descriptor may be
+        // gone (EBADF) or reused, and there is nothing left to sync.
+        if (fileIndex !== this.fileIndex) {
+          resolve();
+          return;
+        }
+        if (error === null) {
+          this.options.onSync?.((performance.now() - started) / 1000, null);
+        } else {
+          this.broken ??= error;
+          this.options.onSync?.((performance.now() - started) / 1000, error);
+        }
+        resolve();
+      });
+    });
+  }
+
   private rotate(): void {
     const checkpoint = this.checkpointLine();
     if (checkpoint !== null) this.writeLines([checkpoint]);
     fsyncSync(this.descriptor);
+    this.unsynced = false;
     closeSync(this.descriptor);
     this.fileIndex += 1;
     this.fileBytes = 0;
@@ -199,7 +268,10 @@ export class AuditFile {
   private openFile(): number {
     const descriptor = openSync(
       join(this.options.directory, auditFileName(this.fileIndex)),
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC,
+      constants.O_WRONLY |
+        constants.O_CREAT |
+        constants.O_EXCL |
+        (this.options.durability === "disk" ? constants.O_DSYNC : 0),
       0o600,
     );
     this.descriptor = descriptor;
@@ -232,7 +304,7 @@ export class AuditFile {
 
   private writeLines(lines: readonly string[]): void {
     const text = Buffer.from(`${lines.join("\n")}\n`);
-    writeSync(this.descriptor, text);
+    writeFullySync(this.descriptor, text);
     this.fileBytes += text.length;
   }
 }
@@ -250,6 +322,12 @@ async function writeFully(descriptor: number, bytes: Buffer): Promise<void> {
     const { bytesWritten } = await writeAsync(descriptor, bytes, offset, bytes.length - offset, null);
     offset += bytesWritten;
   }
+}
+
+/** writeFully on the event loop. */
+function writeFullySync(descriptor: number, bytes: Buffer): void {
+  for (let offset = 0; offset < bytes.length; )
+    offset += writeSync(descriptor, bytes, offset, bytes.length - offset, null);
 }
 
 function seqOf(line: string): number | null {

@@ -1,7 +1,8 @@
 // The node's audit trail: every call on the client port gets a request entry before any work and
 // a response entry after it, in every configured sink (audit-file.ts). "No audit, no answer": a
 // call proceeds only once at least one sink has its request entry on disk, and is refused with
-// UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can take it. A failing sink does not take the
+// UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can take it ("has it" as the files'
+// durability says: on disk, or written to the operating system; audit-file.ts). A failing sink does not take the
 // node down while another works; it is counted, shown in metrics, and retried on every entry.
 //
 // Sensitive fields (a value written, a share) are never written: while the node is unsealed they
@@ -16,7 +17,7 @@ import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
 import { type AuditRecord, hashSensitive } from "./audit-chain.js";
-import { AuditFile } from "./audit-file.js";
+import { type AuditDurability, AuditFile } from "./audit-file.js";
 import { AuditSocket } from "./audit-socket.js";
 
 export interface AuditTrailOptions {
@@ -26,6 +27,9 @@ export interface AuditTrailOptions {
   readonly node: string;
   readonly maxFileBytes: number;
   readonly checkpointEvery: number;
+  /** When a file has an entry: on disk, or written to the OS and synced within `syncIntervalMs`. */
+  readonly durability: AuditDurability;
+  readonly syncIntervalMs: number;
   /** The root key while unsealed (the audit key is derived from it), or null while sealed. */
   readonly rootKey: () => Uint8Array | null;
   readonly registry: Registry;
@@ -73,14 +77,22 @@ export class AuditTrail {
       throw new NodeError("INVALID_ARGUMENT", "the audit trail needs at least one directory or socket");
     const writeEntries = new Histogram({
       name: "strongroom_audit_write_entries",
-      help: "Entries per durable write of an audit file (group commit: calls arriving together share a write).",
+      help: "Entries per write of an audit file (group commit: calls arriving together share a write).",
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: [options.registry],
     });
     // Every call waits for its entries' write: a slow audit disk shows here before in the calls.
     const writeSeconds = new Histogram({
       name: "strongroom_audit_write_seconds",
-      help: "Time of one durable write of an audit file (its entries written and synced), by sink.",
+      help: "Time of one write of an audit file (its entries written, and synced with durability disk), by sink.",
+      labelNames: ["sink"],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [options.registry],
+    });
+    // With durability "os" the disk's speed shows here instead (calls do not wait for it).
+    const syncSeconds = new Histogram({
+      name: "strongroom_audit_background_sync_seconds",
+      help: "Time of one background sync of an audit file (durability os), by sink.",
       labelNames: ["sink"],
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [options.registry],
@@ -95,10 +107,14 @@ export class AuditTrail {
             auditKey: null,
             maxFileBytes: options.maxFileBytes,
             checkpointEvery: options.checkpointEvery,
+            durability: options.durability,
+            syncIntervalMs: options.syncIntervalMs,
             onWrite: (entries, seconds) => {
               writeEntries.observe(entries);
               writeSeconds.observe({ sink: directory }, seconds);
             },
+            // A failed sync breaks the file: its next entry fails and is counted as the sink's.
+            onSync: (seconds) => syncSeconds.observe({ sink: directory }, seconds),
           }),
         opened: null,
         failing: false,

@@ -1,7 +1,8 @@
 // The audit trail's sinks, real ones: a directory of files and a collector on a Unix socket. An
 // entry goes to both; with the collector down the trail goes on through the file and counts the
 // socket as failing, and dials again once it is back; with the directory broken the collector alone
-// takes the entries; with neither, the call is refused (AUDIT_UNAVAILABLE).
+// takes the entries; with neither, the call is refused (AUDIT_UNAVAILABLE). With durability "os"
+// the files are synced in the background, and each sync is timed.
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
@@ -64,6 +65,8 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
     node: "n1",
     maxFileBytes: 1 << 20,
     checkpointEvery: 100,
+    durability: "disk",
+    syncIntervalMs: 1000,
     rootKey: () => new Uint8Array(32).fill(9),
     registry,
   });
@@ -118,5 +121,30 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
     .catch((e) => e);
   expect(refusal).toBeInstanceOf(NodeError);
   expect((refusal as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  await trail.close();
+});
+
+it('with durability "os", syncs a written file in the background and times each sync by directory', async () => {
+  const directory = join(root, "os-files");
+  const registry = new Registry();
+  const trail = new AuditTrail({
+    directories: [directory],
+    node: "n1",
+    maxFileBytes: 1 << 20,
+    checkpointEvery: 100,
+    durability: "os",
+    syncIntervalMs: 20,
+    rootKey: () => new Uint8Array(32).fill(9),
+    registry,
+  });
+  const finish = await trail.begin(context("/strongroom.v1.Secrets/Get"), { path: "app/one" });
+  await finish(null);
+  const syncs = new RegExp(
+    `^strongroom_audit_background_sync_seconds_count\\{sink="${directory}"\\} ([1-9]\\d*)$`,
+    "m",
+  );
+  await eventually(async () => syncs.test(await registry.metrics()), 5000);
+  // The calls' writes are counted as before; they did not wait for the disk.
+  expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_sum 2$/m);
   await trail.close();
 });

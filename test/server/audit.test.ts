@@ -1,9 +1,10 @@
-// The audit trail's files on a real disk: appends are chained and fsynced, rotation keeps one chain
+// The audit trail's files on a real disk: appends are chained and fsynced (with durability "os":
+// written, synced in the background, and kept through a SIGKILL), rotation keeps one chain
 // across files, a restart continues it, sensitive values appear only as HMACs, and the verifier
 // catches each kind of tampering - an edited, deleted, reordered or duplicated line, a deleted
 // file, a rewritten file with forged checkpoints, a truncated end - and says where.
 
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
@@ -19,7 +20,9 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
+import { SeededRandom } from "../../raft/core/index.js";
 import {
   type AuditLine,
   type AuditRecord,
@@ -27,8 +30,10 @@ import {
   hashLine,
   hashSensitive,
 } from "../../server/audit/audit-chain.js";
-import { AuditFile, listAuditFiles } from "../../server/audit/audit-file.js";
+import { AuditFile, type AuditFileOptions, listAuditFiles } from "../../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import { bundleChild } from "../support/bundle-child.js";
+import { eventually } from "../support/eventually.js";
 import { bundledCli } from "./process-cluster.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-audit-"));
@@ -47,15 +52,18 @@ function request(i: number, extra: Partial<AuditRecord> = {}): AuditRecord {
   };
 }
 
-/** A new trail directory and an open sink writing it. */
-function openSink(options: { maxFileBytes?: number; checkpointEvery?: number } = {}) {
+/** A new trail directory and an open sink writing it (durability "disk" unless given). */
+function openSink(options: Partial<Omit<AuditFileOptions, "directory" | "node" | "auditKey">> = {}) {
   const directory = join(root, `trail-${++directories}`);
   const sink = AuditFile.open({
     directory,
     node: "n1",
     auditKey,
-    maxFileBytes: options.maxFileBytes ?? 1024 * 1024,
-    checkpointEvery: options.checkpointEvery ?? 10,
+    maxFileBytes: 1024 * 1024,
+    checkpointEvery: 10,
+    durability: "disk",
+    syncIntervalMs: 1000,
+    ...options,
   });
   return { directory, sink };
 }
@@ -80,6 +88,20 @@ async function writeTrail(
   return directory;
 }
 
+/** The flags of this process's descriptor open on `file`, as the kernel sees them (/proc). */
+function openFlags(file: string): number {
+  const descriptor = readdirSync("/proc/self/fd").find((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false;
+    }
+  });
+  expect(descriptor, `no descriptor open on ${file}`).toBeDefined();
+  const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"))?.[1];
+  return Number.parseInt(flags ?? "0", 8);
+}
+
 function lines(file: string): string[] {
   return readFileSync(file, "utf8").trimEnd().split("\n");
 }
@@ -102,13 +124,8 @@ describe("writing", () => {
   });
 
   it("gathers a write at the end of the event loop's turn: appends after any number of awaits share it", async () => {
-    const directory = join(root, `trail-${++directories}`);
     const writes: number[] = [];
-    const sink = AuditFile.open({
-      directory,
-      node: "n1",
-      auditKey,
-      maxFileBytes: 1024 * 1024,
+    const { directory, sink } = openSink({
       checkpointEvery: 1000,
       onWrite: (entries) => writes.push(entries),
     });
@@ -135,19 +152,8 @@ describe("writing", () => {
   it("writes every file synchronously (O_DSYNC): a write that returned is on disk", async () => {
     const { directory, sink } = openSink({ maxFileBytes: 2048 });
     for (let i = 0; i < 20; i++) await sink.append(request(i));
-    // The open file, as the kernel sees it: its descriptor's flags (octal) in /proc.
-    const file = listAuditFiles(directory).at(-1) ?? "";
     expect(listAuditFiles(directory).length).toBeGreaterThan(1);
-    const descriptor = readdirSync("/proc/self/fd").find((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`) === file;
-      } catch {
-        return false;
-      }
-    });
-    expect(descriptor, `no descriptor open on ${file}`).toBeDefined();
-    const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"))?.[1];
-    expect(Number.parseInt(flags ?? "0", 8) & constants.O_DSYNC).toBe(constants.O_DSYNC);
+    expect(openFlags(listAuditFiles(directory).at(-1) ?? "") & constants.O_DSYNC).toBe(constants.O_DSYNC);
     await sink.close();
   });
 
@@ -171,7 +177,15 @@ describe("writing", () => {
   it("rotates by size and continues the chain across files and across a restart", async () => {
     const directory = await writeTrail(200, { maxFileBytes: 4096 });
     expect(listAuditFiles(directory).length).toBeGreaterThan(3);
-    const sink = AuditFile.open({ directory, node: "n1", auditKey, maxFileBytes: 4096, checkpointEvery: 10 });
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 4096,
+      checkpointEvery: 10,
+      durability: "disk",
+      syncIntervalMs: 1000,
+    });
     await sink.append(request(1000));
     await sink.append(request(1000, { type: "response", outcome: "ok", code: "OK" }));
     await sink.close();
@@ -208,6 +222,88 @@ describe("writing", () => {
       .join("");
     expect(text).not.toContain(marker);
     expect(text).toContain(hashSensitive(auditKey, marker));
+  });
+});
+
+describe('durability "os"', () => {
+  it("writes without O_DSYNC, and syncs a file in the background only while it is written", async () => {
+    const syncs: (Error | null)[] = [];
+    const { directory, sink } = openSink({
+      durability: "os",
+      syncIntervalMs: 20,
+      maxFileBytes: 4096,
+      onSync: (_seconds, error) => syncs.push(error),
+    });
+    const answered = async (i: number) => {
+      await sink.append(request(i));
+      await sink.append(request(i, { type: "response", outcome: "ok", code: "OK" }));
+    };
+    for (let i = 0; i < 40; i++) await answered(i);
+    // Rotated (each new file synced as it is opened), and the open one written without O_DSYNC.
+    expect(listAuditFiles(directory).length).toBeGreaterThan(1);
+    expect(openFlags(listAuditFiles(directory).at(-1) ?? "") & constants.O_DSYNC).toBe(0);
+    await eventually(() => syncs.length > 0, 5000);
+    expect(syncs.every((error) => error === null)).toBe(true);
+    // Idle for ten intervals: nothing to sync, so no sync.
+    const idle = syncs.length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(syncs.length).toBe(idle);
+    await answered(40);
+    await eventually(() => syncs.length > idle, 5000);
+    await sink.close();
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
+      entries: 82,
+      problems: [],
+    });
+  });
+
+  it("keeps every acknowledged entry through a SIGKILL of the process", { timeout: 60_000 }, async () => {
+    const seed = Number(process.env.AUDIT_KILL_SEED ?? 20261129);
+    console.log(`audit kill test: seed ${seed} (AUDIT_KILL_SEED replays it)`);
+    const random = new SeededRandom(seed);
+    const writer = await bundleChild(
+      new URL("./fixtures/audit-writer.ts", import.meta.url),
+      "audit-writer",
+      "packages",
+    );
+    for (let run = 0; run < 3; run++) {
+      const directory = join(root, `killed-${run}`);
+      // Killed once it has acknowledged this many entries (and maybe a few more meanwhile).
+      const killAfter = 50 + random.nextInt(1500);
+      const acknowledged = await new Promise<number>((resolve, reject) => {
+        const child = spawn(
+          process.execPath,
+          [writer, directory, Buffer.from(auditKey).toString("hex"), "100000"],
+          {
+            stdio: ["ignore", "pipe", "pipe"],
+          },
+        );
+        let last = -1;
+        let errors = "";
+        child.stderr.on("data", (chunk: Buffer) => {
+          errors += chunk.toString();
+        });
+        createInterface({ input: child.stdout }).on("line", (line) => {
+          last = Number(line.split(" ")[1]);
+          if (last + 1 === killAfter) child.kill("SIGKILL");
+        });
+        child.on("close", (_code, signal) =>
+          signal === "SIGKILL"
+            ? resolve(last + 1)
+            : reject(new Error(`the writer ended by itself: ${errors}`)),
+        );
+      });
+      expect(acknowledged, `run ${run} (seed ${seed})`).toBeGreaterThanOrEqual(killAfter);
+      const report = verifyAuditFiles(listAuditFiles(directory), auditKey);
+      // Every acknowledged entry, in order, the chain intact; only the end is open, as a crash leaves it.
+      expect(report.problems, `run ${run} (seed ${seed})`).toEqual([
+        expect.stringMatching(/^the last file does not end with a checkpoint/),
+      ]);
+      expect(report.entries).toBeGreaterThanOrEqual(acknowledged);
+      expect(report.unanswered.slice(0, acknowledged)).toEqual(
+        Array.from({ length: acknowledged }, (_, i) => `r${i}`),
+      );
+    }
   });
 });
 

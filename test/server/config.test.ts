@@ -62,6 +62,8 @@ describe("node config", () => {
       streamsPerConnectionMax: 256,
       snapshotBytesMax: 1024 * 1024 * 1024,
     });
+    // An audit entry is on disk before its call goes on, unless the operator says otherwise.
+    expect(config.audit).toMatchObject({ durability: "disk", syncIntervalMs: 1000 });
     expect(config.auth).toMatchObject({
       identitySource: "uri-or-cn",
       tokenTtlMs: 3_600_000,
@@ -81,7 +83,7 @@ describe("node config", () => {
       raft: { tickMs: 0, electionTicks: 5, heartbeatTicks: 5 },
       seal: { shareAttemptTimeoutMs: 5 },
       auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
-      audit: { sockets: ["syslog://localhost"] },
+      audit: { sockets: ["syslog://localhost"], durability: "none", syncIntervalMs: 5 },
       colour: "blue",
     });
     const problems = problemsOf(file);
@@ -98,9 +100,11 @@ describe("node config", () => {
         ),
         expect.stringMatching(/^auth\.rateLimits\.0\.perSecond: /),
         "audit.sockets.0: must be unix:<path> or tcp:<host>:<port>",
+        expect.stringMatching(/^audit\.durability: Invalid option: expected one of "disk"\|"os"/),
+        expect.stringMatching(/^audit\.syncIntervalMs: /),
       ]),
     );
-    expect(problems.length).toBeGreaterThanOrEqual(9);
+    expect(problems.length).toBeGreaterThanOrEqual(11);
     expect(() => loadNodeConfig(file, {})).toThrow(
       new RegExp(`^${file.replaceAll("/", "\\/")} has \\d+ problems:\\n  - `),
     );
