@@ -4,15 +4,21 @@
 // its state machine into its file, collected whole first (what nodes did) or part by part (what
 // RaftNode does now); a follower receiving a leader's snapshot, installing and restoring it, one
 // RaftNode on LevelDB fed 1 MiB chunks by this script through the in-process transport; and a
-// node's start (the log store's open and load) with a snapshot on disk.
+// node's start (the log store's open and load) with a snapshot on disk; and a backup
+// (Cluster.SaveSnapshot's handler on a grpc-js server, a grpc-js client reading it over loopback
+// in the same process; without TLS, and without the read barrier, which has no cluster here).
 // Run with: npm run bench:snapshot-memory
 
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type ClientReadableStream, credentials, Server, ServerCredentials } from "@grpc/grpc-js";
+import { ClusterClient, ClusterService, type SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import type { Entry, Message, SnapshotMeta } from "../raft/core/index.js";
 import { collectParts, InProcessNetwork, RaftNode } from "../raft/node/index.js";
+import { saveSnapshotHandler } from "../server/api/snapshot-handlers.js";
+import type { ReadBarrier } from "../server/read-barrier.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
 import {
@@ -227,17 +233,77 @@ async function benchStartMemory(
   return { mib, ...median };
 }
 
+/**
+ * The memory a backup holds while a client saves it: a state machine of `mib` MiB of 4 KiB
+ * secrets, served by SaveSnapshot's handler on a grpc-js server and read by a grpc-js client on
+ * loopback in this process. Live ArrayBuffer bytes sampled as each chunk arrives (the client's
+ * chunks are let go as they come, so what stays is the server's and what is in flight).
+ */
+async function benchBackupMemory(
+  directory: string,
+  mib: number,
+): Promise<{ mib: number; stateBytes: number; peak: number; seconds: number }> {
+  const state = await filledState(join(directory, "state"), (mib * 1024 * 1024) / 4096);
+  const handler = saveSnapshotHandler({
+    raft: () => {
+      throw new Error("a save does not use the Raft node");
+    },
+    state,
+    keeper: null as never,
+    snapshotBytesMax: 2 ** 30,
+    reads: { wait: async () => {} } as unknown as ReadBarrier,
+    timeoutMs: 10_000,
+  });
+  const server = new Server();
+  server.addService(ClusterService, {
+    saveSnapshot: (call: Parameters<typeof handler>[0]) =>
+      handler(call, {
+        method: "/strongroom.v1.Cluster/SaveSnapshot",
+        identity: "bench",
+        token: null,
+        deadline: Date.now() + 600_000,
+        forwardedBy: null,
+      }),
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+      error === null ? resolve(bound) : reject(error),
+    ),
+  );
+  const client = new ClusterClient(`127.0.0.1:${port}`, credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 8 * 1024 * 1024,
+  });
+  const base = liveAbove(0);
+  let peak = 0;
+  const started = performance.now();
+  let stateBytes = 0;
+  try {
+    const stream = client.saveSnapshot({}) as ClientReadableStream<SnapshotChunk>;
+    for await (const chunk of stream) {
+      stateBytes += (chunk as SnapshotChunk).data.length;
+      peak = Math.max(peak, liveAbove(base));
+    }
+  } finally {
+    client.close();
+    server.forceShutdown();
+    await state.close();
+  }
+  return { mib, stateBytes, peak, seconds: (performance.now() - started) / 1000 };
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), "strongroom-bench-snapshot-memory-"));
   process.stdout.write(`bench:snapshot-memory: in ${root}, node ${process.version}\n\n`);
   const builds = [];
   const installs = [];
   const starts = [];
+  const backups = [];
   try {
     for (const mib of [16, 64]) builds.push(await benchSnapshotBuildMemory(join(root, `build${mib}`), mib));
     for (const mib of [16, 64])
       installs.push(await benchFollowerInstallMemory(join(root, `install${mib}`), mib));
     for (const mib of [16, 64]) starts.push(await benchStartMemory(join(root, `start${mib}`), mib));
+    for (const mib of [16, 64]) backups.push(await benchBackupMemory(join(root, `backup${mib}`), mib));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -274,6 +340,21 @@ async function main(): Promise<void> {
   printTable(
     ["a node's start with a snapshot of", "MiB held after open and load", "ms (median of 3)"],
     starts.map((row) => [`${row.mib} MiB`, (row.held / 2 ** 20).toFixed(1), row.ms.toFixed(0)]),
+  );
+  process.stdout.write("\n");
+  printTable(
+    [
+      "state (4 KiB secrets)",
+      "backup MiB",
+      "peak MiB held serving it (SaveSnapshot)",
+      "seconds (a full GC at every chunk)",
+    ],
+    backups.map((row) => [
+      `${row.mib} MiB of values`,
+      (row.stateBytes / 2 ** 20).toFixed(1),
+      (row.peak / 2 ** 20).toFixed(1),
+      row.seconds.toFixed(1),
+    ]),
   );
 }
 

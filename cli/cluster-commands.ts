@@ -3,7 +3,9 @@
 // stdin, one per line, or at hidden prompts). Init prints the shares and the root token once: they
 // go to stdout only (redirect them somewhere safe), never to a file of ours.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
 import type { Command } from "commander";
 import type { Member, SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
@@ -129,33 +131,41 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .description("save a consistent copy of the whole state (ciphertext only) to a file")
     .action((file: string, options: ConnectionOptions) =>
       run(output, async () => {
-        const chunks: SnapshotChunk[] = [];
+        // Written as it comes into FILE.partial, renamed to FILE once whole and checked against
+        // the digest in the last chunk: a save cut short or damaged never leaves FILE.
+        const partial = `${file}.partial`;
+        const out = await open(partial, "w", 0o600);
+        const hash = createHash("sha256");
         let total = 0;
         let received = 0;
-        await withClient(options, (client) =>
-          client.saveSnapshot((chunk) => {
-            chunks.push(chunk);
-            total ||= chunk.totalBytes;
-            received += chunk.data.length;
-            if (total > 0) output.err(`\r${Math.floor((received / total) * 100)}% of ${total} bytes`);
-          }),
-        );
-        output.err("\n");
-        // The file keeps the chunks as they came, each length-prefixed, so restore can check the SHA-256.
-        const frames = chunks.map((chunk) => {
-          const body = Buffer.from(
-            JSON.stringify({
-              ...chunk,
-              data: Buffer.from(chunk.data).toString("base64"),
-              sha256: Buffer.from(chunk.sha256).toString("base64"),
+        let appliedIndex = 0;
+        let digest: Uint8Array | null = null;
+        try {
+          await withClient(options, (client) =>
+            client.saveSnapshot(async (chunk) => {
+              if (received === 0) appliedIndex = chunk.appliedIndex;
+              total ||= chunk.totalBytes;
+              received += chunk.data.length;
+              hash.update(chunk.data);
+              if (chunk.sha256.length > 0) digest = chunk.sha256;
+              await out.write(snapshotFrame(chunk));
+              if (total > 0) output.err(`\r${Math.floor((received / total) * 100)}% of ${total} bytes`);
             }),
           );
-          const length = Buffer.alloc(4);
-          length.writeUInt32BE(body.length);
-          return Buffer.concat([length, body]);
-        });
-        writeFileSync(file, Buffer.concat(frames), { mode: 0o600 });
-        output.out(`saved ${received} bytes at index ${chunks[0]?.appliedIndex ?? 0} to ${file}\n`);
+          output.err("\n");
+          if (digest === null || !hash.digest().equals(digest))
+            throw new Error(
+              "the snapshot arrived incomplete or damaged (its SHA-256 does not match); save it again",
+            );
+          await out.sync();
+          await out.close();
+          await rename(partial, file);
+        } catch (error) {
+          await out.close().catch(() => {});
+          await rm(partial, { force: true });
+          throw error;
+        }
+        output.out(`saved ${received} bytes at index ${appliedIndex} to ${file}\n`);
       }),
     );
 
@@ -337,4 +347,18 @@ export function registerClusterCommands(program: Command, output: Output = proce
         emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
       }),
     );
+}
+
+/** One chunk as a backup file keeps it: a 4-byte length, then the chunk as JSON (bytes in base64). */
+function snapshotFrame(chunk: SnapshotChunk): Buffer {
+  const body = Buffer.from(
+    JSON.stringify({
+      ...chunk,
+      data: Buffer.from(chunk.data).toString("base64"),
+      sha256: Buffer.from(chunk.sha256).toString("base64"),
+    }),
+  );
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  return Buffer.concat([length, body]);
 }

@@ -1,10 +1,12 @@
 // Cluster.SaveSnapshot and Cluster.RestoreSnapshot: backups. A snapshot is the state machine's
 // own checksummed format taken after a linearizable read barrier, so it holds everything
 // acknowledged before the call - and only ciphertext: values under the barrier, the keyring under
-// the root key, the seal record. Restoring proposes its records in batches into a new,
-// uninitialized cluster, the seal record last (until it applies, the cluster stays uninitialized,
-// so an interrupted restore can simply be run again). Member addresses are not restored: the new
-// cluster's own are kept.
+// the root key, the seal record. A save streams it from a LevelDB snapshot without holding it
+// whole (read twice: once for its size and digest, once to send). A restore holds what it
+// receives (up to requests.snapshotBytesMax) until the digest in the last chunk is checked, then
+// proposes its records in batches into a new, uninitialized cluster, the seal record last (until
+// it applies, the cluster stays uninitialized, so an interrupted restore can simply be run again).
+// Member addresses are not restored: the new cluster's own are kept.
 
 import { createHash } from "node:crypto";
 import type {
@@ -13,11 +15,13 @@ import type {
   SnapshotChunk,
 } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { concatBytes } from "../../raft/core/index.js";
 import type { RaftNode } from "../../raft/node/index.js";
 import {
   type ApplyResult,
+  checkSnapshot,
+  decodeSnapshot,
   encodeCommand,
-  readSnapshot,
   type SecretStateMachine,
   type SnapshotRecord,
   StateError,
@@ -53,23 +57,85 @@ export function saveSnapshotHandler(
         ...context,
         deadline: Date.now() + parts.timeoutMs,
       });
-      const data = await parts.state.snapshot();
-      const digest = createHash("sha256").update(data).digest();
-      for (let offset = 0; offset < data.length || offset === 0; offset += chunkBytes) {
-        const last = offset + chunkBytes >= data.length;
-        const chunk: SnapshotChunk = {
-          data: data.subarray(offset, offset + chunkBytes),
-          totalBytes: offset === 0 ? data.length : 0,
-          appliedIndex: offset === 0 ? parts.state.appliedIndex() : 0,
-          sha256: last ? digest : new Uint8Array(0),
+      // Never whole in memory: the capture is read through once for the size (in the first
+      // chunk) and the digest (in the last), then again to send it, a chunk at a time.
+      const held = await parts.state.holdSnapshot();
+      try {
+        let totalBytes = 0;
+        const measured = createHash("sha256");
+        for await (const part of held.read()) {
+          totalBytes += part.length;
+          measured.update(part);
+        }
+        const digest = measured.digest();
+        const sent = createHash("sha256");
+        let first = true;
+        const send = async (data: Uint8Array, last: boolean) => {
+          const chunk: SnapshotChunk = {
+            data,
+            totalBytes: first ? totalBytes : 0,
+            appliedIndex: first ? held.appliedIndex : 0,
+            sha256: last ? digest : new Uint8Array(0),
+          };
+          first = false;
+          await writeTaken(call, chunk);
         };
-        if (!call.write(chunk)) await new Promise((resolve) => call.once("drain", resolve));
-        if (last) break;
+        // One chunk is held back: the last carries the digest, once the bytes sent matched it.
+        let previous: Uint8Array | null = null;
+        for await (const data of regroup(held.read(), chunkBytes)) {
+          if (call.cancelled) return;
+          if (previous !== null) await send(previous, false);
+          sent.update(data);
+          previous = data;
+        }
+        if (!sent.digest().equals(digest))
+          throw new NodeError("INTERNAL", "the snapshot changed between its two reads; save it again");
+        await send(previous ?? new Uint8Array(0), true);
+      } finally {
+        await held.release();
       }
-      call.end();
+      if (!call.cancelled) call.end();
     };
-    run().catch((error: unknown) => call.emit("error", toServiceError(error)));
+    run().catch((error: unknown) => {
+      if (!call.cancelled) call.emit("error", toServiceError(error));
+    });
   };
+}
+
+/**
+ * Writes one chunk and waits until the stream has taken it (its write callback: handed to HTTP/2,
+ * within the client's flow-control window), or the call is cancelled. Waiting only for "drain"
+ * would let grpc-js queue 16 chunks first (an object stream's high-water mark): 16 MiB.
+ */
+async function writeTaken(
+  call: Parameters<ServerStreamHandler<SaveSnapshotRequest, SnapshotChunk>>[0],
+  chunk: SnapshotChunk,
+): Promise<void> {
+  if (call.cancelled) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      call.off("cancelled", done);
+      resolve();
+    };
+    call.on("cancelled", done);
+    call.write(chunk, done);
+  });
+}
+
+/** The parts joined into pieces of at least `bytes` (the last may be shorter). */
+async function* regroup(parts: AsyncIterable<Uint8Array>, bytes: number): AsyncGenerator<Uint8Array> {
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  for await (const part of parts) {
+    pending.push(part);
+    pendingBytes += part.length;
+    if (pendingBytes >= bytes) {
+      yield concatBytes(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+    }
+  }
+  if (pendingBytes > 0) yield concatBytes(pending, pendingBytes);
 }
 
 export function restoreSnapshotHandler(
@@ -119,8 +185,9 @@ async function restore(
   chunks: readonly Uint8Array[],
   digest: Uint8Array | null,
 ): Promise<RestoreSnapshotResponse> {
-  const data = Buffer.concat(chunks);
-  if (digest === null || !createHash("sha256").update(data).digest().equals(Buffer.from(digest))) {
+  const hash = createHash("sha256");
+  for (const chunk of chunks) hash.update(chunk);
+  if (digest === null || !hash.digest().equals(Buffer.from(digest))) {
     throw new NodeError(
       "INVALID_ARGUMENT",
       "the snapshot is incomplete or damaged: its SHA-256 does not match",
@@ -134,11 +201,14 @@ async function restore(
       "a snapshot is restored into a new cluster only (this one is initialized)",
     );
   }
-  const { records } = await readSnapshot([data]);
-  const sealKey = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
-  const restorable = records.filter((record) => systemAreaOfKey(record.key) !== "member");
-  const ordered = [...restorable.filter((record) => !sealKey(record)), ...restorable.filter(sealKey)];
+  // Every chunk checked before anything is proposed; then read again, a chunk at a time, so the
+  // records are never all decoded at once.
+  await checkSnapshot(chunks);
+  const { chunks: decoded } = await decodeSnapshot(chunks);
+  const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
+  const sealRecords: SnapshotRecord[] = [];
   let revision = 0;
+  let records = 0;
   let batch: SnapshotRecord[] = [];
   let batchBytes = 0;
   const propose = async () => {
@@ -151,14 +221,26 @@ async function restore(
     batch = [];
     batchBytes = 0;
   };
-  for (const record of ordered) {
-    // The seal record goes alone and last: the cluster counts as initialized once it applies.
-    if (sealKey(record)) await propose();
-    batch.push(record);
-    batchBytes += record.key.length + record.value.length;
-    if (batchBytes >= loadBatchBytes || sealKey(record)) await propose();
+  for await (const chunk of decoded) {
+    for (const record of chunk) {
+      // Member addresses are the new cluster's own.
+      if (systemAreaOfKey(record.key) === "member") continue;
+      records += 1;
+      // The seal record goes alone and last: the cluster counts as initialized once it applies.
+      if (isSeal(record)) {
+        sealRecords.push(record);
+        continue;
+      }
+      batch.push(record);
+      batchBytes += record.key.length + record.value.length;
+      if (batchBytes >= loadBatchBytes) await propose();
+    }
   }
   await propose();
+  for (const record of sealRecords) {
+    batch.push(record);
+    await propose();
+  }
   await parts.keeper.reload();
-  return { records: ordered.length, revision };
+  return { records, revision };
 }

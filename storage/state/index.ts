@@ -13,6 +13,7 @@ export { defaultStateLimits, type StateLimits, validatePath, validatePrefix } fr
 export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,
+  type HeldSnapshot,
   recordDigest,
   type SecretMetadata,
   SecretStateMachine,
@@ -20,4 +21,4 @@ export {
   systemAreaOfKey,
   type VersionRecord,
 } from "./secret-state.js";
-export { readSnapshot, type SnapshotRecord } from "./snapshot-format.js";
+export { checkSnapshot, decodeSnapshot, type SnapshotRecord } from "./snapshot-format.js";

@@ -138,6 +138,15 @@ const decoder = new TextDecoder();
 const unsynced = { sync: false } as const;
 const synced = { sync: true } as const;
 
+/** A captured state that can be read out again and again (holdSnapshot), until released. */
+export interface HeldSnapshot {
+  readonly appliedIndex: number;
+  /** The snapshot's bytes from the start, a part at a time (snapshot-format.ts). */
+  read(): AsyncGenerator<Uint8Array>;
+  /** Lets go of the capture (a LevelDB snapshot); read no more after it. */
+  release(): Promise<void>;
+}
+
 export class SecretStateMachine {
   private applied = 0;
   /** Every rotating secret's next rotation (path → version it replaces, when): the leader's schedule. */
@@ -407,13 +416,32 @@ export class SecretStateMachine {
    * no apply runs until this resolves (the Raft node awaits it in its loop).
    */
   async captureSnapshot(): Promise<() => AsyncGenerator<Uint8Array>> {
-    await this.guard(this.settle());
-    const index = this.applied;
-    const captured = this.db.snapshot();
-    return () => this.readCapture(captured, index);
+    const held = await this.holdSnapshot();
+    return async function* readOnce() {
+      try {
+        yield* held.read();
+      } finally {
+        await held.release();
+      }
+    };
   }
 
-  /** The capture as snapshot parts; the LevelDB snapshot is released when they end or fail. */
+  /**
+   * As captureSnapshot, but the capture may be read out any number of times, each time the same
+   * bytes, until it is released (a backup is read once for its size and digest, then sent).
+   */
+  async holdSnapshot(): Promise<HeldSnapshot> {
+    await this.guard(this.settle());
+    const appliedIndex = this.applied;
+    const captured = this.db.snapshot();
+    return {
+      appliedIndex,
+      read: () => this.readCapture(captured, appliedIndex),
+      release: () => captured.close(),
+    };
+  }
+
+  /** The capture as snapshot parts. */
   private async *readCapture(
     captured: ReturnType<BinaryLevel["snapshot"]>,
     index: number,
@@ -422,8 +450,6 @@ export class SecretStateMachine {
       yield* encodeSnapshot(index, this.capturedRecords(captured));
     } catch (error) {
       throw this.storageError(error);
-    } finally {
-      await captured.close();
     }
   }
 

@@ -66,19 +66,6 @@ function chunkParts(payload: Uint8Array): Uint8Array[] {
 }
 
 /**
- * The applied index and every record, once every chunk was checked: nothing is answered from a bad
- * snapshot. Holds all the records (a backup being restored; a node's own restore reads chunk by chunk).
- */
-export async function readSnapshot(
-  parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-): Promise<{ appliedIndex: number; records: SnapshotRecord[] }> {
-  const { appliedIndex, chunks } = await decodeSnapshot(parts);
-  const records: SnapshotRecord[] = [];
-  for await (const chunk of chunks) for (const record of chunk) records.push(record);
-  return { appliedIndex, records };
-}
-
-/**
  * Reads a snapshot from its parts as they come, a chunk at a time: the applied index at once,
  * then each chunk's records once its checksum held. A fault is thrown when reached, after the
  * chunks before it were handed out: a caller that must change nothing on a bad snapshot reads

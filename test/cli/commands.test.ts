@@ -4,7 +4,7 @@
 // snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -304,6 +304,11 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
     code: 0,
     stdout: expect.stringMatching(/^saved \d+ bytes at index \d+ to /),
   });
+  // Written beside, then renamed once checked: no partial file left, readable by its owner only.
+  expect(existsSync(`${file}.partial`)).toBe(false);
+  expect(statSync(file).mode & 0o777).toBe(0o600);
+  const savedBytes = Number(/^saved (\d+) bytes/.exec(saved.stdout)?.[1]);
+  expect(savedBytes).toBeGreaterThan(0);
   // Restoring is for a new cluster only; this one is initialized.
   const refused = await strongroom(["cluster", "snapshot", "restore", file]);
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("ALREADY_INITIALIZED") });

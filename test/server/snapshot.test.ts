@@ -109,6 +109,12 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   expect(chunks.length).toBeGreaterThan(1);
   const data = Buffer.concat(chunks.map((chunk) => chunk.data));
   expect(chunks[0]?.totalBytes).toBe(data.length);
+  expect(chunks[0]?.appliedIndex).toBeGreaterThan(0);
+  // The size in the first chunk only, the digest in the last only, and no chunk much above 1 MiB.
+  expect(chunks.slice(1).every((chunk) => chunk.totalBytes === 0 && chunk.appliedIndex === 0)).toBe(true);
+  expect(chunks.slice(0, -1).every((chunk) => chunk.sha256.length === 0)).toBe(true);
+  expect(chunks.at(-1)?.sha256).toHaveLength(32);
+  expect(Math.max(...chunks.map((chunk) => chunk.data.length))).toBeLessThan(1.5 * 1024 * 1024);
   expect(data.includes(Buffer.from(marker))).toBe(false);
 
   // Not into an initialized cluster, and not a damaged snapshot.

@@ -304,6 +304,26 @@ describe("state machine snapshots", () => {
     expect(await target.machine.encryptionCounts()).toEqual(new Map([[1, 4]]));
   });
 
+  it("holds a capture that reads out the same bytes each time, applies meanwhile left out, until released", async () => {
+    const source = await fixture();
+    const value = "v".repeat(4096);
+    for (let i = 0; i < 80; i++) await source.put(`app/s${i}`, `${i}:${value}`);
+    const held = await source.machine.holdSnapshot();
+    expect(held.appliedIndex).toBe(source.machine.appliedIndex());
+    await source.put("app/later", "not in the capture");
+    const first = await collect(held.read());
+    const second = await collect(held.read());
+    expect(first.length).toBeGreaterThan(300 * 1024);
+    expect(Buffer.from(second).equals(Buffer.from(first))).toBe(true);
+    await held.release();
+    const target = await fixture();
+    await target.machine.restore(() => [first]);
+    expect(await target.get("app/s79")).toBe(`79:${value}`);
+    expect(await target.machine.metadata("app/later")).toBeNull();
+    // Released: the LevelDB snapshot is closed, so reading on fails.
+    await expect(collect(held.read())).rejects.toThrow();
+  });
+
   it("refuses a damaged or truncated snapshot before touching the state", async () => {
     const source = await fixture();
     await source.put("k", "v");
@@ -550,3 +570,10 @@ describe("damaged files", () => {
     expect(failure).toMatch(/\((LevelDB: Corruption:|the metadata of app\/s\d+ does not decode: )/);
   });
 });
+
+/** Every part of `parts`, joined. */
+async function collect(parts: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const all: Uint8Array[] = [];
+  for await (const part of parts) all.push(part);
+  return Buffer.concat(all);
+}
