@@ -251,6 +251,7 @@ async function benchBackupMemory(
     state,
     keeper: null as never,
     snapshotBytesMax: 2 ** 30,
+    stagingDirectory: join(directory, "restore"),
     reads: { wait: async () => {} } as unknown as ReadBarrier,
     timeoutMs: 10_000,
   });

@@ -4,7 +4,7 @@
 // ports, and the plaintext health and metrics port. Each part lives in its own file; this one
 // only wires them and owns start-up and shutdown order.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
@@ -156,6 +156,9 @@ export class StrongroomNode {
   ): Promise<StrongroomNode> {
     const logger = options.logger ?? createLogger(config.nodeId, config.log.level);
     mkdirSync(config.dataDir, { recursive: true });
+    // What a restore cut short by a stop or a crash left behind (ciphertext, of no further use).
+    const restoreStagingDirectory = join(config.dataDir, "restore");
+    rmSync(restoreStagingDirectory, { recursive: true, force: true });
     const logStore = await LevelLogStore.open(join(config.dataDir, "raft"));
     undo.push(() => logStore.close());
     const state = await SecretStateMachine.open(join(config.dataDir, "state"));
@@ -540,6 +543,7 @@ export class StrongroomNode {
       state,
       keeper,
       snapshotBytesMax: config.requests.snapshotBytesMax,
+      stagingDirectory: restoreStagingDirectory,
       reads,
       timeoutMs: config.requests.timeoutMs,
     };

@@ -2,13 +2,15 @@
 // own checksummed format taken after a linearizable read barrier, so it holds everything
 // acknowledged before the call - and only ciphertext: values under the barrier, the keyring under
 // the root key, the seal record. A save streams it from a LevelDB snapshot without holding it
-// whole (read twice: once for its size and digest, once to send). A restore holds what it
-// receives (up to requests.snapshotBytesMax) until the digest in the last chunk is checked, then
-// proposes its records in batches into a new, uninitialized cluster, the seal record last (until
-// it applies, the cluster stays uninitialized, so an interrupted restore can simply be run again).
-// Member addresses are not restored: the new cluster's own are kept.
-
-import { createHash } from "node:crypto";
+// whole (read twice: once for its size and digest, once to send). A restore writes what it
+// receives (up to requests.snapshotBytesMax) to a file until the digest in the last chunk is
+// checked, then proposes its records in batches into a new, uninitialized cluster, the seal
+// record last (until it applies, the cluster stays uninitialized, so an interrupted restore can
+// simply be run again). Member addresses are not restored: the new cluster's own are kept.
+import { createHash, randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { type FileHandle, open, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type {
   RestoreSnapshotResponse,
   SaveSnapshotRequest,
@@ -41,8 +43,10 @@ export interface SnapshotParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
   readonly state: SecretStateMachine;
   readonly keeper: SealKeeper;
-  /** The largest snapshot a restore accepts (it is held in memory while it is checked). */
+  /** The largest snapshot a restore accepts. */
   readonly snapshotBytesMax: number;
+  /** Where a restore keeps what it receives until its digest is checked (emptied at start). */
+  readonly stagingDirectory: string;
   readonly reads: ReadBarrier;
   /** How long the read barrier before a save may wait (for a leader, say). */
   readonly timeoutMs: number;
@@ -142,52 +146,125 @@ export function restoreSnapshotHandler(
   parts: SnapshotParts,
 ): ClientStreamHandler<SnapshotChunk, RestoreSnapshotResponse> {
   return (call, callback) => {
-    const chunks: Uint8Array[] = [];
-    let received = 0;
-    let digest: Uint8Array | null = null;
+    let staged: StagedRestore | null = null;
+    // Answered once, success or failure; the staged file goes either way.
     let failed = false;
+    let answered = false;
     const fail = (error: unknown) => {
-      if (failed) return;
+      if (answered) return;
+      answered = true;
       failed = true;
       callback(toServiceError(error));
+      void staged?.discard();
     };
     try {
       const status = parts.raft().status();
       if (status.role !== "leader") {
         throw new NodeError("NO_LEADER", "send the snapshot to the leader", { leaderHint: status.leader });
       }
+      staged = StagedRestore.create(parts.stagingDirectory);
     } catch (error) {
       fail(error);
       return;
     }
+    const file = staged;
+    let writing: Promise<void> = Promise.resolve();
+    // One chunk at a time into the file: the stream is paused while a chunk is written, so a fast
+    // client waits (HTTP/2 flow control) instead of piling chunks up here.
     call.on("data", (chunk: SnapshotChunk) => {
       if (failed) return;
-      received += chunk.data.length;
-      if (received > parts.snapshotBytesMax) {
+      if (file.bytes + chunk.data.length > parts.snapshotBytesMax) {
         fail(
           new NodeError("RESOURCE_EXHAUSTED", `the snapshot is larger than ${parts.snapshotBytesMax} bytes`),
         );
         return;
       }
-      chunks.push(Uint8Array.from(chunk.data));
-      if (chunk.sha256.length > 0) digest = chunk.sha256;
+      call.pause();
+      writing = file.append(chunk).then(() => {
+        call.resume();
+      });
+      writing.catch(fail);
     });
     call.on("end", () => {
       if (failed) return;
-      restore(parts, chunks, digest).then((response) => callback(null, response), fail);
+      // "end" may come while the last chunk is still being written.
+      writing
+        .then(() => restore(parts, file))
+        .then((response) => {
+          if (answered) return;
+          answered = true;
+          callback(null, response);
+          void file.discard();
+        }, fail);
     });
     call.on("error", fail);
+    call.on("cancelled", () => fail(new NodeError("DEADLINE_EXCEEDED", "the client cancelled the restore")));
   };
 }
 
-async function restore(
-  parts: SnapshotParts,
-  chunks: readonly Uint8Array[],
-  digest: Uint8Array | null,
-): Promise<RestoreSnapshotResponse> {
-  const hash = createHash("sha256");
-  for (const chunk of chunks) hash.update(chunk);
-  if (digest === null || !hash.digest().equals(Buffer.from(digest))) {
+/**
+ * A snapshot being received for a restore: written to a file of its own in the staging directory
+ * (ciphertext only, as the backup file is) and hashed as it comes, read back from the start as
+ * often as the restore needs, and removed once it is done or failed.
+ */
+class StagedRestore {
+  bytes = 0;
+  digest: Uint8Array | null = null;
+  private readonly hash = createHash("sha256");
+  private handle: Promise<FileHandle> | null;
+  private discarded = false;
+
+  private constructor(readonly path: string) {
+    this.handle = open(path, "wx+", 0o600);
+  }
+
+  static create(directory: string): StagedRestore {
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    return new StagedRestore(join(directory, `restore-${randomUUID()}.snapshot`));
+  }
+
+  async append(chunk: SnapshotChunk): Promise<void> {
+    const handle = await this.opened();
+    await handle.write(chunk.data);
+    this.hash.update(chunk.data);
+    this.bytes += chunk.data.length;
+    if (chunk.sha256.length > 0) this.digest = Uint8Array.from(chunk.sha256);
+  }
+
+  /** Whether the digest of the last chunk is that of the bytes received. */
+  matches(): boolean {
+    return this.digest !== null && this.hash.digest().equals(Buffer.from(this.digest));
+  }
+
+  /** The bytes from the start, 1 MiB at a time. */
+  async *read(): AsyncGenerator<Uint8Array> {
+    const handle = await this.opened();
+    for (let position = 0; position < this.bytes; ) {
+      const buffer = Buffer.alloc(Math.min(chunkBytes, this.bytes - position));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) throw new Error(`the staged snapshot ${this.path} is shorter than received`);
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  }
+
+  async discard(): Promise<void> {
+    if (this.discarded) return;
+    this.discarded = true;
+    const handle = this.handle;
+    this.handle = null;
+    await handle?.then((opened) => opened.close()).catch(() => {});
+    await rm(this.path, { force: true });
+  }
+
+  private opened(): Promise<FileHandle> {
+    if (this.handle === null) throw new Error("the staged snapshot was discarded");
+    return this.handle;
+  }
+}
+
+async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<RestoreSnapshotResponse> {
+  if (!staged.matches()) {
     throw new NodeError(
       "INVALID_ARGUMENT",
       "the snapshot is incomplete or damaged: its SHA-256 does not match",
@@ -203,8 +280,8 @@ async function restore(
   }
   // Every chunk checked before anything is proposed; then read again, a chunk at a time, so the
   // records are never all decoded at once.
-  await checkSnapshot(chunks);
-  const { chunks: decoded } = await decodeSnapshot(chunks);
+  await checkSnapshot(staged.read());
+  const { chunks: decoded } = await decodeSnapshot(staged.read());
   const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
   const sealRecords: SnapshotRecord[] = [];
   let revision = 0;

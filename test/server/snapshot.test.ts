@@ -2,7 +2,7 @@
 // is refused when damaged or when the target is already initialized, and restored into a new
 // cluster brings every secret back behind the same seal (the old shares unseal it).
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
@@ -52,6 +52,12 @@ async function startCluster(name: string, hostOffset: number) {
   return {
     nodes,
     clients,
+    /** The files restores left in each node's staging directory. */
+    staged: () =>
+      specs.flatMap((spec) => {
+        const directory = join(configs.get(spec.id)?.config.dataDir ?? "", "restore");
+        return existsSync(directory) ? readdirSync(directory) : [];
+      }),
     leader: () => nodes.findIndex((node) => node.isLeader()),
     first: clients[0] as Clients,
   };
@@ -138,6 +144,8 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
 
   const restored = await restore(targetLeader.cluster, chunks);
   expect(restored.records).toBeGreaterThan(3);
+  // What the leader received was staged in a file, removed once used (or refused).
+  await eventually(() => target.staged().length === 0 && source.staged().length === 0, 5000);
   for (const node of target.nodes) await eventually(() => node.sealStatus().initialized, 5000);
   await unsealAll(target.clients, [init.unsealShares[2] ?? "", init.unsealShares[0] ?? ""]);
   // The restored cluster has the saved tokens too: the old root token works there.
