@@ -174,26 +174,11 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .description("load a saved snapshot into a new, uninitialized cluster")
     .action((file: string, options: Formatted) =>
       run(output, async () => {
-        const bytes = readFileSync(file);
-        const chunks: SnapshotChunk[] = [];
-        for (let offset = 0; offset < bytes.length; ) {
-          if (offset + 4 > bytes.length) throw new UsageError(`${file} is not a snapshot file (cut short)`);
-          const length = bytes.readUInt32BE(offset);
-          let frame: { data: string; totalBytes: number; appliedIndex: number; sha256: string };
-          try {
-            frame = JSON.parse(bytes.subarray(offset + 4, offset + 4 + length).toString("utf8"));
-          } catch {
-            throw new UsageError(`${file} is not a snapshot file`);
-          }
-          chunks.push({
-            data: Buffer.from(frame.data, "base64"),
-            totalBytes: frame.totalBytes,
-            appliedIndex: frame.appliedIndex,
-            sha256: Buffer.from(frame.sha256, "base64"),
-          });
-          offset += 4 + length;
-        }
-        const restored = await withClient(options, (client) => client.restoreSnapshot(chunks));
+        // Read through once to check the file before anything is sent, then again to send it.
+        for await (const _chunk of readSnapshotFile(file));
+        const restored = await withClient(options, (client) =>
+          client.restoreSnapshot(() => readSnapshotFile(file)),
+        );
         emit(
           output,
           options.format,
@@ -347,6 +332,47 @@ export function registerClusterCommands(program: Command, output: Output = proce
         emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
       }),
     );
+}
+
+/** A frame larger than this is not one `snapshot save` wrote (its chunks are about 1 MiB). */
+const snapshotFrameBytesMax = 64 * 1024 * 1024;
+
+/** The chunks of a file `snapshot save` wrote, read a frame at a time; a malformed file is refused. */
+async function* readSnapshotFile(file: string): AsyncGenerator<SnapshotChunk> {
+  const handle = await open(file, "r").catch((error: unknown) => {
+    throw new UsageError(`cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  });
+  try {
+    const readExactly = async (length: number, position: number): Promise<Buffer> => {
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      if (bytesRead < length) throw new UsageError(`${file} is not a snapshot file (cut short)`);
+      return buffer;
+    };
+    const size = (await handle.stat()).size;
+    for (let position = 0; position < size; ) {
+      const length = (await readExactly(4, position)).readUInt32BE(0);
+      if (length > snapshotFrameBytesMax) throw new UsageError(`${file} is not a snapshot file`);
+      const body = await readExactly(length, position + 4);
+      let frame: { data: string; totalBytes: number; appliedIndex: number; sha256: string };
+      try {
+        frame = JSON.parse(body.toString("utf8"));
+      } catch {
+        throw new UsageError(`${file} is not a snapshot file`);
+      }
+      if (typeof frame.data !== "string" || typeof frame.sha256 !== "string")
+        throw new UsageError(`${file} is not a snapshot file`);
+      yield {
+        data: Buffer.from(frame.data, "base64"),
+        totalBytes: frame.totalBytes,
+        appliedIndex: frame.appliedIndex,
+        sha256: Buffer.from(frame.sha256, "base64"),
+      };
+      position += 4 + length;
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** One chunk as a backup file keeps it: a 4-byte length, then the chunk as JSON (bytes in base64). */

@@ -232,25 +232,55 @@ export class StrongroomClient {
     throw lastError;
   }
 
-  /** Loads a saved snapshot into a new, uninitialized cluster, through its leader. */
-  async restoreSnapshot(chunks: readonly SnapshotChunk[]): Promise<RestoreSnapshotResponse> {
+  /**
+   * Loads a saved snapshot into a new, uninitialized cluster, through its leader. `chunks` is the
+   * snapshot's chunks, or what reads them from the start (called again for each node tried, so a
+   * large snapshot streams from its file instead of being held).
+   */
+  async restoreSnapshot(
+    chunks: readonly SnapshotChunk[] | (() => AsyncIterable<SnapshotChunk>),
+  ): Promise<RestoreSnapshotResponse> {
+    const source = typeof chunks === "function" ? chunks : () => chunks;
     let lastError: unknown = null;
     for (const endpoint of this.pool.order(true)) {
       try {
         return await new Promise<RestoreSnapshotResponse>((resolve, reject) => {
+          let answered = false;
+          // Wakes a send waiting for "drain" once the answer is in (no drain comes then).
+          let wake: (() => void) | null = null;
           const call = endpoint.client.makeClientStreamRequest(
             ClusterService.restoreSnapshot.path,
             ClusterService.restoreSnapshot.requestSerialize,
             ClusterService.restoreSnapshot.responseDeserialize,
             new Metadata(),
             { deadline: Date.now() + Math.max(this.deadlineMs, 60_000) },
-            (error, response) =>
-              error === null ? resolve(response as RestoreSnapshotResponse) : reject(error),
+            (error, response) => {
+              answered = true;
+              wake?.();
+              if (error === null) resolve(response as RestoreSnapshotResponse);
+              else reject(error);
+            },
           );
-          for (const chunk of chunks) call.write(chunk);
-          call.end();
+          const send = async () => {
+            for await (const chunk of source()) {
+              // Refused early (not the leader, too large): the answer is in, stop sending.
+              if (answered) return;
+              if (!call.write(chunk) && !answered)
+                await new Promise<void>((drained) => {
+                  wake = drained;
+                  call.once("drain", drained);
+                });
+            }
+            call.end();
+          };
+          send().catch((error: unknown) => {
+            // Reading the snapshot failed: the node gets a cancellation, the caller the error.
+            call.cancel();
+            reject(new SnapshotSourceError(error));
+          });
         });
       } catch (error) {
+        if (error instanceof SnapshotSourceError) throw error.cause;
         const failure = fromServiceError(error as ServiceError, endpoint.address, 1);
         // Only the leader takes a restore: the others answer NO_LEADER (with a hint).
         if (failure.reason !== "NO_LEADER" && failure.code !== status.UNAVAILABLE) throw failure;
@@ -424,4 +454,11 @@ function fraction(value: number, name: string): number {
   if (!Number.isFinite(value) || value < 0 || value > 1)
     throw new TypeError(`createClient: ${name} must be between 0 and 1`);
   return value;
+}
+
+/** A failure of the caller's snapshot source during a restore, told apart from the node's answer. */
+class SnapshotSourceError extends Error {
+  constructor(override readonly cause: unknown) {
+    super("reading the snapshot to restore failed");
+  }
 }

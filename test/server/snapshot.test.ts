@@ -1,12 +1,14 @@
 // Backups end to end: a snapshot saved from a follower of one cluster holds no secret in the clear,
 // is refused when damaged or when the target is already initialized, and restored into a new
-// cluster brings every secret back behind the same seal (the old shares unseal it).
+// cluster (through the SDK, streamed from a source; staged in a file on the leader, removed after)
+// brings every secret back behind the same seal (the old shares unseal it).
 
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
+import { createClient } from "../../client/index.js";
 import type {
   ClusterClient,
   RestoreSnapshotResponse,
@@ -52,6 +54,7 @@ async function startCluster(name: string, hostOffset: number) {
   return {
     nodes,
     clients,
+    specs,
     /** The files restores left in each node's staging directory. */
     staged: () =>
       specs.flatMap((spec) => {
@@ -142,7 +145,25 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   const notLeader = target.clients[(target.leader() + 1) % 3] as Clients;
   await expect(restore(notLeader.cluster, chunks)).rejects.toMatchObject({ code: status.UNAVAILABLE });
 
-  const restored = await restore(targetLeader.cluster, chunks);
+  // Through the SDK, every node given (a follower first answers NO_LEADER; the SDK goes on), the
+  // chunks streamed from a source it reads again for each node it tries.
+  const followerFirst = [(target.leader() + 1) % 3, target.leader()].map(
+    (i) => `${target.specs[i]?.host}:${target.specs[i]?.clientPort}`,
+  );
+  const files = pki.client("restorer");
+  const sdk = createClient({
+    endpoints: followerFirst,
+    tls: { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile },
+    deadlineMs: 15_000,
+  });
+  let reads = 0;
+  const restored = await sdk
+    .restoreSnapshot(async function* () {
+      reads += 1;
+      yield* chunks;
+    })
+    .finally(() => sdk.close());
+  expect(reads).toBe(2);
   expect(restored.records).toBeGreaterThan(3);
   // What the leader received was staged in a file, removed once used (or refused).
   await eventually(() => target.staged().length === 0 && source.staged().length === 0, 5000);
