@@ -113,7 +113,7 @@ export const nodeConfigSchema = z
           .default(2 * 1024 * 1024),
         /** Calls (HTTP/2 streams) one client connection may have open at once. */
         streamsPerConnectionMax: z.number().int().min(1).max(10_000).default(256),
-        /** The largest snapshot RestoreSnapshot accepts (it is held in memory while it is checked). */
+        /** The largest snapshot RestoreSnapshot accepts (staged in <dataDir>/restore until checked). */
         snapshotBytesMax: z
           .number()
           .int()

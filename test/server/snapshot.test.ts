@@ -1,7 +1,8 @@
-// Backups end to end: a snapshot saved from a follower of one cluster holds no secret in the clear,
-// is refused when damaged or when the target is already initialized, and restored into a new
-// cluster (through the SDK, streamed from a source; staged in a file on the leader, removed after)
-// brings every secret back behind the same seal (the old shares unseal it).
+// Backups end to end: a snapshot saved from a follower of one cluster holds no secret in the clear;
+// a restore is refused when the snapshot is damaged, larger than the node takes, or the target is
+// already initialized (restored twice); restored into a new cluster (through the SDK, streamed from
+// a source; staged in a file on the leader, removed after) it brings every secret back behind the
+// same seal (the old shares unseal it).
 
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -33,9 +34,9 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-async function startCluster(name: string, hostOffset: number) {
+async function startCluster(name: string, hostOffset: number, extra: Record<string, unknown> = {}) {
   const specs = nodeSpecs(3, base, hostOffset);
-  const configs = writeConfigs(pki, join(root, name), specs);
+  const configs = writeConfigs(pki, join(root, name), specs, () => extra);
   const nodes: StrongroomNode[] = [];
   for (const spec of specs) {
     const entry = configs.get(spec.id);
@@ -94,7 +95,8 @@ function restore(cluster: ClusterClient, chunks: readonly SnapshotChunk[]): Prom
 }
 
 it("save from one cluster, restore into a new one, unseal with the old shares, read every secret", async () => {
-  const source = await startCluster("source", 100);
+  // The source takes restores of up to 1 MiB only (the least allowed): the backup is larger.
+  const source = await startCluster("source", 100, { requests: { snapshotBytesMax: 1024 * 1024 } });
   const init = await call(source.first.sys.init.bind(source.first.sys), {
     shamir: { count: 3, threshold: 2, operatorKeys: [] },
     hsm: false,
@@ -126,10 +128,12 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   expect(Math.max(...chunks.map((chunk) => chunk.data.length))).toBeLessThan(1.5 * 1024 * 1024);
   expect(data.includes(Buffer.from(marker))).toBe(false);
 
-  // Not into an initialized cluster, and not a damaged snapshot.
+  // Not larger than the node takes, and not a damaged snapshot.
+  expect(data.length).toBeGreaterThan(1024 * 1024);
   const leaderOfSource = source.clients[source.leader()] as Clients;
   await expect(restore(leaderOfSource.cluster, chunks)).rejects.toMatchObject({
-    code: status.FAILED_PRECONDITION,
+    code: status.RESOURCE_EXHAUSTED,
+    details: `the snapshot is larger than ${1024 * 1024} bytes`,
   });
 
   const target = await startCluster("target", 110);
@@ -165,7 +169,11 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
     .finally(() => sdk.close());
   expect(reads).toBe(2);
   expect(restored.records).toBeGreaterThan(3);
-  // What the leader received was staged in a file, removed once used (or refused).
+  // Once only: the target is initialized now.
+  await expect(restore(targetLeader.cluster, chunks)).rejects.toMatchObject({
+    code: status.FAILED_PRECONDITION,
+  });
+  // What the leaders received was staged in a file, removed once used or refused.
   await eventually(() => target.staged().length === 0 && source.staged().length === 0, 5000);
   for (const node of target.nodes) await eventually(() => node.sealStatus().initialized, 5000);
   await unsealAll(target.clients, [init.unsealShares[2] ?? "", init.unsealShares[0] ?? ""]);
