@@ -203,11 +203,13 @@ export class StrongroomClient {
   /**
    * A consistent copy of the whole state (ciphertext only), chunk by chunk, from the first node
    * that serves it; `onChunk` may be async (the stream waits for it). Resolves when the last chunk,
-   * with its SHA-256, has arrived.
+   * with its SHA-256, has arrived. A node that fails before its first chunk is passed over for the
+   * next; one that fails after it fails the save (the caller starts again).
    */
   async saveSnapshot(onChunk: (chunk: SnapshotChunk) => void | Promise<void>): Promise<void> {
     let lastError: unknown = null;
     for (const endpoint of this.pool.order(false)) {
+      let delivered = false;
       try {
         const stream = endpoint.client.makeServerStreamRequest(
           ClusterService.saveSnapshot.path,
@@ -217,15 +219,21 @@ export class StrongroomClient {
           new Metadata(),
           {},
         ) as ClientReadableStream<SnapshotChunk>;
-        for await (const chunk of stream) await onChunk(chunk as SnapshotChunk);
+        for await (const chunk of stream) {
+          delivered = true;
+          await onChunk(chunk as SnapshotChunk);
+        }
         return;
       } catch (error) {
         const failure =
           typeof (error as ServiceError).code === "number"
             ? fromServiceError(error as ServiceError, endpoint.address, 1)
             : error;
-        // Another node may serve it; a refusal (permission, sealed) is the answer.
-        if (!(failure instanceof StrongroomError) || failure.code !== status.UNAVAILABLE) throw failure;
+        // Another node may serve it; a refusal (permission, sealed) is the answer. Once chunks
+        // were handed on, another node's would follow them as if one snapshot: the caller starts
+        // again instead.
+        if (!(failure instanceof StrongroomError) || failure.code !== status.UNAVAILABLE || delivered)
+          throw failure;
         lastError = failure;
       }
     }
