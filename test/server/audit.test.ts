@@ -243,9 +243,18 @@ describe('durability "os"', () => {
     expect(listAuditFiles(directory).length).toBeGreaterThan(1);
     expect(openFlags(listAuditFiles(directory).at(-1) ?? "") & constants.O_DSYNC).toBe(0);
     await eventually(() => syncs.length > 0, 5000);
+    // A sync that began before the last writes is followed by one more; wait until they have
+    // stopped (no new sync for five intervals; a sink that kept syncing would fail here).
+    let seen = -1;
+    await eventually(async () => {
+      const before = syncs.length;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      seen = syncs.length;
+      return seen === before;
+    }, 5000);
     expect(syncs.every((error) => error === null)).toBe(true);
     // Idle for ten intervals: nothing to sync, so no sync.
-    const idle = syncs.length;
+    const idle = seen;
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(syncs.length).toBe(idle);
     await answered(40);
