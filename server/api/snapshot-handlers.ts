@@ -72,29 +72,25 @@ export function saveSnapshotHandler(
           measured.update(part);
         }
         const digest = measured.digest();
-        const sent = createHash("sha256");
-        let first = true;
-        const send = async (data: Uint8Array, last: boolean) => {
-          const chunk: SnapshotChunk = {
+        // The second read gives the same bytes (one LevelDB snapshot, encoded the same way); the
+        // digest is checked where they arrive (the CLI's save, a restore).
+        let sentBytes = 0;
+        for await (const data of regroup(held.read(), chunkBytes)) {
+          if (call.cancelled) return;
+          const first = sentBytes === 0;
+          sentBytes += data.length;
+          await writeTaken(call, {
             data,
             totalBytes: first ? totalBytes : 0,
             appliedIndex: first ? held.appliedIndex : 0,
-            sha256: last ? digest : new Uint8Array(0),
-          };
-          first = false;
-          await writeTaken(call, chunk);
-        };
-        // One chunk is held back: the last carries the digest, once the bytes sent matched it.
-        let previous: Uint8Array | null = null;
-        for await (const data of regroup(held.read(), chunkBytes)) {
-          if (call.cancelled) return;
-          if (previous !== null) await send(previous, false);
-          sent.update(data);
-          previous = data;
+            sha256: sentBytes === totalBytes ? digest : new Uint8Array(0),
+          });
         }
-        if (!sent.digest().equals(digest))
-          throw new NodeError("INTERNAL", "the snapshot changed between its two reads; save it again");
-        await send(previous ?? new Uint8Array(0), true);
+        if (sentBytes !== totalBytes)
+          throw new NodeError(
+            "INTERNAL",
+            `the snapshot read ${sentBytes} bytes to send where it had measured ${totalBytes}; save it again`,
+          );
       } finally {
         await held.release();
       }
@@ -148,12 +144,10 @@ export function restoreSnapshotHandler(
   return (call, callback) => {
     let staged: StagedRestore | null = null;
     // Answered once, success or failure; the staged file goes either way.
-    let failed = false;
     let answered = false;
     const fail = (error: unknown) => {
       if (answered) return;
       answered = true;
-      failed = true;
       callback(toServiceError(error));
       void staged?.discard();
     };
@@ -172,7 +166,7 @@ export function restoreSnapshotHandler(
     // One chunk at a time into the file: the stream is paused while a chunk is written, so a fast
     // client waits (HTTP/2 flow control) instead of piling chunks up here.
     call.on("data", (chunk: SnapshotChunk) => {
-      if (failed) return;
+      if (answered) return;
       if (file.bytes + chunk.data.length > parts.snapshotBytesMax) {
         fail(
           new NodeError("RESOURCE_EXHAUSTED", `the snapshot is larger than ${parts.snapshotBytesMax} bytes`),
@@ -186,7 +180,7 @@ export function restoreSnapshotHandler(
       writing.catch(fail);
     });
     call.on("end", () => {
-      if (failed) return;
+      if (answered) return;
       // "end" may come while the last chunk is still being written.
       writing
         .then(() => restore(parts, file))
