@@ -134,7 +134,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
         // Written as it comes into FILE.partial, renamed to FILE once whole and checked against
         // the digest in the last chunk: a save cut short or damaged never leaves FILE.
         const partial = `${file}.partial`;
-        const out = await open(partial, "w", 0o600);
+        // One left by an interrupted save is replaced, created afresh so that its mode is 0600.
+        await rm(partial, { force: true });
+        const out = await open(partial, "wx", 0o600);
         const hash = createHash("sha256");
         let total = 0;
         let received = 0;
@@ -360,7 +362,14 @@ async function* readSnapshotFile(file: string): AsyncGenerator<SnapshotChunk> {
       } catch {
         throw new UsageError(`${file} is not a snapshot file`);
       }
-      if (typeof frame.data !== "string" || typeof frame.sha256 !== "string")
+      if (
+        typeof frame !== "object" ||
+        frame === null ||
+        typeof frame.data !== "string" ||
+        typeof frame.sha256 !== "string" ||
+        !Number.isSafeInteger(frame.totalBytes) ||
+        !Number.isSafeInteger(frame.appliedIndex)
+      )
         throw new UsageError(`${file} is not a snapshot file`);
       yield {
         data: Buffer.from(frame.data, "base64"),

@@ -314,6 +314,13 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("ALREADY_INITIALIZED") });
   writeFileSync(join(root, "junk"), "not a snapshot");
   expect((await strongroom(["cluster", "snapshot", "restore", join(root, "junk")])).code).toBe(2);
+  // A well-framed file whose frame is JSON but not a chunk: refused before anything is sent.
+  const body = Buffer.from(JSON.stringify({ data: "AAAA", sha256: "", totalBytes: "many", appliedIndex: 1 }));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  writeFileSync(join(root, "not-chunks"), Buffer.concat([length, body]));
+  const notChunks = await strongroom(["cluster", "snapshot", "restore", join(root, "not-chunks")]);
+  expect(notChunks).toMatchObject({ code: 2, stderr: expect.stringContaining("is not a snapshot file") });
 
   const rotated = await json<{ term: number }>(["operator", "rotate"]);
   expect(rotated.term).toBe(2);
