@@ -6,6 +6,24 @@ import { emptyState, RaftCore, SeededRandom } from "../../raft/core/index.js";
 import { readSnapshotChunkOf, SnapshotCollector } from "../../raft/node/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
+/**
+ * Three nodes, n3 cut off while the leader n1 commits 40 values and takes a snapshot, sent in
+ * 64-byte chunks once n3 is back; with `receiveSnapshots`, the nodes' cores hand chunks to a
+ * SnapshotReceiver.
+ */
+function behindSnapshotIn64ByteChunks(receiveSnapshots: boolean) {
+  const cluster = ScenarioCluster.create(3, {
+    config: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 2 },
+    receiveSnapshots,
+  });
+  cluster.elect("n1");
+  cluster.isolate("n3");
+  const values = Array.from({ length: 40 }, (_, i) => `value-${i}`);
+  for (const value of values) cluster.propose("n1", value);
+  cluster.settle(2);
+  return { cluster, values, snapshot: cluster.snapshot("n1") };
+}
+
 describe("snapshots", () => {
   it("a snapshot brings a far-behind follower back after the leader compacted its log", () => {
     const cluster = ScenarioCluster.create(3);
@@ -124,15 +142,7 @@ describe("snapshots", () => {
   });
 
   it("a node keeps no copy of a snapshot once it is on disk: the leader reads the chunks it sends back from there", () => {
-    const cluster = ScenarioCluster.create(3, {
-      config: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 2 },
-    });
-    cluster.elect("n1");
-    cluster.isolate("n3");
-    const values = Array.from({ length: 40 }, (_, i) => `value-${i}`);
-    for (const value of values) cluster.propose("n1", value);
-    cluster.settle(2);
-    const snapshot = cluster.snapshot("n1");
+    const { cluster, values, snapshot } = behindSnapshotIn64ByteChunks(false);
     expect(snapshot.data.length).toBeGreaterThan(4 * 64);
     expect(cluster.core("n1").status().snapshotBytesInMemory).toBe(0);
     cluster.heal();
@@ -149,16 +159,7 @@ describe("snapshots", () => {
   });
 
   it("with a snapshot receiver, a follower hands each chunk on as it arrives, holds none, and gets the snapshot in Ready without its data", () => {
-    const cluster = ScenarioCluster.create(3, {
-      config: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 2 },
-      receiveSnapshots: true,
-    });
-    cluster.elect("n1");
-    cluster.isolate("n3");
-    const values = Array.from({ length: 40 }, (_, i) => `value-${i}`);
-    for (const value of values) cluster.propose("n1", value);
-    cluster.settle(2);
-    const snapshot = cluster.snapshot("n1");
+    const { cluster, values, snapshot } = behindSnapshotIn64ByteChunks(true);
     const chunks = Math.ceil(snapshot.data.length / 64);
     // Half the chunks: the reception is under way, and the core holds none of it.
     let delivered = 0;
