@@ -86,8 +86,10 @@ export class Executor {
   private runnerOf(method: AnyApiMethod): Handler<unknown, unknown> {
     let runner = this.runners.get(method);
     if (runner === undefined) {
-      runner = intercepted(this.options.interceptors, (request, context) =>
-        this.route(method, request, context),
+      runner = intercepted(
+        this.options.interceptors,
+        (request, context) => this.route(method, request, context),
+        method,
       );
       this.runners.set(method, runner);
     }

@@ -17,23 +17,31 @@ export interface RequestContext {
 
 export type Handler<Request, Response> = (request: Request, context: RequestContext) => Promise<Response>;
 
+/** What an interceptor knows of the method it runs around, besides its name (in the context). */
+export interface MethodTraits {
+  /** The method changes nothing (a read). */
+  readonly readOnly: boolean;
+}
+
 /** Runs around a handler; calls `next` to continue (or throws to refuse). */
 export type Interceptor = (
   context: RequestContext,
   request: unknown,
   next: () => Promise<unknown>,
+  method: MethodTraits,
 ) => Promise<unknown>;
 
-/** Wraps `handler` in `interceptors`, the first outermost. */
+/** Wraps `handler`, a method with `traits`, in `interceptors`, the first outermost. */
 export function intercepted<Request, Response>(
   interceptors: readonly Interceptor[],
   handler: Handler<Request, Response>,
+  traits: MethodTraits,
 ): Handler<Request, Response> {
   return (request, context) => {
     const run = (position: number): Promise<unknown> => {
       const interceptor = interceptors[position];
       if (interceptor === undefined) return handler(request, context);
-      return interceptor(context, request, () => run(position + 1));
+      return interceptor(context, request, () => run(position + 1), traits);
     };
     return run(0) as Promise<Response>;
   };

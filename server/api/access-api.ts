@@ -43,7 +43,7 @@ import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import type { SystemRecords } from "../system-records.js";
-import { type AnyApiMethod, method } from "./api-method.js";
+import { type AnyApiMethod, method, readMethod } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 
 export interface AccessApiParts {
@@ -60,16 +60,16 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
   const serving = () => requireServing(keeper, null);
   return {
     writePolicy: method(service.writePolicy, "leader", (r, c) => api.writePolicy(r, c), serving),
-    readPolicy: method(service.readPolicy, "local", (r, c) => api.readPolicy(r, c), serving),
-    listPolicies: method(service.listPolicies, "local", (_r, c) => api.listPolicies(c), serving),
+    readPolicy: readMethod(service.readPolicy, (r, c) => api.readPolicy(r, c), serving),
+    listPolicies: readMethod(service.listPolicies, (_r, c) => api.listPolicies(c), serving),
     deletePolicy: method(service.deletePolicy, "leader", (r, c) => api.deletePolicy(r, c), serving),
     bindIdentity: method(service.bindIdentity, "leader", (r, c) => api.bindIdentity(r, c), serving),
     unbindIdentity: method(service.unbindIdentity, "leader", (r, c) => api.unbindIdentity(r, c), serving),
-    listBindings: method(service.listBindings, "local", (_r, c) => api.listBindings(c), serving),
+    listBindings: readMethod(service.listBindings, (_r, c) => api.listBindings(c), serving),
     createToken: method(service.createToken, "leader", (r, c) => api.createToken(r, c), serving),
     renewToken: method(service.renewToken, "leader", (r, c) => api.renewToken(r, c), serving),
     revokeToken: method(service.revokeToken, "leader", (r, c) => api.revokeToken(r, c), serving),
-    lookupToken: method(service.lookupToken, "local", (r, c) => api.lookupToken(r, c), serving),
+    lookupToken: readMethod(service.lookupToken, (r, c) => api.lookupToken(r, c), serving),
     consumeTokenUse: method(service.consumeTokenUse, "leader", (_r, c) => api.consumeTokenUse(c), serving),
   };
 }

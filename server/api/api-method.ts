@@ -26,6 +26,11 @@ export type Route = "leader" | "local" | "peer";
 export interface ApiMethod<Request, Response> {
   readonly definition: MethodDefinition<Request, Response>;
   readonly route: Route;
+  /**
+   * Changes nothing (a read): it runs while its audit request entry is written, and is answered
+   * once that entry is written (audit-trail.ts).
+   */
+  readonly readOnly: boolean;
   readonly handler: Handler<Request, Response>;
   /** Checked on the node the client reached, before the request is routed (e.g. "not sealed"). */
   readonly guard?: () => void;
@@ -40,5 +45,17 @@ export function method<Request, Response>(
   handler: Handler<Request, Response>,
   guard?: () => void,
 ): ApiMethod<Request, Response> {
-  return guard === undefined ? { definition, route, handler } : { definition, route, handler, guard };
+  const readOnly = false;
+  return guard === undefined
+    ? { definition, route, readOnly, handler }
+    : { definition, route, readOnly, handler, guard };
+}
+
+/** A read: runs on the node that took the call ("local") and changes nothing. */
+export function readMethod<Request, Response>(
+  definition: MethodDefinition<Request, Response>,
+  handler: Handler<Request, Response>,
+  guard: () => void,
+): ApiMethod<Request, Response> {
+  return { definition, route: "local", readOnly: true, handler, guard };
 }

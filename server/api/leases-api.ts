@@ -19,7 +19,7 @@ import type { LeaseView } from "../leases/lease-records.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { type AnyApiMethod, method } from "./api-method.js";
+import { type AnyApiMethod, method, readMethod } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 
 export interface LeasesApiParts {
@@ -57,9 +57,8 @@ export function leasesMethods(parts: LeasesApiParts): Record<string, AnyApiMetho
     await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
   };
   return {
-    list: method(
+    list: readMethod(
       service.list,
-      "local",
       async (request: ListLeasesRequest, context): Promise<ListLeasesResponse> => {
         await linearizable(context);
         if (request.prefix !== "") checkLeaseId(request.prefix, "a lease prefix");
@@ -69,9 +68,8 @@ export function leasesMethods(parts: LeasesApiParts): Record<string, AnyApiMetho
       },
       serving,
     ),
-    lookup: method(
+    lookup: readMethod(
       service.lookup,
-      "local",
       async (request: LeaseRequest, context): Promise<LeaseWire> => {
         await linearizable(context);
         return toWire(await parts.leases.lookup(checkLeaseId(request.id)));

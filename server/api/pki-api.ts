@@ -23,7 +23,7 @@ import { checkNamePattern, checkRoleName, type RoleRecord, roleLimits } from "..
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { type AnyApiMethod, method } from "./api-method.js";
+import { type AnyApiMethod, method, readMethod } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 
 export interface PkiApiParts {
@@ -44,13 +44,13 @@ export function pkiMethods(parts: PkiApiParts): Record<string, AnyApiMethod> {
   const api = new PkiApi(parts);
   return {
     createCa: method(service.createCa, "leader", (r, c) => api.createCa(r, c), serving),
-    getCa: method(service.getCa, "local", (_r, c) => api.getCa(c), serving),
+    getCa: readMethod(service.getCa, (_r, c) => api.getCa(c), serving),
     writeRole: method(service.writeRole, "leader", (r, c) => api.writeRole(r, c), serving),
-    readRole: method(service.readRole, "local", (r, c) => api.readRole(r, c), serving),
-    listRoles: method(service.listRoles, "local", (_r, c) => api.listRoles(c), serving),
+    readRole: readMethod(service.readRole, (r, c) => api.readRole(r, c), serving),
+    listRoles: readMethod(service.listRoles, (_r, c) => api.listRoles(c), serving),
     deleteRole: method(service.deleteRole, "leader", (r, c) => api.deleteRole(r, c), serving),
     issue: method(service.issue, "leader", (r, c) => api.issue(r, c), serving),
-    getCrl: method(service.getCrl, "local", (_r, c) => api.getCrl(c), serving),
+    getCrl: readMethod(service.getCrl, (_r, c) => api.getCrl(c), serving),
   };
 }
 

@@ -13,7 +13,7 @@ import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import type { IdentityRevocation } from "../leases/identity-revocation.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { type AnyApiMethod, method } from "./api-method.js";
+import { type AnyApiMethod, method, readMethod } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
 
 export interface RevocationApiParts {
@@ -50,9 +50,8 @@ export function revocationMethods(parts: RevocationApiParts): Record<string, Any
       },
       serving,
     ),
-    listDisabledIdentities: method(
+    listDisabledIdentities: readMethod(
       service.listDisabledIdentities,
-      "local",
       async (_request, context): Promise<ListDisabledIdentitiesResponse> => {
         requireServing(parts.keeper, context);
         await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);

@@ -43,7 +43,7 @@ import type { Rotator } from "../lifecycle/rotator.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
-import { type AnyApiMethod, method } from "./api-method.js";
+import { type AnyApiMethod, method, readMethod } from "./api-method.js";
 
 export interface SecretsApiParts {
   /** Rotations (scheduled by the leader, and Rotate). */
@@ -75,7 +75,7 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
   const serving = () => requireServing(parts.keeper, null);
   return {
     put: method(service.put, "leader", (request, context) => api.put(request, context), serving),
-    get: method(service.get, "local", (request, context) => api.get(request, context), serving),
+    get: readMethod(service.get, (request, context) => api.get(request, context), serving),
     delete: method(
       service.delete,
       "leader",
@@ -94,10 +94,9 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
       (request, context) => api.versions("kv.destroy", request, context),
       serving,
     ),
-    list: method(service.list, "local", (request, context) => api.list(request, context), serving),
-    getMetadata: method(
+    list: readMethod(service.list, (request, context) => api.list(request, context), serving),
+    getMetadata: readMethod(
       service.getMetadata,
-      "local",
       (request, context) => api.getMetadata(request, context),
       serving,
     ),
@@ -107,8 +106,8 @@ export function secretsMethods(parts: SecretsApiParts): Record<string, AnyApiMet
       (request, context) => api.updateMetadata(request, context),
       serving,
     ),
-    history: method(service.history, "local", (request, context) => api.history(request, context), serving),
-    stale: method(service.stale, "local", (request, context) => api.stale(request, context), serving),
+    history: readMethod(service.history, (request, context) => api.history(request, context), serving),
+    stale: readMethod(service.stale, (request, context) => api.stale(request, context), serving),
     readTimes: method(
       service.readTimes,
       "peer",

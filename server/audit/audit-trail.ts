@@ -1,6 +1,7 @@
 // The node's audit trail: every call on the client port gets a request entry before any work and
 // a response entry after it, in every configured sink (audit-file.ts). "No audit, no answer": a
-// call proceeds only once at least one sink has its request entry on disk, and is refused with
+// call proceeds only once at least one sink has its request entry on disk (a read, which changes
+// nothing, runs meanwhile and waits for it before answering), and is refused with
 // UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can take it ("has it" as the files'
 // durability says: on disk, or written to the operating system; audit-file.ts). A failing sink does not take the
 // node down while another works; it is counted, shown in metrics, and retried on every entry.
@@ -157,7 +158,8 @@ export class AuditTrail {
 
   /** The interceptor that writes the entries around every unary call. */
   interceptor(): Interceptor {
-    return async (context, request, next) => {
+    return async (context, request, next, method) => {
+      if (method.readOnly) return this.auditedRead(context, request, next);
       const finish = await this.begin(context, request);
       try {
         const response = await next();
@@ -169,6 +171,35 @@ export class AuditTrail {
         throw error;
       }
     };
+  }
+
+  /**
+   * A read runs while its request entry is written rather than after: both wait (for the disk; for
+   * a ReadIndex round or LevelDB), so its latency is the longer wait, not the sum. The rule holds
+   * as for any call: nothing is answered until the request entry is written, and a read whose
+   * request entry no sink takes is refused (what it read is dropped). A read changes nothing, so
+   * running it first has no effect to record beforehand.
+   */
+  private async auditedRead(
+    context: RequestContext,
+    request: unknown,
+    next: () => Promise<unknown>,
+  ): Promise<unknown> {
+    const begun = this.begin(context, request);
+    // Settles, never rejects: a read that fails while the request entry is refused is not left
+    // unhandled.
+    const ran = next().then(
+      (response) => ({ failed: false as const, response }),
+      (error: unknown) => ({ failed: true as const, error }),
+    );
+    const finish = await begun;
+    const outcome = await ran;
+    if (!outcome.failed) {
+      await finish(null);
+      return outcome.response;
+    }
+    await finish(outcome.error).catch(() => {});
+    throw outcome.error;
   }
 
   /**

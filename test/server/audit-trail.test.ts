@@ -2,9 +2,10 @@
 // entry goes to both; with the collector down the trail goes on through the file and counts the
 // socket as failing, and dials again once it is back; with the directory broken the collector alone
 // takes the entries; with neither, the call is refused (AUDIT_UNAVAILABLE). With durability "os"
-// the files are synced in the background, and each sync is timed.
+// the files are synced in the background, and each sync is timed. A read runs while its request
+// entry is written and is answered only after it; a call that changes something runs after it.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -146,5 +147,83 @@ it('with durability "os", syncs a written file in the background and times each 
   await eventually(async () => syncs.test(await registry.metrics()), 5000);
   // The calls' writes are counted as before; they did not wait for the disk.
   expect(await registry.metrics()).toMatch(/^strongroom_audit_write_entries_sum 2$/m);
+  await trail.close();
+});
+
+it("runs a read while its request entry is written, answers after it, and refuses it when no sink takes it", async () => {
+  const directory = join(root, "reads");
+  const trail = new AuditTrail({
+    directories: [directory],
+    node: "n1",
+    maxFileBytes: 1 << 20,
+    checkpointEvery: 100,
+    durability: "disk",
+    syncIntervalMs: 1000,
+    rootKey: () => new Uint8Array(32).fill(9),
+    registry: new Registry(),
+  });
+  const audited = trail.interceptor();
+  const entries = () =>
+    readdirSync(directory)
+      .filter((name) => name.endsWith(".jsonl"))
+      .flatMap((name) => readFileSync(join(directory, name), "utf8").split("\n"))
+      .filter((line) => line.includes('"requestId"'))
+      .map((line) => JSON.parse(line) as { type: string; path?: string; outcome?: string; code?: string });
+  /** Runs one call through the interceptor; its work notes whether its request entry was in the file. */
+  const run = async (method: string, path: string, readOnly: boolean, work: () => Promise<unknown>) => {
+    let entryWrittenFirst: boolean | null = null;
+    const answer = await audited(
+      context(method),
+      { path },
+      () => {
+        entryWrittenFirst = entries().some((entry) => entry.type === "request" && entry.path === path);
+        return work();
+      },
+      { readOnly },
+    ).then(
+      (response) => ({ response }),
+      (error: unknown) => ({ error }),
+    );
+    return { answer, entryWrittenFirst };
+  };
+
+  // A read: under way before its request entry is in the file; answered with both entries written.
+  const read = await run("/strongroom.v1.Secrets/Get", "app/read", true, async () => "the value");
+  expect(read).toEqual({ answer: { response: "the value" }, entryWrittenFirst: false });
+  expect(
+    entries()
+      .filter((entry) => entry.path === "app/read")
+      .map((entry) => entry.type),
+  ).toEqual(["request", "response"]);
+  // A write: not begun until its request entry is written.
+  const write = await run("/strongroom.v1.Secrets/Put", "app/write", false, async () => ({ version: 1 }));
+  expect(write).toEqual({ answer: { response: { version: 1 } }, entryWrittenFirst: true });
+  // A read that fails: its error is the answer, and its response entry says so.
+  const failed = await run("/strongroom.v1.Secrets/Get", "app/missing", true, async () => {
+    throw new NodeError("NOT_FOUND", "no secret at app/missing");
+  });
+  expect((failed.answer as { error: NodeError }).error.code).toBe("NOT_FOUND");
+  expect(entries().find((entry) => entry.path === "app/missing" && entry.type === "response")).toMatchObject({
+    outcome: "error",
+    code: "NOT_FOUND",
+  });
+
+  // No sink can take entries (a file where the directory was): the read ran, but its answer is a refusal.
+  await trail.close();
+  rmSync(directory, { recursive: true, force: true });
+  writeFileSync(directory, "not a directory");
+  let ran = false;
+  const refused = await audited(
+    context("/strongroom.v1.Secrets/Get"),
+    { path: "app/read" },
+    async () => {
+      ran = true;
+      return "the value";
+    },
+    { readOnly: true },
+  ).catch((error: unknown) => error);
+  expect(ran).toBe(true);
+  expect(refused).toBeInstanceOf(NodeError);
+  expect((refused as NodeError).code).toBe("AUDIT_UNAVAILABLE");
   await trail.close();
 });
