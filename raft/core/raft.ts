@@ -57,7 +57,8 @@ export interface SoftState {
  * The driver must, in this order:
  *  1. install `snapshot` (if any) into the state machine and the log store, durably;
  *  2. persist `entries` (replacing any stored entries from `entries[0].index` on) and `hardState`
- *     (if not null) atomically, with an fsync when `mustSync`;
+ *     (if not null) atomically, with an fsync when `mustSync` (a new commit index alone is not
+ *     handed out to persist: it rides along with the next entries, snapshot, term or vote);
  *  3. only then send `messages` (a vote or an append acknowledgement must never precede its fsync);
  *  4. apply `committedEntries` in order, and serve each of `readStates` once it has applied `index`;
  *  5. call `advance()`.
@@ -436,16 +437,22 @@ export class RaftCore {
       this.pendingSnapshot !== null ||
       this.log.lastIndex() > this.log.stableIndex ||
       this.log.committed > this.log.applying ||
-      this.hardStateChanged()
+      this.termOrVoteChanged()
     );
   }
 
   ready(): Ready {
     invariant(this.handedOut === null, "ready() called again before advance()");
     this.flush();
-    const hardState = this.hardStateChanged() ? this.hardState() : null;
     const snapshot = this.pendingSnapshot;
     const entries = this.log.unstableEntries();
+    const termOrVoteChanged = this.termOrVoteChanged();
+    // The commit index rides along with a write made anyway (see termOrVoteChanged).
+    const hardState =
+      termOrVoteChanged ||
+      ((entries.length > 0 || snapshot !== null) && this.persistedHardState.commit !== this.log.committed)
+        ? this.hardState()
+        : null;
     const committedEntries = this.log.entriesToApply();
     const lastCommitted = committedEntries.at(-1);
     if (lastCommitted !== undefined) this.log.applying = lastCommitted.index;
@@ -458,12 +465,7 @@ export class RaftCore {
       messages: this.messages.length === 0 ? noMessages : this.messages,
       committedEntries,
       readStates: this.readStates.length === 0 ? noReadStates : this.readStates,
-      mustSync:
-        entries.length > 0 ||
-        snapshot !== null ||
-        (hardState !== null &&
-          (hardState.term !== this.persistedHardState.term ||
-            hardState.vote !== this.persistedHardState.vote)),
+      mustSync: entries.length > 0 || snapshot !== null || termOrVoteChanged,
     };
     if (this.messages.length > 0) this.messages = [];
     if (this.readStates.length > 0) this.readStates = [];
@@ -1392,10 +1394,16 @@ export class RaftCore {
     this.messages.push(message);
   }
 
-  private hardStateChanged(): boolean {
+  /**
+   * Whether the term or the vote changed since the hard state was last persisted: a promise to the
+   * cluster, written and synced before any message goes out. A change of the commit index alone is
+   * not a reason to write: Raft's commit index is volatile state (a restarted node learns it again
+   * from the leader), so it is persisted only with the entries, snapshot or term of a write made
+   * anyway. Written alone it cost every node a LevelDB write between a commit and its apply.
+   * A stored snapshot's index counts as committed (the log stores raise the commit to it).
+   */
+  private termOrVoteChanged(): boolean {
     const persisted = this.persistedHardState;
-    return (
-      persisted.term !== this.term || persisted.vote !== this.vote || persisted.commit !== this.log.committed
-    );
+    return persisted.term !== this.term || persisted.vote !== this.vote;
   }
 }

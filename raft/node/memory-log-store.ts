@@ -100,8 +100,12 @@ export class MemoryLogStore implements LogStore {
     this.keepSnapshot(snapshot);
     this.offset = { index: snapshot.meta.index, term: snapshot.meta.term };
     this.entries = [];
-    if (this.hardState.commit < snapshot.meta.index)
-      this.hardState = { ...this.hardState, commit: snapshot.meta.index };
+    this.raiseCommitTo(snapshot.meta.index);
+  }
+
+  /** A snapshot holds only committed entries; the stored commit index may lag it (raft.ts). */
+  private raiseCommitTo(index: number): void {
+    if (this.hardState.commit < index) this.hardState = { ...this.hardState, commit: index };
   }
 
   /** Collects the parts: a store in memory holds the whole snapshot anyway. */
@@ -125,6 +129,7 @@ export class MemoryLogStore implements LogStore {
     const kept = "data" in snapshot ? snapshot : this.stagedAs(snapshot);
     for (const index of this.staged.keys()) if (index <= kept.meta.index) this.staged.delete(index);
     this.keepSnapshot(kept);
+    this.raiseCommitTo(kept.meta.index);
   }
 
   /** The staged snapshot `stored` stands for; one never staged is refused. */

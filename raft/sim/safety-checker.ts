@@ -53,6 +53,8 @@ export class SafetyChecker {
   private readonly committed: (CommittedRecord | undefined)[] = [];
   private readonly applied: (EntryRecord | undefined)[] = [];
   private readonly persistedCommit = new Map<NodeId, number>();
+  /** The highest commit index each node was seen advancing with, across its restarts. */
+  private readonly committedSeen = new Map<NodeId, number>();
   private readonly liveCommit = new Map<NodeId, number>();
   committedIndexMax = 0;
 
@@ -80,15 +82,8 @@ export class SafetyChecker {
     }
   }
 
-  /** After a node persisted new entries `from`..end and a commit index. */
-  /** Returns the range of indexes this persist newly committed, as far as this node is concerned. */
-  onPersist(
-    id: NodeId,
-    log: DurableLog,
-    fromIndex: number,
-    commit: number,
-    term: number,
-  ): { from: number; to: number } {
+  /** After a node persisted new entries `from`..end and its hard state's commit index. */
+  onPersist(id: NodeId, log: DurableLog, fromIndex: number, commit: number): void {
     const termAt = (index: number): number | undefined =>
       index === log.offset.index ? log.offset.term : log.entries[index - log.offset.index - 1]?.term;
     for (
@@ -120,6 +115,17 @@ export class SafetyChecker {
       throw new SafetyViolation("commit-monotonic", `${id} persisted commit ${commit} after ${previous}`);
     }
     this.persistedCommit.set(id, commit);
+  }
+
+  /**
+   * After a node advanced with commit index `commit` (in memory: the core persists a new commit
+   * index only beside other writes) in term `term`. Records the entries of its durable log that
+   * this newly commits, and returns their range.
+   */
+  onCommitted(id: NodeId, log: DurableLog, commit: number, term: number): { from: number; to: number } {
+    const previous = this.committedSeen.get(id) ?? 0;
+    if (commit <= previous) return { from: previous + 1, to: previous };
+    this.committedSeen.set(id, commit);
     for (let index = Math.max(previous + 1, log.offset.index + 1); index <= commit; index++) {
       const entry = log.entries[index - log.offset.index - 1];
       if (entry !== undefined) this.recordCommitted(id, entry, term);

@@ -214,16 +214,7 @@ export class SimNode {
       if (ready.hardState !== null) {
         this.disk.hardState = this.options.forgetVote ? { ...ready.hardState, vote: null } : ready.hardState;
       }
-      const newlyCommitted = this.hooks.checker.onPersist(
-        this.id,
-        this.disk,
-        first?.index ?? Infinity,
-        this.disk.hardState.commit,
-        this.disk.hardState.term,
-      );
-      if (newlyCommitted.from <= newlyCommitted.to && ready.softState.role === "leader") {
-        this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
-      }
+      this.hooks.checker.onPersist(this.id, this.disk, first?.index ?? Infinity, this.disk.hardState.commit);
       if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
         this.hooks.trace(
           `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
@@ -258,7 +249,12 @@ export class SimNode {
 
       // 4. Advance.
       core.advance();
-      this.hooks.checker.onLiveCommit(this.id, core.hardState().commit);
+      const { commit, term } = core.hardState();
+      this.hooks.checker.onLiveCommit(this.id, commit);
+      const newlyCommitted = this.hooks.checker.onCommitted(this.id, this.disk, commit, term);
+      if (newlyCommitted.from <= newlyCommitted.to && core.softState().role === "leader") {
+        this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
+      }
       this.serveReads();
       this.maybeSnapshot(core);
       this.observeRole(core, core.softState());
@@ -287,6 +283,10 @@ export class SimNode {
     if (meta.index !== this.kv.applied) return;
     const snapshot: Snapshot = { meta, data: this.kv.snapshot() };
     this.disk.snapshot = snapshot;
+    // As the log stores do: a snapshot holds only committed entries, and the stored commit index
+    // (written only beside other writes) may lag it.
+    if (this.disk.hardState.commit < meta.index)
+      this.disk.hardState = { ...this.disk.hardState, commit: meta.index };
     const offset = core.compact(snapshot, meta.index - this.options.retainEntries);
     const drop = offset.index - this.disk.offset.index;
     if (drop > 0) {

@@ -289,14 +289,7 @@ export class LevelLogStore implements LogStore {
     const offset: LogOffset = { index: snapshot.meta.index, term: snapshot.meta.term };
     batch.push(...snapshotRecordWrites(snapshot.meta, ref));
     batch.push({ type: "put", key: offsetKey, value: encodeRecord(offset) });
-    const hardState = await this.storedHardState();
-    if (hardState.commit < snapshot.meta.index) {
-      batch.push({
-        type: "put",
-        key: hardStateKey,
-        value: encodeRecord({ ...hardState, commit: snapshot.meta.index }),
-      });
-    }
+    batch.push(...(await this.commitRaisedTo(snapshot.meta.index)));
     await writeBatch(db, batch, synced);
     this.offset = offset;
     this.lastIndex = offset.index;
@@ -328,7 +321,11 @@ export class LevelLogStore implements LogStore {
       );
     }
     const ref = "data" in snapshot ? await this.stagedOrWritten(snapshot) : this.stagedAs(snapshot);
-    await writeBatch(db, snapshotRecordWrites(snapshot.meta, ref), synced);
+    await writeBatch(
+      db,
+      [...snapshotRecordWrites(snapshot.meta, ref), ...(await this.commitRaisedTo(snapshot.meta.index))],
+      synced,
+    );
     await this.recorded(snapshot.meta, ref);
   }
 
@@ -445,6 +442,17 @@ export class LevelLogStore implements LogStore {
   private open(): BinaryLevel {
     if (this.db === null) throw new LogStoreError("the log store is closed");
     return this.db;
+  }
+
+  /**
+   * The write that raises the stored commit index to a snapshot's (none when it is there already):
+   * a snapshot holds only committed entries, and the core persists a new commit index only beside
+   * other writes, so the stored one may lag the index a snapshot was taken at.
+   */
+  private async commitRaisedTo(index: number): Promise<LevelBatch> {
+    const hardState = await this.storedHardState();
+    if (hardState.commit >= index) return [];
+    return [{ type: "put", key: hardStateKey, value: encodeRecord({ ...hardState, commit: index }) }];
   }
 
   private async storedHardState(): Promise<HardState> {

@@ -30,13 +30,13 @@ describe("safety checker", () => {
 
   it("flags two nodes holding the same index and term with different data (log matching)", () => {
     const checker = new SafetyChecker();
-    checker.onPersist("n1", log(entry(1, 1, "a")), 1, 0, 1);
-    expect(() => checker.onPersist("n2", log(entry(1, 1, "b")), 1, 0, 1)).toThrow(/log-matching/);
+    checker.onPersist("n1", log(entry(1, 1, "a")), 1, 0);
+    expect(() => checker.onPersist("n2", log(entry(1, 1, "b")), 1, 0)).toThrow(/log-matching/);
   });
 
   it("flags a leader of a later term that lacks an entry committed earlier", () => {
     const checker = new SafetyChecker();
-    checker.onPersist("n2", log(entry(1, 1), entry(2, 3)), 1, 2, 3);
+    checker.onCommitted("n2", log(entry(1, 1), entry(2, 3)), 2, 3);
     expect(() => checker.onLeader("n1", 4, coreWith("n1", [entry(1, 1)], 4))).toThrow(
       /leader-completeness: n1, leader of term 4, lacks entry 2 \(term 3\) committed in term 3/,
     );
@@ -44,7 +44,7 @@ describe("safety checker", () => {
 
   it("does not flag a leader of an older term elected late, by votes cast before the commit", () => {
     const checker = new SafetyChecker();
-    checker.onPersist("n2", log(entry(1, 1), entry(2, 3)), 1, 2, 3);
+    checker.onCommitted("n2", log(entry(1, 1), entry(2, 3)), 2, 3);
     expect(() => checker.onLeader("n1", 2, coreWith("n1", [entry(1, 1)], 2))).not.toThrow();
   });
 
@@ -55,7 +55,7 @@ describe("safety checker", () => {
       ["n2", log(entry(1, 1), entry(2, 2))],
       ["n3", log(entry(1, 1), entry(2, 3))],
     ]);
-    checker.onPersist("n1", logs.get("n1") as DurableLog, 1, 2, 4);
+    checker.onCommitted("n1", logs.get("n1") as DurableLog, 2, 4);
     expect(() => checker.onLeaderCommitted("n1", ["n1", "n2", "n3"], logs, 1, 2)).toThrow(
       /n1 committed entry 2 \(term 2\), but n3 lacks it and could still be elected/,
     );
@@ -65,9 +65,23 @@ describe("safety checker", () => {
     const checker = new SafetyChecker();
     checker.onApply("n1", entry(3, 2, "x"), 2);
     expect(() => checker.onApply("n2", entry(3, 2, "y"), 2)).toThrow(/state-machine-safety/);
-    checker.onPersist("n3", log(entry(1, 1), entry(2, 1)), 1, 2, 1);
-    expect(() => checker.onPersist("n3", log(entry(1, 1), entry(2, 1)), Infinity, 1, 1)).toThrow(
+    checker.onPersist("n3", log(entry(1, 1), entry(2, 1)), 1, 2);
+    expect(() => checker.onPersist("n3", log(entry(1, 1), entry(2, 1)), Infinity, 1)).toThrow(
       /commit-monotonic/,
+    );
+  });
+
+  it("records what a node newly commits once, though it restarts with an older commit index", () => {
+    const checker = new SafetyChecker();
+    const durable = log(entry(1, 1), entry(2, 1), entry(3, 2));
+    expect(checker.onCommitted("n1", durable, 2, 1)).toEqual({ from: 1, to: 2 });
+    // Restarted with the commit index it had persisted (1): nothing new, nothing flagged.
+    checker.onRestart("n1");
+    expect(checker.onCommitted("n1", durable, 1, 1)).toEqual({ from: 3, to: 2 });
+    expect(checker.onCommitted("n1", durable, 3, 2)).toEqual({ from: 3, to: 3 });
+    // What it committed is held to: another node committing other data at 2 is flagged.
+    expect(() => checker.onCommitted("n2", log(entry(1, 1), entry(2, 2, "other")), 2, 2)).toThrow(
+      /state-machine-safety: n2 committed entry 2 of term 2; term 1 was committed there before/,
     );
   });
 });
