@@ -1398,8 +1398,8 @@ export class RaftCore {
    * Whether the term or the vote changed since the hard state was last persisted: a promise to the
    * cluster, written and synced before any message goes out. A change of the commit index alone is
    * not a reason to write: Raft's commit index is volatile state (a restarted node learns it again
-   * from the leader), so it is persisted only with the entries, snapshot or term of a write made
-   * anyway. Written alone it cost every node a LevelDB write between a commit and its apply.
+   * from the leader), so it is persisted only beside the entries, snapshot, term or vote of a
+   * write made anyway. Written alone it cost every node a LevelDB write between a commit and its apply.
    * A stored snapshot's index counts as committed (the log stores raise the commit to it).
    */
   private termOrVoteChanged(): boolean {

@@ -27,8 +27,9 @@ export interface ApiMethod<Request, Response> {
   readonly definition: MethodDefinition<Request, Response>;
   readonly route: Route;
   /**
-   * Changes nothing (a read): it runs while its audit request entry is written, and is answered
-   * once that entry is written (audit-trail.ts).
+   * Changes nothing (a read; a Get notes itself in this node's read tracker, nothing else): it
+   * runs while its audit request entry is written, and is answered once that entry is written
+   * (audit-trail.ts).
    */
   readonly readOnly: boolean;
   readonly handler: Handler<Request, Response>;

@@ -165,6 +165,9 @@ class SecretsApi {
       Date.now(),
     );
     const value = this.parts.barrier.decrypt(request.path, found.ciphertext);
+    // Noted as read here, while the audit's request entry may still be on its way (a read runs
+    // beside it): a read the audit then refuses counts as an attempt, and the Stale report errs
+    // towards "read", never towards "unread".
     this.parts.readTracker.noteRead(request.path);
     return {
       value,
