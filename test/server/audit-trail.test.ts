@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, expect, it } from "vitest";
-import { AuditTrail } from "../../server/audit/audit-trail.js";
+import { AuditTrail, type AuditTrailOptions } from "../../server/audit/audit-trail.js";
 import { NodeError } from "../../server/errors.js";
 import type { RequestContext } from "../../server/request.js";
 import { eventually } from "../support/eventually.js";
@@ -48,6 +48,20 @@ function collector(path: string): Promise<{ lines: string[]; stop: () => Promise
   );
 }
 
+/** A trail of node n1, unsealed, durable on disk; `options` say where it writes and what differs. */
+function trailWith(options: Partial<AuditTrailOptions> & Pick<AuditTrailOptions, "directories">): AuditTrail {
+  return new AuditTrail({
+    node: "n1",
+    maxFileBytes: 1 << 20,
+    checkpointEvery: 100,
+    durability: "disk",
+    syncIntervalMs: 1000,
+    rootKey: () => new Uint8Array(32).fill(9),
+    registry: new Registry(),
+    ...options,
+  });
+}
+
 const context = (method: string): RequestContext => ({
   method,
   identity: "alice",
@@ -60,17 +74,7 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
   const socketPath = join(root, "collector.sock");
   const directory = join(root, "files");
   const registry = new Registry();
-  const trail = new AuditTrail({
-    directories: [directory],
-    sockets: [`unix:${socketPath}`],
-    node: "n1",
-    maxFileBytes: 1 << 20,
-    checkpointEvery: 100,
-    durability: "disk",
-    syncIntervalMs: 1000,
-    rootKey: () => new Uint8Array(32).fill(9),
-    registry,
-  });
+  const trail = trailWith({ directories: [directory], sockets: [`unix:${socketPath}`], registry });
   const call = async (path: string) => {
     const finish = await trail.begin(context("/strongroom.v1.Secrets/Get"), { path });
     await finish(null);
@@ -128,16 +132,7 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
 it('with durability "os", syncs a written file in the background and times each sync by directory', async () => {
   const directory = join(root, "os-files");
   const registry = new Registry();
-  const trail = new AuditTrail({
-    directories: [directory],
-    node: "n1",
-    maxFileBytes: 1 << 20,
-    checkpointEvery: 100,
-    durability: "os",
-    syncIntervalMs: 20,
-    rootKey: () => new Uint8Array(32).fill(9),
-    registry,
-  });
+  const trail = trailWith({ directories: [directory], durability: "os", syncIntervalMs: 20, registry });
   const finish = await trail.begin(context("/strongroom.v1.Secrets/Get"), { path: "app/one" });
   await finish(null);
   const syncs = new RegExp(
@@ -152,16 +147,7 @@ it('with durability "os", syncs a written file in the background and times each 
 
 it("runs a read while its request entry is written, answers after it, and refuses it when no sink takes it", async () => {
   const directory = join(root, "reads");
-  const trail = new AuditTrail({
-    directories: [directory],
-    node: "n1",
-    maxFileBytes: 1 << 20,
-    checkpointEvery: 100,
-    durability: "disk",
-    syncIntervalMs: 1000,
-    rootKey: () => new Uint8Array(32).fill(9),
-    registry: new Registry(),
-  });
+  const trail = trailWith({ directories: [directory] });
   const audited = trail.interceptor();
   const entries = () =>
     readdirSync(directory)
