@@ -104,7 +104,10 @@ export interface RaftStatus {
 }
 
 export interface RaftStartOptions {
-  /** The application's applied index; committed entries above it are handed out again after a restart. */
+  /**
+   * The application's applied index: committed entries above it are handed out again after a
+   * restart, and the commit index starts at least there (the stored one may be older).
+   */
   readonly applied?: number;
   /**
    * The driver's log store, read back for entries the core let go of (see RaftLog). Without one the
@@ -249,17 +252,14 @@ export class RaftCore {
     const snapshotIndex = state.snapshot?.meta.index ?? 0;
     invariant(state.offset.index <= snapshotIndex, "the log is compacted beyond the snapshot");
     invariant(state.hardState.commit >= snapshotIndex, "a snapshot beyond the commit index");
-    const applied = Math.min(
-      Math.max(options.applied ?? snapshotIndex, snapshotIndex),
-      state.hardState.commit,
-    );
-    this.log = new RaftLog(
-      state.offset,
-      state.entries,
-      state.hardState.commit,
-      applied,
-      options.stableEntries ?? null,
-    );
+    // What the application applied was committed when it applied it, though the stored commit
+    // index (written only beside other writes) may be older: start from the higher of the two, so
+    // the membership is replayed as far as the application went. (Never beyond the log: an
+    // application ahead of its log is left to apply nothing until the log catches up.)
+    const lastIndex = state.offset.index + state.entries.length;
+    const commit = Math.max(state.hardState.commit, Math.min(options.applied ?? 0, lastIndex));
+    const applied = Math.min(Math.max(options.applied ?? snapshotIndex, snapshotIndex), commit);
+    this.log = new RaftLog(state.offset, state.entries, commit, applied, options.stableEntries ?? null);
     this.membership = new MembershipState(state.snapshot?.meta.membership ?? { voters: [], learners: [] });
     // Membership changes take effect when applied; replay those the application already applied.
     for (let index = snapshotIndex + 1; index <= applied; index++) {

@@ -260,8 +260,12 @@ describe("RaftNode", () => {
     await Promise.all(members.map((m) => m.node.stop()));
     // Each restarts on its store with its state machine as it was (a durable one keeps what it applied).
     const restarted: Member[] = [];
-    for (const member of members)
-      restarted.push(await cluster.start(member.node.id, null, member.store, member.machine));
+    for (const member of members) {
+      const again = await cluster.start(member.node.id, null, member.store, member.machine);
+      // It starts from the commit its state machine reached, not the older one stored.
+      expect(again.node.status().commit).toBe(member.machine.appliedIndex());
+      restarted.push(again);
+    }
     await (await cluster.leader()).node.propose(bytes("after"));
     await waitFor("the write after the restart everywhere", () =>
       restarted.every((m) => m.machine.values.length === 6),
