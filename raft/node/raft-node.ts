@@ -7,6 +7,7 @@
 import { randomInt } from "node:crypto";
 import {
   bootstrapState,
+  decodeMembershipChange,
   type Entry,
   type Membership,
   type MembershipChange,
@@ -150,7 +151,10 @@ export class RaftNode<Result> {
   private processAgain = false;
   private stopped = false;
   private softState: SoftState;
-  /** Whether this node was in the membership it applied, since it started; then whether it left it. */
+  /**
+   * Whether this node was in the membership it applied since it started (or applied its own
+   * removal before it stopped); then whether it left it.
+   */
   private wasMember = false;
   private removed = false;
   /** A snapshot being read out of the state machine, off the Ready loop (captureSnapshot). */
@@ -199,6 +203,10 @@ export class RaftNode<Result> {
       snapshotReceiver: options.logStore,
     });
     const node = new RaftNode(options, core, applied, snapshotIndex);
+    // A node that applied its own removal before it stopped knows it at once: the others no longer
+    // talk to it, so it would not learn it again. (A removal already compacted into a snapshot is
+    // not seen: such a node starts outside the membership as a node being added does.)
+    node.wasMember = removesNode(state.entries, core.status().applied, options.id);
     node.noticeMembership();
     node.schedule();
     return node;
@@ -612,4 +620,15 @@ function toRestore(snapshot: Snapshot | StoredSnapshot, store: LogStore): Snapsh
   if ("data" in snapshot)
     return { meta: snapshot.meta, totalBytes: snapshot.data.length, read: () => [snapshot.data] };
   return { ...snapshot, read: () => readStoredSnapshot(store, snapshot) };
+}
+
+/** Whether an entry up to `applied` is a membership change that removed `id`. */
+function removesNode(entries: readonly Entry[], applied: number, id: NodeId): boolean {
+  for (const entry of entries) {
+    if (entry.index > applied) break;
+    if (entry.type !== "config") continue;
+    const change = decodeMembershipChange(entry.data);
+    if (change.kind === "removeNode" && change.node === id) return true;
+  }
+  return false;
 }

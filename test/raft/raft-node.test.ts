@@ -348,6 +348,12 @@ describe("RaftNode", () => {
     }
     // The others go on.
     await leader.node.propose(bytes("after"));
+    // Restarted on its store with its state machine as it was, it knows at once that it was
+    // removed: the others no longer talk to it, so it could not learn it again.
+    await removed.node.stop();
+    const again = await cluster.start(removed.node.id, null, removed.store, removed.machine);
+    expect(again.node.isRemoved()).toBe(true);
+    expect(() => again.node.propose(bytes("y"))).toThrowError(expect.objectContaining({ code: "REMOVED" }));
   });
 
   it("stopping a node fails its pending proposals with STOPPED, and later calls too", async () => {
