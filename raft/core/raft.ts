@@ -74,6 +74,7 @@ export interface Ready {
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
+  /** Whether the write asks for an fsync: true whenever `entries`, `snapshot` or `hardState` is set. */
   readonly mustSync: boolean;
 }
 

@@ -62,9 +62,10 @@ export interface LogStore extends StableEntryReader, StableSnapshotReader, Snaps
 
 export interface AppendOptions {
   /**
-   * Wait for fsync (the default). The driver passes Ready.mustSync: only a change of entries, term
-   * or vote must be on disk before the messages that depend on it; a commit index that moved
-   * alone may be lost in a crash (it is learned again from the leader), so it costs no fsync.
+   * Wait for fsync (the default). The driver passes Ready.mustSync. The core hands out a new
+   * commit index only beside entries, a snapshot, a term or a vote, so every Ready that asks for a
+   * write now asks for it synced: `sync: false` is part of the store's contract (and its
+   * conformance tests), not something the Raft node uses.
    */
   readonly sync?: boolean;
 }
