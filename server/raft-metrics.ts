@@ -13,11 +13,11 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../raft/core/index.js";
-import type { AppendOptions, LogStore, RaftNode } from "../raft/node/index.js";
+import type { LogStore, RaftNode } from "../raft/node/index.js";
 
 export class RaftMetrics {
   private readonly leaderChanges: Counter;
-  private readonly appendSeconds: Histogram<"sync">;
+  private readonly appendSeconds: Histogram;
   private readonly snapshotBytes: Gauge;
 
   constructor(registry: Registry, raft: () => RaftNode<unknown>) {
@@ -75,8 +75,7 @@ export class RaftMetrics {
     });
     this.appendSeconds = new Histogram({
       name: "strongroom_raft_log_append_seconds",
-      help: "Time to persist one Raft Ready to the log store, by whether it was fsynced.",
-      labelNames: ["sync"],
+      help: "Time to persist one Raft Ready's entries and hard state to the log store, fsync included.",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     });
@@ -104,10 +103,10 @@ export class RaftMetrics {
         store.readEntries(low, high, bytesMax),
       readSnapshotChunk: (meta: SnapshotMeta, offset: number, length: number): Uint8Array =>
         store.readSnapshotChunk(meta, offset, length),
-      append: async (entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions) => {
-        const stop = this.appendSeconds.startTimer({ sync: options?.sync === false ? "false" : "true" });
+      append: async (entries: readonly Entry[], hardState: HardState | null) => {
+        const stop = this.appendSeconds.startTimer();
         try {
-          await store.append(entries, hardState, options);
+          await store.append(entries, hardState);
         } finally {
           stop();
         }

@@ -57,8 +57,9 @@ export interface SoftState {
  * The driver must, in this order:
  *  1. install `snapshot` (if any) into the state machine and the log store, durably;
  *  2. persist `entries` (replacing any stored entries from `entries[0].index` on) and `hardState`
- *     (if not null) atomically, with an fsync when `mustSync` (a new commit index alone is not
- *     handed out to persist: it rides along with the next entries, snapshot, term or vote);
+ *     (if not null) atomically and durably (a new commit index alone is not handed out to
+ *     persist: it rides along with the next entries, snapshot, term or vote, so every write the
+ *     core asks for needs its fsync);
  *  3. only then send `messages` (a vote or an append acknowledgement must never precede its fsync);
  *  4. apply `committedEntries` in order, and serve each of `readStates` once it has applied `index`;
  *  5. call `advance()`.
@@ -74,8 +75,6 @@ export interface Ready {
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
-  /** Whether the write asks for an fsync: true whenever `entries`, `snapshot` or `hardState` is set. */
-  readonly mustSync: boolean;
 }
 
 /** Where a proposal landed: it succeeded if the entry applied at `index` has this `term`. */
@@ -466,7 +465,6 @@ export class RaftCore {
       messages: this.messages.length === 0 ? noMessages : this.messages,
       committedEntries,
       readStates: this.readStates.length === 0 ? noReadStates : this.readStates,
-      mustSync: entries.length > 0 || snapshot !== null || termOrVoteChanged,
     };
     if (this.messages.length > 0) this.messages = [];
     if (this.readStates.length > 0) this.readStates = [];

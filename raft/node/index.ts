@@ -1,7 +1,6 @@
 // The Raft driver and the interfaces it runs against.
 export { InProcessNetwork } from "./in-process-transport.js";
 export {
-  type AppendOptions,
   checkSnapshotRead,
   collectParts,
   type LogStore,

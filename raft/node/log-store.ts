@@ -29,11 +29,11 @@ export interface LogStore extends StableEntryReader, StableSnapshotReader, Snaps
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
   load(): Promise<PersistentState>;
   /**
-   * Atomically (and durably unless `options.sync` is false): drop stored entries from
+   * Atomically and durably (fsynced before the promise resolves): drop stored entries from
    * `entries[0].index` on, store `entries`, and store `hardState` when it is not null. Entries must
    * continue the stored log without a gap.
    */
-  append(entries: readonly Entry[], hardState: HardState | null, options?: AppendOptions): Promise<void>;
+  append(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
   /**
    * Durably replace the log with a snapshot received from the leader: no entries remain. One
    * without its data is the snapshot receiveSnapshotChunk took whole (another is refused).
@@ -58,16 +58,6 @@ export interface LogStore extends StableEntryReader, StableSnapshotReader, Snaps
   /** Drop entries through `offset.index`, which a saved snapshot covers. */
   compact(offset: LogOffset): Promise<void>;
   close(): Promise<void>;
-}
-
-export interface AppendOptions {
-  /**
-   * Wait for fsync (the default). The driver passes Ready.mustSync. The core hands out a new
-   * commit index only beside entries, a snapshot, a term or a vote, so every Ready that asks for a
-   * write now asks for it synced: `sync: false` is part of the store's contract (and its
-   * conformance tests), not something the Raft node uses.
-   */
-  readonly sync?: boolean;
 }
 
 /** Thrown by a LogStore for a request that would corrupt the log (a bug in the caller). */

@@ -13,7 +13,6 @@ import type {
   StoredSnapshot,
 } from "../core/index.js";
 import {
-  type AppendOptions,
   collectParts,
   type LogStore,
   LogStoreError,
@@ -45,11 +44,7 @@ export class MemoryLogStore implements LogStore {
     };
   }
 
-  async append(
-    entries: readonly Entry[],
-    hardState: HardState | null,
-    _options?: AppendOptions,
-  ): Promise<void> {
+  async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
     this.assertOpen();
     const first = entries[0];
     if (first !== undefined) {

@@ -398,7 +398,7 @@ export class RaftNode<Result> {
     }
     if (ready.entries.length > 0 || ready.hardState !== null) {
       if (failpoint !== undefined) await failpoint("before-persist");
-      await store.append(ready.entries, ready.hardState, { sync: ready.mustSync });
+      await store.append(ready.entries, ready.hardState);
       if (failpoint !== undefined) await failpoint("after-persist");
     }
     if (this.stopped) return;

@@ -25,13 +25,7 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../../raft/core/index.js";
-import {
-  type AppendOptions,
-  checkSnapshotRead,
-  type LogStore,
-  LogStoreError,
-  readStoredEntries,
-} from "../../raft/node/index.js";
+import { checkSnapshotRead, type LogStore, LogStoreError, readStoredEntries } from "../../raft/node/index.js";
 import {
   type BinaryLevel,
   isLevelCorruption,
@@ -197,11 +191,7 @@ export class LevelLogStore implements LogStore {
     return { hardState, snapshot, offset, entries };
   }
 
-  async append(
-    entries: readonly Entry[],
-    hardState: HardState | null,
-    options: AppendOptions = {},
-  ): Promise<void> {
+  async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
     const first = entries[0];
@@ -227,7 +217,7 @@ export class LevelLogStore implements LogStore {
     }
     if (hardState !== null) batch.push({ type: "put", key: hardStateKey, value: encodeRecord(hardState) });
     if (batch.length === 0) return;
-    await writeBatch(db, batch, { sync: options.sync ?? true });
+    await writeBatch(db, batch, synced);
     if (first !== undefined) this.lastIndex = first.index + entries.length - 1;
   }
 

@@ -46,7 +46,6 @@ describe("the Ready contract", () => {
     core.propose(new TextEncoder().encode("v"));
     const ready = core.ready();
     expect(ready.entries.map((entry) => entry.index)).toEqual([core.status().lastIndex]);
-    expect(ready.mustSync).toBe(true);
     expect(ready.messages.filter((m) => m.type === "append").length).toBe(2);
     core.advance();
   });

@@ -89,7 +89,6 @@ describe("leader election", () => {
     core.step(request);
     const ready = core.ready();
     expect(ready.hardState).toEqual({ term: 2, vote: "n1", commit: 3 });
-    expect(ready.mustSync).toBe(true);
     expect(ready.messages).toEqual([{ type: "voteResponse", from: "n2", to: "n1", term: 2, granted: true }]);
   });
 

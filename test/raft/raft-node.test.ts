@@ -162,9 +162,9 @@ describe("RaftNode", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     const appended: number[] = [];
     const append = leader.store.append.bind(leader.store);
-    leader.store.append = (entries, hardState, options) => {
+    leader.store.append = (entries, hardState) => {
       if (entries.length > 0) appended.push(entries.length);
-      return append(entries, hardState, options);
+      return append(entries, hardState);
     };
     // The i-th caller proposes after i awaits, as calls do after their authorization and audit.
     const proposed = await Promise.all(
