@@ -42,6 +42,10 @@ const deadlineMs = 10_000;
 
 async function run(job: WorkerJob): Promise<WorkerResult> {
   const connections: Connection[] = job.target.endpoints.map((endpoint) => connect(job.target, endpoint));
+  const writeAt =
+    job.target.writeEndpoint === null ? -1 : job.target.endpoints.indexOf(job.target.writeEndpoint);
+  if (job.target.writeEndpoint !== null && writeAt < 0)
+    throw new Error(`the write endpoint ${job.target.writeEndpoint} is not one of the endpoints`);
   let random = job.seed >>> 0 || 1;
   // xorshift32: fast and seeded; the key and the operation of each request.
   const next = () => {
@@ -79,9 +83,8 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
     const connection = connections[rotation++ % connections.length] as Connection;
     const key = `k${Math.floor(next() * job.keys)}`;
     const deadline = Date.now() + deadlineMs;
-    return next() < job.readFraction
-      ? connection.read(key, deadline)
-      : connection.write(key, value, deadline);
+    if (next() < job.readFraction) return connection.read(key, deadline);
+    return (writeAt < 0 ? connection : (connections[writeAt] as Connection)).write(key, value, deadline);
   };
 
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, job.startAt - Date.now())));

@@ -38,7 +38,10 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --no-open-loop       skip the open-loop runs
   --entry WHERE        where clients send: all (spread over every member, the default, as
                        etcd's clients do), leader or follower (each system's leader, or a
-                       member that does not lead, found once the cluster is up)
+                       member that does not lead, found once the cluster is up), or clients
+                       (as each system's client library routes: strongroom's SDK sends writes
+                       to the leader, and many SDK clients' reads land on every member; etcd's
+                       clients spread both)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
@@ -132,22 +135,31 @@ const concurrencies =
       : [1, 16, 64, 256]
     : listOf("clients", values.clients, wholeIn(1, 4096));
 const entry = values.entry ?? "all";
-if (entry !== "all" && entry !== "leader" && entry !== "follower")
-  refuse("--entry takes all, leader or follower");
+if (entry !== "all" && entry !== "leader" && entry !== "follower" && entry !== "clients")
+  refuse("--entry takes all, leader, follower or clients");
 const auditDurability = values["audit-durability"] ?? "disk";
 if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-durability takes disk or os");
 
 /**
  * The members the clients send to: every one, or the leader alone, or one follower alone (what a
- * request costs entering at each, apart from what spreading them costs).
+ * request costs entering at each, apart from what spreading them costs). With "clients", every one,
+ * strongroom's writes then going to its leader (TargetSpec.writeEndpoint).
  */
 function entryEndpoints(system: SystemName, endpoints: readonly string[], leader: string | null): string[] {
   // A system this run does not drive keeps every endpoint: its leader is not looked for.
-  if (entry === "all" || !systems.includes(system)) return [...endpoints];
+  if (entry === "all" || entry === "clients" || !systems.includes(system)) return [...endpoints];
   if (leader === null) throw new Error(`--entry ${entry}: ${system} has no leader to tell apart`);
   const chosen = entry === "leader" ? leader : endpoints.find((endpoint) => endpoint !== leader);
   if (chosen === undefined) throw new Error(`--entry follower: ${system} has no follower`);
   return [chosen];
+}
+
+/** Where the clients sent, for the report. */
+function entryDescription(): string {
+  if (entry === "all") return "to every member";
+  if (entry === "clients")
+    return "as each system's client library routes them (strongroom's SDK: writes to the leader, reads spread over every member; etcd's: every request spread)";
+  return `to each system's ${entry} only`;
 }
 const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
   name === "strongroom" || name === "etcd" ? name : undefined,
@@ -212,16 +224,19 @@ async function main(): Promise<void> {
     const leaderNode = pinned("strongroom") ? await strongroom.leader() : null;
     const strongroomLeader =
       leaderNode === null ? null : (strongroom.endpoints()[strongroom.nodes.indexOf(leaderNode)] ?? null);
-    const etcdLeader = pinned("etcd") ? await etcd.leaderEndpoint() : null;
+    // With "clients" etcd's requests stay spread, as its clients send them: its leader is not needed.
+    const etcdLeader = pinned("etcd") && entry !== "clients" ? await etcd.leaderEndpoint() : null;
     if (entry !== "all")
       process.stderr.write(
-        `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients to the ${entry}\n`,
+        `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients sent ${entryDescription()}\n`,
       );
     const targets: Record<SystemName, { spec: TargetSpec; pids: number[] }> = {
       strongroom: {
         spec: {
           system: "strongroom",
           endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
+          // The SDK sends writes to the leader it learned (client/endpoint-pool.ts).
+          writeEndpoint: entry === "clients" ? strongroomLeader : null,
           tls: strongroom.tls,
           token,
         },
@@ -231,6 +246,7 @@ async function main(): Promise<void> {
         spec: {
           system: "etcd",
           endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
+          writeEndpoint: null,
           tls: etcd.tls,
           token: null,
         },
@@ -310,7 +326,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent to ${entry === "all" ? "every member" : `each system's ${entry} only`}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();

@@ -14,6 +14,8 @@ export type SystemName = "strongroom" | "etcd";
 export interface TargetSpec {
   readonly system: SystemName;
   readonly endpoints: readonly string[];
+  /** Where every write goes (one of `endpoints`), or null: writes go round-robin like reads. */
+  readonly writeEndpoint: string | null;
   readonly tls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** strongroom's bearer token (etcd: none). */
   readonly token: string | null;
