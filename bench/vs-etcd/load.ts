@@ -34,6 +34,8 @@ export interface RunResult {
   readonly p999Ms: number;
   /** CPU seconds all server processes spent per 1,000 operations. */
   readonly serverCpuPer1000: number;
+  /** The same for each server process, in the order of `serverPids`: where the work is. */
+  readonly serverCpuPer1000ByNode: number[];
   /** The load generator's own CPU over the window, in cores (1.0: one core busy). */
   readonly generatorCores: number;
   /** Resident memory of each server process at the end, MiB. */
@@ -98,7 +100,9 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
   latencies.sort();
   const percentile = (p: number) =>
     total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
-  const serverCpu = serverCpuAfter.reduce((sum, after, i) => sum + after - (serverCpuBefore[i] ?? 0), 0);
+  const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
+  const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
+  const per1000 = (seconds: number) => (total === 0 ? 0 : (seconds / total) * 1000);
   return {
     ops: total,
     opsPerSecond: total / (spec.durationMs / 1000),
@@ -108,7 +112,8 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
     p50Ms: percentile(50),
     p99Ms: percentile(99),
     p999Ms: percentile(99.9),
-    serverCpuPer1000: total === 0 ? 0 : (serverCpu / total) * 1000,
+    serverCpuPer1000: per1000(serverCpu),
+    serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
     generatorCores: (selfAfter - selfBefore) / (spec.durationMs / 1000),
     rssMiB: rss,
   };

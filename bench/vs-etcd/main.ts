@@ -216,12 +216,15 @@ async function main(): Promise<void> {
   });
   const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });
   const cells: Cell[] = [];
+  let strongroomLeaderId: string | null = null;
   try {
     process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
     const token = await strongroom.start();
     await etcd.start();
     const pinned = (system: SystemName) => entry !== "all" && systems.includes(system);
-    const leaderNode = pinned("strongroom") ? await strongroom.leader() : null;
+    // Looked up whenever strongroom runs: the report says which node's CPU is the leader's.
+    const leaderNode = systems.includes("strongroom") ? await strongroom.leader() : null;
+    strongroomLeaderId = leaderNode?.id ?? null;
     const strongroomLeader =
       leaderNode === null ? null : (strongroom.endpoints()[strongroom.nodes.indexOf(leaderNode)] ?? null);
     // With "clients" etcd's requests stay spread, as its clients send them: its leader is not needed.
@@ -298,10 +301,10 @@ async function main(): Promise<void> {
     await etcd.stop();
     rmSync(directory, { recursive: true, force: true });
   }
-  report(cells, etcdVersion);
+  report(cells, etcdVersion, strongroomLeaderId);
 }
 
-function report(cells: readonly Cell[], etcdVersion: string): void {
+function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId: string | null): void {
   const out = values.out ?? ".bench/vs-etcd";
   mkdirSync(out, { recursive: true });
   const ms = (value: number) => value.toFixed(1);
@@ -319,6 +322,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
     "etcd p99.9",
     "sr cpu s/1k",
     "etcd cpu s/1k",
+    "sr cpu s/1k by node",
     "sr RSS MiB",
     "etcd RSS MiB",
     "gen cores",
@@ -326,7 +330,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations; RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "not looked up"}); RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -364,6 +368,7 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
         ...each((result) => ms(result.p99Ms)),
         ...each((result) => ms(result.p999Ms)),
         ...each((result) => result.serverCpuPer1000.toFixed(2)),
+        sr === undefined ? "-" : sr.serverCpuPer1000ByNode.map((seconds) => seconds.toFixed(2)).join("/"),
         ...each((result) => result.rssMiB.join("/")),
         `${srGenerator}/${etGenerator}`,
       ]);
@@ -376,7 +381,11 @@ function report(cells: readonly Cell[], etcdVersion: string): void {
   }
   writeFileSync(
     join(out, "results.json"),
-    JSON.stringify({ etcdVersion, durationMs, warmupMs, workers, entry, nodeOptions, cells }, null, 2),
+    JSON.stringify(
+      { etcdVersion, durationMs, warmupMs, workers, entry, nodeOptions, strongroomLeaderId, cells },
+      null,
+      2,
+    ),
   );
   const at = (system: SystemName, mix: string) =>
     cells.find(
