@@ -4,7 +4,9 @@
 import { describe, expect, it } from "vitest";
 import {
   bootstrapState,
+  type Entry,
   emptyState,
+  type Message,
   RaftCore,
   RaftError,
   RaftInvariantError,
@@ -47,6 +49,44 @@ describe("the Ready contract", () => {
     const ready = core.ready();
     expect(ready.entries.map((entry) => entry.index)).toEqual([core.status().lastIndex]);
     expect(ready.messages.filter((m) => m.type === "append").length).toBe(2);
+    core.advance();
+  });
+
+  it("hands out the hard state to persist for a new term or entries, never for a commit index alone", () => {
+    const core = new RaftCore({ id: "n2", random: new SeededRandom(1) }, three());
+    while (core.hasReady()) {
+      core.ready();
+      core.advance();
+    }
+    const data = new TextEncoder().encode("v");
+    const append = (prev: [number, number], entries: Entry[], commit: number): Message => ({
+      type: "append",
+      from: "n1",
+      to: "n2",
+      term: 2,
+      prevIndex: prev[0],
+      prevTerm: prev[1],
+      entries,
+      commit,
+    });
+    // A leader of a new term with an entry: the term and the entries are written (and synced)
+    // before the acknowledgement leaves.
+    core.step(append([3, 1], [{ index: 4, term: 2, type: "normal", data }], 3));
+    let ready = core.ready();
+    expect(ready.hardState).toEqual({ term: 2, vote: null, commit: 3 });
+    expect(ready.entries.map((entry) => entry.index)).toEqual([4]);
+    core.advance();
+    // The same leader committing it: applied at once, nothing to write.
+    core.step(append([4, 2], [], 4));
+    ready = core.ready();
+    expect(ready.committedEntries.map((entry) => entry.index)).toEqual([4]);
+    expect(ready.hardState).toBeNull();
+    expect(ready.entries).toEqual([]);
+    core.advance();
+    // The next entry carries the commit index the node learned along with it.
+    core.step(append([4, 2], [{ index: 5, term: 2, type: "normal", data }], 4));
+    ready = core.ready();
+    expect(ready.hardState).toEqual({ term: 2, vote: null, commit: 4 });
     core.advance();
   });
 
