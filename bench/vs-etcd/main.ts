@@ -330,7 +330,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "not looked up"}); RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
