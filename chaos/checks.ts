@@ -22,6 +22,8 @@ export interface FaultEvent {
   /** It took the leader away while a quorum remained: failover is measured after it. */
   readonly takesLeader: boolean;
   readonly atMs: number;
+  /** How long after its scheduled time it came: it waited for the fault before it to heal. */
+  readonly lateMs: number;
   readonly healedAtMs: number;
 }
 

@@ -198,6 +198,13 @@ export function parseExperiment(document: unknown, source: string): Experiment {
   for (const [position, fault] of experiment.faults.entries()) {
     if (fault.atMs + fault.healAfterMs > experiment.workload.durationMs)
       problems.push(`faults.${position} is not healed before the workload ends`);
+    // Faults run one at a time (chaos/run-experiment.ts): a schedule that overlaps them would not
+    // run as written.
+    const previous = experiment.faults[position - 1];
+    if (previous !== undefined && fault.atMs < previous.atMs + previous.healAfterMs)
+      problems.push(
+        `faults.${position} comes at ${fault.atMs} ms, before faults.${position - 1} is healed (${previous.atMs + previous.healAfterMs} ms): faults run one at a time, in order`,
+      );
     if (netnsNemeses.has(fault.nemesis) && cluster.driver !== "netns")
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
     if (fault.nemesis === "hsm-outage" && cluster.seal !== "hsm")

@@ -53,7 +53,7 @@ export function renderReportHtml(report: Report, operations: readonly RegisterOp
   const faults = report.faults
     .map(
       (fault) =>
-        `<tr><td>${escapeHtml(fault.nemesis)}</td><td>${escapeHtml(fault.target)}</td><td>${escapeHtml(fault.detail)}</td><td>${Math.round(fault.atMs)}</td><td>${Math.round(fault.healedAtMs)}</td></tr>`,
+        `<tr><td>${escapeHtml(fault.nemesis)}</td><td>${escapeHtml(fault.target)}</td><td>${escapeHtml(fault.detail)}</td><td>${Math.round(fault.atMs)}${fault.lateMs > 0 ? ` (${fault.lateMs} late)` : ""}</td><td>${Math.round(fault.healedAtMs)}</td></tr>`,
     )
     .join("");
   return `<!doctype html>

@@ -46,6 +46,12 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   const printed = lines.join("\n");
   expect(report.checks.linearizability, printed).toBe("linearizable");
   expect(report.faults.map((fault) => fault.nemesis)).toEqual(["kill-leader", "kill-leader"]);
+  // One fault at a time: the second kill comes only once the first killed node is back, even
+  // when its restart and unseal outlast the schedule (then it is late, and says so).
+  const [first, second] = report.faults;
+  expect(second?.atMs, printed).toBeGreaterThanOrEqual(first?.healedAtMs ?? Number.POSITIVE_INFINITY);
+  expect(second?.atMs, printed).toBeGreaterThanOrEqual(5000 + (second?.lateMs ?? 0));
+  if ((second?.lateMs ?? 0) > 0) expect(printed).toContain("ms late, after the fault before it healed");
   expect(report.checks.failoversMs).toHaveLength(2);
   for (const failover of report.checks.failoversMs) expect(failover, printed).toBeLessThan(1000);
   expect(report.checks.crashedNodes).toEqual([]);
@@ -197,6 +203,23 @@ it("refuses an experiment with problems, naming each", () => {
       "late.yaml",
     ),
   ).toThrow("late.yaml: faults.0 is not healed before the workload ends");
+  // Faults run one at a time, in order: a schedule that stacks one on another is refused.
+  expect(() =>
+    parseExperiment(
+      {
+        name: "stacked",
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 10_000 },
+        faults: [
+          { atMs: 1000, nemesis: "kill-leader", healAfterMs: 3000 },
+          { atMs: 3000, nemesis: "kill-random", healAfterMs: 1000 },
+          { atMs: 2000, nemesis: "pause-random", healAfterMs: 1000 },
+        ],
+      },
+      "stacked.yaml",
+    ),
+  ).toThrow(
+    "stacked.yaml: faults.1 comes at 3000 ms, before faults.0 is healed (4000 ms): faults run one at a time, in order; faults.2 comes at 2000 ms, before faults.1 is healed (4000 ms): faults run one at a time, in order",
+  );
   // Network faults need each node in a namespace of its own; regions must name every node, and
   // links only regions that exist.
   expect(() =>
