@@ -29,5 +29,7 @@ export function describeMessage(message: Message): string {
       return `readIndex ${message.context}`;
     case "readIndexResponse":
       return `readIndexResponse ${message.context} at ${message.index}`;
+    case "removed":
+      return "removed";
   }
 }

@@ -9,17 +9,24 @@ import type { Membership, MembershipChange, NodeId } from "./types.js";
 export class MembershipState {
   readonly voters: Set<NodeId>;
   readonly learners: Set<NodeId>;
+  /** Removed for good: a removed node's messages are answered "removed", and its id is not reused. */
+  readonly removed: Set<NodeId>;
 
   constructor(membership: Membership) {
     this.voters = new Set(membership.voters);
     this.learners = new Set(membership.learners);
+    this.removed = new Set(membership.removed ?? []);
     for (const learner of this.learners) {
       invariant(!this.voters.has(learner), `${learner} is both a voter and a learner`);
     }
   }
 
   toMembership(): Membership {
-    return { voters: [...this.voters].sort(), learners: [...this.learners].sort() };
+    return {
+      voters: [...this.voters].sort(),
+      learners: [...this.learners].sort(),
+      ...(this.removed.size === 0 ? {} : { removed: [...this.removed].sort() }),
+    };
   }
 
   isVoter(id: NodeId): boolean {
@@ -44,6 +51,10 @@ export class MembershipState {
     const fail = (message: string): never => {
       throw new RaftError("INVALID_MEMBERSHIP_CHANGE", message);
     };
+    // A removed node may still be running on its old log (removed while it was down): were its id
+    // let back in, the two would be one member with two logs.
+    if (change.kind !== "removeNode" && this.removed.has(change.node))
+      fail(`${change.node} was removed from the cluster; add the new node under a new id`);
     switch (change.kind) {
       case "addVoter":
         if (this.voters.has(change.node)) fail(`${change.node} is already a voter`);
@@ -72,6 +83,7 @@ export class MembershipState {
       case "removeNode":
         this.voters.delete(change.node);
         this.learners.delete(change.node);
+        this.removed.add(change.node);
         break;
     }
   }

@@ -99,6 +99,8 @@ export interface RaftStatus {
   /** Bytes of the newest snapshot's data held in memory: none once persisted, with a snapshot reader. */
   readonly snapshotBytesInMemory: number;
   readonly membership: Membership;
+  /** This node was removed from the cluster: its own log says so, or a member told it. */
+  readonly removed: boolean;
   readonly leadTransferee: NodeId | null;
   readonly progress: ReadonlyMap<NodeId, { match: number; next: number; state: string }>;
 }
@@ -199,6 +201,8 @@ export class RaftCore {
   private randomizedElectionTimeout = 0;
   /** See setCampaignAllowed. */
   private campaignAllowed = true;
+  /** A member answered "removed": its applied log removed this node (which may not have that entry). */
+  private toldRemoved = false;
 
   private votes = new Map<NodeId, boolean>();
   private progress = new Map<NodeId, Progress>();
@@ -359,6 +363,19 @@ export class RaftCore {
   /** Handles one message from a peer. */
   step(message: Message): void {
     if (message.to !== this.id || message.from === this.id) return;
+    if (message.type === "removed") {
+      // Removed while down or cut off, it never got the entry: no member sends it anything now.
+      // It stops campaigning and leading, and the driver refuses its calls. Ids are never reused,
+      // so the answer cannot be stale.
+      this.toldRemoved = true;
+      if (this.role !== "follower") this.becomeFollower(this.term, null);
+      return;
+    }
+    if (this.membership.removed.has(message.from)) {
+      // Before the term check: a removed node's higher term must not disturb the members.
+      this.send({ type: "removed", from: this.id, to: message.from, term: this.term });
+      return;
+    }
     if (message.term > this.term) {
       if (message.type === "preVote" || message.type === "vote") {
         const forced = message.type === "vote" && message.transfer;
@@ -576,6 +593,7 @@ export class RaftCore {
       entryBytesInMemory: held.bytes,
       snapshotBytesInMemory: this.snapshot?.data?.length ?? 0,
       membership: this.membership.toMembership(),
+      removed: this.isRemoved(),
       leadTransferee: this.leadTransferee,
       progress,
     };
@@ -676,7 +694,12 @@ export class RaftCore {
   }
 
   private promotable(): boolean {
-    return this.campaignAllowed && this.membership.isVoter(this.id);
+    return this.campaignAllowed && this.membership.isVoter(this.id) && !this.toldRemoved;
+  }
+
+  /** This node was removed from the cluster: its own applied log says so, or a member told it. */
+  isRemoved(): boolean {
+    return this.toldRemoved || this.membership.removed.has(this.id);
   }
 
   // ---------------------------------------------------------------------------------------------

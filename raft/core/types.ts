@@ -28,6 +28,11 @@ export interface HardState {
 export interface Membership {
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
+  /**
+   * The nodes removed so far, which never come back under the same id: a member answers their
+   * messages with "removed". Absent when none was (and in snapshots taken before it was kept).
+   */
+  readonly removed?: readonly NodeId[];
 }
 
 /** One membership change: one server at a time (Ongaro's dissertation, section 4.1). */
@@ -199,6 +204,14 @@ export interface ReadIndexResponseMessage extends MessageBase {
   readonly context: string;
   readonly index: number;
 }
+/**
+ * The answer to any message from a node that the sender's applied log removed: a node removed
+ * while it was down or cut off never receives its removal, since members no longer send it
+ * anything; this is how it learns.
+ */
+export interface RemovedMessage extends MessageBase {
+  readonly type: "removed";
+}
 
 export type Message =
   | PreVoteMessage
@@ -212,6 +225,7 @@ export type Message =
   | SnapshotResponseMessage
   | TimeoutNowMessage
   | ReadIndexMessage
-  | ReadIndexResponseMessage;
+  | ReadIndexResponseMessage
+  | RemovedMessage;
 
 export type MessageType = Message["type"];

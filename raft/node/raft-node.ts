@@ -7,7 +7,6 @@
 import { randomInt } from "node:crypto";
 import {
   bootstrapState,
-  decodeMembershipChange,
   type Entry,
   type Membership,
   type MembershipChange,
@@ -151,11 +150,7 @@ export class RaftNode<Result> {
   private processAgain = false;
   private stopped = false;
   private softState: SoftState;
-  /**
-   * Whether this node was in the membership it applied since it started (or applied its own
-   * removal before it stopped); then whether it left it.
-   */
-  private wasMember = false;
+  /** Whether this node was removed from the cluster (and its calls are refused with REMOVED). */
   private removed = false;
   /** A snapshot being read out of the state machine, off the Ready loop (captureSnapshot). */
   private building: Promise<void> | null = null;
@@ -203,10 +198,8 @@ export class RaftNode<Result> {
       snapshotReceiver: options.logStore,
     });
     const node = new RaftNode(options, core, applied, snapshotIndex);
-    // A node that applied its own removal before it stopped knows it at once: the others no longer
-    // talk to it, so it would not learn it again. (A removal already compacted into a snapshot is
-    // not seen: such a node starts outside the membership as a node being added does.)
-    node.wasMember = removesNode(state.entries, core.status().applied, options.id);
+    // A node that applied its own removal before it stopped (its log or snapshot says so) knows it
+    // at once; one removed while it was down learns it from the first member it contacts.
     node.noticeMembership();
     node.schedule();
     return node;
@@ -346,6 +339,8 @@ export class RaftNode<Result> {
     } catch (error) {
       this.fatalIfBroken(error);
     }
+    // A member's "removed" answer changes no state the Ready loop hands out.
+    if (message.type === "removed") this.noticeMembership();
     this.schedule();
   }
 
@@ -423,8 +418,8 @@ export class RaftNode<Result> {
     }
     // 4. Advance.
     this.core.advance();
-    if (ready.snapshot !== null || ready.committedEntries.some((entry) => entry.type === "config"))
-      this.noticeMembership();
+    // Removal comes with a config entry or a snapshot, or as a member's answer (a received message).
+    if (this.core.isRemoved() !== this.removed) this.noticeMembership();
     this.settleReads();
     this.noticeSoftState(ready.softState);
     this.noticeSoftState(this.core.softState());
@@ -514,19 +509,12 @@ export class RaftNode<Result> {
   }
 
   /**
-   * A node that applied its own removal is told nothing more by the cluster: its pending reads
-   * and proposals would wait out their deadlines. They fail now, and so does every later one,
-   * so that clients go to a member at once.
+   * A node removed from the cluster is told nothing more by it: its pending reads and proposals
+   * would wait out their deadlines. They fail now, and so does every later one, so that clients
+   * go to a member at once. (Removal is for good: ids are never reused.)
    */
   private noticeMembership(): void {
-    const membership = this.core.status().membership;
-    const isMember = membership.voters.includes(this.id) || membership.learners.includes(this.id);
-    if (isMember) {
-      this.wasMember = true;
-      this.removed = false;
-      return;
-    }
-    if (!this.wasMember || this.removed) return;
+    if (this.removed || !this.core.isRemoved()) return;
     this.removed = true;
     const removed = this.removedError();
     for (const waiter of this.reads.values()) waiter.reject(removed);
@@ -620,15 +608,4 @@ function toRestore(snapshot: Snapshot | StoredSnapshot, store: LogStore): Snapsh
   if ("data" in snapshot)
     return { meta: snapshot.meta, totalBytes: snapshot.data.length, read: () => [snapshot.data] };
   return { ...snapshot, read: () => readStoredSnapshot(store, snapshot) };
-}
-
-/** Whether an entry up to `applied` is a membership change that removed `id`. */
-function removesNode(entries: readonly Entry[], applied: number, id: NodeId): boolean {
-  for (const entry of entries) {
-    if (entry.index > applied) break;
-    if (entry.type !== "config") continue;
-    const change = decodeMembershipChange(entry.data);
-    if (change.kind === "removeNode" && change.node === id) return true;
-  }
-  return false;
 }

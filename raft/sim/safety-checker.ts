@@ -12,6 +12,7 @@ export type SafetyProperty =
   | "state-machine-safety"
   | "commit-monotonic"
   | "invariant"
+  | "removed-leader"
   | "liveness"
   | "linearizability";
 

@@ -66,6 +66,11 @@ export class SimNode {
   kv = new KvStateMachine();
   /** Removed from the cluster and shut down for good. */
   decommissioned = false;
+  /**
+   * Removed from the cluster and left running (its operator forgot it): it may have missed its
+   * removal, and must learn it from the members without disturbing them.
+   */
+  leftRunning = false;
   /** Crash right after this many more Readys are persisted, before that last one's messages go out (0: never). */
   crashAfterPersists = 0;
   /** The time of the next tick. */

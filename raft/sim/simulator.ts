@@ -110,6 +110,8 @@ class Simulation {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly spares: NodeId[] = [];
   private readonly nodeOptions: SimNodeOptions;
+  /** Whether a removed node is shut down at once, or left running to learn it was removed. */
+  private readonly removedLeftRunning: boolean;
   private readonly stats: SimStats = {
     timeUnits: 0,
     leaderElections: 0,
@@ -180,6 +182,7 @@ class Simulation {
     const learners = options.learners ?? parameters.pick([0, 1]);
     // 0: a leader reads every entry a follower lacks back from the disk; 2^30: it keeps them all.
     const followerCatchUpBytesMax = parameters.pick([0, 64, 1024, 2 ** 30]);
+    this.removedLeftRunning = parameters.pick([false, true]);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
@@ -197,7 +200,8 @@ class Simulation {
         `snapshot every ${this.nodeOptions.snapshotEveryEntries} (chunks of ${this.nodeOptions.config.snapshotChunkBytes}), ` +
         `preVote ${this.nodeOptions.config.preVote}, checkQuorum ${this.nodeOptions.config.checkQuorum}, ` +
         `follower catch-up bytes in memory ${followerCatchUpBytesMax}, ` +
-        `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}`,
+        `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}, ` +
+        `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}`,
     );
   }
 
@@ -265,6 +269,12 @@ class Simulation {
         readDone: (operation, value) => this.readDone(operation, value),
         roleChanged: (nodeId, previous, current, core) => {
           if (current.role === "leader" && previous.role !== "leader") {
+            // It stops campaigning once it knows (its own log, or a member's answer).
+            if (core.isRemoved())
+              throw new SafetyViolation(
+                "removed-leader",
+                `${nodeId} leads in term ${current.term} though it knows it was removed`,
+              );
             this.stats.leaderElections++;
             this.trace(`${nodeId} became leader of term ${current.term}`);
             this.checker.onLeader(nodeId, current.term, core);
@@ -288,7 +298,12 @@ class Simulation {
           const change = decodeMembershipChange(entry.data);
           if (change.kind !== "removeNode") return;
           const removed = this.nodes.get(change.node);
-          if (removed === undefined || removed.decommissioned) return;
+          if (removed === undefined || removed.decommissioned || removed.leftRunning) return;
+          if (this.removedLeftRunning) {
+            removed.leftRunning = true;
+            this.trace(`${change.node} removed (applied on ${nodeId}), left running`);
+            return;
+          }
           // The removal is committed: the operator shuts the removed node down for good.
           this.trace(`${change.node} decommissioned (removal applied on ${nodeId})`);
           this.crashNode(removed);
@@ -517,10 +532,12 @@ class Simulation {
   private invoke(client: number, input: RegisterInput): number | null {
     const random = this.clientRandom;
     const hint = this.leaderHint.get(client);
-    const candidates = this.upNodes().filter((node) => !node.decommissioned);
+    // A removed node is no longer behind the clients' address list.
+    const candidates = this.upNodes().filter((node) => !node.decommissioned && !node.leftRunning);
     const hinted = hint === undefined ? undefined : this.nodes.get(hint);
     // Clients mostly follow their leader hint, but sometimes try any node (as a load balancer would).
-    const useHint = hinted?.isUp() === true && !hinted.decommissioned && random.chance(0.8);
+    const useHint =
+      hinted?.isUp() === true && !hinted.decommissioned && !hinted.leftRunning && random.chance(0.8);
     const node = useHint ? hinted : candidates.length > 0 ? random.pick(candidates) : undefined;
     const core = node?.core;
     if (node === undefined || core == null) return null;
@@ -660,7 +677,7 @@ class Simulation {
       const core = leader?.core;
       if (leader === null || core == null) continue;
       const members = this.memberNodes(core.status());
-      if (members.every((node) => node.isUp() && node.kv.applied >= index)) {
+      if (members.every((node) => node.isUp() && node.kv.applied >= index) && this.removedNodesKnow()) {
         this.trace(
           `liveness: final write applied at ${index} on ${members.map((node) => node.id).join(",")}`,
         );
@@ -675,9 +692,25 @@ class Simulation {
           ? "no leader was elected"
           : this.finalWrite?.index == null
             ? `leader ${leader.id} did not commit a write`
-            : "not every member applied the final write"
+            : this.removedNodesKnow()
+              ? "not every member applied the final write"
+              : "a removed node left running did not learn that it was removed"
       }`,
     );
+  }
+
+  /**
+   * Every removed node left running knows it was removed, if it would ever ask: a node that still
+   * sees itself as a voter campaigns and is answered. (A learner never sends first: one removed
+   * while cut off is not told. docs/operations.md says so.)
+   */
+  private removedNodesKnow(): boolean {
+    for (const node of this.nodes.values()) {
+      const core = node.core;
+      if (!node.leftRunning || core == null || core.isRemoved()) continue;
+      if (core.status().membership.voters.includes(node.id)) return false;
+    }
+    return true;
   }
 
   private memberNodes(status: RaftStatus): SimNode[] {

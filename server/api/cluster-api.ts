@@ -94,6 +94,13 @@ class ClusterApi {
     if (this.members().some((member) => member.nodeId === id)) {
       throw new NodeError("INVALID_ARGUMENT", `${id} is already a member`);
     }
+    // Before its addresses are written over: the removed node may still run on its old log.
+    if (this.parts.raft().status().membership.removed?.includes(id)) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `${id} was removed from the cluster; add the new node under a new id`,
+      );
+    }
     for (const [what, label] of [
       ["region", request.region],
       ["zone", request.zone],

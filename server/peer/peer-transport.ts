@@ -284,7 +284,10 @@ function estimatedBytes(message: Message): number {
     return (
       overhead +
       message.chunk.length +
-      64 * (message.meta.membership.voters.length + message.meta.membership.learners.length)
+      64 *
+        (message.meta.membership.voters.length +
+          message.meta.membership.learners.length +
+          (message.meta.membership.removed?.length ?? 0))
     );
   }
   return overhead;

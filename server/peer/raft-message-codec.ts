@@ -80,6 +80,8 @@ export function toWire(message: Message): RaftMessage {
       return wire({ $case: "readIndex", value: { context: message.context } });
     case "readIndexResponse":
       return wire({ $case: "readIndexResponse", value: { context: message.context, index: message.index } });
+    case "removed":
+      return wire({ $case: "removed", value: {} });
   }
 }
 
@@ -127,6 +129,8 @@ export function fromWire(wire: RaftMessage): Message {
       return { ...base, type: "readIndex", context: body.value.context };
     case "readIndexResponse":
       return { ...base, type: "readIndexResponse", context: body.value.context, index: body.value.index };
+    case "removed":
+      return { ...base, type: "removed" };
   }
 }
 
@@ -163,9 +167,17 @@ function metaFromWire(meta: WireSnapshotMeta | undefined, from: string): Snapsho
 }
 
 function membershipToWire(membership: Membership): WireMembership {
-  return { voters: [...membership.voters], learners: [...membership.learners] };
+  return {
+    voters: [...membership.voters],
+    learners: [...membership.learners],
+    removed: [...(membership.removed ?? [])],
+  };
 }
 
 function membershipFromWire(membership: WireMembership): Membership {
-  return { voters: membership.voters, learners: membership.learners };
+  return {
+    voters: membership.voters,
+    learners: membership.learners,
+    ...(membership.removed.length === 0 ? {} : { removed: membership.removed }),
+  };
 }

@@ -63,6 +63,16 @@ export function everyMessageType(): Message[] {
     { ...base, type: "timeoutNow" },
     { ...base, type: "readIndex", context: "read-42" },
     { ...base, type: "readIndexResponse", context: "read-42", index: 12 },
+    { ...base, type: "removed" },
+    // A snapshot's membership with the nodes removed so far.
+    {
+      ...base,
+      type: "snapshotChunk",
+      meta: { index: 101, term: 6, membership: { ...membership, removed: ["n5", "n7"] } },
+      totalBytes: 10,
+      offset: 0,
+      chunk: new Uint8Array(10).fill(1),
+    },
   ];
 }
 

@@ -114,8 +114,94 @@ describe("membership changes", () => {
     cluster.stabilize();
     expect(cluster.core("n1").status().membership.voters).toEqual(["n1", "n2"]);
     // The commit reaches n3 in the appends sent with it, before the leader forgets n3.
-    expect(cluster.core("n3").status().membership).toEqual({ voters: ["n1", "n2"], learners: [] });
+    expect(cluster.core("n3").status().membership).toEqual({
+      voters: ["n1", "n2"],
+      learners: [],
+      removed: ["n3"],
+    });
+    expect(cluster.core("n3").status().removed).toBe(true);
     expect(cluster.core("n3").status().applied).toBe(cluster.core("n1").status().applied);
+  });
+
+  it("a node removed while it was cut off learns it from the first member it contacts, and disturbs no one", () => {
+    // Without pre-votes, the removed node's elections while cut off raise its term above the
+    // cluster's: answered as any candidate, its vote request would depose the leader.
+    const cluster = ScenarioCluster.create(3, { config: { preVote: false } });
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    cluster.core("n1").proposeMembershipChange({ kind: "removeNode", node: "n3" });
+    cluster.settle();
+    expect(cluster.core("n2").status().membership).toMatchObject({ voters: ["n1", "n2"], removed: ["n3"] });
+    // n3 never got its removal, and campaigns.
+    cluster.tick("n3", 40);
+    expect(cluster.core("n3").status().removed).toBe(false);
+    expect(cluster.core("n3").softState().term).toBeGreaterThan(cluster.core("n1").softState().term);
+    const leaderTerm = cluster.core("n1").softState().term;
+
+    cluster.heal();
+    cluster.tick("n3", 40);
+    cluster.stabilize();
+    expect(cluster.sent.some((m) => m.type === "removed" && m.to === "n3")).toBe(true);
+    expect(cluster.core("n3").status().removed).toBe(true);
+    expect(cluster.core("n1").softState()).toEqual({ role: "leader", leader: "n1", term: leaderTerm });
+    expect(cluster.core("n2").softState().term).toBe(leaderTerm);
+    // Told once, it campaigns no more.
+    const sentBefore = cluster.sent.filter((m) => m.from === "n3").length;
+    cluster.tick("n3", 100);
+    cluster.stabilize();
+    expect(cluster.sent.filter((m) => m.from === "n3").length).toBe(sentBefore);
+  });
+
+  it("a leader removed while it was cut off steps down when a member answers its heartbeat", () => {
+    const cluster = ScenarioCluster.create(5, { config: { checkQuorum: false } });
+    cluster.elect("n1");
+    cluster.isolate("n1");
+    for (let i = 0; i < 60 && !cluster.leaders().some((id) => id !== "n1"); i++) cluster.settle(1);
+    const newLeader = cluster.leaders().find((id) => id !== "n1") as string;
+    cluster.core(newLeader).proposeMembershipChange({ kind: "removeNode", node: "n1" });
+    cluster.settle();
+    expect(cluster.core(newLeader).status().membership.removed).toEqual(["n1"]);
+    // Without check-quorum, the old leader leads on alone until someone answers it.
+    expect(cluster.core("n1").softState().role).toBe("leader");
+    cluster.heal();
+    cluster.tick("n1", 2);
+    cluster.stabilize();
+    expect(cluster.core("n1").softState().role).toBe("follower");
+    expect(cluster.core("n1").status().removed).toBe(true);
+    expect(cluster.leaders()).toEqual([newLeader]);
+  });
+
+  it("remembers removed nodes across a snapshot, and never lets a removed id back in", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.isolate("n3");
+    cluster.core("n1").proposeMembershipChange({ kind: "removeNode", node: "n3" });
+    cluster.settle();
+    // n2's removal entry is compacted away; restarted from its snapshot, it still knows.
+    expect(cluster.snapshot("n2").meta.membership).toEqual({
+      voters: ["n1", "n2"],
+      learners: [],
+      removed: ["n3"],
+    });
+    cluster.crash("n2");
+    cluster.restart("n2");
+    expect(cluster.core("n2").status().membership.removed).toEqual(["n3"]);
+    cluster.heal();
+    cluster.cutLink("n3", "n1");
+    cluster.tick("n3", 40);
+    cluster.stabilize();
+    expect(cluster.sent.some((m) => m.type === "removed" && m.from === "n2" && m.to === "n3")).toBe(true);
+    expect(cluster.core("n3").status().removed).toBe(true);
+    // Its old log may still run somewhere: the id stays out.
+    expect(() => cluster.core("n1").proposeMembershipChange({ kind: "addLearner", node: "n3" })).toThrowError(
+      expect.objectContaining({
+        code: "INVALID_MEMBERSHIP_CHANGE",
+        message: expect.stringMatching(/n3 was removed/),
+      }),
+    );
+    expect(() => cluster.core("n1").proposeMembershipChange({ kind: "addVoter", node: "n3" })).toThrowError(
+      /n3 was removed from the cluster; add the new node under a new id/,
+    );
   });
 
   it("a node does not campaign while a committed membership change is unapplied", () => {

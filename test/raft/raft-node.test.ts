@@ -356,6 +356,27 @@ describe("RaftNode", () => {
     expect(() => again.node.propose(bytes("y"))).toThrowError(expect.objectContaining({ code: "REMOVED" }));
   });
 
+  it("a node removed while it was stopped learns it from the others when it starts again", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    const removed = [...cluster.members.values()].find((member) => member !== leader) as Member;
+    await leader.node.propose(bytes("before"));
+    await removed.node.stop();
+    await leader.node.proposeMembershipChange({ kind: "removeNode", node: removed.node.id });
+    await leader.node.propose(bytes("after"));
+    const term = leader.node.status().term;
+    // Its log does not hold its removal, and no member sends it anything now: it campaigns, and
+    // the first member it reaches tells it.
+    const again = await cluster.start(removed.node.id, null, removed.store, removed.machine);
+    await waitFor("the restarted node to learn it was removed", () => again.node.isRemoved());
+    expect(() => again.node.readIndex()).toThrowError(expect.objectContaining({ code: "REMOVED" }));
+    expect(() => again.node.propose(bytes("y"))).toThrowError(expect.objectContaining({ code: "REMOVED" }));
+    expect(again.node.status().membership.voters).toContain(again.node.id);
+    // The members went on undisturbed, under the same leader and term.
+    await leader.node.propose(bytes("later"));
+    expect(leader.node.status()).toMatchObject({ role: "leader", term });
+  });
+
   it("stopping a node fails its pending proposals with STOPPED, and later calls too", async () => {
     const cluster = await TestCluster.create(3);
     const leader = await cluster.leader();

@@ -353,6 +353,11 @@ export class ScenarioCluster {
     const meta = core.snapshotMetaAtApplied();
     const snapshot: Snapshot = { meta, data: text(JSON.stringify(node.applied)) };
     node.disk.snapshot = snapshot;
+    // As the log stores do: the stored commit index is raised to the snapshot's.
+    node.disk.hardState = {
+      ...node.disk.hardState,
+      commit: Math.max(node.disk.hardState.commit, meta.index),
+    };
     const offset = core.compact(snapshot, meta.index - retainEntries);
     node.disk.entries = node.disk.entries.slice(offset.index - node.disk.offset.index);
     node.disk.offset = offset;

@@ -33,6 +33,7 @@ function status(partial: {
     entryBytesInMemory: 0,
     snapshotBytesInMemory: 0,
     membership: { voters, learners: [] },
+    removed: false,
     leadTransferee: null,
     progress: new Map(
       Object.entries(partial.match).map(([id, match]) => [

@@ -218,6 +218,19 @@ describe("cluster operations", () => {
     expect(removed.members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n4"]);
     const unknown = await callError(cluster.removeMember.bind(cluster), { nodeId: "n7" });
     expect(unknown).toMatchObject({ code: status.INVALID_ARGUMENT, details: "n7 is not a member" });
+    // n3 may still run on its old log: its id does not come back.
+    const again = await callError(cluster.addMember.bind(cluster), {
+      nodeId: "n3",
+      peerAddress: "127.0.0.1:1",
+      clientAddress: "127.0.0.1:2",
+      voter: false,
+      region: "",
+      zone: "",
+    });
+    expect(again).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "n3 was removed from the cluster; add the new node under a new id",
+    });
   });
 
   it("rekeys through the leader: new shares work, old ones do not, every node stays unsealed", async () => {

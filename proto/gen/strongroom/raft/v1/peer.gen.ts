@@ -91,6 +91,8 @@ export interface Entry {
 export interface Membership {
   voters: string[];
   learners: string[];
+  /** Nodes removed from the cluster: they never come back under the same id. */
+  removed: string[];
 }
 
 export interface SnapshotMeta {
@@ -117,6 +119,7 @@ export interface RaftMessage {
     | { $case: "timeoutNow"; value: TimeoutNow }
     | { $case: "readIndex"; value: ReadIndex }
     | { $case: "readIndexResponse"; value: ReadIndexResponse }
+    | { $case: "removed"; value: Removed }
     | undefined;
 }
 
@@ -182,6 +185,10 @@ export interface ReadIndex {
 export interface ReadIndexResponse {
   context: string;
   index: number;
+}
+
+/** The answer to any message from a node that the sender's log has removed from the cluster. */
+export interface Removed {
 }
 
 export interface ForwardRequest {
@@ -448,7 +455,7 @@ export const Entry: MessageFns<Entry> = {
 };
 
 function createBaseMembership(): Membership {
-  return { voters: [], learners: [] };
+  return { voters: [], learners: [], removed: [] };
 }
 
 export const Membership: MessageFns<Membership> = {
@@ -458,6 +465,9 @@ export const Membership: MessageFns<Membership> = {
     }
     for (const v of message.learners) {
       writer.uint32(18).string(v!);
+    }
+    for (const v of message.removed) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -491,6 +501,14 @@ export const Membership: MessageFns<Membership> = {
             message.learners.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -507,6 +525,7 @@ export const Membership: MessageFns<Membership> = {
     return {
       voters: globalThis.Array.isArray(object?.voters) ? object.voters.map((e: any) => globalThis.String(e)) : [],
       learners: globalThis.Array.isArray(object?.learners) ? object.learners.map((e: any) => globalThis.String(e)) : [],
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -517,6 +536,9 @@ export const Membership: MessageFns<Membership> = {
     }
     if (message.learners?.length) {
       obj.learners = message.learners;
+    }
+    if (message.removed?.length) {
+      obj.removed = message.removed;
     }
     return obj;
   },
@@ -667,6 +689,9 @@ export const RaftMessage: MessageFns<RaftMessage> = {
       case "readIndexResponse":
         ReadIndexResponse.encode(message.body.value, writer.uint32(178).fork()).join();
         break;
+      case "removed":
+        Removed.encode(message.body.value, writer.uint32(186).fork()).join();
+        break;
     }
     return writer;
   },
@@ -812,6 +837,14 @@ export const RaftMessage: MessageFns<RaftMessage> = {
             message.body = { $case: "readIndexResponse", value: ReadIndexResponse.decode(reader, reader.uint32()) };
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.body = { $case: "removed", value: Removed.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -875,6 +908,8 @@ export const RaftMessage: MessageFns<RaftMessage> = {
         ? { $case: "readIndexResponse", value: ReadIndexResponse.fromJSON(object.readIndexResponse) }
         : isSet(object.read_index_response)
         ? { $case: "readIndexResponse", value: ReadIndexResponse.fromJSON(object.read_index_response) }
+        : isSet(object.removed)
+        ? { $case: "removed", value: Removed.fromJSON(object.removed) }
         : undefined,
     };
   },
@@ -916,6 +951,8 @@ export const RaftMessage: MessageFns<RaftMessage> = {
       obj.readIndex = ReadIndex.toJSON(message.body.value);
     } else if (message.body?.$case === "readIndexResponse") {
       obj.readIndexResponse = ReadIndexResponse.toJSON(message.body.value);
+    } else if (message.body?.$case === "removed") {
+      obj.removed = Removed.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1928,6 +1965,50 @@ export const ReadIndexResponse: MessageFns<ReadIndexResponse> = {
     if (message.index !== 0) {
       obj.index = Math.round(message.index);
     }
+    return obj;
+  },
+};
+
+function createBaseRemoved(): Removed {
+  return {};
+}
+
+export const Removed: MessageFns<Removed> = {
+  encode(_: Removed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Removed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoved();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Removed {
+    return {};
+  },
+
+  toJSON(_: Removed): unknown {
+    const obj: any = {};
     return obj;
   },
 };
