@@ -33,7 +33,8 @@ export class ReadBarrier {
     }
     const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
     for (;;) {
-      if (raft.leadership().leader !== null) {
+      // A removed node has no leader to ask, now or later: readIndex refuses it with REMOVED.
+      if (raft.leadership().leader !== null || raft.isRemoved()) {
         try {
           return await withDeadline(raft.readIndex(), context.deadline);
         } catch (error) {

@@ -34,6 +34,11 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/** The cluster's unseal shares, from the first test's init. */
+let unsealShares: readonly string[] = [];
+/** The node the SIGTERM test stopped. */
+let stoppedBySigterm = "";
+
 function clientOf(id: string): Clients {
   const found = clients.get(id);
   if (found === undefined) throw new Error(`no client for ${id}`);
@@ -82,6 +87,7 @@ it("SIGKILL of the leader under load: writes continue, nothing acknowledged is l
     generateHsmKey: false,
     recovery: undefined,
   });
+  unsealShares = init.unsealShares;
   const shares = init.unsealShares.slice(0, 2);
   for (const id of ids) clientOf(id).useToken(init.rootToken);
   for (const id of ids) await unseal(id, shares);
@@ -198,6 +204,7 @@ it("SIGTERM of the leader: it hands leadership over, exits 0, and every acknowle
   const leaderProcess = processes.find((node) => node.spec.id === leader);
   const exitCode = await leaderProcess?.terminate();
   expect(exitCode).toBe(0);
+  stoppedBySigterm = leader;
   // Handed over before it exited: a survivor already leads (an election would take 200-400 ms).
   const views = await Promise.all(
     others.map((id) => call(clientOf(id).cluster.status.bind(clientOf(id).cluster), {})),
@@ -220,3 +227,45 @@ it("SIGTERM of the leader: it hands leadership over, exits 0, and every acknowle
     }
   }
 }, 120_000);
+
+it("a node removed while it was stopped learns it from the members once restarted, and refuses calls", async () => {
+  const removed = stoppedBySigterm;
+  expect(removed).not.toBe("");
+  const members = specs.map((spec) => spec.id).filter((id) => id !== removed);
+  const leader = await leaderOf(members);
+  const cluster = clientOf(leader).cluster;
+  const after = await call(cluster.removeMember.bind(cluster), { nodeId: removed });
+  expect(after.members.map((member) => member.nodeId).sort()).toEqual(members.sort());
+  const { term } = await call(cluster.status.bind(cluster), {});
+
+  // Its log does not hold its removal: restarted and unsealed, it campaigns, and the first member
+  // it reaches over the peer port answers that it was removed.
+  const node = processes.find((process) => process.spec.id === removed);
+  await node?.start();
+  await unseal(removed, unsealShares.slice(0, 2));
+  const secrets = clientOf(removed).secrets;
+  let refusal: ServiceError | null = null;
+  const deadline = Date.now() + 20_000;
+  while (
+    refusal?.details !== `${removed} was removed from the cluster; ask another member` &&
+    Date.now() < deadline
+  ) {
+    refusal = await call(secrets.get.bind(secrets), {
+      path: "term/none",
+      version: 0,
+      consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+      maxStalenessMs: 0,
+    }).then(
+      () => null,
+      (error: ServiceError) => error,
+    );
+    if (refusal?.details !== `${removed} was removed from the cluster; ask another member`)
+      await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  expect(refusal?.code).toBe(status.UNAVAILABLE);
+  expect(refusal?.details).toBe(`${removed} was removed from the cluster; ask another member`);
+  // The members were not disturbed by its elections: the same leader, in the same term.
+  expect(await call(cluster.status.bind(cluster), {})).toMatchObject({ role: "leader", term });
+  const put = clientOf(leader).secrets;
+  await call(put.put.bind(put), { path: "after/removal", value: new TextEncoder().encode("ok") });
+}, 60_000);
