@@ -24,7 +24,8 @@ const entry = (index: number, term: number, text = `e${index}t${term}`): Entry =
 const range = (from: number, to: number, term: number): Entry[] =>
   Array.from({ length: to - from + 1 }, (_, i) => entry(from + i, term));
 const snapshotAt = (index: number, term: number): Snapshot => ({
-  meta: { index, term, membership: { voters: ["n1", "n2", "n3"], learners: [] } },
+  // With a removed node: the ids removed so far are kept with the snapshot.
+  meta: { index, term, membership: { voters: ["n1", "n2", "n3"], learners: [], removed: ["n4"] } },
   data: bytes(`state@${index}`),
 });
 
