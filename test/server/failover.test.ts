@@ -264,6 +264,11 @@ it("a node removed while it was stopped learns it from the members once restarte
   }
   expect(refusal?.code).toBe(status.UNAVAILABLE);
   expect(refusal?.details).toBe(`${removed} was removed from the cluster; ask another member`);
+  // A load balancer's readiness probe takes it out too.
+  const spec = specs.find((candidate) => candidate.id === removed);
+  const ready = await fetch(`http://${spec?.host}:${spec?.httpPort}/v1/sys/ready`);
+  expect(ready.status).toBe(503);
+  expect(await ready.json()).toMatchObject({ ready: false, removed: true });
   // The members were not disturbed by its elections: the same leader, in the same term.
   expect(await call(cluster.status.bind(cluster), {})).toMatchObject({ role: "leader", term });
   const put = clientOf(leader).secrets;
