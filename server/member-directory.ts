@@ -29,6 +29,8 @@ export class MemberDirectory {
   readonly clients = new Map<NodeId, string>();
   /** Each member's region and zone, as the config or its AddMember said. */
   readonly locations = new Map<NodeId, MemberLocation>();
+  /** This node's own peer address: not in `peers`, since nothing dials itself. */
+  private selfPeerAddress = "";
 
   constructor(
     private readonly selfId: NodeId,
@@ -53,8 +55,14 @@ export class MemberDirectory {
     }
   }
 
+  /** Where a member's peer port is, this node's own included ("" when unknown). */
+  peerAddressOf(id: NodeId): string {
+    return id === this.selfId ? this.selfPeerAddress : (this.peers.get(id) ?? "");
+  }
+
   private set(id: NodeId, addresses: MemberAddresses): void {
     if (id !== this.selfId) this.peers.set(id, addresses.peerAddress);
+    else this.selfPeerAddress = addresses.peerAddress;
     this.clients.set(id, addresses.clientAddress);
     this.locations.set(
       id,

@@ -76,7 +76,7 @@ class ClusterApi {
     const describe = (id: string, voter: boolean): Member => ({
       nodeId: id,
       voter,
-      peerAddress: this.parts.members.peers.get(id) ?? "",
+      peerAddress: this.parts.members.peerAddressOf(id),
       clientAddress: this.parts.members.clients.get(id) ?? "",
       leader: status.leader === id,
       connectionError: this.parts.peerErrors.get(id) ?? "",

@@ -183,6 +183,11 @@ describe("cluster operations", () => {
       region: "eu-west",
       zone: "eu-west-1b",
     });
+    // Every member's addresses, the answering node's own included.
+    for (const member of added.members) {
+      expect(member.peerAddress, member.nodeId).toMatch(/^127\.0\.0\.\d+:\d+$/);
+      expect(member.clientAddress, member.nodeId).toMatch(/^127\.0\.0\.\d+:\d+$/);
+    }
     // Its location is replicated with its addresses: every node lists it.
     expect(added.members.find((member) => member.nodeId === "n4")).toMatchObject({
       voter: false,
