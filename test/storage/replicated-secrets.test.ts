@@ -87,6 +87,8 @@ it("replicates encrypted secrets, and a restarted follower catches up by state m
     await follower.node.stop();
     await follower.secrets.close();
     for (let i = 0; i < 30; i++) await put(`app/s${i}`, `value-${i}`);
+    // Snapshots are built beside the Ready loop: the compaction may land just after the last put.
+    await waitFor("the leader to compact its log past index 20", () => leader.node.status().firstIndex > 20);
     expect(leader.node.status().firstIndex).toBeGreaterThan(20);
 
     const restarted = await startNode(follower.id, network, false);
