@@ -60,7 +60,8 @@ export interface SoftState {
  *     (if not null) atomically and durably (a new commit index alone is not handed out to
  *     persist: it rides along with the next entries, snapshot, term or vote, so every write the
  *     core asks for needs its fsync);
- *  3. only then send `messages` (a vote or an append acknowledgement must never precede its fsync);
+ *  3. only then send `messages` (a vote or an append acknowledgement must never precede its fsync),
+ *     unless `sendBeforePersist` says they may go first (a leader's, below);
  *  4. apply `committedEntries` in order, and serve each of `readStates` once it has applied `index`;
  *  5. call `advance()`.
  * The core may be stepped and ticked between `ready()` and `advance()`; it never hands out a
@@ -75,6 +76,16 @@ export interface Ready {
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
+  /**
+   * Whether `messages` may be sent before `entries` and `hardState` are persisted (step 3 before
+   * step 2). True on a leader whose term and vote are on disk already: its messages are appends,
+   * heartbeats and answers that promise nothing about its own disk, and its own copy of the
+   * entries counts towards a commit only once `advance()` says it is persisted, so its followers'
+   * writes can overlap its own (the Raft thesis, section 10.2.1; etcd's leader does the same).
+   * False on every other node, whose votes and acknowledgements promise what this Ready persists,
+   * and with a snapshot to install.
+   */
+  readonly sendBeforePersist: boolean;
 }
 
 /** Where a proposal landed: it succeeded if the entry applied at `index` has this `term`. */
@@ -482,6 +493,7 @@ export class RaftCore {
       messages: this.messages.length === 0 ? noMessages : this.messages,
       committedEntries,
       readStates: this.readStates.length === 0 ? noReadStates : this.readStates,
+      sendBeforePersist: this.role === "leader" && !termOrVoteChanged && snapshot === null,
     };
     if (this.messages.length > 0) this.messages = [];
     if (this.readStates.length > 0) this.readStates = [];

@@ -380,7 +380,7 @@ export class RaftNode<Result> {
   private async handleReady(): Promise<void> {
     const ready = this.core.ready();
     const store = this.options.logStore;
-    // 1. Persist. Nothing below may happen before these writes are durable.
+    // 1. Persist. Nothing below may happen before these writes are durable, but a leader's sends.
     const failpoint = this.options.failpoint;
     if (ready.snapshot !== null) {
       await store.installSnapshot(ready.snapshot);
@@ -391,14 +391,17 @@ export class RaftNode<Result> {
       // A snapshot of our own being built is older than the leader's: it is never saved.
       this.built = null;
     }
+    // A leader's appends go out before its own write, so that the followers' writes overlap it
+    // (Ready.sendBeforePersist): 6-9% more writes per second at one client (docs/performance.md).
+    if (ready.sendBeforePersist) this.options.transport.send(ready.messages);
     if (ready.entries.length > 0 || ready.hardState !== null) {
       if (failpoint !== undefined) await failpoint("before-persist");
       await store.append(ready.entries, ready.hardState);
       if (failpoint !== undefined) await failpoint("after-persist");
     }
     if (this.stopped) return;
-    // 2. Send.
-    this.options.transport.send(ready.messages);
+    // 2. Send (a follower's answers only now: they promise what was just persisted).
+    if (!ready.sendBeforePersist) this.options.transport.send(ready.messages);
     // 3. Apply.
     if (failpoint !== undefined && ready.committedEntries.length > 0) await failpoint("before-apply");
     for (const entry of ready.committedEntries) {

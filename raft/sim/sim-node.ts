@@ -71,7 +71,11 @@ export class SimNode {
    * removal, and must learn it from the members without disturbing them.
    */
   leftRunning = false;
-  /** Crash right after this many more Readys are persisted, before that last one's messages go out (0: never). */
+  /**
+   * Crash in the last of this many more Readys (0: never), where each leaves a window: a
+   * follower's after it is persisted, before its messages go out; a leader's (which sends first)
+   * after its messages went out, before it is persisted.
+   */
   crashAfterPersists = 0;
   /** The time of the next tick. */
   nextTickAt: number;
@@ -195,6 +199,19 @@ export class SimNode {
       const ready = core.ready();
       this.observeRole(core, ready.softState);
 
+      // A leader's messages go out before its write, as RaftNode sends them (Ready.sendBeforePersist);
+      // a crash counted down to this Ready then strikes between the two, losing the write.
+      if (ready.sendBeforePersist) {
+        for (const message of ready.messages) this.hooks.send(message);
+        if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+          this.hooks.trace(
+            `${this.id} crashed after sending ${ready.messages.length} messages, before persisting ${ready.entries.length} entries`,
+          );
+          this.hooks.crashed(this.id, this.crash());
+          return;
+        }
+      }
+
       // 1. Persist: snapshot, then entries and hard state.
       if (ready.snapshot !== null) {
         const meta = ready.snapshot.meta;
@@ -220,16 +237,17 @@ export class SimNode {
         this.disk.hardState = this.options.forgetVote ? { ...ready.hardState, vote: null } : ready.hardState;
       }
       this.hooks.checker.onPersist(this.id, this.disk, first?.index ?? Infinity, this.disk.hardState.commit);
-      if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
-        this.hooks.trace(
-          `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
-        );
-        this.hooks.crashed(this.id, this.crash());
-        return;
+      if (!ready.sendBeforePersist) {
+        if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+          this.hooks.trace(
+            `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
+          );
+          this.hooks.crashed(this.id, this.crash());
+          return;
+        }
+        // 2. Send.
+        for (const message of ready.messages) this.hooks.send(message);
       }
-
-      // 2. Send.
-      for (const message of ready.messages) this.hooks.send(message);
 
       // 3. Apply.
       for (const entry of ready.committedEntries) {

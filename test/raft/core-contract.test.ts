@@ -108,6 +108,49 @@ describe("the Ready contract", () => {
     expect(core.hardState().commit).toBe(noop?.index);
   });
 
+  it("lets a leader send its appends before it persists them, and commits them on its followers' writes alone meanwhile", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    const leader = cluster.core("n1");
+    const { index } = leader.propose(new TextEncoder().encode("v"));
+    const ready = leader.ready();
+    expect(ready.sendBeforePersist).toBe(true);
+    expect(ready.entries.map((entry) => entry.index)).toEqual([index]);
+    // Each follower writes the entry, and only then may its acknowledgement leave.
+    const acknowledgement = (id: string): Message => {
+      const follower = cluster.core(id);
+      const append = ready.messages.find((message) => message.type === "append" && message.to === id);
+      if (append === undefined) throw new Error(`no append to ${id}`);
+      follower.step(append);
+      const written = follower.ready();
+      expect(written.sendBeforePersist).toBe(false);
+      expect(written.entries.map((entry) => entry.index)).toEqual([index]);
+      follower.advance();
+      const answer = written.messages.find((message) => message.type === "appendResponse");
+      if (answer === undefined) throw new Error(`no answer from ${id}`);
+      return answer;
+    };
+    // One follower and the leader's copy not yet on disk are no quorum.
+    leader.step(acknowledgement("n2"));
+    expect(leader.hardState().commit).toBeLessThan(index);
+    // Two followers are.
+    leader.step(acknowledgement("n3"));
+    expect(leader.hardState().commit).toBe(index);
+    leader.advance();
+  });
+
+  it("never lets a candidate send before it persists: its vote requests promise its new term and vote", () => {
+    const core = new RaftCore({ id: "n1", random: new SeededRandom(1), preVote: false }, three());
+    core.ready();
+    core.advance();
+    core.campaign();
+    const ready = core.ready();
+    expect(ready.hardState?.vote).toBe("n1");
+    expect(ready.messages.filter((message) => message.type === "vote").length).toBe(2);
+    expect(ready.sendBeforePersist).toBe(false);
+    core.advance();
+  });
+
   it("is deterministic: the same seed and inputs give the same Readys", () => {
     const runOnce = () => {
       const cluster = ScenarioCluster.create(5);

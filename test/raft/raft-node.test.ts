@@ -154,6 +154,60 @@ describe("RaftNode", () => {
     );
   });
 
+  it("a leader's append leaves before its own write is done, and its followers' writes alone do not answer the proposal", async () => {
+    // A store whose writes can be held: the leader's, while the test looks at its followers.
+    class HeldStore extends MemoryLogStore {
+      private held: Promise<void> | null = null;
+      private release: () => void = () => {};
+      writesStarted = 0;
+      hold(): void {
+        this.held = new Promise((resolve) => {
+          this.release = resolve;
+        });
+      }
+      letGo(): void {
+        this.held = null;
+        this.release();
+      }
+      override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
+        this.writesStarted++;
+        if (this.held !== null) await this.held;
+        return super.append(...args);
+      }
+    }
+    const cluster = new TestCluster();
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await cluster.start(id, ids, new HeldStore());
+    const leader = await cluster.leader();
+    await leader.node.propose(bytes("before"));
+    const store = leader.store as HeldStore;
+    store.hold();
+    const writesBefore = store.writesStarted;
+    let answered = false;
+    const proposal = leader.node.propose(bytes("held")).then((position) => {
+      answered = true;
+      return position;
+    });
+    const followers = ids.filter((id) => id !== leader.node.id).map((id) => cluster.member(id));
+    const holds = async (member: Member) =>
+      (await member.store.load()).entries.some((entry) => decoder.decode(entry.data) === "held");
+    // Both followers wrote the entry while the leader's own write of it has not finished.
+    const deadline = Date.now() + 5000;
+    while (!(await holds(followers[0] as Member)) || !(await holds(followers[1] as Member))) {
+      if (Date.now() > deadline) throw new Error("the followers never wrote the entry");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(store.writesStarted).toBeGreaterThan(writesBefore);
+    expect(await holds(leader)).toBe(false);
+    // Committed on a quorum of followers, but the leader applies only after its own write.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(answered).toBe(false);
+    store.letGo();
+    const position = await proposal;
+    expect(position.result).toBe(2);
+    expect(await holds(leader)).toBe(true);
+  });
+
   it("proposals made in one turn of the event loop go out in one append, however many awaits led to each", async () => {
     const cluster = await TestCluster.create(3);
     const leader = await cluster.leader();
