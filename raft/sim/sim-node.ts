@@ -1,7 +1,9 @@
 // One simulated node: a Raft core, a disk that keeps only what a Ready persisted, and the key-value
 // state machine. It follows the Ready contract exactly (persist, then send, then apply, then
-// advance) and synchronously, so a whole cluster runs deterministically in one thread. A crash
-// drops the core and everything in memory; a restart rebuilds the core from the disk alone.
+// advance; a leader sends first), so a whole cluster runs deterministically in one thread: at
+// once, but for a leader's log write, which may take simulated time while the core goes on being
+// stepped. A crash drops the core and everything in memory; a restart rebuilds the core from the
+// disk alone.
 
 import {
   type Entry,
@@ -13,6 +15,7 @@ import {
   type PersistentStateWithData,
   type RaftConfigInput,
   RaftCore,
+  type Ready,
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
@@ -43,6 +46,8 @@ export interface SimNodeHooks {
   /** The node crashed on its own (crashAfterPersists); these operations were waiting on it. */
   crashed(id: NodeId, orphaned: number[]): void;
   trace(line: string): void;
+  /** The simulated time. */
+  now(): number;
 }
 
 export interface SimNodeOptions {
@@ -53,6 +58,12 @@ export interface SimNodeOptions {
   readonly snapshotEveryEntries: number;
   /** Entries kept in the log behind a snapshot, for slightly lagging followers. */
   readonly retainEntries: number;
+  /**
+   * Time units a leader's log write takes after its messages went out (0: at once). Meanwhile the
+   * core is stepped and ticked, as RaftNode's is while it awaits its log store: acknowledgements
+   * arrive before the leader's own copy is on disk.
+   */
+  readonly leaderWriteDelay: number;
 }
 
 export class SimNode {
@@ -82,6 +93,8 @@ export class SimNode {
   readonly tickInterval: number;
   snapshotsInstalled = 0;
 
+  /** A leader's Ready whose messages went out and whose write is in flight until `doneAt`. */
+  private writing: { ready: Ready; doneAt: number } | null = null;
   private softState: SoftState = { role: "follower", leader: null, term: 0 };
   private readonly proposals = new Map<number, { term: number; operation: number }>();
   private readonly reads = new Map<string, number>();
@@ -151,6 +164,7 @@ export class SimNode {
   /** Returns the operations that were waiting here: their outcome is now unknown. */
   crash(): number[] {
     this.core = null;
+    this.writing = null;
     this.receiver.clear();
     this.crashAfterPersists = 0;
     const orphaned = [
@@ -192,97 +206,118 @@ export class SimNode {
     this.readKeys.delete(operation);
   }
 
-  /** Runs Ready cycles until the core has nothing more to hand out. */
+  /** Runs Ready cycles until the core has nothing more to hand out (or a leader's write is in flight). */
   process(): void {
     let core = this.core;
-    while (core?.hasReady()) {
+    while (this.writing === null && core?.hasReady()) {
       const ready = core.ready();
       this.observeRole(core, ready.softState);
-
-      // A leader's messages go out before its write, as RaftNode sends them (Ready.sendBeforePersist);
-      // a crash counted down to this Ready then strikes between the two, losing the write.
+      // A leader's messages go out before its write, as RaftNode sends them (Ready.sendBeforePersist).
       if (ready.sendBeforePersist) {
         for (const message of ready.messages) this.hooks.send(message);
-        if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
-          this.hooks.trace(
-            `${this.id} crashed after sending ${ready.messages.length} messages, before persisting ${ready.entries.length} entries`,
-          );
-          this.hooks.crashed(this.id, this.crash());
+        if (this.options.leaderWriteDelay > 0 && (ready.entries.length > 0 || ready.hardState !== null)) {
+          this.writing = { ready, doneAt: this.hooks.now() + this.options.leaderWriteDelay };
           return;
         }
       }
-
-      // 1. Persist: snapshot, then entries and hard state.
-      if (ready.snapshot !== null) {
-        const meta = ready.snapshot.meta;
-        // A snapshot from the leader: the receiver holds it whole (the Ready hands it without data).
-        const snapshot = "data" in ready.snapshot ? ready.snapshot : this.receiver.take(ready.snapshot);
-        this.disk.snapshot = snapshot;
-        this.disk.offset = { index: meta.index, term: meta.term };
-        this.disk.entries = [];
-        this.kv.restore(meta.index, snapshot.data);
-        this.hooks.checker.onSnapshotInstalled(this.id, meta.index, meta.term);
-        this.snapshotsInstalled++;
-        this.hooks.trace(
-          `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${snapshot.data.length} bytes)`,
-        );
-      }
-      const first = ready.entries[0];
-      if (first !== undefined) {
-        const keep = first.index - this.disk.offset.index - 1;
-        if (keep < this.disk.entries.length) this.disk.entries.length = Math.max(0, keep);
-        for (const entry of ready.entries) this.disk.entries.push(entry);
-      }
-      if (ready.hardState !== null) {
-        this.disk.hardState = this.options.forgetVote ? { ...ready.hardState, vote: null } : ready.hardState;
-      }
-      this.hooks.checker.onPersist(this.id, this.disk, first?.index ?? Infinity, this.disk.hardState.commit);
-      if (!ready.sendBeforePersist) {
-        if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
-          this.hooks.trace(
-            `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
-          );
-          this.hooks.crashed(this.id, this.crash());
-          return;
-        }
-        // 2. Send.
-        for (const message of ready.messages) this.hooks.send(message);
-      }
-
-      // 3. Apply.
-      for (const entry of ready.committedEntries) {
-        if (entry.index <= this.kv.applied) continue;
-        this.hooks.checker.onApply(this.id, entry, this.disk.hardState.term);
-        let result: boolean | null = null;
-        if (entry.type === "normal") result = this.kv.apply(entry.index, entry.data);
-        else this.kv.skip(entry.index);
-        const proposal = this.proposals.get(entry.index);
-        if (proposal !== undefined) {
-          this.proposals.delete(entry.index);
-          this.hooks.writeDone(proposal.operation, proposal.term === entry.term ? result : "failed");
-        }
-        if (entry.type === "config") this.hooks.membershipApplied(this.id, entry);
-      }
-      for (const readState of ready.readStates) {
-        const operation = this.reads.get(readState.context);
-        if (operation === undefined) continue;
-        this.reads.delete(readState.context);
-        this.readsReady.push({ index: readState.index, operation, key: this.readKeys.get(operation) ?? "" });
-      }
-
-      // 4. Advance.
-      core.advance();
-      const { commit, term } = core.hardState();
-      this.hooks.checker.onLiveCommit(this.id, commit);
-      const newlyCommitted = this.hooks.checker.onCommitted(this.id, this.disk, commit, term);
-      if (newlyCommitted.from <= newlyCommitted.to && core.softState().role === "leader") {
-        this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
-      }
-      this.serveReads();
-      this.maybeSnapshot(core);
-      this.observeRole(core, core.softState());
+      if (!this.complete(core, ready)) return;
       core = this.core;
     }
+  }
+
+  /** Finishes a leader's write whose time has come, then goes on with the next Ready. */
+  finishWrite(now: number): void {
+    const writing = this.writing;
+    const core = this.core;
+    if (writing === null || core === null || now < writing.doneAt) return;
+    this.writing = null;
+    if (this.complete(core, writing.ready)) this.process();
+  }
+
+  /**
+   * The rest of a Ready, its messages already sent if it sends first: persist, send, apply,
+   * advance. False if the node crashed in it: a crash counted down to this Ready strikes in the
+   * window each order leaves (a leader's after its send, before its persist; any other's after
+   * its persist, before its send).
+   */
+  private complete(core: RaftCore, ready: Ready): boolean {
+    if (ready.sendBeforePersist && this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+      this.hooks.trace(
+        `${this.id} crashed after sending ${ready.messages.length} messages, before persisting ${ready.entries.length} entries`,
+      );
+      this.hooks.crashed(this.id, this.crash());
+      return false;
+    }
+    // 1. Persist: snapshot, then entries and hard state.
+    if (ready.snapshot !== null) {
+      const meta = ready.snapshot.meta;
+      // A snapshot from the leader: the receiver holds it whole (the Ready hands it without data).
+      const snapshot = "data" in ready.snapshot ? ready.snapshot : this.receiver.take(ready.snapshot);
+      this.disk.snapshot = snapshot;
+      this.disk.offset = { index: meta.index, term: meta.term };
+      this.disk.entries = [];
+      this.kv.restore(meta.index, snapshot.data);
+      this.hooks.checker.onSnapshotInstalled(this.id, meta.index, meta.term);
+      this.snapshotsInstalled++;
+      this.hooks.trace(
+        `${this.id} installed snapshot at ${meta.index} (term ${meta.term}, ${snapshot.data.length} bytes)`,
+      );
+    }
+    const first = ready.entries[0];
+    if (first !== undefined) {
+      const keep = first.index - this.disk.offset.index - 1;
+      if (keep < this.disk.entries.length) this.disk.entries.length = Math.max(0, keep);
+      for (const entry of ready.entries) this.disk.entries.push(entry);
+    }
+    if (ready.hardState !== null) {
+      this.disk.hardState = this.options.forgetVote ? { ...ready.hardState, vote: null } : ready.hardState;
+    }
+    this.hooks.checker.onPersist(this.id, this.disk, first?.index ?? Infinity, this.disk.hardState.commit);
+    if (!ready.sendBeforePersist) {
+      if (this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+        this.hooks.trace(
+          `${this.id} crashed after persisting, before sending ${ready.messages.length} messages`,
+        );
+        this.hooks.crashed(this.id, this.crash());
+        return false;
+      }
+      // 2. Send.
+      for (const message of ready.messages) this.hooks.send(message);
+    }
+
+    // 3. Apply.
+    for (const entry of ready.committedEntries) {
+      if (entry.index <= this.kv.applied) continue;
+      this.hooks.checker.onApply(this.id, entry, this.disk.hardState.term);
+      let result: boolean | null = null;
+      if (entry.type === "normal") result = this.kv.apply(entry.index, entry.data);
+      else this.kv.skip(entry.index);
+      const proposal = this.proposals.get(entry.index);
+      if (proposal !== undefined) {
+        this.proposals.delete(entry.index);
+        this.hooks.writeDone(proposal.operation, proposal.term === entry.term ? result : "failed");
+      }
+      if (entry.type === "config") this.hooks.membershipApplied(this.id, entry);
+    }
+    for (const readState of ready.readStates) {
+      const operation = this.reads.get(readState.context);
+      if (operation === undefined) continue;
+      this.reads.delete(readState.context);
+      this.readsReady.push({ index: readState.index, operation, key: this.readKeys.get(operation) ?? "" });
+    }
+
+    // 4. Advance.
+    core.advance();
+    const { commit, term } = core.hardState();
+    this.hooks.checker.onLiveCommit(this.id, commit);
+    const newlyCommitted = this.hooks.checker.onCommitted(this.id, this.disk, commit, term);
+    if (newlyCommitted.from <= newlyCommitted.to && core.softState().role === "leader") {
+      this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
+    }
+    this.serveReads();
+    this.maybeSnapshot(core);
+    this.observeRole(core, core.softState());
+    return true;
   }
 
   private serveReads(): void {

@@ -183,11 +183,14 @@ class Simulation {
     // 0: a leader reads every entry a follower lacks back from the disk; 2^30: it keeps them all.
     const followerCatchUpBytesMax = parameters.pick([0, 64, 1024, 2 ** 30]);
     this.removedLeftRunning = parameters.pick([false, true]);
+    // How long a leader's own log write takes, its appends already sent (0: at once).
+    const leaderWriteDelay = parameters.pick([0, 2, 6]);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
       snapshotEveryEntries,
       retainEntries,
+      leaderWriteDelay,
     };
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
@@ -201,7 +204,8 @@ class Simulation {
         `preVote ${this.nodeOptions.config.preVote}, checkQuorum ${this.nodeOptions.config.checkQuorum}, ` +
         `follower catch-up bytes in memory ${followerCatchUpBytesMax}, ` +
         `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}, ` +
-        `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}`,
+        `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}, ` +
+        `leader write delay ${leaderWriteDelay}`,
     );
   }
 
@@ -242,6 +246,7 @@ class Simulation {
       if (this.tracing) this.trace(`${message.from}→${message.to} ${describeMessage(message)}`);
       node.step(message);
     }
+    for (const node of this.nodes.values()) node.finishWrite(this.now);
     for (const node of this.nodes.values()) {
       if (this.now < node.nextTickAt) continue;
       node.nextTickAt += node.tickInterval;
@@ -319,6 +324,7 @@ class Simulation {
           this.network.discardFor(nodeId);
         },
         trace: (line) => this.trace(line),
+        now: () => this.now,
       },
       interval,
       this.now + 1 + this.random.nextInt(interval),
