@@ -282,7 +282,7 @@ export class StrongroomNode {
     raft = await RaftNode.start({
       id: config.nodeId,
       logStore: raftMetrics.instrument(logStore),
-      transport: observedTransport,
+      transport: raftMetrics.instrumentTransport(observedTransport),
       stateMachine,
       raft: {
         electionTicks: config.raft.electionTicks,

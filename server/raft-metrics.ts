@@ -1,24 +1,29 @@
 // The Raft SLIs of a node as Prometheus metrics: term, commit and applied index, leadership and
-// leader changes read from the driver at scrape time; the time each Raft log append takes (with or
-// without fsync) and snapshot sizes measured around the log store, which is where the node waits
-// for the disk.
+// leader changes read from the driver at scrape time; the time each Raft log append takes (fsync
+// included) and snapshot sizes measured around the log store, which is where the node waits for
+// the disk; and the Raft messages sent and received by type, counted around the transport (how
+// many heartbeat rounds and ReadIndex requests the reads cost, how many appends the writes).
 
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type {
   Entry,
   HardState,
   LogOffset,
+  Message,
   PersistentState,
   Snapshot,
   SnapshotMeta,
   StoredSnapshot,
 } from "../raft/core/index.js";
-import type { LogStore, RaftNode } from "../raft/node/index.js";
+import type { LogStore, RaftNode, Transport } from "../raft/node/index.js";
 
 export class RaftMetrics {
   private readonly leaderChanges: Counter;
   private readonly appendSeconds: Histogram;
   private readonly snapshotBytes: Gauge;
+  private readonly messages: Counter<"direction" | "type">;
+  /** The counter's children by direction and type, bound once: a message costs a map lookup. */
+  private readonly messageCounters = new Map<string, Counter.Internal>();
 
   constructor(registry: Registry, raft: () => RaftNode<unknown>) {
     const gauge = (
@@ -84,6 +89,12 @@ export class RaftMetrics {
       help: "Size of the last snapshot this node saved or installed.",
       registers: [registry],
     });
+    this.messages = new Counter({
+      name: "strongroom_raft_messages_total",
+      help: "Raft messages this node handed to its transport (sent, including those then dropped) or received from it, by type.",
+      labelNames: ["direction", "type"],
+      registers: [registry],
+    });
   }
 
   private leader: string | null = null;
@@ -93,6 +104,32 @@ export class RaftMetrics {
     if (leader === this.leader) return;
     this.leader = leader;
     this.leaderChanges.inc();
+  }
+
+  /** The transport, its messages counted by direction and type. */
+  instrumentTransport(transport: Transport): Transport {
+    return {
+      send: (messages: readonly Message[]) => {
+        for (const message of messages) this.countMessage("sent", message.type);
+        transport.send(messages);
+      },
+      listen: (handler: (message: Message) => void) =>
+        transport.listen((message: Message) => {
+          this.countMessage("received", message.type);
+          handler(message);
+        }),
+      close: () => transport.close(),
+    };
+  }
+
+  private countMessage(direction: "sent" | "received", type: Message["type"]): void {
+    const key = `${direction} ${type}`;
+    let counter = this.messageCounters.get(key);
+    if (counter === undefined) {
+      counter = this.messages.labels({ direction, type });
+      this.messageCounters.set(key, counter);
+    }
+    counter.inc();
   }
 
   /** The log store, timed. */

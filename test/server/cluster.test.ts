@@ -239,6 +239,14 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   expect(metrics).toMatch(/^strongroom_raft_term [1-9]/m);
   expect(metrics).toMatch(/^strongroom_raft_leader_changes_total [1-9]/m);
   expect(metrics).toMatch(/^strongroom_raft_log_append_seconds_count [1-9]/m);
+  // The writes above were replicated in appends: sent by a leader and answered, or received and
+  // answered by a follower.
+  expect(metrics).toMatch(
+    /^strongroom_raft_messages_total\{direction="(sent|received)",type="append"\} [1-9]/m,
+  );
+  expect(metrics).toMatch(
+    /^strongroom_raft_messages_total\{direction="(received|sent)",type="appendResponse"\} [1-9]/m,
+  );
   expect(metrics).toMatch(/^strongroom_seal_sealed 0$/m);
   expect(metrics).not.toContain("hunter2");
   // Nodes sharing a process (these) leave the process's own figures out: they would not be the node's.

@@ -1,6 +1,7 @@
-// The node's log store is wrapped for its metrics (server/raft-metrics.ts). The wrapper must hand
-// every operation through: when it dropped stageSnapshot, every snapshot file of a running node was
-// written inside the Raft loop (no heartbeats meanwhile) instead of beside it.
+// The node's log store and transport are wrapped for their metrics (server/raft-metrics.ts). The
+// wrappers must hand every operation through: when the store's dropped stageSnapshot, every
+// snapshot file of a running node was written inside the Raft loop (no heartbeats meanwhile)
+// instead of beside it.
 
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -8,12 +9,52 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, describe, expect, it } from "vitest";
-import type { Snapshot } from "../../raft/core/index.js";
+import type { Message, Snapshot } from "../../raft/core/index.js";
+import { InProcessNetwork } from "../../raft/node/index.js";
 import { RaftMetrics } from "../../server/raft-metrics.js";
 import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-raft-metrics-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe("RaftMetrics.instrumentTransport", () => {
+  it("hands every message through both ways and counts them by direction and type", async () => {
+    const network = new InProcessNetwork();
+    const registry = new Registry();
+    const metrics = new RaftMetrics(registry, () => {
+      throw new Error("no Raft node in this test");
+    });
+    const n1 = metrics.instrumentTransport(network.connect("n1"));
+    const n2 = network.connect("n2");
+    const atN1: Message[] = [];
+    const atN2: Message[] = [];
+    n1.listen((message) => atN1.push(message));
+    n2.listen((message) => atN2.push(message));
+    const heartbeat = (readRound: number): Message => ({
+      type: "heartbeat",
+      from: "n1",
+      to: "n2",
+      term: 2,
+      commit: 5,
+      readRound,
+    });
+    n1.send([heartbeat(1), heartbeat(2)]);
+    n2.send([{ type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2 }]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(atN2).toEqual([heartbeat(1), heartbeat(2)]);
+    expect(atN1).toEqual([{ type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2 }]);
+    const counted = await registry.getSingleMetricAsString("strongroom_raft_messages_total");
+    expect(counted).toContain('strongroom_raft_messages_total{direction="sent",type="heartbeat"} 2');
+    expect(counted).toContain(
+      'strongroom_raft_messages_total{direction="received",type="heartbeatResponse"} 1',
+    );
+    expect(counted).not.toContain('direction="sent",type="heartbeatResponse"');
+    await n1.close();
+    n1.send([heartbeat(3)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(atN2).toHaveLength(2);
+  });
+});
 
 describe("RaftMetrics.instrument", () => {
   it("stages a snapshot file through the wrapper, records it on save without writing it again, and reports its size", async () => {
