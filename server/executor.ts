@@ -36,7 +36,7 @@ export class Executor {
   constructor(private readonly options: ExecutorOptions) {}
 
   /**
-   * Runs a call: the interceptors (audit, and authorization to come) around everything this node
+   * Runs a call: the interceptors (audit, rate limits, authorization) around everything this node
    * does with it, routing and forwarding included, so the node that took a call records it even
    * when the leader serves it (the leader records it too, as forwarded).
    */
@@ -44,10 +44,23 @@ export class Executor {
     return this.runnerOf(method)(request, context);
   }
 
-  private async route(method: AnyApiMethod, request: unknown, context: RequestContext): Promise<unknown> {
+  /**
+   * The end of the chain. `actAfter` (the request entry being written) must settle before the call
+   * is run here; a call forwarded to the leader goes at once, as the leader records it before it
+   * acts, and this node answers only once its own entry is written (server/audit/audit-trail.ts).
+   */
+  private async route(
+    method: AnyApiMethod,
+    request: unknown,
+    context: RequestContext,
+    actAfter: Promise<unknown> | null,
+  ): Promise<unknown> {
     const handler = method.handler as Handler<unknown, unknown>;
     if (context.forwardedBy === null) method.guard?.();
-    if (method.route !== "leader") return handler(request, context);
+    if (method.route !== "leader") {
+      if (actAfter !== null) await actAfter;
+      return handler(request, context);
+    }
     if (this.options.removed?.() === true) {
       throw new NodeError("REMOVED", "this node was removed from the cluster; ask another member");
     }
@@ -61,7 +74,10 @@ export class Executor {
       const { isLeader, leaderId } = this.options.leader();
       lastLeaderHint = leaderId ?? lastLeaderHint;
       try {
-        if (isLeader) return await handler(request, context);
+        if (isLeader) {
+          if (actAfter !== null) await actAfter;
+          return await handler(request, context);
+        }
         if (leaderId !== null && context.forwardedBy === null) {
           return await this.options.forwarder.forward(leaderId, method, request, context);
         }
@@ -88,7 +104,7 @@ export class Executor {
     if (runner === undefined) {
       runner = intercepted(
         this.options.interceptors,
-        (request, context) => this.route(method, request, context),
+        (request, context, actAfter) => this.route(method, request, context, actAfter),
         method,
       );
       this.runners.set(method, runner);

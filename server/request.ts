@@ -23,28 +23,57 @@ export interface MethodTraits {
   readonly readOnly: boolean;
 }
 
-/** Runs around a handler; calls `next` to continue (or throws to refuse). */
+/**
+ * Runs around a handler; calls `next` to continue (or throws to refuse). An interceptor that lets
+ * the call go on before its own work is done (the audit, while the request entry is written) hands
+ * that work to `next` as `actAfter`: the end of the chain lets it settle before it acts on the call
+ * on this node, and fails the call if it rejects.
+ */
 export type Interceptor = (
   context: RequestContext,
   request: unknown,
-  next: () => Promise<unknown>,
+  next: (actAfter?: Promise<unknown>) => Promise<unknown>,
   method: MethodTraits,
 ) => Promise<unknown>;
 
-/** Wraps `handler`, a method with `traits`, in `interceptors`, the first outermost. */
+/**
+ * The end of an interceptor chain: runs the call, awaiting `actAfter` (what the interceptors handed
+ * `next`, or null) before anything it does to the call here. Routing (server/executor.ts) forwards
+ * a call to the leader without it: the leader records the call before it acts.
+ */
+export type ChainEnd<Request, Response> = (
+  request: Request,
+  context: RequestContext,
+  actAfter: Promise<unknown> | null,
+) => Promise<Response>;
+
+/** Wraps `end`, a method with `traits`, in `interceptors`, the first outermost. */
 export function intercepted<Request, Response>(
   interceptors: readonly Interceptor[],
-  handler: Handler<Request, Response>,
+  end: ChainEnd<Request, Response>,
   traits: MethodTraits,
 ): Handler<Request, Response> {
   return (request, context) => {
-    const run = (position: number): Promise<unknown> => {
+    const run = (position: number, actAfter: Promise<unknown> | null): Promise<unknown> => {
       const interceptor = interceptors[position];
-      if (interceptor === undefined) return handler(request, context);
-      return interceptor(context, request, () => run(position + 1), traits);
+      if (interceptor === undefined) return end(request, context, actAfter);
+      return interceptor(
+        context,
+        request,
+        (more) => run(position + 1, more === undefined ? actAfter : bothOf(actAfter, more)),
+        traits,
+      );
     };
-    return run(0) as Promise<Response>;
+    return run(0, null) as Promise<Response>;
   };
+}
+
+function bothOf(first: Promise<unknown> | null, second: Promise<unknown>): Promise<unknown> {
+  const both = first === null ? second : Promise.all([first, second]);
+  // A call forwarded to the leader does not await it (the interceptor that handed it over does):
+  // its rejection must not surface as an unhandled one.
+  both.catch(() => {});
+  return both;
 }
 
 /** Milliseconds left before the request's deadline (never negative). */

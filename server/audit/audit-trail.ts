@@ -1,10 +1,12 @@
-// The node's audit trail: every call on the client port gets a request entry before any work and
-// a response entry after it, in every configured sink (audit-file.ts). "No audit, no answer": a
-// call proceeds only once at least one sink has its request entry on disk (a read, which changes
-// nothing, runs meanwhile and waits for it before answering), and is refused with
-// UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can take it ("has it" as the files'
-// durability says: on disk, or written to the operating system; audit-file.ts). A failing sink does not take the
-// node down while another works; it is counted, shown in metrics, and retried on every entry.
+// The node's audit trail: every call on the client port gets a request entry before this node
+// changes anything for it, and a response entry after it, in every configured sink
+// (audit-file.ts). "No audit, no answer": a call is answered only once at least one sink has its
+// request entry on disk, and is refused with UNAVAILABLE (reason AUDIT_UNAVAILABLE) when none can
+// take it ("has it" as the files' durability says: on disk, or written to the operating system;
+// audit-file.ts). Its checks, a read, and a forward to the leader (which records the call itself
+// before acting) run while the entry is written (interceptor() says exactly what). A failing sink
+// does not take the node down while another works; it is counted, shown in metrics, and retried
+// on every entry.
 //
 // Sensitive fields (a value written, a share) are never written: while the node is unsealed they
 // become an HMAC under the audit key, which is derived from the root key (so every unsealed node
@@ -34,7 +36,19 @@ export interface AuditTrailOptions {
   /** The root key while unsealed (the audit key is derived from it), or null while sealed. */
   readonly rootKey: () => Uint8Array | null;
   readonly registry: Registry;
+  /**
+   * A sink with entries outstanding that has taken none for this long is not trusted to keep up:
+   * calls that change something wait for their request entry before going on (interceptor()).
+   */
+  readonly stalledAfterMs?: number;
 }
+
+/**
+ * How long a sink may take no entry, with entries outstanding, before calls stop going on while
+ * their entries are written: far above a busy disk's write (4-5 ms here under load), far below
+ * a call's deadline.
+ */
+const defaultStalledAfterMs = 1000;
 
 /** Request fields whose values never reach the audit trail in the clear. */
 const sensitiveFields = ["value", "share", "document"];
@@ -63,6 +77,10 @@ interface Sink {
   readonly open: () => AuditFile | AuditSocket;
   opened: AuditFile | AuditSocket | null;
   failing: boolean;
+  /** Entries handed to the sink and not taken (or refused) yet. */
+  outstanding: number;
+  /** When the sink last took or refused an entry, or was handed one while it had none outstanding. */
+  progressAt: number;
 }
 
 export class AuditTrail {
@@ -119,12 +137,16 @@ export class AuditTrail {
           }),
         opened: null,
         failing: false,
+        outstanding: 0,
+        progressAt: 0,
       })),
       ...sockets.map((address) => ({
         name: address,
         open: () => new AuditSocket({ address, node: options.node, connectTimeoutMs: 1000 }),
         opened: null,
         failing: false,
+        outstanding: 0,
+        progressAt: 0,
       })),
     ];
     this.failures = new Counter({
@@ -156,10 +178,27 @@ export class AuditTrail {
     });
   }
 
-  /** The interceptor that writes the entries around every unary call. */
+  /**
+   * The interceptor that writes the entries around every unary call. A call goes on while its
+   * request entry is written: its checks (rate limits, authorization) run meanwhile, and it is
+   * answered only once the entry is written, refused if no sink took it ("no audit, no answer").
+   * Nothing it changes is changed before the entry is written:
+   *
+   * - a read changes nothing, and runs at once (a ReadIndex round, LevelDB);
+   * - any other call runs on this node only once the entry is written (the `actAfter` it hands
+   *   the chain); one forwarded to the leader is sent at once, as the leader records it (naming
+   *   this node) before it acts;
+   * - while a sink of this node is failing, or has taken none of its entries for `stalledAfterMs`
+   *   (a hung disk or collector), a call that is not a read waits for its entry before anything,
+   *   as it always did, so that a node whose audit is broken forwards nothing. A call forwarded
+   *   just as a sink fails or hangs may be done by the leader (and recorded there) though this
+   *   node answers it with AUDIT_UNAVAILABLE or it reaches its deadline: an unknown outcome, as
+   *   when the leader goes away after it took the call.
+   */
   interceptor(): Interceptor {
     return async (context, request, next, method) => {
-      if (method.readOnly) return this.auditedRead(context, request, next);
+      if (method.readOnly || this.sinksKeepUp())
+        return this.auditedAlongside(context, request, next, method.readOnly);
       const finish = await this.begin(context, request);
       try {
         const response = await next();
@@ -174,21 +213,20 @@ export class AuditTrail {
   }
 
   /**
-   * A read runs while its request entry is written rather than after: both wait (for the disk; for
-   * a ReadIndex round or LevelDB), so its latency is the longer wait, not the sum. The rule holds
-   * as for any call: nothing is answered until the request entry is written, and a read whose
-   * request entry no sink takes is refused (what it read is dropped). A read changes nothing, so
-   * running it first has no effect to record beforehand.
+   * Runs a call while its request entry is written (see interceptor()): a read as it is, any
+   * other call with the entry as what it must await before acting here. Its latency is then the
+   * longer of the two waits (the disk; the work, or a forward), not their sum.
    */
-  private async auditedRead(
+  private async auditedAlongside(
     context: RequestContext,
     request: unknown,
-    next: () => Promise<unknown>,
+    next: (actAfter?: Promise<unknown>) => Promise<unknown>,
+    readOnly: boolean,
   ): Promise<unknown> {
     const begun = this.begin(context, request);
-    // Settles, never rejects: a read that fails while the request entry is refused is not left
+    // Settles, never rejects: a call that fails while the request entry is refused is not left
     // unhandled.
-    const ran = next().then(
+    const ran = (readOnly ? next() : next(begun)).then(
       (response) => ({ failed: false as const, response }),
       (error: unknown) => ({ failed: true as const, error }),
     );
@@ -263,6 +301,8 @@ export class AuditTrail {
     const auditKey = this.currentAuditKey();
     const results = await Promise.all(
       this.sinks.map(async (sink) => {
+        if (sink.outstanding === 0) sink.progressAt = performance.now();
+        sink.outstanding += 1;
         try {
           sink.opened ??= sink.open();
           if (sink.opened instanceof AuditFile) sink.opened.setAuditKey(auditKey);
@@ -281,6 +321,9 @@ export class AuditTrail {
             .then(() => broken?.close())
             .catch(() => {});
           return false;
+        } finally {
+          sink.outstanding -= 1;
+          sink.progressAt = performance.now();
         }
       }),
     );
@@ -290,6 +333,15 @@ export class AuditTrail {
         "no audit sink could record the request, so it was not served",
       );
     }
+  }
+
+  /** Whether every sink works and keeps up: none failing, none without progress for `stalledAfterMs`. */
+  private sinksKeepUp(): boolean {
+    const now = performance.now();
+    const stalledAfterMs = this.options.stalledAfterMs ?? defaultStalledAfterMs;
+    return this.sinks.every(
+      (sink) => !sink.failing && (sink.outstanding === 0 || now - sink.progressAt < stalledAfterMs),
+    );
   }
 
   /** Failing sinks, for health. */

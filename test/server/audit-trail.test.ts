@@ -19,8 +19,10 @@ import { eventually } from "../support/eventually.js";
 const root = mkdtempSync(join(tmpdir(), "strongroom-audit-trail-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** A collector on a Unix socket that keeps the lines it receives. */
-function collector(path: string): Promise<{ lines: string[]; stop: () => Promise<void> }> {
+/** A collector on a Unix socket that keeps the lines it receives; it can stop reading a while. */
+function collector(
+  path: string,
+): Promise<{ lines: string[]; pause: () => void; resume: () => void; stop: () => Promise<void> }> {
   const lines: string[] = [];
   const connections = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -38,6 +40,12 @@ function collector(path: string): Promise<{ lines: string[]; stop: () => Promise
     server.listen(path, () =>
       resolve({
         lines,
+        pause: () => {
+          for (const socket of connections) socket.pause();
+        },
+        resume: () => {
+          for (const socket of connections) socket.resume();
+        },
         stop: () =>
           new Promise<void>((done) => {
             for (const socket of connections) socket.destroy();
@@ -145,8 +153,8 @@ it('with durability "os", syncs a written file in the background and times each 
   await trail.close();
 });
 
-it("runs a read while its request entry is written, answers after it, and refuses it when no sink takes it", async () => {
-  const directory = join(root, "reads");
+it("runs a call while its request entry is written, lets it act only after, and answers after it", async () => {
+  const directory = join(root, "alongside");
   const trail = trailWith({ directories: [directory] });
   const audited = trail.interceptor();
   const entries = () =>
@@ -155,14 +163,24 @@ it("runs a read while its request entry is written, answers after it, and refuse
       .flatMap((name) => readFileSync(join(directory, name), "utf8").split("\n"))
       .filter((line) => line.includes('"requestId"'))
       .map((line) => JSON.parse(line) as { type: string; path?: string; outcome?: string; code?: string });
-  /** Runs one call through the interceptor; its work notes whether its request entry was in the file. */
+  const requestWritten = (path: string) =>
+    entries().some((entry) => entry.type === "request" && entry.path === path);
+  /**
+   * Runs one call through the interceptor. Its work notes whether its request entry was in the
+   * file when it began, and when the `actAfter` it was handed settled (null: it was handed none).
+   */
   const run = async (method: string, path: string, readOnly: boolean, work: () => Promise<unknown>) => {
     let entryWrittenFirst: boolean | null = null;
+    let entryWrittenWhenMayAct: boolean | null = null;
     const answer = await audited(
       context(method),
       { path },
-      () => {
-        entryWrittenFirst = entries().some((entry) => entry.type === "request" && entry.path === path);
+      async (actAfter) => {
+        entryWrittenFirst = requestWritten(path);
+        if (actAfter !== undefined) {
+          await actAfter;
+          entryWrittenWhenMayAct = requestWritten(path);
+        }
         return work();
       },
       { readOnly },
@@ -170,20 +188,30 @@ it("runs a read while its request entry is written, answers after it, and refuse
       (response) => ({ response }),
       (error: unknown) => ({ error }),
     );
-    return { answer, entryWrittenFirst };
+    return { answer, entryWrittenFirst, entryWrittenWhenMayAct };
   };
 
-  // A read: under way before its request entry is in the file; answered with both entries written.
+  // A read: under way before its request entry is in the file, with nothing to await; answered
+  // with both entries written.
   const read = await run("/strongroom.v1.Secrets/Get", "app/read", true, async () => "the value");
-  expect(read).toEqual({ answer: { response: "the value" }, entryWrittenFirst: false });
+  expect(read).toEqual({
+    answer: { response: "the value" },
+    entryWrittenFirst: false,
+    entryWrittenWhenMayAct: null,
+  });
   expect(
     entries()
       .filter((entry) => entry.path === "app/read")
       .map((entry) => entry.type),
   ).toEqual(["request", "response"]);
-  // A write: not begun until its request entry is written.
+  // A write: under way (its checks, a forward) before its request entry is in the file, but what
+  // it must await before acting here settles only once the entry is written.
   const write = await run("/strongroom.v1.Secrets/Put", "app/write", false, async () => ({ version: 1 }));
-  expect(write).toEqual({ answer: { response: { version: 1 } }, entryWrittenFirst: true });
+  expect(write).toEqual({
+    answer: { response: { version: 1 } },
+    entryWrittenFirst: false,
+    entryWrittenWhenMayAct: true,
+  });
   // A read that fails: its error is the answer, and its response entry says so.
   const failed = await run("/strongroom.v1.Secrets/Get", "app/missing", true, async () => {
     throw new NodeError("NOT_FOUND", "no secret at app/missing");
@@ -194,22 +222,98 @@ it("runs a read while its request entry is written, answers after it, and refuse
     code: "NOT_FOUND",
   });
 
-  // No sink can take entries (a file where the directory was): the read ran, but its answer is a refusal.
+  // No sink can take entries (a file where the directory was). The first write (the sink not
+  // known to fail yet) went on, and what it had to await before acting failed with the refusal;
+  // once the sink is known to fail, a write does not begin at all, while a read still runs (it
+  // changes nothing), and is refused.
   await trail.close();
   rmSync(directory, { recursive: true, force: true });
   writeFileSync(directory, "not a directory");
-  let ran = false;
-  const refused = await audited(
-    context("/strongroom.v1.Secrets/Get"),
-    { path: "app/read" },
-    async () => {
-      ran = true;
-      return "the value";
-    },
-    { readOnly: true },
-  ).catch((error: unknown) => error);
-  expect(ran).toBe(true);
-  expect(refused).toBeInstanceOf(NodeError);
-  expect((refused as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  const attempt = async (method: string, readOnly: boolean) => {
+    let began = false;
+    let mayAct: unknown = null;
+    const answer = await audited(
+      context(method),
+      { path: "app/refused" },
+      async (actAfter) => {
+        began = true;
+        mayAct = await actAfter?.then(
+          () => "acted",
+          (error: unknown) => error,
+        );
+        return "done";
+      },
+      { readOnly },
+    ).catch((error: unknown) => error);
+    return { began, mayAct, refusal: (answer as NodeError).code };
+  };
+  const firstWrite = await attempt("/strongroom.v1.Secrets/Put", false);
+  expect(firstWrite).toMatchObject({ began: true, refusal: "AUDIT_UNAVAILABLE" });
+  expect((firstWrite.mayAct as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  expect(await attempt("/strongroom.v1.Secrets/Put", false)).toEqual({
+    began: false,
+    mayAct: null,
+    refusal: "AUDIT_UNAVAILABLE",
+  });
+  expect(await attempt("/strongroom.v1.Secrets/Get", true)).toEqual({
+    began: true,
+    mayAct: undefined,
+    refusal: "AUDIT_UNAVAILABLE",
+  });
   await trail.close();
+});
+
+it("waits for a write's request entry before it goes on while a sink takes nothing (a hung collector)", async () => {
+  const socketPath = join(root, "stalling.sock");
+  const stalling = await collector(socketPath);
+  const trail = trailWith({ directories: [], sockets: [`unix:${socketPath}`], stalledAfterMs: 100 });
+  const audited = trail.interceptor();
+  /** Starts a write through the interceptor; says whether it has begun, and its answer. */
+  const write = (path: string) => {
+    let began = false;
+    const answer = audited(
+      context("/strongroom.v1.Secrets/Put"),
+      { path },
+      async () => {
+        began = true;
+        return "done";
+      },
+      { readOnly: false },
+    );
+    return { began: () => began, answer };
+  };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // Keeping up: a write goes on at once.
+  const first = write("app/first");
+  expect(first.began()).toBe(true);
+  expect(await first.answer).toBe("done");
+
+  // The collector stops reading: once the socket's buffers are full, entries stay outstanding.
+  stalling.pause();
+  let taken = 0;
+  const backlog = Array.from({ length: 5000 }, (_, i) =>
+    trail
+      .write({ type: "request", requestId: `backlog-${i}`, identity: "alice", method: "/backlog" })
+      .then(() => {
+        taken += 1;
+      }),
+  );
+  await sleep(300);
+  expect(taken).toBeLessThan(backlog.length);
+  const held = write("app/held");
+  await sleep(50);
+  expect(held.began()).toBe(false);
+
+  // Reading again: the backlog drains, the held write goes on and is answered.
+  stalling.resume();
+  expect(await held.answer).toBe("done");
+  expect(held.began()).toBe(true);
+  await Promise.all(backlog);
+  await eventually(() => stalling.lines.some((line) => line.includes('"path":"app/held"')), 5000);
+  const after = write("app/after");
+  expect(after.began()).toBe(true);
+  expect(await after.answer).toBe("done");
+  await trail.close();
+  await stalling.stop();
 });

@@ -4,7 +4,9 @@
 // leader's errors pass through with their reason; a request past its deadline fails by it; the
 // leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
 // (nothing sent); a new leader known fails what the old one holds after a grace; a leader of an older
-// version, without the stream, is served a call at a time.
+// version, without the stream, is served a call at a time. The executor forwards a call at once,
+// but runs one here only once what its interceptors handed it (a request entry being written)
+// settles.
 
 import { Server, status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,6 +18,7 @@ import {
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { method } from "../../server/api/api-method.js";
 import { ForwardedError, NodeError } from "../../server/errors.js";
+import { Executor } from "../../server/executor.js";
 import { ForwardReceiver } from "../../server/forward-receiver.js";
 import { Forwarder } from "../../server/forwarder.js";
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
@@ -255,5 +258,56 @@ describe("forwarding over one stream", () => {
     const forwarder = follower(port);
     const answers = await Promise.all([forwardPut(forwarder, "p/x"), forwardPut(forwarder, "p/xyz")]);
     expect(answers.map((answer) => answer.version)).toEqual([3, 5]);
+  });
+});
+
+describe("the executor and what a call must await before acting", () => {
+  /**
+   * An executor on n2 whose one interceptor hands the chain a promise the test settles: as the
+   * audit trail hands over a request entry still being written.
+   */
+  const executorWith = (forwarder: Forwarder, isLeader: () => boolean, ranHere: string[]) => {
+    let release: () => void = () => {};
+    const entryWritten = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const localPut = method<PutRequest, PutResponse>(SecretsService.put, "leader", async (request) => {
+      ranHere.push(request.path);
+      return { version: 1, revision: 1 };
+    });
+    const executor = new Executor({
+      leader: () => ({ isLeader: isLeader(), leaderId: isLeader() ? "n2" : "n1" }),
+      forwarder,
+      interceptors: [(_context, _request, next) => next(entryWritten)],
+    });
+    const run = (path: string) =>
+      executor.execute(localPut, { path, value: new Uint8Array(1) }, contextFor()) as Promise<PutResponse>;
+    return { run, release };
+  };
+
+  it("forwards a call to the leader at once, and runs one here only once what it awaits settles", async () => {
+    const atLeader: string[] = [];
+    const leader = await startLeader(async (request) => {
+      atLeader.push(request.path);
+      return { version: 9, revision: 9 };
+    });
+    closers.push(leader.stop);
+    const ranHere: string[] = [];
+    let leadsHere = false;
+    const { run, release } = executorWith(follower(leader.port), () => leadsHere, ranHere);
+
+    // n2 follows: the call reaches the leader while n2's entry is still being written.
+    const held = new Promise((resolve) => setTimeout(() => resolve("held back"), 2_000));
+    expect(await Promise.race([run("p/forwarded"), held])).toEqual({ version: 9, revision: 9 });
+    expect(atLeader).toEqual(["p/forwarded"]);
+
+    // n2 leads: the call waits for the entry before the handler runs.
+    leadsHere = true;
+    const local = run("p/local");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(ranHere).toEqual([]);
+    release();
+    expect((await local).version).toBe(1);
+    expect(ranHere).toEqual(["p/local"]);
   });
 });
