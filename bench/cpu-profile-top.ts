@@ -69,7 +69,7 @@ for (const file of positionals) {
 function ourFile(url: string): string | null {
   if (!url.startsWith("file://") || url.includes("/node_modules/")) return null;
   const path = url.replace(/^file:\/\//, "");
-  const inRepository = path.match(/\/((?:server|raft|storage|hsm|client|cli|agent|chaos)\/.*)$/);
+  const inRepository = path.match(/\/((?:server|raft|storage|hsm|client|cli|agent|chaos|proto)\/.*)$/);
   return inRepository?.[1] ?? null;
 }
 
