@@ -176,6 +176,16 @@ export class AuditTrail {
         this.set(sinks.filter((sink) => sink.failing).length);
       },
     });
+    // A hung disk or collector fails nothing: it only stops taking entries.
+    const stalled: Gauge = new Gauge({
+      name: "strongroom_audit_sinks_stalled",
+      help: "Audit sinks with entries outstanding that took none for a second: a hung disk or collector.",
+      registers: [options.registry],
+      collect: () => {
+        const now = performance.now();
+        stalled.set(this.sinks.filter((sink) => this.isStalled(sink, now)).length);
+      },
+    });
   }
 
   /**
@@ -335,12 +345,16 @@ export class AuditTrail {
     }
   }
 
-  /** Whether every sink works and keeps up: none failing, none without progress for `stalledAfterMs`. */
+  /** Whether every sink works and keeps up: none failing, none stalled. */
   private sinksKeepUp(): boolean {
     const now = performance.now();
-    const stalledAfterMs = this.options.stalledAfterMs ?? defaultStalledAfterMs;
-    return this.sinks.every(
-      (sink) => !sink.failing && (sink.outstanding === 0 || now - sink.progressAt < stalledAfterMs),
+    return this.sinks.every((sink) => !sink.failing && !this.isStalled(sink, now));
+  }
+
+  /** Whether `sink` has entries outstanding and took none for `stalledAfterMs`. */
+  private isStalled(sink: Sink, now: number): boolean {
+    return (
+      sink.outstanding > 0 && now - sink.progressAt >= (this.options.stalledAfterMs ?? defaultStalledAfterMs)
     );
   }
 

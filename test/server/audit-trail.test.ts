@@ -263,10 +263,18 @@ it("runs a call while its request entry is written, lets it act only after, and 
   await trail.close();
 });
 
-it("waits for a write's request entry before it goes on while a sink takes nothing (a hung collector)", async () => {
+it("waits for a write's request entry before it goes on while a sink takes nothing (a hung collector), and counts the sink as stalled", async () => {
   const socketPath = join(root, "stalling.sock");
   const stalling = await collector(socketPath);
-  const trail = trailWith({ directories: [], sockets: [`unix:${socketPath}`], stalledAfterMs: 100 });
+  const registry = new Registry();
+  const trail = trailWith({
+    directories: [],
+    sockets: [`unix:${socketPath}`],
+    stalledAfterMs: 100,
+    registry,
+  });
+  const stalledSinks = async () =>
+    Number(/^strongroom_audit_sinks_stalled (\d+)$/m.exec(await registry.metrics())?.[1] ?? "-1");
   const audited = trail.interceptor();
   /** Starts a write through the interceptor; says whether it has begun, and its answer. */
   const write = (path: string) => {
@@ -288,6 +296,7 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
   const first = write("app/first");
   expect(first.began()).toBe(true);
   expect(await first.answer).toBe("done");
+  expect(await stalledSinks()).toBe(0);
 
   // The collector stops reading: once the socket's buffers are full, entries stay outstanding.
   stalling.pause();
@@ -304,6 +313,7 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
   const held = write("app/held");
   await sleep(50);
   expect(held.began()).toBe(false);
+  expect(await stalledSinks()).toBe(1);
 
   // Reading again: the backlog drains, the held write goes on and is answered.
   stalling.resume();
@@ -314,6 +324,7 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
   const after = write("app/after");
   expect(after.began()).toBe(true);
   expect(await after.answer).toBe("done");
+  expect(await stalledSinks()).toBe(0);
   await trail.close();
   await stalling.stop();
 });
