@@ -23,6 +23,8 @@ export interface HealthView {
   readonly removed: boolean;
   /** Audit sinks whose last write failed (the node serves while one sink works). */
   readonly auditSinksFailing: number;
+  /** Audit sinks with entries outstanding that took none for a second (a hung disk or collector). */
+  readonly auditSinksStalled: number;
 }
 
 export interface HttpEndpoints {

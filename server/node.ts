@@ -618,6 +618,7 @@ export class StrongroomNode {
                 leaderKnown: status.leader !== null,
                 removed: raftNode().isRemoved(),
                 auditSinksFailing: audit.failingSinks().length,
+                auditSinksStalled: audit.stalledSinks().length,
               };
             },
             registry,

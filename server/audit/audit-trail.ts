@@ -181,10 +181,7 @@ export class AuditTrail {
       name: "strongroom_audit_sinks_stalled",
       help: "Audit sinks with entries outstanding that took none for a second: a hung disk or collector.",
       registers: [options.registry],
-      collect: () => {
-        const now = performance.now();
-        stalled.set(this.sinks.filter((sink) => this.isStalled(sink, now)).length);
-      },
+      collect: () => stalled.set(this.stalledSinks().length),
     });
   }
 
@@ -356,6 +353,12 @@ export class AuditTrail {
     return (
       sink.outstanding > 0 && now - sink.progressAt >= (this.options.stalledAfterMs ?? defaultStalledAfterMs)
     );
+  }
+
+  /** Sinks with entries outstanding that took none for `stalledAfterMs`, for health and metrics. */
+  stalledSinks(): string[] {
+    const now = performance.now();
+    return this.sinks.filter((sink) => this.isStalled(sink, now)).map((sink) => sink.name);
   }
 
   /** Failing sinks, for health. */

@@ -314,6 +314,7 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
   await sleep(50);
   expect(held.began()).toBe(false);
   expect(await stalledSinks()).toBe(1);
+  expect(trail.stalledSinks()).toEqual([`unix:${socketPath}`]);
 
   // Reading again: the backlog drains, the held write goes on and is answered.
   stalling.resume();
