@@ -25,7 +25,7 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../../raft/core/index.js";
-import { checkSnapshotRead, type LogStore, LogStoreError, readStoredEntries } from "../../raft/node/index.js";
+import { type LogStore, LogStoreError, readStoredEntries } from "../../raft/node/index.js";
 import {
   type BinaryLevel,
   isLevelCorruption,
@@ -33,20 +33,8 @@ import {
   openBinaryLevel,
   writeBatch,
 } from "../leveldb.js";
-import { type ReceivedSnapshotFile, type SnapshotFileRef, SnapshotFiles } from "./snapshot-files.js";
-
-/** Where a recorded snapshot's bytes are read from: its open file (or a legacy store's data). */
-interface SnapshotSource {
-  read(offset: number, length: number): Uint8Array;
-  close(): void;
-}
-
-/** A recorded snapshot, read a range at a time for the Raft core (readSnapshotChunk). */
-interface ReadableSnapshot {
-  readonly meta: SnapshotMeta;
-  readonly bytes: number;
-  readonly source: SnapshotSource;
-}
+import { HeldSnapshots } from "./held-snapshots.js";
+import type { SnapshotFileRef } from "./snapshot-files.js";
 
 const hardStateKey = Uint8Array.of(0x01);
 const offsetKey = Uint8Array.of(0x02);
@@ -67,19 +55,8 @@ export class LevelLogStore implements LogStore {
   private db: BinaryLevel | null;
   private offset: LogOffset = { index: 0, term: 0 };
   private lastIndex = 0;
-  private snapshotIndex = 0;
-  /** Snapshots written beside the loop (stageSnapshot), by file name, for saveSnapshot to record. */
-  private readonly staged = new Map<string, SnapshotFileRef>();
-  private readonly files: SnapshotFiles;
-  /**
-   * The newest recorded snapshot and the one before it, open: the core reads the one before until
-   * compact() hands it the newest, and the file stays readable after the newest's record removed it.
-   */
-  private readable: ReadableSnapshot[] = [];
-  /** The snapshot the leader is sending now, written as its chunks arrive (receiveSnapshotChunk). */
-  private receiving: ReceivedSnapshotFile | null = null;
-  /** Snapshots received whole and not recorded yet: readable, and one of them being installed. */
-  private receivedWhole: ReceivedSnapshotFile[] = [];
+  /** The snapshot files: recorded, staged, being received. */
+  private readonly snapshots: HeldSnapshots;
   /** What open read, for the first load; dropped by any change to the store. */
   private loadedAtOpen: PersistentState | null = null;
 
@@ -88,7 +65,7 @@ export class LevelLogStore implements LogStore {
     db: BinaryLevel,
   ) {
     this.db = db;
-    this.files = new SnapshotFiles(directory);
+    this.snapshots = new HeldSnapshots(directory, `the Raft log in ${directory}`);
   }
 
   /** Opens (creating if needed) the store in `directory`. One process at a time: LevelDB locks it. */
@@ -144,32 +121,20 @@ export class LevelLogStore implements LogStore {
     const record = this.parseRecord<SnapshotRecord>(await db.get(snapshotMetaKey), "snapshot metadata");
     // A snapshot in its file is checked, not read into memory: the core and a restore read it back.
     let snapshot: Snapshot | StoredSnapshot | null = null;
-    // The file the record names (null: none, or a legacy store's data in LevelDB).
-    let snapshotFile: string | null = null;
     if (record !== null) {
       const { file, bytes, crc32: checksum, ...meta } = record;
       if (file !== undefined && bytes !== undefined && checksum !== undefined) {
-        await this.files.check({ file, bytes, crc32: checksum });
-        snapshot = { meta, totalBytes: bytes };
+        snapshot = await this.snapshots.load({ meta, ref: { file, bytes, crc32: checksum } });
       } else {
         const data = await db.get(legacySnapshotDataKey);
         if (data === undefined)
           throw new LogStoreError(
             `the Raft log in ${this.directory} has snapshot metadata but no snapshot data`,
           );
-        snapshot = { meta, data: copy(data) };
+        snapshot = await this.snapshots.load({ meta, data: copy(data) });
       }
-      snapshotFile = file ?? null;
-    }
-    // Files no record names: a snapshot written but not recorded, or replaced, before a crash.
-    this.files.removeUnnamed(snapshotFile);
-    this.closeReadable();
-    if (record !== null && snapshot !== null) {
-      const { file, bytes, crc32: checksum } = record;
-      if (file !== undefined && bytes !== undefined && checksum !== undefined)
-        this.keepReadable(snapshot.meta, bytes, this.files.openForReading({ file, bytes, crc32: checksum }));
-      else if ("data" in snapshot)
-        this.keepReadable(snapshot.meta, snapshot.data.length, inMemory(snapshot.data));
+    } else {
+      await this.snapshots.load(null);
     }
     const entries: Entry[] = [];
     for await (const [key, value] of db.iterator({
@@ -187,7 +152,6 @@ export class LevelLogStore implements LogStore {
     }
     this.offset = offset;
     this.lastIndex = offset.index + entries.length;
-    this.snapshotIndex = snapshot?.meta.index ?? 0;
     return { hardState, snapshot, offset, entries };
   }
 
@@ -241,38 +205,16 @@ export class LevelLogStore implements LogStore {
     });
   }
 
-  /**
-   * Writes a chunk of the snapshot the leader is sending into its file as the core accepts it
-   * (synchronously, into the page cache); the file is synced only when installed. A reception
-   * from offset 0 replaces an unfinished one; a snapshot received whole replaces an older one
-   * received whole that no install has taken.
-   */
+  /** A chunk of the snapshot the leader is sending, written into its file (HeldSnapshots). */
   receiveSnapshotChunk(meta: SnapshotMeta, totalBytes: number, offset: number, chunk: Uint8Array): void {
     this.open();
-    if (offset === 0) {
-      if (this.receiving !== null) this.files.discardReceived(this.receiving);
-      this.receiving = this.files.receive(meta, totalBytes);
-    }
-    const receiving = this.receiving;
-    if (receiving === null || receiving.meta.index !== meta.index || receiving.meta.term !== meta.term)
-      throw new LogStoreError(
-        `the Raft log in ${this.directory} was handed bytes at ${offset} of the snapshot at ${meta.index} out of order (it is not being received)`,
-      );
-    receiving.append(offset, chunk);
-    if (!receiving.whole) return;
-    this.receiving = null;
-    for (const older of this.receivedWhole.filter((file) => !file.installing))
-      this.files.discardReceived(older);
-    this.receivedWhole = [...this.receivedWhole.filter((file) => file.installing), receiving];
+    this.snapshots.receiveChunk(meta, totalBytes, offset, chunk);
   }
 
   async installSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
-    const ref =
-      "data" in snapshot
-        ? await this.files.write(snapshot.meta, [snapshot.data])
-        : await this.installReceived(snapshot);
+    const ref = await this.snapshots.fileToInstall(snapshot);
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= this.lastIndex; index++)
       batch.push({ type: "del", key: entryKey(index) });
@@ -283,115 +225,47 @@ export class LevelLogStore implements LogStore {
     await writeBatch(db, batch, synced);
     this.offset = offset;
     this.lastIndex = offset.index;
-    await this.recorded(snapshot.meta, ref);
+    await this.snapshots.recorded(snapshot.meta, ref);
   }
 
   /**
    * Writes a snapshot the node took as its file, durably, a part at a time as the state machine
    * reads it out, without making it the node's snapshot: the Raft node calls this beside its loop,
-   * and saveSnapshot of the answer in the loop then only writes the record. A snapshot staged and
-   * never saved (one from the leader overtook it) is removed by a later save or at open.
+   * and saveSnapshot of the answer in the loop then only writes the record.
    */
   async stageSnapshot(
     meta: SnapshotMeta,
     parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   ): Promise<StoredSnapshot> {
     this.open();
-    const ref = await this.files.write(meta, parts);
-    this.staged.set(ref.file, ref);
-    return { meta, totalBytes: ref.bytes };
+    return this.snapshots.stage(meta, parts);
   }
 
   async saveSnapshot(snapshot: Snapshot | StoredSnapshot): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
-    if (snapshot.meta.index < this.snapshotIndex) {
-      throw new LogStoreError(
-        `snapshot at ${snapshot.meta.index} is older than the stored one at ${this.snapshotIndex}`,
-      );
-    }
-    const ref = "data" in snapshot ? await this.stagedOrWritten(snapshot) : this.stagedAs(snapshot);
+    const ref = await this.snapshots.fileToSave(snapshot);
     await writeBatch(
       db,
       [...snapshotRecordWrites(snapshot.meta, ref), ...(await this.commitRaisedTo(snapshot.meta.index))],
       synced,
     );
-    await this.recorded(snapshot.meta, ref);
-  }
-
-  /** The file of a snapshot the node took with its data: the one staged for it, or written now. */
-  private async stagedOrWritten(snapshot: Snapshot): Promise<SnapshotFileRef> {
-    const name = SnapshotFiles.nameOf(snapshot.meta);
-    const staged = this.staged.get(name);
-    this.staged.delete(name);
-    if (staged !== undefined && staged.bytes === snapshot.data.length) return staged;
-    return this.files.write(snapshot.meta, [snapshot.data]);
-  }
-
-  /** The file staged for `stored`; a snapshot never staged has none, and is refused. */
-  private stagedAs(stored: StoredSnapshot): SnapshotFileRef {
-    const name = SnapshotFiles.nameOf(stored.meta);
-    const staged = this.staged.get(name);
-    if (staged?.bytes !== stored.totalBytes)
-      throw new LogStoreError(
-        `save of the snapshot at ${stored.meta.index} in ${this.directory}, which was not staged`,
-      );
-    this.staged.delete(name);
-    return staged;
-  }
-
-  /** Makes the snapshot received whole that `stored` stands for durable under its own name. */
-  private async installReceived(stored: StoredSnapshot): Promise<SnapshotFileRef> {
-    const received = this.receivedWhole.find(
-      (file) =>
-        file.meta.index === stored.meta.index &&
-        file.meta.term === stored.meta.term &&
-        file.totalBytes === stored.totalBytes &&
-        !file.installing,
-    );
-    if (received === undefined)
-      throw new LogStoreError(
-        `install of the snapshot at ${stored.meta.index} in ${this.directory}, which was not received whole`,
-      );
-    received.installing = true;
-    return this.files.placeReceived(received);
+    await this.snapshots.recorded(snapshot.meta, ref);
   }
 
   readSnapshotChunk(meta: SnapshotMeta, offset: number, length: number): Uint8Array {
     this.open();
-    const readable = [
-      ...this.readable,
-      ...this.receivedWhole.map((file) => ({ meta: file.meta, bytes: file.totalBytes, source: file })),
-    ];
-    const held = checkSnapshotRead(readable, meta, offset, length, `the Raft log in ${this.directory}`);
-    return held.source.read(offset, length);
-  }
-
-  /** Once a record names `ref`, the files it replaced go (never before: a crash keeps the old one). */
-  private async recorded(meta: SnapshotMeta, ref: SnapshotFileRef): Promise<void> {
-    this.snapshotIndex = meta.index;
-    // Opened before the files it replaced are removed: the one before it is open already.
-    this.keepReadable(meta, ref.bytes, this.files.openForReading(ref));
-    // A received file installed now is read through the record's descriptor from here on.
-    for (const file of this.receivedWhole.filter(
-      (received) => SnapshotFiles.nameOf(received.meta) === ref.file,
-    ))
-      this.files.discardReceived(file);
-    this.receivedWhole = this.receivedWhole.filter(
-      (received) => SnapshotFiles.nameOf(received.meta) !== ref.file,
-    );
-    for (const name of this.staged.keys()) {
-      if (name <= ref.file) this.staged.delete(name);
-    }
-    await this.files.removeStale(ref.file, meta.index);
+    return this.snapshots.readChunk(meta, offset, length);
   }
 
   async compact(offset: LogOffset): Promise<void> {
     const db = this.open();
     this.loadedAtOpen = null;
     if (offset.index <= this.offset.index) return;
-    if (offset.index > this.snapshotIndex) {
-      throw new LogStoreError(`compact through ${offset.index} beyond the snapshot at ${this.snapshotIndex}`);
+    if (offset.index > this.snapshots.recordedIndex) {
+      throw new LogStoreError(
+        `compact through ${offset.index} beyond the snapshot at ${this.snapshots.recordedIndex}`,
+      );
     }
     if (offset.index > this.lastIndex)
       throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${this.lastIndex}`);
@@ -411,22 +285,8 @@ export class LevelLogStore implements LogStore {
     const db = this.db;
     this.db = null;
     this.loadedAtOpen = null;
-    this.closeReadable();
-    // What was received and not installed does not outlive the process.
-    if (this.receiving !== null) this.files.discardReceived(this.receiving);
-    this.receiving = null;
-    for (const file of this.receivedWhole.splice(0)) this.files.discardReceived(file);
+    this.snapshots.close();
     await db?.close();
-  }
-
-  /** Keeps `source` readable as the newest snapshot; the one before stays, older ones close. */
-  private keepReadable(meta: SnapshotMeta, bytes: number, source: SnapshotSource): void {
-    this.readable.unshift({ meta, bytes, source });
-    for (const old of this.readable.splice(2)) old.source.close();
-  }
-
-  private closeReadable(): void {
-    for (const held of this.readable.splice(0)) held.source.close();
   }
 
   private open(): BinaryLevel {
@@ -529,9 +389,4 @@ function encodeRecord(record: object): Uint8Array {
 /** LevelDB hands out views of its own buffers; entries outlive them. */
 function copy(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
-}
-
-/** A snapshot whose data a store written before snapshot files keeps in LevelDB, held as read. */
-function inMemory(data: Uint8Array): SnapshotSource {
-  return { read: (offset, length) => data.slice(offset, offset + length), close: () => {} };
 }
