@@ -17,7 +17,8 @@ import {
 import { describeMessage, type Message } from "../raft/core/index.js";
 import { RaftNode, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
-import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
+import { openNodeLog } from "../storage/raft-log/open-node-log.js";
+import type { SegmentLogStore } from "../storage/raft-log/segment-log-store.js";
 import { type ApplyResult, defaultStateLimits, SecretStateMachine } from "../storage/state/index.js";
 import { AccessView } from "./access/access-view.js";
 import { Authorizer } from "./access/authorizer.js";
@@ -111,7 +112,7 @@ export class StrongroomNode {
     private readonly parts: {
       readonly logger: Logger;
       readonly raft: RaftNode<ApplyResult | null>;
-      readonly logStore: LevelLogStore;
+      readonly logStore: SegmentLogStore;
       readonly state: SecretStateMachine;
       readonly keeper: SealKeeper;
       readonly transport: GrpcPeerTransport;
@@ -159,10 +160,17 @@ export class StrongroomNode {
     // What a restore cut short by a stop or a crash left behind (ciphertext, of no further use).
     const restoreStagingDirectory = join(config.dataDir, "restore");
     rmSync(restoreStagingDirectory, { recursive: true, force: true });
-    const logStore = await LevelLogStore.open(join(config.dataDir, "raft"));
-    undo.push(() => logStore.close());
+    // The state store first: its LevelDB lock keeps a second process off the whole data directory,
+    // the Raft log's segment files included.
     const state = await SecretStateMachine.open(join(config.dataDir, "state"));
     undo.push(() => state.close());
+    const { store: logStore, movedFromLevelDb } = await openNodeLog(config.dataDir);
+    undo.push(() => logStore.close());
+    if (movedFromLevelDb)
+      logger.info(
+        { directory: logStore.directory },
+        "the Raft log was moved from LevelDB into segment files",
+      );
     const barrier = new Barrier();
     const registry = new Registry();
     if (options.processMetrics === true)

@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import type { SnapshotMeta } from "../../raft/core/index.js";
 import { LogStoreError } from "../../raft/node/index.js";
+import { syncDirectory } from "./sync-directory.js";
 
 /** What the log's snapshot record holds of the file: which, how long, and its checksum. */
 export interface SnapshotFileRef {
@@ -91,7 +92,7 @@ export class SnapshotFiles {
         await handle.close();
       }
       await rename(join(this.directory, temporary), join(this.directory, file));
-      await this.syncDirectory();
+      await syncDirectory(this.directory);
       return { file, bytes, crc32: checksum };
     } catch (error) {
       // Parts that failed mid-way (a state machine's read) leave no temporary file behind.
@@ -187,7 +188,7 @@ export class SnapshotFiles {
     this.writing.add(ref.file);
     try {
       await rename(received.path, join(this.directory, ref.file));
-      await this.syncDirectory();
+      await syncDirectory(this.directory);
     } finally {
       this.writing.delete(ref.file);
       this.writing.delete(received.temporary);
@@ -229,16 +230,6 @@ export class SnapshotFiles {
         `the snapshot record in ${this.directory} names no snapshot file (${ref.file})`,
       );
     return join(this.directory, ref.file);
-  }
-
-  /** A rename is durable once the directory holding it is synced. */
-  private async syncDirectory(): Promise<void> {
-    const handle = await open(this.directory, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
   }
 }
 

@@ -1,8 +1,10 @@
-// Crash safety of the LevelDB Raft log with real processes: a child appends, rewrites and compacts
+// Crash safety of the Raft log stores with real processes: a child appends, rewrites and compacts
 // in a loop and is SIGKILLed at a random moment, again and again. After every kill the store must
 // open without repair and hold exactly what the child had acknowledged (persisted, so promised to
 // the cluster), plus the change in flight whole or not at all; the snapshot's file whole, and no
-// other snapshot file left. Cycles: 200 in npm test; RAFT_LOG_CRASH_CYCLES for a soak (npm run soak:raft-log).
+// other snapshot file left. The segment store (the nodes' own) with small segments, so that kills
+// land while segments start and go; the LevelDB store (read once, to move an older node's log).
+// Cycles: 200 and 50 in npm test; RAFT_LOG_CRASH_CYCLES for a soak of each (npm run soak:raft-log).
 // Seeded: RAFT_LOG_CRASH_SEED replays a run.
 
 import { spawn } from "node:child_process";
@@ -12,12 +14,16 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { SeededRandom } from "../../raft/core/index.js";
-import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
 import { bundleChild } from "../support/bundle-child.js";
 import { snapshotData } from "../support/snapshot-data.js";
+import { type CrashedStoreKind, openCrashedStore } from "./fixtures/crashed-log-store.js";
 import { entryData } from "./fixtures/raft-log-data.js";
 
-const cycles = Number(process.env.RAFT_LOG_CRASH_CYCLES ?? 200);
+const soakCycles = process.env.RAFT_LOG_CRASH_CYCLES;
+const stores: readonly { kind: CrashedStoreKind; cycles: number }[] = [
+  { kind: "segment", cycles: Number(soakCycles ?? 200) },
+  { kind: "level", cycles: Number(soakCycles ?? 50) },
+];
 const seed = Number(process.env.RAFT_LOG_CRASH_SEED ?? 20261127);
 const root = mkdtempSync(join(tmpdir(), "strongroom-raft-log-crash-"));
 let writer = "";
@@ -82,13 +88,14 @@ type KillMoment = { readonly afterWritingMs: number } | { readonly afterSpawnMs:
  * change, and the change that was in flight (begun, not acknowledged), if any.
  */
 function runAndKill(
+  kind: CrashedStoreKind,
   directory: string,
   childSeed: number,
   moment: KillMoment,
   start: LogModel,
 ): Promise<{ acknowledged: LogModel; inFlight: Change | null; acks: number; errors: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [writer, directory, String(childSeed)], {
+    const child = spawn(process.execPath, [writer, directory, String(childSeed), kind], {
       cwd: new URL("../..", import.meta.url).pathname,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -121,64 +128,65 @@ function runAndKill(
   });
 }
 
-it(`keeps every acknowledged change through ${cycles} SIGKILLs (seed ${seed})`, {
-  timeout: 600_000,
-}, async () => {
-  const random = new SeededRandom(seed);
-  const directory = join(root, "log");
-  let model: LogModel = { terms: new Map(), offset: 0, snapshotIndex: 0 };
-  let totalAcks = 0;
-  let killedMidWrite = 0;
-  for (let cycle = 1; cycle <= cycles; cycle++) {
-    // Most kills land while it writes; one in five during start-up (opening, recovering the log).
-    const moment: KillMoment = random.chance(0.8)
-      ? { afterWritingMs: random.nextInt(40) }
-      : { afterSpawnMs: random.nextInt(80) };
-    const run = await runAndKill(directory, random.nextUint32(), moment, model);
-    const context = `cycle ${cycle} (replay with RAFT_LOG_CRASH_SEED=${seed})`;
-    expect(run.errors, `${context}: the writer failed`).toBe("");
-    totalAcks += run.acks;
-    if (run.inFlight !== null) killedMidWrite++;
+for (const { kind, cycles } of stores)
+  it(`${kind} store: keeps every acknowledged change through ${cycles} SIGKILLs (seed ${seed})`, {
+    timeout: 600_000,
+  }, async () => {
+    const random = new SeededRandom(seed);
+    const directory = join(root, kind);
+    let model: LogModel = { terms: new Map(), offset: 0, snapshotIndex: 0 };
+    let totalAcks = 0;
+    let killedMidWrite = 0;
+    for (let cycle = 1; cycle <= cycles; cycle++) {
+      // Most kills land while it writes; one in five during start-up (opening, recovering the log).
+      const moment: KillMoment = random.chance(0.8)
+        ? { afterWritingMs: random.nextInt(40) }
+        : { afterSpawnMs: random.nextInt(80) };
+      const run = await runAndKill(kind, directory, random.nextUint32(), moment, model);
+      const context = `cycle ${cycle} (replay with RAFT_LOG_CRASH_SEED=${seed})`;
+      expect(run.errors, `${context}: the writer failed`).toBe("");
+      totalAcks += run.acks;
+      if (run.inFlight !== null) killedMidWrite++;
 
-    // The store opens without repair and holds what was acknowledged, plus the change in flight
-    // either whole or not at all (each change is one atomic, synced batch).
-    const store = await LevelLogStore.open(directory);
-    const state = await store.load();
-    const snapshotBytes = await snapshotData(store, state.snapshot);
-    await store.close();
-    const stored: LogModel = {
-      terms: new Map(state.entries.map((entry) => [entry.index, entry.term])),
-      offset: state.offset.index,
-      snapshotIndex: state.snapshot?.meta.index ?? 0,
-    };
-    for (const entry of state.entries)
-      expect(entry.data, `${context}: entry ${entry.index}`).toEqual(entryData(entry.index, entry.term));
-    // The snapshot's file is whole, and no other file (a half-written or replaced one) is left.
-    if (state.snapshot !== null) {
-      const { index, term } = state.snapshot.meta;
-      expect(snapshotBytes, `${context}: snapshot ${index}`).toEqual(entryData(index, term));
+      // The store opens without repair and holds what was acknowledged, plus the change in flight
+      // either whole or not at all (each change is one atomic, synced batch).
+      const store = await openCrashedStore(kind, directory);
+      const state = await store.load();
+      const snapshotBytes = await snapshotData(store, state.snapshot);
+      await store.close();
+      const stored: LogModel = {
+        terms: new Map(state.entries.map((entry) => [entry.index, entry.term])),
+        offset: state.offset.index,
+        snapshotIndex: state.snapshot?.meta.index ?? 0,
+      };
+      for (const entry of state.entries)
+        expect(entry.data, `${context}: entry ${entry.index}`).toEqual(entryData(entry.index, entry.term));
+      // The snapshot's file is whole, and no other file (a half-written or replaced one) is left.
+      if (state.snapshot !== null) {
+        const { index, term } = state.snapshot.meta;
+        expect(snapshotBytes, `${context}: snapshot ${index}`).toEqual(entryData(index, term));
+      }
+      expect(readdirSync(join(directory, "snapshots")), `${context}: snapshot files`).toHaveLength(
+        state.snapshot === null ? 0 : 1,
+      );
+      const candidates = [
+        run.acknowledged,
+        ...(run.inFlight === null ? [] : [applyChange(run.acknowledged, run.inFlight)]),
+      ];
+      const match = candidates.find(
+        (candidate) =>
+          candidate.offset === stored.offset &&
+          candidate.snapshotIndex === stored.snapshotIndex &&
+          candidate.terms.size === stored.terms.size &&
+          [...candidate.terms].every(([index, term]) => stored.terms.get(index) === term),
+      );
+      expect(
+        match,
+        `${context}: the store holds ${describeModel(stored)}; expected ${candidates.map(describeModel).join(" or ")}`,
+      ).toBeDefined();
+      model = match ?? stored;
     }
-    expect(readdirSync(join(directory, "snapshots")), `${context}: snapshot files`).toHaveLength(
-      state.snapshot === null ? 0 : 1,
-    );
-    const candidates = [
-      run.acknowledged,
-      ...(run.inFlight === null ? [] : [applyChange(run.acknowledged, run.inFlight)]),
-    ];
-    const match = candidates.find(
-      (candidate) =>
-        candidate.offset === stored.offset &&
-        candidate.snapshotIndex === stored.snapshotIndex &&
-        candidate.terms.size === stored.terms.size &&
-        [...candidate.terms].every(([index, term]) => stored.terms.get(index) === term),
-    );
-    expect(
-      match,
-      `${context}: the store holds ${describeModel(stored)}; expected ${candidates.map(describeModel).join(" or ")}`,
-    ).toBeDefined();
-    model = match ?? stored;
-  }
-  // The run must have exercised what it claims: kills landed while the writer was working.
-  expect(killedMidWrite).toBeGreaterThan(cycles * 0.6);
-  expect(totalAcks).toBeGreaterThan(cycles * 5);
-});
+    // The run must have exercised what it claims: kills landed while the writer was working.
+    expect(killedMidWrite).toBeGreaterThan(cycles * 0.6);
+    expect(totalAcks).toBeGreaterThan(cycles * 5);
+  });
