@@ -17,7 +17,8 @@
 //   record anywhere else is corruption and refused, naming the file and the byte.
 // - Segments are preallocated with zeros (synced) ahead of the writes, beside the loop, doubling up
 //   to the segment's size: a synced write into a file's zeros writes no metadata, one that
-//   extends the file does (a third slower here).
+//   extends the file does (a third slower here). The zeros are written a page at a time
+//   (writeZeros says why).
 // - One process per directory: the node opens this store only once it holds its state store's
 //   LevelDB lock in the same data directory.
 //
@@ -27,6 +28,7 @@
 import {
   closeSync,
   constants,
+  fdatasync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -35,7 +37,7 @@ import {
   write,
   writeSync,
 } from "node:fs";
-import { type FileHandle, open, readFile, rename } from "node:fs/promises";
+import { readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import type {
   Entry,
@@ -78,7 +80,9 @@ export const defaultSegmentBytes = 64 * 1024 * 1024;
 const namePattern = /^(\d{16})\.seg$/;
 /** Zeros a new segment starts with; more are written ahead as it fills, doubling. */
 const firstZeroBytes = 1024 * 1024;
-const zeroSliceBytes = 1024 * 1024;
+/** Zeros written in one turn of the event loop, a page at a time (writeZeros). */
+const zeroSliceBytes = 256 * 1024;
+const pageBytes = 4096;
 
 interface Segment {
   readonly sequence: number;
@@ -173,35 +177,32 @@ export class SegmentLogStore implements LogStore {
   ): Promise<SegmentLogStore> {
     const state = await source.load();
     const store = await SegmentLogStore.open(directory, options);
-    if (store.lastIndex !== 0 || store.snapshot !== null)
-      throw new LogStoreError(`${store.where} is not empty: it cannot take a copy`);
     const { hardState, snapshot, offset, entries } = state;
-    const ref =
-      snapshot === null
-        ? null
-        : await store.snapshots.fileToSave(
-            "data" in snapshot
-              ? snapshot
-              : await store.stageSnapshot(snapshot.meta, readStoredSnapshot(source, snapshot)),
-          );
-    await store.exclusive(async () => {
-      await store.writeRecord(
-        encodeState({
-          hardState,
-          offset,
-          snapshot: snapshot === null || ref === null ? null : { meta: snapshot.meta, ref },
-          last: offset.index,
-        }),
-      );
-      store.hardState = hardState;
-      store.offset = offset;
-      store.lastIndex = offset.index;
-      if (snapshot !== null && ref !== null) {
-        store.snapshot = { meta: snapshot.meta, ref };
-        await store.snapshots.recorded(snapshot.meta, ref);
-      }
-    });
-    if (entries.length > 0) await store.append(entries, null);
+    try {
+      if (store.lastIndex !== 0 || store.snapshot !== null)
+        throw new LogStoreError(`${store.where} is not empty: it cannot take a copy`);
+      const recorded: SnapshotRecord | null =
+        snapshot === null
+          ? null
+          : {
+              meta: snapshot.meta,
+              ref: await store.snapshots.fileToSave(
+                "data" in snapshot
+                  ? snapshot
+                  : await store.stageSnapshot(snapshot.meta, readStoredSnapshot(source, snapshot)),
+              ),
+            };
+      await store.exclusive(async () => {
+        const copied: LogState = { hardState, offset, snapshot: recorded, last: offset.index };
+        await store.writeRecord(encodeState(copied));
+        store.takeState(copied);
+        if (recorded !== null) await store.snapshots.recorded(recorded.meta, recorded.ref);
+      });
+      if (entries.length > 0) await store.append(entries, null);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
     store.loadedAtOpen = null;
     return store;
   }
@@ -554,13 +555,12 @@ export class SegmentLogStore implements LogStore {
     const temporary = `${path}.tmp`;
     const zeroedTo = Math.min(this.segmentBytes, firstZeroBytes);
     try {
-      const handle = await open(temporary, "w", 0o600);
+      const fd = openSync(temporary, "w", 0o600);
       try {
-        await handle.write(segmentMagic, 0, segmentMagic.length, 0);
-        await writeZeros(handle, segmentMagic.length, zeroedTo);
-        await handle.datasync();
+        writeSync(fd, segmentMagic, 0, segmentMagic.length, 0);
+        await writeZeros(fd, segmentMagic.length, zeroedTo);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
       await rename(temporary, path);
       await syncDirectory(this.directory);
@@ -588,12 +588,11 @@ export class SegmentLogStore implements LogStore {
     writer.zeroedTo = from;
     if (to <= from) return;
     writer.zeroing = (async () => {
-      const handle = await open(writer.path, "r+");
+      const fd = openSync(writer.path, "r+");
       try {
-        await writeZeros(handle, from, to);
-        await handle.datasync();
+        await writeZeros(fd, from, to);
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
       writer.zeroedTo = to;
     })()
@@ -684,10 +683,28 @@ interface SegmentTail {
   readonly bytes: number;
 }
 
-async function writeZeros(handle: FileHandle, from: number, to: number): Promise<void> {
-  const zeros = new Uint8Array(zeroSliceBytes);
-  for (let at = from; at < to; at += zeroSliceBytes)
-    await handle.write(zeros, 0, Math.min(zeroSliceBytes, to - at), at);
+/**
+ * Writes zeros over [from, to) of `fd` a page at a time, a slice per turn of the event loop (about
+ * 2.5 µs a page here), then syncs them. A page at a time, not in large writes: Linux (6.x, ext4)
+ * caches a large write in large folios, and every synced record written into one later writes the
+ * whole folio back. Measured with /proc/self/io: 1,026 KiB written per 4 KiB record into zeros
+ * written a MiB at a time, 8 KiB into zeros written a page at a time.
+ */
+async function writeZeros(fd: number, from: number, to: number): Promise<void> {
+  const page = new Uint8Array(pageBytes);
+  let at = from;
+  while (at < to) {
+    const sliceEnd = Math.min(to, at + zeroSliceBytes);
+    while (at < sliceEnd) {
+      const pageEnd = Math.min(sliceEnd, (Math.floor(at / pageBytes) + 1) * pageBytes);
+      writeSync(fd, page, 0, pageEnd - at, at);
+      at = pageEnd;
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await new Promise<void>((resolve, reject) =>
+    fdatasync(fd, (error) => (error === null ? resolve() : reject(error))),
+  );
 }
 
 function segmentName(sequence: number): string {
