@@ -3,7 +3,7 @@
 // each sample; the npm script gives --expose-gc). Three tables: a node's own snapshot read out of
 // its state machine into its file, collected whole first (what nodes did) or part by part (what
 // RaftNode does now); a follower receiving a leader's snapshot, installing and restoring it, one
-// RaftNode on LevelDB fed 1 MiB chunks by this script through the in-process transport; and a
+// RaftNode on its segment log fed 1 MiB chunks by this script through the in-process transport; and a
 // node's start (the log store's open and load) with a snapshot on disk; and a backup
 // (Cluster.SaveSnapshot's handler on a grpc-js server, a grpc-js client reading it over loopback
 // in the same process; without TLS, and without the read barrier, which has no cluster here).
@@ -20,7 +20,7 @@ import { collectParts, InProcessNetwork, RaftNode } from "../raft/node/index.js"
 import { saveSnapshotHandler } from "../server/api/snapshot-handlers.js";
 import type { ReadBarrier } from "../server/read-barrier.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
-import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../storage/raft-log/segment-log-store.js";
 import {
   type ApplyResult,
   encodeCommand,
@@ -72,7 +72,7 @@ async function benchSnapshotBuildMemory(
 ): Promise<{ mib: number; stateBytes: number; whole: number; streamed: number }> {
   const secrets = (mib * 1024 * 1024) / 4096;
   const machine = await filledState(join(directory, "state"), secrets);
-  const store = await LevelLogStore.open(join(directory, "log"));
+  const store = await SegmentLogStore.open(join(directory, "log"));
   const peaks = { whole: 0, streamed: 0 };
   let stateBytes = 0;
   try {
@@ -126,7 +126,7 @@ async function benchSnapshotBuildMemory(
 /**
  * A follower's memory while it receives a leader's snapshot (1 MiB chunks, the next sent when it
  * answers for the one before), installs it and restores its state machine from it: one RaftNode on
- * a LevelDB log and secret state machine, the leader played by this script. Sampled every 10 ms.
+ * a segment log and a LevelDB secret state machine, the leader played by this script. Sampled every 10 ms.
  */
 async function benchFollowerInstallMemory(
   directory: string,
@@ -171,7 +171,7 @@ async function benchFollowerInstallMemory(
   const state = await SecretStateMachine.open(join(directory, "follower-state"));
   const node = await RaftNode.start<ApplyResult | null>({
     id: "n2",
-    logStore: await LevelLogStore.open(join(directory, "follower-raft")),
+    logStore: await SegmentLogStore.open(join(directory, "follower-raft")),
     transport: network.connect("n2"),
     stateMachine: new RaftSecretStateMachine(state),
     tickMs: 10,
@@ -198,14 +198,14 @@ async function benchFollowerInstallMemory(
 }
 
 /**
- * A node's start with a `mib` MiB snapshot: what LevelLogStore's open and the Raft node's load
+ * A node's start with a `mib` MiB snapshot: what SegmentLogStore's open and the Raft node's load
  * hold (the snapshot checked, not kept) and how long they take, the median of three opens.
  */
 async function benchStartMemory(
   directory: string,
   mib: number,
 ): Promise<{ mib: number; held: number; ms: number }> {
-  const saving = await LevelLogStore.open(directory);
+  const saving = await SegmentLogStore.open(directory);
   await saving.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
     term: 1,
     vote: null,
@@ -220,7 +220,7 @@ async function benchStartMemory(
   for (let round = 0; round < 3; round++) {
     const base = liveAbove(0);
     const started = performance.now();
-    const store = await LevelLogStore.open(directory);
+    const store = await SegmentLogStore.open(directory);
     const state = await store.load();
     const ms = performance.now() - started;
     const held = liveAbove(base);

@@ -1,6 +1,8 @@
 // `npm run bench:storage`: the durable Raft log on this machine's disk — synced appends per second
-// (each batch is one LevelDB write with sync: true, i.e. one fsync) at batch sizes 1, 16, 128 and
-// 1024, with 256-byte entries —, the secret state machine's applies per second, and the barrier's
+// and the process's CPU per append, for the segment files nodes keep (one O_DSYNC write each) and
+// the LevelDB store older nodes kept (one batch with sync: true), at batch sizes 1, 16 and 128 of
+// 256 B and 4 KiB entries, compacted behind a snapshot every 4,096 entries as a node's log is —,
+// the secret state machine's applies per second, and the barrier's
 // AES-256-GCM cost per 256 B and 4 KiB value, and the disk's own price of one synced 256 B write
 // (appending, as the audit files and LevelDB's log do, or into a preallocated file). For the
 // applies it also counts the scavenges (the npm script fixes the young generation at 16 MiB, so
@@ -28,9 +30,11 @@ import { join } from "node:path";
 import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { Entry } from "../raft/core/index.js";
+import type { LogStore } from "../raft/node/index.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { type LevelBatch, openBinaryLevel, writeBatch } from "../storage/leveldb.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../storage/raft-log/segment-log-store.js";
 import { encodeCommand, SecretStateMachine } from "../storage/state/index.js";
 import {
   decodeMetadata,
@@ -44,12 +48,28 @@ const entryBytes = 256;
 /** The secrets benchApplies writes in turn (their version numbers grow with the run's length). */
 const appliedSecrets = 512;
 
-async function benchAppends(directory: string, batch: number, seconds: number) {
-  const store = await LevelLogStore.open(directory);
-  const data = new Uint8Array(entryBytes).fill(1);
+/** The Raft log stores compared: the nodes' own, and the LevelDB one older nodes kept. */
+const logStores = {
+  segment: (directory: string): Promise<LogStore> => SegmentLogStore.open(directory),
+  leveldb: (directory: string): Promise<LogStore> => LevelLogStore.open(directory),
+} as const;
+/** As a node does, the log is compacted behind a snapshot every this many entries. */
+const compactEvery = 4096;
+
+async function benchAppends(
+  directory: string,
+  storeName: keyof typeof logStores,
+  valueBytes: number,
+  batch: number,
+  seconds: number,
+) {
+  const store = await logStores[storeName](directory);
+  const data = new Uint8Array(valueBytes).fill(1);
   let next = 1;
   let batches = 0;
+  let compactedThrough = 0;
   const latencies: number[] = [];
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   while (performance.now() - start < seconds * 1000) {
     const entries: Entry[] = Array.from({ length: batch }, (_, i) => ({
@@ -63,14 +83,28 @@ async function benchAppends(directory: string, batch: number, seconds: number) {
     latencies.push(performance.now() - before);
     next += batch;
     batches++;
+    if (next - 1 - compactedThrough >= compactEvery) {
+      const through = next - 1 - compactEvery / 4;
+      await store.saveSnapshot({
+        meta: { index: through, term: 1, membership: { voters: ["n1"], learners: [] } },
+        data: Uint8Array.of(1),
+      });
+      await store.compact({ index: through, term: 1 });
+      compactedThrough = through;
+    }
   }
   const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   await store.close();
   latencies.sort((a, b) => a - b);
   const quantile = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return {
+    store: storeName,
+    valueBytes,
     batch,
+    // The process's CPU, its thread pool and LevelDB's compaction thread included.
+    cpuMicrosPerAppend: (cpu.user + cpu.system) / batches,
     batchesPerSecond: batches / elapsed,
     entriesPerSecond: (next - 1) / elapsed,
     p50: quantile(0.5),
@@ -208,7 +242,7 @@ function benchDiskSync(directory: string, seconds: number) {
 async function benchSnapshotSave(
   directory: string,
 ): Promise<{ mib: number; written: number; staged: number }[]> {
-  const store = await LevelLogStore.open(directory);
+  const store = await SegmentLogStore.open(directory);
   const rows = [];
   let index = 0;
   try {
@@ -296,16 +330,24 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const root = mkdtempSync(join(tmpdir(), "strongroom-bench-storage-"));
-  process.stdout.write(
-    `bench:storage: LevelLogStore in ${root}, ${entryBytes}-byte entries, ${seconds} s per row, node ${process.version}\n\n`,
-  );
+  process.stdout.write(`bench:storage: in ${root}, ${seconds} s per row, node ${process.version}\n\n`);
   const rows = [];
   let syncs: ReturnType<typeof benchDiskSync> = [];
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
   const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
-    for (const batch of [1, 16, 128, 1024])
-      rows.push(await benchAppends(join(root, `b${batch}`), batch, seconds));
+    for (const valueBytes of [entryBytes, 4096])
+      for (const batch of [1, 16, 128])
+        for (const storeName of ["segment", "leveldb"] as const)
+          rows.push(
+            await benchAppends(
+              join(root, `${storeName}-${valueBytes}-${batch}`),
+              storeName,
+              valueBytes,
+              batch,
+              seconds,
+            ),
+          );
     const applies = await benchApplies(join(root, "state"), seconds);
     syncs = benchDiskSync(root, seconds);
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
@@ -322,11 +364,23 @@ async function main(): Promise<void> {
     rmSync(root, { recursive: true, force: true });
   }
   printTable(
-    ["batch", "synced appends/s", "entries/s", "p50 ms", "p99 ms"],
+    [
+      "Raft log store",
+      "value bytes",
+      "batch",
+      "synced appends/s",
+      "entries/s",
+      "CPU µs/append",
+      "p50 ms",
+      "p99 ms",
+    ],
     rows.map((row) => [
+      row.store,
+      String(row.valueBytes),
       String(row.batch),
       Math.round(row.batchesPerSecond).toLocaleString("en-US"),
       Math.round(row.entriesPerSecond).toLocaleString("en-US"),
+      Math.round(row.cpuMicrosPerAppend).toLocaleString("en-US"),
       row.p50.toFixed(2),
       row.p99.toFixed(2),
     ]),

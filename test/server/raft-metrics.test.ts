@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import type { Message, Snapshot } from "../../raft/core/index.js";
 import { InProcessNetwork } from "../../raft/node/index.js";
 import { RaftMetrics } from "../../server/raft-metrics.js";
-import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../../storage/raft-log/segment-log-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-raft-metrics-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -59,7 +59,7 @@ describe("RaftMetrics.instrumentTransport", () => {
 describe("RaftMetrics.instrument", () => {
   it("stages a snapshot file through the wrapper, records it on save without writing it again, and reports its size", async () => {
     const directory = join(root, "staged");
-    const store = await LevelLogStore.open(directory);
+    const store = await SegmentLogStore.open(directory);
     const registry = new Registry();
     const metrics = new RaftMetrics(registry, () => {
       throw new Error("no Raft node in this test");
@@ -101,14 +101,14 @@ describe("RaftMetrics.instrument", () => {
     expect(appends).toContain("strongroom_raft_log_append_seconds_count 1");
     await wrapped.close();
 
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await SegmentLogStore.open(directory);
     expect((await reopened.load()).snapshot?.meta.index).toBe(3);
     await reopened.close();
   });
 
   it("hands a leader's snapshot through to the store's file as it arrives, and reports its size once installed", async () => {
     const directory = join(root, "received");
-    const store = await LevelLogStore.open(directory);
+    const store = await SegmentLogStore.open(directory);
     const registry = new Registry();
     const metrics = new RaftMetrics(registry, () => {
       throw new Error("no Raft node in this test");

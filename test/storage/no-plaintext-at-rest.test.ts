@@ -1,9 +1,9 @@
 // No secret in the clear on disk. Secrets holding a unique marker are written the way a leader
-// writes them — encrypted by the barrier, proposed as commands into the Raft log (LevelLogStore),
+// writes them — encrypted by the barrier, proposed as commands into the Raft log (SegmentLogStore),
 // applied to the state machine — then every byte of both data directories and of the state
 // machine's snapshot is scanned for the marker, raw and base64. A control run that stores the
-// marker in the clear proves the scan would find it through LevelDB's files (its log and its
-// tables, after a reopen).
+// marker in the clear proves the scan would find it in the Raft log's segment files and through
+// LevelDB's files (its log and its tables, after a reopen).
 
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { Barrier, Keyring, wrapKeyring } from "../../storage/barrier/index.js";
-import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../../storage/raft-log/segment-log-store.js";
 import { encodeCommand, SecretStateMachine } from "../../storage/state/index.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-at-rest-"));
@@ -38,19 +38,21 @@ async function writeSecrets(directory: string, marker: string, encrypt: boolean)
   const barrier = new Barrier();
   const keyring = Keyring.create(0);
   barrier.unseal(keyring);
-  const log = await LevelLogStore.open(join(directory, "raft"));
+  const log = await SegmentLogStore.open(join(directory, "raft-log"));
   const state = await SecretStateMachine.open(join(directory, "state"));
   const rootKey = new Uint8Array(randomBytes(32));
   for (let i = 1; i <= 50; i++) {
     const path = `tenant/app${i % 5}/secret${i}`;
     const value = new TextEncoder().encode(`password=${marker}-${i}`);
-    // The control run stores the bytes as they are: what a store without a barrier would do.
+    // The control run stores the bytes as they are: what a store without a barrier would do. The
+    // state machine takes them (a version byte of 1 and the overhead's length, as a ciphertext).
     const ciphertext = encrypt
       ? barrier.encrypt(path, value)
-      : new Uint8Array([...new Uint8Array(33), ...value]);
+      : new Uint8Array([1, ...new Uint8Array(32), ...value]);
     const data = encodeCommand({ op: "kv.put", path, ciphertext, cas: null, at: i });
     await log.append([{ index: i, term: 1, type: "normal", data }], { term: 1, vote: null, commit: i });
-    await state.apply(i, data);
+    // A write the state machine refused would leave nothing there to scan.
+    expect(await state.apply(i, data)).toMatchObject({ ok: true });
   }
   await log.saveSnapshot({
     meta: { index: 50, term: 1, membership: { voters: ["n1"], learners: [] } },
@@ -61,7 +63,6 @@ async function writeSecrets(directory: string, marker: string, encrypt: boolean)
   writeFileSync(join(directory, "state-machine.snapshot"), await state.snapshot());
   await Promise.all([log.close(), state.close()]);
   // Reopen and close: LevelDB replays its log into table files, so both kinds of file are scanned.
-  await (await LevelLogStore.open(join(directory, "raft"))).close();
   await (await SecretStateMachine.open(join(directory, "state"))).close();
 }
 
@@ -69,7 +70,9 @@ it("the control run's plaintext marker is found by the scan (so the scan can fai
   const marker = `CONTROL-${randomBytes(8).toString("hex")}`;
   const directory = join(root, "control");
   await writeSecrets(directory, marker, false);
-  expect(filesContaining([directory], marker).length).toBeGreaterThan(0);
+  // In both stores: the Raft log's segment files and the state machine's LevelDB files.
+  expect(filesContaining([join(directory, "raft-log")], marker).length).toBeGreaterThan(0);
+  expect(filesContaining([join(directory, "state")], marker).length).toBeGreaterThan(0);
 });
 
 it("secrets written through the barrier leave no plaintext in the Raft log or the state machine", async () => {

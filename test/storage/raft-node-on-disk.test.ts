@@ -1,4 +1,4 @@
-// RaftNode over LevelLogStores on a real disk: a cluster whose nodes all stop and start again from
+// RaftNode over SegmentLogStores (the nodes' Raft log) on a real disk: a cluster whose nodes all stop and start again from
 // their data directories keeps every acknowledged write and elects a leader again.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,9 +13,9 @@ import {
   type SnapshotToRestore,
   type StateMachine,
 } from "../../raft/node/index.js";
-import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../../storage/raft-log/segment-log-store.js";
 
-const root = mkdtempSync(join(tmpdir(), "strongroom-raft-node-level-"));
+const root = mkdtempSync(join(tmpdir(), "strongroom-raft-node-disk-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 class ListMachine implements StateMachine<void> {
@@ -52,7 +52,7 @@ async function startCluster(ids: string[], network: InProcessNetwork, bootstrap:
       const machine = new ListMachine();
       const node = await RaftNode.start<void>({
         id,
-        logStore: await LevelLogStore.open(join(root, id)),
+        logStore: await SegmentLogStore.open(join(root, id)),
         transport: network.connect(id),
         stateMachine: machine,
         tickMs: 10,

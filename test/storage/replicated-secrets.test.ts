@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { InProcessNetwork, RaftNode } from "../../raft/node/index.js";
 import { Barrier, Keyring } from "../../storage/barrier/index.js";
-import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../../storage/raft-log/segment-log-store.js";
 import {
   type ApplyResult,
   encodeCommand,
@@ -40,7 +40,7 @@ async function startNode(id: string, network: InProcessNetwork, bootstrap: boole
   const secrets = await SecretStateMachine.open(join(root, id, "state"));
   const node = await RaftNode.start<ApplyResult | null>({
     id,
-    logStore: await LevelLogStore.open(join(root, id, "raft")),
+    logStore: await SegmentLogStore.open(join(root, id, "raft-log")),
     transport: network.connect(id),
     stateMachine: new RaftSecretStateMachine(secrets),
     tickMs: 10,
