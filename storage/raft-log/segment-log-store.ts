@@ -31,13 +31,12 @@ import {
   fdatasync,
   mkdirSync,
   openSync,
-  readdirSync,
   readSync,
   rmSync,
   write,
   writeSync,
 } from "node:fs";
-import { readFile, rename } from "node:fs/promises";
+import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import type {
   Entry,
@@ -56,9 +55,7 @@ import {
 } from "../../raft/node/index.js";
 import { HeldSnapshots } from "./held-snapshots.js";
 import {
-  type DecodedRecord,
   decodeEntry,
-  decodeRecord,
   encodeAppend,
   encodeState,
   entryHeaderBytes,
@@ -66,6 +63,13 @@ import {
   type SnapshotRecord,
   segmentMagic,
 } from "./segment-records.js";
+import {
+  type EntryLocation,
+  replaySegments,
+  type Segment,
+  type SegmentTail,
+  segmentName,
+} from "./segment-replay.js";
 import { syncDirectory } from "./sync-directory.js";
 
 export interface SegmentLogStoreOptions {
@@ -77,29 +81,11 @@ export interface SegmentLogStoreOptions {
 }
 
 export const defaultSegmentBytes = 64 * 1024 * 1024;
-const namePattern = /^(\d{16})\.seg$/;
 /** Zeros a new segment starts with; more are written ahead as it fills, doubling. */
 const firstZeroBytes = 1024 * 1024;
 /** Zeros written in one turn of the event loop, a page at a time (writeZeros). */
 const zeroSliceBytes = 256 * 1024;
 const pageBytes = 4096;
-
-interface Segment {
-  readonly sequence: number;
-  readonly path: string;
-  /** Opened for the first read back of one of its entries. */
-  reader: number | null;
-  /** The highest index of a live entry written into it (0: none): it goes once compacted past. */
-  highestIndex: number;
-}
-
-/** Where an entry stored earlier is, for reading it back (readEntries) and for its term. */
-interface EntryLocation {
-  readonly segment: Segment;
-  readonly position: number;
-  readonly bytes: number;
-  readonly term: number;
-}
 
 /** The segment appended to: its descriptor (O_DSYNC), where the next record goes, records in it. */
 interface Writer {
@@ -368,123 +354,16 @@ export class SegmentLogStore implements LogStore {
     this.snapshots.close();
   }
 
-  /** Reads every segment in order, checks it, repairs a torn last record, and opens the last one. */
+  /** Reads every segment back (segment-replay.ts), then opens the last one for appending. */
   private async replay(): Promise<PersistentState> {
-    for (const name of readdirSync(this.directory)) {
-      if (name.endsWith(".seg.tmp")) rmSync(join(this.directory, name), { force: true });
-    }
-    const names = readdirSync(this.directory)
-      .filter((name) => namePattern.test(name))
-      .sort();
-    const entries = new Map<number, { entry: Entry; location: EntryLocation }>();
-    let state: LogState = {
-      hardState: emptyHardState,
-      offset: { index: 0, term: 0 },
-      snapshot: null,
-      last: 0,
-    };
-    const segments: Segment[] = [];
-    let tail: SegmentTail | null = null;
-    for (const [i, name] of names.entries()) {
-      const segment: Segment = {
-        sequence: Number(namePattern.exec(name)?.[1]),
-        path: join(this.directory, name),
-        reader: null,
-        highestIndex: 0,
-      };
-      segments.push(segment);
-      const bytes = await this.readSegment(segment.path);
-      let position = segmentMagic.length;
-      let records = 0;
-      let torn: { from: number; to: number } | null = null;
-      for (;;) {
-        const record = decodeRecord(bytes, position);
-        if (record.kind === "end") break;
-        if (record.kind === "bad") {
-          // Only the last record written can be torn: zeros after it, and in the last segment.
-          if (i === names.length - 1 && bytes.subarray(record.claimedEnd).every((byte) => byte === 0)) {
-            torn = { from: position, to: record.claimedEnd };
-            break;
-          }
-          throw new LogStoreError(
-            `${this.where} is corrupt: ${record.why} at byte ${position} of ${segment.path}`,
-          );
-        }
-        state = this.replayRecord(record, segment, position, state, entries, segments);
-        position += record.bytes;
-        records++;
-      }
-      tail = { position, records, torn, bytes: bytes.length };
-    }
-    const locations: EntryLocation[] = [];
-    const loaded: Entry[] = [];
-    for (let index = state.offset.index + 1; index <= state.last; index++) {
-      const held = entries.get(index);
-      if (held === undefined)
-        throw new LogStoreError(
-          `${this.where} has a gap: entry ${index} is missing (a segment file removed?)`,
-        );
-      loaded.push(held.entry);
-      locations.push(held.location);
-    }
-    this.segments = segments;
-    this.locations = locations;
-    this.takeState(state);
-    const snapshot = await this.snapshots.load(state.snapshot);
-    await this.openWriter(tail);
-    return { hardState: state.hardState, snapshot, offset: state.offset, entries: loaded };
-  }
-
-  private async readSegment(path: string): Promise<Uint8Array> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(path);
-    } catch (error) {
-      throw new LogStoreError(`${this.where} cannot be read: ${(error as Error).message}`, { cause: error });
-    }
-    if (bytes.length < segmentMagic.length || !segmentMagic.every((byte, i) => bytes[i] === byte))
-      throw new LogStoreError(`${this.where} is corrupt: ${path} does not start as a Raft log segment`);
-    return bytes;
-  }
-
-  /** Applies one record read back to the state being rebuilt. */
-  private replayRecord(
-    record: DecodedRecord,
-    segment: Segment,
-    position: number,
-    state: LogState,
-    entries: Map<number, { entry: Entry; location: EntryLocation }>,
-    segments: readonly Segment[],
-  ): LogState {
-    const lowerHighest = (below: number) => {
-      for (const earlier of segments) earlier.highestIndex = Math.min(earlier.highestIndex, below);
-    };
-    if (record.kind === "state") {
-      const { offset, last } = record.state;
-      for (const index of entries.keys()) if (index <= offset.index || index > last) entries.delete(index);
-      lowerHighest(last);
-      return record.state;
-    }
-    const hardState = record.hardState ?? state.hardState;
-    if (record.entries.length === 0) return { ...state, hardState };
-    const { first } = record;
-    if (first <= state.offset.index || first > state.last + 1)
-      throw new LogStoreError(
-        `${this.where} is corrupt: entries from ${first} at byte ${position} of ${segment.path}, where the log holds ${state.offset.index + 1} to ${state.last}`,
-      );
-    for (let index = first; index <= state.last; index++) entries.delete(index);
-    lowerHighest(first - 1);
-    record.entries.forEach((entry, i) => {
-      const place = record.places[i];
-      if (place === undefined) return;
-      entries.set(entry.index, {
-        entry,
-        location: { segment, position: position + place.at, bytes: place.bytes, term: entry.term },
-      });
-    });
-    const last = first + record.entries.length - 1;
-    segment.highestIndex = Math.max(segment.highestIndex, last);
-    return { ...state, hardState, last };
+    const replayed = await replaySegments(this.directory, this.where);
+    this.segments = replayed.segments;
+    this.locations = replayed.locations;
+    this.takeState(replayed.state);
+    const snapshot = await this.snapshots.load(replayed.state.snapshot);
+    await this.openWriter(replayed.tail);
+    const { hardState, offset } = replayed.state;
+    return { hardState, snapshot, offset, entries: replayed.entries };
   }
 
   /**
@@ -675,14 +554,6 @@ export class SegmentLogStore implements LogStore {
   }
 }
 
-/** The last segment as replay left it: where records end, how many, a torn one, its size. */
-interface SegmentTail {
-  readonly position: number;
-  readonly records: number;
-  readonly torn: { readonly from: number; readonly to: number } | null;
-  readonly bytes: number;
-}
-
 /**
  * Writes zeros over [from, to) of `fd` a page at a time, a slice per turn of the event loop (about
  * 2.5 µs a page here), then syncs them. A page at a time, not in large writes: Linux (6.x, ext4)
@@ -705,10 +576,6 @@ async function writeZeros(fd: number, from: number, to: number): Promise<void> {
   await new Promise<void>((resolve, reject) =>
     fdatasync(fd, (error) => (error === null ? resolve() : reject(error))),
   );
-}
-
-function segmentName(sequence: number): string {
-  return `${String(sequence).padStart(16, "0")}.seg`;
 }
 
 function entryBytesOf(entry: Entry): number {

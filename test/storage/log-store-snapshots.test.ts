@@ -1,4 +1,5 @@
-// Snapshots as files beside the LevelDB log: a saved snapshot comes back after a reopen, from a file
+// Snapshots as files beside the Raft log, in both stores (segment files, and the LevelDB store an
+// older node's log is moved from): a saved snapshot comes back after a reopen, from a file
 // the record names (no snapshot bytes in LevelDB); a snapshot staged beside the loop is recorded by
 // its save without being written again; files a crash left behind are removed at open while the
 // record keeps naming the snapshot that was saved; a damaged or missing file is refused by name; a
@@ -19,7 +20,9 @@ import { join } from "node:path";
 import { ClassicLevel } from "classic-level";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Snapshot } from "../../raft/core/index.js";
+import type { LogStore } from "../../raft/node/index.js";
 import { LevelLogStore } from "../../storage/raft-log/level-log-store.js";
+import { SegmentLogStore } from "../../storage/raft-log/segment-log-store.js";
 import { snapshotData } from "../support/snapshot-data.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-log-snapshots-"));
@@ -31,12 +34,19 @@ const snapshotAt = (index: number, bytes = 64 * 1024): Snapshot => ({
   data: new Uint8Array(randomBytes(bytes)),
 });
 
+type StoreKind = "segment" | "level";
+const opens: Record<StoreKind, (directory: string) => Promise<LogStore>> = {
+  segment: (directory) => SegmentLogStore.open(directory),
+  level: (directory) => LevelLogStore.open(directory),
+};
+
 async function storeWithEntries(
+  kind: StoreKind,
   name: string,
   count: number,
-): Promise<{ directory: string; store: LevelLogStore }> {
-  const directory = join(root, name);
-  const store = await LevelLogStore.open(directory);
+): Promise<{ directory: string; store: LogStore }> {
+  const directory = join(root, `${kind}-${name}`);
+  const store = await opens[kind](directory);
   const entries = Array.from({ length: count }, (_, i) => ({
     index: i + 1,
     term: 2,
@@ -58,9 +68,11 @@ async function rawLevel(directory: string): Promise<ClassicLevel<Uint8Array, Uin
   return raw;
 }
 
-describe("LevelLogStore snapshot files", () => {
+describe.each(["segment", "level"] as const)("%s store: snapshot files", (kind) => {
+  const open = opens[kind];
+
   it("keeps a saved snapshot in one file, removes the one it replaced, and loads it after a reopen", async () => {
-    const { directory, store } = await storeWithEntries("saved", 40);
+    const { directory, store } = await storeWithEntries(kind, "saved", 40);
     const first = snapshotAt(10);
     await store.saveSnapshot(first);
     expect(snapshotFiles(directory)).toEqual(["00000000000000000010-00000000000000000002.snap"]);
@@ -70,19 +82,7 @@ describe("LevelLogStore snapshot files", () => {
     expect(snapshotFiles(directory)).toEqual(["00000000000000000030-00000000000000000002.snap"]);
     await store.close();
 
-    const raw = await rawLevel(directory);
-    // No snapshot bytes in LevelDB: only the record naming the file.
-    expect(await raw.get(Uint8Array.of(0x04))).toBeUndefined();
-    const record = JSON.parse(new TextDecoder().decode(await raw.get(Uint8Array.of(0x03))));
-    expect(record).toMatchObject({
-      index: 30,
-      term: 2,
-      file: "00000000000000000030-00000000000000000002.snap",
-    });
-    expect(record.bytes).toBe(second.data.length);
-    await raw.close();
-
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta).toEqual(second.meta);
     expect(
@@ -94,7 +94,7 @@ describe("LevelLogStore snapshot files", () => {
   });
 
   it("records a staged snapshot without writing it again; a staged one never saved is removed at open", async () => {
-    const { directory, store } = await storeWithEntries("staged", 40);
+    const { directory, store } = await storeWithEntries(kind, "staged", 40);
     const saved = snapshotAt(20);
     const stored = await store.stageSnapshot(saved.meta, [saved.data]);
     const file = join(directory, "snapshots", "00000000000000000020-00000000000000000002.snap");
@@ -113,7 +113,7 @@ describe("LevelLogStore snapshot files", () => {
       "partial",
     );
 
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta.index).toBe(20);
     expect(
@@ -124,7 +124,7 @@ describe("LevelLogStore snapshot files", () => {
   });
 
   it("stages a snapshot from parts as they come, in order; refuses to save one never staged; a failed read-out leaves no file", async () => {
-    const { directory, store } = await storeWithEntries("parts", 40);
+    const { directory, store } = await storeWithEntries(kind, "parts", 40);
     const whole = snapshotAt(20, 300 * 1024);
     const cuts = [0, 1, 8, 70_000, 262_152, whole.data.length];
     let handedOut = 0;
@@ -164,7 +164,7 @@ describe("LevelLogStore snapshot files", () => {
     expect(snapshotFiles(directory).filter((name) => name.includes("000035-"))).toEqual([]);
     await store.close();
 
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta.index).toBe(20);
     expect(
@@ -174,12 +174,12 @@ describe("LevelLogStore snapshot files", () => {
   });
 
   it("checks the snapshot file once at start and loads it as stored, read back from its open file", async () => {
-    const { directory, store } = await storeWithEntries("read-once", 20);
+    const { directory, store } = await storeWithEntries(kind, "read-once", 20);
     const saved = snapshotAt(10, 2 * 1024 * 1024);
     await store.saveSnapshot(saved);
     await store.close();
 
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await open(directory);
     const file = join(directory, "snapshots", "00000000000000000010-00000000000000000002.snap");
     const bytes = readFileSync(file);
     rmSync(file);
@@ -195,20 +195,20 @@ describe("LevelLogStore snapshot files", () => {
     await reopened.close();
 
     // A change after open drops what open read: the next load sees it.
-    const changed = await LevelLogStore.open(directory);
+    const changed = await open(directory);
     await changed.append([{ index: 21, term: 2, type: "normal", data: new Uint8Array([1]) }], null);
     expect((await changed.load()).entries.at(-1)?.index).toBe(21);
     await changed.close();
   });
 
   it("installs a leader's snapshot as a file, dropping every entry", async () => {
-    const { directory, store } = await storeWithEntries("installed", 10);
+    const { directory, store } = await storeWithEntries(kind, "installed", 10);
     await store.saveSnapshot(snapshotAt(5));
     const sent = snapshotAt(50);
     await store.installSnapshot(sent);
     expect(snapshotFiles(directory)).toEqual(["00000000000000000050-00000000000000000002.snap"]);
     await store.close();
-    const reopened = await LevelLogStore.open(directory);
+    const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta.index).toBe(50);
     expect(state.entries).toEqual([]);
@@ -218,7 +218,7 @@ describe("LevelLogStore snapshot files", () => {
   });
 
   it("writes a leader's snapshot to a file as its chunks arrive, installs it by moving that file, and leaves none unfinished", async () => {
-    const { directory, store } = await storeWithEntries("received", 10);
+    const { directory, store } = await storeWithEntries(kind, "received", 10);
     const sent = snapshotAt(30, 300 * 1024);
     const chunk = 64 * 1024;
     for (let offset = 0; offset < sent.data.length; offset += chunk) {
@@ -252,7 +252,7 @@ describe("LevelLogStore snapshot files", () => {
   });
 
   it("refuses a damaged, truncated or missing snapshot file, naming it", async () => {
-    const { directory, store } = await storeWithEntries("damaged", 20);
+    const { directory, store } = await storeWithEntries(kind, "damaged", 20);
     await store.saveSnapshot(snapshotAt(10));
     await store.close();
     const file = join(directory, "snapshots", "00000000000000000010-00000000000000000002.snap");
@@ -261,17 +261,61 @@ describe("LevelLogStore snapshot files", () => {
     const flipped = Buffer.from(original);
     flipped[1000] = (flipped[1000] ?? 0) ^ 0x01;
     writeFileSync(file, flipped);
-    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
+    await expect(open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
 
     writeFileSync(file, original.subarray(0, original.length - 1));
-    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
+    await expect(open(directory)).rejects.toThrow(`the snapshot file ${file} is damaged`);
 
     rmSync(file);
-    await expect(LevelLogStore.open(directory)).rejects.toThrow(`the snapshot file ${file} cannot be read`);
+    await expect(open(directory)).rejects.toThrow(`the snapshot file ${file} cannot be read`);
+  });
+});
+
+it.each(["segment", "level"] as const)(
+  "%s store: a snapshot file cut short under the store is refused when read back, naming the file",
+  async (kind) => {
+    const directory = join(root, `${kind}-cut-short`);
+    const store = await opens[kind](directory);
+    await store.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
+      term: 1,
+      vote: null,
+      commit: 1,
+    });
+    const snapshot = {
+      meta: { index: 1, term: 1, membership: { voters: ["n1"], learners: [] } },
+      data: new Uint8Array(4096).fill(7),
+    };
+    await store.saveSnapshot(snapshot);
+    const file = join(directory, "snapshots", "00000000000000000001-00000000000000000001.snap");
+    expect([...store.readSnapshotChunk(snapshot.meta, 4000, 96)]).toEqual(new Array(96).fill(7));
+    truncateSync(file, 1000);
+    expect(() => store.readSnapshotChunk(snapshot.meta, 900, 200)).toThrow(
+      new RegExp(`the snapshot file ${file} ends at 1000, before 1100`),
+    );
+    await store.close();
+  },
+);
+
+describe("LevelLogStore: the snapshot record in LevelDB", () => {
+  it("keeps only the record naming the file in LevelDB, no snapshot bytes", async () => {
+    const { directory, store } = await storeWithEntries("level", "record", 40);
+    const snapshot = snapshotAt(30, 3 * 1024 * 1024 + 17);
+    await store.saveSnapshot(snapshot);
+    await store.close();
+    const raw = await rawLevel(directory);
+    expect(await raw.get(Uint8Array.of(0x04))).toBeUndefined();
+    const record = JSON.parse(new TextDecoder().decode(await raw.get(Uint8Array.of(0x03))));
+    expect(record).toMatchObject({
+      index: 30,
+      term: 2,
+      file: "00000000000000000030-00000000000000000002.snap",
+    });
+    expect(record.bytes).toBe(snapshot.data.length);
+    await raw.close();
   });
 
   it("opens a store whose snapshot is still in LevelDB, and moves it to a file on the next save", async () => {
-    const { directory, store } = await storeWithEntries("legacy", 30);
+    const { directory, store } = await storeWithEntries("level", "legacy", 30);
     await store.close();
     const legacy = snapshotAt(12);
     const raw = await rawLevel(directory);
@@ -292,26 +336,4 @@ describe("LevelLogStore snapshot files", () => {
     await after.close();
     expect(snapshotFiles(directory)).toEqual(["00000000000000000025-00000000000000000002.snap"]);
   });
-});
-
-it("a snapshot file cut short under the store is refused when read back, naming the file", async () => {
-  const directory = join(root, "cut-short");
-  const store = await LevelLogStore.open(directory);
-  await store.append([{ index: 1, term: 1, type: "normal", data: Uint8Array.of(1) }], {
-    term: 1,
-    vote: null,
-    commit: 1,
-  });
-  const snapshot = {
-    meta: { index: 1, term: 1, membership: { voters: ["n1"], learners: [] } },
-    data: new Uint8Array(4096).fill(7),
-  };
-  await store.saveSnapshot(snapshot);
-  const file = join(directory, "snapshots", "00000000000000000001-00000000000000000001.snap");
-  expect([...store.readSnapshotChunk(snapshot.meta, 4000, 96)]).toEqual(new Array(96).fill(7));
-  truncateSync(file, 1000);
-  expect(() => store.readSnapshotChunk(snapshot.meta, 900, 200)).toThrow(
-    new RegExp(`the snapshot file ${file} ends at 1000, before 1100`),
-  );
-  await store.close();
 });

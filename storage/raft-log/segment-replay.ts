@@ -1,0 +1,187 @@
+// Reading a segment log back (segment-log-store.ts): every segment in order, each record checked and
+// applied to the log being rebuilt, the entries' places in their files kept for reading them back.
+// Only the last record of the last segment may be torn (a crash while it was written); damage
+// anywhere else, or entries missing between the offset and the last index, is refused.
+
+import { readdirSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Entry, HardState } from "../../raft/core/index.js";
+import { LogStoreError } from "../../raft/node/index.js";
+import { type DecodedRecord, decodeRecord, type LogState, segmentMagic } from "./segment-records.js";
+
+/** A segment file of the log. */
+export interface Segment {
+  readonly sequence: number;
+  readonly path: string;
+  /** Opened for the first read back of one of its entries. */
+  reader: number | null;
+  /** The highest index of a live entry written into it (0: none): it goes once compacted past. */
+  highestIndex: number;
+}
+
+/** Where an entry stored earlier is, for reading it back (readEntries) and for its term. */
+export interface EntryLocation {
+  readonly segment: Segment;
+  readonly position: number;
+  readonly bytes: number;
+  readonly term: number;
+}
+
+/** The last segment as replay left it: where records end, how many, a torn one, its size. */
+export interface SegmentTail {
+  readonly position: number;
+  readonly records: number;
+  readonly torn: { readonly from: number; readonly to: number } | null;
+  readonly bytes: number;
+}
+
+export interface ReplayedLog {
+  readonly segments: Segment[];
+  readonly state: LogState;
+  /** Entries offset + 1 .. last, and where each one is. */
+  readonly entries: Entry[];
+  readonly locations: EntryLocation[];
+  /** Null: no segment yet. */
+  readonly tail: SegmentTail | null;
+}
+
+const namePattern = /^(\d{16})\.seg$/;
+const emptyHardState: HardState = { term: 0, vote: null, commit: 0 };
+
+export function segmentName(sequence: number): string {
+  return `${String(sequence).padStart(16, "0")}.seg`;
+}
+
+/**
+ * Reads the log in `directory` back; `where` names it in errors. Segments being started when a
+ * crash came (`.seg.tmp`) are removed: none was in use.
+ */
+export async function replaySegments(directory: string, where: string): Promise<ReplayedLog> {
+  for (const name of readdirSync(directory)) {
+    if (name.endsWith(".seg.tmp")) rmSync(join(directory, name), { force: true });
+  }
+  const names = readdirSync(directory)
+    .filter((name) => namePattern.test(name))
+    .sort();
+  const rebuilt = new LogBeingRebuilt(where);
+  let tail: SegmentTail | null = null;
+  for (const [i, name] of names.entries()) {
+    const segment: Segment = {
+      sequence: Number(namePattern.exec(name)?.[1]),
+      path: join(directory, name),
+      reader: null,
+      highestIndex: 0,
+    };
+    rebuilt.segments.push(segment);
+    const bytes = await readSegment(segment.path, where);
+    let position = segmentMagic.length;
+    let records = 0;
+    let torn: { from: number; to: number } | null = null;
+    for (;;) {
+      const record = decodeRecord(bytes, position);
+      if (record.kind === "end") break;
+      if (record.kind === "bad") {
+        // Only the last record written can be torn: zeros after it, and in the last segment.
+        if (i === names.length - 1 && bytes.subarray(record.claimedEnd).every((byte) => byte === 0)) {
+          torn = { from: position, to: record.claimedEnd };
+          break;
+        }
+        throw new LogStoreError(`${where} is corrupt: ${record.why} at byte ${position} of ${segment.path}`);
+      }
+      rebuilt.apply(record, segment, position);
+      position += record.bytes;
+      records++;
+    }
+    tail = { position, records, torn, bytes: bytes.length };
+  }
+  return { ...rebuilt.finish(), segments: rebuilt.segments, tail };
+}
+
+async function readSegment(path: string, where: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    throw new LogStoreError(`${where} cannot be read: ${(error as Error).message}`, { cause: error });
+  }
+  if (bytes.length < segmentMagic.length || !segmentMagic.every((byte, i) => bytes[i] === byte))
+    throw new LogStoreError(`${where} is corrupt: ${path} does not start as a Raft log segment`);
+  return bytes;
+}
+
+/** The log as the records read so far make it. */
+class LogBeingRebuilt {
+  readonly segments: Segment[] = [];
+  private state: LogState = {
+    hardState: emptyHardState,
+    offset: { index: 0, term: 0 },
+    snapshot: null,
+    last: 0,
+  };
+  /**
+   * The entries held, by index. A segment deleted as compacted may leave entries its records
+   * held missing until a later record's offset passes them: only finish() requires them all.
+   */
+  private readonly entries = new Map<number, { entry: Entry; location: EntryLocation }>();
+
+  constructor(private readonly where: string) {}
+
+  apply(record: DecodedRecord, segment: Segment, position: number): void {
+    if (record.kind === "state") {
+      const { offset, last } = record.state;
+      for (const index of this.entries.keys()) {
+        if (index <= offset.index || index > last) this.entries.delete(index);
+      }
+      this.lowerHighest(last);
+      this.state = record.state;
+      return;
+    }
+    const hardState = record.hardState ?? this.state.hardState;
+    if (record.entries.length === 0) {
+      this.state = { ...this.state, hardState };
+      return;
+    }
+    const { first } = record;
+    const { offset, last } = this.state;
+    if (first <= offset.index || first > last + 1)
+      throw new LogStoreError(
+        `${this.where} is corrupt: entries from ${first} at byte ${position} of ${segment.path}, where the log holds ${offset.index + 1} to ${last}`,
+      );
+    // Conflict truncation: the record's entries replace every stored one from its first on.
+    for (let index = first; index <= last; index++) this.entries.delete(index);
+    this.lowerHighest(first - 1);
+    record.entries.forEach((entry, i) => {
+      const place = record.places[i];
+      if (place === undefined) return;
+      this.entries.set(entry.index, {
+        entry,
+        location: { segment, position: position + place.at, bytes: place.bytes, term: entry.term },
+      });
+    });
+    const newLast = first + record.entries.length - 1;
+    segment.highestIndex = Math.max(segment.highestIndex, newLast);
+    this.state = { ...this.state, hardState, last: newLast };
+  }
+
+  /** The log, once every entry from the offset to the last index is there. */
+  finish(): { state: LogState; entries: Entry[]; locations: EntryLocation[] } {
+    const entries: Entry[] = [];
+    const locations: EntryLocation[] = [];
+    for (let index = this.state.offset.index + 1; index <= this.state.last; index++) {
+      const held = this.entries.get(index);
+      if (held === undefined)
+        throw new LogStoreError(
+          `${this.where} has a gap: entry ${index} is missing (a segment file removed?)`,
+        );
+      entries.push(held.entry);
+      locations.push(held.location);
+    }
+    return { state: this.state, entries, locations };
+  }
+
+  /** No segment holds a live entry above `index` any more. */
+  private lowerHighest(index: number): void {
+    for (const segment of this.segments) segment.highestIndex = Math.min(segment.highestIndex, index);
+  }
+}
