@@ -1,6 +1,8 @@
 // The Raft driver and the interfaces it runs against.
 export { InProcessNetwork } from "./in-process-transport.js";
 export {
+  checkAppendable,
+  checkCompactable,
   checkSnapshotRead,
   collectParts,
   type LogStore,

@@ -65,6 +65,46 @@ export class LogStoreError extends Error {
   override readonly name = "LogStoreError";
 }
 
+/** What a stored log holds: entries after `offset` (the last compacted index) through `last`. */
+export interface StoredLogBounds {
+  readonly offset: number;
+  readonly last: number;
+}
+
+/**
+ * Refuses entries that would not continue the stored log without a gap (LogStore.append): into
+ * its compacted part, after a gap, or not numbered one after another.
+ */
+export function checkAppendable(stored: StoredLogBounds, entries: readonly Entry[]): void {
+  const first = entries[0];
+  if (first === undefined) return;
+  if (first.index <= stored.offset)
+    throw new LogStoreError(`append at ${first.index} into the compacted log (through ${stored.offset})`);
+  if (first.index > stored.last + 1)
+    throw new LogStoreError(`append at ${first.index} leaves a gap after ${stored.last}`);
+  entries.forEach((entry, i) => {
+    if (entry.index !== first.index + i)
+      throw new LogStoreError(`entries are not contiguous at ${entry.index}`);
+  });
+}
+
+/**
+ * Refuses a compaction through `offset` (LogStore.compact) beyond the snapshot at `snapshotIndex`
+ * or the last entry, or whose term is not the stored entry's (`storedTerm`: undefined, none).
+ */
+export function checkCompactable(
+  stored: StoredLogBounds & { readonly snapshotIndex: number },
+  offset: LogOffset,
+  storedTerm: number | undefined,
+): void {
+  if (offset.index > stored.snapshotIndex)
+    throw new LogStoreError(`compact through ${offset.index} beyond the snapshot at ${stored.snapshotIndex}`);
+  if (offset.index > stored.last)
+    throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${stored.last}`);
+  if (storedTerm !== offset.term)
+    throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
+}
+
 /**
  * Entries [low, high) of a stored log that holds `first` to `last`, taken one at a time through
  * `read`: at most `bytesMax` bytes of data but always at least one (StableEntryReader.readEntries).

@@ -13,6 +13,8 @@ import type {
   StoredSnapshot,
 } from "../core/index.js";
 import {
+  checkAppendable,
+  checkCompactable,
   collectParts,
   type LogStore,
   LogStoreError,
@@ -47,19 +49,7 @@ export class MemoryLogStore implements LogStore {
   async append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
     this.assertOpen();
     const first = entries[0];
-    if (first !== undefined) {
-      const lastIndex = this.offset.index + this.entries.length;
-      if (first.index <= this.offset.index)
-        throw new LogStoreError(
-          `append at ${first.index} into the compacted log (through ${this.offset.index})`,
-        );
-      if (first.index > lastIndex + 1)
-        throw new LogStoreError(`append at ${first.index} leaves a gap after ${lastIndex}`);
-      entries.forEach((entry, i) => {
-        if (entry.index !== first.index + i)
-          throw new LogStoreError(`entries are not contiguous at ${entry.index}`);
-      });
-    }
+    checkAppendable({ offset: this.offset.index, last: this.offset.index + this.entries.length }, entries);
     // Validate everything before changing anything: the update is all or nothing.
     if (first !== undefined) {
       this.entries.length = first.index - this.offset.index - 1;
@@ -143,15 +133,15 @@ export class MemoryLogStore implements LogStore {
   async compact(offset: LogOffset): Promise<void> {
     this.assertOpen();
     if (offset.index <= this.offset.index) return;
-    const snapshotIndex = this.snapshot?.meta.index ?? 0;
-    if (offset.index > snapshotIndex)
-      throw new LogStoreError(`compact through ${offset.index} beyond the snapshot at ${snapshotIndex}`);
-    const lastIndex = this.offset.index + this.entries.length;
-    if (offset.index > lastIndex)
-      throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${lastIndex}`);
-    const entry = this.entries[offset.index - this.offset.index - 1];
-    if (entry?.term !== offset.term)
-      throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
+    checkCompactable(
+      {
+        offset: this.offset.index,
+        last: this.offset.index + this.entries.length,
+        snapshotIndex: this.snapshot?.meta.index ?? 0,
+      },
+      offset,
+      this.entries[offset.index - this.offset.index - 1]?.term,
+    );
     this.entries = this.entries.slice(offset.index - this.offset.index);
     this.offset = offset;
   }

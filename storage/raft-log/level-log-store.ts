@@ -25,7 +25,13 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../../raft/core/index.js";
-import { type LogStore, LogStoreError, readStoredEntries } from "../../raft/node/index.js";
+import {
+  checkAppendable,
+  checkCompactable,
+  type LogStore,
+  LogStoreError,
+  readStoredEntries,
+} from "../../raft/node/index.js";
 import {
   type BinaryLevel,
   isLevelCorruption,
@@ -161,17 +167,7 @@ export class LevelLogStore implements LogStore {
     const first = entries[0];
     const batch: LevelBatch = [];
     if (first !== undefined) {
-      if (first.index <= this.offset.index) {
-        throw new LogStoreError(
-          `append at ${first.index} into the compacted log (through ${this.offset.index})`,
-        );
-      }
-      if (first.index > this.lastIndex + 1)
-        throw new LogStoreError(`append at ${first.index} leaves a gap after ${this.lastIndex}`);
-      entries.forEach((entry, i) => {
-        if (entry.index !== first.index + i)
-          throw new LogStoreError(`entries are not contiguous at ${entry.index}`);
-      });
+      checkAppendable({ offset: this.offset.index, last: this.lastIndex }, entries);
       // Conflict truncation: stored entries past the new ones go in the same batch.
       const newLast = first.index + entries.length - 1;
       for (let index = newLast + 1; index <= this.lastIndex; index++)
@@ -262,17 +258,15 @@ export class LevelLogStore implements LogStore {
     const db = this.open();
     this.loadedAtOpen = null;
     if (offset.index <= this.offset.index) return;
-    if (offset.index > this.snapshots.recordedIndex) {
-      throw new LogStoreError(
-        `compact through ${offset.index} beyond the snapshot at ${this.snapshots.recordedIndex}`,
-      );
-    }
-    if (offset.index > this.lastIndex)
-      throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${this.lastIndex}`);
-    const value = await db.get(entryKey(offset.index));
-    const stored = value === undefined ? undefined : this.decodeEntry(offset.index, value);
-    if (stored?.term !== offset.term)
-      throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
+    const value =
+      offset.index <= this.lastIndex && offset.index <= this.snapshots.recordedIndex
+        ? await db.get(entryKey(offset.index))
+        : undefined;
+    checkCompactable(
+      { offset: this.offset.index, last: this.lastIndex, snapshotIndex: this.snapshots.recordedIndex },
+      offset,
+      value === undefined ? undefined : this.decodeEntry(offset.index, value).term,
+    );
     const batch: LevelBatch = [];
     for (let index = this.offset.index + 1; index <= offset.index; index++)
       batch.push({ type: "del", key: entryKey(index) });

@@ -48,6 +48,8 @@ import type {
   StoredSnapshot,
 } from "../../raft/core/index.js";
 import {
+  checkAppendable,
+  checkCompactable,
   type LogStore,
   LogStoreError,
   readStoredEntries,
@@ -213,7 +215,7 @@ export class SegmentLogStore implements LogStore {
     const record = encodeAppend(entries, hardState);
     await this.exclusive(async () => {
       const first = entries[0];
-      if (first !== undefined) this.checkAppend(first.index, entries);
+      checkAppendable({ offset: this.offset.index, last: this.lastIndex }, entries);
       const { segment, position } = await this.writeRecord(record);
       this.loadedAtOpen = null;
       if (hardState !== null) this.hardState = hardState;
@@ -322,14 +324,11 @@ export class SegmentLogStore implements LogStore {
   async compact(offset: LogOffset): Promise<void> {
     await this.exclusive(async () => {
       if (offset.index <= this.offset.index) return;
-      if (offset.index > this.snapshots.recordedIndex)
-        throw new LogStoreError(
-          `compact through ${offset.index} beyond the snapshot at ${this.snapshots.recordedIndex}`,
-        );
-      if (offset.index > this.lastIndex)
-        throw new LogStoreError(`compact through ${offset.index} beyond the last entry ${this.lastIndex}`);
-      if (this.locations[offset.index - this.offset.index - 1]?.term !== offset.term)
-        throw new LogStoreError(`compact through ${offset.index}: term ${offset.term} does not match`);
+      checkCompactable(
+        { offset: this.offset.index, last: this.lastIndex, snapshotIndex: this.snapshots.recordedIndex },
+        offset,
+        this.locations[offset.index - this.offset.index - 1]?.term,
+      );
       const state: LogState = {
         hardState: this.hardState,
         offset,
@@ -490,17 +489,6 @@ export class SegmentLogStore implements LogStore {
       rmSync(oldest.path, { force: true });
       this.segments.shift();
     }
-  }
-
-  /** Refuses entries from `first` that would not continue the stored log without a gap. */
-  private checkAppend(first: number, entries: readonly Entry[]): void {
-    if (first <= this.offset.index)
-      throw new LogStoreError(`append at ${first} into the compacted log (through ${this.offset.index})`);
-    if (first > this.lastIndex + 1)
-      throw new LogStoreError(`append at ${first} leaves a gap after ${this.lastIndex}`);
-    entries.forEach((entry, i) => {
-      if (entry.index !== first + i) throw new LogStoreError(`entries are not contiguous at ${entry.index}`);
-    });
   }
 
   /** Entries from `index` on are replaced: segments holding them no longer need to be kept for them. */
