@@ -3,16 +3,17 @@
 //
 // Why not LevelDB (level-log-store.ts, which this replaced): a Raft log is written once at its end
 // and dropped from its start, which a file does for nothing and LevelDB does through its memtable,
-// its journal, and compactions that rewrite every entry once or twice more (a sixth of a node's CPU
-// with 4 KiB values). One synced append here is one write into a preallocated file opened with
-// O_DSYNC: one trip through libuv's thread pool, as LevelDB's synced batch was, at two thirds of
-// its CPU (docs/performance.md, sixteenth session).
+// its journal, and compactions that rewrite every entry once or twice more (about 13% of a node's
+// CPU with 4 KiB values, fifteenth performance session). One synced append here is one write into
+// a preallocated file opened with O_DSYNC: one trip through libuv's thread pool, as LevelDB's
+// synced batch was, at 45-70% of its CPU (npm run bench:storage; docs/performance.md, sixteenth
+// session).
 //
 // - Records (segment-records.ts) carry CRC-32s; an entry is checked again whenever it is read back.
 // - Every segment starts with a state record (hard state, compaction offset, snapshot, last index),
 //   so a segment whose entries are all compacted is deleted whole: nothing later needs it.
-// - A conflicting append is a new record that replaces entries from its first index on: nothing
-//   is ever written twice, so a crash can only tear the last record of the last segment. That one
+// - A conflicting append is a new record that replaces entries from its first index on: no record
+//   is overwritten, so a crash can only tear the last record of the last segment. That one
 //   (a bad record followed by nothing but zeros) was never acknowledged and is zeroed at open; a bad
 //   record anywhere else is corruption and refused, naming the file and the byte.
 // - Segments are preallocated with zeros (synced) ahead of the writes, beside the loop, doubling up
