@@ -68,6 +68,7 @@ import {
 } from "./segment-records.js";
 import {
   type EntryLocation,
+  emptyHardState,
   replaySegments,
   type Segment,
   type SegmentTail,
@@ -100,8 +101,6 @@ interface Writer {
   zeroedTo: number;
   zeroing: Promise<void> | null;
 }
-
-const emptyHardState: HardState = { term: 0, vote: null, commit: 0 };
 
 export class SegmentLogStore implements LogStore {
   private readonly segmentBytes: number;

@@ -47,7 +47,8 @@ export interface ReplayedLog {
 }
 
 const namePattern = /^(\d{16})\.seg$/;
-const emptyHardState: HardState = { term: 0, vote: null, commit: 0 };
+/** The hard state of a log nothing was written to. */
+export const emptyHardState: HardState = { term: 0, vote: null, commit: 0 };
 
 export function segmentName(sequence: number): string {
   return `${String(sequence).padStart(16, "0")}.seg`;
