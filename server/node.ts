@@ -199,13 +199,19 @@ export class StrongroomNode {
       raft?.setCampaignAllowed(!keeper.initialized() || !keeper.sealed());
     };
     const standard = new StandardServices();
+    // What zeroes its copies of keys derived from the root key, and drops what it keeps under
+    // them, when the node seals (the authorizer and the audit trail, made below).
+    const onSealed: (() => void)[] = [];
     const keeper = new SealKeeper({
       state,
       barrier,
       ...(config.seal.pkcs11 === undefined ? {} : { pkcs11: validatePkcs11Config(config.seal.pkcs11) }),
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
       onChange: () => {
-        if (keeper.sealed()) accessView.forgetDecrypted();
+        if (keeper.sealed()) {
+          accessView.forgetDecrypted();
+          for (const forget of onSealed) forget();
+        }
         updateCampaign();
         standard.setServing(keeper.initialized() && !keeper.sealed());
         logger.info({ sealed: keeper.sealed(), initialized: keeper.initialized() }, "seal state changed");
@@ -362,6 +368,10 @@ export class StrongroomNode {
         else await forwarder.forward(leader, access.consumeTokenUse as AnyApiMethod, {}, spend);
       },
     });
+    onSealed.push(
+      () => authorizer.forgetKeys(),
+      () => audit.forgetKeys(),
+    );
     const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
     const executor = new Executor({
       leaderWaitMs,

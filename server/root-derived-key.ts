@@ -2,8 +2,9 @@
 // authorizer hashes the caller's token, the audit trail HMACs the sensitive fields. Deriving one
 // costs an HMAC object each time (about 2% of a node's busy time under load). The root key stays
 // one buffer while the node is unsealed (HeldRootKey), so the derived key is kept while the root
-// key is that buffer, and zeroed when it changes (a seal, then an unseal, gives a new buffer).
-// Neither key lives longer in memory than the root key it comes from.
+// key is that buffer, and zeroed when it changes (a seal, then an unseal, gives a new buffer) and
+// when the node seals (its holders' forgetKeys, called by the node). Neither key lives longer in
+// memory than the root key it comes from.
 
 /** One key derived from the root key, derived again only when the root key buffer changes. */
 export class RootDerivedKey {

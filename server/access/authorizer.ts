@@ -10,6 +10,7 @@ import { NodeError } from "../errors.js";
 import { authorize, type Capability, type Policy, validatePolicy } from "../policy/policy.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
+import { TokenHashMemo } from "../token-hash-memo.js";
 import { bindingCovers, type TokenRecord } from "./access-records.js";
 import type { AccessRecords, AccessView } from "./access-view.js";
 import { methodPermissions } from "./method-permissions.js";
@@ -64,6 +65,7 @@ export interface AuthorizerOptions {
 export class Authorizer {
   private readonly now: () => number;
   private readonly tokenKey = new RootDerivedKey(deriveTokenKey);
+  private readonly tokenHashes = new TokenHashMemo(tokenHash);
 
   constructor(private readonly options: AuthorizerOptions) {
     this.now = options.now ?? Date.now;
@@ -161,14 +163,20 @@ export class Authorizer {
     return null;
   }
 
+  /** Zeroes the token key and drops the tokens' hashes kept (the node sealed). */
+  forgetKeys(): void {
+    this.tokenKey.forget();
+    this.tokenHashes.forget();
+  }
+
   /** The keyed hash of a token (needs an unsealed node). */
   hashOf(token: string): string {
     const rootKey = this.options.rootKey();
     if (rootKey === null) {
-      this.tokenKey.forget();
+      this.forgetKeys();
       throw new NodeError("SEALED", "this node is sealed, so it cannot check tokens");
     }
-    return tokenHash(this.tokenKey.of(rootKey), token);
+    return this.tokenHashes.of(this.tokenKey.of(rootKey), token);
   }
 
   private async checkPermission(context: RequestContext, request: unknown): Promise<void> {

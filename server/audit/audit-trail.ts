@@ -19,6 +19,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
+import { TokenHashMemo } from "../token-hash-memo.js";
 import { type AuditRecord, hashSensitive } from "./audit-chain.js";
 import { type AuditDurability, AuditFile } from "./audit-file.js";
 import { AuditSocket } from "./audit-socket.js";
@@ -89,6 +90,8 @@ export class AuditTrail {
   private readonly responsesLost: Counter;
   private inFlight = 0;
   private readonly auditKey = new RootDerivedKey(deriveAuditKey);
+  /** The audit entries' HMACs of the callers' tokens (token-hash-memo.ts). */
+  private readonly tokenHashes = new TokenHashMemo(hashSensitive);
 
   constructor(private readonly options: AuditTrailOptions) {
     const sockets = options.sockets ?? [];
@@ -299,8 +302,18 @@ export class AuditTrail {
   private currentAuditKey(): Uint8Array | null {
     const rootKey = this.options.rootKey();
     if (rootKey !== null) return this.auditKey.of(rootKey);
-    this.auditKey.forget();
+    this.forgetKeys();
     return null;
+  }
+
+  /**
+   * Zeroes the audit key, the file sinks' copies of it and the tokens' hashes kept (the node
+   * sealed). Entries written until the node is unsealed again carry no checkpoint MAC.
+   */
+  forgetKeys(): void {
+    this.auditKey.forget();
+    this.tokenHashes.forget();
+    for (const sink of this.sinks) if (sink.opened instanceof AuditFile) sink.opened.setAuditKey(null);
   }
 
   /** Writes one entry to every sink; resolves when at least one has it on disk. */
@@ -381,6 +394,7 @@ export class AuditTrail {
       }),
     );
     this.auditKey.forget();
+    this.tokenHashes.forget();
   }
 
   private baseRecord(
@@ -404,7 +418,8 @@ export class AuditTrail {
         hashed[field] = hash(value);
     }
     // The caller's token, as an auditor holding a token can recognize it: HMAC(audit key, token).
-    if (context.token !== null) hashed.token = hash(context.token);
+    if (context.token !== null)
+      hashed.token = auditKey === null ? "[redacted]" : this.tokenHashes.of(auditKey, context.token);
     return {
       requestId,
       identity: context.identity,

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, expect, it } from "vitest";
-import { AuditTrail, type AuditTrailOptions } from "../../server/audit/audit-trail.js";
+import { hashSensitive } from "../../server/audit/audit-chain.js";
+import { AuditTrail, type AuditTrailOptions, deriveAuditKey } from "../../server/audit/audit-trail.js";
 import { NodeError } from "../../server/errors.js";
 import type { RequestContext } from "../../server/request.js";
 import { eventually } from "../support/eventually.js";
@@ -134,6 +135,44 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
     .catch((e) => e);
   expect(refusal).toBeInstanceOf(NodeError);
   expect((refusal as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  await trail.close();
+});
+
+it("records a caller's token as HMAC(audit key, token) under the key of the moment: a new root key, a seal", async () => {
+  const directory = join(root, "token-hashes");
+  let rootKey: Uint8Array | null = new Uint8Array(32).fill(1);
+  const trail = trailWith({ directories: [directory], rootKey: () => rootKey });
+  const tokenA = `sr.${"a".repeat(43)}`;
+  const tokenB = `sr.${"b".repeat(43)}`;
+  /** The hashed token of the request entry of one call made with `token`. */
+  const recorded = async (token: string): Promise<unknown> => {
+    const finish = await trail.begin(
+      { ...context("/strongroom.v1.Secrets/Get"), token },
+      { path: "app/one" },
+    );
+    await finish(null);
+    const lines = readdirSync(directory)
+      .sort()
+      .flatMap((name) => readFileSync(join(directory, name), "utf8").split("\n"))
+      .filter((line) => line.includes('"type":"request"'));
+    return (JSON.parse(lines.at(-1) ?? "{}") as { hashed?: { token?: unknown } }).hashed?.token;
+  };
+  const under = (key: Uint8Array, token: string) => hashSensitive(deriveAuditKey(key), token);
+
+  expect(await recorded(tokenA)).toBe(under(new Uint8Array(32).fill(1), tokenA));
+  expect(await recorded(tokenA)).toBe(under(new Uint8Array(32).fill(1), tokenA));
+  expect(await recorded(tokenB)).toBe(under(new Uint8Array(32).fill(1), tokenB));
+  // A new root key (a rekey): the same token is recorded under the new audit key at once.
+  rootKey = new Uint8Array(32).fill(2);
+  expect(await recorded(tokenA)).toBe(under(new Uint8Array(32).fill(2), tokenA));
+  // Sealed: no key, so no hash.
+  rootKey = null;
+  expect(await recorded(tokenA)).toBe("[redacted]");
+  // Unsealed again; and after forgetKeys (what a seal calls), hashed afresh under the key.
+  rootKey = new Uint8Array(32).fill(2);
+  expect(await recorded(tokenA)).toBe(under(new Uint8Array(32).fill(2), tokenA));
+  trail.forgetKeys();
+  expect(await recorded(tokenB)).toBe(under(new Uint8Array(32).fill(2), tokenB));
   await trail.close();
 });
 
