@@ -1,12 +1,17 @@
 // A caller's token is hashed twice on every call that carries it, on every node the call passes:
 // the authorizer finds the token's record by HMAC(token key, token), and the audit trail records
 // HMAC(audit key, token). A client sends the same token call after call, and each HMAC costs an
-// HMAC object (6-9 µs under load here, about 4% of a read's CPU for the two). So the hashes of the
-// tokens seen lately are kept, for as long as the key is the same buffer (a RootDerivedKey keeps
-// it while the root key stays), and dropped when the key changes or the node seals. They are
-// bounded (the oldest goes first): a node whose callers hold more tokens than that hashes as it
-// did. The tokens kept are in process memory only, and only while the node is unsealed, as the
-// root key is.
+// HMAC object (6-9 µs under load here; keeping the hashes measured 3-6% less CPU per read,
+// docs/performance.md). So the hashes of the tokens seen lately are kept, for as long as the key
+// is the same buffer (a RootDerivedKey keeps it while the root key stays), and dropped when the
+// key changes or the node seals. They are bounded (the oldest goes first): a node whose callers
+// hold more tokens than that hashes the others as before. A value longer than a strongroom token
+// (what a client may put in its authorization header) is hashed and not kept, so junk cannot
+// fill the memory. The tokens kept are in process memory only, and only while the node is
+// unsealed, as the root key is.
+
+/** The longest value kept: a strongroom token is "sr." and 43 characters (token-ids.ts). */
+export const keptTokenLengthMax = 64;
 
 /** The keyed hashes of the most recent `capacity` tokens, under one key at a time. */
 export class TokenHashMemo {
@@ -27,6 +32,7 @@ export class TokenHashMemo {
       this.hashes.clear();
       this.key = key;
     }
+    if (token.length > keptTokenLengthMax) return this.hash(key, token);
     const known = this.hashes.get(token);
     if (known !== undefined) return known;
     const hashed = this.hash(key, token);

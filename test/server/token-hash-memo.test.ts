@@ -1,9 +1,10 @@
 // The tokens' keyed hashes kept between calls: each token is hashed once per key buffer, a new key
-// (or forget, on seal) drops every hash kept, and no more than `capacity` tokens are held.
+// (or forget, on seal) drops every hash kept, no more than `capacity` tokens are held, and no value
+// longer than a token is.
 
 import { describe, expect, it } from "vitest";
 import { tokenHash } from "../../server/access/token-ids.js";
-import { TokenHashMemo } from "../../server/token-hash-memo.js";
+import { keptTokenLengthMax, TokenHashMemo } from "../../server/token-hash-memo.js";
 
 /** tokenHash, counting its calls. */
 function countedHash(): { hash: (key: Uint8Array, token: string) => string; calls: () => number } {
@@ -64,6 +65,20 @@ describe("TokenHashMemo", () => {
     expect(counted.calls()).toBe(3);
     expect(memo.of(key, tokenA)).toBe(tokenHash(key, tokenA));
     expect(counted.calls()).toBe(4);
+  });
+
+  it("hashes a value longer than a token without keeping it", () => {
+    const counted = countedHash();
+    const memo = new TokenHashMemo(counted.hash);
+    const key = new Uint8Array(32).fill(5);
+    const junk = "x".repeat(keptTokenLengthMax + 1);
+    expect(memo.of(key, junk)).toBe(tokenHash(key, junk));
+    expect(memo.of(key, junk)).toBe(tokenHash(key, junk));
+    expect(counted.calls()).toBe(2);
+    expect(memo.size).toBe(0);
+    // A value of the longest kept length is kept.
+    memo.of(key, "y".repeat(keptTokenLengthMax));
+    expect(memo.size).toBe(1);
   });
 
   it("forgets every token and hash (the node sealed)", () => {
