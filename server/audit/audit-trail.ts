@@ -393,8 +393,7 @@ export class AuditTrail {
         }
       }),
     );
-    this.auditKey.forget();
-    this.tokenHashes.forget();
+    this.forgetKeys();
   }
 
   private baseRecord(
