@@ -28,6 +28,15 @@ import { snapshotData } from "../support/snapshot-data.js";
 const root = mkdtempSync(join(tmpdir(), "strongroom-log-snapshots-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+/** Asserts that the store's snapshot reads back as exactly `data`. */
+async function expectSnapshotBytes(
+  store: LogStore,
+  snapshot: Parameters<typeof snapshotData>[1],
+  data: Uint8Array,
+): Promise<void> {
+  expect(Buffer.from((await snapshotData(store, snapshot)) ?? []).equals(Buffer.from(data))).toBe(true);
+}
+
 const membership = { voters: ["n1"], learners: [] };
 const snapshotAt = (index: number, bytes = 64 * 1024): Snapshot => ({
   meta: { index, term: 2, membership },
@@ -85,9 +94,7 @@ describe.each(["segment", "level"] as const)("%s store: snapshot files", (kind) 
     const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta).toEqual(second.meta);
-    expect(
-      Buffer.from((await snapshotData(reopened, state.snapshot)) ?? []).equals(Buffer.from(second.data)),
-    ).toBe(true);
+    await expectSnapshotBytes(reopened, state.snapshot, second.data);
     expect(state.offset).toEqual({ index: 25, term: 2 });
     expect(state.entries.map((entry) => entry.index)).toEqual(Array.from({ length: 15 }, (_, i) => 26 + i));
     await reopened.close();
@@ -116,9 +123,7 @@ describe.each(["segment", "level"] as const)("%s store: snapshot files", (kind) 
     const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta.index).toBe(20);
-    expect(
-      Buffer.from((await snapshotData(reopened, state.snapshot)) ?? []).equals(Buffer.from(saved.data)),
-    ).toBe(true);
+    await expectSnapshotBytes(reopened, state.snapshot, saved.data);
     expect(snapshotFiles(directory)).toEqual(["00000000000000000020-00000000000000000002.snap"]);
     await reopened.close();
   });
@@ -167,9 +172,7 @@ describe.each(["segment", "level"] as const)("%s store: snapshot files", (kind) 
     const reopened = await open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta.index).toBe(20);
-    expect(
-      Buffer.from((await snapshotData(reopened, state.snapshot)) ?? []).equals(Buffer.from(whole.data)),
-    ).toBe(true);
+    await expectSnapshotBytes(reopened, state.snapshot, whole.data);
     await reopened.close();
   });
 
@@ -326,9 +329,7 @@ describe("LevelLogStore: the snapshot record in LevelDB", () => {
     const reopened = await LevelLogStore.open(directory);
     const state = await reopened.load();
     expect(state.snapshot?.meta).toEqual(legacy.meta);
-    expect(
-      Buffer.from((await snapshotData(reopened, state.snapshot)) ?? []).equals(Buffer.from(legacy.data)),
-    ).toBe(true);
+    await expectSnapshotBytes(reopened, state.snapshot, legacy.data);
     await reopened.saveSnapshot(snapshotAt(25));
     await reopened.close();
     const after = await rawLevel(directory);
