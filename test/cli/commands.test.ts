@@ -3,7 +3,6 @@
 // values only on stdin. Init and unseal, the kv group, cluster status and members, leadership,
 // snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
 
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { InProcessCluster, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { bundledCli } from "../server/process-cluster.js";
+import { type CliResult, runCli } from "./cli-runner.js";
 
 const pki = new TestPki("cli");
 const root = mkdtempSync(join(tmpdir(), "strongroom-cli-"));
@@ -37,35 +37,15 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function strongroom(
-  args: string[],
-  input = "",
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function strongroom(args: string[], input = "", env: Record<string, string> = {}): Promise<CliResult> {
   const client = pki.client("operator");
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      env: {
-        ...process.env,
-        STRONGROOM_ADDR: addresses.join(","),
-        STRONGROOM_CACERT: client.caFile,
-        STRONGROOM_CLIENT_CERT: client.certificateFile,
-        STRONGROOM_CLIENT_KEY: client.privateKeyFile,
-        STRONGROOM_TOKEN: token,
-        ...env,
-      },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
+  return runCli(cli, args, input, {
+    STRONGROOM_ADDR: addresses.join(","),
+    STRONGROOM_CACERT: client.caFile,
+    STRONGROOM_CLIENT_CERT: client.certificateFile,
+    STRONGROOM_CLIENT_KEY: client.privateKeyFile,
+    STRONGROOM_TOKEN: token,
+    ...env,
   });
 }
 

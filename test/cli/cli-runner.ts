@@ -1,0 +1,35 @@
+// Runs the bundled `strongroom` command in a child process as an operator would: the given
+// environment on top of the test's, the given text on stdin, and the exit code and both outputs
+// collected.
+
+import { spawn } from "node:child_process";
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function runCli(
+  cli: string,
+  args: readonly string[],
+  input: string,
+  env: Readonly<Record<string, string>>,
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
