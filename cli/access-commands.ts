@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
+import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   collect,
@@ -211,7 +212,9 @@ export function registerAccessCommands(program: Command, output: Output = proces
   if (operator === undefined) throw new Error("register the operator commands first");
 
   connectionFlags(operator.command("unseal"))
-    .description("give unseal shares (stdin, one per line, or hidden prompts) to a node, or --all nodes")
+    .description(
+      "give unseal shares (stdin, one per line, or hidden prompts) to a node, or --all nodes; with an HSM alone, recovery shares let the HSM unseal a node an operator sealed",
+    )
     .option("--all", "every node in STRONGROOM_ADDR / --addr, in turn", false)
     .action((options: ConnectionOptions & { all: boolean }) =>
       run(output, async () => {
@@ -221,14 +224,16 @@ export function registerAccessCommands(program: Command, output: Output = proces
           .filter((a) => a !== "");
         const targets = options.all ? addresses : [undefined];
         let sealedLeft = 0;
+        let hsmRefused = 0;
         for (const target of targets) {
           await withClient(
             { ...options, ...(target === undefined ? {} : { addr: target }) },
             async (client) => {
               let status = await client.sys.sealStatus({});
               let position = 0;
+              let attemptDone = false;
               const source = shares(output);
-              while (status.sealed) {
+              while (status.sealed && !attemptDone) {
                 let share = given[position];
                 if (share === undefined) {
                   const next = await source.next();
@@ -243,15 +248,22 @@ export function registerAccessCommands(program: Command, output: Output = proces
                   nonce: status.nonce,
                   reset: false,
                 });
+                // A threshold was reached and the node is still sealed: only the HSM's attempt
+                // after recovery shares ends so (unseal shares either unseal or are refused).
+                attemptDone = status.sealed && status.progress === 0;
               }
-              output.out(
-                `${status.nodeId}: ${status.sealed ? `sealed (${status.progress}/${status.threshold} shares)` : "unsealed"}\n`,
-              );
-              if (status.sealed) sealedLeft++;
+              output.out(`${status.nodeId}: ${describeUnseal(status, attemptDone)}\n`);
+              if (status.sealed && attemptDone) hsmRefused++;
+              else if (status.sealed) sealedLeft++;
             },
           );
         }
         if (sealedLeft > 0) throw new UsageError(`${sealedLeft} node(s) still sealed: give more shares`);
+        if (hsmRefused > 0) {
+          throw new Error(
+            `${hsmRefused} node(s) still sealed: their HSM did not give the root key (see operator status)`,
+          );
+        }
       }),
     );
 
@@ -274,4 +286,13 @@ export function registerAccessCommands(program: Command, output: Output = proces
         });
       }),
     );
+}
+
+function describeUnseal(status: SealStatusResponse, attemptDone: boolean): string {
+  if (!status.sealed) return "unsealed";
+  if (attemptDone) {
+    const why = status.hsmLastError === "" ? status.hsmState : `${status.hsmState}: ${status.hsmLastError}`;
+    return `sealed: the recovery shares were accepted, the HSM has not unsealed it (${why})`;
+  }
+  return `sealed (${status.progress}/${status.threshold} shares)`;
 }

@@ -44,10 +44,11 @@ export function registerSealMetrics(registry: Registry, source: SealMetricsSourc
   });
   new Gauge({
     name: "strongroom_seal_unseal_progress",
-    help: "Shares entered in the Shamir unseal attempt in progress.",
+    help: "Shares entered in the unseal attempt in progress (unseal shares, or recovery shares with an HSM alone).",
     registers: [registry],
     collect() {
-      this.set(source.seals()?.status().shamir?.progress ?? 0);
+      const status = source.seals()?.status();
+      this.set(status?.shamir?.progress ?? status?.recovery?.progress ?? 0);
     },
   });
 }

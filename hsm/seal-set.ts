@@ -1,12 +1,15 @@
 // The seals of one node, built from the replicated seal record: a Shamir seal when the record has
 // unseal shares, a PKCS#11 seal when it has an HSM protector and this node is configured for the
 // token. With both ("seal HA"), either one alone unseals: the HSM every day, the shares when the
-// HSM or its key is lost. The node holds the root key of whichever seal unsealed first.
+// HSM or its key is lost. The node holds the root key of whichever seal unsealed first. With an
+// HSM alone, a threshold of recovery shares is what lets the HSM unseal a node again once an
+// operator sealed it: the shares unlock nothing, they prove that enough share holders agree.
 
 import { SealError } from "./errors.js";
 import type { Pkcs11Client } from "./pkcs11/pkcs11-client.js";
 import { Pkcs11Seal } from "./pkcs11/pkcs11-seal.js";
 import { HeldRootKey, type Seal, type SealStatus } from "./seal.js";
+import { checkAuthorization } from "./seal-operations.js";
 import {
   pkcs11ProtectorOf,
   type SealRecord,
@@ -15,7 +18,7 @@ import {
   verifyRootKey,
 } from "./seal-record.js";
 import { ShamirSeal } from "./shares/shamir-seal.js";
-import type { ShareCollectorOptions } from "./shares/share-collector.js";
+import { ShareCollector, type ShareCollectorOptions } from "./shares/share-collector.js";
 
 export interface SealSetOptions {
   /** This node's client for the HSM; without it an HSM protector cannot be used here. */
@@ -33,13 +36,22 @@ export interface SealSetStatus {
   readonly shamir: SealStatus | null;
   /** Whether this node can use the record's HSM protector (it is configured for the token). */
   readonly hsmUsable: boolean;
-  /** The recovery shares of an HSM-only seal. */
-  readonly recovery: { readonly threshold: number; readonly shares: number } | null;
+  /** The recovery shares of an HSM-only seal, and the attempt in progress to authorize an HSM unseal. */
+  readonly recovery: RecoveryStatus | null;
+}
+
+export interface RecoveryStatus {
+  readonly threshold: number;
+  readonly shares: number;
+  readonly progress: number;
+  readonly nonce: string;
 }
 
 export class SealSet {
   private readonly shamir: ShamirSeal | null;
   private readonly pkcs11: Pkcs11Seal | null;
+  /** Recovery shares entered towards an HSM unseal (an HSM-only record), else null. */
+  private readonly recoveryCollector: ShareCollector | null;
   private unsealedBy: Seal | null = null;
   /** A root key carried over from the previous record of an unsealed node (see adoptRootKey). */
   private readonly adopted = new HeldRootKey();
@@ -55,6 +67,7 @@ export class SealSet {
       hsm === undefined || options.pkcs11Client === undefined
         ? null
         : new Pkcs11Seal(record, hsm, options.pkcs11Client);
+    this.recoveryCollector = record.recovery === null ? null : new ShareCollector(options.shareAttempt);
   }
 
   status(): SealSetStatus {
@@ -64,10 +77,7 @@ export class SealSet {
       unsealedBy: this.unsealedBy?.type ?? (this.adopted.held ? "carried" : null),
       shamir: this.shamir?.status() ?? null,
       hsmUsable: this.pkcs11 !== null,
-      recovery:
-        this.record.recovery === null
-          ? null
-          : { threshold: this.record.recovery.threshold, shares: this.record.recovery.count },
+      recovery: this.recoveryStatus(),
     };
   }
 
@@ -88,6 +98,36 @@ export class SealSet {
     await this.shamir.unseal(nonce === undefined ? { share } : { share, nonce });
     if (!this.shamir.status().sealed) this.unsealedBy = this.shamir;
     return this.status();
+  }
+
+  /**
+   * One recovery share of an HSM-only seal towards letting the HSM unseal this node again;
+   * resolves true once a threshold of them was checked against the record (the caller then asks
+   * the HSM), false while more are needed or when the node is not sealed.
+   */
+  async authorizeHsmUnseal(share: string, nonce?: string): Promise<boolean> {
+    const recovery = this.record.recovery;
+    if (this.recoveryCollector === null || recovery === null) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        "this cluster has unseal shares: give those (recovery shares exist only with an HSM alone)",
+      );
+    }
+    if (this.pkcs11 === null) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        "this node is not configured for the cluster's HSM (no pkcs11 section in its config): no share can unseal it",
+      );
+    }
+    if (!this.status().sealed) return false;
+    const submission = await this.recoveryCollector.submit(recovery, share, nonce);
+    if (!submission.complete) return false;
+    try {
+      checkAuthorization(this.record, submission.secret);
+    } finally {
+      submission.secret.fill(0);
+    }
+    return true;
   }
 
   /** Asks the HSM for the root key. */
@@ -122,9 +162,10 @@ export class SealSet {
     this.adopted.take(rootKey);
   }
 
-  /** Discards a half-entered Shamir attempt. */
+  /** Discards a half-entered attempt (unseal shares, or recovery shares). */
   resetShareAttempt(): void {
     this.shamir?.resetAttempt();
+    this.recoveryCollector?.reset();
   }
 
   rootKey(): Uint8Array {
@@ -136,6 +177,7 @@ export class SealSet {
   seal(): void {
     this.shamir?.seal();
     this.pkcs11?.seal();
+    this.recoveryCollector?.reset();
     this.adopted.clear();
     this.unsealedBy = null;
   }
@@ -144,5 +186,12 @@ export class SealSet {
     this.seal();
     this.shamir?.close();
     this.pkcs11?.close();
+  }
+
+  private recoveryStatus(): RecoveryStatus | null {
+    const recovery = this.record.recovery;
+    if (recovery === null || this.recoveryCollector === null) return null;
+    const { progress, nonce } = this.recoveryCollector.progress(recovery);
+    return { threshold: recovery.threshold, shares: recovery.count, progress, nonce };
   }
 }

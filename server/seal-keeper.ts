@@ -3,6 +3,10 @@
 // initialized once the seal record is applied; it is unsealed once a seal gave the root key and the
 // root key opened the keyring into the barrier. The root key stays with the seal set (in memory)
 // so that a rotated keyring can be opened when it is applied, and is zeroed on seal().
+//
+// A node an operator sealed stays sealed until an operator unseals it: by unseal shares, or, with
+// an HSM alone, by a threshold of recovery shares that lets the HSM unseal it again. Nothing else
+// (a change of the seal record, an auto-unseal attempt still in flight) unseals it.
 
 import {
   AutoUnsealer,
@@ -42,6 +46,8 @@ export class SealKeeper {
   private recordBytes: Uint8Array | null = null;
   private seals: SealSet | null = null;
   private unsealer: AutoUnsealer | null = null;
+  /** Set by seal(), cleared by the next unseal: the HSM must not undo an operator's seal. */
+  private sealedByOperator = false;
   private readonly pkcs11Client: Pkcs11Client | null;
   /** Reloads run one at a time, in the order the changes were applied. */
   private reloading: Promise<void> = Promise.resolve();
@@ -93,7 +99,8 @@ export class SealKeeper {
       initialized: this.initialized(),
       sealed: this.sealed(),
       seals: this.seals?.status() ?? null,
-      hsmState: auto?.state ?? "",
+      // A record changed since the seal has no unsealer yet: its loop is as stopped as the old one.
+      hsmState: auto?.state ?? (this.sealedByOperator && this.seals?.canAutoUnseal() ? "stopped" : ""),
       hsmLastError: auto?.lastError?.message ?? "",
     };
   }
@@ -121,7 +128,7 @@ export class SealKeeper {
         });
         // A rekey or migration does not change the root key: an unsealed node stays unsealed.
         if (rootKey !== null) this.seals.adoptRootKey(rootKey);
-        else this.startAutoUnseal();
+        else if (!this.sealedByOperator) void this.startAutoUnseal();
       }
       this.options.onChange();
     }
@@ -132,10 +139,19 @@ export class SealKeeper {
     }
   }
 
-  /** One Shamir share from an operator; opens the barrier when it completes the threshold. */
+  /**
+   * One share from an operator. An unseal share opens the barrier when it completes the
+   * threshold. With an HSM alone, it is a recovery share: a threshold of them starts the HSM's
+   * auto-unseal again and waits for its first attempt (the status then tells how it went).
+   */
   async unsealWithShare(share: string, nonce: string): Promise<SealSetStatus> {
     const seals = this.requireSeals();
-    const status = await seals.unsealWithShare(share, nonce === "" ? undefined : nonce);
+    const given = nonce === "" ? undefined : nonce;
+    if (seals.status().recovery !== null) {
+      if (await seals.authorizeHsmUnseal(share, given)) await this.resumeAutoUnseal();
+      return seals.status();
+    }
+    const status = await seals.unsealWithShare(share, given);
     if (!status.sealed) await this.openBarrier();
     return seals.status();
   }
@@ -144,18 +160,16 @@ export class SealKeeper {
     this.seals?.resetShareAttempt();
   }
 
-  /** Zeroes every key on this node; it serves nothing until unsealed again (HSM: by an operator's retry). */
+  /**
+   * Zeroes every key on this node; it serves nothing until an operator unseals it again (with
+   * unseal shares, or with recovery shares that let its HSM unseal it).
+   */
   seal(): void {
+    this.sealedByOperator = true;
     this.options.barrier.seal();
     this.seals?.seal();
     this.unsealer?.stop();
     this.options.onChange();
-  }
-
-  /** After seal(): lets an HSM node unseal itself again. */
-  retryAutoUnseal(): void {
-    if (this.unsealer === null) this.startAutoUnseal();
-    else void this.unsealer.retryNow();
   }
 
   close(): void {
@@ -170,17 +184,31 @@ export class SealKeeper {
     return this.seals;
   }
 
-  private startAutoUnseal(): void {
+  /** Starts the HSM's auto-unseal loop; resolves after its first attempt, whatever its outcome. */
+  private startAutoUnseal(): Promise<void> {
     const seals = this.seals;
-    if (seals === null || !seals.canAutoUnseal()) return;
+    if (seals === null || !seals.canAutoUnseal()) return Promise.resolve();
     this.unsealer = new AutoUnsealer(
       async () => {
         await seals.unsealWithHsm();
+        // An operator sealed the node (or the record changed) while the HSM answered.
+        if (this.sealedByOperator || this.seals !== seals) {
+          seals.seal();
+          return;
+        }
         await this.openBarrier();
       },
       { onFailure: (error) => this.options.onAutoUnsealFailure?.(`${error.code}: ${error.message}`) },
     );
-    void this.unsealer.start();
+    return this.unsealer.start();
+  }
+
+  /** After an operator's recovery shares: the HSM may unseal this node again, starting now. */
+  private async resumeAutoUnseal(): Promise<void> {
+    this.sealedByOperator = false;
+    this.unsealer?.stop();
+    this.unsealer = null;
+    await this.startAutoUnseal();
   }
 
   private async openBarrier(): Promise<void> {
@@ -189,6 +217,7 @@ export class SealKeeper {
     if (wrapped === null)
       throw new NodeError("NOT_INITIALIZED", "the keyring is missing from the replicated state");
     this.options.barrier.unseal(unwrapKeyring(wrapped, this.rootKey()));
+    this.sealedByOperator = false;
     this.options.onChange();
   }
 

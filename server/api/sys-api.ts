@@ -135,15 +135,17 @@ class SysApi {
 
   status(): SealStatusResponse {
     const { initialized, sealed, seals, hsmState, hsmLastError } = this.parts.keeper.status();
+    // The shares an unseal takes: the unseal shares, or with an HSM alone the recovery shares.
+    const attempt = seals?.shamir ?? seals?.recovery;
     return {
       nodeId: this.parts.nodeId,
       initialized,
       sealed,
       sealTypes: [...(seals?.types ?? [])],
-      threshold: seals?.shamir?.threshold ?? (seals === null ? 0 : 1),
-      shares: seals?.shamir?.shares ?? 0,
-      progress: seals?.shamir?.progress ?? 0,
-      nonce: seals?.shamir?.nonce ?? "",
+      threshold: attempt?.threshold ?? 0,
+      shares: attempt?.shares ?? 0,
+      progress: attempt?.progress ?? 0,
+      nonce: attempt?.nonce ?? "",
       unsealedBy: seals?.unsealedBy ?? "",
       hsmState,
       hsmLastError,

@@ -257,6 +257,71 @@ describe("seal HA: an HSM and Shamir shares at once", () => {
       /recovery shares authorize operations, they do not unseal/,
     );
   });
+
+  it("a threshold of recovery shares authorizes the HSM to unseal again; the shares alone give no key", async () => {
+    const config = hsmConfig();
+    const init = await initializeSeal({
+      pkcs11: { client: new Pkcs11Client(config), generateKey: true },
+      recovery: { count: 3, threshold: 2 },
+    });
+    const recovery = init.recoveryShares?.shares ?? [];
+    const wrappedKeyring = wrappedKeyringOf(init);
+    const seals = new SealSet(init.record, { pkcs11Client: new Pkcs11Client(config) });
+
+    expect(await seals.authorizeHsmUnseal(recovery[2] ?? "")).toBe(false);
+    const { recovery: halfway } = seals.status();
+    expect(halfway).toMatchObject({ threshold: 2, shares: 3, progress: 1, nonce: expect.any(String) });
+    // A share of another cluster is refused as it is entered; the share already given is kept.
+    const other = await initializeSeal({
+      pkcs11: { client: new Pkcs11Client(hsmConfig()), generateKey: true },
+      recovery: { count: 3, threshold: 2 },
+    });
+    await expect(seals.authorizeHsmUnseal(other.recoveryShares?.shares[0] ?? "")).rejects.toMatchObject({
+      code: "SHARE_MISMATCH",
+    });
+    await expect(seals.authorizeHsmUnseal(recovery[0] ?? "", "not-the-nonce")).rejects.toMatchObject({
+      code: "NONCE_MISMATCH",
+    });
+    expect(await seals.authorizeHsmUnseal(recovery[0] ?? "", halfway?.nonce)).toBe(true);
+    // Authorized, not unsealed: the root key comes from the HSM only.
+    expect(seals.status()).toMatchObject({ sealed: true, recovery: { progress: 0, nonce: "" } });
+    expect(() => seals.rootKey()).toThrow(/sealed/);
+    await seals.unsealWithHsm();
+    expectOpens(wrappedKeyring, seals);
+    // An unsealed node takes no share.
+    expect(await seals.authorizeHsmUnseal(recovery[1] ?? "")).toBe(false);
+    expect(seals.status().recovery).toMatchObject({ progress: 0 });
+
+    // A reset or a seal discards a half-entered attempt.
+    seals.seal();
+    await seals.authorizeHsmUnseal(recovery[1] ?? "");
+    seals.resetShareAttempt();
+    expect(seals.status().recovery).toMatchObject({ progress: 0, nonce: "" });
+    await seals.authorizeHsmUnseal(recovery[1] ?? "");
+    seals.seal();
+    expect(seals.status().recovery).toMatchObject({ progress: 0, nonce: "" });
+    seals.close();
+  });
+
+  it("recovery shares are refused where the HSM cannot unseal or unseal shares exist", async () => {
+    const hsmOnly = await initializeSeal({
+      pkcs11: { client: new Pkcs11Client(hsmConfig()), generateKey: true },
+    });
+    await expect(
+      new SealSet(hsmOnly.record).authorizeHsmUnseal(hsmOnly.recoveryShares?.shares[0] ?? ""),
+    ).rejects.toThrow(
+      "this node is not configured for the cluster's HSM (no pkcs11 section in its config): no share can unseal it",
+    );
+    const highlyAvailable = await initializeSeal({
+      pkcs11: { client: new Pkcs11Client(hsmConfig()), generateKey: true },
+      shamir: { count: 2, threshold: 2 },
+    });
+    await expect(
+      new SealSet(highlyAvailable.record).authorizeHsmUnseal(highlyAvailable.unsealShares?.shares[0] ?? ""),
+    ).rejects.toThrow(
+      "this cluster has unseal shares: give those (recovery shares exist only with an HSM alone)",
+    );
+  });
 });
 
 describe("seal migration", () => {

@@ -1,17 +1,19 @@
 // A three-process cluster sealed by a real SoftHSM2 token: init with the HSM makes every node
 // unseal by itself (no operator), a node killed with SIGKILL and restarted unseals by itself and
 // catches up on what was written while it was down, and a node started while the token is away
-// stays sealed until it is back.
+// stays sealed until it is back. A node an operator sealed stays sealed, whatever the HSM and the
+// seal record do, until a threshold of recovery shares lets its HSM unseal it again.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { runCli } from "../cli/cli-runner.js";
 import { SoftHsm } from "../hsm/softhsm-fixture.js";
 import { type Clients, call, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
-import { NodeProcess } from "./process-cluster.js";
+import { bundledCli, NodeProcess } from "./process-cluster.js";
 
 const hsm = new SoftHsm();
 const token = hsm.initToken("cluster");
@@ -35,6 +37,10 @@ const processes = specs.map(
 const clients = new Map(
   specs.map((spec) => [spec.id, clientsFor(`${spec.host}:${spec.clientPort}`, pki)] as const),
 );
+
+/** Set by the first test's init. */
+let rootToken = "";
+let recoveryShares: readonly string[] = [];
 
 function clientOf(id: string): Clients {
   const found = clients.get(id);
@@ -90,6 +96,8 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   expect(init.unsealShares).toEqual([]);
   for (const spec of specs) clientOf(spec.id).useToken(init.rootToken);
   expect(init.recoveryShares).toHaveLength(3);
+  rootToken = init.rootToken;
+  recoveryShares = init.recoveryShares;
   for (const node of processes) await untilUnsealed(node, 15_000, `${node.spec.id} did not unseal by itself`);
   const status = await call(sys.sealStatus.bind(sys), {});
   expect(status).toMatchObject({
@@ -138,4 +146,73 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   await victim.start();
   await untilUnsealed(victim, 20_000, "the node did not unseal with the rotated HSM key");
   expect(await read("n3", "hsm/before")).toBe("one");
+}, 120_000);
+
+it("a node an operator sealed stays sealed until a threshold of recovery shares lets the HSM unseal it", async () => {
+  const cli = await bundledCli();
+  const victim = processes[2];
+  if (victim === undefined) throw new Error("no third node");
+  const operator = pki.client("operator");
+  const strongroom = (args: string[], input = "") =>
+    runCli(cli, [...args, "--addr", `${victim.spec.host}:${victim.spec.clientPort}`], input, {
+      STRONGROOM_CACERT: operator.caFile,
+      STRONGROOM_CLIENT_CERT: operator.certificateFile,
+      STRONGROOM_CLIENT_KEY: operator.privateKeyFile,
+      STRONGROOM_TOKEN: rootToken,
+    });
+  const n3 = clientOf("n3");
+
+  expect(await strongroom(["operator", "seal"])).toMatchObject({ code: 0, stdout: "n3: sealed\n" });
+  expect(await healthCode(victim)).toBe(503);
+
+  // A new seal record (the HSM key rotated) reaches the sealed node: it must not unseal by itself.
+  const sys = clientOf("n1").sys;
+  await call(sys.rotateHsmKey.bind(sys), { keyLabel: "cluster-root-3", mechanism: "", generateKey: true });
+  const statusOf = (id: string) => call(clientOf(id).cluster.status.bind(clientOf(id).cluster), {});
+  // The leader's commit index covers the rotation, which answered once it was committed.
+  const { commitIndex } = await statusOf((await statusOf("n1")).leaderId);
+  const deadline = Date.now() + 10_000;
+  while ((await statusOf("n3")).appliedIndex < commitIndex) {
+    if (Date.now() > deadline) throw new Error("n3 did not apply the rotated seal record");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  expect(await healthCode(victim)).toBe(503);
+  expect(await call(n3.sys.sealStatus.bind(n3.sys), {})).toMatchObject({
+    sealed: true,
+    hsmState: "stopped",
+    threshold: 2,
+    shares: 3,
+    progress: 0,
+  });
+
+  // One recovery share is not enough; it waits in the attempt for the next operator.
+  const first = await strongroom(["operator", "unseal"], `${recoveryShares[2]}\n`);
+  expect(first).toMatchObject({ code: 2, stdout: "n3: sealed (1/2 shares)\n" });
+  expect(first.stderr).toContain("1 node(s) still sealed: give more shares");
+  const metrics = await fetch(`http://${victim.spec.host}:${victim.spec.httpPort}/metrics`);
+  expect(await metrics.text()).toMatch(/^strongroom_seal_unseal_progress 1$/m);
+
+  // The threshold is reached while the token is away: the shares are taken, the HSM cannot
+  // answer, and the node goes back to retrying by itself until the token is back.
+  hsm.removeToken(token);
+  try {
+    const second = await strongroom(["operator", "unseal"], `${recoveryShares[0]}\n`);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain("1 node(s) still sealed: their HSM did not give the root key");
+    expect(second.stdout).toMatch(
+      /^n3: sealed: the recovery shares were accepted, the HSM has not unsealed it \(waiting: .*not present/,
+    );
+  } finally {
+    hsm.restoreToken(token);
+  }
+  await untilUnsealed(victim, 40_000, "n3 did not unseal by its HSM after the recovery shares");
+  expect(await read("n3", "hsm/before")).toBe("one");
+  expect(await call(n3.sys.sealStatus.bind(n3.sys), {})).toMatchObject({
+    sealed: false,
+    unsealedBy: "pkcs11",
+    hsmState: "unsealed",
+  });
+  // An unsealed node asks for no share.
+  expect(await strongroom(["operator", "unseal"])).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
 }, 120_000);

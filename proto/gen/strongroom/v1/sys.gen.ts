@@ -77,6 +77,7 @@ export interface SealStatusResponse {
   sealed: boolean;
   /** The protectors: "shamir", "pkcs11". */
   sealTypes: string[];
+  /** The unseal attempt: unseal shares, or with an HSM alone the recovery shares (see Unseal). */
   threshold: number;
   shares: number;
   progress: number;
@@ -2178,7 +2179,11 @@ export const SysService = {
     responseSerialize: (value: InitResponse): Buffer => Buffer.from(InitResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): InitResponse => InitResponse.decode(value),
   },
-  /** One unseal share for this node (Shamir), or a reset of the attempt in progress. */
+  /**
+   * One unseal share for this node (Shamir), or a reset of the attempt in progress. With an HSM
+   * alone, one recovery share: a threshold of them lets the HSM unseal this node again (after Seal,
+   * or after its PIN was fixed), and the answer tells how the HSM's first attempt went.
+   */
   unseal: {
     path: "/strongroom.v1.Sys/Unseal" as const,
     requestStream: false as const,
@@ -2188,7 +2193,10 @@ export const SysService = {
     responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
-  /** Seals this node: its keys are zeroed and it serves no secret until unsealed again. */
+  /**
+   * Seals this node: its keys are zeroed and it serves no secret until an operator unseals it
+   * (the HSM does not unseal it by itself until a threshold of recovery shares was given).
+   */
   seal: {
     path: "/strongroom.v1.Sys/Seal" as const,
     requestStream: false as const,
@@ -2300,9 +2308,16 @@ export interface SysServer extends UntypedServiceImplementation {
    * the keyring. Answers the shares once; the cluster keeps only their digests.
    */
   init: handleUnaryCall<InitRequest, InitResponse>;
-  /** One unseal share for this node (Shamir), or a reset of the attempt in progress. */
+  /**
+   * One unseal share for this node (Shamir), or a reset of the attempt in progress. With an HSM
+   * alone, one recovery share: a threshold of them lets the HSM unseal this node again (after Seal,
+   * or after its PIN was fixed), and the answer tells how the HSM's first attempt went.
+   */
   unseal: handleUnaryCall<UnsealRequest, SealStatusResponse>;
-  /** Seals this node: its keys are zeroed and it serves no secret until unsealed again. */
+  /**
+   * Seals this node: its keys are zeroed and it serves no secret until an operator unseals it
+   * (the HSM does not unseal it by itself until a threshold of recovery shares was given).
+   */
   seal: handleUnaryCall<SealRequest, SealStatusResponse>;
   sealStatus: handleUnaryCall<SealStatusRequest, SealStatusResponse>;
   /** New shares for the authorizing share set, given one current share per call. */
@@ -2351,7 +2366,11 @@ export interface SysClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: InitResponse) => void,
   ): ClientUnaryCall;
-  /** One unseal share for this node (Shamir), or a reset of the attempt in progress. */
+  /**
+   * One unseal share for this node (Shamir), or a reset of the attempt in progress. With an HSM
+   * alone, one recovery share: a threshold of them lets the HSM unseal this node again (after Seal,
+   * or after its PIN was fixed), and the answer tells how the HSM's first attempt went.
+   */
   unseal(
     request: UnsealRequest,
     callback: (error: ServiceError | null, response: SealStatusResponse) => void,
@@ -2367,7 +2386,10 @@ export interface SysClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SealStatusResponse) => void,
   ): ClientUnaryCall;
-  /** Seals this node: its keys are zeroed and it serves no secret until unsealed again. */
+  /**
+   * Seals this node: its keys are zeroed and it serves no secret until an operator unseals it
+   * (the HSM does not unseal it by itself until a threshold of recovery shares was given).
+   */
   seal(
     request: SealRequest,
     callback: (error: ServiceError | null, response: SealStatusResponse) => void,
