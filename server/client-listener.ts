@@ -192,7 +192,7 @@ function callContext(
   const cap = Date.now() + options.timeoutMs;
   const deadline =
     clientDeadline instanceof Date ? Math.min(clientDeadline.getTime(), cap) : Math.min(clientDeadline, cap);
-  return { method, identity, token, deadline, forwardedBy: null };
+  return { method, identity, token, deadline, forwardedBy: null, tokenUse: { spent: false } };
 }
 
 /** A server-streaming handler with its request entry before it starts and its response entry when it ends. */

@@ -28,6 +28,11 @@ export interface ExecutorOptions {
   readonly cutOff?: () => boolean;
   /** Whether this node was removed from the cluster: calls for the leader are refused at once. */
   readonly removed?: () => boolean;
+  /**
+   * Runs just before a call's handler runs on this node, once the call is to run here rather than
+   * be forwarded: where a use-limited token spends its use.
+   */
+  readonly beforeRun?: (context: RequestContext) => Promise<void>;
 }
 
 export class Executor {
@@ -59,6 +64,7 @@ export class Executor {
     if (context.forwardedBy === null) method.guard?.();
     if (method.route !== "leader") {
       if (actAfter !== null) await actAfter;
+      await this.options.beforeRun?.(context);
       return handler(request, context);
     }
     if (this.options.removed?.() === true) {
@@ -76,6 +82,7 @@ export class Executor {
       try {
         if (isLeader) {
           if (actAfter !== null) await actAfter;
+          await this.options.beforeRun?.(context);
           return await handler(request, context);
         }
         if (leaderId !== null && context.forwardedBy === null) {

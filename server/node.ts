@@ -8,7 +8,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
-import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
+import { AccessService, type TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import {
   Consistency,
   type ReadTimesRequest,
@@ -359,13 +359,18 @@ export class StrongroomNode {
       backoff: new TokenBackoff(),
       refusals,
       // On the leader itself, or through the peer channel to it (a call between nodes only).
-      consumeTokenUse: async (context) => {
+      consumeTokenUse: async (context): Promise<number> => {
         const spend = { ...context, method: AccessService.consumeTokenUse.path };
         const { role, leader } = raftNode().leadership();
-        if (role === "leader") await accessApi.consumeTokenUse(spend);
-        else if (leader === null)
-          throw new NodeError("NO_LEADER", "no leader to spend the token's use on; retry");
-        else await forwarder.forward(leader, access.consumeTokenUse as AnyApiMethod, {}, spend);
+        if (role === "leader") return (await accessApi.consumeTokenUse(spend)).usesLeft;
+        if (leader === null) throw new NodeError("NO_LEADER", "no leader to spend the token's use on; retry");
+        const spent = await forwarder.forward<object, TokenInfo>(
+          leader,
+          access.consumeTokenUse as AnyApiMethod,
+          {},
+          spend,
+        );
+        return spent.usesLeft;
       },
     });
     onSealed.push(
@@ -382,6 +387,7 @@ export class StrongroomNode {
         return { isLeader: role === "leader", leaderId: leader };
       },
       forwarder,
+      beforeRun: (context) => authorizer.spendUse(context),
       // The audit trail is outermost: every call is recorded, refused ones included.
       interceptors: [
         audit.interceptor(),
@@ -607,9 +613,11 @@ export class StrongroomNode {
       metrics: new GrpcMetrics(registry),
       leaderId: () => raftNode().leadership().leader,
       audit,
-      authorize: (context, request) => {
+      // A stream runs on the node that took it: it spends its token's use there.
+      authorize: async (context, request) => {
         rateLimiter.check(context, request);
-        return authorizer.check(context, request);
+        await authorizer.check(context, request);
+        await authorizer.spendUse(context);
       },
       streamsPerConnectionMax: config.requests.streamsPerConnectionMax,
     });

@@ -13,6 +13,12 @@ export interface RequestContext {
   readonly deadline: number;
   /** The node that forwarded this request to the leader, or null when the client came here. */
   readonly forwardedBy: string | null;
+  /**
+   * Whether the caller's use-limited token has spent its use on this call, here or on the node
+   * that forwarded it (it began running the call as leader, then lost the lead): a call spends
+   * one use, where it runs (server/access/authorizer.ts, spendUse).
+   */
+  readonly tokenUse: { spent: boolean };
 }
 
 export type Handler<Request, Response> = (request: Request, context: RequestContext) => Promise<Response>;

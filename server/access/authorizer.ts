@@ -5,6 +5,12 @@
 // wins, the most specific rule decides. Runs as an interceptor on the node that took the call and
 // again on the leader when the call is forwarded (with the same identity and token), so a stale
 // follower can never grant what the leader's state does not.
+//
+// A use-limited token spends one use per call, on the node where the call runs, just before it
+// runs (spendUse, called by the executor): a call refused first spends nothing, a forwarded call
+// spends on the leader (after the leader's own check, which must still find the token), and the
+// rest of the call goes on with the caller as checked, so a call that spent the last use still
+// completes (Vault's order: the token is used up after its last call, not during it).
 
 import { NodeError } from "../errors.js";
 import { authorize, type Capability, type Policy, validatePolicy } from "../policy/policy.js";
@@ -57,8 +63,11 @@ export interface AuthorizerOptions {
   readonly catchUp: (context: RequestContext) => Promise<void>;
   readonly backoff: TokenBackoff;
   readonly refusals: RefusalMetrics;
-  /** Spends one use of the caller's use-limited token on the leader; TOKEN_INVALID when none is left. */
-  readonly consumeTokenUse: (context: RequestContext) => Promise<void>;
+  /**
+   * Spends one use of the caller's use-limited token on the leader and answers the uses left;
+   * TOKEN_INVALID when none is left.
+   */
+  readonly consumeTokenUse: (context: RequestContext) => Promise<number>;
   readonly now?: () => number;
 }
 
@@ -66,6 +75,8 @@ export class Authorizer {
   private readonly now: () => number;
   private readonly tokenKey = new RootDerivedKey(deriveTokenKey);
   private readonly tokenHashes = new TokenHashMemo(tokenHash);
+  /** The caller of each call that passed check(), for the rest of that call (its handler, its spend). */
+  private readonly checkedCallers = new WeakMap<RequestContext, Caller>();
 
   constructor(private readonly options: AuthorizerOptions) {
     this.now = options.now ?? Date.now;
@@ -88,8 +99,29 @@ export class Authorizer {
     }
   }
 
-  /** The caller of a call that passed check(), for handlers that decide more (token operations). */
+  /**
+   * The caller of a call that passed check(), as checked (with its token's uses left after this
+   * call's), for handlers that decide more (token operations).
+   */
   async caller(context: RequestContext): Promise<Caller> {
+    return this.checkedCallers.get(context) ?? this.resolveCaller(context);
+  }
+
+  /**
+   * Spends one use of the caller's use-limited token for this call (once, whatever the retries),
+   * on the node where the call is about to run. Nothing for a token without a use limit.
+   */
+  async spendUse(context: RequestContext): Promise<void> {
+    const caller = this.checkedCallers.get(context);
+    const token = caller?.token;
+    if (caller === undefined || token === null || token === undefined || token.usesLeft === null) return;
+    if (context.tokenUse.spent) return;
+    const usesLeft = await this.options.consumeTokenUse(context);
+    context.tokenUse.spent = true;
+    this.checkedCallers.set(context, { ...caller, token: { ...token, usesLeft } });
+  }
+
+  private async resolveCaller(context: RequestContext): Promise<Caller> {
     let records = await this.options.view.records();
     const { token, identity } = context;
     const hash = token !== null && isWellFormedToken(token) ? this.hashOf(token) : null;
@@ -199,7 +231,8 @@ export class Authorizer {
         );
       throw new NodeError("SEALED", "this node is sealed: unseal it to serve requests");
     }
-    const caller = await this.caller(context);
+    const caller = await this.resolveCaller(context);
+    this.checkedCallers.set(context, caller);
     if (permission.kind === "path") {
       const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
         string,
@@ -222,11 +255,6 @@ export class Authorizer {
         }
       } else capability = permission.capability;
       this.require(caller, path, capability, permission.sudo);
-    }
-    // A use-limited token spends one use, on the leader, for the node that took the call (the
-    // leader does not spend another when that node forwards the call).
-    if (caller.token?.usesLeft != null && context.forwardedBy === null) {
-      await this.options.consumeTokenUse(context);
     }
   }
 

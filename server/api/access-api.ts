@@ -182,6 +182,13 @@ export class AccessApi {
     requireServing(this.parts.keeper, context);
     const { authorizer, limits } = this.parts;
     const caller = await authorizer.caller(context);
+    // As in Vault: a child would outlive its parent's use limit (its own uses are its own).
+    if (caller.token !== null && caller.token.usesLeft !== null) {
+      throw new NodeError(
+        "PERMISSION_DENIED",
+        "a token with a use limit cannot create tokens: their uses would not count against it",
+      );
+    }
     const records = await this.parts.view.records();
     const policies =
       request.policies.length === 0 ? [...caller.policyNames] : [...new Set(request.policies)].sort();
@@ -241,20 +248,31 @@ export class AccessApi {
 
   async renewToken(request: RenewTokenRequest, context: RequestContext): Promise<TokenInfo> {
     requireServing(this.parts.keeper, context);
-    const { hash, record, records } = await this.target(request.accessor, "update", context);
-    return this.info(records, await this.renewTokenRecord(hash, record, request.incrementMs));
+    const { hash, records } = await this.target(request.accessor, "update", context);
+    return this.info(records, await this.renewTokenRecord(hash, request.incrementMs));
   }
 
-  /** Extends a token by `incrementMs` from now (0: its own TTL), never past its hard limit. */
-  async renewTokenRecord(hash: string, record: TokenRecord, incrementMs: number): Promise<TokenRecord> {
-    if (!record.renewable) throw new NodeError("NOT_RENEWABLE", "the token is not renewable");
-    const now = Date.now();
-    const increment = incrementMs === 0 ? record.ttlMs : incrementMs;
-    const expiresAt =
-      record.maxExpiresAt === 0 ? now + increment : Math.min(now + increment, record.maxExpiresAt);
-    const renewed: TokenRecord = { ...record, expiresAt };
-    await this.putRecord(accessAreas.token, hash, encodeRecord(renewed));
-    return renewed;
+  /**
+   * Extends a token by `incrementMs` from now (0: its own TTL), never past its hard limit, on the
+   * record as it stands (a use spent meanwhile stays spent).
+   */
+  async renewTokenRecord(hash: string, incrementMs: number): Promise<TokenRecord> {
+    return this.rewriteToken(
+      hash,
+      () =>
+        new NodeError(
+          "NOT_FOUND",
+          "no valid token to renew: it was revoked, it expired or its uses are spent",
+        ),
+      (record) => {
+        if (!record.renewable) throw new NodeError("NOT_RENEWABLE", "the token is not renewable");
+        const now = Date.now();
+        const increment = incrementMs === 0 ? record.ttlMs : incrementMs;
+        const expiresAt =
+          record.maxExpiresAt === 0 ? now + increment : Math.min(now + increment, record.maxExpiresAt);
+        return { ...record, expiresAt };
+      },
+    );
   }
 
   /** Revokes a token: every node refuses it, and its descendants, once the deletion applies. */
@@ -300,29 +318,12 @@ export class AccessApi {
     if (context.token === null) throw new NodeError("INVALID_ARGUMENT", "no token was presented");
     const hash = authorizer.hashOf(context.token);
     const spend = async (): Promise<TokenInfo> => {
-      for (let attempt = 1; ; attempt++) {
-        const records = await view.records();
-        const record = authorizer.validToken(records, hash);
-        const digest = view.digestOf(accessAreas.token, hash);
-        if (record === null || digest === null || record.usesLeft === 0) {
-          throw new NodeError(
-            "TOKEN_INVALID",
-            "the token is not valid: unknown, expired, revoked or used up",
-          );
-        }
-        if (record.usesLeft === null) return this.info(records, record);
-        const spent: TokenRecord = { ...record, usesLeft: record.usesLeft - 1 };
-        try {
-          if (spent.usesLeft === 0) {
-            await this.parts.records.delete(accessAreas.token, hash, digest);
-          } else {
-            await this.putRecord(accessAreas.token, hash, encodeRecord(spent), digest);
-          }
-          return this.info(records, spent);
-        } catch (error) {
-          if (!(error instanceof StateError && error.code === "CAS_MISMATCH") || attempt >= 5) throw error;
-        }
-      }
+      const spent = await this.rewriteToken(
+        hash,
+        () => new NodeError("TOKEN_INVALID", "the token is not valid: unknown, expired, revoked or used up"),
+        (record) => (record.usesLeft === null ? record : { ...record, usesLeft: record.usesLeft - 1 }),
+      );
+      return this.info(await view.records(), spent);
     };
     // One spend at a time per token on this leader; the check-and-set covers everything else.
     const previous = this.spending.get(hash) ?? Promise.resolve();
@@ -419,6 +420,34 @@ export class AccessApi {
     requireServing(this.parts.keeper, context);
     await this.parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
     return this.parts.view.records();
+  }
+
+  /**
+   * Rewrites a valid token's record with `change` as a check-and-set on the record read, read
+   * again and retried when another change came first, so no two changes (two spends, a spend and
+   * a renewal) are ever applied to the same record; a record whose last use is spent is deleted.
+   * `missing` is the error when the token is not valid (or its uses are spent already).
+   */
+  private async rewriteToken(
+    hash: string,
+    missing: () => NodeError,
+    change: (record: TokenRecord) => TokenRecord,
+  ): Promise<TokenRecord> {
+    const { authorizer, view } = this.parts;
+    for (let attempt = 1; ; attempt++) {
+      const record = authorizer.validToken(await view.records(), hash);
+      const digest = view.digestOf(accessAreas.token, hash);
+      if (record === null || digest === null || record.usesLeft === 0) throw missing();
+      const changed = change(record);
+      if (changed === record) return record;
+      try {
+        if (changed.usesLeft === 0) await this.parts.records.delete(accessAreas.token, hash, digest);
+        else await this.putRecord(accessAreas.token, hash, encodeRecord(changed), digest);
+        return changed;
+      } catch (error) {
+        if (!(error instanceof StateError && error.code === "CAS_MISMATCH") || attempt >= 5) throw error;
+      }
+    }
   }
 
   private putRecord(

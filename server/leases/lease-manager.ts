@@ -27,7 +27,7 @@ import {
 
 /** What the lease manager needs of the token side of the access API. */
 export interface TokenLeases {
-  renewTokenRecord(hash: string, record: TokenRecord, incrementMs: number): Promise<TokenRecord>;
+  renewTokenRecord(hash: string, incrementMs: number): Promise<TokenRecord>;
   revokeTokenHash(hash: string): Promise<{ revision: number; accessors: string[] }>;
 }
 
@@ -192,7 +192,7 @@ export class LeaseManager {
         "a certificate's lifetime is in the certificate and cannot be extended: issue a new one",
       );
     }
-    return tokenLeaseView(await this.parts.tokens.renewTokenRecord(token.hash, token.record, incrementMs));
+    return tokenLeaseView(await this.parts.tokens.renewTokenRecord(token.hash, incrementMs));
   }
 
   /** Revokes one lease; answers the index from which it is revoked and every lease id it took. */

@@ -532,6 +532,83 @@ describe("tokens", () => {
     expect(internal).toMatchObject({ code: status.PERMISSION_DENIED });
   });
 
+  it("a use-limited token's last use works on any node; a call refused first spends nothing", async () => {
+    // A write through a follower is checked there and again on the leader: its use is spent once,
+    // where the write runs, so the leader's check still finds the token of a last use.
+    for (let index = 0; index < 3; index++) {
+      const once = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 1 });
+      const secrets = clientAs(index, "single-use", once.token).secrets;
+      await call(secrets.put.bind(secrets), { path: `tok/once-${index}`, value: bytes("v") });
+      expect(await outcomeOf(() => call(secrets.get.bind(secrets), readRequest(`tok/once-${index}`)))).toBe(
+        "TOKEN_INVALID",
+      );
+    }
+    // Refused by its policy, on each node: no use spent.
+    const twice = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 2 });
+    for (let index = 0; index < 3; index++) {
+      const secrets = clientAs(index, "twice", twice.token).secrets;
+      const refused = await callError(secrets.put.bind(secrets), { path: "elsewhere/x", value: bytes("v") });
+      expect(refused.code).toBe(status.PERMISSION_DENIED);
+    }
+    const lookup = asRoot(1).access;
+    expect(
+      await call(lookup.lookupToken.bind(lookup), { accessor: twice.info?.accessor ?? "" }),
+    ).toMatchObject({
+      usesLeft: 2,
+    });
+    // It may not make tokens whose uses would not count against its own.
+    const creator = clientAs(2, "twice", twice.token);
+    const refusedChild = await callError(creator.access.createToken.bind(creator.access), {
+      policies: [],
+      ttlMs: 0,
+      maxTtlMs: 0,
+      renewable: false,
+      orphan: false,
+      displayName: "",
+      numUses: 0,
+    });
+    expect(refusedChild).toMatchObject({ code: status.PERMISSION_DENIED });
+    expect(refusedChild.details).toBe(
+      "a token with a use limit cannot create tokens: their uses would not count against it",
+    );
+    // Its last use may look itself up, on a follower or the leader: it is shown spent.
+    const self = clientAs(0, "twice", twice.token).access;
+    expect(await call(self.lookupToken.bind(self), { accessor: "" })).toMatchObject({ usesLeft: 0 });
+    expect(await outcomeOf(() => call(self.lookupToken.bind(self), { accessor: "" }))).toBe("TOKEN_INVALID");
+  });
+
+  it("renewing a use-limited token keeps its spent uses spent", async () => {
+    const renewable = await createToken(asRoot(), {
+      policies: ["tok"],
+      ttlMs: 60_000,
+      maxTtlMs: 600_000,
+      renewable: true,
+      numUses: 4,
+    });
+    const holder = clientAs(1, "renewer", renewable.token);
+    await call(holder.secrets.get.bind(holder.secrets), readRequest("tok/n0"));
+    // The renewal is a call of its own: it spends the third use.
+    const renewed = await call(holder.access.renewToken.bind(holder.access), {
+      accessor: "",
+      incrementMs: 0,
+    });
+    expect(renewed.usesLeft).toBe(2);
+    const lookup = asRoot(2).access;
+    expect(
+      await call(lookup.lookupToken.bind(lookup), { accessor: renewable.info?.accessor ?? "" }),
+    ).toMatchObject({ usesLeft: 2 });
+    await call(holder.secrets.get.bind(holder.secrets), readRequest("tok/n0"));
+    // The last use cannot renew what it spends.
+    const last = await callError(holder.access.renewToken.bind(holder.access), {
+      accessor: "",
+      incrementMs: 0,
+    });
+    expect(last).toMatchObject({ code: status.NOT_FOUND });
+    expect(await outcomeOf(() => call(holder.secrets.get.bind(holder.secrets), readRequest("tok/n0")))).toBe(
+      "TOKEN_INVALID",
+    );
+  });
+
   it("an identity that keeps presenting invalid tokens is made to wait", async () => {
     const forged = `sr.${"A".repeat(43)}`;
     const guesser = clientAs(0, "guesser", forged).secrets;

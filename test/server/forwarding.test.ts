@@ -16,6 +16,7 @@ import {
   type PutResponse,
   SecretsService,
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { NotLeaderError } from "../../raft/core/index.js";
 import { method } from "../../server/api/api-method.js";
 import { ForwardedError, NodeError } from "../../server/errors.js";
 import { Executor } from "../../server/executor.js";
@@ -91,6 +92,7 @@ const contextFor = (deadlineMs = 10_000): RequestContext => ({
   token: null,
   deadline: Date.now() + deadlineMs,
   forwardedBy: null,
+  tokenUse: { spent: false },
 });
 
 const forwardPut = (forwarder: Forwarder, path: string, deadlineMs?: number) =>
@@ -309,5 +311,47 @@ describe("the executor and what a call must await before acting", () => {
     release();
     expect((await local).version).toBe(1);
     expect(ranHere).toEqual(["p/local"]);
+  });
+
+  it("spends a token's use only where a call runs, and tells the leader when it was spent here first", async () => {
+    const seenAtLeader: boolean[] = [];
+    const leader = await startLeader(async (_request, context) => {
+      seenAtLeader.push(context.tokenUse.spent);
+      return { version: 7, revision: 7 };
+    });
+    closers.push(leader.stop);
+    let leadsHere = false;
+    const spentHere: string[] = [];
+    const localPut = method<PutRequest, PutResponse>(SecretsService.put, "leader", async () => {
+      // This node lost the lead before proposing: the executor tries again, on the new leader.
+      leadsHere = false;
+      throw new NotLeaderError("n1");
+    });
+    const executor = new Executor({
+      leader: () => ({ isLeader: leadsHere, leaderId: leadsHere ? "n2" : "n1" }),
+      forwarder: follower(leader.port),
+      interceptors: [],
+      beforeRun: async (context) => {
+        spentHere.push(context.method);
+        context.tokenUse.spent = true;
+      },
+    });
+    const run = () =>
+      executor.execute(
+        localPut,
+        { path: "p", value: new Uint8Array(1) },
+        contextFor(),
+      ) as Promise<PutResponse>;
+
+    // Forwarded at once: nothing spent here, the leader spends.
+    expect((await run()).version).toBe(7);
+    expect(spentHere).toEqual([]);
+    expect(seenAtLeader).toEqual([false]);
+
+    // Begun here as leader (spent here), then forwarded: the leader learns it was spent.
+    leadsHere = true;
+    expect((await run()).version).toBe(7);
+    expect(spentHere).toEqual([SecretsService.put.path]);
+    expect(seenAtLeader).toEqual([false, true]);
   });
 });

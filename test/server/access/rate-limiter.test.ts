@@ -27,6 +27,7 @@ function setUp() {
       token: null,
       deadline: Number.MAX_SAFE_INTEGER,
       forwardedBy,
+      tokenUse: { spent: false },
     };
     try {
       limiter.check(context, { path });

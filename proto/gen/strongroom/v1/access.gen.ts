@@ -2225,8 +2225,8 @@ export const AccessService = {
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
   /**
-   * Between nodes only (clients are refused): the node that took a call made with a use-limited
-   * token spends one of its uses on the leader before serving it.
+   * Between nodes only (clients are refused): the node where a call made with a use-limited token
+   * runs spends one of its uses on the leader just before running it.
    */
   consumeTokenUse: {
     path: "/strongroom.v1.Access/ConsumeTokenUse" as const,
@@ -2298,8 +2298,8 @@ export interface AccessServer extends UntypedServiceImplementation {
   /** Describes the caller's token (empty accessor) or the token of `accessor`. */
   lookupToken: handleUnaryCall<TokenAccessorRequest, TokenInfo>;
   /**
-   * Between nodes only (clients are refused): the node that took a call made with a use-limited
-   * token spends one of its uses on the leader before serving it.
+   * Between nodes only (clients are refused): the node where a call made with a use-limited token
+   * runs spends one of its uses on the leader just before running it.
    */
   consumeTokenUse: handleUnaryCall<ConsumeTokenUseRequest, TokenInfo>;
   /**
@@ -2486,8 +2486,8 @@ export interface AccessClient extends Client {
     callback: (error: ServiceError | null, response: TokenInfo) => void,
   ): ClientUnaryCall;
   /**
-   * Between nodes only (clients are refused): the node that took a call made with a use-limited
-   * token spends one of its uses on the leader before serving it.
+   * Between nodes only (clients are refused): the node where a call made with a use-limited token
+   * runs spends one of its uses on the leader just before running it.
    */
   consumeTokenUse(
     request: ConsumeTokenUseRequest,

@@ -205,6 +205,11 @@ export interface ForwardRequest {
    * travels only inside the peer channel's mutual TLS and is never stored or logged.
    */
   clientToken: string;
+  /**
+   * The forwarding node spent the token's use for this call already (it began running the call as
+   * leader, then lost the lead): the leader does not spend another.
+   */
+  tokenUseSpent: boolean;
 }
 
 export interface ForwardedCall {
@@ -2014,7 +2019,14 @@ export const Removed: MessageFns<Removed> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { method: "", request: new Uint8Array(0), clientIdentity: "", deadlineMs: 0, clientToken: "" };
+  return {
+    method: "",
+    request: new Uint8Array(0),
+    clientIdentity: "",
+    deadlineMs: 0,
+    clientToken: "",
+    tokenUseSpent: false,
+  };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -2033,6 +2045,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.clientToken !== "") {
       writer.uint32(42).string(message.clientToken);
+    }
+    if (message.tokenUseSpent !== false) {
+      writer.uint32(48).bool(message.tokenUseSpent);
     }
     return writer;
   },
@@ -2090,6 +2105,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.clientToken = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.tokenUseSpent = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2121,6 +2144,11 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         : isSet(object.client_token)
         ? globalThis.String(object.client_token)
         : "",
+      tokenUseSpent: isSet(object.tokenUseSpent)
+        ? globalThis.Boolean(object.tokenUseSpent)
+        : isSet(object.token_use_spent)
+        ? globalThis.Boolean(object.token_use_spent)
+        : false,
     };
   },
 
@@ -2140,6 +2168,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.clientToken !== "") {
       obj.clientToken = message.clientToken;
+    }
+    if (message.tokenUseSpent !== false) {
+      obj.tokenUseSpent = message.tokenUseSpent;
     }
     return obj;
   },
