@@ -31,7 +31,7 @@ function printToken(output: Output, info: TokenInfo): void {
     ["renewable", String(info.renewable)],
     ["orphan", String(info.orphan)],
     ["tenant", info.tenant || "-"],
-    ["uses left", info.usesLeft === 0 ? "no limit" : String(info.usesLeft)],
+    ["uses left", info.useLimited ? String(info.usesLeft) : "no limit"],
   ];
   for (const [name, value] of rows) output.out(`${name.padEnd(14)}${value}\n`);
 }

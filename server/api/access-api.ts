@@ -407,6 +407,7 @@ export class AccessApi {
       renewable: record.renewable,
       orphan: record.parent === null,
       usesLeft: record.usesLeft ?? 0,
+      useLimited: record.usesLeft !== null,
       tenant: tenants.size === 1 && typeof tenant === "string" ? tenant : "",
     };
   }

@@ -429,7 +429,13 @@ describe("tokens", () => {
     );
     const parent = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000 });
     expect(parent.token).toMatch(/^sr\./);
-    expect(parent.info).toMatchObject({ policies: ["tok"], orphan: false, renewable: false });
+    expect(parent.info).toMatchObject({
+      policies: ["tok"],
+      orphan: false,
+      renewable: false,
+      usesLeft: 0,
+      useLimited: false,
+    });
     const holder = clientAs(0, "tok-holder", parent.token);
     // The child's clients (and their certificates: a key pair each, made on this thread, which the
     // in-process nodes share) exist before the child does, so its short life is spent on calls.
@@ -509,7 +515,7 @@ describe("tokens", () => {
 
   it("a token with a use limit serves that many calls, on any node, and no more", async () => {
     const limited = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 3 });
-    expect(limited.info?.usesLeft).toBe(3);
+    expect(limited.info).toMatchObject({ usesLeft: 3, useLimited: true });
     const outcomes: string[] = [];
     for (let index = 0; index < 4; index++) {
       const secrets = clientAs(index, "limited", limited.token).secrets;
@@ -573,7 +579,10 @@ describe("tokens", () => {
     );
     // Its last use may look itself up, on a follower or the leader: it is shown spent.
     const self = clientAs(0, "twice", twice.token).access;
-    expect(await call(self.lookupToken.bind(self), { accessor: "" })).toMatchObject({ usesLeft: 0 });
+    expect(await call(self.lookupToken.bind(self), { accessor: "" })).toMatchObject({
+      usesLeft: 0,
+      useLimited: true,
+    });
     expect(await outcomeOf(() => call(self.lookupToken.bind(self), { accessor: "" }))).toBe("TOKEN_INVALID");
   });
 

@@ -128,8 +128,10 @@ export interface TokenInfo {
   orphan: boolean;
   /** The tenant all of its policies belong to, or empty. */
   tenant: string;
-  /** Calls it may still make (0: no limit). */
+  /** Calls it may still make (0: no limit, unless use_limited). */
   usesLeft: number;
+  /** It has a use limit: uses_left counts what is left (0 once the call that shows it was its last). */
+  useLimited: boolean;
 }
 
 export interface ConsumeTokenUseRequest {
@@ -1266,6 +1268,7 @@ function createBaseTokenInfo(): TokenInfo {
     orphan: false,
     tenant: "",
     usesLeft: 0,
+    useLimited: false,
   };
 }
 
@@ -1306,6 +1309,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.usesLeft !== 0) {
       writer.uint32(96).uint32(message.usesLeft);
+    }
+    if (message.useLimited !== false) {
+      writer.uint32(104).bool(message.useLimited);
     }
     return writer;
   },
@@ -1419,6 +1425,14 @@ export const TokenInfo: MessageFns<TokenInfo> = {
             message.usesLeft = reader.uint32();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.useLimited = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1473,6 +1487,11 @@ export const TokenInfo: MessageFns<TokenInfo> = {
         : isSet(object.uses_left)
         ? globalThis.Number(object.uses_left)
         : 0,
+      useLimited: isSet(object.useLimited)
+        ? globalThis.Boolean(object.useLimited)
+        : isSet(object.use_limited)
+        ? globalThis.Boolean(object.use_limited)
+        : false,
     };
   },
 
@@ -1513,6 +1532,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.usesLeft !== 0) {
       obj.usesLeft = Math.round(message.usesLeft);
+    }
+    if (message.useLimited !== false) {
+      obj.useLimited = message.useLimited;
     }
     return obj;
   },
