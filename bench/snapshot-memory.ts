@@ -264,7 +264,7 @@ async function benchBackupMemory(
         token: null,
         deadline: Date.now() + 600_000,
         forwardedBy: null,
-        tokenUse: { spent: false },
+        authorization: { caller: null, tokenUseSpent: false },
       }),
   });
   const port = await new Promise<number>((resolve, reject) =>

@@ -192,7 +192,14 @@ function callContext(
   const cap = Date.now() + options.timeoutMs;
   const deadline =
     clientDeadline instanceof Date ? Math.min(clientDeadline.getTime(), cap) : Math.min(clientDeadline, cap);
-  return { method, identity, token, deadline, forwardedBy: null, tokenUse: { spent: false } };
+  return {
+    method,
+    identity,
+    token,
+    deadline,
+    forwardedBy: null,
+    authorization: { caller: null, tokenUseSpent: false },
+  };
 }
 
 /** A server-streaming handler with its request entry before it starts and its response entry when it ends. */

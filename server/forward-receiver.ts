@@ -125,7 +125,7 @@ export class ForwardReceiver implements ForwardingHandlers {
         token: forwarded.clientToken === "" ? null : forwarded.clientToken,
         deadline: Date.now() + Math.min(forwarded.deadlineMs, this.options.deadlineMsMax),
         forwardedBy: peer,
-        tokenUse: { spent: forwarded.tokenUseSpent },
+        authorization: { caller: null, tokenUseSpent: forwarded.tokenUseSpent },
       };
       const response = await this.options.execute(method, request, context);
       return {

@@ -65,7 +65,7 @@ export class Forwarder {
       clientIdentity: context.identity,
       clientToken: context.token ?? "",
       deadlineMs: Math.max(1, context.deadline - Date.now()),
-      tokenUseSpent: context.tokenUse.spent,
+      tokenUseSpent: context.authorization.tokenUseSpent,
     };
     const answer = await this.send(leader, channel, forwardRequest, context.deadline);
     if (answer.code !== status.OK) {

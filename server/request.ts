@@ -13,12 +13,23 @@ export interface RequestContext {
   readonly deadline: number;
   /** The node that forwarded this request to the leader, or null when the client came here. */
   readonly forwardedBy: string | null;
+  /** What the authorizer learned of the call, for the rest of it on this node. */
+  readonly authorization: CallAuthorization;
+}
+
+/**
+ * Kept on the call's context, not in a WeakMap keyed by it: an entry per call cost reads 2-4%
+ * (docs/performance.md, eighteenth session).
+ */
+export interface CallAuthorization {
+  /** The caller as the authorizer checked it (its `Caller`, server/access/authorizer.ts), or null. */
+  caller: object | null;
   /**
    * Whether the caller's use-limited token has spent its use on this call, here or on the node
    * that forwarded it (it began running the call as leader, then lost the lead): a call spends
-   * one use, where it runs (server/access/authorizer.ts, spendUse).
+   * one use, where it runs (the authorizer's spendUse).
    */
-  readonly tokenUse: { spent: boolean };
+  tokenUseSpent: boolean;
 }
 
 export type Handler<Request, Response> = (request: Request, context: RequestContext) => Promise<Response>;

@@ -75,8 +75,6 @@ export class Authorizer {
   private readonly now: () => number;
   private readonly tokenKey = new RootDerivedKey(deriveTokenKey);
   private readonly tokenHashes = new TokenHashMemo(tokenHash);
-  /** The caller of each call that passed check(), for the rest of that call (its handler, its spend). */
-  private readonly checkedCallers = new WeakMap<RequestContext, Caller>();
 
   constructor(private readonly options: AuthorizerOptions) {
     this.now = options.now ?? Date.now;
@@ -104,7 +102,7 @@ export class Authorizer {
    * call's), for handlers that decide more (token operations).
    */
   async caller(context: RequestContext): Promise<Caller> {
-    return this.checkedCallers.get(context) ?? this.resolveCaller(context);
+    return checkedCaller(context) ?? this.resolveCaller(context);
   }
 
   /**
@@ -112,13 +110,13 @@ export class Authorizer {
    * on the node where the call is about to run. Nothing for a token without a use limit.
    */
   async spendUse(context: RequestContext): Promise<void> {
-    const caller = this.checkedCallers.get(context);
+    const caller = checkedCaller(context);
     const token = caller?.token;
-    if (caller === undefined || token === null || token === undefined || token.usesLeft === null) return;
-    if (context.tokenUse.spent) return;
+    if (caller === null || token === null || token === undefined || token.usesLeft === null) return;
+    if (context.authorization.tokenUseSpent) return;
     const usesLeft = await this.options.consumeTokenUse(context);
-    context.tokenUse.spent = true;
-    this.checkedCallers.set(context, { ...caller, token: { ...token, usesLeft } });
+    context.authorization.tokenUseSpent = true;
+    context.authorization.caller = { ...caller, token: { ...token, usesLeft } };
   }
 
   private async resolveCaller(context: RequestContext): Promise<Caller> {
@@ -232,7 +230,7 @@ export class Authorizer {
       throw new NodeError("SEALED", "this node is sealed: unseal it to serve requests");
     }
     const caller = await this.resolveCaller(context);
-    this.checkedCallers.set(context, caller);
+    context.authorization.caller = caller;
     if (permission.kind === "path") {
       const fields = (typeof request === "object" && request !== null ? request : {}) as Record<
         string,
@@ -305,6 +303,11 @@ export class Authorizer {
       policies: this.policiesOf(records, record.policies),
     };
   }
+}
+
+/** The caller that check() put on the call's context (only the authorizer puts one there). */
+function checkedCaller(context: RequestContext): Caller | null {
+  return context.authorization.caller as Caller | null;
 }
 
 function denied(caller: Caller, capability: string, path: string, why: string): NodeError {

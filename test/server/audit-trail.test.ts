@@ -77,7 +77,7 @@ const context = (method: string): RequestContext => ({
   token: null,
   deadline: Date.now() + 10_000,
   forwardedBy: null,
-  tokenUse: { spent: false },
+  authorization: { caller: null, tokenUseSpent: false },
 });
 
 it("writes to a file and a socket collector; goes on with either one; refuses with neither", async () => {

@@ -92,7 +92,7 @@ const contextFor = (deadlineMs = 10_000): RequestContext => ({
   token: null,
   deadline: Date.now() + deadlineMs,
   forwardedBy: null,
-  tokenUse: { spent: false },
+  authorization: { caller: null, tokenUseSpent: false },
 });
 
 const forwardPut = (forwarder: Forwarder, path: string, deadlineMs?: number) =>
@@ -316,7 +316,7 @@ describe("the executor and what a call must await before acting", () => {
   it("spends a token's use only where a call runs, and tells the leader when it was spent here first", async () => {
     const seenAtLeader: boolean[] = [];
     const leader = await startLeader(async (_request, context) => {
-      seenAtLeader.push(context.tokenUse.spent);
+      seenAtLeader.push(context.authorization.tokenUseSpent);
       return { version: 7, revision: 7 };
     });
     closers.push(leader.stop);
@@ -333,7 +333,7 @@ describe("the executor and what a call must await before acting", () => {
       interceptors: [],
       beforeRun: async (context) => {
         spentHere.push(context.method);
-        context.tokenUse.spent = true;
+        context.authorization.tokenUseSpent = true;
       },
     });
     const run = () =>

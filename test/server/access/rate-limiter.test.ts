@@ -27,7 +27,7 @@ function setUp() {
       token: null,
       deadline: Number.MAX_SAFE_INTEGER,
       forwardedBy,
-      tokenUse: { spent: false },
+      authorization: { caller: null, tokenUseSpent: false },
     };
     try {
       limiter.check(context, { path });
