@@ -34,11 +34,21 @@ export function connectionFlags(command: Command): Command {
     .option("--client-key <file>", "client key (default: STRONGROOM_CLIENT_KEY)");
 }
 
+/** An integer flag of at least 0. */
 export function nonNegativeInteger(name: string) {
+  return integerAtLeast(name, 0, "a non-negative integer");
+}
+
+/** An integer flag of at least 1 (a count where none makes no sense). */
+export function positiveInteger(name: string) {
+  return integerAtLeast(name, 1, "a positive integer");
+}
+
+function integerAtLeast(name: string, minimum: number, what: string) {
   return (value: string): number => {
     const parsed = Number(value);
-    if (!Number.isSafeInteger(parsed) || parsed < 0)
-      throw new InvalidArgumentError(`${name} must be a non-negative integer.`);
+    if (!Number.isSafeInteger(parsed) || parsed < minimum)
+      throw new InvalidArgumentError(`${name} must be ${what}.`);
     return parsed;
   };
 }

@@ -15,6 +15,7 @@ import {
   formatFlag,
   nonNegativeInteger,
   type Output,
+  positiveInteger,
   processOutput,
   rows,
   run,
@@ -178,7 +179,7 @@ export function registerClientCommands(program: Command, output: Output = proces
   command("metadata")
     .argument("<path>", "the secret's path")
     .description("show a secret's metadata, or change it with the options below")
-    .option("--max-versions <n>", "versions kept", nonNegativeInteger("--max-versions"))
+    .option("--max-versions <n>", "versions kept (at least 1)", positiveInteger("--max-versions"))
     .option("--cas-required <bool>", "writes must give --cas (true or false)")
     .option(
       "--delete-version-after <duration>",

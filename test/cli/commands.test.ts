@@ -105,6 +105,10 @@ it("init, unseal every node, and the kv group", async () => {
   const history = await json<{ versions: { version: number }[] }>(["kv", "history", "app/config"]);
   expect(history.versions.map((entry) => entry.version)).toEqual([1, 2]);
   expect((await strongroom(["kv", "delete", "app/config", "--versions", "x"])).code).toBe(2);
+  expect(await strongroom(["kv", "metadata", "app/config", "--max-versions", "0"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--max-versions must be a positive integer."),
+  });
 
   // A watch sees the next change (--count stops it).
   const watching = strongroom(["kv", "watch", "app/", "--count", "1", "--format", "json"]);
