@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   connectionFlags,
@@ -388,6 +389,7 @@ export function registerClientCommands(program: Command, output: Output = proces
             ["sealed", String(seal.sealed)],
             ["seal", seal.sealTypes.join(" + ") || "-"],
             ["unseal progress", `${seal.progress}/${seal.threshold}`],
+            ...hsmRows(seal),
             ["role", raft.role],
             ["leader", raft.leaderId || "-"],
             ["term", String(raft.term)],
@@ -397,6 +399,15 @@ export function registerClientCommands(program: Command, output: Output = proces
         if (seal.sealed) output.exit(2);
       }),
     );
+}
+
+/** Why an HSM node is sealed: its HSM is not answering (the error), or an operator sealed it (stopped). */
+function hsmRows(seal: SealStatusResponse): [string, string][] {
+  if (!seal.sealTypes.includes("pkcs11")) return [];
+  return [
+    ["hsm auto-unseal", seal.hsmState || "-"],
+    ["hsm last error", seal.hsmLastError || "-"],
+  ];
 }
 
 /** --expires-at: an ISO 8601 time (ms since the epoch), or "never" (0: the expiry removed). */

@@ -178,6 +178,9 @@ it("a node an operator sealed stays sealed until a threshold of recovery shares 
   }
   await new Promise((resolve) => setTimeout(resolve, 1500));
   expect(await healthCode(victim)).toBe(503);
+  const status = await strongroom(["operator", "status"]);
+  expect(status.code).toBe(2);
+  expect(status.stdout).toMatch(/^hsm auto-unseal +stopped$/m);
   expect(await call(n3.sys.sealStatus.bind(n3.sys), {})).toMatchObject({
     sealed: true,
     hsmState: "stopped",
