@@ -16,8 +16,17 @@ export function runCli(
   input: string,
   env: Readonly<Record<string, string>>,
 ): Promise<CliResult> {
+  return runNode([cli, ...args], input, env);
+}
+
+/** Runs this Node with `args` (a script and its arguments), as runCli does. */
+export function runNode(
+  args: readonly string[],
+  input: string,
+  env: Readonly<Record<string, string>>,
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], {
+    const child = spawn(process.execPath, args, {
       env: { ...process.env, ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });

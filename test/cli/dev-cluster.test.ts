@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { bundledCli } from "../server/process-cluster.js";
+import { type CliResult, runNode } from "./cli-runner.js";
 
 const directory = mkdtempSync(join(tmpdir(), "strongroom-dev-"));
 const basePort = 41_000;
@@ -77,31 +78,12 @@ function strongroom(
   input?: string,
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return runNode([cli, ...args], input, env);
+  return runNodeInDev([cli, ...args], input, env);
 }
 
 /** Runs node with `args` in the dev cluster's env (the root token in STRONGROOM_TOKEN). */
-function runNode(
-  args: string[],
-  input?: string,
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, ...devEnv(), ...env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? "");
-  });
+function runNodeInDev(args: string[], input?: string, env: Record<string, string> = {}): Promise<CliResult> {
+  return runNode(args, input ?? "", { ...devEnv(), ...env });
 }
 
 it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes back unsealed", async () => {
@@ -143,7 +125,7 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
     .map((line) => line.trim());
   expect(printed.length).toBeGreaterThanOrEqual(4);
   for (const command of printed) {
-    const ran = await runNode([
+    const ran = await runNodeInDev([
       "-e",
       `require("child_process").execSync(${JSON.stringify(command)}, { stdio: "inherit" })`,
     ]);
@@ -162,7 +144,7 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
     ),
   );
   const tsx = new URL("../../node_modules/tsx/dist/cli.mjs", import.meta.url).pathname;
-  const ran = await runNode([tsx, exampleFile]);
+  const ran = await runNodeInDev([tsx, exampleFile]);
   expect(ran).toMatchObject({ code: 0, stdout: expect.stringMatching(/^\d+ hello\n$/) });
 
   expect(await stopDev()).toBe(0);

@@ -82,8 +82,9 @@ async function bind(identity: string, policies: string[]): Promise<number> {
   return (await call(access.bindIdentity.bind(access), { identity, policies })).revision;
 }
 
-async function createToken(clients: Clients, request: Partial<CreateTokenRequest>) {
-  return call(clients.access.createToken.bind(clients.access), {
+/** A CreateToken request: the server's defaults, but for `request`. */
+function tokenRequest(request: Partial<CreateTokenRequest>): CreateTokenRequest {
+  return {
     policies: [],
     ttlMs: 0,
     maxTtlMs: 0,
@@ -92,7 +93,11 @@ async function createToken(clients: Clients, request: Partial<CreateTokenRequest
     displayName: "",
     numUses: 0,
     ...request,
-  });
+  };
+}
+
+async function createToken(clients: Clients, request: Partial<CreateTokenRequest>) {
+  return call(clients.access.createToken.bind(clients.access), tokenRequest(request));
 }
 
 /** Waits until node `index` has applied `revision` (so its next request sees the change). */
@@ -365,15 +370,10 @@ describe("tenants", () => {
     const refusal = await new Promise<ServiceError>((resolve) => everything.on("error", resolve));
     expect(refusal.code).toBe(status.PERMISSION_DENIED);
     // Its tokens: within its own policies only, and bound by them.
-    const grab = await callError(acme.access.createToken.bind(acme.access), {
-      policies: ["globex-app"],
-      ttlMs: 0,
-      maxTtlMs: 0,
-      renewable: false,
-      orphan: false,
-      displayName: "",
-      numUses: 0,
-    });
+    const grab = await callError(
+      acme.access.createToken.bind(acme.access),
+      tokenRequest({ policies: ["globex-app"] }),
+    );
     expect(grab).toMatchObject({
       code: status.PERMISSION_DENIED,
       details: "acme-svc may not update sys/tokens/create",
@@ -453,15 +453,10 @@ describe("tokens", () => {
     await call(onFirst.lookupToken.bind(onFirst), { accessor: child.info?.accessor ?? "" });
     const withChild = await tokensOn(0);
     // More than the parent's policies needs sudo on sys/tokens/create.
-    const more = await callError(holder.access.createToken.bind(holder.access), {
-      policies: ["tok", "web"],
-      ttlMs: 0,
-      maxTtlMs: 0,
-      renewable: false,
-      orphan: false,
-      displayName: "",
-      numUses: 0,
-    });
+    const more = await callError(
+      holder.access.createToken.bind(holder.access),
+      tokenRequest({ policies: ["tok", "web"] }),
+    );
     expect(more.code).toBe(status.PERMISSION_DENIED);
 
     for (const [index, clients] of childOn.entries()) {
@@ -564,15 +559,7 @@ describe("tokens", () => {
     });
     // It may not make tokens whose uses would not count against its own.
     const creator = clientAs(2, "twice", twice.token);
-    const refusedChild = await callError(creator.access.createToken.bind(creator.access), {
-      policies: [],
-      ttlMs: 0,
-      maxTtlMs: 0,
-      renewable: false,
-      orphan: false,
-      displayName: "",
-      numUses: 0,
-    });
+    const refusedChild = await callError(creator.access.createToken.bind(creator.access), tokenRequest({}));
     expect(refusedChild).toMatchObject({ code: status.PERMISSION_DENIED });
     expect(refusedChild.details).toBe(
       "a token with a use limit cannot create tokens: their uses would not count against it",
