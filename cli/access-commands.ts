@@ -12,16 +12,23 @@ import {
   collect,
   connectionFlags,
   duration,
+  emit,
+  type Format,
+  formatFlag,
   nonNegativeInteger,
   type Output,
   processOutput,
   promptHidden,
+  rows,
   run,
   stdinLines,
 } from "./command-support.js";
 
-function printToken(output: Output, info: TokenInfo): void {
-  const rows: [string, string][] = [
+type Formatted = ConnectionOptions & { format: Format };
+
+/** A token's description as table rows (the token itself only right after create). */
+function tokenRows(info: TokenInfo): [string, string][] {
+  return [
     ["accessor", info.accessor],
     ["policies", info.policies.join(", ")],
     ["display name", info.displayName || "-"],
@@ -33,7 +40,6 @@ function printToken(output: Output, info: TokenInfo): void {
     ["tenant", info.tenant || "-"],
     ["uses left", info.useLimited ? String(info.usesLeft) : "no limit"],
   ];
-  for (const [name, value] of rows) output.out(`${name.padEnd(14)}${value}\n`);
 }
 
 /** Shares from stdin (one per line) or, at a terminal, from hidden prompts until `done`. */
@@ -125,7 +131,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   const token = program.command("token").description("tokens (the caller's own comes from STRONGROOM_TOKEN)");
 
-  connectionFlags(token.command("create"))
+  formatFlag(connectionFlags(token.command("create")))
     .description("a new token: a child of the caller's, within its policies unless sudo")
     .option("--policy <name>", "a policy of the new token (repeat; default: the caller's)", collect, [])
     .option("--ttl <duration>", "its lifetime, e.g. 1h (default: the cluster's)", duration("--ttl"), 0)
@@ -141,7 +147,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     )
     .action(
       (
-        options: ConnectionOptions & {
+        options: Formatted & {
           policy: string[];
           ttl: number;
           maxTtl: number;
@@ -163,28 +169,30 @@ export function registerAccessCommands(program: Command, output: Output = proces
               numUses: options.uses,
             }),
           );
-          output.out(`${"token".padEnd(14)}${created.token}\n`);
-          if (created.info !== undefined) printToken(output, created.info);
+          const info = created.info;
+          emit(output, options.format, created, () =>
+            rows([["token", created.token], ...(info === undefined ? [] : tokenRows(info))]),
+          );
         }),
     );
 
-  connectionFlags(token.command("lookup"))
+  formatFlag(connectionFlags(token.command("lookup")))
     .description("describe the caller's token, or the token of --accessor")
     .option("--accessor <accessor>", "another token's accessor", "")
-    .action((options: ConnectionOptions & { accessor: string }) =>
+    .action((options: Formatted & { accessor: string }) =>
       run(output, async () => {
         const info = await withClient(options, (client) =>
           client.access.lookupToken({ accessor: options.accessor }),
         );
-        printToken(output, info);
+        emit(output, options.format, info, () => rows(tokenRows(info)));
       }),
     );
 
-  connectionFlags(token.command("renew"))
+  formatFlag(connectionFlags(token.command("renew")))
     .description("extend the caller's token, or the token of --accessor")
     .option("--accessor <accessor>", "another token's accessor", "")
     .option("--increment <duration>", "by how much (default: its TTL)", duration("--increment"), 0)
-    .action((options: ConnectionOptions & { accessor: string; increment: number }) =>
+    .action((options: Formatted & { accessor: string; increment: number }) =>
       run(output, async () => {
         const info = await withClient(options, (client) =>
           client.access.renewToken({
@@ -192,19 +200,24 @@ export function registerAccessCommands(program: Command, output: Output = proces
             incrementMs: options.increment,
           }),
         );
-        printToken(output, info);
+        emit(output, options.format, info, () => rows(tokenRows(info)));
       }),
     );
 
-  connectionFlags(token.command("revoke"))
+  formatFlag(connectionFlags(token.command("revoke")))
     .description("revoke the caller's token, or the token of --accessor, with its descendants")
     .option("--accessor <accessor>", "another token's accessor", "")
-    .action((options: ConnectionOptions & { accessor: string }) =>
+    .action((options: Formatted & { accessor: string }) =>
       run(output, async () => {
         const revoked = await withClient(options, (client) =>
           client.access.revokeToken({ accessor: options.accessor }),
         );
-        output.out(`revoked (revision ${revoked.revision}): refused on each node once it applies it\n`);
+        emit(
+          output,
+          options.format,
+          revoked,
+          () => `revoked (revision ${revoked.revision}): refused on each node once it applies it\n`,
+        );
       }),
     );
 

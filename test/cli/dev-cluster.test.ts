@@ -219,6 +219,27 @@ async function accessFromTheCommandLine(): Promise<void> {
   const write = await strongroom(["kv", "put", "app/db"], "nope", asReader);
   expect(write).toMatchObject({ code: 1, stderr: expect.stringContaining("(PERMISSION_DENIED)") });
   expect((await strongroom(["token", "lookup"], "", asReader)).stdout).toMatch(/^renewable +true$/m);
+  // For scripts: the token and its description as JSON.
+  const described = await strongroom(["token", "lookup", "--format", "json"], "", asReader);
+  expect(JSON.parse(described.stdout)).toMatchObject({
+    policies: ["app-reader"],
+    renewable: true,
+    useLimited: false,
+  });
+  const scripted = await strongroom([
+    "token",
+    "create",
+    "--policy",
+    "app-reader",
+    "--uses",
+    "2",
+    "--format",
+    "json",
+  ]);
+  expect(JSON.parse(scripted.stdout)).toMatchObject({
+    token: expect.stringMatching(/^sr\./),
+    info: { usesLeft: 2, useLimited: true },
+  });
   expect((await strongroom(["token", "revoke"], "", asReader)).code).toBe(0);
   const revoked = await strongroom(["kv", "get", "app/db"], "", asReader);
   expect(revoked).toMatchObject({ code: 1, stderr: expect.stringContaining("(TOKEN_INVALID)") });
