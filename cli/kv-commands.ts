@@ -358,6 +358,8 @@ export function registerClientCommands(program: Command, output: Output = proces
                     resolve();
                   }
                 },
+                // The watch goes on from now: say that changes before it may be missing.
+                onGap: (error) => output.err(`strongroom: ${error.message}; watching from now\n`),
                 onError: (error) => {
                   if (error.reason === "PERMISSION_DENIED" || error.reason === "TOKEN_INVALID") {
                     watch.close();

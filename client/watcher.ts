@@ -1,8 +1,10 @@
 // A Watch that survives failures: it follows changes under a prefix and, when its stream ends (the
 // node went down, a leader change, a deploy), opens it again on the next endpoint from the last
 // revision it delivered, with backoff, until it is closed. An event is delivered once even across
-// reconnections. A history the node no longer has (HISTORY_COMPACTED) is reported: the caller
-// re-reads what it cares about, and the watch goes on from now.
+// reconnections. A history the node no longer has (HISTORY_COMPACTED), or a revision the cluster
+// has not reached (REVISION_AHEAD: the cluster was restored from a snapshot, or the endpoints are
+// another cluster's), is reported: the caller re-reads what it cares about, and the watch goes on
+// from now.
 
 import { type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
@@ -14,8 +16,11 @@ export interface WatchHandlers {
   readonly onEvent: (event: WatchEvent) => void;
   /** A failure it recovers from by itself (it reconnects); for logs and metrics. */
   readonly onError?: (error: StrongroomError) => void;
-  /** The history was compacted past the last revision seen: changes may have been missed. */
-  readonly onGap?: () => void;
+  /**
+   * Changes may have been missed: the history was compacted past the last revision seen, or the
+   * cluster is behind it (restored from a snapshot).
+   */
+  readonly onGap?: (error: StrongroomError) => void;
 }
 
 export interface Watch {
@@ -59,8 +64,8 @@ export function startWatch(
     opened.on("error", (error: ServiceError) => {
       if (closed || error.code === status.CANCELLED) return;
       const reason = String(error.metadata?.get(reasonTrailer)[0] ?? "");
-      if (reason === "HISTORY_COMPACTED") {
-        handlers.onGap?.();
+      if (reason === "HISTORY_COMPACTED" || reason === "REVISION_AHEAD") {
+        handlers.onGap?.(fromServiceError(error, endpoint.address, attempt + 1));
         revision = 0;
       } else {
         handlers.onError?.(fromServiceError(error, endpoint.address, attempt + 1));

@@ -23,6 +23,8 @@ export type NodeErrorCode =
   | "FORWARD_FAILED"
   | "RESOURCE_EXHAUSTED"
   | "HISTORY_COMPACTED"
+  /** Watch from a revision this cluster has not reached: another cluster's, or one from before a restore. */
+  | "REVISION_AHEAD"
   | "AUDIT_UNAVAILABLE"
   | "PERMISSION_DENIED"
   | "TOKEN_INVALID"
@@ -94,6 +96,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   FORWARD_FAILED: status.UNAVAILABLE,
   RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
   HISTORY_COMPACTED: status.OUT_OF_RANGE,
+  REVISION_AHEAD: status.OUT_OF_RANGE,
   AUDIT_UNAVAILABLE: status.UNAVAILABLE,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   TOKEN_INVALID: status.UNAUTHENTICATED,

@@ -6,11 +6,22 @@
 // the prefix when the stream opened; each event is checked again against the access records of
 // the moment, so an event under a denied sub-path is not sent, and a revoked or expired token
 // ends the stream.
+//
+// A resume from a revision this node has not applied yet waits for a linearizable read barrier
+// first, so that a lagging follower replays nothing the client saw already. A revision the
+// cluster itself has not reached (another cluster's, or one seen before this cluster was restored
+// from a snapshot, whose revisions start again from its own log) is refused: accepted, it would
+// silently skip every change up to it.
 
-import type { WatchEvent, WatchRequest } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import {
+  Consistency,
+  type WatchEvent,
+  type WatchRequest,
+} from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { type StateLimits, validatePrefix } from "../../storage/state/index.js";
 import type { ServerStreamHandler } from "../client-listener.js";
 import { NodeError, toServiceError } from "../errors.js";
+import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { WatchHub, WatchSink } from "../watch-hub.js";
 
@@ -22,16 +33,49 @@ export interface WatchHandlerOptions {
   readonly mayRead: (context: RequestContext, path: string) => boolean;
   /** Watches one identity may hold open on this node. */
   readonly perIdentityMax: number;
+  /** The revision this node has applied up to. */
+  readonly appliedIndex: () => number;
+  /** The barrier a resume from a revision not applied here yet waits for. */
+  readonly reads: ReadBarrier;
+  /** How long that barrier may wait (for a leader, say). */
+  readonly timeoutMs: number;
 }
 
+type WatchCall = Parameters<ServerStreamHandler<WatchRequest, WatchEvent>>[0];
+
 export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<WatchRequest, WatchEvent> {
-  const { hub, requireServing, limits, mayRead, perIdentityMax } = options;
+  const { hub, requireServing, limits, mayRead, perIdentityMax, appliedIndex, reads, timeoutMs } = options;
   const openByIdentity = new Map<string, number>();
   return (call, context) => {
     const fail = (error: unknown) => call.emit("error", toServiceError(error));
+    const fromRevision = call.request.fromRevision;
     try {
       requireServing();
       if (call.request.prefix !== "") validatePrefix(call.request.prefix, limits);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    if (fromRevision <= appliedIndex()) {
+      start(call, context, fail);
+      return;
+    }
+    reads
+      .wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, { ...context, deadline: Date.now() + timeoutMs })
+      .then((applied) => {
+        if (fromRevision > applied) {
+          throw new NodeError(
+            "REVISION_AHEAD",
+            `revision ${fromRevision} is ahead of this cluster (at ${applied}): it comes from another cluster, or from before a restore; list, then watch from now`,
+          );
+        }
+        if (!call.cancelled) start(call, context, fail);
+      })
+      .catch(fail);
+  };
+
+  function start(call: WatchCall, context: RequestContext, fail: (error: unknown) => void): void {
+    try {
       if ((openByIdentity.get(context.identity) ?? 0) >= perIdentityMax) {
         throw new NodeError(
           "RESOURCE_EXHAUSTED",
@@ -84,5 +128,5 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     });
     call.on("cancelled", () => unsubscribe());
     call.on("close", () => unsubscribe());
-  };
+  }
 }

@@ -117,6 +117,17 @@ it("init, unseal every node, and the kv group", async () => {
   const watched = await watching;
   expect(watched.code).toBe(0);
   expect(JSON.parse(watched.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 1 });
+
+  // --from a revision this cluster has not reached (another cluster's, or one from before a
+  // restore): the watch says so and goes on from now, instead of waiting silently for it.
+  const ahead = strongroom(["kv", "watch", "app/", "--from", "99999999", "--count", "1", "--format", "json"]);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await json(["kv", "put", "app/watched"], "w2");
+  const resumed = await ahead;
+  expect(resumed.code).toBe(0);
+  expect(resumed.stderr).toContain("revision 99999999 is ahead of this cluster (at ");
+  expect(resumed.stderr).toContain("(REVISION_AHEAD); watching from now");
+  expect(JSON.parse(resumed.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 2 });
 }, 60_000);
 
 it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {

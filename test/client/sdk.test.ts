@@ -117,6 +117,24 @@ it("a watch sees a change within a second", async () => {
   expect((events[0]?.at ?? Number.POSITIVE_INFINITY) - sentAt).toBeLessThan(1000);
 });
 
+it("a watch resumed from a revision the cluster has not reached reports a gap and goes on from now", async () => {
+  const client = sdk();
+  const gaps: StrongroomError[] = [];
+  const events: WatchEvent[] = [];
+  // As after a restore from a snapshot: the cluster's revisions start again below the last one seen.
+  const watch = client.watch("sdk/resumed/", 1_000_000_000, {
+    onEvent: (event) => events.push(event),
+    onGap: (error) => gaps.push(error),
+  });
+  await eventually(() => gaps.length > 0, 5000);
+  expect(gaps[0]).toMatchObject({ code: status.OUT_OF_RANGE, reason: "REVISION_AHEAD" });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await client.secrets.put({ path: "sdk/resumed/key", value: bytes("after the gap") });
+  await eventually(() => events.length > 0, 5000);
+  watch.close();
+  expect(events.map((event) => event.path)).toEqual(["sdk/resumed/key"]);
+});
+
 it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
   await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
   // A follower, first in the client's list: the read goes to it first.

@@ -308,5 +308,27 @@ describe("watch", () => {
     await eventually(() => resumed.length >= 1, 5000);
     expect(resumed.map((event) => event.revision)).toEqual([second.revision]);
     again.cancel();
+
+    // Resumed on a follower from the revision a write just answered: the follower may not have
+    // applied it yet, and waits until it has, so that it replays nothing the client saw.
+    const third = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([3]) });
+    const fromLatest: WatchEvent[] = [];
+    const latest = n2.watch({ prefix: "watched/", fromRevision: third.revision });
+    latest.on("data", (event: WatchEvent) => fromLatest.push(event));
+    latest.on("error", () => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const fourth = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([4]) });
+    await eventually(() => fromLatest.length >= 1, 5000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(fromLatest.map((event) => event.revision)).toEqual([fourth.revision]);
+    latest.cancel();
+
+    // A revision the cluster has not reached is refused, not waited for: it comes from another
+    // cluster or from before a restore, and changes up to it would be skipped.
+    const ahead = n2.watch({ prefix: "watched/", fromRevision: fourth.revision + 1_000_000 });
+    const refused = await new Promise<ServiceError>((resolve) => ahead.on("error", resolve));
+    expect(refused.code).toBe(status.OUT_OF_RANGE);
+    expect(refused.metadata.get("strongroom-reason")).toEqual(["REVISION_AHEAD"]);
+    expect(refused.details).toMatch(/^revision \d+ is ahead of this cluster \(at \d+\)/);
   }, 60_000);
 });

@@ -386,8 +386,9 @@ export interface WatchRequest {
   prefix: string;
   /**
    * Send every change after this revision first (0: only changes from now on). A revision older
-   * than the node's history fails with OUT_OF_RANGE (reason HISTORY_COMPACTED): List, then watch
-   * from now.
+   * than the node's history fails with OUT_OF_RANGE (reason HISTORY_COMPACTED), one the cluster has
+   * not reached (another cluster's, or from before a restore) with OUT_OF_RANGE (reason
+   * REVISION_AHEAD): List, then watch from now.
    */
   fromRevision: number;
 }
