@@ -96,7 +96,7 @@ export class AccessApi {
     }
     let name: string;
     try {
-      name = parsePolicy(request.document).name;
+      name = parsePolicy(request.document, request.name).name;
     } catch (error) {
       if (error instanceof PolicyError) throw new NodeError("INVALID_ARGUMENT", error.message);
       throw error;

@@ -55,25 +55,32 @@ export interface Decision {
 const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const rulesMax = 256;
 
-/** Parses and validates a policy document (YAML, or JSON, which YAML reads too). */
-export function parsePolicy(source: string): Policy {
+/**
+ * Parses and validates a policy document (YAML, or JSON, which YAML reads too). `writtenAs`, the
+ * name a write asks for, only words the message for a document without a name.
+ */
+export function parsePolicy(source: string, writtenAs?: string): Policy {
   let document: unknown;
   try {
     document = parseYaml(source);
   } catch (error) {
     throw new PolicyError(`the policy is not valid YAML or JSON: ${(error as Error).message}`);
   }
-  return validatePolicy(document);
+  return validatePolicy(document, writtenAs);
 }
 
-export function validatePolicy(document: unknown): Policy {
+export function validatePolicy(document: unknown, writtenAs?: string): Policy {
   const problems: string[] = [];
   if (typeof document !== "object" || document === null || Array.isArray(document)) {
     throw new PolicyError("a policy is a map with name, rules and optionally tenant");
   }
   const { name, tenant, rules, ...unknown } = document as Record<string, unknown>;
   for (const key of Object.keys(unknown)) problems.push(`unknown field "${key}"`);
-  if (typeof name !== "string" || !namePattern.test(name)) {
+  if (name === undefined) {
+    // The name is part of the document (policy read gives it back whole): say what to add.
+    const hint = writtenAs !== undefined && namePattern.test(writtenAs) ? `: add "name: ${writtenAs}"` : "";
+    problems.push(`name: missing, the document names its policy${hint}`);
+  } else if (typeof name !== "string" || !namePattern.test(name)) {
     problems.push("name: 1 to 64 lower-case letters, digits, '.', '_' or '-'");
   }
   if (tenant !== undefined && (typeof tenant !== "string" || !/^[A-Za-z0-9._-]+$/.test(tenant))) {

@@ -150,6 +150,13 @@ describe("authorize", () => {
 describe("policy documents", () => {
   it("reads YAML and JSON alike", () => {
     const yaml = parsePolicy("name: ops\nrules:\n  - path: app/*\n    capabilities: [read]\n");
+    // A document without its name (as another system's policy files are): the write's name is the hint.
+    expect(() => parsePolicy("rules:\n  - path: app/*\n    capabilities: [read]\n", "ops")).toThrow(
+      'the policy has problems:\n  - name: missing, the document names its policy: add "name: ops"',
+    );
+    expect(() => parsePolicy("rules:\n  - path: app/*\n    capabilities: [read]\n")).toThrow(
+      "the policy has problems:\n  - name: missing, the document names its policy",
+    );
     const json = parsePolicy('{"name":"ops","rules":[{"path":"app/*","capabilities":["read"]}]}');
     expect(json).toEqual(yaml);
     expect(yaml.rules[0]?.capabilities).toEqual(new Set(["read"]));
