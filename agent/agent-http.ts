@@ -1,5 +1,6 @@
 // The agent's own plaintext port: GET /v1/agent/health (200 once every file has been rendered,
-// 503 before; the body lists each file's version, last rendering and last error, never a value)
+// 503 before; the body lists each file's version, last rendering, last error and its watch's
+// failure, never a value)
 // and GET /metrics (Prometheus).
 
 import { createServer } from "node:http";
@@ -20,12 +21,13 @@ export async function startAgentHttp(
       const status = agent.status();
       const body = {
         ready: status.ready,
-        secrets: status.secrets.map(({ path, file, version, renderedAt, lastError }) => ({
+        secrets: status.secrets.map(({ path, file, version, renderedAt, lastError, watchError }) => ({
           path,
           file,
           version,
           renderedAt: renderedAt === null ? null : new Date(renderedAt).toISOString(),
           lastError,
+          watchError,
         })),
       };
       response

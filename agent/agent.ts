@@ -2,6 +2,8 @@
 // secret's path plus a periodic re-read, runs a reload command when any file changed, and when the
 // cluster cannot be reached leaves the last good files in place (they are only ever replaced by a
 // newer rendering). Health says whether every file has been rendered and which refreshes fail.
+// A watch that fails (a revoked token, a node gone) is logged once per kind of failure and shown
+// in health until it is open again: meanwhile its files are only as fresh as the periodic re-read.
 
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -40,6 +42,9 @@ export class Agent {
   private readonly renders: Counter;
   private readonly failures: Counter;
   private readonly reloads: Counter<"outcome">;
+  private readonly watchFailures: Counter;
+  /** By secret path: the failure of its watch, until the watch is open again. */
+  private readonly watchErrors = new Map<string, { kind: string; message: string }>();
 
   constructor(private readonly options: AgentOptions) {
     this.states = options.secrets.map((secret) => ({
@@ -70,6 +75,11 @@ export class Agent {
       labelNames: ["outcome"],
       registers,
     });
+    this.watchFailures = new Counter({
+      name: "strongroom_agent_watch_failures_total",
+      help: "Watch streams that failed (each reconnects; meanwhile files follow the periodic re-read).",
+      registers,
+    });
     const states = this.states;
     new Gauge({
       name: "strongroom_agent_secrets_failing",
@@ -91,6 +101,20 @@ export class Agent {
             if (event.path === path) void this.refresh(path);
           },
           onGap: () => void this.refresh(path),
+          onOpen: () => {
+            if (this.watchErrors.delete(path)) this.options.log(`watch of ${path} is open again`);
+          },
+          onError: (error) => {
+            this.watchFailures.inc();
+            // Once per kind of failure: a reconnecting watch fails every few seconds while it lasts.
+            const kind = `${error.code}/${error.reason}`;
+            if (this.watchErrors.get(path)?.kind !== kind) {
+              this.options.log(
+                `watch of ${path} failed (it reconnects; meanwhile its files are re-read every ${this.options.refreshIntervalMs} ms): ${error.message}`,
+              );
+            }
+            this.watchErrors.set(path, { kind, message: error.message });
+          },
         }),
       );
     }
@@ -98,9 +122,15 @@ export class Agent {
     this.timer = setInterval(() => void this.refreshAll(), this.options.refreshIntervalMs);
   }
 
-  /** Every file's state, for health. */
-  status(): { ready: boolean; secrets: readonly SecretState[] } {
-    return { ready: this.states.every((state) => state.renderedAt !== null), secrets: this.states };
+  /** Every file's state, with the failure of its secret's watch (null while it is open), for health. */
+  status(): { ready: boolean; secrets: readonly (SecretState & { watchError: string | null })[] } {
+    return {
+      ready: this.states.every((state) => state.renderedAt !== null),
+      secrets: this.states.map((state) => ({
+        ...state,
+        watchError: this.watchErrors.get(state.path)?.message ?? null,
+      })),
+    };
   }
 
   stop(): void {

@@ -12,8 +12,13 @@ import type { EndpointPool } from "./endpoint-pool.js";
 import { fromServiceError, reasonTrailer, type StrongroomError } from "./errors.js";
 import { backoffMs } from "./retry-policy.js";
 
+/** The Watch response header with the revision the watch started after (server/api/watch-handler.ts). */
+const revisionHeader = "strongroom-revision";
+
 export interface WatchHandlers {
   readonly onEvent: (event: WatchEvent) => void;
+  /** The stream is open on a node (at the start and after each reconnection): changes from here on arrive. */
+  readonly onOpen?: () => void;
   /** A failure it recovers from by itself (it reconnects); for logs and metrics. */
   readonly onError?: (error: StrongroomError) => void;
   /**
@@ -55,6 +60,15 @@ export function startWatch(
       {},
     ) as ClientReadableStream<WatchEvent>;
     stream = opened;
+    // The node sends its headers once the watch is in place (a refusal comes as trailers alone),
+    // with the revision it starts after: a watch "from now" resumes from there, not from a later
+    // "now", so changes while it reconnects are not lost.
+    opened.on("metadata", (metadata: Metadata) => {
+      const startedAfter = Number(metadata.get(revisionHeader)[0] ?? 0);
+      if (revision === 0 && Number.isSafeInteger(startedAfter)) revision = startedAfter;
+      attempt = 0;
+      handlers.onOpen?.();
+    });
     opened.on("data", (event: WatchEvent) => {
       attempt = 0;
       if (event.revision <= revision && revision !== 0) return;

@@ -13,6 +13,7 @@
 // from a snapshot, whose revisions start again from its own log) is refused: accepted, it would
 // silently skip every change up to it.
 
+import { Metadata } from "@grpc/grpc-js";
 import {
   Consistency,
   type WatchEvent,
@@ -40,6 +41,9 @@ export interface WatchHandlerOptions {
   /** How long that barrier may wait (for a leader, say). */
   readonly timeoutMs: number;
 }
+
+/** The response header with the revision a watch started after. */
+const revisionHeader = "strongroom-revision";
 
 type WatchCall = Parameters<ServerStreamHandler<WatchRequest, WatchEvent>>[0];
 
@@ -123,6 +127,12 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
       fail(error);
       return;
     }
+    // The response headers tell the client that its watch is in place, and from which revision
+    // (a watch "from now" resumes after it, so a reconnection loses nothing even before the first
+    // event). When history was replayed they went with the first event (a second send is ignored).
+    const headers = new Metadata();
+    headers.set(revisionHeader, String(appliedIndex()));
+    call.sendMetadata(headers);
     call.on("drain", () => {
       if (!ended) hub.drained(sink);
     });

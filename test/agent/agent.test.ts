@@ -61,6 +61,88 @@ function runCli(args: string[]): Promise<{ code: number | null; stderr: string }
   );
 }
 
+function spawnAgent(configFile: string, log: (text: string) => void): Promise<ChildProcess> {
+  return bundledCli().then((cli) => {
+    const child = spawn(process.execPath, [cli, "agent", "--config", configFile], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    child.stderr?.on("data", (chunk: Buffer) => log(chunk.toString()));
+    return child;
+  });
+}
+
+it("a watch that fails (its token revoked) is logged once and shown in health, and is open again with a new token", async () => {
+  const operator = pki.client("operator");
+  const sdk = createClient({
+    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+    tls: { caFile: operator.caFile, certFile: operator.certificateFile, keyFile: operator.privateKeyFile },
+    token: readFileSync(join(root, "token"), "utf8"),
+  });
+  await sdk.secrets.put({ path: "app/cache", value: new TextEncoder().encode("c1") });
+  const first = await sdk.access.createToken({ displayName: "agent" });
+  const tokenFile = join(root, "watch-token");
+  writeFileSync(tokenFile, first.token, { mode: 0o600 });
+  const rendered = join(root, "cache");
+  const configFile = join(root, "watch-agent.yaml");
+  const address = "127.0.0.180:49051";
+  const client = pki.client("agent");
+  writeFileSync(
+    configFile,
+    stringify({
+      cluster: {
+        endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+        caFile: client.caFile,
+        certFile: client.certificateFile,
+        keyFile: client.privateKeyFile,
+        tokenFile,
+      },
+      secrets: [{ path: "app/cache", file: rendered }],
+      http: address,
+      // Long enough that only the watch can bring a change within the test.
+      refreshIntervalMs: 600_000,
+    }),
+  );
+  let log = "";
+  const watcher = await spawnAgent(configFile, (text) => {
+    log += text;
+  });
+  try {
+    await eventually(() => existsSync(rendered), 15_000);
+    const health = async () =>
+      (
+        (await (await fetch(`http://${address}/v1/agent/health`)).json()) as {
+          secrets: { watchError: string | null }[];
+        }
+      ).secrets[0]?.watchError;
+    expect(await health()).toBeNull();
+
+    // The token is revoked: the watch ends at the next change, and keeps failing as it reconnects.
+    await sdk.access.revokeToken({ accessor: first.info?.accessor ?? "" });
+    await sdk.secrets.put({ path: "app/cache", value: new TextEncoder().encode("c2") });
+    await eventually(async () => (await health()) !== null, 10_000);
+    expect(await health()).toContain("(TOKEN_INVALID)");
+    // Logged once, though it fails at every reconnection (its backoff is at most 2 s).
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(
+      log.match(
+        /watch of app\/cache failed \(it reconnects; meanwhile its files are re-read every 600000 ms\): .*TOKEN_INVALID/g,
+      ),
+    ).toHaveLength(1);
+    const metrics = await (await fetch(`http://${address}/metrics`)).text();
+    expect(Number(/^strongroom_agent_watch_failures_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(1);
+    expect(readFileSync(rendered, "utf8")).toBe("c1");
+
+    // A new token in the file: the watch opens again and brings the change it missed.
+    writeFileSync(tokenFile, (await sdk.access.createToken({ displayName: "agent" })).token);
+    await eventually(() => readFileSync(rendered, "utf8") === "c2", 10_000);
+    await eventually(async () => (await health()) === null, 5000);
+    expect(log).toContain("watch of app/cache is open again");
+  } finally {
+    watcher.kill("SIGKILL");
+    sdk.close();
+  }
+}, 60_000);
+
 it("renders files, follows a new version with one reload, and keeps the files through an outage", async () => {
   await put("s3cr3t-v1");
   const client = pki.client("agent");
