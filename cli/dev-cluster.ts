@@ -118,6 +118,7 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     options.print("  npx tsx cli/main.ts kv get app/db --reveal");
     options.print("  npx tsx cli/main.ts operator status");
     options.print("  npx tsx cli/main.ts policy list");
+    options.print(`  npx tsx cli/main.ts pki client alice --dir ${pki}    # another identity`);
     options.print(`  curl http://${options.host}:${port(0, 2)}/v1/sys/health`);
     options.print(
       "stop it with Ctrl-C; the data stays for the next start (npm start -- --reset starts afresh)",
@@ -225,7 +226,11 @@ interface DevPkiFiles {
   nodeKey(id: string): string;
 }
 
-/** The development PKI, made once and reused on later starts. */
+/**
+ * The development PKI, made once and reused on later starts. The CA keys are kept too, as
+ * `strongroom pki ca` keeps them, so that `pki client NAME --dir` and `pki node ID --dir` make more
+ * certificates for it: other identities to bind policies to, a node to join.
+ */
 function writeDevPki(directory: string, ids: readonly string[], host: string): DevPkiFiles {
   const path = (name: string) => join(directory, name);
   const files: DevPkiFiles = {
@@ -243,8 +248,8 @@ function writeDevPki(directory: string, ids: readonly string[], host: string): D
   };
   const clusterCa = createCertificateAuthority("strongroom dev cluster CA");
   const clientCa = createCertificateAuthority("strongroom dev client CA");
-  writeFileSync(files.clusterCa, clusterCa.certificatePem);
-  writeFileSync(files.clientCa, clientCa.certificatePem);
+  write(clusterCa, files.clusterCa, path("cluster-ca-key.pem"));
+  write(clientCa, files.clientCa, path("client-ca-key.pem"));
   for (const id of ids)
     write(
       issueNodeCertificate(clusterCa, { nodeId: id, hosts: [host, "localhost"] }),

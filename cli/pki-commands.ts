@@ -19,9 +19,14 @@ const authorities = {
   client: { certificate: "client-ca.pem", key: "client-ca-key.pem", name: "strongroom client CA" },
 } as const;
 
+/** Writes a certificate and its key; never over existing files (a node's, a CA's, another client's). */
 function writePair(directory: string, base: string, pair: PemPair): string[] {
   const certificate = join(directory, `${base}.pem`);
   const key = join(directory, `${base}-key.pem`);
+  for (const file of [certificate, key]) {
+    if (existsSync(file))
+      throw new UsageError(`${file} exists: it is not overwritten (remove it to replace it)`);
+  }
   writeFileSync(certificate, pair.certificatePem);
   writeFileSync(key, pair.privateKeyPem, { mode: 0o600 });
   return [certificate, key];

@@ -197,6 +197,27 @@ async function accessFromTheCommandLine(): Promise<void> {
   expect(bad).toMatchObject({ code: 1, stderr: expect.stringContaining('unknown capability "fly"') });
   expect((await strongroom(["policy", "bind", "ci-*", "app-reader"])).code).toBe(0);
   expect((await strongroom(["policy", "bindings"])).stdout).toMatch(/^ci-\* +app-reader$/m);
+  // The dev PKI keeps its CA keys: a certificate for another identity, which the binding grants.
+  const pkiDirectory = join(directory, "pki");
+  expect(await strongroom(["pki", "client", "ci-build", "--dir", pkiDirectory])).toMatchObject({ code: 0 });
+  const asCi = {
+    STRONGROOM_CLIENT_CERT: join(pkiDirectory, "ci-build.pem"),
+    STRONGROOM_CLIENT_KEY: join(pkiDirectory, "ci-build-key.pem"),
+    STRONGROOM_TOKEN: "",
+  };
+  expect(await strongroom(["kv", "get", "app/db", "--reveal"], "", asCi)).toMatchObject({
+    code: 0,
+    stdout: "s3cr3t",
+  });
+  expect(await strongroom(["kv", "put", "app/db"], "nope", asCi)).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("(PERMISSION_DENIED)"),
+  });
+  // Never over an existing certificate: here, a node's.
+  expect(await strongroom(["pki", "client", "n1", "--dir", pkiDirectory])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining(`${join(pkiDirectory, "n1.pem")} exists: it is not overwritten`),
+  });
 
   const created = await strongroom([
     "token",
