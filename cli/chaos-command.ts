@@ -16,6 +16,9 @@ export function registerChaosCommand(program: Command): void {
     .command("chaos")
     .description("chaos experiments against real node processes")
     .command("run")
+    .description(
+      "start a cluster of node processes, run each experiment's workload and faults, and check its SLOs and histories (exit 1 on a failed verdict)",
+    )
     .argument("<experiments...>", "experiment files (chaos/experiments/*.yaml), run one after another")
     .option(
       "--seed <n>",
