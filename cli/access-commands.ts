@@ -54,78 +54,102 @@ async function* shares(output: Output): AsyncGenerator<string> {
 export function registerAccessCommands(program: Command, output: Output = processOutput): void {
   const policy = program.command("policy").description("policies and identity bindings");
 
-  connectionFlags(
-    policy.command("write").argument("<name>").argument("[file]", "YAML or JSON; stdin if absent"),
+  formatFlag(
+    connectionFlags(
+      policy.command("write").argument("<name>").argument("[file]", "YAML or JSON; stdin if absent"),
+    ),
   )
     .description("create or replace a policy")
-    .action((name: string, file: string | undefined, options: ConnectionOptions) =>
+    .action((name: string, file: string | undefined, options: Formatted) =>
       run(output, async () => {
         const document =
           file === undefined ? (await output.stdin()).toString("utf8") : readFileSync(file, "utf8");
         const written = await withClient(options, (client) => client.access.writePolicy({ name, document }));
-        output.out(`policy ${name} written (revision ${written.revision})\n`);
+        emit(
+          output,
+          options.format,
+          written,
+          () => `policy ${name} written (revision ${written.revision})\n`,
+        );
       }),
     );
 
-  connectionFlags(policy.command("read").argument("<name>"))
-    .description("print a policy's document")
-    .action((name: string, options: ConnectionOptions) =>
+  formatFlag(connectionFlags(policy.command("read").argument("<name>")))
+    .description("print a policy's document (json, yaml: its name and document)")
+    .action((name: string, options: Formatted) =>
       run(output, async () => {
         const read = await withClient(options, (client) => client.access.readPolicy({ name }));
-        output.out(read.document.endsWith("\n") ? read.document : `${read.document}\n`);
+        emit(output, options.format, read, () =>
+          read.document.endsWith("\n") ? read.document : `${read.document}\n`,
+        );
       }),
     );
 
-  connectionFlags(policy.command("list"))
+  formatFlag(connectionFlags(policy.command("list")))
     .description("the names of all policies")
-    .action((options: ConnectionOptions) =>
+    .action((options: Formatted) =>
       run(output, async () => {
         const listed = await withClient(options, (client) => client.access.listPolicies({}));
-        for (const name of listed.names) output.out(`${name}\n`);
+        emit(output, options.format, listed, () => listed.names.map((name) => `${name}\n`).join(""));
       }),
     );
 
-  connectionFlags(policy.command("delete").argument("<name>"))
+  formatFlag(connectionFlags(policy.command("delete").argument("<name>")))
     .description("delete a policy (bindings and tokens that name it keep the name, granting nothing)")
-    .action((name: string, options: ConnectionOptions) =>
+    .action((name: string, options: Formatted) =>
       run(output, async () => {
         const deleted = await withClient(options, (client) => client.access.deletePolicy({ name }));
-        output.out(`policy ${name} deleted (revision ${deleted.revision})\n`);
+        emit(
+          output,
+          options.format,
+          deleted,
+          () => `policy ${name} deleted (revision ${deleted.revision})\n`,
+        );
       }),
     );
 
-  connectionFlags(
-    policy
-      .command("bind")
-      .argument("<identity>", 'a client identity, or a prefix ending in "*"')
-      .argument("<policies...>"),
+  formatFlag(
+    connectionFlags(
+      policy
+        .command("bind")
+        .argument("<identity>", 'a client identity, or a prefix ending in "*"')
+        .argument("<policies...>"),
+    ),
   )
     .description("bind a certificate identity to policies (replaces its binding)")
-    .action((identity: string, policies: string[], options: ConnectionOptions) =>
+    .action((identity: string, policies: string[], options: Formatted) =>
       run(output, async () => {
         const bound = await withClient(options, (client) =>
           client.access.bindIdentity({ identity, policies }),
         );
-        output.out(`${identity} -> ${policies.join(", ")} (revision ${bound.revision})\n`);
+        emit(
+          output,
+          options.format,
+          bound,
+          () => `${identity} -> ${policies.join(", ")} (revision ${bound.revision})\n`,
+        );
       }),
     );
 
-  connectionFlags(policy.command("unbind").argument("<identity>"))
+  formatFlag(connectionFlags(policy.command("unbind").argument("<identity>")))
     .description("remove an identity's binding")
-    .action((identity: string, options: ConnectionOptions) =>
+    .action((identity: string, options: Formatted) =>
       run(output, async () => {
         const removed = await withClient(options, (client) => client.access.unbindIdentity({ identity }));
-        output.out(`${identity} unbound (revision ${removed.revision})\n`);
+        emit(output, options.format, removed, () => `${identity} unbound (revision ${removed.revision})\n`);
       }),
     );
 
-  connectionFlags(policy.command("bindings"))
+  formatFlag(connectionFlags(policy.command("bindings")))
     .description("every identity binding")
-    .action((options: ConnectionOptions) =>
+    .action((options: Formatted) =>
       run(output, async () => {
         const listed = await withClient(options, (client) => client.access.listBindings({}));
-        for (const binding of listed.bindings)
-          output.out(`${binding.identity.padEnd(24)}${binding.policies.join(", ")}\n`);
+        emit(output, options.format, listed, () =>
+          listed.bindings
+            .map((binding) => `${binding.identity.padEnd(24)}${binding.policies.join(", ")}\n`)
+            .join(""),
+        );
       }),
     );
 

@@ -197,6 +197,17 @@ async function accessFromTheCommandLine(): Promise<void> {
   expect(bad).toMatchObject({ code: 1, stderr: expect.stringContaining('unknown capability "fly"') });
   expect((await strongroom(["policy", "bind", "ci-*", "app-reader"])).code).toBe(0);
   expect((await strongroom(["policy", "bindings"])).stdout).toMatch(/^ci-\* +app-reader$/m);
+  // For scripts, as every client command: JSON (or YAML).
+  expect(JSON.parse((await strongroom(["policy", "list", "--format", "json"])).stdout)).toEqual({
+    names: ["root", "app-reader"],
+  });
+  expect(
+    JSON.parse((await strongroom(["policy", "read", "app-reader", "--format", "json"])).stdout),
+  ).toMatchObject({ name: "app-reader", document: policy });
+  expect(JSON.parse((await strongroom(["policy", "bindings", "--format", "json"])).stdout)).toMatchObject({
+    bindings: [{ identity: "ci-*", policies: ["app-reader"] }],
+  });
+  expect((await strongroom(["policy", "bindings", "--format", "xml"])).code).toBe(2);
   // The dev PKI keeps its CA keys: a certificate for another identity, which the binding grants.
   const pkiDirectory = join(directory, "pki");
   expect(await strongroom(["pki", "client", "ci-build", "--dir", pkiDirectory])).toMatchObject({ code: 0 });
