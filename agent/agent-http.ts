@@ -13,11 +13,13 @@ export async function startAgentHttp(
   registry: Registry,
 ): Promise<{ port: number; close: () => Promise<void> }> {
   const server = createServer((request, response) => {
-    if (request.method !== "GET") {
-      response.writeHead(405).end();
+    // A probe may add a query (a cache buster): the route is the path alone. HEAD: no body.
+    const path = new URL(request.url ?? "/", "http://agent").pathname;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      response.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
     }
-    if (request.url === "/v1/agent/health") {
+    if (path === "/v1/agent/health") {
       const status = agent.status();
       const body = {
         ready: status.ready,
@@ -35,7 +37,7 @@ export async function startAgentHttp(
         .end(JSON.stringify(body));
       return;
     }
-    if (request.url === "/metrics") {
+    if (path === "/metrics") {
       registry.metrics().then(
         (text) => response.writeHead(200, { "content-type": registry.contentType }).end(text),
         () => response.writeHead(500).end(),

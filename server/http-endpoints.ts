@@ -3,10 +3,14 @@
 // path or identity in it; /metrics is the prom-client registry.
 //
 //   GET /v1/sys/health   200 leader, unsealed · 429 follower, unsealed · 503 sealed · 501 not initialized
+//                        (Vault's query parameters change them, for load balancers that want another
+//                        answer: standbyok=true, activecode, standbycode, sealedcode, uninitcode)
 //   GET /v1/sys/ready    200 initialized, unsealed, a member and a leader known · 503 otherwise
 //                        (for readiness: a client sent here is served, by this node or the leader)
 //   GET /v1/sys/live     200 while the process serves (for liveness: does not depend on quorum)
 //   GET /metrics         Prometheus text format
+//
+// HEAD gets the same status without the body (for probes that send it).
 
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
@@ -32,15 +36,49 @@ export interface HttpEndpoints {
   close(): Promise<void>;
 }
 
+interface HealthCodes {
+  readonly active: number;
+  readonly standby: number;
+  readonly sealed: number;
+  readonly uninit: number;
+}
+
+/** The status codes /v1/sys/health answers with, from its query (as Vault's), or what is wrong with it. */
+export function healthCodes(query: URLSearchParams): HealthCodes | string {
+  const problems: string[] = [];
+  const code = (name: string, fallback: number): number => {
+    const text = query.get(name);
+    if (text === null) return fallback;
+    if (/^\d{3}$/.test(text) && Number(text) >= 200 && Number(text) <= 599) return Number(text);
+    problems.push(`${name} must be an HTTP status code from 200 to 599, not ${JSON.stringify(text)}`);
+    return fallback;
+  };
+  const standbyOk = query.get("standbyok");
+  if (standbyOk !== null && standbyOk !== "true" && standbyOk !== "false")
+    problems.push(`standbyok must be true or false, not ${JSON.stringify(standbyOk)}`);
+  const active = code("activecode", 200);
+  const standbyCode = code("standbycode", 429);
+  const codes: HealthCodes = {
+    active,
+    // standbyok=true: an unsealed follower answers as the leader does (it forwards what it cannot serve).
+    standby: standbyOk === "true" ? active : standbyCode,
+    sealed: code("sealedcode", 503),
+    uninit: code("uninitcode", 501),
+  };
+  return problems.length === 0 ? codes : problems.join("; ");
+}
+
 export async function startHttpEndpoints(
   address: string,
   health: () => HealthView,
   registry: Registry,
 ): Promise<HttpEndpoints> {
   const server: Server = createServer((request, response) => {
-    const url = request.url ?? "";
-    if (request.method !== "GET") {
-      response.writeHead(405).end();
+    // A probe may add a query (a health option, a cache buster): the route is the path alone.
+    const parsed = new URL(request.url ?? "/", "http://node");
+    const url = parsed.pathname;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      response.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
     }
     if (url === "/v1/sys/live") {
@@ -48,8 +86,19 @@ export async function startHttpEndpoints(
       return;
     }
     if (url === "/v1/sys/health") {
+      const codes = healthCodes(parsed.searchParams);
+      if (typeof codes === "string") {
+        response.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: codes }));
+        return;
+      }
       const view = health();
-      const code = !view.initialized ? 501 : view.sealed ? 503 : view.leader ? 200 : 429;
+      const code = !view.initialized
+        ? codes.uninit
+        : view.sealed
+          ? codes.sealed
+          : view.leader
+            ? codes.active
+            : codes.standby;
       response.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(view));
       return;
     }

@@ -186,7 +186,8 @@ it("renders files, follows a new version with one reload, and keeps the files th
   expect(readFileSync(raw, "utf8")).toBe("s3cr3t-v1");
   expect(readFileSync(templated, "utf8")).toBe("DB_PASSWORD=s3cr3t-v1\nDB_VERSION=1\n");
   expect(statSync(raw).mode & 0o777).toBe(0o600);
-  const health = await fetch(`http://${httpAddress}/v1/agent/health`);
+  // A probe's query (a cache buster) does not change the route.
+  const health = await fetch(`http://${httpAddress}/v1/agent/health?probe=1`);
   expect(health.status).toBe(200);
   const body = (await health.json()) as { ready: boolean; secrets: { version: number }[] };
   expect(body.ready).toBe(true);
