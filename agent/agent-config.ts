@@ -17,6 +17,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { validatePath } from "../storage/state/limits.js";
 
 const address = z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port");
 
@@ -34,7 +35,14 @@ const agentConfigSchema = z.strictObject({
   secrets: z
     .array(
       z.strictObject({
-        path: z.string().min(1).max(512),
+        // The cluster's own rule (a path it would refuse could never be read nor watched).
+        path: z.string().superRefine((path, context) => {
+          try {
+            validatePath(path);
+          } catch (error) {
+            context.addIssue({ code: "custom", message: (error as Error).message });
+          }
+        }),
         file: z.string().min(1),
         template: z
           .string()

@@ -115,6 +115,12 @@ export class Agent {
             }
             this.watchErrors.set(path, { kind, message: error.message });
           },
+          onEnd: (error) => {
+            this.options.log(
+              `watch of ${path} ended (its files are re-read every ${this.options.refreshIntervalMs} ms): ${error.message}`,
+            );
+            this.watchErrors.set(path, { kind: "ended", message: error.message });
+          },
         }),
       );
     }

@@ -30,6 +30,9 @@ const consistency = (stale: number | undefined) => ({
   maxStalenessMs: stale ?? 0,
 });
 
+/** Watch failures kv watch stops at (exit 1) instead of reconnecting: the caller's to fix. */
+const refusals = new Set(["PERMISSION_DENIED", "TOKEN_INVALID", "IDENTITY_DISABLED", "UNAUTHENTICATED"]);
+
 const when = (ms: number) => (ms === 0 ? "-" : new Date(ms).toISOString());
 
 function versionsArgument(value: string): number[] {
@@ -360,8 +363,11 @@ export function registerClientCommands(program: Command, output: Output = proces
                 },
                 // The watch goes on from now: say that changes before it may be missing.
                 onGap: (error) => output.err(`strongroom: ${error.message}; watching from now\n`),
+                onEnd: reject,
                 onError: (error) => {
-                  if (error.reason === "PERMISSION_DENIED" || error.reason === "TOKEN_INVALID") {
+                  // A person at the command line fixes these and runs it again; a node down or a
+                  // leader change is waited out.
+                  if (refusals.has(error.reason)) {
                     watch.close();
                     reject(error);
                   }

@@ -19,13 +19,21 @@ export interface WatchHandlers {
   readonly onEvent: (event: WatchEvent) => void;
   /** The stream is open on a node (at the start and after each reconnection): changes from here on arrive. */
   readonly onOpen?: () => void;
-  /** A failure it recovers from by itself (it reconnects); for logs and metrics. */
+  /**
+   * A failure it reconnects after; for logs and metrics. A refused token, identity or policy is
+   * one: a new token (a token provider), an identity enabled or a policy changed lets it go on.
+   */
   readonly onError?: (error: StrongroomError) => void;
   /**
    * Changes may have been missed: the history was compacted past the last revision seen, or the
    * cluster is behind it (restored from a snapshot).
    */
   readonly onGap?: (error: StrongroomError) => void;
+  /**
+   * The watch ended for good, without reconnecting: its request can never succeed (a prefix that
+   * is not a valid path prefix, INVALID_ARGUMENT). Without onEnd, onError is told.
+   */
+  readonly onEnd?: (error: StrongroomError) => void;
 }
 
 export interface Watch {
@@ -78,6 +86,11 @@ export function startWatch(
     opened.on("error", (error: ServiceError) => {
       if (closed || error.code === status.CANCELLED) return;
       const reason = String(error.metadata?.get(reasonTrailer)[0] ?? "");
+      if (reason === "INVALID_ARGUMENT") {
+        closed = true;
+        (handlers.onEnd ?? handlers.onError)?.(fromServiceError(error, endpoint.address, attempt + 1));
+        return;
+      }
       if (reason === "HISTORY_COMPACTED" || reason === "REVISION_AHEAD") {
         handlers.onGap?.(fromServiceError(error, endpoint.address, attempt + 1));
         revision = 0;

@@ -258,11 +258,21 @@ it("refuses a bad config with exit code 2, naming each problem", async () => {
   const configFile = join(root, "bad.yaml");
   writeFileSync(
     configFile,
-    stringify({ secrets: [{ path: "app/db", file: "x", mode: "999" }], http: "nowhere", colour: 1 }),
+    stringify({
+      secrets: [
+        { path: "app/db", file: "x", mode: "999" },
+        { path: "app/db password", file: "y" },
+      ],
+      http: "nowhere",
+      colour: 1,
+    }),
   );
   const result = await runCli(["agent", "--config", configFile]);
   expect(result.code).toBe(2);
   expect(result.stderr).toContain("secrets.0.mode: must be an octal mode such as 0600");
   expect(result.stderr).toContain("http: must be host:port");
+  expect(result.stderr).toContain(
+    `secrets.1.path: invalid path "app/db password": only letters, digits, '.', '_', '-' and '/' are allowed`,
+  );
   expect(result.stderr).toMatch(/colour/);
 });

@@ -128,6 +128,13 @@ it("init, unseal every node, and the kv group", async () => {
   expect(resumed.stderr).toContain("revision 99999999 is ahead of this cluster (at ");
   expect(resumed.stderr).toContain("(REVISION_AHEAD); watching from now");
   expect(JSON.parse(resumed.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 2 });
+  // A prefix the cluster refuses ends the watch at once (it used to retry it for ever).
+  expect(await strongroom(["kv", "watch", "app/x y/"])).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining(
+      "only letters, digits, '.', '_', '-' and '/' are allowed (INVALID_ARGUMENT)",
+    ),
+  });
 }, 60_000);
 
 it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {

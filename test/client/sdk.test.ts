@@ -135,6 +135,23 @@ it("a watch resumed from a revision the cluster has not reached reports a gap an
   expect(events.map((event) => event.path)).toEqual(["sdk/resumed/key"]);
 });
 
+it("a watch of a prefix the cluster refuses ends for good: onEnd, no reconnection", async () => {
+  const ended: StrongroomError[] = [];
+  const retried: StrongroomError[] = [];
+  const watch = sdk().watch("sdk/not a prefix/", 0, {
+    onEvent: () => {},
+    onError: (error) => retried.push(error),
+    onEnd: (error) => ended.push(error),
+  });
+  await eventually(() => ended.length > 0, 5000);
+  // Its backoff would have retried several times by now.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  watch.close();
+  expect(ended).toHaveLength(1);
+  expect(ended[0]).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT" });
+  expect(retried).toEqual([]);
+});
+
 it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
   await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
   // A follower, first in the client's list: the read goes to it first.
