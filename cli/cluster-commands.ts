@@ -73,7 +73,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .option("--voter", "add it as a voter at once (default: a learner, promoted once caught up)", false)
     .option("--region <name>", "where it runs (leader placement, clients' region preference)", "")
     .option("--zone <name>", "its zone within the region", "")
-    .description("add a node (start it with clusterState: existing first)")
+    .description(
+      "add a node, a learner unless --voter (then start it with clusterState: existing; see docs/operations.md)",
+    )
     .action(
       (
         nodeId: string,
