@@ -344,6 +344,15 @@ export class StrongroomNode {
       syncIntervalMs: config.audit.syncIntervalMs,
       rootKey: () => (keeper.sealed() ? null : keeper.rootKey()),
       registry,
+      // Once per change, not per entry: a collector that is down fails every entry until it is back.
+      onSinkChange: (sink, error) => {
+        if (error === null) logger.info({ sink }, "audit sink writes again");
+        else
+          logger.warn(
+            { sink, error: error.message },
+            "audit sink failed: its entries are counted in strongroom_audit_sink_failures_total until it writes again",
+          );
+      },
     });
     undo.push(() => audit.close());
     const refusals = new RefusalMetrics(registry);

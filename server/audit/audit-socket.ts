@@ -3,6 +3,8 @@
 // sequence number. An entry counts as taken once the kernel has accepted its write. A broken
 // connection fails the entry (the trail counts the sink as failing) and is dialled again for the
 // next one, within a bounded connect time, so a collector that is down costs each call at most that.
+// The sequence is the trail's for this sink, from the node's start: an entry that could not be sent
+// uses its number too, so a collector sees the entries it missed as a gap.
 
 import { connect, type Socket } from "node:net";
 import { type AuditRecord, auditFormatVersion } from "./audit-chain.js";
@@ -12,6 +14,8 @@ export interface AuditSocketOptions {
   readonly address: string;
   readonly node: string;
   readonly connectTimeoutMs: number;
+  /** The next sequence number of this sink (kept by the trail across reconnections). */
+  readonly nextSeq: () => number;
 }
 
 const addressPattern = /^(?:unix:(.+)|tcp:(.+):(\d{1,5}))$/;
@@ -23,7 +27,6 @@ export function isAuditSocketAddress(address: string): boolean {
 export class AuditSocket {
   private socket: Socket | null = null;
   private connecting: Promise<Socket> | null = null;
-  private seq = 0;
 
   constructor(private readonly options: AuditSocketOptions) {
     if (!isAuditSocketAddress(options.address))
@@ -31,8 +34,9 @@ export class AuditSocket {
   }
 
   async append(record: AuditRecord): Promise<void> {
+    // Numbered and timed when offered, before the connection: a failed entry leaves its gap.
+    const line = `${JSON.stringify({ v: auditFormatVersion, node: this.options.node, seq: this.options.nextSeq(), time: new Date().toISOString(), ...record })}\n`;
     const socket = await this.connected();
-    const line = `${JSON.stringify({ v: auditFormatVersion, node: this.options.node, seq: ++this.seq, time: new Date().toISOString(), ...record })}\n`;
     await new Promise<void>((resolve, reject) => {
       socket.write(line, (error) => {
         if (error === undefined || error === null) resolve();

@@ -42,6 +42,8 @@ export interface AuditTrailOptions {
    * calls that change something wait for their request entry before going on (interceptor()).
    */
   readonly stalledAfterMs?: number;
+  /** Told when a sink starts failing (with the error) and when it writes again (null), for the log. */
+  readonly onSinkChange?: (sink: string, error: Error | null) => void;
 }
 
 /**
@@ -143,14 +145,19 @@ export class AuditTrail {
         outstanding: 0,
         progressAt: 0,
       })),
-      ...sockets.map((address) => ({
-        name: address,
-        open: () => new AuditSocket({ address, node: options.node, connectTimeoutMs: 1000 }),
-        opened: null,
-        failing: false,
-        outstanding: 0,
-        progressAt: 0,
-      })),
+      ...sockets.map((address) => {
+        // One sequence per socket for the node's life, across the connections it dials.
+        let seq = 0;
+        return {
+          name: address,
+          open: () =>
+            new AuditSocket({ address, node: options.node, connectTimeoutMs: 1000, nextSeq: () => ++seq }),
+          opened: null,
+          failing: false,
+          outstanding: 0,
+          progressAt: 0,
+        };
+      }),
     ];
     this.failures = new Counter({
       name: "strongroom_audit_sink_failures_total",
@@ -327,10 +334,12 @@ export class AuditTrail {
           sink.opened ??= sink.open();
           if (sink.opened instanceof AuditFile) sink.opened.setAuditKey(auditKey);
           await sink.opened.append(record);
+          if (sink.failing) this.options.onSinkChange?.(sink.name, null);
           sink.failing = false;
           return true;
-        } catch {
+        } catch (error) {
           this.failures.inc({ sink: sink.name });
+          if (!sink.failing) this.options.onSinkChange?.(sink.name, error as Error);
           sink.failing = true;
           // A broken file is reopened (a new file, linked to the chain), a socket dialled again,
           // on the next entry.

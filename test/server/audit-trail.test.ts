@@ -84,7 +84,13 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
   const socketPath = join(root, "collector.sock");
   const directory = join(root, "files");
   const registry = new Registry();
-  const trail = trailWith({ directories: [directory], sockets: [`unix:${socketPath}`], registry });
+  const changes: string[] = [];
+  const trail = trailWith({
+    directories: [directory],
+    sockets: [`unix:${socketPath}`],
+    registry,
+    onSinkChange: (sink, error) => changes.push(`${sink}: ${error === null ? "writes again" : "failed"}`),
+  });
   const call = async (path: string) => {
     const finish = await trail.begin(context("/strongroom.v1.Secrets/Get"), { path });
     await finish(null);
@@ -104,22 +110,26 @@ it("writes to a file and a socket collector; goes on with either one; refuses wi
     new RegExp(`^strongroom_audit_write_seconds_count\\{sink="${directory}"\\} 2$`, "m"),
   );
 
-  // The collector goes away: the file takes the entries, the socket counts as failing.
+  // The collector goes away: the file takes the entries, the socket counts as failing, once.
   await running.stop();
   await call("app/two");
   expect(trail.failingSinks()).toEqual([`unix:${socketPath}`]);
+  expect(changes).toEqual([`unix:${socketPath}: failed`]);
   expect(await registry.metrics()).toMatch(
     new RegExp(
       `strongroom_audit_sink_failures_total\\{sink="unix:${socketPath.replaceAll("/", "\\/")}"\\} [1-9]`,
     ),
   );
 
-  // It comes back: the next entry reaches it.
+  // It comes back: the next entry reaches it, numbered after the two it missed (app/two's request
+  // and response), so the collector sees what it lost as a gap.
   rmSync(socketPath, { force: true });
   running = await collector(socketPath);
   await call("app/three");
   await eventually(() => running.lines.some((line) => line.includes("app/three")), 5000);
   expect(trail.failingSinks()).toEqual([]);
+  expect(changes).toEqual([`unix:${socketPath}: failed`, `unix:${socketPath}: writes again`]);
+  expect(JSON.parse(running.lines[0] ?? "{}")).toMatchObject({ seq: 5, type: "request", path: "app/three" });
 
   // The directory breaks (a file where it should be): the collector alone takes the entries.
   await trail.close();
