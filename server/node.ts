@@ -175,11 +175,11 @@ export class StrongroomNode {
     const registry = new Registry();
     if (options.processMetrics === true)
       collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
-    const onReloadError = (error: Error) =>
-      logger.error({ error: error.message }, "a TLS file change was refused");
-    const peerTls = new TlsFiles(config.tls.peer, { onReloadError });
+    const onReloadError = (port: "peer" | "client") => (error: Error) =>
+      logger.error({ port, error: error.message }, "a TLS file change was refused");
+    const peerTls = new TlsFiles(config.tls.peer, { onReloadError: onReloadError("peer") });
     undo.push(() => peerTls.close());
-    const clientTls = new TlsFiles(config.tls.client, { onReloadError });
+    const clientTls = new TlsFiles(config.tls.client, { onReloadError: onReloadError("client") });
     undo.push(() => clientTls.close());
     const members = new MemberDirectory(config.nodeId, config.members, {
       region: config.region,

@@ -33,7 +33,10 @@ export interface TlsFilesOptions {
   /** How often the files are checked for a change (default 1 s). */
   readonly pollIntervalMs?: number;
   readonly now?: () => number;
-  /** Called when a change was refused (the old material stays in use). */
+  /**
+   * Called when a change was refused (the old material stays in use): once per refusal, though
+   * each file's poll sees it (a certificate and its key replaced together, or half of them).
+   */
   readonly onReloadError?: (error: TlsConfigError) => void;
 }
 
@@ -41,6 +44,8 @@ export class TlsFiles {
   private material: TlsMaterial;
   private readonly listeners = new Set<(material: TlsMaterial) => void>();
   private readonly unwatch: (() => void)[] = [];
+  /** The refusal last reported, until the files read well again. */
+  private refused: string | null = null;
 
   constructor(
     readonly paths: TlsFilePaths,
@@ -67,9 +72,11 @@ export class TlsFiles {
     try {
       next = readTlsMaterial(this.paths, this.options.now ?? Date.now);
     } catch (error) {
-      this.options.onReloadError?.(error as TlsConfigError);
+      if ((error as Error).message !== this.refused) this.options.onReloadError?.(error as TlsConfigError);
+      this.refused = (error as Error).message;
       return;
     }
+    this.refused = null;
     const same =
       next.ca.equals(this.material.ca) &&
       next.certificate.equals(this.material.certificate) &&

@@ -121,6 +121,9 @@ describe("TLS files", () => {
     expect(new X509Certificate(files.current().certificate).serialNumber).toBe(second);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/does not fit/);
+    // Seen again (each file's poll reloads): reported once.
+    files.reload();
+    expect(errors).toHaveLength(1);
 
     // The rotation completed as it was: nothing changes, nothing is reported.
     copyFileSync(next.certificateFile, paths.certificateFile);
@@ -130,6 +133,12 @@ describe("TLS files", () => {
     writeFileSync(paths.caFile, "not a certificate");
     files.reload();
     expect(errors[1]).toMatch(/is not a PEM certificate/);
+    // Refused, fixed, refused the same way again: a new refusal, reported.
+    copyFileSync(next.caFile, paths.caFile);
+    files.reload();
+    writeFileSync(paths.caFile, "not a certificate");
+    files.reload();
+    expect(errors).toHaveLength(3);
     files.close();
   });
 
