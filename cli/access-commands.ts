@@ -17,6 +17,7 @@ import {
   formatFlag,
   nonNegativeInteger,
   type Output,
+  optionMeaning,
   processOutput,
   promptHidden,
   rows,
@@ -157,17 +158,24 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   formatFlag(connectionFlags(token.command("create")))
     .description("a new token: a child of the caller's, within its policies unless sudo")
-    .option("--policy <name>", "a policy of the new token (repeat; default: the caller's)", collect, [])
-    .option("--ttl <duration>", "its lifetime, e.g. 1h (default: the cluster's)", duration("--ttl"), 0)
+    .addOption(
+      optionMeaning("--policy <name>", "a policy of the new token (repeat)", [], "the caller's", collect),
+    )
+    .addOption(
+      optionMeaning("--ttl <duration>", "its lifetime, e.g. 1h", 0, "the cluster's", duration("--ttl")),
+    )
     .option("--max-ttl <duration>", "the hard limit on its lifetime with renewals", duration("--max-ttl"), 0)
     .option("--renewable", "it may be renewed", false)
     .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
     .option("--display-name <name>", "a name to recognize it by", "")
-    .option(
-      "--uses <count>",
-      "how many calls it may make (default: no limit)",
-      nonNegativeInteger("--uses"),
-      0,
+    .addOption(
+      optionMeaning(
+        "--uses <count>",
+        "how many calls it may make",
+        0,
+        "no limit",
+        nonNegativeInteger("--uses"),
+      ),
     )
     .action(
       (
@@ -215,7 +223,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
   formatFlag(connectionFlags(token.command("renew")))
     .description("extend the caller's token, or the token of --accessor")
     .option("--accessor <accessor>", "another token's accessor", "")
-    .option("--increment <duration>", "by how much (default: its TTL)", duration("--increment"), 0)
+    .addOption(optionMeaning("--increment <duration>", "by how much", 0, "its TTL", duration("--increment")))
     .action((options: Formatted & { accessor: string; increment: number }) =>
       run(output, async () => {
         const info = await withClient(options, (client) =>

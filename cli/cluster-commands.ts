@@ -17,6 +17,7 @@ import {
   formatFlag,
   nonNegativeInteger,
   type Output,
+  optionMeaning,
   processOutput,
   rows,
   run,
@@ -70,7 +71,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .argument("<node-id>")
     .requiredOption("--peer-address <host:port>", "where the other nodes reach it")
     .requiredOption("--client-address <host:port>", "where clients reach it")
-    .option("--voter", "add it as a voter at once (default: a learner, promoted once caught up)", false)
+    .addOption(
+      optionMeaning("--voter", "add it as a voter at once", false, "a learner, promoted once caught up"),
+    )
     .option("--region <name>", "where it runs (leader placement, clients' region preference)", "")
     .option("--zone <name>", "its zone within the region", "")
     .description(

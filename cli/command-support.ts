@@ -2,7 +2,7 @@
 // connection flags, argument parsers, and how a failure becomes a message on stderr and an exit
 // code (0 ok, 1 error, 2 usage).
 
-import { type Command, InvalidArgumentError } from "commander";
+import { Argument, type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as stringifyYaml } from "yaml";
 import { describeCallError, UsageError } from "./client-connection.js";
 
@@ -32,6 +32,26 @@ export function connectionFlags(command: Command): Command {
     .option("--cacert <file>", "CA bundle of the nodes' certificates (default: STRONGROOM_CACERT)")
     .option("--client-cert <file>", "client certificate (default: STRONGROOM_CLIENT_CERT)")
     .option("--client-key <file>", "client key (default: STRONGROOM_CLIENT_KEY)");
+}
+
+/**
+ * A flag whose default is a placeholder (0, [], false) meaning something else ("its TTL", "the
+ * newest"): help shows the meaning, not the placeholder beside it.
+ */
+export function optionMeaning<T>(
+  flags: string,
+  description: string,
+  value: T,
+  meaning: string,
+  parse?: (text: string, previous: T) => T,
+): Option {
+  const option = new Option(flags, description).default(value, meaning);
+  return parse === undefined ? option : option.argParser(parse);
+}
+
+/** An optional argument whose default ("") means something else ("everything the caller may list"). */
+export function argumentMeaning(name: string, description: string, value: string, meaning: string): Argument {
+  return new Argument(name, description).default(value, meaning);
 }
 
 /** An integer flag of at least 0. */

@@ -9,6 +9,7 @@ import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/sec
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
+  argumentMeaning,
   connectionFlags,
   duration,
   emit,
@@ -16,6 +17,7 @@ import {
   formatFlag,
   nonNegativeInteger,
   type Output,
+  optionMeaning,
   positiveInteger,
   processOutput,
   rows,
@@ -109,7 +111,9 @@ export function registerClientCommands(program: Command, output: Output = proces
   command("get")
     .argument("<path>", "the secret's path")
     .description("read a secret's version; its value is shown only with --reveal (or in json/yaml)")
-    .option("--version <version>", "this version (default: the newest)", nonNegativeInteger("--version"), 0)
+    .addOption(
+      optionMeaning("--version <version>", "this version", 0, "the newest", nonNegativeInteger("--version")),
+    )
     .option("--reveal", "write the value itself to stdout", false)
     .option("--stale <ms>", "accept a local read this many milliseconds stale", nonNegativeInteger("--stale"))
     .action((path: string, options: Formatted & { version: number; reveal: boolean; stale?: number }) =>
@@ -139,7 +143,9 @@ export function registerClientCommands(program: Command, output: Output = proces
     command(name)
       .argument("<path>", "the secret's path")
       .description(description)
-      .option("--versions <list>", "comma-separated versions (default: the newest)", versionsArgument, [])
+      .addOption(
+        optionMeaning("--versions <list>", "comma-separated versions", [], "the newest", versionsArgument),
+      )
       .action((path: string, options: Formatted & { versions: number[] }) =>
         run(output, async () => {
           const written = await withClient(options, (client) =>
@@ -156,7 +162,7 @@ export function registerClientCommands(program: Command, output: Output = proces
   }
 
   command("list")
-    .argument("[prefix]", 'a prefix ending in "/" (default: everything the caller may list)', "")
+    .addArgument(argumentMeaning("[prefix]", 'a prefix ending in "/"', "", "everything the caller may list"))
     .description("paths under a prefix, every page")
     .option("--stale <ms>", "accept a local read this many milliseconds stale", nonNegativeInteger("--stale"))
     .action((prefix: string, options: Formatted & { stale?: number }) =>
@@ -255,7 +261,7 @@ export function registerClientCommands(program: Command, output: Output = proces
     );
 
   command("stale")
-    .argument("[prefix]", 'a prefix ending in "/" (default: everything the caller may list)', "")
+    .addArgument(argumentMeaning("[prefix]", 'a prefix ending in "/"', "", "everything the caller may list"))
     .description(
       "secrets that need an operator: expired, expiring soon, overdue for rotation, or unread for long (exit 3 if any)",
     )
@@ -338,7 +344,9 @@ export function registerClientCommands(program: Command, output: Output = proces
     );
 
   command("watch")
-    .argument("[prefix]", "changes under this prefix (default: every change the caller may read)", "")
+    .addArgument(
+      argumentMeaning("[prefix]", "changes under this prefix", "", "every change the caller may read"),
+    )
     .description("print changes as they happen (one line, or one JSON object, each) until Ctrl-C or --count")
     .option("--from <revision>", "resume after this revision", nonNegativeInteger("--from"), 0)
     .option("--count <n>", "stop after this many changes", nonNegativeInteger("--count"))

@@ -10,6 +10,7 @@ import type { Command } from "commander";
 import type { Lease } from "../proto/gen/strongroom/v1/leases.gen.js";
 import { type ConnectionOptions, sdkClient, UsageError, withClient } from "./client-connection.js";
 import {
+  argumentMeaning,
   collect,
   connectionFlags,
   duration,
@@ -18,6 +19,7 @@ import {
   formatFlag,
   integerBetween,
   type Output,
+  optionMeaning,
   processOutput,
   rows,
   run,
@@ -135,6 +137,7 @@ function registerCertsCommands(program: Command, output: Output): void {
 
   command(role, "read")
     .argument("<name>")
+    .description("a role's allowed names, TTLs and key usage")
     .action((name: string, options: Formatted) =>
       run(output, async () => {
         const read = await withClient(options, (client) => client.pki.readRole({ name }));
@@ -150,12 +153,14 @@ function registerCertsCommands(program: Command, output: Output): void {
       }),
     );
 
-  command(role, "list").action((options: Formatted) =>
-    run(output, async () => {
-      const listed = await withClient(options, (client) => client.pki.listRoles({}));
-      emit(output, options.format, listed, () => listed.names.map((name) => `${name}\n`).join(""));
-    }),
-  );
+  command(role, "list")
+    .description("the names of all roles")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const listed = await withClient(options, (client) => client.pki.listRoles({}));
+        emit(output, options.format, listed, () => listed.names.map((name) => `${name}\n`).join(""));
+      }),
+    );
 
   command(role, "delete")
     .argument("<name>")
@@ -172,7 +177,7 @@ function registerCertsCommands(program: Command, output: Output): void {
     .argument("<common-name>")
     .description("a new key and certificate under a role (a lease: revoke it with `leases revoke`)")
     .option("--dns <name>", "another DNS name for the certificate (repeat)", collect, [])
-    .option("--ttl <duration>", "its lifetime (default: the role's)", duration("--ttl"), 0)
+    .addOption(optionMeaning("--ttl <duration>", "its lifetime", 0, "the role's", duration("--ttl")))
     .option("--out <directory>", "write cert.pem, key.pem (mode 0600) and ca.pem there instead of printing")
     .action(
       (role: string, commonName: string, options: Formatted & { dns: string[]; ttl: number; out?: string }) =>
@@ -208,7 +213,8 @@ function registerLeasesCommands(program: Command, output: Output): void {
   const command = (name: string) => formatFlag(connectionFlags(leases.command(name)));
 
   command("list")
-    .argument("[prefix]", 'e.g. "pki/issue/web/" or "auth/token/"', "")
+    .description("leases whose id starts with a prefix")
+    .addArgument(argumentMeaning("[prefix]", 'e.g. "pki/issue/web/" or "auth/token/"', "", "every lease"))
     .option("--limit <count>", "at most this many", integerBetween("--limit", 1, 1000), 1000)
     .action((prefix: string, options: Formatted & { limit: number }) =>
       run(output, async () => {
@@ -229,6 +235,7 @@ function registerLeasesCommands(program: Command, output: Output): void {
     );
 
   command("lookup")
+    .description("one lease: its kind, identity, when it was issued and expires, whether it renews")
     .argument("<id>")
     .action((id: string, options: Formatted) =>
       run(output, async () => {
@@ -240,7 +247,9 @@ function registerLeasesCommands(program: Command, output: Output): void {
   command("renew")
     .argument("<id>")
     .description("extend a renewable lease (a token's)")
-    .option("--increment <duration>", "by how much from now (default: its TTL)", duration("--increment"), 0)
+    .addOption(
+      optionMeaning("--increment <duration>", "by how much from now", 0, "its TTL", duration("--increment")),
+    )
     .action((id: string, options: Formatted & { increment: number }) =>
       run(output, async () => {
         const lease = await withClient(options, (client) =>
