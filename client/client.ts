@@ -20,7 +20,7 @@ import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "
 import { type Endpoint, EndpointPool } from "./endpoint-pool.js";
 import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
 import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
-import { backoffMs, decide } from "./retry-policy.js";
+import { backoffMs, decide, isEndpointFailure } from "./retry-policy.js";
 import { startWatch, type Watch, type WatchHandlers } from "./watcher.js";
 
 export interface ClientOptions {
@@ -126,7 +126,8 @@ export class StrongroomClient {
   private readonly attemptTimeoutMs: number;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
-  private readonly cacheWatches: Watch[] = [];
+  /** Every watch open (the cache's too): close() ends them, as gRPC leaves a stream open past its channel's close. */
+  private readonly watches = new Set<Watch>();
 
   constructor(options: ClientOptions) {
     const endpoints = (
@@ -185,19 +186,25 @@ export class StrongroomClient {
             : cache.get(request.path, () => get(request, callOptions), isUnreachable),
       };
       for (const prefix of options.cache.watchPrefixes ?? []) {
-        this.cacheWatches.push(
-          this.watch(prefix, 0, {
-            onEvent: (event) => cache.invalidate(event.path),
-            onGap: () => cache.clear(),
-          }),
-        );
+        this.watch(prefix, 0, {
+          onEvent: (event) => cache.invalidate(event.path),
+          onGap: () => cache.clear(),
+        });
       }
     }
   }
 
   /** Follows changes under `prefix` (from now, or after `fromRevision`), reconnecting as needed. */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
-    return startWatch(this.pool, prefix, fromRevision, handlers, this.retry);
+    const started = startWatch(this.pool, prefix, fromRevision, handlers, this.retry);
+    const watch: Watch = {
+      close: () => {
+        this.watches.delete(watch);
+        started.close();
+      },
+    };
+    this.watches.add(watch);
+    return watch;
   }
 
   /**
@@ -313,7 +320,7 @@ export class StrongroomClient {
   }
 
   close(): void {
-    for (const watch of this.cacheWatches) watch.close();
+    for (const watch of [...this.watches]) watch.close();
     this.pool.close();
   }
 
@@ -356,6 +363,7 @@ export class StrongroomClient {
           unaryCall(endpoint.client, definition, request, attemptDeadline),
         );
         this.pool.noteAnswer(endpoint, leader);
+        endpoint.lastFailure = null;
         return response;
       } catch (error) {
         let wait: number;
@@ -367,9 +375,19 @@ export class StrongroomClient {
           wait = backoffMs(attempt, this.retry.baseMs, this.retry.maxMs) + this.retry.baseMs;
           brokenInARow = 0;
           if (Date.now() + wait >= deadline) {
-            throw new StrongroomError("every endpoint's circuit breaker is open", status.UNAVAILABLE, "", {
-              attempts: attempt,
+            // What opened them: a node down, a certificate not trusted, ... is what a person acts on.
+            const causes = endpoints.flatMap(({ address, lastFailure }) => {
+              if (lastFailure === null) return [];
+              return lastFailure.message.includes(address)
+                ? [lastFailure.message]
+                : [`${address}: ${lastFailure.message}`];
             });
+            throw new StrongroomError(
+              `every endpoint's circuit breaker is open${causes.length === 0 ? "" : `; the last failures: ${causes.join("; ")}`}`,
+              status.UNAVAILABLE,
+              "",
+              { attempts: attempt },
+            );
           }
         } else {
           brokenInARow = 0;
@@ -377,6 +395,7 @@ export class StrongroomClient {
           if (typeof serviceError.code !== "number") throw error;
           const decision = decide(serviceError, idempotent);
           const failure = fromServiceError(serviceError, endpoint.address, attempt);
+          if (isEndpointFailure(serviceError)) endpoint.lastFailure = failure;
           if (!decision.retry) throw failure;
           if (decision.switchEndpoint && movable) index++;
           wait = Math.max(decision.waitAtLeastMs, backoffMs(attempt, this.retry.baseMs, this.retry.maxMs));

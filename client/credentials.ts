@@ -2,7 +2,7 @@
 // token sent as `authorization: Bearer <token>` with every call.
 
 import { readFileSync } from "node:fs";
-import { createSecureContext } from "node:tls";
+import { createSecureContext, type SecureContext } from "node:tls";
 import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
 
 /** PEM contents of the CA bundle of the nodes' certificates, the client certificate and its key. */
@@ -24,9 +24,28 @@ export function tlsCredentials(tls: ClientTls | ClientTlsFiles): ChannelCredenti
     "caFile" in tls
       ? { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }
       : tls;
-  return credentials.createFromSecureContext(
-    createSecureContext({ ca: material.ca, cert: material.cert, key: material.key, minVersion: "TLSv1.3" }),
-  );
+  let context: SecureContext;
+  try {
+    context = createSecureContext({
+      ca: material.ca,
+      cert: material.cert,
+      key: material.key,
+      minVersion: "TLSv1.3",
+    });
+  } catch (error) {
+    // OpenSSL's words ("key values mismatch", "no start line"), with the files they are about.
+    const files = "caFile" in tls ? ` (${tls.certFile}, ${tls.keyFile})` : "";
+    const code = (error as { code?: string }).code;
+    if (code === "ERR_OSSL_X509_KEY_VALUES_MISMATCH")
+      throw new Error(`the client key does not match the client certificate${files}`, { cause: error });
+    throw new Error(
+      `the client certificate or key cannot be read as PEM${files}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return credentials.createFromSecureContext(context);
 }
 
 /**

@@ -17,6 +17,8 @@ export interface Endpoint {
   nodeId: string | null;
   /** The node's region, once Cluster.Status has said it (null: not known yet). */
   region: string | null;
+  /** Why the last call here failed (null once one succeeds): what an open breaker stands for. */
+  lastFailure: Error | null;
 }
 
 export interface BreakerOptions {
@@ -52,6 +54,7 @@ export class EndpointPool {
       ),
       nodeId: null,
       region: null,
+      lastFailure: null,
     }));
     // Which endpoint is in which region is learned before the first call, not at a leader change.
     if (region !== null) {

@@ -4,6 +4,7 @@
 // may have taken effect (`outcomeUnknown`: a write that timed out may still commit).
 
 import { type ServiceError, status } from "@grpc/grpc-js";
+import { describeConnectionFailure } from "./connection-failure.js";
 
 export class StrongroomError extends Error {
   override readonly name = "StrongroomError";
@@ -58,7 +59,7 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
   const reason = first(reasonTrailer) ?? "";
   const retryAfter = first(retryAfterTrailer);
   return new StrongroomError(
-    `${error.details || status[error.code]}${reason === "" ? "" : ` (${reason})`}`,
+    `${describeConnectionFailure(error.details || status[error.code] || "", endpoint)}${reason === "" ? "" : ` (${reason})`}`,
     error.code,
     reason,
     {

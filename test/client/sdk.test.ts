@@ -152,6 +152,51 @@ it("a watch of a prefix the cluster refuses ends for good: onEnd, no reconnectio
   expect(retried).toEqual([]);
 });
 
+it("a connection that cannot be made says why: a CA that did not sign the node, nothing listening, a key of another certificate", async () => {
+  const attempt = async (options: Partial<Parameters<typeof createClient>[0]>) => {
+    const client = createClient({ endpoints, tls: tlsOf("app"), deadlineMs: 1500, ...options });
+    opened.push(client);
+    return client.secrets
+      .get(linearizable("sdk/anything"))
+      .catch((error: unknown) => error as StrongroomError);
+  };
+  // The client CA as the bundle that should sign the nodes: a common first mistake.
+  const untrusted = await attempt({ tls: { ...tlsOf("app"), caFile: pki.clientCaFile() } });
+  expect(untrusted).toBeInstanceOf(StrongroomError);
+  // Whichever endpoint it tried last.
+  expect((untrusted as StrongroomError).message).toMatch(
+    /cannot connect to 127\.0\.0\.\d+:\d+: unable to verify the first certificate: the node's certificate is not signed by a CA in the client's CA bundle/,
+  );
+  // A port on the first node's address that nothing listens on.
+  const closed = `${specs[0]?.host}:${(specs[0]?.clientPort ?? 0) + 7}`;
+  const refused = await attempt({ endpoints: [closed] });
+  expect((refused as StrongroomError).message).toContain(
+    `cannot connect to ${closed}: connect ECONNREFUSED ${closed}: nothing listens there`,
+  );
+  const other = pki.client("other");
+  expect(() => createClient({ endpoints, tls: { ...tlsOf("app"), keyFile: other.privateKeyFile } })).toThrow(
+    `the client key does not match the client certificate (${tlsOf("app").certFile}, ${other.privateKeyFile})`,
+  );
+});
+
+it("close() ends the client's watches: no event after it, nothing left open", async () => {
+  const closing = sdk();
+  const events: WatchEvent[] = [];
+  let opened = false;
+  closing.watch("sdk/closed/", 0, {
+    onEvent: (event) => events.push(event),
+    onOpen: () => {
+      opened = true;
+    },
+  });
+  await eventually(() => opened, 5000);
+  closing.close();
+  await sdk().secrets.put({ path: "sdk/closed/key", value: bytes("after close") });
+  // A watch still open would have it within a second ("a watch sees a change within a second").
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  expect(events).toEqual([]);
+});
+
 it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
   await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
   // A follower, first in the client's list: the read goes to it first.
