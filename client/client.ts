@@ -148,9 +148,13 @@ export class StrongroomClient {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
     };
+    const tlsFor = tlsCredentials(options.tls);
     this.pool = new EndpointPool(
       endpoints,
-      withToken(tlsCredentials(options.tls), tokenOf),
+      (address) => {
+        const tls = tlsFor(address);
+        return { ...tls, credentials: withToken(tls.credentials, tokenOf) };
+      },
       {
         consecutiveFailures: positive(
           options.breaker?.consecutiveFailures ?? 5,

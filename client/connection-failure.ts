@@ -6,7 +6,7 @@
 // can only be suggested. (server/peer/peer-diagnosis.ts says the same of a node's peers.)
 
 const lastError =
-  /^No connection established\. Last error: (?:Error: )?(.*?)(?: \(\d{4}-\d\d-\d\dT[^)]*\))?\.?(?: Resolution note:.*)?$/s;
+  /^No connection established\. Last error: (?:Error(?: \[[A-Z0-9_]+\])?: )?(.*?)(?: \(\d{4}-\d\d-\d\dT[^)]*\))?\.?(?: Resolution note:.*)?$/s;
 
 const explanations: readonly [RegExp, string][] = [
   [

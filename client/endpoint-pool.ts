@@ -5,10 +5,16 @@
 // leader is learned from the `strongroom-leader` trailer of any answer and mapped to an endpoint
 // through Cluster.Status, which every node answers.
 
-import { type ChannelCredentials, Client, Metadata } from "@grpc/grpc-js";
+import { Client, Metadata } from "@grpc/grpc-js";
 import { type CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
 import { ClusterService, type StatusResponse } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import type { EndpointTls } from "./credentials.js";
 import { isEndpointFailure } from "./retry-policy.js";
+
+function channelClient(address: string, tls: EndpointTls): Client {
+  // channelz (gRPC's introspection service) is not served by the SDK: skip its per-call bookkeeping.
+  return new Client(address, tls.credentials, { ...tls.options, "grpc.enable_channelz": 0 });
+}
 
 export interface Endpoint {
   readonly address: string;
@@ -36,15 +42,15 @@ export class EndpointPool {
 
   constructor(
     addresses: readonly string[],
-    credentials: ChannelCredentials,
+    /** Each endpoint's channel credentials and options (client/credentials.ts). */
+    channelFor: (address: string) => EndpointTls,
     breaker: BreakerOptions,
     /** The client's region: its endpoints there are tried first (null: no preference). */
     private readonly region: string | null = null,
   ) {
     this.endpoints = addresses.map((address) => ({
       address,
-      // channelz (gRPC's introspection service) is not served by the SDK: skip its per-call bookkeeping.
-      client: new Client(address, credentials, { "grpc.enable_channelz": 0 }),
+      client: channelClient(address, channelFor(address)),
       breaker: circuitBreaker(
         handleWhen((error) => isEndpointFailure(error as never)),
         {

@@ -3,9 +3,11 @@
 // caller, no acknowledged write lost and none applied twice; a Watch that sees a change within a
 // second; and the read cache answering from stale entries once every node is down.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createClient, type StrongroomClient, StrongroomError } from "../../client/index.js";
@@ -22,6 +24,9 @@ const configs = writeConfigs(pki, root, specs);
 const processes = specs.map((spec) => new NodeProcess(spec, configs.get(spec.id)?.file ?? ""));
 const endpoints = specs.map((spec) => `${spec.host}:${spec.clientPort}`);
 const opened: StrongroomClient[] = [];
+// Node's warnings in this process (only SDK clients run here: the nodes are child processes).
+const warnings: { name: string; code?: string }[] = [];
+process.on("warning", (warning) => warnings.push(warning as { name: string; code?: string }));
 let rootToken: string | null = null;
 
 function tlsOf(name: string) {
@@ -173,6 +178,24 @@ it("a connection that cannot be made says why: a CA that did not sign the node, 
   expect((refused as StrongroomError).message).toContain(
     `cannot connect to ${closed}: connect ECONNREFUSED ${closed}: nothing listens there`,
   );
+  // A node whose certificate names another address than the one dialled: refused, though the
+  // server name sent for an IP address is not the address (no DEP0123 warning, test at the end).
+  const misnamed = pki.node("misnamed", ["127.0.0.1"]);
+  const server = createTlsServer({
+    cert: readFileSync(misnamed.certificateFile),
+    key: readFileSync(misnamed.privateKeyFile),
+    ALPNProtocols: ["h2"],
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.2", resolve));
+  const misnamedAddress = `127.0.0.2:${(server.address() as AddressInfo).port}`;
+  try {
+    const wrongName = await attempt({ endpoints: [misnamedAddress] });
+    expect((wrongName as StrongroomError).message).toContain(
+      `cannot connect to ${misnamedAddress}: Hostname/IP does not match certificate's altnames: IP: 127.0.0.2 is not in the cert's list: 127.0.0.1: the node's certificate does not name the address used`,
+    );
+  } finally {
+    server.close();
+  }
   const other = pki.client("other");
   expect(() => createClient({ endpoints, tls: { ...tlsOf("app"), keyFile: other.privateKeyFile } })).toThrow(
     `the client key does not match the client certificate (${tlsOf("app").certFile}, ${other.privateKeyFile})`,
@@ -291,3 +314,8 @@ it("the read cache answers from stale entries while no node can be reached", asy
     code: status.UNAVAILABLE,
   });
 }, 30_000);
+
+it("dialling nodes by IP address raises no warning in the application (DEP0123: an IP as the TLS server name)", () => {
+  // Every test above dialled 127.0.0.x addresses.
+  expect(warnings.filter((warning) => warning.code === "DEP0123")).toEqual([]);
+});
