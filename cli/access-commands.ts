@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import { decryptShare } from "../hsm/shares/share-encryption.js";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
@@ -18,6 +19,7 @@ import {
   nonNegativeInteger,
   type Output,
   optionMeaning,
+  plainShare,
   processOutput,
   promptHidden,
   rows,
@@ -46,10 +48,10 @@ function tokenRows(info: TokenInfo): [string, string][] {
 /** Shares from stdin (one per line) or, at a terminal, from hidden prompts until `done`. */
 async function* shares(output: Output): AsyncGenerator<string> {
   if (!process.stdin.isTTY || output !== processOutput) {
-    yield* await stdinLines(output);
+    for (const line of await stdinLines(output)) yield plainShare(line);
     return;
   }
-  for (let position = 1; ; position++) yield await promptHidden(`share ${position} (hidden): `);
+  for (let position = 1; ; position++) yield plainShare(await promptHidden(`share ${position} (hidden): `));
 }
 
 export function registerAccessCommands(program: Command, output: Output = processOutput): void {
@@ -308,6 +310,30 @@ export function registerAccessCommands(program: Command, output: Output = proces
           throw new Error(
             `${hsmRefused} node(s) still sealed: their HSM did not give the root key (see operator status)`,
           );
+        }
+      }),
+    );
+
+  operator
+    .command("decrypt-share")
+    .description(
+      "decrypt shares encrypted to your key (init or rekey with --operator-key): stdin, one per line, or a hidden prompt; prints them, one per line",
+    )
+    .requiredOption("--private-key <file>", "your PEM private key (the pair of the public key given to init)")
+    .action((options: { privateKey: string }) =>
+      run(output, async () => {
+        const privateKeyPem = readFileSync(options.privateKey, "utf8");
+        const given =
+          !process.stdin.isTTY || output !== processOutput
+            ? await stdinLines(output)
+            : [await promptHidden("encrypted share (hidden): ")];
+        if (given.length === 0) throw new UsageError("give the encrypted shares on stdin, one per line");
+        for (const armored of given) {
+          try {
+            output.out(`${decryptShare(armored, privateKeyPem)}\n`);
+          } catch (error) {
+            throw new UsageError((error as Error).message);
+          }
         }
       }),
     );

@@ -18,6 +18,7 @@ import {
   nonNegativeInteger,
   type Output,
   optionMeaning,
+  plainShare,
   processOutput,
   rows,
   run,
@@ -283,16 +284,23 @@ export function registerClusterCommands(program: Command, output: Output = proce
     )
     .option("--shares <n>", "new share count", nonNegativeInteger("--shares"), 5)
     .option("--threshold <n>", "new threshold", nonNegativeInteger("--threshold"), 3)
-    .action((options: Formatted & { shares: number; threshold: number }) =>
+    .option(
+      "--operator-key <file>",
+      "a PEM public key per new share: they come out encrypted to them (repeat)",
+      collect,
+      [],
+    )
+    .action((options: Formatted & { shares: number; threshold: number; operatorKey: string[] }) =>
       run(output, async () => {
-        const given = await stdinLines(output);
+        const operatorKeys = options.operatorKey.map((file) => readFileSync(file, "utf8"));
+        const given = (await stdinLines(output)).map(plainShare);
         const result = await withClient(options, async (client) => {
           let nonce = "";
           for (const share of given) {
             const step = await client.sys.rekey({
               share,
               nonce,
-              newShares: { count: options.shares, threshold: options.threshold, operatorKeys: [] },
+              newShares: { count: options.shares, threshold: options.threshold, operatorKeys },
               reset: false,
             });
             if (step.complete) return step;
@@ -318,7 +326,7 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .action((options: Formatted & { shamir: boolean; hsm: boolean; generateHsmKey: boolean }) =>
       run(output, async () => {
         if (!options.shamir && !options.hsm) throw new UsageError("name the target: --shamir, --hsm or both");
-        const given = await stdinLines(output);
+        const given = (await stdinLines(output)).map(plainShare);
         const result = await withClient(options, async (client) => {
           let nonce = "";
           for (const share of given) {

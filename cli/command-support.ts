@@ -4,6 +4,7 @@
 
 import { Argument, type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as stringifyYaml } from "yaml";
+import { armorPrefix } from "../hsm/shares/share-encryption.js";
 import { describeCallError, UsageError } from "./client-connection.js";
 
 export interface Output {
@@ -103,6 +104,19 @@ export async function stdinLines(output: Output): Promise<string[]> {
     .split("\n")
     .map((line) => line.trim())
     .filter((line) => line !== "");
+}
+
+/**
+ * A share as the share commands send it. One encrypted to an operator's key (init or rekey with
+ * --operator-key) is refused with the way to decrypt it: the cluster only takes plain shares.
+ */
+export function plainShare(share: string): string {
+  if (share.startsWith(armorPrefix)) {
+    throw new UsageError(
+      "this share is encrypted to an operator's key: decrypt it first, e.g. strongroom operator decrypt-share --private-key KEY.pem < share | strongroom operator unseal",
+    );
+  }
+  return share;
 }
 
 /** Reads one line from the terminal without echoing it (a share, a token). */

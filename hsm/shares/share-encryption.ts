@@ -23,7 +23,8 @@ import {
 } from "node:crypto";
 import { SealError } from "../errors.js";
 
-const armorPrefix = "strongroom-encrypted-share:v1:";
+/** How an encrypted share begins (what the CLI recognizes and refuses to send as it is). */
+export const armorPrefix = "strongroom-encrypted-share:v1:";
 const rsaTag = 1;
 const x25519Tag = 2;
 const rsaModulusBitsMin = 2048;

@@ -3,6 +3,7 @@
 // values only on stdin. Init and unseal, the kv group, cluster status and members, leadership,
 // snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
 
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -348,7 +349,64 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
     rekeyed.shares.slice(1, 3).join("\n"),
   );
   expect(unsealed).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
+  writeFileSync(join(root, "rekeyed-shares"), rekeyed.shares.join("\n"));
   // Usage errors exit 2.
   expect((await strongroom(["operator", "status", "--format", "xml"])).code).toBe(2);
   expect((await strongroom(["cluster", "join", "n9"])).code).toBe(2);
+}, 60_000);
+
+it("rekey to operators' keys: each share comes out encrypted, decrypt-share opens it with its key, and an encrypted share is not sent as it is", async () => {
+  // One operator with X25519, one with RSA, as openssl genpkey makes them.
+  const operators = ["ana", "ben"].map((name, i) => {
+    const pair =
+      i === 0 ? generateKeyPairSync("x25519") : generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const publicFile = join(root, `${name}.pub`);
+    const privateFile = join(root, `${name}.key`);
+    writeFileSync(publicFile, pair.publicKey.export({ format: "pem", type: "spki" }));
+    writeFileSync(privateFile, pair.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
+    return { publicFile, privateFile };
+  });
+  const current = readFileSync(join(root, "rekeyed-shares"), "utf8").split("\n");
+  const rekeyed = await json<{ shares: string[] }>(
+    [
+      "operator",
+      "rekey",
+      "--shares",
+      "2",
+      "--threshold",
+      "2",
+      ...operators.flatMap((operator) => ["--operator-key", operator.publicFile]),
+    ],
+    current.slice(0, 2).join("\n"),
+  );
+  expect(rekeyed.shares).toHaveLength(2);
+  for (const share of rekeyed.shares) expect(share).toMatch(/^strongroom-encrypted-share:v1:/);
+  const node = addresses[2] ?? "";
+  expect((await json<{ sealed: boolean }>(["operator", "seal", "--addr", node])).sealed).toBe(true);
+
+  const asItIs = await strongroom(["operator", "unseal", "--addr", node], rekeyed.shares[0]);
+  expect(asItIs).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("this share is encrypted to an operator's key: decrypt it first"),
+  });
+  const wrongKey = await strongroom(
+    ["operator", "decrypt-share", "--private-key", operators[1]?.privateFile ?? ""],
+    rekeyed.shares[0],
+  );
+  expect(wrongKey).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("the encrypted share and the private key are of different kinds"),
+  });
+  const plain: string[] = [];
+  for (const [i, operator] of operators.entries()) {
+    const opened = await strongroom(
+      ["operator", "decrypt-share", "--private-key", operator.privateFile],
+      rekeyed.shares[i],
+    );
+    expect(opened.code).toBe(0);
+    expect(opened.stdout).not.toContain("strongroom-encrypted-share");
+    plain.push(opened.stdout.trim());
+  }
+  const unsealed = await strongroom(["operator", "unseal", "--addr", node], plain.join("\n"));
+  expect(unsealed).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
 }, 60_000);
