@@ -354,6 +354,9 @@ export class StrongroomClient {
     let index = 0;
     let attempt = 0;
     let brokenInARow = 0;
+    // The last failure a node explained (NO_LEADER, ...): when the deadline ends the call, it says
+    // more than the last endpoint tried being down.
+    let explained: StrongroomError | null = null;
     for (;;) {
       const endpoint = endpoints[index % endpoints.length] as Endpoint;
       attempt++;
@@ -379,6 +382,7 @@ export class StrongroomClient {
           wait = backoffMs(attempt, this.retry.baseMs, this.retry.maxMs) + this.retry.baseMs;
           brokenInARow = 0;
           if (Date.now() + wait >= deadline) {
+            if (explained !== null) throw explained;
             // What opened them: a node down, a certificate not trusted, ... is what a person acts on.
             const causes = endpoints.flatMap(({ address, lastFailure }) => {
               if (lastFailure === null) return [];
@@ -400,10 +404,14 @@ export class StrongroomClient {
           const decision = decide(serviceError, idempotent);
           const failure = fromServiceError(serviceError, endpoint.address, attempt);
           if (isEndpointFailure(serviceError)) endpoint.lastFailure = failure;
+          else if (failure.reason !== "") explained = failure;
           if (!decision.retry) throw failure;
           if (decision.switchEndpoint && movable) index++;
           wait = Math.max(decision.waitAtLeastMs, backoffMs(attempt, this.retry.baseMs, this.retry.maxMs));
-          if (Date.now() + wait >= deadline) throw failure;
+          if (Date.now() + wait >= deadline) {
+            // Never in place of a failure whose outcome is unknown (a write that may have applied).
+            throw failure.reason === "" && !failure.outcomeUnknown ? (explained ?? failure) : failure;
+          }
         }
         await new Promise((resolve) => setTimeout(resolve, wait));
       }

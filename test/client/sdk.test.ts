@@ -301,6 +301,15 @@ it("the read cache answers from stale entries while no node can be reached", asy
   expect(text((await client.secrets.get(linearizable("sdk/cached"))).value)).toBe("kept");
   expect(text((await client.secrets.get(linearizable("sdk/cached"))).value)).toBe("kept");
   expect(client.cacheStats()).toMatchObject({ hits: 1, misses: 1, entries: 1 });
+  // Two of three nodes gone: the call fails with what the node left explained (it has no quorum),
+  // not with the last endpoint tried being down.
+  await Promise.all([processes[1]?.kill(), processes[2]?.kill()]);
+  const noQuorum = await sdk()
+    .secrets.get(linearizable("sdk/never"), { deadlineMs: 3000 })
+    .catch((error: unknown) => error as StrongroomError);
+  expect(noQuorum).toBeInstanceOf(StrongroomError);
+  expect((noQuorum as StrongroomError).reason).not.toBe("");
+  expect((noQuorum as StrongroomError).message).not.toMatch(/^cannot connect/);
   await Promise.all(processes.map((node) => node.kill()));
   await new Promise((resolve) => setTimeout(resolve, 300));
   const stale = await client.secrets.get(linearizable("sdk/cached"), { deadlineMs: 2000 });
