@@ -61,6 +61,28 @@ function runCli(args: string[]): Promise<{ code: number | null; stderr: string }
   );
 }
 
+/** The agent config's cluster section: the test cluster, the agent's certificate, `tokenFile`. */
+function clusterSection(tokenFile: string) {
+  const client = pki.client("agent");
+  return {
+    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+    caFile: client.caFile,
+    certFile: client.certificateFile,
+    keyFile: client.privateKeyFile,
+    tokenFile,
+  };
+}
+
+/** An SDK client as the operator, with the root token. */
+function operatorClient() {
+  const operator = pki.client("operator");
+  return createClient({
+    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
+    tls: { caFile: operator.caFile, certFile: operator.certificateFile, keyFile: operator.privateKeyFile },
+    token: readFileSync(join(root, "token"), "utf8"),
+  });
+}
+
 function spawnAgent(configFile: string, log: (text: string) => void): Promise<ChildProcess> {
   return bundledCli().then((cli) => {
     const child = spawn(process.execPath, [cli, "agent", "--config", configFile], {
@@ -72,12 +94,7 @@ function spawnAgent(configFile: string, log: (text: string) => void): Promise<Ch
 }
 
 it("a watch that fails (its token revoked) is logged once and shown in health, and is open again with a new token", async () => {
-  const operator = pki.client("operator");
-  const sdk = createClient({
-    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
-    tls: { caFile: operator.caFile, certFile: operator.certificateFile, keyFile: operator.privateKeyFile },
-    token: readFileSync(join(root, "token"), "utf8"),
-  });
+  const sdk = operatorClient();
   await sdk.secrets.put({ path: "app/cache", value: new TextEncoder().encode("c1") });
   const first = await sdk.access.createToken({ displayName: "agent" });
   const tokenFile = join(root, "watch-token");
@@ -85,17 +102,10 @@ it("a watch that fails (its token revoked) is logged once and shown in health, a
   const rendered = join(root, "cache");
   const configFile = join(root, "watch-agent.yaml");
   const address = "127.0.0.180:49051";
-  const client = pki.client("agent");
   writeFileSync(
     configFile,
     stringify({
-      cluster: {
-        endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
-        caFile: client.caFile,
-        certFile: client.certificateFile,
-        keyFile: client.privateKeyFile,
-        tokenFile,
-      },
+      cluster: clusterSection(tokenFile),
       secrets: [{ path: "app/cache", file: rendered }],
       http: address,
       // Long enough that only the watch can bring a change within the test.
@@ -145,7 +155,6 @@ it("a watch that fails (its token revoked) is logged once and shown in health, a
 
 it("renders files, follows a new version with one reload, and keeps the files through an outage", async () => {
   await put("s3cr3t-v1");
-  const client = pki.client("agent");
   const raw = join(root, "db-password");
   const templated = join(root, "db.env");
   const marker = join(root, "reloads");
@@ -153,13 +162,7 @@ it("renders files, follows a new version with one reload, and keeps the files th
   writeFileSync(
     configFile,
     stringify({
-      cluster: {
-        endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
-        caFile: client.caFile,
-        certFile: client.certificateFile,
-        keyFile: client.privateKeyFile,
-        tokenFile: join(root, "token"),
-      },
+      cluster: clusterSection(join(root, "token")),
       secrets: [
         { path: "app/db", file: raw },
         { path: "app/db", file: templated, template: "DB_PASSWORD={{ value }}\nDB_VERSION={{ version }}\n" },
@@ -175,11 +178,8 @@ it("renders files, follows a new version with one reload, and keeps the files th
       refreshIntervalMs: 1000,
     }),
   );
-  agent = spawn(process.execPath, [await bundledCli(), "agent", "--config", configFile], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  agent.stderr?.on("data", (chunk: Buffer) => {
-    agentLog += chunk.toString();
+  agent = await spawnAgent(configFile, (text) => {
+    agentLog += text;
   });
 
   await eventually(() => existsSync(templated) && existsSync(raw), 15_000);
@@ -206,12 +206,7 @@ it("renders files, follows a new version with one reload, and keeps the files th
 
   // Scheduled rotation under the agent: a password generator and a 2-second period. The leader
   // rotates, the agent renders the new value and reloads once more; then the rotation is stopped.
-  const operator = pki.client("operator");
-  const sdk = createClient({
-    endpoints: specs.map((spec) => `${spec.host}:${spec.clientPort}`),
-    tls: { caFile: operator.caFile, certFile: operator.certificateFile, keyFile: operator.privateKeyFile },
-    token: readFileSync(join(root, "token"), "utf8"),
-  });
+  const sdk = operatorClient();
   const scheduledAt = Date.now();
   await sdk.secrets.updateMetadata({
     path: "app/db",
