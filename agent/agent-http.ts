@@ -13,8 +13,9 @@ export async function startAgentHttp(
   registry: Registry,
 ): Promise<{ port: number; close: () => Promise<void> }> {
   const server = createServer((request, response) => {
-    // A probe may add a query (a cache buster): the route is the path alone. HEAD: no body.
-    const path = new URL(request.url ?? "/", "http://agent").pathname;
+    // A probe may add a query (a cache buster): the route is the path alone (split by hand: new
+    // URL() throws on some request targets, such as "//"). HEAD: no body.
+    const path = (request.url ?? "").split("?", 1)[0];
     if (request.method !== "GET" && request.method !== "HEAD") {
       response.writeHead(405, { allow: "GET, HEAD" }).end();
       return;

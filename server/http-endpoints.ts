@@ -74,9 +74,9 @@ export async function startHttpEndpoints(
   registry: Registry,
 ): Promise<HttpEndpoints> {
   const server: Server = createServer((request, response) => {
-    // A probe may add a query (a health option, a cache buster): the route is the path alone.
-    const parsed = new URL(request.url ?? "/", "http://node");
-    const url = parsed.pathname;
+    // A probe may add a query (a health option, a cache buster): the route is the path alone. Split
+    // by hand: new URL() throws on some request targets ("//"), and nothing here may throw.
+    const [url = "", query = ""] = (request.url ?? "").split("?", 2);
     if (request.method !== "GET" && request.method !== "HEAD") {
       response.writeHead(405, { allow: "GET, HEAD" }).end();
       return;
@@ -86,7 +86,7 @@ export async function startHttpEndpoints(
       return;
     }
     if (url === "/v1/sys/health") {
-      const codes = healthCodes(parsed.searchParams);
+      const codes = healthCodes(new URLSearchParams(query));
       if (typeof codes === "string") {
         response.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: codes }));
         return;

@@ -6,6 +6,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -188,6 +189,17 @@ it("renders files, follows a new version with one reload, and keeps the files th
   expect(statSync(raw).mode & 0o777).toBe(0o600);
   // A probe's query (a cache buster) does not change the route.
   const health = await fetch(`http://${httpAddress}/v1/agent/health?probe=1`);
+  // A request target a URL parser refuses is a 404, not an error thrown in the agent.
+  const [agentHost, agentPort] = httpAddress.split(":");
+  const oddTarget = await new Promise<number | undefined>((resolve, reject) =>
+    request({ host: agentHost, port: Number(agentPort), path: "//" }, (response) => {
+      response.resume();
+      resolve(response.statusCode);
+    })
+      .on("error", reject)
+      .end(),
+  );
+  expect(oddTarget).toBe(404);
   expect(health.status).toBe(200);
   const body = (await health.json()) as { ready: boolean; secrets: { version: number }[] };
   expect(body.ready).toBe(true);

@@ -2,6 +2,7 @@
 // state given as the view it reads. The status codes by state, Vault's query parameters that change
 // them (a bad one is a 400 naming it), a query on any route, HEAD, and other methods refused.
 
+import { request } from "node:http";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type HealthView, type HttpEndpoints, startHttpEndpoints } from "../../server/http-endpoints.js";
@@ -80,6 +81,18 @@ it("routes by path whatever the query, answers HEAD without a body, and refuses 
   expect(head.status).toBe(429);
   expect(await head.text()).toBe("");
   expect(await statusOf("/v1/sys/ready", "HEAD")).toBe(200);
+  // Request targets a URL parser refuses ("//") are a 404, not a thrown error in the node.
+  for (const target of ["//", "http://a:b@", "/v1/sys/health?%zz"]) {
+    const code = await new Promise<number | undefined>((resolve, reject) =>
+      request({ host: "127.0.0.1", port: endpoints.port, path: target }, (response) => {
+        response.resume();
+        resolve(response.statusCode);
+      })
+        .on("error", reject)
+        .end(),
+    );
+    expect(code, target).toBe(target.startsWith("/v1/sys/health") ? 429 : 404);
+  }
   const post = await fetch(`${base}/v1/sys/health`, { method: "POST" });
   expect(post.status).toBe(405);
   expect(post.headers.get("allow")).toBe("GET, HEAD");
