@@ -118,7 +118,9 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     options.print("  npx tsx cli/main.ts kv get app/db --reveal");
     options.print("  npx tsx cli/main.ts operator status");
     options.print("  npx tsx cli/main.ts policy list");
-    options.print(`  npx tsx cli/main.ts pki client alice --dir ${pki}    # another identity`);
+    // A dev directory made before the CA keys were kept cannot make more certificates.
+    if (existsSync(join(pki, "client-ca-key.pem")))
+      options.print(`  npx tsx cli/main.ts pki client alice --dir ${pki}    # another identity`);
     options.print(`  curl http://${options.host}:${port(0, 2)}/v1/sys/health`);
     options.print(
       "stop it with Ctrl-C; the data stays for the next start (npm start -- --reset starts afresh)",
