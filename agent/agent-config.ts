@@ -18,6 +18,7 @@ import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { validatePath } from "../storage/state/limits.js";
+import { unknownPlaceholders } from "./render.js";
 
 const address = z.string().regex(/^[^\s:]+:\d{1,5}$/, "must be host:port");
 
@@ -47,6 +48,15 @@ const agentConfigSchema = z.strictObject({
         template: z
           .string()
           .max(64 * 1024)
+          .superRefine((template, context) => {
+            // A misspelt placeholder would be written into the file as it is, silently.
+            for (const unknown of unknownPlaceholders(template)) {
+              context.addIssue({
+                code: "custom",
+                message: `unknown placeholder ${unknown} (known: {{ value }}, {{ version }}, {{ path }})`,
+              });
+            }
+          })
           .optional(),
         /** File mode, octal as a string ("0640") or a number; 0600 by default. */
         mode: z

@@ -8,6 +8,13 @@ import { basename, dirname, join } from "node:path";
 
 const placeholder = /\{\{\s*(value|version|path)\s*\}\}/g;
 
+/** The `{{ … }}` in a template that are not one of its placeholders (a typo, another tool's syntax). */
+export function unknownPlaceholders(template: string): string[] {
+  return [...template.matchAll(/\{\{[^}]*\}\}/g)]
+    .map((match) => match[0])
+    .filter((candidate) => candidate.replace(placeholder, "") !== "");
+}
+
 export function renderSecret(
   template: string | null,
   secret: { readonly path: string; readonly version: number; readonly value: Uint8Array },

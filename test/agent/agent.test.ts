@@ -269,6 +269,7 @@ it("refuses a bad config with exit code 2, naming each problem", async () => {
       secrets: [
         { path: "app/db", file: "x", mode: "999" },
         { path: "app/db password", file: "y" },
+        { path: "app/db", file: "z", template: "PASSWORD={{ .Value }} {{value}} {{ valeu }}" },
       ],
       http: "nowhere",
       colour: 1,
@@ -278,6 +279,11 @@ it("refuses a bad config with exit code 2, naming each problem", async () => {
   expect(result.code).toBe(2);
   expect(result.stderr).toContain("secrets.0.mode: must be an octal mode such as 0600");
   expect(result.stderr).toContain("http: must be host:port");
+  expect(result.stderr).toContain(
+    "secrets.2.template: unknown placeholder {{ .Value }} (known: {{ value }}, {{ version }}, {{ path }})",
+  );
+  expect(result.stderr).toContain("secrets.2.template: unknown placeholder {{ valeu }}");
+  expect(result.stderr).not.toContain("{{value}}");
   expect(result.stderr).toContain(
     `secrets.1.path: invalid path "app/db password": only letters, digits, '.', '_', '-' and '/' are allowed`,
   );
