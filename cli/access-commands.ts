@@ -169,7 +169,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--max-ttl <duration>", "the hard limit on its lifetime with renewals", duration("--max-ttl"), 0)
     .option("--renewable", "it may be renewed", false)
     .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
-    .option("--display-name <name>", "a name to recognize it by", "")
+    .addOption(optionMeaning("--display-name <name>", "a name to recognize it by", "", "none"))
     .addOption(
       optionMeaning(
         "--uses <count>",
@@ -212,7 +212,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   formatFlag(connectionFlags(token.command("lookup")))
     .description("describe the caller's token, or the token of --accessor")
-    .option("--accessor <accessor>", "another token's accessor", "")
+    .addOption(optionMeaning("--accessor <accessor>", "another token's accessor", "", "the caller's own"))
     .action((options: Formatted & { accessor: string }) =>
       run(output, async () => {
         const info = await withClient(options, (client) =>
@@ -224,7 +224,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   formatFlag(connectionFlags(token.command("renew")))
     .description("extend the caller's token, or the token of --accessor")
-    .option("--accessor <accessor>", "another token's accessor", "")
+    .addOption(optionMeaning("--accessor <accessor>", "another token's accessor", "", "the caller's own"))
     .addOption(optionMeaning("--increment <duration>", "by how much", 0, "its TTL", duration("--increment")))
     .action((options: Formatted & { accessor: string; increment: number }) =>
       run(output, async () => {
@@ -240,7 +240,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   formatFlag(connectionFlags(token.command("revoke")))
     .description("revoke the caller's token, or the token of --accessor, with its descendants")
-    .option("--accessor <accessor>", "another token's accessor", "")
+    .addOption(optionMeaning("--accessor <accessor>", "another token's accessor", "", "the caller's own"))
     .action((options: Formatted & { accessor: string }) =>
       run(output, async () => {
         const revoked = await withClient(options, (client) =>

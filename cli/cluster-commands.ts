@@ -75,8 +75,15 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .addOption(
       optionMeaning("--voter", "add it as a voter at once", false, "a learner, promoted once caught up"),
     )
-    .option("--region <name>", "where it runs (leader placement, clients' region preference)", "")
-    .option("--zone <name>", "its zone within the region", "")
+    .addOption(
+      optionMeaning(
+        "--region <name>",
+        "where it runs (leader placement, clients' region preference)",
+        "",
+        "none",
+      ),
+    )
+    .addOption(optionMeaning("--zone <name>", "its zone within the region", "", "none"))
     .description(
       "add a node, a learner unless --voter (then start it with clusterState: existing; see docs/operations.md)",
     )

@@ -333,7 +333,7 @@ function registerRevokeCommands(program: Command, output: Output): void {
       "with --identity: revoke its credentials but leave its certificate working",
       false,
     )
-    .option("--reason <text>", "with --identity: why, kept with the record", "")
+    .addOption(optionMeaning("--reason <text>", "with --identity: why, kept with the record", "", "none"))
     .option(
       "--wait <duration>",
       "wait this long at most for every node given in STRONGROOM_ADDR/--addr to apply it",

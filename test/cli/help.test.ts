@@ -1,5 +1,6 @@
 // Every command's help, as `strongroom … --help` prints it: each command says what it does, and a
-// default is shown once, as what it means ("its TTL"), never beside its placeholder ("(default: 0)").
+// default is shown once, as what it means ("its TTL"), never beside its placeholder ("(default: 0)")
+// nor as an empty string.
 
 import { Command } from "commander";
 import { expect, it } from "vitest";
@@ -46,4 +47,6 @@ it("gives every command a description and shows each default once", () => {
     /\(default: [^)]*\) \(default:/.test(command.helpInformation().replace(/\s+/g, " ")),
   );
   expect(doubled.map(([name]) => name)).toEqual([]);
+  const empty = all.filter(([, command]) => command.helpInformation().includes('(default: "")'));
+  expect(empty.map(([name]) => name)).toEqual([]);
 });
