@@ -130,9 +130,13 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     // The response headers tell the client that its watch is in place, and from which revision
     // (a watch "from now" resumes after it, so a reconnection loses nothing even before the first
     // event). When history was replayed they went with the first event (a second send is ignored).
-    const headers = new Metadata();
-    headers.set(revisionHeader, String(appliedIndex()));
-    call.sendMetadata(headers);
+    // Not once the replay ended the stream (its token used up or revoked): its status went out
+    // as trailers alone, and headers after them would be a second response.
+    if (!ended) {
+      const headers = new Metadata();
+      headers.set(revisionHeader, String(appliedIndex()));
+      call.sendMetadata(headers);
+    }
     call.on("drain", () => {
       if (!ended) hub.drained(sink);
     });
