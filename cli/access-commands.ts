@@ -320,9 +320,19 @@ export function registerAccessCommands(program: Command, output: Output = proces
       "decrypt shares encrypted to your key (init or rekey with --operator-key): stdin, one per line, or a hidden prompt; prints them, one per line",
     )
     .requiredOption("--private-key <file>", "your PEM private key (the pair of the public key given to init)")
-    .action((options: { privateKey: string }) =>
+    .option("--passphrase-file <file>", "a file holding the passphrase of an encrypted private key")
+    .action((options: { privateKey: string; passphraseFile?: string }) =>
       run(output, async () => {
         const privateKeyPem = readFileSync(options.privateKey, "utf8");
+        // A file, not a flag or a prompt: a flag shows in the process list, and stdin carries the shares.
+        const passphrase =
+          options.passphraseFile === undefined
+            ? undefined
+            : readFileSync(options.passphraseFile, "utf8").replace(/\r?\n$/, "");
+        if (passphrase === undefined && privateKeyPem.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
+          throw new UsageError(
+            `${options.privateKey} is encrypted: give its passphrase with --passphrase-file`,
+          );
         const given =
           !process.stdin.isTTY || output !== processOutput
             ? await stdinLines(output)
@@ -330,7 +340,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
         if (given.length === 0) throw new UsageError("give the encrypted shares on stdin, one per line");
         for (const armored of given) {
           try {
-            output.out(`${decryptShare(armored, privateKeyPem)}\n`);
+            output.out(`${decryptShare(armored, privateKeyPem, passphrase)}\n`);
           } catch (error) {
             throw new UsageError((error as Error).message);
           }

@@ -57,16 +57,30 @@ export function encryptShare(share: string, publicKeyPem: string): string {
   }
 }
 
-/** What an operator runs with their private key to read their share. */
-export function decryptShare(armored: string, privateKeyPem: string): string {
+/**
+ * What an operator runs with their private key to read their share; `passphrase` opens a private
+ * key kept encrypted (PEM "ENCRYPTED PRIVATE KEY").
+ */
+export function decryptShare(armored: string, privateKeyPem: string, passphrase?: string): string {
   if (typeof armored !== "string" || !armored.startsWith(armorPrefix)) {
     throw new SealError("INVALID_ARGUMENT", `an encrypted share starts with "${armorPrefix}"`);
   }
   const bytes = Buffer.from(armored.slice(armorPrefix.length), "base64");
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey(privateKeyPem);
+    privateKey = createPrivateKey(
+      passphrase === undefined ? privateKeyPem : { key: privateKeyPem, passphrase },
+    );
   } catch (error) {
+    if (privateKeyPem.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        passphrase === undefined
+          ? "the private key is encrypted: give its passphrase"
+          : "the passphrase does not open the private key",
+        { cause: error },
+      );
+    }
     throw new SealError("INVALID_ARGUMENT", "the private key is not a PEM private key", { cause: error });
   }
   try {

@@ -356,15 +356,21 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
 }, 60_000);
 
 it("rekey to operators' keys: each share comes out encrypted, decrypt-share opens it with its key, and an encrypted share is not sent as it is", async () => {
-  // One operator with X25519, one with RSA, as openssl genpkey makes them.
+  // One operator with X25519, one with RSA and the private key kept under a passphrase, as
+  // openssl genpkey makes them.
+  const passphraseFile = join(root, "ben.passphrase");
+  writeFileSync(passphraseFile, "ben's passphrase\n", { mode: 0o600 });
   const operators = ["ana", "ben"].map((name, i) => {
     const pair =
       i === 0 ? generateKeyPairSync("x25519") : generateKeyPairSync("rsa", { modulusLength: 2048 });
     const publicFile = join(root, `${name}.pub`);
     const privateFile = join(root, `${name}.key`);
     writeFileSync(publicFile, pair.publicKey.export({ format: "pem", type: "spki" }));
-    writeFileSync(privateFile, pair.privateKey.export({ format: "pem", type: "pkcs8" }), { mode: 0o600 });
-    return { publicFile, privateFile };
+    const encryption = i === 0 ? {} : { cipher: "aes-256-cbc", passphrase: "ben's passphrase" };
+    writeFileSync(privateFile, pair.privateKey.export({ format: "pem", type: "pkcs8", ...encryption }), {
+      mode: 0o600,
+    });
+    return { publicFile, privateFile, flags: i === 0 ? [] : ["--passphrase-file", passphraseFile] };
   });
   const current = readFileSync(join(root, "rekeyed-shares"), "utf8").split("\n");
   const rekeyed = await json<{ shares: string[] }>(
@@ -390,17 +396,48 @@ it("rekey to operators' keys: each share comes out encrypted, decrypt-share open
     stderr: expect.stringContaining("this share is encrypted to an operator's key: decrypt it first"),
   });
   const wrongKey = await strongroom(
-    ["operator", "decrypt-share", "--private-key", operators[1]?.privateFile ?? ""],
+    [
+      "operator",
+      "decrypt-share",
+      "--private-key",
+      operators[1]?.privateFile ?? "",
+      ...(operators[1]?.flags ?? []),
+    ],
     rekeyed.shares[0],
   );
   expect(wrongKey).toMatchObject({
     code: 2,
     stderr: expect.stringContaining("the encrypted share and the private key are of different kinds"),
   });
+  const locked = await strongroom(
+    ["operator", "decrypt-share", "--private-key", operators[1]?.privateFile ?? ""],
+    rekeyed.shares[1],
+  );
+  expect(locked).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("is encrypted: give its passphrase with --passphrase-file"),
+  });
+  const otherPassphrase = join(root, "wrong.passphrase");
+  writeFileSync(otherPassphrase, "not it");
+  const wrongPassphrase = await strongroom(
+    [
+      "operator",
+      "decrypt-share",
+      "--private-key",
+      operators[1]?.privateFile ?? "",
+      "--passphrase-file",
+      otherPassphrase,
+    ],
+    rekeyed.shares[1],
+  );
+  expect(wrongPassphrase).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("the passphrase does not open the private key"),
+  });
   const plain: string[] = [];
   for (const [i, operator] of operators.entries()) {
     const opened = await strongroom(
-      ["operator", "decrypt-share", "--private-key", operator.privateFile],
+      ["operator", "decrypt-share", "--private-key", operator.privateFile, ...operator.flags],
       rekeyed.shares[i],
     );
     expect(opened.code).toBe(0);
