@@ -23,7 +23,7 @@ export type NodeErrorCode =
   | "FORWARD_FAILED"
   | "RESOURCE_EXHAUSTED"
   | "HISTORY_COMPACTED"
-  /** Watch from a revision this cluster has not reached: another cluster's, or one from before a restore. */
+  /** Watch from a revision this cluster has not reached (another cluster's). */
   | "REVISION_AHEAD"
   | "AUDIT_UNAVAILABLE"
   | "PERMISSION_DENIED"

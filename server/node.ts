@@ -275,7 +275,7 @@ export class StrongroomNode {
         }),
       close: () => transport.close(),
     };
-    const watches = new WatchHub(config.watch, () => state.appliedIndex());
+    const watches = new WatchHub(config.watch, () => state.appliedRevision());
     const logFailure = (what: string) => (error: unknown) =>
       logger.error({ error: (error as Error).message }, what);
     const stateMachine = new ObservedStateMachine(state, {
@@ -289,6 +289,7 @@ export class StrongroomNode {
         watches.reset();
         accessView.reload().catch(logFailure("access records reload failed"));
       },
+      onLoad: () => watches.reset(),
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
     const forwarder = new Forwarder(members.peers, peerTls, config.raft.electionTicks * config.raft.tickMs);
@@ -528,6 +529,7 @@ export class StrongroomNode {
       region: config.region,
       zone: config.zone,
       raft: raftNode,
+      revisionOf: (index) => state.revisionOf(index),
       keeper,
       members,
       peerErrors,
@@ -616,7 +618,8 @@ export class StrongroomNode {
         limits: defaultStateLimits,
         mayRead: (context, path) => authorizer.mayReadNow(context, path),
         perIdentityMax: config.watch.watchersPerIdentityMax,
-        appliedIndex: () => state.appliedIndex(),
+        appliedRevision: () => state.appliedRevision(),
+        revisionOf: (index) => state.revisionOf(index),
         reads,
         timeoutMs: config.requests.timeoutMs,
       }),

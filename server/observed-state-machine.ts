@@ -26,10 +26,12 @@ export interface StateObserver {
   readonly onSystemRecord: (command: SecretCommand) => void;
   /** The seal record, the keyring or a member record changed, or a snapshot was restored. */
   readonly onSystemChange: () => void;
-  /** A secret changed at `revision` (its Raft index). */
+  /** A secret changed at `revision`. */
   readonly onSecretChange: (revision: number, command: SecretCommand, version: number | null) => void;
   /** A snapshot replaced the state. */
   readonly onRestore: () => void;
+  /** A backup's records were loaded (a restore into this cluster): revisions may have moved on. */
+  readonly onLoad: () => void;
 }
 
 export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
@@ -49,8 +51,9 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
         // A restore may bring the seal record and the keyring.
         observer.onSystemRecord(command);
         observer.onSystemChange();
+        observer.onLoad();
       } else {
-        observer.onSecretChange(index, command, version);
+        observer.onSecretChange(secrets.revisionOf(index), command, version);
       }
     });
   }

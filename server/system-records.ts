@@ -94,9 +94,10 @@ export class SystemRecords {
     return found;
   }
 
+  /** Proposes a change and answers its revision, once it is applied here. */
   async propose(command: SecretCommand): Promise<number> {
     const { index, result } = await this.parts.raft().propose(encodeCommand(command));
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
-    return index;
+    return this.parts.state.revisionOf(index);
   }
 }

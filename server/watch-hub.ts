@@ -52,9 +52,10 @@ export class WatchHub {
 
   constructor(
     private readonly limits: WatchLimits = defaultWatchLimits,
-    private readonly appliedIndex: () => number,
+    /** The revision of the last entry this node applied. */
+    private readonly appliedRevision: () => number,
   ) {
-    this.historyStart = appliedIndex();
+    this.historyStart = appliedRevision();
   }
 
   /** Records an applied command (only secret changes become events). */
@@ -72,10 +73,13 @@ export class WatchHub {
     }
   }
 
-  /** A snapshot replaced the state: changes before it cannot be told apart, so history restarts. */
+  /**
+   * A snapshot replaced the state, or a backup was loaded: changes before it cannot be told
+   * apart, so history restarts.
+   */
   reset(): void {
     this.history.length = 0;
-    this.historyStart = this.appliedIndex();
+    this.historyStart = this.appliedRevision();
   }
 
   /**

@@ -26,6 +26,8 @@ export interface ClusterApiParts {
   readonly region: string;
   readonly zone: string;
   readonly raft: () => RaftNode<ApplyResult | null>;
+  /** The revision of the change made by the entry at a Raft index. */
+  readonly revisionOf: (index: number) => number;
   readonly keeper: SealKeeper;
   readonly members: MemberDirectory;
   /** Why a peer cannot be reached, by node id (cleared when a message from it arrives). */
@@ -137,7 +139,7 @@ class ClusterApi {
 
   async change(change: MembershipChange): Promise<MembershipResponse> {
     const { index } = await this.parts.raft().proposeMembershipChange(change);
-    return { members: this.members(), revision: index };
+    return { members: this.members(), revision: this.parts.revisionOf(index) };
   }
 
   async transfer(request: MemberRequest, context: RequestContext): Promise<TransferLeaderResponse> {

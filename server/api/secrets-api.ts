@@ -145,20 +145,22 @@ class SecretsApi {
       );
     }
     const ciphertext = this.parts.barrier.encrypt(request.path, request.value);
-    const { index, result } = await this.propose({
+    const { revision, result } = await this.propose({
       op: "kv.put",
       path: request.path,
       ciphertext,
       cas: request.cas ?? null,
       at: Date.now(),
     });
-    return { version: result.version ?? 0, revision: index };
+    return { version: result.version ?? 0, revision };
   }
 
   async get(request: GetRequest, context: RequestContext): Promise<GetResponse> {
     requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
-    const revision = await this.parts.reads.wait(request.consistency, request.maxStalenessMs, context);
+    const revision = this.parts.state.revisionOf(
+      await this.parts.reads.wait(request.consistency, request.maxStalenessMs, context),
+    );
     const found = await this.parts.state.read(
       request.path,
       request.version === 0 ? null : request.version,
@@ -184,13 +186,13 @@ class SecretsApi {
   ): Promise<WriteResponse> {
     requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
-    const { index } = await this.propose({
+    const { revision } = await this.propose({
       op,
       path: request.path,
       versions: request.versions,
       at: Date.now(),
     });
-    return { revision: index };
+    return { revision };
   }
 
   async list(request: ListRequest, context: RequestContext): Promise<ListResponse> {
@@ -283,8 +285,13 @@ class SecretsApi {
     };
     if (changes.generator?.kind === "x509")
       await this.parts.requireIssuer(context, String(changes.generator.role));
-    const { index } = await this.propose({ op: "kv.metadata", path: request.path, changes, at: Date.now() });
-    return { revision: index };
+    const { revision } = await this.propose({
+      op: "kv.metadata",
+      path: request.path,
+      changes,
+      at: Date.now(),
+    });
+    return { revision };
   }
 
   private async metadataOf(request: GetMetadataRequest, context: RequestContext): Promise<StoredMetadata> {
@@ -296,14 +303,17 @@ class SecretsApi {
     return metadata;
   }
 
-  /** Proposes a command and waits until it is applied here; a refused apply becomes its StateError. */
+  /**
+   * Proposes a command and waits until it is applied here, answering the revision of its change;
+   * a refused apply becomes its StateError.
+   */
   private async propose(
     command: SecretCommand,
-  ): Promise<{ index: number; result: { version: number | null } }> {
+  ): Promise<{ revision: number; result: { version: number | null } }> {
     const { index, result } = await this.parts.raft().propose(encodeCommand(command));
     if (result === null) throw new NodeError("INTERNAL", "the command applied without a result");
     if (!result.ok) throw new StateError(result.code, result.message);
-    return { index, result };
+    return { revision: this.parts.state.revisionOf(index), result };
   }
 }
 

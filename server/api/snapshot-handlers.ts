@@ -7,6 +7,13 @@
 // checked, then proposes its records in batches into a new, uninitialized cluster, the seal
 // record last (until it applies, the cluster stays uninitialized, so an interrupted restore can
 // simply be run again). Member addresses are not restored: the new cluster's own are kept.
+//
+// Revisions are Raft indexes (plus an offset), and the new cluster's log starts again from 1. So
+// the restore gives the new cluster a revision offset that puts its revisions above the saved
+// cluster's: its revision at the save plus `revisionsAfterSave`, the changes the saved cluster may
+// have made after it, as etcd's restore bumps revisions. A watcher resuming from a revision of
+// the saved cluster is then told its history is gone (list, then watch from now) instead of
+// having the new cluster's changes up to that number skipped, and no revision ever goes back.
 import { createHash, randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
@@ -24,6 +31,8 @@ import {
   checkSnapshot,
   decodeSnapshot,
   encodeCommand,
+  revisionOffsetOf,
+  revisionOffsetRecord,
   type SecretStateMachine,
   type SnapshotRecord,
   StateError,
@@ -38,6 +47,8 @@ import type { SealKeeper } from "../seal-keeper.js";
 const chunkBytes = 1024 * 1024;
 /** Records per proposal stay well under the Raft entry limit. */
 const loadBatchBytes = 512 * 1024;
+/** How far above a saved cluster's revision at the save a cluster restored from it starts. */
+export const revisionsAfterSave = 1_000_000_000;
 
 export interface SnapshotParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
@@ -275,9 +286,11 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
   // Every chunk checked before anything is proposed; then read again, a chunk at a time, so the
   // records are never all decoded at once.
   await checkSnapshot(staged.read());
-  const { chunks: decoded } = await decodeSnapshot(staged.read());
+  const { appliedIndex: savedIndex, chunks: decoded } = await decodeSnapshot(staged.read());
   const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
   const sealRecords: SnapshotRecord[] = [];
+  // The saved cluster's own offset, when it was itself restored from a backup.
+  let savedOffset = 0;
   let revision = 0;
   let records = 0;
   let batch: SnapshotRecord[] = [];
@@ -288,7 +301,7 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
       encodeCommand({ op: "state.load", path: "", records: batch, at: Date.now() }),
     );
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
-    revision = index;
+    revision = parts.state.revisionOf(index);
     batch = [];
     batchBytes = 0;
   };
@@ -296,6 +309,11 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
     for (const record of chunk) {
       // Member addresses are the new cluster's own.
       if (systemAreaOfKey(record.key) === "member") continue;
+      const offset = revisionOffsetOf(record);
+      if (offset !== null) {
+        savedOffset = offset;
+        continue;
+      }
       records += 1;
       // The seal record goes alone and last: the cluster counts as initialized once it applies.
       if (isSeal(record)) {
@@ -307,6 +325,9 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
       if (batchBytes >= loadBatchBytes) await propose();
     }
   }
+  // Before the seal record: no call is served (the cluster is not initialized) until the offset
+  // applies, so every revision a client sees is above the saved cluster's.
+  batch.push(revisionOffsetRecord(savedOffset + savedIndex + revisionsAfterSave));
   await propose();
   for (const record of sealRecords) {
     batch.push(record);

@@ -328,8 +328,8 @@ class SysApi {
     const keyring = unwrapKeyring(wrapped, this.parts.keeper.rootKey());
     try {
       const term = keyring.rotate(Date.now());
-      const index = await this.putSystemRecord(record, wrapKeyring(keyring, this.parts.keeper.rootKey()));
-      return { term, revision: index };
+      const revision = await this.putSystemRecord(record, wrapKeyring(keyring, this.parts.keeper.rootKey()));
+      return { term, revision };
     } finally {
       keyring.zero();
     }
@@ -367,7 +367,7 @@ class SysApi {
       .raft()
       .propose(encodeCommand({ op: "sys.put", area: record.area, path: record.name, value, at: Date.now() }));
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
-    return index;
+    return this.parts.state.revisionOf(index);
   }
 }
 

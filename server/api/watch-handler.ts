@@ -9,9 +9,9 @@
 //
 // A resume from a revision this node has not applied yet waits for a linearizable read barrier
 // first, so that a lagging follower replays nothing the client saw already. A revision the
-// cluster itself has not reached (another cluster's, or one seen before this cluster was restored
-// from a snapshot, whose revisions start again from its own log) is refused: accepted, it would
-// silently skip every change up to it.
+// cluster itself has not reached (another cluster's) is refused: accepted, it would silently skip
+// every change up to it. One from before this cluster was restored from a backup is below its
+// history (snapshot-handlers.ts), and refused as too old.
 
 import { Metadata } from "@grpc/grpc-js";
 import {
@@ -35,7 +35,9 @@ export interface WatchHandlerOptions {
   /** Watches one identity may hold open on this node. */
   readonly perIdentityMax: number;
   /** The revision this node has applied up to. */
-  readonly appliedIndex: () => number;
+  readonly appliedRevision: () => number;
+  /** The revision of the change made by the entry at a Raft index. */
+  readonly revisionOf: (index: number) => number;
   /** The barrier a resume from a revision not applied here yet waits for. */
   readonly reads: ReadBarrier;
   /** How long that barrier may wait (for a leader, say). */
@@ -48,7 +50,17 @@ const revisionHeader = "strongroom-revision";
 type WatchCall = Parameters<ServerStreamHandler<WatchRequest, WatchEvent>>[0];
 
 export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<WatchRequest, WatchEvent> {
-  const { hub, requireServing, limits, mayRead, perIdentityMax, appliedIndex, reads, timeoutMs } = options;
+  const {
+    hub,
+    requireServing,
+    limits,
+    mayRead,
+    perIdentityMax,
+    appliedRevision,
+    revisionOf,
+    reads,
+    timeoutMs,
+  } = options;
   const openByIdentity = new Map<string, number>();
   return (call, context) => {
     const fail = (error: unknown) => call.emit("error", toServiceError(error));
@@ -60,17 +72,18 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
       fail(error);
       return;
     }
-    if (fromRevision <= appliedIndex()) {
+    if (fromRevision <= appliedRevision()) {
       start(call, context, fail);
       return;
     }
     reads
       .wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, { ...context, deadline: Date.now() + timeoutMs })
-      .then((applied) => {
+      .then((index) => {
+        const applied = revisionOf(index);
         if (fromRevision > applied) {
           throw new NodeError(
             "REVISION_AHEAD",
-            `revision ${fromRevision} is ahead of this cluster (at ${applied}): it comes from another cluster, or from before a restore; list, then watch from now`,
+            `revision ${fromRevision} is ahead of this cluster (at ${applied}): it comes from another cluster; list, then watch from now`,
           );
         }
         if (!call.cancelled) start(call, context, fail);
@@ -134,7 +147,7 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     // as trailers alone, and headers after them would be a second response.
     if (!ended) {
       const headers = new Metadata();
-      headers.set(revisionHeader, String(appliedIndex()));
+      headers.set(revisionHeader, String(appliedRevision()));
       call.sendMetadata(headers);
     }
     call.on("drain", () => {

@@ -163,7 +163,7 @@ export class Rotator {
         at: Date.now(),
         rotation: true,
       });
-      return { version: result.version ?? 0, revision: result.index };
+      return { version: result.version ?? 0, revision: result.revision };
     } finally {
       value.fill(0);
     }
@@ -173,10 +173,10 @@ export class Rotator {
     await this.submit({ op: "kv.rotationFailed", path, error, at: Date.now() });
   }
 
-  private async submit(command: SecretCommand): Promise<{ index: number; version: number | null }> {
+  private async submit(command: SecretCommand): Promise<{ revision: number; version: number | null }> {
     const { index, result } = await this.parts.raft().propose(encodeCommand(command));
     if (result === null) throw new NodeError("INTERNAL", "the command applied without a result");
     if (!result.ok) throw new StateError(result.code, result.message);
-    return { index, version: result.version };
+    return { revision: this.parts.state.revisionOf(index), version: result.version };
   }
 }

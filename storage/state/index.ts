@@ -15,6 +15,8 @@ export {
   type ApplyResult,
   type HeldSnapshot,
   recordDigest,
+  revisionOffsetOf,
+  revisionOffsetRecord,
   type SecretMetadata,
   SecretStateMachine,
   type SecretVersion,

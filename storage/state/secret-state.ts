@@ -11,8 +11,14 @@
 //   0x04 + key term (u32 BE)                  encryptions          u64 BE: values applied under that key
 //   0x05 + area (u8) + name                   system record        barrier ciphertext (keyring: root-key wrapped;
 //                                                                  seal: the seal record, see commands.ts)
+//   0x06                                      revision offset      MessagePack {offset}, only in a restored cluster
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
+//
+// A revision is the Raft index of the entry that made a change, plus the revision offset: 0, but
+// in a cluster restored from a backup, a number above every revision the saved cluster can have
+// given out (snapshot-handlers.ts), so that revisions never go back and a watcher's revision from
+// before a restore cannot be taken for one of the new cluster's.
 
 import { createHash } from "node:crypto";
 import { Packr } from "msgpackr";
@@ -115,6 +121,7 @@ const metadataKind = 0x02;
 const versionKind = 0x03;
 const encryptionsKind = 0x04;
 const systemKind = 0x05;
+const revisionOffsetKey = Uint8Array.of(0x06);
 /** Written (synced) before a restore starts and removed when it ends: present at open, the data is partial. */
 const restoringKey = Uint8Array.of(0x7f);
 /** Ciphertext overhead of the barrier: version, term, nonce, tag. */
@@ -147,8 +154,32 @@ export interface HeldSnapshot {
   release(): Promise<void>;
 }
 
+/** The record that gives a restored cluster's revisions their offset (loaded with its data). */
+export function revisionOffsetRecord(offset: number): { key: Uint8Array; value: Uint8Array } {
+  return { key: revisionOffsetKey, value: packr.pack({ offset }) };
+}
+
+/** The offset a revision offset record holds; null for any other record. Throws on a bad one. */
+export function revisionOffsetOf(record: {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+}): number | null {
+  if (record.key.length !== 1 || record.key[0] !== revisionOffsetKey[0]) return null;
+  let offset: unknown;
+  try {
+    offset = (packr.unpack(record.value) as { offset?: unknown } | null)?.offset;
+  } catch {
+    offset = undefined;
+  }
+  if (!Number.isSafeInteger(offset) || (offset as number) < 0)
+    throw new StateError("INVALID_ARGUMENT", "a revision offset record does not hold a whole number");
+  return offset as number;
+}
+
 export class SecretStateMachine {
   private applied = 0;
+  /** Added to a Raft index to give a revision (see the top of this file). */
+  private revisionOffset = 0;
   /** Every rotating secret's next rotation (path → version it replaces, when): the leader's schedule. */
   private readonly rotations = new Map<string, { readonly version: number; readonly dueAt: number }>();
   /** Secrets with an expiry and values still stored (path → when): the leader's cleanup list. */
@@ -217,6 +248,7 @@ export class SecretStateMachine {
     const machine = new SecretStateMachine(directory, db, limits);
     try {
       await machine.guard(machine.loadAppliedIndex());
+      await machine.guard(machine.loadRevisionOffset());
       await machine.guard(machine.loadRotationSchedule());
     } catch (error) {
       await db.close();
@@ -233,8 +265,24 @@ export class SecretStateMachine {
     if ((await this.db.get(restoringKey)) !== undefined) this.applied = 0;
   }
 
+  private async loadRevisionOffset(): Promise<void> {
+    const value = await this.db.get(revisionOffsetKey);
+    this.revisionOffset =
+      value === undefined ? 0 : (revisionOffsetOf({ key: revisionOffsetKey, value }) ?? 0);
+  }
+
   appliedIndex(): number {
     return this.applied;
+  }
+
+  /** The revision of the change made by the entry at `index`. */
+  revisionOf(index: number): number {
+    return index + this.revisionOffset;
+  }
+
+  /** The revision of the last entry applied. */
+  appliedRevision(): number {
+    return this.revisionOf(this.applied);
   }
 
   /** Reads every secret's schedule into memory (at open, and after a restore or a load). */
@@ -501,6 +549,7 @@ export class SecretStateMachine {
     this.applied = appliedIndex;
     // Reads served while the store was being replaced may have cached what they saw mid-way.
     this.metadataCache.clear();
+    await this.loadRevisionOffset();
     await this.loadRotationSchedule();
   }
 
@@ -770,11 +819,17 @@ export class SecretStateMachine {
     }
   }
 
-  /** Writes restored records as they are; only data kinds, never the applied index or a marker. */
+  /**
+   * Writes restored records as they are; only data kinds and the revision offset, never the
+   * applied index or a marker. A revision offset takes effect with the entry that loads it.
+   */
   private planLoad(command: Extract<SecretCommand, { op: "state.load" }>, batch: LevelBatch): ApplyResult {
     const loadable = new Set([metadataKind, versionKind, encryptionsKind, systemKind]);
+    let offset: number | null = null;
     for (const record of command.records) {
-      if (!loadable.has(record.key[0] ?? -1)) {
+      const recordOffset = revisionOffsetOf(record);
+      if (recordOffset !== null) offset = recordOffset;
+      else if (!loadable.has(record.key[0] ?? -1)) {
         throw new StateError(
           "INVALID_ARGUMENT",
           `a restored record has a key of unknown kind ${record.key[0]}`,
@@ -782,6 +837,7 @@ export class SecretStateMachine {
       }
       batch.push({ type: "put", key: record.key, value: record.value });
     }
+    if (offset !== null) this.revisionOffset = offset;
     return { ok: true, version: null };
   }
 

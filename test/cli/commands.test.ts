@@ -119,8 +119,8 @@ it("init, unseal every node, and the kv group", async () => {
   expect(watched.code).toBe(0);
   expect(JSON.parse(watched.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 1 });
 
-  // --from a revision this cluster has not reached (another cluster's, or one from before a
-  // restore): the watch says so and goes on from now, instead of waiting silently for it.
+  // --from a revision this cluster has not reached (another cluster's): the watch says so and goes
+  // on from now, instead of waiting silently for it.
   const ahead = strongroom(["kv", "watch", "app/", "--from", "99999999", "--count", "1", "--format", "json"]);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   await json(["kv", "put", "app/watched"], "w2");

@@ -126,7 +126,7 @@ it("a watch resumed from a revision the cluster has not reached reports a gap an
   const client = sdk();
   const gaps: StrongroomError[] = [];
   const events: WatchEvent[] = [];
-  // As after a restore from a snapshot: the cluster's revisions start again below the last one seen.
+  // As when the endpoints were changed to another cluster's: its revisions are below the last one seen.
   const watch = client.watch("sdk/resumed/", 1_000_000_000, {
     onEvent: (event) => events.push(event),
     onGap: (error) => gaps.push(error),

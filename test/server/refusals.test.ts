@@ -324,7 +324,7 @@ describe("watch", () => {
     latest.cancel();
 
     // A revision the cluster has not reached is refused, not waited for: it comes from another
-    // cluster or from before a restore, and changes up to it would be skipped.
+    // cluster, and changes up to it would be skipped.
     const ahead = n2.watch({ prefix: "watched/", fromRevision: fourth.revision + 1_000_000 });
     const refused = await new Promise<ServiceError>((resolve) => ahead.on("error", resolve));
     expect(refused.code).toBe(status.OUT_OF_RANGE);

@@ -2,12 +2,13 @@
 // a restore is refused when the snapshot is damaged, larger than the node takes, or the target is
 // already initialized (restored twice); restored into a new cluster (through the SDK, streamed from
 // a source; staged in a file on the leader, removed after) it brings every secret back behind the
-// same seal (the old shares unseal it).
+// same seal (the old shares unseal it), and its revisions go on above the saved cluster's, so a
+// watcher's revision from before the restore is refused as too old, not taken for a new one.
 
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { status } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient } from "../../client/index.js";
 import type {
@@ -15,7 +16,8 @@ import type {
   RestoreSnapshotResponse,
   SnapshotChunk,
 } from "../../proto/gen/strongroom/v1/cluster.gen.js";
-import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { revisionsAfterSave } from "../../server/api/snapshot-handlers.js";
 import { StrongroomNode } from "../../server/node.js";
 import { eventually } from "../support/eventually.js";
 import { type Clients, call, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
@@ -112,8 +114,12 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
     // A value at the size limit still fits in one Raft entry.
     ["app/big", new Uint8Array(1024 * 1024).fill(7)],
   ]);
+  let lastSourceRevision = 0;
   for (const [path, value] of secrets)
-    await call(source.first.secrets.put.bind(source.first.secrets), { path, value });
+    ({ revision: lastSourceRevision } = await call(source.first.secrets.put.bind(source.first.secrets), {
+      path,
+      value,
+    }));
 
   const follower = source.clients[(source.leader() + 1) % 3] as Clients;
   const chunks = await save(follower.cluster);
@@ -188,6 +194,40 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
         maxStalenessMs: 0,
       });
       expect(Buffer.from(read.value).equals(Buffer.from(value))).toBe(true);
+      expect(read.revision).toBeGreaterThanOrEqual(restored.revision);
     }
   }
+
+  // Revisions go on above the saved cluster's, with room for the changes it made after the save.
+  const savedAt = chunks[0]?.appliedIndex ?? 0;
+  expect(lastSourceRevision).toBeLessThanOrEqual(savedAt);
+  expect(restored.revision).toBeGreaterThan(savedAt + revisionsAfterSave);
+  const secretsOf = (clients: Clients) => clients.secrets;
+  const leaderSecrets = secretsOf(target.clients[target.leader()] as Clients);
+  const written = await call(leaderSecrets.put.bind(leaderSecrets), {
+    path: "app/after",
+    value: new Uint8Array([1]),
+  });
+  expect(written.revision).toBeGreaterThan(restored.revision);
+  // A watcher of the saved cluster resuming here is told to list again; before, its revision was
+  // ahead of the new cluster's and then, once the new cluster passed it, taken as one of its own.
+  const followerSecrets = secretsOf(target.clients[(target.leader() + 1) % 3] as Clients);
+  const old = followerSecrets.watch({ prefix: "app/", fromRevision: lastSourceRevision });
+  const refused = await new Promise<ServiceError>((resolve) => old.on("error", resolve));
+  expect(refused.code).toBe(status.OUT_OF_RANGE);
+  expect(refused.metadata.get("strongroom-reason")).toEqual(["HISTORY_COMPACTED"]);
+  // A resume from the restore's own revision replays what came after it.
+  const replayed: WatchEvent[] = [];
+  const resumed = followerSecrets.watch({ prefix: "app/", fromRevision: restored.revision });
+  resumed.on("data", (event: WatchEvent) => replayed.push(event));
+  resumed.on("error", () => {});
+  await eventually(() => replayed.length >= 1, 5000);
+  expect(replayed.map((event) => [event.path, event.revision])).toEqual([["app/after", written.revision]]);
+  resumed.cancel();
+
+  // A backup of the restored cluster restored again goes above the restored cluster's revisions.
+  const again = await save((target.clients[target.leader()] as Clients).cluster);
+  const third = await startCluster("third", 120);
+  const restoredAgain = await restore((third.clients[third.leader()] as Clients).cluster, again);
+  expect(restoredAgain.revision).toBeGreaterThan(written.revision + revisionsAfterSave);
 }, 120_000);

@@ -11,6 +11,7 @@ import {
   decodeCommand,
   encodeCommand,
   recordDigest,
+  revisionOffsetRecord,
   type SecretCommand,
   SecretStateMachine,
   type StateError,
@@ -402,6 +403,47 @@ describe("state machine snapshots", () => {
     await reopened.machine.restore(() => [snapshot]);
     expect(reopened.machine.appliedIndex()).toBe(1);
     expect(await reopened.get("k")).toBe("v");
+  });
+});
+
+describe("revisions", () => {
+  it("are Raft indexes plus the offset a restore loads, kept across a reopen and in snapshots", async () => {
+    const { machine, apply, put, directory } = await fixture();
+    await put("app/a", "before");
+    expect(machine.appliedRevision()).toBe(1);
+    expect(machine.revisionOf(7)).toBe(7);
+    const loaded = await apply({ op: "state.load", path: "", records: [revisionOffsetRecord(5_000)], at: 1 });
+    expect(loaded).toEqual({ ok: true, version: null });
+    expect(machine.revisionOf(7)).toBe(5_007);
+    expect(machine.appliedRevision()).toBe(5_002);
+
+    // The offset is in the state: a reopen and a snapshot restored elsewhere keep it.
+    const snapshot = await machine.snapshot();
+    await machine.close();
+    open.splice(open.indexOf(machine), 1);
+    const reopened = await fixture(directory);
+    expect(reopened.machine.appliedRevision()).toBe(5_002);
+    const other = await fixture();
+    await other.machine.restore(() => [snapshot]);
+    expect(other.machine.revisionOf(3)).toBe(5_003);
+  });
+
+  it("refuses an offset record that does not hold a whole number, loading nothing of its entry", async () => {
+    const { machine, apply } = await fixture();
+    const bad = { key: Uint8Array.of(0x06), value: new TextEncoder().encode("not msgpack of a number") };
+    const other = { key: Uint8Array.of(0x06, 1), value: Uint8Array.of(1) };
+    for (const record of [bad, revisionOffsetRecord(-1), revisionOffsetRecord(1.5)]) {
+      expect(await apply({ op: "state.load", path: "", records: [record], at: 1 })).toEqual({
+        ok: false,
+        code: "INVALID_ARGUMENT",
+        message: "a revision offset record does not hold a whole number",
+      });
+    }
+    expect(await apply({ op: "state.load", path: "", records: [other], at: 1 })).toMatchObject({
+      ok: false,
+      message: "a restored record has a key of unknown kind 6",
+    });
+    expect(machine.revisionOf(1)).toBe(1);
   });
 });
 

@@ -29,7 +29,7 @@ export const protobufFileName = "strongroom/v1/access.proto";
  */
 
 export interface AccessWriteResponse {
-  /** The Raft index of the change: every node enforces it once it has applied this index. */
+  /** The revision of the change: every node enforces it once it has applied it. */
   revision: number;
 }
 
@@ -148,7 +148,7 @@ export interface RevokeIdentityRequest {
 }
 
 export interface RevokeIdentityResponse {
-  /** The Raft index from which every node refuses the identity (0 when keep_enabled). */
+  /** The revision from which every node refuses the identity (0 when keep_enabled). */
   disabledAtRevision: number;
   /** Accessors of the revoked tokens, descendants included. */
   tokensRevoked: string[];
@@ -157,7 +157,7 @@ export interface RevokeIdentityResponse {
   secretsRotated: string[];
   /** Readable secrets without a generator: rotate them by hand (kv put). */
   secretsToRotateByHand: string[];
-  /** The last Raft index of the revocation: every node has done all of it once it applied this. */
+  /** The last revision of the revocation: every node has done all of it once it applied this. */
   revision: number;
 }
 

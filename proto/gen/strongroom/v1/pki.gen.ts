@@ -69,7 +69,7 @@ export interface PkiRoleRequest {
 }
 
 export interface PkiWriteResponse {
-  /** The Raft index of the change. */
+  /** The revision of the change. */
   revision: number;
 }
 

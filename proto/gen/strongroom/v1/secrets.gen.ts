@@ -29,6 +29,9 @@ export const protobufFileName = "strongroom/v1/secrets.proto";
  * The secrets API: versioned key-value secrets (KV v2 semantics). Every call needs a client
  * certificate of the client CA. Errors carry a gRPC status and, in the trailers, a stable reason
  * (`strongroom-reason`) and, when it is known, the leader (`strongroom-leader`): see docs/api.md.
+ *
+ * A revision is the Raft index of the entry that made a change; in a cluster restored from a backup,
+ * plus an offset that puts it above every revision of the saved cluster. Revisions only grow.
  */
 
 export enum Consistency {
@@ -145,7 +148,7 @@ export interface PutRequest {
 
 export interface PutResponse {
   version: number;
-  /** The Raft index the write committed at: a read at or after it sees the write. */
+  /** The revision the write committed at: a read at or after it sees the write. */
   revision: number;
 }
 
@@ -160,7 +163,7 @@ export interface GetRequest {
 export interface GetResponse {
   value: Uint8Array;
   version: number;
-  /** The applied index the read was served at. */
+  /** The revision the read was served at. */
   revision: number;
   createdMs: number;
 }
@@ -386,15 +389,15 @@ export interface WatchRequest {
   prefix: string;
   /**
    * Send every change after this revision first (0: only changes from now on). A revision older
-   * than the node's history fails with OUT_OF_RANGE (reason HISTORY_COMPACTED), one the cluster has
-   * not reached (another cluster's, or from before a restore) with OUT_OF_RANGE (reason
-   * REVISION_AHEAD): List, then watch from now.
+   * than the node's history (or from before the cluster was restored from a backup) fails with
+   * OUT_OF_RANGE (reason HISTORY_COMPACTED), one the cluster has not reached (another cluster's)
+   * with OUT_OF_RANGE (reason REVISION_AHEAD): List, then watch from now.
    */
   fromRevision: number;
 }
 
 export interface WatchEvent {
-  /** The Raft index of the change: pass the last one seen as from_revision to resume. */
+  /** The revision of the change: pass the last one seen as from_revision to resume. */
   revision: number;
   path: string;
   kind: ChangeKind;
