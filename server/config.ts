@@ -135,6 +135,20 @@ export const nodeConfigSchema = z
         shareAttemptTimeoutMs: z.number().int().min(1000).default(600_000),
       })
       .default({ shareAttemptTimeoutMs: 600_000 }),
+    storage: z
+      .strictObject({
+        /**
+         * LevelDB's write buffer for the state machine's store: with large values written often,
+         * a larger one saves compactions, for as much more memory (docs/performance.md).
+         */
+        stateWriteBufferBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .max(1024 * 1024 * 1024)
+          .default(4 * 1024 * 1024),
+      })
+      .default({ stateWriteBufferBytes: 4 * 1024 * 1024 }),
     watch: z
       .strictObject({
         /** Changes kept so a watcher can resume from a revision. */

@@ -162,7 +162,9 @@ export class StrongroomNode {
     rmSync(restoreStagingDirectory, { recursive: true, force: true });
     // The state store first: its LevelDB lock keeps a second process off the whole data directory,
     // the Raft log's segment files included.
-    const state = await SecretStateMachine.open(join(config.dataDir, "state"));
+    const state = await SecretStateMachine.open(join(config.dataDir, "state"), defaultStateLimits, {
+      writeBufferBytes: config.storage.stateWriteBufferBytes,
+    });
     undo.push(() => state.close());
     const { store: logStore, movedFromLevelDb } = await openNodeLog(config.dataDir);
     undo.push(() => logStore.close());

@@ -10,11 +10,21 @@ export type LevelBatch = (
   | { type: "del"; key: Uint8Array }
 )[];
 
+export interface LevelOptions {
+  /**
+   * Bytes of writes LevelDB keeps in memory (and its log) before it writes them to a table file
+   * (LevelDB's default, 4 MiB, when absent): a larger buffer means fewer compactions of values
+   * written again and again, for that much more memory.
+   */
+  readonly writeBufferBytes?: number;
+}
+
 /** Opens (creating if needed) a LevelDB with binary keys and values. One process at a time: it is locked. */
-export async function openBinaryLevel(directory: string): Promise<BinaryLevel> {
+export async function openBinaryLevel(directory: string, options: LevelOptions = {}): Promise<BinaryLevel> {
   const db = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
     keyEncoding: "view",
     valueEncoding: "view",
+    ...(options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes }),
   });
   await db.open();
   return db;

@@ -27,6 +27,7 @@ import {
   type BinaryLevel,
   isLevelCorruption,
   type LevelBatch,
+  type LevelOptions,
   openBinaryLevel,
   writeBatch,
 } from "../leveldb.js";
@@ -232,10 +233,11 @@ export class SecretStateMachine {
   static async open(
     directory: string,
     limits: StateLimits = defaultStateLimits,
+    storeOptions: LevelOptions = {},
   ): Promise<SecretStateMachine> {
     let db: BinaryLevel;
     try {
-      db = await openBinaryLevel(directory);
+      db = await openBinaryLevel(directory, storeOptions);
     } catch (error) {
       throw new StateError(
         "INVALID_ARGUMENT",

@@ -62,6 +62,7 @@ describe("node config", () => {
       streamsPerConnectionMax: 256,
       snapshotBytesMax: 1024 * 1024 * 1024,
     });
+    expect(config.storage).toEqual({ stateWriteBufferBytes: 4 * 1024 * 1024 });
     // An audit entry is on disk before its call goes on, unless the operator says otherwise.
     expect(config.audit).toMatchObject({ durability: "disk", syncIntervalMs: 1000 });
     expect(config.auth).toMatchObject({
@@ -84,6 +85,7 @@ describe("node config", () => {
       seal: { shareAttemptTimeoutMs: 5 },
       auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
       audit: { sockets: ["syslog://localhost"], durability: "none", syncIntervalMs: 5 },
+      storage: { stateWriteBufferBytes: 1000 },
       colour: "blue",
     });
     const problems = problemsOf(file);
@@ -102,9 +104,10 @@ describe("node config", () => {
         "audit.sockets.0: must be unix:<path> or tcp:<host>:<port>",
         expect.stringMatching(/^audit\.durability: Invalid option: expected one of "disk"\|"os"/),
         expect.stringMatching(/^audit\.syncIntervalMs: /),
+        expect.stringMatching(/^storage\.stateWriteBufferBytes: Too small: expected number to be >=1048576/),
       ]),
     );
-    expect(problems.length).toBeGreaterThanOrEqual(11);
+    expect(problems.length).toBeGreaterThanOrEqual(12);
     expect(() => loadNodeConfig(file, {})).toThrow(
       new RegExp(`^${file.replaceAll("/", "\\/")} has \\d+ problems:\\n  - `),
     );

@@ -2,11 +2,13 @@
 // batch lands together, in order, and a batch with a bad operation writes nothing and says why.
 // On a real LevelDB on disk, reopened to read what was written.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { type LevelBatch, openBinaryLevel, writeBatch } from "../../storage/leveldb.js";
+import { eventually } from "../support/eventually.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-write-batch-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -56,4 +58,27 @@ it("an empty batch writes nothing, and a closed database refuses a batch", async
   await expect(
     writeBatch(db, [{ type: "put", key: bytes("k"), value: bytes("v") }], { sync: false }),
   ).rejects.toThrow(/not open/i);
+});
+
+it("keeps writes in memory up to the write buffer it was opened with, then writes a table file", async () => {
+  // 3 MiB of values that do not compress (ciphertext, as the state machine's are).
+  const fill = async (directory: string, writeBufferBytes: number) => {
+    const db = await openBinaryLevel(directory, { writeBufferBytes });
+    for (let i = 0; i < 48; i++) {
+      await writeBatch(db, [{ type: "put", key: bytes(`k${i}`), value: randomBytes(64 * 1024) }], {
+        sync: false,
+      });
+    }
+    return db;
+  };
+  const tables = (directory: string) => readdirSync(directory).filter((name) => name.endsWith(".ldb"));
+  const small = join(root, "buffer-1m");
+  const smallDb = await fill(small, 1024 * 1024);
+  await eventually(() => tables(small).length > 0, 5000);
+  await smallDb.close();
+  const large = join(root, "buffer-64m");
+  const largeDb = await fill(large, 64 * 1024 * 1024);
+  expect(tables(large)).toEqual([]);
+  expect((await largeDb.get(bytes("k47")))?.length).toBe(64 * 1024);
+  await largeDb.close();
 });
