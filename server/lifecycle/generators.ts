@@ -38,7 +38,7 @@ export const generatorSchema = z.discriminatedUnion("kind", [
   /** An RSA key pair, PEM as for Ed25519. */
   z.strictObject({
     kind: z.literal("rsa"),
-    bits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]),
+    bits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)], { error: "2048, 3072 or 4096" }),
   }),
   /**
    * A certificate from the cluster's internal CA under a PKI role: the value is a PEM bundle of

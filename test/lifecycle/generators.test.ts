@@ -77,7 +77,9 @@ it("refuses bad parameters, naming the problem", () => {
   expect(() => parseGenerator({ kind: "password", length: 16, symbols: "ab" })).toThrow(
     /printable ASCII symbols only/,
   );
-  expect(() => parseGenerator({ kind: "rsa", bits: 1024 })).toThrow(/bits/);
+  expect(() => parseGenerator({ kind: "rsa", bits: 1024 })).toThrow(
+    "the generator is not valid: bits: 2048, 3072 or 4096",
+  );
   expect(() => parseGenerator({ kind: "dsa" })).toThrow(/kind/);
 });
 
