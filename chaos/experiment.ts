@@ -84,7 +84,7 @@ const experimentSchema = z.strictObject({
   description: z.string().max(1000).default(""),
   cluster: z
     .strictObject({
-      size: z.union([z.literal(3), z.literal(5)]).default(3),
+      size: z.union([z.literal(3), z.literal(5)], { error: "must be 3 or 5" }).default(3),
       /** Raft tick: 20 ms is the LAN profile (elections in 200-400 ms). */
       tickMs: z.number().int().min(5).max(1000).default(20),
       /**

@@ -3,16 +3,29 @@
 // no forwarded calls) while they still hear it, and clients still reach every node's client port.
 // It is the one-way partition of the Jepsen vocabulary, and it tests a leader's lease and read
 // path: the cut-off leader must step down and never serve a stale read. (A symmetric partition
-// needs each node's outgoing connections on its own address - the netns driver, to come: on
-// loopback they all leave from 127.0.0.1.) Each run has its own table, removed at heal and at the
-// end of the run. Needs root and the nft command (Debian's nftables).
+// needs each node's outgoing connections on its own address, as the netns driver gives them: on
+// loopback they all leave from 127.0.0.1.) Each run has its own table, named after the addresses
+// and port it runs on, removed at heal and at the end of the run; one an earlier run on the same
+// addresses left (its harness killed before it could heal) is removed when the next one starts,
+// or its drop rule would cut a node of the new cluster off. Needs root and the nft command
+// (Debian's nftables).
 
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 
 export class Partitions {
-  private readonly table = `strongroom_chaos_${randomBytes(4).toString("hex")}`;
+  private readonly table: string;
   private active = false;
+
+  /** The partitions of the run whose nodes start at 127.0.0.<hostBase>, peer port `peerPort`. */
+  constructor(hostBase: number, peerPort: number) {
+    this.table = `strongroom_chaos_${hostBase}_${peerPort}`;
+  }
+
+  /** Removes the table an earlier run on these addresses left, if any (nft is asked only then). */
+  removeLeftover(): void {
+    if (!this.leftover()) return;
+    nft(`delete table inet ${this.table}\n`);
+  }
 
   /** Drops every packet to `host`'s peer port (the node hears no other node). */
   cutInbound(host: string, peerPort: number): void {
@@ -27,11 +40,23 @@ export class Partitions {
     this.active = true;
   }
 
+  private leftover(): boolean {
+    return nftTables().split("\n").includes(`table inet ${this.table}`);
+  }
+
   /** Removes every partition this run made. */
   heal(): void {
     if (!this.active) return;
     nft(`delete table inet ${this.table}\n`);
     this.active = false;
+  }
+}
+
+function nftTables(): string {
+  try {
+    return execFileSync("nft", ["list", "tables"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  } catch {
+    return ""; // no nft, or not root: no run here could have made a table
   }
 }
 

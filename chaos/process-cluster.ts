@@ -82,6 +82,8 @@ export class ProcessCluster {
   private readonly files: { readonly clusterCa: string; readonly clientCa: string };
   /** The next new node's number (n<k>): never reused (addresses are). */
   private nextIdNumber = 0;
+  /** Set by close(): no node starts after it. */
+  private closed = false;
 
   constructor(private readonly options: ProcessClusterOptions) {
     // Every run starts from nothing: a directory left by an earlier run is cleared.
@@ -482,6 +484,12 @@ export class ProcessCluster {
     return forced;
   }
 
+  /** Kills every node, as stop(), and starts none after it: a heal still under way restarts nothing. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.stop();
+  }
+
   async stop(): Promise<void> {
     await Promise.all(
       this.nodes.map(async (node) => {
@@ -571,6 +579,7 @@ export class ProcessCluster {
   }
 
   private async spawnNode(node: NodeEntry): Promise<void> {
+    if (this.closed) throw new Error(`the cluster was closed: ${node.id} is not started`);
     const logFile = openSync(join(this.options.directory, `${node.id}.log`), "a");
     const [executable, ...args] = [
       ...(this.options.launcher?.(node.index) ?? []),

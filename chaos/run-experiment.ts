@@ -51,6 +51,21 @@ export interface Report {
   readonly checks: RunChecks;
 }
 
+/**
+ * How to tear down each run in progress, for a `chaos run` stopped by a signal (Ctrl-C, a CI
+ * job's cancel): without it, node processes (some stopped by SIGSTOP), a partition's nftables
+ * table and the netns driver's namespaces would outlive the harness.
+ */
+const runsInProgress = new Set<() => Promise<void>>();
+
+/**
+ * Stops every run in progress now: every partition removed, every node killed (paused ones
+ * too), the network and the containers taken down. Their reports are not written.
+ */
+export async function abortRunningExperiments(): Promise<void> {
+  await Promise.allSettled([...runsInProgress].map((tearDown) => tearDown()));
+}
+
 export async function runExperiment(experiment: Experiment, options: RunOptions): Promise<Report> {
   const random = new SeededRandom(options.seed);
   // Absolute: the nodes' configs name their files, and a node reads a relative path from its config's folder.
@@ -110,7 +125,19 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       ? { faketimeLibrary: requireFaketimeLibrary() }
       : {}),
   });
-  const partitions = new Partitions();
+  const partitions = new Partitions(hostBase, basePort + 1);
+  partitions.removeLeftover();
+  let tornDown: Promise<void> | null = null;
+  const tearDown = () => {
+    tornDown ??= (async () => {
+      partitions.heal();
+      await cluster.close();
+      await network?.destroy();
+      docker?.removeAll(experiment.cluster.size);
+    })();
+    return tornDown;
+  };
+  runsInProgress.add(tearDown);
   const started = performance.now();
   const clock = () => performance.now() - started;
   const say = (line: string) => options.log(`${(clock() / 1000).toFixed(3).padStart(8)}s  ${line}`);
@@ -225,7 +252,9 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       () => clock() - workloadStart,
     );
     await injections;
-    say(`workload done: ${workload.attempted} operations, ${workload.succeeded} succeeded`);
+    say(
+      `workload done: ${workload.attempted} operations, ${workload.succeeded} succeeded${describeFailures(workload.failures)}`,
+    );
 
     // After the heal: every key read back, linearizably, as the last operations of the history.
     const reader = cluster.client(cluster.endpoints());
@@ -321,10 +350,8 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(out, "report.json")})`);
     return report;
   } finally {
-    partitions.heal();
-    await cluster.stop();
-    await network?.destroy();
-    docker?.removeAll(experiment.cluster.size);
+    runsInProgress.delete(tearDown);
+    await tearDown();
   }
 }
 
@@ -403,4 +430,15 @@ function latencyByRegion(
       },
     ]),
   );
+}
+
+/**
+ * Why the operations that failed did, most first: "; failed: 2 of unknown outcome, 1 NO_LEADER"
+ * (nothing when none did). A write of unknown outcome was in flight on a node that died: the SDK
+ * cannot retry it, and the history keeps it as possibly applied.
+ */
+export function describeFailures(failures: ReadonlyMap<string, number>): string {
+  if (failures.size === 0) return "";
+  const counts = [...failures].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  return `; failed: ${counts.map(([reason, count]) => `${count} ${reason === "unknown" ? "of unknown outcome" : reason}`).join(", ")}`;
 }

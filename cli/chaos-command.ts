@@ -55,7 +55,7 @@ export function registerChaosCommand(program: Command): void {
       ) => {
         // Loaded when a chaos run starts: the harness is heavy, and other commands need none of it.
         const { ExperimentError, loadExperiment, repeatExperiment } = await import("../chaos/experiment.js");
-        const { runExperiment } = await import("../chaos/run-experiment.js");
+        const { abortRunningExperiments, runExperiment } = await import("../chaos/run-experiment.js");
         const { summarize, summaryTable } = await import("../chaos/run-summary.js");
         // Every file is checked before the first run starts.
         const experiments: Experiment[] = [];
@@ -68,6 +68,19 @@ export function registerChaosCommand(program: Command): void {
             process.exit(2);
           }
         }
+        // Stopped (Ctrl-C, a CI job's cancel, a reader of the output gone): no node, partition or
+        // namespace outlives the run. A second Ctrl-C stops at once.
+        const interrupt = (cause: string, code: number) => {
+          process.stderr.write(`strongroom chaos: ${cause}: stopping the cluster and removing every fault\n`);
+          void abortRunningExperiments().finally(() => process.exit(code));
+        };
+        process.once("SIGINT", () => interrupt("SIGINT", 130));
+        process.once("SIGTERM", () => interrupt("SIGTERM", 143));
+        process.stdout.once("error", (error: NodeJS.ErrnoException) =>
+          error.code === "EPIPE"
+            ? interrupt("the output's reader is gone", 141)
+            : interrupt(error.message, 1),
+        );
         const out = options.out ?? mkdtempSync(join(tmpdir(), "strongroom-chaos-"));
         const rows: SummaryRow[] = [];
         for (const experiment of experiments) {

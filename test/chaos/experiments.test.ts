@@ -4,13 +4,15 @@
 // ReadIndex, STRONGROOM_TEST_FAULTS=stale-reads) once a node is cut off, with clients pinned to nodes; and an experiment file
 // with problems is refused with each one named.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadExperiment, parseExperiment, repeatExperiment } from "../../chaos/experiment.js";
-import { runExperiment } from "../../chaos/run-experiment.js";
+import { describeFailures, runExperiment } from "../../chaos/run-experiment.js";
 import { bundledCli } from "../server/process-cluster.js";
+import { eventually } from "../support/eventually.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-chaos-"));
 let command: string[] = [];
@@ -59,6 +61,10 @@ it("leader-kill: the leader SIGKILLed twice; linearizable, nothing lost, failove
   expect(report.operations).toBeGreaterThan(500);
   expect(printed).toMatch(/fault kill-leader: n\d/);
   expect(printed).toMatch(/verdict: PASS/);
+  // Why the failed operations failed, as counted in the report.
+  expect(printed).toContain(
+    `workload done: ${report.operations} operations, ${report.succeeded} succeeded${describeFailures(new Map(Object.entries(report.failures)))}\n`,
+  );
   const written = JSON.parse(readFileSync(join(out, "report.json"), "utf8")) as { seed: number };
   expect(written.seed).toBe(7);
   // The page for people: self-contained (no script, nothing fetched), the verdict, the charts.
@@ -179,11 +185,85 @@ it("catches a broken node: with reads served without ReadIndex, a node cut off a
   expect(page.match(/<svg /g)).toHaveLength(3);
 }, 120_000);
 
+it("a chaos run stopped by a signal leaves no node running and no partition behind", async () => {
+  // What a harness killed mid-partition left (SIGKILL leaves no time to heal): the next run on
+  // these addresses removes it, or its first node would hear no other and never unseal.
+  execFileSync("nft", ["-f", "-"], {
+    input:
+      "table inet strongroom_chaos_214_43001 { chain input { type filter hook input priority 0; policy accept; ip daddr 127.0.0.214 tcp dport 43001 drop; }; }\n",
+  });
+  const file = join(root, "interrupted.yaml");
+  const out = join(root, "interrupted");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: "interrupted",
+      workload: { clients: 1, keys: 2, readRatio: 0.5, durationMs: 30_000 },
+      faults: [{ atMs: 500, nemesis: "partition-leader-inbound", healAfterMs: 20_000 }],
+    }),
+  );
+  const [executable = "", ...args] = command;
+  const run = spawn(
+    executable,
+    [...args, "chaos", "run", file, "--out", out, "--port", "43000", "--host-base", "214"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  run.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  run.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+  // Found by what only this run has: its nodes' configs, its partition's rule (other runs may
+  // hold tables of their own meanwhile).
+  const nodes = () => {
+    try {
+      return execFileSync("pgrep", ["-f", `${out}/cluster/n`], { encoding: "utf8" }).trim();
+    } catch {
+      return ""; // pgrep exits 1 when nothing matches
+    }
+  };
+  const partitioned = () =>
+    /ip daddr 127\.0\.0\.21[4-6] tcp dport 43001 drop/.test(
+      execFileSync("nft", ["list", "ruleset"], { encoding: "utf8" }),
+    );
+  try {
+    await eventually(() => stdout.includes("fault partition-leader-inbound"), 60_000);
+    expect(nodes().split("\n")).toHaveLength(3);
+    expect(partitioned()).toBe(true);
+  } finally {
+    run.kill("SIGINT");
+  }
+  expect(await exited, stderr).toBe(130);
+  expect(stderr).toContain("strongroom chaos: SIGINT: stopping the cluster and removing every fault");
+  expect(nodes()).toBe("");
+  expect(partitioned()).toBe(false);
+}, 90_000);
+
+it("says why the workload's failed operations failed, most first", () => {
+  expect(describeFailures(new Map())).toBe("");
+  expect(
+    describeFailures(
+      new Map([
+        ["NO_LEADER", 1],
+        ["unknown", 2],
+        ["DEADLINE_EXCEEDED", 1],
+      ]),
+    ),
+  ).toBe("; failed: 2 of unknown outcome, 1 DEADLINE_EXCEEDED, 1 NO_LEADER");
+});
+
 it("refuses an experiment with problems, naming each", () => {
   expect(() =>
     parseExperiment(
       {
         name: "Bad Name",
+        cluster: { size: 4 },
         workload: { clients: 0, keys: 1, readRatio: 2, durationMs: 5000 },
         faults: [{ atMs: 0, nemesis: "meteor", healAfterMs: 0 }],
         colour: "red",
@@ -191,7 +271,7 @@ it("refuses an experiment with problems, naming each", () => {
       "bad.yaml",
     ),
   ).toThrow(
-    /bad\.yaml has \d+ problem\(s\):[\s\S]*name: [\s\S]*workload\.clients[\s\S]*workload\.readRatio[\s\S]*faults\.0\.nemesis/,
+    /bad\.yaml has \d+ problem\(s\):[\s\S]*name: [\s\S]*cluster\.size: must be 3 or 5\n[\s\S]*workload\.clients[\s\S]*workload\.readRatio[\s\S]*faults\.0\.nemesis/,
   );
   expect(() =>
     parseExperiment(
