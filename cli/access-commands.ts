@@ -38,6 +38,14 @@ function tokenRows(info: TokenInfo): [string, string][] {
     ["created by", info.createdBy],
     ["created", new Date(info.createdAtMs).toISOString()],
     ["expires", info.expiresAtMs === 0 ? "never" : new Date(info.expiresAtMs).toISOString()],
+    [
+      "renewable until",
+      info.maxExpiresAtMs === 0
+        ? info.renewable
+          ? "no limit"
+          : "-"
+        : new Date(info.maxExpiresAtMs).toISOString(),
+    ],
     ["renewable", String(info.renewable)],
     ["orphan", String(info.orphan)],
     ["tenant", info.tenant || "-"],
@@ -228,12 +236,25 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .addOption(optionMeaning("--increment <duration>", "by how much", 0, "its TTL", duration("--increment")))
     .action((options: Formatted & { accessor: string; increment: number }) =>
       run(output, async () => {
+        const askedAt = Date.now();
         const info = await withClient(options, (client) =>
           client.access.renewToken({
             accessor: options.accessor,
             incrementMs: options.increment,
           }),
         );
+        // The node extends a token only up to its max TTL, and says nothing of it: say it here, or
+        // a renewal that fell short would look like one that worked.
+        const asked = askedAt + (options.increment === 0 ? info.ttlMs : options.increment);
+        if (
+          info.maxExpiresAtMs !== 0 &&
+          info.expiresAtMs === info.maxExpiresAtMs &&
+          info.expiresAtMs < asked
+        ) {
+          output.err(
+            `strongroom: the renewal stops at the token's max TTL: it expires at ${new Date(info.expiresAtMs).toISOString()} and cannot be renewed further; create a new token before then\n`,
+          );
+        }
         emit(output, options.format, info, () => rows(tokenRows(info)));
       }),
     );

@@ -237,6 +237,8 @@ async function accessFromTheCommandLine(): Promise<void> {
     "app-reader",
     "--ttl",
     "1h",
+    "--max-ttl",
+    "2h",
     "--renewable",
   ]);
   expect(created.code).toBe(0);
@@ -251,6 +253,17 @@ async function accessFromTheCommandLine(): Promise<void> {
   const write = await strongroom(["kv", "put", "app/db"], "nope", asReader);
   expect(write).toMatchObject({ code: 1, stderr: expect.stringContaining("(PERMISSION_DENIED)") });
   expect((await strongroom(["token", "lookup"], "", asReader)).stdout).toMatch(/^renewable +true$/m);
+  // A renewal within the max TTL says nothing more; one the max TTL cuts short says so.
+  const renewed = await strongroom(["token", "renew", "--increment", "30m"], "", asReader);
+  expect(renewed).toMatchObject({ code: 0, stderr: "" });
+  expect(renewed.stdout).toMatch(/^renewable until +\d{4}-\d\d-\d\dT/m);
+  const capped = await strongroom(["token", "renew", "--increment", "3h"], "", asReader);
+  expect(capped.code).toBe(0);
+  const until = /^renewable until +(\S+)$/m.exec(capped.stdout)?.[1];
+  expect(capped.stdout).toMatch(new RegExp(`^expires +${until}$`, "m"));
+  expect(capped.stderr).toBe(
+    `strongroom: the renewal stops at the token's max TTL: it expires at ${until} and cannot be renewed further; create a new token before then\n`,
+  );
   // For scripts: the token and its description as JSON.
   const described = await strongroom(["token", "lookup", "--format", "json"], "", asReader);
   expect(JSON.parse(described.stdout)).toMatchObject({
