@@ -37,8 +37,13 @@ export function registerAuditCommands(program: Command, output: Output = process
     .command("verify")
     .argument("<files...>", "the audit files of one node, oldest first")
     .option("--key-file <file>", "the cluster's audit key (32 bytes, raw or hex), to check checkpoints too")
+    .option(
+      "--live",
+      "the files are a running node's: their end is not a closing checkpoint yet, and that is no problem",
+      false,
+    )
     .description("check audit files for edited, deleted, reordered or truncated entries")
-    .action((files: string[], options: { keyFile?: string }) => {
+    .action((files: string[], options: { keyFile?: string; live: boolean }) => {
       let key: Uint8Array | null = null;
       if (options.keyFile !== undefined) {
         if (!existsSync(options.keyFile)) {
@@ -61,8 +66,13 @@ export function registerAuditCommands(program: Command, output: Output = process
           process.exit(2);
         }
       }
-      const result = verifyAuditFiles(files, key);
+      const result = verifyAuditFiles(files, key, { live: options.live });
       for (const problem of result.problems) process.stdout.write(`${problem}\n`);
+      if (!result.closed && result.afterLastCheckpoint > 0) {
+        process.stdout.write(
+          `${result.afterLastCheckpoint} line(s) after the last checkpoint: chained, but no checkpoint's MAC covers them yet\n`,
+        );
+      }
       if (
         result.unanswered.length > 0 &&
         !result.problems.some((problem) => problem.includes("no response entry"))

@@ -3,15 +3,17 @@
 // with a header that carries the hash of the previous file's last line, so rotation keeps one
 // chain across files and a deleted file shows. Periodic checkpoints carry an HMAC of the chain so
 // far under the cluster's audit key: without the key nobody can rewrite a file and its chain
-// consistently. A file that was closed cleanly ends with a checkpoint; one that does not was cut
-// short (or its node crashed), and the verifier says so.
+// consistently. A trail its node closed cleanly ends with a closing checkpoint (`closed: true`,
+// which its MAC covers: a periodic checkpoint that happens to be a running trail's last line is not
+// one); a trail that does not is a running node's, or was cut short, and the verifier says so.
+// Format 1 had no closing checkpoints: there, any checkpoint at the end was one.
 //
 // Sensitive fields never appear in the clear: they are replaced by "hmac-sha256:<hex>" under the
 // audit key, so an auditor holding a value can check whether it was read, and the log cannot leak it.
 
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 
-export const auditFormatVersion = 1;
+export const auditFormatVersion = 2;
 export const genesisHash = "0".repeat(64);
 
 export type AuditEntryType = "header" | "request" | "response" | "checkpoint";
@@ -58,9 +60,14 @@ export function hashSensitive(auditKey: Uint8Array, value: Uint8Array | string):
   return `hmac-sha256:${createHmac("sha256", auditKey).update(value).digest("hex")}`;
 }
 
-/** A checkpoint's MAC over the chain so far (the hash of the line before it) and its sequence number. */
-export function checkpointMac(auditKey: Uint8Array, seq: number, prev: string): string {
-  return createHmac("sha256", auditKey).update(`strongroom audit checkpoint v1 ${seq} ${prev}`).digest("hex");
+/**
+ * A checkpoint's MAC over the chain so far (the hash of the line before it), its sequence number
+ * and whether it closes the trail.
+ */
+export function checkpointMac(auditKey: Uint8Array, seq: number, prev: string, closing = false): string {
+  return createHmac("sha256", auditKey)
+    .update(`strongroom audit checkpoint v1 ${seq} ${prev}${closing ? " closed" : ""}`)
+    .digest("hex");
 }
 
 export function macMatches(expected: string, actual: string): boolean {

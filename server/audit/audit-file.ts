@@ -163,7 +163,7 @@ export class AuditFile {
     await this.syncing;
     try {
       if (this.broken === null) {
-        const checkpoint = this.checkpointLine();
+        const checkpoint = this.checkpointLine(true);
         if (checkpoint !== null) this.writeLines([checkpoint]);
         fsyncSync(this.descriptor);
       }
@@ -277,11 +277,15 @@ export class AuditFile {
     return descriptor;
   }
 
-  /** A checkpoint, or null while the key is unknown (the chain goes on; MACs resume with the key). */
-  private checkpointLine(): string | null {
+  /**
+   * A checkpoint (the closing one with `closing`), or null while the key is unknown (the chain
+   * goes on; MACs resume with the key).
+   */
+  private checkpointLine(closing = false): string | null {
     if (this.auditKey === null) return null;
     this.sinceCheckpoint = 0;
-    return this.line({ type: "checkpoint", mac: checkpointMac(this.auditKey, this.seq + 1, this.prev) });
+    const mac = checkpointMac(this.auditKey, this.seq + 1, this.prev, closing);
+    return this.line(closing ? { type: "checkpoint", closed: true, mac } : { type: "checkpoint", mac });
   }
 
   /** One chained line: the next sequence number, the time, the node, the previous line's hash. */

@@ -3,9 +3,12 @@
 // each file must start with a header linked to the previous file; with the audit key, every
 // checkpoint's MAC must match. Each problem is reported with its file and line and what it means:
 // an edited line, a deleted or reordered one, a missing file, a forged checkpoint, a truncated end.
-// Completeness too: every request entry must have its response entry. A trail that ends in a
-// checkpoint (its node closed it) with a request unanswered has lost an entry; a trail cut short
-// (a running or crashed node) may have calls that were in flight, which are reported as such.
+// Completeness too: every request entry must have its response entry. A trail that ends in its
+// closing checkpoint (its node closed it) with a request unanswered has lost an entry; a trail
+// that does not (a running or crashed node) may have calls in flight - a Watch's request entry
+// stays open as long as the stream - which are reported as such. Such a trail's end is a problem
+// unless the caller says the node is running (`live`): entries after the last checkpoint are
+// chained but no MAC covers them yet, so they could have been cut off unseen.
 
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
@@ -17,15 +20,30 @@ export interface AuditVerification {
   readonly problems: readonly string[];
   /** Request ids with a request entry and no response entry. */
   readonly unanswered: readonly string[];
+  /** The trail ends with its closing checkpoint: its node closed it. */
+  readonly closed: boolean;
+  /** Lines after the last checkpoint (none once closed): chained, not covered by a MAC yet. */
+  readonly afterLastCheckpoint: number;
 }
 
-export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array | null): AuditVerification {
+export interface AuditVerifyOptions {
+  /** The files are a running node's: their end need not be a closing checkpoint. */
+  readonly live?: boolean;
+}
+
+export function verifyAuditFiles(
+  files: readonly string[],
+  auditKey: Uint8Array | null,
+  options: AuditVerifyOptions = {},
+): AuditVerification {
   const problems: string[] = [];
   let prev: string | null = null;
   let seq: number | null = null;
   let entries = 0;
   let checkpoints = 0;
   let lastType = "";
+  let lastClosing = false;
+  let afterLastCheckpoint = 0;
   const open = new Set<string>();
   for (const file of files) {
     const name = basename(file);
@@ -39,7 +57,15 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
     if (lines.at(-1) === "") lines.pop();
     lines.forEach((line, position) => {
       const where = `${name}:${position + 1}`;
-      let entry: { seq?: unknown; prev?: unknown; type?: unknown; mac?: unknown; requestId?: unknown };
+      let entry: {
+        v?: unknown;
+        seq?: unknown;
+        prev?: unknown;
+        type?: unknown;
+        mac?: unknown;
+        closed?: unknown;
+        requestId?: unknown;
+      };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
@@ -64,35 +90,45 @@ export function verifyAuditFiles(files: readonly string[], auditKey: Uint8Array 
           `${where}: the previous line (entry ${seq}) was edited: its hash does not match the chain`,
         );
       }
+      // Format 1 had no closing flag: its checkpoint at the end of a trail was the closing one.
+      const closing = entry.type === "checkpoint" && (entry.closed === true || entry.v === 1);
       if (entry.type === "checkpoint") {
         checkpoints += 1;
+        afterLastCheckpoint = 0;
         if (
           auditKey !== null &&
           (typeof entry.mac !== "string" ||
-            !macMatches(checkpointMac(auditKey, entry.seq, entry.prev), entry.mac))
+            !macMatches(checkpointMac(auditKey, entry.seq, entry.prev, entry.closed === true), entry.mac))
         ) {
-          problems.push(`${where}: the checkpoint's MAC does not match (the chain before it was rewritten)`);
+          problems.push(
+            `${where}: the checkpoint's MAC does not match (the chain before it was rewritten, or its closing flag changed)`,
+          );
         }
-      } else if (entry.type === "request" || entry.type === "response") {
-        entries += 1;
-        const id = String(entry.requestId);
-        if (entry.type === "request") open.add(id);
-        else if (!open.delete(id))
-          problems.push(`${where}: a response to request ${id}, whose request entry is missing`);
+      } else {
+        afterLastCheckpoint += 1;
+        if (entry.type === "request" || entry.type === "response") {
+          entries += 1;
+          const id = String(entry.requestId);
+          if (entry.type === "request") open.add(id);
+          else if (!open.delete(id))
+            problems.push(`${where}: a response to request ${id}, whose request entry is missing`);
+        }
       }
       lastType = String(entry.type);
+      lastClosing = closing;
       seq = entry.seq;
       prev = hashLine(line);
     });
   }
-  if (files.length > 0 && lastType !== "checkpoint" && problems.length === 0) {
+  const closed = lastType === "checkpoint" && lastClosing;
+  if (files.length > 0 && !closed && options.live !== true && problems.length === 0) {
     problems.push(
-      "the last file does not end with a checkpoint: entries after the last checkpoint may have been cut off (or the node is running or crashed)",
+      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed)",
     );
   }
   const unanswered = [...open];
-  if (lastType === "checkpoint") {
+  if (closed) {
     for (const id of unanswered) problems.push(`request ${id} has no response entry (one was lost)`);
   }
-  return { entries, checkpoints, problems, unanswered };
+  return { entries, checkpoints, problems, unanswered, closed, afterLastCheckpoint };
 }

@@ -145,11 +145,8 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
         expect(readFileSync(file, "utf8")).not.toContain(marker);
         expect(readFileSync(file, "utf8")).not.toContain(rootToken);
       }
-      const verified = verifyAuditFiles(listAuditFiles(directory), null);
       // Running nodes have not written their closing checkpoint yet; nothing else may be wrong.
-      expect(verified.problems.filter((problem) => !/does not end with a checkpoint/.test(problem))).toEqual(
-        [],
-      );
+      expect(verifyAuditFiles(listAuditFiles(directory), null, { live: true }).problems).toEqual([]);
     }
   }
 });

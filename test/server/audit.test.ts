@@ -170,7 +170,12 @@ describe("writing", () => {
       checkpoints: 6,
       problems: [],
       unanswered: [],
+      closed: true,
+      afterLastCheckpoint: 0,
     });
+    // The last checkpoint is the closing one, and says so (its MAC covers it).
+    expect(JSON.parse(all.at(-1) ?? "{}")).toMatchObject({ v: 2, closed: true });
+    expect(all.filter((line) => line.includes('"closed":true'))).toHaveLength(1);
     expect(verifyAuditFiles(listAuditFiles(directory), null).problems).toEqual([]);
   });
 
@@ -203,13 +208,77 @@ describe("writing", () => {
     const running = verifyAuditFiles(listAuditFiles(directory), auditKey);
     expect(running.unanswered).toEqual(["r2"]);
     expect(running.problems).toEqual([
-      expect.stringMatching(/^the last file does not end with a checkpoint/),
+      expect.stringMatching(/^the last file does not end with a closing checkpoint/),
     ]);
+    // Said to be a running node's, its open end is no problem: the lines after the last
+    // checkpoint are counted.
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey, { live: true })).toMatchObject({
+      problems: [],
+      unanswered: ["r2"],
+      closed: false,
+      afterLastCheckpoint: 4,
+    });
     // Closed with the request still unanswered, the trail has lost an entry.
     await sink.close();
     expect(verifyAuditFiles(listAuditFiles(directory), auditKey).problems).toEqual([
       "request r2 has no response entry (one was lost)",
     ]);
+  });
+
+  it("a running trail whose last line is a periodic checkpoint is not taken for a closed one", async () => {
+    // A Watch's request entry stays open as long as its stream; a periodic checkpoint may then be
+    // the last line for a while. Before closing checkpoints said so, the stream was reported lost.
+    const { directory, sink } = openSink({ checkpointEvery: 5 });
+    await sink.append(request(0, { method: "/strongroom.v1.Secrets/Watch" }));
+    for (let i = 1; i <= 2; i++) {
+      await sink.append(request(i));
+      await sink.append(request(i, { type: "response", outcome: "ok", code: "OK" }));
+    }
+    const [file] = listAuditFiles(directory);
+    expect(JSON.parse(lines(file ?? "").at(-1) ?? "{}")).toMatchObject({ type: "checkpoint" });
+    expect(verifyAuditFiles([file ?? ""], auditKey, { live: true })).toMatchObject({
+      problems: [],
+      unanswered: ["r0"],
+      closed: false,
+      afterLastCheckpoint: 0,
+    });
+    await sink.close();
+  });
+
+  it("a closing flag taken off or put on is caught by the key; a format-1 trail's last checkpoint still closes it", async () => {
+    const directory = await writeTrail(3, { checkpointEvery: 100 });
+    const [file] = listAuditFiles(directory);
+    const original = lines(file ?? "");
+    const last = JSON.parse(original.at(-1) ?? "{}") as Record<string, unknown>;
+    delete last.closed;
+    writeFileSync(file ?? "", `${[...original.slice(0, -1), JSON.stringify(last)].join("\n")}\n`);
+    expect(verifyAuditFiles([file ?? ""], auditKey).problems).toEqual([
+      "audit-000001.jsonl:8: the checkpoint's MAC does not match (the chain before it was rewritten, or its closing flag changed)",
+    ]);
+    // Without the key, a trail without its closing checkpoint looks cut short.
+    expect(verifyAuditFiles([file ?? ""], null).problems).toEqual([
+      expect.stringMatching(/^the last file does not end with a closing checkpoint/),
+    ]);
+
+    // Format 1 (before closing checkpoints): its checkpoint at the end was the closing one.
+    const legacy: string[] = [];
+    let prev = "";
+    // The last response entry left out: lost, since the trail was closed.
+    for (const line of original.filter((text) => !(text.includes('"r2"') && text.includes('"response"')))) {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      entry.v = 1;
+      entry.seq = legacy.length + 1;
+      delete entry.closed;
+      if (legacy.length > 0) entry.prev = prev;
+      if (entry.type === "checkpoint") entry.mac = checkpointMac(auditKey, entry.seq as number, prev);
+      const text = JSON.stringify(entry);
+      legacy.push(text);
+      prev = hashLine(text);
+    }
+    writeFileSync(file ?? "", `${legacy.join("\n")}\n`);
+    const verified = verifyAuditFiles([file ?? ""], auditKey);
+    expect(verified.closed).toBe(true);
+    expect(verified.problems).toEqual(["request r2 has no response entry (one was lost)"]);
   });
 
   it("holds a sensitive value only as its HMAC under the audit key", async () => {
@@ -306,7 +375,7 @@ describe('durability "os"', () => {
       const report = verifyAuditFiles(listAuditFiles(directory), auditKey);
       // Every acknowledged entry, in order, the chain intact; only the end is open, as a crash leaves it.
       expect(report.problems, `run ${run} (seed ${seed})`).toEqual([
-        expect.stringMatching(/^the last file does not end with a checkpoint/),
+        expect.stringMatching(/^the last file does not end with a closing checkpoint/),
       ]);
       expect(report.entries).toBeGreaterThanOrEqual(acknowledged);
       expect(report.unanswered.slice(0, acknowledged)).toEqual(
@@ -378,7 +447,7 @@ describe("verify catches tampering", () => {
     writeFileSync(file ?? "", `${forged.join("\n")}\n`);
     expect(verifyAuditFiles([file ?? ""], null).problems).toEqual([]);
     expect(verifyAuditFiles([file ?? ""], auditKey).problems).toEqual([
-      "audit-000001.jsonl:26: the checkpoint's MAC does not match (the chain before it was rewritten)",
+      "audit-000001.jsonl:26: the checkpoint's MAC does not match (the chain before it was rewritten, or its closing flag changed)",
     ]);
   });
 
@@ -390,7 +459,7 @@ describe("verify catches tampering", () => {
     expect(cut[0]).toMatch(/the last line is incomplete/);
     const dropped = await tamper((files) => rewrite(files.at(-1) ?? "", (all) => all.slice(0, -1)));
     expect(dropped).toEqual([
-      "the last file does not end with a checkpoint: entries after the last checkpoint may have been cut off (or the node is running or crashed)",
+      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed)",
     ]);
     const appended = await tamper((files) => appendFileSync(files.at(-1) ?? "", "not json\n"));
     expect(appended[0]).toMatch(/not a JSON line \(edited or damaged\)/);
@@ -422,6 +491,18 @@ describe("strongroom audit verify", () => {
     );
     expect(tampered.stdout).toContain("request r33 has no response entry (one was lost)");
     expect(tampered.stdout).toMatch(/\(MACs not checked: no --key-file\): 3 problem\(s\)\n$/);
+    // A running node's trail: its open end is a problem unless --live says so.
+    const { directory: running, sink } = openSink({ checkpointEvery: 1000 });
+    await sink.append(request(1, { method: "/strongroom.v1.Secrets/Watch" }));
+    expect((await verify(listAuditFiles(running))).code).toBe(1);
+    expect(await verify([...listAuditFiles(running), "--live"])).toMatchObject({
+      code: 0,
+      stdout:
+        "2 line(s) after the last checkpoint: chained, but no checkpoint's MAC covers them yet\n" +
+        "1 request(s) without a response entry yet (in flight when the trail was read, or at a crash)\n" +
+        "1 file(s), 1 entries, 0 checkpoints (MACs not checked: no --key-file): intact\n",
+    });
+    await sink.close();
     expect(await verify([join(directory, "nope.jsonl")])).toMatchObject({
       code: 2,
       stderr: `strongroom audit verify: ${join(directory, "nope.jsonl")} does not exist\n`,
