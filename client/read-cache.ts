@@ -2,6 +2,8 @@
 // shortened by a random jitter (so entries fetched together do not all expire together), the
 // least recently used goes beyond a size bound, a Watch event for a path drops its entry, and when
 // the cluster cannot be reached an expired entry is served (stale-if-error) rather than failing.
+// A read still in flight when its path's event came is answered but not kept: it may have been
+// served before the change, and kept, it would outlive the event that was to drop it.
 //
 // The trade-off (docs/sdk.md): a cached value may be up to a TTL old (longer while the cluster is
 // unreachable), a revoked token keeps reading what is cached, and values stay in this process's
@@ -34,8 +36,14 @@ interface Entry<Value> {
   readonly expiresAt: number;
 }
 
+/** A fetch in flight; `dropped` once its key is invalidated meanwhile. */
+interface Fetch {
+  dropped: boolean;
+}
+
 export class ReadCache<Value> {
   private readonly entries = new Map<string, Entry<Value>>();
+  private readonly fetching = new Map<string, Set<Fetch>>();
   private hits = 0;
   private misses = 0;
   private staleServed = 0;
@@ -64,9 +72,13 @@ export class ReadCache<Value> {
       return entry.value;
     }
     this.misses++;
+    const inFlight: Fetch = { dropped: false };
+    const fetches = this.fetching.get(key) ?? new Set<Fetch>();
+    fetches.add(inFlight);
+    this.fetching.set(key, fetches);
     try {
       const value = await fetch();
-      this.store(key, value);
+      if (!inFlight.dropped) this.store(key, value);
       return value;
     } catch (error) {
       const stale = this.entries.get(key);
@@ -76,16 +88,21 @@ export class ReadCache<Value> {
         return stale.value;
       }
       throw error;
+    } finally {
+      fetches.delete(inFlight);
+      if (fetches.size === 0 && this.fetching.get(key) === fetches) this.fetching.delete(key);
     }
   }
 
-  /** Drops `key` (a Watch event said it changed). */
+  /** Drops `key` (a Watch event said it changed), and what a read of it in flight will answer. */
   invalidate(key: string): void {
     this.entries.delete(key);
+    for (const inFlight of this.fetching.get(key) ?? []) inFlight.dropped = true;
   }
 
   clear(): void {
     this.entries.clear();
+    for (const fetches of this.fetching.values()) for (const inFlight of fetches) inFlight.dropped = true;
   }
 
   stats(): ReadCacheStats {

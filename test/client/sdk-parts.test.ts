@@ -126,6 +126,46 @@ describe("read cache", () => {
     expect(fetches()).toBe(4);
   });
 
+  it("does not keep a read that was in flight when its key changed", async () => {
+    const cache = new ReadCache<string>(
+      { ttlMs: 100, jitter: 0, maxEntries: 10, staleIfError: false },
+      () => 0,
+    );
+    let fetches = 0;
+    const pending: ((value: string) => void)[] = [];
+    const get = (key: string) =>
+      cache.get(
+        key,
+        () => {
+          fetches++;
+          return new Promise<string>((resolve) => pending.push(resolve));
+        },
+        () => false,
+      );
+    // The event for "a" comes while its read is on the wire: the read is answered, not kept.
+    const first = get("a");
+    cache.invalidate("a");
+    pending.shift()?.("old");
+    expect(await first).toBe("old");
+    const second = get("a");
+    expect(fetches).toBe(2);
+    pending.shift()?.("new");
+    expect(await second).toBe("new");
+    expect(await get("a")).toBe("new");
+    // An event for another key, or none, leaves a read to be kept; a clear drops every one.
+    const other = get("b");
+    cache.invalidate("c");
+    pending.shift()?.("b1");
+    await other;
+    expect(await get("b")).toBe("b1");
+    const cleared = get("d");
+    cache.clear();
+    pending.shift()?.("d1");
+    await cleared;
+    expect(cache.stats().entries).toBe(0);
+    expect(fetches).toBe(4);
+  });
+
   it("answers an expired entry while the source is down, and fails what it never had", async () => {
     const { get, advance, setDown, cache } = setUp();
     await get("a");
