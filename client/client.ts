@@ -53,6 +53,20 @@ export interface ClientOptions {
   };
 }
 
+/** A watch that drops the read cache's entries as their secrets change (cache.watchPrefixes). */
+export interface CacheWatchState {
+  readonly prefix: string;
+  /** The stream is in place: changes under the prefix drop their entries as they happen. */
+  open: boolean;
+  /** Why it last failed (a token without read on the prefix, say), until it opens again. */
+  lastError: string | null;
+}
+
+/** The read cache's counters and its watches: while one is not open, entries live out their TTL. */
+export interface CacheStats extends ReadCacheStats {
+  readonly watches: readonly CacheWatchState[];
+}
+
 export interface CallOptions {
   readonly deadlineMs?: number;
 }
@@ -126,6 +140,8 @@ export class StrongroomClient {
   private readonly attemptTimeoutMs: number;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
+  /** The state of each watch that keeps the cache's entries fresh (cache.watchPrefixes). */
+  private readonly cacheWatches: CacheWatchState[] = [];
   /** Every watch open (the cache's too): close() ends them, as gRPC leaves a stream open past its channel's close. */
   private readonly watches = new Set<Watch>();
 
@@ -190,8 +206,22 @@ export class StrongroomClient {
             : cache.get(request.path, () => get(request, callOptions), isUnreachable),
       };
       for (const prefix of options.cache.watchPrefixes ?? []) {
+        // Kept for cacheStats(): a watch the token may not open fails quietly, and entries then
+        // live out their TTL however their secrets change.
+        const state: CacheWatchState = { prefix, open: false, lastError: null };
+        this.cacheWatches.push(state);
+        const failed = (error: StrongroomError) => {
+          state.open = false;
+          state.lastError = error.message;
+        };
         this.watch(prefix, 0, {
           onEvent: (event) => cache.invalidate(event.path),
+          onOpen: () => {
+            state.open = true;
+            state.lastError = null;
+          },
+          onError: failed,
+          onEnd: failed,
           onGap: () => cache.clear(),
         });
       }
@@ -309,18 +339,17 @@ export class StrongroomClient {
     throw lastError;
   }
 
-  /** The read cache's counters (all zero when the cache is off). */
-  cacheStats(): ReadCacheStats {
-    return (
-      this.cache?.stats() ?? {
-        hits: 0,
-        misses: 0,
-        staleServed: 0,
-        hitRatio: 0,
-        entries: 0,
-        lastStaleAgeMs: 0,
-      }
-    );
+  /** The read cache's counters (all zero when the cache is off), and its watches' state. */
+  cacheStats(): CacheStats {
+    const counters = this.cache?.stats() ?? {
+      hits: 0,
+      misses: 0,
+      staleServed: 0,
+      hitRatio: 0,
+      entries: 0,
+      lastStaleAgeMs: 0,
+    };
+    return { ...counters, watches: this.cacheWatches.map((state) => ({ ...state })) };
   }
 
   close(): void {

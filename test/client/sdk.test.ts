@@ -295,6 +295,35 @@ it("the leader is SIGKILLed mid-loop: no error reaches the caller, no write is l
   }
 }, 90_000);
 
+it("the read cache drops an entry when its secret changes, and says which of its watches are not open", async () => {
+  const client = sdk({
+    cache: {
+      ttlMs: 60_000,
+      jitter: 0,
+      maxEntries: 10,
+      staleIfError: false,
+      watchPrefixes: ["sdk/watched/", "sdk/x y/"],
+    },
+  });
+  const writer = sdk();
+  await eventually(() => client.cacheStats().watches[0]?.open === true, 10_000);
+  await writer.secrets.put({ path: "sdk/watched/a", value: bytes("1") });
+  expect(text((await client.secrets.get({ path: "sdk/watched/a" })).value)).toBe("1");
+  await writer.secrets.put({ path: "sdk/watched/a", value: bytes("2") });
+  // Within the TTL, the watch's event dropped the entry: the next read fetches the new value.
+  await eventually(
+    async () => text((await client.secrets.get({ path: "sdk/watched/a" })).value) === "2",
+    5000,
+  );
+  // A prefix the cluster refuses can never be watched: its entries would live out their TTL.
+  expect(client.cacheStats().watches).toEqual([
+    { prefix: "sdk/watched/", open: true, lastError: null },
+    { prefix: "sdk/x y/", open: false, lastError: expect.stringContaining("(INVALID_ARGUMENT)") },
+  ]);
+  writer.close();
+  client.close();
+}, 30_000);
+
 it("the read cache answers from stale entries while no node can be reached", async () => {
   const client = sdk({ cache: { ttlMs: 200, jitter: 0, maxEntries: 10, staleIfError: true } });
   await client.secrets.put({ path: "sdk/cached", value: bytes("kept") });
