@@ -36,6 +36,7 @@ import type { AccessRecords, AccessView } from "../access/access-view.js";
 import { type Authorizer, type Caller, rootPolicyName, tokenDepthMax } from "../access/authorizer.js";
 import { checkAccessor, newAccessor, newToken } from "../access/token-ids.js";
 import type { NodeConfig } from "../config.js";
+import { formatDuration } from "../durations.js";
 import { NodeError } from "../errors.js";
 import { requireLeaseRoom } from "../leases/lease-manager.js";
 import { PolicyError, parsePolicy } from "../policy/policy.js";
@@ -215,10 +216,14 @@ export class AccessApi {
     if (maxTtlMs > limits.tokenMaxTtlMs) {
       throw new NodeError(
         "INVALID_ARGUMENT",
-        `max_ttl_ms is above this cluster's limit of ${limits.tokenMaxTtlMs} ms`,
+        `a max TTL of ${formatDuration(maxTtlMs)} is above this cluster's limit of ${formatDuration(limits.tokenMaxTtlMs)} (auth.tokenMaxTtlMs)`,
       );
     }
-    if (ttlMs > maxTtlMs) throw new NodeError("INVALID_ARGUMENT", "ttl_ms is above max_ttl_ms");
+    if (ttlMs > maxTtlMs)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a TTL of ${formatDuration(ttlMs)} is above the token's max TTL of ${formatDuration(maxTtlMs)}`,
+      );
     if (!orphan && depthOf(records, caller.tokenHash) >= tokenDepthMax) {
       throw new NodeError("INVALID_ARGUMENT", `a token may have at most ${tokenDepthMax} ancestors`);
     }

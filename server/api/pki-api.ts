@@ -16,6 +16,7 @@ import {
   type PkiWriteResponse,
 } from "../../proto/gen/strongroom/v1/pki.gen.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { formatDuration } from "../durations.js";
 import { NodeError } from "../errors.js";
 import type { LeaseManager } from "../leases/lease-manager.js";
 import type { PkiEngine } from "../pki/pki-engine.js";
@@ -63,7 +64,10 @@ class PkiApi {
       throw new NodeError("INVALID_ARGUMENT", "the CA's common name is 1 to 64 printable ASCII characters");
     const ttlMs = request.ttlMs === 0 ? caTtlDefaultMs : request.ttlMs;
     if (ttlMs < 3_600_000 || ttlMs > caTtlMaxMs)
-      throw new NodeError("INVALID_ARGUMENT", `a CA is valid for 1 hour to 30 years: ttl_ms ${ttlMs}`);
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a CA is valid for 1h to 30 years: asked for ${formatDuration(ttlMs)}`,
+      );
     const ca = await this.parts.engine.createCa(request.commonName, ttlMs, context.identity);
     return { certificatePem: ca.certificatePem, serial: ca.serial, notAfterMs: ca.notAfter };
   }
@@ -87,9 +91,10 @@ class PkiApi {
     if (ttlMs < 1000 || ttlMs > maxTtlMs)
       throw new NodeError(
         "INVALID_ARGUMENT",
-        `ttl_ms must be from 1 s to max_ttl_ms (${maxTtlMs}): got ${ttlMs}`,
+        `a role's TTL must be from 1s to its max TTL (${formatDuration(maxTtlMs)}): got ${formatDuration(ttlMs)}`,
       );
-    if (maxTtlMs > caTtlMaxMs) throw new NodeError("INVALID_ARGUMENT", "max_ttl_ms is above 30 years");
+    if (maxTtlMs > caTtlMaxMs)
+      throw new NodeError("INVALID_ARGUMENT", `a max TTL of ${formatDuration(maxTtlMs)} is above 30 years`);
     const role: RoleRecord = {
       name,
       allowedNames: [...new Set(request.allowedNames.map(checkNamePattern))].sort(),

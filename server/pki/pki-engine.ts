@@ -3,6 +3,7 @@
 // barrier-encrypted (pki-records.ts), so the CA key is as protected as any secret and every node
 // can sign the list for its consumers. Leases of issued certificates are the lease manager's.
 
+import { formatDuration } from "../durations.js";
 import { NodeError } from "../errors.js";
 import type { SystemRecords } from "../system-records.js";
 import {
@@ -130,7 +131,7 @@ export class PkiEngine {
     if (lifetime > role.maxTtlMs)
       throw new NodeError(
         "INVALID_ARGUMENT",
-        `ttl_ms ${lifetime} is above role ${role.name}'s max_ttl_ms of ${role.maxTtlMs}`,
+        `a TTL of ${formatDuration(lifetime)} is above role ${role.name}'s max TTL of ${formatDuration(role.maxTtlMs)}`,
       );
     const ca = await this.ca();
     const now = this.now();

@@ -289,6 +289,10 @@ async function accessFromTheCommandLine(): Promise<void> {
   const revoked = await strongroom(["kv", "get", "app/db"], "", asReader);
   expect(revoked).toMatchObject({ code: 1, stderr: expect.stringContaining("(TOKEN_INVALID)") });
   expect((await strongroom(["token", "create", "--ttl", "5x"])).code).toBe(2);
+  expect(await strongroom(["token", "create", "--ttl", "3h", "--max-ttl", "1h"])).toMatchObject({
+    code: 1,
+    stderr: "strongroom: a TTL of 3h is above the token's max TTL of 1h (INVALID_ARGUMENT)\n",
+  });
 
   // A new root token from the (dev-only) kept shares, given on stdin.
   const kept = JSON.parse(readFileSync(join(directory, "dev-unseal-shares.json"), "utf8")) as {

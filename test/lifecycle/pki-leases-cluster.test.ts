@@ -154,7 +154,10 @@ describe("the internal CA and its roles", () => {
       [{ ...role, allowedNames: [] }, /1 to 100 name patterns/],
       [{ ...role, allowedNames: ["*.*.test"] }, /more than one '\*'/],
       [{ ...role, allowedNames: ["bad_name.test"] }, /not a DNS name/],
-      [{ ...role, ttlMs: 700_000 }, /ttl_ms must be from 1 s to max_ttl_ms/],
+      [
+        { ...role, ttlMs: 700_000 },
+        /a role's TTL must be from 1s to its max TTL \(10m\): got 700s \(INVALID_ARGUMENT\)$/,
+      ],
     ] as [typeof role, RegExp][]) {
       const error = await admin.pki.writeRole(bad).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(StrongroomError);
@@ -223,7 +226,9 @@ describe("issued certificates and their leases", () => {
     // A '*' stands for one label, never for a dot.
     expect(await refuse({ commonName: "a.b.svc.test" })).toMatch(/^PERMISSION_DENIED: .*a\.b\.svc\.test/);
     expect(await refuse({ dnsNames: ["bad name"] })).toMatch(/^INVALID_ARGUMENT: .*not a DNS name/);
-    expect(await refuse({ ttlMs: 3_600_000 })).toMatch(/^INVALID_ARGUMENT: .*above role web's max_ttl_ms/);
+    expect(await refuse({ ttlMs: 3_600_000 })).toMatch(
+      /^INVALID_ARGUMENT: a TTL of 1h is above role web's max TTL of \d+[smhd]\b/,
+    );
     expect(await reasonOf(() => operator().pki.issue({ role: "none", commonName: "api.svc.test" }))).toBe(
       "NOT_FOUND",
     );
