@@ -174,7 +174,15 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .addOption(
       optionMeaning("--ttl <duration>", "its lifetime, e.g. 1h", 0, "the cluster's", duration("--ttl")),
     )
-    .option("--max-ttl <duration>", "the hard limit on its lifetime with renewals", duration("--max-ttl"), 0)
+    .addOption(
+      optionMeaning(
+        "--max-ttl <duration>",
+        "the hard limit on its lifetime with renewals",
+        0,
+        "the cluster's limit",
+        duration("--max-ttl"),
+      ),
+    )
     .option("--renewable", "it may be renewed", false)
     .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
     .addOption(optionMeaning("--display-name <name>", "a name to recognize it by", "", "none"))

@@ -265,17 +265,23 @@ export function registerClientCommands(program: Command, output: Output = proces
     .description(
       "secrets that need an operator: expired, expiring soon, overdue for rotation, or unread for long (exit 3 if any)",
     )
-    .option(
-      "--expiring-within <duration>",
-      "list secrets expiring within this long too",
-      duration("--expiring-within"),
-      7 * 24 * 3_600_000,
+    .addOption(
+      optionMeaning(
+        "--expiring-within <duration>",
+        "list secrets expiring within this long too",
+        7 * 24 * 3_600_000,
+        "7d",
+        duration("--expiring-within"),
+      ),
     )
-    .option(
-      "--unread-for <duration>",
-      "list secrets no node has served for this long too, e.g. 90d",
-      duration("--unread-for"),
-      0,
+    .addOption(
+      optionMeaning(
+        "--unread-for <duration>",
+        "list secrets no node has served for this long too, e.g. 90d",
+        0,
+        "none listed",
+        duration("--unread-for"),
+      ),
     )
     .action((prefix: string, options: Formatted & { expiringWithin: number; unreadFor: number }) =>
       run(output, async () => {

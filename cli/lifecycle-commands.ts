@@ -55,7 +55,7 @@ function registerCertsCommands(program: Command, output: Output): void {
   command(certs, "create-ca")
     .description("create the cluster's internal CA (once)")
     .option("--common-name <name>", "the CA's subject name", "strongroom internal CA")
-    .option("--ttl <duration>", "how long it is valid (default 5 years)", duration("--ttl"), 0)
+    .addOption(optionMeaning("--ttl <duration>", "how long it is valid", 0, "5 years", duration("--ttl")))
     .action((options: Formatted & { commonName: string; ttl: number }) =>
       run(output, async () => {
         const ca = await withClient(options, (client) =>
@@ -107,8 +107,10 @@ function registerCertsCommands(program: Command, output: Output): void {
       collect,
       [],
     )
-    .option("--ttl <duration>", "lifetime when none is asked for (default 1h)", duration("--ttl"), 0)
-    .option("--max-ttl <duration>", "the longest lifetime (default 24h)", duration("--max-ttl"), 0)
+    .addOption(
+      optionMeaning("--ttl <duration>", "lifetime when none is asked for", 0, "1h", duration("--ttl")),
+    )
+    .addOption(optionMeaning("--max-ttl <duration>", "the longest lifetime", 0, "24h", duration("--max-ttl")))
     .option("--server-auth", "certificates may serve TLS too (not only be clients)", false)
     .action(
       (
@@ -334,11 +336,14 @@ function registerRevokeCommands(program: Command, output: Output): void {
       false,
     )
     .addOption(optionMeaning("--reason <text>", "with --identity: why, kept with the record", "", "none"))
-    .option(
-      "--wait <duration>",
-      "wait this long at most for every node given in STRONGROOM_ADDR/--addr to apply it",
-      duration("--wait"),
-      10_000,
+    .addOption(
+      optionMeaning(
+        "--wait <duration>",
+        "wait this long at most for every node given in STRONGROOM_ADDR/--addr to apply it",
+        10_000,
+        "10s",
+        duration("--wait"),
+      ),
     )
     .action(
       (

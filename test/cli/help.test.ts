@@ -44,9 +44,14 @@ it("gives every command a description and shows each default once", () => {
   expect(all.length).toBeGreaterThan(50);
   expect(all.filter(([, command]) => command.description() === "").map(([name]) => name)).toEqual([]);
   const doubled = all.filter(([, command]) =>
-    /\(default: [^)]*\) \(default:/.test(command.helpInformation().replace(/\s+/g, " ")),
+    /\(default[: ][^)]*\) \(default:/.test(command.helpInformation().replace(/\s+/g, " ")),
   );
   expect(doubled.map(([name]) => name)).toEqual([]);
+  // A duration's default in the units its flag takes ("10s", "its TTL"), never a bare number.
+  const bare = all.filter(([, command]) =>
+    /<duration>[^(]*\(default: \d+\)/.test(command.helpInformation().replace(/\s+/g, " ")),
+  );
+  expect(bare.map(([name]) => name)).toEqual([]);
   const empty = all.filter(([, command]) => command.helpInformation().includes('(default: "")'));
   expect(empty.map(([name]) => name)).toEqual([]);
 });
