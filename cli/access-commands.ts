@@ -25,6 +25,7 @@ import {
   rows,
   run,
   stdinLines,
+  table,
 } from "./command-support.js";
 
 type Formatted = ConnectionOptions & { format: Format };
@@ -157,9 +158,12 @@ export function registerAccessCommands(program: Command, output: Output = proces
       run(output, async () => {
         const listed = await withClient(options, (client) => client.access.listBindings({}));
         emit(output, options.format, listed, () =>
-          listed.bindings
-            .map((binding) => `${binding.identity.padEnd(24)}${binding.policies.join(", ")}\n`)
-            .join(""),
+          listed.bindings.length === 0
+            ? "no identity bindings\n"
+            : table(
+                ["identity", "policies"],
+                listed.bindings.map((binding) => [binding.identity, binding.policies.join(", ")]),
+              ),
         );
       }),
     );

@@ -23,17 +23,24 @@ import {
   rows,
   run,
   stdinLines,
+  table,
 } from "./command-support.js";
 
 type Formatted = ConnectionOptions & { format: Format };
 
 function membersTable(members: readonly Member[]): string {
-  return members
-    .map(
-      (member) =>
-        `${member.nodeId.padEnd(12)}${(member.leader ? "leader" : member.voter ? "voter" : "learner").padEnd(9)}${member.clientAddress.padEnd(24)}${member.peerAddress.padEnd(24)}${[member.region, member.zone].filter((label) => label !== "").join("/")}${member.connectionError === "" ? "" : `  (${member.connectionError})`}\n`,
-    )
-    .join("");
+  return table(
+    // The last error, if any, of the answering node's connection to each member.
+    ["member", "role", "client address", "peer address", "region/zone", "peer error"],
+    members.map((member) => [
+      member.nodeId,
+      member.leader ? "leader" : member.voter ? "voter" : "learner",
+      member.clientAddress,
+      member.peerAddress,
+      [member.region, member.zone].filter((label) => label !== "").join("/") || "-",
+      member.connectionError === "" ? "-" : member.connectionError,
+    ]),
+  );
 }
 
 export function registerClusterCommands(program: Command, output: Output = processOutput): void {

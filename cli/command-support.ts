@@ -191,6 +191,24 @@ export function rows(entries: readonly (readonly [string, string])[]): string {
   return entries.map(([name, value]) => `${name.padEnd(width)}${value}\n`).join("");
 }
 
+/**
+ * Rows under a header, each column as wide as its widest cell, with no trailing spaces: a node id
+ * or an IPv6 address longer than the others widens its column instead of shifting the row.
+ */
+export function table(header: readonly string[], body: readonly (readonly string[])[]): string {
+  const all = [header, ...body];
+  const widths = header.map((_, column) => Math.max(...all.map((row) => (row[column] ?? "").length)));
+  return all
+    .map(
+      (row) =>
+        `${row
+          .map((cell, column) => cell.padEnd((widths[column] ?? 0) + 2))
+          .join("")
+          .trimEnd()}\n`,
+    )
+    .join("");
+}
+
 /** A repeatable option's values (commander calls it once per occurrence). */
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

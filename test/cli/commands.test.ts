@@ -297,6 +297,14 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
     "members",
   ]);
   expect(members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n3"]);
+  // As a table: a header, one line per member, columns as wide as their cells, no trailing space.
+  const listed = (await strongroom(["cluster", "members"])).stdout.split("\n");
+  expect(listed[0]).toMatch(/^member +role +client address +peer address +region\/zone +peer error$/);
+  expect(listed.slice(1, 4).sort()).toEqual(
+    ["n1", "n2", "n3"].map((id) =>
+      expect.stringMatching(new RegExp(`^${id} +(leader|voter) +\\S+ +\\S+ +- +-$`)),
+    ),
+  );
   const target = members.find((member) => !member.leader)?.nodeId ?? "";
   const moved = await json<{ leaderId: string }>(["cluster", "transfer-leader", target]);
   expect(moved.leaderId).toBe(target);
