@@ -41,11 +41,11 @@ function tokenRows(info: TokenInfo): [string, string][] {
     ["expires", info.expiresAtMs === 0 ? "never" : new Date(info.expiresAtMs).toISOString()],
     [
       "renewable until",
-      info.maxExpiresAtMs === 0
-        ? info.renewable
+      !info.renewable
+        ? "-"
+        : info.maxExpiresAtMs === 0
           ? "no limit"
-          : "-"
-        : new Date(info.maxExpiresAtMs).toISOString(),
+          : new Date(info.maxExpiresAtMs).toISOString(),
     ],
     ["renewable", String(info.renewable)],
     ["orphan", String(info.orphan)],
