@@ -4,13 +4,14 @@
 // ReadIndex, STRONGROOM_TEST_FAULTS=stale-reads) once a node is cut off, with clients pinned to nodes; and an experiment file
 // with problems is refused with each one named.
 
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadExperiment, parseExperiment, repeatExperiment } from "../../chaos/experiment.js";
 import { describeFailures, runExperiment } from "../../chaos/run-experiment.js";
+import { startNode } from "../cli/cli-runner.js";
 import { bundledCli } from "../server/process-cluster.js";
 import { eventually } from "../support/eventually.js";
 
@@ -202,23 +203,18 @@ it("a chaos run stopped by a signal leaves no node running and no partition behi
       faults: [{ atMs: 500, nemesis: "partition-leader-inbound", healAfterMs: 20_000 }],
     }),
   );
-  const [executable = "", ...args] = command;
-  const run = spawn(
-    executable,
-    [...args, "chaos", "run", file, "--out", out, "--port", "43000", "--host-base", "214"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let stdout = "";
-  let stderr = "";
-  run.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  run.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => run.on("exit", (code) => resolve(code)));
+  const run = startNode([
+    ...command.slice(1),
+    "chaos",
+    "run",
+    file,
+    "--out",
+    out,
+    "--port",
+    "43000",
+    "--host-base",
+    "214",
+  ]);
   // Found by what only this run has: its nodes' configs, its partition's rule (other runs may
   // hold tables of their own meanwhile).
   const nodes = () => {
@@ -233,13 +229,14 @@ it("a chaos run stopped by a signal leaves no node running and no partition behi
       execFileSync("nft", ["list", "ruleset"], { encoding: "utf8" }),
     );
   try {
-    await eventually(() => stdout.includes("fault partition-leader-inbound"), 60_000);
+    await eventually(() => run.output().stdout.includes("fault partition-leader-inbound"), 60_000);
     expect(nodes().split("\n")).toHaveLength(3);
     expect(partitioned()).toBe(true);
   } finally {
-    run.kill("SIGINT");
+    run.child.kill("SIGINT");
   }
-  expect(await exited, stderr).toBe(130);
+  const { code, stderr } = await run.exited;
+  expect(code, stderr).toBe(130);
   expect(stderr).toContain("strongroom chaos: SIGINT: stopping the cluster and removing every fault");
   expect(nodes()).toBe("");
   expect(partitioned()).toBe(false);

@@ -2,7 +2,7 @@
 // environment on top of the test's, the given text on stdin, and the exit code and both outputs
 // collected.
 
-import { spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 
 export interface CliResult {
   readonly code: number | null;
@@ -25,20 +25,34 @@ export function runNode(
   input: string,
   env: Readonly<Record<string, string>>,
 ): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
+  const running = startNode(args, env);
+  running.child.stdin.end(input);
+  return running.exited;
+}
+
+/** A child still running: its outputs so far, and its result once it exits. */
+export interface RunningNode {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly output: () => { readonly stdout: string; readonly stderr: string };
+  readonly exited: Promise<CliResult>;
+}
+
+/** Starts this Node with `args`, collecting both outputs, for a test that acts while it runs. */
+export function startNode(args: readonly string[], env: Readonly<Record<string, string>> = {}): RunningNode {
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<CliResult>((resolve) =>
+    child.on("exit", (code) => resolve({ code, stdout, stderr })),
+  );
+  return { child, output: () => ({ stdout, stderr }), exited };
 }
