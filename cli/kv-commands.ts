@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
+import { formatDuration } from "../server/durations.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   argumentMeaning,
@@ -155,7 +156,7 @@ export function registerClientCommands(program: Command, output: Output = proces
             output,
             options.format,
             { path, ...written },
-            () => `${path}: ${name}d (revision ${written.revision})\n`,
+            () => `${path}: ${pastTense[name]} (revision ${written.revision})\n`,
           );
         }),
       );
@@ -449,6 +450,9 @@ function kindName(kind: number): string {
   );
 }
 
+/** What `kv delete`, `undelete` and `destroy` say they did. */
+const pastTense = { delete: "deleted", undelete: "undeleted", destroy: "destroyed" } as const;
+
 function metadataTable(metadata: SecretMetadata): string {
   return rows([
     ["path", metadata.path],
@@ -457,11 +461,17 @@ function metadataTable(metadata: SecretMetadata): string {
     ["updated", when(metadata.updatedMs)],
     ["max versions", String(metadata.maxVersions)],
     ["cas required", String(metadata.casRequired)],
-    ["delete after", metadata.deleteVersionAfterMs === 0 ? "never" : `${metadata.deleteVersionAfterMs} ms`],
+    [
+      "delete after",
+      metadata.deleteVersionAfterMs === 0 ? "never" : formatDuration(metadata.deleteVersionAfterMs),
+    ],
     ["owner", metadata.owner || "-"],
-    ["rotation period", metadata.rotationPeriodMs === 0 ? "-" : `${metadata.rotationPeriodMs} ms`],
+    ["rotation period", metadata.rotationPeriodMs === 0 ? "-" : formatDuration(metadata.rotationPeriodMs)],
     ["generator", describeGenerator(metadata.generator)],
-    ["rotation overlap", `${metadata.rotationOverlapMs} ms`],
+    [
+      "rotation overlap",
+      metadata.rotationOverlapMs === 0 ? "none" : formatDuration(metadata.rotationOverlapMs),
+    ],
     ["last rotated", metadata.lastRotatedMs === 0 ? "never" : when(metadata.lastRotatedMs)],
     ["next rotation", metadata.nextRotationMs === 0 ? "-" : when(metadata.nextRotationMs)],
     ["expires", metadata.expiresAtMs === 0 ? "never" : when(metadata.expiresAtMs)],

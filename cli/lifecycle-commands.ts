@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
 import type { Lease } from "../proto/gen/strongroom/v1/leases.gen.js";
+import { formatDuration } from "../server/durations.js";
 import { type ConnectionOptions, sdkClient, UsageError, withClient } from "./client-connection.js";
 import {
   argumentMeaning,
@@ -147,8 +148,8 @@ function registerCertsCommands(program: Command, output: Output): void {
           rows([
             ["name", read.name],
             ["allowed names", read.allowedNames.join(", ")],
-            ["ttl", `${read.ttlMs} ms`],
-            ["max ttl", `${read.maxTtlMs} ms`],
+            ["ttl", formatDuration(read.ttlMs)],
+            ["max ttl", formatDuration(read.maxTtlMs)],
             ["server auth", String(read.serverAuth)],
           ]),
         );
@@ -425,7 +426,7 @@ function registerRevokeCommands(program: Command, output: Output): void {
             for (const [address, ms] of applied)
               lines.push([
                 `applied on ${address}`,
-                ms === null ? `not within ${options.wait} ms` : `after ${Math.round(ms)} ms`,
+                ms === null ? `not within ${formatDuration(options.wait)}` : `after ${Math.round(ms)} ms`,
               ]);
             return rows(lines);
           });

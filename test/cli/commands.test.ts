@@ -92,7 +92,10 @@ it("init, unseal every node, and the kv group", async () => {
   expect(gone).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_FOUND)") });
   await json(["kv", "undelete", "app/other", "--versions", "1"]);
   expect((await strongroom(["kv", "get", "app/other", "--reveal"])).stdout).toBe("x");
-  await json(["kv", "destroy", "app/other", "--versions", "1"]);
+  expect(await strongroom(["kv", "destroy", "app/other", "--versions", "1"])).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^app\/other: destroyed \(revision \d+\)\n$/),
+  });
   const metadata = await json<{ maxVersions: number; owner: string }>([
     "kv",
     "metadata",
@@ -163,6 +166,9 @@ it("kv rotation and expiry: a generator and an overlap set, rotate now, the stal
   expect((await strongroom(["kv", "get", "life/db", "--version", "1", "--reveal"])).stdout).toBe("by hand");
   const table = await strongroom(["kv", "metadata", "life/db"]);
   expect(table.stdout).toMatch(/generator +password:20:lower=1,upper=1,digits=5,symbols=0/);
+  // Durations as the flags take them.
+  expect(table.stdout).toMatch(/^rotation overlap +1m$/m);
+  expect(table.stdout).toMatch(/^rotation period +-$/m);
 
   // Nothing stale yet under life/; then one secret expiring within the window: exit 3.
   expect(await strongroom(["kv", "stale", "life/"])).toMatchObject({ code: 0, stdout: "nothing stale\n" });
@@ -232,6 +238,7 @@ it("certs, leases and revoke: the internal CA, a role, an issued certificate, it
     maxTtlMs: 3_600_000,
     serverAuth: false,
   });
+  expect((await strongroom(["certs", "role", "read", "web"])).stdout).toMatch(/^ttl +10m\nmax ttl +1h\n/m);
   const out = join(root, "issued");
   const issued = await strongroom(["certs", "issue", "web", "api.svc.test", "--out", out]);
   expect(issued, issued.stderr).toMatchObject({ code: 0 });
