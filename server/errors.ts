@@ -119,6 +119,7 @@ const stateStatuses: Record<StateErrorCode, status> = {
   CAS_REQUIRED: status.FAILED_PRECONDITION,
   NOT_ROTATING: status.FAILED_PRECONDITION,
   EXPIRED: status.NOT_FOUND,
+  REQUEST_ID_REUSED: status.ALREADY_EXISTS,
   MALFORMED_COMMAND: status.INTERNAL,
   STORAGE_CORRUPT: status.INTERNAL,
 };

@@ -2,9 +2,11 @@
 // (msgpackr, without its record extension, so an encoding depends on nothing but the command)
 // with a schema version. Everything a command needs to apply deterministically is inside it: the
 // ciphertext (encrypted by the proposer through the barrier), the time (the proposer's clock),
-// the check-and-set expectation. Never a plaintext value.
+// the check-and-set expectation, the client's request id (applied-requests.ts). Never a plaintext
+// value.
 
 import { Packr } from "msgpackr";
+import { type CommandRequest, validateRequestId } from "./applied-requests.js";
 import { StateError } from "./errors.js";
 
 export const commandSchemaVersion = 1;
@@ -39,6 +41,7 @@ export type SecretCommand =
       readonly at: number;
       /** Written by a rotation: the version it replaces stops being served after the overlap. */
       readonly rotation?: true;
+      readonly request?: CommandRequest;
     }
   | {
       /** A rotation that failed: counted, its reason kept, the next attempt scheduled with backoff. */
@@ -52,24 +55,28 @@ export type SecretCommand =
       readonly path: string;
       readonly versions: readonly number[];
       readonly at: number;
+      readonly request?: CommandRequest;
     }
   | {
       readonly op: "kv.undelete";
       readonly path: string;
       readonly versions: readonly number[];
       readonly at: number;
+      readonly request?: CommandRequest;
     }
   | {
       readonly op: "kv.destroy";
       readonly path: string;
       readonly versions: readonly number[];
       readonly at: number;
+      readonly request?: CommandRequest;
     }
   | {
       readonly op: "kv.metadata";
       readonly path: string;
       readonly changes: SecretMetadataChanges;
       readonly at: number;
+      readonly request?: CommandRequest;
     }
   | { readonly op: "kv.deleteAll"; readonly path: string; readonly at: number }
   | {
@@ -188,6 +195,7 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
         cas: cas as number | null,
         at: t,
         ...(record.rotation === true ? { rotation: true as const } : {}),
+        ...requestOf(record.request),
       };
     }
     case "kv.rotationFailed": {
@@ -198,12 +206,12 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
     case "kv.delete":
     case "kv.undelete":
     case "kv.destroy":
-      return { op, path: p, versions: versions(), at: t };
+      return { op, path: p, versions: versions(), at: t, ...requestOf(record.request) };
     case "kv.metadata": {
       const changes = record.changes;
       if (typeof changes !== "object" || changes === null || Array.isArray(changes))
         fail("changes is not a map");
-      return { op, path: p, changes: changes as SecretMetadataChanges, at: t };
+      return { op, path: p, changes: changes as SecretMetadataChanges, at: t, ...requestOf(record.request) };
     }
     case "kv.deleteAll":
       return { op, path: p, at: t };
@@ -247,4 +255,19 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
     default:
       return fail(`unknown operation ${JSON.stringify(op)}`);
   }
+}
+
+/** A command's client request (its id and fingerprint), checked; `{}` when it has none. */
+function requestOf(raw: unknown): { request?: CommandRequest } {
+  if (raw === undefined) return {};
+  const { id, fingerprint } = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  if (typeof id !== "string" || !(fingerprint instanceof Uint8Array) || fingerprint.length !== 32) {
+    throw new StateError("MALFORMED_COMMAND", "malformed command: request is not an id and a SHA-256 digest");
+  }
+  try {
+    validateRequestId(id);
+  } catch (error) {
+    throw new StateError("MALFORMED_COMMAND", `malformed command: ${(error as Error).message}`);
+  }
+  return { request: { id, fingerprint: Uint8Array.from(fingerprint) } };
 }

@@ -12,6 +12,8 @@ export type StateErrorCode =
   | "NOT_ROTATING"
   /** The secret expired (expires_at), or the version did (delete_version_after). */
   | "EXPIRED"
+  /** A request id given again with a different request (applied-requests.ts). */
+  | "REQUEST_ID_REUSED"
   | "MALFORMED_COMMAND"
   | "STORAGE_CORRUPT";
 

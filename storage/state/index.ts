@@ -1,5 +1,13 @@
 // The secret state machine: versioned KV v2 semantics over barrier ciphertext, on LevelDB.
 export {
+  type CommandRequest,
+  requestIdCharsMax,
+  requestIdRetentionMs,
+  requestIdsKept,
+  requestRecordKind,
+  validateRequestId,
+} from "./applied-requests.js";
+export {
   decodeCommand,
   encodeCommand,
   type SecretCommand,

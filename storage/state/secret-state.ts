@@ -12,6 +12,7 @@
 //   0x05 + area (u8) + name                   system record        barrier ciphertext (keyring: root-key wrapped;
 //                                                                  seal: the seal record, see commands.ts)
 //   0x06                                      revision offset      MessagePack {offset}, only in a restored cluster
+//   0x07 + request id                         applied request      MessagePack AppliedRequest (applied-requests.ts)
 //   0x7f                                      restoring            present only while a snapshot is restored
 // Paths never contain 0x00 (see limits.ts), so the separator is unambiguous.
 //
@@ -31,6 +32,16 @@ import {
   openBinaryLevel,
   writeBatch,
 } from "../leveldb.js";
+import {
+  type AppliedRequest,
+  type CommandRequest,
+  decodeAppliedRequest,
+  encodeAppliedRequest,
+  RequestWindow,
+  requestIdOfKey,
+  requestKey,
+  requestRecordKind,
+} from "./applied-requests.js";
 import {
   decodeCommand,
   type SecretCommand,
@@ -107,9 +118,18 @@ export interface DueRotation {
   readonly dueAt: number;
 }
 
+/**
+ * What an applied entry answers. `replayOf`: the entry repeated a request already applied (its
+ * request id), changed nothing, and answers what that request did, at that entry's index.
+ */
 export type ApplyResult =
-  | { readonly ok: true; readonly version: number | null }
-  | { readonly ok: false; readonly code: StateErrorCode; readonly message: string };
+  | { readonly ok: true; readonly version: number | null; readonly replayOf?: number }
+  | {
+      readonly ok: false;
+      readonly code: StateErrorCode;
+      readonly message: string;
+      readonly replayOf?: number;
+    };
 
 export interface SecretVersion {
   readonly version: number;
@@ -223,6 +243,8 @@ export class SecretStateMachine {
    * written behind); the objects are frozen, so no user of one can change what the next sees.
    */
   private readonly decodedMetadata = new WeakMap<Uint8Array, SecretMetadata>();
+  /** The order in which the remembered request ids go (applied-requests.ts). */
+  private readonly requestWindow = new RequestWindow();
 
   private constructor(
     readonly directory: string,
@@ -252,6 +274,7 @@ export class SecretStateMachine {
       await machine.guard(machine.loadAppliedIndex());
       await machine.guard(machine.loadRevisionOffset());
       await machine.guard(machine.loadRotationSchedule());
+      await machine.guard(machine.loadRequestWindow());
     } catch (error) {
       await db.close();
       throw error;
@@ -418,23 +441,104 @@ export class SecretStateMachine {
     let result: ApplyResult;
     let command: SecretCommand | null = null;
     this.scheduleChanges = [];
+    let replayed = false;
     try {
       command = decodeCommand(data);
-      result = await this.plan(command, batch);
+      const request = "request" in command ? command.request : undefined;
+      const earlier = request === undefined ? null : await this.appliedRequest(request, command.at);
+      replayed = earlier !== null;
+      result = earlier ?? (await this.plan(command, batch));
     } catch (error) {
       if (!(error instanceof StateError)) throw error;
       batch.length = 0;
       this.scheduleChanges = [];
       result = { ok: false, code: error.code, message: error.message };
     }
+    if (command !== null && !replayed) this.rememberRequest(index, command, result, batch);
     batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
     this.enqueue(batch);
     this.applied = index;
     for (const [path, metadata] of this.scheduleChanges) this.noteSchedule(path, metadata);
     this.scheduleChanges = [];
     if (result.ok && command?.op === "state.load") await this.loadRotationSchedule();
-    if (result.ok && command !== null) this.appliedListener?.(index, command, result.version);
+    if (result.ok && command !== null && !replayed) this.appliedListener?.(index, command, result.version);
     return result;
+  }
+
+  /**
+   * What an earlier entry with this request's id answered, when one applied within the window (a
+   * retry: the caller changes nothing and answers it), or null. The same id with a different
+   * request is refused: the id is the client's mistake, and guessing which it meant would lose
+   * a write.
+   */
+  private async appliedRequest(request: CommandRequest, at: number): Promise<ApplyResult | null> {
+    this.forgetRequests(at, 0);
+    const stored = await this.get(requestKey(request.id));
+    if (stored === undefined) return null;
+    const earlier: AppliedRequest = decodeAppliedRequest(request.id, stored);
+    if (!Buffer.from(earlier.fingerprint).equals(request.fingerprint)) {
+      throw new StateError(
+        "REQUEST_ID_REUSED",
+        `request id ${request.id} was used by a different request (entry ${earlier.index}); give each request its own id`,
+      );
+    }
+    return { ...earlier.answer, replayOf: earlier.index };
+  }
+
+  /**
+   * Records what a request with an id answered (its change, or the error it got, which a retry
+   * gets too), and forgets what the window no longer holds, in the entry's batch. A request
+   * refused for reusing an id is not recorded: the id stays the first request's.
+   */
+  private rememberRequest(
+    index: number,
+    command: SecretCommand,
+    result: ApplyResult,
+    batch: LevelBatch,
+  ): void {
+    const request = "request" in command ? command.request : undefined;
+    if (request === undefined || (!result.ok && result.code === "REQUEST_ID_REUSED")) {
+      this.forgetRequests(command.at, 0, batch);
+      return;
+    }
+    this.forgetRequests(command.at, 1, batch);
+    const answer = result.ok
+      ? { ok: true as const, version: result.version }
+      : { ok: false as const, code: result.code, message: result.message };
+    batch.push({
+      type: "put",
+      key: requestKey(request.id),
+      value: encodeAppliedRequest({ index, at: command.at, fingerprint: request.fingerprint, answer }),
+    });
+    this.requestWindow.add(request.id, command.at);
+  }
+
+  /**
+   * Forgets the request ids past the window as an entry of time `at` applies (and `adding` more
+   * are to be remembered); their records are deleted in `batch`, or at once when there is none
+   * (a lookup before the entry's batch exists).
+   */
+  private forgetRequests(at: number, adding: number, batch?: LevelBatch): void {
+    const forgotten = this.requestWindow.expire(at, adding);
+    if (forgotten.length === 0) return;
+    const deletions: LevelBatch = forgotten.map((id) => ({ type: "del", key: requestKey(id) }));
+    if (batch === undefined) this.enqueue(deletions);
+    else batch.push(...deletions);
+  }
+
+  /** Reads the remembered request ids into their window (at open, after a snapshot is restored). */
+  private async loadRequestWindow(): Promise<void> {
+    await this.settle();
+    const records: { id: string; index: number; at: number }[] = [];
+    for await (const [key, value] of this.db.iterator({
+      gte: Uint8Array.of(requestRecordKind),
+      lt: Uint8Array.of(requestRecordKind + 1),
+    })) {
+      const id = requestIdOfKey(key);
+      const { index, at } = decodeAppliedRequest(id, value);
+      records.push({ id, index, at });
+    }
+    this.requestWindow.reload(records);
   }
 
   /**
@@ -553,6 +657,7 @@ export class SecretStateMachine {
     this.metadataCache.clear();
     await this.loadRevisionOffset();
     await this.loadRotationSchedule();
+    await this.loadRequestWindow();
   }
 
   /** Makes every apply so far durable (one synced write flushes LevelDB's log). */
