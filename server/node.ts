@@ -30,6 +30,7 @@ import type { AnyApiMethod } from "./api/api-method.js";
 import { clusterMethods } from "./api/cluster-api.js";
 import { leasesMethods } from "./api/leases-api.js";
 import { pkiMethods } from "./api/pki-api.js";
+import { RequestFingerprints } from "./api/request-fingerprint.js";
 import { revocationMethods } from "./api/revocation-api.js";
 import { requireServing, secretsMethods } from "./api/secrets-api.js";
 import { restoreSnapshotHandler, saveSnapshotHandler } from "./api/snapshot-handlers.js";
@@ -477,7 +478,10 @@ export class StrongroomNode {
     readTracker.load();
     readTracker.start();
     undo.push(() => readTracker.stop());
+    const fingerprints = new RequestFingerprints(() => (keeper.sealed() ? null : keeper.rootKey()));
+    onSealed.push(() => fingerprints.forget());
     const secrets = secretsMethods({
+      fingerprints,
       readTracker,
       // Every other member's record of reads, each given a few seconds at most.
       peerReadTimes: async (prefix, context) => {

@@ -44,6 +44,7 @@ import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { type AnyApiMethod, method, readMethod } from "./api-method.js";
+import type { RequestFingerprints } from "./request-fingerprint.js";
 
 export interface SecretsApiParts {
   /** Rotations (scheduled by the leader, and Rotate). */
@@ -54,6 +55,8 @@ export interface SecretsApiParts {
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
   readonly limits: StateLimits;
+  /** The request ids of writes, with their digests (what makes a retried write apply once). */
+  readonly fingerprints: RequestFingerprints;
   /**
    * Refuses unless the caller may have certificates issued under `role` (update on
    * sys/pki/issue/<role>): setting an x509 generator issues them in the caller's stead.
@@ -144,6 +147,7 @@ class SecretsApi {
         `the value of ${request.path} is ${request.value.length} bytes; the limit is ${this.parts.limits.valueBytesMax}`,
       );
     }
+    const asked = this.parts.fingerprints.of(context.method, request);
     const ciphertext = this.parts.barrier.encrypt(request.path, request.value);
     const { revision, result } = await this.propose({
       op: "kv.put",
@@ -151,6 +155,7 @@ class SecretsApi {
       ciphertext,
       cas: request.cas ?? null,
       at: Date.now(),
+      ...asked,
     });
     return { version: result.version ?? 0, revision };
   }
@@ -191,6 +196,7 @@ class SecretsApi {
       path: request.path,
       versions: request.versions,
       at: Date.now(),
+      ...this.parts.fingerprints.of(context.method, request),
     });
     return { revision };
   }
@@ -290,6 +296,7 @@ class SecretsApi {
       path: request.path,
       changes,
       at: Date.now(),
+      ...this.parts.fingerprints.of(context.method, request),
     });
     return { revision };
   }
@@ -304,8 +311,8 @@ class SecretsApi {
   }
 
   /**
-   * Proposes a command and waits until it is applied here, answering the revision of its change;
-   * a refused apply becomes its StateError.
+   * Proposes a command and waits until it is applied here, answering the revision of its change
+   * (for a retried request, of the first one's); a refused apply becomes its StateError.
    */
   private async propose(
     command: SecretCommand,
@@ -313,7 +320,7 @@ class SecretsApi {
     const { index, result } = await this.parts.raft().propose(encodeCommand(command));
     if (result === null) throw new NodeError("INTERNAL", "the command applied without a result");
     if (!result.ok) throw new StateError(result.code, result.message);
-    return { revision: this.parts.state.revisionOf(index), result };
+    return { revision: this.parts.state.revisionOf(result.replayOf ?? index), result };
   }
 }
 

@@ -31,6 +31,7 @@ import {
   checkSnapshot,
   decodeSnapshot,
   encodeCommand,
+  requestRecordKind,
   revisionOffsetOf,
   revisionOffsetRecord,
   type SecretStateMachine,
@@ -307,8 +308,9 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
   };
   for await (const chunk of decoded) {
     for (const record of chunk) {
-      // Member addresses are the new cluster's own.
-      if (systemAreaOfKey(record.key) === "member") continue;
+      // Member addresses are the new cluster's own, and so are the request ids it has applied
+      // (the saved cluster's clients retry against the saved cluster, not a restore of it).
+      if (systemAreaOfKey(record.key) === "member" || record.key[0] === requestRecordKind) continue;
       const offset = revisionOffsetOf(record);
       if (offset !== null) {
         savedOffset = offset;

@@ -37,6 +37,11 @@ export interface AuditRecord {
   readonly latencyMs?: number;
   /** The follower that forwarded the call to this node (the leader), if any. */
   readonly forwardedBy?: string;
+  /**
+   * The request id the client gave a write (Secrets' `request_id`), when well formed: entries with
+   * the same one are a write and its retries, which the cluster applied at most once.
+   */
+  readonly clientRequestId?: string;
   /** Fields whose values were replaced by their HMAC (e.g. a value written, a token). */
   readonly hashed?: Readonly<Record<string, string>>;
 }

@@ -16,6 +16,7 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { isWellFormedRequestId } from "../../storage/state/index.js";
 import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
@@ -437,6 +438,9 @@ export class AuditTrail {
         ? {}
         : { capability: capabilities[shortName] }),
       ...(context.forwardedBy === null ? {} : { forwardedBy: context.forwardedBy }),
+      ...(typeof fields.requestId === "string" && isWellFormedRequestId(fields.requestId)
+        ? { clientRequestId: fields.requestId }
+        : {}),
       ...(Object.keys(hashed).length === 0 ? {} : { hashed }),
     };
   }

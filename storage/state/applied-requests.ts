@@ -55,9 +55,14 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Whether `id` is 1 to 128 characters of [A-Za-z0-9._:-]. */
+export function isWellFormedRequestId(id: string): boolean {
+  return id.length > 0 && id.length <= requestIdCharsMax && requestIdPattern.test(id);
+}
+
 /** Refuses a request id that is empty, too long or has characters outside [A-Za-z0-9._:-]. */
 export function validateRequestId(id: string): void {
-  if (id.length === 0 || id.length > requestIdCharsMax || !requestIdPattern.test(id)) {
+  if (!isWellFormedRequestId(id)) {
     throw new StateError(
       "INVALID_ARGUMENT",
       `a request id is 1 to ${requestIdCharsMax} characters of A-Z, a-z, 0-9, '.', '_', ':' and '-' (a UUID, say)`,

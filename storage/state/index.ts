@@ -1,6 +1,7 @@
 // The secret state machine: versioned KV v2 semantics over barrier ciphertext, on LevelDB.
 export {
   type CommandRequest,
+  isWellFormedRequestId,
   requestIdCharsMax,
   requestIdRetentionMs,
   requestIdsKept,

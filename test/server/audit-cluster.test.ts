@@ -62,6 +62,7 @@ interface Entry {
   detail?: string;
   code?: string;
   forwardedBy?: string;
+  clientRequestId?: string;
   hashed?: Record<string, string>;
 }
 
@@ -79,7 +80,11 @@ function entriesOf(directories: readonly string[]): Entry[] {
 it("records every call twice, with values only as HMACs, on a chain that verifies", async () => {
   const marker = "audit-marker-9c4d2e";
   const n3 = clientOf("n3").secrets;
-  await call(n3.put.bind(n3), { path: "audited/db", value: new TextEncoder().encode(marker) });
+  await call(n3.put.bind(n3), {
+    path: "audited/db",
+    value: new TextEncoder().encode(marker),
+    requestId: "audit-put-1",
+  });
   await call(n3.get.bind(n3), {
     path: "audited/db",
     version: 0,
@@ -129,6 +134,8 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
   expect(putRequest?.hashed?.value).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
   // The token too: an auditor holding it can recognize it; the file never holds it.
   expect(putRequest?.hashed?.token).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+  // The client's request id, which ties a write to its retries.
+  expect(putRequest?.clientRequestId).toBe("audit-put-1");
 
   // The leader recorded the forwarded write too, naming the follower that forwarded it.
   const leader = [...nodes.entries()].find(([, node]) => node.isLeader())?.[0] ?? "";
@@ -136,7 +143,7 @@ it("records every call twice, with values only as HMACs, on a chain that verifie
     const forwarded = entriesOf(auditDirectories(leader)).find(
       (entry) => entry.path === "audited/db" && entry.forwardedBy === "n3",
     );
-    expect(forwarded).toBeDefined();
+    expect(forwarded?.clientRequestId).toBe("audit-put-1");
   }
 
   for (const spec of specs) {

@@ -289,6 +289,66 @@ async function healthOf(address: string, credentials: ChannelCredentials): Promi
   }
 }
 
+it("a write sent again with its request id, through any node, applies once and gets the first answer", async () => {
+  const leader = await leaderId();
+  const ids = specs.map((spec) => spec.id);
+  const value = new TextEncoder().encode("s3cret");
+  const answers = [];
+  // Through a follower, then the other, then the leader: forwarded or not, one version.
+  for (const id of [...ids.filter((other) => other !== leader), leader]) {
+    const secrets = client(id).secrets;
+    answers.push(await call(secrets.put.bind(secrets), { path: "app/retried", value, requestId: "put-1" }));
+  }
+  expect(answers[0]?.version).toBe(1);
+  expect(answers.slice(1)).toEqual([answers[0], answers[0]]);
+  const secrets = client(ids[0] ?? "").secrets;
+  const history = await call(secrets.history.bind(secrets), {
+    path: "app/retried",
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+  });
+  expect(history.versions.map((version) => version.version)).toEqual([1]);
+
+  // The same id with another value is the client's mistake, refused; the first write stands.
+  const reused = await callError(secrets.put.bind(secrets), {
+    path: "app/retried",
+    value: new TextEncoder().encode("other"),
+    requestId: "put-1",
+  });
+  expect(reused).toMatchObject({ code: status.ALREADY_EXISTS, reason: "REQUEST_ID_REUSED" });
+  expect(reused.details).toMatch(/^request id put-1 was used by a different request \(entry \d+\)/);
+  const malformed = await callError(secrets.put.bind(secrets), { path: "app/retried", value, requestId: "" });
+  expect(malformed).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT" });
+  expect(malformed.details).toMatch(/^a request id is 1 to 128 characters/);
+
+  // Deletes and metadata changes too: the retry answers the first one's revision.
+  const deleted = await call(secrets.delete.bind(secrets), {
+    path: "app/retried",
+    versions: [1],
+    requestId: "del-1",
+  });
+  const deletedAgain = await call(secrets.delete.bind(secrets), {
+    path: "app/retried",
+    versions: [1],
+    requestId: "del-1",
+  });
+  expect(deletedAgain.revision).toBe(deleted.revision);
+  const undeleted = await call(secrets.undelete.bind(secrets), {
+    path: "app/retried",
+    versions: [1],
+    requestId: "und-1",
+  });
+  expect(undeleted.revision).toBeGreaterThan(deleted.revision);
+  // The delete's retry, after the undelete: not applied again, so version 1 stays readable.
+  await call(secrets.delete.bind(secrets), { path: "app/retried", versions: [1], requestId: "del-1" });
+  const read = await call(secrets.get.bind(secrets), {
+    path: "app/retried",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  });
+  expect(new TextDecoder().decode(read.value)).toBe("s3cret");
+});
+
 it("rotates the client-port certificate without a restart: new connections see the new one", async () => {
   const spec = specs[0];
   const entry = configs.get(spec?.id ?? "");

@@ -115,10 +115,12 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
     ["app/big", new Uint8Array(1024 * 1024).fill(7)],
   ]);
   let lastSourceRevision = 0;
-  for (const [path, value] of secrets)
+  // With request ids: the backup holds their records, which a restore leaves out.
+  for (const [position, [path, value]] of [...secrets].entries())
     ({ revision: lastSourceRevision } = await call(source.first.secrets.put.bind(source.first.secrets), {
       path,
       value,
+      requestId: `saved-${position}`,
     }));
 
   const follower = source.clients[(source.leader() + 1) % 3] as Clients;
@@ -224,6 +226,15 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   await eventually(() => replayed.length >= 1, 5000);
   expect(replayed.map((event) => [event.path, event.revision])).toEqual([["app/after", written.revision]]);
   resumed.cancel();
+
+  // The saved cluster's request ids are its own: the same request here is a new write.
+  const targetSecrets = (target.clients[target.leader()] as Clients).secrets;
+  const repeated = await call(targetSecrets.put.bind(targetSecrets), {
+    path: "app/db",
+    value: secrets.get("app/db") ?? new Uint8Array(),
+    requestId: "saved-0",
+  });
+  expect(repeated.version).toBe(2);
 
   // A backup of the restored cluster restored again goes above the restored cluster's revisions.
   const again = await save((target.clients[target.leader()] as Clients).cluster);

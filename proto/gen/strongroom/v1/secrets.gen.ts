@@ -143,7 +143,18 @@ export interface PutRequest {
   path: string;
   value: Uint8Array;
   /** Check-and-set: the version the secret must be at (0: must not exist). Absent: no check. */
-  cas?: number | undefined;
+  cas?:
+    | number
+    | undefined;
+  /**
+   * Makes the write safe to send again when its outcome is unknown (a timeout, a dropped
+   * connection, a failed leader): a write whose id the cluster has applied in the last 15 minutes
+   * (and among its last 100,000 ids) is not applied again, and is answered as the first one was.
+   * Absent: none. 1 to 128 characters
+   * of A-Z, a-z, 0-9, '.', '_', ':' and '-' (a UUID); the same id with a different request is
+   * refused with ALREADY_EXISTS / REQUEST_ID_REUSED. The SDK gives every write one. See docs/api.md.
+   */
+  requestId?: string | undefined;
 }
 
 export interface PutResponse {
@@ -172,6 +183,8 @@ export interface VersionsRequest {
   path: string;
   /** Empty: the newest version. */
   versions: number[];
+  /** As PutRequest's. */
+  requestId?: string | undefined;
 }
 
 export interface WriteResponse {
@@ -365,7 +378,11 @@ export interface UpdateMetadataRequest {
     | number
     | undefined;
   /** When the whole secret expires (ms since the epoch); 0 removes the expiry. */
-  expiresAtMs?: number | undefined;
+  expiresAtMs?:
+    | number
+    | undefined;
+  /** As PutRequest's. */
+  requestId?: string | undefined;
 }
 
 export interface UpdateMetadataRequest_CustomEntry {
@@ -406,7 +423,7 @@ export interface WatchEvent {
 }
 
 function createBasePutRequest(): PutRequest {
-  return { path: "", value: new Uint8Array(0), cas: undefined };
+  return { path: "", value: new Uint8Array(0), cas: undefined, requestId: undefined };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
@@ -419,6 +436,9 @@ export const PutRequest: MessageFns<PutRequest> = {
     }
     if (message.cas !== undefined) {
       writer.uint32(24).uint32(message.cas);
+    }
+    if (message.requestId !== undefined) {
+      writer.uint32(34).string(message.requestId);
     }
     return writer;
   },
@@ -460,6 +480,14 @@ export const PutRequest: MessageFns<PutRequest> = {
             message.cas = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -477,6 +505,11 @@ export const PutRequest: MessageFns<PutRequest> = {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       value: isSet(object.value) ? bytesFromBase64(object.value) : new Uint8Array(0),
       cas: isSet(object.cas) ? globalThis.Number(object.cas) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : undefined,
     };
   },
 
@@ -490,6 +523,9 @@ export const PutRequest: MessageFns<PutRequest> = {
     }
     if (message.cas !== undefined) {
       obj.cas = Math.round(message.cas);
+    }
+    if (message.requestId !== undefined) {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -789,7 +825,7 @@ export const GetResponse: MessageFns<GetResponse> = {
 };
 
 function createBaseVersionsRequest(): VersionsRequest {
-  return { path: "", versions: [] };
+  return { path: "", versions: [], requestId: undefined };
 }
 
 export const VersionsRequest: MessageFns<VersionsRequest> = {
@@ -803,6 +839,9 @@ export const VersionsRequest: MessageFns<VersionsRequest> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    if (message.requestId !== undefined) {
+      writer.uint32(26).string(message.requestId);
     }
     return writer;
   },
@@ -846,6 +885,14 @@ export const VersionsRequest: MessageFns<VersionsRequest> = {
 
             break;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -862,6 +909,11 @@ export const VersionsRequest: MessageFns<VersionsRequest> = {
     return {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       versions: globalThis.Array.isArray(object?.versions) ? object.versions.map((e: any) => globalThis.Number(e)) : [],
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : undefined,
     };
   },
 
@@ -872,6 +924,9 @@ export const VersionsRequest: MessageFns<VersionsRequest> = {
     }
     if (message.versions?.length) {
       obj.versions = message.versions.map((e) => Math.round(e));
+    }
+    if (message.requestId !== undefined) {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
@@ -2889,6 +2944,7 @@ function createBaseUpdateMetadataRequest(): UpdateMetadataRequest {
     clearGenerator: false,
     rotationOverlapMs: undefined,
     expiresAtMs: undefined,
+    requestId: undefined,
   };
 }
 
@@ -2929,6 +2985,9 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     }
     if (message.expiresAtMs !== undefined) {
       writer.uint32(96).int64(message.expiresAtMs);
+    }
+    if (message.requestId !== undefined) {
+      writer.uint32(106).string(message.requestId);
     }
     return writer;
   },
@@ -3045,6 +3104,14 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
             message.expiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3116,6 +3183,11 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
         : isSet(object.expires_at_ms)
         ? globalThis.Number(object.expires_at_ms)
         : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : undefined,
     };
   },
 
@@ -3162,6 +3234,9 @@ export const UpdateMetadataRequest: MessageFns<UpdateMetadataRequest> = {
     }
     if (message.expiresAtMs !== undefined) {
       obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    if (message.requestId !== undefined) {
+      obj.requestId = message.requestId;
     }
     return obj;
   },
