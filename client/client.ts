@@ -4,6 +4,7 @@
 // (retry-policy.ts), per-endpoint circuit breakers and leader preference (endpoint-pool.ts); a
 // Watch that reconnects (watcher.ts); and an opt-in read cache (read-cache.ts).
 
+import { randomUUID } from "node:crypto";
 import { type Client, type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { BrokenCircuitError } from "cockatiel";
 import { AccessService } from "../proto/gen/strongroom/v1/access.gen.js";
@@ -32,9 +33,10 @@ export interface ClientOptions {
   /** Each call's deadline, retries included (default 10 s). */
   readonly deadlineMs?: number;
   /**
-   * Reads: how long one attempt may wait before the next endpoint is tried (default 2 s). A
-   * paused or stalled node would otherwise hold a read to its deadline. Writes are not retried
-   * once they may have been sent (their outcome is unknown), so they wait out the deadline.
+   * Reads, and writes with a request id (every Secrets write): how long one attempt may wait
+   * before the next endpoint is tried (default 2 s). A paused or stalled node would otherwise hold
+   * the call to its deadline. Other writes are not retried once they may have been sent (their
+   * outcome is unknown), so they wait out the deadline.
    */
   readonly attemptTimeoutMs?: number;
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
@@ -363,22 +365,34 @@ export class StrongroomClient {
       if (definition.requestStream || definition.responseStream) continue;
       // The proto defaults, as an empty message decodes.
       const defaults = definition.requestDeserialize(Buffer.alloc(0)) as object;
-      methods[name] = (request, options) =>
-        this.invoke(
-          definition,
-          { ...defaults, ...(request as object) },
-          options?.deadlineMs ?? this.deadlineMs,
-        );
+      // A write whose message has a request id gets one (unless the caller gave it), the same in
+      // every attempt: the cluster applies it once however often it is sent, so it is retried as a
+      // read is, and its outcome is never left unknown while the deadline allows another attempt.
+      const takesRequestId = "requestId" in defaults;
+      methods[name] = (request, options) => {
+        const full: Record<string, unknown> = { ...defaults, ...(request as object) };
+        if (takesRequestId && full.requestId === undefined) full.requestId = randomUUID();
+        return this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, takesRequestId);
+      };
     }
     return methods as UnaryMethods<Service>;
   }
 
-  /** One call: attempts on the endpoints in order, retrying what is safe to retry, inside the deadline. */
-  private async invoke(definition: UnaryDefinition, request: unknown, deadlineMs: number): Promise<unknown> {
+  /**
+   * One call: attempts on the endpoints in order, retrying what is safe to retry (a read, or a
+   * write with a request id), inside the deadline.
+   */
+  private async invoke(
+    definition: UnaryDefinition,
+    request: unknown,
+    deadlineMs: number,
+    withRequestId = false,
+  ): Promise<unknown> {
     const deadline = Date.now() + deadlineMs;
-    const idempotent = readOnly.has(definition.path);
+    const write = !readOnly.has(definition.path);
+    const idempotent = !write || withRequestId;
     await this.pool.located();
-    const endpoints = this.pool.order(!idempotent);
+    const endpoints = this.pool.order(write);
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
@@ -390,7 +404,8 @@ export class StrongroomClient {
       const endpoint = endpoints[index % endpoints.length] as Endpoint;
       attempt++;
       try {
-        // A read that another endpoint can serve does not wait on one node for its whole deadline.
+        // A read (or a write with a request id) that another endpoint can serve does not wait on
+        // one node for its whole deadline: a paused leader, say.
         const attemptDeadline =
           idempotent && movable && endpoints.length > 1
             ? Math.min(deadline, Date.now() + this.attemptTimeoutMs)

@@ -1,7 +1,8 @@
-// When a failed call is tried again, and how long to wait first. Reads are retried after any
-// failure that is not the answer itself (unavailable, a timeout, a sealed node); a write only when
-// it certainly did not take effect: it never left this process, or the cluster refused it before
-// proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). A write whose
+// When a failed call is tried again, and how long to wait first. Reads, and writes with a request
+// id (which the cluster applies once however often they come), are retried after any failure that
+// is not the answer itself (unavailable, a timeout, a sealed node); other writes only when they
+// certainly did not take effect: they never left this process, or the cluster refused them before
+// proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). Such a write whose
 // outcome is unknown (a timeout after it was sent) is never retried: the caller decides, reading
 // first or writing with check-and-set. Waits are exponential with full jitter, inside the deadline.
 
@@ -33,6 +34,7 @@ export interface RetryDecision {
   readonly waitAtLeastMs: number;
 }
 
+/** `idempotent`: the call may be sent again whatever became of it (a read, a write with a request id). */
 export function decide(error: ServiceError, idempotent: boolean): RetryDecision {
   const reason = String(error.metadata?.get(reasonTrailer)[0] ?? "");
   const retryAfter = Number(error.metadata?.get(retryAfterTrailer)[0] ?? 0);

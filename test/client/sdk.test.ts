@@ -3,7 +3,7 @@
 // caller, no acknowledged write lost and none applied twice; a Watch that sees a change within a
 // second; and the read cache answering from stale entries once every node is down.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,13 +21,21 @@ const pki = new TestPki("sdk");
 const root = mkdtempSync(join(tmpdir(), "strongroom-sdk-"));
 const specs = nodeSpecs(3, 47_000, 160);
 const configs = writeConfigs(pki, root, specs);
-const processes = specs.map((spec) => new NodeProcess(spec, configs.get(spec.id)?.file ?? ""));
+// Each node's test failpoints (server/failpoints.ts), armed by writing the file and a SIGUSR2.
+const failpointFiles = specs.map((spec) => join(root, `${spec.id}-failpoints.json`));
+const processes = specs.map(
+  (spec, index) =>
+    new NodeProcess(spec, configs.get(spec.id)?.file ?? "", {
+      STRONGROOM_TEST_FAILPOINTS: failpointFiles[index],
+    }),
+);
 const endpoints = specs.map((spec) => `${spec.host}:${spec.clientPort}`);
 const opened: StrongroomClient[] = [];
 // Node's warnings in this process (only SDK clients run here: the nodes are child processes).
 const warnings: { name: string; code?: string }[] = [];
 process.on("warning", (warning) => warnings.push(warning as { name: string; code?: string }));
 let rootToken: string | null = null;
+let unsealShare = "";
 
 function tlsOf(name: string) {
   const files = pki.client(name);
@@ -74,6 +82,7 @@ beforeAll(async () => {
     });
   }
   rootToken = init.rootToken;
+  unsealShare = init.unsealShares[0] ?? "";
 }, 60_000);
 
 afterAll(async () => {
@@ -249,30 +258,62 @@ it("a paused node does not hold a read to its deadline: the next endpoint answer
   }
 });
 
+/** The position of the node that leads, once one does. */
+async function leaderIndex(): Promise<number> {
+  for (;;) {
+    for (const [index, endpoint] of endpoints.entries()) {
+      const view = await sdk({ endpoints: [endpoint] })
+        .cluster.status({})
+        .catch(() => null);
+      if (view?.role === "leader") return index;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+it("the leader dies after applying a write, before answering it: the SDK sends it again, and it applies once", async () => {
+  const client = sdk();
+  expect((await client.secrets.put({ path: "sdk/once", value: bytes("v1") })).version).toBe(1);
+  const victim = await leaderIndex();
+  // The next entry the leader applies (this write: the cluster is otherwise idle) kills it, as a
+  // power cut would, before it answers: the write is committed, and its caller cannot know.
+  writeFileSync(failpointFiles[victim] ?? "", JSON.stringify({ "after-apply": "crash" }));
+  processes[victim]?.signal("SIGUSR2");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  try {
+    const written = await client.secrets.put({ path: "sdk/once", value: bytes("v2") });
+    // Answered as the first attempt applied it, by the new leader: one version more, not two.
+    expect(written.version).toBe(2);
+    // It did die there (the failpoint's SIGKILL to itself).
+    expect(await processes[victim]?.exited()).toBeNull();
+    const history = await client.secrets.history({
+      path: "sdk/once",
+      consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    });
+    expect(history.versions.map((version) => version.version)).toEqual([1, 2]);
+  } finally {
+    writeFileSync(failpointFiles[victim] ?? "", "{}");
+    await processes[victim]?.kill();
+    await processes[victim]?.start();
+    await sdk({ endpoints: [endpoints[victim] ?? ""] }).sys.unseal({
+      share: unsealShare,
+      nonce: "",
+      reset: false,
+    });
+  }
+}, 60_000);
+
 it("the leader is SIGKILLed mid-loop: no error reaches the caller, no write is lost or applied twice", async () => {
   const client = sdk();
-  const leaderIndex = async () => {
-    for (;;) {
-      for (const [index, endpoint] of endpoints.entries()) {
-        const view = await sdk({ endpoints: [endpoint] })
-          .cluster.status({})
-          .catch(() => null);
-        if (view?.role === "leader") return index;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
   const victim = await leaderIndex();
   const written: string[] = [];
   const failures: unknown[] = [];
   const operations = 120;
   for (let i = 0; i < operations; i++) {
     if (i === 40) {
+      // Between two operations. A write sent in the instant before the client's connection sees
+      // the close goes onto a dead socket; with its request id, the SDK sends it again.
       await processes[victim]?.kill();
-      // Between two operations: the client's connection sees the close first. A write sent in
-      // the instant before it does goes onto a dead socket and is, rightly, of unknown outcome
-      // (one CI run did exactly that: "Connection dropped", outcomeUnknown).
-      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     try {
       const path = `sdk/loop/k${i}`;

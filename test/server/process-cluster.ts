@@ -68,6 +68,11 @@ export class NodeProcess {
     this.child?.kill(signal);
   }
 
+  /** Resolves once the process has exited, with its code (null: ended by a signal). */
+  exited(): Promise<number | null> {
+    return this.exit;
+  }
+
   /** SIGKILL: no shutdown, no flush. */
   async kill(): Promise<void> {
     this.child?.kill("SIGKILL");
