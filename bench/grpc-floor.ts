@@ -108,6 +108,7 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
             system: "strongroom",
             endpoints: [address],
             writeEndpoint: null,
+            requestIds: false,
             tls: {
               caFile: join(directory, "ca.pem"),
               certFile: join(directory, "client.pem"),

@@ -44,6 +44,8 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        clients spread both)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
+  --request-ids        strongroom's writes carry a request id (a UUID each), as the SDK's do:
+                       what remembering them costs (docs/api.md, Request ids)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
   --node-options=FLAGS Node/V8 flags for the strongroom nodes, space-separated, each starting
                        with "--" (--node-options="--max-semi-space-size=32"); compare runs
@@ -73,6 +75,7 @@ function parseOptions() {
         "no-open-loop": { type: "boolean", default: false },
         entry: { type: "string", default: "all" },
         "audit-durability": { type: "string", default: "disk" },
+        "request-ids": { type: "boolean", default: false },
         profile: { type: "string" },
         "node-options": { type: "string", default: "" },
       },
@@ -242,6 +245,7 @@ async function main(): Promise<void> {
           writeEndpoint: entry === "clients" ? strongroomLeader : null,
           tls: strongroom.tls,
           token,
+          requestIds: values["request-ids"] === true,
         },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
       },
@@ -252,6 +256,7 @@ async function main(): Promise<void> {
           writeEndpoint: null,
           tls: etcd.tls,
           token: null,
+          requestIds: false,
         },
         pids: etcd.pids(),
       },
@@ -382,7 +387,17 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   writeFileSync(
     join(out, "results.json"),
     JSON.stringify(
-      { etcdVersion, durationMs, warmupMs, workers, entry, nodeOptions, strongroomLeaderId, cells },
+      {
+        etcdVersion,
+        durationMs,
+        warmupMs,
+        workers,
+        entry,
+        nodeOptions,
+        requestIds: values["request-ids"] === true,
+        strongroomLeaderId,
+        cells,
+      },
       null,
       2,
     ),

@@ -3,6 +3,7 @@
 // and a linearizable read of one key. strongroom: Secrets.Put / Secrets.Get (linearizable) with
 // the bearer token; etcd: KV.Put / KV.Range (serializable false: linearizable).
 
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
@@ -19,6 +20,8 @@ export interface TargetSpec {
   readonly tls: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** strongroom's bearer token (etcd: none). */
   readonly token: string | null;
+  /** strongroom's writes carry a request id each, as the SDK's do (etcd: never). */
+  readonly requestIds: boolean;
 }
 
 /** One endpoint's connection: write and read one key, rejecting with the gRPC error. */
@@ -80,7 +83,12 @@ export function connect(spec: TargetSpec, endpoint: string): Connection {
     write: (key, value, deadline) =>
       new Promise((resolve, reject) =>
         client.put(
-          { path: keyPrefix + key, value, cas: undefined },
+          {
+            path: keyPrefix + key,
+            value,
+            cas: undefined,
+            requestId: spec.requestIds ? randomUUID() : undefined,
+          },
           metadata(),
           { deadline },
           done(resolve, reject),

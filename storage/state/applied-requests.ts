@@ -124,6 +124,14 @@ export class RequestWindow {
     for (const { id, at } of sorted) this.times.set(id, at);
   }
 
+  /**
+   * Whether `id` is remembered: exactly the ids with a record in the store, so a new id (nearly
+   * every write's) is answered here without a LevelDB lookup that would miss.
+   */
+  has(id: string): boolean {
+    return this.times.has(id);
+  }
+
   add(id: string, at: number): void {
     this.times.set(id, at);
   }

@@ -473,6 +473,7 @@ export class SecretStateMachine {
    */
   private async appliedRequest(request: CommandRequest, at: number): Promise<ApplyResult | null> {
     this.forgetRequests(at, 0);
+    if (!this.requestWindow.has(request.id)) return null;
     const stored = await this.get(requestKey(request.id));
     if (stored === undefined) return null;
     const earlier: AppliedRequest = decodeAppliedRequest(request.id, stored);
