@@ -82,9 +82,11 @@ export function unary<Request, Response>(
 export function describeCallError(error: unknown): string {
   if (error instanceof StrongroomError) {
     const leader = error.leaderHint === null ? "" : ` (leader: ${error.leaderHint})`;
-    const unknown = error.outcomeUnknown
-      ? " (the write may or may not have been applied: read before retrying)"
-      : "";
+    const unknown = !error.outcomeUnknown
+      ? ""
+      : error.requestId === null
+        ? " (the write may or may not have been applied: read before retrying)"
+        : ` (the write may or may not have been applied; sent again with request id ${error.requestId} within 15 minutes, as kv put --request-id does, it applies at most once)`;
     return `${error.message}${leader}${unknown}`;
   }
   const serviceError = error as ServiceError;

@@ -8,6 +8,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { formatDuration } from "../server/durations.js";
+import { isWellFormedRequestId, requestIdCharsMax } from "../storage/state/index.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   argumentMeaning,
@@ -38,6 +39,18 @@ const refusals = new Set(["PERMISSION_DENIED", "TOKEN_INVALID", "IDENTITY_DISABL
 
 const when = (ms: number) => (ms === 0 ? "-" : new Date(ms).toISOString());
 
+const requestIdFlag = "--request-id <id>";
+const requestIdHelp =
+  "the write's request id (default: a new one): the same command run again with it applies at most once, within 15 minutes";
+
+function requestIdArgument(value: string): string {
+  if (!isWellFormedRequestId(value))
+    throw new InvalidArgumentError(
+      `--request-id is 1 to ${requestIdCharsMax} characters of A-Z, a-z, 0-9, '.', '_', ':' and '-' (a UUID, say)`,
+    );
+  return value;
+}
+
 function versionsArgument(value: string): number[] {
   const versions = value.split(",").map(Number);
   if (!versions.every((version) => Number.isSafeInteger(version) && version > 0))
@@ -58,11 +71,17 @@ export function registerClientCommands(program: Command, output: Output = proces
       "only if the secret is at this version (0: must not exist)",
       nonNegativeInteger("--cas"),
     )
-    .action((path: string, options: Formatted & { file?: string; cas?: number }) =>
+    .option(requestIdFlag, requestIdHelp, requestIdArgument)
+    .action((path: string, options: Formatted & { file?: string; cas?: number; requestId?: string }) =>
       run(output, async () => {
         const value = options.file === undefined ? await output.stdin() : readFileSync(options.file);
         const written = await withClient(options, (client) =>
-          client.secrets.put({ path, value, ...(options.cas === undefined ? {} : { cas: options.cas }) }),
+          client.secrets.put({
+            path,
+            value,
+            ...(options.cas === undefined ? {} : { cas: options.cas }),
+            ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+          }),
         );
         emit(
           output,
@@ -147,10 +166,15 @@ export function registerClientCommands(program: Command, output: Output = proces
       .addOption(
         optionMeaning("--versions <list>", "comma-separated versions", [], "the newest", versionsArgument),
       )
-      .action((path: string, options: Formatted & { versions: number[] }) =>
+      .option(requestIdFlag, requestIdHelp, requestIdArgument)
+      .action((path: string, options: Formatted & { versions: number[]; requestId?: string }) =>
         run(output, async () => {
           const written = await withClient(options, (client) =>
-            client.secrets[name]({ path, versions: options.versions }),
+            client.secrets[name]({
+              path,
+              versions: options.versions,
+              ...(options.requestId === undefined ? {} : { requestId: options.requestId }),
+            }),
           );
           emit(
             output,

@@ -372,7 +372,12 @@ export class StrongroomClient {
       methods[name] = (request, options) => {
         const full: Record<string, unknown> = { ...defaults, ...(request as object) };
         if (takesRequestId && full.requestId === undefined) full.requestId = randomUUID();
-        return this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, takesRequestId);
+        const called = this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, takesRequestId);
+        if (!takesRequestId) return called;
+        return called.catch((error: unknown) => {
+          if (error instanceof StrongroomError) error.requestId = String(full.requestId);
+          throw error;
+        });
       };
     }
     return methods as UnaryMethods<Service>;

@@ -83,6 +83,22 @@ it("init, unseal every node, and the kv group", async () => {
   expect(JSON.parse(Buffer.from(read.value, "base64").toString())).toEqual({ user: "app", pool: 10 });
   expect((await strongroom(["kv", "patch", "app/config"], "not json")).code).toBe(2);
   await json(["kv", "put", "app/other"], "x");
+  // Run again with its request id, a write applies once: the same answer, no second version.
+  const once = await json<{ version: number; revision: number }>(
+    ["kv", "put", "once/db", "--request-id", "cli-put-1"],
+    "v",
+  );
+  expect(await json(["kv", "put", "once/db", "--request-id", "cli-put-1"], "v")).toEqual(once);
+  expect(once.version).toBe(1);
+  expect(await strongroom(["kv", "put", "once/db", "--request-id", "no spaces"], "v")).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--request-id is 1 to 128 characters of A-Z, a-z, 0-9"),
+  });
+  // The same id with another value is refused: the first write stands.
+  expect(await strongroom(["kv", "put", "once/db", "--request-id", "cli-put-1"], "other")).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("(REQUEST_ID_REUSED)"),
+  });
   expect((await json<{ paths: string[] }>(["kv", "list", "app/"])).paths).toEqual([
     "app/config",
     "app/other",

@@ -107,6 +107,13 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
     .put({ path: "sdk/typed", value: bytes("v2"), cas: 0 })
     .catch((e) => e);
   expect(conflict).toMatchObject({ reason: "CAS_MISMATCH", outcomeUnknown: false });
+  // A Secrets write's error names the request id it was sent with: one the SDK chose, or the caller's.
+  expect(conflict.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  const own = await client.secrets
+    .put({ path: "sdk/typed", value: bytes("v2"), cas: 0, requestId: "caller-1" })
+    .catch((e) => e);
+  expect(own).toMatchObject({ reason: "CAS_MISMATCH", requestId: "caller-1" });
+  expect((missing as StrongroomError).requestId).toBeNull();
   const anonymous = createClient({ endpoints, tls: tlsOf("nobody") });
   opened.push(anonymous);
   await expect(anonymous.secrets.get(linearizable("sdk/typed"))).rejects.toMatchObject({
