@@ -59,6 +59,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
+import { memberFeatureGate, peerFeatures } from "./peer/peer-features.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
 import { PeerContact } from "./peer-contact.js";
@@ -478,7 +479,18 @@ export class StrongroomNode {
     readTracker.load();
     readTracker.start();
     undo.push(() => readTracker.stop());
-    const fingerprints = new RequestFingerprints(() => (keeper.sealed() ? null : keeper.rootKey()));
+    const fingerprints = new RequestFingerprints(
+      () => (keeper.sealed() ? null : keeper.rootKey()),
+      memberFeatureGate(
+        peerFeatures.requestIds,
+        config.nodeId,
+        () => {
+          const { voters, learners } = raftNode().status().membership;
+          return [...voters, ...learners];
+        },
+        (member) => transport.featuresOf(member),
+      ),
+    );
     onSealed.push(() => fingerprints.forget());
     const secrets = secretsMethods({
       fingerprints,

@@ -22,17 +22,27 @@ export function deriveRequestKey(rootKey: Uint8Array): Uint8Array {
 export class RequestFingerprints {
   private readonly key = new RootDerivedKey(deriveRequestKey);
 
-  /** `rootKey`: the root key while the node is unsealed, else null. */
-  constructor(private readonly rootKey: () => Uint8Array | null) {}
+  constructor(
+    /** The root key while the node is unsealed, else null. */
+    private readonly rootKey: () => Uint8Array | null,
+    /**
+     * Whether every member understands request ids (server/peer/peer-features.ts). Until then a
+     * write's id is checked and left out of its command: an older member would ignore it and
+     * apply a retry that the others answer from their records.
+     */
+    private readonly everyMemberUnderstands: () => boolean = () => true,
+  ) {}
 
   /**
    * The request part of a write's command: its id, checked, and the digest of `method` and every
-   * field but the id; `{}` for a write without an id (an empty one is refused). The request is as the node decoded it, so
-   * a retry of the same message has the same digest on any node.
+   * field but the id; `{}` for a write without an id (an empty one is refused), or while a member
+   * does not understand ids. The request is as the node decoded it, so a retry of the same message
+   * has the same digest on any node.
    */
   of(method: string, request: { readonly requestId?: string | undefined }): { request?: CommandRequest } {
     if (request.requestId === undefined) return {};
     validateRequestId(request.requestId);
+    if (!this.everyMemberUnderstands()) return {};
     const rootKey = this.rootKey();
     if (rootKey === null) throw new NodeError("SEALED", "this node is sealed: unseal it to serve secrets");
     const { requestId, ...asked } = request;

@@ -25,6 +25,7 @@ import type { Transport } from "../../raft/node/index.js";
 import { channelCredentials } from "../tls/credentials.js";
 import { nodeIdOf } from "../tls/identity.js";
 import type { TlsFiles } from "../tls/tls-files.js";
+import { localFeatures } from "./peer-features.js";
 import { fromWire, type PeerMessageError, toWire } from "./raft-message-codec.js";
 
 export interface PeerTransportLimits {
@@ -91,6 +92,8 @@ interface Outbox {
 
 export class GrpcPeerTransport implements Transport {
   private handler: ((message: Message) => void) | null = null;
+  /** What each peer last said its state machine understands (MessageBatch.features). */
+  private readonly peerFeatures = new Map<NodeId, number>();
   private readonly outboxes = new Map<NodeId, Outbox>();
   private readonly limits: PeerTransportLimits;
   private flushScheduled = false;
@@ -132,6 +135,11 @@ export class GrpcPeerTransport implements Transport {
     }
   }
 
+  /** What `peer` last said its state machine understands, or undefined before it sent anything. */
+  featuresOf(peer: NodeId): number | undefined {
+    return this.peerFeatures.get(peer);
+  }
+
   listen(handler: (message: Message) => void): void {
     this.handler = handler;
   }
@@ -160,6 +168,7 @@ export class GrpcPeerTransport implements Transport {
     call.on("data", (batch: MessageBatch) => {
       if (refused) return;
       batches += 1;
+      this.peerFeatures.set(peer, batch.features);
       for (const wire of batch.messages) {
         if (wire.from !== peer || wire.to !== this.options.nodeId) {
           refuse(
@@ -217,7 +226,7 @@ export class GrpcPeerTransport implements Transport {
         batch.push(next.message);
         batchBytes += next.bytes;
       }
-      const writable = stream.write({ messages: batch });
+      const writable = stream.write({ messages: batch, features: localFeatures });
       if (!writable) {
         outbox.blocked = true;
         stream.once("drain", () => {

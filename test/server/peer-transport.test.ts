@@ -10,6 +10,12 @@ import type { Entry, Message, NodeId } from "../../raft/core/index.js";
 import { MemoryLogStore, RaftNode, type StateMachine } from "../../raft/node/index.js";
 import { ForwardReceiver } from "../../server/forward-receiver.js";
 import { explainPeerFailure } from "../../server/peer/peer-diagnosis.js";
+import {
+  everyMemberHas,
+  localFeatures,
+  memberFeatureGate,
+  peerFeatures,
+} from "../../server/peer/peer-features.js";
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
 import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
 import { toWire } from "../../server/peer/raft-message-codec.js";
@@ -80,6 +86,8 @@ function rawStream(
   address: string,
   paths: TlsFilePaths,
   messages: readonly Message[],
+  /** What the sender says it understands: 0, as a version before MessageBatch.features sends. */
+  features = 0,
 ): Promise<ServiceError | null> {
   const tls = new TlsFiles(paths);
   const client = new PeerClient(address, channelCredentials(tls));
@@ -90,7 +98,7 @@ function rawStream(
       resolve(error);
     });
     stream.on("error", () => {});
-    const batch: MessageBatch = { messages: messages.map(toWire) };
+    const batch: MessageBatch = { messages: messages.map(toWire), features };
     stream.write(batch);
     setTimeout(() => stream.end(), 300);
   });
@@ -144,6 +152,36 @@ describe("peer transport security", () => {
       "node n3 sent a message from n1 to n2; it may only send its own messages to n2",
     );
     expect(received).toEqual([]);
+    await peers.close();
+  });
+
+  it("learns from each peer's batches what its state machine understands; an older peer's say nothing", async () => {
+    const peers = await startPeers(3);
+    const n2 = peers.node("n2").transport;
+    n2.listen(() => {});
+    const understood = memberFeatureGate(
+      peerFeatures.requestIds,
+      "n2",
+      () => ["n1", "n2", "n3"],
+      (member) => n2.featuresOf(member),
+    );
+    expect(n2.featuresOf("n1")).toBeUndefined();
+    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    await eventually(() => n2.featuresOf("n1") === localFeatures, 5000);
+    // n3 has said nothing yet: request ids stay out of the entries.
+    expect(understood()).toBe(false);
+    // n3 running a version before the field: its batches carry 0.
+    const older: Message = { from: "n3", to: "n2", term: 1, type: "timeoutNow" };
+    expect(await rawStream(peers.addresses.get("n2") ?? "", pki.node("n3"), [older])).toBeNull();
+    expect(n2.featuresOf("n3")).toBe(0);
+    expect(understood()).toBe(false);
+    // n3 restarted with this version: the next write may carry request ids.
+    peers.node("n3").transport.send([older]);
+    await eventually(() => n2.featuresOf("n3") === localFeatures, 5000);
+    expect(understood()).toBe(true);
+    expect(everyMemberHas(peerFeatures.requestIds, ["n1", "n3", "n4"], "n2", (m) => n2.featuresOf(m))).toBe(
+      false,
+    );
     await peers.close();
   });
 

@@ -74,6 +74,13 @@ export function entryTypeToJSON(object: EntryType): string {
 
 export interface MessageBatch {
   messages: RaftMessage[];
+  /**
+   * What the sender's state machine understands, a bit per feature (server/peer/peer-features.ts):
+   * a leader puts a feature into log entries only once every other member has said it understands
+   * it, so a rolling upgrade never has an older member apply an entry differently. 1: request ids
+   * on Secrets writes. An older sender leaves it 0.
+   */
+  features: number;
 }
 
 export interface StreamClosed {
@@ -235,13 +242,16 @@ export interface ForwardResponse {
 }
 
 function createBaseMessageBatch(): MessageBatch {
-  return { messages: [] };
+  return { messages: [], features: 0 };
 }
 
 export const MessageBatch: MessageFns<MessageBatch> = {
   encode(message: MessageBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.messages) {
       RaftMessage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.features !== 0) {
+      writer.uint32(16).uint32(message.features);
     }
     return writer;
   },
@@ -267,6 +277,14 @@ export const MessageBatch: MessageFns<MessageBatch> = {
             message.messages.push(RaftMessage.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.features = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -284,6 +302,7 @@ export const MessageBatch: MessageFns<MessageBatch> = {
       messages: globalThis.Array.isArray(object?.messages)
         ? object.messages.map((e: any) => RaftMessage.fromJSON(e))
         : [],
+      features: isSet(object.features) ? globalThis.Number(object.features) : 0,
     };
   },
 
@@ -291,6 +310,9 @@ export const MessageBatch: MessageFns<MessageBatch> = {
     const obj: any = {};
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => RaftMessage.toJSON(e));
+    }
+    if (message.features !== 0) {
+      obj.features = Math.round(message.features);
     }
     return obj;
   },

@@ -1,0 +1,49 @@
+// What a node's state machine understands beyond the first version's commands, a bit per feature,
+// sent with every batch of Raft messages (MessageBatch.features). A leader uses a feature in the
+// entries it proposes only once every other member has said it understands it: during a rolling
+// upgrade an older member would apply such an entry differently (it ignores what it does not
+// know), and the replicas' states would part.
+
+export const peerFeatures = {
+  /** Secrets writes' request ids: a repeated id applies once (storage/state/applied-requests.ts). */
+  requestIds: 1,
+} as const;
+
+/** Every feature this node's state machine understands. */
+export const localFeatures = peerFeatures.requestIds;
+
+/** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
+export function everyMemberHas(
+  feature: number,
+  members: Iterable<string>,
+  self: string,
+  featuresOf: (member: string) => number | undefined,
+): boolean {
+  for (const member of members) {
+    if (member !== self && ((featuresOf(member) ?? 0) & feature) === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether every member understands `feature`, as a function for each write to ask. A yes is kept
+ * for `recheckMs` (reading the membership copies it; a member added meanwhile is counted after
+ * that); a no is looked at again on the next call, so the feature is used as soon as the last
+ * member has said it understands it.
+ */
+export function memberFeatureGate(
+  feature: number,
+  self: string,
+  members: () => Iterable<string>,
+  featuresOf: (member: string) => number | undefined,
+  recheckMs = 1000,
+): () => boolean {
+  let yesUntil = Number.NEGATIVE_INFINITY;
+  return () => {
+    const now = performance.now();
+    if (now < yesUntil) return true;
+    if (!everyMemberHas(feature, members(), self, featuresOf)) return false;
+    yesUntil = now + recheckMs;
+    return true;
+  };
+}
