@@ -480,7 +480,7 @@ export class SecretStateMachine {
     if (!Buffer.from(earlier.fingerprint).equals(request.fingerprint)) {
       throw new StateError(
         "REQUEST_ID_REUSED",
-        `request id ${request.id} was used by a different request (entry ${earlier.index}); give each request its own id`,
+        `request id ${request.id} was used by a different request (the write at revision ${this.revisionOf(earlier.index)}); give each request its own id`,
       );
     }
     return { ...earlier.answer, replayOf: earlier.index };

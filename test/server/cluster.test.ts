@@ -315,7 +315,9 @@ it("a write sent again with its request id, through any node, applies once and g
     requestId: "put-1",
   });
   expect(reused).toMatchObject({ code: status.ALREADY_EXISTS, reason: "REQUEST_ID_REUSED" });
-  expect(reused.details).toMatch(/^request id put-1 was used by a different request \(entry \d+\)/);
+  expect(reused.details).toMatch(
+    /^request id put-1 was used by a different request \(the write at revision \d+\)/,
+  );
   const malformed = await callError(secrets.put.bind(secrets), { path: "app/retried", value, requestId: "" });
   expect(malformed).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT" });
   expect(malformed.details).toMatch(/^a request id is 1 to 128 characters/);

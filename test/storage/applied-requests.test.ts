@@ -96,7 +96,8 @@ describe("request ids in the state machine", () => {
     expect(await put("app/a", "two", "shared")).toEqual({
       ok: false,
       code: "REQUEST_ID_REUSED",
-      message: "request id shared was used by a different request (entry 1); give each request its own id",
+      message:
+        "request id shared was used by a different request (the write at revision 1); give each request its own id",
     });
     expect(await put("app/b", "one", "shared", { asked: "app/a=one" })).toMatchObject({
       ok: true,
