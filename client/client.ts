@@ -48,6 +48,13 @@ export interface ClientOptions {
    * Cluster.Status), writes to the leader first wherever it is (docs/multi-region.md).
    */
   readonly region?: string;
+  /**
+   * Whether Secrets writes get a request id, which makes them safe to retry after any failure
+   * (default true). Remembering the ids costs the cluster CPU on every write (docs/performance.md,
+   * twenty-first session); without them a write whose outcome is unknown fails with
+   * `outcomeUnknown` instead of being retried. A `requestId` the caller gives is always sent.
+   */
+  readonly requestIds?: boolean;
   /** The read cache for secrets.get of the newest version; off unless given (see docs/sdk.md). */
   readonly cache?: Partial<ReadCacheOptions> & {
     /** Prefixes to watch for changes, dropping cached entries as they change (needs read on each). */
@@ -140,6 +147,7 @@ export class StrongroomClient {
   private readonly pool: EndpointPool;
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
+  private readonly requestIds: boolean;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
   /** The state of each watch that keeps the cache's entries fresh (cache.watchPrefixes). */
@@ -162,6 +170,7 @@ export class StrongroomClient {
     const tokenOf = typeof token === "function" ? token : () => token ?? null;
     this.deadlineMs = positive(options.deadlineMs ?? 10_000, "deadlineMs");
     this.attemptTimeoutMs = positive(options.attemptTimeoutMs ?? 2000, "attemptTimeoutMs");
+    this.requestIds = options.requestIds ?? true;
     this.retry = {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
@@ -365,15 +374,17 @@ export class StrongroomClient {
       if (definition.requestStream || definition.responseStream) continue;
       // The proto defaults, as an empty message decodes.
       const defaults = definition.requestDeserialize(Buffer.alloc(0)) as object;
-      // A write whose message has a request id gets one (unless the caller gave it), the same in
-      // every attempt: the cluster applies it once however often it is sent, so it is retried as a
-      // read is, and its outcome is never left unknown while the deadline allows another attempt.
+      // A write whose message has a request id gets one (unless the caller gave it, or the client
+      // was made with requestIds: false), the same in every attempt: the cluster applies it once
+      // however often it is sent, so it is retried as a read is, and its outcome is never left
+      // unknown while the deadline allows another attempt.
       const takesRequestId = "requestId" in defaults;
       methods[name] = (request, options) => {
         const full: Record<string, unknown> = { ...defaults, ...(request as object) };
-        if (takesRequestId && full.requestId === undefined) full.requestId = randomUUID();
-        const called = this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, takesRequestId);
-        if (!takesRequestId) return called;
+        if (takesRequestId && full.requestId === undefined && this.requestIds) full.requestId = randomUUID();
+        const withRequestId = takesRequestId && full.requestId !== undefined;
+        const called = this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, withRequestId);
+        if (!withRequestId) return called;
         return called.catch((error: unknown) => {
           if (error instanceof StrongroomError) error.requestId = String(full.requestId);
           throw error;

@@ -114,6 +114,18 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
     .catch((e) => e);
   expect(own).toMatchObject({ reason: "CAS_MISMATCH", requestId: "caller-1" });
   expect((missing as StrongroomError).requestId).toBeNull();
+  // A client made without request ids sends none (the caller's own is still sent).
+  const withoutIds = createClient({
+    endpoints,
+    tls: tlsOf("app"),
+    token: () => rootToken,
+    requestIds: false,
+  });
+  opened.push(withoutIds);
+  const plain = await withoutIds.secrets
+    .put({ path: "sdk/typed", value: bytes("v3"), cas: 0 })
+    .catch((e) => e);
+  expect(plain).toMatchObject({ reason: "CAS_MISMATCH", requestId: null });
   const anonymous = createClient({ endpoints, tls: tlsOf("nobody") });
   opened.push(anonymous);
   await expect(anonymous.secrets.get(linearizable("sdk/typed"))).rejects.toMatchObject({
