@@ -30,7 +30,7 @@ export class RequestFingerprints {
      * write's id is checked and left out of its command: an older member would ignore it and
      * apply a retry that the others answer from their records.
      */
-    private readonly everyMemberUnderstands: () => boolean = () => true,
+    private readonly everyMemberUnderstands: () => boolean,
   ) {}
 
   /**

@@ -147,7 +147,8 @@ class SecretsApi {
         `the value of ${request.path} is ${request.value.length} bytes; the limit is ${this.parts.limits.valueBytesMax}`,
       );
     }
-    const asked = this.parts.fingerprints.of(context.method, request);
+    // Checked before anything is encrypted: a malformed id is refused as cheaply as a bad path.
+    const commandRequest = this.parts.fingerprints.of(context.method, request);
     const ciphertext = this.parts.barrier.encrypt(request.path, request.value);
     const { revision, result } = await this.propose({
       op: "kv.put",
@@ -155,7 +156,7 @@ class SecretsApi {
       ciphertext,
       cas: request.cas ?? null,
       at: Date.now(),
-      ...asked,
+      ...commandRequest,
     });
     return { version: result.version ?? 0, revision };
   }

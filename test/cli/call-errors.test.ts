@@ -1,5 +1,6 @@
 // The line the CLI prints for a failed call: the message, the reason, the leader, and what to do
-// about a write whose outcome is unknown (with its request id, send it again with that id; without, read first).
+// about a write whose outcome is unknown (with its request id: send it again with that id;
+// without: read first).
 
 import { status } from "@grpc/grpc-js";
 import { expect, it } from "vitest";

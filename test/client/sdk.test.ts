@@ -1,7 +1,9 @@
 // The SDK against a real 3-node cluster of child processes over mutual TLS: typed calls and typed
-// errors; the leader SIGKILLed in the middle of a write and read loop, with no error reaching the
-// caller, no acknowledged write lost and none applied twice; a Watch that sees a change within a
-// second; and the read cache answering from stale entries once every node is down.
+// errors; the leader killing itself right after applying a write, which the SDK sends again with
+// its request id and the cluster applies once; the leader SIGKILLed in the middle of a write and
+// read loop, with no error reaching the caller, no acknowledged write lost and none applied twice;
+// a Watch that sees a change within a second; and the read cache answering from stale entries once
+// every node is down.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
