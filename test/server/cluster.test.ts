@@ -37,6 +37,13 @@ const configs = writeConfigs(pki, root, specs);
 const cluster = new InProcessCluster(pki);
 const client = (id: string) => cluster.client(id);
 const leaderId = () => cluster.leaderId();
+/** A Get of the newest version, read linearizably. */
+const linearizable = (path: string) => ({
+  path,
+  version: 0,
+  consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+  maxStalenessMs: 0,
+});
 
 afterAll(async () => {
   await cluster.stop();
@@ -140,12 +147,7 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   });
   expect(put.version).toBe(1);
   const reader = client(followerB).secrets;
-  const read = await call(reader.get.bind(reader), {
-    path: "app/db",
-    version: 0,
-    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
-    maxStalenessMs: 0,
-  });
+  const read = await call(reader.get.bind(reader), linearizable("app/db"));
   expect(new TextDecoder().decode(read.value)).toBe("hunter2");
   expect(read.version).toBe(1);
   expect(read.revision).toBeGreaterThanOrEqual(put.revision);
@@ -342,12 +344,7 @@ it("a write sent again with its request id, through any node, applies once and g
   expect(undeleted.revision).toBeGreaterThan(deleted.revision);
   // The delete's retry, after the undelete: not applied again, so version 1 stays readable.
   await call(secrets.delete.bind(secrets), { path: "app/retried", versions: [1], requestId: "del-1" });
-  const read = await call(secrets.get.bind(secrets), {
-    path: "app/retried",
-    version: 0,
-    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
-    maxStalenessMs: 0,
-  });
+  const read = await call(secrets.get.bind(secrets), linearizable("app/retried"));
   expect(new TextDecoder().decode(read.value)).toBe("s3cret");
 });
 

@@ -4,11 +4,7 @@
 // and in a snapshot. Real LevelDB, values through a real barrier.
 
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { Barrier, Keyring } from "../../storage/barrier/index.js";
+import { describe, expect, it } from "vitest";
 import { RequestWindow } from "../../storage/state/applied-requests.js";
 import {
   type ApplyResult,
@@ -17,27 +13,18 @@ import {
   requestIdRetentionMs,
   requestIdsKept,
   type SecretCommand,
-  SecretStateMachine,
   validateRequestId,
 } from "../../storage/state/index.js";
+import { stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
 
-const root = mkdtempSync(join(tmpdir(), "strongroom-applied-requests-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let stores = 0;
-const open: SecretStateMachine[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((machine) => machine.close()));
-});
-
-const barrier = new Barrier();
-barrier.unseal(Keyring.create(0));
+const stores = stateMachineStores("applied-requests");
+const barrier = unsealedBarrier();
 const bytes = (text: string) => new TextEncoder().encode(text);
 /** A stand-in for the server's keyed digest: what matters here is equal or not. */
 const fingerprint = (asked: string) => new Uint8Array(createHash("sha256").update(asked).digest());
 
-async function fixture(directory = join(root, `s${++stores}`)) {
-  const machine = await SecretStateMachine.open(directory);
-  open.push(machine);
+async function fixture(directory = stores.newDirectory()) {
+  const machine = await stores.open(directory);
   const changes: number[] = [];
   machine.onApplied((applied) => changes.push(applied));
   const apply = (command: SecretCommand): Promise<ApplyResult> =>
@@ -129,8 +116,7 @@ describe("request ids in the state machine", () => {
     const first = await fixture();
     await first.put("app/x", "1", "z-first", { at: 1000 });
     await first.put("app/x", "2", "a-second", { at: 2000 });
-    await first.machine.close();
-    open.splice(open.indexOf(first.machine), 1);
+    await stores.close(first.machine);
 
     const reopened = await fixture(first.directory);
     expect(await reopened.put("app/x", "1", "z-first", { at: 3000 })).toMatchObject({ replayOf: 1 });

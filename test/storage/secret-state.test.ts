@@ -2,10 +2,8 @@
 // destroy, max_versions, expiry, metadata limits, listing, and the applied index that makes a
 // replay after a restart exact. Values go through a real barrier, as a proposer would send them.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Barrier, Keyring } from "../../storage/barrier/index.js";
 import {
   decodeCommand,
@@ -13,26 +11,17 @@ import {
   recordDigest,
   revisionOffsetRecord,
   type SecretCommand,
-  SecretStateMachine,
   type StateError,
 } from "../../storage/state/index.js";
+import { stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
 
-const root = mkdtempSync(join(tmpdir(), "strongroom-secret-state-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let stores = 0;
-const open: SecretStateMachine[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((machine) => machine.close()));
-});
-
-const barrier = new Barrier();
-barrier.unseal(Keyring.create(0));
+const stores = stateMachineStores("secret-state");
+const barrier = unsealedBarrier();
 const bytes = (text: string) => new TextEncoder().encode(text);
 
 /** A state machine and a proposer that numbers entries and encrypts values through the barrier. */
-async function fixture(directory = join(root, `s${++stores}`)) {
-  const machine = await SecretStateMachine.open(directory);
-  open.push(machine);
+async function fixture(directory = stores.newDirectory()) {
+  const machine = await stores.open(directory);
   let index = machine.appliedIndex();
   const apply = (command: SecretCommand) => machine.apply(++index, encodeCommand(command));
   const put = (path: string, value: string, options: { cas?: number | null; at?: number } = {}) =>
@@ -96,8 +85,7 @@ describe("secret state machine", () => {
     await apply({ op: "kv.metadata", path: "k", changes: { maxVersions: 1 }, at: 2 });
     expect([...((await machine.metadata("k"))?.versions.keys() ?? [])]).toEqual([5]);
     // The trimmed versions' ciphertexts are gone from LevelDB, not only from the metadata.
-    await machine.close();
-    open.splice(open.indexOf(machine), 1);
+    await stores.close(machine);
     const { ClassicLevel } = await import("classic-level");
     const raw = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
       keyEncoding: "view",
@@ -211,8 +199,7 @@ describe("secret state machine", () => {
     await first.put("k", "v1");
     await first.put("k", "v2");
     await first.machine.flush();
-    await first.machine.close();
-    open.splice(open.indexOf(first.machine), 1);
+    await stores.close(first.machine);
     const again = await fixture(first.directory);
     expect(again.machine.appliedIndex()).toBe(2);
     expect(
@@ -266,8 +253,7 @@ describe("writes behind the applies", () => {
     expect(listed.paths).toHaveLength(199);
     expect(listed.paths[0]).toBe("burst/k001");
     expect(await first.machine.encryptionCounts()).toEqual(new Map([[1, 200]]));
-    await first.machine.close();
-    open.splice(open.indexOf(first.machine), 1);
+    await stores.close(first.machine);
     const again = await fixture(first.directory);
     expect(again.machine.appliedIndex()).toBe(201);
     expect(await again.get("burst/k199")).toBe("v199");
@@ -378,8 +364,7 @@ describe("state machine snapshots", () => {
       target.machine.restore(() => (++reads === 1 ? cut(snapshot) : cut(damaged))),
     ).rejects.toThrow(/chunk 2 fails its checksum/);
     expect(reads).toBe(2);
-    await target.machine.close();
-    open.splice(open.indexOf(target.machine), 1);
+    await stores.close(target.machine);
     const reopened = await fixture(target.directory);
     expect(reopened.machine.appliedIndex()).toBe(0);
   });
@@ -390,8 +375,7 @@ describe("state machine snapshots", () => {
     const snapshot = await machine.snapshot();
     // Simulate the crash: the marker written at the start of a restore is still there.
     const { ClassicLevel } = await import("classic-level");
-    await machine.close();
-    open.splice(open.indexOf(machine), 1);
+    await stores.close(machine);
     const raw = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
       keyEncoding: "view",
       valueEncoding: "view",
@@ -419,8 +403,7 @@ describe("revisions", () => {
 
     // The offset is in the state: a reopen and a snapshot restored elsewhere keep it.
     const snapshot = await machine.snapshot();
-    await machine.close();
-    open.splice(open.indexOf(machine), 1);
+    await stores.close(machine);
     const reopened = await fixture(directory);
     expect(reopened.machine.appliedRevision()).toBe(5_002);
     const other = await fixture();
@@ -585,8 +568,7 @@ describe("damaged files", () => {
         at: i,
       });
     }
-    await first.machine.close();
-    open.splice(open.indexOf(first.machine), 1);
+    await stores.close(first.machine);
     const raw = new ClassicLevel(first.directory);
     await raw.open();
     await raw.compactRange("\u0000", "\u00ff");
