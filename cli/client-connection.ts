@@ -86,7 +86,7 @@ export function describeCallError(error: unknown): string {
       ? ""
       : error.requestId === null
         ? " (the write may or may not have been applied: read before retrying)"
-        : ` (the write may or may not have been applied; sent again with request id ${error.requestId} within 15 minutes, as kv put --request-id does, it applies at most once)`;
+        : ` (the write may or may not have been applied; sent again with request id ${error.requestId} within 5 minutes, as kv put --request-id does, it applies at most once)`;
     return `${error.message}${leader}${unknown}`;
   }
   const serviceError = error as ServiceError;

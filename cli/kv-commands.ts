@@ -41,7 +41,7 @@ const when = (ms: number) => (ms === 0 ? "-" : new Date(ms).toISOString());
 
 const requestIdFlag = "--request-id <id>";
 const requestIdHelp =
-  "the write's request id (default: a new one): the same command run again with it applies at most once, within 15 minutes";
+  "the write's request id (default: a new one): the same command run again with it applies at most once, within 5 minutes";
 
 function requestIdArgument(value: string): string {
   if (!isWellFormedRequestId(value))

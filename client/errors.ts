@@ -10,7 +10,7 @@ export class StrongroomError extends Error {
   override readonly name = "StrongroomError";
   /**
    * The request id a failed Secrets write was sent with (the caller's, or one the SDK chose), or
-   * null. Where `outcomeUnknown`, sending the write again with it, within 15 minutes, applies it
+   * null. Where `outcomeUnknown`, sending the write again with it, within 5 minutes, applies it
    * at most once (docs/api.md, Request ids).
    */
   requestId: string | null = null;

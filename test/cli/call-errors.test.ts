@@ -19,7 +19,7 @@ it("tells how to retry a write of unknown outcome: with its request id when it h
   const withId = timedOut();
   withId.requestId = "3f2b8c1e-5d2a-4f7e-9b1c-0a2d4e6f8a9b";
   expect(describeCallError(withId)).toBe(
-    "deadline exceeded (TIMEOUT) (leader: n2) (the write may or may not have been applied; sent again with request id 3f2b8c1e-5d2a-4f7e-9b1c-0a2d4e6f8a9b within 15 minutes, as kv put --request-id does, it applies at most once)",
+    "deadline exceeded (TIMEOUT) (leader: n2) (the write may or may not have been applied; sent again with request id 3f2b8c1e-5d2a-4f7e-9b1c-0a2d4e6f8a9b within 5 minutes, as kv put --request-id does, it applies at most once)",
   );
   // A failure whose outcome is known needs no advice, id or not.
   const refused = new StrongroomError("no secret at app/x (NOT_FOUND)", status.NOT_FOUND, "NOT_FOUND");

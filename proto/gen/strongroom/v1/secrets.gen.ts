@@ -148,8 +148,8 @@ export interface PutRequest {
     | undefined;
   /**
    * Makes the write safe to send again when its outcome is unknown (a timeout, a dropped
-   * connection, a failed leader): a write whose id the cluster has applied in the last 15 minutes
-   * (and among its last 100,000 ids) is not applied again, and is answered as the first one was.
+   * connection, a failed leader): a write whose id the cluster has applied in the last 5 minutes
+   * (and among its last 20,000 ids) is not applied again, and is answered as the first one was.
    * Absent: none. 1 to 128 characters
    * of A-Z, a-z, 0-9, '.', '_', ':' and '-' (a UUID); the same id with a different request is
    * refused with ALREADY_EXISTS / REQUEST_ID_REUSED. The SDK gives every write one. See docs/api.md.
