@@ -15,11 +15,10 @@ import {
   type SecretCommand,
   validateRequestId,
 } from "../../storage/state/index.js";
-import { stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
+import { putCommand, stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
 
 const stores = stateMachineStores("applied-requests");
 const barrier = unsealedBarrier();
-const bytes = (text: string) => new TextEncoder().encode(text);
 /** A stand-in for the server's keyed digest: what matters here is equal or not. */
 const fingerprint = (asked: string) => new Uint8Array(createHash("sha256").update(asked).digest());
 
@@ -37,11 +36,7 @@ async function fixture(directory = stores.newDirectory()) {
     options: { cas?: number | null; at?: number; asked?: string } = {},
   ) =>
     apply({
-      op: "kv.put",
-      path,
-      ciphertext: barrier.encrypt(path, bytes(value)),
-      cas: options.cas ?? null,
-      at: options.at ?? 1000,
+      ...putCommand(barrier, path, value, options),
       ...(id === null
         ? {}
         : { request: { id, fingerprint: fingerprint(options.asked ?? `${path}=${value}`) } }),

@@ -13,7 +13,7 @@ import {
   type SecretCommand,
   type StateError,
 } from "../../storage/state/index.js";
-import { stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
+import { putCommand, stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
 
 const stores = stateMachineStores("secret-state");
 const barrier = unsealedBarrier();
@@ -25,13 +25,7 @@ async function fixture(directory = stores.newDirectory()) {
   let index = machine.appliedIndex();
   const apply = (command: SecretCommand) => machine.apply(++index, encodeCommand(command));
   const put = (path: string, value: string, options: { cas?: number | null; at?: number } = {}) =>
-    apply({
-      op: "kv.put",
-      path,
-      ciphertext: barrier.encrypt(path, bytes(value)),
-      cas: options.cas ?? null,
-      at: options.at ?? 1000,
-    });
+    apply(putCommand(barrier, path, value, options));
   const get = async (path: string, version: number | null = null, now = 2000) => {
     const found = await machine.read(path, version, now);
     return new TextDecoder().decode(barrier.decrypt(path, found.ciphertext));
