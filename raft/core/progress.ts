@@ -75,8 +75,11 @@ export interface SnapshotTransfer {
   chunkOwed: boolean;
   /** The follower confirmed it holds everything before this offset. */
   ackedOffset: number;
-  /** The acked offset at the previous heartbeat: no progress since then means chunks were lost. */
-  ackedAtLastHeartbeat: number;
+  /**
+   * Ticks since the follower last confirmed more of the snapshot. After an election timeout's
+   * worth, what is in flight is taken as lost and sent again from the acked offset.
+   */
+  idleTicks: number;
 }
 
 export class Progress {

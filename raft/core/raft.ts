@@ -583,6 +583,20 @@ export class RaftCore {
     return this.log.compact(Math.min(compactThrough, snapshot.meta.index, this.log.stableIndex));
   }
 
+  /**
+   * The index of the oldest snapshot this leader is sending to a follower (null: none in transfer).
+   * A snapshot taken meanwhile would restart the transfer with itself, and its compaction would
+   * drop the entries the follower needs after the one it installs: the driver waits (RaftNode).
+   */
+  snapshotInTransfer(): number | null {
+    let oldest: number | null = null;
+    for (const progress of this.progress.values()) {
+      const index = progress.state === "snapshot" ? progress.snapshot?.meta.index : undefined;
+      if (index !== undefined && (oldest === null || index < oldest)) oldest = index;
+    }
+    return oldest;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Observation
 
@@ -736,6 +750,9 @@ export class RaftCore {
         return;
       }
       this.leadTransferee = null;
+    }
+    for (const progress of this.progress.values()) {
+      if (progress.snapshot !== null) progress.snapshot.idleTicks++;
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -1253,7 +1270,7 @@ export class RaftCore {
       sentOffset: 0,
       chunkOwed: true,
       ackedOffset: 0,
-      ackedAtLastHeartbeat: -1,
+      idleTicks: 0,
     });
     this.sendSnapshotChunks(to, progress);
     return true;
@@ -1319,16 +1336,20 @@ export class RaftCore {
     return chunk;
   }
 
-  /** On a heartbeat answer: if the follower made no progress since the last one, resend from where it is. */
+  /**
+   * On a heartbeat answer (the follower is there): if it confirmed nothing more of the snapshot for
+   * an election timeout, its chunks in flight were lost; resend from where it is. Not sooner: a
+   * chunk can take longer than a heartbeat to arrive and be written, and resending at every
+   * heartbeat (as this did) queued copies of the window behind the chunks still on their way,
+   * which slowed the transfer further - on a slow link it never finished.
+   */
   private resumeSnapshotTransfer(to: NodeId, progress: Progress): void {
     const transfer = progress.snapshot;
-    if (transfer === null) return;
-    if (transfer.ackedOffset === transfer.ackedAtLastHeartbeat) {
-      transfer.sentOffset = transfer.ackedOffset;
-      transfer.chunkOwed = true;
-      this.sendSnapshotChunks(to, progress);
-    }
-    transfer.ackedAtLastHeartbeat = transfer.ackedOffset;
+    if (transfer === null || transfer.idleTicks < this.config.electionTicks) return;
+    transfer.idleTicks = 0;
+    transfer.sentOffset = transfer.ackedOffset;
+    transfer.chunkOwed = true;
+    this.sendSnapshotChunks(to, progress);
   }
 
   private handleSnapshotResponse(message: SnapshotResponseMessage): void {
@@ -1358,6 +1379,7 @@ export class RaftCore {
       // The follower lost its partial copy (restart, new term): start from its offset.
       transfer.sentOffset = message.nextOffset;
     }
+    if (message.nextOffset > transfer.ackedOffset) transfer.idleTicks = 0;
     transfer.ackedOffset = message.nextOffset;
     if (transfer.sentOffset < transfer.ackedOffset) transfer.sentOffset = transfer.ackedOffset;
     this.sendSnapshotChunks(message.from, progress);

@@ -2,7 +2,7 @@
 // compacted, and a follower behind the compacted log gets InstallSnapshot, in chunks, resumable.
 
 import { describe, expect, it } from "vitest";
-import { emptyState, RaftCore, SeededRandom } from "../../raft/core/index.js";
+import { emptyState, type Message, RaftCore, SeededRandom } from "../../raft/core/index.js";
 import { readSnapshotChunkOf, SnapshotCollector } from "../../raft/node/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
@@ -76,6 +76,54 @@ describe("snapshots", () => {
     // Offset 0 went out once: the transfer resumed from the follower's offset after the loss.
     expect(chunks.filter((m) => m.type === "snapshotChunk" && m.offset === 0)).toHaveLength(1);
     expect(cluster.node("n3").applied).toEqual(cluster.node("n1").applied);
+  });
+
+  it("on a link slower than heartbeats, each chunk goes once while the follower confirms them; a transfer idle for an election timeout is resent", () => {
+    const { cluster, values, snapshot } = behindSnapshotIn64ByteChunks(false);
+    const chunks = Math.ceil(snapshot.data.length / 64);
+    // Every chunk takes three ticks (three heartbeats) to arrive, one at a time.
+    const onTheWay: Message[] = [];
+    cluster.filter = (message) => {
+      if (message.type !== "snapshotChunk") return true;
+      onTheWay.push(message);
+      return false;
+    };
+    cluster.heal();
+    expect(cluster.core("n1").snapshotInTransfer()).toBeNull();
+    for (let round = 0; round < 10 * chunks && cluster.node("n3").snapshotsInstalled === 0; round++) {
+      cluster.settle(3);
+      const chunk = onTheWay.shift();
+      if (chunk === undefined) continue;
+      if (cluster.node("n3").snapshotsInstalled === 0)
+        expect(cluster.core("n1").snapshotInTransfer()).toBe(snapshot.meta.index);
+      cluster.core("n3").step(chunk);
+      cluster.process("n3");
+      cluster.stabilize();
+    }
+    expect(cluster.node("n3").snapshotsInstalled).toBe(1);
+    expect(cluster.node("n3").applied).toEqual(values);
+    expect(cluster.core("n1").snapshotInTransfer()).toBeNull();
+    const sent = cluster.sent.filter((m) => m.type === "snapshotChunk" && m.to === "n3");
+    expect(sent).toHaveLength(chunks);
+
+    // A second transfer whose chunks are all lost: nothing more goes out for an election timeout
+    // (10 ticks), then the window again from the follower's offset (0).
+    cluster.isolate("n2");
+    for (const value of ["w", "x", "y", "z"]) cluster.propose("n1", value);
+    cluster.settle(2);
+    cluster.crash("n2");
+    cluster.restart("n2");
+    const newer = cluster.snapshot("n1");
+    cluster.filter = (message) => message.type !== "snapshotChunk";
+    cluster.heal();
+    cluster.settle(1);
+    const toN2 = () => cluster.sent.filter((m) => m.type === "snapshotChunk" && m.to === "n2");
+    expect(toN2().map((m) => (m.type === "snapshotChunk" ? m.offset : -1))).toEqual([0, 64]);
+    cluster.settle(8);
+    expect(toN2()).toHaveLength(2);
+    cluster.settle(2);
+    expect(toN2().map((m) => (m.type === "snapshotChunk" ? m.offset : -1))).toEqual([0, 64, 0, 64]);
+    expect(cluster.core("n1").snapshotInTransfer()).toBe(newer.meta.index);
   });
 
   it("a follower refuses a snapshot larger than snapshotBytesMax", () => {
