@@ -82,6 +82,11 @@ export const nodeConfigSchema = z
         /** Entries kept behind a snapshot, so a follower that lags by fewer needs no snapshot. */
         retainEntries: z.number().int().min(0).max(1_000_000).default(1000),
         /**
+         * While a leader sends a snapshot, it takes no newer one for up to this many entries
+         * past it (so the follower finds the entries after it). Absent: 10 × snapshotEveryEntries.
+         */
+        snapshotTransferHoldEntries: z.number().int().min(0).max(100_000_000).optional(),
+        /**
          * Bytes of applied entries the leader keeps in memory for followers that have not
          * acknowledged them; older ones are read back from the Raft log on disk when sent.
          */

@@ -314,6 +314,9 @@ export class StrongroomNode {
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
       retainEntries: config.raft.retainEntries,
+      ...(config.raft.snapshotTransferHoldEntries === undefined
+        ? {}
+        : { snapshotTransferHoldEntries: config.raft.snapshotTransferHoldEntries }),
       ...(failpoints === null ? {} : { failpoint: failpoints.hit }),
       ...(config.clusterState === "new"
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }

@@ -337,6 +337,9 @@ export class SimNode {
   private maybeSnapshot(core: RaftCore): void {
     const snapshotIndex = this.disk.snapshot?.meta.index ?? 0;
     if (this.kv.applied - snapshotIndex < this.options.snapshotEveryEntries) return;
+    // As RaftNode does (with its default bound): none while a snapshot is sent to a follower.
+    const sending = core.snapshotInTransfer();
+    if (sending !== null && this.kv.applied - sending < 10 * this.options.snapshotEveryEntries) return;
     const meta = core.snapshotMetaAtApplied();
     if (meta.index !== this.kv.applied) return;
     const snapshot: Snapshot = { meta, data: this.kv.snapshot() };

@@ -10,8 +10,10 @@ import {
   MemoryLogStore,
   RaftNode,
   type RaftNodeError,
+  type RaftNodeOptions,
   type SnapshotToRestore,
   type StateMachine,
+  type Transport,
 } from "../../raft/node/index.js";
 import { snapshotData } from "../support/snapshot-data.js";
 
@@ -85,10 +87,36 @@ async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000)
   }
 }
 
+type ClusterOptions = Pick<
+  RaftNodeOptions<number>,
+  "snapshotEveryEntries" | "retainEntries" | "snapshotTransferHoldEntries" | "raft"
+>;
+
+/**
+ * A node's transport whose snapshot chunks take `delayMs` each to arrive, one after another (a
+ * large snapshot on a slow link); every other message goes as on the network.
+ */
+function slowSnapshotChunks(transport: Transport, delayMs: number): Transport {
+  let lastArrival = 0;
+  return {
+    ...transport,
+    send: (messages) => {
+      const others = messages.filter((message) => message.type !== "snapshotChunk");
+      transport.send(others);
+      for (const chunk of messages.filter((message) => message.type === "snapshotChunk")) {
+        lastArrival = Math.max(lastArrival, Date.now()) + delayMs;
+        setTimeout(() => transport.send([chunk]), lastArrival - Date.now());
+      }
+    },
+  };
+}
+
 class TestCluster {
   readonly network = new InProcessNetwork();
   readonly members = new Map<string, Member>();
-  constructor(private readonly options: { snapshotEveryEntries?: number; retainEntries?: number } = {}) {}
+  /** Milliseconds each snapshot chunk a node sends takes to arrive (0: as fast as the rest). */
+  snapshotChunkDelayMs = 0;
+  constructor(private readonly options: ClusterOptions = {}) {}
 
   async start(
     id: string,
@@ -100,7 +128,10 @@ class TestCluster {
     const node = await RaftNode.start<number>({
       id,
       logStore: store,
-      transport: this.network.connect(id),
+      transport:
+        this.snapshotChunkDelayMs === 0
+          ? this.network.connect(id)
+          : slowSnapshotChunks(this.network.connect(id), this.snapshotChunkDelayMs),
       stateMachine: machine,
       tickMs: 10,
       requestTimeoutMs: 2000,
@@ -113,10 +144,7 @@ class TestCluster {
     return member;
   }
 
-  static async create(
-    size: number,
-    options: { snapshotEveryEntries?: number; retainEntries?: number } = {},
-  ): Promise<TestCluster> {
+  static async create(size: number, options: ClusterOptions = {}): Promise<TestCluster> {
     const cluster = new TestCluster(options);
     const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
     for (const id of ids) await cluster.start(id, ids);
@@ -337,6 +365,81 @@ describe("RaftNode", () => {
     const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
     await waitFor("catch-up", () => restarted.machine.values.length === 20);
     expect((await restarted.store.load()).snapshot?.meta.index).toBeGreaterThan(10);
+  });
+
+  it("a follower catches up while the leader snapshots faster than a snapshot takes to send: the leader takes no new one meanwhile", async () => {
+    // A snapshot every 20 entries, about every 200 ms under the load below, and one that takes
+    // about a second to send (60 chunks of 64 bytes, 15 ms each): a newer snapshot would restart
+    // the transfer, and the compaction after it would drop the entries after the one sent.
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 20,
+      retainEntries: 5,
+      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
+    });
+    cluster.snapshotChunkDelayMs = 15;
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await cluster.start(id, ids);
+    const leader = await cluster.leader();
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await follower.node.stop();
+    const value = (i: number) => `value-${String(i).padStart(4, "0")}-${"x".repeat(16)}`;
+    let written = 0;
+    for (; written < 120; written++) await leader.node.propose(bytes(value(written)));
+    // Written on, one every 10 ms, while the follower comes back; bounded in count and time.
+    let writing = true;
+    const load = (async () => {
+      const until = Date.now() + 8000;
+      while (writing && written < 800 && Date.now() < until) {
+        await leader.node.propose(bytes(value(written++)));
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
+    try {
+      // Caught up: it applies the entries after the snapshot it installed, by replication.
+      await waitFor(
+        "the follower to catch up",
+        () =>
+          restarted.machine.values.length >= 120 &&
+          leader.machine.values.length - restarted.machine.values.length < 10,
+        6000,
+      );
+    } finally {
+      writing = false;
+      await load;
+    }
+    await waitFor("the last writes", () => restarted.machine.values.length === written);
+    expect(restarted.machine.values).toEqual(Array.from({ length: written }, (_, i) => value(i)));
+  });
+
+  it("a snapshot in transfer to a follower that went away holds the leader's next one back only for snapshotTransferHoldEntries", async () => {
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 10,
+      retainEntries: 0,
+      snapshotTransferHoldEntries: 50,
+      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
+    });
+    cluster.snapshotChunkDelayMs = 15;
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await cluster.start(id, ids);
+    const leader = await cluster.leader();
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await follower.node.stop();
+    for (let i = 0; i < 60; i++) await leader.node.propose(bytes(`v${i}`));
+    await cluster.start(follower.node.id, null, follower.store, new ListMachine());
+    await waitFor(
+      "the snapshot transfer",
+      () => leader.node.status().progress.get(follower.node.id)?.state === "snapshot",
+    );
+    // Gone mid-transfer: the leader does not hear that it stopped.
+    cluster.network.isolate(follower.node.id);
+    const compactedAt = leader.node.status().firstIndex;
+    const sending = compactedAt - 1;
+    const applied = () => leader.node.status().applied;
+    while (applied() < sending + 45) await leader.node.propose(bytes("held"));
+    expect(leader.node.status().firstIndex).toBe(compactedAt);
+    while (applied() < sending + 65) await leader.node.propose(bytes("let go"));
+    await waitFor("a newer snapshot", () => leader.node.status().firstIndex > sending + 50);
   });
 
   it("reads a captured snapshot out off the loop: entries commit meanwhile, the saved one is the capture", async () => {
