@@ -75,6 +75,7 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
         error.code === status.DEADLINE_EXCEEDED ||
         reason === "TIMEOUT" ||
         reason === "FORWARD_FAILED" ||
+        reason === "AUDIT_FAILED_AFTER_FORWARD" ||
         reason === "LEADER_CHANGED" ||
         (error.code === status.UNAVAILABLE && reason === "" && !neverSent(error)),
       endpoint,

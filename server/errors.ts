@@ -26,6 +26,8 @@ export type NodeErrorCode =
   /** Watch from a revision this cluster has not reached (another cluster's). */
   | "REVISION_AHEAD"
   | "AUDIT_UNAVAILABLE"
+  /** The request entry was refused after the call was forwarded: the leader may have done it. */
+  | "AUDIT_FAILED_AFTER_FORWARD"
   | "PERMISSION_DENIED"
   | "TOKEN_INVALID"
   | "RATE_LIMITED"
@@ -98,6 +100,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   HISTORY_COMPACTED: status.OUT_OF_RANGE,
   REVISION_AHEAD: status.OUT_OF_RANGE,
   AUDIT_UNAVAILABLE: status.UNAVAILABLE,
+  AUDIT_FAILED_AFTER_FORWARD: status.UNAVAILABLE,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   TOKEN_INVALID: status.UNAUTHENTICATED,
   RATE_LIMITED: status.RESOURCE_EXHAUSTED,

@@ -210,8 +210,9 @@ export class AuditTrail {
    *   (a hung disk or collector), a call that is not a read waits for its entry before anything,
    *   as it always did, so that a node whose audit is broken forwards nothing. A call forwarded
    *   just as a sink fails or hangs may be done by the leader (and recorded there) though this
-   *   node answers it with AUDIT_UNAVAILABLE or it reaches its deadline: an unknown outcome, as
-   *   when the leader goes away after it took the call.
+   *   node does not answer it: it is refused with AUDIT_FAILED_AFTER_FORWARD (not
+   *   AUDIT_UNAVAILABLE, which says nothing was done), or reaches its deadline: an unknown
+   *   outcome, as when the leader goes away after it took the call.
    */
   interceptor(): Interceptor {
     return async (context, request, next, method) => {
@@ -248,7 +249,21 @@ export class AuditTrail {
       (response) => ({ failed: false as const, response }),
       (error: unknown) => ({ failed: true as const, error }),
     );
-    const finish = await begun;
+    let finish: (error: unknown) => Promise<void>;
+    try {
+      finish = await begun;
+    } catch (refused) {
+      if (readOnly) throw refused;
+      // Run here, the call awaited the entry and failed with its refusal: nothing was done, and
+      // the client may send it again. Forwarded, it went to the leader at once, which may have
+      // done it: say so, so that the client does not take the refusal as "not done".
+      const outcome = await ran;
+      if (outcome.failed && outcome.error === refused) throw refused;
+      throw new NodeError(
+        "AUDIT_FAILED_AFTER_FORWARD",
+        "no audit sink could record the request, which had been forwarded to the leader: it may have been done (read before sending it again, or send it with a request id)",
+      );
+    }
     const outcome = await ran;
     if (!outcome.failed) {
       await finish(null);

@@ -27,6 +27,9 @@ describe("retry policy", () => {
       [failure(status.DEADLINE_EXCEEDED, "Deadline exceeded"), false],
       [failure(status.DEADLINE_EXCEEDED, "timed out", "TIMEOUT"), false],
       [failure(status.UNAVAILABLE, "leader did not answer", "FORWARD_FAILED"), false],
+      [failure(status.UNAVAILABLE, "no audit sink", "AUDIT_UNAVAILABLE"), true],
+      // Refused by the audit of a follower after it forwarded the write: the leader may have done it.
+      [failure(status.UNAVAILABLE, "no audit sink, forwarded", "AUDIT_FAILED_AFTER_FORWARD"), false],
       [failure(status.ABORTED, "cas", "CAS_MISMATCH"), false],
     ];
     expect(cases.map(([error]) => decide(error, false).retry)).toEqual(cases.map(([, retry]) => retry));
@@ -63,6 +66,10 @@ describe("retry policy", () => {
     expect(fromServiceError(failure(status.ABORTED, "cas", "CAS_MISMATCH"), "a:1", 1).outcomeUnknown).toBe(
       false,
     );
+    const forwarded = failure(status.UNAVAILABLE, "no audit sink, forwarded", "AUDIT_FAILED_AFTER_FORWARD");
+    expect(fromServiceError(forwarded, "a:1", 1).outcomeUnknown).toBe(true);
+    // With a request id, the write is sent again: the cluster applies it once.
+    expect(decide(forwarded, true)).toMatchObject({ retry: true, switchEndpoint: true });
   });
 });
 

@@ -272,25 +272,29 @@ it("runs a call while its request entry is written, lets it act only after, and 
     code: "NOT_FOUND",
   });
 
-  // No sink can take entries (a file where the directory was). The first write (the sink not
-  // known to fail yet) went on, and what it had to await before acting failed with the refusal;
-  // once the sink is known to fail, a write does not begin at all, while a read still runs (it
-  // changes nothing), and is refused.
+  // No sink can take entries (a file where the directory was). The first writes (the sink not
+  // known to fail yet) went on. One run here awaited what it had to before acting, which failed
+  // with the refusal: refused, not done. One forwarded to the leader did not wait (the leader may
+  // have done it): refused as such, so that the client does not take it as not done. Once the
+  // sink is known to fail, a write does not begin at all, while a read still runs (it changes
+  // nothing), and is refused.
   await trail.close();
   rmSync(directory, { recursive: true, force: true });
   writeFileSync(directory, "not a directory");
-  const attempt = async (method: string, readOnly: boolean) => {
+  const attempt = async (method: string, readOnly: boolean, forwarded = false, through = audited) => {
     let began = false;
     let mayAct: unknown = null;
-    const answer = await audited(
+    const answer = await through(
       context(method),
       { path: "app/refused" },
       async (actAfter) => {
         began = true;
+        if (forwarded) return "done by the leader";
         mayAct = await actAfter?.then(
           () => "acted",
           (error: unknown) => error,
         );
+        if (mayAct instanceof Error) throw mayAct;
         return "done";
       },
       { readOnly },
@@ -300,6 +304,10 @@ it("runs a call while its request entry is written, lets it act only after, and 
   const firstWrite = await attempt("/strongroom.v1.Secrets/Put", false);
   expect(firstWrite).toMatchObject({ began: true, refusal: "AUDIT_UNAVAILABLE" });
   expect((firstWrite.mayAct as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  const otherTrail = trailWith({ directories: [directory] });
+  const forwarded = await attempt("/strongroom.v1.Secrets/Put", false, true, otherTrail.interceptor());
+  expect(forwarded).toEqual({ began: true, mayAct: null, refusal: "AUDIT_FAILED_AFTER_FORWARD" });
+  await otherTrail.close();
   expect(await attempt("/strongroom.v1.Secrets/Put", false)).toEqual({
     began: false,
     mayAct: null,
