@@ -2,7 +2,7 @@
 // proposing, reading, failing over, restarting from their stores and catching up by snapshot.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry } from "../../raft/core/index.js";
+import type { Entry, Message } from "../../raft/core/index.js";
 import {
   collectParts,
   InProcessNetwork,
@@ -68,6 +68,30 @@ class CapturingMachine extends ListMachine {
   }
 }
 
+/** A CapturingMachine whose gate can be shut again: each snapshot read out waits while it is. */
+class GatedMachine extends ListMachine {
+  private gate: Promise<void> = Promise.resolve();
+  private openGate: () => void = () => {};
+  captures = 0;
+  shut(): void {
+    this.gate = new Promise((resolve) => {
+      this.openGate = resolve;
+    });
+  }
+  open(): void {
+    this.openGate();
+  }
+  async captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
+    this.captures++;
+    const captured = [...this.values];
+    const gate = this.gate;
+    return async function* () {
+      await gate;
+      yield encoder.encode(JSON.stringify(captured));
+    };
+  }
+}
+
 interface Member {
   node: RaftNode<number>;
   store: MemoryLogStore;
@@ -96,7 +120,7 @@ type ClusterOptions = Pick<
  * A node's transport whose snapshot chunks take `delayMs` each to arrive, one after another (a
  * large snapshot on a slow link); every other message goes as on the network.
  */
-function slowSnapshotChunks(transport: Transport, delayMs: number): Transport {
+function slowSnapshotChunks(transport: Transport, delayMs: number, sent: Message[]): Transport {
   let lastArrival = 0;
   return {
     ...transport,
@@ -104,6 +128,7 @@ function slowSnapshotChunks(transport: Transport, delayMs: number): Transport {
       const others = messages.filter((message) => message.type !== "snapshotChunk");
       transport.send(others);
       for (const chunk of messages.filter((message) => message.type === "snapshotChunk")) {
+        sent.push(chunk);
         lastArrival = Math.max(lastArrival, Date.now()) + delayMs;
         setTimeout(() => transport.send([chunk]), lastArrival - Date.now());
       }
@@ -116,6 +141,8 @@ class TestCluster {
   readonly members = new Map<string, Member>();
   /** Milliseconds each snapshot chunk a node sends takes to arrive (0: as fast as the rest). */
   snapshotChunkDelayMs = 0;
+  /** The snapshot chunks sent, while snapshotChunkDelayMs is set. */
+  readonly snapshotChunksSent: Message[] = [];
   constructor(private readonly options: ClusterOptions = {}) {}
 
   async start(
@@ -131,7 +158,7 @@ class TestCluster {
       transport:
         this.snapshotChunkDelayMs === 0
           ? this.network.connect(id)
-          : slowSnapshotChunks(this.network.connect(id), this.snapshotChunkDelayMs),
+          : slowSnapshotChunks(this.network.connect(id), this.snapshotChunkDelayMs, this.snapshotChunksSent),
       stateMachine: machine,
       tickMs: 10,
       requestTimeoutMs: 2000,
@@ -440,6 +467,47 @@ describe("RaftNode", () => {
     expect(leader.node.status().firstIndex).toBe(compactedAt);
     while (applied() < sending + 65) await leader.node.propose(bytes("let go"));
     await waitFor("a newer snapshot", () => leader.node.status().firstIndex > sending + 50);
+  });
+
+  it("a snapshot read out while a transfer began is dropped, not saved: the transfer goes on, not restarted", async () => {
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 20,
+      retainEntries: 0,
+      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
+    });
+    cluster.snapshotChunkDelayMs = 10;
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await cluster.start(id, ids, new MemoryLogStore(), new GatedMachine());
+    const leader = await cluster.leader();
+    const machine = leader.machine as GatedMachine;
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await follower.node.stop();
+    for (let i = 0; i < 50; i++) await leader.node.propose(bytes(`v${i}`));
+    await waitFor("a snapshot", () => leader.node.status().firstIndex > 40);
+    const sending = leader.node.status().firstIndex - 1;
+    // The next snapshot is captured and held in its read-out while the follower comes back.
+    machine.shut();
+    const captures = machine.captures;
+    while (machine.captures === captures) await leader.node.propose(bytes("more"));
+    const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
+    await waitFor(
+      "the transfer",
+      () => leader.node.status().progress.get(follower.node.id)?.state === "snapshot",
+    );
+    machine.open();
+    await waitFor(
+      "the follower to catch up",
+      () => restarted.machine.values.length === leader.machine.values.length,
+    );
+    // One transfer, of the snapshot at `sending`: every chunk once.
+    const chunks = cluster.snapshotChunksSent.filter((m) => m.to === follower.node.id);
+    expect(new Set(chunks.map((m) => (m.type === "snapshotChunk" ? m.meta.index : -1)))).toEqual(
+      new Set([sending]),
+    );
+    expect(chunks.filter((m) => m.type === "snapshotChunk" && m.offset === 0)).toHaveLength(1);
+    // And the leader snapshots again once it is done.
+    for (let i = 0; i < 25; i++) await leader.node.propose(bytes(`after${i}`));
+    await waitFor("a newer snapshot", () => leader.node.status().firstIndex > sending + 1);
   });
 
   it("reads a captured snapshot out off the loop: entries commit meanwhile, the saved one is the capture", async () => {
