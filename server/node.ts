@@ -6,7 +6,7 @@
 
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { registerSealMetrics, validatePkcs11Config } from "../hsm/index.js";
 import { AccessService, type TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import {
@@ -58,6 +58,7 @@ import { Rotator } from "./lifecycle/rotator.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
+import { ClusterFeatures } from "./peer/cluster-features.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { memberFeatureGate, peerFeatures } from "./peer/peer-features.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
@@ -194,6 +195,8 @@ export class StrongroomNode {
     await accessView.reload();
 
     let raft: RaftNode<ApplyResult | null> | null = null;
+    /** Set once the node's parts are up (the Raft node's leader changes may come before). */
+    let clusterFeatures: ClusterFeatures | null = null;
     const raftNode = (): RaftNode<ApplyResult | null> => {
       if (raft === null) throw new Error("the Raft node is not started yet");
       return raft;
@@ -322,6 +325,8 @@ export class StrongroomNode {
         ? { bootstrap: { voters: config.members.map((member) => member.id), learners: [] } }
         : {}),
       onSoftState: (soft) => {
+        // A new leader reads the record before its first writes ask (the entries it holds, at least).
+        if (soft.role === "leader") void clusterFeatures?.read().catch(() => {});
         forwarder.leaderChanged(soft.leader);
         raftMetrics.noteLeader(soft.leader);
         logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed");
@@ -482,17 +487,43 @@ export class StrongroomNode {
     readTracker.load();
     readTracker.start();
     undo.push(() => readTracker.stop());
+    const memberGates = new Map<number, () => boolean>(
+      Object.values(peerFeatures).map((feature) => [
+        feature,
+        memberFeatureGate(
+          feature,
+          config.nodeId,
+          () => {
+            const { voters, learners } = raftNode().status().membership;
+            return [...voters, ...learners];
+          },
+          (member) => transport.featuresOf(member),
+        ),
+      ]),
+    );
+    const systemRecords = new SystemRecords({ raft: raftNode, barrier, state });
+    clusterFeatures = new ClusterFeatures({
+      state,
+      propose: (command) => systemRecords.propose(command),
+      everyMemberHas: (feature) => memberGates.get(feature)?.() ?? false,
+      onRecordFailed: (error) =>
+        logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
+    });
+    await clusterFeatures.read();
+    const recordedFeatures = clusterFeatures;
+    new Gauge({
+      name: "strongroom_cluster_features",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record).",
+      registers: [registry],
+      collect() {
+        // The record as last read; a follower reads it again for the next scrape.
+        recordedFeatures.refresh();
+        this.set(recordedFeatures.recordedFeatures());
+      },
+    });
     const fingerprints = new RequestFingerprints(
       () => (keeper.sealed() ? null : keeper.rootKey()),
-      memberFeatureGate(
-        peerFeatures.requestIds,
-        config.nodeId,
-        () => {
-          const { voters, learners } = raftNode().status().membership;
-          return [...voters, ...learners];
-        },
-        (member) => transport.featuresOf(member),
-      ),
+      () => recordedFeatures.usable(peerFeatures.requestIds),
     );
     onSealed.push(() => fingerprints.forget());
     const secrets = secretsMethods({
@@ -555,7 +586,6 @@ export class StrongroomNode {
       members,
       peerErrors,
     });
-    const systemRecords = new SystemRecords({ raft: raftNode, barrier, state });
     const accessApi = new AccessApi({
       records: systemRecords,
       keeper,

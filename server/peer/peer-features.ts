@@ -7,10 +7,12 @@
 export const peerFeatures = {
   /** Secrets writes' request ids: a repeated id applies once (storage/state/applied-requests.ts). */
   requestIds: 1,
+  /** The "cluster" system area's record of the features every member understands (cluster-features.ts). */
+  featureRecord: 2,
 } as const;
 
 /** Every feature this node's state machine understands. */
-export const localFeatures = peerFeatures.requestIds;
+export const localFeatures = peerFeatures.requestIds | peerFeatures.featureRecord;
 
 /** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
 export function everyMemberHas(

@@ -133,6 +133,11 @@ export const systemAreas = [
   "crl",
   /** Identities refused on every node after an emergency revocation. */
   "disabled-identity",
+  /**
+   * The cluster's own records: which features every member understands (plain JSON, not secret;
+   * server/peer/cluster-features.ts).
+   */
+  "cluster",
 ] as const;
 export type SystemArea = (typeof systemAreas)[number];
 

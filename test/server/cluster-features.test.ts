@@ -1,0 +1,80 @@
+// The cluster's record of what every member understands (server/peer/cluster-features.ts): once a
+// leader has seen every member understand request ids, it records it, and a later leader uses ids
+// though it has not heard from a member that is down - without the record, it would leave them out
+// until that member is back, and a write sent again would apply twice.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { eventually } from "../support/eventually.js";
+import { call, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("cluster-features");
+const root = mkdtempSync(join(tmpdir(), "strongroom-cluster-features-"));
+const specs = nodeSpecs(3, 41_000, 130);
+const configs = writeConfigs(pki, root, specs);
+const cluster = new InProcessCluster(pki);
+
+afterAll(async () => {
+  await cluster.stop();
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const configOf = (id: string) => {
+  const entry = configs.get(id);
+  if (entry === undefined) throw new Error(`no config for ${id}`);
+  return entry.config;
+};
+const specOf = (id: string) => {
+  const spec = specs.find((candidate) => candidate.id === id);
+  if (spec === undefined) throw new Error(`no spec for ${id}`);
+  return spec;
+};
+const recordedFeatures = async (id: string) => {
+  const spec = specOf(id);
+  const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+  return Number(/^strongroom_cluster_features (\d+)$/m.exec(metrics)?.[1] ?? -1);
+};
+
+it("a leader that has not heard from a member that is down uses request ids once the cluster recorded them", async () => {
+  for (const spec of specs) await cluster.start(spec, configOf(spec.id));
+  const { share } = await cluster.initializeWithOneShare("n1");
+  const leader = await cluster.leaderId();
+  const value = new TextEncoder().encode("v");
+  // The first write with an id: the leader has heard every member, uses the id, and records it.
+  const first = cluster.client(leader).secrets;
+  await call(first.put.bind(first), { path: "app/first", value, requestId: "first" });
+  for (const spec of specs) await eventually(async () => (await recordedFeatures(spec.id)) === 1, 10_000);
+
+  // One follower down; the other restarted (it has heard from nobody) and made the leader.
+  const [down, next] = specs.map((spec) => spec.id).filter((id) => id !== leader);
+  if (down === undefined || next === undefined) throw new Error("three nodes expected");
+  await cluster.nodes.get(down)?.stop(100);
+  cluster.nodes.delete(down);
+  await cluster.nodes.get(next)?.stop(100);
+  cluster.client(next).close();
+  await cluster.start(specOf(next), configOf(next));
+  const sys = cluster.client(next).sys;
+  await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
+  const leaderClient = cluster.client(leader).cluster;
+  await eventually(async () => {
+    await call(leaderClient.transferLeader.bind(leaderClient), { nodeId: next }).catch(() => {});
+    return cluster.nodes.get(next)?.isLeader() === true;
+  }, 20_000);
+
+  // Sent twice with one id: applied once.
+  const secrets = cluster.client(next).secrets;
+  const answers = [];
+  for (let attempt = 0; attempt < 2; attempt++)
+    answers.push(await call(secrets.put.bind(secrets), { path: "app/after", value, requestId: "after-1" }));
+  expect(answers[1]).toEqual(answers[0]);
+  const history = await call(secrets.history.bind(secrets), {
+    path: "app/after",
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+  });
+  expect(history.versions.map((version) => version.version)).toEqual([1]);
+});
