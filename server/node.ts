@@ -513,7 +513,7 @@ export class StrongroomNode {
     const recordedFeatures = clusterFeatures;
     new Gauge({
       name: "strongroom_cluster_features",
-      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record).",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids).",
       registers: [registry],
       collect() {
         // The record as last read; a follower reads it again for the next scrape.

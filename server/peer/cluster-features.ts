@@ -33,7 +33,7 @@ export class ClusterFeatures {
 
   constructor(private readonly parts: ClusterFeaturesParts) {}
 
-  /** The features recorded, as last read (for metrics and Cluster.Status). */
+  /** The features recorded, as last read (the strongroom_cluster_features metric). */
   recordedFeatures(): number {
     return this.recorded;
   }
