@@ -68,7 +68,7 @@ class CapturingMachine extends ListMachine {
   }
 }
 
-/** A CapturingMachine whose gate can be shut again: each snapshot read out waits while it is. */
+/** Like CapturingMachine, but its gate can be shut again: a snapshot read out waits while it is. */
 class GatedMachine extends ListMachine {
   private gate: Promise<void> = Promise.resolve();
   private openGate: () => void = () => {};

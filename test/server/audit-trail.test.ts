@@ -304,6 +304,7 @@ it("runs a call while its request entry is written, lets it act only after, and 
   const firstWrite = await attempt("/strongroom.v1.Secrets/Put", false);
   expect(firstWrite).toMatchObject({ began: true, refusal: "AUDIT_UNAVAILABLE" });
   expect((firstWrite.mayAct as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+  // Through a second trail on the same path: this one knows its sink fails now, and waits.
   const otherTrail = trailWith({ directories: [directory] });
   const forwarded = await attempt("/strongroom.v1.Secrets/Put", false, true, otherTrail.interceptor());
   expect(forwarded).toEqual({ began: true, mayAct: null, refusal: "AUDIT_FAILED_AFTER_FORWARD" });
