@@ -412,8 +412,9 @@ function latencyByRegion(
   for (const [clientId, own] of workload.latenciesByClient) {
     const region = regions[clientId % regions.length] ?? "";
     const group = grouped.get(region) ?? { reads: [], writes: [] };
-    group.reads.push(...own.reads);
-    group.writes.push(...own.writes);
+    // A loop, not push(...): one client's latencies in a long run are more arguments than a call takes.
+    for (const latency of own.reads) group.reads.push(latency);
+    for (const latency of own.writes) group.writes.push(latency);
     grouped.set(region, group);
   }
   const round = (value: number) => Math.round(value * 10) / 10;
