@@ -319,19 +319,7 @@ async function replaceMember(context: FaultContext): Promise<InjectedFault | nul
     detail: `${target.id} removed in ${Math.round(removedMs)} ms and stopped in ${Math.round(performance.now() - started - removedMs)} ms`,
     takesLeader: false,
     heal: async () => {
-      const joiner = cluster.newMember(target);
-      await cluster.changeMembership(
-        (client) =>
-          client.cluster.addMember({
-            nodeId: joiner.id,
-            peerAddress: `${joiner.host}:${cluster.peerPort}`,
-            clientAddress: `${joiner.host}:${cluster.clientPort}`,
-            voter: false,
-          }),
-        (members) => members.some((member) => member.nodeId === joiner.id),
-      );
-      cluster.admit(joiner);
-      await cluster.launch(joiner);
+      const joiner = await cluster.addLearner(target);
       await cluster.unseal(joiner);
       const caughtUpMs = await cluster.catchUp(joiner, 30_000);
       await cluster.changeMembership(

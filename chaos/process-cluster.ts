@@ -140,6 +140,27 @@ export class ProcessCluster {
     this.nodes.push(node);
   }
 
+  /**
+   * The operator's way in for a replacement (docs/operations.md): a new node at `replacing`'s
+   * address (newMember) added to the membership as a learner, admitted and started, not unsealed.
+   */
+  async addLearner(replacing: NodeEntry): Promise<NodeEntry> {
+    const joiner = this.newMember(replacing);
+    await this.changeMembership(
+      (client) =>
+        client.cluster.addMember({
+          nodeId: joiner.id,
+          peerAddress: `${joiner.host}:${this.peerPort}`,
+          clientAddress: `${joiner.host}:${this.clientPort}`,
+          voter: false,
+        }),
+      (members) => members.some((member) => member.nodeId === joiner.id),
+    );
+    this.admit(joiner);
+    await this.launch(joiner);
+    return joiner;
+  }
+
   /** Node n<idNumber> on address slot `index`. */
   private memberAt(index: number, idNumber = index + 1) {
     const host = this.options.hosts?.[index] ?? `127.0.0.${this.options.hostBase + index}`;

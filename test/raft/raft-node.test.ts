@@ -43,7 +43,8 @@ class ListMachine implements StateMachine<number> {
 
 /**
  * A ListMachine that snapshots the way a large state does: it captures its values at once, and
- * the snapshot is read out only when the test opens the gate.
+ * the snapshot is read out (in two parts, the second after the gate opens) only while the test
+ * keeps the gate open. The gate starts shut, and can be shut again.
  */
 class CapturingMachine extends ListMachine {
   captures = 0;
@@ -54,40 +55,20 @@ class CapturingMachine extends ListMachine {
   open(): void {
     this.openGate();
   }
-  async captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
-    this.captures++;
-    const captured = [...this.values];
-    const gate = this.gate;
-    // Read out in two parts, the second after the gate opens.
-    return async function* () {
-      const encoded = encoder.encode(JSON.stringify(captured));
-      yield encoded.subarray(0, 1);
-      await gate;
-      yield encoded.subarray(1);
-    };
-  }
-}
-
-/** Like CapturingMachine, but its gate can be shut again: a snapshot read out waits while it is. */
-class GatedMachine extends ListMachine {
-  private gate: Promise<void> = Promise.resolve();
-  private openGate: () => void = () => {};
-  captures = 0;
   shut(): void {
     this.gate = new Promise((resolve) => {
       this.openGate = resolve;
     });
   }
-  open(): void {
-    this.openGate();
-  }
   async captureSnapshot(): Promise<() => AsyncIterable<Uint8Array>> {
     this.captures++;
     const captured = [...this.values];
     const gate = this.gate;
     return async function* () {
+      const encoded = encoder.encode(JSON.stringify(captured));
+      yield encoded.subarray(0, 1);
       await gate;
-      yield encoder.encode(JSON.stringify(captured));
+      yield encoded.subarray(1);
     };
   }
 }
@@ -477,9 +458,13 @@ describe("RaftNode", () => {
     });
     cluster.snapshotChunkDelayMs = 10;
     const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await cluster.start(id, ids, new MemoryLogStore(), new GatedMachine());
+    for (const id of ids) {
+      const machine = new CapturingMachine();
+      machine.open();
+      await cluster.start(id, ids, new MemoryLogStore(), machine);
+    }
     const leader = await cluster.leader();
-    const machine = leader.machine as GatedMachine;
+    const machine = leader.machine as CapturingMachine;
     const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
     await follower.node.stop();
     for (let i = 0; i < 50; i++) await leader.node.propose(bytes(`v${i}`));
