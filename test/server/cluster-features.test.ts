@@ -45,10 +45,17 @@ it("a leader that has not heard from a member that is down uses request ids once
   const { share } = await cluster.initializeWithOneShare("n1");
   const leader = await cluster.leaderId();
   const value = new TextEncoder().encode("v");
-  // The first write with an id: the leader has heard every member, uses the id, and records it.
+  // A write with an id whose leader has heard every member uses the id and records that (the
+  // first writes, just after the start, may come before the leader heard them all).
   const first = cluster.client(leader).secrets;
-  await call(first.put.bind(first), { path: "app/first", value, requestId: "first" });
-  for (const spec of specs) await eventually(async () => (await recordedFeatures(spec.id)) === 1, 10_000);
+  let writes = 0;
+  await eventually(async () => {
+    await call(first.put.bind(first), { path: "app/first", value, requestId: `first-${writes++}` });
+    const recorded = await Promise.all(specs.map((spec) => recordedFeatures(spec.id)));
+    if (recorded.every((features) => features === 1)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return false;
+  }, 20_000);
 
   // One follower down; the other restarted (it has heard from nobody) and made the leader.
   const [down, next] = specs.map((spec) => spec.id).filter((id) => id !== leader);
