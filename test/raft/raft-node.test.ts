@@ -179,6 +179,29 @@ class TestCluster {
 
 const bytes = (text: string) => encoder.encode(text);
 
+/**
+ * Three nodes whose snapshot chunks take `delayMs` each to arrive, sent 64 bytes at a time, one in
+ * flight; each node's state machine from `machine()`. The leader, and a follower stopped (it
+ * comes back by a snapshot once the leader has compacted past it).
+ */
+async function slowSnapshotCluster(
+  options: ClusterOptions,
+  delayMs: number,
+  machine: () => ListMachine = () => new ListMachine(),
+): Promise<{ cluster: TestCluster; leader: Member; follower: Member }> {
+  const cluster = new TestCluster({
+    ...options,
+    raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
+  });
+  cluster.snapshotChunkDelayMs = delayMs;
+  const ids = ["n1", "n2", "n3"];
+  for (const id of ids) await cluster.start(id, ids, new MemoryLogStore(), machine());
+  const leader = await cluster.leader();
+  const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+  await follower.node.stop();
+  return { cluster, leader, follower };
+}
+
 describe("RaftNode", () => {
   it("elects a leader, and a proposal resolves once applied, then reaches every node", async () => {
     const cluster = await TestCluster.create(3);
@@ -379,17 +402,10 @@ describe("RaftNode", () => {
     // A snapshot every 20 entries, about every 200 ms under the load below, and one that takes
     // about a second to send (60 chunks of 64 bytes, 15 ms each): a newer snapshot would restart
     // the transfer, and the compaction after it would drop the entries after the one sent.
-    const cluster = new TestCluster({
-      snapshotEveryEntries: 20,
-      retainEntries: 5,
-      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
-    });
-    cluster.snapshotChunkDelayMs = 15;
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await cluster.start(id, ids);
-    const leader = await cluster.leader();
-    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
-    await follower.node.stop();
+    const { cluster, leader, follower } = await slowSnapshotCluster(
+      { snapshotEveryEntries: 20, retainEntries: 5 },
+      15,
+    );
     const value = (i: number) => `value-${String(i).padStart(4, "0")}-${"x".repeat(16)}`;
     let written = 0;
     for (; written < 120; written++) await leader.node.propose(bytes(value(written)));
@@ -421,18 +437,10 @@ describe("RaftNode", () => {
   });
 
   it("a snapshot in transfer to a follower that went away holds the leader's next one back only for snapshotTransferHoldEntries", async () => {
-    const cluster = new TestCluster({
-      snapshotEveryEntries: 10,
-      retainEntries: 0,
-      snapshotTransferHoldEntries: 50,
-      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
-    });
-    cluster.snapshotChunkDelayMs = 15;
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) await cluster.start(id, ids);
-    const leader = await cluster.leader();
-    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
-    await follower.node.stop();
+    const { cluster, leader, follower } = await slowSnapshotCluster(
+      { snapshotEveryEntries: 10, retainEntries: 0, snapshotTransferHoldEntries: 50 },
+      15,
+    );
     for (let i = 0; i < 60; i++) await leader.node.propose(bytes(`v${i}`));
     await cluster.start(follower.node.id, null, follower.store, new ListMachine());
     await waitFor(
@@ -451,22 +459,17 @@ describe("RaftNode", () => {
   });
 
   it("a snapshot read out while a transfer began is dropped, not saved: the transfer goes on, not restarted", async () => {
-    const cluster = new TestCluster({
-      snapshotEveryEntries: 20,
-      retainEntries: 0,
-      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
-    });
-    cluster.snapshotChunkDelayMs = 10;
-    const ids = ["n1", "n2", "n3"];
-    for (const id of ids) {
+    const opened = () => {
       const machine = new CapturingMachine();
       machine.open();
-      await cluster.start(id, ids, new MemoryLogStore(), machine);
-    }
-    const leader = await cluster.leader();
+      return machine;
+    };
+    const { cluster, leader, follower } = await slowSnapshotCluster(
+      { snapshotEveryEntries: 20, retainEntries: 0 },
+      10,
+      opened,
+    );
     const machine = leader.machine as CapturingMachine;
-    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
-    await follower.node.stop();
     for (let i = 0; i < 50; i++) await leader.node.propose(bytes(`v${i}`));
     await waitFor("a snapshot", () => leader.node.status().firstIndex > 40);
     const sending = leader.node.status().firstIndex - 1;
