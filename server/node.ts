@@ -78,6 +78,9 @@ import { WatchHub } from "./watch-hub.js";
 /** Secrets whose last read a node records, at most (beyond, the least recently read are forgotten). */
 const readTrackerPathsMax = 1_000_000;
 
+/** How often a leader looks for features every member understands that the cluster has not recorded. */
+const featuresRecordEveryMs = 1000;
+
 export interface NodeStartOptions {
   readonly logger?: Logger;
   /** Interceptors around every API handler, inside the node's own audit and authorization. */
@@ -506,11 +509,19 @@ export class StrongroomNode {
       state,
       propose: (command) => systemRecords.propose(command),
       everyMemberHas: (feature) => memberGates.get(feature)?.() ?? false,
-      onRecordFailed: (error) =>
-        logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
     });
     await clusterFeatures.read();
     const recordedFeatures = clusterFeatures;
+    // The leader records what every member understands as soon as it has heard them all.
+    const featuresTask = new PeriodicTask(
+      featuresRecordEveryMs,
+      leadsAndServes,
+      () => recordedFeatures.recordAgreed([peerFeatures.requestIds]),
+      (error) =>
+        logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
+    );
+    featuresTask.start();
+    undo.push(() => featuresTask.stop());
     new Gauge({
       name: "strongroom_cluster_features",
       help: "Features the cluster recorded that every member understands, a bit each (1: request ids).",
@@ -741,7 +752,7 @@ export class StrongroomNode {
         audit,
         tidyTimer,
         releaseFailpointSignal,
-        leaderTasks: [rotator, expirySweeper, leaseManager, placementTask],
+        leaderTasks: [rotator, expirySweeper, leaseManager, placementTask, featuresTask],
         readTracker,
       },
     );

@@ -2,8 +2,8 @@
 // system area, replicated like any other. A leader uses a feature in what it proposes once every
 // member has said it understands it (peer-features.ts). That alone is lost with the leader: a new
 // leader has heard nothing yet from a member that is down, and would keep the feature out until it
-// is back. So the first leader to see every member understand a feature records it, and from then
-// on every leader uses it. As etcd's cluster version: once a feature is recorded, a member of an
+// is back. So the first leader to see every member understand a feature records it (a task of the
+// leader's, every second: whether or not anything is written), and from then on every leader uses it. As etcd's cluster version: once a feature is recorded, a member of an
 // older version must not join (docs/operations.md, Upgrades).
 
 import type { SecretCommand, SecretStateMachine } from "../../storage/state/index.js";
@@ -20,7 +20,6 @@ export interface ClusterFeaturesParts {
   readonly propose: (command: SecretCommand) => Promise<unknown>;
   /** Whether every member has said it understands `feature` (memberFeatureGate). */
   readonly everyMemberHas: (feature: number) => boolean;
-  readonly onRecordFailed?: (error: unknown) => void;
 }
 
 export class ClusterFeatures {
@@ -28,8 +27,6 @@ export class ClusterFeatures {
   private recorded = 0;
   private readAgainAt = Number.NEGATIVE_INFINITY;
   private reading: Promise<void> | null = null;
-  private recording: Promise<void> | null = null;
-  private recordAgainAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly parts: ClusterFeaturesParts) {}
 
@@ -40,15 +37,28 @@ export class ClusterFeatures {
 
   /**
    * Whether this node, leading, may use `feature` in the entries it proposes: recorded, or every
-   * member has said it understands it - and then it records it, once every member also
-   * understands the record.
+   * member has said it understands it (recordAgreed() then records it).
    */
   usable(feature: number): boolean {
     if ((this.recorded & feature) === feature) return true;
     this.refresh();
-    if (!this.parts.everyMemberHas(feature)) return false;
-    if (this.parts.everyMemberHas(peerFeatures.featureRecord)) this.record(feature);
-    return true;
+    return this.parts.everyMemberHas(feature);
+  }
+
+  /**
+   * The leader's task: records the features of `features` that every member understands and the
+   * record does not name yet, once every member also understands the record itself. Resolves once
+   * the record is applied here (or at once when there is nothing to record).
+   */
+  async recordAgreed(features: readonly number[]): Promise<void> {
+    if (features.every((feature) => (this.recorded & feature) === feature)) return;
+    await this.read();
+    if (!this.parts.everyMemberHas(peerFeatures.featureRecord)) return;
+    let adding = 0;
+    for (const feature of features) {
+      if ((this.recorded & feature) !== feature && this.parts.everyMemberHas(feature)) adding |= feature;
+    }
+    if (adding !== 0) await this.record(adding);
   }
 
   /** Reads the record (at start, and when this node becomes the leader). */
@@ -79,26 +89,11 @@ export class ClusterFeatures {
       });
   }
 
-  /**
-   * Proposes the record with `feature` added, one proposal at a time; after a failure, again on a
-   * call at least a second later (not on every write while the cluster cannot commit).
-   */
-  private record(feature: number): void {
-    const now = performance.now();
-    if (this.recording !== null || now < this.recordAgainAt) return;
-    this.recordAgainAt = now + rereadMs;
-    const features = this.recorded | feature;
-    const value = new TextEncoder().encode(JSON.stringify({ features }));
-    this.recording = this.parts
-      .propose({ op: "sys.put", area, path: name, value, at: Date.now() })
-      .then(
-        () => {
-          this.recorded |= features;
-        },
-        (error: unknown) => this.parts.onRecordFailed?.(error),
-      )
-      .finally(() => {
-        this.recording = null;
-      });
+  /** Proposes the record with `features` added, and notes them recorded once it applies here. */
+  private async record(features: number): Promise<void> {
+    const all = this.recorded | features;
+    const value = new TextEncoder().encode(JSON.stringify({ features: all }));
+    await this.parts.propose({ op: "sys.put", area, path: name, value, at: Date.now() });
+    this.recorded |= all;
   }
 }
