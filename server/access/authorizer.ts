@@ -156,7 +156,9 @@ export class Authorizer {
    */
   mayReadNow(context: RequestContext, path: string): boolean {
     if (!this.options.initialized()) return true;
-    const caller = this.resolve(this.options.view.recordsNow(), context);
+    // Not a presentation of the token by its caller: the backoff neither refuses nor counts it
+    // (one revoked token ending many streams must not make the identity wait with its next one).
+    const caller = this.resolve(this.options.view.recordsNow(), context, null, false);
     return authorize(caller.policies, path, "read").allowed;
   }
 
@@ -256,8 +258,16 @@ export class Authorizer {
     }
   }
 
-  /** `hash`: the token's keyed hash when the caller computed it already (it is an HMAC per call). */
-  private resolve(records: AccessRecords, context: RequestContext, hash: string | null = null): Caller {
+  /**
+   * `hash`: the token's keyed hash when the caller computed it already (it is an HMAC per call).
+   * `presented`: the caller presents the token now (a call), so the brute-force backoff applies.
+   */
+  private resolve(
+    records: AccessRecords,
+    context: RequestContext,
+    hash: string | null = null,
+    presented = true,
+  ): Caller {
     const { identity, token } = context;
     const disabled = records.disabledIdentities.get(identity);
     if (disabled !== undefined) {
@@ -281,12 +291,12 @@ export class Authorizer {
         policies: this.policiesOf(records, policyNames),
       };
     }
-    this.options.backoff.check(identity);
+    if (presented) this.options.backoff.check(identity);
     const wellFormed = isWellFormedToken(token);
     const keyedHash = wellFormed ? (hash ?? this.hashOf(token)) : "";
     const record = wellFormed ? this.validToken(records, keyedHash) : null;
     if (record === null) {
-      this.options.backoff.failed(identity);
+      if (presented) this.options.backoff.failed(identity);
       throw new NodeError(
         "TOKEN_INVALID",
         wellFormed
@@ -294,7 +304,7 @@ export class Authorizer {
           : 'the authorization metadata is not "Bearer " and a strongroom token',
       );
     }
-    this.options.backoff.succeeded(identity);
+    if (presented) this.options.backoff.succeeded(identity);
     return {
       identity,
       tokenHash: keyedHash,

@@ -508,6 +508,36 @@ describe("tokens", () => {
     expect(gone.code).toBe(status.NOT_FOUND);
   });
 
+  it("watches ended by their token's revocation do not make their identity wait with its next token", async () => {
+    // More watches than the backoff's free failures (5): each ends when it re-checks the revoked
+    // token, which is the server's check, not the identity presenting a bad token.
+    const revokedToken = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000 });
+    const watchers = Array.from({ length: 7 }, () =>
+      clientAs(0, "watch-holder", revokedToken.token).secrets.watch({
+        prefix: "tok/watched/",
+        fromRevision: 0,
+      }),
+    );
+    const ends = watchers.map(
+      (watcher) => new Promise<ServiceError>((resolve) => watcher.on("error", resolve)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const access = asRoot(1).access;
+    const { revision } = await call(access.revokeToken.bind(access), {
+      accessor: revokedToken.info?.accessor ?? "",
+    });
+    await appliedOn(0, revision);
+    const secrets = asRoot(1).secrets;
+    await call(secrets.put.bind(secrets), { path: "tok/watched/a", value: bytes("v") });
+    for (const end of await Promise.all(ends)) {
+      expect(end.code).toBe(status.UNAUTHENTICATED);
+      expect(end.metadata?.get("strongroom-reason")).toEqual(["TOKEN_INVALID"]);
+    }
+    const fresh = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000 });
+    const next = clientAs(0, "watch-holder", fresh.token).secrets;
+    expect(await outcomeOf(() => call(next.get.bind(next), readRequest("tok/watched/a")))).toBe("ok");
+  });
+
   it("a token with a use limit serves that many calls, on any node, and no more", async () => {
     const limited = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000, numUses: 3 });
     expect(limited.info).toMatchObject({ usesLeft: 3, useLimited: true });
