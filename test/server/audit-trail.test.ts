@@ -5,7 +5,7 @@
 // the files are synced in the background, and each sync is timed. A read runs while its request
 // entry is written and is answered only after it; a call that changes something runs after it.
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -208,7 +208,7 @@ it("runs a call while its request entry is written, lets it act only after, and 
   const trail = trailWith({ directories: [directory] });
   const audited = trail.interceptor();
   const entries = () =>
-    readdirSync(directory)
+    (existsSync(directory) ? readdirSync(directory) : [])
       .filter((name) => name.endsWith(".jsonl"))
       .flatMap((name) => readFileSync(join(directory, name), "utf8").split("\n"))
       .filter((line) => line.includes('"requestId"'))
@@ -241,8 +241,8 @@ it("runs a call while its request entry is written, lets it act only after, and 
     return { answer, entryWrittenFirst, entryWrittenWhenMayAct };
   };
 
-  // A read: under way before its request entry is in the file, with nothing to await; answered
-  // with both entries written.
+  // A read: run before its request entry is in the file, with nothing to await; answered once
+  // both entries are written, together, after it.
   const read = await run("/strongroom.v1.Secrets/Get", "app/read", true, async () => "the value");
   expect(read).toEqual({
     answer: { response: "the value" },
@@ -319,6 +319,35 @@ it("runs a call while its request entry is written, lets it act only after, and 
     mayAct: undefined,
     refusal: "AUDIT_UNAVAILABLE",
   });
+  await trail.close();
+});
+
+it("writes a read's request and response entries in one write to disk, not one after the other", async () => {
+  const directory = join(root, "read-once");
+  const registry = new Registry();
+  const trail = trailWith({ directories: [directory], registry });
+  const audited = trail.interceptor();
+  const writes = async () => {
+    const text = await registry.metrics();
+    return Number(/^strongroom_audit_write_seconds_count\{[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  };
+  for (let read = 1; read <= 3; read++) {
+    const answer = await audited(
+      context("/strongroom.v1.Secrets/Get"),
+      { path: `app/read-${read}` },
+      async () => "v",
+      {
+        readOnly: true,
+      },
+    );
+    expect(answer).toBe("v");
+    expect(await writes()).toBe(read);
+  }
+  // A write's request entry goes first, alone: it must be on disk before the write acts.
+  await audited(context("/strongroom.v1.Secrets/Put"), { path: "app/write" }, async () => ({ version: 1 }), {
+    readOnly: false,
+  });
+  expect(await writes()).toBe(5);
   await trail.close();
 });
 
