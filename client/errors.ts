@@ -76,6 +76,7 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
         reason === "TIMEOUT" ||
         reason === "FORWARD_FAILED" ||
         reason === "AUDIT_FAILED_AFTER_FORWARD" ||
+        reason === "AUDIT_FAILED_AFTER_ACT" ||
         reason === "LEADER_CHANGED" ||
         (error.code === status.UNAVAILABLE && reason === "" && !neverSent(error)),
       endpoint,

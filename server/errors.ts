@@ -28,6 +28,8 @@ export type NodeErrorCode =
   | "AUDIT_UNAVAILABLE"
   /** The request entry was refused after the call was forwarded: the leader may have done it. */
   | "AUDIT_FAILED_AFTER_FORWARD"
+  /** The call was done, but no sink took its response entry: its answer is withheld. */
+  | "AUDIT_FAILED_AFTER_ACT"
   | "PERMISSION_DENIED"
   | "TOKEN_INVALID"
   | "RATE_LIMITED"
@@ -101,6 +103,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   REVISION_AHEAD: status.OUT_OF_RANGE,
   AUDIT_UNAVAILABLE: status.UNAVAILABLE,
   AUDIT_FAILED_AFTER_FORWARD: status.UNAVAILABLE,
+  AUDIT_FAILED_AFTER_ACT: status.UNAVAILABLE,
   PERMISSION_DENIED: status.PERMISSION_DENIED,
   TOKEN_INVALID: status.UNAUTHENTICATED,
   RATE_LIMITED: status.RESOURCE_EXHAUSTED,

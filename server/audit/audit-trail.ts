@@ -205,31 +205,34 @@ export class AuditTrail {
    * - a read changes nothing: it runs first, and its request and response entries are written
    *   together after it (auditedRead);
    * - any other call goes on while its request entry is written: its checks (rate limits,
-   *   authorization) run meanwhile; it runs on this node only once the entry is written (the `actAfter` it hands
-   *   the chain); one forwarded to the leader is sent at once, as the leader records it (naming
-   *   this node) before it acts;
+   *   authorization) run meanwhile; it runs on this node only once the entry is written (the
+   *   `actAfter` it hands the chain); one forwarded to the leader is sent at once, as the leader
+   *   records it (naming this node) before it acts;
    * - while a sink of this node is failing, or has taken none of its entries for `stalledAfterMs`
    *   (a hung disk or collector), a call that is not a read waits for its entry before anything,
    *   as it always did, so that a node whose audit is broken forwards nothing. A call forwarded
    *   just as a sink fails or hangs may be done by the leader (and recorded there) though this
    *   node does not answer it: it is refused with AUDIT_FAILED_AFTER_FORWARD (not
    *   AUDIT_UNAVAILABLE, which says nothing was done), or reaches its deadline: an unknown
-   *   outcome, as when the leader goes away after it took the call.
+   *   outcome, as when the leader goes away after it took the call;
+   * - a call done whose response entry no sink takes is not answered either: AUDIT_FAILED_AFTER_ACT,
+   *   an unknown outcome too (withheldAnswer).
    */
   interceptor(): Interceptor {
     return async (context, request, next, method) => {
       if (method.readOnly) return this.auditedRead(context, request, next);
       if (this.sinksKeepUp()) return this.auditedAlongside(context, request, next);
       const finish = await this.begin(context, request);
+      let response: unknown;
       try {
-        const response = await next();
-        await finish(null);
-        return response;
+        response = await next();
       } catch (error) {
         // The call failed either way; its response entry is written on a best-effort basis.
         await finish(error).catch(() => {});
         throw error;
       }
+      await finish(null).catch(withheldAnswer);
+      return response;
     };
   }
 
@@ -266,7 +269,7 @@ export class AuditTrail {
     }
     const outcome = await ran;
     if (!outcome.failed) {
-      await finish(null);
+      await finish(null).catch(withheldAnswer);
       return outcome.response;
     }
     await finish(outcome.error).catch(() => {});
@@ -509,4 +512,17 @@ function elapsed(started: number): number {
 
 function statusName(code: status): string {
   return (Object.entries(status).find(([, value]) => value === code)?.[0] ?? String(code)) as string;
+}
+
+/**
+ * A call that did what it asked (here, or on the leader it was forwarded to) but whose response
+ * entry no sink could take is not answered ("no audit, no answer"). Not AUDIT_UNAVAILABLE, which
+ * says nothing was done and which a client sends again: the client must learn that its outcome is
+ * unknown to it, and read before sending it again, or send it with a request id.
+ */
+function withheldAnswer(): never {
+  throw new NodeError(
+    "AUDIT_FAILED_AFTER_ACT",
+    "the call was done, but no audit sink could record its response, so its answer is withheld (read before sending it again, or send it with a request id)",
+  );
 }

@@ -30,6 +30,8 @@ describe("retry policy", () => {
       [failure(status.UNAVAILABLE, "no audit sink", "AUDIT_UNAVAILABLE"), true],
       // Refused by the audit of a follower after it forwarded the write: the leader may have done it.
       [failure(status.UNAVAILABLE, "no audit sink, forwarded", "AUDIT_FAILED_AFTER_FORWARD"), false],
+      // Done, but its response entry could not be written: the answer was withheld.
+      [failure(status.UNAVAILABLE, "no audit sink, done", "AUDIT_FAILED_AFTER_ACT"), false],
       [failure(status.ABORTED, "cas", "CAS_MISMATCH"), false],
     ];
     expect(cases.map(([error]) => decide(error, false).retry)).toEqual(cases.map(([, retry]) => retry));
@@ -70,6 +72,9 @@ describe("retry policy", () => {
     expect(fromServiceError(forwarded, "a:1", 1).outcomeUnknown).toBe(true);
     // With a request id, the write is sent again: the cluster applies it once.
     expect(decide(forwarded, true)).toMatchObject({ retry: true, switchEndpoint: true });
+    const withheld = failure(status.UNAVAILABLE, "no audit sink, done", "AUDIT_FAILED_AFTER_ACT");
+    expect(fromServiceError(withheld, "a:1", 1).outcomeUnknown).toBe(true);
+    expect(decide(withheld, true)).toMatchObject({ retry: true });
   });
 });
 

@@ -351,6 +351,46 @@ it("writes a read's request and response entries in one write to disk, not one a
   await trail.close();
 });
 
+it("withholds the answer of a write done when no sink takes its response entry: outcome unknown, not AUDIT_UNAVAILABLE", async () => {
+  for (const sinkFailedBefore of [false, true]) {
+    const socketPath = join(root, `gone-after-request-${sinkFailedBefore}.sock`);
+    const registry = new Registry();
+    const trail = trailWith({ directories: [], sockets: [`unix:${socketPath}`], registry });
+    if (sinkFailedBefore) {
+      // No collector yet: the first write is refused, and the sink counts as failing, so the
+      // next write waits for its request entry before anything (the interceptor's other path).
+      const refused = await audited(trail)("app/before").catch((error: unknown) => error);
+      expect((refused as NodeError).code).toBe("AUDIT_UNAVAILABLE");
+    }
+    const listening = await collector(socketPath);
+    const answer = await audited(trail)("app/done", async () => {
+      // Done once its request entry is taken; then the collector goes away.
+      await eventually(() => listening.lines.some((line) => line.includes('"app/done"')), 2000);
+      await listening.stop();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { version: 1 };
+    }).catch((error: unknown) => error);
+    expect((answer as NodeError).code).toBe("AUDIT_FAILED_AFTER_ACT");
+    expect(await registry.metrics()).toMatch(/^strongroom_audit_responses_lost_total 1$/m);
+    await trail.close();
+  }
+});
+
+/** Runs a write through `trail`'s interceptor; `work` is what it does once its entry is written. */
+function audited(trail: AuditTrail) {
+  const interceptor = trail.interceptor();
+  return (path: string, work: () => Promise<unknown> = async () => ({ version: 1 })) =>
+    interceptor(
+      context("/strongroom.v1.Secrets/Put"),
+      { path },
+      async (actAfter) => {
+        await actAfter;
+        return work();
+      },
+      { readOnly: false },
+    );
+}
+
 it("waits for a write's request entry before it goes on while a sink takes nothing (a hung collector), and counts the sink as stalled", async () => {
   const socketPath = join(root, "stalling.sock");
   const stalling = await collector(socketPath);
