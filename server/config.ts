@@ -138,8 +138,14 @@ export const nodeConfigSchema = z
         pkcs11: z.record(z.string(), z.unknown()).optional(),
         /** A half-finished unseal attempt is discarded after this long. */
         shareAttemptTimeoutMs: z.number().int().min(1000).default(600_000),
+        /**
+         * The longest wait between two HSM auto-unseal attempts while the HSM cannot answer (full
+         * jitter below it): how long a node may stay sealed after the HSM is back, against how
+         * often a cluster's nodes try a shared HSM that is down.
+         */
+        autoUnsealRetryMaxMs: z.number().int().min(1000).max(3_600_000).default(30_000),
       })
-      .default({ shareAttemptTimeoutMs: 600_000 }),
+      .default({ shareAttemptTimeoutMs: 600_000, autoUnsealRetryMaxMs: 30_000 }),
     storage: z
       .strictObject({
         /**

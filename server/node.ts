@@ -217,6 +217,7 @@ export class StrongroomNode {
       barrier,
       ...(config.seal.pkcs11 === undefined ? {} : { pkcs11: validatePkcs11Config(config.seal.pkcs11) }),
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
+      autoUnsealRetryMaxMs: config.seal.autoUnsealRetryMaxMs,
       onChange: () => {
         if (keeper.sealed()) {
           accessView.forgetDecrypted();

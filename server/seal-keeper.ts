@@ -27,6 +27,8 @@ export interface SealKeeperOptions {
   /** This node's HSM, if it has one. */
   readonly pkcs11?: Pkcs11Config;
   readonly shareAttemptTimeoutMs: number;
+  /** The longest wait between two HSM auto-unseal attempts (hsm/auto-unsealer.ts). */
+  readonly autoUnsealRetryMaxMs: number;
   /** Called whenever the node becomes sealed or unsealed, or initialized. */
   readonly onChange: () => void;
   /** Called with each failed HSM auto-unseal attempt. */
@@ -198,7 +200,10 @@ export class SealKeeper {
         }
         await this.openBarrier();
       },
-      { onFailure: (error) => this.options.onAutoUnsealFailure?.(`${error.code}: ${error.message}`) },
+      {
+        maxDelayMs: this.options.autoUnsealRetryMaxMs,
+        onFailure: (error) => this.options.onAutoUnsealFailure?.(`${error.code}: ${error.message}`),
+      },
     );
     return this.unsealer.start();
   }

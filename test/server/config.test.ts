@@ -63,6 +63,7 @@ describe("node config", () => {
       snapshotBytesMax: 1024 * 1024 * 1024,
     });
     expect(config.storage).toEqual({ stateWriteBufferBytes: 4 * 1024 * 1024 });
+    expect(config.seal).toEqual({ shareAttemptTimeoutMs: 600_000, autoUnsealRetryMaxMs: 30_000 });
     // An audit entry is on disk before its call goes on, unless the operator says otherwise.
     expect(config.audit).toMatchObject({ durability: "disk", syncIntervalMs: 1000 });
     expect(config.auth).toMatchObject({
@@ -82,7 +83,7 @@ describe("node config", () => {
         { id: "n2", peerAddress: "127.0.0.3:8201", clientAddress: "127.0.0.3:8200" },
       ],
       raft: { tickMs: 0, electionTicks: 5, heartbeatTicks: 5 },
-      seal: { shareAttemptTimeoutMs: 5 },
+      seal: { shareAttemptTimeoutMs: 5, autoUnsealRetryMaxMs: 500 },
       auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
       audit: { sockets: ["syslog://localhost"], durability: "none", syncIntervalMs: 5 },
       storage: { stateWriteBufferBytes: 1000 },
@@ -96,6 +97,7 @@ describe("node config", () => {
         expect.stringMatching(/^listen\.peer: the port must be at most 65535/),
         expect.stringMatching(/^raft\.tickMs: /),
         expect.stringMatching(/^seal\.shareAttemptTimeoutMs: /),
+        expect.stringMatching(/^seal\.autoUnsealRetryMaxMs: Too small: expected number to be >=1000/),
         expect.stringMatching(/colour/),
         expect.stringMatching(
           /^auth\.identitySource: Invalid option: expected one of "uri-or-cn"\|"uri"\|"cn"/,
