@@ -213,7 +213,9 @@ export class ProcessCluster {
             : { snapshotEveryEntries: options.snapshotEveryEntries }),
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
         },
-        ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11 } }),
+        // A node whose HSM was away tries again within 5 s of its return, not the default 30 s:
+        // an experiment's faults come on a schedule.
+        ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11, autoUnsealRetryMaxMs: 5000 } }),
         ...options.nodeConfig,
         // Every start appends to <id>.log beside the config: what to read when a run fails.
         log: { level: options.logLevel ?? "info" },
