@@ -5,9 +5,8 @@
 // take it ("has it" as the files' durability says: on disk, or written to the operating system;
 // audit-file.ts). Its checks and a forward to the leader (which records the call itself before
 // acting) run while the entry is written; a read, which changes nothing, runs first and has both
-// its entries written together (interceptor() says exactly what). A failing sink
-// does not take the node down while another works; it is counted, shown in metrics, and retried
-// on every entry.
+// its entries written together (interceptor() says exactly what). A failing sink does not take the
+// node down while another works; it is counted, shown in metrics, and retried on every entry.
 //
 // Sensitive fields (a value written, a share) are never written: while the node is unsealed they
 // become an HMAC under the audit key, which is derived from the root key (so every unsealed node

@@ -3,8 +3,9 @@
 // member has said it understands it (peer-features.ts). That alone is lost with the leader: a new
 // leader has heard nothing yet from a member that is down, and would keep the feature out until it
 // is back. So the first leader to see every member understand a feature records it (a task of the
-// leader's, every second: whether or not anything is written), and from then on every leader uses it. As etcd's cluster version: once a feature is recorded, a member of an
-// older version must not join (docs/operations.md, Upgrades).
+// leader's, every second: whether or not anything is written), and from then on every leader uses
+// it. As etcd's cluster version: once a feature is recorded, a member of an older version must not
+// join (docs/operations.md, Upgrades).
 
 import type { SecretCommand, SecretStateMachine } from "../../storage/state/index.js";
 import { peerFeatures } from "./peer-features.js";
