@@ -5,8 +5,9 @@
 // the audit key it checks the chain; with it (32 bytes, raw or hex) also every checkpoint's MAC,
 // which a forger without the key cannot make. Exit 0: intact; 1: tampering or damage found; 2: usage.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import type { Command } from "commander";
+import { listAuditFiles } from "../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../server/audit/audit-verify.js";
 import { type ConnectionOptions, withClient } from "./client-connection.js";
 import { connectionFlags, type Output, processOutput, run } from "./command-support.js";
@@ -35,7 +36,7 @@ export function registerAuditCommands(program: Command, output: Output = process
 
   audit
     .command("verify")
-    .argument("<files...>", "the audit files of one node, oldest first")
+    .argument("<files...>", "the audit files of one node, oldest first, or its audit directory")
     .option("--key-file <file>", "the cluster's audit key (32 bytes, raw or hex), to check checkpoints too")
     .option(
       "--live",
@@ -43,7 +44,7 @@ export function registerAuditCommands(program: Command, output: Output = process
       false,
     )
     .description("check audit files for edited, deleted, reordered or truncated entries")
-    .action((files: string[], options: { keyFile?: string; live: boolean }) => {
+    .action((paths: string[], options: { keyFile?: string; live: boolean }) => {
       let key: Uint8Array | null = null;
       if (options.keyFile !== undefined) {
         if (!existsSync(options.keyFile)) {
@@ -60,11 +61,23 @@ export function registerAuditCommands(program: Command, output: Output = process
           process.exit(2);
         }
       }
-      for (const file of files) {
-        if (!existsSync(file)) {
-          process.stderr.write(`strongroom audit verify: ${file} does not exist\n`);
+      const files: string[] = [];
+      for (const path of paths) {
+        if (!existsSync(path)) {
+          process.stderr.write(`strongroom audit verify: ${path} does not exist\n`);
           process.exit(2);
         }
+        if (!statSync(path).isDirectory()) {
+          files.push(path);
+          continue;
+        }
+        // A node's audit directory stands for its files (audit-NNNNNN.jsonl), oldest first.
+        const inDirectory = listAuditFiles(path);
+        if (inDirectory.length === 0) {
+          process.stderr.write(`strongroom audit verify: ${path} holds no audit file (audit-NNNNNN.jsonl)\n`);
+          process.exit(2);
+        }
+        files.push(...inDirectory);
       }
       const result = verifyAuditFiles(files, key, { live: options.live });
       for (const problem of result.problems) process.stdout.write(`${problem}\n`);

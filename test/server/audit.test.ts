@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
   constants,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -481,6 +482,17 @@ describe("strongroom audit verify", () => {
     const files = listAuditFiles(directory);
     const intact = await verify([...files, "--key-file", keyFile]);
     expect(intact).toMatchObject({ code: 0, stdout: "1 file(s), 24 entries, 5 checkpoints: intact\n" });
+    // A node's audit directory stands for its files, oldest first.
+    expect(await verify([directory, "--key-file", keyFile])).toMatchObject({
+      code: 0,
+      stdout: "1 file(s), 24 entries, 5 checkpoints: intact\n",
+    });
+    const empty = join(directory, "empty");
+    mkdirSync(empty);
+    expect(await verify([empty])).toMatchObject({
+      code: 2,
+      stderr: `strongroom audit verify: ${empty} holds no audit file (audit-NNNNNN.jsonl)\n`,
+    });
     writeFileSync(files[0] ?? "", readFileSync(files[0] ?? "", "utf8").replace('"r3"', '"r33"'));
     const tampered = await verify(files);
     expect(tampered.code).toBe(1);
