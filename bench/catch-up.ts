@@ -194,6 +194,8 @@ async function measure(stateMiB: number, command: readonly string[]): Promise<Me
     basePort,
     command,
     snapshotEveryEntries: snapshotEvery,
+    // A snapshot every --snapshot-every entries, as the run says, however small they are.
+    snapshotLogToStateRatio: 0,
     // The default per-identity rate limit would cap the fill, not the server.
     nodeConfig: { auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] } },
     logLevel: "warn",

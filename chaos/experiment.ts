@@ -103,6 +103,11 @@ const experimentSchema = z.strictObject({
         .optional(),
       /** The Raft log is compacted after this many entries (small: snapshot installs under load). */
       snapshotEveryEntries: z.number().int().min(10).default(10_000),
+      /**
+       * The nodes' raft.snapshotLogToStateRatio (absent: theirs, 2). 0 with a small
+       * snapshotEveryEntries: a snapshot every that many entries, however small they are.
+       */
+      snapshotLogToStateRatio: z.number().min(0).max(100).optional(),
       /** Entries kept behind a snapshot (small: a node that was down catches up by a snapshot). */
       retainEntries: z.number().int().min(0).default(1000),
       /** shamir: one unseal share entered at every start; hsm: a SoftHSM token (auto-unseal). */

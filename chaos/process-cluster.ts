@@ -43,6 +43,8 @@ export interface ProcessClusterOptions {
   readonly faketimeLibrary?: string;
   /** The Raft log is compacted after this many entries (default: the node's). */
   readonly snapshotEveryEntries?: number;
+  /** The nodes' raft.snapshotLogToStateRatio (default: the node's; 0: every snapshotEveryEntries). */
+  readonly snapshotLogToStateRatio?: number;
   /** Entries kept behind a snapshot (default: the node's). */
   readonly retainEntries?: number;
   /** shamir (default): one unseal share, entered at every start; hsm: a SoftHSM token, auto-unseal. */
@@ -211,6 +213,9 @@ export class ProcessCluster {
           ...(options.snapshotEveryEntries === undefined
             ? {}
             : { snapshotEveryEntries: options.snapshotEveryEntries }),
+          ...(options.snapshotLogToStateRatio === undefined
+            ? {}
+            : { snapshotLogToStateRatio: options.snapshotLogToStateRatio }),
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
         },
         // A node whose HSM was away tries again within 5 s of its return, not the default 30 s:

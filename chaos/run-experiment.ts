@@ -109,6 +109,9 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     // The image's entrypoint runs the CLI.
     command: docker === null ? options.command : [],
     snapshotEveryEntries: experiment.cluster.snapshotEveryEntries,
+    ...(experiment.cluster.snapshotLogToStateRatio === undefined
+      ? {}
+      : { snapshotLogToStateRatio: experiment.cluster.snapshotLogToStateRatio }),
     retainEntries: experiment.cluster.retainEntries,
     seal: experiment.cluster.seal,
     ...(experiment.cluster.regions === undefined ? {} : { regions: experiment.cluster.regions }),

@@ -79,6 +79,13 @@ export const nodeConfigSchema = z
         electionTicks: z.number().int().min(2).max(1000).default(10),
         heartbeatTicks: z.number().int().min(1).max(100).default(1),
         snapshotEveryEntries: z.number().int().min(10).default(10_000),
+        /**
+         * A snapshot also waits until the entries applied since the last one add up to this many
+         * times its size, so that rewriting a large state costs at most 1/ratio of writing the
+         * log; whatever their size, at most 10 × snapshotEveryEntries entries pass between two.
+         * 0: snapshotEveryEntries alone decides.
+         */
+        snapshotLogToStateRatio: z.number().min(0).max(100).default(2),
         /** Entries kept behind a snapshot, so a follower that lags by fewer needs no snapshot. */
         retainEntries: z.number().int().min(0).max(1_000_000).default(1000),
         /**
@@ -102,6 +109,7 @@ export const nodeConfigSchema = z
         electionTicks: 10,
         heartbeatTicks: 1,
         snapshotEveryEntries: 10_000,
+        snapshotLogToStateRatio: 2,
         retainEntries: 1000,
         followerCatchUpBytesMax: 8 * 1024 * 1024,
       }),

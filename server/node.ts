@@ -320,6 +320,7 @@ export class StrongroomNode {
       tickMs: config.raft.tickMs,
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
+      snapshotLogToStateRatio: config.raft.snapshotLogToStateRatio,
       retainEntries: config.raft.retainEntries,
       ...(config.raft.snapshotTransferHoldEntries === undefined
         ? {}

@@ -85,6 +85,14 @@ export interface RaftNodeOptions<Result> {
   readonly requestTimeoutMs?: number;
   /** Take a snapshot and compact the log once this many entries were applied since the last snapshot. */
   readonly snapshotEveryEntries?: number;
+  /**
+   * A snapshot also waits until the entries applied since the last one add up to this many times
+   * that snapshot's size, so that rewriting a large state costs at most 1/ratio of what writing
+   * the log does (a snapshot is the whole state, read out and written again). Whatever their size,
+   * at most 10 × snapshotEveryEntries entries pass between two snapshots. Default 0: the entry
+   * count alone decides.
+   */
+  readonly snapshotLogToStateRatio?: number;
   /** Entries kept behind a snapshot so slightly lagging followers catch up without one. */
   readonly retainEntries?: number;
   /**
@@ -154,6 +162,14 @@ export class RaftNode<Result> {
   private readSequence = 0;
   private applied: number;
   private snapshotIndex: number;
+  /** Bytes of entry data applied since this node started (and, at start, since the snapshot). */
+  private appliedBytes: number;
+  /** appliedBytes at the latest snapshot: what was applied after it is the difference. */
+  private appliedBytesAtSnapshot = 0;
+  /** The latest snapshot's size (saved, installed or loaded at start); 0 before the first. */
+  private snapshotBytes: number;
+  /** appliedBytes when the snapshot being built or waiting to be saved was captured. */
+  private builtAppliedBytes = 0;
   private processing = false;
   private processAgain = false;
   private stopped = false;
@@ -169,13 +185,15 @@ export class RaftNode<Result> {
     options: RaftNodeOptions<Result>,
     core: RaftCore,
     applied: number,
-    snapshotIndex: number,
+    snapshot: { readonly index: number; readonly bytes: number; readonly bytesAppliedSince: number },
   ) {
     this.options = options;
     this.id = options.id;
     this.core = core;
     this.applied = applied;
-    this.snapshotIndex = snapshotIndex;
+    this.snapshotIndex = snapshot.index;
+    this.snapshotBytes = snapshot.bytes;
+    this.appliedBytes = snapshot.bytesAppliedSince;
     this.softState = core.softState();
     options.transport.listen((message) => this.receive(message));
     // The tick timer keeps the process alive until stop(): a caller awaiting a proposal must not
@@ -205,7 +223,16 @@ export class RaftNode<Result> {
       // A snapshot from the leader goes to the store's file as it arrives, never whole in memory.
       snapshotReceiver: options.logStore,
     });
-    const node = new RaftNode(options, core, applied, snapshotIndex);
+    // The entries applied since the snapshot count toward the next one across a restart.
+    let bytesAppliedSince = 0;
+    for (const entry of state.entries) {
+      if (entry.index > snapshotIndex && entry.index <= applied) bytesAppliedSince += entry.data.length;
+    }
+    const node = new RaftNode(options, core, applied, {
+      index: snapshotIndex,
+      bytes: state.snapshot === null ? 0 : snapshotSize(state.snapshot),
+      bytesAppliedSince,
+    });
     // A node that applied its own removal before it stopped (its log or snapshot says so) knows it
     // at once; one removed while it was down learns it from the first member it contacts.
     node.noticeMembership();
@@ -396,6 +423,8 @@ export class RaftNode<Result> {
       await this.options.stateMachine.restore(toRestore(ready.snapshot, store));
       this.applied = ready.snapshot.meta.index;
       this.snapshotIndex = ready.snapshot.meta.index;
+      this.snapshotBytes = snapshotSize(ready.snapshot);
+      this.appliedBytesAtSnapshot = this.appliedBytes;
       // A snapshot of our own being built is older than the leader's: it is never saved.
       this.built = null;
     }
@@ -418,6 +447,7 @@ export class RaftNode<Result> {
       const applying = this.options.stateMachine.apply(entry);
       const result = applying instanceof Promise ? await applying : applying;
       this.applied = entry.index;
+      this.appliedBytes += entry.data.length;
       this.settleProposal(entry, result);
     }
     if (failpoint !== undefined && ready.committedEntries.length > 0) await failpoint("after-apply");
@@ -438,7 +468,7 @@ export class RaftNode<Result> {
     if (
       this.building === null &&
       this.built === null &&
-      this.applied - this.snapshotIndex >= this.snapshotEveryEntries() &&
+      this.snapshotDue() &&
       !this.holdsSnapshotForTransfer()
     ) {
       await this.takeSnapshot();
@@ -447,6 +477,20 @@ export class RaftNode<Result> {
 
   private snapshotEveryEntries(): number {
     return this.options.snapshotEveryEntries ?? defaults.snapshotEveryEntries;
+  }
+
+  /**
+   * Whether enough was applied since the latest snapshot for the next (snapshotEveryEntries and
+   * snapshotLogToStateRatio). A snapshot rewrites the whole state: taken every N entries, a state
+   * as large as N entries' data would double what the disk writes.
+   */
+  private snapshotDue(): boolean {
+    const every = this.snapshotEveryEntries();
+    const entries = this.applied - this.snapshotIndex;
+    if (entries < every) return false;
+    if (entries >= 10 * every) return true;
+    const ratio = this.options.snapshotLogToStateRatio ?? 0;
+    return this.appliedBytes - this.appliedBytesAtSnapshot >= ratio * this.snapshotBytes;
   }
 
   /**
@@ -498,10 +542,11 @@ export class RaftNode<Result> {
     if (meta.index !== this.applied) return;
     const machine = this.options.stateMachine;
     if (machine.captureSnapshot === undefined) {
-      await this.saveAndCompact({ meta, data: await machine.snapshot() });
+      await this.saveAndCompact({ meta, data: await machine.snapshot() }, this.appliedBytes);
       return;
     }
     const read = await machine.captureSnapshot();
+    this.builtAppliedBytes = this.appliedBytes;
     // Written beside the loop as it is read out: saving it in the loop then only records it.
     this.building = this.options.logStore.stageSnapshot(meta, read()).then(
       (snapshot) => {
@@ -528,12 +573,15 @@ export class RaftNode<Result> {
     this.built = null;
     if (snapshot === null || snapshot.meta.index <= this.snapshotIndex) return;
     if (this.holdsSnapshotForTransfer()) return;
-    await this.saveAndCompact(snapshot);
+    await this.saveAndCompact(snapshot, this.builtAppliedBytes);
   }
 
-  private async saveAndCompact(snapshot: Snapshot | StoredSnapshot): Promise<void> {
+  /** `appliedBytesAt`: appliedBytes when the snapshot was captured (at its index). */
+  private async saveAndCompact(snapshot: Snapshot | StoredSnapshot, appliedBytesAt: number): Promise<void> {
     await this.options.logStore.saveSnapshot(snapshot);
     this.snapshotIndex = snapshot.meta.index;
+    this.snapshotBytes = snapshotSize(snapshot);
+    this.appliedBytesAtSnapshot = appliedBytesAt;
     const offset = this.core.compact(
       snapshot,
       snapshot.meta.index - (this.options.retainEntries ?? defaults.retainEntries),
@@ -641,4 +689,8 @@ function toRestore(snapshot: Snapshot | StoredSnapshot, store: LogStore): Snapsh
   if ("data" in snapshot)
     return { meta: snapshot.meta, totalBytes: snapshot.data.length, read: () => [snapshot.data] };
   return { ...snapshot, read: () => readStoredSnapshot(store, snapshot) };
+}
+
+function snapshotSize(snapshot: Snapshot | StoredSnapshot): number {
+  return "data" in snapshot ? snapshot.data.length : snapshot.totalBytes;
 }

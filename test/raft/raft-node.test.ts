@@ -94,8 +94,24 @@ async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000)
 
 type ClusterOptions = Pick<
   RaftNodeOptions<number>,
-  "snapshotEveryEntries" | "retainEntries" | "snapshotTransferHoldEntries" | "raft"
+  | "snapshotEveryEntries"
+  | "snapshotLogToStateRatio"
+  | "retainEntries"
+  | "snapshotTransferHoldEntries"
+  | "raft"
 >;
+
+/** A MemoryLogStore that keeps the index and size of every snapshot saved into it. */
+class SnapshotRecordingStore extends MemoryLogStore {
+  readonly saved: { index: number; bytes: number }[] = [];
+  override async saveSnapshot(snapshot: Parameters<MemoryLogStore["saveSnapshot"]>[0]): Promise<void> {
+    this.saved.push({
+      index: snapshot.meta.index,
+      bytes: "data" in snapshot ? snapshot.data.length : snapshot.totalBytes,
+    });
+    await super.saveSnapshot(snapshot);
+  }
+}
 
 /**
  * A node's transport whose snapshot chunks take `delayMs` each to arrive, one after another (a
@@ -396,6 +412,47 @@ describe("RaftNode", () => {
     const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
     await waitFor("catch-up", () => restarted.machine.values.length === 20);
     expect((await restarted.store.load()).snapshot?.meta.index).toBeGreaterThan(10);
+  });
+
+  it("with snapshotLogToStateRatio, waits for the entries since a snapshot to add up to its size (across a restart), and for at most 10 × snapshotEveryEntries entries", async () => {
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 5,
+      snapshotLogToStateRatio: 1,
+      retainEntries: 0,
+    });
+    const store = new SnapshotRecordingStore();
+    const machine = new ListMachine();
+    let member = await cluster.start("n1", ["n1"], store, machine);
+    await cluster.leader();
+    // Index 1 is the founding config entry, 2 the leader's first entry; values follow from 3.
+    const write = async (value: string, times = 1) => {
+      for (let i = 0; i < times; i++) await member.node.propose(bytes(value));
+    };
+    // The first snapshot waits for the entry count alone (there is no snapshot to measure).
+    await write("a", 3);
+    // Entries 6-10: 1,000 bytes and more since the snapshot at 5 (three values, 13 bytes).
+    await write("b".repeat(1000));
+    await write("a", 4);
+    // Entries 11-30: 20 × 30 bytes, short of the ~1,040-byte snapshot at 10, however many entries.
+    await write("c".repeat(30), 20);
+    expect(store.saved.map((saved) => saved.index)).toEqual([5, 10]);
+    // Restarted with the same (persistent) machine: the 600 bytes applied before still count.
+    await member.node.stop();
+    member = await cluster.start("n1", null, store, machine);
+    await cluster.leader();
+    // Entry 31 is the new term's first; 32 brings the bytes since 10 past that snapshot's size.
+    const [, second] = store.saved;
+    expect(second?.bytes).toBeGreaterThan(600);
+    expect(second?.bytes).toBeLessThan(1100);
+    await write("d".repeat(500));
+    await waitFor("the snapshot at 32", () => store.saved.length === 3);
+    // Entries 33-82: 50 small ones, far short of the snapshot's size, but 10 × 5 entries.
+    await write("a", 49);
+    expect(store.saved.map((saved) => saved.index)).toEqual([5, 10, 32]);
+    await write("a");
+    await waitFor("the snapshot at 82", () => store.saved.length === 4);
+    expect(store.saved.map((saved) => saved.index)).toEqual([5, 10, 32, 82]);
+    expect(machine.values.length).toBe(3 + 1 + 4 + 20 + 1 + 50);
   });
 
   it("a follower catches up while the leader snapshots faster than a snapshot takes to send: the leader takes no new one meanwhile", async () => {
