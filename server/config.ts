@@ -86,6 +86,16 @@ export const nodeConfigSchema = z
          * 0: snapshotEveryEntries alone decides.
          */
         snapshotLogToStateRatio: z.number().min(0).max(100).default(2),
+        /**
+         * The ratio puts a snapshot off only while the entries since the last one hold under
+         * this many bytes of data: a restart loads that part of the log into memory.
+         */
+        snapshotLogBytesMax: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .max(16 * 1024 * 1024 * 1024)
+          .default(128 * 1024 * 1024),
         /** Entries kept behind a snapshot, so a follower that lags by fewer needs no snapshot. */
         retainEntries: z.number().int().min(0).max(1_000_000).default(1000),
         /**
@@ -110,6 +120,7 @@ export const nodeConfigSchema = z
         heartbeatTicks: 1,
         snapshotEveryEntries: 10_000,
         snapshotLogToStateRatio: 2,
+        snapshotLogBytesMax: 128 * 1024 * 1024,
         retainEntries: 1000,
         followerCatchUpBytesMax: 8 * 1024 * 1024,
       }),

@@ -321,6 +321,7 @@ export class StrongroomNode {
       requestTimeoutMs: config.requests.timeoutMs,
       snapshotEveryEntries: config.raft.snapshotEveryEntries,
       snapshotLogToStateRatio: config.raft.snapshotLogToStateRatio,
+      snapshotLogBytesMax: config.raft.snapshotLogBytesMax,
       retainEntries: config.raft.retainEntries,
       ...(config.raft.snapshotTransferHoldEntries === undefined
         ? {}

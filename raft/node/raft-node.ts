@@ -93,6 +93,12 @@ export interface RaftNodeOptions<Result> {
    * count alone decides.
    */
   readonly snapshotLogToStateRatio?: number;
+  /**
+   * The ratio puts a snapshot off only while the entries' data applied since the last one is
+   * under this many bytes: a restart loads the log since the snapshot into memory. Default: no
+   * bound but the entry count's.
+   */
+  readonly snapshotLogBytesMax?: number;
   /** Entries kept behind a snapshot so slightly lagging followers catch up without one. */
   readonly retainEntries?: number;
   /**
@@ -489,8 +495,9 @@ export class RaftNode<Result> {
     const entries = this.applied - this.snapshotIndex;
     if (entries < every) return false;
     if (entries >= 10 * every) return true;
-    const ratio = this.options.snapshotLogToStateRatio ?? 0;
-    return this.appliedBytes - this.appliedBytesAtSnapshot >= ratio * this.snapshotBytes;
+    const bytes = this.appliedBytes - this.appliedBytesAtSnapshot;
+    if (bytes >= (this.options.snapshotLogBytesMax ?? Number.POSITIVE_INFINITY)) return true;
+    return bytes >= (this.options.snapshotLogToStateRatio ?? 0) * this.snapshotBytes;
   }
 
   /**

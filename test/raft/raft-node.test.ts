@@ -96,6 +96,7 @@ type ClusterOptions = Pick<
   RaftNodeOptions<number>,
   | "snapshotEveryEntries"
   | "snapshotLogToStateRatio"
+  | "snapshotLogBytesMax"
   | "retainEntries"
   | "snapshotTransferHoldEntries"
   | "raft"
@@ -453,6 +454,32 @@ describe("RaftNode", () => {
     await waitFor("the snapshot at 82", () => store.saved.length === 4);
     expect(store.saved.map((saved) => saved.index)).toEqual([5, 10, 32, 82]);
     expect(machine.values.length).toBe(3 + 1 + 4 + 20 + 1 + 50);
+  });
+
+  it("with snapshotLogBytesMax, the ratio puts a snapshot off only until the entries since the last one hold that many bytes", async () => {
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 5,
+      snapshotLogToStateRatio: 1000,
+      snapshotLogBytesMax: 500,
+      retainEntries: 0,
+    });
+    const store = new SnapshotRecordingStore();
+    const member = await cluster.start("n1", ["n1"], store, new ListMachine());
+    await cluster.leader();
+    const write = async (value: string, times = 1) => {
+      for (let i = 0; i < times; i++) await member.node.propose(bytes(value));
+    };
+    // Values from index 3; the first snapshot waits for the count alone.
+    await write("a", 3);
+    // Entries 6-10: 5 × 100 bytes, the bound, far short of 1,000 times the snapshot's size.
+    await write("b".repeat(100), 5);
+    await waitFor("the snapshot at 10", () => store.saved.length === 2);
+    // Entries 11-20: 10 bytes in all; 21 brings them to 510.
+    await write("a", 10);
+    expect(store.saved.map((saved) => saved.index)).toEqual([5, 10]);
+    await write("c".repeat(500));
+    await waitFor("the snapshot at 21", () => store.saved.length === 3);
+    expect(store.saved.map((saved) => saved.index)).toEqual([5, 10, 21]);
   });
 
   it("a follower catches up while the leader snapshots faster than a snapshot takes to send: the leader takes no new one meanwhile", async () => {
