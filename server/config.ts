@@ -88,7 +88,7 @@ export const nodeConfigSchema = z
         snapshotLogToStateRatio: z.number().min(0).max(100).default(2),
         /**
          * The ratio puts a snapshot off only while the entries since the last one hold under
-         * this many bytes of data: a restart loads that part of the log into memory.
+         * this many bytes of data: a restart reads that part of the log back and checks it.
          */
         snapshotLogBytesMax: z
           .number()

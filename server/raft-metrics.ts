@@ -15,7 +15,7 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../raft/core/index.js";
-import type { LogStore, RaftNode, Transport } from "../raft/node/index.js";
+import type { LogLoadOptions, LogStore, RaftNode, Transport } from "../raft/node/index.js";
 
 export class RaftMetrics {
   private readonly leaderChanges: Counter;
@@ -138,7 +138,7 @@ export class RaftMetrics {
   /** The log store, timed. */
   instrument(store: LogStore): LogStore {
     return {
-      load: (): Promise<PersistentState> => store.load(),
+      load: (options?: LogLoadOptions): Promise<PersistentState> => store.load(options),
       readEntries: (low: number, high: number, bytesMax: number): Entry[] =>
         store.readEntries(low, high, bytesMax),
       readSnapshotChunk: (meta: SnapshotMeta, offset: number, length: number): Uint8Array =>

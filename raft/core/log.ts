@@ -29,19 +29,29 @@ export class RaftLog {
   /** Entries up to here were applied (the application acknowledged them through advance). */
   applied: number;
 
+  /**
+   * `notLoadedTerms`: the terms of the entries from `offset.index + 1` that the store left on disk
+   * (PersistentState.notLoaded), before `entries`; they must be applied already and readable
+   * through `reader`.
+   */
   constructor(
     offset: LogOffset,
     entries: readonly Entry[],
     committed: number,
     applied: number,
     reader: StableEntryReader | null = null,
+    notLoadedTerms: readonly number[] = [],
   ) {
     this.offset = offset;
     this.held = new HeldEntries(entries);
-    this.terms = entries.map((entry, i) => {
-      invariant(entry.index === offset.index + 1 + i, `log entries are not contiguous at ${entry.index}`);
-      return entry.term;
-    });
+    const heldFrom = offset.index + 1 + notLoadedTerms.length;
+    this.terms = [
+      ...notLoadedTerms,
+      ...entries.map((entry, i) => {
+        invariant(entry.index === heldFrom + i, `log entries are not contiguous at ${entry.index}`);
+        return entry.term;
+      }),
+    ];
     this.reader = reader;
     this.stableIndex = this.lastIndex();
     invariant(
@@ -49,6 +59,10 @@ export class RaftLog {
       `commit ${committed} is beyond the last index ${this.lastIndex()}`,
     );
     invariant(applied <= committed, `applied ${applied} is beyond commit ${committed}`);
+    invariant(
+      notLoadedTerms.length === 0 || (reader !== null && applied >= heldFrom - 1),
+      `entries through ${heldFrom - 1} were not loaded, but they are not applied (${applied}) or cannot be read back`,
+    );
     this.committed = committed;
     this.applied = applied;
     this.applying = applied;

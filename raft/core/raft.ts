@@ -161,6 +161,8 @@ interface SnapshotReception {
 }
 
 const contextLengthMax = 256;
+/** Entry data read back at a time when a restart replays the applied membership changes. */
+const replaySliceBytes = 4 * 1024 * 1024;
 const noMessages: readonly Message[] = Object.freeze([]);
 const noReadStates: readonly ReadState[] = Object.freeze([]);
 
@@ -271,16 +273,27 @@ export class RaftCore {
     // index (written only beside other writes) may be older: start from the higher of the two, so
     // the membership is replayed as far as the application went. (Never beyond the log: an
     // application ahead of its log is left to apply nothing until the log catches up.)
-    const lastIndex = state.offset.index + state.entries.length;
+    const notLoadedTerms = state.notLoaded?.terms ?? [];
+    const lastIndex = state.offset.index + notLoadedTerms.length + state.entries.length;
     const commit = Math.max(state.hardState.commit, Math.min(options.applied ?? 0, lastIndex));
     const applied = Math.min(Math.max(options.applied ?? snapshotIndex, snapshotIndex), commit);
-    this.log = new RaftLog(state.offset, state.entries, commit, applied, options.stableEntries ?? null);
+    this.log = new RaftLog(
+      state.offset,
+      state.entries,
+      commit,
+      applied,
+      options.stableEntries ?? null,
+      notLoadedTerms,
+    );
     this.membership = new MembershipState(state.snapshot?.meta.membership ?? { voters: [], learners: [] });
-    // Membership changes take effect when applied; replay those the application already applied.
-    for (let index = snapshotIndex + 1; index <= applied; index++) {
-      const entry = this.log.entry(index);
-      invariant(entry !== undefined, `entry ${index} below applied ${applied} is missing`);
-      if (entry.type === "config") this.membership.apply(decodeMembershipChange(entry.data));
+    // Membership changes take effect when applied; replay those the application already applied
+    // (read back a slice at a time where the store left them on disk).
+    for (let index = snapshotIndex + 1; index <= applied; ) {
+      const slice = this.log.slice(index, applied + 1, replaySliceBytes);
+      for (const entry of slice) {
+        if (entry.type === "config") this.membership.apply(decodeMembershipChange(entry.data));
+      }
+      index += slice.length;
     }
     this.becomeFollower(this.term, null);
     this.releaseEntries();

@@ -76,8 +76,20 @@ export interface PersistentState {
   /** With its data, or stored where the driver's StableSnapshotReader reads it back. */
   readonly snapshot: Snapshot | StoredSnapshot | null;
   readonly offset: LogOffset;
-  /** Contiguous entries from `offset.index + 1`. */
+  /**
+   * Entries from `offset.index + 1` that the store left on disk, their data not loaded (a
+   * restart need not hold what was applied before it): their terms and data sizes, in order.
+   * Only a store that reads entries back (StableEntryReader) leaves any. Absent: none.
+   */
+  readonly notLoaded?: NotLoadedEntries;
+  /** Contiguous entries, with their data, after those not loaded (from `offset.index + 1` when none). */
   readonly entries: readonly Entry[];
+}
+
+/** Entries a store left on disk at load (PersistentState.notLoaded). */
+export interface NotLoadedEntries {
+  readonly terms: readonly number[];
+  readonly dataBytes: readonly number[];
 }
 
 /** A persistent state whose snapshot, if any, carries its data: a new node's, a simulated disk's. */

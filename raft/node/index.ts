@@ -5,6 +5,7 @@ export {
   checkCompactable,
   checkSnapshotRead,
   collectParts,
+  type LogLoadOptions,
   type LogStore,
   LogStoreError,
   readSnapshotChunkOf,

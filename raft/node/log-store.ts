@@ -16,6 +16,15 @@ import {
   type StoredSnapshot,
 } from "../core/index.js";
 
+/** What LogStore.load may leave out. */
+export interface LogLoadOptions {
+  /**
+   * The entries before this index may be left on disk, their data not loaded
+   * (PersistentState.notLoaded): the caller has applied them. A store may load them all the same.
+   */
+  readonly dataFrom?: number;
+}
+
 /**
  * The core reads entries back through readEntries (StableEntryReader), synchronously, for a follower
  * that lags behind what it keeps in memory: only entries an append already stored, never compacted.
@@ -27,7 +36,7 @@ import {
  */
 export interface LogStore extends StableEntryReader, StableSnapshotReader, SnapshotReceiver {
   /** Everything persisted so far; an empty store gives term 0, no snapshot and no entries. */
-  load(): Promise<PersistentState>;
+  load(options?: LogLoadOptions): Promise<PersistentState>;
   /**
    * Atomically and durably (fsynced before the promise resolves): drop stored entries from
    * `entries[0].index` on, store `entries`, and store `hardState` when it is not null. Entries must

@@ -95,8 +95,8 @@ export interface RaftNodeOptions<Result> {
   readonly snapshotLogToStateRatio?: number;
   /**
    * The ratio puts a snapshot off only while the entries' data applied since the last one is
-   * under this many bytes: a restart loads the log since the snapshot into memory. Default: no
-   * bound but the entry count's.
+   * under this many bytes: a restart reads the log since the snapshot back and checks it, and
+   * applies again what the state machine lost. Default: no bound but the entry count's.
    */
   readonly snapshotLogBytesMax?: number;
   /** Entries kept behind a snapshot so slightly lagging followers catch up without one. */
@@ -209,8 +209,15 @@ export class RaftNode<Result> {
 
   /** Loads the node's state from its log store (bootstrapping a new cluster if asked) and starts it. */
   static async start<Result>(options: RaftNodeOptions<Result>): Promise<RaftNode<Result>> {
-    let state = await options.logStore.load();
-    const empty = state.hardState.term === 0 && state.snapshot === null && state.entries.length === 0;
+    // What the state machine applied before this start stays on disk: only the entries after it
+    // are loaded with their data (a log may hold up to raft.snapshotLogBytesMax of them).
+    let state = await options.logStore.load({ dataFrom: options.stateMachine.appliedIndex() + 1 });
+    const notLoaded = state.notLoaded ?? { terms: [], dataBytes: [] };
+    const empty =
+      state.hardState.term === 0 &&
+      state.snapshot === null &&
+      state.entries.length === 0 &&
+      notLoaded.terms.length === 0;
     if (empty && options.bootstrap !== undefined) {
       state = bootstrapState(options.bootstrap);
       await options.logStore.append(state.entries, state.hardState);
@@ -231,8 +238,12 @@ export class RaftNode<Result> {
     });
     // The entries applied since the snapshot count toward the next one across a restart.
     let bytesAppliedSince = 0;
+    const since = (index: number) => index > snapshotIndex && index <= applied;
+    notLoaded.dataBytes.forEach((bytes, i) => {
+      if (since(state.offset.index + 1 + i)) bytesAppliedSince += bytes;
+    });
     for (const entry of state.entries) {
-      if (entry.index > snapshotIndex && entry.index <= applied) bytesAppliedSince += entry.data.length;
+      if (since(entry.index)) bytesAppliedSince += entry.data.length;
     }
     const node = new RaftNode(options, core, applied, {
       index: snapshotIndex,

@@ -51,6 +51,7 @@ import type {
 import {
   checkAppendable,
   checkCompactable,
+  type LogLoadOptions,
   type LogStore,
   LogStoreError,
   readStoredEntries,
@@ -91,6 +92,9 @@ const firstZeroBytes = 1024 * 1024;
 const zeroSliceBytes = 256 * 1024;
 const pageBytes = 4096;
 
+/** What a load answers but the entries: the hard state, the snapshot and the compaction offset. */
+type StoredLogHead = Omit<PersistentState, "entries" | "notLoaded">;
+
 /** The segment appended to: its descriptor (O_DSYNC), where the next record goes, records in it. */
 interface Writer {
   readonly fd: number;
@@ -119,8 +123,8 @@ export class SegmentLogStore implements LogStore {
   /** A write that failed leaves the files in a state this process no longer knows: no more writes. */
   private failed: Error | null = null;
   private closed = false;
-  /** What open read, for the first load; dropped by any change to the store. */
-  private loadedAtOpen: PersistentState | null = null;
+  /** What open read (but the entries), for the first load; dropped by any change to the store. */
+  private loadedAtOpen: StoredLogHead | null = null;
 
   private constructor(
     readonly directory: string,
@@ -198,15 +202,34 @@ export class SegmentLogStore implements LogStore {
   /**
    * Everything stored; the snapshot in its file as a StoredSnapshot. The first call after open
    * answers what open read (the Raft node loads once at start); later calls read the files again.
+   * The entries from `dataFrom` on are read back from their files; those before it are left there
+   * (`notLoaded`: their terms and sizes), so a restart does not hold what was applied before it.
    */
-  async load(): Promise<PersistentState> {
+  async load(options: LogLoadOptions = {}): Promise<PersistentState> {
     return this.exclusive(async () => {
-      const loaded = this.loadedAtOpen;
+      let head = this.loadedAtOpen;
       this.loadedAtOpen = null;
-      if (loaded !== null) return loaded;
-      await this.writer?.zeroing;
-      this.closeFiles();
-      return this.replay();
+      if (head === null) {
+        await this.writer?.zeroing;
+        this.closeFiles();
+        head = await this.replay();
+      }
+      const first = this.offset.index + 1;
+      const dataFrom = Math.min(Math.max(options.dataFrom ?? first, first), this.lastIndex + 1);
+      const left = this.locations.slice(0, dataFrom - first);
+      const entries =
+        dataFrom > this.lastIndex
+          ? []
+          : this.readEntries(dataFrom, this.lastIndex + 1, Number.POSITIVE_INFINITY);
+      if (left.length === 0) return { ...head, entries };
+      return {
+        ...head,
+        notLoaded: {
+          terms: left.map((location) => location.term),
+          dataBytes: left.map((location) => location.bytes - entryHeaderBytes),
+        },
+        entries,
+      };
     });
   }
 
@@ -353,8 +376,11 @@ export class SegmentLogStore implements LogStore {
     this.snapshots.close();
   }
 
-  /** Reads every segment back (segment-replay.ts), then opens the last one for appending. */
-  private async replay(): Promise<PersistentState> {
+  /**
+   * Reads every segment back (segment-replay.ts), then opens the last one for appending. The
+   * entries stay in their files (load reads back those it answers).
+   */
+  private async replay(): Promise<StoredLogHead> {
     const replayed = await replaySegments(this.directory, this.where);
     this.segments = replayed.segments;
     this.locations = replayed.locations;
@@ -362,7 +388,7 @@ export class SegmentLogStore implements LogStore {
     const snapshot = await this.snapshots.load(replayed.state.snapshot);
     await this.openWriter(replayed.tail);
     const { hardState, offset } = replayed.state;
-    return { hardState, snapshot, offset, entries: replayed.entries };
+    return { hardState, snapshot, offset };
   }
 
   /**

@@ -1,12 +1,14 @@
 // Reading a segment log back (segment-log-store.ts): every segment in order, each record checked and
 // applied to the log being rebuilt, the entries' places in their files kept for reading them back.
+// No entry's data is kept: a log as large as its state may allow (raft.snapshotLogBytesMax) would
+// be held whole in memory at every start.
 // Only the last record of the last segment may be torn (a crash while it was written); damage
 // anywhere else, or entries missing between the offset and the last index, is refused.
 
 import { readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Entry, HardState } from "../../raft/core/index.js";
+import type { HardState } from "../../raft/core/index.js";
 import { LogStoreError } from "../../raft/node/index.js";
 import { type DecodedRecord, decodeRecord, type LogState, segmentMagic } from "./segment-records.js";
 
@@ -39,8 +41,7 @@ export interface SegmentTail {
 export interface ReplayedLog {
   readonly segments: Segment[];
   readonly state: LogState;
-  /** Entries offset + 1 .. last, and where each one is. */
-  readonly entries: Entry[];
+  /** Where each of the entries offset + 1 .. last is. */
   readonly locations: EntryLocation[];
   /** Null: no segment yet. */
   readonly tail: SegmentTail | null;
@@ -121,10 +122,10 @@ class LogBeingRebuilt {
     last: 0,
   };
   /**
-   * The entries held, by index. A segment deleted as compacted may leave entries its records
+   * Where the entries are, by index. A segment deleted as compacted may leave entries its records
    * held missing until a later record's offset passes them: only finish() requires them all.
    */
-  private readonly entries = new Map<number, { entry: Entry; location: EntryLocation }>();
+  private readonly entries = new Map<number, EntryLocation>();
 
   constructor(private readonly where: string) {}
 
@@ -156,8 +157,10 @@ class LogBeingRebuilt {
       const place = record.places[i];
       if (place === undefined) return;
       this.entries.set(entry.index, {
-        entry,
-        location: { segment, position: position + place.at, bytes: place.bytes, term: entry.term },
+        segment,
+        position: position + place.at,
+        bytes: place.bytes,
+        term: entry.term,
       });
     });
     const newLast = first + record.entries.length - 1;
@@ -166,19 +169,17 @@ class LogBeingRebuilt {
   }
 
   /** The log, once every entry from the offset to the last index is there. */
-  finish(): { state: LogState; entries: Entry[]; locations: EntryLocation[] } {
-    const entries: Entry[] = [];
+  finish(): { state: LogState; locations: EntryLocation[] } {
     const locations: EntryLocation[] = [];
     for (let index = this.state.offset.index + 1; index <= this.state.last; index++) {
-      const held = this.entries.get(index);
-      if (held === undefined)
+      const location = this.entries.get(index);
+      if (location === undefined)
         throw new LogStoreError(
           `${this.where} has a gap: entry ${index} is missing (a segment file removed?)`,
         );
-      entries.push(held.entry);
-      locations.push(held.location);
+      locations.push(location);
     }
-    return { state: this.state, entries, locations };
+    return { state: this.state, locations };
   }
 
   /** No segment holds a live entry above `index` any more. */

@@ -104,6 +104,40 @@ describe("entries held in memory", () => {
     expect(core.status()).toMatchObject({ entriesInMemory: 3, entryBytesInMemory: 6 });
   });
 
+  it("starts from a log whose applied entries the store left on disk, reading them back when asked; refuses one it could not read or had not applied", () => {
+    const all = threeCommittedEntries();
+    const leftOnDisk: PersistentState = {
+      ...all,
+      notLoaded: { terms: [2, 2], dataBytes: [2, 2] },
+      entries: all.entries.slice(2),
+    };
+    const asked: number[] = [];
+    const core = new RaftCore({ id: "n1", random: new SeededRandom(1) }, leftOnDisk, {
+      applied: 3,
+      stableEntries: {
+        readEntries: (low, high) => {
+          asked.push(low);
+          return all.entries.slice(low - 1, high - 1);
+        },
+      },
+    });
+    expect(core.status()).toMatchObject({ firstIndex: 1, lastIndex: 3, applied: 3, commit: 3 });
+    expect(core.entryAt(1)).toEqual(all.entries[0]);
+    expect(asked).toContain(1);
+    expect(
+      () => new RaftCore({ id: "n1", random: new SeededRandom(1) }, leftOnDisk, { applied: 3 }),
+    ).toThrowError(
+      /entries through 2 were not loaded, but they are not applied \(3\) or cannot be read back/,
+    );
+    expect(
+      () =>
+        new RaftCore({ id: "n1", random: new SeededRandom(1) }, leftOnDisk, {
+          applied: 1,
+          stableEntries: { readEntries: (low, high) => all.entries.slice(low - 1, high - 1) },
+        }),
+    ).toThrowError(/entries through 2 were not loaded, but they are not applied \(1\)/);
+  });
+
   it("followerCatchUpBytesMax may be 0 (read every lagging entry back) but not negative or fractional", () => {
     const random = new SeededRandom(1);
     expect(validateRaftConfig({ id: "n1", random, followerCatchUpBytesMax: 0 }).followerCatchUpBytesMax).toBe(

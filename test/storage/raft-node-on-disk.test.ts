@@ -1,11 +1,12 @@
 // RaftNode over SegmentLogStores (the nodes' Raft log) on a real disk: a cluster whose nodes all stop and start again from
-// their data directories keeps every acknowledged write and elects a leader again.
+// their data directories keeps every acknowledged write and elects a leader again; nodes whose
+// state machine kept what it applied restart without loading those entries, and still serve them.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import type { Entry } from "../../raft/core/index.js";
+import type { Entry, PersistentState } from "../../raft/core/index.js";
 import {
   collectParts,
   InProcessNetwork,
@@ -87,4 +88,74 @@ it("a whole cluster restarted from its LevelDB directories keeps every acknowled
   );
   expect(members.every((m) => m.node.status().firstIndex > 1)).toBe(true);
   await Promise.all(members.map((m) => m.node.stop()));
+});
+
+it("nodes restarted with their applied entries left on disk replay the membership from them and send them to a follower that lags", {
+  timeout: 60_000,
+}, async () => {
+  const ids = ["m1", "m2", "m3"];
+  const network = new InProcessNetwork();
+  const machines = new Map(ids.map((id) => [id, new ListMachine()]));
+  const loaded = new Map<string, PersistentState>();
+  const nodes = new Map<string, RaftNode<void>>();
+  // The machines are kept across restarts, as a state machine on disk is: what they applied
+  // before is what the stores may leave on disk.
+  const start = async (id: string, bootstrap: boolean) => {
+    const store = await SegmentLogStore.open(join(root, id));
+    const load = store.load.bind(store);
+    store.load = async (options) => {
+      const state = await load(options);
+      loaded.set(id, state);
+      return state;
+    };
+    const node = await RaftNode.start<void>({
+      id,
+      logStore: store,
+      transport: network.connect(id),
+      stateMachine: machines.get(id) as ListMachine,
+      tickMs: 10,
+      snapshotEveryEntries: 1_000_000,
+      ...(bootstrap ? { bootstrap: { voters: ids, learners: [] } } : {}),
+    });
+    nodes.set(id, node);
+  };
+  const leader = async () => {
+    let found: RaftNode<void> | undefined;
+    await waitFor("a leader", () => {
+      found = [...nodes.values()].find((node) => !node.isStopped() && node.status().role === "leader");
+      return found !== undefined;
+    });
+    return found as RaftNode<void>;
+  };
+  const value = (i: number) => `w${i}-${"x".repeat(200)}`;
+  for (const id of ids) await start(id, true);
+  for (let i = 0; i < 10; i++) await (await leader()).propose(new TextEncoder().encode(value(i)));
+  // One follower stops and misses the next 20 writes.
+  const first = await leader();
+  const behind = ids.find((id) => id !== first.id) as string;
+  await nodes.get(behind)?.stop();
+  for (let i = 10; i < 30; i++) await (await leader()).propose(new TextEncoder().encode(value(i)));
+  const others = ids.filter((id) => id !== behind);
+  await waitFor("both to apply the 30 writes", () =>
+    others.every((id) => machines.get(id)?.values.length === 30),
+  );
+  for (const id of others) await nodes.get(id)?.stop();
+  // The two restart with every entry they applied left on disk, config entries included.
+  for (const id of others) await start(id, false);
+  for (const id of others) {
+    const state = loaded.get(id);
+    expect(state?.notLoaded?.terms.length).toBe(machines.get(id)?.appliedIndex());
+    expect(state?.entries).toEqual([]);
+  }
+  // They know the members from entries they did not load, so they elect a leader; that leader
+  // sends the follower that was down the 20 entries it missed, read back from its files.
+  await leader();
+  expect(nodes.get(others[0] as string)?.status().membership.voters).toEqual(ids);
+  await start(behind, false);
+  await (await leader()).propose(new TextEncoder().encode(value(30)));
+  const all = Array.from({ length: 31 }, (_, i) => value(i));
+  await waitFor("every node to apply every write", () =>
+    ids.every((id) => machines.get(id)?.values.join() === all.join()),
+  );
+  for (const node of nodes.values()) await node.stop();
 });

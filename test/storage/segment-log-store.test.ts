@@ -2,7 +2,8 @@
 // deleted as the log moves on; a record torn by a crash (the last one, zeros after it) is dropped
 // and overwritten, while damage anywhere else is refused naming the file and the byte; a segment
 // file gone is a gap, never a silently shorter log; a segment a crash left without its state
-// record gets one; an older node's LevelDB log is copied whole.
+// record gets one; an older node's LevelDB log is copied whole; a load leaves on disk the entries
+// its caller applied.
 
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -84,6 +85,28 @@ describe("SegmentLogStore", () => {
     const state = await store.load();
     expect(state.entries).toEqual([...range(1, 19), ...range(20, 25, 2)]);
     expect(store.readEntries(24, 26, 1 << 20)).toEqual(range(24, 25, 2));
+    await store.close();
+  });
+
+  it("loads the entries from dataFrom with their data and leaves those before it on disk: terms and sizes", async () => {
+    const directory = await storeWith([...range(1, 30), ...range(31, 40, 2)]);
+    const store = await SegmentLogStore.open(directory, { segmentBytes: 4096 });
+    await store.append([entry(41, 2, 3000)], { term: 2, vote: "n1", commit: 41 });
+    const state = await store.load({ dataFrom: 36 });
+    expect(state.notLoaded?.terms).toEqual([...Array(30).fill(1), ...Array(5).fill(2)]);
+    expect(state.notLoaded?.dataBytes).toEqual(Array(35).fill(100));
+    expect(state.entries).toEqual([...range(36, 40, 2), entry(41, 2, 3000)]);
+    // Those left out are read back when asked for.
+    expect(store.readEntries(29, 33, 1 << 20)).toEqual([...range(29, 30), ...range(31, 32, 2)]);
+    // Past the end: nothing loaded; before the first entry, or without dataFrom: everything.
+    const none = await store.load({ dataFrom: 100 });
+    expect(none.entries).toEqual([]);
+    expect(none.notLoaded?.dataBytes).toEqual([...Array(40).fill(100), 3000]);
+    for (const options of [{ dataFrom: 0 }, {}]) {
+      const all = await store.load(options);
+      expect(all.notLoaded).toBeUndefined();
+      expect(all.entries).toEqual([...range(1, 30), ...range(31, 40, 2), entry(41, 2, 3000)]);
+    }
     await store.close();
   });
 
