@@ -43,18 +43,19 @@ export interface LogState {
   readonly last: number;
 }
 
-/** Where an entry's bytes are in its record, for reading it back alone. */
+/** Where an entry's bytes are in its record, for reading it back alone, and its term. */
 export interface EntryPlace {
   /** From the record's start. */
   readonly at: number;
   readonly bytes: number;
+  readonly term: number;
 }
 
 export type DecodedRecord =
   | {
       readonly kind: "append";
       readonly first: number;
-      readonly entries: Entry[];
+      /** One per entry, from `first` on. */
       readonly places: EntryPlace[];
       readonly hardState: HardState | null;
       readonly bytes: number;
@@ -110,8 +111,9 @@ function seal(record: Uint8Array, view: DataView): Uint8Array {
 }
 
 /**
- * The record at `position` of a segment's bytes. Entries are copied out (they outlive the file's
- * buffer); `places` say where each one's bytes are, from the record's start.
+ * The record at `position` of a segment's bytes. Its entries are not decoded: `places` say where
+ * each one's bytes are, from the record's start, and its term; the record's checksum covers them,
+ * and each is checked again when read back alone (decodeEntry).
  */
 export function decodeRecord(segment: Uint8Array, position: number): RecordRead {
   if (position + recordHeaderBytes > segment.length) return { kind: "end" };
@@ -150,17 +152,18 @@ function decodeAppend(record: Uint8Array, view: DataView): DecodedRecord {
       ? null
       : (JSON.parse(decoder.decode(record.subarray(at, at + hardStateBytes))) as HardState);
   at += hardStateBytes;
-  const entries: Entry[] = [];
   const places: EntryPlace[] = [];
   for (let i = 0; i < count; i++) {
+    if (at + entryHeaderBytes > record.length) throw new Error(`entry ${first + i} runs past its record`);
     const bytes = entryHeaderBytes + view.getUint32(at + 13);
     if (at + bytes > record.length) throw new Error(`entry ${first + i} runs past its record`);
-    entries.push(decodeEntry(first + i, record.subarray(at, at + bytes)));
-    places.push({ at, bytes });
+    if (entryTypes[view.getUint8(at + 12)] === undefined)
+      throw new Error(`entry ${first + i} has an unknown type`);
+    places.push({ at, bytes, term: Number(view.getBigUint64(at + 4)) });
     at += bytes;
   }
   if (at !== record.length) throw new Error("bytes after the last entry");
-  return { kind: "append", first, entries, places, hardState, bytes: record.length };
+  return { kind: "append", first, places, hardState, bytes: record.length };
 }
 
 /** One entry's bytes (at an EntryPlace), checked against its checksum and copied out. */

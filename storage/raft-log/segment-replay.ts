@@ -140,7 +140,7 @@ class LogBeingRebuilt {
       return;
     }
     const hardState = record.hardState ?? this.state.hardState;
-    if (record.entries.length === 0) {
+    if (record.places.length === 0) {
       this.state = { ...this.state, hardState };
       return;
     }
@@ -153,17 +153,15 @@ class LogBeingRebuilt {
     // Conflict truncation: the record's entries replace every stored one from its first on.
     for (let index = first; index <= last; index++) this.entries.delete(index);
     this.lowerHighest(first - 1);
-    record.entries.forEach((entry, i) => {
-      const place = record.places[i];
-      if (place === undefined) return;
-      this.entries.set(entry.index, {
+    record.places.forEach((place, i) => {
+      this.entries.set(first + i, {
         segment,
         position: position + place.at,
         bytes: place.bytes,
-        term: entry.term,
+        term: place.term,
       });
     });
-    const newLast = first + record.entries.length - 1;
+    const newLast = first + record.places.length - 1;
     segment.highestIndex = Math.max(segment.highestIndex, newLast);
     this.state = { ...this.state, hardState, last: newLast };
   }
