@@ -9,7 +9,8 @@
 // each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
 // secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
 // Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
-// staged beside the loop first (what a node does: RaftNode stages, then saves). And what a LevelDB
+// staged beside the loop first (what a node does: RaftNode stages, then saves). How long a restart
+// takes to open and load a log of 100,000 entries of 4 KiB, applied or not. And what a LevelDB
 // batch costs the event loop per operation, written as abstract-level's array batch or as our
 // writeBatch (a chained batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
@@ -276,6 +277,54 @@ async function benchSnapshotSave(
 }
 
 /**
+ * A restart's open and load of a log of 100,000 entries of 4 KiB (400 MiB, what 128 MiB of
+ * raft.snapshotLogBytesMax and more would keep), the median of three: with every entry applied
+ * (what a node does: load({ dataFrom }) leaves them on disk) and with none applied (every entry
+ * read back with its data: a node whose state machine starts empty).
+ */
+async function benchRestart(
+  directory: string,
+): Promise<{ applied: string; ms: number; cpuMs: number; loadedMiB: number }[]> {
+  const entries = 100_000;
+  let store = await SegmentLogStore.open(directory);
+  const data = new Uint8Array(randomBytes(4096));
+  for (let index = 1; index <= entries; index += 100) {
+    const batch = Array.from({ length: 100 }, (_, i) => ({
+      index: index + i,
+      term: 1,
+      type: "normal" as const,
+      data,
+    }));
+    await store.append(batch, { term: 1, vote: null, commit: index + 99 });
+  }
+  await store.close();
+  const rows = [];
+  for (const applied of ["all", "none"]) {
+    const runs: { ms: number; cpuMs: number; loadedMiB: number }[] = [];
+    for (let round = 0; round < 3; round++) {
+      const start = performance.now();
+      const cpu = process.cpuUsage();
+      store = await SegmentLogStore.open(directory);
+      const state = await store.load(applied === "all" ? { dataFrom: entries + 1 } : {});
+      const used = process.cpuUsage(cpu);
+      runs.push({
+        ms: performance.now() - start,
+        cpuMs: (used.user + used.system) / 1000,
+        loadedMiB: state.entries.reduce((sum, entry) => sum + entry.data.length, 0) / 2 ** 20,
+      });
+      await store.close();
+    }
+    rows.push({
+      applied,
+      ms: median(runs.map((run) => run.ms)),
+      cpuMs: median(runs.map((run) => run.cpuMs)),
+      loadedMiB: median(runs.map((run) => run.loadedMiB)),
+    });
+  }
+  return rows;
+}
+
+/**
  * The event loop's time per operation to hand a batch of `size` operations (4 puts of 300 bytes
  * to 1 delete, keys like a secret's version) to LevelDB, until the call returns its promise: the
  * array form of abstract-level (`db.batch(array)`) against writeBatch. The two alternate in
@@ -334,6 +383,7 @@ async function main(): Promise<void> {
   const rows = [];
   let syncs: ReturnType<typeof benchDiskSync> = [];
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
+  let restarts: Awaited<ReturnType<typeof benchRestart>> = [];
   const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
     for (const valueBytes of [entryBytes, 4096])
@@ -351,6 +401,7 @@ async function main(): Promise<void> {
     const applies = await benchApplies(join(root, "state"), seconds);
     syncs = benchDiskSync(root, seconds);
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
+    restarts = await benchRestart(join(root, "restart"));
     for (const size of [4, 32])
       levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
@@ -423,6 +474,11 @@ async function main(): Promise<void> {
       "staged beside the loop first, ms",
     ],
     snapshotSaves.map((row) => [`${row.mib} MiB`, row.written.toFixed(1), row.staged.toFixed(1)]),
+  );
+  process.stdout.write("\n");
+  printTable(
+    ["restart: open and load 100,000 entries of 4 KiB, applied", "ms", "CPU ms", "entry data loaded, MiB"],
+    restarts.map((row) => [row.applied, row.ms.toFixed(0), row.cpuMs.toFixed(0), row.loadedMiB.toFixed(0)]),
   );
   process.stdout.write("\n");
   printTable(
