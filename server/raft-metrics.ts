@@ -15,7 +15,13 @@ import type {
   SnapshotMeta,
   StoredSnapshot,
 } from "../raft/core/index.js";
-import type { LogLoadOptions, LogStore, RaftNode, Transport } from "../raft/node/index.js";
+import {
+  type LogLoadOptions,
+  type LogStore,
+  type RaftNode,
+  snapshotSize,
+  type Transport,
+} from "../raft/node/index.js";
 
 export class RaftMetrics {
   private readonly leaderChanges: Counter;
@@ -155,13 +161,13 @@ export class RaftMetrics {
         store.receiveSnapshotChunk(meta, totalBytes, offset, chunk),
       installSnapshot: async (snapshot: Snapshot | StoredSnapshot) => {
         await store.installSnapshot(snapshot);
-        this.snapshotBytes.set("data" in snapshot ? snapshot.data.length : snapshot.totalBytes);
+        this.snapshotBytes.set(snapshotSize(snapshot));
       },
       stageSnapshot: (meta: SnapshotMeta, parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) =>
         store.stageSnapshot(meta, parts),
       saveSnapshot: async (snapshot: Snapshot | StoredSnapshot) => {
         await store.saveSnapshot(snapshot);
-        this.snapshotBytes.set("data" in snapshot ? snapshot.data.length : snapshot.totalBytes);
+        this.snapshotBytes.set(snapshotSize(snapshot));
       },
       compact: (offset: LogOffset) => store.compact(offset),
       close: () => store.close(),

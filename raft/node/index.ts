@@ -24,5 +24,6 @@ export {
   raftFailpoints,
   type SnapshotToRestore,
   type StateMachine,
+  snapshotSize,
 } from "./raft-node.js";
 export type { Transport } from "./transport.js";

@@ -709,6 +709,7 @@ function toRestore(snapshot: Snapshot | StoredSnapshot, store: LogStore): Snapsh
   return { ...snapshot, read: () => readStoredSnapshot(store, snapshot) };
 }
 
-function snapshotSize(snapshot: Snapshot | StoredSnapshot): number {
+/** A snapshot's size in bytes, whether it carries its data or is stored. */
+export function snapshotSize(snapshot: Snapshot | StoredSnapshot): number {
   return "data" in snapshot ? snapshot.data.length : snapshot.totalBytes;
 }

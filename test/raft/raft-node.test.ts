@@ -13,6 +13,7 @@ import {
   type RaftNodeOptions,
   type SnapshotToRestore,
   type StateMachine,
+  snapshotSize,
   type Transport,
 } from "../../raft/node/index.js";
 import { snapshotData } from "../support/snapshot-data.js";
@@ -108,7 +109,7 @@ class SnapshotRecordingStore extends MemoryLogStore {
   override async saveSnapshot(snapshot: Parameters<MemoryLogStore["saveSnapshot"]>[0]): Promise<void> {
     this.saved.push({
       index: snapshot.meta.index,
-      bytes: "data" in snapshot ? snapshot.data.length : snapshot.totalBytes,
+      bytes: snapshotSize(snapshot),
     });
     await super.saveSnapshot(snapshot);
   }
