@@ -1,25 +1,28 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Test files that start no server on a fixed loopback address and time nothing: the Raft core and
- * its simulator, storage (in-process nodes), seals (each file its own SoftHSM token directory),
- * PKI, deploy files. They run two at a time, first; on 2 cores that halves their share of
- * `npm test`'s 10-minute budget.
+ * Test files that time nothing a second file beside them could push past its bound, two at a time,
+ * first: the Raft core and its simulator, storage (in-process nodes), seals (each file its own
+ * SoftHSM token directory), PKI, deploy files, and the clusters of processes and in-process nodes
+ * that check behaviour rather than a failover's or a chaos run's time. Every file that starts nodes
+ * has its own loopback addresses and ports (test/server/cluster-harness.ts), so two never meet. On
+ * 2 cores this takes a third off `npm test` against one file at a time: a cluster's test spends
+ * much of its time waiting (elections, timers, processes starting), which the other file fills.
  */
-const independentFiles = [
-  "test/raft/**/*.test.ts",
-  "test/storage/**/*.test.ts",
-  "test/conformance/**/*.test.ts",
-  "test/hsm/**/*.test.ts",
-  "test/pki/**/*.test.ts",
-  "test/deploy/**/*.test.ts",
-];
+const sharedFiles = ["test/**/*.test.ts"];
+/**
+ * Files timed against their SLOs (failover within a second, chaos runs checked against their
+ * budgets): one at a time, after the others, each with the machine to itself.
+ */
+const timedFiles = ["test/chaos/**/*.test.ts", "test/server/failover.test.ts"];
 /**
  * The Raft log's crash test SIGKILLs its writer at random moments and checks that most kills land
  * mid-write: beside a CPU-bound file the starved writer spends more of its time between changes
  * (157-163 of 200 kills mid-write alone, 113-134 beside the simulator). It runs alone, last.
  */
 const crashFiles = ["test/storage/raft-log-crash.test.ts"];
+/** The container suite has its own config and command (npm run test:containers). */
+const containerFiles = ["test/containers/**"];
 
 export default defineConfig({
   test: {
@@ -31,26 +34,16 @@ export default defineConfig({
       {
         extends: true,
         test: {
-          name: "independent",
-          include: independentFiles,
-          exclude: crashFiles,
+          name: "shared",
+          include: sharedFiles,
+          exclude: [...timedFiles, ...crashFiles, ...containerFiles, "**/node_modules/**"],
           maxWorkers: 2,
           sequence: { groupOrder: 0 },
         },
       },
       {
         extends: true,
-        test: {
-          // Clusters of processes and in-process nodes on fixed loopback addresses and ports, and
-          // chaos experiments timed against their SLOs: one file at a time, after the others, so
-          // that no two share an address or the CPU.
-          name: "clusters",
-          include: ["test/**/*.test.ts"],
-          // The container suite has its own config and command (npm run test:containers).
-          exclude: [...independentFiles, "test/containers/**", "**/node_modules/**"],
-          maxWorkers: 1,
-          sequence: { groupOrder: 1 },
-        },
+        test: { name: "timed", include: timedFiles, maxWorkers: 1, sequence: { groupOrder: 1 } },
       },
       {
         extends: true,
