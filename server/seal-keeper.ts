@@ -101,7 +101,7 @@ export class SealKeeper {
       initialized: this.initialized(),
       sealed: this.sealed(),
       seals: this.seals?.status() ?? null,
-      // A record changed since the seal has no unsealer yet: its loop is as stopped as the old one.
+      // A node its operator sealed has no unsealer until the recovery shares start one: stopped.
       hsmState: auto?.state ?? (this.sealedByOperator && this.seals?.canAutoUnseal() ? "stopped" : ""),
       hsmLastError: auto?.lastError?.message ?? "",
     };
@@ -170,7 +170,10 @@ export class SealKeeper {
     this.sealedByOperator = true;
     this.options.barrier.seal();
     this.seals?.seal();
+    // Dropped, not only stopped: a stopped unsealer still reports "unsealed" if it had unsealed
+    // the node, and the status then said so of a node its operator had just sealed.
     this.unsealer?.stop();
+    this.unsealer = null;
     this.options.onChange();
   }
 

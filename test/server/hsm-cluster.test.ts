@@ -164,6 +164,10 @@ it("a node an operator sealed stays sealed until a threshold of recovery shares 
 
   expect(await strongroom(["operator", "seal"])).toMatchObject({ code: 0, stdout: "n3: sealed\n" });
   expect(await healthCode(victim)).toBe(503);
+  // Its HSM had unsealed it; its status must not say so now.
+  const sealedStatus = await strongroom(["operator", "status"]);
+  expect(sealedStatus.code).toBe(2);
+  expect(sealedStatus.stdout).toMatch(/^hsm auto-unseal +stopped$/m);
 
   // A new seal record (the HSM key rotated) reaches the sealed node: it must not unseal by itself.
   const sys = clientOf("n1").sys;
