@@ -277,6 +277,14 @@ class SecretsApi {
   async updateMetadata(request: UpdateMetadataRequest, context: RequestContext): Promise<WriteResponse> {
     requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
+    // An expiry erases the secret's values within a sweep: one already past (a mistyped year)
+    // would erase them at once, for good. Checked here, by this node's clock; apply has none.
+    if (request.expiresAtMs !== undefined && request.expiresAtMs > 0 && request.expiresAtMs <= Date.now()) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `expires_at ${new Date(request.expiresAtMs).toISOString()} has passed: an expiry erases the values, so it must be in the future (to erase them now: destroy the versions)`,
+      );
+    }
     const changes: SecretMetadataChanges = {
       ...(request.maxVersions === undefined ? {} : { maxVersions: request.maxVersions }),
       ...(request.casRequired === undefined ? {} : { casRequired: request.casRequired }),

@@ -206,6 +206,14 @@ it("kv rotation and expiry: a generator and an overlap set, rotate now, the stal
   });
   const refused = await strongroom(["kv", "metadata", "life/db", "--generator", "rsa:1024"]);
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("(INVALID_ARGUMENT)") });
+  // An expiry already past would erase every value at once: refused, and the secret keeps them.
+  const past = await strongroom(["kv", "metadata", "life/db", "--expires-at", "2020-01-01T00:00:00Z"]);
+  expect(past).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("expires_at 2020-01-01T00:00:00.000Z has passed"),
+  });
+  expect(await strongroom(["kv", "metadata", "life/db", "--expires-in", "0s"])).toMatchObject({ code: 1 });
+  expect((await strongroom(["kv", "get", "life/db"])).code).toBe(0);
   const notRotating = await strongroom(["kv", "rotate", "app/config"]);
   expect(notRotating).toMatchObject({ code: 1, stderr: expect.stringContaining("(NOT_ROTATING)") });
 
