@@ -380,7 +380,7 @@ export function registerClientCommands(program: Command, output: Output = proces
     )
     .description("print changes as they happen (one line, or one JSON object, each) until Ctrl-C or --count")
     .option("--from <revision>", "resume after this revision", nonNegativeInteger("--from"), 0)
-    .option("--count <n>", "stop after this many changes", nonNegativeInteger("--count"))
+    .option("--count <n>", "stop after this many changes", positiveInteger("--count"))
     .action((prefix: string, options: Formatted & { from: number; count?: number }) =>
       run(output, () =>
         withClient(

@@ -155,6 +155,11 @@ it("init, unseal every node, and the kv group", async () => {
       "only letters, digits, '.', '_', '-' and '/' are allowed (INVALID_ARGUMENT)",
     ),
   });
+  // --count 0 is a usage error (it used to print one change and stop).
+  expect(await strongroom(["kv", "watch", "app/", "--count", "0"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--count must be a positive integer"),
+  });
 }, 60_000);
 
 it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {
