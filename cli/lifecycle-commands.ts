@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { writeFileAtomically } from "../agent/render.js";
 import type { Lease } from "../proto/gen/strongroom/v1/leases.gen.js";
 import { formatDuration } from "../server/durations.js";
 import { type ConnectionOptions, sdkClient, UsageError, withClient } from "./client-connection.js";
@@ -195,9 +196,12 @@ function registerCertsCommands(program: Command, output: Output): void {
           ];
           if (options.out !== undefined) {
             if (!existsSync(options.out)) mkdirSync(options.out, { recursive: true, mode: 0o700 });
-            writeFileSync(join(options.out, "cert.pem"), issued.certificatePem);
-            writeFileSync(join(options.out, "key.pem"), issued.privateKeyPem, { mode: 0o600 });
-            writeFileSync(join(options.out, "ca.pem"), issued.caPem);
+            // Each file replaced whole, with its mode whatever the file it replaces had: a key
+            // written into an older, readable key.pem kept that file's mode.
+            const encoded = (pem: string) => Buffer.from(pem, "utf8");
+            writeFileAtomically(join(options.out, "key.pem"), encoded(issued.privateKeyPem), 0o600);
+            writeFileAtomically(join(options.out, "cert.pem"), encoded(issued.certificatePem), 0o644);
+            writeFileAtomically(join(options.out, "ca.pem"), encoded(issued.caPem), 0o644);
             output.out(rows([...summary, ["files", `${options.out}/{cert,key,ca}.pem`]]));
             return;
           }

@@ -4,7 +4,16 @@
 // snapshots, keyring rotation, rekey, and sealing a node (operator status then exits 2).
 
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -268,12 +277,18 @@ it("certs, leases and revoke: the internal CA, a role, an issued certificate, it
     serverAuth: false,
   });
   expect((await strongroom(["certs", "role", "read", "web"])).stdout).toMatch(/^ttl +10m\nmax ttl +1h\n/m);
+  // Into a directory holding an older key.pem that anyone may read (a renewal into the same
+  // place): the new key must not inherit that mode.
   const out = join(root, "issued");
+  mkdirSync(out);
+  writeFileSync(join(out, "key.pem"), "an older key", { mode: 0o644 });
   const issued = await strongroom(["certs", "issue", "web", "api.svc.test", "--out", out]);
   expect(issued, issued.stderr).toMatchObject({ code: 0 });
   const lease = /lease\s+(\S+)/.exec(issued.stdout)?.[1] ?? "";
   expect(lease).toMatch(/^pki\/issue\/web\/[0-9a-f]+$/);
   expect(statSync(join(out, "key.pem")).mode & 0o777).toBe(0o600);
+  expect(readFileSync(join(out, "key.pem"), "utf8")).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+  expect(readdirSync(out).sort()).toEqual(["ca.pem", "cert.pem", "key.pem"]);
   expect(readFileSync(join(out, "cert.pem"), "utf8")).toMatch(/^-----BEGIN CERTIFICATE-----/);
   const refused = await strongroom(["certs", "issue", "web", "api.other.test"]);
   expect(refused).toMatchObject({
