@@ -3,7 +3,6 @@
 // STRONGROOM_TOKEN (never a flag: flags show in the process list); shares come from stdin, one per
 // line, or from a hidden prompt. A created token is printed once: it is stored nowhere.
 
-import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { decryptShare } from "../hsm/shares/share-encryption.js";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
@@ -22,6 +21,7 @@ import {
   plainShare,
   processOutput,
   promptHidden,
+  readNamedFile,
   rows,
   run,
   stdinLines,
@@ -75,7 +75,9 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .action((name: string, file: string | undefined, options: Formatted) =>
       run(output, async () => {
         const document =
-          file === undefined ? (await output.stdin()).toString("utf8") : readFileSync(file, "utf8");
+          file === undefined
+            ? (await output.stdin()).toString("utf8")
+            : readNamedFile("the policy file", file).toString("utf8");
         const written = await withClient(options, (client) => client.access.writePolicy({ name, document }));
         emit(
           output,
@@ -356,12 +358,14 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--passphrase-file <file>", "a file holding the passphrase of an encrypted private key")
     .action((options: { privateKey: string; passphraseFile?: string }) =>
       run(output, async () => {
-        const privateKeyPem = readFileSync(options.privateKey, "utf8");
+        const privateKeyPem = readNamedFile("--private-key", options.privateKey).toString("utf8");
         // A file, not a flag or a prompt: a flag shows in the process list, and stdin carries the shares.
         const passphrase =
           options.passphraseFile === undefined
             ? undefined
-            : readFileSync(options.passphraseFile, "utf8").replace(/\r?\n$/, "");
+            : readNamedFile("--passphrase-file", options.passphraseFile)
+                .toString("utf8")
+                .replace(/\r?\n$/, "");
         if (passphrase === undefined && privateKeyPem.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
           throw new UsageError(
             `${options.privateKey} is encrypted: give its passphrase with --passphrase-file`,

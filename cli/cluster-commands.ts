@@ -4,7 +4,6 @@
 // go to stdout only (redirect them somewhere safe), never to a file of ours.
 
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import type { Command } from "commander";
 import type { Member, SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
@@ -20,6 +19,7 @@ import {
   optionMeaning,
   plainShare,
   processOutput,
+  readNamedFile,
   rows,
   run,
   stdinLines,
@@ -244,7 +244,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
           const shareOptions = {
             count: options.shares,
             threshold: options.threshold,
-            operatorKeys: options.operatorKey.map((file) => readFileSync(file, "utf8")),
+            operatorKeys: options.operatorKey.map((file) =>
+              readNamedFile("--operator-key", file).toString("utf8"),
+            ),
           };
           const hsmOnly = options.hsm && options.shares === 0;
           const init = await withClient(options, (client) =>
@@ -306,7 +308,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
     )
     .action((options: Formatted & { shares: number; threshold: number; operatorKey: string[] }) =>
       run(output, async () => {
-        const operatorKeys = options.operatorKey.map((file) => readFileSync(file, "utf8"));
+        const operatorKeys = options.operatorKey.map((file) =>
+          readNamedFile("--operator-key", file).toString("utf8"),
+        );
         const given = (await stdinLines(output)).map(plainShare);
         const result = await withClient(options, async (client) => {
           let nonce = "";

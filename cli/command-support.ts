@@ -2,6 +2,7 @@
 // connection flags, argument parsers, and how a failure becomes a message on stderr and an exit
 // code (0 ok, 1 error, 2 usage).
 
+import { readFileSync } from "node:fs";
 import { Argument, type Command, InvalidArgumentError, Option } from "commander";
 import { stringify as stringifyYaml } from "yaml";
 import { armorPrefix } from "../hsm/shares/share-encryption.js";
@@ -72,6 +73,29 @@ function integerAtLeast(name: string, minimum: number, what: string) {
       throw new InvalidArgumentError(`${name} must be ${what}.`);
     return parsed;
   };
+}
+
+/**
+ * The bytes of a file the command line names (`what`: the flag or argument, for the message). One
+ * that cannot be read is a usage error that names it and says why, not Node's bare ENOENT/EISDIR.
+ */
+export function readNamedFile(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EISDIR"
+          ? "it is a directory"
+          : code === "EACCES"
+            ? "permission denied"
+            : error instanceof Error
+              ? error.message
+              : String(error);
+    throw new UsageError(`cannot read ${what} ${file}: ${why}`);
+  }
 }
 
 /** Runs a command body, mapping failures to stderr and exit codes (2 usage, 1 anything else). */

@@ -3,7 +3,6 @@
 // or --format json|yaml, which carry it base64-encoded). Exit codes: 0 ok, 1 error, 2 usage;
 // `operator status` exits 2 when the node is sealed, like Vault's.
 
-import { readFileSync } from "node:fs";
 import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
@@ -22,6 +21,7 @@ import {
   optionMeaning,
   positiveInteger,
   processOutput,
+  readNamedFile,
   rows,
   run,
 } from "./command-support.js";
@@ -74,7 +74,8 @@ export function registerClientCommands(program: Command, output: Output = proces
     .option(requestIdFlag, requestIdHelp, requestIdArgument)
     .action((path: string, options: Formatted & { file?: string; cas?: number; requestId?: string }) =>
       run(output, async () => {
-        const value = options.file === undefined ? await output.stdin() : readFileSync(options.file);
+        const value =
+          options.file === undefined ? await output.stdin() : readNamedFile("--file", options.file);
         const written = await withClient(options, (client) =>
           client.secrets.put({
             path,

@@ -169,6 +169,15 @@ it("init, unseal every node, and the kv group", async () => {
     code: 2,
     stderr: expect.stringContaining("--count must be a positive integer"),
   });
+  // A file named on the command line that cannot be read: a usage error naming it and why.
+  expect(await strongroom(["kv", "put", "app/from-file", "--file", join(root, "missing")])).toMatchObject({
+    code: 2,
+    stderr: `strongroom: cannot read --file ${join(root, "missing")}: no such file\n`,
+  });
+  expect(await strongroom(["policy", "write", "from-file", root])).toMatchObject({
+    code: 2,
+    stderr: `strongroom: cannot read the policy file ${root}: it is a directory\n`,
+  });
 }, 60_000);
 
 it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {
