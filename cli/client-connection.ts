@@ -33,7 +33,7 @@ export function sdkClient(
     return value;
   };
   const token = env.STRONGROOM_TOKEN ?? "";
-  return createClient({
+  const config = {
     endpoints: pick(options.addr, "STRONGROOM_ADDR"),
     tls: {
       caFile: pick(options.cacert, "STRONGROOM_CACERT"),
@@ -41,7 +41,14 @@ export function sdkClient(
       keyFile: pick(options.clientKey, "STRONGROOM_CLIENT_KEY"),
     },
     token: token === "" ? null : token,
-  });
+  };
+  try {
+    return createClient(config);
+  } catch (error) {
+    // createClient connects later: what it refuses now is what the flags or the environment say
+    // (an address that is not host:port, a file that cannot be read or is not PEM), a usage error.
+    throw new UsageError(error instanceof Error ? error.message : String(error), { cause: error });
+  }
 }
 
 /** Runs `body` with a client from `options`, closing it after. */

@@ -51,10 +51,23 @@ export function tlsCredentials(tls: ClientTls | ClientTlsFiles): (address: strin
   };
 }
 
+/** A TLS file's bytes; one that cannot be read is an error naming what it is and where. */
+function readTlsFile(what: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new Error(`cannot read ${what} ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 function secureContext(tls: ClientTls | ClientTlsFiles): SecureContext {
   const material =
     "caFile" in tls
-      ? { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }
+      ? {
+          ca: readTlsFile("the CA bundle (tls.caFile)", tls.caFile),
+          cert: readTlsFile("the client certificate (tls.certFile)", tls.certFile),
+          key: readTlsFile("the client key (tls.keyFile)", tls.keyFile),
+        }
       : tls;
   let context: SecureContext;
   try {

@@ -178,6 +178,13 @@ it("init, unseal every node, and the kv group", async () => {
     code: 2,
     stderr: `strongroom: cannot read the policy file ${root}: it is a directory\n`,
   });
+  const noCa = await strongroom(["kv", "get", "app/x", "--cacert", join(root, "missing-ca.pem")]);
+  expect(noCa).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining(
+      `cannot read the CA bundle (tls.caFile) ${join(root, "missing-ca.pem")}: ENOENT`,
+    ),
+  });
 }, 60_000);
 
 it("kv rotation and expiry: a generator and an overlap set, rotate now, the stale report, bad flags refused", async () => {

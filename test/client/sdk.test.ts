@@ -230,6 +230,10 @@ it("a connection that cannot be made says why: a CA that did not sign the node, 
   expect(() => createClient({ endpoints, tls: { ...tlsOf("app"), keyFile: other.privateKeyFile } })).toThrow(
     `the client key does not match the client certificate (${tlsOf("app").certFile}, ${other.privateKeyFile})`,
   );
+  // A file that cannot be read is named, with what it is for.
+  expect(() => createClient({ endpoints, tls: { ...tlsOf("app"), caFile: "/nonexistent/ca.pem" } })).toThrow(
+    "cannot read the CA bundle (tls.caFile) /nonexistent/ca.pem: ENOENT",
+  );
 });
 
 it("close() ends the client's watches: no event after it, nothing left open", async () => {
