@@ -31,7 +31,20 @@ export function renderSecret(
 /** Replaces `file` with `content` atomically, with `mode`. */
 export function writeFileAtomically(file: string, content: Uint8Array, mode: number): void {
   const temporary = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  const descriptor = openSync(temporary, "w", mode);
+  let descriptor: number;
+  try {
+    descriptor = openSync(temporary, "w", mode);
+  } catch (error) {
+    // Said of the file asked for, not of the temporary one beside it.
+    const code = (error as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? `its directory ${dirname(file)} does not exist`
+        : code === "EACCES"
+          ? `${dirname(file)} may not be written to`
+          : (error as Error).message;
+    throw new Error(`cannot write ${file}: ${why}`, { cause: error });
+  }
   try {
     // The mode exactly, whatever the umask.
     fchmodSync(descriptor, mode);
