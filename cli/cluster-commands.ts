@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import type { Command } from "commander";
-import type { Member, SnapshotChunk } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import type { Member } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   collect,
@@ -25,6 +25,7 @@ import {
   stdinLines,
   table,
 } from "./command-support.js";
+import { readSnapshotFile, snapshotFileHeader, snapshotFrame } from "./snapshot-file.js";
 
 type Formatted = ConnectionOptions & { format: Format };
 
@@ -163,6 +164,7 @@ export function registerClusterCommands(program: Command, output: Output = proce
         let appliedIndex = 0;
         let digest: Uint8Array | null = null;
         try {
+          await out.write(snapshotFileHeader);
           await withClient(options, (client) =>
             client.saveSnapshot(async (chunk) => {
               if (received === 0) appliedIndex = chunk.appliedIndex;
@@ -365,66 +367,4 @@ export function registerClusterCommands(program: Command, output: Output = proce
         emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
       }),
     );
-}
-
-/** A frame larger than this is not one `snapshot save` wrote (its chunks are about 1 MiB). */
-const snapshotFrameBytesMax = 64 * 1024 * 1024;
-
-/** The chunks of a file `snapshot save` wrote, read a frame at a time; a malformed file is refused. */
-async function* readSnapshotFile(file: string): AsyncGenerator<SnapshotChunk> {
-  const handle = await open(file, "r").catch((error: unknown) => {
-    throw new UsageError(`cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`);
-  });
-  try {
-    const readExactly = async (length: number, position: number): Promise<Buffer> => {
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, position);
-      if (bytesRead < length) throw new UsageError(`${file} is not a snapshot file (cut short)`);
-      return buffer;
-    };
-    const size = (await handle.stat()).size;
-    for (let position = 0; position < size; ) {
-      const length = (await readExactly(4, position)).readUInt32BE(0);
-      if (length > snapshotFrameBytesMax) throw new UsageError(`${file} is not a snapshot file`);
-      const body = await readExactly(length, position + 4);
-      let frame: { data: string; totalBytes: number; appliedIndex: number; sha256: string };
-      try {
-        frame = JSON.parse(body.toString("utf8"));
-      } catch {
-        throw new UsageError(`${file} is not a snapshot file`);
-      }
-      if (
-        typeof frame !== "object" ||
-        frame === null ||
-        typeof frame.data !== "string" ||
-        typeof frame.sha256 !== "string" ||
-        !Number.isSafeInteger(frame.totalBytes) ||
-        !Number.isSafeInteger(frame.appliedIndex)
-      )
-        throw new UsageError(`${file} is not a snapshot file`);
-      yield {
-        data: Buffer.from(frame.data, "base64"),
-        totalBytes: frame.totalBytes,
-        appliedIndex: frame.appliedIndex,
-        sha256: Buffer.from(frame.sha256, "base64"),
-      };
-      position += 4 + length;
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-/** One chunk as a backup file keeps it: a 4-byte length, then the chunk as JSON (bytes in base64). */
-function snapshotFrame(chunk: SnapshotChunk): Buffer {
-  const body = Buffer.from(
-    JSON.stringify({
-      ...chunk,
-      data: Buffer.from(chunk.data).toString("base64"),
-      sha256: Buffer.from(chunk.sha256).toString("base64"),
-    }),
-  );
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(body.length);
-  return Buffer.concat([length, body]);
 }
