@@ -157,7 +157,13 @@ export function registerClusterCommands(program: Command, output: Output = proce
         const partial = `${file}.partial`;
         // One left by an interrupted save is replaced, created afresh so that its mode is 0600.
         await rm(partial, { force: true });
-        const out = await open(partial, "wx", 0o600);
+        const out = await open(partial, "wx", 0o600).catch((error: unknown) => {
+          throw new UsageError(
+            (error as NodeJS.ErrnoException).code === "ENOENT"
+              ? `cannot write ${file}: its directory does not exist`
+              : `cannot write ${file}: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        });
         const hash = createHash("sha256");
         let total = 0;
         let received = 0;

@@ -389,6 +389,11 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
   expect(savedBytes).toBeGreaterThan(0);
   // The state's bytes and a few per chunk (format 2; format 1's base64 made it a third larger).
   expect(statSync(file).size).toBeLessThan(savedBytes * 1.01 + 100);
+  const nowhere = join(root, "absent", "backup.snapshot");
+  expect(await strongroom(["cluster", "snapshot", "save", nowhere])).toMatchObject({
+    code: 2,
+    stderr: `strongroom: cannot write ${nowhere}: its directory does not exist\n`,
+  });
   // Restoring is for a new cluster only; this one is initialized.
   const refused = await strongroom(["cluster", "snapshot", "restore", file]);
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("ALREADY_INITIALIZED") });
