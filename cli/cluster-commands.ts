@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import type { Command } from "commander";
+import { checkShareOptions } from "../hsm/seal-operations.js";
 import type { Member } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
@@ -319,6 +320,16 @@ export function registerClusterCommands(program: Command, output: Output = proce
         const operatorKeys = options.operatorKey.map((file) =>
           readNamedFile("--operator-key", file).toString("utf8"),
         );
+        // Before any share is read: an operator learns of a bad count or key without typing one.
+        try {
+          checkShareOptions({
+            count: options.shares,
+            threshold: options.threshold,
+            ...(operatorKeys.length > 0 ? { operatorKeys } : {}),
+          });
+        } catch (error) {
+          throw new UsageError((error as Error).message);
+        }
         const given = (await stdinLines(output)).map(plainShare);
         const result = await withClient(options, async (client) => {
           let nonce = "";

@@ -15,6 +15,7 @@ export type { Seal, SealStatus, UnsealInput } from "./seal.js";
 export { registerSealMetrics, type SealMetricsSource } from "./seal-metrics.js";
 export {
   checkAuthorization,
+  checkShareOptions,
   type HandedOutShares,
   initializeSeal,
   type MigrationTarget,

@@ -24,7 +24,12 @@ import {
   wrapRootKeyWithShares,
 } from "./seal-record.js";
 import { encryptShare, parsePublicKey } from "./shares/share-encryption.js";
-import { newShareSet, type ShareSetDescriptor, secretMatches } from "./shares/share-set.js";
+import {
+  newShareSet,
+  type ShareSetDescriptor,
+  secretMatches,
+  validateShareCounts,
+} from "./shares/share-set.js";
 
 export interface ShareOptions {
   readonly count: number;
@@ -273,6 +278,15 @@ function handOut(
   const keys = options?.operatorKeys;
   if (keys === undefined) return { threshold, shares, encrypted: false };
   return { threshold, shares: shares.map((share, i) => encryptShare(share, keys[i] ?? "")), encrypted: true };
+}
+
+/**
+ * Refuses share options that could not make shares: counts out of range, operator keys that are
+ * not one valid key per share. A rekey checks them with its first share, before operators gather.
+ */
+export function checkShareOptions(options: ShareOptions): void {
+  validateShareCounts(options.count, options.threshold);
+  checkOperatorKeys(options);
 }
 
 function checkOperatorKeys(options: ShareOptions | undefined): void {

@@ -7,6 +7,7 @@
 import {
   authorizingShareSet,
   checkAuthorization,
+  checkShareOptions,
   encodeSealRecord,
   initializeSeal,
   migrateSeal,
@@ -225,7 +226,11 @@ class SysApi {
           "the first share of a rekey comes with the new share count and threshold",
         );
       }
-      this.rekeyTarget = shareOptions(request.newShares);
+      // Checked before the share is taken: operators learn of a bad count or key now, not after
+      // a threshold of them have each given theirs.
+      const target = shareOptions(request.newShares);
+      checkShareOptions(target);
+      this.rekeyTarget = target;
     }
     const target = this.rekeyTarget;
     if (target === null) throw new NodeError("INVALID_ARGUMENT", "no rekey is in progress");

@@ -413,6 +413,13 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
 
 it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, unseal it with the new shares", async () => {
   const old = readFileSync(join(root, "shares"), "utf8").split("\n");
+  // Share options that could not make shares: refused before a share is read.
+  expect(
+    await strongroom(["operator", "rekey", "--shares", "1", "--threshold", "2"], old.slice(0, 2).join("\n")),
+  ).toMatchObject({
+    code: 2,
+    stderr: "strongroom: the threshold must be an integer from 1 to the share count (1), got 2\n",
+  });
   const rekeyed = await json<{ shares: string[]; threshold: number }>(
     ["operator", "rekey", "--shares", "3", "--threshold", "2"],
     old.slice(0, 2).join("\n"),

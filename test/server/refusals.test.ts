@@ -240,6 +240,18 @@ describe("cluster operations", () => {
 
   it("rekeys through the leader: new shares work, old ones do not, every node stays unsealed", async () => {
     const sys = clientOf("n1").sys;
+    // New share options that could not make shares are refused with the first share, which is
+    // not taken: the attempt has not started.
+    const impossible = await callError(sys.rekey.bind(sys), {
+      share: shares[0] ?? "",
+      nonce: "",
+      newShares: { count: 1, threshold: 2, operatorKeys: [] },
+      reset: false,
+    });
+    expect(impossible).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "the threshold must be an integer from 1 to the share count (1), got 2",
+    });
     const first = await call(sys.rekey.bind(sys), {
       share: shares[0] ?? "",
       nonce: "",
