@@ -7,7 +7,8 @@
 // closed until they are given a line here. "peer" marks the calls one node makes of another.
 
 import { validatePath, validatePrefix } from "../../storage/state/index.js";
-import type { Capability } from "../policy/policy.js";
+import { NodeError } from "../errors.js";
+import { type Capability, validatePolicyName } from "../policy/policy.js";
 
 export type Permission =
   | { readonly kind: "open" }
@@ -44,6 +45,15 @@ const requestPrefix = (request: Record<string, unknown>) => {
   const prefix = String(request.prefix ?? "");
   if (prefix !== "") validatePrefix(prefix);
   return prefix;
+};
+// A malformed policy name is refused in the words of policy names, not of the path it maps to.
+const policyPath = (request: Record<string, unknown>) => {
+  try {
+    validatePolicyName(request.name);
+  } catch (error) {
+    throw new NodeError("INVALID_ARGUMENT", (error as Error).message);
+  }
+  return `sys/policies/${request.name}`;
 };
 const fixed = (path: string) => () => path;
 
@@ -87,10 +97,10 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Cluster/SaveSnapshot", on(fixed("sys/snapshot"), "read", true)],
   ["/strongroom.v1.Cluster/RestoreSnapshot", on(fixed("sys/snapshot"), "update", true)],
 
-  ["/strongroom.v1.Access/WritePolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "write")],
-  ["/strongroom.v1.Access/ReadPolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "read")],
+  ["/strongroom.v1.Access/WritePolicy", on(policyPath, "write")],
+  ["/strongroom.v1.Access/ReadPolicy", on(policyPath, "read")],
   ["/strongroom.v1.Access/ListPolicies", on(fixed("sys/policies/"), "list")],
-  ["/strongroom.v1.Access/DeletePolicy", on((r) => `sys/policies/${String(r.name ?? "")}`, "delete")],
+  ["/strongroom.v1.Access/DeletePolicy", on(policyPath, "delete")],
   // Binding an identity grants policies: sudo, as for anything that hands out privileges.
   ["/strongroom.v1.Access/BindIdentity", on(fixed("sys/identities"), "update", true)],
   ["/strongroom.v1.Access/UnbindIdentity", on(fixed("sys/identities"), "delete", true)],

@@ -419,7 +419,10 @@ export class AccessApi {
 
   private requireExisting(records: AccessRecords, policies: readonly string[]): void {
     const missing = policies.filter((name) => name !== rootPolicyName && !records.policies.has(name));
-    if (missing.length > 0) throw new NodeError("NOT_FOUND", `no policy named ${missing.join(", ")}`);
+    if (missing.length > 0) {
+      const names = missing.map((name) => JSON.stringify(name)).join(", ");
+      throw new NodeError("NOT_FOUND", `no ${missing.length === 1 ? "policy" : "policies"} named ${names}`);
+    }
   }
 
   private async linearizableRecords(context: RequestContext): Promise<AccessRecords> {

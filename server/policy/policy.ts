@@ -53,7 +53,14 @@ export interface Decision {
 }
 
 const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const nameRule = "1 to 64 lower-case letters, digits, '.', '_' or '-'";
 const rulesMax = 256;
+
+/** Throws a PolicyError naming the rule when `name` cannot be a policy's name. */
+export function validatePolicyName(name: unknown): asserts name is string {
+  if (typeof name !== "string" || !namePattern.test(name))
+    throw new PolicyError(`a policy name is ${nameRule}: got ${JSON.stringify(String(name).slice(0, 80))}`);
+}
 
 /**
  * Parses and validates a policy document (YAML, or JSON, which YAML reads too). `writtenAs`, the
@@ -81,7 +88,7 @@ export function validatePolicy(document: unknown, writtenAs?: string): Policy {
     const hint = writtenAs !== undefined && namePattern.test(writtenAs) ? `: add "name: ${writtenAs}"` : "";
     problems.push(`name: missing, the document names its policy${hint}`);
   } else if (typeof name !== "string" || !namePattern.test(name)) {
-    problems.push("name: 1 to 64 lower-case letters, digits, '.', '_' or '-'");
+    problems.push(`name: ${nameRule}`);
   }
   if (tenant !== undefined && (typeof tenant !== "string" || !/^[A-Za-z0-9._-]+$/.test(tenant))) {
     problems.push("tenant: a single path segment (letters, digits, '.', '_', '-')");

@@ -312,7 +312,20 @@ describe("policies", () => {
     const rootWrite = await callError(access.deletePolicy.bind(access), { name: "root" });
     expect(rootWrite).toMatchObject({ code: status.INVALID_ARGUMENT });
     const unknown = await callError(access.bindIdentity.bind(access), { identity: "x", policies: ["nope"] });
-    expect(unknown).toMatchObject({ code: status.NOT_FOUND, details: "no policy named nope" });
+    expect(unknown).toMatchObject({ code: status.NOT_FOUND, details: 'no policy named "nope"' });
+    const unknowns = await callError(access.bindIdentity.bind(access), {
+      identity: "x",
+      policies: ["nope", "web", "bad name!"],
+    });
+    expect(unknowns.details).toBe('no policies named "bad name!", "nope"');
+    // A name no policy can have is refused in the words of policy names, for every policy call.
+    for (const call of [access.writePolicy, access.readPolicy, access.deletePolicy]) {
+      const badName = await callError(call.bind(access), { name: "bad name!", document: "name: x" });
+      expect(badName).toMatchObject({
+        code: status.INVALID_ARGUMENT,
+        details: `a policy name is 1 to 64 lower-case letters, digits, '.', '_' or '-': got "bad name!"`,
+      });
+    }
     const badIdentity = await callError(access.bindIdentity.bind(access), {
       identity: "a*b",
       policies: ["web"],
