@@ -7,8 +7,9 @@
 // cluster's shares are never written next to its data. It prints how to talk to the cluster and
 // writes an env file.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { writeFileAtomically } from "../agent/render.js";
 import { type NodeConfig, parseNodeConfig } from "../server/config.js";
 import { createLogger } from "../server/logger.js";
 import { StrongroomNode } from "../server/node.js";
@@ -102,13 +103,16 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     };
     env.STRONGROOM_TOKEN = await initializeAndUnseal(directory, env, hsm !== null, options.print);
     const envFile = join(directory, "env");
-    // It holds the root token: readable by its owner only.
-    writeFileSync(
+    // It holds the root token: readable by its owner only, even where an older file was not
+    // (writeFileSync's mode applies only to a file it creates).
+    writeFileAtomically(
       envFile,
-      `${Object.entries(env)
-        .map(([name, value]) => `export ${name}=${value}`)
-        .join("\n")}\n`,
-      { mode: 0o600 },
+      Buffer.from(
+        `${Object.entries(env)
+          .map(([name, value]) => `export ${name}=${value}`)
+          .join("\n")}\n`,
+      ),
+      0o600,
     );
     options.print("ready: every node is initialized and unsealed");
     options.print("");
@@ -170,13 +174,15 @@ async function initializeAndUnseal(
         shares: hsm ? init.recoveryShares : init.unsealShares,
         rootToken: init.rootToken,
       };
-      writeFileSync(
+      writeFileAtomically(
         sharesFile,
-        JSON.stringify({
-          warning: "development only: never keep shares or the root token with the data",
-          ...kept,
-        }),
-        { mode: 0o600 },
+        Buffer.from(
+          JSON.stringify({
+            warning: "development only: never keep shares or the root token with the data",
+            ...kept,
+          }),
+        ),
+        0o600,
       );
       print(
         hsm
@@ -245,8 +251,8 @@ function writeDevPki(directory: string, ids: readonly string[], host: string): D
   };
   if (existsSync(files.clusterCa) && ids.every((id) => existsSync(files.node(id)))) return files;
   const write = (pair: PemPair, certificate: string, key: string) => {
-    writeFileSync(certificate, pair.certificatePem);
-    writeFileSync(key, pair.privateKeyPem, { mode: 0o600 });
+    writeFileAtomically(certificate, Buffer.from(pair.certificatePem), 0o644);
+    writeFileAtomically(key, Buffer.from(pair.privateKeyPem), 0o600);
   };
   const clusterCa = createCertificateAuthority("strongroom dev cluster CA");
   const clientCa = createCertificateAuthority("strongroom dev client CA");

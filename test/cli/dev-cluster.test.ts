@@ -4,7 +4,7 @@
 // finds the data and the shares and unseals again.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -59,6 +59,10 @@ function stopDev(): Promise<number | null> {
     child.on("exit", (code) => resolve(code));
     child.kill("SIGINT");
   });
+}
+
+function modeOf(file: string): number {
+  return statSync(file).mode & 0o777;
 }
 
 /** The env the dev cluster wrote (export NAME=value lines). */
@@ -165,7 +169,13 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
     code: 1,
     stdout: expect.stringContaining("the checkpoint's MAC does not match"),
   });
+  // The env file holds the root token, the shares file the recovery shares: their owner's only,
+  // and the env file made so again when the next start rewrites it.
+  expect(modeOf(join(directory, "env"))).toBe(0o600);
+  expect(modeOf(join(directory, "dev-unseal-shares.json"))).toBe(0o600);
+  chmodSync(join(directory, "env"), 0o644);
   await startDev();
+  expect(modeOf(join(directory, "env"))).toBe(0o600);
   expect(devOutput).not.toMatch(/initialized with/);
   expect(devOutput).toMatch(/unsealed 3 nodes/);
   expect(await strongroom(["kv", "get", "app/db", "--reveal"])).toMatchObject({ code: 0, stdout: "s3cr3t" });
