@@ -319,8 +319,12 @@ describe("policies", () => {
     });
     expect(unknowns.details).toBe('no policies named "bad name!", "nope"');
     // A name no policy can have is refused in the words of policy names, for every policy call.
-    for (const call of [access.writePolicy, access.readPolicy, access.deletePolicy]) {
-      const badName = await callError(call.bind(access), { name: "bad name!", document: "name: x" });
+    const badNames = [
+      await callError(access.writePolicy.bind(access), { name: "bad name!", document: "name: x" }),
+      await callError(access.readPolicy.bind(access), { name: "bad name!" }),
+      await callError(access.deletePolicy.bind(access), { name: "bad name!" }),
+    ];
+    for (const badName of badNames) {
       expect(badName).toMatchObject({
         code: status.INVALID_ARGUMENT,
         details: `a policy name is 1 to 64 lower-case letters, digits, '.', '_' or '-': got "bad name!"`,
