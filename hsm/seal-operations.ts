@@ -180,10 +180,16 @@ export function migrateSeal(
   const protectors: Protector[] = [];
   const currentHsm = pkcs11ProtectorOf(record);
   if (target.pkcs11 !== undefined) {
-    const { keyLabel, mechanism } = target.pkcs11.client.config;
-    const keep =
-      currentHsm !== undefined && currentHsm.keyLabel === keyLabel && currentHsm.mechanism === mechanism;
-    protectors.push(keep ? currentHsm : protectWithPkcs11(rootKey, target.pkcs11));
+    // An HSM protector the cluster has is kept as it is, whatever key label the node's config
+    // names: after an HSM key rotation the record names the key, and the config's may be gone.
+    // Moving the root key to another HSM key is a rotation (rewrapWithHsmKey), not a migration.
+    if (currentHsm !== undefined && target.pkcs11.generateKey === true) {
+      throw new SealError(
+        "INVALID_ARGUMENT",
+        `the cluster's HSM protector (key "${currentHsm.keyLabel}") is kept by a migration, so no HSM key is generated: to wrap the root key under a new key, rotate the HSM key`,
+      );
+    }
+    protectors.push(currentHsm ?? protectWithPkcs11(rootKey, target.pkcs11));
   }
   if (target.shamir) {
     const shamir: ShamirProtector = shamirProtectorOf(record) ?? {

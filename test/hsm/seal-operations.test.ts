@@ -13,6 +13,7 @@ import {
   initializeSeal,
   migrateSeal,
   rekeyShares,
+  rewrapWithHsmKey,
   type SealInitResult,
 } from "../../hsm/seal-operations.js";
 import {
@@ -389,6 +390,32 @@ describe("seal migration", () => {
       pkcs11: { client },
     });
     expect(hsmOnly).toEqual(init.record);
+  });
+
+  it("keeps the HSM protector after an HSM key rotation, though the node's config names the old key", async () => {
+    const config = hsmConfig();
+    const init = await initializeSeal({ pkcs11: { client: new Pkcs11Client(config), generateKey: true } });
+    const recovery = init.recoveryShares?.shares ?? [];
+    const client = new Pkcs11Client(config);
+    const seals = new SealSet(init.record, { pkcs11Client: client });
+    await seals.unsealWithHsm();
+    const rotated = rewrapWithHsmKey(init.record, seals.rootKey(), {
+      client: new Pkcs11Client({ ...config, keyLabel: `${config.keyLabel}-2` }),
+      generateKey: true,
+    });
+    // The old key is deleted once nothing needs it: a migration must not reach for it.
+    expect(hsm.deleteKey(token, config.keyLabel)).toBe(1);
+    const authorization = await authorize(rotated, recovery.slice(0, 3));
+    const both = migrateSeal(rotated, seals.rootKey(), authorization, { shamir: true, pkcs11: { client } });
+    expect(both.protectors[0]).toEqual(rotated.protectors[0]);
+    expect(() =>
+      migrateSeal(rotated, seals.rootKey(), authorization, {
+        shamir: true,
+        pkcs11: { client, generateKey: true },
+      }),
+    ).toThrow(
+      /the cluster's HSM protector \(key ".*-2"\) is kept by a migration, so no HSM key is generated/,
+    );
   });
 
   it("refuses a migration without authorization, without a protector, or that changes nothing", async () => {
