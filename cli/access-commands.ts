@@ -298,13 +298,28 @@ export function registerAccessCommands(program: Command, output: Output = proces
       "give unseal shares (stdin, one per line, or hidden prompts) to a node, or --all nodes; with an HSM alone, recovery shares let the HSM unseal a node an operator sealed",
     )
     .option("--all", "every node in STRONGROOM_ADDR / --addr, in turn", false)
-    .action((options: ConnectionOptions & { all: boolean }) =>
+    .option("--reset", "discard the node's unseal attempt in progress and the shares given to it", false)
+    .action((options: ConnectionOptions & { all: boolean; reset: boolean }) =>
       run(output, async () => {
         const given: string[] = [];
         const addresses = (options.addr ?? process.env.STRONGROOM_ADDR ?? "")
           .split(",")
           .filter((a) => a !== "");
         const targets = options.all ? addresses : [undefined];
+        if (options.reset) {
+          for (const target of targets) {
+            await withClient(
+              { ...options, ...(target === undefined ? {} : { addr: target }) },
+              async (client) => {
+                const status = await client.sys.unseal({ share: "", nonce: "", reset: true });
+                output.out(
+                  `${status.nodeId}: ${status.sealed ? "unseal attempt reset" : "unsealed, no attempt to reset"}\n`,
+                );
+              },
+            );
+          }
+          return;
+        }
         let sealedLeft = 0;
         let hsmRefused = 0;
         for (const target of targets) {
@@ -387,9 +402,15 @@ export function registerAccessCommands(program: Command, output: Output = proces
 
   connectionFlags(operator.command("generate-root"))
     .description("a new root token from a threshold of unseal (or recovery) shares: stdin or hidden prompts")
-    .action((options: ConnectionOptions) =>
+    .option("--reset", "discard the attempt in progress and the shares given to it", false)
+    .action((options: ConnectionOptions & { reset: boolean }) =>
       run(output, async () => {
         await withClient(options, async (client) => {
+          if (options.reset) {
+            await client.sys.generateRoot({ share: "", nonce: "", reset: true });
+            output.out("root token generation reset: give the shares again\n");
+            return;
+          }
           let nonce = "";
           for await (const share of shares(output)) {
             const step = await client.sys.generateRoot({ share, nonce, reset: false });

@@ -315,44 +315,51 @@ export function registerClusterCommands(program: Command, output: Output = proce
       collect,
       [],
     )
-    .action((options: Formatted & { shares: number; threshold: number; operatorKey: string[] }) =>
-      run(output, async () => {
-        const operatorKeys = options.operatorKey.map((file) =>
-          readNamedFile("--operator-key", file).toString("utf8"),
-        );
-        // Before any share is read: an operator learns of a bad count or key without typing one.
-        try {
-          checkShareOptions({
-            count: options.shares,
-            threshold: options.threshold,
-            ...(operatorKeys.length > 0 ? { operatorKeys } : {}),
-          });
-        } catch (error) {
-          throw new UsageError((error as Error).message);
-        }
-        const given = (await stdinLines(output)).map(plainShare);
-        const result = await withClient(options, async (client) => {
-          let nonce = "";
-          for (const share of given) {
-            const step = await client.sys.rekey({
-              share,
-              nonce,
-              newShares: { count: options.shares, threshold: options.threshold, operatorKeys },
-              reset: false,
-            });
-            if (step.complete) return step;
-            nonce = step.nonce;
-            output.err(`${step.progress}/${step.threshold} shares\n`);
+    .option("--reset", "discard the rekey attempt in progress and the shares given to it", false)
+    .action(
+      (options: Formatted & { shares: number; threshold: number; operatorKey: string[]; reset: boolean }) =>
+        run(output, async () => {
+          if (options.reset) {
+            await withClient(options, (client) => client.sys.rekey({ share: "", nonce: "", reset: true }));
+            output.out("rekey reset: give the shares again\n");
+            return;
           }
-          throw new UsageError("not enough shares were given");
-        });
-        emit(output, options.format, result, () =>
-          [
-            ...result.shares.map((share, i) => `new share ${i + 1}: ${share}\n`),
-            `threshold: ${result.threshold}\n`,
-          ].join(""),
-        );
-      }),
+          const operatorKeys = options.operatorKey.map((file) =>
+            readNamedFile("--operator-key", file).toString("utf8"),
+          );
+          // Before any share is read: an operator learns of a bad count or key without typing one.
+          try {
+            checkShareOptions({
+              count: options.shares,
+              threshold: options.threshold,
+              ...(operatorKeys.length > 0 ? { operatorKeys } : {}),
+            });
+          } catch (error) {
+            throw new UsageError((error as Error).message);
+          }
+          const given = (await stdinLines(output)).map(plainShare);
+          const result = await withClient(options, async (client) => {
+            let nonce = "";
+            for (const share of given) {
+              const step = await client.sys.rekey({
+                share,
+                nonce,
+                newShares: { count: options.shares, threshold: options.threshold, operatorKeys },
+                reset: false,
+              });
+              if (step.complete) return step;
+              nonce = step.nonce;
+              output.err(`${step.progress}/${step.threshold} shares\n`);
+            }
+            throw new UsageError("not enough shares were given");
+          });
+          emit(output, options.format, result, () =>
+            [
+              ...result.shares.map((share, i) => `new share ${i + 1}: ${share}\n`),
+              `threshold: ${result.threshold}\n`,
+            ].join(""),
+          );
+        }),
     );
 
   op("migrate-seal")
@@ -360,28 +367,45 @@ export function registerClusterCommands(program: Command, output: Output = proce
     .option("--shamir", "Shamir shares in the target", false)
     .option("--hsm", "the HSM in the target", false)
     .option("--generate-hsm-key", "make the HSM key", false)
-    .action((options: Formatted & { shamir: boolean; hsm: boolean; generateHsmKey: boolean }) =>
-      run(output, async () => {
-        if (!options.shamir && !options.hsm) throw new UsageError("name the target: --shamir, --hsm or both");
-        const given = (await stdinLines(output)).map(plainShare);
-        const result = await withClient(options, async (client) => {
-          let nonce = "";
-          for (const share of given) {
-            const step = await client.sys.migrateSeal({
-              share,
-              nonce,
-              shamir: options.shamir,
-              hsm: options.hsm,
-              generateHsmKey: options.generateHsmKey,
-              reset: false,
-            });
-            if (step.complete) return step;
-            nonce = step.nonce;
-            output.err(`${step.progress}/${step.threshold} shares\n`);
+    .option("--reset", "discard the migration attempt in progress and the shares given to it", false)
+    .action(
+      (options: Formatted & { shamir: boolean; hsm: boolean; generateHsmKey: boolean; reset: boolean }) =>
+        run(output, async () => {
+          if (options.reset) {
+            await withClient(options, (client) =>
+              client.sys.migrateSeal({
+                share: "",
+                nonce: "",
+                shamir: false,
+                hsm: false,
+                generateHsmKey: false,
+                reset: true,
+              }),
+            );
+            output.out("seal migration reset: give the shares again\n");
+            return;
           }
-          throw new UsageError("not enough shares were given");
-        });
-        emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
-      }),
+          if (!options.shamir && !options.hsm)
+            throw new UsageError("name the target: --shamir, --hsm or both");
+          const given = (await stdinLines(output)).map(plainShare);
+          const result = await withClient(options, async (client) => {
+            let nonce = "";
+            for (const share of given) {
+              const step = await client.sys.migrateSeal({
+                share,
+                nonce,
+                shamir: options.shamir,
+                hsm: options.hsm,
+                generateHsmKey: options.generateHsmKey,
+                reset: false,
+              });
+              if (step.complete) return step;
+              nonce = step.nonce;
+              output.err(`${step.progress}/${step.threshold} shares\n`);
+            }
+            throw new UsageError("not enough shares were given");
+          });
+          emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
+        }),
     );
 }

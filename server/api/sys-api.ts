@@ -126,7 +126,7 @@ class SysApi {
   private rekeyTarget: SealShareOptions | null = null;
   private readonly migrationCollector: ShareCollector;
   private readonly generateRootCollector: ShareCollector;
-  private migrationTarget: MigrateSealRequest | null = null;
+  private migrationTarget: MigrationTarget | null = null;
 
   constructor(private readonly parts: SysApiParts) {
     this.rekeyCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
@@ -234,6 +234,14 @@ class SysApi {
     }
     const target = this.rekeyTarget;
     if (target === null) throw new NodeError("INVALID_ARGUMENT", "no rekey is in progress");
+    // A share given for other new options than the attempt's would make shares its operator did
+    // not ask for: refused before it is taken.
+    if (hasShares(request.newShares) && !sameShareOptions(shareOptions(request.newShares), target)) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a rekey to ${describeShareOptions(target)} is in progress: give your share with the same options, or reset it (operator rekey --reset)`,
+      );
+    }
     const submission = await this.rekeyCollector.submit(set, request.share, request.nonce);
     if (!submission.complete)
       return { complete: false, ...this.rekeyCollector.progress(set), shares: [], sharesEncrypted: false };
@@ -274,10 +282,25 @@ class SysApi {
           "the first share of a migration names the target: shamir, hsm or both",
         );
       }
-      this.migrationTarget = request;
+      this.migrationTarget = {
+        shamir: request.shamir,
+        hsm: request.hsm,
+        generateHsmKey: request.generateHsmKey,
+      };
     }
     const target = this.migrationTarget;
     if (target === null) throw new NodeError("INVALID_ARGUMENT", "no migration is in progress");
+    if (
+      (request.shamir || request.hsm) &&
+      (request.shamir !== target.shamir ||
+        request.hsm !== target.hsm ||
+        request.generateHsmKey !== target.generateHsmKey)
+    ) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a migration to ${describeMigration(target)} is in progress: give your share with the same target, or reset it (operator migrate-seal --reset)`,
+      );
+    }
     const submission = await this.migrationCollector.submit(set, request.share, request.nonce);
     if (!submission.complete) return progress();
     try {
@@ -386,6 +409,29 @@ function shareOptions(options: ShareOptions): SealShareOptions {
     threshold: options.threshold,
     ...(options.operatorKeys.length > 0 ? { operatorKeys: options.operatorKeys } : {}),
   };
+}
+
+function sameShareOptions(a: SealShareOptions, b: SealShareOptions): boolean {
+  const keys = (options: SealShareOptions) => options.operatorKeys ?? [];
+  return (
+    a.count === b.count &&
+    a.threshold === b.threshold &&
+    keys(a).length === keys(b).length &&
+    keys(a).every((key, i) => key === keys(b)[i])
+  );
+}
+
+function describeShareOptions(options: SealShareOptions): string {
+  const keys = options.operatorKeys?.length ?? 0;
+  return `${options.count} shares, threshold ${options.threshold}${keys > 0 ? `, encrypted to ${keys} operator keys` : ""}`;
+}
+
+/** What a seal migration moves to, as the first share of its attempt named it. */
+type MigrationTarget = Pick<MigrateSealRequest, "shamir" | "hsm" | "generateHsmKey">;
+
+function describeMigration(target: MigrationTarget): string {
+  const seals = [...(target.shamir ? ["shamir"] : []), ...(target.hsm ? ["hsm"] : [])].join(" + ");
+  return target.generateHsmKey ? `${seals} (generating the HSM key)` : seals;
 }
 
 function typesOf(record: SealRecord): string[] {

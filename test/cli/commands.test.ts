@@ -420,6 +420,22 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
     code: 2,
     stderr: "strongroom: the threshold must be an integer from 1 to the share count (1), got 2\n",
   });
+  // One operator starts a rekey; another's share for other options is refused, not taken, and
+  // --reset discards the attempt (the first share is then taken again, not refused as a duplicate).
+  const started = await strongroom(["operator", "rekey", "--shares", "3", "--threshold", "2"], old[0]);
+  expect(started).toMatchObject({
+    code: 2,
+    stderr: "1/2 shares\nstrongroom: not enough shares were given\n",
+  });
+  expect(await strongroom(["operator", "rekey"], old[1])).toMatchObject({
+    code: 1,
+    stderr:
+      "strongroom: a rekey to 3 shares, threshold 2 is in progress: give your share with the same options, or reset it (operator rekey --reset) (INVALID_ARGUMENT)\n",
+  });
+  expect(await strongroom(["operator", "rekey", "--reset"])).toMatchObject({
+    code: 0,
+    stdout: "rekey reset: give the shares again\n",
+  });
   const rekeyed = await json<{ shares: string[]; threshold: number }>(
     ["operator", "rekey", "--shares", "3", "--threshold", "2"],
     old.slice(0, 2).join("\n"),
@@ -433,12 +449,38 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
   expect(status.stdout).toMatch(/^sealed +true$/m);
   const stale = await strongroom(["operator", "unseal", "--addr", node], old.slice(0, 2).join("\n"));
   expect(stale.code).toBe(1);
+  // A share in an attempt, discarded by --reset: given again, it is taken, not a duplicate.
+  for (let round = 0; round < 2; round++) {
+    expect(await strongroom(["operator", "unseal", "--addr", node], rekeyed.shares[0])).toMatchObject({
+      code: 2,
+      stdout: "n3: sealed (1/2 shares)\n",
+    });
+    expect(await strongroom(["operator", "unseal", "--addr", node, "--reset"])).toMatchObject({
+      code: 0,
+      stdout: "n3: unseal attempt reset\n",
+    });
+  }
   const unsealed = await strongroom(
     ["operator", "unseal", "--addr", node],
     rekeyed.shares.slice(1, 3).join("\n"),
   );
   expect(unsealed).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
+  expect(await strongroom(["operator", "unseal", "--addr", node, "--reset"])).toMatchObject({
+    code: 0,
+    stdout: "n3: unsealed, no attempt to reset\n",
+  });
   writeFileSync(join(root, "rekeyed-shares"), rekeyed.shares.join("\n"));
+  // A root token generation left half done is discarded by --reset.
+  for (let round = 0; round < 2; round++) {
+    expect(await strongroom(["operator", "generate-root"], rekeyed.shares[0])).toMatchObject({
+      code: 2,
+      stderr: "1/2 shares\nstrongroom: not enough shares were given\n",
+    });
+    expect(await strongroom(["operator", "generate-root", "--reset"])).toMatchObject({
+      code: 0,
+      stdout: "root token generation reset: give the shares again\n",
+    });
+  }
   // Usage errors exit 2.
   expect((await strongroom(["operator", "status", "--format", "xml"])).code).toBe(2);
   expect((await strongroom(["cluster", "join", "n9"])).code).toBe(2);
