@@ -5,7 +5,8 @@
 
 import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
+import { pkcs11Mechanisms } from "../hsm/pkcs11/pkcs11-config.js";
 import { checkShareOptions } from "../hsm/seal-operations.js";
 import type { Member } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
@@ -299,6 +300,41 @@ export function registerClusterCommands(program: Command, output: Output = proce
           options.format,
           rotated,
           () => `key term ${rotated.term} (revision ${rotated.revision})\n`,
+        );
+      }),
+    );
+
+  op("rotate-hsm-key")
+    .description(
+      "wrap the root key under another key of the HSM token and retire the old one from the seal record; needs sudo on sys/seal/hsm-key",
+    )
+    .requiredOption("--key-label <label>", "the new key's label on the token")
+    .option(
+      "--mechanism <mechanism>",
+      `${pkcs11Mechanisms.join(" or ")} (default: the one the seal uses now)`,
+      (value: string) => {
+        if (!(pkcs11Mechanisms as readonly string[]).includes(value))
+          throw new InvalidArgumentError(`--mechanism is ${pkcs11Mechanisms.join(" or ")}.`);
+        return value;
+      },
+    )
+    .option("--generate-key", "make the key (refused if its label exists)", false)
+    .action((options: Formatted & { keyLabel: string; mechanism?: string; generateKey: boolean }) =>
+      run(output, async () => {
+        if (options.keyLabel.trim() === "") throw new UsageError("--key-label names the new key");
+        const status = await withClient(options, (client) =>
+          client.sys.rotateHsmKey({
+            keyLabel: options.keyLabel,
+            mechanism: options.mechanism ?? "",
+            generateKey: options.generateKey,
+          }),
+        );
+        emit(
+          output,
+          options.format,
+          status,
+          () =>
+            `the root key is wrapped by HSM key "${options.keyLabel}"; keep the old key until the snapshots taken before now have expired, then delete it from the token\n`,
         );
       }),
     );

@@ -453,6 +453,7 @@ export function registerClientCommands(program: Command, output: Output = proces
 function hsmRows(seal: SealStatusResponse): [string, string][] {
   if (!seal.sealTypes.includes("pkcs11")) return [];
   return [
+    ["hsm key", seal.hsmKeyLabel === "" ? "-" : `${seal.hsmKeyLabel} (${seal.hsmMechanism})`],
     ["hsm auto-unseal", seal.hsmState || "-"],
     ["hsm last error", seal.hsmLastError || "-"],
   ];

@@ -32,6 +32,7 @@ export {
   decodeSealRecord,
   encodeSealRecord,
   type Protector,
+  pkcs11ProtectorOf,
   type SealRecord,
   type SealType,
 } from "./seal-record.js";

@@ -12,6 +12,7 @@ import {
   initializeSeal,
   migrateSeal,
   Pkcs11Client,
+  pkcs11ProtectorOf,
   rekeyShares,
   rewrapWithHsmKey,
   type SealInitOptions,
@@ -126,7 +127,7 @@ class SysApi {
   private rekeyTarget: SealShareOptions | null = null;
   private readonly migrationCollector: ShareCollector;
   private readonly generateRootCollector: ShareCollector;
-  private migrationTarget: MigrationTarget | null = null;
+  private migrationTarget: RequestedMigration | null = null;
 
   constructor(private readonly parts: SysApiParts) {
     this.rekeyCollector = new ShareCollector({ attemptTimeoutMs: parts.shareAttemptTimeoutMs });
@@ -138,6 +139,7 @@ class SysApi {
     const { initialized, sealed, seals, hsmState, hsmLastError } = this.parts.keeper.status();
     // The shares an unseal takes: the unseal shares, or with an HSM alone the recovery shares.
     const attempt = seals?.shamir ?? seals?.recovery;
+    const hsmProtector = initialized ? pkcs11ProtectorOf(this.parts.keeper.currentRecord()) : undefined;
     return {
       nodeId: this.parts.nodeId,
       initialized,
@@ -152,6 +154,8 @@ class SysApi {
       hsmLastError,
       recoveryThreshold: seals?.recovery?.threshold ?? 0,
       recoveryShares: seals?.recovery?.shares ?? 0,
+      hsmKeyLabel: hsmProtector?.keyLabel ?? "",
+      hsmMechanism: hsmProtector?.mechanism ?? "",
     };
   }
 
@@ -367,7 +371,11 @@ class SysApi {
   async rotateHsmKey(request: RotateHsmKeyRequest): Promise<void> {
     if (this.parts.keeper.sealed()) throw new NodeError("SEALED", "the leader is sealed");
     const current = this.parts.keeper.hsmClient().config;
-    const mechanism = request.mechanism === "" ? current.mechanism : request.mechanism;
+    // "The current mechanism" is the one the seal record's protector uses (an earlier rotation may
+    // have changed it), not necessarily the node's config's.
+    const recorded = pkcs11ProtectorOf(this.parts.keeper.currentRecord());
+    const mechanism =
+      request.mechanism !== "" ? request.mechanism : (recorded?.mechanism ?? current.mechanism);
     const client = new Pkcs11Client(
       validatePkcs11Config({ ...current, keyLabel: request.keyLabel, mechanism }),
     );
@@ -427,9 +435,9 @@ function describeShareOptions(options: SealShareOptions): string {
 }
 
 /** What a seal migration moves to, as the first share of its attempt named it. */
-type MigrationTarget = Pick<MigrateSealRequest, "shamir" | "hsm" | "generateHsmKey">;
+type RequestedMigration = Pick<MigrateSealRequest, "shamir" | "hsm" | "generateHsmKey">;
 
-function describeMigration(target: MigrationTarget): string {
+function describeMigration(target: RequestedMigration): string {
   const seals = [...(target.shamir ? ["shamir"] : []), ...(target.hsm ? ["hsm"] : [])].join(" + ");
   return target.generateHsmKey ? `${seals} (generating the HSM key)` : seals;
 }

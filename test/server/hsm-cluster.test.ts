@@ -105,6 +105,8 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
     sealed: false,
     unsealedBy: "pkcs11",
     sealTypes: ["pkcs11"],
+    hsmKeyLabel: "cluster-root",
+    hsmMechanism: "aes-gcm",
   });
 
   const secrets = clientOf("n1").secrets;
@@ -135,12 +137,18 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
 
   // HSM key rotation: the root key is wrapped under a new key; with the old key deleted, a
   // restarted node still unseals by itself (the record names the new key).
+  // (to the other mechanism too: the record names it, the nodes' configs still say aes-gcm)
   const rotated = await call(sys.rotateHsmKey.bind(sys), {
     keyLabel: "cluster-root-2",
-    mechanism: "",
+    mechanism: "aes-key-wrap-pad",
     generateKey: true,
   });
-  expect(rotated).toMatchObject({ sealed: false, sealTypes: ["pkcs11"] });
+  expect(rotated).toMatchObject({
+    sealed: false,
+    sealTypes: ["pkcs11"],
+    hsmKeyLabel: "cluster-root-2",
+    hsmMechanism: "aes-key-wrap-pad",
+  });
   expect(hsm.deleteKey(token, "cluster-root")).toBe(1);
   await victim.kill();
   await victim.start();
@@ -177,8 +185,25 @@ it("a node an operator sealed stays sealed until a threshold of recovery shares 
   expect(sealedStatus.stdout).toMatch(/^hsm auto-unseal +stopped$/m);
 
   // A new seal record (the HSM key rotated) reaches the sealed node: it must not unseal by itself.
-  const sys = clientOf("n1").sys;
-  await call(sys.rotateHsmKey.bind(sys), { keyLabel: "cluster-root-3", mechanism: "", generateKey: true });
+  const viaN1 = await operatorCli(processes[0] as NodeProcess);
+  expect(
+    await viaN1(["operator", "rotate-hsm-key", "--key-label", "cluster-root-3", "--mechanism", "des"]),
+  ).toMatchObject({ code: 2, stderr: expect.stringContaining("--mechanism is aes-gcm or aes-key-wrap-pad") });
+  expect(
+    await viaN1(["operator", "rotate-hsm-key", "--key-label", "cluster-root-3", "--generate-key"]),
+  ).toMatchObject({
+    code: 0,
+    stdout:
+      'the root key is wrapped by HSM key "cluster-root-3"; keep the old key until the snapshots taken before now have expired, then delete it from the token\n',
+  });
+  // Without --mechanism, the one the seal uses now (not the config's).
+  expect((await viaN1(["operator", "status"])).stdout).toMatch(
+    /^hsm key +cluster-root-3 \(aes-key-wrap-pad\)$/m,
+  );
+  expect(await viaN1(["operator", "rotate-hsm-key", "--key-label", "cluster-root-3"])).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining('the root key is already wrapped by "cluster-root-3"'),
+  });
   const statusOf = (id: string) => call(clientOf(id).cluster.status.bind(clientOf(id).cluster), {});
   // The leader's commit index covers the rotation, which answered once it was committed.
   const { commitIndex } = await statusOf((await statusOf("n1")).leaderId);

@@ -90,6 +90,12 @@ export interface SealStatusResponse {
   recoveryThreshold: number;
   recoveryShares: number;
   nodeId: string;
+  /**
+   * The HSM key that wraps the root key, and its mechanism, as this node's seal record names them
+   * (after an HSM key rotation, not necessarily the key label of the node's config).
+   */
+  hsmKeyLabel: string;
+  hsmMechanism: string;
 }
 
 export interface RekeyRequest {
@@ -737,6 +743,8 @@ function createBaseSealStatusResponse(): SealStatusResponse {
     recoveryThreshold: 0,
     recoveryShares: 0,
     nodeId: "",
+    hsmKeyLabel: "",
+    hsmMechanism: "",
   };
 }
 
@@ -780,6 +788,12 @@ export const SealStatusResponse: MessageFns<SealStatusResponse> = {
     }
     if (message.nodeId !== "") {
       writer.uint32(106).string(message.nodeId);
+    }
+    if (message.hsmKeyLabel !== "") {
+      writer.uint32(114).string(message.hsmKeyLabel);
+    }
+    if (message.hsmMechanism !== "") {
+      writer.uint32(122).string(message.hsmMechanism);
     }
     return writer;
   },
@@ -901,6 +915,22 @@ export const SealStatusResponse: MessageFns<SealStatusResponse> = {
             message.nodeId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.hsmKeyLabel = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.hsmMechanism = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -956,6 +986,16 @@ export const SealStatusResponse: MessageFns<SealStatusResponse> = {
         : isSet(object.node_id)
         ? globalThis.String(object.node_id)
         : "",
+      hsmKeyLabel: isSet(object.hsmKeyLabel)
+        ? globalThis.String(object.hsmKeyLabel)
+        : isSet(object.hsm_key_label)
+        ? globalThis.String(object.hsm_key_label)
+        : "",
+      hsmMechanism: isSet(object.hsmMechanism)
+        ? globalThis.String(object.hsmMechanism)
+        : isSet(object.hsm_mechanism)
+        ? globalThis.String(object.hsm_mechanism)
+        : "",
     };
   },
 
@@ -999,6 +1039,12 @@ export const SealStatusResponse: MessageFns<SealStatusResponse> = {
     }
     if (message.nodeId !== "") {
       obj.nodeId = message.nodeId;
+    }
+    if (message.hsmKeyLabel !== "") {
+      obj.hsmKeyLabel = message.hsmKeyLabel;
+    }
+    if (message.hsmMechanism !== "") {
+      obj.hsmMechanism = message.hsmMechanism;
     }
     return obj;
   },
