@@ -235,6 +235,18 @@ export function registerClusterCommands(program: Command, output: Output = proce
     )
     .option("--generate-hsm-key", "make the HSM key (refused if its label exists)", false)
     .option(
+      "--recovery-shares <n>",
+      "with --hsm --shares 0: recovery shares",
+      nonNegativeInteger("--recovery-shares"),
+      5,
+    )
+    .option(
+      "--recovery-threshold <n>",
+      "with --hsm --shares 0: recovery shares needed to authorize",
+      nonNegativeInteger("--recovery-threshold"),
+      3,
+    )
+    .option(
       "--operator-key <file>",
       "a PEM public key per share: shares come out encrypted to them (repeat)",
       collect,
@@ -247,25 +259,33 @@ export function registerClusterCommands(program: Command, output: Output = proce
           threshold: number;
           hsm: boolean;
           generateHsmKey: boolean;
+          recoveryShares: number;
+          recoveryThreshold: number;
           operatorKey: string[];
         },
+        command: Command,
       ) =>
         run(output, async () => {
-          const shareOptions = {
-            count: options.shares,
-            threshold: options.threshold,
-            operatorKeys: options.operatorKey.map((file) =>
-              readNamedFile("--operator-key", file).toString("utf8"),
-            ),
-          };
           const hsmOnly = options.hsm && options.shares === 0;
+          // An option that the chosen seal does not use is refused, not ignored.
+          const given = (name: string) => command.getOptionValueSource(name) === "cli";
+          if (!hsmOnly && (given("recoveryShares") || given("recoveryThreshold")))
+            throw new UsageError(
+              "--recovery-shares and --recovery-threshold are for an HSM-only seal (--hsm --shares 0); with unseal shares, those authorize operations",
+            );
+          if (hsmOnly && given("threshold"))
+            throw new UsageError("with --shares 0 there are no unseal shares: give --recovery-threshold");
+          const operatorKeys = options.operatorKey.map((file) =>
+            readNamedFile("--operator-key", file).toString("utf8"),
+          );
+          const shareOptions = { count: options.shares, threshold: options.threshold, operatorKeys };
           const init = await withClient(options, (client) =>
             client.sys.init({
               shamir: hsmOnly ? undefined : shareOptions,
               hsm: options.hsm,
               generateHsmKey: options.generateHsmKey,
               recovery: hsmOnly
-                ? { count: 5, threshold: 3, operatorKeys: shareOptions.operatorKeys }
+                ? { count: options.recoveryShares, threshold: options.recoveryThreshold, operatorKeys }
                 : undefined,
             }),
           );

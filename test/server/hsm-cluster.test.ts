@@ -86,14 +86,40 @@ afterAll(async () => {
 
 it("init with the HSM unseals every node by itself; a killed node restarts unsealed and catches up", async () => {
   const sys = clientOf("n2").sys;
-  // The cluster may still be electing its first leader: Init waits for one within its deadline.
-  const init = await call(sys.init.bind(sys), {
-    shamir: undefined,
-    hsm: true,
-    generateHsmKey: true,
-    recovery: { count: 3, threshold: 2, operatorKeys: [] },
+  const strongroom = await operatorCli(processes[1] as NodeProcess);
+  // Options the seal would not use are refused, not ignored.
+  expect(await strongroom(["operator", "init", "--hsm", "--shares", "0", "--threshold", "2"])).toMatchObject({
+    code: 2,
+    stderr: "strongroom: with --shares 0 there are no unseal shares: give --recovery-threshold\n",
   });
+  expect(await strongroom(["operator", "init", "--hsm", "--recovery-shares", "3"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--recovery-shares and --recovery-threshold are for an HSM-only seal"),
+  });
+  // The cluster may still be electing its first leader: Init waits for one within its deadline.
+  const initialized = await strongroom([
+    "operator",
+    "init",
+    "--hsm",
+    "--generate-hsm-key",
+    "--shares",
+    "0",
+    "--recovery-shares",
+    "3",
+    "--recovery-threshold",
+    "2",
+    "--format",
+    "json",
+  ]);
+  expect(initialized.code).toBe(0);
+  const init = JSON.parse(initialized.stdout) as {
+    unsealShares: string[];
+    recoveryShares: string[];
+    recoveryThreshold: number;
+    rootToken: string;
+  };
   expect(init.unsealShares).toEqual([]);
+  expect(init.recoveryThreshold).toBe(2);
   for (const spec of specs) clientOf(spec.id).useToken(init.rootToken);
   expect(init.recoveryShares).toHaveLength(3);
   rootToken = init.rootToken;
