@@ -3,7 +3,9 @@
 // STRONGROOM_TOKEN (never a flag: flags show in the process list); shares come from stdin, one per
 // line, or from a hidden prompt. A created token is printed once: it is stored nowhere.
 
+import { status as grpcStatus } from "@grpc/grpc-js";
 import type { Command } from "commander";
+import { type StrongroomClient, StrongroomError } from "../client/index.js";
 import { decryptShare } from "../hsm/shares/share-encryption.js";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
@@ -306,61 +308,73 @@ export function registerAccessCommands(program: Command, output: Output = proces
           .split(",")
           .filter((a) => a !== "");
         const targets = options.all ? addresses : [undefined];
-        if (options.reset) {
+        // With --all, a node that cannot be reached is reported and the others still get the
+        // shares: an operator unsealing after an outage should not stop at the first node down.
+        let unreachable = 0;
+        const eachNode = async (act: (client: StrongroomClient) => Promise<void>) => {
           for (const target of targets) {
-            await withClient(
-              { ...options, ...(target === undefined ? {} : { addr: target }) },
-              async (client) => {
-                const status = await client.sys.unseal({ share: "", nonce: "", reset: true });
-                output.out(
-                  `${status.nodeId}: ${status.sealed ? "unseal attempt reset" : "unsealed, no attempt to reset"}\n`,
-                );
-              },
-            );
+            try {
+              await withClient({ ...options, ...(target === undefined ? {} : { addr: target }) }, act);
+            } catch (error) {
+              if (target === undefined || !isUnreachable(error)) throw error;
+              output.err(`${target}: not reached: ${(error as Error).message}\n`);
+              unreachable++;
+            }
           }
+        };
+
+        if (options.reset) {
+          await eachNode(async (client) => {
+            const status = await client.sys.unseal({ share: "", nonce: "", reset: true });
+            output.out(
+              `${status.nodeId}: ${status.sealed ? "unseal attempt reset" : "unsealed, no attempt to reset"}\n`,
+            );
+          });
+          if (unreachable > 0) throw new Error(unreachableProblem(unreachable));
           return;
         }
         let sealedLeft = 0;
         let hsmRefused = 0;
-        for (const target of targets) {
-          await withClient(
-            { ...options, ...(target === undefined ? {} : { addr: target }) },
-            async (client) => {
-              let status = await client.sys.sealStatus({});
-              let position = 0;
-              let attemptDone = false;
-              const source = shares(output);
-              while (status.sealed && !attemptDone) {
-                let share = given[position];
-                if (share === undefined) {
-                  const next = await source.next();
-                  if (next.done) break;
-                  share = next.value;
-                  given.push(share);
-                }
-                position++;
-                const submitted = share;
-                status = await client.sys.unseal({
-                  share: submitted,
-                  nonce: status.nonce,
-                  reset: false,
-                });
-                // A threshold was reached and the node is still sealed: only the HSM's attempt
-                // after recovery shares ends so (unseal shares either unseal or are refused).
-                attemptDone = status.sealed && status.progress === 0;
-              }
-              output.out(`${status.nodeId}: ${describeUnseal(status, attemptDone)}\n`);
-              if (status.sealed && attemptDone) hsmRefused++;
-              else if (status.sealed) sealedLeft++;
-            },
-          );
-        }
-        if (sealedLeft > 0) throw new UsageError(`${sealedLeft} node(s) still sealed: give more shares`);
-        if (hsmRefused > 0) {
-          throw new Error(
-            `${hsmRefused} node(s) still sealed: their HSM did not give the root key (see operator status)`,
-          );
-        }
+        await eachNode(async (client) => {
+          let status = await client.sys.sealStatus({});
+          let position = 0;
+          let attemptDone = false;
+          const source = shares(output);
+          while (status.sealed && !attemptDone) {
+            let share = given[position];
+            if (share === undefined) {
+              const next = await source.next();
+              if (next.done) break;
+              share = next.value;
+              given.push(share);
+            }
+            position++;
+            const submitted = share;
+            status = await client.sys.unseal({
+              share: submitted,
+              nonce: status.nonce,
+              reset: false,
+            });
+            // A threshold was reached and the node is still sealed: only the HSM's attempt
+            // after recovery shares ends so (unseal shares either unseal or are refused).
+            attemptDone = status.sealed && status.progress === 0;
+          }
+          output.out(`${status.nodeId}: ${describeUnseal(status, attemptDone)}\n`);
+          if (status.sealed && attemptDone) hsmRefused++;
+          else if (status.sealed) sealedLeft++;
+        });
+        const problems = [
+          ...(sealedLeft > 0 ? [`${sealedLeft} node(s) still sealed: give more shares`] : []),
+          ...(hsmRefused > 0
+            ? [
+                `${hsmRefused} node(s) still sealed: their HSM did not give the root key (see operator status)`,
+              ]
+            : []),
+          ...(unreachable > 0 ? [unreachableProblem(unreachable)] : []),
+        ];
+        // Exit 2 when more shares are all it takes; 1 when something else needs an operator.
+        if (problems.length === 1 && sealedLeft > 0) throw new UsageError(problems.join(""));
+        if (problems.length > 0) throw new Error(problems.join("; "));
       }),
     );
 
@@ -425,6 +439,18 @@ export function registerAccessCommands(program: Command, output: Output = proces
         });
       }),
     );
+}
+
+function unreachableProblem(count: number): string {
+  return `${count} node(s) could not be reached: unseal them once they are back`;
+}
+
+/** A node that did not answer at all (down, or the address wrong), as opposed to one that refused. */
+function isUnreachable(error: unknown): boolean {
+  return (
+    error instanceof StrongroomError &&
+    (error.code === grpcStatus.UNAVAILABLE || error.code === grpcStatus.DEADLINE_EXCEEDED)
+  );
 }
 
 function describeUnseal(status: SealStatusResponse, attemptDone: boolean): string {

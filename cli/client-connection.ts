@@ -6,6 +6,7 @@
 
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { createClient, type StrongroomClient, StrongroomError } from "../client/index.js";
+import { parseDuration } from "./duration-text.js";
 
 export interface ConnectionOptions {
   readonly addr?: string;
@@ -33,7 +34,14 @@ export function sdkClient(
     return value;
   };
   const token = env.STRONGROOM_TOKEN ?? "";
+  const timeout = env.STRONGROOM_CLIENT_TIMEOUT ?? "";
+  const deadlineMs = timeout === "" ? undefined : parseDuration(timeout);
+  if (deadlineMs === null || deadlineMs === 0)
+    throw new UsageError(
+      `STRONGROOM_CLIENT_TIMEOUT is how long a call may take, retries included, such as 5s or 1m: got ${JSON.stringify(timeout)}`,
+    );
   const config = {
+    ...(deadlineMs === undefined ? {} : { deadlineMs }),
     endpoints: pick(options.addr, "STRONGROOM_ADDR"),
     tls: {
       caFile: pick(options.cacert, "STRONGROOM_CACERT"),

@@ -7,6 +7,7 @@ import { Argument, type Command, InvalidArgumentError, Option } from "commander"
 import { stringify as stringifyYaml } from "yaml";
 import { armorPrefix } from "../hsm/shares/share-encryption.js";
 import { describeCallError, UsageError } from "./client-connection.js";
+import { parseDuration } from "./duration-text.js";
 
 export interface Output {
   readonly out: (text: string) => void;
@@ -108,15 +109,11 @@ export async function run(output: Output, body: () => Promise<void>): Promise<vo
   }
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** A duration flag: "90s", "15m", "1h", "7d", "500ms", or plain milliseconds. */
 export function duration(name: string) {
   return (value: string): number => {
-    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(value.trim());
-    if (match === null) throw new InvalidArgumentError(`${name} is a duration such as 90s, 15m, 1h or 7d.`);
-    const amount = Number(match[1]) * (durationUnits[match[2] ?? "ms"] ?? 1);
-    if (!Number.isSafeInteger(amount)) throw new InvalidArgumentError(`${name} is too long.`);
+    const amount = parseDuration(value);
+    if (amount === null) throw new InvalidArgumentError(`${name} is a duration such as 90s, 15m, 1h or 7d.`);
     return amount;
   };
 }

@@ -460,11 +460,25 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
       stdout: "n3: unseal attempt reset\n",
     });
   }
+  // --all goes on past a node it cannot reach (nothing listens on port 9 here), and says so.
+  const down = "127.0.0.1:9";
   const unsealed = await strongroom(
-    ["operator", "unseal", "--addr", node],
+    ["operator", "unseal", "--all", "--addr", `${down},${node}`],
     rekeyed.shares.slice(1, 3).join("\n"),
+    { STRONGROOM_CLIENT_TIMEOUT: "1s" },
   );
-  expect(unsealed).toMatchObject({ code: 0, stdout: "n3: unsealed\n" });
+  expect(unsealed).toMatchObject({
+    code: 1,
+    stdout: "n3: unsealed\n",
+    stderr: expect.stringMatching(
+      /^127\.0\.0\.1:9: not reached: .*ECONNREFUSED.*\nstrongroom: 1 node\(s\) could not be reached: unseal them once they are back\n$/,
+    ),
+  });
+  expect(await strongroom(["operator", "status"], "", { STRONGROOM_CLIENT_TIMEOUT: "soon" })).toMatchObject({
+    code: 2,
+    stderr:
+      'strongroom: STRONGROOM_CLIENT_TIMEOUT is how long a call may take, retries included, such as 5s or 1m: got "soon"\n',
+  });
   expect(await strongroom(["operator", "unseal", "--addr", node, "--reset"])).toMatchObject({
     code: 0,
     stdout: "n3: unsealed, no attempt to reset\n",
