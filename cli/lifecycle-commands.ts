@@ -105,7 +105,7 @@ function registerCertsCommands(program: Command, output: Output): void {
     .description("create or replace a role")
     .option(
       "--allow <pattern>",
-      'a name certificates may carry; one "*" stands for one label part, e.g. "*.svc.example" (repeat)',
+      'a name certificates may carry; one "*" stands for one label part, e.g. "*.svc.example", or an IP address (repeat)',
       collect,
       [],
     )
@@ -180,7 +180,7 @@ function registerCertsCommands(program: Command, output: Output): void {
     .argument("<role>")
     .argument("<common-name>")
     .description("a new key and certificate under a role (a lease: revoke it with `leases revoke`)")
-    .option("--dns <name>", "another DNS name for the certificate (repeat)", collect, [])
+    .option("--dns <name>", "another DNS name or IP address for the certificate (repeat)", collect, [])
     .addOption(optionMeaning("--ttl <duration>", "its lifetime", 0, "the role's", duration("--ttl")))
     .option("--out <directory>", "write cert.pem, key.pem (mode 0600) and ca.pem there instead of printing")
     .action(

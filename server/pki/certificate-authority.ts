@@ -5,6 +5,7 @@
 // is what this module made and the engine stored through the barrier.
 
 import { generateKeyPair, randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import { promisify } from "node:util";
 import forge from "node-forge";
 
@@ -85,7 +86,11 @@ export async function issueLeaf(ca: CaMaterial, request: LeafRequest): Promise<I
     { name: "basicConstraints", cA: false, critical: true },
     { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
     { name: "extKeyUsage", clientAuth: true, ...(request.serverAuth ? { serverAuth: true } : {}) },
-    { name: "subjectAltName", altNames: names.map((value) => ({ type: 2, value })) },
+    // An address as an IP address (type 7), a name as a DNS name (type 2).
+    {
+      name: "subjectAltName",
+      altNames: names.map((value) => (isIP(value) === 0 ? { type: 2, value } : { type: 7, ip: value })),
+    },
     { name: "subjectKeyIdentifier" },
     {
       name: "authorityKeyIdentifier",

@@ -16,7 +16,7 @@ import {
 import {
   type CaRecord,
   caRecordName,
-  checkDnsName,
+  checkCertificateName,
   decodeCaRecord,
   decodeRevokedRecord,
   decodeRoleRecord,
@@ -118,7 +118,7 @@ export class PkiEngine {
     ttlMs: number,
   ): Promise<IssuedCertificate> {
     const role = await this.role(roleName);
-    const names = [checkDnsName(commonName), ...dnsNames.map(checkDnsName)];
+    const names = [checkCertificateName(commonName), ...dnsNames.map(checkCertificateName)];
     if (dnsNames.length > roleLimits.dnsNamesMax)
       throw new NodeError(
         "INVALID_ARGUMENT",

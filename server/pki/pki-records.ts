@@ -3,6 +3,7 @@
 // but to sign) and the roles ("role/<name>"); in the "crl" area one record per revoked certificate
 // that has not expired yet (by serial). And the rules of roles: which names a role allows.
 
+import { isIP } from "node:net";
 import { z } from "zod";
 import { NodeError } from "../errors.js";
 import { decodeJsonRecord } from "../system-records.js";
@@ -70,18 +71,44 @@ export function checkRoleName(name: string): string {
   return name;
 }
 
-/** Checks a DNS name a certificate is to carry: dot-separated labels, at most 253 characters. */
+/**
+ * Checks a name a certificate is to carry: an IP address (carried as an IP address, which is what
+ * TLS clients check a host given by address against), or a DNS name.
+ */
+export function checkCertificateName(name: string): string {
+  return isIP(name) === 0 ? checkDnsName(name) : canonicalIp(name);
+}
+
+/**
+ * Checks a DNS name: dot-separated labels, at most 253 characters, the last one not all digits (a
+ * top-level domain never is: "10.0.0.256" is a mistyped address, not a name).
+ */
 export function checkDnsName(name: string): string {
-  if (name.length === 0 || name.length > 253 || !name.split(".").every((label) => labelPattern.test(label)))
+  const labels = name.split(".");
+  if (name.length === 0 || name.length > 253 || !labels.every((label) => labelPattern.test(label)))
     throw new NodeError(
       "INVALID_ARGUMENT",
       `${JSON.stringify(name)} is not a DNS name (labels of letters, digits and inner hyphens, separated by dots)`,
     );
+  if (/^\d+$/.test(labels.at(-1) ?? ""))
+    throw new NodeError(
+      "INVALID_ARGUMENT",
+      `${JSON.stringify(name)} is neither an IP address nor a DNS name (whose last label is never all digits)`,
+    );
   return name.toLowerCase();
 }
 
-/** Checks a role's name pattern: a DNS name where at most one '*' may stand in a label. */
+/** An IP address as a certificate carries it and patterns name it: IPv6 compressed, lower case. */
+function canonicalIp(address: string): string {
+  return isIP(address) === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}
+
+/**
+ * Checks a role's name pattern: an IP address (allowing exactly that address), or a DNS name
+ * where at most one '*' may stand in a label.
+ */
 export function checkNamePattern(pattern: string): string {
+  if (isIP(pattern) !== 0) return canonicalIp(pattern);
   const stars = pattern.split("*").length - 1;
   if (stars > 1)
     throw new NodeError(
@@ -95,6 +122,8 @@ export function checkNamePattern(pattern: string): string {
 
 /** Whether `name` (checked already) is allowed by one of `patterns`. */
 export function nameAllowed(patterns: readonly string[], name: string): boolean {
+  // An address is allowed by itself only: a '*' stands for a DNS label, never for part of one.
+  if (isIP(name) !== 0) return patterns.includes(name);
   return patterns.some((pattern) => {
     const star = pattern.indexOf("*");
     if (star === -1) return pattern === name;

@@ -212,6 +212,49 @@ describe("issued certificates and their leases", () => {
     expect(lease.expiresAtMs).toBe(issued.notAfterMs);
   });
 
+  it("carries an IP address as an IP address, allowed only by a role naming that address", async () => {
+    await operator().pki.writeRole({
+      name: "addresses",
+      allowedNames: ["10.0.0.7", "2001:DB8:0:0:0:0:0:1", "*.svc.test"],
+      ttlMs: 60_000,
+      maxTtlMs: 600_000,
+      serverAuth: true,
+    });
+    expect((await operator().pki.readRole({ name: "addresses" })).allowedNames).toEqual([
+      "*.svc.test",
+      "10.0.0.7",
+      "2001:db8::1",
+    ]);
+    const client = operator();
+    const issued = await client.pki.issue({
+      role: "addresses",
+      commonName: "10.0.0.7",
+      dnsNames: ["2001:db8::1", "api.svc.test"],
+      ttlMs: 0,
+    });
+    const certificate = new X509Certificate(issued.certificatePem);
+    // What a TLS client checks when it dials the address.
+    expect(certificate.checkIP("10.0.0.7")).toBe("10.0.0.7");
+    expect(certificate.checkIP("2001:db8::1")).toBe("2001:db8::1");
+    expect(certificate.checkHost("api.svc.test")).toBe("api.svc.test");
+    expect(certificate.subjectAltName).toBe(
+      "IP Address:10.0.0.7, IP Address:2001:DB8:0:0:0:0:0:1, DNS:api.svc.test",
+    );
+    const refusal = (request: { commonName: string }) =>
+      client.pki
+        .issue({ role: "addresses", dnsNames: [], ttlMs: 0, ...request })
+        .catch(
+          (caught: unknown) =>
+            `${(caught as StrongroomError).reason}: ${(caught as StrongroomError).message}`,
+        );
+    expect(await refusal({ commonName: "10.0.0.8" })).toMatch(
+      /^PERMISSION_DENIED: .*does not allow 10\.0\.0\.8/,
+    );
+    expect(await refusal({ commonName: "10.0.0.256" })).toMatch(
+      /^INVALID_ARGUMENT: "10\.0\.0\.256" is neither an IP address nor a DNS name/,
+    );
+  });
+
   it("refuses names the role does not allow, lifetimes above its maximum, and callers without the grant", async () => {
     const client = sdk("svc-a");
     const refuse = async (request: object) => {
