@@ -389,7 +389,14 @@ export function registerClientCommands(program: Command, output: Output = proces
           (client) =>
             new Promise<void>((resolve, reject) => {
               let seen = 0;
+              // A node down or sealed is waited out, and said so once per outage: a person
+              // watching must not take silence for "nothing changed".
+              let lost = false;
               const watch = client.watch(prefix, options.from, {
+                onOpen: () => {
+                  if (lost) output.err("strongroom: watching again, from the last change shown\n");
+                  lost = false;
+                },
                 onEvent: (event) => {
                   if (options.format === "table")
                     output.out(
@@ -410,6 +417,9 @@ export function registerClientCommands(program: Command, output: Output = proces
                   if (refusals.has(error.reason)) {
                     watch.close();
                     reject(error);
+                  } else if (!lost) {
+                    lost = true;
+                    output.err(`strongroom: the watch lost its stream: ${error.message}; reconnecting\n`);
                   }
                 },
               });

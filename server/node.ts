@@ -287,6 +287,11 @@ export class StrongroomNode {
       close: () => transport.close(),
     };
     const watches = new WatchHub(config.watch, () => state.appliedRevision());
+    onSealed.push(() =>
+      watches.endAll(
+        new NodeError("SEALED", "this node was sealed: watch through another node, or once it is unsealed"),
+      ),
+    );
     const logFailure = (what: string) => (error: unknown) =>
       logger.error({ error: (error as Error).message }, what);
     const stateMachine = new ObservedStateMachine(state, {

@@ -121,6 +121,19 @@ export class WatchHub {
     }
   }
 
+  /**
+   * Ends every watch with `error` (the node sealed: it can no longer check a watcher's access, so
+   * its clients should move to another node now, not at the next change, which may be far off).
+   */
+  endAll(error: NodeError): void {
+    const ending = [...this.watchers];
+    this.watchers.clear();
+    for (const watcher of ending) {
+      watcher.queue.length = 0;
+      watcher.sink.end(error);
+    }
+  }
+
   watcherCount(): number {
     return this.watchers.size;
   }

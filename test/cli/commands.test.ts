@@ -442,6 +442,9 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
   );
   expect(rekeyed.shares).toHaveLength(3);
   const node = addresses[2] ?? "";
+  // A watch through the node about to be sealed says it lost its stream, and when it is back.
+  const watching = strongroom(["kv", "watch", "sealing/", "--count", "1", "--addr", node]);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
   const sealed = await json<{ sealed: boolean }>(["operator", "seal", "--addr", node]);
   expect(sealed.sealed).toBe(true);
   const status = await strongroom(["operator", "status", "--addr", node]);
@@ -467,6 +470,15 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
     rekeyed.shares.slice(1, 3).join("\n"),
     { STRONGROOM_CLIENT_TIMEOUT: "1s" },
   );
+  const { revision } = await json<{ revision: number }>(["kv", "put", "sealing/after"], "v");
+  expect(await watching).toMatchObject({
+    code: 0,
+    stdout: `${revision}  sealing/after  put  version 1\n`,
+    stderr: expect.stringMatching(
+      // (the stream ended by the seal; or, were the watch slower to start than the seal, refused)
+      /^strongroom: the watch lost its stream: [^\n]*sealed[^\n]* \(SEALED\); reconnecting\nstrongroom: watching again, from the last change shown\n$/,
+    ),
+  });
   expect(unsealed).toMatchObject({
     code: 1,
     stdout: "n3: unsealed\n",

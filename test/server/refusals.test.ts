@@ -274,7 +274,17 @@ describe("cluster operations", () => {
     }
     // Sealing one node: the old shares no longer open it, the new ones do.
     const n2 = clientOf("n2").sys;
+    // Its watches end at once (SEALED), not at the next change: their clients move to another node.
+    const watch = clientOf("n2").secrets.watch({ prefix: "quiet/", fromRevision: 0 });
+    const watchEnded = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
+    await new Promise((resolve) => watch.on("metadata", resolve));
     await call(n2.seal.bind(n2), {});
+    const ended = await Promise.race([
+      watchEnded,
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000)),
+    ]);
+    expect(ended?.metadata.get("strongroom-reason")).toEqual(["SEALED"]);
+    expect(ended?.details).toBe("this node was sealed: watch through another node, or once it is unsealed");
     const old = await callError(n2.unseal.bind(n2), { share: shares[0] ?? "", nonce: "", reset: false });
     expect(old).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "SHARE_MISMATCH" });
     for (const share of done.shares.slice(1))
