@@ -26,6 +26,7 @@ import {
   run,
 } from "./command-support.js";
 import { describeGenerator, type GeneratorFlag, parseGeneratorFlag } from "./generator-flag.js";
+import { applyMergePatch } from "./json-merge-patch.js";
 
 type Formatted = ConnectionOptions & { format: Format };
 
@@ -95,7 +96,9 @@ export function registerClientCommands(program: Command, output: Output = proces
 
   command("patch")
     .argument("<path>", "the secret's path (its value a JSON object)")
-    .description("merge a JSON object from stdin into a secret's JSON value (check-and-set on its version)")
+    .description(
+      "merge a JSON object from stdin into a secret's JSON value, as a JSON merge patch (RFC 7396: null removes a member); check-and-set on its version",
+    )
     .action((path: string, options: Formatted) =>
       run(output, async () => {
         let changes: unknown;
@@ -116,7 +119,7 @@ export function registerClientCommands(program: Command, output: Output = proces
           }
           if (typeof value !== "object" || value === null || Array.isArray(value))
             throw new UsageError(`${path} does not hold a JSON object, so it cannot be patched`);
-          const merged = Buffer.from(JSON.stringify({ ...value, ...changes }));
+          const merged = Buffer.from(JSON.stringify(applyMergePatch(value, changes)));
           // Check-and-set: a change made in between fails this patch rather than being lost.
           return client.secrets.put({ path, value: merged, cas: current.version });
         });

@@ -86,10 +86,18 @@ it("init, unseal every node, and the kv group", async () => {
 
   const put = await json<{ version: number }>(["kv", "put", "app/config"], '{"user":"app","pool":5}');
   expect(put.version).toBe(1);
-  const patched = await json<{ version: number }>(["kv", "patch", "app/config"], '{"pool":10}');
+  // A JSON merge patch: a member changed, one removed (null), a nested object merged.
+  const patched = await json<{ version: number }>(
+    ["kv", "patch", "app/config"],
+    '{"pool":10,"user":null,"db":{"host":"h"}}',
+  );
   expect(patched.version).toBe(2);
+  await json(["kv", "patch", "app/config"], '{"db":{"port":5432}}');
   const read = await json<{ value: string; version: number }>(["kv", "get", "app/config"]);
-  expect(JSON.parse(Buffer.from(read.value, "base64").toString())).toEqual({ user: "app", pool: 10 });
+  expect(JSON.parse(Buffer.from(read.value, "base64").toString())).toEqual({
+    pool: 10,
+    db: { host: "h", port: 5432 },
+  });
   expect((await strongroom(["kv", "patch", "app/config"], "not json")).code).toBe(2);
   await json(["kv", "put", "app/other"], "x");
   // Run again with its request id, a write applies once: the same answer, no second version.
@@ -132,7 +140,7 @@ it("init, unseal every node, and the kv group", async () => {
   ]);
   expect(metadata).toMatchObject({ maxVersions: 4, owner: "team-a" });
   const history = await json<{ versions: { version: number }[] }>(["kv", "history", "app/config"]);
-  expect(history.versions.map((entry) => entry.version)).toEqual([1, 2]);
+  expect(history.versions.map((entry) => entry.version)).toEqual([1, 2, 3]);
   expect((await strongroom(["kv", "delete", "app/config", "--versions", "x"])).code).toBe(2);
   expect(await strongroom(["kv", "metadata", "app/config", "--max-versions", "0"])).toMatchObject({
     code: 2,
