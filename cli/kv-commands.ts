@@ -395,10 +395,17 @@ export function registerClientCommands(program: Command, output: Output = proces
               // A node down or sealed is waited out, and said so once per outage: a person
               // watching must not take silence for "nothing changed".
               let lost = false;
+              let opened = false;
               const watch = client.watch(prefix, options.from, {
                 onOpen: () => {
-                  if (lost) output.err("strongroom: watching again, from the last change shown\n");
+                  if (lost)
+                    output.err(
+                      opened
+                        ? "strongroom: watching again, from the last change shown\n"
+                        : "strongroom: watching\n",
+                    );
                   lost = false;
+                  opened = true;
                 },
                 onEvent: (event) => {
                   if (options.format === "table")
@@ -422,7 +429,11 @@ export function registerClientCommands(program: Command, output: Output = proces
                     reject(error);
                   } else if (!lost) {
                     lost = true;
-                    output.err(`strongroom: the watch lost its stream: ${error.message}; reconnecting\n`);
+                    output.err(
+                      opened
+                        ? `strongroom: the watch lost its stream: ${error.message}; reconnecting\n`
+                        : `strongroom: the watch could not start: ${error.message}; trying again\n`,
+                    );
                   }
                 },
               });
