@@ -288,9 +288,13 @@ function registerLeasesCommands(program: Command, output: Output): void {
           revoked,
           () => `${revoked.revoked.length} leases revoked (revision ${revoked.revision})\n`,
         );
+        if (revoked.callerTokenRevoked) output.err(ownTokenRevoked);
       }),
     );
 }
+
+/** A prefix revocation took the caller's own token with the rest (Vault's does too). */
+const ownTokenRevoked = "strongroom: the token this command used was one of them: it no longer works\n";
 
 /**
  * Waits until every endpoint has applied `revision` (each node refuses what was revoked from
@@ -393,6 +397,7 @@ function registerRevokeCommands(program: Command, output: Output): void {
               return { revision: revoked.revision, leasesRevoked: [options.lease] };
             }
             const revoked = await client.leases.revokePrefix({ prefix: options.prefix ?? "" });
+            if (revoked.callerTokenRevoked) output.err(ownTokenRevoked);
             return { revision: revoked.revision, leasesRevoked: revoked.revoked };
           });
           const answeredMs = performance.now() - started;

@@ -316,7 +316,7 @@ export class Authorizer {
 }
 
 /** The caller that check() put on the call's context (only the authorizer puts one there). */
-function checkedCaller(context: RequestContext): Caller | null {
+export function checkedCaller(context: RequestContext): Caller | null {
   return context.authorization.caller as Caller | null;
 }
 

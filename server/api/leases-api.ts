@@ -13,9 +13,10 @@ import {
   type RevokePrefixResponse,
 } from "../../proto/gen/strongroom/v1/leases.gen.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { checkedCaller } from "../access/authorizer.js";
 import { NodeError } from "../errors.js";
 import type { LeaseManager } from "../leases/lease-manager.js";
-import type { LeaseView } from "../leases/lease-records.js";
+import { type LeaseView, tokenLeaseId } from "../leases/lease-records.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -100,7 +101,13 @@ export function leasesMethods(parts: LeasesApiParts): Record<string, AnyApiMetho
       async (request: RevokePrefixRequest, context): Promise<RevokePrefixResponse> => {
         requireServing(parts.keeper, context);
         const prefix = checkLeaseId(request.prefix, "a lease prefix");
-        return await parts.leases.revokePrefix(prefix);
+        const revoked = await parts.leases.revokePrefix(prefix);
+        // The caller revoking its own token with the rest is told (its next call is refused).
+        const accessor = checkedCaller(context)?.token?.accessor;
+        return {
+          ...revoked,
+          callerTokenRevoked: accessor !== undefined && revoked.revoked.includes(tokenLeaseId(accessor)),
+        };
       },
       serving,
     ),

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { InProcessCluster, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { bundledCli } from "../server/process-cluster.js";
-import { type CliResult, runCli } from "./cli-runner.js";
+import { type CliResult, runCli, startNode } from "./cli-runner.js";
 
 const pki = new TestPki("cli");
 const root = mkdtempSync(join(tmpdir(), "strongroom-cli-"));
@@ -47,16 +47,20 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function strongroom(args: string[], input = "", env: Record<string, string> = {}): Promise<CliResult> {
+/** The operator's environment: every node's address, its certificate and the root token. */
+function operatorEnv(): Record<string, string> {
   const client = pki.client("operator");
-  return runCli(cli, args, input, {
+  return {
     STRONGROOM_ADDR: addresses.join(","),
     STRONGROOM_CACERT: client.caFile,
     STRONGROOM_CLIENT_CERT: client.certificateFile,
     STRONGROOM_CLIENT_KEY: client.privateKeyFile,
     STRONGROOM_TOKEN: token,
-    ...env,
-  });
+  };
+}
+
+function strongroom(args: string[], input = "", env: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(cli, args, input, { ...operatorEnv(), ...env });
 }
 
 async function json<T>(args: string[], input = ""): Promise<T> {
@@ -165,6 +169,19 @@ it("init, unseal every node, and the kv group", async () => {
   expect(resumed.stderr).toContain("revision 99999999 is ahead of this cluster (at ");
   expect(resumed.stderr).toContain("(REVISION_AHEAD); watching from now");
   expect(JSON.parse(resumed.stdout)).toMatchObject({ path: "app/watched", kind: "put", version: 2 });
+  // A watch that cannot start (nothing listens on port 9) says so once, not at every retry.
+  const unstarted = startNode([cli, "kv", "watch", "app/", "--addr", "127.0.0.1:9"], operatorEnv());
+  const said = Date.now() + 10_000;
+  while (!unstarted.output().stderr.includes("trying again") && Date.now() < said)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  unstarted.child.kill("SIGINT");
+  expect(await unstarted.exited).toMatchObject({
+    code: 0,
+    stderr: expect.stringMatching(
+      /^strongroom: the watch could not start: [^\n]*ECONNREFUSED[^\n]*; trying again\n$/,
+    ),
+  });
   // A prefix the cluster refuses ends the watch at once (it used to retry it for ever).
   expect(await strongroom(["kv", "watch", "app/x y/"])).toMatchObject({
     code: 1,
@@ -332,6 +349,21 @@ it("certs, leases and revoke: the internal CA, a role, an issued certificate, it
     stderr: expect.stringContaining("exactly one of"),
   });
   expect((await strongroom(["revoke", "--prefix", "pki/", "--rotate"])).code).toBe(2);
+  // A prefix revocation that takes the caller's own token with the rest says so.
+  const child = await json<{ token: string; info: { accessor: string } }>(["token", "create"]);
+  const asChild = { STRONGROOM_TOKEN: child.token };
+  expect(
+    await strongroom(["leases", "revoke-prefix", `auth/token/${child.info.accessor}`], "", asChild),
+  ).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^1 leases revoked \(revision \d+\)\n$/),
+    stderr: "strongroom: the token this command used was one of them: it no longer works\n",
+  });
+  expect((await strongroom(["token", "lookup"], "", asChild)).stderr).toContain("TOKEN_INVALID");
+  expect(await strongroom(["leases", "revoke-prefix", "pki/issue/none/"])).toMatchObject({
+    code: 0,
+    stderr: "",
+  });
 
   // An identity revoked: its calls refused, listed as disabled, enabled again.
   expect((await strongroom(["policy", "bind", "victim", "root"])).code).toBe(0);
@@ -484,7 +516,7 @@ it("rekey with a threshold of shares on stdin, seal a node, see status exit 2, u
     stdout: `${revision}  sealing/after  put  version 1\n`,
     stderr: expect.stringMatching(
       // (the stream ended by the seal; or, were the watch slower to start than the seal, refused)
-      /^strongroom: the watch lost its stream: [^\n]*sealed[^\n]* \(SEALED\); reconnecting\nstrongroom: watching again, from the last change shown\n$/,
+      /^strongroom: the watch (lost its stream: [^\n]*sealed[^\n]* \(SEALED\); reconnecting\nstrongroom: watching again, from the last change shown|could not start: [^\n]*sealed[^\n]* \(SEALED\); trying again\nstrongroom: watching)\n$/,
     ),
   });
   expect(unsealed).toMatchObject({

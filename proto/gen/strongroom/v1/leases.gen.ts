@@ -81,6 +81,8 @@ export interface RevokePrefixRequest {
 export interface RevokePrefixResponse {
   revoked: string[];
   revision: number;
+  /** The token the call was made with was one of those revoked: it no longer works. */
+  callerTokenRevoked: boolean;
 }
 
 function createBaseLease(): Lease {
@@ -668,7 +670,7 @@ export const RevokePrefixRequest: MessageFns<RevokePrefixRequest> = {
 };
 
 function createBaseRevokePrefixResponse(): RevokePrefixResponse {
-  return { revoked: [], revision: 0 };
+  return { revoked: [], revision: 0, callerTokenRevoked: false };
 }
 
 export const RevokePrefixResponse: MessageFns<RevokePrefixResponse> = {
@@ -678,6 +680,9 @@ export const RevokePrefixResponse: MessageFns<RevokePrefixResponse> = {
     }
     if (message.revision !== 0) {
       writer.uint32(16).uint64(message.revision);
+    }
+    if (message.callerTokenRevoked !== false) {
+      writer.uint32(24).bool(message.callerTokenRevoked);
     }
     return writer;
   },
@@ -711,6 +716,14 @@ export const RevokePrefixResponse: MessageFns<RevokePrefixResponse> = {
             message.revision = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.callerTokenRevoked = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -727,6 +740,11 @@ export const RevokePrefixResponse: MessageFns<RevokePrefixResponse> = {
     return {
       revoked: globalThis.Array.isArray(object?.revoked) ? object.revoked.map((e: any) => globalThis.String(e)) : [],
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      callerTokenRevoked: isSet(object.callerTokenRevoked)
+        ? globalThis.Boolean(object.callerTokenRevoked)
+        : isSet(object.caller_token_revoked)
+        ? globalThis.Boolean(object.caller_token_revoked)
+        : false,
     };
   },
 
@@ -737,6 +755,9 @@ export const RevokePrefixResponse: MessageFns<RevokePrefixResponse> = {
     }
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
+    }
+    if (message.callerTokenRevoked !== false) {
+      obj.callerTokenRevoked = message.callerTokenRevoked;
     }
     return obj;
   },
