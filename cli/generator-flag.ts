@@ -6,7 +6,9 @@
 //   ed25519
 //   rsa:BITS                               e.g. rsa:3072
 //   x509:ROLE:COMMON_NAME[:ttl=DURATION,dns=NAME,dns=NAME]
-//                                          a certificate from the cluster's CA under a role
+//                                          a certificate from the cluster's CA under a role; a
+//                                          name may be an IP address, an IPv6 one in brackets
+//                                          (x509:web:[2001:db8::1]:dns=[::1])
 //   none                                   stop rotating (the generator is removed)
 //
 // The server validates the values (lengths, minimums); this only reads the shape.
@@ -19,8 +21,35 @@ export type GeneratorFlag =
   | { readonly clear: true }
   | { readonly clear: false; readonly generator: RotationGenerator };
 
+/** The spec's parts: split on ':' outside square brackets, which hold an IPv6 address whole. */
+function specParts(text: string): string[] {
+  const parts: string[] = [];
+  let part = "";
+  let bracketed = false;
+  for (const character of text) {
+    if (character === "[") bracketed = true;
+    else if (character === "]") bracketed = false;
+    if (character === ":" && !bracketed) {
+      parts.push(part);
+      part = "";
+    } else part += character;
+  }
+  parts.push(part);
+  return parts;
+}
+
+/** A name of an x509 spec without the brackets an IPv6 address is written in. */
+function unbracketed(name: string): string {
+  return name.startsWith("[") && name.endsWith("]") ? name.slice(1, -1) : name;
+}
+
+/** A name as an x509 spec writes it: an IPv6 address in brackets. */
+function bracketed(name: string): string {
+  return name.includes(":") ? `[${name}]` : name;
+}
+
 export function parseGeneratorFlag(text: string): GeneratorFlag {
-  const [kind, first, second, ...rest] = text.split(":");
+  const [kind, first, second, ...rest] = specParts(text);
   const number = (value: string | undefined, what: string) => {
     if (value === undefined || !/^\d+$/.test(value))
       throw new InvalidArgumentError(`--generator ${kind}: ${what} must be a number`);
@@ -92,7 +121,7 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
       let ttlMs = 0;
       for (const pair of (options ?? "").split(",").filter((part) => part !== "")) {
         const [name, value] = pair.split("=");
-        if (name === "dns" && value !== undefined && value !== "") dnsNames.push(value);
+        if (name === "dns" && value !== undefined && value !== "") dnsNames.push(unbracketed(value));
         else if (name === "ttl" && value !== undefined) ttlMs = duration("--generator x509: ttl")(value);
         else
           throw new InvalidArgumentError(
@@ -101,7 +130,9 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
       }
       return {
         clear: false,
-        generator: { kind: { $case: "x509", value: { role: first, commonName: second, dnsNames, ttlMs } } },
+        generator: {
+          kind: { $case: "x509", value: { role: first, commonName: unbracketed(second), dnsNames, ttlMs } },
+        },
       };
     }
     default:
@@ -127,8 +158,11 @@ export function describeGenerator(generator: RotationGenerator | undefined): str
       return `rsa:${kind.value.bits}`;
     case "x509": {
       const { role, commonName, dnsNames, ttlMs } = kind.value;
-      const options = [...(ttlMs === 0 ? [] : [`ttl=${ttlMs}ms`]), ...dnsNames.map((name) => `dns=${name}`)];
-      return `x509:${role}:${commonName}${options.length === 0 ? "" : `:${options.join(",")}`}`;
+      const options = [
+        ...(ttlMs === 0 ? [] : [`ttl=${ttlMs}ms`]),
+        ...dnsNames.map((name) => `dns=${bracketed(name)}`),
+      ];
+      return `x509:${role}:${bracketed(commonName)}${options.length === 0 ? "" : `:${options.join(",")}`}`;
     }
     default:
       return "-";
