@@ -45,6 +45,8 @@ export type NodeErrorCode =
   | "IDENTITY_DISABLED"
   /** This node was removed from the cluster: another member serves the call. */
   | "REMOVED"
+  /** This node is shutting down: another member serves the call. */
+  | "STOPPING"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -110,6 +112,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   NOT_FOUND: status.NOT_FOUND,
   ACCESS_UNAVAILABLE: status.UNAVAILABLE,
   REMOVED: status.UNAVAILABLE,
+  STOPPING: status.UNAVAILABLE,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -134,6 +134,7 @@ export class StrongroomNode {
       /** The leader's periodic work (rotations, expiry, lease sweeps), stopped first. */
       readonly leaderTasks: readonly { stop(): void }[];
       readonly readTracker: ReadTracker;
+      readonly watches: WatchHub;
     },
   ) {}
 
@@ -762,6 +763,7 @@ export class StrongroomNode {
         releaseFailpointSignal,
         leaderTasks: [rotator, expirySweeper, leaseManager, placementTask, featuresTask],
         readTracker,
+        watches,
       },
     );
     node.startSealedLeaderHandoff();
@@ -799,6 +801,9 @@ export class StrongroomNode {
     };
     await handOverLeadership(raft, Math.min(graceMs, 2000));
     took("handOverMs");
+    // A watch never ends by itself: it would hold the shutdown for the whole grace. Ended now,
+    // its client resumes on another node from the last revision it saw.
+    this.parts.watches.endAll(new NodeError("STOPPING", "this node is stopping: watch through another node"));
     await this.parts.clientListener.close(graceMs);
     took("clientCallsMs");
     await raft.stop();

@@ -353,4 +353,20 @@ describe("watch", () => {
     expect(refused.metadata.get("strongroom-reason")).toEqual(["REVISION_AHEAD"]);
     expect(refused.details).toMatch(/^revision \d+ is ahead of this cluster \(at \d+\)/);
   }, 60_000);
+
+  it("a node that stops ends its watches at once, not at the end of its grace: their clients move on", async () => {
+    const [id, node] = [...nodes.entries()].find(([, candidate]) => !candidate.isLeader()) ?? [];
+    if (id === undefined || node === undefined) throw new Error("no follower");
+    const watch = clientOf(id).secrets.watch({ prefix: "stopping/", fromRevision: 0 });
+    const ended = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
+    await new Promise((resolve) => watch.on("metadata", resolve));
+    const started = performance.now();
+    // A grace far longer than a stop takes: a watch holding the shutdown would show.
+    await node.stop(20_000);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    const error = await ended;
+    expect(error.code).toBe(status.UNAVAILABLE);
+    expect(error.metadata.get("strongroom-reason")).toEqual(["STOPPING"]);
+    expect(error.details).toBe("this node is stopping: watch through another node");
+  }, 60_000);
 });
