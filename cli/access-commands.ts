@@ -17,6 +17,7 @@ import {
   emit,
   type Format,
   formatFlag,
+  giveShares,
   nonNegativeInteger,
   type Output,
   optionMeaning,
@@ -425,17 +426,10 @@ export function registerAccessCommands(program: Command, output: Output = proces
             output.out("root token generation reset: give the shares again\n");
             return;
           }
-          let nonce = "";
-          for await (const share of shares(output)) {
-            const step = await client.sys.generateRoot({ share, nonce, reset: false });
-            if (step.complete) {
-              output.out(`${step.rootToken}\n`);
-              return;
-            }
-            nonce = step.nonce;
-            output.err(`${step.progress}/${step.threshold} shares\n`);
-          }
-          throw new UsageError("not enough shares were given");
+          const done = await giveShares(output, shares(output), (share, nonce) =>
+            client.sys.generateRoot({ share, nonce, reset: false }),
+          );
+          output.out(`${done.rootToken}\n`);
         });
       }),
     );

@@ -16,6 +16,7 @@ import {
   emit,
   type Format,
   formatFlag,
+  giveShares,
   nonNegativeInteger,
   type Output,
   optionMeaning,
@@ -394,21 +395,16 @@ export function registerClusterCommands(program: Command, output: Output = proce
             throw new UsageError((error as Error).message);
           }
           const given = (await stdinLines(output)).map(plainShare);
-          const result = await withClient(options, async (client) => {
-            let nonce = "";
-            for (const share of given) {
-              const step = await client.sys.rekey({
+          const result = await withClient(options, (client) =>
+            giveShares(output, given, (share, nonce) =>
+              client.sys.rekey({
                 share,
                 nonce,
                 newShares: { count: options.shares, threshold: options.threshold, operatorKeys },
                 reset: false,
-              });
-              if (step.complete) return step;
-              nonce = step.nonce;
-              output.err(`${step.progress}/${step.threshold} shares\n`);
-            }
-            throw new UsageError("not enough shares were given");
-          });
+              }),
+            ),
+          );
           emit(output, options.format, result, () =>
             [
               ...result.shares.map((share, i) => `new share ${i + 1}: ${share}\n`),
@@ -444,23 +440,18 @@ export function registerClusterCommands(program: Command, output: Output = proce
           if (!options.shamir && !options.hsm)
             throw new UsageError("name the target: --shamir, --hsm or both");
           const given = (await stdinLines(output)).map(plainShare);
-          const result = await withClient(options, async (client) => {
-            let nonce = "";
-            for (const share of given) {
-              const step = await client.sys.migrateSeal({
+          const result = await withClient(options, (client) =>
+            giveShares(output, given, (share, nonce) =>
+              client.sys.migrateSeal({
                 share,
                 nonce,
                 shamir: options.shamir,
                 hsm: options.hsm,
                 generateHsmKey: options.generateHsmKey,
                 reset: false,
-              });
-              if (step.complete) return step;
-              nonce = step.nonce;
-              output.err(`${step.progress}/${step.threshold} shares\n`);
-            }
-            throw new UsageError("not enough shares were given");
-          });
+              }),
+            ),
+          );
           emit(output, options.format, result, () => `seal: ${result.sealTypes.join(" + ")}\n`);
         }),
     );

@@ -118,6 +118,33 @@ export function duration(name: string) {
   };
 }
 
+/** What each share call of an attempt (rekey, seal migration, root token) answers. */
+interface ShareStep {
+  readonly complete: boolean;
+  readonly nonce: string;
+  readonly progress: number;
+  readonly threshold: number;
+}
+
+/**
+ * Gives `shares` one call at a time, each with the attempt's nonce, until an answer says the
+ * attempt is complete (that answer is returned); progress goes to stderr. Too few: a usage error.
+ */
+export async function giveShares<Step extends ShareStep>(
+  output: Output,
+  shares: AsyncIterable<string> | Iterable<string>,
+  give: (share: string, nonce: string) => Promise<Step>,
+): Promise<Step> {
+  let nonce = "";
+  for await (const share of shares) {
+    const step = await give(share, nonce);
+    if (step.complete) return step;
+    nonce = step.nonce;
+    output.err(`${step.progress}/${step.threshold} shares\n`);
+  }
+  throw new UsageError("not enough shares were given");
+}
+
 /** Lines of stdin, trimmed, without empty ones (shares, one per line). */
 export async function stdinLines(output: Output): Promise<string[]> {
   return (await output.stdin())
