@@ -83,7 +83,7 @@ export function checkCertificateName(name: string): string {
  * Checks a DNS name: dot-separated labels, at most 253 characters, the last one not all digits (a
  * top-level domain never is: "10.0.0.256" is a mistyped address, not a name).
  */
-export function checkDnsName(name: string): string {
+function checkDnsName(name: string): string {
   const labels = name.split(".");
   if (name.length === 0 || name.length > 253 || !labels.every((label) => labelPattern.test(label)))
     throw new NodeError(

@@ -325,6 +325,17 @@ describe("seal HA: an HSM and Shamir shares at once", () => {
   });
 });
 
+/** A new HSM-only seal (a key of its own on the token) and a seal set it unsealed. */
+async function unsealedByHsm() {
+  const config = hsmConfig();
+  const init = await initializeSeal({ pkcs11: { client: new Pkcs11Client(config), generateKey: true } });
+  const recovery = init.recoveryShares?.shares ?? [];
+  const client = new Pkcs11Client(config);
+  const seals = new SealSet(init.record, { pkcs11Client: client });
+  await seals.unsealWithHsm();
+  return { config, init, recovery, client, seals };
+}
+
 describe("seal migration", () => {
   it("Shamir -> HSM -> Shamir, with the shares operators hold changing role and no secret rewritten", async () => {
     const init = await initializeSeal({ shamir: { count: 5, threshold: 3 } });
@@ -367,12 +378,7 @@ describe("seal migration", () => {
   });
 
   it("HSM -> HSM and shares (seal HA), and back to HSM only", async () => {
-    const config = hsmConfig();
-    const init = await initializeSeal({ pkcs11: { client: new Pkcs11Client(config), generateKey: true } });
-    const recovery = init.recoveryShares?.shares ?? [];
-    const client = new Pkcs11Client(config);
-    const seals = new SealSet(init.record, { pkcs11Client: client });
-    await seals.unsealWithHsm();
+    const { init, recovery, client, seals } = await unsealedByHsm();
     const both = migrateSeal(
       init.record,
       seals.rootKey(),
@@ -393,12 +399,7 @@ describe("seal migration", () => {
   });
 
   it("keeps the HSM protector after an HSM key rotation, though the node's config names the old key", async () => {
-    const config = hsmConfig();
-    const init = await initializeSeal({ pkcs11: { client: new Pkcs11Client(config), generateKey: true } });
-    const recovery = init.recoveryShares?.shares ?? [];
-    const client = new Pkcs11Client(config);
-    const seals = new SealSet(init.record, { pkcs11Client: client });
-    await seals.unsealWithHsm();
+    const { config, init, recovery, client, seals } = await unsealedByHsm();
     const rotated = rewrapWithHsmKey(init.record, seals.rootKey(), {
       client: new Pkcs11Client({ ...config, keyLabel: `${config.keyLabel}-2` }),
       generateKey: true,
