@@ -90,7 +90,7 @@ export async function initializeSeal(options: SealInitOptions): Promise<SealInit
     let unsealShares: HandedOutShares | null = null;
     let recoveryShares: HandedOutShares | null = null;
     let recovery: ShareSetDescriptor | null = null;
-    if (options.pkcs11 !== undefined) protectors.push(protectWithPkcs11(rootKey, options.pkcs11));
+    if (options.pkcs11 !== undefined) protectors.push(await protectWithPkcs11(rootKey, options.pkcs11));
     if (options.shamir !== undefined) {
       const made = await protectWithShares(rootKey, options.shamir);
       protectors.push(made.protector);
@@ -165,12 +165,12 @@ export interface MigrationTarget {
  * unseal shares. Authorized by a threshold of the authorizing shares; needs the root key (an
  * unsealed node).
  */
-export function migrateSeal(
+export async function migrateSeal(
   record: SealRecord,
   rootKey: Uint8Array,
   authorization: Uint8Array,
   target: MigrationTarget,
-): SealRecord {
+): Promise<SealRecord> {
   checkAuthorization(record, authorization);
   verifyRootKey(record, rootKey, "the unsealed node");
   if (!target.shamir && target.pkcs11 === undefined) {
@@ -189,7 +189,7 @@ export function migrateSeal(
         `the cluster's HSM protector (key "${currentHsm.keyLabel}") is kept by a migration, so no HSM key is generated: to wrap the root key under a new key, rotate the HSM key`,
       );
     }
-    protectors.push(currentHsm ?? protectWithPkcs11(rootKey, target.pkcs11));
+    protectors.push(currentHsm ?? (await protectWithPkcs11(rootKey, target.pkcs11)));
   }
   if (target.shamir) {
     const shamir: ShamirProtector = shamirProtectorOf(record) ?? {
@@ -215,11 +215,11 @@ export function migrateSeal(
  * and retires the old one from the record. The old key stays in the HSM, because snapshots taken
  * before the rotation still need it; delete it once they have expired.
  */
-export function rewrapWithHsmKey(
+export async function rewrapWithHsmKey(
   record: SealRecord,
   rootKey: Uint8Array,
   options: Pkcs11Options,
-): SealRecord {
+): Promise<SealRecord> {
   verifyRootKey(record, rootKey, "the unsealed node");
   const current = pkcs11ProtectorOf(record);
   if (current === undefined) {
@@ -231,7 +231,7 @@ export function rewrapWithHsmKey(
       `the root key is already wrapped by "${current.keyLabel}": rotation needs a new key label`,
     );
   }
-  const next = protectWithPkcs11(rootKey, options);
+  const next = await protectWithPkcs11(rootKey, options);
   const protectors = record.protectors.map((protector) => (protector.type === "pkcs11" ? next : protector));
   return validateSealRecord({ ...record, protectors });
 }
@@ -244,14 +244,14 @@ export function checkAuthorization(record: SealRecord, authorization: Uint8Array
   }
 }
 
-function protectWithPkcs11(rootKey: Uint8Array, options: Pkcs11Options): Pkcs11Protector {
+async function protectWithPkcs11(rootKey: Uint8Array, options: Pkcs11Options): Promise<Pkcs11Protector> {
   const { client } = options;
   const { keyLabel, mechanism } = client.config;
-  client.ensureKey(keyLabel, { generate: options.generateKey === true });
-  const wrapped = client.wrapRootKey(rootKey, keyLabel, mechanism);
+  await client.ensureKey(keyLabel, { generate: options.generateKey === true });
+  const wrapped = await client.wrapRootKey(rootKey, keyLabel, mechanism);
   // Unwrapped again at once: a key or mechanism that cannot give the root key back is found at
   // init, not at the first restart.
-  const back = client.unwrapRootKey(wrapped, keyLabel, mechanism);
+  const back = await client.unwrapRootKey(wrapped, keyLabel, mechanism);
   const same = back.length === rootKey.length && back.every((byte, i) => byte === rootKey[i]);
   back.fill(0);
   if (!same)

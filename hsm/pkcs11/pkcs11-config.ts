@@ -23,9 +23,16 @@ export interface Pkcs11Config {
   /** Label of the AES-256 key that wraps the root key. */
   readonly keyLabel: string;
   readonly mechanism: Pkcs11Mechanism;
+  /**
+   * How long one call on the token may take before it is abandoned as HSM_UNAVAILABLE (the calls
+   * run in a helper process, which is then killed): default 10 s.
+   */
+  readonly callTimeoutMs?: number;
 }
 
 const labelBytesMax = 32;
+const callTimeoutMsMin = 100;
+const callTimeoutMsMax = 600_000;
 
 export function validatePkcs11Config(value: unknown): Pkcs11Config {
   const fail = (why: string): never => {
@@ -33,12 +40,21 @@ export function validatePkcs11Config(value: unknown): Pkcs11Config {
   };
   if (typeof value !== "object" || value === null) return fail("must be an object");
   const config = value as Record<string, unknown>;
-  const known = ["libraryPath", "tokenLabel", "slot", "pinFile", "pinEnv", "keyLabel", "mechanism"];
+  const known = [
+    "libraryPath",
+    "tokenLabel",
+    "slot",
+    "pinFile",
+    "pinEnv",
+    "keyLabel",
+    "mechanism",
+    "callTimeoutMs",
+  ];
   for (const key of Object.keys(config)) {
     if (!known.includes(key))
       fail(`unknown field "${key}" (the PIN goes in pinFile or pinEnv, never in the config)`);
   }
-  const { libraryPath, tokenLabel, slot, pinFile, pinEnv, keyLabel, mechanism } = config;
+  const { libraryPath, tokenLabel, slot, pinFile, pinEnv, keyLabel, mechanism, callTimeoutMs } = config;
   if (typeof libraryPath !== "string" || libraryPath === "")
     fail("libraryPath must be the path of the PKCS#11 module");
   if ((tokenLabel === undefined) === (slot === undefined)) fail("give exactly one of tokenLabel and slot");
@@ -56,12 +72,23 @@ export function validatePkcs11Config(value: unknown): Pkcs11Config {
   if (!pkcs11Mechanisms.includes(mechanism as Pkcs11Mechanism)) {
     fail(`mechanism must be one of ${pkcs11Mechanisms.join(", ")}, got ${JSON.stringify(mechanism)}`);
   }
+  if (
+    callTimeoutMs !== undefined &&
+    (!Number.isSafeInteger(callTimeoutMs) ||
+      (callTimeoutMs as number) < callTimeoutMsMin ||
+      (callTimeoutMs as number) > callTimeoutMsMax)
+  ) {
+    fail(
+      `callTimeoutMs must be an integer from ${callTimeoutMsMin} to ${callTimeoutMsMax}, got ${JSON.stringify(callTimeoutMs)}`,
+    );
+  }
   return {
     libraryPath: libraryPath as string,
     ...(tokenLabel !== undefined ? { tokenLabel: tokenLabel as string } : { slot: slot as number }),
     ...(pinFile !== undefined ? { pinFile: pinFile as string } : { pinEnv: pinEnv as string }),
     keyLabel: keyLabel as string,
     mechanism: mechanism as Pkcs11Mechanism,
+    ...(callTimeoutMs !== undefined ? { callTimeoutMs: callTimeoutMs as number } : {}),
   };
 }
 

@@ -30,7 +30,7 @@ export class Pkcs11Seal implements Seal {
   async unseal(): Promise<SealStatus> {
     if (this.rootKeyHeld.held) return this.status();
     const blob = Buffer.from(this.protector.wrappedRootKey, "base64");
-    const rootKey = this.client.unwrapRootKey(blob, this.protector.keyLabel, this.protector.mechanism);
+    const rootKey = await this.client.unwrapRootKey(blob, this.protector.keyLabel, this.protector.mechanism);
     try {
       verifyRootKey(this.record, rootKey, `the HSM key "${this.protector.keyLabel}"`);
     } catch (error) {

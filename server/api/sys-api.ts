@@ -308,7 +308,7 @@ class SysApi {
     const submission = await this.migrationCollector.submit(set, request.share, request.nonce);
     if (!submission.complete) return progress();
     try {
-      const next = migrateSeal(record, this.parts.keeper.rootKey(), submission.secret, {
+      const next = await migrateSeal(record, this.parts.keeper.rootKey(), submission.secret, {
         shamir: target.shamir,
         ...(target.hsm
           ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: target.generateHsmKey } }
@@ -380,7 +380,7 @@ class SysApi {
       validatePkcs11Config({ ...current, keyLabel: request.keyLabel, mechanism }),
     );
     try {
-      const next = rewrapWithHsmKey(this.parts.keeper.currentRecord(), this.parts.keeper.rootKey(), {
+      const next = await rewrapWithHsmKey(this.parts.keeper.currentRecord(), this.parts.keeper.rootKey(), {
         client,
         generateKey: request.generateKey,
       });

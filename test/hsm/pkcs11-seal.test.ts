@@ -82,7 +82,7 @@ describe("init", () => {
   it("uses an existing key by label, and refuses to generate over it or to use a missing one", async () => {
     const config = configFor(token);
     const client = new Pkcs11Client(config);
-    client.ensureKey(config.keyLabel, { generate: true });
+    await client.ensureKey(config.keyLabel, { generate: true });
     const { record } = await initializeSeal({ pkcs11: { client } });
     expect(record.protectors[0]).toMatchObject({ type: "pkcs11", keyLabel: config.keyLabel });
     await expect(initializeSeal({ pkcs11: { client, generateKey: true } })).rejects.toMatchObject({
@@ -125,6 +125,8 @@ describe("configuration", () => {
     [{ mechanism: "des" }, /mechanism must be one of aes-gcm, aes-key-wrap-pad, got "des"/],
     [{ keyLabel: "" }, /keyLabel must be 1 to 32 bytes/],
     [{ libraryPath: 7 }, /libraryPath must be the path of the PKCS#11 module/],
+    [{ callTimeoutMs: 50 }, /callTimeoutMs must be an integer from 100 to 600000, got 50/],
+    [{ callTimeoutMs: "10s" }, /callTimeoutMs must be an integer from 100 to 600000, got "10s"/],
   ])("refuses %j", (change, message) => {
     expect(() => validatePkcs11Config({ ...configFor(token), ...change })).toThrow(message);
   });
@@ -132,6 +134,10 @@ describe("configuration", () => {
   it("accepts a complete config", () => {
     const config = configFor(token);
     expect(validatePkcs11Config(config)).toEqual(config);
+    expect(validatePkcs11Config({ ...config, callTimeoutMs: 2500 })).toEqual({
+      ...config,
+      callTimeoutMs: 2500,
+    });
   });
 });
 
@@ -206,7 +212,7 @@ describe("unseal faults", () => {
     const config = configFor(token);
     const { record } = await initWithHsm(config);
     hsm.deleteKey(token, config.keyLabel);
-    new Pkcs11Client(config).ensureKey(config.keyLabel, { generate: true });
+    await new Pkcs11Client(config).ensureKey(config.keyLabel, { generate: true });
     const error = await unsealError(record, config);
     expect(error.code).toBe("HSM_UNWRAP_FAILED");
     expect(error.message).toMatch(
@@ -272,7 +278,7 @@ describe("HSM key rotation", () => {
       mechanism: "aes-key-wrap-pad" as const,
     };
     const newClient = new Pkcs11Client(newConfig);
-    const rotated = rewrapWithHsmKey(record, rootKey, { client: newClient, generateKey: true });
+    const rotated = await rewrapWithHsmKey(record, rootKey, { client: newClient, generateKey: true });
     expect(rotated.protectors).toEqual([
       {
         type: "pkcs11",
@@ -289,10 +295,10 @@ describe("HSM key rotation", () => {
     await seals.unsealWithHsm();
     expect(Buffer.from(seals.rootKey()).equals(Buffer.from(rootKey))).toBe(true);
     seals.close();
-    expect(() => rewrapWithHsmKey(rotated, rootKey, { client: newClient })).toThrow(
+    await expect(rewrapWithHsmKey(rotated, rootKey, { client: newClient })).rejects.toThrow(
       /rotation needs a new key label/,
     );
-    expect(() => rewrapWithHsmKey(rotated, new Uint8Array(32), { client: newClient })).toThrow(
+    await expect(rewrapWithHsmKey(rotated, new Uint8Array(32), { client: newClient })).rejects.toThrow(
       /not this cluster's root key/,
     );
   });

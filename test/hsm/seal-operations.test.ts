@@ -345,7 +345,7 @@ describe("seal migration", () => {
 
     // Shamir -> HSM: authorized by the unseal shares, which become the recovery shares.
     const unsealed = await unsealWithShares(init.record, shares.slice(0, 3));
-    const toHsm = migrateSeal(
+    const toHsm = await migrateSeal(
       init.record,
       unsealed.rootKey(),
       await authorize(init.record, shares.slice(2, 5)),
@@ -362,7 +362,7 @@ describe("seal migration", () => {
     await expect(new SealSet(toHsm).unsealWithShare(shares[0] ?? "")).rejects.toThrow(/do not unseal/);
 
     // HSM -> Shamir: authorized by the recovery shares (the original shares), which unseal again.
-    const back = migrateSeal(
+    const back = await migrateSeal(
       toHsm,
       byHsm.rootKey(),
       await authorize(toHsm, [shares[4] ?? "", shares[1] ?? "", shares[3] ?? ""]),
@@ -379,7 +379,7 @@ describe("seal migration", () => {
 
   it("HSM -> HSM and shares (seal HA), and back to HSM only", async () => {
     const { init, recovery, client, seals } = await unsealedByHsm();
-    const both = migrateSeal(
+    const both = await migrateSeal(
       init.record,
       seals.rootKey(),
       await authorize(init.record, recovery.slice(0, 3)),
@@ -391,7 +391,7 @@ describe("seal migration", () => {
     expect(both.protectors.map((protector) => protector.type)).toEqual(["pkcs11", "shamir"]);
     expect(both.protectors[0]).toEqual(init.record.protectors[0]);
     expect((await unsealWithShares(both, recovery.slice(1, 4))).status().sealed).toBe(false);
-    const hsmOnly = migrateSeal(both, seals.rootKey(), await authorize(both, recovery.slice(0, 3)), {
+    const hsmOnly = await migrateSeal(both, seals.rootKey(), await authorize(both, recovery.slice(0, 3)), {
       shamir: false,
       pkcs11: { client },
     });
@@ -400,21 +400,24 @@ describe("seal migration", () => {
 
   it("keeps the HSM protector after an HSM key rotation, though the node's config names the old key", async () => {
     const { config, init, recovery, client, seals } = await unsealedByHsm();
-    const rotated = rewrapWithHsmKey(init.record, seals.rootKey(), {
+    const rotated = await rewrapWithHsmKey(init.record, seals.rootKey(), {
       client: new Pkcs11Client({ ...config, keyLabel: `${config.keyLabel}-2` }),
       generateKey: true,
     });
     // The old key is deleted once nothing needs it: a migration must not reach for it.
     expect(hsm.deleteKey(token, config.keyLabel)).toBe(1);
     const authorization = await authorize(rotated, recovery.slice(0, 3));
-    const both = migrateSeal(rotated, seals.rootKey(), authorization, { shamir: true, pkcs11: { client } });
+    const both = await migrateSeal(rotated, seals.rootKey(), authorization, {
+      shamir: true,
+      pkcs11: { client },
+    });
     expect(both.protectors[0]).toEqual(rotated.protectors[0]);
-    expect(() =>
+    await expect(
       migrateSeal(rotated, seals.rootKey(), authorization, {
         shamir: true,
         pkcs11: { client, generateKey: true },
       }),
-    ).toThrow(
+    ).rejects.toThrow(
       /the cluster's HSM protector \(key ".*-2"\) is kept by a migration, so no HSM key is generated/,
     );
   });
@@ -424,17 +427,17 @@ describe("seal migration", () => {
     const shares = init.unsealShares?.shares ?? [];
     const authorization = await authorize(init.record, shares.slice(0, 2));
     const rootKey = (await unsealWithShares(init.record, shares.slice(1, 3))).rootKey();
-    expect(() => migrateSeal(init.record, rootKey, new Uint8Array(32), { shamir: false })).toThrow(
+    await expect(migrateSeal(init.record, rootKey, new Uint8Array(32), { shamir: false })).rejects.toThrow(
       /not made from the shares of set/,
     );
-    expect(() => migrateSeal(init.record, rootKey, authorization, { shamir: false })).toThrow(
+    await expect(migrateSeal(init.record, rootKey, authorization, { shamir: false })).rejects.toThrow(
       "a seal needs at least one protector: Shamir shares or an HSM",
     );
-    expect(() => migrateSeal(init.record, rootKey, authorization, { shamir: true })).toThrow(
+    await expect(migrateSeal(init.record, rootKey, authorization, { shamir: true })).rejects.toThrow(
       "nothing to migrate",
     );
-    expect(() => migrateSeal(init.record, new Uint8Array(32), authorization, { shamir: true })).toThrow(
-      /not this cluster's root key/,
-    );
+    await expect(
+      migrateSeal(init.record, new Uint8Array(32), authorization, { shamir: true }),
+    ).rejects.toThrow(/not this cluster's root key/);
   });
 });

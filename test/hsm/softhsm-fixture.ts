@@ -1,6 +1,7 @@
 // A real SoftHSM2 for tests: a temporary token directory and softhsm2.conf (SOFTHSM2_CONF), tokens
 // initialized with softhsm2-util, and the faults the seal must survive - a token removed and put
-// back, a key deleted. Nothing here imitates PKCS#11: every call goes to libsofthsm2.so.
+// back, a token that hangs, a key deleted. Nothing here imitates PKCS#11: every call goes to
+// libsofthsm2.so.
 
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -76,6 +77,24 @@ export class SoftHsm {
 
   restoreToken(token: SoftHsmToken): void {
     renameSync(join(this.removedStore, token.directory), join(this.tokenStore, token.directory));
+  }
+
+  /**
+   * Makes the token hang, as a network HSM that stops answering: its token file becomes a FIFO,
+   * so a module that initializes from now on blocks in open() until something writes to it -
+   * nothing does. (A module initialized before keeps the token in memory and still answers.)
+   */
+  hangToken(token: SoftHsmToken): void {
+    const file = join(this.tokenStore, token.directory, "token.object");
+    renameSync(file, join(this.root, `${token.directory}.token.object`));
+    execFileSync("mkfifo", [file]);
+  }
+
+  /** Undoes hangToken: modules initialized from now on read the token again. */
+  unhangToken(token: SoftHsmToken): void {
+    const file = join(this.tokenStore, token.directory, "token.object");
+    rmSync(file);
+    renameSync(join(this.root, `${token.directory}.token.object`), file);
   }
 
   /** Destroys every object labelled `keyLabel` on the token (an operator deleting the key). */

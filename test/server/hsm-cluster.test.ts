@@ -1,7 +1,8 @@
 // A three-process cluster sealed by a real SoftHSM2 token: init with the HSM makes every node
 // unseal by itself (no operator), a node killed with SIGKILL and restarted unseals by itself and
 // catches up on what was written while it was down, and a node started while the token is away
-// stays sealed until it is back. A node an operator sealed stays sealed, whatever the HSM and the
+// stays sealed until it is back; one whose HSM hangs serves meanwhile, sealed, saying why. A node
+// an operator sealed stays sealed, whatever the HSM and the
 // seal record do, until a threshold of recovery shares lets its HSM unseal it again.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { runCli } from "../cli/cli-runner.js";
 import { SoftHsm } from "../hsm/softhsm-fixture.js";
+import { eventually } from "../support/eventually.js";
 import { type Clients, call, clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 import { bundledCli, NodeProcess } from "./process-cluster.js";
@@ -28,6 +30,7 @@ const configs = writeConfigs(pki, root, specs, () => ({
       pinFile: token.pinFile,
       keyLabel: "cluster-root",
       mechanism: "aes-gcm",
+      callTimeoutMs: 3000,
     },
   },
 }));
@@ -159,6 +162,25 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
     hsm.restoreToken(token);
   }
   await untilUnsealed(victim, 40_000, "the node did not unseal when the token came back");
+  expect(await read("n3", "hsm/while-down")).toBe("two");
+
+  // Started while the HSM hangs (a call into the module never returns), a node still serves
+  // (start() waits for its health endpoint): sealed (503), saying why; it unseals once the HSM
+  // answers again.
+  await victim.kill();
+  hsm.hangToken(token);
+  try {
+    await victim.start();
+    const sys3 = clientOf("n3").sys;
+    await eventually(
+      async () => /did not answer within 3 s/.test((await call(sys3.sealStatus.bind(sys3), {})).hsmLastError),
+      15_000,
+    );
+    expect(await healthCode(victim)).toBe(503);
+  } finally {
+    hsm.unhangToken(token);
+  }
+  await untilUnsealed(victim, 40_000, "the node did not unseal when the HSM answered again");
   expect(await read("n3", "hsm/while-down")).toBe("two");
 
   // HSM key rotation: the root key is wrapped under a new key; with the old key deleted, a

@@ -28,7 +28,12 @@ export async function bundleChild(
   // starts from chunks another worker is half-way writing.
   const outdir = join(bundleDirectory, `${name}.${process.pid}.${randomUUID()}`);
   await build({
-    entryPoints: { [name]: entry.pathname },
+    entryPoints: {
+      [name]: entry.pathname,
+      // A node's PKCS#11 calls run in a helper process, started from its entry point next to
+      // the code that starts it (hsm/pkcs11/pkcs11-helper.ts); with splitting, every chunk is here.
+      "pkcs11-helper-process": new URL("../../hsm/pkcs11/pkcs11-helper-process.ts", import.meta.url).pathname,
+    },
     bundle: true,
     splitting: true,
     platform: "node",
