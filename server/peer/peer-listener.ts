@@ -46,7 +46,8 @@ export async function startPeerListener(options: PeerListenerOptions): Promise<P
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        // Streams from peers never end on their own: give them a moment, then cut them.
+        // The transport answered the streams from peers as it closed; forwarded calls in flight get
+        // a moment to finish, then they are cut.
         const timer = setTimeout(() => server.forceShutdown(), 1000);
         server.tryShutdown(() => {
           clearTimeout(timer);

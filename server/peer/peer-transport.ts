@@ -98,6 +98,8 @@ export class GrpcPeerTransport implements Transport {
   private readonly limits: PeerTransportLimits;
   private flushScheduled = false;
   private closed = false;
+  /** Answers each stream accepted from a peer and not yet ended (see close). */
+  private readonly acceptedStreams = new Set<() => void>();
   private readonly stopWatchingTls: () => void;
 
   constructor(private readonly options: PeerTransportOptions) {
@@ -154,19 +156,31 @@ export class GrpcPeerTransport implements Transport {
   ): void {
     const peer = nodeIdOf(call.getAuthContext()?.sslPeerCertificate);
     let batches = 0;
-    let refused = false;
+    let answered = false;
     const refuse = (code: status, details: string): void => {
-      if (refused) return;
-      refused = true;
+      if (answered) return;
+      answered = true;
+      this.acceptedStreams.delete(finish);
       callback({ code, details });
       call.destroy();
+    };
+    const finish = (): void => {
+      if (answered) return;
+      answered = true;
+      this.acceptedStreams.delete(finish);
+      callback(null, { batches });
     };
     if (peer === null) {
       refuse(status.PERMISSION_DENIED, "the peer certificate names no node (SAN URI strongroom://node/<id>)");
       return;
     }
+    if (this.closed) {
+      refuse(status.UNAVAILABLE, `node ${this.options.nodeId} is stopping`);
+      return;
+    }
+    this.acceptedStreams.add(finish);
     call.on("data", (batch: MessageBatch) => {
-      if (refused) return;
+      if (answered) return;
       batches += 1;
       this.peerFeatures.set(peer, batch.features);
       for (const wire of batch.messages) {
@@ -187,16 +201,19 @@ export class GrpcPeerTransport implements Transport {
         if (!this.closed) this.handler?.(message);
       }
     });
-    call.on("end", () => {
-      if (!refused) callback(null, { batches });
-    });
+    call.on("end", finish);
     call.on("error", () => {
       // The sender went away; it dials again when it has something to send.
+      this.acceptedStreams.delete(finish);
     });
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    // A peer's stream never ends by itself: answered now, it no longer holds the peer listener's
+    // shutdown (which waited its full second for them at every stop), and the peer dials again
+    // when it has something to send.
+    for (const finish of [...this.acceptedStreams]) finish();
     this.stopWatchingTls();
     for (const outbox of this.outboxes.values()) this.disconnect(outbox);
     this.outboxes.clear();
