@@ -51,6 +51,12 @@ export const nemeses = [
    */
   "hsm-outage",
   /**
+   * The HSM hangs (a call into its module never returns: the SoftHSM token's file made a FIFO) and
+   * a random node is restarted meanwhile: it must serve, sealed, while the HSM hangs, and unseal
+   * itself once it answers again (seal: hsm).
+   */
+  "hsm-hang",
+  /**
    * A random follower removed from the cluster and stopped; at the heal a new node (a new id, at
    * the removed node's address) joins as a learner, catches up and is promoted to voter (process
    * driver).
@@ -212,8 +218,8 @@ export function parseExperiment(document: unknown, source: string): Experiment {
       );
     if (netnsNemeses.has(fault.nemesis) && cluster.driver !== "netns")
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
-    if (fault.nemesis === "hsm-outage" && cluster.seal !== "hsm")
-      problems.push(`faults.${position}: hsm-outage needs cluster.seal: hsm`);
+    if ((fault.nemesis === "hsm-outage" || fault.nemesis === "hsm-hang") && cluster.seal !== "hsm")
+      problems.push(`faults.${position}: ${fault.nemesis} needs cluster.seal: hsm`);
     if (fault.nemesis === "replace-member" && cluster.driver !== "process")
       problems.push(`faults.${position}: replace-member needs cluster.driver: process`);
     // libfaketime is preloaded into the node's process, which the container's image does not have.

@@ -2,7 +2,9 @@
 // chooses (or the leader), and the heal that undoes it. A fault with no target (no leader at that
 // moment) is skipped and said so. What each nemesis does is listed in chaos/experiment.ts.
 
-import { renameSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readdirSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { SeededRandom } from "../raft/core/index.js";
 import { type RaftFailpoint, raftFailpoints } from "../raft/node/index.js";
 import { type Experiment, leaderLosingNemeses, type NemesisName } from "./experiment.js";
@@ -92,6 +94,7 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
   }
 
   if (nemesis === "hsm-outage") return await hsmOutage(context);
+  if (nemesis === "hsm-hang") return await hsmHang(context);
   if (nemesis === "replace-member") return await replaceMember(context);
 
   // "-leader" nemeses hit the leader ("partition-leader-inbound" too), "-follower" ones a node the
@@ -290,6 +293,49 @@ async function hsmOutage(context: FaultContext): Promise<InjectedFault | null> {
       const back = performance.now();
       await cluster.unseal(target, 60_000);
       return `${sealedWithoutHsm ? "stayed sealed without the HSM" : "UNSEALED WITHOUT THE HSM"}; HSM back, unsealed itself ${Math.round(performance.now() - back)} ms later`;
+    },
+  };
+}
+
+/**
+ * The HSM hangs while a node restarts: the token's file becomes a FIFO, so a module that
+ * initializes from now on blocks in open() (as a call into a network HSM that stops answering).
+ * The restarted node must serve meanwhile (it answers its health endpoint and Cluster.Status,
+ * sealed, naming the call that did not answer), then unseal itself once the HSM answers again.
+ */
+async function hsmHang(context: FaultContext): Promise<InjectedFault | null> {
+  const { cluster } = context;
+  const hsm = cluster.hsm;
+  if (hsm === null) throw new Error("hsm-hang needs cluster.seal: hsm");
+  const target = pickOrNull(cluster.running(), context.random);
+  if (target === null) return null;
+  const [tokenFolder] = readdirSync(hsm.tokenDirectory);
+  if (tokenFolder === undefined) throw new Error(`no SoftHSM token under ${hsm.tokenDirectory}`);
+  const tokenFile = join(hsm.tokenDirectory, tokenFolder, "token.object");
+  const keptFile = `${hsm.tokenDirectory}.token.object`;
+  renameSync(tokenFile, keptFile);
+  execFileSync("mkfifo", [tokenFile]);
+  cluster.kill(target);
+  const launched = performance.now();
+  // Returns once the node answers its health endpoint: a node whose HSM call blocked its event
+  // loop never would.
+  await cluster.launch(target);
+  const answeredMs = Math.round(performance.now() - launched);
+  return {
+    target: target.id,
+    detail: `HSM hung; the node restarted and answered in ${answeredMs} ms`,
+    takesLeader: false,
+    heal: async () => {
+      const sealedWhileHung = await cluster.sealed(target);
+      const reason = await cluster.hsmLastError(target);
+      rmSync(tokenFile);
+      renameSync(keptFile, tokenFile);
+      const back = performance.now();
+      await cluster.unseal(target, 60_000);
+      const named = /did not answer within/.test(reason)
+        ? "naming the call that did not answer"
+        : `saying "${reason}"`;
+      return `${sealedWhileHung ? `served, sealed, ${named}` : "DID NOT ANSWER, OR UNSEALED, WHILE THE HSM HUNG"}; HSM answering, unsealed itself ${Math.round(performance.now() - back)} ms later`;
     },
   };
 }

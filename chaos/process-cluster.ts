@@ -218,9 +218,12 @@ export class ProcessCluster {
             : { snapshotLogToStateRatio: options.snapshotLogToStateRatio }),
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
         },
-        // A node whose HSM was away tries again within 5 s of its return, not the default 30 s:
-        // an experiment's faults come on a schedule.
-        ...(this.hsm === null ? {} : { seal: { pkcs11: this.hsm.pkcs11, autoUnsealRetryMaxMs: 5000 } }),
+        // A node whose HSM was away tries again within 5 s of its return, not the default 30 s,
+        // and abandons a call on a hung HSM after 3 s, not 10: an experiment's faults come on a
+        // schedule.
+        ...(this.hsm === null
+          ? {}
+          : { seal: { pkcs11: { ...this.hsm.pkcs11, callTimeoutMs: 3000 }, autoUnsealRetryMaxMs: 5000 } }),
         ...options.nodeConfig,
         // Every start appends to <id>.log beside the config: what to read when a run fails.
         log: { level: options.logLevel ?? "info" },
@@ -263,6 +266,18 @@ export class ProcessCluster {
       return (await client.cluster.status({}, { deadlineMs: 2000 })).sealed;
     } catch {
       return false;
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The node's last auto-unseal failure (SealStatus.hsm_last_error), or "" when it does not say. */
+  async hsmLastError(node: NodeEntry): Promise<string> {
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      return (await client.sys.sealStatus({}, { deadlineMs: 2000 })).hsmLastError;
+    } catch {
+      return "";
     } finally {
       client.close();
     }

@@ -1,6 +1,7 @@
 // The chaos harness's nemeses that change the cluster rather than the network: the HSM going away
 // while a node restarts (SoftHSM: the node stays sealed, the others serve, it unseals itself once
-// the HSM is back), and a membership change under load (a follower removed and stopped, a new node
+// the HSM is back), the HSM hanging while a node restarts (the node serves, sealed, saying why, and
+// unseals itself once the HSM answers), and a membership change under load (a follower removed and stopped, a new node
 // added as a learner, caught up and promoted) followed by a crash during a snapshot install.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -22,14 +23,18 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 // Nodes on 127.0.0.230-234 (n4 and n5 are the replacements), ports from 55000.
 const where = { hostBase: 230, basePort: 55_000 };
 
-it("hsm-outage: a node restarted without its HSM stays sealed, then unseals itself", async () => {
+it("hsm-outage, hsm-hang: a node restarted without its HSM, or with it hung, stays sealed and serves, then unseals itself", async () => {
   const lines: string[] = [];
   const experiment = parseExperiment(
     {
       name: "hsm-outage-short",
       cluster: { size: 3, tickMs: 20, seal: "hsm" },
-      workload: { clients: 3, keys: 4, readRatio: 0.5, durationMs: 7000, timeoutMs: 5000 },
-      faults: [{ atMs: 1000, nemesis: "hsm-outage", healAfterMs: 3000 }],
+      workload: { clients: 3, keys: 4, readRatio: 0.5, durationMs: 16_000, timeoutMs: 5000 },
+      faults: [
+        { atMs: 1000, nemesis: "hsm-outage", healAfterMs: 3000 },
+        // Longer than the harness's 3 s call deadline, so that the node has said why it is sealed.
+        { atMs: 6000, nemesis: "hsm-hang", healAfterMs: 5000 },
+      ],
       slo: { successRateMin: 0.99 },
     },
     "hsm-outage-short",
@@ -44,6 +49,9 @@ it("hsm-outage: a node restarted without its HSM stays sealed, then unseals itse
   const printed = lines.join("\n");
   expect(report.faults[0]?.detail, printed).toMatch(
     /^HSM token gone; the node restarted; stayed sealed without the HSM; HSM back, unsealed itself \d+ ms later$/,
+  );
+  expect(report.faults[1]?.detail, printed).toMatch(
+    /^HSM hung; the node restarted and answered in \d+ ms; served, sealed, naming the call that did not answer; HSM answering, unsealed itself \d+ ms later$/,
   );
   expect(report.checks.linearizability, printed).toBe("linearizable");
   expect(report.checks.pass, printed).toBe(true);
