@@ -19,6 +19,12 @@
 // checkpoint and the chain goes on in the next file; every start opens a new file linked to the
 // last line of the previous one, so a file cut short by a crash stays as it was, and the verifier
 // reports it.
+//
+// The key of checkpoint MACs comes from the root key, so a sealed node has none. When the node
+// seals, a checkpoint under the key it is about to forget covers every line before the seal; when
+// it unseals, a checkpoint under the new key covers the lines written while it was sealed (and,
+// through the chain, those of an earlier run that stopped sealed). Only the lines since a node
+// sealed stay without a MAC until it unseals again.
 
 import {
   closeSync,
@@ -81,13 +87,22 @@ export class AuditFile {
   private seq: number;
   private prev: string;
   private sinceCheckpoint = 0;
-  private pending: { record: AuditRecord; resolve: () => void; reject: (error: Error) => void }[] = [];
+  /**
+   * Whether a line was written since the last checkpoint (this file's header included, which
+   * follows the last line of the previous file): what a checkpoint at a key change would cover.
+   */
+  private uncovered = true;
+  /** Entries to write, and key changes in their place among them (a checkpoint marks each). */
+  private pending: PendingItem[] = [];
   /** The write-and-sync loop while it runs (one at a time), or null. */
   private flushing: Promise<void> | null = null;
   /** Set once a write or sync failed: the file may hold a partial line, so it takes no more. */
   private broken: Error | null = null;
   private closed = false;
-  /** This file's copy of the audit key (zeroed when replaced or closed), and the buffer it copies. */
+  /**
+   * This file's copy of the audit key as of the lines written so far (zeroed when replaced or
+   * closed); the buffer the trail last handed (a change is queued among the entries: see above).
+   */
   private auditKey: Uint8Array | null;
   private auditKeyGiven: Uint8Array | null = null;
   /** With durability "os": the background sync's timer, whether one runs, and unsynced bytes. */
@@ -135,13 +150,22 @@ export class AuditFile {
     return new AuditFile(options, state);
   }
 
-  /** Sets (or, with null, forgets) the key of checkpoint MACs. */
+  /**
+   * Sets (or, with null, forgets) the key of checkpoint MACs, for the entries appended from now
+   * on. A change is written as a checkpoint: under the old key when the node seals, under the new
+   * one when it unseals (see above).
+   */
   setAuditKey(key: Uint8Array | null): void {
     // The trail hands the same buffer while the key stays the same: copy it only when it changes.
     if (key === this.auditKeyGiven) return;
     this.auditKeyGiven = key;
-    this.auditKey?.fill(0);
-    this.auditKey = key === null ? null : Uint8Array.from(key);
+    if (this.closed || this.broken !== null) {
+      this.auditKey?.fill(0);
+      this.auditKey = key === null ? null : Uint8Array.from(key);
+      return;
+    }
+    this.pending.push({ kind: "key", key: key === null ? null : Uint8Array.from(key) });
+    this.flushing ??= this.flushLoop();
   }
 
   /** Appends one entry; resolves once it is on disk ("disk") or written to the OS ("os"). */
@@ -149,7 +173,7 @@ export class AuditFile {
     if (this.closed) return Promise.reject(new Error("the audit file is closed"));
     if (this.broken !== null) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
-      this.pending.push({ record, resolve, reject });
+      this.pending.push({ kind: "entry", record, resolve, reject });
       this.flushing ??= this.flushLoop();
     });
   }
@@ -184,16 +208,22 @@ export class AuditFile {
       // and 7-12% more writes per second at 64 clients (docs/performance.md).
       await endOfTurn();
       while (this.pending.length > 0) {
-        const batch = this.pending;
+        const items = this.pending;
         this.pending = [];
+        const batch = items.filter((item) => item.kind === "entry");
         if (this.broken !== null) {
           for (const { reject } of batch) reject(this.broken);
+          for (const item of items) if (item.kind === "key") this.takeKey(item.key);
           continue;
         }
         try {
           const lines: string[] = [];
-          for (const { record } of batch) {
-            lines.push(this.line({ ...record }));
+          for (const item of items) {
+            if (item.kind === "key") {
+              lines.push(...this.keyChangeLines(item.key));
+              continue;
+            }
+            lines.push(this.line({ ...item.record }));
             this.sinceCheckpoint += 1;
             const checkpoint =
               this.sinceCheckpoint >= this.options.checkpointEvery ? this.checkpointLine() : null;
@@ -205,7 +235,7 @@ export class AuditFile {
           await writeFully(this.descriptor, text);
           if (this.options.durability === "os") this.unsynced = true;
           this.fileBytes += text.length;
-          this.options.onWrite?.(batch.length, (performance.now() - started) / 1000);
+          if (batch.length > 0) this.options.onWrite?.(batch.length, (performance.now() - started) / 1000);
           for (const { resolve } of batch) resolve();
           if (this.fileBytes > this.options.maxFileBytes) this.rotate();
         } catch (error) {
@@ -278,6 +308,26 @@ export class AuditFile {
   }
 
   /**
+   * The checkpoint that marks a key change, and the change: under the old key before it is
+   * forgotten (a seal), or under the new one once it is taken (an unseal). Nothing when no
+   * line came since the last checkpoint.
+   */
+  private keyChangeLines(key: Uint8Array | null): string[] {
+    const lines: string[] = [];
+    const before = this.uncovered ? this.checkpointLine() : null;
+    if (before !== null) lines.push(before);
+    this.takeKey(key);
+    const after = this.uncovered ? this.checkpointLine() : null;
+    if (after !== null) lines.push(after);
+    return lines;
+  }
+
+  private takeKey(key: Uint8Array | null): void {
+    this.auditKey?.fill(0);
+    this.auditKey = key;
+  }
+
+  /**
    * A checkpoint (the closing one with `closing`), or null while the key is unknown (the chain
    * goes on; MACs resume with the key).
    */
@@ -285,7 +335,9 @@ export class AuditFile {
     if (this.auditKey === null) return null;
     this.sinceCheckpoint = 0;
     const mac = checkpointMac(this.auditKey, this.seq + 1, this.prev, closing);
-    return this.line(closing ? { type: "checkpoint", closed: true, mac } : { type: "checkpoint", mac });
+    const line = this.line(closing ? { type: "checkpoint", closed: true, mac } : { type: "checkpoint", mac });
+    this.uncovered = false;
+    return line;
   }
 
   /** One chained line: the next sequence number, the time, the node, the previous line's hash. */
@@ -300,6 +352,7 @@ export class AuditFile {
       ...fields,
     });
     this.prev = hashLine(line);
+    this.uncovered = true;
     return line;
   }
 
@@ -309,6 +362,16 @@ export class AuditFile {
     this.fileBytes += text.length;
   }
 }
+
+type PendingItem =
+  | {
+      readonly kind: "entry";
+      readonly record: AuditRecord;
+      readonly resolve: () => void;
+      readonly reject: (error: Error) => void;
+    }
+  /** The key of checkpoint MACs from here on (a copy, owned by the file): null once sealed. */
+  | { readonly kind: "key"; readonly key: Uint8Array | null };
 
 const writeAsync = promisify(write);
 

@@ -123,7 +123,7 @@ export function verifyAuditFiles(
   const closed = lastType === "checkpoint" && lastClosing;
   if (files.length > 0 && !closed && options.live !== true && problems.length === 0) {
     problems.push(
-      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed)",
+      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed, or stopped while sealed: a sealed node has no audit key, and its next unsealed start's first checkpoint covers them)",
     );
   }
   const unanswered = [...open];

@@ -54,7 +54,7 @@ function request(i: number, extra: Partial<AuditRecord> = {}): AuditRecord {
 }
 
 /** A new trail directory and an open sink writing it (durability "disk" unless given). */
-function openSink(options: Partial<Omit<AuditFileOptions, "directory" | "node" | "auditKey">> = {}) {
+function openSink(options: Partial<Omit<AuditFileOptions, "directory" | "node">> = {}) {
   const directory = join(root, `trail-${++directories}`);
   const sink = AuditFile.open({
     directory,
@@ -199,6 +199,66 @@ describe("writing", () => {
       entries: 402,
       problems: [],
     });
+  });
+
+  it("a seal and an unseal are checkpoints: only the lines since the node sealed go without a MAC", async () => {
+    // The node starts sealed (no key), unseals, serves, seals, and stops while sealed.
+    const { directory, sink } = openSink({ auditKey: null, checkpointEvery: 100 });
+    const kinds = (file: string) =>
+      lines(file).map((line) => {
+        const parsed = JSON.parse(line);
+        return parsed.type === "checkpoint"
+          ? "checkpoint"
+          : parsed.type === "header"
+            ? "header"
+            : parsed.requestId;
+      });
+    // A call: its request and response entries.
+    const served = async (target: AuditFile, i: number) => {
+      await target.append(request(i));
+      await target.append(request(i, { type: "response", outcome: "ok", code: "OK" }));
+    };
+    await served(sink, 1);
+    sink.setAuditKey(auditKey);
+    await served(sink, 2);
+    sink.setAuditKey(null);
+    await served(sink, 3);
+    await sink.close();
+    const [first = ""] = listAuditFiles(directory);
+    // The unseal's checkpoint (under the new key) covers what came before it, the seal's (under
+    // the key being forgotten) what came before the seal.
+    expect(kinds(first)).toEqual(["header", "r1", "r1", "checkpoint", "r2", "r2", "checkpoint", "r3", "r3"]);
+    expect(verifyAuditFiles([first], auditKey)).toMatchObject({
+      checkpoints: 2,
+      closed: false,
+      afterLastCheckpoint: 2,
+      problems: [expect.stringMatching(/^the last file does not end with a closing checkpoint/)],
+    });
+    // The next start unseals: its checkpoint covers, through the chain, the line the last run
+    // wrote while sealed, and its close ends the trail.
+    const restarted = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey: null,
+      maxFileBytes: 1024 * 1024,
+      checkpointEvery: 100,
+      durability: "disk",
+      syncIntervalMs: 1000,
+    });
+    restarted.setAuditKey(auditKey);
+    await served(restarted, 4);
+    await restarted.close();
+    const [, second = ""] = listAuditFiles(directory);
+    expect(kinds(second)).toEqual(["header", "checkpoint", "r4", "r4", "checkpoint"]);
+    expect(verifyAuditFiles(listAuditFiles(directory), auditKey)).toMatchObject({
+      checkpoints: 4,
+      closed: true,
+      afterLastCheckpoint: 0,
+      problems: [],
+    });
+    // The MACs are the key's: with another, every checkpoint is forged.
+    const forged = verifyAuditFiles(listAuditFiles(directory), new Uint8Array(32)).problems;
+    expect(forged.filter((problem) => /checkpoint/.test(problem))).toHaveLength(4);
   });
 
   it("counts a request still without its response as in flight while the trail is open", async () => {
@@ -460,7 +520,7 @@ describe("verify catches tampering", () => {
     expect(cut[0]).toMatch(/the last line is incomplete/);
     const dropped = await tamper((files) => rewrite(files.at(-1) ?? "", (all) => all.slice(0, -1)));
     expect(dropped).toEqual([
-      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed)",
+      "the last file does not end with a closing checkpoint: entries after the last checkpoint may have been cut off (or the node is running: --live, or crashed, or stopped while sealed: a sealed node has no audit key, and its next unsealed start's first checkpoint covers them)",
     ]);
     const appended = await tamper((files) => appendFileSync(files.at(-1) ?? "", "not json\n"));
     expect(appended[0]).toMatch(/not a JSON line \(edited or damaged\)/);
