@@ -416,6 +416,10 @@ export class StrongroomClient {
     // The last failure a node explained (NO_LEADER, ...): when the deadline ends the call, it says
     // more than the last endpoint tried being down.
     let explained: StrongroomError | null = null;
+    // Endpoints that said they serve nothing until an operator acts (sealed, removed). Another
+    // endpoint may serve; once every one has said so, waiting out the deadline would only delay
+    // the answer (a CLI pointed at one sealed node said "sealed" after 10 s of retries).
+    const refusing = new Set<Endpoint>();
     for (;;) {
       const endpoint = endpoints[index % endpoints.length] as Endpoint;
       attempt++;
@@ -466,6 +470,10 @@ export class StrongroomClient {
           if (isEndpointFailure(serviceError)) endpoint.lastFailure = failure;
           else if (failure.reason !== "") explained = failure;
           if (!decision.retry) throw failure;
+          if (failure.reason === "SEALED" || failure.reason === "REMOVED") {
+            refusing.add(endpoint);
+            if (refusing.size === endpoints.length || !movable) throw failure;
+          }
           if (decision.switchEndpoint && movable) index++;
           wait = Math.max(decision.waitAtLeastMs, backoffMs(attempt, this.retry.baseMs, this.retry.maxMs));
           if (Date.now() + wait >= deadline) {

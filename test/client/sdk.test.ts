@@ -254,6 +254,27 @@ it("close() ends the client's watches: no event after it, nothing left open", as
   expect(events).toEqual([]);
 });
 
+it("a sealed node is left for the next endpoint; when every endpoint is sealed, the call fails at once", async () => {
+  await sdk().secrets.put({ path: "sdk/sealed", value: bytes("v") });
+  const [sealedNode = "", ...others] = endpoints;
+  await sdk({ endpoints: [sealedNode] }).sys.seal({});
+  try {
+    // With another endpoint, the read moves on and is served.
+    const read = await sdk({ endpoints: [sealedNode, ...others] }).secrets.get(linearizable("sdk/sealed"));
+    expect(text(read.value)).toBe("v");
+    // With only the sealed node, it says so at once instead of retrying it to the deadline (15 s).
+    const started = performance.now();
+    const error = await sdk({ endpoints: [sealedNode] })
+      .secrets.get(linearizable("sdk/sealed"))
+      .catch((caught: unknown) => caught);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(error).toBeInstanceOf(StrongroomError);
+    expect(error).toMatchObject({ reason: "SEALED", details: { attempts: 1 } });
+  } finally {
+    await sdk({ endpoints: [sealedNode] }).sys.unseal({ share: unsealShare, nonce: "", reset: false });
+  }
+});
+
 it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
   await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
   // A follower, first in the client's list: the read goes to it first.
