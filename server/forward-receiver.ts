@@ -41,10 +41,23 @@ const defaultInFlightPerStreamMax = 10_000;
 export interface ForwardingHandlers {
   unary(): handleUnaryCall<ForwardRequest, ForwardResponse>;
   stream(): handleBidiStreamingCall<ForwardedCall, ForwardedAnswer>;
+  /**
+   * The node is stopping: each open stream ends once the requests it has running are answered
+   * (a forwarder keeps its stream open for as long as it works, so it would hold the listener's
+   * shutdown to its deadline).
+   */
+  close(): void;
 }
 
 export class ForwardReceiver implements ForwardingHandlers {
+  /** Ends each open stream once its requests are answered (see close). */
+  private readonly openStreams = new Set<() => void>();
+
   constructor(private readonly options: ForwardReceiverOptions) {}
+
+  close(): void {
+    for (const finish of [...this.openStreams]) finish();
+  }
 
   /** Peer.Forward: one request, one call. */
   unary(): handleUnaryCall<ForwardRequest, ForwardResponse> {
@@ -72,9 +85,18 @@ export class ForwardReceiver implements ForwardingHandlers {
       }
       let inFlight = 0;
       let halfClosed = false;
+      let ended = false;
       const endWhenDone = (): void => {
-        if (halfClosed && inFlight === 0 && !call.cancelled) call.end();
+        if (!halfClosed || inFlight > 0 || ended) return;
+        ended = true;
+        this.openStreams.delete(finish);
+        if (!call.cancelled) call.end();
       };
+      const finish = (): void => {
+        halfClosed = true;
+        endWhenDone();
+      };
+      this.openStreams.add(finish);
       call.on("data", (message: ForwardedCall) => {
         if (inFlight >= inFlightMax) {
           call.write({
@@ -91,16 +113,13 @@ export class ForwardReceiver implements ForwardingHandlers {
         inFlight += 1;
         this.answer(peer, message.request).then((response) => {
           inFlight -= 1;
-          if (!call.cancelled) call.write({ id: message.id, response });
+          if (!call.cancelled && !ended) call.write({ id: message.id, response });
           endWhenDone();
         });
       });
-      call.on("end", () => {
-        halfClosed = true;
-        endWhenDone();
-      });
+      call.on("end", finish);
       // A forwarder gone (cancelled, connection lost): its answers have nowhere to go.
-      call.on("error", () => {});
+      call.on("error", () => this.openStreams.delete(finish));
     };
   }
 

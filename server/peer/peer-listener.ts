@@ -46,8 +46,10 @@ export async function startPeerListener(options: PeerListenerOptions): Promise<P
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        // The transport answered the streams from peers as it closed; forwarded calls in flight get
-        // a moment to finish, then they are cut.
+        // The transport answered the Raft streams from peers as it closed, and the forwarding
+        // streams end once their requests are answered: forwarded calls in flight get a moment to
+        // finish, then they are cut.
+        options.forwarding.close();
         const timer = setTimeout(() => server.forceShutdown(), 1000);
         server.tryShutdown(() => {
           clearTimeout(timer);

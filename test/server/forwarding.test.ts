@@ -65,6 +65,7 @@ async function startLeader(execute: Execute, port = 0) {
         streams += 1;
         serveStream(call);
       },
+      close: () => receiver.close(),
     },
   });
   const stop = async () => {
