@@ -13,7 +13,6 @@ import { type ConnectionOptions, UsageError, withClient } from "./client-connect
 import {
   collect,
   connectionFlags,
-  duration,
   emit,
   type Format,
   formatFlag,
@@ -22,6 +21,7 @@ import {
   type Output,
   optionMeaning,
   plainShare,
+  positiveDuration,
   processOutput,
   promptHidden,
   readNamedFile,
@@ -181,7 +181,13 @@ export function registerAccessCommands(program: Command, output: Output = proces
       optionMeaning("--policy <name>", "a policy of the new token (repeat)", [], "the caller's", collect),
     )
     .addOption(
-      optionMeaning("--ttl <duration>", "its lifetime, e.g. 1h", 0, "the cluster's", duration("--ttl")),
+      optionMeaning(
+        "--ttl <duration>",
+        "its lifetime, e.g. 1h",
+        0,
+        "the cluster's",
+        positiveDuration("--ttl", "the cluster's default"),
+      ),
     )
     .addOption(
       optionMeaning(
@@ -189,7 +195,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
         "the hard limit on its lifetime with renewals",
         0,
         "the cluster's limit",
-        duration("--max-ttl"),
+        positiveDuration("--max-ttl", "the cluster's limit"),
       ),
     )
     .option("--renewable", "it may be renewed", false)
@@ -250,7 +256,15 @@ export function registerAccessCommands(program: Command, output: Output = proces
   formatFlag(connectionFlags(token.command("renew")))
     .description("extend the caller's token, or the token of --accessor")
     .addOption(optionMeaning("--accessor <accessor>", "another token's accessor", "", "the caller's own"))
-    .addOption(optionMeaning("--increment <duration>", "by how much", 0, "its TTL", duration("--increment")))
+    .addOption(
+      optionMeaning(
+        "--increment <duration>",
+        "by how much",
+        0,
+        "its TTL",
+        positiveDuration("--increment", "its TTL"),
+      ),
+    )
     .action((options: Formatted & { accessor: string; increment: number }) =>
       run(output, async () => {
         const askedAt = Date.now();

@@ -118,6 +118,21 @@ export function duration(name: string) {
   };
 }
 
+/**
+ * A duration for an option whose 0 the cluster takes as "not given" (a default applies): 0 is
+ * refused, rather than silently meaning the default (`token create --ttl 0s` made a token of the
+ * cluster's default hour).
+ */
+export function positiveDuration(name: string, whenLeftOut: string) {
+  const parse = duration(name);
+  return (value: string): number => {
+    const amount = parse(value);
+    if (amount === 0)
+      throw new InvalidArgumentError(`${name} must be longer than 0 (leave it out for ${whenLeftOut}).`);
+    return amount;
+  };
+}
+
 /** What each share call of an attempt (rekey, seal migration, root token) answers. */
 interface ShareStep {
   readonly complete: boolean;

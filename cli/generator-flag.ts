@@ -15,7 +15,7 @@
 
 import { InvalidArgumentError } from "commander";
 import type { RotationGenerator } from "../proto/gen/strongroom/v1/secrets.gen.js";
-import { duration } from "./command-support.js";
+import { positiveDuration } from "./command-support.js";
 
 export type GeneratorFlag =
   | { readonly clear: true }
@@ -122,7 +122,8 @@ export function parseGeneratorFlag(text: string): GeneratorFlag {
       for (const pair of (options ?? "").split(",").filter((part) => part !== "")) {
         const [name, value] = pair.split("=");
         if (name === "dns" && value !== undefined && value !== "") dnsNames.push(unbracketed(value));
-        else if (name === "ttl" && value !== undefined) ttlMs = duration("--generator x509: ttl")(value);
+        else if (name === "ttl" && value !== undefined)
+          ttlMs = positiveDuration("--generator x509: ttl", "the role's")(value);
         else
           throw new InvalidArgumentError(
             `--generator x509: ${JSON.stringify(pair)} is not ttl=DURATION or dns=NAME`,

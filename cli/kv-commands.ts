@@ -19,6 +19,7 @@ import {
   nonNegativeInteger,
   type Output,
   optionMeaning,
+  positiveDuration,
   positiveInteger,
   processOutput,
   readNamedFile,
@@ -233,7 +234,7 @@ export function registerClientCommands(program: Command, output: Output = proces
     )
     .option(
       "--generator <spec>",
-      "what a rotation writes: random-bytes:LENGTH[:hex|raw], password:LENGTH[:lower=N,upper=N,digits=N,symbols=N], ed25519, rsa:BITS, or none",
+      "what a rotation writes: random-bytes:LENGTH[:hex|raw], password:LENGTH[:lower=N,upper=N,digits=N,symbols=N], ed25519, rsa:BITS, x509:ROLE:NAME[:ttl=D,dns=N] (a certificate from the cluster CA), or none",
       parseGeneratorFlag,
     )
     .option("--expires-at <time>", "when the whole secret expires: an ISO 8601 time, or never", expiryTime)
@@ -309,7 +310,7 @@ export function registerClientCommands(program: Command, output: Output = proces
         "list secrets no node has served for this long too, e.g. 90d",
         0,
         "none listed",
-        duration("--unread-for"),
+        positiveDuration("--unread-for", "no secret listed as unread"),
       ),
     )
     .action((prefix: string, options: Formatted & { expiringWithin: number; unreadFor: number }) =>

@@ -22,6 +22,7 @@ import {
   integerBetween,
   type Output,
   optionMeaning,
+  positiveDuration,
   processOutput,
   rows,
   run,
@@ -57,7 +58,15 @@ function registerCertsCommands(program: Command, output: Output): void {
   command(certs, "create-ca")
     .description("create the cluster's internal CA (once)")
     .option("--common-name <name>", "the CA's subject name", "strongroom internal CA")
-    .addOption(optionMeaning("--ttl <duration>", "how long it is valid", 0, "5 years", duration("--ttl")))
+    .addOption(
+      optionMeaning(
+        "--ttl <duration>",
+        "how long it is valid",
+        0,
+        "5 years",
+        positiveDuration("--ttl", "5 years"),
+      ),
+    )
     .action((options: Formatted & { commonName: string; ttl: number }) =>
       run(output, async () => {
         const ca = await withClient(options, (client) =>
@@ -110,9 +119,23 @@ function registerCertsCommands(program: Command, output: Output): void {
       [],
     )
     .addOption(
-      optionMeaning("--ttl <duration>", "lifetime when none is asked for", 0, "1h", duration("--ttl")),
+      optionMeaning(
+        "--ttl <duration>",
+        "lifetime when none is asked for",
+        0,
+        "1h",
+        positiveDuration("--ttl", "1h"),
+      ),
     )
-    .addOption(optionMeaning("--max-ttl <duration>", "the longest lifetime", 0, "24h", duration("--max-ttl")))
+    .addOption(
+      optionMeaning(
+        "--max-ttl <duration>",
+        "the longest lifetime",
+        0,
+        "24h",
+        positiveDuration("--max-ttl", "24h"),
+      ),
+    )
     .option("--server-auth", "certificates may serve TLS too (not only be clients)", false)
     .action(
       (
@@ -181,7 +204,15 @@ function registerCertsCommands(program: Command, output: Output): void {
     .argument("<common-name>")
     .description("a new key and certificate under a role (a lease: revoke it with `leases revoke`)")
     .option("--dns <name>", "another DNS name or IP address for the certificate (repeat)", collect, [])
-    .addOption(optionMeaning("--ttl <duration>", "its lifetime", 0, "the role's", duration("--ttl")))
+    .addOption(
+      optionMeaning(
+        "--ttl <duration>",
+        "its lifetime",
+        0,
+        "the role's",
+        positiveDuration("--ttl", "the role's"),
+      ),
+    )
     .option("--out <directory>", "write cert.pem, key.pem (mode 0600) and ca.pem there instead of printing")
     .action(
       (role: string, commonName: string, options: Formatted & { dns: string[]; ttl: number; out?: string }) =>
@@ -255,7 +286,13 @@ function registerLeasesCommands(program: Command, output: Output): void {
     .argument("<id>")
     .description("extend a renewable lease (a token's)")
     .addOption(
-      optionMeaning("--increment <duration>", "by how much from now", 0, "its TTL", duration("--increment")),
+      optionMeaning(
+        "--increment <duration>",
+        "by how much from now",
+        0,
+        "its TTL",
+        positiveDuration("--increment", "its TTL"),
+      ),
     )
     .action((id: string, options: Formatted & { increment: number }) =>
       run(output, async () => {

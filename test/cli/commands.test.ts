@@ -194,6 +194,32 @@ it("init, unseal every node, and the kv group", async () => {
     code: 2,
     stderr: expect.stringContaining("--count must be a positive integer"),
   });
+  // A duration whose 0 the cluster takes as "not given" is refused, not taken for the default
+  // (token create --ttl 0s made a token of the cluster's default hour).
+  for (const [args, message] of [
+    [
+      ["token", "create", "--ttl", "0s"],
+      "--ttl must be longer than 0 (leave it out for the cluster's default)",
+    ],
+    [["token", "renew", "--increment", "0s"], "--increment must be longer than 0 (leave it out for its TTL)"],
+    [
+      ["kv", "stale", "--unread-for", "0d"],
+      "--unread-for must be longer than 0 (leave it out for no secret listed as unread)",
+    ],
+    [
+      ["certs", "issue", "web", "a.example", "--ttl", "0m"],
+      "--ttl must be longer than 0 (leave it out for the role's)",
+    ],
+    [
+      ["leases", "renew", "some-lease", "--increment", "0s"],
+      "--increment must be longer than 0 (leave it out for its TTL)",
+    ],
+  ]) {
+    expect(await strongroom(args as string[])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(message as string),
+    });
+  }
   // A file named on the command line that cannot be read: a usage error naming it and why.
   expect(await strongroom(["kv", "put", "app/from-file", "--file", join(root, "missing")])).toMatchObject({
     code: 2,

@@ -57,6 +57,9 @@ describe("parseGeneratorFlag", () => {
     expect(refusal("x509:web:api.example:owner=me")).toBe(
       '--generator x509: "owner=me" is not ttl=DURATION or dns=NAME',
     );
+    expect(refusal("x509:web:api.example:ttl=0s")).toBe(
+      "--generator x509: ttl must be longer than 0 (leave it out for the role's).",
+    );
     expect(refusal("rsa:big")).toBe("--generator rsa: the bits must be a number");
     expect(refusal("aes:256")).toMatch(/^--generator: "aes" is not random-bytes:LENGTH/);
   });
