@@ -64,8 +64,9 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
   };
   const reason = first(reasonTrailer) ?? "";
   const retryAfter = first(retryAfterTrailer);
+  const details = error.details || status[error.code] || "";
   return new StrongroomError(
-    `${describeConnectionFailure(error.details || status[error.code] || "", endpoint)}${reason === "" ? "" : ` (${reason})`}`,
+    `${tooLargeMessage(error.code, details) ?? describeConnectionFailure(details, endpoint)}${reason === "" ? "" : ` (${reason})`}`,
     error.code,
     reason,
     {
@@ -84,6 +85,17 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
     },
     { cause: error },
   );
+}
+
+/**
+ * gRPC's refusal of a message past its receiver's limit ("Received message larger than max (N vs
+ * M)"), said as what it means: a request larger than a node takes, as a rule (a node answers
+ * within the same limit, and a client takes up to 4 MiB).
+ */
+function tooLargeMessage(code: status, details: string): string | null {
+  const match = /^Received message larger than max \((\d+) vs (\d+)\)$/.exec(details);
+  if (code !== status.RESOURCE_EXHAUSTED || match === null) return null;
+  return `the message is ${match[1]} bytes, more than the ${match[2]} its receiver takes (a node takes requests up to its requests.messageBytesMax, and a secret's value up to 1 MiB)`;
 }
 
 /** A failure before the request left this process (no connection could be made). */

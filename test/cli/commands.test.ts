@@ -220,6 +220,15 @@ it("init, unseal every node, and the kv group", async () => {
       stderr: expect.stringContaining(message as string),
     });
   }
+  // A value past a node's message limit: what that means, not gRPC's words alone.
+  const tooLarge = join(root, "too-large.bin");
+  writeFileSync(tooLarge, Buffer.alloc(3_000_000, 7));
+  expect(await strongroom(["kv", "put", "app/too-large", "--file", tooLarge])).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(
+      /the message is 300\d{4} bytes, more than the 2097152 its receiver takes \(a node takes requests up to its requests\.messageBytesMax/,
+    ),
+  });
   // A file named on the command line that cannot be read: a usage error naming it and why.
   expect(await strongroom(["kv", "put", "app/from-file", "--file", join(root, "missing")])).toMatchObject({
     code: 2,

@@ -76,6 +76,20 @@ describe("retry policy", () => {
     expect(fromServiceError(withheld, "a:1", 1).outcomeUnknown).toBe(true);
     expect(decide(withheld, true)).toMatchObject({ retry: true });
   });
+
+  it("says what a message past a node's limit means, and does not retry it", () => {
+    const tooLarge = failure(
+      status.RESOURCE_EXHAUSTED,
+      "Received message larger than max (3000050 vs 2097152)",
+    );
+    expect(fromServiceError(tooLarge, "a:1", 1).message).toBe(
+      "the message is 3000050 bytes, more than the 2097152 its receiver takes (a node takes requests up to its requests.messageBytesMax, and a secret's value up to 1 MiB)",
+    );
+    expect(decide(tooLarge, true).retry).toBe(false);
+    // A node's own RESOURCE_EXHAUSTED keeps its words.
+    const busy = failure(status.RESOURCE_EXHAUSTED, "too many watchers", "WATCHERS_EXHAUSTED");
+    expect(fromServiceError(busy, "a:1", 1).message).toBe("too many watchers (WATCHERS_EXHAUSTED)");
+  });
 });
 
 describe("read cache", () => {
