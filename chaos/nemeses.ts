@@ -272,13 +272,23 @@ async function crashDuringSnapshotInstall(
   };
 }
 
+/** The cluster's SoftHSM token and the running node an HSM nemesis restarts (null: none runs). */
+function hsmAndTarget(
+  context: FaultContext,
+  nemesis: NemesisName,
+): { hsm: NonNullable<ProcessCluster["hsm"]>; target: NodeEntry } | null {
+  const hsm = context.cluster.hsm;
+  if (hsm === null) throw new Error(`${nemesis} needs cluster.seal: hsm`);
+  const target = pickOrNull(context.cluster.running(), context.random);
+  return target === null ? null : { hsm, target };
+}
+
 /** The HSM away while a node restarts: it must stay sealed, then unseal itself once it is back. */
 async function hsmOutage(context: FaultContext): Promise<InjectedFault | null> {
+  const picked = hsmAndTarget(context, "hsm-outage");
+  if (picked === null) return null;
   const { cluster } = context;
-  const hsm = cluster.hsm;
-  if (hsm === null) throw new Error("hsm-outage needs cluster.seal: hsm");
-  const target = pickOrNull(cluster.running(), context.random);
-  if (target === null) return null;
+  const { hsm, target } = picked;
   const away = `${hsm.tokenDirectory}.away`;
   renameSync(hsm.tokenDirectory, away);
   cluster.kill(target);
@@ -304,11 +314,10 @@ async function hsmOutage(context: FaultContext): Promise<InjectedFault | null> {
  * sealed, naming the call that did not answer), then unseal itself once the HSM answers again.
  */
 async function hsmHang(context: FaultContext): Promise<InjectedFault | null> {
+  const picked = hsmAndTarget(context, "hsm-hang");
+  if (picked === null) return null;
   const { cluster } = context;
-  const hsm = cluster.hsm;
-  if (hsm === null) throw new Error("hsm-hang needs cluster.seal: hsm");
-  const target = pickOrNull(cluster.running(), context.random);
-  if (target === null) return null;
+  const { hsm, target } = picked;
   const [tokenFolder] = readdirSync(hsm.tokenDirectory);
   if (tokenFolder === undefined) throw new Error(`no SoftHSM token under ${hsm.tokenDirectory}`);
   const tokenFile = join(hsm.tokenDirectory, tokenFolder, "token.object");
