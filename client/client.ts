@@ -419,7 +419,8 @@ export class StrongroomClient {
     // Endpoints that said they serve nothing until an operator acts (sealed, removed). Another
     // endpoint may serve; once every one has said so, waiting out the deadline would only delay
     // the answer (a CLI pointed at one sealed node said "sealed" after 10 s of retries).
-    const refusing = new Set<Endpoint>();
+    // (Made at the first such refusal: not every call pays for it.)
+    let refusing: Set<Endpoint> | null = null;
     for (;;) {
       const endpoint = endpoints[index % endpoints.length] as Endpoint;
       attempt++;
@@ -471,6 +472,7 @@ export class StrongroomClient {
           else if (failure.reason !== "") explained = failure;
           if (!decision.retry) throw failure;
           if (failure.reason === "SEALED" || failure.reason === "REMOVED") {
+            refusing ??= new Set();
             refusing.add(endpoint);
             if (refusing.size === endpoints.length || !movable) throw failure;
           }
