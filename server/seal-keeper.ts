@@ -101,10 +101,20 @@ export class SealKeeper {
       initialized: this.initialized(),
       sealed: this.sealed(),
       seals: this.seals?.status() ?? null,
-      // A node its operator sealed has no unsealer until the recovery shares start one: stopped.
-      hsmState: auto?.state ?? (this.sealedByOperator && this.seals?.canAutoUnseal() ? "stopped" : ""),
+      hsmState: auto?.state ?? this.hsmStateWithoutUnsealer(),
       hsmLastError: auto?.lastError?.message ?? "",
     };
+  }
+
+  /**
+   * A node its operator sealed has no unsealer until the recovery shares start one: stopped. A
+   * node that stayed unsealed across a change of the seal record (an HSM key rotation, a migration
+   * to the HSM) has none either, and its HSM would unseal it at its next start: unsealed.
+   */
+  private hsmStateWithoutUnsealer(): string {
+    if (this.seals === null || !this.seals.canAutoUnseal()) return "";
+    if (this.sealedByOperator) return "stopped";
+    return this.sealed() ? "" : "unsealed";
   }
 
   /** Reads the seal record and keyring again (after they were applied or a snapshot restored). */
