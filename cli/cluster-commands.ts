@@ -4,7 +4,7 @@
 // go to stdout only (redirect them somewhere safe), never to a file of ours.
 
 import { createHash } from "node:crypto";
-import { open, rename, rm } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { pkcs11Mechanisms } from "../hsm/pkcs11/pkcs11-config.js";
 import { checkShareOptions } from "../hsm/seal-operations.js";
@@ -158,6 +158,9 @@ export function registerClusterCommands(program: Command, output: Output = proce
         // Written as it comes into FILE.partial, renamed to FILE once whole and checked against
         // the digest in the last chunk: a save cut short or damaged never leaves FILE.
         const partial = `${file}.partial`;
+        // Refused before anything is fetched: the rename at the end would fail (EISDIR).
+        if ((await stat(file).catch(() => null))?.isDirectory())
+          throw new UsageError(`cannot write ${file}: it is a directory (give a file's path)`);
         // One left by an interrupted save is replaced, created afresh so that its mode is 0600.
         await rm(partial, { force: true });
         const out = await open(partial, "wx", 0o600).catch((error: unknown) => {

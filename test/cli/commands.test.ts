@@ -469,6 +469,12 @@ it("cluster status, members, leadership, snapshots and keyring rotation", async 
     code: 2,
     stderr: `strongroom: cannot write ${nowhere}: its directory does not exist\n`,
   });
+  // A directory is refused before the snapshot is fetched, and nothing is left beside it.
+  expect(await strongroom(["cluster", "snapshot", "save", root])).toMatchObject({
+    code: 2,
+    stderr: `strongroom: cannot write ${root}: it is a directory (give a file's path)\n`,
+  });
+  expect(existsSync(`${root}.partial`)).toBe(false);
   // Restoring is for a new cluster only; this one is initialized.
   const refused = await strongroom(["cluster", "snapshot", "restore", file]);
   expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining("ALREADY_INITIALIZED") });
