@@ -8,6 +8,7 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
 import { makeSelfSignedCa } from "../pki/certificate-authority.js";
+import { checkCertificateName } from "../pki/pki-records.js";
 import { clientIdentityUri, nodeIdentityUri } from "./identity.js";
 
 export interface PemPair {
@@ -43,7 +44,9 @@ export interface NodeCertificateOptions extends Validity {
 export function issueNodeCertificate(authority: PemPair, options: NodeCertificateOptions): PemPair {
   const altNames = [
     { type: 6, value: nodeIdentityUri(options.nodeId) },
-    ...options.hosts.map((host) => (isIP(host) === 0 ? { type: 2, value: host } : { type: 7, ip: host })),
+    ...options.hosts
+      .map(checkCertificateName)
+      .map((host) => (isIP(host) === 0 ? { type: 2, value: host } : { type: 7, ip: host })),
   ];
   return issue(
     authority,

@@ -3,7 +3,7 @@
 
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -73,4 +73,12 @@ it("refuses to overwrite CAs, a missing CA, a node without hosts, and a bad name
     code: 2,
     stderr: expect.stringContaining("a client name is 1 to 63 letters"),
   });
+  // A host that is neither an IP address nor a DNS name would go into the certificate as a name
+  // no TLS client can match.
+  expect(await strongroom(["pki", "node", "n3", "--dir", root, "--host", "node 3!"])).toMatchObject({
+    code: 2,
+    stderr:
+      'strongroom: "node 3!" is not a DNS name (labels of letters, digits and inner hyphens, separated by dots)\n',
+  });
+  expect(existsSync(join(root, "n3.pem"))).toBe(false);
 });
