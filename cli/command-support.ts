@@ -57,21 +57,28 @@ export function argumentMeaning(name: string, description: string, value: string
   return new Argument(name, description).default(value, meaning);
 }
 
-/** An integer flag of at least 0. */
-export function nonNegativeInteger(name: string) {
-  return integerAtLeast(name, 0, "a non-negative integer");
+/**
+ * The largest value of the uint32 fields most integer flags go into. Without this bound a larger
+ * one failed in the gRPC library ("Request message serialization failure: invalid uint32").
+ */
+export const uint32Max = 4_294_967_295;
+
+/** An integer flag of at least 0, at most `maximum` (by default a uint32's). */
+export function nonNegativeInteger(name: string, maximum = uint32Max) {
+  return integerInRange(name, 0, maximum, "a non-negative integer");
 }
 
-/** An integer flag of at least 1 (a count where none makes no sense). */
+/** An integer flag of at least 1 (a count where none makes no sense), at most a uint32's. */
 export function positiveInteger(name: string) {
-  return integerAtLeast(name, 1, "a positive integer");
+  return integerInRange(name, 1, uint32Max, "a positive integer");
 }
 
-function integerAtLeast(name: string, minimum: number, what: string) {
+function integerInRange(name: string, minimum: number, maximum: number, what: string) {
   return (value: string): number => {
     const parsed = Number(value);
     if (!Number.isSafeInteger(parsed) || parsed < minimum)
       throw new InvalidArgumentError(`${name} must be ${what}.`);
+    if (parsed > maximum) throw new InvalidArgumentError(`${name} must be at most ${maximum}.`);
     return parsed;
   };
 }

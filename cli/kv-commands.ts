@@ -384,7 +384,12 @@ export function registerClientCommands(program: Command, output: Output = proces
       argumentMeaning("[prefix]", "changes under this prefix", "", "every change the caller may read"),
     )
     .description("print changes as they happen (one line, or one JSON object, each) until Ctrl-C or --count")
-    .option("--from <revision>", "resume after this revision", nonNegativeInteger("--from"), 0)
+    .option(
+      "--from <revision>",
+      "resume after this revision",
+      nonNegativeInteger("--from", Number.MAX_SAFE_INTEGER),
+      0,
+    )
     .option("--count <n>", "stop after this many changes", positiveInteger("--count"))
     .action((prefix: string, options: Formatted & { from: number; count?: number }) =>
       run(output, () =>

@@ -150,6 +150,17 @@ it("init, unseal every node, and the kv group", async () => {
     code: 2,
     stderr: expect.stringContaining("--max-versions must be a positive integer."),
   });
+  // Beyond the uint32 the request carries: a usage error, not the gRPC library's serialization
+  // failure (exit 1, "invalid uint32").
+  expect(await strongroom(["kv", "get", "app/config", "--stale", "99999999999"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("--stale must be at most 4294967295."),
+  });
+  expect(await json<{ version: number }>(["kv", "get", "app/config", "--stale", "4294967295"])).toMatchObject(
+    {
+      version: 3,
+    },
+  );
 
   // A watch sees the next change (--count stops it).
   const watching = strongroom(["kv", "watch", "app/", "--count", "1", "--format", "json"]);
