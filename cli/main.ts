@@ -70,6 +70,14 @@ program
         process.stderr.write("strongroom dev: --nodes must be 3 or 5\n");
         process.exit(2);
       }
+      // The last node's HTTP port is base + 10·(nodes − 1) + 2.
+      const portMax = 65_535 - 10 * (options.nodes - 1) - 2;
+      if (options.basePort > portMax) {
+        process.stderr.write(
+          `strongroom dev: --base-port must be at most ${portMax} for ${options.nodes} nodes\n`,
+        );
+        process.exit(2);
+      }
       if (options.reset) rmSync(options.dir, { recursive: true, force: true });
       const { startDevCluster } = await import("./dev-cluster.js");
       const cluster = await startDevCluster({
@@ -79,6 +87,14 @@ program
         nodes: options.nodes,
         seal: options.seal,
         print: (line) => process.stdout.write(`${line}\n`),
+      }).catch((error: unknown) => {
+        // The nodes it started are stopped; what the user can act on is one line, not a stack.
+        const message = error instanceof Error ? error.message : String(error);
+        const hint = /port is in use/.test(message)
+          ? "; is a dev cluster running already? Stop it, or give --base-port"
+          : "";
+        process.stderr.write(`strongroom dev: ${message}${hint}\n`);
+        process.exit(1);
       });
       const stop = () => {
         cluster.stop().then(

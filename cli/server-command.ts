@@ -1,8 +1,10 @@
 // `strongroom server --config FILE`: runs one node until SIGTERM or SIGINT, then shuts it down
 // gracefully (a leader hands over first; calls in flight get time to finish). A config with
-// problems is refused at start with one line per problem, and exit code 2.
+// problems is refused at start with one line per problem, and exit code 2; a listener that cannot
+// start (a port in use) with one line naming it, and exit code 1.
 
 import { ConfigError, loadNodeConfig } from "../server/config.js";
+import { ListenError } from "../server/listen-error.js";
 import { StrongroomNode } from "../server/node.js";
 import { TlsConfigError } from "../server/tls/tls-files.js";
 
@@ -20,6 +22,10 @@ export async function runServer(configFile: string): Promise<void> {
     if (error instanceof ConfigError || error instanceof TlsConfigError) {
       process.stderr.write(`strongroom server: ${error.message}\n`);
       process.exit(2);
+    }
+    if (error instanceof ListenError) {
+      process.stderr.write(`strongroom server: ${error.message}\n`);
+      process.exit(1);
     }
     throw error;
   }

@@ -55,6 +55,7 @@ import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
 import { PeriodicTask } from "./lifecycle/periodic-task.js";
 import { type ReadTimes, ReadTracker } from "./lifecycle/read-tracker.js";
 import { Rotator } from "./lifecycle/rotator.js";
+import { listening } from "./listen-error.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
@@ -658,55 +659,63 @@ export class StrongroomNode {
         Object.values(table).map((entry) => [entry.definition.path, entry] as const),
       ),
     );
-    const peerListener = await startPeerListener({
-      address: config.listen.peer,
-      tls: peerTls,
-      transport,
-      forwarding: new ForwardReceiver({
-        methods: byPath,
-        execute: (entry, request, context) => executor.execute(entry, request, context),
-        deadlineMsMax: config.requests.timeoutMs,
+    const peerListener = await listening(
+      "listen.peer",
+      config.listen.peer,
+      startPeerListener({
+        address: config.listen.peer,
+        tls: peerTls,
+        transport,
+        forwarding: new ForwardReceiver({
+          methods: byPath,
+          execute: (entry, request, context) => executor.execute(entry, request, context),
+          deadlineMsMax: config.requests.timeoutMs,
+        }),
       }),
-    });
+    );
     undo.push(() => peerListener.close());
-    const clientListener = await startClientListener({
-      address: config.listen.client,
-      tls: clientTls,
-      executor,
-      secrets,
-      sys,
-      cluster,
-      access,
-      pki,
-      leases,
-      identitySource: config.auth.identitySource,
-      timeoutMs: config.requests.timeoutMs,
-      messageBytesMax: config.requests.messageBytesMax,
-      standard,
-      watch: watchHandler({
-        hub: watches,
-        requireServing: () => requireServing(keeper, null),
-        limits: defaultStateLimits,
-        mayRead: (context, path) => authorizer.mayReadNow(context, path),
-        perIdentityMax: config.watch.watchersPerIdentityMax,
-        appliedRevision: () => state.appliedRevision(),
-        revisionOf: (index) => state.revisionOf(index),
-        reads,
+    const clientListener = await listening(
+      "listen.client",
+      config.listen.client,
+      startClientListener({
+        address: config.listen.client,
+        tls: clientTls,
+        executor,
+        secrets,
+        sys,
+        cluster,
+        access,
+        pki,
+        leases,
+        identitySource: config.auth.identitySource,
         timeoutMs: config.requests.timeoutMs,
+        messageBytesMax: config.requests.messageBytesMax,
+        standard,
+        watch: watchHandler({
+          hub: watches,
+          requireServing: () => requireServing(keeper, null),
+          limits: defaultStateLimits,
+          mayRead: (context, path) => authorizer.mayReadNow(context, path),
+          perIdentityMax: config.watch.watchersPerIdentityMax,
+          appliedRevision: () => state.appliedRevision(),
+          revisionOf: (index) => state.revisionOf(index),
+          reads,
+          timeoutMs: config.requests.timeoutMs,
+        }),
+        saveSnapshot: saveSnapshotHandler(snapshotParts),
+        restoreSnapshot: restoreSnapshotHandler(snapshotParts),
+        metrics: new GrpcMetrics(registry),
+        leaderId: () => raftNode().leadership().leader,
+        audit,
+        // A stream runs on the node that took it: it spends its token's use there.
+        authorize: async (context, request) => {
+          rateLimiter.check(context, request);
+          await authorizer.check(context, request);
+          await authorizer.spendUse(context);
+        },
+        streamsPerConnectionMax: config.requests.streamsPerConnectionMax,
       }),
-      saveSnapshot: saveSnapshotHandler(snapshotParts),
-      restoreSnapshot: restoreSnapshotHandler(snapshotParts),
-      metrics: new GrpcMetrics(registry),
-      leaderId: () => raftNode().leadership().leader,
-      audit,
-      // A stream runs on the node that took it: it spends its token's use there.
-      authorize: async (context, request) => {
-        rateLimiter.check(context, request);
-        await authorizer.check(context, request);
-        await authorizer.spendUse(context);
-      },
-      streamsPerConnectionMax: config.requests.streamsPerConnectionMax,
-    });
+    );
     undo.push(() => clientListener.close(0));
     standard.setServing(keeper.initialized() && !keeper.sealed());
 
@@ -717,23 +726,27 @@ export class StrongroomNode {
     const http =
       config.listen.http === undefined
         ? null
-        : await startHttpEndpoints(
+        : await listening(
+            "listen.http",
             config.listen.http,
-            () => {
-              const status = raftNode().status();
-              return {
-                initialized: keeper.initialized(),
-                sealed: keeper.sealed(),
-                leader: status.role === "leader",
-                nodeId: config.nodeId,
-                term: status.term,
-                leaderKnown: status.leader !== null,
-                removed: raftNode().isRemoved(),
-                auditSinksFailing: audit.failingSinks().length,
-                auditSinksStalled: audit.stalledSinks().length,
-              };
-            },
-            registry,
+            startHttpEndpoints(
+              config.listen.http,
+              () => {
+                const status = raftNode().status();
+                return {
+                  initialized: keeper.initialized(),
+                  sealed: keeper.sealed(),
+                  leader: status.role === "leader",
+                  nodeId: config.nodeId,
+                  term: status.term,
+                  leaderKnown: status.leader !== null,
+                  removed: raftNode().isRemoved(),
+                  auditSinksFailing: audit.failingSinks().length,
+                  auditSinksStalled: audit.stalledSinks().length,
+                };
+              },
+              registry,
+            ),
           );
 
     // The leader removes expired and orphaned tokens now and then (every node refuses them already).

@@ -99,6 +99,28 @@ it("starts an initialized, unsealed cluster to talk to, stops cleanly, and comes
   expect(devOutput).toMatch(/ready: every node is initialized and unsealed/);
   expect(devOutput).toMatch(/\nstrongroom dev cluster ready\n/);
   expect(devOutput).not.toMatch(/DEP0123/);
+  // `npm start` again while it runs: one line naming the port and what to do, not a stack trace.
+  const again = await strongroom([
+    "dev",
+    "--dir",
+    join(directory, "second"),
+    "--host",
+    "127.0.0.240",
+    "--base-port",
+    String(basePort),
+  ]);
+  expect(again.code).toBe(1);
+  expect(again.stderr).toContain(
+    `strongroom dev: cannot listen on 127.0.0.240:${basePort + 1} (listen.peer): the port is in use (another process listens there); is a dev cluster running already? Stop it, or give --base-port\n`,
+  );
+  expect(again.stderr).not.toMatch(/\n\s+at /);
+  // A base port whose last node's ports would pass 65535: a usage error before anything starts.
+  expect(await strongroom(["dev", "--dir", join(directory, "second"), "--base-port", "65530"])).toMatchObject(
+    {
+      code: 2,
+      stderr: "strongroom dev: --base-port must be at most 65513 for 3 nodes\n",
+    },
+  );
 
   const put = await strongroom(["kv", "put", "app/db"], "s3cr3t");
   expect(put).toMatchObject({
