@@ -17,6 +17,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { checkDocument } from "../server/schema-problems.js";
 import { validatePath } from "../storage/state/limits.js";
 import { unknownPlaceholders } from "./render.js";
 
@@ -97,15 +98,12 @@ export function loadAgentConfig(file: string): { config: AgentConfig; secrets: A
   } catch (error) {
     throw new AgentConfigError(`${file}: ${(error as Error).message}`);
   }
-  const parsed = agentConfigSchema.safeParse(document);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `  - ${issue.path.join(".") || "(top)"}: ${issue.message}`,
+  const { data: config, problems } = checkDocument(agentConfigSchema, document);
+  if (problems !== null)
+    throw new AgentConfigError(
+      `${file} has ${problems.length} problem(s):\n${problems.map((problem) => `  - ${problem}`).join("\n")}`,
     );
-    throw new AgentConfigError(`${file} has ${problems.length} problem(s):\n${problems.join("\n")}`);
-  }
   const base = dirname(resolve(file));
-  const config = parsed.data;
   const files = new Set<string>();
   const secrets = config.secrets.map((secret, position) => {
     const target = resolve(base, secret.file);

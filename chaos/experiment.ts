@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { raftFailpoints } from "../raft/node/index.js";
+import { checkDocument } from "../server/schema-problems.js";
 
 export const nemeses = [
   /** SIGKILL (no shutdown, no flush), then restart from the data directory and unseal. */
@@ -196,14 +197,11 @@ export class ExperimentError extends Error {
 }
 
 export function parseExperiment(document: unknown, source: string): Experiment {
-  const parsed = experimentSchema.safeParse(document);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map(
-      (issue) => `  - ${issue.path.join(".") || "(top)"}: ${issue.message}`,
+  const { data: experiment, problems: schemaProblems } = checkDocument(experimentSchema, document);
+  if (schemaProblems !== null)
+    throw new ExperimentError(
+      `${source} has ${schemaProblems.length} problem(s):\n${schemaProblems.map((problem) => `  - ${problem}`).join("\n")}`,
     );
-    throw new ExperimentError(`${source} has ${problems.length} problem(s):\n${problems.join("\n")}`);
-  }
-  const experiment = parsed.data;
   const problems: string[] = [];
   const { cluster } = experiment;
   for (const [position, fault] of experiment.faults.entries()) {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { auditDurabilities } from "./audit/audit-file.js";
 import { isAuditSocketAddress } from "./audit/audit-socket.js";
+import { checkDocument } from "./schema-problems.js";
 
 const address = z
   .string()
@@ -364,7 +365,7 @@ export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigError([`cannot be read: ${(error as NodeJS.ErrnoException).code ?? error}`], path);
+    throw new ConfigError([`cannot be read: ${readFailure(error)}`], path);
   }
   let document: unknown;
   try {
@@ -376,17 +377,18 @@ export function loadNodeConfig(path: string, env: NodeJS.ProcessEnv = process.en
   return resolvePaths(config, resolve(path, ".."));
 }
 
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EISDIR") return "it is a directory";
+  if (code === "EACCES") return "permission denied";
+  return code ?? String(error);
+}
+
 export function parseNodeConfig(document: unknown, source = "the config"): NodeConfig {
-  const result = nodeConfigSchema.safeParse(document);
-  if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map(
-        (issue) => `${issue.path.length === 0 ? "(top)" : issue.path.join(".")}: ${issue.message}`,
-      ),
-      source,
-    );
-  }
-  return result.data;
+  const { data, problems } = checkDocument(nodeConfigSchema, document);
+  if (problems !== null) throw new ConfigError(problems, source);
+  return data;
 }
 
 function applyEnvOverrides(document: unknown, env: NodeJS.ProcessEnv): unknown {

@@ -270,6 +270,7 @@ it("refuses a bad config with exit code 2, naming each problem", async () => {
         { path: "app/db", file: "x", mode: "999" },
         { path: "app/db password", file: "y" },
         { path: "app/db", file: "z", template: "PASSWORD={{ .Value }} {{value}} {{ valeu }}" },
+        { path: "app/db" },
       ],
       http: "nowhere",
       colour: 1,
@@ -288,4 +289,5 @@ it("refuses a bad config with exit code 2, naming each problem", async () => {
     `secrets.1.path: invalid path "app/db password": only letters, digits, '.', '_', '-' and '/' are allowed`,
   );
   expect(result.stderr).toMatch(/colour/);
+  expect(result.stderr).toContain("secrets.3.file: missing (a string is required)");
 });

@@ -147,6 +147,15 @@ describe("node config", () => {
     expect(ttl).toEqual(["auth.tokenTtlMs: must not be above tokenMaxTtlMs"]);
   });
 
+  it("says a field left out is missing, in YAML's words, and a wrong one what it got", () => {
+    expect(problemsOf(write("sparse.yaml", { nodeId: "n1", dataDir: 5 }))).toEqual([
+      "dataDir: Invalid input: expected string, received number",
+      "listen: missing (a mapping is required)",
+      "tls: missing (a mapping is required)",
+      "members: missing (a list is required)",
+    ]);
+  });
+
   it("takes overrides from the environment, and names a file that is missing or not YAML", () => {
     const config = loadNodeConfig(write("env.yaml", valid), {
       STRONGROOM__listen__client: "0.0.0.0:9200",
@@ -156,7 +165,8 @@ describe("node config", () => {
     expect(config.listen.client).toBe("0.0.0.0:9200");
     expect(config.raft.tickMs).toBe(25);
     expect(config.region).toBe("eu-west");
-    expect(problemsOf(join(root, "absent.yaml"))).toEqual(["cannot be read: ENOENT"]);
+    expect(problemsOf(join(root, "absent.yaml"))).toEqual(["cannot be read: no such file"]);
+    expect(problemsOf(root)).toEqual(["cannot be read: it is a directory"]);
     expect(problemsOf(write("broken.yaml", "nodeId: [unclosed"))[0]).toMatch(/^is not valid YAML/);
   });
 });
