@@ -246,9 +246,12 @@ export function formatFlag(command: Command): Command {
 /** Writes `data` as JSON or YAML (bytes as base64), or `table` for people. */
 export function emit(output: Output, format: Format, data: unknown, table: () => string): void {
   const plain = JSON.parse(
-    JSON.stringify(data, (_key, value: unknown) =>
-      value instanceof Uint8Array ? Buffer.from(value).toString("base64") : value,
-    ),
+    // A function, to see the holder's own member: JSON.stringify turns a Buffer (what protobuf's
+    // reader gives for a bytes field) into {type: "Buffer", data: [...]} before a replacer sees it.
+    JSON.stringify(data, function (this: Record<string, unknown>, key, value: unknown) {
+      const own = this[key];
+      return own instanceof Uint8Array ? Buffer.from(own).toString("base64") : value;
+    }),
   ) as unknown;
   if (format === "json") output.out(`${JSON.stringify(plain, null, 2)}\n`);
   else if (format === "yaml") output.out(stringifyYaml(plain));

@@ -98,6 +98,8 @@ it("init, unseal every node, and the kv group", async () => {
   expect(patched.version).toBe(2);
   await json(["kv", "patch", "app/config"], '{"db":{"port":5432}}');
   const read = await json<{ value: string; version: number }>(["kv", "get", "app/config"]);
+  // base64 text (Buffer.from also took the {type: "Buffer", data: [...]} it used to be)
+  expect(read.value).toEqual(expect.stringMatching(/^[A-Za-z0-9+/]+=*$/));
   expect(JSON.parse(Buffer.from(read.value, "base64").toString())).toEqual({
     pool: 10,
     db: { host: "h", port: 5432 },
