@@ -7,8 +7,6 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import type { Command } from "commander";
-import { listAuditFiles } from "../server/audit/audit-file.js";
-import { verifyAuditFiles } from "../server/audit/audit-verify.js";
 import { type ConnectionOptions, withClient } from "./client-connection.js";
 import { connectionFlags, type Output, processOutput, run } from "./command-support.js";
 
@@ -44,7 +42,12 @@ export function registerAuditCommands(program: Command, output: Output = process
       false,
     )
     .description("check audit files for edited, deleted, reordered or truncated entries")
-    .action((paths: string[], options: { keyFile?: string; live: boolean }) => {
+    .action(async (paths: string[], options: { keyFile?: string; live: boolean }) => {
+      // Loaded here, not with every command: the audit file code is for this command alone.
+      const [{ listAuditFiles }, { verifyAuditFiles }] = await Promise.all([
+        import("../server/audit/audit-file.js"),
+        import("../server/audit/audit-verify.js"),
+      ]);
       let key: Uint8Array | null = null;
       if (options.keyFile !== undefined) {
         if (!existsSync(options.keyFile)) {

@@ -7,7 +7,6 @@ import { createHash } from "node:crypto";
 import { open, rename, rm, stat } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { pkcs11Mechanisms } from "../hsm/pkcs11/pkcs11-config.js";
-import { checkShareOptions } from "../hsm/seal-operations.js";
 import type { Member } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
@@ -388,6 +387,8 @@ export function registerClusterCommands(program: Command, output: Output = proce
             readNamedFile("--operator-key", file).toString("utf8"),
           );
           // Before any share is read: an operator learns of a bad count or key without typing one.
+          // (Loaded here: it brings the Shamir library, which no other command needs.)
+          const { checkShareOptions } = await import("../hsm/seal-operations.js");
           try {
             checkShareOptions({
               count: options.shares,

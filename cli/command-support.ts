@@ -3,8 +3,8 @@
 // code (0 ok, 1 error, 2 usage).
 
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { Argument, type Command, InvalidArgumentError, Option } from "commander";
-import { stringify as stringifyYaml } from "yaml";
 import { armorPrefix } from "../hsm/shares/share-encryption.js";
 import { describeCallError, UsageError } from "./client-connection.js";
 import { parseDuration } from "./duration-text.js";
@@ -243,6 +243,14 @@ export function formatFlag(command: Command): Command {
   );
 }
 
+/**
+ * The YAML library, loaded at the first YAML output: it costs every command's start about 20 ms
+ * (docs/performance.md), and emit() stays synchronous for its fifty callers.
+ */
+function yamlLibrary(): typeof import("yaml") {
+  return createRequire(import.meta.url)("yaml") as typeof import("yaml");
+}
+
 /** Writes `data` as JSON or YAML (bytes as base64), or `table` for people. */
 export function emit(output: Output, format: Format, data: unknown, table: () => string): void {
   const plain = JSON.parse(
@@ -254,7 +262,7 @@ export function emit(output: Output, format: Format, data: unknown, table: () =>
     }),
   ) as unknown;
   if (format === "json") output.out(`${JSON.stringify(plain, null, 2)}\n`);
-  else if (format === "yaml") output.out(stringifyYaml(plain));
+  else if (format === "yaml") output.out(yamlLibrary().stringify(plain));
   else output.out(table());
 }
 

@@ -7,7 +7,7 @@ import { type Command, InvalidArgumentError } from "commander";
 import { Consistency, type SecretMetadata } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { formatDuration } from "../server/durations.js";
-import { isWellFormedRequestId, requestIdCharsMax } from "../storage/state/index.js";
+import { isWellFormedRequestId, requestIdCharsMax } from "../storage/state/limits.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   argumentMeaning,

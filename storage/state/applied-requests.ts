@@ -13,6 +13,7 @@
 
 import { Packr } from "msgpackr";
 import { StateError, type StateErrorCode } from "./errors.js";
+import { isWellFormedRequestId, requestIdCharsMax } from "./limits.js";
 
 /** The first byte of a request record's key (see the key layout in secret-state.ts). */
 export const requestRecordKind = 0x07;
@@ -31,10 +32,6 @@ export const requestIdRetentionMs = 5 * 60_000;
  * chaos run's 6 MB snapshots slowed a learner's catch-up from 0.1 s to 15-30 s.)
  */
 export const requestIdsKept = 20_000;
-
-/** The longest request id, in characters. A UUID has 36. */
-export const requestIdCharsMax = 128;
-const requestIdPattern = /^[A-Za-z0-9._:-]+$/;
 
 /** What a request's command carries: its client's id, and a keyed digest of what it asked. */
 export interface CommandRequest {
@@ -59,11 +56,6 @@ export interface AppliedRequest {
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Whether `id` is 1 to 128 characters of [A-Za-z0-9._:-]. */
-export function isWellFormedRequestId(id: string): boolean {
-  return id.length > 0 && id.length <= requestIdCharsMax && requestIdPattern.test(id);
-}
 
 /** Refuses a request id that is empty, too long or has characters outside [A-Za-z0-9._:-]. */
 export function validateRequestId(id: string): void {

@@ -1,8 +1,6 @@
 // The secret state machine: versioned KV v2 semantics over barrier ciphertext, on LevelDB.
 export {
   type CommandRequest,
-  isWellFormedRequestId,
-  requestIdCharsMax,
   requestIdRetentionMs,
   requestIdsKept,
   requestRecordKind,
@@ -18,7 +16,14 @@ export {
   wellKnownRecords,
 } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
-export { defaultStateLimits, type StateLimits, validatePath, validatePrefix } from "./limits.js";
+export {
+  defaultStateLimits,
+  isWellFormedRequestId,
+  requestIdCharsMax,
+  type StateLimits,
+  validatePath,
+  validatePrefix,
+} from "./limits.js";
 export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,

@@ -124,3 +124,12 @@ export function validateCustomMetadata(
     }
   }
 }
+
+/** The longest request id, in characters. A UUID has 36. */
+export const requestIdCharsMax = 128;
+const requestIdPattern = /^[A-Za-z0-9._:-]+$/;
+
+/** Whether `id` is 1 to 128 characters of [A-Za-z0-9._:-]. */
+export function isWellFormedRequestId(id: string): boolean {
+  return id.length > 0 && id.length <= requestIdCharsMax && requestIdPattern.test(id);
+}
