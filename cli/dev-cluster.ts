@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomically } from "../agent/render.js";
 import { type NodeConfig, parseNodeConfig } from "../server/config.js";
+import { ListenError } from "../server/listen-error.js";
 import { createLogger } from "../server/logger.js";
 import { StrongroomNode } from "../server/node.js";
 import {
@@ -133,6 +134,11 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
     return { env, stop };
   } catch (error) {
     await stop();
+    if (error instanceof ListenError && error.code === "EADDRINUSE")
+      throw new ListenError(
+        `${error.message}; is a dev cluster running already? Stop it, or give --base-port`,
+        error.code,
+      );
     throw error;
   }
 }

@@ -89,11 +89,7 @@ program
         print: (line) => process.stdout.write(`${line}\n`),
       }).catch((error: unknown) => {
         // The nodes it started are stopped; what the user can act on is one line, not a stack.
-        const message = error instanceof Error ? error.message : String(error);
-        const hint = /port is in use/.test(message)
-          ? "; is a dev cluster running already? Stop it, or give --base-port"
-          : "";
-        process.stderr.write(`strongroom dev: ${message}${hint}\n`);
+        process.stderr.write(`strongroom dev: ${error instanceof Error ? error.message : String(error)}\n`);
         process.exit(1);
       });
       const stop = () => {

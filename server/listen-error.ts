@@ -4,6 +4,15 @@
 
 export class ListenError extends Error {
   override readonly name = "ListenError";
+
+  constructor(
+    message: string,
+    /** The system's error code (EADDRINUSE, ...), when the failure had one. */
+    readonly code: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 const reasons: Readonly<Record<string, string>> = {
@@ -17,13 +26,15 @@ export async function listening<T>(field: string, address: string, start: Promis
   try {
     return await start;
   } catch (error) {
-    throw new ListenError(`cannot listen on ${address} (${field}): ${reasonOf(error)}`, { cause: error });
+    const message = error instanceof Error ? error.message : String(error);
+    const code = (error as NodeJS.ErrnoException | null)?.code ?? /\b(E[A-Z]+)\b/.exec(message)?.[1];
+    throw new ListenError(`cannot listen on ${address} (${field}): ${reasonOf(code, message)}`, code, {
+      cause: error,
+    });
   }
 }
 
-function reasonOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const code = (error as NodeJS.ErrnoException | null)?.code ?? /\b(E[A-Z]+)\b/.exec(message)?.[1];
+function reasonOf(code: string | undefined, message: string): string {
   if (code !== undefined && reasons[code] !== undefined) return reasons[code];
   if (/Name resolution failed/.test(message)) return "the host name does not resolve to an address";
   return message;
