@@ -154,6 +154,8 @@ export class StrongroomClient {
   private readonly cacheWatches: CacheWatchState[] = [];
   /** Every watch open (the cache's too): close() ends them, as gRPC leaves a stream open past its channel's close. */
   private readonly watches = new Set<Watch>();
+  /** Set by close(): every later call fails with a message that says so. */
+  private closed = false;
 
   constructor(options: ClientOptions) {
     const endpoints = (
@@ -241,6 +243,7 @@ export class StrongroomClient {
 
   /** Follows changes under `prefix` (from now, or after `fromRevision`), reconnecting as needed. */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
+    this.requireOpen();
     const started = startWatch(this.pool, prefix, fromRevision, handlers, this.retry);
     const watch: Watch = {
       close: () => {
@@ -259,6 +262,7 @@ export class StrongroomClient {
    * next; one that fails after it fails the save (the caller starts again).
    */
   async saveSnapshot(onChunk: (chunk: SnapshotChunk) => void | Promise<void>): Promise<void> {
+    this.requireOpen();
     let lastError: unknown = null;
     for (const endpoint of this.pool.order(false)) {
       let delivered = false;
@@ -300,6 +304,7 @@ export class StrongroomClient {
   async restoreSnapshot(
     chunks: readonly SnapshotChunk[] | (() => AsyncIterable<SnapshotChunk>),
   ): Promise<RestoreSnapshotResponse> {
+    this.requireOpen();
     const source = typeof chunks === "function" ? chunks : () => chunks;
     let lastError: unknown = null;
     for (const endpoint of this.pool.order(true)) {
@@ -364,8 +369,19 @@ export class StrongroomClient {
   }
 
   close(): void {
+    this.closed = true;
     for (const watch of [...this.watches]) watch.close();
     this.pool.close();
+  }
+
+  /** A call on a closed client fails saying so (grpc-js's own words: "Channel has been shut down"). */
+  private requireOpen(): void {
+    if (this.closed)
+      throw new StrongroomError(
+        "this client is closed (close() was called): make a new one",
+        status.CANCELLED,
+        "",
+      );
   }
 
   private methods<Service extends object>(service: Service): UnaryMethods<Service> {
@@ -380,10 +396,16 @@ export class StrongroomClient {
       // unknown while the deadline allows another attempt.
       const takesRequestId = "requestId" in defaults;
       methods[name] = (request, options) => {
+        const deadlineMs = options?.deadlineMs ?? this.deadlineMs;
+        // 0 or less used to fail DEADLINE_EXCEEDED "after 0.001s", as if a node were slow.
+        if (!Number.isFinite(deadlineMs) || deadlineMs <= 0)
+          return Promise.reject(
+            new TypeError(`${name}: deadlineMs must be a positive number of milliseconds, got ${deadlineMs}`),
+          );
         const full: Record<string, unknown> = { ...defaults, ...(request as object) };
         if (takesRequestId && full.requestId === undefined && this.requestIds) full.requestId = randomUUID();
         const withRequestId = takesRequestId && full.requestId !== undefined;
-        const called = this.invoke(definition, full, options?.deadlineMs ?? this.deadlineMs, withRequestId);
+        const called = this.invoke(definition, full, deadlineMs, withRequestId);
         if (!withRequestId) return called;
         return called.catch((error: unknown) => {
           if (error instanceof StrongroomError) error.requestId = String(full.requestId);
@@ -404,6 +426,7 @@ export class StrongroomClient {
     deadlineMs: number,
     withRequestId = false,
   ): Promise<unknown> {
+    this.requireOpen();
     const deadline = Date.now() + deadlineMs;
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;

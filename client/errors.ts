@@ -65,6 +65,15 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
   const reason = first(reasonTrailer) ?? "";
   const retryAfter = first(retryAfterTrailer);
   const details = error.details || status[error.code] || "";
+  const unencodable = unencodableRequest(error.code, details);
+  if (unencodable !== null)
+    return new StrongroomError(
+      unencodable,
+      status.INVALID_ARGUMENT,
+      "",
+      { endpoint, attempts },
+      { cause: error },
+    );
   return new StrongroomError(
     `${tooLargeMessage(error.code, details) ?? describeConnectionFailure(details, endpoint)}${reason === "" ? "" : ` (${reason})`}`,
     error.code,
@@ -96,6 +105,18 @@ function tooLargeMessage(code: status, details: string): string | null {
   const match = /^Received message larger than max \((\d+) vs (\d+)\)$/.exec(details);
   if (code !== status.RESOURCE_EXHAUSTED || match === null) return null;
   return `the message is ${match[1]} bytes, more than the ${match[2]} its receiver takes (a node takes requests up to its requests.messageBytesMax, and a secret's value up to 1 MiB)`;
+}
+
+/**
+ * A request this process could not encode, such as a string given for a bytes field (from
+ * JavaScript, or past a cast): grpc-js fails the call INTERNAL with protobuf's own words
+ * ("Request message serialization failure: invalid uint32: undefined"). It never left, and the
+ * caller's argument is what is wrong.
+ */
+function unencodableRequest(code: status, details: string): string | null {
+  const match = /^Request message serialization failure: (.*)$/s.exec(details);
+  if (code !== status.INTERNAL || match === null) return null;
+  return `the request could not be encoded (${match[1]}): a field's value has the wrong type (bytes take a Uint8Array or Buffer, integers a whole number within the field's range)`;
 }
 
 /** A failure before the request left this process (no connection could be made). */

@@ -135,6 +135,27 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
     reason: "PERMISSION_DENIED",
   });
   expect(() => createClient({ endpoints: ["no-port"], tls: tlsOf("app") })).toThrow(/is not host:port/);
+  // What JavaScript (or a cast) can pass that the types forbid: the caller's argument is named as
+  // what is wrong, not gRPC's INTERNAL "Request message serialization failure".
+  const unencodable = { path: "sdk/typed", value: "a string" } as unknown as {
+    path: string;
+    value: Uint8Array;
+  };
+  await expect(client.secrets.put(unencodable)).rejects.toMatchObject({
+    code: status.INVALID_ARGUMENT,
+    message: expect.stringMatching(
+      /^the request could not be encoded \(invalid uint32: undefined\): a field's value has the wrong type/,
+    ),
+  });
+  await expect(client.secrets.get({ path: "sdk/typed", version: -1 })).rejects.toMatchObject({
+    code: status.INVALID_ARGUMENT,
+    message: expect.stringContaining("(invalid uint32: -1)"),
+  });
+  expect((await client.secrets.get({ path: "sdk/typed" })).version).toBe(1);
+  // A deadline of 0 or less is the caller's mistake, not a slow node's DEADLINE_EXCEEDED.
+  await expect(client.secrets.get({ path: "sdk/typed" }, { deadlineMs: 0 })).rejects.toThrow(
+    new TypeError("get: deadlineMs must be a positive number of milliseconds, got 0"),
+  );
 });
 
 it("a watch sees a change within a second", async () => {
@@ -252,6 +273,12 @@ it("close() ends the client's watches: no event after it, nothing left open", as
   // A watch still open would have it within a second ("a watch sees a change within a second").
   await new Promise((resolve) => setTimeout(resolve, 1500));
   expect(events).toEqual([]);
+  // A call after close() says so (grpc-js said "Channel has been shut down").
+  await expect(closing.secrets.get({ path: "sdk/closed/key" })).rejects.toMatchObject({
+    code: status.CANCELLED,
+    message: "this client is closed (close() was called): make a new one",
+  });
+  expect(() => closing.watch("sdk/closed/", 0, { onEvent: () => {} })).toThrow("this client is closed");
 });
 
 it("a sealed node is left for the next endpoint; when every endpoint is sealed, the call fails at once", async () => {
