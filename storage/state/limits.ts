@@ -67,6 +67,12 @@ export function validatePrefix(
 ): asserts prefix is string {
   if (prefix === "") return;
   if (typeof prefix !== "string") throw new StateError("INVALID_ARGUMENT", "a prefix must be a string");
+  // "/" alone was refused as 'invalid path ""': the message names what the caller gave.
+  if (prefix === "/")
+    throw new StateError(
+      "INVALID_ARGUMENT",
+      'invalid prefix "/": a prefix does not start with \'/\' (give "" for everything, or e.g. "app/")',
+    );
   validatePath(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix, limits);
 }
 

@@ -142,6 +142,9 @@ describe("secret state machine", () => {
     ]);
     await expect(machine.list("app/", null, 0)).rejects.toThrow(/a page holds 1 to 1000 names/);
     await expect(machine.list("app/", "other/y", 5)).rejects.toThrow(/cursor is not under the prefix/);
+    await expect(machine.list("/", null, 5)).rejects.toThrow(
+      'invalid prefix "/": a prefix does not start with \'/\' (give "" for everything, or e.g. "app/")',
+    );
   });
 
   it("refuses bad input with a clear, deterministic result and moves the applied index anyway", async () => {
