@@ -1,12 +1,14 @@
 // `strongroom server --config FILE`: runs one node until SIGTERM or SIGINT, then shuts it down
 // gracefully (a leader hands over first; calls in flight get time to finish). A config with
 // problems is refused at start with one line per problem, and exit code 2; a listener that cannot
-// start (a port in use) with one line naming it, and exit code 1.
+// start (a port in use) or a store that cannot open (a full disk, another node on the same data
+// directory) with one line naming it, and exit code 1.
 
 import { ConfigError, loadNodeConfig } from "../server/config.js";
 import { ListenError } from "../server/listen-error.js";
 import { StrongroomNode } from "../server/node.js";
 import { TlsConfigError } from "../server/tls/tls-files.js";
+import { StateError } from "../storage/state/errors.js";
 
 export async function runServer(configFile: string): Promise<void> {
   let node: StrongroomNode;
@@ -23,7 +25,7 @@ export async function runServer(configFile: string): Promise<void> {
       process.stderr.write(`strongroom server: ${error.message}\n`);
       process.exit(2);
     }
-    if (error instanceof ListenError) {
+    if (error instanceof ListenError || error instanceof StateError) {
       process.stderr.write(`strongroom server: ${error.message}\n`);
       process.exit(1);
     }

@@ -26,8 +26,25 @@ export async function openBinaryLevel(directory: string, options: LevelOptions =
     valueEncoding: "view",
     ...(options.writeBufferBytes === undefined ? {} : { writeBufferSize: options.writeBufferBytes }),
   });
-  await db.open();
+  try {
+    await db.open();
+  } catch (error) {
+    // abstract-level says "Database failed to open" and puts the reason in its cause.
+    throw new Error(openFailure(error, directory), { cause: error });
+  }
   return db;
+}
+
+/** Why LevelDB did not open: the innermost cause, and what to do where that is plain. */
+function openFailure(error: unknown, directory: string): string {
+  let innermost = error as { code?: unknown; message?: unknown; cause?: unknown };
+  while (innermost.cause !== undefined && innermost.cause !== null)
+    innermost = innermost.cause as typeof innermost;
+  const message = String(innermost.message);
+  if (innermost.code === "LEVEL_LOCKED")
+    return `another process has ${directory} open (is a node already running with this dataDir?): ${message}`;
+  if (/No space left on device/.test(message)) return `the disk is full: ${message}`;
+  return message;
 }
 
 /**

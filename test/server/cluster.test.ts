@@ -402,5 +402,12 @@ it("a start that fails (its port is taken) releases everything: the same data di
     ...busy,
     listen: { client: "127.0.0.1:0", peer: "127.0.0.1:0" },
   });
+  // A second node on the same data directory: refused, saying why (LevelDB's reason was in a
+  // cause under abstract-level's "Database failed to open").
+  await expect(
+    StrongroomNode.start({ ...busy, listen: { client: "127.0.0.1:0", peer: "127.0.0.1:0" } }),
+  ).rejects.toThrow(
+    `cannot open the secret store in ${join(busy.dataDir, "state")}: another process has ${join(busy.dataDir, "state")} open (is a node already running with this dataDir?)`,
+  );
   await node.stop(100);
 });
