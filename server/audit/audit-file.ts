@@ -31,10 +31,12 @@ import {
   constants,
   fdatasync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  rmSync,
   write,
   writeSync,
 } from "node:fs";
@@ -81,7 +83,8 @@ export function listAuditFiles(directory: string): string[] {
 }
 
 export class AuditFile {
-  private descriptor: number;
+  /** The open file's descriptor; -1 while none is (a rotation that could not open the next). */
+  private descriptor = -1;
   private fileIndex: number;
   private fileBytes = 0;
   private seq: number;
@@ -118,7 +121,7 @@ export class AuditFile {
     this.fileIndex = state.fileIndex;
     this.seq = state.seq;
     this.prev = state.prev;
-    this.descriptor = this.openFile();
+    this.openFile();
     if (options.durability === "os") {
       this.syncTimer = setInterval(() => this.syncInBackground(), options.syncIntervalMs);
       // The timer alone does not keep the process running; close() syncs what is left.
@@ -192,7 +195,7 @@ export class AuditFile {
         fsyncSync(this.descriptor);
       }
     } finally {
-      closeSync(this.descriptor);
+      if (this.descriptor >= 0) closeSync(this.descriptor);
       this.auditKey?.fill(0);
     }
   }
@@ -241,6 +244,7 @@ export class AuditFile {
         } catch (error) {
           this.broken = error instanceof Error ? error : new Error(String(error));
           for (const { reject } of batch) reject(this.broken);
+          this.cutPartialLine();
         }
         if (this.pending.length > 0) await endOfTurn();
       }
@@ -281,30 +285,61 @@ export class AuditFile {
     });
   }
 
+  /**
+   * After a failed write: the entries it held were never acknowledged, so what part of them reached
+   * the file (a full disk takes the first pages of a write) is cut off, and the file ends with its
+   * last whole line, as the next file's chain does. Left in place, it read as a crash's torn line
+   * to the verifier. A cut that fails too leaves the line for the verifier to report.
+   */
+  private cutPartialLine(): void {
+    if (this.descriptor < 0) return;
+    try {
+      ftruncateSync(this.descriptor, this.fileBytes);
+    } catch {
+      // Reported by the verifier as an incomplete last line.
+    }
+  }
+
   private rotate(): void {
     const checkpoint = this.checkpointLine();
     if (checkpoint !== null) this.writeLines([checkpoint]);
     fsyncSync(this.descriptor);
     this.unsynced = false;
     closeSync(this.descriptor);
+    this.descriptor = -1;
     this.fileIndex += 1;
     this.fileBytes = 0;
-    this.descriptor = this.openFile();
+    this.openFile();
   }
 
-  private openFile(): number {
+  /**
+   * Opens the file of `fileIndex` with its header line, synced. A file that cannot take its header
+   * (a full disk) is closed and removed before the error goes up: the sink is opened again at the
+   * next entry, and each attempt used to leave an empty file and an open descriptor behind (218 of
+   * each within seconds on a full disk).
+   */
+  private openFile(): void {
+    const file = auditFileName(this.fileIndex);
+    const path = join(this.options.directory, file);
     const descriptor = openSync(
-      join(this.options.directory, auditFileName(this.fileIndex)),
+      path,
       constants.O_WRONLY |
         constants.O_CREAT |
         constants.O_EXCL |
         (this.options.durability === "disk" ? constants.O_DSYNC : 0),
       0o600,
     );
+    try {
+      const header = Buffer.from(`${this.line({ type: "header", file })}\n`);
+      writeFullySync(descriptor, header);
+      fsyncSync(descriptor);
+      this.fileBytes += header.length;
+    } catch (error) {
+      closeSync(descriptor);
+      rmSync(path, { force: true });
+      throw error;
+    }
     this.descriptor = descriptor;
-    this.writeLines([this.line({ type: "header", file: auditFileName(this.fileIndex) })]);
-    fsyncSync(descriptor);
-    return descriptor;
   }
 
   /**

@@ -5,7 +5,16 @@
 // serves again once there is room.
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
@@ -221,9 +230,30 @@ it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all ar
     refusal = await callError(n1.get.bind(n1), request).catch(() => null);
   }
   expect(refusal).toMatchObject({ code: status.UNAVAILABLE, reason: "AUDIT_UNAVAILABLE" });
+  // Each refused call tries to reopen both sinks: a file that cannot take its header is removed
+  // and its descriptor closed (every attempt used to leave an empty file and an open descriptor).
+  const filesBefore = small.map((directory) => listAuditFiles(directory).length);
+  for (let i = 0; i < 20; i++) await callError(n1.get.bind(n1), request).catch(() => null);
+  expect(small.map((directory) => listAuditFiles(directory).length)).toEqual(filesBefore);
+  for (const directory of small)
+    expect(listAuditFiles(directory).filter((file) => statSync(file).size === 0)).toEqual([]);
+  // The nodes run in this process: its descriptors are theirs.
+  const openInSmall = readdirSync("/proc/self/fd").filter((fd) => {
+    const target = (() => {
+      try {
+        return readlinkSync(join("/proc/self/fd", fd));
+      } catch {
+        return "";
+      }
+    })();
+    return small.some((directory) => target.startsWith(`${directory}/`));
+  });
+  expect(openInSmall.length).toBeLessThanOrEqual(small.length);
 
   // Room again: the sinks reopen (a new file, linked to the chain) and the node serves.
   for (const directory of small) rmSync(join(directory, "filler"), { force: true });
   await call(n1.get.bind(n1), request);
   expect(await failingSinks()).toBe(0);
+  for (const directory of small)
+    expect(verifyAuditFiles(listAuditFiles(directory), null, { live: true }).problems).toEqual([]);
 });
