@@ -48,7 +48,10 @@ export function writeFileAtomically(file: string, content: Uint8Array, mode: num
   try {
     // The mode exactly, whatever the umask.
     fchmodSync(descriptor, mode);
-    writeSync(descriptor, content);
+    // A write may take only part (a disk filling up): go on until all of it is written or the
+    // next write fails, never rename a file cut short into place.
+    for (let written = 0; written < content.length; )
+      written += writeSync(descriptor, content, written, content.length - written);
     fsyncSync(descriptor);
   } catch (error) {
     closeSync(descriptor);

@@ -2,7 +2,17 @@
 // whole, with the mode asked for whatever the file it replaces had, and an error that names the
 // file asked for when it cannot be written.
 
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
@@ -26,4 +36,21 @@ it("names the file asked for, not its temporary one, when its directory does not
   expect(() => writeFileAtomically(file, Buffer.from("x"), 0o600)).toThrow(
     `cannot write ${file}: its directory ${join(root, "absent")} does not exist`,
   );
+});
+
+it("leaves the old file whole when the disk fills up part-way through the new one", () => {
+  // A small tmpfs (the test runs as root, as CI does): a write of more than it holds takes part,
+  // and a file cut short must never be renamed over the old one.
+  const small = join(root, "small");
+  mkdirSync(small);
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", small]);
+  try {
+    const file = join(small, "db.env");
+    writeFileSync(file, "DB_PASSWORD=old\n");
+    expect(() => writeFileAtomically(file, Buffer.alloc(256 * 1024, "x"), 0o600)).toThrow(/ENOSPC/);
+    expect(readFileSync(file, "utf8")).toBe("DB_PASSWORD=old\n");
+    expect(readdirSync(small)).toEqual(["db.env"]);
+  } finally {
+    execFileSync("umount", ["-l", small]);
+  }
 });
