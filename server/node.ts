@@ -826,7 +826,12 @@ export class StrongroomNode {
     await this.parts.http?.close();
     this.parts.keeper.close();
     await this.parts.audit.close();
-    this.parts.readTracker.stop();
+    const unwritten = this.parts.readTracker.stop();
+    if (unwritten !== null)
+      logger.warn(
+        { error: unwritten.message },
+        "the last-read times could not be written: the stale report may call this run's last reads unread",
+      );
     took("auditMs");
     await this.parts.state.flush();
     await this.parts.state.close();

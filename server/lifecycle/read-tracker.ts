@@ -58,14 +58,23 @@ export class ReadTracker {
     this.timer.unref();
   }
 
-  /** Stops the periodic writes and writes the record one last time. */
-  stop(): void {
+  /**
+   * Stops the periodic writes and writes the record one last time. A write that fails (a full
+   * disk) is answered, not thrown: the node's stop goes on to flush and close its stores, and
+   * loses at most this run's last reads, as a crash would.
+   */
+  stop(): Error | null {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.stopped = true;
     // A periodic write in flight will not be renamed into place: this one must be.
     if (this.writing) this.dirty = true;
-    this.persist();
+    try {
+      this.persist();
+      return null;
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
   }
 
   /** A value of `path` was served to a client. */

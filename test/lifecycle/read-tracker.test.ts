@@ -3,7 +3,7 @@
 // starting a new record, and the members' records merged (the latest read anywhere, the latest
 // start of recording).
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
@@ -17,6 +17,16 @@ function file(): string {
 }
 afterEach(() => {
   for (const directory of directories.splice(0)) rmSync(directory, { recursive: true, force: true });
+});
+
+it("a last write that fails is answered, not thrown, so the node's stop goes on", () => {
+  const path = file();
+  const tracker = new ReadTracker(path, 100);
+  tracker.load();
+  tracker.noteRead("app/a");
+  // Its temporary file cannot be written (a directory stands there), as on a full disk.
+  mkdirSync(`${path}.tmp`);
+  expect(tracker.stop()?.message).toMatch(/EISDIR/);
 });
 
 it("keeps its reads and its start across a restart", () => {
