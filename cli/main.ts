@@ -88,8 +88,13 @@ program
         seal: options.seal,
         print: (line) => process.stdout.write(`${line}\n`),
       }).catch((error: unknown) => {
-        // The nodes it started are stopped; what the user can act on is one line, not a stack.
-        process.stderr.write(`strongroom dev: ${error instanceof Error ? error.message : String(error)}\n`);
+        // The nodes it started are stopped; what the user can act on is one line, not a stack (a
+        // programming error keeps its stack, for whoever fixes it).
+        const bug =
+          error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError;
+        const said =
+          error instanceof Error ? (bug ? (error.stack ?? error.message) : error.message) : String(error);
+        process.stderr.write(`strongroom dev: ${said}\n`);
         process.exit(1);
       });
       const stop = () => {
