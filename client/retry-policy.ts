@@ -11,6 +11,9 @@ import { type ServiceError, status } from "@grpc/grpc-js";
 import { neverSent, reasonTrailer, retryAfterTrailer } from "./errors.js";
 
 /** Reasons with which the cluster refused a call before doing anything. */
+/** Refusals that say this node, not the cluster, cannot serve now: the next endpoint may. */
+const leftForAnother = new Set(["SEALED", "NO_LEADER", "REMOVED", "AUDIT_UNAVAILABLE"]);
+
 const refusedBeforeWork = new Set([
   "NO_LEADER",
   "NOT_LEADER",
@@ -40,13 +43,10 @@ export function decide(error: ServiceError, idempotent: boolean): RetryDecision 
   const retryAfter = Number(error.metadata?.get(retryAfterTrailer)[0] ?? 0);
   const waitAtLeastMs = Number.isFinite(retryAfter) ? retryAfter : 0;
   if (refusedBeforeWork.has(reason)) {
-    // A sealed node, one that knows no leader (cut off from the others, perhaps) or one removed
-    // from the cluster is left for another; the rest (an election, a rate limit) are waited out.
-    return {
-      retry: true,
-      switchEndpoint: reason === "SEALED" || reason === "NO_LEADER" || reason === "REMOVED",
-      waitAtLeastMs,
-    };
+    // A sealed node, one that knows no leader (cut off from the others, perhaps), one removed from
+    // the cluster or one whose audit fails (its disk full, say) is left for another; the rest (an
+    // election, a rate limit) are waited out.
+    return { retry: true, switchEndpoint: leftForAnother.has(reason), waitAtLeastMs };
   }
   if (neverSent(error)) return { retry: true, switchEndpoint: true, waitAtLeastMs };
   if (!idempotent) return { retry: false, switchEndpoint: false, waitAtLeastMs };

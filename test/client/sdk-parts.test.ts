@@ -38,8 +38,17 @@ describe("retry policy", () => {
     expect(
       decide(failure(status.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", 250), false).waitAtLeastMs,
     ).toBe(250);
-    // A removed node is left for a member.
-    expect(decide(failure(status.UNAVAILABLE, "removed", "REMOVED"), false).switchEndpoint).toBe(true);
+    // A removed node is left for a member; so is one whose audit fails (another's may not), while
+    // an election or a rate limit is waited out where it is.
+    const switches = (reason: string) =>
+      decide(failure(status.UNAVAILABLE, reason, reason), false).switchEndpoint;
+    expect(["REMOVED", "AUDIT_UNAVAILABLE", "SEALED", "NO_LEADER"].map(switches)).toEqual([
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect(["TRANSFER_IN_PROGRESS", "RATE_LIMITED"].map(switches)).toEqual([false, false]);
   });
 
   it("retries a read after any transient failure, never after an answer", () => {
