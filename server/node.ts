@@ -779,7 +779,7 @@ export class StrongroomNode {
         watches,
       },
     );
-    node.startSealedLeaderHandoff();
+    node.startLeaderHandoffWhenUnfit();
     logger.info({ ports: node.ports }, "node started");
     return node;
   }
@@ -842,19 +842,30 @@ export class StrongroomNode {
   }
 
   /**
-   * A sealed leader (an operator sealed it, or the cluster was just initialized and this leader
-   * is not unsealed yet) cannot serve or propose: it offers leadership to each voter in turn until
-   * an unsealed one takes it (a sealed voter refuses to campaign).
+   * A leader that cannot serve offers leadership to each voter in turn until one takes it:
+   * - sealed (an operator sealed it, or the cluster was just initialized and this leader is not
+   *   unsealed yet): it could neither serve nor propose (a sealed voter refuses to campaign);
+   * - every audit sink failing (its audit disk full, say): it refuses every call
+   *   AUDIT_UNAVAILABLE, and while its heartbeats go on no other node would take over, so the
+   *   whole cluster would take no write until its disk had room again (measured on a leader whose
+   *   audit directory was a full tmpfs, test/server/audit-cluster.test.ts).
    */
-  private startSealedLeaderHandoff(): void {
-    const { raft, keeper } = this.parts;
+  private startLeaderHandoffWhenUnfit(): void {
+    const { raft, keeper, audit, logger } = this.parts;
     const everyMs = this.config.raft.tickMs * this.config.raft.electionTicks * 2;
     this.handoffTimer = setInterval(() => {
       const status = raft.status();
-      if (status.role !== "leader" || !keeper.initialized() || !keeper.sealed()) return;
+      if (status.role !== "leader" || !keeper.initialized()) return;
+      const auditBroken = !keeper.sealed() && audit.allSinksFailing();
+      if (!keeper.sealed() && !auditBroken) return;
       const others = status.membership.voters.filter((id) => id !== this.config.nodeId);
       if (others.length === 0) return;
       const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
+      if (auditBroken)
+        logger.warn(
+          { target, failing: audit.failingSinks() },
+          "every audit sink of this leader fails: handing the leadership to another voter",
+        );
       raft.transferLeadership(target);
     }, everyMs);
     this.handoffTimer.unref();

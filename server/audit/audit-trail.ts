@@ -448,6 +448,11 @@ export class AuditTrail {
     return this.sinks.filter((sink) => sink.failing).map((sink) => sink.name);
   }
 
+  /** Whether no sink took its last entry: every call is refused AUDIT_UNAVAILABLE until one does. */
+  allSinksFailing(): boolean {
+    return this.sinks.every((sink) => sink.failing);
+  }
+
   /** Closes every sink once its entries in flight are on disk. */
   async close(): Promise<void> {
     await Promise.all(

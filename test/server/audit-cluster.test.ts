@@ -257,3 +257,43 @@ it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all ar
   for (const directory of small)
     expect(verifyAuditFiles(listAuditFiles(directory), null, { live: true }).problems).toEqual([]);
 });
+
+it("a leader whose every audit sink fails hands the leadership to another voter: the cluster goes on taking writes", async () => {
+  // n1, the node with the small sinks, leads.
+  const leader = clientOf(await running.leaderId()).cluster;
+  await call(leader.transferLeader.bind(leader), { nodeId: "n1" });
+  await eventually(() => nodes.get("n1")?.isLeader() === true, 10_000);
+  const n1 = clientOf("n1").secrets;
+  const request = {
+    path: "audited/db",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  };
+  for (const directory of small) {
+    try {
+      writeFileSync(join(directory, "filler"), Buffer.alloc(128 * 1024));
+    } catch {
+      // ENOSPC: full, which is the point.
+    }
+  }
+  try {
+    // Its calls find both sinks full: refused. It must not keep the leadership it cannot serve with:
+    // while its heartbeats went on, no other node took over, and the cluster took no write.
+    let refusal: Awaited<ReturnType<typeof callError>> | null = null;
+    for (let i = 0; i < 60 && refusal === null; i++)
+      refusal = await callError(n1.get.bind(n1), request).catch(() => null);
+    expect(refusal).toMatchObject({ reason: "AUDIT_UNAVAILABLE" });
+    await eventually(() => nodes.get("n1")?.isLeader() === false, 10_000);
+    const next = await running.leaderId();
+    expect(next).not.toBe("n1");
+    const writer = clientOf(next).secrets;
+    const put = await call(writer.put.bind(writer), {
+      path: "audited/after-handoff",
+      value: Buffer.from("v"),
+    });
+    expect(put.version).toBe(1);
+  } finally {
+    for (const directory of small) rmSync(join(directory, "filler"), { force: true });
+  }
+});
