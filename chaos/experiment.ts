@@ -41,6 +41,13 @@ export const nemeses = [
   /** Every write to the Raft log takes `stallMs` longer: a slow disk (a test failpoint). */
   "disk-stall-leader",
   "disk-stall-random",
+  /**
+   * The node's data disk filled (a file of zeros on its own tmpfs: cluster.dataDiskMiB): it must
+   * stop or refuse, never serve wrong or lose an acknowledged write; at the heal the file goes and
+   * the node serves again (restarted if it stopped).
+   */
+  "disk-full-leader",
+  "disk-full-random",
   /** The node kills itself at a crash point (`point`, or one drawn by the seed), then restarts. */
   "crash-point-leader",
   "crash-point-random",
@@ -80,6 +87,7 @@ export const netnsNemeses: ReadonlySet<NemesisName> = new Set([
 /** Nemeses that take the leader away, after which failover is measured. */
 export const leaderLosingNemeses: ReadonlySet<NemesisName> = new Set([
   "kill-leader",
+  "disk-full-leader",
   "pause-leader",
   "partition-leader-inbound",
   "partition-leader",
@@ -119,6 +127,8 @@ const experimentSchema = z.strictObject({
       retainEntries: z.number().int().min(0).default(1000),
       /** shamir: one unseal share entered at every start; hsm: a SoftHSM token (auto-unseal). */
       seal: z.enum(["shamir", "hsm"]).default("shamir"),
+      /** Each node's data directory on a tmpfs of its own, of this many MiB (root): what disk-full-* fill. */
+      dataDiskMiB: z.number().int().min(64).max(4096).optional(),
     })
     .default({
       size: 3,
@@ -218,6 +228,10 @@ export function parseExperiment(document: unknown, source: string): Experiment {
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
     if ((fault.nemesis === "hsm-outage" || fault.nemesis === "hsm-hang") && cluster.seal !== "hsm")
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.seal: hsm`);
+    if (fault.nemesis.startsWith("disk-full") && cluster.dataDiskMiB === undefined)
+      problems.push(
+        `faults.${position}: ${fault.nemesis} needs cluster.dataDiskMiB (each node's data on a tmpfs of its own)`,
+      );
     if (fault.nemesis === "replace-member" && cluster.driver !== "process")
       problems.push(`faults.${position}: replace-member needs cluster.driver: process`);
     // libfaketime is preloaded into the node's process, which the container's image does not have.
@@ -228,6 +242,8 @@ export function parseExperiment(document: unknown, source: string): Experiment {
     problems.push(
       "cluster.seal: hsm is not available with cluster.driver: docker (the image has no SoftHSM token)",
     );
+  if (cluster.dataDiskMiB !== undefined && cluster.driver === "docker")
+    problems.push("cluster.dataDiskMiB is not available with cluster.driver: docker");
   if (cluster.image !== undefined && cluster.driver !== "docker")
     problems.push("cluster.image needs cluster.driver: docker");
   if (cluster.regions !== undefined && cluster.regions.length !== cluster.size)

@@ -210,6 +210,20 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
         return "disk fast again";
       });
     }
+    case "disk-full-leader":
+    case "disk-full-random": {
+      const filler = cluster.fillDisk(target);
+      return single("its data disk filled", async () => {
+        // A node stops when a write to its state or log fails (it cannot go on without them); one
+        // whose audit alone could not write refuses calls (a leader hands its leadership over).
+        const stopped = await cluster.exited(target, 0);
+        rmSync(filler, { force: true });
+        if (!stopped) return "stayed up while full (its audit refusing calls); room again";
+        cluster.forget(target);
+        await cluster.restart(target);
+        return "stopped on the full disk; room again, restarted and unsealed";
+      });
+    }
     case "crash-point-leader":
     case "crash-point-random": {
       // Drawn among the points every Ready passes; a snapshot install only when asked for (it

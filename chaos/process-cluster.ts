@@ -3,8 +3,8 @@
 // Faults are real signals: SIGKILL (no shutdown, no flush), SIGSTOP and SIGCONT. A killed node is
 // restarted from its data directory and unsealed again, as an operator would.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
@@ -55,6 +55,11 @@ export interface ProcessClusterOptions {
   readonly logLevel?: "error" | "warn" | "info";
   /** Each node's region, by address slot: in its config and in every member list. */
   readonly regions?: readonly string[];
+  /**
+   * Each node's data directory on a tmpfs of its own of this many MiB (root), so that a nemesis
+   * can fill one node's disk (fillDisk) and no other's. Unmounted when the cluster closes.
+   */
+  readonly dataDiskMiB?: number;
 }
 
 export interface NodeEntry {
@@ -88,7 +93,9 @@ export class ProcessCluster {
   private closed = false;
 
   constructor(private readonly options: ProcessClusterOptions) {
-    // Every run starts from nothing: a directory left by an earlier run is cleared.
+    // Every run starts from nothing: a directory left by an earlier run is cleared (its data
+    // disks first, if a run stopped by SIGKILL left them mounted).
+    unmountUnder(options.directory);
     rmSync(options.directory, { recursive: true, force: true });
     mkdirSync(options.directory, { recursive: true });
     this.clusterCa = createCertificateAuthority("chaos cluster CA");
@@ -184,6 +191,18 @@ export class ProcessCluster {
     const { id, host } = member;
     const { options } = this;
     const files = this.pair(id, issueNodeCertificate(this.clusterCa, { nodeId: id, hosts: [host] }));
+    if (options.dataDiskMiB !== undefined) {
+      const dataDir = join(options.directory, "data", id);
+      mkdirSync(dataDir, { recursive: true });
+      execFileSync("mount", [
+        "-t",
+        "tmpfs",
+        "-o",
+        `size=${options.dataDiskMiB}m,mode=0700`,
+        "tmpfs",
+        dataDir,
+      ]);
+    }
     const configFile = this.write(
       `${id}.yaml`,
       stringify({
@@ -531,6 +550,29 @@ export class ProcessCluster {
   async close(): Promise<void> {
     this.closed = true;
     await this.stop();
+    // The data disks go with their data (the logs and the report are beside them, on disk).
+    if (this.options.dataDiskMiB !== undefined) unmountUnder(this.options.directory);
+  }
+
+  /**
+   * Fills the file system of `node`'s data directory (its own tmpfs: dataDiskMiB) with a file of
+   * zeros until a write fails ENOSPC; answers the file, to remove at the heal.
+   */
+  fillDisk(node: NodeEntry): string {
+    if (this.options.dataDiskMiB === undefined) throw new Error("filling a disk needs cluster.dataDiskMiB");
+    const filler = join(this.options.directory, "data", node.id, "chaos-filler");
+    const descriptor = openSync(filler, "w", 0o600);
+    const chunk = Buffer.alloc(1024 * 1024);
+    try {
+      // Bounded: the tmpfs holds dataDiskMiB, and a write that takes only part is the last.
+      for (let i = 0; i <= this.options.dataDiskMiB; i++)
+        if (writeSync(descriptor, chunk) < chunk.length) break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+    } finally {
+      closeSync(descriptor);
+    }
+    return filler;
   }
 
   async stop(): Promise<void> {
@@ -699,4 +741,23 @@ export class ProcessCluster {
       client.close();
     }
   }
+}
+
+/** Unmounts every file system mounted under `directory` (the nodes' data disks), deepest first. */
+function unmountUnder(directory: string): void {
+  let mounts: string;
+  try {
+    mounts = readFileSync("/proc/mounts", "utf8");
+  } catch {
+    return;
+  }
+  const prefix = `${directory.replace(/\/+$/, "")}/`;
+  const under = mounts
+    .split("\n")
+    // Fields: device, mount point (spaces as \040), type, ...
+    .map((line) => (line.split(" ")[1] ?? "").replaceAll("\\040", " "))
+    .filter((point) => point.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+  // Lazy: a process the harness lost track of may still hold a file there.
+  for (const point of under) execFileSync("umount", ["-l", point]);
 }

@@ -114,6 +114,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       : { snapshotLogToStateRatio: experiment.cluster.snapshotLogToStateRatio }),
     retainEntries: experiment.cluster.retainEntries,
     seal: experiment.cluster.seal,
+    ...(experiment.cluster.dataDiskMiB === undefined ? {} : { dataDiskMiB: experiment.cluster.dataDiskMiB }),
     ...(experiment.cluster.regions === undefined ? {} : { regions: experiment.cluster.regions }),
     ...(experiment.cluster.preferredLeaderRegion === undefined
       ? {}

@@ -1,7 +1,8 @@
 // The chaos harness's nemeses that change the cluster rather than the network: the HSM going away
 // while a node restarts (SoftHSM: the node stays sealed, the others serve, it unseals itself once
 // the HSM is back), the HSM hanging while a node restarts (the node serves, sealed, saying why, and
-// unseals itself once the HSM answers), and a membership change under load (a follower removed and stopped, a new node
+// unseals itself once the HSM answers), the leader's data disk filled (another node leads; it
+// serves again once there is room), and a membership change under load (a follower removed and stopped, a new node
 // added as a learner, caught up and promoted) followed by a crash during a snapshot install.
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -23,17 +24,19 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 // Nodes on 127.0.0.230-234 (n4 and n5 are the replacements), ports from 55000.
 const where = { hostBase: 230, basePort: 55_000 };
 
-it("hsm-outage, hsm-hang: a node restarted without its HSM, or with it hung, stays sealed and serves, then unseals itself", async () => {
+it("hsm-outage, hsm-hang: a node restarted without its HSM, or with it hung, stays sealed and serves, then unseals itself; disk-full-leader: the others go on", async () => {
   const lines: string[] = [];
   const experiment = parseExperiment(
     {
       name: "hsm-outage-short",
-      cluster: { size: 3, tickMs: 20, seal: "hsm" },
-      workload: { clients: 3, keys: 4, readRatio: 0.5, durationMs: 16_000, timeoutMs: 5000 },
+      // Each node's data on a tmpfs of its own (the test runs as root, as CI does), for disk-full.
+      cluster: { size: 3, tickMs: 20, seal: "hsm", dataDiskMiB: 128 },
+      workload: { clients: 3, keys: 4, readRatio: 0.5, durationMs: 20_000, timeoutMs: 5000 },
       faults: [
         { atMs: 1000, nemesis: "hsm-outage", healAfterMs: 3000 },
         // Longer than the harness's 3 s call deadline, so that the node has said why it is sealed.
         { atMs: 6000, nemesis: "hsm-hang", healAfterMs: 5000 },
+        { atMs: 12_000, nemesis: "disk-full-leader", healAfterMs: 3000 },
       ],
       slo: { successRateMin: 0.99 },
     },
@@ -52,6 +55,11 @@ it("hsm-outage, hsm-hang: a node restarted without its HSM, or with it hung, sta
   );
   expect(report.faults[1]?.detail, printed).toMatch(
     /^HSM hung; the node restarted and answered in \d+ ms; served, sealed, naming the call that did not answer; HSM answering, unsealed itself \d+ ms later$/,
+  );
+  // The full leader stops (its state cannot be written) or hands its leadership over (its audit
+  // cannot); either way another node leads, and the node serves again once there is room.
+  expect(report.faults[2]?.detail, printed).toMatch(
+    /^its data disk filled; (stopped on the full disk; room again, restarted and unsealed|stayed up while full \(its audit refusing calls\); room again)$/,
   );
   expect(report.checks.linearizability, printed).toBe("linearizable");
   expect(report.checks.pass, printed).toBe(true);

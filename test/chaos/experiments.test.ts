@@ -345,6 +345,20 @@ it("refuses an experiment with problems, naming each", () => {
       "imaged.yaml",
     ),
   ).toThrow("imaged.yaml: cluster.image needs cluster.driver: docker");
+  // A full disk needs a disk of the node's own to fill, not the machine's.
+  expect(() =>
+    parseExperiment(
+      {
+        name: "full",
+        cluster: { size: 3 },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 0, nemesis: "disk-full-random", healAfterMs: 1000 }],
+      },
+      "full.yaml",
+    ),
+  ).toThrow(
+    "full.yaml: faults.0: disk-full-random needs cluster.dataDiskMiB (each node's data on a tmpfs of its own)",
+  );
   expect(() =>
     parseExperiment(
       {
