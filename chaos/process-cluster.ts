@@ -120,7 +120,13 @@ export class ProcessCluster {
       this.hsm = null;
     }
     const founders = Array.from({ length: options.size }, (_, i) => this.memberAt(i));
-    for (const member of founders) this.nodes.push(this.createNode(member, founders, "new"));
+    try {
+      for (const member of founders) this.nodes.push(this.createNode(member, founders, "new"));
+    } catch (error) {
+      // The data disks mounted before the one that failed go too.
+      unmountUnder(options.directory);
+      throw error;
+    }
     this.nextIdNumber = options.size + 1;
   }
 
@@ -194,14 +200,22 @@ export class ProcessCluster {
     if (options.dataDiskMiB !== undefined) {
       const dataDir = join(options.directory, "data", id);
       mkdirSync(dataDir, { recursive: true });
-      execFileSync("mount", [
-        "-t",
-        "tmpfs",
-        "-o",
-        `size=${options.dataDiskMiB}m,mode=0700`,
-        "tmpfs",
-        dataDir,
-      ]);
+      try {
+        execFileSync(
+          "mount",
+          ["-t", "tmpfs", "-o", `size=${options.dataDiskMiB}m,mode=0700`, "tmpfs", dataDir],
+          {
+            stdio: ["ignore", "ignore", "pipe"],
+          },
+        );
+      } catch (error) {
+        const said = String((error as { stderr?: Buffer }).stderr ?? "")
+          .trim()
+          .split("\n")[0];
+        throw new Error(
+          `cluster.dataDiskMiB mounts a tmpfs per node, which needs root: ${said || (error as Error).message}`,
+        );
+      }
     }
     const configFile = this.write(
       `${id}.yaml`,
@@ -683,7 +697,8 @@ export class ProcessCluster {
     const health = `http://${node.host}:${this.options.basePort + 2}/v1/sys/live`;
     const deadline = Date.now() + 20_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`${node.id} exited at start (code ${child.exitCode})`);
+      if (child.exitCode !== null)
+        throw new Error(`${node.id} exited at start (code ${child.exitCode}): ${this.lastLogLine(node)}`);
       try {
         await fetch(health, { signal: AbortSignal.timeout(500) });
         return;
@@ -692,6 +707,14 @@ export class ProcessCluster {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
+  }
+
+  /** The last line of a node's log: what a node that exited at start said (`strongroom server: …`). */
+  private lastLogLine(node: NodeEntry): string {
+    const lines = readFileSync(join(this.options.directory, `${node.id}.log`), "utf8")
+      .trim()
+      .split("\n");
+    return lines.at(-1) ?? "";
   }
 
   /**

@@ -92,6 +92,15 @@ export function registerChaosCommand(program: Command): void {
             basePort: options.port,
             hostBase: options.hostBase,
             log: (line) => process.stdout.write(`${line}\n`),
+          }).catch((error: unknown) => {
+            // A run that could not start (its cluster: a mount without root, a port in use) says
+            // so in one line; a programming error keeps its stack, for whoever fixes it.
+            const bug =
+              error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError;
+            const said =
+              error instanceof Error ? (bug ? (error.stack ?? error.message) : error.message) : String(error);
+            process.stderr.write(`strongroom chaos: ${experiment.name} could not run: ${said}\n`);
+            process.exit(1);
           });
           rows.push(summarize(report));
         }

@@ -251,6 +251,17 @@ function yamlLibrary(): typeof import("yaml") {
   return createRequire(import.meta.url)("yaml") as typeof import("yaml");
 }
 
+/**
+ * What a command that could not start says: the error's message, in one line, for what an
+ * operator can act on (a port in use, a mount without root); a programming error keeps its stack,
+ * for whoever fixes it.
+ */
+export function failureText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const bug = error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError;
+  return bug ? (error.stack ?? error.message) : error.message;
+}
+
 /** Writes `data` as JSON or YAML (bytes as base64), or `table` for people. */
 export function emit(output: Output, format: Format, data: unknown, table: () => string): void {
   const plain = JSON.parse(

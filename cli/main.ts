@@ -15,6 +15,7 @@ import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";
 import { registerChaosCommand } from "./chaos-command.js";
 import { registerClusterCommands } from "./cluster-commands.js";
+import { failureText } from "./command-support.js";
 import { registerClientCommands } from "./kv-commands.js";
 import { registerLifecycleCommands } from "./lifecycle-commands.js";
 import { registerPkiCommands } from "./pki-commands.js";
@@ -88,13 +89,8 @@ program
         seal: options.seal,
         print: (line) => process.stdout.write(`${line}\n`),
       }).catch((error: unknown) => {
-        // The nodes it started are stopped; what the user can act on is one line, not a stack (a
-        // programming error keeps its stack, for whoever fixes it).
-        const bug =
-          error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError;
-        const said =
-          error instanceof Error ? (bug ? (error.stack ?? error.message) : error.message) : String(error);
-        process.stderr.write(`strongroom dev: ${said}\n`);
+        // The nodes it started are stopped.
+        process.stderr.write(`strongroom dev: ${failureText(error)}\n`);
         process.exit(1);
       });
       const stop = () => {

@@ -6,6 +6,7 @@
 
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -241,6 +242,43 @@ it("a chaos run stopped by a signal leaves no node running and no partition behi
   expect(nodes()).toBe("");
   expect(partitioned()).toBe(false);
 }, 90_000);
+
+it("a chaos run whose cluster cannot start says why in one line (exit 1), not with a stack", async () => {
+  // Node 1's client port taken: its node exits at start.
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(43_100, "127.0.0.217", () => resolve()));
+  const file = join(root, "taken.yaml");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: "taken",
+      workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 2000 },
+      faults: [],
+    }),
+  );
+  try {
+    const run = startNode([
+      ...command.slice(1),
+      "chaos",
+      "run",
+      file,
+      "--out",
+      join(root, "taken"),
+      "--port",
+      "43100",
+      "--host-base",
+      "217",
+    ]);
+    const { code, stderr } = await run.exited;
+    expect(code, stderr).toBe(1);
+    expect(stderr).toContain(
+      "strongroom chaos: taken could not run: n1 exited at start (code 1): strongroom server: cannot listen on 127.0.0.217:43100 (listen.client): the port is in use (another process listens there)\n",
+    );
+    expect(stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    blocker.close();
+  }
+}, 60_000);
 
 it("says why the workload's failed operations failed, most first", () => {
   expect(describeFailures(new Map())).toBe("");
