@@ -194,21 +194,25 @@ it("records the streaming calls too: a watch and a snapshot", async () => {
   expect(snapshotResponse).toMatchObject({ outcome: "ok", code: "OK", identity: "operator" });
 });
 
+/** A linearizable read of one secret: each call writes a request and a response entry. */
+const request = {
+  path: "audited/db",
+  version: 0,
+  consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+  maxStalenessMs: 0,
+};
+
+/** Fills one of the small mounts. */
+function fill(directory: string): void {
+  try {
+    writeFileSync(join(directory, "filler"), Buffer.alloc(128 * 1024));
+  } catch {
+    // ENOSPC: the mount is full now, which is the point.
+  }
+}
+
 it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all are, and recovers", async () => {
   const n1 = clientOf("n1").secrets;
-  const request = {
-    path: "audited/db",
-    version: 0,
-    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
-    maxStalenessMs: 0,
-  };
-  const fill = (directory: string) => {
-    try {
-      writeFileSync(join(directory, "filler"), Buffer.alloc(128 * 1024));
-    } catch {
-      // ENOSPC: the mount is full now, which is the point.
-    }
-  };
   const failingSinks = async () => {
     const metrics = await (await fetch(`http://${specs[0]?.host}:${specs[0]?.httpPort}/metrics`)).text();
     return Number(/^strongroom_audit_sinks_failing (\d+)$/m.exec(metrics)?.[1] ?? "-1");
@@ -264,19 +268,7 @@ it("a leader whose every audit sink fails hands the leadership to another voter:
   await call(leader.transferLeader.bind(leader), { nodeId: "n1" });
   await eventually(() => nodes.get("n1")?.isLeader() === true, 10_000);
   const n1 = clientOf("n1").secrets;
-  const request = {
-    path: "audited/db",
-    version: 0,
-    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
-    maxStalenessMs: 0,
-  };
-  for (const directory of small) {
-    try {
-      writeFileSync(join(directory, "filler"), Buffer.alloc(128 * 1024));
-    } catch {
-      // ENOSPC: full, which is the point.
-    }
-  }
+  for (const directory of small) fill(directory);
   try {
     // Its calls find both sinks full: refused. It must not keep the leadership it cannot serve with:
     // while its heartbeats went on, no other node took over, and the cluster took no write.
