@@ -4,8 +4,9 @@
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { runSimulation, type SimBug, simBugs } from "../../raft/sim/simulator.js";
+import { bundleChild } from "../support/bundle-child.js";
 
 const run = promisify(execFile);
 
@@ -60,8 +61,14 @@ describe("determinism", () => {
 });
 
 describe("npm run sim", () => {
+  // raft/sim/main.ts (what `npm run sim` runs under tsx), bundled once: a run through npx and tsx
+  // costs 1.5 s of start-up, 8 runs here.
+  let main = "";
+  beforeAll(async () => {
+    main = await bundleChild(new URL("../../raft/sim/main.ts", import.meta.url), "sim", "packages");
+  });
   const sim = (...args: string[]) =>
-    run("npx", ["tsx", "raft/sim/main.ts", ...args], { cwd: new URL("../..", import.meta.url).pathname });
+    run(process.execPath, [main, ...args], { cwd: new URL("../..", import.meta.url).pathname });
 
   it("ends with the summary line and exits 0 when nothing breaks", { timeout: 60_000 }, async () => {
     const { stdout } = await sim("--seeds", "5", "--steps", "800");
