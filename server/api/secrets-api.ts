@@ -35,6 +35,7 @@ import {
   type SecretMetadata as StoredMetadata,
   validatePath,
   validatePrefix,
+  validateVersionList,
 } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { generatorFromWire, generatorToWire } from "../lifecycle/generator-wire.js";
@@ -192,6 +193,20 @@ class SecretsApi {
   ): Promise<WriteResponse> {
     requireServing(this.parts.keeper, context);
     validatePath(request.path, this.parts.limits);
+    validateVersionList(request.versions, this.parts.limits);
+    // A version not written yet is a mistake (a typo, the wrong secret), not a no-op to report as
+    // done: a destroy that erased nothing must not say it did. Checked here, on the leader, and
+    // not where the entry is applied, so that entries already in a log apply as they always did;
+    // after a read barrier, so that a leader new in its term has applied every acknowledged write.
+    await this.parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, context);
+    const metadata = await this.parts.state.metadata(request.path);
+    const current = metadata?.current ?? 0;
+    const ahead = current === 0 ? [] : request.versions.filter((version) => version > current);
+    if (ahead.length > 0)
+      throw new StateError(
+        "INVALID_ARGUMENT",
+        `${request.path} has no version ${ahead.join(", ")}: its newest is ${current}`,
+      );
     const { revision } = await this.propose({
       op,
       path: request.path,

@@ -23,6 +23,7 @@ export {
   type StateLimits,
   validatePath,
   validatePrefix,
+  validateVersionList,
 } from "./limits.js";
 export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {

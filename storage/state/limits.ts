@@ -85,6 +85,24 @@ export function validateValueSize(plaintextBytes: number, limits: StateLimits = 
   }
 }
 
+/**
+ * The versions a delete, undelete or destroy names: each from 1, and no more than a secret can
+ * keep (maxVersionsMax), so that a request cannot put an unbounded list into the Raft log.
+ */
+export function validateVersionList(
+  versions: readonly number[],
+  limits: StateLimits = defaultStateLimits,
+): void {
+  if (versions.length > limits.maxVersionsMax)
+    throw new StateError(
+      "INVALID_ARGUMENT",
+      `${versions.length} versions named; one request names at most ${limits.maxVersionsMax} (the most a secret keeps)`,
+    );
+  for (const version of versions)
+    if (!Number.isSafeInteger(version) || version < 1)
+      throw new StateError("INVALID_ARGUMENT", `versions are numbered from 1: got ${version}`);
+}
+
 export function validateMaxVersions(
   maxVersions: unknown,
   limits: StateLimits = defaultStateLimits,

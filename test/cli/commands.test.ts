@@ -135,6 +135,11 @@ it("init, unseal every node, and the kv group", async () => {
     code: 0,
     stdout: expect.stringMatching(/^app\/other: destroyed \(revision \d+\)\n$/),
   });
+  // A version not written yet (a typo: 11 for 1) is refused, not reported destroyed.
+  expect(await strongroom(["kv", "destroy", "app/other", "--versions", "1,11"])).toMatchObject({
+    code: 1,
+    stderr: "strongroom: app/other has no version 11: its newest is 1 (INVALID_ARGUMENT)\n",
+  });
   const metadata = await json<{ maxVersions: number; owner: string }>([
     "kv",
     "metadata",

@@ -192,6 +192,23 @@ it("a new cluster: init through a follower, unseal every node, write and read th
     value: new Uint8Array(1024 * 1024 + 1),
   });
   expect(tooLarge).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "VALUE_TOO_LARGE" });
+  // A destroy's versions: numbered from 1, no more of them than a secret keeps, none not written
+  // yet. Each list names versions 1 or 2 too, and neither is destroyed.
+  for (const [versions, details] of [
+    [[1, 0], "versions are numbered from 1: got 0"],
+    [
+      Array.from({ length: 1001 }, (_, i) => i + 1),
+      "1001 versions named; one request names at most 1000 (the most a secret keeps)",
+    ],
+    [[2, 3, 7], "app/db has no version 3, 7: its newest is 2"],
+  ] as const) {
+    const refused = await callError(writer.destroy.bind(writer), { path: "app/db", versions: [...versions] });
+    expect(refused).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT", details });
+  }
+  for (const version of [1, 2])
+    expect((await call(writer.get.bind(writer), { ...linearizable("app/db"), version })).version).toBe(
+      version,
+    );
 
   // gRPC health and reflection on the client port, with the same client certificate.
   const address = `${specs[0]?.host}:${specs[0]?.clientPort}`;
