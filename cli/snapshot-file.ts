@@ -39,7 +39,10 @@ export async function* readSnapshotFile(file: string): AsyncGenerator<SnapshotCh
     const size = (await handle.stat()).size;
     const head = await readExactly(Math.min(size, snapshotFileHeader.length), 0);
     const format = head.equals(snapshotFileHeader) ? 2 : 1;
-    for (let position = format === 2 ? snapshotFileHeader.length : 0; position < size; ) {
+    const first = format === 2 ? snapshotFileHeader.length : 0;
+    // Sent, an empty file would reach the node as a snapshot whose SHA-256 does not match.
+    if (size <= first) throw new UsageError(`${file} is not a snapshot file (it is empty)`);
+    for (let position = first; position < size; ) {
       const length = (await readExactly(4, position)).readUInt32BE(0);
       if (length > snapshotFrameBytesMax) throw new UsageError(`${file} is not a snapshot file`);
       const body = await readExactly(length, position + 4);

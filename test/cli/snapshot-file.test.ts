@@ -64,6 +64,15 @@ it("reads format 1, each chunk as JSON with its bytes in base64, as earlier vers
   expect((await readAll(file)).map(comparable)).toEqual(written.map(comparable));
 });
 
+it("refuses an empty file, and one with the header alone", async () => {
+  const empty = join(root, "empty");
+  writeFileSync(empty, "");
+  await expect(readAll(empty)).rejects.toThrow(`${empty} is not a snapshot file (it is empty)`);
+  const headerOnly = join(root, "header-only");
+  writeFileSync(headerOnly, snapshotFileHeader);
+  await expect(readAll(headerOnly)).rejects.toThrow(`${headerOnly} is not a snapshot file (it is empty)`);
+});
+
 it("refuses a format-2 file whose frame is not a chunk, or that is cut short", async () => {
   const damaged = join(root, "damaged");
   const length = Buffer.alloc(4);
