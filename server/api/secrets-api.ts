@@ -300,6 +300,13 @@ class SecretsApi {
         `expires_at ${new Date(request.expiresAtMs).toISOString()} has passed: an expiry erases the values, so it must be in the future (to erase them now: destroy the versions)`,
       );
     }
+    // A map field cannot be told absent from empty, so replace_custom says when `custom` counts:
+    // custom metadata sent without it was ignored and the call answered as if it had been written.
+    if (!request.replaceCustom && Object.keys(request.custom).length > 0)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        "custom is given without replace_custom: set replace_custom to replace the secret's custom metadata with it (with an empty custom, it clears them)",
+      );
     const changes: SecretMetadataChanges = {
       ...(request.maxVersions === undefined ? {} : { maxVersions: request.maxVersions }),
       ...(request.casRequired === undefined ? {} : { casRequired: request.casRequired }),

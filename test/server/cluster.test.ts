@@ -209,6 +209,34 @@ it("a new cluster: init through a follower, unseal every node, write and read th
     expect((await call(writer.get.bind(writer), { ...linearizable("app/db"), version })).version).toBe(
       version,
     );
+  // Custom metadata: replaced with replace_custom; given without it, refused (it was ignored, and
+  // the call answered as if it had been written); with an empty map, cleared.
+  const metadataChange = (custom: Record<string, string>, replaceCustom: boolean) => ({
+    path: "app/db",
+    custom,
+    replaceCustom,
+    generator: undefined,
+    clearGenerator: false,
+  });
+  const customOf = async () =>
+    (
+      await call(writer.getMetadata.bind(writer), {
+        path: "app/db",
+        consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+      })
+    ).custom;
+  await call(writer.updateMetadata.bind(writer), metadataChange({ team: "payments" }, true));
+  expect(await customOf()).toEqual({ team: "payments" });
+  expect(
+    await callError(writer.updateMetadata.bind(writer), metadataChange({ team: "search" }, false)),
+  ).toMatchObject({
+    code: status.INVALID_ARGUMENT,
+    details:
+      "custom is given without replace_custom: set replace_custom to replace the secret's custom metadata with it (with an empty custom, it clears them)",
+  });
+  expect(await customOf()).toEqual({ team: "payments" });
+  await call(writer.updateMetadata.bind(writer), metadataChange({}, true));
+  expect(await customOf()).toEqual({});
 
   // gRPC health and reflection on the client port, with the same client certificate.
   const address = `${specs[0]?.host}:${specs[0]?.clientPort}`;
