@@ -77,6 +77,8 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
 
 const displayNamePattern = /^[\x20-\x7e]{0,64}$/;
 const policiesPerBindingMax = 64;
+/** Policies a "no policy named" error names before it counts the rest. */
+const missingPoliciesNamedMax = 10;
 
 export class AccessApi {
   /** Use spends in progress on this leader, by token hash. */
@@ -420,8 +422,13 @@ export class AccessApi {
   private requireExisting(records: AccessRecords, policies: readonly string[]): void {
     const missing = policies.filter((name) => name !== rootPolicyName && !records.policies.has(name));
     if (missing.length > 0) {
-      const names = missing.map((name) => JSON.stringify(name)).join(", ");
-      throw new NodeError("NOT_FOUND", `no ${missing.length === 1 ? "policy" : "policies"} named ${names}`);
+      // The first few by name: a request may name hundreds, and the message goes to logs and terminals.
+      const shown = missing.slice(0, missingPoliciesNamedMax).map((name) => JSON.stringify(name));
+      const more = missing.length - shown.length;
+      throw new NodeError(
+        "NOT_FOUND",
+        `no ${missing.length === 1 ? "policy" : "policies"} named ${shown.join(", ")}${more > 0 ? ` and ${more} more` : ""}`,
+      );
     }
   }
 

@@ -318,6 +318,15 @@ describe("policies", () => {
       policies: ["nope", "web", "bad name!"],
     });
     expect(unknowns.details).toBe('no policies named "bad name!", "nope"');
+    // Hundreds named: the first ten by name, the rest counted (the message reaches logs and terminals).
+    const many = await callError(
+      access.createToken.bind(access),
+      tokenRequest({ policies: Array.from({ length: 300 }, (_, i) => `p${String(i).padStart(3, "0")}`) }),
+    );
+    expect(many).toMatchObject({
+      code: status.NOT_FOUND,
+      details: `no policies named ${Array.from({ length: 10 }, (_, i) => `"p00${i}"`).join(", ")} and 290 more`,
+    });
     // A name no policy can have is refused in the words of policy names, for every policy call.
     const badNames = [
       await callError(access.writePolicy.bind(access), { name: "bad name!", document: "name: x" }),
