@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import type { Experiment } from "../chaos/experiment.js";
 import type { SummaryRow } from "../chaos/run-summary.js";
-import { integerBetween, nonNegativeInteger } from "./command-support.js";
+import { failureText, integerBetween, nonNegativeInteger } from "./command-support.js";
 
 export function registerChaosCommand(program: Command): void {
   program
@@ -93,13 +93,10 @@ export function registerChaosCommand(program: Command): void {
             hostBase: options.hostBase,
             log: (line) => process.stdout.write(`${line}\n`),
           }).catch((error: unknown) => {
-            // A run that could not start (its cluster: a mount without root, a port in use) says
-            // so in one line; a programming error keeps its stack, for whoever fixes it.
-            const bug =
-              error instanceof TypeError || error instanceof RangeError || error instanceof ReferenceError;
-            const said =
-              error instanceof Error ? (bug ? (error.stack ?? error.message) : error.message) : String(error);
-            process.stderr.write(`strongroom chaos: ${experiment.name} could not run: ${said}\n`);
+            // A run that could not start (its cluster: a mount without root, a port in use).
+            process.stderr.write(
+              `strongroom chaos: ${experiment.name} could not run: ${failureText(error)}\n`,
+            );
             process.exit(1);
           });
           rows.push(summarize(report));

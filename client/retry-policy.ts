@@ -10,10 +10,10 @@ import { randomInt } from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { neverSent, reasonTrailer, retryAfterTrailer } from "./errors.js";
 
-/** Reasons with which the cluster refused a call before doing anything. */
 /** Refusals that say this node, not the cluster, cannot serve now: the next endpoint may. */
 const leftForAnother = new Set(["SEALED", "NO_LEADER", "REMOVED", "AUDIT_UNAVAILABLE"]);
 
+/** Reasons with which the cluster refused a call before doing anything. */
 const refusedBeforeWork = new Set([
   "NO_LEADER",
   "NOT_LEADER",

@@ -422,8 +422,11 @@ export class AccessApi {
   private requireExisting(records: AccessRecords, policies: readonly string[]): void {
     const missing = policies.filter((name) => name !== rootPolicyName && !records.policies.has(name));
     if (missing.length > 0) {
-      // The first few by name: a request may name hundreds, and the message goes to logs and terminals.
-      const shown = missing.slice(0, missingPoliciesNamedMax).map((name) => JSON.stringify(name));
+      // The first few by name, each cut as validatePolicyName cuts it: a request may name hundreds
+      // (or one of a megabyte), and the message goes to logs, terminals and the audit trail.
+      const shown = missing
+        .slice(0, missingPoliciesNamedMax)
+        .map((name) => JSON.stringify(name.slice(0, 80)));
       const more = missing.length - shown.length;
       throw new NodeError(
         "NOT_FOUND",

@@ -327,6 +327,11 @@ describe("policies", () => {
       code: status.NOT_FOUND,
       details: `no policies named ${Array.from({ length: 10 }, (_, i) => `"p00${i}"`).join(", ")} and 290 more`,
     });
+    const long = await callError(
+      access.createToken.bind(access),
+      tokenRequest({ policies: ["x".repeat(10_000)] }),
+    );
+    expect(long).toMatchObject({ code: status.NOT_FOUND, details: `no policy named "${"x".repeat(80)}"` });
     // A name no policy can have is refused in the words of policy names, for every policy call.
     const badNames = [
       await callError(access.writePolicy.bind(access), { name: "bad name!", document: "name: x" }),
