@@ -362,6 +362,25 @@ describe("RaftNode", () => {
     await waitFor("the old leader to catch up", () => old.machine.values.join() === "before,after");
   });
 
+  it("a cut-off leader fails its pending read and proposal when it steps down, not at its next campaign", async () => {
+    const cluster = await TestCluster.create(3);
+    const old = await cluster.leader();
+    await old.node.propose(bytes("before"));
+    cluster.network.isolate(old.node.id);
+    // The role the node has when each is refused: "follower" right after CheckQuorum's step-down;
+    // "preCandidate" an election timeout later, when the node first had something to send.
+    const roleWhenRefused = (pending: Promise<unknown>) =>
+      pending.then(
+        () => "answered",
+        (error: RaftNodeError) => `${error.code} while ${old.node.leadership().role}`,
+      );
+    const read = roleWhenRefused(old.node.readIndex());
+    const proposal = roleWhenRefused(old.node.propose(bytes("stranded")));
+    expect(await read).toBe("PROPOSAL_DROPPED while follower");
+    expect(await proposal).toBe("LEADER_CHANGED while follower");
+    cluster.network.heal();
+  });
+
   it("a node restarted on its log store replays its log and catches up", async () => {
     const cluster = await TestCluster.create(3);
     const leader = await cluster.leader();
