@@ -255,8 +255,9 @@ export class StrongroomNode {
     // at least 2 s: a loaded machine's elections run long, and a client without retries has only
     // this wait (CI measured elections past 600 ms at 20 ms ticks).
     const leaderWaitMs = Math.max(2000, 3 * config.raft.electionTicks * config.raft.tickMs);
-    // Silence from all but a minority for two election timeouts: cut off (a healthy leader is heard every tick).
-    const contact = new PeerContact(2 * config.raft.electionTicks * config.raft.tickMs);
+    // A member that leaves a request unanswered for an election timeout is out of reach, as a
+    // leader's CheckQuorum judges it.
+    const contact = new PeerContact(config.raft.electionTicks * config.raft.tickMs);
     const reads = new ReadBarrier(raftNode, contact, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
@@ -275,6 +276,7 @@ export class StrongroomNode {
     const tracing = logger.isLevelEnabled("trace");
     const observedTransport: Transport = {
       send: (messages) => {
+        contact.sent(messages);
         if (tracing)
           for (const message of messages) logger.trace({ raft: describeMessage(message) }, "raft send");
         transport.send(messages);

@@ -1,21 +1,50 @@
-// When this node last heard from each other member (any Raft message), for two decisions: a stale
+// When this node last heard from each other member (any Raft message), and which members it asked
+// something (a message that gets an answer) without an answer since, for two decisions: a stale
 // read may be served if the leader was heard from recently enough, and a call waiting for a leader
-// gives up at once when this node is cut off from a quorum - it heard from other members before,
-// and lately from too few to make a quorum - since no leader it could follow is coming, and the
-// client does better elsewhere.
+// gives up at once when this node is cut off from a quorum - since no leader it could follow is
+// coming, and the client does better elsewhere.
+//
+// Cut off is judged from requests left unanswered, not from silence: a follower hears only from its
+// leader, so when the leader goes, every follower falls silent at once, those on the majority side
+// too. Judged by silence, they refused their calls as "cut off" for the moment between the leader's
+// loss and the first vote request (found in chaos runs: clients sent from node to node, with
+// backoff, through the election). A member this node has not asked anything lately is given the
+// benefit of the doubt; the one that tries - a leader with its heartbeats, a pre-candidate with its
+// vote requests - learns who answers.
 
-import type { NodeId } from "../raft/core/index.js";
+import type { Message, NodeId } from "../raft/core/index.js";
 import { NodeError } from "./errors.js";
+
+/** The messages that get an answer from the member they go to. */
+const answered = new Set<Message["type"]>([
+  "preVote",
+  "vote",
+  "append",
+  "heartbeat",
+  "snapshotChunk",
+  "readIndex",
+]);
 
 export class PeerContact {
   private readonly lastHeard = new Map<NodeId, number>();
+  /** The first request to each member since it was last heard from. */
+  private readonly unansweredSince = new Map<NodeId, number>();
 
-  /** `cutOffAfterMs`: silence from every member for this long means cut off. */
-  constructor(private readonly cutOffAfterMs: number) {}
+  /** `answerWithinMs`: a member that has not answered a request for this long is out of reach. */
+  constructor(private readonly answerWithinMs: number) {}
 
   /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
   heardFrom(peer: NodeId, at = Date.now()): void {
     this.lastHeard.set(peer, at);
+    this.unansweredSince.delete(peer);
+  }
+
+  /** Notes the messages this node sends now (the transport's sender calls this). */
+  sent(messages: readonly Message[], at = Date.now()): void {
+    for (const message of messages) {
+      if (answered.has(message.type) && !this.unansweredSince.has(message.to))
+        this.unansweredSince.set(message.to, at);
+    }
   }
 
   lastHeardFrom(peer: NodeId): number | undefined {
@@ -23,18 +52,19 @@ export class PeerContact {
   }
 
   /**
-   * Cut off from a quorum: it heard from other members before, and within `cutOffAfterMs` from
-   * too few of the `voters` to make a quorum with itself - so no leader it could follow can be
-   * elected where it can hear it (a minority side of a partition, or alone). A node that has heard
-   * from nobody yet (it is starting, or the others are) is not cut off: it waits for a leader.
+   * Cut off from a quorum: it heard from other members before, and so many of the `voters` left a
+   * request of its unanswered for `answerWithinMs` that the rest and itself make no quorum - so no
+   * leader it could follow can be elected where it can hear it (a minority side of a partition, or
+   * alone). A node that has heard from nobody yet (it is starting, or the others are) is not cut
+   * off: it waits for a leader.
    */
   cutOff(self: NodeId, voters: readonly NodeId[], now = Date.now()): boolean {
     if (this.lastHeard.size === 0) return false;
     let reachable = voters.includes(self) ? 1 : 0;
     for (const voter of voters) {
       if (voter === self) continue;
-      const heard = this.lastHeard.get(voter);
-      if (heard !== undefined && now - heard < this.cutOffAfterMs) reachable += 1;
+      const asked = this.unansweredSince.get(voter);
+      if (asked === undefined || now - asked < this.answerWithinMs) reachable += 1;
     }
     return reachable < Math.floor(voters.length / 2) + 1;
   }
