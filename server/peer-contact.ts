@@ -25,25 +25,41 @@ const answered = new Set<Message["type"]>([
   "readIndex",
 ]);
 
+/** Requests to one member since it last answered: when the first went, and the latest. */
+interface Unanswered {
+  since: number;
+  lastAsked: number;
+}
+
 export class PeerContact {
   private readonly lastHeard = new Map<NodeId, number>();
-  /** The first request to each member since it was last heard from. */
-  private readonly unansweredSince = new Map<NodeId, number>();
+  private readonly unanswered = new Map<NodeId, Unanswered>();
+  /**
+   * Unanswered requests older than this, with none since, are forgotten: a request lost while the
+   * member was down long ago (a vote request at start, say) says nothing of it now. A leader asks
+   * every heartbeat and a pre-candidate every election, both well within three election timeouts.
+   */
+  private readonly forgetAfterMs: number;
 
   /** `answerWithinMs`: a member that has not answered a request for this long is out of reach. */
-  constructor(private readonly answerWithinMs: number) {}
+  constructor(private readonly answerWithinMs: number) {
+    this.forgetAfterMs = 3 * answerWithinMs;
+  }
 
   /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
   heardFrom(peer: NodeId, at = Date.now()): void {
     this.lastHeard.set(peer, at);
-    this.unansweredSince.delete(peer);
+    this.unanswered.delete(peer);
   }
 
   /** Notes the messages this node sends now (the transport's sender calls this). */
   sent(messages: readonly Message[], at = Date.now()): void {
     for (const message of messages) {
-      if (answered.has(message.type) && !this.unansweredSince.has(message.to))
-        this.unansweredSince.set(message.to, at);
+      if (!answered.has(message.type)) continue;
+      const pending = this.unanswered.get(message.to);
+      if (pending === undefined || at - pending.lastAsked > this.forgetAfterMs)
+        this.unanswered.set(message.to, { since: at, lastAsked: at });
+      else pending.lastAsked = at;
     }
   }
 
@@ -52,19 +68,23 @@ export class PeerContact {
   }
 
   /**
-   * Cut off from a quorum: it heard from other members before, and so many of the `voters` left a
-   * request of its unanswered for `answerWithinMs` that the rest and itself make no quorum - so no
-   * leader it could follow can be elected where it can hear it (a minority side of a partition, or
-   * alone). A node that has heard from nobody yet (it is starting, or the others are) is not cut
-   * off: it waits for a leader.
+   * Cut off from a quorum: it heard from other members before, and so many of the `voters` left
+   * its requests unanswered for `answerWithinMs` (asked lately) that the rest and itself make no
+   * quorum - so no leader it could follow can be elected where it can hear it (a minority side of
+   * a partition, or alone). A node that has heard from nobody yet (it is starting, or the others
+   * are) is not cut off: it waits for a leader.
    */
   cutOff(self: NodeId, voters: readonly NodeId[], now = Date.now()): boolean {
     if (this.lastHeard.size === 0) return false;
     let reachable = voters.includes(self) ? 1 : 0;
     for (const voter of voters) {
       if (voter === self) continue;
-      const asked = this.unansweredSince.get(voter);
-      if (asked === undefined || now - asked < this.answerWithinMs) reachable += 1;
+      const pending = this.unanswered.get(voter);
+      const outOfReach =
+        pending !== undefined &&
+        now - pending.since >= this.answerWithinMs &&
+        now - pending.lastAsked <= this.forgetAfterMs;
+      if (!outOfReach) reachable += 1;
     }
     return reachable < Math.floor(voters.length / 2) + 1;
   }

@@ -58,6 +58,25 @@ it("a follower whose leader went silent is not cut off until its own vote reques
   expect(contact.cutOff("n2", five, start + 5_300)).toBe(false);
 });
 
+it("requests left unanswered long ago, with none since, are forgotten: a later campaign starts afresh", () => {
+  const contact = new PeerContact(200);
+  const start = Date.now();
+  // At start its vote requests reach only n2, which leads; n3-n5 were not up and never answer:
+  // followers send nothing to each other.
+  contact.sent(preVotes("n1", ["n2", "n3", "n4", "n5"]), start);
+  contact.heardFrom("n2", start + 5);
+  expect(contact.cutOff("n1", five, start + 300)).toBe(true);
+  // Seconds later its leader goes silent: what it asked at start no longer counts.
+  expect(contact.cutOff("n1", five, start + 5_000)).toBe(false);
+  contact.sent(preVotes("n1", ["n2", "n3", "n4", "n5"]), start + 5_000);
+  expect(contact.cutOff("n1", five, start + 5_100)).toBe(false);
+  // Asked again, and unanswered for 200 ms: out of reach.
+  expect(contact.cutOff("n1", five, start + 5_200)).toBe(true);
+  // A pre-candidate asks every election (here 300 ms apart): the first request still counts.
+  contact.sent(preVotes("n1", ["n2", "n3", "n4", "n5"]), start + 5_300);
+  expect(contact.cutOff("n1", five, start + 5_310)).toBe(true);
+});
+
 it("on the minority side of a partition of five it is cut off once its vote requests go unanswered", () => {
   const contact = new PeerContact(200);
   const split = Date.now();
