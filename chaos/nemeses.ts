@@ -80,14 +80,14 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     const minority = indexes.slice(0, Math.floor((indexes.length - 1) / 2));
     const majority = indexes.slice(minority.length);
     const leader = await cluster.leader();
-    network.partition([minority, majority]);
+    await network.partition([minority, majority]);
     const names = (group: number[]) => group.map((index) => cluster.nodes[index]?.id).join("+");
     return {
       target: names(minority),
       detail: `${names(minority)} | ${names(majority)}`,
       takesLeader: leader !== null && minority.includes(leader.index),
       heal: async () => {
-        network.heal();
+        await network.heal();
         return "partition removed";
       },
     };
@@ -107,7 +107,7 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     );
     const left = others.slice(0, Math.floor(others.length / 2));
     const right = others.slice(left.length);
-    network.partitionWithBridge(left, middle, right);
+    await network.partitionWithBridge(left, middle, right);
     const names = (group: readonly number[]) => group.map((index) => cluster.nodes[index]?.id).join("+");
     return {
       target: names([middle]),
@@ -115,7 +115,7 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
       // The leader may stay (if it is the middle node or keeps a majority through it) or move.
       takesLeader: false,
       heal: async () => {
-        network.heal();
+        await network.heal();
         return "bridge removed";
       },
     };
@@ -156,19 +156,19 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     case "partition-leader-inbound":
     case "partition-random-inbound":
     case "partition-follower-inbound":
-      if (context.network !== null) context.network.cutInbound(target.index);
-      else context.partitions.cutInbound(target.host, cluster.peerPort);
-      return single("hears no other node", () => {
-        if (context.network !== null) context.network.heal();
-        else context.partitions.heal();
+      if (context.network !== null) await context.network.cutInbound(target.index);
+      else await context.partitions.cutInbound(target.host, cluster.peerPort);
+      return single("hears no other node", async () => {
+        if (context.network !== null) await context.network.heal();
+        else await context.partitions.heal();
         return "partition removed";
       });
     case "partition-leader": {
       const network = requireNetwork(context, nemesis);
       const others = cluster.nodes.filter((node) => node !== target).map((node) => node.index);
-      network.partition([[target.index], others]);
-      return single("cut off from every other node", () => {
-        network.heal();
+      await network.partition([[target.index], others]);
+      return single("cut off from every other node", async () => {
+        await network.heal();
         return "partition removed";
       });
     }
@@ -176,9 +176,9 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     case "loss-random": {
       const network = requireNetwork(context, nemesis);
       const percent = fault.percent ?? 10;
-      network.lossy(target.index, percent);
-      return single(`${percent}% of packets lost on its links`, () => {
-        network.heal();
+      await network.lossy(target.index, percent);
+      return single(`${percent}% of packets lost on its links`, async () => {
+        await network.heal();
         return "loss removed";
       });
     }
@@ -187,8 +187,8 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
       const network = requireNetwork(context, nemesis);
       const delayMs = fault.delayMs ?? 100;
       network.slowNode(target.index, delayMs);
-      return single(`+${delayMs} ms each way on its links`, () => {
-        network.heal();
+      return single(`+${delayMs} ms each way on its links`, async () => {
+        await network.heal();
         return "latency removed";
       });
     }

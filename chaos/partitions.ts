@@ -10,7 +10,7 @@
 // or its drop rule would cut a node of the new cluster off. Needs root and the nft command
 // (Debian's nftables).
 
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 
 export class Partitions {
   private readonly table: string;
@@ -28,9 +28,9 @@ export class Partitions {
   }
 
   /** Drops every packet to `host`'s peer port (the node hears no other node). */
-  cutInbound(host: string, peerPort: number): void {
-    this.heal();
-    nft(`table inet ${this.table} {
+  async cutInbound(host: string, peerPort: number): Promise<void> {
+    await this.heal();
+    await nftWithoutBlocking(`table inet ${this.table} {
   chain input {
     type filter hook input priority 0; policy accept;
     ip daddr ${host} tcp dport ${peerPort} drop
@@ -45,10 +45,10 @@ export class Partitions {
   }
 
   /** Removes every partition this run made. */
-  heal(): void {
+  async heal(): Promise<void> {
     if (!this.active) return;
-    nft(`delete table inet ${this.table}\n`);
     this.active = false;
+    await nftWithoutBlocking(`delete table inet ${this.table}\n`);
   }
 }
 
@@ -64,9 +64,23 @@ function nft(script: string): void {
   try {
     execFileSync("nft", ["-f", "-"], { input: script, stdio: ["pipe", "ignore", "pipe"] });
   } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? "");
-    throw new Error(
-      `nft failed (partitions need root and Debian's nftables: apt-get install -y nftables): ${stderr.trim() || (error as Error).message}`,
-    );
+    throw nftFailure(String((error as { stderr?: Buffer }).stderr ?? ""), error as Error);
   }
+}
+
+/** As nft(), without blocking the harness: its event loop runs the workload's clients meanwhile. */
+function nftWithoutBlocking(script: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = execFile("nft", ["-f", "-"], (error, _stdout, stderr) => {
+      if (error === null) resolve();
+      else reject(nftFailure(String(stderr), error));
+    });
+    child.stdin?.end(script);
+  });
+}
+
+function nftFailure(stderr: string, error: Error): Error {
+  return new Error(
+    `nft failed (partitions need root and Debian's nftables: apt-get install -y nftables): ${stderr.trim() || error.message}`,
+  );
 }

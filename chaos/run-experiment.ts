@@ -134,7 +134,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
   let tornDown: Promise<void> | null = null;
   const tearDown = () => {
     tornDown ??= (async () => {
-      partitions.heal();
+      await partitions.heal();
       await cluster.close();
       await network?.destroy();
       docker?.removeAll(experiment.cluster.size);
