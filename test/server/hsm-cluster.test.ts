@@ -5,9 +5,11 @@
 // an operator sealed stays sealed, whatever the HSM and the
 // seal record do, until a threshold of recovery shares lets its HSM unseal it again.
 
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { status as grpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { runCli } from "../cli/cli-runner.js";
@@ -143,7 +145,25 @@ it("init with the HSM unseals every node by itself; a killed node restarts unsea
   const victim = processes[2];
   if (victim === undefined) throw new Error("no third node");
   await victim.kill();
-  await call(secrets.put.bind(secrets), { path: "hsm/while-down", value: new TextEncoder().encode("two") });
+  // If the victim led, n1 may have forwarded this write on its connection to the dead node before
+  // it saw the connection close (FORWARD_FAILED, outcome unknown), or find no leader yet: sent
+  // again with its request id until it goes through, as the SDK does, it applies once.
+  const whileDown = {
+    path: "hsm/while-down",
+    value: new TextEncoder().encode("two"),
+    requestId: randomUUID(),
+  };
+  await eventually(
+    () =>
+      call(secrets.put.bind(secrets), whileDown).then(
+        () => true,
+        (error: ServiceError) => {
+          if (error.code === grpcStatus.UNAVAILABLE) return false;
+          throw error;
+        },
+      ),
+    15_000,
+  );
   await victim.start();
   await untilUnsealed(victim, 15_000, "the restarted node did not unseal by itself");
   expect(await read("n3", "hsm/before")).toBe("one");
