@@ -44,20 +44,8 @@ export function validatePath(
   path: unknown,
   limits: StateLimits = defaultStateLimits,
 ): asserts path is string {
-  const fail = (why: string): never => {
-    throw new StateError(
-      "INVALID_ARGUMENT",
-      `invalid path ${JSON.stringify(String(path).slice(0, 80))}: ${why}`,
-    );
-  };
-  if (typeof path !== "string" || path.length === 0) fail("a path must be a non-empty string");
-  const text = path as string;
-  if (encoder.encode(text).length > limits.pathBytesMax) fail(`longer than ${limits.pathBytesMax} bytes`);
-  for (const segment of text.split("/")) {
-    if (segment === "") fail("empty segment (leading, trailing or double '/')");
-    if (segment === "." || segment === "..") fail("'.' and '..' are not allowed as segments");
-    if (!segmentPattern.test(segment)) fail("only letters, digits, '.', '_', '-' and '/' are allowed");
-  }
+  const why = typeof path === "string" ? pathProblem(path, limits) : "a path must be a non-empty string";
+  if (why !== null) throw invalid("path", path, why);
 }
 
 /** A List prefix: empty (everything) or a path, optionally ending in '/'. */
@@ -67,13 +55,35 @@ export function validatePrefix(
 ): asserts prefix is string {
   if (prefix === "") return;
   if (typeof prefix !== "string") throw new StateError("INVALID_ARGUMENT", "a prefix must be a string");
-  // "/" alone was refused as 'invalid path ""': the message names what the caller gave.
+  // "/" alone was refused as 'invalid path ""', and "app//" as 'invalid path "app/"': the message
+  // names what the caller gave.
   if (prefix === "/")
-    throw new StateError(
-      "INVALID_ARGUMENT",
-      'invalid prefix "/": a prefix does not start with \'/\' (give "" for everything, or e.g. "app/")',
+    throw invalid(
+      "prefix",
+      prefix,
+      'a prefix does not start with \'/\' (give "" for everything, or e.g. "app/")',
     );
-  validatePath(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix, limits);
+  const why = pathProblem(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix, limits);
+  if (why !== null) throw invalid("prefix", prefix, why);
+}
+
+/** What is wrong with `text` as a path, or null. */
+function pathProblem(text: string, limits: StateLimits): string | null {
+  if (text.length === 0) return "a path must be a non-empty string";
+  if (encoder.encode(text).length > limits.pathBytesMax) return `longer than ${limits.pathBytesMax} bytes`;
+  for (const segment of text.split("/")) {
+    if (segment === "") return "empty segment (leading, trailing or double '/')";
+    if (segment === "." || segment === "..") return "'.' and '..' are not allowed as segments";
+    if (!segmentPattern.test(segment)) return "only letters, digits, '.', '_', '-' and '/' are allowed";
+  }
+  return null;
+}
+
+function invalid(what: "path" | "prefix", given: unknown, why: string): StateError {
+  return new StateError(
+    "INVALID_ARGUMENT",
+    `invalid ${what} ${JSON.stringify(String(given).slice(0, 80))}: ${why}`,
+  );
 }
 
 export function validateValueSize(plaintextBytes: number, limits: StateLimits = defaultStateLimits): void {

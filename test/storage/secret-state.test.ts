@@ -145,6 +145,10 @@ describe("secret state machine", () => {
     await expect(machine.list("/", null, 5)).rejects.toThrow(
       'invalid prefix "/": a prefix does not start with \'/\' (give "" for everything, or e.g. "app/")',
     );
+    // Named as given: it was 'invalid path "app/"'.
+    await expect(machine.list("app//", null, 5)).rejects.toThrow(
+      `invalid prefix "app//": empty segment (leading, trailing or double '/')`,
+    );
   });
 
   it("refuses bad input with a clear, deterministic result and moves the applied index anyway", async () => {
