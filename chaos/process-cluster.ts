@@ -452,31 +452,21 @@ export class ProcessCluster {
     return this.token ?? "";
   }
 
-  /**
-   * The node that leads now, if any answers so. Every node is asked at once (one after another, a
-   * fault aimed at the leader landed 250-550 ms after its time on a loaded machine); of two that
-   * say so (a deposed leader that has not heard yet), the one in the higher term.
-   */
+  /** The node that leads now, if any answers so (asking each node). */
   async leader(): Promise<NodeEntry | null> {
-    const answers = await Promise.all(
-      this.nodes
-        .filter((node) => node.child !== null && !node.paused)
-        .map(async (node) => {
-          const client = this.client([`${node.host}:${this.options.basePort}`]);
-          try {
-            const status = await client.cluster.status({}, { deadlineMs: 500 });
-            return status.role === "leader" ? { node, term: status.term } : null;
-          } catch {
-            return null; // Down or slow: not the leader we are looking for.
-          } finally {
-            client.close();
-          }
-        }),
-    );
-    let found: { node: NodeEntry; term: number } | null = null;
-    for (const answer of answers)
-      if (answer !== null && (found === null || answer.term > found.term)) found = answer;
-    return found?.node ?? null;
+    for (const node of this.nodes) {
+      if (node.child === null || node.paused) continue;
+      const client = this.client([`${node.host}:${this.options.basePort}`]);
+      try {
+        const status = await client.cluster.status({}, { deadlineMs: 500 });
+        if (status.role === "leader") return node;
+      } catch {
+        // Down or slow: not the leader we are looking for.
+      } finally {
+        client.close();
+      }
+    }
+    return null;
   }
 
   /** The nodes whose process runs and is not paused. */

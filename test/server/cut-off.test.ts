@@ -51,6 +51,5 @@ it("a node whose two peers stopped refuses a read at once as cut off, well insid
   expect(refused.details).toMatch(/hears from too few members to make a quorum/);
   // Its campaign (within two election timeouts of 200 ms), then an election timeout unanswered;
   // the leader wait it no longer sits out is 2 s.
-  console.log(`refused after ${Math.round(waitedMs)} ms`);
   expect(waitedMs).toBeLessThan(1500);
 }, 30_000);
