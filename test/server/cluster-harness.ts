@@ -179,6 +179,18 @@ export class InProcessCluster {
     return node;
   }
 
+  /** Starts the node of every spec, one after another, with its config from writeConfigs. */
+  async startAll(
+    specs: readonly NodeSpec[],
+    configs: ReadonlyMap<string, { readonly config: NodeConfig }>,
+  ): Promise<void> {
+    for (const spec of specs) {
+      const entry = configs.get(spec.id);
+      if (entry === undefined) throw new Error(`no config for ${spec.id}`);
+      await this.start(spec, entry.config);
+    }
+  }
+
   client(id: string): Clients {
     const found = this.clients.get(id);
     if (found === undefined) throw new Error(`no client for ${id}`);

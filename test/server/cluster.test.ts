@@ -52,11 +52,7 @@ afterAll(async () => {
 });
 
 it("a new cluster: init through a follower, unseal every node, write and read through followers", async () => {
-  for (const spec of specs) {
-    const entry = configs.get(spec.id);
-    if (entry === undefined) throw new Error(`no config for ${spec.id}`);
-    await cluster.start(spec, entry.config);
-  }
+  await cluster.startAll(specs, configs);
   const leader = await leaderId();
   const [followerA, followerB] = specs.map((spec) => spec.id).filter((id) => id !== leader) as [
     string,

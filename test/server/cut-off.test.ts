@@ -27,11 +27,7 @@ afterAll(async () => {
 });
 
 it("a node whose two peers stopped refuses a read at once as cut off, well inside the leader wait", async () => {
-  for (const spec of specs) {
-    const entry = configs.get(spec.id);
-    if (entry === undefined) throw new Error(`no config for ${spec.id}`);
-    await cluster.start(spec, entry.config);
-  }
+  await cluster.startAll(specs, configs);
   await cluster.initializeWithOneShare("n1");
   const leader = await cluster.leaderId();
   const [survivor, other] = specs.map((spec) => spec.id).filter((id) => id !== leader) as [string, string];
