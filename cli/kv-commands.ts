@@ -112,14 +112,15 @@ export function registerClientCommands(program: Command, output: Output = proces
           throw new UsageError("kv patch reads a JSON object on stdin");
         const written = await withClient(options, async (client) => {
           const current = await client.secrets.get({ path });
+          // What the secret holds, not how the command was used: an error (exit 1), not a usage one.
+          const notAnObject = new Error(`${path} does not hold a JSON object, so it cannot be patched`);
           let value: unknown;
           try {
             value = JSON.parse(Buffer.from(current.value).toString("utf8"));
           } catch {
-            throw new UsageError(`${path} does not hold a JSON object, so it cannot be patched`);
+            throw notAnObject;
           }
-          if (typeof value !== "object" || value === null || Array.isArray(value))
-            throw new UsageError(`${path} does not hold a JSON object, so it cannot be patched`);
+          if (typeof value !== "object" || value === null || Array.isArray(value)) throw notAnObject;
           const merged = Buffer.from(JSON.stringify(applyMergePatch(value, changes)));
           // Check-and-set: a change made in between fails this patch rather than being lost.
           return client.secrets.put({ path, value: merged, cas: current.version });

@@ -106,6 +106,12 @@ it("init, unseal every node, and the kv group", async () => {
   });
   expect((await strongroom(["kv", "patch", "app/config"], "not json")).code).toBe(2);
   await json(["kv", "put", "app/other"], "x");
+  // A secret that is not a JSON object is the cluster's data, not a usage error: exit 1, unchanged.
+  expect(await strongroom(["kv", "patch", "app/other"], '{"a":1}')).toMatchObject({
+    code: 1,
+    stderr: "strongroom: app/other does not hold a JSON object, so it cannot be patched\n",
+  });
+  expect(await json(["kv", "get", "app/other"])).toMatchObject({ version: 1 });
   // Run again with its request id, a write applies once: the same answer, no second version.
   const once = await json<{ version: number; revision: number }>(
     ["kv", "put", "once/db", "--request-id", "cli-put-1"],
