@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeFileAtomically } from "../agent/render.js";
 import { type NodeConfig, parseNodeConfig } from "../server/config.js";
+import { sendGrpcLogsTo } from "../server/grpc-logs.js";
 import { ListenError } from "../server/listen-error.js";
 import { createLogger } from "../server/logger.js";
 import { StrongroomNode } from "../server/node.js";
@@ -86,9 +87,10 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevCl
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop(1000)));
   };
+  // Logs go to stderr, so the narration on stdout stays readable.
+  sendGrpcLogsTo(createLogger("dev", "warn", process.stderr));
   try {
     for (const config of configs) {
-      // Logs go to stderr, so the narration on stdout stays readable.
       nodes.push(
         await StrongroomNode.start(config, { logger: createLogger(config.nodeId, "warn", process.stderr) }),
       );

@@ -5,7 +5,9 @@
 // directory) with one line naming it, and exit code 1.
 
 import { ConfigError, loadNodeConfig } from "../server/config.js";
+import { sendGrpcLogsTo } from "../server/grpc-logs.js";
 import { ListenError } from "../server/listen-error.js";
+import { createLogger } from "../server/logger.js";
 import { StrongroomNode } from "../server/node.js";
 import { TlsConfigError } from "../server/tls/tls-files.js";
 import { StateError } from "../storage/state/errors.js";
@@ -13,7 +15,11 @@ import { StateError } from "../storage/state/errors.js";
 export async function runServer(configFile: string): Promise<void> {
   let node: StrongroomNode;
   try {
-    node = await StrongroomNode.start(loadNodeConfig(configFile), {
+    const config = loadNodeConfig(configFile);
+    const logger = createLogger(config.nodeId, config.log.level);
+    sendGrpcLogsTo(logger);
+    node = await StrongroomNode.start(config, {
+      logger,
       processMetrics: true,
       onFatal: (error) => {
         process.stderr.write(`strongroom server: stopped: ${error.message}\n`);
