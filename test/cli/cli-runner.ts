@@ -51,8 +51,10 @@ export function startNode(args: readonly string[], env: Readonly<Record<string, 
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
+  // "close", not "exit": a process may exit before its pipes are read to the end, and a result
+  // taken at "exit" could miss the last of its output.
   const exited = new Promise<CliResult>((resolve) =>
-    child.on("exit", (code) => resolve({ code, stdout, stderr })),
+    child.on("close", (code) => resolve({ code, stdout, stderr })),
   );
   return { child, output: () => ({ stdout, stderr }), exited };
 }
