@@ -21,7 +21,7 @@ import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "
 import { type Endpoint, EndpointPool } from "./endpoint-pool.js";
 import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
 import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
-import { backoffMs, decide, isEndpointFailure } from "./retry-policy.js";
+import { backoffMs, decide, isEndpointFailure, nextWait } from "./retry-policy.js";
 import { startWatch, type Watch, type WatchHandlers } from "./watcher.js";
 
 export interface ClientOptions {
@@ -436,6 +436,8 @@ export class StrongroomClient {
     let index = 0;
     let attempt = 0;
     let brokenInARow = 0;
+    // Endpoints moved on from since the last pause: the next untried one is asked at once.
+    let movesInARow = 0;
     // The last failure a node explained (NO_LEADER, ...): when the deadline ends the call, it says
     // more than the last endpoint tried being down.
     let explained: StrongroomError | null = null;
@@ -469,6 +471,7 @@ export class StrongroomClient {
           if (brokenInARow < endpoints.length && movable) continue;
           wait = backoffMs(attempt, this.retry.baseMs, this.retry.maxMs) + this.retry.baseMs;
           brokenInARow = 0;
+          movesInARow = 0;
           if (Date.now() + wait >= deadline) {
             if (explained !== null) throw explained;
             // What opened them: a node down, a certificate not trusted, ... is what a person acts on.
@@ -499,8 +502,15 @@ export class StrongroomClient {
             refusing.add(endpoint);
             if (refusing.size === endpoints.length || !movable) throw failure;
           }
+          const next = nextWait(
+            { ...decision, switchEndpoint: decision.switchEndpoint && movable },
+            movesInARow,
+            endpoints.length,
+            () => backoffMs(attempt, this.retry.baseMs, this.retry.maxMs),
+          );
           if (decision.switchEndpoint && movable) index++;
-          wait = Math.max(decision.waitAtLeastMs, backoffMs(attempt, this.retry.baseMs, this.retry.maxMs));
+          movesInARow = next.movesInARow;
+          wait = next.waitMs;
           if (Date.now() + wait >= deadline) {
             // Never in place of a failure whose outcome is unknown (a write that may have applied).
             throw failure.reason === "" && !failure.outcomeUnknown ? (explained ?? failure) : failure;

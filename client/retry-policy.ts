@@ -4,7 +4,8 @@
 // certainly did not take effect: they never left this process, or the cluster refused them before
 // proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). Such a write whose
 // outcome is unknown (a timeout after it was sent) is never retried: the caller decides, reading
-// first or writing with check-and-set. Waits are exponential with full jitter, inside the deadline.
+// first or writing with check-and-set. A move to another endpoint goes at once until every one has
+// failed in a row; then waits are exponential with full jitter, inside the deadline.
 
 import { randomInt } from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
@@ -66,6 +67,25 @@ export function isEndpointFailure(error: ServiceError): boolean {
 /** A uniform random number in [0, 1), for jitter (node:crypto, as everywhere in the project). */
 export function uniform(): number {
   return randomInt(0, 2 ** 31) / 2 ** 31;
+}
+
+/**
+ * The wait before the next attempt, and how many endpoints in a row the call has now moved on from
+ * without a pause. A move to an endpoint not tried since the last pause goes at once (after what
+ * the server asked for, if anything): the node that failed said nothing of the next one, and a
+ * random wait there only added to a failover (up to 100 ms at the first retry, while the other
+ * side of a partition had a leader already). Once every endpoint has failed in a row, or the call
+ * stays where it is (an election, a rate limit), it backs off.
+ */
+export function nextWait(
+  decision: RetryDecision,
+  movesInARow: number,
+  endpoints: number,
+  backoff: () => number,
+): { readonly waitMs: number; readonly movesInARow: number } {
+  if (decision.switchEndpoint && movesInARow + 1 < endpoints)
+    return { waitMs: decision.waitAtLeastMs, movesInARow: movesInARow + 1 };
+  return { waitMs: Math.max(decision.waitAtLeastMs, backoff()), movesInARow: 0 };
 }
 
 /** Exponential backoff with full jitter: a random wait up to base·2^attempt, capped. */

@@ -5,7 +5,7 @@ import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { fromServiceError } from "../../client/errors.js";
 import { ReadCache } from "../../client/read-cache.js";
-import { backoffMs, decide } from "../../client/retry-policy.js";
+import { backoffMs, decide, nextWait } from "../../client/retry-policy.js";
 
 function failure(code: status, details: string, reason?: string, retryAfterMs?: number): ServiceError {
   const metadata = new Metadata();
@@ -65,6 +65,25 @@ describe("retry policy", () => {
     expect(backoffMs(3, 50, 2000, () => 0.999)).toBe(399);
     expect(backoffMs(10, 50, 2000, () => 0.5)).toBe(1000);
     expect(backoffMs(1, 50, 2000, () => 0)).toBe(0);
+  });
+
+  it("moves to an endpoint not tried since the last pause at once, and backs off once all have failed", () => {
+    const move = decide(failure(status.UNAVAILABLE, "no leader", "NO_LEADER"), true);
+    const backoff = () => 700;
+    // Three endpoints: the first two moves go at once, the third (every one has failed) waits.
+    const first = nextWait(move, 0, 3, backoff);
+    expect(first).toEqual({ waitMs: 0, movesInARow: 1 });
+    const second = nextWait(move, first.movesInARow, 3, backoff);
+    expect(second).toEqual({ waitMs: 0, movesInARow: 2 });
+    expect(nextWait(move, second.movesInARow, 3, backoff)).toEqual({ waitMs: 700, movesInARow: 0 });
+    // One endpoint: nowhere to move, so every retry backs off.
+    expect(nextWait(move, 0, 1, backoff)).toEqual({ waitMs: 700, movesInARow: 0 });
+    // A retry that stays (an election in progress) backs off, and starts the count again.
+    const stay = decide(failure(status.UNAVAILABLE, "transfer", "TRANSFER_IN_PROGRESS"), true);
+    expect(nextWait(stay, 1, 3, backoff)).toEqual({ waitMs: 700, movesInARow: 0 });
+    // What the node asked for is waited even on a move.
+    const asked = decide(failure(status.UNAVAILABLE, "audit", "AUDIT_UNAVAILABLE", 250), true);
+    expect(nextWait(asked, 0, 3, backoff)).toEqual({ waitMs: 250, movesInARow: 1 });
   });
 
   it("says when a failed write's outcome is unknown", () => {

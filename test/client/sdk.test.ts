@@ -289,6 +289,17 @@ it("a sealed node is left for the next endpoint; when every endpoint is sealed, 
     // With another endpoint, the read moves on and is served.
     const read = await sdk({ endpoints: [sealedNode, ...others] }).secrets.get(linearizable("sdk/sealed"));
     expect(text(read.value)).toBe("v");
+    // It moves on at once, not after a backoff: here a backoff would be up to a minute.
+    const patient = createClient({
+      endpoints: [sealedNode, ...others],
+      tls: tlsOf("app"),
+      token: () => rootToken,
+      retry: { baseMs: 60_000, maxMs: 60_000 },
+    });
+    opened.push(patient);
+    const movedAt = performance.now();
+    expect(text((await patient.secrets.get(linearizable("sdk/sealed"))).value)).toBe("v");
+    expect(performance.now() - movedAt).toBeLessThan(1000);
     // With only the sealed node, it says so at once instead of retrying it to the deadline (15 s).
     const started = performance.now();
     const error = await sdk({ endpoints: [sealedNode] })
