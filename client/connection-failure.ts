@@ -27,11 +27,17 @@ const explanations: readonly [RegExp, string][] = [
   ],
 ];
 
+/**
+ * Node 24 adds this to a certificate it cannot verify. The client trusts the CA bundle it is given,
+ * never the system's, so the hint would send a person the wrong way.
+ */
+const systemCaHint = /; if the root CA is installed locally, try running Node\.js with --use-system-ca/;
+
 /** A connection failure's details said plainly, or the details unchanged when they are not one. */
 export function describeConnectionFailure(details: string, endpoint: string): string {
   const match = lastError.exec(details);
   if (match === null) return details;
-  const cause = match[1] ?? "";
+  const cause = (match[1] ?? "").replace(systemCaHint, "");
   const explanation = explanations.find(([pattern]) => pattern.test(cause))?.[1];
   return `cannot connect to ${endpoint}: ${cause}${explanation === undefined ? "" : `: ${explanation}`}`;
 }

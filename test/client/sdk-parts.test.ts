@@ -3,6 +3,7 @@
 
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
+import { describeConnectionFailure } from "../../client/connection-failure.js";
 import { fromServiceError } from "../../client/errors.js";
 import { ReadCache } from "../../client/read-cache.js";
 import { backoffMs, decide, nextWait } from "../../client/retry-policy.js";
@@ -84,6 +85,22 @@ describe("retry policy", () => {
     // What the node asked for is waited even on a move.
     const asked = decide(failure(status.UNAVAILABLE, "audit", "AUDIT_UNAVAILABLE", 250), true);
     expect(nextWait(asked, 0, 3, backoff)).toEqual({ waitMs: 250, movesInARow: 1 });
+  });
+
+  it("says what an unverifiable certificate means, without Node 24's hint about the system's CAs", () => {
+    const said = "unable to verify the first certificate";
+    const meaning =
+      "the node's certificate is not signed by a CA in the client's CA bundle (STRONGROOM_CACERT, --cacert, tls.caFile)";
+    // Node 20 and 22, then Node 24: the client never uses the system's CA store, so the hint goes.
+    for (const cause of [
+      said,
+      `${said}; if the root CA is installed locally, try running Node.js with --use-system-ca`,
+    ]) {
+      const details = `No connection established. Last error: Error: ${cause} (2026-12-02T07:00:00.000Z)`;
+      expect(describeConnectionFailure(details, "127.0.0.1:8200")).toBe(
+        `cannot connect to 127.0.0.1:8200: ${said}: ${meaning}`,
+      );
+    }
   });
 
   it("says when a failed write's outcome is unknown", () => {
