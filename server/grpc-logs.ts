@@ -4,6 +4,10 @@
 // also told by the error it gets (a listener that could not bind: `listening` reports it, named by
 // its config field), which is only debug. grpc-js's logger is one per process, so this is set by
 // the program (`strongroom server`, `strongroom dev`), not by each node.
+//
+// One grpc-js message quotes what a client sent: a header it could not take as metadata ("Failed
+// to add metadata entry KEY: VALUE. ..."), which may be a token. Pino's redaction sees fields, not
+// message text, so that value is cut here, before the line is logged.
 
 import { setLogger } from "@grpc/grpc-js";
 import type { Logger } from "./logger.js";
@@ -11,18 +15,23 @@ import type { Logger } from "./logger.js";
 /** grpc-js messages its callers also get as errors, and report themselves. */
 const reportedByCaller = [/^No address added out of total \d+ resolved/];
 
+const metadataEntry = /^Failed to add metadata entry ([^:]*):[\s\S]*$/;
+
+/** A grpc-js line as the node logs it: a header's value never in it. */
+function grpcLogLine(message: unknown, rest: readonly unknown[] = []): string {
+  const line = [message, ...rest].map(String).join(" ");
+  return line.replace(metadataEntry, "Failed to add metadata entry $1 (its value is not logged)");
+}
+
 export function sendGrpcLogsTo(logger: Logger): void {
-  const text = (message: unknown, rest: unknown[]) => [message, ...rest].map(String).join(" ");
+  const fields = { component: "grpc-js" };
   setLogger({
     error: (message?: unknown, ...rest: unknown[]) => {
-      const line = text(message, rest);
-      if (reportedByCaller.some((pattern) => pattern.test(line)))
-        logger.debug({ component: "grpc-js" }, line);
-      else logger.warn({ component: "grpc-js" }, line);
+      const line = grpcLogLine(message, rest);
+      if (reportedByCaller.some((pattern) => pattern.test(line))) logger.debug(fields, line);
+      else logger.warn(fields, line);
     },
-    info: (message?: unknown, ...rest: unknown[]) =>
-      logger.info({ component: "grpc-js" }, text(message, rest)),
-    debug: (message?: unknown, ...rest: unknown[]) =>
-      logger.debug({ component: "grpc-js" }, text(message, rest)),
+    info: (message?: unknown, ...rest: unknown[]) => logger.info(fields, grpcLogLine(message, rest)),
+    debug: (message?: unknown, ...rest: unknown[]) => logger.debug(fields, grpcLogLine(message, rest)),
   });
 }
