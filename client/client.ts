@@ -502,13 +502,11 @@ export class StrongroomClient {
             refusing.add(endpoint);
             if (refusing.size === endpoints.length || !movable) throw failure;
           }
-          const next = nextWait(
-            { ...decision, switchEndpoint: decision.switchEndpoint && movable },
-            movesInARow,
-            endpoints.length,
-            () => backoffMs(attempt, this.retry.baseMs, this.retry.maxMs),
+          const moves = decision.switchEndpoint && movable;
+          const next = nextWait({ ...decision, switchEndpoint: moves }, movesInARow, endpoints.length, () =>
+            backoffMs(attempt, this.retry.baseMs, this.retry.maxMs),
           );
-          if (decision.switchEndpoint && movable) index++;
+          if (moves) index++;
           movesInARow = next.movesInARow;
           wait = next.waitMs;
           if (Date.now() + wait >= deadline) {
