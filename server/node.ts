@@ -76,6 +76,9 @@ import { memoizePeerCertificates } from "./tls/peer-certificate-memo.js";
 import { TlsFiles } from "./tls/tls-files.js";
 import { WatchHub } from "./watch-hub.js";
 
+/** How long a node stopping on a fatal error waits for its audit's write in flight. */
+const fatalAuditWaitMs = 1000;
+
 /** Secrets whose last read a node records, at most (beyond, the least recently read are forgotten). */
 const readTrackerPathsMax = 1_000_000;
 
@@ -200,6 +203,8 @@ export class StrongroomNode {
     await accessView.reload();
 
     let raft: RaftNode<ApplyResult | null> | null = null;
+    /** Set once made: a fatal stop of the Raft node, which may come before, abandons it. */
+    let auditTrail: AuditTrail | null = null;
     /** Set once the node's parts are up (the Raft node's leader changes may come before). */
     let clusterFeatures: ClusterFeatures | null = null;
     const raftNode = (): RaftNode<ApplyResult | null> => {
@@ -353,7 +358,10 @@ export class StrongroomNode {
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"
           : "";
         logger.fatal({ error: `${error.message}${hint}` }, "the Raft node stopped on a fatal error");
-        options.onFatal?.(new Error(`${error.message}${hint}`, { cause: error }));
+        const fatal = new Error(`${error.message}${hint}`, { cause: error });
+        // The process ends at onFatal: the audit's write in flight ends first (a full disk's
+        // partial line cut off), within a bound, as a hung disk's never would.
+        void settledWithin(auditTrail?.abandon(), fatalAuditWaitMs).then(() => options.onFatal?.(fatal));
       },
     });
     const startedRaft = raft;
@@ -382,6 +390,7 @@ export class StrongroomNode {
           );
       },
     });
+    auditTrail = audit;
     undo.push(() => audit.close());
     const refusals = new RefusalMetrics(registry);
     const authorizer = new Authorizer({
@@ -872,4 +881,17 @@ export class StrongroomNode {
     }, everyMs);
     this.handoffTimer.unref();
   }
+}
+
+/** Resolves once `work` settles, or after `ms` if it has not by then; never rejects. */
+function settledWithin(work: Promise<void> | undefined, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    if (work === undefined) done();
+    else void work.then(done, done);
+  });
 }

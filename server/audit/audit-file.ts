@@ -102,6 +102,8 @@ export class AuditFile {
   /** Set once a write or sync failed: the file may hold a partial line, so it takes no more. */
   private broken: Error | null = null;
   private closed = false;
+  /** close() or abandon(), once either was called: both wait for the same end. */
+  private ending: Promise<void> | null = null;
   /**
    * This file's copy of the audit key as of the lines written so far (zeroed when replaced or
    * closed); the buffer the trail last handed (a change is queued among the entries: see above).
@@ -182,20 +184,43 @@ export class AuditFile {
   }
 
   /** Waits for the entries in flight, then ends the file with a checkpoint and closes it. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.ending ??= this.end(true);
+    return this.ending;
+  }
+
+  /**
+   * The node stops on a fatal error (its Raft log could not be written: a full disk, say) and its
+   * process ends next: takes no more entries, waits for the write in flight, and closes the file
+   * without a closing checkpoint, as a crash leaves it (the calls in flight end unanswered, which
+   * the verifier reports as such). Without the wait, a write the full disk had cut short (its
+   * first pages written, the rest refused) was left as a torn last line when the process exited
+   * before its failure came back to be cut off (cutPartialLine).
+   */
+  abandon(): Promise<void> {
+    this.ending ??= this.end(false);
+    return this.ending;
+  }
+
+  private async end(closing: boolean): Promise<void> {
     this.closed = true;
     if (this.syncTimer !== null) clearInterval(this.syncTimer);
     await this.flushing;
     await this.syncing;
     try {
-      if (this.broken === null) {
+      if (closing && this.broken === null) {
         const checkpoint = this.checkpointLine(true);
-        if (checkpoint !== null) this.writeLines([checkpoint]);
-        fsyncSync(this.descriptor);
+        try {
+          if (checkpoint !== null) this.writeLines([checkpoint]);
+          fsyncSync(this.descriptor);
+        } catch (error) {
+          this.cutPartialLine();
+          throw error;
+        }
       }
     } finally {
       if (this.descriptor >= 0) closeSync(this.descriptor);
+      this.descriptor = -1;
       this.auditKey?.fill(0);
     }
   }

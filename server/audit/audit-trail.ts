@@ -92,6 +92,8 @@ export class AuditTrail {
   private readonly failures: Counter<"sink">;
   private readonly responsesLost: Counter;
   private inFlight = 0;
+  /** Abandoned (the node stopped on a fatal error): no sink takes another entry. */
+  private abandoned = false;
   private readonly auditKey = new RootDerivedKey(deriveAuditKey);
   /** The audit entries' HMACs of the callers' tokens (token-hash-memo.ts). */
   private readonly tokenHashes = new TokenHashMemo(hashSensitive);
@@ -385,6 +387,7 @@ export class AuditTrail {
 
   /** Writes one entry to every sink; resolves when at least one has it on disk. */
   async write(record: AuditRecord): Promise<void> {
+    if (this.abandoned) throw new NodeError("STOPPING", "this node is stopping: it records no more calls");
     const auditKey = this.currentAuditKey();
     const results = await Promise.all(
       this.sinks.map(async (sink) => {
@@ -454,13 +457,29 @@ export class AuditTrail {
   }
 
   /** Closes every sink once its entries in flight are on disk. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.end((file) => file.close());
+  }
+
+  /**
+   * The node stops on a fatal error and its process ends next: every file sink waits for its
+   * write in flight and is closed as a crash leaves it (AuditFile.abandon), so that a write a full
+   * disk cut short is not left as a torn line.
+   */
+  abandon(): Promise<void> {
+    // A call still arriving is refused, not recorded in a sink opened again.
+    this.abandoned = true;
+    return this.end((file) => file.abandon());
+  }
+
+  private async end(endFile: (file: AuditFile) => Promise<void>): Promise<void> {
     await Promise.all(
       this.sinks.map(async (sink) => {
         const opened = sink.opened;
         sink.opened = null;
         try {
-          await opened?.close();
+          if (opened instanceof AuditFile) await endFile(opened);
+          else opened?.close();
         } catch {
           // A sink that cannot be closed cleanly leaves a file without its final checkpoint; the
           // verifier reports it.

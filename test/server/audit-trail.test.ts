@@ -4,15 +4,29 @@
 // takes the entries; with neither, the call is refused (AUDIT_UNAVAILABLE). With durability "os"
 // the files are synced in the background, and each sync is timed. A read runs while its request
 // entry is written and is answered only after it; a call that changes something runs after it.
+// A trail abandoned on a fatal stop waits for a write a full disk cut short, so no line is torn.
 
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, expect, it } from "vitest";
 import { hashSensitive } from "../../server/audit/audit-chain.js";
+import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { AuditTrail, type AuditTrailOptions, deriveAuditKey } from "../../server/audit/audit-trail.js";
+import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
 import { NodeError } from "../../server/errors.js";
 import type { RequestContext } from "../../server/request.js";
 import { eventually } from "../support/eventually.js";
@@ -456,4 +470,62 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
   expect(await stalledSinks()).toBe(0);
   await trail.close();
   await stalling.stop();
+});
+
+it("abandoned on a fatal stop: waits for a write a full disk cut short, leaves whole lines only, and takes nothing more", async () => {
+  const entry = (i: number) => ({
+    type: "request" as const,
+    requestId: `r${i}`,
+    identity: "alice",
+    method: "/strongroom.v1.Secrets/Put",
+    path: `app/${"k".repeat(400)}${i}`,
+  });
+  // The stop comes at a different moment of the write each round: before it starts, while the
+  // kernel takes its first pages, after it refused the rest.
+  for (let round = 0; round < 8; round++) {
+    // A tmpfs of its own (the test runs as root, as CI does), filled but for one page.
+    const mount = join(root, `full-disk-${round}`);
+    mkdirSync(mount);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mount]);
+    try {
+      const directory = join(mount, "audit");
+      const trail = trailWith({ directories: [directory] });
+      await trail.write(entry(0));
+      const filler = join(mount, "filler");
+      try {
+        writeFileSync(filler, Buffer.alloc(128 * 1024));
+      } catch {
+        // ENOSPC: the mount is full, which is the point; the file holds what fitted.
+      }
+      truncateSync(filler, statSync(filler).size - 4096);
+
+      // About 20 KiB in one write (they arrive in one turn) where a page and a bit are free: the
+      // kernel takes the first pages, then refuses the rest.
+      const written = Array.from({ length: 40 }, (_, i) =>
+        trail.write(entry(i + 1)).then(() => "written", String),
+      );
+      for (let turn = 0; turn < round % 4; turn++) await new Promise((resolve) => setImmediate(resolve));
+      if (round >= 4) await new Promise((resolve) => setTimeout(resolve, round - 4));
+      await trail.abandon();
+      expect(new Set(await Promise.all(written))).toEqual(
+        new Set(["NodeError: no audit sink could record the request, so it was not served"]),
+      );
+      const [file] = listAuditFiles(directory);
+      if (file === undefined) throw new Error("no audit file");
+      const text = readFileSync(file, "utf8");
+      expect(text.endsWith("\n"), `round ${round}: a torn last line`).toBe(true);
+      expect(text.trimEnd().split("\n").at(-1)).toContain('"requestId":"r0"');
+      const verification = verifyAuditFiles([file], null);
+      expect(verification.problems.filter((problem) => /incomplete|not a JSON line/.test(problem))).toEqual(
+        [],
+      );
+      expect(verification.closed).toBe(false);
+
+      // A call still arriving is refused, and opens no new file.
+      await expect(trail.write(entry(99))).rejects.toThrow(/this node is stopping: it records no more calls/);
+      expect(listAuditFiles(directory)).toEqual([file]);
+    } finally {
+      execFileSync("umount", ["-l", mount]);
+    }
+  }
 });
