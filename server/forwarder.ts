@@ -19,7 +19,7 @@ import { ForwardedError, NodeError } from "./errors.js";
 import { ForwardStream, ForwardStreamUnimplemented, forwardingFailure } from "./forward-stream.js";
 import { defaultPeerTransportLimits, peerClientChannelOptions } from "./peer/peer-transport.js";
 import type { RequestContext } from "./request.js";
-import { channelCredentials } from "./tls/credentials.js";
+import { dialTls } from "./tls/credentials.js";
 import { nodeIdOf } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
@@ -157,15 +157,15 @@ export class Forwarder {
     const known = this.channels.get(leader);
     if (known !== undefined && known.address === address) return known;
     if (known !== undefined) closeChannel(known);
-    const client = new PeerClient(
-      address,
-      channelCredentials(this.tls, (certificate) =>
-        nodeIdOf(certificate) === leader
-          ? undefined
-          : `the certificate at ${address} does not name node ${leader}`,
-      ),
-      peerClientChannelOptions(defaultPeerTransportLimits),
+    const tls = dialTls(this.tls, address, (certificate) =>
+      nodeIdOf(certificate) === leader
+        ? undefined
+        : `the certificate at ${address} does not name node ${leader}`,
     );
+    const client = new PeerClient(address, tls.credentials, {
+      ...peerClientChannelOptions(defaultPeerTransportLimits),
+      ...tls.options,
+    });
     const channel: LeaderChannel = {
       address,
       client,

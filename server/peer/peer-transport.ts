@@ -22,7 +22,7 @@ import {
 } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { Message, NodeId } from "../../raft/core/index.js";
 import type { Transport } from "../../raft/node/index.js";
-import { channelCredentials } from "../tls/credentials.js";
+import { dialTls } from "../tls/credentials.js";
 import { nodeIdOf } from "../tls/identity.js";
 import type { TlsFiles } from "../tls/tls-files.js";
 import { localFeatures } from "./peer-features.js";
@@ -259,16 +259,16 @@ export class GrpcPeerTransport implements Transport {
     const address = this.options.peers.get(outbox.peer) ?? "";
     if (outbox.client === null) {
       const expected = outbox.peer;
-      outbox.client = new PeerClient(
-        address,
-        channelCredentials(this.options.tls, (certificate) => {
-          const named = nodeIdOf(certificate);
-          return named === expected
-            ? undefined
-            : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
-        }),
-        peerClientChannelOptions(this.limits),
-      );
+      const tls = dialTls(this.options.tls, address, (certificate) => {
+        const named = nodeIdOf(certificate);
+        return named === expected
+          ? undefined
+          : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
+      });
+      outbox.client = new PeerClient(address, tls.credentials, {
+        ...peerClientChannelOptions(this.limits),
+        ...tls.options,
+      });
     }
     const stream = outbox.client.stream((error) => {
       // The stream ended (peer down, refused, or closed by us): the next flush opens another.

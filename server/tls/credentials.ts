@@ -3,13 +3,14 @@
 // bundle before any RPC runs; who that is (node or client) is read from the verified certificate
 // (identity.ts).
 
+import { isIP } from "node:net";
 import {
   checkServerIdentity,
   createSecureContext,
   type PeerCertificate,
   type SecureContextOptions,
 } from "node:tls";
-import { type ChannelCredentials, credentials, ServerCredentials } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, credentials, ServerCredentials } from "@grpc/grpc-js";
 import { type TlsFiles, type TlsMaterial, tlsMinVersion } from "./tls-files.js";
 
 function contextOptions(material: TlsMaterial): SecureContextOptions {
@@ -37,21 +38,42 @@ export function serverCredentials(files: TlsFiles): ServerCredentials {
 }
 
 /**
- * Credentials to dial with the current material (call again after a change: they are fixed at
- * creation). `expectedIdentity`, when given, must be satisfied by the server's certificate on top
- * of the usual host name check (for peers: the SAN URI of the node being dialled).
+ * The TLS server name sent to a node dialled by IP address. grpc-js would send the address itself,
+ * which Node deprecates (DEP0123: a warning on the first such connection of every process); nodes
+ * do not look at the name, and the certificate is still checked against the address. The SDK does
+ * the same (client/credentials.ts).
  */
-export function channelCredentials(
+const serverNameForAddresses = "strongroom";
+
+/** How to dial one address: the credentials, and the channel options they need. */
+export interface DialTls {
+  readonly credentials: ChannelCredentials;
+  readonly options: ChannelOptions;
+}
+
+/**
+ * Credentials to dial `address` (host:port) with the current material (call again after a change:
+ * they are fixed at creation). The server's certificate must name the host (an IP address among
+ * its IP SANs); `expectedIdentity`, when given, must be satisfied too (for peers: the SAN URI of
+ * the node being dialled).
+ */
+export function dialTls(
   files: TlsFiles,
+  address: string,
   expectedIdentity?: (certificate: PeerCertificate) => string | undefined,
-): ChannelCredentials {
+): DialTls {
   const context = createSecureContext(contextOptions(files.current()));
-  return credentials.createFromSecureContext(context, {
-    checkServerIdentity(host, certificate) {
-      const hostError = checkServerIdentity(host, certificate);
-      if (hostError !== undefined) return hostError;
-      const identityProblem = expectedIdentity?.(certificate);
-      return identityProblem === undefined ? undefined : new Error(identityProblem);
-    },
-  });
+  const host = address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const byAddress = isIP(host) !== 0;
+  return {
+    credentials: credentials.createFromSecureContext(context, {
+      checkServerIdentity(serverName, certificate) {
+        const hostError = checkServerIdentity(byAddress ? host : serverName, certificate);
+        if (hostError !== undefined) return hostError;
+        const identityProblem = expectedIdentity?.(certificate);
+        return identityProblem === undefined ? undefined : new Error(identityProblem);
+      },
+    }),
+    options: byAddress ? { "grpc.ssl_target_name_override": serverNameForAddresses } : {},
+  };
 }

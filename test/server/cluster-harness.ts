@@ -17,7 +17,7 @@ import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
 import { type NodeConfig, parseNodeConfig } from "../../server/config.js";
 import { StrongroomNode } from "../../server/node.js";
-import { channelCredentials } from "../../server/tls/credentials.js";
+import { dialTls } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
 import type { TestPki } from "./pki-fixture.js";
@@ -103,13 +103,14 @@ export function clientsFor(
 ): Clients {
   const tls = new TlsFiles(pki.client(name));
   let current = token;
-  const credentials: ChannelCredentials = withToken(channelCredentials(tls), () => current);
-  const secrets = new SecretsClient(address, credentials);
-  const sys = new SysClient(address, credentials);
-  const cluster = new ClusterClient(address, credentials);
-  const access = new AccessClient(address, credentials);
-  const pkiClient = new PkiClient(address, credentials);
-  const leases = new LeasesClient(address, credentials);
+  const dial = dialTls(tls, address);
+  const credentials: ChannelCredentials = withToken(dial.credentials, () => current);
+  const secrets = new SecretsClient(address, credentials, dial.options);
+  const sys = new SysClient(address, credentials, dial.options);
+  const cluster = new ClusterClient(address, credentials, dial.options);
+  const access = new AccessClient(address, credentials, dial.options);
+  const pkiClient = new PkiClient(address, credentials, dial.options);
+  const leases = new LeasesClient(address, credentials, dial.options);
   return {
     secrets,
     sys,

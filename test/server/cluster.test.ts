@@ -11,7 +11,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import {
-  type ChannelCredentials,
   type ClientDuplexStream,
   loadPackageDefinition,
   makeGenericClientConstructor,
@@ -24,7 +23,7 @@ import { service as healthService } from "grpc-health-check";
 import { afterAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { StrongroomNode } from "../../server/node.js";
-import { channelCredentials } from "../../server/tls/credentials.js";
+import { type DialTls, dialTls } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
 import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
@@ -106,8 +105,9 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   });
   expect(sealed).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "SEALED" });
 
-  const probe = channelCredentials(new TlsFiles(pki.client("probe")));
-  expect(await healthOf(`${specs[0]?.host}:${specs[0]?.clientPort}`, probe)).toBe("NOT_SERVING");
+  const address = `${specs[0]?.host}:${specs[0]?.clientPort}`;
+  const probe = dialTls(new TlsFiles(pki.client("probe")), address);
+  expect(await healthOf(address, probe)).toBe("NOT_SERVING");
 
   // Unseal each node with two shares (a different pair on each).
   for (const [position, spec] of specs.entries()) {
@@ -235,9 +235,7 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   expect(await customOf()).toEqual({});
 
   // gRPC health and reflection on the client port, with the same client certificate.
-  const address = `${specs[0]?.host}:${specs[0]?.clientPort}`;
-  const credentials = probe;
-  expect(await healthOf(address, credentials)).toBe("SERVING");
+  expect(await healthOf(address, probe)).toBe("SERVING");
   const reflectionDefinition = loadPackageDefinition(
     loadSync("grpc/reflection/v1/reflection.proto", {
       includeDirs: [new URL("../../node_modules/@grpc/reflection/build/proto", import.meta.url).pathname],
@@ -245,7 +243,8 @@ it("a new cluster: init through a follower, unseal every node, write and read th
   ) as unknown as { grpc: { reflection: { v1: { ServerReflection: ServiceClientConstructor } } } };
   const reflection = new reflectionDefinition.grpc.reflection.v1.ServerReflection(
     address,
-    credentials,
+    probe.credentials,
+    probe.options,
   ) as unknown as {
     ServerReflectionInfo(): ClientDuplexStream<
       unknown,
@@ -311,9 +310,9 @@ it("a new cluster: init through a follower, unseal every node, write and read th
 });
 
 /** The gRPC health status of strongroom.v1.Secrets at `address`. */
-async function healthOf(address: string, credentials: ChannelCredentials): Promise<string> {
+async function healthOf(address: string, dial: DialTls): Promise<string> {
   const HealthClient = makeGenericClientConstructor(healthService as ServiceDefinition, "Health");
-  const health = new HealthClient(address, credentials) as unknown as {
+  const health = new HealthClient(address, dial.credentials, dial.options) as unknown as {
     check(
       request: { service: string },
       callback: (error: Error | null, response: { status: string }) => void,

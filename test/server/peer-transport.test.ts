@@ -19,7 +19,7 @@ import {
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
 import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
 import { toWire } from "../../server/peer/raft-message-codec.js";
-import { channelCredentials } from "../../server/tls/credentials.js";
+import { dialTls } from "../../server/tls/credentials.js";
 import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
 import { transportConformance } from "../conformance/transport-conformance.js";
 import { eventually } from "../support/eventually.js";
@@ -27,6 +27,9 @@ import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("peer");
 afterAll(() => pki.cleanup());
+// Node's warnings in this process, where every transport dials its peers at 127.0.0.1.
+const warnings: { name: string; code?: string }[] = [];
+process.on("warning", (warning) => warnings.push(warning as { name: string; code?: string }));
 
 interface PeerNode {
   readonly id: NodeId;
@@ -90,7 +93,8 @@ function rawStream(
   features = 0,
 ): Promise<ServiceError | null> {
   const tls = new TlsFiles(paths);
-  const client = new PeerClient(address, channelCredentials(tls));
+  const dial = dialTls(tls, address);
+  const client = new PeerClient(address, dial.credentials, dial.options);
   return new Promise((resolve) => {
     const stream = client.stream((error) => {
       client.close();
@@ -197,6 +201,20 @@ describe("peer transport security", () => {
     expect(received).toEqual([]);
     await peers.close();
   });
+
+  it("does not send to a peer whose certificate does not name the address dialled, though the server name sent is not the address", async () => {
+    // n2's certificate names it, but for 127.0.0.9 only.
+    const peers = await startPeers(2, (id) => (id === "n2" ? pki.node("n2", ["127.0.0.9"]) : pki.node(id)));
+    const received: Message[] = [];
+    peers.node("n2").transport.listen((message) => received.push(message));
+    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    await eventually(() => peers.node("n1").streamErrors.length > 0, 5000);
+    expect(peers.node("n1").streamErrors[0]).toMatch(
+      /^n2: .*IP: 127\.0\.0\.1 is not in the cert's list: 127\.0\.0\.9/,
+    );
+    expect(received).toEqual([]);
+    await peers.close();
+  });
 });
 
 describe("Raft over the gRPC transport", () => {
@@ -270,4 +288,9 @@ describe("peer connection failures, explained", () => {
       ),
     ).toBe("n3 at 127.0.0.9:1 refuses connections: is it running, and is the address right?");
   });
+});
+
+it("dials peers by IP address without Node's warning about an IP as the TLS server name (DEP0123)", () => {
+  // Every test above dialled 127.0.0.1.
+  expect(warnings.filter((warning) => warning.code === "DEP0123")).toEqual([]);
 });

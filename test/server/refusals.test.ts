@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
@@ -15,7 +16,7 @@ import {
   SecretsClient,
   type WatchEvent,
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import { channelCredentials } from "../../server/tls/credentials.js";
+import { dialTls } from "../../server/tls/credentials.js";
 import { createCertificateAuthority, issueClientCertificate } from "../../server/tls/dev-pki.js";
 import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
@@ -66,13 +67,38 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/**
+ * For credentials built by hand: the node's certificate checked against the address dialled,
+ * under another TLS server name than the address, as dialTls does (no DEP0123 warning).
+ */
+function checkedAgainst(address: string) {
+  const host = address.slice(0, address.lastIndexOf(":"));
+  return {
+    verify: {
+      checkServerIdentity: (_name: string, certificate: PeerCertificate) =>
+        checkServerIdentity(host, certificate),
+    },
+    options: { "grpc.ssl_target_name_override": "strongroom" },
+  };
+}
+
 /** A Get with some credentials; resolves to the gRPC error (or null on success). */
 async function getWith(address: string, paths: TlsFilePaths | null): Promise<ServiceError | null> {
   const tls = paths === null ? null : new TlsFiles(paths);
-  const secrets = new SecretsClient(
-    address,
-    tls === null ? credentials.createSsl(Buffer.from(pki.clusterCa.certificatePem)) : channelCredentials(tls),
-  );
+  const byHand = checkedAgainst(address);
+  const dial =
+    tls === null
+      ? {
+          credentials: credentials.createSsl(
+            Buffer.from(pki.clusterCa.certificatePem),
+            null,
+            null,
+            byHand.verify,
+          ),
+          options: byHand.options,
+        }
+      : dialTls(tls, address);
+  const secrets = new SecretsClient(address, dial.credentials, dial.options);
   try {
     await call(
       secrets.get.bind(secrets),
@@ -112,6 +138,7 @@ describe("the client port refuses", () => {
     // Our own TlsFiles refuses to load an expired certificate: build the credentials by hand.
     const { createSecureContext } = await import("node:tls");
     const { readFileSync } = await import("node:fs");
+    const byHand = checkedAgainst(address());
     const expiredClient = new SecretsClient(
       address(),
       credentials.createFromSecureContext(
@@ -120,7 +147,9 @@ describe("the client port refuses", () => {
           cert: readFileSync(expired.certificateFile),
           key: readFileSync(expired.privateKeyFile),
         }),
+        byHand.verify,
       ),
+      byHand.options,
     );
     const expiredError = await call(
       expiredClient.get.bind(expiredClient),
@@ -151,7 +180,8 @@ describe("the client port refuses", () => {
     expect(oversized.code).toBe(status.RESOURCE_EXHAUSTED);
     // Bytes that are not a PutRequest, sent through a raw client.
     const tls = new TlsFiles(pki.client("raw"));
-    const raw = new ClusterClient(address(), channelCredentials(tls));
+    const dial = dialTls(tls, address());
+    const raw = new ClusterClient(address(), dial.credentials, dial.options);
     const malformed = await new Promise<ServiceError | null>((resolve) => {
       raw.makeUnaryRequest(
         "/strongroom.v1.Secrets/Put",
