@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
-import "../cli/ip-servername-warning.js";
+import "./ip-servername-warning.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,

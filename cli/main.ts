@@ -9,7 +9,6 @@
 
 import { rmSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
-import "./ip-servername-warning.js";
 import { registerAccessCommands } from "./access-commands.js";
 import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";

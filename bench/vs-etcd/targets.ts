@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
 import { Consistency, SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import "../../cli/ip-servername-warning.js";
+import "../ip-servername-warning.js";
 
 export type SystemName = "strongroom" | "etcd";
 
