@@ -360,7 +360,8 @@ export class StrongroomNode {
         logger.fatal({ error: `${error.message}${hint}` }, "the Raft node stopped on a fatal error");
         const fatal = new Error(`${error.message}${hint}`, { cause: error });
         // The process ends at onFatal: the audit's write in flight ends first (a full disk's
-        // partial line cut off), within a bound, as a hung disk's never would.
+        // partial line cut off), waited for at most fatalAuditWaitMs, since on a hung disk it
+        // would never end.
         void settledWithin(auditTrail?.abandon(), fatalAuditWaitMs).then(() => options.onFatal?.(fatal));
       },
     });
