@@ -16,7 +16,7 @@ import { PkiClient } from "../../proto/gen/strongroom/v1/pki.gen.js";
 import { SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysClient } from "../../proto/gen/strongroom/v1/sys.gen.js";
 import { type NodeConfig, parseNodeConfig } from "../../server/config.js";
-import { StrongroomNode } from "../../server/node.js";
+import { type NodeStartOptions, StrongroomNode } from "../../server/node.js";
 import { dialTls } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
@@ -170,8 +170,8 @@ export class InProcessCluster {
   }
 
   /** Starts the node of `spec` with `config` and opens a client (identity "operator") to it. */
-  async start(spec: NodeSpec, config: NodeConfig): Promise<StrongroomNode> {
-    const node = await StrongroomNode.start(config);
+  async start(spec: NodeSpec, config: NodeConfig, options: NodeStartOptions = {}): Promise<StrongroomNode> {
+    const node = await StrongroomNode.start(config, options);
     this.nodes.set(spec.id, node);
     this.clients.set(
       spec.id,
