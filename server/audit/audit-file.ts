@@ -101,8 +101,7 @@ export class AuditFile {
   private flushing: Promise<void> | null = null;
   /** Set once a write or sync failed: the file may hold a partial line, so it takes no more. */
   private broken: Error | null = null;
-  private closed = false;
-  /** close() or abandon(), once either was called: both wait for the same end. */
+  /** close() or abandon(), once either was called (the file takes no more): both wait for it. */
   private ending: Promise<void> | null = null;
   /**
    * This file's copy of the audit key as of the lines written so far (zeroed when replaced or
@@ -164,7 +163,7 @@ export class AuditFile {
     // The trail hands the same buffer while the key stays the same: copy it only when it changes.
     if (key === this.auditKeyGiven) return;
     this.auditKeyGiven = key;
-    if (this.closed || this.broken !== null) {
+    if (this.ending !== null || this.broken !== null) {
       this.auditKey?.fill(0);
       this.auditKey = key === null ? null : Uint8Array.from(key);
       return;
@@ -175,7 +174,7 @@ export class AuditFile {
 
   /** Appends one entry; resolves once it is on disk ("disk") or written to the OS ("os"). */
   append(record: AuditRecord): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("the audit file is closed"));
+    if (this.ending !== null) return Promise.reject(new Error("the audit file is closed"));
     if (this.broken !== null) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.pending.push({ kind: "entry", record, resolve, reject });
@@ -190,12 +189,12 @@ export class AuditFile {
   }
 
   /**
-   * The node stops on a fatal error (its Raft log could not be written: a full disk, say) and its
-   * process ends next: takes no more entries, waits for the write in flight, and closes the file
-   * without a closing checkpoint, as a crash leaves it (the calls in flight end unanswered, which
-   * the verifier reports as such). Without the wait, a write the full disk had cut short (its
-   * first pages written, the rest refused) was left as a torn last line when the process exited
-   * before its failure came back to be cut off (cutPartialLine).
+   * The node stops on a fatal error (its state or Raft log could not be written: a full disk,
+   * say) and its process ends next: takes no more entries, waits for the write in flight, and
+   * closes the file without a closing checkpoint, as a crash leaves it (the calls in flight end
+   * unanswered, which the verifier reports as such). Without the wait, a write the full disk had
+   * cut short (its first pages written, the rest refused) was left as a torn last line when the
+   * process exited before its failure came back to be cut off (cutPartialLine).
    */
   abandon(): Promise<void> {
     this.ending ??= this.end(false);
@@ -203,7 +202,6 @@ export class AuditFile {
   }
 
   private async end(closing: boolean): Promise<void> {
-    this.closed = true;
     if (this.syncTimer !== null) clearInterval(this.syncTimer);
     await this.flushing;
     await this.syncing;
@@ -285,7 +283,7 @@ export class AuditFile {
    * opens a new file.
    */
   private syncInBackground(): void {
-    if (!this.unsynced || this.syncing !== null || this.broken !== null || this.closed) return;
+    if (!this.unsynced || this.syncing !== null || this.broken !== null || this.ending !== null) return;
     this.unsynced = false;
     const descriptor = this.descriptor;
     const fileIndex = this.fileIndex;
