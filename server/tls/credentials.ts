@@ -10,7 +10,13 @@ import {
   type PeerCertificate,
   type SecureContextOptions,
 } from "node:tls";
-import { type ChannelCredentials, type ChannelOptions, credentials, ServerCredentials } from "@grpc/grpc-js";
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  credentials,
+  ServerCredentials,
+  type VerifyOptions,
+} from "@grpc/grpc-js";
 import { type TlsFiles, type TlsMaterial, tlsMinVersion } from "./tls-files.js";
 
 function contextOptions(material: TlsMaterial): SecureContextOptions {
@@ -51,29 +57,49 @@ export interface DialTls {
   readonly options: ChannelOptions;
 }
 
+/** How a dial to one address checks the server and names it: for credentials made by hand too. */
+export interface DialIdentity {
+  readonly verify: VerifyOptions;
+  readonly options: ChannelOptions;
+}
+
 /**
- * Credentials to dial `address` (host:port) with the current material (call again after a change:
- * they are fixed at creation). The server's certificate must name the host (an IP address among
- * its IP SANs); `expectedIdentity`, when given, must be satisfied too (for peers: the SAN URI of
- * the node being dialled).
+ * The server's certificate must name the host of `address` (host:port; an IP address among its IP
+ * SANs); `expectedIdentity`, when given, must be satisfied too (for peers: the SAN URI of the node
+ * being dialled). An IP address is not sent as the server name (serverNameForAddresses).
  */
-export function dialTls(
-  files: TlsFiles,
+export function dialIdentity(
   address: string,
   expectedIdentity?: (certificate: PeerCertificate) => string | undefined,
-): DialTls {
-  const context = createSecureContext(contextOptions(files.current()));
+): DialIdentity {
   const host = address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
   const byAddress = isIP(host) !== 0;
   return {
-    credentials: credentials.createFromSecureContext(context, {
+    verify: {
       checkServerIdentity(serverName, certificate) {
         const hostError = checkServerIdentity(byAddress ? host : serverName, certificate);
         if (hostError !== undefined) return hostError;
         const identityProblem = expectedIdentity?.(certificate);
         return identityProblem === undefined ? undefined : new Error(identityProblem);
       },
-    }),
+    },
     options: byAddress ? { "grpc.ssl_target_name_override": serverNameForAddresses } : {},
+  };
+}
+
+/**
+ * Credentials to dial `address` with the current material (call again after a change: they are
+ * fixed at creation), checked as dialIdentity says.
+ */
+export function dialTls(
+  files: TlsFiles,
+  address: string,
+  expectedIdentity?: (certificate: PeerCertificate) => string | undefined,
+): DialTls {
+  const identity = dialIdentity(address, expectedIdentity);
+  const context = createSecureContext(contextOptions(files.current()));
+  return {
+    credentials: credentials.createFromSecureContext(context, identity.verify),
+    options: identity.options,
   };
 }

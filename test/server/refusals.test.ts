@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClusterClient } from "../../proto/gen/strongroom/v1/cluster.gen.js";
@@ -16,7 +15,7 @@ import {
   SecretsClient,
   type WatchEvent,
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import { dialTls } from "../../server/tls/credentials.js";
+import { dialIdentity, dialTls } from "../../server/tls/credentials.js";
 import { createCertificateAuthority, issueClientCertificate } from "../../server/tls/dev-pki.js";
 import { type TlsFilePaths, TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
@@ -67,25 +66,11 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/**
- * For credentials built by hand: the node's certificate checked against the address dialled,
- * under another TLS server name than the address, as dialTls does (no DEP0123 warning).
- */
-function checkedAgainst(address: string) {
-  const host = address.slice(0, address.lastIndexOf(":"));
-  return {
-    verify: {
-      checkServerIdentity: (_name: string, certificate: PeerCertificate) =>
-        checkServerIdentity(host, certificate),
-    },
-    options: { "grpc.ssl_target_name_override": "strongroom" },
-  };
-}
-
 /** A Get with some credentials; resolves to the gRPC error (or null on success). */
 async function getWith(address: string, paths: TlsFilePaths | null): Promise<ServiceError | null> {
   const tls = paths === null ? null : new TlsFiles(paths);
-  const byHand = checkedAgainst(address);
+  // Without a client certificate, the node is checked and named as dialTls does.
+  const byHand = dialIdentity(address);
   const dial =
     tls === null
       ? {
@@ -138,7 +123,8 @@ describe("the client port refuses", () => {
     // Our own TlsFiles refuses to load an expired certificate: build the credentials by hand.
     const { createSecureContext } = await import("node:tls");
     const { readFileSync } = await import("node:fs");
-    const byHand = checkedAgainst(address());
+    // The node checked and named as dialTls does.
+    const byHand = dialIdentity(address());
     const expiredClient = new SecretsClient(
       address(),
       credentials.createFromSecureContext(
