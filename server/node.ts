@@ -296,6 +296,14 @@ export class StrongroomNode {
       close: () => transport.close(),
     };
     const watches = new WatchHub(config.watch, () => state.appliedRevision());
+    new Gauge({
+      name: "strongroom_watches_open",
+      help: "Watch streams this node serves now (it refuses more than watch.watchersMax).",
+      registers: [registry],
+      collect() {
+        this.set(watches.watcherCount());
+      },
+    });
     onSealed.push(() =>
       watches.endAll(
         new NodeError("SEALED", "this node was sealed: watch through another node, or once it is unsealed"),

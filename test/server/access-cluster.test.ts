@@ -21,6 +21,8 @@ import {
   callError,
   clientsFor,
   InProcessCluster,
+  metricOf,
+  type NodeSpec,
   nodeSpecs,
   writeConfigs,
 } from "./cluster-harness.js";
@@ -438,17 +440,21 @@ describe("tenants", () => {
     );
     const revision = await bind("feed-reader", ["feed"]);
     await appliedOn(0, revision);
+    const watchesOpen = () => metricOf(specs[0] as NodeSpec, "strongroom_watches_open");
+    const openBefore = await watchesOpen();
     const watcher = clientAs(0, "feed-reader").secrets.watch({ prefix: "feed/", fromRevision: 0 });
     const seen: string[] = [];
     watcher.on("data", (event: WatchEvent) => seen.push(event.path));
     watcher.on("error", () => {});
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The node counts the watch once it is in place: changes from then on reach it.
+    await eventually(async () => (await watchesOpen()) === openBefore + 1, 5000);
     const secrets = asRoot(1).secrets;
     for (const path of ["feed/private/key", "feed/public", "feed/private/other", "feed/last"])
       await call(secrets.put.bind(secrets), { path, value: bytes("v") });
     await eventually(() => seen.includes("feed/last"), 5000);
     watcher.cancel();
     expect(seen).toEqual(["feed/public", "feed/last"]);
+    await eventually(async () => (await watchesOpen()) === openBefore, 5000);
   });
 });
 
@@ -552,7 +558,8 @@ describe("tokens", () => {
     const ends = watchers.map(
       (watcher) => new Promise<ServiceError>((resolve) => watcher.on("error", resolve)),
     );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Each in place (the node sent its headers) before the token is revoked.
+    await Promise.all(watchers.map((watcher) => new Promise((resolve) => watcher.once("metadata", resolve))));
     const access = asRoot(1).access;
     const { revision } = await call(access.revokeToken.bind(access), {
       accessor: revokedToken.info?.accessor ?? "",

@@ -30,6 +30,14 @@ export interface NodeSpec {
   readonly httpPort: number;
 }
 
+/** A metric without labels (a gauge's value, a counter's count) as the node reports it now. */
+export async function metricOf(spec: NodeSpec, name: string): Promise<number> {
+  const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+  const value = new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1];
+  if (value === undefined) throw new Error(`${spec.id} reports no ${name}`);
+  return Number(value);
+}
+
 /**
  * Specs for n1..nN on 127.0.0.(offset+i), with ports from `basePort`. Every test file uses its own
  * range of loopback addresses, so fixed ports never collide between files running in parallel.
