@@ -161,10 +161,14 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
 it("a watch sees a change within a second", async () => {
   const client = sdk();
   const events: { event: WatchEvent; at: number }[] = [];
+  let opened = false;
   const watch = client.watch("sdk/watched/", 0, {
     onEvent: (event) => events.push({ event, at: Date.now() }),
+    onOpen: () => {
+      opened = true;
+    },
   });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await eventually(() => opened, 5000);
   const sentAt = Date.now();
   await client.secrets.put({ path: "sdk/watched/key", value: bytes("rotated") });
   await eventually(() => events.length > 0, 1000);
@@ -177,14 +181,19 @@ it("a watch resumed from a revision the cluster has not reached reports a gap an
   const client = sdk();
   const gaps: StrongroomError[] = [];
   const events: WatchEvent[] = [];
+  let opened = false;
   // As when the endpoints were changed to another cluster's: its revisions are below the last one seen.
   const watch = client.watch("sdk/resumed/", 1_000_000_000, {
     onEvent: (event) => events.push(event),
     onGap: (error) => gaps.push(error),
+    onOpen: () => {
+      opened = true;
+    },
   });
   await eventually(() => gaps.length > 0, 5000);
   expect(gaps[0]).toMatchObject({ code: status.OUT_OF_RANGE, reason: "REVISION_AHEAD" });
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Then it starts again from now.
+  await eventually(() => opened, 5000);
   await client.secrets.put({ path: "sdk/resumed/key", value: bytes("after the gap") });
   await eventually(() => events.length > 0, 5000);
   watch.close();

@@ -326,7 +326,8 @@ describe("watch", () => {
     const stream = n2.watch({ prefix: "watched/", fromRevision: 0 });
     stream.on("data", (event: WatchEvent) => events.push(event));
     stream.on("error", () => {});
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The node sends its headers once the watch is in place: changes from then on reach it.
+    await new Promise((resolve) => stream.once("metadata", resolve));
     const n1 = clientOf("n1").secrets;
     const first = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([1]) });
     await call(n1.put.bind(n1), { path: "elsewhere/b", value: new Uint8Array([1]) });
@@ -354,7 +355,7 @@ describe("watch", () => {
     const latest = n2.watch({ prefix: "watched/", fromRevision: third.revision });
     latest.on("data", (event: WatchEvent) => fromLatest.push(event));
     latest.on("error", () => {});
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => latest.once("metadata", resolve));
     const fourth = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([4]) });
     await eventually(() => fromLatest.length >= 1, 5000);
     await new Promise((resolve) => setTimeout(resolve, 200));
