@@ -204,9 +204,9 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
     case "disk-stall-leader":
     case "disk-stall-random": {
       const stallMs = fault.stallMs ?? 500;
-      cluster.armFailpoints(target, { "before-persist": { sleepMs: stallMs } });
-      return single(`every log write ${stallMs} ms slower`, () => {
-        cluster.armFailpoints(target, {});
+      await cluster.armFailpoints(target, { "before-persist": { sleepMs: stallMs } });
+      return single(`every log write ${stallMs} ms slower`, async () => {
+        await cluster.armFailpoints(target, {});
         return "disk fast again";
       });
     }
@@ -232,13 +232,13 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
         fault.point ?? random.pick(raftFailpoints.filter((name) => name !== "during-snapshot-install"));
       if (point === "during-snapshot-install")
         return await crashDuringSnapshotInstall(target, fault, context);
-      cluster.armFailpoints(target, { [point]: "crash" });
+      await cluster.armFailpoints(target, { [point]: "crash" });
       return single(`crash at ${point}`, async () => {
         // The point is hit by the next Ready that reaches it; one that never came (no snapshot to
         // install) is disarmed and said so.
         const died = await cluster.exited(target, 0);
         if (died) cluster.forget(target);
-        cluster.armFailpoints(target, {});
+        await cluster.armFailpoints(target, {});
         if (!died) return `crash point ${point} not reached; disarmed`;
         await cluster.restart(target);
         return `died at ${point}; restarted and unsealed`;
@@ -266,7 +266,7 @@ async function crashDuringSnapshotInstall(
   cluster.kill(target);
   await sleep(fault.healAfterMs / 2);
   await cluster.compactedPast(logEnd, fault.healAfterMs / 4);
-  cluster.armFailpoints(target, { "during-snapshot-install": "crash" });
+  await cluster.armFailpoints(target, { "during-snapshot-install": "crash" });
   await cluster.launch(target);
   return {
     target: target.id,
@@ -277,7 +277,7 @@ async function crashDuringSnapshotInstall(
       const died = await cluster.exited(target, snapshotArrivalWaitMs);
       if (died) cluster.forget(target);
       else cluster.kill(target);
-      cluster.armFailpoints(target, {});
+      await cluster.armFailpoints(target, {});
       await cluster.restart(target);
       return died
         ? "died at during-snapshot-install; restarted and unsealed"

@@ -4,18 +4,32 @@
 // restarted from its data directory and unsealed again, as an operator would.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createClient, type StrongroomClient } from "../client/index.js";
 import { prepareSoftHsmToken, type SoftHsmToken } from "../hsm/pkcs11/softhsm-token.js";
-import type { FailpointControl } from "../server/failpoints.js";
+import { type FailpointControl, failpointsReadMessage } from "../server/failpoints.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,
   issueNodeCertificate,
   type PemPair,
 } from "../server/tls/dev-pki.js";
+
+/** How long a running node may take to reread its test failpoints after SIGUSR2 (a loaded machine). */
+const failpointsReadWaitMs = 10_000;
 
 export interface ProcessClusterOptions {
   readonly directory: string;
@@ -619,13 +633,25 @@ export class ProcessCluster {
   }
 
   /**
-   * Arms test failpoints in a running node (or disarms them with `{}`): the control file is
-   * rewritten and the node told to reread it.
+   * Arms test failpoints in a node (or disarms them with `{}`): rewrites its control file and, when
+   * it runs, tells it to reread it and returns once its log says it did (or it died: a crash point
+   * hit at once). A node that is down reads the file when it starts; one paused, when it resumes.
    */
-  armFailpoints(node: NodeEntry, control: FailpointControl): void {
+  async armFailpoints(node: NodeEntry, control: FailpointControl): Promise<void> {
     if (this.options.failpoints !== true) throw new Error("this cluster was started without test failpoints");
+    const log = join(this.options.directory, `${node.id}.log`);
+    const logged = statSync(log, { throwIfNoEntry: false })?.size ?? 0;
     writeFileSync(node.failpointFile, `${JSON.stringify(control)}\n`);
+    if (node.child === null) return;
     this.signal(node, "SIGUSR2");
+    // At level error the node does not log that it reread them.
+    if (this.options.logLevel === "error") return;
+    const deadline = Date.now() + failpointsReadWaitMs;
+    while (this.running().includes(node) && !textSince(log, logged).includes(failpointsReadMessage)) {
+      if (Date.now() > deadline)
+        throw new Error(`${node.id} did not reread its test failpoints in ${failpointsReadWaitMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /** Resolves true once the node's process exited (a crash point hit), false after `timeoutMs`. */
@@ -763,6 +789,18 @@ export class ProcessCluster {
     } finally {
       client.close();
     }
+  }
+}
+
+/** What a file holds past `offset` (a node's log since the harness asked it something). */
+function textSince(file: string, offset: number): string {
+  const descriptor = openSync(file, "r");
+  try {
+    const buffer = Buffer.alloc(Math.max(0, fstatSync(descriptor).size - offset));
+    readSync(descriptor, buffer, 0, buffer.length, offset);
+    return buffer.toString("utf8");
+  } finally {
+    closeSync(descriptor);
   }
 }
 

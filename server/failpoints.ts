@@ -18,6 +18,9 @@ const actionSchema = z.union([
 const controlSchema = z.partialRecord(z.enum(raftFailpoints), actionSchema);
 export type FailpointControl = z.infer<typeof controlSchema>;
 
+/** What the node logs each time it has read its control file: the harness waits for it. */
+export const failpointsReadMessage = "TEST FAILPOINTS ARE ON: this node may crash or stall on purpose";
+
 export class Failpoints {
   private armed: FailpointControl = {};
 

@@ -41,7 +41,7 @@ import { type ClientListener, startClientListener } from "./client-listener.js";
 import type { NodeConfig } from "./config.js";
 import { NodeError } from "./errors.js";
 import { Executor } from "./executor.js";
-import { failpointsFromEnv } from "./failpoints.js";
+import { failpointsFromEnv, failpointsReadMessage } from "./failpoints.js";
 import { ForwardReceiver } from "./forward-receiver.js";
 import { Forwarder } from "./forwarder.js";
 import { GrpcMetrics } from "./grpc-metrics.js";
@@ -246,10 +246,7 @@ export class StrongroomNode {
       const reloadFailpoints = () => {
         const problem = failpoints.reload();
         if (problem !== null) logger.error({ problem }, "test failpoints refused; all disarmed");
-        logger.warn(
-          { failpoints: failpoints.describe() },
-          "TEST FAILPOINTS ARE ON: this node may crash or stall on purpose",
-        );
+        logger.warn({ failpoints: failpoints.describe() }, failpointsReadMessage);
       };
       reloadFailpoints();
       process.on("SIGUSR2", reloadFailpoints);

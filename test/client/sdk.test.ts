@@ -370,9 +370,7 @@ it("the leader dies after applying a write, before answering it: the SDK sends i
   const victim = await leaderIndex();
   // The next entry the leader applies (this write: the cluster is otherwise idle) kills it, as a
   // power cut would, before it answers: the write is committed, and its caller cannot know.
-  writeFileSync(failpointFiles[victim] ?? "", JSON.stringify({ "after-apply": "crash" }));
-  processes[victim]?.signal("SIGUSR2");
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await processes[victim]?.armFailpoints({ "after-apply": "crash" });
   try {
     const written = await client.secrets.put({ path: "sdk/once", value: bytes("v2") });
     // Answered as the first attempt applied it, by the new leader: one version more, not two.

@@ -2,7 +2,10 @@
 // killed with real signals. The CLI is bundled once; each process starts as plain node.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { type FailpointControl, failpointsReadMessage } from "../../server/failpoints.js";
 import { bundleChild } from "../support/bundle-child.js";
+import { eventually } from "../support/eventually.js";
 import type { NodeSpec } from "./cluster-harness.js";
 
 let cliScript: string | null = null;
@@ -20,6 +23,8 @@ export class NodeProcess {
   private child: ChildProcess | null = null;
   private exit: Promise<number | null> = Promise.resolve(null);
   readonly stderr: string[] = [];
+  /** How many times the node logged that it read its test failpoints. */
+  private failpointReads = 0;
 
   constructor(
     readonly spec: NodeSpec,
@@ -31,7 +36,11 @@ export class NodeProcess {
     const script = await bundledCli();
     const child = spawn(process.execPath, [script, "server", "--config", this.configFile], {
       env: { ...process.env, ...this.env },
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    // Its log (at the tests' level, warn): only what says it read its failpoints is kept, counted.
+    child.stdout?.on("data", (chunk: Buffer) => {
+      this.failpointReads += chunk.toString().split(failpointsReadMessage).length - 1;
     });
     child.stderr?.on("data", (chunk: Buffer) => {
       // Bounded: only the last lines are kept, for a failing test's message.
@@ -66,6 +75,19 @@ export class NodeProcess {
   /** Sends `signal` (SIGSTOP pauses the node, SIGCONT resumes it). */
   signal(signal: NodeJS.Signals): void {
     this.child?.kill(signal);
+  }
+
+  /**
+   * Arms the node's test failpoints (its STRONGROOM_TEST_FAILPOINTS file), or disarms them with
+   * `{}`: rewrites the file, sends SIGUSR2, and returns once the node has logged that it reread it.
+   */
+  async armFailpoints(control: FailpointControl): Promise<void> {
+    const file = this.env.STRONGROOM_TEST_FAILPOINTS;
+    if (file === undefined) throw new Error(`${this.spec.id} was started without test failpoints`);
+    const before = this.failpointReads;
+    writeFileSync(file, JSON.stringify(control));
+    this.signal("SIGUSR2");
+    await eventually(() => this.failpointReads > before, 10_000);
   }
 
   /** Resolves once the process has exited, with its code (null: ended by a signal). */

@@ -68,9 +68,7 @@ it("a follower that has not applied a new token's creation yet catches up and ac
   const before = await tokenRecordsOn(follower);
 
   // Every apply on the follower now waits 1.5 s first: the token's creation among them.
-  running.armFailpoints(follower, { "before-apply": { sleepMs: 1500 } });
-  // The node rereads its failpoints on SIGUSR2: give the signal a moment to be handled.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await running.armFailpoints(follower, { "before-apply": { sleepMs: 1500 } });
   const created = await operator.access.createToken({
     policies: [],
     ttlMs: 60_000,
@@ -122,6 +120,6 @@ it("a follower that has not applied a new token's creation yet catches up and ac
   } finally {
     holder.close();
     operator.close();
-    running.armFailpoints(follower, {});
+    await running.armFailpoints(follower, {});
   }
 }, 90_000);
