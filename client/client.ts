@@ -441,6 +441,10 @@ export class StrongroomClient {
     // The last failure a node explained (NO_LEADER, ...): when the deadline ends the call, it says
     // more than the last endpoint tried being down.
     let explained: StrongroomError | null = null;
+    // Why each endpoint this call could not reach could not (refused, not trusted, ...): when the
+    // deadline ends an attempt still waiting for a connection there, that says why; the deadline
+    // does not. (Made at the first such failure.)
+    let unreached: Map<Endpoint, StrongroomError> | null = null;
     // Endpoints that said they serve nothing until an operator acts (sealed, removed). Another
     // endpoint may serve; once every one has said so, waiting out the deadline would only delay
     // the answer (a CLI pointed at one sealed node said "sealed" after 10 s of retries).
@@ -494,8 +498,14 @@ export class StrongroomClient {
           if (typeof serviceError.code !== "number") throw error;
           const decision = decide(serviceError, idempotent);
           const failure = fromServiceError(serviceError, endpoint.address, attempt);
-          if (isEndpointFailure(serviceError)) endpoint.lastFailure = failure;
-          else if (failure.reason !== "") explained = failure;
+          const waitedOutDeadline = serviceError.code === status.DEADLINE_EXCEEDED;
+          if (isEndpointFailure(serviceError)) {
+            endpoint.lastFailure = failure;
+            if (!waitedOutDeadline) {
+              unreached ??= new Map();
+              unreached.set(endpoint, failure);
+            }
+          } else if (failure.reason !== "") explained = failure;
           if (!decision.retry) throw failure;
           if (failure.reason === "SEALED" || failure.reason === "REMOVED") {
             refusing ??= new Set();
@@ -511,7 +521,8 @@ export class StrongroomClient {
           wait = next.waitMs;
           if (Date.now() + wait >= deadline) {
             // Never in place of a failure whose outcome is unknown (a write that may have applied).
-            throw failure.reason === "" && !failure.outcomeUnknown ? (explained ?? failure) : failure;
+            if (failure.reason !== "" || failure.outcomeUnknown) throw failure;
+            throw explained ?? (waitedOutDeadline ? unreached?.get(endpoint) : undefined) ?? failure;
           }
         }
         await new Promise((resolve) => setTimeout(resolve, wait));

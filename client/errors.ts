@@ -82,7 +82,7 @@ export function fromServiceError(error: ServiceError, endpoint: string, attempts
       leaderHint: first(leaderTrailer),
       retryAfterMs: retryAfter === null ? null : Number(retryAfter),
       outcomeUnknown:
-        error.code === status.DEADLINE_EXCEEDED ||
+        (error.code === status.DEADLINE_EXCEEDED && !neverSent(error)) ||
         reason === "TIMEOUT" ||
         reason === "FORWARD_FAILED" ||
         reason === "AUDIT_FAILED_AFTER_FORWARD" ||
@@ -119,13 +119,19 @@ function unencodableRequest(code: status, details: string): string | null {
   return `the request could not be encoded (${match[1]}): a field's value has the wrong type (bytes take a Uint8Array or Buffer, integers a whole number within the field's range)`;
 }
 
-/** A failure before the request left this process (no connection could be made). */
+/** grpc-js's words for a call that had no connection to go out on when its deadline ended. */
+const waitingForConnection = /Waiting for LB pick/;
+
+/**
+ * A failure before the request left this process: no connection could be made, or the call's
+ * deadline ended while it waited for one (grpc-js: "Deadline exceeded after …,Waiting for LB pick").
+ */
 export function neverSent(error: ServiceError): boolean {
+  if ((error.metadata?.get(reasonTrailer).length ?? 0) !== 0) return false;
+  const details = error.details ?? "";
+  if (error.code === status.DEADLINE_EXCEEDED) return waitingForConnection.test(details);
   return (
     error.code === status.UNAVAILABLE &&
-    (error.metadata?.get(reasonTrailer).length ?? 0) === 0 &&
-    /No connection established|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/.test(
-      error.details ?? "",
-    )
+    /No connection established|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/.test(details)
   );
 }

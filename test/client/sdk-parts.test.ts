@@ -110,6 +110,17 @@ describe("retry policy", () => {
     expect(
       fromServiceError(failure(status.UNAVAILABLE, "No connection established"), "a:1", 1).outcomeUnknown,
     ).toBe(false);
+    // The deadline ended while the call waited for a connection (grpc-js's words): it never left,
+    // so a write is known not to have applied, and may be sent again. Once it was sent, not.
+    const waited = failure(status.DEADLINE_EXCEEDED, "Deadline exceeded after 0.001s,Waiting for LB pick");
+    expect(fromServiceError(waited, "a:1", 1).outcomeUnknown).toBe(false);
+    expect(decide(waited, false)).toMatchObject({ retry: true, switchEndpoint: true });
+    const sent = failure(
+      status.DEADLINE_EXCEEDED,
+      "Deadline exceeded after 1.002s,LB pick: 0.001s,remote_addr=127.0.0.1:8200",
+    );
+    expect(fromServiceError(sent, "a:1", 1).outcomeUnknown).toBe(true);
+    expect(decide(sent, false).retry).toBe(false);
     expect(fromServiceError(failure(status.ABORTED, "cas", "CAS_MISMATCH"), "a:1", 1).outcomeUnknown).toBe(
       false,
     );
