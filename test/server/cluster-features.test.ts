@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { eventually } from "../support/eventually.js";
-import { call, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("cluster-features");
@@ -35,11 +35,7 @@ const specOf = (id: string) => {
   if (spec === undefined) throw new Error(`no spec for ${id}`);
   return spec;
 };
-const recordedFeatures = async (id: string) => {
-  const spec = specOf(id);
-  const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
-  return Number(/^strongroom_cluster_features (\d+)$/m.exec(metrics)?.[1] ?? -1);
-};
+const recordedFeatures = (id: string) => metricOf(specOf(id), "strongroom_cluster_features");
 
 it("a leader that has not heard from a member that is down uses request ids once the cluster recorded them", async () => {
   for (const spec of specs) await cluster.start(spec, configOf(spec.id));
