@@ -5,7 +5,7 @@
 // them at each dial, so an added member is reachable as soon as its record is applied.
 
 import type { NodeId } from "../raft/core/index.js";
-import type { SecretStateMachine } from "../storage/state/index.js";
+import type { SecretCommand, SecretStateMachine } from "../storage/state/index.js";
 import { NodeError } from "./errors.js";
 
 export const memberArea = "member";
@@ -52,6 +52,21 @@ export class MemberDirectory {
       }
       if (page.next === null) return;
       after = page.next;
+    }
+  }
+
+  /**
+   * Told of every applied command, as it applies. A member record is taken from the command
+   * itself, not read back: the AddMember that wrote it answers with every member's addresses once
+   * its membership change commits, which must not race a read of the state. Records loaded in
+   * bulk (a restore into this cluster) are read back. A member record is in place when this
+   * returns (an async function runs up to its first await); a malformed one rejects.
+   */
+  async applied(command: SecretCommand, state: SecretStateMachine): Promise<void> {
+    if (command.op === "sys.put" && command.area === memberArea) {
+      this.set(command.path, decodeMemberAddresses(command.value));
+    } else if (command.op === "state.load") {
+      await this.reload(state);
     }
   }
 

@@ -309,15 +309,16 @@ export class StrongroomNode {
     const logFailure = (what: string) => (error: unknown) =>
       logger.error({ error: (error as Error).message }, what);
     const stateMachine = new ObservedStateMachine(state, {
-      onSystemRecord: (command) => accessView.applied(command),
-      onSystemChange: () => {
-        keeper.reload().catch(logFailure("seal reload failed"));
-        members.reload(state).catch(logFailure("member reload failed"));
+      onSystemRecord: (command) => {
+        accessView.applied(command);
+        members.applied(command, state).catch(logFailure("member reload failed"));
       },
+      onSystemChange: () => keeper.reload().catch(logFailure("seal reload failed")),
       onSecretChange: (revision, command, version) => watches.record(revision, command, version),
       onRestore: () => {
         watches.reset();
         accessView.reload().catch(logFailure("access records reload failed"));
+        members.reload(state).catch(logFailure("member reload failed"));
       },
       onLoad: () => watches.reset(),
     });

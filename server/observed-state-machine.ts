@@ -1,8 +1,8 @@
 // The secret state machine as the node runs it: RaftSecretStateMachine, plus notices of what an
 // applied entry changed beyond the state itself - access records (the access view takes them),
-// the seal record and the keyring (the seal keeper reloads them), the members' addresses (the
-// member directory reloads them), a secret (watchers hear of it) - and of a snapshot that
-// replaced the whole state.
+// the members' addresses (the member directory takes them), the seal record and the keyring (the
+// seal keeper reloads them), a secret (watchers hear of it) - and of a snapshot that replaced the
+// whole state.
 
 import type { Entry } from "../raft/core/index.js";
 import type { SnapshotToRestore, StateMachine } from "../raft/node/index.js";
@@ -13,18 +13,16 @@ import {
   type SecretStateMachine,
   wellKnownRecords,
 } from "../storage/state/index.js";
-import { memberArea } from "./member-directory.js";
 
 const watchedAreas: ReadonlySet<string> = new Set([
   wellKnownRecords.seal.area,
   wellKnownRecords.keyring.area,
-  memberArea,
 ]);
 
 export interface StateObserver {
   /** A system record was written or deleted, or records were loaded (state.load), as it applied. */
   readonly onSystemRecord: (command: SecretCommand) => void;
-  /** The seal record, the keyring or a member record changed, or a snapshot was restored. */
+  /** The seal record or the keyring changed, or records were loaded or a snapshot restored. */
   readonly onSystemChange: () => void;
   /** A secret changed at `revision`. */
   readonly onSecretChange: (revision: number, command: SecretCommand, version: number | null) => void;
