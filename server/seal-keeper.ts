@@ -18,7 +18,7 @@ import {
   type SealSetStatus,
 } from "../hsm/index.js";
 import { type Barrier, unwrapKeyring } from "../storage/barrier/index.js";
-import { type SecretStateMachine, wellKnownRecords } from "../storage/state/index.js";
+import { recordDigest, type SecretStateMachine, wellKnownRecords } from "../storage/state/index.js";
 import { NodeError } from "./errors.js";
 
 export interface SealKeeperOptions {
@@ -78,6 +78,18 @@ export class SealKeeper {
     if (this.record === null)
       throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
     return this.record;
+  }
+
+  /**
+   * The seal record with the SHA-256 of the bytes it was read from: a new record made from it is
+   * proposed as a check-and-set on that digest, so that it never overwrites a change it did not
+   * see (another rekey, migration or HSM key rotation, or one not yet applied here).
+   */
+  currentRecordWithDigest(): { readonly record: SealRecord; readonly digest: Uint8Array } {
+    const record = this.currentRecord();
+    if (this.recordBytes === null)
+      throw new NodeError("NOT_INITIALIZED", "the cluster is not initialized: run init");
+    return { record, digest: recordDigest(this.recordBytes) };
   }
 
   /** The root key while unsealed (the seal set's own buffer). */

@@ -42,6 +42,7 @@ import { Barrier, Keyring, unwrapKeyring, wrapKeyring } from "../../storage/barr
 import {
   type ApplyResult,
   encodeCommand,
+  recordDigest,
   type SecretStateMachine,
   StateError,
   type SystemArea,
@@ -59,6 +60,9 @@ import type { SealKeeper } from "../seal-keeper.js";
 import { barrierContext } from "../system-records.js";
 import { type AnyApiMethod, method } from "./api-method.js";
 import { requireServing } from "./secrets-api.js";
+
+/** Tries of a keyring rotation that other rotations keep committing ahead of. */
+const keyringRotationAttempts = 5;
 
 export interface SysApiParts {
   readonly nodeId: string;
@@ -201,7 +205,7 @@ class SysApi {
       // record is applied, and then they must already be there.
       await this.putSystemRecord(wellKnownRecords.keyring, wrappedKeyring);
       await this.putSystemRecord({ area: accessAreas.token, name: rootTokenName }, sealedRootToken);
-      await this.putSealRecord(result.record);
+      await this.putSealRecord(result.record, null);
       return {
         unsealShares: [...(result.unsealShares?.shares ?? [])],
         unsealThreshold: result.unsealShares?.threshold ?? 0,
@@ -216,7 +220,7 @@ class SysApi {
   }
 
   async rekey(request: RekeyRequest): Promise<RekeyResponse> {
-    const record = this.parts.keeper.currentRecord();
+    const { record, digest } = this.parts.keeper.currentRecordWithDigest();
     const set = authorizingShareSet(record);
     if (request.reset) {
       this.rekeyCollector.reset();
@@ -251,7 +255,7 @@ class SysApi {
       return { complete: false, ...this.rekeyCollector.progress(set), shares: [], sharesEncrypted: false };
     try {
       const rekeyed = await rekeyShares(record, submission.secret, target);
-      await this.putSealRecord(rekeyed.record);
+      await this.putSealRecord(rekeyed.record, digest);
       return {
         complete: true,
         progress: 0,
@@ -267,7 +271,7 @@ class SysApi {
   }
 
   async migrate(request: MigrateSealRequest): Promise<MigrateSealResponse> {
-    const record = this.parts.keeper.currentRecord();
+    const { record, digest } = this.parts.keeper.currentRecordWithDigest();
     const set = authorizingShareSet(record);
     const progress = () => ({
       complete: false,
@@ -314,7 +318,7 @@ class SysApi {
           ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: target.generateHsmKey } }
           : {}),
       });
-      await this.putSealRecord(next);
+      await this.putSealRecord(next, digest);
       return { complete: true, progress: 0, threshold: 0, nonce: submission.nonce, sealTypes: typesOf(next) };
     } finally {
       submission.secret.fill(0);
@@ -349,21 +353,35 @@ class SysApi {
   /**
    * A new data key. The leader does not switch its own barrier first: it proposes the rotated
    * keyring, and every node (itself included) opens it when the entry applies, so no value is
-   * ever written under a key term a replica cannot know yet.
+   * ever written under a key term a replica cannot know yet. The keyring is proposed as a
+   * check-and-set on the one it was made from: two rotations at once would otherwise both make
+   * the next term, each with its own key, and the second would take away the key of every value
+   * written under the first's. The one that loses starts again from the winner's keyring. It
+   * answers once this node's barrier has the new key: the leader's next writes use it.
    */
   async rotateKeyring(): Promise<RotateKeyringResponse> {
     if (this.parts.keeper.sealed()) throw new NodeError("SEALED", "the leader is sealed");
     const { keyring: record } = wellKnownRecords;
-    const wrapped = await this.parts.state.systemRecord(record.area, record.name);
-    if (wrapped === null)
-      throw new NodeError("NOT_INITIALIZED", "the keyring is missing from the replicated state");
-    const keyring = unwrapKeyring(wrapped, this.parts.keeper.rootKey());
-    try {
-      const term = keyring.rotate(Date.now());
-      const revision = await this.putSystemRecord(record, wrapKeyring(keyring, this.parts.keeper.rootKey()));
-      return { term, revision };
-    } finally {
-      keyring.zero();
+    for (let attempt = 1; ; attempt++) {
+      const wrapped = await this.parts.state.systemRecord(record.area, record.name);
+      if (wrapped === null)
+        throw new NodeError("NOT_INITIALIZED", "the keyring is missing from the replicated state");
+      const keyring = unwrapKeyring(wrapped, this.parts.keeper.rootKey());
+      try {
+        const term = keyring.rotate(Date.now());
+        const rotated = wrapKeyring(keyring, this.parts.keeper.rootKey());
+        const revision = await this.putSystemRecord(record, rotated, recordDigest(wrapped));
+        await this.parts.keeper.reload();
+        return { term, revision };
+      } catch (error) {
+        if (
+          !(error instanceof StateError && error.code === "CAS_MISMATCH") ||
+          attempt >= keyringRotationAttempts
+        )
+          throw error;
+      } finally {
+        keyring.zero();
+      }
     }
   }
 
@@ -371,37 +389,61 @@ class SysApi {
   async rotateHsmKey(request: RotateHsmKeyRequest): Promise<void> {
     if (this.parts.keeper.sealed()) throw new NodeError("SEALED", "the leader is sealed");
     const current = this.parts.keeper.hsmClient().config;
+    const { record, digest } = this.parts.keeper.currentRecordWithDigest();
     // "The current mechanism" is the one the seal record's protector uses (an earlier rotation may
     // have changed it), not necessarily the node's config's.
-    const recorded = pkcs11ProtectorOf(this.parts.keeper.currentRecord());
+    const recorded = pkcs11ProtectorOf(record);
     const mechanism =
       request.mechanism !== "" ? request.mechanism : (recorded?.mechanism ?? current.mechanism);
     const client = new Pkcs11Client(
       validatePkcs11Config({ ...current, keyLabel: request.keyLabel, mechanism }),
     );
     try {
-      const next = await rewrapWithHsmKey(this.parts.keeper.currentRecord(), this.parts.keeper.rootKey(), {
+      const next = await rewrapWithHsmKey(record, this.parts.keeper.rootKey(), {
         client,
         generateKey: request.generateKey,
       });
-      await this.putSealRecord(next);
+      await this.putSealRecord(next, digest);
     } finally {
       client.close();
     }
   }
 
-  private async putSealRecord(record: SealRecord): Promise<void> {
-    await this.putSystemRecord(wellKnownRecords.seal, encodeSealRecord(record));
+  /**
+   * Proposes a seal record made from the one whose digest is `readDigest` (null: the first, at
+   * init). When another change to it committed first, nothing is written and the caller starts
+   * again from the new record: writing over it would undo that change (the shares a rekey handed
+   * out, an HSM key rotation).
+   */
+  private async putSealRecord(record: SealRecord, readDigest: Uint8Array | null): Promise<void> {
+    try {
+      await this.putSystemRecord(wellKnownRecords.seal, encodeSealRecord(record), readDigest ?? undefined);
+    } catch (error) {
+      if (!(error instanceof StateError && error.code === "CAS_MISMATCH")) throw error;
+      throw new StateError(
+        "CAS_MISMATCH",
+        "the seal record changed while this ran (another rekey, seal migration or HSM key rotation committed first): nothing was changed; start again",
+      );
+    }
     await this.parts.keeper.reload();
   }
 
+  /** Proposes a system record; with `ifDigest`, only if the record now stored has that SHA-256. */
   private async putSystemRecord(
     record: { readonly area: SystemArea; readonly name: string },
     value: Uint8Array,
+    ifDigest?: Uint8Array,
   ): Promise<number> {
-    const { index, result } = await this.parts
-      .raft()
-      .propose(encodeCommand({ op: "sys.put", area: record.area, path: record.name, value, at: Date.now() }));
+    const { index, result } = await this.parts.raft().propose(
+      encodeCommand({
+        op: "sys.put",
+        area: record.area,
+        path: record.name,
+        value,
+        at: Date.now(),
+        ...(ifDigest === undefined ? {} : { ifDigest }),
+      }),
+    );
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
     return this.parts.state.revisionOf(index);
   }

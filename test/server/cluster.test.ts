@@ -388,6 +388,31 @@ it("a write sent again with its request id, through any node, applies once and g
   expect(new TextDecoder().decode(read.value)).toBe("s3cret");
 });
 
+it("keyring rotations at once each make their own term; values written meanwhile stay readable", async () => {
+  const ids = specs.map((spec) => spec.id);
+  const paths = Array.from({ length: 6 }, (_, index) => `keyring/v${index}`);
+  // One rotation through each node (all run on the leader) and writes through each, together.
+  const [rotations] = await Promise.all([
+    Promise.all(ids.map((id) => call(client(id).sys.rotateKeyring.bind(client(id).sys), {}))),
+    Promise.all(
+      paths.map((path, index) => {
+        const secrets = client(ids[index % ids.length] ?? "").secrets;
+        return call(secrets.put.bind(secrets), { path, value: new TextEncoder().encode(path) });
+      }),
+    ),
+  ]);
+  // Three terms in a row: no rotation made the same term as another with a key of its own,
+  // which would have taken away the key of values written under the other's.
+  const terms = rotations.map((rotation) => rotation.term).sort((a, b) => a - b);
+  const first = terms[0] ?? 0;
+  expect(terms).toEqual([first, first + 1, first + 2]);
+  for (const [index, path] of paths.entries()) {
+    const secrets = client(ids[(index + 1) % ids.length] ?? "").secrets;
+    const read = await call(secrets.get.bind(secrets), linearizable(path));
+    expect(new TextDecoder().decode(read.value)).toBe(path);
+  }
+});
+
 it("rotates the client-port certificate without a restart: new connections see the new one", async () => {
   const spec = specs[0];
   const entry = configs.get(spec?.id ?? "");

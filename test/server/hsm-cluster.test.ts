@@ -375,3 +375,53 @@ it("migrates the seal to the HSM and Shamir both: the recovery shares become uns
   await untilUnsealed(victim, 20_000, "the node did not unseal by its HSM after the migration");
   expect((await call(n3.sys.sealStatus.bind(n3.sys), {})).unsealedBy).toBe("pkcs11");
 }, 120_000);
+
+it("a rekey and an HSM key rotation at once: one may be refused, neither is undone by the other", async () => {
+  const sys = clientOf("n1").sys;
+  const n3 = clientOf("n3").sys;
+  // Since the migration, the former recovery shares are the unseal shares (2 of 3).
+  const [share1 = "", share2 = ""] = recoveryShares;
+  const labelBefore = (await call(n3.sealStatus.bind(n3), {})).hsmKeyLabel;
+  expect(labelBefore).toBe("cluster-root-3");
+  const started = await call(sys.rekey.bind(sys), {
+    share: share1,
+    nonce: "",
+    newShares: { count: 3, threshold: 2, operatorKeys: [] },
+    reset: false,
+  });
+  expect(started).toMatchObject({ complete: false, progress: 1 });
+  // Both start from the same seal record: the one that commits second would write over the
+  // first's change (the shares a rekey handed out, the new HSM key) unless it is refused.
+  const [rekeyed, rotated] = await Promise.allSettled([
+    call(sys.rekey.bind(sys), { share: share2, nonce: started.nonce, newShares: undefined, reset: false }),
+    call(sys.rotateHsmKey.bind(sys), { keyLabel: "cluster-root-4", mechanism: "", generateKey: true }),
+  ]);
+  for (const outcome of [rekeyed, rotated]) {
+    if (outcome.status === "rejected") {
+      expect(outcome.reason).toMatchObject({
+        code: grpcStatus.ABORTED,
+        details:
+          "the seal record changed while this ran (another rekey, seal migration or HSM key rotation committed first): nothing was changed; start again",
+      });
+    }
+  }
+  expect([rekeyed.status, rotated.status]).toContain("fulfilled");
+
+  // What answered success holds; what was refused changed nothing.
+  const newShares = rekeyed.status === "fulfilled" ? rekeyed.value.shares : [];
+  const [working, replaced] =
+    rekeyed.status === "fulfilled" ? [newShares, recoveryShares] : [recoveryShares, []];
+  await call(n3.seal.bind(n3), {});
+  for (const share of replaced.slice(0, 1)) {
+    await expect(call(n3.unseal.bind(n3), { share, nonce: "", reset: false })).rejects.toMatchObject({
+      code: grpcStatus.INVALID_ARGUMENT,
+    });
+  }
+  for (const share of working.slice(0, 2)) await call(n3.unseal.bind(n3), { share, nonce: "", reset: false });
+  expect(await call(n3.sealStatus.bind(n3), {})).toMatchObject({
+    sealed: false,
+    unsealedBy: "shamir",
+    hsmKeyLabel: rotated.status === "fulfilled" ? "cluster-root-4" : labelBefore,
+  });
+  expect(await read("n3", "hsm/before")).toBe("one");
+}, 60_000);
