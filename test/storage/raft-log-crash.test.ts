@@ -84,53 +84,75 @@ function describeModel(model: LogModel): string {
  */
 type KillMoment = { readonly afterWritingMs: number } | { readonly afterGoMs: number };
 
+interface RunResult {
+  readonly acknowledged: LogModel;
+  readonly inFlight: Change | null;
+  readonly acks: number;
+  readonly errors: string;
+}
+
+/** A writer process started and loading its modules; it touches the store only once it runs. */
+interface Writer {
+  /** Lets it open the store and write, SIGKILLs it at `moment`; `start` is what the store holds. */
+  runAndKill(moment: KillMoment, start: LogModel): Promise<RunResult>;
+}
+
 /**
- * Runs the writer once and SIGKILLs it at `moment`. Returns the model after the last acknowledged
- * change, and the change that was in flight (begun, not acknowledged), if any.
+ * Starts the writer. Node's start-up takes longer than the checks of the store after a kill, so
+ * the next writer starts while they run: it waits for "go", sent only once they are done.
  */
-function runAndKill(
-  kind: CrashedStoreKind,
-  directory: string,
-  childSeed: number,
-  moment: KillMoment,
-  start: LogModel,
-): Promise<{ acknowledged: LogModel; inFlight: Change | null; acks: number; errors: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [writer, directory, String(childSeed), kind], {
-      cwd: new URL("../..", import.meta.url).pathname,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let acknowledged = start;
-    let inFlight: Change | null = null;
-    let acks = 0;
-    let errors = "";
-    child.stderr.on("data", (chunk: Buffer) => {
-      errors += chunk.toString();
-    });
-    const kill = () => child.kill("SIGKILL");
-    let timer: NodeJS.Timeout | undefined;
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      const [word, ...rest] = line.split(" ");
-      if (word === "loaded") {
-        child.stdin.end("go\n");
-        if ("afterGoMs" in moment) timer = setTimeout(kill, moment.afterGoMs);
-      } else if (word === "begin") {
-        inFlight = parseChange(rest);
-        if (timer === undefined && "afterWritingMs" in moment)
-          timer = setTimeout(kill, moment.afterWritingMs);
-      } else if (word === "ack" && inFlight !== null) {
-        acknowledged = applyChange(acknowledged, inFlight);
-        inFlight = null;
-        acks++;
-      }
-    });
-    child.on("error", reject);
-    // "close", not "exit": by then every line it printed before it died has been read.
-    child.on("close", () => {
-      clearTimeout(timer);
-      resolve({ acknowledged, inFlight, acks, errors });
-    });
+function startWriter(kind: CrashedStoreKind, directory: string, childSeed: number): Writer {
+  const child = spawn(process.execPath, [writer, directory, String(childSeed), kind], {
+    cwd: new URL("../..", import.meta.url).pathname,
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  let errors = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    errors += chunk.toString();
+  });
+  const lines: string[] = [];
+  let onLine: ((line: string) => void) | null = null;
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    if (onLine === null) lines.push(line);
+    else onLine(line);
+  });
+  let spawnError: Error | null = null;
+  child.on("error", (error) => {
+    spawnError = error;
+  });
+  // "close", not "exit": by then every line it printed before it died has been read.
+  const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  return {
+    runAndKill(moment, start) {
+      let acknowledged = start;
+      let inFlight: Change | null = null;
+      let acks = 0;
+      const kill = () => child.kill("SIGKILL");
+      let timer: NodeJS.Timeout | undefined;
+      const take = (line: string) => {
+        const [word, ...rest] = line.split(" ");
+        if (word === "loaded") {
+          child.stdin.end("go\n");
+          if ("afterGoMs" in moment) timer = setTimeout(kill, moment.afterGoMs);
+        } else if (word === "begin") {
+          inFlight = parseChange(rest);
+          if (timer === undefined && "afterWritingMs" in moment)
+            timer = setTimeout(kill, moment.afterWritingMs);
+        } else if (word === "ack" && inFlight !== null) {
+          acknowledged = applyChange(acknowledged, inFlight);
+          inFlight = null;
+          acks++;
+        }
+      };
+      for (const line of lines.splice(0)) take(line);
+      onLine = take;
+      return closed.then(() => {
+        clearTimeout(timer);
+        if (spawnError !== null) throw spawnError;
+        return { acknowledged, inFlight, acks, errors };
+      });
+    },
+  };
 }
 
 for (const { kind, cycles } of stores)
@@ -142,12 +164,14 @@ for (const { kind, cycles } of stores)
     let model: LogModel = { terms: new Map(), offset: 0, snapshotIndex: 0 };
     let totalAcks = 0;
     let killedMidWrite = 0;
+    let next = startWriter(kind, directory, random.nextUint32());
     for (let cycle = 1; cycle <= cycles; cycle++) {
       // Most kills land while it writes; one in five during start-up (opening, recovering the log).
       const moment: KillMoment = random.chance(0.8)
         ? { afterWritingMs: random.nextInt(40) }
         : { afterGoMs: random.nextInt(20) };
-      const run = await runAndKill(kind, directory, random.nextUint32(), moment, model);
+      const run = await next.runAndKill(moment, model);
+      if (cycle < cycles) next = startWriter(kind, directory, random.nextUint32());
       const context = `cycle ${cycle} (replay with RAFT_LOG_CRASH_SEED=${seed})`;
       expect(run.errors, `${context}: the writer failed`).toBe("");
       totalAcks += run.acks;
