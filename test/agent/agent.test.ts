@@ -141,13 +141,14 @@ it("a watch that fails (its token revoked) is logged once and shown in health, a
         )?.[1],
       );
     await eventually(async () => (await failures()) > 1, 5000);
-    // What the agent wrote before it answered has crossed the pipe to this process by now.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(
+    // The line it wrote at the first failure, long before the second, has crossed the pipe to
+    // this process (waited for, not assumed); no second one came with the second failure.
+    const failureLines = () =>
       log.match(
         /watch of app\/cache failed \(it reconnects; meanwhile its files are re-read every 600000 ms\): .*TOKEN_INVALID/g,
-      ),
-    ).toHaveLength(1);
+      ) ?? [];
+    await eventually(() => failureLines().length > 0, 5000);
+    expect(failureLines()).toHaveLength(1);
     expect(readFileSync(rendered, "utf8")).toBe("c1");
 
     // A new token in the file: the watch opens again and brings the change it missed.
