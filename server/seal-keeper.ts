@@ -129,9 +129,13 @@ export class SealKeeper {
     return this.sealed() ? "" : "unsealed";
   }
 
-  /** Reads the seal record and keyring again (after they were applied or a snapshot restored). */
+  /**
+   * Reads the seal record and keyring again (after they were applied or a snapshot restored).
+   * One that fails (its caller logs why) does not stop the next: each reads the state anew.
+   */
   reload(): Promise<void> {
-    this.reloading = this.reloading.then(() => this.reloadNow());
+    const reload = () => this.reloadNow();
+    this.reloading = this.reloading.then(reload, reload);
     return this.reloading;
   }
 
