@@ -9,6 +9,7 @@
 
 import { rmSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
+import { strongroomVersion } from "../server/version.js";
 import { registerAccessCommands } from "./access-commands.js";
 import { registerAgentCommand } from "./agent-command.js";
 import { registerAuditCommands } from "./audit-command.js";
@@ -31,6 +32,7 @@ function positiveInteger(name: string) {
 const program = new Command()
   .name("strongroom")
   .description("A distributed, replicated secret store.")
+  .version(strongroomVersion(), "-V, --version", "print the version")
   .showHelpAfterError()
   .exitOverride((error) => {
     // Usage errors exit 2, like the tools operators know.

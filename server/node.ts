@@ -74,6 +74,7 @@ import { SystemRecords } from "./system-records.js";
 import { activeTestFaults } from "./test-faults.js";
 import { memoizePeerCertificates } from "./tls/peer-certificate-memo.js";
 import { TlsFiles } from "./tls/tls-files.js";
+import { strongroomVersion } from "./version.js";
 import { WatchHub } from "./watch-hub.js";
 
 /** How long a node stopping on a fatal error waits for its audit's write in flight. */
@@ -188,6 +189,13 @@ export class StrongroomNode {
     const registry = new Registry();
     if (options.processMetrics === true)
       collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
+    // What each node runs, for dashboards and upgrades (mixed versions while nodes roll).
+    new Gauge({
+      name: "strongroom_build_info",
+      help: "Always 1; the labels say which strongroom and which Node.js this node runs.",
+      labelNames: ["version", "node_version"],
+      registers: [registry],
+    }).set({ version: strongroomVersion(), node_version: process.versions.node }, 1);
     const onReloadError = (port: "peer" | "client") => (error: Error) =>
       logger.error({ port, error: error.message }, "a TLS file change was refused");
     const peerTls = new TlsFiles(config.tls.peer, { onReloadError: onReloadError("peer") });
@@ -798,7 +806,7 @@ export class StrongroomNode {
       },
     );
     node.startLeaderHandoffWhenUnfit();
-    logger.info({ ports: node.ports }, "node started");
+    logger.info({ ports: node.ports, version: strongroomVersion() }, "node started");
     return node;
   }
 

@@ -48,12 +48,14 @@ it("a CLI command starts by loading commander, the gRPC stack and the SDK, nothi
     "commander",
   ]);
   const serverSide = [...files].filter((file) => /^(server|raft|storage|chaos|hsm)\//.test(file));
-  // The few pure files the CLI shares with the nodes: durations, name and path rules, share text.
+  // The few pure files the CLI shares with the nodes: durations, name and path rules, share text,
+  // the version.
   expect(serverSide.sort()).toEqual([
     "hsm/errors.ts",
     "hsm/pkcs11/pkcs11-config.ts",
     "hsm/shares/share-encryption.ts",
     "server/durations.ts",
+    "server/version.ts",
     "storage/state/errors.ts",
     "storage/state/limits.ts",
   ]);

@@ -413,6 +413,18 @@ it("keyring rotations at once each make their own term; values written meanwhile
   }
 });
 
+it("each node says which strongroom and which Node.js it runs", async () => {
+  const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  for (const spec of specs) {
+    const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+    expect(metrics, spec.id).toContain(
+      `strongroom_build_info{version="${version}",node_version="${process.versions.node}"} 1`,
+    );
+  }
+});
+
 it("rotates the client-port certificate without a restart: new connections see the new one", async () => {
   const spec = specs[0];
   const entry = configs.get(spec?.id ?? "");
