@@ -33,6 +33,8 @@ const program = new Command()
   .name("strongroom")
   .description("A distributed, replicated secret store.")
   .version(strongroomVersion(), "-V, --version", "print the version")
+  // Only before a command: `kv get PATH --version 3` is the command's own flag.
+  .enablePositionalOptions()
   .showHelpAfterError()
   .exitOverride((error) => {
     // Usage errors exit 2, like the tools operators know.
