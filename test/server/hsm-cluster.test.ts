@@ -386,7 +386,8 @@ it("a rekey and an HSM key rotation at once: one may be refused, neither is undo
   const started = await call(sys.rekey.bind(sys), {
     share: share1,
     nonce: "",
-    newShares: { count: 3, threshold: 2, operatorKeys: [] },
+    // Another count and threshold than now (3, 2), so that a node's status shows the new record.
+    newShares: { count: 4, threshold: 3, operatorKeys: [] },
     reset: false,
   });
   expect(started).toMatchObject({ complete: false, progress: 1 });
@@ -407,21 +408,33 @@ it("a rekey and an HSM key rotation at once: one may be refused, neither is undo
   }
   expect([rekeyed.status, rotated.status]).toContain("fulfilled");
 
-  // What answered success holds; what was refused changed nothing.
-  const newShares = rekeyed.status === "fulfilled" ? rekeyed.value.shares : [];
-  const [working, replaced] =
-    rekeyed.status === "fulfilled" ? [newShares, recoveryShares] : [recoveryShares, []];
+  // What answered success holds; what was refused changed nothing. n3 shows it once it has
+  // applied the record (the leader answered when it had).
+  const expected =
+    rekeyed.status === "fulfilled"
+      ? { shares: 4, threshold: 3, working: rekeyed.value.shares, replaced: recoveryShares }
+      : { shares: 3, threshold: 2, working: recoveryShares, replaced: [] };
+  const hsmKeyLabel = rotated.status === "fulfilled" ? "cluster-root-4" : labelBefore;
+  await eventually(async () => {
+    const status = await call(n3.sealStatus.bind(n3), {});
+    return (
+      status.shares === expected.shares &&
+      status.threshold === expected.threshold &&
+      status.hsmKeyLabel === hsmKeyLabel
+    );
+  }, 10_000);
   await call(n3.seal.bind(n3), {});
-  for (const share of replaced.slice(0, 1)) {
+  for (const share of expected.replaced.slice(0, 1)) {
     await expect(call(n3.unseal.bind(n3), { share, nonce: "", reset: false })).rejects.toMatchObject({
       code: grpcStatus.INVALID_ARGUMENT,
     });
   }
-  for (const share of working.slice(0, 2)) await call(n3.unseal.bind(n3), { share, nonce: "", reset: false });
+  for (const share of expected.working.slice(0, expected.threshold))
+    await call(n3.unseal.bind(n3), { share, nonce: "", reset: false });
   expect(await call(n3.sealStatus.bind(n3), {})).toMatchObject({
     sealed: false,
     unsealedBy: "shamir",
-    hsmKeyLabel: rotated.status === "fulfilled" ? "cluster-root-4" : labelBefore,
+    hsmKeyLabel,
   });
   expect(await read("n3", "hsm/before")).toBe("one");
 }, 60_000);
