@@ -4,8 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 import { encodeMemberAddresses, MemberDirectory, memberArea } from "../../server/member-directory.js";
-import { encodeCommand, type SecretCommand } from "../../storage/state/index.js";
-import { stateMachineStores } from "../storage/fixtures/state-machine-stores.js";
+import { applyNext, stateMachineStores, systemPutCommand } from "../storage/fixtures/state-machine-stores.js";
 
 const stores = stateMachineStores("member-directory");
 const founders = [
@@ -13,13 +12,7 @@ const founders = [
   { id: "n2", peerAddress: "127.0.0.1:7002", clientAddress: "127.0.0.1:8002" },
 ];
 
-const memberPut = (id: string, value: Uint8Array): SecretCommand => ({
-  op: "sys.put",
-  area: memberArea,
-  path: id,
-  value,
-  at: 1000,
-});
+const memberPut = (id: string, value: Uint8Array) => systemPutCommand(memberArea, id, value);
 
 async function fixture(directory = stores.newDirectory()) {
   const machine = await stores.open(directory);
@@ -28,8 +21,7 @@ async function fixture(directory = stores.newDirectory()) {
   machine.onApplied((_index, command) => {
     members.applied(command, machine).catch((error: Error) => refusals.push(error));
   });
-  const apply = (command: SecretCommand) => machine.apply(machine.appliedIndex() + 1, encodeCommand(command));
-  return { machine, members, refusals, apply };
+  return { machine, members, refusals, apply: applyNext.bind(null, machine) };
 }
 
 describe("the member directory", () => {

@@ -5,24 +5,16 @@ import { expect, it } from "vitest";
 import { encodeSealRecord, initializeSeal } from "../../hsm/index.js";
 import { SealKeeper } from "../../server/seal-keeper.js";
 import { Barrier } from "../../storage/barrier/index.js";
-import { encodeCommand, wellKnownRecords } from "../../storage/state/index.js";
-import { stateMachineStores } from "../storage/fixtures/state-machine-stores.js";
+import { wellKnownRecords } from "../../storage/state/index.js";
+import { applyNext, stateMachineStores, systemPutCommand } from "../storage/fixtures/state-machine-stores.js";
 
 const stores = stateMachineStores("seal-keeper");
 
 it("reads the seal record again after a reload that failed", async () => {
   const state = await stores.open(stores.newDirectory());
+  const { seal } = wellKnownRecords;
   const putSealRecord = (value: Uint8Array) =>
-    state.apply(
-      state.appliedIndex() + 1,
-      encodeCommand({
-        op: "sys.put",
-        area: wellKnownRecords.seal.area,
-        path: wellKnownRecords.seal.name,
-        value,
-        at: 1000,
-      }),
-    );
+    applyNext(state, systemPutCommand(seal.area, seal.name, value));
   const keeper = new SealKeeper({
     state,
     barrier: new Barrier(),

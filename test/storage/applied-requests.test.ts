@@ -15,7 +15,12 @@ import {
   type SecretCommand,
   validateRequestId,
 } from "../../storage/state/index.js";
-import { putCommand, stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
+import {
+  applyNext,
+  putCommand,
+  stateMachineStores,
+  unsealedBarrier,
+} from "./fixtures/state-machine-stores.js";
 
 const stores = stateMachineStores("applied-requests");
 const barrier = unsealedBarrier();
@@ -26,8 +31,7 @@ async function fixture(directory = stores.newDirectory()) {
   const machine = await stores.open(directory);
   const changes: number[] = [];
   machine.onApplied((applied) => changes.push(applied));
-  const apply = (command: SecretCommand): Promise<ApplyResult> =>
-    machine.apply(machine.appliedIndex() + 1, encodeCommand(command));
+  const apply = (command: SecretCommand): Promise<ApplyResult> => applyNext(machine, command);
   /** A put with a request id; `asked` stands for the request's content (its digest). */
   const put = (
     path: string,
