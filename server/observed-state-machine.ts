@@ -45,6 +45,11 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
       if (command.op === "sys.put" || command.op === "sys.delete") {
         observer.onSystemRecord(command);
         if (watchedAreas.has(command.area)) observer.onSystemChange();
+      } else if (command.op === "sys.putAll") {
+        // Told as the puts it is made of, so that each record's owner takes it as it takes a put.
+        for (const { area, path, value } of command.records)
+          observer.onSystemRecord({ op: "sys.put", area, path, value, at: command.at });
+        if (command.records.some((record) => watchedAreas.has(record.area))) observer.onSystemChange();
       } else if (command.op === "state.load") {
         // A restore may bring the seal record and the keyring.
         observer.onSystemRecord(command);

@@ -99,6 +99,18 @@ export type SecretCommand =
     }
   | {
       /**
+       * System records written together or not at all, and only while none of `ifAbsent` exists:
+       * what init writes (the keyring, the root token, the seal record last), the PKI's CA. Two
+       * such writes proposed by two leaders at once cannot both apply, as two plain puts could.
+       */
+      readonly op: "sys.putAll";
+      readonly path: "";
+      readonly records: readonly SystemRecordPut[];
+      readonly ifAbsent: readonly SystemRecordName[];
+      readonly at: number;
+    }
+  | {
+      /**
        * Records of a snapshot being restored into an uninitialized cluster, written as they are
        * (ciphertext and metadata; checked against their checksums on the leader before proposing).
        */
@@ -151,6 +163,20 @@ export const wellKnownRecords = {
   /** The keyring wrapped by the root key (storage/barrier/root-key-wrap.ts). */
   keyring: { area: "keyring", name: "current" },
 } as const satisfies Record<string, { area: SystemArea; name: string }>;
+
+/** A system record by area and name. */
+export interface SystemRecordName {
+  readonly area: SystemArea;
+  readonly path: string;
+}
+
+/** One record of a `sys.putAll`: its value as a `sys.put` carries it. */
+export interface SystemRecordPut extends SystemRecordName {
+  readonly value: Uint8Array;
+}
+
+/** The most records one `sys.putAll` writes or checks: a handful by design, not a bulk load. */
+export const systemPutAllRecordsMax = 16;
 
 export type SecretCommandOp = SecretCommand["op"];
 
@@ -241,6 +267,29 @@ export function decodeCommand(data: Uint8Array): SecretCommand {
         at: t,
         ...check,
       };
+    }
+    case "sys.putAll": {
+      if (p !== "") fail("path is not empty");
+      const names = (list: unknown, what: string): unknown[] => {
+        if (!Array.isArray(list) || list.length > systemPutAllRecordsMax)
+          return fail(`${what} is not a list of at most ${systemPutAllRecordsMax}`);
+        return list;
+      };
+      const nameOf = (entry: unknown): SystemRecordName => {
+        const { area, path: name } = (entry ?? {}) as { area?: unknown; path?: unknown };
+        if (typeof area !== "string" || !(systemAreas as readonly string[]).includes(area))
+          fail("a record's area is not a system area");
+        if (typeof name !== "string") fail("a record's path is not a string");
+        return { area: area as SystemArea, path: name as string };
+      };
+      const records = names(record.records, "records").map((entry): SystemRecordPut => {
+        const { value } = (entry ?? {}) as { value?: unknown };
+        if (!(value instanceof Uint8Array) || value.length === 0) fail("a record's value is not bytes");
+        const bytes = value as Uint8Array;
+        return { ...nameOf(entry), value: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+      });
+      if (records.length === 0) fail("records is empty");
+      return { op, path: "", records, ifAbsent: names(record.ifAbsent, "ifAbsent").map(nameOf), at: t };
     }
     case "state.load": {
       const records = record.records;

@@ -12,7 +12,10 @@ export {
   type SecretCommand,
   type SecretMetadataChanges,
   type SystemArea,
+  type SystemRecordName,
+  type SystemRecordPut,
   systemAreas,
+  systemPutAllRecordsMax,
   wellKnownRecords,
 } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";

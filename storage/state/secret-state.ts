@@ -874,14 +874,10 @@ export class SecretStateMachine {
   /** Validates `command` against the current state and fills `batch` with its effects. */
   private async plan(command: SecretCommand, batch: LevelBatch): Promise<ApplyResult> {
     if (command.op === "state.load") return this.planLoad(command, batch);
+    if (command.op === "sys.putAll") return this.planPutAll(command, batch);
     validatePath(command.path, this.limits);
     if (command.op === "sys.put") {
-      if (command.value.length > this.limits.valueBytesMax + ciphertextOverheadBytes) {
-        throw new StateError(
-          "VALUE_TOO_LARGE",
-          `a ${command.area} record of ${command.value.length} bytes exceeds the limit`,
-        );
-      }
+      this.checkSystemValueSize(command.area, command.value);
       if (command.ifDigest !== undefined)
         await this.checkRecordDigest(command.area, command.path, command.ifDigest);
       batch.push({ type: "put", key: systemKey(command.area, command.path), value: command.value });
@@ -920,6 +916,30 @@ export class SecretStateMachine {
   }
 
   /** A system record's check-and-set: it must hold the value whose SHA-256 is `digest`. */
+  private checkSystemValueSize(area: SystemArea, value: Uint8Array): void {
+    if (value.length > this.limits.valueBytesMax + ciphertextOverheadBytes)
+      throw new StateError("VALUE_TOO_LARGE", `a ${area} record of ${value.length} bytes exceeds the limit`);
+  }
+
+  /** Every record or none: refused whole while one of `ifAbsent` exists, or one is malformed. */
+  private async planPutAll(
+    command: Extract<SecretCommand, { op: "sys.putAll" }>,
+    batch: LevelBatch,
+  ): Promise<ApplyResult> {
+    for (const record of command.records) {
+      validatePath(record.path, this.limits);
+      this.checkSystemValueSize(record.area, record.value);
+    }
+    for (const { area, path } of command.ifAbsent) {
+      validatePath(path, this.limits);
+      if ((await this.get(systemKey(area, path))) !== undefined)
+        throw new StateError("CAS_MISMATCH", `the ${area} record ${path} exists`);
+    }
+    for (const { area, path, value } of command.records)
+      batch.push({ type: "put", key: systemKey(area, path), value });
+    return { ok: true, version: null };
+  }
+
   private async checkRecordDigest(area: SystemArea, name: string, digest: Uint8Array): Promise<void> {
     const current = await this.get(systemKey(area, name));
     if (current === undefined || !recordDigest(current).equals(digest)) {

@@ -7,11 +7,13 @@ import { describe, expect, it } from "vitest";
 import { Barrier, Keyring } from "../../storage/barrier/index.js";
 import {
   decodeCommand,
+  defaultStateLimits,
   encodeCommand,
   recordDigest,
   revisionOffsetRecord,
   type SecretCommand,
   type StateError,
+  systemPutAllRecordsMax,
 } from "../../storage/state/index.js";
 import { putCommand, stateMachineStores, unsealedBarrier } from "./fixtures/state-machine-stores.js";
 
@@ -536,6 +538,93 @@ describe("reserved system areas", () => {
       at: 4,
       ifDigest: Uint8Array.from(stale),
     });
+  });
+
+  it("writes a sys.putAll's records together, and none of them while a record it names as absent exists", async () => {
+    const { apply, machine } = await fixture();
+    const told: SecretCommand[] = [];
+    machine.onApplied((_index, command) => told.push(command));
+    // Shaped as init writes: the keyring and a root token, then the seal record; only while no
+    // seal record exists.
+    const init = (who: string): SecretCommand => ({
+      op: "sys.putAll",
+      path: "",
+      records: [
+        { area: "keyring", path: "current", value: bytes(`${who}'s keyring`) },
+        { area: "token", path: `${who}-root`, value: bytes(`${who}'s root token`) },
+        { area: "seal", path: "current", value: bytes(`${who}'s seal record`) },
+      ],
+      ifAbsent: [{ area: "seal", path: "current" }],
+      at: 1,
+    });
+    const stored = async (area: "keyring" | "token" | "seal", name: string) => {
+      const record = await machine.systemRecord(area, name);
+      return record === null ? null : new TextDecoder().decode(record);
+    };
+
+    expect(await apply(init("first"))).toEqual({ ok: true, version: null });
+    expect(await apply(init("second"))).toEqual({
+      ok: false,
+      code: "CAS_MISMATCH",
+      message: "the seal record current exists",
+    });
+    expect(await stored("keyring", "current")).toBe("first's keyring");
+    expect(await stored("seal", "current")).toBe("first's seal record");
+    expect(await stored("token", "first-root")).toBe("first's root token");
+    expect(await stored("token", "second-root")).toBeNull();
+    // The listener hears of the write that applied, once, and not of the refused one.
+    expect(told).toEqual([init("first")]);
+
+    // A record too large refuses the whole write: the records before it are not written either.
+    const tooLarge = new Uint8Array(defaultStateLimits.valueBytesMax + 1024);
+    expect(
+      await apply({
+        op: "sys.putAll",
+        path: "",
+        records: [
+          { area: "pki", path: "ca", value: bytes("a CA") },
+          { area: "pki", path: "role/web", value: tooLarge },
+        ],
+        ifAbsent: [],
+        at: 2,
+      }),
+    ).toMatchObject({ ok: false, code: "VALUE_TOO_LARGE" });
+    expect(await machine.systemRecord("pki", "ca")).toBeNull();
+  });
+
+  it("refuses a sys.putAll read from the log that is not well formed, and reads back one that is", async () => {
+    const { machine } = await fixture();
+    const valid = {
+      op: "sys.putAll",
+      path: "",
+      records: [{ area: "pki", path: "ca", value: bytes("a CA") }],
+      ifAbsent: [{ area: "pki", path: "ca" }],
+      at: 1,
+    } as const;
+    expect(decodeCommand(encodeCommand(valid))).toEqual(valid);
+    const record = { area: "pki", path: "ca", value: bytes("a CA") };
+    const forged: [Record<string, unknown>, string][] = [
+      [{ path: "x" }, "path is not empty"],
+      [{ records: [] }, "records is empty"],
+      [
+        { records: Array.from({ length: systemPutAllRecordsMax + 1 }, () => record) },
+        "records is not a list of at most 16",
+      ],
+      [{ records: [{ ...record, area: "nope" }] }, "a record's area is not a system area"],
+      [{ records: [{ ...record, value: "text" }] }, "a record's value is not bytes"],
+      [{ ifAbsent: "pki/ca" }, "ifAbsent is not a list of at most 16"],
+      [{ ifAbsent: [{ area: "pki", path: 3 }] }, "a record's path is not a string"],
+    ];
+    let index = 0;
+    for (const [change, why] of forged) {
+      const encoded = encodeCommand({ ...valid, ...change } as unknown as SecretCommand);
+      expect(await machine.apply(++index, encoded)).toEqual({
+        ok: false,
+        code: "MALFORMED_COMMAND",
+        message: `malformed command: ${why}`,
+      });
+    }
+    expect(await machine.systemRecord("pki", "ca")).toBeNull();
   });
 
   it("refuses an unknown area in a command read from the log", async () => {
