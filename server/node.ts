@@ -540,7 +540,12 @@ export class StrongroomNode {
         ),
       ]),
     );
-    const systemRecords = new SystemRecords({ raft: raftNode, barrier, state });
+    const systemRecords = new SystemRecords({
+      raft: raftNode,
+      barrier,
+      state,
+      systemPutAllUsable: () => clusterFeatures?.usable(peerFeatures.systemPutAll) ?? false,
+    });
     clusterFeatures = new ClusterFeatures({
       state,
       propose: (command) => systemRecords.propose(command),
@@ -552,7 +557,7 @@ export class StrongroomNode {
     const featuresTask = new PeriodicTask(
       featuresRecordEveryMs,
       leadsAndServes,
-      () => recordedFeatures.recordAgreed([peerFeatures.requestIds]),
+      () => recordedFeatures.recordAgreed([peerFeatures.requestIds, peerFeatures.systemPutAll]),
       (error) =>
         logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
     );
@@ -560,7 +565,7 @@ export class StrongroomNode {
     undo.push(() => featuresTask.stop());
     new Gauge({
       name: "strongroom_cluster_features",
-      help: "Features the cluster recorded that every member understands, a bit each (1: request ids).",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together).",
       registers: [registry],
       collect() {
         // The record as last read; a follower reads it again for the next scrape.
@@ -622,6 +627,7 @@ export class StrongroomNode {
       reads,
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
       issueRootToken: (createdBy) => accessApi.issueRootToken(createdBy),
+      systemPutAllUsable: () => recordedFeatures.usable(peerFeatures.systemPutAll),
     });
     const cluster = clusterMethods({
       nodeId: config.nodeId,

@@ -40,6 +40,8 @@ export interface SystemRecordsParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
   readonly barrier: Barrier;
   readonly state: SecretStateMachine;
+  /** Whether this leader may propose `sys.putAll` (every member understands it). */
+  readonly systemPutAllUsable: () => boolean;
 }
 
 export class SystemRecords {
@@ -55,6 +57,28 @@ export class SystemRecords {
       value,
       at: Date.now(),
       ...(ifDigest === undefined ? {} : { ifDigest }),
+    });
+  }
+
+  /**
+   * Encrypts and proposes a record that must not exist yet: refused (CAS_MISMATCH) when it does.
+   * Checked in log order as the entry applies, so that of two creations proposed at once by two
+   * leaders (across a leadership change) one is refused. Until every member understands that
+   * check (a rolling upgrade), only this node's applied state is checked before proposing.
+   */
+  async create(area: SystemArea, name: string, plaintext: Uint8Array): Promise<number> {
+    if (!this.parts.systemPutAllUsable()) {
+      if ((await this.parts.state.systemRecord(area, name)) !== null)
+        throw new StateError("CAS_MISMATCH", `the ${area} record ${name} exists`);
+      return this.put(area, name, plaintext);
+    }
+    const value = this.parts.barrier.encrypt(barrierContext(area, name), plaintext);
+    return this.propose({
+      op: "sys.putAll",
+      path: "",
+      records: [{ area, path: name, value }],
+      ifAbsent: [{ area, path: name }],
+      at: Date.now(),
     });
   }
 

@@ -46,6 +46,8 @@ import {
   type SecretStateMachine,
   StateError,
   type SystemArea,
+  type SystemRecordName,
+  type SystemRecordPut,
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import { accessAreas, encodeRecord, rootTokenRecord } from "../access/access-records.js";
@@ -73,6 +75,8 @@ export interface SysApiParts {
   readonly shareAttemptTimeoutMs: number;
   /** Proposes a new root token record and returns the token (access-api.ts). */
   readonly issueRootToken: (createdBy: string) => Promise<string>;
+  /** Whether this leader may propose `sys.putAll` (every member understands it). */
+  readonly systemPutAllUsable: () => boolean;
 }
 
 export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
@@ -201,11 +205,12 @@ class SysApi {
         keyring.zero();
         result.rootKey.fill(0);
       }
-      // The keyring and the root token first: a cluster counts as initialized once the seal
-      // record is applied, and then they must already be there.
-      await this.putSystemRecord(wellKnownRecords.keyring, wrappedKeyring);
-      await this.putSystemRecord({ area: accessAreas.token, name: rootTokenName }, sealedRootToken);
-      await this.putSealRecord(result.record, null);
+      await this.putInitRecords([
+        { ...nameOf(wellKnownRecords.keyring), value: wrappedKeyring },
+        { area: accessAreas.token, path: rootTokenName, value: sealedRootToken },
+        { ...nameOf(wellKnownRecords.seal), value: encodeSealRecord(result.record) },
+      ]);
+      await this.parts.keeper.reload();
       return {
         unsealShares: [...(result.unsealShares?.shares ?? [])],
         unsealThreshold: result.unsealShares?.threshold ?? 0,
@@ -410,14 +415,45 @@ class SysApi {
   }
 
   /**
-   * Proposes a seal record made from the one whose digest is `readDigest` (null: the first, at
-   * init). When another change to it committed first, nothing is written and the caller starts
-   * again from the new record: writing over it would undo that change (the shares a rekey handed
-   * out, an HSM key rotation).
+   * Writes init's records: the keyring and the root token before the seal record, since a cluster
+   * counts as initialized once the seal record is applied and they must be there by then. In one
+   * entry, applied only while no seal record exists, once every member understands it: of two
+   * inits at once (sent to two leaders across a leadership change, past the readIndex check
+   * above), one writes all three and the other nothing. As separate puts, the second init's
+   * keyring could land before the first's seal record, whose root key does not unwrap it: a
+   * cluster no share unseals. Until then (a member not heard from yet) they go as separate puts.
    */
-  private async putSealRecord(record: SealRecord, readDigest: Uint8Array | null): Promise<void> {
+  private async putInitRecords(records: readonly SystemRecordPut[]): Promise<void> {
+    if (!this.parts.systemPutAllUsable()) {
+      for (const { area, path, value } of records) await this.putSystemRecord({ area, name: path }, value);
+      return;
+    }
+    const { result } = await this.parts.raft().propose(
+      encodeCommand({
+        op: "sys.putAll",
+        path: "",
+        records,
+        ifAbsent: [nameOf(wellKnownRecords.seal)],
+        at: Date.now(),
+      }),
+    );
+    if (result === null || result.ok) return;
+    if (result.code === "CAS_MISMATCH")
+      throw new NodeError(
+        "ALREADY_INITIALIZED",
+        "the cluster was initialized by another init that committed first: this one wrote nothing, and its shares and root token are void",
+      );
+    throw new StateError(result.code, result.message);
+  }
+
+  /**
+   * Proposes a seal record made from the one whose digest is `readDigest`. When another change to
+   * it committed first, nothing is written and the caller starts again from the new record:
+   * writing over it would undo that change (the shares a rekey handed out, an HSM key rotation).
+   */
+  private async putSealRecord(record: SealRecord, readDigest: Uint8Array): Promise<void> {
     try {
-      await this.putSystemRecord(wellKnownRecords.seal, encodeSealRecord(record), readDigest ?? undefined);
+      await this.putSystemRecord(wellKnownRecords.seal, encodeSealRecord(record), readDigest);
     } catch (error) {
       if (!(error instanceof StateError && error.code === "CAS_MISMATCH")) throw error;
       throw new StateError(
@@ -447,6 +483,10 @@ class SysApi {
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
     return this.parts.state.revisionOf(index);
   }
+}
+
+function nameOf(record: { readonly area: SystemArea; readonly name: string }): SystemRecordName {
+  return { area: record.area, path: record.name };
 }
 
 function hasShares(options: ShareOptions | undefined): options is ShareOptions {

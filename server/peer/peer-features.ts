@@ -9,10 +9,12 @@ export const peerFeatures = {
   requestIds: 1,
   /** The "cluster" system area's record of the features every member understands (cluster-features.ts). */
   featureRecord: 2,
+  /** `sys.putAll`: system records written together, only while named ones are absent (init, a CA). */
+  systemPutAll: 4,
 } as const;
 
 /** Every feature this node's state machine understands. */
-export const localFeatures = peerFeatures.requestIds | peerFeatures.featureRecord;
+export const localFeatures = peerFeatures.requestIds | peerFeatures.featureRecord | peerFeatures.systemPutAll;
 
 /** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
 export function everyMemberHas(

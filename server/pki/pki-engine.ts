@@ -3,6 +3,7 @@
 // barrier-encrypted (pki-records.ts), so the CA key is as protected as any secret and every node
 // can sign the list for its consumers. Leases of issued certificates are the lease manager's.
 
+import { StateError } from "../../storage/state/index.js";
 import { formatDuration } from "../durations.js";
 import { NodeError } from "../errors.js";
 import type { SystemRecords } from "../system-records.js";
@@ -47,7 +48,7 @@ export class PkiEngine {
   private readonly now: () => number;
   /** The last list this node signed, reused while its entries are the same and it is fresh. */
   private crlCache: (SignedCrl & { key: string }) | null = null;
-  /** One CA creation at a time on this leader (a second would replace the first's key). */
+  /** One CA creation at a time on this leader: a second waits, then finds the first's CA. */
   private creating: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -71,7 +72,17 @@ export class PkiEngine {
         createdAt: now,
         createdBy,
       };
-      await this.records.put(pkiAreas.pki, caRecordName, encodePkiRecord(record));
+      try {
+        // Only if still absent as it applies: another leader may have created one meanwhile.
+        await this.records.create(pkiAreas.pki, caRecordName, encodePkiRecord(record));
+      } catch (error) {
+        if (error instanceof StateError && error.code === "CAS_MISMATCH")
+          throw new NodeError(
+            "CA_EXISTS",
+            "the cluster has a CA already: another was created at the same time",
+          );
+        throw error;
+      }
       return record;
     };
     const running = this.creating.then(create, create);

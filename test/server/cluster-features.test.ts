@@ -1,5 +1,5 @@
 // The cluster's record of what every member understands (server/peer/cluster-features.ts): once a
-// leader has seen every member understand request ids, it records it (whether or not anything is
+// leader has seen every member understand request ids (and atomic system writes), it records it (whether or not anything is
 // written), and a later leader uses ids
 // though it has not heard from a member that is down - without the record, it would leave them out
 // until that member is back, and a write sent again would apply twice.
@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { peerFeatures } from "../../server/peer/peer-features.js";
 import { eventually } from "../support/eventually.js";
 import { call, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
@@ -45,7 +46,8 @@ it("a leader that has not heard from a member that is down uses request ids once
   // Nothing is written: the leader records the feature by itself once it has heard every member.
   await eventually(async () => {
     const recorded = await Promise.all(specs.map((spec) => recordedFeatures(spec.id)));
-    if (recorded.every((features) => features === 1)) return true;
+    if (recorded.every((features) => features === (peerFeatures.requestIds | peerFeatures.systemPutAll)))
+      return true;
     await new Promise((resolve) => setTimeout(resolve, 200));
     return false;
   }, 20_000);
