@@ -915,7 +915,6 @@ export class SecretStateMachine {
     }
   }
 
-  /** A system record's check-and-set: it must hold the value whose SHA-256 is `digest`. */
   private checkSystemValueSize(area: SystemArea, value: Uint8Array): void {
     if (value.length > this.limits.valueBytesMax + ciphertextOverheadBytes)
       throw new StateError("VALUE_TOO_LARGE", `a ${area} record of ${value.length} bytes exceeds the limit`);
@@ -940,6 +939,7 @@ export class SecretStateMachine {
     return { ok: true, version: null };
   }
 
+  /** A system record's check-and-set: it must hold the value whose SHA-256 is `digest`. */
   private async checkRecordDigest(area: SystemArea, name: string, digest: Uint8Array): Promise<void> {
     const current = await this.get(systemKey(area, name));
     if (current === undefined || !recordDigest(current).equals(digest)) {
