@@ -1,8 +1,9 @@
 // Handing leadership over before this node stops leading on purpose (shutdown, an operator's
 // seal): to the voter whose log is furthest along, so the cluster has a leader again at once
-// instead of after an election timeout.
+// instead of after an election timeout. And telling a leadership change from a failure.
 
-import type { RaftNode } from "../raft/node/index.js";
+import { NotLeaderError, RaftError } from "../raft/core/index.js";
+import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 
 /** If this node leads, transfers leadership and waits up to `waitMs` for it to move. */
 export async function handOverLeadership(raft: RaftNode<unknown>, waitMs: number): Promise<void> {
@@ -17,4 +18,18 @@ export async function handOverLeadership(raft: RaftNode<unknown>, waitMs: number
   while (Date.now() < deadline && raft.status().role === "leader") {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * Whether `error` says only that leadership moved while a proposal or read was on its way: this
+ * node no longer leads, dropped it in a change, lost the lead before it committed, or holds
+ * proposals during a transfer. The cluster goes on under its next leader; a leader's own task
+ * that failed so is not a fault to warn of.
+ */
+export function lostLeadership(error: unknown): boolean {
+  if (error instanceof NotLeaderError) return true;
+  if (error instanceof RaftError) return error.code === "TRANSFER_IN_PROGRESS";
+  if (error instanceof RaftNodeError)
+    return error.code === "PROPOSAL_DROPPED" || error.code === "LEADER_CHANGED";
+  return false;
 }

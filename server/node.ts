@@ -48,7 +48,7 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { LeaderPlacement } from "./leader-placement.js";
-import { handOverLeadership } from "./leadership.js";
+import { handOverLeadership, lostLeadership } from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
@@ -559,7 +559,12 @@ export class StrongroomNode {
       leadsAndServes,
       () => recordedFeatures.recordAgreed([peerFeatures.requestIds, peerFeatures.systemPutAll]),
       (error) =>
-        logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
+        lostLeadership(error)
+          ? logger.info(
+              { error: String(error) },
+              "recording the cluster's features stopped: the leadership moved",
+            )
+          : logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
     );
     featuresTask.start();
     undo.push(() => featuresTask.stop());
