@@ -18,13 +18,13 @@ async function oneMemberCluster(systemPutAllUsable: boolean) {
     state,
     systemPutAllUsable: () => systemPutAllUsable,
   });
-  return { records, state };
+  return records;
 }
 
 const text = (value: string) => new TextEncoder().encode(value);
 
 it("of two creations of one record at once, one writes it and the other is refused", async () => {
-  const { records } = await oneMemberCluster(true);
+  const records = await oneMemberCluster(true);
   const outcomes = await Promise.allSettled([
     records.create("pki", "ca", text("first CA")),
     records.create("pki", "ca", text("second CA")),
@@ -40,7 +40,7 @@ it("of two creations of one record at once, one writes it and the other is refus
 });
 
 it("until every member understands the check, refuses only what this node has applied", async () => {
-  const { records } = await oneMemberCluster(false);
+  const records = await oneMemberCluster(false);
   await records.create("pki", "ca", text("first CA"));
   await expect(records.create("pki", "ca", text("second CA"))).rejects.toMatchObject({
     code: "CAS_MISMATCH",
