@@ -604,7 +604,11 @@ export class RaftNode<Result> {
       snapshot,
       snapshot.meta.index - (this.options.retainEntries ?? defaults.retainEntries),
     );
-    await this.options.logStore.compact(offset);
+    // The last chunk of a leader's snapshot may have come in while this one was saved: the core
+    // then starts its log after the leader's, which the store has not installed yet (the next
+    // Ready does, and compacts). Compacted that far now, the store would have no snapshot under
+    // its log: refused, and the node stopped (a chaos run, membership-under-faults).
+    if (offset.index <= snapshot.meta.index) await this.options.logStore.compact(offset);
   }
 
   /**

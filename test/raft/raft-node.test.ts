@@ -101,6 +101,7 @@ type ClusterOptions = Pick<
   | "retainEntries"
   | "snapshotTransferHoldEntries"
   | "raft"
+  | "onFatal"
 >;
 
 /** A MemoryLogStore that keeps the index and size of every snapshot saved into it. */
@@ -600,6 +601,82 @@ describe("RaftNode", () => {
     // And the leader snapshots again once it is done.
     for (let i = 0; i < 25; i++) await leader.node.propose(bytes(`after${i}`));
     await waitFor("a newer snapshot", () => leader.node.status().firstIndex > sending + 1);
+  });
+
+  it("a follower whose own snapshot is being saved when the leader's arrives installs the leader's and goes on", async () => {
+    // The follower's store holds its snapshot saves until let go (a slow disk under its own).
+    class HeldSaveStore extends MemoryLogStore {
+      saving = 0;
+      private holding = false;
+      private letGoNow: () => void = () => {};
+      hold(): void {
+        this.holding = true;
+      }
+      letGo(): void {
+        this.holding = false;
+        this.letGoNow();
+      }
+      override async saveSnapshot(snapshot: Parameters<MemoryLogStore["saveSnapshot"]>[0]): Promise<void> {
+        if (this.holding) {
+          this.saving++;
+          await new Promise<void>((resolve) => {
+            this.letGoNow = resolve;
+          });
+        }
+        await super.saveSnapshot(snapshot);
+      }
+    }
+    // The leader's snapshot goes 64 bytes a chunk, all chunks sent at once, each 5 ms after the last.
+    const fatal: string[] = [];
+    const cluster = new TestCluster({
+      snapshotEveryEntries: 5,
+      retainEntries: 0,
+      raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 10_000 },
+      onFatal: (error) => fatal.push(error.message),
+    });
+    cluster.snapshotChunkDelayMs = 5;
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) {
+      const machine = new CapturingMachine();
+      machine.open();
+      await cluster.start(id, ids, new HeldSaveStore(), machine);
+    }
+    const leader = await cluster.leader();
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    const machine = follower.machine as CapturingMachine;
+    const store = follower.store as HeldSaveStore;
+    const value = (i: number) => `v${i}:${"x".repeat(60)}`;
+    for (let i = 0; i < 6; i++) await leader.node.propose(bytes(value(i)));
+    // The follower's next snapshot is captured, and read out only once the leader's is on its way.
+    machine.shut();
+    const captures = machine.captures;
+    let proposed = 6;
+    while (machine.captures === captures) await leader.node.propose(bytes(value(proposed++)));
+    cluster.network.isolate(follower.node.id);
+    const total = proposed + 30;
+    while (proposed < total) await leader.node.propose(bytes(value(proposed++)));
+    const leaderFirst = leader.node.status().firstIndex;
+    expect(leaderFirst).toBeGreaterThan(follower.node.status().lastIndex + 1);
+    store.hold();
+    cluster.network.heal();
+    await waitFor(
+      "the leader's snapshot to be on its way",
+      () => leader.node.status().progress.get(follower.node.id)?.state === "snapshot",
+    );
+    machine.open();
+    await waitFor("the follower's own snapshot to be saving", () => store.saving === 1);
+    await waitFor(
+      "the follower to take the leader's snapshot meanwhile",
+      () => follower.node.status().firstIndex >= leaderFirst,
+    );
+    store.letGo();
+    await waitFor(
+      "the follower to catch up, or to stop",
+      () => follower.machine.values.length === total || follower.node.isStopped(),
+    );
+    expect(fatal).toEqual([]);
+    expect(follower.machine.values).toEqual(Array.from({ length: total }, (_, i) => value(i)));
+    expect(follower.node.isStopped()).toBe(false);
   });
 
   it("reads a captured snapshot out off the loop: entries commit meanwhile, the saved one is the capture", async () => {
