@@ -19,10 +19,15 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
-import { readSnapshotChunkOf, SnapshotCollector } from "../node/log-store.js";
+import {
+  checkCompactable,
+  LogStoreError,
+  readSnapshotChunkOf,
+  SnapshotCollector,
+} from "../node/log-store.js";
 import { readEntriesOf } from "../node/memory-log-store.js";
 import { KvStateMachine } from "./kv-state-machine.js";
-import type { SafetyChecker } from "./safety-checker.js";
+import { type SafetyChecker, SafetyViolation } from "./safety-checker.js";
 
 export interface SimDisk {
   hardState: HardState;
@@ -64,6 +69,12 @@ export interface SimNodeOptions {
    * arrive before the leader's own copy is on disk.
    */
   readonly leaderWriteDelay: number;
+  /**
+   * Time units a node's own snapshot takes to save (0: at once). Meanwhile no Ready is handled, as
+   * RaftNode handles none while it awaits its log store, but the core is stepped and ticked: the
+   * last chunk of a leader's snapshot may come in.
+   */
+  readonly snapshotSaveDelay: number;
 }
 
 export class SimNode {
@@ -95,6 +106,8 @@ export class SimNode {
 
   /** A leader's Ready whose messages went out and whose write is in flight until `doneAt`. */
   private writing: { ready: Ready; doneAt: number } | null = null;
+  /** The node's own snapshot, being saved until `doneAt`. */
+  private saving: { snapshot: Snapshot; doneAt: number } | null = null;
   private softState: SoftState = { role: "follower", leader: null, term: 0 };
   private readonly proposals = new Map<number, { term: number; operation: number }>();
   private readonly reads = new Map<string, number>();
@@ -165,6 +178,7 @@ export class SimNode {
   crash(): number[] {
     this.core = null;
     this.writing = null;
+    this.saving = null;
     this.receiver.clear();
     this.crashAfterPersists = 0;
     const orphaned = [
@@ -209,7 +223,7 @@ export class SimNode {
   /** Runs Ready cycles until the core has nothing more to hand out (or a leader's write is in flight). */
   process(): void {
     let core = this.core;
-    while (this.writing === null && core?.hasReady()) {
+    while (this.writing === null && this.saving === null && core?.hasReady()) {
       const ready = core.ready();
       this.observeRole(core, ready.softState);
       // A leader's messages go out before its write, as RaftNode sends them (Ready.sendBeforePersist).
@@ -232,6 +246,16 @@ export class SimNode {
     if (writing === null || core === null || now < writing.doneAt) return;
     this.writing = null;
     if (this.complete(core, writing.ready)) this.process();
+  }
+
+  /** Finishes saving the node's own snapshot whose time has come, then goes on with the next Ready. */
+  finishSave(now: number): void {
+    const saving = this.saving;
+    const core = this.core;
+    if (saving === null || core === null || now < saving.doneAt) return;
+    this.saving = null;
+    this.saveSnapshot(core, saving.snapshot);
+    this.process();
   }
 
   /**
@@ -343,18 +367,53 @@ export class SimNode {
     const meta = core.snapshotMetaAtApplied();
     if (meta.index !== this.kv.applied) return;
     const snapshot: Snapshot = { meta, data: this.kv.snapshot() };
+    if (this.options.snapshotSaveDelay > 0) {
+      this.saving = { snapshot, doneAt: this.hooks.now() + this.options.snapshotSaveDelay };
+      return;
+    }
+    this.saveSnapshot(core, snapshot);
+  }
+
+  /**
+   * Records the snapshot on the disk and compacts as RaftNode does: the disk no further than the
+   * snapshot just saved (the core may have taken a leader's meanwhile, which the next Ready
+   * installs). Compacted past its snapshot, a log store refuses (checkCompactable) and the node stops.
+   */
+  private saveSnapshot(core: RaftCore, snapshot: Snapshot): void {
+    const { meta } = snapshot;
     this.disk.snapshot = snapshot;
     // As the log stores do: a snapshot holds only committed entries, and the stored commit index
     // (written only beside other writes) may lag it.
     if (this.disk.hardState.commit < meta.index)
       this.disk.hardState = { ...this.disk.hardState, commit: meta.index };
     const offset = core.compact(snapshot, meta.index - this.options.retainEntries);
-    const drop = offset.index - this.disk.offset.index;
-    if (drop > 0) {
-      this.disk.entries = this.disk.entries.slice(drop);
-      this.disk.offset = offset;
+    if (offset.index <= meta.index) this.compactDisk(offset);
+    this.hooks.trace(
+      `${this.id} took snapshot at ${meta.index}, log now from ${this.disk.offset.index + 1} (core: ${offset.index + 1})`,
+    );
+  }
+
+  /** Drops the disk's entries through `offset` as a log store does: never past its snapshot. */
+  private compactDisk(offset: LogOffset): void {
+    const { disk } = this;
+    if (offset.index <= disk.offset.index) return;
+    try {
+      checkCompactable(
+        {
+          offset: disk.offset.index,
+          last: disk.offset.index + disk.entries.length,
+          snapshotIndex: disk.snapshot?.meta.index ?? 0,
+        },
+        offset,
+        disk.entries[offset.index - disk.offset.index - 1]?.term,
+      );
+    } catch (error) {
+      if (!(error instanceof LogStoreError)) throw error;
+      // A real node stops here (a refused compaction is fatal): as broken as an invariant.
+      throw new SafetyViolation("invariant", `${this.id}'s disk refused a compaction: ${error.message}`);
     }
-    this.hooks.trace(`${this.id} took snapshot at ${meta.index}, log now from ${offset.index + 1}`);
+    disk.entries = disk.entries.slice(offset.index - disk.offset.index);
+    disk.offset = offset;
   }
 
   private observeRole(core: RaftCore, current: SoftState): void {

@@ -185,12 +185,15 @@ class Simulation {
     this.removedLeftRunning = parameters.pick([false, true]);
     // How long a leader's own log write takes, its appends already sent (0: at once).
     const leaderWriteDelay = parameters.pick([0, 2, 6]);
+    // How long a node's own snapshot takes to save, Readys held meanwhile (0: at once).
+    const snapshotSaveDelay = parameters.pick([0, 3, 12]);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
       snapshotEveryEntries,
       retainEntries,
       leaderWriteDelay,
+      snapshotSaveDelay,
     };
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
@@ -205,7 +208,7 @@ class Simulation {
         `follower catch-up bytes in memory ${followerCatchUpBytesMax}, ` +
         `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}, ` +
         `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}, ` +
-        `leader write delay ${leaderWriteDelay}`,
+        `leader write delay ${leaderWriteDelay}, snapshot save delay ${snapshotSaveDelay}`,
     );
   }
 
@@ -247,6 +250,7 @@ class Simulation {
       node.step(message);
     }
     for (const node of this.nodes.values()) node.finishWrite(this.now);
+    for (const node of this.nodes.values()) node.finishSave(this.now);
     for (const node of this.nodes.values()) {
       if (this.now < node.nextTickAt) continue;
       node.nextTickAt += node.tickInterval;
