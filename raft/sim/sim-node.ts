@@ -359,6 +359,7 @@ export class SimNode {
   }
 
   private maybeSnapshot(core: RaftCore): void {
+    if (this.saving !== null) return; // One at a time, as RaftNode takes them.
     const snapshotIndex = this.disk.snapshot?.meta.index ?? 0;
     if (this.kv.applied - snapshotIndex < this.options.snapshotEveryEntries) return;
     // As RaftNode does (with its default bound): none while a snapshot is sent to a follower.
