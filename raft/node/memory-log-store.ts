@@ -132,17 +132,9 @@ export class MemoryLogStore implements LogStore {
 
   async compact(offset: LogOffset): Promise<void> {
     this.assertOpen();
-    if (offset.index <= this.offset.index) return;
-    checkCompactable(
-      {
-        offset: this.offset.index,
-        last: this.offset.index + this.entries.length,
-        snapshotIndex: this.snapshot?.meta.index ?? 0,
-      },
-      offset,
-      this.entries[offset.index - this.offset.index - 1]?.term,
-    );
-    this.entries = this.entries.slice(offset.index - this.offset.index);
+    const kept = compactedEntriesOf(this.offset, this.entries, this.snapshot?.meta.index ?? 0, offset);
+    if (kept === null) return;
+    this.entries = kept;
     this.offset = offset;
   }
 
@@ -160,6 +152,26 @@ export class MemoryLogStore implements LogStore {
   private assertOpen(): void {
     if (this.closed) throw new LogStoreError("the log store is closed");
   }
+}
+
+/**
+ * The entries left once a log held in memory as an array after `offset` is compacted through
+ * `through` (null: nothing to drop); refused as every log store refuses (checkCompactable: not
+ * past the snapshot at `snapshotIndex` nor the last entry). The simulators' disks compact with it too.
+ */
+export function compactedEntriesOf(
+  offset: LogOffset,
+  entries: readonly Entry[],
+  snapshotIndex: number,
+  through: LogOffset,
+): Entry[] | null {
+  if (through.index <= offset.index) return null;
+  checkCompactable(
+    { offset: offset.index, last: offset.index + entries.length, snapshotIndex },
+    through,
+    entries[through.index - offset.index - 1]?.term,
+  );
+  return entries.slice(through.index - offset.index);
 }
 
 /**

@@ -19,13 +19,8 @@ import {
   type Snapshot,
   type SoftState,
 } from "../core/index.js";
-import {
-  checkCompactable,
-  LogStoreError,
-  readSnapshotChunkOf,
-  SnapshotCollector,
-} from "../node/log-store.js";
-import { readEntriesOf } from "../node/memory-log-store.js";
+import { LogStoreError, readSnapshotChunkOf, SnapshotCollector } from "../node/log-store.js";
+import { compactedEntriesOf, readEntriesOf } from "../node/memory-log-store.js";
 import { KvStateMachine } from "./kv-state-machine.js";
 import { type SafetyChecker, SafetyViolation } from "./safety-checker.js";
 
@@ -397,23 +392,16 @@ export class SimNode {
   /** Drops the disk's entries through `offset` as a log store does: never past its snapshot. */
   private compactDisk(offset: LogOffset): void {
     const { disk } = this;
-    if (offset.index <= disk.offset.index) return;
+    let kept: Entry[] | null;
     try {
-      checkCompactable(
-        {
-          offset: disk.offset.index,
-          last: disk.offset.index + disk.entries.length,
-          snapshotIndex: disk.snapshot?.meta.index ?? 0,
-        },
-        offset,
-        disk.entries[offset.index - disk.offset.index - 1]?.term,
-      );
+      kept = compactedEntriesOf(disk.offset, disk.entries, disk.snapshot?.meta.index ?? 0, offset);
     } catch (error) {
       if (!(error instanceof LogStoreError)) throw error;
       // A real node stops here (a refused compaction is fatal): as broken as an invariant.
       throw new SafetyViolation("invariant", `${this.id}'s disk refused a compaction: ${error.message}`);
     }
-    disk.entries = disk.entries.slice(offset.index - disk.offset.index);
+    if (kept === null) return;
+    disk.entries = kept;
     disk.offset = offset;
   }
 
