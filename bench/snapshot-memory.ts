@@ -18,6 +18,7 @@ import { ClusterClient, ClusterService, type SnapshotChunk } from "../proto/gen/
 import type { Entry, Message, SnapshotMeta } from "../raft/core/index.js";
 import { collectParts, InProcessNetwork, RaftNode } from "../raft/node/index.js";
 import { saveSnapshotHandler } from "../server/api/snapshot-handlers.js";
+import { ClusterSetupLock } from "../server/cluster-setup-lock.js";
 import type { ReadBarrier } from "../server/read-barrier.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { SegmentLogStore } from "../storage/raft-log/segment-log-store.js";
@@ -254,6 +255,8 @@ async function benchBackupMemory(
     stagingDirectory: join(directory, "restore"),
     reads: { wait: async () => {} } as unknown as ReadBarrier,
     timeoutMs: 10_000,
+    systemPutAllUsable: () => true,
+    setupLock: new ClusterSetupLock(),
   });
   const server = new Server();
   server.addService(ClusterService, {

@@ -38,6 +38,7 @@ import { sysMethods } from "./api/sys-api.js";
 import { watchHandler } from "./api/watch-handler.js";
 import { AuditTrail } from "./audit/audit-trail.js";
 import { type ClientListener, startClientListener } from "./client-listener.js";
+import { ClusterSetupLock } from "./cluster-setup-lock.js";
 import type { NodeConfig } from "./config.js";
 import { NodeError } from "./errors.js";
 import { Executor } from "./executor.js";
@@ -624,6 +625,8 @@ export class StrongroomNode {
         authorizer.require(await authorizer.caller(context), `sys/pki/issue/${role}`, "update");
       },
     });
+    const systemPutAllUsable = () => recordedFeatures.usable(peerFeatures.systemPutAll);
+    const setupLock = new ClusterSetupLock();
     const sys = sysMethods({
       nodeId: config.nodeId,
       raft: raftNode,
@@ -632,7 +635,8 @@ export class StrongroomNode {
       reads,
       shareAttemptTimeoutMs: config.seal.shareAttemptTimeoutMs,
       issueRootToken: (createdBy) => accessApi.issueRootToken(createdBy),
-      systemPutAllUsable: () => recordedFeatures.usable(peerFeatures.systemPutAll),
+      systemPutAllUsable,
+      setupLock,
     });
     const cluster = clusterMethods({
       nodeId: config.nodeId,
@@ -690,6 +694,8 @@ export class StrongroomNode {
       stagingDirectory: restoreStagingDirectory,
       reads,
       timeoutMs: config.requests.timeoutMs,
+      systemPutAllUsable,
+      setupLock,
     };
     const byPath = new Map<string, AnyApiMethod>(
       [secrets, sys, cluster, access, pki, leases].flatMap((table) =>

@@ -4,9 +4,10 @@
 // the root key, the seal record. A save streams it from a LevelDB snapshot without holding it
 // whole (read twice: once for its size and digest, once to send). A restore writes what it
 // receives (up to requests.snapshotBytesMax) to a file until the digest in the last chunk is
-// checked, then proposes its records in batches into a new, uninitialized cluster, the seal
-// record last (until it applies, the cluster stays uninitialized, so an interrupted restore can
-// simply be run again). Member addresses are not restored: the new cluster's own are kept.
+// checked, then proposes its records in batches into a new, uninitialized cluster, the keyring
+// first and the seal record last (until it applies, the cluster stays uninitialized, so an
+// interrupted restore can simply be run again). Member addresses are not restored: the new
+// cluster's own are kept.
 //
 // Revisions are Raft indexes (plus an offset), and the new cluster's log starts again from 1. So
 // the restore gives the new cluster a revision offset that puts its revisions above the saved
@@ -31,6 +32,7 @@ import {
   checkSnapshot,
   decodeSnapshot,
   encodeCommand,
+  isSystemRecordKey,
   requestRecordKind,
   revisionOffsetOf,
   revisionOffsetRecord,
@@ -38,9 +40,11 @@ import {
   type SnapshotRecord,
   StateError,
   systemAreaOfKey,
+  systemRecordName,
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import type { ClientStreamHandler, ServerStreamHandler } from "../client-listener.js";
+import type { ClusterSetupLock } from "../cluster-setup-lock.js";
 import { NodeError, toServiceError } from "../errors.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -62,7 +66,17 @@ export interface SnapshotParts {
   readonly reads: ReadBarrier;
   /** How long the read barrier before a save may wait (for a leader, say). */
   readonly timeoutMs: number;
+  /** Whether this leader may propose `sys.putAll` (every member understands it). */
+  readonly systemPutAllUsable: () => boolean;
+  /** Shared with init: one of them at a time on this node. */
+  readonly setupLock: ClusterSetupLock;
 }
+
+/** What a restore uses of the node. */
+export type RestoreParts = Pick<
+  SnapshotParts,
+  "raft" | "state" | "keeper" | "systemPutAllUsable" | "setupLock"
+>;
 
 export function saveSnapshotHandler(
   parts: SnapshotParts,
@@ -195,7 +209,15 @@ export function restoreSnapshotHandler(
       if (answered) return;
       // "end" may come while the last chunk is still being written.
       writing
-        .then(() => restore(parts, file))
+        .then(() => {
+          if (!file.matches()) {
+            throw new NodeError(
+              "INVALID_ARGUMENT",
+              "the snapshot is incomplete or damaged: its SHA-256 does not match",
+            );
+          }
+          return restoreSnapshot(parts, () => file.read());
+        })
         .then((response) => {
           if (answered) return;
           answered = true;
@@ -269,13 +291,24 @@ class StagedRestore {
   }
 }
 
-async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<RestoreSnapshotResponse> {
-  if (!staged.matches()) {
-    throw new NodeError(
-      "INVALID_ARGUMENT",
-      "the snapshot is incomplete or damaged: its SHA-256 does not match",
-    );
-  }
+/**
+ * Restores a snapshot (whose digest was checked) into this new cluster; `read` gives its bytes
+ * from the start each time it is called. The keyring goes first, in an entry applied only while no
+ * seal record exists, and the seal record last: an init that commits before the keyring leaves the
+ * restore writing nothing, and one that comes after it is refused (sys-api.ts), so neither's
+ * keyring can replace the other's under a seal record that does not unwrap it.
+ */
+export function restoreSnapshot(
+  parts: RestoreParts,
+  read: () => AsyncIterable<Uint8Array>,
+): Promise<RestoreSnapshotResponse> {
+  return parts.setupLock.run("a snapshot restore", () => restoreAlone(parts, read));
+}
+
+async function restoreAlone(
+  parts: RestoreParts,
+  read: () => AsyncIterable<Uint8Array>,
+): Promise<RestoreSnapshotResponse> {
   const raft = parts.raft();
   await raft.readIndex();
   if (parts.keeper.initialized()) {
@@ -284,16 +317,27 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
       "a snapshot is restored into a new cluster only (this one is initialized)",
     );
   }
-  // Every chunk checked before anything is proposed; then read again, a chunk at a time, so the
-  // records are never all decoded at once.
-  await checkSnapshot(staged.read());
-  const { appliedIndex: savedIndex, chunks: decoded } = await decodeSnapshot(staged.read());
+  const isKeyring = (record: SnapshotRecord) => isSystemRecordKey(record.key, wellKnownRecords.keyring);
   const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
-  const sealRecords: SnapshotRecord[] = [];
+  // Every chunk checked before anything is proposed, the keyring and the seal record kept; then
+  // read again, a chunk at a time, so the records are never all decoded at once.
+  const { kept } = await checkSnapshot(read(), (record) => isKeyring(record) || isSeal(record));
+  const keyring = kept.find(isKeyring);
+  const sealRecords = kept.filter(isSeal);
+  if (keyring === undefined || sealRecords.length === 0) {
+    throw new NodeError(
+      "INVALID_ARGUMENT",
+      "the snapshot has no keyring or no seal record: it was not saved from an initialized cluster",
+    );
+  }
+  let revision = 0;
+  // Until every member understands sys.putAll (a rolling upgrade), the keyring goes with the rest.
+  const keyringFirst = parts.systemPutAllUsable();
+  if (keyringFirst) revision = await proposeKeyring(parts, keyring);
+  const { appliedIndex: savedIndex, chunks: decoded } = await decodeSnapshot(read());
   // The saved cluster's own offset, when it was itself restored from a backup.
   let savedOffset = 0;
-  let revision = 0;
-  let records = 0;
+  let records = keyringFirst ? 1 : 0;
   let batch: SnapshotRecord[] = [];
   let batchBytes = 0;
   const propose = async () => {
@@ -316,12 +360,10 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
         savedOffset = offset;
         continue;
       }
+      if (keyringFirst && isKeyring(record)) continue;
       records += 1;
       // The seal record goes alone and last: the cluster counts as initialized once it applies.
-      if (isSeal(record)) {
-        sealRecords.push(record);
-        continue;
-      }
+      if (isSeal(record)) continue;
       batch.push(record);
       batchBytes += record.key.length + record.value.length;
       if (batchBytes >= loadBatchBytes) await propose();
@@ -337,4 +379,27 @@ async function restore(parts: SnapshotParts, staged: StagedRestore): Promise<Res
   }
   await parts.keeper.reload();
   return { records, revision };
+}
+
+/** The restore's first entry: its keyring, applied only while the cluster has no seal record. */
+async function proposeKeyring(parts: RestoreParts, keyring: SnapshotRecord): Promise<number> {
+  const { index, result } = await parts.raft().propose(
+    encodeCommand({
+      op: "sys.putAll",
+      path: "",
+      records: [{ ...systemRecordName(wellKnownRecords.keyring), value: keyring.value }],
+      ifAbsent: [systemRecordName(wellKnownRecords.seal)],
+      at: Date.now(),
+    }),
+  );
+  if (result !== null && !result.ok) {
+    if (result.code === "CAS_MISMATCH") {
+      throw new NodeError(
+        "ALREADY_INITIALIZED",
+        "an init committed first: the cluster is initialized and nothing was restored",
+      );
+    }
+    throw new StateError(result.code, result.message);
+  }
+  return parts.state.revisionOf(index);
 }

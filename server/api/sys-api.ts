@@ -46,14 +46,15 @@ import {
   type SecretStateMachine,
   StateError,
   type SystemArea,
-  type SystemRecordName,
   type SystemRecordPut,
+  systemRecordName,
   wellKnownRecords,
 } from "../../storage/state/index.js";
 import { accessAreas, encodeRecord, rootTokenRecord } from "../access/access-records.js";
 import { deriveTokenKey, newAccessor, newToken, tokenHash } from "../access/token-ids.js";
 import { hashSensitive } from "../audit/audit-chain.js";
 import { deriveAuditKey } from "../audit/audit-trail.js";
+import type { ClusterSetupLock } from "../cluster-setup-lock.js";
 import { NodeError } from "../errors.js";
 import { handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
@@ -66,6 +67,10 @@ import { requireServing } from "./secrets-api.js";
 /** Tries of a keyring rotation that other rotations keep committing ahead of. */
 const keyringRotationAttempts = 5;
 
+/** Init's refusal where a restore wrote its keyring (its first entry) and not its seal record. */
+const unfinishedRestore =
+  "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again";
+
 export interface SysApiParts {
   readonly nodeId: string;
   readonly raft: () => RaftNode<ApplyResult | null>;
@@ -77,6 +82,8 @@ export interface SysApiParts {
   readonly issueRootToken: (createdBy: string) => Promise<string>;
   /** Whether this leader may propose `sys.putAll` (every member understands it). */
   readonly systemPutAllUsable: () => boolean;
+  /** Shared with the snapshot restore: one of them at a time on this node. */
+  readonly setupLock: ClusterSetupLock;
 }
 
 export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
@@ -130,7 +137,6 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
 }
 
 class SysApi {
-  private initializing = false;
   private readonly rekeyCollector: ShareCollector;
   private rekeyTarget: SealShareOptions | null = null;
   private readonly migrationCollector: ShareCollector;
@@ -167,61 +173,62 @@ class SysApi {
     };
   }
 
-  async init(request: InitRequest, context: RequestContext): Promise<InitResponse> {
-    if (this.initializing)
-      throw new NodeError("ALREADY_INITIALIZED", "an init is already running on the leader");
-    this.initializing = true;
+  init(request: InitRequest, context: RequestContext): Promise<InitResponse> {
+    return this.parts.setupLock.run("an init", () => this.initAlone(request, context));
+  }
+
+  private async initAlone(request: InitRequest, context: RequestContext): Promise<InitResponse> {
+    // A linearizable look at the state: no seal record may exist, on any node, and no keyring
+    // (a restore writes its keyring first and its seal record last).
+    await this.parts.raft().readIndex();
+    if (this.parts.keeper.initialized())
+      throw new NodeError("ALREADY_INITIALIZED", "the cluster is already initialized");
+    const { keyring: keyringRecord } = wellKnownRecords;
+    if ((await this.parts.state.systemRecord(keyringRecord.area, keyringRecord.name)) !== null)
+      throw new NodeError("ALREADY_INITIALIZED", unfinishedRestore);
+    const options: SealInitOptions = {
+      ...(hasShares(request.shamir) ? { shamir: shareOptions(request.shamir) } : {}),
+      ...(request.hsm
+        ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: request.generateHsmKey } }
+        : {}),
+      ...(hasShares(request.recovery) ? { recovery: shareOptions(request.recovery) } : {}),
+    };
+    const result = await initializeSeal(options);
+    const keyring = Keyring.create(Date.now());
+    const rootToken = newToken();
+    let wrappedKeyring: Uint8Array;
+    let rootTokenName: string;
+    let sealedRootToken: Uint8Array;
     try {
-      // A linearizable look at the state: no seal record may exist, on any node.
-      await this.parts.raft().readIndex();
-      if (this.parts.keeper.initialized())
-        throw new NodeError("ALREADY_INITIALIZED", "the cluster is already initialized");
-      const options: SealInitOptions = {
-        ...(hasShares(request.shamir) ? { shamir: shareOptions(request.shamir) } : {}),
-        ...(request.hsm
-          ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: request.generateHsmKey } }
-          : {}),
-        ...(hasShares(request.recovery) ? { recovery: shareOptions(request.recovery) } : {}),
-      };
-      const result = await initializeSeal(options);
-      const keyring = Keyring.create(Date.now());
-      const rootToken = newToken();
-      let wrappedKeyring: Uint8Array;
-      let rootTokenName: string;
-      let sealedRootToken: Uint8Array;
-      try {
-        wrappedKeyring = wrapKeyring(keyring, result.rootKey);
-        // The root token's record, encrypted with the new keyring like every access record.
-        const tokenKey = deriveTokenKey(result.rootKey);
-        rootTokenName = tokenHash(tokenKey, rootToken);
-        tokenKey.fill(0);
-        const barrier = new Barrier();
-        barrier.unseal(keyring);
-        sealedRootToken = barrier.encrypt(
-          barrierContext(accessAreas.token, rootTokenName),
-          encodeRecord(rootTokenRecord(context.identity, newAccessor(), Date.now())),
-        );
-      } finally {
-        keyring.zero();
-        result.rootKey.fill(0);
-      }
-      await this.putInitRecords([
-        { ...nameOf(wellKnownRecords.keyring), value: wrappedKeyring },
-        { area: accessAreas.token, path: rootTokenName, value: sealedRootToken },
-        { ...nameOf(wellKnownRecords.seal), value: encodeSealRecord(result.record) },
-      ]);
-      await this.parts.keeper.reload();
-      return {
-        unsealShares: [...(result.unsealShares?.shares ?? [])],
-        unsealThreshold: result.unsealShares?.threshold ?? 0,
-        recoveryShares: [...(result.recoveryShares?.shares ?? [])],
-        recoveryThreshold: result.recoveryShares?.threshold ?? 0,
-        sharesEncrypted: result.unsealShares?.encrypted ?? result.recoveryShares?.encrypted ?? false,
-        rootToken,
-      };
+      wrappedKeyring = wrapKeyring(keyring, result.rootKey);
+      // The root token's record, encrypted with the new keyring like every access record.
+      const tokenKey = deriveTokenKey(result.rootKey);
+      rootTokenName = tokenHash(tokenKey, rootToken);
+      tokenKey.fill(0);
+      const barrier = new Barrier();
+      barrier.unseal(keyring);
+      sealedRootToken = barrier.encrypt(
+        barrierContext(accessAreas.token, rootTokenName),
+        encodeRecord(rootTokenRecord(context.identity, newAccessor(), Date.now())),
+      );
     } finally {
-      this.initializing = false;
+      keyring.zero();
+      result.rootKey.fill(0);
     }
+    await this.putInitRecords([
+      { ...systemRecordName(wellKnownRecords.keyring), value: wrappedKeyring },
+      { area: accessAreas.token, path: rootTokenName, value: sealedRootToken },
+      { ...systemRecordName(wellKnownRecords.seal), value: encodeSealRecord(result.record) },
+    ]);
+    await this.parts.keeper.reload();
+    return {
+      unsealShares: [...(result.unsealShares?.shares ?? [])],
+      unsealThreshold: result.unsealShares?.threshold ?? 0,
+      recoveryShares: [...(result.recoveryShares?.shares ?? [])],
+      recoveryThreshold: result.recoveryShares?.threshold ?? 0,
+      sharesEncrypted: result.unsealShares?.encrypted ?? result.recoveryShares?.encrypted ?? false,
+      rootToken,
+    };
   }
 
   async rekey(request: RekeyRequest): Promise<RekeyResponse> {
@@ -417,11 +424,12 @@ class SysApi {
   /**
    * Writes init's records: the keyring and the root token before the seal record, since a cluster
    * counts as initialized once the seal record is applied and they must be there by then. In one
-   * entry, applied only while no seal record exists, once every member understands it: of two
-   * inits at once (sent to two leaders across a leadership change, past the readIndex check
-   * above), one writes all three and the other nothing. As separate puts, the second init's
+   * entry, applied only while no seal record and no keyring exists, once every member understands
+   * it: of two inits at once (sent to two leaders across a leadership change, past the readIndex
+   * check above), one writes all three and the other nothing. As separate puts, the second init's
    * keyring could land before the first's seal record, whose root key does not unwrap it: a
-   * cluster no share unseals. Until then (a member not heard from yet) they go as separate puts.
+   * cluster no share unseals. A restore's keyring, its first entry, refuses an init the same way.
+   * Until then (a member not heard from yet) they go as separate puts.
    */
   private async putInitRecords(records: readonly SystemRecordPut[]): Promise<void> {
     if (!this.parts.systemPutAllUsable()) {
@@ -433,7 +441,7 @@ class SysApi {
         op: "sys.putAll",
         path: "",
         records,
-        ifAbsent: [nameOf(wellKnownRecords.seal)],
+        ifAbsent: [systemRecordName(wellKnownRecords.seal), systemRecordName(wellKnownRecords.keyring)],
         at: Date.now(),
       }),
     );
@@ -441,7 +449,7 @@ class SysApi {
     if (result.code === "CAS_MISMATCH")
       throw new NodeError(
         "ALREADY_INITIALIZED",
-        "the cluster was initialized by another init that committed first: this one wrote nothing, and its shares and root token are void",
+        "the cluster was initialized by another init or a snapshot restore that committed first: this one wrote nothing, and its shares and root token are void",
       );
     throw new StateError(result.code, result.message);
   }
@@ -483,10 +491,6 @@ class SysApi {
     if (result !== null && !result.ok) throw new StateError(result.code, result.message);
     return this.parts.state.revisionOf(index);
   }
-}
-
-function nameOf(record: { readonly area: SystemArea; readonly name: string }): SystemRecordName {
-  return { area: record.area, path: record.name };
 }
 
 function hasShares(options: ShareOptions | undefined): options is ShareOptions {

@@ -170,6 +170,14 @@ export interface SystemRecordName {
   readonly path: string;
 }
 
+/** A well-known record's name as commands carry it. */
+export function systemRecordName(record: {
+  readonly area: SystemArea;
+  readonly name: string;
+}): SystemRecordName {
+  return { area: record.area, path: record.name };
+}
+
 /** One record of a `sys.putAll`: its value as a `sys.put` carries it. */
 export interface SystemRecordPut extends SystemRecordName {
   readonly value: Uint8Array;

@@ -16,6 +16,7 @@ export {
   type SystemRecordPut,
   systemAreas,
   systemPutAllRecordsMax,
+  systemRecordName,
   wellKnownRecords,
 } from "./commands.js";
 export { StateError, type StateErrorCode } from "./errors.js";
@@ -32,6 +33,7 @@ export { RaftSecretStateMachine } from "./raft-state-machine.js";
 export {
   type ApplyResult,
   type HeldSnapshot,
+  isSystemRecordKey,
   recordDigest,
   revisionOffsetOf,
   revisionOffsetRecord,

@@ -623,7 +623,7 @@ export class SecretStateMachine {
    * bad, then again to write it a chunk at a time. The whole snapshot is never in memory.
    */
   async restore(read: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
-    const checkedIndex = await checkSnapshot(read());
+    const { appliedIndex: checkedIndex } = await checkSnapshot(read());
     await this.settle();
     this.metadataCache.clear();
     await writeBatch(this.db, [{ type: "put", key: restoringKey, value: Uint8Array.of(1) }], synced);
@@ -1319,6 +1319,11 @@ export function recordDigest(value: Uint8Array): Buffer {
 export function systemAreaOfKey(key: Uint8Array): SystemArea | null {
   if (key[0] !== systemKind) return null;
   return systemAreas[key[1] ?? -1] ?? null;
+}
+
+/** Whether a stored key is that of the system record `record`. */
+export function isSystemRecordKey(key: Uint8Array, record: { area: SystemArea; name: string }): boolean {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).equals(systemKey(record.area, record.name));
 }
 
 function systemKey(area: SystemArea, name: string): Uint8Array {

@@ -101,13 +101,21 @@ export async function decodeSnapshot(
   return { appliedIndex, chunks: chunks() };
 }
 
-/** Reads the whole snapshot through, checking every chunk, and answers its applied index. */
+/**
+ * Reads the whole snapshot through, checking every chunk, and answers its applied index and a copy
+ * of the records `keep` picks (a few: they are held until the caller is done).
+ */
 export async function checkSnapshot(
   parts: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-): Promise<number> {
+  keep: (record: SnapshotRecord) => boolean = () => false,
+): Promise<{ appliedIndex: number; kept: SnapshotRecord[] }> {
   const { appliedIndex, chunks } = await decodeSnapshot(parts);
-  for await (const _records of chunks);
-  return appliedIndex;
+  const kept: SnapshotRecord[] = [];
+  for await (const records of chunks) {
+    for (const record of records)
+      if (keep(record)) kept.push({ key: Uint8Array.from(record.key), value: Uint8Array.from(record.value) });
+  }
+  return { appliedIndex, kept };
 }
 
 function fail(why: string): never {
