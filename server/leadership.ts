@@ -33,3 +33,13 @@ export function lostLeadership(error: unknown): boolean {
     return error.code === "PROPOSAL_DROPPED" || error.code === "LEADER_CHANGED";
   return false;
 }
+
+/**
+ * How a leader's periodic task logs a failure: at info when the leadership moved under it (the
+ * next leader does the work), at warn otherwise. `what` names the task: "a rotation".
+ */
+export function leaderTaskFailure(what: string, error: unknown): { level: "info" | "warn"; message: string } {
+  return lostLeadership(error)
+    ? { level: "info", message: `${what} stopped: the leadership moved` }
+    : { level: "warn", message: `${what} failed; retrying` };
+}

@@ -49,7 +49,7 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { LeaderPlacement } from "./leader-placement.js";
-import { handOverLeadership, lostLeadership } from "./leadership.js";
+import { handOverLeadership, leaderTaskFailure } from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
@@ -459,6 +459,10 @@ export class StrongroomNode {
       ],
     });
     // The leader's lifecycle sweeps act only while this node leads and can decrypt.
+    const leaderTaskFailed = (what: string, fields: Record<string, unknown>, error: unknown) => {
+      const { level, message } = leaderTaskFailure(what, error);
+      logger[level]({ ...fields, error: error instanceof Error ? error.message : String(error) }, message);
+    };
     const leadsAndServes = () =>
       raftNode().status().role === "leader" && keeper.initialized() && !keeper.sealed();
     const rotator = new Rotator(
@@ -468,8 +472,7 @@ export class StrongroomNode {
         barrier,
         serving: leadsAndServes,
         registry,
-        onFailure: (path, reason) =>
-          logger.warn({ path, reason }, "a rotation failed; retrying with backoff"),
+        onFailure: (path, error) => leaderTaskFailed("a rotation", { path }, error),
         // An x509 generator's certificate: issued under its role, a lease of the secret's.
         issueCertificate: async (path, spec) => {
           const issued = await pkiEngine.issue(spec.role, spec.commonName, spec.dnsNames, spec.ttlMs);
@@ -487,8 +490,7 @@ export class StrongroomNode {
         state,
         serving: leadsAndServes,
         registry,
-        onError: (path, reason) =>
-          logger.warn({ path, reason }, "erasing an expired secret failed; retrying"),
+        onError: (path, error) => leaderTaskFailed("erasing an expired secret", { path }, error),
       },
       config.rotation,
     );
@@ -519,7 +521,7 @@ export class StrongroomNode {
       async () => {
         placement.check();
       },
-      (error) => logger.warn({ error: String(error) }, "leader placement check failed"),
+      (error) => leaderTaskFailed("the leader placement check", {}, error),
     );
     placementTask.start();
     undo.push(() => placementTask.stop());
@@ -559,13 +561,7 @@ export class StrongroomNode {
       featuresRecordEveryMs,
       leadsAndServes,
       () => recordedFeatures.recordAgreed([peerFeatures.requestIds, peerFeatures.systemPutAll]),
-      (error) =>
-        lostLeadership(error)
-          ? logger.info(
-              { error: String(error) },
-              "recording the cluster's features stopped: the leadership moved",
-            )
-          : logger.warn({ error: String(error) }, "recording the cluster's features failed; trying again"),
+      (error) => leaderTaskFailed("recording the cluster's features", {}, error),
     );
     featuresTask.start();
     undo.push(() => featuresTask.stop());
@@ -665,8 +661,7 @@ export class StrongroomNode {
         tokens: accessApi,
         serving: leadsAndServes,
         registry,
-        onError: (what, reason) =>
-          logger.warn({ lease: what, reason }, "a lease sweep step failed; retrying"),
+        onError: (what, error) => leaderTaskFailed("a lease sweep step", { lease: what }, error),
       },
       config.leases,
     );

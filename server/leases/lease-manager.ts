@@ -39,7 +39,7 @@ export interface LeaseManagerParts {
   /** Whether this node may sweep now: it leads, and it is initialized and unsealed. */
   readonly serving: () => boolean;
   readonly registry: Registry;
-  readonly onError?: (what: string, reason: string) => void;
+  readonly onError?: (what: string, error: unknown) => void;
   readonly now?: () => number;
 }
 
@@ -103,7 +103,7 @@ export class LeaseManager {
       limits.sweepMs,
       parts.serving,
       () => this.sweep(),
-      (error) => parts.onError?.("sweep", error instanceof Error ? error.message : String(error)),
+      (error) => parts.onError?.("sweep", error),
     );
     this.revoked = new Counter({
       name: "strongroom_leases_revoked_total",
@@ -279,7 +279,7 @@ export class LeaseManager {
         done++;
       } catch (error) {
         if (!(error instanceof StateError && ["CAS_MISMATCH", "NOT_FOUND"].includes(error.code))) {
-          this.parts.onError?.(lease.id, error instanceof Error ? error.message : String(error));
+          this.parts.onError?.(lease.id, error);
           return;
         }
       }
@@ -287,7 +287,7 @@ export class LeaseManager {
     if (now - this.crlTidiedAt < crlTidyEveryMs) return;
     this.crlTidiedAt = now;
     await this.parts.pki.tidyCrl().catch((error: unknown) => {
-      this.parts.onError?.("crl", error instanceof Error ? error.message : String(error));
+      this.parts.onError?.("crl", error);
     });
   }
 }

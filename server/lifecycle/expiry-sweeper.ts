@@ -20,7 +20,7 @@ export interface ExpirySweeperParts {
   /** Whether this node may clean up now: it leads, and it is initialized and unsealed. */
   readonly serving: () => boolean;
   readonly registry: Registry;
-  readonly onError?: (path: string, reason: string) => void;
+  readonly onError?: (path: string, error: unknown) => void;
 }
 
 export class ExpirySweeper {
@@ -35,7 +35,7 @@ export class ExpirySweeper {
       options.sweepMs,
       parts.serving,
       () => this.sweep(),
-      (error) => parts.onError?.("(sweep)", error instanceof Error ? error.message : String(error)),
+      (error) => parts.onError?.("(sweep)", error),
     );
     this.erased = new Counter({
       name: "strongroom_expired_secrets_erased_total",
@@ -83,7 +83,7 @@ export class ExpirySweeper {
       this.erased.inc();
     } catch (error) {
       // Tried again at the next sweep (on this leader or the next).
-      this.parts.onError?.(path, error instanceof Error ? error.message : String(error));
+      this.parts.onError?.(path, error);
     }
   }
 }

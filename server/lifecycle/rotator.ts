@@ -32,7 +32,7 @@ export interface RotatorParts {
   /** Whether this node may rotate now: it leads, and it is initialized and unsealed. */
   readonly serving: () => boolean;
   readonly registry: Registry;
-  readonly onFailure?: (path: string, reason: string) => void;
+  readonly onFailure?: (path: string, error: unknown) => void;
   /** Issues the certificate of an x509 generator for the secret at `path` (the PKI engine). */
   readonly issueCertificate?: (
     path: string,
@@ -61,7 +61,7 @@ export class Rotator {
       options.sweepMs,
       parts.serving,
       () => this.sweep(),
-      (error) => parts.onFailure?.("(sweep)", error instanceof Error ? error.message : String(error)),
+      (error) => parts.onFailure?.("(sweep)", error),
     );
     this.rotations = new Counter({
       name: "strongroom_rotations_total",
@@ -135,7 +135,7 @@ export class Rotator {
       if (!this.parts.serving()) return "failed";
       const reason = error instanceof Error ? error.message : String(error);
       this.rotations.inc({ result: "failed" });
-      this.parts.onFailure?.(path, reason);
+      this.parts.onFailure?.(path, error);
       await this.recordFailure(path, reason).catch(() => {
         // Not recorded (leadership moved): the secret is still due, and is tried again.
       });
