@@ -871,7 +871,15 @@ export class StrongroomNode {
         "the last-read times could not be written: the stale report may call this run's last reads unread",
       );
     took("auditMs");
-    await this.parts.state.flush();
+    // After a failed write (a full disk: LevelDB keeps the error until it is opened again) the
+    // applied index cannot be written; the stores are closed anyway, and the next start replays
+    // the log from the last one written.
+    await this.parts.state.flush().catch((error: unknown) => {
+      logger.error(
+        { error: error instanceof Error ? error.message : String(error) },
+        "the state's applied index could not be written at the stop: the next start replays more of the log",
+      );
+    });
     await this.parts.state.close();
     await this.parts.logStore.close();
     for (const files of this.parts.tls) files.close();

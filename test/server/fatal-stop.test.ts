@@ -1,6 +1,7 @@
 // A node whose data disk fills stops on the failed write (its state or Raft log), and before it
 // tells its caller (`strongroom server` exits there) it ends its audit trail as a crash leaves it:
-// the trail takes no more calls, and its files hold whole lines only. The data directory is a
+// the trail takes no more calls, and its files hold whole lines only; a stop called after it (a
+// program running the node in its own process) still lets go of the stores. The data directory is a
 // tmpfs of its own (the test runs as root, as CI does); the audit directory is on another disk, so
 // that the node's writes reach the state and the log.
 
@@ -11,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import { SecretStateMachine } from "../../storage/state/index.js";
 import { call, callError, InProcessCluster, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
@@ -22,9 +24,6 @@ const cluster = new InProcessCluster(pki);
 let mounted: string | null = null;
 
 afterAll(async () => {
-  // The node's state refuses every write after its failed one (LevelDB keeps the error until it
-  // is opened again), so its stop fails on the state's last flush; what it holds is let go anyway.
-  await cluster.stop().catch(() => {});
   if (mounted !== null) execFileSync("umount", ["-l", mounted]);
   pki.cleanup();
   rmSync(root, { recursive: true, force: true });
@@ -81,4 +80,12 @@ it("a node that stops on a full data disk ends its audit first: no call recorded
   const verification = verifyAuditFiles(files, null);
   expect(verification.problems.filter((problem) => /incomplete|not a JSON line/.test(problem))).toEqual([]);
   expect(verification.closed).toBe(false);
+
+  // A program that runs the node in its own process stops it: the stop ends although the state
+  // cannot write its applied index any more, and lets go of the stores (LevelDB's lock with them:
+  // with room on the disk again, the state opens).
+  await cluster.stop();
+  rmSync(join(entry.config.dataDir, "filler"), { force: true });
+  const state = await SecretStateMachine.open(join(entry.config.dataDir, "state"));
+  await state.close();
 }, 60_000);
