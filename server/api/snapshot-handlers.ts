@@ -318,6 +318,7 @@ async function restoreAlone(
     );
   }
   const isKeyring = (record: SnapshotRecord) => isSystemRecordKey(record.key, wellKnownRecords.keyring);
+  const isRestoring = (record: SnapshotRecord) => isSystemRecordKey(record.key, wellKnownRecords.restoring);
   const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
   // Every chunk checked before anything is proposed, the keyring and the seal record kept; then
   // read again, a chunk at a time, so the records are never all decoded at once.
@@ -360,7 +361,9 @@ async function restoreAlone(
         savedOffset = offset;
         continue;
       }
-      if (keyringFirst && isKeyring(record)) continue;
+      // The marker of a restore under way is this restore's own (a snapshot taken just after a
+      // restore may hold the one its restore had not removed yet).
+      if ((keyringFirst && isKeyring(record)) || isRestoring(record)) continue;
       records += 1;
       // The seal record goes alone and last: the cluster counts as initialized once it applies.
       if (isSeal(record)) continue;
@@ -377,19 +380,28 @@ async function restoreAlone(
     batch.push(record);
     await propose();
   }
+  if (keyringFirst) await removeRestoringMarker(parts);
   await parts.keeper.reload();
   return { records, revision };
 }
 
-/** The restore's first entry: its keyring, applied only while the cluster has no seal record. */
+/**
+ * The restore's first entry: its keyring and the marker that refuses an init until the restore is
+ * done, applied only while the cluster has no seal record.
+ */
 async function proposeKeyring(parts: RestoreParts, keyring: SnapshotRecord): Promise<number> {
+  const at = Date.now();
+  const marker = new TextEncoder().encode(JSON.stringify({ startedAt: at }));
   const { index, result } = await parts.raft().propose(
     encodeCommand({
       op: "sys.putAll",
       path: "",
-      records: [{ ...systemRecordName(wellKnownRecords.keyring), value: keyring.value }],
+      records: [
+        { ...systemRecordName(wellKnownRecords.keyring), value: keyring.value },
+        { ...systemRecordName(wellKnownRecords.restoring), value: marker },
+      ],
       ifAbsent: [systemRecordName(wellKnownRecords.seal)],
-      at: Date.now(),
+      at,
     }),
   );
   if (result !== null && !result.ok) {
@@ -402,4 +414,21 @@ async function proposeKeyring(parts: RestoreParts, keyring: SnapshotRecord): Pro
     throw new StateError(result.code, result.message);
   }
   return parts.state.revisionOf(index);
+}
+
+/**
+ * Removes the marker once the seal record is applied. Not removed (the leadership moved just
+ * then), it is left in a cluster that counts as initialized, where init is refused anyway.
+ */
+async function removeRestoringMarker(parts: RestoreParts): Promise<void> {
+  const { restoring } = wellKnownRecords;
+  try {
+    await parts
+      .raft()
+      .propose(
+        encodeCommand({ op: "sys.delete", area: restoring.area, path: restoring.name, at: Date.now() }),
+      );
+  } catch {
+    // The restore is done: its seal record applied before this was proposed.
+  }
 }

@@ -67,7 +67,7 @@ import { requireServing } from "./secrets-api.js";
 /** Tries of a keyring rotation that other rotations keep committing ahead of. */
 const keyringRotationAttempts = 5;
 
-/** Init's refusal where a restore wrote its keyring (its first entry) and not its seal record. */
+/** Init's refusal while a restore's first entry (its keyring) stands and its seal record does not. */
 const unfinishedRestore =
   "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again";
 
@@ -178,13 +178,13 @@ class SysApi {
   }
 
   private async initAlone(request: InitRequest, context: RequestContext): Promise<InitResponse> {
-    // A linearizable look at the state: no seal record may exist, on any node, and no keyring
-    // (a restore writes its keyring first and its seal record last).
+    // A linearizable look at the state: no seal record may exist, on any node, and no restore may
+    // have begun (it writes its keyring first and its seal record last).
     await this.parts.raft().readIndex();
     if (this.parts.keeper.initialized())
       throw new NodeError("ALREADY_INITIALIZED", "the cluster is already initialized");
-    const { keyring: keyringRecord } = wellKnownRecords;
-    if ((await this.parts.state.systemRecord(keyringRecord.area, keyringRecord.name)) !== null)
+    const { restoring } = wellKnownRecords;
+    if ((await this.parts.state.systemRecord(restoring.area, restoring.name)) !== null)
       throw new NodeError("ALREADY_INITIALIZED", unfinishedRestore);
     const options: SealInitOptions = {
       ...(hasShares(request.shamir) ? { shamir: shareOptions(request.shamir) } : {}),
@@ -424,12 +424,13 @@ class SysApi {
   /**
    * Writes init's records: the keyring and the root token before the seal record, since a cluster
    * counts as initialized once the seal record is applied and they must be there by then. In one
-   * entry, applied only while no seal record and no keyring exists, once every member understands
-   * it: of two inits at once (sent to two leaders across a leadership change, past the readIndex
-   * check above), one writes all three and the other nothing. As separate puts, the second init's
-   * keyring could land before the first's seal record, whose root key does not unwrap it: a
-   * cluster no share unseals. A restore's keyring, its first entry, refuses an init the same way.
-   * Until then (a member not heard from yet) they go as separate puts.
+   * entry, applied only while no seal record exists and no restore has begun, once every member
+   * understands it: of two inits at once (sent to two leaders across a leadership change, past
+   * the readIndex check above), one writes all three and the other nothing. As separate puts, the
+   * second init's keyring could land before the first's seal record, whose root key does not
+   * unwrap it: a cluster no share unseals. Until then (a member not heard from yet) they go as
+   * separate puts; a keyring left by such an init that stopped half-way is written over by the
+   * next.
    */
   private async putInitRecords(records: readonly SystemRecordPut[]): Promise<void> {
     if (!this.parts.systemPutAllUsable()) {
@@ -441,7 +442,7 @@ class SysApi {
         op: "sys.putAll",
         path: "",
         records,
-        ifAbsent: [systemRecordName(wellKnownRecords.seal), systemRecordName(wellKnownRecords.keyring)],
+        ifAbsent: [systemRecordName(wellKnownRecords.seal), systemRecordName(wellKnownRecords.restoring)],
         at: Date.now(),
       }),
     );

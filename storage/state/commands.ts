@@ -154,7 +154,7 @@ export const systemAreas = [
 export type SystemArea = (typeof systemAreas)[number];
 
 /**
- * The system records every node looks for by name. Both are written by the leader at init; the
+ * The system records looked for by name. The first two are written by the leader at init; the
  * seal record again by rekey, seal migration and HSM key rotation, the keyring by rotation.
  */
 export const wellKnownRecords = {
@@ -162,6 +162,11 @@ export const wellKnownRecords = {
   seal: { area: "seal", name: "current" },
   /** The keyring wrapped by the root key (storage/barrier/root-key-wrap.ts). */
   keyring: { area: "keyring", name: "current" },
+  /**
+   * A snapshot restore under way (plain JSON, when it began): written with the restore's keyring,
+   * its first entry, and removed after its seal record; init is refused while it stands.
+   */
+  restoring: { area: "cluster", name: "restoring" },
 } as const satisfies Record<string, { area: SystemArea; name: string }>;
 
 /** A system record by area and name. */

@@ -16,7 +16,7 @@ import { ReadBarrier } from "../../server/read-barrier.js";
 import type { RequestContext } from "../../server/request.js";
 import { SealKeeper } from "../../server/seal-keeper.js";
 import { Barrier } from "../../storage/barrier/index.js";
-import type { ApplyResult, SecretStateMachine } from "../../storage/state/index.js";
+import { type ApplyResult, encodeCommand, type SecretStateMachine } from "../../storage/state/index.js";
 import { oneMemberRafts } from "./fixtures/one-member-raft.js";
 
 const startRaft = oneMemberRafts("init-and-restore");
@@ -209,6 +209,25 @@ it("after a restore that wrote its keyring and failed, init is refused until the
     yield* saved.parts;
   });
   expect(await unseals(state, saved.share)).toBe(true);
+  // The restore's marker goes once its seal record is written.
+  expect(await state.systemRecord("cluster", "restoring")).toBeNull();
+});
+
+it("a keyring left by an init that stopped half-way (written record by record) does not stop the next init", async () => {
+  const { raft, state } = await startRaft();
+  // What an init writing its records one after the other (a member not heard from yet) leaves
+  // when its leader stops after the first.
+  await raft.propose(
+    encodeCommand({
+      op: "sys.put",
+      area: "keyring",
+      path: "current",
+      value: new Uint8Array(64).fill(7),
+      at: Date.now(),
+    }),
+  );
+  const share = await initOn(raft, state);
+  expect(await unseals(state, share)).toBe(true);
 });
 
 it("a snapshot without a keyring or a seal record is refused before anything is written", async () => {
