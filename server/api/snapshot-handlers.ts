@@ -6,8 +6,8 @@
 // receives (up to requests.snapshotBytesMax) to a file until the digest in the last chunk is
 // checked, then proposes its records in batches into a new, uninitialized cluster, the keyring
 // first and the seal record last (until it applies, the cluster stays uninitialized, so an
-// interrupted restore can simply be run again). Member addresses are not restored: the new
-// cluster's own are kept.
+// interrupted restore can simply be run again). Member addresses and the features recorded as
+// every member's are not restored: the new cluster's own are kept.
 //
 // Revisions are Raft indexes (plus an offset), and the new cluster's log starts again from 1. So
 // the restore gives the new cluster a revision offset that puts its revisions above the saved
@@ -318,7 +318,6 @@ async function restoreAlone(
     );
   }
   const isKeyring = (record: SnapshotRecord) => isSystemRecordKey(record.key, wellKnownRecords.keyring);
-  const isRestoring = (record: SnapshotRecord) => isSystemRecordKey(record.key, wellKnownRecords.restoring);
   const isSeal = (record: SnapshotRecord) => systemAreaOfKey(record.key) === wellKnownRecords.seal.area;
   // Every chunk checked before anything is proposed, the keyring and the seal record kept; then
   // read again, a chunk at a time, so the records are never all decoded at once.
@@ -353,17 +352,18 @@ async function restoreAlone(
   };
   for await (const chunk of decoded) {
     for (const record of chunk) {
-      // Member addresses are the new cluster's own, and so are the request ids it has applied
-      // (the saved cluster's clients retry against the saved cluster, not a restore of it).
-      if (systemAreaOfKey(record.key) === "member" || record.key[0] === requestRecordKind) continue;
+      // Member addresses are the new cluster's own, and so are its own records (the features
+      // its members understand, which it records itself; the marker of this restore) and the
+      // request ids it has applied (the saved cluster's clients retry against the saved cluster,
+      // not a restore of it).
+      const area = systemAreaOfKey(record.key);
+      if (area === "member" || area === "cluster" || record.key[0] === requestRecordKind) continue;
       const offset = revisionOffsetOf(record);
       if (offset !== null) {
         savedOffset = offset;
         continue;
       }
-      // The marker of a restore under way is this restore's own (a snapshot taken just after a
-      // restore may hold the one its restore had not removed yet).
-      if ((keyringFirst && isKeyring(record)) || isRestoring(record)) continue;
+      if (keyringFirst && isKeyring(record)) continue;
       records += 1;
       // The seal record goes alone and last: the cluster counts as initialized once it applies.
       if (isSeal(record)) continue;

@@ -92,6 +92,14 @@ async function unseals(state: SecretStateMachine, share: string): Promise<boolea
 async function savedCluster(): Promise<{ parts: Uint8Array[]; share: string }> {
   const { raft, state } = await startRaft();
   const share = await initOn(raft, state);
+  // Its own records, which a restore leaves out: a member's addresses, the features it recorded.
+  for (const [area, path] of [
+    ["member", "n1"],
+    ["cluster", "features"],
+  ] as const) {
+    const value = new TextEncoder().encode(JSON.stringify({ saved: true }));
+    await raft.propose(encodeCommand({ op: "sys.put", area, path, value, at: Date.now() }));
+  }
   const held = await state.holdSnapshot();
   const parts: Uint8Array[] = [];
   for await (const part of held.read()) parts.push(Uint8Array.from(part));
@@ -209,8 +217,11 @@ it("after a restore that wrote its keyring and failed, init is refused until the
     yield* saved.parts;
   });
   expect(await unseals(state, saved.share)).toBe(true);
-  // The restore's marker goes once its seal record is written.
+  // The restore's marker goes once its seal record is written; the saved cluster's own records
+  // were not loaded.
   expect(await state.systemRecord("cluster", "restoring")).toBeNull();
+  expect(await state.systemRecord("cluster", "features")).toBeNull();
+  expect(await state.systemRecord("member", "n1")).toBeNull();
 });
 
 it("a keyring left by an init that stopped half-way (written record by record) does not stop the next init", async () => {
