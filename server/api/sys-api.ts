@@ -69,7 +69,7 @@ const keyringRotationAttempts = 5;
 
 /** Init's refusal while a restore's first entry (its keyring) stands and its seal record does not. */
 const unfinishedRestore =
-  "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again";
+  "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again, or start the cluster afresh (empty data directories) to init it instead";
 
 export interface SysApiParts {
   readonly nodeId: string;

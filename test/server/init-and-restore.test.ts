@@ -211,7 +211,7 @@ it("after a restore that wrote its keyring and failed, init is refused until the
   await expect(initOn(raft, state)).rejects.toMatchObject({
     code: "ALREADY_INITIALIZED",
     message:
-      "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again",
+      "a snapshot restore into this cluster began and did not finish (its keyring is written, its seal record is not): run the restore again, or start the cluster afresh (empty data directories) to init it instead",
   });
   await restoreOn(raft, state, async function* () {
     yield* saved.parts;
