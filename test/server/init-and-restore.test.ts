@@ -163,6 +163,7 @@ it("an init that commits while a restore is past its check leaves the restore wr
   });
   expect(await unseals(state, share)).toBe(true);
   expect(await unseals(state, saved.share)).toBe(false);
+  expect(await state.systemRecord("cluster", "restoring")).toBeNull();
 });
 
 it("an init past its check when a restore's keyring commits is refused, and the restore completes", async () => {
