@@ -1,6 +1,7 @@
 // The segment log store's own promises, on a real disk: segments start and compacted ones are
 // deleted as the log moves on; a record torn by a crash (the last one, zeros after it) is dropped
-// and overwritten, while damage anywhere else is refused naming the file and the byte; a segment
+// and overwritten, while damage anywhere else is refused naming the file and the byte (a segment is
+// read through a window, so records and zeros across its edges are read as whole ones); a segment
 // file gone is a gap, never a silently shorter log; a segment a crash left without its state
 // record gets one; an older node's LevelDB log is copied whole; a load leaves on disk the entries
 // its caller applied.
@@ -131,6 +132,32 @@ describe("SegmentLogStore", () => {
     expect(after.subarray(end, last + 200).every((byte) => byte === 0)).toBe(true);
     store = await SegmentLogStore.open(directory, { segmentBytes: 1 << 20 });
     expect((await store.load()).entries).toEqual([...range(1, 9), entry(10, 1, 30)]);
+    await store.close();
+  });
+
+  it("reads a segment longer than its 4 MiB read window, with records larger than the window, and a torn last record past it", async () => {
+    // 1 MiB and 5 MiB entries in a 32 MiB segment: records cross the window's edges, one is larger
+    // than it, and the torn record's zeros run on for more than a window.
+    const sizes = [1, 5, 1, 1, 1, 5, 1, 1].map((mib) => mib * 1024 * 1024);
+    const entries = sizes.map((bytes, i) => entry(i + 1, 1, bytes));
+    // Compared by digest: an element-by-element comparison of 16 MiB takes minutes.
+    const digests = (loaded: readonly Entry[]) =>
+      loaded.map(
+        ({ index, term, data }) => `${index}/${term}/${createHash("sha256").update(data).digest("hex")}`,
+      );
+    const directory = await storeWith(entries, 32 * 1024 * 1024);
+    let store = await SegmentLogStore.open(directory, { segmentBytes: 32 * 1024 * 1024 });
+    expect(digests((await store.load()).entries)).toEqual(digests(entries));
+    await store.close();
+    const [file] = segmentFiles(directory);
+    const path = join(directory, file ?? "");
+    const last = recordStarts(path).at(-1) ?? 0;
+    expect(last).toBeGreaterThan(8 * 1024 * 1024);
+    const bytes = new Uint8Array(readFileSync(path));
+    bytes.fill(0, last + 4096, last + 8192);
+    writeFileSync(path, bytes);
+    store = await SegmentLogStore.open(directory, { segmentBytes: 32 * 1024 * 1024 });
+    expect(digests((await store.load()).entries)).toEqual(digests(entries.slice(0, -1)));
     await store.close();
   });
 
