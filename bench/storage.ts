@@ -10,19 +10,23 @@
 // secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
 // Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
 // staged beside the loop first (what a node does: RaftNode stages, then saves). How long a restart
-// takes to open and load a log of 100,000 entries of 4 KiB, applied or not. And what a LevelDB
-// batch costs the event loop per operation, written as abstract-level's array batch or as our
-// writeBatch (a chained batch), which every store uses.
+// takes to open and load a log of 100,000 entries of 4 KiB, applied or not, and to open an audit
+// trail whose last file is full. And what a LevelDB batch costs the event loop per operation,
+// written as abstract-level's array batch or as our writeBatch (a chained batch), which every
+// store uses.
 // Run with: npm run bench:storage [-- --seconds S]
 
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   constants,
   fdatasyncSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -32,6 +36,7 @@ import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { Entry } from "../raft/core/index.js";
 import type { LogStore } from "../raft/node/index.js";
+import { AuditFile } from "../server/audit/audit-file.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { type LevelBatch, openBinaryLevel, writeBatch } from "../storage/leveldb.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
@@ -325,6 +330,49 @@ async function benchRestart(
 }
 
 /**
+ * A restart's open of an audit trail whose last file is full (audit.maxFileBytes, 64 MiB by
+ * default, of 300-byte lines): the sink finds the last line to go on from. The median of five.
+ */
+async function benchAuditOpen(directory: string): Promise<{ mib: number; ms: number }> {
+  mkdirSync(directory, { recursive: true });
+  const line = (seq: number) =>
+    JSON.stringify({
+      v: 2,
+      seq,
+      time: new Date(0).toISOString(),
+      node: "n1",
+      prev: "0".repeat(64),
+      type: "request",
+      requestId: randomUUID(),
+      identity: "alice",
+      method: "/strongroom.v1.Secrets/Put",
+      path: `app/k${seq}`,
+    });
+  const count = Math.floor((64 * 1024 * 1024) / (line(1).length + 1));
+  const file = join(directory, "audit-000001.jsonl");
+  writeFileSync(file, `${Array.from({ length: count }, (_, i) => line(i + 1)).join("\n")}\n`);
+  const runs: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const start = performance.now();
+    const sink = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey: null,
+      maxFileBytes: 64 * 1024 * 1024,
+      checkpointEvery: 1000,
+      durability: "disk",
+      syncIntervalMs: 1000,
+    });
+    runs.push(performance.now() - start);
+    await sink.abandon();
+    // The file each open starts goes, so that every round finds the full one last.
+    for (const name of readdirSync(directory))
+      if (name !== "audit-000001.jsonl") rmSync(join(directory, name));
+  }
+  return { mib: statSync(file).size / 2 ** 20, ms: median(runs) };
+}
+
+/**
  * The event loop's time per operation to hand a batch of `size` operations (4 puts of 300 bytes
  * to 1 delete, keys like a secret's version) to LevelDB, until the call returns its promise: the
  * array form of abstract-level (`db.batch(array)`) against writeBatch. The two alternate in
@@ -384,6 +432,7 @@ async function main(): Promise<void> {
   let syncs: ReturnType<typeof benchDiskSync> = [];
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
   let restarts: Awaited<ReturnType<typeof benchRestart>> = [];
+  let auditOpen: Awaited<ReturnType<typeof benchAuditOpen>> | null = null;
   const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
     for (const valueBytes of [entryBytes, 4096])
@@ -402,6 +451,7 @@ async function main(): Promise<void> {
     syncs = benchDiskSync(root, seconds);
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
     restarts = await benchRestart(join(root, "restart"));
+    auditOpen = await benchAuditOpen(join(root, "audit"));
     for (const size of [4, 32])
       levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
@@ -481,6 +531,13 @@ async function main(): Promise<void> {
     restarts.map((row) => [row.applied, row.ms.toFixed(0), row.cpuMs.toFixed(0), row.loadedMiB.toFixed(0)]),
   );
   process.stdout.write("\n");
+  if (auditOpen !== null) {
+    printTable(
+      ["restart: open an audit trail whose last file is full", "ms"],
+      [[`${auditOpen.mib.toFixed(0)} MiB`, auditOpen.ms.toFixed(1)]],
+    );
+    process.stdout.write("\n");
+  }
   printTable(
     ["LevelDB batch, operations", "event loop µs per operation: db.batch(array)", "writeBatch (chained)"],
     levelBatches.map((row) => [String(row.size), row.array.toFixed(2), row.chained.toFixed(2)]),

@@ -30,12 +30,13 @@ import {
   closeSync,
   constants,
   fdatasync,
+  fstatSync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
+  readSync,
   rmSync,
   write,
   writeSync,
@@ -141,15 +142,8 @@ export class AuditFile {
       state = { fileIndex: index + 1, seq: 0, prev: genesisHash };
       // The chain goes on from the last complete line; one cut short by a crash is left out (and
       // reported by the verifier).
-      const lines = readFileSync(last, "utf8").split("\n");
-      for (let i = lines.length - 1; i >= 0; i--) {
-        const line = lines[i] ?? "";
-        const seq = seqOf(line);
-        if (seq !== null) {
-          state = { fileIndex: index + 1, seq, prev: hashLine(line) };
-          break;
-        }
-      }
+      const line = lastChainedLine(last);
+      if (line !== null) state = { fileIndex: index + 1, seq: line.seq, prev: hashLine(line.text) };
     }
     return new AuditFile(options, state);
   }
@@ -450,6 +444,40 @@ async function writeFully(descriptor: number, bytes: Buffer): Promise<void> {
 function writeFullySync(descriptor: number, bytes: Buffer): void {
   for (let offset = 0; offset < bytes.length; )
     offset += writeSync(descriptor, bytes, offset, bytes.length - offset, null);
+}
+
+/** How much of an audit file's end is read first to find its last line (then four times more). */
+const lastLineWindowBytes = 64 * 1024;
+
+/**
+ * The last line of an audit file that parses with a sequence number, read from the file's end a
+ * window at a time: a file runs to audit.maxFileBytes (64 MiB by default), read whole at every
+ * start before.
+ */
+function lastChainedLine(path: string): { text: string; seq: number } | null {
+  const descriptor = openSync(path, "r");
+  try {
+    const size = fstatSync(descriptor).size;
+    for (let window = lastLineWindowBytes; ; window *= 4) {
+      const start = Math.max(0, size - window);
+      const bytes = Buffer.allocUnsafe(size - start);
+      for (let read = 0; read < bytes.length; ) {
+        const got = readSync(descriptor, bytes, read, bytes.length - read, start + read);
+        if (got === 0) throw new Error(`the audit file ${path} shrank while it was read`);
+        read += got;
+      }
+      const lines = bytes.toString("utf8").split("\n");
+      // The window's first line may begin before it: whole only when the window is the file.
+      for (let i = lines.length - 1; i >= (start === 0 ? 0 : 1); i--) {
+        const text = lines[i] ?? "";
+        const seq = seqOf(text);
+        if (seq !== null) return { text, seq };
+      }
+      if (start === 0) return null;
+    }
+  } finally {
+    closeSync(descriptor);
+  }
 }
 
 function seqOf(line: string): number | null {

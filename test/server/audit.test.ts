@@ -201,6 +201,36 @@ describe("writing", () => {
     });
   });
 
+  it("after a crash, continues the chain from the last whole line however long the lines are", async () => {
+    // Lines longer than the first part of the file's end a restart reads (64 KiB), then a line a
+    // crash cut short: the chain goes on from the last whole line, found a larger window back.
+    const { directory, sink } = openSink({ maxFileBytes: 64 * 1024 * 1024 });
+    for (let i = 0; i < 3; i++) await sink.append(request(i, { path: `app/${String(i).repeat(100_000)}` }));
+    await sink.abandon();
+    const [crashed] = listAuditFiles(directory);
+    const whole = lines(crashed ?? "");
+    appendFileSync(crashed ?? "", '{"v":2,"seq":4,"time":"2026-12-0');
+    const restarted = AuditFile.open({
+      directory,
+      node: "n1",
+      auditKey,
+      maxFileBytes: 64 * 1024 * 1024,
+      checkpointEvery: 10,
+      durability: "disk",
+      syncIntervalMs: 1000,
+    });
+    await restarted.append(request(9));
+    await restarted.close();
+    const next = listAuditFiles(directory).at(-1) ?? "";
+    expect(next).not.toBe(crashed);
+    const lastWhole = whole.at(-1) ?? "";
+    expect(lastWhole.length).toBeGreaterThan(100_000);
+    expect(JSON.parse(lines(next)[0] ?? "{}")).toMatchObject({
+      seq: (JSON.parse(lastWhole) as { seq: number }).seq + 1,
+      prev: hashLine(lastWhole),
+    });
+  });
+
   it("a seal and an unseal are checkpoints: only the lines since the node sealed go without a MAC", async () => {
     // The node starts sealed (no key), unseals, serves, seals, and stops while sealed.
     const { directory, sink } = openSink({ auditKey: null, checkpointEvery: 100 });
