@@ -67,6 +67,17 @@ export function peerClientChannelOptions(limits: PeerTransportLimits): Record<st
   return { ...peerChannelOptions(limits), "grpc.enable_channelz": 0 };
 }
 
+/**
+ * The Raft stream's channel keeps nothing it has sent. grpc-js holds every message of a call, for a
+ * retry, until the server's first answer (its headers or a message), and a Raft stream's server
+ * answers only as the stream ends: each batch sent stayed held until the call's 256 KiB retry
+ * budget ran out. A follower's acknowledgements are a few dozen bytes, each pinning an 8 KiB slab
+ * of Node's buffer pool: up to 150 MB of a follower's memory under load that no garbage collection
+ * could free (docs/performance.md, thirty-fourth session). With no budget the call commits at its
+ * first message. Nothing is lost by it: a failed stream's batches are dropped, and Raft sends again.
+ */
+const raftStreamChannelOptions = { "grpc.per_rpc_retry_buffer_size": 0 } as const;
+
 export interface PeerTransportOptions {
   readonly nodeId: NodeId;
   /** Where each peer's Peer service listens (host:port), by node id. */
@@ -267,6 +278,7 @@ export class GrpcPeerTransport implements Transport {
       });
       outbox.client = new PeerClient(address, tls.credentials, {
         ...peerClientChannelOptions(this.limits),
+        ...raftStreamChannelOptions,
         ...tls.options,
       });
     }
