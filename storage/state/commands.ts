@@ -193,7 +193,14 @@ export const systemPutAllRecordsMax = 16;
 
 export type SecretCommandOp = SecretCommand["op"];
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+/**
+ * Decoded bytes (a ciphertext, a system record's value) are copies, not views of the entry's data.
+ * Some outlive the apply by hours: the access view keeps every token, policy and lease record as
+ * it was applied. A view would keep what the entry was read from: on a follower the whole Raft
+ * batch it arrived in (every write replicated with it), on the leader msgpackr's shared 8 KiB (or
+ * larger) encoding buffer.
+ */
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
 
 export function encodeCommand(command: SecretCommand): Uint8Array {
   return packr.pack({ v: commandSchemaVersion, ...command });

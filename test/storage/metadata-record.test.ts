@@ -25,6 +25,12 @@ function metadataWith(versions: [number, VersionRecord][]): SecretMetadata {
 }
 
 describe("metadata records", () => {
+  it("encodes a record into memory of its own, which the metadata cache can keep without more", () => {
+    const encoded = encodeMetadata(metadataWith([[1, { created: 10, deleted: null, destroyed: false }]]));
+    expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
+    expect(decodeMetadata(encoded).current).toBe(1);
+  });
+
   it("decodes what it encodes: versions by number, oldest first, everything else as it was", () => {
     const written = metadataWith([
       [899, { created: 10, deleted: null, destroyed: false }],

@@ -433,6 +433,43 @@ describe("revisions", () => {
   });
 });
 
+describe("memory of what outlives an apply", () => {
+  it("tells its listeners of bytes in memory of their own, not in the batch the entry was read from", async () => {
+    // A follower reads each entry out of the Raft batch it arrived in, and the access view keeps
+    // every token record as applied, for hours: a view would keep the whole batch with it.
+    const machine = await stores.open(stores.newDirectory());
+    const told: SecretCommand[] = [];
+    machine.onApplied((_index, command) => told.push(command));
+    const commands: SecretCommand[] = [
+      { op: "sys.put", area: "token", path: "t1", value: bytes("a token record"), at: 1 },
+      putCommand(barrier, "app/db", "s3cr3t", {}),
+      {
+        op: "sys.putAll",
+        path: "",
+        records: [{ area: "policy", path: "readers", value: bytes("a policy") }],
+        ifAbsent: [],
+        at: 1,
+      },
+    ];
+    let index = machine.appliedIndex();
+    for (const command of commands) {
+      const entry = encodeCommand(command);
+      const batch = new Uint8Array(256 * 1024);
+      batch.set(entry, 4096);
+      await machine.apply(++index, batch.subarray(4096, 4096 + entry.length));
+    }
+    const held = told.flatMap((command) => {
+      if (command.op === "sys.put") return [command.value];
+      if (command.op === "kv.put") return [command.ciphertext];
+      if (command.op === "sys.putAll") return command.records.map((record) => record.value);
+      return [];
+    });
+    expect(held).toHaveLength(3);
+    for (const value of held) expect(value.buffer.byteLength).toBe(value.byteLength);
+    expect(new TextDecoder().decode(held[0])).toBe("a token record");
+  });
+});
+
 describe("reserved system areas", () => {
   it("store, list and delete encrypted records per area, apart from secrets and from each other", async () => {
     const { apply, put, machine } = await fixture();
