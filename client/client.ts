@@ -216,7 +216,7 @@ export class StrongroomClient {
         get: (request: Partial<GetRequest>, callOptions?: CallOptions) =>
           (request.version ?? 0) !== 0 || request.path === undefined
             ? get(request, callOptions)
-            : cache.get(request.path, () => get(request, callOptions), isUnreachable),
+            : cache.get(request.path, () => get(request, callOptions).then(withOwnValue), isUnreachable),
       };
       for (const prefix of options.cache.watchPrefixes ?? []) {
         // Kept for cacheStats(): a watch the token may not open fails quietly, and entries then
@@ -583,6 +583,15 @@ function unaryCall(
       if (named !== undefined) leader = String(named);
     });
   });
+}
+
+/**
+ * The answer with its value copied out of the response message it was decoded from: decoded bytes
+ * are a view of that message, which for a small one is a slice of one of Node's 8 KiB pool slabs,
+ * kept whole for as long as the cache keeps the entry.
+ */
+function withOwnValue(response: GetResponse): GetResponse {
+  return { ...response, value: Uint8Array.prototype.slice.call(response.value) };
 }
 
 /** A failure that says the cluster could not be reached (a cached value may be served instead). */

@@ -440,7 +440,10 @@ it("the read cache drops an entry when its secret changes, and says which of its
   const writer = sdk();
   await eventually(() => client.cacheStats().watches[0]?.open === true, 10_000);
   await writer.secrets.put({ path: "sdk/watched/a", value: bytes("1") });
-  expect(text((await client.secrets.get({ path: "sdk/watched/a" })).value)).toBe("1");
+  const cached = await client.secrets.get({ path: "sdk/watched/a" });
+  expect(text(cached.value)).toBe("1");
+  // What the cache keeps is the value's bytes, not the response message (or pool slab) around them.
+  expect(cached.value.buffer.byteLength).toBe(1);
   await writer.secrets.put({ path: "sdk/watched/a", value: bytes("2") });
   // Within the TTL, the watch's event dropped the entry: the next read fetches the new value.
   await eventually(
