@@ -10,6 +10,7 @@
 
 import {
   type ClientWritableStream,
+  Metadata,
   type ServerReadableStream,
   type sendUnaryData,
   status,
@@ -190,6 +191,10 @@ export class GrpcPeerTransport implements Transport {
       return;
     }
     this.acceptedStreams.add(finish);
+    // Headers at once: a sender whose channel keeps grpc-js's retry budget (a member still on a
+    // release from before raftStreamChannelOptions) holds every batch it sends until its call's
+    // first answer; the headers commit its call.
+    call.sendMetadata(new Metadata());
     call.on("data", (batch: MessageBatch) => {
       if (answered) return;
       batches += 1;

@@ -293,19 +293,20 @@ describe("peer connection failures, explained", () => {
 });
 
 describe("peer stream memory", () => {
+  // grpc-js keeps what a call has sent for a retry until the server's first answer; a Raft
+  // stream's server answered only as the stream ended. A follower's small acknowledgements each
+  // pinned an 8 KiB slab of Node's buffer pool: tens of MB held on a follower under load.
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  // V8 frees array buffers' memory after a collection, on another thread: counted once it has.
+  const collectGarbage = async () => {
+    for (let round = 0; round < 2; round++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+
   it("holds no batch it has written: thousands of small ones, among other allocations, leave no memory behind", async () => {
-    // grpc-js keeps what a call has sent for a retry until the server's first answer; a Raft
-    // stream's server answers only as the stream ends. A follower's small acknowledgements each
-    // pinned an 8 KiB slab of Node's buffer pool: tens of MB held on a follower under load.
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
-    // V8 frees array buffers' memory after a collection, on another thread: counted once it has.
-    const collectGarbage = async () => {
-      for (let round = 0; round < 2; round++) {
-        gc();
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    };
     const peers = await startPeers(2);
     try {
       let received = 0;
@@ -332,6 +333,53 @@ describe("peer stream memory", () => {
       const heldBytes = process.memoryUsage().arrayBuffers - before;
       expect(heldBytes).toBeLessThan(2 * 1024 * 1024);
     } finally {
+      await peers.close();
+    }
+  });
+
+  it("answers a stream's headers as it accepts it: a sender that keeps grpc-js's retry budget holds no batch either", async () => {
+    // A member not yet upgraded during a rolling upgrade dials with grpc-js's default channel
+    // options, retry budget included; its call commits at the receiver's first answer.
+    const peers = await startPeers(2);
+    const tls = new TlsFiles(pki.node("n1"));
+    const address = peers.addresses.get("n2") ?? fail("no address for n2");
+    const dial = dialTls(tls, address);
+    const client = new PeerClient(address, dial.credentials, dial.options);
+    try {
+      let received = 0;
+      peers.node("n2").transport.listen(() => {
+        received += 1;
+      });
+      const stream = client.stream(() => {});
+      stream.on("error", () => {});
+      let headers = false;
+      stream.on("metadata", () => {
+        headers = true;
+      });
+      const acknowledge = (round: number) =>
+        stream.write({
+          messages: [toWire({ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round })],
+          features: 0,
+        } satisfies MessageBatch);
+      acknowledge(0);
+      await eventually(() => received === 1, 5000);
+      await collectGarbage();
+      const before = process.memoryUsage().arrayBuffers;
+      const batches = 2000;
+      for (let round = 1; round <= batches; round++) {
+        acknowledge(round);
+        Buffer.allocUnsafe(4000);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await eventually(() => received === batches + 1, 10_000);
+      await collectGarbage();
+      const heldBytes = process.memoryUsage().arrayBuffers - before;
+      expect(heldBytes).toBeLessThan(2 * 1024 * 1024);
+      expect(headers).toBe(true);
+      stream.end();
+    } finally {
+      client.close();
+      tls.close();
       await peers.close();
     }
   });
