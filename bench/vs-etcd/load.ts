@@ -40,7 +40,20 @@ export interface RunResult {
   readonly generatorCores: number;
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
+  /** The most each server process held at any sample over the window, MiB. */
+  readonly rssPeakMiB: number[];
+  /** Each server process's resident memory every `rssSampleMs` over the window: memory over time. */
+  readonly rssSamples: RssSample[];
 }
+
+export interface RssSample {
+  /** Since the window's start. */
+  readonly atMs: number;
+  readonly mib: number[];
+}
+
+/** How often the servers' memory is read over a window (one /proc read per process). */
+const rssSampleMs = 1000;
 
 const workerUrl = new URL("./load-worker-entry.mjs", import.meta.url);
 
@@ -84,10 +97,22 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
   await sleepUntil(windowStart);
   const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
   const selfBefore = cpuSeconds("self");
+  // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
+  const rssSamples: RssSample[] = [];
+  const sampleRss = () =>
+    rssSamples.push({
+      atMs: Date.now() - windowStart,
+      mib: spec.serverPids.map((pid) => Math.round(rssMiB(pid))),
+    });
+  sampleRss();
+  const sampler = setInterval(sampleRss, rssSampleMs);
   await sleepUntil(windowStart + spec.durationMs);
+  clearInterval(sampler);
   const serverCpuAfter = spec.serverPids.map((pid) => cpuSeconds(pid));
   const selfAfter = cpuSeconds("self");
-  const rss = spec.serverPids.map((pid) => Math.round(rssMiB(pid)));
+  sampleRss();
+  const rss = rssSamples.at(-1)?.mib ?? [];
+  const rssPeak = spec.serverPids.map((_, i) => Math.max(...rssSamples.map((sample) => sample.mib[i] ?? 0)));
   const finished = await settled;
 
   const total = finished.reduce((sum, result) => sum + result.latencies.length, 0);
@@ -116,6 +141,8 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
     serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
     generatorCores: (selfAfter - selfBefore) / (spec.durationMs / 1000),
     rssMiB: rss,
+    rssPeakMiB: rssPeak,
+    rssSamples,
   };
 }
 

@@ -330,12 +330,14 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "sr cpu s/1k by node",
     "sr RSS MiB",
     "etcd RSS MiB",
+    "sr RSS peak",
+    "etcd RSS peak",
     "gen cores",
   ];
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run; gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -375,6 +377,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         ...each((result) => result.serverCpuPer1000.toFixed(2)),
         sr === undefined ? "-" : sr.serverCpuPer1000ByNode.map((seconds) => seconds.toFixed(2)).join("/"),
         ...each((result) => result.rssMiB.join("/")),
+        ...each((result) => result.rssPeakMiB.join("/")),
         `${srGenerator}/${etGenerator}`,
       ]);
     }
