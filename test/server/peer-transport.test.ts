@@ -305,6 +305,26 @@ describe("peer stream memory", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };
+  /**
+   * The array-buffer memory still held, after a collection, once 2,000 small acknowledgements sent
+   * by `acknowledge` have all been `received`.
+   */
+  const heldAfterSending = async (acknowledge: (round: number) => void, received: () => number) => {
+    acknowledge(0);
+    await eventually(() => received() === 1, 5000);
+    await collectGarbage();
+    const before = process.memoryUsage().arrayBuffers;
+    const batches = 2000;
+    for (let round = 1; round <= batches; round++) {
+      acknowledge(round);
+      // What a busy node allocates between two batches: each batch lands in another pool slab.
+      Buffer.allocUnsafe(4000);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await eventually(() => received() === batches + 1, 10_000);
+    await collectGarbage();
+    return process.memoryUsage().arrayBuffers - before;
+  };
 
   it("holds no batch it has written: thousands of small ones, among other allocations, leave no memory behind", async () => {
     const peers = await startPeers(2);
@@ -315,22 +335,11 @@ describe("peer stream memory", () => {
         received += 1;
       });
       const sender = peers.node("n1").transport;
-      const acknowledge = (round: number) =>
-        sender.send([{ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }]);
-      acknowledge(0);
-      await eventually(() => received === 1, 5000);
-      await collectGarbage();
-      const before = process.memoryUsage().arrayBuffers;
-      const batches = 2000;
-      for (let round = 1; round <= batches; round++) {
-        acknowledge(round);
-        // What a busy node allocates between two batches: each batch lands in another pool slab.
-        Buffer.allocUnsafe(4000);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      await eventually(() => received === batches + 1, 10_000);
-      await collectGarbage();
-      const heldBytes = process.memoryUsage().arrayBuffers - before;
+      const heldBytes = await heldAfterSending(
+        (round) =>
+          sender.send([{ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }]),
+        () => received,
+      );
       expect(heldBytes).toBeLessThan(2 * 1024 * 1024);
     } finally {
       await peers.close();
@@ -356,24 +365,16 @@ describe("peer stream memory", () => {
       stream.on("metadata", () => {
         headers = true;
       });
-      const acknowledge = (round: number) =>
-        stream.write({
-          messages: [toWire({ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round })],
-          features: 0,
-        } satisfies MessageBatch);
-      acknowledge(0);
-      await eventually(() => received === 1, 5000);
-      await collectGarbage();
-      const before = process.memoryUsage().arrayBuffers;
-      const batches = 2000;
-      for (let round = 1; round <= batches; round++) {
-        acknowledge(round);
-        Buffer.allocUnsafe(4000);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      await eventually(() => received === batches + 1, 10_000);
-      await collectGarbage();
-      const heldBytes = process.memoryUsage().arrayBuffers - before;
+      const heldBytes = await heldAfterSending(
+        (round) =>
+          stream.write({
+            messages: [
+              toWire({ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }),
+            ],
+            features: 0,
+          } satisfies MessageBatch),
+        () => received,
+      );
       expect(heldBytes).toBeLessThan(2 * 1024 * 1024);
       expect(headers).toBe(true);
       stream.end();
