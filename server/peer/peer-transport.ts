@@ -10,6 +10,7 @@
 
 import {
   type ClientWritableStream,
+  connectivityState,
   Metadata,
   type ServerReadableStream,
   type sendUnaryData,
@@ -79,6 +80,15 @@ export function peerClientChannelOptions(limits: PeerTransportLimits): Record<st
  */
 const raftStreamChannelOptions = { "grpc.per_rpc_retry_buffer_size": 0 } as const;
 
+/**
+ * How often every known peer is dialled if its connection is not up. Followers send each other
+ * nothing until an election, and a first message waited for its TCP, TLS and HTTP/2 set-up: 7-70
+ * ms of a pre-vote round on the test machines. Two followers whose election timeouts fell within
+ * that round of each other both became candidates and split the vote (two elections of seven in
+ * one chaos experiment run under load), each split another election timeout of failover.
+ */
+const peerDialEveryMs = 1000;
+
 export interface PeerTransportOptions {
   readonly nodeId: NodeId;
   /** Where each peer's Peer service listens (host:port), by node id. */
@@ -113,13 +123,36 @@ export class GrpcPeerTransport implements Transport {
   /** Answers each stream accepted from a peer and not yet ended (see close). */
   private readonly acceptedStreams = new Set<() => void>();
   private readonly stopWatchingTls: () => void;
+  private readonly dialTimer: NodeJS.Timeout;
 
   constructor(private readonly options: PeerTransportOptions) {
     this.limits = options.limits ?? defaultPeerTransportLimits;
-    // New certificates apply to new connections: drop the clients, the next send dials again.
+    // New certificates apply to new connections: drop the clients, the next dial uses them.
     this.stopWatchingTls = options.tls.onChange(() => {
       for (const outbox of this.outboxes.values()) this.disconnect(outbox);
     });
+    this.dialTimer = setInterval(() => this.dialPeers(), peerDialEveryMs);
+    this.dialTimer.unref();
+  }
+
+  /**
+   * Dials every known peer whose connection is not up (and not already being made), so that the
+   * first message to it, a vote request as likely as not, does not wait for the connection. grpc-js
+   * keeps each connection up and redials a lost one with its own backoff once asked to connect.
+   */
+  dialPeers(): void {
+    if (this.closed) return;
+    for (const peer of this.options.peers.keys()) {
+      if (peer === this.options.nodeId) continue;
+      const outbox = this.outboxFor(peer);
+      if (outbox !== null) this.clientOf(outbox).getChannel().getConnectivityState(true);
+    }
+  }
+
+  /** Whether the connection to `peer` is up (for tests and diagnosis). */
+  isConnected(peer: NodeId): boolean {
+    const client = this.outboxes.get(peer)?.client;
+    return client?.getChannel().getConnectivityState(false) === connectivityState.READY;
   }
 
   send(messages: readonly Message[]): void {
@@ -156,6 +189,7 @@ export class GrpcPeerTransport implements Transport {
 
   listen(handler: (message: Message) => void): void {
     this.handler = handler;
+    this.dialPeers();
   }
 
   /**
@@ -226,6 +260,7 @@ export class GrpcPeerTransport implements Transport {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.dialTimer);
     // A peer's stream never ends by itself: answered now, it no longer holds the peer listener's
     // shutdown (which waited its full second for them at every stop), and the peer dials again
     // when it has something to send.
@@ -270,24 +305,27 @@ export class GrpcPeerTransport implements Transport {
     }
   }
 
+  private clientOf(outbox: Outbox): PeerClient {
+    if (outbox.client !== null) return outbox.client;
+    const address = this.options.peers.get(outbox.peer) ?? "";
+    const expected = outbox.peer;
+    const tls = dialTls(this.options.tls, address, (certificate) => {
+      const named = nodeIdOf(certificate);
+      return named === expected
+        ? undefined
+        : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
+    });
+    outbox.client = new PeerClient(address, tls.credentials, {
+      ...peerClientChannelOptions(this.limits),
+      ...raftStreamChannelOptions,
+      ...tls.options,
+    });
+    return outbox.client;
+  }
+
   private streamTo(outbox: Outbox): ClientWritableStream<MessageBatch> {
     if (outbox.stream !== null) return outbox.stream;
-    const address = this.options.peers.get(outbox.peer) ?? "";
-    if (outbox.client === null) {
-      const expected = outbox.peer;
-      const tls = dialTls(this.options.tls, address, (certificate) => {
-        const named = nodeIdOf(certificate);
-        return named === expected
-          ? undefined
-          : `the certificate at ${address} names node ${named ?? "(none)"}, not ${expected}`;
-      });
-      outbox.client = new PeerClient(address, tls.credentials, {
-        ...peerClientChannelOptions(this.limits),
-        ...raftStreamChannelOptions,
-        ...tls.options,
-      });
-    }
-    const stream = outbox.client.stream((error) => {
+    const stream = this.clientOf(outbox).stream((error) => {
       // The stream ended (peer down, refused, or closed by us): the next flush opens another.
       if (outbox.stream === stream) {
         outbox.stream = null;

@@ -292,6 +292,26 @@ describe("peer connection failures, explained", () => {
   });
 });
 
+it("dials its peers before it has anything to send them, so that a first vote request waits for no connection", async () => {
+  // Followers send each other nothing until an election: their first message is a pre-vote.
+  const peers = await startPeers(3);
+  try {
+    for (const node of peers.nodes) node.transport.listen(() => {});
+    await eventually(
+      () =>
+        peers.nodes.every((node) =>
+          peers.nodes.every((peer) => peer === node || node.transport.isConnected(peer.id)),
+        ),
+      5000,
+    );
+    // Nothing was sent; and no node dials itself (the addresses given include its own).
+    expect(peers.nodes.map((node) => node.transport.isConnected(node.id))).toEqual([false, false, false]);
+    expect(peers.nodes.flatMap((node) => node.streamErrors)).toEqual([]);
+  } finally {
+    await peers.close();
+  }
+});
+
 describe("peer stream memory", () => {
   // grpc-js keeps what a call has sent for a retry until the server's first answer; a Raft
   // stream's server answered only as the stream ended. A follower's small acknowledgements each
