@@ -842,10 +842,28 @@ export class RaftCore {
       if (message.type === "vote") {
         this.electionElapsed = 0;
         this.vote = message.from;
+      } else if (this.role === "preCandidate" && this.yieldsTo(message)) {
+        this.becomeFollower(this.term, null);
       }
     } else {
       this.send({ type: responseType, from: this.id, to: message.from, term: this.term, granted: false });
     }
+  }
+
+  /**
+   * Whether this pre-candidate stops its own pre-vote for another's that it has just granted: a
+   * log further on, or as far with a greater id. Two voters that time out within a pre-vote round
+   * trip of each other both pass pre-vote (a pre-vote binds no one), stand in the same term and
+   * split the vote: another election timeout before anyone leads (seen in chaos runs under load,
+   * docs/chaos.md). With this, one of them stands. Pre-votes change no term or vote, so safety does
+   * not depend on it; a pre-candidate that stops times out again if the other does not win.
+   */
+  private yieldsTo(request: PreVoteMessage): boolean {
+    const ourTerm = this.log.lastTerm();
+    const ourIndex = this.log.lastIndex();
+    if (request.lastTerm !== ourTerm) return request.lastTerm > ourTerm;
+    if (request.lastIndex !== ourIndex) return request.lastIndex > ourIndex;
+    return request.from > this.id;
   }
 
   private stepCandidate(message: Message): void {

@@ -162,6 +162,25 @@ describe("leader election", () => {
     expect(cluster.core("n3").softState()).toMatchObject({ role: "follower", leader: "n1" });
   });
 
+  it("PreVote: of two voters that time out together, one stands; the leader is elected in one term", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    const term = cluster.core("n1").softState().term;
+    cluster.crash("n1");
+    // Both time out before either hears the other: their pre-votes cross.
+    for (const id of ["n2", "n3"]) {
+      for (let tick = 0; tick < 100 && cluster.core(id).softState().role === "follower"; tick++)
+        cluster.tick(id);
+      expect(cluster.core(id).softState().role).toBe("preCandidate");
+    }
+    cluster.stabilize();
+    // Both granted each other's pre-vote; n2 (the lesser id, its log as far as n3's) stood down
+    // as it granted n3's, so only n3 stood as a candidate: no split vote, no second term.
+    expect(cluster.leaders()).toEqual(["n3"]);
+    expect(cluster.core("n3").softState().term).toBe(term + 1);
+    expect(cluster.core("n2").softState()).toMatchObject({ role: "follower", leader: "n3", term: term + 1 });
+  });
+
   it("without PreVote the same rejoining node raises its term and deposes the leader (why PreVote is on)", () => {
     const cluster = ScenarioCluster.create(3, { config: { preVote: false, checkQuorum: false } });
     cluster.elect("n1");
