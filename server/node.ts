@@ -818,6 +818,8 @@ export class StrongroomNode {
       },
     );
     node.startLeaderHandoffWhenUnfit();
+    // Only now: the listeners hold their ports (see startDialing).
+    transport.startDialing();
     logger.info({ ports: node.ports, version: strongroomVersion() }, "node started");
     return node;
   }

@@ -82,10 +82,10 @@ const raftStreamChannelOptions = { "grpc.per_rpc_retry_buffer_size": 0 } as cons
 
 /**
  * How often every known peer is dialled if its connection is not up. Followers send each other
- * nothing until an election, and a first message waited for its TCP, TLS and HTTP/2 set-up: 7-70
- * ms of a pre-vote round on the test machines. Two followers whose election timeouts fell within
- * that round of each other both became candidates and split the vote (two elections of seven in
- * one chaos experiment run under load), each split another election timeout of failover.
+ * nothing until an election, and a first message waited for its TCP, TLS and HTTP/2 set-up:
+ * pre-vote rounds of 38-70 ms under load, against 8-28 ms on a connection already up (chaos runs,
+ * docs/chaos.md). The longer the round, the likelier two followers that time out near each other
+ * both stand and split the vote, each split another election timeout of failover.
  */
 const peerDialEveryMs = 1000;
 
@@ -107,6 +107,8 @@ interface Outbox {
   queue: { readonly message: RaftMessage; readonly bytes: number }[];
   queuedBytes: number;
   client: PeerClient | null;
+  /** The address `client` dials: the peer's as recorded when the client was made. */
+  clientAddress: string;
   stream: ClientWritableStream<MessageBatch> | null;
   /** True while waiting for the stream to drain. */
   blocked: boolean;
@@ -123,7 +125,7 @@ export class GrpcPeerTransport implements Transport {
   /** Answers each stream accepted from a peer and not yet ended (see close). */
   private readonly acceptedStreams = new Set<() => void>();
   private readonly stopWatchingTls: () => void;
-  private readonly dialTimer: NodeJS.Timeout;
+  private dialTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: PeerTransportOptions) {
     this.limits = options.limits ?? defaultPeerTransportLimits;
@@ -131,6 +133,18 @@ export class GrpcPeerTransport implements Transport {
     this.stopWatchingTls = options.tls.onChange(() => {
       for (const outbox of this.outboxes.values()) this.disconnect(outbox);
     });
+  }
+
+  /**
+   * From now on, dials every known peer ahead of need (now, and every peerDialEveryMs while its
+   * connection is not up). Called once the node's own listeners are bound: an outgoing connection
+   * takes a local port from the ephemeral range, which may be one the node is about to listen on
+   * where its listen addresses are its only addresses (CI: a chaos run's restarted node could not
+   * listen on its HTTP port).
+   */
+  startDialing(): void {
+    if (this.closed || this.dialTimer !== null) return;
+    this.dialPeers();
     this.dialTimer = setInterval(() => this.dialPeers(), peerDialEveryMs);
     this.dialTimer.unref();
   }
@@ -140,12 +154,16 @@ export class GrpcPeerTransport implements Transport {
    * first message to it, a vote request as likely as not, does not wait for the connection. grpc-js
    * keeps each connection up and redials a lost one with its own backoff once asked to connect.
    */
-  dialPeers(): void {
+  private dialPeers(): void {
     if (this.closed) return;
-    for (const peer of this.options.peers.keys()) {
+    for (const [peer, address] of this.options.peers) {
       if (peer === this.options.nodeId) continue;
       const outbox = this.outboxFor(peer);
-      if (outbox !== null) this.clientOf(outbox).getChannel().getConnectivityState(true);
+      if (outbox === null) continue;
+      // A member recorded again with another address (an operator correcting a learner's, say)
+      // is dialled there from now on, not at the address its client was made for.
+      if (outbox.client !== null && outbox.clientAddress !== address) this.disconnect(outbox);
+      this.clientOf(outbox).getChannel().getConnectivityState(true);
     }
   }
 
@@ -189,7 +207,6 @@ export class GrpcPeerTransport implements Transport {
 
   listen(handler: (message: Message) => void): void {
     this.handler = handler;
-    this.dialPeers();
   }
 
   /**
@@ -260,7 +277,7 @@ export class GrpcPeerTransport implements Transport {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.dialTimer);
+    if (this.dialTimer !== null) clearInterval(this.dialTimer);
     // A peer's stream never ends by itself: answered now, it no longer holds the peer listener's
     // shutdown (which waited its full second for them at every stop), and the peer dials again
     // when it has something to send.
@@ -274,7 +291,15 @@ export class GrpcPeerTransport implements Transport {
     let outbox = this.outboxes.get(peer);
     if (outbox === undefined) {
       if (!this.options.peers.has(peer)) return null;
-      outbox = { peer, queue: [], queuedBytes: 0, client: null, stream: null, blocked: false };
+      outbox = {
+        peer,
+        queue: [],
+        queuedBytes: 0,
+        client: null,
+        clientAddress: "",
+        stream: null,
+        blocked: false,
+      };
       this.outboxes.set(peer, outbox);
     }
     return outbox;
@@ -320,6 +345,7 @@ export class GrpcPeerTransport implements Transport {
       ...raftStreamChannelOptions,
       ...tls.options,
     });
+    outbox.clientAddress = address;
     return outbox.client;
   }
 

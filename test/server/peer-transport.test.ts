@@ -296,7 +296,10 @@ it("dials its peers before it has anything to send them, so that a first vote re
   // Followers send each other nothing until an election: their first message is a pre-vote.
   const peers = await startPeers(3);
   try {
-    for (const node of peers.nodes) node.transport.listen(() => {});
+    for (const node of peers.nodes) {
+      node.transport.listen(() => {});
+      node.transport.startDialing();
+    }
     await eventually(
       () =>
         peers.nodes.every((node) =>
@@ -308,6 +311,37 @@ it("dials its peers before it has anything to send them, so that a first vote re
     expect(peers.nodes.map((node) => node.transport.isConnected(node.id))).toEqual([false, false, false]);
     expect(peers.nodes.flatMap((node) => node.streamErrors)).toEqual([]);
   } finally {
+    await peers.close();
+  }
+});
+
+it("dials a peer at its new address once the member is recorded with another", async () => {
+  const peers = await startPeers(2);
+  const moved = await startPeers(2);
+  try {
+    let receivedAtOld = 0;
+    let receivedAtNew = 0;
+    peers.node("n1").transport.listen(() => {});
+    peers.node("n1").transport.startDialing();
+    peers.node("n2").transport.listen(() => {
+      receivedAtOld += 1;
+    });
+    moved.node("n2").transport.listen(() => {
+      receivedAtNew += 1;
+    });
+    const sender = peers.node("n1").transport;
+    const heartbeat = () =>
+      sender.send([{ from: "n1", to: "n2", term: 1, type: "heartbeat", commit: 0, readRound: 0 }]);
+    heartbeat();
+    await eventually(() => receivedAtOld === 1, 5000);
+    // n2 is recorded with the address of another listener (the same certificate's node).
+    peers.addresses.set("n2", moved.addresses.get("n2") ?? fail("no address"));
+    await eventually(() => {
+      heartbeat();
+      return receivedAtNew > 0;
+    }, 5000);
+  } finally {
+    await moved.close();
     await peers.close();
   }
 });
