@@ -23,6 +23,7 @@ export interface NetnsNetworkOptions {
   readonly tag: number;
   readonly clientPort: number;
   readonly peerPort: number;
+  readonly httpPort: number;
   /** The first of the harness's proxy ports (2 per ordered pair of nodes). */
   readonly proxyBasePort: number;
   /** Uniform in [0, 1), for the links' jitter (the run's seeded generator). */
@@ -85,6 +86,19 @@ export class NetnsNetwork {
       run("ip", ["-n", namespace, "addr", "add", `${host}/24`, "dev", "eth0"]);
       run("ip", ["-n", namespace, "link", "set", "eth0", "up"]);
       run("ip", ["-n", namespace, "link", "set", "lo", "up"]);
+      // A node's address is its namespace's only one, so its outgoing connections take their local
+      // ports from the same address: kept off its listen ports, which sit in Linux's ephemeral
+      // range (32768-60999), or a restarted node may find one taken (CI: "cannot listen on
+      // ...:39002, the port is in use").
+      const { clientPort, peerPort, httpPort } = this.options;
+      run("ip", [
+        "netns",
+        "exec",
+        namespace,
+        "sh",
+        "-c",
+        `echo ${clientPort},${peerPort},${httpPort} > /proc/sys/net/ipv4/ip_local_reserved_ports`,
+      ]);
     }
     for (const from of this.hosts.keys()) {
       for (const to of this.hosts.keys()) {

@@ -81,6 +81,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
           tag: hostBase,
           clientPort: basePort,
           peerPort: basePort + 1,
+          httpPort: basePort + 2,
           proxyBasePort: basePort + 10,
           // Its own generator from the seed, so the workload's and the faults' draws stay as they were.
           random: (() => {
