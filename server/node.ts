@@ -275,6 +275,10 @@ export class StrongroomNode {
       nodeId: config.nodeId,
       peers: members.peers,
       tls: peerTls,
+      dialAhead: () => {
+        const status = raftNode().status();
+        return status.removed ? [] : [...status.membership.voters, ...status.membership.learners];
+      },
       onStreamError: (peer, details) => {
         const explained = explainPeerFailure(peer, members.peers.get(peer) ?? "?", details);
         // Logged once per cause, not at every retry.

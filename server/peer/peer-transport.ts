@@ -96,6 +96,11 @@ export interface PeerTransportOptions {
   /** The cluster CA bundle and this node's certificate. */
   readonly tls: TlsFiles;
   readonly limits?: PeerTransportLimits;
+  /**
+   * The peers to keep connected ahead of need: the cluster's members now (a removed member is not
+   * dialled again). Every peer with an address when absent.
+   */
+  readonly dialAhead?: () => Iterable<NodeId>;
   /** Called when messages to a peer are dropped (queue full, peer unknown or unreachable). */
   readonly onDrop?: (peer: NodeId, messages: number, why: string) => void;
   /** Called when a stream to a peer fails (unreachable, TLS refused, refused by the peer). */
@@ -156,8 +161,9 @@ export class GrpcPeerTransport implements Transport {
    */
   private dialPeers(): void {
     if (this.closed) return;
-    for (const [peer, address] of this.options.peers) {
-      if (peer === this.options.nodeId) continue;
+    for (const peer of this.options.dialAhead?.() ?? this.options.peers.keys()) {
+      const address = this.options.peers.get(peer);
+      if (peer === this.options.nodeId || address === undefined) continue;
       const outbox = this.outboxFor(peer);
       if (outbox === null) continue;
       // A member recorded again with another address (an operator correcting a learner's, say)

@@ -315,6 +315,28 @@ it("dials its peers before it has anything to send them, so that a first vote re
   }
 });
 
+it("dials ahead only the peers it is told are members (a removed one is not dialled again)", async () => {
+  const peers = await startPeers(3);
+  const tls = new TlsFiles(pki.node("n1"));
+  const transport = new GrpcPeerTransport({
+    nodeId: "n1",
+    peers: peers.addresses,
+    tls,
+    dialAhead: () => ["n2"],
+  });
+  try {
+    transport.listen(() => {});
+    transport.startDialing();
+    await eventually(() => transport.isConnected("n2"), 5000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(transport.isConnected("n3")).toBe(false);
+  } finally {
+    await transport.close();
+    tls.close();
+    await peers.close();
+  }
+});
+
 it("dials a peer at its new address once the member is recorded with another", async () => {
   const peers = await startPeers(2);
   const moved = await startPeers(2);
