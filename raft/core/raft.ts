@@ -856,14 +856,12 @@ export class RaftCore {
    * trip of each other both pass pre-vote (a pre-vote binds no one), stand in the same term and
    * split the vote: another election timeout before anyone leads (seen in chaos runs under load,
    * docs/chaos.md). With this, one of them stands. Pre-votes change no term or vote, so safety does
-   * not depend on it; a pre-candidate that stops times out again if the other does not win.
+   * not depend on it; a pre-candidate that stops times out again if the other does not win. Asked
+   * only of a pre-vote just granted, whose log is therefore at least as far as ours.
    */
   private yieldsTo(request: PreVoteMessage): boolean {
-    const ourTerm = this.log.lastTerm();
-    const ourIndex = this.log.lastIndex();
-    if (request.lastTerm !== ourTerm) return request.lastTerm > ourTerm;
-    if (request.lastIndex !== ourIndex) return request.lastIndex > ourIndex;
-    return request.from > this.id;
+    const sameLog = request.lastTerm === this.log.lastTerm() && request.lastIndex === this.log.lastIndex();
+    return !sameLog || request.from > this.id;
   }
 
   private stepCandidate(message: Message): void {
