@@ -12,7 +12,7 @@ export function describeMessage(message: Message): string {
     case "voteResponse":
       return `${message.type} term ${message.term} ${message.granted ? "granted" : "rejected"}`;
     case "append":
-      return `append term ${message.term} prev ${message.prevIndex}/${message.prevTerm} +${message.entries.length} commit ${message.commit}`;
+      return `append term ${message.term} prev ${message.prevIndex}/${message.prevTerm} +${message.entries.length} commit ${message.commit}${message.commitOnly ? " only" : ""}`;
     case "appendResponse":
       return `appendResponse term ${message.term} ${message.success ? `ok ${message.index}` : `reject ${message.index} hint ${message.hintIndex}/${message.hintTerm}`}`;
     case "heartbeat":

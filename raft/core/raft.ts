@@ -959,6 +959,9 @@ export class RaftCore {
     }
     const lastNew = this.log.appendFromLeader(message.prevIndex, message.entries);
     this.log.commitTo(Math.min(message.commit, lastNew));
+    // An answer would tell the leader only what the answers to its earlier appends tell it: one
+    // message each way fewer per commit, half a lone write's Raft messages.
+    if (message.commitOnly && message.entries.length === 0) return;
     this.respondToAppend(message, true, lastNew, 0, 0);
   }
 
@@ -1183,7 +1186,7 @@ export class RaftCore {
     }
     if (this.broadcastPending) {
       this.broadcastPending = false;
-      for (const id of this.progress.keys()) this.sendAppends(id, true);
+      for (const id of this.progress.keys()) this.sendAppends(id, true, true);
     }
     if (this.readRoundOpen !== null) {
       const round = this.readRoundOpen;
@@ -1192,13 +1195,16 @@ export class RaftCore {
     }
   }
 
-  /** Sends appends to `to` until it is paused or up to date (pipelining in the replicate state). */
-  private sendAppends(to: NodeId, sendIfEmpty: boolean): void {
-    let sent = this.sendAppend(to, sendIfEmpty);
+  /**
+   * Sends appends to `to` until it is paused or up to date (pipelining in the replicate state).
+   * `forCommit`: sent to carry a new commit index, so an empty one needs no answer (`commitOnly`).
+   */
+  private sendAppends(to: NodeId, sendIfEmpty: boolean, forCommit = false): void {
+    let sent = this.sendAppend(to, sendIfEmpty, forCommit);
     while (sent && this.progress.get(to)?.state === "replicate") sent = this.sendAppend(to, false);
   }
 
-  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+  private sendAppend(to: NodeId, sendIfEmpty: boolean, forCommit = false): boolean {
     const progress = this.progress.get(to);
     if (progress === undefined || progress.isPaused()) return false;
     const prevIndex = progress.next - 1;
@@ -1221,6 +1227,9 @@ export class RaftCore {
       prevTerm,
       entries,
       commit: this.log.committed,
+      // Only in the replicate state: a probe's empty append is how the leader finds the match,
+      // and a heartbeat's answer asks for an answered one when appends may have been lost.
+      commitOnly: forCommit && entries.length === 0 && progress.state === "replicate",
     });
     const last = entries.at(-1);
     if (progress.state === "replicate" && last !== undefined) {

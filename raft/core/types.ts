@@ -169,6 +169,12 @@ export interface AppendMessage extends MessageBase {
   readonly prevTerm: number;
   readonly entries: readonly Entry[];
   readonly commit: number;
+  /**
+   * Sent with no entries only to carry a new commit index to a follower the leader replicates to:
+   * a follower that accepts it does not answer (the leader learns its progress from the appends
+   * that carried entries, or, were one lost, from its next heartbeat's answer).
+   */
+  readonly commitOnly: boolean;
 }
 export interface AppendResponseMessage extends MessageBase {
   readonly type: "appendResponse";

@@ -38,6 +38,7 @@ export function toWire(message: Message): RaftMessage {
           prevTerm: message.prevTerm,
           entries: message.entries.map(entryToWire),
           commit: message.commit,
+          commitOnly: message.commitOnly,
         },
       });
     case "appendResponse":
@@ -105,6 +106,7 @@ export function fromWire(wire: RaftMessage): Message {
         prevTerm: body.value.prevTerm,
         entries: body.value.entries.map(entryFromWire),
         commit: body.value.commit,
+        commitOnly: body.value.commitOnly,
       };
     case "appendResponse":
       return { ...base, type: "appendResponse", ...body.value };

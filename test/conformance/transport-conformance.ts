@@ -40,7 +40,9 @@ export function everyMessageType(): Message[] {
         { index: 13, term: 7, type: "normal", data: new Uint8Array(0) },
       ],
       commit: 9,
+      commitOnly: false,
     },
+    { ...base, type: "append", prevIndex: 13, prevTerm: 7, entries: [], commit: 13, commitOnly: true },
     { ...base, type: "appendResponse", success: false, index: 10, hintIndex: 8, hintTerm: 5 },
     { ...base, type: "heartbeat", commit: 12, readRound: 3 },
     { ...base, type: "heartbeatResponse", readRound: 3 },
@@ -128,6 +130,7 @@ export function transportConformance(name: string, factory: TransportFactory): v
               prevTerm: 1,
               entries: [{ index: round + 1, term: 1, type: "normal", data: new Uint8Array(1024) }],
               commit: round,
+              commitOnly: false,
             },
           ]);
         }

@@ -68,6 +68,7 @@ describe("the Ready contract", () => {
       prevTerm: prev[1],
       entries,
       commit,
+      commitOnly: false,
     });
     // A leader of a new term with an entry: the term and the entries are written (and synced)
     // before the acknowledgement leaves.

@@ -253,6 +253,71 @@ describe("log replication", () => {
     expect(cluster.node("n3").applied).toEqual(cluster.node("n1").applied);
   });
 
+  it("a new commit index goes to the followers in commit-only appends, which they apply and do not answer", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.stabilize();
+    const sentBefore = cluster.sent.length;
+    cluster.propose("n1", "v");
+    cluster.stabilize();
+    const sent = cluster.sent.slice(sentBefore);
+    const appends = sent.filter((m) => m.type === "append");
+    // Each follower: the entry, then the commit index it reached (one Ready commits for both).
+    expect(appends.map((m) => (m.type === "append" ? [m.to, m.entries.length, m.commitOnly] : []))).toEqual([
+      ["n2", 1, false],
+      ["n3", 1, false],
+      ["n2", 0, true],
+      ["n3", 0, true],
+    ]);
+    // Only the appends with the entry are answered: two answers, not four.
+    expect(sent.filter((m) => m.type === "appendResponse").map((m) => m.from)).toEqual(["n2", "n3"]);
+    for (const id of ["n1", "n2", "n3"]) expect(cluster.node(id).applied).toEqual(["v"]);
+  });
+
+  it("a follower answers a commit-only append it cannot accept, and the leader repairs it", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.stabilize();
+    // n3 loses the append with the entry but not the commit-only one that follows it.
+    let lost = 0;
+    cluster.filter = (m) => !(m.to === "n3" && m.type === "append" && m.entries.length > 0 && lost++ === 0);
+    cluster.propose("n1", "v");
+    cluster.stabilize();
+    expect(lost).toBeGreaterThan(1);
+    const commitOnly = cluster.sent.filter((m) => m.type === "append" && m.to === "n3" && m.commitOnly);
+    expect(commitOnly).toHaveLength(1);
+    const rejections = cluster.sent.filter(
+      (m) => m.type === "appendResponse" && m.from === "n3" && !m.success,
+    );
+    expect(rejections).toHaveLength(1);
+    expect(cluster.node("n3").applied).toEqual(["v"]);
+    expect(cluster.core("n1").status().progress.get("n3")?.match).toBe(cluster.core("n1").status().lastIndex);
+  });
+
+  it("a leader that lost a follower's answers learns its match from a heartbeat's answer, through an answered append", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.stabilize();
+    cluster.filter = (m) => !(m.from === "n3" && m.type === "appendResponse");
+    for (let i = 0; i < 3; i++) {
+      cluster.propose("n1", `v${i}`);
+      cluster.stabilize();
+    }
+    const leader = cluster.core("n1");
+    const last = leader.status().lastIndex;
+    expect(cluster.node("n3").applied).toEqual(["v0", "v1", "v2"]);
+    expect(leader.status().progress.get("n3")?.match).toBeLessThan(last);
+    cluster.filter = () => true;
+    const sentBefore = cluster.sent.length;
+    cluster.settle(2);
+    const repair = cluster.sent
+      .slice(sentBefore)
+      .filter((m) => m.type === "append" && m.to === "n3" && m.entries.length === 0);
+    expect(repair.length).toBeGreaterThan(0);
+    expect(repair.every((m) => m.type === "append" && !m.commitOnly)).toBe(true);
+    expect(leader.status().progress.get("n3")?.match).toBe(last);
+  });
+
   it("a heartbeat never advances a follower's commit beyond what the leader knows it holds", () => {
     const cluster = ScenarioCluster.create(3);
     cluster.elect("n1");

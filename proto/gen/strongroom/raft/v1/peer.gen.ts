@@ -150,6 +150,11 @@ export interface Append {
   prevTerm: number;
   entries: Entry[];
   commit: number;
+  /**
+   * No entries, sent only to carry the commit index: an accepting follower does not answer. A
+   * member of an older release leaves it unset (and answers every append) or ignores it.
+   */
+  commitOnly: boolean;
 }
 
 export interface AppendResponse {
@@ -1225,7 +1230,7 @@ export const VoteResponse: MessageFns<VoteResponse> = {
 };
 
 function createBaseAppend(): Append {
-  return { prevIndex: 0, prevTerm: 0, entries: [], commit: 0 };
+  return { prevIndex: 0, prevTerm: 0, entries: [], commit: 0, commitOnly: false };
 }
 
 export const Append: MessageFns<Append> = {
@@ -1241,6 +1246,9 @@ export const Append: MessageFns<Append> = {
     }
     if (message.commit !== 0) {
       writer.uint32(32).uint64(message.commit);
+    }
+    if (message.commitOnly !== false) {
+      writer.uint32(40).bool(message.commitOnly);
     }
     return writer;
   },
@@ -1290,6 +1298,14 @@ export const Append: MessageFns<Append> = {
             message.commit = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.commitOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1316,6 +1332,11 @@ export const Append: MessageFns<Append> = {
         : 0,
       entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => Entry.fromJSON(e)) : [],
       commit: isSet(object.commit) ? globalThis.Number(object.commit) : 0,
+      commitOnly: isSet(object.commitOnly)
+        ? globalThis.Boolean(object.commitOnly)
+        : isSet(object.commit_only)
+        ? globalThis.Boolean(object.commit_only)
+        : false,
     };
   },
 
@@ -1332,6 +1353,9 @@ export const Append: MessageFns<Append> = {
     }
     if (message.commit !== 0) {
       obj.commit = Math.round(message.commit);
+    }
+    if (message.commitOnly !== false) {
+      obj.commitOnly = message.commitOnly;
     }
     return obj;
   },
