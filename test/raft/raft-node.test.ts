@@ -117,11 +117,20 @@ class SnapshotRecordingStore extends MemoryLogStore {
 }
 
 /**
- * A node's transport whose snapshot chunks take `delayMs` each to arrive, one after another (a
- * large snapshot on a slow link); every other message goes as on the network.
+ * A node's transport whose snapshot chunks take `delayMs` each to arrive, one after another and
+ * in order, as on a stream (a large snapshot on a slow link); every other message goes as on the
+ * network. One timer at a time: a timer per chunk, each due `delayMs` after the one before, let a
+ * loaded machine fire a later chunk's first (timers are due by the loop's cached clock), and a
+ * follower whose loop is held cannot ask for the lost chunk again.
  */
 function slowSnapshotChunks(transport: Transport, delayMs: number, sent: Message[]): Transport {
-  let lastArrival = 0;
+  const queue: Message[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  const sendNext = (): void => {
+    const chunk = queue.shift();
+    if (chunk !== undefined) transport.send([chunk]);
+    timer = queue.length > 0 ? setTimeout(sendNext, delayMs) : null;
+  };
   return {
     ...transport,
     send: (messages) => {
@@ -129,9 +138,9 @@ function slowSnapshotChunks(transport: Transport, delayMs: number, sent: Message
       transport.send(others);
       for (const chunk of messages.filter((message) => message.type === "snapshotChunk")) {
         sent.push(chunk);
-        lastArrival = Math.max(lastArrival, Date.now()) + delayMs;
-        setTimeout(() => transport.send([chunk]), lastArrival - Date.now());
+        queue.push(chunk);
       }
+      if (timer === null && queue.length > 0) timer = setTimeout(sendNext, delayMs);
     },
   };
 }
