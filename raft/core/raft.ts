@@ -960,7 +960,7 @@ export class RaftCore {
     const lastNew = this.log.appendFromLeader(message.prevIndex, message.entries);
     this.log.commitTo(Math.min(message.commit, lastNew));
     // An answer would tell the leader only what the answers to its earlier appends tell it: one
-    // message each way fewer per commit, half a lone write's Raft messages.
+    // answer fewer per follower and commit (a lone write: 2 answers to the leader, not 4).
     if (message.commitOnly && message.entries.length === 0) return;
     this.respondToAppend(message, true, lastNew, 0, 0);
   }
