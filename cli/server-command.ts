@@ -6,14 +6,19 @@
 
 import { ConfigError, loadNodeConfig } from "../server/config.js";
 import { sendGrpcLogsTo } from "../server/grpc-logs.js";
+import { keepHelperThreadsBatch } from "../server/helper-threads.js";
 import { ListenError } from "../server/listen-error.js";
 import { createLogger } from "../server/logger.js";
 import { StrongroomNode } from "../server/node.js";
 import { TlsConfigError } from "../server/tls/tls-files.js";
 import { StateError } from "../storage/state/errors.js";
 
+/** Helper threads made after the start (a few, from the event loop) are found this often. */
+const helperThreadPassMs = 60_000;
+
 export async function runServer(configFile: string): Promise<void> {
   let node: StrongroomNode;
+  let stopHelperPasses = () => {};
   try {
     const config = loadNodeConfig(configFile);
     const logger = createLogger(config.nodeId, config.log.level);
@@ -26,6 +31,17 @@ export async function runServer(configFile: string): Promise<void> {
         process.exit(1);
       },
     });
+    // After the start: libuv's pool is made on its first use, by then (the stores are open).
+    if (config.threads.helperPolicy === "batch" && process.platform === "linux")
+      stopHelperPasses = keepHelperThreadsBatch(helperThreadPassMs, (result) => {
+        if ("error" in result)
+          logger.warn(
+            { cause: result.error.message },
+            "helper threads left as started (threads.helperPolicy)",
+          );
+        else if (result.changed > 0)
+          logger.debug({ threads: result.changed }, "helper threads set to SCHED_BATCH");
+      });
   } catch (error) {
     if (error instanceof ConfigError || error instanceof TlsConfigError) {
       process.stderr.write(`strongroom server: ${error.message}\n`);
@@ -41,6 +57,7 @@ export async function runServer(configFile: string): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    stopHelperPasses();
     process.stderr.write(`strongroom server: ${signal}, shutting down\n`);
     node.stop().then(
       () => process.exit(0),

@@ -180,6 +180,17 @@ export const nodeConfigSchema = z
           .default(4 * 1024 * 1024),
       })
       .default({ stateWriteBufferBytes: 4 * 1024 * 1024 }),
+    threads: z
+      .strictObject({
+        /**
+         * "batch": the process's helper threads (libuv's pool, V8's, LevelDB's) run under Linux's
+         * SCHED_BATCH, so that one waking does not preempt the event loop (set with util-linux's
+         * `chrt`; docs/performance.md). "inherit": left as started. Linux only; `strongroom
+         * server` only (not nodes run inside another program).
+         */
+        helperPolicy: z.enum(["batch", "inherit"]).default("batch"),
+      })
+      .default({ helperPolicy: "batch" }),
     watch: z
       .strictObject({
         /** Changes kept so a watcher can resume from a revision. */

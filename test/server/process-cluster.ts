@@ -110,6 +110,11 @@ export class NodeProcess {
     return code;
   }
 
+  /** The running process's id (null before the start and after the exit). */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
   get address(): string {
     return `${this.spec.host}:${this.spec.clientPort}`;
   }

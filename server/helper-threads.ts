@@ -1,0 +1,96 @@
+// The scheduling policy of a node process's helper threads: every thread but the event loop's
+// (libuv's thread pool, which makes the durable audit and Raft log writes; V8's compiler and GC
+// helpers; LevelDB's compactions). Linux's default lets a thread that wakes take the core from
+// the one running; on a machine with fewer cores than busy threads, the event loop is preempted
+// each time it hands a write to the pool (about a thousand times a second per node under 64
+// writing clients here), and pays the switch and its cold caches. `SCHED_BATCH` keeps a helper's
+// share of the CPU (its nice value is unchanged) but does not preempt on wake-up: it runs when a
+// core is free or the running thread's slice ends (docs/performance.md, the thirty-seventh
+// session). Node has no call for it; util-linux's `chrt` (in every Debian) sets it per thread.
+// Threads start with their creator's policy, so helpers made later by a helper are batch too;
+// the few a node makes later from its event loop are found by the next pass.
+
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+/** `SCHED_BATCH` in `sched.h`, and field 41 (`policy`) of `/proc/<pid>/task/<tid>/stat`. */
+const schedBatch = 3;
+const statPolicyField = 41;
+
+export type HelperThreadPolicy = "batch" | "inherit";
+
+/** The process's threads other than the event loop's, with their scheduling policy. */
+export function helperThreads(): { tid: number; policy: number }[] {
+  const threads: { tid: number; policy: number }[] = [];
+  for (const name of readdirSync("/proc/self/task")) {
+    const tid = Number(name);
+    if (tid === process.pid) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${name}/stat`, "utf8");
+    } catch {
+      continue; // The thread ended since the directory was read.
+    }
+    // The fields after the command name, which is in parentheses and may hold spaces: field 3 on.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    threads.push({ tid, policy: Number(fields[statPolicyField - 3]) });
+  }
+  return threads;
+}
+
+/**
+ * Puts every helper thread not yet batch under `SCHED_BATCH`. Resolves with the number of threads
+ * changed; rejects with `chrt`'s error (missing, or refused) naming the thread.
+ */
+export async function batchHelperThreads(): Promise<number> {
+  let changed = 0;
+  for (const { tid, policy } of helperThreads()) {
+    if (policy === schedBatch) continue;
+    try {
+      await run("chrt", ["--batch", "--pid", "0", String(tid)]);
+      changed++;
+    } catch (error) {
+      // A thread that ended meanwhile is not a failure.
+      if (helperThreads().some((thread) => thread.tid === tid))
+        throw new Error(`chrt --batch on thread ${tid}: ${(error as Error).message}`);
+    }
+  }
+  return changed;
+}
+
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: 5000 }, (error, _stdout, stderr) => {
+      if (error === null) resolve();
+      else reject(new Error(stderr.trim() || error.message));
+    });
+  });
+}
+
+/** Passes at start and every `intervalMs` after (for helpers made later), until the returned stop. */
+export function keepHelperThreadsBatch(
+  intervalMs: number,
+  onPass: (result: { changed: number } | { error: Error }) => void,
+): () => void {
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const pass = () => {
+    batchHelperThreads().then(
+      (changed) => {
+        if (stopped) return;
+        onPass({ changed });
+        timer = setTimeout(pass, intervalMs).unref();
+      },
+      // One report and no more passes: what refused once (no chrt, a policy forbidden by a
+      // seccomp profile) refuses again.
+      (error: Error) => {
+        if (!stopped) onPass({ error });
+      },
+    );
+  };
+  pass();
+  return () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+  };
+}
