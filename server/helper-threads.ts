@@ -17,10 +17,8 @@ import { readdirSync, readFileSync } from "node:fs";
 const schedBatch = 3;
 const statPolicyField = 41;
 
-export type HelperThreadPolicy = "batch" | "inherit";
-
 /** The process's threads other than the event loop's, with their scheduling policy. */
-export function helperThreads(): { tid: number; policy: number }[] {
+function helperThreads(): { tid: number; policy: number }[] {
   const threads: { tid: number; policy: number }[] = [];
   for (const name of readdirSync("/proc/self/task")) {
     const tid = Number(name);
@@ -42,7 +40,7 @@ export function helperThreads(): { tid: number; policy: number }[] {
  * Puts every helper thread not yet batch under `SCHED_BATCH`. Resolves with the number of threads
  * changed; rejects with `chrt`'s error (missing, or refused) naming the thread.
  */
-export async function batchHelperThreads(): Promise<number> {
+async function batchHelperThreads(): Promise<number> {
   let changed = 0;
   for (const { tid, policy } of helperThreads()) {
     if (policy === schedBatch) continue;
@@ -52,7 +50,7 @@ export async function batchHelperThreads(): Promise<number> {
     } catch (error) {
       // A thread that ended meanwhile is not a failure.
       if (helperThreads().some((thread) => thread.tid === tid))
-        throw new Error(`chrt --batch on thread ${tid}: ${(error as Error).message}`);
+        throw new Error(`chrt --batch on thread ${tid}: ${error instanceof Error ? error.message : error}`);
     }
   }
   return changed;

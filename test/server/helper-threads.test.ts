@@ -76,7 +76,7 @@ it("without chrt the node serves, its threads as started", async () => {
   const pid = await startNode("no-chrt", null, { PATH: "/nonexistent" });
   await new Promise((resolve) => setTimeout(resolve, 1000));
   expect([...policies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
-  // 501: up and not initialized, as any new node.
+  // 501: up, and not initialized yet (a new node).
   expect(await running?.healthStatus()).toBe(501);
 });
 
