@@ -17,23 +17,21 @@ import { readdirSync, readFileSync } from "node:fs";
 const schedBatch = 3;
 const statPolicyField = 41;
 
-/** The process's threads other than the event loop's, with their scheduling policy. */
-function helperThreads(): { tid: number; policy: number }[] {
-  const threads: { tid: number; policy: number }[] = [];
-  for (const name of readdirSync("/proc/self/task")) {
-    const tid = Number(name);
-    if (tid === process.pid) continue;
+/** The scheduling policy of each thread of process `pid` (this one by default), by thread id. */
+export function threadPolicies(pid: number | "self" = "self"): Map<number, number> {
+  const policies = new Map<number, number>();
+  for (const name of readdirSync(`/proc/${pid}/task`)) {
     let stat: string;
     try {
-      stat = readFileSync(`/proc/self/task/${name}/stat`, "utf8");
+      stat = readFileSync(`/proc/${pid}/task/${name}/stat`, "utf8");
     } catch {
       continue; // The thread ended since the directory was read.
     }
     // The fields after the command name, which is in parentheses and may hold spaces: field 3 on.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    threads.push({ tid, policy: Number(fields[statPolicyField - 3]) });
+    policies.set(Number(name), Number(fields[statPolicyField - 3]));
   }
-  return threads;
+  return policies;
 }
 
 /**
@@ -42,14 +40,14 @@ function helperThreads(): { tid: number; policy: number }[] {
  */
 async function batchHelperThreads(): Promise<number> {
   let changed = 0;
-  for (const { tid, policy } of helperThreads()) {
-    if (policy === schedBatch) continue;
+  for (const [tid, policy] of threadPolicies()) {
+    if (tid === process.pid || policy === schedBatch) continue;
     try {
       await run("chrt", ["--batch", "--pid", "0", String(tid)]);
       changed++;
     } catch (error) {
       // A thread that ended meanwhile is not a failure.
-      if (helperThreads().some((thread) => thread.tid === tid))
+      if (threadPolicies().has(tid))
         throw new Error(`chrt --batch on thread ${tid}: ${error instanceof Error ? error.message : error}`);
     }
   }
@@ -60,6 +58,8 @@ function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { timeout: 5000 }, (error, _stdout, stderr) => {
       if (error === null) resolve();
+      else if (error.code === "ENOENT")
+        reject(new Error(`${command} is not on PATH (util-linux; Debian: apt-get install util-linux)`));
       else reject(new Error(stderr.trim() || error.message));
     });
   });

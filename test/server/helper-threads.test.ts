@@ -2,10 +2,11 @@
 // and its event loop as started (threads.helperPolicy, server/helper-threads.ts): read from the
 // real process's /proc, after real `chrt` calls. Without `chrt` the node still serves.
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
+import { threadPolicies } from "../../server/helper-threads.js";
 import { eventually } from "../support/eventually.js";
 import { nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
@@ -29,16 +30,6 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** Each thread's scheduling policy (field 41 of its stat), by thread id. */
-function policies(pid: number): Map<number, number> {
-  const found = new Map<number, number>();
-  for (const name of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${name}/stat`, "utf8");
-    found.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]));
-  }
-  return found;
-}
-
 async function startNode(name: string, helperPolicy: string | null, env: NodeJS.ProcessEnv = {}) {
   if (spec === undefined) throw new Error("no node spec");
   const entry = writeConfigs(pki, join(root, name), [spec], () =>
@@ -55,10 +46,10 @@ async function startNode(name: string, helperPolicy: string | null, env: NodeJS.
 it("by default every thread but the event loop's is batch, the event loop is left as started", async () => {
   const pid = await startNode("default", null);
   await eventually(
-    () => [...policies(pid)].every(([tid, policy]) => tid === pid || policy === schedBatch),
+    () => [...threadPolicies(pid)].every(([tid, policy]) => tid === pid || policy === schedBatch),
     10_000,
   );
-  const threads = policies(pid);
+  const threads = threadPolicies(pid);
   expect(threads.get(pid)).toBe(schedOther);
   // libuv's four pool threads and V8's helpers at least.
   expect(threads.size).toBeGreaterThan(5);
@@ -68,14 +59,14 @@ it("with helperPolicy inherit no thread is changed", async () => {
   const pid = await startNode("inherit", "inherit");
   // The batch pass runs right after the start, which health waited for; give it a second more.
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  expect([...policies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
+  expect([...threadPolicies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
 });
 
 it("without chrt the node serves, its threads as started", async () => {
   // PATH without /usr/bin: no chrt (the node is started by the absolute path of node).
   const pid = await startNode("no-chrt", null, { PATH: "/nonexistent" });
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  expect([...policies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
+  expect([...threadPolicies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
   // 501: up, and not initialized yet (a new node).
   expect(await running?.healthStatus()).toBe(501);
 });
