@@ -36,7 +36,7 @@ import { leaderTrailer, NodeError, toServiceError } from "./errors.js";
 import type { Executor } from "./executor.js";
 import type { GrpcMetrics } from "./grpc-metrics.js";
 import type { StandardServices } from "./grpc-standard-services.js";
-import type { RequestContext } from "./request.js";
+import { type RequestContext, workingDeadline } from "./request.js";
 import { serverCredentials } from "./tls/credentials.js";
 import { type IdentitySource, requireClientIdentity } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
@@ -53,6 +53,8 @@ export interface ClientListenerOptions {
   readonly leases: Record<string, AnyApiMethod>;
   readonly identitySource: IdentitySource;
   readonly timeoutMs: number;
+  /** How long before a call's deadline the node stops waiting, to answer in time (request.ts workingDeadline). */
+  readonly answerReserveMs: number;
   readonly messageBytesMax: number;
   /** Health and reflection. */
   readonly standard: StandardServices;
@@ -189,14 +191,15 @@ function callContext(
   const authorization = call.metadata.get("authorization").map(String).join(",");
   const token = tokenOfAuthorization(authorization);
   const clientDeadline = call.getDeadline();
-  const cap = Date.now() + options.timeoutMs;
-  const deadline =
+  const now = Date.now();
+  const cap = now + options.timeoutMs;
+  const callerDeadline =
     clientDeadline instanceof Date ? Math.min(clientDeadline.getTime(), cap) : Math.min(clientDeadline, cap);
   return {
     method,
     identity,
     token,
-    deadline,
+    deadline: workingDeadline(callerDeadline, options.answerReserveMs, now),
     forwardedBy: null,
     authorization: { caller: null, tokenUseSpent: false },
   };

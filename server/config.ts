@@ -129,6 +129,12 @@ export const nodeConfigSchema = z
       .strictObject({
         /** Longest a request may take; a client deadline shorter than this wins. */
         timeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+        /**
+         * How long before a call's deadline the node stops waiting (for a leader, a quorum), so
+         * that its refusal reaches the client before the deadline ends the call (at most a quarter
+         * of the call's time).
+         */
+        answerReserveMs: z.number().int().min(0).max(10_000).default(100),
         /** The largest request message the client port accepts. */
         messageBytesMax: z
           .number()
@@ -148,6 +154,7 @@ export const nodeConfigSchema = z
       })
       .default({
         timeoutMs: 10_000,
+        answerReserveMs: 100,
         messageBytesMax: 2 * 1024 * 1024,
         streamsPerConnectionMax: 256,
         snapshotBytesMax: 1024 * 1024 * 1024,

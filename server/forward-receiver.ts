@@ -19,7 +19,7 @@ import type {
 } from "../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { mapError, NodeError } from "./errors.js";
-import type { RequestContext } from "./request.js";
+import { type RequestContext, workingDeadline } from "./request.js";
 import { nodeIdOf } from "./tls/identity.js";
 
 export interface ForwardReceiverOptions {
@@ -27,6 +27,8 @@ export interface ForwardReceiverOptions {
   readonly execute: (method: AnyApiMethod, request: unknown, context: RequestContext) => Promise<unknown>;
   /** The longest deadline a forwarded request gets, whatever the forwarder asks. */
   readonly deadlineMsMax: number;
+  /** How long before a forwarded call's deadline the leader stops waiting (request.ts workingDeadline). */
+  readonly answerReserveMs: number;
   /**
    * Requests one stream may have running at once; past it a request is answered
    * RESOURCE_EXHAUSTED at once. A follower sends what its own clients have in flight, which its
@@ -142,7 +144,11 @@ export class ForwardReceiver implements ForwardingHandlers {
         method: method.definition.path,
         identity: forwarded.clientIdentity,
         token: forwarded.clientToken === "" ? null : forwarded.clientToken,
-        deadline: Date.now() + Math.min(forwarded.deadlineMs, this.options.deadlineMsMax),
+        // The forwarder keeps its own reserve; this one is for the leader's answer to reach it.
+        deadline: workingDeadline(
+          Date.now() + Math.min(forwarded.deadlineMs, this.options.deadlineMsMax),
+          this.options.answerReserveMs,
+        ),
         forwardedBy: peer,
         authorization: { caller: null, tokenUseSpent: forwarded.tokenUseSpent },
       };

@@ -712,6 +712,7 @@ export class StrongroomNode {
           methods: byPath,
           execute: (entry, request, context) => executor.execute(entry, request, context),
           deadlineMsMax: config.requests.timeoutMs,
+          answerReserveMs: config.requests.answerReserveMs,
         }),
       }),
     );
@@ -731,6 +732,7 @@ export class StrongroomNode {
         leases,
         identitySource: config.auth.identitySource,
         timeoutMs: config.requests.timeoutMs,
+        answerReserveMs: config.requests.answerReserveMs,
         messageBytesMax: config.requests.messageBytesMax,
         standard,
         watch: watchHandler({

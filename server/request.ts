@@ -93,7 +93,15 @@ function bothOf(first: Promise<unknown> | null, second: Promise<unknown>): Promi
   return both;
 }
 
-/** Milliseconds left before the request's deadline (never negative). */
-export function remainingMs(context: RequestContext): number {
-  return Math.max(0, context.deadline - Date.now());
+/**
+ * The deadline a node works to when its caller waits until `callerDeadline`: earlier by a reserve,
+ * at most a quarter of the time given, so that a give-up (NO_LEADER after an election that did not
+ * end, a read no quorum confirmed) is answered - its audit entries on disk, the answer sent and on
+ * its way back - while the caller still waits for it, rather than the caller's own deadline ending
+ * the call with no reason. (Gave up 20 ms before it, an answer behind an audit write on a loaded
+ * machine came too late: the client saw DEADLINE_EXCEEDED, not NO_LEADER.)
+ */
+export function workingDeadline(callerDeadline: number, reserveMs: number, now = Date.now()): number {
+  const given = Math.max(0, callerDeadline - now);
+  return now + given - Math.min(reserveMs, Math.floor(given / 4));
 }

@@ -148,9 +148,10 @@ export const call = unary;
 export async function callError<Request, Response>(
   method: Parameters<typeof unary<Request, Response>>[0],
   request: Request,
+  timeoutMs?: number,
 ): Promise<{ code: number; details: string; reason: string; leader: string }> {
   try {
-    await call(method, request);
+    await call(method, request, timeoutMs);
   } catch (error) {
     const serviceError = error as ServiceError;
     return {

@@ -60,6 +60,7 @@ describe("node config", () => {
     expect(config.clusterState).toBe("new");
     expect(config.requests).toEqual({
       timeoutMs: 10_000,
+      answerReserveMs: 100,
       messageBytesMax: 2 * 1024 * 1024,
       streamsPerConnectionMax: 256,
       snapshotBytesMax: 1024 * 1024 * 1024,

@@ -52,6 +52,7 @@ async function startLeader(execute: Execute, port = 0) {
     methods,
     execute: (_method, request, context) => execute(request as PutRequest, context),
     deadlineMsMax: 30_000,
+    answerReserveMs: 100,
   });
   let streams = 0;
   const serveStream = receiver.stream();
@@ -241,6 +242,7 @@ describe("forwarding over one stream", () => {
       methods,
       execute: async (_method, request) => ({ version: (request as PutRequest).path.length, revision: 3 }),
       deadlineMsMax: 30_000,
+      answerReserveMs: 100,
     });
     // The old peer service: Forward only (ForwardStream is answered UNIMPLEMENTED by gRPC).
     const { forwardStream: _absent, ...oldService } = PeerService;

@@ -63,7 +63,12 @@ async function startPeers(count: number, paths: (id: NodeId) => TlsFilePaths = (
       tls,
       transport,
       // No method is forwarded in this test: every forwarded request is refused by name.
-      forwarding: new ForwardReceiver({ methods: new Map(), execute: async () => null, deadlineMsMax: 1000 }),
+      forwarding: new ForwardReceiver({
+        methods: new Map(),
+        execute: async () => null,
+        deadlineMsMax: 1000,
+        answerReserveMs: 100,
+      }),
     });
     addresses.set(id, `127.0.0.1:${listener.port}`);
     nodes.push({ id, transport, listener, tls, drops, streamErrors });
