@@ -42,6 +42,7 @@ import type {
   StableEntryReader,
   StableSnapshotReader,
   StoredSnapshot,
+  TimeoutNowMessage,
   VoteMessage,
 } from "./types.js";
 
@@ -365,6 +366,26 @@ export class RaftCore {
     } else {
       throw new NotLeaderError(null);
     }
+  }
+
+  /**
+   * What a leader that stops for good (its disk write failed) leaves behind: TimeoutNow to the
+   * voter whose log is furthest along, so that it campaigns at once rather than an election
+   * timeout later. Unlike transferLeadership it does not wait for that voter to catch up, which a
+   * leader that can no longer write would never see. The election decides as always: a voter
+   * whose log is behind a majority's loses it, and the cluster falls back on the timeout. Null
+   * when this node does not lead or has no other voter.
+   */
+  farewell(): TimeoutNowMessage | null {
+    if (this.role !== "leader") return null;
+    let target: NodeId | null = null;
+    let furthest = -1;
+    for (const [id, progress] of this.progress) {
+      if (id === this.id || !this.membership.isVoter(id) || progress.match <= furthest) continue;
+      target = id;
+      furthest = progress.match;
+    }
+    return target === null ? null : { type: "timeoutNow", from: this.id, to: target, term: this.term };
   }
 
   /** Hands leadership to `target` (section 3.10): stop proposals, bring it up to date, then TimeoutNow. */

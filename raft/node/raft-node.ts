@@ -684,6 +684,10 @@ export class RaftNode<Result> {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.tickTimer);
+    // A leader's last message: a voter campaigns now, not an election timeout from now (a full
+    // disk on the leader cost the cluster a whole election timeout without a leader).
+    const farewell = this.core.farewell();
+    if (farewell !== null) this.options.transport.send([farewell]);
     this.failAll(new RaftNodeError("STOPPED", `the node stopped: ${error.message}`, { cause: error }));
     this.options.onFatal?.(error);
   }

@@ -94,6 +94,12 @@ export class SimNode {
    * after its messages went out, before it is persisted.
    */
   crashAfterPersists = 0;
+  /**
+   * Leader crashes in the window after its send: every other one is a failed write rather than a
+   * power cut, and the leader says its farewell first (RaftCore.farewell), as RaftNode does when
+   * it stops on a failed write. Counted, not drawn, so that no seed's draws move.
+   */
+  private leaderWindowCrashes = 0;
   /** The time of the next tick. */
   nextTickAt: number;
   readonly tickInterval: number;
@@ -261,10 +267,13 @@ export class SimNode {
    */
   private complete(core: RaftCore, ready: Ready): boolean {
     if (ready.sendBeforePersist && this.crashAfterPersists > 0 && --this.crashAfterPersists === 0) {
+      const farewell = this.leaderWindowCrashes++ % 2 === 1 ? core.farewell() : null;
       this.hooks.trace(
-        `${this.id} crashed after sending ${ready.messages.length} messages, before persisting ${ready.entries.length} entries`,
+        `${this.id} crashed after sending ${ready.messages.length} messages, before persisting ${ready.entries.length} entries${farewell === null ? "" : ` (a failed write: farewell to ${farewell.to})`}`,
       );
       this.hooks.crashed(this.id, this.crash());
+      // After what was in flight was lost with the crash: the node flushes it before it ends.
+      if (farewell !== null) this.hooks.send(farewell);
       return false;
     }
     // 1. Persist: snapshot, then entries and hard state.

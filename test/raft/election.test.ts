@@ -214,6 +214,31 @@ describe("leader election", () => {
     expect(cluster.core("n2").hardState().vote).not.toBe("n3");
   });
 
+  it("a leader's farewell (it stops on a failed write) tells the voter furthest along to campaign, and that voter leads without waiting out a timeout", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    // n3 hears nothing more from n1: n2 is the voter furthest along.
+    cluster.cutLink("n1", "n3");
+    cluster.propose("n1", "a");
+    cluster.propose("n1", "b");
+    cluster.stabilize();
+    expect(cluster.core("n2").farewell()).toBeNull();
+    const farewell = cluster.core("n1").farewell();
+    expect(farewell).toEqual({
+      type: "timeoutNow",
+      from: "n1",
+      to: "n2",
+      term: cluster.core("n1").softState().term,
+    });
+    cluster.crash("n1");
+    cluster.heal();
+    if (farewell === null) throw new Error("no farewell");
+    cluster.core("n2").step(farewell);
+    cluster.stabilize();
+    // No tick passed: n2 campaigned on the message, and n3, whose log is behind, voted for it.
+    expect(cluster.leaders()).toEqual(["n2"]);
+  });
+
   it("a node that may not campaign (sealed) never stands for election, not even when asked to take over, yet votes", () => {
     const cluster = ScenarioCluster.create(3);
     cluster.core("n1").setCampaignAllowed(false);

@@ -835,6 +835,46 @@ describe("RaftNode", () => {
       "lost",
     );
   });
+  it("a leader that stops on a failed disk write has the voter furthest along campaign at once, not an election timeout later", async () => {
+    class FailingStore extends MemoryLogStore {
+      armed = false;
+      override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
+        if (this.armed) throw new Error("disk full");
+        return super.append(...args);
+      }
+    }
+    // Election timeouts of 300-600 ms (30 ticks of 10 ms): a follower that waited for one would
+    // campaign no sooner than 290 ms after the leader's last heartbeat.
+    let fatalAt = 0;
+    const cluster = new TestCluster({
+      raft: { electionTicks: 30 },
+      onFatal: () => {
+        fatalAt = performance.now();
+      },
+    });
+    const ids = ["n1", "n2", "n3"];
+    for (const id of ids) await cluster.start(id, ids, new FailingStore());
+    const leader = await cluster.leader();
+    await leader.node.propose(bytes("kept"));
+    (leader.store as FailingStore).armed = true;
+    const outcome = leader.node.propose(bytes("lost")).then(
+      () => "applied",
+      (error: RaftNodeError) => error.code,
+    );
+    expect(await outcome).toBe("STOPPED");
+    const next = await cluster.leader([leader.node.id]);
+    const tookMs = performance.now() - fatalAt;
+    expect(fatalAt).toBeGreaterThan(0);
+    expect(tookMs).toBeLessThan(150);
+    // The new leader has what was committed and takes writes.
+    await next.node.propose(bytes("after"));
+    const survivors = [...cluster.members.values()].filter((member) => member !== leader);
+    await waitFor("the survivors to apply", () =>
+      survivors.every((member) => member.machine.values.includes("after")),
+    );
+    for (const member of survivors) expect(member.machine.values[0]).toBe("kept");
+  });
+
   it("stops when its log store cannot read back an entry a lagging follower needs, as on a failed write", async () => {
     // Stores whose reads fail once armed: the entry is missing or damaged on disk.
     class UnreadableStore extends MemoryLogStore {
