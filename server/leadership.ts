@@ -7,6 +7,8 @@ import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 
 /** If this node leads, transfers leadership and waits up to `waitMs` for it to move. */
 export async function handOverLeadership(raft: RaftNode<unknown>, waitMs: number): Promise<void> {
+  // Stopped on a fatal error, it still says it leads; it sent its farewell as it stopped.
+  if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
   const target = [...status.progress.entries()]

@@ -78,8 +78,8 @@ import { TlsFiles } from "./tls/tls-files.js";
 import { strongroomVersion } from "./version.js";
 import { WatchHub } from "./watch-hub.js";
 
-/** How long a node stopping on a fatal error waits for its audit's write in flight. */
-const fatalAuditWaitMs = 1000;
+/** How long a node stopping on a fatal error waits for its audit's write in flight and its last messages. */
+const fatalWaitMs = 1000;
 
 /** Secrets whose last read a node records, at most (beyond, the least recently read are forgotten). */
 const readTrackerPathsMax = 1_000_000;
@@ -379,9 +379,11 @@ export class StrongroomNode {
         logger.fatal({ error: `${error.message}${hint}` }, "the Raft node stopped on a fatal error");
         const fatal = new Error(`${error.message}${hint}`, { cause: error });
         // The process ends at onFatal: the audit's write in flight ends first (a full disk's
-        // partial line cut off), waited for at most fatalAuditWaitMs, since on a hung disk it
-        // would never end.
-        void settledWithin(auditTrail?.abandon(), fatalAuditWaitMs).then(() => options.onFatal?.(fatal));
+        // partial line cut off), and a leader's farewell leaves for the peer it names (the Raft
+        // node sent it as it stopped); waited for at most fatalWaitMs, since on a hung disk the
+        // audit's write would never end.
+        const lastWork = Promise.all([auditTrail?.abandon(), transport.flushed()]).then(() => {});
+        void settledWithin(lastWork, fatalWaitMs).then(() => options.onFatal?.(fatal));
       },
     });
     const startedRaft = raft;

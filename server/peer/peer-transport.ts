@@ -206,6 +206,26 @@ export class GrpcPeerTransport implements Transport {
     }
   }
 
+  /**
+   * Resolves once every message sent so far has been written to its peer's connection, or has
+   * nowhere to go (no stream yet: the connection is not up; a stream blocked for want of room
+   * waits, so bound the wait). What a node stopping on a fatal error waits for before its process
+   * ends: a leader's farewell (RaftCore.farewell) must leave first.
+   */
+  flushed(): Promise<void> {
+    return new Promise((resolve) => {
+      // Queued after the flush that send() scheduled: setImmediate callbacks run in order.
+      const check = () => {
+        const pending = [...this.outboxes.values()].some(
+          (outbox) => outbox.stream !== null && (outbox.queue.length > 0 || outbox.stream.writableLength > 0),
+        );
+        if (pending && !this.closed) setTimeout(check, 1);
+        else resolve();
+      };
+      setImmediate(check);
+    });
+  }
+
   /** What `peer` last said its state machine understands, or undefined before it sent anything. */
   featuresOf(peer: NodeId): number | undefined {
     return this.peerFeatures.get(peer);
