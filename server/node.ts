@@ -392,6 +392,8 @@ export class StrongroomNode {
     await keeper.reload();
     updateCampaign();
 
+    // Set once the node exists (below): a leader whose last audit sink failed hands over at once.
+    let onAuditSinkFailed = (): void => {};
     const audit = new AuditTrail({
       directories: config.audit.directories ?? [join(config.dataDir, "audit")],
       sockets: config.audit.sockets,
@@ -405,11 +407,15 @@ export class StrongroomNode {
       // Once per change, not per entry: a collector that is down fails every entry until it is back.
       onSinkChange: (sink, error) => {
         if (error === null) logger.info({ sink }, "audit sink writes again");
-        else
+        else {
           logger.warn(
             { sink, error: error.message },
             "audit sink failed: its entries are counted in strongroom_audit_sink_failures_total until it writes again",
           );
+          // Once the trail has counted the sink as failing (after this call): if it was the last
+          // one, a leader hands over now, not at its next periodic look.
+          setImmediate(() => onAuditSinkFailed());
+        }
       },
     });
     auditTrail = audit;
@@ -826,6 +832,7 @@ export class StrongroomNode {
       },
     );
     node.startLeaderHandoffWhenUnfit();
+    onAuditSinkFailed = () => node.handOffIfUnfit();
     // Only now: the listeners hold their ports (see startDialing).
     transport.startDialing();
     logger.info({ ports: node.ports, version: strongroomVersion() }, "node started");
@@ -907,24 +914,36 @@ export class StrongroomNode {
    *   audit directory was a full tmpfs, test/server/audit-cluster.test.ts).
    */
   private startLeaderHandoffWhenUnfit(): void {
-    const { raft, keeper, audit, logger } = this.parts;
     const everyMs = this.config.raft.tickMs * this.config.raft.electionTicks * 2;
-    this.handoffTimer = setInterval(() => {
-      const status = raft.status();
-      if (status.role !== "leader" || !keeper.initialized()) return;
-      const auditBroken = !keeper.sealed() && audit.allSinksFailing();
-      if (!keeper.sealed() && !auditBroken) return;
-      const others = status.membership.voters.filter((id) => id !== this.config.nodeId);
-      if (others.length === 0) return;
-      const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
-      if (auditBroken)
-        logger.warn(
-          { target, failing: audit.failingSinks() },
-          "every audit sink of this leader fails: handing the leadership to another voter",
-        );
-      raft.transferLeadership(target);
-    }, everyMs);
+    this.handoffTimer = setInterval(() => this.handOffIfUnfit(), everyMs);
     this.handoffTimer.unref();
+  }
+
+  /**
+   * One offer (see startLeaderHandoffWhenUnfit), to the voters furthest along first: a transfer to
+   * one behind waits for it to catch up. Also called at once when an audit sink fails (it may have
+   * been the last): the periodic look came up to two election timeouts later, while every call
+   * was refused.
+   */
+  private handOffIfUnfit(): void {
+    const { raft, keeper, audit, logger } = this.parts;
+    if (this.stopping || raft.isStopped()) return;
+    const status = raft.status();
+    if (status.role !== "leader" || !keeper.initialized() || status.leadTransferee !== null) return;
+    const auditBroken = !keeper.sealed() && audit.allSinksFailing();
+    if (!keeper.sealed() && !auditBroken) return;
+    const matchOf = (id: string) => status.progress.get(id)?.match ?? 0;
+    const others = status.membership.voters
+      .filter((id) => id !== this.config.nodeId)
+      .sort((a, b) => matchOf(b) - matchOf(a));
+    if (others.length === 0) return;
+    const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
+    if (auditBroken)
+      logger.warn(
+        { target, failing: audit.failingSinks() },
+        "every audit sink of this leader fails: handing the leadership to another voter",
+      );
+    raft.transferLeadership(target);
   }
 }
 

@@ -43,6 +43,9 @@ beforeAll(async () => {
   }
   const configs = writeConfigs(pki, root, specs, (spec) => ({
     audit: { directories: auditDirectories(spec.id) },
+    // Election timeouts of 800-1600 ms (40 ticks of 20 ms): a leader's periodic look at whether it
+    // can serve comes every 1.6 s, which the hand-over test below must not have waited for.
+    raft: { tickMs: 20, electionTicks: 40, heartbeatTicks: 1 },
   }));
   for (const spec of specs) {
     const entry = configs.get(spec.id);
@@ -275,10 +278,14 @@ it("a leader whose every audit sink fails hands the leadership to another voter:
     let refusal: Awaited<ReturnType<typeof callError>> | null = null;
     for (let i = 0; i < 60 && refusal === null; i++)
       refusal = await callError(n1.get.bind(n1), request).catch(() => null);
+    const refusedAt = performance.now();
     expect(refusal).toMatchObject({ reason: "AUDIT_UNAVAILABLE" });
     await eventually(() => nodes.get("n1")?.isLeader() === false, 10_000);
     const next = await running.leaderId();
     expect(next).not.toBe("n1");
+    // It handed over as its last sink failed, not at its next periodic look (up to 1.6 s here).
+    const handedOverMs = performance.now() - refusedAt;
+    expect(handedOverMs, `a new leader ${Math.round(handedOverMs)} ms after the refusal`).toBeLessThan(300);
     const writer = clientOf(next).secrets;
     const put = await call(writer.put.bind(writer), {
       path: "audited/after-handoff",
