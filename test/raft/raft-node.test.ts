@@ -74,6 +74,15 @@ class CapturingMachine extends ListMachine {
   }
 }
 
+/** A store that fails its next append once armed: the disk filled up or went away. */
+class FailingStore extends MemoryLogStore {
+  armed = false;
+  override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
+    if (this.armed) throw new Error("disk full");
+    return super.append(...args);
+  }
+}
+
 interface Member {
   node: RaftNode<number>;
   store: MemoryLogStore;
@@ -796,14 +805,6 @@ describe("RaftNode", () => {
   });
 
   it("stops on a failed disk write instead of sending what it could not persist, and fails what was pending", async () => {
-    // A store that fails its next append once armed: the disk filled up or went away.
-    class FailingStore extends MemoryLogStore {
-      armed = false;
-      override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
-        if (this.armed) throw new Error("disk full");
-        return super.append(...args);
-      }
-    }
     const network = new InProcessNetwork();
     const ids = ["n1"];
     const store = new FailingStore();
@@ -835,14 +836,8 @@ describe("RaftNode", () => {
       "lost",
     );
   });
+
   it("a leader that stops on a failed disk write has the voter furthest along campaign at once, not an election timeout later", async () => {
-    class FailingStore extends MemoryLogStore {
-      armed = false;
-      override async append(...args: Parameters<MemoryLogStore["append"]>): Promise<void> {
-        if (this.armed) throw new Error("disk full");
-        return super.append(...args);
-      }
-    }
     // Election timeouts of 300-600 ms (30 ticks of 10 ms): a follower that waited for one would
     // campaign no sooner than 290 ms after the leader's last heartbeat.
     let fatalAt = 0;
