@@ -129,6 +129,12 @@ const experimentSchema = z.strictObject({
       seal: z.enum(["shamir", "hsm"]).default("shamir"),
       /** Each node's data directory on a tmpfs of its own, of this many MiB (root): what disk-full-* fill. */
       dataDiskMiB: z.number().int().min(64).max(4096).optional(),
+      /**
+       * Where each node's audit trail is written: under its data directory (a full data disk
+       * fails the audit first, and a leader hands over while it runs), or in a directory of its
+       * own off that disk (a full data disk stops the node at its next state or Raft log write).
+       */
+      auditDisk: z.enum(["data", "own"]).default("data"),
     })
     .default({
       size: 3,
@@ -137,6 +143,7 @@ const experimentSchema = z.strictObject({
       snapshotEveryEntries: 10_000,
       retainEntries: 1000,
       seal: "shamir",
+      auditDisk: "data",
     }),
   /** The latency between regions (netns): each pair's round trip and jitter. */
   network: z

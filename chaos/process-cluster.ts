@@ -74,6 +74,12 @@ export interface ProcessClusterOptions {
    * can fill one node's disk (fillDisk) and no other's. Unmounted when the cluster closes.
    */
   readonly dataDiskMiB?: number;
+  /**
+   * Where each node's audit trail goes: "data" (default), its data directory's audit/; "own",
+   * `<directory>/audit/<id>`, off the data disk (a full data disk then stops the node at its next
+   * state or Raft log write, its audit still writing).
+   */
+  readonly auditDisk?: "data" | "own";
 }
 
 export interface NodeEntry {
@@ -271,6 +277,7 @@ export class ProcessCluster {
         ...(this.hsm === null
           ? {}
           : { seal: { pkcs11: { ...this.hsm.pkcs11, callTimeoutMs: 3000 }, autoUnsealRetryMaxMs: 5000 } }),
+        ...(options.auditDisk === "own" ? { audit: { directories: [this.ownAuditDirectory(id)] } } : {}),
         ...options.nodeConfig,
         // Every start appends to <id>.log beside the config: what to read when a run fails.
         log: { level: options.logLevel ?? "info" },
@@ -496,7 +503,14 @@ export class ProcessCluster {
 
   /** Where a node writes its audit trail (the default: its data directory's audit/). */
   auditDirectory(node: NodeEntry): string {
-    return join(this.options.directory, "data", node.id, "audit");
+    return this.options.auditDisk === "own"
+      ? this.ownAuditDirectory(node.id)
+      : join(this.options.directory, "data", node.id, "audit");
+  }
+
+  /** A node's audit directory with auditDisk "own": beside the data directories, not on them. */
+  private ownAuditDirectory(id: string): string {
+    return join(this.options.directory, "audit", id);
   }
 
   kill(node: NodeEntry): void {

@@ -116,6 +116,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     retainEntries: experiment.cluster.retainEntries,
     seal: experiment.cluster.seal,
     ...(experiment.cluster.dataDiskMiB === undefined ? {} : { dataDiskMiB: experiment.cluster.dataDiskMiB }),
+    auditDisk: experiment.cluster.auditDisk,
     ...(experiment.cluster.regions === undefined ? {} : { regions: experiment.cluster.regions }),
     ...(experiment.cluster.preferredLeaderRegion === undefined
       ? {}

@@ -243,6 +243,17 @@ it("refuses an experiment with problems, naming each", () => {
       "nowhere.yaml",
     ),
   ).toThrow(/nowhere\.yaml has 1 problem\(s\):\n {2}- faults\.0\.point: /);
+  expect(() =>
+    parseExperiment(
+      {
+        name: "usb",
+        cluster: { size: 3, dataDiskMiB: 128, auditDisk: "usb" },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [],
+      },
+      "usb.yaml",
+    ),
+  ).toThrow(/usb\.yaml has 1 problem\(s\):\n {2}- cluster\.auditDisk: .*"data".*"own"/);
 });
 
 it("repeats an experiment for a soak: the workload n times as long, the faults every period", () => {
