@@ -372,7 +372,7 @@ export class StrongroomNode {
       },
       onRemoved: () =>
         logger.warn("this node was removed from the cluster: it refuses calls that need one; stop it"),
-      onFatal: (error) => {
+      onFatal: (error, farewellTo) => {
         const hint = /belongs to another cluster/.test(error.message)
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"
           : "";
@@ -382,7 +382,10 @@ export class StrongroomNode {
         // partial line cut off), and a leader's farewell leaves for the peer it names (the Raft
         // node sent it as it stopped); waited for at most fatalWaitMs, since on a hung disk the
         // audit's write would never end.
-        const lastWork = Promise.all([auditTrail?.abandon(), transport.flushed()]).then(() => {});
+        const lastWork = Promise.all([
+          auditTrail?.abandon(),
+          farewellTo === null ? undefined : transport.flushed(farewellTo),
+        ]).then(() => {});
         void settledWithin(lastWork, fatalWaitMs).then(() => options.onFatal?.(fatal));
       },
     });

@@ -113,8 +113,12 @@ export interface RaftNodeOptions<Result> {
   readonly onSoftState?: (state: SoftState) => void;
   /** Called once when this node applies its own removal from the membership. */
   readonly onRemoved?: () => void;
-  /** Called once if the node stops on a fatal error (a broken invariant, a failed write to disk). */
-  readonly onFatal?: (error: Error) => void;
+  /**
+   * Called once if the node stops on a fatal error (a broken invariant, a failed write to disk),
+   * with the peer its farewell went to (a leader's TimeoutNow, RaftCore.farewell), or null: what a
+   * process that ends here waits to have left.
+   */
+  readonly onFatal?: (error: Error, farewellTo: NodeId | null) => void;
   /**
    * Test-only: called at each failpoint of a Ready's handling (the chaos harness's crash points and
    * disk stalls); it may kill the process or return a promise to wait on. Absent in production.
@@ -689,7 +693,7 @@ export class RaftNode<Result> {
     const farewell = this.core.farewell();
     if (farewell !== null) this.options.transport.send([farewell]);
     this.failAll(new RaftNodeError("STOPPED", `the node stopped: ${error.message}`, { cause: error }));
-    this.options.onFatal?.(error);
+    this.options.onFatal?.(error, farewell?.to ?? null);
   }
 
   private failAll(error: RaftNodeError): void {

@@ -207,18 +207,21 @@ export class GrpcPeerTransport implements Transport {
   }
 
   /**
-   * Resolves once every message sent so far has been written to its peer's connection, or has
+   * Resolves once every message sent so far to `peer` has been written to its connection, or has
    * nowhere to go (no stream yet: the connection is not up; a stream blocked for want of room
-   * waits, so bound the wait). What a node stopping on a fatal error waits for before its process
-   * ends: a leader's farewell (RaftCore.farewell) must leave first.
+   * waits, so bound the wait). What a leader stopping on a fatal error waits for before its
+   * process ends: its farewell (RaftCore.farewell) must leave first. Only that peer's: another
+   * peer's stream backed up (the peer paused, its link slow) would otherwise hold the exit.
    */
-  flushed(): Promise<void> {
+  flushed(peer: NodeId): Promise<void> {
     return new Promise((resolve) => {
       // Queued after the flush that send() scheduled: setImmediate callbacks run in order.
       const check = () => {
-        const pending = [...this.outboxes.values()].some(
-          (outbox) => outbox.stream !== null && (outbox.queue.length > 0 || outbox.stream.writableLength > 0),
-        );
+        const outbox = this.outboxes.get(peer);
+        const pending =
+          outbox !== undefined &&
+          outbox.stream !== null &&
+          (outbox.queue.length > 0 || outbox.stream.writableLength > 0);
         if (pending && !this.closed) setTimeout(check, 1);
         else resolve();
       };

@@ -2,7 +2,7 @@
 // proposing, reading, failing over, restarting from their stores and catching up by snapshot.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { Entry, Message } from "../../raft/core/index.js";
+import type { Entry, Message, NodeId } from "../../raft/core/index.js";
 import {
   collectParts,
   InProcessNetwork,
@@ -809,6 +809,7 @@ describe("RaftNode", () => {
     const ids = ["n1"];
     const store = new FailingStore();
     let fatal: Error | null = null;
+    let farewell: NodeId | null | undefined;
     const node = await RaftNode.start<number>({
       id: "n1",
       logStore: store,
@@ -816,8 +817,9 @@ describe("RaftNode", () => {
       stateMachine: new ListMachine(),
       tickMs: 10,
       bootstrap: { voters: ids, learners: [] },
-      onFatal: (error) => {
+      onFatal: (error, farewellTo) => {
         fatal = error;
+        farewell = farewellTo;
       },
     });
     running.push(node);
@@ -831,6 +833,8 @@ describe("RaftNode", () => {
     expect(await outcome).toBe("STOPPED");
     expect(node.isStopped()).toBe(true);
     expect((fatal as Error | null)?.message).toBe("disk full");
+    // A lone voter has nobody to hand over to.
+    expect(farewell).toBeNull();
     store.armed = false;
     expect((await store.load()).entries.map((entry) => new TextDecoder().decode(entry.data))).not.toContain(
       "lost",
@@ -841,10 +845,12 @@ describe("RaftNode", () => {
     // Election timeouts of 300-600 ms (30 ticks of 10 ms): a follower that waited for one would
     // campaign no sooner than 290 ms after the leader's last heartbeat.
     let fatalAt = 0;
+    let farewell: NodeId | null = null;
     const cluster = new TestCluster({
       raft: { electionTicks: 30 },
-      onFatal: () => {
+      onFatal: (_error, farewellTo) => {
         fatalAt = performance.now();
+        farewell = farewellTo;
       },
     });
     const ids = ["n1", "n2", "n3"];
@@ -861,6 +867,8 @@ describe("RaftNode", () => {
     const tookMs = performance.now() - fatalAt;
     expect(fatalAt).toBeGreaterThan(0);
     expect(tookMs).toBeLessThan(150);
+    // The stopping node says whom it told (what its process waits to have sent), and that voter leads.
+    expect(farewell).toBe(next.node.id);
     // The new leader has what was committed and takes writes.
     await next.node.propose(bytes("after"));
     const survivors = [...cluster.members.values()].filter((member) => member !== leader);

@@ -3,6 +3,8 @@
 // for another, a listener that is not the node dialled), and three RaftNodes electing a leader
 // and committing through it.
 
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { type ServiceError, status } from "@grpc/grpc-js";
@@ -372,6 +374,97 @@ it("dials a peer at its new address once the member is recorded with another", a
     await peers.close();
   }
 });
+
+/**
+ * A TCP relay in front of a listener that can stop reading what it is sent: a peer paused
+ * (SIGSTOP) or a link that has stopped, as the sender sees it.
+ */
+async function stallableRelay(target: string) {
+  const [host, port] = target.split(":");
+  const sockets = new Set<Socket>();
+  let stalled = false;
+  const server = createServer((downstream) => {
+    const upstream = connect(Number(port), host);
+    for (const socket of [downstream, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.once("close", () => sockets.delete(socket));
+    }
+    downstream.on("data", (chunk) => {
+      upstream.write(chunk);
+      if (stalled) downstream.pause();
+    });
+    upstream.pipe(downstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stall() {
+      stalled = true;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+it("waits for what it sent one peer to leave, not for another peer's backed-up stream", async () => {
+  // A leader stopping on a full disk waits for its farewell to reach the voter it names; a
+  // paused follower's stream, full, must not hold the process for the whole wait.
+  const peers = await startPeers(3);
+  const relay = await stallableRelay(peers.addresses.get("n3") ?? fail("no address for n3"));
+  peers.addresses.set("n3", relay.address);
+  try {
+    let receivedAtN2 = 0;
+    let receivedAtN3 = 0;
+    peers.node("n2").transport.listen(() => {
+      receivedAtN2 += 1;
+    });
+    peers.node("n3").transport.listen(() => {
+      receivedAtN3 += 1;
+    });
+    const sender = peers.node("n1").transport;
+    const heartbeat = (to: NodeId) =>
+      sender.send([{ from: "n1", to, term: 1, type: "heartbeat", commit: 0, readRound: 0 }]);
+    heartbeat("n3");
+    await eventually(() => receivedAtN3 === 1, 5000);
+    relay.stall();
+    // 48 MiB for n3: more than the relay and the kernel's socket buffers take once it stops reading.
+    const entry: Entry = { index: 1, term: 1, type: "normal", data: new Uint8Array(1024 * 1024) };
+    for (let index = 1; index <= 48; index++) {
+      sender.send([
+        {
+          from: "n1",
+          to: "n3",
+          term: 1,
+          type: "append",
+          prevIndex: index - 1,
+          prevTerm: 1,
+          entries: [{ ...entry, index }],
+          commit: 0,
+          commitOnly: false,
+        },
+      ]);
+    }
+    const n3Flushed = sender.flushed("n3").then(() => "flushed");
+    // What the test rests on: n3's stream is backed up and stays so.
+    expect(await Promise.race([n3Flushed, delay(1000, "still waiting")])).toBe("still waiting");
+    heartbeat("n2");
+    const started = performance.now();
+    await sender.flushed("n2");
+    const tookMs = performance.now() - started;
+    expect(tookMs).toBeLessThan(500);
+    await eventually(() => receivedAtN2 === 1, 5000);
+    // A peer the sender never wrote to has nothing to wait for.
+    expect(await Promise.race([sender.flushed("n4").then(() => "flushed"), delay(500, "waiting")])).toBe(
+      "flushed",
+    );
+  } finally {
+    await relay.close();
+    await peers.close();
+  }
+}, 30_000);
 
 describe("peer stream memory", () => {
   // grpc-js keeps what a call has sent for a retry until the server's first answer; a Raft
