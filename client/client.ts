@@ -521,7 +521,10 @@ export class StrongroomClient {
           wait = next.waitMs;
           if (Date.now() + wait >= deadline) {
             // Never in place of a failure whose outcome is unknown (a write that may have applied).
-            if (failure.reason !== "" || failure.outcomeUnknown) throw failure;
+            // A read has no outcome to be unknown: the reason a node gave (NO_LEADER from one cut
+            // off, say) says more than the timeout of its last attempt, often one begun with
+            // milliseconds left.
+            if (failure.reason !== "" || (write && failure.outcomeUnknown)) throw failure;
             throw explained ?? (waitedOutDeadline ? unreached?.get(endpoint) : undefined) ?? failure;
           }
         }

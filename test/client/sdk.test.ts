@@ -494,13 +494,20 @@ it("the read cache answers from stale entries while no node can be reached", asy
     };
     return view.leaderKnown === false;
   }, 10_000);
+  const asked = performance.now();
   const noQuorum = await sdk()
     .secrets.get(linearizable("sdk/never"), { deadlineMs: 3000 })
     .catch((error: unknown) => error as StrongroomError);
+  const tookMs = Math.round(performance.now() - asked);
   expect(noQuorum).toBeInstanceOf(StrongroomError);
-  // Its message is in the comparison so that a failure shows what the SDK answered instead.
-  const { reason, message } = noQuorum as StrongroomError;
-  expect({ reason, message }).toMatchObject({ reason: "NO_LEADER" });
+  // All of what the SDK answered is in the comparison, so that a failure shows it.
+  const { reason, message, details } = noQuorum as StrongroomError;
+  expect({ reason, message, details, tookMs }).toEqual({
+    reason: "NO_LEADER",
+    message: expect.any(String),
+    details: expect.anything(),
+    tookMs: expect.any(Number),
+  });
   expect(message).not.toMatch(/^cannot connect/);
   await Promise.all(processes.map((node) => node.kill()));
   await new Promise((resolve) => setTimeout(resolve, 300));
