@@ -4,42 +4,27 @@
 // outcome to be unknown: the reason a node gave is what it fails with, not the timeout of its last
 // attempt. A write that may have reached the silent node fails saying its outcome is unknown.
 
-import { readFileSync } from "node:fs";
-import { Metadata, Server, ServerCredentials, type ServiceError, status } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient, StrongroomError } from "../../client/index.js";
 import { SecretsService } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { TestPki } from "../server/pki-fixture.js";
+import { StandInNodes } from "./stand-in-node.js";
 
 const pki = new TestPki("sdk-give-up");
-const servers: Server[] = [];
+const standIns = new StandInNodes(pki);
 afterAll(() => {
-  for (const server of servers) server.forceShutdown();
+  standIns.stopAll();
   pki.cleanup();
 });
 
 type Answer = (callback: (error: Partial<ServiceError> | null) => void) => void;
 
 /** A stand-in node on 127.0.0.1 whose Secrets.Get and Secrets.Put answer as `answer` does. */
-async function standIn(answer: Answer): Promise<string> {
-  const files = pki.node("stand-in", ["127.0.0.1"]);
-  const server = new Server();
-  server.addService(SecretsService, {
-    get: (_call: unknown, callback: (error: Partial<ServiceError> | null) => void) => answer(callback),
-    put: (_call: unknown, callback: (error: Partial<ServiceError> | null) => void) => answer(callback),
-  });
-  const credentials = ServerCredentials.createSsl(
-    readFileSync(files.caFile),
-    [{ cert_chain: readFileSync(files.certificateFile), private_key: readFileSync(files.privateKeyFile) }],
-    false,
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", credentials, (error, bound) =>
-      error === null ? resolve(bound) : reject(error),
-    ),
-  );
-  servers.push(server);
-  return `127.0.0.1:${port}`;
+function standIn(answer: Answer): Promise<string> {
+  const handler = (_call: unknown, callback: (error: Partial<ServiceError> | null) => void) =>
+    answer(callback);
+  return standIns.start(SecretsService, { get: handler, put: handler });
 }
 
 /** What a node cut off from a quorum answers. */

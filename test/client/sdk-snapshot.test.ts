@@ -3,14 +3,7 @@
 // that fails after it fails the save, since the next node's chunks would follow the first node's as
 // if they were one snapshot.
 
-import { readFileSync } from "node:fs";
-import {
-  Server,
-  ServerCredentials,
-  type ServerWritableStream,
-  type ServiceError,
-  status,
-} from "@grpc/grpc-js";
+import { type ServerWritableStream, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient } from "../../client/index.js";
 import {
@@ -19,11 +12,12 @@ import {
   type SnapshotChunk,
 } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 import { TestPki } from "../server/pki-fixture.js";
+import { StandInNodes } from "./stand-in-node.js";
 
 const pki = new TestPki("sdk-snapshot");
-const servers: Server[] = [];
+const standIns = new StandInNodes(pki);
 afterAll(() => {
-  for (const server of servers) server.forceShutdown();
+  standIns.stopAll();
   pki.cleanup();
 });
 
@@ -41,22 +35,8 @@ const unavailable = (details: string) =>
   Object.assign(new Error(details), { code: status.UNAVAILABLE, details }) as Partial<ServiceError>;
 
 /** A stand-in node on 127.0.0.1 whose SaveSnapshot is `save`; answers its address. */
-async function standIn(save: (call: SaveStream) => void): Promise<string> {
-  const files = pki.node("stand-in", ["127.0.0.1"]);
-  const server = new Server();
-  server.addService(ClusterService, { saveSnapshot: save });
-  const credentials = ServerCredentials.createSsl(
-    readFileSync(files.caFile),
-    [{ cert_chain: readFileSync(files.certificateFile), private_key: readFileSync(files.privateKeyFile) }],
-    false,
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", credentials, (error, bound) =>
-      error === null ? resolve(bound) : reject(error),
-    ),
-  );
-  servers.push(server);
-  return `127.0.0.1:${port}`;
+function standIn(save: (call: SaveStream) => void): Promise<string> {
+  return standIns.start(ClusterService, { saveSnapshot: save });
 }
 
 /** A node that serves a whole two-chunk snapshot. */

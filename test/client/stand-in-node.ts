@@ -1,0 +1,41 @@
+// Stand-in nodes for SDK tests: real gRPC servers on 127.0.0.1 over mutual TLS, with the node
+// certificate of a test PKI, serving whatever handlers a test gives (a node that fails a stream
+// midway, one that never answers, ...), where a real cluster cannot be made to.
+
+import { readFileSync } from "node:fs";
+import {
+  Server,
+  ServerCredentials,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import type { TestPki } from "../server/pki-fixture.js";
+
+export class StandInNodes {
+  private readonly servers: Server[] = [];
+
+  constructor(private readonly pki: TestPki) {}
+
+  /** Starts a stand-in serving `service` with `handlers`; resolves to its address. */
+  async start(service: ServiceDefinition, handlers: UntypedServiceImplementation): Promise<string> {
+    const files = this.pki.node("stand-in", ["127.0.0.1"]);
+    const server = new Server();
+    server.addService(service, handlers);
+    const credentials = ServerCredentials.createSsl(
+      readFileSync(files.caFile),
+      [{ cert_chain: readFileSync(files.certificateFile), private_key: readFileSync(files.privateKeyFile) }],
+      false,
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", credentials, (error, bound) =>
+        error === null ? resolve(bound) : reject(error),
+      ),
+    );
+    this.servers.push(server);
+    return `127.0.0.1:${port}`;
+  }
+
+  stopAll(): void {
+    for (const server of this.servers) server.forceShutdown();
+  }
+}
