@@ -4,10 +4,12 @@
 // outcome to be unknown: the reason a node gave is what it fails with, not the timeout of its last
 // attempt. A write that may have reached the silent node fails saying its outcome is unknown.
 
-import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient, StrongroomError } from "../../client/index.js";
 import { SecretsService } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { toServiceError } from "../../server/errors.js";
+import { cutOffError } from "../../server/peer-contact.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { StandInNodes } from "./stand-in-node.js";
 
@@ -27,16 +29,8 @@ function standIn(answer: Answer): Promise<string> {
   return standIns.start(SecretsService, { get: handler, put: handler });
 }
 
-/** What a node cut off from a quorum answers. */
-const noLeader: Answer = (callback) => {
-  const metadata = new Metadata();
-  metadata.set("strongroom-reason", "NO_LEADER");
-  callback({
-    code: status.UNAVAILABLE,
-    details: "this node hears from too few members to make a quorum (cut off?): ask another node",
-    metadata,
-  });
-};
+/** What a node cut off from a quorum answers: its own refusal, sent as a node sends it. */
+const noLeader: Answer = (callback) => callback(toServiceError(cutOffError()));
 
 /** Takes the call and never answers. */
 const silent: Answer = () => {};
