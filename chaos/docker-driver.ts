@@ -5,6 +5,11 @@
 // `docker kill` (tini, PID 1, dies and the kernel kills the node with it: no shutdown, no flush),
 // a pause is `docker pause` (the cgroup freezer), and other signals (SIGTERM, the failpoints'
 // SIGUSR2) reach the node through tini.
+//
+// Unlike the netns driver's, the nodes' listen ports need no reservation from the ephemeral range:
+// on the host's loopback a connection to 127.0.0.x leaves from 127.0.0.1 (the source the kernel's
+// loopback route gives), so no outgoing connection holds a port on a node's own address while the
+// node is down (checked with a connection from Node to 127.0.0.101: it came from 127.0.0.1).
 
 import { execFileSync } from "node:child_process";
 
