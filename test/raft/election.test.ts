@@ -34,12 +34,10 @@ describe("leader election", () => {
 
   it("election safety: a split vote elects nobody in that term, and a later term elects exactly one leader", () => {
     const cluster = ScenarioCluster.create(4, { config: { preVote: false } });
-    // n1 and n2 campaign at once; n3 hears n1 first, n4 hears n2 first: two votes each, quorum is three.
-    cluster.filter = (message) =>
-      !(
-        message.type === "vote" &&
-        ((message.to === "n3" && message.from === "n2") || (message.to === "n4" && message.from === "n1"))
-      );
+    // n1 and n2 campaign at once; n3 hears n1 first, n4 hears n2 first: two votes each, quorum is
+    // three. Neither hears the other's request (one that did would stand again at once: below).
+    const lost = new Set(["n2>n3", "n1>n4", "n1>n2", "n2>n1"]);
+    cluster.filter = (message) => !(message.type === "vote" && lost.has(`${message.from}>${message.to}`));
     cluster.campaign("n1");
     cluster.campaign("n2");
     cluster.stabilize();
@@ -179,6 +177,91 @@ describe("leader election", () => {
     expect(cluster.leaders()).toEqual(["n3"]);
     expect(cluster.core("n3").softState().term).toBe(term + 1);
     expect(cluster.core("n2").softState()).toMatchObject({ role: "follower", leader: "n3", term: term + 1 });
+  });
+
+  /**
+   * n1, the leader of five voters, crashes; n2 and n5 then stand as candidates of the same term,
+   * their vote requests queued, not yet delivered (`n2LogFurther`: n1 got an entry to n2 alone).
+   */
+  function rivalsInOneTerm(n2LogFurther: boolean): { cluster: ScenarioCluster; term: number } {
+    // Without CheckQuorum the voters do not hold to the crashed leader for an election timeout, so
+    // the race needs no ticks; with it they would wait that long first, and then race the same way.
+    const cluster = ScenarioCluster.create(5, { config: { checkQuorum: false } });
+    cluster.elect("n1");
+    if (n2LogFurther) {
+      cluster.filter = (message) => message.type !== "append" || message.to === "n2";
+      cluster.propose("n1", "only on n2");
+      cluster.stabilize();
+      cluster.filter = () => true;
+    }
+    const term = cluster.core("n1").softState().term;
+    cluster.crash("n1");
+    // n2 wins a pre-vote of n3 and n4 (n5 does not hear it) and stands: its vote requests wait.
+    cluster.filter = (message) =>
+      !(message.type === "preVote" && message.from === "n2" && message.to === "n5");
+    cluster.campaign("n2");
+    cluster.deliverWhere((message) => message.type === "preVote");
+    cluster.deliverWhere((message) => message.type === "preVoteResponse");
+    expect(cluster.core("n2").softState()).toMatchObject({ role: "candidate", term: term + 1 });
+    // n5 times out before they arrive anywhere: n3 and n4 grant its pre-vote too (a pre-vote binds
+    // no one), and n5 stands in the same term before n2's refusal reaches it.
+    cluster.filter = () => true;
+    cluster.campaign("n5");
+    cluster.deliverWhere((message) => message.type === "preVote");
+    cluster.deliverWhere((message) => message.type === "preVoteResponse" && message.from !== "n2");
+    expect(cluster.core("n5").softState()).toMatchObject({ role: "candidate", term: term + 1 });
+    return { cluster, term };
+  }
+
+  const isVote = (from: string, to: string) => (message: Message) =>
+    message.type === "vote" && message.from === from && message.to === to;
+
+  it.each([
+    { case: "logs as far: the greater id", n2LogFurther: false, ahead: "n5", behind: "n2" },
+    { case: "n2's log further on, though its id is less", n2LogFurther: true, ahead: "n2", behind: "n5" },
+  ])(
+    "two candidates that split a term's votes: the one ahead ($case) stands again half an election timeout later, not after its own timeout, and leads the next term",
+    ({ n2LogFurther, ahead, behind }) => {
+      const { cluster, term } = rivalsInOneTerm(n2LogFurther);
+      // The requests cross: n3 votes for n2, n4 for n5, each candidate refuses the other. Two votes
+      // each of the four left, three needed: a split.
+      cluster.deliverWhere(isVote("n2", "n3"));
+      cluster.deliverWhere(isVote("n5", "n4"));
+      cluster.deliverWhere((message) => message.type === "vote");
+      cluster.stabilize();
+      expect(cluster.leaders()).toEqual([]);
+      // electionTicks is 10: a candidate's own timeout is 10 to 19 ticks. The one ahead stands again
+      // (a pre-vote for the next term) on its fifth tick; the one behind is still a candidate.
+      cluster.tick(ahead, 4);
+      expect(cluster.core(ahead).softState()).toMatchObject({ role: "candidate", term: term + 1 });
+      cluster.tick(ahead);
+      expect(cluster.core(ahead).softState()).toMatchObject({ role: "preCandidate", term: term + 1 });
+      expect(cluster.core(behind).softState()).toMatchObject({ role: "candidate", term: term + 1 });
+      cluster.stabilize();
+      expect(cluster.leaders()).toEqual([ahead]);
+      expect(cluster.core(ahead).softState().term).toBe(term + 2);
+      for (const id of ["n2", "n3", "n4", "n5"]) {
+        expect(cluster.core(id).softState()).toMatchObject({ leader: ahead, term: term + 2 });
+      }
+    },
+  );
+
+  it("a candidate ahead of a rival that then wins the term follows it: a race that ends by itself is left alone", () => {
+    const { cluster, term } = rivalsInOneTerm(false);
+    // n5 (ahead) hears n2's request first; then n3 and n4 both vote for n2, which wins the term.
+    cluster.deliverWhere(isVote("n2", "n5"));
+    // A rival's request alone does not make it stand again: most races end with the next answers.
+    expect(cluster.core("n5").softState()).toMatchObject({ role: "candidate", term: term + 1 });
+    cluster.deliverWhere((message) => message.type === "vote" && message.from === "n2");
+    cluster.deliverWhere((message) => message.type === "voteResponse" && message.to === "n2");
+    expect(cluster.leaders()).toEqual(["n2"]);
+    cluster.stabilize();
+    // Time passes, well beyond half an election timeout: n5 follows n2 and never stands again.
+    cluster.settle(30);
+    expect(cluster.leaders()).toEqual(["n2"]);
+    for (const id of ["n3", "n4", "n5"]) {
+      expect(cluster.core(id).softState()).toMatchObject({ role: "follower", leader: "n2", term: term + 1 });
+    }
   });
 
   it("without PreVote the same rejoining node raises its term and deposes the leader (why PreVote is on)", () => {

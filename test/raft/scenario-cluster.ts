@@ -277,6 +277,17 @@ export class ScenarioCluster {
     return batch.length;
   }
 
+  /**
+   * Delivers the queued messages `which` selects, in their order, and leaves the others queued
+   * (what the delivered ones cause is queued behind them, not delivered): to order a race.
+   */
+  deliverWhere(which: (message: Message) => boolean): number {
+    const chosen = this.queue.filter(which);
+    this.queue = this.queue.filter((message) => !which(message));
+    for (const message of chosen) this.deliver(message);
+    return chosen.length;
+  }
+
   /** Drops every queued message (lost in the network). */
   dropQueued(): Message[] {
     const dropped = this.queue;
