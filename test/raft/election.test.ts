@@ -35,7 +35,7 @@ describe("leader election", () => {
   it("election safety: a split vote elects nobody in that term, and a later term elects exactly one leader", () => {
     const cluster = ScenarioCluster.create(4, { config: { preVote: false } });
     // n1 and n2 campaign at once; n3 hears n1 first, n4 hears n2 first: two votes each, quorum is
-    // three. Neither hears the other's request (one that did would stand again at once: below).
+    // three. Neither hears the other's request (one that did would stand again sooner: below).
     const lost = new Set(["n2>n3", "n1>n4", "n1>n2", "n2>n1"]);
     cluster.filter = (message) => !(message.type === "vote" && lost.has(`${message.from}>${message.to}`));
     cluster.campaign("n1");
