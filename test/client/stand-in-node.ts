@@ -21,10 +21,11 @@ export class StandInNodes {
     const files = this.pki.node("stand-in", ["127.0.0.1"]);
     const server = new Server();
     server.addService(service, handlers);
+    // As a node's client port: the caller's certificate must come from the client CA.
     const credentials = ServerCredentials.createSsl(
-      readFileSync(files.caFile),
+      readFileSync(this.pki.clientCaFile()),
       [{ cert_chain: readFileSync(files.certificateFile), private_key: readFileSync(files.privateKeyFile) }],
-      false,
+      true,
     );
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", credentials, (error, bound) =>
