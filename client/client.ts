@@ -39,6 +39,16 @@ export interface ClientOptions {
    * outcome is unknown), so they wait out the deadline.
    */
   readonly attemptTimeoutMs?: number;
+  /**
+   * The same calls, while one attempt waits longer than this (default 250 ms): the client asks
+   * every endpoint for Cluster.Status, and again every half of it. Once the attempt's node has
+   * left that question unanswered this long, and another node names a leader other than it, the
+   * node is taken as stalled (paused, hung) and the call goes on there at once; else it waits on,
+   * up to `attemptTimeoutMs`. A paused leader then holds a write for about the election that
+   * replaces it, not `attemptTimeoutMs`. A node that is only slow answers Cluster.Status and
+   * keeps the call.
+   */
+  readonly stallCheckMs?: number;
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
@@ -147,6 +157,7 @@ export class StrongroomClient {
   private readonly pool: EndpointPool;
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
+  private readonly stallCheckMs: number;
   private readonly requestIds: boolean;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
@@ -172,6 +183,7 @@ export class StrongroomClient {
     const tokenOf = typeof token === "function" ? token : () => token ?? null;
     this.deadlineMs = positive(options.deadlineMs ?? 10_000, "deadlineMs");
     this.attemptTimeoutMs = positive(options.attemptTimeoutMs ?? 2000, "attemptTimeoutMs");
+    this.stallCheckMs = positive(options.stallCheckMs ?? 250, "stallCheckMs");
     this.requestIds = options.requestIds ?? true;
     this.retry = {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
@@ -456,18 +468,26 @@ export class StrongroomClient {
       try {
         // A read (or a write with a request id) that another endpoint can serve does not wait on
         // one node for its whole deadline: a paused leader, say.
-        const attemptDeadline =
-          idempotent && movable && endpoints.length > 1
-            ? Math.min(deadline, Date.now() + this.attemptTimeoutMs)
-            : deadline;
-        const { response, leader } = await endpoint.breaker.execute(() =>
-          unaryCall(endpoint.client, definition, request, attemptDeadline),
-        );
+        const mayMove = idempotent && movable && endpoints.length > 1;
+        const attemptDeadline = mayMove ? Math.min(deadline, Date.now() + this.attemptTimeoutMs) : deadline;
+        const { response, leader } = await endpoint.breaker.execute(() => {
+          const call = startUnaryCall(endpoint.client, definition, request, attemptDeadline);
+          return mayMove ? this.unlessStalled(call, endpoint, write) : call.answer;
+        });
         this.pool.noteAnswer(endpoint, leader);
         endpoint.lastFailure = null;
         return response;
       } catch (error) {
         let wait: number;
+        if (error instanceof StalledEndpoint) {
+          // Given up on a stalled node: on to where the others say, at once (each such move waited
+          // stallCheckMs at least, inside the deadline).
+          const next = endpoints.indexOf(error.next);
+          index = next >= 0 ? next : index + 1;
+          brokenInARow = 0;
+          movesInARow = 0;
+          continue;
+        }
         if (error instanceof BrokenCircuitError) {
           // This endpoint is resting; the next one, and a pause once every one is.
           index++;
@@ -532,6 +552,44 @@ export class StrongroomClient {
       }
     }
   }
+
+  /**
+   * The attempt's answer, unless its node stalls first (see `stallCheckMs`): then the attempt is
+   * cancelled and this rejects with StalledEndpoint, naming where the call goes on. Only for calls
+   * that may be sent again whatever became of this attempt.
+   */
+  private async unlessStalled(attempt: UnaryAttempt, endpoint: Endpoint, write: boolean) {
+    const settled = attempt.answer.then(
+      () => true,
+      () => true,
+    );
+    // The first check after stallCheckMs, then twice as often: a node is stalled once silent to
+    // Cluster.Status for stallCheckMs, and the move follows the others' naming a leader soon.
+    let waitMs = this.stallCheckMs;
+    while (!(await settlesWithin(settled, waitMs))) {
+      waitMs = this.stallCheckMs / 2;
+      const next = await Promise.race([
+        settled.then(() => null),
+        this.pool.stallTarget(endpoint, this.stallCheckMs, write),
+      ]);
+      if (next !== null) {
+        attempt.cancel();
+        throw new StalledEndpoint(endpoint, next);
+      }
+    }
+    return attempt.answer;
+  }
+}
+
+/** An attempt given up because its node stalled (unlessStalled); the call goes on at `next`. */
+class StalledEndpoint extends Error {
+  override readonly name = "StalledEndpoint";
+  constructor(
+    readonly stalled: Endpoint,
+    readonly next: Endpoint,
+  ) {
+    super(`${stalled.address} stalled: the call moved to ${next.address}`);
+  }
 }
 
 export function createClient(options: ClientOptions): StrongroomClient {
@@ -564,13 +622,20 @@ export function clientFromEnv(
   });
 }
 
-function unaryCall(
+/** One attempt of a unary call: its answer (and the leader its trailers named), and its cancel. */
+interface UnaryAttempt {
+  readonly answer: Promise<{ response: unknown; leader: string | null }>;
+  readonly cancel: () => void;
+}
+
+function startUnaryCall(
   client: Client,
   definition: UnaryDefinition,
   request: unknown,
   deadline: number,
-): Promise<{ response: unknown; leader: string | null }> {
-  return new Promise((resolve, reject) => {
+): UnaryAttempt {
+  let cancel = () => {};
+  const answer = new Promise<{ response: unknown; leader: string | null }>((resolve, reject) => {
     let leader: string | null = null;
     const call = client.makeUnaryRequest(
       definition.path,
@@ -585,7 +650,20 @@ function unaryCall(
       const named = callStatus.metadata.get(leaderTrailer)[0];
       if (named !== undefined) leader = String(named);
     });
+    cancel = () => call.cancel();
   });
+  return { answer, cancel };
+}
+
+/** Whether `settled` settles within `ms`. */
+function settlesWithin(settled: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    settled.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /**

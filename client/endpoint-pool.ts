@@ -3,7 +3,8 @@
 // `halfOpenAfterMs`, then tried with one call). Calls go first to the endpoint that answered last
 // (reads) or to the leader when it is known (writes, saving the follower's forwarding hop); the
 // leader is learned from the `strongroom-leader` trailer of any answer and mapped to an endpoint
-// through Cluster.Status, which every node answers.
+// through Cluster.Status, which every node answers. Cluster.Status also tells a stalled node (one
+// that answers nothing, paused or hung) from a slow one: see stallTarget().
 
 import { Client, Metadata } from "@grpc/grpc-js";
 import { type CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
@@ -25,6 +26,8 @@ export interface Endpoint {
   region: string | null;
   /** Why the last call here failed (null once one succeeds): what an open breaker stands for. */
   lastFailure: Error | null;
+  /** The Cluster.Status asked of it and not answered yet (one at a time), and since when. */
+  statusAsked: { readonly since: number; readonly answer: Promise<StatusResponse | null> } | null;
 }
 
 export interface BreakerOptions {
@@ -37,6 +40,11 @@ export class EndpointPool {
   private lastGood = 0;
   private leaderId: string | null = null;
   private discovering: Promise<void> | null = null;
+  /** The last Cluster.Status round of stallTarget(): when it began, and each endpoint's answer. */
+  private statusRound: {
+    readonly at: number;
+    readonly answers: Map<Endpoint, Promise<StatusResponse | null>>;
+  } | null = null;
   /** The first discovery, which calls wait for when the client has a region. */
   private locating: Promise<void> | null = null;
 
@@ -61,6 +69,7 @@ export class EndpointPool {
       nodeId: null,
       region: null,
       lastFailure: null,
+      statusAsked: null,
     }));
     // Which endpoint is in which region is learned before the first call, not at a leader change.
     if (region !== null) {
@@ -104,6 +113,48 @@ export class EndpointPool {
     if (this.leaderEndpoint() === undefined) this.discover();
   }
 
+  /**
+   * Where an attempt that `stalled` has held for a while should go instead, or null to keep
+   * waiting (the caller asks again a little later). A node is taken as stalled (paused, hung, its
+   * event loop blocked) once a Cluster.Status asked of it has gone unanswered for `timeoutMs`; a
+   * node that answers one, even with an error, is alive and may answer the call yet. Every
+   * endpoint is asked, in a round shared by every attempt that asks within half `timeoutMs` (many
+   * slow calls cost a few rounds a second, not one each); a node still silent to an earlier
+   * question is not asked again until that one ends. This waits for the other nodes' answers, not
+   * the stalled node's. When it is stalled and another names a leader other than it (the newest
+   * term's word), the attempt goes to that leader if `preferLeader` (a write; the leader is noted
+   * for the calls after it), else to the node that named it. While the others still name the
+   * stalled node, or none (an election), staying is no worse than moving; so too while they name
+   * a node no endpoint is known to be, if the stalled one is not known.
+   */
+  async stallTarget(stalled: Endpoint, timeoutMs: number, preferLeader: boolean): Promise<Endpoint | null> {
+    if (this.statusRound === null || Date.now() - this.statusRound.at >= timeoutMs / 2) {
+      const asks = this.endpoints.map(
+        (endpoint) => [endpoint, askStatus(endpoint, timeoutMs * statusAskChecks)] as const,
+      );
+      this.statusRound = { at: Date.now(), answers: new Map(asks) };
+    }
+    const { answers } = this.statusRound;
+    const others = this.endpoints.filter((endpoint) => endpoint !== stalled);
+    const statuses = await Promise.all(others.map((endpoint) => answers.get(endpoint) ?? null));
+    const asked = stalled.statusAsked;
+    if (asked === null || Date.now() - asked.since < timeoutMs) return null;
+    let named: { readonly leader: string; readonly term: number; readonly by: Endpoint } | null = null;
+    for (const [i, status] of statuses.entries()) {
+      if (status === null) continue;
+      const leader = status.role === "leader" ? status.nodeId : status.leaderId;
+      if (leader !== "" && (named === null || Number(status.term) > named.term))
+        named = { leader, term: Number(status.term), by: others[i] as Endpoint };
+    }
+    if (named === null) return null;
+    const leader = this.endpoints.find((endpoint) => endpoint.nodeId === named.leader);
+    // A stalled node never heard from may be the leader the others name, unless that is another endpoint.
+    if (stalled.nodeId === null ? leader === undefined : named.leader === stalled.nodeId) return null;
+    if (!preferLeader) return named.by;
+    this.leaderId = named.leader;
+    return leader ?? named.by;
+  }
+
   close(): void {
     for (const endpoint of this.endpoints) endpoint.client.close();
   }
@@ -116,29 +167,43 @@ export class EndpointPool {
 
   /** Learns which node each endpoint is (in the background; a node that does not answer stays unknown). */
   private discover(): void {
-    this.discovering ??= Promise.all(
-      this.endpoints.map(
-        (endpoint) =>
-          new Promise<void>((resolve) => {
-            endpoint.client.makeUnaryRequest(
-              ClusterService.status.path,
-              ClusterService.status.requestSerialize,
-              ClusterService.status.responseDeserialize,
-              {},
-              new Metadata(),
-              { deadline: Date.now() + 2000 },
-              (error, response?: StatusResponse) => {
-                if (error === null && response !== undefined) {
-                  endpoint.nodeId = response.nodeId;
-                  endpoint.region = response.region;
-                }
-                resolve();
-              },
-            );
-          }),
-      ),
-    ).then(() => {
+    this.discovering ??= Promise.all(this.endpoints.map((endpoint) => askStatus(endpoint, 2000))).then(() => {
       this.discovering = null;
     });
   }
+}
+
+/**
+ * How long a Cluster.Status asked by stallTarget() may go unanswered, in stall checks: long enough
+ * that a paused node stays known as silent through an election's checks, short enough that a node
+ * that comes back is soon asked afresh.
+ */
+const statusAskChecks = 10;
+
+/**
+ * Asks `endpoint` for Cluster.Status within `timeoutMs` (or joins the question already asked of
+ * it), and notes which node it is and where. Null for an error, no connection, or no answer in time.
+ */
+function askStatus(endpoint: Endpoint, timeoutMs: number): Promise<StatusResponse | null> {
+  if (endpoint.statusAsked !== null) return endpoint.statusAsked.answer;
+  const answer = new Promise<StatusResponse | null>((resolve) => {
+    endpoint.client.makeUnaryRequest(
+      ClusterService.status.path,
+      ClusterService.status.requestSerialize,
+      ClusterService.status.responseDeserialize,
+      {},
+      new Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (error, response?: StatusResponse) => {
+        endpoint.statusAsked = null;
+        if (error === null && response !== undefined) {
+          endpoint.nodeId = response.nodeId;
+          endpoint.region = response.region;
+        }
+        resolve(response ?? null);
+      },
+    );
+  });
+  endpoint.statusAsked = { since: Date.now(), answer };
+  return answer;
 }

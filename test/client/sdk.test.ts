@@ -364,6 +364,35 @@ async function leaderIndex(): Promise<number> {
   }
 }
 
+it("a paused leader holds a write only until the others elect another: it goes there, and applies once", async () => {
+  const victim = await leaderIndex();
+  // The leader first, so every write goes to it; an attempt timeout past the deadline, so that only
+  // the stall check (stallCheckMs) can move the write before the deadline ends it.
+  const client = createClient({
+    endpoints: [endpoints[victim] ?? "", ...endpoints.filter((_, index) => index !== victim)],
+    tls: tlsOf("app"),
+    token: () => rootToken,
+    deadlineMs: 15_000,
+    attemptTimeoutMs: 60_000,
+  });
+  opened.push(client);
+  expect((await client.secrets.put({ path: "sdk/stalled", value: bytes("v1") })).version).toBe(1);
+  processes[victim]?.signal("SIGSTOP");
+  try {
+    const written = await client.secrets.put({ path: "sdk/stalled", value: bytes("v2") });
+    expect(written.version).toBe(2);
+    expect(await leaderIndex()).not.toBe(victim);
+  } finally {
+    processes[victim]?.signal("SIGCONT");
+  }
+  // The paused leader may have taken the first attempt: resumed, it follows; the write is there once.
+  const history = await client.secrets.history({
+    path: "sdk/stalled",
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+  });
+  expect(history.versions.map((version) => version.version)).toEqual([1, 2]);
+}, 60_000);
+
 it("the leader dies after applying a write, before answering it: the SDK sends it again, and it applies once", async () => {
   const client = sdk();
   expect((await client.secrets.put({ path: "sdk/once", value: bytes("v1") })).version).toBe(1);

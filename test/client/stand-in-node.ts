@@ -17,10 +17,17 @@ export class StandInNodes {
   constructor(private readonly pki: TestPki) {}
 
   /** Starts a stand-in serving `service` with `handlers`; resolves to its address. */
-  async start(service: ServiceDefinition, handlers: UntypedServiceImplementation): Promise<string> {
+  start(service: ServiceDefinition, handlers: UntypedServiceImplementation): Promise<string> {
+    return this.startServing([[service, handlers]]);
+  }
+
+  /** Starts a stand-in serving each service with its handlers; resolves to its address. */
+  async startServing(
+    services: readonly (readonly [ServiceDefinition, UntypedServiceImplementation])[],
+  ): Promise<string> {
     const files = this.pki.node("stand-in", ["127.0.0.1"]);
     const server = new Server();
-    server.addService(service, handlers);
+    for (const [service, handlers] of services) server.addService(service, handlers);
     // As a node's client port: the caller's certificate must come from the client CA.
     const credentials = ServerCredentials.createSsl(
       readFileSync(this.pki.clientCaFile()),
