@@ -1,10 +1,12 @@
-// `npm run bench:failover [-- --rounds N --tick-ms T --nodes 3|5]`: leader failover time of a real
-// cluster. Three (or five) `strongroom server` processes on 127.0.0.201-205 (mutual TLS, LevelDB,
-// fsync on), Shamir sealed; one writer per node keeps writing through its node. Each round SIGKILLs
-// the leader and measures, from the moment the process is gone, the time to the first acknowledged
-// write that was sent after it; then restarts and unseals the node before the next round. Prints a
-// table per round, with the terms the new leader's election took (more than one: a split vote or
-// another election lost), and the median, 99th percentile and maximum.
+// `npm run bench:failover [-- --rounds N --tick-ms T --nodes 3|5 --fault kill|pause]`: leader
+// failover time of a real cluster. Three (or five) `strongroom server` processes on
+// 127.0.0.201-205 (mutual TLS, LevelDB, fsync on), Shamir sealed; one writer per node keeps writing
+// through its node. Each round SIGKILLs the leader (or SIGSTOPs it: a hung process, whose
+// connections stay open) and measures, from the moment the process is gone (or stopped), the time
+// to the first acknowledged write that was sent after it; then restarts and unseals the node (or
+// resumes it) before the next round. Prints a table per round, with the terms the new leader's
+// election took (more than one: a split vote or another election lost), and the median, 99th
+// percentile and maximum.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -28,20 +30,25 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "20" },
     "tick-ms": { type: "string", default: "50" },
     nodes: { type: "string", default: "3" },
+    fault: { type: "string", default: "kill" },
   },
 });
 const rounds = Number(values.rounds);
 const tickMs = Number(values["tick-ms"]);
 const size = Number(values.nodes);
+const fault = values.fault;
 if (
   !Number.isInteger(rounds) ||
   rounds < 1 ||
   rounds > 100 ||
   !Number.isInteger(tickMs) ||
   tickMs < 5 ||
-  (size !== 3 && size !== 5)
+  (size !== 3 && size !== 5) ||
+  (fault !== "kill" && fault !== "pause")
 ) {
-  process.stderr.write("bench:failover: --rounds 1..100, --tick-ms at least 5, --nodes 3 or 5\n");
+  process.stderr.write(
+    "bench:failover: --rounds 1..100, --tick-ms at least 5, --nodes 3 or 5, --fault kill or pause\n",
+  );
   process.exit(2);
 }
 
@@ -194,7 +201,8 @@ try {
     };
     const writers = ids.filter((id) => id !== victim).map((id) => writer(id));
     await new Promise((resolve) => setTimeout(resolve, 500));
-    await kill(victim);
+    if (fault === "kill") await kill(victim);
+    else processes.get(victim)?.kill("SIGSTOP");
     const killedAt = Date.now();
     const deadline = killedAt + 30_000;
     while (!acks.some((ack) => ack.sentAt >= killedAt) && Date.now() < deadline) {
@@ -210,16 +218,34 @@ try {
     const terms = elected.term - term;
     if (terms > 1) repeated++;
     results.push([String(round), victim, elected.id, String(terms), String(failoverMs)]);
-    await startNode(ids.indexOf(victim));
-    await unseal(victim, share);
+    if (fault === "kill") {
+      await startNode(ids.indexOf(victim));
+      await unseal(victim, share);
+    } else {
+      processes.get(victim)?.kill("SIGCONT");
+      // Resumed, it still says it leads until it hears of the new term: the next round must not
+      // take it for the leader.
+      const followsBy = Date.now() + 30_000;
+      for (;;) {
+        const view = await connectionOf(victim)
+          .cluster.status({}, { deadlineMs: 1000 })
+          .catch(() => null);
+        if (view !== null && view.role !== "leader") break;
+        if (Date.now() > followsBy) throw new Error(`${victim} still says it leads after it was resumed`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
   }
   const sorted = [...measured].sort((a, b) => a - b);
   // Nearest rank: with fewer than 100 rounds the 99th percentile is the maximum.
   const percentile = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
   process.stdout.write(
-    `failover of a ${size}-node cluster on loopback, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
+    `failover of a ${size}-node cluster on loopback, the leader ${fault === "kill" ? "SIGKILLed" : "SIGSTOPped"}, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
   );
-  printTable(["round", "killed leader", "new leader", "terms", "failover ms"], results);
+  printTable(
+    ["round", fault === "kill" ? "killed leader" : "paused leader", "new leader", "terms", "failover ms"],
+    results,
+  );
   process.stdout.write(
     `p50 ${percentile(50)} ms, p99 ${percentile(99)} ms, max ${sorted.at(-1)} ms over ${rounds} rounds; ${repeated} took more than one term\n`,
   );

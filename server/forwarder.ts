@@ -47,6 +47,12 @@ export class Forwarder {
     private readonly tls: TlsFiles,
     /** How long requests held by a replaced leader may still be answered (leaderChanged): an election timeout. */
     private readonly leaderChangeGraceMs = 500,
+    /**
+     * When this node last heard from a member (any Raft message; undefined: never): a replaced
+     * leader silent for the grace already gets no more (leaderChanged). Without it, every
+     * replaced leader gets the grace.
+     */
+    private readonly lastHeardFrom: ((node: NodeId) => number | undefined) | null = null,
   ) {
     this.stopWatchingTls = tls.onChange(() => this.closeChannels());
   }
@@ -87,7 +93,9 @@ export class Forwarder {
    * it was replaced, and a partition can hold its stream for as long as it lasts (a chaos run saw
    * writes held 3.4 s, until the partition healed). The time given first is for calls whose own
    * success changed the leader (a leadership transfer, the leader's removal): their answer is on
-   * its way. A node that sees no leader (an election) keeps waiting: the old one may still lead.
+   * its way. An old leader this node has not heard from for that long already (paused, hung, cut
+   * off: the reason the others elected) sends no such answer, and its requests fail at once. A
+   * node that sees no leader (an election) keeps waiting: the old one may still lead.
    */
   leaderChanged(leader: NodeId | null): void {
     this.leader = leader;
@@ -95,9 +103,7 @@ export class Forwarder {
     for (const [target, channel] of this.channels) {
       if (target === leader || channel.stream.inFlight === 0) continue;
       const sentThrough = channel.stream.lastSent;
-      const timer = setTimeout(() => {
-        this.graceTimers.delete(timer);
-        if (this.leader === target) return;
+      const abandon = () =>
         channel.stream.abandon(
           sentThrough,
           new NodeError(
@@ -106,9 +112,23 @@ export class Forwarder {
             { leaderHint: leader },
           ),
         );
+      if (this.silentFor(target, this.leaderChangeGraceMs)) {
+        abandon();
+        continue;
+      }
+      const timer = setTimeout(() => {
+        this.graceTimers.delete(timer);
+        if (this.leader !== target) abandon();
       }, this.leaderChangeGraceMs);
       this.graceTimers.add(timer);
     }
+  }
+
+  /** Whether `node` has sent this node nothing (no Raft message) for `ms` (false without lastHeardFrom). */
+  private silentFor(node: NodeId, ms: number): boolean {
+    if (this.lastHeardFrom === null) return false;
+    const heard = this.lastHeardFrom(node);
+    return heard === undefined || Date.now() - heard >= ms;
   }
 
   /** Requests this node is forwarding now, over every stream. */

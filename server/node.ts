@@ -336,7 +336,12 @@ export class StrongroomNode {
       onLoad: () => watches.reset(),
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
-    const forwarder = new Forwarder(members.peers, peerTls, config.raft.electionTicks * config.raft.tickMs);
+    const forwarder = new Forwarder(
+      members.peers,
+      peerTls,
+      config.raft.electionTicks * config.raft.tickMs,
+      (node) => contact.lastHeardFrom(node),
+    );
     undo.push(() => forwarder.close());
     raft = await RaftNode.start({
       id: config.nodeId,

@@ -27,6 +27,7 @@ import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
 import type { RequestContext } from "../../server/request.js";
 import { serverCredentials } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
+import { eventually } from "../support/eventually.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("forwarding");
@@ -234,6 +235,47 @@ describe("forwarding over one stream", () => {
     release();
     expect((await forwardPut(forwarder, "p/after")).version).toBe(7);
     expect(leader.streams()).toBe(1);
+  });
+
+  it("fails at once what an old leader holds that has been silent for the grace: paused, it sends no answer", async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const leader = await startLeader(async () => {
+      await held;
+      return { version: 7, revision: 7 };
+    });
+    closers.push(async () => {
+      release();
+      await leader.stop();
+    });
+    const tls = new TlsFiles(pki.node("n2", ["127.0.0.1"]));
+    const graceMs = 2000;
+    // When the follower last heard from each member over Raft: the test moves it.
+    const heard = new Map<string, number>([["n1", Date.now()]]);
+    const forwarder = new Forwarder(new Map([["n1", `127.0.0.1:${leader.port}`]]), tls, graceMs, (node) =>
+      heard.get(node),
+    );
+    closers.push(() => {
+      forwarder.close();
+      tls.close();
+    });
+    const pending = forwardPut(forwarder, "p/held").catch((error: unknown) => error);
+    await eventually(() => forwarder.inFlight() === 1, 5_000);
+    // Heard from lately (a leadership transfer, say): its answer may be on its way; the grace holds.
+    forwarder.leaderChanged("n2");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(forwarder.inFlight()).toBe(1);
+    // Silent for the grace when the next leader is known: no answer is coming, it fails now.
+    heard.set("n1", Date.now() - graceMs);
+    const changedAt = Date.now();
+    forwarder.leaderChanged("n3");
+    const failure = await pending;
+    expect(Date.now() - changedAt).toBeLessThan(graceMs / 2);
+    expect(failure).toMatchObject({ code: "FORWARD_FAILED", leaderHint: "n3" });
+    expect((failure as Error).message).toMatch(/leader changed to n3 while n1 held the request/);
+    expect(forwarder.inFlight()).toBe(0);
   });
 
   it("sends a call per request to a leader without the stream (an older version)", async () => {
