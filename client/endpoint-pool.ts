@@ -116,8 +116,9 @@ export class EndpointPool {
   /**
    * Where an attempt that `stalled` has held for a while should go instead, or null to keep
    * waiting (the caller asks again a little later). A node is taken as stalled (paused, hung, its
-   * event loop blocked) once a Cluster.Status asked of it has gone unanswered for `timeoutMs`; a
-   * node that answers one, even with an error, is alive and may answer the call yet. Every
+   * event loop blocked) once a Cluster.Status asked of it has gone unanswered for `timeoutMs`: a
+   * node that answers one, even with an error, is alive and may answer the call yet (and a refused
+   * connection ends the question too: a node down fails its calls by itself). Every
    * endpoint is asked, in a round shared by every attempt that asks within half `timeoutMs` (many
    * slow calls cost a few rounds a second, not one each); a node still silent to an earlier
    * question is not asked again until that one ends. This waits for the other nodes' answers, not

@@ -385,6 +385,13 @@ it("a paused leader holds a write only until the others elect another: it goes t
   } finally {
     processes[victim]?.signal("SIGCONT");
   }
+  // Resumed, it says it leads until it hears of the new term; the tests after this one ask who leads.
+  await eventually(async () => {
+    const view = await sdk({ endpoints: [endpoints[victim] ?? ""] })
+      .cluster.status({})
+      .catch(() => null);
+    return view !== null && view.role !== "leader";
+  }, 10_000);
   // The paused leader may have taken the first attempt: resumed, it follows; the write is there once.
   const history = await client.secrets.history({
     path: "sdk/stalled",
