@@ -1,7 +1,9 @@
-// `npm run bench:failover [-- --rounds N --tick-ms T --nodes 3|5 --fault kill|pause]`: leader
-// failover time of a real cluster. Three (or five) `strongroom server` processes on
-// 127.0.0.201-205 (mutual TLS, LevelDB, fsync on), Shamir sealed; one writer per node keeps writing
-// through its node. Each round SIGKILLs the leader (or SIGSTOPs it: a hung process, whose
+// `npm run bench:failover [-- --rounds N --tick-ms T --nodes 3|5 --fault kill|pause --writers
+// node|sdk]`: leader failover time of a real cluster. Three (or five) `strongroom server` processes
+// on 127.0.0.201-205 (mutual TLS, LevelDB, fsync on), Shamir sealed. Writers keep writing: one per
+// node through its node (`node`, as clients pinned to a node behind a load balancer), or one per
+// node with every endpoint (`sdk`, as applications using the SDK, which send writes to the
+// leader). Each round SIGKILLs the leader (or SIGSTOPs it: a hung process, whose
 // connections stay open) and measures, from the moment the process is gone (or stopped), the time
 // to the first acknowledged write that was sent after it; then restarts and unseals the node (or
 // resumes it) before the next round. Prints a table per round, with the terms the new leader's
@@ -31,12 +33,14 @@ const { values } = parseArgs({
     "tick-ms": { type: "string", default: "50" },
     nodes: { type: "string", default: "3" },
     fault: { type: "string", default: "kill" },
+    writers: { type: "string", default: "node" },
   },
 });
 const rounds = Number(values.rounds);
 const tickMs = Number(values["tick-ms"]);
 const size = Number(values.nodes);
 const fault = values.fault;
+const writersKind = values.writers;
 if (
   !Number.isInteger(rounds) ||
   rounds < 1 ||
@@ -44,10 +48,11 @@ if (
   !Number.isInteger(tickMs) ||
   tickMs < 5 ||
   (size !== 3 && size !== 5) ||
-  (fault !== "kill" && fault !== "pause")
+  (fault !== "kill" && fault !== "pause") ||
+  (writersKind !== "node" && writersKind !== "sdk")
 ) {
   process.stderr.write(
-    "bench:failover: --rounds 1..100, --tick-ms at least 5, --nodes 3 or 5, --fault kill or pause\n",
+    "bench:failover: --rounds 1..100, --tick-ms at least 5, --nodes 3 or 5, --fault kill or pause, --writers node or sdk\n",
   );
   process.exit(2);
 }
@@ -142,6 +147,21 @@ const connections = ids.map((_, i) =>
   }),
 );
 const connectionOf = (id: string): StrongroomClient => connections[ids.indexOf(id)] as StrongroomClient;
+// --writers sdk: as many applications, each an SDK client of every node.
+const sdkWriters =
+  writersKind === "sdk"
+    ? ids.map(() =>
+        createClient({
+          endpoints: ids.map((_, i) => `${host(i)}:${port}`),
+          tls: {
+            caFile: join(root, "cluster-ca.pem"),
+            certFile: client.certificateFile,
+            keyFile: client.privateKeyFile,
+          },
+          token: () => rootToken,
+        }),
+      )
+    : [];
 
 async function leader(): Promise<{ readonly id: string; readonly term: number }> {
   const deadline = Date.now() + 30_000;
@@ -185,11 +205,11 @@ try {
     const acks: { sentAt: number; ackedAt: number }[] = [];
     let stop = false;
     let sequence = 0;
-    const writer = async (id: string) => {
+    const writer = async (writing: StrongroomClient) => {
       while (!stop) {
         const sentAt = Date.now();
         try {
-          await connectionOf(id).secrets.put(
+          await writing.secrets.put(
             { path: `bench/k${sequence++}`, value: new Uint8Array(64) },
             { deadlineMs: 3000 },
           );
@@ -199,7 +219,10 @@ try {
         }
       }
     };
-    const writers = ids.filter((id) => id !== victim).map((id) => writer(id));
+    const writers =
+      writersKind === "sdk"
+        ? sdkWriters.map((writing) => writer(writing))
+        : ids.filter((id) => id !== victim).map((id) => writer(connectionOf(id)));
     await new Promise((resolve) => setTimeout(resolve, 500));
     if (fault === "kill") await kill(victim);
     else processes.get(victim)?.kill("SIGSTOP");
@@ -240,7 +263,7 @@ try {
   // Nearest rank: with fewer than 100 rounds the 99th percentile is the maximum.
   const percentile = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
   process.stdout.write(
-    `failover of a ${size}-node cluster on loopback, the leader ${fault === "kill" ? "SIGKILLed" : "SIGSTOPped"}, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
+    `failover of a ${size}-node cluster on loopback, the leader ${fault === "kill" ? "SIGKILLed" : "SIGSTOPped"}, writers ${writersKind === "sdk" ? "SDK clients of every node" : "each through its node"}, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
   );
   printTable(
     ["round", fault === "kill" ? "killed leader" : "paused leader", "new leader", "terms", "failover ms"],
@@ -250,7 +273,7 @@ try {
     `p50 ${percentile(50)} ms, p99 ${percentile(99)} ms, max ${sorted.at(-1)} ms over ${rounds} rounds; ${repeated} took more than one term\n`,
   );
 } finally {
-  for (const connection of connections) connection.close();
+  for (const connection of [...connections, ...sdkWriters]) connection.close();
   for (const id of [...processes.keys()]) await kill(id);
   rmSync(root, { recursive: true, force: true });
 }
