@@ -49,6 +49,15 @@ export interface ClientOptions {
    * keeps the call.
    */
   readonly stallCheckMs?: number;
+  /**
+   * While a call is open on a node's connection (a Watch, above all), the client pings the node
+   * every `intervalMs` (default 5 s) and drops the connection when a ping is not answered within
+   * `timeoutMs` (default 5 s). A stream's node that is paused, hung or cut off answers nothing and
+   * closes nothing: without the pings a Watch there would wait, silent, for as long as that lasts;
+   * with them it moves to another endpoint within their sum, from the last revision it delivered.
+   * An idle connection is not pinged.
+   */
+  readonly keepalive?: { readonly intervalMs?: number; readonly timeoutMs?: number };
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
@@ -190,11 +199,18 @@ export class StrongroomClient {
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
     };
     const tlsFor = tlsCredentials(options.tls);
+    const keepalive = {
+      "grpc.keepalive_time_ms": positive(options.keepalive?.intervalMs ?? 5000, "keepalive.intervalMs"),
+      "grpc.keepalive_timeout_ms": positive(options.keepalive?.timeoutMs ?? 5000, "keepalive.timeoutMs"),
+    };
     this.pool = new EndpointPool(
       endpoints,
       (address) => {
         const tls = tlsFor(address);
-        return { ...tls, credentials: withToken(tls.credentials, tokenOf) };
+        return {
+          credentials: withToken(tls.credentials, tokenOf),
+          options: { ...tls.options, ...keepalive },
+        };
       },
       {
         consecutiveFailures: positive(

@@ -1,10 +1,11 @@
 // A Watch that survives failures: it follows changes under a prefix and, when its stream ends (the
-// node went down, a leader change, a deploy), opens it again on the next endpoint from the last
-// revision it delivered, with backoff, until it is closed. An event is delivered once even across
-// reconnections. A history the node no longer has (HISTORY_COMPACTED: too old, or from before the
-// cluster was restored from a backup), or a revision the cluster has not reached (REVISION_AHEAD:
-// the endpoints are another cluster's), is reported: the caller re-reads what it cares about, and
-// the watch goes on from now.
+// node went down, a leader change, a deploy, or a paused or cut-off node left unanswered the pings
+// of the channel's keepalive: ClientOptions.keepalive), opens it again on the next endpoint from
+// the last revision it delivered, with backoff, until it is closed. An event is delivered once even
+// across reconnections. A history the node no longer has (HISTORY_COMPACTED: too old, or from
+// before the cluster was restored from a backup), or a revision the cluster has not reached
+// (REVISION_AHEAD: the endpoints are another cluster's), is reported: the caller re-reads what it
+// cares about, and the watch goes on from now.
 
 import { type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";

@@ -71,6 +71,8 @@ export interface ClientListenerOptions {
   readonly authorize: (context: RequestContext, request: unknown) => Promise<void>;
   /** Calls (HTTP/2 streams) one connection may have open at once. */
   readonly streamsPerConnectionMax: number;
+  /** How often each connection is pinged, and how long an answer may take before it is closed. */
+  readonly keepalive: { readonly intervalMs: number; readonly timeoutMs: number };
 }
 
 /** A server-streaming handler, given the call's context (audited and authorized already). */
@@ -98,6 +100,10 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     "grpc.max_receive_message_length": options.messageBytesMax,
     "grpc.max_send_message_length": options.messageBytesMax,
     "grpc.max_concurrent_streams": options.streamsPerConnectionMax,
+    // Every connection, busy or idle, is pinged: one whose client is gone without a word (its host
+    // crashed, its link was cut) is closed, and its streams end, freeing its watches' places.
+    "grpc.keepalive_time_ms": options.keepalive.intervalMs,
+    "grpc.keepalive_timeout_ms": options.keepalive.timeoutMs,
     // channelz stays on for servers: grpc-js 1.14 tracks a server's sessions for forceShutdown
     // only with it, so without it a stop waited out every open stream (a Watch) to its deadline.
   });

@@ -144,6 +144,14 @@ export const nodeConfigSchema = z
           .default(2 * 1024 * 1024),
         /** Calls (HTTP/2 streams) one client connection may have open at once. */
         streamsPerConnectionMax: z.number().int().min(1).max(10_000).default(256),
+        /**
+         * How often the node pings each client connection (HTTP/2 PING), and how long it waits for
+         * the answer before it closes the connection: a client whose host vanished (a crash, a cut
+         * link: no FIN, no RST) would otherwise hold its watches, and its identity's share of
+         * `watch.watchersPerIdentityMax`, for as long as the node runs.
+         */
+        keepaliveIntervalMs: z.number().int().min(100).max(3_600_000).default(30_000),
+        keepaliveTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
         /** The largest snapshot RestoreSnapshot accepts (staged in <dataDir>/restore until checked). */
         snapshotBytesMax: z
           .number()
@@ -157,6 +165,8 @@ export const nodeConfigSchema = z
         answerReserveMs: 100,
         messageBytesMax: 2 * 1024 * 1024,
         streamsPerConnectionMax: 256,
+        keepaliveIntervalMs: 30_000,
+        keepaliveTimeoutMs: 10_000,
         snapshotBytesMax: 1024 * 1024 * 1024,
       }),
     seal: z

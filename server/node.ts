@@ -774,6 +774,10 @@ export class StrongroomNode {
           await authorizer.spendUse(context);
         },
         streamsPerConnectionMax: config.requests.streamsPerConnectionMax,
+        keepalive: {
+          intervalMs: config.requests.keepaliveIntervalMs,
+          timeoutMs: config.requests.keepaliveTimeoutMs,
+        },
       }),
     );
     undo.push(() => clientListener.close(0));

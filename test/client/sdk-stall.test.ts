@@ -137,11 +137,18 @@ it("a silent node the others still name as leader keeps the call until the attem
   }
 });
 
-it("stallCheckMs must be a positive number of milliseconds", () => {
+it("stallCheckMs and the keepalive's times must be positive numbers of milliseconds", () => {
   const files = pki.client("caller");
   const tls = { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile };
-  for (const stallCheckMs of [0, -5, Number.NaN])
-    expect(() => createClient({ endpoints: ["127.0.0.1:1"], tls, stallCheckMs })).toThrow(
+  for (const bad of [0, -5, Number.NaN]) {
+    expect(() => createClient({ endpoints: ["127.0.0.1:1"], tls, stallCheckMs: bad })).toThrow(
       "createClient: stallCheckMs must be a positive number",
     );
+    expect(() => createClient({ endpoints: ["127.0.0.1:1"], tls, keepalive: { intervalMs: bad } })).toThrow(
+      "createClient: keepalive.intervalMs must be a positive number",
+    );
+    expect(() => createClient({ endpoints: ["127.0.0.1:1"], tls, keepalive: { timeoutMs: bad } })).toThrow(
+      "createClient: keepalive.timeoutMs must be a positive number",
+    );
+  }
 });

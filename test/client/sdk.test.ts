@@ -2,8 +2,8 @@
 // errors; the leader killing itself right after applying a write, which the SDK sends again with
 // its request id and the cluster applies once; the leader SIGKILLed in the middle of a write and
 // read loop, with no error reaching the caller, no acknowledged write lost and none applied twice;
-// a Watch that sees a change within a second; and the read cache answering from stale entries once
-// every node is down.
+// a Watch that sees a change within a second, and one on a SIGSTOPped node that moves on once its
+// pings go unanswered; and the read cache answering from stale entries once every node is down.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -13,7 +13,7 @@ import { createServer as createTlsServer } from "node:tls";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createClient, type StrongroomClient, StrongroomError } from "../../client/index.js";
-import { Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { ChangeKind, Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { NodeProcess } from "../server/process-cluster.js";
@@ -399,6 +399,54 @@ it("a paused leader holds a write only until the others elect another: it goes t
   });
   expect(history.versions.map((version) => version.version)).toEqual([1, 2]);
 }, 60_000);
+
+it("a watch on a paused node moves to another once its pings go unanswered, and misses no change", async () => {
+  // A follower first in the client's list: the watch opens there.
+  const pausedIndex = ((await leaderIndex()) + 1) % endpoints.length;
+  const paused = endpoints[pausedIndex] ?? "";
+  const others = endpoints.filter((endpoint) => endpoint !== paused);
+  const client = createClient({
+    endpoints: [paused, ...others],
+    tls: tlsOf("app"),
+    token: () => rootToken,
+    keepalive: { intervalMs: 300, timeoutMs: 300 },
+  });
+  opened.push(client);
+  const events: WatchEvent[] = [];
+  const failures: StrongroomError[] = [];
+  let opens = 0;
+  const watch = client.watch("sdk/watch-paused/", 0, {
+    onEvent: (event) => events.push(event),
+    onOpen: () => opens++,
+    onError: (error) => failures.push(error),
+  });
+  await eventually(() => opens === 1, 5000);
+  processes[pausedIndex]?.signal("SIGSTOP");
+  try {
+    // Written while the watch's node is paused: the node keeps the connection open and says nothing.
+    const written = await sdk({ endpoints: others }).secrets.put({
+      path: "sdk/watch-paused/key",
+      value: bytes("while paused"),
+    });
+    // Two pings' time and a backoff, far from the pause's end (the finally below).
+    await eventually(() => events.length > 0, 5000);
+    expect(events).toEqual([
+      {
+        revision: written.revision,
+        path: "sdk/watch-paused/key",
+        kind: ChangeKind.CHANGE_KIND_PUT,
+        version: 1,
+      },
+    ]);
+    expect(opens).toBe(2);
+    expect(failures.map((failure) => [failure.code, failure.details.endpoint])).toEqual([
+      [status.UNAVAILABLE, paused],
+    ]);
+  } finally {
+    processes[pausedIndex]?.signal("SIGCONT");
+    watch.close();
+  }
+});
 
 it("the leader dies after applying a write, before answering it: the SDK sends it again, and it applies once", async () => {
   const client = sdk();

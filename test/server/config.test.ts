@@ -63,6 +63,8 @@ describe("node config", () => {
       answerReserveMs: 100,
       messageBytesMax: 2 * 1024 * 1024,
       streamsPerConnectionMax: 256,
+      keepaliveIntervalMs: 30_000,
+      keepaliveTimeoutMs: 10_000,
       snapshotBytesMax: 1024 * 1024 * 1024,
     });
     expect(config.storage).toEqual({ stateWriteBufferBytes: 4 * 1024 * 1024 });
@@ -96,6 +98,7 @@ describe("node config", () => {
       auth: { identitySource: "san", rateLimits: [{ prefix: "", perSecond: 0, burst: 1 }] },
       audit: { sockets: ["syslog://localhost"], durability: "none", syncIntervalMs: 5 },
       storage: { stateWriteBufferBytes: 1000 },
+      requests: { keepaliveIntervalMs: 0, keepaliveTimeoutMs: 50 },
       colour: "blue",
     });
     const problems = problemsOf(file);
@@ -118,6 +121,8 @@ describe("node config", () => {
         expect.stringMatching(/^audit\.durability: Invalid option: expected one of "disk"\|"os"/),
         expect.stringMatching(/^audit\.syncIntervalMs: /),
         expect.stringMatching(/^storage\.stateWriteBufferBytes: Too small: expected number to be >=1048576/),
+        expect.stringMatching(/^requests\.keepaliveIntervalMs: Too small: expected number to be >=100/),
+        expect.stringMatching(/^requests\.keepaliveTimeoutMs: Too small: expected number to be >=100/),
       ]),
     );
     expect(problems.length).toBeGreaterThanOrEqual(12);
