@@ -8,7 +8,7 @@
 // cares about, and the watch goes on from now.
 
 import { type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import { ChangeKind, SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { EndpointPool } from "./endpoint-pool.js";
 import { fromServiceError, reasonTrailer, type StrongroomError } from "./errors.js";
 import { backoffMs } from "./retry-policy.js";
@@ -18,6 +18,12 @@ const revisionHeader = "strongroom-revision";
 
 export interface WatchHandlers {
   readonly onEvent: (event: WatchEvent) => void;
+  /**
+   * The watch is up to date with `revision`: every change under the prefix up to it was delivered
+   * (the nodes say so about every second while the cluster moves on elsewhere). A reconnection
+   * resumes from here.
+   */
+  readonly onProgress?: (revision: number) => void;
   /** The stream is open on a node (at the start and after each reconnection): changes from here on arrive. */
   readonly onOpen?: () => void;
   /**
@@ -64,7 +70,9 @@ export function startWatch(
       SecretsService.watch.path,
       SecretsService.watch.requestSerialize,
       SecretsService.watch.responseDeserialize,
-      { prefix, fromRevision: revision },
+      // Progress keeps the resume point near the cluster's revision: a quiet prefix's last change
+      // would otherwise fall out of the nodes' history, and a reconnection report a gap.
+      { prefix, fromRevision: revision, progressNotify: true },
       new Metadata(),
       {},
     ) as ClientReadableStream<WatchEvent>;
@@ -82,7 +90,8 @@ export function startWatch(
       attempt = 0;
       if (event.revision <= revision && revision !== 0) return;
       revision = event.revision;
-      handlers.onEvent(event);
+      if (event.kind === ChangeKind.CHANGE_KIND_PROGRESS) handlers.onProgress?.(event.revision);
+      else handlers.onEvent(event);
     });
     opened.on("error", (error: ServiceError) => {
       if (closed || error.code === status.CANCELLED) return;

@@ -217,8 +217,20 @@ export const nodeConfigSchema = z
         watchersMax: z.number().int().min(1).max(100_000).default(1_000),
         /** Watches one identity may hold open on a node at once. */
         watchersPerIdentityMax: z.number().int().min(1).max(100_000).default(100),
+        /**
+         * How often a watch that asked for progress (progress_notify) is told the revision it is
+         * up to date with, when the cluster moved on without changes under its prefix. Shorter
+         * than the time historyMax changes take, so that a quiet watch resumes within the history.
+         */
+        progressIntervalMs: z.number().int().min(100).max(600_000).default(1000),
       })
-      .default({ historyMax: 10_000, queueMax: 1_000, watchersMax: 1_000, watchersPerIdentityMax: 100 }),
+      .default({
+        historyMax: 10_000,
+        queueMax: 1_000,
+        watchersMax: 1_000,
+        watchersPerIdentityMax: 100,
+        progressIntervalMs: 1000,
+      }),
     /** The leader's lifecycle sweeps: secrets due to rotate, and expired secrets to erase. */
     rotation: z
       .strictObject({

@@ -47,6 +47,8 @@ export type NodeErrorCode =
   | "REMOVED"
   /** This node is shutting down: another member serves the call. */
   | "STOPPING"
+  /** This node is replacing its state with a snapshot (it was far behind): a watch moves elsewhere. */
+  | "STATE_REPLACED"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -113,6 +115,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   ACCESS_UNAVAILABLE: status.UNAVAILABLE,
   REMOVED: status.UNAVAILABLE,
   STOPPING: status.UNAVAILABLE,
+  STATE_REPLACED: status.UNAVAILABLE,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -134,7 +134,8 @@ export class StrongroomNode {
       readonly http: HttpEndpoints | null;
       readonly tls: readonly TlsFiles[];
       readonly audit: AuditTrail;
-      readonly tidyTimer: NodeJS.Timeout;
+      /** The node's own intervals (the token tidy, watch progress), cleared first at a stop. */
+      readonly timers: readonly NodeJS.Timeout[];
       /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
       readonly releaseFailpointSignal: () => void;
       /** The leader's periodic work (rotations, expiry, lease sweeps), stopped first. */
@@ -328,12 +329,31 @@ export class StrongroomNode {
       },
       onSystemChange: () => keeper.reload().catch(logFailure("seal reload failed")),
       onSecretChange: (revision, command, version) => watches.record(revision, command, version),
+      // A watch's client resumes on another node, whose history may hold what this one skips.
+      onRestoring: () =>
+        watches.replacing(
+          new NodeError(
+            "STATE_REPLACED",
+            "this node is catching up from a snapshot, past changes it cannot send: watch through another node",
+          ),
+          new NodeError(
+            "STATE_REPLACED",
+            "this node is catching up from a snapshot: watch through another node",
+          ),
+        ),
       onRestore: () => {
-        watches.reset();
+        watches.replaced();
         accessView.reload().catch(logFailure("access records reload failed"));
         members.reload(state).catch(logFailure("member reload failed"));
       },
-      onLoad: () => watches.reset(),
+      onLoad: () => {
+        const restored = "the cluster was restored from a backup: list, then watch from now";
+        watches.replacing(
+          new NodeError("HISTORY_COMPACTED", restored),
+          new NodeError("HISTORY_COMPACTED", restored),
+        );
+        watches.replaced();
+      },
     });
     const raftMetrics = new RaftMetrics(registry, raftNode);
     const forwarder = new Forwarder(
@@ -756,6 +776,7 @@ export class StrongroomNode {
           requireServing: () => requireServing(keeper, null),
           limits: defaultStateLimits,
           mayRead: (context, path) => authorizer.mayReadNow(context, path),
+          checkCaller: (context) => authorizer.checkCallerNow(context),
           perIdentityMax: config.watch.watchersPerIdentityMax,
           appliedRevision: () => state.appliedRevision(),
           revisionOf: (index) => state.revisionOf(index),
@@ -820,6 +841,10 @@ export class StrongroomNode {
     }, config.auth.tidyIntervalMs);
     tidyTimer.unref();
     undo.push(() => clearInterval(tidyTimer));
+    // Watches that asked are told the revision they are up to date with (watch-hub.ts).
+    const progressTimer = setInterval(() => watches.sendProgress(), config.watch.progressIntervalMs);
+    progressTimer.unref();
+    undo.push(() => clearInterval(progressTimer));
     const node = new StrongroomNode(
       config,
       { client: clientListener.port, peer: peerListener.port, http: http?.port ?? null },
@@ -836,7 +861,7 @@ export class StrongroomNode {
         http,
         tls: [peerTls, clientTls],
         audit,
-        tidyTimer,
+        timers: [tidyTimer, progressTimer],
         releaseFailpointSignal,
         leaderTasks: [rotator, expirySweeper, leaseManager, placementTask, featuresTask],
         readTracker,
@@ -868,7 +893,7 @@ export class StrongroomNode {
     this.stopping = true;
     const { raft, logger } = this.parts;
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
-    clearInterval(this.parts.tidyTimer);
+    for (const timer of this.parts.timers) clearInterval(timer);
     this.parts.releaseFailpointSignal();
     for (const task of this.parts.leaderTasks) task.stop();
     // How long each step took, in the last log line: a slow shutdown says where it waited.

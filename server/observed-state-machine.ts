@@ -26,6 +26,8 @@ export interface StateObserver {
   readonly onSystemChange: () => void;
   /** A secret changed at `revision`. */
   readonly onSecretChange: (revision: number, command: SecretCommand, version: number | null) => void;
+  /** A snapshot is about to replace the state (onRestore follows once it has). */
+  readonly onRestoring: () => void;
   /** A snapshot replaced the state. */
   readonly onRestore: () => void;
   /** A backup's records were loaded (a restore into this cluster): revisions may have moved on. */
@@ -74,6 +76,7 @@ export class ObservedStateMachine implements StateMachine<ApplyResult | null> {
   }
 
   async restore(snapshot: SnapshotToRestore): Promise<void> {
+    this.observer.onRestoring();
     await this.inner.restore(snapshot);
     this.observer.onRestore();
     this.observer.onSystemChange();

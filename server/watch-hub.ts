@@ -1,8 +1,11 @@
 // Watch: changes to secrets, as they are applied on this node, delivered to the streams that
 // asked for their prefix. A bounded history of recent changes lets a consumer that lost its stream
 // resume from the last revision it saw; one older than the history is refused (list and start
-// over), as etcd refuses a compacted revision. Every watcher has a bounded queue: a consumer that
-// stops reading is cut off with a clear error instead of growing the node's memory.
+// over), as etcd refuses a compacted revision. A watcher that asked for progress is told, now and
+// then, the revision it is up to date with although nothing under its prefix changed: a quiet
+// prefix's last change soon falls out of a busy cluster's history, its last progress does not.
+// Every watcher has a bounded queue: a consumer that stops reading is cut off with a clear error
+// instead of growing the node's memory.
 
 import { ChangeKind, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import type { SecretCommand } from "../storage/state/index.js";
@@ -22,6 +25,8 @@ export const defaultWatchLimits: WatchLimits = { historyMax: 10_000, queueMax: 1
 /** Where a watcher's events go: `push` says whether the consumer can take more right now. */
 export interface WatchSink {
   push(event: WatchEvent): boolean;
+  /** Every change under the prefix up to `revision` was pushed (as push, says whether it can take more). */
+  progress(revision: number): boolean;
   /** Called once when the hub ends the watch (with the reason). */
   end(error: NodeError): void;
 }
@@ -31,6 +36,10 @@ interface Watcher {
   readonly sink: WatchSink;
   readonly queue: WatchEvent[];
   blocked: boolean;
+  /** Whether it asked for progress (sendProgress). */
+  readonly progress: boolean;
+  /** The revision it is known to be up to date with: its last event or progress pushed. */
+  sentRevision: number;
 }
 
 const kinds: Partial<Record<SecretCommand["op"], ChangeKind>> = {
@@ -49,6 +58,8 @@ export class WatchHub {
   private readonly watchers = new Set<Watcher>();
   /** The oldest revision a resume can start after (events after it are all in the history). */
   private historyStart = 0;
+  /** While the state is being replaced (replacing()): why a watch cannot start. */
+  private replacement: NodeError | null = null;
 
   constructor(
     private readonly limits: WatchLimits = defaultWatchLimits,
@@ -74,10 +85,20 @@ export class WatchHub {
   }
 
   /**
-   * A snapshot replaced the state, or a backup was loaded: changes before it cannot be told
-   * apart, so history restarts.
+   * The state is about to be replaced wholesale: by a snapshot from the leader (a follower too far
+   * behind to be sent entries), or by a backup's records (the cluster restored). The changes it
+   * skips are never recorded here, so every watch ends now with `error` rather than go on past
+   * them in silence; until replaced(), none starts (`refusal`) and no progress is told.
    */
-  reset(): void {
+  replacing(error: NodeError, refusal: NodeError): void {
+    this.replacement = refusal;
+    this.history.length = 0;
+    this.endAll(error);
+  }
+
+  /** The new state is in: history starts again after its revision. */
+  replaced(): void {
+    this.replacement = null;
     this.history.length = 0;
     this.historyStart = this.appliedRevision();
   }
@@ -86,7 +107,8 @@ export class WatchHub {
    * Starts a watch: replays the history after `fromRevision` (0: none), then follows new changes.
    * Returns the function that ends it.
    */
-  subscribe(prefix: string, fromRevision: number, sink: WatchSink): () => void {
+  subscribe(prefix: string, fromRevision: number, sink: WatchSink, progress = false): () => void {
+    if (this.replacement !== null) throw this.replacement;
     if (this.watchers.size >= this.limits.watchersMax) {
       throw new NodeError(
         "RESOURCE_EXHAUSTED",
@@ -99,14 +121,34 @@ export class WatchHub {
         `revision ${fromRevision} is older than this node's watch history (it starts after ${this.historyStart}): list, then watch from now`,
       );
     }
-    const watcher: Watcher = { prefix, sink, queue: [], blocked: false };
+    const watcher: Watcher = { prefix, sink, queue: [], blocked: false, progress, sentRevision: 0 };
     this.watchers.add(watcher);
     if (fromRevision > 0) {
       for (const event of this.history) {
         if (event.revision > fromRevision && event.path.startsWith(prefix)) this.deliver(watcher, event);
       }
     }
+    // Up to date with what this node applied (its first progress says so only once it moves on).
+    watcher.sentRevision = Math.max(watcher.sentRevision, this.appliedRevision());
     return () => this.watchers.delete(watcher);
+  }
+
+  /**
+   * Tells each watcher that asked for progress the revision this node has applied, when that is
+   * past its last event or progress, unless it has events still queued (a progress must never
+   * pass a change it has not been sent) or cannot take more. Called every watch.progressIntervalMs.
+   * Every change up to the applied revision has been recorded: the state machine tells the hub of
+   * a change in the same turn as it moves its applied index.
+   */
+  sendProgress(): void {
+    if (this.replacement !== null) return;
+    const revision = this.appliedRevision();
+    for (const watcher of this.watchers) {
+      if (!watcher.progress || watcher.blocked || watcher.queue.length > 0) continue;
+      if (watcher.sentRevision >= revision) continue;
+      watcher.sentRevision = revision;
+      watcher.blocked = !watcher.sink.progress(revision);
+    }
   }
 
   /** The consumer can take more: flushes what was queued while it could not. */
@@ -116,7 +158,9 @@ export class WatchHub {
       watcher.blocked = false;
       while (watcher.queue.length > 0 && !watcher.blocked) {
         const event = watcher.queue.shift();
-        if (event !== undefined) watcher.blocked = !watcher.sink.push(event);
+        if (event === undefined) continue;
+        watcher.sentRevision = event.revision;
+        watcher.blocked = !watcher.sink.push(event);
       }
     }
   }
@@ -140,6 +184,7 @@ export class WatchHub {
 
   private deliver(watcher: Watcher, event: WatchEvent): void {
     if (!watcher.blocked) {
+      watcher.sentRevision = event.revision;
       watcher.blocked = !watcher.sink.push(event);
       return;
     }

@@ -151,6 +151,16 @@ export class Authorizer {
   }
 
   /**
+   * For a running stream (Watch) about to be told something that names no path (its progress):
+   * throws TOKEN_INVALID once its token is revoked or expired (IDENTITY_DISABLED once its identity
+   * is), so the stream ends, as mayReadNow does.
+   */
+  checkCallerNow(context: RequestContext): void {
+    if (!this.options.initialized()) return;
+    this.resolve(this.options.view.recordsNow(), context, null, false);
+  }
+
+  /**
    * For a running stream (Watch): whether its caller may still read `path`, on the records as they
    * are now. Throws TOKEN_INVALID once its token is revoked or expired, so the stream ends.
    */

@@ -5,7 +5,8 @@
 // of watches on a node. The caller was authorized to read
 // the prefix when the stream opened; each event is checked again against the access records of
 // the moment, so an event under a denied sub-path is not sent, and a revoked or expired token
-// ends the stream.
+// ends the stream. A watch that asked for progress (progress_notify) is sent the revision it is up
+// to date with now and then (watch-hub.ts), its token checked again each time.
 //
 // A resume from a revision this node has not applied yet waits for a linearizable read barrier
 // first, so that a lagging follower replays nothing the client saw already. A revision the
@@ -15,6 +16,7 @@
 
 import { Metadata } from "@grpc/grpc-js";
 import {
+  ChangeKind,
   Consistency,
   type WatchEvent,
   type WatchRequest,
@@ -32,6 +34,8 @@ export interface WatchHandlerOptions {
   readonly limits: StateLimits;
   /** Whether the stream's caller may read `path` now (throws once its token is no longer valid). */
   readonly mayRead: (context: RequestContext, path: string) => boolean;
+  /** Throws once the stream's token is no longer valid (before a progress event, which names no path). */
+  readonly checkCaller: (context: RequestContext) => void;
   /** Watches one identity may hold open on this node. */
   readonly perIdentityMax: number;
   /** The revision this node has applied up to. */
@@ -55,6 +59,7 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     requireServing,
     limits,
     mayRead,
+    checkCaller,
     perIdentityMax,
     appliedRevision,
     revisionOf,
@@ -104,19 +109,28 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
       return;
     }
     let ended = false;
+    /** Whether the caller may be sent `path` (a progress: ""), ending the stream if its token is gone. */
+    const maySend = (path: string | null): boolean => {
+      try {
+        if (path === null) checkCaller(context);
+        else return mayRead(context, path);
+        return true;
+      } catch (error) {
+        // The token was revoked or expired (or the node sealed): end the stream, and leave the
+        // hub once subscribe() has returned (this may run inside it, replaying history).
+        if (!ended) sink.end(error as NodeError);
+        queueMicrotask(() => unsubscribe());
+        return false;
+      }
+    };
     const sink: WatchSink = {
       push: (event) => {
-        if (ended) return true;
-        try {
-          if (!mayRead(context, event.path)) return true;
-        } catch (error) {
-          // The token was revoked or expired (or the node sealed): end the stream, and leave the
-          // hub once subscribe() has returned (this may run inside it, replaying history).
-          if (!ended) sink.end(error as NodeError);
-          queueMicrotask(() => unsubscribe());
-          return true;
-        }
+        if (ended || !maySend(event.path)) return true;
         return call.write(event);
+      },
+      progress: (revision) => {
+        if (ended || !maySend(null)) return true;
+        return call.write({ revision, path: "", kind: ChangeKind.CHANGE_KIND_PROGRESS, version: 0 });
       },
       end: (error) => {
         ended = true;
@@ -125,7 +139,12 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     };
     let unsubscribe: () => void = () => {};
     try {
-      const leave = hub.subscribe(call.request.prefix, call.request.fromRevision, sink);
+      const leave = hub.subscribe(
+        call.request.prefix,
+        call.request.fromRevision,
+        sink,
+        call.request.progressNotify,
+      );
       openByIdentity.set(context.identity, (openByIdentity.get(context.identity) ?? 0) + 1);
       let left = false;
       unsubscribe = () => {

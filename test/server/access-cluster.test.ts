@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CreateTokenRequest } from "../../proto/gen/strongroom/v1/access.gen.js";
-import { Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { ChangeKind, Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { eventually } from "../support/eventually.js";
 import {
@@ -399,7 +399,7 @@ describe("tenants", () => {
       "PERMISSION_DENIED",
     );
     // A watch of everything is refused; a watch of its own prefix sees only its own changes.
-    const everything = acme.secrets.watch({ prefix: "", fromRevision: 0 });
+    const everything = acme.secrets.watch({ prefix: "", fromRevision: 0, progressNotify: false });
     const refusal = await new Promise<ServiceError>((resolve) => everything.on("error", resolve));
     expect(refusal.code).toBe(status.PERMISSION_DENIED);
     // Its tokens: within its own policies only, and bound by them.
@@ -442,7 +442,11 @@ describe("tenants", () => {
     await appliedOn(0, revision);
     const watchesOpen = () => metricOf(specs[0] as NodeSpec, "strongroom_watches_open");
     const openBefore = await watchesOpen();
-    const watcher = clientAs(0, "feed-reader").secrets.watch({ prefix: "feed/", fromRevision: 0 });
+    const watcher = clientAs(0, "feed-reader").secrets.watch({
+      prefix: "feed/",
+      fromRevision: 0,
+      progressNotify: false,
+    });
     const seen: string[] = [];
     watcher.on("data", (event: WatchEvent) => seen.push(event.path));
     watcher.on("error", () => {});
@@ -553,6 +557,7 @@ describe("tokens", () => {
       clientAs(0, "watch-holder", revokedToken.token).secrets.watch({
         prefix: "tok/watched/",
         fromRevision: 0,
+        progressNotify: false,
       }),
     );
     const ends = watchers.map(
@@ -574,6 +579,30 @@ describe("tokens", () => {
     const fresh = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000 });
     const next = clientAs(0, "watch-holder", fresh.token).secrets;
     expect(await outcomeOf(() => call(next.get.bind(next), readRequest("tok/watched/a")))).toBe("ok");
+  });
+
+  it("a quiet watch that asked for progress ends once its token is revoked, with nothing written under it", async () => {
+    const revokedToken = await createToken(asRoot(), { policies: ["tok"], ttlMs: 60_000 });
+    const watcher = clientAs(0, "quiet-holder", revokedToken.token).secrets.watch({
+      prefix: "tok/quiet/",
+      fromRevision: 0,
+      progressNotify: true,
+    });
+    const told: WatchEvent[] = [];
+    watcher.on("data", (event: WatchEvent) => told.push(event));
+    const ended = new Promise<ServiceError>((resolve) => watcher.on("error", resolve));
+    await new Promise((resolve) => watcher.once("metadata", resolve));
+    const access = asRoot(1).access;
+    const started = performance.now();
+    await call(access.revokeToken.bind(access), { accessor: revokedToken.info?.accessor ?? "" });
+    // Told at its next progress (every second by default), not at a change that may never come.
+    const end = await ended;
+    expect(end.metadata?.get("strongroom-reason")).toEqual(["TOKEN_INVALID"]);
+    expect(performance.now() - started).toBeLessThan(5000);
+    // Nothing under its prefix changed: at most progress (path empty) came before the end.
+    expect(
+      told.filter((event) => event.kind !== ChangeKind.CHANGE_KIND_PROGRESS || event.path !== ""),
+    ).toEqual([]);
   });
 
   it("a token with a use limit serves that many calls, on any node, and no more", async () => {

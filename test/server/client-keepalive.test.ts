@@ -41,7 +41,7 @@ afterAll(async () => {
 
 /** Opens a watch; settles once the node has put it in place ("open") or refused it. */
 function openWatch(secrets: SecretsClient): Promise<"open" | ServiceError> {
-  const stream = secrets.watch({ prefix: "kept/", fromRevision: 0 });
+  const stream = secrets.watch({ prefix: "kept/", fromRevision: 0, progressNotify: false });
   cancels.push(() => stream.cancel());
   return new Promise((resolve) => {
     // The node sends its headers once the watch is in place; a refusal comes as trailers alone.

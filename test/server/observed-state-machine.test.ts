@@ -19,6 +19,7 @@ it("tells a sys.putAll as its puts, and a change to the seal area once", async (
     onSystemRecord: (command) => records.push(command),
     onSystemChange: () => systemChanges++,
     onSecretChange: () => secretChanges++,
+    onRestoring: () => {},
     onRestore: () => {},
     onLoad: () => {},
   });

@@ -291,7 +291,7 @@ describe("cluster operations", () => {
     // Sealing one node: the old shares no longer open it, the new ones do.
     const n2 = clientOf("n2").sys;
     // Its watches end at once (SEALED), not at the next change: their clients move to another node.
-    const watch = clientOf("n2").secrets.watch({ prefix: "quiet/", fromRevision: 0 });
+    const watch = clientOf("n2").secrets.watch({ prefix: "quiet/", fromRevision: 0, progressNotify: false });
     const watchEnded = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
     await new Promise((resolve) => watch.on("metadata", resolve));
     await call(n2.seal.bind(n2), {});
@@ -323,7 +323,7 @@ describe("watch", () => {
   it("streams changes under a prefix from another node, and resumes from a revision", async () => {
     const events: WatchEvent[] = [];
     const n2 = clientOf("n2").secrets;
-    const stream = n2.watch({ prefix: "watched/", fromRevision: 0 });
+    const stream = n2.watch({ prefix: "watched/", fromRevision: 0, progressNotify: false });
     stream.on("data", (event: WatchEvent) => events.push(event));
     stream.on("error", () => {});
     // The node sends its headers once the watch is in place: changes from then on reach it.
@@ -341,7 +341,7 @@ describe("watch", () => {
 
     // Resume after the first event: only the second is replayed.
     const resumed: WatchEvent[] = [];
-    const again = n2.watch({ prefix: "watched/", fromRevision: first.revision });
+    const again = n2.watch({ prefix: "watched/", fromRevision: first.revision, progressNotify: false });
     again.on("data", (event: WatchEvent) => resumed.push(event));
     again.on("error", () => {});
     await eventually(() => resumed.length >= 1, 5000);
@@ -352,7 +352,7 @@ describe("watch", () => {
     // applied it yet, and waits until it has, so that it replays nothing the client saw.
     const third = await call(n1.put.bind(n1), { path: "watched/a", value: new Uint8Array([3]) });
     const fromLatest: WatchEvent[] = [];
-    const latest = n2.watch({ prefix: "watched/", fromRevision: third.revision });
+    const latest = n2.watch({ prefix: "watched/", fromRevision: third.revision, progressNotify: false });
     latest.on("data", (event: WatchEvent) => fromLatest.push(event));
     latest.on("error", () => {});
     await new Promise((resolve) => latest.once("metadata", resolve));
@@ -364,7 +364,11 @@ describe("watch", () => {
 
     // A revision the cluster has not reached is refused, not waited for: it comes from another
     // cluster, and changes up to it would be skipped.
-    const ahead = n2.watch({ prefix: "watched/", fromRevision: fourth.revision + 1_000_000 });
+    const ahead = n2.watch({
+      prefix: "watched/",
+      fromRevision: fourth.revision + 1_000_000,
+      progressNotify: false,
+    });
     const refused = await new Promise<ServiceError>((resolve) => ahead.on("error", resolve));
     expect(refused.code).toBe(status.OUT_OF_RANGE);
     expect(refused.metadata.get("strongroom-reason")).toEqual(["REVISION_AHEAD"]);
@@ -374,7 +378,7 @@ describe("watch", () => {
   it("a node that stops ends its watches and its peers' streams at once, not at the end of a grace: its clients move on", async () => {
     const [id, node] = [...nodes.entries()].find(([, candidate]) => !candidate.isLeader()) ?? [];
     if (id === undefined || node === undefined) throw new Error("no follower");
-    const watch = clientOf(id).secrets.watch({ prefix: "stopping/", fromRevision: 0 });
+    const watch = clientOf(id).secrets.watch({ prefix: "stopping/", fromRevision: 0, progressNotify: false });
     const ended = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
     await new Promise((resolve) => watch.on("metadata", resolve));
     const started = performance.now();

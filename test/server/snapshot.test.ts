@@ -214,13 +214,21 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   // A watcher of the saved cluster resuming here is told to list again; before, its revision was
   // ahead of the new cluster's and then, once the new cluster passed it, taken as one of its own.
   const followerSecrets = secretsOf(target.clients[(target.leader() + 1) % 3] as Clients);
-  const old = followerSecrets.watch({ prefix: "app/", fromRevision: lastSourceRevision });
+  const old = followerSecrets.watch({
+    prefix: "app/",
+    fromRevision: lastSourceRevision,
+    progressNotify: false,
+  });
   const refused = await new Promise<ServiceError>((resolve) => old.on("error", resolve));
   expect(refused.code).toBe(status.OUT_OF_RANGE);
   expect(refused.metadata.get("strongroom-reason")).toEqual(["HISTORY_COMPACTED"]);
   // A resume from the restore's own revision replays what came after it.
   const replayed: WatchEvent[] = [];
-  const resumed = followerSecrets.watch({ prefix: "app/", fromRevision: restored.revision });
+  const resumed = followerSecrets.watch({
+    prefix: "app/",
+    fromRevision: restored.revision,
+    progressNotify: false,
+  });
   resumed.on("data", (event: WatchEvent) => replayed.push(event));
   resumed.on("error", () => {});
   await eventually(() => replayed.length >= 1, 5000);

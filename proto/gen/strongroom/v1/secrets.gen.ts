@@ -84,6 +84,11 @@ export enum ChangeKind {
   CHANGE_KIND_DESTROY = 4,
   CHANGE_KIND_METADATA = 5,
   CHANGE_KIND_DELETE_ALL = 6,
+  /**
+   * CHANGE_KIND_PROGRESS - Not a change: every change under the prefix up to the event's revision was sent before it
+   * (path empty). Only to a watch that asked (progress_notify).
+   */
+  CHANGE_KIND_PROGRESS = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -110,6 +115,9 @@ export function changeKindFromJSON(object: any): ChangeKind {
     case 6:
     case "CHANGE_KIND_DELETE_ALL":
       return ChangeKind.CHANGE_KIND_DELETE_ALL;
+    case 7:
+    case "CHANGE_KIND_PROGRESS":
+      return ChangeKind.CHANGE_KIND_PROGRESS;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -133,6 +141,8 @@ export function changeKindToJSON(object: ChangeKind): string {
       return "CHANGE_KIND_METADATA";
     case ChangeKind.CHANGE_KIND_DELETE_ALL:
       return "CHANGE_KIND_DELETE_ALL";
+    case ChangeKind.CHANGE_KIND_PROGRESS:
+      return "CHANGE_KIND_PROGRESS";
     case ChangeKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -411,10 +421,19 @@ export interface WatchRequest {
    * with OUT_OF_RANGE (reason REVISION_AHEAD): List, then watch from now.
    */
   fromRevision: number;
+  /**
+   * Also send progress events (kind CHANGE_KIND_PROGRESS) while the cluster moves on without
+   * changes under the prefix (the node's watch.progressIntervalMs): resuming from the last one
+   * sent stays within the nodes' history, which keeps a bounded number of recent changes.
+   */
+  progressNotify: boolean;
 }
 
 export interface WatchEvent {
-  /** The revision of the change: pass the last one seen as from_revision to resume. */
+  /**
+   * The revision of the change (or of the progress): pass the last one seen as from_revision to
+   * resume.
+   */
   revision: number;
   path: string;
   kind: ChangeKind;
@@ -3493,7 +3512,7 @@ export const HistoryResponse: MessageFns<HistoryResponse> = {
 };
 
 function createBaseWatchRequest(): WatchRequest {
-  return { prefix: "", fromRevision: 0 };
+  return { prefix: "", fromRevision: 0, progressNotify: false };
 }
 
 export const WatchRequest: MessageFns<WatchRequest> = {
@@ -3503,6 +3522,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     }
     if (message.fromRevision !== 0) {
       writer.uint32(16).uint64(message.fromRevision);
+    }
+    if (message.progressNotify !== false) {
+      writer.uint32(24).bool(message.progressNotify);
     }
     return writer;
   },
@@ -3536,6 +3558,14 @@ export const WatchRequest: MessageFns<WatchRequest> = {
             message.fromRevision = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.progressNotify = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3556,6 +3586,11 @@ export const WatchRequest: MessageFns<WatchRequest> = {
         : isSet(object.from_revision)
         ? globalThis.Number(object.from_revision)
         : 0,
+      progressNotify: isSet(object.progressNotify)
+        ? globalThis.Boolean(object.progressNotify)
+        : isSet(object.progress_notify)
+        ? globalThis.Boolean(object.progress_notify)
+        : false,
     };
   },
 
@@ -3566,6 +3601,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     }
     if (message.fromRevision !== 0) {
       obj.fromRevision = Math.round(message.fromRevision);
+    }
+    if (message.progressNotify !== false) {
+      obj.progressNotify = message.progressNotify;
     }
     return obj;
   },
