@@ -395,8 +395,13 @@ export class StrongroomNode {
         raftMetrics.noteLeader(soft.leader);
         logger.info({ role: soft.role, leader: soft.leader, term: soft.term }, "raft state changed");
       },
-      onRemoved: () =>
-        logger.warn("this node was removed from the cluster: it refuses calls that need one; stop it"),
+      onRemoved: () => {
+        logger.warn("this node was removed from the cluster: it refuses calls that need one; stop it");
+        // Its state moves no more: a watch here would wait forever.
+        watches.retire(
+          new NodeError("REMOVED", "this node was removed from the cluster: watch through another member"),
+        );
+      },
       onFatal: (error, farewellTo) => {
         const hint = /belongs to another cluster/.test(error.message)
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"

@@ -58,8 +58,8 @@ export class WatchHub {
   private readonly watchers = new Set<Watcher>();
   /** The oldest revision a resume can start after (events after it are all in the history). */
   private historyStart = 0;
-  /** While the state is being replaced (replacing()): why a watch cannot start. */
-  private replacement: NodeError | null = null;
+  /** Why a watch cannot start now (the state being replaced, the node removed), or null. */
+  private refusal: NodeError | null = null;
 
   constructor(
     private readonly limits: WatchLimits = defaultWatchLimits,
@@ -91,14 +91,23 @@ export class WatchHub {
    * them in silence; until replaced(), none starts (`refusal`) and no progress is told.
    */
   replacing(error: NodeError, refusal: NodeError): void {
-    this.replacement = refusal;
+    this.refusal = refusal;
     this.history.length = 0;
+    this.endAll(error);
+  }
+
+  /**
+   * The node was removed from the cluster: its state moves no more, so a watch here would wait
+   * forever. Every watch ends with `error`, and none starts again.
+   */
+  retire(error: NodeError): void {
+    this.refusal = error;
     this.endAll(error);
   }
 
   /** The new state is in: history starts again after its revision. */
   replaced(): void {
-    this.replacement = null;
+    this.refusal = null;
     this.history.length = 0;
     this.historyStart = this.appliedRevision();
   }
@@ -108,7 +117,7 @@ export class WatchHub {
    * Returns the function that ends it.
    */
   subscribe(prefix: string, fromRevision: number, sink: WatchSink, progress = false): () => void {
-    if (this.replacement !== null) throw this.replacement;
+    if (this.refusal !== null) throw this.refusal;
     if (this.watchers.size >= this.limits.watchersMax) {
       throw new NodeError(
         "RESOURCE_EXHAUSTED",
@@ -141,7 +150,7 @@ export class WatchHub {
    * a change in the same turn as it moves its applied index.
    */
   sendProgress(): void {
-    if (this.replacement !== null) return;
+    if (this.refusal !== null) return;
     const revision = this.appliedRevision();
     for (const watcher of this.watchers) {
       if (!watcher.progress || watcher.blocked || watcher.queue.length > 0) continue;

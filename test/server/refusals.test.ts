@@ -235,8 +235,20 @@ describe("cluster operations", () => {
     expect(transferred.leaderId).toBe(target);
     expect(await leaderId()).toBe(target);
 
+    // A watch on the node about to be removed: once it knows, its state moves no more.
+    const onRemoved = clientOf("n3").secrets.watch({ prefix: "ops/", fromRevision: 0, progressNotify: true });
+    const watchEnded = new Promise<ServiceError>((resolve) => onRemoved.on("error", resolve));
+    await new Promise((resolve) => onRemoved.once("metadata", resolve));
     const removed = await call(cluster.removeMember.bind(cluster), { nodeId: "n3" });
     expect(removed.members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n4"]);
+    const ended = await watchEnded;
+    expect(ended.code).toBe(status.UNAVAILABLE);
+    expect(ended.metadata.get("strongroom-reason")).toEqual(["REMOVED"]);
+    const refused = clientOf("n3").secrets.watch({ prefix: "ops/", fromRevision: 0, progressNotify: false });
+    expect(await new Promise<ServiceError>((resolve) => refused.on("error", resolve))).toMatchObject({
+      code: status.UNAVAILABLE,
+      details: "this node was removed from the cluster: watch through another member",
+    });
     const unknown = await callError(cluster.removeMember.bind(cluster), { nodeId: "n7" });
     expect(unknown).toMatchObject({ code: status.INVALID_ARGUMENT, details: "n7 is not a member" });
     // n3 may still run on its old log: its id does not come back.

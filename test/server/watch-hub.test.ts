@@ -103,6 +103,16 @@ describe("WatchHub", () => {
     expect(() => hub.subscribe("k/", 11, collector())).toThrow(/it starts after 40/);
   });
 
+  it("a node removed from the cluster ends its watches and starts none again", () => {
+    const hub = new WatchHub({ historyMax: 100, queueMax: 10, watchersMax: 10 }, () => 10);
+    const open = collector();
+    hub.subscribe("", 0, open, true);
+    hub.retire(new NodeError("REMOVED", "removed"));
+    expect(open.ended?.code).toBe("REMOVED");
+    expect(() => hub.subscribe("", 0, collector())).toThrow("removed");
+    expect(() => hub.subscribe("", 0, collector())).toThrow("removed");
+  });
+
   it("tells a watch that asked the revision it is up to date with, never past a change it was not sent", () => {
     let applied = 10;
     const hub = new WatchHub({ historyMax: 100, queueMax: 10, watchersMax: 10 }, () => applied);
