@@ -65,7 +65,7 @@ import { explainPeerFailure } from "./peer/peer-diagnosis.js";
 import { memberFeatureGate, peerFeatures } from "./peer/peer-features.js";
 import { type PeerListener, startPeerListener } from "./peer/peer-listener.js";
 import { GrpcPeerTransport } from "./peer/peer-transport.js";
-import { PeerContact } from "./peer-contact.js";
+import { cutOffError, PeerContact } from "./peer-contact.js";
 import { PkiEngine } from "./pki/pki-engine.js";
 import { RaftMetrics } from "./raft-metrics.js";
 import { ReadBarrier } from "./read-barrier.js";
@@ -134,7 +134,7 @@ export class StrongroomNode {
       readonly http: HttpEndpoints | null;
       readonly tls: readonly TlsFiles[];
       readonly audit: AuditTrail;
-      /** The node's own intervals (the token tidy, watch progress), cleared first at a stop. */
+      /** The node's own intervals (the token tidy, watch progress and cut-off checks), cleared first at a stop. */
       readonly timers: readonly NodeJS.Timeout[];
       /** Stops listening for the test failpoints' reload signal (a no-op without failpoints). */
       readonly releaseFailpointSignal: () => void;
@@ -270,6 +270,8 @@ export class StrongroomNode {
     // A member that leaves a request unanswered for an election timeout is out of reach, as a
     // leader's CheckQuorum judges it.
     const contact = new PeerContact(config.raft.electionTicks * config.raft.tickMs);
+    /** Whether this node hears too few voters to make a quorum (peer-contact.ts). */
+    const cutOff = () => contact.cutOff(config.nodeId, raftNode().status().membership.voters);
     const reads = new ReadBarrier(raftNode, contact, testFaults.has("stale-reads"), leaderWaitMs);
     const peerErrors = new Map<string, string>();
     const transport = new GrpcPeerTransport({
@@ -487,7 +489,7 @@ export class StrongroomNode {
     const rateLimiter = new RateLimiter({ rules: config.auth.rateLimits, bucketsMax: 100_000, refusals });
     const executor = new Executor({
       leaderWaitMs,
-      cutOff: () => contact.cutOff(config.nodeId, raftNode().status().membership.voters),
+      cutOff,
       removed: () => raftNode().isRemoved(),
       leader: () => {
         const { role, leader } = raftNode().leadership();
@@ -778,7 +780,11 @@ export class StrongroomNode {
         standard,
         watch: watchHandler({
           hub: watches,
-          requireServing: () => requireServing(keeper, null),
+          requireServing: () => {
+            requireServing(keeper, null);
+            // Cut off, it applies nothing new: a watch would wait, silent, as long as the cut.
+            if (cutOff()) throw cutOffError();
+          },
           limits: defaultStateLimits,
           mayRead: (context, path) => authorizer.mayReadNow(context, path),
           checkCaller: (context) => authorizer.checkCallerNow(context),
@@ -850,6 +856,13 @@ export class StrongroomNode {
     const progressTimer = setInterval(() => watches.sendProgress(), config.watch.progressIntervalMs);
     progressTimer.unref();
     undo.push(() => clearInterval(progressTimer));
+    // A node cut off from a quorum (a partition's minority side) ends its watches, as it refuses
+    // calls (executor.ts): their clients go to a node that hears the cluster, not wait in silence.
+    const cutOffTimer = setInterval(() => {
+      if (watches.watcherCount() > 0 && cutOff()) watches.endAll(cutOffError());
+    }, config.raft.electionTicks * config.raft.tickMs);
+    cutOffTimer.unref();
+    undo.push(() => clearInterval(cutOffTimer));
     const node = new StrongroomNode(
       config,
       { client: clientListener.port, peer: peerListener.port, http: http?.port ?? null },
@@ -866,7 +879,7 @@ export class StrongroomNode {
         http,
         tls: [peerTls, clientTls],
         audit,
-        timers: [tidyTimer, progressTimer],
+        timers: [tidyTimer, progressTimer, cutOffTimer],
         releaseFailpointSignal,
         leaderTasks: [rotator, expirySweeper, leaseManager, placementTask, featuresTask],
         readTracker,

@@ -5,7 +5,9 @@
 //   resumes on another node without a gap, because the nodes tell it of their progress;
 // - a follower that was paused past the leader's log catches up from a snapshot, which skips the
 //   changes it never applied one by one: its watches end (STATE_REPLACED) instead of going on past
-//   them in silence, and the SDK resumes on another node, which sends the change it missed.
+//   them in silence, and the SDK resumes on another node, which sends the change it missed;
+// - a node cut off from a quorum (the others paused) ends its watches and refuses new ones
+//   (NO_LEADER) until it hears them again.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -163,6 +165,44 @@ it("a follower paused past the leader's log catches up from a snapshot: its watc
   } finally {
     watch.close();
     rawStream.cancel();
+    raw.close();
+  }
+});
+
+it("a node cut off from the others ends its watches and refuses new ones until it hears them again", async () => {
+  const alone = await followerIndex();
+  const raw = clientsFor(endpoints[alone] ?? "", pki, "app", rootToken);
+  const opened = () => {
+    const stream = raw.secrets.watch({ prefix: "cut/", fromRevision: 0, progressNotify: false });
+    return {
+      stream,
+      outcome: new Promise<"open" | ServiceError>((resolve) => {
+        stream.once("metadata", () => resolve("open"));
+        stream.on("error", (error: ServiceError) => resolve(error));
+      }),
+    };
+  };
+  const first = opened();
+  const others = processes.filter((_, index) => index !== alone);
+  try {
+    expect(await first.outcome).toBe("open");
+    const ended = new Promise<ServiceError>((resolve) => first.stream.on("error", resolve));
+    // The other two paused: the node keeps running, but no quorum hears it.
+    for (const node of others) node.signal("SIGSTOP");
+    const pausedAt = performance.now();
+    try {
+      const end = await ended;
+      expect(end.code).toBe(status.UNAVAILABLE);
+      expect(end.metadata.get("strongroom-reason")).toEqual(["NO_LEADER"]);
+      expect(end.details).toMatch(/hears from too few members to make a quorum/);
+      // An election timeout (200 ms here) of silence, then the next check.
+      expect(performance.now() - pausedAt).toBeLessThan(3000);
+      expect(await opened().outcome).toMatchObject({ code: status.UNAVAILABLE });
+    } finally {
+      for (const node of others) node.signal("SIGCONT");
+    }
+    await eventually(async () => (await opened().outcome) === "open", 10_000);
+  } finally {
     raw.close();
   }
 });
