@@ -1,8 +1,8 @@
 // What a run must show: a linearizable history (per key, unknown outcomes allowed to have applied
 // or not, final reads after the heal included, so a lost acknowledged write fails it too), no node
-// that died by itself, every node's audit trail complete, and the SLOs: success rate, read and
-// write p99, and failover time (a fault that took the leader → the first successful write sent
-// after it).
+// that died by itself, every node's audit trail complete, watchers that delivered every version of
+// every key once and in order (watch-check.ts), and the SLOs: success rate, read and write p99,
+// and failover time (a fault that took the leader → the first successful write sent after it).
 
 import type { NodeAudit } from "./audit-check.js";
 import {
@@ -12,6 +12,7 @@ import {
   shrinkCounterexample,
 } from "./checker/index.js";
 import type { Experiment } from "./experiment.js";
+import type { WatchCheck } from "./watch-check.js";
 import type { WorkloadResult } from "./workload.js";
 
 export interface FaultEvent {
@@ -52,6 +53,8 @@ export interface RunChecks {
   readonly counterexample: readonly RegisterOperation[];
   readonly failoversMs: readonly (number | null)[];
   readonly slos: readonly SloResult[];
+  /** What the run's watchers delivered (watch-check.ts). */
+  readonly watch: WatchCheck;
   readonly pass: boolean;
 }
 
@@ -68,6 +71,7 @@ export function checkRun(
   faults: readonly FaultEvent[],
   crashedNodes: readonly string[],
   audit: readonly NodeAudit[],
+  watch: WatchCheck,
   harnessErrors: readonly string[] = [],
 ): RunChecks {
   const history = [...workload.operations, ...finalReads];
@@ -139,8 +143,10 @@ export function checkRun(
     counterexample,
     failoversMs,
     slos,
+    watch,
     pass:
       verdict.result === "linearizable" &&
+      watch.pass &&
       harnessErrors.length === 0 &&
       lostWrites === 0 &&
       crashedNodes.length === 0 &&

@@ -5,6 +5,7 @@
 
 import type { RegisterOperation } from "./checker/index.js";
 import type { Report } from "./run-experiment.js";
+import type { WatchCheck } from "./watch-check.js";
 
 const bucketMs = 250;
 
@@ -65,6 +66,7 @@ export function renderReportHtml(report: Report, operations: readonly RegisterOp
 <body>
 <h1>${escapeHtml(report.experiment)}: <span class="${report.checks.pass ? "pass" : "fail"}">${report.checks.pass ? "PASS" : "FAIL"}</span></h1>
 <p>seed ${report.seed} · ${report.operations} operations, ${report.succeeded} succeeded · linearizability: <b>${escapeHtml(report.checks.linearizability)}</b> (${escapeHtml(report.checks.linearizabilityDetail)})${report.checks.crashedNodes.length > 0 ? ` · nodes that died: ${escapeHtml(report.checks.crashedNodes.join(", "))}` : ""}</p>
+<p>watch: ${watchLine(report.checks.watch)}</p>
 <h2>SLOs</h2><table><tr><th>SLO</th><th>value</th><th>target</th><th></th></tr>${slos}</table>
 <h2>Faults</h2><table><tr><th>nemesis</th><th>node</th><th>what</th><th>at ms</th><th>healed at ms</th></tr>${faults}</table>
 ${chart("Throughput (operations/s)", throughput, "ops/s")}
@@ -127,4 +129,12 @@ function escapeHtml(text: string): string {
     .replaceAll("<", "&lt;")
     .replaceAll(">", "&gt;")
     .replaceAll('"', "&quot;");
+}
+
+/** What the watchers delivered: complete, or the first problems. */
+function watchLine(watch: WatchCheck): string {
+  const what = `${watch.watchers} watchers, ${watch.events} events, reconnections ${escapeHtml(JSON.stringify(watch.reconnections))}`;
+  return watch.pass
+    ? `<b class="pass">every version of every key once, in order</b> (${what})`
+    : `<b class="fail">${escapeHtml(watch.problems.slice(0, 5).join("; "))}</b> (${what})`;
 }

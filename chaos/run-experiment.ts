@@ -18,7 +18,8 @@ import { NetnsNetwork } from "./netns-network.js";
 import { Partitions } from "./partitions.js";
 import { ProcessCluster } from "./process-cluster.js";
 import { renderReportHtml } from "./report-html.js";
-import { keyName, runWorkload, type WorkloadResult } from "./workload.js";
+import { checkWatches, WatchRecorder } from "./watch-check.js";
+import { keyName, keyPrefix, runWorkload, type WorkloadResult } from "./workload.js";
 
 export interface RunOptions {
   readonly seed: number;
@@ -147,6 +148,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
   const started = performance.now();
   const clock = () => performance.now() - started;
   const say = (line: string) => options.log(`${(clock() / 1000).toFixed(3).padStart(8)}s  ${line}`);
+  let watchers: WatchRecorder[] = [];
   try {
     say(
       `${experiment.name}: starting ${experiment.cluster.size} nodes (seed ${options.seed}, driver ${experiment.cluster.driver})`,
@@ -157,6 +159,12 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     }
     await cluster.start();
     say("cluster initialized and unsealed");
+    // Watchers of the workload's keys, one first on each node, in place before the first write.
+    watchers = cluster.endpoints().map((_, first, endpoints) => {
+      const rotated = [...endpoints.slice(first), ...endpoints.slice(0, first)];
+      return new WatchRecorder(`watcher ${first + 1}`, cluster.client(rotated), keyPrefix);
+    });
+    await waitFor(() => watchers.every((watcher) => watcher.opened), 10_000, "the watchers to open");
 
     // Times in the report and the history are from here, the workload's start.
     const workloadStart = clock();
@@ -265,15 +273,18 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     // After the heal: every key read back, linearizably, as the last operations of the history.
     const reader = cluster.client(cluster.endpoints());
     const finalReads: RegisterOperation[] = [];
+    // Each key's version at the end (0: never written), what every watcher must have delivered.
+    const finalVersions = new Map<string, number>();
     try {
       for (let index = 0; index < experiment.workload.keys; index++) {
         const key = keyName(index);
         const call = clock() - workloadStart;
         let value: string | null = null;
+        finalVersions.set(key, 0);
         try {
-          value = Buffer.from(
-            (await reader.secrets.get({ path: key }, { deadlineMs: 30_000 })).value,
-          ).toString("utf8");
+          const answer = await reader.secrets.get({ path: key }, { deadlineMs: 30_000 });
+          value = Buffer.from(answer.value).toString("utf8");
+          finalVersions.set(key, answer.version);
         } catch (error) {
           if (!(error instanceof StrongroomError && error.reason === "NOT_FOUND")) throw error;
         }
@@ -291,6 +302,19 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     }
     watching = false;
     await watchLeader;
+    // The watchers catch up (a watch on a node that was paused moves on after its pings' timeout).
+    const caughtUp = () =>
+      watchers.every(
+        (watcher) =>
+          watcher.problems.length > 0 ||
+          [...finalVersions].every(([key, version]) => watcher.lastVersion(key) >= version),
+      );
+    await waitFor(caughtUp, 30_000, "the watchers to catch up").catch(() => undefined);
+    for (const watcher of watchers) watcher.close();
+    const watch = checkWatches(watchers, finalVersions);
+    say(
+      `watch: ${watch.watchers} watchers, ${watch.events} events, reconnections ${JSON.stringify(watch.reconnections)}: ${watch.pass ? "every version of every key once, in order" : `FAIL: ${watch.problems.slice(0, 3).join("; ")}`}`,
+    );
 
     // Every node stopped gracefully (its audit trail closed), then every trail checked.
     const crashed = cluster.crashed();
@@ -307,7 +331,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       );
     }
 
-    const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits, harnessErrors);
+    const checks = checkRun(experiment, workload, finalReads, faults, crashed, audits, watch, harnessErrors);
     const byRegion = latencyByRegion(experiment, workload);
     for (const [region, figures] of Object.entries(byRegion ?? {})) {
       say(
@@ -356,6 +380,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     say(`verdict: ${checks.pass ? "PASS" : "FAIL"} (report in ${join(out, "report.json")})`);
     return report;
   } finally {
+    for (const watcher of watchers) watcher.close();
     runsInProgress.delete(tearDown);
     await tearDown();
   }
@@ -396,6 +421,15 @@ function requireFaketimeLibrary(): string {
   if (found === undefined)
     throw new Error("clock skew needs libfaketime: apt-get install -y libfaketime (Debian's package)");
   return found;
+}
+
+/** Resolves once `condition` holds; rejects after `timeoutMs`, naming what it waited for. */
+async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function sleepUntil(clock: () => number, atMs: number): Promise<void> {

@@ -44,7 +44,9 @@ function noteLatency(result: WorkloadResult, kind: "reads" | "writes", clientId:
   own[kind].push(ms);
 }
 
-export const keyName = (index: number) => `chaos/k${index}`;
+/** Every key of the workload is under it. */
+export const keyPrefix = "chaos/";
+export const keyName = (index: number) => `${keyPrefix}k${index}`;
 
 /** A key's value (null when it has none yet) and version (0 then). */
 async function readKey(

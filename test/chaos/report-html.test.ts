@@ -35,11 +35,13 @@ it("renders the report of a run with 300,000 operations", () => {
       counterexample: [],
       failoversMs: [],
       slos: [],
+      watch: { watchers: 3, events: 0, reconnections: {}, problems: [], pass: true },
       pass: true,
     },
   };
   const html = renderReportHtml(report, operations);
   expect(html).toContain("<title>long-run (seed 1): PASS</title>");
+  expect(html).toContain('watch: <b class="pass">every version of every key once, in order</b> (3 watchers');
   expect(html).toContain("300000 operations, 300000 succeeded");
   // The charts span the last return (30,004.9 ms), past the run's duration.
   expect(html).toMatch(/<svg/);
