@@ -348,12 +348,13 @@ export class StrongroomNode {
         accessView.reload().catch(logFailure("access records reload failed"));
         members.reload(state).catch(logFailure("member reload failed"));
       },
+      // A backup's records replace the state in one apply: no watch is refused meanwhile.
       onLoad: () => {
-        const restored = "the cluster was restored from a backup: list, then watch from now";
-        watches.replacing(
-          new NodeError("HISTORY_COMPACTED", restored),
-          new NodeError("HISTORY_COMPACTED", restored),
+        const restored = new NodeError(
+          "HISTORY_COMPACTED",
+          "the cluster was restored from a backup: list, then watch from now",
         );
+        watches.replacing(restored, restored);
         watches.replaced();
       },
     });

@@ -154,7 +154,7 @@ it("a follower paused past the leader's log catches up from a snapshot: its watc
     expect(ended.code).toBe(status.UNAVAILABLE);
     expect(String(ended.metadata.get("strongroom-reason")[0])).toBe("STATE_REPLACED");
     expect(ended.details).toMatch(/catching up from a snapshot/);
-    await eventually(() => seen.events.length > 0 && seen.errors.length > 0, 10_000);
+    await eventually(() => seen.events.length > 0 && seen.errors.length > 0, 20_000);
     expect(seen.events).toEqual([
       { revision: missed, path: "lagging/a", kind: ChangeKind.CHANGE_KIND_PUT, version: 1 },
     ]);
@@ -167,7 +167,7 @@ it("a follower paused past the leader's log catches up from a snapshot: its watc
     rawStream.cancel();
     raw.close();
   }
-});
+}, 60_000);
 
 it("a node cut off from the others ends its watches and refuses new ones until it hears them again", async () => {
   const alone = await followerIndex();
@@ -237,4 +237,4 @@ it("a quiet watch resumes on another node without a gap after the cluster moved 
   } finally {
     watch.close();
   }
-});
+}, 60_000);
