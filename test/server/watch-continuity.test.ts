@@ -62,19 +62,9 @@ function sdk(
 
 beforeAll(async () => {
   await Promise.all(processes.map((node) => node.start()));
-  const init = await sdk().sys.init({
-    shamir: { count: 1, threshold: 1, operatorKeys: [] },
-    hsm: false,
-    generateHsmKey: false,
-    recovery: undefined,
-  });
-  for (const endpoint of endpoints) {
-    await sdk({ endpoints: [endpoint] }).sys.unseal({
-      share: init.unsealShares[0] ?? "",
-      nonce: "",
-      reset: false,
-    });
-  }
+  const init = await sdk().sys.init({ shamir: { count: 1, threshold: 1, operatorKeys: [] }, hsm: false });
+  const share = init.unsealShares[0] ?? "";
+  for (const endpoint of endpoints) await sdk({ endpoints: [endpoint] }).sys.unseal({ share });
   rootToken = init.rootToken;
 }, 60_000);
 
@@ -172,7 +162,7 @@ it("a follower paused past the leader's log catches up from a snapshot: its watc
 it("a node cut off from the others ends its watches and refuses new ones until it hears them again", async () => {
   const alone = await followerIndex();
   const raw = clientsFor(endpoints[alone] ?? "", pki, "app", rootToken);
-  const opened = () => {
+  const openWatch = () => {
     const stream = raw.secrets.watch({ prefix: "cut/", fromRevision: 0, progressNotify: false });
     return {
       stream,
@@ -182,7 +172,7 @@ it("a node cut off from the others ends its watches and refuses new ones until i
       }),
     };
   };
-  const first = opened();
+  const first = openWatch();
   const others = processes.filter((_, index) => index !== alone);
   try {
     expect(await first.outcome).toBe("open");
@@ -197,11 +187,11 @@ it("a node cut off from the others ends its watches and refuses new ones until i
       expect(end.details).toMatch(/hears from too few members to make a quorum/);
       // An election timeout (200 ms here) of silence, then the next check.
       expect(performance.now() - pausedAt).toBeLessThan(3000);
-      expect(await opened().outcome).toMatchObject({ code: status.UNAVAILABLE });
+      expect(await openWatch().outcome).toMatchObject({ code: status.UNAVAILABLE });
     } finally {
       for (const node of others) node.signal("SIGCONT");
     }
-    await eventually(async () => (await opened().outcome) === "open", 10_000);
+    await eventually(async () => (await openWatch().outcome) === "open", 10_000);
   } finally {
     raw.close();
   }
