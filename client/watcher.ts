@@ -2,10 +2,10 @@
 // node went down, a leader change, a deploy, or a paused or cut-off node left unanswered the pings
 // of the channel's keepalive: ClientOptions.keepalive), opens it again on the next endpoint from
 // the last revision it delivered, with backoff, until it is closed. An event is delivered once even
-// across reconnections. A history the node no longer has (HISTORY_COMPACTED: too old, or from
-// before the cluster was restored from a backup), or a revision the cluster has not reached
-// (REVISION_AHEAD: the endpoints are another cluster's), is reported: the caller re-reads what it
-// cares about, and the watch goes on from now.
+// across reconnections. A history no node has any more (HISTORY_COMPACTED from every endpoint: too
+// old, or from before the cluster was restored from a backup), or a revision the cluster has not
+// reached (REVISION_AHEAD: the endpoints are another cluster's), is reported: the caller re-reads
+// what it cares about, and the watch goes on from now.
 
 import { type ClientReadableStream, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { ChangeKind, SecretsService, type WatchEvent } from "../proto/gen/strongroom/v1/secrets.gen.js";
@@ -60,10 +60,19 @@ export function startWatch(
   let attempt = 0;
   let endpointIndex = 0;
   let timer: NodeJS.Timeout | null = null;
+  /**
+   * Once a node refused the revision as older than its history: the last such refusal, and every
+   * endpoint tried since, whatever it answered. Each node keeps its own history (one restarted
+   * lately keeps less), so every other endpoint is tried before a gap is reported; one that cannot
+   * be reached counts as tried, or a node down would hold the gap back for as long as it is.
+   */
+  let compacted: { readonly error: StrongroomError; readonly tried: Set<string> } | null = null;
 
   const open = () => {
     if (closed) return;
-    const endpoints = pool.order(false);
+    const all = pool.order(false);
+    const untried = all.filter((candidate) => !compacted?.tried.has(candidate.address));
+    const endpoints = untried.length > 0 ? untried : all;
     const endpoint = endpoints[endpointIndex % endpoints.length];
     if (endpoint === undefined) return;
     const opened = endpoint.client.makeServerStreamRequest(
@@ -84,6 +93,7 @@ export function startWatch(
       const startedAfter = Number(metadata.get(revisionHeader)[0] ?? 0);
       if (revision === 0 && Number.isSafeInteger(startedAfter)) revision = startedAfter;
       attempt = 0;
+      compacted = null;
       handlers.onOpen?.();
     });
     opened.on("data", (event: WatchEvent) => {
@@ -101,11 +111,19 @@ export function startWatch(
         (handlers.onEnd ?? handlers.onError)?.(fromServiceError(error, endpoint.address, attempt + 1));
         return;
       }
-      if (reason === "HISTORY_COMPACTED" || reason === "REVISION_AHEAD") {
-        handlers.onGap?.(fromServiceError(error, endpoint.address, attempt + 1));
+      const failure = fromServiceError(error, endpoint.address, attempt + 1);
+      if (reason === "HISTORY_COMPACTED")
+        compacted = { error: failure, tried: compacted?.tried ?? new Set() };
+      compacted?.tried.add(endpoint.address);
+      const everyEndpointTried =
+        compacted !== null && pool.endpoints.every((candidate) => compacted?.tried.has(candidate.address));
+      if (reason === "REVISION_AHEAD" || everyEndpointTried) {
+        // Ahead is the cluster's answer (after a linearizable barrier); compacted, every node's.
+        handlers.onGap?.(reason === "REVISION_AHEAD" || compacted === null ? failure : compacted.error);
+        compacted = null;
         revision = 0;
       } else {
-        handlers.onError?.(fromServiceError(error, endpoint.address, attempt + 1));
+        handlers.onError?.(failure);
         endpointIndex++;
       }
       attempt++;
