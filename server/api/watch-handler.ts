@@ -109,15 +109,15 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
       return;
     }
     let ended = false;
-    /** Whether the caller may be sent `path` (a progress: ""), ending the stream if its token is gone. */
-    const maySend = (path: string | null): boolean => {
+    /**
+     * Runs `check` on the access records of the moment; if it throws (the token was revoked or
+     * expired, the node sealed), ends the stream and leaves the hub once subscribe() has returned
+     * (this may run inside it, replaying history). Answers whether the check passed.
+     */
+    const stillAllowed = (check: () => boolean): boolean => {
       try {
-        if (path === null) checkCaller(context);
-        else return mayRead(context, path);
-        return true;
+        return check();
       } catch (error) {
-        // The token was revoked or expired (or the node sealed): end the stream, and leave the
-        // hub once subscribe() has returned (this may run inside it, replaying history).
         if (!ended) sink.end(error as NodeError);
         queueMicrotask(() => unsubscribe());
         return false;
@@ -125,11 +125,16 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
     };
     const sink: WatchSink = {
       push: (event) => {
-        if (ended || !maySend(event.path)) return true;
+        // An event under a sub-path the caller may no longer read is skipped, not sent.
+        if (ended || !stillAllowed(() => mayRead(context, event.path))) return true;
         return call.write(event);
       },
       progress: (revision) => {
-        if (ended || !maySend(null)) return true;
+        const tokenValid = () => {
+          checkCaller(context);
+          return true;
+        };
+        if (ended || !stillAllowed(tokenValid)) return true;
         return call.write({ revision, path: "", kind: ChangeKind.CHANGE_KIND_PROGRESS, version: 0 });
       },
       end: (error) => {

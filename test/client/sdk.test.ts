@@ -5,7 +5,7 @@
 // a Watch that sees a change within a second, and one on a SIGSTOPped node that moves on once its
 // pings go unanswered; and the read cache answering from stale entries once every node is down.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +16,7 @@ import { createClient, type StrongroomClient, StrongroomError } from "../../clie
 import { ChangeKind, Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
-import { NodeProcess } from "../server/process-cluster.js";
+import { NodeProcess, tearDownProcessCluster } from "../server/process-cluster.js";
 import { eventually } from "../support/eventually.js";
 
 const pki = new TestPki("sdk");
@@ -87,12 +87,7 @@ beforeAll(async () => {
   unsealShare = init.unsealShares[0] ?? "";
 }, 60_000);
 
-afterAll(async () => {
-  for (const client of opened) client.close();
-  await Promise.all(processes.map((node) => node.kill()));
-  pki.cleanup();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => tearDownProcessCluster({ clients: opened, processes, pki, root }));
 
 it("typed calls answer typed responses, and failures are StrongroomErrors with the server's reason", async () => {
   const client = sdk();

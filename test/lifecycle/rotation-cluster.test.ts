@@ -4,7 +4,7 @@
 // version, the replaced version readable for the overlap and not after, and the values meeting
 // their policy. Rotate rotates now; bad generators and a secret without one are refused.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { createClient, type StrongroomClient, StrongroomError } from "../../clie
 import type { WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
-import { NodeProcess } from "../server/process-cluster.js";
+import { NodeProcess, tearDownProcessCluster } from "../server/process-cluster.js";
 import { eventually } from "../support/eventually.js";
 
 const pki = new TestPki("rotation");
@@ -63,12 +63,7 @@ beforeAll(async () => {
   share = init.unsealShares[0] ?? "";
 }, 60_000);
 
-afterAll(async () => {
-  for (const client of opened) client.close();
-  await Promise.all(processes.map((node) => node.kill()));
-  pki.cleanup();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => tearDownProcessCluster({ clients: opened, processes, pki, root }));
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array) => new TextDecoder().decode(value);

@@ -2,7 +2,7 @@
 // killed with real signals. The CLI is bundled once; each process starts as plain node.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { type FailpointControl, failpointsReadMessage } from "../../server/failpoints.js";
 import { bundleChild } from "../support/bundle-child.js";
 import { eventually } from "../support/eventually.js";
@@ -122,4 +122,20 @@ export class NodeProcess {
   private healthUrl(): string {
     return `http://${this.spec.host}:${this.spec.httpPort}/v1/sys/health`;
   }
+}
+
+/**
+ * The end of a test file's cluster of child processes: its clients closed, every node SIGKILLed
+ * (paused ones too), its PKI and its directory removed.
+ */
+export async function tearDownProcessCluster(parts: {
+  readonly clients: readonly { close(): void }[];
+  readonly processes: readonly NodeProcess[];
+  readonly pki: { cleanup(): void };
+  readonly root: string;
+}): Promise<void> {
+  for (const client of parts.clients) client.close();
+  await Promise.all(parts.processes.map((node) => node.kill()));
+  parts.pki.cleanup();
+  rmSync(parts.root, { recursive: true, force: true });
 }

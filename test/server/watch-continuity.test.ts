@@ -9,7 +9,7 @@
 // - a node cut off from a quorum (the others paused) ends its watches and refuses new ones
 //   (NO_LEADER) until it hears them again.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServiceError, status } from "@grpc/grpc-js";
@@ -19,7 +19,7 @@ import { ChangeKind, type WatchEvent } from "../../proto/gen/strongroom/v1/secre
 import { eventually } from "../support/eventually.js";
 import { clientsFor, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
-import { NodeProcess } from "./process-cluster.js";
+import { NodeProcess, tearDownProcessCluster } from "./process-cluster.js";
 
 const pki = new TestPki("watch-continuity");
 const root = mkdtempSync(join(tmpdir(), "strongroom-watch-continuity-"));
@@ -68,12 +68,7 @@ beforeAll(async () => {
   rootToken = init.rootToken;
 }, 60_000);
 
-afterAll(async () => {
-  for (const client of opened) client.close();
-  await Promise.all(processes.map((node) => node.kill()));
-  pki.cleanup();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => tearDownProcessCluster({ clients: opened, processes, pki, root }));
 
 /** The position of a follower, once a leader is known. */
 async function followerIndex(): Promise<number> {
