@@ -98,6 +98,15 @@ export class SealKeeper {
     return this.seals.rootKey();
   }
 
+  /**
+   * A copy of the root key, which the caller zeroes when done: for work that awaits (HSM calls)
+   * while it holds the key. The seal set's own buffer is zeroed when the seal record changes (a
+   * rekey that commits meanwhile), which would change the key under such work.
+   */
+  rootKeyCopy(): Uint8Array {
+    return Uint8Array.from(this.rootKey());
+  }
+
   /** The seal set and auto-unsealer in use (for metrics), or null. */
   sealSet(): SealSet | null {
     return this.seals;

@@ -323,8 +323,9 @@ class SysApi {
     }
     const submission = await this.migrationCollector.submit(set, request.share, request.nonce);
     if (!submission.complete) return progress();
+    const rootKey = this.parts.keeper.rootKeyCopy();
     try {
-      const next = await migrateSeal(record, this.parts.keeper.rootKey(), submission.secret, {
+      const next = await migrateSeal(record, rootKey, submission.secret, {
         shamir: target.shamir,
         ...(target.hsm
           ? { pkcs11: { client: this.parts.keeper.hsmClient(), generateKey: target.generateHsmKey } }
@@ -333,6 +334,7 @@ class SysApi {
       await this.putSealRecord(next, digest);
       return { complete: true, progress: 0, threshold: 0, nonce: submission.nonce, sealTypes: typesOf(next) };
     } finally {
+      rootKey.fill(0);
       submission.secret.fill(0);
       this.migrationTarget = null;
     }
@@ -410,13 +412,13 @@ class SysApi {
     const client = new Pkcs11Client(
       validatePkcs11Config({ ...current, keyLabel: request.keyLabel, mechanism }),
     );
+    // A copy: a rekey committing during the HSM calls zeroes the keeper's buffer.
+    const rootKey = this.parts.keeper.rootKeyCopy();
     try {
-      const next = await rewrapWithHsmKey(record, this.parts.keeper.rootKey(), {
-        client,
-        generateKey: request.generateKey,
-      });
+      const next = await rewrapWithHsmKey(record, rootKey, { client, generateKey: request.generateKey });
       await this.putSealRecord(next, digest);
     } finally {
+      rootKey.fill(0);
       client.close();
     }
   }
