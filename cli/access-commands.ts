@@ -9,6 +9,7 @@ import { type StrongroomClient, StrongroomError } from "../client/index.js";
 import { decryptShare } from "../hsm/shares/share-encryption.js";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
 import type { SealStatusResponse } from "../proto/gen/strongroom/v1/sys.gen.js";
+import { formatDuration } from "../server/durations.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   collect,
@@ -54,6 +55,7 @@ function tokenRows(info: TokenInfo): [string, string][] {
     ["orphan", String(info.orphan)],
     ["tenant", info.tenant || "-"],
     ["uses left", info.useLimited ? String(info.usesLeft) : "no limit"],
+    ["role", info.role || "-"],
   ];
 }
 
@@ -176,9 +178,25 @@ export function registerAccessCommands(program: Command, output: Output = proces
   const token = program.command("token").description("tokens (the caller's own comes from STRONGROOM_TOKEN)");
 
   formatFlag(connectionFlags(token.command("create")))
-    .description("a new token: a child of the caller's, within its policies unless sudo")
+    .description(
+      "a new token: a child of the caller's, within its policies unless sudo; or within a token role's",
+    )
     .addOption(
-      optionMeaning("--policy <name>", "a policy of the new token (repeat)", [], "the caller's", collect),
+      optionMeaning(
+        "--policy <name>",
+        "a policy of the new token (repeat)",
+        [],
+        "the caller's, or all the role's",
+        collect,
+      ),
+    )
+    .addOption(
+      optionMeaning(
+        "--role <name>",
+        "create against this token role: its policies and limits, with update on sys/tokens/create/<role> instead of sudo",
+        "",
+        "none",
+      ),
     )
     .addOption(
       optionMeaning(
@@ -220,6 +238,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
           orphan: boolean;
           displayName: string;
           uses: number;
+          role: string;
         },
       ) =>
         run(output, async () => {
@@ -232,6 +251,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
               orphan: options.orphan,
               displayName: options.displayName,
               numUses: options.uses,
+              role: options.role,
             }),
           );
           const info = created.info;
@@ -303,6 +323,121 @@ export function registerAccessCommands(program: Command, output: Output = proces
           options.format,
           revoked,
           () => `revoked (revision ${revoked.revision}): refused on each node once it applies it\n`,
+        );
+      }),
+    );
+
+  const role = token
+    .command("role")
+    .description("token roles: the policies and limits of tokens whoever may use the role can create");
+
+  formatFlag(connectionFlags(role.command("write")))
+    .argument("<name>")
+    .description("create or replace a token role (needs sudo on sys/tokens/roles/<name>)")
+    .option("--policy <name>", "a policy its tokens may have (repeat; at least one)", collect, [])
+    .addOption(
+      optionMeaning(
+        "--ttl <duration>",
+        "a token's lifetime when none is asked for",
+        0,
+        "the cluster's",
+        positiveDuration("--ttl", "the cluster's default"),
+      ),
+    )
+    .addOption(
+      optionMeaning(
+        "--max-ttl <duration>",
+        "the longest a token may live, with renewals",
+        0,
+        "the cluster's limit",
+        positiveDuration("--max-ttl", "the cluster's limit"),
+      ),
+    )
+    .option("--renewable", "its tokens may be renewed", false)
+    .option("--orphan", "its tokens have no parent: they outlive their creator's token", false)
+    .addOption(
+      optionMeaning(
+        "--uses <count>",
+        "the most calls a token may make",
+        0,
+        "no limit",
+        nonNegativeInteger("--uses"),
+      ),
+    )
+    .action(
+      (
+        name: string,
+        options: Formatted & {
+          policy: string[];
+          ttl: number;
+          maxTtl: number;
+          renewable: boolean;
+          orphan: boolean;
+          uses: number;
+        },
+      ) =>
+        run(output, async () => {
+          if (options.policy.length === 0) throw new UsageError("give at least one --policy");
+          const written = await withClient(options, (client) =>
+            client.access.writeTokenRole({
+              name,
+              allowedPolicies: options.policy,
+              ttlMs: options.ttl,
+              maxTtlMs: options.maxTtl,
+              renewable: options.renewable,
+              orphan: options.orphan,
+              numUses: options.uses,
+            }),
+          );
+          emit(
+            output,
+            options.format,
+            written,
+            () => `token role ${name} written (revision ${written.revision})\n`,
+          );
+        }),
+    );
+
+  formatFlag(connectionFlags(role.command("read")))
+    .argument("<name>")
+    .description("a token role's policies and limits")
+    .action((name: string, options: Formatted) =>
+      run(output, async () => {
+        const read = await withClient(options, (client) => client.access.readTokenRole({ name }));
+        emit(output, options.format, read, () =>
+          rows([
+            ["name", read.name],
+            ["allowed policies", read.allowedPolicies.join(", ")],
+            ["ttl", read.ttlMs === 0 ? "the cluster's default" : formatDuration(read.ttlMs)],
+            ["max ttl", read.maxTtlMs === 0 ? "the cluster's limit" : formatDuration(read.maxTtlMs)],
+            ["renewable", String(read.renewable)],
+            ["orphan", String(read.orphan)],
+            ["uses", read.numUses === 0 ? "no limit" : String(read.numUses)],
+          ]),
+        );
+      }),
+    );
+
+  formatFlag(connectionFlags(role.command("list")))
+    .description("the names of all token roles")
+    .action((options: Formatted) =>
+      run(output, async () => {
+        const listed = await withClient(options, (client) => client.access.listTokenRoles({}));
+        emit(output, options.format, listed, () => listed.names.map((name) => `${name}\n`).join(""));
+      }),
+    );
+
+  formatFlag(connectionFlags(role.command("delete")))
+    .argument("<name>")
+    .description("delete a token role (tokens created against it stay as they were made)")
+    .action((name: string, options: Formatted) =>
+      run(output, async () => {
+        const deleted = await withClient(options, (client) => client.access.deleteTokenRole({ name }));
+        emit(
+          output,
+          options.format,
+          deleted,
+          () => `token role ${name} deleted (revision ${deleted.revision})\n`,
         );
       }),
     );

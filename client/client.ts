@@ -142,6 +142,8 @@ const readOnly = new Set<string>([
   AccessService.listPolicies.path,
   AccessService.listBindings.path,
   AccessService.lookupToken.path,
+  AccessService.readTokenRole.path,
+  AccessService.listTokenRoles.path,
   AccessService.listDisabledIdentities.path,
   PkiService.getCa.path,
   PkiService.getCrl.path,

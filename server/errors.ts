@@ -49,6 +49,8 @@ export type NodeErrorCode =
   | "STOPPING"
   /** This node is replacing its state with a snapshot (it was far behind): a watch moves elsewhere. */
   | "STATE_REPLACED"
+  /** A feature that a member of the cluster does not understand yet (an older version): upgrade it. */
+  | "UPGRADE_PENDING"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -116,6 +118,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   REMOVED: status.UNAVAILABLE,
   STOPPING: status.UNAVAILABLE,
   STATE_REPLACED: status.UNAVAILABLE,
+  UPGRADE_PENDING: status.FAILED_PRECONDITION,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -608,14 +608,19 @@ export class StrongroomNode {
     const featuresTask = new PeriodicTask(
       featuresRecordEveryMs,
       leadsAndServes,
-      () => recordedFeatures.recordAgreed([peerFeatures.requestIds, peerFeatures.systemPutAll]),
+      () =>
+        recordedFeatures.recordAgreed([
+          peerFeatures.requestIds,
+          peerFeatures.systemPutAll,
+          peerFeatures.tokenRoles,
+        ]),
       (error) => leaderTaskFailed("recording the cluster's features", {}, error),
     );
     featuresTask.start();
     undo.push(() => featuresTask.stop());
     new Gauge({
       name: "strongroom_cluster_features",
-      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together).",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together, 8: token roles).",
       registers: [registry],
       collect() {
         // The record as last read; a follower reads it again for the next scrape.
@@ -699,6 +704,7 @@ export class StrongroomNode {
       view: accessView,
       authorizer,
       limits: { ...config.auth, leasesPerIdentityMax: config.leases.perIdentityMax },
+      tokenRolesUsable: () => recordedFeatures.usable(peerFeatures.tokenRoles),
     });
     const pkiEngine = new PkiEngine(systemRecords, config.leases);
     const leaseManager = new LeaseManager(

@@ -1,14 +1,18 @@
 // The replicated records of access control, as JSON inside barrier ciphertext in their system
 // areas (server/system-records.ts): a policy (its document as written, by name), an identity
-// binding (by the identity or prefix it binds), a token (by the keyed hash of the token).
+// binding (by the identity or prefix it binds), a token (by the keyed hash of the token), a token
+// role (by its name).
 
+import { z } from "zod";
 import type { SystemArea } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
+import { decodeJsonRecord } from "../system-records.js";
 
 export const accessAreas = {
   policy: "policy",
   binding: "identity",
   token: "token",
+  tokenRole: "token-role",
 } as const satisfies Record<string, SystemArea>;
 
 export interface PolicyRecord {
@@ -38,7 +42,27 @@ export interface TokenRecord {
   readonly parent: string | null;
   /** Calls it may still make, or null for no limit (the record goes with the last one). */
   readonly usesLeft: number | null;
+  /** The token role it was created against (absent: none; records before roles have none). */
+  readonly role?: string;
 }
+
+const tokenRoleSchema = z.strictObject({
+  name: z.string(),
+  allowedPolicies: z.array(z.string()).min(1),
+  /** 0: the cluster's default TTL, within maxTtlMs. */
+  ttlMs: z.number().int().nonnegative(),
+  /** 0: the cluster's maximum (auth.tokenMaxTtlMs) at the time a token is created. */
+  maxTtlMs: z.number().int().nonnegative(),
+  renewable: z.boolean(),
+  orphan: z.boolean(),
+  /** 0: no limit. */
+  numUses: z.number().int().nonnegative(),
+});
+/** What tokens created against a role may be: the role, not the creator's policies, bounds them. */
+export type TokenRoleRecord = z.infer<typeof tokenRoleSchema>;
+
+export const decodeTokenRoleRecord = (bytes: Uint8Array) =>
+  decodeJsonRecord(tokenRoleSchema, "token role", bytes);
 
 const identityPattern = /^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,62}|[A-Za-z0-9._-]{0,62}\*)$/;
 
@@ -66,7 +90,9 @@ export function bindingRecordName(identity: string): string {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeRecord(record: PolicyRecord | BindingRecord | TokenRecord): Uint8Array {
+export function encodeRecord(
+  record: PolicyRecord | BindingRecord | TokenRecord | TokenRoleRecord,
+): Uint8Array {
   return encoder.encode(JSON.stringify(record));
 }
 
@@ -97,7 +123,8 @@ export function decodeTokenRecord(bytes: Uint8Array): TokenRecord {
       record.usesLeft === undefined ||
       record.usesLeft === null ||
       (Number.isSafeInteger(record.usesLeft) && record.usesLeft > 0)
-    )
+    ) ||
+    !(record.role === undefined || typeof record.role === "string")
   ) {
     throw corrupt("token");
   }

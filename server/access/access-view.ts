@@ -1,5 +1,5 @@
-// The node's view of access control: every policy, identity binding, token, lease and disabled
-// identity record, kept in memory so that a request is authorized without a disk read. Applied commands update it as they
+// The node's view of access control: every policy, identity binding, token, token role, lease and
+// disabled identity record, kept in memory so that a request is authorized without a disk read. Applied commands update it as they
 // apply (synchronously, before the next request can see the state), so a change takes effect on a
 // node at the index where it applies there. Records are kept as ciphertext and decrypted when a
 // request needs them (only an unsealed node can); decrypted records are dropped when the node
@@ -29,7 +29,9 @@ import {
   decodeBindingRecord,
   decodePolicyRecord,
   decodeTokenRecord,
+  decodeTokenRoleRecord,
   type TokenRecord,
+  type TokenRoleRecord,
 } from "./access-records.js";
 
 const areas: readonly SystemArea[] = [...Object.values(accessAreas), ...Object.values(leaseAreas)];
@@ -44,6 +46,8 @@ export interface AccessRecords {
   readonly tokens: ReadonlyMap<string, TokenRecord>;
   /** Token hash by accessor. */
   readonly accessors: ReadonlyMap<string, string>;
+  /** Token roles by name. */
+  readonly tokenRoles: ReadonlyMap<string, TokenRoleRecord>;
   /** Certificate leases by lease id (tokens are leases too, seen through `tokens`). */
   readonly leases: ReadonlyMap<string, CertificateLease>;
   /** Identities every node refuses, by identity. */
@@ -57,6 +61,7 @@ export class AccessView {
   private readonly bindings = new Map<string, BindingRecord>();
   private readonly tokens = new Map<string, TokenRecord>();
   private readonly accessors = new Map<string, string>();
+  private readonly tokenRoles = new Map<string, TokenRoleRecord>();
   private readonly leases = new Map<string, CertificateLease>();
   private readonly disabledIdentities = new Map<string, DisabledIdentityRecord>();
   /** Record keys changed since they were last decrypted. */
@@ -74,7 +79,7 @@ export class AccessView {
     const stored = this.stored;
     new Gauge({
       name: "strongroom_access_records",
-      help: "Access records this node holds, by area (policy, identity, token, lease, disabled-identity); tokens are bounded by auth.tokensMax.",
+      help: "Access records this node holds, by area (policy, identity, token, token-role, lease, disabled-identity); tokens are bounded by auth.tokensMax.",
       labelNames: ["area"],
       registers: [registry],
       collect() {
@@ -142,6 +147,7 @@ export class AccessView {
     this.bindings.clear();
     this.tokens.clear();
     this.accessors.clear();
+    this.tokenRoles.clear();
     this.leases.clear();
     this.disabledIdentities.clear();
     for (const key of this.stored.keys()) this.dirty.add(key);
@@ -166,6 +172,7 @@ export class AccessView {
       bindings: this.bindings,
       tokens: this.tokens,
       accessors: this.accessors,
+      tokenRoles: this.tokenRoles,
       leases: this.leases,
       disabledIdentities: this.disabledIdentities,
     };
@@ -188,6 +195,7 @@ export class AccessView {
       if (old !== undefined) this.accessors.delete(old.accessor);
       this.tokens.delete(name);
     } else if (area === accessAreas.policy) this.policies.delete(name);
+    else if (area === accessAreas.tokenRole) this.tokenRoles.delete(name);
     else if (area === leaseAreas.lease) this.leases.delete(name);
     else if (area === leaseAreas.disabled) this.disabledIdentities.delete(name);
     else this.bindings.delete(name);
@@ -208,6 +216,8 @@ export class AccessView {
     } else if (area === accessAreas.policy) {
       const { document } = decodePolicyRecord(plaintext);
       this.policies.set(name, { policy: parsePolicy(document), document });
+    } else if (area === accessAreas.tokenRole) {
+      this.tokenRoles.set(name, decodeTokenRoleRecord(plaintext));
     } else if (area === leaseAreas.lease) {
       this.leases.set(name, decodeCertificateLease(plaintext));
     } else if (area === leaseAreas.disabled) {

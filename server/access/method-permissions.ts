@@ -9,6 +9,7 @@
 import { validatePath, validatePrefix } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { type Capability, validatePolicyName } from "../policy/policy.js";
+import { checkRoleName } from "../role-name.js";
 
 export type Permission =
   | { readonly kind: "open" }
@@ -56,6 +57,9 @@ const policyPath = (request: Record<string, unknown>) => {
   return `sys/policies/${request.name}`;
 };
 const fixed = (path: string) => () => path;
+// A malformed role name is refused in the words of role names, before any policy check.
+const tokenRolePath = (request: Record<string, unknown>) =>
+  `sys/tokens/roles/${checkRoleName(String(request.name ?? ""))}`;
 
 export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string, Permission>([
   ["/strongroom.v1.Secrets/Put", on(requestPath, "write")],
@@ -105,7 +109,13 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Access/BindIdentity", on(fixed("sys/identities"), "update", true)],
   ["/strongroom.v1.Access/UnbindIdentity", on(fixed("sys/identities"), "delete", true)],
   ["/strongroom.v1.Access/ListBindings", on(fixed("sys/identities"), "read")],
+  // With a role, the handler checks update on sys/tokens/create/<role> instead of sudo.
   ["/strongroom.v1.Access/CreateToken", caller],
+  // A role lets whoever may use it hand out its policies: writing one needs sudo, as a binding.
+  ["/strongroom.v1.Access/WriteTokenRole", on(tokenRolePath, "update", true)],
+  ["/strongroom.v1.Access/ReadTokenRole", on(tokenRolePath, "read")],
+  ["/strongroom.v1.Access/ListTokenRoles", on(fixed("sys/tokens/roles/"), "list")],
+  ["/strongroom.v1.Access/DeleteTokenRole", on(tokenRolePath, "delete", true)],
   ["/strongroom.v1.Access/RenewToken", caller],
   ["/strongroom.v1.Access/RevokeToken", caller],
   ["/strongroom.v1.Access/LookupToken", caller],

@@ -1,9 +1,10 @@
-// strongroom.v1.Access: policies, identity bindings and tokens. Changes run on the leader and are
+// strongroom.v1.Access: policies, identity bindings, tokens and token roles. Changes run on the
+// leader and are
 // proposed as records of the access areas (server/access/access-records.ts), encrypted by the
 // barrier like any secret; every node's access view takes them as they apply. Reads wait for a
 // linearizable read barrier, so a client sees its own changes on any node. Which calls a caller
 // may make is decided by the authorizer; the token rules beyond it (a new token's policies within
-// the creator's, self-service on one's own token) are here.
+// the creator's or its role's, self-service on one's own token) are here.
 
 import {
   AccessService,
@@ -14,11 +15,14 @@ import {
   type IdentityBinding,
   type ListBindingsResponse,
   type ListPoliciesResponse,
+  type ListTokenRolesResponse,
   type PolicyDocument,
   type PolicyRequest,
   type RenewTokenRequest,
   type TokenAccessorRequest,
   type TokenInfo,
+  type TokenRole,
+  type TokenRoleRequest,
   type UnbindIdentityRequest,
   type WritePolicyRequest,
 } from "../../proto/gen/strongroom/v1/access.gen.js";
@@ -31,6 +35,7 @@ import {
   encodeRecord,
   rootTokenRecord,
   type TokenRecord,
+  type TokenRoleRecord,
 } from "../access/access-records.js";
 import type { AccessRecords, AccessView } from "../access/access-view.js";
 import { type Authorizer, type Caller, rootPolicyName, tokenDepthMax } from "../access/authorizer.js";
@@ -42,6 +47,7 @@ import { requireLeaseRoom } from "../leases/lease-manager.js";
 import { PolicyError, parsePolicy } from "../policy/policy.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
+import { checkRoleName } from "../role-name.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import type { SystemRecords } from "../system-records.js";
 import { type AnyApiMethod, method, readMethod } from "./api-method.js";
@@ -54,6 +60,11 @@ export interface AccessApiParts {
   readonly view: AccessView;
   readonly authorizer: Authorizer;
   readonly limits: NodeConfig["auth"] & { readonly leasesPerIdentityMax: number };
+  /**
+   * Whether every member understands token roles (peerFeatures.tokenRoles): until then a role's
+   * record would stop an older member that applies it.
+   */
+  readonly tokenRolesUsable: () => boolean;
 }
 
 export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string, AnyApiMethod> {
@@ -68,6 +79,10 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
     unbindIdentity: method(service.unbindIdentity, "leader", (r, c) => api.unbindIdentity(r, c), serving),
     listBindings: readMethod(service.listBindings, (_r, c) => api.listBindings(c), serving),
     createToken: method(service.createToken, "leader", (r, c) => api.createToken(r, c), serving),
+    writeTokenRole: method(service.writeTokenRole, "leader", (r, c) => api.writeTokenRole(r, c), serving),
+    readTokenRole: readMethod(service.readTokenRole, (r, c) => api.readTokenRole(r, c), serving),
+    listTokenRoles: readMethod(service.listTokenRoles, (_r, c) => api.listTokenRoles(c), serving),
+    deleteTokenRole: method(service.deleteTokenRole, "leader", (r, c) => api.deleteTokenRole(r, c), serving),
     renewToken: method(service.renewToken, "leader", (r, c) => api.renewToken(r, c), serving),
     revokeToken: method(service.revokeToken, "leader", (r, c) => api.revokeToken(r, c), serving),
     lookupToken: readMethod(service.lookupToken, (r, c) => api.lookupToken(r, c), serving),
@@ -77,6 +92,8 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
 
 const displayNamePattern = /^[\x20-\x7e]{0,64}$/;
 const policiesPerBindingMax = 64;
+/** Token roles a cluster holds, and the policies one role may allow. */
+export const tokenRoleLimits = { rolesMax: 1000, allowedPoliciesMax: 64 } as const;
 /** Policies a "no policy named" error names before it counts the rest. */
 const missingPoliciesNamedMax = 10;
 
@@ -193,28 +210,14 @@ export class AccessApi {
       );
     }
     const records = await this.parts.view.records();
-    const policies =
-      request.policies.length === 0 ? [...caller.policyNames] : [...new Set(request.policies)].sort();
-    if (policies.length === 0) {
-      throw new NodeError(
-        "INVALID_ARGUMENT",
-        "a token needs at least one policy, and the caller has none to give it",
-      );
-    }
-    this.requireExisting(records, policies);
-    if (policies.includes(rootPolicyName) && !caller.policyNames.includes(rootPolicyName)) {
-      throw new NodeError("PERMISSION_DENIED", `${caller.identity} may not create a root token`);
-    }
-    // A token within the caller's own policies needs no grant; more, or an orphan, needs sudo.
-    const orphan = request.orphan || caller.tokenHash === null;
-    if (!authorizer.covers(caller, policies) || (request.orphan && caller.tokenHash !== null)) {
-      authorizer.require(caller, "sys/tokens/create", "update", true);
-    }
+    const shape =
+      request.role === ""
+        ? this.shapeFromCaller(request, caller, records)
+        : this.shapeFromRole(request, caller, records);
+    const { policies, orphan, maxTtlMs, ttlMs } = shape;
     if (!displayNamePattern.test(request.displayName)) {
       throw new NodeError("INVALID_ARGUMENT", "a display name is at most 64 printable ASCII characters");
     }
-    const maxTtlMs = request.maxTtlMs === 0 ? limits.tokenMaxTtlMs : request.maxTtlMs;
-    const ttlMs = request.ttlMs === 0 ? Math.min(limits.tokenTtlMs, maxTtlMs) : request.ttlMs;
     if (maxTtlMs > limits.tokenMaxTtlMs) {
       throw new NodeError(
         "INVALID_ARGUMENT",
@@ -244,13 +247,181 @@ export class AccessApi {
       expiresAt: now + ttlMs,
       maxExpiresAt: now + maxTtlMs,
       ttlMs,
-      renewable: request.renewable,
+      renewable: shape.renewable,
       parent: orphan ? null : caller.tokenHash,
-      usesLeft: request.numUses === 0 ? null : request.numUses,
+      usesLeft: shape.numUses === 0 ? null : shape.numUses,
+      // Only with a role: records without one keep the shape older members wrote.
+      ...(request.role === "" ? {} : { role: request.role }),
     };
     const token = newToken();
     await this.putRecord(accessAreas.token, authorizer.hashOf(token), encodeRecord(record));
     return { token, info: this.info(records, record) };
+  }
+
+  /**
+   * A token without a role: within the caller's own policies, a child of the caller's token;
+   * more policies, or an orphan, need sudo on sys/tokens/create.
+   */
+  private shapeFromCaller(request: CreateTokenRequest, caller: Caller, records: AccessRecords): TokenShape {
+    const { authorizer, limits } = this.parts;
+    const policies =
+      request.policies.length === 0 ? [...caller.policyNames] : [...new Set(request.policies)].sort();
+    if (policies.length === 0) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        "a token needs at least one policy, and the caller has none to give it",
+      );
+    }
+    this.requireExisting(records, policies);
+    if (policies.includes(rootPolicyName) && !caller.policyNames.includes(rootPolicyName)) {
+      throw new NodeError("PERMISSION_DENIED", `${caller.identity} may not create a root token`);
+    }
+    if (!authorizer.covers(caller, policies) || (request.orphan && caller.tokenHash !== null)) {
+      authorizer.require(caller, "sys/tokens/create", "update", true);
+    }
+    const maxTtlMs = request.maxTtlMs === 0 ? limits.tokenMaxTtlMs : request.maxTtlMs;
+    return {
+      policies,
+      orphan: request.orphan || caller.tokenHash === null,
+      maxTtlMs,
+      ttlMs: request.ttlMs === 0 ? Math.min(limits.tokenTtlMs, maxTtlMs) : request.ttlMs,
+      renewable: request.renewable,
+      numUses: request.numUses,
+    };
+  }
+
+  /**
+   * A token against a role: the caller needs update on sys/tokens/create/<role>, not the policies
+   * or sudo; the role bounds the policies, the lifetimes, the uses and whether it is an orphan. A
+   * request may ask for less than the role allows, never more.
+   */
+  private shapeFromRole(request: CreateTokenRequest, caller: Caller, records: AccessRecords): TokenShape {
+    const { authorizer, limits } = this.parts;
+    const name = checkRoleName(request.role);
+    // Before the role is looked up: a caller not granted it learns nothing of it.
+    authorizer.require(caller, `sys/tokens/create/${name}`, "update");
+    const role = records.tokenRoles.get(name);
+    if (role === undefined) throw new NodeError("NOT_FOUND", `no token role named ${name}`);
+    const policies =
+      request.policies.length === 0 ? [...role.allowedPolicies] : [...new Set(request.policies)].sort();
+    const outside = policies.filter((policy) => !role.allowedPolicies.includes(policy));
+    if (outside.length > 0) {
+      throw new NodeError(
+        "PERMISSION_DENIED",
+        `the token role ${name} does not allow ${outside.length === 1 ? "policy" : "policies"} ${outside
+          .slice(0, missingPoliciesNamedMax)
+          .map((policy) => JSON.stringify(policy.slice(0, 80)))
+          .join(", ")}`,
+      );
+    }
+    // A role may name a policy deleted since it was written.
+    this.requireExisting(records, policies);
+    if (request.orphan && !role.orphan)
+      throw new NodeError("INVALID_ARGUMENT", `the token role ${name} makes child tokens, not orphans`);
+    if (request.renewable && !role.renewable)
+      throw new NodeError("INVALID_ARGUMENT", `the token role ${name} makes tokens that cannot be renewed`);
+    // The cluster's limit may have been lowered since the role was written.
+    const roleMaxTtlMs =
+      role.maxTtlMs === 0 ? limits.tokenMaxTtlMs : Math.min(role.maxTtlMs, limits.tokenMaxTtlMs);
+    if (request.maxTtlMs > roleMaxTtlMs)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a max TTL of ${formatDuration(request.maxTtlMs)} is above the token role ${name}'s ${formatDuration(roleMaxTtlMs)}`,
+      );
+    const maxTtlMs = request.maxTtlMs === 0 ? roleMaxTtlMs : request.maxTtlMs;
+    if (role.numUses > 0 && request.numUses > role.numUses)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `${request.numUses} uses is more than the token role ${name} allows (${role.numUses})`,
+      );
+    return {
+      policies,
+      orphan: role.orphan || caller.tokenHash === null,
+      maxTtlMs,
+      ttlMs:
+        request.ttlMs !== 0
+          ? request.ttlMs
+          : Math.min(role.ttlMs === 0 ? limits.tokenTtlMs : role.ttlMs, maxTtlMs),
+      renewable: role.renewable,
+      numUses: request.numUses === 0 ? role.numUses : request.numUses,
+    };
+  }
+
+  async writeTokenRole(request: TokenRole, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    const { limits } = this.parts;
+    const name = checkRoleName(request.name);
+    const allowedPolicies = [...new Set(request.allowedPolicies)].sort();
+    if (allowedPolicies.length === 0 || allowedPolicies.length > tokenRoleLimits.allowedPoliciesMax) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a token role allows 1 to ${tokenRoleLimits.allowedPoliciesMax} policies`,
+      );
+    }
+    if (allowedPolicies.includes(rootPolicyName))
+      throw new NodeError("INVALID_ARGUMENT", "a token role cannot allow the root policy");
+    const records = await this.parts.view.records();
+    this.requireExisting(records, allowedPolicies);
+    if (request.maxTtlMs > limits.tokenMaxTtlMs) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a max TTL of ${formatDuration(request.maxTtlMs)} is above this cluster's limit of ${formatDuration(limits.tokenMaxTtlMs)} (auth.tokenMaxTtlMs)`,
+      );
+    }
+    const maxTtlMs = request.maxTtlMs === 0 ? limits.tokenMaxTtlMs : request.maxTtlMs;
+    if (request.ttlMs > maxTtlMs) {
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a TTL of ${formatDuration(request.ttlMs)} is above the role's max TTL of ${formatDuration(maxTtlMs)}`,
+      );
+    }
+    if (!records.tokenRoles.has(name) && records.tokenRoles.size >= tokenRoleLimits.rolesMax) {
+      throw new NodeError(
+        "RESOURCE_EXHAUSTED",
+        `the cluster holds its limit of ${tokenRoleLimits.rolesMax} token roles`,
+      );
+    }
+    this.requireTokenRoles();
+    const role: TokenRoleRecord = {
+      name,
+      allowedPolicies,
+      ttlMs: request.ttlMs,
+      maxTtlMs: request.maxTtlMs,
+      renewable: request.renewable,
+      orphan: request.orphan,
+      numUses: request.numUses,
+    };
+    return { revision: await this.putRecord(accessAreas.tokenRole, name, encodeRecord(role)) };
+  }
+
+  async readTokenRole(request: TokenRoleRequest, context: RequestContext): Promise<TokenRole> {
+    const records = await this.linearizableRecords(context);
+    const name = checkRoleName(request.name);
+    const role = records.tokenRoles.get(name);
+    if (role === undefined) throw new NodeError("NOT_FOUND", `no token role named ${name}`);
+    return { ...role, allowedPolicies: [...role.allowedPolicies] };
+  }
+
+  async listTokenRoles(context: RequestContext): Promise<ListTokenRolesResponse> {
+    const records = await this.linearizableRecords(context);
+    return { names: [...records.tokenRoles.keys()].sort() };
+  }
+
+  async deleteTokenRole(request: TokenRoleRequest, context: RequestContext): Promise<AccessWriteResponse> {
+    requireServing(this.parts.keeper, context);
+    const name = checkRoleName(request.name);
+    const records = await this.parts.view.records();
+    if (!records.tokenRoles.has(name)) throw new NodeError("NOT_FOUND", `no token role named ${name}`);
+    return { revision: await this.deleteRecord(accessAreas.tokenRole, name) };
+  }
+
+  /** Refuses a role's record while a member may not understand its area (an older version). */
+  private requireTokenRoles(): void {
+    if (!this.parts.tokenRolesUsable())
+      throw new NodeError(
+        "UPGRADE_PENDING",
+        "not every member of the cluster has said it understands token roles (a member running an older version, or one not heard from since this leader took over): upgrade or start every member, then try again",
+      );
   }
 
   async renewToken(request: RenewTokenRequest, context: RequestContext): Promise<TokenInfo> {
@@ -416,6 +587,7 @@ export class AccessApi {
       usesLeft: record.usesLeft ?? 0,
       useLimited: record.usesLeft !== null,
       tenant: tenants.size === 1 && typeof tenant === "string" ? tenant : "",
+      role: record.role ?? "",
     };
   }
 
@@ -481,6 +653,17 @@ export class AccessApi {
   private deleteRecord(area: (typeof accessAreas)[keyof typeof accessAreas], name: string): Promise<number> {
     return this.parts.records.delete(area, name);
   }
+}
+
+/** What a new token will be, from its request and the caller's policies or its role. */
+interface TokenShape {
+  readonly policies: string[];
+  readonly orphan: boolean;
+  readonly maxTtlMs: number;
+  readonly ttlMs: number;
+  readonly renewable: boolean;
+  /** 0: no limit. */
+  readonly numUses: number;
 }
 
 function depthOf(records: AccessRecords, hash: string | null): number {

@@ -11,10 +11,13 @@ export const peerFeatures = {
   featureRecord: 2,
   /** `sys.putAll`: system records written together, only while named ones are absent (init, a CA). */
   systemPutAll: 4,
+  /** The "token-role" system area: an older member fails on a record of an area it does not know. */
+  tokenRoles: 8,
 } as const;
 
 /** Every feature this node's state machine understands. */
-export const localFeatures = peerFeatures.requestIds | peerFeatures.featureRecord | peerFeatures.systemPutAll;
+export const localFeatures =
+  peerFeatures.requestIds | peerFeatures.featureRecord | peerFeatures.systemPutAll | peerFeatures.tokenRoles;
 
 /** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
 export function everyMemberHas(

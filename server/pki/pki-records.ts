@@ -59,17 +59,7 @@ export const roleLimits = {
   dnsNamesMax: 20,
 } as const;
 
-const roleNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const labelPattern = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-
-export function checkRoleName(name: string): string {
-  if (!roleNamePattern.test(name))
-    throw new NodeError(
-      "INVALID_ARGUMENT",
-      `a role name is 1 to 63 letters, digits, '_' or '-', starting with a letter or digit: got ${JSON.stringify(name)}`,
-    );
-  return name;
-}
 
 /**
  * Checks a name a certificate is to carry: an IP address (carried as an IP address, which is what

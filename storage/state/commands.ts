@@ -150,6 +150,8 @@ export const systemAreas = [
    * server/peer/cluster-features.ts).
    */
   "cluster",
+  /** Token roles: what tokens created against each may be (server/access/access-records.ts). */
+  "token-role",
 ] as const;
 export type SystemArea = (typeof systemAreas)[number];
 

@@ -470,6 +470,48 @@ it("certs, leases and revoke: the internal CA, a role, an issued certificate, it
   expect((await strongroom(["policy", "unbind", "victim"])).code).toBe(0);
 });
 
+it("token roles: written, read, used by token create --role, listed and deleted", async () => {
+  const policyFile = join(root, "ci-deploy.json");
+  writeFileSync(
+    policyFile,
+    JSON.stringify({ name: "ci-deploy", rules: [{ path: "deploy/*", capabilities: ["read"] }] }),
+  );
+  expect((await strongroom(["policy", "write", "ci-deploy", policyFile])).code).toBe(0);
+  expect(await strongroom(["token", "role", "write", "ci"])).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("give at least one --policy"),
+  });
+  const written = await strongroom([
+    "token",
+    "role",
+    "write",
+    "ci",
+    "--policy",
+    "ci-deploy",
+    "--ttl",
+    "10m",
+    "--uses",
+    "5",
+  ]);
+  expect(written).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/^token role ci written \(revision \d+\)\n$/),
+  });
+  expect((await strongroom(["token", "role", "read", "ci"])).stdout).toMatch(
+    /^allowed policies +ci-deploy\nttl +10m\nmax ttl +the cluster's limit\nrenewable +false\norphan +false\nuses +5\n$/m,
+  );
+  const created = await json<{ info: { policies: string[]; role: string; usesLeft: number; ttlMs: number } }>(
+    ["token", "create", "--role", "ci"],
+  );
+  expect(created.info).toMatchObject({ policies: ["ci-deploy"], role: "ci", usesLeft: 5, ttlMs: 600_000 });
+  expect((await strongroom(["token", "role", "list"])).stdout).toBe("ci\n");
+  expect((await strongroom(["token", "role", "delete", "ci"])).code).toBe(0);
+  expect(await strongroom(["token", "create", "--role", "ci"])).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining("no token role named ci (NOT_FOUND)"),
+  });
+});
+
 it("cluster status, members, leadership, snapshots and keyring rotation", async () => {
   const status = await json<{ leaderId: string; role: string }>(["cluster", "status"]);
   expect(status.leaderId).toMatch(/^n[123]$/);

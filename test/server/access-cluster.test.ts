@@ -2,7 +2,8 @@
 // each capability against allowed, not granted and explicitly denied paths (calls spread over the
 // nodes, so followers authorize and forward, and the leader authorizes again); sudo; a policy change
 // enforced on a node as soon as it has applied it; tenant isolation; tokens (children, renewal,
-// expiry, revocation refused on every node within one apply, brute-force backoff); rate limits; the
+// expiry, revocation refused on every node within one apply, brute-force backoff); token roles (a
+// caller without sudo or the policies creating tokens within a role); rate limits; the
 // root token's own revocation and a new one from the unseal shares; and the audit hash an auditor
 // checks entries with.
 
@@ -11,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CreateTokenRequest } from "../../proto/gen/strongroom/v1/access.gen.js";
+import type { CreateTokenRequest, TokenRole } from "../../proto/gen/strongroom/v1/access.gen.js";
 import { ChangeKind, Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { listAuditFiles } from "../../server/audit/audit-file.js";
 import { eventually } from "../support/eventually.js";
@@ -94,12 +95,26 @@ function tokenRequest(request: Partial<CreateTokenRequest>): CreateTokenRequest 
     orphan: false,
     displayName: "",
     numUses: 0,
+    role: "",
     ...request,
   };
 }
 
 async function createToken(clients: Clients, request: Partial<CreateTokenRequest>) {
   return call(clients.access.createToken.bind(clients.access), tokenRequest(request));
+}
+
+/** A WriteTokenRole request: no limits but the cluster's, but for `role`. */
+function tokenRole(role: Partial<TokenRole> & { name: string }): TokenRole {
+  return {
+    allowedPolicies: [],
+    ttlMs: 0,
+    maxTtlMs: 0,
+    renewable: false,
+    orphan: false,
+    numUses: 0,
+    ...role,
+  };
 }
 
 /** Waits until node `index` has applied `revision` (so its next request sees the change). */
@@ -700,6 +715,190 @@ describe("tokens", () => {
     expect(await outcomeOf(() => call(holder.secrets.get.bind(holder.secrets), readRequest("tok/n0")))).toBe(
       "TOKEN_INVALID",
     );
+  });
+
+  it("a token role lets a caller without sudo or the policies create tokens within it, on any node", async () => {
+    const rule = (path: string, capabilities: string[]) => ({ path, capabilities });
+    const policy = async (name: string, rules: ReturnType<typeof rule>[]) =>
+      writePolicy(JSON.stringify({ name, rules }), name);
+    await policy("ci-deploy", [rule("deploy/*", ["create", "read", "update"])]);
+    await policy("ci-read", [rule("deploy/*", ["read"])]);
+    await policy("ci-creator", [rule("sys/tokens/create/ci", ["update"])]);
+    // Update without sudo on roles: not enough to write one, which hands out policies.
+    await policy("role-writer", [rule("sys/tokens/roles/*", ["update", "read", "list", "delete"])]);
+    await bind("ci-runner", ["ci-creator"]);
+    await bind("role-writer", ["role-writer"]);
+    const admin = asRoot(1).access;
+    const ci = tokenRole({
+      name: "ci",
+      allowedPolicies: ["ci-read", "ci-deploy", "ci-read"],
+      ttlMs: 60_000,
+      maxTtlMs: 120_000,
+      orphan: true,
+    });
+    const written = await call(admin.writeTokenRole.bind(admin), ci);
+    await appliedOn(2, written.revision);
+
+    // The runner holds no policy of the role, no token and no sudo: the role is its grant.
+    const runner = clientAs(2, "ci-runner").access;
+    const created = await createToken(clientAs(2, "ci-runner"), { role: "ci", displayName: "build 7" });
+    expect(created.info).toMatchObject({
+      policies: ["ci-deploy", "ci-read"],
+      orphan: true,
+      renewable: false,
+      ttlMs: 60_000,
+      role: "ci",
+      createdBy: "ci-runner",
+      useLimited: false,
+    });
+    const info = created.info;
+    if (info === undefined) throw new Error("no token info");
+    expect(info.maxExpiresAtMs - info.createdAtMs).toBe(120_000);
+    const deployer = clientAs(0, "ci-build", created.token).secrets;
+    await call(deployer.put.bind(deployer), { path: "deploy/app", value: bytes("v1") });
+    const narrower = await createToken(clientAs(1, "ci-runner"), {
+      role: "ci",
+      policies: ["ci-read"],
+      ttlMs: 5000,
+    });
+    expect(narrower.info).toMatchObject({ policies: ["ci-read"], ttlMs: 5000, role: "ci" });
+
+    // More than the role allows is refused, whatever the caller holds otherwise.
+    const refusal = async (request: Partial<CreateTokenRequest>) => {
+      const error = await callError(runner.createToken.bind(runner), tokenRequest(request));
+      return { code: error.code, details: error.details };
+    };
+    expect(await refusal({ role: "ci", policies: ["ci-deploy", "tok"] })).toEqual({
+      code: status.PERMISSION_DENIED,
+      details: 'the token role ci does not allow policy "tok"',
+    });
+    expect(await refusal({ role: "ci", maxTtlMs: 3_600_000 })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: "a max TTL of 1h is above the token role ci's 2m",
+    });
+    expect(await refusal({ role: "ci", ttlMs: 600_000 })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: "a TTL of 10m is above the token's max TTL of 2m",
+    });
+    expect(await refusal({ role: "ci", renewable: true })).toMatchObject({ code: status.INVALID_ARGUMENT });
+    // A role it is not granted, existing or not, says nothing of the role.
+    expect(await refusal({ role: "nightly" })).toEqual({
+      code: status.PERMISSION_DENIED,
+      details: "ci-runner may not update sys/tokens/create/nightly",
+    });
+    expect(await refusal({ role: "bad/name" })).toMatchObject({ code: status.INVALID_ARGUMENT });
+    // Without the role, the same policies need sudo, as before.
+    expect(await refusal({ policies: ["ci-deploy"] })).toMatchObject({ code: status.PERMISSION_DENIED });
+
+    // Roles are written with sudo only; what a role may allow is checked.
+    const writer = clientAs(0, "role-writer").access;
+    const roleRefusal = async (clientRole: TokenRole, by = admin) => {
+      const error = await callError(by.writeTokenRole.bind(by), clientRole);
+      return { code: error.code, details: error.details };
+    };
+    expect(await roleRefusal(tokenRole({ name: "mine", allowedPolicies: ["ci-read"] }), writer)).toEqual({
+      code: status.PERMISSION_DENIED,
+      details: "role-writer may not sudo sys/tokens/roles/mine",
+    });
+    expect(await roleRefusal(tokenRole({ name: "all", allowedPolicies: ["root"] }))).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: "a token role cannot allow the root policy",
+    });
+    expect(await roleRefusal(tokenRole({ name: "none", allowedPolicies: [] }))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+    });
+    expect(await roleRefusal(tokenRole({ name: "ghost", allowedPolicies: ["no-such"] }))).toEqual({
+      code: status.NOT_FOUND,
+      details: 'no policy named "no-such"',
+    });
+    expect(await roleRefusal(tokenRole({ name: "-x", allowedPolicies: ["ci-read"] }))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+    });
+    expect(
+      await roleRefusal(
+        tokenRole({ name: "long", allowedPolicies: ["ci-read"], ttlMs: 7_200_000, maxTtlMs: 3_600_000 }),
+      ),
+    ).toEqual({ code: status.INVALID_ARGUMENT, details: "a TTL of 2h is above the role's max TTL of 1h" });
+
+    // Read and listed on any node, by who may read them.
+    const reader = asRoot(2).access;
+    expect(await call(reader.readTokenRole.bind(reader), { name: "ci" })).toEqual({
+      ...ci,
+      allowedPolicies: ["ci-deploy", "ci-read"],
+    });
+    expect((await call(writer.listTokenRoles.bind(writer), {})).names).toContain("ci");
+    expect(await callError(runner.readTokenRole.bind(runner), { name: "ci" })).toMatchObject({
+      code: status.PERMISSION_DENIED,
+    });
+
+    // Deleted: no new token against it; those made stay as they were.
+    const deleted = await call(admin.deleteTokenRole.bind(admin), { name: "ci" });
+    await appliedOn(2, deleted.revision);
+    expect(await refusal({ role: "ci" })).toEqual({
+      code: status.NOT_FOUND,
+      details: "no token role named ci",
+    });
+    expect(await call(deployer.get.bind(deployer), readRequest("deploy/app"))).toMatchObject({ version: 1 });
+    expect(await callError(admin.deleteTokenRole.bind(admin), { name: "ci" })).toMatchObject({
+      code: status.NOT_FOUND,
+    });
+  });
+
+  it("a role's tokens are children of the creator's token unless the role makes orphans, and take its use limit", async () => {
+    await writePolicy(
+      JSON.stringify({ name: "batch-work", rules: [{ path: "batch/*", capabilities: ["read"] }] }),
+      "batch-work",
+    );
+    await writePolicy(
+      JSON.stringify({
+        name: "batch-creator",
+        rules: [{ path: "sys/tokens/create/batch", capabilities: ["update"] }],
+      }),
+      "batch-creator",
+    );
+    const admin = asRoot().access;
+    await call(
+      admin.writeTokenRole.bind(admin),
+      tokenRole({ name: "batch", allowedPolicies: ["batch-work"], renewable: true, numUses: 3 }),
+    );
+    const parent = await createToken(asRoot(), { policies: ["batch-creator"], ttlMs: 60_000 });
+    const holder = clientAs(1, "batch-holder", parent.token);
+    const child = await createToken(holder, { role: "batch", renewable: true });
+    expect(child.info).toMatchObject({
+      policies: ["batch-work"],
+      orphan: false,
+      renewable: true,
+      usesLeft: 3,
+      useLimited: true,
+      role: "batch",
+    });
+    const fewer = await createToken(holder, { role: "batch", numUses: 2 });
+    expect(fewer.info).toMatchObject({ usesLeft: 2, renewable: true });
+    const more = await callError(
+      holder.access.createToken.bind(holder.access),
+      tokenRequest({ role: "batch", numUses: 5 }),
+    );
+    expect(more).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "5 uses is more than the token role batch allows (3)",
+    });
+    const orphan = await callError(
+      holder.access.createToken.bind(holder.access),
+      tokenRequest({ role: "batch", orphan: true }),
+    );
+    expect(orphan).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "the token role batch makes child tokens, not orphans",
+    });
+
+    // Revoking the creator's token takes the role's tokens with it, on every node.
+    const rootSecrets = asRoot().secrets;
+    await call(rootSecrets.put.bind(rootSecrets), { path: "batch/n0", value: bytes("v") });
+    const user = clientAs(2, "batch-user", child.token).secrets;
+    expect(await outcomeOf(() => call(user.get.bind(user), readRequest("batch/n0")))).toBe("ok");
+    const revoked = await call(admin.revokeToken.bind(admin), { accessor: parent.info?.accessor ?? "" });
+    await appliedOn(2, revoked.revision);
+    expect(await outcomeOf(() => call(user.get.bind(user), readRequest("batch/n0")))).toBe("TOKEN_INVALID");
   });
 
   it("an identity that keeps presenting invalid tokens is made to wait", async () => {

@@ -2,16 +2,18 @@
 // leader has seen every member understand request ids (and atomic system writes), it records it (whether or not anything is
 // written), and a later leader uses ids
 // though it has not heard from a member that is down - without the record, it would leave them out
-// until that member is back, and a write sent again would apply twice.
+// until that member is back, and a write sent again would apply twice. Token roles, whose records
+// an older member could not apply, are refused until every member has said it understands them.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { peerFeatures } from "../../server/peer/peer-features.js";
 import { eventually } from "../support/eventually.js";
-import { call, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { call, callError, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
 const pki = new TestPki("cluster-features");
@@ -38,16 +40,41 @@ const specOf = (id: string) => {
 };
 const recordedFeatures = (id: string) => metricOf(specOf(id), "strongroom_cluster_features");
 
-it("a leader that has not heard from a member that is down uses request ids once the cluster recorded them", async () => {
-  for (const spec of specs) await cluster.start(spec, configOf(spec.id));
+const everyFeature = peerFeatures.requestIds | peerFeatures.systemPutAll | peerFeatures.tokenRoles;
+const ciRole = (name: string) => ({
+  name,
+  allowedPolicies: ["ci"],
+  ttlMs: 0,
+  maxTtlMs: 0,
+  renewable: false,
+  orphan: true,
+  numUses: 0,
+});
+
+it("a leader that has not heard from a member that is down uses request ids and token roles once the cluster recorded them", async () => {
+  // n3 is not started yet: nobody has heard that it understands token roles.
+  for (const spec of specs.slice(0, 2)) await cluster.start(spec, configOf(spec.id));
   const { share } = await cluster.initializeWithOneShare("n1");
+  const first = cluster.client(await cluster.leaderId()).access;
+  await call(first.writePolicy.bind(first), {
+    name: "ci",
+    document: JSON.stringify({ name: "ci", rules: [{ path: "ci/*", capabilities: ["read"] }] }),
+  });
+  const early = await callError(first.writeTokenRole.bind(first), ciRole("early"));
+  expect(early).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "UPGRADE_PENDING" });
+  expect(early.details).toMatch(/not every member .* understands token roles/);
+
+  const third = specs[2];
+  if (third === undefined) throw new Error("three nodes expected");
+  await cluster.start(third, configOf(third.id));
+  const thirdSys = cluster.client(third.id).sys;
+  await call(thirdSys.unseal.bind(thirdSys), { share, nonce: "", reset: false });
   const leader = await cluster.leaderId();
   const value = new TextEncoder().encode("v");
-  // Nothing is written: the leader records the feature by itself once it has heard every member.
+  // Nothing is written: the leader records the features by itself once it has heard every member.
   await eventually(async () => {
     const recorded = await Promise.all(specs.map((spec) => recordedFeatures(spec.id)));
-    if (recorded.every((features) => features === (peerFeatures.requestIds | peerFeatures.systemPutAll)))
-      return true;
+    if (recorded.every((features) => features === everyFeature)) return true;
     await new Promise((resolve) => setTimeout(resolve, 200));
     return false;
   }, 20_000);
@@ -79,4 +106,7 @@ it("a leader that has not heard from a member that is down uses request ids once
     consistency: Consistency.CONSISTENCY_LINEARIZABLE,
   });
   expect(history.versions.map((version) => version.version)).toEqual([1]);
+  // And token roles, recorded as understood by every member, though one of them is down.
+  const access = cluster.client(next).access;
+  expect((await call(access.writeTokenRole.bind(access), ciRole("later"))).revision).toBeGreaterThan(0);
 });

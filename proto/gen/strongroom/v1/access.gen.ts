@@ -94,6 +94,38 @@ export interface CreateTokenRequest {
   displayName: string;
   /** How many calls the token may make (0: no limit); it is revoked by its last one. */
   numUses: number;
+  /**
+   * Create against this token role (empty: none): the role, not the caller's policies, bounds the
+   * token, and the caller needs update on sys/tokens/create/<role> instead of sudo.
+   */
+  role: string;
+}
+
+export interface TokenRole {
+  name: string;
+  /** The policies its tokens may have; a request naming none gets them all. Never "root". */
+  allowedPolicies: string[];
+  /** A token's TTL when the request names none (0: the cluster's default, within max_ttl_ms). */
+  ttlMs: number;
+  /** The most a token of the role may live (0: the cluster's maximum, auth.tokenMaxTtlMs). */
+  maxTtlMs: number;
+  /** Whether its tokens may be renewed (within their max TTL). */
+  renewable: boolean;
+  /** Its tokens have no parent: revoking the creator's token leaves them. */
+  orphan: boolean;
+  /** The most calls a token of the role may make (0: no limit); a request naming none gets this. */
+  numUses: number;
+}
+
+export interface TokenRoleRequest {
+  name: string;
+}
+
+export interface ListTokenRolesRequest {
+}
+
+export interface ListTokenRolesResponse {
+  names: string[];
 }
 
 export interface CreateTokenResponse {
@@ -132,6 +164,8 @@ export interface TokenInfo {
   usesLeft: number;
   /** It has a use limit: uses_left counts what is left (0 once the call that shows it was its last). */
   useLimited: boolean;
+  /** The token role it was created against, or empty. */
+  role: string;
 }
 
 export interface ConsumeTokenUseRequest {
@@ -877,7 +911,16 @@ export const ListBindingsResponse: MessageFns<ListBindingsResponse> = {
 };
 
 function createBaseCreateTokenRequest(): CreateTokenRequest {
-  return { policies: [], ttlMs: 0, maxTtlMs: 0, renewable: false, orphan: false, displayName: "", numUses: 0 };
+  return {
+    policies: [],
+    ttlMs: 0,
+    maxTtlMs: 0,
+    renewable: false,
+    orphan: false,
+    displayName: "",
+    numUses: 0,
+    role: "",
+  };
 }
 
 export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
@@ -902,6 +945,9 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     }
     if (message.numUses !== 0) {
       writer.uint32(56).uint32(message.numUses);
+    }
+    if (message.role !== "") {
+      writer.uint32(66).string(message.role);
     }
     return writer;
   },
@@ -975,6 +1021,14 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
             message.numUses = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1012,6 +1066,7 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
         : isSet(object.num_uses)
         ? globalThis.Number(object.num_uses)
         : 0,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
     };
   },
 
@@ -1037,6 +1092,335 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     }
     if (message.numUses !== 0) {
       obj.numUses = Math.round(message.numUses);
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    return obj;
+  },
+};
+
+function createBaseTokenRole(): TokenRole {
+  return { name: "", allowedPolicies: [], ttlMs: 0, maxTtlMs: 0, renewable: false, orphan: false, numUses: 0 };
+}
+
+export const TokenRole: MessageFns<TokenRole> = {
+  encode(message: TokenRole, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.allowedPolicies) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.ttlMs !== 0) {
+      writer.uint32(24).uint64(message.ttlMs);
+    }
+    if (message.maxTtlMs !== 0) {
+      writer.uint32(32).uint64(message.maxTtlMs);
+    }
+    if (message.renewable !== false) {
+      writer.uint32(40).bool(message.renewable);
+    }
+    if (message.orphan !== false) {
+      writer.uint32(48).bool(message.orphan);
+    }
+    if (message.numUses !== 0) {
+      writer.uint32(56).uint32(message.numUses);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenRole {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenRole();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.allowedPolicies.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxTtlMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.renewable = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.orphan = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.numUses = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenRole {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      allowedPolicies: globalThis.Array.isArray(object?.allowedPolicies)
+        ? object.allowedPolicies.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.allowed_policies)
+        ? object.allowed_policies.map((e: any) => globalThis.String(e))
+        : [],
+      ttlMs: isSet(object.ttlMs)
+        ? globalThis.Number(object.ttlMs)
+        : isSet(object.ttl_ms)
+        ? globalThis.Number(object.ttl_ms)
+        : 0,
+      maxTtlMs: isSet(object.maxTtlMs)
+        ? globalThis.Number(object.maxTtlMs)
+        : isSet(object.max_ttl_ms)
+        ? globalThis.Number(object.max_ttl_ms)
+        : 0,
+      renewable: isSet(object.renewable) ? globalThis.Boolean(object.renewable) : false,
+      orphan: isSet(object.orphan) ? globalThis.Boolean(object.orphan) : false,
+      numUses: isSet(object.numUses)
+        ? globalThis.Number(object.numUses)
+        : isSet(object.num_uses)
+        ? globalThis.Number(object.num_uses)
+        : 0,
+    };
+  },
+
+  toJSON(message: TokenRole): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.allowedPolicies?.length) {
+      obj.allowedPolicies = message.allowedPolicies;
+    }
+    if (message.ttlMs !== 0) {
+      obj.ttlMs = Math.round(message.ttlMs);
+    }
+    if (message.maxTtlMs !== 0) {
+      obj.maxTtlMs = Math.round(message.maxTtlMs);
+    }
+    if (message.renewable !== false) {
+      obj.renewable = message.renewable;
+    }
+    if (message.orphan !== false) {
+      obj.orphan = message.orphan;
+    }
+    if (message.numUses !== 0) {
+      obj.numUses = Math.round(message.numUses);
+    }
+    return obj;
+  },
+};
+
+function createBaseTokenRoleRequest(): TokenRoleRequest {
+  return { name: "" };
+}
+
+export const TokenRoleRequest: MessageFns<TokenRoleRequest> = {
+  encode(message: TokenRoleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenRoleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenRoleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenRoleRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: TokenRoleRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+};
+
+function createBaseListTokenRolesRequest(): ListTokenRolesRequest {
+  return {};
+}
+
+export const ListTokenRolesRequest: MessageFns<ListTokenRolesRequest> = {
+  encode(_: ListTokenRolesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokenRolesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokenRolesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListTokenRolesRequest {
+    return {};
+  },
+
+  toJSON(_: ListTokenRolesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+};
+
+function createBaseListTokenRolesResponse(): ListTokenRolesResponse {
+  return { names: [] };
+}
+
+export const ListTokenRolesResponse: MessageFns<ListTokenRolesResponse> = {
+  encode(message: ListTokenRolesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.names) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTokenRolesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTokenRolesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTokenRolesResponse {
+    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: ListTokenRolesResponse): unknown {
+    const obj: any = {};
+    if (message.names?.length) {
+      obj.names = message.names;
     }
     return obj;
   },
@@ -1269,6 +1653,7 @@ function createBaseTokenInfo(): TokenInfo {
     tenant: "",
     usesLeft: 0,
     useLimited: false,
+    role: "",
   };
 }
 
@@ -1312,6 +1697,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.useLimited !== false) {
       writer.uint32(104).bool(message.useLimited);
+    }
+    if (message.role !== "") {
+      writer.uint32(114).string(message.role);
     }
     return writer;
   },
@@ -1433,6 +1821,14 @@ export const TokenInfo: MessageFns<TokenInfo> = {
             message.useLimited = reader.bool();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1492,6 +1888,7 @@ export const TokenInfo: MessageFns<TokenInfo> = {
         : isSet(object.use_limited)
         ? globalThis.Boolean(object.use_limited)
         : false,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
     };
   },
 
@@ -1535,6 +1932,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.useLimited !== false) {
       obj.useLimited = message.useLimited;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
     }
     return obj;
   },
@@ -2216,6 +2616,50 @@ export const AccessService = {
     responseSerialize: (value: CreateTokenResponse): Buffer => Buffer.from(CreateTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CreateTokenResponse => CreateTokenResponse.decode(value),
   },
+  /**
+   * Creates or replaces a token role: what tokens created against it may be (their policies,
+   * lifetimes, uses, whether orphans), so that a caller granted update on
+   * sys/tokens/create/<role> can create them without holding those policies or sudo.
+   */
+  writeTokenRole: {
+    path: "/strongroom.v1.Access/WriteTokenRole" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TokenRole): Buffer => Buffer.from(TokenRole.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TokenRole => TokenRole.decode(value),
+    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
+  },
+  readTokenRole: {
+    path: "/strongroom.v1.Access/ReadTokenRole" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TokenRoleRequest): Buffer => Buffer.from(TokenRoleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TokenRoleRequest => TokenRoleRequest.decode(value),
+    responseSerialize: (value: TokenRole): Buffer => Buffer.from(TokenRole.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TokenRole => TokenRole.decode(value),
+  },
+  listTokenRoles: {
+    path: "/strongroom.v1.Access/ListTokenRoles" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTokenRolesRequest): Buffer =>
+      Buffer.from(ListTokenRolesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTokenRolesRequest => ListTokenRolesRequest.decode(value),
+    responseSerialize: (value: ListTokenRolesResponse): Buffer =>
+      Buffer.from(ListTokenRolesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTokenRolesResponse => ListTokenRolesResponse.decode(value),
+  },
+  /** Deletes a role; tokens created against it stay as they were made. */
+  deleteTokenRole: {
+    path: "/strongroom.v1.Access/DeleteTokenRole" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TokenRoleRequest): Buffer => Buffer.from(TokenRoleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TokenRoleRequest => TokenRoleRequest.decode(value),
+    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
+  },
   /** Renews the caller's token (empty accessor) or the token of `accessor`. */
   renewToken: {
     path: "/strongroom.v1.Access/RenewToken" as const,
@@ -2313,6 +2757,16 @@ export interface AccessServer extends UntypedServiceImplementation {
   listBindings: handleUnaryCall<ListBindingsRequest, ListBindingsResponse>;
   /** A new token, a child of the caller's token unless `orphan`. Answers the token once. */
   createToken: handleUnaryCall<CreateTokenRequest, CreateTokenResponse>;
+  /**
+   * Creates or replaces a token role: what tokens created against it may be (their policies,
+   * lifetimes, uses, whether orphans), so that a caller granted update on
+   * sys/tokens/create/<role> can create them without holding those policies or sudo.
+   */
+  writeTokenRole: handleUnaryCall<TokenRole, AccessWriteResponse>;
+  readTokenRole: handleUnaryCall<TokenRoleRequest, TokenRole>;
+  listTokenRoles: handleUnaryCall<ListTokenRolesRequest, ListTokenRolesResponse>;
+  /** Deletes a role; tokens created against it stay as they were made. */
+  deleteTokenRole: handleUnaryCall<TokenRoleRequest, AccessWriteResponse>;
   /** Renews the caller's token (empty accessor) or the token of `accessor`. */
   renewToken: handleUnaryCall<RenewTokenRequest, TokenInfo>;
   /** Revokes the caller's token (empty accessor) or the token of `accessor`, and its descendants. */
@@ -2458,6 +2912,72 @@ export interface AccessClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates or replaces a token role: what tokens created against it may be (their policies,
+   * lifetimes, uses, whether orphans), so that a caller granted update on
+   * sys/tokens/create/<role> can create them without holding those policies or sudo.
+   */
+  writeTokenRole(
+    request: TokenRole,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  writeTokenRole(
+    request: TokenRole,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  writeTokenRole(
+    request: TokenRole,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  readTokenRole(
+    request: TokenRoleRequest,
+    callback: (error: ServiceError | null, response: TokenRole) => void,
+  ): ClientUnaryCall;
+  readTokenRole(
+    request: TokenRoleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TokenRole) => void,
+  ): ClientUnaryCall;
+  readTokenRole(
+    request: TokenRoleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TokenRole) => void,
+  ): ClientUnaryCall;
+  listTokenRoles(
+    request: ListTokenRolesRequest,
+    callback: (error: ServiceError | null, response: ListTokenRolesResponse) => void,
+  ): ClientUnaryCall;
+  listTokenRoles(
+    request: ListTokenRolesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTokenRolesResponse) => void,
+  ): ClientUnaryCall;
+  listTokenRoles(
+    request: ListTokenRolesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTokenRolesResponse) => void,
+  ): ClientUnaryCall;
+  /** Deletes a role; tokens created against it stay as they were made. */
+  deleteTokenRole(
+    request: TokenRoleRequest,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  deleteTokenRole(
+    request: TokenRoleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
+  ): ClientUnaryCall;
+  deleteTokenRole(
+    request: TokenRoleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AccessWriteResponse) => void,
   ): ClientUnaryCall;
   /** Renews the caller's token (empty accessor) or the token of `accessor`. */
   renewToken(

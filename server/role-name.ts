@@ -1,0 +1,15 @@
+// The names of roles, the PKI engine's (server/pki/) and token roles (server/access/): one rule for
+// both, so that a name an operator can give one kind of role is a name the other accepts.
+
+import { NodeError } from "./errors.js";
+
+const roleNamePattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+
+export function checkRoleName(name: string): string {
+  if (!roleNamePattern.test(name))
+    throw new NodeError(
+      "INVALID_ARGUMENT",
+      `a role name is 1 to 63 letters, digits, '_' or '-', starting with a letter or digit: got ${JSON.stringify(name)}`,
+    );
+  return name;
+}
