@@ -1,10 +1,9 @@
 // strongroom.v1.Access: policies, identity bindings, tokens and token roles. Changes run on the
-// leader and are
-// proposed as records of the access areas (server/access/access-records.ts), encrypted by the
-// barrier like any secret; every node's access view takes them as they apply. Reads wait for a
-// linearizable read barrier, so a client sees its own changes on any node. Which calls a caller
-// may make is decided by the authorizer; the token rules beyond it (a new token's policies within
-// the creator's or its role's, self-service on one's own token) are here.
+// leader and are proposed as records of the access areas (server/access/access-records.ts),
+// encrypted by the barrier like any secret; every node's access view takes them as they apply.
+// Reads wait for a linearizable read barrier, so a client sees its own changes on any node. Which
+// calls a caller may make is decided by the authorizer; the token rules beyond it (a new token's
+// policies within the creator's or its role's, self-service on one's own token) are here.
 
 import {
   AccessService,
