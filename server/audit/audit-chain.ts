@@ -44,7 +44,21 @@ export interface AuditRecord {
   readonly clientRequestId?: string;
   /** Fields whose values were replaced by their HMAC (e.g. a value written, a token). */
   readonly hashed?: Readonly<Record<string, string>>;
+  /**
+   * Request: the fields that name what the call acts on or grants, in the clear as paths are (a
+   * policy, an identity, a token role, a token's accessor, a member, a lease, a prefix; the
+   * policies granted). Never a value, a token or a share.
+   */
+  readonly target?: Readonly<Record<string, AuditedValue>>;
+  /**
+   * Response: what the call made (a revision, a version, a new token's accessor, a lease id, a
+   * certificate's serial); a token it issued is in `hashed.issuedToken`.
+   */
+  readonly result?: Readonly<Record<string, AuditedValue>>;
 }
+
+/** A request or response field as an entry records it (long strings and lists cut). */
+export type AuditedValue = string | number | boolean | readonly string[];
 
 export interface AuditLine {
   readonly v: number;

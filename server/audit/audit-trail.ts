@@ -11,7 +11,10 @@
 // Sensitive fields (a value written, a share) are never written: while the node is unsealed they
 // become an HMAC under the audit key, which is derived from the root key (so every unsealed node
 // has it, and it is stored nowhere); while sealed, they are written as "[redacted]" and no
-// checkpoint is written (its MAC needs the key).
+// checkpoint is written (its MAC needs the key). What a call acted on (the request fields that
+// name a policy, an identity, a role, an accessor, a member, a lease) and what it made (a revision,
+// a version, a new token's accessor) are recorded in the clear, as paths are; a token a call issued
+// is recorded as the HMAC its holder's calls will carry.
 
 import { createHmac, randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
@@ -21,7 +24,7 @@ import { mapError, NodeError } from "../errors.js";
 import type { Interceptor, RequestContext } from "../request.js";
 import { RootDerivedKey } from "../root-derived-key.js";
 import { TokenHashMemo } from "../token-hash-memo.js";
-import { type AuditRecord, hashSensitive } from "./audit-chain.js";
+import { type AuditedValue, type AuditRecord, hashSensitive } from "./audit-chain.js";
 import { type AuditDurability, AuditFile } from "./audit-file.js";
 import { AuditSocket } from "./audit-socket.js";
 
@@ -56,6 +59,36 @@ const defaultStalledAfterMs = 1000;
 
 /** Request fields whose values never reach the audit trail in the clear. */
 const sensitiveFields = ["value", "share", "document"];
+
+/**
+ * Request fields that name what a call acts on or grants, recorded in the clear as paths are:
+ * without them an entry says a policy was written or a token revoked, not which. Top-level fields
+ * only, and none of them ever holds a value, a token or a share (a generator's nested fields are
+ * not looked at).
+ */
+const targetFields = [
+  "prefix",
+  "name",
+  "identity",
+  "role",
+  "accessor",
+  "nodeId",
+  "id",
+  "policies",
+  "allowedPolicies",
+  "allowedNames",
+  "commonName",
+  "dnsNames",
+  "reason",
+];
+
+/** Response fields that say what a call made, recorded in the clear. */
+const resultFields = ["revision", "version", "leaseId", "serial", "disabledAtRevision"];
+/** Response fields holding a token the call issued: recorded as HMACs, as the caller's token is. */
+const issuedTokenFields = ["token", "rootToken"];
+/** A recorded string or list is cut at this many characters or entries (a request may be 2 MiB). */
+const auditedStringMax = 256;
+const auditedListMax = 64;
 
 /** The capability a method needs (for the audit entry now; for authorization with policies later). */
 const capabilities: Record<string, string> = {
@@ -232,7 +265,7 @@ export class AuditTrail {
         await finish(error).catch(() => {});
         throw error;
       }
-      await finish(null).catch(withheldAnswer);
+      await finish(null, response).catch(withheldAnswer);
       return response;
     };
   }
@@ -254,7 +287,7 @@ export class AuditTrail {
       (response) => ({ failed: false as const, response }),
       (error: unknown) => ({ failed: true as const, error }),
     );
-    let finish: (error: unknown) => Promise<void>;
+    let finish: (error: unknown, response?: unknown) => Promise<void>;
     try {
       finish = await begun;
     } catch (refused) {
@@ -270,7 +303,7 @@ export class AuditTrail {
     }
     const outcome = await ran;
     if (!outcome.failed) {
-      await finish(null).catch(withheldAnswer);
+      await finish(null, outcome.response).catch(withheldAnswer);
       return outcome.response;
     }
     await finish(outcome.error).catch(() => {});
@@ -301,7 +334,7 @@ export class AuditTrail {
     }
     // Appended in the same turn, the two entries go to disk in the same write.
     const requestWritten = this.write({ ...base, type: "request" });
-    const responseWritten = this.writeResponse(base, started, failure);
+    const responseWritten = this.writeResponse(base, started, failure, response);
     try {
       await requestWritten;
     } catch (refused) {
@@ -321,21 +354,24 @@ export class AuditTrail {
 
   /**
    * Writes the request entry of a call (refusing it when no sink can), and returns what writes its
-   * response entry: with null when it succeeded, with the error otherwise. For streaming calls,
-   * which do not pass through the interceptor chain.
+   * response entry: with null (and its response, if any) when it succeeded, with the error
+   * otherwise. For streaming calls, which do not pass through the interceptor chain.
    */
-  async begin(context: RequestContext, request: unknown): Promise<(error: unknown) => Promise<void>> {
+  async begin(
+    context: RequestContext,
+    request: unknown,
+  ): Promise<(error: unknown, response?: unknown) => Promise<void>> {
     const started = performance.now();
     const base = this.baseRecord(context, request, randomUUID());
     await this.write({ ...base, type: "request" });
     this.inFlight += 1;
     let finished = false;
-    return async (error) => {
+    return async (error, response) => {
       if (finished) return;
       finished = true;
       this.inFlight -= 1;
       try {
-        await this.writeResponse(base, started, error);
+        await this.writeResponse(base, started, error, response);
       } catch (failure) {
         // A request entry without its response: the trail is incomplete for this call.
         this.responsesLost.inc();
@@ -344,10 +380,15 @@ export class AuditTrail {
     };
   }
 
-  private writeResponse(base: Omit<AuditRecord, "type">, started: number, error: unknown): Promise<void> {
+  private writeResponse(
+    base: Omit<AuditRecord, "type">,
+    started: number,
+    error: unknown,
+    response?: unknown,
+  ): Promise<void> {
     if (error === null) {
       return this.write({
-        ...base,
+        ...this.withResult(base, response),
         type: "response",
         outcome: "ok",
         code: "OK",
@@ -512,6 +553,7 @@ export class AuditTrail {
     // The caller's token, as an auditor holding a token can recognize it: HMAC(audit key, token).
     if (context.token !== null)
       hashed.token = auditKey === null ? "[redacted]" : this.tokenHashes.of(auditKey, context.token);
+    const target = auditedFields(fields, targetFields);
     return {
       requestId,
       identity: context.identity,
@@ -525,8 +567,70 @@ export class AuditTrail {
         ? { clientRequestId: fields.requestId }
         : {}),
       ...(Object.keys(hashed).length === 0 ? {} : { hashed }),
+      ...(target === null ? {} : { target }),
     };
   }
+
+  /** The response entry's `result`, and the HMAC of a token the call issued, from its response. */
+  private withResult(base: Omit<AuditRecord, "type">, response: unknown): Omit<AuditRecord, "type"> {
+    if (typeof response !== "object" || response === null) return base;
+    const fields = response as Record<string, unknown>;
+    // A token's accessor is in its info (CreateToken, RenewToken, LookupToken answer TokenInfo).
+    const info = fields.info;
+    const accessor =
+      typeof fields.accessor === "string"
+        ? fields.accessor
+        : typeof info === "object" && info !== null
+          ? (info as Record<string, unknown>).accessor
+          : undefined;
+    const result = auditedFields({ ...fields, accessor }, [...resultFields, "accessor"]);
+    const issued = issuedTokenFields
+      .map((field) => fields[field])
+      .find((value) => typeof value === "string" && value !== "");
+    if (result === null && issued === undefined) return base;
+    const auditKey = typeof issued === "string" ? this.currentAuditKey() : null;
+    return {
+      ...base,
+      ...(result === null ? {} : { result }),
+      ...(typeof issued === "string"
+        ? {
+            hashed: {
+              ...base.hashed,
+              issuedToken: auditKey === null ? "[redacted]" : hashSensitive(auditKey, issued),
+            },
+          }
+        : {}),
+    };
+  }
+}
+
+/**
+ * The fields of `names` that `fields` holds with a value worth recording (a non-empty string or
+ * list, a number other than 0, true), strings and lists cut; null when there are none.
+ */
+function auditedFields(
+  fields: Record<string, unknown>,
+  names: readonly string[],
+): Record<string, AuditedValue> | null {
+  const recorded: Record<string, AuditedValue> = {};
+  for (const name of names) {
+    const value = fields[name];
+    if (typeof value === "string" && value !== "") recorded[name] = cutString(value);
+    else if (typeof value === "number" && value !== 0 && Number.isFinite(value)) recorded[name] = value;
+    else if (typeof value === "boolean" && value) recorded[name] = value;
+    else if (Array.isArray(value) && value.length > 0 && value.every((entry) => typeof entry === "string")) {
+      const kept = value.slice(0, auditedListMax).map(cutString);
+      recorded[name] =
+        value.length > auditedListMax ? [...kept, `…and ${value.length - auditedListMax} more`] : kept;
+    }
+  }
+  return Object.keys(recorded).length === 0 ? null : recorded;
+}
+
+function cutString(value: string): string {
+  return value.length <= auditedStringMax
+    ? value
+    : `${value.slice(0, auditedStringMax)}…(${value.length} characters)`;
 }
 
 function elapsed(started: number): number {

@@ -1,6 +1,7 @@
 // The audit trail on a running cluster: every call - served, forwarded or refused - has a request
-// entry and a response entry on the node that took it; values appear only as HMACs; the chain
-// verifies. Sinks on small tmpfs mounts (the test mounts them: it runs as root, as CI does) fill up:
+// entry and a response entry on the node that took it; values appear only as HMACs; entries name
+// what each call acted on and what it made, and a token issued is recorded as the HMAC its later
+// calls carry; the chain verifies. Sinks on small tmpfs mounts (the test mounts them: it runs as root, as CI does) fill up:
 // with one full the node keeps serving, with all full it refuses with AUDIT_UNAVAILABLE, and it
 // serves again once there is room.
 
@@ -76,6 +77,8 @@ interface Entry {
   forwardedBy?: string;
   clientRequestId?: string;
   hashed?: Record<string, string>;
+  target?: Record<string, unknown>;
+  result?: Record<string, unknown>;
 }
 
 function entriesOf(directories: readonly string[]): Entry[] {
@@ -213,6 +216,74 @@ function fill(directory: string): void {
     // ENOSPC: the mount is full now, which is the point.
   }
 }
+
+it("names what each call acted on and made, and ties a token issued to its later calls", async () => {
+  const n3 = clientOf("n3");
+  const policy = JSON.stringify({ name: "audited", rules: [{ path: "audited/*", capabilities: ["read"] }] });
+  const written = await call(n3.access.writePolicy.bind(n3.access), { name: "audited", document: policy });
+  await call(n3.access.bindIdentity.bind(n3.access), { identity: "auditee", policies: ["audited"] });
+  const created = await call(n3.access.createToken.bind(n3.access), {
+    policies: ["audited"],
+    ttlMs: 60_000,
+    maxTtlMs: 0,
+    renewable: false,
+    orphan: false,
+    displayName: "",
+    numUses: 0,
+    role: "",
+  });
+  const holder = clientsFor(`${specs[2]?.host}:${specs[2]?.clientPort}`, pki, "auditee", created.token);
+  const read = await callError(holder.secrets.get.bind(holder.secrets), {
+    path: "audited/none",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  });
+  holder.close();
+  expect(read.code).toBe(status.NOT_FOUND);
+  const accessor = created.info?.accessor ?? "";
+  await call(n3.access.revokeToken.bind(n3.access), { accessor });
+  // A name past the entries' limit is recorded cut, with its length.
+  const long = "p".repeat(1000);
+  await callError(n3.access.writePolicy.bind(n3.access), { name: long, document: policy });
+
+  const entries = entriesOf(auditDirectories("n3"));
+  const one = (method: string, type: string, match: (entry: Entry) => boolean = () => true) => {
+    const found = entries.filter(
+      (entry) => entry.method === `/strongroom.v1.${method}` && entry.type === type && match(entry),
+    );
+    expect(found, `${method} ${type}`).toHaveLength(1);
+    return found[0] as Entry;
+  };
+  const auditedName = (entry: Entry) => entry.target?.name === "audited";
+  expect(one("Access/WritePolicy", "request", auditedName).target).toEqual({ name: "audited" });
+  expect(one("Access/WritePolicy", "response", auditedName).result).toEqual({ revision: written.revision });
+  expect(one("Access/BindIdentity", "request").target).toEqual({
+    identity: "auditee",
+    policies: ["audited"],
+  });
+  const creation = one("Access/CreateToken", "response");
+  expect(creation.target).toEqual({ policies: ["audited"] });
+  expect(creation.result).toEqual({ accessor });
+  // The token issued is never in the file, but its HMAC is: the one its holder's calls carry.
+  const issued = creation.hashed?.issuedToken;
+  expect(issued).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+  const hash = await call(n3.sys.auditHash.bind(n3.sys), { input: new TextEncoder().encode(created.token) });
+  expect(issued).toBe(hash.hash);
+  const use = one("Secrets/Get", "request", (entry) => entry.identity === "auditee");
+  expect(use.hashed?.token).toBe(issued);
+  expect(one("Access/RevokeToken", "request").target).toEqual({ accessor });
+  const cut = one("Access/WritePolicy", "response", (entry) => entry.outcome === "error");
+  expect(cut.target?.name).toBe(`${"p".repeat(256)}…(1000 characters)`);
+  // A write's response names the version and revision it made.
+  const put = entries.find(
+    (entry) =>
+      entry.method === "/strongroom.v1.Secrets/Put" && entry.type === "response" && entry.outcome === "ok",
+  );
+  expect(put?.result).toMatchObject({ version: expect.any(Number), revision: expect.any(Number) });
+  for (const file of listAuditFiles(auditDirectories("n3")[0] ?? ""))
+    expect(readFileSync(file, "utf8")).not.toContain(created.token);
+});
 
 it("keeps serving with one sink full, refuses with AUDIT_UNAVAILABLE when all are, and recovers", async () => {
   const n1 = clientOf("n1").secrets;
