@@ -327,6 +327,34 @@ export function registerAccessCommands(program: Command, output: Output = proces
       }),
     );
 
+  formatFlag(connectionFlags(token.command("capabilities")))
+    .argument("<path...>", "secrets' paths, or sys/ paths (docs/security.md)")
+    .description(
+      "what the caller may do on each path - or the token of --accessor, or --identity by its bindings",
+    )
+    .addOption(optionMeaning("--accessor <accessor>", "another token's accessor", "", "the caller's own"))
+    .addOption(
+      optionMeaning("--identity <name>", "a client identity without a token", "", "the caller's own"),
+    )
+    .action((paths: string[], options: Formatted & { accessor: string; identity: string }) =>
+      run(output, async () => {
+        if (options.accessor !== "" && options.identity !== "")
+          throw new UsageError("give --accessor or --identity, not both");
+        const answer = await withClient(options, (client) =>
+          client.access.capabilities({ paths, accessor: options.accessor, identity: options.identity }),
+        );
+        emit(output, options.format, answer, () => {
+          const lines = table(
+            ["path", "capabilities"],
+            answer.paths.map((entry) => [entry.path, entry.capabilities.join(", ") || "none"]),
+          );
+          return answer.identityDisabled
+            ? `${lines}(the identity is disabled: it may do nothing until an operator enables it)\n`
+            : lines;
+        });
+      }),
+    );
+
   const role = token
     .command("role")
     .description("token roles: the policies and limits of tokens whoever may use the role can create");

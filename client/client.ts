@@ -142,6 +142,7 @@ const readOnly = new Set<string>([
   AccessService.listPolicies.path,
   AccessService.listBindings.path,
   AccessService.lookupToken.path,
+  AccessService.capabilities.path,
   AccessService.readTokenRole.path,
   AccessService.listTokenRoles.path,
   AccessService.listDisabledIdentities.path,

@@ -288,11 +288,7 @@ export class Authorizer {
       );
     }
     if (token === null) {
-      const names = new Set<string>();
-      for (const binding of records.bindings.values()) {
-        if (bindingCovers(binding.identity, identity)) for (const name of binding.policies) names.add(name);
-      }
-      const policyNames = [...names].sort();
+      const policyNames = boundPolicyNames(records, identity);
       return {
         identity,
         tokenHash: null,
@@ -323,6 +319,15 @@ export class Authorizer {
       policies: this.policiesOf(records, record.policies),
     };
   }
+}
+
+/** The policies an identity's bindings give it (exact and prefix bindings), sorted. */
+export function boundPolicyNames(records: AccessRecords, identity: string): string[] {
+  const names = new Set<string>();
+  for (const binding of records.bindings.values()) {
+    if (bindingCovers(binding.identity, identity)) for (const name of binding.policies) names.add(name);
+  }
+  return [...names].sort();
 }
 
 /** The caller that check() put on the call's context (only the authorizer puts one there). */

@@ -119,6 +119,8 @@ export const methodPermissions: ReadonlyMap<string, Permission> = new Map<string
   ["/strongroom.v1.Access/RenewToken", caller],
   ["/strongroom.v1.Access/RevokeToken", caller],
   ["/strongroom.v1.Access/LookupToken", caller],
+  // About oneself: any caller; about another token or identity, the handler checks as a lookup.
+  ["/strongroom.v1.Access/Capabilities", caller],
   ["/strongroom.v1.Access/ConsumeTokenUse", { kind: "peer" }],
   // Emergency revocation takes credentials from others and can rotate everything: sudo.
   ["/strongroom.v1.Access/RevokeIdentity", on(fixed("sys/revoke"), "update", true)],

@@ -9,6 +9,8 @@ import {
   AccessService,
   type AccessWriteResponse,
   type BindIdentityRequest,
+  type CapabilitiesRequest,
+  type CapabilitiesResponse,
   type CreateTokenRequest,
   type CreateTokenResponse,
   type IdentityBinding,
@@ -37,13 +39,19 @@ import {
   type TokenRoleRecord,
 } from "../access/access-records.js";
 import type { AccessRecords, AccessView } from "../access/access-view.js";
-import { type Authorizer, type Caller, rootPolicyName, tokenDepthMax } from "../access/authorizer.js";
+import {
+  type Authorizer,
+  boundPolicyNames,
+  type Caller,
+  rootPolicyName,
+  tokenDepthMax,
+} from "../access/authorizer.js";
 import { checkAccessor, newAccessor, newToken } from "../access/token-ids.js";
 import type { NodeConfig } from "../config.js";
 import { formatDuration } from "../durations.js";
 import { NodeError } from "../errors.js";
 import { requireLeaseRoom } from "../leases/lease-manager.js";
-import { PolicyError, parsePolicy } from "../policy/policy.js";
+import { authorize, capabilities, PolicyError, parsePolicy } from "../policy/policy.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import { checkRoleName } from "../role-name.js";
@@ -85,12 +93,15 @@ export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string
     renewToken: method(service.renewToken, "leader", (r, c) => api.renewToken(r, c), serving),
     revokeToken: method(service.revokeToken, "leader", (r, c) => api.revokeToken(r, c), serving),
     lookupToken: readMethod(service.lookupToken, (r, c) => api.lookupToken(r, c), serving),
+    capabilities: readMethod(service.capabilities, (r, c) => api.capabilities(r, c), serving),
     consumeTokenUse: method(service.consumeTokenUse, "leader", (_r, c) => api.consumeTokenUse(c), serving),
   };
 }
 
 const displayNamePattern = /^[\x20-\x7e]{0,64}$/;
 const policiesPerBindingMax = 64;
+/** Paths one Capabilities call may ask about, and the longest path it takes. */
+export const capabilitiesLimits = { pathsMax: 64, pathCharactersMax: 1024 } as const;
 /** Token roles a cluster holds, and the policies one role may allow. */
 export const tokenRoleLimits = { rolesMax: 1000, allowedPoliciesMax: 64 } as const;
 /** Policies a "no policy named" error names before it counts the rest. */
@@ -482,6 +493,52 @@ export class AccessApi {
     await this.linearizableRecords(context);
     const { record, records } = await this.target(request.accessor, "read", context);
     return this.info(records, record);
+  }
+
+  /**
+   * What the caller, the token of `accessor` or the identity `identity` (by its bindings) may do
+   * on each path asked: the capabilities its policies grant there, as the authorizer decides them
+   * (an explicit deny leaves none). About another, it needs what a lookup of it needs.
+   */
+  async capabilities(request: CapabilitiesRequest, context: RequestContext): Promise<CapabilitiesResponse> {
+    const { authorizer } = this.parts;
+    if (request.paths.length === 0 || request.paths.length > capabilitiesLimits.pathsMax)
+      throw new NodeError("INVALID_ARGUMENT", `ask about 1 to ${capabilitiesLimits.pathsMax} paths`);
+    const tooLong = request.paths.find((path) => path.length > capabilitiesLimits.pathCharactersMax);
+    if (tooLong !== undefined)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `a path asked about is at most ${capabilitiesLimits.pathCharactersMax} characters: got ${tooLong.length}`,
+      );
+    if (request.accessor !== "" && request.identity !== "")
+      throw new NodeError("INVALID_ARGUMENT", "ask about a token (accessor) or an identity, not both");
+    const records = await this.linearizableRecords(context);
+    const caller = await authorizer.caller(context);
+    let policyNames: readonly string[];
+    let identityDisabled = false;
+    if (request.accessor !== "") {
+      policyNames = (await this.target(request.accessor, "read", context)).record.policies;
+    } else if (request.identity !== "") {
+      const identity = checkIdentityPattern(request.identity);
+      if (identity.endsWith("*"))
+        throw new NodeError("INVALID_ARGUMENT", "ask about one identity, not a prefix of identities");
+      authorizer.require(caller, "sys/identities", "read");
+      identityDisabled = records.disabledIdentities.has(identity);
+      policyNames = boundPolicyNames(records, identity);
+    } else policyNames = caller.policyNames;
+    const policies = authorizer.policiesOf(records, policyNames);
+    return {
+      paths: request.paths.map((path) => ({
+        path,
+        capabilities: identityDisabled
+          ? []
+          : capabilities.filter(
+              (capability) => capability !== "deny" && authorize(policies, path, capability).allowed,
+            ),
+      })),
+      policies: [...policyNames],
+      identityDisabled,
+    };
   }
 
   /**

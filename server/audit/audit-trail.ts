@@ -80,6 +80,7 @@ const targetFields = [
   "commonName",
   "dnsNames",
   "reason",
+  "paths",
 ];
 
 /** Response fields that say what a call made, recorded in the clear. */

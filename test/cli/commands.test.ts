@@ -470,7 +470,7 @@ it("certs, leases and revoke: the internal CA, a role, an issued certificate, it
   expect((await strongroom(["policy", "unbind", "victim"])).code).toBe(0);
 });
 
-it("token roles: written, read, used by token create --role, listed and deleted", async () => {
+it("token roles: written, read, used by token create --role, listed and deleted; token capabilities", async () => {
   const policyFile = join(root, "ci-deploy.json");
   writeFileSync(
     policyFile,
@@ -509,6 +509,20 @@ it("token roles: written, read, used by token create --role, listed and deleted"
   expect(await strongroom(["token", "create", "--role", "ci"])).toMatchObject({
     code: 1,
     stderr: expect.stringContaining("no token role named ci (NOT_FOUND)"),
+  });
+
+  // What a caller, or an identity by its bindings, may do on paths.
+  expect((await strongroom(["token", "capabilities", "deploy/app"])).stdout).toBe(
+    "path        capabilities\ndeploy/app  create, read, update, delete, list, destroy, sudo\n",
+  );
+  expect((await strongroom(["token", "capabilities", "deploy/app", "--identity", "nobody"])).stdout).toBe(
+    "path        capabilities\ndeploy/app  none\n",
+  );
+  expect(
+    await strongroom(["token", "capabilities", "a", "--identity", "x", "--accessor", "y"]),
+  ).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining("give --accessor or --identity, not both"),
   });
 });
 

@@ -257,6 +257,99 @@ describe("policies", () => {
     ).toBe("PERMISSION_DENIED");
   });
 
+  it("capabilities: what a caller, a token or an identity may do on each path, as the authorizer decides", async () => {
+    const policy = (rules: { path: string; capabilities: string[] }[]) =>
+      writePolicy(JSON.stringify({ name: "cap-app", rules }), "cap-app");
+    await policy([
+      { path: "cap/*", capabilities: ["read", "list"] },
+      { path: "cap/locked", capabilities: ["deny"] },
+      { path: "sys/tokens/create/cap", capabilities: ["update"] },
+    ]);
+    await bind("cap-user", ["cap-app"]);
+    const paths = ["cap/db", "cap/locked", "elsewhere/x", "sys/tokens/create/cap"];
+    const expected = [
+      { path: "cap/db", capabilities: ["read", "list"] },
+      { path: "cap/locked", capabilities: [] },
+      { path: "elsewhere/x", capabilities: [] },
+      { path: "sys/tokens/create/cap", capabilities: ["update"] },
+    ];
+    const capabilitiesOf = async (clients: Clients, request: { accessor?: string; identity?: string }) =>
+      call(clients.access.capabilities.bind(clients.access), {
+        paths,
+        accessor: "",
+        identity: "",
+        ...request,
+      });
+    // The caller itself, by certificate identity and its bindings.
+    const user = clientAs(1, "cap-user");
+    expect(await capabilitiesOf(user, {})).toEqual({
+      paths: expected,
+      policies: ["cap-app"],
+      identityDisabled: false,
+    });
+    // An identity asked about by an operator; a token by its accessor.
+    expect((await capabilitiesOf(asRoot(2), { identity: "cap-user" })).paths).toEqual(expected);
+    const token = await createToken(asRoot(), { policies: ["cap-app"], ttlMs: 60_000 });
+    expect((await capabilitiesOf(asRoot(0), { accessor: token.info?.accessor ?? "" })).paths).toEqual(
+      expected,
+    );
+    // Root may do everything everywhere.
+    expect((await capabilitiesOf(asRoot(1), {})).paths[2]).toEqual({
+      path: "elsewhere/x",
+      capabilities: ["create", "read", "update", "delete", "list", "destroy", "sudo"],
+    });
+    // A change shows on any node as soon as it is answered (the answer waits for a read barrier).
+    await policy([{ path: "cap/*", capabilities: ["create", "read"] }]);
+    expect((await capabilitiesOf(clientAs(2, "cap-user"), {})).paths[0]).toEqual({
+      path: "cap/db",
+      capabilities: ["create", "read"],
+    });
+
+    // About others only with what a lookup of them needs; bad requests named.
+    const refusal = async (request: { paths?: string[]; accessor?: string; identity?: string }) => {
+      const error = await callError(user.access.capabilities.bind(user.access), {
+        paths,
+        accessor: "",
+        identity: "",
+        ...request,
+      });
+      return { code: error.code, details: error.details };
+    };
+    expect(await refusal({ identity: "operator" })).toEqual({
+      code: status.PERMISSION_DENIED,
+      details: "cap-user may not read sys/identities",
+    });
+    expect(await refusal({ accessor: token.info?.accessor ?? "" })).toMatchObject({
+      code: status.PERMISSION_DENIED,
+    });
+    expect(await refusal({ paths: [] })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: "ask about 1 to 64 paths",
+    });
+    expect(await refusal({ paths: Array.from({ length: 65 }, (_, index) => `cap/${index}`) })).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+    });
+    expect(await refusal({ paths: ["x".repeat(1025)] })).toEqual({
+      code: status.INVALID_ARGUMENT,
+      details: "a path asked about is at most 1024 characters: got 1025",
+    });
+    expect(await refusal({ identity: "cap-*" })).toMatchObject({ code: status.INVALID_ARGUMENT });
+    expect(await refusal({ identity: "a", accessor: "b" })).toMatchObject({ code: status.INVALID_ARGUMENT });
+
+    // A disabled identity may do nothing, whatever its bindings say.
+    await bind("cap-gone", ["cap-app"]);
+    const admin = asRoot(0).access;
+    await call(admin.revokeIdentity.bind(admin), {
+      identity: "cap-gone",
+      rotateReadable: false,
+      keepEnabled: false,
+      reason: "capabilities test",
+    });
+    const gone = await capabilitiesOf(asRoot(1), { identity: "cap-gone" });
+    expect(gone).toMatchObject({ identityDisabled: true, policies: ["cap-app"] });
+    expect(gone.paths.every((entry) => entry.capabilities.length === 0)).toBe(true);
+  });
+
   it("sudo is needed, beside the capability, for operations on the cluster itself", async () => {
     await writePolicy(
       JSON.stringify({ name: "rotator", rules: [{ path: "sys/rotate", capabilities: ["update"] }] }),

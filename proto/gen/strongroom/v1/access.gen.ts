@@ -168,6 +168,33 @@ export interface TokenInfo {
   role: string;
 }
 
+export interface CapabilitiesRequest {
+  /**
+   * 1 to 64 paths: secrets' paths, or the sys/ paths that other calls are checked against
+   * (docs/security.md), each at most 1,024 characters.
+   */
+  paths: string[];
+  /** Another token, by its accessor (needs read on sys/tokens/accessors/<accessor>). */
+  accessor: string;
+  /** A client identity without a token, by its bindings (needs read on sys/identities). */
+  identity: string;
+}
+
+export interface PathCapabilities {
+  path: string;
+  /** What is granted there (create, read, update, delete, list, destroy, sudo); empty: nothing. */
+  capabilities: string[];
+}
+
+export interface CapabilitiesResponse {
+  /** In the order asked. */
+  paths: PathCapabilities[];
+  /** The policies the answer comes from. */
+  policies: string[];
+  /** The identity asked about is disabled: it may do nothing, whatever its policies say. */
+  identityDisabled: boolean;
+}
+
 export interface ConsumeTokenUseRequest {
 }
 
@@ -1940,6 +1967,267 @@ export const TokenInfo: MessageFns<TokenInfo> = {
   },
 };
 
+function createBaseCapabilitiesRequest(): CapabilitiesRequest {
+  return { paths: [], accessor: "", identity: "" };
+}
+
+export const CapabilitiesRequest: MessageFns<CapabilitiesRequest> = {
+  encode(message: CapabilitiesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.paths) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.accessor !== "") {
+      writer.uint32(18).string(message.accessor);
+    }
+    if (message.identity !== "") {
+      writer.uint32(26).string(message.identity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CapabilitiesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapabilitiesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.paths.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accessor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.identity = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CapabilitiesRequest {
+    return {
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => globalThis.String(e)) : [],
+      accessor: isSet(object.accessor) ? globalThis.String(object.accessor) : "",
+      identity: isSet(object.identity) ? globalThis.String(object.identity) : "",
+    };
+  },
+
+  toJSON(message: CapabilitiesRequest): unknown {
+    const obj: any = {};
+    if (message.paths?.length) {
+      obj.paths = message.paths;
+    }
+    if (message.accessor !== "") {
+      obj.accessor = message.accessor;
+    }
+    if (message.identity !== "") {
+      obj.identity = message.identity;
+    }
+    return obj;
+  },
+};
+
+function createBasePathCapabilities(): PathCapabilities {
+  return { path: "", capabilities: [] };
+}
+
+export const PathCapabilities: MessageFns<PathCapabilities> = {
+  encode(message: PathCapabilities, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    for (const v of message.capabilities) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PathCapabilities {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePathCapabilities();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.capabilities.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PathCapabilities {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      capabilities: globalThis.Array.isArray(object?.capabilities)
+        ? object.capabilities.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: PathCapabilities): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.capabilities?.length) {
+      obj.capabilities = message.capabilities;
+    }
+    return obj;
+  },
+};
+
+function createBaseCapabilitiesResponse(): CapabilitiesResponse {
+  return { paths: [], policies: [], identityDisabled: false };
+}
+
+export const CapabilitiesResponse: MessageFns<CapabilitiesResponse> = {
+  encode(message: CapabilitiesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.paths) {
+      PathCapabilities.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.policies) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.identityDisabled !== false) {
+      writer.uint32(24).bool(message.identityDisabled);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CapabilitiesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCapabilitiesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.paths.push(PathCapabilities.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.policies.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.identityDisabled = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CapabilitiesResponse {
+    return {
+      paths: globalThis.Array.isArray(object?.paths) ? object.paths.map((e: any) => PathCapabilities.fromJSON(e)) : [],
+      policies: globalThis.Array.isArray(object?.policies) ? object.policies.map((e: any) => globalThis.String(e)) : [],
+      identityDisabled: isSet(object.identityDisabled)
+        ? globalThis.Boolean(object.identityDisabled)
+        : isSet(object.identity_disabled)
+        ? globalThis.Boolean(object.identity_disabled)
+        : false,
+    };
+  },
+
+  toJSON(message: CapabilitiesResponse): unknown {
+    const obj: any = {};
+    if (message.paths?.length) {
+      obj.paths = message.paths.map((e) => PathCapabilities.toJSON(e));
+    }
+    if (message.policies?.length) {
+      obj.policies = message.policies;
+    }
+    if (message.identityDisabled !== false) {
+      obj.identityDisabled = message.identityDisabled;
+    }
+    return obj;
+  },
+};
+
 function createBaseConsumeTokenUseRequest(): ConsumeTokenUseRequest {
   return {};
 }
@@ -2691,6 +2979,20 @@ export const AccessService = {
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
   /**
+   * What the caller may do on each of `paths` - or the token of `accessor`, or the client identity
+   * `identity` by its bindings: for an operator checking a policy, or a client what it may ask.
+   */
+  capabilities: {
+    path: "/strongroom.v1.Access/Capabilities" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CapabilitiesRequest): Buffer => Buffer.from(CapabilitiesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CapabilitiesRequest => CapabilitiesRequest.decode(value),
+    responseSerialize: (value: CapabilitiesResponse): Buffer =>
+      Buffer.from(CapabilitiesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CapabilitiesResponse => CapabilitiesResponse.decode(value),
+  },
+  /**
    * Between nodes only (clients are refused): the node where a call made with a use-limited token
    * runs spends one of its uses on the leader just before running it.
    */
@@ -2773,6 +3075,11 @@ export interface AccessServer extends UntypedServiceImplementation {
   revokeToken: handleUnaryCall<TokenAccessorRequest, AccessWriteResponse>;
   /** Describes the caller's token (empty accessor) or the token of `accessor`. */
   lookupToken: handleUnaryCall<TokenAccessorRequest, TokenInfo>;
+  /**
+   * What the caller may do on each of `paths` - or the token of `accessor`, or the client identity
+   * `identity` by its bindings: for an operator checking a policy, or a client what it may ask.
+   */
+  capabilities: handleUnaryCall<CapabilitiesRequest, CapabilitiesResponse>;
   /**
    * Between nodes only (clients are refused): the node where a call made with a use-limited token
    * runs spends one of its uses on the leader just before running it.
@@ -3026,6 +3333,25 @@ export interface AccessClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TokenInfo) => void,
+  ): ClientUnaryCall;
+  /**
+   * What the caller may do on each of `paths` - or the token of `accessor`, or the client identity
+   * `identity` by its bindings: for an operator checking a policy, or a client what it may ask.
+   */
+  capabilities(
+    request: CapabilitiesRequest,
+    callback: (error: ServiceError | null, response: CapabilitiesResponse) => void,
+  ): ClientUnaryCall;
+  capabilities(
+    request: CapabilitiesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CapabilitiesResponse) => void,
+  ): ClientUnaryCall;
+  capabilities(
+    request: CapabilitiesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CapabilitiesResponse) => void,
   ): ClientUnaryCall;
   /**
    * Between nodes only (clients are refused): the node where a call made with a use-limited token
