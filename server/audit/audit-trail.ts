@@ -576,7 +576,8 @@ export class AuditTrail {
   private withResult(base: Omit<AuditRecord, "type">, response: unknown): Omit<AuditRecord, "type"> {
     if (typeof response !== "object" || response === null) return base;
     const fields = response as Record<string, unknown>;
-    // A token's accessor is in its info (CreateToken, RenewToken, LookupToken answer TokenInfo).
+    let result = auditedFields(fields, resultFields);
+    // A token's accessor: in TokenInfo (RenewToken, LookupToken), or in its info (CreateToken).
     const info = fields.info;
     const accessor =
       typeof fields.accessor === "string"
@@ -584,7 +585,8 @@ export class AuditTrail {
         : typeof info === "object" && info !== null
           ? (info as Record<string, unknown>).accessor
           : undefined;
-    const result = auditedFields({ ...fields, accessor }, [...resultFields, "accessor"]);
+    if (typeof accessor === "string" && accessor !== "")
+      result = { ...result, accessor: cutString(accessor) };
     const issued = issuedTokenFields
       .map((field) => fields[field])
       .find((value) => typeof value === "string" && value !== "");
