@@ -9,7 +9,8 @@ export function checkRoleName(name: string): string {
   if (!roleNamePattern.test(name))
     throw new NodeError(
       "INVALID_ARGUMENT",
-      `a role name is 1 to 63 letters, digits, '_' or '-', starting with a letter or digit: got ${JSON.stringify(name)}`,
+      // Cut: a request may carry a name of megabytes, and the message reaches logs and terminals.
+      `a role name is 1 to 63 letters, digits, '_' or '-', starting with a letter or digit: got ${JSON.stringify(name.slice(0, 80))}${name.length > 80 ? ` (${name.length} characters)` : ""}`,
     );
   return name;
 }

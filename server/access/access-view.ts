@@ -1,7 +1,7 @@
 // The node's view of access control: every policy, identity binding, token, token role, lease and
-// disabled identity record, kept in memory so that a request is authorized without a disk read. Applied commands update it as they
-// apply (synchronously, before the next request can see the state), so a change takes effect on a
-// node at the index where it applies there. Records are kept as ciphertext and decrypted when a
+// disabled identity record, kept in memory so that a request is authorized without a disk read.
+// Applied commands update it as they apply (synchronously, before the next request can see the
+// state), so a change takes effect on a node at the index where it applies there. Records are kept as ciphertext and decrypted when a
 // request needs them (only an unsealed node can); decrypted records are dropped when the node
 // seals. A snapshot restore reloads the whole view.
 
