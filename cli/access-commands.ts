@@ -56,6 +56,7 @@ function tokenRows(info: TokenInfo): [string, string][] {
     ["tenant", info.tenant || "-"],
     ["uses left", info.useLimited ? String(info.usesLeft) : "no limit"],
     ["role", info.role || "-"],
+    ["bound to", info.boundIdentities.join(", ") || "any identity"],
   ];
 }
 
@@ -221,6 +222,15 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .addOption(optionMeaning("--display-name <name>", "a name to recognize it by", "", "none"))
     .addOption(
       optionMeaning(
+        "--bound-identity <identity>",
+        'a client identity, or a prefix ending in "*", that may present it (repeat); others cannot',
+        [],
+        "any identity, or the role's",
+        collect,
+      ),
+    )
+    .addOption(
+      optionMeaning(
         "--uses <count>",
         "how many calls it may make",
         0,
@@ -239,6 +249,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
           displayName: string;
           uses: number;
           role: string;
+          boundIdentity: string[];
         },
       ) =>
         run(output, async () => {
@@ -252,6 +263,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
               displayName: options.displayName,
               numUses: options.uses,
               role: options.role,
+              boundIdentities: options.boundIdentity,
             }),
           );
           const info = created.info;
@@ -385,6 +397,15 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .option("--orphan", "its tokens have no parent: they outlive their creator's token", false)
     .addOption(
       optionMeaning(
+        "--bound-identity <identity>",
+        'a client identity, or a prefix ending in "*", that may present its tokens (repeat)',
+        [],
+        "any identity",
+        collect,
+      ),
+    )
+    .addOption(
+      optionMeaning(
         "--uses <count>",
         "the most calls a token may make",
         0,
@@ -402,6 +423,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
           renewable: boolean;
           orphan: boolean;
           uses: number;
+          boundIdentity: string[];
         },
       ) =>
         run(output, async () => {
@@ -415,6 +437,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
               renewable: options.renewable,
               orphan: options.orphan,
               numUses: options.uses,
+              boundIdentities: options.boundIdentity,
             }),
           );
           emit(
@@ -441,6 +464,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
             ["renewable", String(read.renewable)],
             ["orphan", String(read.orphan)],
             ["uses", read.numUses === 0 ? "no limit" : String(read.numUses)],
+            ["bound to", read.boundIdentities.join(", ") || "any identity"],
           ]),
         );
       }),

@@ -613,6 +613,7 @@ export class StrongroomNode {
           peerFeatures.requestIds,
           peerFeatures.systemPutAll,
           peerFeatures.tokenRoles,
+          peerFeatures.tokenBinding,
         ]),
       (error) => leaderTaskFailed("recording the cluster's features", {}, error),
     );
@@ -620,7 +621,7 @@ export class StrongroomNode {
     undo.push(() => featuresTask.stop());
     new Gauge({
       name: "strongroom_cluster_features",
-      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together, 8: token roles).",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together, 8: token roles, 16: tokens bound to identities).",
       registers: [registry],
       collect() {
         // The record as last read; a follower reads it again for the next scrape.
@@ -705,6 +706,7 @@ export class StrongroomNode {
       authorizer,
       limits: { ...config.auth, leasesPerIdentityMax: config.leases.perIdentityMax },
       tokenRolesUsable: () => recordedFeatures.usable(peerFeatures.tokenRoles),
+      tokenBindingUsable: () => recordedFeatures.usable(peerFeatures.tokenBinding),
     });
     const pkiEngine = new PkiEngine(systemRecords, config.leases);
     const leaseManager = new LeaseManager(

@@ -44,6 +44,8 @@ export interface TokenRecord {
   readonly usesLeft: number | null;
   /** The token role it was created against (absent: none; records before roles have none). */
   readonly role?: string;
+  /** The client identities (or prefixes, "ci-*") that may present it (absent: any). */
+  readonly boundIdentities?: readonly string[];
 }
 
 const tokenRoleSchema = z.strictObject({
@@ -57,6 +59,8 @@ const tokenRoleSchema = z.strictObject({
   orphan: z.boolean(),
   /** 0: no limit. */
   numUses: z.number().int().nonnegative(),
+  /** Identities (or prefixes) its tokens are bound to; empty: none. */
+  boundIdentities: z.array(z.string()).default([]),
 });
 /** What tokens created against a role may be: the role, not the creator's policies, bounds them. */
 export type TokenRoleRecord = z.infer<typeof tokenRoleSchema>;
@@ -124,7 +128,8 @@ export function decodeTokenRecord(bytes: Uint8Array): TokenRecord {
       record.usesLeft === null ||
       (Number.isSafeInteger(record.usesLeft) && record.usesLeft > 0)
     ) ||
-    !(record.role === undefined || typeof record.role === "string")
+    !(record.role === undefined || typeof record.role === "string") ||
+    !(record.boundIdentities === undefined || isStringList(record.boundIdentities))
   ) {
     throw corrupt("token");
   }

@@ -310,6 +310,15 @@ export class Authorizer {
           : 'the authorization metadata is not "Bearer " and a strongroom token',
       );
     }
+    // A token bound to identities is no token at all from another certificate: refused as an
+    // invalid one (and counted as a guess), so a stolen token is worth nothing elsewhere.
+    const bound = record.boundIdentities;
+    if (bound !== undefined && !bound.some((pattern) => bindingCovers(pattern, identity))) {
+      if (presented) this.options.backoff.failed(identity);
+      throw new NodeError("TOKEN_INVALID", `the token is not valid for the client identity ${identity}`, {
+        auditDetail: `the token is bound to ${bound.join(", ")}`,
+      });
+    }
     if (presented) this.options.backoff.succeeded(identity);
     return {
       identity,

@@ -72,6 +72,11 @@ export interface AccessApiParts {
    * record would stop an older member that applies it.
    */
   readonly tokenRolesUsable: () => boolean;
+  /**
+   * Whether every member understands tokens bound to identities (peerFeatures.tokenBinding): an
+   * older member would ignore the binding and take the token from any certificate.
+   */
+  readonly tokenBindingUsable: () => boolean;
 }
 
 export function accessMethods(api: AccessApi, keeper: SealKeeper): Record<string, AnyApiMethod> {
@@ -104,6 +109,8 @@ const policiesPerBindingMax = 64;
 export const capabilitiesLimits = { pathsMax: 64, pathCharactersMax: 1024 } as const;
 /** Token roles a cluster holds, and the policies one role may allow. */
 export const tokenRoleLimits = { rolesMax: 1000, allowedPoliciesMax: 64 } as const;
+/** Identities (or prefixes) one token or role may be bound to. */
+const boundIdentitiesMax = 16;
 /** Policies a "no policy named" error names before it counts the rest. */
 const missingPoliciesNamedMax = 10;
 
@@ -224,7 +231,8 @@ export class AccessApi {
       request.role === ""
         ? this.shapeFromCaller(request, caller, records)
         : this.shapeFromRole(request, caller, records);
-    const { policies, orphan, maxTtlMs, ttlMs } = shape;
+    const { policies, orphan, maxTtlMs, ttlMs, boundIdentities } = shape;
+    if (boundIdentities.length > 0) this.requireTokenBinding();
     if (!displayNamePattern.test(request.displayName)) {
       throw new NodeError("INVALID_ARGUMENT", "a display name is at most 64 printable ASCII characters");
     }
@@ -260,8 +268,9 @@ export class AccessApi {
       renewable: shape.renewable,
       parent: orphan ? null : caller.tokenHash,
       usesLeft: shape.numUses === 0 ? null : shape.numUses,
-      // Only with a role: records without one keep the shape older members wrote.
+      // Only when used: records without them keep the shape older members wrote.
       ...(request.role === "" ? {} : { role: request.role }),
+      ...(boundIdentities.length === 0 ? {} : { boundIdentities }),
     };
     const token = newToken();
     await this.putRecord(accessAreas.token, authorizer.hashOf(token), encodeRecord(record));
@@ -297,6 +306,7 @@ export class AccessApi {
       ttlMs: request.ttlMs === 0 ? Math.min(limits.tokenTtlMs, maxTtlMs) : request.ttlMs,
       renewable: request.renewable,
       numUses: request.numUses,
+      boundIdentities: checkBoundIdentities(request.boundIdentities),
     };
   }
 
@@ -354,7 +364,22 @@ export class AccessApi {
           : Math.min(role.ttlMs === 0 ? limits.tokenTtlMs : role.ttlMs, maxTtlMs),
       renewable: role.renewable,
       numUses: request.numUses === 0 ? role.numUses : request.numUses,
+      boundIdentities: this.roleBinding(name, role, request.boundIdentities),
     };
+  }
+
+  /**
+   * What a token made against `role` is bound to: the role's identities, or what the request asks
+   * when the role binds none (a request cannot move a role's binding elsewhere).
+   */
+  private roleBinding(name: string, role: TokenRoleRecord, asked: readonly string[]): string[] {
+    if (role.boundIdentities.length === 0) return checkBoundIdentities(asked);
+    if (asked.length > 0)
+      throw new NodeError(
+        "INVALID_ARGUMENT",
+        `the token role ${name} binds its tokens to ${role.boundIdentities.join(", ")}: a request cannot bind them elsewhere`,
+      );
+    return [...role.boundIdentities];
   }
 
   async writeTokenRole(request: TokenRole, context: RequestContext): Promise<AccessWriteResponse> {
@@ -391,7 +416,9 @@ export class AccessApi {
         `the cluster holds its limit of ${tokenRoleLimits.rolesMax} token roles`,
       );
     }
+    const boundIdentities = checkBoundIdentities(request.boundIdentities);
     this.requireTokenRoles();
+    if (boundIdentities.length > 0) this.requireTokenBinding();
     const role: TokenRoleRecord = {
       name,
       allowedPolicies,
@@ -400,6 +427,7 @@ export class AccessApi {
       renewable: request.renewable,
       orphan: request.orphan,
       numUses: request.numUses,
+      boundIdentities,
     };
     return { revision: await this.putRecord(accessAreas.tokenRole, name, encodeRecord(role)) };
   }
@@ -409,7 +437,11 @@ export class AccessApi {
     const name = checkRoleName(request.name);
     const role = records.tokenRoles.get(name);
     if (role === undefined) throw new NodeError("NOT_FOUND", `no token role named ${name}`);
-    return { ...role, allowedPolicies: [...role.allowedPolicies] };
+    return {
+      ...role,
+      allowedPolicies: [...role.allowedPolicies],
+      boundIdentities: [...role.boundIdentities],
+    };
   }
 
   async listTokenRoles(context: RequestContext): Promise<ListTokenRolesResponse> {
@@ -423,6 +455,15 @@ export class AccessApi {
     const records = await this.parts.view.records();
     if (!records.tokenRoles.has(name)) throw new NodeError("NOT_FOUND", `no token role named ${name}`);
     return { revision: await this.deleteRecord(accessAreas.tokenRole, name) };
+  }
+
+  /** Refuses a bound token or role while a member may not understand bindings (an older version). */
+  private requireTokenBinding(): void {
+    if (!this.parts.tokenBindingUsable())
+      throw new NodeError(
+        "UPGRADE_PENDING",
+        "not every member of the cluster has said it understands tokens bound to identities (a member running an older version, or one not heard from since this leader took over): upgrade or start every member, then try again",
+      );
   }
 
   /** Refuses a role's record while a member may not understand its area (an older version). */
@@ -644,6 +685,7 @@ export class AccessApi {
       useLimited: record.usesLeft !== null,
       tenant: tenants.size === 1 && typeof tenant === "string" ? tenant : "",
       role: record.role ?? "",
+      boundIdentities: [...(record.boundIdentities ?? [])],
     };
   }
 
@@ -720,6 +762,18 @@ interface TokenShape {
   readonly renewable: boolean;
   /** 0: no limit. */
   readonly numUses: number;
+  /** Empty: not bound. */
+  readonly boundIdentities: string[];
+}
+
+/** Checks the identities (or prefixes) a token or role is bound to; sorted, once each. */
+function checkBoundIdentities(asked: readonly string[]): string[] {
+  if (asked.length > boundIdentitiesMax)
+    throw new NodeError(
+      "INVALID_ARGUMENT",
+      `a token is bound to at most ${boundIdentitiesMax} identities or prefixes`,
+    );
+  return [...new Set(asked.map(checkIdentityPattern))].sort();
 }
 
 function depthOf(records: AccessRecords, hash: string | null): number {

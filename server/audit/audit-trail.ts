@@ -81,6 +81,7 @@ const targetFields = [
   "dnsNames",
   "reason",
   "paths",
+  "boundIdentities",
 ];
 
 /** Response fields that say what a call made, recorded in the clear. */

@@ -13,11 +13,20 @@ export const peerFeatures = {
   systemPutAll: 4,
   /** The "token-role" system area: an older member fails on a record of an area it does not know. */
   tokenRoles: 8,
+  /**
+   * Tokens bound to client identities: an older member would ignore the binding and take the
+   * token from any certificate.
+   */
+  tokenBinding: 16,
 } as const;
 
 /** Every feature this node's state machine understands. */
 export const localFeatures =
-  peerFeatures.requestIds | peerFeatures.featureRecord | peerFeatures.systemPutAll | peerFeatures.tokenRoles;
+  peerFeatures.requestIds |
+  peerFeatures.featureRecord |
+  peerFeatures.systemPutAll |
+  peerFeatures.tokenRoles |
+  peerFeatures.tokenBinding;
 
 /** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
 export function everyMemberHas(

@@ -498,12 +498,18 @@ it("token roles: written, read, used by token create --role, listed and deleted;
     stdout: expect.stringMatching(/^token role ci written \(revision \d+\)\n$/),
   });
   expect((await strongroom(["token", "role", "read", "ci"])).stdout).toMatch(
-    /^allowed policies +ci-deploy\nttl +10m\nmax ttl +the cluster's limit\nrenewable +false\norphan +false\nuses +5\n$/m,
+    /^allowed policies +ci-deploy\nttl +10m\nmax ttl +the cluster's limit\nrenewable +false\norphan +false\nuses +5\nbound to +any identity\n$/m,
   );
   const created = await json<{ info: { policies: string[]; role: string; usesLeft: number; ttlMs: number } }>(
-    ["token", "create", "--role", "ci"],
+    ["token", "create", "--role", "ci", "--bound-identity", "ci-*", "--bound-identity", "deployer"],
   );
-  expect(created.info).toMatchObject({ policies: ["ci-deploy"], role: "ci", usesLeft: 5, ttlMs: 600_000 });
+  expect(created.info).toMatchObject({
+    policies: ["ci-deploy"],
+    role: "ci",
+    usesLeft: 5,
+    ttlMs: 600_000,
+    boundIdentities: ["ci-*", "deployer"],
+  });
   expect((await strongroom(["token", "role", "list"])).stdout).toBe("ci\n");
   expect((await strongroom(["token", "role", "delete", "ci"])).code).toBe(0);
   expect(await strongroom(["token", "create", "--role", "ci"])).toMatchObject({

@@ -96,6 +96,7 @@ function tokenRequest(request: Partial<CreateTokenRequest>): CreateTokenRequest 
     displayName: "",
     numUses: 0,
     role: "",
+    boundIdentities: [],
     ...request,
   };
 }
@@ -113,6 +114,7 @@ function tokenRole(role: Partial<TokenRole> & { name: string }): TokenRole {
     renewable: false,
     orphan: false,
     numUses: 0,
+    boundIdentities: [],
     ...role,
   };
 }
@@ -992,6 +994,81 @@ describe("tokens", () => {
     const revoked = await call(admin.revokeToken.bind(admin), { accessor: parent.info?.accessor ?? "" });
     await appliedOn(2, revoked.revision);
     expect(await outcomeOf(() => call(user.get.bind(user), readRequest("batch/n0")))).toBe("TOKEN_INVALID");
+  });
+
+  it("a token bound to identities is valid only from their certificates, on every node, as are a role's", async () => {
+    await writePolicy(
+      JSON.stringify({
+        name: "bound-work",
+        rules: [{ path: "bound/*", capabilities: ["create", "read", "update"] }],
+      }),
+      "bound-work",
+    );
+    const token = await createToken(asRoot(), {
+      policies: ["bound-work"],
+      ttlMs: 60_000,
+      boundIdentities: ["deploy-*", "ops", "ops"],
+    });
+    expect(token.info?.boundIdentities).toEqual(["deploy-*", "ops"]);
+    const write = (index: number, identity: string) => {
+      const secrets = clientAs(index, identity, token.token).secrets;
+      return outcomeOf(() =>
+        call(secrets.put.bind(secrets), { path: `bound/${identity}-${index}`, value: bytes("v") }),
+      );
+    };
+    // Followers check it before they forward, the leader again: from a bound identity, on any node.
+    for (const index of [0, 1, 2]) {
+      expect(await write(index, "deploy-web")).toBe("ok");
+      expect(await write(index, "ops")).toBe("ok");
+      // Any other certificate presents no valid token at all.
+      expect(await write(index, "thief")).toBe("TOKEN_INVALID");
+    }
+    const refused = await callError(
+      clientAs(1, "operations", token.token).secrets.get.bind(clientAs(1, "operations", token.token).secrets),
+      readRequest("bound/ops-0"),
+    );
+    expect(refused).toMatchObject({
+      code: status.UNAUTHENTICATED,
+      reason: "TOKEN_INVALID",
+      details: "the token is not valid for the client identity operations",
+    });
+
+    // A role's binding goes to every token made with it; a request cannot move it.
+    const admin = asRoot().access;
+    await call(
+      admin.writeTokenRole.bind(admin),
+      tokenRole({ name: "bound-deploy", allowedPolicies: ["bound-work"], boundIdentities: ["deploy-*"] }),
+    );
+    expect((await call(admin.readTokenRole.bind(admin), { name: "bound-deploy" })).boundIdentities).toEqual([
+      "deploy-*",
+    ]);
+    const fromRole = await createToken(asRoot(), { role: "bound-deploy" });
+    expect(fromRole.info).toMatchObject({ boundIdentities: ["deploy-*"], role: "bound-deploy" });
+    const elsewhere = await callError(
+      admin.createToken.bind(admin),
+      tokenRequest({ role: "bound-deploy", boundIdentities: ["thief"] }),
+    );
+    expect(elsewhere).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details:
+        "the token role bound-deploy binds its tokens to deploy-*: a request cannot bind them elsewhere",
+    });
+    const roleTokenUse = clientAs(2, "thief", fromRole.token).secrets;
+    expect(await outcomeOf(() => call(roleTokenUse.get.bind(roleTokenUse), readRequest("bound/ops-0")))).toBe(
+      "TOKEN_INVALID",
+    );
+    // Bad patterns and too many are refused.
+    for (const boundIdentities of [
+      ["a b"],
+      ["*x"],
+      Array.from({ length: 17 }, (_, index) => `id-${index}`),
+    ]) {
+      const bad = await callError(
+        admin.createToken.bind(admin),
+        tokenRequest({ policies: ["bound-work"], boundIdentities }),
+      );
+      expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    }
   });
 
   it("an identity that keeps presenting invalid tokens is made to wait", async () => {

@@ -231,6 +231,7 @@ it("names what each call acted on and made, and ties a token issued to its later
     displayName: "",
     numUses: 0,
     role: "",
+    boundIdentities: [],
   });
   const holder = clientsFor(`${specs[2]?.host}:${specs[2]?.clientPort}`, pki, "auditee", created.token);
   const read = await callError(holder.secrets.get.bind(holder.secrets), {

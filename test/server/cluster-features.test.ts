@@ -3,7 +3,8 @@
 // written), and a later leader uses ids
 // though it has not heard from a member that is down - without the record, it would leave them out
 // until that member is back, and a write sent again would apply twice. Token roles, whose records
-// an older member could not apply, are refused until every member has said it understands them.
+// an older member could not apply, and tokens bound to identities, whose binding it would ignore,
+// are refused until every member has said it understands them.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -40,7 +41,8 @@ const specOf = (id: string) => {
 };
 const recordedFeatures = (id: string) => metricOf(specOf(id), "strongroom_cluster_features");
 
-const everyFeature = peerFeatures.requestIds | peerFeatures.systemPutAll | peerFeatures.tokenRoles;
+const everyFeature =
+  peerFeatures.requestIds | peerFeatures.systemPutAll | peerFeatures.tokenRoles | peerFeatures.tokenBinding;
 const ciRole = (name: string) => ({
   name,
   allowedPolicies: ["ci"],
@@ -49,7 +51,19 @@ const ciRole = (name: string) => ({
   renewable: false,
   orphan: true,
   numUses: 0,
+  boundIdentities: [],
 });
+const boundToken = {
+  policies: ["ci"],
+  ttlMs: 60_000,
+  maxTtlMs: 0,
+  renewable: false,
+  orphan: false,
+  displayName: "",
+  numUses: 0,
+  role: "",
+  boundIdentities: ["ci-*"],
+};
 
 it("a leader that has not heard from a member that is down uses request ids and token roles once the cluster recorded them", async () => {
   // n3 is not started yet: nobody has heard that it understands token roles.
@@ -63,6 +77,13 @@ it("a leader that has not heard from a member that is down uses request ids and 
   const early = await callError(first.writeTokenRole.bind(first), ciRole("early"));
   expect(early).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "UPGRADE_PENDING" });
   expect(early.details).toMatch(/not every member .* understands token roles/);
+  const bound = await callError(first.createToken.bind(first), boundToken);
+  expect(bound).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "UPGRADE_PENDING" });
+  expect(bound.details).toMatch(/understands tokens bound to identities/);
+  // An unbound token is no feature: it is made as before.
+  expect((await call(first.createToken.bind(first), { ...boundToken, boundIdentities: [] })).token).toMatch(
+    /^sr\./,
+  );
 
   const third = specs[2];
   if (third === undefined) throw new Error("three nodes expected");
@@ -109,4 +130,5 @@ it("a leader that has not heard from a member that is down uses request ids and 
   // And token roles, recorded as understood by every member, though one of them is down.
   const access = cluster.client(next).access;
   expect((await call(access.writeTokenRole.bind(access), ciRole("later"))).revision).toBeGreaterThan(0);
+  expect((await call(access.createToken.bind(access), boundToken)).info?.boundIdentities).toEqual(["ci-*"]);
 });

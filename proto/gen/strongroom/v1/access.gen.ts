@@ -99,6 +99,11 @@ export interface CreateTokenRequest {
    * token, and the caller needs update on sys/tokens/create/<role> instead of sudo.
    */
   role: string;
+  /**
+   * The client identities (names, or prefixes ending in '*') that may present the token: from any
+   * other certificate it is refused as an invalid token. Empty: any identity (or the role's).
+   */
+  boundIdentities: string[];
 }
 
 export interface TokenRole {
@@ -115,6 +120,11 @@ export interface TokenRole {
   orphan: boolean;
   /** The most calls a token of the role may make (0: no limit); a request naming none gets this. */
   numUses: number;
+  /**
+   * Its tokens may be presented only by these client identities (names, or prefixes ending in
+   * '*'); empty: any, or what the request binds them to.
+   */
+  boundIdentities: string[];
 }
 
 export interface TokenRoleRequest {
@@ -166,6 +176,8 @@ export interface TokenInfo {
   useLimited: boolean;
   /** The token role it was created against, or empty. */
   role: string;
+  /** The client identities that may present it (names, or prefixes ending in '*'); empty: any. */
+  boundIdentities: string[];
 }
 
 export interface CapabilitiesRequest {
@@ -947,6 +959,7 @@ function createBaseCreateTokenRequest(): CreateTokenRequest {
     displayName: "",
     numUses: 0,
     role: "",
+    boundIdentities: [],
   };
 }
 
@@ -975,6 +988,9 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     }
     if (message.role !== "") {
       writer.uint32(66).string(message.role);
+    }
+    for (const v of message.boundIdentities) {
+      writer.uint32(74).string(v!);
     }
     return writer;
   },
@@ -1056,6 +1072,14 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
             message.role = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.boundIdentities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1094,6 +1118,11 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
         ? globalThis.Number(object.num_uses)
         : 0,
       role: isSet(object.role) ? globalThis.String(object.role) : "",
+      boundIdentities: globalThis.Array.isArray(object?.boundIdentities)
+        ? object.boundIdentities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.bound_identities)
+        ? object.bound_identities.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1123,12 +1152,24 @@ export const CreateTokenRequest: MessageFns<CreateTokenRequest> = {
     if (message.role !== "") {
       obj.role = message.role;
     }
+    if (message.boundIdentities?.length) {
+      obj.boundIdentities = message.boundIdentities;
+    }
     return obj;
   },
 };
 
 function createBaseTokenRole(): TokenRole {
-  return { name: "", allowedPolicies: [], ttlMs: 0, maxTtlMs: 0, renewable: false, orphan: false, numUses: 0 };
+  return {
+    name: "",
+    allowedPolicies: [],
+    ttlMs: 0,
+    maxTtlMs: 0,
+    renewable: false,
+    orphan: false,
+    numUses: 0,
+    boundIdentities: [],
+  };
 }
 
 export const TokenRole: MessageFns<TokenRole> = {
@@ -1153,6 +1194,9 @@ export const TokenRole: MessageFns<TokenRole> = {
     }
     if (message.numUses !== 0) {
       writer.uint32(56).uint32(message.numUses);
+    }
+    for (const v of message.boundIdentities) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -1226,6 +1270,14 @@ export const TokenRole: MessageFns<TokenRole> = {
             message.numUses = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.boundIdentities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1263,6 +1315,11 @@ export const TokenRole: MessageFns<TokenRole> = {
         : isSet(object.num_uses)
         ? globalThis.Number(object.num_uses)
         : 0,
+      boundIdentities: globalThis.Array.isArray(object?.boundIdentities)
+        ? object.boundIdentities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.bound_identities)
+        ? object.bound_identities.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1288,6 +1345,9 @@ export const TokenRole: MessageFns<TokenRole> = {
     }
     if (message.numUses !== 0) {
       obj.numUses = Math.round(message.numUses);
+    }
+    if (message.boundIdentities?.length) {
+      obj.boundIdentities = message.boundIdentities;
     }
     return obj;
   },
@@ -1681,6 +1741,7 @@ function createBaseTokenInfo(): TokenInfo {
     usesLeft: 0,
     useLimited: false,
     role: "",
+    boundIdentities: [],
   };
 }
 
@@ -1727,6 +1788,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.role !== "") {
       writer.uint32(114).string(message.role);
+    }
+    for (const v of message.boundIdentities) {
+      writer.uint32(122).string(v!);
     }
     return writer;
   },
@@ -1856,6 +1920,14 @@ export const TokenInfo: MessageFns<TokenInfo> = {
             message.role = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.boundIdentities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1916,6 +1988,11 @@ export const TokenInfo: MessageFns<TokenInfo> = {
         ? globalThis.Boolean(object.use_limited)
         : false,
       role: isSet(object.role) ? globalThis.String(object.role) : "",
+      boundIdentities: globalThis.Array.isArray(object?.boundIdentities)
+        ? object.boundIdentities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.bound_identities)
+        ? object.bound_identities.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1962,6 +2039,9 @@ export const TokenInfo: MessageFns<TokenInfo> = {
     }
     if (message.role !== "") {
       obj.role = message.role;
+    }
+    if (message.boundIdentities?.length) {
+      obj.boundIdentities = message.boundIdentities;
     }
     return obj;
   },
