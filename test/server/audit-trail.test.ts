@@ -450,7 +450,14 @@ it("waits for a write's request entry before it goes on while a sink takes nothi
         taken += 1;
       }),
   );
-  await sleep(300);
+  // Until the socket's buffers are full: the sink has taken nothing for 200 ms and counts as
+  // stalled. (A fixed wait failed on a slow machine, where the backlog was still moving.)
+  let seen = -1;
+  for (const giveUpAt = Date.now() + 10_000; taken !== seen || trail.stalledSinks().length === 0; ) {
+    if (Date.now() > giveUpAt) throw new Error(`the sink never stalled: it took ${taken} entries`);
+    seen = taken;
+    await sleep(200);
+  }
   expect(taken).toBeLessThan(backlog.length);
   const held = write("app/held");
   await sleep(50);
