@@ -587,9 +587,12 @@ describe("RaftNode", () => {
       machine.open();
       return machine;
     };
+    // 50 ms a chunk: the transfer (five chunks or so) must still be going when the held read-out
+    // ends, a few turns after it is let go; at 10 ms a loaded machine let it finish first, and the
+    // newer snapshot was then saved (rightly) and sent too.
     const { cluster, leader, follower } = await slowSnapshotCluster(
       { snapshotEveryEntries: 20, retainEntries: 0 },
-      10,
+      50,
       opened,
     );
     const machine = leader.machine as CapturingMachine;
