@@ -41,6 +41,9 @@ import { serverCredentials } from "./tls/credentials.js";
 import { type IdentitySource, requireClientIdentity } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
+/** How long a stop waits for grpc-js to report its sessions gone after forcing them closed. */
+const forcedShutdownWaitMs = 1000;
+
 export interface ClientListenerOptions {
   readonly address: string;
   readonly tls: TlsFiles;
@@ -145,9 +148,18 @@ export async function startClientListener(options: ClientListenerOptions): Promi
     port,
     close: (graceMs) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        // forceShutdown ends every session grpc-js tracks, which lets tryShutdown's callback come;
+        // a session it lost track of would hold that callback, and the node's stop, forever (a CI
+        // run once waited 30 s here after a client's connection had gone silent): a second after
+        // forcing, the stop goes on anyway.
+        let giveUp: NodeJS.Timeout | null = null;
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          giveUp = setTimeout(resolve, forcedShutdownWaitMs);
+        }, graceMs);
         server.tryShutdown(() => {
-          clearTimeout(timer);
+          clearTimeout(force);
+          if (giveUp !== null) clearTimeout(giveUp);
           resolve();
         });
       }),
