@@ -49,6 +49,8 @@ class ListMachine implements StateMachine<number> {
  */
 class CapturingMachine extends ListMachine {
   captures = 0;
+  /** Read-outs the node took to their end. */
+  readOutsDone = 0;
   private openGate: () => void = () => {};
   private gate = new Promise<void>((resolve) => {
     this.openGate = resolve;
@@ -65,11 +67,15 @@ class CapturingMachine extends ListMachine {
     this.captures++;
     const captured = [...this.values];
     const gate = this.gate;
+    const done = () => {
+      this.readOutsDone++;
+    };
     return async function* () {
       const encoded = encoder.encode(JSON.stringify(captured));
       yield encoded.subarray(0, 1);
       await gate;
       yield encoded.subarray(1);
+      done();
     };
   }
 }
@@ -132,25 +138,39 @@ class SnapshotRecordingStore extends MemoryLogStore {
  * loaded machine fire a later chunk's first (timers are due by the loop's cached clock), and a
  * follower whose loop is held cannot ask for the lost chunk again.
  */
-function slowSnapshotChunks(transport: Transport, delayMs: number, sent: Message[]): Transport {
+/** Chunks go one per `delayMs`, none while `held()`; `resume` sends on after a hold. */
+function slowSnapshotChunks(
+  transport: Transport,
+  delayMs: number,
+  sent: Message[],
+  held: () => boolean,
+): { transport: Transport; resume: () => void } {
   const queue: Message[] = [];
   let timer: NodeJS.Timeout | null = null;
   const sendNext = (): void => {
+    timer = null;
+    if (held()) return;
     const chunk = queue.shift();
     if (chunk !== undefined) transport.send([chunk]);
-    timer = queue.length > 0 ? setTimeout(sendNext, delayMs) : null;
+    if (queue.length > 0) timer = setTimeout(sendNext, delayMs);
+  };
+  const resume = () => {
+    if (timer === null && queue.length > 0) timer = setTimeout(sendNext, delayMs);
   };
   return {
-    ...transport,
-    send: (messages) => {
-      const others = messages.filter((message) => message.type !== "snapshotChunk");
-      transport.send(others);
-      for (const chunk of messages.filter((message) => message.type === "snapshotChunk")) {
-        sent.push(chunk);
-        queue.push(chunk);
-      }
-      if (timer === null && queue.length > 0) timer = setTimeout(sendNext, delayMs);
+    transport: {
+      ...transport,
+      send: (messages) => {
+        const others = messages.filter((message) => message.type !== "snapshotChunk");
+        transport.send(others);
+        for (const chunk of messages.filter((message) => message.type === "snapshotChunk")) {
+          sent.push(chunk);
+          queue.push(chunk);
+        }
+        resume();
+      },
     },
+    resume,
   };
 }
 
@@ -161,7 +181,30 @@ class TestCluster {
   snapshotChunkDelayMs = 0;
   /** The snapshot chunks sent, while snapshotChunkDelayMs is set. */
   readonly snapshotChunksSent: Message[] = [];
+  /** While set, snapshot chunks (with snapshotChunkDelayMs) are queued, not sent. */
+  private chunksHeld = false;
+  private readonly chunkResumes: (() => void)[] = [];
   constructor(private readonly options: ClusterOptions = {}) {}
+
+  holdSnapshotChunks(): void {
+    this.chunksHeld = true;
+  }
+
+  releaseSnapshotChunks(): void {
+    this.chunksHeld = false;
+    for (const resume of this.chunkResumes) resume();
+  }
+
+  private slowChunks(id: string): Transport {
+    const slow = slowSnapshotChunks(
+      this.network.connect(id),
+      this.snapshotChunkDelayMs,
+      this.snapshotChunksSent,
+      () => this.chunksHeld,
+    );
+    this.chunkResumes.push(slow.resume);
+    return slow.transport;
+  }
 
   async start(
     id: string,
@@ -173,10 +216,7 @@ class TestCluster {
     const node = await RaftNode.start<number>({
       id,
       logStore: store,
-      transport:
-        this.snapshotChunkDelayMs === 0
-          ? this.network.connect(id)
-          : slowSnapshotChunks(this.network.connect(id), this.snapshotChunkDelayMs, this.snapshotChunksSent),
+      transport: this.snapshotChunkDelayMs === 0 ? this.network.connect(id) : this.slowChunks(id),
       stateMachine: machine,
       tickMs: 10,
       requestTimeoutMs: 2000,
@@ -228,7 +268,7 @@ async function slowSnapshotCluster(
 ): Promise<{ cluster: TestCluster; leader: Member; follower: Member }> {
   const cluster = new TestCluster({
     ...options,
-    raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1 },
+    raft: { snapshotChunkBytes: 64, snapshotChunksInflightMax: 1, ...options.raft },
   });
   cluster.snapshotChunkDelayMs = delayMs;
   const ids = ["n1", "n2", "n3"];
@@ -587,12 +627,13 @@ describe("RaftNode", () => {
       machine.open();
       return machine;
     };
-    // 50 ms a chunk: the transfer (five chunks or so) must still be going when the held read-out
-    // ends, a few turns after it is let go; at 10 ms a loaded machine let it finish first, and the
-    // newer snapshot was then saved (rightly) and sent too.
+    // The transfer must still be going when the held read-out ends: its chunks are held until
+    // then. (Timed alone, at 10 and at 50 ms a chunk, a loaded machine let the transfer finish
+    // first, and the newer snapshot was then saved, rightly, and sent too.) An election timeout of
+    // a second: a chunk held that long unanswered would be sent again.
     const { cluster, leader, follower } = await slowSnapshotCluster(
-      { snapshotEveryEntries: 20, retainEntries: 0 },
-      50,
+      { snapshotEveryEntries: 20, retainEntries: 0, raft: { electionTicks: 100 } },
+      10,
       opened,
     );
     const machine = leader.machine as CapturingMachine;
@@ -603,12 +644,18 @@ describe("RaftNode", () => {
     machine.shut();
     const captures = machine.captures;
     while (machine.captures === captures) await leader.node.propose(bytes("more"));
+    cluster.holdSnapshotChunks();
     const restarted = await cluster.start(follower.node.id, null, follower.store, new ListMachine());
     await waitFor(
       "the transfer",
       () => leader.node.status().progress.get(follower.node.id)?.state === "snapshot",
     );
     machine.open();
+    await waitFor("the read-out's end", () => machine.readOutsDone > 0);
+    // A proposal applied after it: the node's loop has looked at the snapshot built, and dropped it.
+    await leader.node.propose(bytes("after the read-out"));
+    expect(leader.node.status().firstIndex).toBe(sending + 1);
+    cluster.releaseSnapshotChunks();
     await waitFor(
       "the follower to catch up",
       () => restarted.machine.values.length === leader.machine.values.length,
