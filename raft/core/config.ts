@@ -10,9 +10,11 @@ import type { NodeId } from "./types.js";
  * - commitPreviousTerm: count replicas for an entry of an earlier term (the Figure 8 bug).
  * - readWithoutQuorum: answer ReadIndex without a heartbeat round confirming leadership.
  * - skipPrevCheck: accept appends without the log-matching term check.
+ * - votesAfterRestart: a restarted voter votes at once, not after an election timeout (which a
+ *   leader's read lease relies on).
  * (forget-vote is a driver bug: the simulator's driver does not persist the vote.)
  */
-export type InjectedBug = "commitPreviousTerm" | "readWithoutQuorum" | "skipPrevCheck";
+export type InjectedBug = "commitPreviousTerm" | "readWithoutQuorum" | "skipPrevCheck" | "votesAfterRestart";
 
 export interface RaftConfig {
   readonly id: NodeId;
@@ -48,6 +50,11 @@ export interface RaftConfig {
   readonly snapshotBytesMax: number;
   /** ReadIndex requests a leader holds before it refuses more. */
   readonly pendingReadsMax: number;
+  /**
+   * A monotonic clock in milliseconds, for the leader's read lease only (setReadLease): never
+   * slower than real time, and never stepped back. The rest of the core counts ticks.
+   */
+  readonly clock: (() => number) | null;
   readonly injectedBugs: ReadonlySet<InjectedBug>;
 }
 
@@ -68,6 +75,7 @@ export const raftConfigDefaults = {
   snapshotChunksInflightMax: 4,
   snapshotBytesMax: 1024 * 1024 * 1024,
   pendingReadsMax: 4096,
+  clock: null,
 } as const;
 
 export function validateRaftConfig(input: RaftConfigInput): RaftConfig {

@@ -222,6 +222,13 @@ export class RaftCore {
   private campaignAllowed = true;
   /** A member answered "removed": its applied log removed this node (which may not have that entry). */
   private toldRemoved = false;
+  /**
+   * Ticks since this node last heard from a leader (an append, a heartbeat or a snapshot chunk).
+   * Unlike electionElapsed, nothing else resets it: while it is below electionTicks this node
+   * votes for no one (except in a transfer the leader began), the promise a leader's read lease
+   * stands on. A restarted member starts at 0, as it may have heard from a leader just before.
+   */
+  private leaderContactElapsed: number;
 
   private votes = new Map<NodeId, boolean>();
   private progress = new Map<NodeId, Progress>();
@@ -237,6 +244,15 @@ export class RaftCore {
   private readsAwaitingCommit: { context: string; from: NodeId }[] = [];
   private nextReadRound = 1;
   private readRoundOpen: ReadRound | null = null;
+
+  /** See setReadLease; 0: every linearizable read waits for a heartbeat round. */
+  private readLeaseMs = 0;
+  /** While leading with a lease: when each heartbeat round still able to extend it was sent. */
+  private roundSentAt = new Map<number, number>();
+  /** While leading with a lease: the send time of the newest round each member acknowledged. */
+  private leaseAckedAt = new Map<NodeId, number>();
+  /** This leader sent TimeoutNow in its term: the target may be elected at any time now. */
+  private leaseGivenUp = false;
 
   /** The newest snapshot this node holds (sent to followers that fell behind the compacted log). */
   private snapshot: HeldSnapshot | null;
@@ -303,6 +319,10 @@ export class RaftCore {
       }
       index += slice.length;
     }
+    // Before term 2 no leader was ever elected (bootstrapState writes term 1; an empty joiner has
+    // term 0), so a member of a new cluster has promised no one anything.
+    this.leaderContactElapsed =
+      this.term <= 1 || this.bugs.has("votesAfterRestart") ? this.config.electionTicks : 0;
     this.becomeFollower(this.term, null);
     this.releaseEntries();
   }
@@ -312,6 +332,7 @@ export class RaftCore {
 
   /** One logical clock tick. Election and heartbeat timeouts are counted in ticks. */
   tick(): void {
+    if (this.leaderContactElapsed < this.config.electionTicks) this.leaderContactElapsed++;
     if (this.role === "leader") this.tickLeader();
     else this.tickElection();
   }
@@ -328,6 +349,33 @@ export class RaftCore {
    */
   setCampaignAllowed(allowed: boolean): void {
     this.campaignAllowed = allowed;
+  }
+
+  /**
+   * Lets this node, while it leads, answer a linearizable read at once for `durationMs` after a
+   * quorum acknowledged a heartbeat (Raft thesis, section 6.4.1): no member that acknowledged it
+   * votes for anyone until an election timeout after it heard it (leaderContactElapsed), so no
+   * other leader can be elected before then. Sound only while `durationMs` stays below every
+   * voter's election timeout (electionTicks times its tick) by the clocks' largest drift over it,
+   * and only if every voter runs a core with that rule; 0 turns it off. Needs `config.clock`.
+   * The lease ends early when this leader sends TimeoutNow or begins a transfer.
+   */
+  setReadLease(durationMs: number): void {
+    if (!Number.isFinite(durationMs) || durationMs < 0)
+      throw new RaftError(
+        "INVALID_ARGUMENT",
+        `a read lease must be a duration of 0 ms or more, got ${durationMs}`,
+      );
+    if (durationMs > 0 && this.config.clock === null)
+      throw new RaftError("INVALID_CONFIG", "a read lease needs the config's clock");
+    // Without CheckQuorum members do not withhold their votes: nothing would hold a lease up.
+    if (durationMs > 0 && !this.config.checkQuorum)
+      throw new RaftError("INVALID_CONFIG", "a read lease needs checkQuorum");
+    this.readLeaseMs = durationMs;
+    if (durationMs === 0) {
+      this.roundSentAt.clear();
+      this.leaseAckedAt.clear();
+    }
   }
 
   /** Proposes application data. Returns where it landed; throws a RaftError when it cannot be taken. */
@@ -383,6 +431,7 @@ export class RaftCore {
    */
   farewell(): TimeoutNowMessage | null {
     if (this.role !== "leader") return null;
+    this.leaseGivenUp = true;
     let target: NodeId | null = null;
     let furthest = -1;
     for (const [id, progress] of this.progress) {
@@ -432,7 +481,9 @@ export class RaftCore {
       if (message.type === "preVote" || message.type === "vote") {
         const forced = message.type === "vote" && message.transfer;
         const inLease =
-          this.config.checkQuorum && this.leader !== null && this.electionElapsed < this.config.electionTicks;
+          this.config.checkQuorum &&
+          ((this.leader !== null && this.electionElapsed < this.config.electionTicks) ||
+            this.leaderContactElapsed < this.config.electionTicks);
         // A node that still hears from a leader ignores elections (leader stickiness, section 4.2.3).
         if (!forced && inLease) return;
       }
@@ -712,6 +763,9 @@ export class RaftCore {
     this.readRounds = [];
     this.readsAwaitingCommit = [];
     this.readRoundOpen = null;
+    this.roundSentAt = new Map();
+    this.leaseAckedAt = new Map();
+    this.leaseGivenUp = false;
     this.uncommittedBytes = 0;
     this.broadcastPending = false;
     this.snapshotReception = null;
@@ -830,6 +884,9 @@ export class RaftCore {
 
   private hup(transfer: boolean): void {
     if (this.role === "leader" || !this.promotable()) return;
+    // Its own vote keeps the promise it makes others (leaderContactElapsed): only a transfer the
+    // leader began may skip it.
+    if (!transfer && this.config.checkQuorum && this.leaderContactElapsed < this.config.electionTicks) return;
     // A committed but unapplied membership change could mean we count votes with a stale voter set.
     if (this.hasUnappliedMembershipChanges()) return;
     if (this.config.preVote && !transfer) this.startElection("preVote", false);
@@ -863,10 +920,16 @@ export class RaftCore {
 
   private handleVoteRequest(message: PreVoteMessage | VoteMessage): void {
     const responseType = message.type === "preVote" ? "preVoteResponse" : "voteResponse";
+    // Also in its own term: a stale answer may have raised its term and cleared its leader.
+    const withheld =
+      !(message.type === "vote" && message.transfer) &&
+      this.config.checkQuorum &&
+      this.leaderContactElapsed < this.config.electionTicks;
     const canVote =
       this.vote === message.from ||
-      (this.vote === null && this.leader === null) ||
-      (message.type === "preVote" && message.term > this.term);
+      (!withheld &&
+        ((this.vote === null && this.leader === null) ||
+          (message.type === "preVote" && message.term > this.term)));
     if (canVote && this.log.isUpToDate(message.lastIndex, message.lastTerm)) {
       // A granted response carries the request's term, so the candidate counts it (not ours, which may be lower).
       this.send({ type: responseType, from: this.id, to: message.from, term: message.term, granted: true });
@@ -964,16 +1027,19 @@ export class RaftCore {
     switch (message.type) {
       case "append":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.leader = message.from;
         this.handleAppend(message);
         return;
       case "heartbeat":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.leader = message.from;
         this.handleHeartbeat(message);
         return;
       case "snapshotChunk":
         this.electionElapsed = 0;
+        this.leaderContactElapsed = 0;
         this.leader = message.from;
         this.handleSnapshotChunk(message);
         return;
@@ -1355,10 +1421,28 @@ export class RaftCore {
       if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirst();
       this.sendAppend(message.from, true);
     }
-    if (message.readRound > 0) this.acknowledgeReadRound(message.readRound, message.from);
+    if (message.readRound > 0) {
+      const sentAt = this.roundSentAt.get(message.readRound);
+      if (sentAt !== undefined && sentAt > (this.leaseAckedAt.get(message.from) ?? Number.NEGATIVE_INFINITY))
+        this.leaseAckedAt.set(message.from, sentAt);
+      this.acknowledgeReadRound(message.readRound, message.from);
+    }
   }
 
-  private broadcastHeartbeat(readRound: number): void {
+  private broadcastHeartbeat(givenRound: number): void {
+    let readRound = givenRound;
+    const clock = this.config.clock;
+    if (this.readLeaseMs > 0 && clock !== null) {
+      // With a lease every heartbeat is a round, whose acknowledgements extend it. A periodic
+      // one confirms the read rounds before it too: it was sent after they were registered.
+      if (readRound === 0) readRound = this.nextReadRound++;
+      const now = clock();
+      this.roundSentAt.set(readRound, now);
+      for (const [round, sentAt] of this.roundSentAt) {
+        if (sentAt > now - this.readLeaseMs) break;
+        this.roundSentAt.delete(round);
+      }
+    }
     for (const [id, progress] of this.progress) {
       const commit = Math.min(progress.match, this.log.committed);
       this.send({ type: "heartbeat", from: this.id, to: id, term: this.term, commit, readRound });
@@ -1366,6 +1450,7 @@ export class RaftCore {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    this.leaseGivenUp = true;
     this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
   }
 
@@ -1521,7 +1606,8 @@ export class RaftCore {
     const index = this.log.committed;
     if (
       (this.membership.voters.size === 1 && this.membership.isVoter(this.id)) ||
-      this.bugs.has("readWithoutQuorum")
+      this.bugs.has("readWithoutQuorum") ||
+      this.leaseHolds()
     ) {
       this.answerRead(context, from, index);
       return;
@@ -1532,6 +1618,17 @@ export class RaftCore {
       this.readRounds.push(this.readRoundOpen);
     }
     this.readRoundOpen.reads.push({ context, from, index });
+  }
+
+  /** Whether this leader's read lease covers now: a quorum acknowledged a round sent within it. */
+  private leaseHolds(): boolean {
+    const clock = this.config.clock;
+    if (this.readLeaseMs === 0 || clock === null || this.leaseGivenUp || this.leadTransferee !== null)
+      return false;
+    const since = clock() - this.readLeaseMs;
+    const fresh = new Set<NodeId>([this.id]);
+    for (const [id, sentAt] of this.leaseAckedAt) if (sentAt > since) fresh.add(id);
+    return this.membership.hasQuorum(fresh);
   }
 
   private acknowledgeReadRound(round: number, from: NodeId): void {

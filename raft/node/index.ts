@@ -26,4 +26,5 @@ export {
   type StateMachine,
   snapshotSize,
 } from "./raft-node.js";
+export { readLeaseMsFor } from "./read-lease.js";
 export type { Transport } from "./transport.js";

@@ -165,6 +165,9 @@ export class RaftNode<Result> {
   private readonly core: RaftCore;
   private readonly options: RaftNodeOptions<Result>;
   private readonly tickTimer: NodeJS.Timeout;
+  private readonly tickMs: number;
+  /** performance.now() at the last tick handed to the core. */
+  private lastTickAt = Number.NEGATIVE_INFINITY;
   private readonly proposals = new Map<number, { term: number; waiter: Waiter<Proposed<Result>> }>();
   private readonly reads = new Map<string, Waiter<number>>();
   /** Reads confirmed at an index the state machine has not applied yet, in arrival order. */
@@ -208,7 +211,8 @@ export class RaftNode<Result> {
     options.transport.listen((message) => this.receive(message));
     // The tick timer keeps the process alive until stop(): a caller awaiting a proposal must not
     // see the process exit under it because nothing else was scheduled.
-    this.tickTimer = setInterval(() => this.tick(), options.tickMs ?? defaults.tickMs);
+    this.tickMs = options.tickMs ?? defaults.tickMs;
+    this.tickTimer = setInterval(() => this.tick(), this.tickMs);
   }
 
   /** Loads the node's state from its log store (bootstrapping a new cluster if asked) and starts it. */
@@ -233,7 +237,9 @@ export class RaftNode<Result> {
       applied = snapshotIndex;
     }
     const random = options.raft?.random ?? new SeededRandom(randomInt(0, 2 ** 32 - 1));
-    const core = new RaftCore({ ...options.raft, id: options.id, random }, state, {
+    // The monotonic clock a read lease is measured on (RaftCore.setReadLease).
+    const clock = options.raft?.clock ?? (() => performance.now());
+    const core = new RaftCore({ ...options.raft, id: options.id, random, clock }, state, {
       applied,
       stableEntries: options.logStore,
       stableSnapshots: options.logStore,
@@ -309,6 +315,15 @@ export class RaftNode<Result> {
     this.schedule();
   }
 
+  /**
+   * Lets this node, while it leads, answer linearizable reads without a heartbeat round for
+   * `durationMs` after a quorum acknowledged one (RaftCore.setReadLease; readLeaseMsFor gives a
+   * sound duration); 0 turns it off.
+   */
+  setReadLease(durationMs: number): void {
+    this.core.setReadLease(durationMs);
+  }
+
   /** Whether this node may stand for election (see RaftCore.setCampaignAllowed). */
   setCampaignAllowed(allowed: boolean): void {
     this.core.setCampaignAllowed(allowed);
@@ -354,6 +369,13 @@ export class RaftNode<Result> {
 
   private tick(): void {
     if (this.stopped) return;
+    // A timer may fire a little early by the monotonic clock (libuv's loop time is cached and
+    // whole milliseconds): such a tick is skipped, so that ticks never come closer than
+    // tickMs - 1 apart. A follower counts its election timeout in ticks and withholds its vote
+    // meanwhile, which a leader's read lease relies on (readLeaseMsFor); late ticks are safe.
+    const now = performance.now();
+    if (now - this.lastTickAt < this.tickMs - 1) return;
+    this.lastTickAt = now;
     try {
       this.core.tick();
     } catch (error) {

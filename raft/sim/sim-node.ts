@@ -70,6 +70,8 @@ export interface SimNodeOptions {
    * last chunk of a leader's snapshot may come in.
    */
   readonly snapshotSaveDelay: number;
+  /** The leader's read lease in time units (0: none); the config's clock reads the simulated time. */
+  readonly readLeaseMs: number;
 }
 
 export class SimNode {
@@ -168,6 +170,7 @@ export class SimNode {
       // A snapshot from the leader goes here as it arrives, as a real node's goes to a file.
       snapshotReceiver: this.receiver,
     });
+    this.core.setReadLease(this.options.readLeaseMs);
     this.kv = new KvStateMachine();
     if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
     this.softState = this.core.softState();

@@ -87,6 +87,12 @@ const keys = ["a", "b", "c"];
 const clientCount = 3;
 const operationTimeout = 40 * tickInterval;
 const livenessTimeMax = 60 * electionTicks * tickInterval;
+/**
+ * The read lease of seeds that lease: below the shortest time in which a voter that heard from the
+ * leader counts electionTicks ticks (the first may come at once, then one per interval of at least
+ * tickInterval - 1), by a tenth for drift, as a real node's configuration sets it.
+ */
+const readLeaseMs = Math.floor((electionTicks - 1) * (tickInterval - 1) * 0.9);
 
 interface PendingOperation {
   readonly id: number;
@@ -162,6 +168,7 @@ class Simulation {
     // its run) stay what they were.
     const config = {
       random: parameters.fork(),
+      clock: () => this.now,
       electionTicks,
       // Most seeds run the production setting; some run without PreVote or CheckQuorum, which
       // must stay safe too (and lets a stale leader linger, exposing read bugs).
@@ -187,6 +194,8 @@ class Simulation {
     const leaderWriteDelay = parameters.pick([0, 2, 6]);
     // How long a node's own snapshot takes to save, Readys held meanwhile (0: at once).
     const snapshotSaveDelay = parameters.pick([0, 3, 12]);
+    // Half the seeds that check quorum (a lease needs it) serve reads from a leader's lease.
+    const leases = config.checkQuorum && parameters.chance(0.5);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
@@ -194,6 +203,7 @@ class Simulation {
       retainEntries,
       leaderWriteDelay,
       snapshotSaveDelay,
+      readLeaseMs: leases ? readLeaseMs : 0,
     };
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);

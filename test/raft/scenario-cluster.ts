@@ -92,13 +92,25 @@ export class ScenarioCluster {
   filter: (message: Message) => boolean = () => true;
   /** Called for each message delivered (not dropped), e.g. to write a transcript. */
   onDeliver: (message: Message) => void = () => {};
+  /** What every core's clock reads (ms): only read leases use it; tests move it. */
+  clockMs = 0;
 
   /** A cluster of `voters` voters (n1..nV) and `learners` learners, bootstrapped, no leader yet. */
   static create(
     voters: number,
-    options: { learners?: number; config?: ConfigOverrides; receiveSnapshots?: boolean } = {},
+    options: {
+      learners?: number;
+      config?: ConfigOverrides;
+      receiveSnapshots?: boolean;
+      /** Every core leads with this read lease (setReadLease), on `clockMs`. */
+      readLeaseMs?: number;
+    } = {},
   ): ScenarioCluster {
-    const cluster = new ScenarioCluster(options.config ?? {}, options.receiveSnapshots ?? false);
+    const cluster = new ScenarioCluster(
+      options.config ?? {},
+      options.receiveSnapshots ?? false,
+      options.readLeaseMs ?? 0,
+    );
     const voterIds = Array.from({ length: voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: options.learners ?? 0 }, (_, i) => `n${voters + i + 1}`);
     const state = bootstrapState({ voters: voterIds, learners: learnerIds });
@@ -114,6 +126,7 @@ export class ScenarioCluster {
   constructor(
     private readonly config: ConfigOverrides,
     private readonly receiveSnapshots = false,
+    private readonly readLeaseMs = 0,
   ) {}
 
   /** Adds a node with the given persisted state (emptyState() for a node that will join). */
@@ -197,7 +210,14 @@ export class ScenarioCluster {
       entries: [...node.disk.entries],
     };
     node.core = new RaftCore(
-      { electionTicks: 10, heartbeatTicks: 1, ...this.config, id, random: new SeededRandom(this.seed++) },
+      {
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        clock: () => this.clockMs,
+        ...this.config,
+        id,
+        random: new SeededRandom(this.seed++),
+      },
       state,
       {
         stableEntries: diskReader(node),
@@ -212,6 +232,7 @@ export class ScenarioCluster {
           : undefined,
       },
     );
+    node.core.setReadLease(this.readLeaseMs);
     // The application restores its state from the snapshot; Raft hands out what follows it.
     node.applied =
       node.disk.snapshot === null ? [] : (JSON.parse(decoder.decode(node.disk.snapshot.data)) as string[]);

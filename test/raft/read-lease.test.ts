@@ -1,0 +1,199 @@
+// A leader's read lease (dissertation section 6.4.1): while a quorum acknowledged a heartbeat sent
+// less than the lease ago, the leader answers a linearizable read at once, without a heartbeat
+// round. It stands on the promise each member keeps: no vote for anyone until an election timeout
+// after it last heard from a leader, also after a restart; and the leader gives it up before it
+// hands over. Ticks are 50 ms here (electionTicks 10): a lease of 400 ms is below the 450 ms a
+// member may count 10 ticks in (the first tick may come at once).
+
+import { describe, expect, it } from "vitest";
+import { RaftCore, RaftError, SeededRandom } from "../../raft/core/index.js";
+import { ScenarioCluster } from "./scenario-cluster.js";
+
+const leaseMs = 400;
+
+/** Three voters, n1 leading with a lease a quorum acknowledged at clockMs 0. */
+function leasedCluster(bugs: ("votesAfterRestart" | "readWithoutQuorum")[] = []): ScenarioCluster {
+  const cluster = ScenarioCluster.create(3, {
+    readLeaseMs: leaseMs,
+    config: { injectedBugs: new Set(bugs) },
+  });
+  cluster.elect("n1");
+  cluster.tick("n1");
+  cluster.stabilize();
+  return cluster;
+}
+
+function heartbeatRoundsQueued(cluster: ScenarioCluster): number {
+  return cluster.queued().filter((message) => message.type === "heartbeat" && message.readRound > 0).length;
+}
+
+describe("read lease", () => {
+  it("a leader answers a read at once while a quorum's acknowledgement is younger than the lease", () => {
+    const cluster = leasedCluster();
+    const written = cluster.propose("n1", "x");
+    cluster.stabilize();
+    cluster.clockMs = leaseMs - 1;
+    cluster.readIndex("n1", "leased");
+    expect(cluster.node("n1").readStates).toEqual([{ index: written.index, context: "leased" }]);
+    expect(heartbeatRoundsQueued(cluster)).toBe(0);
+  });
+
+  it("without a lease the same read waits for a heartbeat round", () => {
+    const cluster = ScenarioCluster.create(3);
+    cluster.elect("n1");
+    cluster.tick("n1");
+    cluster.stabilize();
+    cluster.readIndex("n1", "round");
+    expect(cluster.node("n1").readStates).toEqual([]);
+    expect(heartbeatRoundsQueued(cluster)).toBe(2);
+  });
+
+  it("the first round after an election starts the lease; a cut-off leader's lease runs out", () => {
+    const cluster = ScenarioCluster.create(3, { readLeaseMs: leaseMs });
+    cluster.elect("n1");
+    // Elected, but no heartbeat acknowledged yet: the read takes a round, which starts the lease.
+    cluster.readIndex("n1", "first");
+    expect(cluster.node("n1").readStates).toEqual([]);
+    cluster.stabilize();
+    expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first"]);
+    cluster.isolate("n1");
+    cluster.clockMs = leaseMs - 1;
+    cluster.readIndex("n1", "within");
+    expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first", "within"]);
+    cluster.clockMs = leaseMs;
+    cluster.readIndex("n1", "after");
+    cluster.stabilize();
+    expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first", "within"]);
+  });
+
+  it("a member that heard from the leader votes for no one for an election timeout", () => {
+    const cluster = leasedCluster();
+    cluster.partition(["n1"], ["n3"]);
+    // n3 hears nothing from n1 and campaigns; n2 still hears from n1 and ignores it.
+    for (let i = 0; i < 40; i++) {
+      cluster.tickAll();
+      cluster.stabilize();
+    }
+    expect(cluster.leaders()).toEqual(["n1"]);
+    expect(cluster.core("n3").softState().role).not.toBe("leader");
+  });
+
+  it("a member restarted within the lease votes for no one until an election timeout has passed", () => {
+    const cluster = leasedCluster();
+    cluster.partition(["n1"], ["n3"]);
+    cluster.crash("n2");
+    cluster.restart("n2");
+    // n3 times out and asks n2, restarted a moment ago, which may have acknowledged n1's lease.
+    cluster.tick("n3", 20);
+    cluster.stabilize();
+    expect(cluster.core("n3").softState().role).not.toBe("leader");
+    cluster.clockMs = 100;
+    cluster.readIndex("n1", "still the only leader");
+    expect(cluster.node("n1").readStates.at(-1)?.context).toBe("still the only leader");
+    // Once its election timeout has passed (and n1's lease with it), n2 may vote again.
+    cluster.clockMs = 500;
+    cluster.tick("n2", 10);
+    cluster.tick("n3", 20);
+    cluster.stabilize();
+    expect(cluster.core("n3").softState().role).toBe("leader");
+  });
+
+  it("a member whose term a stale answer raised still withholds its vote in that term", () => {
+    const cluster = leasedCluster();
+    const term = cluster.core("n2").softState().term;
+    // An answer to an append n2 sent as a leader long ago, from n3 in a later term.
+    cluster.core("n2").step({
+      type: "appendResponse",
+      from: "n3",
+      to: "n2",
+      term: term + 1,
+      success: false,
+      index: 0,
+      hintIndex: 0,
+      hintTerm: 0,
+    });
+    expect(cluster.core("n2").softState()).toMatchObject({ term: term + 1, leader: null });
+    const index = cluster.core("n3").status().lastIndex;
+    cluster.core("n2").step({
+      type: "vote",
+      from: "n3",
+      to: "n2",
+      term: term + 1,
+      lastIndex: index,
+      lastTerm: term,
+      transfer: false,
+    });
+    const answers = cluster
+      .core("n2")
+      .ready()
+      .messages.filter((message) => message.type === "voteResponse");
+    expect(answers).toEqual([expect.objectContaining({ granted: false })]);
+  });
+
+  it("with that rule broken (injected bug), a restarted member elects another leader and the lease reads stale data", () => {
+    const cluster = leasedCluster(["votesAfterRestart"]);
+    cluster.partition(["n1"], ["n3"]);
+    cluster.crash("n2");
+    cluster.restart("n2");
+    cluster.tick("n3", 20);
+    cluster.stabilize();
+    expect(cluster.core("n3").softState().role).toBe("leader");
+    const fresh = cluster.propose("n3", "new");
+    cluster.stabilize();
+    cluster.clockMs = 100;
+    cluster.readIndex("n1", "stale!");
+    const read = cluster.node("n1").readStates.at(-1);
+    expect(read?.context).toBe("stale!");
+    expect(read?.index).toBeLessThan(fresh.index);
+  });
+
+  it("a leader that begins a transfer, or says farewell, reads with heartbeat rounds again", () => {
+    const cluster = leasedCluster();
+    cluster.core("n1").transferLeadership("n2");
+    cluster.process("n1");
+    cluster.readIndex("n1", "during transfer");
+    expect(cluster.node("n1").readStates).toEqual([]);
+    expect(heartbeatRoundsQueued(cluster)).toBe(2);
+
+    const other = leasedCluster();
+    expect(other.core("n1").farewell()?.type).toBe("timeoutNow");
+    other.readIndex("n1", "after farewell");
+    expect(other.node("n1").readStates).toEqual([]);
+    expect(heartbeatRoundsQueued(other)).toBe(2);
+  });
+
+  it("a follower's read is answered by the leader's lease, without a round", () => {
+    const cluster = leasedCluster();
+    const written = cluster.propose("n1", "x");
+    cluster.stabilize();
+    cluster.readIndex("n2", "via leader");
+    expect(cluster.queued().map((message) => message.type)).toEqual(["readIndex"]);
+    cluster.stabilize();
+    expect(cluster.node("n2").readStates).toEqual([{ index: written.index, context: "via leader" }]);
+    expect(cluster.sent.filter((message) => message.type === "heartbeat" && message.readRound > 1)).toEqual(
+      [],
+    );
+  });
+
+  it("refuses a lease it cannot keep: a negative one, one without a clock or without CheckQuorum", () => {
+    const core = (config: { clock?: () => number; checkQuorum?: boolean }) =>
+      new RaftCore(
+        { id: "n1", random: new SeededRandom(1), ...config },
+        {
+          hardState: { term: 0, vote: null, commit: 0 },
+          snapshot: null,
+          offset: { index: 0, term: 0 },
+          entries: [],
+        },
+      );
+    const withClock = core({ clock: () => 0 });
+    expect(() => withClock.setReadLease(-1)).toThrow(
+      /a read lease must be a duration of 0 ms or more, got -1/,
+    );
+    expect(() => withClock.setReadLease(Number.NaN)).toThrow(RaftError);
+    expect(() => core({}).setReadLease(400)).toThrow(/needs the config's clock/);
+    expect(() => core({ clock: () => 0, checkQuorum: false }).setReadLease(400)).toThrow(/needs checkQuorum/);
+    withClock.setReadLease(0);
+    withClock.setReadLease(400);
+  });
+});
