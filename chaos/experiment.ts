@@ -125,6 +125,8 @@ const experimentSchema = z.strictObject({
       snapshotLogToStateRatio: z.number().min(0).max(100).optional(),
       /** Entries kept behind a snapshot (small: a node that was down catches up by a snapshot). */
       retainEntries: z.number().int().min(0).default(1000),
+      /** The nodes' raft.leaseReads: the leader serves linearizable reads from its lease. */
+      leaseReads: z.boolean().default(false),
       /** shamir: one unseal share entered at every start; hsm: a SoftHSM token (auto-unseal). */
       seal: z.enum(["shamir", "hsm"]).default("shamir"),
       /** Each node's data directory on a tmpfs of its own, of this many MiB (root): what disk-full-* fill. */
@@ -142,6 +144,7 @@ const experimentSchema = z.strictObject({
       driver: "process",
       snapshotEveryEntries: 10_000,
       retainEntries: 1000,
+      leaseReads: false,
       seal: "shamir",
       auditDisk: "data",
     }),

@@ -59,6 +59,8 @@ export interface ProcessClusterOptions {
   readonly snapshotEveryEntries?: number;
   /** The nodes' raft.snapshotLogToStateRatio (default: the node's; 0: every snapshotEveryEntries). */
   readonly snapshotLogToStateRatio?: number;
+  /** The nodes' raft.leaseReads (default: off). */
+  readonly leaseReads?: boolean;
   /** Entries kept behind a snapshot (default: the node's). */
   readonly retainEntries?: number;
   /** shamir (default): one unseal share, entered at every start; hsm: a SoftHSM token, auto-unseal. */
@@ -270,6 +272,7 @@ export class ProcessCluster {
             ? {}
             : { snapshotLogToStateRatio: options.snapshotLogToStateRatio }),
           ...(options.retainEntries === undefined ? {} : { retainEntries: options.retainEntries }),
+          ...(options.leaseReads === true ? { leaseReads: true } : {}),
         },
         // A node whose HSM was away tries again within 5 s of its return, not the default 30 s,
         // and abandons a call on a hung HSM after 3 s, not 10: an experiment's faults come on a

@@ -115,6 +115,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       ? {}
       : { snapshotLogToStateRatio: experiment.cluster.snapshotLogToStateRatio }),
     retainEntries: experiment.cluster.retainEntries,
+    leaseReads: experiment.cluster.leaseReads,
     seal: experiment.cluster.seal,
     ...(experiment.cluster.dataDiskMiB === undefined ? {} : { dataDiskMiB: experiment.cluster.dataDiskMiB }),
     auditDisk: experiment.cluster.auditDisk,

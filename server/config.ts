@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { readLeaseMsFor } from "../raft/node/read-lease.js";
 import { auditDurabilities } from "./audit/audit-file.js";
 import { isAuditSocketAddress } from "./audit/audit-socket.js";
 import { checkDocument } from "./schema-problems.js";
@@ -79,6 +80,14 @@ export const nodeConfigSchema = z
         tickMs: z.number().int().min(1).max(1000).default(50),
         electionTicks: z.number().int().min(2).max(1000).default(10),
         heartbeatTicks: z.number().int().min(1).max(100).default(1),
+        /**
+         * The leader answers linearizable reads without a heartbeat round while a quorum
+         * acknowledged one within its lease (docs/raft.md, "Read leases"): sound while the
+         * members' monotonic clocks run at rates within leaseClockDrift of each other.
+         */
+        leaseReads: z.boolean().default(false),
+        /** The largest difference of clock rates a read lease allows for, as a fraction. */
+        leaseClockDrift: z.number().min(0.001).max(0.5).default(0.1),
         snapshotEveryEntries: z.number().int().min(10).default(10_000),
         /**
          * A snapshot also waits until the entries applied since the last one add up to this many
@@ -119,6 +128,8 @@ export const nodeConfigSchema = z
         tickMs: 50,
         electionTicks: 10,
         heartbeatTicks: 1,
+        leaseReads: false,
+        leaseClockDrift: 0.1,
         snapshotEveryEntries: 10_000,
         snapshotLogToStateRatio: 2,
         snapshotLogBytesMax: 128 * 1024 * 1024,
@@ -380,6 +391,18 @@ export const nodeConfigSchema = z
         path: ["raft", "heartbeatTicks"],
         message: "must be below electionTicks",
       });
+    }
+    if (config.raft.leaseReads) {
+      const { tickMs, electionTicks, heartbeatTicks, leaseClockDrift } = config.raft;
+      const leaseMs = readLeaseMsFor(tickMs, electionTicks, leaseClockDrift);
+      // A lease that ends before the next heartbeat could renew it would never hold a read.
+      if (leaseMs <= heartbeatTicks * tickMs) {
+        context.addIssue({
+          code: "custom",
+          path: ["raft", "leaseReads"],
+          message: `the lease these ticks allow (${leaseMs} ms) ends before the next heartbeat (${heartbeatTicks * tickMs} ms): raise electionTicks or tickMs`,
+        });
+      }
     }
   });
 

@@ -15,7 +15,7 @@ import {
   type ReadTimesResponse,
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { describeMessage, type Message } from "../raft/core/index.js";
-import { RaftNode, type Transport } from "../raft/node/index.js";
+import { RaftNode, readLeaseMsFor, type Transport } from "../raft/node/index.js";
 import { Barrier } from "../storage/barrier/index.js";
 import { openNodeLog } from "../storage/raft-log/open-node-log.js";
 import type { SegmentLogStore } from "../storage/raft-log/segment-log-store.js";
@@ -604,24 +604,48 @@ export class StrongroomNode {
     });
     await clusterFeatures.read();
     const recordedFeatures = clusterFeatures;
+    // Reads from the leader's lease (raft.leaseReads), once every voter withholds its vote as the
+    // lease needs: an older member would not. Looked at by the leader with the features, each second.
+    const readLeaseMs = config.raft.leaseReads
+      ? readLeaseMsFor(config.raft.tickMs, config.raft.electionTicks, config.raft.leaseClockDrift)
+      : 0;
+    let readLeaseStarted = false;
+    const startReadLease = () => {
+      if (readLeaseMs === 0 || readLeaseStarted || !recordedFeatures.usable(peerFeatures.readLeaseVotes))
+        return;
+      readLeaseStarted = true;
+      raftNode().setReadLease(readLeaseMs);
+      logger.info({ readLeaseMs }, "linearizable reads are served from the leader's lease");
+    };
+    new Gauge({
+      name: "strongroom_raft_read_lease_seconds",
+      help: "How long this node's read lease lasts, when it leads, after a quorum acknowledged a heartbeat (raft.leaseReads); 0: its linearizable reads wait for a heartbeat round (off, or not yet started by this node as leader).",
+      registers: [registry],
+      collect() {
+        this.set(readLeaseStarted ? readLeaseMs / 1000 : 0);
+      },
+    });
     // The leader records what every member understands as soon as it has heard them all.
     const featuresTask = new PeriodicTask(
       featuresRecordEveryMs,
       leadsAndServes,
       () =>
-        recordedFeatures.recordAgreed([
-          peerFeatures.requestIds,
-          peerFeatures.systemPutAll,
-          peerFeatures.tokenRoles,
-          peerFeatures.tokenBinding,
-        ]),
+        recordedFeatures
+          .recordAgreed([
+            peerFeatures.requestIds,
+            peerFeatures.systemPutAll,
+            peerFeatures.tokenRoles,
+            peerFeatures.tokenBinding,
+            peerFeatures.readLeaseVotes,
+          ])
+          .then(startReadLease),
       (error) => leaderTaskFailed("recording the cluster's features", {}, error),
     );
     featuresTask.start();
     undo.push(() => featuresTask.stop());
     new Gauge({
       name: "strongroom_cluster_features",
-      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together, 8: token roles, 16: tokens bound to identities).",
+      help: "Features the cluster recorded that every member understands, a bit each (1: request ids, 2: this record, 4: system records written together, 8: token roles, 16: tokens bound to identities, 32: votes withheld as read leases need).",
       registers: [registry],
       collect() {
         // The record as last read; a follower reads it again for the next scrape.

@@ -44,6 +44,9 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        clients spread both)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
+  --lease-reads        the strongroom nodes' raft.leaseReads: the leader answers linearizable
+                       reads from its lease, without a heartbeat round (docs/raft.md, Read
+                       leases; etcd's reads keep their ReadIndex round)
   --request-ids        strongroom's writes carry a request id (a UUID each), as the SDK's do:
                        what remembering them costs (docs/api.md, Request ids)
   --profile DIR        run the strongroom nodes with --cpu-prof, profiles in DIR
@@ -76,6 +79,7 @@ function parseOptions() {
         entry: { type: "string", default: "all" },
         "audit-durability": { type: "string", default: "disk" },
         "request-ids": { type: "boolean", default: false },
+        "lease-reads": { type: "boolean", default: false },
         profile: { type: "string" },
         "node-options": { type: "string", default: "" },
       },
@@ -215,6 +219,7 @@ async function main(): Promise<void> {
       auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] },
       audit: { durability: auditDurability },
     },
+    leaseReads: values["lease-reads"] === true,
     logLevel: "warn",
   });
   const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });
@@ -398,6 +403,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         entry,
         nodeOptions,
         requestIds: values["request-ids"] === true,
+        leaseReads: values["lease-reads"] === true,
         strongroomLeaderId,
         cells,
       },

@@ -18,6 +18,12 @@ export const peerFeatures = {
    * token from any certificate.
    */
   tokenBinding: 16,
+  /**
+   * A voter withholds its vote for an election timeout after it heard from a leader, also after a
+   * restart (RaftCore.setReadLease): a leader may serve reads from a lease only once every voter
+   * does, as an older one would elect another leader while the lease holds.
+   */
+  readLeaseVotes: 32,
 } as const;
 
 /** Every feature this node's state machine understands. */
@@ -26,7 +32,8 @@ export const localFeatures =
   peerFeatures.featureRecord |
   peerFeatures.systemPutAll |
   peerFeatures.tokenRoles |
-  peerFeatures.tokenBinding;
+  peerFeatures.tokenBinding |
+  peerFeatures.readLeaseVotes;
 
 /** Whether every member but `self` has said it understands `feature` (unknown: it has not). */
 export function everyMemberHas(

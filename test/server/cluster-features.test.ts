@@ -4,7 +4,8 @@
 // though it has not heard from a member that is down - without the record, it would leave them out
 // until that member is back, and a write sent again would apply twice. Token roles, whose records
 // an older member could not apply, and tokens bound to identities, whose binding it would ignore,
-// are refused until every member has said it understands them.
+// are refused until every member has said it understands them. Reads from the leader's lease
+// (raft.leaseReads) wait until every member withholds its vote as a lease needs.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,7 +21,9 @@ import { TestPki } from "./pki-fixture.js";
 const pki = new TestPki("cluster-features");
 const root = mkdtempSync(join(tmpdir(), "strongroom-cluster-features-"));
 const specs = nodeSpecs(3, 41_000, 130);
-const configs = writeConfigs(pki, root, specs);
+const configs = writeConfigs(pki, root, specs, () => ({
+  raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, leaseReads: true },
+}));
 const cluster = new InProcessCluster(pki);
 
 afterAll(async () => {
@@ -40,9 +43,16 @@ const specOf = (id: string) => {
   return spec;
 };
 const recordedFeatures = (id: string) => metricOf(specOf(id), "strongroom_cluster_features");
+const readLeaseSeconds = (id: string) => metricOf(specOf(id), "strongroom_raft_read_lease_seconds");
+/** readLeaseMsFor(20, 10, 0.1): 9 ticks of at least 19 ms, less a tenth. */
+const leaseSeconds = 0.153;
 
 const everyFeature =
-  peerFeatures.requestIds | peerFeatures.systemPutAll | peerFeatures.tokenRoles | peerFeatures.tokenBinding;
+  peerFeatures.requestIds |
+  peerFeatures.systemPutAll |
+  peerFeatures.tokenRoles |
+  peerFeatures.tokenBinding |
+  peerFeatures.readLeaseVotes;
 const ciRole = (name: string) => ({
   name,
   allowedPolicies: ["ci"],
@@ -80,6 +90,8 @@ it("a leader that has not heard from a member that is down uses request ids and 
   const bound = await callError(first.createToken.bind(first), boundToken);
   expect(bound).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "UPGRADE_PENDING" });
   expect(bound.details).toMatch(/understands tokens bound to identities/);
+  // Nor does the leader read from a lease: n3 may not withhold its vote as the lease needs.
+  expect(await readLeaseSeconds(await cluster.leaderId())).toBe(0);
   // An unbound token is no feature: it is made as before.
   expect((await call(first.createToken.bind(first), { ...boundToken, boundIdentities: [] })).token).toMatch(
     /^sr\./,
@@ -99,6 +111,7 @@ it("a leader that has not heard from a member that is down uses request ids and 
     await new Promise((resolve) => setTimeout(resolve, 200));
     return false;
   }, 20_000);
+  await eventually(async () => (await readLeaseSeconds(leader)) === leaseSeconds, 10_000);
 
   // One follower down; the other restarted (it has heard from nobody) and made the leader.
   const [down, next] = specs.map((spec) => spec.id).filter((id) => id !== leader);
@@ -127,6 +140,8 @@ it("a leader that has not heard from a member that is down uses request ids and 
     consistency: Consistency.CONSISTENCY_LINEARIZABLE,
   });
   expect(history.versions.map((version) => version.version)).toEqual([1]);
+  // Leading with a member down, it reads from its lease: the members recorded that they can.
+  await eventually(async () => (await readLeaseSeconds(next)) === leaseSeconds, 10_000);
   // And token roles, recorded as understood by every member, though one of them is down.
   const access = cluster.client(next).access;
   expect((await call(access.writeTokenRole.bind(access), ciRole("later"))).revision).toBeGreaterThan(0);

@@ -51,6 +51,8 @@ describe("node config", () => {
       tickMs: 50,
       electionTicks: 10,
       heartbeatTicks: 1,
+      leaseReads: false,
+      leaseClockDrift: 0.1,
       snapshotEveryEntries: 10_000,
       snapshotLogToStateRatio: 2,
       snapshotLogBytesMax: 128 * 1024 * 1024,
@@ -151,6 +153,28 @@ describe("node config", () => {
       write("ttl.yaml", { ...valid, auth: { tokenTtlMs: 7_200_000, tokenMaxTtlMs: 3_600_000 } }),
     );
     expect(ttl).toEqual(["auth.tokenTtlMs: must not be above tokenMaxTtlMs"]);
+    // A read lease shorter than the heartbeat interval would never hold a read.
+    const lease = problemsOf(
+      write("lease.yaml", {
+        ...valid,
+        raft: { tickMs: 10, electionTicks: 3, heartbeatTicks: 2, leaseReads: true },
+      }),
+    );
+    expect(lease).toEqual([
+      "raft.leaseReads: the lease these ticks allow (16 ms) ends before the next heartbeat (20 ms): raise electionTicks or tickMs",
+    ]);
+    const drift = problemsOf(
+      write("drift.yaml", { ...valid, raft: { leaseReads: true, leaseClockDrift: 0.6 } }),
+    );
+    expect(drift).toEqual([expect.stringMatching(/^raft\.leaseClockDrift: /)]);
+    const leased = loadNodeConfig(
+      write("leased.yaml", {
+        ...valid,
+        raft: { tickMs: 10, electionTicks: 3, heartbeatTicks: 1, leaseReads: true },
+      }),
+      {},
+    );
+    expect(leased.raft).toMatchObject({ leaseReads: true, leaseClockDrift: 0.1 });
   });
 
   it("says a field left out is missing, in YAML's words, and a wrong one what it got", () => {
