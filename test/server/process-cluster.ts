@@ -19,12 +19,22 @@ export async function bundledCli(): Promise<string> {
   return cliScript;
 }
 
+/** How many of a node's last log lines (warn and above, the tests' level) are kept for a failure's message. */
+const logLinesKept = 30;
+
 export class NodeProcess {
   private child: ChildProcess | null = null;
   private exit: Promise<number | null> = Promise.resolve(null);
   readonly stderr: string[] = [];
+  /** The node's last log lines (JSON, warn and above), for the message of an exit nobody asked for. */
+  private readonly logLines: string[] = [];
+  private partialLogLine = "";
   /** How many times the node logged that it read its test failpoints. */
   private failpointReads = 0;
+  /** Set by kill() and terminate(): an exit the test asked for, not reported. */
+  private exitRequested = false;
+  /** How the last process ended (null while it runs). */
+  private ended: { code: number | null; signal: NodeJS.Signals | null } | null = null;
 
   constructor(
     readonly spec: NodeSpec,
@@ -38,9 +48,14 @@ export class NodeProcess {
       env: { ...process.env, ...this.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    // Its log (at the tests' level, warn): only what says it read its failpoints is kept, counted.
+    this.exitRequested = false;
+    this.ended = null;
+    // Its log (at the tests' level, warn): what says it read its failpoints is counted; the last
+    // lines are kept for the message of an exit nobody asked for.
     child.stdout?.on("data", (chunk: Buffer) => {
-      this.failpointReads += chunk.toString().split(failpointsReadMessage).length - 1;
+      const text = chunk.toString();
+      this.failpointReads += text.split(failpointsReadMessage).length - 1;
+      this.keepLogLines(text);
     });
     child.stderr?.on("data", (chunk: Buffer) => {
       // Bounded: only the last lines are kept, for a failing test's message.
@@ -48,15 +63,44 @@ export class NodeProcess {
       if (this.stderr.length > 50) this.stderr.shift();
     });
     this.child = child;
-    this.exit = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    this.exit = new Promise((resolve) =>
+      child.on("exit", (code, signal) => {
+        this.ended = { code, signal };
+        // A node that died on its own (a crash, a fatal stop) shows in the test's output with what
+        // it said last, whatever the test then fails on (a refused connection, a stream's end).
+        if (!this.exitRequested) console.error(`${this.spec.id} exited on its own: ${this.describe()}`);
+        resolve(code);
+      }),
+    );
     await this.waitForHealth();
+  }
+
+  /** How the process ended (if it did), and its last log and stderr lines: for a failure's message. */
+  describe(): string {
+    const how =
+      this.ended === null
+        ? `running (pid ${this.child?.pid ?? "none"})`
+        : `exit code ${this.ended.code}, signal ${this.ended.signal}`;
+    const log = [...this.logLines, this.partialLogLine].filter((line) => line !== "");
+    return `${how}\nlast log lines:\n${log.join("\n") || "(none)"}\nstderr:\n${this.stderr.join("") || "(none)"}`;
+  }
+
+  private keepLogLines(text: string): void {
+    const lines = (this.partialLogLine + text).split("\n");
+    this.partialLogLine = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line === "") continue;
+      this.logLines.push(line);
+      if (this.logLines.length > logLinesKept) this.logLines.shift();
+    }
   }
 
   /** Answers health at all (any status code): the process is up and serving. */
   async waitForHealth(timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (this.child?.exitCode !== null) throw new Error(`${this.spec.id} exited: ${this.stderr.join("")}`);
+      if (this.child === null || this.ended !== null)
+        throw new Error(`${this.spec.id} exited: ${this.describe()}`);
       try {
         await fetch(this.healthUrl(), { signal: AbortSignal.timeout(500) });
         return;
@@ -64,7 +108,7 @@ export class NodeProcess {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    throw new Error(`${this.spec.id} did not answer health in ${timeoutMs} ms: ${this.stderr.join("")}`);
+    throw new Error(`${this.spec.id} did not answer health in ${timeoutMs} ms: ${this.describe()}`);
   }
 
   async healthStatus(): Promise<number> {
@@ -90,13 +134,15 @@ export class NodeProcess {
     await eventually(() => this.failpointReads > before, 10_000);
   }
 
-  /** Resolves once the process has exited, with its code (null: ended by a signal). */
+  /** Resolves once the process has exited, with its code (null: ended by a signal): an exit the test awaits, not reported. */
   exited(): Promise<number | null> {
+    this.exitRequested = true;
     return this.exit;
   }
 
   /** SIGKILL: no shutdown, no flush. */
   async kill(): Promise<void> {
+    this.exitRequested = true;
     this.child?.kill("SIGKILL");
     await this.exit;
     this.child = null;
@@ -104,6 +150,7 @@ export class NodeProcess {
 
   /** SIGTERM: the graceful shutdown; resolves with the exit code. */
   async terminate(): Promise<number | null> {
+    this.exitRequested = true;
     this.child?.kill("SIGTERM");
     const code = await this.exit;
     this.child = null;
