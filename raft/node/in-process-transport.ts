@@ -10,6 +10,8 @@ export class InProcessNetwork {
   private readonly cut = new Set<string>();
   delivered = 0;
   dropped = 0;
+  /** Called with every message a node sends, before delivery (tests count them). */
+  observe: ((message: Message) => void) | null = null;
 
   connect(id: NodeId): Transport {
     let closed = false;
@@ -47,6 +49,7 @@ export class InProcessNetwork {
 
   private send(messages: readonly Message[]): void {
     if (messages.length === 0) return;
+    if (this.observe !== null) for (const message of messages) this.observe(message);
     const batch = [...messages];
     setImmediate(() => {
       for (const message of batch) {

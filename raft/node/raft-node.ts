@@ -126,6 +126,21 @@ export interface RaftNodeOptions<Result> {
   readonly failpoint?: (point: RaftFailpoint) => Promise<void> | undefined;
 }
 
+/** One waiter answering several reads with one outcome; it waits as long as the last of them may. */
+function sharedWaiter(waiters: readonly Waiter<number>[]): Waiter<number> {
+  let deadline = Number.NEGATIVE_INFINITY;
+  for (const waiter of waiters) if (waiter.deadline > deadline) deadline = waiter.deadline;
+  return {
+    resolve: (index) => {
+      for (const waiter of waiters) waiter.resolve(index);
+    },
+    reject: (error) => {
+      for (const waiter of waiters) waiter.reject(error);
+    },
+    deadline,
+  };
+}
+
 /** Where in handling a Ready a test can crash or stall the node (see `failpoint`). */
 export const raftFailpoints = [
   /** Entries or hard state about to be written to the log store: a crash loses them (never acknowledged). */
@@ -169,7 +184,10 @@ export class RaftNode<Result> {
   /** performance.now() at the last tick handed to the core. */
   private lastTickAt = Number.NEGATIVE_INFINITY;
   private readonly proposals = new Map<number, { term: number; waiter: Waiter<Proposed<Result>> }>();
+  /** Reads asked of the core, by context: one waiter may stand for several reads (askForReads). */
   private readonly reads = new Map<string, Waiter<number>>();
+  /** Reads not asked for yet: the next request for a read index serves all of them. */
+  private readsUnasked: Waiter<number>[] = [];
   /** Reads confirmed at an index the state machine has not applied yet, in arrival order. */
   private readsAwaitingApply: { readState: ReadState; waiter: Waiter<number> }[] = [];
   private readSequence = 0;
@@ -293,13 +311,35 @@ export class RaftNode<Result> {
   readIndex(): Promise<number> {
     this.assertRunning();
     this.assertMember();
-    const context = `${this.id}:${++this.readSequence}`;
-    this.core.readIndex(context);
     const promise = new Promise<number>((resolve, reject) => {
-      this.reads.set(context, { resolve, reject, deadline: this.deadline() });
+      this.readsUnasked.push({ resolve, reject, deadline: this.deadline() });
     });
     this.schedule();
     return promise;
+  }
+
+  /**
+   * Asks the core for one read index for every read that came since the last ask, before each
+   * Ready is taken. Each of them arrived before the request was made, so the index it is answered
+   * with (the leader's commit index when it took the request, confirmed) covers every write
+   * acknowledged before any of them: etcd's linearizable read loop shares its requests the same
+   * way. A follower sends the leader one message per batch of reads, not one per read, and gets
+   * one answer.
+   */
+  private askForReads(): void {
+    if (this.readsUnasked.length === 0) return;
+    const group = this.readsUnasked;
+    this.readsUnasked = [];
+    const waiter = group.length === 1 ? (group[0] as Waiter<number>) : sharedWaiter(group);
+    const context = `${this.id}:${++this.readSequence}`;
+    try {
+      this.core.readIndex(context);
+    } catch (error) {
+      // No leader known, or the leader's queue of reads full: every read of the batch hears it.
+      waiter.reject(error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    this.reads.set(context, waiter);
   }
 
   transferLeadership(target: NodeId): void {
@@ -400,6 +440,13 @@ export class RaftNode<Result> {
       this.reads.delete(context);
       waiter.reject(new RaftNodeError("TIMEOUT", "read not confirmed in time (no quorum reachable?)"));
     }
+    if (this.readsUnasked.some((waiter) => waiter.deadline <= now)) {
+      const unasked = this.readsUnasked;
+      this.readsUnasked = unasked.filter((waiter) => waiter.deadline > now);
+      for (const waiter of unasked) {
+        if (waiter.deadline <= now) waiter.reject(new RaftNodeError("TIMEOUT", "read not asked for in time"));
+      }
+    }
     if (this.readsAwaitingApply.some((read) => read.waiter.deadline <= now)) {
       const waiting: typeof this.readsAwaitingApply = [];
       for (const read of this.readsAwaitingApply) {
@@ -444,7 +491,12 @@ export class RaftNode<Result> {
     try {
       do {
         this.processAgain = false;
-        while (!this.stopped && this.core.hasReady()) await this.handleReady();
+        for (;;) {
+          if (this.stopped) break;
+          this.askForReads();
+          if (!this.core.hasReady()) break;
+          await this.handleReady();
+        }
         // A snapshot built off the loop is saved between Readys, as one taken in the loop was.
         if (!this.stopped && this.built !== null) await this.saveBuiltSnapshot();
       } while (this.processAgain && !this.stopped);
@@ -648,6 +700,8 @@ export class RaftNode<Result> {
     const removed = this.removedError();
     for (const waiter of this.reads.values()) waiter.reject(removed);
     this.reads.clear();
+    for (const waiter of this.readsUnasked) waiter.reject(removed);
+    this.readsUnasked = [];
     for (const { waiter } of this.proposals.values()) waiter.reject(removed);
     this.proposals.clear();
     this.options.onRemoved?.();
@@ -723,6 +777,8 @@ export class RaftNode<Result> {
     this.proposals.clear();
     for (const waiter of this.reads.values()) waiter.reject(error);
     this.reads.clear();
+    for (const waiter of this.readsUnasked) waiter.reject(error);
+    this.readsUnasked = [];
     for (const { waiter } of this.readsAwaitingApply) waiter.reject(error);
     this.readsAwaitingApply = [];
   }

@@ -290,6 +290,26 @@ describe("RaftNode", () => {
     );
   });
 
+  it("reads made in one turn share one read index: a follower asks its leader once, and a later read asks again", async () => {
+    const cluster = await TestCluster.create(3);
+    const leader = await cluster.leader();
+    const first = await leader.node.propose(bytes("x"));
+    const follower = [...cluster.members.values()].find((m) => m !== leader) as Member;
+    await waitFor("the follower to apply", () => follower.machine.values.length === 1);
+    const asked: string[] = [];
+    cluster.network.observe = (message) => {
+      if (message.type === "readIndex" || message.type === "readIndexResponse") asked.push(message.type);
+    };
+    const indexes = await Promise.all(Array.from({ length: 20 }, () => follower.node.readIndex()));
+    expect(new Set(indexes).size).toBe(1);
+    expect(indexes[0]).toBeGreaterThanOrEqual(first.index);
+    expect(asked).toEqual(["readIndex", "readIndexResponse"]);
+    // A write acknowledged before the next read: that read's own request sees it.
+    const second = await leader.node.propose(bytes("y"));
+    expect(await follower.node.readIndex()).toBeGreaterThanOrEqual(second.index);
+    expect(asked).toEqual(["readIndex", "readIndexResponse", "readIndex", "readIndexResponse"]);
+  });
+
   it("a leader's append leaves before its own write is done, and its followers' writes alone do not answer the proposal", async () => {
     // A store whose writes can be held: the leader's, while the test looks at its followers.
     class HeldStore extends MemoryLogStore {
