@@ -129,6 +129,8 @@ export class NodeProcess {
     const file = this.env.STRONGROOM_TEST_FAILPOINTS;
     if (file === undefined) throw new Error(`${this.spec.id} was started without test failpoints`);
     const before = this.failpointReads;
+    // A crash armed is an exit the test asked for.
+    if (Object.values(control).includes("crash")) this.exitRequested = true;
     writeFileSync(file, JSON.stringify(control));
     this.signal("SIGUSR2");
     await eventually(() => this.failpointReads > before, 10_000);
