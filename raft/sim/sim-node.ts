@@ -3,9 +3,12 @@
 // advance; a leader sends first), so a whole cluster runs deterministically in one thread: at
 // once, but for a leader's log write, which may take simulated time while the core goes on being
 // stepped. A crash drops the core and everything in memory; a restart rebuilds the core from the
-// disk alone.
+// disk alone. A pause (a stopped process, a long garbage collection) stops its ticks, its Readys
+// and its disk's completions; what reaches it meanwhile (messages, client calls) waits, and is
+// taken on resuming in an order the seed picks, as a process finds both waiting on its sockets.
 
 import {
+  describeMessage,
   type Entry,
   type HardState,
   type LogOffset,
@@ -102,6 +105,14 @@ export class SimNode {
    * it stops on a failed write. Counted, not drawn, so that no seed's draws move.
    */
   private leaderWindowCrashes = 0;
+  /** Paused until this time (null: running). Its clock goes on meanwhile, as a monotonic clock does. */
+  pausedUntil: number | null = null;
+  /** Messages that reached it while paused, in arrival order. */
+  private heldMessages: Message[] = [];
+  /** Client calls that reached it while paused, by operation, in arrival order. */
+  private heldCalls: { operation: number; call: () => void }[] = [];
+  /** Where durableCommit's last look ended: the disk agreed with the core up to here. */
+  private durableCommitChecked = 0;
   /** The time of the next tick. */
   nextTickAt: number;
   readonly tickInterval: number;
@@ -141,6 +152,50 @@ export class SimNode {
     return this.core !== null;
   }
 
+  isPaused(): boolean {
+    return this.pausedUntil !== null;
+  }
+
+  /** A message for a paused node: taken when it resumes. */
+  hold(message: Message): void {
+    this.heldMessages.push(message);
+  }
+
+  /** A client's call to a paused node: made when it resumes (or dropped with the operation). */
+  holdCall(operation: number, call: () => void): void {
+    this.heldCalls.push({ operation, call });
+  }
+
+  /**
+   * Resumes a paused node. What waited is taken calls first or messages first: a resumed process
+   * may serve a client's read before it reads the messages that would tell it another leader was
+   * elected meanwhile (a read lease must have ended by then).
+   */
+  resume(callsFirst: boolean): void {
+    this.pausedUntil = null;
+    const messages = this.heldMessages;
+    const calls = this.heldCalls;
+    this.heldMessages = [];
+    this.heldCalls = [];
+    const takeCalls = () => {
+      for (const { call } of calls) if (this.core !== null) call();
+    };
+    const takeMessages = () => {
+      for (const message of messages) {
+        this.hooks.trace(`${message.from}→${message.to} ${describeMessage(message)} (held while paused)`);
+        this.step(message);
+      }
+    };
+    if (callsFirst) {
+      takeCalls();
+      takeMessages();
+    } else {
+      takeMessages();
+      takeCalls();
+    }
+    this.process();
+  }
+
   /** Builds the core from the disk only, as a real process would after a restart. */
   start(): void {
     const state: PersistentState = {
@@ -171,6 +226,7 @@ export class SimNode {
       snapshotReceiver: this.receiver,
     });
     this.core.setReadLease(this.options.readLeaseMs);
+    this.durableCommitChecked = 0;
     this.kv = new KvStateMachine();
     if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
     this.softState = this.core.softState();
@@ -181,6 +237,8 @@ export class SimNode {
   /** Returns the operations that were waiting here: their outcome is now unknown. */
   crash(): number[] {
     this.core = null;
+    this.pausedUntil = null;
+    this.heldMessages = [];
     this.writing = null;
     this.saving = null;
     this.receiver.clear();
@@ -189,7 +247,9 @@ export class SimNode {
       ...[...this.proposals.values()].map((proposal) => proposal.operation),
       ...this.reads.values(),
       ...this.readsReady.map((read) => read.operation),
+      ...this.heldCalls.map((held) => held.operation),
     ];
+    this.heldCalls = [];
     this.proposals.clear();
     this.reads.clear();
     this.readsReady = [];
@@ -221,11 +281,13 @@ export class SimNode {
       if (proposal.operation === operation) this.proposals.delete(index);
     for (const [context, op] of this.reads) if (op === operation) this.reads.delete(context);
     this.readsReady = this.readsReady.filter((r) => r.operation !== operation);
+    this.heldCalls = this.heldCalls.filter((held) => held.operation !== operation);
     this.readKeys.delete(operation);
   }
 
   /** Runs Ready cycles until the core has nothing more to hand out (or a leader's write is in flight). */
   process(): void {
+    if (this.pausedUntil !== null) return;
     let core = this.core;
     while (this.writing === null && this.saving === null && core?.hasReady()) {
       const ready = core.ready();
@@ -247,7 +309,7 @@ export class SimNode {
   finishWrite(now: number): void {
     const writing = this.writing;
     const core = this.core;
-    if (writing === null || core === null || now < writing.doneAt) return;
+    if (writing === null || core === null || now < writing.doneAt || this.pausedUntil !== null) return;
     this.writing = null;
     if (this.complete(core, writing.ready)) this.process();
   }
@@ -256,7 +318,7 @@ export class SimNode {
   finishSave(now: number): void {
     const saving = this.saving;
     const core = this.core;
-    if (saving === null || core === null || now < saving.doneAt) return;
+    if (saving === null || core === null || now < saving.doneAt || this.pausedUntil !== null) return;
     this.saving = null;
     this.saveSnapshot(core, saving.snapshot);
     this.process();
@@ -341,7 +403,12 @@ export class SimNode {
     core.advance();
     const { commit, term } = core.hardState();
     this.hooks.checker.onLiveCommit(this.id, commit);
-    const newlyCommitted = this.hooks.checker.onCommitted(this.id, this.disk, commit, term);
+    const newlyCommitted = this.hooks.checker.onCommitted(
+      this.id,
+      this.disk,
+      this.durableCommit(core, commit),
+      term,
+    );
     if (newlyCommitted.from <= newlyCommitted.to && core.softState().role === "leader") {
       this.hooks.leaderCommitted(this.id, core, newlyCommitted.from, newlyCommitted.to);
     }
@@ -349,6 +416,28 @@ export class SimNode {
     this.maybeSnapshot(core);
     this.observeRole(core, core.softState());
     return true;
+  }
+
+  /**
+   * The commit index as far as the disk holds the core's own entries. A leader's write still in
+   * flight when a newer leader's append replaced its entry (a leader resuming from a pause, its
+   * clients' calls taken before its messages) lands the replaced entry on the disk after the core
+   * took the new one and its commit index; the core does not count the old one stable (stableTo
+   * checks the term) and writes the new one in its next Ready. Until then the commit index covers
+   * an entry the disk does not hold yet, and the checker must not take the old one as committed.
+   */
+  private durableCommit(core: RaftCore, commit: number): number {
+    const { offset, entries } = this.disk;
+    const last = Math.min(commit, offset.index + entries.length);
+    for (let index = Math.max(this.durableCommitChecked, offset.index) + 1; index <= last; index++) {
+      const coreTerm = core.termAt(index);
+      if (coreTerm !== undefined && coreTerm !== entries[index - offset.index - 1]?.term) {
+        this.durableCommitChecked = index - 1;
+        return index - 1;
+      }
+    }
+    this.durableCommitChecked = Math.max(this.durableCommitChecked, last);
+    return commit;
   }
 
   private serveReads(): void {

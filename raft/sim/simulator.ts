@@ -1,6 +1,7 @@
 // The deterministic simulator: one seed is one universe. A cluster of simulated nodes runs on a
 // simulated clock and network while a seeded nemesis crashes and restarts nodes, partitions them
-// (symmetric, one-way, leader isolation, bridge), makes links lossy, slow and duplicating, changes
+// (symmetric, one-way, leader isolation, bridge), pauses them (a stopped process: what reaches
+// it waits), makes links lossy, slow and duplicating, changes
 // membership, transfers leadership, and nodes take snapshots, all while clients put, get and
 // compare-and-set a few keys. Safety is checked at every step; at the end the faults heal and the
 // cluster must elect a leader and commit a write within a bounded time (liveness), and the client
@@ -34,6 +35,7 @@ import { SimNode, type SimNodeOptions } from "./sim-node.js";
 export const simBugs = [
   "commit-previous-term",
   "forget-vote",
+  "lease-too-long",
   "read-without-quorum",
   "skip-prev-check",
 ] as const;
@@ -42,6 +44,7 @@ export type SimBug = (typeof simBugs)[number];
 const coreBugs: Record<SimBug, InjectedBug | null> = {
   "commit-previous-term": "commitPreviousTerm",
   "forget-vote": null,
+  "lease-too-long": null,
   "read-without-quorum": "readWithoutQuorum",
   "skip-prev-check": "skipPrevCheck",
 };
@@ -66,6 +69,7 @@ export interface SimStats {
   unknownOutcomes: number;
   crashes: number;
   restarts: number;
+  pauses: number;
   partitions: number;
   snapshotsInstalled: number;
   membershipChanges: number;
@@ -93,6 +97,10 @@ const livenessTimeMax = 60 * electionTicks * tickInterval;
  * tickInterval - 1), by a tenth for drift, as a real node's configuration sets it.
  */
 const readLeaseMs = Math.floor((electionTicks - 1) * (tickInterval - 1) * 0.9);
+/** The lease-too-long bug: a lease twenty times what the voters' withheld votes cover. */
+const leaseTooLongFactor = 20;
+/** How long a pause lasts, in time units: from a few ticks to twelve election timeouts. */
+const pauseLengths = [30, 80, 150, 300, 600, 1200];
 
 interface PendingOperation {
   readonly id: number;
@@ -126,6 +134,7 @@ class Simulation {
     unknownOutcomes: 0,
     crashes: 0,
     restarts: 0,
+    pauses: 0,
     partitions: 0,
     snapshotsInstalled: 0,
     membershipChanges: 0,
@@ -144,6 +153,9 @@ class Simulation {
   private readonly lastSeen = new Map<string, string | null>();
   private readonly history: RegisterOperation[] = [];
   private readonly faultEvery: number;
+  /** A node is paused about once in this many time units (0: never), drawn from its own stream. */
+  private readonly pauseEvery: number;
+  private readonly pauseRandom: SeededRandom;
   private readonly newLeaderCrashChance: number;
   private phase: "faulty" | "healed" = "faulty";
   private readonly trace: (line: string) => void;
@@ -195,7 +207,7 @@ class Simulation {
     // How long a node's own snapshot takes to save, Readys held meanwhile (0: at once).
     const snapshotSaveDelay = parameters.pick([0, 3, 12]);
     // Half the seeds that check quorum (a lease needs it) serve reads from a leader's lease.
-    const leases = config.checkQuorum && parameters.chance(0.5);
+    const leases = config.checkQuorum && (parameters.chance(0.5) || options.bug === "lease-too-long");
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
@@ -203,8 +215,12 @@ class Simulation {
       retainEntries,
       leaderWriteDelay,
       snapshotSaveDelay,
-      readLeaseMs: leases ? readLeaseMs : 0,
+      readLeaseMs: leases ? readLeaseMs * (options.bug === "lease-too-long" ? leaseTooLongFactor : 1) : 0,
     };
+    // Picked after the rest, with their own stream: a seed without pauses runs as it did before
+    // pauses were simulated, and one with them as it did until its first pause.
+    this.pauseEvery = parameters.pick([0, 500, 1500]);
+    this.pauseRandom = parameters.fork();
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
     const initial = bootstrapState({ voters: voterIds, learners: learnerIds });
@@ -218,7 +234,9 @@ class Simulation {
         `follower catch-up bytes in memory ${followerCatchUpBytesMax}, ` +
         `fault every ~${this.faultEvery}, new-leader crash chance ${this.newLeaderCrashChance}, ` +
         `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}, ` +
-        `leader write delay ${leaderWriteDelay}, snapshot save delay ${snapshotSaveDelay}`,
+        `leader write delay ${leaderWriteDelay}, snapshot save delay ${snapshotSaveDelay}` +
+        `${this.nodeOptions.readLeaseMs > 0 ? `, read lease ${this.nodeOptions.readLeaseMs}` : ""}` +
+        `${this.pauseEvery > 0 ? `, a pause every ~${this.pauseEvery}` : ""}`,
     );
   }
 
@@ -227,6 +245,7 @@ class Simulation {
     try {
       for (; this.now < this.options.steps; this.now++) {
         if (this.faultRandom.nextInt(this.faultEvery) === 0) this.injectFault();
+        if (this.pauseEvery > 0 && this.pauseRandom.nextInt(this.pauseEvery) === 0) this.pauseNode();
         this.advanceTime();
         this.runClients();
       }
@@ -252,9 +271,19 @@ class Simulation {
   // Time
 
   private advanceTime(): void {
+    for (const node of this.nodes.values()) {
+      if (node.pausedUntil === null || this.now < node.pausedUntil) continue;
+      const callsFirst = this.pauseRandom.chance(0.5);
+      this.trace(`${node.id} resumes (${callsFirst ? "client calls" : "messages"} first)`);
+      node.resume(callsFirst);
+    }
     for (const message of this.network.deliverDue(this.now)) {
       const node = this.nodes.get(message.to);
       if (node === undefined || !node.isUp()) continue;
+      if (node.isPaused()) {
+        node.hold(message);
+        continue;
+      }
       // Guarded: building this line for every message would cost more than delivering it.
       if (this.tracing) this.trace(`${message.from}→${message.to} ${describeMessage(message)}`);
       node.step(message);
@@ -264,7 +293,7 @@ class Simulation {
     for (const node of this.nodes.values()) {
       if (this.now < node.nextTickAt) continue;
       node.nextTickAt += node.tickInterval;
-      if (node.isUp()) node.tick();
+      if (node.isUp() && !node.isPaused()) node.tick();
     }
     for (const operation of this.pending.values()) {
       if (operation.deadline <= this.now) this.giveUp(operation.id, "timed out");
@@ -416,7 +445,8 @@ class Simulation {
     } else if (roll < 92) {
       this.changeMembership(leader);
     } else {
-      if (leader?.core == null) return;
+      // An operator's request to a paused leader would wait for it: none is made.
+      if (leader?.core == null || leader.isPaused()) return;
       const voters = leader.core.status().membership.voters.filter((id) => id !== leader.id);
       if (voters.length === 0) return;
       const target = random.pick(voters);
@@ -429,6 +459,20 @@ class Simulation {
       }
       leader.process();
     }
+  }
+
+  /** Pauses a running node (the leader three times in four) for one of pauseLengths. */
+  private pauseNode(): void {
+    const random = this.pauseRandom;
+    const running = this.upNodes().filter((node) => !node.decommissioned && !node.isPaused());
+    if (running.length === 0) return;
+    const leader = this.leader();
+    const victim =
+      leader !== null && !leader.isPaused() && random.chance(0.75) ? leader : random.pick(running);
+    const length = random.pick(pauseLengths);
+    victim.pausedUntil = this.now + length;
+    this.stats.pauses++;
+    this.trace(`nemesis: pause ${victim.id} for ${length}`);
   }
 
   private partition(leader: SimNode | null): void {
@@ -479,7 +523,7 @@ class Simulation {
 
   private changeMembership(leader: SimNode | null): void {
     const core = leader?.core;
-    if (leader === null || core == null) return;
+    if (leader === null || core == null || leader.isPaused()) return;
     const random = this.faultRandom;
     const membership = core.status().membership;
     const options: (() => void)[] = [];
@@ -516,11 +560,12 @@ class Simulation {
   }
 
   private heal(): void {
-    this.trace("heal: network calm, partitions healed, crashed nodes restarted");
+    this.trace("heal: network calm, partitions healed, paused nodes resumed, crashed nodes restarted");
     this.phase = "healed";
     this.network.heal();
     this.network.conditions = calmNetwork;
     for (const node of this.nodes.values()) {
+      if (node.isPaused()) node.resume(this.pauseRandom.chance(0.5));
       node.crashAfterPersists = 0;
       if (!node.isUp() && !node.decommissioned) node.start();
     }
@@ -570,6 +615,40 @@ class Simulation {
       deadline: this.now + operationTimeout,
       node: node.id,
     };
+    if (node.isPaused()) {
+      // The call waits on the paused node's socket: invoked now, made when the node resumes.
+      this.pending.set(id, operation);
+      this.clientBusy.add(client);
+      this.trace(`client ${client} invokes #${id} ${describeInput(input)} at ${node.id} (paused: it waits)`);
+      node.holdCall(id, () => {
+        const refusal = this.callCore(node, id, input);
+        if (refusal !== null) {
+          // Refused, so it never happened: no outcome to record.
+          this.finish(operation);
+          this.noteRefusal(client, refusal);
+          this.trace(`#${id} refused by ${node.id} after its pause: ${refusal.message}`);
+          return;
+        }
+        node.process();
+      });
+      return id;
+    }
+    const refusal = this.callCore(node, id, input);
+    if (refusal !== null) {
+      this.noteRefusal(client, refusal);
+      return null;
+    }
+    this.pending.set(id, operation);
+    this.clientBusy.add(client);
+    this.trace(`client ${client} invokes #${id} ${describeInput(input)} at ${node.id}`);
+    node.process();
+    return id;
+  }
+
+  /** Hands the operation to the node's core; a refusal (not the leader, a full queue) is returned. */
+  private callCore(node: SimNode, id: number, input: RegisterInput): RaftError | null {
+    const core = node.core;
+    if (core === null) throw new Error(`${node.id} is down`);
     try {
       if (input.kind === "get") {
         const context = `read-${id}`;
@@ -579,20 +658,18 @@ class Simulation {
         const position = core.propose(encodeCommand({ operation: id, input }));
         node.trackProposal(position.index, position.term, id);
       }
+      return null;
     } catch (error) {
-      if (error instanceof NotLeaderError) {
-        if (error.leaderHint === null) this.leaderHint.delete(client);
-        else this.leaderHint.set(client, error.leaderHint);
-        return null;
-      }
-      if (error instanceof RaftError) return null;
+      if (error instanceof RaftError) return error;
       throw error;
     }
-    this.pending.set(id, operation);
-    this.clientBusy.add(client);
-    this.trace(`client ${client} invokes #${id} ${describeInput(input)} at ${node.id}`);
-    node.process();
-    return id;
+  }
+
+  /** A client told where the leader is follows the hint next time. */
+  private noteRefusal(client: number, refusal: RaftError): void {
+    if (!(refusal instanceof NotLeaderError)) return;
+    if (refusal.leaderHint === null) this.leaderHint.delete(client);
+    else this.leaderHint.set(client, refusal.leaderHint);
   }
 
   private writeDone(id: number, result: boolean | null | "failed"): void {

@@ -22,6 +22,7 @@ describe("injected bugs are caught", () => {
   const expected: Record<SimBug, string[]> = {
     "commit-previous-term": ["leader-completeness", "state-machine-safety"],
     "forget-vote": ["election-safety", "invariant"],
+    "lease-too-long": ["linearizability"],
     "read-without-quorum": ["linearizability"],
     "skip-prev-check": ["log-matching", "invariant", "state-machine-safety"],
   };
