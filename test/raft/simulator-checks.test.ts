@@ -10,27 +10,32 @@ import { bundleChild } from "../support/bundle-child.js";
 
 const run = promisify(execFile);
 
-function firstCaught(bug: SimBug): { seed: number; property: string } | null {
+function firstCaught(bug: SimBug, voters: 3 | 5): { seed: number; property: string } | null {
   for (let seed = 1; seed <= 2000; seed++) {
-    const result = runSimulation({ seed, steps: 3000, voters: 3, bug });
+    const result = runSimulation({ seed, steps: 3000, voters, bug });
     if (result.violation !== null) return { seed, property: result.violation.property };
   }
   return null;
 }
 
 describe("injected bugs are caught", () => {
-  const expected: Record<SimBug, string[]> = {
-    "commit-previous-term": ["leader-completeness", "state-machine-safety"],
-    "forget-vote": ["election-safety", "invariant"],
-    "lease-too-long": ["linearizability"],
-    "read-without-quorum": ["linearizability"],
-    "skip-prev-check": ["log-matching", "invariant", "state-machine-safety"],
+  const expected: Record<SimBug, { properties: string[]; voters: 3 | 5 }> = {
+    // A Figure 8 history, as in the paper, with five servers: about 4 seeds in 2,000 have one,
+    // against 1 with three voters (docs/raft.md).
+    "commit-previous-term": { properties: ["leader-completeness", "state-machine-safety"], voters: 5 },
+    "forget-vote": { properties: ["election-safety", "invariant"], voters: 3 },
+    "lease-too-long": { properties: ["linearizability"], voters: 3 },
+    "read-without-quorum": { properties: ["linearizability"], voters: 3 },
+    "skip-prev-check": { properties: ["log-matching", "invariant", "state-machine-safety"], voters: 3 },
   };
   for (const bug of simBugs) {
-    it(`${bug} is caught within 2,000 seeds, by the property it breaks`, { timeout: 120_000 }, () => {
-      const caught = firstCaught(bug);
+    const { properties, voters } = expected[bug];
+    it(`${bug} is caught within 2,000 seeds with ${voters} voters, by the property it breaks`, {
+      timeout: 120_000,
+    }, () => {
+      const caught = firstCaught(bug, voters);
       expect(caught, `${bug} was never caught`).not.toBeNull();
-      expect(expected[bug]).toContain(caught?.property);
+      expect(properties).toContain(caught?.property);
     });
   }
 });
