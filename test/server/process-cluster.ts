@@ -31,7 +31,7 @@ export class NodeProcess {
   private partialLogLine = "";
   /** How many times the node logged that it read its test failpoints. */
   private failpointReads = 0;
-  /** Set by kill() and terminate(): an exit the test asked for, not reported. */
+  /** Set by kill(), terminate(), exited() and an armed crash: an exit the test asked for, not reported. */
   private exitRequested = false;
   /** How the last process ended (null while it runs). */
   private ended: { code: number | null; signal: NodeJS.Signals | null } | null = null;
@@ -50,6 +50,7 @@ export class NodeProcess {
     });
     this.exitRequested = false;
     this.ended = null;
+    this.partialLogLine = "";
     // Its log (at the tests' level, warn): what says it read its failpoints is counted; the last
     // lines are kept for the message of an exit nobody asked for.
     child.stdout?.on("data", (chunk: Buffer) => {
