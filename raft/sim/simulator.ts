@@ -604,8 +604,7 @@ class Simulation {
     const useHint =
       hinted?.isUp() === true && !hinted.decommissioned && !hinted.leftRunning && random.chance(0.8);
     const node = useHint ? hinted : candidates.length > 0 ? random.pick(candidates) : undefined;
-    const core = node?.core;
-    if (node === undefined || core == null) return null;
+    if (node === undefined || node.core === null) return null;
     const id = this.nextOperation++;
     const operation: PendingOperation = {
       id,
