@@ -10,6 +10,15 @@ import { defineConfig } from "vitest/config";
  */
 const sharedFiles = ["test/**/*.test.ts"];
 /**
+ * The shared files run in two long-lived workers, not a fresh process each (`isolate: false`): a
+ * file's start then costs its own imports, not the gRPC stack, the server and vitest's all over
+ * again. Measured on 2 cores, the 90 files under 3 s took 47 s instead of 79, the whole shared
+ * project 307 s instead of 354. It holds because every file stops what it starts (clusters,
+ * watches, timers) in its hooks and puts back any environment variable it sets; a file that
+ * relies on another's leftovers would be a bug in it.
+ */
+const sharedFilesIsolated = false;
+/**
  * Files timed against their SLOs (failover within a second, chaos runs checked against their
  * budgets): one at a time, after the others, each with the machine to itself. Named one by one:
  * the chaos command's own tests and the checkers' unit tests run with the shared files.
@@ -43,6 +52,7 @@ export default defineConfig({
           include: sharedFiles,
           exclude: [...timedFiles, ...crashFiles, ...containerFiles, "**/node_modules/**"],
           maxWorkers: 2,
+          isolate: sharedFilesIsolated,
           sequence: { groupOrder: 0 },
         },
       },
