@@ -82,6 +82,16 @@ export class RaftMetrics {
     gauge("strongroom_raft_is_leader", "1 while this node is the leader.", (status) =>
       status.role === "leader" ? 1 : 0,
     );
+    new Counter({
+      name: "strongroom_raft_lease_reads_total",
+      help: "Linearizable reads this node answered from its read lease as leader (raft.leaseReads), its own and its followers', without a heartbeat round; counted since it started.",
+      registers: [registry],
+      collect() {
+        // The core counts them; a scrape copies its count.
+        this.reset();
+        this.inc(raft().status().readsFromLease);
+      },
+    });
     this.leaderChanges = new Counter({
       name: "strongroom_raft_leader_changes_total",
       help: "Times this node saw the leader change (including to none).",

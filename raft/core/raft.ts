@@ -114,6 +114,8 @@ export interface RaftStatus {
   /** This node was removed from the cluster: its own log says so, or a member told it. */
   readonly removed: boolean;
   readonly leadTransferee: NodeId | null;
+  /** Reads answered from the read lease since this node started (see RaftCore.readsFromLease). */
+  readonly readsFromLease: number;
   readonly progress: ReadonlyMap<NodeId, { match: number; next: number; state: string }>;
 }
 
@@ -253,6 +255,8 @@ export class RaftCore {
   private leaseAckedAt = new Map<NodeId, number>();
   /** This leader sent TimeoutNow in its term: the target may be elected at any time now. */
   private leaseGivenUp = false;
+  /** Reads this node answered from its lease since it started, in any term (see readsFromLease). */
+  private leaseReadsAnswered = 0;
 
   /** The newest snapshot this node holds (sent to followers that fell behind the compacted log). */
   private snapshot: HeldSnapshot | null;
@@ -698,6 +702,14 @@ export class RaftCore {
   // ---------------------------------------------------------------------------------------------
   // Observation
 
+  /**
+   * Reads this node answered from its read lease since it started, its own and its followers':
+   * each one promised that no newer leader had been elected by then (the simulator checks it).
+   */
+  get readsFromLease(): number {
+    return this.leaseReadsAnswered;
+  }
+
   status(): RaftStatus {
     const progress = new Map<NodeId, { match: number; next: number; state: string }>();
     for (const [id, pr] of this.progress)
@@ -719,6 +731,7 @@ export class RaftCore {
       membership: this.membership.toMembership(),
       removed: this.isRemoved(),
       leadTransferee: this.leadTransferee,
+      readsFromLease: this.leaseReadsAnswered,
       progress,
     };
   }
@@ -1606,9 +1619,13 @@ export class RaftCore {
     const index = this.log.committed;
     if (
       (this.membership.voters.size === 1 && this.membership.isVoter(this.id)) ||
-      this.bugs.has("readWithoutQuorum") ||
-      this.leaseHolds()
+      this.bugs.has("readWithoutQuorum")
     ) {
+      this.answerRead(context, from, index);
+      return;
+    }
+    if (this.leaseHolds()) {
+      this.leaseReadsAnswered++;
       this.answerRead(context, from, index);
       return;
     }

@@ -56,14 +56,18 @@ describe("read lease", () => {
     expect(cluster.node("n1").readStates).toEqual([]);
     cluster.stabilize();
     expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first"]);
+    // Counted only for the reads the lease answered (the simulator checks each of them).
+    expect(cluster.core("n1").readsFromLease).toBe(0);
     cluster.isolate("n1");
     cluster.clockMs = leaseMs - 1;
     cluster.readIndex("n1", "within");
     expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first", "within"]);
+    expect(cluster.core("n1").readsFromLease).toBe(1);
     cluster.clockMs = leaseMs;
     cluster.readIndex("n1", "after");
     cluster.stabilize();
     expect(cluster.node("n1").readStates.map((read) => read.context)).toEqual(["first", "within"]);
+    expect(cluster.core("n1").status().readsFromLease).toBe(1);
   });
 
   it("a member that heard from the leader votes for no one for an election timeout", () => {
@@ -170,6 +174,7 @@ describe("read lease", () => {
     expect(cluster.queued().map((message) => message.type)).toEqual(["readIndex"]);
     cluster.stabilize();
     expect(cluster.node("n2").readStates).toEqual([{ index: written.index, context: "via leader" }]);
+    expect([cluster.core("n1").readsFromLease, cluster.core("n2").readsFromLease]).toEqual([1, 0]);
     expect(cluster.sent.filter((message) => message.type === "heartbeat" && message.readRound > 1)).toEqual(
       [],
     );

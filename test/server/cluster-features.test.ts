@@ -112,6 +112,21 @@ it("a leader that has not heard from a member that is down uses request ids and 
     return false;
   }, 20_000);
   await eventually(async () => (await readLeaseSeconds(leader)) === leaseSeconds, 10_000);
+  // Its linearizable reads are answered from the lease now, and counted.
+  const leaderSecrets = cluster.client(leader).secrets;
+  await call(leaderSecrets.put.bind(leaderSecrets), { path: "app/leased", value, requestId: "leased-1" });
+  const leaseReads = () => metricOf(specOf(leader), "strongroom_raft_lease_reads_total");
+  const leaseReadsBefore = await leaseReads();
+  const leased = {
+    path: "app/leased",
+    version: 0,
+    consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+    maxStalenessMs: 0,
+  };
+  await eventually(async () => {
+    await call(leaderSecrets.get.bind(leaderSecrets), leased);
+    return (await leaseReads()) > leaseReadsBefore;
+  }, 10_000);
 
   // One follower down; the other restarted (it has heard from nobody) and made the leader.
   const [down, next] = specs.map((spec) => spec.id).filter((id) => id !== leader);

@@ -35,6 +35,7 @@ function status(partial: {
     membership: { voters, learners: [] },
     removed: false,
     leadTransferee: null,
+    readsFromLease: 0,
     progress: new Map(
       Object.entries(partial.match).map(([id, match]) => [
         id,
