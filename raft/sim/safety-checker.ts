@@ -14,7 +14,8 @@ export type SafetyProperty =
   | "invariant"
   | "removed-leader"
   | "liveness"
-  | "linearizability";
+  | "linearizability"
+  | "read-lease";
 
 export class SafetyViolation extends Error {
   override readonly name = "SafetyViolation";
@@ -58,6 +59,10 @@ export class SafetyChecker {
   private readonly committedSeen = new Map<NodeId, number>();
   private readonly liveCommit = new Map<NodeId, number>();
   committedIndexMax = 0;
+  /** Reads answered from a lease and checked (onLeaseRead). */
+  leaseReadsChecked = 0;
+  /** The leader of the newest term any node was seen leading in. */
+  private newestLeader: { readonly id: NodeId; readonly term: number } | null = null;
 
   onLeader(id: NodeId, term: number, core: RaftCore): void {
     const existing = this.leaders.get(term);
@@ -65,6 +70,7 @@ export class SafetyChecker {
       throw new SafetyViolation("election-safety", `two leaders in term ${term}: ${existing} and ${id}`);
     }
     this.leaders.set(term, id);
+    if (term > (this.newestLeader?.term ?? 0)) this.newestLeader = { id, term };
     // Leader completeness: a new leader holds every entry committed in an earlier term. (A leader
     // of an older term can still be elected late, by votes cast before that commit: it need not.)
     const first = core.status().firstIndex;
@@ -80,6 +86,23 @@ export class SafetyChecker {
           }`,
         );
       }
+    }
+  }
+
+  /**
+   * After a leader of `term` answered reads from its read lease. The lease promised that no newer
+   * leader had been elected: a quorum acknowledged this leader within it, and each of them
+   * withholds its vote for longer. Checked directly, not only through the history: a stale read
+   * shows in it only when a newer leader's write to the key it read came first.
+   */
+  onLeaseRead(id: NodeId, term: number, reads: number): void {
+    this.leaseReadsChecked += reads;
+    const newest = this.newestLeader;
+    if (newest !== null && newest.term > term) {
+      throw new SafetyViolation(
+        "read-lease",
+        `${id} answered a read from its lease of term ${term} after ${newest.id} was elected leader of term ${newest.term}`,
+      );
     }
   }
 

@@ -113,6 +113,8 @@ export class SimNode {
   private heldCalls: { operation: number; call: () => void }[] = [];
   /** Where durableCommit's last look ended: the disk agreed with the core up to here. */
   private durableCommitChecked = 0;
+  /** The core's readsFromLease when last looked at: each answer since is checked. */
+  private leaseReadsChecked = 0;
   /** The time of the next tick. */
   nextTickAt: number;
   readonly tickInterval: number;
@@ -227,6 +229,7 @@ export class SimNode {
     });
     this.core.setReadLease(this.options.readLeaseMs);
     this.durableCommitChecked = 0;
+    this.leaseReadsChecked = 0;
     this.kv = new KvStateMachine();
     if (this.disk.snapshot !== null) this.kv.restore(this.disk.snapshot.meta.index, this.disk.snapshot.data);
     this.softState = this.core.softState();
@@ -289,6 +292,13 @@ export class SimNode {
   process(): void {
     if (this.pausedUntil !== null) return;
     let core = this.core;
+    // Called after every step, tick and client call: reads the core answered from its lease in
+    // them are checked against the leaders elected so far.
+    if (core !== null && core.readsFromLease > this.leaseReadsChecked) {
+      const reads = core.readsFromLease - this.leaseReadsChecked;
+      this.leaseReadsChecked = core.readsFromLease;
+      this.hooks.checker.onLeaseRead(this.id, core.softState().term, reads);
+    }
     while (this.writing === null && this.saving === null && core?.hasReady()) {
       const ready = core.ready();
       this.observeRole(core, ready.softState);

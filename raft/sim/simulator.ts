@@ -76,6 +76,8 @@ export interface SimStats {
   transfers: number;
   messagesSent: number;
   messagesDropped: number;
+  /** Reads leaders answered from their read lease, each checked against the newest leader elected. */
+  leaseReads: number;
   linearizability: "linearizable" | "not-linearizable" | "unknown" | "not-checked";
 }
 
@@ -141,6 +143,7 @@ class Simulation {
     transfers: 0,
     messagesSent: 0,
     messagesDropped: 0,
+    leaseReads: 0,
     linearizability: "not-checked",
   };
   private now = 0;
@@ -264,6 +267,7 @@ class Simulation {
     for (const node of this.nodes.values()) this.stats.snapshotsInstalled += node.snapshotsInstalled;
     this.stats.messagesSent = this.network.sent;
     this.stats.messagesDropped = this.network.dropped;
+    this.stats.leaseReads = this.checker.leaseReadsChecked;
     return { seed: this.options.seed, violation, stats: this.stats };
   }
 
