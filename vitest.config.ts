@@ -12,10 +12,11 @@ const sharedFiles = ["test/**/*.test.ts"];
 /**
  * The shared files run in two long-lived workers, not a fresh process each (`isolate: false`): a
  * file's start then costs its own imports, not the gRPC stack, the server and vitest's all over
- * again. Measured on 2 cores, the 90 files under 3 s took 47 s instead of 79, the whole shared
- * project 307 s instead of 354. It holds because every file stops what it starts (clusters,
- * watches, timers) in its hooks and puts back any environment variable it sets; a file that
- * relies on another's leftovers would be a bug in it.
+ * again. Measured on 2 cores, the 90 files under 3 s took 47 s instead of 79, and `npm test` 528
+ * and 545 s instead of 562 (the timed and crash files, isolated still, vary by 15 s between runs).
+ * It holds because every file stops what it starts (clusters, watches, timers) in its hooks and
+ * puts back any environment variable it sets; a file that relies on another's leftovers would be
+ * a bug in it.
  */
 const sharedFilesIsolated = false;
 /**
