@@ -41,7 +41,7 @@ export interface RunChecks {
   readonly crashedNodes: readonly string[];
   /** Each node's audit trail, checked after a graceful stop. */
   readonly audit: readonly NodeAudit[];
-  /** Faults the harness could not inject or heal (each fails the run). */
+  /** Faults the harness could not inject or heal, and what a run failed to exercise (each fails it). */
   readonly harnessErrors: readonly string[];
   /**
    * Acknowledged writes the final reads show lost: the key's final value was written by a write

@@ -408,19 +408,22 @@ export class ProcessCluster {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const leader = await this.leader();
-      if (leader !== null) {
-        const metrics = await fetch(`http://${leader.host}:${this.options.basePort + 2}/metrics`, {
-          signal: AbortSignal.timeout(1000),
-        }).then(
-          (response) => response.text(),
-          () => "",
-        );
-        const first = Number(/^strongroom_raft_log_first_index (\d+)$/m.exec(metrics)?.[1] ?? 0);
-        if (first > index + 1) return true;
-      }
+      if (leader !== null && (await this.metricOf(leader, "strongroom_raft_log_first_index")) > index + 1)
+        return true;
       if (performance.now() > deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+  }
+
+  /** A metric of the node, from its /metrics; 0 when it does not answer within a second or lacks it. */
+  async metricOf(node: NodeEntry, name: string): Promise<number> {
+    const metrics = await fetch(`http://${node.host}:${this.options.basePort + 2}/metrics`, {
+      signal: AbortSignal.timeout(1000),
+    }).then(
+      (response) => response.text(),
+      () => "",
+    );
+    return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? 0);
   }
 
   async commitIndexOf(node: NodeEntry): Promise<number> {

@@ -49,6 +49,8 @@ export interface Report {
    * latencies, as its clients saw them.
    */
   readonly latencyByRegionMs?: Record<string, Record<string, number>>;
+  /** With raft.leaseReads: the reads the nodes still running at the end answered from a lease. */
+  readonly leaseReads?: number;
   readonly checks: RunChecks;
 }
 
@@ -318,6 +320,22 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       `watch: ${watch.watchers} watchers, ${watch.events} events, reconnections ${JSON.stringify(watch.reconnections)}: ${watch.pass ? "every version of every key once, in order" : `FAIL: ${watch.problems.slice(0, 3).join("; ")}`}`,
     );
 
+    // A run that leases reads must have had some answered from a lease, or it tested nothing of
+    // it (the lease starts only once every member said it withholds its vote as the lease needs).
+    // Counted on the nodes running now: a node killed took its count with it.
+    let leaseReads: number | undefined;
+    if (experiment.cluster.leaseReads) {
+      const counts = await Promise.all(
+        cluster.running().map((node) => cluster.metricOf(node, "strongroom_raft_lease_reads_total")),
+      );
+      leaseReads = counts.reduce((sum, count) => sum + count, 0);
+      say(`lease: ${leaseReads} reads answered from a lease by the nodes running at the end`);
+      if (leaseReads === 0)
+        harnessErrors.push(
+          "raft.leaseReads is on, but no running node answered a read from its lease: the run did not test the lease",
+        );
+    }
+
     // Every node stopped gracefully (its audit trail closed), then every trail checked.
     const crashed = cluster.crashed();
     const auditKey = await cluster.auditKey();
@@ -358,6 +376,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
         writeP999: percentile(workload.writeLatenciesMs, 99.9),
       },
       ...(byRegion === undefined ? {} : { latencyByRegionMs: byRegion }),
+      ...(leaseReads === undefined ? {} : { leaseReads }),
       checks,
     };
     writeFileSync(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
