@@ -704,7 +704,8 @@ export class RaftCore {
 
   /**
    * Reads this node answered from its read lease since it started, its own and its followers':
-   * each one promised that no newer leader had been elected by then (the simulator checks it).
+   * each one promised that no newer leader had been elected by then (the simulator checks it,
+   * after every step: hence a getter, without status()'s copies).
    */
   get readsFromLease(): number {
     return this.leaseReadsAnswered;
