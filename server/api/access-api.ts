@@ -31,6 +31,7 @@ import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { StateError } from "../../storage/state/index.js";
 import {
   accessAreas,
+  bindingCovers,
   bindingRecordName,
   checkIdentityPattern,
   encodeRecord,
@@ -306,7 +307,7 @@ export class AccessApi {
       ttlMs: request.ttlMs === 0 ? Math.min(limits.tokenTtlMs, maxTtlMs) : request.ttlMs,
       renewable: request.renewable,
       numUses: request.numUses,
-      boundIdentities: checkBoundIdentities(request.boundIdentities),
+      boundIdentities: bindingWithinCaller(caller, checkBoundIdentities(request.boundIdentities)),
     };
   }
 
@@ -774,6 +775,26 @@ function checkBoundIdentities(asked: readonly string[]): string[] {
       `a token is bound to at most ${boundIdentitiesMax} identities or prefixes`,
     );
   return [...new Set(asked.map(checkIdentityPattern))].sort();
+}
+
+/**
+ * What a token made without a role is bound to. A bound caller's tokens are bound within its own
+ * binding (what it asks, or all of it), orphans and sudo callers' too, as Vault copies a parent's
+ * bound CIDRs: a stolen bound token must not mint one that works from any certificate. A role
+ * decides for its own tokens instead; only an operator with sudo writes roles.
+ */
+function bindingWithinCaller(caller: Caller, asked: string[]): string[] {
+  const callerBinding = caller.token?.boundIdentities ?? [];
+  if (callerBinding.length === 0) return asked;
+  if (asked.length === 0) return [...callerBinding];
+  const outside = asked.filter((pattern) => !callerBinding.some((bound) => bindingCovers(bound, pattern)));
+  if (outside.length > 0) {
+    throw new NodeError(
+      "PERMISSION_DENIED",
+      `the caller's token is bound to ${callerBinding.join(", ")}: it cannot make tokens bound to ${outside.join(", ")}`,
+    );
+  }
+  return asked;
 }
 
 function depthOf(records: AccessRecords, hash: string | null): number {

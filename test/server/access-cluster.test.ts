@@ -1033,6 +1033,44 @@ describe("tokens", () => {
       details: "the token is not valid for the client identity operations",
     });
 
+    // Its children are bound within its binding: all of it unless they ask less, never elsewhere.
+    const holder = clientAs(1, "ops", token.token);
+    const child = await createToken(holder, { ttlMs: 60_000 });
+    expect(child.info?.boundIdentities).toEqual(["deploy-*", "ops"]);
+    expect(
+      await outcomeOf(() =>
+        call(
+          clientAs(2, "thief", child.token).secrets.get.bind(clientAs(2, "thief", child.token).secrets),
+          readRequest("bound/ops-0"),
+        ),
+      ),
+    ).toBe("TOKEN_INVALID");
+    expect(
+      await outcomeOf(() =>
+        call(
+          clientAs(2, "ops", child.token).secrets.get.bind(clientAs(2, "ops", child.token).secrets),
+          readRequest("bound/ops-0"),
+        ),
+      ),
+    ).toBe("ok");
+    const narrower = await createToken(holder, {
+      ttlMs: 60_000,
+      boundIdentities: ["deploy-web", "deploy-db*"],
+    });
+    expect(narrower.info?.boundIdentities).toEqual(["deploy-db*", "deploy-web"]);
+    const grandchild = await createToken(clientAs(0, "deploy-web", narrower.token), { ttlMs: 60_000 });
+    expect(grandchild.info?.boundIdentities).toEqual(["deploy-db*", "deploy-web"]);
+    for (const boundIdentities of [["thief"], ["deploy-web", "d*"], ["op*"]]) {
+      const wider = await callError(
+        holder.access.createToken.bind(holder.access),
+        tokenRequest({ ttlMs: 60_000, boundIdentities }),
+      );
+      expect(wider).toMatchObject({
+        code: status.PERMISSION_DENIED,
+        details: `the caller's token is bound to deploy-*, ops: it cannot make tokens bound to ${boundIdentities.filter((pattern) => pattern !== "deploy-web").join(", ")}`,
+      });
+    }
+
     // A role's binding goes to every token made with it; a request cannot move it.
     const admin = asRoot().access;
     await call(
