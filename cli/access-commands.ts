@@ -225,7 +225,7 @@ export function registerAccessCommands(program: Command, output: Output = proces
         "--bound-identity <identity>",
         'a client identity, or a prefix ending in "*", that may present it (repeat); others cannot',
         [],
-        "any identity, or the role's",
+        "the caller token's binding (any identity if unbound), or the role's",
         collect,
       ),
     )
