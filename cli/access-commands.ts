@@ -4,7 +4,7 @@
 // line, or from a hidden prompt. A created token is printed once: it is stored nowhere.
 
 import { status as grpcStatus } from "@grpc/grpc-js";
-import type { Command } from "commander";
+import type { Command, Option } from "commander";
 import { type StrongroomClient, StrongroomError } from "../client/index.js";
 import { decryptShare } from "../hsm/shares/share-encryption.js";
 import type { TokenInfo } from "../proto/gen/strongroom/v1/access.gen.js";
@@ -199,24 +199,8 @@ export function registerAccessCommands(program: Command, output: Output = proces
         "none",
       ),
     )
-    .addOption(
-      optionMeaning(
-        "--ttl <duration>",
-        "its lifetime, e.g. 1h",
-        0,
-        "the cluster's",
-        positiveDuration("--ttl", "the cluster's default"),
-      ),
-    )
-    .addOption(
-      optionMeaning(
-        "--max-ttl <duration>",
-        "the hard limit on its lifetime with renewals",
-        0,
-        "the cluster's limit",
-        positiveDuration("--max-ttl", "the cluster's limit"),
-      ),
-    )
+    .addOption(ttlOption("its lifetime, e.g. 1h"))
+    .addOption(maxTtlOption("the hard limit on its lifetime with renewals"))
     .option("--renewable", "it may be renewed", false)
     .option("--orphan", "no parent: it outlives the caller's token (needs sudo)", false)
     .addOption(optionMeaning("--display-name <name>", "a name to recognize it by", "", "none"))
@@ -375,24 +359,8 @@ export function registerAccessCommands(program: Command, output: Output = proces
     .argument("<name>")
     .description("create or replace a token role (needs sudo on sys/tokens/roles/<name>)")
     .option("--policy <name>", "a policy its tokens may have (repeat; at least one)", collect, [])
-    .addOption(
-      optionMeaning(
-        "--ttl <duration>",
-        "a token's lifetime when none is asked for",
-        0,
-        "the cluster's",
-        positiveDuration("--ttl", "the cluster's default"),
-      ),
-    )
-    .addOption(
-      optionMeaning(
-        "--max-ttl <duration>",
-        "the longest a token may live, with renewals",
-        0,
-        "the cluster's limit",
-        positiveDuration("--max-ttl", "the cluster's limit"),
-      ),
-    )
+    .addOption(ttlOption("a token's lifetime when none is asked for"))
+    .addOption(maxTtlOption("the longest a token may live, with renewals"))
     .option("--renewable", "its tokens may be renewed", false)
     .option("--orphan", "its tokens have no parent: they outlive their creator's token", false)
     .addOption(
@@ -634,6 +602,28 @@ export function registerAccessCommands(program: Command, output: Output = proces
         });
       }),
     );
+}
+
+/** A token's or token role's --ttl: 0 (absent) leaves it to the cluster's default. */
+function ttlOption(meaning: string): Option {
+  return optionMeaning(
+    "--ttl <duration>",
+    meaning,
+    0,
+    "the cluster's",
+    positiveDuration("--ttl", "the cluster's default"),
+  );
+}
+
+/** A token's or token role's --max-ttl: 0 (absent) leaves it to the cluster's limit. */
+function maxTtlOption(meaning: string): Option {
+  return optionMeaning(
+    "--max-ttl <duration>",
+    meaning,
+    0,
+    "the cluster's limit",
+    positiveDuration("--max-ttl", "the cluster's limit"),
+  );
 }
 
 function unreachableProblem(count: number): string {
