@@ -779,9 +779,9 @@ function checkBoundIdentities(asked: readonly string[]): string[] {
 
 /**
  * What a token made without a role is bound to. A bound caller's tokens are bound within its own
- * binding (what it asks, or all of it), orphans and sudo callers' too, as Vault copies a parent's
- * bound CIDRs: a stolen bound token must not mint one that works from any certificate. A role
- * decides for its own tokens instead; only an operator with sudo writes roles.
+ * binding (what it asks, or all of it), as Vault copies a parent's bound CIDRs to its children: a
+ * stolen bound token must not mint one that works from any certificate. Orphans too (Vault's
+ * escape it), though only sudo makes them. A role decides for its own tokens instead, as in Vault.
  */
 function bindingWithinCaller(caller: Caller, asked: string[]): string[] {
   const callerBinding = caller.token?.boundIdentities ?? [];
