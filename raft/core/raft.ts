@@ -711,6 +711,21 @@ export class RaftCore {
     return this.leaseReadsAnswered;
   }
 
+  /**
+   * Whether this node would now refuse its vote and pre-vote to any candidate but a leader
+   * transfer's: with CheckQuorum, it heard from a leader less than an election timeout ago. A read
+   * lease rests on a quorum of voters doing so (the simulator checks it at every read answered
+   * from one: hence a getter).
+   */
+  get withholdsVotes(): boolean {
+    return this.config.checkQuorum && this.leaderContactElapsed < this.config.electionTicks;
+  }
+
+  /** Whether `id` votes in this node's latest configuration (status() copies all of it). */
+  hasVoter(id: NodeId): boolean {
+    return this.membership.isVoter(id);
+  }
+
   status(): RaftStatus {
     const progress = new Map<NodeId, { match: number; next: number; state: string }>();
     for (const [id, pr] of this.progress)

@@ -92,16 +92,32 @@ export class SafetyChecker {
   /**
    * After a leader of `term` answered reads from its read lease. The lease promised that no newer
    * leader had been elected: a quorum acknowledged this leader within it, and each of them
-   * withholds its vote for longer. Checked directly, not only through the history: a stale read
-   * shows in it only when a newer leader's write to the key it read came first.
+   * withholds its vote for longer. Checked directly, not only through the history (a stale read
+   * shows in it only when a newer leader's write to the key it read came first), and twice: no
+   * newer leader exists, and none could be elected now, as a quorum of `voters` is `withholding`
+   * its vote. The second catches a lease that outlasts the votes it rests on even when no
+   * election happened to take place in the gap.
    */
-  onLeaseRead(id: NodeId, term: number, reads: number): void {
+  onLeaseRead(
+    id: NodeId,
+    term: number,
+    reads: number,
+    voters: readonly NodeId[],
+    withholding: ReadonlySet<NodeId>,
+  ): void {
     this.leaseReadsChecked += reads;
     const newest = this.newestLeader;
     if (newest !== null && newest.term > term) {
       throw new SafetyViolation(
         "read-lease",
         `${id} answered a read from its lease of term ${term} after ${newest.id} was elected leader of term ${newest.term}`,
+      );
+    }
+    const free = voters.filter((voter) => !withholding.has(voter));
+    if (voters.length - free.length <= voters.length / 2) {
+      throw new SafetyViolation(
+        "read-lease",
+        `${id} answered a read from its lease of term ${term} while ${free.join(", ")} of voters ${voters.join(", ")} could vote for another leader`,
       );
     }
   }

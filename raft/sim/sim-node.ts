@@ -41,6 +41,8 @@ export interface SimNodeHooks {
   /** A proposal's entry was applied (result) or replaced by another entry ("failed"). */
   writeDone(operation: number, result: boolean | null | "failed"): void;
   readDone(operation: number, value: string | null): void;
+  /** This node, as leader, answered `reads` reads from its read lease since the last call. */
+  leaseReads(id: NodeId, core: RaftCore, reads: number): void;
   roleChanged(id: NodeId, previous: SoftState, current: SoftState, core: RaftCore): void;
   /** A config entry was applied on this node. */
   membershipApplied(id: NodeId, entry: Entry): void;
@@ -293,11 +295,11 @@ export class SimNode {
     if (this.pausedUntil !== null) return;
     let core = this.core;
     // Called after every step, tick and client call: reads the core answered from its lease in
-    // them are checked against the leaders elected so far.
+    // them are checked against the leaders elected so far and the members' votes now.
     if (core !== null && core.readsFromLease > this.leaseReadsChecked) {
       const reads = core.readsFromLease - this.leaseReadsChecked;
       this.leaseReadsChecked = core.readsFromLease;
-      this.hooks.checker.onLeaseRead(this.id, core.softState().term, reads);
+      this.hooks.leaseReads(this.id, core, reads);
     }
     while (this.writing === null && this.saving === null && core?.hasReady()) {
       const ready = core.ready();

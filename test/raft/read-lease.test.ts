@@ -87,6 +87,8 @@ describe("read lease", () => {
     cluster.partition(["n1"], ["n3"]);
     cluster.crash("n2");
     cluster.restart("n2");
+    // What the simulator checks at every read from a lease: a restarted member withholds its vote.
+    expect(cluster.core("n2").withholdsVotes).toBe(true);
     // n3 times out and asks n2, restarted a moment ago, which may have acknowledged n1's lease.
     cluster.tick("n3", 20);
     cluster.stabilize();
@@ -96,7 +98,10 @@ describe("read lease", () => {
     expect(cluster.node("n1").readStates.at(-1)?.context).toBe("still the only leader");
     // Once its election timeout has passed (and n1's lease with it), n2 may vote again.
     cluster.clockMs = 500;
-    cluster.tick("n2", 10);
+    cluster.tick("n2", 9);
+    expect(cluster.core("n2").withholdsVotes).toBe(true);
+    cluster.tick("n2");
+    expect(cluster.core("n2").withholdsVotes).toBe(false);
     cluster.tick("n3", 20);
     cluster.stabilize();
     expect(cluster.core("n3").softState().role).toBe("leader");
@@ -139,6 +144,7 @@ describe("read lease", () => {
     cluster.partition(["n1"], ["n3"]);
     cluster.crash("n2");
     cluster.restart("n2");
+    expect(cluster.core("n2").withholdsVotes).toBe(false);
     cluster.tick("n3", 20);
     cluster.stabilize();
     expect(cluster.core("n3").softState().role).toBe("leader");

@@ -71,6 +71,24 @@ describe("safety checker", () => {
     );
   });
 
+  it("flags a read from a lease once a newer leader exists, or while a quorum could elect one", () => {
+    const voters = ["n1", "n2", "n3", "n4", "n5"];
+    const checker = new SafetyChecker();
+    checker.onLeader("n1", 2, coreWith("n1", [], 2));
+    // The leader and two of the four others withhold their votes: no one else can win now.
+    expect(() => checker.onLeaseRead("n1", 2, 1, voters, new Set(["n1", "n2", "n3"]))).not.toThrow();
+    expect(() => checker.onLeaseRead("n1", 2, 1, voters, new Set(["n1", "n2"]))).toThrow(
+      /read-lease: n1 answered a read from its lease of term 2 while n3, n4, n5 of voters n1, n2, n3, n4, n5 could vote for another leader/,
+    );
+    // Who withholds counts only among the voters (n6: a learner).
+    expect(() => checker.onLeaseRead("n1", 2, 1, voters, new Set(["n1", "n2", "n6"]))).toThrow(/read-lease/);
+    checker.onLeader("n4", 3, coreWith("n4", [], 3));
+    expect(() => checker.onLeaseRead("n1", 2, 1, voters, new Set(voters))).toThrow(
+      /read-lease: n1 answered a read from its lease of term 2 after n4 was elected leader of term 3/,
+    );
+    expect(checker.leaseReadsChecked).toBe(4);
+  });
+
   it("records what a node newly commits once, though it restarts with an older commit index", () => {
     const checker = new SafetyChecker();
     const durable = log(entry(1, 1), entry(2, 1), entry(3, 2));
