@@ -13,9 +13,21 @@ import type { EndpointTls } from "./credentials.js";
 import { isEndpointFailure } from "./retry-policy.js";
 
 function channelClient(address: string, tls: EndpointTls): Client {
-  // channelz (gRPC's introspection service) is not served by the SDK: skip its per-call bookkeeping.
-  return new Client(address, tls.credentials, { ...tls.options, "grpc.enable_channelz": 0 });
+  return new Client(address, tls.credentials, {
+    ...tls.options,
+    // channelz (gRPC's introspection service) is not served by the SDK: skip its per-call bookkeeping.
+    "grpc.enable_channelz": 0,
+    ...noServiceConfigFromDns,
+  });
 }
+
+/**
+ * gRPC looks up a TXT record beside a host name for a service config. The SDK sets its channels
+ * itself: a DNS answer must not choose how a secret store's client balances or retries. And where
+ * no server answers such a query (a closed network; Docker's DNS without an upstream) it stays
+ * pending for about 20 s, which kept a CLI command's process alive that long after its work.
+ */
+const noServiceConfigFromDns = { "grpc.service_config_disable_resolution": 1 } as const;
 
 export interface Endpoint {
   readonly address: string;

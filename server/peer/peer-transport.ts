@@ -63,10 +63,17 @@ export function peerChannelOptions(limits: PeerTransportLimits): Record<string, 
 
 /**
  * A channel to a peer: the peer options, without channelz - nothing reads it, and its bookkeeping
- * is paid on every call. Servers keep it (client-listener.ts says why).
+ * is paid on every call. Servers keep it (client-listener.ts says why). And no service config from
+ * DNS, which gRPC looks up beside a host name (a TXT record): the members' channels are configured
+ * here, not by whoever answers DNS, and where nothing answers such a query it stays pending for
+ * about 20 s (the SDK's channels do the same: client/endpoint-pool.ts).
  */
 export function peerClientChannelOptions(limits: PeerTransportLimits): Record<string, number> {
-  return { ...peerChannelOptions(limits), "grpc.enable_channelz": 0 };
+  return {
+    ...peerChannelOptions(limits),
+    "grpc.enable_channelz": 0,
+    "grpc.service_config_disable_resolution": 1,
+  };
 }
 
 /**
