@@ -9,7 +9,7 @@ export default defineConfig({
     testTimeout: 300_000,
     hookTimeout: 1_200_000,
     pool: "forks",
-    // One at a time: both files build the image, and each starts a cluster.
+    // One at a time: each file builds the image and starts a cluster.
     fileParallelism: false,
   },
 });

@@ -107,3 +107,14 @@ it("makes the pki once: a second run keeps the same CA", async () => {
   });
   expect(readFileSync(join(pki, "cluster-ca.pem"), "utf8")).toBe(before);
 }, 60_000);
+
+it("names its project in .env, not with a top-level name that docker-compose 1.x refuses", () => {
+  expect(Object.keys(compose)).not.toContain("name");
+  expect(readFileSync(join(composeDir, ".env"), "utf8")).toMatch(/^COMPOSE_PROJECT_NAME=strongroom$/m);
+  // Every service runs one image, which STRONGROOM_IMAGE can replace.
+  const images = new Set(
+    Object.values(compose.services).map((service) => (service as { image: string }).image),
+  );
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's variable with a default.
+  expect([...images]).toEqual(["${STRONGROOM_IMAGE:-strongroom:0.1.0}"]);
+});
