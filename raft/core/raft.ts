@@ -1659,9 +1659,11 @@ export class RaftCore {
     if (this.readLeaseMs === 0 || clock === null || this.leaseGivenUp || this.leadTransferee !== null)
       return false;
     const since = clock() - this.readLeaseMs;
-    const fresh = new Set<NodeId>([this.id]);
-    for (const [id, sentAt] of this.leaseAckedAt) if (sentAt > since) fresh.add(id);
-    return this.membership.hasQuorum(fresh);
+    // Counted in place, not gathered in a set: this runs for every read the lease answers.
+    let fresh = 0;
+    for (const voter of this.membership.voters)
+      if (voter === this.id || (this.leaseAckedAt.get(voter) ?? Number.NEGATIVE_INFINITY) > since) fresh++;
+    return fresh >= this.membership.quorum();
   }
 
   private acknowledgeReadRound(round: number, from: NodeId): void {
