@@ -39,7 +39,16 @@ export interface RunningNode {
 
 /** Starts this Node with `args`, collecting both outputs, for a test that acts while it runs. */
 export function startNode(args: readonly string[], env: Readonly<Record<string, string>> = {}): RunningNode {
-  const child = spawn(process.execPath, args, {
+  return startProgram(process.execPath, args, env);
+}
+
+/** Starts `program` with `args` as startNode starts Node. */
+export function startProgram(
+  program: string,
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): RunningNode {
+  const child = spawn(program, args, {
     env: { ...process.env, ...env },
     stdio: ["pipe", "pipe", "pipe"],
   });

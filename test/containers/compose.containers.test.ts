@@ -7,7 +7,7 @@
 // its volumes are its own. Compose: `docker compose` where the machine has it, else Debian's
 // `docker-compose` (1.29).
 
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,13 +15,15 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { nodeImage, requireDocker } from "../../chaos/docker-image.js";
 import { createClient } from "../../client/index.js";
+import { type CliResult, startProgram } from "../cli/cli-runner.js";
 
 const run = promisify(execFile);
 const composeFile = new URL("../../deploy/compose/compose.yaml", import.meta.url).pathname;
 const project = "strongroom-compose-test";
 const certificates = mkdtempSync(join(tmpdir(), "strongroom-compose-certs-"));
 let composeCommand: string[] = [];
-let environment: NodeJS.ProcessEnv = {};
+/** On top of the test's environment: the image to run, and the root token once there is one. */
+const environment: Record<string, string> = {};
 let rootToken = "";
 let unsealShares: string[] = [];
 
@@ -41,25 +43,11 @@ async function findCompose(): Promise<string[]> {
 }
 
 /** Runs compose with `args` against the file and project, `input` on its stdin. */
-function composeRun(
-  args: string[],
-  input = "",
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function composeRun(args: string[], input = ""): Promise<CliResult> {
   const [program = "", ...first] = composeCommand;
-  const child = spawn(program, [...first, "-f", composeFile, "-p", project, ...args], { env: environment });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdin.end(input);
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  const running = startProgram(program, [...first, "-f", composeFile, "-p", project, ...args], environment);
+  running.child.stdin.end(input);
+  return running.exited;
 }
 
 /** As composeRun; resolves to stdout when compose exits 0, and fails with its output otherwise. */
@@ -95,7 +83,7 @@ beforeAll(async () => {
   await requireDocker();
   composeCommand = await findCompose();
   const image = await nodeImage((line) => process.stdout.write(`compose: ${line}\n`));
-  environment = { ...process.env, STRONGROOM_IMAGE: image };
+  environment.STRONGROOM_IMAGE = image;
   process.stdout.write(`compose: ${composeCommand.join(" ")}, image ${image}\n`);
   // What an earlier run that was stopped half-way left.
   await compose(["down", "-v", "--remove-orphans"]);
