@@ -38,6 +38,7 @@ export const simBugs = [
   "lease-too-long",
   "read-without-quorum",
   "skip-prev-check",
+  "votes-after-restart",
 ] as const;
 export type SimBug = (typeof simBugs)[number];
 
@@ -47,6 +48,7 @@ const coreBugs: Record<SimBug, InjectedBug | null> = {
   "lease-too-long": null,
   "read-without-quorum": "readWithoutQuorum",
   "skip-prev-check": "skipPrevCheck",
+  "votes-after-restart": "votesAfterRestart",
 };
 
 export interface SimOptions {
@@ -162,6 +164,13 @@ class Simulation {
   /** A node is paused about once in this many time units (0: never), drawn from its own stream. */
   private readonly pauseEvery: number;
   private readonly pauseRandom: SeededRandom;
+  /**
+   * In seeds that lease, the leader's followers are restarted together about once in this many time
+   * units (0: never), drawn from a stream of their own: enough of them to free a quorum's votes if
+   * a restarted voter did not withhold its own (the rule a lease rests on across a restart).
+   */
+  private readonly followersRestartEvery: number;
+  private readonly followersRestartRandom: SeededRandom;
   private readonly newLeaderCrashChance: number;
   private phase: "faulty" | "healed" = "faulty";
   private readonly trace: (line: string) => void;
@@ -213,7 +222,9 @@ class Simulation {
     // How long a node's own snapshot takes to save, Readys held meanwhile (0: at once).
     const snapshotSaveDelay = parameters.pick([0, 3, 12]);
     // Half the seeds that check quorum (a lease needs it) serve reads from a leader's lease.
-    const leases = config.checkQuorum && (parameters.chance(0.5) || options.bug === "lease-too-long");
+    // The two lease bugs lease in every seed that can.
+    const leaseBug = options.bug === "lease-too-long" || options.bug === "votes-after-restart";
+    const leases = config.checkQuorum && (parameters.chance(0.5) || leaseBug);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
       forgetVote: options.bug === "forget-vote",
@@ -227,6 +238,9 @@ class Simulation {
     // pauses were simulated, and one with them as it did until its first pause.
     this.pauseEvery = parameters.pick([0, 500, 1500]);
     this.pauseRandom = parameters.fork();
+    // Picked after pauses, likewise: a seed without these restarts runs as it did before them.
+    this.followersRestartEvery = leases ? parameters.pick([0, 1000]) : 0;
+    this.followersRestartRandom = parameters.fork();
     const voterIds = Array.from({ length: options.voters }, (_, i) => `n${i + 1}`);
     const learnerIds = Array.from({ length: learners }, (_, i) => `n${options.voters + i + 1}`);
     const initial = bootstrapState({ voters: voterIds, learners: learnerIds });
@@ -242,7 +256,8 @@ class Simulation {
         `removed nodes ${this.removedLeftRunning ? "left running" : "shut down"}, ` +
         `leader write delay ${leaderWriteDelay}, snapshot save delay ${snapshotSaveDelay}` +
         `${this.nodeOptions.readLeaseMs > 0 ? `, read lease ${this.nodeOptions.readLeaseMs}` : ""}` +
-        `${this.pauseEvery > 0 ? `, a pause every ~${this.pauseEvery}` : ""}`,
+        `${this.pauseEvery > 0 ? `, a pause every ~${this.pauseEvery}` : ""}` +
+        `${this.followersRestartEvery > 0 ? `, the leader's followers restarted every ~${this.followersRestartEvery}` : ""}`,
     );
   }
 
@@ -252,6 +267,11 @@ class Simulation {
       for (; this.now < this.options.steps; this.now++) {
         if (this.faultRandom.nextInt(this.faultEvery) === 0) this.injectFault();
         if (this.pauseEvery > 0 && this.pauseRandom.nextInt(this.pauseEvery) === 0) this.pauseNode();
+        if (
+          this.followersRestartEvery > 0 &&
+          this.followersRestartRandom.nextInt(this.followersRestartEvery) === 0
+        )
+          this.restartFollowers();
         this.advanceTime();
         this.runClients();
       }
@@ -477,6 +497,42 @@ class Simulation {
         if (!(error instanceof RaftError)) throw error;
       }
       leader.process();
+    }
+  }
+
+  /**
+   * Crashes and at once restarts as many of the leader's voting followers as a quorum could do
+   * without (all but quorum - 1 of the voters, the leader among those kept): while the leader's
+   * lease lasts, each restarted one must withhold its vote, or another leader could be elected
+   * under it (the votesAfterRestart bug).
+   */
+  private restartFollowers(): void {
+    const leader = this.leader();
+    if (leader?.core == null || leader.isPaused()) return;
+    const voters = leader.core.status().membership.voters;
+    const followers = voters
+      .filter((id) => id !== leader.id)
+      .map((id) => this.nodes.get(id))
+      .filter((node): node is SimNode => node !== undefined && node.isUp() && !node.decommissioned);
+    const freed = voters.length - Math.floor(voters.length / 2);
+    const random = this.followersRestartRandom;
+    for (let i = followers.length - 1; i > 0; i--) {
+      const j = random.nextInt(i + 1);
+      const a = followers[i];
+      const b = followers[j];
+      if (a !== undefined && b !== undefined) {
+        followers[i] = b;
+        followers[j] = a;
+      }
+    }
+    const victims = followers.slice(0, freed);
+    if (victims.length === 0) return;
+    this.stats.crashes += victims.length;
+    this.stats.restarts += victims.length;
+    this.trace(`nemesis: restart ${victims.map((node) => node.id).join(", ")}, followers of ${leader.id}`);
+    for (const node of victims) {
+      this.crashNode(node);
+      node.start();
     }
   }
 

@@ -27,6 +27,7 @@ describe("injected bugs are caught", () => {
     "lease-too-long": { properties: ["read-lease"], voters: 3 },
     "read-without-quorum": { properties: ["linearizability"], voters: 3 },
     "skip-prev-check": { properties: ["log-matching", "invariant", "state-machine-safety"], voters: 3 },
+    "votes-after-restart": { properties: ["read-lease"], voters: 3 },
   };
   for (const bug of simBugs) {
     const { properties, voters } = expected[bug];
