@@ -106,6 +106,21 @@ const readLeaseMs = Math.floor((electionTicks - 1) * (tickInterval - 1) * 0.9);
  * vote covers 81 at the least (90 at the usual tick).
  */
 const leaseTooLongFactor = 1.5;
+/** `items` in a random order (Fisher-Yates), drawn from `random`. */
+function shuffled<T>(random: SeededRandom, items: readonly T[]): T[] {
+  const order = [...items];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = random.nextInt(i + 1);
+    const a = order[i];
+    const b = order[j];
+    if (a !== undefined && b !== undefined) {
+      order[i] = b;
+      order[j] = a;
+    }
+  }
+  return order;
+}
+
 /** How long a pause lasts, in time units: from a few ticks to twelve election timeouts. */
 const pauseLengths = [30, 80, 150, 300, 600, 1200];
 
@@ -515,17 +530,7 @@ class Simulation {
       .map((id) => this.nodes.get(id))
       .filter((node): node is SimNode => node !== undefined && node.isUp() && !node.decommissioned);
     const freed = voters.length - Math.floor(voters.length / 2);
-    const random = this.followersRestartRandom;
-    for (let i = followers.length - 1; i > 0; i--) {
-      const j = random.nextInt(i + 1);
-      const a = followers[i];
-      const b = followers[j];
-      if (a !== undefined && b !== undefined) {
-        followers[i] = b;
-        followers[j] = a;
-      }
-    }
-    const victims = followers.slice(0, freed);
+    const victims = shuffled(this.followersRestartRandom, followers).slice(0, freed);
     if (victims.length === 0) return;
     this.stats.crashes += victims.length;
     this.stats.restarts += victims.length;
@@ -557,16 +562,7 @@ class Simulation {
     this.network.heal();
     this.stats.partitions++;
     const kind = random.pick(["isolate-leader", "split", "one-way", "bridge"] as const);
-    const shuffled = [...members];
-    for (let i = shuffled.length - 1; i > 0; i--) {
-      const j = random.nextInt(i + 1);
-      const a = shuffled[i];
-      const b = shuffled[j];
-      if (a !== undefined && b !== undefined) {
-        shuffled[i] = b;
-        shuffled[j] = a;
-      }
-    }
+    const order = shuffled(random, members);
     if (kind === "isolate-leader" && leader !== null) {
       const rest = members.filter((id) => id !== leader.id);
       this.network.partition([[leader.id], rest]);
@@ -580,17 +576,17 @@ class Simulation {
         else this.network.block(target, other);
       }
       this.trace(`nemesis: one-way partition, ${target} ${inbound ? "hears nobody" : "reaches nobody"}`);
-    } else if (kind === "bridge" && shuffled.length >= 3) {
-      const [bridge, ...rest] = shuffled;
+    } else if (kind === "bridge" && order.length >= 3) {
+      const [bridge, ...rest] = order;
       const half = Math.ceil(rest.length / 2);
       const left = rest.slice(0, half);
       const right = rest.slice(half);
       this.network.partition([left, right]);
       this.trace(`nemesis: bridge ${bridge} between ${left.join(",")} | ${right.join(",")}`);
     } else {
-      const cut = 1 + random.nextInt(shuffled.length - 1);
-      const left = shuffled.slice(0, cut);
-      const right = shuffled.slice(cut);
+      const cut = 1 + random.nextInt(order.length - 1);
+      const left = order.slice(0, cut);
+      const right = order.slice(cut);
       this.network.partition([left, right]);
       this.trace(`nemesis: partition ${left.join(",")} | ${right.join(",")}`);
     }
