@@ -51,6 +51,8 @@ export type NodeErrorCode =
   | "STATE_REPLACED"
   /** A feature that a member of the cluster does not understand yet (an older version): upgrade it. */
   | "UPGRADE_PENDING"
+  /** TransferLeader to a member that is sealed: it would not take the leadership. */
+  | "MEMBER_SEALED"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -119,6 +121,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   STOPPING: status.UNAVAILABLE,
   STATE_REPLACED: status.UNAVAILABLE,
   UPGRADE_PENDING: status.FAILED_PRECONDITION,
+  MEMBER_SEALED: status.FAILED_PRECONDITION,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

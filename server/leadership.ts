@@ -1,19 +1,41 @@
 // Handing leadership over before this node stops leading on purpose (shutdown, an operator's
 // seal): to the voter whose log is furthest along, so the cluster has a leader again at once
-// instead of after an election timeout. And telling a leadership change from a failure.
+// instead of after an election timeout. Only to a voter that would take it. And telling a
+// leadership change from a failure.
 
-import { NotLeaderError, RaftError } from "../raft/core/index.js";
+import { type NodeId, NotLeaderError, RaftError, type RaftStatus } from "../raft/core/index.js";
 import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 
-/** If this node leads, transfers leadership and waits up to `waitMs` for it to move. */
-export async function handOverLeadership(raft: RaftNode<unknown>, waitMs: number): Promise<void> {
+/** Whether a member said it would not take the leadership (sealed: MessageBatch.declines_leadership). */
+export type DeclinesLeadership = (member: NodeId) => boolean;
+
+/**
+ * The voters a leader may hand the leadership to, furthest along first: every other voter but
+ * those that decline it. A sealed voter does not campaign, not even on TimeoutNow, and a leader
+ * that sent TimeoutNow has given up its read lease for the rest of its term (RaftCore): a
+ * TimeoutNow to a sealed voter only cost the lease, until the next election.
+ */
+export function leadershipCandidates(status: RaftStatus, declines: DeclinesLeadership): NodeId[] {
+  const matchOf = (id: NodeId) => status.progress.get(id)?.match ?? 0;
+  return status.membership.voters
+    .filter((id) => id !== status.id && !declines(id))
+    .sort((a, b) => matchOf(b) - matchOf(a));
+}
+
+/**
+ * If this node leads, transfers leadership to the voter furthest along that would take it, and
+ * waits up to `waitMs` for it to move. With none, it keeps leading.
+ */
+export async function handOverLeadership(
+  raft: RaftNode<unknown>,
+  declines: DeclinesLeadership,
+  waitMs: number,
+): Promise<void> {
   // Stopped on a fatal error, it still says it leads; it sent its farewell as it stopped.
   if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
-  const target = [...status.progress.entries()]
-    .filter(([id]) => id !== status.id && status.membership.voters.includes(id))
-    .sort((a, b) => b[1].match - a[1].match)[0]?.[0];
+  const target = leadershipCandidates(status, declines)[0];
   if (target === undefined) return;
   raft.transferLeadership(target);
   const deadline = Date.now() + waitMs;

@@ -49,7 +49,7 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { LeaderPlacement } from "./leader-placement.js";
-import { handOverLeadership, leaderTaskFailure } from "./leadership.js";
+import { handOverLeadership, leadershipCandidates, leaderTaskFailure } from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
@@ -278,6 +278,8 @@ export class StrongroomNode {
       nodeId: config.nodeId,
       peers: members.peers,
       tls: peerTls,
+      // What keeps it from campaigning (updateCampaign) keeps leaders from offering it the lead.
+      declinesLeadership: () => keeper.initialized() && keeper.sealed(),
       dialAhead: () => {
         const status = raftNode().status();
         return status.removed ? [] : [...status.membership.voters, ...status.membership.learners];
@@ -550,6 +552,7 @@ export class StrongroomNode {
         status: raftNode().status(),
         locations: members.locations,
         preferredRegion: config.preferredLeaderRegion,
+        declinesLeadership: (member) => transport.declinesLeadership(member),
       }),
       (target) => raftNode().transferLeadership(target),
       {
@@ -559,8 +562,8 @@ export class StrongroomNode {
           logger.warn({ regions }, "losing one of these regions loses the quorum: spread the voters"),
       },
       Date.now,
-      // A handover to a voter that cannot take it (sealed: the leader cannot tell) holds proposals
-      // for up to an election timeout: first tried again after four of them, at least 2 s.
+      // A handover to a voter that cannot take it (cut off, or sealed since it last said) holds
+      // proposals for up to an election timeout: first tried again after four of them, at least 2 s.
       Math.max(2000, 4 * config.raft.tickMs * config.raft.electionTicks),
     );
     const placementTask = new PeriodicTask(
@@ -701,9 +704,11 @@ export class StrongroomNode {
     });
     const systemPutAllUsable = () => recordedFeatures.usable(peerFeatures.systemPutAll);
     const setupLock = new ClusterSetupLock();
+    const declinesLeadership = (member: string) => transport.declinesLeadership(member);
     const sys = sysMethods({
       nodeId: config.nodeId,
       raft: raftNode,
+      declinesLeadership,
       state,
       keeper,
       reads,
@@ -721,6 +726,7 @@ export class StrongroomNode {
       keeper,
       members,
       peerErrors,
+      declinesLeadership,
     });
     const accessApi = new AccessApi({
       records: systemRecords,
@@ -955,7 +961,11 @@ export class StrongroomNode {
       phases[phase] = Math.round(now - phaseStart);
       phaseStart = now;
     };
-    await handOverLeadership(raft, Math.min(graceMs, 2000));
+    await handOverLeadership(
+      raft,
+      (member) => this.parts.transport.declinesLeadership(member),
+      Math.min(graceMs, 2000),
+    );
     took("handOverMs");
     // A watch never ends by itself: it would hold the shutdown for the whole grace. Ended now,
     // its client resumes on another node from the last revision it saw.
@@ -1008,22 +1018,20 @@ export class StrongroomNode {
   }
 
   /**
-   * One offer (see startLeaderHandoffWhenUnfit), to the voters furthest along first: a transfer to
-   * one behind waits for it to catch up. Also called at once when an audit sink fails (it may have
+   * One offer (see startLeaderHandoffWhenUnfit), to the voters that would take it, furthest along
+   * first: a transfer to one behind waits for it to catch up. Also called at once when an audit sink fails (it may have
    * been the last): the periodic look came up to two election timeouts later, while every call
    * was refused.
    */
   private handOffIfUnfit(): void {
-    const { raft, keeper, audit, logger } = this.parts;
+    const { raft, keeper, audit, logger, transport } = this.parts;
     if (this.stopping || raft.isStopped()) return;
     const status = raft.status();
     if (status.role !== "leader" || !keeper.initialized() || status.leadTransferee !== null) return;
     const auditBroken = !keeper.sealed() && audit.allSinksFailing();
     if (!keeper.sealed() && !auditBroken) return;
-    const matchOf = (id: string) => status.progress.get(id)?.match ?? 0;
-    const others = status.membership.voters
-      .filter((id) => id !== this.config.nodeId)
-      .sort((a, b) => matchOf(b) - matchOf(a));
+    // Not to a sealed voter: it would not campaign, and the offer would cost this leader its lease.
+    const others = leadershipCandidates(status, (member) => transport.declinesLeadership(member));
     if (others.length === 0) return;
     const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
     if (auditBroken)

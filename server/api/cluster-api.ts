@@ -15,6 +15,7 @@ import type { MembershipChange } from "../../raft/core/index.js";
 import type { RaftNode } from "../../raft/node/index.js";
 import { type ApplyResult, encodeCommand, StateError } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
+import type { DeclinesLeadership } from "../leadership.js";
 import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -32,6 +33,8 @@ export interface ClusterApiParts {
   readonly members: MemberDirectory;
   /** Why a peer cannot be reached, by node id (cleared when a message from it arrives). */
   readonly peerErrors: ReadonlyMap<string, string>;
+  /** Whether a member said it would not take the leadership (sealed). */
+  readonly declinesLeadership: DeclinesLeadership;
 }
 
 export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
@@ -146,6 +149,13 @@ class ClusterApi {
     const target = this.knownMember(request);
     const raft = this.parts.raft();
     if (raft.status().leader === target) return { leaderId: target };
+    // Refused here rather than waited out: it would not campaign, and the offer would cost this
+    // leader its read lease for the rest of its term (leadership.ts).
+    if (this.parts.declinesLeadership(target))
+      throw new NodeError(
+        "MEMBER_SEALED",
+        `${target} declines the leadership (it is sealed): unseal it before moving the leadership to it`,
+      );
     raft.transferLeadership(target);
     while (Date.now() < context.deadline) {
       const leader = raft.status().leader;
@@ -154,7 +164,7 @@ class ClusterApi {
     }
     throw new NodeError(
       "DEADLINE_EXCEEDED",
-      `${target} did not take over before the deadline (is it sealed or behind?)`,
+      `${target} did not take over before the deadline (is it behind, or cut off?)`,
     );
   }
 

@@ -56,7 +56,7 @@ import { hashSensitive } from "../audit/audit-chain.js";
 import { deriveAuditKey } from "../audit/audit-trail.js";
 import type { ClusterSetupLock } from "../cluster-setup-lock.js";
 import { NodeError } from "../errors.js";
-import { handOverLeadership } from "../leadership.js";
+import { type DeclinesLeadership, handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -74,6 +74,8 @@ const unfinishedRestore =
 export interface SysApiParts {
   readonly nodeId: string;
   readonly raft: () => RaftNode<ApplyResult | null>;
+  /** Whether a member said it would not take the leadership (sealed). */
+  readonly declinesLeadership: DeclinesLeadership;
   readonly state: SecretStateMachine;
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
@@ -105,7 +107,11 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
     }),
     seal: method(service.seal, "local", async (_request, context) => {
       // A leader hands over first, so the cluster keeps a leader that can serve.
-      await handOverLeadership(parts.raft(), Math.min(2000, Math.max(0, context.deadline - Date.now())));
+      await handOverLeadership(
+        parts.raft(),
+        parts.declinesLeadership,
+        Math.min(2000, Math.max(0, context.deadline - Date.now())),
+      );
       parts.keeper.seal();
       return api.status();
     }),

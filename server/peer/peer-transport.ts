@@ -112,6 +112,11 @@ export interface PeerTransportOptions {
   readonly onDrop?: (peer: NodeId, messages: number, why: string) => void;
   /** Called when a stream to a peer fails (unreachable, TLS refused, refused by the peer). */
   readonly onStreamError?: (peer: NodeId, details: string) => void;
+  /**
+   * Whether this node would not take the leadership now (MessageBatch.declines_leadership), asked
+   * for every batch it sends: peers leading hand the leadership to other voters. Never, if absent.
+   */
+  readonly declinesLeadership?: () => boolean;
 }
 
 interface Outbox {
@@ -130,6 +135,8 @@ export class GrpcPeerTransport implements Transport {
   private handler: ((message: Message) => void) | null = null;
   /** What each peer last said its state machine understands (MessageBatch.features). */
   private readonly peerFeatures = new Map<NodeId, number>();
+  /** The peers whose last batch said they would not take the leadership. */
+  private readonly peersDeclining = new Set<NodeId>();
   private readonly outboxes = new Map<NodeId, Outbox>();
   private readonly limits: PeerTransportLimits;
   private flushScheduled = false;
@@ -241,6 +248,14 @@ export class GrpcPeerTransport implements Transport {
     return this.peerFeatures.get(peer);
   }
 
+  /**
+   * Whether `peer`'s last batch said it would not take the leadership (sealed). False before it
+   * sent anything: a leader then offers the leadership as it always did.
+   */
+  declinesLeadership(peer: NodeId): boolean {
+    return this.peersDeclining.has(peer);
+  }
+
   listen(handler: (message: Message) => void): void {
     this.handler = handler;
   }
@@ -286,6 +301,8 @@ export class GrpcPeerTransport implements Transport {
       if (answered) return;
       batches += 1;
       this.peerFeatures.set(peer, batch.features);
+      if (batch.declinesLeadership) this.peersDeclining.add(peer);
+      else this.peersDeclining.delete(peer);
       for (const wire of batch.messages) {
         if (wire.from !== peer || wire.to !== this.options.nodeId) {
           refuse(
@@ -355,7 +372,11 @@ export class GrpcPeerTransport implements Transport {
         batch.push(next.message);
         batchBytes += next.bytes;
       }
-      const writable = stream.write({ messages: batch, features: localFeatures });
+      const writable = stream.write({
+        messages: batch,
+        features: localFeatures,
+        declinesLeadership: this.options.declinesLeadership?.() ?? false,
+      });
       if (!writable) {
         outbox.blocked = true;
         stream.once("drain", () => {

@@ -46,6 +46,7 @@ function status(partial: {
 }
 
 const regions = locations({ n1: "us", n2: "eu", n3: "eu", n4: "ap" });
+const nobodyDeclines = () => false;
 
 describe("placementTarget", () => {
   it("picks the caught-up voter of the preferred region with the most log", () => {
@@ -54,6 +55,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBe("n2");
     expect(
@@ -61,8 +63,17 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 99, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBe("n3");
+    // n2 said it declines the leadership (sealed): the next one; none, if n3 declines too.
+    const caughtUp = {
+      status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
+      locations: regions,
+      preferredRegion: "eu",
+    };
+    expect(placementTarget({ ...caughtUp, declinesLeadership: (id) => id === "n2" })).toBe("n3");
+    expect(placementTarget({ ...caughtUp, declinesLeadership: (id) => id !== "n4" })).toBeNull();
   });
 
   it("keeps the leader where it is when nothing there is caught up, it is there already, or it does not lead", () => {
@@ -71,6 +82,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 90, n3: 99, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBeNull();
     expect(
@@ -78,6 +90,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "us",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBeNull();
     expect(
@@ -85,16 +98,23 @@ describe("placementTarget", () => {
         status: status({ role: "follower", match: { n2: 100 } }),
         locations: regions,
         preferredRegion: "eu",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBeNull();
     expect(
-      placementTarget({ status: status({ match: { n2: 100 } }), locations: regions, preferredRegion: "" }),
+      placementTarget({
+        status: status({ match: { n2: 100 } }),
+        locations: regions,
+        preferredRegion: "",
+        declinesLeadership: nobodyDeclines,
+      }),
     ).toBeNull();
     expect(
       placementTarget({
         status: status({ match: { n2: 100 } }),
         locations: regions,
         preferredRegion: "mars",
+        declinesLeadership: nobodyDeclines,
       }),
     ).toBeNull();
   });
@@ -106,7 +126,7 @@ describe("LeaderPlacement", () => {
     const transfers: string[] = [];
     let view = status({ match: { n2: 100, n3: 50, n4: 100 } });
     const placement = new LeaderPlacement(
-      () => ({ status: view, locations: regions, preferredRegion: "eu" }),
+      () => ({ status: view, locations: regions, preferredRegion: "eu", declinesLeadership: nobodyDeclines }),
       (target) => transfers.push(target),
       { onHandover: () => {}, onQuorumRegions: () => {} },
       () => now,
@@ -140,7 +160,7 @@ describe("the voters' spread", () => {
     let spread = locations({ n1: "eu", n2: "eu", n3: "us" });
     const said: string[][] = [];
     const placement = new LeaderPlacement(
-      () => ({ status: view, locations: spread, preferredRegion: "" }),
+      () => ({ status: view, locations: spread, preferredRegion: "", declinesLeadership: nobodyDeclines }),
       () => {},
       { onHandover: () => {}, onQuorumRegions: (regions) => said.push([...regions]) },
     );

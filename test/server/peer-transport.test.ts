@@ -44,8 +44,15 @@ interface PeerNode {
   readonly streamErrors: string[];
 }
 
-/** Nodes n1..nN, each with its transport and peer listener on 127.0.0.1, all knowing each other. */
-async function startPeers(count: number, paths: (id: NodeId) => TlsFilePaths = (id) => pki.node(id)) {
+/**
+ * Nodes n1..nN, each with its transport and peer listener on 127.0.0.1, all knowing each other.
+ * Those in `declining` say they would not take the leadership, as a sealed member does.
+ */
+async function startPeers(
+  count: number,
+  paths: (id: NodeId) => TlsFilePaths = (id) => pki.node(id),
+  declining: ReadonlySet<NodeId> = new Set(),
+) {
   const addresses = new Map<NodeId, string>();
   const nodes: PeerNode[] = [];
   for (let i = 1; i <= count; i++) {
@@ -59,6 +66,7 @@ async function startPeers(count: number, paths: (id: NodeId) => TlsFilePaths = (
       tls,
       onDrop: (peer, messages, why) => drops.push(`${peer} ${messages} ${why}`),
       onStreamError: (peer, details) => streamErrors.push(`${peer}: ${details}`),
+      declinesLeadership: () => declining.has(id),
     });
     const listener = await startPeerListener({
       address: "127.0.0.1:0",
@@ -111,7 +119,7 @@ function rawStream(
       resolve(error);
     });
     stream.on("error", () => {});
-    const batch: MessageBatch = { messages: messages.map(toWire), features };
+    const batch: MessageBatch = { messages: messages.map(toWire), features, declinesLeadership: false };
     stream.write(batch);
     setTimeout(() => stream.end(), 300);
   });
@@ -195,6 +203,35 @@ describe("peer transport security", () => {
     expect(everyMemberHas(peerFeatures.requestIds, ["n1", "n3", "n4"], "n2", (m) => n2.featuresOf(m))).toBe(
       false,
     );
+    await peers.close();
+  });
+
+  it("learns from each peer's latest batch whether it would take the leadership; an older peer's say it would", async () => {
+    const declining = new Set<NodeId>(["n1"]);
+    const peers = await startPeers(3, undefined, declining);
+    const n2 = peers.node("n2").transport;
+    n2.listen(() => {});
+    const message = (from: NodeId): Message => ({
+      from,
+      to: "n2",
+      term: 1,
+      type: "heartbeatResponse",
+      readRound: 0,
+    });
+    // Before a peer has sent anything, it is taken to accept (as every leader assumed before).
+    expect(n2.declinesLeadership("n1")).toBe(false);
+    peers.node("n1").transport.send([message("n1")]);
+    await eventually(() => n2.declinesLeadership("n1"), 5000);
+    // Unsealed: its next batch says so.
+    declining.delete("n1");
+    peers.node("n1").transport.send([message("n1")]);
+    await eventually(() => !n2.declinesLeadership("n1"), 5000);
+    // A version before the field sends false: it is offered the leadership as before.
+    declining.add("n3");
+    peers.node("n3").transport.send([message("n3")]);
+    await eventually(() => n2.declinesLeadership("n3"), 5000);
+    expect(await rawStream(peers.addresses.get("n2") ?? "", pki.node("n3"), [message("n3")])).toBeNull();
+    expect(n2.declinesLeadership("n3")).toBe(false);
     await peers.close();
   });
 
@@ -546,6 +583,7 @@ describe("peer stream memory", () => {
               toWire({ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }),
             ],
             features: 0,
+            declinesLeadership: false,
           } satisfies MessageBatch),
         () => received,
       );

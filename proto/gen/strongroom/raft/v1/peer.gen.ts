@@ -81,6 +81,13 @@ export interface MessageBatch {
    * on Secrets writes. An older sender leaves it 0.
    */
   features: number;
+  /**
+   * True while the sender would not take the leadership, not even on TimeoutNow: it is a member of
+   * an initialized cluster and sealed. A leader hands the leadership to other voters only (a
+   * TimeoutNow that is not acted on still costs the leader its read lease for the rest of its
+   * term). An older sender leaves it false, as a leader took every voter before.
+   */
+  declinesLeadership: boolean;
 }
 
 export interface StreamClosed {
@@ -247,7 +254,7 @@ export interface ForwardResponse {
 }
 
 function createBaseMessageBatch(): MessageBatch {
-  return { messages: [], features: 0 };
+  return { messages: [], features: 0, declinesLeadership: false };
 }
 
 export const MessageBatch: MessageFns<MessageBatch> = {
@@ -257,6 +264,9 @@ export const MessageBatch: MessageFns<MessageBatch> = {
     }
     if (message.features !== 0) {
       writer.uint32(16).uint32(message.features);
+    }
+    if (message.declinesLeadership !== false) {
+      writer.uint32(24).bool(message.declinesLeadership);
     }
     return writer;
   },
@@ -290,6 +300,14 @@ export const MessageBatch: MessageFns<MessageBatch> = {
             message.features = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.declinesLeadership = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -308,6 +326,11 @@ export const MessageBatch: MessageFns<MessageBatch> = {
         ? object.messages.map((e: any) => RaftMessage.fromJSON(e))
         : [],
       features: isSet(object.features) ? globalThis.Number(object.features) : 0,
+      declinesLeadership: isSet(object.declinesLeadership)
+        ? globalThis.Boolean(object.declinesLeadership)
+        : isSet(object.declines_leadership)
+        ? globalThis.Boolean(object.declines_leadership)
+        : false,
     };
   },
 
@@ -318,6 +341,9 @@ export const MessageBatch: MessageFns<MessageBatch> = {
     }
     if (message.features !== 0) {
       obj.features = Math.round(message.features);
+    }
+    if (message.declinesLeadership !== false) {
+      obj.declinesLeadership = message.declinesLeadership;
     }
     return obj;
   },

@@ -1,0 +1,119 @@
+// A leader that is initialized and sealed offers the leadership to another voter (server/node.ts,
+// handOffIfUnfit), but only to one that would take it: a sealed voter refuses to campaign, even on
+// TimeoutNow, and a leader that sent TimeoutNow has given up its read lease for the rest of its term
+// (the message could still arrive late and start an election its lease cannot see). Each member
+// says with every batch of Raft messages whether it declines the leadership
+// (MessageBatch.declines_leadership); the hand-off, the operator's TransferLeader and a leader's
+// farewell skip those that do.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { afterAll, expect, it } from "vitest";
+import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { eventually } from "../support/eventually.js";
+import { call, callError, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
+import { TestPki } from "./pki-fixture.js";
+
+const pki = new TestPki("sealed-leader-handoff");
+const root = mkdtempSync(join(tmpdir(), "strongroom-sealed-handoff-"));
+const specs = nodeSpecs(3, 33_000, 30);
+const configs = writeConfigs(pki, root, specs, () => ({
+  raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, leaseReads: true },
+}));
+const cluster = new InProcessCluster(pki);
+/** The hand-off looks every two election timeouts (tickMs × electionTicks × 2). */
+const handoffEveryMs = 400;
+
+afterAll(async () => {
+  await cluster.stop();
+  pki.cleanup();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const specOf = (id: string) => {
+  const spec = specs.find((candidate) => candidate.id === id);
+  if (spec === undefined) throw new Error(`no spec for ${id}`);
+  return spec;
+};
+const leaseReadsOf = (id: string) => metricOf(specOf(id), "strongroom_raft_lease_reads_total");
+let unsealShare = "";
+const shareOf = () => {
+  if (unsealShare === "") throw new Error("the cluster is not initialized yet");
+  return unsealShare;
+};
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+it("a sealed leader hands the leadership to no sealed voter, and serves reads from its lease once unsealed", async () => {
+  await cluster.startAll(specs, configs);
+  const leader = await cluster.leaderId();
+  const leaderSys = cluster.client(leader).sys;
+  const init = await call(leaderSys.init.bind(leaderSys), {
+    shamir: { count: 1, threshold: 1, operatorKeys: [] },
+    hsm: false,
+    generateHsmKey: false,
+    recovery: undefined,
+  });
+  const share = init.unsealShares[0] ?? "";
+  unsealShare = share;
+  cluster.useToken(init.rootToken);
+  // Every member is sealed: several hand-off periods pass with no voter to take the leadership.
+  await sleep(handoffEveryMs * 4);
+  expect(await cluster.leaderId()).toBe(leader);
+
+  await call(leaderSys.unseal.bind(leaderSys), { share, nonce: "", reset: false });
+  const [follower] = specs.map((spec) => spec.id).filter((id) => id !== leader);
+  if (follower === undefined) throw new Error("three nodes expected");
+  // The operator's transfer to a sealed member is refused at once, and says why.
+  const clusterApi = cluster.client(leader).cluster;
+  const refused = await callError(clusterApi.transferLeader.bind(clusterApi), { nodeId: follower });
+  expect(refused).toMatchObject({ code: status.FAILED_PRECONDITION, reason: "MEMBER_SEALED" });
+  expect(refused.details).toBe(
+    `${follower} declines the leadership (it is sealed): unseal it before moving the leadership to it`,
+  );
+
+  for (const spec of specs) {
+    if (spec.id === leader) continue;
+    const sys = cluster.client(spec.id).sys;
+    await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
+  }
+  const secrets = cluster.client(leader).secrets;
+  await call(secrets.put.bind(secrets), {
+    path: "app/leased",
+    value: new Uint8Array([1]),
+    requestId: "leased-1",
+  });
+  // The leader kept its read lease: linearizable reads are answered from it.
+  const before = await leaseReadsOf(leader);
+  await eventually(async () => {
+    await call(secrets.get.bind(secrets), {
+      path: "app/leased",
+      version: 0,
+      consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+      maxStalenessMs: 0,
+    });
+    return (await leaseReadsOf(leader)) > before;
+  }, 10_000);
+  expect(await cluster.leaderId()).toBe(leader);
+});
+
+it("a sealed leader hands the leadership to the first voter unsealed", async () => {
+  const leader = await cluster.leaderId();
+  const followers = specs.map((spec) => spec.id).filter((id) => id !== leader);
+  // Every member sealed again, the leader last: with no unsealed voter its farewell goes nowhere.
+  for (const id of [...followers, leader]) {
+    const sys = cluster.client(id).sys;
+    await call(sys.seal.bind(sys), {});
+  }
+  await sleep(handoffEveryMs * 2);
+  expect(await cluster.leaderId()).toBe(leader);
+
+  const [first] = followers;
+  if (first === undefined) throw new Error("three nodes expected");
+  const sys = cluster.client(first).sys;
+  const share = shareOf();
+  await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
+  // Its next batch says it takes the leadership now; the next look hands it over.
+  await eventually(async () => (await cluster.leaderId()) === first, handoffEveryMs * 10);
+});
