@@ -21,7 +21,7 @@ import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "
 import { type Endpoint, EndpointPool } from "./endpoint-pool.js";
 import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
 import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
-import { backoffMs, decide, isEndpointFailure, nextWait } from "./retry-policy.js";
+import { backoffMs, decide, isEndpointFailure, nextWait, refusesUntilOperatorActs } from "./retry-policy.js";
 import { startWatch, type Watch, type WatchHandlers } from "./watcher.js";
 
 export interface ClientOptions {
@@ -546,7 +546,7 @@ export class StrongroomClient {
             }
           } else if (failure.reason !== "") explained = failure;
           if (!decision.retry) throw failure;
-          if (failure.reason === "SEALED" || failure.reason === "REMOVED") {
+          if (refusesUntilOperatorActs(failure.reason)) {
             refusing ??= new Set();
             refusing.add(endpoint);
             if (refusing.size === endpoints.length || !movable) throw failure;

@@ -3,7 +3,8 @@
 // is not the answer itself (unavailable, a timeout, a sealed node); other writes only when they
 // certainly did not take effect: they never left this process, or the cluster refused them before
 // proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). Such a write whose
-// outcome is unknown (a timeout after it was sent) is never retried: the caller decides, reading
+// outcome is unknown (a timeout after it was sent, a node sealed while it served the call) is
+// never retried: the caller decides, reading
 // first or writing with check-and-set. A move to another endpoint goes at once until every one has
 // failed in a row; then waits are exponential with full jitter, inside the deadline.
 
@@ -30,6 +31,21 @@ const refusedBeforeWork = new Set([
   "REMOVED",
 ]);
 
+/**
+ * The node was sealed while it served the call (its barrier refused to encrypt or decrypt): a read
+ * waiting for its read index when an operator sealed the node, say. Whether a write took effect
+ * first is not known; an idempotent call goes to another node.
+ */
+const sealedDuringCall = "BARRIER_SEALED";
+
+/**
+ * Whether the node that answered `reason` serves nothing until an operator acts (sealed, removed):
+ * once every endpoint has said so, a call ends at once rather than at its deadline.
+ */
+export function refusesUntilOperatorActs(reason: string): boolean {
+  return reason === "SEALED" || reason === sealedDuringCall || reason === "REMOVED";
+}
+
 export interface RetryDecision {
   readonly retry: boolean;
   /** Try another endpoint next (this one is down, sealed or not serving). */
@@ -51,6 +67,7 @@ export function decide(error: ServiceError, idempotent: boolean): RetryDecision 
   }
   if (neverSent(error)) return { retry: true, switchEndpoint: true, waitAtLeastMs };
   if (!idempotent) return { retry: false, switchEndpoint: false, waitAtLeastMs };
+  if (reason === sealedDuringCall) return { retry: true, switchEndpoint: true, waitAtLeastMs };
   const transient =
     error.code === status.UNAVAILABLE ||
     error.code === status.DEADLINE_EXCEEDED ||

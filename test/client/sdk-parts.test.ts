@@ -34,6 +34,8 @@ describe("retry policy", () => {
       // Done, but its response entry could not be written: the answer was withheld.
       [failure(status.UNAVAILABLE, "no audit sink, done", "AUDIT_FAILED_AFTER_ACT"), false],
       [failure(status.ABORTED, "cas", "CAS_MISMATCH"), false],
+      // Sealed while it served the call: a write may have been proposed before.
+      [failure(status.FAILED_PRECONDITION, "the barrier is sealed", "BARRIER_SEALED"), false],
     ];
     expect(cases.map(([error]) => decide(error, false).retry)).toEqual(cases.map(([, retry]) => retry));
     expect(
@@ -60,6 +62,13 @@ describe("retry policy", () => {
     expect(decide(failure(status.DEADLINE_EXCEEDED, "Deadline exceeded"), true).retry).toBe(true);
     expect(decide(failure(status.NOT_FOUND, "no secret", "NOT_FOUND"), true).retry).toBe(false);
     expect(decide(failure(status.PERMISSION_DENIED, "no", "PERMISSION_DENIED"), true).retry).toBe(false);
+    // The node was sealed while it served the read (its operator sealed it): another node may serve.
+    expect(
+      decide(failure(status.FAILED_PRECONDITION, "the barrier is sealed", "BARRIER_SEALED"), true),
+    ).toMatchObject({ retry: true, switchEndpoint: true });
+    expect(
+      decide(failure(status.FAILED_PRECONDITION, "not initialized", "NOT_INITIALIZED"), true).retry,
+    ).toBe(false);
   });
 
   it("waits a random time up to base·2^attempt, capped", () => {
