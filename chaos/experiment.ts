@@ -54,6 +54,12 @@ export const nemeses = [
   /** Every node in turn: SIGTERM (a leader hands over), restart, unseal - as an upgrade does. */
   "rolling-restart",
   /**
+   * The node sealed by its operator (Sys.Seal): a leader hands its leadership to an unsealed voter
+   * first; clients of the node go elsewhere. Healed by unsealing it with the share (seal: shamir).
+   */
+  "seal-leader",
+  "seal-random",
+  /**
    * The HSM goes away (its token's files moved) and a random node is restarted meanwhile: it must
    * stay sealed while the others serve, and unseal itself once the HSM is back (seal: hsm).
    */
@@ -92,6 +98,7 @@ export const leaderLosingNemeses: ReadonlySet<NemesisName> = new Set([
   "partition-leader-inbound",
   "partition-leader",
   "crash-point-leader",
+  "seal-leader",
 ]);
 
 const experimentSchema = z.strictObject({
@@ -238,6 +245,9 @@ export function parseExperiment(document: unknown, source: string): Experiment {
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.driver: netns`);
     if ((fault.nemesis === "hsm-outage" || fault.nemesis === "hsm-hang") && cluster.seal !== "hsm")
       problems.push(`faults.${position}: ${fault.nemesis} needs cluster.seal: hsm`);
+    // With an HSM alone, a node its operator sealed takes recovery shares, which the harness has not.
+    if (fault.nemesis.startsWith("seal-") && cluster.seal !== "shamir")
+      problems.push(`faults.${position}: ${fault.nemesis} needs cluster.seal: shamir`);
     if (fault.nemesis.startsWith("disk-full") && cluster.dataDiskMiB === undefined)
       problems.push(
         `faults.${position}: ${fault.nemesis} needs cluster.dataDiskMiB (each node's data on a tmpfs of its own)`,

@@ -146,6 +146,13 @@ export async function injectFault(fault: Fault, context: FaultContext): Promise<
         await cluster.restart(target);
         return "restarted and unsealed";
       });
+    case "seal-leader":
+    case "seal-random":
+      await cluster.seal(target);
+      return single("sealed (Sys.Seal)", async () => {
+        await cluster.unseal(target);
+        return "unsealed with the share";
+      });
     case "pause-leader":
     case "pause-random":
       cluster.pause(target);

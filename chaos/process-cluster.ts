@@ -647,6 +647,19 @@ export class ProcessCluster {
     }
   }
 
+  /**
+   * Seals a running node as its operator would (Sys.Seal with the root token); a leader hands its
+   * leadership over first. `unseal` undoes it.
+   */
+  async seal(node: NodeEntry): Promise<void> {
+    const client = this.client([`${node.host}:${this.options.basePort}`]);
+    try {
+      await client.sys.seal({}, { deadlineMs: 10_000 });
+    } finally {
+      client.close();
+    }
+  }
+
   /** An SDK client with the root token (for the workload and the checks). */
   client(endpoints: readonly string[]): StrongroomClient {
     return createClient({ endpoints, tls: this.tls, token: () => this.token, deadlineMs: 10_000 });

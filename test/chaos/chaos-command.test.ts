@@ -233,6 +233,18 @@ it("refuses an experiment with problems, naming each", () => {
   ).toThrow(
     "full.yaml: faults.0: disk-full-random needs cluster.dataDiskMiB (each node's data on a tmpfs of its own)",
   );
+  // A node its operator sealed under an HSM alone takes recovery shares to unseal: not the harness's.
+  expect(() =>
+    parseExperiment(
+      {
+        name: "hsm-sealed",
+        cluster: { size: 3, seal: "hsm" },
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000 },
+        faults: [{ atMs: 0, nemesis: "seal-leader", healAfterMs: 1000 }],
+      },
+      "hsm-sealed.yaml",
+    ),
+  ).toThrow("hsm-sealed.yaml: faults.0: seal-leader needs cluster.seal: shamir");
   expect(() =>
     parseExperiment(
       {

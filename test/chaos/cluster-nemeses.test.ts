@@ -3,7 +3,8 @@
 // the HSM is back), the HSM hanging while a node restarts (the node serves, sealed, saying why, and
 // unseals itself once the HSM answers), the leader's data disk filled (another node leads; it
 // serves again once there is room), and a membership change under load (a follower removed and stopped, a new node
-// added as a learner, caught up and promoted) followed by a crash during a snapshot install.
+// added as a learner, caught up and promoted) followed by a crash during a snapshot install, and
+// the leader, then a random node, sealed by their operator and unsealed again.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -110,5 +111,40 @@ it("replace-member under load, then a crash during a snapshot install; nothing l
     report.checks.audit.every((audit) => audit.pass),
     printed,
   ).toBe(true);
+  expect(report.checks.pass, printed).toBe(true);
+}, 120_000);
+
+it("seal-leader, seal-random: a sealed leader hands over at once, clients go elsewhere, and the node serves again once unsealed", async () => {
+  const lines: string[] = [];
+  const experiment = parseExperiment(
+    {
+      name: "seal-short",
+      cluster: { size: 3, tickMs: 20, leaseReads: true },
+      workload: { clients: 4, keys: 4, readRatio: 0.5, durationMs: 9000, timeoutMs: 5000 },
+      faults: [
+        { atMs: 1000, nemesis: "seal-leader", healAfterMs: 2000 },
+        { atMs: 4500, nemesis: "seal-random", healAfterMs: 2000 },
+      ],
+      // The leader hands over before it seals: failover is a hand-over, well within an election.
+      slo: { failoverMsMax: 1000, successRateMin: 0.99 },
+    },
+    "seal-short",
+  );
+  const report = await runExperiment(experiment, {
+    seed: 4,
+    out: join(root, "seal"),
+    command,
+    ...where,
+    log: (line) => lines.push(line),
+  });
+  const printed = lines.join("\n");
+  expect(report.faults.map((fault) => fault.detail)).toEqual([
+    "sealed (Sys.Seal); unsealed with the share",
+    "sealed (Sys.Seal); unsealed with the share",
+  ]);
+  // Only the leader's seal takes the leader away.
+  expect(report.checks.failoversMs, printed).toHaveLength(1);
+  expect(report.checks.linearizability, printed).toBe("linearizable");
+  expect(report.leaseReads ?? 0, printed).toBeGreaterThan(0);
   expect(report.checks.pass, printed).toBe(true);
 }, 120_000);
