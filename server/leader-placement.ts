@@ -3,10 +3,10 @@
 // at two checks in a row (a node that just came back, or that lags, is not handed a leadership it
 // would lose again), and that has not said it declines the leadership (sealed: a TimeoutNow it would
 // not act on costs the leader its read lease, leadership.ts). A handover that did not take (the
-// target cut off, or sealed meanwhile) is not tried on
-// the same voter again until a backoff has passed (the node's: at least 2 s), doubling up to five
-// minutes: each attempt holds proposals for up to an election timeout. Without a preferred voter that is caught up, the
-// leader stays where it is: availability first, placement second.
+// target cut off, or sealed meanwhile) is not tried on the same voter again until a backoff has
+// passed (the node's: at least 2 s), doubling up to five minutes: each attempt holds proposals for
+// up to an election timeout. Without a preferred voter that is caught up, the leader stays where
+// it is: availability first, placement second.
 
 import type { RaftStatus } from "../raft/core/index.js";
 import type { DeclinesLeadership } from "./leadership.js";
@@ -21,9 +21,8 @@ export interface PlacementView {
 
 /**
  * Among the voters in the preferred region that would take the leadership, the caught-up one with
- * the most log; null when this
- * node need not (it is not the leader, or is in the region, or no region is preferred) or cannot.
- * A voter counts as caught up when it holds everything committed.
+ * the most log; null when this node need not (it is not the leader, or is in the region, or no
+ * region is preferred) or cannot. A voter counts as caught up when it holds everything committed.
  */
 export function placementTarget(view: PlacementView): string | null {
   const { status, locations, preferredRegion } = view;

@@ -1019,9 +1019,9 @@ export class StrongroomNode {
 
   /**
    * One offer (see startLeaderHandoffWhenUnfit), to the voters that would take it, furthest along
-   * first: a transfer to one behind waits for it to catch up. Also called at once when an audit sink fails (it may have
-   * been the last): the periodic look came up to two election timeouts later, while every call
-   * was refused.
+   * first: a transfer to one behind waits for it to catch up. Also called at once when an audit
+   * sink fails (it may have been the last): the periodic look came up to two election timeouts
+   * later, while every call was refused.
    */
   private handOffIfUnfit(): void {
     const { raft, keeper, audit, logger, transport } = this.parts;
