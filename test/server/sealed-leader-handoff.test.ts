@@ -20,11 +20,13 @@ const pki = new TestPki("sealed-leader-handoff");
 const root = mkdtempSync(join(tmpdir(), "strongroom-sealed-handoff-"));
 const specs = nodeSpecs(3, 33_000, 30);
 const configs = writeConfigs(pki, root, specs, () => ({
-  raft: { tickMs: 20, electionTicks: 10, heartbeatTicks: 1, leaseReads: true },
+  // Slower ticks than most tests (an election timeout of 500 ms): while every member is sealed no
+  // one can be elected, so a leader that a stalled event loop made step down would stay none.
+  raft: { tickMs: 50, electionTicks: 10, heartbeatTicks: 1, leaseReads: true },
 }));
 const cluster = new InProcessCluster(pki);
 /** The hand-off looks every two election timeouts (tickMs × electionTicks × 2). */
-const handoffEveryMs = 400;
+const handoffEveryMs = 1000;
 
 afterAll(async () => {
   await cluster.stop();
@@ -59,7 +61,7 @@ it("a sealed leader hands the leadership to no sealed voter, and serves reads fr
   unsealShare = share;
   cluster.useToken(init.rootToken);
   // Every member is sealed: several hand-off periods pass with no voter to take the leadership.
-  await sleep(handoffEveryMs * 4);
+  await sleep(handoffEveryMs * 2.5);
   expect(await cluster.leaderId()).toBe(leader);
 
   await call(leaderSys.unseal.bind(leaderSys), { share, nonce: "", reset: false });
