@@ -53,6 +53,8 @@ export type NodeErrorCode =
   | "UPGRADE_PENDING"
   /** TransferLeader to a member that is sealed: it would not take the leadership. */
   | "MEMBER_SEALED"
+  /** TransferLeader to a member the leader has not heard answer for an election timeout. */
+  | "MEMBER_UNREACHABLE"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -122,6 +124,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   STATE_REPLACED: status.UNAVAILABLE,
   UPGRADE_PENDING: status.FAILED_PRECONDITION,
   MEMBER_SEALED: status.FAILED_PRECONDITION,
+  MEMBER_UNREACHABLE: status.FAILED_PRECONDITION,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -1,26 +1,26 @@
 // Leader placement (config `preferredLeaderRegion`): a leader outside the preferred region hands
 // leadership to a voter inside it - the one with the most log - once that voter has been caught up
 // at two checks in a row (a node that just came back, or that lags, is not handed a leadership it
-// would lose again), and that has not said it declines the leadership (sealed: a TimeoutNow it would
-// not act on costs the leader its read lease, leadership.ts). A handover that did not take (the
-// target cut off, or sealed meanwhile) is not tried on the same voter again until a backoff has
+// would lose again), and that can take it (not sealed, not out of reach: a TimeoutNow it would not
+// act on costs the leader its read lease, leadership.ts). A handover that did not take (the target
+// cut off, or sealed meanwhile) is not tried on the same voter again until a backoff has
 // passed (the node's: at least 2 s), doubling up to five minutes: each attempt holds proposals for
 // up to an election timeout. Without a preferred voter that is caught up, the leader stays where
 // it is: availability first, placement second.
 
 import type { RaftStatus } from "../raft/core/index.js";
-import type { DeclinesLeadership } from "./leadership.js";
+import type { CannotLead } from "./leadership.js";
 import { type MemberLocation, regionsHoldingQuorum } from "./member-directory.js";
 
 export interface PlacementView {
   readonly status: RaftStatus;
   readonly locations: ReadonlyMap<string, MemberLocation>;
   readonly preferredRegion: string;
-  readonly declinesLeadership: DeclinesLeadership;
+  readonly cannotLead: CannotLead;
 }
 
 /**
- * Among the voters in the preferred region that would take the leadership, the caught-up one with
+ * Among the voters in the preferred region that can take the leadership, the caught-up one with
  * the most log; null when this node need not (it is not the leader, or is in the region, or no
  * region is preferred) or cannot. A voter counts as caught up when it holds everything committed.
  */
@@ -30,8 +30,7 @@ export function placementTarget(view: PlacementView): string | null {
   if (locations.get(status.id)?.region === preferredRegion) return null;
   let best: { id: string; match: number } | null = null;
   for (const id of status.membership.voters) {
-    if (id === status.id || locations.get(id)?.region !== preferredRegion || view.declinesLeadership(id))
-      continue;
+    if (id === status.id || locations.get(id)?.region !== preferredRegion || view.cannotLead(id)) continue;
     const match = status.progress.get(id)?.match ?? 0;
     if (match < status.commit) continue;
     if (best === null || match > best.match) best = { id, match };

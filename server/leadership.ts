@@ -1,41 +1,46 @@
 // Handing leadership over before this node stops leading on purpose (shutdown, an operator's
 // seal): to the voter whose log is furthest along, so the cluster has a leader again at once
-// instead of after an election timeout. Only to a voter that would take it. And telling a
+// instead of after an election timeout. Only to a voter that can take it. And telling a
 // leadership change from a failure.
 
 import { type NodeId, NotLeaderError, RaftError, type RaftStatus } from "../raft/core/index.js";
 import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 
-/** Whether a member said it would not take the leadership (sealed: MessageBatch.declines_leadership). */
-export type DeclinesLeadership = (member: NodeId) => boolean;
+/**
+ * Whether a member cannot take the leadership now: it said it declines it (sealed:
+ * MessageBatch.declines_leadership), or it left this node's requests unanswered for an election
+ * timeout (down, cut off: PeerContact.outOfReach).
+ */
+export type CannotLead = (member: NodeId) => boolean;
 
 /**
  * The voters a leader may hand the leadership to, furthest along first: every other voter but
- * those that decline it. A sealed voter does not campaign, not even on TimeoutNow, and a leader
- * that sent TimeoutNow has given up its read lease for the rest of its term (RaftCore): a
- * TimeoutNow to a sealed voter only cost the lease, until the next election.
+ * those that cannot take it. A sealed voter does not campaign, not even on TimeoutNow, one out
+ * of reach does not hear it, and a leader that sent TimeoutNow has given up its read lease for the
+ * rest of its term (RaftCore): such an offer cost the lease until the next election, and a leader
+ * stopping waited for a hand-over that would not come.
  */
-export function leadershipCandidates(status: RaftStatus, declines: DeclinesLeadership): NodeId[] {
+export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead): NodeId[] {
   const matchOf = (id: NodeId) => status.progress.get(id)?.match ?? 0;
   return status.membership.voters
-    .filter((id) => id !== status.id && !declines(id))
+    .filter((id) => id !== status.id && !cannotLead(id))
     .sort((a, b) => matchOf(b) - matchOf(a));
 }
 
 /**
- * If this node leads, transfers leadership to the voter furthest along that would take it, and
+ * If this node leads, transfers leadership to the voter furthest along that can take it, and
  * waits up to `waitMs` for it to move. With none, it keeps leading.
  */
 export async function handOverLeadership(
   raft: RaftNode<unknown>,
-  declines: DeclinesLeadership,
+  cannotLead: CannotLead,
   waitMs: number,
 ): Promise<void> {
   // Stopped on a fatal error, it still says it leads; it sent its farewell as it stopped.
   if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
-  const target = leadershipCandidates(status, declines)[0];
+  const target = leadershipCandidates(status, cannotLead)[0];
   if (target === undefined) return;
   raft.transferLeadership(target);
   const deadline = Date.now() + waitMs;

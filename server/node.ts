@@ -49,7 +49,12 @@ import { GrpcMetrics } from "./grpc-metrics.js";
 import { StandardServices } from "./grpc-standard-services.js";
 import { type HttpEndpoints, startHttpEndpoints } from "./http-endpoints.js";
 import { LeaderPlacement } from "./leader-placement.js";
-import { handOverLeadership, leadershipCandidates, leaderTaskFailure } from "./leadership.js";
+import {
+  type CannotLead,
+  handOverLeadership,
+  leadershipCandidates,
+  leaderTaskFailure,
+} from "./leadership.js";
 import { IdentityRevocation } from "./leases/identity-revocation.js";
 import { LeaseManager } from "./leases/lease-manager.js";
 import { ExpirySweeper } from "./lifecycle/expiry-sweeper.js";
@@ -128,6 +133,8 @@ export class StrongroomNode {
       readonly state: SecretStateMachine;
       readonly keeper: SealKeeper;
       readonly transport: GrpcPeerTransport;
+      /** Whether a member cannot take the leadership now (leadership.ts). */
+      readonly cannotLead: CannotLead;
       readonly forwarder: Forwarder;
       readonly clientListener: ClientListener;
       readonly peerListener: PeerListener;
@@ -292,6 +299,9 @@ export class StrongroomNode {
         peerErrors.set(peer, explained);
       },
     });
+    /** A member no leadership is handed to (leadership.ts): it said it is sealed, or is out of reach. */
+    const cannotLead: CannotLead = (member) =>
+      transport.declinesLeadership(member) || contact.outOfReach(member);
     // Every Raft message in and out at the trace level: what to read when replication stalls.
     const tracing = logger.isLevelEnabled("trace");
     const observedTransport: Transport = {
@@ -552,7 +562,7 @@ export class StrongroomNode {
         status: raftNode().status(),
         locations: members.locations,
         preferredRegion: config.preferredLeaderRegion,
-        declinesLeadership: (member) => transport.declinesLeadership(member),
+        cannotLead,
       }),
       (target) => raftNode().transferLeadership(target),
       {
@@ -704,11 +714,10 @@ export class StrongroomNode {
     });
     const systemPutAllUsable = () => recordedFeatures.usable(peerFeatures.systemPutAll);
     const setupLock = new ClusterSetupLock();
-    const declinesLeadership = (member: string) => transport.declinesLeadership(member);
     const sys = sysMethods({
       nodeId: config.nodeId,
       raft: raftNode,
-      declinesLeadership,
+      cannotLead,
       state,
       keeper,
       reads,
@@ -726,7 +735,8 @@ export class StrongroomNode {
       keeper,
       members,
       peerErrors,
-      declinesLeadership,
+      declinesLeadership: (member) => transport.declinesLeadership(member),
+      outOfReach: (member) => contact.outOfReach(member),
     });
     const accessApi = new AccessApi({
       records: systemRecords,
@@ -912,6 +922,7 @@ export class StrongroomNode {
         state,
         keeper,
         transport,
+        cannotLead,
         forwarder,
         clientListener,
         peerListener,
@@ -961,11 +972,7 @@ export class StrongroomNode {
       phases[phase] = Math.round(now - phaseStart);
       phaseStart = now;
     };
-    await handOverLeadership(
-      raft,
-      (member) => this.parts.transport.declinesLeadership(member),
-      Math.min(graceMs, 2000),
-    );
+    await handOverLeadership(raft, this.parts.cannotLead, Math.min(graceMs, 2000));
     took("handOverMs");
     // A watch never ends by itself: it would hold the shutdown for the whole grace. Ended now,
     // its client resumes on another node from the last revision it saw.
@@ -1024,14 +1031,14 @@ export class StrongroomNode {
    * later, while every call was refused.
    */
   private handOffIfUnfit(): void {
-    const { raft, keeper, audit, logger, transport } = this.parts;
+    const { raft, keeper, audit, logger, cannotLead } = this.parts;
     if (this.stopping || raft.isStopped()) return;
     const status = raft.status();
     if (status.role !== "leader" || !keeper.initialized() || status.leadTransferee !== null) return;
     const auditBroken = !keeper.sealed() && audit.allSinksFailing();
     if (!keeper.sealed() && !auditBroken) return;
-    // Not to a sealed voter: it would not campaign, and the offer would cost this leader its lease.
-    const others = leadershipCandidates(status, (member) => transport.declinesLeadership(member));
+    // Not to a sealed voter, nor one out of reach: the offer would only cost this leader its lease.
+    const others = leadershipCandidates(status, cannotLead);
     if (others.length === 0) return;
     const target = others[this.handoffCursor++ % others.length] ?? others[0] ?? "";
     if (auditBroken)

@@ -1,8 +1,9 @@
 // When this node last heard from each other member (any Raft message), and which members it asked
-// something (a message that gets an answer) without an answer since, for two decisions: a stale
-// read may be served if the leader was heard from recently enough, and a call waiting for a leader
+// something (a message that gets an answer) without an answer since, for three decisions: a stale
+// read may be served if the leader was heard from recently enough, a call waiting for a leader
 // gives up at once when this node is cut off from a quorum - since no leader it could follow is
-// coming, and the client does better elsewhere.
+// coming, and the client does better elsewhere - and a leader hands its leadership to no member
+// out of reach.
 //
 // Cut off is judged from requests left unanswered, not from silence: a follower hears only from its
 // leader, so when the leader goes, every follower falls silent at once, those on the majority side
@@ -67,6 +68,16 @@ export class PeerContact {
     return this.lastHeard.get(peer);
   }
 
+  /** Whether `peer` left this node's requests unanswered for `answerWithinMs`, asked lately. */
+  outOfReach(peer: NodeId, now = Date.now()): boolean {
+    const pending = this.unanswered.get(peer);
+    return (
+      pending !== undefined &&
+      now - pending.since >= this.answerWithinMs &&
+      now - pending.lastAsked <= this.forgetAfterMs
+    );
+  }
+
   /**
    * Cut off from a quorum: it heard from other members before, and so many of the `voters` left
    * its requests unanswered for `answerWithinMs` (asked lately) that the rest and itself make no
@@ -78,13 +89,7 @@ export class PeerContact {
     if (this.lastHeard.size === 0) return false;
     let reachable = voters.includes(self) ? 1 : 0;
     for (const voter of voters) {
-      if (voter === self) continue;
-      const pending = this.unanswered.get(voter);
-      const outOfReach =
-        pending !== undefined &&
-        now - pending.since >= this.answerWithinMs &&
-        now - pending.lastAsked <= this.forgetAfterMs;
-      if (!outOfReach) reachable += 1;
+      if (voter !== self && !this.outOfReach(voter, now)) reachable += 1;
     }
     return reachable < Math.floor(voters.length / 2) + 1;
   }

@@ -15,7 +15,6 @@ import type { MembershipChange } from "../../raft/core/index.js";
 import type { RaftNode } from "../../raft/node/index.js";
 import { type ApplyResult, encodeCommand, StateError } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
-import type { DeclinesLeadership } from "../leadership.js";
 import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -34,7 +33,9 @@ export interface ClusterApiParts {
   /** Why a peer cannot be reached, by node id (cleared when a message from it arrives). */
   readonly peerErrors: ReadonlyMap<string, string>;
   /** Whether a member said it would not take the leadership (sealed). */
-  readonly declinesLeadership: DeclinesLeadership;
+  readonly declinesLeadership: (member: string) => boolean;
+  /** Whether a member left this node's requests unanswered for an election timeout (PeerContact). */
+  readonly outOfReach: (member: string) => boolean;
 }
 
 export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
@@ -149,8 +150,14 @@ class ClusterApi {
     const target = this.knownMember(request);
     const raft = this.parts.raft();
     if (raft.status().leader === target) return { leaderId: target };
-    // Refused here rather than waited out: it would not campaign, and the offer would cost this
-    // leader its read lease for the rest of its term (leadership.ts).
+    // Refused here rather than waited out: it would not campaign, or not hear the offer, and the
+    // offer would cost this leader its read lease for the rest of its term (leadership.ts).
+    // Out of reach first: what a member said before it went (sealed) may no longer hold.
+    if (this.parts.outOfReach(target))
+      throw new NodeError(
+        "MEMBER_UNREACHABLE",
+        `${target} has not answered this leader for an election timeout (down, or cut off): it cannot take the leadership now`,
+      );
     if (this.parts.declinesLeadership(target))
       throw new NodeError(
         "MEMBER_SEALED",

@@ -56,7 +56,7 @@ import { hashSensitive } from "../audit/audit-chain.js";
 import { deriveAuditKey } from "../audit/audit-trail.js";
 import type { ClusterSetupLock } from "../cluster-setup-lock.js";
 import { NodeError } from "../errors.js";
-import { type DeclinesLeadership, handOverLeadership } from "../leadership.js";
+import { type CannotLead, handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
@@ -74,8 +74,8 @@ const unfinishedRestore =
 export interface SysApiParts {
   readonly nodeId: string;
   readonly raft: () => RaftNode<ApplyResult | null>;
-  /** Whether a member said it would not take the leadership (sealed). */
-  readonly declinesLeadership: DeclinesLeadership;
+  /** Whether a member cannot take the leadership now (sealed, out of reach). */
+  readonly cannotLead: CannotLead;
   readonly state: SecretStateMachine;
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
@@ -109,7 +109,7 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
       // A leader hands over first, so the cluster keeps a leader that can serve.
       await handOverLeadership(
         parts.raft(),
-        parts.declinesLeadership,
+        parts.cannotLead,
         Math.min(2000, Math.max(0, context.deadline - Date.now())),
       );
       parts.keeper.seal();

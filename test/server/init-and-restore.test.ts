@@ -53,7 +53,7 @@ async function initOn(raft: Raft, state: SecretStateMachine): Promise<string> {
   const api = sysMethods({
     nodeId: "n1",
     raft: () => raft,
-    declinesLeadership: () => false,
+    cannotLead: () => false,
     state,
     keeper: keeperOn(state),
     reads: new ReadBarrier(() => raft, new PeerContact(1000)),

@@ -46,7 +46,7 @@ function status(partial: {
 }
 
 const regions = locations({ n1: "us", n2: "eu", n3: "eu", n4: "ap" });
-const nobodyDeclines = () => false;
+const everyoneCanLead = () => false;
 
 describe("placementTarget", () => {
   it("picks the caught-up voter of the preferred region with the most log", () => {
@@ -55,7 +55,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBe("n2");
     expect(
@@ -63,17 +63,17 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 99, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBe("n3");
-    // n2 said it declines the leadership (sealed): the next one; none, if n3 declines too.
+    // n2 cannot take the leadership (sealed, or out of reach): the next one; none, if n3 cannot either.
     const caughtUp = {
       status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
       locations: regions,
       preferredRegion: "eu",
     };
-    expect(placementTarget({ ...caughtUp, declinesLeadership: (id) => id === "n2" })).toBe("n3");
-    expect(placementTarget({ ...caughtUp, declinesLeadership: (id) => id !== "n4" })).toBeNull();
+    expect(placementTarget({ ...caughtUp, cannotLead: (id) => id === "n2" })).toBe("n3");
+    expect(placementTarget({ ...caughtUp, cannotLead: (id) => id !== "n4" })).toBeNull();
   });
 
   it("keeps the leader where it is when nothing there is caught up, it is there already, or it does not lead", () => {
@@ -82,7 +82,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 90, n3: 99, n4: 100 } }),
         locations: regions,
         preferredRegion: "eu",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBeNull();
     expect(
@@ -90,7 +90,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100, n3: 100, n4: 100 } }),
         locations: regions,
         preferredRegion: "us",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBeNull();
     expect(
@@ -98,7 +98,7 @@ describe("placementTarget", () => {
         status: status({ role: "follower", match: { n2: 100 } }),
         locations: regions,
         preferredRegion: "eu",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBeNull();
     expect(
@@ -106,7 +106,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100 } }),
         locations: regions,
         preferredRegion: "",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBeNull();
     expect(
@@ -114,7 +114,7 @@ describe("placementTarget", () => {
         status: status({ match: { n2: 100 } }),
         locations: regions,
         preferredRegion: "mars",
-        declinesLeadership: nobodyDeclines,
+        cannotLead: everyoneCanLead,
       }),
     ).toBeNull();
   });
@@ -126,7 +126,7 @@ describe("LeaderPlacement", () => {
     const transfers: string[] = [];
     let view = status({ match: { n2: 100, n3: 50, n4: 100 } });
     const placement = new LeaderPlacement(
-      () => ({ status: view, locations: regions, preferredRegion: "eu", declinesLeadership: nobodyDeclines }),
+      () => ({ status: view, locations: regions, preferredRegion: "eu", cannotLead: everyoneCanLead }),
       (target) => transfers.push(target),
       { onHandover: () => {}, onQuorumRegions: () => {} },
       () => now,
@@ -160,7 +160,7 @@ describe("the voters' spread", () => {
     let spread = locations({ n1: "eu", n2: "eu", n3: "us" });
     const said: string[][] = [];
     const placement = new LeaderPlacement(
-      () => ({ status: view, locations: spread, preferredRegion: "", declinesLeadership: nobodyDeclines }),
+      () => ({ status: view, locations: spread, preferredRegion: "", cannotLead: everyoneCanLead }),
       () => {},
       { onHandover: () => {}, onQuorumRegions: (regions) => said.push([...regions]) },
     );

@@ -1,10 +1,11 @@
-// PeerContact: a node is cut off when it heard from other members before and so many voters left
-// its requests unanswered that the rest make no quorum with it - then a call waiting for a leader
-// gives up at once (NO_LEADER, "ask another node") instead of waiting out its leader wait where no
-// leader it could follow can be elected: alone, or on the minority side of a partition. Silence
-// alone is not enough: a follower whose leader went hears from nobody until the election begins,
-// on the majority side too. A node that has heard from nobody yet (starting, or the first of a new
-// cluster) is not cut off: it waits for a leader.
+// PeerContact: a member is out of reach when it left this node's requests unanswered for
+// answerWithinMs (no leadership is handed to it), and a node is cut off when it heard from other
+// members before and so many voters left its requests unanswered that the rest make no quorum with
+// it - then a call waiting for a leader gives up at once (NO_LEADER, "ask another node") instead of
+// waiting out its leader wait where no leader it could follow can be elected: alone, or on the
+// minority side of a partition. Silence alone is not enough: a follower whose leader went hears
+// from nobody until the election begins, on the majority side too. A node that has heard from
+// nobody yet (starting, or the first of a new cluster) is not cut off: it waits for a leader.
 
 import { expect, it } from "vitest";
 import type { Message } from "../../raft/core/index.js";
@@ -34,9 +35,17 @@ it("a leader whose heartbeats go unanswered for answerWithinMs is cut off; one a
   contact.sent(heartbeats("n1", ["n2", "n3"]), start + 150);
   expect(contact.cutOff("n1", three, start + 299)).toBe(false);
   expect(contact.cutOff("n1", three, start + 300)).toBe(true);
+  // Each of them is out of reach (no leadership is handed to it) from the same moment.
+  expect(contact.outOfReach("n2", start + 299)).toBe(false);
+  expect(contact.outOfReach("n2", start + 300)).toBe(true);
   // One other voter of three answers: a quorum with itself.
   contact.heardFrom("n3", start + 310);
   expect(contact.cutOff("n1", three, start + 320)).toBe(false);
+  expect(contact.outOfReach("n3", start + 320)).toBe(false);
+  expect(contact.outOfReach("n2", start + 320)).toBe(true);
+  // Not asked for three times answerWithinMs since its last request: no longer judged.
+  expect(contact.outOfReach("n2", start + 150 + 600)).toBe(true);
+  expect(contact.outOfReach("n2", start + 150 + 601)).toBe(false);
   expect(contact.lastHeardFrom("n3")).toBe(start + 310);
   expect(contact.lastHeardFrom("n9")).toBeUndefined();
   // Answers do not count as asking.

@@ -1,10 +1,12 @@
-// A leader that is initialized and sealed offers the leadership to another voter (server/node.ts,
-// handOffIfUnfit), but only to one that would take it: a sealed voter refuses to campaign, even on
-// TimeoutNow, and a leader that sent TimeoutNow has given up its read lease for the rest of its term
-// (the message could still arrive late and start an election its lease cannot see). Each member
-// says with every batch of Raft messages whether it declines the leadership
-// (MessageBatch.declines_leadership); the hand-off, the operator's TransferLeader and a leader's
-// farewell skip those that do.
+// A leader hands its leadership only to a voter that can take it (server/leadership.ts): not to
+// one that is sealed - it refuses to campaign, even on TimeoutNow - nor to one out of reach, which
+// would not hear the offer. A leader that sent TimeoutNow has given up its read lease for the rest
+// of its term (the message could still arrive late and start an election its lease cannot see),
+// and a stopping leader waited for a hand-over that would not come. Each member says with every
+// batch of Raft messages whether it declines the leadership (MessageBatch.declines_leadership);
+// the leader knows who left its requests unanswered (PeerContact). The hand-off of a sealed
+// leader, the operator's TransferLeader, a seal's or a stop's hand-over and leader placement skip
+// both.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,8 +18,8 @@ import { eventually } from "../support/eventually.js";
 import { call, callError, InProcessCluster, metricOf, nodeSpecs, writeConfigs } from "./cluster-harness.js";
 import { TestPki } from "./pki-fixture.js";
 
-const pki = new TestPki("sealed-leader-handoff");
-const root = mkdtempSync(join(tmpdir(), "strongroom-sealed-handoff-"));
+const pki = new TestPki("leadership-handoff");
+const root = mkdtempSync(join(tmpdir(), "strongroom-leadership-handoff-"));
 const specs = nodeSpecs(3, 33_000, 30);
 const configs = writeConfigs(pki, root, specs, () => ({
   // Slower ticks than most tests (an election timeout of 500 ms): while every member is sealed no
@@ -118,4 +120,46 @@ it("a sealed leader hands the leadership to the first voter unsealed", async () 
   await call(sys.unseal.bind(sys), { share, nonce: "", reset: false });
   // Its next batch says it takes the leadership now; the next look hands it over.
   await eventually(async () => (await cluster.leaderId()) === first, handoffEveryMs * 10);
+});
+
+it("a leader hands the leadership to no member out of reach: TransferLeader refuses it, a stopping leader picks another", async () => {
+  for (const spec of specs) {
+    const sys = cluster.client(spec.id).sys;
+    await call(sys.unseal.bind(sys), { share: shareOf(), nonce: "", reset: false });
+  }
+  // Heartbeats' answers from every member after its unseal: none is still taken as sealed.
+  await sleep(handoffEveryMs / 2);
+  const leader = await cluster.leaderId();
+  const [down, live] = specs.map((spec) => spec.id).filter((id) => id !== leader);
+  if (down === undefined || live === undefined) throw new Error("three nodes expected");
+  // The first other voter in the membership's order: the one a leader picked among voters as far
+  // along as each other (an idle cluster's), down or not.
+  await cluster.nodes.get(down)?.stop(100);
+  cluster.nodes.delete(down);
+  cluster.client(down).close();
+  const clusterApi = cluster.client(leader).cluster;
+  // Out of reach once it has left the leader's heartbeats unanswered for an election timeout.
+  let refused = { code: 0, details: "", reason: "", leader: "" };
+  await eventually(async () => {
+    refused = await callError(clusterApi.transferLeader.bind(clusterApi), { nodeId: down }, 3000);
+    return refused.reason === "MEMBER_UNREACHABLE";
+  }, 10_000);
+  expect(refused.code).toBe(status.FAILED_PRECONDITION);
+  expect(refused.details).toBe(
+    `${down} has not answered this leader for an election timeout (down, or cut off): it cannot take the leadership now`,
+  );
+
+  // Stopping, the leader hands over to the member that answers: it leads before the leader is gone.
+  let liveLed = false;
+  const watching = setInterval(() => {
+    if (cluster.nodes.get(live)?.isLeader()) liveLed = true;
+  }, 5);
+  try {
+    await cluster.nodes.get(leader)?.stop(1000);
+  } finally {
+    clearInterval(watching);
+  }
+  cluster.nodes.delete(leader);
+  cluster.client(leader).close();
+  expect(liveLed).toBe(true);
 });
