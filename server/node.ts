@@ -417,6 +417,7 @@ export class StrongroomNode {
           new NodeError("REMOVED", "this node was removed from the cluster: watch through another member"),
         );
       },
+      farewellPassesOver: cannotLead,
       onFatal: (error, farewellTo) => {
         const hint = /belongs to another cluster/.test(error.message)
           ? " (a node joining an existing cluster must start with clusterState: existing and an empty data directory)"

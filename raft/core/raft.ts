@@ -430,20 +430,27 @@ export class RaftCore {
    * voter whose log is furthest along, so that it campaigns at once rather than an election
    * timeout later. Unlike transferLeadership it does not wait for that voter to catch up, which a
    * leader that can no longer write would never see. The election decides as always: a voter
-   * whose log is behind a majority's loses it, and the cluster falls back on the timeout. Null
-   * when this node does not lead or has no other voter.
+   * whose log is behind a majority's loses it, and the cluster falls back on the timeout. Voters
+   * for which `passOver` says yes (the driver's: sealed, out of reach) are passed over while
+   * another voter is left. Null when this node does not lead or has no other voter.
    */
-  farewell(): TimeoutNowMessage | null {
+  farewell(passOver: (id: NodeId) => boolean = () => false): TimeoutNowMessage | null {
     if (this.role !== "leader") return null;
     this.leaseGivenUp = true;
+    const target = this.furthestVoter(passOver) ?? this.furthestVoter(() => false);
+    return target === null ? null : { type: "timeoutNow", from: this.id, to: target, term: this.term };
+  }
+
+  /** The other voter with the highest match that `skip` does not rule out, or null. */
+  private furthestVoter(skip: (id: NodeId) => boolean): NodeId | null {
     let target: NodeId | null = null;
     let furthest = -1;
     for (const [id, progress] of this.progress) {
-      if (id === this.id || !this.membership.isVoter(id) || progress.match <= furthest) continue;
+      if (id === this.id || !this.membership.isVoter(id) || progress.match <= furthest || skip(id)) continue;
       target = id;
       furthest = progress.match;
     }
-    return target === null ? null : { type: "timeoutNow", from: this.id, to: target, term: this.term };
+    return target;
   }
 
   /** Hands leadership to `target` (section 3.10): stop proposals, bring it up to date, then TimeoutNow. */

@@ -120,6 +120,11 @@ export interface RaftNodeOptions<Result> {
    */
   readonly onFatal?: (error: Error, farewellTo: NodeId | null) => void;
   /**
+   * Voters a fatal stop's farewell passes over while another is left (the server's: sealed, out of
+   * reach: they would not campaign on it, and the cluster would wait out an election timeout).
+   */
+  readonly farewellPassesOver?: (id: NodeId) => boolean;
+  /**
    * Test-only: called at each failpoint of a Ready's handling (the chaos harness's crash points and
    * disk stalls); it may kill the process or return a promise to wait on. Absent in production.
    */
@@ -766,7 +771,7 @@ export class RaftNode<Result> {
     clearInterval(this.tickTimer);
     // A leader's last message: a voter campaigns now, not an election timeout from now (a full
     // disk on the leader cost the cluster a whole election timeout without a leader).
-    const farewell = this.core.farewell();
+    const farewell = this.core.farewell(this.options.farewellPassesOver);
     if (farewell !== null) this.options.transport.send([farewell]);
     this.failAll(new RaftNodeError("STOPPED", `the node stopped: ${error.message}`, { cause: error }));
     this.options.onFatal?.(error, farewell?.to ?? null);
