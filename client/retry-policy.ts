@@ -4,9 +4,9 @@
 // certainly did not take effect: they never left this process, or the cluster refused them before
 // proposing (no leader yet, a sealed leader, a dropped proposal, a rate limit). Such a write whose
 // outcome is unknown (a timeout after it was sent, a node sealed while it served the call) is
-// never retried: the caller decides, reading
-// first or writing with check-and-set. A move to another endpoint goes at once until every one has
-// failed in a row; then waits are exponential with full jitter, inside the deadline.
+// never retried: the caller decides, reading first or writing with check-and-set. A move to another
+// endpoint goes at once until every one has failed in a row; then waits are exponential with full
+// jitter, inside the deadline.
 
 import { randomInt } from "node:crypto";
 import { type ServiceError, status } from "@grpc/grpc-js";
