@@ -212,6 +212,19 @@ export class InProcessCluster {
    * sends the root token with every call from then on. Answers the share and the root token.
    */
   async initializeWithOneShare(via: string): Promise<{ share: string; rootToken: string }> {
+    const initialized = await this.initializeSealed(via);
+    for (const id of this.nodes.keys()) {
+      const target = this.client(id).sys;
+      await call(target.unseal.bind(target), { share: initialized.share, nonce: "", reset: false });
+    }
+    return initialized;
+  }
+
+  /**
+   * Inits the running nodes with one Shamir share through `via` and leaves every node sealed;
+   * sends the root token with every call from then on. Answers the share and the root token.
+   */
+  async initializeSealed(via: string): Promise<{ share: string; rootToken: string }> {
     await this.leaderId();
     const sys = this.client(via).sys;
     const init = await call(sys.init.bind(sys), {
@@ -220,13 +233,8 @@ export class InProcessCluster {
       generateHsmKey: false,
       recovery: undefined,
     });
-    const share = init.unsealShares[0] ?? "";
-    for (const id of this.nodes.keys()) {
-      const target = this.client(id).sys;
-      await call(target.unseal.bind(target), { share, nonce: "", reset: false });
-    }
     this.useToken(init.rootToken);
-    return { share, rootToken: init.rootToken };
+    return { share: init.unsealShares[0] ?? "", rootToken: init.rootToken };
   }
 
   /** The id of the node that leads, once one does. */

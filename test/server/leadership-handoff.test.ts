@@ -53,15 +53,8 @@ it("a sealed leader hands the leadership to no sealed voter, and serves reads fr
   await cluster.startAll(specs, configs);
   const leader = await cluster.leaderId();
   const leaderSys = cluster.client(leader).sys;
-  const init = await call(leaderSys.init.bind(leaderSys), {
-    shamir: { count: 1, threshold: 1, operatorKeys: [] },
-    hsm: false,
-    generateHsmKey: false,
-    recovery: undefined,
-  });
-  const share = init.unsealShares[0] ?? "";
+  const { share } = await cluster.initializeSealed(leader);
   unsealShare = share;
-  cluster.useToken(init.rootToken);
   // Every member is sealed: several hand-off periods pass with no voter to take the leadership.
   await sleep(handoffEveryMs * 2.5);
   expect(await cluster.leaderId()).toBe(leader);
