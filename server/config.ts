@@ -123,6 +123,12 @@ export const nodeConfigSchema = z
           .min(0)
           .max(1024 * 1024 * 1024)
           .default(8 * 1024 * 1024),
+        /**
+         * PromoteLearner makes a learner a voter only while it is within this many entries of
+         * the leader's commit index (and replicating, and answering): a voter far behind
+         * weakens the quorum until it catches up.
+         */
+        promoteLagEntriesMax: z.number().int().min(0).max(1_000_000_000).default(1000),
       })
       .default({
         tickMs: 50,
@@ -135,6 +141,7 @@ export const nodeConfigSchema = z
         snapshotLogBytesMax: 128 * 1024 * 1024,
         retainEntries: 1000,
         followerCatchUpBytesMax: 8 * 1024 * 1024,
+        promoteLagEntriesMax: 1000,
       }),
     requests: z
       .strictObject({

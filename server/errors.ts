@@ -53,8 +53,13 @@ export type NodeErrorCode =
   | "UPGRADE_PENDING"
   /** TransferLeader to a member that is sealed: it would not take the leadership. */
   | "MEMBER_SEALED"
-  /** TransferLeader to a member the leader has not heard answer for an election timeout. */
+  /**
+   * TransferLeader or PromoteLearner to a member the leader has not heard answer for an election
+   * timeout (or, for a promotion, has not heard from at all).
+   */
   | "MEMBER_UNREACHABLE"
+  /** PromoteLearner to a learner that has not caught up with the leader's log yet. */
+  | "LEARNER_BEHIND"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -125,6 +130,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   UPGRADE_PENDING: status.FAILED_PRECONDITION,
   MEMBER_SEALED: status.FAILED_PRECONDITION,
   MEMBER_UNREACHABLE: status.FAILED_PRECONDITION,
+  LEARNER_BEHIND: status.FAILED_PRECONDITION,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -738,6 +738,8 @@ export class StrongroomNode {
       peerErrors,
       declinesLeadership: (member) => transport.declinesLeadership(member),
       outOfReach: (member) => contact.outOfReach(member),
+      lastHeardFrom: (member) => contact.lastHeardFrom(member),
+      promoteLagEntriesMax: config.raft.promoteLagEntriesMax,
     });
     const accessApi = new AccessApi({
       records: systemRecords,

@@ -1,6 +1,8 @@
 // strongroom.v1.Cluster: this node's view of the cluster, membership changes (one server at a
 // time, as the Raft core allows) and leadership transfer. A new member's addresses are replicated
-// (a member record) before it is added, so every node can reach it when the change applies.
+// (a member record) before it is added, so every node can reach it when the change applies. The
+// leader also says how far along and how healthy each member is, and promotes only a learner
+// that has caught up.
 
 import {
   type AddMemberRequest,
@@ -8,14 +10,16 @@ import {
   type Member,
   type MemberRequest,
   type MembershipResponse,
+  type MembersResponse,
   type StatusResponse,
   type TransferLeaderResponse,
 } from "../../proto/gen/strongroom/v1/cluster.gen.js";
-import type { MembershipChange } from "../../raft/core/index.js";
+import type { MembershipChange, RaftStatus } from "../../raft/core/index.js";
 import type { RaftNode } from "../../raft/node/index.js";
 import { type ApplyResult, encodeCommand, StateError } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
+import { type MemberContact, type MemberHealth, memberHealth, promotionRefusal } from "../member-health.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { checkedName } from "../tls/identity.js";
@@ -36,6 +40,10 @@ export interface ClusterApiParts {
   readonly declinesLeadership: (member: string) => boolean;
   /** Whether a member left this node's requests unanswered for an election timeout (PeerContact). */
   readonly outOfReach: (member: string) => boolean;
+  /** When a message from a member last arrived (Date.now() time), if one did since the start. */
+  readonly lastHeardFrom: (member: string) => number | undefined;
+  /** raft.promoteLagEntriesMax: how far behind the commit index a learner may be promoted. */
+  readonly promoteLagEntriesMax: number;
 }
 
 export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
@@ -43,11 +51,9 @@ export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMet
   const service = ClusterService;
   return {
     status: method(service.status, "local", async () => api.status()),
-    members: method(service.members, "local", async () => ({ members: api.members() })),
+    members: method(service.members, "local", async () => api.membersView()),
     addMember: method(service.addMember, "leader", (request) => api.addMember(request)),
-    promoteLearner: method(service.promoteLearner, "leader", (request) =>
-      api.change({ kind: "addVoter", node: api.knownMember(request) }),
-    ),
+    promoteLearner: method(service.promoteLearner, "leader", (request) => api.promote(request)),
     removeMember: method(service.removeMember, "leader", (request) =>
       api.change({ kind: "removeNode", node: api.knownMember(request) }),
     ),
@@ -77,8 +83,19 @@ class ClusterApi {
     };
   }
 
-  members(): Member[] {
+  membersView(): MembersResponse {
     const status = this.parts.raft().status();
+    return {
+      members: this.members(status),
+      answeredBy: this.parts.nodeId,
+      leaderView: status.role === "leader",
+      commitIndex: status.commit,
+    };
+  }
+
+  members(status = this.parts.raft().status()): Member[] {
+    const leading = status.role === "leader";
+    const now = Date.now();
     const describe = (id: string, voter: boolean): Member => ({
       nodeId: id,
       voter,
@@ -88,11 +105,35 @@ class ClusterApi {
       connectionError: this.parts.peerErrors.get(id) ?? "",
       region: this.parts.members.locations.get(id)?.region ?? "",
       zone: this.parts.members.locations.get(id)?.zone ?? "",
+      ...(leading ? this.progressOf(id, status, now) : notLeading),
     });
     return [
       ...status.membership.voters.map((id) => describe(id, true)),
       ...status.membership.learners.map((id) => describe(id, false)),
     ];
+  }
+
+  /** A member's progress and health as this node, the leader, sees them. */
+  private progressOf(id: string, status: RaftStatus, now: number): MemberHealth {
+    if (id === this.parts.nodeId) {
+      const seal = this.parts.keeper.status();
+      return {
+        matchIndex: status.lastIndex,
+        lastContactMs: 0,
+        unreachable: false,
+        sealed: seal.initialized && seal.sealed,
+        caughtUp: true,
+      };
+    }
+    return memberHealth(id, status, this.contactOf(id), this.parts.promoteLagEntriesMax, now);
+  }
+
+  private contactOf(id: string): MemberContact {
+    return {
+      lastHeardAt: this.parts.lastHeardFrom(id),
+      outOfReach: this.parts.outOfReach(id),
+      sealed: this.parts.declinesLeadership(id),
+    };
   }
 
   async addMember(request: AddMemberRequest): Promise<MembershipResponse> {
@@ -141,6 +182,18 @@ class ClusterApi {
     return this.change({ kind: request.voter ? "addVoter" : "addLearner", node: id });
   }
 
+  async promote(request: MemberRequest): Promise<MembershipResponse> {
+    const id = this.knownMember(request);
+    const status = this.parts.raft().status();
+    // A voter is refused by the Raft core ("already a voter"), and a node that no longer leads
+    // by its proposal (NOT_LEADER); a learner must be ready.
+    if (status.role === "leader" && !status.membership.voters.includes(id)) {
+      const refusal = promotionRefusal(id, status, this.contactOf(id), this.parts.promoteLagEntriesMax);
+      if (refusal !== null) throw refusal;
+    }
+    return this.change({ kind: "addVoter", node: id });
+  }
+
   async change(change: MembershipChange): Promise<MembershipResponse> {
     const { index } = await this.parts.raft().proposeMembershipChange(change);
     return { members: this.members(), revision: this.parts.revisionOf(index) };
@@ -183,6 +236,15 @@ class ClusterApi {
     return id;
   }
 }
+
+/** A node that does not lead does not know the others' progress: the fields stay zero. */
+const notLeading: MemberHealth = {
+  matchIndex: 0,
+  lastContactMs: 0,
+  unreachable: false,
+  sealed: false,
+  caughtUp: false,
+};
 
 function validNodeId(id: string): string {
   try {

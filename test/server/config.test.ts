@@ -58,6 +58,7 @@ describe("node config", () => {
       snapshotLogBytesMax: 128 * 1024 * 1024,
       retainEntries: 1000,
       followerCatchUpBytesMax: 8 * 1024 * 1024,
+      promoteLagEntriesMax: 1000,
     });
     expect(config.clusterState).toBe("new");
     expect(config.requests).toEqual({

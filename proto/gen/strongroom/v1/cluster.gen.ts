@@ -65,10 +65,32 @@ export interface Member {
   /** Where it runs, as its config or AddMember said (empty: not given). */
   region: string;
   zone: string;
+  /**
+   * The rest is the leader's view, filled only when the answering node leads
+   * (MembersResponse.leader_view); zero otherwise.
+   * The last log index the leader knows the member holds (the leader: its own last index).
+   */
+  matchIndex: number;
+  /** Milliseconds since the leader last heard from it; -1: never, since the leader started. */
+  lastContactMs: number;
+  /** It left the leader's requests unanswered for an election timeout (down, or cut off). */
+  unreachable: boolean;
+  /** It said with its last Raft messages that it is sealed: it replicates and votes, never leads. */
+  sealed: boolean;
+  /**
+   * The leader hears it and it is replicating within raft.promoteLagEntriesMax entries of the
+   * commit index: a learner PromoteLearner would take now.
+   */
+  caughtUp: boolean;
 }
 
 export interface MembersResponse {
   members: Member[];
+  /** The node that answered, and whether it leads: only the leader knows the members' progress. */
+  answeredBy: string;
+  leaderView: boolean;
+  /** The answering node's commit index, which the members' match_index is compared with. */
+  commitIndex: number;
 }
 
 export interface AddMemberRequest {
@@ -431,6 +453,11 @@ function createBaseMember(): Member {
     connectionError: "",
     region: "",
     zone: "",
+    matchIndex: 0,
+    lastContactMs: 0,
+    unreachable: false,
+    sealed: false,
+    caughtUp: false,
   };
 }
 
@@ -459,6 +486,21 @@ export const Member: MessageFns<Member> = {
     }
     if (message.zone !== "") {
       writer.uint32(66).string(message.zone);
+    }
+    if (message.matchIndex !== 0) {
+      writer.uint32(72).uint64(message.matchIndex);
+    }
+    if (message.lastContactMs !== 0) {
+      writer.uint32(80).int64(message.lastContactMs);
+    }
+    if (message.unreachable !== false) {
+      writer.uint32(88).bool(message.unreachable);
+    }
+    if (message.sealed !== false) {
+      writer.uint32(96).bool(message.sealed);
+    }
+    if (message.caughtUp !== false) {
+      writer.uint32(104).bool(message.caughtUp);
     }
     return writer;
   },
@@ -540,6 +582,46 @@ export const Member: MessageFns<Member> = {
             message.zone = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.matchIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.lastContactMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.unreachable = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.sealed = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.caughtUp = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -578,6 +660,23 @@ export const Member: MessageFns<Member> = {
         : "",
       region: isSet(object.region) ? globalThis.String(object.region) : "",
       zone: isSet(object.zone) ? globalThis.String(object.zone) : "",
+      matchIndex: isSet(object.matchIndex)
+        ? globalThis.Number(object.matchIndex)
+        : isSet(object.match_index)
+        ? globalThis.Number(object.match_index)
+        : 0,
+      lastContactMs: isSet(object.lastContactMs)
+        ? globalThis.Number(object.lastContactMs)
+        : isSet(object.last_contact_ms)
+        ? globalThis.Number(object.last_contact_ms)
+        : 0,
+      unreachable: isSet(object.unreachable) ? globalThis.Boolean(object.unreachable) : false,
+      sealed: isSet(object.sealed) ? globalThis.Boolean(object.sealed) : false,
+      caughtUp: isSet(object.caughtUp)
+        ? globalThis.Boolean(object.caughtUp)
+        : isSet(object.caught_up)
+        ? globalThis.Boolean(object.caught_up)
+        : false,
     };
   },
 
@@ -607,18 +706,42 @@ export const Member: MessageFns<Member> = {
     if (message.zone !== "") {
       obj.zone = message.zone;
     }
+    if (message.matchIndex !== 0) {
+      obj.matchIndex = Math.round(message.matchIndex);
+    }
+    if (message.lastContactMs !== 0) {
+      obj.lastContactMs = Math.round(message.lastContactMs);
+    }
+    if (message.unreachable !== false) {
+      obj.unreachable = message.unreachable;
+    }
+    if (message.sealed !== false) {
+      obj.sealed = message.sealed;
+    }
+    if (message.caughtUp !== false) {
+      obj.caughtUp = message.caughtUp;
+    }
     return obj;
   },
 };
 
 function createBaseMembersResponse(): MembersResponse {
-  return { members: [] };
+  return { members: [], answeredBy: "", leaderView: false, commitIndex: 0 };
 }
 
 export const MembersResponse: MessageFns<MembersResponse> = {
   encode(message: MembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.members) {
       Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.answeredBy !== "") {
+      writer.uint32(18).string(message.answeredBy);
+    }
+    if (message.leaderView !== false) {
+      writer.uint32(24).bool(message.leaderView);
+    }
+    if (message.commitIndex !== 0) {
+      writer.uint32(32).uint64(message.commitIndex);
     }
     return writer;
   },
@@ -644,6 +767,30 @@ export const MembersResponse: MessageFns<MembersResponse> = {
             message.members.push(Member.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answeredBy = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaderView = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.commitIndex = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -659,6 +806,21 @@ export const MembersResponse: MessageFns<MembersResponse> = {
   fromJSON(object: any): MembersResponse {
     return {
       members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+      answeredBy: isSet(object.answeredBy)
+        ? globalThis.String(object.answeredBy)
+        : isSet(object.answered_by)
+        ? globalThis.String(object.answered_by)
+        : "",
+      leaderView: isSet(object.leaderView)
+        ? globalThis.Boolean(object.leaderView)
+        : isSet(object.leader_view)
+        ? globalThis.Boolean(object.leader_view)
+        : false,
+      commitIndex: isSet(object.commitIndex)
+        ? globalThis.Number(object.commitIndex)
+        : isSet(object.commit_index)
+        ? globalThis.Number(object.commit_index)
+        : 0,
     };
   },
 
@@ -666,6 +828,15 @@ export const MembersResponse: MessageFns<MembersResponse> = {
     const obj: any = {};
     if (message.members?.length) {
       obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    if (message.answeredBy !== "") {
+      obj.answeredBy = message.answeredBy;
+    }
+    if (message.leaderView !== false) {
+      obj.leaderView = message.leaderView;
+    }
+    if (message.commitIndex !== 0) {
+      obj.commitIndex = Math.round(message.commitIndex);
     }
     return obj;
   },
@@ -1265,6 +1436,10 @@ export const ClusterService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /**
+   * Voters and learners as this node knows them; answered by the leader, also how far along and
+   * how healthy each is (MembersResponse.leader_view).
+   */
   members: {
     path: "/strongroom.v1.Cluster/Members" as const,
     requestStream: false as const,
@@ -1284,6 +1459,10 @@ export const ClusterService = {
     responseSerialize: (value: MembershipResponse): Buffer => Buffer.from(MembershipResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MembershipResponse => MembershipResponse.decode(value),
   },
+  /**
+   * Makes a learner a voter once it has caught up: refused while it is out of reach or more than
+   * the leader's raft.promoteLagEntriesMax entries behind the commit index.
+   */
   promoteLearner: {
     path: "/strongroom.v1.Cluster/PromoteLearner" as const,
     requestStream: false as const,
@@ -1345,9 +1524,17 @@ export const ClusterService = {
 export interface ClusterServer extends UntypedServiceImplementation {
   /** This node's view: role, term, leader, indexes, seal state, region. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /**
+   * Voters and learners as this node knows them; answered by the leader, also how far along and
+   * how healthy each is (MembersResponse.leader_view).
+   */
   members: handleUnaryCall<MembersRequest, MembersResponse>;
   /** Adds a node as a learner (it catches up without voting) or, if `voter`, as a voter. */
   addMember: handleUnaryCall<AddMemberRequest, MembershipResponse>;
+  /**
+   * Makes a learner a voter once it has caught up: refused while it is out of reach or more than
+   * the leader's raft.promoteLagEntriesMax entries behind the commit index.
+   */
   promoteLearner: handleUnaryCall<MemberRequest, MembershipResponse>;
   removeMember: handleUnaryCall<MemberRequest, MembershipResponse>;
   /** Asks the leader to hand leadership to `node_id`. */
@@ -1381,6 +1568,10 @@ export interface ClusterClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Voters and learners as this node knows them; answered by the leader, also how far along and
+   * how healthy each is (MembersResponse.leader_view).
+   */
   members(
     request: MembersRequest,
     callback: (error: ServiceError | null, response: MembersResponse) => void,
@@ -1412,6 +1603,10 @@ export interface ClusterClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MembershipResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Makes a learner a voter once it has caught up: refused while it is out of reach or more than
+   * the leader's raft.promoteLagEntriesMax entries behind the commit index.
+   */
   promoteLearner(
     request: MemberRequest,
     callback: (error: ServiceError | null, response: MembershipResponse) => void,
