@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { open, rename, rm, stat } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { pkcs11Mechanisms } from "../hsm/pkcs11/pkcs11-config.js";
-import type { Member } from "../proto/gen/strongroom/v1/cluster.gen.js";
+import type { Member, MembersResponse } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { type ConnectionOptions, UsageError, withClient } from "./client-connection.js";
 import {
   collect,
@@ -35,15 +35,83 @@ function membersTable(members: readonly Member[]): string {
   return table(
     // The last error, if any, of the answering node's connection to each member.
     ["member", "role", "client address", "peer address", "region/zone", "peer error"],
-    members.map((member) => [
+    members.map((member) => [member.nodeId, roleOf(member), ...whereAndErrorOf(member)]),
+  );
+}
+
+/** `cluster members`: with the leader's view, how far along and how healthy each member is. */
+function membersViewTable(view: MembersResponse, leaderError: string | null): string {
+  const { leaderView, commitIndex } = view;
+  const body = table(
+    [
+      "member",
+      "role",
+      "health",
+      "behind",
+      "last contact",
+      "client address",
+      "peer address",
+      "region/zone",
+      "peer error",
+    ],
+    view.members.map((member) => [
       member.nodeId,
-      member.leader ? "leader" : member.voter ? "voter" : "learner",
-      member.clientAddress,
-      member.peerAddress,
-      [member.region, member.zone].filter((label) => label !== "").join("/") || "-",
-      member.connectionError === "" ? "-" : member.connectionError,
+      roleOf(member),
+      leaderView ? healthOf(member) : "-",
+      leaderView ? String(Math.max(0, commitIndex - member.matchIndex)) : "-",
+      !leaderView || member.nodeId === view.answeredBy
+        ? "-"
+        : member.lastContactMs < 0
+          ? "never"
+          : `${member.lastContactMs} ms`,
+      ...whereAndErrorOf(member),
     ]),
   );
+  if (leaderView) return `${body}as the leader ${view.answeredBy} sees it (commit index ${commitIndex})\n`;
+  const why = leaderError === null ? "no leader is known" : `the leader did not answer: ${leaderError}`;
+  return `${body}as ${view.answeredBy} sees it: only the leader knows the members' health (${why})\n`;
+}
+
+function roleOf(member: Member): string {
+  return member.leader ? "leader" : member.voter ? "voter" : "learner";
+}
+
+/** The first that holds: it does not answer (or never did), it is sealed, it is behind; else ok. */
+function healthOf(member: Member): string {
+  if (member.unreachable || member.lastContactMs < 0) return "unreachable";
+  if (member.sealed) return "sealed";
+  return member.caughtUp ? "ok" : "behind";
+}
+
+function whereAndErrorOf(member: Member): string[] {
+  return [
+    member.clientAddress,
+    member.peerAddress,
+    [member.region, member.zone].filter((label) => label !== "").join("/") || "-",
+    member.connectionError === "" ? "-" : member.connectionError,
+  ];
+}
+
+/**
+ * The members as the leader sees them: the first node that answers, and when that is not the
+ * leader, the leader it names (at its client address). When the leader does not answer, the
+ * first node's view and why.
+ */
+async function membersFromLeader(
+  options: ConnectionOptions,
+): Promise<{ view: MembersResponse; leaderError: string | null }> {
+  const first = await withClient(options, (client) => client.cluster.members({}));
+  const leader = first.members.find((member) => member.leader);
+  if (first.leaderView || leader === undefined || leader.clientAddress === "")
+    return { view: first, leaderError: null };
+  try {
+    const view = await withClient({ ...options, addr: leader.clientAddress }, (client) =>
+      client.cluster.members({}),
+    );
+    return { view, leaderError: null };
+  } catch (error) {
+    return { view: first, leaderError: (error as Error).message };
+  }
 }
 
 export function registerClusterCommands(program: Command, output: Output = processOutput): void {
@@ -70,11 +138,13 @@ export function registerClusterCommands(program: Command, output: Output = proce
     );
 
   command("members")
-    .description("voters and learners, their addresses, and which the node cannot reach")
+    .description(
+      "voters and learners as the leader sees them: health, entries behind, last contact, addresses",
+    )
     .action((options: Formatted) =>
       run(output, async () => {
-        const { members } = await withClient(options, (client) => client.cluster.members({}));
-        emit(output, options.format, { members }, () => membersTable(members));
+        const { view, leaderError } = await membersFromLeader(options);
+        emit(output, options.format, view, () => membersViewTable(view, leaderError));
       }),
     );
 

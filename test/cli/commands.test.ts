@@ -535,19 +535,39 @@ it("token roles: written, read, used by token create --role, listed and deleted;
 it("cluster status, members, leadership, snapshots and keyring rotation", async () => {
   const status = await json<{ leaderId: string; role: string }>(["cluster", "status"]);
   expect(status.leaderId).toMatch(/^n[123]$/);
-  const { members } = await json<{ members: { nodeId: string; voter: boolean; leader: boolean }[] }>([
-    "cluster",
-    "members",
-  ]);
+  // Asked of whichever node answers first, the members come as the leader sees them.
+  const { members, leaderView, answeredBy } = await json<{
+    members: { nodeId: string; voter: boolean; leader: boolean; caughtUp: boolean }[];
+    leaderView: boolean;
+    answeredBy: string;
+  }>(["cluster", "members"]);
   expect(members.map((member) => member.nodeId).sort()).toEqual(["n1", "n2", "n3"]);
-  // As a table: a header, one line per member, columns as wide as their cells, no trailing space.
+  expect(leaderView).toBe(true);
+  expect(members.find((member) => member.leader)?.nodeId).toBe(answeredBy);
+  expect(members.every((member) => member.caughtUp)).toBe(true);
+  // As a table: a header, one line per member, columns as wide as their cells, no trailing space,
+  // and whose view it is.
   const listed = (await strongroom(["cluster", "members"])).stdout.split("\n");
-  expect(listed[0]).toMatch(/^member +role +client address +peer address +region\/zone +peer error$/);
+  expect(listed[0]).toMatch(
+    /^member +role +health +behind +last contact +client address +peer address +region\/zone +peer error$/,
+  );
   expect(listed.slice(1, 4).sort()).toEqual(
     ["n1", "n2", "n3"].map((id) =>
-      expect.stringMatching(new RegExp(`^${id} +(leader|voter) +\\S+ +\\S+ +- +-$`)),
+      expect.stringMatching(
+        new RegExp(`^${id} +(leader +ok +0 +-|voter +ok +\\d+ +\\d+ ms) +\\S+ +\\S+ +- +-$`),
+      ),
     ),
   );
+  expect(listed[4]).toMatch(/^as the leader n[123] sees it \(commit index \d+\)$/);
+  // Sent to a follower alone, the command asks the leader it names.
+  const followerAddress = addresses[specs.findIndex((spec) => spec.id !== answeredBy)] ?? "";
+  const viaFollower = await json<{ answeredBy: string; leaderView: boolean }>([
+    "cluster",
+    "members",
+    "--addr",
+    followerAddress,
+  ]);
+  expect(viaFollower).toMatchObject({ answeredBy, leaderView: true });
   const target = members.find((member) => !member.leader)?.nodeId ?? "";
   const moved = await json<{ leaderId: string }>(["cluster", "transfer-leader", target]);
   expect(moved.leaderId).toBe(target);
