@@ -40,7 +40,7 @@ function membersTable(members: readonly Member[]): string {
 }
 
 /** `cluster members`: with the leader's view, how far along and how healthy each member is. */
-function membersViewTable(view: MembersResponse, leaderError: string | null): string {
+export function membersViewTable(view: MembersResponse, notLeaders: string): string {
   const { leaderView, commitIndex } = view;
   const body = table(
     [
@@ -68,8 +68,7 @@ function membersViewTable(view: MembersResponse, leaderError: string | null): st
     ]),
   );
   if (leaderView) return `${body}as the leader ${view.answeredBy} sees it (commit index ${commitIndex})\n`;
-  const why = leaderError === null ? "no leader is known" : `the leader did not answer: ${leaderError}`;
-  return `${body}as ${view.answeredBy} sees it: only the leader knows the members' health (${why})\n`;
+  return `${body}as ${view.answeredBy} sees it: only the leader knows the members' health (${notLeaders})\n`;
 }
 
 function roleOf(member: Member): string {
@@ -94,23 +93,28 @@ function whereAndErrorOf(member: Member): string[] {
 
 /**
  * The members as the leader sees them: the first node that answers, and when that is not the
- * leader, the leader it names (at its client address). When the leader does not answer, the
- * first node's view and why.
+ * leader, the leader it names (at its client address). Otherwise the view of the node that
+ * answered, and why it is not the leader's.
  */
 async function membersFromLeader(
   options: ConnectionOptions,
-): Promise<{ view: MembersResponse; leaderError: string | null }> {
+): Promise<{ view: MembersResponse; notLeaders: string }> {
   const first = await withClient(options, (client) => client.cluster.members({}));
   const leader = first.members.find((member) => member.leader);
-  if (first.leaderView || leader === undefined || leader.clientAddress === "")
-    return { view: first, leaderError: null };
+  if (first.leaderView) return { view: first, notLeaders: "" };
+  if (leader === undefined || leader.clientAddress === "")
+    return { view: first, notLeaders: "no leader is known" };
   try {
     const view = await withClient({ ...options, addr: leader.clientAddress }, (client) =>
       client.cluster.members({}),
     );
-    return { view, leaderError: null };
+    // It no longer leads, or runs a version that does not say.
+    return { view, notLeaders: `${leader.nodeId}, named the leader, did not answer as one` };
   } catch (error) {
-    return { view: first, leaderError: (error as Error).message };
+    return {
+      view: first,
+      notLeaders: `the leader ${leader.nodeId} did not answer: ${(error as Error).message}`,
+    };
   }
 }
 
@@ -143,8 +147,8 @@ export function registerClusterCommands(program: Command, output: Output = proce
     )
     .action((options: Formatted) =>
       run(output, async () => {
-        const { view, leaderError } = await membersFromLeader(options);
-        emit(output, options.format, view, () => membersViewTable(view, leaderError));
+        const { view, notLeaders } = await membersFromLeader(options);
+        emit(output, options.format, view, () => membersViewTable(view, notLeaders));
       }),
     );
 
