@@ -27,7 +27,7 @@ import { RefusalMetrics } from "./access/refusal-metrics.js";
 import { TokenBackoff } from "./access/token-backoff.js";
 import { AccessApi, accessMethods } from "./api/access-api.js";
 import type { AnyApiMethod } from "./api/api-method.js";
-import { clusterMethods } from "./api/cluster-api.js";
+import { ClusterApi, clusterMethods } from "./api/cluster-api.js";
 import { leasesMethods } from "./api/leases-api.js";
 import { pkiMethods } from "./api/pki-api.js";
 import { RequestFingerprints } from "./api/request-fingerprint.js";
@@ -64,6 +64,7 @@ import { Rotator } from "./lifecycle/rotator.js";
 import { listening } from "./listen-error.js";
 import { createLogger, type Logger } from "./logger.js";
 import { MemberDirectory } from "./member-directory.js";
+import { registerMemberMetrics } from "./member-metrics.js";
 import { ObservedStateMachine } from "./observed-state-machine.js";
 import { ClusterFeatures } from "./peer/cluster-features.js";
 import { explainPeerFailure } from "./peer/peer-diagnosis.js";
@@ -727,7 +728,7 @@ export class StrongroomNode {
       systemPutAllUsable,
       setupLock,
     });
-    const cluster = clusterMethods({
+    const clusterApi = new ClusterApi({
       nodeId: config.nodeId,
       region: config.region,
       zone: config.zone,
@@ -741,6 +742,8 @@ export class StrongroomNode {
       lastHeardFrom: (member) => contact.lastHeardFrom(member),
       promoteLagEntriesMax: config.raft.promoteLagEntriesMax,
     });
+    const cluster = clusterMethods(clusterApi);
+    registerMemberMetrics(registry, () => clusterApi.membersView());
     const accessApi = new AccessApi({
       records: systemRecords,
       keeper,

@@ -46,8 +46,7 @@ export interface ClusterApiParts {
   readonly promoteLagEntriesMax: number;
 }
 
-export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMethod> {
-  const api = new ClusterApi(parts);
+export function clusterMethods(api: ClusterApi): Record<string, AnyApiMethod> {
   const service = ClusterService;
   return {
     status: method(service.status, "local", async () => api.status()),
@@ -63,7 +62,7 @@ export function clusterMethods(parts: ClusterApiParts): Record<string, AnyApiMet
   };
 }
 
-class ClusterApi {
+export class ClusterApi {
   constructor(private readonly parts: ClusterApiParts) {}
 
   status(): StatusResponse {

@@ -56,6 +56,13 @@ function memberOf(view: { readonly members: readonly Member[] }, id: string): Me
   return member;
 }
 
+/** The leader-only member gauges' samples on a node's /metrics, as `name{member="id"} value` lines. */
+async function memberSamplesOf(id: string): Promise<string[]> {
+  const spec = specs.find((candidate) => candidate.id === id) as NodeSpec;
+  const text = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+  return text.split("\n").filter((line) => line.startsWith("strongroom_cluster_member_"));
+}
+
 async function startJoiner(): Promise<void> {
   if (joinerConfig === undefined) throw new Error("no config for n4");
   await cluster.start(joiner, { ...joinerConfig.config, clusterState: "existing" });
@@ -107,6 +114,16 @@ it("shows the leader's view of each member and promotes a learner only once it h
   const followerView = await membersOf(follower);
   expect(followerView).toMatchObject({ answeredBy: follower, leaderView: false });
   expect(followerView.members.map((member) => member.matchIndex)).toEqual([0, 0, 0, 0]);
+  // The same as gauges for alerting, on the leader only: n4 unhealthy, and no last contact.
+  const samples = await memberSamplesOf(leader);
+  expect(samples).toContain(`strongroom_cluster_member_healthy{member="n4"} 0`);
+  expect(samples).toContain(`strongroom_cluster_member_healthy{member="${follower}"} 1`);
+  expect(samples).toContain(`strongroom_cluster_member_behind_entries{member="${leader}"} 0`);
+  const contacts = samples.filter((line) =>
+    line.startsWith("strongroom_cluster_member_last_contact_seconds{"),
+  );
+  expect(contacts.map((line) => /member="(n\d)"/.exec(line)?.[1]).sort()).toEqual(["n1", "n2", "n3"]);
+  expect(await memberSamplesOf(follower)).toEqual([]);
 
   // Started, and sealed (Shamir): it replicates, and says it is sealed.
   await startJoiner();
@@ -149,4 +166,5 @@ it("shows the leader's view of each member and promotes a learner only once it h
   await eventually(async () => memberOf(await membersOf(leader), "n4").caughtUp, 15_000);
   const promoted = await call(api.promoteLearner.bind(api), { nodeId: "n4" });
   expect(memberOf(promoted, "n4").voter).toBe(true);
+  expect(await memberSamplesOf(leader)).toContain(`strongroom_cluster_member_healthy{member="n4"} 1`);
 });
