@@ -60,6 +60,8 @@ export type NodeErrorCode =
   | "MEMBER_UNREACHABLE"
   /** PromoteLearner to a learner that has not caught up with the leader's log yet. */
   | "LEARNER_BEHIND"
+  /** A change of the voters after which too few voters would answer the leader to make a quorum. */
+  | "QUORUM_AT_RISK"
   | "INTERNAL";
 
 export class NodeError extends Error {
@@ -131,6 +133,7 @@ const nodeStatuses: Record<NodeErrorCode, status> = {
   MEMBER_SEALED: status.FAILED_PRECONDITION,
   MEMBER_UNREACHABLE: status.FAILED_PRECONDITION,
   LEARNER_BEHIND: status.FAILED_PRECONDITION,
+  QUORUM_AT_RISK: status.FAILED_PRECONDITION,
   NO_CA: status.FAILED_PRECONDITION,
   CA_EXISTS: status.FAILED_PRECONDITION,
   NOT_RENEWABLE: status.FAILED_PRECONDITION,

@@ -74,3 +74,38 @@ export function promotionRefusal(
     `${id} is ${behind} entries behind the commit index${doing} (at most ${promoteLagEntriesMax} to promote it): let it catch up, then promote it`,
   );
 }
+
+/**
+ * Why the leader would refuse a change of the voters, or null: after it, fewer voters would answer
+ * the leader than a quorum of the new membership needs, so the cluster could commit nothing -
+ * the change itself no further than its own entry - until one came back. Removing a voter that
+ * answers while another is down, or adding a voter (not started yet) to a cluster with one down,
+ * does that; etcd's strict reconfiguration check refuses the same. A learner's changes leave the
+ * voters alone, and growing a single voter to two is let through as etcd does (the second is
+ * needed at once: add a learner and promote it instead, and nothing stalls).
+ */
+export function quorumRefusal(
+  change: { readonly kind: "addVoter" | "addLearner" | "removeNode"; readonly node: string },
+  voters: readonly string[],
+  answers: (voter: string) => boolean,
+): NodeError | null {
+  if (change.kind === "addLearner") return null;
+  const after =
+    change.kind === "removeNode"
+      ? voters.filter((voter) => voter !== change.node)
+      : voters.includes(change.node)
+        ? voters
+        : [...voters, change.node];
+  // No voter left, or none changed: the Raft core's own refusal says why.
+  if (after.length === 0 || after.length === voters.length) return null;
+  if (change.kind === "addVoter" && voters.length === 1) return null;
+  const answering = after.filter(answers).length;
+  const quorum = Math.floor(after.length / 2) + 1;
+  if (answering >= quorum) return null;
+  const what = change.kind === "removeNode" ? `removing ${change.node}` : `making ${change.node} a voter`;
+  const silent = after.filter((voter) => !answers(voter)).join(", ");
+  return new NodeError(
+    "QUORUM_AT_RISK",
+    `${what} would leave ${answering} of ${after.length} voters answering the leader, fewer than the ${quorum} a quorum needs (not answering: ${silent}): bring them back, or remove the ones that are gone, first`,
+  );
+}

@@ -19,7 +19,13 @@ import type { RaftNode } from "../../raft/node/index.js";
 import { type ApplyResult, encodeCommand, StateError } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
 import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
-import { type MemberContact, type MemberHealth, memberHealth, promotionRefusal } from "../member-health.js";
+import {
+  type MemberContact,
+  type MemberHealth,
+  memberHealth,
+  promotionRefusal,
+  quorumRefusal,
+} from "../member-health.js";
 import type { RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { checkedName } from "../tls/identity.js";
@@ -127,6 +133,18 @@ export class ClusterApi {
     return memberHealth(id, status, this.contactOf(id), this.parts.promoteLagEntriesMax, now);
   }
 
+  /** Throws QUORUM_AT_RISK for a change after which too few voters would answer (member-health.ts). */
+  private refuseQuorumAtRisk(change: MembershipChange): void {
+    const status = this.parts.raft().status();
+    // A node that no longer leads knows nobody's answers: its proposal is refused as NOT_LEADER.
+    if (status.role !== "leader") return;
+    const answers = (voter: string) =>
+      voter === this.parts.nodeId ||
+      (this.parts.lastHeardFrom(voter) !== undefined && !this.parts.outOfReach(voter));
+    const refusal = quorumRefusal(change, status.membership.voters, answers);
+    if (refusal !== null) throw refusal;
+  }
+
   private contactOf(id: string): MemberContact {
     return {
       lastHeardAt: this.parts.lastHeardFrom(id),
@@ -161,6 +179,8 @@ export class ClusterApi {
         throw new NodeError("INVALID_ARGUMENT", `${what} must be host:port, got ${JSON.stringify(address)}`);
       }
     }
+    // Before the addresses are written: a change refused here leaves nothing behind.
+    this.refuseQuorumAtRisk({ kind: request.voter ? "addVoter" : "addLearner", node: id });
     const { result } = await this.parts.raft().propose(
       encodeCommand({
         op: "sys.put",
@@ -194,6 +214,7 @@ export class ClusterApi {
   }
 
   async change(change: MembershipChange): Promise<MembershipResponse> {
+    this.refuseQuorumAtRisk(change);
     const { index } = await this.parts.raft().proposeMembershipChange(change);
     return { members: this.members(), revision: this.parts.revisionOf(index) };
   }

@@ -3,7 +3,9 @@
 // added but not started (refused: it does not answer), started sealed (shown sealed, and caught up:
 // a sealed learner replicates), stopped while writes go on (refused: behind, within the election
 // timeout; then out of reach), and once started again and caught up, promoted. Only the leader
-// knows the members' progress: a follower's answer says so and leaves the fields zero.
+// knows the members' progress: a follower's answer says so and leaves the fields zero. Then, with
+// the promoted voter stopped, the changes of the voters after which too few would answer the
+// leader to make a quorum are refused, and removing the stopped one is not.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -68,9 +70,12 @@ async function startJoiner(): Promise<void> {
   await cluster.start(joiner, { ...joinerConfig.config, clusterState: "existing" });
 }
 
+let leaderId = "";
+
 it("shows the leader's view of each member and promotes a learner only once it has caught up", async () => {
   await cluster.startAll(founders, configs);
   const leader = await cluster.leaderId(15_000);
+  leaderId = leader;
   const { share } = await cluster.initializeWithOneShare(leader);
   const api = cluster.client(leader).cluster;
   const promote = () => callError(api.promoteLearner.bind(api), { nodeId: "n4" });
@@ -167,4 +172,41 @@ it("shows the leader's view of each member and promotes a learner only once it h
   const promoted = await call(api.promoteLearner.bind(api), { nodeId: "n4" });
   expect(memberOf(promoted, "n4").voter).toBe(true);
   expect(await memberSamplesOf(leader)).toContain(`strongroom_cluster_member_healthy{member="n4"} 1`);
+});
+
+it("refuses a change of the voters that would leave too few answering the leader for a quorum", async () => {
+  const leader = leaderId;
+  expect(leader).not.toBe("");
+  const api = cluster.client(leader).cluster;
+  const [first, second] = founders.map((founder) => founder.id).filter((id) => id !== leader);
+  await cluster.nodes.get("n4")?.stop(500);
+  cluster.nodes.delete("n4");
+  cluster.client("n4").close();
+  await eventually(async () => memberOf(await membersOf(leader), "n4").unreachable, electionTimeoutMs * 3);
+
+  // Four voters, n4 down: removing one that answers leaves 2 of 3 answering, a quorum.
+  await call(api.removeMember.bind(api), { nodeId: first as string });
+  // Three voters, n4 down: removing another would leave the leader alone of two.
+  expect(await callError(api.removeMember.bind(api), { nodeId: second as string })).toMatchObject({
+    code: status.FAILED_PRECONDITION,
+    reason: "QUORUM_AT_RISK",
+    details: `removing ${second} would leave 1 of 2 voters answering the leader, fewer than the 2 a quorum needs (not answering: n4): bring them back, or remove the ones that are gone, first`,
+  });
+  // Nor a new voter, which does not answer until it starts: and nothing of it is written.
+  const added = await callError(api.addMember.bind(api), {
+    nodeId: "n5",
+    peerAddress: "127.0.0.95:35001",
+    clientAddress: "127.0.0.95:35000",
+    voter: true,
+    region: "",
+    zone: "",
+  });
+  expect(added).toMatchObject({ reason: "QUORUM_AT_RISK" });
+  expect(added.details).toMatch(/^making n5 a voter would leave 2 of 4 voters answering/);
+  expect((await membersOf(leader)).members.map((member) => member.nodeId).sort()).toEqual(
+    [leader, second, "n4"].sort(),
+  );
+  // Removing the voter that is gone is what heals it.
+  const healed = await call(api.removeMember.bind(api), { nodeId: "n4" });
+  expect(healed.members.map((member) => member.nodeId).sort()).toEqual([leader, second].sort());
 });

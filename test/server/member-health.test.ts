@@ -1,9 +1,15 @@
-// What the leader says of a member's health and when it promotes a learner (server/member-health.ts),
-// from made-up Raft statuses: a learner must answer, replicate and be within the limit of the
-// commit index; each refusal says why and what to do.
+// What the leader says of a member's health, when it promotes a learner and when it refuses a
+// change of the voters (server/member-health.ts), from made-up Raft statuses and answers: a learner
+// must answer, replicate and be within the limit of the commit index; after a change of the
+// voters a quorum of them must answer. Each refusal says why and what to do.
 
 import { describe, expect, it } from "vitest";
-import { type MemberContact, memberHealth, promotionRefusal } from "../../server/member-health.js";
+import {
+  type MemberContact,
+  memberHealth,
+  promotionRefusal,
+  quorumRefusal,
+} from "../../server/member-health.js";
 
 const answering: MemberContact = { lastHeardAt: 10_000, outOfReach: false, sealed: false };
 
@@ -99,5 +105,53 @@ describe("memberHealth", () => {
     });
     // Date.now() read before the message's time was taken: 0, not -3.
     expect(memberHealth("n4", status, answering, 10, 9_997).lastContactMs).toBe(0);
+  });
+});
+
+describe("quorumRefusal", () => {
+  const voters = ["n1", "n2", "n3"];
+  const allBut =
+    (...silent: string[]) =>
+    (voter: string) =>
+      !silent.includes(voter);
+
+  it("lets any change through while every voter answers, and learners' changes always", () => {
+    for (const kind of ["addVoter", "addLearner", "removeNode"] as const)
+      expect(quorumRefusal({ kind, node: kind === "removeNode" ? "n3" : "n4" }, voters, allBut()), kind).toBe(
+        null,
+      );
+    expect(quorumRefusal({ kind: "addLearner", node: "n4" }, voters, allBut("n2", "n3"))).toBe(null);
+  });
+
+  it("refuses to remove a voter that answers while another is down, and says which do not answer", () => {
+    expect(quorumRefusal({ kind: "removeNode", node: "n2" }, voters, allBut("n3"))).toMatchObject({
+      code: "QUORUM_AT_RISK",
+      message:
+        "removing n2 would leave 1 of 2 voters answering the leader, fewer than the 2 a quorum needs (not answering: n3): bring them back, or remove the ones that are gone, first",
+    });
+    // Removing the one that is down is how the cluster gets well again.
+    expect(quorumRefusal({ kind: "removeNode", node: "n3" }, voters, allBut("n3"))).toBe(null);
+    // Five voters, two down: removing a third that answers leaves 2 of 4.
+    const five = ["n1", "n2", "n3", "n4", "n5"];
+    expect(quorumRefusal({ kind: "removeNode", node: "n3" }, five, allBut("n4", "n5"))?.code).toBe(
+      "QUORUM_AT_RISK",
+    );
+    expect(quorumRefusal({ kind: "removeNode", node: "n5" }, five, allBut("n4", "n5"))).toBe(null);
+  });
+
+  it("refuses a new voter that does not answer while a voter is down, but not a caught-up learner's promotion", () => {
+    // AddMember with voter: the new node has not started, so it does not answer: 2 of 4.
+    expect(quorumRefusal({ kind: "addVoter", node: "n4" }, voters, allBut("n3", "n4"))?.message).toBe(
+      "making n4 a voter would leave 2 of 4 voters answering the leader, fewer than the 3 a quorum needs (not answering: n3, n4): bring them back, or remove the ones that are gone, first",
+    );
+    // A learner that answers, promoted: 3 of 4.
+    expect(quorumRefusal({ kind: "addVoter", node: "n4" }, voters, allBut("n3"))).toBe(null);
+  });
+
+  it("lets a single voter grow to two, and leaves the core's refusals to the core", () => {
+    expect(quorumRefusal({ kind: "addVoter", node: "n2" }, ["n1"], allBut("n2"))).toBe(null);
+    // Already a voter, or the last voter removed: the Raft core refuses these with its own words.
+    expect(quorumRefusal({ kind: "addVoter", node: "n2" }, voters, allBut("n2", "n3"))).toBe(null);
+    expect(quorumRefusal({ kind: "removeNode", node: "n1" }, ["n1"], allBut())).toBe(null);
   });
 });
