@@ -157,6 +157,9 @@ const readOnly = new Set<string>([
 /** Calls that only make sense on the node they are sent to: never moved to another endpoint. */
 const nodeLocal = new Set<string>([SysService.unseal.path, SysService.seal.path]);
 
+/** Reads sent to the leader first when it is known: only the leader knows the members' progress. */
+const leaderFirst = new Set<string>([ClusterService.members.path]);
+
 export class StrongroomClient {
   readonly secrets: UnaryMethods<typeof SecretsService>;
   readonly sys: UnaryMethods<typeof SysService>;
@@ -462,7 +465,7 @@ export class StrongroomClient {
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;
     await this.pool.located();
-    const endpoints = this.pool.order(write);
+    const endpoints = this.pool.order(write || leaderFirst.has(definition.path));
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
@@ -655,7 +658,11 @@ function startUnaryCall(
 ): UnaryAttempt {
   let cancel = () => {};
   const answer = new Promise<{ response: unknown; leader: string | null }>((resolve, reject) => {
-    let leader: string | null = null;
+    // The leader a node names comes in the trailers, which grpc-js hands to the "status" event
+    // after the callback: an answer settles once both are in (a failure at once; its error
+    // carries the trailers itself).
+    let answered: { response: unknown } | null = null;
+    let leader: string | null | undefined;
     const call = client.makeUnaryRequest(
       definition.path,
       definition.requestSerialize as (value: unknown) => Buffer,
@@ -663,11 +670,16 @@ function startUnaryCall(
       request,
       new Metadata(),
       { deadline },
-      (error, response) => (error === null ? resolve({ response, leader }) : reject(error)),
+      (error, response) => {
+        if (error !== null) return reject(error);
+        answered = { response };
+        if (leader !== undefined) resolve({ response, leader });
+      },
     );
     call.on("status", (callStatus) => {
       const named = callStatus.metadata.get(leaderTrailer)[0];
-      if (named !== undefined) leader = String(named);
+      leader = named === undefined ? null : String(named);
+      if (answered !== null) resolve({ response: answered.response, leader });
     });
     cancel = () => call.cancel();
   });

@@ -58,6 +58,7 @@ function sdk(options: { endpoints?: string[]; cache?: Parameters<typeof createCl
 }
 
 const bytes = (text: string) => new TextEncoder().encode(text);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const text = (value: Uint8Array) => new TextDecoder().decode(value);
 const linearizable = (path: string) => ({
   path,
@@ -151,6 +152,53 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
   await expect(client.secrets.get({ path: "sdk/typed" }, { deadlineMs: 0 })).rejects.toThrow(
     new TypeError("get: deadlineMs must be a positive number of milliseconds, got 0"),
   );
+});
+
+/** Calls of `method` a node has answered (strongroom_grpc_server_handled_total, every code). */
+async function handledBy(id: string, method: string): Promise<number> {
+  const spec = specs.find((candidate) => candidate.id === id);
+  if (spec === undefined) throw new Error(`no spec for ${id}`);
+  const text = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n"))
+    if (line.startsWith(`strongroom_grpc_server_handled_total{method="${method}"`))
+      total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return total;
+}
+
+it("writes go to the leader once an answer named it, not through the endpoint given first", async () => {
+  const { leaderId } = await sdk().cluster.status({});
+  const follower = specs.find((spec) => spec.id !== leaderId) as (typeof specs)[number];
+  const followerEndpoint = `${follower.host}:${follower.clientPort}`;
+  const client = sdk({
+    endpoints: [followerEndpoint, ...endpoints.filter((endpoint) => endpoint !== followerEndpoint)],
+  });
+  // The first call is answered by the follower, which names the leader in its trailers; which
+  // endpoint is the leader is then learned in the background.
+  await client.secrets.put({ path: "sdk/to-leader/0", value: bytes("v") });
+  await sleep(500);
+  const put = "/strongroom.v1.Secrets/Put";
+  const before = await handledBy(follower.id, put);
+  for (let i = 1; i <= 10; i++) await client.secrets.put({ path: `sdk/to-leader/${i}`, value: bytes("v") });
+  // Forwarded by the follower, each would count there too.
+  expect(await handledBy(follower.id, put)).toBe(before);
+});
+
+it("Cluster.Members goes to the leader once the client knows it: only the leader knows the members' progress", async () => {
+  const { leaderId } = await sdk().cluster.status({});
+  const ids = specs.map((spec) => spec.id);
+  const follower = endpoints[ids.findIndex((id) => id !== leaderId)] as string;
+  // The follower first: it answers the status and names the leader, and a read would go back to
+  // it (the last endpoint that answered). Which endpoint is the leader is learned in the background.
+  const client = sdk({ endpoints: [follower, ...endpoints.filter((endpoint) => endpoint !== follower)] });
+  expect((await client.cluster.status({})).role).toBe("follower");
+  let answeredBy = "";
+  await eventually(async () => {
+    const members = await client.cluster.members({});
+    answeredBy = members.answeredBy;
+    return members.leaderView;
+  }, 5000);
+  expect(answeredBy).toBe(leaderId);
 });
 
 it("a watch sees a change within a second", async () => {
