@@ -31,6 +31,11 @@ export interface MemberHealth {
 
 type ProgressView = Pick<RaftStatus, "commit" | "progress">;
 
+/** The leader has heard from the member, and the member has not left its requests unanswered. */
+export function answersLeader(contact: Pick<MemberContact, "lastHeardAt" | "outOfReach">): boolean {
+  return contact.lastHeardAt !== undefined && !contact.outOfReach;
+}
+
 /** Another member's health, from the leader's status and contact with it. */
 export function memberHealth(
   id: string,
@@ -60,7 +65,7 @@ export function promotionRefusal(
   contact: MemberContact,
   promoteLagEntriesMax: number,
 ): NodeError | null {
-  if (contact.lastHeardAt === undefined || contact.outOfReach)
+  if (!answersLeader(contact))
     return new NodeError(
       "MEMBER_UNREACHABLE",
       `${id} does not answer this leader (not started, down, or cut off): start it, or see its peer error in cluster members`,
@@ -77,8 +82,8 @@ export function promotionRefusal(
 
 /**
  * Why the leader would refuse a change of the voters, or null: after it, fewer voters would answer
- * the leader than a quorum of the new membership needs, so the cluster could commit nothing -
- * the change itself no further than its own entry - until one came back. Removing a voter that
+ * the leader than a quorum of the new membership needs, so once the change applied the cluster
+ * could commit nothing, its own repair included, until one came back. Removing a voter that
  * answers while another is down, or adding a voter (not started yet) to a cluster with one down,
  * does that; etcd's strict reconfiguration check refuses the same. A learner's changes leave the
  * voters alone, and growing a single voter to two is let through as etcd does (the second is

@@ -31,8 +31,8 @@ export function registerMemberMetrics(registry: Registry, view: () => MembersRes
   perMember(
     "strongroom_cluster_member_healthy",
     "1 while a member answers the leader, is unsealed and is caught up (as PromoteLearner asks of a learner), 0 otherwise; exported by the leader only.",
-    (member) =>
-      !member.unreachable && !member.sealed && member.caughtUp && member.lastContactMs >= 0 ? 1 : 0,
+    // Caught up includes answering the leader (member-health.ts).
+    (member) => (member.caughtUp && !member.sealed ? 1 : 0),
   );
   perMember(
     "strongroom_cluster_member_behind_entries",

@@ -20,6 +20,7 @@ import { type ApplyResult, encodeCommand, StateError } from "../../storage/state
 import { NodeError } from "../errors.js";
 import { encodeMemberAddresses, type MemberDirectory, memberArea } from "../member-directory.js";
 import {
+  answersLeader,
   type MemberContact,
   type MemberHealth,
   memberHealth,
@@ -138,9 +139,7 @@ export class ClusterApi {
     const status = this.parts.raft().status();
     // A node that no longer leads knows nobody's answers: its proposal is refused as NOT_LEADER.
     if (status.role !== "leader") return;
-    const answers = (voter: string) =>
-      voter === this.parts.nodeId ||
-      (this.parts.lastHeardFrom(voter) !== undefined && !this.parts.outOfReach(voter));
+    const answers = (voter: string) => voter === this.parts.nodeId || answersLeader(this.contactOf(voter));
     const refusal = quorumRefusal(change, status.membership.voters, answers);
     if (refusal !== null) throw refusal;
   }
