@@ -5,23 +5,16 @@
 
 import { expect, it } from "vitest";
 import { membersViewTable } from "../../cli/cluster-commands.js";
-import type { Member, MembersResponse } from "../../proto/gen/strongroom/v1/cluster.gen.js";
+import { Member, type MembersResponse } from "../../proto/gen/strongroom/v1/cluster.gen.js";
 
 function member(id: string, fields: Partial<Member>): Member {
   return {
+    // Every field at its default, as a decoded message without it has.
+    ...Member.fromJSON({}),
     nodeId: id,
     voter: true,
     peerAddress: `10.0.0.${id.slice(1)}:8201`,
     clientAddress: `10.0.0.${id.slice(1)}:8200`,
-    leader: false,
-    connectionError: "",
-    region: "",
-    zone: "",
-    matchIndex: 0,
-    lastContactMs: 0,
-    unreachable: false,
-    sealed: false,
-    caughtUp: false,
     ...fields,
   };
 }
