@@ -109,6 +109,7 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
             endpoints: [address],
             writeEndpoint: null,
             requestIds: false,
+            viaSdk: false,
             tls: {
               caFile: join(directory, "ca.pem"),
               certFile: join(directory, "client.pem"),

@@ -1,11 +1,12 @@
-// One load-generator thread: connects to every endpoint of one system, then from `startAt` runs
+// One load-generator thread: connects to every endpoint of one system (or, with `viaSdk`, opens one
+// strongroom SDK client, which routes each request itself), then from `startAt` runs
 // its share of the workload - closed loop (a fixed number of requests in flight, each sent when the
 // previous one answers) or open loop (requests sent at a fixed rate whatever the answers, latency
 // counted from when each was due, so a stall is not hidden: no coordinated omission) - and reports
 // the latency of every request that started in the measured window.
 
 import { parentPort, workerData } from "node:worker_threads";
-import { type Connection, connect, type TargetSpec } from "./targets.js";
+import { type Connection, connect, connectSdk, type TargetSpec } from "./targets.js";
 
 export interface WorkerJob {
   readonly target: TargetSpec;
@@ -24,6 +25,8 @@ export interface WorkerJob {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly seed: number;
+  /** Which worker of the run this is (0, 1, ...): an SDK client's endpoint list starts there. */
+  readonly index: number;
   /** Open loop: requests in flight at most; one due beyond it is counted as shed. */
   readonly inFlightMax: number;
 }
@@ -41,7 +44,10 @@ const samplesMax = 4_000_000;
 const deadlineMs = 10_000;
 
 async function run(job: WorkerJob): Promise<WorkerResult> {
-  const connections: Connection[] = job.target.endpoints.map((endpoint) => connect(job.target, endpoint));
+  // Through the SDK, one client stands for one application process: it routes every request.
+  const connections: Connection[] = job.target.viaSdk
+    ? [connectSdk(job.target, job.index)]
+    : job.target.endpoints.map((endpoint) => connect(job.target, endpoint));
   const writeAt =
     job.target.writeEndpoint === null ? -1 : job.target.endpoints.indexOf(job.target.writeEndpoint);
   if (job.target.writeEndpoint !== null && writeAt < 0)

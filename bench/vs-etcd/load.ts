@@ -76,6 +76,7 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
     warmupMs: spec.warmupMs,
     durationMs: spec.durationMs,
     seed: spec.seed * 7919 + index + 1,
+    index,
     inFlightMax: 20_000,
   }));
   const results = jobs.map(

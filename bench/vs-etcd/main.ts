@@ -41,7 +41,9 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        member that does not lead, found once the cluster is up), or clients
                        (as each system's client library routes: strongroom's SDK sends writes
                        to the leader, and many SDK clients' reads land on every member; etcd's
-                       clients spread both)
+                       clients spread both), or sdk (strongroom's requests through the SDK
+                       itself, one client per worker thread, each worker's member list
+                       starting at another member; etcd's as with clients)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
   --lease-reads        the strongroom nodes' raft.leaseReads: the leader answers linearizable
@@ -142,8 +144,8 @@ const concurrencies =
       : [1, 16, 64, 256]
     : listOf("clients", values.clients, wholeIn(1, 4096));
 const entry = values.entry ?? "all";
-if (entry !== "all" && entry !== "leader" && entry !== "follower" && entry !== "clients")
-  refuse("--entry takes all, leader, follower or clients");
+if (!["all", "leader", "follower", "clients", "sdk"].includes(entry))
+  refuse("--entry takes all, leader, follower, clients or sdk");
 const auditDurability = values["audit-durability"] ?? "disk";
 if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-durability takes disk or os");
 
@@ -154,7 +156,8 @@ if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-dura
  */
 function entryEndpoints(system: SystemName, endpoints: readonly string[], leader: string | null): string[] {
   // A system this run does not drive keeps every endpoint: its leader is not looked for.
-  if (entry === "all" || entry === "clients" || !systems.includes(system)) return [...endpoints];
+  if (entry === "all" || entry === "clients" || entry === "sdk" || !systems.includes(system))
+    return [...endpoints];
   if (leader === null) throw new Error(`--entry ${entry}: ${system} has no leader to tell apart`);
   const chosen = entry === "leader" ? leader : endpoints.find((endpoint) => endpoint !== leader);
   if (chosen === undefined) throw new Error(`--entry follower: ${system} has no follower`);
@@ -166,6 +169,8 @@ function entryDescription(): string {
   if (entry === "all") return "to every member";
   if (entry === "clients")
     return "as each system's client library routes them (strongroom's SDK: writes to the leader, reads spread over every member; etcd's: every request spread)";
+  if (entry === "sdk")
+    return "strongroom's through its SDK (a client per worker thread, routing each request itself); etcd's spread";
   return `to each system's ${entry} only`;
 }
 const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
@@ -236,7 +241,8 @@ async function main(): Promise<void> {
     const strongroomLeader =
       leaderNode === null ? null : (strongroom.endpoints()[strongroom.nodes.indexOf(leaderNode)] ?? null);
     // With "clients" etcd's requests stay spread, as its clients send them: its leader is not needed.
-    const etcdLeader = pinned("etcd") && entry !== "clients" ? await etcd.leaderEndpoint() : null;
+    const etcdLeader =
+      pinned("etcd") && entry !== "clients" && entry !== "sdk" ? await etcd.leaderEndpoint() : null;
     if (entry !== "all")
       process.stderr.write(
         `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients sent ${entryDescription()}\n`,
@@ -251,6 +257,7 @@ async function main(): Promise<void> {
           tls: strongroom.tls,
           token,
           requestIds: values["request-ids"] === true,
+          viaSdk: entry === "sdk",
         },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
       },
@@ -262,6 +269,7 @@ async function main(): Promise<void> {
           tls: etcd.tls,
           token: null,
           requestIds: false,
+          viaSdk: false,
         },
         pids: etcd.pids(),
       },

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { createClient } from "../../client/index.js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
 import { Consistency, SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import "../ip-servername-warning.js";
@@ -22,6 +23,11 @@ export interface TargetSpec {
   readonly token: string | null;
   /** strongroom's writes carry a request id each, as the SDK's do (etcd: never). */
   readonly requestIds: boolean;
+  /**
+   * strongroom's requests go through the SDK (createClient), which picks the endpoint itself:
+   * writes to the leader it learned, reads to the endpoint that last answered one.
+   */
+  readonly viaSdk: boolean;
 }
 
 /** One endpoint's connection: write and read one key, rejecting with the gRPC error. */
@@ -108,6 +114,45 @@ export function connect(spec: TargetSpec, endpoint: string): Connection {
           done(resolve, reject),
         ),
       ),
+    close: () => client.close(),
+  };
+}
+
+/**
+ * strongroom through its SDK: one client whose endpoint list starts at `first` (modulo their
+ * number), so that the reads of several such clients land on different members, as those of
+ * applications given the members in different orders would. Writes carry request ids only with
+ * `spec.requestIds` (the SDK's `requestIds` option), to compare like with like.
+ */
+export function connectSdk(spec: TargetSpec, first: number): Connection {
+  const endpoints = spec.endpoints.map(
+    (_, i) => spec.endpoints[(first + i) % spec.endpoints.length] as string,
+  );
+  const client = createClient({
+    endpoints,
+    tls: spec.tls,
+    token: spec.token ?? "",
+    requestIds: spec.requestIds,
+  });
+  const within = (deadline: number) => ({ deadlineMs: Math.max(1, deadline - Date.now()) });
+  return {
+    write: async (key, value, deadline) => {
+      await client.secrets.put(
+        { path: keyPrefix + key, value, cas: undefined, requestId: undefined },
+        within(deadline),
+      );
+    },
+    read: async (key, deadline) => {
+      await client.secrets.get(
+        {
+          path: keyPrefix + key,
+          version: 0,
+          consistency: Consistency.CONSISTENCY_LINEARIZABLE,
+          maxStalenessMs: 0,
+        },
+        within(deadline),
+      );
+    },
     close: () => client.close(),
   };
 }
