@@ -1,7 +1,8 @@
 // The two systems under the same client: a generated @grpc/grpc-js client per endpoint (ts-proto,
 // the same codec and HTTP/2 stack for both), one channel per endpoint per load worker, and a write
 // and a linearizable read of one key. strongroom: Secrets.Put / Secrets.Get (linearizable) with
-// the bearer token; etcd: KV.Put / KV.Range (serializable false: linearizable).
+// the bearer token; etcd: KV.Put / KV.Range (serializable false: linearizable). With `viaSdk`,
+// strongroom's requests go through its SDK instead (connectSdk), routing and retries included.
 
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
