@@ -465,8 +465,7 @@ export class StrongroomClient {
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;
     await this.pool.located();
-    const preferLeader = write || leaderFirst.has(definition.path);
-    const endpoints = this.pool.order(preferLeader);
+    const endpoints = this.pool.order(write || leaderFirst.has(definition.path));
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
@@ -497,7 +496,7 @@ export class StrongroomClient {
           const call = startUnaryCall(endpoint.client, definition, request, attemptDeadline);
           return mayMove ? this.unlessStalled(call, endpoint, write) : call.answer;
         });
-        this.pool.noteAnswer(endpoint, leader, preferLeader);
+        this.pool.noteAnswer(endpoint, leader);
         endpoint.lastFailure = null;
         return response;
       } catch (error) {

@@ -1,7 +1,7 @@
 // The nodes the SDK talks to: one channel per endpoint, each behind its own circuit breaker
 // (cockatiel: after `consecutiveFailures` connection failures the endpoint is skipped for
-// `halfOpenAfterMs`, then tried with one call). Reads go first to the endpoint that last answered
-// a read; writes to the leader when it is known (saving the follower's forwarding hop). The
+// `halfOpenAfterMs`, then tried with one call). Calls go first to the endpoint that answered last
+// (reads) or to the leader when it is known (writes, saving the follower's forwarding hop); the
 // leader is learned from the `strongroom-leader` trailer of any answer and mapped to an endpoint
 // through Cluster.Status, which every node answers. Cluster.Status also tells a stalled node (one
 // that answers nothing, paused or hung) from a slow one: see stallTarget().
@@ -49,13 +49,7 @@ export interface BreakerOptions {
 
 export class EndpointPool {
   readonly endpoints: readonly Endpoint[];
-  /**
-   * Where each kind of call starts when the leader is not the first to try: the endpoint that last
-   * answered a read, and the one that last answered a call sent to the leader first. Apart, so
-   * that writes going to the leader do not draw the reads there too: reads stay spread as the
-   * application's endpoint lists spread them (DESIGN.md: followers serve reads).
-   */
-  private readonly lastGood = { read: 0, leaderFirst: 0 };
+  private lastGood = 0;
   private leaderId: string | null = null;
   private discovering: Promise<void> | null = null;
   /** The last Cluster.Status round of stallTarget(): when it began, and each endpoint's answer. */
@@ -106,16 +100,11 @@ export class EndpointPool {
   /**
    * Endpoints in the order to try them: the leader first for writes; then, with a region, the
    * endpoints in it (a linearizable read is served by the nearest node, one round trip to the
-   * leader); each group from the last endpoint that answered a call of the same kind (noteAnswer).
+   * leader); each group from the last endpoint that answered.
    */
   order(preferLeader: boolean): Endpoint[] {
     const first = preferLeader ? this.leaderEndpoint() : undefined;
-    const start =
-      first !== undefined
-        ? this.endpoints.indexOf(first)
-        : preferLeader
-          ? this.lastGood.leaderFirst
-          : this.lastGood.read;
+    const start = first === undefined ? this.lastGood : this.endpoints.indexOf(first);
     const rotated = this.endpoints.map(
       (_, i) => this.endpoints[(start + i) % this.endpoints.length] as Endpoint,
     );
@@ -128,9 +117,9 @@ export class EndpointPool {
     ];
   }
 
-  /** Notes an answer from `endpoint` to a call sent to the leader first or not, and the leader it named. */
-  noteAnswer(endpoint: Endpoint, leaderId: string | null, preferLeader: boolean): void {
-    this.lastGood[preferLeader ? "leaderFirst" : "read"] = this.endpoints.indexOf(endpoint);
+  /** Notes an answer from `endpoint`, and the leader it named. */
+  noteAnswer(endpoint: Endpoint, leaderId: string | null): void {
+    this.lastGood = this.endpoints.indexOf(endpoint);
     if (leaderId === null || leaderId === this.leaderId) return;
     this.leaderId = leaderId;
     if (this.leaderEndpoint() === undefined) this.discover();

@@ -26,7 +26,7 @@ export interface TargetSpec {
   readonly requestIds: boolean;
   /**
    * strongroom's requests go through the SDK (createClient), which picks the endpoint itself:
-   * writes to the leader it learned, reads to the endpoint that last answered one.
+   * writes to the leader it learned, reads to the endpoint that answered last.
    */
   readonly viaSdk: boolean;
 }

@@ -166,7 +166,7 @@ async function handledBy(id: string, method: string): Promise<number> {
   return total;
 }
 
-it("writes go to the leader once an answer named it, not through the endpoint given first; reads stay there", async () => {
+it("writes go to the leader once an answer named it, not through the endpoint given first", async () => {
   const { leaderId } = await sdk().cluster.status({});
   const follower = specs.find((spec) => spec.id !== leaderId) as (typeof specs)[number];
   const followerEndpoint = `${follower.host}:${follower.clientPort}`;
@@ -182,11 +182,6 @@ it("writes go to the leader once an answer named it, not through the endpoint gi
   for (let i = 1; i <= 10; i++) await client.secrets.put({ path: `sdk/to-leader/${i}`, value: bytes("v") });
   // Forwarded by the follower, each would count there too.
   expect(await handledBy(follower.id, put)).toBe(before);
-  // The reads do not follow the writes to the leader: the endpoint given first serves them.
-  const get = "/strongroom.v1.Secrets/Get";
-  const readsBefore = await handledBy(follower.id, get);
-  for (let i = 1; i <= 5; i++) await client.secrets.get(linearizable(`sdk/to-leader/${i}`));
-  expect(await handledBy(follower.id, get)).toBe(readsBefore + 5);
 });
 
 it("Cluster.Members goes to the leader once the client knows it: only the leader knows the members' progress", async () => {
