@@ -141,6 +141,13 @@ it("a leader hands the leadership to no member out of reach: TransferLeader refu
   );
 
   // Stopping, the leader hands over to the member that answers: it leads before the leader is gone.
+  // First, as the leader sees it, that member answers and no longer says it is sealed (on a
+  // loaded machine its batch after the unseal can come late: it would not be a candidate).
+  await eventually(async () => {
+    const view = await call(clusterApi.members.bind(clusterApi), {});
+    const member = view.members.find((candidate) => candidate.nodeId === live);
+    return member !== undefined && member.caughtUp && !member.sealed && !member.unreachable;
+  }, 5000);
   let liveLed = false;
   const watching = setInterval(() => {
     if (cluster.nodes.get(live)?.isLeader()) liveLed = true;
