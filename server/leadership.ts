@@ -16,9 +16,10 @@ export type CannotLead = (member: NodeId) => boolean;
 /**
  * The voters a leader may hand the leadership to, furthest along first: every other voter but
  * those that cannot take it. A sealed voter does not campaign, not even on TimeoutNow, one out
- * of reach does not hear it, and a leader that sent TimeoutNow has given up its read lease for the
- * rest of its term (RaftCore): such an offer cost the lease until the next election, and a leader
- * stopping waited for a hand-over that would not come.
+ * of reach does not hear it, and a leader that sent TimeoutNow has no read lease until it has
+ * abandoned it (RaftCore, one to two election timeouts later): such an offer costs the lease that
+ * long, holds proposals for an election timeout, and a leader stopping would wait for a hand-over
+ * that would not come.
  */
 export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead): NodeId[] {
   const matchOf = (id: NodeId) => status.progress.get(id)?.match ?? 0;

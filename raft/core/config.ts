@@ -12,9 +12,16 @@ import type { NodeId } from "./types.js";
  * - skipPrevCheck: accept appends without the log-matching term check.
  * - votesAfterRestart: a restarted voter votes at once, not after an election timeout (which a
  *   leader's read lease relies on).
+ * - honoursAbandonedTransfers: act on, and vote past the promise for, a TimeoutNow its leader
+ *   abandoned (a leader leases again once a quorum heard it abandoned).
  * (forget-vote is a driver bug: the simulator's driver does not persist the vote.)
  */
-export type InjectedBug = "commitPreviousTerm" | "readWithoutQuorum" | "skipPrevCheck" | "votesAfterRestart";
+export type InjectedBug =
+  | "commitPreviousTerm"
+  | "honoursAbandonedTransfers"
+  | "readWithoutQuorum"
+  | "skipPrevCheck"
+  | "votesAfterRestart";
 
 export interface RaftConfig {
   readonly id: NodeId;

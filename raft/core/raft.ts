@@ -253,8 +253,21 @@ export class RaftCore {
   private roundSentAt = new Map<number, number>();
   /** While leading with a lease: the send time of the newest round each member acknowledged. */
   private leaseAckedAt = new Map<NodeId, number>();
-  /** This leader sent TimeoutNow in its term: the target may be elected at any time now. */
-  private leaseGivenUp = false;
+  /**
+   * TimeoutNows this leader sent in its term, numbered 1, 2, …: while one is not abandoned its
+   * target may be elected at any time, the voters' promise notwithstanding, and no lease holds.
+   */
+  private transfersSent = 0;
+  /** Of those, the ones sent before the last election timeout ended: abandoned at the next. */
+  private transfersSentBeforeTimeout = 0;
+  /**
+   * The leader of this term abandoned its TimeoutNows numbered up to this one (the leader's own
+   * count while leading): this node acts on none of them and votes for none of them past its
+   * promise, so that a leader whose TimeoutNow was not acted on (its target sealed, paused, down)
+   * may lease again. Null: not known, as after a restart (it may have heard more before), and then
+   * it acts on no TimeoutNow of this term until a heartbeat tells it.
+   */
+  private transfersAbandoned: number | null = null;
   /** Reads this node answered from its lease since it started, in any term (see readsFromLease). */
   private leaseReadsAnswered = 0;
 
@@ -327,6 +340,7 @@ export class RaftCore {
     // term 0), so a member of a new cluster has promised no one anything.
     this.leaderContactElapsed =
       this.term <= 1 || this.bugs.has("votesAfterRestart") ? this.config.electionTicks : 0;
+    this.transfersAbandoned = this.term <= 1 ? 0 : null;
     this.becomeFollower(this.term, null);
     this.releaseEntries();
   }
@@ -343,7 +357,7 @@ export class RaftCore {
 
   /** Starts an election now, as if the election timeout had fired. */
   campaign(): void {
-    this.hup(false);
+    this.hup(null);
   }
 
   /**
@@ -436,9 +450,8 @@ export class RaftCore {
    */
   farewell(passOver: (id: NodeId) => boolean = () => false): TimeoutNowMessage | null {
     if (this.role !== "leader") return null;
-    this.leaseGivenUp = true;
     const target = this.furthestVoter(passOver) ?? this.furthestVoter(() => false);
-    return target === null ? null : { type: "timeoutNow", from: this.id, to: target, term: this.term };
+    return target === null ? null : this.timeoutNow(target);
   }
 
   /** The other voter with the highest match that `skip` does not rule out, or null. */
@@ -488,9 +501,13 @@ export class RaftCore {
       this.send({ type: "removed", from: this.id, to: message.from, term: this.term });
       return;
     }
+    // Decided before a higher term clears what this node knows of its leader's transfers.
+    const forced =
+      message.type === "vote" &&
+      message.transfer &&
+      this.votesForTransfer(message.term - 1, message.transferNumber);
     if (message.term > this.term) {
       if (message.type === "preVote" || message.type === "vote") {
-        const forced = message.type === "vote" && message.transfer;
         const inLease =
           this.config.checkQuorum &&
           ((this.leader !== null && this.electionElapsed < this.config.electionTicks) ||
@@ -539,7 +556,7 @@ export class RaftCore {
     }
 
     if (message.type === "preVote" || message.type === "vote") {
-      this.handleVoteRequest(message);
+      this.handleVoteRequest(message, forced);
       return;
     }
     switch (this.role) {
@@ -728,6 +745,22 @@ export class RaftCore {
     return this.config.checkQuorum && this.leaderContactElapsed < this.config.electionTicks;
   }
 
+  /**
+   * Whether this node would vote, its promise notwithstanding, for a transfer's candidate acting on
+   * the TimeoutNow numbered `transferNumber` of the leader of `leaderTerm`: only while it is in
+   * that term (a node whose term moved on no longer knows what that leader abandoned, and one
+   * behind it heard nothing of it) and has not heard that TimeoutNow abandoned. The simulator
+   * checks it with the lease's quorum.
+   */
+  votesForTransfer(leaderTerm: number, transferNumber: number): boolean {
+    return this.term === leaderTerm && this.honoursTransfer(transferNumber);
+  }
+
+  /** TimeoutNows this node sent as the leader of its term (see votesForTransfer). */
+  get transfersSentThisTerm(): number {
+    return this.role === "leader" ? this.transfersSent : 0;
+  }
+
   /** Whether `id` votes in this node's latest configuration (status() copies all of it). */
   hasVoter(id: NodeId): boolean {
     return this.membership.isVoter(id);
@@ -786,6 +819,8 @@ export class RaftCore {
     if (term !== this.term) {
       this.term = term;
       this.vote = null;
+      // A new term's leader has abandoned nothing yet, and this node has heard from none.
+      this.transfersAbandoned = 0;
     }
     this.leader = null;
     this.electionElapsed = 0;
@@ -801,7 +836,9 @@ export class RaftCore {
     this.readRoundOpen = null;
     this.roundSentAt = new Map();
     this.leaseAckedAt = new Map();
-    this.leaseGivenUp = false;
+    // A node leads at most once in a term: its TimeoutNows' numbers never repeat in one.
+    this.transfersSent = 0;
+    this.transfersSentBeforeTimeout = 0;
     this.uncommittedBytes = 0;
     this.broadcastPending = false;
     this.snapshotReception = null;
@@ -877,7 +914,7 @@ export class RaftCore {
     if (this.promotable() && timedOut) {
       this.electionElapsed = 0;
       this.standAgainAt = null;
-      this.hup(false);
+      this.hup(null);
     }
   }
 
@@ -892,6 +929,7 @@ export class RaftCore {
         return;
       }
       this.leadTransferee = null;
+      this.abandonTransfers();
     }
     for (const progress of this.progress.values()) {
       if (progress.snapshot !== null) progress.snapshot.idleTicks++;
@@ -918,24 +956,30 @@ export class RaftCore {
     return false;
   }
 
-  private hup(transfer: boolean): void {
+  /** Stands for election; `transferNumber` (non-null) on a leader's TimeoutNow numbered so. */
+  private hup(transferNumber: number | null): void {
     if (this.role === "leader" || !this.promotable()) return;
     // Its own vote keeps the promise it makes others (leaderContactElapsed): only a transfer the
     // leader began may skip it.
-    if (!transfer && this.config.checkQuorum && this.leaderContactElapsed < this.config.electionTicks) return;
+    if (
+      transferNumber === null &&
+      this.config.checkQuorum &&
+      this.leaderContactElapsed < this.config.electionTicks
+    )
+      return;
     // A committed but unapplied membership change could mean we count votes with a stale voter set.
     if (this.hasUnappliedMembershipChanges()) return;
-    if (this.config.preVote && !transfer) this.startElection("preVote", false);
-    else this.startElection("vote", transfer);
+    if (this.config.preVote && transferNumber === null) this.startElection("preVote", null);
+    else this.startElection("vote", transferNumber);
   }
 
-  private startElection(kind: "preVote" | "vote", transfer: boolean): void {
+  private startElection(kind: "preVote" | "vote", transferNumber: number | null): void {
     if (kind === "preVote") this.becomePreCandidate();
     else this.becomeCandidate();
     const electionTerm = kind === "preVote" ? this.term + 1 : this.term;
     this.votes.set(this.id, true);
     if (this.membership.tally(this.votes) === "won") {
-      if (kind === "preVote") this.startElection("vote", false);
+      if (kind === "preVote") this.startElection("vote", null);
       else this.becomeLeader();
       return;
     }
@@ -949,18 +993,19 @@ export class RaftCore {
         lastTerm: this.log.lastTerm(),
       };
       const request: PreVoteMessage | VoteMessage =
-        kind === "preVote" ? { ...base, type: "preVote" } : { ...base, type: "vote", transfer };
+        kind === "preVote"
+          ? { ...base, type: "preVote" }
+          : { ...base, type: "vote", transfer: transferNumber !== null, transferNumber: transferNumber ?? 0 };
       this.send(request);
     }
   }
 
-  private handleVoteRequest(message: PreVoteMessage | VoteMessage): void {
+  /** `forced`: a transfer's vote request that this node honours (see step). */
+  private handleVoteRequest(message: PreVoteMessage | VoteMessage, forced: boolean): void {
     const responseType = message.type === "preVote" ? "preVoteResponse" : "voteResponse";
     // Also in its own term: a stale answer may have raised its term and cleared its leader.
     const withheld =
-      !(message.type === "vote" && message.transfer) &&
-      this.config.checkQuorum &&
-      this.leaderContactElapsed < this.config.electionTicks;
+      !forced && this.config.checkQuorum && this.leaderContactElapsed < this.config.electionTicks;
     const canVote =
       this.vote === message.from ||
       (!withheld &&
@@ -1044,7 +1089,7 @@ export class RaftCore {
         this.votes.set(message.from, message.granted);
         const outcome = this.membership.tally(this.votes);
         if (outcome === "won") {
-          if (this.role === "preCandidate") this.startElection("vote", false);
+          if (this.role === "preCandidate") this.startElection("vote", null);
           else this.becomeLeader();
         } else if (outcome === "lost") {
           this.becomeFollower(this.term, null);
@@ -1080,8 +1125,9 @@ export class RaftCore {
         this.handleSnapshotChunk(message);
         return;
       case "timeoutNow":
-        // Leadership transfer: campaign at once, skipping pre-vote and the leader lease.
-        this.hup(true);
+        // Leadership transfer: campaign at once, skipping pre-vote and the leader lease. Not on a
+        // TimeoutNow the leader abandoned since (late, or sent twice): its lease may rest on us.
+        if (this.honoursTransfer(message.transferNumber)) this.hup(message.transferNumber);
         return;
       case "readIndexResponse":
         this.readStates.push({ index: message.index, context: message.context });
@@ -1154,12 +1200,15 @@ export class RaftCore {
   private handleHeartbeat(message: HeartbeatMessage): void {
     // The leader sends min(our match, its commit), so this never passes what we hold.
     this.log.commitTo(message.commit);
+    if (this.transfersAbandoned === null || message.transfersAbandoned > this.transfersAbandoned)
+      this.transfersAbandoned = message.transfersAbandoned;
     this.send({
       type: "heartbeatResponse",
       from: this.id,
       to: message.from,
       term: this.term,
       readRound: message.readRound,
+      transfersAbandoned: this.transfersAbandoned,
     });
   }
 
@@ -1459,7 +1508,13 @@ export class RaftCore {
     }
     if (message.readRound > 0) {
       const sentAt = this.roundSentAt.get(message.readRound);
-      if (sentAt !== undefined && sentAt > (this.leaseAckedAt.get(message.from) ?? Number.NEGATIVE_INFINITY))
+      // Only from a member that knows every TimeoutNow this leader abandoned: it would vote for
+      // none of them (an older member, which says 0, holds up no lease once one was abandoned).
+      if (
+        sentAt !== undefined &&
+        sentAt > (this.leaseAckedAt.get(message.from) ?? Number.NEGATIVE_INFINITY) &&
+        message.transfersAbandoned >= (this.transfersAbandoned ?? 0)
+      )
         this.leaseAckedAt.set(message.from, sentAt);
       this.acknowledgeReadRound(message.readRound, message.from);
     }
@@ -1481,13 +1536,51 @@ export class RaftCore {
     }
     for (const [id, progress] of this.progress) {
       const commit = Math.min(progress.match, this.log.committed);
-      this.send({ type: "heartbeat", from: this.id, to: id, term: this.term, commit, readRound });
+      this.send({
+        type: "heartbeat",
+        from: this.id,
+        to: id,
+        term: this.term,
+        commit,
+        readRound,
+        transfersAbandoned: this.transfersAbandoned ?? 0,
+      });
     }
   }
 
   private sendTimeoutNow(to: NodeId): void {
-    this.leaseGivenUp = true;
-    this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
+    this.send(this.timeoutNow(to));
+  }
+
+  /** The next TimeoutNow of this term, to `to`; no lease holds until it is abandoned. */
+  private timeoutNow(to: NodeId): TimeoutNowMessage {
+    this.transfersSent++;
+    return { type: "timeoutNow", from: this.id, to, term: this.term, transferNumber: this.transfersSent };
+  }
+
+  /**
+   * At the end of each election timeout this leader keeps leading: the TimeoutNows it sent before
+   * the previous one ended are abandoned (at least one election timeout old; a target that acted
+   * on one would have been elected by now, or its campaign failed). Its heartbeats say so from now
+   * on, and only the answers of members that heard it extend its lease again.
+   */
+  private abandonTransfers(): void {
+    const abandoned = this.transfersSentBeforeTimeout;
+    this.transfersSentBeforeTimeout = this.transfersSent;
+    if (abandoned <= (this.transfersAbandoned ?? 0)) return;
+    this.transfersAbandoned = abandoned;
+    this.leaseAckedAt.clear();
+  }
+
+  /**
+   * Whether this node acts on (or votes past its promise for) the TimeoutNow numbered
+   * `transferNumber` of its term's leader: not once it heard that leader abandon it, nor while it
+   * does not know what was abandoned. 0 is an older leader's, which abandons nothing.
+   */
+  private honoursTransfer(transferNumber: number): boolean {
+    if (this.bugs.has("honoursAbandonedTransfers")) return true;
+    const abandoned = this.transfersAbandoned;
+    return abandoned !== null && (abandoned === 0 || transferNumber > abandoned);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1663,7 +1756,12 @@ export class RaftCore {
   /** Whether this leader's read lease covers now: a quorum acknowledged a round sent within it. */
   private leaseHolds(): boolean {
     const clock = this.config.clock;
-    if (this.readLeaseMs === 0 || clock === null || this.leaseGivenUp || this.leadTransferee !== null)
+    if (
+      this.readLeaseMs === 0 ||
+      clock === null ||
+      this.transfersSent > (this.transfersAbandoned ?? 0) ||
+      this.leadTransferee !== null
+    )
       return false;
     const since = clock() - this.readLeaseMs;
     // Counted in place, not gathered in a set: this runs for every read the lease answers.

@@ -156,8 +156,13 @@ export interface VoteMessage extends MessageBase {
   readonly type: "vote";
   readonly lastIndex: number;
   readonly lastTerm: number;
-  /** Sent on a leadership transfer: voters grant it even while they still hear from the old leader. */
+  /**
+   * Sent on a leadership transfer: voters grant it even while they still hear from the old leader,
+   * unless they heard that leader abandon the TimeoutNow numbered `transferNumber`.
+   */
   readonly transfer: boolean;
+  /** The TimeoutNow's number (TimeoutNowMessage.transferNumber) on a transfer; 0 otherwise, or from an older sender. */
+  readonly transferNumber: number;
 }
 export interface VoteResponseMessage extends MessageBase {
   readonly type: "preVoteResponse" | "voteResponse";
@@ -190,10 +195,17 @@ export interface HeartbeatMessage extends MessageBase {
   readonly commit: number;
   /** The leader's pending ReadIndex round, echoed back so the leader can count a quorum for it. */
   readonly readRound: number;
+  /**
+   * The leader abandoned its TimeoutNows numbered up to this one in its term: a member that heard
+   * it acts on none of them and votes for none of them past its promise (see RaftCore.setReadLease).
+   */
+  readonly transfersAbandoned: number;
 }
 export interface HeartbeatResponseMessage extends MessageBase {
   readonly type: "heartbeatResponse";
   readonly readRound: number;
+  /** The member's knowledge of HeartbeatMessage.transfersAbandoned (0 from an older member). */
+  readonly transfersAbandoned: number;
 }
 export interface SnapshotChunkMessage extends MessageBase {
   readonly type: "snapshotChunk";
@@ -212,6 +224,8 @@ export interface SnapshotResponseMessage extends MessageBase {
 }
 export interface TimeoutNowMessage extends MessageBase {
   readonly type: "timeoutNow";
+  /** This leader's TimeoutNows in its term, this one included (1, 2, …); 0 from an older leader. */
+  readonly transferNumber: number;
 }
 export interface ReadIndexMessage extends MessageBase {
   readonly type: "readIndex";

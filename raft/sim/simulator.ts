@@ -35,6 +35,7 @@ import { SimNode, type SimNodeOptions } from "./sim-node.js";
 export const simBugs = [
   "commit-previous-term",
   "forget-vote",
+  "honours-abandoned-transfers",
   "lease-too-long",
   "read-without-quorum",
   "skip-prev-check",
@@ -45,6 +46,7 @@ export type SimBug = (typeof simBugs)[number];
 const coreBugs: Record<SimBug, InjectedBug | null> = {
   "commit-previous-term": "commitPreviousTerm",
   "forget-vote": null,
+  "honours-abandoned-transfers": "honoursAbandonedTransfers",
   "lease-too-long": null,
   "read-without-quorum": "readWithoutQuorum",
   "skip-prev-check": "skipPrevCheck",
@@ -237,8 +239,11 @@ class Simulation {
     // How long a node's own snapshot takes to save, Readys held meanwhile (0: at once).
     const snapshotSaveDelay = parameters.pick([0, 3, 12]);
     // Half the seeds that check quorum (a lease needs it) serve reads from a leader's lease.
-    // The two lease bugs lease in every seed that can.
-    const leaseBug = options.bug === "lease-too-long" || options.bug === "votes-after-restart";
+    // The lease bugs lease in every seed that can.
+    const leaseBug =
+      options.bug === "lease-too-long" ||
+      options.bug === "votes-after-restart" ||
+      options.bug === "honours-abandoned-transfers";
     const leases = config.checkQuorum && (parameters.chance(0.5) || leaseBug);
     this.nodeOptions = {
       config: { ...config, followerCatchUpBytesMax },
@@ -359,15 +364,23 @@ class Simulation {
         readDone: (operation, value) => this.readDone(operation, value),
         leaseReads: (nodeId, core, reads) => {
           // The leader votes for no one while it leads, a node that is down cannot vote now, and a
-          // paused one has not counted the time it missed.
+          // paused one has not counted the time it missed. Nor may one vote for a candidate acting
+          // on a TimeoutNow of this leader's (its latest, which the others precede).
           const voters: NodeId[] = [];
           const withholding = new Set<NodeId>([nodeId]);
+          const term = core.softState().term;
+          const transfers = core.transfersSentThisTerm;
           for (const other of this.nodes.values()) {
             if (!core.hasVoter(other.id)) continue;
             voters.push(other.id);
-            if (other.core === null || other.core.withholdsVotes) withholding.add(other.id);
+            if (
+              other.core === null ||
+              (other.core.withholdsVotes &&
+                (transfers === 0 || !other.core.votesForTransfer(term, transfers)))
+            )
+              withholding.add(other.id);
           }
-          this.checker.onLeaseRead(nodeId, core.softState().term, reads, voters, withholding);
+          this.checker.onLeaseRead(nodeId, term, reads, voters, withholding);
         },
         roleChanged: (nodeId, previous, current, core) => {
           if (current.role === "leader" && previous.role !== "leader") {
@@ -528,7 +541,7 @@ class Simulation {
     const followers = voters
       .filter((id) => id !== leader.id)
       .map((id) => this.nodes.get(id))
-      .filter((node): node is SimNode => node !== undefined && node.isUp() && !node.decommissioned);
+      .filter((node): node is SimNode => node?.isUp() === true && !node.decommissioned);
     const freed = voters.length - Math.floor(voters.length / 2);
     const victims = shuffled(this.followersRestartRandom, followers).slice(0, freed);
     if (victims.length === 0) return;

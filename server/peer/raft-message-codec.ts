@@ -25,7 +25,12 @@ export function toWire(message: Message): RaftMessage {
     case "vote":
       return wire({
         $case: "vote",
-        value: { lastIndex: message.lastIndex, lastTerm: message.lastTerm, transfer: message.transfer },
+        value: {
+          lastIndex: message.lastIndex,
+          lastTerm: message.lastTerm,
+          transfer: message.transfer,
+          transferNumber: message.transferNumber,
+        },
       });
     case "preVoteResponse":
     case "voteResponse":
@@ -52,9 +57,19 @@ export function toWire(message: Message): RaftMessage {
         },
       });
     case "heartbeat":
-      return wire({ $case: "heartbeat", value: { commit: message.commit, readRound: message.readRound } });
+      return wire({
+        $case: "heartbeat",
+        value: {
+          commit: message.commit,
+          readRound: message.readRound,
+          transfersAbandoned: message.transfersAbandoned,
+        },
+      });
     case "heartbeatResponse":
-      return wire({ $case: "heartbeatResponse", value: { readRound: message.readRound } });
+      return wire({
+        $case: "heartbeatResponse",
+        value: { readRound: message.readRound, transfersAbandoned: message.transfersAbandoned },
+      });
     case "snapshotChunk":
       return wire({
         $case: "snapshotChunk",
@@ -76,7 +91,7 @@ export function toWire(message: Message): RaftMessage {
         },
       });
     case "timeoutNow":
-      return wire({ $case: "timeoutNow", value: {} });
+      return wire({ $case: "timeoutNow", value: { transferNumber: message.transferNumber } });
     case "readIndex":
       return wire({ $case: "readIndex", value: { context: message.context } });
     case "readIndexResponse":
@@ -111,9 +126,9 @@ export function fromWire(wire: RaftMessage): Message {
     case "appendResponse":
       return { ...base, type: "appendResponse", ...body.value };
     case "heartbeat":
-      return { ...base, type: "heartbeat", commit: body.value.commit, readRound: body.value.readRound };
+      return { ...base, type: "heartbeat", ...body.value };
     case "heartbeatResponse":
-      return { ...base, type: "heartbeatResponse", readRound: body.value.readRound };
+      return { ...base, type: "heartbeatResponse", ...body.value };
     case "snapshotChunk":
       return {
         ...base,
@@ -126,7 +141,7 @@ export function fromWire(wire: RaftMessage): Message {
     case "snapshotResponse":
       return { ...base, type: "snapshotResponse", ...body.value };
     case "timeoutNow":
-      return { ...base, type: "timeoutNow" };
+      return { ...base, type: "timeoutNow", transferNumber: body.value.transferNumber };
     case "readIndex":
       return { ...base, type: "readIndex", context: body.value.context };
     case "readIndexResponse":

@@ -26,7 +26,7 @@ export function everyMessageType(): Message[] {
   const base = { from: "n1", to: "n2", term: 7 } as const;
   return [
     { ...base, type: "preVote", lastIndex: 10, lastTerm: 6 },
-    { ...base, type: "vote", lastIndex: 10, lastTerm: 6, transfer: true },
+    { ...base, type: "vote", lastIndex: 10, lastTerm: 6, transfer: true, transferNumber: 2 },
     { ...base, type: "preVoteResponse", granted: true },
     { ...base, type: "voteResponse", granted: false },
     {
@@ -44,8 +44,8 @@ export function everyMessageType(): Message[] {
     },
     { ...base, type: "append", prevIndex: 13, prevTerm: 7, entries: [], commit: 13, commitOnly: true },
     { ...base, type: "appendResponse", success: false, index: 10, hintIndex: 8, hintTerm: 5 },
-    { ...base, type: "heartbeat", commit: 12, readRound: 3 },
-    { ...base, type: "heartbeatResponse", readRound: 3 },
+    { ...base, type: "heartbeat", commit: 12, readRound: 3, transfersAbandoned: 2 },
+    { ...base, type: "heartbeatResponse", readRound: 3, transfersAbandoned: 1 },
     {
       ...base,
       type: "snapshotChunk",
@@ -62,7 +62,7 @@ export function everyMessageType(): Message[] {
       nextOffset: 5000,
       installed: true,
     },
-    { ...base, type: "timeoutNow" },
+    { ...base, type: "timeoutNow", transferNumber: 3 },
     { ...base, type: "readIndex", context: "read-42" },
     { ...base, type: "readIndexResponse", context: "read-42", index: 12 },
     { ...base, type: "removed" },
@@ -147,12 +147,12 @@ export function transportConformance(name: string, factory: TransportFactory): v
       cluster.transports.get("n2")?.listen((message) => received.push(message));
       expect(() =>
         cluster.transports.get("n1")?.send([
-          { from: "n1", to: "n9", term: 1, type: "timeoutNow" },
-          { from: "n1", to: "n2", term: 1, type: "timeoutNow" },
+          { from: "n1", to: "n9", term: 1, type: "timeoutNow", transferNumber: 1 },
+          { from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 },
         ]),
       ).not.toThrow();
       await eventually(() => received.length === 1, 5000);
-      expect(received[0]).toMatchObject({ to: "n2", type: "timeoutNow" });
+      expect(received[0]).toMatchObject({ to: "n2", type: "timeoutNow", transferNumber: 1 });
       await cluster.close();
     });
 
@@ -162,7 +162,9 @@ export function transportConformance(name: string, factory: TransportFactory): v
       cluster.transports.get("n2")?.listen((message) => received.push(message));
       await cluster.transports.get("n1")?.close();
       expect(() =>
-        cluster.transports.get("n1")?.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]),
+        cluster.transports
+          .get("n1")
+          ?.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]),
       ).not.toThrow();
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(received).toEqual([]);

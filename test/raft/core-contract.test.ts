@@ -172,8 +172,24 @@ describe("the Ready contract", () => {
     const core = new RaftCore({ id: "n1", random: new SeededRandom(1) }, three());
     core.ready();
     core.advance();
-    core.step({ type: "heartbeat", from: "n2", to: "n9", term: 5, commit: 0, readRound: 0 });
-    core.step({ type: "heartbeat", from: "n1", to: "n1", term: 5, commit: 0, readRound: 0 });
+    core.step({
+      type: "heartbeat",
+      from: "n2",
+      to: "n9",
+      term: 5,
+      commit: 0,
+      readRound: 0,
+      transfersAbandoned: 0,
+    });
+    core.step({
+      type: "heartbeat",
+      from: "n1",
+      to: "n1",
+      term: 5,
+      commit: 0,
+      readRound: 0,
+      transfersAbandoned: 0,
+    });
     expect(core.softState().term).toBe(1);
   });
 

@@ -83,6 +83,7 @@ describe("leader election", () => {
       lastIndex: 3,
       lastTerm: 1,
       transfer: false,
+      transferNumber: 0,
     };
     core.step(request);
     const ready = core.ready();
@@ -108,6 +109,7 @@ describe("leader election", () => {
       lastIndex: 100,
       lastTerm: term,
       transfer: false,
+      transferNumber: 0,
     };
     cluster.core("n3").step(competing);
     const ready = cluster.core("n3").ready();
@@ -290,6 +292,7 @@ describe("leader election", () => {
       lastIndex: 100,
       lastTerm: term,
       transfer: false,
+      transferNumber: 0,
     };
     cluster.core("n2").step(request);
     cluster.process("n2");
@@ -309,6 +312,7 @@ describe("leader election", () => {
     const farewell = cluster.core("n1").farewell();
     expect(farewell).toEqual({
       type: "timeoutNow",
+      transferNumber: 1,
       from: "n1",
       to: "n2",
       term: cluster.core("n1").softState().term,

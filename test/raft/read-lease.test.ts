@@ -2,11 +2,12 @@
 // less than the lease ago, the leader answers a linearizable read at once, without a heartbeat
 // round. It stands on the promise each member keeps: no vote for anyone until an election timeout
 // after it last heard from a leader, also after a restart; and the leader gives it up before it
-// hands over. Ticks are 50 ms here (electionTicks 10): a lease of 400 ms is below the 450 ms a
-// member may count 10 ticks in (the first tick may come at once).
+// hands over, until it has abandoned the hand-over and a quorum heard it did. Ticks are 50 ms here
+// (electionTicks 10): a lease of 400 ms is below the 450 ms a member may count 10 ticks in (the
+// first tick may come at once).
 
 import { describe, expect, it } from "vitest";
-import { RaftCore, RaftError, SeededRandom } from "../../raft/core/index.js";
+import { type Message, RaftCore, RaftError, SeededRandom } from "../../raft/core/index.js";
 import { ScenarioCluster } from "./scenario-cluster.js";
 
 const leaseMs = 400;
@@ -131,6 +132,7 @@ describe("read lease", () => {
       lastIndex: index,
       lastTerm: term,
       transfer: false,
+      transferNumber: 0,
     });
     const answers = cluster
       .core("n2")
@@ -206,5 +208,129 @@ describe("read lease", () => {
     expect(() => core({ clock: () => 0, checkQuorum: false }).setReadLease(400)).toThrow(/needs checkQuorum/);
     withClock.setReadLease(0);
     withClock.setReadLease(400);
+  });
+});
+
+describe("a TimeoutNow that was not acted on", () => {
+  /** Ticks the leader n1 (50 ms each), delivering what each tick sends. */
+  function tickLeader(cluster: ScenarioCluster, ticks: number): void {
+    for (let i = 0; i < ticks; i++) {
+      cluster.clockMs += 50;
+      cluster.tick("n1");
+      cluster.stabilize();
+    }
+  }
+
+  /** n1 leads with a lease and hands over to n2, which does not act on the TimeoutNow (sealed). */
+  function declinedTransfer(): ScenarioCluster {
+    const cluster = leasedCluster();
+    cluster.core("n2").setCampaignAllowed(false);
+    cluster.core("n1").transferLeadership("n2");
+    cluster.stabilize();
+    expect(cluster.sent.filter((message) => message.type === "timeoutNow")).toEqual([
+      expect.objectContaining({ to: "n2", transferNumber: 1 }),
+    ]);
+    return cluster;
+  }
+
+  const forcedVote = (from: string, to: string, term: number, lastIndex: number): Message => ({
+    type: "vote",
+    from,
+    to,
+    term,
+    lastIndex,
+    lastTerm: term - 1,
+    transfer: true,
+    transferNumber: 1,
+  });
+
+  it("costs the leader its lease only until a quorum heard it abandoned, an election timeout or two", () => {
+    const cluster = declinedTransfer();
+    // The transfer ends after an election timeout; its TimeoutNow is abandoned at the next.
+    tickLeader(cluster, 10);
+    expect(cluster.core("n1").status()).toMatchObject({ role: "leader", leadTransferee: null });
+    cluster.readIndex("n1", "transfer over, TimeoutNow not yet abandoned");
+    expect(heartbeatRoundsQueued(cluster)).toBe(2);
+    cluster.stabilize();
+    tickLeader(cluster, 10);
+    expect(cluster.sent.at(-1)).toMatchObject({ type: "heartbeatResponse", transfersAbandoned: 1 });
+    const readsBefore = cluster.core("n1").readsFromLease;
+    cluster.readIndex("n1", "leased again");
+    expect(cluster.node("n1").readStates.at(-1)?.context).toBe("leased again");
+    expect(cluster.core("n1").readsFromLease).toBe(readsBefore + 1);
+  });
+
+  it("counts towards the lease only answers from members that know it abandoned (an older member's do not)", () => {
+    const cluster = declinedTransfer();
+    tickLeader(cluster, 20);
+    cluster.clockMs += 50;
+    cluster.core("n1").tick();
+    cluster.process("n1");
+    const heartbeats = cluster.dropQueued().filter((message) => message.type === "heartbeat");
+    expect(heartbeats.map((message) => message.transfersAbandoned)).toEqual([1, 1]);
+    const round = heartbeats[0]?.type === "heartbeat" ? heartbeats[0].readRound : 0;
+    const answer = (from: string, transfersAbandoned: number): Message => ({
+      type: "heartbeatResponse",
+      from,
+      to: "n1",
+      term: cluster.core("n1").softState().term,
+      readRound: round,
+      transfersAbandoned,
+    });
+    // Past the lease of every answer before (sent 50 ms earlier or more): only these could hold it.
+    cluster.clockMs += leaseMs - 1;
+    cluster.core("n1").step(answer("n2", 0));
+    cluster.core("n1").step(answer("n3", 0));
+    cluster.readIndex("n1", "older members");
+    expect(cluster.node("n1").readStates.map((read) => read.context)).not.toContain("older members");
+    cluster.core("n1").step(answer("n2", 1));
+    cluster.readIndex("n1", "a member that knows");
+    expect(cluster.node("n1").readStates.at(-1)?.context).toBe("a member that knows");
+  });
+
+  it("once heard abandoned, is not acted on when it arrives late, nor voted for", () => {
+    const cluster = leasedCluster();
+    cluster.core("n1").transferLeadership("n2");
+    cluster.process("n1");
+    const late = cluster.dropQueued().filter((message) => message.type === "timeoutNow");
+    expect(late).toHaveLength(1);
+    tickLeader(cluster, 20);
+    const term = cluster.core("n1").softState().term;
+    for (const message of late) cluster.core("n2").step(message);
+    cluster.process("n2");
+    expect(cluster.core("n2").softState()).toMatchObject({ role: "follower", term });
+    // As if n2 had acted on it before it heard: n3 refuses the vote and keeps its term.
+    const lastIndex = cluster.core("n2").status().lastIndex;
+    expect(cluster.core("n3").votesForTransfer(term, 1)).toBe(false);
+    cluster.core("n3").step(forcedVote("n2", "n3", term + 1, lastIndex));
+    expect(
+      cluster
+        .core("n3")
+        .ready()
+        .messages.filter((message) => message.type === "voteResponse"),
+    ).toEqual([]);
+    expect(cluster.core("n3").softState().term).toBe(term);
+    expect(cluster.leaders()).toEqual(["n1"]);
+  });
+
+  it("a restarted member votes for no transfer of its term until a heartbeat says what was abandoned", () => {
+    const cluster = leasedCluster();
+    const term = cluster.core("n1").softState().term;
+    cluster.crash("n3");
+    cluster.restart("n3");
+    const lastIndex = cluster.core("n2").status().lastIndex;
+    // It may have heard an abandonment before it went down: a transfer's vote waits on its promise.
+    expect(cluster.core("n3").votesForTransfer(term, 1)).toBe(false);
+    cluster.core("n3").step(forcedVote("n2", "n3", term + 1, lastIndex));
+    expect(cluster.core("n3").softState().term).toBe(term);
+    tickLeader(cluster, 1);
+    expect(cluster.core("n3").votesForTransfer(term, 1)).toBe(true);
+    cluster.core("n3").step(forcedVote("n2", "n3", term + 1, lastIndex));
+    expect(
+      cluster
+        .core("n3")
+        .ready()
+        .messages.filter((message) => message.type === "voteResponse"),
+    ).toEqual([expect.objectContaining({ granted: true, term: term + 1 })]);
   });
 });

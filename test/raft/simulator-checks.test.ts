@@ -24,6 +24,7 @@ describe("injected bugs are caught", () => {
     // against 1 with three voters (docs/raft.md).
     "commit-previous-term": { properties: ["leader-completeness", "state-machine-safety"], voters: 5 },
     "forget-vote": { properties: ["election-safety", "invariant"], voters: 3 },
+    "honours-abandoned-transfers": { properties: ["read-lease"], voters: 3 },
     "lease-too-long": { properties: ["read-lease"], voters: 3 },
     "read-without-quorum": { properties: ["linearizability"], voters: 3 },
     "skip-prev-check": { properties: ["log-matching", "invariant", "state-machine-safety"], voters: 3 },

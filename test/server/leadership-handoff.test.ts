@@ -146,7 +146,7 @@ it("a leader hands the leadership to no member out of reach: TransferLeader refu
   await eventually(async () => {
     const view = await call(clusterApi.members.bind(clusterApi), {});
     const member = view.members.find((candidate) => candidate.nodeId === live);
-    return member !== undefined && member.caughtUp && !member.sealed && !member.unreachable;
+    return member?.caughtUp === true && !member.sealed && !member.unreachable;
   }, 5000);
   let liveLed = false;
   const watching = setInterval(() => {

@@ -15,11 +15,19 @@ const three = ["n1", "n2", "n3"];
 const five = ["n1", "n2", "n3", "n4", "n5"];
 
 const heartbeats = (from: string, to: readonly string[]): Message[] =>
-  to.map((peer) => ({ type: "heartbeat", from, to: peer, term: 2, commit: 0, readRound: 0 }));
+  to.map((peer) => ({
+    type: "heartbeat",
+    from,
+    to: peer,
+    term: 2,
+    commit: 0,
+    readRound: 0,
+    transfersAbandoned: 0,
+  }));
 const preVotes = (from: string, to: readonly string[]): Message[] =>
   to.map((peer) => ({ type: "preVote", from, to: peer, term: 3, lastIndex: 9, lastTerm: 2 }));
 const answers = (from: string, to: string): Message[] => [
-  { type: "heartbeatResponse", from, to, term: 2, readRound: 0 },
+  { type: "heartbeatResponse", from, to, term: 2, readRound: 0, transfersAbandoned: 0 },
 ];
 
 it("a leader whose heartbeats go unanswered for answerWithinMs is cut off; one answer of two is a quorum", () => {

@@ -141,7 +141,7 @@ describe("peer transport security", () => {
     const received: Message[] = [];
     peers.node("n2").transport.listen((message) => received.push(message));
     const address = peers.addresses.get("n2") ?? "";
-    const message: Message = { from: "n1", to: "n2", term: 1, type: "timeoutNow" };
+    const message: Message = { from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 };
 
     const asClient = await rawStream(address, pki.client("alice"), [message]);
     expect(asClient?.code).toBe(status.UNAVAILABLE);
@@ -166,7 +166,7 @@ describe("peer transport security", () => {
     const peers = await startPeers(3);
     const received: Message[] = [];
     peers.node("n2").transport.listen((message) => received.push(message));
-    const spoofed: Message = { from: "n1", to: "n2", term: 99, type: "timeoutNow" };
+    const spoofed: Message = { from: "n1", to: "n2", term: 99, type: "timeoutNow", transferNumber: 1 };
     const error = await rawStream(peers.addresses.get("n2") ?? "", pki.node("n3"), [spoofed]);
     expect(error?.code).toBe(status.PERMISSION_DENIED);
     expect(error?.details).toBe(
@@ -187,12 +187,14 @@ describe("peer transport security", () => {
       (member) => n2.featuresOf(member),
     );
     expect(n2.featuresOf("n1")).toBeUndefined();
-    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    peers
+      .node("n1")
+      .transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]);
     await eventually(() => n2.featuresOf("n1") === localFeatures, 5000);
     // n3 has said nothing yet: request ids stay out of the entries.
     expect(understood()).toBe(false);
     // n3 running a version before the field: its batches carry 0.
-    const older: Message = { from: "n3", to: "n2", term: 1, type: "timeoutNow" };
+    const older: Message = { from: "n3", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 };
     expect(await rawStream(peers.addresses.get("n2") ?? "", pki.node("n3"), [older])).toBeNull();
     expect(n2.featuresOf("n3")).toBe(0);
     expect(understood()).toBe(false);
@@ -217,6 +219,7 @@ describe("peer transport security", () => {
       term: 1,
       type: "heartbeatResponse",
       readRound: 0,
+      transfersAbandoned: 0,
     });
     // Before a peer has sent anything, it is taken to accept (as every leader assumed before).
     expect(n2.declinesLeadership("n1")).toBe(false);
@@ -241,7 +244,9 @@ describe("peer transport security", () => {
     peers.node("n3").transport.listen((message) => received.push(message));
     // n1 believes n2 lives where n3 listens.
     peers.addresses.set("n2", peers.addresses.get("n3") ?? "");
-    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    peers
+      .node("n1")
+      .transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]);
     await eventually(() => peers.node("n1").streamErrors.length > 0, 5000);
     expect(peers.node("n1").streamErrors[0]).toMatch(/^n2: .*names node n3, not n2/);
     expect(received).toEqual([]);
@@ -253,7 +258,9 @@ describe("peer transport security", () => {
     const peers = await startPeers(2, (id) => (id === "n2" ? pki.node("n2", ["127.0.0.9"]) : pki.node(id)));
     const received: Message[] = [];
     peers.node("n2").transport.listen((message) => received.push(message));
-    peers.node("n1").transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    peers
+      .node("n1")
+      .transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]);
     await eventually(() => peers.node("n1").streamErrors.length > 0, 5000);
     expect(peers.node("n1").streamErrors[0]).toMatch(
       /^n2: .*IP: 127\.0\.0\.1 is not in the cert's list: 127\.0\.0\.9/,
@@ -306,7 +313,7 @@ describe("peer connection failures, explained", () => {
   it("names a certificate without a SAN for the address used, a foreign CA, and a peer that is down", async () => {
     const peers = await startPeers(2, (id) => (id === "n2" ? pki.node("n2", ["localhost"]) : pki.node(id)));
     const n1 = peers.node("n1");
-    n1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    n1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]);
     await eventually(() => n1.streamErrors.length > 0, 5000);
     const explain = (line: string) =>
       explainPeerFailure("n2", peers.addresses.get("n2") ?? "", line.slice("n2: ".length));
@@ -318,7 +325,7 @@ describe("peer connection failures, explained", () => {
     const other = new TestPki("stranger");
     const strangers = await startPeers(2, (id) => (id === "n2" ? other.node("n2") : pki.node(id)));
     const s1 = strangers.node("n1");
-    s1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow" }]);
+    s1.transport.send([{ from: "n1", to: "n2", term: 1, type: "timeoutNow", transferNumber: 1 }]);
     await eventually(() => s1.streamErrors.length > 0, 5000);
     expect(explainPeerFailure("n2", "x", (s1.streamErrors[0] ?? "").slice(4))).toMatch(
       /not signed by a CA this node trusts/,
@@ -397,7 +404,9 @@ it("dials a peer at its new address once the member is recorded with another", a
     });
     const sender = peers.node("n1").transport;
     const heartbeat = () =>
-      sender.send([{ from: "n1", to: "n2", term: 1, type: "heartbeat", commit: 0, readRound: 0 }]);
+      sender.send([
+        { from: "n1", to: "n2", term: 1, type: "heartbeat", commit: 0, readRound: 0, transfersAbandoned: 0 },
+      ]);
     heartbeat();
     await eventually(() => receivedAtOld === 1, 5000);
     // n2 is recorded with the address of another listener (the same certificate's node).
@@ -463,7 +472,9 @@ it("waits for what it sent one peer to leave, not for another peer's backed-up s
     });
     const sender = peers.node("n1").transport;
     const heartbeat = (to: NodeId) =>
-      sender.send([{ from: "n1", to, term: 1, type: "heartbeat", commit: 0, readRound: 0 }]);
+      sender.send([
+        { from: "n1", to, term: 1, type: "heartbeat", commit: 0, readRound: 0, transfersAbandoned: 0 },
+      ]);
     heartbeat("n3");
     await eventually(() => receivedAtN3 === 1, 5000);
     relay.stall();
@@ -548,7 +559,16 @@ describe("peer stream memory", () => {
       const sender = peers.node("n1").transport;
       const heldBytes = await heldAfterSending(
         (round) =>
-          sender.send([{ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }]),
+          sender.send([
+            {
+              from: "n1",
+              to: "n2",
+              term: 1,
+              type: "heartbeatResponse",
+              readRound: round,
+              transfersAbandoned: 0,
+            },
+          ]),
         () => received,
       );
       expect(heldBytes).toBeLessThan(2 * 1024 * 1024);
@@ -580,7 +600,14 @@ describe("peer stream memory", () => {
         (round) =>
           stream.write({
             messages: [
-              toWire({ from: "n1", to: "n2", term: 1, type: "heartbeatResponse", readRound: round }),
+              toWire({
+                from: "n1",
+                to: "n2",
+                term: 1,
+                type: "heartbeatResponse",
+                readRound: round,
+                transfersAbandoned: 0,
+              }),
             ],
             features: 0,
             declinesLeadership: false,

@@ -37,12 +37,17 @@ describe("RaftMetrics.instrumentTransport", () => {
       term: 2,
       commit: 5,
       readRound,
+      transfersAbandoned: 0,
     });
     n1.send([heartbeat(1), heartbeat(2)]);
-    n2.send([{ type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2 }]);
+    n2.send([
+      { type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2, transfersAbandoned: 0 },
+    ]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(atN2).toEqual([heartbeat(1), heartbeat(2)]);
-    expect(atN1).toEqual([{ type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2 }]);
+    expect(atN1).toEqual([
+      { type: "heartbeatResponse", from: "n2", to: "n1", term: 2, readRound: 2, transfersAbandoned: 0 },
+    ]);
     const counted = await registry.getSingleMetricAsString("strongroom_raft_messages_total");
     expect(counted).toContain('strongroom_raft_messages_total{direction="sent",type="heartbeat"} 2');
     expect(counted).toContain(

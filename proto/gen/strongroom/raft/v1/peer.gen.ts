@@ -84,8 +84,9 @@ export interface MessageBatch {
   /**
    * True while the sender would not take the leadership, not even on TimeoutNow: it is a member of
    * an initialized cluster and sealed. A leader hands the leadership to other voters only (a
-   * TimeoutNow that is not acted on still costs the leader its read lease for the rest of its
-   * term). An older sender leaves it false, as a leader took every voter before.
+   * TimeoutNow that is not acted on costs the leader its read lease until it abandons it, one to
+   * two election timeouts later). An older sender leaves it false, as a leader took every voter
+   * before.
    */
   declinesLeadership: boolean;
 }
@@ -146,6 +147,11 @@ export interface Vote {
   lastIndex: number;
   lastTerm: number;
   transfer: boolean;
+  /**
+   * On a transfer: the number of the TimeoutNow acted on (TimeoutNow.transfer_number). A voter
+   * that heard the old leader abandon it treats the request as any other. 0 from an older sender.
+   */
+  transferNumber: number;
 }
 
 export interface VoteResponse {
@@ -174,10 +180,21 @@ export interface AppendResponse {
 export interface Heartbeat {
   commit: number;
   readRound: number;
+  /**
+   * The leader abandoned its TimeoutNows numbered up to this one in its term: a member that heard
+   * it acts on none of them and grants no vote for them. 0 from an older sender.
+   */
+  transfersAbandoned: number;
 }
 
 export interface HeartbeatResponse {
   readRound: number;
+  /**
+   * What the member knows of the leader's abandoned TimeoutNows (Heartbeat.transfers_abandoned):
+   * the leader counts its answer towards a read lease only once it knows them all. An older member
+   * leaves it 0.
+   */
+  transfersAbandoned: number;
 }
 
 export interface SnapshotChunk {
@@ -195,6 +212,8 @@ export interface SnapshotResponse {
 }
 
 export interface TimeoutNow {
+  /** This leader's TimeoutNows in its term, this one included (1, 2, ...); 0 from an older sender. */
+  transferNumber: number;
 }
 
 export interface ReadIndex {
@@ -1100,7 +1119,7 @@ export const PreVote: MessageFns<PreVote> = {
 };
 
 function createBaseVote(): Vote {
-  return { lastIndex: 0, lastTerm: 0, transfer: false };
+  return { lastIndex: 0, lastTerm: 0, transfer: false, transferNumber: 0 };
 }
 
 export const Vote: MessageFns<Vote> = {
@@ -1113,6 +1132,9 @@ export const Vote: MessageFns<Vote> = {
     }
     if (message.transfer !== false) {
       writer.uint32(24).bool(message.transfer);
+    }
+    if (message.transferNumber !== 0) {
+      writer.uint32(32).uint64(message.transferNumber);
     }
     return writer;
   },
@@ -1154,6 +1176,14 @@ export const Vote: MessageFns<Vote> = {
             message.transfer = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.transferNumber = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1179,6 +1209,11 @@ export const Vote: MessageFns<Vote> = {
         ? globalThis.Number(object.last_term)
         : 0,
       transfer: isSet(object.transfer) ? globalThis.Boolean(object.transfer) : false,
+      transferNumber: isSet(object.transferNumber)
+        ? globalThis.Number(object.transferNumber)
+        : isSet(object.transfer_number)
+        ? globalThis.Number(object.transfer_number)
+        : 0,
     };
   },
 
@@ -1192,6 +1227,9 @@ export const Vote: MessageFns<Vote> = {
     }
     if (message.transfer !== false) {
       obj.transfer = message.transfer;
+    }
+    if (message.transferNumber !== 0) {
+      obj.transferNumber = Math.round(message.transferNumber);
     }
     return obj;
   },
@@ -1501,7 +1539,7 @@ export const AppendResponse: MessageFns<AppendResponse> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { commit: 0, readRound: 0 };
+  return { commit: 0, readRound: 0, transfersAbandoned: 0 };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -1511,6 +1549,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.readRound !== 0) {
       writer.uint32(16).uint64(message.readRound);
+    }
+    if (message.transfersAbandoned !== 0) {
+      writer.uint32(24).uint64(message.transfersAbandoned);
     }
     return writer;
   },
@@ -1544,6 +1585,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.readRound = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.transfersAbandoned = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1564,6 +1613,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.read_round)
         ? globalThis.Number(object.read_round)
         : 0,
+      transfersAbandoned: isSet(object.transfersAbandoned)
+        ? globalThis.Number(object.transfersAbandoned)
+        : isSet(object.transfers_abandoned)
+        ? globalThis.Number(object.transfers_abandoned)
+        : 0,
     };
   },
 
@@ -1575,18 +1629,24 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.readRound !== 0) {
       obj.readRound = Math.round(message.readRound);
     }
+    if (message.transfersAbandoned !== 0) {
+      obj.transfersAbandoned = Math.round(message.transfersAbandoned);
+    }
     return obj;
   },
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { readRound: 0 };
+  return { readRound: 0, transfersAbandoned: 0 };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
   encode(message: HeartbeatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.readRound !== 0) {
       writer.uint32(8).uint64(message.readRound);
+    }
+    if (message.transfersAbandoned !== 0) {
+      writer.uint32(16).uint64(message.transfersAbandoned);
     }
     return writer;
   },
@@ -1612,6 +1672,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.readRound = longToNumber(reader.uint64());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.transfersAbandoned = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1631,6 +1699,11 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
         : isSet(object.read_round)
         ? globalThis.Number(object.read_round)
         : 0,
+      transfersAbandoned: isSet(object.transfersAbandoned)
+        ? globalThis.Number(object.transfersAbandoned)
+        : isSet(object.transfers_abandoned)
+        ? globalThis.Number(object.transfers_abandoned)
+        : 0,
     };
   },
 
@@ -1638,6 +1711,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     const obj: any = {};
     if (message.readRound !== 0) {
       obj.readRound = Math.round(message.readRound);
+    }
+    if (message.transfersAbandoned !== 0) {
+      obj.transfersAbandoned = Math.round(message.transfersAbandoned);
     }
     return obj;
   },
@@ -1870,11 +1946,14 @@ export const SnapshotResponse: MessageFns<SnapshotResponse> = {
 };
 
 function createBaseTimeoutNow(): TimeoutNow {
-  return {};
+  return { transferNumber: 0 };
 }
 
 export const TimeoutNow: MessageFns<TimeoutNow> = {
-  encode(_: TimeoutNow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: TimeoutNow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transferNumber !== 0) {
+      writer.uint32(8).uint64(message.transferNumber);
+    }
     return writer;
   },
 
@@ -1891,6 +1970,14 @@ export const TimeoutNow: MessageFns<TimeoutNow> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.transferNumber = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1903,12 +1990,21 @@ export const TimeoutNow: MessageFns<TimeoutNow> = {
     }
   },
 
-  fromJSON(_: any): TimeoutNow {
-    return {};
+  fromJSON(object: any): TimeoutNow {
+    return {
+      transferNumber: isSet(object.transferNumber)
+        ? globalThis.Number(object.transferNumber)
+        : isSet(object.transfer_number)
+        ? globalThis.Number(object.transfer_number)
+        : 0,
+    };
   },
 
-  toJSON(_: TimeoutNow): unknown {
+  toJSON(message: TimeoutNow): unknown {
     const obj: any = {};
+    if (message.transferNumber !== 0) {
+      obj.transferNumber = Math.round(message.transferNumber);
+    }
     return obj;
   },
 };
