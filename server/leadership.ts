@@ -30,7 +30,10 @@ export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead)
 
 /**
  * If this node leads, transfers leadership to the voter furthest along that can take it, and
- * waits up to `waitMs` for it to move. With none, it keeps leading.
+ * waits up to `waitMs` until another member leads (this node heard from it). Stepping down is not
+ * enough: it steps down on the target's vote request, and its vote, written to disk first, may
+ * not have left yet, which a stop that closes the transport next would lose (with one voter down,
+ * the target then had no quorum). With no candidate, it keeps leading.
  */
 export async function handOverLeadership(
   raft: RaftNode<unknown>,
@@ -45,7 +48,11 @@ export async function handOverLeadership(
   if (target === undefined) return;
   raft.transferLeadership(target);
   const deadline = Date.now() + waitMs;
-  while (Date.now() < deadline && raft.status().role === "leader") {
+  const ledByAnother = () => {
+    const { leader } = raft.leadership();
+    return leader !== null && leader !== status.id;
+  };
+  while (Date.now() < deadline && !ledByAnother()) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
