@@ -14,7 +14,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createClient, type StrongroomClient, StrongroomError } from "../../client/index.js";
 import { ChangeKind, Consistency, type WatchEvent } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import { nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
+import { metricLinesOf, nodeSpecs, writeConfigs } from "../server/cluster-harness.js";
 import { TestPki } from "../server/pki-fixture.js";
 import { NodeProcess, tearDownProcessCluster } from "../server/process-cluster.js";
 import { eventually } from "../support/eventually.js";
@@ -158,12 +158,8 @@ it("typed calls answer typed responses, and failures are StrongroomErrors with t
 async function handledBy(id: string, method: string): Promise<number> {
   const spec = specs.find((candidate) => candidate.id === id);
   if (spec === undefined) throw new Error(`no spec for ${id}`);
-  const text = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n"))
-    if (line.startsWith(`strongroom_grpc_server_handled_total{method="${method}"`))
-      total += Number(line.slice(line.lastIndexOf(" ") + 1));
-  return total;
+  const lines = await metricLinesOf(spec, `strongroom_grpc_server_handled_total{method="${method}"`);
+  return lines.reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
 }
 
 it("writes go to the leader once an answer named it, not through the endpoint given first", async () => {

@@ -39,6 +39,15 @@ export async function metricOf(spec: NodeSpec, name: string): Promise<number> {
 }
 
 /**
+ * The samples on `spec`'s /metrics whose line starts with `prefix`: a name's beginning, or a name
+ * and the first of its labels (`name{label="value"`), for metrics with labels.
+ */
+export async function metricLinesOf(spec: NodeSpec, prefix: string): Promise<string[]> {
+  const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
+  return metrics.split("\n").filter((line) => line.startsWith(prefix));
+}
+
+/**
  * Specs for n1..nN on 127.0.0.(offset+i), with ports from `basePort`. Every test file uses its own
  * range of loopback addresses, so fixed ports never collide between files running in parallel.
  */

@@ -18,6 +18,7 @@ import {
   call,
   callError,
   InProcessCluster,
+  metricLinesOf,
   type NodeSpec,
   nodeSpecs,
   writeConfigs,
@@ -59,11 +60,8 @@ function memberOf(view: { readonly members: readonly Member[] }, id: string): Me
 }
 
 /** The leader-only member gauges' samples on a node's /metrics, as `name{member="id"} value` lines. */
-async function memberSamplesOf(id: string): Promise<string[]> {
-  const spec = specs.find((candidate) => candidate.id === id) as NodeSpec;
-  const text = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
-  return text.split("\n").filter((line) => line.startsWith("strongroom_cluster_member_"));
-}
+const memberSamplesOf = (id: string): Promise<string[]> =>
+  metricLinesOf(specs.find((candidate) => candidate.id === id) as NodeSpec, "strongroom_cluster_member_");
 
 async function startJoiner(): Promise<void> {
   if (joinerConfig === undefined) throw new Error("no config for n4");
