@@ -182,7 +182,7 @@ export interface Heartbeat {
   readRound: number;
   /**
    * The leader abandoned its TimeoutNows numbered up to this one in its term: a member that heard
-   * it acts on none of them and grants no vote for them. 0 from an older sender.
+   * it acts on none of them and votes for none of them past its promise. 0 from an older sender.
    */
   transfersAbandoned: number;
 }
