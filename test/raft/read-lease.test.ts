@@ -233,6 +233,13 @@ describe("a TimeoutNow that was not acted on", () => {
     return cluster;
   }
 
+  /** The answers to vote requests in `id`'s next Ready. */
+  const voteAnswers = (cluster: ScenarioCluster, id: string): Message[] =>
+    cluster
+      .core(id)
+      .ready()
+      .messages.filter((message) => message.type === "voteResponse");
+
   const forcedVote = (from: string, to: string, term: number, lastIndex: number): Message => ({
     type: "vote",
     from,
@@ -303,12 +310,7 @@ describe("a TimeoutNow that was not acted on", () => {
     const lastIndex = cluster.core("n2").status().lastIndex;
     expect(cluster.core("n3").votesForTransfer(term, 1)).toBe(false);
     cluster.core("n3").step(forcedVote("n2", "n3", term + 1, lastIndex));
-    expect(
-      cluster
-        .core("n3")
-        .ready()
-        .messages.filter((message) => message.type === "voteResponse"),
-    ).toEqual([]);
+    expect(voteAnswers(cluster, "n3")).toEqual([]);
     expect(cluster.core("n3").softState().term).toBe(term);
     expect(cluster.leaders()).toEqual(["n1"]);
   });
@@ -326,11 +328,6 @@ describe("a TimeoutNow that was not acted on", () => {
     tickLeader(cluster, 1);
     expect(cluster.core("n3").votesForTransfer(term, 1)).toBe(true);
     cluster.core("n3").step(forcedVote("n2", "n3", term + 1, lastIndex));
-    expect(
-      cluster
-        .core("n3")
-        .ready()
-        .messages.filter((message) => message.type === "voteResponse"),
-    ).toEqual([expect.objectContaining({ granted: true, term: term + 1 })]);
+    expect(voteAnswers(cluster, "n3")).toEqual([expect.objectContaining({ granted: true, term: term + 1 })]);
   });
 });

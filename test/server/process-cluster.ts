@@ -3,6 +3,8 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ProcessCluster } from "../../chaos/process-cluster.js";
 import { type FailpointControl, failpointsReadMessage } from "../../server/failpoints.js";
 import { bundleChild } from "../support/bundle-child.js";
 import { eventually } from "../support/eventually.js";
@@ -17,6 +19,30 @@ export async function bundledCli(): Promise<string> {
     "packages",
   );
   return cliScript;
+}
+
+/**
+ * Three initialized, unsealed node processes (the chaos harness's cluster: 20 ms ticks, test
+ * failpoints on, warnings logged) under `root`, on 127.0.0.<hostBase>-<hostBase + 2> with ports
+ * from `basePort`.
+ */
+export async function startFailpointCluster(
+  root: string,
+  hostBase: number,
+  basePort: number,
+): Promise<ProcessCluster> {
+  const cluster = new ProcessCluster({
+    directory: join(root, "cluster"),
+    size: 3,
+    tickMs: 20,
+    hostBase,
+    basePort,
+    command: [process.execPath, await bundledCli()],
+    failpoints: true,
+    logLevel: "warn",
+  });
+  await cluster.start();
+  return cluster;
 }
 
 /** How many of a node's last log lines (warn and above, the tests' level) are kept for a failure's message. */

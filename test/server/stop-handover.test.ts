@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
+import type { NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
 import { eventually } from "../support/eventually.js";
-import { bundledCli } from "./process-cluster.js";
+import { startFailpointCluster } from "./process-cluster.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-stop-handover-"));
 // Nodes on 127.0.0.105-107, ports from 31000.
@@ -19,17 +19,7 @@ const basePort = 31_000;
 let cluster: ProcessCluster | null = null;
 
 beforeAll(async () => {
-  cluster = new ProcessCluster({
-    directory: join(root, "cluster"),
-    size: 3,
-    tickMs: 20,
-    hostBase: 105,
-    basePort,
-    command: [process.execPath, await bundledCli()],
-    failpoints: true,
-    logLevel: "warn",
-  });
-  await cluster.start();
+  cluster = await startFailpointCluster(root, 105, basePort);
 }, 120_000);
 
 afterAll(async () => {

@@ -7,11 +7,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
+import type { NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
 import { createClient } from "../../client/client.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { eventually } from "../support/eventually.js";
-import { bundledCli } from "./process-cluster.js";
+import { startFailpointCluster } from "./process-cluster.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-token-catch-up-"));
 // Nodes on 127.0.0.235-237, ports from 56000.
@@ -19,17 +19,7 @@ const basePort = 56_000;
 let cluster: ProcessCluster | null = null;
 
 beforeAll(async () => {
-  cluster = new ProcessCluster({
-    directory: join(root, "cluster"),
-    size: 3,
-    tickMs: 20,
-    hostBase: 235,
-    basePort,
-    command: [process.execPath, await bundledCli()],
-    failpoints: true,
-    logLevel: "warn",
-  });
-  await cluster.start();
+  cluster = await startFailpointCluster(root, 235, basePort);
 }, 120_000);
 
 afterAll(async () => {
