@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ProcessCluster } from "../../chaos/process-cluster.js";
+import { type NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
 import { type FailpointControl, failpointsReadMessage } from "../../server/failpoints.js";
 import { bundleChild } from "../support/bundle-child.js";
 import { eventually } from "../support/eventually.js";
@@ -43,6 +43,17 @@ export async function startFailpointCluster(
   });
   await cluster.start();
   return cluster;
+}
+
+/** The node of `cluster` that says it leads, once one does; fails after `timeoutMs`. */
+export async function leaderOf(cluster: ProcessCluster, timeoutMs = 10_000): Promise<NodeEntry> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const leader = await cluster.leader();
+    if (leader !== null) return leader;
+    if (Date.now() > deadline) throw new Error(`no leader in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** How many of a node's last log lines (warn and above, the tests' level) are kept for a failure's message. */

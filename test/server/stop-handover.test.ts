@@ -9,9 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
-import { eventually } from "../support/eventually.js";
-import { startFailpointCluster } from "./process-cluster.js";
+import type { ProcessCluster } from "../../chaos/process-cluster.js";
+import { leaderOf, startFailpointCluster } from "./process-cluster.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-stop-handover-"));
 // Nodes on 127.0.0.105-107, ports from 31000.
@@ -30,12 +29,7 @@ afterAll(async () => {
 it("with one voter down, a leader stopping on SIGTERM leaves the other leading, its own disk however slow", async () => {
   if (cluster === null) throw new Error("no cluster");
   const running = cluster;
-  let found: NodeEntry | null = null;
-  await eventually(async () => {
-    found = await running.leader();
-    return found !== null;
-  }, 10_000);
-  const leader = found as unknown as NodeEntry;
+  const leader = await leaderOf(running);
   const [down, live] = running.nodes.filter((node) => node !== leader);
   if (down === undefined || live === undefined) throw new Error("three nodes expected");
   running.kill(down);

@@ -10,8 +10,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { NodeEntry, ProcessCluster } from "../../chaos/process-cluster.js";
 import { createClient } from "../../client/client.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
-import { eventually } from "../support/eventually.js";
-import { startFailpointCluster } from "./process-cluster.js";
+import { leaderOf, startFailpointCluster } from "./process-cluster.js";
 
 const root = mkdtempSync(join(tmpdir(), "strongroom-token-catch-up-"));
 // Nodes on 127.0.0.235-237, ports from 56000.
@@ -38,13 +37,9 @@ async function tokenRecordsOn(node: NodeEntry): Promise<number> {
 it("a follower that has not applied a new token's creation yet catches up and accepts it", async () => {
   if (cluster === null) throw new Error("no cluster");
   const running = cluster;
-  let leader: NodeEntry | null = null;
-  await eventually(async () => {
-    leader = await running.leader();
-    return leader !== null;
-  }, 10_000);
+  const leader = await leaderOf(running);
   const follower = running.nodes.find((node) => node !== leader) as NodeEntry;
-  const operator = running.client([endpointOf(leader as unknown as NodeEntry)]);
+  const operator = running.client([endpointOf(leader)]);
   await operator.secrets.put({ path: "catch-up/probe", value: new TextEncoder().encode("v") });
   // A linearizable read there: the follower has applied the probe (and every token so far).
   const operatorThere = running.client([endpointOf(follower)]);
