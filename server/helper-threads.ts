@@ -35,33 +35,48 @@ export function threadPolicies(pid: number | "self" = "self"): Map<number, numbe
 }
 
 /**
+ * One shell for a pass, running `chrt` once per thread: every process a node starts is a fork of
+ * it, 10-17 ms of its CPU each at a node's size on this VM, and the first pass finds ten
+ * threads (docs/performance.md, fifty-second session). Exits with the last failure's status.
+ */
+const passScript = 'failed=0; for tid do chrt --batch --pid 0 "$tid" || failed=$?; done; exit $failed';
+/** What a POSIX shell exits with when a command is not found. */
+const commandNotFound = 127;
+
+/**
  * Puts every helper thread not yet batch under `SCHED_BATCH`. Resolves with the number of threads
- * changed; rejects with `chrt`'s error (missing, or refused) naming the thread.
+ * changed; rejects with `chrt`'s error (missing, or refused) naming the threads left unchanged.
  */
 async function batchHelperThreads(): Promise<number> {
-  let changed = 0;
-  for (const [tid, policy] of threadPolicies()) {
-    if (tid === process.pid || policy === schedBatch) continue;
-    try {
-      await run("chrt", ["--batch", "--pid", "0", String(tid)]);
-      changed++;
-    } catch (error) {
-      // A thread that ended meanwhile is not a failure.
-      if (threadPolicies().has(tid))
-        throw new Error(`chrt --batch on thread ${tid}: ${error instanceof Error ? error.message : error}`);
-    }
-  }
-  return changed;
+  const helpers = [...threadPolicies()]
+    .filter(([tid, policy]) => tid !== process.pid && policy !== schedBatch)
+    .map(([tid]) => tid);
+  if (helpers.length === 0) return 0;
+  const failure = await runPass(helpers);
+  // A thread that ended meanwhile is not a failure.
+  const after = threadPolicies();
+  const unchanged = helpers.filter((tid) => after.has(tid) && after.get(tid) !== schedBatch);
+  if (unchanged.length > 0)
+    throw new Error(
+      `chrt --batch on thread${unchanged.length > 1 ? "s" : ""} ${unchanged.join(", ")}: ${failure?.message ?? "policy unchanged"}`,
+    );
+  return helpers.filter((tid) => after.has(tid)).length;
 }
 
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { timeout: 5000 }, (error, _stdout, stderr) => {
-      if (error === null) resolve();
-      else if (error.code === "ENOENT")
-        reject(new Error(`${command} is not on PATH (util-linux; Debian: apt-get install util-linux)`));
-      else reject(new Error(stderr.trim() || error.message));
-    });
+/** Runs the pass's shell over `tids`; resolves with its failure, or null. */
+function runPass(tids: readonly number[]): Promise<Error | null> {
+  return new Promise((resolve) => {
+    execFile(
+      "/bin/sh",
+      ["-c", passScript, "sh", ...tids.map(String)],
+      { timeout: 5000 },
+      (error, _stdout, stderr) => {
+        if (error === null) resolve(null);
+        else if (error.code === commandNotFound)
+          resolve(new Error("chrt is not on PATH (util-linux; Debian: apt-get install util-linux)"));
+        else resolve(new Error(stderr.trim() || error.message));
+      },
+    );
   });
 }
 

@@ -69,6 +69,11 @@ it("without chrt the node serves, its threads as started", async () => {
   expect([...threadPolicies(pid).values()].every((policy) => policy === schedOther)).toBe(true);
   // 501: up, and not initialized yet (a new node).
   expect(await running?.healthStatus()).toBe(501);
+  // The operator is told why, and what to install.
+  const warningOf = () =>
+    running?.loggedLines().find((line) => line.includes("helper threads left as started"));
+  await eventually(() => warningOf() !== undefined, 5000);
+  expect(warningOf()).toContain("chrt is not on PATH (util-linux; Debian: apt-get install util-linux)");
 });
 
 it("a helperPolicy that is neither batch nor inherit is refused at start", async () => {

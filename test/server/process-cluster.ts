@@ -123,6 +123,11 @@ export class NodeProcess {
     return `${how}\nlast log lines:\n${log.join("\n") || "(none)"}\nstderr:\n${this.stderr.join("") || "(none)"}`;
   }
 
+  /** The node's last log lines (JSON, warn and above; the last ones kept). */
+  loggedLines(): readonly string[] {
+    return this.logLines;
+  }
+
   private keepLogLines(text: string): void {
     const lines = (this.partialLogLine + text).split("\n");
     this.partialLogLine = lines.pop() ?? "";
