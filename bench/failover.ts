@@ -6,7 +6,7 @@
 // leader). Each round SIGKILLs the leader (or SIGSTOPs it: a hung process, whose
 // connections stay open) and measures, from the moment the process is gone (or stopped), the time
 // to the first acknowledged write that was sent after it; then restarts and unseals the node (or
-// resumes it) before the next round. Prints a table per round, with the terms the new leader's
+// resumes it) before the next round, timing the restart from the spawn to the unseal's answer. Prints a table per round, with the terms the new leader's
 // election took (more than one: a split vote or another election lost), and the median, 99th
 // percentile and maximum.
 
@@ -199,6 +199,7 @@ try {
 
   const results: string[][] = [];
   const measured: number[] = [];
+  const restarts: number[] = [];
   let repeated = 0;
   for (let round = 1; round <= rounds; round++) {
     const { id: victim, term } = await leader();
@@ -240,10 +241,11 @@ try {
     const elected = await leader();
     const terms = elected.term - term;
     if (terms > 1) repeated++;
-    results.push([String(round), victim, elected.id, String(terms), String(failoverMs)]);
     if (fault === "kill") {
+      const spawnedAt = Date.now();
       await startNode(ids.indexOf(victim));
       await unseal(victim, share);
+      restarts.push(Date.now() - spawnedAt);
     } else {
       processes.get(victim)?.kill("SIGCONT");
       // Resumed, it still says it leads until it hears of the new term: the next round must not
@@ -258,20 +260,38 @@ try {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }
+    const restartMs = restarts.length === round ? String(restarts.at(-1)) : "-";
+    results.push([String(round), victim, elected.id, String(terms), String(failoverMs), restartMs]);
   }
   const sorted = [...measured].sort((a, b) => a - b);
   // Nearest rank: with fewer than 100 rounds the 99th percentile is the maximum.
-  const percentile = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+  const percentileOf = (values: readonly number[], p: number) =>
+    values[Math.max(0, Math.ceil((p / 100) * values.length) - 1)];
+  const percentile = (p: number) => percentileOf(sorted, p);
   process.stdout.write(
     `failover of a ${size}-node cluster on loopback, the leader ${fault === "kill" ? "SIGKILLed" : "SIGSTOPped"}, writers ${writersKind === "sdk" ? "SDK clients of every node" : "each through its node"}, tick ${tickMs} ms, election timeout ${10 * tickMs}-${20 * tickMs} ms\n`,
   );
   printTable(
-    ["round", fault === "kill" ? "killed leader" : "paused leader", "new leader", "terms", "failover ms"],
+    [
+      "round",
+      fault === "kill" ? "killed leader" : "paused leader",
+      "new leader",
+      "terms",
+      "failover ms",
+      "restart ms",
+    ],
     results,
   );
   process.stdout.write(
     `p50 ${percentile(50)} ms, p99 ${percentile(99)} ms, max ${sorted.at(-1)} ms over ${rounds} rounds; ${repeated} took more than one term\n`,
   );
+  if (restarts.length > 0) {
+    // The killed node's way back, while the others serve the writers: spawn to unsealed.
+    const restartsSorted = [...restarts].sort((a, b) => a - b);
+    process.stdout.write(
+      `restart of the killed node to unsealed: p50 ${percentileOf(restartsSorted, 50)} ms, max ${restartsSorted.at(-1)} ms\n`,
+    );
+  }
 } finally {
   for (const connection of [...connections, ...sdkWriters]) connection.close();
   for (const id of [...processes.keys()]) await kill(id);
