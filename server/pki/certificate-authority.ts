@@ -5,9 +5,39 @@
 // is what this module made and the engine stored through the barrier.
 
 import { generateKeyPair, randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
 import { isIP } from "node:net";
 import { promisify } from "node:util";
-import forge from "node-forge";
+import type Forge from "node-forge";
+
+/**
+ * node-forge, loaded on first use rather than at a node's start, which it cost about 30 ms: a
+ * node makes certificates only when asked (docs/performance.md, fifty-second session). It is
+ * CommonJS, so a synchronous require serves the synchronous functions below.
+ */
+let forgeModule: typeof Forge | null = null;
+const forge = {
+  get asn1(): typeof Forge.asn1 {
+    return loadForge().asn1;
+  },
+  get md(): typeof Forge.md {
+    return loadForge().md;
+  },
+  get pem(): typeof Forge.pem {
+    return loadForge().pem;
+  },
+  get pki(): typeof Forge.pki {
+    return loadForge().pki;
+  },
+  get util(): typeof Forge.util {
+    return loadForge().util;
+  },
+};
+
+function loadForge(): typeof Forge {
+  forgeModule ??= createRequire(import.meta.url)("node-forge") as typeof Forge;
+  return forgeModule;
+}
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -54,9 +84,9 @@ export async function createCa(commonName: string, notAfter: number): Promise<Is
  * signs it with its own key. Shared with the development PKI (server/tls/dev-pki.ts).
  */
 export function makeSelfSignedCa(
-  certificate: forge.pki.Certificate,
+  certificate: Forge.pki.Certificate,
   commonName: string,
-  privateKey: forge.pki.rsa.PrivateKey,
+  privateKey: Forge.pki.rsa.PrivateKey,
 ): void {
   const subject = [
     { name: "commonName", value: commonName },
@@ -114,7 +144,7 @@ export function signCrl(
 ): string {
   const { asn1 } = forge;
   const caCertificate = forge.pki.certificateFromPem(ca.certificatePem);
-  const caKey = forge.pki.privateKeyFromPem(ca.privateKeyPem) as forge.pki.rsa.PrivateKey;
+  const caKey = forge.pki.privateKeyFromPem(ca.privateKeyPem) as Forge.pki.rsa.PrivateKey;
   const sha256WithRsa = () =>
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
       asn1.create(
@@ -178,7 +208,7 @@ export function serialOf(certificatePem: string): string {
   return forge.pki.certificateFromPem(certificatePem).serialNumber.toLowerCase();
 }
 
-function extension(oid: string, value: forge.asn1.Asn1): forge.asn1.Asn1 {
+function extension(oid: string, value: Forge.asn1.Asn1): Forge.asn1.Asn1 {
   const { asn1 } = forge;
   return asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
     asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(oid).getBytes()),
@@ -187,7 +217,7 @@ function extension(oid: string, value: forge.asn1.Asn1): forge.asn1.Asn1 {
 }
 
 /** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050. */
-function time(at: number): forge.asn1.Asn1 {
+function time(at: number): Forge.asn1.Asn1 {
   const { asn1 } = forge;
   const date = new Date(Math.floor(at / 1000) * 1000);
   return date.getUTCFullYear() < 2050
@@ -204,8 +234,8 @@ function integerBytes(value: number): string {
 }
 
 async function newKeyPair(bits: number): Promise<{
-  publicKey: forge.pki.rsa.PublicKey;
-  privateKey: forge.pki.rsa.PrivateKey;
+  publicKey: Forge.pki.rsa.PublicKey;
+  privateKey: Forge.pki.rsa.PrivateKey;
   privateKeyPem: string;
 }> {
   const pair = await generateKeyPairAsync("rsa", {
@@ -215,12 +245,12 @@ async function newKeyPair(bits: number): Promise<{
   });
   return {
     publicKey: forge.pki.publicKeyFromPem(pair.publicKey),
-    privateKey: forge.pki.privateKeyFromPem(pair.privateKey) as forge.pki.rsa.PrivateKey,
+    privateKey: forge.pki.privateKeyFromPem(pair.privateKey) as Forge.pki.rsa.PrivateKey,
     privateKeyPem: pair.privateKey,
   };
 }
 
-function newCertificate(publicKey: forge.pki.rsa.PublicKey, notAfter: number): forge.pki.Certificate {
+function newCertificate(publicKey: Forge.pki.rsa.PublicKey, notAfter: number): Forge.pki.Certificate {
   const certificate = forge.pki.createCertificate();
   certificate.publicKey = publicKey;
   // A 127-bit positive serial whose first byte is never 0 (minimal DER, never read as negative).
@@ -237,7 +267,7 @@ function unixLines(pem: string): string {
   return pem.replaceAll("\r\n", "\n");
 }
 
-function issued(certificate: forge.pki.Certificate, privateKeyPem: string): IssuedCertificate {
+function issued(certificate: Forge.pki.Certificate, privateKeyPem: string): IssuedCertificate {
   return {
     certificatePem: unixLines(forge.pki.certificateToPem(certificate)),
     privateKeyPem,

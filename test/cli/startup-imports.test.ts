@@ -2,15 +2,14 @@
 // Each package costs a command's start 17-50 ms on this machine (docs/performance.md); a barrel
 // import of storage/state once made `kv get` load LevelDB's native addon, msgpackr and the whole
 // state machine. The server, the dev cluster, chaos, audit verification, the Shamir library and
-// YAML output load only in the commands that use them (dynamic imports).
+// YAML output load only in the commands that use them (dynamic imports). And what a node loads at
+// its start: not what it uses only when asked (certificates, server reflection).
 
 import { build, type Metafile } from "esbuild";
 import { expect, it } from "vitest";
 
-const entry = "cli/main.ts";
-
 /** The files and packages reachable from `entry` through static imports alone. */
-function staticClosure(metafile: Metafile): { files: Set<string>; packages: Set<string> } {
+function staticClosure(metafile: Metafile, entry: string): { files: Set<string>; packages: Set<string> } {
   const files = new Set([entry]);
   const packages = new Set<string>();
   const queue = [entry];
@@ -28,7 +27,8 @@ function staticClosure(metafile: Metafile): { files: Set<string>; packages: Set<
   return { files, packages };
 }
 
-it("a CLI command starts by loading commander, the gRPC stack and the SDK, nothing of the server", async () => {
+/** esbuild's view of `entry` and everything it imports, packages left out. */
+async function metafileOf(entry: string): Promise<Metafile> {
   const { metafile } = await build({
     entryPoints: [entry],
     bundle: true,
@@ -40,7 +40,12 @@ it("a CLI command starts by loading commander, the gRPC stack and the SDK, nothi
     outdir: "unused",
     logLevel: "silent",
   });
-  const { files, packages } = staticClosure(metafile);
+  return metafile;
+}
+
+it("a CLI command starts by loading commander, the gRPC stack and the SDK, nothing of the server", async () => {
+  const metafile = await metafileOf("cli/main.ts");
+  const { files, packages } = staticClosure(metafile, "cli/main.ts");
   expect([...packages].sort()).toEqual([
     "@bufbuild/protobuf/wire",
     "@grpc/grpc-js",
@@ -63,4 +68,18 @@ it("a CLI command starts by loading commander, the gRPC stack and the SDK, nothi
   expect(Object.keys(metafile.inputs)).toEqual(
     expect.arrayContaining(["server/node.ts", "server/audit/audit-verify.ts", "hsm/seal-operations.ts"]),
   );
+});
+
+it("a node starts without node-forge and the reflection service, which load when first used", async () => {
+  const { files, packages } = staticClosure(
+    await metafileOf("cli/server-command.ts"),
+    "cli/server-command.ts",
+  );
+  // The node itself is there, with its gRPC health service.
+  expect(files).toContain("server/pki/certificate-authority.ts");
+  expect(files).toContain("server/grpc-standard-services.ts");
+  expect(packages).toContain("grpc-health-check");
+  expect(
+    [...packages].filter((name) => /node-forge|@grpc\/reflection|@grpc\/proto-loader/.test(name)),
+  ).toEqual([]);
 });
