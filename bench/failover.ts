@@ -6,9 +6,10 @@
 // leader). Each round SIGKILLs the leader (or SIGSTOPs it: a hung process, whose
 // connections stay open) and measures, from the moment the process is gone (or stopped), the time
 // to the first acknowledged write that was sent after it; then restarts and unseals the node (or
-// resumes it) before the next round, timing the restart from the spawn to the unseal's answer. Prints a table per round, with the terms the new leader's
-// election took (more than one: a split vote or another election lost), and the median, 99th
-// percentile and maximum.
+// resumes it) before the next round, timing the restart from the spawn to the unseal's answer.
+// Prints a table per round, with the terms the new leader's election took (more than one: a split
+// vote or another election lost) and the restart's time, and the median, 99th percentile and
+// maximum of the failovers (the median and maximum of the restarts).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";

@@ -19,7 +19,7 @@ import { HealthImplementation } from "grpc-health-check";
 const requireLazily = createRequire(import.meta.url);
 
 /** The reflection methods a server answers, by path: the versions @grpc/reflection implements. */
-export const reflectionPaths = [
+const reflectionPaths = [
   "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
   "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ] as const;
