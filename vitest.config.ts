@@ -1,5 +1,4 @@
 import { defineConfig } from "vitest/config";
-import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
  * Two at a time, first: the Raft core and its simulator, storage (in-process nodes), seals (each
@@ -37,27 +36,6 @@ const timedFiles = [
  * (157-163 of 200 kills mid-write alone, 113-134 beside the simulator). It runs alone, last.
  */
 const crashFiles = ["test/storage/raft-log-crash.test.ts"];
-/**
- * Shared files that take long for their size, started before the others. Without vitest's results
- * cache (a fresh clone, as in CI) the largest files go first, and these small ones came last: the
- * two simulators' seed runs and the packed package's consumers, 19-21 s each in CI, with the other
- * worker idle once the queue was empty.
- */
-const longForTheirSize = [
-  "test/raft/simulator-3-voters.test.ts",
-  "test/raft/simulator-5-voters.test.ts",
-  "test/client/package-consumers.test.ts",
-];
-
-/** Vitest's order (known durations, else sizes, longest first), with `longForTheirSize` first. */
-class LongForTheirSizeFirst extends BaseSequencer {
-  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
-    const sorted = await super.sort(files);
-    const early = (file: TestSpecification) => longForTheirSize.some((name) => file.moduleId.endsWith(name));
-    return [...sorted.filter(early), ...sorted.filter((file) => !early(file))];
-  }
-}
-
 /** The container suite has its own config and command (npm run test:containers). */
 const containerFiles = ["test/containers/**"];
 
@@ -67,7 +45,6 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
-    sequence: { sequencer: LongForTheirSizeFirst },
     projects: [
       {
         extends: true,
