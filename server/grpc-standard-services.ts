@@ -4,7 +4,7 @@
 // strongroom.v1.Secrets only while this node is initialized and unsealed.
 //
 // Reflection is built on its first call, not at the start: parsing the .proto files and indexing
-// their descriptors (v1 and v1alpha) cost a node 70-90 ms of CPU at every start, on the path to
+// their descriptors (v1 and v1alpha) took a node 70-90 ms at every start, on the path to
 // serving after a restart, for a service only tools ask (docs/performance.md, fifty-second session).
 
 import { existsSync } from "node:fs";
