@@ -34,6 +34,12 @@ export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead)
  * enough: it steps down on the target's vote request, and its vote, written to disk first, may
  * not have left yet, which a stop that closes the transport next would lose (with one voter down,
  * the target then had no quorum). With no candidate, it keeps leading.
+ *
+ * A transfer that the leader abandoned (an election timeout passed in its term without the target
+ * campaigning: it went down after this node last counted it in reach) is not waited out: the next
+ * candidate is offered the leadership, and once none is left, or this node stepped down in its
+ * own term (CheckQuorum: no majority answers, as when the whole cluster stops at once), it gives
+ * up. Waiting on was the rest of `waitMs` (2 s for a stop) spent for nothing.
  */
 export async function handOverLeadership(
   raft: RaftNode<unknown>,
@@ -44,15 +50,38 @@ export async function handOverLeadership(
   if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
-  const target = leadershipCandidates(status, cannotLead)[0];
-  if (target === undefined) return;
-  raft.transferLeadership(target);
   const deadline = Date.now() + waitMs;
-  const ledByAnother = () => {
-    const { leader } = raft.leadership();
-    return leader !== null && leader !== status.id;
-  };
-  while (Date.now() < deadline && !ledByAnother()) {
+  const offered = new Set<NodeId>();
+  for (;;) {
+    const now = raft.status();
+    if (now.role !== "leader" || now.term !== status.term) return;
+    const target = leadershipCandidates(now, cannotLead).find((id) => !offered.has(id));
+    if (target === undefined) return;
+    offered.add(target);
+    raft.transferLeadership(target);
+    const outcome = await transferOutcome(raft, status.id, status.term, deadline);
+    if (outcome !== "abandoned") return;
+  }
+}
+
+/**
+ * Polls a transfer this leader began in `term` until another member leads ("led by another"),
+ * the wait runs out, this node stepped down in its own term ("stepped down": no quorum), or it
+ * leads on with no transfer under way ("abandoned").
+ */
+async function transferOutcome(
+  raft: RaftNode<unknown>,
+  self: NodeId,
+  term: number,
+  deadline: number,
+): Promise<"led by another" | "deadline" | "stepped down" | "abandoned"> {
+  for (;;) {
+    const { leader, role, term: now } = raft.leadership();
+    if (leader !== null && leader !== self) return "led by another";
+    if (Date.now() >= deadline) return "deadline";
+    // A vote in a later term may be on its way to the target: that election is waited for.
+    if (now === term && role !== "leader") return "stepped down";
+    if (now === term && raft.status().leadTransferee === null) return "abandoned";
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

@@ -1,11 +1,23 @@
 // Telling a leadership change from a failure (server/leadership.ts): a leader's periodic tasks that
-// a change of leader stopped are logged at info, not as warnings an SRE has to look into. And whom
-// a leader may hand the leadership to.
+// a change of leader stopped are logged at info, not as warnings an SRE has to look into. Whom a
+// leader may hand the leadership to, and how long a hand-over waits when its target went down
+// (RaftNodes on a real clock over an in-process network).
 
-import { expect, it } from "vitest";
-import { NotLeaderError, RaftError, type RaftStatus } from "../../raft/core/index.js";
-import { RaftNodeError } from "../../raft/node/index.js";
-import { leadershipCandidates, leaderTaskFailure, lostLeadership } from "../../server/leadership.js";
+import { afterEach, expect, it } from "vitest";
+import { type Entry, NotLeaderError, RaftError, type RaftStatus } from "../../raft/core/index.js";
+import {
+  InProcessNetwork,
+  MemoryLogStore,
+  RaftNode,
+  RaftNodeError,
+  type StateMachine,
+} from "../../raft/node/index.js";
+import {
+  handOverLeadership,
+  leadershipCandidates,
+  leaderTaskFailure,
+  lostLeadership,
+} from "../../server/leadership.js";
 import { StateError } from "../../storage/state/index.js";
 
 it("counts a lost lead, a dropped proposal or read, and a transfer under way as a leadership change, and nothing else", () => {
@@ -56,4 +68,79 @@ it("offers the leadership to the other voters that would take it, furthest along
   // Not one that declines it (sealed).
   expect(leadershipCandidates(status, (id) => id === "n3")).toEqual(["n4", "n2"]);
   expect(leadershipCandidates(status, () => true)).toEqual([]);
+});
+
+/** Applies nothing: the hand-over tests need leaders and terms only. */
+const noMachine: StateMachine<null> = {
+  apply: (_entry: Entry) => null,
+  snapshot: () => new Uint8Array(),
+  restore: async () => {},
+  appliedIndex: () => 0,
+};
+
+const started: RaftNode<null>[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((node) => node.stop()));
+});
+
+/** Three voters, 10 ms ticks (an election timeout of 100-200 ms); resolves with the leader. */
+async function threeVoters(): Promise<{ nodes: RaftNode<null>[]; leader: RaftNode<null> }> {
+  const network = new InProcessNetwork();
+  const ids = ["n1", "n2", "n3"];
+  for (const id of ids) {
+    started.push(
+      await RaftNode.start<null>({
+        id,
+        logStore: new MemoryLogStore(),
+        transport: network.connect(id),
+        stateMachine: noMachine,
+        tickMs: 10,
+        requestTimeoutMs: 2000,
+        bootstrap: { voters: ids, learners: [] },
+      }),
+    );
+  }
+  const nodes = [...started];
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const leader = nodes.find((node) => node.leadership().role === "leader");
+    if (leader !== undefined) return { nodes, leader };
+    if (Date.now() > deadline) throw new Error("no leader in 10 s");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+it("offers the leadership to the next voter when the one it chose went down, and leaves it leading", async () => {
+  const { nodes, leader } = await threeVoters();
+  // The voter it would choose goes down before the leader counts it out of reach.
+  const chosen = leadershipCandidates(leader.status(), () => false)[0];
+  const down = nodes.find((node) => node.id === chosen);
+  const other = nodes.find((node) => node !== leader && node !== down);
+  if (down === undefined || other === undefined) throw new Error("three voters expected");
+  await down.stop();
+  const began = Date.now();
+  await handOverLeadership(leader, () => false, 10_000);
+  // Within a few election timeouts, not at the end of the wait: the first offer is abandoned.
+  expect(Date.now() - began).toBeLessThan(5000);
+  expect(other.leadership().role).toBe("leader");
+  expect(leader.leadership().leader).toBe(other.id);
+});
+
+it("gives up once no majority answers (the whole cluster stopping at once), not at the end of its wait", async () => {
+  const { nodes, leader } = await threeVoters();
+  const { term } = leader.leadership();
+  await Promise.all(nodes.filter((node) => node !== leader).map((node) => node.stop()));
+  const began = Date.now();
+  await handOverLeadership(leader, () => false, 10_000);
+  expect(Date.now() - began).toBeLessThan(5000);
+  // It stepped down in its own term (CheckQuorum), and nobody leads.
+  expect(leader.leadership()).toEqual({ role: "follower", leader: null, term });
+});
+
+it("waits until the voter it chose leads when that voter is up", async () => {
+  const { nodes, leader } = await threeVoters();
+  const chosen = leadershipCandidates(leader.status(), () => false)[0];
+  await handOverLeadership(leader, () => false, 10_000);
+  expect(leader.leadership().leader).toBe(chosen);
+  expect(nodes.find((node) => node.id === chosen)?.leadership().role).toBe("leader");
 });
