@@ -81,9 +81,9 @@ export async function createCa(commonName: string, notAfter: number): Promise<Is
 
 /**
  * Makes `certificate` a CA of `commonName` (organization strongroom) that signs leaves only, and
- * signs it with its own key. Shared with the development PKI (server/tls/dev-pki.ts).
+ * signs it with its own key.
  */
-export function makeSelfSignedCa(
+function makeSelfSignedCa(
   certificate: Forge.pki.Certificate,
   commonName: string,
   privateKey: Forge.pki.rsa.PrivateKey,

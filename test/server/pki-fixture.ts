@@ -43,8 +43,9 @@ export class TestPki {
 
   /**
    * A client's files: its certificate (client CA), and the cluster CA bundle that signs servers.
-   * Without a validity, one certificate per name, made on first use: a key pair takes 150 ms here,
-   * on the thread the in-process nodes share, and tests open hundreds of clients.
+   * Without a validity, one certificate per name, made on first use: tests open hundreds of
+   * clients, and each certificate made is files written (and a signature, a few ms, on the thread
+   * the in-process nodes share).
    */
   client(name: string, validity?: Validity): TlsFilePaths {
     if (validity === undefined) {

@@ -6,6 +6,8 @@
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
+import { createCa } from "../../server/pki/certificate-authority.js";
+import { createCertificateAuthority, issueNodeCertificate } from "../../server/tls/dev-pki.js";
 import { clientIdentityOf, nodeIdOf } from "../../server/tls/identity.js";
 import { readTlsMaterial, type TlsConfigError, TlsFiles } from "../../server/tls/tls-files.js";
 import { TestPki } from "./pki-fixture.js";
@@ -36,6 +38,37 @@ describe("dev PKI", () => {
     expect(certificate.verify(new X509Certificate(pki.clusterCa.certificatePem).publicKey)).toBe(false);
     expect(certificate.keyUsage).toEqual(["1.3.6.1.5.5.7.3.2"]);
     expect(certificate.subject).toContain("CN=alice");
+  });
+
+  it("makes P-256 keys, and a CA that outlives 2049 (its end as GeneralizedTime)", () => {
+    const ca = createCertificateAuthority("long-lived CA", { validDays: 36_500 });
+    const certificate = new X509Certificate(ca.certificatePem);
+    expect(certificate.publicKey.asymmetricKeyType).toBe("ec");
+    expect(certificate.publicKey.asymmetricKeyDetails?.namedCurve).toBe("prime256v1");
+    expect(certificate.ca).toBe(true);
+    expect(certificate.checkIssued(certificate)).toBe(true);
+    expect(certificate.verify(certificate.publicKey)).toBe(true);
+    expect(new Date(certificate.validTo).getUTCFullYear()).toBeGreaterThan(2100);
+    const leaf = new X509Certificate(
+      issueNodeCertificate(ca, { nodeId: "n1", hosts: ["127.0.0.1"] }).certificatePem,
+    );
+    expect(leaf.publicKey.asymmetricKeyType).toBe("ec");
+    expect(leaf.ca).toBe(false);
+    // Issued by it: its name, and its key identifier (OpenSSL compares them), and its signature.
+    expect(leaf.checkIssued(certificate)).toBe(true);
+    expect(leaf.verify(certificate.publicKey)).toBe(true);
+  });
+
+  it("still issues from an RSA CA (the dev PKI's CAs before P-256)", async () => {
+    const rsa = await createCa("older RSA CA", Date.now() + 86_400_000);
+    const ca = new X509Certificate(rsa.certificatePem);
+    expect(ca.publicKey.asymmetricKeyType).toBe("rsa");
+    const leaf = new X509Certificate(
+      issueNodeCertificate(rsa, { nodeId: "n2", hosts: ["127.0.0.1"] }).certificatePem,
+    );
+    expect(leaf.checkIssued(ca)).toBe(true);
+    expect(leaf.verify(ca.publicKey)).toBe(true);
+    expect(leaf.subjectAltName).toBe("URI:strongroom://node/n2, IP Address:127.0.0.1");
   });
 });
 
