@@ -28,6 +28,12 @@ export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead)
     .sort((a, b) => matchOf(b) - matchOf(a));
 }
 
+/** How long a hand-over may wait, and the cluster's election timeout (ticks × tick). */
+export interface HandOverTiming {
+  readonly waitMs: number;
+  readonly electionTimeoutMs: number;
+}
+
 /**
  * If this node leads, transfers leadership to the voter furthest along that can take it, and
  * waits up to `waitMs` until another member leads (this node heard from it). Stepping down is not
@@ -35,22 +41,24 @@ export function leadershipCandidates(status: RaftStatus, cannotLead: CannotLead)
  * not have left yet, which a stop that closes the transport next would lose (with one voter down,
  * the target then had no quorum). With no candidate, it keeps leading.
  *
- * A transfer that the leader abandoned (an election timeout passed in its term without the target
- * campaigning: it went down after this node last counted it in reach) is not waited out: the next
- * candidate is offered the leadership, and once none is left, or this node stepped down in its
- * own term (CheckQuorum: no majority answers, as when the whole cluster stops at once), it gives
- * up. Waiting on was the rest of `waitMs` (2 s for a stop) spent for nothing.
+ * It does not wait for what cannot come, which cost the whole wait (2 s of a stop) when the
+ * cluster stopped at once: a transfer the leader abandoned (an election timeout in its term
+ * without the target campaigning: it went down after this node last counted it in reach) passes
+ * to the next candidate, and once none is left it keeps leading; a step-down in its own term
+ * (CheckQuorum: no majority answers) ends the wait; and an election it voted in that has no
+ * leader two election timeouts (the longest randomized one) after this node saw it begin has
+ * lost its candidate, and its vote has long left.
  */
 export async function handOverLeadership(
   raft: RaftNode<unknown>,
   cannotLead: CannotLead,
-  waitMs: number,
+  timing: HandOverTiming,
 ): Promise<void> {
   // Stopped on a fatal error, it still says it leads; it sent its farewell as it stopped.
   if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
-  const deadline = Date.now() + waitMs;
+  const deadline = Date.now() + timing.waitMs;
   const offered = new Set<NodeId>();
   for (;;) {
     const now = raft.status();
@@ -59,29 +67,36 @@ export async function handOverLeadership(
     if (target === undefined) return;
     offered.add(target);
     raft.transferLeadership(target);
-    const outcome = await transferOutcome(raft, status.id, status.term, deadline);
+    const outcome = await transferOutcome(raft, status, deadline, 2 * timing.electionTimeoutMs);
     if (outcome !== "abandoned") return;
   }
 }
 
 /**
- * Polls a transfer this leader began in `term` until another member leads ("led by another"),
- * the wait runs out, this node stepped down in its own term ("stepped down": no quorum), or it
- * leads on with no transfer under way ("abandoned").
+ * Polls a transfer the leader `self` began in its term until another member leads ("led by
+ * another"), the wait runs out, it stepped down in that term ("stepped down": no quorum), a later
+ * term's election had no leader for `electionWaitMs` ("election failed"), or it leads on with no
+ * transfer under way ("abandoned").
  */
 async function transferOutcome(
   raft: RaftNode<unknown>,
-  self: NodeId,
-  term: number,
+  self: { readonly id: NodeId; readonly term: number },
   deadline: number,
-): Promise<"led by another" | "deadline" | "stepped down" | "abandoned"> {
+  electionWaitMs: number,
+): Promise<"led by another" | "deadline" | "stepped down" | "election failed" | "abandoned"> {
+  let laterTermSeenAt: number | null = null;
   for (;;) {
-    const { leader, role, term: now } = raft.leadership();
-    if (leader !== null && leader !== self) return "led by another";
-    if (Date.now() >= deadline) return "deadline";
-    // A vote in a later term may be on its way to the target: that election is waited for.
-    if (now === term && role !== "leader") return "stepped down";
-    if (now === term && raft.status().leadTransferee === null) return "abandoned";
+    const { leader, role, term } = raft.leadership();
+    if (leader !== null && leader !== self.id) return "led by another";
+    const now = Date.now();
+    if (now >= deadline) return "deadline";
+    if (term === self.term) {
+      if (role !== "leader") return "stepped down";
+      if (raft.status().leadTransferee === null) return "abandoned";
+    } else {
+      laterTermSeenAt ??= now;
+      if (now - laterTermSeenAt >= electionWaitMs) return "election failed";
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

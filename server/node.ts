@@ -720,6 +720,7 @@ export class StrongroomNode {
       nodeId: config.nodeId,
       raft: raftNode,
       cannotLead,
+      electionTimeoutMs: config.raft.electionTicks * config.raft.tickMs,
       state,
       keeper,
       reads,
@@ -978,7 +979,10 @@ export class StrongroomNode {
       phases[phase] = Math.round(now - phaseStart);
       phaseStart = now;
     };
-    await handOverLeadership(raft, this.parts.cannotLead, Math.min(graceMs, 2000));
+    await handOverLeadership(raft, this.parts.cannotLead, {
+      waitMs: Math.min(graceMs, 2000),
+      electionTimeoutMs: this.config.raft.electionTicks * this.config.raft.tickMs,
+    });
     took("handOverMs");
     // A watch never ends by itself: it would hold the shutdown for the whole grace. Ended now,
     // its client resumes on another node from the last revision it saw.

@@ -76,6 +76,8 @@ export interface SysApiParts {
   readonly raft: () => RaftNode<ApplyResult | null>;
   /** Whether a member cannot take the leadership now (sealed, out of reach). */
   readonly cannotLead: CannotLead;
+  /** raft.electionTicks × raft.tickMs: how long a seal's hand-over waits on a failed election. */
+  readonly electionTimeoutMs: number;
   readonly state: SecretStateMachine;
   readonly keeper: SealKeeper;
   readonly reads: ReadBarrier;
@@ -107,11 +109,10 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
     }),
     seal: method(service.seal, "local", async (_request, context) => {
       // A leader hands over first, so the cluster keeps a leader that can serve.
-      await handOverLeadership(
-        parts.raft(),
-        parts.cannotLead,
-        Math.min(2000, Math.max(0, context.deadline - Date.now())),
-      );
+      await handOverLeadership(parts.raft(), parts.cannotLead, {
+        waitMs: Math.min(2000, Math.max(0, context.deadline - Date.now())),
+        electionTimeoutMs: parts.electionTimeoutMs,
+      });
       parts.keeper.seal();
       return api.status();
     }),

@@ -54,6 +54,7 @@ async function initOn(raft: Raft, state: SecretStateMachine): Promise<string> {
     nodeId: "n1",
     raft: () => raft,
     cannotLead: () => false,
+    electionTimeoutMs: 1000,
     state,
     keeper: keeperOn(state),
     reads: new ReadBarrier(() => raft, new PeerContact(1000)),

@@ -83,9 +83,13 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((node) => node.stop()));
 });
 
+/** The test clusters' election timeout: 10 ticks (the default) of 10 ms. */
+const timing = { waitMs: 10_000, electionTimeoutMs: 100 };
+
 /** Three voters, 10 ms ticks (an election timeout of 100-200 ms); resolves with the leader. */
-async function threeVoters(): Promise<{ nodes: RaftNode<null>[]; leader: RaftNode<null> }> {
-  const network = new InProcessNetwork();
+async function threeVoters(
+  network = new InProcessNetwork(),
+): Promise<{ nodes: RaftNode<null>[]; leader: RaftNode<null> }> {
   const ids = ["n1", "n2", "n3"];
   for (const id of ids) {
     started.push(
@@ -119,7 +123,7 @@ it("offers the leadership to the next voter when the one it chose went down, and
   if (down === undefined || other === undefined) throw new Error("three voters expected");
   await down.stop();
   const began = Date.now();
-  await handOverLeadership(leader, () => false, 10_000);
+  await handOverLeadership(leader, () => false, timing);
   // Within a few election timeouts, not at the end of the wait: the first offer is abandoned.
   expect(Date.now() - began).toBeLessThan(5000);
   expect(other.leadership().role).toBe("leader");
@@ -131,16 +135,36 @@ it("gives up once no majority answers (the whole cluster stopping at once), not 
   const { term } = leader.leadership();
   await Promise.all(nodes.filter((node) => node !== leader).map((node) => node.stop()));
   const began = Date.now();
-  await handOverLeadership(leader, () => false, 10_000);
+  await handOverLeadership(leader, () => false, timing);
   expect(Date.now() - began).toBeLessThan(5000);
   // It stepped down in its own term (CheckQuorum), and nobody leads.
   expect(leader.leadership()).toEqual({ role: "follower", leader: null, term });
 });
 
+it("gives up an election it voted in once it had no leader for two election timeouts (its candidate went away)", async () => {
+  const network = new InProcessNetwork();
+  const { nodes, leader } = await threeVoters(network);
+  const others = nodes.filter((node) => node !== leader);
+  const [stopped, candidate] = others;
+  if (stopped === undefined || candidate === undefined) throw new Error("three voters expected");
+  await stopped.stop();
+  // The candidate goes away once the leader voted for it: the vote never arrives, nobody leads.
+  network.observe = (message) => {
+    if (message.type === "voteResponse" && message.from === leader.id) network.isolate(candidate.id);
+  };
+  const { term } = leader.leadership();
+  const began = Date.now();
+  await handOverLeadership(leader, (id) => id === stopped.id, timing);
+  expect(Date.now() - began).toBeLessThan(5000);
+  expect(leader.leadership().leader).toBeNull();
+  expect(leader.leadership().term).toBeGreaterThan(term);
+  expect(leader.status().vote).toBe(candidate.id);
+});
+
 it("waits until the voter it chose leads when that voter is up", async () => {
   const { nodes, leader } = await threeVoters();
   const chosen = leadershipCandidates(leader.status(), () => false)[0];
-  await handOverLeadership(leader, () => false, 10_000);
+  await handOverLeadership(leader, () => false, timing);
   expect(leader.leadership().leader).toBe(chosen);
   expect(nodes.find((node) => node.id === chosen)?.leadership().role).toBe("leader");
 });
