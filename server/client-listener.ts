@@ -43,6 +43,12 @@ import type { TlsFiles } from "./tls/tls-files.js";
 
 /** How long a stop waits for grpc-js to report its sessions gone after forcing them closed. */
 const forcedShutdownWaitMs = 1000;
+/**
+ * How long a stop leaves connections to close after their GOAWAY (a client's request already on its
+ * way is then refused, which grpc-js retries elsewhere, rather than cut) before, with no call in
+ * flight, it closes whatever is left.
+ */
+const idleCloseAfterMs = 250;
 
 export interface ClientListenerOptions {
   readonly address: string;
@@ -97,7 +103,33 @@ export interface ClientListener {
   close(graceMs: number): Promise<void>;
 }
 
+/**
+ * The calls being served: what a stop waits for. grpc-js's tryShutdown also waits for every
+ * connection to close, and one accepted as the shutdown began it never closes: such an idle
+ * connection held a stop for its whole grace (5 s, seen in chaos runs when a client reconnected
+ * to a node that had just been handed the leadership as it stopped).
+ */
+class CallsInFlight {
+  private count = 0;
+
+  /** Counts a call until the returned function is first called. */
+  begin(): () => void {
+    this.count += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.count -= 1;
+    };
+  }
+
+  none(): boolean {
+    return this.count === 0;
+  }
+}
+
 export async function startClientListener(options: ClientListenerOptions): Promise<ClientListener> {
+  const inFlight = new CallsInFlight();
   const server = new Server({
     // An oversized request is refused by gRPC (RESOURCE_EXHAUSTED) before it is decoded.
     "grpc.max_receive_message_length": options.messageBytesMax,
@@ -120,20 +152,23 @@ export async function startClientListener(options: ClientListenerOptions): Promi
   ];
   for (const [definition, methods] of services) {
     const implementation: UntypedServiceImplementation = {};
-    for (const [name, method] of Object.entries(methods)) implementation[name] = unary(method, options);
+    for (const [name, method] of Object.entries(methods))
+      implementation[name] = unary(method, options, inFlight);
     if (definition === SecretsService) {
-      implementation.watch = auditedServerStream(SecretsService.watch.path, options.watch, options);
+      implementation.watch = auditedServerStream(SecretsService.watch.path, options.watch, options, inFlight);
     }
     if (definition === ClusterService) {
       implementation.saveSnapshot = auditedServerStream(
         ClusterService.saveSnapshot.path,
         options.saveSnapshot,
         options,
+        inFlight,
       );
       implementation.restoreSnapshot = auditedClientStream(
         ClusterService.restoreSnapshot.path,
         options.restoreSnapshot,
         options,
+        inFlight,
       );
     }
     server.addService(definition, implementation);
@@ -152,13 +187,23 @@ export async function startClientListener(options: ClientListenerOptions): Promi
         // a session it lost track of would hold that callback, and the node's stop, forever (a CI
         // run once waited 30 s here after a client's connection had gone silent): a second after
         // forcing, the stop goes on anyway.
+        // Calls in flight get the grace; idle connections left after idleCloseAfterMs are closed.
         let giveUp: NodeJS.Timeout | null = null;
-        const force = setTimeout(() => {
+        const force = () => {
+          clearTimeout(graceOver);
+          clearInterval(idleCheck);
+          if (giveUp !== null) return;
           server.forceShutdown();
           giveUp = setTimeout(resolve, forcedShutdownWaitMs);
-        }, graceMs);
+        };
+        const graceOver = setTimeout(force, graceMs);
+        const closingSince = performance.now();
+        const idleCheck = setInterval(() => {
+          if (performance.now() - closingSince >= idleCloseAfterMs && inFlight.none()) force();
+        }, 20);
         server.tryShutdown(() => {
-          clearTimeout(force);
+          clearTimeout(graceOver);
+          clearInterval(idleCheck);
           if (giveUp !== null) clearTimeout(giveUp);
           resolve();
         });
@@ -166,10 +211,16 @@ export async function startClientListener(options: ClientListenerOptions): Promi
   };
 }
 
-function unary(method: AnyApiMethod, options: ClientListenerOptions): handleUnaryCall<unknown, unknown> {
+function unary(
+  method: AnyApiMethod,
+  options: ClientListenerOptions,
+  inFlight: CallsInFlight,
+): handleUnaryCall<unknown, unknown> {
   return (call, rawCallback) => {
+    const ended = inFlight.begin();
     const done = options.metrics.start(method.definition.path);
     const callback: typeof rawCallback = (error, response) => {
+      ended();
       done(error === null ? status.OK : (error.code ?? status.UNKNOWN));
       if (error !== null) {
         rawCallback(error, response);
@@ -228,8 +279,11 @@ function auditedServerStream<Request, Response>(
   method: string,
   handler: ServerStreamHandler<Request, Response>,
   options: ClientListenerOptions,
+  inFlight: CallsInFlight,
 ): handleServerStreamingCall<Request, Response> {
   return (call) => {
+    const ended = inFlight.begin();
+    for (const event of ["finish", "cancelled", "error", "close"]) call.once(event, ended);
     let context: RequestContext;
     try {
       // A stream lives as long as the client keeps it: its deadline is for the set-up only.
@@ -270,8 +324,15 @@ function auditedClientStream<Request, Response>(
   method: string,
   handler: ClientStreamHandler<Request, Response>,
   options: ClientListenerOptions,
+  inFlight: CallsInFlight,
 ): handleClientStreamingCall<Request, Response> {
-  return (call, callback) => {
+  return (call, rawCallback) => {
+    const ended = inFlight.begin();
+    call.once("cancelled", ended);
+    const callback: typeof rawCallback = (error, value) => {
+      ended();
+      rawCallback(error, value);
+    };
     let context: RequestContext;
     try {
       context = callContext(method, call, options);
