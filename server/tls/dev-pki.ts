@@ -5,8 +5,8 @@
 // a minute of its time), a P-256 key takes well under a millisecond. node-forge has no ECDSA, so
 // it only encodes: the certificate's DER is put together here with its ASN.1 encoder and its
 // extension encoders, and signed with Node's crypto. Every certificate is verified by Node's TLS,
-// never by node-forge, and node-forge never parses anything that came from outside (only the CA
-// certificate this module made, to copy its subject into what the CA issues).
+// never by node-forge; node-forge parses only the CA certificate given to issue from (the
+// operator's own file), for its subject name.
 
 import {
   createHash,
@@ -195,14 +195,20 @@ function distinguishedName(commonName: string): forge.asn1.Asn1 {
   return sequence([attribute(oids.commonName, commonName), attribute(oids.organizationName, "strongroom")]);
 }
 
-/** The subject name of a certificate this module made (its TBSCertificate's sixth field). */
+/**
+ * The subject name of the CA's certificate, copied as it is into what the CA issues (the issuer
+ * must match it byte for byte). Its TBSCertificate's fifth field, sixth when it has a version
+ * ([0]: every v3 certificate, as this module makes; a v1 CA has none).
+ */
 function subjectOf(certificatePem: string): forge.asn1.Asn1 {
   const [block] = forge.pem.decode(certificatePem);
   if (block === undefined) throw new Error("the CA certificate is not PEM");
-  const certificate = fromDer(block.body);
-  const subject = (certificate.value as forge.asn1.Asn1[])[0]?.value[5];
-  if (subject === undefined || typeof subject === "string")
-    throw new Error("the CA certificate has no subject");
+  const tbs = (fromDer(block.body).value as forge.asn1.Asn1[])[0];
+  const fields = Array.isArray(tbs?.value) ? tbs.value : [];
+  const versioned = fields[0]?.tagClass === asn1.Class.CONTEXT_SPECIFIC;
+  const subject = fields[versioned ? 5 : 4];
+  if (subject === undefined || subject.type !== asn1.Type.SEQUENCE)
+    throw new Error("the CA certificate has no subject name where X.509 puts it");
   return subject;
 }
 

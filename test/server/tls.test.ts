@@ -3,8 +3,9 @@
 // a rotated certificate is picked up without a restart, and a bad rotation is refused while the
 // old certificate stays in use.
 
-import { X509Certificate } from "node:crypto";
+import { generateKeyPairSync, sign, X509Certificate } from "node:crypto";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import forge from "node-forge";
 import { afterAll, describe, expect, it } from "vitest";
 import { createCa } from "../../server/pki/certificate-authority.js";
 import { createCertificateAuthority, issueNodeCertificate } from "../../server/tls/dev-pki.js";
@@ -70,7 +71,54 @@ describe("dev PKI", () => {
     expect(leaf.verify(ca.publicKey)).toBe(true);
     expect(leaf.subjectAltName).toBe("URI:strongroom://node/n2, IP Address:127.0.0.1");
   });
+
+  it("issues from a version 1 CA certificate (no version field before its serial)", () => {
+    const ca = versionOneCa("old v1 CA");
+    const caCertificate = new X509Certificate(ca.certificatePem);
+    const leaf = new X509Certificate(
+      issueNodeCertificate(ca, { nodeId: "n3", hosts: ["127.0.0.1"] }).certificatePem,
+    );
+    expect(leaf.issuer).toBe(caCertificate.subject);
+    expect(leaf.verify(caCertificate.publicKey)).toBe(true);
+  });
 });
+
+/**
+ * A self-signed X.509 v1 certificate (as old tools made CAs): node-forge always writes a version
+ * field, so its TBSCertificate is taken apart here, the field dropped, and signed again.
+ */
+function versionOneCa(commonName: string): { certificatePem: string; privateKeyPem: string } {
+  const keys = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const certificate = forge.pki.createCertificate();
+  certificate.publicKey = forge.pki.publicKeyFromPem(
+    keys.publicKey.export({ type: "spki", format: "pem" }).toString(),
+  );
+  certificate.serialNumber = "01";
+  certificate.validity.notBefore = new Date(Date.now() - 60_000);
+  certificate.validity.notAfter = new Date(Date.now() + 86_400_000);
+  certificate.setSubject([{ name: "commonName", value: commonName }]);
+  certificate.setIssuer([{ name: "commonName", value: commonName }]);
+  certificate.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption ?? "";
+  // Not in node-forge's types; in its x509 module since 0.x.
+  const { getTBSCertificate } = forge.pki as unknown as {
+    getTBSCertificate(certificate: forge.pki.Certificate): forge.asn1.Asn1;
+  };
+  const tbs = getTBSCertificate(certificate);
+  (tbs.value as forge.asn1.Asn1[]).shift();
+  const tbsDer = forge.asn1.toDer(tbs).getBytes();
+  const signature = sign("sha256", Buffer.from(tbsDer, "binary"), keys.privateKey).toString("binary");
+  const { asn1 } = forge;
+  const algorithm = (tbs.value as forge.asn1.Asn1[])[1] as forge.asn1.Asn1;
+  const whole = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    tbs,
+    algorithm,
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\0${signature}`),
+  ]);
+  return {
+    certificatePem: forge.pem.encode({ type: "CERTIFICATE", body: asn1.toDer(whole).getBytes() }),
+    privateKeyPem: keys.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+  };
+}
 
 describe("identities", () => {
   it("reads a node id and a client identity, and never one for the other", () => {
