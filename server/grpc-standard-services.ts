@@ -36,6 +36,12 @@ export class StandardServices {
 
   private reflection: Map<string, ReflectionMethod> | null = null;
 
+  /**
+   * `protoSearchFrom`: where the search for the package's proto/ folder starts (this module's
+   * folder; a test starts it where there is none).
+   */
+  constructor(private readonly protoSearchFrom = dirname(fileURLToPath(import.meta.url))) {}
+
   addTo(server: Server): void {
     this.health.addToServer(server);
     for (const path of reflectionPaths) {
@@ -83,18 +89,20 @@ export class StandardServices {
         ReflectionService: typeof ReflectionService;
       };
       const methods = new Map<string, ReflectionMethod>();
-      new Service(loadSync(servedProtos, { includeDirs: [findProtoRoot()] })).addToServer({
-        addService: (service, implementation) => {
-          for (const [name, definition] of Object.entries(service)) {
-            const handler = implementation[name];
-            if (handler !== undefined)
-              methods.set(definition.path, {
-                definition: definition as MethodDefinition<unknown, unknown>,
-                handler: handler as handleBidiStreamingCall<unknown, unknown>,
-              });
-          }
+      new Service(loadSync(servedProtos, { includeDirs: [findProtoRoot(this.protoSearchFrom)] })).addToServer(
+        {
+          addService: (service, implementation) => {
+            for (const [name, definition] of Object.entries(service)) {
+              const handler = implementation[name];
+              if (handler !== undefined)
+                methods.set(definition.path, {
+                  definition: definition as MethodDefinition<unknown, unknown>,
+                  handler: handler as handleBidiStreamingCall<unknown, unknown>,
+                });
+            }
+          },
         },
-      });
+      );
       this.reflection = methods;
     }
     const method = this.reflection.get(path);
@@ -109,9 +117,12 @@ interface ReflectionMethod {
   readonly handler: handleBidiStreamingCall<unknown, unknown>;
 }
 
-/** The proto/ folder of the package, found from this file (sources under tsx, or dist/ when built). */
-function findProtoRoot(): string {
-  let directory = dirname(fileURLToPath(import.meta.url));
+/**
+ * The proto/ folder of the package, found from `start` upwards (from this module: sources under
+ * tsx, or dist/ when built).
+ */
+function findProtoRoot(start: string): string {
+  let directory = start;
   for (let depth = 0; depth < 5; depth++) {
     const candidate = join(directory, "proto");
     if (existsSync(join(candidate, "strongroom", "v1", "secrets.proto"))) return candidate;

@@ -4,6 +4,9 @@
 // what is checked is the services themselves; test/server/cluster.test.ts reaches them through a
 // node's mutual-TLS client port.
 
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import {
@@ -13,6 +16,7 @@ import {
   Server,
   ServerCredentials,
   type ServiceClientConstructor,
+  status,
 } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -45,7 +49,7 @@ beforeAll(async () => {
 
 afterAll(() => server.forceShutdown());
 
-function reflectionClient(version: "v1" | "v1alpha"): ReflectionClient {
+function reflectionClient(version: "v1" | "v1alpha", target = address): ReflectionClient {
   const definition = loadPackageDefinition(
     loadSync(`grpc/reflection/${version}/reflection.proto`, {
       includeDirs: [new URL("../../node_modules/@grpc/reflection/build/proto", import.meta.url).pathname],
@@ -53,12 +57,16 @@ function reflectionClient(version: "v1" | "v1alpha"): ReflectionClient {
   ) as unknown as { grpc: { reflection: Record<string, { ServerReflection: ServiceClientConstructor }> } };
   const Client = definition.grpc.reflection[version]?.ServerReflection;
   if (Client === undefined) throw new Error(`no ServerReflection in reflection ${version}`);
-  return new Client(address, credentials.createInsecure()) as unknown as ReflectionClient;
+  return new Client(target, credentials.createInsecure()) as unknown as ReflectionClient;
 }
 
 /** One request on a fresh reflection stream, and its one answer. */
-async function ask(version: "v1" | "v1alpha", request: Record<string, string>): Promise<ReflectionResponse> {
-  const client = reflectionClient(version);
+async function ask(
+  version: "v1" | "v1alpha",
+  request: Record<string, string>,
+  target = address,
+): Promise<ReflectionResponse> {
+  const client = reflectionClient(version, target);
   try {
     return await new Promise<ReflectionResponse>((resolve, reject) => {
       const stream = client.ServerReflectionInfo();
@@ -110,3 +118,60 @@ it("describes a strongroom service's file in v1alpha as in v1, and names a symbo
     });
   }
 });
+
+it("answers reflection INTERNAL, naming the folder, in an installation without proto/; health still serves", async () => {
+  const nowhere = mkdtempSync(join(tmpdir(), "strongroom-no-proto-"));
+  const bare = new StandardServices(nowhere);
+  const bareServer = new Server();
+  bare.addTo(bareServer);
+  bare.setServing(true);
+  const port = await new Promise<number>((resolve, reject) =>
+    bareServer.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) =>
+      error === null ? resolve(bound) : reject(error),
+    ),
+  );
+  try {
+    const refused = await ask("v1", { listServices: "" }, `127.0.0.1:${port}`).then(
+      () => null,
+      (error: { code: number; details: string }) => error,
+    );
+    expect(refused?.code).toBe(status.INTERNAL);
+    expect(refused?.details).toContain("the proto/ folder of strongroom is missing from the installation");
+    expect(bare.reflectionBuilt()).toBe(false);
+    const health = healthClient(`127.0.0.1:${port}`);
+    try {
+      const answer = await new Promise<{ status: string }>((resolve, reject) =>
+        health.Check({ service: "" }, (error, response) =>
+          error === null ? resolve(response) : reject(error),
+        ),
+      );
+      expect(answer.status).toBe("SERVING");
+    } finally {
+      health.close();
+    }
+  } finally {
+    bareServer.forceShutdown();
+    rmSync(nowhere, { recursive: true, force: true });
+  }
+});
+
+type HealthClient = {
+  Check(
+    request: { service: string },
+    callback: (error: Error | null, response: { status: string }) => void,
+  ): void;
+  close(): void;
+};
+
+function healthClient(target: string): HealthClient {
+  const definition = loadPackageDefinition(
+    loadSync("health/v1/health.proto", {
+      enums: String,
+      includeDirs: [new URL("../../node_modules/grpc-health-check/proto", import.meta.url).pathname],
+    }),
+  ) as unknown as { grpc: { health: { v1: { Health: ServiceClientConstructor } } } };
+  return new definition.grpc.health.v1.Health(
+    target,
+    credentials.createInsecure(),
+  ) as unknown as HealthClient;
+}
