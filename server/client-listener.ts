@@ -104,7 +104,8 @@ export interface ClientListener {
 }
 
 /**
- * The calls being served: what a stop waits for. grpc-js's tryShutdown also waits for every
+ * The calls being served (strongroom's services; health and reflection are not counted, and a
+ * stop does not wait for them): what a stop waits for. grpc-js's tryShutdown also waits for every
  * connection to close, and one accepted as the shutdown began it never closes: such an idle
  * connection held a stop for its whole grace (5 s, seen in chaos runs when a client reconnected
  * to a node that had just been handed the leadership as it stopped).
