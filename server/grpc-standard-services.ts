@@ -89,20 +89,19 @@ export class StandardServices {
         ReflectionService: typeof ReflectionService;
       };
       const methods = new Map<string, ReflectionMethod>();
-      new Service(loadSync(servedProtos, { includeDirs: [findProtoRoot(this.protoSearchFrom)] })).addToServer(
-        {
-          addService: (service, implementation) => {
-            for (const [name, definition] of Object.entries(service)) {
-              const handler = implementation[name];
-              if (handler !== undefined)
-                methods.set(definition.path, {
-                  definition: definition as MethodDefinition<unknown, unknown>,
-                  handler: handler as handleBidiStreamingCall<unknown, unknown>,
-                });
-            }
-          },
+      const definitions = loadSync(servedProtos, { includeDirs: [findProtoRoot(this.protoSearchFrom)] });
+      new Service(definitions).addToServer({
+        addService: (service, implementation) => {
+          for (const [name, definition] of Object.entries(service)) {
+            const handler = implementation[name];
+            if (handler !== undefined)
+              methods.set(definition.path, {
+                definition: definition as MethodDefinition<unknown, unknown>,
+                handler: handler as handleBidiStreamingCall<unknown, unknown>,
+              });
+          }
         },
-      );
+      });
       this.reflection = methods;
     }
     const method = this.reflection.get(path);

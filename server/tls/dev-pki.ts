@@ -16,6 +16,7 @@ import {
   type KeyObject,
   randomBytes,
   sign,
+  X509Certificate,
 } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
@@ -110,6 +111,9 @@ function issue(
 ): PemPair {
   // A CA made before P-256 (RSA) still signs: signedCertificate names its algorithm.
   const caKey = createPrivateKey(authority.privateKeyPem);
+  // Files mixed up (another CA's key beside this certificate) would sign what no one can verify.
+  if (!new X509Certificate(authority.certificatePem).checkPrivateKey(caKey))
+    throw new Error("the CA's private key does not belong to its certificate (another CA's key?)");
   const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const certificate = signedCertificate({
     subject: distinguishedName(commonName),

@@ -72,6 +72,17 @@ describe("dev PKI", () => {
     expect(leaf.subjectAltName).toBe("URI:strongroom://node/n2, IP Address:127.0.0.1");
   });
 
+  it("refuses to issue with a CA key that is not its certificate's", () => {
+    const ca = createCertificateAuthority("one CA");
+    const other = createCertificateAuthority("another CA");
+    expect(() =>
+      issueNodeCertificate(
+        { certificatePem: ca.certificatePem, privateKeyPem: other.privateKeyPem },
+        { nodeId: "n4", hosts: ["127.0.0.1"] },
+      ),
+    ).toThrow("the CA's private key does not belong to its certificate (another CA's key?)");
+  });
+
   it("issues from a version 1 CA certificate (no version field before its serial)", () => {
     const ca = versionOneCa("old v1 CA");
     const caCertificate = new X509Certificate(ca.certificatePem);
