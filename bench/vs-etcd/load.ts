@@ -4,7 +4,14 @@
 
 import { Worker } from "node:worker_threads";
 import type { WorkerJob, WorkerResult } from "./load-worker.js";
-import { cpuSeconds, rssMiB } from "./process-stats.js";
+import {
+  busyShare,
+  cpuSeconds,
+  machineTicks,
+  mainThreadSchedule,
+  rssMiB,
+  type ThreadSchedule,
+} from "./process-stats.js";
 import type { TargetSpec } from "./targets.js";
 
 export interface RunSpec {
@@ -38,6 +45,14 @@ export interface RunResult {
   readonly serverCpuPer1000ByNode: number[];
   /** The load generator's own CPU over the window, in cores (1.0: one core busy). */
   readonly generatorCores: number;
+  /** The share of the window the machine's cores were busy (every process and the kernel), 0 to 1. */
+  readonly machineBusy: number;
+  /**
+   * For each server process, the share of the window its main thread ran, and waited runnable for a
+   * core (0 to 1): a Node process's event loop; for etcd (Go, many threads) one thread of several.
+   */
+  readonly mainThreadRun: number[];
+  readonly mainThreadWait: number[];
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
   /** The most each server process held at any sample over the window, MiB. */
@@ -98,6 +113,8 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
   await sleepUntil(windowStart);
   const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
   const selfBefore = cpuSeconds("self");
+  const machineBefore = machineTicks();
+  const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
   // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
   const rssSamples: RssSample[] = [];
   const sampleRss = () =>
@@ -111,6 +128,8 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
   clearInterval(sampler);
   const serverCpuAfter = spec.serverPids.map((pid) => cpuSeconds(pid));
   const selfAfter = cpuSeconds("self");
+  const machineAfter = machineTicks();
+  const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
   sampleRss();
   const rss = rssSamples.at(-1)?.mib ?? [];
   const rssPeak = spec.serverPids.map((_, i) => Math.max(...rssSamples.map((sample) => sample.mib[i] ?? 0)));
@@ -129,6 +148,12 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
   const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
   const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
   const per1000 = (seconds: number) => (total === 0 ? 0 : (seconds / total) * 1000);
+  const windowSeconds = spec.durationMs / 1000;
+  const shareOfWindow = (read: (schedule: ThreadSchedule) => number) =>
+    scheduleAfter.map((after, i) => {
+      const before = scheduleBefore[i];
+      return before === undefined ? 0 : (read(after) - read(before)) / windowSeconds;
+    });
   return {
     ops: total,
     opsPerSecond: total / (spec.durationMs / 1000),
@@ -140,7 +165,10 @@ export async function runLoad(spec: RunSpec): Promise<RunResult> {
     p999Ms: percentile(99.9),
     serverCpuPer1000: per1000(serverCpu),
     serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
-    generatorCores: (selfAfter - selfBefore) / (spec.durationMs / 1000),
+    generatorCores: (selfAfter - selfBefore) / windowSeconds,
+    machineBusy: busyShare(machineBefore, machineAfter),
+    mainThreadRun: shareOfWindow((schedule) => schedule.runSeconds),
+    mainThreadWait: shareOfWindow((schedule) => schedule.waitSeconds),
     rssMiB: rss,
     rssPeakMiB: rssPeak,
     rssSamples,

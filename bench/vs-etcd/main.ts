@@ -346,11 +346,13 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "sr RSS peak",
     "etcd RSS peak",
     "gen cores",
+    "machine busy %",
+    "sr loop run/wait %",
   ];
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU.`,
+    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -392,6 +394,12 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         ...each((result) => result.rssMiB.join("/")),
         ...each((result) => result.rssPeakMiB.join("/")),
         `${srGenerator}/${etGenerator}`,
+        each((result) => String(Math.round(result.machineBusy * 100))).join("/"),
+        sr === undefined
+          ? "-"
+          : sr.mainThreadRun
+              .map((run, i) => `${Math.round(run * 100)}/${Math.round((sr.mainThreadWait[i] ?? 0) * 100)}`)
+              .join(" "),
       ]);
     }
     process.stdout.write(`\n${name}\n`);

@@ -1,5 +1,6 @@
 // CPU time and resident memory of a process, from Linux's /proc: what each server process (and the
-// load generator itself) costs during a benchmark run.
+// load generator itself) costs during a benchmark run; and how busy the whole machine was, and how
+// long a process's main thread waited for a core, which say whether a run was bound by the CPU.
 
 import { readFileSync } from "node:fs";
 
@@ -19,4 +20,49 @@ export function cpuSeconds(pid: number | "self"): number {
 export function rssMiB(pid: number | "self"): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return match === null ? 0 : Number(match[1]) / 1024;
+}
+
+/** The machine's CPU time so far, in clock ticks summed over its cores. */
+export interface MachineTicks {
+  /** Neither idle nor idle waiting for I/O: every process's time and the kernel's own. */
+  readonly busy: number;
+  readonly total: number;
+}
+
+export function machineTicks(): MachineTicks {
+  // The first line of /proc/stat: "cpu  user nice system idle iowait irq softirq steal ...".
+  // guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const [label, ...fields] = line.trim().split(/\s+/);
+  if (label !== "cpu" || fields.length < 8)
+    throw new Error(`/proc/stat begins "${line}", not the cpu totals`);
+  const ticks = fields.slice(0, 8).map(Number);
+  const total = ticks.reduce((sum, value) => sum + value, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** The share of `after - before` the machine's cores were busy, 0 to 1. */
+export function busyShare(before: MachineTicks, after: MachineTicks): number {
+  const total = after.total - before.total;
+  return total <= 0 ? 0 : (after.busy - before.busy) / total;
+}
+
+/** Seconds a thread has run on a core, and waited runnable for one, so far. */
+export interface ThreadSchedule {
+  readonly runSeconds: number;
+  readonly waitSeconds: number;
+}
+
+/**
+ * The schedule of a process's main thread (for a Node process, its event loop): /proc/<pid>/schedstat
+ * describes the thread whose id is the process's, not the process's other threads. Time spent
+ * waiting is time it could have run: a loop that waits as long as it runs is held up by the other
+ * processes and threads on its cores, not by its own work.
+ */
+export function mainThreadSchedule(pid: number): ThreadSchedule {
+  const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+  if (!Number.isFinite(run) || !Number.isFinite(wait))
+    throw new Error(`/proc/${pid}/schedstat does not hold a run and a wait time`);
+  return { runSeconds: (run as number) / 1e9, waitSeconds: (wait as number) / 1e9 };
 }
