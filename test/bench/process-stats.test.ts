@@ -23,13 +23,13 @@ afterEach(async () => {
 
 /** A process whose main thread spins for `ms`, then exits; resolves once it has started spinning. */
 async function spinner(ms: number): Promise<ChildProcess> {
-  const process_ = spawn(
+  const spinning = spawn(
     process.execPath,
     ["-e", `console.log("go"); const end = Date.now() + ${ms}; while (Date.now() < end);`],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
-  await once(process_.stdout as NodeJS.ReadableStream, "data");
-  return process_;
+  await once(spinning.stdout as NodeJS.ReadableStream, "data");
+  return spinning;
 }
 
 async function sleep(ms: number): Promise<void> {
