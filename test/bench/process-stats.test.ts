@@ -25,7 +25,7 @@ afterEach(async () => {
 async function spinner(ms: number): Promise<ChildProcess> {
   const spinning = spawn(
     process.execPath,
-    ["-e", `console.log("go"); const end = Date.now() + ${ms}; while (Date.now() < end);`],
+    ["-e", `process.stdout.write("go\\n"); const end = Date.now() + ${ms}; while (Date.now() < end);`],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   await once(spinning.stdout as NodeJS.ReadableStream, "data");
@@ -58,7 +58,7 @@ it("counts a spinning main thread's time on a core, and the machine as busy mean
 });
 
 it("counts a sleeping main thread as neither running nor waiting", async () => {
-  child = spawn(process.execPath, ["-e", 'console.log("go"); setTimeout(() => {}, 5000);'], {
+  child = spawn(process.execPath, ["-e", 'process.stdout.write("go\\n"); setTimeout(() => {}, 5000);'], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   await once(child.stdout as NodeJS.ReadableStream, "data");
