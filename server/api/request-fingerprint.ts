@@ -6,6 +6,7 @@
 
 import { createHmac } from "node:crypto";
 import { Packr } from "msgpackr";
+import { packTransient } from "../../storage/msgpack-owned.js";
 import type { CommandRequest } from "../../storage/state/index.js";
 import { validateRequestId } from "../../storage/state/index.js";
 import { NodeError } from "../errors.js";
@@ -47,7 +48,7 @@ export class RequestFingerprints {
     if (rootKey === null) throw new NodeError("SEALED", "this node is sealed: unseal it to serve secrets");
     const { requestId, ...asked } = request;
     const fingerprint = createHmac("sha256", this.key.of(rootKey))
-      .update(packr.pack([method, asked]))
+      .update(packTransient(packr, [method, asked]))
       .digest();
     return { request: { id: requestId, fingerprint: new Uint8Array(fingerprint) } };
   }

@@ -12,6 +12,7 @@
 // so it takes a new command schema version, never a setting.
 
 import { Packr } from "msgpackr";
+import { packOwned } from "../msgpack-owned.js";
 import { StateError, type StateErrorCode } from "./errors.js";
 import { isWellFormedRequestId, requestIdCharsMax } from "./limits.js";
 
@@ -54,7 +55,6 @@ export interface AppliedRequest {
 }
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Refuses a request id that is empty, too long or has characters outside [A-Za-z0-9._:-]. */
@@ -67,11 +67,12 @@ export function validateRequestId(id: string): void {
   }
 }
 
+/** A request record's key, in a slice of Node's buffer pool (as secret-state.ts builds its keys). */
 export function requestKey(id: string): Uint8Array {
-  const name = encoder.encode(id);
-  const key = new Uint8Array(1 + name.length);
+  const nameLength = Buffer.byteLength(id);
+  const key = Buffer.allocUnsafe(1 + nameLength);
   key[0] = requestRecordKind;
-  key.set(name, 1);
+  key.write(id, 1, nameLength, "utf8");
   return key;
 }
 
@@ -80,7 +81,7 @@ export function requestIdOfKey(key: Uint8Array): string {
 }
 
 export function encodeAppliedRequest(record: AppliedRequest): Uint8Array {
-  return packr.pack(record);
+  return packOwned(packr, record);
 }
 
 /** Decodes a request record; a damaged one is the store's corruption, named as such. */

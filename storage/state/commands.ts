@@ -6,6 +6,7 @@
 // value.
 
 import { Packr } from "msgpackr";
+import { packOwned } from "../msgpack-owned.js";
 import { type CommandRequest, validateRequestId } from "./applied-requests.js";
 import { StateError } from "./errors.js";
 
@@ -199,13 +200,12 @@ export type SecretCommandOp = SecretCommand["op"];
  * Decoded bytes (a ciphertext, a system record's value) are copies, not views of the entry's data.
  * Some outlive the apply by hours: the access view keeps every token, policy and lease record as
  * it was applied. A view would keep what the entry was read from: on a follower the whole Raft
- * batch it arrived in (every write replicated with it), on the leader msgpackr's shared 8 KiB (or
- * larger) encoding buffer.
+ * batch it arrived in (every write replicated with it).
  */
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, copyBuffers: true });
 
 export function encodeCommand(command: SecretCommand): Uint8Array {
-  return packr.pack({ v: commandSchemaVersion, ...command });
+  return packOwned(packr, { v: commandSchemaVersion, ...command });
 }
 
 /** Decodes and checks the shape of a command read from the log; never trusts it. */

@@ -31,7 +31,6 @@ export const defaultStateLimits: StateLimits = {
   listPageMax: 1000,
 };
 
-const encoder = new TextEncoder();
 /** One path segment: letters, digits, '.', '_', '-' (and not "." or ".."). */
 const segmentPattern = /^[A-Za-z0-9._-]+$/;
 
@@ -70,7 +69,7 @@ export function validatePrefix(
 /** What is wrong with `text` as a path, or null. */
 function pathProblem(text: string, limits: StateLimits): string | null {
   if (text.length === 0) return "a path must be a non-empty string";
-  if (encoder.encode(text).length > limits.pathBytesMax) return `longer than ${limits.pathBytesMax} bytes`;
+  if (Buffer.byteLength(text) > limits.pathBytesMax) return `longer than ${limits.pathBytesMax} bytes`;
   for (const segment of text.split("/")) {
     if (segment === "") return "empty segment (leading, trailing or double '/')";
     if (segment === "." || segment === "..") return "'.' and '..' are not allowed as segments";
@@ -144,13 +143,13 @@ export function validateCustomMetadata(
     );
   }
   for (const [key, value] of entries) {
-    if (key.length === 0 || encoder.encode(key).length > limits.customMetadataKeyBytesMax) {
+    if (key.length === 0 || Buffer.byteLength(key) > limits.customMetadataKeyBytesMax) {
       throw new StateError(
         "INVALID_ARGUMENT",
         `a custom metadata key must be 1 to ${limits.customMetadataKeyBytesMax} bytes`,
       );
     }
-    if (typeof value !== "string" || encoder.encode(value).length > limits.customMetadataValueBytesMax) {
+    if (typeof value !== "string" || Buffer.byteLength(value) > limits.customMetadataValueBytesMax) {
       throw new StateError(
         "INVALID_ARGUMENT",
         `custom metadata ${JSON.stringify(key)} must be a string of at most ${limits.customMetadataValueBytesMax} bytes`,

@@ -8,17 +8,16 @@
 // way: records written before this file have string keys ("900"), newer ones integer keys.
 
 import { Packr } from "msgpackr";
+import { packOwned } from "../msgpack-owned.js";
 import type { SecretMetadata, VersionRecord } from "./secret-state.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 export function encodeMetadata(metadata: SecretMetadata): Uint8Array {
   // msgpackr writes a plain Map as a map (integer keys), but a subclass as an object of its fields.
-  const encoded = packr.pack({ ...metadata, versions: new Map(metadata.versions) });
-  // A copy of its own: msgpackr answers with a view of the 8 KiB (or larger) buffer it encodes
-  // everything into, one after another, and the record stays in the metadata cache for as long
-  // as its secret is not written again, which would keep the whole buffer for each record kept.
-  return Uint8Array.prototype.slice.call(encoded);
+  // Bytes of its own (msgpack-owned.ts): the record stays in the metadata cache for as long as its
+  // secret is not written again.
+  return packOwned(packr, { ...metadata, versions: new Map(metadata.versions) });
 }
 
 /** The metadata of a secret before its first write: no version, nothing set. */

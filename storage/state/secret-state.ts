@@ -32,6 +32,7 @@ import {
   openBinaryLevel,
   writeBatch,
 } from "../leveldb.js";
+import { packOwned } from "../msgpack-owned.js";
 import {
   type AppliedRequest,
   type CommandRequest,
@@ -156,7 +157,6 @@ const metadataCacheMax = 50_000;
 function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
@@ -177,7 +177,7 @@ export interface HeldSnapshot {
 
 /** The record that gives a restored cluster's revisions their offset (loaded with its data). */
 export function revisionOffsetRecord(offset: number): { key: Uint8Array; value: Uint8Array } {
-  return { key: revisionOffsetKey, value: packr.pack({ offset }) };
+  return { key: revisionOffsetKey, value: packOwned(packr, { offset }) };
 }
 
 /** The offset a revision offset record holds; null for any other record. Throws on a bad one. */
@@ -455,7 +455,7 @@ export class SecretStateMachine {
       result = { ok: false, code: error.code, message: error.message };
     }
     if (command !== null && !replayed) this.rememberRequest(index, command, result, batch);
-    batch.push({ type: "put", key: appliedKey, value: packr.pack({ index }) });
+    batch.push({ type: "put", key: appliedKey, value: packOwned(packr, { index }) });
     this.enqueue(batch);
     this.applied = index;
     for (const [path, metadata] of this.scheduleChanges) this.noteSchedule(path, metadata);
@@ -554,7 +554,7 @@ export class SecretStateMachine {
   /** Records that the entry at `index` (an empty or membership entry) was applied: nothing else changes. */
   async skip(index: number): Promise<void> {
     if (index <= this.applied) return;
-    this.enqueue([{ type: "put", key: appliedKey, value: packr.pack({ index }) }]);
+    this.enqueue([{ type: "put", key: appliedKey, value: packOwned(packr, { index }) }]);
     this.applied = index;
   }
 
@@ -648,7 +648,7 @@ export class SecretStateMachine {
     await writeBatch(
       this.db,
       [
-        { type: "put", key: appliedKey, value: packr.pack({ index: appliedIndex }) },
+        { type: "put", key: appliedKey, value: packOwned(packr, { index: appliedIndex }) },
         { type: "del", key: restoringKey },
       ],
       synced,
@@ -666,7 +666,7 @@ export class SecretStateMachine {
     await this.settle();
     await writeBatch(
       this.db,
-      [{ type: "put", key: appliedKey, value: packr.pack({ index: this.applied }) }],
+      [{ type: "put", key: appliedKey, value: packOwned(packr, { index: this.applied }) }],
       synced,
     );
   }
@@ -1046,8 +1046,8 @@ export class SecretStateMachine {
       stored === undefined
         ? 0n
         : new DataView(stored.buffer, stored.byteOffset, stored.byteLength).getBigUint64(0);
-    const value = new Uint8Array(8);
-    new DataView(value.buffer).setBigUint64(0, count + 1n);
+    const value = Buffer.allocUnsafe(8);
+    value.writeBigUInt64BE(count + 1n);
     batch.push({ type: "put", key, value });
   }
 
@@ -1119,7 +1119,7 @@ export class SecretStateMachine {
     }
     if (
       changes.owner !== undefined &&
-      (typeof changes.owner !== "string" || encoder.encode(changes.owner).length > 256)
+      (typeof changes.owner !== "string" || Buffer.byteLength(changes.owner) > 256)
     ) {
       throw new StateError("INVALID_ARGUMENT", "owner must be a string of at most 256 bytes");
     }
@@ -1292,21 +1292,27 @@ function nextRotation(path: string, version: number, from: number, metadata: Sec
   return from + metadata.rotationPeriodMs + Math.floor((hash.readUInt32BE(0) / 0x1_0000_0000) * spread);
 }
 
+// Keys are built in slices of Node's shared buffer pool (Buffer.allocUnsafe), not as typed arrays
+// of their own: a key lives only until its LevelDB write, and a Uint8Array of its own costs a
+// malloc (over 64 bytes, or once its .buffer is read, as keyString and a DataView do) that V8
+// must then track and free. Built this way, an apply's keys cost a tenth of what they did (a
+// scratch loop: 0.3 against 2.5 µs for a version key and its map name).
+
 function metadataKey(path: string): Uint8Array {
-  const pathBytes = encoder.encode(path);
-  const key = new Uint8Array(1 + pathBytes.length);
+  const pathLength = Buffer.byteLength(path);
+  const key = Buffer.allocUnsafe(1 + pathLength);
   key[0] = metadataKind;
-  key.set(pathBytes, 1);
+  key.write(path, 1, pathLength, "utf8");
   return key;
 }
 
 function versionKey(path: string, version: number): Uint8Array {
-  const pathBytes = encoder.encode(path);
-  const key = new Uint8Array(1 + pathBytes.length + 1 + 4);
+  const pathLength = Buffer.byteLength(path);
+  const key = Buffer.allocUnsafe(1 + pathLength + 1 + 4);
   key[0] = versionKind;
-  key.set(pathBytes, 1);
-  key[1 + pathBytes.length] = 0x00;
-  new DataView(key.buffer).setUint32(2 + pathBytes.length, version);
+  key.write(path, 1, pathLength, "utf8");
+  key[1 + pathLength] = 0x00;
+  key.writeUInt32BE(version, 2 + pathLength);
   return key;
 }
 
@@ -1327,18 +1333,18 @@ export function isSystemRecordKey(key: Uint8Array, record: { area: SystemArea; n
 }
 
 function systemKey(area: SystemArea, name: string): Uint8Array {
-  const nameBytes = encoder.encode(name);
-  const key = new Uint8Array(2 + nameBytes.length);
+  const nameLength = Buffer.byteLength(name);
+  const key = Buffer.allocUnsafe(2 + nameLength);
   key[0] = systemKind;
   key[1] = systemAreas.indexOf(area);
-  key.set(nameBytes, 2);
+  key.write(name, 2, nameLength, "utf8");
   return key;
 }
 
 function encryptionsKey(term: number): Uint8Array {
-  const key = new Uint8Array(5);
+  const key = Buffer.allocUnsafe(5);
   key[0] = encryptionsKind;
-  new DataView(key.buffer).setUint32(1, term);
+  key.writeUInt32BE(term, 1);
   return key;
 }
 

@@ -49,6 +49,42 @@ describe("secret state machine", () => {
     expect(await get("app/db/password", 1)).toBe("one");
   });
 
+  it("writes its records under the keys earlier versions wrote: a store outlives an upgrade", async () => {
+    const { apply, put, machine, directory } = await fixture();
+    await put("app/db", "one");
+    await put("app/db", "two");
+    await apply({ op: "sys.put", area: "token", path: "t-1", value: bytes("a token record"), at: 1 });
+    await stores.close(machine);
+    const { ClassicLevel } = await import("classic-level");
+    const raw = new ClassicLevel<Uint8Array, Uint8Array>(directory, {
+      keyEncoding: "view",
+      valueEncoding: "view",
+    });
+    const records = new Map(
+      (await raw.iterator().all()).map(([key, value]) => [Buffer.from(key).toString("hex"), value]),
+    );
+    await raw.close();
+    // Built by hand: a kind byte, then the path or name in UTF-8, a version or a term big-endian.
+    const hex = (...parts: (number[] | string)[]) =>
+      Buffer.concat(
+        parts.map((part) => Buffer.from(typeof part === "string" ? part : Uint8Array.from(part))),
+      ).toString("hex");
+    const term = barrier.activeTerm();
+    const termBytes = [term >>> 24, (term >>> 16) & 0xff, (term >>> 8) & 0xff, term & 0xff];
+    expect([...records.keys()].sort()).toEqual(
+      [
+        hex([0x01]), // the applied index
+        hex([0x02], "app/db"), // the secret's metadata
+        hex([0x03], "app/db", [0x00, 0, 0, 0, 1]), // its versions
+        hex([0x03], "app/db", [0x00, 0, 0, 0, 2]),
+        hex([0x04], termBytes), // values encrypted under the barrier's key term
+        hex([0x05, 0x01], "t-1"), // a system record: area 1 (tokens), its name
+      ].sort(),
+    );
+    expect(Buffer.from(records.get(hex([0x04], termBytes)) ?? []).readBigUInt64BE()).toBe(2n);
+    expect(Buffer.from(records.get(hex([0x05, 0x01], "t-1")) ?? []).toString()).toBe("a token record");
+  });
+
   it("check-and-set: cas=0 means 'must not exist', cas=n 'current version is n'; a mismatch changes nothing", async () => {
     const { put, get, machine } = await fixture();
     expect(await put("k", "first", { cas: 0 })).toEqual({ ok: true, version: 1 });
