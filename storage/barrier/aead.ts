@@ -23,19 +23,33 @@ function nextNonce(): Uint8Array {
   return nonce;
 }
 
-/** Returns nonce | ciphertext | tag. */
-export function sealBytes(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+const noPrefix = new Uint8Array(0);
+
+/**
+ * Returns prefix | nonce | ciphertext | tag. The prefix (the barrier's header) is copied in here so
+ * that a caller's result is one allocation, not a second copy of this one.
+ */
+export function sealBytes(
+  key: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+  prefix: Uint8Array = noPrefix,
+): Uint8Array {
   const nonce = nextNonce();
   const cipher = createCipheriv("aes-256-gcm", key, nonce, { authTagLength: tagBytes });
   cipher.setAAD(aad);
   const body = cipher.update(plaintext);
   const final = cipher.final();
   const tag = cipher.getAuthTag();
-  const out = new Uint8Array(nonceBytes + body.length + final.length + tagBytes);
-  out.set(nonce, 0);
-  out.set(body, nonceBytes);
-  out.set(final, nonceBytes + body.length);
-  out.set(tag, nonceBytes + body.length + final.length);
+  const out = new Uint8Array(prefix.length + nonceBytes + body.length + final.length + tagBytes);
+  out.set(prefix, 0);
+  let at = prefix.length;
+  out.set(nonce, at);
+  at += nonceBytes;
+  out.set(body, at);
+  at += body.length;
+  out.set(final, at);
+  out.set(tag, at + final.length);
   return out;
 }
 

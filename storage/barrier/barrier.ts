@@ -33,8 +33,6 @@ export interface BarrierOptions {
   readonly onKeyringChange?: (keyring: Keyring) => void;
 }
 
-const encoder = new TextEncoder();
-
 export class Barrier {
   private keyring: Keyring | null = null;
   private readonly rotateAfterEncryptions: number;
@@ -107,16 +105,12 @@ export class Barrier {
       this.onKeyringChange(keyring);
       key = keyring.activeKey();
     }
-    const header = new Uint8Array(headerBytes);
-    const view = new DataView(header.buffer);
-    view.setUint8(0, ciphertextVersion);
-    view.setUint32(1, key.term);
+    // A slice of Node's buffer pool, as the AAD below: both live only for this call.
+    const header = Buffer.allocUnsafe(headerBytes);
+    header[0] = ciphertextVersion;
+    header.writeUInt32BE(key.term, 1);
     key.encryptions++;
-    const sealed = sealBytes(key.key, associatedData(header, path), plaintext);
-    const out = new Uint8Array(headerBytes + sealed.length);
-    out.set(header, 0);
-    out.set(sealed, headerBytes);
-    return out;
+    return sealBytes(key.key, associatedData(header, path), plaintext, header);
   }
 
   decrypt(path: string, ciphertext: Uint8Array): Uint8Array {
@@ -168,9 +162,9 @@ function validatePath(path: string): void {
 }
 
 function associatedData(header: Uint8Array, path: string): Uint8Array {
-  const pathBytes = encoder.encode(path);
-  const aad = new Uint8Array(header.length + pathBytes.length);
+  const pathLength = Buffer.byteLength(path);
+  const aad = Buffer.allocUnsafe(header.length + pathLength);
   aad.set(header, 0);
-  aad.set(pathBytes, header.length);
+  aad.write(path, header.length, pathLength, "utf8");
   return aad;
 }
