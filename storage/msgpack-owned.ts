@@ -2,7 +2,7 @@
 // process, into one shared 8 KiB buffer, one value after another, and answers with a view of it;
 // once less than 2 KiB is left it allocates a fresh 8 KiB. A view kept (a Raft entry's command, a
 // record waiting for LevelDB) kept the whole 8 KiB with it, and in a loop of applies a fresh buffer
-// came every ten applies at 25-50 µs each (an allocation of that size has glibc's malloc gather
+// came every ten applies at 25-56 µs each (an allocation of that size has glibc's malloc gather
 // every small free chunk first: docs/performance.md, fifty-fifth session).
 //
 // Here a value is encoded at the start of the buffer's free space, copied out, and the space
