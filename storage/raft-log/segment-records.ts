@@ -184,14 +184,15 @@ export function decodeEntry(index: number, bytes: Uint8Array): Entry {
   };
 }
 
-/** CRC-32 over the index and the entry's bytes: an entry read from the wrong place fails. */
-function entryChecksum(index: number, body: Uint8Array): number {
-  checksumIndexView.setBigUint64(0, BigInt(index));
-  return crc32(body, crc32(checksumIndex));
-}
 /**
  * entryChecksum's index bytes, filled and read within one call: not a typed array per entry, whose
  * `.buffer` would cost a malloc each (on every node, for every entry written or read back).
  */
 const checksumIndex = new Uint8Array(8);
 const checksumIndexView = new DataView(checksumIndex.buffer);
+
+/** CRC-32 over the index and the entry's bytes: an entry read from the wrong place fails. */
+function entryChecksum(index: number, body: Uint8Array): number {
+  checksumIndexView.setBigUint64(0, BigInt(index));
+  return crc32(body, crc32(checksumIndex));
+}
