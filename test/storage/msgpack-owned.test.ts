@@ -3,11 +3,18 @@
 // (each fresh one was a costly allocation).
 
 import { Packr, unpack } from "msgpackr";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { packOwned, packTransient } from "../../storage/msgpack-owned.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 const record = (i: number) => ({ index: i, path: `app/secret-${i}`, value: "x".repeat(400) });
+
+// msgpackr's buffer is shared by the whole process, and its size and fill are whatever the last
+// encodings left (a large value grows it): each test starts from an empty 8 KiB one, as a fresh
+// process does.
+beforeEach(() => {
+  packr.useBuffer(Buffer.allocUnsafeSlow(8192));
+});
 
 afterEach(() => {
   vi.restoreAllMocks();
