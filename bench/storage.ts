@@ -45,7 +45,7 @@ import { encodeCommand, SecretStateMachine } from "../storage/state/index.js";
 import {
   decodeMetadata,
   emptyMetadata,
-  encodeMetadata,
+  encodeMetadataTransient,
   storedVersions,
 } from "../storage/state/metadata-record.js";
 import { printTable } from "./table.js";
@@ -197,7 +197,9 @@ function benchMetadataMemory(): { version: number; bytes: number }[] | null {
         { created: 1_795_000_000_000 + i, deleted: null, destroyed: false },
       ],
     );
-    const bytes = encodeMetadata({ ...emptyMetadata(1, 10), current, versions: storedVersions(versions) });
+    const bytes = Uint8Array.from(
+      encodeMetadataTransient({ ...emptyMetadata(1, 10), current, versions: storedVersions(versions) }),
+    );
     const held: unknown[] = [];
     gc();
     const before = process.memoryUsage().heapUsed;

@@ -8,16 +8,18 @@
 // way: records written before this file have string keys ("900"), newer ones integer keys.
 
 import { Packr } from "msgpackr";
-import { packOwned } from "../msgpack-owned.js";
+import { packTransient } from "../msgpack-owned.js";
 import type { SecretMetadata, VersionRecord } from "./secret-state.js";
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
-export function encodeMetadata(metadata: SecretMetadata): Uint8Array {
+/**
+ * The record's bytes as a view of msgpackr's encoding buffer, which the next encoding anywhere in
+ * the process reuses (msgpack-owned.ts): for a LevelDB write, which copies them at once.
+ */
+export function encodeMetadataTransient(metadata: SecretMetadata): Uint8Array {
   // msgpackr writes a plain Map as a map (integer keys), but a subclass as an object of its fields.
-  // Bytes of its own (msgpack-owned.ts): the record stays in the metadata cache for as long as its
-  // secret is not written again.
-  return packOwned(packr, { ...metadata, versions: new Map(metadata.versions) });
+  return packTransient(packr, { ...metadata, versions: new Map(metadata.versions) });
 }
 
 /** The metadata of a secret before its first write: no version, nothing set. */

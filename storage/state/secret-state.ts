@@ -62,7 +62,7 @@ import {
 import {
   decodeMetadata,
   emptyMetadata,
-  encodeMetadata,
+  encodeMetadataTransient,
   freezeMetadata,
   storedVersions,
 } from "./metadata-record.js";
@@ -138,6 +138,15 @@ export interface SecretVersion {
   readonly metadata: SecretMetadata;
 }
 
+/**
+ * The writes of an apply: LevelDB's, and a secret's metadata record as the object, which goes
+ * into the metadata cache and is encoded only at its LevelDB write (asWritten).
+ */
+type StateOperation =
+  | LevelBatch[number]
+  | { readonly type: "metadata"; readonly key: Uint8Array; readonly metadata: SecretMetadata };
+type StateBatch = StateOperation[];
+
 const appliedKey = Uint8Array.of(0x01);
 const metadataKind = 0x02;
 const versionKind = 0x03;
@@ -158,6 +167,19 @@ function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 const decoder = new TextDecoder();
+
+/**
+ * The operations of `batch` as LevelDB takes them, a metadata record encoded as its turn comes:
+ * into msgpackr's buffer, which the next encoding reuses. writeBatch adds each operation before it
+ * takes the next, and LevelDB copies the bytes as it adds them, so they need no memory of their
+ * own (an allocation outside V8's heap, 2 µs of a 35 µs apply: docs/performance.md).
+ */
+function* asWritten(batch: StateBatch): Generator<LevelBatch[number]> {
+  for (const operation of batch)
+    yield operation.type === "metadata"
+      ? { type: "put", key: operation.key, value: encodeMetadataTransient(operation.metadata) }
+      : operation;
+}
 
 /**
  * Applies may skip the fsync: the Raft log already holds them durably and replays whatever the
@@ -210,12 +232,15 @@ export class SecretStateMachine {
   private appliedListener: ((index: number, command: SecretCommand, version: number | null) => void) | null =
     null;
   /**
-   * Applied writes not in LevelDB yet, by key (its bytes as a latin1 string): the value, or null
-   * for a deletion, with the sequence number of the write that set it. Reads look here first.
+   * Applied writes not in LevelDB yet, by key (its bytes as a latin1 string): the operation, with
+   * the sequence number of the write that set it. Reads look here first.
    */
-  private readonly unwritten = new Map<string, { readonly value: Uint8Array | null; readonly seq: number }>();
+  private readonly unwritten = new Map<
+    string,
+    { readonly operation: StateOperation; readonly seq: number }
+  >();
   /** The operations of the next LevelDB write, and which `unwritten` entries they settle. */
-  private queued: LevelBatch = [];
+  private queued: StateBatch = [];
   private queuedSeqs: [string, number][] = [];
   /**
    * Where each key's operation is in `queued`. A key written again before the write goes out
@@ -230,19 +255,15 @@ export class SecretStateMachine {
   /** A LevelDB write that failed: every later apply and read that must settle throws it. */
   private writeFailure: Error | null = null;
   /**
-   * Secrets' metadata records as LevelDB holds them (null: no such secret), the most recently used
-   * last: every apply and every authorization reads one; the cache spares LevelDB's lookup and
-   * copy, and keeps the bytes whose decoded object `decodedMetadata` holds. Kept right by every
-   * write (they all pass through enqueue) and cleared by a restore.
+   * Secrets' metadata records as objects (null: no such secret), by key, the most recently used
+   * last: every apply and every authorization reads one; the cache spares LevelDB's lookup, its
+   * copy and a MessagePack decode (3% of a node's CPU under 64 writing clients). An apply caches
+   * the object it made; its bytes are made only for the LevelDB write, which copies them (bytes of
+   * their own, kept here, cost an allocation outside V8's heap per apply: docs/performance.md).
+   * Kept right by every write (they all pass through enqueue) and cleared by a restore. The
+   * objects are frozen, so no user of one can change what the next sees.
    */
-  private readonly metadataCache = new Map<string, Uint8Array | null>();
-  /**
-   * Metadata records as objects, by the bytes they were packed into or decoded from: an apply and
-   * the authorization and reads after it use the object, not a MessagePack decode each (3% of a
-   * node's CPU under 64 writing clients). Held only while the bytes are (in the cache above, or
-   * written behind); the objects are frozen, so no user of one can change what the next sees.
-   */
-  private readonly decodedMetadata = new WeakMap<Uint8Array, SecretMetadata>();
+  private readonly metadataCache = new Map<string, SecretMetadata | null>();
   /** The order in which the remembered request ids go (applied-requests.ts). */
   private readonly requestWindow = new RequestWindow();
 
@@ -437,7 +458,7 @@ export class SecretStateMachine {
   private async applyUnguarded(index: number, data: Uint8Array): Promise<ApplyResult> {
     if (index <= this.applied)
       return { ok: false, code: "INVALID_ARGUMENT", message: `entry ${index} was already applied` };
-    const batch: LevelBatch = [];
+    const batch: StateBatch = [];
     let result: ApplyResult;
     let command: SecretCommand | null = null;
     this.scheduleChanges = [];
@@ -495,7 +516,7 @@ export class SecretStateMachine {
     index: number,
     command: SecretCommand,
     result: ApplyResult,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): void {
     const request = "request" in command ? command.request : undefined;
     if (request === undefined || (!result.ok && result.code === "REQUEST_ID_REUSED")) {
@@ -519,7 +540,7 @@ export class SecretStateMachine {
    * are to be remembered); their records are deleted in `batch`, or at once when there is none
    * (a lookup before the entry's batch exists).
    */
-  private forgetRequests(at: number, adding: number, batch?: LevelBatch): void {
+  private forgetRequests(at: number, adding: number, batch?: StateBatch): void {
     const forgotten = this.requestWindow.expire(at, adding);
     if (forgotten.length === 0) return;
     const deletions: LevelBatch = forgotten.map((id) => ({ type: "del", key: requestKey(id) }));
@@ -673,8 +694,7 @@ export class SecretStateMachine {
 
   async metadata(path: string): Promise<SecretMetadata | null> {
     validatePath(path, this.limits);
-    const value = await this.guard(this.get(metadataKey(path)));
-    return value === undefined ? null : this.decodeMetadata(path, value);
+    return this.guard(this.readMetadataRecord(path));
   }
 
   /**
@@ -782,7 +802,8 @@ export class SecretStateMachine {
   }
 
   /**
-   * A key's value: an applied write not in LevelDB yet, else the metadata cache's, else LevelDB's.
+   * A key's value: an applied write not in LevelDB yet, else LevelDB's (a secret's metadata record
+   * is read through the metadata cache: readMetadataRecord).
    * LevelDB is read synchronously, on the event loop: a point read from its memtable or the page
    * cache takes microseconds, and an asynchronous get costs a round trip through libuv's thread
    * pool (a job, a wake-up of a pool thread, a wake-up of the loop) that costs more than the read.
@@ -791,24 +812,14 @@ export class SecretStateMachine {
    * promise) still, so that `guard` turns a corrupt store into its typed error the same way.
    */
   private async get(key: Uint8Array): Promise<Uint8Array | undefined> {
-    const name = keyString(key);
-    const pending = this.unwritten.get(name);
-    if (pending !== undefined) return pending.value ?? undefined;
-    if (key[0] !== metadataKind) return this.db.getSync(key);
-    const cached = this.metadataCache.get(name);
-    if (cached !== undefined) {
-      this.metadataCache.delete(name);
-      this.metadataCache.set(name, cached);
-      return cached ?? undefined;
-    }
-    const stored = this.db.getSync(key);
-    this.cacheMetadata(name, stored ?? null);
-    return stored;
+    const pending = this.unwritten.get(keyString(key))?.operation;
+    if (pending !== undefined) return pending.type === "put" ? pending.value : undefined;
+    return this.db.getSync(key);
   }
 
-  private cacheMetadata(name: string, value: Uint8Array | null): void {
+  private cacheMetadata(name: string, metadata: SecretMetadata | null): void {
     this.metadataCache.delete(name);
-    this.metadataCache.set(name, value);
+    this.metadataCache.set(name, metadata);
     if (this.metadataCache.size > metadataCacheMax) {
       const oldest = this.metadataCache.keys().next().value;
       if (oldest !== undefined) this.metadataCache.delete(oldest);
@@ -822,14 +833,18 @@ export class SecretStateMachine {
    * Unsynced, as before: the Raft log holds every entry durably, and the applied index is written
    * in the same ordered writes, so a restart replays whatever had not reached LevelDB.
    */
-  private enqueue(batch: LevelBatch): void {
+  private enqueue(batch: StateBatch): void {
     if (this.writeFailure !== null) throw this.writeFailure;
     for (const operation of batch) {
       const key = keyString(operation.key);
       const seq = ++this.writeSeq;
-      const value = operation.type === "put" ? operation.value : null;
-      this.unwritten.set(key, { value, seq });
-      if (operation.key[0] === metadataKind) this.cacheMetadata(key, value);
+      this.unwritten.set(key, { operation, seq });
+      if (operation.type === "metadata") this.cacheMetadata(key, operation.metadata);
+      else if (operation.key[0] === metadataKind) {
+        if (operation.type === "del") this.cacheMetadata(key, null);
+        // A record as bytes (a loaded state's): decoded when next read.
+        else this.metadataCache.delete(key);
+      }
       const at = this.queuedAt.get(key);
       if (at === undefined) {
         this.queuedAt.set(key, this.queued.length);
@@ -853,7 +868,7 @@ export class SecretStateMachine {
         this.queued = [];
         this.queuedSeqs = [];
         this.queuedAt = new Map();
-        await writeBatch(this.db, batch, unsynced);
+        await writeBatch(this.db, asWritten(batch), unsynced);
         for (const [key, seq] of seqs) if (this.unwritten.get(key)?.seq === seq) this.unwritten.delete(key);
       }
     } catch (error) {
@@ -872,7 +887,7 @@ export class SecretStateMachine {
   // -------------------------------------------------------------------------------------------
 
   /** Validates `command` against the current state and fills `batch` with its effects. */
-  private async plan(command: SecretCommand, batch: LevelBatch): Promise<ApplyResult> {
+  private async plan(command: SecretCommand, batch: StateBatch): Promise<ApplyResult> {
     if (command.op === "state.load") return this.planLoad(command, batch);
     if (command.op === "sys.putAll") return this.planPutAll(command, batch);
     validatePath(command.path, this.limits);
@@ -923,7 +938,7 @@ export class SecretStateMachine {
   /** Every record or none: refused whole while one of `ifAbsent` exists, or one is malformed. */
   private async planPutAll(
     command: Extract<SecretCommand, { op: "sys.putAll" }>,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): Promise<ApplyResult> {
     for (const record of command.records) {
       validatePath(record.path, this.limits);
@@ -951,7 +966,7 @@ export class SecretStateMachine {
    * Writes restored records as they are; only data kinds and the revision offset, never the
    * applied index or a marker. A revision offset takes effect with the entry that loads it.
    */
-  private planLoad(command: Extract<SecretCommand, { op: "state.load" }>, batch: LevelBatch): ApplyResult {
+  private planLoad(command: Extract<SecretCommand, { op: "state.load" }>, batch: StateBatch): ApplyResult {
     const loadable = new Set([metadataKind, versionKind, encryptionsKind, systemKind]);
     let offset: number | null = null;
     for (const record of command.records) {
@@ -972,7 +987,7 @@ export class SecretStateMachine {
   private async planPut(
     command: Extract<SecretCommand, { op: "kv.put" }>,
     existing: SecretMetadata | null,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): Promise<ApplyResult> {
     const plaintextBytes = command.ciphertext.length - ciphertextOverheadBytes;
     if (plaintextBytes < 0)
@@ -1029,7 +1044,7 @@ export class SecretStateMachine {
     };
     this.scheduleChanges.push([command.path, metadata]);
     batch.push({ type: "put", key: versionKey(command.path, version), value: command.ciphertext });
-    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(metadata) });
+    this.putMetadata(batch, command.path, metadata);
     await this.countEncryption(command.ciphertext, batch);
     return { ok: true, version };
   }
@@ -1038,7 +1053,7 @@ export class SecretStateMachine {
    * Counts the values applied under each barrier key term, in replicated state: only the leader
    * encrypts, and a new leader must know how far the active key has gone before the GCM limit.
    */
-  private async countEncryption(ciphertext: Uint8Array, batch: LevelBatch): Promise<void> {
+  private async countEncryption(ciphertext: Uint8Array, batch: StateBatch): Promise<void> {
     const term = new DataView(ciphertext.buffer, ciphertext.byteOffset, ciphertext.byteLength).getUint32(1);
     const key = encryptionsKey(term);
     const stored = await this.get(key);
@@ -1075,7 +1090,7 @@ export class SecretStateMachine {
   private planVersionChange(
     command: Extract<SecretCommand, { op: "kv.delete" | "kv.undelete" | "kv.destroy" }>,
     existing: SecretMetadata | null,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): ApplyResult {
     if (existing === null || existing.current === 0)
       throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
@@ -1094,7 +1109,7 @@ export class SecretStateMachine {
       }
     }
     const updated: SecretMetadata = { ...existing, updated: command.at, versions: storedVersions(changed) };
-    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(updated) });
+    this.putMetadata(batch, command.path, updated);
     // Destroying every value takes an expired secret off the cleanup list.
     this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
@@ -1103,7 +1118,7 @@ export class SecretStateMachine {
   private planMetadata(
     command: Extract<SecretCommand, { op: "kv.metadata" }>,
     existing: SecretMetadata | null,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): ApplyResult {
     const changes: SecretMetadataChanges = command.changes;
     if (changes.maxVersions !== undefined) validateMaxVersions(changes.maxVersions, this.limits);
@@ -1187,7 +1202,7 @@ export class SecretStateMachine {
         ? { ...updated, nextRotationAt: 0 }
         : updated;
     const trimmed = this.trim(command.path, scheduled, batch);
-    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(trimmed) });
+    this.putMetadata(batch, command.path, trimmed);
     this.scheduleChanges.push([command.path, trimmed]);
     return { ok: true, version: null };
   }
@@ -1196,7 +1211,7 @@ export class SecretStateMachine {
   private planRotationFailed(
     command: Extract<SecretCommand, { op: "kv.rotationFailed" }>,
     existing: SecretMetadata | null,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): ApplyResult {
     if (existing === null) throw new StateError("NOT_FOUND", `no secret at ${command.path}`);
     if (existing.nextRotationAt === 0)
@@ -1210,13 +1225,13 @@ export class SecretStateMachine {
       nextRotationAt: command.at + Math.max(1000, backoffMs),
       updated: command.at,
     };
-    batch.push({ type: "put", key: metadataKey(command.path), value: this.packMetadata(updated) });
+    this.putMetadata(batch, command.path, updated);
     this.scheduleChanges.push([command.path, updated]);
     return { ok: true, version: null };
   }
 
   /** Drops the oldest versions beyond max_versions, their ciphertexts with them. */
-  private trim(path: string, metadata: SecretMetadata, batch: LevelBatch): SecretMetadata {
+  private trim(path: string, metadata: SecretMetadata, batch: StateBatch): SecretMetadata {
     if (metadata.versions.size <= metadata.maxVersions) return metadata;
     const kept = this.keepNewest(path, metadata.versions, metadata.maxVersions, batch);
     return { ...metadata, versions: storedVersions(kept) };
@@ -1227,7 +1242,7 @@ export class SecretStateMachine {
     path: string,
     versions: ReadonlyMap<number, VersionRecord>,
     count: number,
-    batch: LevelBatch,
+    batch: StateBatch,
   ): [number, VersionRecord][] {
     // Oldest first: versions are added in ascending order and every copy keeps the order.
     let dropped = Math.max(0, versions.size - count);
@@ -1241,16 +1256,34 @@ export class SecretStateMachine {
     return kept;
   }
 
-  /** A metadata record's bytes, remembered with the object they came from (frozen from here on). */
-  private packMetadata(metadata: SecretMetadata): Uint8Array {
-    const bytes = encodeMetadata(metadata);
-    this.decodedMetadata.set(bytes, freezeMetadata(metadata));
-    return bytes;
+  /**
+   * Writes `metadata` as the record of `path` in `batch`, with the object (frozen from here on)
+   * for the cache.
+   */
+  private putMetadata(batch: StateBatch, path: string, metadata: SecretMetadata): void {
+    batch.push({ type: "metadata", key: metadataKey(path), metadata: freezeMetadata(metadata) });
   }
 
+  /** The metadata record of `path`, or null: from the cache, else from the writes behind or LevelDB. */
   private async readMetadataRecord(path: string): Promise<SecretMetadata | null> {
-    const value = await this.get(metadataKey(path));
-    return value === undefined ? null : this.decodeMetadata(path, value);
+    const key = metadataKey(path);
+    const name = keyString(key);
+    const cached = this.metadataCache.get(name);
+    if (cached !== undefined) {
+      this.metadataCache.delete(name);
+      this.metadataCache.set(name, cached);
+      return cached;
+    }
+    const pending = this.unwritten.get(name)?.operation;
+    let metadata: SecretMetadata | null;
+    if (pending?.type === "metadata") metadata = pending.metadata;
+    else {
+      const value =
+        pending === undefined ? this.db.getSync(key) : pending.type === "put" ? pending.value : undefined;
+      metadata = value === undefined ? null : this.decodeMetadata(path, value);
+    }
+    this.cacheMetadata(name, metadata);
+    return metadata;
   }
 
   /**
@@ -1258,12 +1291,8 @@ export class SecretStateMachine {
    * can come back as bytes that do not decode: that is corruption too, and is reported as such.
    */
   private decodeMetadata(path: string, value: Uint8Array): SecretMetadata {
-    const known = this.decodedMetadata.get(value);
-    if (known !== undefined) return known;
     try {
-      const metadata = decodeMetadata(value);
-      this.decodedMetadata.set(value, metadata);
-      return metadata;
+      return decodeMetadata(value);
     } catch (error) {
       throw new StateError(
         "STORAGE_CORRUPT",

@@ -51,6 +51,23 @@ it("a batch with a bad operation writes none of it and names the problem", async
   await db.close();
 });
 
+it("adds each operation before it takes the next: a value may be a view that the next one reuses", async () => {
+  const directory = join(root, "reused");
+  const db = await openBinaryLevel(directory);
+  const shared = new Uint8Array(1);
+  function* operations(): Generator<LevelBatch[number]> {
+    for (let i = 0; i < 3; i++) {
+      shared[0] = i;
+      yield { type: "put", key: bytes(`k${i}`), value: shared };
+    }
+  }
+  await writeBatch(db, operations(), { sync: true });
+  await db.close();
+  const reopened = await openBinaryLevel(directory);
+  for (let i = 0; i < 3; i++) expect([...((await reopened.get(bytes(`k${i}`))) ?? [])]).toEqual([i]);
+  await reopened.close();
+});
+
 it("an empty batch writes nothing, and a closed database refuses a batch", async () => {
   const db = await openBinaryLevel(join(root, "closed"));
   await writeBatch(db, [], { sync: true });

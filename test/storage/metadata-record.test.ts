@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   decodeMetadata,
   emptyMetadata,
-  encodeMetadata,
+  encodeMetadataTransient,
   freezeMetadata,
   storedVersions,
 } from "../../storage/state/metadata-record.js";
@@ -25,10 +25,16 @@ function metadataWith(versions: [number, VersionRecord][]): SecretMetadata {
 }
 
 describe("metadata records", () => {
-  it("encodes a record into memory of its own, which the metadata cache can keep without more", () => {
-    const encoded = encodeMetadata(metadataWith([[1, { created: 10, deleted: null, destroyed: false }]]));
-    expect(encoded.buffer.byteLength).toBe(encoded.byteLength);
-    expect(decodeMetadata(encoded).current).toBe(1);
+  it("encodes a MessagePack map whose versions are keyed by integers", () => {
+    const encoded = encodeMetadataTransient(
+      metadataWith([[7, { created: 10, deleted: null, destroyed: false }]]),
+    );
+    const stored = new Packr({ useRecords: false, mapsAsObjects: false }).unpack(encoded) as Map<
+      string,
+      unknown
+    >;
+    expect(stored.get("current")).toBe(7);
+    expect([...(stored.get("versions") as Map<unknown, unknown>).keys()]).toEqual([7]);
   });
 
   it("decodes what it encodes: versions by number, oldest first, everything else as it was", () => {
@@ -37,7 +43,7 @@ describe("metadata records", () => {
       [900, { created: 11, deleted: 12, destroyed: false, retireAt: 13 }],
       [1_000_000, { created: 14, deleted: null, destroyed: true }],
     ]);
-    const read = decodeMetadata(encodeMetadata(written));
+    const read = decodeMetadata(encodeMetadataTransient(written));
     expect(read).toEqual(written);
     expect([...read.versions.keys()]).toEqual([899, 900, 1_000_000]);
     expect(read.versions.get(900)?.retireAt).toBe(13);
