@@ -2,18 +2,18 @@
 // and the process's CPU per append, for the segment files nodes keep (one O_DSYNC write each) and
 // the LevelDB store older nodes kept (one batch with sync: true), at batch sizes 1, 16 and 128 of
 // 256 B and 4 KiB entries, compacted behind a snapshot every 4,096 entries as a node's log is —,
-// the secret state machine's applies per second, and the barrier's
-// AES-256-GCM cost per 256 B and 4 KiB value, and the disk's own price of one synced 256 B write
-// (appending, as the audit files and LevelDB's log do, or into a preallocated file). For the
-// applies it also counts the scavenges (the npm script fixes the young generation at 16 MiB, so
-// each is 16 MiB allocated) and measures what one cached metadata record holds in memory by the
-// secret's version number (it needs --expose-gc, which the npm script gives). Last, how long the
-// Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or
-// staged beside the loop first (what a node does: RaftNode stages, then saves). How long a restart
-// takes to open and load a log of 100,000 entries of 4 KiB, applied or not, and to open an audit
-// trail whose last file is full. And what a LevelDB batch costs the event loop per operation,
-// written as abstract-level's array batch or as our writeBatch (a chained batch), which every
-// store uses.
+// the secret state machine's applies per second and CPU per apply (16 a turn, as a node's Raft loop
+// hands them over), and the barrier's AES-256-GCM cost per 256 B and 4 KiB value, and the disk's
+// own price of one synced 256 B write (appending, as the audit files and LevelDB's log do, or into
+// a preallocated file). For the applies it also counts the scavenges (the npm script fixes the
+// young generation at 16 MiB, so each is 16 MiB allocated) and measures what one cached metadata
+// record holds in memory by the secret's version number (it needs --expose-gc, which the npm script
+// gives). Last, how long the Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with
+// the file written there or staged beside the loop first (what a node does: RaftNode stages, then
+// saves). How long a restart takes to open and load a log of 100,000 entries of 4 KiB, applied or
+// not, and to open an audit trail whose last file is full. And what a LevelDB batch costs the event
+// loop per operation, written as abstract-level's array batch or as our writeBatch (a chained
+// batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes, randomUUID } from "node:crypto";
@@ -53,6 +53,13 @@ import { printTable } from "./table.js";
 const entryBytes = 256;
 /** The secrets benchApplies writes in turn (their version numbers grow with the run's length). */
 const appliedSecrets = 512;
+/**
+ * Applies benchApplies makes per turn of the event loop, as a node's Raft loop hands over
+ * committed entries: the state machine's LevelDB writes behind the applies run between turns, as
+ * on a node (in one unbroken run of applies they waited for its end, and each key's last value
+ * alone was written).
+ */
+const appliesPerTurn = 16;
 
 /** The Raft log stores compared: the nodes' own, and the LevelDB one older nodes kept. */
 const logStores = {
@@ -166,11 +173,14 @@ async function benchApplies(directory: string, seconds: number) {
   });
   gc.observe({ entryTypes: ["gc"] });
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   while (performance.now() - start < seconds * 1000) {
     index++;
     await machine.apply(index, commands[index % commands.length] as Uint8Array);
+    if (index % appliesPerTurn === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   // The observer is told asynchronously: let the last entries arrive.
   await new Promise((resolve) => setTimeout(resolve, 20));
   gc.disconnect();
@@ -179,7 +189,15 @@ async function benchApplies(directory: string, seconds: number) {
   const flushMs = performance.now() - flushStart;
   await machine.close();
   barrier.seal();
-  return { applies: index, elapsed, appliesPerSecond: index / elapsed, flushMs, scavenges, gcMs };
+  return {
+    applies: index,
+    elapsed,
+    appliesPerSecond: index / elapsed,
+    cpuMicrosPerApply: (cpu.user + cpu.system) / index,
+    flushMs,
+    scavenges,
+    gcMs,
+  };
 }
 
 /**
@@ -457,8 +475,9 @@ async function main(): Promise<void> {
     for (const size of [4, 32])
       levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
-      `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s ` +
-        `(kv.put of 256-byte values over ${appliedSecrets} secrets, ${applies.applies} applied, up to version ` +
+      `state machine: ${Math.round(applies.appliesPerSecond).toLocaleString("en-US")} applies/s, ` +
+        `${applies.cpuMicrosPerApply.toFixed(1)} µs of CPU each, every thread ` +
+        `(kv.put of 256-byte values over ${appliedSecrets} secrets, ${appliesPerTurn} per turn of the event loop, ${applies.applies} applied, up to version ` +
         `${Math.ceil(applies.applies / appliedSecrets)}, then one flush of ${applies.flushMs.toFixed(2)} ms); ` +
         `${applies.scavenges} scavenges, ${((applies.scavenges * 16 * 1024) / applies.applies).toFixed(1)} KiB allocated per apply ` +
         `at a 16 MiB young generation, GC ${((100 * applies.gcMs) / 1000 / applies.elapsed).toFixed(1)}% of the time\n\n`,
