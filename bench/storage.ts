@@ -7,13 +7,13 @@
 // own price of one synced 256 B write (appending, as the audit files and LevelDB's log do, or into
 // a preallocated file). For the applies it also counts the scavenges (the npm script fixes the
 // young generation at 16 MiB, so each is 16 MiB allocated) and measures what one cached metadata
-// record holds in memory by the secret's version number (it needs --expose-gc, which the npm script
-// gives). Last, how long the Raft loop waits in saveSnapshot for a 5 and a 40 MiB snapshot, with
-// the file written there or staged beside the loop first (what a node does: RaftNode stages, then
-// saves). How long a restart takes to open and load a log of 100,000 entries of 4 KiB, applied or
-// not, and to open an audit trail whose last file is full. And what a LevelDB batch costs the event
-// loop per operation, written as abstract-level's array batch or as our writeBatch (a chained
-// batch), which every store uses.
+// record holds in memory by the secret's version number, and what a full cache of 50,000 holds
+// (they need --expose-gc, which the npm script gives). Last, how long the Raft loop waits in
+// saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or staged beside the loop
+// first (what a node does: RaftNode stages, then saves). How long a restart takes to open and load
+// a log of 100,000 entries of 4 KiB, applied or not, and to open an audit trail whose last file is
+// full. And what a LevelDB batch costs the event loop per operation, written as abstract-level's
+// array batch or as our writeBatch (a chained batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes, randomUUID } from "node:crypto";
@@ -197,6 +197,50 @@ async function benchApplies(directory: string, seconds: number) {
     flushMs,
     scavenges,
     gcMs,
+  };
+}
+
+/** Secrets the state machine keeps the metadata record of in memory (its cache's size). */
+const cachedSecrets = 50_000;
+
+/**
+ * What a state machine holds once its metadata cache is full: `cachedSecrets` secrets written three
+ * times each, 16 applies per turn, then flushed; V8's heap and the memory outside it that
+ * ArrayBuffers hold, after full GCs, open against closed and dropped. Null without --expose-gc.
+ */
+async function benchFullCacheMemory(directory: string) {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return null;
+  const barrier = new Barrier();
+  barrier.unseal(Keyring.create(Date.now()));
+  const value = new Uint8Array(randomBytes(256));
+  let machine: SecretStateMachine | null = await SecretStateMachine.open(directory);
+  let index = 0;
+  for (let round = 0; round < 3; round++) {
+    for (let secret = 0; secret < cachedSecrets; secret++) {
+      const path = `bench/app${secret % 64}/secret${secret}`;
+      index++;
+      const ciphertext = barrier.encrypt(path, value);
+      await machine.apply(index, encodeCommand({ op: "kv.put", path, ciphertext, cas: null, at: index }));
+      if (index % appliesPerTurn === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  await machine.flush();
+  // V8 frees the memory of dead ArrayBuffers on a helper thread after a GC: give it time.
+  const settled = async () => {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    gc();
+    return process.memoryUsage();
+  };
+  const held = await settled();
+  await machine.close();
+  machine = null;
+  const released = await settled();
+  barrier.seal();
+  return {
+    heapBytes: held.heapUsed - released.heapUsed,
+    outsideBytes: held.arrayBuffers - released.arrayBuffers,
   };
 }
 
@@ -453,8 +497,11 @@ async function main(): Promise<void> {
   let snapshotSaves: Awaited<ReturnType<typeof benchSnapshotSave>> = [];
   let restarts: Awaited<ReturnType<typeof benchRestart>> = [];
   let auditOpen: Awaited<ReturnType<typeof benchAuditOpen>> | null = null;
+  let fullCache: Awaited<ReturnType<typeof benchFullCacheMemory>> = null;
   const levelBatches: Awaited<ReturnType<typeof benchLevelBatch>>[] = [];
   try {
+    // First: the process holds nothing else yet that a GC could free while it is measured.
+    fullCache = await benchFullCacheMemory(join(root, "full-cache"));
     for (const valueBytes of [entryBytes, 4096])
       for (const batch of [1, 16, 128])
         for (const storeName of ["segment", "leveldb"] as const)
@@ -509,8 +556,14 @@ async function main(): Promise<void> {
   );
   process.stdout.write("\n");
   const metadataMemory = benchMetadataMemory();
-  if (metadataMemory === null) process.stdout.write("(metadata record memory: run with --expose-gc)\n\n");
+  if (metadataMemory === null || fullCache === null)
+    process.stdout.write("(metadata record memory: run with --expose-gc)\n\n");
   else {
+    const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
+    process.stdout.write(
+      `a full metadata cache (${cachedSecrets.toLocaleString("en-US")} secrets written three times each): ` +
+        `${mib(fullCache.heapBytes)} MiB of V8's heap, ${mib(fullCache.outsideBytes)} MiB outside it\n\n`,
+    );
     printTable(
       ["a cached metadata record, 10 versions kept, current version", "bytes held"],
       metadataMemory.map((row) => [
