@@ -48,6 +48,7 @@ import {
   encodeMetadataTransient,
   storedVersions,
 } from "../storage/state/metadata-record.js";
+import { metadataCacheMax } from "../storage/state/secret-state.js";
 import { printTable } from "./table.js";
 
 const entryBytes = 256;
@@ -200,13 +201,11 @@ async function benchApplies(directory: string, seconds: number) {
   };
 }
 
-/** Secrets the state machine keeps the metadata record of in memory (its cache's size). */
-const cachedSecrets = 50_000;
-
 /**
- * What a state machine holds once its metadata cache is full: `cachedSecrets` secrets written three
- * times each, 16 applies per turn, then flushed; V8's heap and the memory outside it that
- * ArrayBuffers hold, after full GCs, open against closed and dropped. Null without --expose-gc.
+ * What a state machine holds once its metadata cache is full: `metadataCacheMax` secrets (the
+ * cache's size) written three times each, 16 applies per turn, then flushed; V8's heap and the
+ * memory outside it that ArrayBuffers hold, after full GCs, open against closed and dropped. Null
+ * without --expose-gc.
  */
 async function benchFullCacheMemory(directory: string) {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -217,7 +216,7 @@ async function benchFullCacheMemory(directory: string) {
   let machine: SecretStateMachine | null = await SecretStateMachine.open(directory);
   let index = 0;
   for (let round = 0; round < 3; round++) {
-    for (let secret = 0; secret < cachedSecrets; secret++) {
+    for (let secret = 0; secret < metadataCacheMax; secret++) {
       const path = `bench/app${secret % 64}/secret${secret}`;
       index++;
       const ciphertext = barrier.encrypt(path, value);
@@ -561,7 +560,7 @@ async function main(): Promise<void> {
   else {
     const mib = (bytes: number) => (bytes / (1024 * 1024)).toFixed(1);
     process.stdout.write(
-      `a full metadata cache (${cachedSecrets.toLocaleString("en-US")} secrets written three times each): ` +
+      `a full metadata cache (${metadataCacheMax.toLocaleString("en-US")} secrets written three times each): ` +
         `${mib(fullCache.heapBytes)} MiB of V8's heap, ${mib(fullCache.outsideBytes)} MiB outside it\n\n`,
     );
     printTable(

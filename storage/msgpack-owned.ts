@@ -7,7 +7,9 @@
 //
 // Here a value is encoded at the start of the buffer's free space, copied out, and the space
 // given back (msgpackr's RESET_BUFFER_MODE): the buffer is never used up, and each answer holds
-// only its own bytes, however long it is kept (a metadata record stays cached for hours).
+// only its own bytes, however long it is kept (a Raft entry's command, until every follower has
+// it). A value used at once and dropped (hashed, or copied by a LevelDB write) is read in place
+// (packTransient).
 
 import { type Packr, RESET_BUFFER_MODE } from "msgpackr";
 

@@ -160,7 +160,7 @@ const ciphertextOverheadBytes = 33;
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 
 /** Secrets whose metadata record a node keeps in memory, at most (the least recently used go first). */
-const metadataCacheMax = 50_000;
+export const metadataCacheMax = 50_000;
 
 /** A key as a map key: its bytes, one latin1 character each. */
 function keyString(key: Uint8Array): string {
