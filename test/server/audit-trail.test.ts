@@ -536,3 +536,43 @@ it("abandoned on a fatal stop: waits for a write a full disk cut short, leaves w
     }
   }
 });
+
+it("writes an entry's fields in one order: the chain's, the call's, then its outcome's", async () => {
+  const directory = join(root, "field-order");
+  const trail = trailWith({ directories: [directory] });
+  const forwarded: RequestContext = {
+    ...context("/strongroom.v1.Secrets/Put"),
+    token: `sr.${"c".repeat(43)}`,
+    forwardedBy: "n2",
+  };
+  const put = await trail.begin(forwarded, { path: "app/order", value: Uint8Array.of(1, 2) });
+  await put(null, { version: 3 });
+  const denied = await trail.begin(forwarded, { path: "app/denied", value: Uint8Array.of(3) });
+  await denied(
+    new NodeError("PERMISSION_DENIED", "no policy grants update on app/denied", {
+      auditDetail: "policy dev",
+    }),
+  );
+  await trail.close();
+  const entries = listAuditFiles(directory)
+    .flatMap((file) => readFileSync(file, "utf8").split("\n"))
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((entry) => entry.type === "request" || entry.type === "response");
+  const chain = ["v", "seq", "time", "node", "prev"];
+  const call = ["requestId", "identity", "method", "path", "capability", "forwardedBy", "hashed"];
+  expect(entries.map((entry) => Object.keys(entry))).toEqual([
+    [...chain, ...call, "type"],
+    [...chain, ...call, "result", "type", "outcome", "code", "latencyMs"],
+    [...chain, ...call, "type"],
+    [...chain, ...call, "type", "outcome", "code", "reason", "detail", "latencyMs"],
+  ]);
+  expect(entries[1]).toMatchObject({ result: { version: 3 }, outcome: "ok", code: "OK" });
+  expect(entries[3]).toMatchObject({
+    outcome: "denied",
+    code: "PERMISSION_DENIED",
+    reason: "PERMISSION_DENIED",
+    detail: "policy dev",
+  });
+  expect(Object.keys(entries[0]?.hashed as object)).toEqual(["value", "token"]);
+});
