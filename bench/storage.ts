@@ -12,8 +12,9 @@
 // saveSnapshot for a 5 and a 40 MiB snapshot, with the file written there or staged beside the loop
 // first (what a node does: RaftNode stages, then saves). How long a restart takes to open and load
 // a log of 100,000 entries of 4 KiB, applied or not, and to open an audit trail whose last file is
-// full. And what a LevelDB batch costs the event loop per operation, written as abstract-level's
-// array batch or as our writeBatch (a chained batch), which every store uses.
+// full. What the audit trail costs a call (its request and response entries). And what a LevelDB
+// batch costs the event loop per operation, written as abstract-level's array batch or as our
+// writeBatch (a chained batch), which every store uses.
 // Run with: npm run bench:storage [-- --seconds S]
 
 import { randomBytes, randomUUID } from "node:crypto";
@@ -34,9 +35,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
+import { Registry } from "prom-client";
 import type { Entry } from "../raft/core/index.js";
 import type { LogStore } from "../raft/node/index.js";
 import { AuditFile } from "../server/audit/audit-file.js";
+import { AuditTrail } from "../server/audit/audit-trail.js";
+import type { RequestContext } from "../server/request.js";
 import { Barrier, Keyring } from "../storage/barrier/index.js";
 import { type LevelBatch, openBinaryLevel, writeBatch } from "../storage/leveldb.js";
 import { LevelLogStore } from "../storage/raft-log/level-log-store.js";
@@ -436,6 +440,52 @@ async function benchAuditOpen(directory: string): Promise<{ mib: number; ms: num
 }
 
 /**
+ * What the audit trail costs a call: a request entry and a response entry each (`Put` and `Get`
+ * in turn, a third of them forwarded, the caller's token and a `Put`'s value recorded as HMACs),
+ * 32 calls in flight, one file sink with durability "os" (the disk's own wait is the synced-write
+ * row's). CPU of every thread per call, and calls per second.
+ */
+async function benchAuditCalls(directory: string, seconds: number) {
+  const rootKey = new Uint8Array(randomBytes(32));
+  const trail = new AuditTrail({
+    node: "n1",
+    directories: [directory],
+    maxFileBytes: 64 * 1024 * 1024,
+    checkpointEvery: 1000,
+    durability: "os",
+    syncIntervalMs: 1000,
+    rootKey: () => rootKey,
+    registry: new Registry(),
+  });
+  const token = `sr.${"t".repeat(43)}`;
+  const value = new Uint8Array(randomBytes(256));
+  const call = async (i: number) => {
+    const context: RequestContext = {
+      method: i % 2 === 0 ? "/strongroom.v1.Secrets/Put" : "/strongroom.v1.Secrets/Get",
+      identity: "bench",
+      token,
+      deadline: Date.now() + 10_000,
+      forwardedBy: i % 3 === 0 ? "n2" : null,
+      authorization: { caller: null, tokenUseSpent: false },
+    };
+    const path = `bench/app${i % 64}/secret${i % appliedSecrets}`;
+    const finish = await trail.begin(context, i % 2 === 0 ? { path, value } : { path });
+    await finish(null, { version: i, revision: i });
+  };
+  let calls = 0;
+  const start = performance.now();
+  const cpuStart = process.cpuUsage();
+  while (performance.now() - start < seconds * 1000) {
+    await Promise.all(Array.from({ length: 32 }, () => call(calls++)));
+  }
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  await trail.close();
+  rootKey.fill(0);
+  return { callsPerSecond: calls / elapsed, cpuMicrosPerCall: (cpu.user + cpu.system) / calls };
+}
+
+/**
  * The event loop's time per operation to hand a batch of `size` operations (4 puts of 300 bytes
  * to 1 delete, keys like a secret's version) to LevelDB, until the call returns its promise: the
  * array form of abstract-level (`db.batch(array)`) against writeBatch. The two alternate in
@@ -518,6 +568,7 @@ async function main(): Promise<void> {
     snapshotSaves = await benchSnapshotSave(join(root, "snapshots"));
     restarts = await benchRestart(join(root, "restart"));
     auditOpen = await benchAuditOpen(join(root, "audit"));
+    const auditCalls = await benchAuditCalls(join(root, "audit-calls"), seconds);
     for (const size of [4, 32])
       levelBatches.push(await benchLevelBatch(join(root, `batch${size}`), size, seconds));
     process.stdout.write(
@@ -527,6 +578,11 @@ async function main(): Promise<void> {
         `${Math.ceil(applies.applies / appliedSecrets)}, then one flush of ${applies.flushMs.toFixed(2)} ms); ` +
         `${applies.scavenges} scavenges, ${((applies.scavenges * 16 * 1024) / applies.applies).toFixed(1)} KiB allocated per apply ` +
         `at a 16 MiB young generation, GC ${((100 * applies.gcMs) / 1000 / applies.elapsed).toFixed(1)}% of the time\n\n`,
+    );
+    process.stdout.write(
+      `audit trail: ${auditCalls.cpuMicrosPerCall.toFixed(1)} µs of CPU per call, every thread ` +
+        `(a request and a response entry, Put and Get in turn, 32 in flight, one file sink, durability os), ` +
+        `${Math.round(auditCalls.callsPerSecond).toLocaleString("en-US")} calls/s\n\n`,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -647,7 +647,7 @@ function cutString(value: string): string {
 /**
  * A new record: `record`'s fields, then `fields` (a field of both keeps its place and takes the new
  * value), as `{ ...record, ...fields }` would be. Not written so: on Node 20 (V8 11.3) an object
- * literal that spreads an object and then adds fields to it cost 1-5 µs an entry, against 0.2-0.4
+ * literal that spreads an object and then adds fields to it cost 1-5 µs an entry, against 0.1-0.4
  * µs for Object.assign (Node 22 and 24 are fast either way; docs/performance.md, fifty-seventh
  * session).
  */

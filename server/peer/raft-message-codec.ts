@@ -104,8 +104,8 @@ export function toWire(message: Message): RaftMessage {
 /**
  * Each message is built field by field rather than spread from the decoded body: on Node 20 (V8
  * 11.3) an object literal that spreads one object and then adds properties (`{ ...base, type,
- * ...value }`) took 4 µs a message in a scratch loop, against 0.1-0.4 µs built like this; Node 22
- * and 24 are fast either way (docs/performance.md, fifty-seventh session).
+ * ...value }`) took 3-5 µs a message in a scratch loop, against 0.02-0.4 µs built like this; Node
+ * 22 and 24 are fast either way (docs/performance.md, fifty-seventh session).
  */
 export function fromWire(wire: RaftMessage): Message {
   const { from, to, term, body } = wire;
