@@ -15,10 +15,15 @@ import {
 } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import { LeasesService } from "../proto/gen/strongroom/v1/leases.gen.js";
 import { PkiService } from "../proto/gen/strongroom/v1/pki.gen.js";
-import { type GetRequest, type GetResponse, SecretsService } from "../proto/gen/strongroom/v1/secrets.gen.js";
+import {
+  Consistency,
+  type GetRequest,
+  type GetResponse,
+  SecretsService,
+} from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "./credentials.js";
-import { type Endpoint, EndpointPool } from "./endpoint-pool.js";
+import { type Endpoint, EndpointPool, type EndpointStats } from "./endpoint-pool.js";
 import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
 import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
 import { backoffMs, decide, isEndpointFailure, nextWait, refusesUntilOperatorActs } from "./retry-policy.js";
@@ -60,6 +65,17 @@ export interface ClientOptions {
   readonly keepalive?: { readonly intervalMs?: number; readonly timeoutMs?: number };
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
+  /**
+   * Where linearizable reads (Secrets, Access, PKI and Leases reads) go first. "sticky" (the
+   * default): to the endpoint that answered last, as other calls. "balanced": to the cheaper of two
+   * endpoints picked at random, by their reads' latency (peak EWMA) times the reads in flight
+   * there, so that reads use every node and a slow node gets few; each node then serves smaller
+   * batches, and on a cluster whose nodes share one machine that cost about twice the nodes' CPU
+   * per read (docs/sdk.md). Stale reads (`CONSISTENCY_STALE`) stay sticky either way: a node's
+   * local state may be behind another's, and moving between them would let a value go back in
+   * time more often.
+   */
+  readonly readRouting?: "balanced" | "sticky";
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
   readonly breaker?: { readonly consecutiveFailures?: number; readonly halfOpenAfterMs?: number };
   /**
@@ -154,6 +170,21 @@ const readOnly = new Set<string>([
   LeasesService.lookup.path,
 ]);
 
+/** Reads about the node that answers them (its seal, its audit file, its view of the cluster). */
+const aboutTheNode = new Set<string>([
+  SysService.sealStatus.path,
+  SysService.auditHash.path,
+  SysService.auditKey.path,
+  ClusterService.status.path,
+  ClusterService.members.path,
+]);
+
+/**
+ * Reads of the replicated state, which every node answers alike when linearizable: balanced over
+ * the endpoints with readRouting "balanced". Reads about the node go where other calls go.
+ */
+const balancedReads = new Set<string>([...readOnly].filter((path) => !aboutTheNode.has(path)));
+
 /** Calls that only make sense on the node they are sent to: never moved to another endpoint. */
 const nodeLocal = new Set<string>([SysService.unseal.path, SysService.seal.path]);
 
@@ -174,6 +205,7 @@ export class StrongroomClient {
   private readonly attemptTimeoutMs: number;
   private readonly stallCheckMs: number;
   private readonly requestIds: boolean;
+  private readonly balanceReads: boolean;
   private readonly retry: { baseMs: number; maxMs: number };
   private readonly cache: ReadCache<GetResponse> | null;
   /** The state of each watch that keeps the cache's entries fresh (cache.watchPrefixes). */
@@ -200,6 +232,12 @@ export class StrongroomClient {
     this.attemptTimeoutMs = positive(options.attemptTimeoutMs ?? 2000, "attemptTimeoutMs");
     this.stallCheckMs = positive(options.stallCheckMs ?? 250, "stallCheckMs");
     this.requestIds = options.requestIds ?? true;
+    const readRouting = options.readRouting ?? "sticky";
+    if (readRouting !== "balanced" && readRouting !== "sticky")
+      throw new TypeError(
+        `createClient: readRouting is "balanced" or "sticky", not ${JSON.stringify(readRouting)}`,
+      );
+    this.balanceReads = readRouting === "balanced";
     this.retry = {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
@@ -402,6 +440,14 @@ export class StrongroomClient {
     return { ...counters, watches: this.cacheWatches.map((state) => ({ ...state })) };
   }
 
+  /**
+   * Each endpoint's address, node id (once known), balanced reads in flight, their latency
+   * estimate and its circuit breaker's state: how this client spreads its reads, and why.
+   */
+  endpointStats(): EndpointStats[] {
+    return this.pool.endpointStats();
+  }
+
   close(): void {
     this.closed = true;
     for (const watch of [...this.watches]) watch.close();
@@ -465,7 +511,10 @@ export class StrongroomClient {
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;
     await this.pool.located();
-    const endpoints = this.pool.order(write || leaderFirst.has(definition.path));
+    const balanced = this.balanceReads && balancedReads.has(definition.path) && !asksStale(request);
+    const endpoints = balanced
+      ? this.pool.balancedOrder()
+      : this.pool.order(write || leaderFirst.has(definition.path));
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
@@ -494,7 +543,9 @@ export class StrongroomClient {
         const attemptDeadline = mayMove ? Math.min(deadline, Date.now() + this.attemptTimeoutMs) : deadline;
         const { response, leader } = await endpoint.breaker.execute(() => {
           const call = startUnaryCall(endpoint.client, definition, request, attemptDeadline);
-          return mayMove ? this.unlessStalled(call, endpoint, write) : call.answer;
+          const answer = mayMove ? this.unlessStalled(call, endpoint, write) : call.answer;
+          if (!balanced) return answer;
+          return this.pool.balanced(endpoint, answer, retriedAfter);
         });
         this.pool.noteAnswer(endpoint, leader);
         endpoint.lastFailure = null;
@@ -601,6 +652,18 @@ export class StrongroomClient {
     }
     return attempt.answer;
   }
+}
+
+/** Whether a read asks for a stale answer (CONSISTENCY_STALE): such reads are not balanced. */
+function asksStale(request: unknown): boolean {
+  return (request as { consistency?: unknown }).consistency === Consistency.CONSISTENCY_STALE;
+}
+
+/** Whether a read is tried again after this failed attempt (a stall, a node down, sealed, overloaded, ...). */
+function retriedAfter(error: unknown): boolean {
+  if (error instanceof StalledEndpoint) return true;
+  const serviceError = error as ServiceError;
+  return typeof serviceError.code === "number" && decide(serviceError, true).retry;
 }
 
 /** An attempt given up because its node stalled (unlessStalled); the call goes on at `next`. */

@@ -1,16 +1,26 @@
 // The nodes the SDK talks to: one channel per endpoint, each behind its own circuit breaker
 // (cockatiel: after `consecutiveFailures` connection failures the endpoint is skipped for
-// `halfOpenAfterMs`, then tried with one call). Calls go first to the endpoint that answered last
-// (reads) or to the leader when it is known (writes, saving the follower's forwarding hop); the
-// leader is learned from the `strongroom-leader` trailer of any answer and mapped to an endpoint
-// through Cluster.Status, which every node answers. Cluster.Status also tells a stalled node (one
-// that answers nothing, paused or hung) from a slow one: see stallTarget().
+// `halfOpenAfterMs`, then tried with one call). Writes go first to the leader when it is known
+// (saving the follower's forwarding hop); the leader is learned from the `strongroom-leader`
+// trailer of any answer and mapped to an endpoint through Cluster.Status, which every node
+// answers. Other calls go first to the endpoint that answered last; so do linearizable reads,
+// unless the client balances them (readRouting "balanced") over the endpoints by their latency and
+// the reads in flight (endpoint-load.ts): every node serves them, so spread they use every node's
+// CPU, and a slow node gets few. Cluster.Status also tells a stalled node (one that answers
+// nothing, paused or hung) from a slow one: see stallTarget().
 
 import { Client, Metadata } from "@grpc/grpc-js";
-import { type CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleWhen } from "cockatiel";
+import {
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+} from "cockatiel";
 import { ClusterService, type StatusResponse } from "../proto/gen/strongroom/v1/cluster.gen.js";
 import type { EndpointTls } from "./credentials.js";
-import { isEndpointFailure } from "./retry-policy.js";
+import { cheaperOfTwo, EndpointLoad } from "./endpoint-load.js";
+import { isEndpointFailure, uniform } from "./retry-policy.js";
 
 function channelClient(address: string, tls: EndpointTls): Client {
   return new Client(address, tls.credentials, {
@@ -40,6 +50,25 @@ export interface Endpoint {
   lastFailure: Error | null;
   /** The Cluster.Status asked of it and not answered yet (one at a time), and since when. */
   statusAsked: { readonly since: number; readonly answer: Promise<StatusResponse | null> } | null;
+  /** Its balanced reads: in flight, and their latency (what balancedOrder() weighs). */
+  readonly load: EndpointLoad;
+  /** Until when (Date.now()) its breaker, opened, refuses every call (0: not opened). */
+  breakerRestsUntil: number;
+}
+
+/** What EndpointPool.endpointStats() tells of one endpoint. */
+export interface EndpointStats {
+  readonly address: string;
+  /** The node's id, once Cluster.Status has said it ("" until then). */
+  readonly nodeId: string;
+  /** Balanced reads sent there and not yet answered. */
+  readonly readsInFlight: number;
+  /** Their latency estimate (peak EWMA, decaying while unused), in ms; 0 before the first. */
+  readonly readLatencyMs: number;
+  /** Whether balanced reads keep away for now, after one failed there. */
+  readonly readsAvoided: boolean;
+  /** Its circuit breaker: "closed" (calls go), "open" (skipped for now) or "half-open" (one tries). */
+  readonly breaker: "closed" | "open" | "half-open";
 }
 
 export interface BreakerOptions {
@@ -64,25 +93,11 @@ export class EndpointPool {
     addresses: readonly string[],
     /** Each endpoint's channel credentials and options (client/credentials.ts). */
     channelFor: (address: string) => EndpointTls,
-    breaker: BreakerOptions,
+    private readonly breaker: BreakerOptions,
     /** The client's region: its endpoints there are tried first (null: no preference). */
     private readonly region: string | null = null,
   ) {
-    this.endpoints = addresses.map((address) => ({
-      address,
-      client: channelClient(address, channelFor(address)),
-      breaker: circuitBreaker(
-        handleWhen((error) => isEndpointFailure(error as never)),
-        {
-          halfOpenAfter: breaker.halfOpenAfterMs,
-          breaker: new ConsecutiveBreaker(breaker.consecutiveFailures),
-        },
-      ),
-      nodeId: null,
-      region: null,
-      lastFailure: null,
-      statusAsked: null,
-    }));
+    this.endpoints = addresses.map((address) => newEndpoint(address, channelFor, breaker));
     // Which endpoint is in which region is learned before the first call, not at a leader change.
     if (region !== null) {
       this.discover();
@@ -115,6 +130,73 @@ export class EndpointPool {
       ...rest.filter((endpoint) => endpoint.region === this.region),
       ...rest.filter((endpoint) => endpoint.region !== this.region),
     ];
+  }
+
+  /**
+   * Endpoints in the order to try them for a linearizable read: first the cheaper of two picked at
+   * random, by latency and reads in flight (endpoint-load.ts), among those that take calls (the
+   * breaker closed, no read failed there lately) in the client's region if it has one and any
+   * there does; then the rest: those that take calls first, those in the region first, each group
+   * cheapest first. Any node serves such a read, from the same committed state: which one answers
+   * changes its cost, not its answer.
+   */
+  balancedOrder(): Endpoint[] {
+    const now = performance.now();
+    const ranked = this.endpoints
+      .map((endpoint) => ({
+        endpoint,
+        away: takesCalls(endpoint) && !endpoint.load.avoided(now) ? 0 : 1,
+        far: this.region !== null && endpoint.region !== this.region ? 1 : 0,
+        cost: endpoint.load.cost(now),
+      }))
+      .sort((a, b) => a.away - b.away || a.far - b.far || a.cost - b.cost);
+    const ready = ranked.filter((ranking) => ranking.away === 0);
+    const near = ready.filter((ranking) => ranking.far === 0);
+    // Every endpoint avoided or resting: the usual order, which the breakers and retries work through.
+    if (ready.length === 0) return this.order(false);
+    const candidates = near.length > 0 ? near : ready;
+    const first = cheaperOfTwo(candidates, (ranking) => ranking.cost, uniform).endpoint;
+    return [first, ...ranked.map(({ endpoint }) => endpoint).filter((endpoint) => endpoint !== first)];
+  }
+
+  /**
+   * `answer`, the attempt of a balanced read at `endpoint`, counted while in flight; once settled
+   * its latency is noted, and after a failure that `retried` picks out (one the read goes on from)
+   * balanced reads keep away from the endpoint for the breaker's rest (`halfOpenAfterMs`).
+   */
+  async balanced<T>(
+    endpoint: Endpoint,
+    answer: Promise<T>,
+    retried: (error: unknown) => boolean,
+  ): Promise<T> {
+    const started = performance.now();
+    endpoint.load.inFlight++;
+    try {
+      const settled = await answer;
+      const now = performance.now();
+      endpoint.load.observe(now - started, now);
+      return settled;
+    } catch (error) {
+      const now = performance.now();
+      endpoint.load.observe(now - started, now);
+      if (retried(error)) endpoint.load.avoidUntil(now + this.breaker.halfOpenAfterMs);
+      throw error;
+    } finally {
+      endpoint.load.inFlight--;
+    }
+  }
+
+  /** Each endpoint's balanced reads and breaker, for a look at how calls are spread. */
+  endpointStats(): EndpointStats[] {
+    const now = performance.now();
+    return this.endpoints.map((endpoint) => ({
+      address: endpoint.address,
+      nodeId: endpoint.nodeId ?? "",
+      readsInFlight: endpoint.load.inFlight,
+      readLatencyMs: endpoint.load.latencyMs(now),
+      readsAvoided: endpoint.load.avoided(now),
+      breaker: breakerState(endpoint.breaker.state),
+    }));
   }
 
   /** Notes an answer from `endpoint`, and the leader it named. */
@@ -184,6 +266,53 @@ export class EndpointPool {
       this.discovering = null;
     });
   }
+}
+
+/** An endpoint's channel and breaker, nothing known of its node yet. */
+function newEndpoint(
+  address: string,
+  channelFor: (address: string) => EndpointTls,
+  breaker: BreakerOptions,
+): Endpoint {
+  const endpoint: Endpoint = {
+    address,
+    client: channelClient(address, channelFor(address)),
+    breaker: circuitBreaker(
+      handleWhen((error) => isEndpointFailure(error as never)),
+      {
+        halfOpenAfter: breaker.halfOpenAfterMs,
+        breaker: new ConsecutiveBreaker(breaker.consecutiveFailures),
+      },
+    ),
+    nodeId: null,
+    region: null,
+    lastFailure: null,
+    statusAsked: null,
+    load: new EndpointLoad(performance.now()),
+    breakerRestsUntil: 0,
+  };
+  // cockatiel moves an open breaker to half-open only when a call comes after the rest: when
+  // the rest ends is kept here, so that balancedOrder() picks the endpoint again after it.
+  endpoint.breaker.onBreak(() => {
+    endpoint.breakerRestsUntil = Date.now() + breaker.halfOpenAfterMs;
+  });
+  return endpoint;
+}
+
+/**
+ * Whether a call here would go now: its breaker closed, or open with its rest over (the call
+ * tries it, half-open). Half-open, one call is trying it already and the breaker refuses others.
+ */
+function takesCalls(endpoint: Endpoint): boolean {
+  const { state } = endpoint.breaker;
+  return (
+    state === CircuitState.Closed || (state === CircuitState.Open && Date.now() >= endpoint.breakerRestsUntil)
+  );
+}
+
+function breakerState(state: CircuitState): EndpointStats["breaker"] {
+  if (state === CircuitState.Open || state === CircuitState.Isolated) return "open";
+  return state === CircuitState.HalfOpen ? "half-open" : "closed";
 }
 
 /**
