@@ -110,6 +110,7 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
             writeEndpoint: null,
             requestIds: false,
             viaSdk: false,
+            sdkReadRouting: "sticky",
             tls: {
               caFile: join(directory, "ca.pem"),
               certFile: join(directory, "client.pem"),

@@ -44,6 +44,9 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        clients spread both), or sdk (strongroom's requests through the SDK
                        itself, one client per worker thread, each worker's member list
                        starting at another member; etcd's as with clients)
+  --sdk-reads R        with --entry sdk, the SDK's readRouting: sticky (the default: reads to
+                       the member that answered last) or balanced (to the cheaper of two
+                       members by latency and reads in flight)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
   --lease-reads        the strongroom nodes' raft.leaseReads: the leader answers linearizable
@@ -79,6 +82,7 @@ function parseOptions() {
         clients: { type: "string" },
         "no-open-loop": { type: "boolean", default: false },
         entry: { type: "string", default: "all" },
+        "sdk-reads": { type: "string", default: "sticky" },
         "audit-durability": { type: "string", default: "disk" },
         "request-ids": { type: "boolean", default: false },
         "lease-reads": { type: "boolean", default: false },
@@ -146,6 +150,10 @@ const concurrencies =
 const entry = values.entry ?? "all";
 if (!["all", "leader", "follower", "clients", "sdk"].includes(entry))
   refuse("--entry takes all, leader, follower, clients or sdk");
+const sdkReads = values["sdk-reads"] ?? "sticky";
+if (sdkReads !== "balanced" && sdkReads !== "sticky") refuse("--sdk-reads takes sticky or balanced");
+const sdkReadRouting: "balanced" | "sticky" = sdkReads;
+if (sdkReads !== "sticky" && entry !== "sdk") refuse("--sdk-reads goes with --entry sdk");
 const auditDurability = values["audit-durability"] ?? "disk";
 if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-durability takes disk or os");
 
@@ -258,6 +266,7 @@ async function main(): Promise<void> {
           token,
           requestIds: values["request-ids"] === true,
           viaSdk: entry === "sdk",
+          sdkReadRouting,
         },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
       },
@@ -270,6 +279,7 @@ async function main(): Promise<void> {
           token: null,
           requestIds: false,
           viaSdk: false,
+          sdkReadRouting: "sticky",
         },
         pids: etcd.pids(),
       },

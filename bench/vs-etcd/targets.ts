@@ -26,9 +26,11 @@ export interface TargetSpec {
   readonly requestIds: boolean;
   /**
    * strongroom's requests go through the SDK (createClient), which picks the endpoint itself:
-   * writes to the leader it learned, reads to the endpoint that answered last.
+   * writes to the leader it learned, reads as `sdkReadRouting` says.
    */
   readonly viaSdk: boolean;
+  /** The SDK's readRouting (with `viaSdk`). */
+  readonly sdkReadRouting: "balanced" | "sticky";
 }
 
 /** One endpoint's connection: write and read one key, rejecting with the gRPC error. */
@@ -121,7 +123,7 @@ export function connect(spec: TargetSpec, endpoint: string): Connection {
 
 /**
  * strongroom through its SDK: one client whose endpoint list starts at `first` (modulo their
- * number), so that the reads of several such clients land on different members, as those of
+ * number), so that sticky reads of several such clients land on different members, as those of
  * applications given the members in different orders would. Writes carry request ids only with
  * `spec.requestIds` (the SDK's `requestIds` option), to compare like with like.
  */
@@ -134,6 +136,7 @@ export function connectSdk(spec: TargetSpec, first: number): Connection {
     tls: spec.tls,
     token: spec.token ?? "",
     requestIds: spec.requestIds,
+    readRouting: spec.sdkReadRouting,
   });
   const within = (deadline: number) => ({ deadlineMs: Math.max(1, deadline - Date.now()) });
   return {
