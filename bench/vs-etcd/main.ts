@@ -178,7 +178,7 @@ function entryDescription(): string {
   if (entry === "clients")
     return "as each system's client library routes them (strongroom's SDK: writes to the leader, reads spread over every member; etcd's: every request spread)";
   if (entry === "sdk")
-    return "strongroom's through its SDK (a client per worker thread, routing each request itself); etcd's spread";
+    return `strongroom's through its SDK (a client per worker thread, routing each request itself, reads ${sdkReadRouting}); etcd's spread`;
   return `to each system's ${entry} only`;
 }
 const systems = listOf("systems", values.systems ?? "", (name): SystemName | undefined =>
@@ -427,6 +427,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         warmupMs,
         workers,
         entry,
+        sdkReadRouting: entry === "sdk" ? sdkReadRouting : null,
         nodeOptions,
         requestIds: values["request-ids"] === true,
         leaseReads: values["lease-reads"] === true,
