@@ -15,6 +15,9 @@
 /** How fast an estimate forgets, in ms: after this long unused it is down to 1/e of itself. */
 export const loadDecayMs = 10_000;
 
+/** The latency taken for a read in flight where none has answered yet: a day, dearer than any seen. */
+const unknownLatencyMs = 86_400_000;
+
 /** One endpoint's balanced reads: in flight, and the latency estimate. */
 export class EndpointLoad {
   /** Balanced reads sent here and not yet settled. */
@@ -59,11 +62,11 @@ export class EndpointLoad {
 
   /**
    * What one more read here is expected to cost at `nowMs`. An endpoint with reads in flight and no
-   * latency seen yet is as dear as can be: else every read started before the first answer would
-   * go to it.
+   * latency seen yet is dearer than any that has one (else every read started before its first
+   * answer would go to it), and dearer the more it has: among such, the one with fewest.
    */
   cost(nowMs: number): number {
-    if (!this.observed) return this.inFlight === 0 ? 0 : Number.MAX_VALUE;
+    if (!this.observed) return this.inFlight * unknownLatencyMs;
     return this.decayedTo(nowMs) * (this.inFlight + 1);
   }
 

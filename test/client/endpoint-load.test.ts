@@ -31,12 +31,19 @@ describe("endpoint load", () => {
     expect(load.latencyMs(1000)).toBeCloseTo(100 / Math.E, 6);
   });
 
-  it("costs its latency times the reads in flight plus one; nothing unused, everything busy and unknown", () => {
+  it("costs its latency times the reads in flight plus one; nothing unused, busy and unknown more than any known", () => {
     const load = new EndpointLoad(0, 1000);
     expect(load.cost(0)).toBe(0);
     load.inFlight = 1;
-    // No latency seen and a read out: every read started before its answer would come here.
-    expect(load.cost(0)).toBe(Number.MAX_VALUE);
+    // No latency seen and a read out: dearer than a node known to take a minute with 100 reads out
+    // (else every read started before its answer would come here), and dearer with each read more.
+    const known = new EndpointLoad(0, 1000);
+    known.observe(60_000, 0);
+    known.inFlight = 100;
+    expect(load.cost(0)).toBeGreaterThan(known.cost(0));
+    const busier = new EndpointLoad(0, 1000);
+    busier.inFlight = 2;
+    expect(busier.cost(0)).toBeGreaterThan(load.cost(0));
     load.observe(4, 0);
     expect(load.cost(0)).toBe(8);
     load.inFlight = 3;
