@@ -184,6 +184,8 @@ const experimentSchema = z.strictObject({
      * balancer: reads are served by every node, not mostly by the leader the SDK prefers.
      */
     pinned: z.boolean().default(false),
+    /** The SDK clients' readRouting: sticky (the SDK's default) or balanced (docs/sdk.md). */
+    readRouting: z.enum(["sticky", "balanced"]).default("sticky"),
   }),
   faults: z
     .array(

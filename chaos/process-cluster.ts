@@ -660,9 +660,15 @@ export class ProcessCluster {
     }
   }
 
-  /** An SDK client with the root token (for the workload and the checks). */
-  client(endpoints: readonly string[]): StrongroomClient {
-    return createClient({ endpoints, tls: this.tls, token: () => this.token, deadlineMs: 10_000 });
+  /** An SDK client with the root token (for the workload and the checks), reads routed as `readRouting`. */
+  client(endpoints: readonly string[], readRouting: "sticky" | "balanced" = "sticky"): StrongroomClient {
+    return createClient({
+      endpoints,
+      tls: this.tls,
+      token: () => this.token,
+      deadlineMs: 10_000,
+      readRouting,
+    });
   }
 
   /**

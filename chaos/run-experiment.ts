@@ -253,7 +253,8 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
     const workload = await runWorkload(
       (index) => {
         const endpoints = cluster.endpoints();
-        if (!experiment.workload.pinned) return cluster.client(endpoints);
+        const { readRouting } = experiment.workload;
+        if (!experiment.workload.pinned) return cluster.client(endpoints, readRouting);
         // Pinned: client i is next to node i mod size; with regions, it reaches its region's nodes
         // (as a client in a region does), so a write from a region without the leader is forwarded.
         const home = index % endpoints.length;
@@ -262,6 +263,7 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
           regions === undefined
             ? [endpoints[home] ?? ""]
             : endpoints.filter((_, node) => regions[node] === regions[home]),
+          readRouting,
         );
       },
       experiment.workload,

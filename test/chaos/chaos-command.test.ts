@@ -266,6 +266,16 @@ it("refuses an experiment with problems, naming each", () => {
       "usb.yaml",
     ),
   ).toThrow(/usb\.yaml has 1 problem\(s\):\n {2}- cluster\.auditDisk: .*"data".*"own"/);
+  expect(() =>
+    parseExperiment(
+      {
+        name: "nearest",
+        workload: { clients: 1, keys: 1, readRatio: 0.5, durationMs: 5000, readRouting: "nearest" },
+        faults: [],
+      },
+      "nearest.yaml",
+    ),
+  ).toThrow(/nearest\.yaml has 1 problem\(s\):\n {2}- workload\.readRouting: .*"sticky".*"balanced"/);
 });
 
 it("repeats an experiment for a soak: the workload n times as long, the faults every period", () => {
