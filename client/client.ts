@@ -545,7 +545,7 @@ export class StrongroomClient {
           const call = startUnaryCall(endpoint.client, definition, request, attemptDeadline);
           const answer = mayMove ? this.unlessStalled(call, endpoint, write) : call.answer;
           if (!balanced) return answer;
-          return this.pool.balanced(endpoint, answer, retriedAfter);
+          return this.pool.measuredRead(endpoint, answer, retriedAfter);
         });
         this.pool.noteAnswer(endpoint, leader);
         endpoint.lastFailure = null;

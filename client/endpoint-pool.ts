@@ -164,7 +164,7 @@ export class EndpointPool {
    * its latency is noted, and after a failure that `retried` picks out (one the read goes on from)
    * balanced reads keep away from the endpoint for the breaker's rest (`halfOpenAfterMs`).
    */
-  async balanced<T>(
+  async measuredRead<T>(
     endpoint: Endpoint,
     answer: Promise<T>,
     retried: (error: unknown) => boolean,

@@ -8,12 +8,12 @@
 
 import { createSocket, type Socket } from "node:dgram";
 import dns from "node:dns";
-import { createServer } from "node:net";
 import { Client, credentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createClient } from "../../client/index.js";
 import { defaultPeerTransportLimits, peerClientChannelOptions } from "../../server/peer/peer-transport.js";
 import { TestPki } from "../server/pki-fixture.js";
+import { closedPort } from "./stand-in-node.js";
 
 const pki = new TestPki("dns-questions");
 const questions: string[] = [];
@@ -56,16 +56,6 @@ afterAll(() => {
   server.close();
   pki.cleanup();
 });
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const address = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 it("asks DNS for no service config when it connects to a node by host name", async () => {
   // The server in use answers, and records what it is asked.

@@ -5,14 +5,13 @@
 // the endpoint that answered last. (test/server/multi-region.test.ts checks both on a real
 // cluster, with and without a region.)
 
-import { createServer } from "node:net";
 import type { ServiceError, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient, type StrongroomClient } from "../../client/index.js";
 import { Consistency, type GetResponse, SecretsService } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { NodeError, toServiceError } from "../../server/errors.js";
 import { TestPki } from "../server/pki-fixture.js";
-import { StandInNodes } from "./stand-in-node.js";
+import { closedPort, StandInNodes } from "./stand-in-node.js";
 
 const pki = new TestPki("sdk-read-balancing");
 const standIns = new StandInNodes(pki);
@@ -51,15 +50,6 @@ async function standIn(answer: Answer | number): Promise<StandIn> {
   };
   node.address = await standIns.start(SecretsService, secrets);
   return node;
-}
-
-/** A loopback address with nothing listening: a node that is down. */
-async function downAddress(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
 }
 
 /** A client whose reads are balanced, or as `readRouting` says (null: left to the default). */
@@ -155,7 +145,7 @@ it("a slow node gets few reads once it answered one slowly; the client's stats s
 it("a sealed node or a node that is down is left after its first failure, and every read answers", async () => {
   const sealed = await standIn(() => "sealed");
   const up = await standIn(1);
-  const client = sdk([sealed.address, await downAddress(), up.address]);
+  const client = sdk([sealed.address, `127.0.0.1:${await closedPort()}`, up.address]);
   try {
     await readMany(client, 1, 60);
     // Each failed once at most, then was avoided for the breaker's rest (5 s), longer than this

@@ -1,8 +1,10 @@
 // Stand-in nodes for SDK tests: real gRPC servers on 127.0.0.1 over mutual TLS, with the node
 // certificate of a test PKI, serving whatever handlers a test gives (a node that fails a stream
-// midway, one that never answers, ...), where a real cluster cannot be made to.
+// midway, one that never answers, ...), where a real cluster cannot be made to; and a port where
+// nothing listens, for a node that is down.
 
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import {
   Server,
   ServerCredentials,
@@ -46,4 +48,14 @@ export class StandInNodes {
   stopAll(): void {
     for (const server of this.servers) server.forceShutdown();
   }
+}
+
+/** A loopback port nothing listens on: a node that is down. */
+export async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const address = probe.address();
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
 }
