@@ -124,10 +124,12 @@ it("a slow node gets few reads once it answered one slowly; the client's stats s
   try {
     await readMany(client, 8, 40);
     process.stdout.write(`read balancing: slow node served ${slow.gets} of 320\n`);
-    // Its first slow answer made it dearer than a fast node with every read in flight: tried while
-    // unknown, at most once per caller before the first answer came back, then left alone.
+    // Tried while unknown (a share of the first reads, before any answer), then dearer than a fast
+    // node with every read in flight, but early on: each node's first read paid for its TLS
+    // handshake, which a busy machine makes long. 3 to 6 in runs here, loaded or not; sticky, it
+    // would serve all 320 (it is the first endpoint), and spread evenly about 107.
     expect(slow.gets).toBeGreaterThanOrEqual(1);
-    expect(slow.gets).toBeLessThanOrEqual(8);
+    expect(slow.gets).toBeLessThanOrEqual(32);
     const stats = client.endpointStats();
     expect(stats.map(({ address, readsInFlight, breaker }) => ({ address, readsInFlight, breaker }))).toEqual(
       [
@@ -161,19 +163,22 @@ it("a sealed node or a node that is down is left after its first failure, and ev
 });
 
 it("a node whose read failed is tried again once the breaker's rest is over", async () => {
-  // Sealed for its first read, then answering at once; the other node takes 20 ms a read.
+  // Sealed for its first read, then answering at once; the other node takes 300 ms a read. Each
+  // node's first read also paid for its connection's TLS handshake (10-70 ms here, more on a busy
+  // machine): the refusal's time is that; the other's, 300 ms more.
   const unsealed = await standIn((call) => (call === 1 ? "sealed" : { delayMs: 0 }));
-  const steady = await standIn(20);
-  const client = sdk([unsealed.address, steady.address], { halfOpenAfterMs: 400 });
+  const steady = await standIn(300);
+  const restMs = 2000;
+  const client = sdk([unsealed.address, steady.address], { halfOpenAfterMs: restMs });
   try {
     // Until the first has refused one (both cost nothing at first: either may go first).
     while (unsealed.gets === 0) await readMany(client, 1, 1);
     const refusedAt = performance.now();
-    await readMany(client, 1, 5);
+    await readMany(client, 1, 3);
     expect(unsealed.gets, "avoided during the rest").toBe(1);
-    expect(performance.now() - refusedAt).toBeLessThan(400);
-    await new Promise((resolve) => setTimeout(resolve, 450));
-    // Its refusal was quick and the other node's reads take 20 ms: it is the cheaper again.
+    expect(performance.now() - refusedAt).toBeLessThan(restMs);
+    await new Promise((resolve) => setTimeout(resolve, refusedAt + restMs + 100 - performance.now()));
+    // Rested, it is the cheaper again: every read goes to it, and it answers.
     await readMany(client, 1, 5);
     expect(unsealed.gets).toBe(6);
     expect(client.endpointStats()[0]?.readsAvoided).toBe(false);
