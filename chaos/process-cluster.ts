@@ -18,7 +18,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { createClient, type StrongroomClient } from "../client/index.js";
+import { createClient, type ReadRouting, type StrongroomClient } from "../client/index.js";
 import { prepareSoftHsmToken, type SoftHsmToken } from "../hsm/pkcs11/softhsm-token.js";
 import { type FailpointControl, failpointsReadMessage } from "../server/failpoints.js";
 import {
@@ -661,7 +661,7 @@ export class ProcessCluster {
   }
 
   /** An SDK client with the root token (for the workload and the checks), reads routed as `readRouting`. */
-  client(endpoints: readonly string[], readRouting: "sticky" | "balanced" = "sticky"): StrongroomClient {
+  client(endpoints: readonly string[], readRouting: ReadRouting = "sticky"): StrongroomClient {
     return createClient({
       endpoints,
       tls: this.tls,

@@ -29,6 +29,9 @@ import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-ca
 import { backoffMs, decide, isEndpointFailure, nextWait, refusesUntilOperatorActs } from "./retry-policy.js";
 import { startWatch, type Watch, type WatchHandlers } from "./watcher.js";
 
+/** Where the SDK sends linearizable reads first: ClientOptions.readRouting. */
+export type ReadRouting = "balanced" | "sticky";
+
 export interface ClientOptions {
   /** Node client addresses, "host:port": a list, or one string with commas. */
   readonly endpoints: readonly string[] | string;
@@ -75,7 +78,7 @@ export interface ClientOptions {
    * local state may be behind another's, and moving between them would let a value go back in
    * time more often.
    */
-  readonly readRouting?: "balanced" | "sticky";
+  readonly readRouting?: ReadRouting;
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */
   readonly breaker?: { readonly consecutiveFailures?: number; readonly halfOpenAfterMs?: number };
   /**

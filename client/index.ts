@@ -1,5 +1,12 @@
 // strongroom's TypeScript SDK, the package's main export (docs/sdk.md).
-export type { CacheStats, CacheWatchState, CallOptions, ClientOptions, UnaryMethods } from "./client.js";
+export type {
+  CacheStats,
+  CacheWatchState,
+  CallOptions,
+  ClientOptions,
+  ReadRouting,
+  UnaryMethods,
+} from "./client.js";
 export { clientFromEnv, createClient, StrongroomClient } from "./client.js";
 export type { ClientTls, ClientTlsFiles } from "./credentials.js";
 export type { EndpointStats } from "./endpoint-pool.js";

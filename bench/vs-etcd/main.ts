@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ProcessCluster } from "../../chaos/process-cluster.js";
+import type { ReadRouting } from "../../client/index.js";
 import { builtServerCommand } from "../built-server.js";
 import { printTable } from "../table.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
@@ -152,7 +153,7 @@ if (!["all", "leader", "follower", "clients", "sdk"].includes(entry))
   refuse("--entry takes all, leader, follower, clients or sdk");
 const sdkReads = values["sdk-reads"] ?? "sticky";
 if (sdkReads !== "balanced" && sdkReads !== "sticky") refuse("--sdk-reads takes sticky or balanced");
-const sdkReadRouting: "balanced" | "sticky" = sdkReads;
+const sdkReadRouting: ReadRouting = sdkReads;
 if (sdkReads !== "sticky" && entry !== "sdk") refuse("--sdk-reads goes with --entry sdk");
 const auditDurability = values["audit-durability"] ?? "disk";
 if (auditDurability !== "disk" && auditDurability !== "os") refuse("--audit-durability takes disk or os");

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type ChannelCredentials, credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { createClient } from "../../client/index.js";
+import { createClient, type ReadRouting } from "../../client/index.js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
 import { Consistency, SecretsClient } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import "../ip-servername-warning.js";
@@ -30,7 +30,7 @@ export interface TargetSpec {
    */
   readonly viaSdk: boolean;
   /** The SDK's readRouting (with `viaSdk`). */
-  readonly sdkReadRouting: "balanced" | "sticky";
+  readonly sdkReadRouting: ReadRouting;
 }
 
 /** One endpoint's connection: write and read one key, rejecting with the gRPC error. */

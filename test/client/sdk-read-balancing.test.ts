@@ -7,7 +7,7 @@
 
 import type { ServiceError, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
-import { createClient, type StrongroomClient } from "../../client/index.js";
+import { createClient, type ReadRouting, type StrongroomClient } from "../../client/index.js";
 import { Consistency, type GetResponse, SecretsService } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { NodeError, toServiceError } from "../../server/errors.js";
 import { TestPki } from "../server/pki-fixture.js";
@@ -55,7 +55,7 @@ async function standIn(answer: Answer | number): Promise<StandIn> {
 /** A client whose reads are balanced, or as `readRouting` says (null: left to the default). */
 function sdk(
   endpoints: string[],
-  options: { readonly readRouting?: "balanced" | "sticky" | null; readonly halfOpenAfterMs?: number } = {},
+  options: { readonly readRouting?: ReadRouting | null; readonly halfOpenAfterMs?: number } = {},
 ): StrongroomClient {
   const files = pki.client("caller");
   const readRouting = options.readRouting === undefined ? "balanced" : options.readRouting;
