@@ -11,8 +11,11 @@ import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-/** Builds dist/ (`tsc -p tsconfig.build.json`, as `npm run build`) and says how to run the CLI. */
-export function builtServerCommand(nodeOptions: readonly string[] = []): string[] {
+/**
+ * Builds dist/ (`tsc -p tsconfig.build.json`, as `npm run build`) and says how to run the CLI: with
+ * `node` (default: the Node that runs the benchmark) and its `nodeOptions`.
+ */
+export function builtServerCommand(nodeOptions: readonly string[] = [], node = process.execPath): string[] {
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   const built = spawnSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], {
     cwd: root,
@@ -20,5 +23,5 @@ export function builtServerCommand(nodeOptions: readonly string[] = []): string[
   });
   if (built.status !== 0)
     throw new Error(`building dist/ failed (npm run build):\n${built.stdout}${built.stderr}`);
-  return [process.execPath, ...nodeOptions, join(root, "dist", "cli", "main.js")];
+  return [node, ...nodeOptions, join(root, "dist", "cli", "main.js")];
 }

@@ -11,6 +11,7 @@
 // (strongroom / etcd at 64 clients, 256 B). --quick: 256 B, writes and reads, 1/16/64 clients,
 // a short window each: about two minutes.
 
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -59,11 +60,31 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --node-options=FLAGS Node/V8 flags for the strongroom nodes, space-separated, each starting
                        with "--" (--node-options="--max-semi-space-size=32"); compare runs
                        with and without, alternated: a flag cannot be switched in a running node
+  --server-node PATH   the Node binary that runs the strongroom nodes (default: the one running
+                       the bench, which also runs the load generator): to compare Node versions
+                       on the servers alone
 `;
 
 function refuse(problem: string): never {
   process.stderr.write(`bench:vs-etcd: ${problem}\n${usage}`);
   process.exit(2);
+}
+
+/** `node --version` of the binary at `path`, or a refusal naming it. */
+function versionOfNode(path: string): string {
+  let said: string;
+  try {
+    said = execFileSync(path, ["--version"], { encoding: "utf8", timeout: 10_000 }).trim();
+  } catch (error) {
+    refuse(
+      `--server-node: ${path} does not run as a Node binary (${(error as Error).message.split("\n")[0]})`,
+    );
+  }
+  if (!/^v\d+\.\d+\.\d+$/.test(said))
+    refuse(
+      `--server-node: ${path} --version said ${JSON.stringify(said.split("\n")[0])}, not a Node version`,
+    );
+  return said;
 }
 
 function parseOptions() {
@@ -89,6 +110,7 @@ function parseOptions() {
         "lease-reads": { type: "boolean", default: false },
         profile: { type: "string" },
         "node-options": { type: "string", default: "" },
+        "server-node": { type: "string" },
       },
     }).values;
   } catch (error) {
@@ -191,6 +213,8 @@ const nodeOptions = (values["node-options"] ?? "").split(/\s+/).filter((flag) =>
 for (const flag of nodeOptions)
   if (!/^--[a-z0-9-]+(=\S+)?$/.test(flag))
     refuse(`--node-options: "${flag}" is not a --flag or --flag=value`);
+const serverNode = values["server-node"] === undefined ? process.execPath : resolve(values["server-node"]);
+const serverNodeVersion = versionOfNode(serverNode);
 const keys = 1000;
 const warmupMs = quick ? 1000 : 2000;
 
@@ -224,10 +248,13 @@ async function main(): Promise<void> {
     size: 3,
     tickMs: 50,
     ...strongroomPlacement,
-    command: builtServerCommand([
-      ...nodeOptions,
-      ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
-    ]),
+    command: builtServerCommand(
+      [
+        ...nodeOptions,
+        ...(profileDirectory === null ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDirectory}`]),
+      ],
+      serverNode,
+    ),
     // The default per-identity rate limit (10,000/s) would cap the benchmark, not the server.
     nodeConfig: {
       auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] },
@@ -363,7 +390,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -430,6 +457,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         entry,
         sdkReadRouting: entry === "sdk" ? sdkReadRouting : null,
         nodeOptions,
+        serverNodeVersion,
         requestIds: values["request-ids"] === true,
         leaseReads: values["lease-reads"] === true,
         strongroomLeaderId,
