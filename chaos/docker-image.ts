@@ -1,9 +1,11 @@
 // The strongroom image for the container suite and the chaos harness's docker driver, built from
 // what this machine has. No registry is reachable, so the base image is a Debian root filesystem
-// made by debootstrap from Debian's packages, with this machine's own Node runtime, npm, Node
-// headers (node-gyp builds pkcs11js against them) and CA bundle (the npm registry is reached
-// through the machine's TLS proxy), loaded with `docker import`. deploy/Dockerfile is then built on
-// it, unchanged but for its base-image arguments. The base image is tagged by what went into it and
+// made by debootstrap from Debian's packages, with a Node runtime and its headers (node-gyp builds
+// pkcs11js against them), this machine's npm and CA bundle (the npm registry is reached through the
+// machine's TLS proxy), loaded with `docker import`. The Node is the line deploy/Dockerfile's
+// RUNTIME_IMAGE names, an official build from the npm registry (scripts/official-node.mjs), so that
+// the suite runs what the published image ships. deploy/Dockerfile is then built on it, unchanged
+// but for its base-image arguments. The base image is tagged by what went into it and
 // reused while that is unchanged; the node image is rebuilt each time (Docker's layer cache keeps
 // that short when the sources did not change).
 
@@ -11,7 +13,7 @@ import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 
 const run = promisify(execFile);
@@ -51,18 +53,53 @@ function debianMirror(): string {
   return "http://deb.debian.org/debian";
 }
 
-/** The base image: Debian bookworm (minbase) with this machine's Node, npm and CA bundle. */
+/** The Node major line deploy/Dockerfile's runtime stage is on by default (its RUNTIME_IMAGE, node:MAJOR-...). */
+export function dockerfileNodeMajor(): string {
+  const dockerfile = readFileSync(join(repository, "deploy", "Dockerfile"), "utf8");
+  const major = /^ARG RUNTIME_IMAGE=node:([0-9]+)-/m.exec(dockerfile)?.[1];
+  if (major === undefined) throw new Error("deploy/Dockerfile names no node:MAJOR-... RUNTIME_IMAGE");
+  return major;
+}
+
+interface ImageNode {
+  readonly binary: string;
+  readonly headers: string;
+  readonly version: string;
+}
+
+/**
+ * The Node the base image gets: STRONGROOM_IMAGE_NODE (a node binary, its headers in
+ * ../include/node) when set, else an official build of the Dockerfile's line.
+ */
+async function imageNode(log: (line: string) => void): Promise<ImageNode> {
+  let binary = process.env.STRONGROOM_IMAGE_NODE ?? "";
+  if (binary === "") {
+    const major = dockerfileNodeMajor();
+    log(`Node ${major} for the image (deploy/Dockerfile's line), from scripts/official-node.mjs`);
+    const fetched = await run(process.execPath, [join(repository, "scripts", "official-node.mjs"), major], {
+      timeout: 600_000,
+    }).catch((error: { stderr?: string; message: string }) => {
+      throw new Error(`no Node ${major} for the image: ${error.stderr?.trim() || error.message}`);
+    });
+    binary = fetched.stdout.trim();
+  }
+  const { stdout } = await run(binary, ["--version"]);
+  return { binary, headers: join(dirname(binary), "..", "include", "node"), version: stdout.trim() };
+}
+
+/** The base image: Debian bookworm (minbase) with the image's Node, this machine's npm and CA bundle. */
 export async function baseImage(log: (line: string) => void): Promise<string> {
-  const nodeBinary = process.execPath;
+  const node = await imageNode(log);
+  const nodeBinary = node.binary;
   const npmDirectory = "/usr/lib/node_modules/npm";
-  const headers = "/usr/include/node";
+  const headers = node.headers;
   const caBundle = "/etc/ssl/certs/ca-certificates.crt";
   for (const path of [npmDirectory, headers, caBundle]) {
     if (!existsSync(path))
       throw new Error(`the base image needs ${path} from this machine, and it is missing`);
   }
   const tag = `strongroom-test-base:${createHash("sha256")
-    .update([process.version, basePackages.join(","), readFileSync(caBundle, "utf8")].join("\n"))
+    .update([node.version, basePackages.join(","), readFileSync(caBundle, "utf8")].join("\n"))
     .digest("hex")
     .slice(0, 16)}`;
   if (await imageExists(tag)) return tag;
