@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { GenericContainer, type StartedTestContainer, Wait } from "testcontainers";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { nodeImage, requireDocker } from "../../chaos/docker-image.js";
+import { dockerfileNodeMajor, nodeImage, requireDocker } from "../../chaos/docker-image.js";
 import { createClient, type StrongroomClient } from "../../client/index.js";
 import { Consistency } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { TestPki } from "../server/pki-fixture.js";
@@ -152,6 +152,16 @@ it("runs the image as a cluster: init, unseal, write and read, a leader stopped 
   const write = await first?.exec(["touch", "/app/written"]);
   expect(write?.exitCode).not.toBe(0);
   expect(write?.output).toMatch(/Read-only file system/);
+
+  // The node runs on the Node line the Dockerfile names, with the young generation it sets.
+  const [node] = nodes;
+  if (node === undefined) throw new Error("no nodes");
+  const metrics = await (await fetch(`http://${node.host}:${clientPort + 2}/metrics`)).text();
+  expect(metrics).toMatch(new RegExp(`nodejs_version_info\\{[^}]*major="${dockerfileNodeMajor()}"`));
+  const commands = await running
+    .get(node.id)
+    ?.exec(["sh", "-c", "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done"]);
+  expect(commands?.output).toMatch(/node --max-semi-space-size=16 \/app\/bin\/strongroom\.js server/);
 
   const init = await sdk().sys.init({
     shamir: { count: 1, threshold: 1, operatorKeys: [] },
