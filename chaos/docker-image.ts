@@ -83,14 +83,15 @@ async function imageNode(log: (line: string) => void): Promise<ImageNode> {
     });
     binary = fetched.stdout.trim();
   }
-  const { stdout } = await run(binary, ["--version"]);
+  const { stdout } = await run(binary, ["--version"]).catch((error: Error) => {
+    throw new Error(`the image's Node ${binary} does not run: ${error.message.split("\n")[0]}`);
+  });
   return { binary, headers: join(dirname(binary), "..", "include", "node"), version: stdout.trim() };
 }
 
 /** The base image: Debian bookworm (minbase) with the image's Node, this machine's npm and CA bundle. */
 export async function baseImage(log: (line: string) => void): Promise<string> {
   const node = await imageNode(log);
-  const nodeBinary = node.binary;
   const npmDirectory = "/usr/lib/node_modules/npm";
   const headers = node.headers;
   const caBundle = "/etc/ssl/certs/ca-certificates.crt";
@@ -111,7 +112,7 @@ export async function baseImage(log: (line: string) => void): Promise<string> {
       ["--variant=minbase", `--include=${basePackages.join(",")}`, "bookworm", root, debianMirror()],
       { timeout: 900_000, maxBuffer: 64 * 1024 * 1024 },
     );
-    cpSync(nodeBinary, join(root, "usr/bin/node"));
+    cpSync(node.binary, join(root, "usr/bin/node"));
     cpSync(npmDirectory, join(root, "usr/lib/node_modules/npm"), { recursive: true, verbatimSymlinks: true });
     for (const [command, script] of [
       ["npm", "npm-cli.js"],

@@ -41,6 +41,10 @@ it("runs the node unprivileged and hardened, and stops it gracefully", () => {
   }
   const one = (key: string) => settings.get(key)?.at(-1);
   expect(one("ExecStart")).toMatch(/strongroom\.js server --config \/etc\/strongroom\/config\.yaml$/);
+  // V8's young generation at Node 20's size whatever Node the host has, as in the image.
+  expect(one("ExecStart")).toMatch(
+    /^\/usr\/bin\/node --max-semi-space-size=16 \/opt\/strongroom\/bin\/strongroom\.js /,
+  );
   expect(one("User")).toBe("strongroom");
   for (const [key, value] of [
     ["NoNewPrivileges", "yes"],
