@@ -1,9 +1,9 @@
 // `npm run test:node -- MAJOR [vitest arguments]`: `npm test` on another Node.js major, such as 22
 // or 24 (the package needs 20.19 or later and is kept working on the newer lines). That Node's
-// official build comes from the npm registry, cached under .cache/ (scripts/official-node.mjs),
-// and goes first on PATH, so that the suite and
-// every process it starts (nodes, the CLI, chaos runs: process.execPath) run on it. The native
-// addons npm ci built (classic-level, pkcs11js) are Node-API modules, which every version loads.
+// official build comes from the npm registry, cached under .cache/ (scripts/official-node.mjs), and
+// goes first on PATH, so that the suite and every process it starts (nodes, the CLI, chaos runs:
+// process.execPath) run on it. The native addons npm ci built (classic-level, pkcs11js) are Node-API
+// modules, which every version loads.
 
 import { execFileSync, spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
