@@ -23,7 +23,7 @@ import {
 } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { SysService } from "../proto/gen/strongroom/v1/sys.gen.js";
 import { type ClientTls, type ClientTlsFiles, tlsCredentials, withToken } from "./credentials.js";
-import { type Endpoint, EndpointPool, type EndpointStats } from "./endpoint-pool.js";
+import { type Endpoint, type EndpointOrder, EndpointPool, type EndpointStats } from "./endpoint-pool.js";
 import { fromServiceError, leaderTrailer, StrongroomError } from "./errors.js";
 import { ReadCache, type ReadCacheOptions, type ReadCacheStats } from "./read-cache.js";
 import { backoffMs, decide, isEndpointFailure, nextWait, refusesUntilOperatorActs } from "./retry-policy.js";
@@ -69,8 +69,16 @@ export interface ClientOptions {
   /** Backoff between attempts: full jitter up to base·2^attempt, capped (default 50 ms, 2 s). */
   readonly retry?: { readonly baseMs?: number; readonly maxMs?: number };
   /**
+   * The order in which this client tries its endpoints. "random" (the default): its own random
+   * order, so that applications given the same list spread their calls, and their failovers, over
+   * the members instead of all starting at the first. "given": the list's order, for a list already
+   * in order of preference.
+   */
+  readonly endpointOrder?: EndpointOrder;
+  /**
    * Where linearizable reads (Secrets, Access, PKI and Leases reads) go first. "sticky" (the
-   * default): to the endpoint that answered last, as other calls. "balanced": to the cheaper of two
+   * default): to the endpoint that answered such a read last (at first, the first endpoint in the
+   * client's order), which a write's answer from the leader does not change. "balanced": to the cheaper of two
    * endpoints picked at random, by their reads' latency (peak EWMA) times the reads in flight
    * there, so that reads use every node and a slow node gets few; they then travel on every
    * endpoint's connection, and on a cluster whose nodes share one machine that cost about twice
@@ -184,9 +192,10 @@ const aboutTheNode = new Set<string>([
 
 /**
  * Reads of the replicated state, which every node answers alike when linearizable: balanced over
- * the endpoints with readRouting "balanced". Reads about the node go where other calls go.
+ * the endpoints with readRouting "balanced", else sticky to their own endpoint. Reads about the
+ * node go where other calls go.
  */
-const balancedReads = new Set<string>([...readOnly].filter((path) => !aboutTheNode.has(path)));
+const stateReads = new Set<string>([...readOnly].filter((path) => !aboutTheNode.has(path)));
 
 /** Calls that only make sense on the node they are sent to: never moved to another endpoint. */
 const nodeLocal = new Set<string>([SysService.unseal.path, SysService.seal.path]);
@@ -241,6 +250,11 @@ export class StrongroomClient {
         `createClient: readRouting is "balanced" or "sticky", not ${JSON.stringify(readRouting)}`,
       );
     this.balanceReads = readRouting === "balanced";
+    const endpointOrder = options.endpointOrder ?? "random";
+    if (endpointOrder !== "random" && endpointOrder !== "given")
+      throw new TypeError(
+        `createClient: endpointOrder is "random" or "given", not ${JSON.stringify(endpointOrder)}`,
+      );
     this.retry = {
       baseMs: positive(options.retry?.baseMs ?? 50, "retry.baseMs"),
       maxMs: positive(options.retry?.maxMs ?? 2000, "retry.maxMs"),
@@ -267,6 +281,7 @@ export class StrongroomClient {
         halfOpenAfterMs: positive(options.breaker?.halfOpenAfterMs ?? 5000, "breaker.halfOpenAfterMs"),
       },
       options.region === undefined || options.region === "" ? null : options.region,
+      endpointOrder,
     );
     this.cache =
       options.cache === undefined
@@ -514,10 +529,14 @@ export class StrongroomClient {
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;
     await this.pool.located();
-    const balanced = this.balanceReads && balancedReads.has(definition.path) && !asksStale(request);
+    const stateRead = stateReads.has(definition.path) && !asksStale(request);
+    const balanced = stateRead && this.balanceReads;
+    const sticky = stateRead && !this.balanceReads;
     const endpoints = balanced
       ? this.pool.balancedOrder()
-      : this.pool.order(write || leaderFirst.has(definition.path));
+      : sticky
+        ? this.pool.stickyReadOrder()
+        : this.pool.order(write || leaderFirst.has(definition.path));
     const movable = !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
@@ -550,7 +569,7 @@ export class StrongroomClient {
           if (!balanced) return answer;
           return this.pool.measuredRead(endpoint, answer, retriedAfter);
         });
-        this.pool.noteAnswer(endpoint, leader);
+        this.pool.noteAnswer(endpoint, leader, sticky);
         endpoint.lastFailure = null;
         return response;
       } catch (error) {

@@ -3,12 +3,16 @@
 // `halfOpenAfterMs`, then tried with one call). Writes go first to the leader when it is known
 // (saving the follower's forwarding hop); the leader is learned from the `strongroom-leader`
 // trailer of any answer and mapped to an endpoint through Cluster.Status, which every node
-// answers. Other calls go first to the endpoint that answered last; so do linearizable reads,
-// unless the client balances them (readRouting "balanced") over the endpoints by their latency and
-// the reads in flight (endpoint-load.ts): every node serves them, so spread they use every node's
-// CPU, and a slow node gets few. Cluster.Status also tells a stalled node (one that answers
-// nothing, paused or hung) from a slow one: see stallTarget().
+// answers. Other calls go first to the endpoint that answered last. Linearizable reads stick to
+// their own endpoint, the last that answered one, which a write's answer from the leader does not
+// move; unless the client balances them (readRouting "balanced") over the endpoints by their
+// latency and the reads in flight (endpoint-load.ts): every node serves them, so spread they use
+// every node's CPU, and a slow node gets few. Each client tries the endpoints in its own random
+// order (endpointOrder "random", the default), so that many applications given the same list do
+// not all start at its first. Cluster.Status also tells a stalled node (one that answers nothing,
+// paused or hung) from a slow one: see stallTarget().
 
+import { randomInt } from "node:crypto";
 import { Client, Metadata } from "@grpc/grpc-js";
 import {
   type CircuitBreakerPolicy,
@@ -76,9 +80,18 @@ export interface BreakerOptions {
   readonly halfOpenAfterMs: number;
 }
 
+/** The order in which a client tries its endpoints: ClientOptions.endpointOrder. */
+export type EndpointOrder = "random" | "given";
+
 export class EndpointPool {
+  /** The endpoints as given. */
   readonly endpoints: readonly Endpoint[];
-  private lastGood = 0;
+  /** The same in the order this client tries them (endpointOrder): the first is tried first. */
+  private readonly preference: readonly Endpoint[];
+  /** Where calls go first (the leader aside): the endpoint that answered last. */
+  private lastGood: Endpoint;
+  /** Where sticky linearizable reads go first: the endpoint that answered one last. */
+  private readHome: Endpoint;
   private leaderId: string | null = null;
   private discovering: Promise<void> | null = null;
   /** The last Cluster.Status round of stallTarget(): when it began, and each endpoint's answer. */
@@ -96,8 +109,15 @@ export class EndpointPool {
     private readonly breaker: BreakerOptions,
     /** The client's region: its endpoints there are tried first (null: no preference). */
     private readonly region: string | null = null,
+    endpointOrder: EndpointOrder = "given",
   ) {
     this.endpoints = addresses.map((address) => newEndpoint(address, channelFor, breaker));
+    // Each client its own order: applications given the same member list then spread their calls
+    // over the members, as gRPC's pick_first does when told to shuffle (gRFC A62), instead of all
+    // starting at the first member, and all moving to the second when it fails.
+    this.preference = endpointOrder === "random" ? shuffled(this.endpoints) : this.endpoints;
+    this.lastGood = this.preference[0] as Endpoint;
+    this.readHome = this.lastGood;
     // Which endpoint is in which region is learned before the first call, not at a leader change.
     if (region !== null) {
       this.discover();
@@ -115,18 +135,34 @@ export class EndpointPool {
   /**
    * Endpoints in the order to try them: the leader first for writes; then, with a region, the
    * endpoints in it (a linearizable read is served by the nearest node, one round trip to the
-   * leader); each group from the last endpoint that answered.
+   * leader); each group from the last endpoint that answered, in the client's order.
    */
   order(preferLeader: boolean): Endpoint[] {
-    const first = preferLeader ? this.leaderEndpoint() : undefined;
-    const start = first === undefined ? this.lastGood : this.endpoints.indexOf(first);
-    const rotated = this.endpoints.map(
-      (_, i) => this.endpoints[(start + i) % this.endpoints.length] as Endpoint,
-    );
+    return this.orderFrom(this.lastGood, preferLeader ? this.leaderEndpoint() : undefined);
+  }
+
+  /**
+   * Endpoints in the order to try them for a sticky linearizable read: as order(false), but from
+   * the endpoint that answered such a read last. Any node serves it from the same committed state;
+   * a client's reads stay on one connection (the cheapest way to send them, docs/sdk.md), and
+   * after a write they stay where they were instead of all moving to the leader.
+   */
+  stickyReadOrder(): Endpoint[] {
+    return this.orderFrom(this.readHome, undefined);
+  }
+
+  /**
+   * The client's order rotated to start at `leader` if given, else at `from`; with a region, the
+   * leader, then the endpoints in the region, then the rest.
+   */
+  private orderFrom(from: Endpoint, leader: Endpoint | undefined): Endpoint[] {
+    const { preference } = this;
+    const start = preference.indexOf(leader ?? from);
+    const rotated = preference.map((_, i) => preference[(start + i) % preference.length] as Endpoint);
     if (this.region === null) return rotated;
-    const rest = rotated.filter((endpoint) => endpoint !== first);
+    const rest = rotated.filter((endpoint) => endpoint !== leader);
     return [
-      ...(first === undefined ? [] : [first]),
+      ...(leader === undefined ? [] : [leader]),
       ...rest.filter((endpoint) => endpoint.region === this.region),
       ...rest.filter((endpoint) => endpoint.region !== this.region),
     ];
@@ -199,9 +235,13 @@ export class EndpointPool {
     }));
   }
 
-  /** Notes an answer from `endpoint`, and the leader it named. */
-  noteAnswer(endpoint: Endpoint, leaderId: string | null): void {
-    this.lastGood = this.endpoints.indexOf(endpoint);
+  /**
+   * Notes an answer from `endpoint`, and the leader it named; `stickyRead`: the answer to a
+   * sticky linearizable read, whose endpoint later such reads go to first.
+   */
+  noteAnswer(endpoint: Endpoint, leaderId: string | null, stickyRead = false): void {
+    this.lastGood = endpoint;
+    if (stickyRead) this.readHome = endpoint;
     if (leaderId === null || leaderId === this.leaderId) return;
     this.leaderId = leaderId;
     if (this.leaderEndpoint() === undefined) this.discover();
@@ -266,6 +306,16 @@ export class EndpointPool {
       this.discovering = null;
     });
   }
+}
+
+/** `endpoints` in a random order (Fisher-Yates, node:crypto as everywhere in the project). */
+function shuffled(endpoints: readonly Endpoint[]): Endpoint[] {
+  const order = [...endpoints];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [order[i], order[j]] = [order[j] as Endpoint, order[i] as Endpoint];
+  }
+  return order;
 }
 
 /** An endpoint's channel and breaker, nothing known of its node yet. */

@@ -9,7 +9,7 @@ export type {
 } from "./client.js";
 export { clientFromEnv, createClient, StrongroomClient } from "./client.js";
 export type { ClientTls, ClientTlsFiles } from "./credentials.js";
-export type { EndpointStats } from "./endpoint-pool.js";
+export type { EndpointOrder, EndpointStats } from "./endpoint-pool.js";
 export { StrongroomError } from "./errors.js";
 export type { ReadCacheStats } from "./read-cache.js";
 export type { Watch, WatchHandlers } from "./watcher.js";

@@ -61,6 +61,8 @@ function sdk(
   const readRouting = options.readRouting === undefined ? "balanced" : options.readRouting;
   return createClient({
     endpoints,
+    // The tests stage which stand-in is tried first (sticky, the one every read goes to).
+    endpointOrder: "given",
     tls: { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile },
     ...(readRouting === null ? {} : { readRouting }),
     ...(options.halfOpenAfterMs === undefined

@@ -48,6 +48,8 @@ function tlsOf(name: string) {
 function sdk(options: { endpoints?: string[]; cache?: Parameters<typeof createClient>[0]["cache"] } = {}) {
   const client = createClient({
     endpoints: options.endpoints ?? endpoints,
+    // A test that gives the endpoints stages which one is tried first.
+    endpointOrder: options.endpoints === undefined ? "random" : "given",
     tls: tlsOf("app"),
     token: () => rootToken,
     deadlineMs: 15_000,
@@ -340,6 +342,7 @@ it("a sealed node is left for the next endpoint; when every endpoint is sealed, 
     // It moves on at once, not after a backoff: here a backoff would be up to a minute.
     const patient = createClient({
       endpoints: [sealedNode, ...others],
+      endpointOrder: "given",
       tls: tlsOf("app"),
       token: () => rootToken,
       retry: { baseMs: 60_000, maxMs: 60_000 },
@@ -374,6 +377,7 @@ it("a paused node does not hold a read to its deadline: the next endpoint answer
   try {
     const client = createClient({
       endpoints: [paused, ...endpoints.filter((endpoint) => endpoint !== paused)],
+      endpointOrder: "given",
       tls: tlsOf("app"),
       token: () => rootToken,
       deadlineMs: 15_000,
@@ -409,6 +413,7 @@ it("a paused leader holds a write only until the others elect another: it goes t
   // the stall check (stallCheckMs) can move the write before the deadline ends it.
   const client = createClient({
     endpoints: [endpoints[victim] ?? "", ...endpoints.filter((_, index) => index !== victim)],
+    endpointOrder: "given",
     tls: tlsOf("app"),
     token: () => rootToken,
     deadlineMs: 15_000,
@@ -446,6 +451,7 @@ it("a watch on a paused node moves to another once its pings go unanswered, and 
   const others = endpoints.filter((endpoint) => endpoint !== paused);
   const client = createClient({
     endpoints: [paused, ...others],
+    endpointOrder: "given",
     tls: tlsOf("app"),
     token: () => rootToken,
     keepalive: { intervalMs: 300, timeoutMs: 300 },

@@ -101,8 +101,8 @@ it("an SDK client with a region reads from the nodes in it, not from the first e
     );
   };
   const counts = () => Promise.all(specs.map((spec) => getsOn(spec.host, spec.httpPort)));
-  // Sticky (the default), one node serves every read: one of the region's, or without a region
-  // the first endpoint. Balanced, the second read goes to a node the first did not (one never used
+  // The endpoints in the given order, n1 (eu) first. Sticky (the default), one node serves every
+  // read: one of the region's, or without a region the first endpoint. Balanced, the second read goes to a node the first did not (one never used
   // costs nothing): with a region, both of its nodes serve, no other; without, more than one.
   for (const [region, readRouting, expected] of [
     ["us", "sticky", [["n2"], ["n3"]]],
@@ -112,6 +112,7 @@ it("an SDK client with a region reads from the nodes in it, not from the first e
   ] as const) {
     const client = createClient({
       endpoints,
+      endpointOrder: "given",
       tls: { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile },
       token: rootToken,
       readRouting,

@@ -165,6 +165,7 @@ it("save from one cluster, restore into a new one, unseal with the old shares, r
   const files = pki.client("restorer");
   const sdk = createClient({
     endpoints: followerFirst,
+    endpointOrder: "given",
     tls: { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile },
     deadlineMs: 15_000,
   });

@@ -51,6 +51,8 @@ function sdk(
 ): StrongroomClient {
   const client = createClient({
     endpoints: options.endpoints ?? endpoints,
+    // A test that gives the endpoints stages which one is tried first.
+    endpointOrder: options.endpoints === undefined ? "random" : "given",
     tls,
     token: () => rootToken,
     deadlineMs: 15_000,
