@@ -660,10 +660,15 @@ export class ProcessCluster {
     }
   }
 
-  /** An SDK client with the root token (for the workload and the checks), reads routed as `readRouting`. */
+  /**
+   * An SDK client with the root token (for the workload and the checks), reads routed as
+   * `readRouting`, trying `endpoints` in the order given: a run's clients reach the same nodes when
+   * it is replayed from its seed (the SDK's default order is random).
+   */
   client(endpoints: readonly string[], readRouting: ReadRouting = "sticky"): StrongroomClient {
     return createClient({
       endpoints,
+      endpointOrder: "given",
       tls: this.tls,
       token: () => this.token,
       deadlineMs: 10_000,

@@ -254,7 +254,11 @@ export async function runExperiment(experiment: Experiment, options: RunOptions)
       (index) => {
         const endpoints = cluster.endpoints();
         const { readRouting } = experiment.workload;
-        if (!experiment.workload.pinned) return cluster.client(endpoints, readRouting);
+        // Client i tries node i mod size first, as applications in their own random orders would
+        // spread (the SDK's default), but the same in every replay of the run.
+        const first = index % endpoints.length;
+        const rotated = [...endpoints.slice(first), ...endpoints.slice(0, first)];
+        if (!experiment.workload.pinned) return cluster.client(rotated, readRouting);
         // Pinned: client i is next to node i mod size; with regions, it reaches its region's nodes
         // (as a client in a region does), so a write from a region without the leader is forwarded.
         const home = index % endpoints.length;
