@@ -43,6 +43,10 @@ export function sdkClient(
   const config = {
     ...(deadlineMs === undefined ? {} : { deadlineMs }),
     endpoints: pick(options.addr, "STRONGROOM_ADDR"),
+    // In the order given, as before the SDK's default became a random order per client: an
+    // operator's `operator unseal` or `operator seal` acts on the first node that answers, and a
+    // share typed in one command must reach the node the last one gave shares to.
+    endpointOrder: "given" as const,
     tls: {
       caFile: pick(options.cacert, "STRONGROOM_CACERT"),
       certFile: pick(options.clientCert, "STRONGROOM_CLIENT_CERT"),
