@@ -78,13 +78,14 @@ export interface ClientOptions {
   /**
    * Where linearizable reads (Secrets, Access, PKI and Leases reads) go first. "sticky" (the
    * default): to the endpoint that answered such a read last (at first, the first endpoint in the
-   * client's order), which a write's answer from the leader does not change. "balanced": to the cheaper of two
-   * endpoints picked at random, by their reads' latency (peak EWMA) times the reads in flight
-   * there, so that reads use every node and a slow node gets few; they then travel on every
-   * endpoint's connection, and on a cluster whose nodes share one machine that cost about twice
-   * the CPU per read, on the nodes and in the client (docs/sdk.md). Stale reads (`CONSISTENCY_STALE`) stay sticky either way: a node's
-   * local state may be behind another's, and moving between them would let a value go back in
-   * time more often.
+   * client's order), which a write's answer from the leader does not change. "balanced": to the
+   * cheaper of two endpoints picked at random, by their reads' latency (peak EWMA) times the reads
+   * in flight there, so that reads use every node and a slow node gets few; they then travel on
+   * every endpoint's connection, and on a cluster whose nodes share one machine that cost about
+   * twice the CPU per read, on the nodes and in the client (docs/sdk.md). Stale reads
+   * (`CONSISTENCY_STALE`) go where other calls go either way, to the endpoint that answered last:
+   * a node's local state may be behind another's, and moving between them would let a value go
+   * back in time more often.
    */
   readonly readRouting?: ReadRouting;
   /** Per endpoint (default: open after 5 connection failures in a row, try again after 5 s). */

@@ -108,8 +108,8 @@ export class EndpointPool {
     channelFor: (address: string) => EndpointTls,
     private readonly breaker: BreakerOptions,
     /** The client's region: its endpoints there are tried first (null: no preference). */
-    private readonly region: string | null = null,
-    endpointOrder: EndpointOrder = "given",
+    private readonly region: string | null,
+    endpointOrder: EndpointOrder,
   ) {
     this.endpoints = addresses.map((address) => newEndpoint(address, channelFor, breaker));
     // Each client its own order: applications given the same member list then spread their calls
