@@ -47,8 +47,8 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
                        itself, one client per worker thread, each worker's member list
                        starting at another member; etcd's as with clients)
   --sdk-reads R        with --entry sdk, the SDK's readRouting: sticky (the default: reads to
-                       the member that answered last) or balanced (to the cheaper of two
-                       members by latency and reads in flight)
+                       the member that answered a read last) or balanced (to the cheaper of
+                       two members by latency and reads in flight)
   --audit-durability D the strongroom nodes' audit.durability: disk (the default: an entry
                        on disk before its call goes on) or os (handed to the OS; docs/operations.md)
   --lease-reads        the strongroom nodes' raft.leaseReads: the leader answers linearizable
