@@ -40,10 +40,10 @@ interface StandIn {
 }
 
 /**
- * A stand-in for node `id` of a cluster led by `leader`: Cluster.Status says so, and every answer
- * names the leader in its trailer, as a node's do.
+ * A stand-in for node `id` of a cluster led by `leader`, in `region`: Cluster.Status says so, and
+ * every answer names the leader in its trailer, as a node's do.
  */
-async function standIn(id: string, leader: string): Promise<StandIn> {
+async function standIn(id: string, leader: string, region = ""): Promise<StandIn> {
   const node: StandIn = { id, address: "", gets: 0, staleGets: 0, puts: 0, sealed: false };
   const trailer = () => {
     const metadata = new Metadata();
@@ -69,7 +69,7 @@ async function standIn(id: string, leader: string): Promise<StandIn> {
   const cluster: UntypedServiceImplementation = {
     status: (_call: unknown, callback: Callback<StatusResponse>) => {
       const role = id === leader ? "leader" : "follower";
-      const status = { nodeId: id, role, leaderId: leader, term: 2 };
+      const status = { nodeId: id, role, leaderId: leader, term: 2, region };
       callback(null, { ...StatusResponse.decode(new Uint8Array(0)), ...status }, trailer());
     },
   };
@@ -80,22 +80,28 @@ async function standIn(id: string, leader: string): Promise<StandIn> {
   return node;
 }
 
-function sdk(endpoints: readonly string[], endpointOrder?: EndpointOrder): StrongroomClient {
+function sdk(endpoints: readonly string[], endpointOrder?: EndpointOrder, region?: string): StrongroomClient {
   const files = pki.client("caller");
   return createClient({
     endpoints,
     tls: { caFile: files.caFile, certFile: files.certificateFile, keyFile: files.privateKeyFile },
     deadlineMs: 5000,
     ...(endpointOrder === undefined ? {} : { endpointOrder }),
+    ...(region === undefined ? {} : { region }),
   });
 }
 
 const read = (client: StrongroomClient, consistency = Consistency.CONSISTENCY_LINEARIZABLE) =>
   client.secrets.get({ path: "app/db", version: 0, consistency, maxStalenessMs: 0 });
 
-/** `count` clients given `endpoints`, each reading once, all at the same time. */
-async function readOnceEach(count: number, endpoints: readonly string[], endpointOrder?: EndpointOrder) {
-  const clients = Array.from({ length: count }, () => sdk(endpoints, endpointOrder));
+/** `count` clients given `endpoints` (and `region`), each reading once, all at the same time. */
+async function readOnceEach(
+  count: number,
+  endpoints: readonly string[],
+  endpointOrder?: EndpointOrder,
+  region?: string,
+) {
+  const clients = Array.from({ length: count }, () => sdk(endpoints, endpointOrder, region));
   try {
     await Promise.all(clients.map((client) => read(client)));
   } finally {
@@ -135,6 +141,27 @@ it("with the first member down, the clients that start there move on to differen
   for (const node of nodes) node.gets = 0;
   await readOnceEach(60, endpoints, "given");
   expect(nodes.map((node) => node.gets)).toEqual([60, 0]);
+});
+
+it("clients with a region start at every member in it, in their own orders, and at none elsewhere", async () => {
+  const nodes = await Promise.all([
+    standIn("n1", "n1", "eu"),
+    standIn("n2", "n1", "us"),
+    standIn("n3", "n1", "us"),
+  ]);
+  const endpoints = nodes.map((node) => node.address);
+  await readOnceEach(40, endpoints, undefined, "us");
+  const spread = nodes.map((node) => node.gets);
+  process.stdout.write(
+    `endpoint order: 40 clients in us, reads per member (eu, us, us): ${spread.join(", ")}\n`,
+  );
+  expect(spread[0]).toBe(0);
+  // Each us member gets a client with chance 1/2: fewer than 8 of 40 has a chance below 1 in 10,000.
+  for (const gets of spread.slice(1)) expect(gets).toBeGreaterThanOrEqual(8);
+
+  for (const node of nodes) node.gets = 0;
+  await readOnceEach(40, endpoints, "given", "us");
+  expect(nodes.map((node) => node.gets)).toEqual([0, 40, 0]);
 });
 
 it("sticky reads stay on their member after writes the leader answered; stale reads follow the leader", async () => {
