@@ -4,8 +4,7 @@
 // over the members; `endpointOrder: "given"` keeps the list's order. Sticky reads stay on the
 // endpoint that answered one last: a write answered by the leader does not move them there.
 
-import type { ServiceError, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { Metadata } from "@grpc/grpc-js";
+import { Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { afterAll, expect, it } from "vitest";
 import { createClient, type EndpointOrder, type StrongroomClient } from "../../client/index.js";
 import { ClusterService, StatusResponse } from "../../proto/gen/strongroom/v1/cluster.gen.js";
