@@ -44,7 +44,10 @@ function newestCached(cache, major) {
 }
 
 /** Why an official build could not be had: the message says what to do. */
-export class OfficialNodeError extends Error {}
+export class OfficialNodeError extends Error {
+  /** The major line asked for was not one (rather than the registry or the cache failing). */
+  badArgument = false;
+}
 
 /** The newest published version of `name` in the MAJOR line. */
 function newestOf(major) {
@@ -91,10 +94,13 @@ function newestOf(major) {
  * binary, the binary, and its C headers (what node-gyp builds addons against).
  */
 export function officialNode(major) {
-  if (!/^[1-9][0-9]*$/.test(String(major)) || Number(major) < 20)
-    throw new OfficialNodeError(
+  if (!/^[1-9][0-9]*$/.test(String(major)) || Number(major) < 20) {
+    const error = new OfficialNodeError(
       `a Node major line is 20 or later, such as 22 or 24, not ${JSON.stringify(major)}`,
     );
+    error.badArgument = true;
+    throw error;
+  }
   const cache = cacheDirectory();
   let version;
   try {
@@ -134,7 +140,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.stdout.write(`${officialNode(process.argv[2] ?? "").node}\n`);
   } catch (error) {
     if (!(error instanceof OfficialNodeError)) throw error;
-    process.stderr.write(`official-node: ${error.message}\nusage: node scripts/official-node.mjs MAJOR\n`);
+    // The usage line only when the argument was at fault, not the registry or the cache.
+    const usage = error.badArgument ? "usage: node scripts/official-node.mjs MAJOR\n" : "";
+    process.stderr.write(`official-node: ${error.message}\n${usage}`);
     process.exit(1);
   }
 }

@@ -60,5 +60,17 @@ describe.concurrent("official-node without the registry", () => {
     expect(failed?.stdout).toBe("");
     expect(failed?.stderr).toContain(`official-node: cannot list ${name}@20 on the npm registry`);
     expect(failed?.stderr).toContain(`and no 20.x build is cached in ${cache}`);
+    expect(failed?.stderr).not.toContain("usage:");
+  });
+
+  it("refuses a line before 20 with its usage, asking the registry nothing", async () => {
+    const failed = await offline("18").then(
+      () => null,
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toBe(
+      'official-node: a Node major line is 20 or later, such as 22 or 24, not "18"\nusage: node scripts/official-node.mjs MAJOR\n',
+    );
   });
 });
