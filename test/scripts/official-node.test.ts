@@ -63,7 +63,7 @@ describe.concurrent("official-node without the registry", () => {
     expect(failed?.stderr).not.toContain("usage:");
   });
 
-  it("refuses a line before 20 with its usage, asking the registry nothing", async () => {
+  it("refuses a line before 20, with its usage line", async () => {
     const failed = await offline("18").then(
       () => null,
       (error: { code: number; stderr: string }) => error,
