@@ -3,7 +3,7 @@
 // identity and token (the leader authorizes it again) and the time left. The leader runs it as its
 // own and answers with the response or the error (status, reason, leader hint), which the follower
 // passes on unchanged. The leader never forwards again: a leader that lost its role answers
-// NOT_LEADER. Requests travel over one stream per leader (Peer.ForwardStream, forward-stream.ts);
+// NOT_LEADER. Requests travel over one stream per leader (Peer.ForwardBatches, forward-stream.ts);
 // a leader that does not serve it yet (a rolling upgrade) gets a call per request (Peer.Forward)
 // for a minute, then the stream is tried again. The receiving side is forward-receiver.ts.
 
@@ -16,15 +16,27 @@ import {
 import type { NodeId } from "../raft/core/index.js";
 import type { AnyApiMethod } from "./api/api-method.js";
 import { ForwardedError, NodeError } from "./errors.js";
-import { ForwardStream, ForwardStreamUnimplemented, forwardingFailure } from "./forward-stream.js";
-import { defaultPeerTransportLimits, peerClientChannelOptions } from "./peer/peer-transport.js";
+import {
+  ForwardStream,
+  ForwardStreamUnimplemented,
+  forwardedRequestBytes,
+  forwardingFailure,
+} from "./forward-stream.js";
+import {
+  defaultPeerTransportLimits,
+  peerClientChannelOptions,
+  peerMessageBytesMax,
+} from "./peer/peer-transport.js";
 import type { RequestContext } from "./request.js";
 import { dialTls } from "./tls/credentials.js";
 import { nodeIdOf } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
 
-/** How long a node that refused ForwardStream gets a call per request before the stream is tried again. */
+/** How long a node that refused ForwardBatches gets a call per request before the stream is tried again. */
 const unaryFallbackMs = 60_000;
+
+/** The largest request forwarded: what one message between nodes carries. */
+const forwardedBytesMax = peerMessageBytesMax(defaultPeerTransportLimits);
 
 interface LeaderChannel {
   readonly address: string;
@@ -73,6 +85,15 @@ export class Forwarder {
       deadlineMs: Math.max(1, context.deadline - Date.now()),
       tokenUseSpent: context.authorization.tokenUseSpent,
     };
+    // Sent, it would fail the stream and every request on it; the client port's own limit
+    // (requests.messageBytesMax) may be set above it.
+    const bytes = forwardedRequestBytes(forwardRequest);
+    if (bytes > forwardedBytesMax) {
+      throw new NodeError(
+        "RESOURCE_EXHAUSTED",
+        `the request of ${bytes} bytes is more than a message between nodes carries (${forwardedBytesMax})`,
+      );
+    }
     const answer = await this.send(leader, channel, forwardRequest, context.deadline);
     if (answer.code !== status.OK) {
       throw new ForwardedError(
@@ -189,7 +210,7 @@ export class Forwarder {
     const channel: LeaderChannel = {
       address,
       client,
-      stream: new ForwardStream(client, leader),
+      stream: new ForwardStream(client, leader, defaultPeerTransportLimits.batchBytesMax),
       unaryUntil: 0,
     };
     this.channels.set(leader, channel);

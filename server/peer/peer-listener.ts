@@ -19,7 +19,7 @@ export interface PeerListenerOptions {
   readonly address: string;
   readonly tls: TlsFiles;
   readonly transport: GrpcPeerTransport;
-  /** Serves requests other nodes forward here (Forward and ForwardStream). */
+  /** Serves requests other nodes forward here (Forward, ForwardStream and ForwardBatches). */
   readonly forwarding: ForwardingHandlers;
   readonly limits?: PeerTransportLimits;
 }
@@ -35,6 +35,7 @@ export async function startPeerListener(options: PeerListenerOptions): Promise<P
     stream: (call, callback) => options.transport.acceptStream(call, callback),
     forward: options.forwarding.unary(),
     forwardStream: options.forwarding.stream(),
+    forwardBatches: options.forwarding.batches(),
   };
   server.addService(PeerService, implementation);
   const port = await new Promise<number>((resolve, reject) => {

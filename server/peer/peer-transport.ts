@@ -42,12 +42,16 @@ export const defaultPeerTransportLimits: PeerTransportLimits = {
   batchBytesMax: 4 * 1024 * 1024,
 };
 
+/** The largest message a peer channel carries: a batch (or a snapshot chunk) must fit, with 4 MiB of headroom. */
+export function peerMessageBytesMax(limits: PeerTransportLimits): number {
+  return limits.batchBytesMax + 4 * 1024 * 1024;
+}
+
 /** gRPC channel options for peers, explicit rather than grpc-js's defaults (see each comment). */
 export function peerChannelOptions(limits: PeerTransportLimits): Record<string, number> {
   return {
-    // A batch (or a snapshot chunk) must fit; 4 MiB of headroom above the largest batch.
-    "grpc.max_send_message_length": limits.batchBytesMax + 4 * 1024 * 1024,
-    "grpc.max_receive_message_length": limits.batchBytesMax + 4 * 1024 * 1024,
+    "grpc.max_send_message_length": peerMessageBytesMax(limits),
+    "grpc.max_receive_message_length": peerMessageBytesMax(limits),
     // Notice a dead peer within seconds, not at the next TCP timeout.
     "grpc.keepalive_time_ms": 5_000,
     "grpc.keepalive_timeout_ms": 5_000,

@@ -10,14 +10,22 @@
 
 import { Server, status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { PeerService } from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
+import {
+  type ForwardedAnswer,
+  ForwardedAnswers,
+  type ForwardedCalls,
+  PeerClient,
+  PeerService,
+} from "../../proto/gen/strongroom/raft/v1/peer.gen.js";
 import {
   type PutRequest,
   type PutResponse,
+  type ReadTimesRequest,
+  type ReadTimesResponse,
   SecretsService,
 } from "../../proto/gen/strongroom/v1/secrets.gen.js";
 import { NotLeaderError } from "../../raft/core/index.js";
-import { method } from "../../server/api/api-method.js";
+import { type AnyApiMethod, method } from "../../server/api/api-method.js";
 import { ForwardedError, NodeError } from "../../server/errors.js";
 import { Executor } from "../../server/executor.js";
 import { ForwardReceiver } from "../../server/forward-receiver.js";
@@ -25,7 +33,7 @@ import { Forwarder } from "../../server/forwarder.js";
 import { type PeerListener, startPeerListener } from "../../server/peer/peer-listener.js";
 import { GrpcPeerTransport } from "../../server/peer/peer-transport.js";
 import type { RequestContext } from "../../server/request.js";
-import { serverCredentials } from "../../server/tls/credentials.js";
+import { dialTls, serverCredentials } from "../../server/tls/credentials.js";
 import { TlsFiles } from "../../server/tls/tls-files.js";
 import { eventually } from "../support/eventually.js";
 import { TestPki } from "./pki-fixture.js";
@@ -41,31 +49,62 @@ const put = method<PutRequest, PutResponse>(SecretsService.put, "leader", async 
   version: 0,
   revision: 0,
 }));
-const methods = new Map([[SecretsService.put.path, put]]);
+/** A "peer" method whose answer can be large: `prefix` "n:B" asks for n paths of B bytes each. */
+const readTimes = method<ReadTimesRequest, ReadTimesResponse>(SecretsService.readTimes, "peer", async () => ({
+  lastReadMs: {},
+  trackedSinceMs: 0,
+}));
+const readTimesAnswer = async (request: ReadTimesRequest): Promise<ReadTimesResponse> => {
+  const [count, bytes] = request.prefix.split(":").map(Number);
+  const lastReadMs: Record<string, number> = {};
+  for (let n = 0; n < (count ?? 0); n++) lastReadMs[`${n}/`.padEnd(bytes ?? 0, "x")] = n;
+  return { lastReadMs, trackedSinceMs: 1 };
+};
+const methods = new Map<string, AnyApiMethod>([
+  [SecretsService.put.path, put],
+  [SecretsService.readTimes.path, readTimes],
+]);
 
 type Execute = (request: PutRequest, context: RequestContext) => Promise<PutResponse>;
 
-/** The leader "n1": a peer listener whose forwarded requests run `execute`; counts its streams. */
+/**
+ * The leader "n1": a peer listener whose forwarded requests run `execute`; counts its streams and
+ * the requests each ForwardBatches message brought and the answers each one took back.
+ */
 async function startLeader(execute: Execute, port = 0) {
   const tls = new TlsFiles(pki.node("n1", ["127.0.0.1"]));
   const transport = new GrpcPeerTransport({ nodeId: "n1", peers: new Map(), tls });
   const receiver = new ForwardReceiver({
     methods,
-    execute: (_method, request, context) => execute(request as PutRequest, context),
+    execute: (method, request, context) =>
+      method === readTimes
+        ? readTimesAnswer(request as ReadTimesRequest)
+        : execute(request as PutRequest, context),
     deadlineMsMax: 30_000,
     answerReserveMs: 100,
   });
   let streams = 0;
-  const serveStream = receiver.stream();
+  const requestsPerMessage: number[] = [];
+  const answersPerMessage: number[] = [];
+  const answerBytesPerMessage: number[] = [];
+  const serveBatches = receiver.batches();
   const listener: PeerListener = await startPeerListener({
     address: `127.0.0.1:${port}`,
     tls,
     transport,
     forwarding: {
       unary: () => receiver.unary(),
-      stream: () => (call) => {
+      stream: () => receiver.stream(),
+      batches: () => (call) => {
         streams += 1;
-        serveStream(call);
+        call.on("data", (message: ForwardedCalls) => requestsPerMessage.push(message.calls.length));
+        const write = call.write.bind(call);
+        call.write = (message: ForwardedAnswers) => {
+          answersPerMessage.push(message.answers.length);
+          answerBytesPerMessage.push(ForwardedAnswers.encode(message).finish().length);
+          return write(message);
+        };
+        serveBatches(call);
       },
       close: () => receiver.close(),
     },
@@ -75,7 +114,14 @@ async function startLeader(execute: Execute, port = 0) {
     await transport.close();
     tls.close();
   };
-  return { port: listener.port, streams: () => streams, stop };
+  return {
+    port: listener.port,
+    streams: () => streams,
+    requestsPerMessage,
+    answersPerMessage,
+    answerBytesPerMessage,
+    stop,
+  };
 }
 
 /** The follower "n2": a Forwarder that knows n1 at `port`. */
@@ -123,7 +169,131 @@ describe("forwarding over one stream", () => {
     expect(answers.map((answer) => answer.revision)).toEqual(Array.from({ length: 200 }, (_, n) => 1000 + n));
     expect(new Set(seen)).toEqual(new Set(["alice via n2"]));
     expect(leader.streams()).toBe(1);
+    // Made in one turn of the event loop, the 200 requests left as one message.
+    expect(leader.requestsPerMessage).toEqual([200]);
     expect(forwarder.inFlight()).toBe(0);
+  });
+
+  it("sends the answers ready in one turn as one message, and requests made in separate turns one by one", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let running = 0;
+    const leader = await startLeader(async (request) => {
+      running += 1;
+      await gate;
+      return { version: request.path.length, revision: 7 };
+    });
+    closers.push(leader.stop);
+    const forwarder = follower(leader.port);
+    const together = Promise.all(Array.from({ length: 50 }, (_, n) => forwardPut(forwarder, `p/${n}`)));
+    await eventually(() => running === 50, 5_000);
+    release();
+    expect((await together).map((answer) => answer.version)).toEqual(
+      Array.from({ length: 50 }, (_, n) => `p/${n}`.length),
+    );
+    expect(leader.answersPerMessage).toEqual([50]);
+    for (const path of ["p/a", "p/bb", "p/ccc"])
+      expect((await forwardPut(forwarder, path)).version).toBe(path.length);
+    expect(leader.requestsPerMessage).toEqual([50, 1, 1, 1]);
+    expect(leader.answersPerMessage).toEqual([50, 1, 1, 1]);
+    expect(leader.streams()).toBe(1);
+  });
+
+  it("keeps each message within a batch's bytes, and refuses alone what no message between nodes carries", async () => {
+    const leader = await startLeader(async (request) => ({ version: request.value.length, revision: 1 }));
+    closers.push(leader.stop);
+    const forwarder = follower(leader.port);
+    const mib = 1024 * 1024;
+    const putOf = (bytes: number) =>
+      forwarder.forward<PutRequest, PutResponse>(
+        "n1",
+        put,
+        { path: "p/big", value: new Uint8Array(bytes) },
+        contextFor(),
+      );
+    // Five requests of 1.5 MiB made in one turn: at most 4 MiB (the peer transport's batch) a message.
+    const big = await Promise.all(Array.from({ length: 5 }, () => putOf(1.5 * mib)));
+    expect(big.map((answer) => answer.version)).toEqual(Array(5).fill(1.5 * mib));
+    expect(leader.requestsPerMessage).toEqual([2, 2, 1]);
+    // Over 8 MiB (a batch and its headroom), refused here: sent, it would fail the stream.
+    const tooBig = await putOf(9 * mib).catch((error: unknown) => error);
+    expect(tooBig).toBeInstanceOf(NodeError);
+    expect(tooBig).toMatchObject({ code: "RESOURCE_EXHAUSTED" });
+    expect((tooBig as Error).message).toMatch(/more than a message between nodes carries \(8388608\)/);
+    expect(leader.requestsPerMessage).toEqual([2, 2, 1]);
+    // Answers likewise: two of about 3 MiB go in two messages; one of about 9 MiB is refused alone.
+    const readTimesOf = (prefix: string) =>
+      forwarder.forward<ReadTimesRequest, ReadTimesResponse>("n1", readTimes, { prefix }, contextFor());
+    const [three, another, nine, small] = await Promise.allSettled([
+      readTimesOf("3000:1000"),
+      readTimesOf("3000:1000"),
+      readTimesOf("9000:1000"),
+      readTimesOf("2:10"),
+    ]);
+    expect(three.status === "fulfilled" && Object.keys(three.value.lastReadMs).length).toBe(3000);
+    expect(another.status === "fulfilled" && Object.keys(another.value.lastReadMs).length).toBe(3000);
+    expect(small.status === "fulfilled" && Object.keys(small.value.lastReadMs)).toEqual([
+      "0/xxxxxxxx",
+      "1/xxxxxxxx",
+    ]);
+    expect(nine.status).toBe("rejected");
+    const refused = (nine as PromiseRejectedResult).reason;
+    expect(refused).toBeInstanceOf(ForwardedError);
+    expect(refused).toMatchObject({ grpcCode: status.RESOURCE_EXHAUSTED, reason: "RESOURCE_EXHAUSTED" });
+    expect((refused as Error).message).toMatch(
+      /answer of \d+ bytes is more than a message between nodes carries/,
+    );
+    expect(Math.max(...leader.answerBytesPerMessage)).toBeLessThanOrEqual(4 * mib);
+    expect(leader.streams()).toBe(1);
+  });
+
+  it("still serves a follower of an older version: ForwardStream, a message per request and per answer", async () => {
+    const leader = await startLeader(async (request) => ({ version: request.path.length, revision: 5 }));
+    closers.push(leader.stop);
+    const tls = new TlsFiles(pki.node("n2", ["127.0.0.1"]));
+    const dial = dialTls(tls, `127.0.0.1:${leader.port}`);
+    const client = new PeerClient(`127.0.0.1:${leader.port}`, dial.credentials, dial.options);
+    closers.push(() => {
+      client.close();
+      tls.close();
+    });
+    const call = client.forwardStream();
+    const answers: ForwardedAnswer[] = [];
+    call.on("data", (answer: ForwardedAnswer) => answers.push(answer));
+    const ended = new Promise<void>((resolve) => call.on("end", resolve));
+    for (const [id, path] of [
+      [4, "p/a"],
+      [9, "p/bbbb"],
+    ] as const) {
+      call.write({
+        id,
+        request: {
+          method: SecretsService.put.path,
+          request: SecretsService.put.requestSerialize({ path, value: new Uint8Array(1) }),
+          clientIdentity: "alice",
+          deadlineMs: 5_000,
+          clientToken: "",
+          tokenUseSpent: false,
+        },
+      });
+    }
+    call.end();
+    await ended;
+    expect(answers.map((answer) => [answer.id, answer.response?.code])).toEqual(
+      expect.arrayContaining([
+        [4, status.OK],
+        [9, status.OK],
+      ]),
+    );
+    expect(answers).toHaveLength(2);
+    const versions = answers.map(
+      (answer) =>
+        SecretsService.put.responseDeserialize(Buffer.from(answer.response?.response ?? [])).version,
+    );
+    expect(versions.sort()).toEqual([3, 6]);
+    expect(leader.streams()).toBe(0);
   });
 
   it("passes the leader's error on with its reason, and fails a request at its deadline", async () => {
@@ -278,7 +448,7 @@ describe("forwarding over one stream", () => {
     expect(forwarder.inFlight()).toBe(0);
   });
 
-  it("sends a call per request to a leader without the stream (an older version)", async () => {
+  it("sends a call per request to a leader of an older version (ForwardStream, not ForwardBatches)", async () => {
     const tls = new TlsFiles(pki.node("n1", ["127.0.0.1"]));
     const receiver = new ForwardReceiver({
       methods,
@@ -286,12 +456,18 @@ describe("forwarding over one stream", () => {
       deadlineMsMax: 30_000,
       answerReserveMs: 100,
     });
-    // The old peer service: Forward only (ForwardStream is answered UNIMPLEMENTED by gRPC).
-    const { forwardStream: _absent, ...oldService } = PeerService;
+    // The last version's peer service: ForwardBatches is answered UNIMPLEMENTED by gRPC.
+    const { forwardBatches: _absent, ...oldService } = PeerService;
+    let unaryCalls = 0;
+    const unary = receiver.unary();
     const server = new Server();
     server.addService(oldService, {
       stream: () => {},
-      forward: receiver.unary(),
+      forward: (call: Parameters<typeof unary>[0], callback: Parameters<typeof unary>[1]) => {
+        unaryCalls += 1;
+        unary(call, callback);
+      },
+      forwardStream: receiver.stream(),
     });
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", serverCredentials(tls), (error, bound) =>
@@ -305,6 +481,10 @@ describe("forwarding over one stream", () => {
     const forwarder = follower(port);
     const answers = await Promise.all([forwardPut(forwarder, "p/x"), forwardPut(forwarder, "p/xyz")]);
     expect(answers.map((answer) => answer.version)).toEqual([3, 5]);
+    expect(unaryCalls).toBe(2);
+    // And for the next minute, without trying the stream again.
+    expect((await forwardPut(forwarder, "p/xy")).version).toBe(4);
+    expect(unaryCalls).toBe(3);
   });
 });
 

@@ -262,6 +262,14 @@ export interface ForwardedAnswer {
   response: ForwardResponse | undefined;
 }
 
+export interface ForwardedCalls {
+  calls: ForwardedCall[];
+}
+
+export interface ForwardedAnswers {
+  answers: ForwardedAnswer[];
+}
+
 export interface ForwardResponse {
   /** The serialized response message when the request succeeded. */
   response: Uint8Array;
@@ -2494,6 +2502,128 @@ export const ForwardedAnswer: MessageFns<ForwardedAnswer> = {
   },
 };
 
+function createBaseForwardedCalls(): ForwardedCalls {
+  return { calls: [] };
+}
+
+export const ForwardedCalls: MessageFns<ForwardedCalls> = {
+  encode(message: ForwardedCalls, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      ForwardedCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardedCalls {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardedCalls();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(ForwardedCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardedCalls {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => ForwardedCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ForwardedCalls): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => ForwardedCall.toJSON(e));
+    }
+    return obj;
+  },
+};
+
+function createBaseForwardedAnswers(): ForwardedAnswers {
+  return { answers: [] };
+}
+
+export const ForwardedAnswers: MessageFns<ForwardedAnswers> = {
+  encode(message: ForwardedAnswers, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.answers) {
+      ForwardedAnswer.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardedAnswers {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardedAnswers();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answers.push(ForwardedAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardedAnswers {
+    return {
+      answers: globalThis.Array.isArray(object?.answers)
+        ? object.answers.map((e: any) => ForwardedAnswer.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ForwardedAnswers): unknown {
+    const obj: any = {};
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => ForwardedAnswer.toJSON(e));
+    }
+    return obj;
+  },
+};
+
 function createBaseForwardResponse(): ForwardResponse {
   return { response: new Uint8Array(0), code: 0, message: "", reason: "", leaderId: "" };
 }
@@ -2662,6 +2792,21 @@ export const PeerService = {
     responseSerialize: (value: ForwardedAnswer): Buffer => Buffer.from(ForwardedAnswer.encode(value).finish()),
     responseDeserialize: (value: Buffer): ForwardedAnswer => ForwardedAnswer.decode(value),
   },
+  /**
+   * The same again, with the requests a follower has ready in one turn of its event loop sent as
+   * one message, and the answers the leader has ready in one turn likewise: each message costs
+   * both nodes the gRPC and HTTP/2 handling of a message, whatever it holds. A leader that does not
+   * serve it (a rolling upgrade) answers UNIMPLEMENTED, and the follower sends a call per request.
+   */
+  forwardBatches: {
+    path: "/strongroom.raft.v1.Peer/ForwardBatches" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ForwardedCalls): Buffer => Buffer.from(ForwardedCalls.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForwardedCalls => ForwardedCalls.decode(value),
+    responseSerialize: (value: ForwardedAnswers): Buffer => Buffer.from(ForwardedAnswers.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForwardedAnswers => ForwardedAnswers.decode(value),
+  },
 } as const;
 
 export interface PeerServer extends UntypedServiceImplementation {
@@ -2683,6 +2828,13 @@ export interface PeerServer extends UntypedServiceImplementation {
    * request cost both nodes an HTTP/2 stream with its headers and trailers.
    */
   forwardStream: handleBidiStreamingCall<ForwardedCall, ForwardedAnswer>;
+  /**
+   * The same again, with the requests a follower has ready in one turn of its event loop sent as
+   * one message, and the answers the leader has ready in one turn likewise: each message costs
+   * both nodes the gRPC and HTTP/2 handling of a message, whatever it holds. A leader that does not
+   * serve it (a rolling upgrade) answers UNIMPLEMENTED, and the follower sends a call per request.
+   */
+  forwardBatches: handleBidiStreamingCall<ForwardedCalls, ForwardedAnswers>;
 }
 
 export interface PeerClient extends Client {
@@ -2733,6 +2885,18 @@ export interface PeerClient extends Client {
   forwardStream(): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
   forwardStream(options: Partial<CallOptions>): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
   forwardStream(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ForwardedCall, ForwardedAnswer>;
+  /**
+   * The same again, with the requests a follower has ready in one turn of its event loop sent as
+   * one message, and the answers the leader has ready in one turn likewise: each message costs
+   * both nodes the gRPC and HTTP/2 handling of a message, whatever it holds. A leader that does not
+   * serve it (a rolling upgrade) answers UNIMPLEMENTED, and the follower sends a call per request.
+   */
+  forwardBatches(): ClientDuplexStream<ForwardedCalls, ForwardedAnswers>;
+  forwardBatches(options: Partial<CallOptions>): ClientDuplexStream<ForwardedCalls, ForwardedAnswers>;
+  forwardBatches(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ForwardedCalls, ForwardedAnswers>;
 }
 
 export const PeerClient = makeGenericClientConstructor(PeerService, "strongroom.raft.v1.Peer") as unknown as {
