@@ -1,12 +1,14 @@
 // Forwarding between two nodes over real sockets and mutual TLS: a Forwarder on the follower and
 // the leader's peer listener with its ForwardReceiver; the leader's execution is the test's. Many
 // requests share one stream and each gets its own answer, whatever order they finish in; the
+// requests made in one turn travel as one message, and so do the answers ready in one, within a
+// batch's bytes, and a request or answer too large for any message is refused alone; the
 // leader's errors pass through with their reason; a request past its deadline fails by it; the
 // leader going away fails what it had (outcome unknown), and a leader never reached is NO_LEADER
-// (nothing sent); a new leader known fails what the old one holds after a grace; a leader of an older
-// version, without the stream, is served a call at a time. The executor forwards a call at once,
-// but runs one here only once what its interceptors handed it (a request entry being written)
-// settles.
+// (nothing sent); a new leader known fails what the old one holds after a grace; a leader of an
+// older version, without ForwardBatches, is served a call at a time, and a follower of an older
+// version is still served over ForwardStream. The executor forwards a call at once, but runs one
+// here only once what its interceptors handed it (a request entry being written) settles.
 
 import { Server, status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
