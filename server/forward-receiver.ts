@@ -131,6 +131,7 @@ export class ForwardReceiver implements ForwardingHandlers {
     }
     const inFlightMax = this.options.inFlightPerStreamMax ?? defaultInFlightPerStreamMax;
     const limits = this.options.limits ?? defaultPeerTransportLimits;
+    const messageBytesMax = peerMessageBytesMax(limits);
     let inFlight = 0;
     let outgoing: ForwardedAnswer[] = [];
     let outgoingBytes = 0;
@@ -159,8 +160,12 @@ export class ForwardReceiver implements ForwardingHandlers {
       endWhenDone();
     };
     const send = (ready: ForwardedAnswer): void => {
-      const answer = fitForPeerMessage(ready, peerMessageBytesMax(limits));
-      const bytes = answerBytes(answer);
+      let answer = ready;
+      let bytes = answerBytes(ready);
+      if (bytes > messageBytesMax) {
+        answer = tooLargeForPeerMessage(ready.id, bytes, messageBytesMax);
+        bytes = answerBytes(answer);
+      }
       if (outgoing.length > 0 && outgoingBytes + bytes > limits.batchBytesMax) writeOutgoing();
       outgoing.push(answer);
       outgoingBytes += bytes;
@@ -250,15 +255,13 @@ function answerBytes(answer: ForwardedAnswer): number {
 }
 
 /**
- * `answer`, or in its place an error if it is larger than a message between nodes carries (sent, it
- * would fail the stream and every request on it). Only a read's answer gets that large (ReadTimes
- * over many paths); a write's is a few dozen bytes.
+ * What goes in place of answer `id`, of `bytes`, larger than a message between nodes carries (sent,
+ * it would fail the stream and every request on it). Only a read's answer gets that large
+ * (ReadTimes over many paths); a write's is a few dozen bytes.
  */
-function fitForPeerMessage(answer: ForwardedAnswer, bytesMax: number): ForwardedAnswer {
-  const bytes = answerBytes(answer);
-  if (bytes <= bytesMax) return answer;
+function tooLargeForPeerMessage(id: number, bytes: number, bytesMax: number): ForwardedAnswer {
   return {
-    id: answer.id,
+    id,
     response: failure(
       new NodeError(
         "RESOURCE_EXHAUSTED",

@@ -52,8 +52,11 @@ export class ForwardStream {
     return this.waiting.size;
   }
 
-  /** Sends `request` and resolves with the node's answer, or rejects by `deadline` (ms since the epoch). */
-  send(request: ForwardRequest, deadline: number): Promise<ForwardResponse> {
+  /**
+   * Sends `request` (about `bytes` in a message: forwardedRequestBytes) and resolves with the
+   * node's answer, or rejects by `deadline` (ms since the epoch).
+   */
+  send(request: ForwardRequest, bytes: number, deadline: number): Promise<ForwardResponse> {
     if (this.call === null) this.open();
     const id = this.nextId++;
     return new Promise<ForwardResponse>((resolve, reject) => {
@@ -69,7 +72,6 @@ export class ForwardStream {
         Math.max(0, deadline - Date.now()),
       );
       this.waiting.set(id, { resolve, reject, timer });
-      const bytes = forwardedRequestBytes(request);
       if (this.outgoing.length > 0 && this.outgoingBytes + bytes > this.batchBytesMax) this.writeOutgoing();
       this.outgoing.push({ id, request });
       this.outgoingBytes += bytes;

@@ -94,7 +94,7 @@ export class Forwarder {
         `the request of ${bytes} bytes is more than a message between nodes carries (${forwardedBytesMax})`,
       );
     }
-    const answer = await this.send(leader, channel, forwardRequest, context.deadline);
+    const answer = await this.send(leader, channel, forwardRequest, bytes, context.deadline);
     if (answer.code !== status.OK) {
       throw new ForwardedError(
         answer.code,
@@ -170,11 +170,12 @@ export class Forwarder {
     leader: NodeId,
     channel: LeaderChannel,
     forwardRequest: ForwardRequest,
+    bytes: number,
     deadline: number,
   ): Promise<ForwardResponse> {
     if (Date.now() >= channel.unaryUntil) {
       try {
-        return await channel.stream.send(forwardRequest, deadline);
+        return await channel.stream.send(forwardRequest, bytes, deadline);
       } catch (error) {
         if (!(error instanceof ForwardStreamUnimplemented)) throw error;
         // Nothing sent on the refused stream ran: send it again, a call at a time.
