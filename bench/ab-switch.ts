@@ -23,8 +23,11 @@ import { strongroomMetricsUrls } from "./vs-etcd/placement.js";
 const usage = `usage: npm run bench:ab-switch -- [options] [-- cell options of bench:vs-etcd]
   --phases N          phases, even, 2..200 (24): A, B, A, B, ...
   --phase-seconds S   seconds per phase, 1..60 (4)
+  --settle S          seconds of the cell's load before the first phase, 3..600 (20): the
+                      nodes' code compiled for it, so that A (always first in a pair) is not
+                      measured on colder code than B
   cell options, passed to bench:vs-etcd (one value each): --entry, --mixes, --sizes, --clients,
-  --workers, --seed; --systems, --duration, --out, --quick and --profile are set here
+  --workers, --seed; --systems, --duration, --warmup, --out, --quick and --profile are set here
 `;
 
 function refuse(problem: string): never {
@@ -40,6 +43,7 @@ const parsed = (() => {
         help: { type: "boolean", default: false },
         phases: { type: "string", default: "24" },
         "phase-seconds": { type: "string", default: "4" },
+        settle: { type: "string", default: "20" },
       },
     });
   } catch (error) {
@@ -52,12 +56,15 @@ if (parsed.values.help) {
 }
 const phases = Number(parsed.values.phases);
 const phaseSeconds = Number(parsed.values["phase-seconds"]);
+const settleSeconds = Number(parsed.values.settle);
 if (!Number.isInteger(phases) || phases < 2 || phases > 200 || phases % 2 !== 0)
   refuse(`--phases: "${parsed.values.phases}" is not an even number from 2 to 200`);
 if (!Number.isInteger(phaseSeconds) || phaseSeconds < 1 || phaseSeconds > 60)
   refuse(`--phase-seconds: "${parsed.values["phase-seconds"]}" is not a whole number from 1 to 60`);
+if (!Number.isInteger(settleSeconds) || settleSeconds < 3 || settleSeconds > 600)
+  refuse(`--settle: "${parsed.values.settle}" is not a whole number from 3 to 600`);
 const cellOptions = parsed.positionals;
-const setHere = ["--systems", "--duration", "--out", "--quick", "--profile", "--no-open-loop"];
+const setHere = ["--systems", "--duration", "--warmup", "--out", "--quick", "--profile", "--no-open-loop"];
 for (const { name, value } of optionPairs(cellOptions)) {
   if (setHere.includes(name)) refuse(`${name} is set by bench:ab-switch, not passed on`);
   if (["--mixes", "--sizes", "--clients"].includes(name) && value?.includes(","))
@@ -143,9 +150,13 @@ async function main(): Promise<void> {
       "--systems",
       "strongroom",
       "--no-open-loop",
+      // No warm-up run at another load: the phases would start in it. The first phases wait for
+      // the cell's own load instead (below), and A and B alternate from there.
+      "--warmup",
+      "0",
       "--duration",
       // Enough for the phases and the switches between them, with room for finding the load.
-      String(Math.ceil(phases * (phaseSeconds + 0.7)) + 15),
+      String(Math.ceil(phases * (phaseSeconds + 0.7)) + settleSeconds + 12),
       "--out",
       ".bench/ab-switch",
       ...cellOptions,
@@ -167,7 +178,10 @@ async function main(): Promise<void> {
       await sleep(1000);
     }
     // The load is on once calls are answered fast for 3 s in a row (the prefill's writes come
-    // first, then the cell's own warm-up); 3 s more and the window is well inside the cell.
+    // first, then the cell's own ramp); then it runs for --settle seconds before the first phase.
+    // A node's JIT takes about 15,000 writes to settle (docs/performance.md, sixty-third
+    // session): measured from the start, the first pairs' B phases ran on warmer code than their
+    // A phases (an A/A run of 4 phases of 2 s at 16 clients: B/A 1.15x).
     let fastSeconds = 0;
     for (let previous = await answered().catch(() => 0); fastSeconds < 3; ) {
       if (bench.exitCode !== null) throw new Error(`the load did not start:\n${output}`);
@@ -176,7 +190,7 @@ async function main(): Promise<void> {
       fastSeconds = now - previous > 50 ? fastSeconds + 1 : 0;
       previous = now;
     }
-    await sleep(3000);
+    await sleep(settleSeconds * 1000);
     const pids = serverPids(directory);
     if (pids.length !== 3) throw new Error(`found ${pids.length} server processes of ${directory}, not 3`);
     const measured: Phase[] = [];

@@ -1,15 +1,26 @@
 // One load-generator thread: connects to every endpoint of one system (or, with `viaSdk`, opens one
-// strongroom SDK client, which routes each request itself), then from `startAt` runs
-// its share of the workload - closed loop (a fixed number of requests in flight, each sent when the
-// previous one answers) or open loop (requests sent at a fixed rate whatever the answers, latency
-// counted from when each was due, so a stall is not hidden: no coordinated omission) - and reports
-// the latency of every request that started in the measured window.
+// strongroom SDK client, which routes each request itself) once, and keeps its connections and
+// its warmed code for every run of the benchmark, as an application keeps its clients. For each
+// job it is sent, it runs from `startAt` its share of the workload - closed loop (a fixed number of
+// requests in flight, each sent when the previous one answers) or open loop (requests sent at a
+// fixed rate whatever the answers, latency counted from when each was due, so a stall is not
+// hidden: no coordinated omission) - and reports the latency of every request that started in the
+// measured window. A `close` message closes its connections and ends the thread.
 
 import { parentPort, workerData } from "node:worker_threads";
 import { type Connection, connect, connectSdk, type TargetSpec } from "./targets.js";
 
-export interface WorkerJob {
+/** What a worker is started with (its `workerData`). */
+export interface WorkerSetup {
   readonly target: TargetSpec;
+  /** Which worker of the generator this is (0, 1, ...): an SDK client's endpoint list starts there. */
+  readonly index: number;
+}
+
+/** A message to a worker: run a job (it answers with a `WorkerResult`), or close. */
+export type WorkerMessage = { readonly job: WorkerJob } | { readonly close: true };
+
+export interface WorkerJob {
   readonly mode: "closed" | "open";
   /** Closed loop: requests this worker keeps in flight. */
   readonly concurrency: number;
@@ -25,8 +36,6 @@ export interface WorkerJob {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly seed: number;
-  /** Which worker of the run this is (0, 1, ...): an SDK client's endpoint list starts there. */
-  readonly index: number;
   /** Open loop: requests in flight at most; one due beyond it is counted as shed. */
   readonly inFlightMax: number;
 }
@@ -43,15 +52,17 @@ export interface WorkerResult {
 const samplesMax = 4_000_000;
 const deadlineMs = 10_000;
 
+const setup = workerData as WorkerSetup;
+// Through the SDK, one client stands for one application process: it routes every request.
+const connections: Connection[] = setup.target.viaSdk
+  ? [connectSdk(setup.target, setup.index)]
+  : setup.target.endpoints.map((endpoint) => connect(setup.target, endpoint));
+const writeAt =
+  setup.target.writeEndpoint === null ? -1 : setup.target.endpoints.indexOf(setup.target.writeEndpoint);
+if (setup.target.writeEndpoint !== null && writeAt < 0)
+  throw new Error(`the write endpoint ${setup.target.writeEndpoint} is not one of the endpoints`);
+
 async function run(job: WorkerJob): Promise<WorkerResult> {
-  // Through the SDK, one client stands for one application process: it routes every request.
-  const connections: Connection[] = job.target.viaSdk
-    ? [connectSdk(job.target, job.index)]
-    : job.target.endpoints.map((endpoint) => connect(job.target, endpoint));
-  const writeAt =
-    job.target.writeEndpoint === null ? -1 : job.target.endpoints.indexOf(job.target.writeEndpoint);
-  if (job.target.writeEndpoint !== null && writeAt < 0)
-    throw new Error(`the write endpoint ${job.target.writeEndpoint} is not one of the endpoints`);
   let random = job.seed >>> 0 || 1;
   // xorshift32: fast and seeded; the key and the operation of each request.
   const next = () => {
@@ -140,13 +151,19 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
     });
     await Promise.all(pending);
   }
-  for (const connection of connections) connection.close();
   return { latencies: latencies.slice(0, count), errors, errorSamples, shed };
 }
 
-run(workerData as WorkerJob).then(
-  (result) => parentPort?.postMessage(result, [result.latencies.buffer as ArrayBuffer]),
-  (error: unknown) => {
-    throw error;
-  },
-);
+parentPort?.on("message", (message: WorkerMessage) => {
+  if ("close" in message) {
+    for (const connection of connections) connection.close();
+    parentPort?.close();
+    return;
+  }
+  run(message.job).then(
+    (result) => parentPort?.postMessage(result, [result.latencies.buffer as ArrayBuffer]),
+    (error: unknown) => {
+      throw error;
+    },
+  );
+});

@@ -1,9 +1,13 @@
-// One benchmark run against one system: the load split over worker threads (so the generator is
-// not the bottleneck on its own event loop), the servers' CPU and memory and the generator's own
-// CPU sampled around the measured window, and the latencies merged into percentiles.
+// The load on one system: worker threads (so that the generator is not the bottleneck on its own
+// event loop) that a `LoadGenerator` starts once and gives every run of the benchmark, each run's
+// load split over them; the servers' CPU and memory and the generator's own CPU sampled around the
+// measured window, and the latencies merged into percentiles. The workers outlive a run because a
+// fresh thread's code is cold: with new workers each run and 2 s of warm-up, the generator took a
+// third more CPU over the window than warmed ones, CPU the servers on the same cores then lacked
+// (docs/performance.md, sixty-third session).
 
 import { Worker } from "node:worker_threads";
-import type { WorkerJob, WorkerResult } from "./load-worker.js";
+import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
 import {
   busyShare,
   cpuSeconds,
@@ -14,8 +18,8 @@ import {
 } from "./process-stats.js";
 import type { TargetSpec } from "./targets.js";
 
+/** One run: its load, its window, and whose CPU and memory to read. */
 export interface RunSpec {
-  readonly target: TargetSpec;
   /** The server processes, for their CPU and memory. */
   readonly serverPids: readonly number[];
   readonly mode: "closed" | "open";
@@ -26,7 +30,6 @@ export interface RunSpec {
   readonly keys: number;
   readonly warmupMs: number;
   readonly durationMs: number;
-  readonly workers: number;
   readonly seed: number;
 }
 
@@ -72,107 +75,170 @@ const rssSampleMs = 1000;
 
 const workerUrl = new URL("./load-worker-entry.mjs", import.meta.url);
 
-export async function runLoad(spec: RunSpec): Promise<RunResult> {
-  // Workers get their jobs now and begin together a little later (connections made first).
-  const startAt = Date.now() + 500;
-  const workers = Math.max(
-    1,
-    Math.min(spec.workers, spec.mode === "closed" ? spec.concurrency : spec.workers),
-  );
-  const jobs: WorkerJob[] = Array.from({ length: workers }, (_, index) => ({
-    target: spec.target,
-    mode: spec.mode,
-    concurrency: Math.floor(spec.concurrency / workers) + (index < spec.concurrency % workers ? 1 : 0),
-    ratePerSecond: spec.ratePerSecond / workers,
-    readFraction: spec.readFraction,
-    valueBytes: spec.valueBytes,
-    keys: spec.keys,
-    startAt,
-    warmupMs: spec.warmupMs,
-    durationMs: spec.durationMs,
-    seed: spec.seed * 7919 + index + 1,
-    index,
-    inFlightMax: 20_000,
-  }));
-  const results = jobs.map(
-    (job) =>
-      new Promise<WorkerResult>((resolve, reject) => {
-        const worker = new Worker(workerUrl, { workerData: job });
-        worker.once("message", (result: WorkerResult) => resolve(result));
-        worker.once("error", reject);
-        worker.once("exit", (code) => {
-          if (code !== 0) reject(new Error(`a load worker exited with ${code}`));
-        });
-      }),
-  );
-  // Settled together from now on, so that a worker failing early is not an unhandled rejection.
-  const settled = Promise.all(results);
-  settled.catch(() => {});
-  // CPU sampled at the window's edges (the warm-up is not counted).
-  const windowStart = startAt + spec.warmupMs;
-  await sleepUntil(windowStart);
-  const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
-  const selfBefore = cpuSeconds("self");
-  const machineBefore = machineTicks();
-  const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
-  // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
-  const rssSamples: RssSample[] = [];
-  const sampleRss = () =>
-    rssSamples.push({
-      atMs: Date.now() - windowStart,
-      mib: spec.serverPids.map((pid) => Math.round(rssMiB(pid))),
-    });
-  sampleRss();
-  const sampler = setInterval(sampleRss, rssSampleMs);
-  await sleepUntil(windowStart + spec.durationMs);
-  clearInterval(sampler);
-  const serverCpuAfter = spec.serverPids.map((pid) => cpuSeconds(pid));
-  const selfAfter = cpuSeconds("self");
-  const machineAfter = machineTicks();
-  const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
-  sampleRss();
-  const rss = rssSamples.at(-1)?.mib ?? [];
-  const rssPeak = spec.serverPids.map((_, i) => Math.max(...rssSamples.map((sample) => sample.mib[i] ?? 0)));
-  const finished = await settled;
+/** One worker thread and the job it runs, if any. */
+interface LoadWorker {
+  readonly thread: Worker;
+  job: { resolve: (result: WorkerResult) => void; reject: (error: Error) => void } | null;
+  /** Why the thread ended or failed, once it has: no job is given to it then. */
+  failure: Error | null;
+}
 
-  const total = finished.reduce((sum, result) => sum + result.latencies.length, 0);
-  const latencies = new Float64Array(total);
-  let offset = 0;
-  for (const result of finished) {
-    latencies.set(result.latencies, offset);
-    offset += result.latencies.length;
-  }
-  latencies.sort();
-  const percentile = (p: number) =>
-    total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
-  const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
-  const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
-  const per1000 = (seconds: number) => (total === 0 ? 0 : (seconds / total) * 1000);
-  const windowSeconds = spec.durationMs / 1000;
-  const shareOfWindow = (read: (schedule: ThreadSchedule) => number) =>
-    scheduleAfter.map((after, i) => {
-      const before = scheduleBefore[i];
-      return before === undefined ? 0 : (read(after) - read(before)) / windowSeconds;
+/** How long a worker may take to close its connections and end before it is terminated. */
+const workerCloseMs = 5000;
+
+/** The worker threads that load one system, connected once, run after run. */
+export class LoadGenerator {
+  private readonly workers: LoadWorker[];
+
+  constructor(target: TargetSpec, workerCount: number) {
+    this.workers = Array.from({ length: workerCount }, (_, index) => {
+      const setup: WorkerSetup = { target, index };
+      const worker: LoadWorker = {
+        thread: new Worker(workerUrl, { workerData: setup }),
+        job: null,
+        failure: null,
+      };
+      const fail = (error: Error) => {
+        worker.failure ??= error;
+        worker.job?.reject(error);
+        worker.job = null;
+      };
+      worker.thread.on("message", (result: WorkerResult) => {
+        worker.job?.resolve(result);
+        worker.job = null;
+      });
+      worker.thread.on("error", fail);
+      worker.thread.on("exit", (code) => fail(new Error(`a load worker exited with ${code}`)));
+      return worker;
     });
-  return {
-    ops: total,
-    opsPerSecond: total / (spec.durationMs / 1000),
-    errors: finished.reduce((sum, result) => sum + result.errors, 0),
-    errorSamples: finished.flatMap((result) => result.errorSamples).slice(0, 5),
-    shed: finished.reduce((sum, result) => sum + result.shed, 0),
-    p50Ms: percentile(50),
-    p99Ms: percentile(99),
-    p999Ms: percentile(99.9),
-    serverCpuPer1000: per1000(serverCpu),
-    serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
-    generatorCores: (selfAfter - selfBefore) / windowSeconds,
-    machineBusy: busyShare(machineBefore, machineAfter),
-    mainThreadRun: shareOfWindow((schedule) => schedule.runSeconds),
-    mainThreadWait: shareOfWindow((schedule) => schedule.waitSeconds),
-    rssMiB: rss,
-    rssPeakMiB: rssPeak,
-    rssSamples,
-  };
+  }
+
+  /** One run: the load split over as many workers as it needs, measured over its window. */
+  async run(spec: RunSpec): Promise<RunResult> {
+    // Workers get their jobs now and begin together a little later.
+    const startAt = Date.now() + 500;
+    const count = Math.max(
+      1,
+      Math.min(this.workers.length, spec.mode === "closed" ? spec.concurrency : this.workers.length),
+    );
+    const results = this.workers.slice(0, count).map((worker, index) => {
+      const job: WorkerJob = {
+        mode: spec.mode,
+        concurrency: Math.floor(spec.concurrency / count) + (index < spec.concurrency % count ? 1 : 0),
+        ratePerSecond: spec.ratePerSecond / count,
+        readFraction: spec.readFraction,
+        valueBytes: spec.valueBytes,
+        keys: spec.keys,
+        startAt,
+        warmupMs: spec.warmupMs,
+        durationMs: spec.durationMs,
+        seed: spec.seed * 7919 + index + 1,
+        inFlightMax: 20_000,
+      };
+      return new Promise<WorkerResult>((resolve, reject) => {
+        if (worker.failure !== null) return reject(worker.failure);
+        if (worker.job !== null) return reject(new Error("a load worker was given a job while running one"));
+        worker.job = { resolve, reject };
+        worker.thread.postMessage({ job } satisfies WorkerMessage);
+      });
+    });
+    // Settled together from now on, so that a worker failing early is not an unhandled rejection.
+    const settled = Promise.all(results);
+    settled.catch(() => {});
+    // CPU sampled at the window's edges (the warm-up is not counted).
+    const windowStart = startAt + spec.warmupMs;
+    await sleepUntil(windowStart);
+    const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
+    const selfBefore = cpuSeconds("self");
+    const machineBefore = machineTicks();
+    const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
+    // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
+    const rssSamples: RssSample[] = [];
+    const sampleRss = () =>
+      rssSamples.push({
+        atMs: Date.now() - windowStart,
+        mib: spec.serverPids.map((pid) => Math.round(rssMiB(pid))),
+      });
+    sampleRss();
+    const sampler = setInterval(sampleRss, rssSampleMs);
+    await sleepUntil(windowStart + spec.durationMs);
+    clearInterval(sampler);
+    const serverCpuAfter = spec.serverPids.map((pid) => cpuSeconds(pid));
+    const selfAfter = cpuSeconds("self");
+    const machineAfter = machineTicks();
+    const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
+    sampleRss();
+    const rss = rssSamples.at(-1)?.mib ?? [];
+    const rssPeak = spec.serverPids.map((_, i) =>
+      Math.max(...rssSamples.map((sample) => sample.mib[i] ?? 0)),
+    );
+    const finished = await settled;
+
+    const total = finished.reduce((sum, result) => sum + result.latencies.length, 0);
+    const latencies = new Float64Array(total);
+    let offset = 0;
+    for (const result of finished) {
+      latencies.set(result.latencies, offset);
+      offset += result.latencies.length;
+    }
+    latencies.sort();
+    const percentile = (p: number) =>
+      total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
+    const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
+    const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
+    const per1000 = (seconds: number) => (total === 0 ? 0 : (seconds / total) * 1000);
+    const windowSeconds = spec.durationMs / 1000;
+    const shareOfWindow = (read: (schedule: ThreadSchedule) => number) =>
+      scheduleAfter.map((after, i) => {
+        const before = scheduleBefore[i];
+        return before === undefined ? 0 : (read(after) - read(before)) / windowSeconds;
+      });
+    return {
+      ops: total,
+      opsPerSecond: total / (spec.durationMs / 1000),
+      errors: finished.reduce((sum, result) => sum + result.errors, 0),
+      errorSamples: finished.flatMap((result) => result.errorSamples).slice(0, 5),
+      shed: finished.reduce((sum, result) => sum + result.shed, 0),
+      p50Ms: percentile(50),
+      p99Ms: percentile(99),
+      p999Ms: percentile(99.9),
+      serverCpuPer1000: per1000(serverCpu),
+      serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
+      generatorCores: (selfAfter - selfBefore) / windowSeconds,
+      machineBusy: busyShare(machineBefore, machineAfter),
+      mainThreadRun: shareOfWindow((schedule) => schedule.runSeconds),
+      mainThreadWait: shareOfWindow((schedule) => schedule.waitSeconds),
+      rssMiB: rss,
+      rssPeakMiB: rssPeak,
+      rssSamples,
+    };
+  }
+
+  /** Closes every worker's connections and ends the threads (terminated after 5 s). */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.workers.map(async (worker) => {
+        if (worker.failure !== null) return;
+        const exited = new Promise((resolve) => worker.thread.once("exit", resolve));
+        worker.thread.postMessage({ close: true } satisfies WorkerMessage);
+        const timer = setTimeout(() => void worker.thread.terminate(), workerCloseMs);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+}
+
+/** One run on workers of its own, for a tool that measures a single cell per system. */
+export async function runLoad(
+  spec: RunSpec & { readonly target: TargetSpec; readonly workers: number },
+): Promise<RunResult> {
+  const generator = new LoadGenerator(spec.target, spec.workers);
+  try {
+    return await generator.run(spec);
+  } finally {
+    await generator.close();
+  }
 }
 
 function sleepUntil(at: number): Promise<void> {

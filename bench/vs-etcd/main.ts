@@ -21,7 +21,7 @@ import type { ReadRouting } from "../../client/index.js";
 import { builtServerCommand } from "../built-server.js";
 import { printTable } from "../table.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
-import { type RunResult, runLoad } from "./load.js";
+import { LoadGenerator, type RunResult } from "./load.js";
 import { etcdHostBase, strongroomPlacement } from "./placement.js";
 import { connect, type SystemName, type TargetSpec } from "./targets.js";
 
@@ -29,6 +29,8 @@ const usage = `usage: npm run bench:vs-etcd -- [options]
   --quick              a two-minute subset (256 B; write and read; 1, 16, 64 clients)
   --out DIR            where results.json and results.md go (.bench/vs-etcd)
   --duration S         seconds per cell, 1..600 (10; 5 with --quick)
+  --warmup S           seconds of unmeasured load each system gets before its first cell, the
+                       mixes in turn at 64 clients, 0..600 (20; 10 with --quick; 0: none)
   --rate N             the open-loop rate, 1..100000 per second (400)
   --workers N          load-generator worker threads, 1..16 (2)
   --seed N             the seed of the keys each client picks (1)
@@ -95,6 +97,7 @@ function parseOptions() {
         quick: { type: "boolean", default: false },
         out: { type: "string", default: ".bench/vs-etcd" },
         duration: { type: "string" },
+        warmup: { type: "string" },
         rate: { type: "string", default: "400" },
         workers: { type: "string", default: "2" },
         seed: { type: "string", default: "1" },
@@ -141,10 +144,13 @@ if (values.help === true) {
 }
 const quick = values.quick ?? false;
 const durationMs = Number(values.duration ?? (quick ? 5 : 10)) * 1000;
+const systemWarmupMs = Number(values.warmup ?? (quick ? 10 : 20)) * 1000;
 const rate = Number(values.rate);
 const workers = Number(values.workers);
 const seed = Number(values.seed);
 if (!(durationMs >= 1000 && durationMs <= 600_000)) refuse("--duration takes 1..600 seconds");
+if (!(Number.isInteger(systemWarmupMs) && systemWarmupMs >= 0 && systemWarmupMs <= 600_000))
+  refuse("--warmup takes 0..600 seconds");
 if (!(rate > 0 && rate <= 100_000)) refuse("--rate takes 1..100000 per second");
 if (!Number.isInteger(workers) || workers < 1 || workers > 16) refuse("--workers takes 1..16");
 if (!Number.isSafeInteger(seed)) refuse("--seed takes a whole number");
@@ -216,7 +222,14 @@ for (const flag of nodeOptions)
 const serverNode = values["server-node"] === undefined ? process.execPath : resolve(values["server-node"]);
 const serverNodeVersion = versionOfNode(serverNode);
 const keys = 1000;
+/** Each run's own ramp before its window, on warmed workers and nodes. */
 const warmupMs = quick ? 1000 : 2000;
+/**
+ * The concurrency of the warm-up before each system's first cell: high enough that the nodes'
+ * code is compiled for the load in seconds (a strongroom node's JIT took about 15,000 writes to
+ * settle; docs/performance.md, sixty-third session).
+ */
+const systemWarmupClients = 64;
 
 interface Cell {
   readonly system: SystemName;
@@ -266,6 +279,8 @@ async function main(): Promise<void> {
   const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });
   const cells: Cell[] = [];
   let strongroomLeaderId: string | null = null;
+  // Each system's load workers, connected once and kept for all its runs (load.ts says why).
+  const generators = new Map<SystemName, LoadGenerator>();
   try {
     process.stderr.write(`starting strongroom and etcd (${etcdVersion}) in ${directory}\n`);
     const token = await strongroom.start();
@@ -312,6 +327,41 @@ async function main(): Promise<void> {
         pids: etcd.pids(),
       },
     };
+    for (const system of systems) generators.set(system, new LoadGenerator(targets[system].spec, workers));
+    const load = (
+      system: SystemName,
+      valueBytes: number,
+      mix: { name: string; readFraction: number },
+      mode: "closed" | "open",
+      concurrency: number,
+      ratePerSecond: number,
+      windowMs: number,
+    ) => {
+      const generator = generators.get(system);
+      if (generator === undefined) throw new Error(`no load generator for ${system}`);
+      return generator.run({
+        serverPids: targets[system].pids,
+        mode,
+        concurrency,
+        ratePerSecond,
+        readFraction: mix.readFraction,
+        valueBytes,
+        keys,
+        warmupMs,
+        durationMs: windowMs,
+        seed,
+      });
+    };
+    // Nothing measured: each system's code (the nodes' JIT, the load workers') warmed for the load.
+    const warmUp = async (system: SystemName, valueBytes: number) => {
+      const windowMs = Math.max(1000, Math.floor(systemWarmupMs / mixes.length) - warmupMs);
+      for (const mix of mixes) {
+        const result = await load(system, valueBytes, mix, "closed", systemWarmupClients, 0, windowMs);
+        process.stderr.write(
+          `${system} warm-up, ${mix.name} at ${systemWarmupClients} clients: ${Math.round(result.opsPerSecond)} ops/s${result.errors === 0 ? "" : `, ${result.errors} errors (${result.errorSamples[0] ?? ""})`}\n`,
+        );
+      }
+    };
     const run = async (
       system: SystemName,
       valueBytes: number,
@@ -320,21 +370,7 @@ async function main(): Promise<void> {
       concurrency: number,
       ratePerSecond: number,
     ) => {
-      const { spec, pids } = targets[system];
-      const result = await runLoad({
-        target: spec,
-        serverPids: pids,
-        mode,
-        concurrency,
-        ratePerSecond,
-        readFraction: mix.readFraction,
-        valueBytes,
-        keys,
-        warmupMs,
-        durationMs,
-        workers,
-        seed,
-      });
+      const result = await load(system, valueBytes, mix, mode, concurrency, ratePerSecond, durationMs);
       cells.push({ system, valueBytes, mix: mix.name, mode, concurrency, ratePerSecond, result });
       const errors = result.errors === 0 ? "" : `, ${result.errors} errors (${result.errorSamples[0] ?? ""})`;
       process.stderr.write(
@@ -343,6 +379,8 @@ async function main(): Promise<void> {
     };
     for (const valueBytes of sizes) {
       for (const system of systems) await prefill(targets[system].spec, valueBytes);
+      if (systemWarmupMs > 0 && valueBytes === sizes[0])
+        for (const system of systems) await warmUp(system, valueBytes);
       // Interleaved, so that a drift of the machine weighs on both alike.
       for (const mix of mixes)
         for (const concurrency of concurrencies)
@@ -353,6 +391,7 @@ async function main(): Promise<void> {
           await run(system, valueBytes, mix, "open", 0, mix.readFraction === 1 ? rate * 2 : rate);
     }
   } finally {
+    await Promise.all([...generators.values()].map((generator) => generator.close()));
     await strongroom.stopGracefully(10_000).catch(() => []);
     await etcd.stop();
     rmSync(directory, { recursive: true, force: true });
@@ -390,7 +429,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of warm-up; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -453,6 +492,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         etcdVersion,
         durationMs,
         warmupMs,
+        systemWarmupMs,
         workers,
         entry,
         sdkReadRouting: entry === "sdk" ? sdkReadRouting : null,

@@ -1,0 +1,105 @@
+// The benchmark's load generator (bench/vs-etcd/load.ts) against a stand-in strongroom node (a
+// real gRPC server over mutual TLS on loopback): its worker threads connect once and keep their
+// connections, and their warmed code, for every run, as an application keeps its clients; each
+// run still counts only the calls that started in its own window; close() ends the threads.
+
+import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
+import { afterAll, expect, it } from "vitest";
+import { LoadGenerator, type RunSpec } from "../../bench/vs-etcd/load.js";
+import type { TargetSpec } from "../../bench/vs-etcd/targets.js";
+import {
+  type GetResponse,
+  type PutResponse,
+  SecretsService,
+} from "../../proto/gen/strongroom/v1/secrets.gen.js";
+import { StandInNodes } from "../client/stand-in-node.js";
+import { TestPki } from "../server/pki-fixture.js";
+
+const pki = new TestPki("load-generator");
+const standIns = new StandInNodes(pki);
+afterAll(() => standIns.stopAll());
+
+/** A stand-in answering Put and Get at once, counting calls and the connections they came on. */
+async function standIn(): Promise<{ address: string; calls: () => number; connections: Set<string> }> {
+  let calls = 0;
+  const connections = new Set<string>();
+  const answer =
+    <T>(response: T) =>
+    (call: ServerUnaryCall<unknown, T>, callback: sendUnaryData<T>) => {
+      calls++;
+      // The client's address and port: one per HTTP/2 connection.
+      connections.add(call.getPeer());
+      callback(null, response);
+    };
+  const address = await standIns.start(SecretsService, {
+    put: answer<PutResponse>({ version: 1, revision: 1 }),
+    get: answer<GetResponse>({ value: new Uint8Array(64), version: 1, revision: 1, createdMs: 0 }),
+  });
+  return { address, calls: () => calls, connections };
+}
+
+function target(address: string): TargetSpec {
+  const client = pki.client("load-generator");
+  return {
+    system: "strongroom",
+    endpoints: [address],
+    writeEndpoint: null,
+    tls: { caFile: client.caFile, certFile: client.certificateFile, keyFile: client.privateKeyFile },
+    token: "t".repeat(40),
+    requestIds: false,
+    viaSdk: false,
+    sdkReadRouting: "sticky",
+  };
+}
+
+const run = (changes: Partial<RunSpec>): RunSpec => ({
+  serverPids: [process.pid],
+  mode: "closed",
+  concurrency: 4,
+  ratePerSecond: 0,
+  readFraction: 0.5,
+  valueBytes: 64,
+  keys: 10,
+  warmupMs: 200,
+  durationMs: 700,
+  seed: 1,
+  ...changes,
+});
+
+it("runs one run after another on the same workers and connections, each counted in its window alone", async () => {
+  const node = await standIn();
+  const generator = new LoadGenerator(target(node.address), 2);
+  try {
+    const closed = await generator.run(run({}));
+    expect(closed.errors).toBe(0);
+    expect(closed.ops).toBeGreaterThan(20);
+    // Calls before the window (the ramp) and after it are answered but not counted.
+    expect(closed.ops).toBeLessThan(node.calls());
+    expect(node.connections.size).toBe(2);
+
+    const callsBefore = node.calls();
+    const open = await generator.run(run({ mode: "open", ratePerSecond: 100, readFraction: 0 }));
+    expect(open.errors).toBe(0);
+    // 100 a second over a 0.7 s window: the open loop sends on its schedule, not as fast as it can.
+    expect(open.ops).toBeGreaterThanOrEqual(60);
+    expect(open.ops).toBeLessThanOrEqual(72);
+    expect(node.calls() - callsBefore).toBeGreaterThan(open.ops);
+    // The second run came on the two connections the first one opened.
+    expect(node.connections.size).toBe(2);
+
+    // One client: one worker takes the run, on its own connection.
+    const single = await generator.run(run({ concurrency: 1 }));
+    expect(single.ops).toBeGreaterThan(5);
+    expect(node.connections.size).toBe(2);
+  } finally {
+    await generator.close();
+  }
+});
+
+it("refuses a run once its workers are closed, and says a worker failed rather than hanging", async () => {
+  const node = await standIn();
+  const generator = new LoadGenerator(target(node.address), 1);
+  await generator.run(run({ durationMs: 300 }));
+  await generator.close();
+  await expect(generator.run(run({}))).rejects.toThrow(/a load worker exited with 0/);
+});
