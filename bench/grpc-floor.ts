@@ -32,7 +32,7 @@ import {
   issueNodeCertificate,
 } from "../server/tls/dev-pki.js";
 import { printTable } from "./table.js";
-import { runLoad } from "./vs-etcd/load.js";
+import { LoadGenerator } from "./vs-etcd/load.js";
 
 const usage = `usage: npm run bench:grpc-floor -- [options]
   --clients LIST    concurrent callers, comma-separated, each 1..1024 (1,64)
@@ -95,29 +95,34 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
   write("client-key.pem", client.privateKeyPem);
   const { child, address } = await startServer(directory);
   const pid = child.pid;
+  let generator: LoadGenerator | null = null;
   try {
     if (pid === undefined) throw new Error("the floor server has no pid");
     const rows: string[][] = [];
+    // One generator for every cell: its workers connected once, their code warm after the first.
+    generator = new LoadGenerator(
+      {
+        system: "strongroom",
+        endpoints: [address],
+        writeEndpoint: null,
+        requestIds: false,
+        viaSdk: false,
+        sdkReadRouting: "sticky",
+        tls: {
+          caFile: join(directory, "ca.pem"),
+          certFile: join(directory, "client.pem"),
+          keyFile: join(directory, "client-key.pem"),
+        },
+        token: "floor-token-".padEnd(40, "x"),
+      },
+      2,
+    );
     for (const [mix, readFraction] of [
       ["Put", 0],
       ["Get", 1],
     ] as const) {
       for (const concurrency of clientCounts) {
-        const result = await runLoad({
-          target: {
-            system: "strongroom",
-            endpoints: [address],
-            writeEndpoint: null,
-            requestIds: false,
-            viaSdk: false,
-            sdkReadRouting: "sticky",
-            tls: {
-              caFile: join(directory, "ca.pem"),
-              certFile: join(directory, "client.pem"),
-              keyFile: join(directory, "client-key.pem"),
-            },
-            token: "floor-token-".padEnd(40, "x"),
-          },
+        const result = await generator.run({
           serverPids: [pid],
           mode: "closed",
           concurrency,
@@ -127,7 +132,6 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
           keys: 1000,
           warmupMs: 2000,
           durationMs,
-          workers: 2,
           seed: 1,
         });
         if (result.errors > 0)
@@ -148,6 +152,7 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
       rows,
     );
   } finally {
+    await generator?.close();
     child.kill("SIGKILL");
     rmSync(directory, { recursive: true, force: true });
   }

@@ -229,18 +229,6 @@ export class LoadGenerator {
   }
 }
 
-/** One run on workers of its own, for a tool that measures a single cell per system. */
-export async function runLoad(
-  spec: RunSpec & { readonly target: TargetSpec; readonly workers: number },
-): Promise<RunResult> {
-  const generator = new LoadGenerator(spec.target, spec.workers);
-  try {
-    return await generator.run(spec);
-  } finally {
-    await generator.close();
-  }
-}
-
 function sleepUntil(at: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
 }
