@@ -47,7 +47,7 @@ export interface HandOverTiming {
  * to the next candidate, and once none is left it keeps leading; a step-down in its own term
  * (CheckQuorum: no majority answers) ends the wait; and an election it voted in that has no
  * leader two election timeouts (the longest randomized one) after this node saw it begin has
- * lost its candidate, and its vote has long left.
+ * lost its candidate, and its vote has long left. Every wait is on the monotonic clock.
  */
 export async function handOverLeadership(
   raft: RaftNode<unknown>,
@@ -58,7 +58,9 @@ export async function handOverLeadership(
   if (raft.isStopped()) return;
   const status = raft.status();
   if (status.role !== "leader") return;
-  const deadline = Date.now() + timing.waitMs;
+  // The monotonic clock: a wall clock stepped back (NTP, an operator) would stretch the wait by
+  // the step, and the stop that waits here with it.
+  const deadline = performance.now() + timing.waitMs;
   const offered = new Set<NodeId>();
   for (;;) {
     const now = raft.status();
@@ -88,7 +90,7 @@ async function transferOutcome(
   for (;;) {
     const { leader, role, term } = raft.leadership();
     if (leader !== null && leader !== self.id) return "led by another";
-    const now = Date.now();
+    const now = performance.now();
     if (now >= deadline) return "deadline";
     if (term === self.term) {
       if (role !== "leader") return "stepped down";

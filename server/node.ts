@@ -87,6 +87,12 @@ import { WatchHub } from "./watch-hub.js";
 /** How long a node stopping on a fatal error waits for its audit's write in flight and its last messages. */
 const fatalWaitMs = 1000;
 
+/**
+ * How often a stop that has not ended says so (a graceful stop takes well under a second; its
+ * bounded waits, the hand-over's 2 s and the calls' grace, add up to about 9 s).
+ */
+const stopSlowLogMs = 3000;
+
 /** Secrets whose last read a node records, at most (beyond, the least recently read are forgotten). */
 const readTrackerPathsMax = 1_000_000;
 
@@ -966,33 +972,59 @@ export class StrongroomNode {
   async stop(graceMs = 5000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    const { raft, logger } = this.parts;
+    const { logger } = this.parts;
     if (this.handoffTimer !== null) clearInterval(this.handoffTimer);
     for (const timer of this.parts.timers) clearInterval(timer);
     this.parts.releaseFailpointSignal();
     for (const task of this.parts.leaderTasks) task.stop();
-    // How long each step took, in the last log line: a slow shutdown says where it waited.
+    // How long each step took, in the last log line: a slow shutdown says where it waited. A stop
+    // that has not ended after a few seconds says so at warn, naming the step it waits on: one
+    // killed for not ending (a supervisor's timeout) otherwise leaves nothing after "shutting
+    // down" (docs/chaos.md).
     const phases: Record<string, number> = {};
-    let phaseStart = performance.now();
-    const took = (phase: string) => {
+    const stopStart = performance.now();
+    let phaseStart = stopStart;
+    let waitingOn = "handOver";
+    const took = (phase: string, next: string) => {
       const now = performance.now();
-      phases[phase] = Math.round(now - phaseStart);
+      phases[`${phase}Ms`] = Math.round(now - phaseStart);
       phaseStart = now;
+      waitingOn = next;
     };
+    const slowStop = setInterval(
+      () =>
+        logger.warn(
+          { waitingOn, stepMs: Math.round(performance.now() - phaseStart), ...phases },
+          `the stop has taken ${Math.round((performance.now() - stopStart) / 1000)} s so far`,
+        ),
+      stopSlowLogMs,
+    );
+    slowStop.unref();
+    try {
+      await this.stopParts(graceMs, took);
+    } finally {
+      clearInterval(slowStop);
+    }
+    logger.info(phases, "node stopped");
+  }
+
+  /** The steps of stop(), each reported to `took` as it ends, with the name of the next. */
+  private async stopParts(graceMs: number, took: (phase: string, next: string) => void): Promise<void> {
+    const { raft, logger } = this.parts;
     await handOverLeadership(raft, this.parts.cannotLead, {
       waitMs: Math.min(graceMs, 2000),
       electionTimeoutMs: this.config.raft.electionTicks * this.config.raft.tickMs,
     });
-    took("handOverMs");
+    took("handOver", "clientCalls");
     // A watch never ends by itself: it would hold the shutdown for the whole grace. Ended now,
     // its client resumes on another node from the last revision it saw.
     this.parts.watches.endAll(new NodeError("STOPPING", "this node is stopping: watch through another node"));
     await this.parts.clientListener.close(graceMs);
-    took("clientCallsMs");
+    took("clientCalls", "raftAndPeers");
     await raft.stop();
     this.parts.forwarder.close();
     await this.parts.peerListener.close();
-    took("raftAndPeersMs");
+    took("raftAndPeers", "audit");
     await this.parts.http?.close();
     this.parts.keeper.close();
     await this.parts.audit.close();
@@ -1002,7 +1034,7 @@ export class StrongroomNode {
         { error: unwritten.message },
         "the last-read times could not be written: the stale report may call this run's last reads unread",
       );
-    took("auditMs");
+    took("audit", "storage");
     // After a failed write (a full disk: LevelDB keeps the error until it is opened again) the
     // applied index cannot be written; the stores are closed anyway, and the next start replays
     // the log from the last one written.
@@ -1015,8 +1047,7 @@ export class StrongroomNode {
     await this.parts.state.close();
     await this.parts.logStore.close();
     for (const files of this.parts.tls) files.close();
-    took("storageMs");
-    logger.info(phases, "node stopped");
+    took("storage", "exit");
   }
 
   /**

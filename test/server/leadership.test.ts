@@ -3,7 +3,7 @@
 // leader may hand the leadership to, and how long a hand-over waits when its target went down
 // (RaftNodes on a real clock over an in-process network).
 
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
 import { type Entry, NotLeaderError, RaftError, type RaftStatus } from "../../raft/core/index.js";
 import {
   InProcessNetwork,
@@ -159,6 +159,31 @@ it("gives up an election it voted in once it had no leader for two election time
   expect(leader.leadership().leader).toBeNull();
   expect(leader.leadership().term).toBeGreaterThan(term);
   expect(leader.status().vote).toBe(candidate.id);
+});
+
+it("waits on the monotonic clock: a wall clock stepped back a minute during a hand-over does not stretch it", async () => {
+  const network = new InProcessNetwork();
+  const { nodes, leader } = await threeVoters(network);
+  const [stopped, candidate] = nodes.filter((node) => node !== leader);
+  if (stopped === undefined || candidate === undefined) throw new Error("three voters expected");
+  await stopped.stop();
+  // As above: an election with no leader, which the hand-over gives up after two election timeouts.
+  network.observe = (message) => {
+    if (message.type === "voteResponse" && message.from === leader.id) network.isolate(candidate.id);
+  };
+  const wallClock = Date.now.bind(Date);
+  const stepped = setTimeout(() => {
+    vi.spyOn(Date, "now").mockImplementation(() => wallClock() - 60_000);
+  }, 50);
+  try {
+    const began = performance.now();
+    await handOverLeadership(leader, (id) => id === stopped.id, timing);
+    expect(performance.now() - began).toBeLessThan(5000);
+    expect(leader.leadership().leader).toBeNull();
+  } finally {
+    clearTimeout(stepped);
+    vi.restoreAllMocks();
+  }
 });
 
 it("waits until the voter it chose leads when that voter is up", async () => {
