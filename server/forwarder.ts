@@ -60,9 +60,9 @@ export class Forwarder {
     /** How long requests held by a replaced leader may still be answered (leaderChanged): an election timeout. */
     private readonly leaderChangeGraceMs = 500,
     /**
-     * When this node last heard from a member (any Raft message; undefined: never): a replaced
-     * leader silent for the grace already gets no more (leaderChanged). Without it, every
-     * replaced leader gets the grace.
+     * When this node last heard from a member (any Raft message, a performance.now() time;
+     * undefined: never): a replaced leader silent for the grace already gets no more
+     * (leaderChanged). Without it, every replaced leader gets the grace.
      */
     private readonly lastHeardFrom: ((node: NodeId) => number | undefined) | null = null,
   ) {
@@ -149,7 +149,7 @@ export class Forwarder {
   private silentFor(node: NodeId, ms: number): boolean {
     if (this.lastHeardFrom === null) return false;
     const heard = this.lastHeardFrom(node);
-    return heard === undefined || Date.now() - heard >= ms;
+    return heard === undefined || performance.now() - heard >= ms;
   }
 
   /** Requests this node is forwarding now, over every stream. */
@@ -173,13 +173,13 @@ export class Forwarder {
     bytes: number,
     deadline: number,
   ): Promise<ForwardResponse> {
-    if (Date.now() >= channel.unaryUntil) {
+    if (performance.now() >= channel.unaryUntil) {
       try {
         return await channel.stream.send(forwardRequest, bytes, deadline);
       } catch (error) {
         if (!(error instanceof ForwardStreamUnimplemented)) throw error;
         // Nothing sent on the refused stream ran: send it again, a call at a time.
-        channel.unaryUntil = Date.now() + unaryFallbackMs;
+        channel.unaryUntil = performance.now() + unaryFallbackMs;
       }
     }
     return new Promise<ForwardResponse>((resolve, reject) => {

@@ -10,7 +10,7 @@ import { NodeError } from "./errors.js";
 
 /** What the leader knows of a member's contact with it (PeerContact, the peer transport). */
 export interface MemberContact {
-  /** When a message from it last arrived (Date.now() time), if one did since this node started. */
+  /** When a message from it last arrived (performance.now() time), if one did since this node started. */
   readonly lastHeardAt: number | undefined;
   /** It left the leader's requests unanswered for an election timeout. */
   readonly outOfReach: boolean;

@@ -12,6 +12,9 @@
 // backoff, through the election). A member this node has not asked anything lately is given the
 // benefit of the doubt; the one that tries - a leader with its heartbeats, a pre-candidate with its
 // vote requests - learns who answers.
+//
+// Times are the monotonic clock's (performance.now()): with the wall clock, a clock stepped back by
+// S (NTP, an operator) left a member that stopped answering "in reach" for up to S more.
 
 import type { Message, NodeId } from "../raft/core/index.js";
 import { NodeError } from "./errors.js";
@@ -48,13 +51,13 @@ export class PeerContact {
   }
 
   /** Notes that a message from `peer` arrived now (the transport's listener calls this). */
-  heardFrom(peer: NodeId, at = Date.now()): void {
+  heardFrom(peer: NodeId, at = performance.now()): void {
     this.lastHeard.set(peer, at);
     this.unanswered.delete(peer);
   }
 
   /** Notes the messages this node sends now (the transport's sender calls this). */
-  sent(messages: readonly Message[], at = Date.now()): void {
+  sent(messages: readonly Message[], at = performance.now()): void {
     for (const message of messages) {
       if (!answered.has(message.type)) continue;
       const pending = this.unanswered.get(message.to);
@@ -69,7 +72,7 @@ export class PeerContact {
   }
 
   /** Whether `peer` left this node's requests unanswered for `answerWithinMs`, asked lately. */
-  outOfReach(peer: NodeId, now = Date.now()): boolean {
+  outOfReach(peer: NodeId, now = performance.now()): boolean {
     const pending = this.unanswered.get(peer);
     return (
       pending !== undefined &&
@@ -85,7 +88,7 @@ export class PeerContact {
    * a partition, or alone). A node that has heard from nobody yet (it is starting, or the others
    * are) is not cut off: it waits for a leader.
    */
-  cutOff(self: NodeId, voters: readonly NodeId[], now = Date.now()): boolean {
+  cutOff(self: NodeId, voters: readonly NodeId[], now = performance.now()): boolean {
     if (this.lastHeard.size === 0) return false;
     let reachable = voters.includes(self) ? 1 : 0;
     for (const voter of voters) {

@@ -29,7 +29,7 @@ export class ReadBarrier {
       const status = raft.status();
       if (status.role === "leader") return status.applied;
       const heard = status.leader === null ? undefined : this.contact.lastHeardFrom(status.leader);
-      if (heard !== undefined && Date.now() - heard <= maxStalenessMs) return status.applied;
+      if (heard !== undefined && performance.now() - heard <= maxStalenessMs) return status.applied;
     }
     const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
     for (;;) {

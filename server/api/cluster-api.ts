@@ -47,7 +47,7 @@ export interface ClusterApiParts {
   readonly declinesLeadership: (member: string) => boolean;
   /** Whether a member left this node's requests unanswered for an election timeout (PeerContact). */
   readonly outOfReach: (member: string) => boolean;
-  /** When a message from a member last arrived (Date.now() time), if one did since the start. */
+  /** When a message from a member last arrived (performance.now() time), if one did since the start. */
   readonly lastHeardFrom: (member: string) => number | undefined;
   /** raft.promoteLagEntriesMax: how far behind the commit index a learner may be promoted. */
   readonly promoteLagEntriesMax: number;
@@ -101,7 +101,8 @@ export class ClusterApi {
 
   members(status = this.parts.raft().status()): Member[] {
     const leading = status.role === "leader";
-    const now = Date.now();
+    // PeerContact's times are the monotonic clock's.
+    const now = performance.now();
     const describe = (id: string, voter: boolean): Member => ({
       nodeId: id,
       voter,

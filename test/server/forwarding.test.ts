@@ -424,8 +424,9 @@ describe("forwarding over one stream", () => {
     });
     const tls = new TlsFiles(pki.node("n2", ["127.0.0.1"]));
     const graceMs = 2000;
-    // When the follower last heard from each member over Raft: the test moves it.
-    const heard = new Map<string, number>([["n1", Date.now()]]);
+    // When the follower last heard from each member over Raft (the monotonic clock, as
+    // PeerContact's): the test moves it.
+    const heard = new Map<string, number>([["n1", performance.now()]]);
     const forwarder = new Forwarder(new Map([["n1", `127.0.0.1:${leader.port}`]]), tls, graceMs, (node) =>
       heard.get(node),
     );
@@ -440,7 +441,7 @@ describe("forwarding over one stream", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(forwarder.inFlight()).toBe(1);
     // Silent for the grace when the next leader is known: no answer is coming, it fails now.
-    heard.set("n1", Date.now() - graceMs);
+    heard.set("n1", performance.now() - graceMs);
     const changedAt = Date.now();
     forwarder.leaderChanged("n3");
     const failure = await pending;

@@ -7,7 +7,7 @@
 // from nobody until the election begins, on the majority side too. A node that has heard from
 // nobody yet (starting, or the first of a new cluster) is not cut off: it waits for a leader.
 
-import { expect, it } from "vitest";
+import { afterEach, expect, it, vi } from "vitest";
 import type { Message } from "../../raft/core/index.js";
 import { PeerContact } from "../../server/peer-contact.js";
 
@@ -111,4 +111,25 @@ it("on the minority side of a partition of five it is cut off once its vote requ
     contact.heardFrom("n1", split + 10);
     expect(contact.cutOff(self, three, split + 500)).toBe(self === "n9");
   }
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+it("counts on the monotonic clock: a wall clock stepped back an hour does not keep a silent member in reach", async () => {
+  const contact = new PeerContact(30);
+  contact.heardFrom("n2");
+  contact.heardFrom("n3");
+  const wallClock = Date.now.bind(Date);
+  contact.sent(heartbeats("n1", ["n2", "n3"]));
+  // The wall clock steps back an hour once the heartbeats have left; n3 answers, n2 does not.
+  vi.spyOn(Date, "now").mockImplementation(() => wallClock() - 3_600_000);
+  contact.heardFrom("n3");
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  expect(contact.outOfReach("n2")).toBe(true);
+  expect(contact.outOfReach("n3")).toBe(false);
+  expect(contact.cutOff("n1", three)).toBe(false);
+  // The heard-from times are the same clock's: a stale read's bound compares them with it.
+  expect(performance.now() - (contact.lastHeardFrom("n3") ?? 0)).toBeGreaterThanOrEqual(50);
 });
