@@ -46,7 +46,9 @@ export function memberHealth(
 ): MemberHealth {
   return {
     matchIndex: status.progress.get(id)?.match ?? 0,
-    lastContactMs: contact.lastHeardAt === undefined ? -1 : Math.max(0, now - contact.lastHeardAt),
+    // Whole milliseconds (an int64 field): the contact times are performance.now()'s fractions.
+    lastContactMs:
+      contact.lastHeardAt === undefined ? -1 : Math.max(0, Math.round(now - contact.lastHeardAt)),
     unreachable: contact.outOfReach,
     sealed: contact.sealed,
     caughtUp: promotionRefusal(id, status, contact, promoteLagEntriesMax) === null,

@@ -103,8 +103,15 @@ describe("memberHealth", () => {
       lastContactMs: -1,
       caughtUp: false,
     });
-    // Date.now() read before the message's time was taken: 0, not -3.
+    // The clock read before the message's time was taken: 0, not -3.
     expect(memberHealth("n4", status, answering, 10, 9_997).lastContactMs).toBe(0);
+  });
+
+  it("gives whole milliseconds from the monotonic clock's fractions (Members' int64 field)", () => {
+    const status = statusWith(700, { match: 650, state: "replicate" });
+    const heard = { ...answering, lastHeardAt: 10_000.25 };
+    expect(memberHealth("n4", status, heard, 10, 10_042.9).lastContactMs).toBe(43);
+    expect(memberHealth("n4", status, heard, 10, 10_000.5).lastContactMs).toBe(0);
   });
 });
 
