@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -568,9 +569,9 @@ export const KVService = {
     path: "/etcdserverpb.KV/Range" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RangeRequest): Buffer => Buffer.from(RangeRequest.encode(value).finish()),
+    requestSerialize: (value: RangeRequest): Buffer => serializeMessage(RangeRequest, value),
     requestDeserialize: (value: Buffer): RangeRequest => RangeRequest.decode(value),
-    responseSerialize: (value: RangeResponse): Buffer => Buffer.from(RangeResponse.encode(value).finish()),
+    responseSerialize: (value: RangeResponse): Buffer => serializeMessage(RangeResponse, value),
     responseDeserialize: (value: Buffer): RangeResponse => RangeResponse.decode(value),
   },
   /** Puts a key, incrementing the store's revision. */
@@ -578,9 +579,9 @@ export const KVService = {
     path: "/etcdserverpb.KV/Put" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PutRequest): Buffer => Buffer.from(PutRequest.encode(value).finish()),
+    requestSerialize: (value: PutRequest): Buffer => serializeMessage(PutRequest, value),
     requestDeserialize: (value: Buffer): PutRequest => PutRequest.decode(value),
-    responseSerialize: (value: PutResponse): Buffer => Buffer.from(PutResponse.encode(value).finish()),
+    responseSerialize: (value: PutResponse): Buffer => serializeMessage(PutResponse, value),
     responseDeserialize: (value: Buffer): PutResponse => PutResponse.decode(value),
   },
 } as const;

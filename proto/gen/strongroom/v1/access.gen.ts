@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -2911,37 +2912,37 @@ export const AccessService = {
     path: "/strongroom.v1.Access/WritePolicy" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: WritePolicyRequest): Buffer => Buffer.from(WritePolicyRequest.encode(value).finish()),
+    requestSerialize: (value: WritePolicyRequest): Buffer => serializeMessage(WritePolicyRequest, value),
     requestDeserialize: (value: Buffer): WritePolicyRequest => WritePolicyRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   readPolicy: {
     path: "/strongroom.v1.Access/ReadPolicy" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PolicyRequest): Buffer => Buffer.from(PolicyRequest.encode(value).finish()),
+    requestSerialize: (value: PolicyRequest): Buffer => serializeMessage(PolicyRequest, value),
     requestDeserialize: (value: Buffer): PolicyRequest => PolicyRequest.decode(value),
-    responseSerialize: (value: PolicyDocument): Buffer => Buffer.from(PolicyDocument.encode(value).finish()),
+    responseSerialize: (value: PolicyDocument): Buffer => serializeMessage(PolicyDocument, value),
     responseDeserialize: (value: Buffer): PolicyDocument => PolicyDocument.decode(value),
   },
   listPolicies: {
     path: "/strongroom.v1.Access/ListPolicies" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListPoliciesRequest): Buffer => Buffer.from(ListPoliciesRequest.encode(value).finish()),
+    requestSerialize: (value: ListPoliciesRequest): Buffer => serializeMessage(ListPoliciesRequest, value),
     requestDeserialize: (value: Buffer): ListPoliciesRequest => ListPoliciesRequest.decode(value),
     responseSerialize: (value: ListPoliciesResponse): Buffer =>
-      Buffer.from(ListPoliciesResponse.encode(value).finish()),
+      serializeMessage(ListPoliciesResponse, value),
     responseDeserialize: (value: Buffer): ListPoliciesResponse => ListPoliciesResponse.decode(value),
   },
   deletePolicy: {
     path: "/strongroom.v1.Access/DeletePolicy" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PolicyRequest): Buffer => Buffer.from(PolicyRequest.encode(value).finish()),
+    requestSerialize: (value: PolicyRequest): Buffer => serializeMessage(PolicyRequest, value),
     requestDeserialize: (value: Buffer): PolicyRequest => PolicyRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   /** Binds a client identity (a name, or a prefix ending in '*') to policies; replaces its binding. */
@@ -2949,9 +2950,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/BindIdentity" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: BindIdentityRequest): Buffer => Buffer.from(BindIdentityRequest.encode(value).finish()),
+    requestSerialize: (value: BindIdentityRequest): Buffer => serializeMessage(BindIdentityRequest, value),
     requestDeserialize: (value: Buffer): BindIdentityRequest => BindIdentityRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   unbindIdentity: {
@@ -2959,19 +2960,19 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: UnbindIdentityRequest): Buffer =>
-      Buffer.from(UnbindIdentityRequest.encode(value).finish()),
+      serializeMessage(UnbindIdentityRequest, value),
     requestDeserialize: (value: Buffer): UnbindIdentityRequest => UnbindIdentityRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   listBindings: {
     path: "/strongroom.v1.Access/ListBindings" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListBindingsRequest): Buffer => Buffer.from(ListBindingsRequest.encode(value).finish()),
+    requestSerialize: (value: ListBindingsRequest): Buffer => serializeMessage(ListBindingsRequest, value),
     requestDeserialize: (value: Buffer): ListBindingsRequest => ListBindingsRequest.decode(value),
     responseSerialize: (value: ListBindingsResponse): Buffer =>
-      Buffer.from(ListBindingsResponse.encode(value).finish()),
+      serializeMessage(ListBindingsResponse, value),
     responseDeserialize: (value: Buffer): ListBindingsResponse => ListBindingsResponse.decode(value),
   },
   /** A new token, a child of the caller's token unless `orphan`. Answers the token once. */
@@ -2979,9 +2980,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/CreateToken" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: CreateTokenRequest): Buffer => Buffer.from(CreateTokenRequest.encode(value).finish()),
+    requestSerialize: (value: CreateTokenRequest): Buffer => serializeMessage(CreateTokenRequest, value),
     requestDeserialize: (value: Buffer): CreateTokenRequest => CreateTokenRequest.decode(value),
-    responseSerialize: (value: CreateTokenResponse): Buffer => Buffer.from(CreateTokenResponse.encode(value).finish()),
+    responseSerialize: (value: CreateTokenResponse): Buffer => serializeMessage(CreateTokenResponse, value),
     responseDeserialize: (value: Buffer): CreateTokenResponse => CreateTokenResponse.decode(value),
   },
   /**
@@ -2993,18 +2994,18 @@ export const AccessService = {
     path: "/strongroom.v1.Access/WriteTokenRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: TokenRole): Buffer => Buffer.from(TokenRole.encode(value).finish()),
+    requestSerialize: (value: TokenRole): Buffer => serializeMessage(TokenRole, value),
     requestDeserialize: (value: Buffer): TokenRole => TokenRole.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   readTokenRole: {
     path: "/strongroom.v1.Access/ReadTokenRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: TokenRoleRequest): Buffer => Buffer.from(TokenRoleRequest.encode(value).finish()),
+    requestSerialize: (value: TokenRoleRequest): Buffer => serializeMessage(TokenRoleRequest, value),
     requestDeserialize: (value: Buffer): TokenRoleRequest => TokenRoleRequest.decode(value),
-    responseSerialize: (value: TokenRole): Buffer => Buffer.from(TokenRole.encode(value).finish()),
+    responseSerialize: (value: TokenRole): Buffer => serializeMessage(TokenRole, value),
     responseDeserialize: (value: Buffer): TokenRole => TokenRole.decode(value),
   },
   listTokenRoles: {
@@ -3012,10 +3013,10 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: ListTokenRolesRequest): Buffer =>
-      Buffer.from(ListTokenRolesRequest.encode(value).finish()),
+      serializeMessage(ListTokenRolesRequest, value),
     requestDeserialize: (value: Buffer): ListTokenRolesRequest => ListTokenRolesRequest.decode(value),
     responseSerialize: (value: ListTokenRolesResponse): Buffer =>
-      Buffer.from(ListTokenRolesResponse.encode(value).finish()),
+      serializeMessage(ListTokenRolesResponse, value),
     responseDeserialize: (value: Buffer): ListTokenRolesResponse => ListTokenRolesResponse.decode(value),
   },
   /** Deletes a role; tokens created against it stay as they were made. */
@@ -3023,9 +3024,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/DeleteTokenRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: TokenRoleRequest): Buffer => Buffer.from(TokenRoleRequest.encode(value).finish()),
+    requestSerialize: (value: TokenRoleRequest): Buffer => serializeMessage(TokenRoleRequest, value),
     requestDeserialize: (value: Buffer): TokenRoleRequest => TokenRoleRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   /** Renews the caller's token (empty accessor) or the token of `accessor`. */
@@ -3033,9 +3034,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/RenewToken" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RenewTokenRequest): Buffer => Buffer.from(RenewTokenRequest.encode(value).finish()),
+    requestSerialize: (value: RenewTokenRequest): Buffer => serializeMessage(RenewTokenRequest, value),
     requestDeserialize: (value: Buffer): RenewTokenRequest => RenewTokenRequest.decode(value),
-    responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
+    responseSerialize: (value: TokenInfo): Buffer => serializeMessage(TokenInfo, value),
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
   /** Revokes the caller's token (empty accessor) or the token of `accessor`, and its descendants. */
@@ -3043,9 +3044,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/RevokeToken" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: TokenAccessorRequest): Buffer => Buffer.from(TokenAccessorRequest.encode(value).finish()),
+    requestSerialize: (value: TokenAccessorRequest): Buffer => serializeMessage(TokenAccessorRequest, value),
     requestDeserialize: (value: Buffer): TokenAccessorRequest => TokenAccessorRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   /** Describes the caller's token (empty accessor) or the token of `accessor`. */
@@ -3053,9 +3054,9 @@ export const AccessService = {
     path: "/strongroom.v1.Access/LookupToken" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: TokenAccessorRequest): Buffer => Buffer.from(TokenAccessorRequest.encode(value).finish()),
+    requestSerialize: (value: TokenAccessorRequest): Buffer => serializeMessage(TokenAccessorRequest, value),
     requestDeserialize: (value: Buffer): TokenAccessorRequest => TokenAccessorRequest.decode(value),
-    responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
+    responseSerialize: (value: TokenInfo): Buffer => serializeMessage(TokenInfo, value),
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
   /**
@@ -3066,10 +3067,10 @@ export const AccessService = {
     path: "/strongroom.v1.Access/Capabilities" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: CapabilitiesRequest): Buffer => Buffer.from(CapabilitiesRequest.encode(value).finish()),
+    requestSerialize: (value: CapabilitiesRequest): Buffer => serializeMessage(CapabilitiesRequest, value),
     requestDeserialize: (value: Buffer): CapabilitiesRequest => CapabilitiesRequest.decode(value),
     responseSerialize: (value: CapabilitiesResponse): Buffer =>
-      Buffer.from(CapabilitiesResponse.encode(value).finish()),
+      serializeMessage(CapabilitiesResponse, value),
     responseDeserialize: (value: Buffer): CapabilitiesResponse => CapabilitiesResponse.decode(value),
   },
   /**
@@ -3081,9 +3082,9 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: ConsumeTokenUseRequest): Buffer =>
-      Buffer.from(ConsumeTokenUseRequest.encode(value).finish()),
+      serializeMessage(ConsumeTokenUseRequest, value),
     requestDeserialize: (value: Buffer): ConsumeTokenUseRequest => ConsumeTokenUseRequest.decode(value),
-    responseSerialize: (value: TokenInfo): Buffer => Buffer.from(TokenInfo.encode(value).finish()),
+    responseSerialize: (value: TokenInfo): Buffer => serializeMessage(TokenInfo, value),
     responseDeserialize: (value: Buffer): TokenInfo => TokenInfo.decode(value),
   },
   /**
@@ -3096,10 +3097,10 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: RevokeIdentityRequest): Buffer =>
-      Buffer.from(RevokeIdentityRequest.encode(value).finish()),
+      serializeMessage(RevokeIdentityRequest, value),
     requestDeserialize: (value: Buffer): RevokeIdentityRequest => RevokeIdentityRequest.decode(value),
     responseSerialize: (value: RevokeIdentityResponse): Buffer =>
-      Buffer.from(RevokeIdentityResponse.encode(value).finish()),
+      serializeMessage(RevokeIdentityResponse, value),
     responseDeserialize: (value: Buffer): RevokeIdentityResponse => RevokeIdentityResponse.decode(value),
   },
   /** Lets a disabled identity make calls again (its revoked tokens and leases stay revoked). */
@@ -3108,9 +3109,9 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: EnableIdentityRequest): Buffer =>
-      Buffer.from(EnableIdentityRequest.encode(value).finish()),
+      serializeMessage(EnableIdentityRequest, value),
     requestDeserialize: (value: Buffer): EnableIdentityRequest => EnableIdentityRequest.decode(value),
-    responseSerialize: (value: AccessWriteResponse): Buffer => Buffer.from(AccessWriteResponse.encode(value).finish()),
+    responseSerialize: (value: AccessWriteResponse): Buffer => serializeMessage(AccessWriteResponse, value),
     responseDeserialize: (value: Buffer): AccessWriteResponse => AccessWriteResponse.decode(value),
   },
   listDisabledIdentities: {
@@ -3118,10 +3119,10 @@ export const AccessService = {
     requestStream: false as const,
     responseStream: false as const,
     requestSerialize: (value: ListDisabledIdentitiesRequest): Buffer =>
-      Buffer.from(ListDisabledIdentitiesRequest.encode(value).finish()),
+      serializeMessage(ListDisabledIdentitiesRequest, value),
     requestDeserialize: (value: Buffer): ListDisabledIdentitiesRequest => ListDisabledIdentitiesRequest.decode(value),
     responseSerialize: (value: ListDisabledIdentitiesResponse): Buffer =>
-      Buffer.from(ListDisabledIdentitiesResponse.encode(value).finish()),
+      serializeMessage(ListDisabledIdentitiesResponse, value),
     responseDeserialize: (value: Buffer): ListDisabledIdentitiesResponse =>
       ListDisabledIdentitiesResponse.decode(value),
   },

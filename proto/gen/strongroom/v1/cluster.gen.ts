@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -1431,9 +1432,9 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/Status" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: StatusRequest): Buffer => Buffer.from(StatusRequest.encode(value).finish()),
+    requestSerialize: (value: StatusRequest): Buffer => serializeMessage(StatusRequest, value),
     requestDeserialize: (value: Buffer): StatusRequest => StatusRequest.decode(value),
-    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseSerialize: (value: StatusResponse): Buffer => serializeMessage(StatusResponse, value),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
   /**
@@ -1444,9 +1445,9 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/Members" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MembersRequest): Buffer => Buffer.from(MembersRequest.encode(value).finish()),
+    requestSerialize: (value: MembersRequest): Buffer => serializeMessage(MembersRequest, value),
     requestDeserialize: (value: Buffer): MembersRequest => MembersRequest.decode(value),
-    responseSerialize: (value: MembersResponse): Buffer => Buffer.from(MembersResponse.encode(value).finish()),
+    responseSerialize: (value: MembersResponse): Buffer => serializeMessage(MembersResponse, value),
     responseDeserialize: (value: Buffer): MembersResponse => MembersResponse.decode(value),
   },
   /** Adds a node as a learner (it catches up without voting) or, if `voter`, as a voter. */
@@ -1454,9 +1455,9 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/AddMember" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: AddMemberRequest): Buffer => Buffer.from(AddMemberRequest.encode(value).finish()),
+    requestSerialize: (value: AddMemberRequest): Buffer => serializeMessage(AddMemberRequest, value),
     requestDeserialize: (value: Buffer): AddMemberRequest => AddMemberRequest.decode(value),
-    responseSerialize: (value: MembershipResponse): Buffer => Buffer.from(MembershipResponse.encode(value).finish()),
+    responseSerialize: (value: MembershipResponse): Buffer => serializeMessage(MembershipResponse, value),
     responseDeserialize: (value: Buffer): MembershipResponse => MembershipResponse.decode(value),
   },
   /**
@@ -1467,18 +1468,18 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/PromoteLearner" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MemberRequest): Buffer => Buffer.from(MemberRequest.encode(value).finish()),
+    requestSerialize: (value: MemberRequest): Buffer => serializeMessage(MemberRequest, value),
     requestDeserialize: (value: Buffer): MemberRequest => MemberRequest.decode(value),
-    responseSerialize: (value: MembershipResponse): Buffer => Buffer.from(MembershipResponse.encode(value).finish()),
+    responseSerialize: (value: MembershipResponse): Buffer => serializeMessage(MembershipResponse, value),
     responseDeserialize: (value: Buffer): MembershipResponse => MembershipResponse.decode(value),
   },
   removeMember: {
     path: "/strongroom.v1.Cluster/RemoveMember" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MemberRequest): Buffer => Buffer.from(MemberRequest.encode(value).finish()),
+    requestSerialize: (value: MemberRequest): Buffer => serializeMessage(MemberRequest, value),
     requestDeserialize: (value: Buffer): MemberRequest => MemberRequest.decode(value),
-    responseSerialize: (value: MembershipResponse): Buffer => Buffer.from(MembershipResponse.encode(value).finish()),
+    responseSerialize: (value: MembershipResponse): Buffer => serializeMessage(MembershipResponse, value),
     responseDeserialize: (value: Buffer): MembershipResponse => MembershipResponse.decode(value),
   },
   /** Asks the leader to hand leadership to `node_id`. */
@@ -1486,10 +1487,10 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/TransferLeader" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MemberRequest): Buffer => Buffer.from(MemberRequest.encode(value).finish()),
+    requestSerialize: (value: MemberRequest): Buffer => serializeMessage(MemberRequest, value),
     requestDeserialize: (value: Buffer): MemberRequest => MemberRequest.decode(value),
     responseSerialize: (value: TransferLeaderResponse): Buffer =>
-      Buffer.from(TransferLeaderResponse.encode(value).finish()),
+      serializeMessage(TransferLeaderResponse, value),
     responseDeserialize: (value: Buffer): TransferLeaderResponse => TransferLeaderResponse.decode(value),
   },
   /**
@@ -1500,9 +1501,9 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/SaveSnapshot" as const,
     requestStream: false as const,
     responseStream: true as const,
-    requestSerialize: (value: SaveSnapshotRequest): Buffer => Buffer.from(SaveSnapshotRequest.encode(value).finish()),
+    requestSerialize: (value: SaveSnapshotRequest): Buffer => serializeMessage(SaveSnapshotRequest, value),
     requestDeserialize: (value: Buffer): SaveSnapshotRequest => SaveSnapshotRequest.decode(value),
-    responseSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    responseSerialize: (value: SnapshotChunk): Buffer => serializeMessage(SnapshotChunk, value),
     responseDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
   },
   /**
@@ -1513,10 +1514,10 @@ export const ClusterService = {
     path: "/strongroom.v1.Cluster/RestoreSnapshot" as const,
     requestStream: true as const,
     responseStream: false as const,
-    requestSerialize: (value: SnapshotChunk): Buffer => Buffer.from(SnapshotChunk.encode(value).finish()),
+    requestSerialize: (value: SnapshotChunk): Buffer => serializeMessage(SnapshotChunk, value),
     requestDeserialize: (value: Buffer): SnapshotChunk => SnapshotChunk.decode(value),
     responseSerialize: (value: RestoreSnapshotResponse): Buffer =>
-      Buffer.from(RestoreSnapshotResponse.encode(value).finish()),
+      serializeMessage(RestoreSnapshotResponse, value),
     responseDeserialize: (value: Buffer): RestoreSnapshotResponse => RestoreSnapshotResponse.decode(value),
   },
 } as const;

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -770,18 +771,18 @@ export const LeasesService = {
     path: "/strongroom.v1.Leases/List" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListLeasesRequest): Buffer => Buffer.from(ListLeasesRequest.encode(value).finish()),
+    requestSerialize: (value: ListLeasesRequest): Buffer => serializeMessage(ListLeasesRequest, value),
     requestDeserialize: (value: Buffer): ListLeasesRequest => ListLeasesRequest.decode(value),
-    responseSerialize: (value: ListLeasesResponse): Buffer => Buffer.from(ListLeasesResponse.encode(value).finish()),
+    responseSerialize: (value: ListLeasesResponse): Buffer => serializeMessage(ListLeasesResponse, value),
     responseDeserialize: (value: Buffer): ListLeasesResponse => ListLeasesResponse.decode(value),
   },
   lookup: {
     path: "/strongroom.v1.Leases/Lookup" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: LeaseRequest): Buffer => Buffer.from(LeaseRequest.encode(value).finish()),
+    requestSerialize: (value: LeaseRequest): Buffer => serializeMessage(LeaseRequest, value),
     requestDeserialize: (value: Buffer): LeaseRequest => LeaseRequest.decode(value),
-    responseSerialize: (value: Lease): Buffer => Buffer.from(Lease.encode(value).finish()),
+    responseSerialize: (value: Lease): Buffer => serializeMessage(Lease, value),
     responseDeserialize: (value: Buffer): Lease => Lease.decode(value),
   },
   /** Extends a renewable lease (a token); a certificate cannot be renewed (issue a new one). */
@@ -789,9 +790,9 @@ export const LeasesService = {
     path: "/strongroom.v1.Leases/Renew" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RenewLeaseRequest): Buffer => Buffer.from(RenewLeaseRequest.encode(value).finish()),
+    requestSerialize: (value: RenewLeaseRequest): Buffer => serializeMessage(RenewLeaseRequest, value),
     requestDeserialize: (value: Buffer): RenewLeaseRequest => RenewLeaseRequest.decode(value),
-    responseSerialize: (value: Lease): Buffer => Buffer.from(Lease.encode(value).finish()),
+    responseSerialize: (value: Lease): Buffer => serializeMessage(Lease, value),
     responseDeserialize: (value: Buffer): Lease => Lease.decode(value),
   },
   /** Revokes a lease: a token is refused on every node, a certificate goes on the revocation list. */
@@ -799,9 +800,9 @@ export const LeasesService = {
     path: "/strongroom.v1.Leases/Revoke" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: LeaseRequest): Buffer => Buffer.from(LeaseRequest.encode(value).finish()),
+    requestSerialize: (value: LeaseRequest): Buffer => serializeMessage(LeaseRequest, value),
     requestDeserialize: (value: Buffer): LeaseRequest => LeaseRequest.decode(value),
-    responseSerialize: (value: LeaseWriteResponse): Buffer => Buffer.from(LeaseWriteResponse.encode(value).finish()),
+    responseSerialize: (value: LeaseWriteResponse): Buffer => serializeMessage(LeaseWriteResponse, value),
     responseDeserialize: (value: Buffer): LeaseWriteResponse => LeaseWriteResponse.decode(value),
   },
   /** Revokes every lease whose id starts with `prefix` (needs sudo). */
@@ -809,10 +810,10 @@ export const LeasesService = {
     path: "/strongroom.v1.Leases/RevokePrefix" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RevokePrefixRequest): Buffer => Buffer.from(RevokePrefixRequest.encode(value).finish()),
+    requestSerialize: (value: RevokePrefixRequest): Buffer => serializeMessage(RevokePrefixRequest, value),
     requestDeserialize: (value: Buffer): RevokePrefixRequest => RevokePrefixRequest.decode(value),
     responseSerialize: (value: RevokePrefixResponse): Buffer =>
-      Buffer.from(RevokePrefixResponse.encode(value).finish()),
+      serializeMessage(RevokePrefixResponse, value),
     responseDeserialize: (value: Buffer): RevokePrefixResponse => RevokePrefixResponse.decode(value),
   },
 } as const;

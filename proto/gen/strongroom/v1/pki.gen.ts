@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -1135,9 +1136,9 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/CreateCa" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: CreateCaRequest): Buffer => Buffer.from(CreateCaRequest.encode(value).finish()),
+    requestSerialize: (value: CreateCaRequest): Buffer => serializeMessage(CreateCaRequest, value),
     requestDeserialize: (value: Buffer): CreateCaRequest => CreateCaRequest.decode(value),
-    responseSerialize: (value: CaCertificate): Buffer => Buffer.from(CaCertificate.encode(value).finish()),
+    responseSerialize: (value: CaCertificate): Buffer => serializeMessage(CaCertificate, value),
     responseDeserialize: (value: Buffer): CaCertificate => CaCertificate.decode(value),
   },
   /** The CA certificate, for consumers to trust what it issues. */
@@ -1145,9 +1146,9 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/GetCa" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetCaRequest): Buffer => Buffer.from(GetCaRequest.encode(value).finish()),
+    requestSerialize: (value: GetCaRequest): Buffer => serializeMessage(GetCaRequest, value),
     requestDeserialize: (value: Buffer): GetCaRequest => GetCaRequest.decode(value),
-    responseSerialize: (value: CaCertificate): Buffer => Buffer.from(CaCertificate.encode(value).finish()),
+    responseSerialize: (value: CaCertificate): Buffer => serializeMessage(CaCertificate, value),
     responseDeserialize: (value: Buffer): CaCertificate => CaCertificate.decode(value),
   },
   /** Creates or replaces a role. */
@@ -1155,28 +1156,28 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/WriteRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PkiRole): Buffer => Buffer.from(PkiRole.encode(value).finish()),
+    requestSerialize: (value: PkiRole): Buffer => serializeMessage(PkiRole, value),
     requestDeserialize: (value: Buffer): PkiRole => PkiRole.decode(value),
-    responseSerialize: (value: PkiWriteResponse): Buffer => Buffer.from(PkiWriteResponse.encode(value).finish()),
+    responseSerialize: (value: PkiWriteResponse): Buffer => serializeMessage(PkiWriteResponse, value),
     responseDeserialize: (value: Buffer): PkiWriteResponse => PkiWriteResponse.decode(value),
   },
   readRole: {
     path: "/strongroom.v1.Pki/ReadRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PkiRoleRequest): Buffer => Buffer.from(PkiRoleRequest.encode(value).finish()),
+    requestSerialize: (value: PkiRoleRequest): Buffer => serializeMessage(PkiRoleRequest, value),
     requestDeserialize: (value: Buffer): PkiRoleRequest => PkiRoleRequest.decode(value),
-    responseSerialize: (value: PkiRole): Buffer => Buffer.from(PkiRole.encode(value).finish()),
+    responseSerialize: (value: PkiRole): Buffer => serializeMessage(PkiRole, value),
     responseDeserialize: (value: Buffer): PkiRole => PkiRole.decode(value),
   },
   listRoles: {
     path: "/strongroom.v1.Pki/ListRoles" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListPkiRolesRequest): Buffer => Buffer.from(ListPkiRolesRequest.encode(value).finish()),
+    requestSerialize: (value: ListPkiRolesRequest): Buffer => serializeMessage(ListPkiRolesRequest, value),
     requestDeserialize: (value: Buffer): ListPkiRolesRequest => ListPkiRolesRequest.decode(value),
     responseSerialize: (value: ListPkiRolesResponse): Buffer =>
-      Buffer.from(ListPkiRolesResponse.encode(value).finish()),
+      serializeMessage(ListPkiRolesResponse, value),
     responseDeserialize: (value: Buffer): ListPkiRolesResponse => ListPkiRolesResponse.decode(value),
   },
   /** Certificates issued under the role stay valid until they expire or are revoked. */
@@ -1184,9 +1185,9 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/DeleteRole" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: PkiRoleRequest): Buffer => Buffer.from(PkiRoleRequest.encode(value).finish()),
+    requestSerialize: (value: PkiRoleRequest): Buffer => serializeMessage(PkiRoleRequest, value),
     requestDeserialize: (value: Buffer): PkiRoleRequest => PkiRoleRequest.decode(value),
-    responseSerialize: (value: PkiWriteResponse): Buffer => Buffer.from(PkiWriteResponse.encode(value).finish()),
+    responseSerialize: (value: PkiWriteResponse): Buffer => serializeMessage(PkiWriteResponse, value),
     responseDeserialize: (value: Buffer): PkiWriteResponse => PkiWriteResponse.decode(value),
   },
   /**
@@ -1197,9 +1198,9 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/Issue" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: IssueRequest): Buffer => Buffer.from(IssueRequest.encode(value).finish()),
+    requestSerialize: (value: IssueRequest): Buffer => serializeMessage(IssueRequest, value),
     requestDeserialize: (value: Buffer): IssueRequest => IssueRequest.decode(value),
-    responseSerialize: (value: IssueResponse): Buffer => Buffer.from(IssueResponse.encode(value).finish()),
+    responseSerialize: (value: IssueResponse): Buffer => serializeMessage(IssueResponse, value),
     responseDeserialize: (value: Buffer): IssueResponse => IssueResponse.decode(value),
   },
   /** The revocation list: every revoked certificate that has not expired yet, signed by the CA. */
@@ -1207,9 +1208,9 @@ export const PkiService = {
     path: "/strongroom.v1.Pki/GetCrl" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetCrlRequest): Buffer => Buffer.from(GetCrlRequest.encode(value).finish()),
+    requestSerialize: (value: GetCrlRequest): Buffer => serializeMessage(GetCrlRequest, value),
     requestDeserialize: (value: Buffer): GetCrlRequest => GetCrlRequest.decode(value),
-    responseSerialize: (value: CrlResponse): Buffer => Buffer.from(CrlResponse.encode(value).finish()),
+    responseSerialize: (value: CrlResponse): Buffer => serializeMessage(CrlResponse, value),
     responseDeserialize: (value: Buffer): CrlResponse => CrlResponse.decode(value),
   },
 } as const;

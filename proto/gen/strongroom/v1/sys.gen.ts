@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -2220,9 +2221,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/Init" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: InitRequest): Buffer => Buffer.from(InitRequest.encode(value).finish()),
+    requestSerialize: (value: InitRequest): Buffer => serializeMessage(InitRequest, value),
     requestDeserialize: (value: Buffer): InitRequest => InitRequest.decode(value),
-    responseSerialize: (value: InitResponse): Buffer => Buffer.from(InitResponse.encode(value).finish()),
+    responseSerialize: (value: InitResponse): Buffer => serializeMessage(InitResponse, value),
     responseDeserialize: (value: Buffer): InitResponse => InitResponse.decode(value),
   },
   /**
@@ -2234,9 +2235,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/Unseal" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: UnsealRequest): Buffer => Buffer.from(UnsealRequest.encode(value).finish()),
+    requestSerialize: (value: UnsealRequest): Buffer => serializeMessage(UnsealRequest, value),
     requestDeserialize: (value: Buffer): UnsealRequest => UnsealRequest.decode(value),
-    responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
+    responseSerialize: (value: SealStatusResponse): Buffer => serializeMessage(SealStatusResponse, value),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
   /**
@@ -2247,18 +2248,18 @@ export const SysService = {
     path: "/strongroom.v1.Sys/Seal" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: SealRequest): Buffer => Buffer.from(SealRequest.encode(value).finish()),
+    requestSerialize: (value: SealRequest): Buffer => serializeMessage(SealRequest, value),
     requestDeserialize: (value: Buffer): SealRequest => SealRequest.decode(value),
-    responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
+    responseSerialize: (value: SealStatusResponse): Buffer => serializeMessage(SealStatusResponse, value),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
   sealStatus: {
     path: "/strongroom.v1.Sys/SealStatus" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: SealStatusRequest): Buffer => Buffer.from(SealStatusRequest.encode(value).finish()),
+    requestSerialize: (value: SealStatusRequest): Buffer => serializeMessage(SealStatusRequest, value),
     requestDeserialize: (value: Buffer): SealStatusRequest => SealStatusRequest.decode(value),
-    responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
+    responseSerialize: (value: SealStatusResponse): Buffer => serializeMessage(SealStatusResponse, value),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
   /** New shares for the authorizing share set, given one current share per call. */
@@ -2266,9 +2267,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/Rekey" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RekeyRequest): Buffer => Buffer.from(RekeyRequest.encode(value).finish()),
+    requestSerialize: (value: RekeyRequest): Buffer => serializeMessage(RekeyRequest, value),
     requestDeserialize: (value: Buffer): RekeyRequest => RekeyRequest.decode(value),
-    responseSerialize: (value: RekeyResponse): Buffer => Buffer.from(RekeyResponse.encode(value).finish()),
+    responseSerialize: (value: RekeyResponse): Buffer => serializeMessage(RekeyResponse, value),
     responseDeserialize: (value: Buffer): RekeyResponse => RekeyResponse.decode(value),
   },
   /** Moves between Shamir, HSM and both, given one authorizing share per call. */
@@ -2276,9 +2277,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/MigrateSeal" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MigrateSealRequest): Buffer => Buffer.from(MigrateSealRequest.encode(value).finish()),
+    requestSerialize: (value: MigrateSealRequest): Buffer => serializeMessage(MigrateSealRequest, value),
     requestDeserialize: (value: Buffer): MigrateSealRequest => MigrateSealRequest.decode(value),
-    responseSerialize: (value: MigrateSealResponse): Buffer => Buffer.from(MigrateSealResponse.encode(value).finish()),
+    responseSerialize: (value: MigrateSealResponse): Buffer => serializeMessage(MigrateSealResponse, value),
     responseDeserialize: (value: Buffer): MigrateSealResponse => MigrateSealResponse.decode(value),
   },
   /** Adds a new data key to the keyring; new writes use it, old values stay readable. */
@@ -2286,10 +2287,10 @@ export const SysService = {
     path: "/strongroom.v1.Sys/RotateKeyring" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RotateKeyringRequest): Buffer => Buffer.from(RotateKeyringRequest.encode(value).finish()),
+    requestSerialize: (value: RotateKeyringRequest): Buffer => serializeMessage(RotateKeyringRequest, value),
     requestDeserialize: (value: Buffer): RotateKeyringRequest => RotateKeyringRequest.decode(value),
     responseSerialize: (value: RotateKeyringResponse): Buffer =>
-      Buffer.from(RotateKeyringResponse.encode(value).finish()),
+      serializeMessage(RotateKeyringResponse, value),
     responseDeserialize: (value: Buffer): RotateKeyringResponse => RotateKeyringResponse.decode(value),
   },
   /**
@@ -2300,9 +2301,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/RotateHsmKey" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RotateHsmKeyRequest): Buffer => Buffer.from(RotateHsmKeyRequest.encode(value).finish()),
+    requestSerialize: (value: RotateHsmKeyRequest): Buffer => serializeMessage(RotateHsmKeyRequest, value),
     requestDeserialize: (value: Buffer): RotateHsmKeyRequest => RotateHsmKeyRequest.decode(value),
-    responseSerialize: (value: SealStatusResponse): Buffer => Buffer.from(SealStatusResponse.encode(value).finish()),
+    responseSerialize: (value: SealStatusResponse): Buffer => serializeMessage(SealStatusResponse, value),
     responseDeserialize: (value: Buffer): SealStatusResponse => SealStatusResponse.decode(value),
   },
   /**
@@ -2313,10 +2314,10 @@ export const SysService = {
     path: "/strongroom.v1.Sys/GenerateRoot" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GenerateRootRequest): Buffer => Buffer.from(GenerateRootRequest.encode(value).finish()),
+    requestSerialize: (value: GenerateRootRequest): Buffer => serializeMessage(GenerateRootRequest, value),
     requestDeserialize: (value: Buffer): GenerateRootRequest => GenerateRootRequest.decode(value),
     responseSerialize: (value: GenerateRootResponse): Buffer =>
-      Buffer.from(GenerateRootResponse.encode(value).finish()),
+      serializeMessage(GenerateRootResponse, value),
     responseDeserialize: (value: Buffer): GenerateRootResponse => GenerateRootResponse.decode(value),
   },
   /**
@@ -2327,9 +2328,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/AuditHash" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: AuditHashRequest): Buffer => Buffer.from(AuditHashRequest.encode(value).finish()),
+    requestSerialize: (value: AuditHashRequest): Buffer => serializeMessage(AuditHashRequest, value),
     requestDeserialize: (value: Buffer): AuditHashRequest => AuditHashRequest.decode(value),
-    responseSerialize: (value: AuditHashResponse): Buffer => Buffer.from(AuditHashResponse.encode(value).finish()),
+    responseSerialize: (value: AuditHashResponse): Buffer => serializeMessage(AuditHashResponse, value),
     responseDeserialize: (value: Buffer): AuditHashResponse => AuditHashResponse.decode(value),
   },
   /**
@@ -2341,9 +2342,9 @@ export const SysService = {
     path: "/strongroom.v1.Sys/AuditKey" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: AuditKeyRequest): Buffer => Buffer.from(AuditKeyRequest.encode(value).finish()),
+    requestSerialize: (value: AuditKeyRequest): Buffer => serializeMessage(AuditKeyRequest, value),
     requestDeserialize: (value: Buffer): AuditKeyRequest => AuditKeyRequest.decode(value),
-    responseSerialize: (value: AuditKeyResponse): Buffer => Buffer.from(AuditKeyResponse.encode(value).finish()),
+    responseSerialize: (value: AuditKeyResponse): Buffer => serializeMessage(AuditKeyResponse, value),
     responseDeserialize: (value: Buffer): AuditKeyResponse => AuditKeyResponse.decode(value),
   },
 } as const;

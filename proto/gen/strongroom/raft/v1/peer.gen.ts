@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { serializeMessage } from "../../../../message-serializer.js";
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -2760,9 +2761,9 @@ export const PeerService = {
     path: "/strongroom.raft.v1.Peer/Stream" as const,
     requestStream: true as const,
     responseStream: false as const,
-    requestSerialize: (value: MessageBatch): Buffer => Buffer.from(MessageBatch.encode(value).finish()),
+    requestSerialize: (value: MessageBatch): Buffer => serializeMessage(MessageBatch, value),
     requestDeserialize: (value: Buffer): MessageBatch => MessageBatch.decode(value),
-    responseSerialize: (value: StreamClosed): Buffer => Buffer.from(StreamClosed.encode(value).finish()),
+    responseSerialize: (value: StreamClosed): Buffer => serializeMessage(StreamClosed, value),
     responseDeserialize: (value: Buffer): StreamClosed => StreamClosed.decode(value),
   },
   /**
@@ -2773,9 +2774,9 @@ export const PeerService = {
     path: "/strongroom.raft.v1.Peer/Forward" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ForwardRequest): Buffer => Buffer.from(ForwardRequest.encode(value).finish()),
+    requestSerialize: (value: ForwardRequest): Buffer => serializeMessage(ForwardRequest, value),
     requestDeserialize: (value: Buffer): ForwardRequest => ForwardRequest.decode(value),
-    responseSerialize: (value: ForwardResponse): Buffer => Buffer.from(ForwardResponse.encode(value).finish()),
+    responseSerialize: (value: ForwardResponse): Buffer => serializeMessage(ForwardResponse, value),
     responseDeserialize: (value: Buffer): ForwardResponse => ForwardResponse.decode(value),
   },
   /**
@@ -2787,9 +2788,9 @@ export const PeerService = {
     path: "/strongroom.raft.v1.Peer/ForwardStream" as const,
     requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: ForwardedCall): Buffer => Buffer.from(ForwardedCall.encode(value).finish()),
+    requestSerialize: (value: ForwardedCall): Buffer => serializeMessage(ForwardedCall, value),
     requestDeserialize: (value: Buffer): ForwardedCall => ForwardedCall.decode(value),
-    responseSerialize: (value: ForwardedAnswer): Buffer => Buffer.from(ForwardedAnswer.encode(value).finish()),
+    responseSerialize: (value: ForwardedAnswer): Buffer => serializeMessage(ForwardedAnswer, value),
     responseDeserialize: (value: Buffer): ForwardedAnswer => ForwardedAnswer.decode(value),
   },
   /**
@@ -2802,9 +2803,9 @@ export const PeerService = {
     path: "/strongroom.raft.v1.Peer/ForwardBatches" as const,
     requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: ForwardedCalls): Buffer => Buffer.from(ForwardedCalls.encode(value).finish()),
+    requestSerialize: (value: ForwardedCalls): Buffer => serializeMessage(ForwardedCalls, value),
     requestDeserialize: (value: Buffer): ForwardedCalls => ForwardedCalls.decode(value),
-    responseSerialize: (value: ForwardedAnswers): Buffer => Buffer.from(ForwardedAnswers.encode(value).finish()),
+    responseSerialize: (value: ForwardedAnswers): Buffer => serializeMessage(ForwardedAnswers, value),
     responseDeserialize: (value: Buffer): ForwardedAnswers => ForwardedAnswers.decode(value),
   },
 } as const;
