@@ -79,7 +79,7 @@ describe("serializeMessage", () => {
   });
 
   it("serializes a message larger than the writer keeps, and the ones after it", () => {
-    const large = put("app/large", 600 * 1024);
+    const large = put("app/large", 1536 * 1024);
     const bytes = serializeMessage(PutRequest, large);
     expect(bytes.equals(PutRequest.encode(large).finish())).toBe(true);
     const small = serializeMessage(PutRequest, put("app/small", 3));
