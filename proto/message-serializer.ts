@@ -1,12 +1,13 @@
 // How the generated gRPC definitions (proto/gen) serialize a message: `npm run proto` rewrites
 // ts-proto's `Buffer.from(Type.encode(value).finish())` into `serializeMessage(Type, value)`
 // (scripts/proto-serializers.mjs). ts-proto's form makes a new writer for every message, whose
-// buffer starts at 128 bytes and is copied into one twice as large each time it fills (six copies
-// for a Raft append of 8 entries), then copies the bytes out twice (finish(), Buffer.from). Here
-// one writer is kept between messages, so its buffer is already large enough, and the bytes
-// finish() copies out are what is sent, without a second copy. 2-3x faster per message (a
-// PutRequest of 256 B 4.0 against 1.7 µs; a Raft append of 8 entries 18.7 against 6.0;
-// docs/performance.md, sixty-fourth session).
+// buffer starts at 128 bytes and is copied into one twice as large each time it fills (five times
+// for a Raft append of eight 450 B entries, nine for eight of 4 KiB), then copies the bytes out
+// twice (finish(), Buffer.from). Here one writer is kept between messages, so its buffer is already
+// large enough, and the bytes finish() copies out are what is sent, without a second copy. 2-3x
+// faster per message (a PutRequest of 256 B 3.9 against 1.9 µs; a Raft append of 8 entries 18.8
+// against 5.5), 3-8% more writes of 4 KiB values on the cluster (docs/performance.md, sixty-fourth
+// session).
 
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 
