@@ -265,7 +265,7 @@ async function benchBackupMemory(
         method: "/strongroom.v1.Cluster/SaveSnapshot",
         identity: "bench",
         token: null,
-        deadline: Date.now() + 600_000,
+        answerBy: performance.now() + 600_000,
         forwardedBy: null,
         authorization: { caller: null, tokenUseSpent: false },
       }),

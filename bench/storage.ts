@@ -464,7 +464,7 @@ async function benchAuditCalls(directory: string, seconds: number) {
       method: i % 2 === 0 ? "/strongroom.v1.Secrets/Put" : "/strongroom.v1.Secrets/Get",
       identity: "bench",
       token,
-      deadline: Date.now() + 10_000,
+      answerBy: performance.now() + 10_000,
       forwardedBy: i % 3 === 0 ? "n2" : null,
       authorization: { caller: null, tokenUseSpent: false },
     };

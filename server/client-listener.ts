@@ -260,16 +260,15 @@ function callContext(
   // Two values are joined, so the authorizer refuses them as one malformed token.
   const authorization = call.metadata.get("authorization").map(String).join(",");
   const token = tokenOfAuthorization(authorization);
+  // grpc-js gives the caller's deadline as a wall-clock time; the node counts what is left of it
+  // on the monotonic clock from here on.
   const clientDeadline = call.getDeadline();
-  const now = Date.now();
-  const cap = now + options.timeoutMs;
-  const callerDeadline =
-    clientDeadline instanceof Date ? Math.min(clientDeadline.getTime(), cap) : Math.min(clientDeadline, cap);
+  const givenMs = (clientDeadline instanceof Date ? clientDeadline.getTime() : clientDeadline) - Date.now();
   return {
     method,
     identity,
     token,
-    deadline: workingDeadline(callerDeadline, options.answerReserveMs, now),
+    answerBy: workingDeadline(Math.min(givenMs, options.timeoutMs), options.answerReserveMs),
     forwardedBy: null,
     authorization: { caller: null, tokenUseSpent: false },
   };

@@ -72,8 +72,8 @@ export class Executor {
     }
     const pollMs = this.options.leaderPollMs ?? 20;
     const giveUpAt = Math.min(
-      context.deadline,
-      Date.now() + (this.options.leaderWaitMs ?? Number.POSITIVE_INFINITY),
+      context.answerBy,
+      performance.now() + (this.options.leaderWaitMs ?? Number.POSITIVE_INFINITY),
     );
     let lastLeaderHint: string | null = null;
     for (;;) {
@@ -93,7 +93,7 @@ export class Executor {
         if (!isRetryable(error) || context.forwardedBy !== null) throw error;
       }
       if (this.options.cutOff?.() === true) throw cutOffError();
-      if (Date.now() + pollMs >= giveUpAt) {
+      if (performance.now() + pollMs >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",
           "no leader could take the request before its deadline (an election?)",

@@ -220,8 +220,8 @@ export class ForwardReceiver implements ForwardingHandlers {
         identity: forwarded.clientIdentity,
         token: forwarded.clientToken === "" ? null : forwarded.clientToken,
         // The forwarder keeps its own reserve; this one is for the leader's answer to reach it.
-        deadline: workingDeadline(
-          Date.now() + Math.min(forwarded.deadlineMs, this.options.deadlineMsMax),
+        answerBy: workingDeadline(
+          Math.min(forwarded.deadlineMs, this.options.deadlineMsMax),
           this.options.answerReserveMs,
         ),
         forwardedBy: peer,

@@ -54,9 +54,9 @@ export class ForwardStream {
 
   /**
    * Sends `request` (about `bytes` in a message: forwardedRequestBytes) and resolves with the
-   * node's answer, or rejects by `deadline` (ms since the epoch).
+   * node's answer, or rejects by `answerBy` (a performance.now() time).
    */
-  send(request: ForwardRequest, bytes: number, deadline: number): Promise<ForwardResponse> {
+  send(request: ForwardRequest, bytes: number, answerBy: number): Promise<ForwardResponse> {
     if (this.call === null) this.open();
     const id = this.nextId++;
     return new Promise<ForwardResponse>((resolve, reject) => {
@@ -69,7 +69,7 @@ export class ForwardStream {
             }),
           );
         },
-        Math.max(0, deadline - Date.now()),
+        Math.max(0, answerBy - performance.now()),
       );
       this.waiting.set(id, { resolve, reject, timer });
       if (this.outgoing.length > 0 && this.outgoingBytes + bytes > this.batchBytesMax) this.writeOutgoing();

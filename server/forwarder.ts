@@ -27,7 +27,7 @@ import {
   peerClientChannelOptions,
   peerMessageBytesMax,
 } from "./peer/peer-transport.js";
-import type { RequestContext } from "./request.js";
+import { msLeft, type RequestContext } from "./request.js";
 import { dialTls } from "./tls/credentials.js";
 import { nodeIdOf } from "./tls/identity.js";
 import type { TlsFiles } from "./tls/tls-files.js";
@@ -82,7 +82,8 @@ export class Forwarder {
       request: method.definition.requestSerialize(request),
       clientIdentity: context.identity,
       clientToken: context.token ?? "",
-      deadlineMs: Math.max(1, context.deadline - Date.now()),
+      // A whole number: the field is a uint64.
+      deadlineMs: msLeft(context.answerBy, 1),
       tokenUseSpent: context.authorization.tokenUseSpent,
     };
     // Sent, it would fail the stream and every request on it; the client port's own limit
@@ -94,7 +95,7 @@ export class Forwarder {
         `the request of ${bytes} bytes is more than a message between nodes carries (${forwardedBytesMax})`,
       );
     }
-    const answer = await this.send(leader, channel, forwardRequest, bytes, context.deadline);
+    const answer = await this.send(leader, channel, forwardRequest, bytes, context.answerBy);
     if (answer.code !== status.OK) {
       throw new ForwardedError(
         answer.code,
@@ -171,11 +172,11 @@ export class Forwarder {
     channel: LeaderChannel,
     forwardRequest: ForwardRequest,
     bytes: number,
-    deadline: number,
+    answerBy: number,
   ): Promise<ForwardResponse> {
     if (performance.now() >= channel.unaryUntil) {
       try {
-        return await channel.stream.send(forwardRequest, bytes, deadline);
+        return await channel.stream.send(forwardRequest, bytes, answerBy);
       } catch (error) {
         if (!(error instanceof ForwardStreamUnimplemented)) throw error;
         // Nothing sent on the refused stream ran: send it again, a call at a time.
@@ -183,6 +184,8 @@ export class Forwarder {
       }
     }
     return new Promise<ForwardResponse>((resolve, reject) => {
+      // grpc-js takes a call's deadline as a wall-clock time.
+      const deadline = Date.now() + msLeft(answerBy);
       channel.client.forward(forwardRequest, new Metadata(), { deadline }, (error, response) => {
         if (error === null) {
           resolve(response);

@@ -686,7 +686,7 @@ export class StrongroomNode {
       peerReadTimes: async (prefix, context) => {
         const { membership } = raftNode().status();
         const others = [...membership.voters, ...membership.learners].filter((id) => id !== config.nodeId);
-        const asked = { ...context, deadline: Math.min(context.deadline, Date.now() + 3000) };
+        const asked = { ...context, answerBy: Math.min(context.answerBy, performance.now() + 3000) };
         const settled = await Promise.allSettled(
           others.map((id) =>
             forwarder.forward<ReadTimesRequest, ReadTimesResponse>(

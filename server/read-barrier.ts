@@ -31,19 +31,19 @@ export class ReadBarrier {
       const heard = status.leader === null ? undefined : this.contact.lastHeardFrom(status.leader);
       if (heard !== undefined && performance.now() - heard <= maxStalenessMs) return status.applied;
     }
-    const giveUpAt = Math.min(context.deadline, Date.now() + this.leaderWaitMs);
+    const giveUpAt = Math.min(context.answerBy, performance.now() + this.leaderWaitMs);
     for (;;) {
       // A removed node has no leader to ask, now or later: readIndex refuses it with REMOVED.
       if (raft.leadership().leader !== null || raft.isRemoved()) {
         try {
-          return await withDeadline(raft.readIndex(), context.deadline);
+          return await withDeadline(raft.readIndex(), context.answerBy);
         } catch (error) {
           // Asked of a leader that then lost its role: ask the new one, within the deadline.
           if (!(error instanceof RaftNodeError && error.code === "PROPOSAL_DROPPED")) throw error;
         }
       }
       if (this.contact.cutOff(raft.status().id, raft.status().membership.voters)) throw cutOffError();
-      if (Date.now() + 20 >= giveUpAt) {
+      if (performance.now() + 20 >= giveUpAt) {
         throw new NodeError(
           "NO_LEADER",
           "no leader to confirm a linearizable read before the deadline (an election?)",
@@ -54,11 +54,12 @@ export class ReadBarrier {
   }
 }
 
-function withDeadline<T>(work: Promise<T>, deadline: number): Promise<T> {
+/** `work`, or DEADLINE_EXCEEDED at `answerBy` (a performance.now() time). */
+function withDeadline<T>(work: Promise<T>, answerBy: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new NodeError("DEADLINE_EXCEEDED", "the read could not be confirmed before its deadline")),
-      Math.max(0, deadline - Date.now()),
+      Math.max(0, answerBy - performance.now()),
     );
     work.then(
       (value) => {

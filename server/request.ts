@@ -9,8 +9,13 @@ export interface RequestContext {
   readonly identity: string;
   /** The token the client presented in its `authorization` metadata, or null. Never logged. */
   readonly token: string | null;
-  /** When the request must be answered by (ms since the epoch). */
-  readonly deadline: number;
+  /**
+   * When the request must be answered by, a performance.now() time: every wait of the call (for a
+   * leader, a read index, a forwarded answer) counts down on the monotonic clock, so a step of the
+   * wall clock neither stretches nor cuts it. Converted from the caller's deadline once, as the
+   * call arrives (workingDeadline).
+   */
+  readonly answerBy: number;
   /** The node that forwarded this request to the leader, or null when the client came here. */
   readonly forwardedBy: string | null;
   /** What the authorizer learned of the call, for the rest of it on this node. */
@@ -94,14 +99,20 @@ function bothOf(first: Promise<unknown> | null, second: Promise<unknown>): Promi
 }
 
 /**
- * The deadline a node works to when its caller waits until `callerDeadline`: earlier by a reserve,
- * at most a quarter of the time given, so that a give-up (NO_LEADER after an election that did not
- * end, a read no quorum confirmed) is answered - its audit entries on disk, the answer sent and on
- * its way back - while the caller still waits for it, rather than the caller's own deadline ending
- * the call with no reason. (Gave up 20 ms before it, an answer behind an audit write on a loaded
- * machine came too late: the client saw DEADLINE_EXCEEDED, not NO_LEADER.)
+ * The deadline a node works to (a performance.now() time: RequestContext.answerBy) when its caller
+ * waits `givenMs` more: earlier by a reserve, at most a quarter of the time given, so that a
+ * give-up (NO_LEADER after an election that did not end, a read no quorum confirmed) is answered -
+ * its audit entries on disk, the answer sent and on its way back - while the caller still waits
+ * for it, rather than the caller's own deadline ending the call with no reason. (Gave up 20 ms
+ * before it, an answer behind an audit write on a loaded machine came too late: the client saw
+ * DEADLINE_EXCEEDED, not NO_LEADER.)
  */
-export function workingDeadline(callerDeadline: number, reserveMs: number, now = Date.now()): number {
-  const given = Math.max(0, callerDeadline - now);
+export function workingDeadline(givenMs: number, reserveMs: number, now = performance.now()): number {
+  const given = Math.max(0, givenMs);
   return now + given - Math.min(reserveMs, Math.floor(given / 4));
+}
+
+/** The milliseconds left until `answerBy` (RequestContext.answerBy), whole and at least `least`. */
+export function msLeft(answerBy: number, least = 0): number {
+  return Math.max(least, Math.ceil(answerBy - performance.now()));
 }

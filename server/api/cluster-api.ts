@@ -237,7 +237,7 @@ export class ClusterApi {
         `${target} declines the leadership (it is sealed): unseal it before moving the leadership to it`,
       );
     raft.transferLeadership(target);
-    while (Date.now() < context.deadline) {
+    while (performance.now() < context.answerBy) {
       const leader = raft.status().leader;
       if (leader === target) return { leaderId: target };
       await new Promise((resolve) => setTimeout(resolve, 20));

@@ -85,7 +85,7 @@ export function saveSnapshotHandler(
     const run = async () => {
       await parts.reads.wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, {
         ...context,
-        deadline: Date.now() + parts.timeoutMs,
+        answerBy: performance.now() + parts.timeoutMs,
       });
       // Never whole in memory: the capture is read through once for the size (in the first
       // chunk) and the digest (in the last), then again to send it, a chunk at a time.

@@ -58,7 +58,7 @@ import type { ClusterSetupLock } from "../cluster-setup-lock.js";
 import { NodeError } from "../errors.js";
 import { type CannotLead, handOverLeadership } from "../leadership.js";
 import type { ReadBarrier } from "../read-barrier.js";
-import type { RequestContext } from "../request.js";
+import { msLeft, type RequestContext } from "../request.js";
 import type { SealKeeper } from "../seal-keeper.js";
 import { barrierContext } from "../system-records.js";
 import { type AnyApiMethod, method } from "./api-method.js";
@@ -110,7 +110,7 @@ export function sysMethods(parts: SysApiParts): Record<string, AnyApiMethod> {
     seal: method(service.seal, "local", async (_request, context) => {
       // A leader hands over first, so the cluster keeps a leader that can serve.
       await handOverLeadership(parts.raft(), parts.cannotLead, {
-        waitMs: Math.min(2000, Math.max(0, context.deadline - Date.now())),
+        waitMs: Math.min(2000, msLeft(context.answerBy)),
         electionTimeoutMs: parts.electionTimeoutMs,
       });
       parts.keeper.seal();

@@ -82,7 +82,7 @@ export function watchHandler(options: WatchHandlerOptions): ServerStreamHandler<
       return;
     }
     reads
-      .wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, { ...context, deadline: Date.now() + timeoutMs })
+      .wait(Consistency.CONSISTENCY_LINEARIZABLE, 0, { ...context, answerBy: performance.now() + timeoutMs })
       .then((index) => {
         const applied = revisionOf(index);
         if (fromRevision > applied) {

@@ -89,7 +89,7 @@ const context = (method: string): RequestContext => ({
   method,
   identity: "alice",
   token: null,
-  deadline: Date.now() + 10_000,
+  answerBy: performance.now() + 10_000,
   forwardedBy: null,
   authorization: { caller: null, tokenUseSpent: false },
 });

@@ -11,7 +11,7 @@
 // here only once what its interceptors handed it (a request entry being written) settles.
 
 import { Server, status } from "@grpc/grpc-js";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import {
   type ForwardedAnswer,
   ForwardedAnswers,
@@ -45,6 +45,9 @@ const closers: (() => unknown)[] = [];
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
   pki.cleanup();
+});
+afterEach(() => {
+  vi.restoreAllMocks();
 });
 
 const put = method<PutRequest, PutResponse>(SecretsService.put, "leader", async () => ({
@@ -141,7 +144,7 @@ const contextFor = (deadlineMs = 10_000): RequestContext => ({
   method: SecretsService.put.path,
   identity: "alice",
   token: null,
-  deadline: Date.now() + deadlineMs,
+  answerBy: performance.now() + deadlineMs,
   forwardedBy: null,
   authorization: { caller: null, tokenUseSpent: false },
 });
@@ -320,6 +323,43 @@ describe("forwarding over one stream", () => {
     const again = await forwardPut(forwarder, "p/refused").catch((error: unknown) => error);
     expect(again).toMatchObject({ reason: "PERMISSION_DENIED" });
     expect(leader.streams()).toBe(1);
+  });
+
+  it("counts a call's time left on the monotonic clock: a wall clock stepped back an hour stretches no wait", async () => {
+    let leaderHad = 0;
+    const leader = await startLeader(async (_request, context) => {
+      leaderHad = context.answerBy - performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      return { version: 1, revision: 1 };
+    });
+    closers.push(leader.stop);
+    const forwarder = follower(leader.port);
+    const context = contextFor(400);
+    // The wall clock steps back an hour after the call arrived (its time counted from then).
+    const wallClock = Date.now.bind(Date);
+    vi.spyOn(Date, "now").mockImplementation(() => wallClock() - 3_600_000);
+    const started = performance.now();
+    const late = await forwarder
+      .forward<PutRequest, PutResponse>("n1", put, { path: "p/slow", value: new Uint8Array(1) }, context)
+      .catch((error: unknown) => error);
+    expect((late as NodeError).code).toBe("FORWARD_FAILED");
+    expect(performance.now() - started).toBeLessThan(2_000);
+    // The leader was given what was left of the 400 ms, less its reserve for the answer.
+    expect(leaderHad).toBeGreaterThan(150);
+    expect(leaderHad).toBeLessThanOrEqual(400);
+
+    // Waiting for a leader, too: NO_LEADER at the call's deadline, not an hour later.
+    const executor = new Executor({
+      leader: () => ({ isLeader: false, leaderId: null }),
+      forwarder,
+      interceptors: [],
+    });
+    const waited = performance.now();
+    const noLeader = await executor
+      .execute(put, { path: "p/waits", value: new Uint8Array(1) }, contextFor(300))
+      .catch((error: unknown) => error);
+    expect((noLeader as NodeError).code).toBe("NO_LEADER");
+    expect(performance.now() - waited).toBeLessThan(2_000);
   });
 
   it("fails what a leader that went away had, unknown outcome; the next request opens a new stream", async () => {

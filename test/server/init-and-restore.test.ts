@@ -27,7 +27,7 @@ const context = (): RequestContext => ({
   method: SysService.init.path,
   identity: "operator",
   token: null,
-  deadline: Date.now() + 10_000,
+  answerBy: performance.now() + 10_000,
   forwardedBy: null,
   authorization: { caller: null, tokenUseSpent: false },
 });

@@ -25,7 +25,7 @@ function setUp() {
       method: "/strongroom.v1.Secrets/Get",
       identity,
       token: null,
-      deadline: Number.MAX_SAFE_INTEGER,
+      answerBy: Number.MAX_SAFE_INTEGER,
       forwardedBy,
       authorization: { caller: null, tokenUseSpent: false },
     };
