@@ -19,6 +19,7 @@ import type {
 } from "../proto/gen/strongroom/raft/v1/peer.gen.js";
 import type { NodeId } from "../raft/core/index.js";
 import { NodeError } from "./errors.js";
+import { msLeft } from "./request.js";
 
 /** The node does not serve ForwardBatches (an older version): nothing sent on it was run. */
 export class ForwardStreamUnimplemented extends Error {
@@ -60,17 +61,14 @@ export class ForwardStream {
     if (this.call === null) this.open();
     const id = this.nextId++;
     return new Promise<ForwardResponse>((resolve, reject) => {
-      const timer = setTimeout(
-        () => {
-          this.waiting.delete(id);
-          reject(
-            new NodeError("FORWARD_FAILED", `the leader ${this.target} did not answer before the deadline`, {
-              leaderHint: this.target,
-            }),
-          );
-        },
-        Math.max(0, answerBy - performance.now()),
-      );
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(
+          new NodeError("FORWARD_FAILED", `the leader ${this.target} did not answer before the deadline`, {
+            leaderHint: this.target,
+          }),
+        );
+      }, msLeft(answerBy));
       this.waiting.set(id, { resolve, reject, timer });
       if (this.outgoing.length > 0 && this.outgoingBytes + bytes > this.batchBytesMax) this.writeOutgoing();
       this.outgoing.push({ id, request });

@@ -8,7 +8,7 @@ import { Consistency } from "../proto/gen/strongroom/v1/secrets.gen.js";
 import { type RaftNode, RaftNodeError } from "../raft/node/index.js";
 import { NodeError } from "./errors.js";
 import { cutOffError, type PeerContact } from "./peer-contact.js";
-import type { RequestContext } from "./request.js";
+import { msLeft, type RequestContext } from "./request.js";
 
 export class ReadBarrier {
   constructor(
@@ -59,7 +59,7 @@ function withDeadline<T>(work: Promise<T>, answerBy: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new NodeError("DEADLINE_EXCEEDED", "the read could not be confirmed before its deadline")),
-      Math.max(0, answerBy - performance.now()),
+      msLeft(answerBy),
     );
     work.then(
       (value) => {

@@ -107,9 +107,9 @@ function bothOf(first: Promise<unknown> | null, second: Promise<unknown>): Promi
  * before it, an answer behind an audit write on a loaded machine came too late: the client saw
  * DEADLINE_EXCEEDED, not NO_LEADER.)
  */
-export function workingDeadline(givenMs: number, reserveMs: number, now = performance.now()): number {
+export function workingDeadline(givenMs: number, reserveMs: number): number {
   const given = Math.max(0, givenMs);
-  return now + given - Math.min(reserveMs, Math.floor(given / 4));
+  return performance.now() + given - Math.min(reserveMs, Math.floor(given / 4));
 }
 
 /** The milliseconds left until `answerBy` (RequestContext.answerBy), whole and at least `least`. */
