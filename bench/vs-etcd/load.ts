@@ -10,6 +10,7 @@ import { Worker } from "node:worker_threads";
 import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
 import {
   busyShare,
+  contextSwitches,
   cpuSeconds,
   machineTicks,
   mainThreadSchedule,
@@ -56,6 +57,11 @@ export interface RunResult {
    */
   readonly mainThreadRun: number[];
   readonly mainThreadWait: number[];
+  /**
+   * Context switches of every thread of each server process over the window, per operation: the
+   * wake-ups (and preemptions) a call cost, which batching shares among the calls of a batch.
+   */
+  readonly switchesPerOpByNode: number[];
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
   /** The most each server process held at any sample over the window, MiB. */
@@ -152,6 +158,7 @@ export class LoadGenerator {
     const selfBefore = cpuSeconds("self");
     const machineBefore = machineTicks();
     const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
+    const switchesBefore = spec.serverPids.map((pid) => contextSwitches(pid));
     // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
     const rssSamples: RssSample[] = [];
     const sampleRss = () =>
@@ -167,6 +174,7 @@ export class LoadGenerator {
     const selfAfter = cpuSeconds("self");
     const machineAfter = machineTicks();
     const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
+    const switchesAfter = spec.serverPids.map((pid) => contextSwitches(pid));
     sampleRss();
     const rss = rssSamples.at(-1)?.mib ?? [];
     const rssPeak = spec.serverPids.map((_, i) =>
@@ -208,6 +216,9 @@ export class LoadGenerator {
       machineBusy: busyShare(machineBefore, machineAfter),
       mainThreadRun: shareOfWindow((schedule) => schedule.runSeconds),
       mainThreadWait: shareOfWindow((schedule) => schedule.waitSeconds),
+      switchesPerOpByNode: switchesAfter.map((after, i) =>
+        total === 0 ? 0 : Math.max(0, after - (switchesBefore[i] ?? 0)) / total,
+      ),
       rssMiB: rss,
       rssPeakMiB: rssPeak,
       rssSamples,

@@ -425,11 +425,12 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "gen cores",
     "machine busy %",
     "sr loop run/wait %",
+    "switches/op",
   ];
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores.`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -477,6 +478,9 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
           : sr.mainThreadRun
               .map((run, i) => `${Math.round(run * 100)}/${Math.round((sr.mainThreadWait[i] ?? 0) * 100)}`)
               .join(" "),
+        each((result) =>
+          result.switchesPerOpByNode.reduce((sum, switches) => sum + switches, 0).toFixed(1),
+        ).join("/"),
       ]);
     }
     process.stdout.write(`\n${name}\n`);

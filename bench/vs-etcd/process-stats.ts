@@ -1,8 +1,10 @@
 // CPU time and resident memory of a process, from Linux's /proc: what each server process (and the
-// load generator itself) costs during a benchmark run; and how busy the whole machine was, and how
-// long a process's main thread waited for a core, which say whether a run was bound by the CPU.
+// load generator itself) costs during a benchmark run; how busy the whole machine was, and how
+// long a process's main thread waited for a core, which say whether a run was bound by the CPU;
+// and how often a process's threads were switched onto a core, which says how many wake-ups its
+// work took (each one a price the kernel charges, high on this VM: docs/performance.md).
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on every Linux we run on). */
 const ticksPerSecond = 100;
@@ -65,4 +67,28 @@ export function mainThreadSchedule(pid: number): ThreadSchedule {
   if (!Number.isFinite(run) || !Number.isFinite(wait))
     throw new Error(`/proc/${pid}/schedstat does not hold a run and a wait time`);
   return { runSeconds: (run as number) / 1e9, waitSeconds: (wait as number) / 1e9 };
+}
+
+/**
+ * The context switches of every thread of process `pid` so far: voluntary (a thread that waited
+ * for something, then woke) and involuntary (a thread taken off its core), summed over
+ * /proc/<pid>/task/<tid>/status. A thread that ended takes its count with it, so read a process
+ * whose threads stay (a server's), and compare two readings.
+ */
+export function contextSwitches(pid: number): number {
+  let switches = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+    } catch {
+      continue; // The thread ended since the directory was read.
+    }
+    const voluntary = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(status);
+    const involuntary = /^nonvoluntary_ctxt_switches:\s+(\d+)$/m.exec(status);
+    if (voluntary === null || involuntary === null)
+      throw new Error(`/proc/${pid}/task/${tid}/status has no context switch counts`);
+    switches += Number(voluntary[1]) + Number(involuntary[1]);
+  }
+  return switches;
 }

@@ -6,6 +6,7 @@ import { once } from "node:events";
 import { afterEach, expect, it } from "vitest";
 import {
   busyShare,
+  contextSwitches,
   cpuSeconds,
   machineTicks,
   mainThreadSchedule,
@@ -74,4 +75,36 @@ it("counts a sleeping main thread as neither running nor waiting", async () => {
 it("says which process it could not read", () => {
   // Beyond pid_max (at most 2^22 on Linux): no such process.
   expect(() => mainThreadSchedule(4_194_305)).toThrow(/4194305/);
+  expect(() => contextSwitches(4_194_305)).toThrow(/4194305/);
+});
+
+/** A Node process whose main thread wakes every `everyMs` (0: never), started and idle. */
+async function waker(everyMs: number): Promise<ChildProcess> {
+  const body = everyMs > 0 ? `setInterval(() => {}, ${everyMs})` : "setTimeout(() => {}, 60000)";
+  const started = spawn(process.execPath, ["-e", `process.stdout.write("go\\n"); ${body};`], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await once(started.stdout as NodeJS.ReadableStream, "data");
+  return started;
+}
+
+it("counts each wake-up of a process's threads as a context switch", async () => {
+  child = await waker(5);
+  const wakingPid = child.pid as number;
+  const sleeping = await waker(0);
+  try {
+    await sleep(200);
+    const wakingBefore = contextSwitches(wakingPid);
+    const sleepingBefore = contextSwitches(sleeping.pid as number);
+    await sleep(600);
+    const woke = contextSwitches(wakingPid) - wakingBefore;
+    const slept = contextSwitches(sleeping.pid as number) - sleepingBefore;
+    // A timer every 5 ms for 600 ms: about 120 wake-ups of its event loop, each a switch onto a core.
+    expect(woke).toBeGreaterThan(80);
+    expect(slept).toBeLessThan(woke / 4);
+    expect(slept).toBeGreaterThanOrEqual(0);
+  } finally {
+    sleeping.kill("SIGKILL");
+    await once(sleeping, "exit");
+  }
 });
