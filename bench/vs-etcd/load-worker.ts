@@ -43,6 +43,8 @@ export interface WorkerJob {
 export interface WorkerResult {
   /** Milliseconds, one per request that started in the window and succeeded. */
   readonly latencies: Float64Array;
+  /** For each of `latencies`, when its request started (was due, in the open loop): ms into the window. */
+  readonly startedAtMs: Float64Array;
   readonly errors: number;
   /** The first few error messages, to say what failed. */
   readonly errorSamples: string[];
@@ -73,6 +75,7 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
   };
   const value = new Uint8Array(job.valueBytes).map(() => Math.floor(next() * 256));
   let latencies = new Float64Array(1 << 16);
+  let startedAtMs = new Float64Array(1 << 16);
   let count = 0;
   let errors = 0;
   let shed = 0;
@@ -85,10 +88,15 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
     if (intended < windowStart || intended >= windowEnd) return;
     if (count === latencies.length) {
       if (count >= samplesMax) return;
-      const grown = new Float64Array(Math.min(samplesMax, count * 2));
+      const size = Math.min(samplesMax, count * 2);
+      const grown = new Float64Array(size);
       grown.set(latencies);
       latencies = grown;
+      const grownStarts = new Float64Array(size);
+      grownStarts.set(startedAtMs);
+      startedAtMs = grownStarts;
     }
+    startedAtMs[count] = intended - windowStart;
     latencies[count++] = finished - intended;
   };
   const fail = (intended: number, error: unknown) => {
@@ -151,7 +159,13 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
     });
     await Promise.all(pending);
   }
-  return { latencies: latencies.slice(0, count), errors, errorSamples, shed };
+  return {
+    latencies: latencies.slice(0, count),
+    startedAtMs: startedAtMs.slice(0, count),
+    errors,
+    errorSamples,
+    shed,
+  };
 }
 
 parentPort?.on("message", (message: WorkerMessage) => {
@@ -161,7 +175,11 @@ parentPort?.on("message", (message: WorkerMessage) => {
     return;
   }
   run(message.job).then(
-    (result) => parentPort?.postMessage(result, [result.latencies.buffer as ArrayBuffer]),
+    (result) =>
+      parentPort?.postMessage(result, [
+        result.latencies.buffer as ArrayBuffer,
+        result.startedAtMs.buffer as ArrayBuffer,
+      ]),
     (error: unknown) => {
       throw error;
     },

@@ -7,6 +7,7 @@
 // (docs/performance.md, sixty-third session).
 
 import { Worker } from "node:worker_threads";
+import { latencyBySecond, type SecondLatency } from "./latency-by-second.js";
 import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
 import {
   busyShare,
@@ -43,6 +44,10 @@ export interface RunResult {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly p999Ms: number;
+  /** The latencies of the requests that started in each second of the window. */
+  readonly latencyBySecond: SecondLatency[];
+  /** The highest p99 of any one second (of those with at least 100 requests; 0 if none had). */
+  readonly worstSecondP99Ms: number;
   /** CPU seconds all server processes spent per 1,000 operations. */
   readonly serverCpuPer1000: number;
   /** The same for each server process, in the order of `serverPids`: where the work is. */
@@ -75,6 +80,9 @@ export interface RssSample {
   readonly atMs: number;
   readonly mib: number[];
 }
+
+/** Requests a second must hold for its own p99 to count (fewer: the p99 is the slowest one or two). */
+const secondP99RequestsMin = 100;
 
 /** How often the servers' memory is read over a window (one /proc read per process). */
 const rssSampleMs = 1000;
@@ -192,6 +200,7 @@ export class LoadGenerator {
     latencies.sort();
     const percentile = (p: number) =>
       total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
+    const bySecond = latencyBySecond(finished, spec.durationMs);
     const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
     const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
     const per1000 = (seconds: number) => (total === 0 ? 0 : (seconds / total) * 1000);
@@ -210,6 +219,11 @@ export class LoadGenerator {
       p50Ms: percentile(50),
       p99Ms: percentile(99),
       p999Ms: percentile(99.9),
+      latencyBySecond: bySecond,
+      worstSecondP99Ms: Math.max(
+        0,
+        ...bySecond.filter((second) => second.count >= secondP99RequestsMin).map((second) => second.p99Ms),
+      ),
       serverCpuPer1000: per1000(serverCpu),
       serverCpuPer1000ByNode: serverCpuByNode.map(per1000),
       generatorCores: (selfAfter - selfBefore) / windowSeconds,

@@ -415,6 +415,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "etcd p99",
     "sr p99.9",
     "etcd p99.9",
+    "worst 1 s p99",
     "sr cpu s/1k",
     "etcd cpu s/1k",
     "sr cpu s/1k by node",
@@ -430,7 +431,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share.`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share.`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -467,6 +468,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         ...each((result) => ms(result.p50Ms)),
         ...each((result) => ms(result.p99Ms)),
         ...each((result) => ms(result.p999Ms)),
+        each((result) => ms(result.worstSecondP99Ms)).join("/"),
         ...each((result) => result.serverCpuPer1000.toFixed(2)),
         sr === undefined ? "-" : sr.serverCpuPer1000ByNode.map((seconds) => seconds.toFixed(2)).join("/"),
         ...each((result) => result.rssMiB.join("/")),

@@ -85,6 +85,9 @@ it("runs one run after another on the same workers and connections, each counted
     expect(open.ops).toBeGreaterThanOrEqual(60);
     expect(open.ops).toBeLessThanOrEqual(72);
     expect(node.calls() - callsBefore).toBeGreaterThan(open.ops + 50);
+    // Every counted call is in the second of the window it was due in: the window's only one.
+    expect(open.latencyBySecond.map((second) => second.count)).toEqual([open.ops]);
+    expect(open.latencyBySecond[0]?.maxMs).toBeGreaterThanOrEqual(open.p99Ms);
     // The second run came on the two connections the first one opened.
     expect(node.connections.size).toBe(2);
 
