@@ -18,6 +18,13 @@ export interface TimedLatencies {
   readonly startedAtMs: Float64Array;
 }
 
+/** The `p`th percentile (0-100) of `sorted` (ascending) by nearest rank, 0 for no values. */
+export function nearestRank(sorted: Float64Array, p: number): number {
+  return sorted.length === 0
+    ? 0
+    : (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0);
+}
+
 /**
  * One entry per whole second of a `durationMs` window (a second with no request has count 0 and
  * zeros), from the requests of every worker. A request is counted in the second it started.
@@ -35,10 +42,12 @@ export function latencyBySecond(runs: readonly TimedLatencies[], durationMs: num
   }
   return buckets.map((bucket, second) => {
     const sorted = Float64Array.from(bucket).sort();
-    const at = (p: number) =>
-      sorted.length === 0
-        ? 0
-        : (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0);
-    return { second, count: sorted.length, p50Ms: at(50), p99Ms: at(99), maxMs: sorted.at(-1) ?? 0 };
+    return {
+      second,
+      count: sorted.length,
+      p50Ms: nearestRank(sorted, 50),
+      p99Ms: nearestRank(sorted, 99),
+      maxMs: sorted.at(-1) ?? 0,
+    };
   });
 }

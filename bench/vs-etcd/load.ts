@@ -7,7 +7,7 @@
 // (docs/performance.md, sixty-third session).
 
 import { Worker } from "node:worker_threads";
-import { latencyBySecond, type SecondLatency } from "./latency-by-second.js";
+import { latencyBySecond, nearestRank, type SecondLatency } from "./latency-by-second.js";
 import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
 import {
   busyShare,
@@ -198,8 +198,6 @@ export class LoadGenerator {
       offset += result.latencies.length;
     }
     latencies.sort();
-    const percentile = (p: number) =>
-      total === 0 ? 0 : (latencies[Math.min(total - 1, Math.ceil((p / 100) * total) - 1)] ?? 0);
     const bySecond = latencyBySecond(finished, spec.durationMs);
     const serverCpuByNode = serverCpuAfter.map((after, i) => after - (serverCpuBefore[i] ?? 0));
     const serverCpu = serverCpuByNode.reduce((sum, seconds) => sum + seconds, 0);
@@ -216,9 +214,9 @@ export class LoadGenerator {
       errors: finished.reduce((sum, result) => sum + result.errors, 0),
       errorSamples: finished.flatMap((result) => result.errorSamples).slice(0, 5),
       shed: finished.reduce((sum, result) => sum + result.shed, 0),
-      p50Ms: percentile(50),
-      p99Ms: percentile(99),
-      p999Ms: percentile(99.9),
+      p50Ms: nearestRank(latencies, 50),
+      p99Ms: nearestRank(latencies, 99),
+      p999Ms: nearestRank(latencies, 99.9),
       latencyBySecond: bySecond,
       worstSecondP99Ms: Math.max(
         0,

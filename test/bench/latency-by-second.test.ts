@@ -2,7 +2,7 @@
 // "worst 1 s p99" column and results.json's latencyBySecond are made of.
 
 import { expect, it } from "vitest";
-import { latencyBySecond } from "../../bench/vs-etcd/latency-by-second.js";
+import { latencyBySecond, nearestRank } from "../../bench/vs-etcd/latency-by-second.js";
 
 /** `count` requests started evenly over [fromMs, toMs), each taking `latencyMs`. */
 function requests(count: number, fromMs: number, toMs: number, latencyMs: (i: number) => number) {
@@ -43,4 +43,11 @@ it("refuses latencies without their start times", () => {
   expect(() =>
     latencyBySecond([{ latencies: Float64Array.of(1, 2), startedAtMs: Float64Array.of(0) }], 1000),
   ).toThrow("2 latencies but 1 start times");
+});
+
+it("takes a percentile by nearest rank, as the window's p50, p99 and p99.9 are", () => {
+  const hundred = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+  expect([50, 99, 99.9, 100].map((p) => nearestRank(hundred, p))).toEqual([50, 99, 100, 100]);
+  expect(nearestRank(Float64Array.of(7), 99)).toBe(7);
+  expect(nearestRank(new Float64Array(0), 99)).toBe(0);
 });
