@@ -7,6 +7,7 @@
 // (docs/performance.md, sixty-third session).
 
 import { Worker } from "node:worker_threads";
+import { type GcPauses, gcPausesBetween, readGcPauses } from "./gc-pauses.js";
 import { latencyBySecond, nearestRank, type SecondLatency } from "./latency-by-second.js";
 import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
 import {
@@ -24,6 +25,11 @@ import type { TargetSpec } from "./targets.js";
 export interface RunSpec {
   /** The server processes, for their CPU and memory. */
   readonly serverPids: readonly number[];
+  /**
+   * The servers' /metrics addresses, in the order of `serverPids`, for their GC pauses (strongroom
+   * nodes; null for etcd, whose Go runtime reports no pauses of the kind).
+   */
+  readonly gcMetricsUrls: readonly string[] | null;
   readonly mode: "closed" | "open";
   readonly concurrency: number;
   readonly ratePerSecond: number;
@@ -67,6 +73,8 @@ export interface RunResult {
    * wake-ups (and preemptions) a call cost, which batching shares among the calls of a batch.
    */
   readonly switchesPerOpByNode: number[];
+  /** Each server's GC pauses over the window, by kind (null when `gcMetricsUrls` was). */
+  readonly gcPausesByNode: GcPauses[] | null;
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
   /** The most each server process held at any sample over the window, MiB. */
@@ -162,6 +170,8 @@ export class LoadGenerator {
     // CPU sampled at the window's edges (the warm-up is not counted).
     const windowStart = startAt + spec.warmupMs;
     await sleepUntil(windowStart);
+    // Read first (an HTTP round trip to each node), so that the servers' CPU leaves it out.
+    const gcBefore = await readAllGcPauses(spec.gcMetricsUrls);
     const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
     const selfBefore = cpuSeconds("self");
     const machineBefore = machineTicks();
@@ -183,6 +193,7 @@ export class LoadGenerator {
     const machineAfter = machineTicks();
     const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
     const switchesAfter = spec.serverPids.map((pid) => contextSwitches(pid));
+    const gcAfter = await readAllGcPauses(spec.gcMetricsUrls);
     sampleRss();
     const rss = rssSamples.at(-1)?.mib ?? [];
     const rssPeak = spec.serverPids.map((_, i) =>
@@ -231,6 +242,10 @@ export class LoadGenerator {
       switchesPerOpByNode: switchesAfter.map((after, i) =>
         total === 0 ? 0 : Math.max(0, after - (switchesBefore[i] ?? 0)) / total,
       ),
+      gcPausesByNode:
+        gcBefore === null || gcAfter === null
+          ? null
+          : gcAfter.map((after, i) => gcPausesBetween(gcBefore[i] ?? after, after)),
       rssMiB: rss,
       rssPeakMiB: rssPeak,
       rssSamples,
@@ -250,6 +265,11 @@ export class LoadGenerator {
       }),
     );
   }
+}
+
+/** Every server's GC pauses so far, read together (null without addresses). */
+async function readAllGcPauses(urls: readonly string[] | null): Promise<GcPauses[] | null> {
+  return urls === null ? null : await Promise.all(urls.map((url) => readGcPauses(url)));
 }
 
 function sleepUntil(at: number): Promise<void> {

@@ -21,8 +21,9 @@ import type { ReadRouting } from "../../client/index.js";
 import { builtServerCommand } from "../built-server.js";
 import { printTable } from "../table.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
+import type { GcPauses } from "./gc-pauses.js";
 import { LoadGenerator, type RunResult } from "./load.js";
-import { etcdHostBase, strongroomPlacement } from "./placement.js";
+import { etcdHostBase, strongroomMetricsUrls, strongroomPlacement } from "./placement.js";
 import { connect, type SystemName, type TargetSpec } from "./targets.js";
 
 const usage = `usage: npm run bench:vs-etcd -- [options]
@@ -298,35 +299,38 @@ async function main(): Promise<void> {
       process.stderr.write(
         `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients sent ${entryDescription()}\n`,
       );
-    const targets: Record<SystemName, { spec: TargetSpec; pids: number[] }> = {
-      strongroom: {
-        spec: {
-          system: "strongroom",
-          endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
-          // The SDK sends writes to the leader it learned (client/endpoint-pool.ts).
-          writeEndpoint: entry === "clients" ? strongroomLeader : null,
-          tls: strongroom.tls,
-          token,
-          requestIds: values["request-ids"] === true,
-          viaSdk: entry === "sdk",
-          sdkReadRouting,
+    const targets: Record<SystemName, { spec: TargetSpec; pids: number[]; gcMetricsUrls: string[] | null }> =
+      {
+        strongroom: {
+          spec: {
+            system: "strongroom",
+            endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
+            // The SDK sends writes to the leader it learned (client/endpoint-pool.ts).
+            writeEndpoint: entry === "clients" ? strongroomLeader : null,
+            tls: strongroom.tls,
+            token,
+            requestIds: values["request-ids"] === true,
+            viaSdk: entry === "sdk",
+            sdkReadRouting,
+          },
+          pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
+          gcMetricsUrls: strongroomMetricsUrls(strongroom.nodes.length),
         },
-        pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
-      },
-      etcd: {
-        spec: {
-          system: "etcd",
-          endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
-          writeEndpoint: null,
-          tls: etcd.tls,
-          token: null,
-          requestIds: false,
-          viaSdk: false,
-          sdkReadRouting: "sticky",
+        etcd: {
+          spec: {
+            system: "etcd",
+            endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
+            writeEndpoint: null,
+            tls: etcd.tls,
+            token: null,
+            requestIds: false,
+            viaSdk: false,
+            sdkReadRouting: "sticky",
+          },
+          pids: etcd.pids(),
+          gcMetricsUrls: null,
         },
-        pids: etcd.pids(),
-      },
-    };
+      };
     for (const system of systems) generators.set(system, new LoadGenerator(targets[system].spec, workers));
     const load = (
       system: SystemName,
@@ -341,6 +345,7 @@ async function main(): Promise<void> {
       if (generator === undefined) throw new Error(`no load generator for ${system}`);
       return generator.run({
         serverPids: targets[system].pids,
+        gcMetricsUrls: targets[system].gcMetricsUrls,
         mode,
         concurrency,
         ratePerSecond,
@@ -399,6 +404,16 @@ async function main(): Promise<void> {
   report(cells, etcdVersion, strongroomLeaderId);
 }
 
+/**
+ * A node's GC pauses per second of the window, in ms: a mark-compact's (its final pause and its
+ * incremental marking steps), then the scavenges'.
+ */
+function gcPauseColumn(pauses: GcPauses, windowSeconds: number): string {
+  const perSecond = (seconds: number) => ((seconds * 1000) / windowSeconds).toFixed(1);
+  const marking = pauses.major.seconds + pauses.incremental.seconds;
+  return `${perSecond(marking)}/${perSecond(pauses.minor.seconds)}`;
+}
+
 function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId: string | null): void {
   const out = values.out ?? ".bench/vs-etcd";
   mkdirSync(out, { recursive: true });
@@ -427,11 +442,12 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "machine busy %",
     "sr loop run/wait %",
     "switches/op",
+    "sr GC ms/s",
   ];
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share.`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share; sr GC ms/s: for each strongroom node, the milliseconds per second of the window its event loop was paused by the garbage collector, for mark-compacts (their final pauses and incremental marking steps) / for scavenges (its /metrics, nodejs_gc_duration_seconds; by kind in results.json, gcPausesByNode).`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -483,6 +499,9 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         each((result) =>
           result.switchesPerOpByNode.reduce((sum, switches) => sum + switches, 0).toFixed(1),
         ).join("/"),
+        sr?.gcPausesByNode == null
+          ? "-"
+          : sr.gcPausesByNode.map((pauses) => gcPauseColumn(pauses, durationMs / 1000)).join(" "),
       ]);
     }
     process.stdout.write(`\n${name}\n`);

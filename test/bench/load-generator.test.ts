@@ -54,6 +54,7 @@ function target(address: string): TargetSpec {
 
 const run = (changes: Partial<RunSpec>): RunSpec => ({
   serverPids: [process.pid],
+  gcMetricsUrls: null,
   mode: "closed",
   concurrency: 4,
   ratePerSecond: 0,
