@@ -26,8 +26,8 @@ export interface RunSpec {
   /** The server processes, for their CPU and memory. */
   readonly serverPids: readonly number[];
   /**
-   * The servers' /metrics addresses, in the order of `serverPids`, for their GC pauses (strongroom
-   * nodes; null for etcd, whose Go runtime reports no pauses of the kind).
+   * The servers' /metrics addresses, in the order of `serverPids`, for their GC pauses: strongroom
+   * nodes' (Node's series); null for etcd.
    */
   readonly gcMetricsUrls: readonly string[] | null;
   readonly mode: "closed" | "open";
@@ -73,7 +73,10 @@ export interface RunResult {
    * wake-ups (and preemptions) a call cost, which batching shares among the calls of a batch.
    */
   readonly switchesPerOpByNode: number[];
-  /** Each server's GC pauses over the window, by kind (null when `gcMetricsUrls` was). */
+  /**
+   * Each server's GC pauses over the window, by kind: null when `gcMetricsUrls` was, or when a
+   * node's /metrics could not be read at an edge (said on stderr; the run's other figures stand).
+   */
   readonly gcPausesByNode: GcPauses[] | null;
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
@@ -170,13 +173,15 @@ export class LoadGenerator {
     // CPU sampled at the window's edges (the warm-up is not counted).
     const windowStart = startAt + spec.warmupMs;
     await sleepUntil(windowStart);
-    // Read first (an HTTP round trip to each node), so that the servers' CPU leaves it out.
-    const gcBefore = await readAllGcPauses(spec.gcMetricsUrls);
+    // Asked for now, awaited after the /proc readings: an HTTP round trip to each node must not
+    // move the window's CPU readings off its edge.
+    const gcBeforeReading = readAllGcPauses(spec.gcMetricsUrls);
     const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
     const selfBefore = cpuSeconds("self");
     const machineBefore = machineTicks();
     const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
     const switchesBefore = spec.serverPids.map((pid) => contextSwitches(pid));
+    const gcBefore = await gcBeforeReading;
     // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
     const rssSamples: RssSample[] = [];
     const sampleRss = () =>
@@ -267,9 +272,20 @@ export class LoadGenerator {
   }
 }
 
-/** Every server's GC pauses so far, read together (null without addresses). */
+/**
+ * Every server's GC pauses so far, read together; null without addresses, or when one cannot be
+ * read (a node too busy to answer in time): a cell of a long matrix loses its GC column, not its run.
+ */
 async function readAllGcPauses(urls: readonly string[] | null): Promise<GcPauses[] | null> {
-  return urls === null ? null : await Promise.all(urls.map((url) => readGcPauses(url)));
+  if (urls === null) return null;
+  try {
+    return await Promise.all(urls.map((url) => readGcPauses(url)));
+  } catch (error) {
+    process.stderr.write(
+      `load: no GC pauses for this run: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return null;
+  }
 }
 
 function sleepUntil(at: number): Promise<void> {

@@ -232,6 +232,14 @@ const warmupMs = quick ? 1000 : 2000;
  */
 const systemWarmupClients = 64;
 
+/** What each system's runs are sent to and read from. */
+interface SystemTarget {
+  readonly spec: TargetSpec;
+  readonly pids: number[];
+  /** The nodes' /metrics, for their GC pauses (strongroom's; null for etcd). */
+  readonly gcMetricsUrls: string[] | null;
+}
+
 interface Cell {
   readonly system: SystemName;
   readonly valueBytes: number;
@@ -299,38 +307,37 @@ async function main(): Promise<void> {
       process.stderr.write(
         `leaders: strongroom ${strongroomLeader}, etcd ${etcdLeader}; clients sent ${entryDescription()}\n`,
       );
-    const targets: Record<SystemName, { spec: TargetSpec; pids: number[]; gcMetricsUrls: string[] | null }> =
-      {
-        strongroom: {
-          spec: {
-            system: "strongroom",
-            endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
-            // The SDK sends writes to the leader it learned (client/endpoint-pool.ts).
-            writeEndpoint: entry === "clients" ? strongroomLeader : null,
-            tls: strongroom.tls,
-            token,
-            requestIds: values["request-ids"] === true,
-            viaSdk: entry === "sdk",
-            sdkReadRouting,
-          },
-          pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
-          gcMetricsUrls: strongroomMetricsUrls(strongroom.nodes.length),
+    const targets: Record<SystemName, SystemTarget> = {
+      strongroom: {
+        spec: {
+          system: "strongroom",
+          endpoints: entryEndpoints("strongroom", strongroom.endpoints(), strongroomLeader),
+          // The SDK sends writes to the leader it learned (client/endpoint-pool.ts).
+          writeEndpoint: entry === "clients" ? strongroomLeader : null,
+          tls: strongroom.tls,
+          token,
+          requestIds: values["request-ids"] === true,
+          viaSdk: entry === "sdk",
+          sdkReadRouting,
         },
-        etcd: {
-          spec: {
-            system: "etcd",
-            endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
-            writeEndpoint: null,
-            tls: etcd.tls,
-            token: null,
-            requestIds: false,
-            viaSdk: false,
-            sdkReadRouting: "sticky",
-          },
-          pids: etcd.pids(),
-          gcMetricsUrls: null,
+        pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
+        gcMetricsUrls: strongroomMetricsUrls(strongroom.nodes.length),
+      },
+      etcd: {
+        spec: {
+          system: "etcd",
+          endpoints: entryEndpoints("etcd", etcd.endpoints(), etcdLeader),
+          writeEndpoint: null,
+          tls: etcd.tls,
+          token: null,
+          requestIds: false,
+          viaSdk: false,
+          sdkReadRouting: "sticky",
         },
-      };
+        pids: etcd.pids(),
+        gcMetricsUrls: null,
+      },
+    };
     for (const system of systems) generators.set(system, new LoadGenerator(targets[system].spec, workers));
     const load = (
       system: SystemName,

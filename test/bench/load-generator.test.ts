@@ -3,7 +3,10 @@
 // connections, and their warmed code, for every run, as an application keeps its clients; each
 // run still counts only the calls that started in its own window; close() ends the threads.
 
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterAll, expect, it } from "vitest";
 import { LoadGenerator, type RunSpec } from "../../bench/vs-etcd/load.js";
 import type { TargetSpec } from "../../bench/vs-etcd/targets.js";
@@ -98,6 +101,42 @@ it("runs one run after another on the same workers and connections, each counted
     expect(node.connections.size).toBe(2);
   } finally {
     await generator.close();
+  }
+});
+
+it("reads each node's GC pauses at the window's edges, and runs on without them when /metrics cannot be read", async () => {
+  const node = await standIn();
+  // This process stands for the node: its own prom-client series, served over HTTP.
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = createServer((_, response) => void registry.metrics().then((text) => response.end(text)));
+  await new Promise<void>((resolve) => metrics.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`;
+  // Young garbage all through the run, so that the window holds scavenges.
+  const garbage = setInterval(() => {
+    const objects: { i: number; name: string }[] = [];
+    for (let i = 0; i < 100_000; i++) objects.push({ i, name: `object ${i}` });
+    expect(objects.length).toBe(100_000);
+  }, 20);
+  const generator = new LoadGenerator(target(node.address), 1);
+  try {
+    const read = await generator.run(run({ gcMetricsUrls: [url] }));
+    expect(read.errors).toBe(0);
+    expect(read.gcPausesByNode).toHaveLength(1);
+    const pauses = read.gcPausesByNode?.[0];
+    expect(pauses?.minor.count).toBeGreaterThan(0);
+    expect(pauses?.minor.seconds).toBeGreaterThan(0);
+    expect(pauses?.major.count).toBeGreaterThanOrEqual(0);
+
+    // A node that does not answer: the run's own figures stand, its GC column is left out.
+    const unread = await generator.run(run({ gcMetricsUrls: ["http://127.0.0.1:1/metrics"] }));
+    expect(unread.errors).toBe(0);
+    expect(unread.ops).toBeGreaterThan(20);
+    expect(unread.gcPausesByNode).toBeNull();
+  } finally {
+    clearInterval(garbage);
+    await generator.close();
+    await new Promise((resolve) => metrics.close(resolve));
   }
 });
 
