@@ -124,7 +124,7 @@ async function measure(clientCounts: readonly number[], durationMs: number): Pro
       for (const concurrency of clientCounts) {
         const result = await generator.run({
           serverPids: [pid],
-          gcMetricsUrls: null,
+          metricsUrls: null,
           mode: "closed",
           concurrency,
           ratePerSecond: 0,

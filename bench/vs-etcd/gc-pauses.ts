@@ -39,16 +39,6 @@ export function parseGcPauses(metrics: string): GcPauses {
   ) as GcPauses;
 }
 
-/** A node's pauses so far, read from its /metrics address. */
-export async function readGcPauses(metricsUrl: string): Promise<GcPauses> {
-  const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(2000) });
-  if (!response.ok) throw new Error(`${metricsUrl} answered ${response.status}`);
-  const text = await response.text();
-  if (!text.includes("nodejs_gc_duration_seconds"))
-    throw new Error(`${metricsUrl} reports no nodejs_gc_duration_seconds`);
-  return parseGcPauses(text);
-}
-
 /** The pauses between two readings of one node. */
 export function gcPausesBetween(before: GcPauses, after: GcPauses): GcPauses {
   return Object.fromEntries(

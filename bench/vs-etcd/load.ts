@@ -7,9 +7,11 @@
 // (docs/performance.md, sixty-third session).
 
 import { Worker } from "node:worker_threads";
-import { type GcPauses, gcPausesBetween, readGcPauses } from "./gc-pauses.js";
+import { type Batching, batchingBetween } from "./batching.js";
+import { type GcPauses, gcPausesBetween } from "./gc-pauses.js";
 import { latencyBySecond, nearestRank, type SecondLatency } from "./latency-by-second.js";
 import type { WorkerJob, WorkerMessage, WorkerResult, WorkerSetup } from "./load-worker.js";
+import { type NodeMetrics, readNodeMetrics } from "./node-metrics.js";
 import {
   busyShare,
   contextSwitches,
@@ -26,10 +28,10 @@ export interface RunSpec {
   /** The server processes, for their CPU and memory. */
   readonly serverPids: readonly number[];
   /**
-   * The servers' /metrics addresses, in the order of `serverPids`, for their GC pauses: strongroom
-   * nodes' (Node's series); null for etcd.
+   * The servers' /metrics addresses, in the order of `serverPids`, for their GC pauses and their
+   * batching: strongroom nodes'; null for etcd.
    */
-  readonly gcMetricsUrls: readonly string[] | null;
+  readonly metricsUrls: readonly string[] | null;
   readonly mode: "closed" | "open";
   readonly concurrency: number;
   readonly ratePerSecond: number;
@@ -74,10 +76,12 @@ export interface RunResult {
    */
   readonly switchesPerOpByNode: number[];
   /**
-   * Each server's GC pauses over the window, by kind: null when `gcMetricsUrls` was, or when a
+   * Each server's GC pauses over the window, by kind: null when `metricsUrls` was, or when a
    * node's /metrics could not be read at an edge (said on stderr; the run's other figures stand).
    */
   readonly gcPausesByNode: GcPauses[] | null;
+  /** Each server's log and audit writes, entries and Raft messages over the window; null as above. */
+  readonly batchingByNode: Batching[] | null;
   /** Resident memory of each server process at the end, MiB. */
   readonly rssMiB: number[];
   /** The most each server process held at any sample over the window, MiB. */
@@ -175,13 +179,13 @@ export class LoadGenerator {
     await sleepUntil(windowStart);
     // Asked for now, awaited after the /proc readings: an HTTP round trip to each node must not
     // move the window's CPU readings off its edge.
-    const gcBeforeReading = readAllGcPauses(spec.gcMetricsUrls);
+    const metricsBeforeReading = readAllNodeMetrics(spec.metricsUrls);
     const serverCpuBefore = spec.serverPids.map((pid) => cpuSeconds(pid));
     const selfBefore = cpuSeconds("self");
     const machineBefore = machineTicks();
     const scheduleBefore = spec.serverPids.map((pid) => mainThreadSchedule(pid));
     const switchesBefore = spec.serverPids.map((pid) => contextSwitches(pid));
-    const gcBefore = await gcBeforeReading;
+    const metricsBefore = await metricsBeforeReading;
     // Memory is sampled through the window, not only at its end: a node's can grow for minutes.
     const rssSamples: RssSample[] = [];
     const sampleRss = () =>
@@ -198,7 +202,7 @@ export class LoadGenerator {
     const machineAfter = machineTicks();
     const scheduleAfter = spec.serverPids.map((pid) => mainThreadSchedule(pid));
     const switchesAfter = spec.serverPids.map((pid) => contextSwitches(pid));
-    const gcAfter = await readAllGcPauses(spec.gcMetricsUrls);
+    const metricsAfter = await readAllNodeMetrics(spec.metricsUrls);
     sampleRss();
     const rss = rssSamples.at(-1)?.mib ?? [];
     const rssPeak = spec.serverPids.map((_, i) =>
@@ -248,9 +252,15 @@ export class LoadGenerator {
         total === 0 ? 0 : Math.max(0, after - (switchesBefore[i] ?? 0)) / total,
       ),
       gcPausesByNode:
-        gcBefore === null || gcAfter === null
+        metricsBefore === null || metricsAfter === null
           ? null
-          : gcAfter.map((after, i) => gcPausesBetween(gcBefore[i] ?? after, after)),
+          : metricsAfter.map((after, i) => gcPausesBetween((metricsBefore[i] ?? after).gc, after.gc)),
+      batchingByNode:
+        metricsBefore === null || metricsAfter === null
+          ? null
+          : metricsAfter.map((after, i) =>
+              batchingBetween((metricsBefore[i] ?? after).batching, after.batching),
+            ),
       rssMiB: rss,
       rssPeakMiB: rssPeak,
       rssSamples,
@@ -273,16 +283,17 @@ export class LoadGenerator {
 }
 
 /**
- * Every server's GC pauses so far, read together; null without addresses, or when one cannot be
- * read (a node too busy to answer in time): a cell of a long matrix loses its GC column, not its run.
+ * Every server's /metrics figures so far, read together; null without addresses, or when one
+ * cannot be read (a node too busy to answer in time): a cell of a long matrix loses its GC and
+ * batching columns, not its run.
  */
-async function readAllGcPauses(urls: readonly string[] | null): Promise<GcPauses[] | null> {
+async function readAllNodeMetrics(urls: readonly string[] | null): Promise<NodeMetrics[] | null> {
   if (urls === null) return null;
   try {
-    return await Promise.all(urls.map((url) => readGcPauses(url)));
+    return await Promise.all(urls.map((url) => readNodeMetrics(url)));
   } catch (error) {
     process.stderr.write(
-      `load: no GC pauses for this run: ${error instanceof Error ? error.message : String(error)}\n`,
+      `load: no /metrics figures for this run: ${error instanceof Error ? error.message : String(error)}\n`,
     );
     return null;
   }

@@ -20,6 +20,7 @@ import { ProcessCluster } from "../../chaos/process-cluster.js";
 import type { ReadRouting } from "../../client/index.js";
 import { builtServerCommand } from "../built-server.js";
 import { printTable } from "../table.js";
+import { batchingColumn } from "./batching.js";
 import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
 import type { GcPauses } from "./gc-pauses.js";
 import { LoadGenerator, type RunResult } from "./load.js";
@@ -236,8 +237,8 @@ const systemWarmupClients = 64;
 interface SystemTarget {
   readonly spec: TargetSpec;
   readonly pids: number[];
-  /** The nodes' /metrics, for their GC pauses (strongroom's; null for etcd). */
-  readonly gcMetricsUrls: string[] | null;
+  /** The nodes' /metrics, for their GC pauses and batching (strongroom's; null for etcd). */
+  readonly metricsUrls: string[] | null;
 }
 
 interface Cell {
@@ -321,7 +322,7 @@ async function main(): Promise<void> {
           sdkReadRouting,
         },
         pids: strongroom.nodes.map((node) => node.child?.pid ?? 0),
-        gcMetricsUrls: strongroomMetricsUrls(strongroom.nodes.length),
+        metricsUrls: strongroomMetricsUrls(strongroom.nodes.length),
       },
       etcd: {
         spec: {
@@ -335,7 +336,7 @@ async function main(): Promise<void> {
           sdkReadRouting: "sticky",
         },
         pids: etcd.pids(),
-        gcMetricsUrls: null,
+        metricsUrls: null,
       },
     };
     for (const system of systems) generators.set(system, new LoadGenerator(targets[system].spec, workers));
@@ -352,7 +353,7 @@ async function main(): Promise<void> {
       if (generator === undefined) throw new Error(`no load generator for ${system}`);
       return generator.run({
         serverPids: targets[system].pids,
-        gcMetricsUrls: targets[system].gcMetricsUrls,
+        metricsUrls: targets[system].metricsUrls,
         mode,
         concurrency,
         ratePerSecond,
@@ -450,11 +451,13 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
     "sr loop run/wait %",
     "switches/op",
     "sr GC ms/s",
+    "sr batch log/audit",
+    "sr raft msgs/op",
   ];
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share; sr GC ms/s: for each strongroom node, the milliseconds per second of the window its event loop was paused by the garbage collector, for mark-compacts (their final pauses and incremental marking steps) / for scavenges (its /metrics, nodejs_gc_duration_seconds; by kind in results.json, gcPausesByNode).`,
+    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share; sr GC ms/s: for each strongroom node, the milliseconds per second of the window its event loop was paused by the garbage collector, for mark-compacts (their final pauses and incremental marking steps) / for scavenges (its /metrics, nodejs_gc_duration_seconds; by kind in results.json, gcPausesByNode); sr batch log/audit: for each strongroom node, the entries it applied per Raft log write / the entries per audit write, over the window: what a write's fixed costs (a disk write, a thread-pool trip, a message) are shared by; sr raft msgs/op: the Raft messages each node received per operation (its /metrics; the counts in results.json, batchingByNode).`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -509,6 +512,12 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         sr?.gcPausesByNode == null
           ? "-"
           : sr.gcPausesByNode.map((pauses) => gcPauseColumn(pauses, durationMs / 1000)).join(" "),
+        sr?.batchingByNode == null ? "-" : sr.batchingByNode.map(batchingColumn).join(" "),
+        sr?.batchingByNode == null
+          ? "-"
+          : sr.batchingByNode
+              .map((batching) => (sr.ops === 0 ? 0 : batching.raftMessagesReceived / sr.ops).toFixed(2))
+              .join(" "),
       ]);
     }
     process.stdout.write(`\n${name}\n`);

@@ -6,12 +6,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterEach, expect, it } from "vitest";
-import {
-  type GcPauses,
-  gcPausesBetween,
-  parseGcPauses,
-  readGcPauses,
-} from "../../bench/vs-etcd/gc-pauses.js";
+import { type GcPauses, gcPausesBetween, parseGcPauses } from "../../bench/vs-etcd/gc-pauses.js";
+import { readNodeMetrics } from "../../bench/vs-etcd/node-metrics.js";
 
 let server: Server | null = null;
 
@@ -40,7 +36,7 @@ async function garbageUntilScavenged(url: string, beyond: number): Promise<GcPau
     expect(objects.length).toBe(200_000);
     // prom-client's PerformanceObserver hears of the pauses after this turn.
     await new Promise((resolve) => setTimeout(resolve, 10));
-    const pauses = await readGcPauses(url);
+    const pauses = (await readNodeMetrics(url)).gc;
     if (pauses.minor.count > beyond) return pauses;
   }
   throw new Error(`${url} reported no more than ${beyond} scavenges after 100 rounds of garbage`);
@@ -82,5 +78,5 @@ it("takes each kind's sum and count whatever the order of the labels, and zero f
 
 it("names the address that serves no GC metrics, rather than reading no pauses", async () => {
   const url = await serve(async () => "process_cpu_seconds_total 1\n");
-  await expect(readGcPauses(url)).rejects.toThrow(`${url} reports no nodejs_gc_duration_seconds`);
+  await expect(readNodeMetrics(url)).rejects.toThrow(`${url} reports no nodejs_gc_duration_seconds`);
 });

@@ -6,7 +6,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { afterAll, expect, it } from "vitest";
 import { LoadGenerator, type RunSpec } from "../../bench/vs-etcd/load.js";
 import type { TargetSpec } from "../../bench/vs-etcd/targets.js";
@@ -57,7 +57,7 @@ function target(address: string): TargetSpec {
 
 const run = (changes: Partial<RunSpec>): RunSpec => ({
   serverPids: [process.pid],
-  gcMetricsUrls: null,
+  metricsUrls: null,
   mode: "closed",
   concurrency: 4,
   ratePerSecond: 0,
@@ -104,37 +104,64 @@ it("runs one run after another on the same workers and connections, each counted
   }
 });
 
-it("reads each node's GC pauses at the window's edges, and runs on without them when /metrics cannot be read", async () => {
+it("reads each node's GC pauses and batching at the window's edges, and runs on without them when /metrics cannot be read", async () => {
   const node = await standIn();
-  // This process stands for the node: its own prom-client series, served over HTTP.
+  // This process stands for the node: its own prom-client series, and a node's batching series
+  // under their names, served over HTTP.
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const logWrites = new Histogram({ name: "strongroom_raft_log_append_seconds", help: "h", registers });
+  const applied = new Gauge({ name: "strongroom_raft_applied_index", help: "h", registers });
+  const auditWrites = new Histogram({ name: "strongroom_audit_write_entries", help: "h", registers });
+  const messages = new Counter({
+    name: "strongroom_raft_messages_total",
+    help: "h",
+    labelNames: ["direction", "type"],
+    registers,
+  });
   const metrics = createServer((_, response) => void registry.metrics().then((text) => response.end(text)));
   await new Promise<void>((resolve) => metrics.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`;
-  // Young garbage all through the run, so that the window holds scavenges.
-  const garbage = setInterval(() => {
+  // All through the run: young garbage, so that the window holds scavenges; and a "batch" each
+  // time, one log write of 4 entries, one audit write of 3, one message in and two out.
+  let index = 0;
+  const busy = setInterval(() => {
     const objects: { i: number; name: string }[] = [];
     for (let i = 0; i < 100_000; i++) objects.push({ i, name: `object ${i}` });
     expect(objects.length).toBe(100_000);
+    logWrites.observe(0.001);
+    index += 4;
+    applied.set(index);
+    auditWrites.observe(3);
+    messages.inc({ direction: "received", type: "append" });
+    messages.inc({ direction: "sent", type: "appendResponse" }, 2);
   }, 20);
   const generator = new LoadGenerator(target(node.address), 1);
   try {
-    const read = await generator.run(run({ gcMetricsUrls: [url] }));
+    const read = await generator.run(run({ metricsUrls: [url] }));
     expect(read.errors).toBe(0);
     expect(read.gcPausesByNode).toHaveLength(1);
     const pauses = read.gcPausesByNode?.[0];
     expect(pauses?.minor.count).toBeGreaterThan(0);
     expect(pauses?.minor.seconds).toBeGreaterThan(0);
     expect(pauses?.major.count).toBeGreaterThanOrEqual(0);
+    expect(read.batchingByNode).toHaveLength(1);
+    const batching = read.batchingByNode?.[0];
+    // A batch every 20 ms or more in the 0.7 s window (each reading sees whole batches).
+    expect(batching?.logWrites).toBeGreaterThan(3);
+    expect(batching?.entriesApplied).toBe(4 * (batching?.logWrites ?? 0));
+    expect(batching?.auditEntries).toBe(3 * (batching?.auditWrites ?? 0));
+    expect(batching?.raftMessagesReceived).toBe(batching?.logWrites);
 
-    // A node that does not answer: the run's own figures stand, its GC column is left out.
-    const unread = await generator.run(run({ gcMetricsUrls: ["http://127.0.0.1:1/metrics"] }));
+    // A node that does not answer: the run's own figures stand, its /metrics columns are left out.
+    const unread = await generator.run(run({ metricsUrls: ["http://127.0.0.1:1/metrics"] }));
     expect(unread.errors).toBe(0);
     expect(unread.ops).toBeGreaterThan(20);
     expect(unread.gcPausesByNode).toBeNull();
+    expect(unread.batchingByNode).toBeNull();
   } finally {
-    clearInterval(garbage);
+    clearInterval(busy);
     await generator.close();
     await new Promise((resolve) => metrics.close(resolve));
   }
