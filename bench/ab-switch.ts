@@ -17,6 +17,7 @@
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { MetricsText } from "../chaos/metrics-text.js";
 import { printTable } from "./table.js";
 import { strongroomMetricsUrls } from "./vs-etcd/placement.js";
 
@@ -87,16 +88,18 @@ function optionPairs(options: readonly string[]): { name: string; value: string 
 
 const metricsUrls = strongroomMetricsUrls();
 /** Calls answered OK on the client port, over every node (a forwarded write counts once: where it entered). */
-const answeredPattern =
-  /^strongroom_grpc_server_handled_total\{method="\/strongroom\.v1\.Secrets\/(?:Put|Get)",code="OK"\} (\S+)$/gm;
-
 async function answered(): Promise<number> {
   const counts = await Promise.all(
     metricsUrls.map(async (url) => {
-      const text = await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text();
-      let sum = 0;
-      for (const match of text.matchAll(answeredPattern)) sum += Number(match[1]);
-      return sum;
+      const metrics = MetricsText.parse(
+        await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text(),
+      );
+      const handled = (method: string) =>
+        metrics.sum("strongroom_grpc_server_handled_total", {
+          method: `/strongroom.v1.Secrets/${method}`,
+          code: "OK",
+        });
+      return handled("Put") + handled("Get");
     }),
   );
   return counts.reduce((a, b) => a + b, 0);

@@ -64,23 +64,6 @@ interface Measured {
   loadFailures: number;
 }
 
-/** A counter or gauge of a node's /metrics (0 when absent or the node does not answer). */
-async function metric(node: NodeEntry, pattern: RegExp): Promise<number> {
-  const text = await fetch(`http://${node.host}:${basePort + 2}/metrics`, {
-    signal: AbortSignal.timeout(2000),
-  }).then(
-    (response) => response.text(),
-    () => "",
-  );
-  return Number(pattern.exec(text)?.[1] ?? 0);
-}
-
-const chunkMessages = (direction: "sent" | "received") =>
-  new RegExp(
-    `^strongroom_raft_messages_total\\{direction="${direction}",type="snapshotChunk"\\} (\\d+)$`,
-    "m",
-  );
-
 async function fill(client: StrongroomClient, stateMiB: number): Promise<number> {
   const count = (stateMiB * 1024 * 1024) / fillValueBytes;
   const started = performance.now();
@@ -216,10 +199,16 @@ async function measure(stateMiB: number, command: readonly string[]): Promise<Me
       return {
         stateMiB,
         fillSeconds,
-        snapshotBytes: await metric(learner, /^strongroom_raft_snapshot_bytes (\d+)$/m),
+        snapshotBytes: await cluster.metricOf(learner, "strongroom_raft_snapshot_bytes"),
         caughtUpMs,
-        chunksReceived: await metric(learner, chunkMessages("received")),
-        chunksSent: await metric(leader, chunkMessages("sent")),
+        chunksReceived: (await cluster.metricsOf(learner)).sum("strongroom_raft_messages_total", {
+          direction: "received",
+          type: "snapshotChunk",
+        }),
+        chunksSent: (await cluster.metricsOf(leader)).sum("strongroom_raft_messages_total", {
+          direction: "sent",
+          type: "snapshotChunk",
+        }),
         loadWritesPerSecond: ok / loadSeconds,
         loadFailures: failed,
       };

@@ -27,6 +27,7 @@ import {
   issueNodeCertificate,
   type PemPair,
 } from "../server/tls/dev-pki.js";
+import { MetricsText } from "./metrics-text.js";
 
 /** How long a running node may take to reread its test failpoints after SIGUSR2 (a loaded machine). */
 const failpointsReadWaitMs = 10_000;
@@ -415,15 +416,20 @@ export class ProcessCluster {
     }
   }
 
-  /** A metric of the node, from its /metrics; 0 when it does not answer within a second or lacks it. */
-  async metricOf(node: NodeEntry, name: string): Promise<number> {
-    const metrics = await fetch(`http://${node.host}:${this.options.basePort + 2}/metrics`, {
+  /** The node's /metrics now; empty when it does not answer within a second. */
+  async metricsOf(node: NodeEntry): Promise<MetricsText> {
+    const text = await fetch(`http://${node.host}:${this.options.basePort + 2}/metrics`, {
       signal: AbortSignal.timeout(1000),
     }).then(
       (response) => response.text(),
       () => "",
     );
-    return Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? 0);
+    return MetricsText.parse(text);
+  }
+
+  /** A metric of the node without labels, from its /metrics; 0 when it does not answer within a second or lacks it. */
+  async metricOf(node: NodeEntry, name: string): Promise<number> {
+    return (await this.metricsOf(node)).value(name) ?? 0;
   }
 
   async commitIndexOf(node: NodeEntry): Promise<number> {

@@ -6,6 +6,8 @@
 // same writes all sent to the leader 8.3 entries and 1.0 ms (docs/performance.md, sixty-seventh
 // session).
 
+import type { MetricsText } from "../../chaos/metrics-text.js";
+
 /** A node's counters so far, as its /metrics gives them. */
 export interface BatchCounters {
   /** Writes of the Raft log store (`strongroom_raft_log_append_seconds_count`). */
@@ -28,33 +30,18 @@ export interface Batching {
   readonly raftMessagesReceived: number;
 }
 
-/** Every sample of the series `name` (any labels, or none) whose labels match `labels`. */
-function samples(metrics: string, name: string, labels: RegExp | null = null): number[] {
-  const found: number[] = [];
-  for (const line of metrics.split("\n")) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    const match = /^(?:\{([^}]*)\})?\s+(\S+)$/.exec(rest);
-    if (match === null) continue; // Another series whose name starts with this one's.
-    if (labels !== null && !labels.test(match[1] ?? "")) continue;
-    const value = Number(match[2]);
-    if (Number.isFinite(value)) found.push(value);
-  }
-  return found;
-}
-
-const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
-
-/** The counters so far, from a /metrics text; a series the node has not reported yet counts 0. */
-export function parseBatchCounters(metrics: string): BatchCounters {
+/** The counters so far, from a node's /metrics; a series the node has not reported yet counts 0. */
+export function batchCountersIn(metrics: MetricsText): BatchCounters {
+  const applied = metrics
+    .samples("strongroom_raft_applied_index")
+    .map((sample) => sample.value)
+    .filter(Number.isFinite);
   return {
-    logWrites: sum(samples(metrics, "strongroom_raft_log_append_seconds_count")),
-    appliedIndex: Math.max(0, ...samples(metrics, "strongroom_raft_applied_index")),
-    auditWrites: sum(samples(metrics, "strongroom_audit_write_entries_count")),
-    auditEntries: sum(samples(metrics, "strongroom_audit_write_entries_sum")),
-    raftMessagesReceived: sum(
-      samples(metrics, "strongroom_raft_messages_total", /(?:^|,)direction="received"(?:,|$)/),
-    ),
+    logWrites: metrics.sum("strongroom_raft_log_append_seconds_count"),
+    appliedIndex: Math.max(0, ...applied),
+    auditWrites: metrics.sum("strongroom_audit_write_entries_count"),
+    auditEntries: metrics.sum("strongroom_audit_write_entries_sum"),
+    raftMessagesReceived: metrics.sum("strongroom_raft_messages_total", { direction: "received" }),
   };
 }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
+import { MetricsText } from "../../chaos/metrics-text.js";
 import { KVClient } from "../../proto/gen/etcd/etcdserverpb/kv.gen.js";
 import {
   createCertificateAuthority,
@@ -124,7 +125,7 @@ export class EtcdCluster {
         asked.on("timeout", () => asked.destroy());
         asked.end();
       });
-      if (/^etcd_server_is_leader 1$/m.test(metrics)) return endpoint;
+      if (MetricsText.parse(metrics).value("etcd_server_is_leader") === 1) return endpoint;
     }
     return null;
   }

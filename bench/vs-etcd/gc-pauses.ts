@@ -5,6 +5,8 @@
 // node waits it out: a cell's tail can be told from its queueing by comparing the two
 // (docs/performance.md, sixty-sixth session).
 
+import type { MetricsText } from "../../chaos/metrics-text.js";
+
 /** The GC kinds prom-client reports (perf_hooks' entries): pauses of the node's main thread. */
 export const gcKinds = ["minor", "major", "incremental", "weakcb"] as const;
 export type GcKind = (typeof gcKinds)[number];
@@ -17,25 +19,19 @@ export interface GcPause {
 
 export type GcPauses = Record<GcKind, GcPause>;
 
-const seriesPattern = /^nodejs_gc_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$/gm;
-
 /**
- * The pauses so far, by kind, from a /metrics text. A kind the node has not paused for yet has no
- * series (prom-client adds one at its first pause): zero.
+ * The pauses so far, by kind, from a node's /metrics. A kind the node has not paused for yet has
+ * no series (prom-client adds one at its first pause): zero.
  */
-export function parseGcPauses(metrics: string): GcPauses {
-  const found = new Map<string, { count: number; seconds: number }>();
-  for (const [, field, labels, value] of metrics.matchAll(seriesPattern)) {
-    const kind = /(?:^|,)kind="([^"]*)"/.exec(labels ?? "")?.[1];
-    const number = Number(value);
-    if (kind === undefined || !Number.isFinite(number)) continue;
-    const pause = found.get(kind) ?? { count: 0, seconds: 0 };
-    if (field === "sum") pause.seconds = number;
-    else pause.count = number;
-    found.set(kind, pause);
-  }
+export function gcPausesIn(metrics: MetricsText): GcPauses {
   return Object.fromEntries(
-    gcKinds.map((kind) => [kind, found.get(kind) ?? { count: 0, seconds: 0 }]),
+    gcKinds.map((kind) => [
+      kind,
+      {
+        count: metrics.sum("nodejs_gc_duration_seconds_count", { kind }),
+        seconds: metrics.sum("nodejs_gc_duration_seconds_sum", { kind }),
+      },
+    ]),
   ) as GcPauses;
 }
 

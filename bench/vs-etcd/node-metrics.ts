@@ -1,8 +1,9 @@
 // One reading of a strongroom node's /metrics at a window's edge: its GC pauses (gc-pauses.ts)
 // and its batching counters (batching.ts), from one request.
 
-import { type BatchCounters, parseBatchCounters } from "./batching.js";
-import { type GcPauses, parseGcPauses } from "./gc-pauses.js";
+import { MetricsText } from "../../chaos/metrics-text.js";
+import { type BatchCounters, batchCountersIn } from "./batching.js";
+import { type GcPauses, gcPausesIn } from "./gc-pauses.js";
 
 export interface NodeMetrics {
   readonly gc: GcPauses;
@@ -17,5 +18,6 @@ export async function readNodeMetrics(metricsUrl: string): Promise<NodeMetrics> 
   // Every Node process reports its pauses: a text without them is not a node's /metrics.
   if (!text.includes("nodejs_gc_duration_seconds"))
     throw new Error(`${metricsUrl} reports no nodejs_gc_duration_seconds`);
-  return { gc: parseGcPauses(text), batching: parseBatchCounters(text) };
+  const metrics = MetricsText.parse(text);
+  return { gc: gcPausesIn(metrics), batching: batchCountersIn(metrics) };
 }

@@ -3,7 +3,10 @@
 // "sr batch log/audit" column made of them.
 
 import { expect, it } from "vitest";
-import { batchingBetween, batchingColumn, parseBatchCounters } from "../../bench/vs-etcd/batching.js";
+import { batchCountersIn, batchingBetween, batchingColumn } from "../../bench/vs-etcd/batching.js";
+import { MetricsText } from "../../chaos/metrics-text.js";
+
+const parseBatchCounters = (text: string) => batchCountersIn(MetricsText.parse(text));
 
 const reading = (
   logWrites: number,

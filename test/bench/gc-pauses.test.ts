@@ -6,8 +6,9 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterEach, expect, it } from "vitest";
-import { type GcPauses, gcPausesBetween, parseGcPauses } from "../../bench/vs-etcd/gc-pauses.js";
+import { type GcPauses, gcPausesBetween, gcPausesIn } from "../../bench/vs-etcd/gc-pauses.js";
 import { readNodeMetrics } from "../../bench/vs-etcd/node-metrics.js";
+import { MetricsText } from "../../chaos/metrics-text.js";
 
 let server: Server | null = null;
 
@@ -59,16 +60,18 @@ it("reads a process's scavenges from prom-client's metrics, and the pauses betwe
 });
 
 it("takes each kind's sum and count whatever the order of the labels, and zero for a kind not seen yet", () => {
-  const pauses = parseGcPauses(
-    [
-      "# HELP nodejs_gc_duration_seconds Garbage collection duration by kind.",
-      'nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 3',
-      'nodejs_gc_duration_seconds_sum{kind="minor"} 0.0125',
-      'nodejs_gc_duration_seconds_count{kind="minor"} 7',
-      'nodejs_gc_duration_seconds_sum{node="n1",kind="major"} 0.04',
-      'nodejs_gc_duration_seconds_count{node="n1",kind="major"} 2',
-      'nodejs_gc_duration_seconds_sum{kind="incremental"} NaN',
-    ].join("\n"),
+  const pauses = gcPausesIn(
+    MetricsText.parse(
+      [
+        "# HELP nodejs_gc_duration_seconds Garbage collection duration by kind.",
+        'nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 3',
+        'nodejs_gc_duration_seconds_sum{kind="minor"} 0.0125',
+        'nodejs_gc_duration_seconds_count{kind="minor"} 7',
+        'nodejs_gc_duration_seconds_sum{node="n1",kind="major"} 0.04',
+        'nodejs_gc_duration_seconds_count{node="n1",kind="major"} 2',
+        'nodejs_gc_duration_seconds_sum{kind="incremental"} NaN',
+      ].join("\n"),
+    ),
   );
   expect(pauses.minor).toEqual({ count: 7, seconds: 0.0125 });
   expect(pauses.major).toEqual({ count: 2, seconds: 0.04 });

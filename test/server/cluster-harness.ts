@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChannelCredentials, ServiceError } from "@grpc/grpc-js";
 import { stringify } from "yaml";
+import { MetricsText } from "../../chaos/metrics-text.js";
 import { unary } from "../../cli/client-connection.js";
 import { withToken } from "../../client/credentials.js";
 import { AccessClient } from "../../proto/gen/strongroom/v1/access.gen.js";
@@ -32,10 +33,12 @@ export interface NodeSpec {
 
 /** A metric without labels (a gauge's value, a counter's count) as the node reports it now. */
 export async function metricOf(spec: NodeSpec, name: string): Promise<number> {
-  const metrics = await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text();
-  const value = new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1];
+  const metrics = MetricsText.parse(
+    await (await fetch(`http://${spec.host}:${spec.httpPort}/metrics`)).text(),
+  );
+  const value = metrics.value(name);
   if (value === undefined) throw new Error(`${spec.id} reports no ${name}`);
-  return Number(value);
+  return value;
 }
 
 /**
