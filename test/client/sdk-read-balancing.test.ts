@@ -139,8 +139,11 @@ it("a slow node gets few reads once it answered one slowly; the client's stats s
         ...fast.map((node) => ({ address: node.address, readsInFlight: 0, breaker: "closed" })),
       ],
     );
-    expect(stats[0]?.readLatencyMs).toBeGreaterThan(100);
-    for (const fastStats of stats.slice(1)) expect(fastStats.readLatencyMs).toBeLessThan(100);
+    // The slow node's estimate holds its 150 ms; a fast node's is below it (not below a fixed
+    // bound: on a loaded CI machine a fast node's estimate reached 117 ms, early reads' handshakes).
+    const slowLatency = stats[0]?.readLatencyMs ?? 0;
+    expect(slowLatency).toBeGreaterThan(100);
+    for (const fastStats of stats.slice(1)) expect(fastStats.readLatencyMs).toBeLessThan(slowLatency);
   } finally {
     client.close();
   }
