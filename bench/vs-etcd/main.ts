@@ -25,6 +25,7 @@ import { EtcdCluster, ensureEtcd } from "./etcd-cluster.js";
 import type { GcPauses } from "./gc-pauses.js";
 import { LoadGenerator, type RunResult } from "./load.js";
 import { etcdHostBase, strongroomMetricsUrls, strongroomPlacement } from "./placement.js";
+import { describeServerSettings, type ServerSettings } from "./server-settings.js";
 import { connect, type SystemName, type TargetSpec } from "./targets.js";
 
 const usage = `usage: npm run bench:vs-etcd -- [options]
@@ -222,7 +223,13 @@ for (const flag of nodeOptions)
   if (!/^--[a-z0-9-]+(=\S+)?$/.test(flag))
     refuse(`--node-options: "${flag}" is not a --flag or --flag=value`);
 const serverNode = values["server-node"] === undefined ? process.execPath : resolve(values["server-node"]);
-const serverNodeVersion = versionOfNode(serverNode);
+const serverSettings: ServerSettings = {
+  auditDurability,
+  leaseReads: values["lease-reads"] === true,
+  requestIds: values["request-ids"] === true,
+  nodeOptions,
+  serverNodeVersion: versionOfNode(serverNode),
+};
 const keys = 1000;
 /** Each run's own ramp before its window, on warmed workers and nodes. */
 const warmupMs = quick ? 1000 : 2000;
@@ -283,7 +290,7 @@ async function main(): Promise<void> {
       auth: { rateLimits: [{ prefix: "", perSecond: 1_000_000, burst: 1_000_000 }] },
       audit: { durability: auditDurability },
     },
-    leaseReads: values["lease-reads"] === true,
+    leaseReads: serverSettings.leaseReads,
     logLevel: "warn",
   });
   const etcd = new EtcdCluster({ directory: join(directory, "etcd"), hostBase: etcdHostBase });
@@ -317,7 +324,7 @@ async function main(): Promise<void> {
           writeEndpoint: entry === "clients" ? strongroomLeader : null,
           tls: strongroom.tls,
           token,
-          requestIds: values["request-ids"] === true,
+          requestIds: serverSettings.requestIds,
           viaSdk: entry === "sdk",
           sdkReadRouting,
         },
@@ -457,7 +464,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
   const markdown: string[] = [
     `# strongroom vs etcd (${new Date().toISOString()})`,
     "",
-    `etcd: ${etcdVersion}; the strongroom nodes on Node ${serverNodeVersion}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share; sr GC ms/s: for each strongroom node, the milliseconds per second of the window its event loop was paused by the garbage collector, for mark-compacts (their final pauses and incremental marking steps) / for scavenges (its /metrics, nodejs_gc_duration_seconds; by kind in results.json, gcPausesByNode); sr batch log/audit: for each strongroom node, the entries it applied per Raft log write / the entries per audit write, over the window: what a write's fixed costs (a disk write, a thread-pool trip, a message) are shared by; sr raft msgs/op: the Raft messages each node received per operation (its /metrics; the counts in results.json, batchingByNode).`,
+    `etcd: ${etcdVersion}; ${describeServerSettings(serverSettings)}. Each system warmed up for ${systemWarmupMs / 1000} s before its first run (the mixes in turn at ${systemWarmupClients} clients, not measured); window ${durationMs / 1000} s per run after ${warmupMs / 1000} s of ramp; ${workers} load workers; clients sent ${entryDescription()}; latencies in ms; worst 1 s p99: the highest p99 of the requests that started in any one second of the window (of seconds with 100 or more), strongroom's/etcd's, far above the window's p99 when a few seconds stalled (every second is in results.json, latencyBySecond); CPU: seconds of all three server processes per 1,000 operations, and of each strongroom node (n1/n2/n3; the leader at the start: ${strongroomLeaderId ?? "none answered"}); RSS: each node at the end of the run, and the most it held over the window (read every second; every reading is in results.json); gen cores: the load generator's own CPU; machine busy: the share of the window the machine's cores were not idle (every process and the kernel), strongroom's run/etcd's; sr loop run/wait: for each strongroom node, the share of the window its event loop's thread ran, and waited runnable for a core (/proc/<pid>/schedstat): a loop that waits about as long as it runs is held up by the other processes on the cores; switches/op: the context switches of every thread of the three server processes over the window, per operation (/proc/<pid>/task/*/status), strongroom's/etcd's: the wake-ups an operation cost, which batches share; sr GC ms/s: for each strongroom node, the milliseconds per second of the window its event loop was paused by the garbage collector, for mark-compacts (their final pauses and incremental marking steps) / for scavenges (its /metrics, nodejs_gc_duration_seconds; by kind in results.json, gcPausesByNode); sr batch log/audit: for each strongroom node, the entries it applied per Raft log write / the entries per audit write, over the window: what a write's fixed costs (a disk write, a thread-pool trip, a message) are shared by; sr raft msgs/op: the Raft messages each node received per operation (its /metrics; the counts in results.json, batchingByNode).`,
     "",
   ];
   const groups = new Map<string, Cell[]>();
@@ -537,10 +544,7 @@ function report(cells: readonly Cell[], etcdVersion: string, strongroomLeaderId:
         workers,
         entry,
         sdkReadRouting: entry === "sdk" ? sdkReadRouting : null,
-        nodeOptions,
-        serverNodeVersion,
-        requestIds: values["request-ids"] === true,
-        leaseReads: values["lease-reads"] === true,
+        ...serverSettings,
         strongroomLeaderId,
         cells,
       },
