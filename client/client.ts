@@ -125,6 +125,13 @@ export interface CacheStats extends ReadCacheStats {
 
 export interface CallOptions {
   readonly deadlineMs?: number;
+  /**
+   * One of the client's endpoints (host:port, as given): the call goes there and nowhere else (an
+   * attempt that may be retried is retried there, inside the deadline). For calls about one node on a client with several
+   * endpoints: `sys.unseal` and `sys.seal` act on the node they reach, `sys.sealStatus` and
+   * `cluster.status` describe it. A read cache is not asked for such a call.
+   */
+  readonly endpoint?: string;
 }
 
 interface UnaryDefinition {
@@ -305,7 +312,7 @@ export class StrongroomClient {
       this.secrets = {
         ...this.secrets,
         get: (request: Partial<GetRequest>, callOptions?: CallOptions) =>
-          (request.version ?? 0) !== 0 || request.path === undefined
+          (request.version ?? 0) !== 0 || request.path === undefined || callOptions?.endpoint !== undefined
             ? get(request, callOptions)
             : cache.get(request.path, () => get(request, callOptions).then(withOwnValue), isUnreachable),
       };
@@ -501,10 +508,20 @@ export class StrongroomClient {
           return Promise.reject(
             new TypeError(`${name}: deadlineMs must be a positive number of milliseconds, got ${deadlineMs}`),
           );
+        let only: Endpoint | null = null;
+        if (options?.endpoint !== undefined) {
+          only = this.pool.endpoints.find((endpoint) => endpoint.address === options.endpoint) ?? null;
+          if (only === null)
+            return Promise.reject(
+              new TypeError(
+                `${name}: endpoint ${JSON.stringify(options.endpoint)} is not one of this client's (${this.pool.endpoints.map((endpoint) => endpoint.address).join(", ")})`,
+              ),
+            );
+        }
         const full: Record<string, unknown> = { ...defaults, ...(request as object) };
         if (takesRequestId && full.requestId === undefined && this.requestIds) full.requestId = randomUUID();
         const withRequestId = takesRequestId && full.requestId !== undefined;
-        const called = this.invoke(definition, full, deadlineMs, withRequestId);
+        const called = this.invoke(definition, full, deadlineMs, withRequestId, only);
         if (!withRequestId) return called;
         return called.catch((error: unknown) => {
           if (error instanceof StrongroomError) error.requestId = String(full.requestId);
@@ -517,28 +534,33 @@ export class StrongroomClient {
 
   /**
    * One call: attempts on the endpoints in order, retrying what is safe to retry (a read, or a
-   * write with a request id), inside the deadline.
+   * write with a request id), inside the deadline; on `only` alone when the caller named it.
    */
   private async invoke(
     definition: UnaryDefinition,
     request: unknown,
     deadlineMs: number,
     withRequestId = false,
+    only: Endpoint | null = null,
   ): Promise<unknown> {
     this.requireOpen();
     const deadline = Date.now() + deadlineMs;
     const write = !readOnly.has(definition.path);
     const idempotent = !write || withRequestId;
     await this.pool.located();
-    const stateRead = stateReads.has(definition.path) && !asksStale(request);
+    // A call sent to one endpoint (CallOptions.endpoint) neither measures nor moves the reads.
+    const stateRead = only === null && stateReads.has(definition.path) && !asksStale(request);
     const balanced = stateRead && this.balanceReads;
     const sticky = stateRead && !this.balanceReads;
-    const endpoints = balanced
-      ? this.pool.balancedOrder()
-      : sticky
-        ? this.pool.stickyReadOrder()
-        : this.pool.order(write || leaderFirst.has(definition.path));
-    const movable = !nodeLocal.has(definition.path);
+    const endpoints =
+      only !== null
+        ? [only]
+        : balanced
+          ? this.pool.balancedOrder()
+          : sticky
+            ? this.pool.stickyReadOrder()
+            : this.pool.order(write || leaderFirst.has(definition.path));
+    const movable = only === null && !nodeLocal.has(definition.path);
     let index = 0;
     let attempt = 0;
     let brokenInARow = 0;

@@ -364,6 +364,39 @@ it("a sealed node is left for the next endpoint; when every endpoint is sealed, 
   }
 });
 
+it("a call given an endpoint goes there alone: one client seals, reads and unseals one node of three", async () => {
+  const client = sdk();
+  await client.secrets.put({ path: "sdk/pinned", value: bytes("v") });
+  // Each node describes itself: the status comes from the endpoint named, whatever the client's order.
+  for (const [index, endpoint] of endpoints.entries()) {
+    const status = await client.sys.sealStatus({}, { endpoint });
+    expect(status).toMatchObject({ nodeId: specs[index]?.id, sealed: false });
+  }
+  const target = endpoints[2] ?? "";
+  await client.sys.seal({}, { endpoint: target });
+  try {
+    for (const endpoint of endpoints)
+      expect((await client.sys.sealStatus({}, { endpoint })).sealed).toBe(endpoint === target);
+    // A read sent to the sealed node is refused there, not moved to a node that would serve it.
+    const refused = await client.secrets
+      .get(linearizable("sdk/pinned"), { endpoint: target })
+      .catch((caught: unknown) => caught);
+    expect(refused).toMatchObject({ reason: "SEALED", details: { attempts: 1 } });
+    expect(text((await client.secrets.get(linearizable("sdk/pinned"))).value)).toBe("v");
+  } finally {
+    await client.sys.unseal({ share: unsealShare, nonce: "", reset: false }, { endpoint: target });
+  }
+  expect((await client.sys.sealStatus({}, { endpoint: target })).sealed).toBe(false);
+  // An endpoint the client was not given is refused before anything is sent.
+  const unknown = await client.sys
+    .unseal({ share: unsealShare, nonce: "", reset: false }, { endpoint: "127.0.0.1:1" })
+    .catch((caught: unknown) => caught);
+  expect(unknown).toBeInstanceOf(TypeError);
+  expect((unknown as Error).message).toBe(
+    `unseal: endpoint "127.0.0.1:1" is not one of this client's (${endpoints.join(", ")})`,
+  );
+});
+
 it("a paused node does not hold a read to its deadline: the next endpoint answers", async () => {
   await sdk().secrets.put({ path: "sdk/paused", value: bytes("here") });
   // A follower, first in the client's list: the read goes to it first.
