@@ -127,9 +127,9 @@ export interface CallOptions {
   readonly deadlineMs?: number;
   /**
    * One of the client's endpoints (host:port, as given): the call goes there and nowhere else (an
-   * attempt that may be retried is retried there, inside the deadline). For calls about one node on a client with several
-   * endpoints: `sys.unseal` and `sys.seal` act on the node they reach, `sys.sealStatus` and
-   * `cluster.status` describe it. A read cache is not asked for such a call.
+   * attempt that may be retried is retried there, inside the deadline). For calls about one node
+   * on a client with several endpoints: `sys.unseal` and `sys.seal` act on the node they reach,
+   * `sys.sealStatus` and `cluster.status` describe it. A read cache is not asked for such a call.
    */
   readonly endpoint?: string;
 }
